@@ -1,0 +1,74 @@
+namespace PolicyGrid.Core.Errors;
+
+/// <summary>One invalid field, named by its path (e.g. <c>policy_parameters.local_allowlist[2]</c>).</summary>
+public sealed record FieldError(string Path, string Message)
+{
+    public override string ToString() => $"{Path}: {Message}";
+}
+
+/// <summary>
+/// The one exception type the domain throws. It carries the HTTP status and the contract's
+/// <c>code</c> word so that every layer answers a caller's mistake the same way, and never as a 500.
+/// </summary>
+public class PolicyGridException : Exception
+{
+    public PolicyGridException(int status, string code, string message, IReadOnlyList<FieldError>? errors = null, Exception? inner = null)
+        : base(message, inner)
+    {
+        Status = status;
+        Code = code;
+        Errors = errors ?? [];
+    }
+
+    public int Status { get; }
+    public string Code { get; }
+    public IReadOnlyList<FieldError> Errors { get; }
+
+    /// <summary>Seconds a caller should wait before retrying (429 / 503), when known.</summary>
+    public int? RetryAfterSeconds { get; init; }
+}
+
+/// <summary>Factories for every status/code pair of the contract's table.</summary>
+public static class Problems
+{
+    public static PolicyGridException BadRequest(string message) => new(400, ErrorCodes.BadRequest, message);
+
+    public static PolicyGridException Validation(IReadOnlyList<FieldError> errors) =>
+        new(400, ErrorCodes.ValidationFailed, string.Join("; ", errors.Select(e => e.ToString())), errors);
+
+    public static PolicyGridException Validation(string path, string message) => Validation([new FieldError(path, message)]);
+
+    public static PolicyGridException Unauthorized(string message) => new(401, ErrorCodes.Unauthorized, message);
+    public static PolicyGridException Forbidden(string message) => new(403, ErrorCodes.Forbidden, message);
+    public static PolicyGridException NotFound(string message) => new(404, ErrorCodes.NotFound, message);
+    public static PolicyGridException Conflict(string message) => new(409, ErrorCodes.Conflict, message);
+    public static PolicyGridException Retired(string message) => new(410, ErrorCodes.Retired, message);
+    public static PolicyGridException TooLarge(string message) => new(413, ErrorCodes.TooLarge, message);
+    public static PolicyGridException PolicyError(string message) => new(422, ErrorCodes.PolicyError, message);
+    public static PolicyGridException PolicyCrashed(string message) => new(422, ErrorCodes.PolicyCrashed, message);
+    public static PolicyGridException PolicyMemoryLimit(string message) => new(422, ErrorCodes.PolicyMemoryLimit, message);
+    public static PolicyGridException Overloaded(string message, int retryAfterSeconds) =>
+        new(429, ErrorCodes.Overloaded, message) { RetryAfterSeconds = retryAfterSeconds };
+    public static PolicyGridException BackendError(string message, Exception? inner = null) => new(502, ErrorCodes.BackendError, message, null, inner);
+    public static PolicyGridException BackendUnavailable(string message, Exception? inner = null) => new(503, ErrorCodes.BackendUnavailable, message, null, inner);
+    public static PolicyGridException PolicyTimeout(string message) => new(504, ErrorCodes.PolicyTimeout, message);
+}
+
+public static class ErrorCodes
+{
+    public const string BadRequest = "bad_request";
+    public const string ValidationFailed = "validation_failed";
+    public const string Unauthorized = "unauthorized";
+    public const string Forbidden = "forbidden";
+    public const string NotFound = "not_found";
+    public const string Conflict = "conflict";
+    public const string Retired = "retired";
+    public const string TooLarge = "too_large";
+    public const string PolicyError = "policy_error";
+    public const string PolicyCrashed = "policy_crashed";
+    public const string PolicyMemoryLimit = "policy_memory_limit";
+    public const string Overloaded = "overloaded";
+    public const string BackendError = "backend_error";
+    public const string BackendUnavailable = "backend_unavailable";
+    public const string PolicyTimeout = "policy_timeout";
+}

@@ -1,0 +1,38 @@
+using System.Text.Json.Nodes;
+
+namespace PolicyGrid.Core.Ports;
+
+/// <summary>The execute_policy body of the contract (Type 2), as the registry forwards it to an executor node.</summary>
+public sealed record ExecutionRequest(
+    string PolicyRuleUri,
+    JsonObject InputData,
+    JsonObject? Parameters = null,
+    JsonObject? Settings = null,
+    string? ContextKey = null,
+    double? TimeoutSeconds = null);
+
+/// <summary>The management body: runs <c>management(action, data)</c> on a fresh instance.</summary>
+public sealed record ManagementRequest(
+    string PolicyRuleUri,
+    string Action,
+    JsonObject Data,
+    JsonObject? Parameters = null,
+    JsonObject? Settings = null,
+    double? TimeoutSeconds = null);
+
+/// <summary>Who asked, for the decision log: a token name or "anonymous".</summary>
+public sealed record CallerIdentity(string Name)
+{
+    public static readonly CallerIdentity Anonymous = new("anonymous");
+}
+
+/// <summary>
+/// Runs a policy once (Type 2). Embedded: the local worker pool; remote: an executor node over
+/// HTTP; Dapr: service invocation to <c>policy-executor</c>. Failures are <see cref="Errors.PolicyGridException"/>s
+/// with the contract's status and code (410 retired, 422 policy_error, 504 policy_timeout, ...).
+/// </summary>
+public interface IPolicyExecutor
+{
+    Task<JsonObject> ExecuteAsync(ExecutionRequest request, CallerIdentity caller, CancellationToken ct = default);
+    Task<JsonObject> ManageAsync(ManagementRequest request, CallerIdentity caller, CancellationToken ct = default);
+}
