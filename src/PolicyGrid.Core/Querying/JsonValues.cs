@@ -1,0 +1,68 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace PolicyGrid.Core.Querying;
+
+/// <summary>Equality and ordering of JSON values as Mongo compares them (numbers by value, then strings, booleans).</summary>
+public static class JsonValues
+{
+    public static bool DeepEquals(JsonNode? a, JsonNode? b)
+    {
+        if (a is null || b is null) return a is null && b is null;
+        if (TryNumber(a, out var x) && TryNumber(b, out var y)) return x == y;
+        return JsonNode.DeepEquals(a, b);
+    }
+
+    public static bool TryNumber(JsonNode? node, out decimal value)
+    {
+        value = 0;
+        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.Number)
+        {
+            if (v.TryGetValue<decimal>(out value)) return true;
+            if (v.TryGetValue<double>(out var d) && !double.IsNaN(d) && Math.Abs(d) < 7.9e28) { value = (decimal)d; return true; }
+            try { value = decimal.Parse(v.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture); return true; }
+            catch (FormatException) { return false; }
+            catch (OverflowException) { return false; }
+        }
+        return false;
+    }
+
+    public static bool TryString(JsonNode? node, out string value)
+    {
+        value = "";
+        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.String) { value = v.GetValue<string>(); return true; }
+        return false;
+    }
+
+    /// <summary>Ordering for $gt/$lt and sorting: only like with like (number/number, string/string); null otherwise.</summary>
+    public static int? Compare(JsonNode? a, JsonNode? b, bool asVersion)
+    {
+        if (TryNumber(a, out var x) && TryNumber(b, out var y)) return x.CompareTo(y);
+        if (TryString(a, out var s) && TryString(b, out var t))
+            return asVersion ? VersionComparer.Instance.Compare(s, t) : string.CompareOrdinal(s, t);
+        if (a is JsonValue av && b is JsonValue bv && av.GetValueKind() is JsonValueKind.True or JsonValueKind.False
+            && bv.GetValueKind() is JsonValueKind.True or JsonValueKind.False)
+            return av.GetValue<bool>().CompareTo(bv.GetValue<bool>());
+        return null;
+    }
+
+    /// <summary>A total order for sorting mixed values: missing/null &lt; numbers &lt; strings &lt; objects &lt; arrays &lt; booleans.</summary>
+    public static int SortCompare(JsonNode? a, JsonNode? b, bool asVersion)
+    {
+        var ra = Rank(a);
+        var rb = Rank(b);
+        if (ra != rb) return ra.CompareTo(rb);
+        return Compare(a, b, asVersion) ?? string.CompareOrdinal(a?.ToJsonString(), b?.ToJsonString());
+    }
+
+    private static int Rank(JsonNode? n) => n switch
+    {
+        null => 0,
+        JsonValue v when v.GetValueKind() == JsonValueKind.Null => 0,
+        JsonValue v when v.GetValueKind() == JsonValueKind.Number => 1,
+        JsonValue v when v.GetValueKind() == JsonValueKind.String => 2,
+        JsonObject => 3,
+        JsonArray => 4,
+        _ => 5,
+    };
+}

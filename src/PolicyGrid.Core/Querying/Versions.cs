@@ -1,0 +1,59 @@
+namespace PolicyGrid.Core.Querying;
+
+/// <summary>
+/// Orders version strings the way people read them: "1.10" &gt; "1.9", "1.0" &lt; "1.0.1",
+/// numeric parts compare as numbers, other parts as text, and a pre-release suffix
+/// ("1.0-rc1") sorts before the release ("1.0").
+/// </summary>
+public sealed class VersionComparer : IComparer<string>
+{
+    public static readonly VersionComparer Instance = new();
+
+    /// <summary>Fields compared as versions in filters and sorts.</summary>
+    public static bool IsVersionField(string path) =>
+        path is "version" or "graph_version" || path.EndsWith(".version", StringComparison.Ordinal);
+
+    public int Compare(string? x, string? y)
+    {
+        if (ReferenceEquals(x, y)) return 0;
+        if (x is null) return -1;
+        if (y is null) return 1;
+        var (xMain, xPre) = SplitPre(x);
+        var (yMain, yPre) = SplitPre(y);
+        var c = CompareDotted(xMain, yMain);
+        if (c != 0) return c;
+        if (xPre is null) return yPre is null ? 0 : 1;
+        if (yPre is null) return -1;
+        return CompareDotted(xPre, yPre);
+    }
+
+    private static (string Main, string? Pre) SplitPre(string v)
+    {
+        var dash = v.IndexOf('-', StringComparison.Ordinal);
+        return dash < 0 ? (v, null) : (v[..dash], v[(dash + 1)..]);
+    }
+
+    private static int CompareDotted(string a, string b)
+    {
+        var pa = a.Split('.');
+        var pb = b.Split('.');
+        for (var i = 0; i < Math.Max(pa.Length, pb.Length); i++)
+        {
+            if (i >= pa.Length) return -1;
+            if (i >= pb.Length) return 1;
+            var c = ComparePart(pa[i], pb[i]);
+            if (c != 0) return c;
+        }
+        return 0;
+    }
+
+    private static int ComparePart(string a, string b)
+    {
+        var an = long.TryParse(a, out var ai);
+        var bn = long.TryParse(b, out var bi);
+        if (an && bn) return ai.CompareTo(bi);
+        if (an) return -1;
+        if (bn) return 1;
+        return string.CompareOrdinal(a, b);
+    }
+}
