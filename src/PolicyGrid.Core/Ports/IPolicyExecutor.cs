@@ -33,6 +33,20 @@ public sealed record CallerIdentity(string Name)
 /// </summary>
 public interface IPolicyExecutor
 {
-    Task<JsonObject> ExecuteAsync(ExecutionRequest request, CallerIdentity caller, CancellationToken ct = default);
-    Task<JsonObject> ManageAsync(ManagementRequest request, CallerIdentity caller, CancellationToken ct = default);
+    Task<PolicyResult> ExecuteAsync(ExecutionRequest request, CallerIdentity caller, CancellationToken ct = default);
+    Task<PolicyResult> ManageAsync(ManagementRequest request, CallerIdentity caller, CancellationToken ct = default);
+}
+
+/// <summary>What the policy returned, and whether the policy is deprecated (the API adds a Deprecation header).</summary>
+public sealed record PolicyResult(JsonObject Output, bool Deprecated = false);
+
+/// <summary>
+/// Reaches executors of one URI scheme: <c>inproc://</c> (the local pool), <c>http(s)://</c> (a remote
+/// executor node), <c>dapr://app-id</c> (service invocation). The API picks the transport from the
+/// executor document's executor_host_uri; each shape registers the transports it has.
+/// </summary>
+public interface IExecutorTransport
+{
+    bool CanHandle(Uri executorHostUri);
+    IPolicyExecutor For(Uri executorHostUri);
 }
