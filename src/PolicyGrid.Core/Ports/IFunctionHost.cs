@@ -1,0 +1,71 @@
+using System.Text.Json.Nodes;
+
+namespace PolicyGrid.Core.Ports;
+
+/// <summary>
+/// How many instances a function runs. <see cref="Replicas"/> is the fixed count; with
+/// <see cref="Autoscale"/> the host moves between <see cref="MinReplicas"/> and <see cref="MaxReplicas"/>
+/// by queue depth (embedded) or by CPU through an HPA (Kubernetes).
+/// </summary>
+public sealed record FunctionScale(int Replicas, bool Autoscale = false, int MinReplicas = 1, int MaxReplicas = 1)
+{
+    public static readonly FunctionScale Single = new(1);
+
+    /// <summary>Instances to start with: the replica count, kept inside the autoscaling bounds.</summary>
+    public int Initial => Autoscale ? Math.Clamp(Replicas, MinReplicas, MaxReplicas) : Replicas;
+}
+
+/// <summary>
+/// What a host needs to run a function: its name (the function id), the policy snapshot it was
+/// deployed with (a PolicyRule document whose <c>policy_parameters</c> already include the deployment's
+/// overrides) and its scale.
+/// </summary>
+public sealed record FunctionSpec(string Name, JsonObject Policy, FunctionScale Scale)
+{
+    public string PolicyRuleUri => Policy["policy_rule_uri"]?.GetValue<string>() ?? "";
+}
+
+/// <summary>What a host reports about one deployed function right now.</summary>
+public sealed record FunctionHostStatus(string Name, int Instances, int Busy, int Queued, long Calls);
+
+/// <summary>
+/// Runs Type 4 functions: long-lived, stateful, turn-based policy instances called by name.
+/// Embedded: the in-process host on the worker pool; Dapr: an actor proxy to <c>PolicyFunctionActor</c>;
+/// remote: an executor node's deployment routes. Unknown names are a 404 <see cref="Errors.PolicyGridException"/>.
+/// </summary>
+public interface IFunctionHost
+{
+    /// <summary>Starts the function (or replaces a deployment of the same name, keeping nothing of it).</summary>
+    Task DeployAsync(FunctionSpec spec, CancellationToken ct = default);
+
+    /// <summary>Runs <c>eval</c> on one instance and answers what it returned.</summary>
+    Task<JsonObject> CallAsync(string name, JsonNode? input, CancellationToken ct = default);
+
+    /// <summary>Runs <c>management(action, data)</c> on the live instance (every replica, answering the first's result).</summary>
+    Task<JsonObject> ManageAsync(string name, string action, JsonObject data, CancellationToken ct = default);
+
+    /// <summary>Stops the function, frees its instances and forgets its state; false when it was not deployed.</summary>
+    Task<bool> RemoveAsync(string name, CancellationToken ct = default);
+
+    /// <summary>The function's live status, or null when the host does not run it.</summary>
+    Task<FunctionHostStatus?> StatusAsync(string name, CancellationToken ct = default);
+}
+
+/// <summary>
+/// Reaches the function host of one executor URI scheme (<c>inproc://</c>, <c>http(s)://</c>, <c>dapr://</c>),
+/// as <see cref="IExecutorTransport"/> does for Type 2.
+/// </summary>
+public interface IFunctionHostTransport
+{
+    bool CanHandle(Uri executorHostUri);
+    IFunctionHost For(Uri executorHostUri);
+}
+
+/// <summary>
+/// Calls a deployed function by id wherever it lives (the registry resolves its executor). Graph runners
+/// use it so that a graph's nodes may sit on different executors.
+/// </summary>
+public interface IFunctionInvoker
+{
+    Task<JsonObject> CallAsync(string functionId, JsonNode? input, CancellationToken ct = default);
+}
