@@ -1,0 +1,73 @@
+using System.Security.Claims;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Options;
+using PolicyGrid.Api.Envelope;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+
+namespace PolicyGrid.Api.Auth;
+
+/// <summary>Marks an endpoint with the scope it needs when the default rule (GET and /query read, the rest write) is wrong for it.</summary>
+public sealed record RequiredScope(string Scope);
+
+/// <summary>
+/// Bearer-token check. Runs after routing so it knows the endpoint: health probes and the API
+/// reference are open; GET and query routes need <c>read</c>, everything else <c>write</c>
+/// (<c>write</c> includes <c>read</c>). The token's name becomes the caller for the decision log.
+/// </summary>
+public sealed class ApiTokenMiddleware(RequestDelegate next, IOptionsMonitor<ApiAuthOptions> options)
+{
+    public const string ScopeClaim = "scope";
+
+    public Task InvokeAsync(HttpContext context)
+    {
+        var auth = options.CurrentValue;
+        var endpoint = context.GetEndpoint();
+        if (!auth.Enabled || endpoint is null || endpoint.Metadata.GetMetadata<IAllowAnonymous>() is not null)
+            return next(context);
+
+        var header = context.Request.Headers.Authorization.ToString();
+        if (string.IsNullOrEmpty(header))
+            throw Problems.Unauthorized("this server requires an API token: send 'Authorization: Bearer <token>'");
+        if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+            throw Problems.Unauthorized("the Authorization header must be 'Bearer <token>'");
+        var presented = header["Bearer ".Length..].Trim();
+        var token = Find(auth, presented) ?? throw Problems.Unauthorized("the API token is not valid");
+
+        var needed = endpoint.Metadata.GetMetadata<RequiredScope>()?.Scope ?? DefaultScope(context.Request);
+        var granted = token.Scopes.Contains(needed) || token.Scopes.Contains(ApiScopes.Write);
+        if (!granted)
+            throw Problems.Forbidden($"token '{token.Name}' has scope {string.Join(", ", token.Scopes)}; {context.Request.Method} {context.Request.Path} needs '{needed}'");
+
+        context.User = new ClaimsPrincipal(new ClaimsIdentity(
+            [new Claim(ClaimTypes.Name, token.Name), .. token.Scopes.Select(s => new Claim(ScopeClaim, s))], "Bearer"));
+        return next(context);
+    }
+
+    public static string DefaultScope(HttpRequest request) =>
+        HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method) ||
+        (request.Path.Value ?? "").TrimEnd('/').EndsWith("/query", StringComparison.Ordinal)
+            ? ApiScopes.Read
+            : ApiScopes.Write;
+
+    // Compares hashes in constant time so response timing does not reveal how much of a token matched.
+    private static ApiToken? Find(ApiAuthOptions auth, string presented)
+    {
+        var presentedHash = SHA256.HashData(Encoding.UTF8.GetBytes(presented));
+        ApiToken? match = null;
+        foreach (var t in auth.Tokens)
+            if (CryptographicOperations.FixedTimeEquals(presentedHash, SHA256.HashData(Encoding.UTF8.GetBytes(t.Token))))
+                match = t;
+        return match;
+    }
+}
+
+public static class CallerIdentityExtensions
+{
+    /// <summary>The token name of the caller, or "anonymous" on an open server.</summary>
+    public static CallerIdentity Caller(this HttpContext context) =>
+        context.User.Identity is { IsAuthenticated: true, Name: { Length: > 0 } name } ? new CallerIdentity(name) : CallerIdentity.Anonymous;
+}

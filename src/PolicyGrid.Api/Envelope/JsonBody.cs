@@ -1,0 +1,106 @@
+using System.Reflection;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Metadata;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using PolicyGrid.Core.Errors;
+
+namespace PolicyGrid.Api.Envelope;
+
+/// <summary>
+/// A request body read as JSON by us rather than by the framework binder, so that every way a
+/// body can be wrong (not JSON, wrong content type, too big, not an object) answers the contract's
+/// envelope with a message that names the problem instead of a framework 415 or a bare 400.
+/// </summary>
+public sealed class JsonBody : IEndpointParameterMetadataProvider
+{
+    private JsonBody(JsonNode? node) => Node = node;
+
+    /// <summary>The parsed body; null when the body was empty.</summary>
+    public JsonNode? Node { get; }
+
+    public bool IsEmpty => Node is null;
+
+    /// <summary>The body as an object; a 400 naming what was sent otherwise.</summary>
+    public JsonObject RequireObject(string what = "request body")
+    {
+        if (Node is null) throw Problems.BadRequest($"{what} is empty; expected a JSON object");
+        if (Node is not JsonObject obj) throw Problems.BadRequest($"{what} must be a JSON object, got a JSON {Describe(Node)}");
+        return obj;
+    }
+
+    /// <summary>The body as an object, or an empty object when no body was sent (query endpoints).</summary>
+    public JsonObject ObjectOrEmpty(string what = "request body") => Node is null ? [] : RequireObject(what);
+
+    public static async ValueTask<JsonBody?> BindAsync(HttpContext context, ParameterInfo parameter)
+    {
+        var limits = context.RequestServices.GetRequiredService<IOptions<ApiLimits>>().Value;
+        var bytes = await RequestBytes.ReadAsync(context, limits.MaxBodyBytes, "request body");
+        if (bytes.Length == 0 || bytes.AsSpan().Trim(" \t\r\n"u8).Length == 0) return new JsonBody(null);
+        CheckContentType(context.Request.ContentType);
+        try
+        {
+            var node = JsonNode.Parse(bytes, documentOptions: new JsonDocumentOptions { MaxDepth = 64, AllowDuplicateProperties = false });
+            return new JsonBody(node);
+        }
+        catch (JsonException e)
+        {
+            throw Problems.BadRequest($"request body is not valid JSON: {e.Message}");
+        }
+    }
+
+    private static void CheckContentType(string? contentType)
+    {
+        // A missing Content-Type is tolerated (raw HTTP clients); anything that says it is not JSON is refused.
+        if (string.IsNullOrEmpty(contentType)) return;
+        var mediaType = contentType.Split(';', 2)[0].Trim();
+        if (mediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase) || mediaType.EndsWith("+json", StringComparison.OrdinalIgnoreCase)) return;
+        throw Problems.BadRequest($"Content-Type '{mediaType}' is not supported here; send the body as application/json");
+    }
+
+    public static string Describe(JsonNode? node) => node switch
+    {
+        null => "null",
+        JsonObject => "object",
+        JsonArray => "array",
+        JsonValue v => v.GetValueKind() switch
+        {
+            JsonValueKind.String => "string",
+            JsonValueKind.Number => "number",
+            JsonValueKind.True or JsonValueKind.False => "boolean",
+            _ => "null",
+        },
+        _ => "value",
+    };
+
+    public static void PopulateMetadata(ParameterInfo parameter, EndpointBuilder builder) =>
+        builder.Metadata.Add(new AcceptsMetadata(["application/json"], typeof(JsonObject), isOptional: true));
+}
+
+/// <summary>Reads a request body up to a limit: 413 too_large past it, whatever the Content-Length claims.</summary>
+public static class RequestBytes
+{
+    public static async Task<byte[]> ReadAsync(HttpContext context, long limit, string what)
+    {
+        var request = context.Request;
+        if (request.ContentLength is { } declared && declared > limit) throw TooLarge(what, limit);
+        // Raise the server's own cap to ours so that our limit (and our envelope) is the one a caller meets.
+        var feature = context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>();
+        if (feature is { IsReadOnly: false }) feature.MaxRequestBodySize = limit + 1;
+        using var buffer = new MemoryStream(request.ContentLength is { } n ? (int)Math.Min(n, limit) : 4096);
+        var chunk = new byte[81920];
+        int read;
+        while ((read = await request.Body.ReadAsync(chunk, context.RequestAborted)) > 0)
+        {
+            if (buffer.Length + read > limit) throw TooLarge(what, limit);
+            buffer.Write(chunk, 0, read);
+        }
+        return buffer.ToArray();
+    }
+
+    public static PolicyGridException TooLarge(string what, long limit) =>
+        Problems.TooLarge($"{what} is larger than the limit of {limit} bytes");
+}

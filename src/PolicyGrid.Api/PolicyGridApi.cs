@@ -1,0 +1,54 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using PolicyGrid.Api.Auth;
+using PolicyGrid.Api.Envelope;
+using PolicyGrid.Api.Events;
+using PolicyGrid.Api.Health;
+using Scalar.AspNetCore;
+
+namespace PolicyGrid.Api;
+
+/// <summary>
+/// Composes the HTTP surface. Each area is one <c>XxxApi</c> class with its own <c>MapXxxApi</c>;
+/// a new area adds its file and one line in <see cref="MapPolicyGridApi"/>.
+/// </summary>
+public static class PolicyGridApi
+{
+    public static IServiceCollection AddPolicyGridApi(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<ApiLimits>().Bind(configuration.GetSection(ApiLimits.Section));
+        services.AddOptions<ApiAuthOptions>().Bind(configuration.GetSection(ApiAuthOptions.Section)).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<ApiAuthOptions>, ApiAuthOptionsValidator>();
+        services.ConfigureHttpJsonOptions(o =>
+        {
+            o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
+            o.SerializerOptions.DictionaryKeyPolicy = null;
+        });
+        services.AddOpenApi(o => o.AddDocumentTransformer((doc, _, _) =>
+        {
+            doc.Info.Title = "PolicyGrid API";
+            doc.Info.Description = "Register, discover and run versioned policies. Every JSON answer is an envelope: {\"success\": true, \"data\": ...} or {\"success\": false, \"message\", \"code\"}.";
+            return Task.CompletedTask;
+        }));
+        services.AddEventsApi();
+        return services;
+    }
+
+    public static WebApplication MapPolicyGridApi(this WebApplication app)
+    {
+        // Order matters: errors wrap everything; routing runs before the token check so it knows the endpoint.
+        app.UseMiddleware<ErrorEnvelopeMiddleware>();
+        app.UseStatusCodePages(StatusCodeEnvelopes.WriteAsync);
+        app.UseRouting();
+        app.UseMiddleware<ApiTokenMiddleware>();
+
+        app.MapOpenApi().AllowAnonymous();
+        app.MapScalarApiReference("/docs", o => o.WithTitle("PolicyGrid API").WithOpenApiRoutePattern("/openapi/{documentName}.json")).AllowAnonymous();
+        app.MapHealthApi();
+        app.MapEventsApi();
+        return app;
+    }
+}

@@ -1,0 +1,68 @@
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using PolicyGrid.Api;
+using PolicyGrid.Api.Auth;
+using PolicyGrid.Cli.Serve;
+using PolicyGrid.Embedded.Events;
+
+namespace PolicyGrid.Cli;
+
+/// <summary>
+/// The one composition of the embedded server, used by <c>policygrid serve</c> and by the tests
+/// (WebApplicationFactory runs <see cref="Program.Main"/>, which lands here).
+/// </summary>
+public static class PolicyGridApp
+{
+    public static WebApplication Build(string[] args)
+    {
+        var serve = ServeArguments.Parse(args);
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = serve.HostArgs });
+
+        var urls = builder.Configuration["urls"];
+        if (string.IsNullOrWhiteSpace(urls))
+        {
+            urls = ServeArguments.DefaultUrl;
+            builder.WebHost.UseUrls(urls);
+        }
+        var tokensConfigured = builder.Configuration.GetSection($"{ApiAuthOptions.Section}:Tokens").GetChildren().Any();
+        BindSafety.Check(urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), tokensConfigured, serve.Insecure);
+
+        // One line at start (ours, below); the framework's own start-up chatter is noise here.
+        builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
+
+        Directory.CreateDirectory(serve.DataDirectory);
+        builder.Services.AddSingleton(serve);
+        builder.Services.AddPolicyGridApi(builder.Configuration);
+        builder.Services.AddEmbeddedEvents();
+
+        var app = builder.Build();
+        app.MapPolicyGridApi();
+        app.Lifetime.ApplicationStarted.Register(() => AnnounceStart(app, serve));
+        return app;
+    }
+
+    public static async Task<int> ServeAsync(string[] args)
+    {
+        WebApplication app;
+        try
+        {
+            app = Build(args);
+        }
+        catch (ServeRefusedException e)
+        {
+            await Console.Error.WriteLineAsync($"policygrid serve: {e.Message}");
+            return 2;
+        }
+        await app.RunAsync();
+        return 0;
+    }
+
+    private static void AnnounceStart(WebApplication app, ServeArguments serve)
+    {
+        var addresses = app.Services.GetService<IServer>()?.Features.Get<IServerAddressesFeature>()?.Addresses;
+        var where = addresses is { Count: > 0 } ? string.Join(", ", addresses) : "(test server)";
+        app.Logger.LogInformation("PolicyGrid listening on {Addresses}; data in {DataDirectory}", where, serve.DataDirectory);
+    }
+}

@@ -1,0 +1,211 @@
+using System.Text.Json.Nodes;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Identity;
+using PolicyGrid.Core.Querying;
+using PolicyGrid.Core.Templates;
+
+namespace PolicyGrid.Core.Documents;
+
+/// <summary>The lifecycle words of a policy: retired ones answer 410, deprecated ones still run.</summary>
+public static class PolicyStatus
+{
+    public const string Active = "active";
+    public const string Deprecated = "deprecated";
+    public const string Retired = "retired";
+    public static readonly IReadOnlyList<string> All = [Active, Deprecated, Retired];
+}
+
+/// <summary>
+/// A registered, versioned policy (the contract's PolicyRule). Built only through
+/// <see cref="FromJson"/>, which validates every field and fills the rest, so <see cref="ToJson"/>
+/// always carries every field of the contract.
+/// </summary>
+public sealed record PolicyRule
+{
+    public static readonly IReadOnlySet<string> IdentityFields = new HashSet<string>(StringComparer.Ordinal)
+        { "policy_rule_uri", "name", "version", "release_tag" };
+
+    public string PolicyRuleUri { get; init; } = "";
+    public string Name { get; init; } = "";
+    public string Version { get; init; } = "";
+    public string ReleaseTag { get; init; } = "";
+    public JsonObject Metadata { get; init; } = [];
+    /// <summary>Comma separated, as the reference stores it (a list given on input is joined with ",").</summary>
+    public string Tags { get; init; } = "";
+    /// <summary>Where the bundle is: <c>bundle://sha256/…</c>, an http(s) URL or (where allowed) file://.</summary>
+    public string Code { get; init; } = "";
+    public string CodeType { get; init; } = "";
+    /// <summary>Runtime kind, e.g. <c>python_class_v1</c>.</summary>
+    public string Type { get; init; } = "";
+    public JsonObject PolicyInputSchema { get; init; } = [];
+    public JsonObject PolicyOutputSchema { get; init; } = [];
+    public JsonObject PolicySettingsSchema { get; init; } = [];
+    public JsonObject PolicyParametersSchema { get; init; } = [];
+    public JsonObject PolicySettings { get; init; } = [];
+    public JsonObject PolicyParameters { get; init; } = [];
+    /// <summary>List of <c>{name, description, schema}</c>, each entry complete.</summary>
+    public JsonArray ManagementCommandsSchema { get; init; } = [];
+    public string Description { get; init; } = "";
+    public JsonObject FunctionalityData { get; init; } = [];
+    public JsonObject ResourceEstimates { get; init; } = [];
+    public string Status { get; init; } = PolicyStatus.Active;
+    public string CreatedAt { get; init; } = "";
+    public string UpdatedAt { get; init; } = "";
+
+    public PolicyUri Uri => new(Name, Version, ReleaseTag);
+    public bool IsRetired => Status == PolicyStatus.Retired;
+    public bool IsDeprecated => Status == PolicyStatus.Deprecated;
+
+    /// <summary>
+    /// Validates a create body or an updated document: required <c>name, version, release_tag,
+    /// code, type</c>; every other field typed and defaulted; <c>policy_rule_uri</c> derived (a
+    /// given one that disagrees is a 400 naming it); templates well-formed; settings and
+    /// parameters satisfying their templates. Throws <see cref="Problems.Validation(IReadOnlyList{FieldError})"/>.
+    /// </summary>
+    public static PolicyRule FromJson(JsonObject body)
+    {
+        ArgumentNullException.ThrowIfNull(body);
+        var f = new DocumentFields(body);
+        var name = f.RequiredString("name");
+        var version = f.RequiredString("version");
+        var releaseTag = f.RequiredString("release_tag");
+        var givenUri = f.String("policy_rule_uri");
+        var uri = DeriveUri(f, name, version, releaseTag, givenUri, "policy_rule_uri", "name", "version", "release_tag");
+
+        var rule = new PolicyRule
+        {
+            PolicyRuleUri = uri,
+            Name = name,
+            Version = version,
+            ReleaseTag = releaseTag,
+            Metadata = f.Object("metadata"),
+            Tags = ReadTags(f, body),
+            Code = f.RequiredString("code"),
+            CodeType = f.String("code_type"),
+            Type = f.RequiredString("type"),
+            PolicyInputSchema = Template(f, "policy_input_schema"),
+            PolicyOutputSchema = Template(f, "policy_output_schema"),
+            PolicySettingsSchema = Template(f, "policy_settings_schema"),
+            PolicyParametersSchema = Template(f, "policy_parameters_schema"),
+            PolicySettings = f.Object("policy_settings"),
+            PolicyParameters = f.Object("policy_parameters"),
+            ManagementCommandsSchema = ReadCommands(f),
+            Description = f.String("description"),
+            FunctionalityData = f.Object("functionality_data"),
+            ResourceEstimates = f.Object("resource_estimates"),
+            Status = f.Choice("status", PolicyStatus.Active, PolicyStatus.All),
+            CreatedAt = f.Timestamp("created_at"),
+            UpdatedAt = f.Timestamp("updated_at"),
+        };
+
+        // Values are only checked against templates that are themselves well-formed, so a broken
+        // template produces its own clear error instead of a cascade of confusing ones.
+        if (!f.Errors.Any(e => e.Path.StartsWith("policy_settings_schema", StringComparison.Ordinal)))
+            f.AddRange(TemplateValidator.Validate(rule.PolicySettingsSchema, rule.PolicySettings, "policy_settings"));
+        if (!f.Errors.Any(e => e.Path.StartsWith("policy_parameters_schema", StringComparison.Ordinal)))
+            f.AddRange(TemplateValidator.Validate(rule.PolicyParametersSchema, rule.PolicyParameters, "policy_parameters"));
+        f.ThrowIfInvalid();
+        return rule;
+    }
+
+    public JsonObject ToJson() => new()
+    {
+        ["policy_rule_uri"] = PolicyRuleUri,
+        ["name"] = Name,
+        ["version"] = Version,
+        ["release_tag"] = ReleaseTag,
+        ["metadata"] = Metadata.DeepClone(),
+        ["tags"] = Tags,
+        ["code"] = Code,
+        ["code_type"] = CodeType,
+        ["type"] = Type,
+        ["policy_input_schema"] = PolicyInputSchema.DeepClone(),
+        ["policy_output_schema"] = PolicyOutputSchema.DeepClone(),
+        ["policy_settings_schema"] = PolicySettingsSchema.DeepClone(),
+        ["policy_parameters_schema"] = PolicyParametersSchema.DeepClone(),
+        ["policy_settings"] = PolicySettings.DeepClone(),
+        ["policy_parameters"] = PolicyParameters.DeepClone(),
+        ["management_commands_schema"] = ManagementCommandsSchema.DeepClone(),
+        ["description"] = Description,
+        ["functionality_data"] = FunctionalityData.DeepClone(),
+        ["resource_estimates"] = ResourceEstimates.DeepClone(),
+        ["status"] = Status,
+        ["created_at"] = CreatedAt,
+        ["updated_at"] = UpdatedAt,
+    };
+
+    /// <summary>
+    /// Sets <c>created_at</c> (kept from <paramref name="existing"/> on update, else now) and
+    /// <c>updated_at</c> (now). Call with <c>existing: null</c> on create.
+    /// </summary>
+    public PolicyRule WithTimestamps(PolicyRule? existing, DateTimeOffset now) => this with
+    {
+        CreatedAt = Timestamps.CreatedAt(existing?.CreatedAt, now),
+        UpdatedAt = Timestamps.Format(now),
+    };
+
+    /// <summary>The document as reads and queries answer it: secret settings/parameters as "***".</summary>
+    public JsonObject ToRedactedJson() => TemplateSecrets.RedactPolicyRule(ToJson());
+
+    /// <summary>
+    /// Derives <c>{name}:{version}-{release_tag}</c> after checking each part; a given URI that
+    /// disagrees is an error on <paramref name="uriField"/>. Shared with <see cref="Graph"/>.
+    /// </summary>
+    internal static string DeriveUri(DocumentFields f, string name, string version, string tag, string givenUri,
+        string uriField, string nameField, string versionField, string tagField)
+    {
+        if (name.Length == 0 || version.Length == 0 || tag.Length == 0) return givenUri; // already reported as missing
+        var parts = new PolicyUri(name, version, tag);
+        var problems = parts.Check(nameField, versionField, tagField);
+        if (problems.Count > 0) { f.AddRange(problems); return givenUri; }
+        var derived = parts.ToString();
+        if (givenUri.Length > 0 && givenUri != derived)
+        {
+            // Accept the %-encoded form of the same URI: paths carry it that way.
+            var decoded = System.Uri.UnescapeDataString(givenUri);
+            if (decoded != derived)
+                f.Add(uriField, $"'{givenUri}' disagrees with {nameField}, {versionField} and {tagField}, which make '{derived}'");
+        }
+        return derived;
+    }
+
+    internal static JsonObject Template(DocumentFields f, string field)
+    {
+        var template = f.Object(field);
+        f.AddRange(TemplateValidator.CheckTemplate(template, f.PathOf(field)));
+        return template;
+    }
+
+    private static string ReadTags(DocumentFields f, JsonObject body)
+    {
+        // The reference stores a comma separated string; a list is the natural thing to send, so accept it too.
+        if (body["tags"] is JsonArray) return string.Join(",", f.StringList("tags").Select(t => t.Trim()));
+        return f.String("tags");
+    }
+
+    private static JsonArray ReadCommands(DocumentFields f)
+    {
+        var given = f.Array("management_commands_schema");
+        var result = new JsonArray();
+        for (var i = 0; i < given.Count; i++)
+        {
+            var path = $"management_commands_schema[{i}]";
+            if (given[i] is not JsonObject command)
+            {
+                f.Errors.Add(new FieldError(path, $"must be an object {{name, description, schema}}, not {DocumentFields.Describe(given[i])}"));
+                continue;
+            }
+            var c = new DocumentFields(command, path);
+            var name = c.RequiredString("name");
+            var description = c.String("description");
+            var schema = Template(c, "schema");
+            f.AddRange(c.Errors);
+            var entry = (JsonObject)command.DeepClone();
+            entry["name"] = name;
+            entry["description"] = description;
+            entry["schema"] = schema;
+            result.Add(entry);
+        }
+        return result;
+    }
+}

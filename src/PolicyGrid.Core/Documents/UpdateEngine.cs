@@ -1,0 +1,187 @@
+using System.Text.Json.Nodes;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Querying;
+
+namespace PolicyGrid.Core.Documents;
+
+/// <summary>
+/// Applies a PUT body to a stored document. The body is either a Mongo-style update made only of
+/// operators (<c>$set</c>, <c>$unset</c>, <c>$push</c>, <c>$inc</c> on dotted paths) or a full
+/// replacement document (no <c>$</c> keys). Identity fields never change: a new version is a new
+/// document. The result is a new object; callers re-run the kind's <c>FromJson</c> on it, so
+/// every other rule of the document still applies.
+/// </summary>
+public static class UpdateEngine
+{
+    public static readonly IReadOnlyList<string> Operators = ["$set", "$unset", "$push", "$inc"];
+
+    public static JsonObject Apply(JsonObject current, JsonObject update, IReadOnlySet<string> identityFields)
+    {
+        ArgumentNullException.ThrowIfNull(current);
+        ArgumentNullException.ThrowIfNull(update);
+        ArgumentNullException.ThrowIfNull(identityFields);
+        if (update.Count == 0)
+            throw Problems.BadRequest("the update is empty: send operators such as {\"$set\": {\"status\": \"deprecated\"}} or a full document");
+
+        var operators = update.Where(p => p.Key.StartsWith('$')).Select(p => p.Key).ToList();
+        JsonObject result;
+        if (operators.Count == 0)
+        {
+            result = (JsonObject)update.DeepClone();
+            // A replacement may leave identity fields out (the URL already names the document).
+            foreach (var field in identityFields)
+                if (DocumentFields.IsNull(result[field]) && current[field] is { } kept)
+                    result[field] = kept.DeepClone();
+        }
+        else
+        {
+            if (operators.Count != update.Count)
+            {
+                var plain = update.Where(p => !p.Key.StartsWith('$')).Select(p => p.Key);
+                throw Problems.BadRequest(
+                    $"the update mixes operators ({string.Join(", ", operators)}) with plain fields ({string.Join(", ", plain)}); send either only operators or a full document");
+            }
+            result = (JsonObject)current.DeepClone();
+            foreach (var (op, argument) in update)
+                ApplyOperator(result, op, argument);
+        }
+
+        foreach (var field in identityFields.Order(StringComparer.Ordinal))
+        {
+            if (!current.TryGetPropertyValue(field, out var before)) continue;
+            result.TryGetPropertyValue(field, out var after);
+            if (!JsonValues.DeepEquals(before, after))
+                throw Problems.Validation(field,
+                    $"is an identity field and cannot change ({Show(before)} -> {Show(after)}); a new version is a new document");
+        }
+        return result;
+    }
+
+    private static void ApplyOperator(JsonObject document, string op, JsonNode? argument)
+    {
+        if (!Operators.Contains(op, StringComparer.Ordinal))
+            throw Problems.BadRequest($"unknown update operator '{op}': supported operators are {string.Join(", ", Operators)}");
+        if (argument is not JsonObject fields || fields.Count == 0)
+            throw Problems.BadRequest($"{op} takes a non-empty object of {{\"dotted.path\": value}}");
+        foreach (var (path, value) in fields)
+        {
+            var segments = CheckPath(op, path);
+            switch (op)
+            {
+                case "$set": Set(document, segments, path, value); break;
+                case "$unset": Unset(document, segments, path); break;
+                case "$push": Push(document, segments, path, value); break;
+                case "$inc": Increment(document, segments, path, value); break;
+            }
+        }
+    }
+
+    private static string[] CheckPath(string op, string path)
+    {
+        var segments = path.Split('.');
+        if (path.Length == 0 || segments.Any(s => s.Length == 0))
+            throw Problems.BadRequest($"{op}: '{path}' is not a valid dotted path");
+        if (segments.Any(s => s.StartsWith('$')))
+            throw Problems.BadRequest($"{op}: path '{path}' may not contain operators");
+        return segments;
+    }
+
+    private static void Set(JsonObject document, string[] segments, string path, JsonNode? value)
+    {
+        var parent = Parent(document, segments, path, "$set", create: true)!;
+        Assign(parent, segments[^1], path, "$set", value?.DeepClone());
+    }
+
+    private static void Unset(JsonObject document, string[] segments, string path)
+    {
+        var parent = Parent(document, segments, path, "$unset", create: false);
+        switch (parent)
+        {
+            case JsonObject obj: obj.Remove(segments[^1]); break;
+            // Removing an element would shift the others; Mongo nulls it instead, and so do we.
+            case JsonArray array when int.TryParse(segments[^1], out var i) && i >= 0 && i < array.Count: array[i] = null; break;
+        }
+    }
+
+    private static void Push(JsonObject document, string[] segments, string path, JsonNode? value)
+    {
+        var parent = Parent(document, segments, path, "$push", create: true)!;
+        var existing = Read(parent, segments[^1]);
+        var items = value is JsonObject each && each.ContainsKey("$each")
+            ? each["$each"] as JsonArray ?? throw Problems.BadRequest($"$push: '{path}': $each takes an array")
+            : new JsonArray(value?.DeepClone());
+        if (value is JsonObject withEach && withEach.Count > 1 && withEach.ContainsKey("$each"))
+            throw Problems.BadRequest($"$push: '{path}': only $each is supported beside the values");
+        if (DocumentFields.IsNull(existing))
+        {
+            Assign(parent, segments[^1], path, "$push", new JsonArray(items.Select(i => i?.DeepClone()).ToArray()));
+            return;
+        }
+        if (existing is not JsonArray array)
+            throw Problems.BadRequest($"$push: '{path}' is {DocumentFields.Describe(existing)}, not an array");
+        foreach (var item in items) array.Add(item?.DeepClone());
+    }
+
+    private static void Increment(JsonObject document, string[] segments, string path, JsonNode? value)
+    {
+        if (!JsonValues.TryNumber(value, out var by))
+            throw Problems.BadRequest($"$inc: '{path}' takes a number, not {DocumentFields.Describe(value)}");
+        var parent = Parent(document, segments, path, "$inc", create: true)!;
+        var existing = Read(parent, segments[^1]);
+        if (DocumentFields.IsNull(existing))
+        {
+            Assign(parent, segments[^1], path, "$inc", JsonValue.Create(by));
+            return;
+        }
+        if (!JsonValues.TryNumber(existing, out var old))
+            throw Problems.BadRequest($"$inc: '{path}' is {DocumentFields.Describe(existing)}, not a number");
+        Assign(parent, segments[^1], path, "$inc", JsonValue.Create(old + by));
+    }
+
+    /// <summary>
+    /// The container holding the path's last segment. With <paramref name="create"/>, missing
+    /// intermediate objects are made; without it a missing one answers null. Arrays are indexed
+    /// by numeric segments. Walking into a string or number is a 400.
+    /// </summary>
+    private static JsonNode? Parent(JsonObject document, string[] segments, string path, string op, bool create)
+    {
+        JsonNode container = document;
+        for (var i = 0; i < segments.Length - 1; i++)
+        {
+            var segment = segments[i];
+            var next = Read(container, segment, path, op);
+            if (DocumentFields.IsNull(next))
+            {
+                if (!create) return null;
+                next = new JsonObject();
+                Assign(container, segment, path, op, next);
+            }
+            if (next is not (JsonObject or JsonArray))
+                throw Problems.BadRequest($"{op}: cannot reach '{path}': '{string.Join('.', segments[..(i + 1)])}' is {DocumentFields.Describe(next)}, not an object");
+            container = next!;
+        }
+        return container;
+    }
+
+    private static JsonNode? Read(JsonNode container, string segment, string? path = null, string? op = null)
+    {
+        if (container is JsonObject obj) return obj[segment];
+        var array = (JsonArray)container;
+        if (int.TryParse(segment, out var i) && i >= 0 && i < array.Count) return array[i];
+        if (path is not null && !int.TryParse(segment, out _))
+            throw Problems.BadRequest($"{op}: cannot reach '{path}': '{segment}' is not an index of an array");
+        return null;
+    }
+
+    private static void Assign(JsonNode container, string segment, string path, string op, JsonNode? value)
+    {
+        if (container is JsonObject obj) { obj[segment] = value; return; }
+        var array = (JsonArray)container;
+        if (!int.TryParse(segment, out var i) || i < 0 || i > array.Count)
+            throw Problems.BadRequest($"{op}: '{path}': index '{segment}' is outside the array (length {array.Count})");
+        if (i == array.Count) array.Add(value);
+        else array[i] = value;
+    }
+
+    private static string Show(JsonNode? node) => node?.ToJsonString() ?? "nothing";
+}

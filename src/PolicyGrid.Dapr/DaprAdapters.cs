@@ -1,0 +1,44 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Dapr.Bundles;
+using PolicyGrid.Dapr.Context;
+using PolicyGrid.Dapr.Documents;
+using PolicyGrid.Dapr.Events;
+using PolicyGrid.Dapr.Invocation;
+
+namespace PolicyGrid.Dapr;
+
+public static class DaprAdapters
+{
+    /// <summary>
+    /// The Dapr shape's adapters of the Core ports: documents in a state store, context in the Redis
+    /// cache store, bundles through a bucket binding, events over pub/sub and <c>dapr://</c> executors
+    /// over service invocation. They replace whatever another shape registered for the same ports,
+    /// so the order of Add calls in a Program.cs does not matter.
+    /// </summary>
+    public static IServiceCollection AddDaprAdapters(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<DaprOptions>().Bind(configuration.GetSection(DaprOptions.Section));
+        services.AddDaprClient();
+        services.Replace(ServiceDescriptor.Singleton<IDocumentStore, DaprStateDocumentStore>());
+        services.Replace(ServiceDescriptor.Singleton<IContextStore, DaprContextStore>());
+        services.Replace(ServiceDescriptor.Singleton<IBundleStore, DaprBindingBundleStore>());
+        services.Replace(ServiceDescriptor.Singleton<IEventBus, DaprEventBus>());
+        services.AddHttpClient(DaprExecutorTransport.HttpClientName, (provider, client) =>
+        {
+            // The sidecar's HTTP endpoint (DAPR_HTTP_ENDPOINT, or http://127.0.0.1:DAPR_HTTP_PORT) and its API token, when set.
+            var config = provider.GetRequiredService<IConfiguration>();
+            client.BaseAddress = new Uri(global::Dapr.DaprDefaults.GetDefaultHttpEndpoint(config).TrimEnd('/') + "/");
+            // Policies carry their own deadline (timeout_seconds, enforced by the node); this only bounds a hung sidecar.
+            client.Timeout = TimeSpan.FromMinutes(5);
+            var token = global::Dapr.DaprDefaults.GetDefaultDaprApiToken(config);
+            if (!string.IsNullOrEmpty(token)) client.DefaultRequestHeaders.Add("dapr-api-token", token);
+        });
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IExecutorTransport, DaprExecutorTransport>());
+        if (configuration.GetSection(DaprOptions.Section).GetValue<bool>(nameof(DaprOptions.RegisterDaprExecutor)))
+            services.AddHostedService<DaprExecutorRegistration>();
+        return services;
+    }
+}

@@ -1,0 +1,29 @@
+namespace PolicyGrid.Dapr;
+
+/// <summary>How documents are queried: through the state query API, or a key index kept beside them.</summary>
+public enum DocumentQueryMode
+{
+    /// <summary>The state store has the query API (state.mongodb, Redis Stack with queryIndexes).</summary>
+    QueryApi,
+
+    /// <summary>
+    /// Any transactional state store: the adapter keeps one index entry per collection listing its ids,
+    /// reads documents in bulk and filters with Core's engine. The default: the Redis that
+    /// <c>dapr init</c> starts has no RediSearch module, so it has no query API.
+    /// </summary>
+    KeyIndex,
+}
+
+/// <summary>Settings under <c>PolicyGrid:Dapr</c>; component names come from <see cref="DaprNames"/>.</summary>
+public sealed class DaprOptions
+{
+    public const string Section = "PolicyGrid:Dapr";
+
+    public DocumentQueryMode DocumentQueries { get; set; } = DocumentQueryMode.KeyIndex;
+
+    /// <summary>Documents read per query page or bulk read.</summary>
+    public int QueryPageSize { get; set; } = 500;
+
+    /// <summary>Register the built-in executor <c>dapr</c> (dapr://policy-executor) at start (the registry does).</summary>
+    public bool RegisterDaprExecutor { get; set; }
+}

@@ -1,0 +1,275 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Dapr.Client;
+using Microsoft.Extensions.Options;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Core.Querying;
+
+namespace PolicyGrid.Dapr.Documents;
+
+/// <summary>
+/// <see cref="IDocumentStore"/> over the Dapr state store <see cref="DaprNames.Components.DocumentStore"/>
+/// (state.mongodb in production, state.redis locally).
+/// <list type="bullet">
+/// <item>Keys: <c>{collection}||{id}</c>; the value is a <see cref="StateDocument"/>.</item>
+/// <item>Concurrency: every conditional write passes the store's ETag with first-write concurrency, so
+/// a writer that lost a race gets a 409 instead of overwriting. The revision answered to callers is
+/// our own token stored in the entry; If-Match is compared with it before the conditional write.</item>
+/// <item>Queries: <see cref="DocumentQueryMode.QueryApi"/> pushes EQ/IN/AND/OR and sort down to the
+/// state query API and pages with its token; <see cref="DocumentQueryMode.KeyIndex"/> keeps an id
+/// list per collection and reads documents in bulk. Both apply Core's filter to every result.</item>
+/// </list>
+/// </summary>
+public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions> options) : IDocumentStore
+{
+    private const string Store = DaprNames.Components.DocumentStore;
+    private const int IndexAttempts = 8;
+
+    private static readonly StateOptions FirstWrite = new() { Concurrency = ConcurrencyMode.FirstWrite, Consistency = ConsistencyMode.Strong };
+
+    private DaprOptions Options => options.Value;
+
+    public async Task<StoredDocument?> GetAsync(string collection, string id, CancellationToken ct = default)
+    {
+        var (entry, _) = await ReadAsync(collection, id, ct);
+        return entry is null ? null : ToStored(entry);
+    }
+
+    public async Task<StoredDocument> CreateAsync(string collection, string id, JsonObject body, CancellationToken ct = default)
+    {
+        if (Options.DocumentQueries == DocumentQueryMode.KeyIndex) await AddToIndexAsync(collection, id, ct);
+        var entry = NewEntry(collection, id, body);
+        bool saved;
+        try
+        {
+            // An empty ETag with first-write concurrency means "only if the key does not exist yet".
+            saved = await dapr.TrySaveStateAsync(Store, StateKeys.Document(collection, id), entry, "", FirstWrite, cancellationToken: ct);
+        }
+        catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
+        {
+            // Some stores report a lost first-write race as a plain error rather than an ETag mismatch:
+            // if the key exists now, it was a duplicate; otherwise the store really failed.
+            if (!SidecarFailures.IsUnavailable(e) && (await ReadAsync(collection, id, ct)).Entry is not null) throw Duplicate(collection, id);
+            throw SidecarFailures.Translate(e, $"document store '{Store}'");
+        }
+        if (!saved) throw Duplicate(collection, id);
+        return ToStored(entry);
+    }
+
+    public async Task<StoredDocument> ReplaceAsync(string collection, string id, JsonObject body, string? expectedRevision, CancellationToken ct = default)
+    {
+        var (current, etag) = await ReadAsync(collection, id, ct);
+        if (current is null) throw Problems.NotFound($"{Singular(collection)} '{id}' does not exist");
+        if (expectedRevision is not null && expectedRevision != current.Revision) throw RevisionMismatch(collection, id, expectedRevision);
+        var entry = NewEntry(collection, id, body);
+        if (!await TryWriteAsync(StateKeys.Document(collection, id), entry, etag, ct))
+            throw Problems.Conflict($"{Singular(collection)} '{id}' was changed by another writer at the same time; read it again and retry");
+        return ToStored(entry);
+    }
+
+    public async Task<StoredDocument> UpsertAsync(string collection, string id, JsonObject body, CancellationToken ct = default)
+    {
+        if (Options.DocumentQueries == DocumentQueryMode.KeyIndex) await AddToIndexAsync(collection, id, ct);
+        var entry = NewEntry(collection, id, body);
+        try
+        {
+            // One writer by definition (job progress and the like): last write wins, no ETag.
+            await dapr.SaveStateAsync(Store, StateKeys.Document(collection, id), entry, cancellationToken: ct);
+        }
+        catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
+        {
+            throw SidecarFailures.Translate(e, $"document store '{Store}'");
+        }
+        return ToStored(entry);
+    }
+
+    public async Task<StoredDocument?> DeleteAsync(string collection, string id, string? expectedRevision, CancellationToken ct = default)
+    {
+        var (current, etag) = await ReadAsync(collection, id, ct);
+        if (current is null) return null;
+        if (expectedRevision is not null && expectedRevision != current.Revision) throw RevisionMismatch(collection, id, expectedRevision);
+        bool deleted;
+        try
+        {
+            deleted = await dapr.TryDeleteStateAsync(Store, StateKeys.Document(collection, id), etag ?? "", FirstWrite, cancellationToken: ct);
+        }
+        catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
+        {
+            throw SidecarFailures.Translate(e, $"document store '{Store}'");
+        }
+        if (!deleted) throw Problems.Conflict($"{Singular(collection)} '{id}' was changed by another writer while it was being deleted; read it again and retry");
+        // The index entry goes after the document: a crash in between leaves an id that reads as missing, which queries skip.
+        if (Options.DocumentQueries == DocumentQueryMode.KeyIndex) await RemoveFromIndexAsync(collection, id, ct);
+        return ToStored(current);
+    }
+
+    public async Task<IReadOnlyList<StoredDocument>> QueryAsync(string collection, DocumentQuery query, CancellationToken ct = default)
+    {
+        var skip = Math.Max(0, query.Skip);
+        var limit = Math.Clamp(query.Limit, 0, DocumentQuery.MaxLimit);
+        if (limit == 0) return [];
+        return Options.DocumentQueries == DocumentQueryMode.QueryApi
+            ? await QueryWithApiAsync(collection, query, skip, limit, ct)
+            : await QueryWithIndexAsync(collection, query, skip, limit, ct);
+    }
+
+    private async Task<IReadOnlyList<StoredDocument>> QueryWithApiAsync(string collection, DocumentQuery query, int skip, int limit, CancellationToken ct)
+    {
+        var storeSort = StateQueryTranslator.Sort(query.Sort);
+        // When the store orders the results, we can stop after skip+limit matches; otherwise we must see them all.
+        var storeOrders = query.Sort.Count == 0 || storeSort is not null;
+        var wanted = skip + limit;
+        var matches = new List<StateDocument>();
+        string? token = null;
+        do
+        {
+            var json = StateQueryTranslator.Query(collection, query.Filter, storeSort, Options.QueryPageSize, token);
+            StateQueryResponse<StateDocument> page;
+            try
+            {
+                page = await dapr.QueryStateAsync<StateDocument>(Store, json, cancellationToken: ct);
+            }
+            catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
+            {
+                throw SidecarFailures.Translate(e, $"state query on '{Store}' (PolicyGrid:Dapr:DocumentQueries=QueryApi needs a store with the query API; use KeyIndex otherwise)");
+            }
+            foreach (var item in page.Results)
+                if (item.Data is { } entry && entry.Collection == collection && query.Filter.Matches(entry.Doc))
+                    matches.Add(entry);
+            token = page.Results.Count == 0 ? null : page.Token;
+        }
+        while (!string.IsNullOrEmpty(token) && (!storeOrders || matches.Count < wanted));
+        IEnumerable<StateDocument> ordered = storeOrders ? matches : Order(matches, query.Sort);
+        return ordered.Skip(skip).Take(limit).Select(ToStored).ToList();
+    }
+
+    private async Task<IReadOnlyList<StoredDocument>> QueryWithIndexAsync(string collection, DocumentQuery query, int skip, int limit, CancellationToken ct)
+    {
+        var (index, _) = await ReadIndexAsync(collection, ct);
+        if (index is null || index.Ids.Count == 0) return [];
+        var matches = new List<StateDocument>();
+        foreach (var chunk in index.Ids.Chunk(Math.Max(1, Options.QueryPageSize)))
+        {
+            IReadOnlyList<BulkStateItem> items;
+            try
+            {
+                items = await dapr.GetBulkStateAsync(Store, chunk.Select(id => StateKeys.Document(collection, id)).ToList(), parallelism: 8, cancellationToken: ct);
+            }
+            catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
+            {
+                throw SidecarFailures.Translate(e, $"document store '{Store}'");
+            }
+            foreach (var item in items)
+            {
+                // A missing value is an id whose document was deleted after the index was read (or a crash between the two).
+                if (string.IsNullOrEmpty(item.Value)) continue;
+                var entry = JsonSerializer.Deserialize<StateDocument>(item.Value);
+                if (entry is not null && entry.Collection == collection && query.Filter.Matches(entry.Doc)) matches.Add(entry);
+            }
+        }
+        return Order(matches, query.Sort).Skip(skip).Take(limit).Select(ToStored).ToList();
+    }
+
+    /// <summary>Sorts like the embedded store: each key in turn, Core's total order, versions as versions; ties by id.</summary>
+    private static IEnumerable<StateDocument> Order(List<StateDocument> docs, IReadOnlyList<SortKey> sort)
+    {
+        var comparison = Comparer<StateDocument>.Create((a, b) =>
+        {
+            foreach (var key in sort)
+            {
+                var c = JsonValues.SortCompare(First(a.Doc, key.Path), First(b.Doc, key.Path), VersionComparer.IsVersionField(key.Path));
+                if (c != 0) return key.Direction == SortDirection.Desc ? -c : c;
+            }
+            return string.CompareOrdinal(a.Id, b.Id);
+        });
+        return docs.Order(comparison);
+    }
+
+    private static JsonNode? First(JsonObject doc, string path) => JsonPath.Resolve(doc, path).FirstOrDefault();
+
+    private async Task<(StateDocument? Entry, string? ETag)> ReadAsync(string collection, string id, CancellationToken ct)
+    {
+        try
+        {
+            var (entry, etag) = await dapr.GetStateAndETagAsync<StateDocument>(Store, StateKeys.Document(collection, id), ConsistencyMode.Strong, cancellationToken: ct);
+            return (entry, etag);
+        }
+        catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
+        {
+            throw SidecarFailures.Translate(e, $"document store '{Store}'");
+        }
+    }
+
+    private async Task<bool> TryWriteAsync<T>(string key, T value, string? etag, CancellationToken ct)
+    {
+        try
+        {
+            return await dapr.TrySaveStateAsync(Store, key, value, etag ?? "", FirstWrite, cancellationToken: ct);
+        }
+        catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
+        {
+            // Some stores report a lost race as a plain error rather than an ETag mismatch: when the
+            // entry's ETag moved, it was a race (the caller re-reads); otherwise the store really failed.
+            if (!SidecarFailures.IsUnavailable(e) && await CurrentETagAsync(key, ct) != (etag ?? "")) return false;
+            throw SidecarFailures.Translate(e, $"document store '{Store}'");
+        }
+    }
+
+    private async Task<string> CurrentETagAsync(string key, CancellationToken ct)
+    {
+        try
+        {
+            var (_, etag) = await dapr.GetStateAndETagAsync<JsonNode>(Store, key, ConsistencyMode.Strong, cancellationToken: ct);
+            return etag ?? "";
+        }
+        catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
+        {
+            throw SidecarFailures.Translate(e, $"document store '{Store}'");
+        }
+    }
+
+    private async Task<(KeyIndex? Index, string? ETag)> ReadIndexAsync(string collection, CancellationToken ct)
+    {
+        try
+        {
+            return await dapr.GetStateAndETagAsync<KeyIndex>(Store, StateKeys.Index(collection), ConsistencyMode.Strong, cancellationToken: ct);
+        }
+        catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
+        {
+            throw SidecarFailures.Translate(e, $"document store '{Store}'");
+        }
+    }
+
+    /// <summary>Adds an id to its collection's index; ETag-guarded read-modify-write, retried when another writer won.</summary>
+    private Task AddToIndexAsync(string collection, string id, CancellationToken ct) =>
+        UpdateIndexAsync(collection, ids => { if (ids.Contains(id)) return false; ids.Add(id); return true; }, ct);
+
+    private Task RemoveFromIndexAsync(string collection, string id, CancellationToken ct) =>
+        UpdateIndexAsync(collection, ids => ids.Remove(id), ct);
+
+    private async Task UpdateIndexAsync(string collection, Func<List<string>, bool> change, CancellationToken ct)
+    {
+        for (var attempt = 0; attempt < IndexAttempts; attempt++)
+        {
+            var (index, etag) = await ReadIndexAsync(collection, ct);
+            var ids = index?.Ids.ToList() ?? [];
+            if (!change(ids)) return;
+            if (await TryWriteAsync(StateKeys.Index(collection), new KeyIndex(ids), index is null ? "" : etag, ct)) return;
+        }
+        throw Problems.BackendUnavailable($"the '{collection}' key index in '{Store}' kept changing under concurrent writers; retry");
+    }
+
+    private static StateDocument NewEntry(string collection, string id, JsonObject body) =>
+        new(collection, id, Guid.NewGuid().ToString("N"), (JsonObject)body.DeepClone());
+
+    private static StoredDocument ToStored(StateDocument entry) => new(entry.Id, (JsonObject)entry.Doc.DeepClone(), entry.Revision);
+
+    private static PolicyGridException Duplicate(string collection, string id) =>
+        Problems.Conflict($"{Singular(collection)} '{id}' already exists");
+
+    private static PolicyGridException RevisionMismatch(string collection, string id, string expected) =>
+        Problems.Conflict($"{Singular(collection)} '{id}' has changed since revision '{expected}' (If-Match); read it again and retry");
+
+    private static string Singular(string collection) => collection.EndsWith('s') ? collection[..^1].Replace('_', ' ') : collection;
+}

@@ -1,0 +1,31 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using PolicyGrid.Core.Ports;
+
+namespace PolicyGrid.Embedded.Storage;
+
+public static class EmbeddedStorage
+{
+    public const string DatabaseFile = "policygrid.db";
+    public const string BundlesDirectory = "bundles";
+
+    /// <summary>
+    /// Registers the single-node stores: documents and context in <c>&lt;dataDirectory&gt;/policygrid.db</c>,
+    /// bundles under <c>&lt;dataDirectory&gt;/bundles</c>.
+    /// </summary>
+    public static IServiceCollection AddEmbeddedStorage(this IServiceCollection services, string dataDirectory)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(dataDirectory);
+        var root = Path.GetFullPath(dataDirectory);
+        Directory.CreateDirectory(root);
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton(_ => new SqliteDatabase(Path.Combine(root, DatabaseFile)));
+        services.AddSingleton<SqliteDocumentStore>();
+        services.AddSingleton<IDocumentStore>(sp => sp.GetRequiredService<SqliteDocumentStore>());
+        services.AddSingleton(sp => new SqliteContextStore(sp.GetRequiredService<SqliteDatabase>(), sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton<IContextStore>(sp => sp.GetRequiredService<SqliteContextStore>());
+        services.AddSingleton(_ => new FileBundleStore(Path.Combine(root, BundlesDirectory)));
+        services.AddSingleton<IBundleStore>(sp => sp.GetRequiredService<FileBundleStore>());
+        return services;
+    }
+}

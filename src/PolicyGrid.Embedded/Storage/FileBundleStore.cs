@@ -1,0 +1,84 @@
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+
+namespace PolicyGrid.Embedded.Storage;
+
+/// <summary>
+/// <see cref="IBundleStore"/> as content-addressed files: <c>&lt;root&gt;/sha256/ab/&lt;hex&gt;</c>. A bundle is
+/// written to a temp file, fsynced, renamed into place and its directory fsynced, so a reader sees
+/// either nothing or the whole archive, and a stored bundle survives a crash.
+/// </summary>
+public sealed partial class FileBundleStore : IBundleStore
+{
+    public FileBundleStore(string root)
+    {
+        Root = Path.GetFullPath(root);
+        Directory.CreateDirectory(Path.Combine(Root, "sha256"));
+    }
+
+    public string Root { get; }
+
+    public async Task<BundleRef> PutAsync(ReadOnlyMemory<byte> archive, CancellationToken ct = default)
+    {
+        var hex = Convert.ToHexStringLower(SHA256.HashData(archive.Span));
+        var target = PathFor(hex);
+        if (File.Exists(target)) return new BundleRef(hex, archive.Length);
+        var directory = Path.GetDirectoryName(target)!;
+        Directory.CreateDirectory(directory);
+        var temp = Path.Combine(directory, $".{hex}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            await using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 81920, FileOptions.Asynchronous))
+            {
+                await stream.WriteAsync(archive, ct);
+                stream.Flush(flushToDisk: true);
+            }
+            try { File.Move(temp, target, overwrite: false); }
+            catch (IOException) when (File.Exists(target)) { /* a concurrent writer stored the same bytes first */ }
+            SyncDirectory(directory);
+        }
+        finally
+        {
+            if (File.Exists(temp)) File.Delete(temp);
+        }
+        return new BundleRef(hex, archive.Length);
+    }
+
+    public async Task<byte[]?> GetAsync(string sha256, CancellationToken ct = default)
+    {
+        var path = PathFor(CheckHash(sha256));
+        try { return await File.ReadAllBytesAsync(path, ct); }
+        catch (FileNotFoundException) { return null; }
+        catch (DirectoryNotFoundException) { return null; }
+    }
+
+    private string PathFor(string hex) => Path.Combine(Root, "sha256", hex[..2], hex);
+
+    private static string CheckHash(string sha256)
+    {
+        if (sha256 is null || sha256.Length != 64 || !sha256.All(c => c is (>= '0' and <= '9') or (>= 'a' and <= 'f')))
+            throw Problems.BadRequest($"'{sha256}' is not a sha256: expected 64 lowercase hex digits");
+        return sha256;
+    }
+
+    /// <summary>Makes the rename itself durable (POSIX needs an fsync of the directory; .NET has no API for it).</summary>
+    private static void SyncDirectory(string directory)
+    {
+        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return;
+        var fd = Open(directory, 0 /* O_RDONLY */);
+        if (fd < 0) return;
+        try { _ = Fsync(fd); }
+        finally { _ = Close(fd); }
+    }
+
+    [LibraryImport("libc", EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "fsync")]
+    private static partial int Fsync(int fd);
+
+    [LibraryImport("libc", EntryPoint = "close")]
+    private static partial int Close(int fd);
+}

@@ -1,0 +1,109 @@
+using System.Text.Json.Nodes;
+using Microsoft.Data.Sqlite;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+
+namespace PolicyGrid.Embedded.Storage;
+
+/// <summary>
+/// <see cref="IContextStore"/> on SQLite: one row per key with an optional expiry instant. Expired rows
+/// are invisible at once and deleted lazily (on read, and in a sweep on each write).
+/// </summary>
+public sealed class SqliteContextStore : IContextStore
+{
+    private const string Table = "pg_context";
+    private readonly SqliteDatabase _db;
+    private readonly TimeProvider _time;
+
+    public SqliteContextStore(SqliteDatabase db, TimeProvider? time = null)
+    {
+        _db = db;
+        _time = time ?? TimeProvider.System;
+    }
+
+    public async Task<JsonObject?> GetAsync(string key, CancellationToken ct = default)
+    {
+        CheckKey(key);
+        await using var connection = await OpenAsync(ct);
+        var now = Now();
+        using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT body, expires_at FROM {Table} WHERE key = $key";
+        command.Parameters.AddWithValue("$key", key);
+        string? body = null;
+        var expired = false;
+        using (var reader = command.ExecuteReader())
+        {
+            if (reader.Read())
+            {
+                expired = !reader.IsDBNull(1) && reader.GetInt64(1) <= now;
+                if (!expired) body = reader.GetString(0);
+            }
+        }
+        if (expired) Purge(connection, key, now);
+        return body is null ? null : JsonNode.Parse(body)!.AsObject();
+    }
+
+    public async Task SetAsync(string key, JsonObject context, TimeSpan? ttl, CancellationToken ct = default)
+    {
+        CheckKey(key);
+        ArgumentNullException.ThrowIfNull(context);
+        if (ttl is { } t && t <= TimeSpan.Zero) throw Problems.BadRequest($"context ttl must be positive, got {t.TotalSeconds} s");
+        await using var connection = await OpenAsync(ct);
+        var now = Now();
+        using var tx = connection.BeginTransaction();
+        using (var command = connection.CreateCommand())
+        {
+            command.Transaction = tx;
+            command.CommandText =
+                $"INSERT INTO {Table}(key, body, expires_at) VALUES ($key, $body, $exp) " +
+                "ON CONFLICT(key) DO UPDATE SET body = excluded.body, expires_at = excluded.expires_at";
+            command.Parameters.AddWithValue("$key", key);
+            command.Parameters.AddWithValue("$body", context.ToJsonString());
+            command.Parameters.AddWithValue("$exp", ttl is { } d ? now + (long)Math.Ceiling(d.TotalMilliseconds) : DBNull.Value);
+            command.ExecuteNonQuery();
+        }
+        using (var sweep = connection.CreateCommand())
+        {
+            sweep.Transaction = tx;
+            sweep.CommandText = $"DELETE FROM {Table} WHERE expires_at IS NOT NULL AND expires_at <= $now";
+            sweep.Parameters.AddWithValue("$now", now);
+            sweep.ExecuteNonQuery();
+        }
+        tx.Commit();
+    }
+
+    public async Task DeleteAsync(string key, CancellationToken ct = default)
+    {
+        CheckKey(key);
+        await using var connection = await OpenAsync(ct);
+        using var command = connection.CreateCommand();
+        command.CommandText = $"DELETE FROM {Table} WHERE key = $key";
+        command.Parameters.AddWithValue("$key", key);
+        command.ExecuteNonQuery();
+    }
+
+    private long Now() => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    private static void Purge(SqliteConnection connection, string key, long now)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = $"DELETE FROM {Table} WHERE key = $key AND expires_at IS NOT NULL AND expires_at <= $now";
+        command.Parameters.AddWithValue("$key", key);
+        command.Parameters.AddWithValue("$now", now);
+        command.ExecuteNonQuery();
+    }
+
+    private static void CheckKey(string key)
+    {
+        if (string.IsNullOrEmpty(key)) throw Problems.BadRequest("context key must not be empty");
+    }
+
+    private async Task<SqliteConnection> OpenAsync(CancellationToken ct)
+    {
+        var connection = await _db.OpenAsync(ct);
+        _db.EnsureTable(connection, Table,
+            $"CREATE TABLE IF NOT EXISTS {Table} (key TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL, expires_at INTEGER NULL);" +
+            $"CREATE INDEX IF NOT EXISTS {Table}_expiry ON {Table}(expires_at) WHERE expires_at IS NOT NULL;");
+        return connection;
+    }
+}

@@ -1,0 +1,94 @@
+using System.Collections.Concurrent;
+using System.Text.RegularExpressions;
+using Microsoft.Data.Sqlite;
+using PolicyGrid.Core.Errors;
+
+namespace PolicyGrid.Embedded.Storage;
+
+/// <summary>
+/// The single SQLite file behind the embedded shape. Every operation opens its own pooled
+/// connection, so any number of callers may use it at once; SQLite serializes the writers.
+/// WAL with <c>synchronous=FULL</c> means a write is on disk (WAL fsynced) before its task completes,
+/// so an acknowledged write survives a kill -9 or a power cut.
+/// </summary>
+public sealed partial class SqliteDatabase
+{
+    private readonly string _connectionString;
+    private readonly ConcurrentDictionary<string, bool> _knownTables = new(StringComparer.Ordinal);
+    private readonly List<Action<SqliteConnection>> _connectionSetup = [];
+
+    public SqliteDatabase(string path)
+    {
+        Path = System.IO.Path.GetFullPath(path);
+        var directory = System.IO.Path.GetDirectoryName(Path);
+        if (!string.IsNullOrEmpty(directory)) Directory.CreateDirectory(directory);
+        _connectionString = new SqliteConnectionStringBuilder
+        {
+            DataSource = Path,
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            Cache = SqliteCacheMode.Private,
+            Pooling = true,
+            DefaultTimeout = 30,
+        }.ToString();
+        using var connection = new SqliteConnection(_connectionString);
+        connection.Open();
+        // journal_mode is stored in the file; set once. The per-connection pragmas are set on every open.
+        Execute(connection, "PRAGMA journal_mode=WAL;");
+    }
+
+    public string Path { get; }
+
+    /// <summary>Registers something every opened connection needs (e.g. a SQL function); call before first use.</summary>
+    internal void OnOpen(Action<SqliteConnection> setup)
+    {
+        lock (_connectionSetup) _connectionSetup.Add(setup);
+    }
+
+    public async Task<SqliteConnection> OpenAsync(CancellationToken ct)
+    {
+        var connection = new SqliteConnection(_connectionString);
+        try
+        {
+            await connection.OpenAsync(ct);
+            Execute(connection, "PRAGMA synchronous=FULL; PRAGMA busy_timeout=30000; PRAGMA foreign_keys=ON;");
+            Action<SqliteConnection>[] setup;
+            lock (_connectionSetup) setup = [.. _connectionSetup];
+            foreach (var s in setup) s(connection);
+            return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Creates a table once per process (idempotent in SQL too, so several processes may race).</summary>
+    public void EnsureTable(SqliteConnection connection, string table, string createSql)
+    {
+        if (_knownTables.ContainsKey(table)) return;
+        Execute(connection, createSql);
+        _knownTables[table] = true;
+    }
+
+    internal static void Execute(SqliteConnection connection, string sql)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
+
+    [GeneratedRegex("^[a-z][a-z0-9_]{0,62}$", RegexOptions.CultureInvariant)]
+    private static partial Regex SafeName();
+
+    /// <summary>
+    /// Collection names become table names, which SQL cannot parameterize, so only a strict
+    /// pattern is allowed through.
+    /// </summary>
+    public static string TableFor(string collection)
+    {
+        if (collection is null || !SafeName().IsMatch(collection))
+            throw Problems.BadRequest($"collection name '{collection}' is not allowed: use 1-63 lowercase letters, digits or '_', starting with a letter");
+        return "doc_" + collection;
+    }
+}

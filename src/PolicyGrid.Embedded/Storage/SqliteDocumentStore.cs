@@ -1,0 +1,174 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Microsoft.Data.Sqlite;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+
+namespace PolicyGrid.Embedded.Storage;
+
+/// <summary>
+/// <see cref="IDocumentStore"/> on SQLite: one table per collection (id, JSON body, revision).
+/// Revisions come from one database-wide sequence, so a document deleted and created again never
+/// reuses an ETag a client may still hold.
+/// </summary>
+public sealed class SqliteDocumentStore : IDocumentStore
+{
+    private const string SequenceTable = "pg_revision_sequence";
+    private readonly SqliteDatabase _db;
+    private readonly SqliteQueryRunner _queries;
+
+    public SqliteDocumentStore(SqliteDatabase db)
+    {
+        _db = db;
+        _queries = new SqliteQueryRunner(db);
+    }
+
+    public async Task<StoredDocument?> GetAsync(string collection, string id, CancellationToken ct = default)
+    {
+        var table = SqliteDatabase.TableFor(collection);
+        await using var connection = await OpenAsync(table, ct);
+        return Read(connection, null, table, id);
+    }
+
+    public async Task<StoredDocument> CreateAsync(string collection, string id, JsonObject body, CancellationToken ct = default)
+    {
+        var table = SqliteDatabase.TableFor(collection);
+        var json = Serialize(body);
+        await using var connection = await OpenAsync(table, ct);
+        using var tx = connection.BeginTransaction();
+        if (Exists(connection, tx, table, id))
+            throw Problems.Conflict($"'{id}' already exists in {collection}");
+        var revision = NextRevision(connection, tx);
+        Write(connection, tx, $"INSERT INTO \"{table}\"(id, body, revision) VALUES ($id, $body, $rev)", id, json, revision);
+        tx.Commit();
+        return new StoredDocument(id, JsonNode.Parse(json)!.AsObject(), Etag(revision));
+    }
+
+    public async Task<StoredDocument> ReplaceAsync(string collection, string id, JsonObject body, string? expectedRevision, CancellationToken ct = default)
+    {
+        var table = SqliteDatabase.TableFor(collection);
+        var json = Serialize(body);
+        await using var connection = await OpenAsync(table, ct);
+        using var tx = connection.BeginTransaction();
+        var current = Read(connection, tx, table, id) ?? throw Problems.NotFound($"'{id}' not found in {collection}");
+        CheckRevision(collection, id, current, expectedRevision);
+        var revision = NextRevision(connection, tx);
+        Write(connection, tx, $"UPDATE \"{table}\" SET body = $body, revision = $rev WHERE id = $id", id, json, revision);
+        tx.Commit();
+        return new StoredDocument(id, JsonNode.Parse(json)!.AsObject(), Etag(revision));
+    }
+
+    public async Task<StoredDocument> UpsertAsync(string collection, string id, JsonObject body, CancellationToken ct = default)
+    {
+        var table = SqliteDatabase.TableFor(collection);
+        var json = Serialize(body);
+        await using var connection = await OpenAsync(table, ct);
+        using var tx = connection.BeginTransaction();
+        var revision = NextRevision(connection, tx);
+        Write(connection, tx,
+            $"INSERT INTO \"{table}\"(id, body, revision) VALUES ($id, $body, $rev) ON CONFLICT(id) DO UPDATE SET body = excluded.body, revision = excluded.revision",
+            id, json, revision);
+        tx.Commit();
+        return new StoredDocument(id, JsonNode.Parse(json)!.AsObject(), Etag(revision));
+    }
+
+    public async Task<StoredDocument?> DeleteAsync(string collection, string id, string? expectedRevision, CancellationToken ct = default)
+    {
+        var table = SqliteDatabase.TableFor(collection);
+        await using var connection = await OpenAsync(table, ct);
+        using var tx = connection.BeginTransaction();
+        var current = Read(connection, tx, table, id);
+        if (current is null) return null;
+        CheckRevision(collection, id, current, expectedRevision);
+        using (var command = connection.CreateCommand())
+        {
+            command.Transaction = tx;
+            command.CommandText = $"DELETE FROM \"{table}\" WHERE id = $id";
+            command.Parameters.AddWithValue("$id", id);
+            command.ExecuteNonQuery();
+        }
+        tx.Commit();
+        return current;
+    }
+
+    public async Task<IReadOnlyList<StoredDocument>> QueryAsync(string collection, DocumentQuery query, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        if (query.Skip < 0) throw Problems.BadRequest($"skip must be 0 or more, got {query.Skip}");
+        if (query.Limit < 0) throw Problems.BadRequest($"limit must be 0 or more, got {query.Limit}");
+        var table = SqliteDatabase.TableFor(collection);
+        await using var connection = await OpenAsync(table, ct);
+        return _queries.Run(connection, table, query, ct);
+    }
+
+    private async Task<SqliteConnection> OpenAsync(string table, CancellationToken ct)
+    {
+        var connection = await _db.OpenAsync(ct);
+        _db.EnsureTable(connection, table,
+            $"CREATE TABLE IF NOT EXISTS \"{table}\" (id TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL, revision INTEGER NOT NULL);" +
+            $"CREATE TABLE IF NOT EXISTS {SequenceTable} (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);" +
+            $"INSERT OR IGNORE INTO {SequenceTable}(name, value) VALUES ('revision', 0);");
+        return connection;
+    }
+
+    private static StoredDocument? Read(SqliteConnection connection, SqliteTransaction? tx, string table, string id)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = tx;
+        command.CommandText = $"SELECT body, revision FROM \"{table}\" WHERE id = $id";
+        command.Parameters.AddWithValue("$id", id);
+        using var reader = command.ExecuteReader();
+        if (!reader.Read()) return null;
+        return new StoredDocument(id, JsonNode.Parse(reader.GetString(0))!.AsObject(), Etag(reader.GetInt64(1)));
+    }
+
+    private static bool Exists(SqliteConnection connection, SqliteTransaction tx, string table, string id)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = tx;
+        command.CommandText = $"SELECT 1 FROM \"{table}\" WHERE id = $id";
+        command.Parameters.AddWithValue("$id", id);
+        return command.ExecuteScalar() is not null;
+    }
+
+    private static long NextRevision(SqliteConnection connection, SqliteTransaction tx)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = tx;
+        command.CommandText = $"UPDATE {SequenceTable} SET value = value + 1 WHERE name = 'revision' RETURNING value";
+        return (long)command.ExecuteScalar()!;
+    }
+
+    private static void Write(SqliteConnection connection, SqliteTransaction tx, string sql, string id, string json, long revision)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = tx;
+        command.CommandText = sql;
+        command.Parameters.AddWithValue("$id", id);
+        command.Parameters.AddWithValue("$body", json);
+        command.Parameters.AddWithValue("$rev", revision);
+        command.ExecuteNonQuery();
+    }
+
+    private static void CheckRevision(string collection, string id, StoredDocument current, string? expected)
+    {
+        if (expected is not null && !string.Equals(Unquote(expected), current.Revision, StringComparison.Ordinal))
+            throw Problems.Conflict($"'{id}' in {collection} was changed by someone else (revision {current.Revision}, you sent {expected}); read it again and retry");
+    }
+
+    /// <summary>Accepts an ETag with or without its HTTP quotes.</summary>
+    private static string Unquote(string etag)
+    {
+        var s = etag.Trim();
+        if (s.StartsWith("W/", StringComparison.Ordinal)) s = s[2..];
+        return s.Length >= 2 && s[0] == '"' && s[^1] == '"' ? s[1..^1] : s;
+    }
+
+    internal static string Etag(long revision) => revision.ToString(CultureInfo.InvariantCulture);
+
+    private static string Serialize(JsonObject body)
+    {
+        ArgumentNullException.ThrowIfNull(body);
+        return body.ToJsonString();
+    }
+}

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run execs this) and as a developer runs it:
+#   ./test.sh
+# It installs what the tests need through the project's own files (a Python venv under .venv
+# with the in-tree SDK installed offline), builds the .NET solution once, runs every .NET test
+# project and every Python unittest suite, reports each suite, and ends with exactly one line
+#   N passed, N failed, N skipped
+# summed over all suites. Exit status is non-zero when anything failed or when no test ran.
+set -uo pipefail
+cd "$(dirname "$0")"
+ROOT="$PWD"
+RESULTS="$ROOT/artifacts/test-results"
+rm -rf "$RESULTS"
+mkdir -p "$RESULTS"
+
+export DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+export PYTHONDONTWRITEBYTECODE=1
+
+# Per-suite lines are appended here as "name<TAB>passed<TAB>failed<TAB>skipped<TAB>note".
+SUITES="$RESULTS/suites.tsv"
+: >"$SUITES"
+record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${5:-}" >>"$SUITES"; }
+section() { printf '\n==== %s\n' "$*"; }
+
+# ---------------------------------------------------------------- Python environment
+section "python: venv and offline install of clients/python"
+PY_BOOT="${PYTHON:-python3}"
+VENV="$ROOT/.venv"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+  rm -rf "$VENV"
+  "$PY_BOOT" -m venv "$VENV" || { echo "cannot create a venv with $PY_BOOT"; record "python-venv" 0 1 0 "venv creation failed"; }
+fi
+PY="$VENV/bin/python"
+if [ -d "$ROOT/clients/python" ] && [ -x "$PY" ]; then
+  # No package index here or in CI: the SDK's build backend is in-tree and needs nothing.
+  if ! "$PY" -m pip install --quiet --no-index --disable-pip-version-check --force-reinstall "$ROOT/clients/python"; then
+    record "python-sdk-install" 0 1 0 "pip install ./clients/python failed"
+  fi
+fi
+
+# ---------------------------------------------------------------- .NET build (once)
+section "dotnet build PolicyGrid.sln"
+BUILD_OK=1
+if ! dotnet build "$ROOT/PolicyGrid.sln" -c Debug -nologo -v minimal -clp:ErrorsOnly -tl:off >"$RESULTS/build.log" 2>&1; then
+  BUILD_OK=0
+  grep -E 'error [A-Z]+[0-9]+' "$RESULTS/build.log" | sort -u | head -40
+  echo "build failed (full log: artifacts/test-results/build.log)"
+  record "dotnet-build" 0 1 0 "build failed"
+else
+  echo "build ok"
+fi
+
+# The Python suites start the built server; tell them where it is.
+CLI_DLL="$ROOT/src/PolicyGrid.Cli/bin/Debug/net10.0/policygrid.dll"
+[ -f "$CLI_DLL" ] && export POLICYGRID_CLI_DLL="$CLI_DLL"
+export POLICYGRID_REPO="$ROOT"
+
+# ---------------------------------------------------------------- .NET tests
+if [ "$BUILD_OK" = 1 ]; then
+  section "dotnet test PolicyGrid.sln"
+  DOTNET_LOG="$RESULTS/dotnet-test.log"
+  # --blame-hang-timeout turns a hung test host into a reported failure instead of a stuck CI.
+  timeout 540 dotnet test "$ROOT/PolicyGrid.sln" --no-build -c Debug -tl:off \
+    --logger "trx;LogFilePrefix=pg" --results-directory "$RESULTS/trx" \
+    --blame-hang-timeout 240s --blame-hang-dump-type none >"$DOTNET_LOG" 2>&1
+  DOTNET_RC=$?
+  grep -E -A4 '^\s+Failed [A-Za-z]' "$DOTNET_LOG" | grep -v '^\s+at ' | head -200
+  grep -E '^\s+Skipped |Test Run Aborted|aborted|^(Passed|Failed)!' "$DOTNET_LOG" | head -100
+  # One summary line per test assembly, e.g.
+  # "Passed!  - Failed:     0, Passed:    12, Skipped:     1, Total:    13, Duration: 2 s - PolicyGrid.Core.Tests.dll (net10.0)"
+  COUNTED=$("$PY_BOOT" - "$DOTNET_LOG" "$SUITES" <<'EOF'
+import re, sys
+log, suites = sys.argv[1], sys.argv[2]
+pat = re.compile(r"^(?:Passed|Failed)!\s+-\s+Failed:\s+(\d+),\s+Passed:\s+(\d+),\s+Skipped:\s+(\d+),\s+Total:\s+(\d+).*?-\s+(\S+)\.dll")
+n = 0
+with open(log, errors="replace") as f, open(suites, "a") as out:
+    for line in f:
+        m = pat.search(line.strip())
+        if m:
+            failed, passed, skipped, _total, name = m.groups()
+            out.write(f"{name}\t{passed}\t{failed}\t{skipped}\t\n")
+            n += int(failed)
+print(n)
+EOF
+)
+  if [ "$DOTNET_RC" -ne 0 ] && [ "${COUNTED:-0}" -eq 0 ]; then
+    # A crashed or timed-out test host, or a runner error: no test says "failed", but the run did.
+    tail -30 "$DOTNET_LOG"
+    record "dotnet-test-runner" 0 1 0 "dotnet test exited $DOTNET_RC without a failed test (host crash/timeout?)"
+  fi
+fi
+
+# ---------------------------------------------------------------- Python tests
+# Every directory named tests/ that directly holds test_*.py files (outside build output and
+# venvs) is one unittest suite.
+PY_DIRS=$(find "$ROOT" \( -name .git -o -name .venv -o -name bin -o -name obj -o -name node_modules -o -name artifacts \) -prune -o \
+  -type f -name 'test_*.py' -path '*/tests/*' -printf '%h\n' | sort -u)
+for dir in $PY_DIRS; do
+  rel="${dir#"$ROOT"/}"
+  section "python unittest: $rel"
+  if [ ! -x "$PY" ]; then record "py:$rel" 0 1 0 "no venv"; continue; fi
+  (cd "$dir" && timeout 300 "$PY" - "$dir" "py:$rel" "$SUITES" <<'EOF'
+import sys, unittest
+start, name, suites = sys.argv[1], sys.argv[2], sys.argv[3]
+sys.path.insert(0, start)
+suite = unittest.defaultTestLoader.discover(start, pattern="test*.py", top_level_dir=start)
+result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2).run(suite)
+skipped = len(result.skipped)
+failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+passed = result.testsRun - skipped - failed
+with open(suites, "a") as out:
+    out.write(f"{name}\t{passed}\t{failed}\t{skipped}\t\n")
+EOF
+  ) 2>&1
+  rc=$?
+  if ! grep -q "^py:$rel	" "$SUITES"; then
+    record "py:$rel" 0 1 0 "runner exited $rc before reporting"
+  fi
+done
+
+# ---------------------------------------------------------------- summary
+section "summary"
+P=0; F=0; S=0
+while IFS=$'\t' read -r name p f s note; do
+  printf '  %-44s %5s passed %5s failed %5s skipped  %s\n' "$name" "$p" "$f" "$s" "$note"
+  P=$((P + p)); F=$((F + f)); S=$((S + s))
+done <"$SUITES"
+if [ $((P + F)) -eq 0 ]; then
+  echo "no test ran: failing the run"
+  echo "$P passed, $F failed, $S skipped"
+  exit 1
+fi
+echo "$P passed, $F failed, $S skipped"
+[ "$F" -eq 0 ]
