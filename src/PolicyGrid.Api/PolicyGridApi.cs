@@ -6,6 +6,7 @@ using Microsoft.Extensions.Options;
 using PolicyGrid.Api.Auth;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Api.Executors;
+using PolicyGrid.Api.Events;
 using PolicyGrid.Api.Health;
 using PolicyGrid.Api.Node;
 using PolicyGrid.Api.Policies;
@@ -39,6 +40,7 @@ public static class PolicyGridApi
             doc.Info.Description = "Register, discover and run versioned policies. Every JSON answer is an envelope: {\"success\": true, \"data\": ...} or {\"success\": false, \"message\", \"code\"}.";
             return Task.CompletedTask;
         }));
+        services.AddEventsApi();
         return services;
     }
 
@@ -56,6 +58,7 @@ public static class PolicyGridApi
         app.MapPoliciesApi();
         app.MapExecutorsApi();
         app.MapNodeApi();
+        app.MapEventsApi();
         return app;
     }
 }

@@ -4,6 +4,7 @@ using PolicyGrid.Api;
 using PolicyGrid.Api.Auth;
 using PolicyGrid.Cli.Serve;
 using PolicyGrid.Embedded.Storage;
+using PolicyGrid.Embedded.Events;
 
 namespace PolicyGrid.Cli;
 
@@ -37,6 +38,7 @@ public static class PolicyGridApp
         builder.Services.AddEmbeddedStorage(serve.DataDirectory);
         builder.Services.AddPolicyGridApi(builder.Configuration);
         builder.Services.AddHostedService<BuiltInExecutor>();
+        builder.Services.AddEmbeddedEvents();
 
         var app = builder.Build();
         app.MapPolicyGridApi();
