@@ -1,0 +1,66 @@
+using System.Text.Json.Nodes;
+using Dapr.Actors;
+using PolicyGrid.Core.Errors;
+
+namespace PolicyGrid.Dapr.Functions;
+
+/// <summary>
+/// One Type 4 function replica as a Dapr actor (app <c>policy-functions</c>). Dapr gives each actor id one turn at a
+/// time, which is exactly the function's turn-based promise. Payloads travel as JSON text so the interface stays
+/// serializer-neutral; failures come back as a <see cref="FunctionReply"/> carrying the contract's status and code
+/// (remoting would flatten a thrown exception into a message).
+/// </summary>
+public interface IPolicyFunctionActor : IActor
+{
+    /// <summary>Stores the policy snapshot and forgets any earlier instance state of this id.</summary>
+    Task DeployAsync(FunctionActorDeployment deployment);
+
+    Task<FunctionReply> CallAsync(FunctionActorCall call);
+
+    Task<FunctionReply> ManageAsync(FunctionActorManagement request);
+
+    /// <summary>Drops the instance and every piece of its state.</summary>
+    Task RemoveAsync();
+
+    Task<FunctionActorStatus> StatusAsync();
+}
+
+public sealed record FunctionActorDeployment(string Name, string PolicyJson);
+
+public sealed record FunctionActorCall(string InputJson);
+
+public sealed record FunctionActorManagement(string Action, string DataJson);
+
+public sealed record FunctionActorStatus(bool Deployed, string Name, long Calls);
+
+/// <summary>The answer of one actor turn: the policy's output, or the failure as the contract words it.</summary>
+public sealed record FunctionReply(bool Ok, string OutputJson, int Status, string Code, string Message)
+{
+    public static FunctionReply Success(JsonObject output) => new(true, output.ToJsonString(), 200, "", "");
+
+    public static FunctionReply Failure(PolicyGridException e) => new(false, "", e.Status, e.Code, e.Message);
+
+    /// <summary>The output, or the failure thrown again as the exception the API maps to the envelope.</summary>
+    public JsonObject Unwrap() => Ok
+        ? JsonNode.Parse(OutputJson) as JsonObject ?? []
+        : throw new PolicyGridException(Status, Code, Message);
+}
+
+/// <summary>Names shared by the functions app, the registry's proxy and the graph workflow.</summary>
+public static class FunctionActors
+{
+    public const string AppId = "policy-functions";
+    public const string ActorType = "PolicyFunctionActor";
+
+    /// <summary>Replica <paramref name="index"/>'s actor id: the function name alone when there is one replica, else <c>name#i</c>.</summary>
+    public static ActorId Replica(string name, int index, int replicas) =>
+        new(replicas <= 1 ? name : $"{name}#{index}");
+
+    /// <summary>The function name of an actor id (<c>name#i</c> → <c>name</c>).</summary>
+    public static string FunctionName(ActorId id)
+    {
+        var text = id.GetId();
+        var hash = text.LastIndexOf('#');
+        return hash < 0 ? text : text[..hash];
+    }
+}

@@ -1,0 +1,40 @@
+namespace PolicyGrid.Dapr.Graphs;
+
+/// <summary>
+/// What the registry schedules: the graph's shape (the workflow builds Core's GraphPlan from it, as the embedded
+/// runner does), the replica count of each node's function, the input as JSON text and the run's limits.
+/// </summary>
+public sealed record GraphWorkflowInput(
+    IReadOnlyList<string> FunctionIds,
+    IReadOnlyDictionary<string, IReadOnlyList<string>> Connections,
+    IReadOnlyDictionary<string, int> Replicas,
+    string InputJson,
+    int MaxParallelism,
+    int RetryMaxAttempts = 1,
+    double RetryBackoffSeconds = 0,
+    bool Trace = false);
+
+/// <summary>One node's call, handed to the activity that reaches the function's actor.</summary>
+public sealed record NodeCallRequest(string Node, int Replicas, string InputJson);
+
+/// <summary>What the activity answers: the actor's reply and when and how long it ran.</summary>
+public sealed record NodeCallResult(bool Ok, string OutputJson, int Status, string Code, string Message, DateTimeOffset StartedAt, double DurationMs);
+
+public sealed record GraphTraceEntry(string Node, string InputJson, string OutputJson, DateTimeOffset StartedAt, double DurationMs);
+
+/// <summary>The node that stopped the graph and its error, as the contract words it.</summary>
+public sealed record GraphNodeError(string Node, int Status, string Code, string Message);
+
+/// <summary>The workflow's output: the sink's output as JSON text, or the failing node.</summary>
+public sealed record GraphWorkflowOutput(bool Ok, string ResultJson, IReadOnlyList<GraphTraceEntry> Trace, GraphNodeError? Error)
+{
+    public static GraphWorkflowOutput Succeeded(string resultJson, IReadOnlyList<GraphTraceEntry> trace) => new(true, resultJson, trace, null);
+    public static GraphWorkflowOutput Failed(GraphNodeError error, IReadOnlyList<GraphTraceEntry> trace) => new(false, "", trace, error);
+}
+
+public static class GraphWorkflows
+{
+    public const string AppId = "policy-graphs";
+    public const string WorkflowName = "PolicyGraphWorkflow";
+    public const string CallNodeActivity = "CallFunctionActivity";
+}

@@ -1,0 +1,148 @@
+using System.Text.Json.Nodes;
+using PolicyGrid.Dapr.Graphs;
+using PolicyGrid.Workflows;
+using Shouldly;
+
+namespace PolicyGrid.Graphs.Tests;
+
+public sealed class PolicyGraphWorkflowTests
+{
+    private static readonly string[] DiamondIds = ["A", "B", "C", "D"];
+
+    private static GraphWorkflowInput Graph(string[] ids, (string From, string[] To)[] edges, string input = """{"x":1}""", int parallelism = 8) =>
+        new(ids, edges.ToDictionary(e => e.From, e => (IReadOnlyList<string>)e.To), ids.ToDictionary(i => i, _ => 1), input, parallelism);
+
+    private static GraphWorkflowInput Diamond(string[]? ids = null) =>
+        Graph(ids ?? DiamondIds, [("A", ["B", "C"]), ("B", ["D"]), ("C", ["D"])]);
+
+    /// <summary>An activity answering <c>{"by": node, "got": input}</c>.</summary>
+    private static NodeCallResult Echo(NodeCallRequest call) =>
+        Ok(new JsonObject { ["by"] = call.Node, ["got"] = JsonNode.Parse(call.InputJson) });
+
+    private static NodeCallResult Ok(JsonObject output) => new(true, output.ToJsonString(), 200, "", "", DateTimeOffset.UnixEpoch, 1.5);
+
+    private static Func<string, object?, Task<object?>> Activities(Func<NodeCallRequest, Task<NodeCallResult>> body) => async (name, input) =>
+    {
+        name.ShouldBe(GraphWorkflows.CallNodeActivity);
+        return await body((NodeCallRequest)input!);
+    };
+
+    [Fact]
+    public async Task Diamond_fans_out_the_branches_together_and_joins_after_both()
+    {
+        // B answers only once C has started, so the run completes only if the workflow fans B and C out together.
+        var cStarted = new TaskCompletionSource();
+        var context = new WorkflowContextDouble(Activities(async call =>
+        {
+            if (call.Node == "C") cStarted.SetResult();
+            if (call.Node == "B") await cStarted.Task.WaitAsync(TimeSpan.FromSeconds(10));
+            return Echo(call);
+        }));
+
+        var output = await new PolicyGraphWorkflow().RunAsync(context, Diamond());
+
+        output.Ok.ShouldBeTrue();
+        var events = context.Events.ToList();
+        events.IndexOf("start B").ShouldBeGreaterThan(events.IndexOf("end A"));
+        events.IndexOf("start C").ShouldBeGreaterThan(events.IndexOf("end A"));
+        events.IndexOf("start D").ShouldBeGreaterThan(events.IndexOf("end B"));
+        events.IndexOf("start D").ShouldBeGreaterThan(events.IndexOf("end C"));
+        context.PeakInFlight.ShouldBe(2);
+        var result = JsonNode.Parse(output.ResultJson)!;
+        result["by"]!.GetValue<string>().ShouldBe("D");
+        result["got"]!.AsArray().Select(o => o!["by"]!.GetValue<string>()).ShouldBe(["B", "C"]);
+        result["got"]![0]!["got"]!["by"]!.GetValue<string>().ShouldBe("A");
+        result["got"]![0]!["got"]!["got"]!.ToJsonString().ShouldBe("""{"x":1}""");
+    }
+
+    [Fact]
+    public async Task Join_receives_parents_outputs_in_graph_function_ids_order()
+    {
+        var context = new WorkflowContextDouble(Activities(call => Task.FromResult(Echo(call))));
+
+        var output = await new PolicyGraphWorkflow().RunAsync(context, Diamond(["A", "C", "B", "D"]));
+
+        JsonNode.Parse(output.ResultJson)!["got"]!.AsArray().Select(o => o!["by"]!.GetValue<string>()).ShouldBe(["C", "B"]);
+    }
+
+    [Fact]
+    public async Task Chain_calls_each_node_once_in_order_with_the_previous_output()
+    {
+        var context = new WorkflowContextDouble(Activities(call => Task.FromResult(Echo(call))));
+
+        var output = await new PolicyGraphWorkflow().RunAsync(context, Graph(["A", "B", "C"], [("A", ["B"]), ("B", ["C"])]));
+
+        context.Calls.Select(c => ((NodeCallRequest)c.Input!).Node).ShouldBe(["A", "B", "C"]);
+        output.ResultJson.ShouldBe("""{"by":"C","got":{"by":"B","got":{"by":"A","got":{"x":1}}}}""");
+    }
+
+    [Fact]
+    public async Task A_failing_branch_stops_the_graph_and_names_the_node()
+    {
+        var context = new WorkflowContextDouble(Activities(call => Task.FromResult(call.Node == "C"
+            ? new NodeCallResult(false, "", 422, "policy_error", "KeyError: 'ip'", DateTimeOffset.UnixEpoch, 1)
+            : Echo(call))));
+
+        var output = await new PolicyGraphWorkflow().RunAsync(context, Diamond());
+
+        output.Ok.ShouldBeFalse();
+        output.Error.ShouldBe(new GraphNodeError("C", 422, "policy_error", "KeyError: 'ip'"));
+        context.Calls.Select(c => ((NodeCallRequest)c.Input!).Node).ShouldNotContain("D");
+    }
+
+    [Fact]
+    public async Task Fan_out_is_bounded_by_max_parallelism()
+    {
+        var ids = Enumerable.Range(0, 6).Select(i => $"N{i}").Append("S").ToArray();
+        var graph = Graph(ids, [.. ids[..^1].Select(id => (id, new[] { "S" }))], parallelism: 2);
+        var context = new WorkflowContextDouble(Activities(async call => { await Task.Yield(); return Echo(call); }));
+
+        var output = await new PolicyGraphWorkflow().RunAsync(context, graph);
+
+        context.PeakInFlight.ShouldBeLessThanOrEqualTo(2);
+        JsonNode.Parse(output.ResultJson)!["got"]!.AsArray().Count.ShouldBe(6);
+    }
+
+    [Fact]
+    public async Task Node_retry_tries_again_after_a_durable_timer_and_none_by_default()
+    {
+        var attempts = 0;
+        Func<string, object?, Task<object?>> Flaky() => Activities(call => Task.FromResult(call.Node == "A" && ++attempts < 3
+            ? new NodeCallResult(false, "", 503, "backend_unavailable", "down", DateTimeOffset.UnixEpoch, 1)
+            : Echo(call)));
+        var chain = Graph(["A", "B"], [("A", ["B"])]);
+
+        (await new PolicyGraphWorkflow().RunAsync(new WorkflowContextDouble(Flaky()), chain)).Error!.Node.ShouldBe("A");
+        attempts.ShouldBe(1);
+
+        attempts = 0;
+        var context = new WorkflowContextDouble(Flaky());
+        var output = await new PolicyGraphWorkflow().RunAsync(context, chain with { RetryMaxAttempts = 3, RetryBackoffSeconds = 2 });
+        output.Ok.ShouldBeTrue();
+        attempts.ShouldBe(3);
+        context.Timers.ShouldBe([TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(2)]);
+    }
+
+    [Fact]
+    public async Task Trace_lists_every_node_with_its_input_and_output()
+    {
+        var context = new WorkflowContextDouble(Activities(call => Task.FromResult(Echo(call))));
+
+        var output = await new PolicyGraphWorkflow().RunAsync(context, Diamond() with { Trace = true });
+
+        output.Trace.Select(t => t.Node).ShouldBe(["A", "B", "C", "D"]);
+        output.Trace[0].InputJson.ShouldBe("""{"x":1}""");
+        output.Trace.ShouldAllBe(t => t.DurationMs == 1.5);
+    }
+
+    [Fact]
+    public async Task A_replicated_node_tells_the_activity_how_many_actors_it_has()
+    {
+        var context = new WorkflowContextDouble(Activities(call => Task.FromResult(Echo(call))));
+        var graph = Graph(["A", "B"], [("A", ["B"])]) with { Replicas = new Dictionary<string, int> { ["A"] = 3, ["B"] = 1 } };
+
+        await new PolicyGraphWorkflow().RunAsync(context, graph);
+
+        context.Calls.Select(c => ((NodeCallRequest)c.Input!).Replicas).ShouldBe([3, 1]);
+    }
+}

@@ -1,0 +1,33 @@
+using System.Diagnostics;
+using Dapr.Actors.Client;
+using Dapr.Workflow;
+using PolicyGrid.Dapr.Functions;
+using PolicyGrid.Dapr.Graphs;
+
+namespace PolicyGrid.Workflows.Activities;
+
+/// <summary>
+/// Calls one graph node's function actor. A function with several replicas is several actors; the activity picks
+/// one at random (activities, unlike workflows, may be non-deterministic). Failures come back as data so the
+/// workflow can name the node and keep the contract's status and code.
+/// </summary>
+public sealed class CallFunctionActivity(IActorProxyFactory actors, TimeProvider clock) : WorkflowActivity<NodeCallRequest, NodeCallResult>
+{
+    public override async Task<NodeCallResult> RunAsync(WorkflowActivityContext context, NodeCallRequest call)
+    {
+        var replica = call.Replicas <= 1 ? 0 : Random.Shared.Next(call.Replicas);
+        var actor = actors.CreateActorProxy<IPolicyFunctionActor>(FunctionActors.Replica(call.Node, replica, call.Replicas), FunctionActors.ActorType);
+        var started = clock.GetUtcNow();
+        var watch = Stopwatch.StartNew();
+        FunctionReply reply;
+        try
+        {
+            reply = await actor.CallAsync(new FunctionActorCall(call.InputJson));
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            reply = new FunctionReply(false, "", 502, "backend_error", $"function actor unreachable: {e.Message}");
+        }
+        return new NodeCallResult(reply.Ok, reply.OutputJson, reply.Status, reply.Code, reply.Message, started, watch.Elapsed.TotalMilliseconds);
+    }
+}
