@@ -4,8 +4,15 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using PolicyGrid.Api.Auth;
+using PolicyGrid.Api.Bundles;
+using PolicyGrid.Api.Decisions;
 using PolicyGrid.Api.Envelope;
+using PolicyGrid.Api.Executors;
+using PolicyGrid.Api.Events;
 using PolicyGrid.Api.Health;
+using PolicyGrid.Api.Node;
+using PolicyGrid.Api.Policies;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Scalar.AspNetCore;
 
 namespace PolicyGrid.Api;
@@ -21,6 +28,9 @@ public static class PolicyGridApi
         services.AddOptions<ApiLimits>().Bind(configuration.GetSection(ApiLimits.Section));
         services.AddOptions<ApiAuthOptions>().Bind(configuration.GetSection(ApiAuthOptions.Section)).ValidateOnStart();
         services.AddSingleton<IValidateOptions<ApiAuthOptions>, ApiAuthOptionsValidator>();
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<ExecutorDispatch>();
+        services.AddSingleton<PolicyCodeCheck>();
         services.ConfigureHttpJsonOptions(o =>
         {
             o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
@@ -32,6 +42,7 @@ public static class PolicyGridApi
             doc.Info.Description = "Register, discover and run versioned policies. Every JSON answer is an envelope: {\"success\": true, \"data\": ...} or {\"success\": false, \"message\", \"code\"}.";
             return Task.CompletedTask;
         }));
+        services.AddEventsApi();
         return services;
     }
 
@@ -46,6 +57,12 @@ public static class PolicyGridApi
         app.MapOpenApi().AllowAnonymous();
         app.MapScalarApiReference("/docs", o => o.WithTitle("PolicyGrid API").WithOpenApiRoutePattern("/openapi/{documentName}.json")).AllowAnonymous();
         app.MapHealthApi();
+        app.MapPoliciesApi();
+        app.MapExecutorsApi();
+        app.MapBundlesApi();
+        app.MapDecisionsApi();
+        app.MapNodeApi();
+        app.MapEventsApi();
         return app;
     }
 }

@@ -18,14 +18,19 @@ public static class JobStatus
 }
 
 /// <summary>A one-off Type 3 run of a policy. <see cref="JobId"/> is a server-made UUID.</summary>
-public sealed record Job
+public sealed record Job : IDocument<Job>
 {
-    public static readonly IReadOnlySet<string> IdentityFields = new HashSet<string>(StringComparer.Ordinal) { "job_id" };
+    public static string Collection => Ports.Collections.Jobs;
+
+    public static IReadOnlySet<string> IdentityFields { get; } = new HashSet<string>(StringComparer.Ordinal) { "job_id" };
 
     /// <summary>Used when a submission gives no timeout_seconds.</summary>
     public const double DefaultTimeoutSeconds = 3600;
 
     public string JobId { get; init; } = "";
+
+    public string Id => JobId;
+
     /// <summary>Empty until an allocation rule has chosen one.</summary>
     public string ExecutorId { get; init; } = "";
     public string Name { get; init; } = "";
@@ -74,6 +79,30 @@ public sealed record Job
                 f.Add($"node_selector.{label}", $"must be a string label value, not {DocumentFields.Describe(value)}");
         f.ThrowIfInvalid();
         return job;
+    }
+
+    /// <summary>Stamps <c>created_at</c> at submission.</summary>
+    public Job Submitted(DateTimeOffset now) => this with { Status = JobStatus.Pending, CreatedAt = Timestamps.Format(now) };
+
+    /// <summary>Moves a pending job to running. A job that already ended stays as it is.</summary>
+    public Job Started(DateTimeOffset now) => IsFinished ? this : this with { Status = JobStatus.Running, StartedAt = Timestamps.Format(now) };
+
+    /// <summary>
+    /// Records the job's end. The first final status sticks: a cancellation racing a success (or a
+    /// late result after a timeout) leaves the job as it first ended, so readers never see it flip.
+    /// </summary>
+    public Job Finished(string status, JsonNode? result, string error, DateTimeOffset now)
+    {
+        if (!JobStatus.IsFinal(status)) throw new ArgumentException($"'{status}' is not a final job status", nameof(status));
+        if (IsFinished) return this;
+        return this with
+        {
+            Status = status,
+            Result = result?.DeepClone() ?? new JsonObject(),
+            Error = error ?? "",
+            FinishedAt = Timestamps.Format(now),
+            StartedAt = StartedAt.Length > 0 ? StartedAt : Timestamps.Format(now),
+        };
     }
 
     public JsonObject ToJson() => new()

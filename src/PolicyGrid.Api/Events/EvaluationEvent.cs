@@ -1,0 +1,70 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using CloudNative.CloudEvents;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Api.Executors;
+using PolicyGrid.Core.Ports;
+
+namespace PolicyGrid.Api.Events;
+
+/// <summary>
+/// An evaluation request carried by a CloudEvent on <c>policy-evaluations</c>: its data is an
+/// execute_policy body (<c>policy_rule_uri</c>, <c>input_data</c>, optional <c>parameters</c>,
+/// <c>settings</c>, <c>context_key</c>, <c>timeout_seconds</c>) plus an optional <c>correlation_id</c>;
+/// without one, the event's own id correlates the decision.
+/// </summary>
+public sealed record EvaluationEvent(ExecutionRequest Request, string CorrelationId, string EventId, string Source)
+{
+    public static EvaluationEvent From(CloudEvent cloudEvent)
+    {
+        var data = DataObject(cloudEvent);
+        string? correlation = null;
+        if (data.TryGetPropertyValue(EventTypes.CorrelationId, out var c) && c is not null)
+        {
+            if (c is not JsonValue cv || !cv.TryGetValue<string>(out correlation) || correlation.Length == 0)
+                throw Problems.Validation(EventTypes.CorrelationId, $"must be a non-empty string, not {Describe(c)}");
+        }
+        // The same reader as POST /executor/{id}/execute_policy and the node API: one set of rules for the body.
+        var request = ExecutionBodies.Execution(data);
+        return new EvaluationEvent(request, correlation ?? cloudEvent.Id!, cloudEvent.Id!, cloudEvent.Source?.ToString() ?? "");
+    }
+
+    /// <summary>The event's data as a JSON object, whichever way the formatter decoded it.</summary>
+    public static JsonObject DataObject(CloudEvent cloudEvent)
+    {
+        var node = cloudEvent.Data switch
+        {
+            null => null,
+            JsonElement e => JsonNode.Parse(e.GetRawText()),
+            JsonNode n => n.DeepClone(),
+            byte[] bytes => Parse(bytes),
+            string s => Parse(System.Text.Encoding.UTF8.GetBytes(s)),
+            var other => throw Problems.BadRequest($"CloudEvent data of type {other.GetType().Name} is not JSON"),
+        };
+        return node as JsonObject
+            ?? throw Problems.BadRequest(node is null
+                ? "CloudEvent has no data; expected an execute_policy body {\"policy_rule_uri\", \"input_data\", ...}"
+                : $"CloudEvent data must be a JSON object (an execute_policy body), not {Describe(node)}");
+    }
+
+    private static JsonNode? Parse(byte[] bytes)
+    {
+        try { return JsonNode.Parse(bytes); }
+        catch (JsonException e) { throw Problems.BadRequest($"CloudEvent data is not valid JSON: {e.Message}"); }
+    }
+
+    private static string Describe(JsonNode? node) => node switch
+    {
+        null => "null",
+        JsonObject => "an object",
+        JsonArray => "an array",
+        JsonValue v => v.GetValueKind() switch
+        {
+            JsonValueKind.String => "a string",
+            JsonValueKind.Number => "a number",
+            JsonValueKind.True or JsonValueKind.False => "a boolean",
+            _ => "null",
+        },
+        _ => "a value",
+    };
+}
