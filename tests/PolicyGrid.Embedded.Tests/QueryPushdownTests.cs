@@ -113,6 +113,11 @@ public sealed class QueryPushdownTests(PushdownData data) : IClassFixture<Pushdo
     [InlineData("""{"tags": {"$in": [{"$regex": "^a,"}, "zzz"]}}""")]
     [InlineData("""{"flag": {"$gt": false}}""")]
     [InlineData("""{"flag": {"$all": [true, false]}}""")]
+    [InlineData("""{"flag": {"$all": [true]}}""")]
+    [InlineData("""{"flag": {"$all": []}}""")]
+    [InlineData("""{"tags": {"$nin": [{"$regex": "^a"}]}}""")]
+    [InlineData("""{"metadata": {"audience": "web"}}""")]
+    [InlineData("""{"metadata": {"$in": [{"audience": "web"}, null]}}""")]
     [InlineData("""{"a b": "spaced"}""")]
     [InlineData("""{"0": "zero"}""")]
     [InlineData("""{"name": {"$not": {"$regex": "^p"}}}""")]
@@ -233,12 +238,12 @@ internal static class RandomDocs
             1 => new JsonObject { ["$eq"] = Value() },
             2 => new JsonObject { ["$ne"] = Value() },
             3 => new JsonObject { ["$in"] = new JsonArray(Value(), Value()) },
-            4 => new JsonObject { ["$nin"] = new JsonArray(Value(), Value()) },
-            5 => new JsonObject { [new[] { "$gt", "$gte", "$lt", "$lte" }[r.Next(4)]] = Value() },
+            4 => new JsonObject { ["$nin"] = new JsonArray(Value(), r.Next(3) == 0 ? new JsonObject { ["$regex"] = "^w" } : Value()) },
+            5 => new JsonObject { [new[] { "$gt", "$gte", "$lt", "$lte" }[r.Next(4)]] = Value() ?? "web" },
             6 => new JsonObject { ["$exists"] = r.Next(2) == 0 },
             7 => new JsonObject { ["$regex"] = new[] { "^w", "b$", "(^|,)pci(,|$)", "o", "^$" }[r.Next(5)] },
             8 => new JsonObject { ["$size"] = r.Next(0, 3) },
-            9 => new JsonObject { ["$all"] = new JsonArray(Value()) },
+            9 => new JsonObject { ["$all"] = new JsonArray(Enumerable.Range(0, r.Next(0, 3)).Select(_ => Value()).ToArray()) },
             10 => new JsonObject { ["$not"] = new JsonObject { ["$in"] = new JsonArray(Value()) } },
             11 => new JsonObject { ["$elemMatch"] = new JsonObject { ["k"] = Word(r) } },
             12 => new JsonObject { ["$gte"] = Number(r), ["$lt"] = Number(r) },

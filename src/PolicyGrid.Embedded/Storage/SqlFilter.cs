@@ -129,7 +129,11 @@ internal sealed class SqlFilterTranslator
                 parts.AddRange(regexes.Select(r => RegexAny(segments, body, r["$regex"]!.GetValue<string>(), r["$options"]?.GetValue<string>() ?? "")));
                 return SqlCondition.Or(parts);
             case FieldOperator.Nin:
-                return SqlCondition.Not(EqualsAny(segments, body, [.. (JsonArray)f.Operand!]));
+                var ninOperands = (JsonArray)f.Operand!;
+                var ninRegexes = ninOperands.OfType<JsonObject>().Where(o => o.ContainsKey("$regex")).ToList();
+                var ninParts = new List<SqlCondition> { EqualsAny(segments, body, [.. ninOperands]) };
+                ninParts.AddRange(ninRegexes.Select(r => RegexAny(segments, body, r["$regex"]!.GetValue<string>(), r["$options"]?.GetValue<string>() ?? "")));
+                return SqlCondition.Not(SqlCondition.Or(ninParts));
             case FieldOperator.Gt or FieldOperator.Gte or FieldOperator.Lt or FieldOperator.Lte:
                 return Navigate(body, segments, v => Flatten(v, e => Compare(e, f.Operator, f.Operand, asVersion)));
             case FieldOperator.Exists:
@@ -142,9 +146,13 @@ internal sealed class SqlFilterTranslator
                 var sizeParam = Parameter((long)size);
                 return Navigate(body, segments, v => SqlCondition.Exact($"{v.Type} = 'array' AND json_array_length({((PathLocation)v).Json}, {((PathLocation)v).PathParameter}) = {sizeParam}"));
             case FieldOperator.All:
+                // Core: an empty $all matches nothing; an array needs every wanted value among its elements,
+                // any other value must itself equal every wanted value.
                 var wanted = ((JsonArray)f.Operand!).ToList();
-                return Navigate(body, segments, v => SqlCondition.And(
-                    [SqlCondition.Exact($"{v.Type} = 'array'"), .. wanted.Select(w => AnyElement((PathLocation)v, e => ScalarEquals(e, w)))]));
+                if (wanted.Count == 0) return SqlCondition.False;
+                return Navigate(body, segments, v => SqlCondition.Or(
+                    SqlCondition.And([SqlCondition.Exact($"{v.Type} = 'array'"), .. wanted.Select(w => AnyElement((PathLocation)v, e => ScalarEquals(e, w)))]),
+                    SqlCondition.And([SqlCondition.Exact($"{v.Type} <> 'array'"), .. wanted.Select(w => ScalarEquals(v, w))])));
             case FieldOperator.Not:
                 return SqlCondition.Not(Node(f.Nested!, body));
             default:
@@ -187,6 +195,9 @@ internal sealed class SqlFilterTranslator
             else if (operand is JsonValue b && b.GetValueKind() is JsonValueKind.True or JsonValueKind.False)
                 parts.Add(SqlCondition.Exact($"{v.Type} = '{(b.GetValue<bool>() ? "true" : "false")}'"));
             else if (JsonValues.TryNumber(operand, out var n)) parts.Add(NumberTest(v, n, "="));
+            // Objects and arrays are deep-equal only to a value of the same kind: those rows go to Core.
+            else if (operand is JsonObject) parts.Add(new SqlCondition("0", $"{v.Type} = 'object'"));
+            else if (operand is JsonArray) parts.Add(new SqlCondition("0", $"{v.Type} = 'array'"));
             else parts.Add(SqlCondition.Unknown);
         }
         if (strings.Count == 1) parts.Add(SqlCondition.Exact($"{v.Type} = 'text' AND {v.Value} = {Parameter(strings[0])}"));
