@@ -7,6 +7,7 @@ using PolicyGrid.Api.Auth;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Api.Events;
 using PolicyGrid.Api.Health;
+using PolicyGrid.Api.Jobs;
 using Scalar.AspNetCore;
 
 namespace PolicyGrid.Api;
@@ -34,6 +35,7 @@ public static class PolicyGridApi
             return Task.CompletedTask;
         }));
         services.AddEventsApi();
+        services.AddJobsApi(configuration);
         return services;
     }
 
@@ -49,6 +51,7 @@ public static class PolicyGridApi
         app.MapScalarApiReference("/docs", o => o.WithTitle("PolicyGrid API").WithOpenApiRoutePattern("/openapi/{documentName}.json")).AllowAnonymous();
         app.MapHealthApi();
         app.MapEventsApi();
+        app.MapJobsApi();
         return app;
     }
 }
