@@ -46,8 +46,8 @@ public static class JobsApi
         var jobs = app.MapGroup("/jobs").WithTags("Jobs");
         jobs.MapPost("/submit/{executor_id}", SubmitTo).WithName("SubmitJob").WithSummary("Run a policy once as a job on the named executor (Type 3)")
             .WithDescription("Body: {name, policy_rule_uri, policy_rule_parameters, node_selector, inputs, timeout_seconds?}. Answers the job record at once (status pending); read it with GET /jobs/{job_id}?wait=<seconds>.");
-        jobs.MapPost("/submit", SubmitAnywhere).WithName("SubmitJobAllocated").WithSummary("Run a policy once as a job on an executor chosen by the allocation rule");
-        jobs.MapPost("/submit/", SubmitAnywhere).WithName("SubmitJobAllocatedSlash").ExcludeFromDescription();
+        jobs.MapPost("/submit", SubmitAnywhere).WithName("SubmitJobAllocated").WithSummary("Run a policy once as a job on an executor chosen by the allocation rule")
+            .WithDescription("Also answers POST /jobs/submit/ (routing ignores the trailing slash).");
         jobs.MapPost("/query", Query).WithName("QueryJobs").WithSummary("Find jobs with a Mongo-style filter");
         jobs.MapGet("/{job_id}", Get).WithName("GetJob").WithSummary("A job's status and result; ?wait=<seconds> holds the answer until the job ends");
         jobs.MapDelete("/{job_id}", Cancel).WithName("CancelJob").WithSummary("Cancel a job (a job that already ended is answered unchanged)");
@@ -127,8 +127,14 @@ public static class JobsApi
     }
 }
 
-/// <summary>Re-attaches to jobs a previous run of this server left pending or running.</summary>
-public sealed class JobReconciler(JobBoard board) : BackgroundService
+/// <summary>
+/// Re-attaches to jobs a previous run of this server left pending or running. It runs in StartAsync,
+/// which the host finishes before the server takes requests, so a job submitted now is never
+/// mistaken for a left-over one.
+/// </summary>
+public sealed class JobReconciler(JobBoard board) : IHostedService
 {
-    protected override Task ExecuteAsync(CancellationToken stoppingToken) => board.ReconcileAsync(stoppingToken);
+    public Task StartAsync(CancellationToken cancellationToken) => board.ReconcileAsync(cancellationToken);
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
