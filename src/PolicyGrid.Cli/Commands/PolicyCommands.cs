@@ -19,6 +19,7 @@ public static class PolicyCommands
         policy.Add(Get(env));
         policy.Add(Query(env));
         policy.Add(Delete(env));
+        policy.Add(PolicyTestCommand.Create(env));
         return policy;
     }
 
