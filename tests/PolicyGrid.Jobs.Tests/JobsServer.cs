@@ -46,10 +46,19 @@ public sealed class JobsServer : WebApplicationFactory<Program>
         foreach (var (key, value) in settings) builder.UseSetting(key, value);
     }
 
+    /// <summary>Stops the server but keeps its data directory, as a process exit would (a restart follows).</summary>
+    public async Task DisposeWithoutDeletingAsync()
+    {
+        keepDirectory = true;
+        await base.DisposeAsync();
+    }
+
+    private bool keepDirectory;
+
     public override async ValueTask DisposeAsync()
     {
         await base.DisposeAsync();
-        if (ownsDirectory)
+        if (ownsDirectory && !keepDirectory)
             try { Directory.Delete(DataDirectory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 

@@ -24,27 +24,46 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
 
     private string PidFile(string jobId) => Path.Combine(PidDirectory, $"{jobId}.pid");
 
+    /// <summary>What the job process printed (kept for the operator; its tail goes into a failure's reason).</summary>
+    public string LogFile(string jobId) => Path.Combine(PidDirectory, $"{jobId}.log");
+
+    private string Tail(string jobId)
+    {
+        try
+        {
+            using var file = new FileStream(LogFile(jobId), FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            const int max = 4096;
+            if (file.Length > max) file.Seek(-max, SeekOrigin.End);
+            using var reader = new StreamReader(file, Encoding.UTF8);
+            return reader.ReadToEnd().Trim();
+        }
+        catch (IOException)
+        {
+            return "";
+        }
+    }
+
     public async Task<JobOutcome> RunAsync(JobLaunch launch, CancellationToken ct)
     {
         var command = options.ResolveRunner();
-        var start = new ProcessStartInfo(command[0])
+        Directory.CreateDirectory(PidDirectory);
+        // Output goes to a log file rather than pipes to this server, so the job outlives a server
+        // restart without dying on a closed pipe, and an operator can read what it printed.
+        var start = new ProcessStartInfo("/bin/sh")
         {
             UseShellExecute = false,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
             RedirectStandardInput = true,
             WorkingDirectory = options.DataDirectory,
         };
-        foreach (var arg in command.Skip(1)) start.ArgumentList.Add(arg);
+        foreach (var arg in new[] { "-c", "exec \"$@\" >>\"$PG_JOB_LOG\" 2>&1", "policygrid-job" }) start.ArgumentList.Add(arg);
+        foreach (var arg in command) start.ArgumentList.Add(arg);
         foreach (var arg in new[] { "job-run", "--data", options.DataDirectory, "--job", launch.JobId }) start.ArgumentList.Add(arg);
+        start.Environment["PG_JOB_LOG"] = LogFile(launch.JobId);
         // The job process gets the runtime's settings (Python, limits) but never the API's tokens.
         foreach (var (key, value) in configuration.GetSection("PolicyGrid:Runtime").AsEnumerable())
             if (value is not null) start.Environment[key.Replace(":", "__", StringComparison.Ordinal)] = value;
 
         var process = new Process { StartInfo = start };
-        var tail = new OutputTail(4096);
-        process.ErrorDataReceived += (_, e) => tail.Add(e.Data);
-        process.OutputDataReceived += (_, e) => tail.Add(e.Data);
         try
         {
             process.Start();
@@ -55,15 +74,13 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
             return JobOutcome.Failed($"the job process could not be started ({string.Join(' ', command)}): {e.Message}");
         }
         process.StandardInput.Close();
-        process.BeginErrorReadLine();
-        process.BeginOutputReadLine();
         var deadline = launch.Timeout + options.Grace;
         await WritePidFileAsync(launch.JobId, process, DateTimeOffset.UtcNow + deadline);
         logger.LogInformation("job {JobId}: started process {Pid}", launch.JobId, process.Id);
 
         using (process)
         {
-            var outcome = await WatchAsync(launch.JobId, process, deadline, () => tail.Text, ct);
+            var outcome = await WatchAsync(launch.JobId, process, deadline, () => Tail(launch.JobId), ct);
             File.Delete(PidFile(launch.JobId));
             return outcome;
         }
@@ -82,7 +99,7 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
         using (process)
         {
             var left = deadlineAt - DateTimeOffset.UtcNow;
-            var outcome = await WatchAsync(jobId, process, left > TimeSpan.Zero ? left : TimeSpan.Zero, () => "", ct);
+            var outcome = await WatchAsync(jobId, process, left > TimeSpan.Zero ? left : TimeSpan.Zero, () => Tail(jobId), ct);
             File.Delete(PidFile(jobId));
             return outcome;
         }
@@ -107,7 +124,7 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
             var ended = await Task.WhenAny(exited, cancel.Task, Task.Delay(Timeout.Infinite, timeout.Token), Task.Delay(Timeout.Infinite, ct));
             if (ended == exited)
             {
-                await exited; // also drains the redirected output
+                await exited;
                 return Exited(process, output());
             }
             if (ended == cancel.Task)
@@ -195,27 +212,6 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
         catch (ArgumentException)
         {
             return null;
-        }
-    }
-
-    /// <summary>The last few KiB a job process printed, for the failure reason of a crash.</summary>
-    private sealed class OutputTail(int capacity)
-    {
-        private readonly StringBuilder text = new();
-
-        public void Add(string? line)
-        {
-            if (line is null) return;
-            lock (text)
-            {
-                text.AppendLine(line);
-                if (text.Length > capacity) text.Remove(0, text.Length - capacity);
-            }
-        }
-
-        public string Text
-        {
-            get { lock (text) return text.ToString().Trim(); }
         }
     }
 }
