@@ -10,6 +10,7 @@ using PolicyGrid.Api.Envelope;
 using PolicyGrid.Api.Executors;
 using PolicyGrid.Api.Events;
 using PolicyGrid.Api.Health;
+using PolicyGrid.Api.Jobs;
 using PolicyGrid.Api.Node;
 using PolicyGrid.Api.Policies;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -43,6 +44,7 @@ public static class PolicyGridApi
             return Task.CompletedTask;
         }));
         services.AddEventsApi();
+        services.AddJobsApi(configuration);
         return services;
     }
 
@@ -63,6 +65,7 @@ public static class PolicyGridApi
         app.MapDecisionsApi();
         app.MapNodeApi();
         app.MapEventsApi();
+        app.MapJobsApi();
         return app;
     }
 }

@@ -1,0 +1,179 @@
+using CultureInfo = System.Globalization.CultureInfo;
+using System.Text.Json.Nodes;
+using System.Data.Common;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Core.Querying;
+
+namespace PolicyGrid.Runtime.Execution;
+
+/// <summary>One execution as the audit trail keeps it.</summary>
+public sealed record Decision(
+    string Kind,
+    string PolicyRuleUri,
+    string BundleSha256,
+    string Caller,
+    string ContextKey,
+    string InputSha256,
+    string Outcome,
+    string ErrorCode,
+    int Status,
+    double DurationMs,
+    DateTimeOffset At)
+{
+    public const string OutcomeResult = "result";
+    public const string OutcomeError = "error";
+
+    public JsonObject ToJson(string id) => new()
+    {
+        ["decision_id"] = id,
+        ["kind"] = Kind,
+        ["policy_rule_uri"] = PolicyRuleUri,
+        ["bundle_sha256"] = BundleSha256,
+        ["caller"] = Caller,
+        ["context_key"] = ContextKey,
+        ["input_sha256"] = InputSha256,
+        ["outcome"] = Outcome,
+        ["error_code"] = ErrorCode,
+        ["status"] = Status,
+        ["duration_ms"] = Math.Round(DurationMs, 3),
+        ["at"] = DecisionLog.FormatTime(At),
+    };
+}
+
+/// <summary>
+/// The decision log: every execution's policy, bundle, caller, input hash, outcome and duration
+/// in <see cref="Collections.Decisions"/>, queryable like any collection, with bounded retention.
+/// Entries are written behind the call by one background writer (a durable store write costs
+/// milliseconds, ten times a warm policy call); the queue is bounded, and when it is full callers
+/// wait rather than lose audit entries. A failed write is logged loudly and does not fail the call.
+/// </summary>
+public sealed class DecisionLog : IAsyncDisposable
+{
+    private readonly IDocumentStore store;
+    private readonly DecisionLogOptions options;
+    private readonly TimeProvider time;
+    private readonly ILogger<DecisionLog> logger;
+    private readonly Channel<(string Id, Decision Decision)> queue;
+    private readonly Task writer;
+    private readonly List<(long Target, TaskCompletionSource Done)> flushes = [];
+    private long enqueued;
+    private long written;
+
+    public DecisionLog(IDocumentStore store, DecisionLogOptions options, TimeProvider time, ILogger<DecisionLog> logger)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        this.store = store;
+        this.options = options;
+        this.time = time;
+        this.logger = logger;
+        queue = Channel.CreateBounded<(string, Decision)>(new BoundedChannelOptions(Math.Max(1, options.QueueCapacity))
+        {
+            SingleReader = true,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+        writer = Task.Run(WriteLoopAsync);
+    }
+
+    public static string FormatTime(DateTimeOffset at) => at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
+
+    /// <summary>Queues the decision for writing; waits only when the queue is full.</summary>
+    public async ValueTask RecordAsync(Decision decision)
+    {
+        ArgumentNullException.ThrowIfNull(decision);
+        // Time-ordered ids keep the log's natural order readable.
+        var id = Guid.CreateVersion7(decision.At).ToString("N");
+        Interlocked.Increment(ref enqueued);
+        if (!queue.Writer.TryWrite((id, decision)))
+        {
+            try
+            {
+                await queue.Writer.WriteAsync((id, decision));
+            }
+            catch (ChannelClosedException)
+            {
+                Interlocked.Decrement(ref enqueued);
+                logger.LogError("decision for {Policy} by {Caller} arrived after the log closed", decision.PolicyRuleUri, decision.Caller);
+            }
+        }
+    }
+
+    /// <summary>Completes when every decision recorded before the call is in the store.</summary>
+    public Task FlushAsync(CancellationToken ct = default)
+    {
+        var target = Interlocked.Read(ref enqueued);
+        lock (flushes)
+        {
+            if (Interlocked.Read(ref written) >= target) return Task.CompletedTask;
+            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            flushes.Add((target, done));
+            return done.Task.WaitAsync(ct);
+        }
+    }
+
+    private async Task WriteLoopAsync()
+    {
+        await foreach (var (id, decision) in queue.Reader.ReadAllAsync())
+        {
+            try
+            {
+                await store.CreateAsync(Collections.Decisions, id, decision.ToJson(id), CancellationToken.None);
+            }
+            catch (Exception e) when (e is PolicyGridException or IOException or InvalidOperationException or DbException)
+            {
+                logger.LogError(e, "could not record the decision for {Policy} by {Caller} ({Outcome})", decision.PolicyRuleUri, decision.Caller, decision.Outcome);
+            }
+            var now = Interlocked.Increment(ref written);
+            lock (flushes)
+            {
+                for (var i = flushes.Count - 1; i >= 0; i--)
+                {
+                    if (flushes[i].Target > now) continue;
+                    flushes[i].Done.TrySetResult();
+                    flushes.RemoveAt(i);
+                }
+            }
+        }
+    }
+
+    /// <summary>Writes what is queued, then stops the writer.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        queue.Writer.TryComplete();
+        await writer;
+    }
+
+    /// <summary>Deletes decisions older than MaxAge and beyond the newest MaxCount; answers how many went.</summary>
+    public async Task<int> PruneAsync(CancellationToken ct)
+    {
+        var removed = 0;
+        var cutoff = FormatTime(time.GetUtcNow() - options.MaxAge);
+        var tooOld = FilterParser.Parse(new JsonObject { ["at"] = new JsonObject { ["$lt"] = cutoff } });
+        removed += await DeleteAllAsync(new DocumentQuery(tooOld, [new SortKey("at", SortDirection.Asc)], 0, DocumentQuery.MaxLimit), ct);
+        while (true)
+        {
+            // Everything past the newest MaxCount, a page at a time.
+            var beyond = await store.QueryAsync(Collections.Decisions,
+                new DocumentQuery(new AndFilter([]), [new SortKey("at", SortDirection.Desc)], options.MaxCount, DocumentQuery.MaxLimit), ct);
+            if (beyond.Count == 0) break;
+            foreach (var doc in beyond) await store.DeleteAsync(Collections.Decisions, doc.Id, null, ct);
+            removed += beyond.Count;
+        }
+        if (removed > 0) logger.LogInformation("decision log retention removed {Count} entries", removed);
+        return removed;
+    }
+
+    private async Task<int> DeleteAllAsync(DocumentQuery query, CancellationToken ct)
+    {
+        var removed = 0;
+        while (true)
+        {
+            var page = await store.QueryAsync(Collections.Decisions, query, ct);
+            if (page.Count == 0) return removed;
+            foreach (var doc in page) await store.DeleteAsync(Collections.Decisions, doc.Id, null, ct);
+            removed += page.Count;
+        }
+    }
+}
