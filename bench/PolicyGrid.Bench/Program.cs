@@ -2,10 +2,12 @@
 //   dotnet run -c Release --project bench/PolicyGrid.Bench -- <name> [options]
 // Each benchmark is one class with a static RunAsync(string[] args); add a line below for a new one.
 using PolicyGrid.Bench.Type1;
+using PolicyGrid.Bench.Type2;
 
 var benchmarks = new Dictionary<string, Func<string[], Task<int>>>(StringComparer.OrdinalIgnoreCase)
 {
     ["type1"] = Type1Benchmark.RunAsync,
+    ["type2"] = Type2Benchmark.RunAsync,
 };
 
 if (args.Length == 0 || !benchmarks.TryGetValue(args[0], out var run))
