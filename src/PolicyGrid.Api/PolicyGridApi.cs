@@ -5,6 +5,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using PolicyGrid.Api.Auth;
 using PolicyGrid.Api.Envelope;
+using PolicyGrid.Api.Events;
 using PolicyGrid.Api.Health;
 using Scalar.AspNetCore;
 
@@ -32,6 +33,7 @@ public static class PolicyGridApi
             doc.Info.Description = "Register, discover and run versioned policies. Every JSON answer is an envelope: {\"success\": true, \"data\": ...} or {\"success\": false, \"message\", \"code\"}.";
             return Task.CompletedTask;
         }));
+        services.AddEventsApi();
         return services;
     }
 
@@ -46,6 +48,7 @@ public static class PolicyGridApi
         app.MapOpenApi().AllowAnonymous();
         app.MapScalarApiReference("/docs", o => o.WithTitle("PolicyGrid API").WithOpenApiRoutePattern("/openapi/{documentName}.json")).AllowAnonymous();
         app.MapHealthApi();
+        app.MapEventsApi();
         return app;
     }
 }

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using PolicyGrid.Api;
 using PolicyGrid.Api.Auth;
 using PolicyGrid.Cli.Serve;
+using PolicyGrid.Embedded.Events;
 
 namespace PolicyGrid.Cli;
 
@@ -34,6 +35,7 @@ public static class PolicyGridApp
         Directory.CreateDirectory(serve.DataDirectory);
         builder.Services.AddSingleton(serve);
         builder.Services.AddPolicyGridApi(builder.Configuration);
+        builder.Services.AddEmbeddedEvents();
 
         var app = builder.Build();
         app.MapPolicyGridApi();

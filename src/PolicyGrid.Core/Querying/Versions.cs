@@ -47,13 +47,39 @@ public sealed class VersionComparer : IComparer<string>
         return 0;
     }
 
+    /// <summary>
+    /// Natural order within one part: runs of digits compare as numbers (of any length), other
+    /// runs as text, digits before text, so "rc10" &gt; "rc9" and "9" &lt; "a".
+    /// </summary>
     private static int ComparePart(string a, string b)
     {
-        var an = long.TryParse(a, out var ai);
-        var bn = long.TryParse(b, out var bi);
-        if (an && bn) return ai.CompareTo(bi);
-        if (an) return -1;
-        if (bn) return 1;
-        return string.CompareOrdinal(a, b);
+        int i = 0, j = 0;
+        while (i < a.Length && j < b.Length)
+        {
+            var ad = char.IsAsciiDigit(a[i]);
+            var bd = char.IsAsciiDigit(b[j]);
+            if (ad != bd) return ad ? -1 : 1;
+            var ie = Run(a, i, ad);
+            var je = Run(b, j, bd);
+            var c = ad ? CompareDigits(a[i..ie], b[j..je]) : string.CompareOrdinal(a[i..ie], b[j..je]);
+            if (c != 0) return c;
+            i = ie;
+            j = je;
+        }
+        return (a.Length - i).CompareTo(b.Length - j);
+    }
+
+    private static int Run(string s, int start, bool digits)
+    {
+        var end = start;
+        while (end < s.Length && char.IsAsciiDigit(s[end]) == digits) end++;
+        return end;
+    }
+
+    private static int CompareDigits(string x, string y)
+    {
+        x = x.TrimStart('0');
+        y = y.TrimStart('0');
+        return x.Length != y.Length ? x.Length.CompareTo(y.Length) : string.CompareOrdinal(x, y);
     }
 }

@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 
@@ -13,7 +14,8 @@ namespace PolicyGrid.Dapr.Invocation;
 /// </summary>
 public sealed class DaprExecutorRegistration(IDocumentStore documents, ILogger<DaprExecutorRegistration> logger) : IHostedService
 {
-    public static JsonObject Document(DateTimeOffset now) => new()
+    /// <summary>The executor document, built through Core so it carries every field as any other executor does.</summary>
+    public static JsonObject Document() => PolicyExecutor.FromJson(new JsonObject
     {
         ["executor_id"] = DaprNames.ExecutorId,
         ["executor_host_uri"] = DaprNames.ExecutorHostUri,
@@ -22,18 +24,14 @@ public sealed class DaprExecutorRegistration(IDocumentStore documents, ILogger<D
             ["labels"] = new JsonObject { ["shape"] = "dapr" },
             ["description"] = "Built-in: runs policies on the policy-executor Dapr app through service invocation",
         },
-        ["executor_hardware_info"] = new JsonObject(),
-        ["executor_status"] = "healthy",
-        ["created_at"] = now.ToString("O"),
-        ["updated_at"] = now.ToString("O"),
-    };
+    }).ToJson();
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         try
         {
             if (await documents.GetAsync(Collections.Executors, DaprNames.ExecutorId, cancellationToken) is not null) return;
-            await documents.CreateAsync(Collections.Executors, DaprNames.ExecutorId, Document(DateTimeOffset.UtcNow), cancellationToken);
+            await documents.CreateAsync(Collections.Executors, DaprNames.ExecutorId, Document(), cancellationToken);
             logger.LogInformation("Registered executor '{Id}' at {Uri}", DaprNames.ExecutorId, DaprNames.ExecutorHostUri);
         }
         catch (PolicyGridException e) when (e.Status == 409)

@@ -1,0 +1,249 @@
+"""A small client over the PolicyGrid HTTP API (standard library only).
+
+Each method answers the envelope's ``data``; a failure envelope raises PolicyGridApiError with
+the server's status, ``code`` and message, and an unreachable server raises
+ServerUnreachableError (fail closed).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from .errors import PolicyGridApiError, ServerUnreachableError
+
+DEFAULT_SERVER = "http://127.0.0.1:10000"  # `policygrid serve` default
+DEFAULT_TIMEOUT = 10.0
+
+
+class Response:
+    """The decoded ``data`` of a success envelope plus the response headers (ETag, Deprecation)."""
+
+    __slots__ = ("data", "headers", "status")
+
+    def __init__(self, data: Any, headers: dict, status: int):
+        self.data = data
+        self.headers = headers
+        self.status = status
+
+    @property
+    def etag(self) -> str | None:
+        return self.headers.get("etag")
+
+
+def _quote_uri(uri: str) -> str:
+    # Policy URIs contain ':' which is legal in a path segment; '/' and spaces are not allowed in them.
+    return urllib.parse.quote(uri, safe=":@-._~")
+
+
+class PolicyGridClient:
+    def __init__(self, server: str | None = None, token: str | None = None, timeout: float | None = None):
+        self.server = (server or os.environ.get("POLICYGRID_SERVER") or DEFAULT_SERVER).rstrip("/")
+        self.token = token if token is not None else os.environ.get("POLICYGRID_TOKEN")
+        self.timeout = float(timeout if timeout is not None else DEFAULT_TIMEOUT)
+
+    # ------------------------------------------------------------ transport
+    def request(self, method: str, path: str, body: Any = None, *, headers: dict | None = None,
+                raw: bytes | None = None, content_type: str | None = None) -> Response:
+        url = path if path.startswith(("http://", "https://")) else self.server + path
+        data = None
+        hdrs = {"Accept": "application/json"}
+        if raw is not None:
+            data = raw
+            hdrs["Content-Type"] = content_type or "application/octet-stream"
+        elif body is not None:
+            data = json.dumps(body).encode("utf-8")
+            hdrs["Content-Type"] = "application/json"
+        elif method in ("POST", "PUT"):
+            data = b""
+        if self.token:
+            hdrs["Authorization"] = f"Bearer {self.token}"
+        if headers:
+            hdrs.update(headers)
+        req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                payload = resp.read()
+                return self._decode(resp.status, dict((k.lower(), v) for k, v in resp.headers.items()), payload, url)
+        except urllib.error.HTTPError as e:
+            payload = e.read()
+            headers_ = dict((k.lower(), v) for k, v in (e.headers or {}).items())
+            return self._decode(e.code, headers_, payload, url)
+        except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, OSError) as e:
+            reason = getattr(e, "reason", None) or e
+            raise ServerUnreachableError(self.server, str(reason)) from e
+
+    def _decode(self, status: int, headers: dict, payload: bytes, url: str) -> Response:
+        ctype = headers.get("content-type", "")
+        if status == 200 and "json" not in ctype:
+            return Response(payload, headers, status)  # bundle downloads, diagrams
+        try:
+            envelope = json.loads(payload.decode("utf-8")) if payload else None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            envelope = None
+        if isinstance(envelope, dict) and "success" in envelope:
+            if envelope["success"] is True and status == 200:
+                return Response(envelope.get("data"), headers, status)
+            raise PolicyGridApiError(status, str(envelope.get("code") or _code_for(status)),
+                                     str(envelope.get("message") or f"HTTP {status}"),
+                                     envelope.get("errors") or [])
+        if status == 200:
+            # Outside the envelope (/healthz etc.): hand back what came.
+            return Response(envelope if envelope is not None else payload, headers, status)
+        text = payload[:300].decode("utf-8", "replace")
+        raise PolicyGridApiError(status, _code_for(status), f"{url} answered HTTP {status} without an envelope: {text}")
+
+    # ------------------------------------------------------------ policies
+    def create_policy(self, document: dict) -> dict:
+        return self.request("POST", "/policy", document).data
+
+    def get_policy(self, uri: str) -> dict:
+        return self.request("GET", f"/policy/{_quote_uri(uri)}").data
+
+    def get_policy_with_etag(self, uri: str) -> Response:
+        return self.request("GET", f"/policy/{_quote_uri(uri)}")
+
+    def update_policy(self, uri: str, update: dict, if_match: str | None = None) -> dict:
+        headers = {"If-Match": if_match} if if_match else None
+        return self.request("PUT", f"/policy/{_quote_uri(uri)}", update, headers=headers).data
+
+    def delete_policy(self, uri: str, force: bool = False) -> dict:
+        return self.request("DELETE", f"/policy/{_quote_uri(uri)}" + ("?force=true" if force else "")).data
+
+    def query_policies(self, filter: dict | None = None, **paging) -> list:
+        return self.request("POST", "/policy/query" + _paging(paging), filter or {}).data
+
+    # ------------------------------------------------------------ executors (Type 2)
+    def create_executor(self, document: dict) -> dict:
+        return self.request("POST", "/executor", document).data
+
+    def get_executor(self, executor_id: str) -> dict:
+        return self.request("GET", f"/executor/{_quote_uri(executor_id)}").data
+
+    def update_executor(self, executor_id: str, update: dict) -> dict:
+        return self.request("PUT", f"/executor/{_quote_uri(executor_id)}", update).data
+
+    def delete_executor(self, executor_id: str) -> dict:
+        return self.request("DELETE", f"/executor/{_quote_uri(executor_id)}").data
+
+    def query_executors(self, filter: dict | None = None, **paging) -> list:
+        return self.request("POST", "/executor/query" + _paging(paging), filter or {}).data
+
+    def execute_policy(self, executor_id: str, policy_rule_uri: str, input_data: Any, *,
+                       parameters: dict | None = None, settings: dict | None = None,
+                       context_key: str | None = None, timeout_seconds: float | None = None) -> Any:
+        body: dict = {"policy_rule_uri": policy_rule_uri, "input_data": input_data}
+        if parameters:
+            body["parameters"] = parameters
+        if settings:
+            body["settings"] = settings
+        if context_key is not None:
+            body["context_key"] = context_key
+        if timeout_seconds is not None:
+            body["timeout_seconds"] = timeout_seconds
+        return self.request("POST", f"/executor/{_quote_uri(executor_id)}/execute_policy", body).data
+
+    def management(self, executor_id: str, policy_rule_uri: str, action: str, data: Any = None, *,
+                   parameters: dict | None = None, settings: dict | None = None) -> Any:
+        body: dict = {"policy_rule_uri": policy_rule_uri, "action": action, "data": data if data is not None else {}}
+        if parameters:
+            body["parameters"] = parameters
+        if settings:
+            body["settings"] = settings
+        return self.request("POST", f"/executor/{_quote_uri(executor_id)}/management", body).data
+
+    # ------------------------------------------------------------ bundles and decisions
+    def upload_bundle(self, archive: bytes, content_type: str = "application/zip") -> dict:
+        """Stores an archive; answers {"code", "sha256", "size", "url"}."""
+        return self.request("POST", "/bundles", raw=archive, content_type=content_type).data
+
+    def download_bundle(self, sha256_or_url: str) -> bytes:
+        path = sha256_or_url if "/" in sha256_or_url else f"/bundles/sha256/{sha256_or_url}"
+        data = self.request("GET", path, headers={"Accept": "*/*"}).data
+        if not isinstance(data, (bytes, bytearray)):
+            raise PolicyGridApiError(502, "backend_error", f"{path} did not answer an archive")
+        return bytes(data)
+
+    def query_decisions(self, filter: dict | None = None, **paging) -> list:
+        return self.request("POST", "/decisions/query" + _paging(paging), filter or {}).data
+
+    # ------------------------------------------------------------ jobs, functions, graphs (by path)
+    def submit_job(self, body: dict, executor_id: str = "") -> dict:
+        return self.request("POST", f"/jobs/submit/{_quote_uri(executor_id)}" if executor_id else "/jobs/submit", body).data
+
+    def get_job(self, job_id: str, wait: float | None = None) -> dict:
+        return self.request("GET", f"/jobs/{job_id}" + (f"?wait={wait:g}" if wait else "")).data
+
+    def cancel_job(self, job_id: str) -> dict:
+        return self.request("DELETE", f"/jobs/{job_id}").data
+
+    def query_jobs(self, filter: dict | None = None, **paging) -> list:
+        return self.request("POST", "/jobs/query" + _paging(paging), filter or {}).data
+
+    def create_function(self, body: dict, executor_id: str = "") -> dict:
+        return self.request("POST", f"/function/deployments/create/{_quote_uri(executor_id)}", body).data
+
+    def remove_function(self, name: str) -> dict:
+        return self.request("DELETE", f"/function/deployments/remove/{_quote_uri(name)}").data
+
+    def call_function(self, name: str, input_data: Any) -> Any:
+        return self.request("POST", f"/function/call_function/{_quote_uri(name)}", input_data).data
+
+    def function_management(self, name: str, action: str, data: Any = None) -> Any:
+        return self.request("POST", f"/function/{_quote_uri(name)}/management", {"action": action, "data": data if data is not None else {}}).data
+
+    def get_function(self, function_id: str) -> dict:
+        return self.request("GET", f"/function/{_quote_uri(function_id)}").data
+
+    def query_functions(self, filter: dict | None = None, **paging) -> list:
+        return self.request("POST", "/function/query" + _paging(paging), filter or {}).data
+
+    def create_graph(self, document: dict) -> dict:
+        return self.request("POST", "/graphs", document).data
+
+    def get_graph(self, uri: str) -> dict:
+        return self.request("GET", f"/graphs/{_quote_uri(uri)}").data
+
+    def update_graph(self, uri: str, update: dict) -> dict:
+        return self.request("PUT", f"/graphs/{_quote_uri(uri)}", update).data
+
+    def delete_graph(self, uri: str) -> dict:
+        return self.request("DELETE", f"/graphs/{_quote_uri(uri)}").data
+
+    def query_graphs(self, filter: dict | None = None, **paging) -> list:
+        return self.request("POST", "/graphs/query" + _paging(paging), filter or {}).data
+
+    def execute_graph(self, graph_uri: str, input_data: Any, trace: bool = False, async_: bool = False) -> Any:
+        body: dict = {"graph_uri": graph_uri, "input_data": input_data}
+        if trace:
+            body["trace"] = True
+        if async_:
+            body["async"] = True
+        return self.request("POST", "/graph/execute_graph", body).data
+
+    def get_graph_execution(self, execution_id: str) -> dict:
+        return self.request("GET", f"/graph/executions/{execution_id}").data
+
+    def health(self) -> Any:
+        return self.request("GET", "/healthz").data
+
+
+def _paging(paging: dict) -> str:
+    allowed = {k: v for k, v in paging.items() if k in ("limit", "skip", "sort") and v is not None}
+    unknown = set(paging) - {"limit", "skip", "sort"}
+    if unknown:
+        raise TypeError(f"unknown query options: {', '.join(sorted(unknown))} (use limit, skip, sort)")
+    return ("?" + urllib.parse.urlencode(allowed)) if allowed else ""
+
+
+_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict",
+          410: "retired", 413: "too_large", 422: "policy_error", 429: "overloaded", 502: "backend_error",
+          503: "backend_unavailable", 504: "policy_timeout"}
+
+
+def _code_for(status: int) -> str:
+    return _CODES.get(status, "backend_error")

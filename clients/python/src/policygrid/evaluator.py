@@ -1,0 +1,261 @@
+"""LocalPolicyEvaluator: Type 1 evaluation, in the caller's interpreter or through an executor.
+
+mode="local": the policy document and its bundle are fetched from the registry once, the
+bundle is verified and unpacked, and the policy's AIOSv1PolicyRule runs in this process. Every
+`revalidate_seconds` the next call re-reads the document's revision, so an update (new code,
+settings or parameters) or a retirement reaches the evaluator within seconds. When the
+registry cannot be reached, a policy already held keeps being served; with nothing held, the
+call raises (fail closed).
+
+mode="remote": every call goes to POST /executor/{executor_id}/execute_policy; an
+unreachable server raises (fail closed).
+
+In local mode nothing can bound the policy's time or memory: it is the caller's own process.
+"""
+from __future__ import annotations
+
+import copy
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import time
+import warnings
+from typing import Any
+
+from . import templates
+from .bundles import BundleCache, BundleDirectory, UnpackLimits
+from .client import PolicyGridClient
+from .errors import PolicyGridApiError, PolicyGridError, ServerUnreachableError
+
+log = logging.getLogger("policygrid")
+
+MODES = ("local", "remote")
+
+
+class _Held:
+    """What a local evaluator holds for one revision of the policy."""
+
+    __slots__ = ("document", "revision", "status", "instance", "settings", "parameters", "input_schema",
+                 "fingerprint", "bundle")
+
+    def __init__(self, **kw):
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+
+class LocalPolicyEvaluator:
+    def __init__(self, policy_rule_uri: str, parameters: dict | None = None, settings: dict | None = None,
+                 mode: str = "local", executor_id: str = "local", server: str | None = None,
+                 token: str | None = None, timeout: float | None = None, *,
+                 revalidate_seconds: float = 5.0, cache_dir: str | None = None,
+                 unpack_limits: UnpackLimits | None = None, client: PolicyGridClient | None = None):
+        if mode not in MODES:
+            raise ValueError(f"mode must be 'local' or 'remote', not {mode!r}")
+        if not isinstance(policy_rule_uri, str) or not policy_rule_uri:
+            raise ValueError("policy_rule_uri must be a non-empty string such as 'ip_allowlist:1.0-beta'")
+        for name, value in (("parameters", parameters), ("settings", settings)):
+            if value is not None and not isinstance(value, dict):
+                raise TypeError(f"{name} must be a dict, not {type(value).__name__}")
+        self.policy_rule_uri = policy_rule_uri
+        self.mode = mode
+        self.executor_id = executor_id
+        self.parameters = dict(parameters or {})
+        self.settings = dict(settings or {})
+        self.revalidate_seconds = float(revalidate_seconds)
+        self.client = client or PolicyGridClient(server, token, timeout)
+        self.context: dict = {}
+        self._bundles = BundleCache(self.client, cache_dir, unpack_limits)
+        self._lock = threading.RLock()
+        self._held: _Held | None = None
+        self._next_check = 0.0
+        self._warned_deprecated: str | None = None
+        if mode == "local":
+            self._revalidate(first=True)
+
+    # ------------------------------------------------------------------ public calls
+    def execute_policy_rule(self, input_data: Any, parameters: dict | None = None) -> dict:
+        """Runs the policy's eval on input_data and answers its result (a dict)."""
+        if self.mode == "remote":
+            return self.client.execute_policy(self.executor_id, self.policy_rule_uri, input_data,
+                                              parameters=_merged(self.parameters, parameters) or None,
+                                              settings=self.settings or None)
+        held = self._current()
+        params = held.parameters
+        if parameters:
+            params = _merged(params, parameters)
+            _ensure(templates.validate(held.document.get("policy_parameters_schema") or {}, params, "policy_parameters"))
+        if held.input_schema:
+            _ensure(templates.validate(held.input_schema, input_data, "input_data"))
+        with self._lock:
+            try:
+                result = held.instance.eval(params, input_data, self.context)
+            except Exception as e:  # the policy's own failure, in the contract's words
+                raise PolicyGridApiError(422, "policy_error", f"{type(e).__name__}: {e}") from e
+        if not isinstance(result, dict):
+            raise PolicyGridApiError(422, "policy_error", f"eval returned {type(result).__name__}, expected a dict")
+        return result
+
+    def execute_mgmt_command(self, action: str, data: Any = None) -> dict:
+        """Runs the policy's management(action, data) on the instance this evaluator holds."""
+        if not isinstance(action, str) or not action:
+            raise PolicyGridApiError(400, "validation_failed", "action: must be a non-empty string")
+        if self.mode == "remote":
+            return self.client.management(self.executor_id, self.policy_rule_uri, action, data if data is not None else {},
+                                          parameters=self.parameters or None, settings=self.settings or None)
+        held = self._current()
+        management = getattr(held.instance, "management", None)
+        if not callable(management):
+            raise PolicyGridApiError(400, "bad_request", f"policy {self.policy_rule_uri} has no management method")
+        with self._lock:
+            try:
+                result = management(action, data if data is not None else {})
+            except Exception as e:
+                raise PolicyGridApiError(422, "policy_error", f"{type(e).__name__}: {e}") from e
+        return result
+
+    def refresh(self) -> None:
+        """Re-reads the policy's revision now instead of waiting for the next interval."""
+        if self.mode == "local":
+            self._revalidate()
+
+    @property
+    def policy(self) -> dict | None:
+        """The policy document held (local mode), as last read from the registry."""
+        return copy.deepcopy(self._held.document) if self._held else None
+
+    @property
+    def revision(self) -> str | None:
+        return self._held.revision if self._held else None
+
+    # ------------------------------------------------------------------ holding and revalidating
+    def _current(self) -> _Held:
+        if time.monotonic() >= self._next_check:
+            self._revalidate()
+        held = self._held
+        if held is None:
+            raise PolicyGridApiError(503, "backend_unavailable", f"policy {self.policy_rule_uri} is not loaded")
+        if held.status == "retired":
+            raise PolicyGridApiError(410, "retired", f"policy {self.policy_rule_uri} is retired")
+        if held.status == "deprecated" and self._warned_deprecated != held.revision:
+            self._warned_deprecated = held.revision
+            warnings.warn(f"policy {self.policy_rule_uri} is deprecated", DeprecationWarning, stacklevel=3)
+        return held
+
+    def _revalidate(self, first: bool = False) -> None:
+        with self._lock:
+            self._next_check = time.monotonic() + self.revalidate_seconds
+            try:
+                response = self.client.get_policy_with_etag(self.policy_rule_uri)
+            except ServerUnreachableError as e:
+                if self._held is None:
+                    raise  # nothing held: fail closed
+                log.warning("policygrid: keeping policy %s (revision %s): %s", self.policy_rule_uri, self._held.revision, e)
+                return
+            except PolicyGridApiError as e:
+                if e.status >= 500 and self._held is not None:
+                    log.warning("policygrid: keeping policy %s (revision %s): %s", self.policy_rule_uri, self._held.revision, e)
+                    return
+                # The registry answered: the policy is gone, or we may no longer read it. Drop it.
+                self._held = None
+                raise
+            document = response.data
+            if not isinstance(document, dict):
+                raise PolicyGridApiError(502, "backend_error", f"GET /policy/{self.policy_rule_uri} did not answer a document")
+            revision = response.etag or str(document.get("updated_at") or "")
+            if self._held is not None and revision and revision == self._held.revision:
+                return
+            self._held = self._load(document, revision)
+
+    def _load(self, document: dict, revision: str) -> _Held:
+        status = str(document.get("status") or "active")
+        settings = _merged(document.get("policy_settings") or {}, self.settings)
+        parameters = _merged(document.get("policy_parameters") or {}, self.parameters)
+        fingerprint = json.dumps([document.get("code"), settings, parameters], sort_keys=True, default=str)
+        previous = self._held
+        if previous is not None and previous.fingerprint == fingerprint:
+            # Only metadata/status changed: keep the warm instance (and its management state).
+            instance, bundle = previous.instance, previous.bundle
+        elif status == "retired":
+            instance, bundle = None, None
+        else:
+            _ensure(templates.validate(document.get("policy_settings_schema") or {}, settings, "policy_settings")
+                    + templates.validate(document.get("policy_parameters_schema") or {}, parameters, "policy_parameters"))
+            bundle = self._bundles.get(str(document.get("code") or ""))
+            instance = _instantiate(bundle, self.policy_rule_uri, settings, parameters)
+        return _Held(document=document, revision=revision, status=status, instance=instance, settings=settings,
+                     parameters=parameters, input_schema=document.get("policy_input_schema") or {},
+                     fingerprint=fingerprint, bundle=bundle)
+
+
+# ---------------------------------------------------------------------- loading policy code
+_REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def _instantiate(bundle: BundleDirectory, uri: str, settings: dict, parameters: dict):
+    _check_requirements(bundle, uri)
+    module_name = f"_policygrid_bundle_{bundle.sha256[:20]}"
+    module = sys.modules.get(module_name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(module_name, bundle.function_py)
+        if spec is None or spec.loader is None:
+            raise PolicyGridApiError(422, "policy_error", f"cannot load {bundle.function_py}")
+        module = importlib.util.module_from_spec(spec)
+        # Sibling modules in code/ are importable by the policy; appended so they never shadow the caller's.
+        if bundle.code_dir not in sys.path:
+            sys.path.append(bundle.code_dir)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:
+            raise PolicyGridApiError(422, "policy_error", f"importing code/function.py of {uri} failed: {type(e).__name__}: {e}") from e
+        sys.modules[module_name] = module
+    cls = getattr(module, "AIOSv1PolicyRule", None)
+    if not isinstance(cls, type):
+        raise PolicyGridApiError(422, "policy_error", f"code/function.py of {uri} defines no class AIOSv1PolicyRule")
+    try:
+        return cls(uri, copy.deepcopy(settings), copy.deepcopy(parameters))
+    except Exception as e:
+        raise PolicyGridApiError(422, "policy_error", f"AIOSv1PolicyRule.__init__ of {uri} raised {type(e).__name__}: {e}") from e
+
+
+def _check_requirements(bundle: BundleDirectory, uri: str) -> None:
+    """In-process mode cannot install into the caller's interpreter: name what is missing instead."""
+    path = os.path.join(bundle.code_dir, "requirements.txt")
+    if not os.path.isfile(path):
+        return
+    missing = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if not line or line.startswith("-"):
+                continue
+            m = _REQUIREMENT_NAME.match(line)
+            if not m:
+                continue
+            try:
+                importlib.metadata.version(m.group(1))
+            except importlib.metadata.PackageNotFoundError:
+                missing.append(line)
+    if missing:
+        raise PolicyGridError(
+            f"policy {uri} requires {', '.join(missing)} (code/requirements.txt), not installed in this interpreter; "
+            "install them here or use mode='remote'")
+
+
+def _merged(base: dict, override: dict | None) -> dict:
+    """Key-by-key merge, given keys win (as the server merges call overrides)."""
+    if not override:
+        return dict(base)
+    out = dict(base)
+    out.update(override)
+    return out
+
+
+def _ensure(errors: list[str]) -> None:
+    if errors:
+        raise PolicyGridApiError(400, "validation_failed", "; ".join(errors),
+                                 [{"path": e.split(": ", 1)[0], "message": e.split(": ", 1)[-1]} for e in errors])

@@ -1,0 +1,126 @@
+"""Envelope decoding and fail-closed transport of PolicyGridClient."""
+import http.server
+import json
+import threading
+import unittest
+
+import support  # noqa: F401  (puts the SDK on the path when it is not installed)
+from policygrid import PolicyGridApiError, PolicyGridClient, ServerUnreachableError
+
+
+class CannedServer:
+    """Answers every request with one canned (status, body, content type)."""
+
+    def __init__(self):
+        self.answer = (200, b"{}", "application/json")
+        self.seen = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _any(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                outer.seen.append((self.command, self.path, dict(self.headers), self.rfile.read(length)))
+                status, body, ctype = outer.answer
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _any
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class EnvelopeTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.canned = CannedServer()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.canned.close()
+
+    def answer(self, status, body, ctype="application/json"):
+        self.canned.answer = (status, json.dumps(body).encode() if not isinstance(body, bytes) else body, ctype)
+
+    def test_success_answers_data(self):
+        self.answer(200, {"success": True, "data": {"policy_rule_uri": "a:1-b"}})
+        self.assertEqual(PolicyGridClient(self.canned.url).get_policy("a:1-b"), {"policy_rule_uri": "a:1-b"})
+
+    def test_failure_envelope_raises_with_status_code_message_and_field_errors(self):
+        self.answer(400, {"success": False, "code": "validation_failed", "message": "name: is required",
+                          "errors": [{"path": "name", "message": "is required"}]})
+        with self.assertRaises(PolicyGridApiError) as caught:
+            PolicyGridClient(self.canned.url).create_policy({})
+        e = caught.exception
+        self.assertEqual((e.status, e.code, e.message), (400, "validation_failed", "name: is required"))
+        self.assertEqual(e.errors[0]["path"], "name")
+
+    def test_retired_and_timeout_codes_come_through(self):
+        for status, code in ((410, "retired"), (504, "policy_timeout"), (429, "overloaded")):
+            self.answer(status, {"success": False, "code": code, "message": "x"})
+            with self.assertRaises(PolicyGridApiError) as caught:
+                PolicyGridClient(self.canned.url).execute_policy("local", "a:1-b", {})
+            self.assertEqual((caught.exception.status, caught.exception.code), (status, code))
+
+    def test_success_false_with_200_still_raises(self):
+        self.answer(200, {"success": False, "code": "conflict", "message": "odd server"})
+        with self.assertRaises(PolicyGridApiError) as caught:
+            PolicyGridClient(self.canned.url).get_policy("a:1-b")
+        self.assertEqual(caught.exception.code, "conflict")
+
+    def test_error_without_envelope_raises_with_the_status(self):
+        self.answer(502, b"<html>bad gateway</html>", "text/html")
+        with self.assertRaises(PolicyGridApiError) as caught:
+            PolicyGridClient(self.canned.url).get_policy("a:1-b")
+        self.assertEqual((caught.exception.status, caught.exception.code), (502, "backend_error"))
+        self.assertIn("bad gateway", caught.exception.message)
+
+    def test_bearer_token_and_json_body_are_sent(self):
+        self.answer(200, {"success": True, "data": {"allowed": True}})
+        PolicyGridClient(self.canned.url, token="s3cret").execute_policy("local", "a:1-b", {"ip": "1.2.3.4"}, parameters={"k": 1})
+        method, path, headers, body = self.canned.seen[-1]
+        self.assertEqual((method, path), ("POST", "/executor/local/execute_policy"))
+        self.assertEqual(headers.get("Authorization"), "Bearer s3cret")
+        self.assertEqual(json.loads(body), {"policy_rule_uri": "a:1-b", "input_data": {"ip": "1.2.3.4"}, "parameters": {"k": 1}})
+
+    def test_query_paging_goes_into_the_query_string(self):
+        self.answer(200, {"success": True, "data": []})
+        PolicyGridClient(self.canned.url).query_policies({"name": "x"}, limit=5, sort="name:asc")
+        self.assertEqual(self.canned.seen[-1][1], "/policy/query?limit=5&sort=name%3Aasc")
+        with self.assertRaises(TypeError):
+            PolicyGridClient(self.canned.url).query_policies({}, limt=5)
+
+
+class UnreachableTests(unittest.TestCase):
+    def test_refused_connection_raises_server_unreachable(self):
+        url = f"http://127.0.0.1:{support.free_port()}"
+        with self.assertRaises(ServerUnreachableError) as caught:
+            PolicyGridClient(url, timeout=2).get_policy("a:1-b")
+        self.assertEqual((caught.exception.status, caught.exception.code), (503, "backend_unavailable"))
+        self.assertIn(url, caught.exception.message)
+
+    def test_a_server_that_never_answers_times_out_and_raises(self):
+        import socket
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)  # accepts the connection but never answers
+        try:
+            with self.assertRaises(ServerUnreachableError):
+                PolicyGridClient(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=0.3).get_policy("a:1-b")
+        finally:
+            listener.close()
+
+
+if __name__ == "__main__":
+    unittest.main()

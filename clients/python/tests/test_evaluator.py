@@ -1,0 +1,172 @@
+"""LocalPolicyEvaluator against a loopback registry: fetch once, verify, revalidate, fail closed."""
+import hashlib
+import tempfile
+import unittest
+
+import support
+from policygrid import LocalPolicyEvaluator, PolicyGridApiError, PolicyGridError, ServerUnreachableError
+
+URI = "ip_allowlist:1.0-beta"
+DOC = {
+    "policy_rule_uri": URI, "name": "ip_allowlist", "version": "1.0", "release_tag": "beta",
+    "type": "python_class_v1", "status": "active",
+    "policy_parameters": {"local_allowlist": ["10.0.0.1"]}, "policy_settings": {},
+    "policy_input_schema": {"ip": {"type": "string", "required": True, "pattern": r"^\d{1,3}(\.\d{1,3}){3}$"}},
+    "policy_parameters_schema": {"local_allowlist": {"type": "array", "items": {"type": "string"}}},
+}
+
+
+class EvaluatorTests(unittest.TestCase):
+    def setUp(self):
+        self.cache = tempfile.TemporaryDirectory()
+        self.registry = support.LoopbackRegistry(DOC, support.zip_bytes({"code/function.py": support.IP_ALLOWLIST.encode()}))
+
+    def tearDown(self):
+        self.registry.stop()
+        self.cache.cleanup()
+
+    def evaluator(self, **kw):
+        kw.setdefault("revalidate_seconds", 3600)
+        return LocalPolicyEvaluator(URI, kw.pop("parameters", None), kw.pop("settings", None), mode=kw.pop("mode", "local"),
+                                    server=self.registry.url, cache_dir=self.cache.name, timeout=2, **kw)
+
+    def test_evaluates_in_process_with_stored_parameters(self):
+        ev = self.evaluator()
+        self.assertEqual(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"], True)
+        denied = ev.execute_policy_rule({"ip": "10.9.9.9"})
+        self.assertEqual((denied["allowed"], denied["reason"]), (False, "denied"))
+
+    def test_constructor_parameters_and_call_parameters_override_stored_ones(self):
+        ev = self.evaluator(parameters={"local_allowlist": ["10.0.0.2"]})
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.2"})["allowed"])
+        self.assertFalse(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.7"}, parameters={"local_allowlist": ["10.0.0.7"]})["allowed"])
+
+    def test_bundle_is_downloaded_once_and_shared_through_the_cache(self):
+        ev = self.evaluator()
+        for _ in range(50):
+            ev.execute_policy_rule({"ip": "10.0.0.1"})
+        self.evaluator().execute_policy_rule({"ip": "10.0.0.1"})
+        self.assertEqual(self.registry.bundle_reads, 1)
+
+    def test_a_bundle_that_does_not_match_its_hash_is_refused(self):
+        self.registry.bundle = support.zip_bytes({"code/function.py": b"class AIOSv1PolicyRule: pass  # tampered\n"})
+        with self.assertRaises(PolicyGridApiError) as caught:
+            self.evaluator()
+        self.assertEqual(caught.exception.code, "backend_error")
+        self.assertIn("failed verification", caught.exception.message)
+
+    def test_context_persists_between_calls_and_management_reaches_the_held_instance(self):
+        ev = self.evaluator()
+        ev.execute_policy_rule({"ip": "10.0.0.1"})
+        ev.execute_policy_rule({"ip": "10.0.0.1"})
+        self.assertEqual(ev.context["calls"], 2)
+        self.assertEqual(ev.execute_mgmt_command("update_local_allowlist", {"ips": ["10.5.5.5"]}), {"local_allowlist": ["10.5.5.5"]})
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.5.5.5"})["allowed"])
+        self.assertEqual(ev.execute_mgmt_command("get_state", {}), {"local_allowlist": ["10.5.5.5"]})
+
+    def test_bad_input_is_refused_before_the_policy_runs_naming_the_field(self):
+        ev = self.evaluator()
+        with self.assertRaises(PolicyGridApiError) as caught:
+            ev.execute_policy_rule({"ip": "not-an-ip"})
+        self.assertEqual((caught.exception.status, caught.exception.code), (400, "validation_failed"))
+        self.assertIn("input_data.ip: does not match", caught.exception.message)
+        with self.assertRaises(PolicyGridApiError) as caught:
+            ev.execute_policy_rule({})
+        self.assertIn("input_data.ip: is required", caught.exception.message)
+        self.assertNotIn("calls", ev.context)
+
+    def test_bad_parameter_override_is_refused(self):
+        with self.assertRaises(PolicyGridApiError) as caught:
+            self.evaluator(parameters={"local_allowlist": "10.0.0.1"})
+        self.assertIn("policy_parameters.local_allowlist: must be an array", caught.exception.message)
+
+    def test_policy_exception_is_a_422_policy_error(self):
+        ev = self.evaluator()
+        with self.assertRaises(PolicyGridApiError) as caught:
+            ev.execute_mgmt_command("explode", {})
+        self.assertEqual((caught.exception.status, caught.exception.code), (422, "policy_error"))
+        self.assertIn("ValueError: unknown action explode", caught.exception.message)
+
+    def test_update_reaches_the_evaluator_when_it_revalidates(self):
+        ev = self.evaluator(revalidate_seconds=3600)
+        self.assertFalse(ev.execute_policy_rule({"ip": "10.0.0.9"})["allowed"])
+        self.registry.update(policy_parameters={"local_allowlist": ["10.0.0.9"]})
+        # Within the interval the held revision answers, without asking the registry again.
+        self.assertFalse(ev.execute_policy_rule({"ip": "10.0.0.9"})["allowed"])
+        self.assertEqual(self.registry.policy_reads, 1)
+        ev.refresh()
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.9"})["allowed"])
+
+    def test_interval_zero_revalidates_on_every_call(self):
+        ev = self.evaluator(revalidate_seconds=0)
+        self.registry.update(policy_parameters={"local_allowlist": ["10.0.0.9"]})
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.9"})["allowed"])
+
+    def test_new_code_is_fetched_and_loaded_on_update(self):
+        ev = self.evaluator(revalidate_seconds=0)
+        new = support.zip_bytes({"code/function.py": b"class AIOSv1PolicyRule:\n"
+                                 b"    def __init__(self, r, s, p): pass\n"
+                                 b"    def eval(self, p, i, c): return {'allowed': True, 'reason': 'v2'}\n"})
+        self.registry.bundle, self.registry.sha = new, hashlib.sha256(new).hexdigest()
+        self.registry.update(code=f"bundle://sha256/{self.registry.sha}")
+        self.assertEqual(ev.execute_policy_rule({"ip": "1.1.1.1"})["reason"], "v2")
+
+    def test_retired_policy_raises_410(self):
+        ev = self.evaluator(revalidate_seconds=0)
+        self.registry.update(status="retired")
+        with self.assertRaises(PolicyGridApiError) as caught:
+            ev.execute_policy_rule({"ip": "10.0.0.1"})
+        self.assertEqual((caught.exception.status, caught.exception.code), (410, "retired"))
+
+    def test_deleted_policy_raises_not_found(self):
+        ev = self.evaluator(revalidate_seconds=0)
+        self.registry.document["policy_rule_uri"] = "something:else-x"
+        with self.assertRaises(PolicyGridApiError) as caught:
+            ev.execute_policy_rule({"ip": "10.0.0.1"})
+        self.assertEqual(caught.exception.code, "not_found")
+
+    def test_local_mode_keeps_serving_a_held_policy_when_the_registry_is_unreachable(self):
+        ev = self.evaluator(revalidate_seconds=0)
+        self.registry.down = True  # the store behind it fails: 503
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
+        self.registry.stop()  # and now nothing listens at all
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
+        self.registry = support.LoopbackRegistry(DOC, b"")  # for tearDown
+
+    def test_local_mode_with_nothing_held_fails_closed(self):
+        self.registry.stop()
+        with self.assertRaises(ServerUnreachableError):
+            self.evaluator()
+        self.registry = support.LoopbackRegistry(DOC, b"")
+
+    def test_remote_mode_fails_closed_when_unreachable(self):
+        ev = LocalPolicyEvaluator(URI, {}, {}, mode="remote", executor_id="local",
+                                  server=f"http://127.0.0.1:{support.free_port()}", timeout=1)
+        with self.assertRaises(ServerUnreachableError):
+            ev.execute_policy_rule({"ip": "10.0.0.1"})
+
+    def test_bundle_without_the_class_is_a_policy_error(self):
+        self.registry.bundle = support.zip_bytes({"code/function.py": b"class Other: pass\n"})
+        self.registry.sha = hashlib.sha256(self.registry.bundle).hexdigest()
+        self.registry.update(code=f"bundle://sha256/{self.registry.sha}")
+        with self.assertRaises(PolicyGridApiError) as caught:
+            self.evaluator()
+        self.assertIn("defines no class AIOSv1PolicyRule", caught.exception.message)
+
+    def test_missing_requirements_are_named(self):
+        self.registry.bundle = support.zip_bytes({"code/function.py": support.IP_ALLOWLIST.encode(),
+                                                  "code/requirements.txt": b"surely-not-installed-pkg==1.0\n"})
+        self.registry.sha = hashlib.sha256(self.registry.bundle).hexdigest()
+        self.registry.update(code=f"bundle://sha256/{self.registry.sha}")
+        with self.assertRaises(PolicyGridError) as caught:
+            self.evaluator()
+        self.assertIn("surely-not-installed-pkg==1.0", str(caught.exception))
+
+    def test_bad_mode_is_refused(self):
+        with self.assertRaises(ValueError):
+            LocalPolicyEvaluator(URI, {}, {}, mode="inproc")
+
+
+if __name__ == "__main__":
+    unittest.main()

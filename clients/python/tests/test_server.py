@@ -1,0 +1,136 @@
+"""The SDK against the real `policygrid serve` (built by ./test.sh) on a free loopback port."""
+import tempfile
+import unittest
+
+import support
+from policygrid import LocalPolicyEvaluator, PolicyGridApiError, PolicyGridClient, ServerUnreachableError
+
+CLI = support.find_cli()
+SKIP_REASON = ("the .NET build is absent (src/PolicyGrid.Cli/bin/*/net10.0/policygrid.dll); "
+               "./test.sh builds it first, or set POLICYGRID_CLI_DLL")
+
+
+def policy_document(code: str, release_tag: str = "beta") -> dict:
+    return {
+        "name": "ip_allowlist", "version": "1.0", "release_tag": release_tag, "type": "python_class_v1",
+        "code": code, "description": "IPv4 allowlist (SDK tests)",
+        "policy_parameters": {"local_allowlist": ["10.0.0.1"]},
+        "policy_parameters_schema": {"local_allowlist": {"type": "array", "items": {"type": "string"}}},
+        "policy_input_schema": {"ip": {"type": "string", "required": True}},
+    }
+
+
+class RunningServer:
+    """One server per test class; the bundle uploaded and the policy created through the SDK's client."""
+
+    def __init__(self, release_tag: str):
+        self.server = support.Server(CLI)
+        self.client = PolicyGridClient(self.server.url, timeout=30)
+        self.bundle = self.client.upload_bundle(support.zip_bytes(support.ip_allowlist_files()))
+        self.uri = f"ip_allowlist:1.0-{release_tag}"
+        self.document = self.client.create_policy(policy_document(self.bundle["url"], release_tag))
+
+
+@unittest.skipIf(CLI is None, SKIP_REASON)
+class ServerEvaluationTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.cache = tempfile.TemporaryDirectory()
+        try:
+            cls.running = RunningServer("beta")
+        except Exception:
+            cls.cache.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.running.server.cleanup()
+        cls.cache.cleanup()
+
+    def evaluator(self, mode="local", **kw):
+        return LocalPolicyEvaluator(self.running.uri, kw.pop("parameters", None), kw.pop("settings", None), mode=mode,
+                                    executor_id="local", server=self.running.server.url, timeout=30,
+                                    cache_dir=self.cache.name, **kw)
+
+    def test_upload_answers_code_sha_and_url(self):
+        bundle = self.running.bundle
+        self.assertTrue(bundle["code"].startswith("bundle://sha256/"))
+        self.assertTrue(bundle["url"].endswith(f"/bundles/sha256/{bundle['sha256']}"))
+        self.assertEqual(self.running.document["policy_rule_uri"], self.running.uri)
+
+    def test_local_mode_allows_and_denies(self):
+        ev = self.evaluator()
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
+        self.assertFalse(ev.execute_policy_rule({"ip": "10.9.9.9"})["allowed"])
+
+    def test_remote_mode_allows_and_denies_through_the_local_executor(self):
+        ev = self.evaluator("remote")
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
+        self.assertFalse(ev.execute_policy_rule({"ip": "10.9.9.9"})["allowed"])
+
+    def test_local_and_remote_agree_with_parameter_overrides(self):
+        for mode in ("local", "remote"):
+            ev = self.evaluator(mode, parameters={"local_allowlist": ["10.3.3.3"]})
+            self.assertTrue(ev.execute_policy_rule({"ip": "10.3.3.3"})["allowed"], mode)
+
+    def test_local_management_changes_the_held_instance(self):
+        ev = self.evaluator()
+        ev.execute_mgmt_command("update_local_allowlist", {"ips": ["10.7.7.7"]})
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.7.7.7"})["allowed"])
+        self.assertIsInstance(ev.execute_mgmt_command("get_state", {}), dict)
+
+    def test_remote_management_answers(self):
+        self.assertIsInstance(self.evaluator("remote").execute_mgmt_command("get_state", {}), dict)
+
+    def test_unknown_policy_is_not_found(self):
+        with self.assertRaises(PolicyGridApiError) as caught:
+            LocalPolicyEvaluator("nope:1.0-x", {}, {}, server=self.running.server.url, cache_dir=self.cache.name)
+        self.assertEqual((caught.exception.status, caught.exception.code), (404, "not_found"))
+
+    def test_remote_bad_input_is_a_400(self):
+        with self.assertRaises(PolicyGridApiError) as caught:
+            self.evaluator("remote").execute_policy_rule({"address": "10.0.0.1"})
+        self.assertEqual(caught.exception.status, 400)
+
+
+@unittest.skipIf(CLI is None, SKIP_REASON)
+class ServerLifecycleTests(unittest.TestCase):
+    """Updates, retirement and the server going away, on a server of its own."""
+
+    def setUp(self):
+        self.cache = tempfile.TemporaryDirectory()
+        self.running = RunningServer("lifecycle")
+
+    def tearDown(self):
+        self.running.server.cleanup()
+        self.cache.cleanup()
+
+    def evaluator(self, mode="local"):
+        return LocalPolicyEvaluator(self.running.uri, None, None, mode=mode, server=self.running.server.url,
+                                    timeout=30, cache_dir=self.cache.name, revalidate_seconds=0)
+
+    def test_update_then_retire_reach_a_local_evaluator(self):
+        ev = self.evaluator()
+        self.assertFalse(ev.execute_policy_rule({"ip": "10.8.8.8"})["allowed"])
+        self.running.client.update_policy(self.running.uri, {"$set": {"policy_parameters.local_allowlist": ["10.8.8.8"]}})
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.8.8.8"})["allowed"])
+        self.running.client.update_policy(self.running.uri, {"$set": {"status": "retired"}})
+        for mode_ev in (ev, self.evaluator("remote")):
+            with self.assertRaises(PolicyGridApiError) as caught:
+                mode_ev.execute_policy_rule({"ip": "10.8.8.8"})
+            self.assertEqual((caught.exception.status, caught.exception.code), (410, "retired"))
+
+    def test_server_gone_local_keeps_serving_remote_fails_closed(self):
+        local, remote = self.evaluator(), self.evaluator("remote")
+        self.assertTrue(local.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
+        self.assertTrue(remote.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
+        self.running.server.stop()
+        self.assertTrue(local.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
+        with self.assertRaises(ServerUnreachableError):
+            remote.execute_policy_rule({"ip": "10.0.0.1"})
+        with self.assertRaises(ServerUnreachableError):
+            self.evaluator()  # nothing held: fail closed
+
+
+if __name__ == "__main__":
+    unittest.main()

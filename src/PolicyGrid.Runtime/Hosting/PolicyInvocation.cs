@@ -1,0 +1,38 @@
+using System.Text.Json.Nodes;
+using PolicyGrid.Runtime.Bundles;
+
+namespace PolicyGrid.Runtime.Hosting;
+
+/// <summary>What a worker needs to create a policy instance: <c>AIOSv1PolicyRule(rule_id, settings, parameters)</c> from the bundle.</summary>
+public sealed record PolicyLoadSpec(string RuleId, BundleDirectory Bundle, JsonObject Settings, JsonObject Parameters);
+
+/// <summary>
+/// One call into a warm policy instance. <paramref name="InstanceKey"/> names the instance: the same
+/// key always reaches the same live instance (created from <paramref name="Load"/> on first use, or
+/// again after its worker was replaced, in which case <paramref name="RestoreState"/> is handed to
+/// <c>set_state</c> before the method runs). <paramref name="Method"/> is one of <see cref="PolicyMethods"/>.
+/// </summary>
+public sealed record PolicyInvocation(
+    string InstanceKey,
+    PolicyLoadSpec Load,
+    string Method,
+    JsonObject Arguments,
+    TimeSpan Deadline,
+    JsonObject? RestoreState = null);
+
+/// <summary>The methods a worker can call on an instance, and the argument names each takes.</summary>
+public static class PolicyMethods
+{
+    /// <summary>Arguments <c>parameters, input_data, context</c>; answers <c>{"result", "context"}</c>.</summary>
+    public const string Eval = "eval";
+    /// <summary>Arguments <c>action, data</c>; answers what <c>management</c> returned.</summary>
+    public const string Management = "management";
+    /// <summary>No arguments; answers what <c>get_state()</c> returned, or null when the class has none.</summary>
+    public const string GetState = "get_state";
+    /// <summary>Argument <c>state</c>.</summary>
+    public const string SetState = "set_state";
+    /// <summary>Only creates the instance (used by dry loads).</summary>
+    public const string Load = "load";
+
+    public static readonly IReadOnlySet<string> All = new HashSet<string>(StringComparer.Ordinal) { Eval, Management, GetState, SetState, Load };
+}

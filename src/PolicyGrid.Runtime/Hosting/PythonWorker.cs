@@ -1,0 +1,234 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
+using PolicyGrid.Core.Errors;
+
+namespace PolicyGrid.Runtime.Hosting;
+
+/// <summary>How to start one worker: interpreter, host script, and who it runs as.</summary>
+internal sealed record WorkerLaunch(string Executable, string HostScript, WorkerPoolOptions Options, bool DropPrivileges);
+
+/// <summary>A worker that could not start (bad interpreter, unreadable stdlib for the worker user, ...).</summary>
+internal sealed class WorkerStartException(string message) : Exception(message);
+
+/// <summary>
+/// One long-lived Python process running policy_host.py. Calls are strictly one at a time (the
+/// pool holds the slot's gate). Any failure that leaves the protocol in an unknown state kills
+/// the whole process group; the pool then starts a replacement.
+/// </summary>
+internal sealed class PythonWorker
+{
+    private readonly Process process;
+    private readonly Stream toHost;
+    private readonly Stream fromHost;
+    private readonly string tempDir;
+    private readonly Task outputPump;
+    private readonly WorkerPoolOptions options;
+    private int killed;
+
+    private PythonWorker(Process process, string tempDir, PolicyOutputLog output, WorkerPoolOptions options)
+    {
+        this.process = process;
+        this.tempDir = tempDir;
+        this.options = options;
+        Output = output;
+        toHost = process.StandardInput.BaseStream;
+        fromHost = process.StandardOutput.BaseStream;
+        outputPump = Task.Run(() => output.PumpAsync(process.StandardError.BaseStream));
+    }
+
+    public int Pid => process.Id;
+    public int Uid { get; private set; }
+    public string PythonVersion { get; private set; } = "";
+    public PolicyOutputLog Output { get; }
+    public bool IsAlive => Volatile.Read(ref killed) == 0 && !process.HasExited;
+
+    public static async Task<PythonWorker> StartAsync(WorkerLaunch launch, ILogger logger, CancellationToken ct)
+    {
+        var options = launch.Options;
+        var tempDir = Path.Combine(options.WorkDirectory, "w-" + Guid.NewGuid().ToString("N")[..12]);
+        Directory.CreateDirectory(tempDir);
+        var start = new ProcessStartInfo(launch.Executable)
+        {
+            UseShellExecute = false,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = tempDir,
+        };
+        // -I: ignore PYTHON* variables and user site; -S: no site-packages of the interpreter
+        // (a bundle's own virtualenv is added explicitly); -B: bundle dirs are read-only to workers.
+        foreach (var arg in new[] { "-I", "-S", "-B", launch.HostScript }) start.ArgumentList.Add(arg);
+        // Built from scratch: nothing of the server's environment (tokens, keys) reaches policy code.
+        start.Environment.Clear();
+        start.Environment["PATH"] = "/usr/local/bin:/usr/bin:/bin";
+        start.Environment["LANG"] = "C.UTF-8";
+        start.Environment["LC_ALL"] = "C.UTF-8";
+        start.Environment["HOME"] = tempDir;
+        start.Environment["TMPDIR"] = tempDir;
+
+        Process process;
+        try
+        {
+            process = Process.Start(start) ?? throw new WorkerStartException($"could not start {launch.Executable}");
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            TryDelete(tempDir);
+            throw new WorkerStartException($"could not start Python '{launch.Executable}': {e.Message}");
+        }
+
+        var output = new PolicyOutputLog(logger, options.MaxLogBytesPerCall, options.MaxLogLineBytes);
+        var worker = new PythonWorker(process, tempDir, output, options);
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            timeout.CancelAfter(options.StartTimeout);
+            await HostFrames.WriteAsync(worker.toHost, w => WriteConfig(w, launch, tempDir), timeout.Token);
+            var ready = await HostFrames.ReadAsync(worker.fromHost, 1 << 16, timeout.Token).WaitAsync(timeout.Token);
+            if (ready["ready"]?.GetValue<bool>() != true)
+                throw new WorkerStartException(ready["error"]?.GetValue<string>() ?? "worker did not report ready");
+            worker.Uid = ready["uid"]?.GetValue<int>() ?? -1;
+            worker.PythonVersion = ready["version"]?.GetValue<string>() ?? "";
+            return worker;
+        }
+        catch (Exception e) when (e is not WorkerStartException)
+        {
+            await worker.KillAsync();
+            throw new WorkerStartException(e is OperationCanceledException && !ct.IsCancellationRequested
+                ? $"Python '{launch.Executable}' did not report ready within {options.StartTimeout.TotalSeconds:0.#}s"
+                : $"Python '{launch.Executable}' failed to start: {e.Message}");
+        }
+        catch
+        {
+            await worker.KillAsync();
+            throw;
+        }
+    }
+
+    private static void WriteConfig(Utf8JsonWriter w, WorkerLaunch launch, string tempDir)
+    {
+        var o = launch.Options;
+        w.WriteStartObject();
+        if (launch.DropPrivileges) w.WriteString("user", o.RunAsUser);
+        w.WriteString("tmp_dir", tempDir);
+        w.WriteNumber("max_instances", o.MaxInstancesPerWorker);
+        w.WriteNumber("max_frame_bytes", o.MaxResultBytes);
+        w.WriteStartObject("limits");
+        w.WriteNumber("as_bytes", o.MemoryLimitBytes);
+        w.WriteNumber("nproc", o.MaxProcesses);
+        w.WriteNumber("nofile", o.MaxOpenFiles);
+        w.WriteNumber("fsize_bytes", o.MaxFileSizeBytes);
+        w.WriteNumber("cpu_seconds", o.CpuSecondsPerWorker);
+        w.WriteEndObject();
+        w.WriteStartArray("probe_modules");
+        foreach (var m in o.ProbeModules) w.WriteStringValue(m);
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+
+    /// <summary>
+    /// Sends one request and waits for its reply within <paramref name="deadline"/>. On overrun,
+    /// caller cancellation, a broken pipe or a garbled frame the worker is killed; the exception
+    /// then says what happened in the contract's terms.
+    /// </summary>
+    public async Task<JsonObject> ExchangeAsync(Action<Utf8JsonWriter> request, string policy, TimeSpan deadline, CancellationToken ct)
+    {
+        Output.BeginCall(policy);
+        var exchange = ExchangeCoreAsync(request);
+        try
+        {
+            return await exchange.WaitAsync(deadline, ct);
+        }
+        catch (TimeoutException)
+        {
+            await KillAsync();
+            throw Problems.PolicyTimeout($"policy {policy} ran past its deadline of {deadline.TotalSeconds:0.###}s; its worker was stopped");
+        }
+        catch (OperationCanceledException)
+        {
+            await KillAsync();
+            throw;
+        }
+        catch (Exception e) when (e is IOException or EndOfStreamException or InvalidDataException or JsonException or ObjectDisposedException)
+        {
+            throw await DiagnoseFailureAsync(policy, e);
+        }
+    }
+
+    private async Task<JsonObject> ExchangeCoreAsync(Action<Utf8JsonWriter> request)
+    {
+        await HostFrames.WriteAsync(toHost, request, CancellationToken.None);
+        return await HostFrames.ReadAsync(fromHost, options.MaxResultBytes + 4096, CancellationToken.None);
+    }
+
+    private async Task<PolicyGridException> DiagnoseFailureAsync(string policy, Exception cause)
+    {
+        var exitedOnItsOwn = Volatile.Read(ref killed) == 0;
+        if (cause is InvalidDataException or JsonException)
+        {
+            await KillAsync();
+            return Problems.PolicyCrashed($"policy {policy} broke the worker protocol ({cause.Message}); its worker was replaced");
+        }
+        using (var wait = new CancellationTokenSource(TimeSpan.FromSeconds(5)))
+        {
+            try { await process.WaitForExitAsync(wait.Token); } catch (OperationCanceledException) { }
+        }
+        if (!process.HasExited || !exitedOnItsOwn)
+        {
+            await KillAsync();
+            return Problems.PolicyCrashed($"policy {policy} lost its worker ({cause.Message}); the worker was replaced");
+        }
+        var code = process.ExitCode;
+        await KillAsync(); // the group: children the policy forked go too
+        // .NET reports death by signal N as exit code 128+N.
+        return code switch
+        {
+            128 + 24 => Problems.PolicyTimeout($"policy {policy} used up its CPU time limit (SIGXCPU); its worker was replaced"),
+            128 + 9 => Problems.PolicyMemoryLimit($"policy {policy}'s worker was killed by SIGKILL, most likely for running out of memory; the worker was replaced"),
+            > 128 => Problems.PolicyCrashed($"policy {policy} crashed its worker ({SignalName(code - 128)}); the worker was replaced"),
+            _ => Problems.PolicyCrashed($"policy {policy} made its worker exit with code {code}; the worker was replaced"),
+        };
+    }
+
+    private static string SignalName(int signal) => signal switch
+    {
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        11 => "SIGSEGV",
+        15 => "SIGTERM",
+        _ => $"signal {signal}",
+    };
+
+    /// <summary>Kills the worker's process group (the host made itself group leader), reaps it, removes its temp dir.</summary>
+    public async Task KillAsync()
+    {
+        if (Interlocked.Exchange(ref killed, 1) == 1) return;
+        int pid;
+        try { pid = process.Id; } catch (InvalidOperationException) { return; }
+        ProcessSignals.KillGroup(pid);
+        try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { } catch (System.ComponentModel.Win32Exception) { }
+        using (var wait = new CancellationTokenSource(TimeSpan.FromSeconds(5)))
+        {
+            try { await process.WaitForExitAsync(wait.Token); } catch (OperationCanceledException) { }
+        }
+        // A fork bomb may still be spawning while the first signal lands; repeat until the group is empty.
+        for (var attempt = 0; attempt < 50 && ProcessSignals.KillGroup(pid); attempt++)
+        {
+            ProcessSignals.ReapGroup(pid);
+            await Task.Delay(10);
+        }
+        ProcessSignals.ReapGroup(pid);
+        try { await outputPump.WaitAsync(TimeSpan.FromSeconds(2)); } catch (TimeoutException) { }
+        process.Dispose();
+        TryDelete(tempDir);
+    }
+
+    private static void TryDelete(string dir)
+    {
+        try { Directory.Delete(dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+}

@@ -1,0 +1,323 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
+using PolicyGrid.Core.Errors;
+
+namespace PolicyGrid.Runtime.Hosting;
+
+/// <summary>What the pool is running on, for logs, health and tests.</summary>
+public sealed record WorkerPoolStatus(string Interpreter, string PythonVersion, bool DropsPrivileges, int Workers, int WorkerUid, int Admitted);
+
+/// <summary>
+/// A fixed set of long-lived Python worker processes that keep policy instances warm. Each
+/// instance key is routed to one worker slot and stays there, so the same key always reaches the
+/// same live instance; a slot runs one call at a time, so a call for a key whose worker is busy
+/// waits for it. Calls past their deadline, crashes and memory blow-ups kill the worker (its
+/// whole process group) and a fresh one takes the slot. Admission is bounded: past
+/// <see cref="WorkerPoolOptions.MaxQueue"/> calls answer 429 with Retry-After.
+/// </summary>
+public sealed class PythonWorkerPool : IAsyncDisposable
+{
+    private readonly WorkerPoolOptions options;
+    private readonly ILogger logger;
+    private readonly Dictionary<string, Route> routes = new(StringComparer.Ordinal);
+    private readonly Lock routeGate = new();
+    private readonly SemaphoreSlim startGate = new(1, 1);
+    private WorkerSlot[] slots = [];
+    private WorkerLaunch? launch;
+    private int admitted;
+    private long routeClock;
+    private bool disposed;
+
+    public PythonWorkerPool(WorkerPoolOptions options, ILogger<PythonWorkerPool> logger)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Workers < 1) throw new ArgumentOutOfRangeException(nameof(options), "Workers must be at least 1");
+        this.options = options;
+        this.logger = logger;
+    }
+
+    public WorkerPoolStatus Status
+    {
+        get
+        {
+            var first = slots.Length > 0 ? slots[0].Current : null;
+            return new(launch?.Executable ?? "", first?.PythonVersion ?? "", launch?.DropPrivileges ?? false,
+                slots.Length, first?.Uid ?? -1, Volatile.Read(ref admitted));
+        }
+    }
+
+    /// <summary>
+    /// Picks the interpreter (checking it works as the worker user, else the configured fallback)
+    /// and starts every worker. Idempotent; calls made before it start the pool themselves.
+    /// </summary>
+    public async Task StartAsync(CancellationToken ct = default)
+    {
+        if (launch is not null) return;
+        await startGate.WaitAsync(ct);
+        try
+        {
+            if (launch is not null) return;
+            ObjectDisposedException.ThrowIf(disposed, this);
+            if (options.ReapOrphans && !ProcessSignals.BecomeSubreaper())
+                logger.LogDebug("could not become a child subreaper; orphans of killed workers go to init");
+            var script = PythonInterpreter.ExtractHostScript(options.WorkDirectory);
+            var drop = ProcessSignals.IsRoot && !string.IsNullOrEmpty(options.RunAsUser);
+            var (chosen, first) = await StartFirstWorkerAsync(script, drop, ct);
+            var newSlots = new WorkerSlot[options.Workers];
+            newSlots[0] = new WorkerSlot(0, chosen, logger, first);
+            for (var i = 1; i < newSlots.Length; i++) newSlots[i] = new WorkerSlot(i, chosen, logger, null);
+            await Task.WhenAll(newSlots.Skip(1).Select(s => s.WarmAsync(ct)));
+            slots = newSlots;
+            launch = chosen;
+            logger.LogInformation("Python worker pool ready: {Workers} workers on {Python} (Python {Version}), running as uid {Uid}{Drop}",
+                options.Workers, chosen.Executable, first.PythonVersion, first.Uid, drop ? $" ({options.RunAsUser})" : "");
+        }
+        finally
+        {
+            startGate.Release();
+        }
+    }
+
+    private async Task<(WorkerLaunch, PythonWorker)> StartFirstWorkerAsync(string script, bool drop, CancellationToken ct)
+    {
+        var candidates = new List<string> { options.PythonExecutable };
+        if (!string.IsNullOrWhiteSpace(options.FallbackPythonExecutable) && options.FallbackPythonExecutable != options.PythonExecutable)
+            candidates.Add(options.FallbackPythonExecutable);
+        var failures = new List<string>();
+        foreach (var candidate in candidates)
+        {
+            try
+            {
+                var executable = await PythonInterpreter.ResolveAsync(candidate, ct);
+                var attempt = new WorkerLaunch(executable, script, options, drop);
+                var worker = await PythonWorker.StartAsync(attempt, logger, ct);
+                if (failures.Count > 0)
+                    logger.LogWarning("Python '{Configured}' cannot run policies here ({Reason}); using the fallback {Fallback}",
+                        options.PythonExecutable, failures[0], executable);
+                return (attempt, worker);
+            }
+            catch (WorkerStartException e)
+            {
+                failures.Add($"{candidate}: {e.Message}");
+                logger.LogWarning("Python '{Candidate}' cannot host policy workers{As}: {Reason}",
+                    candidate, drop ? $" as user {options.RunAsUser}" : "", e.Message);
+            }
+        }
+        throw new InvalidOperationException("No usable Python interpreter for policy workers: " + string.Join("; ", failures)
+            + ". Set PolicyGrid:Runtime:Pool:PythonExecutable (or FallbackPythonExecutable) to an interpreter the worker user can read.");
+    }
+
+    /// <summary>
+    /// Runs <paramref name="call"/> on its warm instance (created on first use) and answers what the
+    /// method returned. Throws <see cref="PolicyGridException"/>: 422 policy_error (the policy raised:
+    /// "Type: message"), 422 policy_crashed, 422 policy_memory_limit, 504 policy_timeout, 429 overloaded.
+    /// </summary>
+    public async Task<JsonNode?> InvokeAsync(PolicyInvocation call, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(call);
+        return await RunAsync(call, once: false, ct);
+    }
+
+    /// <summary>Runs a method on a brand-new instance that is dropped afterwards (management on Type 2, dry loads).</summary>
+    public Task<JsonNode?> InvokeOnceAsync(PolicyLoadSpec load, string method, JsonObject arguments, TimeSpan deadline, CancellationToken ct = default)
+    {
+        var key = "once:" + Guid.NewGuid().ToString("N");
+        return RunAsync(new PolicyInvocation(key, load, method, arguments, deadline), once: true, ct);
+    }
+
+    /// <summary>Drops the instance for <paramref name="instanceKey"/> (e.g. a removed function); the next call creates it anew.</summary>
+    public async Task ReleaseAsync(string instanceKey, CancellationToken ct = default)
+    {
+        WorkerSlot? slot;
+        lock (routeGate)
+        {
+            if (!routes.Remove(instanceKey, out var route)) return;
+            slot = route.Slot;
+            slot.Routes--;
+        }
+        await slot.Gate.WaitAsync(ct);
+        try
+        {
+            var worker = slot.Current;
+            if (worker is null || !worker.IsAlive) return;
+            await worker.ExchangeAsync(w =>
+            {
+                w.WriteStartObject();
+                w.WriteString("op", "unload");
+                w.WriteString("key", instanceKey);
+                w.WriteEndObject();
+            }, instanceKey, TimeSpan.FromSeconds(5), ct);
+        }
+        catch (PolicyGridException)
+        {
+            slot.Replace();
+        }
+        finally
+        {
+            slot.Gate.Release();
+        }
+    }
+
+    private async Task<JsonNode?> RunAsync(PolicyInvocation call, bool once, CancellationToken ct)
+    {
+        if (!PolicyMethods.All.Contains(call.Method))
+            throw new ArgumentException($"unknown policy method '{call.Method}'", nameof(call));
+        if (call.Deadline <= TimeSpan.Zero)
+            throw Problems.Validation("timeout_seconds", "must be greater than 0");
+        await StartAsync(ct);
+        if (Interlocked.Increment(ref admitted) > options.MaxQueue)
+        {
+            Interlocked.Decrement(ref admitted);
+            throw Problems.Overloaded($"the policy worker pool is full ({options.MaxQueue} calls running or waiting); retry later", options.RetryAfterSeconds);
+        }
+        var slot = once ? LeastBusySlot() : RouteFor(call.InstanceKey);
+        Interlocked.Increment(ref slot.InFlight);
+        try
+        {
+            if (!await slot.Gate.WaitAsync(options.QueueWait, ct))
+                throw Problems.Overloaded($"policy {call.Load.RuleId} waited {options.QueueWait.TotalSeconds:0.#}s for its worker; retry later", options.RetryAfterSeconds);
+            try
+            {
+                var worker = await slot.GetWorkerAsync(ct);
+                var reply = await ExchangeOrReplaceAsync(slot, worker, call, once, ct);
+                return Interpret(reply, slot, call);
+            }
+            finally
+            {
+                slot.Gate.Release();
+            }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref slot.InFlight);
+            Interlocked.Decrement(ref admitted);
+        }
+    }
+
+    private async Task<JsonObject> ExchangeOrReplaceAsync(WorkerSlot slot, PythonWorker worker, PolicyInvocation call, bool once, CancellationToken ct)
+    {
+        try
+        {
+            return await worker.ExchangeAsync(w => WriteInvoke(w, call, once), call.Load.RuleId, call.Deadline, ct);
+        }
+        catch (Exception e) when (e is PolicyGridException or OperationCanceledException)
+        {
+            if (!worker.IsAlive) slot.Replace();
+            throw;
+        }
+    }
+
+    private JsonNode? Interpret(JsonObject reply, WorkerSlot slot, PolicyInvocation call)
+    {
+        if (reply["ok"]?.GetValue<bool>() == true)
+        {
+            var value = reply["value"];
+            reply.Remove("value");
+            return value;
+        }
+        var kind = reply["kind"]?.GetValue<string>() ?? "error";
+        var type = reply["type"]?.GetValue<string>() ?? "Exception";
+        var message = reply["message"]?.GetValue<string>() ?? "";
+        var traceback = reply["traceback"]?.GetValue<string>() ?? "";
+        switch (kind)
+        {
+            case "memory":
+                // The heap of a worker that hit its address-space limit is not to be trusted: start afresh.
+                slot.Replace();
+                logger.LogWarning("policy {Policy} exceeded the worker memory limit of {Limit} bytes; worker replaced", call.Load.RuleId, options.MemoryLimitBytes);
+                throw Problems.PolicyMemoryLimit($"policy {call.Load.RuleId} exceeded its memory limit of {options.MemoryLimitBytes / (1024 * 1024)} MB");
+            case "load":
+                logger.LogWarning("policy {Policy} could not be loaded: {Message}\n{Traceback}", call.Load.RuleId, message, traceback);
+                throw new PolicyLoadException(call.Load.RuleId, message);
+            default:
+                logger.LogWarning("policy {Policy} raised {Type}: {Message}\n{Traceback}", call.Load.RuleId, type, message, traceback);
+                throw Problems.PolicyError($"{type}: {message}");
+        }
+    }
+
+    private void WriteInvoke(Utf8JsonWriter w, PolicyInvocation call, bool once)
+    {
+        w.WriteStartObject();
+        w.WriteString("op", "invoke");
+        w.WriteString("key", call.InstanceKey);
+        w.WriteString("method", call.Method);
+        w.WriteNumber("cpu_seconds", (int)Math.Ceiling(call.Deadline.TotalSeconds) + 1);
+        if (once) w.WriteBoolean("once", true);
+        w.WriteStartObject("load");
+        w.WriteString("rule_id", call.Load.RuleId);
+        w.WriteString("sha256", call.Load.Bundle.Sha256);
+        w.WriteString("root", call.Load.Bundle.Root);
+        if (call.Load.Bundle.SitePackages is { } site) w.WriteString("site_packages", site);
+        w.WritePropertyName("settings");
+        call.Load.Settings.WriteTo(w);
+        w.WritePropertyName("parameters");
+        call.Load.Parameters.WriteTo(w);
+        w.WriteEndObject();
+        if (call.RestoreState is { } state)
+        {
+            w.WritePropertyName("restore_state");
+            state.WriteTo(w);
+        }
+        w.WritePropertyName("args");
+        call.Arguments.WriteTo(w);
+        w.WriteEndObject();
+    }
+
+    private WorkerSlot LeastBusySlot()
+    {
+        var all = slots;
+        return all.MinBy(s => (Volatile.Read(ref s.InFlight), s.Routes))!;
+    }
+
+    private WorkerSlot RouteFor(string key)
+    {
+        lock (routeGate)
+        {
+            routeClock++;
+            if (routes.TryGetValue(key, out var route))
+            {
+                route.LastUsed = routeClock;
+                return route.Slot;
+            }
+            var slot = LeastBusySlot();
+            slot.Routes++;
+            routes[key] = new Route(slot) { LastUsed = routeClock };
+            TrimRoutes();
+            return slot;
+        }
+    }
+
+    // Workers drop their least recently used instances past MaxInstancesPerWorker; routes that old
+    // point at instances that are gone anyway, so forgetting them keeps the table bounded.
+    private void TrimRoutes()
+    {
+        var cap = slots.Length * options.MaxInstancesPerWorker * 2;
+        if (routes.Count <= cap) return;
+        foreach (var (key, route) in routes.OrderBy(r => r.Value.LastUsed).Take(routes.Count - cap * 3 / 4).ToList())
+        {
+            routes.Remove(key);
+            route.Slot.Routes--;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        disposed = true;
+        await Task.WhenAll(slots.Select(s => s.StopAsync()));
+        startGate.Dispose();
+    }
+
+    private sealed class Route(WorkerSlot slot)
+    {
+        public WorkerSlot Slot { get; } = slot;
+        public long LastUsed { get; set; }
+    }
+}
+
+/// <summary>The bundle could not produce an instance: no code/function.py, no AIOSv1PolicyRule class, or __init__ raised.</summary>
+public sealed class PolicyLoadException(string policy, string reason)
+    : PolicyGridException(422, ErrorCodes.PolicyError, $"policy {policy} cannot be loaded: {reason}")
+{
+    public string Reason { get; } = reason;
+}

@@ -1,0 +1,74 @@
+namespace PolicyGrid.Runtime.Hosting;
+
+/// <summary>
+/// How the Python worker pool runs policy code (configuration section <c>PolicyGrid:Runtime:Pool</c>).
+/// The defaults are safe for a shared server; every limit is per worker process.
+/// </summary>
+public sealed class WorkerPoolOptions
+{
+    /// <summary>Interpreter to run workers with: a name looked up on PATH or an absolute path.</summary>
+    public string PythonExecutable { get; set; } = "python3";
+
+    /// <summary>
+    /// Used when <see cref="PythonExecutable"/> cannot run as <see cref="RunAsUser"/> (e.g. a pyenv
+    /// interpreter under /root, which is mode 0700). Empty disables the fallback.
+    /// </summary>
+    public string FallbackPythonExecutable { get; set; } = "/usr/bin/python3";
+
+    /// <summary>Number of long-lived worker processes, started with the pool.</summary>
+    public int Workers { get; set; } = Math.Max(2, Environment.ProcessorCount);
+
+    /// <summary>Calls admitted at once (running plus waiting); more answer 429 overloaded.</summary>
+    public int MaxQueue { get; set; } = 256;
+
+    /// <summary>How long an admitted call may wait for its worker before answering 429.</summary>
+    public TimeSpan QueueWait { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Retry-After (seconds) sent with 429.</summary>
+    public int RetryAfterSeconds { get; set; } = 1;
+
+    /// <summary>Warm instances one worker keeps; the least recently used is dropped beyond this.</summary>
+    public int MaxInstancesPerWorker { get; set; } = 64;
+
+    /// <summary>Unprivileged user workers switch to when the server runs as root (process limits do not bind root).</summary>
+    public string RunAsUser { get; set; } = "nobody";
+
+    /// <summary>Parent of each worker's private temp dir (TMPDIR and HOME of the worker).</summary>
+    public string WorkDirectory { get; set; } = Path.Combine(Path.GetTempPath(), "policygrid-workers");
+
+    /// <summary>RLIMIT_AS: address space per worker. Going over answers 422 policy_memory_limit.</summary>
+    public long MemoryLimitBytes { get; set; } = 1L << 30;
+
+    /// <summary>RLIMIT_NPROC: processes/threads of the worker user (shared by all workers of that user).</summary>
+    public int MaxProcesses { get; set; } = 64;
+
+    /// <summary>RLIMIT_NOFILE.</summary>
+    public int MaxOpenFiles { get; set; } = 256;
+
+    /// <summary>RLIMIT_FSIZE: largest file a policy may write.</summary>
+    public long MaxFileSizeBytes { get; set; } = 64L << 20;
+
+    /// <summary>RLIMIT_CPU hard cap over a worker's life; the worker is replaced before it gets there.</summary>
+    public int CpuSecondsPerWorker { get; set; } = 3600;
+
+    /// <summary>Largest JSON answer a policy may return.</summary>
+    public int MaxResultBytes { get; set; } = 16 << 20;
+
+    /// <summary>Policy print/log output forwarded to the server log per call; the rest is counted and dropped.</summary>
+    public int MaxLogBytesPerCall { get; set; } = 64 << 10;
+
+    /// <summary>Longest single log line kept (longer lines are cut).</summary>
+    public int MaxLogLineBytes { get; set; } = 4096;
+
+    /// <summary>How long a worker may take to start and report ready.</summary>
+    public TimeSpan StartTimeout { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>
+    /// Make the server a child subreaper so processes a policy forks, orphaned when its worker is
+    /// killed, are reaped here instead of piling up as zombies under an init that does not reap.
+    /// </summary>
+    public bool ReapOrphans { get; set; } = true;
+
+    /// <summary>Stdlib modules imported once as the worker user to prove the interpreter works for it.</summary>
+    public string[] ProbeModules { get; set; } = ["ipaddress", "json", "re", "hashlib", "datetime"];
+}

@@ -1,0 +1,300 @@
+"""PolicyGrid worker host: runs policy code on behalf of the .NET PythonWorkerPool.
+
+Protocol: frames of a 4-byte big-endian length followed by UTF-8 JSON, on the file
+descriptors that were stdin/stdout when the process started. The host moves them to
+private descriptors first and points fd 0 at /dev/null and fd 1 at fd 2, so whatever a
+policy prints or logs lands in the stderr pipe (which the server reads as a log) and can
+never corrupt a frame.
+
+First frame from the server: the worker configuration (uid/gid to drop to, temp dir,
+resource limits). The host applies limits, drops privileges, checks that the standard
+library is still readable as the new user, and answers {"ready": true, ...} or
+{"ready": false, "error": ...}. Then one request frame -> one response frame, forever.
+Standard library only: this file runs inside whatever interpreter the operator picked.
+"""
+
+import gc
+import importlib.util
+import json
+import os
+import resource
+import struct
+import sys
+import traceback
+from collections import OrderedDict
+
+_HEADER = struct.Struct(">I")
+
+
+class LoadFailure(Exception):
+    """The bundle cannot produce a policy instance (missing file, class, or __init__ raised)."""
+
+
+def _read_exact(fd, n):
+    chunks = []
+    while n > 0:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            raise EOFError("server closed the protocol pipe")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class Channel:
+    def __init__(self, fd_in, fd_out, max_frame):
+        self.fd_in = fd_in
+        self.fd_out = fd_out
+        self.max_frame = max_frame
+
+    def receive(self):
+        (length,) = _HEADER.unpack(_read_exact(self.fd_in, 4))
+        return json.loads(_read_exact(self.fd_in, length))
+
+    def send(self, message):
+        try:
+            payload = json.dumps(message, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            payload = json.dumps(_error("error", "TypeError", f"policy returned a value that is not JSON: {exc}")).encode()
+        if len(payload) > self.max_frame:
+            payload = json.dumps(_error("error", "ValueError",
+                                        f"policy returned {len(payload)} bytes of JSON, over the {self.max_frame}-byte limit")).encode()
+        _write_all(self.fd_out, _HEADER.pack(len(payload)) + payload)
+
+
+def _error(kind, exc_type, message, tb=""):
+    return {"ok": False, "kind": kind, "type": exc_type, "message": message, "traceback": tb}
+
+
+def _take_protocol_fds():
+    """Moves the protocol pipes off fd 0/1 so policy output cannot reach them."""
+    proto_in = os.dup(0)
+    proto_out = os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    return proto_in, proto_out
+
+
+def _apply_limits(config):
+    limits = config.get("limits", {})
+
+    def set_limit(which, value):
+        if value:
+            resource.setrlimit(which, (value, value))
+
+    set_limit(resource.RLIMIT_NPROC, limits.get("nproc"))
+    set_limit(resource.RLIMIT_NOFILE, limits.get("nofile"))
+    set_limit(resource.RLIMIT_FSIZE, limits.get("fsize_bytes"))
+    cpu = limits.get("cpu_seconds")
+    if cpu:
+        # Hard cap for the worker's whole life; each call lowers the soft limit to its own budget.
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+    set_limit(resource.RLIMIT_AS, limits.get("as_bytes"))
+
+
+def _drop_privileges(config):
+    """Switches to config["user"] when started as root: process limits do not bind root."""
+    user = config.get("user")
+    tmp = config.get("tmp_dir")
+    uid = gid = None
+    if user and os.geteuid() == 0:
+        import pwd
+        entry = pwd.getpwnam(user)
+        uid, gid = entry.pw_uid, entry.pw_gid
+    if tmp:
+        if uid is not None:
+            os.chown(tmp, uid, gid)
+        os.chmod(tmp, 0o700)
+    if uid is None:
+        return
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    if os.geteuid() == 0 or os.getuid() == 0:
+        raise RuntimeError("could not drop root privileges")
+
+
+def _probe_stdlib(config):
+    """Fails when the interpreter's own files are unreadable by the user we now run as."""
+    stdlib = os.path.dirname(os.__file__)
+    if not os.access(stdlib, os.R_OK | os.X_OK):
+        return f"the standard library at {stdlib} is not readable by uid {os.getuid()}"
+    for name in config.get("probe_modules", []):
+        try:
+            __import__(name)
+        except Exception as exc:  # noqa: BLE001 - any failure means the interpreter is unusable
+            return f"importing {name} as uid {os.getuid()} failed: {type(exc).__name__}: {exc}"
+    return None
+
+
+class Host:
+    def __init__(self, channel, config):
+        self.channel = channel
+        self.max_instances = int(config.get("max_instances", 64))
+        self.instances = OrderedDict()
+        self.modules = {}
+
+    # -- loading -----------------------------------------------------------------------
+    def _module(self, load):
+        sha = load["sha256"]
+        module = self.modules.get(sha)
+        if module is not None:
+            return module
+        code_dir = os.path.join(load["root"], "code")
+        path = os.path.join(code_dir, "function.py")
+        if not os.path.isfile(path):
+            raise LoadFailure(f"the bundle has no code/function.py (looked in {code_dir})")
+        for entry in (load.get("site_packages"), code_dir):
+            if entry and entry not in sys.path:
+                sys.path.insert(0, entry)
+        name = "_policygrid_bundle_" + sha[:16]
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except MemoryError:
+            sys.modules.pop(name, None)
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the policy's import failing is a load failure
+            sys.modules.pop(name, None)
+            raise LoadFailure(f"importing code/function.py raised {type(exc).__name__}: {exc}") from exc
+        self.modules[sha] = module
+        return module
+
+    def _create(self, load):
+        module = self._module(load)
+        cls = getattr(module, "AIOSv1PolicyRule", None)
+        if not isinstance(cls, type):
+            raise LoadFailure("code/function.py defines no AIOSv1PolicyRule class")
+        try:
+            return cls(load["rule_id"], load.get("settings") or {}, load.get("parameters") or {})
+        except MemoryError:
+            raise
+        except BaseException as exc:  # noqa: BLE001
+            raise LoadFailure(f"AIOSv1PolicyRule.__init__ raised {type(exc).__name__}: {exc}") from exc
+
+    def _instance(self, request):
+        key = request["key"]
+        instance = self.instances.get(key)
+        if instance is not None:
+            self.instances.move_to_end(key)
+            return instance, False
+        instance = self._create(request["load"])
+        restore = request.get("restore_state")
+        if restore is not None and hasattr(instance, "set_state"):
+            instance.set_state(restore)
+        self.instances[key] = instance
+        while len(self.instances) > self.max_instances:
+            self.instances.popitem(last=False)
+        return instance, True
+
+    # -- calls -------------------------------------------------------------------------
+    @staticmethod
+    def _call(instance, method, args):
+        if method == "eval":
+            context = args.get("context")
+            if not isinstance(context, dict):
+                context = {}
+            result = instance.eval(args.get("parameters") or {}, args.get("input_data"), context)
+            return {"result": result, "context": context}
+        if method == "management":
+            if not hasattr(instance, "management"):
+                raise AttributeError("the policy does not implement management(action, data)")
+            return instance.management(args.get("action"), args.get("data"))
+        if method == "get_state":
+            return instance.get_state() if hasattr(instance, "get_state") else None
+        if method == "set_state":
+            if not hasattr(instance, "set_state"):
+                raise AttributeError("the policy does not implement set_state(state)")
+            instance.set_state(args.get("state"))
+            return None
+        if method == "load":
+            return {"loaded": True}
+        raise ValueError(f"unknown method {method!r}")
+
+    @staticmethod
+    def _budget_cpu(seconds):
+        if not seconds:
+            return
+        soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        target = int(usage.ru_utime + usage.ru_stime + seconds) + 1
+        if hard != resource.RLIM_INFINITY:
+            target = min(target, hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (target, hard))
+
+    def handle(self, request):
+        op = request.get("op")
+        if op == "unload":
+            self.instances.pop(request["key"], None)
+            return {"ok": True, "value": None}
+        if op != "invoke":
+            return _error("error", "ValueError", f"unknown op {op!r}")
+        try:
+            self._budget_cpu(request.get("cpu_seconds"))
+            instance, created = self._instance(request)
+            value = self._call(instance, request["method"], request.get("args") or {})
+            if request.get("once"):
+                self.instances.pop(request["key"], None)
+            return {"ok": True, "value": value, "created": created}
+        except MemoryError:
+            self.instances.pop(request["key"], None)
+            gc.collect()
+            return _error("memory", "MemoryError", "the policy exceeded its memory limit")
+        except LoadFailure as exc:
+            return _error("load", "PolicyLoadError", str(exc), traceback.format_exc())
+        except BaseException as exc:  # noqa: BLE001 - SystemExit from a policy is still the policy's error
+            return _error("error", type(exc).__name__, str(exc), traceback.format_exc())
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:  # noqa: BLE001 - a policy may have closed or replaced them
+                    pass
+
+
+def main():
+    try:
+        os.setsid()  # own process group: the server kills the whole group on overrun
+    except OSError:
+        pass
+    proto_in, proto_out = _take_protocol_fds()
+    config = json.loads(_read_exact(proto_in, _HEADER.unpack(_read_exact(proto_in, 4))[0]))
+    channel = Channel(proto_in, proto_out, int(config.get("max_frame_bytes", 64 << 20)))
+    try:
+        _apply_limits(config)
+        _drop_privileges(config)
+        problem = _probe_stdlib(config)
+    except Exception as exc:  # noqa: BLE001
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem:
+        channel.send({"ready": False, "error": problem})
+        return 3
+    channel.send({"ready": True, "uid": os.getuid(), "pid": os.getpid(),
+                  "executable": sys.executable, "version": sys.version.split()[0]})
+    host = Host(channel, config)
+    host_pid = os.getpid()
+    while True:
+        try:
+            request = channel.receive()
+        except EOFError:
+            return 0
+        reply = host.handle(request)
+        if os.getpid() != host_pid:
+            # A process the policy forked returned into the host loop: it must never write a frame.
+            os._exit(0)
+        channel.send(reply)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Errors;
+
+namespace PolicyGrid.Core.Tests;
+
+public class PolicyRuleTests
+{
+    private const string Minimal = """{"name": "ip_allowlist", "version": "1.0", "release_tag": "beta", "code": "bundle://sha256/abc", "type": "python_class_v1"}""";
+
+    private static JsonObject With(string extra)
+    {
+        var body = J.O(Minimal);
+        foreach (var (k, v) in J.O(extra)) body[k] = v?.DeepClone();
+        return body;
+    }
+
+    [Fact]
+    public void A_minimal_body_gets_every_field_filled()
+    {
+        var json = PolicyRule.FromJson(J.O(Minimal)).ToJson();
+        json.Select(p => p.Key).ShouldBe([
+            "policy_rule_uri", "name", "version", "release_tag", "metadata", "tags", "code", "code_type", "type",
+            "policy_input_schema", "policy_output_schema", "policy_settings_schema", "policy_parameters_schema",
+            "policy_settings", "policy_parameters", "management_commands_schema", "description", "functionality_data",
+            "resource_estimates", "status", "created_at", "updated_at"]);
+        json.ShouldAllBe(p => p.Value != null);
+        json["policy_rule_uri"]!.GetValue<string>().ShouldBe("ip_allowlist:1.0-beta");
+        json["status"]!.GetValue<string>().ShouldBe("active");
+        json["metadata"]!.ToJsonString().ShouldBe("{}");
+        json["management_commands_schema"]!.ToJsonString().ShouldBe("[]");
+        json["tags"]!.GetValue<string>().ShouldBe("");
+        json["created_at"]!.GetValue<string>().ShouldBe("");
+    }
+
+    [Fact]
+    public void ToJson_round_trips_through_FromJson()
+    {
+        var body = With("""
+            {"metadata": {"owner": "net"}, "tags": "net,allow", "code_type": "zip", "description": "d",
+             "policy_parameters_schema": {"local_allowlist": {"type": "array", "items": {"type": "string"}}},
+             "policy_parameters": {"local_allowlist": ["10.0.0.1"]},
+             "management_commands_schema": [{"name": "get_state", "description": "state", "schema": {}}],
+             "status": "deprecated", "created_at": "2026-11-25T13:00:00.000Z", "updated_at": "2026-11-25T13:00:00.000Z"}
+            """);
+        var once = PolicyRule.FromJson(body).ToJson();
+        PolicyRule.FromJson(once).ToJson().ToJsonString().ShouldBe(once.ToJsonString());
+        once["status"]!.GetValue<string>().ShouldBe("deprecated");
+    }
+
+    [Fact]
+    public void Nulls_count_as_not_given() =>
+        PolicyRule.FromJson(With("""{"metadata": null, "status": null, "tags": null}""")).ToJson()["metadata"]!.ToJsonString().ShouldBe("{}");
+
+    [Fact]
+    public void Missing_required_fields_are_all_named()
+    {
+        var e = J.Rejects(() => PolicyRule.FromJson(J.O("{}")));
+        e.Code.ShouldBe(ErrorCodes.ValidationFailed);
+        e.Paths().ShouldBe(["name", "version", "release_tag", "code", "type"], ignoreOrder: true);
+        e.Errors.ShouldAllBe(x => x.Message == "is required");
+    }
+
+    [Theory]
+    [InlineData("""{"name": 5}""", "name", "must be a string, not a number")]
+    [InlineData("""{"name": ""}""", "name", "must not be empty")]
+    [InlineData("""{"name": "a:b"}""", "name", "must not contain ':'")]
+    [InlineData("""{"name": "a b"}""", "name", "whitespace")]
+    [InlineData("""{"version": "1/2"}""", "version", "must not contain '/'")]
+    [InlineData("""{"release_tag": "be-ta"}""", "release_tag", "must not contain '-'")]
+    [InlineData("""{"release_tag": "b:c"}""", "release_tag", "must not contain ':'")]
+    [InlineData("""{"metadata": []}""", "metadata", "must be an object, not an array")]
+    [InlineData("""{"tags": 3}""", "tags", "must be a string")]
+    [InlineData("""{"tags": ["a", 1]}""", "tags[1]", "must be a string")]
+    [InlineData("""{"code_type": {}}""", "code_type", "must be a string")]
+    [InlineData("""{"policy_settings": "x"}""", "policy_settings", "must be an object")]
+    [InlineData("""{"policy_parameters": [1]}""", "policy_parameters", "must be an object")]
+    [InlineData("""{"functionality_data": 1}""", "functionality_data", "must be an object")]
+    [InlineData("""{"resource_estimates": true}""", "resource_estimates", "must be an object")]
+    [InlineData("""{"description": 1}""", "description", "must be a string")]
+    [InlineData("""{"status": "paused"}""", "status", "'paused' is not one of \"active\", \"deprecated\", \"retired\"")]
+    [InlineData("""{"status": 1}""", "status", "must be a string")]
+    [InlineData("""{"created_at": "yesterday"}""", "created_at", "not an ISO-8601 timestamp")]
+    [InlineData("""{"management_commands_schema": {}}""", "management_commands_schema", "must be an array")]
+    [InlineData("""{"management_commands_schema": ["get_state"]}""", "management_commands_schema[0]", "must be an object {name, description, schema}")]
+    [InlineData("""{"management_commands_schema": [{"description": "x"}]}""", "management_commands_schema[0].name", "is required")]
+    [InlineData("""{"management_commands_schema": [{"name": "a", "schema": {"ips": {"type": "list"}}}]}""", "management_commands_schema[0].schema.ips.type", "is not one of")]
+    [InlineData("""{"policy_input_schema": {"ip": {"type": "ipv4"}}}""", "policy_input_schema.ip.type", "is not one of")]
+    [InlineData("""{"policy_output_schema": {"allowed": "boolean"}}""", "policy_output_schema.allowed", "must be a spec object")]
+    [InlineData("""{"policy_settings_schema": {"u": {"pattern": "("}}}""", "policy_settings_schema.u.pattern", "not a valid regular expression")]
+    [InlineData("""{"policy_parameters_schema": []}""", "policy_parameters_schema", "must be an object")]
+    [InlineData("""{"policy_rule_uri": "ip_allowlist:2.0-beta"}""", "policy_rule_uri", "disagrees with name, version and release_tag, which make 'ip_allowlist:1.0-beta'")]
+    public void Each_bad_field_is_named(string extra, string path, string message)
+    {
+        var error = J.Rejects(() => PolicyRule.FromJson(With(extra))).Errors.ShouldHaveSingleItem();
+        error.Path.ShouldBe(path);
+        error.Message.ShouldContain(message);
+    }
+
+    [Fact]
+    public void A_matching_uri_is_accepted_also_percent_encoded()
+    {
+        PolicyRule.FromJson(With("""{"policy_rule_uri": "ip_allowlist:1.0-beta"}""")).PolicyRuleUri.ShouldBe("ip_allowlist:1.0-beta");
+        PolicyRule.FromJson(With("""{"policy_rule_uri": "ip_allowlist%3A1.0-beta"}""")).PolicyRuleUri.ShouldBe("ip_allowlist:1.0-beta");
+    }
+
+    [Fact]
+    public void Versions_may_carry_a_prerelease()
+    {
+        var rule = PolicyRule.FromJson(With("""{"version": "1.0.0-rc1"}"""));
+        rule.PolicyRuleUri.ShouldBe("ip_allowlist:1.0.0-rc1-beta");
+        rule.Uri.Version.ShouldBe("1.0.0-rc1");
+    }
+
+    [Fact]
+    public void A_tag_list_is_stored_comma_separated() =>
+        PolicyRule.FromJson(With("""{"tags": ["net", " allow"]}""")).Tags.ShouldBe("net,allow");
+
+    [Fact]
+    public void Parameters_are_checked_against_their_template_with_prefixed_paths()
+    {
+        var e = J.Rejects(() => PolicyRule.FromJson(With("""
+            {"policy_parameters_schema": {"local_allowlist": {"type": "array", "items": {"type": "string", "pattern": "^\\d{1,3}(\\.\\d{1,3}){3}$"}}},
+             "policy_parameters": {"local_allowlist": ["10.0.0.1", "10.0.0.2", "ten"]},
+             "policy_settings_schema": {"remote_url": {"type": "string", "required": true}},
+             "policy_settings": {}}
+            """)));
+        e.Paths().ShouldBe(["policy_settings.remote_url", "policy_parameters.local_allowlist[2]"], ignoreOrder: true);
+        e.Message.ShouldContain(@"policy_parameters.local_allowlist[2]: does not match ^\d{1,3}(\.\d{1,3}){3}$");
+    }
+
+    [Fact]
+    public void A_broken_template_is_reported_without_a_cascade_of_value_errors()
+    {
+        var e = J.Rejects(() => PolicyRule.FromJson(With("""
+            {"policy_settings_schema": {"x": {"type": "wrong", "required": true}}, "policy_settings": {}}
+            """)));
+        e.Paths().ShouldBe(["policy_settings_schema.x.type"]);
+    }
+
+    [Fact]
+    public void Management_commands_are_completed()
+    {
+        var rule = PolicyRule.FromJson(With("""{"management_commands_schema": [{"name": "get_state"}]}"""));
+        rule.ManagementCommandsSchema.ToJsonString().ShouldBe("""[{"name":"get_state","description":"","schema":{}}]""");
+    }
+
+    [Fact]
+    public void Unknown_top_level_fields_are_dropped() =>
+        PolicyRule.FromJson(With("""{"_id": "x", "bogus": 1}""")).ToJson().ContainsKey("bogus").ShouldBeFalse();
+
+    [Fact]
+    public void The_document_does_not_share_nodes_with_the_body()
+    {
+        var body = With("""{"metadata": {"a": 1}}""");
+        var rule = PolicyRule.FromJson(body);
+        body["metadata"]!["a"] = 2;
+        rule.Metadata["a"]!.GetValue<int>().ShouldBe(1);
+        rule.ToJson()["metadata"]!["a"] = 3;
+        rule.Metadata["a"]!.GetValue<int>().ShouldBe(1);
+    }
+
+    [Fact]
+    public void Timestamps_are_set_on_create_and_created_at_kept_on_update()
+    {
+        var created = PolicyRule.FromJson(J.O(Minimal)).WithTimestamps(null, new DateTimeOffset(2026, 11, 25, 13, 0, 0, TimeSpan.FromHours(2)));
+        created.CreatedAt.ShouldBe("2026-11-25T11:00:00.000Z");
+        created.UpdatedAt.ShouldBe("2026-11-25T11:00:00.000Z");
+        var updated = PolicyRule.FromJson(J.O(Minimal)).WithTimestamps(created, new DateTimeOffset(2026, 11, 26, 0, 0, 0, TimeSpan.Zero));
+        updated.CreatedAt.ShouldBe("2026-11-25T11:00:00.000Z");
+        updated.UpdatedAt.ShouldBe("2026-11-26T00:00:00.000Z");
+    }
+
+    [Fact]
+    public void Retired_and_deprecated_are_visible_as_properties()
+    {
+        PolicyRule.FromJson(With("""{"status": "retired"}""")).IsRetired.ShouldBeTrue();
+        PolicyRule.FromJson(With("""{"status": "deprecated"}""")).IsDeprecated.ShouldBeTrue();
+        PolicyRule.FromJson(J.O(Minimal)).IsRetired.ShouldBeFalse();
+    }
+
+    [Fact]
+    public void Redacted_json_hides_secret_parameters()
+    {
+        var rule = PolicyRule.FromJson(With("""{"policy_parameters_schema": {"key": {"type": "string", "secret": true}}, "policy_parameters": {"key": "s3cr3t"}}"""));
+        rule.ToRedactedJson()["policy_parameters"]!["key"]!.GetValue<string>().ShouldBe("***");
+        rule.PolicyParameters["key"]!.GetValue<string>().ShouldBe("s3cr3t");
+    }
+}

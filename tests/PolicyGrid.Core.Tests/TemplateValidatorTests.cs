@@ -1,0 +1,196 @@
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Templates;
+
+namespace PolicyGrid.Core.Tests;
+
+public class TemplateValidatorTests
+{
+    private static readonly JsonObject AllowlistTemplate = J.O("""
+        {
+          "local_allowlist": {"type": "array", "items": {"type": "string", "pattern": "^\\d{1,3}(\\.\\d{1,3}){3}$"}, "max_length": 3},
+          "mode": {"type": "string", "choices": ["strict", "lenient"], "required": true},
+          "threshold": {"type": "number", "min": 0, "max": 1},
+          "retries": {"type": "integer", "min": 0},
+          "enabled": {"type": "boolean"},
+          "limits": {"type": "object", "properties": {"rate": {"type": "integer", "required": true}, "label": {"type": "string", "max_length": 5}}},
+          "anything": {"type": "any"}
+        }
+        """);
+
+    private static IReadOnlyList<FieldError> Check(string value) => TemplateValidator.Validate(AllowlistTemplate, J.N(value), "policy_parameters");
+
+    [Fact]
+    public void A_valid_value_has_no_errors() =>
+        Check("""{"local_allowlist": ["10.0.0.1"], "mode": "strict", "threshold": 0.5, "retries": 3, "enabled": true, "limits": {"rate": 5, "label": "ab"}, "anything": [1, "x"]}""")
+            .ShouldBeEmpty();
+
+    [Fact]
+    public void Names_the_array_element_that_does_not_match_the_pattern()
+    {
+        var error = Check("""{"mode": "strict", "local_allowlist": ["10.0.0.1", "10.0.0.2", "not-an-ip"]}""").ShouldHaveSingleItem();
+        error.ToString().ShouldBe(@"policy_parameters.local_allowlist[2]: does not match ^\d{1,3}(\.\d{1,3}){3}$");
+    }
+
+    [Fact]
+    public void Required_fields_must_be_present_and_not_null()
+    {
+        Check("{}").ShouldHaveSingleItem().ToString().ShouldBe("policy_parameters.mode: is required");
+        Check("""{"mode": null}""").ShouldHaveSingleItem().Path.ShouldBe("policy_parameters.mode");
+    }
+
+    [Fact]
+    public void Optional_fields_may_be_missing_or_null() => Check("""{"mode": "strict", "threshold": null}""").ShouldBeEmpty();
+
+    [Theory]
+    [InlineData("""{"mode": 5}""", "policy_parameters.mode", "must be a string, not a number")]
+    [InlineData("""{"mode": "strict", "threshold": "high"}""", "policy_parameters.threshold", "must be a number, not a string")]
+    [InlineData("""{"mode": "strict", "retries": 1.5}""", "policy_parameters.retries", "must be an integer")]
+    [InlineData("""{"mode": "strict", "enabled": "yes"}""", "policy_parameters.enabled", "must be a boolean, not a string")]
+    [InlineData("""{"mode": "strict", "limits": [1]}""", "policy_parameters.limits", "must be an object, not an array")]
+    [InlineData("""{"mode": "strict", "local_allowlist": "10.0.0.1"}""", "policy_parameters.local_allowlist", "must be an array, not a string")]
+    [InlineData("""{"mode": "lax"}""", "policy_parameters.mode", "is not one of")]
+    [InlineData("""{"mode": "strict", "threshold": -0.1}""", "policy_parameters.threshold", "less than the minimum 0")]
+    [InlineData("""{"mode": "strict", "threshold": 1.5}""", "policy_parameters.threshold", "greater than the maximum 1")]
+    [InlineData("""{"mode": "strict", "retries": -1}""", "policy_parameters.retries", "less than the minimum 0")]
+    [InlineData("""{"mode": "strict", "local_allowlist": ["1.1.1.1","1.1.1.2","1.1.1.3","1.1.1.4"]}""", "policy_parameters.local_allowlist", "has 4 items, more than max_length 3")]
+    [InlineData("""{"mode": "strict", "limits": {"rate": 1, "label": "toolong"}}""", "policy_parameters.limits.label", "is 7 characters long, more than max_length 5")]
+    [InlineData("""{"mode": "strict", "limits": {}}""", "policy_parameters.limits.rate", "is required")]
+    [InlineData("""{"mode": "strict", "limits": {"rate": "x"}}""", "policy_parameters.limits.rate", "must be an integer, not a string")]
+    [InlineData("""{"mode": "strict", "local_allowlist": [5]}""", "policy_parameters.local_allowlist[0]", "must be a string, not a number")]
+    [InlineData("""{"mode": "strict", "local_allowlist": [null]}""", "policy_parameters.local_allowlist[0]", "must be a string, not null")]
+    public void Each_rule_names_the_path_and_the_problem(string value, string path, string message)
+    {
+        var error = Check(value).ShouldHaveSingleItem();
+        error.Path.ShouldBe(path);
+        error.Message.ShouldContain(message);
+    }
+
+    [Fact]
+    public void Reports_every_violation_at_once()
+    {
+        var errors = Check("""{"threshold": 7, "retries": "x", "local_allowlist": ["a", "b"]}""");
+        errors.Paths().ShouldBe(
+            ["policy_parameters.local_allowlist[0]", "policy_parameters.local_allowlist[1]", "policy_parameters.mode",
+             "policy_parameters.threshold", "policy_parameters.retries"], ignoreOrder: true);
+    }
+
+    [Fact]
+    public void Pattern_is_searched_not_anchored()
+    {
+        var template = J.O("""{"host": {"type": "string", "pattern": "example"}}""");
+        TemplateValidator.Validate(template, J.O("""{"host": "api.example.com"}"""), "s").ShouldBeEmpty();
+        TemplateValidator.Validate(template, J.O("""{"host": "other.org"}"""), "s").ShouldHaveSingleItem().Message.ShouldBe("does not match example");
+    }
+
+    [Fact]
+    public void Unknown_extra_fields_in_a_value_are_allowed() =>
+        Check("""{"mode": "strict", "extra": {"deep": [1, 2]}}""").ShouldBeEmpty();
+
+    [Fact]
+    public void Integer_accepts_whole_numbers_written_with_a_fraction() =>
+        Check("""{"mode": "strict", "retries": 2.0}""").ShouldBeEmpty();
+
+    [Fact]
+    public void Choices_compare_numbers_by_value()
+    {
+        var template = J.O("""{"level": {"type": "number", "choices": [1, 2.5]}}""");
+        TemplateValidator.Validate(template, J.O("""{"level": 1.0}"""), "p").ShouldBeEmpty();
+        TemplateValidator.Validate(template, J.O("""{"level": 3}"""), "p").ShouldHaveSingleItem().Message.ShouldBe("3 is not one of [1,2.5]");
+    }
+
+    [Fact]
+    public void Items_may_be_objects_with_their_own_properties()
+    {
+        var template = J.O("""{"rules": {"type": "array", "items": {"type": "object", "properties": {"cidr": {"type": "string", "required": true}}}}}""");
+        var error = TemplateValidator.Validate(template, J.O("""{"rules": [{"cidr": "10.0.0.0/8"}, {"note": "x"}]}"""), "policy_settings").ShouldHaveSingleItem();
+        error.ToString().ShouldBe("policy_settings.rules[1].cidr: is required");
+    }
+
+    [Fact]
+    public void An_empty_template_accepts_anything()
+    {
+        TemplateValidator.Validate([], J.N("[1, 2]"), "input_data").ShouldBeEmpty();
+        TemplateValidator.Validate([], null, "input_data").ShouldBeEmpty();
+    }
+
+    [Fact]
+    public void A_non_object_value_against_a_template_is_named_by_the_path() =>
+        TemplateValidator.Validate(AllowlistTemplate, J.N("[1]"), "input_data").ShouldHaveSingleItem()
+            .ToString().ShouldBe("input_data: must be an object, not an array");
+
+    [Fact]
+    public void A_missing_value_only_fails_required_fields() =>
+        TemplateValidator.Validate(AllowlistTemplate, null, "policy_parameters").ShouldHaveSingleItem().Path.ShouldBe("policy_parameters.mode");
+
+    [Fact]
+    public void An_empty_path_names_fields_bare() =>
+        TemplateValidator.Validate(AllowlistTemplate, J.O("{}"), "").ShouldHaveSingleItem().Path.ShouldBe("mode");
+
+    [Fact]
+    public void A_type_less_spec_means_any()
+    {
+        var template = J.O("""{"x": {"required": true}}""");
+        TemplateValidator.Validate(template, J.O("""{"x": [1]}"""), "p").ShouldBeEmpty();
+        TemplateValidator.Validate(template, J.O("{}"), "p").ShouldHaveSingleItem().Message.ShouldBe("is required");
+    }
+
+    [Fact]
+    public void A_bad_regex_met_while_validating_is_reported_not_thrown()
+    {
+        var template = J.O("""{"x": {"type": "string", "pattern": "(unclosed"}}""");
+        TemplateValidator.Validate(template, J.O("""{"x": "a"}"""), "p").ShouldHaveSingleItem().Message.ShouldContain("not a valid regular expression");
+    }
+
+    [Fact]
+    public void A_catastrophic_pattern_times_out_as_an_error()
+    {
+        var template = J.O("""{"x": {"type": "string", "pattern": "^(a+)+$"}}""");
+        var value = new JsonObject { ["x"] = new string('a', 40) + "!" };
+        TemplateValidator.Validate(template, value, "p").ShouldHaveSingleItem().Message.ShouldContain("took too long");
+    }
+
+    [Fact]
+    public void Ensure_throws_a_validation_400_listing_every_field()
+    {
+        var e = J.Rejects(() => TemplateValidator.Ensure(AllowlistTemplate, J.O("""{"threshold": 9}"""), "policy_parameters"));
+        e.Code.ShouldBe(ErrorCodes.ValidationFailed);
+        e.Paths().ShouldBe(["policy_parameters.mode", "policy_parameters.threshold"], ignoreOrder: true);
+        e.Message.ShouldContain("policy_parameters.threshold: 9 is greater than the maximum 1");
+    }
+
+    [Fact]
+    public void CheckTemplate_accepts_a_well_formed_template_with_extra_keys()
+    {
+        TemplateValidator.CheckTemplate(AllowlistTemplate, "policy_parameters_schema").ShouldBeEmpty();
+        TemplateValidator.CheckTemplate(J.O("""{"x": {"type": "string", "default": "a", "example": "b", "secret": true, "description": "d"}}"""), "s").ShouldBeEmpty();
+        TemplateValidator.CheckTemplate([], "s").ShouldBeEmpty();
+    }
+
+    [Theory]
+    [InlineData("""{"x": "string"}""", "s.x", "must be a spec object")]
+    [InlineData("""{"x": {"type": "text"}}""", "s.x.type", "\"text\" is not one of string|number|integer|boolean|object|array|any")]
+    [InlineData("""{"x": {"type": 5}}""", "s.x.type", "is not one of")]
+    [InlineData("""{"x": {"type": "string", "pattern": "[a-"}}""", "s.x.pattern", "not a valid regular expression")]
+    [InlineData("""{"x": {"type": "string", "pattern": 5}}""", "s.x.pattern", "must be a string")]
+    [InlineData("""{"x": {"choices": "a,b"}}""", "s.x.choices", "must be an array")]
+    [InlineData("""{"x": {"min": "0"}}""", "s.x.min", "must be a number")]
+    [InlineData("""{"x": {"max": true}}""", "s.x.max", "must be a number")]
+    [InlineData("""{"x": {"min": 5, "max": 1}}""", "s.x.min", "greater than max 1")]
+    [InlineData("""{"x": {"max_length": -1}}""", "s.x.max_length", "non-negative integer")]
+    [InlineData("""{"x": {"max_length": 1.5}}""", "s.x.max_length", "non-negative integer")]
+    [InlineData("""{"x": {"required": "yes"}}""", "s.x.required", "true or false")]
+    [InlineData("""{"x": {"secret": 1}}""", "s.x.secret", "true or false")]
+    [InlineData("""{"x": {"description": []}}""", "s.x.description", "must be a string")]
+    [InlineData("""{"x": {"type": "array", "items": "string"}}""", "s.x.items", "must be a spec object")]
+    [InlineData("""{"x": {"type": "array", "items": {"type": "nope"}}}""", "s.x.items.type", "is not one of")]
+    [InlineData("""{"x": {"type": "string", "items": {"type": "string"}}}""", "s.x.items", "only applies to arrays")]
+    [InlineData("""{"x": {"type": "object", "properties": []}}""", "s.x.properties", "must be an object mapping")]
+    [InlineData("""{"x": {"type": "object", "properties": {"y": {"type": "bad"}}}}""", "s.x.properties.y.type", "is not one of")]
+    [InlineData("""{"x": {"type": "number", "properties": {}}}""", "s.x.properties", "only applies to objects")]
+    public void CheckTemplate_names_what_is_wrong_with_the_template(string template, string path, string message)
+    {
+        var error = TemplateValidator.CheckTemplate(J.O(template), "s").ShouldHaveSingleItem();
+        error.Path.ShouldBe(path);
+        error.Message.ShouldContain(message);
+    }
+}

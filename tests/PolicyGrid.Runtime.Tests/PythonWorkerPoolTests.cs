@@ -1,0 +1,268 @@
+using System.Text.Json.Nodes;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Runtime.Bundles;
+using PolicyGrid.Runtime.Hosting;
+using Shouldly;
+
+namespace PolicyGrid.Runtime.Tests;
+
+public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<PoolFixture>
+{
+    private PythonWorkerPool Pool => fixture.Pool;
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    // One policy that can misbehave in every way the platform must survive, chosen by input_data.mode.
+    private const string Misbehaving = """
+        import os, sys, time
+
+        INITS = 0
+
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                global INITS
+                INITS += 1
+                self.calls = 0
+
+            def eval(self, parameters, input_data, context):
+                self.calls += 1
+                mode = input_data.get("mode", "ok")
+                if mode == "ok":
+                    return {"inits": INITS, "calls": self.calls, "echo": input_data.get("echo")}
+                if mode == "whoami":
+                    return {"uid": os.getuid(), "euid": os.geteuid(), "pgid": os.getpgrp(), "pid": os.getpid(),
+                            "env": dict(os.environ), "tmp": os.environ.get("TMPDIR"), "cwd": os.getcwd()}
+                if mode == "raise":
+                    raise ValueError("the input was not to my liking")
+                if mode == "loop":
+                    while True:
+                        pass
+                if mode == "memory":
+                    hog = []
+                    while True:
+                        hog.append(" " * (16 << 20))
+                if mode == "forkbomb":
+                    while True:
+                        try:
+                            os.fork()
+                        except OSError:
+                            pass
+                if mode == "print":
+                    chunk = "x" * (1 << 20)
+                    for _ in range(100):
+                        print(chunk)
+                    print("done printing", file=sys.stderr)
+                    return {"printed_mb": 100}
+                if mode == "exit":
+                    os._exit(7)
+                if mode == "abort":
+                    os.abort()
+                if mode == "nonjson":
+                    return {"value": object()}
+                return {"unknown": mode}
+        """;
+
+    private static readonly BundleDirectory Bundle = TestBundles.FromSource(Misbehaving);
+
+    private static PolicyInvocation Eval(string key, object input, double seconds = 5) => new(
+        key,
+        new PolicyLoadSpec("misbehaving:1.0-test", Bundle, [], []),
+        PolicyMethods.Eval,
+        new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = JsonValueOf(input), ["context"] = new JsonObject() },
+        TimeSpan.FromSeconds(seconds));
+
+    private static JsonNode JsonValueOf(object input) => System.Text.Json.JsonSerializer.SerializeToNode(input)!;
+
+    private async Task<JsonObject> ResultOf(PolicyInvocation call) =>
+        (await Pool.InvokeAsync(call, Ct))!["result"]!.AsObject();
+
+    private async Task StillServes(string key)
+    {
+        var result = await ResultOf(Eval(key, new { mode = "ok", echo = "after" }));
+        result["echo"]!.GetValue<string>().ShouldBe("after");
+    }
+
+    [Fact]
+    public async Task Eval_answers_result_and_context()
+    {
+        var reply = await Pool.InvokeAsync(Eval("basic", new { mode = "ok", echo = 42 }), Ct);
+        reply!["result"]!["echo"]!.GetValue<int>().ShouldBe(42);
+        reply["context"].ShouldBeOfType<JsonObject>();
+    }
+
+    [Fact]
+    public async Task Second_call_on_a_key_reuses_the_warm_instance()
+    {
+        var first = await ResultOf(Eval("warm", new { mode = "ok" }));
+        var second = await ResultOf(Eval("warm", new { mode = "ok" }));
+        second["calls"]!.GetValue<int>().ShouldBe(first["calls"]!.GetValue<int>() + 1);
+        second["inits"]!.GetValue<int>().ShouldBe(first["inits"]!.GetValue<int>());
+    }
+
+    [Fact]
+    public async Task Different_keys_get_different_instances()
+    {
+        await ResultOf(Eval("instance-a", new { mode = "ok" }));
+        await ResultOf(Eval("instance-a", new { mode = "ok" }));
+        var b = await ResultOf(Eval("instance-b", new { mode = "ok" }));
+        b["calls"]!.GetValue<int>().ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task A_raising_policy_answers_422_with_type_and_message_and_the_worker_keeps_serving()
+    {
+        var error = await Should.ThrowAsync<PolicyGridException>(() => Pool.InvokeAsync(Eval("raise", new { mode = "raise" }), Ct));
+        error.Status.ShouldBe(422);
+        error.Code.ShouldBe("policy_error");
+        error.Message.ShouldBe("ValueError: the input was not to my liking");
+        error.Message.ShouldNotContain("Traceback");
+        fixture.Logs.Entries.ShouldContain(e => e.Message.Contains("Traceback", StringComparison.Ordinal) && e.Message.Contains("misbehaving:1.0-test", StringComparison.Ordinal));
+        var after = await ResultOf(Eval("raise", new { mode = "ok" }));
+        after["calls"]!.GetValue<int>().ShouldBe(2); // same instance: raising does not cost the warm instance
+    }
+
+    [Fact]
+    public async Task An_infinite_loop_answers_504_and_the_next_call_works()
+    {
+        var started = DateTime.UtcNow;
+        var error = await Should.ThrowAsync<PolicyGridException>(() => Pool.InvokeAsync(Eval("loop", new { mode = "loop" }, seconds: 0.5), Ct));
+        error.Status.ShouldBe(504);
+        error.Code.ShouldBe("policy_timeout");
+        (DateTime.UtcNow - started).ShouldBeLessThan(TimeSpan.FromSeconds(5));
+        await StillServes("loop");
+    }
+
+    [Fact]
+    public async Task A_memory_bomb_answers_422_memory_limit_and_the_next_call_works()
+    {
+        var error = await Should.ThrowAsync<PolicyGridException>(() => Pool.InvokeAsync(Eval("memory", new { mode = "memory" }, seconds: 20), Ct));
+        error.Status.ShouldBe(422);
+        error.Code.ShouldBe("policy_memory_limit");
+        await StillServes("memory");
+    }
+
+    [Fact]
+    public async Task A_fork_bomb_is_contained_and_its_processes_are_gone()
+    {
+        var who = await ResultOf(Eval("forkbomb", new { mode = "whoami" }));
+        var pgid = who["pgid"]!.GetValue<int>();
+        var error = await Should.ThrowAsync<PolicyGridException>(() => Pool.InvokeAsync(Eval("forkbomb", new { mode = "forkbomb" }, seconds: 1), Ct));
+        error.Status.ShouldBe(504);
+        await StillServes("forkbomb");
+        ProcessesInGroup(pgid).ShouldBeEmpty();
+    }
+
+    private static List<int> ProcessesInGroup(int pgid)
+    {
+        var found = new List<int>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid)) continue;
+            try
+            {
+                var stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                if (int.Parse(fields[2], System.Globalization.CultureInfo.InvariantCulture) == pgid) found.Add(pid);
+            }
+            catch (IOException) { }
+        }
+        return found;
+    }
+
+    [Fact]
+    public async Task Printing_100_MB_keeps_the_protocol_intact_and_the_log_bounded()
+    {
+        var allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
+        var result = await ResultOf(Eval("print", new { mode = "print" }, seconds: 30));
+        result["printed_mb"]!.GetValue<int>().ShouldBe(100);
+        await StillServes("print");
+        var allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
+        allocated.ShouldBeLessThan(50L << 20, "the server must not hold the policy's output in memory");
+        var forwarded = fixture.Logs.Entries.Where(e => e.Message.Contains("misbehaving:1.0-test output", StringComparison.Ordinal)).Sum(e => (long)e.Message.Length);
+        forwarded.ShouldBeLessThan(1L << 20);
+    }
+
+    [Fact]
+    public async Task Workers_see_no_server_secrets_and_do_not_run_as_root()
+    {
+        Environment.GetEnvironmentVariable("SECRET_TOKEN").ShouldNotBeNull();
+        var who = await ResultOf(Eval("whoami", new { mode = "whoami" }));
+        var env = who["env"]!.AsObject();
+        env.ContainsKey("SECRET_TOKEN").ShouldBeFalse();
+        env.Select(p => p.Key).ShouldBeSubsetOf(["PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "LC_CTYPE"]);
+        who["uid"]!.GetValue<int>().ShouldNotBe(0);
+        who["euid"]!.GetValue<int>().ShouldNotBe(0);
+        var tmp = who["tmp"]!.GetValue<string>();
+        tmp.ShouldStartWith(Path.GetTempPath());
+        who["cwd"]!.GetValue<string>().ShouldBe(tmp);
+        Pool.Status.WorkerUid.ShouldNotBe(0);
+    }
+
+    [Fact]
+    public async Task A_worker_that_exits_answers_422_crashed_and_the_next_call_works()
+    {
+        var error = await Should.ThrowAsync<PolicyGridException>(() => Pool.InvokeAsync(Eval("exit", new { mode = "exit" }), Ct));
+        error.Code.ShouldBe("policy_crashed");
+        error.Message.ShouldContain("code 7");
+        await StillServes("exit");
+        var abort = await Should.ThrowAsync<PolicyGridException>(() => Pool.InvokeAsync(Eval("exit", new { mode = "abort" }), Ct));
+        abort.Code.ShouldBe("policy_crashed");
+        abort.Message.ShouldContain("SIGABRT");
+        await StillServes("exit");
+    }
+
+    [Fact]
+    public async Task A_result_that_is_not_json_is_a_policy_error()
+    {
+        var error = await Should.ThrowAsync<PolicyGridException>(() => Pool.InvokeAsync(Eval("nonjson", new { mode = "nonjson" }), Ct));
+        error.Code.ShouldBe("policy_error");
+        error.Message.ShouldContain("not JSON");
+        await StillServes("nonjson");
+    }
+
+    [Fact]
+    public async Task Load_failures_say_what_is_wrong()
+    {
+        var noFile = await Should.ThrowAsync<PolicyLoadException>(() =>
+            Pool.InvokeOnceAsync(new PolicyLoadSpec("empty:1-a", TestBundles.Empty(), [], []), PolicyMethods.Load, [], TimeSpan.FromSeconds(5), Ct));
+        noFile.Message.ShouldContain("no code/function.py");
+
+        var noClass = await Should.ThrowAsync<PolicyLoadException>(() =>
+            Pool.InvokeOnceAsync(new PolicyLoadSpec("noclass:1-a", TestBundles.FromSource("class Other:\n    pass\n"), [], []), PolicyMethods.Load, [], TimeSpan.FromSeconds(5), Ct));
+        noClass.Message.ShouldContain("no AIOSv1PolicyRule class");
+
+        var initRaises = await Should.ThrowAsync<PolicyLoadException>(() =>
+            Pool.InvokeOnceAsync(new PolicyLoadSpec("init:1-a", TestBundles.FromSource(
+                "class AIOSv1PolicyRule:\n    def __init__(self, rule_id, settings, parameters):\n        raise KeyError('api_url')\n"), [], []),
+                PolicyMethods.Load, [], TimeSpan.FromSeconds(5), Ct));
+        initRaises.Message.ShouldContain("__init__ raised KeyError");
+        initRaises.Message.ShouldContain("api_url");
+
+        var syntax = await Should.ThrowAsync<PolicyLoadException>(() =>
+            Pool.InvokeOnceAsync(new PolicyLoadSpec("syntax:1-a", TestBundles.FromSource("class AIOSv1PolicyRule(:\n"), [], []),
+                PolicyMethods.Load, [], TimeSpan.FromSeconds(5), Ct));
+        syntax.Message.ShouldContain("SyntaxError");
+    }
+
+    [Fact]
+    public async Task Restore_state_is_handed_to_a_new_instance()
+    {
+        var bundle = TestBundles.FromSource("""
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    self.total = 0
+                def eval(self, parameters, input_data, context):
+                    self.total += input_data["add"]
+                    return {"total": self.total}
+                def get_state(self):
+                    return {"total": self.total}
+                def set_state(self, state):
+                    self.total = state["total"]
+            """);
+        var load = new PolicyLoadSpec("stateful:1-a", bundle, [], []);
+        var args = new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = new JsonObject { ["add"] = 5 }, ["context"] = new JsonObject() };
+        var reply = await Pool.InvokeAsync(new PolicyInvocation("stateful-1", load, PolicyMethods.Eval, args, TimeSpan.FromSeconds(5), new JsonObject { ["total"] = 100 }), Ct);
+        reply!["result"]!["total"]!.GetValue<int>().ShouldBe(105);
+        var state = await Pool.InvokeAsync(new PolicyInvocation("stateful-1", load, PolicyMethods.GetState, [], TimeSpan.FromSeconds(5)), Ct);
+        state!["total"]!.GetValue<int>().ShouldBe(105);
+    }
+}
