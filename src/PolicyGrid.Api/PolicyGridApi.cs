@@ -5,8 +5,12 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using PolicyGrid.Api.Auth;
 using PolicyGrid.Api.Envelope;
+using PolicyGrid.Api.Executors;
 using PolicyGrid.Api.Events;
 using PolicyGrid.Api.Health;
+using PolicyGrid.Api.Node;
+using PolicyGrid.Api.Policies;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Scalar.AspNetCore;
 
 namespace PolicyGrid.Api;
@@ -22,6 +26,9 @@ public static class PolicyGridApi
         services.AddOptions<ApiLimits>().Bind(configuration.GetSection(ApiLimits.Section));
         services.AddOptions<ApiAuthOptions>().Bind(configuration.GetSection(ApiAuthOptions.Section)).ValidateOnStart();
         services.AddSingleton<IValidateOptions<ApiAuthOptions>, ApiAuthOptionsValidator>();
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<ExecutorDispatch>();
+        services.AddSingleton<PolicyCodeCheck>();
         services.ConfigureHttpJsonOptions(o =>
         {
             o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
@@ -48,6 +55,9 @@ public static class PolicyGridApi
         app.MapOpenApi().AllowAnonymous();
         app.MapScalarApiReference("/docs", o => o.WithTitle("PolicyGrid API").WithOpenApiRoutePattern("/openapi/{documentName}.json")).AllowAnonymous();
         app.MapHealthApi();
+        app.MapPoliciesApi();
+        app.MapExecutorsApi();
+        app.MapNodeApi();
         app.MapEventsApi();
         return app;
     }

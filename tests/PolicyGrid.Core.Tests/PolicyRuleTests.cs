@@ -186,3 +186,42 @@ public class PolicyRuleTests
         rule.PolicyParameters["key"]!.GetValue<string>().ShouldBe("s3cr3t");
     }
 }
+
+public class PolicyOverrideTests
+{
+    private static readonly PolicyGrid.Core.Documents.PolicyRule Rule = PolicyGrid.Core.Documents.PolicyRule.FromJson(J.O("""
+        {"name": "ip_allowlist", "version": "1.0", "release_tag": "beta", "code": "c", "type": "python_class_v1",
+         "policy_settings_schema": {"remote_url": {"type": "string"}, "timeout": {"type": "number", "max": 10}},
+         "policy_settings": {"remote_url": "http://a", "timeout": 5},
+         "policy_parameters_schema": {"local_allowlist": {"type": "array", "items": {"type": "string", "pattern": "^\\d+\\.\\d+\\.\\d+\\.\\d+$"}}},
+         "policy_parameters": {"local_allowlist": ["10.0.0.1"]},
+         "policy_input_schema": {"ip": {"type": "string", "required": true}}}
+        """));
+
+    [Fact]
+    public void Given_keys_win_and_the_others_are_kept()
+    {
+        var run = Rule.WithOverrides(J.O("""{"timeout": 2}"""), J.O("""{"local_allowlist": ["10.9.9.9"], "extra": 1}"""));
+        run.PolicySettings.ToJsonString().ShouldBe("""{"remote_url":"http://a","timeout":2}""");
+        run.PolicyParameters.ToJsonString().ShouldBe("""{"local_allowlist":["10.9.9.9"],"extra":1}""");
+        Rule.PolicySettings["timeout"]!.GetValue<int>().ShouldBe(5);
+    }
+
+    [Fact]
+    public void No_overrides_leave_the_policy_as_stored() => Rule.WithOverrides(null, null).ShouldBeSameAs(Rule);
+
+    [Fact]
+    public void Overrides_are_validated_naming_the_call_fields()
+    {
+        var e = J.Rejects(() => Rule.WithOverrides(J.O("""{"timeout": 11}"""), J.O("""{"local_allowlist": ["10.0.0.1", "x"]}""")));
+        e.Paths().ShouldBe(["settings.timeout", "parameters.local_allowlist[1]"]);
+    }
+
+    [Fact]
+    public void Input_is_checked_against_the_input_template()
+    {
+        Rule.EnsureValidInput(J.O("""{"ip": "10.0.0.1"}"""));
+        J.Rejects(() => Rule.EnsureValidInput(J.O("{}"))).Paths().ShouldBe(["input_data.ip"]);
+        J.Rejects(() => Rule.EnsureValidInput(J.N("\"10.0.0.1\""))).Errors.Single().ToString().ShouldBe("input_data: must be an object, not a string");
+    }
+}

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using PolicyGrid.Api;
 using PolicyGrid.Api.Auth;
 using PolicyGrid.Cli.Serve;
+using PolicyGrid.Embedded.Storage;
 using PolicyGrid.Embedded.Events;
 
 namespace PolicyGrid.Cli;
@@ -34,7 +35,9 @@ public static class PolicyGridApp
 
         Directory.CreateDirectory(serve.DataDirectory);
         builder.Services.AddSingleton(serve);
+        builder.Services.AddEmbeddedStorage(serve.DataDirectory);
         builder.Services.AddPolicyGridApi(builder.Configuration);
+        builder.Services.AddHostedService<BuiltInExecutor>();
         builder.Services.AddEmbeddedEvents();
 
         var app = builder.Build();

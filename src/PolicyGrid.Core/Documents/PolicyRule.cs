@@ -144,6 +144,34 @@ public sealed record PolicyRule
         UpdatedAt = Timestamps.Format(now),
     };
 
+    /// <summary>
+    /// The policy as one call runs it: <paramref name="settings"/> and <paramref name="parameters"/>
+    /// (either may be null) merged key by key over the stored ones, given keys winning, then checked
+    /// against the templates. Errors are named after the call's fields (<c>parameters.local_allowlist[2]</c>).
+    /// </summary>
+    public PolicyRule WithOverrides(JsonObject? settings, JsonObject? parameters)
+    {
+        if (settings is null && parameters is null) return this;
+        var mergedSettings = Merge(PolicySettings, settings);
+        var mergedParameters = Merge(PolicyParameters, parameters);
+        var errors = new List<FieldError>();
+        if (settings is not null) errors.AddRange(TemplateValidator.Validate(PolicySettingsSchema, mergedSettings, "settings"));
+        if (parameters is not null) errors.AddRange(TemplateValidator.Validate(PolicyParametersSchema, mergedParameters, "parameters"));
+        if (errors.Count > 0) throw Problems.Validation(errors);
+        return this with { PolicySettings = mergedSettings, PolicyParameters = mergedParameters };
+    }
+
+    /// <summary>Checks a call's input against <see cref="PolicyInputSchema"/>; a 400 naming <c>input_data.…</c> paths.</summary>
+    public void EnsureValidInput(JsonNode? inputData) => TemplateValidator.Ensure(PolicyInputSchema, inputData, "input_data");
+
+    private static JsonObject Merge(JsonObject stored, JsonObject? given)
+    {
+        var merged = (JsonObject)stored.DeepClone();
+        if (given is null) return merged;
+        foreach (var (key, value) in given) merged[key] = value?.DeepClone();
+        return merged;
+    }
+
     /// <summary>The document as reads and queries answer it: secret settings/parameters as "***".</summary>
     public JsonObject ToRedactedJson() => TemplateSecrets.RedactPolicyRule(ToJson());
 

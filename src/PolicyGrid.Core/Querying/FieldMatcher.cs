@@ -12,6 +12,8 @@ public static class FieldMatcher
     private static readonly ConcurrentDictionary<(string, string), Regex> RegexCache = new();
 
     /// <summary>Bounds the time a caller's pattern may spend on one value (catastrophic backtracking).</summary>
+    private const int MaxCachedPatterns = 1000;
+
     public static readonly TimeSpan RegexTimeout = TimeSpan.FromMilliseconds(250);
 
     public static bool Matches(FieldFilter f, JsonNode? document)
@@ -23,7 +25,7 @@ public static class FieldMatcher
             case FieldOperator.Eq: return EqualsAny(values, f.Operand);
             case FieldOperator.Ne: return !EqualsAny(values, f.Operand);
             case FieldOperator.In: return ((JsonArray)f.Operand!).Any(o => EqualsAny(values, o) || (o is JsonObject ro && ro.ContainsKey("$regex") && RegexAny(values, ro)));
-            case FieldOperator.Nin: return !((JsonArray)f.Operand!).Any(o => EqualsAny(values, o));
+            case FieldOperator.Nin: return !((JsonArray)f.Operand!).Any(o => EqualsAny(values, o) || (o is JsonObject ro && ro.ContainsKey("$regex") && RegexAny(values, ro)));
             case FieldOperator.Gt: return CompareAny(values, f.Operand, asVersion, c => c > 0);
             case FieldOperator.Gte: return CompareAny(values, f.Operand, asVersion, c => c >= 0);
             case FieldOperator.Lt: return CompareAny(values, f.Operand, asVersion, c => c < 0);
@@ -33,11 +35,13 @@ public static class FieldMatcher
                 var regex = Compile(f.Operand!.GetValue<string>(), f.RegexOptions);
                 return Flatten(values).Any(v => JsonValues.TryString(v, out var s) && IsMatch(regex, s));
             case FieldOperator.Size:
-                var size = (int)f.Operand!.GetValue<decimal>();
-                return values.Any(v => v is JsonArray a && a.Count == size);
+                return JsonValues.TryNumber(f.Operand, out var size) && values.Any(v => v is JsonArray a && a.Count == size);
             case FieldOperator.All:
+                // Mongo: an empty $all matches nothing; a scalar field counts as a one-element array.
                 var wanted = (JsonArray)f.Operand!;
-                return values.Any(v => v is JsonArray a && wanted.All(w => a.Any(e => JsonValues.DeepEquals(e, w))));
+                return wanted.Count > 0 && values.Any(v => v is JsonArray a
+                    ? wanted.All(w => a.Any(e => JsonValues.DeepEquals(e, w)))
+                    : wanted.All(w => JsonValues.DeepEquals(v, w)));
             case FieldOperator.ElemMatch:
                 return values.Any(v => v is JsonArray a && a.Any(e => f.Nested!.Matches(e)));
             case FieldOperator.Not:
@@ -76,6 +80,8 @@ public static class FieldMatcher
 
     public static Regex Compile(string pattern, string options)
     {
+        // Patterns come from callers: bound the cache so a stream of distinct ones cannot grow it forever.
+        if (RegexCache.Count > MaxCachedPatterns) RegexCache.Clear();
         return RegexCache.GetOrAdd((pattern, options), key =>
         {
             var opts = RegexOptions.CultureInvariant;

@@ -84,7 +84,14 @@ public static class FilterParser
             switch (op)
             {
                 case FieldOperator.In or FieldOperator.Nin or FieldOperator.All:
-                    if (operand is not JsonArray) throw Problems.BadRequest($"{label} takes an array");
+                    if (operand is not JsonArray list) throw Problems.BadRequest($"{label} takes an array");
+                    if (op is not FieldOperator.All)
+                        foreach (var element in list) CheckRegexElement(label, element);
+                    result.Add(new FieldFilter(path, op, operand.DeepClone()));
+                    break;
+                case FieldOperator.Gt or FieldOperator.Gte or FieldOperator.Lt or FieldOperator.Lte:
+                    if (operand is not JsonValue cv || cv.GetValueKind() is not (JsonValueKind.Number or JsonValueKind.String or JsonValueKind.True or JsonValueKind.False))
+                        throw Problems.BadRequest($"{label} takes a number, string or boolean");
                     result.Add(new FieldFilter(path, op, operand.DeepClone()));
                     break;
                 case FieldOperator.Exists:
@@ -93,7 +100,7 @@ public static class FilterParser
                     result.Add(new FieldFilter(path, op, operand.DeepClone()));
                     break;
                 case FieldOperator.Size:
-                    if (!JsonValues.TryNumber(operand, out var n) || n < 0 || n != decimal.Truncate(n))
+                    if (!JsonValues.TryNumber(operand, out var n) || n < 0 || n != decimal.Truncate(n) || n > int.MaxValue)
                         throw Problems.BadRequest($"{label} takes a non-negative integer");
                     result.Add(new FieldFilter(path, op, operand!.DeepClone()));
                     break;
@@ -104,7 +111,9 @@ public static class FilterParser
                     break;
                 case FieldOperator.ElemMatch:
                     if (operand is not JsonObject em || em.Count == 0) throw Problems.BadRequest($"{label} takes a non-empty object");
-                    var nested = em.All(p => p.Key.StartsWith('$')) ? And(ParseOperators("", em)) : ParseObject(em, "");
+                    // {"$gte": 80} applies to each element itself; {"score": {...}} or {"$or": [...]} to each element's fields.
+                    var operatorForm = em.All(p => p.Key.StartsWith('$')) && !em.Any(p => p.Key is "$and" or "$or");
+                    var nested = operatorForm ? And(ParseOperators("", em)) : ParseObject(em, "");
                     result.Add(new FieldFilter(path, op, operand.DeepClone(), nested));
                     break;
                 case FieldOperator.Not:
@@ -118,6 +127,17 @@ public static class FilterParser
             }
         }
         return result;
+    }
+
+    /// <summary>A <c>{"$regex": ..., "$options": ...}</c> element of $in/$nin is checked here so matching never fails on it.</summary>
+    private static void CheckRegexElement(string label, JsonNode? element)
+    {
+        if (element is not JsonObject o || !o.ContainsKey("$regex")) return;
+        if (o.Any(p => p.Key is not ("$regex" or "$options")))
+            throw Problems.BadRequest($"{label}: a regex element may hold only $regex and $options");
+        var pattern = RequireString($"{label}: $regex", o["$regex"]);
+        var options = o.ContainsKey("$options") ? RequireString($"{label}: $options", o["$options"]) : "";
+        FieldMatcher.Compile(pattern, options);
     }
 
     private static FilterNode And(List<FilterNode> nodes) => nodes.Count == 1 ? nodes[0] : new AndFilter(nodes);

@@ -10,7 +10,14 @@ public static class JsonValues
     {
         if (a is null || b is null) return a is null && b is null;
         if (TryNumber(a, out var x) && TryNumber(b, out var y)) return x == y;
-        return JsonNode.DeepEquals(a, b);
+        // Recurse by hand so numbers nested in objects and arrays also compare by value (1 == 1.0).
+        return (a, b) switch
+        {
+            (JsonObject oa, JsonObject ob) => oa.Count == ob.Count
+                && oa.All(p => ob.TryGetPropertyValue(p.Key, out var other) && DeepEquals(p.Value, other)),
+            (JsonArray aa, JsonArray ab) => aa.Count == ab.Count && aa.Zip(ab).All(p => DeepEquals(p.First, p.Second)),
+            _ => JsonNode.DeepEquals(a, b),
+        };
     }
 
     public static bool TryNumber(JsonNode? node, out decimal value)

@@ -1,0 +1,55 @@
+using System.Globalization;
+using SortKey = PolicyGrid.Core.Ports.SortKey;
+using System.Reflection;
+using Microsoft.AspNetCore.Http;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+
+namespace PolicyGrid.Api.Documents;
+
+/// <summary>
+/// <c>?limit=</c> (default 100, at most 1000), <c>?skip=</c> and <c>?sort=field:asc|desc[,field:dir]</c>
+/// of every query endpoint, read by us so a bad value answers a 400 that names it.
+/// </summary>
+public sealed record QueryWindow(int Limit, int Skip, IReadOnlyList<SortKey> Sort)
+{
+    public static ValueTask<QueryWindow?> BindAsync(HttpContext context, ParameterInfo parameter) =>
+        ValueTask.FromResult<QueryWindow?>(Parse(context.Request.Query["limit"], context.Request.Query["skip"], context.Request.Query["sort"]));
+
+    public static QueryWindow Parse(string? limit, string? skip, string? sort)
+    {
+        var l = DocumentQuery.DefaultLimit;
+        if (!string.IsNullOrEmpty(limit))
+        {
+            if (!int.TryParse(limit, NumberStyles.None, CultureInfo.InvariantCulture, out l) || l < 1)
+                throw Problems.BadRequest($"limit '{limit}' must be a whole number from 1 to {DocumentQuery.MaxLimit}");
+            if (l > DocumentQuery.MaxLimit)
+                throw Problems.BadRequest($"limit {l} is over the maximum of {DocumentQuery.MaxLimit}; page with ?skip=");
+        }
+        var s = 0;
+        if (!string.IsNullOrEmpty(skip) && (!int.TryParse(skip, NumberStyles.None, CultureInfo.InvariantCulture, out s) || s < 0))
+            throw Problems.BadRequest($"skip '{skip}' must be a whole number, 0 or more");
+        return new QueryWindow(l, s, ParseSort(sort));
+    }
+
+    private static List<SortKey> ParseSort(string? sort)
+    {
+        var keys = new List<SortKey>();
+        if (string.IsNullOrWhiteSpace(sort)) return keys;
+        foreach (var part in sort.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            var pieces = part.Split(':', 2);
+            var path = pieces[0];
+            if (path.Length == 0 || path.StartsWith('$') || path.Split('.').Any(p => p.Length == 0))
+                throw Problems.BadRequest($"sort field '{path}' is not a dotted field path such as created_at or metadata.owner");
+            var direction = pieces.Length == 1 ? "asc" : pieces[1].ToLowerInvariant();
+            keys.Add(direction switch
+            {
+                "asc" => new SortKey(path, SortDirection.Asc),
+                "desc" => new SortKey(path, SortDirection.Desc),
+                _ => throw Problems.BadRequest($"sort direction '{pieces[1]}' for '{path}' must be asc or desc"),
+            });
+        }
+        return keys;
+    }
+}

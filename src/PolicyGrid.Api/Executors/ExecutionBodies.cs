@@ -1,0 +1,100 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using PolicyGrid.Api.Envelope;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Identity;
+using PolicyGrid.Core.Ports;
+
+namespace PolicyGrid.Api.Executors;
+
+/// <summary>
+/// Reads the execute_policy and management bodies of the contract, reporting every bad field at
+/// once, so the same rules hold on <c>/executor/{id}/...</c> and on the node API.
+/// </summary>
+public static class ExecutionBodies
+{
+    public static ExecutionRequest Execution(JsonObject body)
+    {
+        var errors = new List<FieldError>();
+        var uri = PolicyUriField(body, errors);
+        var input = ObjectField(body, "input_data", errors, required: true);
+        var parameters = ObjectField(body, "parameters", errors, required: false);
+        var settings = ObjectField(body, "settings", errors, required: false);
+        var contextKey = StringField(body, "context_key", errors);
+        var timeout = TimeoutField(body, errors);
+        if (errors.Count > 0) throw Problems.Validation(errors);
+        return new ExecutionRequest(uri, input!, parameters, settings, contextKey, timeout);
+    }
+
+    public static ManagementRequest Management(JsonObject body)
+    {
+        var errors = new List<FieldError>();
+        var uri = PolicyUriField(body, errors);
+        var action = StringField(body, "action", errors);
+        if (action is null && !errors.Any(e => e.Path == "action")) errors.Add(new("action", "is required"));
+        else if (action is { Length: 0 }) errors.Add(new("action", "must not be empty"));
+        var data = ObjectField(body, "data", errors, required: false) ?? [];
+        var parameters = ObjectField(body, "parameters", errors, required: false);
+        var settings = ObjectField(body, "settings", errors, required: false);
+        var timeout = TimeoutField(body, errors);
+        if (errors.Count > 0) throw Problems.Validation(errors);
+        return new ManagementRequest(uri, action!, data, parameters, settings, timeout);
+    }
+
+    public static JsonObject ToJson(ExecutionRequest r)
+    {
+        var o = new JsonObject { ["policy_rule_uri"] = r.PolicyRuleUri, ["input_data"] = r.InputData.DeepClone() };
+        if (r.Parameters is not null) o["parameters"] = r.Parameters.DeepClone();
+        if (r.Settings is not null) o["settings"] = r.Settings.DeepClone();
+        if (r.ContextKey is not null) o["context_key"] = r.ContextKey;
+        if (r.TimeoutSeconds is not null) o["timeout_seconds"] = r.TimeoutSeconds;
+        return o;
+    }
+
+    private static string PolicyUriField(JsonObject body, List<FieldError> errors)
+    {
+        var text = StringField(body, "policy_rule_uri", errors);
+        if (text is null)
+        {
+            if (!errors.Any(e => e.Path == "policy_rule_uri")) errors.Add(new("policy_rule_uri", "is required"));
+            return "";
+        }
+        if (!PolicyUri.TryParse(text, out _, out var error)) errors.Add(new("policy_rule_uri", error));
+        return text;
+    }
+
+    private static string? StringField(JsonObject body, string name, List<FieldError> errors)
+    {
+        if (!body.TryGetPropertyValue(name, out var node) || IsNull(node)) return null;
+        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.String) return v.GetValue<string>();
+        errors.Add(new(name, $"must be a string, not a JSON {JsonBody.Describe(node)}"));
+        return null;
+    }
+
+    private static JsonObject? ObjectField(JsonObject body, string name, List<FieldError> errors, bool required)
+    {
+        if (!body.TryGetPropertyValue(name, out var node) || IsNull(node))
+        {
+            if (required) errors.Add(new(name, "is required (a JSON object)"));
+            return null;
+        }
+        if (node is JsonObject o) return (JsonObject)o.DeepClone();
+        errors.Add(new(name, $"must be a JSON object, not a JSON {JsonBody.Describe(node)}"));
+        return null;
+    }
+
+    private static double? TimeoutField(JsonObject body, List<FieldError> errors)
+    {
+        if (!body.TryGetPropertyValue("timeout_seconds", out var node) || IsNull(node)) return null;
+        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.GetValue<double>() is var seconds)
+        {
+            if (seconds > 0 && seconds <= 3600) return seconds;
+            errors.Add(new("timeout_seconds", $"must be more than 0 and at most 3600, not {seconds}"));
+            return null;
+        }
+        errors.Add(new("timeout_seconds", $"must be a number of seconds, not a JSON {JsonBody.Describe(node)}"));
+        return null;
+    }
+
+    private static bool IsNull(JsonNode? node) => node is null || (node is JsonValue v && v.GetValueKind() == JsonValueKind.Null);
+}

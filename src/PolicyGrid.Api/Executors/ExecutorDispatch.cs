@@ -1,0 +1,86 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+
+namespace PolicyGrid.Api.Executors;
+
+/// <summary>
+/// Routes a Type 2 call to the executor a caller named, through the transport registered for its
+/// executor_host_uri scheme. Keeps executor_status honest: a transport that answers 503 marks the
+/// executor unhealthy, and calls to it then fail fast with 503 — except one probe every
+/// <see cref="ProbeInterval"/>, which marks it healthy again when it answers.
+/// </summary>
+public sealed class ExecutorDispatch(IDocumentStore store, IEnumerable<IExecutorTransport> transports, TimeProvider clock, ILogger<ExecutorDispatch> logger)
+{
+    public static readonly TimeSpan ProbeInterval = TimeSpan.FromSeconds(5);
+
+    private readonly ConcurrentDictionary<string, DateTimeOffset> lastProbe = new(StringComparer.Ordinal);
+
+    public Task<PolicyResult> ExecuteAsync(string executorId, ExecutionRequest request, CallerIdentity caller, CancellationToken ct) =>
+        RunAsync(executorId, e => e.ExecuteAsync(request, caller, ct), ct);
+
+    public Task<PolicyResult> ManageAsync(string executorId, ManagementRequest request, CallerIdentity caller, CancellationToken ct) =>
+        RunAsync(executorId, e => e.ManageAsync(request, caller, ct), ct);
+
+    /// <summary>The policy executor behind an executor_host_uri, or a 502 naming the scheme nobody handles.</summary>
+    public IPolicyExecutor ExecutorFor(string executorId, string hostUri)
+    {
+        if (!Uri.TryCreate(hostUri, UriKind.Absolute, out var uri))
+            throw Problems.BackendError($"executor '{executorId}' has an unreadable executor_host_uri '{hostUri}'");
+        var transport = transports.FirstOrDefault(t => t.CanHandle(uri))
+            ?? throw Problems.BackendError($"executor '{executorId}' is at '{hostUri}', but this server has no transport for '{uri.Scheme}://' executors");
+        return transport.For(uri);
+    }
+
+    private async Task<PolicyResult> RunAsync(string executorId, Func<IPolicyExecutor, Task<PolicyResult>> call, CancellationToken ct)
+    {
+        var stored = await store.GetAsync(Collections.Executors, executorId, ct)
+            ?? throw Problems.NotFound($"no executor '{executorId}' is registered");
+        var executor = PolicyExecutor.FromJson(stored.Body);
+        if (executor.ExecutorStatus == ExecutorStatus.Draining)
+            throw new PolicyGridException(503, ErrorCodes.BackendUnavailable, $"executor '{executorId}' is draining and takes no new work") { RetryAfterSeconds = 30 };
+        if (executor.ExecutorStatus == ExecutorStatus.Unhealthy && !ProbeDue(executorId))
+            throw new PolicyGridException(503, ErrorCodes.BackendUnavailable, $"executor '{executorId}' is marked unhealthy (its last call failed); retrying it at most every {ProbeInterval.TotalSeconds:0} s")
+                { RetryAfterSeconds = (int)Math.Ceiling(ProbeInterval.TotalSeconds) };
+
+        var target = ExecutorFor(executorId, executor.ExecutorHostUri);
+        PolicyResult result;
+        try
+        {
+            result = await call(target);
+        }
+        catch (PolicyGridException e) when (e.Status == 503 && e.Code == ErrorCodes.BackendUnavailable)
+        {
+            await MarkAsync(stored, ExecutorStatus.Unhealthy, ct);
+            throw;
+        }
+        if (executor.ExecutorStatus == ExecutorStatus.Unhealthy) await MarkAsync(stored, ExecutorStatus.Healthy, ct);
+        return result;
+    }
+
+    private bool ProbeDue(string executorId)
+    {
+        var now = clock.GetUtcNow();
+        var last = lastProbe.GetOrAdd(executorId, DateTimeOffset.MinValue);
+        return now - last >= ProbeInterval && lastProbe.TryUpdate(executorId, now, last);
+    }
+
+    private async Task MarkAsync(StoredDocument stored, string status, CancellationToken ct)
+    {
+        if (stored.Body["executor_status"]?.GetValue<string>() == status) { lastProbe[stored.Id] = clock.GetUtcNow(); return; }
+        var body = (System.Text.Json.Nodes.JsonObject)stored.Body.DeepClone();
+        body["executor_status"] = status;
+        try
+        {
+            await store.ReplaceAsync(Collections.Executors, stored.Id, body, stored.Revision, CancellationToken.None);
+            logger.LogWarning("executor {ExecutorId} is now {Status}", stored.Id, status);
+        }
+        catch (PolicyGridException e) when (e.Status is 404 or 409)
+        {
+            // Someone changed or removed the executor meanwhile; their word wins.
+        }
+        if (status == ExecutorStatus.Unhealthy) lastProbe[stored.Id] = clock.GetUtcNow();
+    }
+}

@@ -1,0 +1,121 @@
+using System.ComponentModel;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Routing;
+using PolicyGrid.Api.Auth;
+using PolicyGrid.Api.Documents;
+using PolicyGrid.Api.Envelope;
+using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Core.Querying;
+
+namespace PolicyGrid.Api.Executors;
+
+/// <summary>Executors (where Type 2 runs): CRUD, query, and execute_policy / management routed to the named executor.</summary>
+public static class ExecutorsApi
+{
+    public const string BuiltInId = "local";
+    public const string BuiltInHostUri = "inproc://local";
+
+    public static IEndpointRouteBuilder MapExecutorsApi(this IEndpointRouteBuilder app)
+    {
+        var api = app.MapGroup("/executor").WithTags("Executors");
+        api.MapPost("", Create).WithName("CreateExecutor").WithSummary("Register an executor")
+            .WithDescription("executor_host_uri picks the kind: inproc://local, http(s)://host:port (an executor node) or dapr://app-id.");
+        api.MapPost("/query", Query).WithName("QueryExecutors").WithSummary("Find executors with a Mongo-style filter");
+        api.MapGet("/{id}", Get).WithName("GetExecutor").WithSummary("Read an executor");
+        api.MapPut("/{id}", Update).WithName("UpdateExecutor").WithSummary("Update an executor (Mongo-style update or replacement)");
+        api.MapDelete("/{id}", Delete).WithName("DeleteExecutor").WithSummary("Remove an executor");
+        api.MapPost("/{id}/execute_policy", Execute).WithName("ExecutePolicy").WithSummary("Run a policy once on this executor (Type 2)")
+            .WithDescription("Body: {policy_rule_uri, input_data, parameters?, settings?, context_key?, timeout_seconds?}. Answers exactly what the policy's eval returned. 410 for a retired policy; a Deprecation header for a deprecated one.");
+        api.MapPost("/{id}/management", Manage).WithName("ManagePolicy").WithSummary("Run a management action on a fresh instance")
+            .WithDescription("Body: {policy_rule_uri, action, data, parameters?, settings?}. Type 2 is stateless: meant for read-only and diagnostic actions.");
+        return app;
+    }
+
+    public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Create(JsonBody body, [AsParameters] ExecutorServices services, CancellationToken ct)
+    {
+        var executor = PolicyExecutor.FromJson(body.RequireObject());
+        if (await services.Store.GetAsync(Collections.Executors, executor.ExecutorId, ct) is not null)
+            return Failure.From(Problems.Conflict($"executor '{executor.ExecutorId}' already exists; update it with PUT /executor/{executor.ExecutorId}"));
+        var stored = await services.Store.CreateAsync(Collections.Executors, executor.ExecutorId, executor.ToJson(), ct);
+        return Answer(services.Http, stored);
+    }
+
+    public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Get([Description("The executor_id")] string id, [AsParameters] ExecutorServices services, CancellationToken ct)
+    {
+        var stored = await services.Store.GetAsync(Collections.Executors, id, ct);
+        return stored is null ? Failure.From(Missing(id)) : Answer(services.Http, stored);
+    }
+
+    public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Update(string id, JsonBody body, [AsParameters] ExecutorServices services, CancellationToken ct)
+    {
+        var update = body.RequireObject("update");
+        var current = await services.Store.GetAsync(Collections.Executors, id, ct);
+        if (current is null) return Failure.From(Missing(id));
+        var ifMatch = ETags.IfMatch(services.Http.Request);
+        if (ifMatch is not null && ifMatch != current.Revision)
+            return Failure.From(RevisionMismatch(id, ifMatch, current.Revision));
+        var executor = PolicyExecutor.FromJson(UpdateEngine.Apply(current.Body, update, PolicyExecutor.IdentityFields));
+        var stored = await services.Store.ReplaceAsync(Collections.Executors, id, executor.ToJson(), current.Revision, ct);
+        return Answer(services.Http, stored);
+    }
+
+    public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Delete(string id, [AsParameters] ExecutorServices services, CancellationToken ct)
+    {
+        if (id == BuiltInId)
+            return Failure.From(Problems.Conflict($"'{BuiltInId}' is the built-in executor of this server and comes back at every start; set its executor_status to \"draining\" to stop using it"));
+        var current = await services.Store.GetAsync(Collections.Executors, id, ct);
+        if (current is null) return Failure.From(Missing(id));
+        var ifMatch = ETags.IfMatch(services.Http.Request);
+        if (ifMatch is not null && ifMatch != current.Revision)
+            return Failure.From(RevisionMismatch(id, ifMatch, current.Revision));
+        var deleted = await services.Store.DeleteAsync(Collections.Executors, id, current.Revision, ct);
+        return deleted is null ? Failure.From(Missing(id)) : Envelope.Answer.Ok(deleted.Body);
+    }
+
+    public static async Task<Ok<Envelope<JsonArray>>> Query(JsonBody body, QueryWindow window, [AsParameters] ExecutorServices services, CancellationToken ct)
+    {
+        var filter = FilterParser.Parse(body.Node);
+        var found = await services.Store.QueryAsync(Collections.Executors, new DocumentQuery(filter, window.Sort, window.Skip, window.Limit), ct);
+        return Envelope.Answer.Ok(new JsonArray([.. found.Select(d => (JsonNode)d.Body)]));
+    }
+
+    public static async Task<Ok<Envelope<JsonObject>>> Execute(string id, JsonBody body, [AsParameters] ExecutorServices services, CancellationToken ct)
+    {
+        var request = ExecutionBodies.Execution(body.RequireObject());
+        var result = await services.Dispatch.ExecuteAsync(id, request, services.Http.Caller(), ct);
+        return PolicyAnswer(services.Http, result);
+    }
+
+    public static async Task<Ok<Envelope<JsonObject>>> Manage(string id, JsonBody body, [AsParameters] ExecutorServices services, CancellationToken ct)
+    {
+        var request = ExecutionBodies.Management(body.RequireObject());
+        var result = await services.Dispatch.ManageAsync(id, request, services.Http.Caller(), ct);
+        return PolicyAnswer(services.Http, result);
+    }
+
+    /// <summary>Exactly what the policy returned, plus a Deprecation header when its policy is deprecated.</summary>
+    public static Ok<Envelope<JsonObject>> PolicyAnswer(HttpContext http, PolicyResult result)
+    {
+        if (result.Deprecated) http.Response.Headers["Deprecation"] = "true";
+        return Envelope.Answer.Ok(result.Output);
+    }
+
+    private static Ok<Envelope<JsonObject>> Answer(HttpContext http, StoredDocument stored)
+    {
+        ETags.Set(http.Response, stored.Revision);
+        return Envelope.Answer.Ok(stored.Body);
+    }
+
+    private static PolicyGridException Missing(string id) => Problems.NotFound($"no executor '{id}' is registered");
+
+    private static PolicyGridException RevisionMismatch(string id, string asked, string current) =>
+        Problems.Conflict($"executor '{id}' has changed: If-Match asked for revision \"{asked}\" but the current revision is \"{current}\"; read it again and retry");
+}
+
+/// <summary>What Executors endpoints need, bound by ASP.NET in one bundle.</summary>
+public sealed record ExecutorServices(HttpContext Http, IDocumentStore Store, ExecutorDispatch Dispatch);

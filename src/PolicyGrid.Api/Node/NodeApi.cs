@@ -1,0 +1,42 @@
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Routing;
+using PolicyGrid.Api.Auth;
+using PolicyGrid.Api.Envelope;
+using PolicyGrid.Api.Executors;
+
+namespace PolicyGrid.Api.Node;
+
+/// <summary>
+/// The executor node API: what a registry forwards to when this server is another one's
+/// <c>http(s)://</c> executor. Runs on this server's own built-in executor.
+/// </summary>
+public static class NodeApi
+{
+    public static IEndpointRouteBuilder MapNodeApi(this IEndpointRouteBuilder app)
+    {
+        var api = app.MapGroup("").WithTags("Executor node");
+        api.MapPost("/execute_policy", Execute).WithName("NodeExecutePolicy").WithSummary("Executor node: run a policy once on this server")
+            .WithDescription("The body of POST /executor/{id}/execute_policy; lets this server be another registry's executor.");
+        api.MapPost("/management", Manage).WithName("NodeManagePolicy").WithSummary("Executor node: run a management action on a fresh instance");
+        return app;
+    }
+
+    public static async Task<Ok<Envelope<JsonObject>>> Execute(JsonBody body, [AsParameters] NodeServices services, CancellationToken ct)
+    {
+        var request = ExecutionBodies.Execution(body.RequireObject());
+        var executor = services.Dispatch.ExecutorFor(ExecutorsApi.BuiltInId, ExecutorsApi.BuiltInHostUri);
+        return ExecutorsApi.PolicyAnswer(services.Http, await executor.ExecuteAsync(request, services.Http.Caller(), ct));
+    }
+
+    public static async Task<Ok<Envelope<JsonObject>>> Manage(JsonBody body, [AsParameters] NodeServices services, CancellationToken ct)
+    {
+        var request = ExecutionBodies.Management(body.RequireObject());
+        var executor = services.Dispatch.ExecutorFor(ExecutorsApi.BuiltInId, ExecutorsApi.BuiltInHostUri);
+        return ExecutorsApi.PolicyAnswer(services.Http, await executor.ManageAsync(request, services.Http.Caller(), ct));
+    }
+}
+
+public sealed record NodeServices(HttpContext Http, ExecutorDispatch Dispatch);

@@ -1,0 +1,131 @@
+using System.ComponentModel;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Routing;
+using PolicyGrid.Api.Documents;
+using PolicyGrid.Api.Envelope;
+using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Identity;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Core.Querying;
+using PolicyGrid.Core.Templates;
+
+namespace PolicyGrid.Api.Policies;
+
+/// <summary>The policy registry: create, read, update (Mongo-style or replacement), delete and query PolicyRules.</summary>
+public static class PoliciesApi
+{
+    public static IEndpointRouteBuilder MapPoliciesApi(this IEndpointRouteBuilder app)
+    {
+        var api = app.MapGroup("/policy").WithTags("Policies");
+
+        api.MapPost("", Create)
+            .WithName("CreatePolicy").WithSummary("Register a policy")
+            .WithDescription("Validates the full PolicyRule document (templates, settings, parameters, a loadable bundle) and stores it. 409 when the URI exists.");
+        api.MapPost("/query", Query)
+            .WithName("QueryPolicies").WithSummary("Find policies with a Mongo-style filter")
+            .WithDescription("Body: a filter such as {\"tags\": {\"$regex\": \"network\"}}; ?limit (default 100, max 1000), ?skip, ?sort=field:asc|desc.");
+        api.MapGet("/{uri}", Get)
+            .WithName("GetPolicy").WithSummary("Read a policy")
+            .WithDescription("Answers the document with its revision as the ETag header; secret template fields read as \"***\".");
+        api.MapPut("/{uri}", Update)
+            .WithName("UpdatePolicy").WithSummary("Update a policy")
+            .WithDescription("Body: a Mongo-style update ($set, $unset, $push, $inc) or a full replacement. Identity fields cannot change. Honours If-Match.");
+        api.MapDelete("/{uri}", Delete)
+            .WithName("DeletePolicy").WithSummary("Delete a policy")
+            .WithDescription("409 while a function or graph uses it, unless ?force=true. Honours If-Match.");
+        return app;
+    }
+
+    public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Create(JsonBody body, [AsParameters] PolicyServices services, CancellationToken ct)
+    {
+        var rule = PolicyRule.FromJson(body.RequireObject()).WithTimestamps(null, services.Clock.GetUtcNow());
+        if (await services.Store.GetAsync(Collections.Policies, rule.PolicyRuleUri, ct) is not null)
+            return Failure.From(Problems.Conflict($"policy '{rule.PolicyRuleUri}' already exists; update it with PUT /policy/{rule.PolicyRuleUri}, or register a new version or release_tag"));
+        await services.Code.CheckAsync(rule, ct);
+        var stored = await services.Store.CreateAsync(Collections.Policies, rule.PolicyRuleUri, rule.ToJson(), ct);
+        return Answer(services.Http, stored);
+    }
+
+    public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Get([Description("The policy URI, name:version-release_tag")] string uri, [AsParameters] PolicyServices services, CancellationToken ct)
+    {
+        var stored = await services.Store.GetAsync(Collections.Policies, Canonical(uri), ct);
+        return stored is null ? Failure.From(Missing(uri)) : Answer(services.Http, stored);
+    }
+
+    public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Update(string uri, JsonBody body, [AsParameters] PolicyServices services, CancellationToken ct)
+    {
+        var id = Canonical(uri);
+        var update = body.RequireObject("update");
+        var current = await services.Store.GetAsync(Collections.Policies, id, ct);
+        if (current is null) return Failure.From(Missing(uri));
+        var ifMatch = ETags.IfMatch(services.Http.Request);
+        if (ifMatch is not null && ifMatch != current.Revision)
+            return Failure.From(RevisionMismatch(id, ifMatch, current.Revision));
+
+        var merged = UpdateEngine.Apply(current.Body, update, PolicyRule.IdentityFields);
+        // A client that read the document got "***" for secrets; sending that back keeps the stored value.
+        merged = TemplateSecrets.RestorePolicyRule(merged, current.Body);
+        var before = PolicyRule.FromJson(current.Body);
+        var rule = PolicyRule.FromJson(merged).WithTimestamps(before, services.Clock.GetUtcNow());
+        if (CodeChanged(before, rule)) await services.Code.CheckAsync(rule, ct);
+        var stored = await services.Store.ReplaceAsync(Collections.Policies, id, rule.ToJson(), current.Revision, ct);
+        return Answer(services.Http, stored);
+    }
+
+    public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Delete(string uri, [Description("Delete even while functions or graphs use the policy")] bool? force, [AsParameters] PolicyServices services, CancellationToken ct)
+    {
+        var id = Canonical(uri);
+        var current = await services.Store.GetAsync(Collections.Policies, id, ct);
+        if (current is null) return Failure.From(Missing(uri));
+        var ifMatch = ETags.IfMatch(services.Http.Request);
+        if (ifMatch is not null && ifMatch != current.Revision)
+            return Failure.From(RevisionMismatch(id, ifMatch, current.Revision));
+        if (force != true)
+        {
+            var users = await PolicyUsage.FindAsync(services.Store, id, ct);
+            if (!users.IsEmpty) return Failure.From(Problems.Conflict($"policy '{id}' is still used by {users}; remove those first or delete with ?force=true"));
+        }
+        var deleted = await services.Store.DeleteAsync(Collections.Policies, id, current.Revision, ct);
+        return deleted is null ? Failure.From(Missing(uri)) : Envelope.Answer.Ok(Redact(deleted.Body));
+    }
+
+    public static async Task<Ok<Envelope<JsonArray>>> Query(JsonBody body, QueryWindow window, [AsParameters] PolicyServices services, CancellationToken ct)
+    {
+        var filter = FilterParser.Parse(body.Node);
+        var found = await services.Store.QueryAsync(Collections.Policies, new DocumentQuery(filter, window.Sort, window.Skip, window.Limit), ct);
+        return Envelope.Answer.Ok(new JsonArray([.. found.Select(d => (JsonNode)Redact(d.Body))]));
+    }
+
+    /// <summary>Secret settings/parameters are write-only: every answer masks them.</summary>
+    public static JsonObject Redact(JsonObject policy) => TemplateSecrets.RedactPolicyRule(policy);
+
+    private static Ok<Envelope<JsonObject>> Answer(HttpContext http, StoredDocument stored)
+    {
+        ETags.Set(http.Response, stored.Revision);
+        if (stored.Body["status"]?.GetValue<string>() == PolicyStatus.Deprecated) http.Response.Headers["Deprecation"] = "true";
+        return Envelope.Answer.Ok(Redact(stored.Body));
+    }
+
+    // Paths carry the URI unescaped or %-encoded; the router decodes most escapes, this catches the rest.
+    public static string Canonical(string uri) => uri.Contains('%', StringComparison.Ordinal) ? Uri.UnescapeDataString(uri) : uri;
+
+    private static bool CodeChanged(PolicyRule before, PolicyRule after) =>
+        before.Code != after.Code || before.Type != after.Type ||
+        !JsonValues.DeepEquals(before.PolicySettings, after.PolicySettings) ||
+        !JsonValues.DeepEquals(before.PolicyParameters, after.PolicyParameters);
+
+    private static PolicyGridException Missing(string uri) =>
+        PolicyUri.TryParse(Canonical(uri), out _, out var error)
+            ? Problems.NotFound($"no policy '{Canonical(uri)}' is registered")
+            : Problems.NotFound($"no policy '{Canonical(uri)}' is registered (policy URIs look like name:version-release_tag; {error})");
+
+    public static PolicyGridException RevisionMismatch(string id, string asked, string current) =>
+        Problems.Conflict($"'{id}' has changed: If-Match asked for revision \"{asked}\" but the current revision is \"{current}\"; read it again and retry");
+}
+
+/// <summary>What Policies endpoints need, bound by ASP.NET in one bundle.</summary>
+public sealed record PolicyServices(HttpContext Http, IDocumentStore Store, TimeProvider Clock, PolicyCodeCheck Code);

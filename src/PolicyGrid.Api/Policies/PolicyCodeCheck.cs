@@ -1,0 +1,33 @@
+using System.Text.RegularExpressions;
+using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+
+namespace PolicyGrid.Api.Policies;
+
+/// <summary>
+/// Rejects a policy whose <c>code</c> cannot run, at create/update time rather than at first use:
+/// the address must be one we can fetch, a <c>bundle://</c> must already be uploaded.
+/// </summary>
+public sealed partial class PolicyCodeCheck(IBundleStore bundles)
+{
+    public async Task CheckAsync(PolicyRule rule, CancellationToken ct)
+    {
+        var code = rule.Code;
+        if (code.StartsWith(BundleRef.Scheme, StringComparison.Ordinal))
+        {
+            var sha = code[BundleRef.Scheme.Length..];
+            if (!Sha256Hex().IsMatch(sha))
+                throw Problems.Validation("code", $"'{code}' is not bundle://sha256/ followed by 64 lowercase hex digits");
+            if (await bundles.GetAsync(sha, ct) is null)
+                throw Problems.Validation("code", $"bundle {sha} is not stored on this server; upload the archive with POST /bundles first");
+        }
+        else if (!Uri.TryCreate(code, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https" or "file"))
+        {
+            throw Problems.Validation("code", $"'{code}' is not a bundle address: use bundle://sha256/<hex> (from POST /bundles), an http(s):// URL or, where allowed, file://");
+        }
+    }
+
+    [GeneratedRegex("^[0-9a-f]{64}$")]
+    public static partial Regex Sha256Hex();
+}

@@ -1,0 +1,119 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using k8s.Models;
+using PolicyGrid.Core.Ports;
+
+namespace PolicyGrid.Kubernetes;
+
+/// <summary>
+/// The batch/v1 Job that runs one PolicyGrid job: one pod, never retried (a policy evaluation
+/// that failed once fails again, and a retry could repeat side effects), stopped by Kubernetes at
+/// the deadline, cleaned up after <see cref="KubernetesJobOptions.TtlSecondsAfterFinished"/>,
+/// unprivileged and with a read-only root filesystem.
+/// </summary>
+public static class JobManifest
+{
+    public const string JobIdLabel = "policygrid.io/job-id";
+    public const string RunnerContainer = "runner";
+
+    public static V1Job Build(JobLaunch launch, string @namespace, string resultToken, KubernetesJobOptions options)
+    {
+        var name = KubernetesNames.JobName(launch.JobId);
+        var labels = new Dictionary<string, string>
+        {
+            ["app.kubernetes.io/name"] = "policygrid-job",
+            ["app.kubernetes.io/managed-by"] = KubernetesNames.ManagedBy,
+            [JobIdLabel] = launch.JobId,
+        };
+        var timeoutSeconds = (long)Math.Ceiling(launch.Timeout.TotalSeconds);
+        var spec = new JsonObject
+        {
+            ["job_id"] = launch.JobId,
+            ["policy"] = launch.Policy.DeepClone(),
+            ["parameters"] = launch.Parameters.DeepClone(),
+            ["inputs"] = launch.Inputs.DeepClone(),
+            ["timeout_seconds"] = timeoutSeconds,
+        };
+        var env = new List<V1EnvVar>
+        {
+            Env("POLICYGRID_JOB_ID", launch.JobId),
+            Env("POLICYGRID_JOB_SPEC", spec.ToJsonString()),
+            Env("POLICYGRID_JOB_TOKEN", resultToken),
+            Env("HOME", "/tmp"),
+        };
+        if (options.ResultCallbackUrl.Length > 0)
+            env.Insert(1, Env("POLICYGRID_RESULT_URL", $"{options.ResultCallbackUrl.TrimEnd('/')}/jobs/{Uri.EscapeDataString(launch.JobId)}/result"));
+
+        return new V1Job
+        {
+            ApiVersion = "batch/v1",
+            Kind = "Job",
+            Metadata = new V1ObjectMeta { Name = name, NamespaceProperty = @namespace, Labels = labels },
+            Spec = new V1JobSpec
+            {
+                BackoffLimit = 0,
+                // The policy's own deadline is enforced inside the pod; this one also covers image pulls
+                // and a runner that hangs before it can report.
+                ActiveDeadlineSeconds = timeoutSeconds + options.StartupAllowanceSeconds,
+                TtlSecondsAfterFinished = options.TtlSecondsAfterFinished,
+                Template = new V1PodTemplateSpec
+                {
+                    Metadata = new V1ObjectMeta { Labels = labels },
+                    Spec = new V1PodSpec
+                    {
+                        RestartPolicy = "Never",
+                        ServiceAccountName = options.ServiceAccountName.Length > 0 ? options.ServiceAccountName : null,
+                        AutomountServiceAccountToken = options.ServiceAccountName.Length > 0,
+                        NodeSelector = launch.NodeSelector.Count > 0 ? new Dictionary<string, string>(launch.NodeSelector) : null,
+                        SecurityContext = new V1PodSecurityContext
+                        {
+                            RunAsNonRoot = true,
+                            RunAsUser = options.RunAsUser,
+                            RunAsGroup = options.RunAsUser,
+                            FsGroup = options.RunAsUser,
+                            SeccompProfile = new V1SeccompProfile { Type = "RuntimeDefault" },
+                        },
+                        Containers =
+                        [
+                            new V1Container
+                            {
+                                Name = RunnerContainer,
+                                Image = options.RunnerImage,
+                                Args = ["job-run"],
+                                Env = env,
+                                Resources = Resources(launch.Resources),
+                                SecurityContext = new V1SecurityContext
+                                {
+                                    AllowPrivilegeEscalation = false,
+                                    ReadOnlyRootFilesystem = true,
+                                    Capabilities = new V1Capabilities { Drop = ["ALL"] },
+                                },
+                                VolumeMounts = [new V1VolumeMount { MountPath = "/tmp", Name = "tmp" }],
+                            },
+                        ],
+                        Volumes = [new V1Volume { Name = "tmp", EmptyDir = new V1EmptyDirVolumeSource { SizeLimit = new ResourceQuantity("1Gi") } }],
+                    },
+                },
+            },
+        };
+    }
+
+    private static V1EnvVar Env(string name, string value) => new() { Name = name, Value = value };
+
+    // Requests and limits alike: a job is a batch workload that should get what it asked for and no more.
+    private static V1ResourceRequirements? Resources(JobResources resources)
+    {
+        var quantities = new Dictionary<string, ResourceQuantity>();
+        if (resources.Cpu is { Length: > 0 } cpu) quantities["cpu"] = new ResourceQuantity(cpu);
+        if (resources.Memory is { Length: > 0 } memory) quantities["memory"] = new ResourceQuantity(memory);
+        if (quantities.Count == 0) return null;
+        return new V1ResourceRequirements
+        {
+            Requests = new Dictionary<string, ResourceQuantity>(quantities),
+            Limits = new Dictionary<string, ResourceQuantity>(quantities),
+        };
+    }
+
+    /// <summary>Seconds as the string form Kubernetes manifests use.</summary>
+    internal static string Seconds(double seconds) => seconds.ToString("0", CultureInfo.InvariantCulture);
+}

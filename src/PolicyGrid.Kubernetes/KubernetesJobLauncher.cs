@@ -1,0 +1,149 @@
+using System.Collections.Concurrent;
+using k8s;
+using k8s.Models;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using PolicyGrid.Core.Ports;
+
+namespace PolicyGrid.Kubernetes;
+
+/// <summary>
+/// Runs each job as a batch/v1 Job in the executor node's own cluster, with the node's in-cluster
+/// ServiceAccount, and follows it by polling its status with backoff. The runner pod reports the
+/// result itself (callback with the job's token), so this launcher only says how the Job ended:
+/// complete → <see cref="JobEnd.Exited"/>; failed past activeDeadlineSeconds → timed out; any other
+/// failure → failed, with the pod's termination reason and the tail of its log.
+/// </summary>
+public sealed class KubernetesJobLauncher(IKubernetes client, IOptions<KubernetesJobOptions> options, ILogger<KubernetesJobLauncher> logger) : IJobLauncher
+{
+    private const string ServiceAccountNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+    private readonly ConcurrentDictionary<string, TaskCompletionSource> cancelled = new();
+
+    public string Namespace { get; } = ResolveNamespace(options.Value.Namespace);
+
+    public async Task<JobOutcome> RunAsync(JobLaunch launch, CancellationToken ct)
+    {
+        var manifest = JobManifest.Build(launch, Namespace, launch.ResultToken, options.Value);
+        try
+        {
+            await client.BatchV1.CreateNamespacedJobAsync(manifest, Namespace, cancellationToken: ct);
+            logger.LogInformation("job {JobId}: created Kubernetes Job {Namespace}/{Name}", launch.JobId, Namespace, manifest.Metadata.Name);
+        }
+        catch (Exception e) when (KubernetesFailure.IsConflict(e))
+        {
+            // Created by an earlier attempt of this same job (the node restarted between create and record): follow that one.
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            return JobOutcome.Failed(KubernetesFailure.Describe(e, $"create Job {Namespace}/{manifest.Metadata.Name}").Message);
+        }
+        return await FollowAsync(launch.JobId, ct);
+    }
+
+    public Task<JobOutcome> ReattachAsync(string jobId, CancellationToken ct) => FollowAsync(jobId, ct);
+
+    public async Task CancelAsync(string jobId, CancellationToken ct)
+    {
+        var signal = cancelled.GetOrAdd(jobId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        var name = KubernetesNames.JobName(jobId);
+        try
+        {
+            // Background propagation deletes the pod too, which stops the policy.
+            await client.BatchV1.DeleteNamespacedJobAsync(name, Namespace, propagationPolicy: "Background", cancellationToken: ct);
+            logger.LogInformation("job {JobId}: deleted Kubernetes Job {Namespace}/{Name} (cancelled)", jobId, Namespace, name);
+        }
+        catch (Exception e) when (KubernetesFailure.IsNotFound(e))
+        {
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            throw KubernetesFailure.Describe(e, $"delete Job {Namespace}/{name}");
+        }
+        finally
+        {
+            signal.TrySetResult();
+        }
+    }
+
+    private async Task<JobOutcome> FollowAsync(string jobId, CancellationToken ct)
+    {
+        var name = KubernetesNames.JobName(jobId);
+        var delay = options.Value.PollInitial;
+        var signal = cancelled.GetOrAdd(jobId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        try
+        {
+            while (true)
+            {
+                if (signal.Task.IsCompleted) return JobOutcome.Cancelled("cancelled");
+                V1Job job;
+                try
+                {
+                    job = await client.BatchV1.ReadNamespacedJobStatusAsync(name, Namespace, cancellationToken: ct);
+                }
+                catch (Exception e) when (KubernetesFailure.IsNotFound(e))
+                {
+                    return signal.Task.IsCompleted
+                        ? JobOutcome.Cancelled("cancelled")
+                        : JobOutcome.Failed($"the Kubernetes Job {Namespace}/{name} no longer exists (deleted outside PolicyGrid)");
+                }
+                catch (Exception e) when (KubernetesFailure.IsTransient(e) && !ct.IsCancellationRequested)
+                {
+                    logger.LogWarning("job {JobId}: reading Kubernetes Job status failed ({Error}); retrying", jobId, e.Message);
+                    job = new V1Job();
+                }
+
+                if (Condition(job, "Complete")) return JobOutcome.Exited();
+                if (Condition(job, "Failed") is var failed && failed)
+                {
+                    var reason = job.Status?.Conditions?.FirstOrDefault(c => c.Type == "Failed")?.Reason ?? "";
+                    var detail = await PodDetailAsync(jobId, ct);
+                    return reason == "DeadlineExceeded"
+                        ? JobOutcome.TimedOut($"the job ran past its deadline ({job.Spec?.ActiveDeadlineSeconds}s) and Kubernetes stopped it{detail}")
+                        : JobOutcome.Failed($"the Kubernetes Job failed ({(reason.Length > 0 ? reason : "no reason given")}){detail}");
+                }
+
+                await Task.WhenAny(Task.Delay(delay, ct), signal.Task);
+                ct.ThrowIfCancellationRequested();
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, options.Value.PollMax.Ticks));
+            }
+        }
+        finally
+        {
+            cancelled.TryRemove(new KeyValuePair<string, TaskCompletionSource>(jobId, signal));
+        }
+    }
+
+    private static bool Condition(V1Job job, string type) =>
+        job.Status?.Conditions?.Any(c => c.Type == type && string.Equals(c.Status, "True", StringComparison.OrdinalIgnoreCase)) == true;
+
+    // Why the pod ended and the last lines it printed: what an operator needs to see in the job's error.
+    private async Task<string> PodDetailAsync(string jobId, CancellationToken ct)
+    {
+        try
+        {
+            var pods = await client.CoreV1.ListNamespacedPodAsync(Namespace, labelSelector: $"{JobManifest.JobIdLabel}={jobId}", cancellationToken: ct);
+            var pod = pods.Items.FirstOrDefault();
+            if (pod is null) return "";
+            var terminated = pod.Status?.ContainerStatuses?.FirstOrDefault(s => s.Name == JobManifest.RunnerContainer)?.State?.Terminated;
+            var text = terminated is null ? "" : $"; container {terminated.Reason ?? "terminated"} with exit code {terminated.ExitCode}";
+            if (!string.IsNullOrWhiteSpace(terminated?.Message)) text += $": {terminated.Message.Trim()}";
+            await using var log = await client.CoreV1.ReadNamespacedPodLogAsync(pod.Metadata.Name, Namespace, container: JobManifest.RunnerContainer, tailLines: 20, cancellationToken: ct);
+            using var reader = new StreamReader(log);
+            var tail = (await reader.ReadToEndAsync(ct)).Trim();
+            if (tail.Length > 2000) tail = "…" + tail[^2000..];
+            return tail.Length > 0 ? $"{text}; log tail:\n{tail}" : text;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            logger.LogWarning("job {JobId}: could not read the pod's status or log ({Error})", jobId, e.Message);
+            return "";
+        }
+    }
+
+    private static string ResolveNamespace(string configured)
+    {
+        if (configured.Length > 0) return configured;
+        if (File.Exists(ServiceAccountNamespaceFile)) return File.ReadAllText(ServiceAccountNamespaceFile).Trim();
+        return "default";
+    }
+}

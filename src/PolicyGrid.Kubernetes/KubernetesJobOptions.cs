@@ -1,0 +1,52 @@
+namespace PolicyGrid.Kubernetes;
+
+/// <summary>How the executor node runs Type 3 jobs in its own cluster (configuration section <c>PolicyGrid:Jobs:Kubernetes</c>).</summary>
+public sealed class KubernetesJobOptions
+{
+    public const string Section = "PolicyGrid:Jobs:Kubernetes";
+
+    /// <summary>Namespace the node's Jobs go to; empty means the namespace the node itself runs in.</summary>
+    public string Namespace { get; set; } = "";
+
+    /// <summary>Image whose entrypoint is <c>policygrid job-run</c> (deploy/jobs/runner.Dockerfile).</summary>
+    public string RunnerImage { get; set; } = "ghcr.io/policygrid/job-runner:latest";
+
+    /// <summary>Base URL the runner posts its result to (<c>POST {url}/jobs/{id}/result</c>): the node's in-cluster service URL.</summary>
+    public string ResultCallbackUrl { get; set; } = "";
+
+    /// <summary>How long finished Jobs (and their pods and logs) stay in the cluster.</summary>
+    public int TtlSecondsAfterFinished { get; set; } = 3600;
+
+    /// <summary>The unprivileged uid/gid the runner runs as.</summary>
+    public long RunAsUser { get; set; } = 65532;
+
+    /// <summary>A ServiceAccount for job pods; empty means none and no token mounted (the runner needs no API access).</summary>
+    public string ServiceAccountName { get; set; } = "";
+
+    /// <summary>First and longest wait between status polls of a running Job.</summary>
+    public TimeSpan PollInitial { get; set; } = TimeSpan.FromSeconds(1);
+    public TimeSpan PollMax { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Extra seconds a Job may live past the job's own timeout (image pull, start-up) before Kubernetes stops it.</summary>
+    public int StartupAllowanceSeconds { get; set; } = 120;
+}
+
+/// <summary>What create-infra installs (configuration section <c>PolicyGrid:Infra</c>).</summary>
+public sealed class ExecutorNodeOptions
+{
+    public const string Section = "PolicyGrid:Infra";
+
+    /// <summary>Namespace used when the kubeconfig's context names none.</summary>
+    public string Namespace { get; set; } = "policygrid";
+
+    /// <summary>The executor node image (services/PolicyGrid.Executor).</summary>
+    public string NodeImage { get; set; } = "ghcr.io/policygrid/policy-executor:latest";
+
+    /// <summary>The job runner image the node launches (see <see cref="KubernetesJobOptions.RunnerImage"/>).</summary>
+    public string RunnerImage { get; set; } = "ghcr.io/policygrid/job-runner:latest";
+
+    /// <summary>Port the node listens on inside its pod.</summary>
+    public int ContainerPort { get; set; } = 8080;
+
+    public int Replicas { get; set; } = 1;
+}

@@ -1,0 +1,203 @@
+using PolicyGrid.Core.Querying;
+
+namespace PolicyGrid.Core.Tests;
+
+public class FilterTests
+{
+    private static readonly JsonObject[] Docs =
+    [
+        J.O("""
+            {"id": "p1", "name": "ip_allowlist", "version": "1.9", "status": "active", "tags": ["net", "allow"], "score": 10,
+             "metadata": {"owner": "net-team", "audience": ["ops", "sec"], "level": 2},
+             "rules": [{"kind": "cidr", "weight": 5}, {"kind": "host", "weight": 1}], "scores": [70, 85], "flag": true}
+            """),
+        J.O("""
+            {"id": "p2", "name": "ip_blocklist", "version": "1.10", "status": "deprecated", "tags": ["net"], "score": 20.5,
+             "metadata": {"owner": "Sec-Team", "audience": ["sec"]}, "rules": [{"kind": "host", "weight": 9}], "scores": [50], "flag": false}
+            """),
+        J.O("""
+            {"id": "p3", "name": "tmp_scorer", "version": "1.0-rc1", "status": "retired", "tags": [], "score": null,
+             "metadata": {}, "rules": [], "scores": []}
+            """),
+    ];
+
+    private static string[] Match(string filter)
+    {
+        var node = FilterParser.Parse(J.N(filter));
+        return Docs.Where(d => node.Matches(d)).Select(d => d["id"]!.GetValue<string>()).ToArray();
+    }
+
+    [Theory]
+    [InlineData("{}", "p1,p2,p3")]
+    [InlineData("null", "p1,p2,p3")]
+    [InlineData("""{"name": "ip_allowlist"}""", "p1")]
+    [InlineData("""{"name": {"$eq": "ip_blocklist"}}""", "p2")]
+    [InlineData("""{"status": {"$ne": "active"}}""", "p2,p3")]
+    [InlineData("""{"metadata.owner": "net-team"}""", "p1")]
+    [InlineData("""{"metadata.level": 2.0}""", "p1")]
+    [InlineData("""{"tags": "net"}""", "p1,p2")]
+    [InlineData("""{"tags": ["net"]}""", "p2")]
+    [InlineData("""{"metadata.audience": "sec"}""", "p1,p2")]
+    [InlineData("""{"rules.kind": "cidr"}""", "p1")]
+    [InlineData("""{"rules.weight": {"$gt": 4}}""", "p1,p2")]
+    [InlineData("""{"rules.0.kind": "host"}""", "p2")]
+    [InlineData("""{"score": null}""", "p3")]
+    [InlineData("""{"missing": null}""", "p1,p2,p3")]
+    [InlineData("""{"score": {"$ne": null}}""", "p1,p2")]
+    [InlineData("""{"score": {"$gt": 10}}""", "p2")]
+    [InlineData("""{"score": {"$gte": 10}}""", "p1,p2")]
+    [InlineData("""{"score": {"$lt": 20.5}}""", "p1")]
+    [InlineData("""{"score": {"$lte": 20.5}}""", "p1,p2")]
+    [InlineData("""{"score": {"$gt": 5, "$lt": 15}}""", "p1")]
+    [InlineData("""{"score": {"$gt": "5"}}""", "")]
+    [InlineData("""{"name": {"$gt": "ip_b"}}""", "p2,p3")]
+    [InlineData("""{"flag": {"$gt": false}}""", "p1")]
+    [InlineData("""{"status": {"$in": ["active", "retired"]}}""", "p1,p3")]
+    [InlineData("""{"tags": {"$in": ["allow", "x"]}}""", "p1")]
+    [InlineData("""{"status": {"$nin": ["active", "retired"]}}""", "p2")]
+    [InlineData("""{"name": {"$in": [{"$regex": "^tmp"}]}}""", "p3")]
+    [InlineData("""{"name": {"$nin": [{"$regex": "^IP", "$options": "i"}]}}""", "p3")]
+    [InlineData("""{"name": {"$regex": "list$"}}""", "p1,p2")]
+    [InlineData("""{"name": {"$regex": "allow"}}""", "p1")]
+    [InlineData("""{"metadata.owner": {"$regex": "^sec", "$options": "i"}}""", "p2")]
+    [InlineData("""{"metadata.owner": {"$regex": "^sec"}}""", "")]
+    [InlineData("""{"tags": {"$regex": "^al"}}""", "p1")]
+    [InlineData("""{"metadata.level": {"$exists": true}}""", "p1")]
+    [InlineData("""{"score": {"$exists": true}}""", "p1,p2,p3")]
+    [InlineData("""{"flag": {"$exists": false}}""", "p3")]
+    [InlineData("""{"tags": {"$all": ["net", "allow"]}}""", "p1")]
+    [InlineData("""{"tags": {"$all": ["net"]}}""", "p1,p2")]
+    [InlineData("""{"tags": {"$all": []}}""", "")]
+    [InlineData("""{"status": {"$all": ["active"]}}""", "p1")]
+    [InlineData("""{"tags": {"$size": 0}}""", "p3")]
+    [InlineData("""{"tags": {"$size": 2}}""", "p1")]
+    [InlineData("""{"scores": {"$elemMatch": {"$gte": 80, "$lt": 90}}}""", "p1")]
+    [InlineData("""{"scores": {"$elemMatch": {"$lt": 60}}}""", "p2")]
+    [InlineData("""{"rules": {"$elemMatch": {"kind": "host", "weight": {"$gt": 5}}}}""", "p2")]
+    [InlineData("""{"rules": {"$elemMatch": {"kind": "cidr", "weight": 1}}}""", "")]
+    [InlineData("""{"rules": {"$elemMatch": {"$or": [{"kind": "cidr"}, {"weight": 9}]}}}""", "p1,p2")]
+    [InlineData("""{"name": {"$not": {"$regex": "^ip"}}}""", "p3")]
+    [InlineData("""{"score": {"$not": {"$gt": 15}}}""", "p1,p3")]
+    [InlineData("""{"scores": {"$elemMatch": {"$not": {"$gte": 60}}}}""", "p2")]
+    [InlineData("""{"$or": [{"status": "retired"}, {"score": {"$gt": 15}}]}""", "p2,p3")]
+    [InlineData("""{"$and": [{"tags": "net"}, {"status": "active"}]}""", "p1")]
+    [InlineData("""{"$and": [{"$or": [{"name": "x"}, {"name": "tmp_scorer"}]}, {"status": {"$in": ["retired"]}}]}""", "p3")]
+    [InlineData("""{"tags": "net", "status": "deprecated"}""", "p2")]
+    [InlineData("""{"metadata": {"owner": "Sec-Team", "audience": ["sec"]}}""", "p2")]
+    [InlineData("""{"metadata": {"audience": ["sec"], "owner": "Sec-Team"}}""", "p2")]
+    public void Operators_follow_mongo_semantics(string filter, string expected) =>
+        string.Join(",", Match(filter)).ShouldBe(expected);
+
+    [Theory]
+    [InlineData("""{"version": {"$gte": "1.9"}}""", "p1,p2")]
+    [InlineData("""{"version": {"$gt": "1.9"}}""", "p2")]
+    [InlineData("""{"version": {"$lt": "1.0"}}""", "p3")]
+    [InlineData("""{"version": {"$lte": "1.0-rc1"}}""", "p3")]
+    [InlineData("""{"version": {"$gte": "1.0"}}""", "p1,p2")]
+    public void Version_fields_compare_as_versions(string filter, string expected) =>
+        string.Join(",", Match(filter)).ShouldBe(expected);
+
+    [Fact]
+    public void Other_fields_compare_as_plain_text() =>
+        // "1.10" < "1.9" as text: ordinary string fields are not treated as versions.
+        FilterParser.Parse(J.N("""{"label": {"$gt": "1.9"}}""")).Matches(J.O("""{"label": "1.10"}""")).ShouldBeFalse();
+
+    [Theory]
+    [InlineData("""{"name": {"$like": "x"}}""", "unknown filter operator '$like'")]
+    [InlineData("""{"$nor": [{"a": 1}]}""", "unknown filter operator '$nor'")]
+    [InlineData("""{"scores": {"$elemMatch": {"$foo": 1}}}""", "unknown filter operator '$foo'")]
+    [InlineData("""{"name": {"$not": {"$bar": 1}}}""", "unknown filter operator '$bar'")]
+    public void Unknown_operators_are_400s_naming_them(string filter, string message)
+    {
+        var e = J.Rejects(() => FilterParser.Parse(J.N(filter)));
+        e.Code.ShouldBe("bad_request");
+        e.Message.ShouldContain(message);
+    }
+
+    [Theory]
+    [InlineData("[1]", "filter must be a JSON object")]
+    [InlineData("\"name\"", "filter must be a JSON object")]
+    [InlineData("""{"status": {"$in": "active"}}""", "status: $in takes an array")]
+    [InlineData("""{"status": {"$nin": 1}}""", "status: $nin takes an array")]
+    [InlineData("""{"tags": {"$all": "net"}}""", "tags: $all takes an array")]
+    [InlineData("""{"a": {"$exists": "yes"}}""", "a: $exists takes true or false")]
+    [InlineData("""{"tags": {"$size": -1}}""", "a non-negative integer")]
+    [InlineData("""{"tags": {"$size": 1.5}}""", "a non-negative integer")]
+    [InlineData("""{"tags": {"$size": "2"}}""", "a non-negative integer")]
+    [InlineData("""{"tags": {"$size": 1e20}}""", "a non-negative integer")]
+    [InlineData("""{"name": {"$regex": 5}}""", "name: $regex takes a string")]
+    [InlineData("""{"name": {"$regex": "("}}""", "is not a valid pattern")]
+    [InlineData("""{"name": {"$regex": "a", "$options": "q"}}""", "unknown regex option 'q'")]
+    [InlineData("""{"name": {"$options": "i"}}""", "$options needs a $regex")]
+    [InlineData("""{"name": {"$in": [{"$regex": 5}]}}""", "$regex takes a string")]
+    [InlineData("""{"name": {"$in": [{"$regex": "("}]}}""", "is not a valid pattern")]
+    [InlineData("""{"name": {"$in": [{"$regex": "a", "x": 1}]}}""", "only $regex and $options")]
+    [InlineData("""{"score": {"$gt": {}}}""", "score: $gt takes a number, string or boolean")]
+    [InlineData("""{"score": {"$lte": [1]}}""", "score: $lte takes a number, string or boolean")]
+    [InlineData("""{"score": {"$gte": null}}""", "score: $gte takes a number, string or boolean")]
+    [InlineData("""{"scores": {"$elemMatch": 5}}""", "$elemMatch takes a non-empty object")]
+    [InlineData("""{"scores": {"$elemMatch": {}}}""", "$elemMatch takes a non-empty object")]
+    [InlineData("""{"name": {"$not": "x"}}""", "$not takes an operator object")]
+    [InlineData("""{"name": {"$not": {"a": 1}}}""", "$not takes an operator object")]
+    [InlineData("""{"$or": {"a": 1}}""", "$or takes a non-empty array")]
+    [InlineData("""{"$and": []}""", "$and takes a non-empty array")]
+    [InlineData("""{"$or": [1]}""", "$or takes a non-empty array")]
+    [InlineData("""{"a..b": 1}""", "not a valid dotted path")]
+    [InlineData("""{"": 1}""", "not a valid dotted path")]
+    [InlineData("""{"name": {"$eq": "x", "plain": 1}}""", "mixes operators and plain fields")]
+    public void Mistyped_operands_are_400s(string filter, string message)
+    {
+        var e = J.Rejects(() => FilterParser.Parse(J.N(filter)));
+        e.Message.ShouldContain(message);
+    }
+
+    [Fact]
+    public void A_catastrophic_regex_is_a_400_not_a_hang()
+    {
+        var filter = FilterParser.Parse(J.N("""{"name": {"$regex": "^(a+)+$"}}"""));
+        var doc = new JsonObject { ["name"] = new string('a', 5000) + "!" };
+        J.Rejects(() => filter.Matches(doc)).Message.ShouldContain("took too long");
+    }
+
+    [Fact]
+    public void The_parsed_tree_is_data_adapters_can_read()
+    {
+        var node = FilterParser.Parse(J.N("""{"name": "x", "version": {"$gte": "1.0"}}""")).ShouldBeOfType<AndFilter>();
+        node.Children.Count.ShouldBe(2);
+        var version = node.Children[1].ShouldBeOfType<FieldFilter>();
+        version.Path.ShouldBe("version");
+        version.Operator.ShouldBe(FieldOperator.Gte);
+        version.Operand!.GetValue<string>().ShouldBe("1.0");
+    }
+
+    [Fact]
+    public void Numbers_nested_in_literals_compare_by_value() =>
+        FilterParser.Parse(J.N("""{"limits": {"rate": 1}}""")).Matches(J.O("""{"limits": {"rate": 1.0}}""")).ShouldBeTrue();
+}
+
+public class JsonValuesTests
+{
+    [Fact]
+    public void Sort_order_puts_missing_first_then_numbers_then_strings()
+    {
+        JsonNode?[] values = [J.N("\"b\""), J.N("2"), null, J.N("{}"), J.N("[1]"), J.N("true"), J.N("\"a\""), J.N("1.5")];
+        var sorted = values.Order(Comparer<JsonNode?>.Create((a, b) => JsonValues.SortCompare(a, b, asVersion: false)))
+            .Select(v => v?.ToJsonString() ?? "missing");
+        sorted.ShouldBe(["missing", "1.5", "2", "\"a\"", "\"b\"", "{}", "[1]", "true"]);
+    }
+
+    [Fact]
+    public void Sorting_versions_uses_version_order() =>
+        JsonValues.SortCompare(J.N("\"1.10\""), J.N("\"1.9\""), asVersion: true).ShouldBeGreaterThan(0);
+
+    [Fact]
+    public void Mixed_kinds_do_not_compare() => JsonValues.Compare(J.N("1"), J.N("\"1\""), asVersion: false).ShouldBeNull();
+
+    [Theory]
+    [InlineData("""{"a":[1,{"b":2}]}""", """{"a":[1.0,{"b":2.00}]}""", true)]
+    [InlineData("""{"a":1}""", """{"a":1,"b":2}""", false)]
+    [InlineData("""[1,2]""", """[2,1]""", false)]
+    [InlineData("\"1\"", "1", false)]
+    public void Deep_equality_compares_numbers_by_value(string a, string b, bool equal) =>
+        JsonValues.DeepEquals(J.N(a), J.N(b)).ShouldBe(equal);
+}

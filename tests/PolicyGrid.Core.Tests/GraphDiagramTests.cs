@@ -1,0 +1,36 @@
+using PolicyGrid.Core.Graphs;
+
+namespace PolicyGrid.Core.Tests;
+
+public class GraphDiagramTests
+{
+    [Fact]
+    public void A_diamond_renders_as_a_mermaid_flowchart()
+    {
+        var plan = GraphPlan.Build(["a", "b", "c", "d"], new Dictionary<string, IReadOnlyList<string>>
+        {
+            ["a"] = ["b", "c"], ["b"] = ["d"], ["c"] = ["d"],
+        });
+        GraphDiagram.ToMermaid(plan).ShouldBe("""
+            flowchart TD
+                n0(["a"])
+                n1["b"]
+                n2["c"]
+                n3(("d"))
+                n0 --> n1
+                n0 --> n2
+                n1 --> n3
+                n2 --> n3
+
+            """.Replace("\r\n", "\n", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Names_with_quotes_and_a_title_are_escaped()
+    {
+        var plan = GraphPlan.Build(["say \"hi\""], new Dictionary<string, IReadOnlyList<string>>());
+        var text = GraphDiagram.ToMermaid(plan, "screen:1.0-beta");
+        text.ShouldStartWith("---\ntitle: screen:1.0-beta\n---\nflowchart TD\n");
+        text.ShouldContain("n0((\"say #quot;hi#quot;\"))");
+    }
+}

@@ -1,0 +1,107 @@
+using Xunit;
+using System.Runtime.CompilerServices;
+using System.Text.Json.Nodes;
+using k8s;
+using PolicyGrid.Core.Ports;
+using Shouldly;
+
+namespace PolicyGrid.Kubernetes.Tests;
+
+/// <summary>
+/// The generated manifests are compared with checked-in YAML, so any change to what lands in a
+/// cluster shows up in review. Set UPDATE_GOLDEN=1 to rewrite the files after an intended change.
+/// </summary>
+public class ManifestGoldenTests
+{
+    public static JobLaunch SampleLaunch(string jobId = "3f2b8c1e-0000-4000-8000-000000000001") => new(
+        jobId,
+        new JsonObject { ["policy_rule_uri"] = "ip_allowlist:1.0-beta", ["name"] = "ip_allowlist", ["code"] = "https://bundles.example/ip.zip" },
+        new JsonObject { ["local_allowlist"] = new JsonArray("10.0.0.1") },
+        new JsonObject { ["ip"] = "10.0.0.1" },
+        new Dictionary<string, string> { ["pool"] = "batch" },
+        TimeSpan.FromSeconds(90),
+        new JobResources("500m", "256Mi"),
+        "token-abc");
+
+    public static KubernetesJobOptions Options => new()
+    {
+        RunnerImage = "registry.example/policygrid/job-runner:1.0",
+        ResultCallbackUrl = "http://pg-executor-gpu.policygrid.svc.cluster.local:80",
+        TtlSecondsAfterFinished = 600,
+    };
+
+    [Fact]
+    public void The_job_manifest_matches_its_golden_file()
+    {
+        var job = JobManifest.Build(SampleLaunch(), "policygrid", "token-abc", Options);
+        Golden("job.yaml", KubernetesYaml.Serialize(job));
+    }
+
+    [Fact]
+    public void The_executor_node_manifests_match_their_golden_file()
+    {
+        var m = ExecutorNodeManifests.Build("gpu_pool.A", "team-a", new ExecutorNodeOptions { NodeImage = "registry.example/policygrid/policy-executor:1.0", RunnerImage = "registry.example/policygrid/job-runner:1.0" });
+        Golden("executor-node.yaml", KubernetesYaml.SerializeAll([m.ServiceAccount, m.Role, m.RoleBinding, m.Deployment, m.Service]));
+    }
+
+    [Fact]
+    public void A_job_pod_runs_once_unprivileged_without_an_api_token()
+    {
+        var job = JobManifest.Build(SampleLaunch(), "policygrid", "token-abc", Options);
+        job.Spec.BackoffLimit.ShouldBe(0);
+        job.Spec.ActiveDeadlineSeconds.ShouldBe(90 + Options.StartupAllowanceSeconds);
+        job.Spec.TtlSecondsAfterFinished.ShouldBe(600);
+        var pod = job.Spec.Template.Spec;
+        pod.RestartPolicy.ShouldBe("Never");
+        pod.AutomountServiceAccountToken.ShouldBe(false);
+        pod.SecurityContext.RunAsNonRoot.ShouldBe(true);
+        pod.NodeSelector["pool"].ShouldBe("batch");
+        var runner = pod.Containers.Single();
+        runner.SecurityContext.ReadOnlyRootFilesystem.ShouldBe(true);
+        runner.SecurityContext.AllowPrivilegeEscalation.ShouldBe(false);
+        runner.Resources.Limits["cpu"].ToString().ShouldBe("500m");
+        runner.Resources.Requests["memory"].ToString().ShouldBe("256Mi");
+        runner.Env.Single(e => e.Name == "POLICYGRID_RESULT_URL").Value
+            .ShouldBe("http://pg-executor-gpu.policygrid.svc.cluster.local:80/jobs/3f2b8c1e-0000-4000-8000-000000000001/result");
+        var spec = JsonNode.Parse(runner.Env.Single(e => e.Name == "POLICYGRID_JOB_SPEC").Value)!;
+        spec["inputs"]!["ip"]!.GetValue<string>().ShouldBe("10.0.0.1");
+        spec["policy"]!["policy_rule_uri"]!.GetValue<string>().ShouldBe("ip_allowlist:1.0-beta");
+    }
+
+    [Fact]
+    public void The_node_role_allows_only_jobs_and_reading_pods_in_its_namespace()
+    {
+        var m = ExecutorNodeManifests.Build("gpu", "team-a", new ExecutorNodeOptions());
+        m.Role.Metadata.NamespaceProperty.ShouldBe("team-a");
+        m.Role.Rules.SelectMany(r => r.Resources).ShouldBe(["jobs", "pods", "pods/log"], ignoreOrder: true);
+        m.Role.Rules.Where(r => r.Resources.Contains("pods")).SelectMany(r => r.Verbs).ShouldBe(["get", "list"], ignoreOrder: true);
+        m.Deployment.Spec.Template.Metadata.Annotations["dapr.io/enabled"].ShouldBe("true");
+        m.Deployment.Spec.Template.Spec.ServiceAccountName.ShouldBe(m.ServiceAccount.Metadata.Name);
+    }
+
+    [Theory]
+    [InlineData("gpu", "pg-executor-gpu")]
+    [InlineData("GPU_pool.a", "pg-executor-gpu-pool-a-")]
+    public void Executor_ids_fold_into_valid_distinct_names(string id, string prefix)
+    {
+        var name = KubernetesNames.ExecutorNode(id);
+        name.ShouldStartWith(prefix);
+        name.Length.ShouldBeLessThanOrEqualTo(63);
+        name.ShouldMatch("^[a-z]([-a-z0-9]*[a-z0-9])?$");
+        KubernetesNames.ExecutorNode(new string('x', 200)).Length.ShouldBeLessThanOrEqualTo(63);
+        KubernetesNames.ExecutorNode("gpu.pool").ShouldNotBe(KubernetesNames.ExecutorNode("gpu_pool"));
+    }
+
+    private static void Golden(string file, string actual, [CallerFilePath] string source = "")
+    {
+        var path = Path.Combine(Path.GetDirectoryName(source)!, "Golden", file);
+        actual = actual.ReplaceLineEndings("\n");
+        if (Environment.GetEnvironmentVariable("UPDATE_GOLDEN") == "1" || !File.Exists(path))
+        {
+            File.WriteAllText(path, actual);
+            if (Environment.GetEnvironmentVariable("UPDATE_GOLDEN") != "1")
+                Assert.Fail($"golden file {file} did not exist and was written; review it and run again");
+        }
+        actual.ShouldBe(File.ReadAllText(path).ReplaceLineEndings("\n"));
+    }
+}
