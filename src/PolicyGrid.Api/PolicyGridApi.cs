@@ -7,6 +7,8 @@ using PolicyGrid.Api.Auth;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Api.Executors;
 using PolicyGrid.Api.Events;
+using PolicyGrid.Api.Functions;
+using PolicyGrid.Api.Graphs;
 using PolicyGrid.Api.Health;
 using PolicyGrid.Api.Node;
 using PolicyGrid.Api.Policies;
@@ -41,6 +43,8 @@ public static class PolicyGridApi
             return Task.CompletedTask;
         }));
         services.AddEventsApi();
+        services.AddFunctionsApi();
+        services.AddGraphsApi(configuration);
         return services;
     }
 
@@ -59,6 +63,8 @@ public static class PolicyGridApi
         app.MapExecutorsApi();
         app.MapNodeApi();
         app.MapEventsApi();
+        app.MapFunctionsApi();
+        app.MapGraphsApi();
         return app;
     }
 }

@@ -35,7 +35,7 @@ public static class FunctionsApi
     public static IEndpointRouteBuilder MapFunctionsApi(this IEndpointRouteBuilder app)
     {
         var api = app.MapGroup("/function").WithTags("Functions");
-        api.MapPost("/deployments/create/{executor_id}", Deploy)
+        api.MapPost("/deployments/create/{executorId}", Deploy)
             .WithName("DeployFunction").WithSummary("Deploy a policy as a stateful function on an executor")
             .WithDescription("Body: {name, policy_rule_uri, policy_rule_parameters, replicas, autoscaling, function_metadata, function_tags}. Answers the Function document.");
         api.MapPost("/deployments/create", DeployAnywhere)
@@ -48,7 +48,7 @@ public static class FunctionsApi
             .WithName("CallFunction").WithSummary("Call a function: the body is the input data; answers what eval returned");
         api.MapPost("/{name}/management", Manage)
             .WithName("ManageFunction").WithSummary("Run management(action, data) on the function's live instance (each replica)");
-        api.MapGet("/{function_id}", Get)
+        api.MapGet("/{functionId}", Get)
             .WithName("GetFunction").WithSummary("Read a Function document");
         api.MapPost("/query", Query)
             .WithName("QueryFunctions").WithSummary("Find functions with a Mongo-style filter")
@@ -64,9 +64,9 @@ public static class FunctionsApi
         return app;
     }
 
-    public static async Task<Ok<Envelope<JsonObject>>> Deploy([Description("The executor to deploy on; empty lets the allocation rule pick")] string executor_id,
+    public static async Task<Ok<Envelope<JsonObject>>> Deploy([Description("The executor to deploy on; empty lets the allocation rule pick")] string executorId,
         JsonBody body, FunctionRegistry functions, CancellationToken ct) =>
-        Read(await functions.DeployAsync(executor_id, body.RequireObject(), ct));
+        Read(await functions.DeployAsync(executorId, body.RequireObject(), ct));
 
     public static async Task<Ok<Envelope<JsonObject>>> DeployAnywhere(JsonBody body, FunctionRegistry functions, CancellationToken ct) =>
         Read(await functions.DeployAsync(null, body.RequireObject(), ct));
@@ -80,9 +80,9 @@ public static class FunctionsApi
     public static async Task<Ok<Envelope<JsonObject>>> Manage(string name, JsonBody body, FunctionRegistry functions, CancellationToken ct) =>
         Answer.Ok(await functions.ManageAsync(name, body.RequireObject(), ct));
 
-    public static async Task<Ok<Envelope<JsonObject>>> Get(string function_id, FunctionRegistry functions, HttpContext http, CancellationToken ct)
+    public static async Task<Ok<Envelope<JsonObject>>> Get(string functionId, FunctionRegistry functions, HttpContext http, CancellationToken ct)
     {
-        var stored = await functions.GetAsync(function_id, ct);
+        var stored = await functions.GetAsync(functionId, ct);
         ETags.Set(http.Response, stored.Revision);
         return Read(stored);
     }
@@ -94,30 +94,35 @@ public static class FunctionsApi
         return Answer.Ok(new JsonArray([.. found.Select(f => (JsonNode)FunctionDeployment.FromJson(f.Body).ToRedactedJson())]));
     }
 
-    public static async Task<Ok<Envelope<JsonObject>>> NodeDeploy(JsonBody body, IFunctionHost host, CancellationToken ct)
+    public static async Task<Ok<Envelope<JsonObject>>> NodeDeploy(JsonBody body, HttpContext http, CancellationToken ct)
     {
         var function = FunctionDeployment.FromJson(body.RequireObject());
         if (function.FunctionPolicyData.Count == 0) throw Problems.Validation("function_policy_data", "is required: the policy snapshot to run");
-        await host.DeployAsync(FunctionRegistry.SpecOf(function), ct);
+        await LocalHost(http).DeployAsync(FunctionRegistry.SpecOf(function), ct);
         return Answer.Ok((function with { Status = FunctionStatus.Running }).ToRedactedJson());
     }
 
-    public static async Task<Ok<Envelope<JsonObject>>> NodeRemove(string name, IFunctionHost host, CancellationToken ct) =>
-        await host.RemoveAsync(name, ct)
+    public static async Task<Ok<Envelope<JsonObject>>> NodeRemove(string name, HttpContext http, CancellationToken ct) =>
+        await LocalHost(http).RemoveAsync(name, ct)
             ? Answer.Ok(new JsonObject { ["function_id"] = name, ["status"] = "removed" })
             : throw Problems.NotFound($"function '{name}' is not deployed on this node");
 
-    public static async Task<Ok<Envelope<JsonObject>>> NodeCall(string name, JsonBody body, IFunctionHost host, CancellationToken ct) =>
-        Answer.Ok(await host.CallAsync(name, body.Node ?? new JsonObject(), ct));
+    public static async Task<Ok<Envelope<JsonObject>>> NodeCall(string name, JsonBody body, HttpContext http, CancellationToken ct) =>
+        Answer.Ok(await LocalHost(http).CallAsync(name, body.Node ?? new JsonObject(), ct));
 
-    public static async Task<Ok<Envelope<JsonObject>>> NodeManage(string name, JsonBody body, IFunctionHost host, CancellationToken ct)
+    public static async Task<Ok<Envelope<JsonObject>>> NodeManage(string name, JsonBody body, HttpContext http, CancellationToken ct)
     {
         var request = body.RequireObject();
         var action = request["action"] is JsonValue a && a.TryGetValue<string>(out var text) && text.Length > 0
             ? text : throw Problems.Validation("action", "is required and must be a non-empty string");
         var data = request["data"] as JsonObject ?? [];
-        return Answer.Ok(await host.ManageAsync(name, action, (JsonObject)data.DeepClone(), ct));
+        return Answer.Ok(await LocalHost(http).ManageAsync(name, action, (JsonObject)data.DeepClone(), ct));
     }
+
+    /// <summary>The function host of this server itself; a composition without one (a Dapr registry) is no function node.</summary>
+    private static IFunctionHost LocalHost(HttpContext http) =>
+        http.RequestServices.GetService<IFunctionHost>()
+        ?? throw Problems.NotFound("this server hosts no functions itself; deploy through POST /function/deployments/create/{executor_id}");
 
     private static Ok<Envelope<JsonObject>> Read(StoredDocument stored) => Answer.Ok(FunctionDeployment.FromJson(stored.Body).ToRedactedJson());
 }
