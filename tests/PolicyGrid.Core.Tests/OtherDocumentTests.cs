@@ -164,6 +164,22 @@ public class JobTests
         error.Message.ShouldContain(message);
     }
 
+    [Fact]
+    public void Documents_built_in_code_with_typed_values_are_read_as_json_would_be()
+    {
+        var id = Guid.NewGuid();
+        var job = Job.FromJson(new JsonObject
+        {
+            ["job_id"] = JsonValue.Create(id),
+            ["policy_rule_uri"] = "a:1-b",
+            ["created_at"] = JsonValue.Create(new DateTimeOffset(2026, 1, 2, 3, 4, 5, TimeSpan.Zero)),
+            ["timeout_seconds"] = 30,
+        });
+        job.JobId.ShouldBe(id.ToString());
+        job.CreatedAt.ShouldStartWith("2026-01-02T03:04:05");
+        job.TimeoutSeconds.ShouldBe(30);
+    }
+
     [Theory]
     [InlineData("pending", false)]
     [InlineData("running", false)]

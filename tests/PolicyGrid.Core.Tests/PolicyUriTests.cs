@@ -9,6 +9,7 @@ public class PolicyUriTests
     [InlineData("ip_allowlist:1.0-beta", "ip_allowlist", "1.0", "beta")]
     [InlineData("ip_allowlist:1.0.0-rc1-stable", "ip_allowlist", "1.0.0-rc1", "stable")]
     [InlineData("a:1-b", "a", "1", "b")]
+    [InlineData("ip-allowlist:1.0-beta", "ip-allowlist", "1.0", "beta")]
     [InlineData("scorer:2024.01.05-prod", "scorer", "2024.01.05", "prod")]
     public void Parse_splits_at_first_colon_then_last_dash(string text, string name, string version, string tag)
     {
@@ -33,6 +34,8 @@ public class PolicyUriTests
     [InlineData("ip/x:1.0-beta", "'/'")]
     [InlineData("ip:1.0/2-beta", "'/'")]
     [InlineData("ip:1:0-beta", "':'")]
+    [InlineData("ip:1.0-be:ta", "'be:ta' must not contain ':'")]
+    [InlineData("ip:1.0-\tbeta", "whitespace")]
     public void Rejects_malformed_uris_saying_why(string text, string expected)
     {
         PolicyUri.TryParse(text, out var uri, out var error).ShouldBeFalse();

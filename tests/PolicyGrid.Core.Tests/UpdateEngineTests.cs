@@ -154,4 +154,31 @@ public class UpdateEngineTests
         var updated = UpdateEngine.Apply(rule.ToJson(), J.O("""{"$set": {"status": "gone"}}"""), PolicyRule.IdentityFields);
         J.Rejects(() => PolicyRule.FromJson(updated)).Paths().ShouldBe(["status"]);
     }
+
+    [Fact]
+    public void The_typed_apply_protects_identity_and_revalidates()
+    {
+        var graph = Graph.FromJson(J.O("""
+            {"graph_name": "g", "graph_version": "1", "graph_release_tag": "t", "graph_function_ids": ["a", "b"], "graph_connection_data": {"a": ["b"]}}
+            """));
+        var updated = UpdateEngine.Apply<Graph>(graph.ToJson(), J.O("""{"$set": {"graph_description": "two steps"}}"""));
+        updated.GraphDescription.ShouldBe("two steps");
+        updated.Id.ShouldBe("g:1-t");
+        J.Rejects(() => UpdateEngine.Apply<Graph>(graph.ToJson(), J.O("""{"$set": {"graph_version": "2"}}"""))).Paths().ShouldBe(["graph_version"]);
+        J.Rejects(() => UpdateEngine.Apply<Graph>(graph.ToJson(), J.O("""{"$push": {"graph_function_ids": "c"}}"""))).Message.ShouldContain("exactly one sink");
+    }
+
+    [Fact]
+    public void Each_kind_names_its_collection_and_id()
+    {
+        Collection<PolicyRule>().ShouldBe("policies");
+        Collection<PolicyExecutor>().ShouldBe("executors");
+        Collection<FunctionDeployment>().ShouldBe("functions");
+        Collection<Graph>().ShouldBe("graphs");
+        Collection<Job>().ShouldBe("jobs");
+        Job.IdentityFields.ShouldBe(["job_id"]);
+        PolicyExecutor.FromJson(J.O("""{"executor_id": "e", "executor_host_uri": "inproc://local"}""")).Id.ShouldBe("e");
+    }
+
+    private static string Collection<T>() where T : IDocument<T> => T.Collection;
 }

@@ -19,13 +19,18 @@ public static class FunctionStatus
 /// policy snapshot. <see cref="FunctionPolicyData"/> is the policy document as it was when deployed,
 /// parameters included; updates to the policy do not reach it until redeployed.
 /// </summary>
-public sealed record FunctionDeployment
+public sealed record FunctionDeployment : IDocument<FunctionDeployment>
 {
-    public static readonly IReadOnlySet<string> IdentityFields = new HashSet<string>(StringComparer.Ordinal) { "function_id" };
+    public static string Collection => Ports.Collections.Functions;
+
+    public static IReadOnlySet<string> IdentityFields { get; } = new HashSet<string>(StringComparer.Ordinal) { "function_id" };
 
     public const int DefaultTargetCpuUtilizationPercentage = 80;
 
     public string FunctionId { get; init; } = "";
+
+    public string Id => FunctionId;
+
     public string FunctionExecutorId { get; init; } = "";
     public string FunctionExecutorUri { get; init; } = "";
     public JsonObject FunctionMetadata { get; init; } = [];

@@ -10,12 +10,17 @@ namespace PolicyGrid.Core.Documents;
 /// A Type 5 graph: a DAG of deployed functions with one sink. Its shape is checked by
 /// <see cref="GraphPlan"/> when the document is built, so a bad graph never gets stored.
 /// </summary>
-public sealed record Graph
+public sealed record Graph : IDocument<Graph>
 {
-    public static readonly IReadOnlySet<string> IdentityFields = new HashSet<string>(StringComparer.Ordinal)
+    public static string Collection => Ports.Collections.Graphs;
+
+    public static IReadOnlySet<string> IdentityFields { get; } = new HashSet<string>(StringComparer.Ordinal)
         { "graph_uri", "graph_name", "graph_version", "graph_release_tag" };
 
     public string GraphUri { get; init; } = "";
+
+    public string Id => GraphUri;
+
     public string GraphName { get; init; } = "";
     public string GraphVersion { get; init; } = "";
     public string GraphReleaseTag { get; init; } = "";

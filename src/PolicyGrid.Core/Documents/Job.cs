@@ -18,14 +18,19 @@ public static class JobStatus
 }
 
 /// <summary>A one-off Type 3 run of a policy. <see cref="JobId"/> is a server-made UUID.</summary>
-public sealed record Job
+public sealed record Job : IDocument<Job>
 {
-    public static readonly IReadOnlySet<string> IdentityFields = new HashSet<string>(StringComparer.Ordinal) { "job_id" };
+    public static string Collection => Ports.Collections.Jobs;
+
+    public static IReadOnlySet<string> IdentityFields { get; } = new HashSet<string>(StringComparer.Ordinal) { "job_id" };
 
     /// <summary>Used when a submission gives no timeout_seconds.</summary>
     public const double DefaultTimeoutSeconds = 3600;
 
     public string JobId { get; init; } = "";
+
+    public string Id => JobId;
+
     /// <summary>Empty until an allocation rule has chosen one.</summary>
     public string ExecutorId { get; init; } = "";
     public string Name { get; init; } = "";

@@ -14,13 +14,18 @@ public static class ExecutorStatus
 /// A place policies run (Type 2 and infrastructure). Its kind follows from the URI scheme:
 /// <c>inproc://local</c>, <c>http(s)://host:port</c> (a remote executor node) or <c>dapr://app-id</c>.
 /// </summary>
-public sealed record PolicyExecutor
+public sealed record PolicyExecutor : IDocument<PolicyExecutor>
 {
-    public static readonly IReadOnlySet<string> IdentityFields = new HashSet<string>(StringComparer.Ordinal) { "executor_id" };
+    public static string Collection => Ports.Collections.Executors;
+
+    public static IReadOnlySet<string> IdentityFields { get; } = new HashSet<string>(StringComparer.Ordinal) { "executor_id" };
 
     public static readonly IReadOnlyList<string> Schemes = ["inproc", "http", "https", "dapr"];
 
     public string ExecutorId { get; init; } = "";
+
+    public string Id => ExecutorId;
+
     public string ExecutorHostUri { get; init; } = "";
     /// <summary><c>labels</c> inside it are matched by a job's node_selector.</summary>
     public JsonObject ExecutorMetadata { get; init; } = [];

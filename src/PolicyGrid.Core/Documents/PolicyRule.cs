@@ -20,12 +20,17 @@ public static class PolicyStatus
 /// <see cref="FromJson"/>, which validates every field and fills the rest, so <see cref="ToJson"/>
 /// always carries every field of the contract.
 /// </summary>
-public sealed record PolicyRule
+public sealed record PolicyRule : IDocument<PolicyRule>
 {
-    public static readonly IReadOnlySet<string> IdentityFields = new HashSet<string>(StringComparer.Ordinal)
+    public static string Collection => Ports.Collections.Policies;
+
+    public static IReadOnlySet<string> IdentityFields { get; } = new HashSet<string>(StringComparer.Ordinal)
         { "policy_rule_uri", "name", "version", "release_tag" };
 
     public string PolicyRuleUri { get; init; } = "";
+
+    public string Id => PolicyRuleUri;
+
     public string Name { get; init; } = "";
     public string Version { get; init; } = "";
     public string ReleaseTag { get; init; } = "";

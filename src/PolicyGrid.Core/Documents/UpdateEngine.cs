@@ -57,6 +57,13 @@ public static class UpdateEngine
         return result;
     }
 
+    /// <summary>
+    /// Applies an update to a stored document of kind <typeparamref name="T"/> and validates the
+    /// result as that kind (identity fields protected, every other rule re-checked).
+    /// </summary>
+    public static T Apply<T>(JsonObject current, JsonObject update) where T : IDocument<T> =>
+        T.FromJson(Apply(current, update, T.IdentityFields));
+
     private static void ApplyOperator(JsonObject document, string op, JsonNode? argument)
     {
         if (!Operators.Contains(op, StringComparer.Ordinal))

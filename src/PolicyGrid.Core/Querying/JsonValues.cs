@@ -37,8 +37,10 @@ public static class JsonValues
     public static bool TryString(JsonNode? node, out string value)
     {
         value = "";
-        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.String) { value = v.GetValue<string>(); return true; }
-        return false;
+        if (node is not JsonValue v || v.GetValueKind() != JsonValueKind.String) return false;
+        // Values built in code (a Guid, a DateTimeOffset) are strings in JSON but not string-typed nodes.
+        value = v.TryGetValue<string>(out var s) ? s : JsonSerializer.Deserialize<string>(v.ToJsonString()) ?? "";
+        return true;
     }
 
     /// <summary>Ordering for $gt/$lt and sorting: only like with like (number/number, string/string); null otherwise.</summary>
