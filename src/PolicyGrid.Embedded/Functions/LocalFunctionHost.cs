@@ -5,7 +5,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
-using PolicyGrid.Runtime.Bundles;
+using PolicyGrid.Runtime.Execution;
 using PolicyGrid.Runtime.Hosting;
 
 namespace PolicyGrid.Embedded.Functions;
@@ -19,7 +19,7 @@ namespace PolicyGrid.Embedded.Functions;
 /// </summary>
 public sealed class LocalFunctionHost(
     PythonWorkerPool pool,
-    BundleCache bundles,
+    IPolicyBundleSource bundles,
     IDocumentStore documents,
     IContextStore contexts,
     IOptions<FunctionHostOptions> options,
