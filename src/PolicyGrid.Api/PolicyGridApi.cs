@@ -4,6 +4,8 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using PolicyGrid.Api.Auth;
+using PolicyGrid.Api.Bundles;
+using PolicyGrid.Api.Decisions;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Api.Executors;
 using PolicyGrid.Api.Events;
@@ -61,6 +63,8 @@ public static class PolicyGridApi
         app.MapHealthApi();
         app.MapPoliciesApi();
         app.MapExecutorsApi();
+        app.MapBundlesApi();
+        app.MapDecisionsApi();
         app.MapNodeApi();
         app.MapEventsApi();
         app.MapFunctionsApi();

@@ -180,6 +180,34 @@ public class JobTests
         job.TimeoutSeconds.ShouldBe(30);
     }
 
+    [Fact]
+    public void A_job_moves_from_pending_to_running_to_its_end()
+    {
+        var t0 = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        var job = Job.FromJson(J.O("""{"job_id": "j", "policy_rule_uri": "a:1-b"}""")).Submitted(t0);
+        job.CreatedAt.ShouldBe("2026-01-01T00:00:00.000Z");
+        var running = job.Started(t0.AddSeconds(1));
+        running.Status.ShouldBe("running");
+        running.StartedAt.ShouldBe("2026-01-01T00:00:01.000Z");
+        var done = running.Finished(JobStatus.Succeeded, J.O("""{"allowed": true}"""), "", t0.AddSeconds(3));
+        done.Status.ShouldBe("succeeded");
+        done.Result.ToJsonString().ShouldBe("""{"allowed":true}""");
+        done.FinishedAt.ShouldBe("2026-01-01T00:00:03.000Z");
+        Job.FromJson(done.ToJson()).ToJson().ToJsonString().ShouldBe(done.ToJson().ToJsonString());
+    }
+
+    [Fact]
+    public void The_first_final_status_sticks()
+    {
+        var t0 = DateTimeOffset.UnixEpoch;
+        var cancelled = Job.FromJson(J.O("""{"job_id": "j", "policy_rule_uri": "a:1-b"}""")).Finished(JobStatus.Cancelled, null, "cancelled by caller", t0);
+        cancelled.StartedAt.ShouldNotBeEmpty();
+        cancelled.Finished(JobStatus.Succeeded, J.O("{}"), "", t0.AddSeconds(1)).ShouldBeSameAs(cancelled);
+        cancelled.Started(t0.AddSeconds(2)).ShouldBeSameAs(cancelled);
+        cancelled.Error.ShouldBe("cancelled by caller");
+        Should.Throw<ArgumentException>(() => cancelled.Finished("running", null, "", t0));
+    }
+
     [Theory]
     [InlineData("pending", false)]
     [InlineData("running", false)]

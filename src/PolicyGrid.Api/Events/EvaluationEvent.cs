@@ -2,7 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using CloudNative.CloudEvents;
 using PolicyGrid.Core.Errors;
-using PolicyGrid.Core.Identity;
+using PolicyGrid.Api.Executors;
 using PolicyGrid.Core.Ports;
 
 namespace PolicyGrid.Api.Events;
@@ -18,23 +18,14 @@ public sealed record EvaluationEvent(ExecutionRequest Request, string Correlatio
     public static EvaluationEvent From(CloudEvent cloudEvent)
     {
         var data = DataObject(cloudEvent);
-        var errors = new List<FieldError>();
-        var uri = RequiredString(data, "policy_rule_uri", errors);
-        if (uri is not null && !PolicyUri.TryParse(uri, out _, out var uriError)) errors.Add(new("data.policy_rule_uri", uriError));
-        var input = data["input_data"] as JsonObject;
-        if (input is null) errors.Add(new("data.input_data", data.ContainsKey("input_data") ? $"must be an object, not {Describe(data["input_data"])}" : "is required"));
-        var parameters = OptionalObject(data, "parameters", errors);
-        var settings = OptionalObject(data, "settings", errors);
-        var contextKey = OptionalString(data, "context_key", errors);
-        var correlation = OptionalString(data, EventTypes.CorrelationId, errors);
-        double? timeout = null;
-        if (data["timeout_seconds"] is { } t)
+        string? correlation = null;
+        if (data.TryGetPropertyValue(EventTypes.CorrelationId, out var c) && c is not null)
         {
-            if (t is JsonValue tv && tv.TryGetValue<double>(out var seconds) && seconds > 0) timeout = seconds;
-            else errors.Add(new("data.timeout_seconds", $"must be a positive number, not {t.ToJsonString()}"));
+            if (c is not JsonValue cv || !cv.TryGetValue<string>(out correlation) || correlation.Length == 0)
+                throw Problems.Validation(EventTypes.CorrelationId, $"must be a non-empty string, not {Describe(c)}");
         }
-        if (errors.Count > 0) throw Problems.Validation(errors);
-        var request = new ExecutionRequest(uri!, (JsonObject)input!.DeepClone(), Copy(parameters), Copy(settings), contextKey, timeout);
+        // The same reader as POST /executor/{id}/execute_policy and the node API: one set of rules for the body.
+        var request = ExecutionBodies.Execution(data);
         return new EvaluationEvent(request, correlation ?? cloudEvent.Id!, cloudEvent.Id!, cloudEvent.Source?.ToString() ?? "");
     }
 
@@ -61,31 +52,6 @@ public sealed record EvaluationEvent(ExecutionRequest Request, string Correlatio
         try { return JsonNode.Parse(bytes); }
         catch (JsonException e) { throw Problems.BadRequest($"CloudEvent data is not valid JSON: {e.Message}"); }
     }
-
-    private static string? RequiredString(JsonObject data, string name, List<FieldError> errors)
-    {
-        if (data[name] is JsonValue v && v.TryGetValue<string>(out var s) && s.Length > 0) return s;
-        errors.Add(new($"data.{name}", data.ContainsKey(name) ? $"must be a non-empty string, not {Describe(data[name])}" : "is required"));
-        return null;
-    }
-
-    private static string? OptionalString(JsonObject data, string name, List<FieldError> errors)
-    {
-        if (!data.TryGetPropertyValue(name, out var node) || node is null) return null;
-        if (node is JsonValue v && v.TryGetValue<string>(out var s) && s.Length > 0) return s;
-        errors.Add(new($"data.{name}", $"must be a non-empty string, not {Describe(node)}"));
-        return null;
-    }
-
-    private static JsonObject? OptionalObject(JsonObject data, string name, List<FieldError> errors)
-    {
-        if (!data.TryGetPropertyValue(name, out var node) || node is null) return null;
-        if (node is JsonObject o) return o;
-        errors.Add(new($"data.{name}", $"must be an object, not {Describe(node)}"));
-        return null;
-    }
-
-    private static JsonObject? Copy(JsonObject? o) => o is null ? null : (JsonObject)o.DeepClone();
 
     private static string Describe(JsonNode? node) => node switch
     {

@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using CloudNative.CloudEvents;
 using Microsoft.Extensions.Logging;
+using PolicyGrid.Api.Executors;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 
@@ -36,7 +37,7 @@ public sealed record EvaluationOutcome(EventDisposition Disposition, string? Cor
 /// <item>the event itself is malformed → it is published to the dead-letter topic with the reason, and dropped.</item>
 /// </list>
 /// </summary>
-public sealed class EvaluationEventHandler(IPolicyExecutor executor, IEventBus bus, ILogger<EvaluationEventHandler> logger)
+public sealed class EvaluationEventHandler(ExecutorDispatch executors, IEventBus bus, ILogger<EvaluationEventHandler> logger)
 {
     public async Task<EvaluationOutcome> HandleAsync(CloudEvent cloudEvent, CancellationToken ct)
     {
@@ -53,6 +54,8 @@ public sealed class EvaluationEventHandler(IPolicyExecutor executor, IEventBus b
         JsonObject decision;
         try
         {
+            // Events run on this server's own built-in executor, as the node API does.
+            var executor = executors.ExecutorFor(ExecutorsApi.BuiltInId, ExecutorsApi.BuiltInHostUri);
             var result = await executor.ExecuteAsync(evaluation.Request, new CallerIdentity("event:" + evaluation.Source), ct);
             decision = Decision(evaluation, success: true);
             decision["data"] = result.Output.DeepClone();

@@ -12,6 +12,10 @@ public static class CliApp
     {
         var root = new RootCommand("PolicyGrid: register, discover and run versioned policies.\n`policygrid serve` runs the server; the other verbs talk to a running one.");
         root.Add(new Command("serve", "Run the embedded server (options: --urls, --data <dir>, --insecure; see docs/api.md)."));
+        CliCommon.AddGlobalOptions(root);
+        root.Add(PolicyCommands.Create(env));
+        root.Add(ExecutorCommands.Create(env));
+        root.Add(EvalCommand.Create(env));
         return root;
     }
 
@@ -19,6 +23,6 @@ public static class CliApp
     {
         var root = BuildRoot(env);
         var parsed = root.Parse(args);
-        return await parsed.InvokeAsync(new InvocationConfiguration { Output = env.Out.Profile.Out.Writer, Error = env.Error });
+        return await parsed.InvokeAsync(new InvocationConfiguration { Output = env.Out, Error = env.Error });
     }
 }

@@ -81,6 +81,30 @@ public sealed record Job : IDocument<Job>
         return job;
     }
 
+    /// <summary>Stamps <c>created_at</c> at submission.</summary>
+    public Job Submitted(DateTimeOffset now) => this with { Status = JobStatus.Pending, CreatedAt = Timestamps.Format(now) };
+
+    /// <summary>Moves a pending job to running. A job that already ended stays as it is.</summary>
+    public Job Started(DateTimeOffset now) => IsFinished ? this : this with { Status = JobStatus.Running, StartedAt = Timestamps.Format(now) };
+
+    /// <summary>
+    /// Records the job's end. The first final status sticks: a cancellation racing a success (or a
+    /// late result after a timeout) leaves the job as it first ended, so readers never see it flip.
+    /// </summary>
+    public Job Finished(string status, JsonNode? result, string error, DateTimeOffset now)
+    {
+        if (!JobStatus.IsFinal(status)) throw new ArgumentException($"'{status}' is not a final job status", nameof(status));
+        if (IsFinished) return this;
+        return this with
+        {
+            Status = status,
+            Result = result?.DeepClone() ?? new JsonObject(),
+            Error = error ?? "",
+            FinishedAt = Timestamps.Format(now),
+            StartedAt = StartedAt.Length > 0 ? StartedAt : Timestamps.Format(now),
+        };
+    }
+
     public JsonObject ToJson() => new()
     {
         ["job_id"] = JobId,

@@ -20,7 +20,8 @@ public sealed class SqliteDocumentStore : IDocumentStore
     public SqliteDocumentStore(SqliteDatabase db)
     {
         _db = db;
-        _queries = new SqliteQueryRunner(db);
+        _queries = new SqliteQueryRunner();
+        db.OnOpen(SqliteCollations.Register);
     }
 
     public async Task<StoredDocument?> GetAsync(string collection, string id, CancellationToken ct = default)

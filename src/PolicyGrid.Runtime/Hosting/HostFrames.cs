@@ -9,7 +9,8 @@ namespace PolicyGrid.Runtime.Hosting;
 /// <summary>The worker protocol's framing: a 4-byte big-endian length, then that many bytes of UTF-8 JSON.</summary>
 internal static class HostFrames
 {
-    public static async Task WriteAsync(Stream stream, Action<Utf8JsonWriter> body, CancellationToken ct)
+    /// <summary>Serializes one frame: the length prefix followed by the JSON <paramref name="body"/> writes.</summary>
+    public static ReadOnlyMemory<byte> Encode(Action<Utf8JsonWriter> body)
     {
         var buffer = new ArrayBufferWriter<byte>(1024);
         buffer.Advance(4); // room for the length, patched below once the body is written
@@ -19,22 +20,27 @@ internal static class HostFrames
         }
         var frame = MemoryMarshal.AsMemory(buffer.WrittenMemory);
         BinaryPrimitives.WriteInt32BigEndian(frame.Span, frame.Length - 4);
-        await stream.WriteAsync(frame, ct);
+        return frame;
+    }
+
+    public static async Task WriteAsync(Stream stream, Action<Utf8JsonWriter> body, CancellationToken ct)
+    {
+        await stream.WriteAsync(Encode(body), ct);
         await stream.FlushAsync(ct);
     }
 
-    /// <summary>Reads one frame; <see cref="EndOfStreamException"/> when the worker is gone.</summary>
-    public static async Task<JsonObject> ReadAsync(Stream stream, int maxBytes, CancellationToken ct)
+    /// <summary>Reads one frame, blocking; <see cref="EndOfStreamException"/> when the worker is gone.</summary>
+    public static JsonObject Read(Stream stream, int maxBytes)
     {
-        var header = new byte[4];
-        await stream.ReadExactlyAsync(header, ct);
+        Span<byte> header = stackalloc byte[4];
+        stream.ReadExactly(header);
         var length = BinaryPrimitives.ReadInt32BigEndian(header);
         if (length < 0 || length > maxBytes)
             throw new InvalidDataException($"worker sent a {length}-byte frame, over the {maxBytes}-byte limit");
         var payload = ArrayPool<byte>.Shared.Rent(length);
         try
         {
-            await stream.ReadExactlyAsync(payload.AsMemory(0, length), ct);
+            stream.ReadExactly(payload.AsSpan(0, length));
             return JsonNode.Parse(payload.AsSpan(0, length)) as JsonObject
                 ?? throw new InvalidDataException("worker sent a frame that is not a JSON object");
         }

@@ -17,11 +17,12 @@ internal sealed class WorkerStartException(string message) : Exception(message);
 /// pool holds the slot's gate). Any failure that leaves the protocol in an unknown state kills
 /// the whole process group; the pool then starts a replacement.
 /// </summary>
-internal sealed class PythonWorker
+internal sealed class PythonWorker : IAsyncDisposable
 {
     private readonly Process process;
     private readonly Stream toHost;
     private readonly Stream fromHost;
+    private int signalled;
     private readonly string tempDir;
     private readonly Task outputPump;
     private readonly WorkerPoolOptions options;
@@ -34,7 +35,7 @@ internal sealed class PythonWorker
         this.options = options;
         Output = output;
         toHost = process.StandardInput.BaseStream;
-        fromHost = process.StandardOutput.BaseStream;
+        fromHost = new BufferedStream(process.StandardOutput.BaseStream, 64 * 1024);
         outputPump = Task.Run(() => output.PumpAsync(process.StandardError.BaseStream));
     }
 
@@ -86,7 +87,7 @@ internal sealed class PythonWorker
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
             timeout.CancelAfter(options.StartTimeout);
             await HostFrames.WriteAsync(worker.toHost, w => WriteConfig(w, launch, tempDir), timeout.Token);
-            var ready = await HostFrames.ReadAsync(worker.fromHost, 1 << 16, timeout.Token).WaitAsync(timeout.Token);
+            var ready = await Task.Run(() => HostFrames.Read(worker.fromHost, 1 << 16), CancellationToken.None).WaitAsync(timeout.Token);
             if (ready["ready"]?.GetValue<bool>() != true)
                 throw new WorkerStartException(ready["error"]?.GetValue<string>() ?? "worker did not report ready");
             worker.Uid = ready["uid"]?.GetValue<int>() ?? -1;
@@ -133,39 +134,60 @@ internal sealed class PythonWorker
     /// caller cancellation, a broken pipe or a garbled frame the worker is killed; the exception
     /// then says what happened in the contract's terms.
     /// </summary>
+    /// <remarks>
+    /// The pipe IO is blocking, on the caller's thread: async pipe reads on Unix cost thread-pool
+    /// hops that made a warm call several times slower than the policy itself. A blocked read is
+    /// ended by killing the worker (the deadline timer and the caller's token both do that), and
+    /// the pool raises the thread pool's minimum by its worker count so blocked calls cannot starve the server.
+    /// </remarks>
     public async Task<JsonObject> ExchangeAsync(Action<Utf8JsonWriter> request, string policy, TimeSpan deadline, CancellationToken ct)
     {
         Output.BeginCall(policy);
-        var exchange = ExchangeCoreAsync(request);
-        try
+        var frame = HostFrames.Encode(request);
+        ct.ThrowIfCancellationRequested();
+        // Callers get their task back before this thread blocks on the pipe.
+        await Task.Yield();
+        using var overrun = new CancellationTokenSource(deadline);
+        using (overrun.Token.UnsafeRegister(static w => ((PythonWorker)w!).Signal(), this))
+        using (ct.UnsafeRegister(static w => ((PythonWorker)w!).Signal(), this))
         {
-            return await exchange.WaitAsync(deadline, ct);
-        }
-        catch (TimeoutException)
-        {
-            await KillAsync();
-            throw Problems.PolicyTimeout($"policy {policy} ran past its deadline of {deadline.TotalSeconds:0.###}s; its worker was stopped");
-        }
-        catch (OperationCanceledException)
-        {
-            await KillAsync();
-            throw;
-        }
-        catch (Exception e) when (e is IOException or EndOfStreamException or InvalidDataException or JsonException or ObjectDisposedException)
-        {
-            throw await DiagnoseFailureAsync(policy, e);
+            try
+            {
+                toHost.Write(frame.Span);
+                toHost.Flush();
+                var reply = HostFrames.Read(fromHost, options.MaxResultBytes + 4096);
+                // The answer won the race against a deadline that fired at the same moment: keep it,
+                // but the worker was signalled and must not serve again.
+                if (Volatile.Read(ref signalled) == 1) await KillAsync();
+                return reply;
+            }
+            catch (Exception e) when (e is IOException or EndOfStreamException or InvalidDataException or JsonException or ObjectDisposedException)
+            {
+                if (overrun.IsCancellationRequested)
+                {
+                    await KillAsync();
+                    throw Problems.PolicyTimeout($"policy {policy} ran past its deadline of {deadline.TotalSeconds:0.###}s; its worker was stopped");
+                }
+                if (ct.IsCancellationRequested)
+                {
+                    await KillAsync();
+                    throw new OperationCanceledException(ct);
+                }
+                throw await DiagnoseFailureAsync(policy, e);
+            }
         }
     }
 
-    private async Task<JsonObject> ExchangeCoreAsync(Action<Utf8JsonWriter> request)
+    // Runs on a timer or cancellation callback: only sends the signal, which ends the blocked read.
+    private void Signal()
     {
-        await HostFrames.WriteAsync(toHost, request, CancellationToken.None);
-        return await HostFrames.ReadAsync(fromHost, options.MaxResultBytes + 4096, CancellationToken.None);
+        Interlocked.Exchange(ref signalled, 1);
+        try { ProcessSignals.KillGroup(process.Id); } catch (InvalidOperationException) { }
     }
 
     private async Task<PolicyGridException> DiagnoseFailureAsync(string policy, Exception cause)
     {
-        var exitedOnItsOwn = Volatile.Read(ref killed) == 0;
+        var exitedOnItsOwn = Volatile.Read(ref killed) == 0 && Volatile.Read(ref signalled) == 0;
         if (cause is InvalidDataException or JsonException)
         {
             await KillAsync();
@@ -224,8 +246,11 @@ internal sealed class PythonWorker
         ProcessSignals.ReapGroup(pid);
         try { await outputPump.WaitAsync(TimeSpan.FromSeconds(2)); } catch (TimeoutException) { }
         process.Dispose();
+        await fromHost.DisposeAsync();
         TryDelete(tempDir);
     }
+
+    public ValueTask DisposeAsync() => new(KillAsync());
 
     private static void TryDelete(string dir)
     {

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
@@ -61,6 +62,10 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             ObjectDisposedException.ThrowIf(disposed, this);
             if (options.ReapOrphans && !ProcessSignals.BecomeSubreaper())
                 logger.LogDebug("could not become a child subreaper; orphans of killed workers go to init");
+            // Each worker call blocks one thread on pipe IO (see PythonWorker.ExchangeAsync).
+            ThreadPool.GetMinThreads(out var minWorkers, out var minIo);
+            var wanted = Environment.ProcessorCount + options.Workers;
+            if (minWorkers < wanted) ThreadPool.SetMinThreads(wanted, minIo);
             var script = PythonInterpreter.ExtractHostScript(options.WorkDirectory);
             var drop = ProcessSignals.IsRoot && !string.IsNullOrEmpty(options.RunAsUser);
             var (chosen, first) = await StartFirstWorkerAsync(script, drop, ct);
@@ -79,8 +84,25 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         }
     }
 
+    // The interpreter that worked for a configuration, so later pools in this process (tests,
+    // restarts of the runtime) skip probing one that cannot run as the worker user.
+    private static readonly ConcurrentDictionary<(string, string, string, bool), string> ChosenInterpreters = new();
+
     private async Task<(WorkerLaunch, PythonWorker)> StartFirstWorkerAsync(string script, bool drop, CancellationToken ct)
     {
+        var cacheKey = (options.PythonExecutable, options.FallbackPythonExecutable, options.RunAsUser, drop);
+        if (ChosenInterpreters.TryGetValue(cacheKey, out var known))
+        {
+            try
+            {
+                var launchKnown = new WorkerLaunch(known, script, options, drop);
+                return (launchKnown, await PythonWorker.StartAsync(launchKnown, logger, ct));
+            }
+            catch (WorkerStartException)
+            {
+                ChosenInterpreters.TryRemove(cacheKey, out _);
+            }
+        }
         var candidates = new List<string> { options.PythonExecutable };
         if (!string.IsNullOrWhiteSpace(options.FallbackPythonExecutable) && options.FallbackPythonExecutable != options.PythonExecutable)
             candidates.Add(options.FallbackPythonExecutable);
@@ -92,6 +114,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
                 var executable = await PythonInterpreter.ResolveAsync(candidate, ct);
                 var attempt = new WorkerLaunch(executable, script, options, drop);
                 var worker = await PythonWorker.StartAsync(attempt, logger, ct);
+                ChosenInterpreters[cacheKey] = executable;
                 if (failures.Count > 0)
                     logger.LogWarning("Python '{Configured}' cannot run policies here ({Reason}); using the fallback {Fallback}",
                         options.PythonExecutable, failures[0], executable);

@@ -1,0 +1,107 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json.Nodes;
+using PolicyGrid.Api.Envelope;
+using PolicyGrid.Api.Events;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Dapr;
+
+namespace PolicyGrid.Executor;
+
+/// <summary>
+/// The executor app's pub/sub side, in Dapr's own shapes: <c>GET /dapr/subscribe</c> declares the
+/// subscription programmatically; the sidecar then POSTs each event on <c>policy-evaluations</c> to
+/// <see cref="DaprNames.EvaluationsRoute"/> as a structured CloudEvent and reads our
+/// <c>{"status": "SUCCESS" | "RETRY" | "DROP"}</c> answer (always HTTP 200, so the status is what counts).
+/// </summary>
+public static class EvaluationSubscription
+{
+    public const string Success = "SUCCESS";
+    public const string Retry = "RETRY";
+    public const string Drop = "DROP";
+
+    /// <summary>The subscription list the sidecar reads at start.</summary>
+    public static JsonArray Subscriptions() =>
+    [
+        new JsonObject
+        {
+            ["pubsubname"] = DaprNames.Components.PubSub,
+            ["topic"] = DaprNames.Topics.Evaluations,
+            ["route"] = DaprNames.EvaluationsRoute,
+            // Events still failing after the resiliency policy's retries end up here instead of being lost.
+            ["deadLetterTopic"] = DaprNames.Topics.DeadLetter,
+        },
+    ];
+
+    public static IEndpointRouteBuilder MapEvaluationSubscription(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/dapr/subscribe", () => Results.Json(Subscriptions()))
+            .WithName("DaprSubscribe").WithTags("Dapr").ExcludeFromDescription()
+            .AllowAnonymous().AddEndpointFilter(SidecarOnly);
+        app.MapPost(DaprNames.EvaluationsRoute, Deliver)
+            .WithName("DeliverEvaluationEvent").WithTags("Dapr").ExcludeFromDescription()
+            .AllowAnonymous().AddEndpointFilter(SidecarOnly);
+        return app;
+    }
+
+    public static async Task<IResult> Deliver(HttpContext context, EvaluationEventHandler handler, ILoggerFactory logs, CancellationToken ct)
+    {
+        var log = logs.CreateLogger(typeof(EvaluationSubscription));
+        byte[] body;
+        try
+        {
+            body = await RequestBytes.ReadAsync(context, 4 * 1024 * 1024, "event");
+        }
+        catch (PolicyGridException e)
+        {
+            // Too large to ever be read: retrying cannot help.
+            await handler.RejectAsync(e, "", null, ct);
+            return Status(Drop);
+        }
+        try
+        {
+            CloudNative.CloudEvents.CloudEvent cloudEvent;
+            try
+            {
+                cloudEvent = CloudEventReader.Read(body, context.Request.ContentType, context.Request.Headers);
+            }
+            catch (PolicyGridException e)
+            {
+                await handler.RejectAsync(e, Encoding.UTF8.GetString(body), null, ct);
+                return Status(Drop);
+            }
+            var outcome = await handler.HandleAsync(cloudEvent, ct);
+            return Status(outcome.Disposition switch
+            {
+                EventDisposition.Success => Success,
+                EventDisposition.Drop => Drop,
+                _ => Retry,
+            });
+        }
+        catch (Exception e) when (!ct.IsCancellationRequested)
+        {
+            // Publishing the decision failed (pub/sub down) or something unexpected: let the sidecar deliver again.
+            log.LogWarning(e, "Evaluation event could not be handled; asking the sidecar to retry");
+            return Status(Retry);
+        }
+    }
+
+    private static IResult Status(string status) => Results.Json(new JsonObject { ["status"] = status });
+
+    /// <summary>
+    /// When the app has an app API token (APP_API_TOKEN, which daprd sends as <c>dapr-api-token</c>),
+    /// only the sidecar may call these routes. Without one they are as open as the sidecar's network.
+    /// </summary>
+    private static async ValueTask<object?> SidecarOnly(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        var expected = global::Dapr.DaprDefaults.GetDefaultAppApiToken(http.RequestServices.GetRequiredService<IConfiguration>());
+        if (!string.IsNullOrEmpty(expected))
+        {
+            var presented = http.Request.Headers["dapr-api-token"].ToString();
+            if (!CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(presented), Encoding.UTF8.GetBytes(expected)))
+                throw Problems.Unauthorized("this route is for the Dapr sidecar: the dapr-api-token header is missing or wrong");
+        }
+        return await next(context);
+    }
+}

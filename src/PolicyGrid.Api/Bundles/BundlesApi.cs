@@ -1,0 +1,81 @@
+using System.ComponentModel;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Options;
+using PolicyGrid.Api.Envelope;
+using PolicyGrid.Api.Policies;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+
+namespace PolicyGrid.Api.Bundles;
+
+/// <summary>Content-addressed policy bundles: upload an archive, get back the address a PolicyRule's <c>code</c> names.</summary>
+public static class BundlesApi
+{
+    public const string DownloadPrefix = "/bundles/sha256/";
+
+    /// <summary>What POST /bundles answers: both forms of the address, the hash and the size.</summary>
+    public sealed record UploadedBundle(string Code, string Sha256, long Size, string Url);
+
+    public static IEndpointRouteBuilder MapBundlesApi(this IEndpointRouteBuilder app)
+    {
+        var api = app.MapGroup("/bundles").WithTags("Bundles");
+        api.MapPost("", Upload).WithName("UploadBundle").WithSummary("Upload a policy bundle archive")
+            .WithDescription("Raw application/zip, application/x-xz or application/gzip body, or multipart/form-data with a 'file' part. Answers {code, sha256, size, url}.")
+            .Accepts<byte[]>("application/zip", "application/x-xz", "application/gzip", "multipart/form-data");
+        api.MapGet("/sha256/{sha256}", Download).WithName("DownloadBundle").WithSummary("Download a bundle archive by its sha256")
+            .Produces<byte[]>(200, "application/zip", "application/x-xz", "application/gzip");
+        return app;
+    }
+
+    public static async Task<Ok<Envelope<UploadedBundle>>> Upload([AsParameters] BundleServices services, CancellationToken ct)
+    {
+        var http = services.Http;
+        var limit = services.Limits.Value.MaxBundleBytes;
+        var archive = await ReadArchiveAsync(http, limit);
+        if (archive.Length == 0) throw Problems.BadRequest("the bundle is empty; send a .zip, .tar.xz or .tar.gz archive as the body");
+        BundleArchiveCheck.Validate(archive);
+        var stored = await services.Bundles.PutAsync(archive, ct);
+        var url = $"{http.Request.Scheme}://{http.Request.Host}{http.Request.PathBase}{DownloadPrefix}{stored.Sha256}";
+        return Envelope.Answer.Ok(new UploadedBundle(stored.Code, stored.Sha256, stored.Size, url));
+    }
+
+    public static async Task<Results<FileContentHttpResult, Failure>> Download([Description("64 lowercase hex digits")] string sha256, [AsParameters] BundleServices services, CancellationToken ct)
+    {
+        if (!PolicyCodeCheck.Sha256Hex().IsMatch(sha256))
+            return Failure.From(Problems.BadRequest($"'{sha256}' is not a sha256: expected 64 lowercase hex digits"));
+        var bytes = await services.Bundles.GetAsync(sha256, ct);
+        if (bytes is null) return Failure.From(Problems.NotFound($"no bundle {sha256} is stored"));
+        // Content-addressed, so a download never changes: let every cache keep it.
+        services.Http.Response.Headers.CacheControl = "public, max-age=31536000, immutable";
+        return TypedResults.File(bytes, BundleArchiveCheck.MediaType(bytes), $"{sha256}{BundleArchiveCheck.Extension(bytes)}",
+            entityTag: new Microsoft.Net.Http.Headers.EntityTagHeaderValue($"\"{sha256}\""));
+    }
+
+    private static async Task<byte[]> ReadArchiveAsync(HttpContext http, long limit)
+    {
+        var request = http.Request;
+        if (!request.HasFormContentType) return await RequestBytes.ReadAsync(http, limit, "bundle");
+        if (request.ContentLength is { } declared && declared > limit) throw RequestBytes.TooLarge("bundle", limit);
+        var feature = http.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>();
+        if (feature is { IsReadOnly: false }) feature.MaxRequestBodySize = limit + 64 * 1024;
+        IFormCollection form;
+        try
+        {
+            form = await request.ReadFormAsync(new Microsoft.AspNetCore.Http.Features.FormOptions { MultipartBodyLengthLimit = limit }, http.RequestAborted);
+        }
+        catch (InvalidDataException e)
+        {
+            throw e.Message.Contains("limit", StringComparison.OrdinalIgnoreCase) ? RequestBytes.TooLarge("bundle", limit) : Problems.BadRequest($"the multipart body could not be read: {e.Message}");
+        }
+        var file = form.Files.GetFile("file") ?? throw Problems.BadRequest("the multipart body has no 'file' part; send the archive as the part named 'file'");
+        if (file.Length > limit) throw RequestBytes.TooLarge("bundle", limit);
+        using var buffer = new MemoryStream((int)file.Length);
+        await file.CopyToAsync(buffer, http.RequestAborted);
+        return buffer.ToArray();
+    }
+}
+
+public sealed record BundleServices(HttpContext Http, IBundleStore Bundles, IOptions<ApiLimits> Limits);

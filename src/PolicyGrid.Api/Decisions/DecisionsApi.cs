@@ -1,0 +1,31 @@
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Routing;
+using PolicyGrid.Api.Documents;
+using PolicyGrid.Api.Envelope;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Core.Querying;
+
+namespace PolicyGrid.Api.Decisions;
+
+/// <summary>The decision log (audit trail of every execution), queried like any collection; newest first unless ?sort says otherwise.</summary>
+public static class DecisionsApi
+{
+    public static IEndpointRouteBuilder MapDecisionsApi(this IEndpointRouteBuilder app)
+    {
+        app.MapPost("/decisions/query", Query).WithTags("Decisions").WithName("QueryDecisions")
+            .WithSummary("Find recorded executions with a Mongo-style filter")
+            .WithDescription("Each decision: decision_id, kind, policy_rule_uri, bundle_sha256, caller, context_key, input_sha256, outcome, error_code, status, duration_ms, at. Newest first by default.");
+        return app;
+    }
+
+    public static async Task<Ok<Envelope<JsonArray>>> Query(JsonBody body, QueryWindow window, IDocumentStore store, CancellationToken ct)
+    {
+        var filter = FilterParser.Parse(body.Node);
+        IReadOnlyList<SortKey> sort = window.Sort.Count > 0 ? window.Sort : [new SortKey("at", SortDirection.Desc)];
+        var found = await store.QueryAsync(Collections.Decisions, new DocumentQuery(filter, sort, window.Skip, window.Limit), ct);
+        return Answer.Ok(new JsonArray([.. found.Select(d => (JsonNode)d.Body)]));
+    }
+}

@@ -1,0 +1,77 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace PolicyGrid.Cli.Client;
+
+/// <summary>A server's failure as the envelope told it (or as the transport failed).</summary>
+public sealed class ServerFailureException(int status, string code, string message) : Exception(message)
+{
+    public int Status { get; } = status;
+    public string Code { get; } = code;
+}
+
+/// <summary>One HTTP answer: the envelope's <c>data</c>, the ETag and the headers worth showing.</summary>
+public sealed record ServerAnswer(JsonNode? Data, string? ETag, bool Deprecated);
+
+/// <summary>
+/// Talks the contract to a running server: sends JSON, unwraps the envelope, turns failures into
+/// <see cref="ServerFailureException"/> with the server's own message.
+/// </summary>
+public sealed class RegistryClient(HttpClient http, string? token)
+{
+    public Uri Server => http.BaseAddress!;
+
+    public Task<ServerAnswer> GetAsync(string path, CancellationToken ct) => SendAsync(HttpMethod.Get, path, null, null, ct);
+    public Task<ServerAnswer> PostAsync(string path, JsonNode? body, CancellationToken ct) => SendAsync(HttpMethod.Post, path, body, null, ct);
+    public Task<ServerAnswer> PutAsync(string path, JsonNode body, string? ifMatch, CancellationToken ct) => SendAsync(HttpMethod.Put, path, body, ifMatch, ct);
+    public Task<ServerAnswer> DeleteAsync(string path, CancellationToken ct) => SendAsync(HttpMethod.Delete, path, null, null, ct);
+
+    public async Task<ServerAnswer> SendAsync(HttpMethod method, string path, JsonNode? body, string? ifMatch, CancellationToken ct)
+    {
+        using var request = new HttpRequestMessage(method, path.TrimStart('/'));
+        if (body is not null) request.Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json");
+        if (ifMatch is not null) request.Headers.TryAddWithoutValidation("If-Match", ifMatch);
+        return await ExchangeAsync(request, ct);
+    }
+
+    public async Task<ServerAnswer> UploadAsync(string path, HttpContent content, CancellationToken ct)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, path.TrimStart('/')) { Content = content };
+        return await ExchangeAsync(request, ct);
+    }
+
+    private async Task<ServerAnswer> ExchangeAsync(HttpRequestMessage request, CancellationToken ct)
+    {
+        if (token is not null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        HttpResponseMessage response;
+        try
+        {
+            response = await http.SendAsync(request, ct);
+        }
+        catch (HttpRequestException e)
+        {
+            throw new ServerFailureException(0, "unreachable", $"cannot reach the server at {Server}: {e.Message} (is `policygrid serve` running? use --server to point elsewhere)");
+        }
+        catch (TaskCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw new ServerFailureException(0, "timeout", $"the server at {Server} did not answer in time");
+        }
+        using (response)
+        {
+            var text = await response.Content.ReadAsStringAsync(ct);
+            JsonNode? envelope = null;
+            try { envelope = text.Length > 0 ? JsonNode.Parse(text) : null; }
+            catch (JsonException) { }
+            if (envelope is JsonObject o && o["success"]?.GetValueKind() == JsonValueKind.True && response.StatusCode == HttpStatusCode.OK)
+                return new ServerAnswer(o["data"], response.Headers.ETag?.ToString(), response.Headers.Contains("Deprecation"));
+            if (envelope is JsonObject failure && failure["success"]?.GetValueKind() == JsonValueKind.False)
+                throw new ServerFailureException((int)response.StatusCode, failure["code"]?.ToString() ?? "", failure["message"]?.ToString() ?? text);
+            throw new ServerFailureException((int)response.StatusCode, "unexpected", $"the server answered {(int)response.StatusCode} without a PolicyGrid envelope: {Truncate(text)}");
+        }
+    }
+
+    private static string Truncate(string text) => text.Length <= 200 ? text : text[..200] + "…";
+}

@@ -1,0 +1,118 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using PolicyGrid.Cli.Client;
+using PolicyGrid.Cli.Serve;
+using Spectre.Console;
+
+namespace PolicyGrid.Cli.Commands;
+
+/// <summary>
+/// Options every client verb shares (<c>--server</c>, <c>--token</c>, <c>--json</c>) and the one way
+/// a verb runs: a server failure prints the server's message and exits 1, an unreachable server 3,
+/// a usage mistake 2.
+/// </summary>
+public static class CliCommon
+{
+    public const int Ok = 0, ServerSaidNo = 1, UsageError = 2, Unreachable = 3;
+
+    public static readonly Option<string> Server = new("--server")
+    {
+        Description = "Server URL (env POLICYGRID_SERVER; default " + ServeArguments.DefaultUrl + ")",
+        DefaultValueFactory = _ => Environment.GetEnvironmentVariable("POLICYGRID_SERVER") is { Length: > 0 } s ? s : ServeArguments.DefaultUrl,
+        Recursive = true,
+    };
+
+    public static readonly Option<string?> Token = new("--token")
+    {
+        Description = "API token (env POLICYGRID_TOKEN), sent as Authorization: Bearer",
+        DefaultValueFactory = _ => Environment.GetEnvironmentVariable("POLICYGRID_TOKEN") is { Length: > 0 } t ? t : null,
+        Recursive = true,
+    };
+
+    public static readonly Option<bool> Json = new("--json") { Description = "Print the raw JSON data instead of a table", Recursive = true };
+
+    public static void AddGlobalOptions(RootCommand root)
+    {
+        root.Add(Server);
+        root.Add(Token);
+        root.Add(Json);
+    }
+
+    /// <summary>Wires a verb's work with the shared error handling.</summary>
+    public static void SetRun(this Command command, CliEnvironment env, Func<ParseResult, CliSession, CancellationToken, Task<int>> run) =>
+        command.SetAction(async (parse, ct) =>
+        {
+            var session = new CliSession(env, parse);
+            try
+            {
+                return await run(parse, session, ct);
+            }
+            catch (ServerFailureException e)
+            {
+                env.Error.WriteLine(e.Status == 0 ? $"error: {e.Message}" : $"error: {e.Message} ({e.Status} {e.Code})");
+                return e.Status == 0 ? Unreachable : ServerSaidNo;
+            }
+            catch (UsageException e)
+            {
+                env.Error.WriteLine($"error: {e.Message}");
+                return UsageError;
+            }
+        });
+
+    /// <summary>Parses a JSON option value, naming the option when it is not JSON.</summary>
+    public static JsonNode? ParseJson(string? text, string option)
+    {
+        if (string.IsNullOrWhiteSpace(text)) return null;
+        try { return JsonNode.Parse(text); }
+        catch (JsonException e) { throw new UsageException($"{option} is not valid JSON: {e.Message}"); }
+    }
+
+    public static JsonObject? ParseJsonObject(string? text, string option) => ParseJson(text, option) switch
+    {
+        null => null,
+        JsonObject o => o,
+        var other => throw new UsageException($"{option} must be a JSON object, not {other.GetValueKind().ToString().ToLowerInvariant()}"),
+    };
+
+    /// <summary>Reads a JSON file, naming the file when it cannot.</summary>
+    public static JsonObject ReadJsonFile(string path, string what)
+    {
+        if (!File.Exists(path)) throw new UsageException($"{what} '{path}' does not exist");
+        try
+        {
+            return JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new UsageException($"{what} '{path}' must hold a JSON object");
+        }
+        catch (JsonException e) { throw new UsageException($"{what} '{path}' is not valid JSON: {e.Message}"); }
+    }
+}
+
+/// <summary>A mistake in how the command was called; exit code 2.</summary>
+public sealed class UsageException(string message) : Exception(message);
+
+/// <summary>One verb's view of the world: where to print and how to reach the server it was pointed at.</summary>
+public sealed class CliSession(CliEnvironment env, ParseResult parse)
+{
+    public CliEnvironment Env => env;
+    public bool Json => parse.GetValue(CliCommon.Json);
+
+    public RegistryClient Client()
+    {
+        var server = parse.GetValue(CliCommon.Server)!;
+        if (!Uri.TryCreate(server.EndsWith('/') ? server : server + "/", UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
+            throw new UsageException($"--server '{server}' is not an http(s) URL");
+        return new RegistryClient(env.HttpClientFor(uri), parse.GetValue(CliCommon.Token));
+    }
+
+    /// <summary>Prints the raw JSON (for --json) or lets <paramref name="forPeople"/> render it.</summary>
+    public void Show(JsonNode? data, Action<IAnsiConsole> forPeople)
+    {
+        if (Json) env.Out.WriteLine(data?.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) ?? "null");
+        else forPeople(env.Console);
+    }
+
+    public void Note(string text)
+    {
+        if (!Json) env.Console.MarkupLine(Markup.Escape(text));
+    }
+}

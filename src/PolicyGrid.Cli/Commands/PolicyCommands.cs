@@ -1,0 +1,146 @@
+using System.CommandLine;
+using System.Net.Http.Headers;
+using System.Text.Json.Nodes;
+using PolicyGrid.Cli.Client;
+using Spectre.Console;
+
+namespace PolicyGrid.Cli.Commands;
+
+/// <summary><c>policygrid policy push|get|query|delete|test</c>.</summary>
+public static class PolicyCommands
+{
+    /// <summary>Uploads above this size show a progress bar.</summary>
+    public const int ProgressThreshold = 1024 * 1024;
+
+    public static Command Create(CliEnvironment env)
+    {
+        var policy = new Command("policy", "Register, read, find and remove policies");
+        policy.Add(Push(env));
+        policy.Add(Get(env));
+        policy.Add(Query(env));
+        policy.Add(Delete(env));
+        return policy;
+    }
+
+    private static Command Push(CliEnvironment env)
+    {
+        var dir = new Argument<string>("dir") { Description = "Policy directory: function.py (or code/function.py) and, optionally, requirements.txt" };
+        var manifest = new Option<string?>("--manifest") { Description = "PolicyRule JSON without code (default: <dir>/policy.json)" };
+        var command = new Command("push", "Zip a policy directory, upload it as a bundle, and create or update the policy") { dir, manifest };
+        command.SetRun(env, async (parse, session, ct) =>
+        {
+            var directory = parse.GetValue(dir)!;
+            var manifestPath = parse.GetValue(manifest) ?? Path.Combine(directory, "policy.json");
+            var document = CliCommon.ReadJsonFile(manifestPath, "manifest");
+            byte[] zip;
+            try { zip = BundleZipper.Zip(directory); }
+            catch (ArgumentException e) { throw new UsageException(e.Message); }
+
+            var client = session.Client();
+            var bundle = await UploadAsync(session, client, zip, ct);
+            document["code"] = bundle.Data!["code"]!.GetValue<string>();
+            var uri = document["policy_rule_uri"]?.GetValue<string>() is { Length: > 0 } given ? given
+                : $"{Text(document, "name")}:{Text(document, "version")}-{Text(document, "release_tag")}";
+
+            ServerAnswer saved;
+            string verb;
+            try
+            {
+                var current = await client.GetAsync($"policy/{Uri.EscapeDataString(uri)}", ct);
+                saved = await client.PutAsync($"policy/{Uri.EscapeDataString(uri)}", document, current.ETag, ct);
+                verb = "updated";
+            }
+            catch (ServerFailureException e) when (e.Status == 404)
+            {
+                saved = await client.PostAsync("policy", document, ct);
+                verb = "created";
+            }
+            session.Show(saved.Data, console =>
+                console.MarkupLine($"{verb} [bold]{Markup.Escape(saved.Data?["policy_rule_uri"]?.ToString() ?? uri)}[/] from bundle {Markup.Escape(bundle.Data!["sha256"]!.ToString()[..12])}… ({zip.Length} bytes)"));
+            return CliCommon.Ok;
+        });
+        return command;
+    }
+
+    private static async Task<ServerAnswer> UploadAsync(CliSession session, RegistryClient client, byte[] zip, CancellationToken ct)
+    {
+        if (zip.Length < ProgressThreshold || session.Json || !session.Env.Console.Profile.Capabilities.Interactive)
+        {
+            var content = new ByteArrayContent(zip);
+            content.Headers.ContentType = new MediaTypeHeaderValue("application/zip");
+            return await client.UploadAsync("bundles", content, ct);
+        }
+        ServerAnswer? answer = null;
+        await session.Env.Console.Progress().StartAsync(async progress =>
+        {
+            var task = progress.AddTask("uploading bundle", maxValue: zip.Length);
+            answer = await client.UploadAsync("bundles", new ProgressContent(zip, "application/zip", sent => task.Value = sent).Typed(), ct);
+        });
+        return answer!;
+    }
+
+    private static Command Get(CliEnvironment env)
+    {
+        var uri = new Argument<string>("uri") { Description = "name:version-release_tag" };
+        var command = new Command("get", "Show a policy") { uri };
+        command.SetRun(env, async (parse, session, ct) =>
+        {
+            var answer = await session.Client().GetAsync($"policy/{Uri.EscapeDataString(parse.GetValue(uri)!)}", ct);
+            session.Show(answer.Data, console =>
+            {
+                DocumentView.One(console, answer.Data);
+                if (answer.Deprecated) console.MarkupLine("[yellow]this policy is deprecated[/]");
+            });
+            return CliCommon.Ok;
+        });
+        return command;
+    }
+
+    private static Command Query(CliEnvironment env)
+    {
+        var filter = new Argument<string?>("filter") { Description = "Mongo-style filter, e.g. '{\"tags\": {\"$regex\": \"network\"}}' (default: everything)", Arity = ArgumentArity.ZeroOrOne };
+        var (limit, skip, sort) = QueryOptions();
+        var command = new Command("query", "Find policies") { filter, limit, skip, sort };
+        command.SetRun(env, async (parse, session, ct) =>
+        {
+            var body = CliCommon.ParseJson(parse.GetValue(filter), "filter") ?? new JsonObject();
+            var answer = await session.Client().PostAsync(QueryPath("policy/query", parse, limit, skip, sort), body, ct);
+            session.Show(answer.Data, console => DocumentView.Many(console, answer.Data, "policy_rule_uri", "status", "tags", "updated_at"));
+            return CliCommon.Ok;
+        });
+        return command;
+    }
+
+    private static Command Delete(CliEnvironment env)
+    {
+        var uri = new Argument<string>("uri") { Description = "name:version-release_tag" };
+        var force = new Option<bool>("--force") { Description = "Delete even while functions or graphs use it" };
+        var command = new Command("delete", "Remove a policy") { uri, force };
+        command.SetRun(env, async (parse, session, ct) =>
+        {
+            var path = $"policy/{Uri.EscapeDataString(parse.GetValue(uri)!)}" + (parse.GetValue(force) ? "?force=true" : "");
+            var answer = await session.Client().DeleteAsync(path, ct);
+            session.Show(answer.Data, console => console.MarkupLine($"deleted [bold]{Markup.Escape(answer.Data?["policy_rule_uri"]?.ToString() ?? "")}[/]"));
+            return CliCommon.Ok;
+        });
+        return command;
+    }
+
+    public static (Option<int?> Limit, Option<int?> Skip, Option<string?> Sort) QueryOptions() =>
+        (new Option<int?>("--limit") { Description = "At most this many (default 100, max 1000)" },
+         new Option<int?>("--skip") { Description = "Skip this many first" },
+         new Option<string?>("--sort") { Description = "field:asc|desc" });
+
+    public static string QueryPath(string path, ParseResult parse, Option<int?> limit, Option<int?> skip, Option<string?> sort)
+    {
+        var query = new List<string>();
+        if (parse.GetValue(limit) is { } l) query.Add($"limit={l}");
+        if (parse.GetValue(skip) is { } s) query.Add($"skip={s}");
+        if (parse.GetValue(sort) is { Length: > 0 } o) query.Add($"sort={Uri.EscapeDataString(o)}");
+        return query.Count == 0 ? path : $"{path}?{string.Join("&", query)}";
+    }
+
+    private static string Text(JsonObject document, string field) =>
+        document[field] is JsonValue v && v.TryGetValue<string>(out var s) && s.Length > 0 ? s
+            : throw new UsageException($"the manifest has no '{field}' (name, version and release_tag make the policy URI)");
+}

@@ -1,0 +1,325 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using PolicyGrid.Core.Querying;
+
+namespace PolicyGrid.Embedded.Storage;
+
+/// <summary>
+/// A filter translated to SQL as two conditions: <see cref="Certain"/> holds only for rows that surely
+/// match, <see cref="Possible"/> for every row that might. Where SQL answers a node exactly both are the
+/// same text; where it cannot (regex-free elemMatch, deep-equal objects, numbers SQLite would round) the
+/// rows between the two are decided by Core's <see cref="FilterNode.Matches"/>.
+/// </summary>
+internal sealed record SqlCondition(string Certain, string Possible)
+{
+    public static readonly SqlCondition True = new("1", "1");
+    public static readonly SqlCondition False = new("0", "0");
+    public static readonly SqlCondition Unknown = new("0", "1");
+
+    public bool IsExact => Certain == Possible;
+
+    public static SqlCondition Exact(string sql) => new(sql, sql);
+
+    public static SqlCondition And(params IEnumerable<SqlCondition> parts)
+    {
+        var list = parts.Where(p => p != True).ToList();
+        if (list.Contains(False)) return False;
+        if (list.Count == 0) return True;
+        if (list.Count == 1) return list[0];
+        return new(Join(" AND ", list.Select(p => p.Certain)), Join(" AND ", list.Select(p => p.Possible)));
+    }
+
+    public static SqlCondition Or(params IEnumerable<SqlCondition> parts)
+    {
+        var list = parts.Where(p => p != False).ToList();
+        if (list.Contains(True)) return True;
+        if (list.Count == 0) return False;
+        if (list.Count == 1) return list[0];
+        return new(Join(" OR ", list.Select(p => p.Certain)), Join(" OR ", list.Select(p => p.Possible)));
+    }
+
+    /// <summary>Negation swaps the roles: a row surely fails "not x" only if it surely matches x.</summary>
+    public static SqlCondition Not(SqlCondition c)
+    {
+        if (c == True) return False;
+        if (c == False) return True;
+        if (c == Unknown) return Unknown;
+        // SQL yields NULL where a path is missing; that means "no match", so fold it to 0 before negating.
+        return new($"NOT coalesce(({c.Possible}), 0)", $"NOT coalesce(({c.Certain}), 0)");
+    }
+
+    public SqlCondition Wrap(Func<string, string> around) => new(around(Certain), around(Possible));
+
+    private static string Join(string op, IEnumerable<string> parts) => "(" + string.Join(op, parts.Select(p => "(" + p + ")")) + ")";
+}
+
+/// <summary>Where a JSON value sits in SQL terms: its json_type, its SQL value and its JSON text.</summary>
+internal abstract record SqlLocation
+{
+    public abstract string Type { get; }
+    public abstract string Value { get; }
+    public abstract string Text { get; }
+}
+
+/// <summary>A value reached by a path inside a JSON text: <c>json_type(json, path)</c> etc.</summary>
+internal sealed record PathLocation(string Json, string PathParameter, string StaticPath) : SqlLocation
+{
+    public override string Type => $"json_type({Json}, {PathParameter})";
+    public override string Value => $"json_extract({Json}, {PathParameter})";
+    public override string Text => $"({Json} -> {PathParameter})";
+}
+
+/// <summary>An element of an array, as a row of <c>json_each</c>.</summary>
+internal sealed record ElementLocation(string Alias, PathLocation Array) : SqlLocation
+{
+    public override string Type => $"{Alias}.type";
+    public override string Value => $"{Alias}.value";
+    public override string Text => $"({Array.Json} -> ({Array.PathParameter} || '[' || {Alias}.key || ']'))";
+}
+
+/// <summary>
+/// Translates Core's filter tree into SQL over the JSON <c>body</c> column with json_type, json_extract and
+/// json_each. Every value travels as a parameter; paths are built from validated segments and passed as
+/// parameters too. The translation reproduces Core's semantics: dotted paths walk into arrays (each object
+/// element, and numeric segments index), and comparison operators match when any value or any element of an
+/// array value matches.
+/// </summary>
+internal sealed class SqlFilterTranslator
+{
+    /// <summary>Deeper paths fan out (object and array branches per segment); leave those to Core.</summary>
+    private const int MaxPathDepth = 4;
+    private readonly List<KeyValuePair<string, object>> _parameters = [];
+    private int _aliases;
+
+    public IReadOnlyList<KeyValuePair<string, object>> Parameters => _parameters;
+
+    public bool UsesRegex { get; private set; }
+
+    public static (SqlCondition Condition, IReadOnlyList<KeyValuePair<string, object>> Parameters) Translate(FilterNode filter, string bodyColumn = "body")
+    {
+        var translator = new SqlFilterTranslator();
+        return (translator.Node(filter, bodyColumn), translator.Parameters);
+    }
+
+    public SqlCondition Node(FilterNode node, string body) => node switch
+    {
+        AndFilter a => SqlCondition.And(a.Children.Select(c => Node(c, body)).ToList()),
+        OrFilter o => SqlCondition.Or(o.Children.Select(c => Node(c, body)).ToList()),
+        FieldFilter f => Field(f, body),
+        _ => SqlCondition.Unknown,
+    };
+
+    private SqlCondition Field(FieldFilter f, string body)
+    {
+        if (f.Path.Length == 0) return SqlCondition.Unknown;
+        var segments = JsonPath.Split(f.Path);
+        if (segments.Length > MaxPathDepth || segments.Any(s => !IsPlainSegment(s))) return SqlCondition.Unknown;
+        var asVersion = VersionComparer.IsVersionField(f.Path);
+        switch (f.Operator)
+        {
+            case FieldOperator.Eq:
+                return EqualsAny(segments, body, [f.Operand]);
+            case FieldOperator.Ne:
+                return SqlCondition.Not(EqualsAny(segments, body, [f.Operand]));
+            case FieldOperator.In:
+                var inOperands = (JsonArray)f.Operand!;
+                var regexes = inOperands.OfType<JsonObject>().Where(o => o.ContainsKey("$regex")).ToList();
+                var parts = new List<SqlCondition> { EqualsAny(segments, body, [.. inOperands]) };
+                parts.AddRange(regexes.Select(r => RegexAny(segments, body, r["$regex"]!.GetValue<string>(), r["$options"]?.GetValue<string>() ?? "")));
+                return SqlCondition.Or(parts);
+            case FieldOperator.Nin:
+                var ninOperands = (JsonArray)f.Operand!;
+                var ninRegexes = ninOperands.OfType<JsonObject>().Where(o => o.ContainsKey("$regex")).ToList();
+                var ninParts = new List<SqlCondition> { EqualsAny(segments, body, [.. ninOperands]) };
+                ninParts.AddRange(ninRegexes.Select(r => RegexAny(segments, body, r["$regex"]!.GetValue<string>(), r["$options"]?.GetValue<string>() ?? "")));
+                return SqlCondition.Not(SqlCondition.Or(ninParts));
+            case FieldOperator.Gt or FieldOperator.Gte or FieldOperator.Lt or FieldOperator.Lte:
+                return Navigate(body, segments, v => Flatten(v, e => Compare(e, f.Operator, f.Operand, asVersion)));
+            case FieldOperator.Exists:
+                var present = Navigate(body, segments, v => SqlCondition.Exact($"{v.Type} IS NOT NULL"));
+                return f.Operand!.GetValue<bool>() ? present : SqlCondition.Not(present);
+            case FieldOperator.Regex:
+                return RegexAny(segments, body, f.Operand!.GetValue<string>(), f.RegexOptions);
+            case FieldOperator.Size:
+                if (!JsonValues.TryNumber(f.Operand, out var size) || size > int.MaxValue) return SqlCondition.Unknown;
+                var sizeParam = Parameter((long)size);
+                return Navigate(body, segments, v => SqlCondition.Exact($"{v.Type} = 'array' AND json_array_length({((PathLocation)v).Json}, {((PathLocation)v).PathParameter}) = {sizeParam}"));
+            case FieldOperator.All:
+                // Core: an empty $all matches nothing; an array needs every wanted value among its elements,
+                // any other value must itself equal every wanted value.
+                var wanted = ((JsonArray)f.Operand!).ToList();
+                if (wanted.Count == 0) return SqlCondition.False;
+                return Navigate(body, segments, v => SqlCondition.Or(
+                    SqlCondition.And([SqlCondition.Exact($"{v.Type} = 'array'"), .. wanted.Select(w => AnyElement((PathLocation)v, e => ScalarEquals(e, w)))]),
+                    SqlCondition.And([SqlCondition.Exact($"{v.Type} <> 'array'"), .. wanted.Select(w => ScalarEquals(v, w))])));
+            case FieldOperator.Not:
+                return SqlCondition.Not(Node(f.Nested!, body));
+            default:
+                return SqlCondition.Unknown; // $elemMatch: evaluated by Core
+        }
+    }
+
+    private SqlCondition EqualsAny(string[] segments, string body, IReadOnlyList<JsonNode?> operands)
+    {
+        var matchesNull = operands.Any(IsNull);
+        var found = Navigate(body, segments, v => Flatten(v, e => AnyScalarEquals(e, operands)));
+        if (!matchesNull) return found;
+        // {field: null} also matches a document where the path reaches nothing.
+        var present = Navigate(body, segments, v => SqlCondition.Exact($"{v.Type} IS NOT NULL"));
+        return SqlCondition.Or(found, SqlCondition.Not(present));
+    }
+
+    private SqlCondition RegexAny(string[] segments, string body, string pattern, string options)
+    {
+        FieldMatcher.Compile(pattern, options); // a bad pattern is the caller's 400, before any SQL runs
+        UsesRegex = true;
+        var p = Parameter(pattern);
+        var o = Parameter(options);
+        return Navigate(body, segments, v => Flatten(v, e => SqlCondition.Exact($"{e.Type} = 'text' AND pg_regex({p}, {o}, {e.Value})")));
+    }
+
+    /// <summary>
+    /// Equality against several scalar operands at one value. Strings, booleans and null group into one
+    /// test each; numbers are compared by SQLite only where its int64/double view cannot differ from
+    /// Core's decimal (see <see cref="NumberTest"/>); objects and arrays are deep-equality, left to Core.
+    /// </summary>
+    private SqlCondition AnyScalarEquals(SqlLocation v, IReadOnlyList<JsonNode?> operands)
+    {
+        var parts = new List<SqlCondition>();
+        var strings = new List<string>();
+        foreach (var operand in operands)
+        {
+            if (IsNull(operand)) parts.Add(SqlCondition.Exact($"{v.Type} = 'null'"));
+            else if (JsonValues.TryString(operand, out var s)) strings.Add(s);
+            else if (operand is JsonValue b && b.GetValueKind() is JsonValueKind.True or JsonValueKind.False)
+                parts.Add(SqlCondition.Exact($"{v.Type} = '{(b.GetValue<bool>() ? "true" : "false")}'"));
+            else if (JsonValues.TryNumber(operand, out var n)) parts.Add(NumberTest(v, n, "="));
+            // Objects and arrays are deep-equal only to a value of the same kind: those rows go to Core.
+            else if (operand is JsonObject) parts.Add(new SqlCondition("0", $"{v.Type} = 'object'"));
+            else if (operand is JsonArray) parts.Add(new SqlCondition("0", $"{v.Type} = 'array'"));
+            else parts.Add(SqlCondition.Unknown);
+        }
+        if (strings.Count == 1) parts.Add(SqlCondition.Exact($"{v.Type} = 'text' AND {v.Value} = {Parameter(strings[0])}"));
+        else if (strings.Count > 1)
+            parts.Add(SqlCondition.Exact($"{v.Type} = 'text' AND {v.Value} IN ({string.Join(", ", strings.Distinct(StringComparer.Ordinal).Select(s => Parameter(s)))})"));
+        return SqlCondition.Or(parts);
+    }
+
+    private SqlCondition ScalarEquals(SqlLocation v, JsonNode? operand) => AnyScalarEquals(v, [operand]);
+
+    private SqlCondition Compare(SqlLocation v, FieldOperator op, JsonNode? operand, bool asVersion)
+    {
+        var sqlOp = op switch { FieldOperator.Gt => ">", FieldOperator.Gte => ">=", FieldOperator.Lt => "<", _ => "<=" };
+        if (JsonValues.TryNumber(operand, out var n)) return NumberTest(v, n, sqlOp);
+        if (JsonValues.TryString(operand, out var s))
+            return SqlCondition.Exact($"{v.Type} = 'text' AND {v.Value} {sqlOp} {Parameter(s)} COLLATE {(asVersion ? SqliteCollations.Version : SqliteCollations.Ordinal)}");
+        if (operand is JsonValue b && b.GetValueKind() is JsonValueKind.True or JsonValueKind.False)
+        {
+            // Booleans order false < true; list which of the two satisfy the comparison.
+            var bound = b.GetValue<bool>();
+            var accepted = new[] { false, true }.Where(x => op switch
+            {
+                FieldOperator.Gt => x.CompareTo(bound) > 0,
+                FieldOperator.Gte => x.CompareTo(bound) >= 0,
+                FieldOperator.Lt => x.CompareTo(bound) < 0,
+                _ => x.CompareTo(bound) <= 0,
+            }).Select(x => x ? "'true'" : "'false'").ToList();
+            return accepted.Count == 0 ? SqlCondition.False : SqlCondition.Exact($"{v.Type} IN ({string.Join(", ", accepted)})");
+        }
+        return SqlCondition.False; // Core orders only like with like: null, objects and arrays never compare
+    }
+
+    /// <summary>
+    /// SQLite holds JSON numbers as int64 or double; Core compares them as decimal. For an operand with at
+    /// most 15 significant digits the two agree except when the stored number is beyond decimal's range
+    /// (Core: not a number) or rounds to exactly the operand's double while its text carries more digits.
+    /// Only those rare rows go to <c>pg_number</c>, which runs Core's own comparison on the JSON text.
+    /// </summary>
+    private SqlCondition NumberTest(SqlLocation v, decimal operand, string sqlOp)
+    {
+        var isNumber = $"{v.Type} IN ('integer', 'real')";
+        var operandJson = Parameter(operand.ToString(CultureInfo.InvariantCulture));
+        var op = Parameter(sqlOp);
+        var inCore = $"pg_number({op}, {v.Text}, {operandJson})";
+        if (!IsSafeOperand(operand)) return SqlCondition.Exact($"{isNumber} AND {inCore}");
+        object value = operand == decimal.Truncate(operand) && Math.Abs(operand) < 9_000_000_000_000_000_000m ? (long)operand : (double)operand;
+        var p = Parameter(value);
+        var unsafeValue = $"abs({v.Value}) >= 1e28 OR ({v.Value} = {p} AND (length({v.Text}) > 15 OR instr(lower({v.Text}), 'e') > 0))";
+        return SqlCondition.Exact($"{isNumber} AND CASE WHEN {unsafeValue} THEN {inCore} ELSE {v.Value} {sqlOp} {p} END");
+    }
+
+    private static bool IsSafeOperand(decimal d)
+    {
+        if (Math.Abs(d) >= 1e15m) return d == decimal.Truncate(d) && Math.Abs(d) < 9_000_000_000_000_000_000m;
+        var digits = d.ToString(CultureInfo.InvariantCulture).TrimStart('-').Replace(".", "", StringComparison.Ordinal).Trim('0');
+        return digits.Length <= 15;
+    }
+
+    /// <summary>The value itself, or any element when it is an array (Core's "any element matches").</summary>
+    private SqlCondition Flatten(SqlLocation v, Func<SqlLocation, SqlCondition> test)
+    {
+        var direct = test(v);
+        if (v is not PathLocation array) return direct;
+        return SqlCondition.Or(direct, SqlCondition.And(SqlCondition.Exact($"{v.Type} = 'array'"), AnyElement(array, test)));
+    }
+
+    private SqlCondition AnyElement(PathLocation array, Func<SqlLocation, SqlCondition> test)
+    {
+        var alias = $"e{_aliases++}";
+        var inner = test(new ElementLocation(alias, array));
+        if (inner == SqlCondition.False) return SqlCondition.False;
+        return inner.Wrap(where => $"EXISTS (SELECT 1 FROM json_each({array.Json}, {array.PathParameter}) AS {alias} WHERE {where})");
+    }
+
+    /// <summary>
+    /// "Some value reached by the path satisfies <paramref name="leaf"/>", following Core's JsonPath: an object
+    /// is entered by key; an array is indexed by a numeric segment and each of its object elements is entered
+    /// by the same segment.
+    /// </summary>
+    private SqlCondition Navigate(string body, string[] segments, Func<SqlLocation, SqlCondition> leaf)
+    {
+        // Documents are objects, so the root needs no type test.
+        return Step(new PathLocation(body, Parameter("$"), "$"), segments, 0, leaf, rootIsObject: true);
+    }
+
+    private SqlCondition Step(PathLocation at, string[] segments, int index, Func<SqlLocation, SqlCondition> leaf, bool rootIsObject = false)
+    {
+        if (index == segments.Length) return leaf(at);
+        var segment = segments[index];
+        var intoObject = Step(Child(at, $".\"{segment}\""), segments, index + 1, leaf);
+        if (rootIsObject) return intoObject;
+        var branches = new List<SqlCondition> { SqlCondition.And(SqlCondition.Exact($"{at.Type} = 'object'"), intoObject) };
+        var arrayParts = new List<SqlCondition>();
+        if (int.TryParse(segment, out var position) && position >= 0)
+            arrayParts.Add(Step(Child(at, $"[{position}]"), segments, index + 1, leaf));
+        var alias = $"e{_aliases++}";
+        var element = new PathLocation($"{alias}.value", Parameter("$"), "$");
+        var inElement = Step(Child(element, $".\"{segment}\""), segments, index + 1, leaf);
+        if (inElement != SqlCondition.False)
+            arrayParts.Add(SqlCondition.And(SqlCondition.Exact($"{alias}.type = 'object'"), inElement)
+                .Wrap(where => $"EXISTS (SELECT 1 FROM json_each({at.Json}, {at.PathParameter}) AS {alias} WHERE {where})"));
+        branches.Add(SqlCondition.And(SqlCondition.Exact($"{at.Type} = 'array'"), SqlCondition.Or(arrayParts)));
+        return SqlCondition.Or(branches);
+    }
+
+    private PathLocation Child(PathLocation at, string suffix)
+    {
+        var path = at.StaticPath + suffix;
+        return new PathLocation(at.Json, Parameter(path), path);
+    }
+
+    public string AddParameter(object value) => Parameter(value);
+
+    private string Parameter(object value)
+    {
+        var name = $"$p{_parameters.Count}";
+        _parameters.Add(new(name, value));
+        return name;
+    }
+
+    /// <summary>Segments that can be written as a quoted SQLite JSON path label without escaping.</summary>
+    public static bool IsPlainSegment(string s) => s.Length > 0 && s.All(c => c >= ' ' && c != '"' && c != '\\' && c != '\u007f');
+
+    private static bool IsNull(JsonNode? n) => n is null || (n is JsonValue v && v.GetValueKind() == JsonValueKind.Null);
+}

@@ -1,0 +1,253 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
+using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Core.Templates;
+using PolicyGrid.Runtime.Bundles;
+using PolicyGrid.Runtime.Hosting;
+
+namespace PolicyGrid.Runtime.Execution;
+
+/// <summary>
+/// Type 2 on this server's own worker pool: look the policy up (404 / 410), merge call settings
+/// and parameters over the stored ones and check them, check the input against
+/// policy_input_schema, run eval on a warm instance with its context loaded and saved under the
+/// context key (calls sharing a key one at a time), check the output, and log the decision.
+/// </summary>
+public sealed class LocalPolicyExecutor : IPolicyExecutor
+{
+    private readonly PolicyCatalog catalog;
+    private readonly IPolicyBundleSource bundles;
+    private readonly PythonWorkerPool pool;
+    private readonly IContextStore contexts;
+    private readonly ContextLocks locks;
+    private readonly DecisionLog decisions;
+    private readonly ExecutionOptions options;
+    private readonly int instancesPerPolicy;
+    private readonly ILogger logger;
+
+    public LocalPolicyExecutor(PolicyCatalog catalog, IPolicyBundleSource bundles, PythonWorkerPool pool, IContextStore contexts,
+        ContextLocks locks, DecisionLog decisions, PolicyRuntimeOptions options, ILogger<LocalPolicyExecutor> logger)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        this.catalog = catalog;
+        this.bundles = bundles;
+        this.pool = pool;
+        this.contexts = contexts;
+        this.locks = locks;
+        this.decisions = decisions;
+        this.options = options.Execution;
+        this.logger = logger;
+        instancesPerPolicy = options.Execution.InstancesPerPolicy > 0 ? options.Execution.InstancesPerPolicy : Math.Max(1, options.Pool.Workers);
+    }
+
+    public async Task<PolicyResult> ExecuteAsync(ExecutionRequest request, CallerIdentity caller, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var audit = new AuditTrail("execute", request.PolicyRuleUri, caller, request.ContextKey ?? "", CanonicalJson.Sha256(request.InputData));
+        try
+        {
+            var rule = await catalog.GetRunnableAsync(request.PolicyRuleUri, ct);
+            audit.PolicyRuleUri = rule.PolicyRuleUri;
+            var (settings, parameters) = MergeAndCheck(rule, request.Settings, request.Parameters);
+            if (rule.PolicyInputSchema.Count > 0) TemplateValidator.Ensure(rule.PolicyInputSchema, request.InputData, "input_data");
+            var deadline = DeadlineFor(rule, request.TimeoutSeconds);
+            var bundle = await bundles.GetAsync(rule.Code, ct);
+            audit.BundleSha256 = bundle.Sha256;
+
+            var contextKey = string.IsNullOrEmpty(request.ContextKey) ? rule.PolicyRuleUri : request.ContextKey;
+            audit.ContextKey = contextKey;
+            var load = new PolicyLoadSpec(rule.PolicyRuleUri, bundle, settings, parameters);
+            var instanceKey = InstanceKeyFor(load, contextKey);
+
+            JsonObject result;
+            using (await locks.AcquireAsync(contextKey, ct))
+            {
+                var before = await contexts.GetAsync(contextKey, ct) ?? [];
+                var args = new JsonObject
+                {
+                    ["parameters"] = parameters.DeepClone(),
+                    ["input_data"] = request.InputData.DeepClone(),
+                    ["context"] = before.DeepClone(),
+                };
+                var reply = await pool.InvokeAsync(new PolicyInvocation(instanceKey, load, PolicyMethods.Eval, args, deadline), ct);
+                result = reply?["result"] as JsonObject
+                    ?? throw Problems.PolicyError($"eval of {rule.PolicyRuleUri} returned {Describe(reply?["result"])}, not a dict");
+                CheckOutput(rule, result);
+                if (reply!["context"] is JsonObject after && !JsonNode.DeepEquals(before, after))
+                {
+                    await contexts.SetAsync(contextKey, (JsonObject)after.DeepClone(), options.ContextTtl, CancellationToken.None);
+                }
+            }
+            audit.Succeeded();
+            return new PolicyResult(result, rule.IsDeprecated);
+        }
+        catch (PolicyGridException e)
+        {
+            audit.Failed(e.Code, e.Status);
+            throw;
+        }
+        catch (OperationCanceledException)
+        {
+            audit.Failed("cancelled", 499);
+            throw;
+        }
+        finally
+        {
+            await decisions.RecordAsync(audit.ToDecision());
+        }
+    }
+
+    public async Task<PolicyResult> ManageAsync(ManagementRequest request, CallerIdentity caller, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var audit = new AuditTrail("management", request.PolicyRuleUri, caller, "", CanonicalJson.Sha256(JsonValue.Create(request.Action), request.Data));
+        try
+        {
+            var rule = await catalog.GetRunnableAsync(request.PolicyRuleUri, ct);
+            audit.PolicyRuleUri = rule.PolicyRuleUri;
+            if (string.IsNullOrWhiteSpace(request.Action)) throw Problems.Validation("action", "must not be empty");
+            CheckCommand(rule, request.Action, request.Data);
+            var (settings, parameters) = MergeAndCheck(rule, request.Settings, request.Parameters);
+            var deadline = DeadlineFor(rule, request.TimeoutSeconds);
+            var bundle = await bundles.GetAsync(rule.Code, ct);
+            audit.BundleSha256 = bundle.Sha256;
+            var args = new JsonObject { ["action"] = request.Action, ["data"] = request.Data.DeepClone() };
+            // Type 2 is stateless: management runs on a fresh instance that is dropped afterwards.
+            var reply = await pool.InvokeOnceAsync(new PolicyLoadSpec(rule.PolicyRuleUri, bundle, settings, parameters), PolicyMethods.Management, args, deadline, ct);
+            var result = reply switch
+            {
+                null => [],
+                JsonObject obj => obj,
+                _ => throw Problems.PolicyError($"management of {rule.PolicyRuleUri} returned {Describe(reply)}, not a dict"),
+            };
+            audit.Succeeded();
+            return new PolicyResult(result, rule.IsDeprecated);
+        }
+        catch (PolicyGridException e)
+        {
+            audit.Failed(e.Code, e.Status);
+            throw;
+        }
+        catch (OperationCanceledException)
+        {
+            audit.Failed("cancelled", 499);
+            throw;
+        }
+        finally
+        {
+            await decisions.RecordAsync(audit.ToDecision());
+        }
+    }
+
+    /// <summary>Given keys win over stored ones; a call that overrides anything is checked against the templates.</summary>
+    internal static (JsonObject Settings, JsonObject Parameters) MergeAndCheck(PolicyRule rule, JsonObject? settings, JsonObject? parameters)
+    {
+        var mergedSettings = Merge(rule.PolicySettings, settings);
+        var mergedParameters = Merge(rule.PolicyParameters, parameters);
+        var errors = new List<FieldError>();
+        if (settings is { Count: > 0 }) errors.AddRange(TemplateValidator.Validate(rule.PolicySettingsSchema, mergedSettings, "settings"));
+        if (parameters is { Count: > 0 }) errors.AddRange(TemplateValidator.Validate(rule.PolicyParametersSchema, mergedParameters, "parameters"));
+        if (errors.Count > 0) throw Problems.Validation(errors);
+        return (mergedSettings, mergedParameters);
+    }
+
+    private static JsonObject Merge(JsonObject stored, JsonObject? given)
+    {
+        var merged = (JsonObject)stored.DeepClone();
+        if (given is null) return merged;
+        foreach (var (key, value) in given) merged[key] = value?.DeepClone();
+        return merged;
+    }
+
+    internal TimeSpan DeadlineFor(PolicyRule rule, double? callSeconds)
+    {
+        if (callSeconds is { } seconds)
+        {
+            if (!(seconds > 0) || double.IsInfinity(seconds))
+                throw Problems.Validation("timeout_seconds", "must be a number greater than 0");
+            if (TimeSpan.FromSeconds(seconds) > options.MaxTimeout)
+                throw Problems.Validation("timeout_seconds", $"must be at most {options.MaxTimeout.TotalSeconds:0.###}");
+            return TimeSpan.FromSeconds(seconds);
+        }
+        if (rule.ResourceEstimates["timeout_seconds"] is JsonValue estimate
+            && estimate.TryGetValue<double>(out var estimated) && estimated > 0)
+        {
+            var fromPolicy = TimeSpan.FromSeconds(estimated);
+            return fromPolicy > options.MaxTimeout ? options.MaxTimeout : fromPolicy;
+        }
+        return options.DefaultTimeout;
+    }
+
+    // Warm instances are keyed by everything that shapes them, so an update to code, settings or
+    // parameters gets a new instance; the context key picks one of a few replicas so unrelated
+    // callers are not queued behind one worker, while one key always meets the same instance.
+    private string InstanceKeyFor(PolicyLoadSpec load, string contextKey)
+    {
+        var shape = CanonicalJson.Sha256(JsonValue.Create(load.RuleId), JsonValue.Create(load.Bundle.Sha256), load.Settings, load.Parameters);
+        var replica = (uint)StableHash(contextKey) % (uint)instancesPerPolicy;
+        return $"t2:{shape}#{replica}";
+    }
+
+    private static int StableHash(string text)
+    {
+        var hash = 2166136261u;
+        foreach (var c in text) hash = (hash ^ c) * 16777619u;
+        return (int)hash;
+    }
+
+    private void CheckOutput(PolicyRule rule, JsonObject result)
+    {
+        if (options.OutputSchemaMode == OutputSchemaMode.Off || rule.PolicyOutputSchema.Count == 0) return;
+        var errors = TemplateValidator.Validate(rule.PolicyOutputSchema, result, "result");
+        if (errors.Count == 0) return;
+        var message = $"the answer of {rule.PolicyRuleUri} does not match its policy_output_schema: {string.Join("; ", errors)}";
+        if (options.OutputSchemaMode == OutputSchemaMode.Enforce) throw Problems.PolicyError(message);
+        logger.LogWarning("{Message}", message);
+    }
+
+    private static void CheckCommand(PolicyRule rule, string action, JsonObject data)
+    {
+        if (rule.ManagementCommandsSchema.Count == 0) return;
+        var command = rule.ManagementCommandsSchema.OfType<JsonObject>()
+            .FirstOrDefault(c => c["name"]?.GetValueKind() == JsonValueKind.String && c["name"]!.GetValue<string>() == action);
+        if (command is null)
+        {
+            var known = string.Join(", ", rule.ManagementCommandsSchema.OfType<JsonObject>().Select(c => c["name"]?.ToString()));
+            throw Problems.Validation("action", $"'{action}' is not a management command of {rule.PolicyRuleUri} (known: {known})");
+        }
+        if (command["schema"] is JsonObject { Count: > 0 } schema) TemplateValidator.Ensure(schema, data, "data");
+    }
+
+    private static string Describe(JsonNode? node) => node switch
+    {
+        null => "None",
+        JsonArray => "a list",
+        JsonValue v => $"a {v.GetValueKind().ToString().ToLowerInvariant()}",
+        _ => "a dict",
+    };
+
+    private sealed class AuditTrail(string kind, string uri, CallerIdentity caller, string contextKey, string inputSha)
+    {
+        private readonly long started = Stopwatch.GetTimestamp();
+        private readonly DateTimeOffset at = DateTimeOffset.UtcNow;
+        private string outcome = Decision.OutcomeError;
+        private string errorCode = "";
+        private int status = 500;
+
+        public string PolicyRuleUri { get; set; } = uri ?? "";
+        public string BundleSha256 { get; set; } = "";
+        public string ContextKey { get; set; } = contextKey;
+
+        public void Succeeded() { outcome = Decision.OutcomeResult; status = 200; errorCode = ""; }
+
+        public void Failed(string code, int httpStatus) { outcome = Decision.OutcomeError; errorCode = code; status = httpStatus; }
+
+        public Decision ToDecision() => new(kind, PolicyRuleUri, BundleSha256, caller?.Name ?? CallerIdentity.Anonymous.Name, ContextKey, inputSha,
+            outcome, outcome == Decision.OutcomeError && errorCode.Length == 0 ? "internal" : errorCode, status,
+            Stopwatch.GetElapsedTime(started).TotalMilliseconds, at);
+    }
+}

@@ -1,0 +1,76 @@
+using PolicyGrid.Runtime.Hosting;
+
+namespace PolicyGrid.Runtime;
+
+/// <summary>Everything the runtime can be told, bound from configuration section <c>PolicyGrid:Runtime</c>.</summary>
+public sealed class PolicyRuntimeOptions
+{
+    public const string Section = "PolicyGrid:Runtime";
+
+    /// <summary>The Python worker pool (<c>PolicyGrid:Runtime:Pool</c>).</summary>
+    public WorkerPoolOptions Pool { get; set; } = new();
+
+    /// <summary>Type 2 execution (<c>PolicyGrid:Runtime:Execution</c>).</summary>
+    public ExecutionOptions Execution { get; set; } = new();
+
+    /// <summary>Decision log retention (<c>PolicyGrid:Runtime:Decisions</c>).</summary>
+    public DecisionLogOptions Decisions { get; set; } = new();
+
+    /// <summary>Calls to remote executor nodes (<c>PolicyGrid:Runtime:RemoteExecutors</c>).</summary>
+    public RemoteExecutorOptions RemoteExecutors { get; set; } = new();
+}
+
+/// <summary>What happens when a policy's answer does not match its policy_output_schema.</summary>
+public enum OutputSchemaMode
+{
+    /// <summary>Not checked.</summary>
+    Off,
+    /// <summary>Checked; a mismatch is logged and the answer still returned.</summary>
+    Warn,
+    /// <summary>Checked; a mismatch answers 422 policy_error.</summary>
+    Enforce,
+}
+
+public sealed class ExecutionOptions
+{
+    /// <summary>Deadline when neither the call (timeout_seconds) nor the policy (resource_estimates.timeout_seconds) gives one.</summary>
+    public TimeSpan DefaultTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Longest deadline a call or policy may ask for.</summary>
+    public TimeSpan MaxTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    public OutputSchemaMode OutputSchemaMode { get; set; } = OutputSchemaMode.Warn;
+
+    /// <summary>Time to live of saved policy context; null keeps it until overwritten.</summary>
+    public TimeSpan? ContextTtl { get; set; }
+
+    /// <summary>
+    /// Warm instances one Type 2 policy (same code, settings, parameters) may have, spread over
+    /// workers by context key; 0 means one per worker. Calls sharing a context key share one instance.
+    /// </summary>
+    public int InstancesPerPolicy { get; set; }
+}
+
+public sealed class DecisionLogOptions
+{
+    /// <summary>Most decisions kept; older ones are pruned in the background.</summary>
+    public int MaxCount { get; set; } = 100_000;
+
+    /// <summary>Oldest decision kept.</summary>
+    public TimeSpan MaxAge { get; set; } = TimeSpan.FromDays(30);
+
+    /// <summary>How often retention runs.</summary>
+    public TimeSpan PruneInterval { get; set; } = TimeSpan.FromMinutes(5);
+}
+
+public sealed class RemoteExecutorOptions
+{
+    /// <summary>Bearer token sent to remote executor nodes, when they require one.</summary>
+    public string? Token { get; set; }
+
+    /// <summary>Time to connect and get an answer beyond the policy's own deadline.</summary>
+    public TimeSpan Overhead { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Retries of a call that never reached the node (connection refused/reset).</summary>
+    public int ConnectRetries { get; set; } = 2;
+}

@@ -1,0 +1,75 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Http.Resilience;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Polly;
+using Polly.Timeout;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime.Execution;
+using PolicyGrid.Runtime.Hosting;
+using PolicyGrid.Runtime.Transports;
+
+namespace PolicyGrid.Runtime;
+
+public static class PolicyRuntimeServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers the policy runtime: the pre-started Python worker pool, Type 2 execution on it
+    /// (<see cref="LocalPolicyExecutor"/>, also as <see cref="IPolicyExecutor"/> unless one is
+    /// registered), dry loads for onboarding, the decision log with its retention, and the
+    /// <c>inproc://</c> and <c>http(s)://</c> executor transports. Options come from
+    /// <c>PolicyGrid:Runtime</c>. Needs an <see cref="IDocumentStore"/>, an <see cref="IContextStore"/>
+    /// and an <see cref="IPolicyBundleSource"/> (the bundle cache).
+    /// </summary>
+    public static IServiceCollection AddPolicyRuntime(this IServiceCollection services, IConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        services.AddOptions<PolicyRuntimeOptions>().Bind(configuration.GetSection(PolicyRuntimeOptions.Section));
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton(sp => sp.GetRequiredService<IOptions<PolicyRuntimeOptions>>().Value);
+
+        services.TryAddSingleton(sp => new PythonWorkerPool(sp.GetRequiredService<PolicyRuntimeOptions>().Pool, sp.GetRequiredService<ILogger<PythonWorkerPool>>()));
+        services.AddHostedService<WorkerPoolStartup>();
+
+        services.TryAddSingleton<PolicyCatalog>();
+        services.TryAddSingleton<ContextLocks>();
+        services.TryAddSingleton(sp => new DecisionLog(sp.GetRequiredService<IDocumentStore>(), sp.GetRequiredService<PolicyRuntimeOptions>().Decisions,
+            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<DecisionLog>>()));
+        services.AddHostedService(sp => new DecisionRetention(sp.GetRequiredService<DecisionLog>(), sp.GetRequiredService<PolicyRuntimeOptions>().Decisions,
+            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<DecisionRetention>>()));
+        services.TryAddSingleton<LocalPolicyExecutor>();
+        services.TryAddSingleton<IPolicyExecutor>(sp => sp.GetRequiredService<LocalPolicyExecutor>());
+        services.TryAddSingleton<PolicyOnboarding>();
+
+        services.AddSingleton<IExecutorTransport, InProcExecutorTransport>();
+        services.AddSingleton<IExecutorTransport, HttpExecutorTransport>();
+        AddExecutorNodeClient(services, configuration.GetSection(PolicyRuntimeOptions.Section).Get<PolicyRuntimeOptions>() ?? new());
+        return services;
+    }
+
+    private static void AddExecutorNodeClient(IServiceCollection services, PolicyRuntimeOptions options)
+    {
+        // Every attempt may take as long as the longest policy deadline plus the network's share.
+        var attempt = options.Execution.MaxTimeout + options.RemoteExecutors.Overhead;
+        services.AddHttpClient(HttpExecutorTransport.ClientName, c => c.Timeout = Timeout.InfiniteTimeSpan)
+            .AddStandardResilienceHandler(o =>
+            {
+                o.AttemptTimeout.Timeout = attempt;
+                o.TotalRequestTimeout.Timeout = attempt * (options.RemoteExecutors.ConnectRetries + 1) + TimeSpan.FromSeconds(5);
+                // Executions are not idempotent: retry only when the node was never reached.
+                o.Retry.MaxRetryAttempts = Math.Max(options.RemoteExecutors.ConnectRetries, 1);
+                o.Retry.UseJitter = true;
+                o.Retry.Delay = TimeSpan.FromMilliseconds(100);
+                o.Retry.ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is HttpRequestException);
+                // A node whose policies time out is healthy; one that cannot be reached is not.
+                o.CircuitBreaker.ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is HttpRequestException or TimeoutRejectedException);
+                o.CircuitBreaker.SamplingDuration = attempt * 2 + TimeSpan.FromSeconds(1);
+                o.CircuitBreaker.MinimumThroughput = 3;
+                o.CircuitBreaker.FailureRatio = 0.5;
+                o.CircuitBreaker.BreakDuration = TimeSpan.FromSeconds(5);
+            })
+            .SelectPipelineByAuthority();
+    }
+}

@@ -1,0 +1,4 @@
+using System.Runtime.CompilerServices;
+
+[assembly: InternalsVisibleTo("PolicyGrid.Sdk.Tests")]
+[assembly: InternalsVisibleTo("PolicyGrid.Bench")]

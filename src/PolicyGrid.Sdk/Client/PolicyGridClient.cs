@@ -1,0 +1,186 @@
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace PolicyGrid.Sdk.Client;
+
+/// <summary>
+/// Typed client over the PolicyGrid public API (contract/API.md). Each call answers the envelope's
+/// <c>data</c>; a failure envelope throws <see cref="PolicyGridApiException"/> with the server's status,
+/// <c>code</c> and message; a server that cannot be reached within <see cref="PolicyGridClientOptions.Timeout"/>
+/// throws <see cref="PolicyGridUnreachableException"/> (fail closed). Shapes owned by other areas
+/// (functions, graphs, jobs, decisions) come back as <see cref="JsonNode"/>.
+/// </summary>
+public sealed partial class PolicyGridClient : IDisposable
+{
+    private readonly HttpClient _http;
+    private readonly bool _ownsHttp;
+    private readonly string? _token;
+
+    public PolicyGridClient(PolicyGridClientOptions? options = null)
+        : this(new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) }), options ?? new(), ownsHttp: true)
+    {
+    }
+
+    public PolicyGridClient(Uri server, string? token = null, TimeSpan? timeout = null)
+        : this(new PolicyGridClientOptions { Server = server, Token = token, Timeout = timeout ?? TimeSpan.FromSeconds(10) })
+    {
+    }
+
+    /// <summary>Uses a caller-owned <see cref="HttpClient"/> (e.g. a test server's); <paramref name="options"/>.Server is the base address.</summary>
+    public PolicyGridClient(HttpClient http, PolicyGridClientOptions options) : this(http, options, ownsHttp: false)
+    {
+    }
+
+    private PolicyGridClient(HttpClient http, PolicyGridClientOptions options, bool ownsHttp)
+    {
+        ArgumentNullException.ThrowIfNull(http);
+        ArgumentNullException.ThrowIfNull(options);
+        _http = http;
+        _ownsHttp = ownsHttp;
+        if (ownsHttp) _http.Timeout = System.Threading.Timeout.InfiniteTimeSpan; // ours below tells timeout from cancellation
+        Server = options.Server;
+        Timeout = options.Timeout;
+        _token = options.Token;
+    }
+
+    public Uri Server { get; }
+    public TimeSpan Timeout { get; }
+
+    /// <summary>Sends one request and decodes the envelope. The building block of every other call.</summary>
+    public async Task<PolicyGridResponse> SendAsync(HttpMethod method, string pathOrUrl, JsonNode? body = null,
+        IReadOnlyDictionary<string, string>? headers = null, CancellationToken ct = default)
+    {
+        using var content = body is null ? (method == HttpMethod.Post || method == HttpMethod.Put ? new StringContent("", Encoding.UTF8, "application/json") : null)
+            : new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json");
+        return await SendContentAsync(method, pathOrUrl, content, headers, ct);
+    }
+
+    private async Task<PolicyGridResponse> SendContentAsync(HttpMethod method, string pathOrUrl, HttpContent? content,
+        IReadOnlyDictionary<string, string>? headers, CancellationToken ct)
+    {
+        var url = Resolve(pathOrUrl);
+        using var request = new HttpRequestMessage(method, url) { Content = content };
+        request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
+        // The token goes to our server only, never to a bundle URL elsewhere.
+        if (!string.IsNullOrEmpty(_token) && SameOrigin(url, Server)) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", _token);
+        if (headers is not null)
+            foreach (var (k, v) in headers) request.Headers.TryAddWithoutValidation(k, v);
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(Timeout);
+        HttpResponseMessage response;
+        byte[] payload;
+        try
+        {
+            response = await _http.SendAsync(request, HttpCompletionOption.ResponseContentRead, timeout.Token);
+            payload = await response.Content.ReadAsByteArrayAsync(timeout.Token);
+        }
+        catch (OperationCanceledException e) when (!ct.IsCancellationRequested)
+        {
+            throw new PolicyGridUnreachableException(Server, $"no answer within {Timeout.TotalSeconds:0.###} s", e);
+        }
+        catch (HttpRequestException e)
+        {
+            throw new PolicyGridUnreachableException(Server, e.Message, e);
+        }
+        using (response)
+        {
+            return Decode(response, payload, url);
+        }
+    }
+
+    private Uri Resolve(string pathOrUrl)
+    {
+        if (pathOrUrl.StartsWith("http://", StringComparison.OrdinalIgnoreCase) || pathOrUrl.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+            return new Uri(pathOrUrl);
+        var baseText = Server.ToString().TrimEnd('/');
+        return new Uri(baseText + (pathOrUrl.StartsWith('/') ? pathOrUrl : "/" + pathOrUrl));
+    }
+
+    private static bool SameOrigin(Uri a, Uri b) =>
+        string.Equals(a.Scheme, b.Scheme, StringComparison.OrdinalIgnoreCase)
+        && string.Equals(a.Host, b.Host, StringComparison.OrdinalIgnoreCase) && a.Port == b.Port;
+
+    private static PolicyGridResponse Decode(HttpResponseMessage response, byte[] payload, Uri url)
+    {
+        var status = (int)response.StatusCode;
+        var mediaType = response.Content.Headers.ContentType?.MediaType ?? "";
+        var isJson = mediaType.Contains("json", StringComparison.OrdinalIgnoreCase);
+        if (status == 200 && !isJson) return new PolicyGridResponse(status, null, payload, response.Headers, response.Content.Headers);
+
+        JsonNode? parsed = null;
+        if (payload.Length > 0)
+        {
+            try { parsed = JsonNode.Parse(payload); }
+            catch (JsonException) { parsed = null; }
+        }
+        if (parsed is JsonObject envelope && envelope.TryGetPropertyValue("success", out var success))
+        {
+            if (success is JsonValue v && v.GetValueKind() == JsonValueKind.True && status == 200)
+                return new PolicyGridResponse(status, envelope["data"], payload, response.Headers, response.Content.Headers);
+            var code = envelope["code"] is JsonValue c && c.GetValueKind() == JsonValueKind.String ? c.GetValue<string>() : CodeFor(status);
+            var message = envelope["message"] is JsonValue m && m.GetValueKind() == JsonValueKind.String ? m.GetValue<string>() : $"HTTP {status}";
+            throw new PolicyGridApiException(status, code, message, envelope["errors"] as JsonArray is { } errs ? (JsonArray)errs.DeepClone() : null)
+            {
+                RetryAfterSeconds = RetryAfter(response),
+            };
+        }
+        if (status == 200) return new PolicyGridResponse(status, parsed, payload, response.Headers, response.Content.Headers);
+        var text = Encoding.UTF8.GetString(payload.AsSpan(0, Math.Min(payload.Length, 300)));
+        throw new PolicyGridApiException(status, CodeFor(status), $"{url} answered HTTP {status} without an envelope: {text}")
+        {
+            RetryAfterSeconds = RetryAfter(response),
+        };
+    }
+
+    private static int? RetryAfter(HttpResponseMessage response) =>
+        response.Headers.RetryAfter?.Delta is { } d ? (int)Math.Ceiling(d.TotalSeconds) : null;
+
+    private static string CodeFor(int status) => status switch
+    {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        409 => "conflict",
+        410 => "retired",
+        413 => "too_large",
+        422 => "policy_error",
+        429 => "overloaded",
+        503 => "backend_unavailable",
+        504 => "policy_timeout",
+        _ => "backend_error",
+    };
+
+    /// <summary>Escapes a path segment but keeps ':' readable (policy URIs appear unescaped in paths).</summary>
+    internal static string Segment(string value) => Uri.EscapeDataString(value).Replace("%3A", ":", StringComparison.Ordinal);
+
+    private async Task<JsonNode?> DataAsync(HttpMethod method, string path, JsonNode? body, CancellationToken ct) =>
+        (await SendAsync(method, path, body, null, ct)).Data;
+
+    private async Task<JsonObject> ObjectAsync(HttpMethod method, string path, JsonNode? body, CancellationToken ct, IReadOnlyDictionary<string, string>? headers = null)
+    {
+        var data = (await SendAsync(method, path, body, headers, ct)).Data;
+        return data as JsonObject ?? throw new PolicyGridApiException(502, "backend_error", $"{method} {path} answered {data?.GetValueKind().ToString() ?? "null"} where a document was expected");
+    }
+
+    private async Task<JsonArray> ArrayAsync(string path, JsonObject? filter, QueryOptions? paging, CancellationToken ct)
+    {
+        var data = (await SendAsync(HttpMethod.Post, path + (paging?.ToQueryString() ?? ""), filter ?? new JsonObject(), null, ct)).Data;
+        return data as JsonArray ?? throw new PolicyGridApiException(502, "backend_error", $"POST {path} answered {data?.GetValueKind().ToString() ?? "null"} where a list was expected");
+    }
+
+    public void Dispose()
+    {
+        if (_ownsHttp) _http.Dispose();
+    }
+}
+
+/// <summary>A decoded success: the envelope's <see cref="Data"/> (or <see cref="Body"/> bytes for non-JSON answers) and headers.</summary>
+public sealed record PolicyGridResponse(int Status, JsonNode? Data, byte[] Body, HttpResponseHeaders Headers, HttpContentHeaders ContentHeaders)
+{
+    public string? ETag => Headers.ETag?.ToString() ?? (Headers.TryGetValues("ETag", out var v) ? v.FirstOrDefault() : null);
+    public bool Deprecated => Headers.Contains("Deprecation");
+}

@@ -1,0 +1,291 @@
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Templates;
+using PolicyGrid.Runtime.Hosting;
+using PolicyGrid.Sdk.Client;
+
+namespace PolicyGrid.Sdk.Evaluation;
+
+/// <summary>
+/// Type 1 evaluation: the methods of the Python SDK's <c>LocalPolicyEvaluator</c>
+/// (<see cref="ExecutePolicyRule"/>, <see cref="ExecuteManagementCommand"/>).
+/// <para>Local mode fetches the policy document and its bundle once, verifies and unpacks the bundle, and
+/// runs the policy in this process (embedded CPython) or in a worker process. Every
+/// <see cref="LocalPolicyEvaluatorOptions.RevalidateInterval"/> a call starts a background re-read of the
+/// document's revision; calls keep using the held revision until that finishes, so an update or a
+/// retirement arrives within about one interval without any call waiting on the network. When the
+/// registry cannot be reached, the held policy keeps being served; with nothing held, creation fails.</para>
+/// <para>Remote mode sends every call to an executor's <c>execute_policy</c> and fails closed.</para>
+/// </summary>
+public sealed class LocalPolicyEvaluator : IAsyncDisposable
+{
+    private readonly PolicyGridClient _client;
+    private readonly LocalPolicyEvaluatorOptions _options;
+    private readonly BundleFetcher? _bundles;
+    private readonly PythonWorkerPool? _pool;
+    private readonly ILogger _logger;
+    private readonly SemaphoreSlim _reload = new(1, 1);
+    private readonly JsonObject _parameterOverrides;
+    private readonly JsonObject _settingOverrides;
+    private Held? _held;
+    private long _nextCheck;
+    private int _refreshing;
+
+    private LocalPolicyEvaluator(PolicyGridClient client, LocalPolicyEvaluatorOptions options, PythonWorkerPool? pool)
+    {
+        _client = client;
+        _options = options;
+        _pool = pool;
+        _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger<LocalPolicyEvaluator>();
+        _parameterOverrides = (JsonObject?)options.Parameters?.DeepClone() ?? [];
+        _settingOverrides = (JsonObject?)options.Settings?.DeepClone() ?? [];
+        if (options.Mode == EvaluationMode.Local)
+            _bundles = new BundleFetcher(client, options.CacheDirectory ?? BundleFetcher.ProcessCacheDirectory(), options.UnpackLimits);
+    }
+
+    public string PolicyRuleUri => _options.PolicyRuleUri;
+    public EvaluationMode Mode => _options.Mode;
+
+    /// <summary>The policy document held (local mode), as last read from the registry.</summary>
+    public JsonObject? Policy => (JsonObject?)_held?.Document.DeepClone();
+
+    /// <summary>The revision (ETag) of the held document.</summary>
+    public string? Revision => _held?.Revision;
+
+    /// <summary>
+    /// Creates an evaluator. In local mode this reads the policy and loads it now, so an unknown
+    /// policy, a bad bundle or an unreachable registry fails here rather than on the first call.
+    /// </summary>
+    public static async Task<LocalPolicyEvaluator> CreateAsync(PolicyGridClient client, LocalPolicyEvaluatorOptions options, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        ArgumentNullException.ThrowIfNull(options);
+        if (string.IsNullOrWhiteSpace(options.PolicyRuleUri))
+            throw new ArgumentException("PolicyRuleUri must name a policy, e.g. ip_allowlist:1.0-beta", nameof(options));
+        PythonWorkerPool? pool = null;
+        if (options.Mode == EvaluationMode.Local && options.Isolation == LocalIsolation.WorkerProcess)
+        {
+            var loggers = options.LoggerFactory ?? NullLoggerFactory.Instance;
+            pool = new PythonWorkerPool(options.WorkerPool ?? new WorkerPoolOptions { Workers = 1 }, loggers.CreateLogger<PythonWorkerPool>());
+            await pool.StartAsync(ct);
+        }
+        var evaluator = new LocalPolicyEvaluator(client, options, pool);
+        try
+        {
+            if (options.Mode == EvaluationMode.Local) await evaluator.RevalidateAsync(ct);
+            return evaluator;
+        }
+        catch
+        {
+            await evaluator.DisposeAsync();
+            throw;
+        }
+    }
+
+    // ------------------------------------------------------------------ calls
+
+    /// <summary>Runs the policy's <c>eval</c> on <paramref name="inputData"/>; answers the dict it returned.</summary>
+    public JsonObject ExecutePolicyRule(JsonNode? inputData, JsonObject? parameters = null)
+    {
+        if (_options.Mode == EvaluationMode.Remote || _held?.Instance is not { Synchronous: true })
+            return ExecutePolicyRuleAsync(inputData, parameters).GetAwaiter().GetResult();
+        var (held, effective) = Prepare(inputData, parameters);
+        return held.Instance!.Eval(inputData, effective);
+    }
+
+    public async Task<JsonObject> ExecutePolicyRuleAsync(JsonNode? inputData, JsonObject? parameters = null, CancellationToken ct = default)
+    {
+        if (_options.Mode == EvaluationMode.Remote)
+        {
+            var request = new ExecutePolicyRequest(_options.PolicyRuleUri, inputData)
+            {
+                Parameters = Merge(_parameterOverrides, parameters),
+                Settings = _settingOverrides,
+            };
+            var answer = await _client.ExecutePolicyAsync(_options.ExecutorId, request, ct);
+            return answer as JsonObject ?? throw new PolicyGridApiException(502, "backend_error", $"execute_policy answered {JsonText.Kind(answer)}, expected the policy's dict");
+        }
+        var (held, effective) = Prepare(inputData, parameters);
+        return await held.Instance!.EvalAsync(inputData, effective, ct);
+    }
+
+    /// <summary>Runs the policy's <c>management(action, data)</c>: on the instance this evaluator holds (local) or on a fresh one (remote).</summary>
+    public JsonNode? ExecuteManagementCommand(string action, JsonNode? data = null) =>
+        ExecuteManagementCommandAsync(action, data).GetAwaiter().GetResult();
+
+    public async Task<JsonNode?> ExecuteManagementCommandAsync(string action, JsonNode? data = null, CancellationToken ct = default)
+    {
+        if (string.IsNullOrWhiteSpace(action)) throw new PolicyGridApiException(400, "validation_failed", "action: must be a non-empty string");
+        if (_options.Mode == EvaluationMode.Remote)
+        {
+            var request = new ManagementRequest(_options.PolicyRuleUri, action, data) { Parameters = _parameterOverrides, Settings = _settingOverrides };
+            return await _client.ManagementAsync(_options.ExecutorId, request, ct);
+        }
+        var held = Current();
+        return await held.Instance!.ManagementAsync(action, data, ct);
+    }
+
+    /// <summary>Re-reads the policy's revision now (and reloads it if it changed) instead of waiting for the interval.</summary>
+    public Task RefreshAsync(CancellationToken ct = default) =>
+        _options.Mode == EvaluationMode.Local ? RevalidateAsync(ct) : Task.CompletedTask;
+
+    private (Held Held, JsonObject? Parameters) Prepare(JsonNode? input, JsonObject? parameters)
+    {
+        var held = Current();
+        JsonObject? effective = null;
+        if (parameters is { Count: > 0 })
+        {
+            effective = Merge(held.Parameters, parameters);
+            Ensure(TemplateValidator.Validate(held.ParametersTemplate, effective, "policy_parameters"));
+        }
+        if (held.InputTemplate.Count > 0) Ensure(TemplateValidator.Validate(held.InputTemplate, input, "input_data"));
+        return (held, effective);
+    }
+
+    private Held Current()
+    {
+        if (Environment.TickCount64 >= Volatile.Read(ref _nextCheck)) StartBackgroundRevalidation();
+        var held = _held ?? throw new PolicyGridApiException(503, "backend_unavailable", $"policy {_options.PolicyRuleUri} is not loaded");
+        if (held.Gone is { } gone) throw gone;
+        if (held.Status == "retired") throw new PolicyGridApiException(410, "retired", $"policy {_options.PolicyRuleUri} is retired");
+        return held;
+    }
+
+    // ------------------------------------------------------------------ revalidation
+
+    private void StartBackgroundRevalidation()
+    {
+        if (Interlocked.CompareExchange(ref _refreshing, 1, 0) != 0) return;
+        Volatile.Write(ref _nextCheck, Environment.TickCount64 + (long)_options.RevalidateInterval.TotalMilliseconds);
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await RevalidateAsync(CancellationToken.None);
+            }
+            catch (Exception e)
+            {
+                // Held state already says what callers should see (kept, gone or failed); this is for operators.
+                _logger.LogWarning(e, "revalidating policy {Policy} failed", _options.PolicyRuleUri);
+            }
+            finally
+            {
+                Volatile.Write(ref _refreshing, 0);
+            }
+        });
+    }
+
+    private async Task RevalidateAsync(CancellationToken ct)
+    {
+        await _reload.WaitAsync(ct);
+        try
+        {
+            Volatile.Write(ref _nextCheck, Environment.TickCount64 + (long)_options.RevalidateInterval.TotalMilliseconds);
+            PolicyRevision revision;
+            try
+            {
+                revision = await _client.GetPolicyRevisionAsync(_options.PolicyRuleUri, ct);
+            }
+            catch (PolicyGridApiException e) when (_held is { Gone: null } && (e is PolicyGridUnreachableException || e.Status >= 500))
+            {
+                // Local mode keeps serving what it holds while the registry is away.
+                _logger.LogWarning("keeping policy {Policy} (revision {Revision}): {Reason}", _options.PolicyRuleUri, _held.Revision, e.Message);
+                return;
+            }
+            catch (PolicyGridApiException e) when (_held is not null && e.Status < 500)
+            {
+                // The registry answered: the policy is gone or we may no longer read it.
+                await Swap(_held with { Gone = e });
+                throw;
+            }
+            var tag = revision.ETag ?? revision.Document["updated_at"]?.ToString() ?? "";
+            if (_held is { Gone: null } current && tag.Length > 0 && tag == current.Revision) return;
+            await Swap(await LoadAsync(revision, tag, ct));
+        }
+        finally
+        {
+            _reload.Release();
+        }
+    }
+
+    private async Task Swap(Held next)
+    {
+        var previous = _held;
+        _held = next;
+        if (previous?.Instance is { } old && !ReferenceEquals(old, next.Instance)) await old.ReleaseAsync();
+    }
+
+    private async Task<Held> LoadAsync(PolicyRevision revision, string tag, CancellationToken ct)
+    {
+        var document = revision.Document;
+        var status = document["status"]?.ToString() is { Length: > 0 } s ? s : "active";
+        var settings = Merge(document["policy_settings"] as JsonObject ?? [], _settingOverrides);
+        var parameters = Merge(document["policy_parameters"] as JsonObject ?? [], _parameterOverrides);
+        var code = document["code"]?.ToString() ?? "";
+        var fingerprint = new JsonArray(code, settings.DeepClone(), parameters.DeepClone()).ToJsonString();
+        var parametersTemplate = document["policy_parameters_schema"] as JsonObject ?? [];
+        var inputTemplate = document["policy_input_schema"] as JsonObject ?? [];
+
+        IPolicyInstance? instance;
+        if (_held is { Gone: null } previous && previous.Fingerprint == fingerprint)
+        {
+            instance = previous.Instance; // only metadata or status changed: keep the warm instance and its state
+        }
+        else if (status == "retired")
+        {
+            instance = null;
+        }
+        else
+        {
+            Ensure([.. TemplateValidator.Validate(document["policy_settings_schema"] as JsonObject ?? [], settings, "policy_settings"),
+                    .. TemplateValidator.Validate(parametersTemplate, parameters, "policy_parameters")]);
+            var bundle = await _bundles!.GetAsync(code, ct);
+            if (_pool is not null)
+            {
+                var worker = new WorkerProcessPolicy(_pool, new PolicyLoadSpec(_options.PolicyRuleUri, bundle, settings, parameters), _options.CallDeadline);
+                await worker.WarmAsync(ct);
+                instance = worker;
+            }
+            else
+            {
+                instance = InProcessPolicy.Load(_options.PythonLibrary, _options.PolicyRuleUri, bundle, settings, parameters);
+            }
+        }
+        return new Held((JsonObject)document.DeepClone(), tag, status, instance, parameters, parametersTemplate, inputTemplate, fingerprint, null);
+    }
+
+    private static JsonObject Merge(JsonObject stored, JsonObject? overrides)
+    {
+        var merged = (JsonObject)stored.DeepClone();
+        if (overrides is null) return merged;
+        foreach (var (key, value) in overrides) merged[key] = value?.DeepClone();
+        return merged;
+    }
+
+    private static void Ensure(IReadOnlyList<FieldError> errors)
+    {
+        if (errors.Count == 0) return;
+        var list = new JsonArray([.. errors.Select(e => (JsonNode)new JsonObject { ["path"] = e.Path, ["message"] = e.Message })]);
+        throw new PolicyGridApiException(400, "validation_failed", string.Join("; ", errors.Select(e => e.ToString())), list);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_held?.Instance is { } instance) await instance.ReleaseAsync();
+        if (_pool is not null) await _pool.DisposeAsync();
+        _reload.Dispose();
+    }
+
+    private sealed record Held(
+        JsonObject Document,
+        string Revision,
+        string Status,
+        IPolicyInstance? Instance,
+        JsonObject Parameters,
+        JsonObject ParametersTemplate,
+        JsonObject InputTemplate,
+        string Fingerprint,
+        PolicyGridApiException? Gone);
+}

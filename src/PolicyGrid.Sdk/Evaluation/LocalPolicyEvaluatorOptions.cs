@@ -1,0 +1,62 @@
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
+using PolicyGrid.Runtime.Hosting;
+
+namespace PolicyGrid.Sdk.Evaluation;
+
+/// <summary>Where a <see cref="LocalPolicyEvaluator"/> runs the policy.</summary>
+public enum EvaluationMode
+{
+    /// <summary>Fetch the policy and its bundle once, run it here (see <see cref="LocalIsolation"/>).</summary>
+    Local,
+
+    /// <summary>Every call goes to an executor's <c>execute_policy</c>.</summary>
+    Remote,
+}
+
+/// <summary>How a local evaluator hosts the policy.</summary>
+public enum LocalIsolation
+{
+    /// <summary>Embedded CPython in the caller's process: lowest latency, no deadline or memory cap, no crash boundary.</summary>
+    InProcess,
+
+    /// <summary>A worker process from the runtime's pool: deadline, memory and process limits, and a crash boundary.</summary>
+    WorkerProcess,
+}
+
+public sealed record LocalPolicyEvaluatorOptions
+{
+    public required string PolicyRuleUri { get; init; }
+
+    public EvaluationMode Mode { get; init; } = EvaluationMode.Local;
+
+    public LocalIsolation Isolation { get; init; } = LocalIsolation.InProcess;
+
+    /// <summary>The executor remote mode calls (the embedded server's built-in one is <c>local</c>).</summary>
+    public string ExecutorId { get; init; } = "local";
+
+    /// <summary>Merged key by key over the policy's stored parameters (given keys win).</summary>
+    public JsonObject? Parameters { get; init; }
+
+    /// <summary>Merged key by key over the policy's stored settings (given keys win).</summary>
+    public JsonObject? Settings { get; init; }
+
+    /// <summary>How often the held policy's revision is re-read; an update or retirement shows up within about this long.</summary>
+    public TimeSpan RevalidateInterval { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Where bundles are unpacked; by default a fresh directory for this process.</summary>
+    public string? CacheDirectory { get; init; }
+
+    public UnpackLimits UnpackLimits { get; init; } = UnpackLimits.Default;
+
+    /// <summary>libpython for <see cref="LocalIsolation.InProcess"/>; else PYTHONNET_PYDLL, else a probe of the usual places.</summary>
+    public string? PythonLibrary { get; init; }
+
+    /// <summary>The worker pool for <see cref="LocalIsolation.WorkerProcess"/>; by default one worker with the runtime's safe limits.</summary>
+    public WorkerPoolOptions? WorkerPool { get; init; }
+
+    /// <summary>Deadline of each call in <see cref="LocalIsolation.WorkerProcess"/> (in-process calls cannot be bounded).</summary>
+    public TimeSpan CallDeadline { get; init; } = TimeSpan.FromSeconds(5);
+
+    public ILoggerFactory? LoggerFactory { get; init; }
+}

@@ -1,0 +1,210 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Python.Runtime;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Runtime.Bundles;
+using PolicyGrid.Runtime.Hosting;
+using PolicyGrid.Sdk.Client;
+
+namespace PolicyGrid.Sdk.Evaluation;
+
+/// <summary>One loaded policy instance: where eval and management run.</summary>
+internal interface IPolicyInstance
+{
+    /// <summary>Whether <see cref="Eval"/> runs without blocking on I/O (true in-process).</summary>
+    bool Synchronous { get; }
+
+    JsonObject Eval(JsonNode? input, JsonObject? parameters);
+
+    ValueTask<JsonObject> EvalAsync(JsonNode? input, JsonObject? parameters, CancellationToken ct);
+
+    ValueTask<JsonNode?> ManagementAsync(string action, JsonNode? data, CancellationToken ct);
+
+    ValueTask ReleaseAsync();
+}
+
+/// <summary>
+/// The policy inside this process (embedded CPython). Fastest; no deadline or memory cap can be
+/// enforced here, and a policy that crashes the interpreter takes the caller's process with it.
+/// </summary>
+internal sealed class InProcessPolicy : IPolicyInstance
+{
+    private readonly PyObject _eval;
+    private readonly PyObject _management;
+
+    private InProcessPolicy(PyObject instance)
+    {
+        _eval = instance.GetAttr("eval");
+        _management = instance.GetAttr("management");
+    }
+
+    public bool Synchronous => true;
+
+    public static InProcessPolicy Load(string? library, string ruleId, BundleDirectory bundle, JsonObject settings, JsonObject parameters)
+    {
+        var host = EmbeddedPython.Host(library);
+        using (Py.GIL())
+        {
+            try
+            {
+                using var load = host.GetAttr("load");
+                using var name = new PyString($"_policygrid_bundle_{bundle.Sha256[..20]}");
+                using var functionPy = new PyString(Path.Combine(bundle.Root, "code", "function.py"));
+                using var codeDir = new PyString(Path.Combine(bundle.Root, "code"));
+                using var rule = new PyString(ruleId);
+                using var settingsJson = new PyString(settings.ToJsonString());
+                using var parametersJson = new PyString(parameters.ToJsonString());
+                using var instance = load.Invoke(name, functionPy, codeDir, rule, settingsJson, parametersJson);
+                return new InProcessPolicy(instance);
+            }
+            catch (PythonException e)
+            {
+                throw EmbeddedPython.PolicyError(e, $"loading {ruleId} failed: ");
+            }
+        }
+    }
+
+    public JsonObject Eval(JsonNode? input, JsonObject? parameters)
+    {
+        var inputJson = input?.ToJsonString() ?? "null";
+        string resultJson;
+        using (Py.GIL())
+        {
+            try
+            {
+                using var arg = new PyString(inputJson);
+                if (parameters is null)
+                {
+                    using var result = _eval.Invoke(arg);
+                    resultJson = result.As<string>();
+                }
+                else
+                {
+                    using var p = new PyString(parameters.ToJsonString());
+                    using var result = _eval.Invoke(arg, p);
+                    resultJson = result.As<string>();
+                }
+            }
+            catch (PythonException e)
+            {
+                throw EmbeddedPython.PolicyError(e, "");
+            }
+        }
+        return JsonNode.Parse(resultJson) as JsonObject
+            ?? throw new PolicyGridApiException(422, "policy_error", "eval did not return a dict");
+    }
+
+    public ValueTask<JsonObject> EvalAsync(JsonNode? input, JsonObject? parameters, CancellationToken ct) =>
+        ValueTask.FromResult(Eval(input, parameters));
+
+    public ValueTask<JsonNode?> ManagementAsync(string action, JsonNode? data, CancellationToken ct)
+    {
+        string resultJson;
+        using (Py.GIL())
+        {
+            try
+            {
+                using var a = new PyString(action);
+                using var d = new PyString(data?.ToJsonString() ?? "{}");
+                using var result = _management.Invoke(a, d);
+                resultJson = result.As<string>();
+            }
+            catch (PythonException e)
+            {
+                throw EmbeddedPython.PolicyError(e, "");
+            }
+        }
+        return ValueTask.FromResult(JsonNode.Parse(resultJson));
+    }
+
+    // The Python objects are released by pythonnet's finalizer: a call that captured this instance
+    // just before an update swapped it out may still be using them.
+    public ValueTask ReleaseAsync() => ValueTask.CompletedTask;
+}
+
+/// <summary>
+/// The policy in a separate worker process from the runtime's pool: a crash boundary, with the
+/// pool's deadline, memory and process limits. Context is kept here and travels with each call.
+/// </summary>
+#pragma warning disable CA1001 // the semaphore holds no wait handle; a call racing an update's swap may still use it
+internal sealed class WorkerProcessPolicy(PythonWorkerPool pool, PolicyLoadSpec load, TimeSpan deadline) : IPolicyInstance
+{
+    private readonly string _key = $"sdk:{load.RuleId}:{Guid.NewGuid():N}";
+    private readonly SemaphoreSlim _serial = new(1, 1);
+    private JsonObject _context = [];
+
+    public bool Synchronous => false;
+
+    public JsonObject Eval(JsonNode? input, JsonObject? parameters) =>
+        EvalAsync(input, parameters, CancellationToken.None).AsTask().GetAwaiter().GetResult();
+
+    public async ValueTask<JsonObject> EvalAsync(JsonNode? input, JsonObject? parameters, CancellationToken ct)
+    {
+        // Context is read and written by each call: calls on one evaluator are serialized.
+        await _serial.WaitAsync(ct);
+        try
+        {
+            var arguments = new JsonObject
+            {
+                ["parameters"] = (parameters ?? load.Parameters).DeepClone(),
+                ["input_data"] = input?.DeepClone(),
+                ["context"] = _context.DeepClone(),
+            };
+            var answer = await Invoke(PolicyMethods.Eval, arguments, ct);
+            if (answer?["context"] is JsonObject context) _context = (JsonObject)context.DeepClone();
+            return answer?["result"] is JsonObject result
+                ? (JsonObject)result.DeepClone()
+                : throw new PolicyGridApiException(422, "policy_error", $"eval returned {answer?["result"]?.GetValueKind().ToString() ?? "null"}, expected a dict");
+        }
+        finally
+        {
+            _serial.Release();
+        }
+    }
+
+    public async ValueTask<JsonNode?> ManagementAsync(string action, JsonNode? data, CancellationToken ct)
+    {
+        await _serial.WaitAsync(ct);
+        try
+        {
+            var answer = await Invoke(PolicyMethods.Management, new JsonObject { ["action"] = action, ["data"] = data?.DeepClone() ?? new JsonObject() }, ct);
+            return answer?.DeepClone();
+        }
+        finally
+        {
+            _serial.Release();
+        }
+    }
+
+    private async Task<JsonNode?> Invoke(string method, JsonObject arguments, CancellationToken ct)
+    {
+        try
+        {
+            return await pool.InvokeAsync(new PolicyInvocation(_key, load, method, arguments, deadline), ct);
+        }
+        catch (PolicyGridException e)
+        {
+            throw new PolicyGridApiException(e.Status, e.Code, e.Message, null, e) { RetryAfterSeconds = e.RetryAfterSeconds };
+        }
+    }
+
+    /// <summary>Loads the instance now, so a policy that cannot load fails at creation, not first use.</summary>
+    public async Task WarmAsync(CancellationToken ct) => await Invoke(PolicyMethods.Load, [], ct);
+
+    public async ValueTask ReleaseAsync() => await pool.ReleaseAsync(_key);
+}
+
+#pragma warning restore CA1001
+
+internal static class JsonText
+{
+    public static string Kind(JsonNode? node) => node?.GetValueKind() switch
+    {
+        null or JsonValueKind.Null => "null",
+        JsonValueKind.Object => "an object",
+        JsonValueKind.Array => "an array",
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => "a number",
+        _ => "a boolean",
+    };
+}

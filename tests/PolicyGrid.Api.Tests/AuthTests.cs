@@ -1,0 +1,137 @@
+using System.Diagnostics;
+using Shouldly;
+using PolicyGrid.Cli;
+using PolicyGrid.Cli.Serve;
+
+namespace PolicyGrid.Api.Tests;
+
+/// <summary>A server with a read-only and a read-write token configured.</summary>
+public sealed class TokenServer() : PolicyGridServer(new()
+{
+    ["PolicyGrid:Auth:Tokens:0:Name"] = "dashboard",
+    ["PolicyGrid:Auth:Tokens:0:Token"] = TokenServer.Reader,
+    ["PolicyGrid:Auth:Tokens:0:Scopes:0"] = "read",
+    ["PolicyGrid:Auth:Tokens:1:Name"] = "ci",
+    ["PolicyGrid:Auth:Tokens:1:Token"] = TokenServer.Writer,
+    ["PolicyGrid:Auth:Tokens:1:Scopes:0"] = "read",
+    ["PolicyGrid:Auth:Tokens:1:Scopes:1"] = "write",
+})
+{
+    public const string Reader = "read-only-token-0123456789";
+    public const string Writer = "read-write-token-0123456789";
+
+    public HttpClient ClientWith(string? token)
+    {
+        var client = CreateClient();
+        if (token is not null) client.DefaultRequestHeaders.Authorization = new("Bearer", token);
+        return client;
+    }
+}
+
+public sealed class AuthTests(TokenServer server) : IClassFixture<TokenServer>
+{
+    private const string ExecutorBody = """{"executor_id": "auth_node", "executor_host_uri": "http://10.1.1.1:9000"}""";
+
+    [Fact]
+    public async Task Once_tokens_are_configured_a_request_without_one_is_a_401_even_on_loopback()
+    {
+        var anonymous = server.ClientWith(null);
+        var read = await anonymous.Get("/executor/local");
+        read.Status.ShouldBe(401);
+        read.Code.ShouldBe("unauthorized");
+        read.Message!.ShouldContain("Bearer");
+        (await anonymous.Post("/executor", ExecutorBody)).Status.ShouldBe(401);
+        (await server.ClientWith(TokenServer.Writer).Get("/executor/auth_node")).Status.ShouldBe(404);
+    }
+
+    [Fact]
+    public async Task A_wrong_token_is_a_401()
+    {
+        var answer = await server.ClientWith("not-a-configured-token-at-all").Get("/executor/local");
+        answer.Status.ShouldBe(401);
+        answer.Message!.ShouldContain("not valid");
+    }
+
+    [Fact]
+    public async Task A_read_token_may_read_and_query_but_not_write()
+    {
+        var reader = server.ClientWith(TokenServer.Reader);
+        (await reader.Get("/executor/local")).Status.ShouldBe(200);
+        (await reader.Post("/executor/query", "{}")).Status.ShouldBe(200);
+        (await reader.Post("/policy/query", "{}")).Status.ShouldBe(200);
+        var write = await reader.Post("/executor", ExecutorBody);
+        write.Status.ShouldBe(403);
+        write.Code.ShouldBe("forbidden");
+        write.Message!.ShouldContain("write");
+        var execute = await reader.Post("/executor/local/execute_policy", """{"policy_rule_uri": "p:1.0-beta", "input_data": {}}""");
+        execute.Status.ShouldBe(403);
+    }
+
+    [Fact]
+    public async Task A_write_token_may_write()
+    {
+        var writer = server.ClientWith(TokenServer.Writer);
+        var created = await writer.Post("/executor", """{"executor_id": "writer_node", "executor_host_uri": "http://10.1.1.2:9000"}""");
+        created.Status.ShouldBe(200, created.Body?.ToJsonString());
+        (await writer.Delete("/executor/writer_node")).Status.ShouldBe(200);
+    }
+
+    [Fact]
+    public async Task Probes_and_the_api_description_stay_open()
+    {
+        var anonymous = server.ClientWith(null);
+        (await anonymous.Get("/healthz")).Status.ShouldBe(200);
+        (await anonymous.Get("/openapi/v1.json")).Status.ShouldBe(200);
+    }
+}
+
+public sealed class BindSafetyTests
+{
+    private static string TempData() => Path.Combine(Path.GetTempPath(), "pg-api-tests", Guid.NewGuid().ToString("N"));
+
+    [Theory]
+    [InlineData("http://0.0.0.0:10999")]
+    [InlineData("http://*:10999")]
+    [InlineData("http://+:10999")]
+    [InlineData("http://[::]:10999")]
+    [InlineData("http://192.168.1.20:10999")]
+    [InlineData("http://127.0.0.1:10999;http://0.0.0.0:10998")]
+    public void Serve_refuses_a_non_loopback_bind_without_tokens(string urls)
+    {
+        var refused = Should.Throw<ServeRefusedException>(() => PolicyGridApp.Build(["--urls", urls, "--data", TempData()]));
+        refused.Message.ShouldContain("--insecure");
+        refused.Message.ShouldContain("tokens");
+    }
+
+    [Theory]
+    [InlineData("http://127.0.0.1:10999")]
+    [InlineData("http://localhost:10999")]
+    [InlineData("http://[::1]:10999")]
+    public async Task Serve_allows_loopback_without_tokens(string urls)
+    {
+        await using var app = PolicyGridApp.Build(["--urls", urls, "--data", TempData()]);
+        app.ShouldNotBeNull();
+    }
+
+    [Fact]
+    public async Task Serve_allows_a_non_loopback_bind_with_insecure_or_with_tokens()
+    {
+        await using (var insecure = PolicyGridApp.Build(["--urls", "http://0.0.0.0:10999", "--insecure", "--data", TempData()])) insecure.ShouldNotBeNull();
+        await using var withTokens = PolicyGridApp.Build(["--urls", "http://0.0.0.0:10999", "--data", TempData(),
+            "--PolicyGrid:Auth:Tokens:0:Name=ops", "--PolicyGrid:Auth:Tokens:0:Token=ops-token-0123456789", "--PolicyGrid:Auth:Tokens:0:Scopes:0=write"]);
+        withTokens.ShouldNotBeNull();
+    }
+
+    [Fact]
+    public async Task The_real_serve_command_exits_with_a_message_when_refusing()
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, "policygrid.dll");
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var a in new[] { dll, "serve", "--urls", "http://0.0.0.0:10997", "--data", TempData() }) start.ArgumentList.Add(a);
+        using var process = Process.Start(start)!;
+        var stderr = await process.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+        await process.WaitForExitAsync(TestContext.Current.CancellationToken);
+        process.ExitCode.ShouldBe(2);
+        stderr.ShouldContain("refusing to serve without API tokens");
+    }
+}

@@ -1,0 +1,166 @@
+using System.Formats.Tar;
+using System.IO.Compression;
+using System.Net.Http.Headers;
+using System.Security.Cryptography;
+using System.Text;
+using Shouldly;
+using static PolicyGrid.Api.Tests.PolicyDocuments;
+
+namespace PolicyGrid.Api.Tests;
+
+public sealed class BundlesApiTests(PolicyGridServer server) : IClassFixture<PolicyGridServer>
+{
+    private readonly HttpClient client = server.CreateClient();
+
+    private Task<ApiAnswer> Upload(byte[] bytes, string contentType = "application/zip")
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, "/bundles") { Content = new ByteArrayContent(bytes) };
+        request.Content.Headers.ContentType = new MediaTypeHeaderValue(contentType);
+        return client.Exchange(request);
+    }
+
+    private async Task ShouldNotBeStored(byte[] bytes) =>
+        (await server.Bundles.GetAsync(Convert.ToHexStringLower(SHA256.HashData(bytes)), TestContext.Current.CancellationToken)).ShouldBeNull();
+
+    [Fact]
+    public async Task Upload_answers_code_sha256_size_and_a_url_that_downloads_the_same_bytes()
+    {
+        var zip = PolicyGridServer.Zip(("code/function.py", PolicyGridServer.EchoPolicy + "\n# upload test\n"));
+        var answer = await Upload(zip);
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        var sha = Convert.ToHexStringLower(SHA256.HashData(zip));
+        answer.Data!["sha256"]!.GetValue<string>().ShouldBe(sha);
+        answer.Data!["code"]!.GetValue<string>().ShouldBe($"bundle://sha256/{sha}");
+        answer.Data!["size"]!.GetValue<long>().ShouldBe(zip.Length);
+        var url = answer.Data!["url"]!.GetValue<string>();
+        url.ShouldStartWith("http");
+        url.ShouldEndWith($"/bundles/sha256/{sha}");
+
+        var download = await client.GetAsync(new Uri(url).PathAndQuery, TestContext.Current.CancellationToken);
+        download.StatusCode.ShouldBe(System.Net.HttpStatusCode.OK);
+        download.Content.Headers.ContentType!.MediaType.ShouldBe("application/zip");
+        (await download.Content.ReadAsByteArrayAsync(TestContext.Current.CancellationToken)).ShouldBe(zip);
+    }
+
+    [Fact]
+    public async Task An_uploaded_code_address_is_accepted_by_policy_create()
+    {
+        var answer = await Upload(PolicyGridServer.Zip(("code/function.py", PolicyGridServer.EchoPolicy + "\n# for create\n")));
+        var name = Unique("from_upload");
+        var created = await client.Post("/policy", IpAllowlist(name, answer.Data!["code"]!.GetValue<string>()).ToJsonString());
+        created.Status.ShouldBe(200, created.Body?.ToJsonString());
+    }
+
+    [Fact]
+    public async Task A_multipart_file_part_is_accepted()
+    {
+        var zip = PolicyGridServer.Zip(("code/function.py", PolicyGridServer.EchoPolicy + "\n# multipart\n"));
+        using var form = new MultipartFormDataContent();
+        var part = new ByteArrayContent(zip);
+        part.Headers.ContentType = new MediaTypeHeaderValue("application/zip");
+        form.Add(part, "file", "bundle.zip");
+        var answer = await client.Exchange(new HttpRequestMessage(HttpMethod.Post, "/bundles") { Content = form });
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        answer.Data!["sha256"]!.GetValue<string>().ShouldBe(Convert.ToHexStringLower(SHA256.HashData(zip)));
+    }
+
+    [Fact]
+    public async Task A_multipart_body_without_a_file_part_is_a_400()
+    {
+        using var form = new MultipartFormDataContent { { new StringContent("hello"), "other" } };
+        var answer = await client.Exchange(new HttpRequestMessage(HttpMethod.Post, "/bundles") { Content = form });
+        answer.Status.ShouldBe(400);
+        answer.Message!.ShouldContain("'file'");
+    }
+
+    [Fact]
+    public async Task A_tar_gz_bundle_is_accepted_and_downloads_as_gzip()
+    {
+        using var buffer = new MemoryStream();
+        using (var gzip = new GZipStream(buffer, CompressionLevel.Fastest, leaveOpen: true))
+        using (var tar = new TarWriter(gzip))
+        {
+            var entry = new PaxTarEntry(TarEntryType.RegularFile, "code/function.py") { DataStream = new MemoryStream(Encoding.UTF8.GetBytes(PolicyGridServer.EchoPolicy)) };
+            tar.WriteEntry(entry);
+        }
+        var answer = await Upload(buffer.ToArray(), "application/gzip");
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        var download = await client.GetAsync($"/bundles/sha256/{answer.Data!["sha256"]}", TestContext.Current.CancellationToken);
+        download.Content.Headers.ContentType!.MediaType.ShouldBe("application/gzip");
+    }
+
+    [Fact]
+    public async Task A_zip_that_is_not_an_archive_is_a_400_and_stores_nothing()
+    {
+        var notAZip = Encoding.UTF8.GetBytes("this is plain text pretending to be a zip");
+        var answer = await Upload(notAZip);
+        answer.Status.ShouldBe(400);
+        answer.Code.ShouldBe("bad_request");
+        answer.Message!.ShouldContain("not a readable archive");
+        await ShouldNotBeStored(notAZip);
+    }
+
+    [Fact]
+    public async Task A_truncated_zip_is_a_400_and_stores_nothing()
+    {
+        var zip = PolicyGridServer.Zip(("code/function.py", PolicyGridServer.EchoPolicy));
+        var truncated = zip[..(zip.Length / 2)];
+        var answer = await Upload(truncated);
+        answer.Status.ShouldBe(400);
+        answer.Message!.ShouldContain("zip");
+        await ShouldNotBeStored(truncated);
+    }
+
+    [Fact]
+    public async Task An_empty_upload_is_a_400()
+    {
+        var answer = await Upload([]);
+        answer.Status.ShouldBe(400);
+        answer.Message!.ShouldContain("empty");
+    }
+
+    [Fact]
+    public async Task Downloads_of_unknown_or_malformed_hashes_are_404_and_400()
+    {
+        var unknown = await client.Get($"/bundles/sha256/{new string('b', 64)}");
+        unknown.Status.ShouldBe(404);
+        unknown.Code.ShouldBe("not_found");
+        var malformed = await client.Get("/bundles/sha256/xyz");
+        malformed.Status.ShouldBe(400);
+        malformed.Message!.ShouldContain("64 lowercase hex");
+    }
+}
+
+/// <summary>A server with small limits, so "too large" is cheap to provoke.</summary>
+public sealed class SmallLimitsServer() : PolicyGridServer(new() { ["PolicyGrid:Api:MaxBundleBytes"] = "4096", ["PolicyGrid:Api:MaxBodyBytes"] = "2048" });
+
+public sealed class SizeLimitTests(SmallLimitsServer server) : IClassFixture<SmallLimitsServer>
+{
+    private readonly HttpClient client = server.CreateClient();
+
+    [Fact]
+    public async Task A_bundle_over_the_limit_is_a_413_and_stores_nothing()
+    {
+        var big = PolicyGridServer.Zip(("code/function.py", PolicyGridServer.EchoPolicy), ("code/data.bin", Convert.ToBase64String(RandomNumberGenerator.GetBytes(8000))));
+        var request = new HttpRequestMessage(HttpMethod.Post, "/bundles") { Content = new ByteArrayContent(big) };
+        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/zip");
+        var answer = await client.Exchange(request);
+        answer.Status.ShouldBe(413);
+        answer.Code.ShouldBe("too_large");
+        answer.Message!.ShouldContain("4096");
+        (await server.Bundles.GetAsync(Convert.ToHexStringLower(SHA256.HashData(big)), TestContext.Current.CancellationToken)).ShouldBeNull();
+    }
+
+    [Fact]
+    public async Task A_json_body_over_the_configured_limit_is_a_413_even_without_a_content_length()
+    {
+        var body = $$$"""{"executor_id": "big", "executor_host_uri": "http://h:1", "executor_metadata": {"blob": "{{{new string('x', 3000)}}}"}}""";
+        var request = new HttpRequestMessage(HttpMethod.Post, "/executor") { Content = new StreamContent(new MemoryStream(Encoding.UTF8.GetBytes(body))) };
+        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        request.Headers.TransferEncodingChunked = true;
+        var answer = await client.Exchange(request);
+        answer.Status.ShouldBe(413);
+        answer.Message!.ShouldContain("2048");
+        (await client.Get("/executor/big")).Status.ShouldBe(404);
+    }
+}

@@ -1,0 +1,151 @@
+using System.Text.Json.Nodes;
+using PolicyGrid.Cli.Commands;
+using Shouldly;
+using static PolicyGrid.Api.Tests.PolicyDocuments;
+
+namespace PolicyGrid.Api.Tests;
+
+/// <summary>The `policygrid` client verbs against the real app over an in-memory HTTP handler.</summary>
+public sealed class CliTests(PolicyGridServer server) : IClassFixture<PolicyGridServer>, IDisposable
+{
+    private readonly string workDir = Directory.CreateTempSubdirectory("pg-cli-").FullName;
+
+    public void Dispose() => Directory.Delete(workDir, recursive: true);
+
+    private sealed record CliRun(int ExitCode, string Out, string Error)
+    {
+        public JsonNode Json => JsonNode.Parse(Out)!;
+    }
+
+    private async Task<CliRun> Run(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var env = new CliEnvironment(CliEnvironment.PlainConsole(output), output, error, uri =>
+        {
+            var client = server.CreateDefaultClient();
+            client.BaseAddress = uri;
+            return client;
+        });
+        var code = await CliApp.RunAsync(args, env);
+        return new CliRun(code, output.ToString(), error.ToString());
+    }
+
+    private string PolicyDir(string name)
+    {
+        var dir = Path.Combine(workDir, name);
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "function.py"), PolicyGridServer.EchoPolicy);
+        Directory.CreateDirectory(Path.Combine(dir, "__pycache__"));
+        File.WriteAllText(Path.Combine(dir, "__pycache__", "function.cpython-311.pyc"), "junk");
+        var manifest = IpAllowlist(name, "");
+        manifest.Remove("code");
+        File.WriteAllText(Path.Combine(workDir, $"{name}.json"), manifest.ToJsonString());
+        return dir;
+    }
+
+    [Fact]
+    public async Task Push_creates_then_updates_and_get_query_delete_work_with_readable_and_json_output()
+    {
+        var name = Unique("cli_policy");
+        var dir = PolicyDir(name);
+        var manifest = Path.Combine(workDir, $"{name}.json");
+        var uri = PolicyDocuments.Uri(name);
+
+        var created = await Run("policy", "push", dir, "--manifest", manifest);
+        created.ExitCode.ShouldBe(0, created.Error);
+        created.Out.ShouldContain($"created {uri}");
+
+        // Same files give the same bundle: a second push is an update to the same address.
+        var again = await Run("policy", "push", dir, "--manifest", manifest, "--json");
+        again.ExitCode.ShouldBe(0, again.Error);
+        again.Json["policy_rule_uri"]!.GetValue<string>().ShouldBe(uri);
+        var code = again.Json["code"]!.GetValue<string>();
+        code.ShouldStartWith("bundle://sha256/");
+        var bundle = await server.Bundles.GetAsync(code["bundle://sha256/".Length..], TestContext.Current.CancellationToken);
+        using (var zip = new System.IO.Compression.ZipArchive(new MemoryStream(bundle!)))
+            zip.Entries.Select(e => e.FullName).ShouldBe(["code/function.py"]);
+
+        var get = await Run("policy", "get", uri);
+        get.ExitCode.ShouldBe(0);
+        get.Out.ShouldContain("policy_rule_uri");
+        get.Out.ShouldContain(uri);
+        get.Out.ShouldContain("***"); // the secret api_key
+
+        var query = await Run("policy", "query", $$"""{"name": "{{name}}"}""", "--sort", "version:desc");
+        query.ExitCode.ShouldBe(0, query.Error);
+        query.Out.ShouldContain(uri);
+        query.Out.ShouldContain("1 found");
+
+        var deleted = await Run("policy", "delete", uri);
+        deleted.ExitCode.ShouldBe(0);
+        deleted.Out.ShouldContain($"deleted {uri}");
+
+        var gone = await Run("policy", "get", uri);
+        gone.ExitCode.ShouldBe(1);
+        gone.Error.ShouldContain("no policy");
+        gone.Error.ShouldContain("404 not_found");
+    }
+
+    [Fact]
+    public async Task Push_of_a_directory_without_function_py_is_a_usage_error()
+    {
+        var empty = Directory.CreateDirectory(Path.Combine(workDir, "empty")).FullName;
+        var manifest = Path.Combine(workDir, "m.json");
+        File.WriteAllText(manifest, IpAllowlist("x", "").ToJsonString());
+        var run = await Run("policy", "push", empty, "--manifest", manifest);
+        run.ExitCode.ShouldBe(2);
+        run.Error.ShouldContain("function.py");
+    }
+
+    [Fact]
+    public async Task Push_reports_the_servers_validation_message()
+    {
+        var name = Unique("cli_bad");
+        var dir = PolicyDir(name);
+        var manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(workDir, $"{name}.json")))!.AsObject();
+        manifest["policy_parameters"] = new JsonObject { ["local_allowlist"] = new JsonArray("not-an-ip") };
+        File.WriteAllText(Path.Combine(workDir, $"{name}.json"), manifest.ToJsonString());
+        var run = await Run("policy", "push", dir, "--manifest", Path.Combine(workDir, $"{name}.json"));
+        run.ExitCode.ShouldBe(1);
+        run.Error.ShouldContain("policy_parameters.local_allowlist[0]");
+    }
+
+    [Fact]
+    public async Task Executor_add_get_query_delete()
+    {
+        var id = Unique("cli_node");
+        var added = await Run("executor", "add", id, "--uri", "http://10.2.0.5:9000", "--label", "zone=eu-1", "--vcpus", "4", "--memory", "8Gi");
+        added.ExitCode.ShouldBe(0, added.Error);
+        added.Out.ShouldContain($"added executor {id}");
+
+        var get = await Run("executor", "get", id, "--json");
+        get.Json["executor_metadata"]!["labels"]!["zone"]!.GetValue<string>().ShouldBe("eu-1");
+        get.Json["executor_hardware_info"]!["vcpus"]!["count"]!.GetValue<int>().ShouldBe(4);
+
+        var query = await Run("executor", "query", """{"executor_metadata.labels.zone": "eu-1"}""");
+        query.Out.ShouldContain(id);
+
+        (await Run("executor", "delete", id)).ExitCode.ShouldBe(0);
+        (await Run("executor", "get", id)).ExitCode.ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task A_filter_that_is_not_json_is_a_usage_error()
+    {
+        var run = await Run("policy", "query", "{name: oops}");
+        run.ExitCode.ShouldBe(2);
+        run.Error.ShouldContain("filter is not valid JSON");
+    }
+
+    [Fact]
+    public async Task An_unreachable_server_is_exit_code_3_with_a_hint()
+    {
+        var error = new StringWriter();
+        var env = new CliEnvironment(CliEnvironment.PlainConsole(new StringWriter()), new StringWriter(), error,
+            uri => new HttpClient { BaseAddress = uri, Timeout = TimeSpan.FromSeconds(5) });
+        var code = await CliApp.RunAsync(["executor", "get", "local", "--server", "http://127.0.0.1:9"], env);
+        code.ShouldBe(3);
+        error.ToString().ShouldContain("cannot reach the server");
+    }
+}

@@ -1,0 +1,160 @@
+using System.Text.Json.Nodes;
+using PolicyGrid.Core.Ports;
+using Shouldly;
+using static PolicyGrid.Api.Tests.PolicyDocuments;
+
+namespace PolicyGrid.Api.Tests;
+
+public sealed class ExecutorsApiTests(PolicyGridServer server) : IClassFixture<PolicyGridServer>
+{
+    private readonly HttpClient client = server.CreateClient();
+
+    private static string Executor(string id, string uri = "http://127.0.0.1:19999", string status = "healthy") => new JsonObject
+    {
+        ["executor_id"] = id,
+        ["executor_host_uri"] = uri,
+        ["executor_metadata"] = new JsonObject { ["labels"] = new JsonObject { ["zone"] = "eu-1" } },
+        ["executor_hardware_info"] = new JsonObject { ["vcpus"] = new JsonObject { ["count"] = 8 }, ["memory"] = "32Gi" },
+        ["executor_status"] = status,
+    }.ToJsonString();
+
+    private async Task ShouldNotBeStored(string id) =>
+        (await server.Store.GetAsync(Collections.Executors, id, TestContext.Current.CancellationToken)).ShouldBeNull();
+
+    [Fact]
+    public async Task The_built_in_local_executor_is_registered_at_start()
+    {
+        var local = await client.Get("/executor/local");
+        local.Status.ShouldBe(200);
+        local.Data!["executor_host_uri"]!.GetValue<string>().ShouldBe("inproc://local");
+        local.Data!["executor_status"]!.GetValue<string>().ShouldBe("healthy");
+        local.Header("ETag").ShouldNotBeNull();
+    }
+
+    [Fact]
+    public async Task Create_read_update_query_and_delete_an_executor()
+    {
+        var id = Unique("node");
+        var created = await client.Post("/executor", Executor(id));
+        created.Status.ShouldBe(200, created.Body?.ToJsonString());
+        created.Data!["executor_id"]!.GetValue<string>().ShouldBe(id);
+
+        var updated = await client.Put($"/executor/{id}", """{"$set": {"executor_metadata.labels.zone": "eu-2"}}""", ifMatch: created.Header("ETag"));
+        updated.Status.ShouldBe(200, updated.Body?.ToJsonString());
+        updated.Data!["executor_metadata"]!["labels"]!["zone"]!.GetValue<string>().ShouldBe("eu-2");
+
+        var found = await client.Post("/executor/query", $$$"""{"executor_id": "{{{id}}}", "executor_hardware_info.vcpus.count": {"$gte": 4}}""");
+        found.Data!.AsArray().Single()!["executor_metadata"]!["labels"]!["zone"]!.GetValue<string>().ShouldBe("eu-2");
+
+        var deleted = await client.Delete($"/executor/{id}");
+        deleted.Status.ShouldBe(200);
+        deleted.Data!["executor_id"]!.GetValue<string>().ShouldBe(id);
+        (await client.Get($"/executor/{id}")).Status.ShouldBe(404);
+    }
+
+    [Fact]
+    public async Task A_duplicate_executor_is_a_409()
+    {
+        var id = Unique("dup");
+        (await client.Post("/executor", Executor(id))).Status.ShouldBe(200);
+        var again = await client.Post("/executor", Executor(id, "http://10.0.0.9:8080"));
+        again.Status.ShouldBe(409);
+        again.Message!.ShouldContain(id);
+        (await client.Get($"/executor/{id}")).Data!["executor_host_uri"]!.GetValue<string>().ShouldBe("http://127.0.0.1:19999");
+    }
+
+    [Theory]
+    [InlineData("""{"executor_id": "missing_uri"}""", "executor_host_uri")]
+    [InlineData("""{"executor_id": "ftp_node", "executor_host_uri": "ftp://host"}""", "scheme")]
+    [InlineData("""{"executor_id": "bad_status", "executor_host_uri": "http://h:1", "executor_status": "sleepy"}""", "executor_status")]
+    [InlineData("""{"executor_id": "bad labels", "executor_host_uri": "http://h:1"}""", "whitespace")]
+    [InlineData("""{"executor_id": "typed", "executor_host_uri": "http://h:1", "executor_metadata": []}""", "executor_metadata")]
+    public async Task Bad_executor_documents_are_a_400_naming_the_field_and_store_nothing(string body, string expected)
+    {
+        var answer = await client.Post("/executor", body);
+        answer.Status.ShouldBe(400);
+        answer.Message!.ShouldContain(expected);
+        var id = JsonNode.Parse(body)!["executor_id"]!.GetValue<string>();
+        await ShouldNotBeStored(id);
+    }
+
+    [Fact]
+    public async Task Unknown_executors_are_404_and_identity_cannot_change()
+    {
+        (await client.Get("/executor/nobody")).Status.ShouldBe(404);
+        (await client.Put("/executor/nobody", """{"$set": {"executor_status": "draining"}}""")).Status.ShouldBe(404);
+        (await client.Delete("/executor/nobody")).Status.ShouldBe(404);
+
+        var id = Unique("ident");
+        (await client.Post("/executor", Executor(id))).Status.ShouldBe(200);
+        var rename = await client.Put($"/executor/{id}", """{"$set": {"executor_id": "other"}}""");
+        rename.Status.ShouldBe(400);
+        rename.Message!.ShouldContain("executor_id");
+    }
+
+    [Fact]
+    public async Task The_built_in_executor_cannot_be_deleted()
+    {
+        var answer = await client.Delete("/executor/local");
+        answer.Status.ShouldBe(409);
+        answer.Message!.ShouldContain("draining");
+        (await client.Get("/executor/local")).Status.ShouldBe(200);
+    }
+
+    [Fact]
+    public async Task Execute_on_an_unknown_executor_is_a_404()
+    {
+        var answer = await client.Post("/executor/nowhere/execute_policy", """{"policy_rule_uri": "ip_allowlist:1.0-beta", "input_data": {"ip": "10.0.0.1"}}""");
+        answer.Status.ShouldBe(404);
+        answer.Message!.ShouldContain("nowhere");
+    }
+
+    [Theory]
+    [InlineData("""{"input_data": {}}""", "policy_rule_uri: is required")]
+    [InlineData("""{"policy_rule_uri": "no-colon", "input_data": {}}""", "policy_rule_uri")]
+    [InlineData("""{"policy_rule_uri": "p:1.0-beta"}""", "input_data")]
+    [InlineData("""{"policy_rule_uri": "p:1.0-beta", "input_data": [1]}""", "input_data: must be a JSON object")]
+    [InlineData("""{"policy_rule_uri": "p:1.0-beta", "input_data": {}, "parameters": "x"}""", "parameters")]
+    [InlineData("""{"policy_rule_uri": "p:1.0-beta", "input_data": {}, "timeout_seconds": -1}""", "timeout_seconds")]
+    [InlineData("""{"policy_rule_uri": "p:1.0-beta", "input_data": {}, "context_key": 7}""", "context_key")]
+    public async Task Bad_execute_bodies_are_a_400_naming_the_field(string body, string expected)
+    {
+        var answer = await client.Post("/executor/local/execute_policy", body);
+        answer.Status.ShouldBe(400);
+        answer.Code.ShouldBe("validation_failed");
+        answer.Message!.ShouldContain(expected);
+    }
+
+    [Theory]
+    [InlineData("""{"policy_rule_uri": "p:1.0-beta", "data": {}}""", "action")]
+    [InlineData("""{"policy_rule_uri": "p:1.0-beta", "action": "get_state", "data": 3}""", "data")]
+    public async Task Bad_management_bodies_are_a_400_naming_the_field(string body, string expected)
+    {
+        var answer = await client.Post("/executor/local/management", body);
+        answer.Status.ShouldBe(400);
+        answer.Message!.ShouldContain(expected);
+    }
+
+    [Fact]
+    public async Task A_draining_executor_answers_503_without_being_called()
+    {
+        var id = Unique("drain");
+        (await client.Post("/executor", Executor(id, status: "draining"))).Status.ShouldBe(200);
+        var answer = await client.Post($"/executor/{id}/execute_policy", """{"policy_rule_uri": "p:1.0-beta", "input_data": {}}""");
+        answer.Status.ShouldBe(503);
+        answer.Code.ShouldBe("backend_unavailable");
+        answer.Message!.ShouldContain("draining");
+        answer.Header("Retry-After").ShouldNotBeNull();
+    }
+
+    [Fact]
+    public async Task An_executor_whose_scheme_this_server_cannot_reach_is_a_502_naming_it()
+    {
+        var id = Unique("dapr");
+        (await client.Post("/executor", Executor(id, "dapr://policy-executor"))).Status.ShouldBe(200);
+        var answer = await client.Post($"/executor/{id}/execute_policy", """{"policy_rule_uri": "p:1.0-beta", "input_data": {}}""");
+        answer.Status.ShouldBe(502);
+        answer.Code.ShouldBe("backend_error");
+        answer.Message!.ShouldContain("dapr://");
+    }
+}

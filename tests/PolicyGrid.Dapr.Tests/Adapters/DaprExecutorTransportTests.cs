@@ -1,0 +1,168 @@
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Dapr.Invocation;
+using Shouldly;
+
+namespace PolicyGrid.Dapr.Tests.Adapters;
+
+public sealed class DaprExecutorTransportTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    /// <summary>Plays the sidecar's HTTP API: records each request, answers what the test queued.</summary>
+    private sealed class SidecarHandler(Func<HttpRequestMessage, HttpResponseMessage> answer) : HttpMessageHandler
+    {
+        public List<(HttpRequestMessage Request, string Body)> Seen { get; } = [];
+
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            Seen.Add((request, request.Content is null ? "" : await request.Content.ReadAsStringAsync(cancellationToken)));
+            return answer(request);
+        }
+    }
+
+    private static (IPolicyExecutor Executor, SidecarHandler Sidecar) Executor(Func<HttpRequestMessage, HttpResponseMessage> answer, string uri = "dapr://policy-executor")
+    {
+        var handler = new SidecarHandler(answer);
+        var services = new ServiceCollection();
+        var config = new ConfigurationBuilder().AddInMemoryCollection([new("DAPR_HTTP_ENDPOINT", "http://127.0.0.1:3999"), new("DAPR_API_TOKEN", "sidecar-secret")]).Build();
+        services.AddSingleton<IConfiguration>(config);
+        services.AddDaprAdapters(config);
+        services.AddHttpClient(DaprExecutorTransport.HttpClientName).ConfigurePrimaryHttpMessageHandler(() => handler);
+        var transport = services.BuildServiceProvider().GetServices<IExecutorTransport>().OfType<DaprExecutorTransport>().Single();
+        transport.CanHandle(new Uri(uri)).ShouldBeTrue();
+        return (transport.For(new Uri(uri)), handler);
+    }
+
+    private static HttpResponseMessage Json(HttpStatusCode status, string json) =>
+        new(status) { Content = new StringContent(json, Encoding.UTF8, "application/json") };
+
+    private static readonly ExecutionRequest Request = new("ip_allowlist:1.0-beta", new JsonObject { ["ip"] = "10.0.0.1" },
+        Parameters: new JsonObject { ["local_allowlist"] = new JsonArray("10.0.0.1") }, ContextKey: "tenant-a", TimeoutSeconds: 5);
+
+    [Fact]
+    public async Task Execute_invokes_method_execute_policy_through_the_sidecar()
+    {
+        var (executor, sidecar) = Executor(_ => Json(HttpStatusCode.OK, """{"success": true, "data": {"allowed": true}}"""));
+
+        var result = await executor.ExecuteAsync(Request, new CallerIdentity("ci"), Ct);
+
+        result.Output["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        var (request, body) = sidecar.Seen.Single();
+        request.Method.ShouldBe(HttpMethod.Post);
+        request.RequestUri!.ToString().ShouldBe("http://127.0.0.1:3999/v1.0/invoke/policy-executor/method/execute_policy");
+        request.Headers.GetValues("dapr-api-token").Single().ShouldBe("sidecar-secret");
+        request.Headers.GetValues(DaprInvokedExecutor.CallerHeader).Single().ShouldBe("ci");
+        JsonNode.DeepEquals(JsonNode.Parse(body), JsonNode.Parse("""
+            {"policy_rule_uri": "ip_allowlist:1.0-beta", "input_data": {"ip": "10.0.0.1"},
+             "parameters": {"local_allowlist": ["10.0.0.1"]}, "context_key": "tenant-a", "timeout_seconds": 5}
+            """)).ShouldBeTrue(body);
+    }
+
+    [Fact]
+    public async Task Management_invokes_method_management()
+    {
+        var (executor, sidecar) = Executor(_ => Json(HttpStatusCode.OK, """{"success": true, "data": {"ips": []}}"""));
+
+        await executor.ManageAsync(new ManagementRequest("ip_allowlist:1.0-beta", "get_state", new JsonObject()), CallerIdentity.Anonymous, Ct);
+
+        sidecar.Seen.Single().Request.RequestUri!.AbsolutePath.ShouldBe("/v1.0/invoke/policy-executor/method/management");
+        JsonNode.Parse(sidecar.Seen.Single().Body)!["action"]!.GetValue<string>().ShouldBe("get_state");
+    }
+
+    [Fact]
+    public async Task A_deprecation_header_marks_the_result()
+    {
+        var (executor, _) = Executor(_ =>
+        {
+            var r = Json(HttpStatusCode.OK, """{"success": true, "data": {}}""");
+            r.Headers.Add("Deprecation", "true");
+            return r;
+        });
+        (await executor.ExecuteAsync(Request, CallerIdentity.Anonymous, Ct)).Deprecated.ShouldBeTrue();
+    }
+
+    [Theory]
+    [InlineData(HttpStatusCode.UnprocessableEntity, "policy_error")]
+    [InlineData(HttpStatusCode.Gone, "retired")]
+    [InlineData(HttpStatusCode.NotFound, "not_found")]
+    [InlineData(HttpStatusCode.BadRequest, "validation_failed")]
+    [InlineData(HttpStatusCode.GatewayTimeout, "policy_timeout")]
+    public async Task The_nodes_own_errors_pass_through(HttpStatusCode status, string code)
+    {
+        var (executor, _) = Executor(_ => Json(status, $$"""{"success": false, "message": "from the node", "code": "{{code}}"}"""));
+
+        var e = await Should.ThrowAsync<PolicyGridException>(() => executor.ExecuteAsync(Request, CallerIdentity.Anonymous, Ct));
+
+        e.Status.ShouldBe((int)status);
+        e.Code.ShouldBe(code);
+        e.Message.ShouldBe("from the node");
+    }
+
+    [Fact]
+    public async Task An_overloaded_node_passes_its_retry_after_through()
+    {
+        var (executor, _) = Executor(_ =>
+        {
+            var r = Json(HttpStatusCode.TooManyRequests, """{"success": false, "message": "queue full", "code": "overloaded"}""");
+            r.Headers.RetryAfter = new System.Net.Http.Headers.RetryConditionHeaderValue(TimeSpan.FromSeconds(3));
+            return r;
+        });
+        var e = await Should.ThrowAsync<PolicyGridException>(() => executor.ExecuteAsync(Request, CallerIdentity.Anonymous, Ct));
+        e.Status.ShouldBe(429);
+        e.RetryAfterSeconds.ShouldBe(3);
+    }
+
+    [Fact]
+    public async Task An_app_the_sidecar_cannot_reach_is_a_503()
+    {
+        var (executor, _) = Executor(_ => Json(HttpStatusCode.InternalServerError,
+            """{"errorCode": "ERR_DIRECT_INVOKE", "message": "failed to invoke, id: policy-executor, err: couldn't find service: policy-executor"}"""));
+
+        var e = await Should.ThrowAsync<PolicyGridException>(() => executor.ExecuteAsync(Request, CallerIdentity.Anonymous, Ct));
+
+        e.Status.ShouldBe(503);
+        e.Code.ShouldBe(ErrorCodes.BackendUnavailable);
+        e.Message.ShouldContain("couldn't find service");
+    }
+
+    [Fact]
+    public async Task An_unreachable_sidecar_is_a_503()
+    {
+        var (executor, _) = Executor(_ => throw new HttpRequestException("Connection refused (127.0.0.1:3999)"));
+
+        var e = await Should.ThrowAsync<PolicyGridException>(() => executor.ExecuteAsync(Request, CallerIdentity.Anonymous, Ct));
+
+        e.Status.ShouldBe(503);
+        e.Message.ShouldContain("policy-executor");
+    }
+
+    [Theory]
+    [InlineData(HttpStatusCode.InternalServerError, """{"success": false, "message": "boom", "code": "internal_error"}""")]
+    [InlineData(HttpStatusCode.BadGateway, "<html>bad gateway</html>")]
+    [InlineData(HttpStatusCode.OK, "not json")]
+    public async Task Other_failures_are_a_502_naming_the_app(HttpStatusCode status, string body)
+    {
+        var (executor, _) = Executor(_ => Json(status, body));
+
+        var e = await Should.ThrowAsync<PolicyGridException>(() => executor.ExecuteAsync(Request, CallerIdentity.Anonymous, Ct));
+
+        e.Status.ShouldBe(502);
+        e.Code.ShouldBe(ErrorCodes.BackendError);
+        e.Message.ShouldContain("policy-executor");
+    }
+
+    [Fact]
+    public void Only_dapr_uris_are_handled()
+    {
+        var transport = new DaprExecutorTransport(new ServiceCollection().AddHttpClient().BuildServiceProvider().GetRequiredService<IHttpClientFactory>());
+        transport.CanHandle(new Uri("dapr://policy-executor")).ShouldBeTrue();
+        transport.CanHandle(new Uri("http://executor:8080")).ShouldBeFalse();
+        transport.CanHandle(new Uri("inproc://local")).ShouldBeFalse();
+    }
+}

@@ -1,0 +1,66 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Dapr.Client;
+using Microsoft.Extensions.Options;
+using NSubstitute;
+using PolicyGrid.Dapr;
+using PolicyGrid.Dapr.Documents;
+
+namespace PolicyGrid.Dapr.Tests.Adapters;
+
+/// <summary>
+/// A substitute DaprClient that behaves like a state store for the calls the document adapter makes
+/// (ETag per key, first-write checks), so tests observe both the exact SDK calls and their effect.
+/// </summary>
+public sealed class FakeStateStore
+{
+    public DaprClient Client { get; } = Substitute.For<DaprClient>();
+    public Dictionary<string, (string Json, string ETag)> Entries { get; } = new();
+    private int version;
+
+    public FakeStateStore()
+    {
+        Client.GetStateAndETagAsync<StateDocument>(Arg.Any<string>(), Arg.Any<string>(), Arg.Any<ConsistencyMode?>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
+            .Returns(c => Read<StateDocument>(c.ArgAt<string>(1)));
+        Client.GetStateAndETagAsync<KeyIndex>(Arg.Any<string>(), Arg.Any<string>(), Arg.Any<ConsistencyMode?>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
+            .Returns(c => Read<KeyIndex>(c.ArgAt<string>(1)));
+        Client.GetStateAndETagAsync<JsonNode>(Arg.Any<string>(), Arg.Any<string>(), Arg.Any<ConsistencyMode?>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
+            .Returns(c => Read<JsonNode>(c.ArgAt<string>(1)));
+        Client.TrySaveStateAsync(Arg.Any<string>(), Arg.Any<string>(), Arg.Any<StateDocument>(), Arg.Any<string>(), Arg.Any<StateOptions>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
+            .Returns(c => Task.FromResult(TryWrite(c.ArgAt<string>(1), c.ArgAt<StateDocument>(2), c.ArgAt<string>(3))));
+        Client.TrySaveStateAsync(Arg.Any<string>(), Arg.Any<string>(), Arg.Any<KeyIndex>(), Arg.Any<string>(), Arg.Any<StateOptions>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
+            .Returns(c => Task.FromResult(TryWrite(c.ArgAt<string>(1), c.ArgAt<KeyIndex>(2), c.ArgAt<string>(3))));
+        Client.SaveStateAsync(Arg.Any<string>(), Arg.Any<string>(), Arg.Any<StateDocument>(), Arg.Any<StateOptions>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
+            .Returns(c => { Entries[c.ArgAt<string>(1)] = (JsonSerializer.Serialize(c.ArgAt<StateDocument>(2)), NextETag()); return Task.CompletedTask; });
+        Client.TryDeleteStateAsync(Arg.Any<string>(), Arg.Any<string>(), Arg.Any<string>(), Arg.Any<StateOptions>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
+            .Returns(c =>
+            {
+                var key = c.ArgAt<string>(1);
+                if (!Entries.TryGetValue(key, out var e) || e.ETag != c.ArgAt<string>(2)) return Task.FromResult(false);
+                Entries.Remove(key);
+                return Task.FromResult(true);
+            });
+        Client.GetBulkStateAsync(Arg.Any<string>(), Arg.Any<IReadOnlyList<string>>(), Arg.Any<int?>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
+            .Returns(c => Task.FromResult<IReadOnlyList<BulkStateItem>>(c.ArgAt<IReadOnlyList<string>>(1)
+                .Select(k => Entries.TryGetValue(k, out var e) ? new BulkStateItem(k, e.Json, e.ETag) : new BulkStateItem(k, "", "")).ToList()));
+    }
+
+    public DaprStateDocumentStore Store(DocumentQueryMode mode = DocumentQueryMode.KeyIndex) =>
+        new(Client, Options.Create(new DaprOptions { DocumentQueries = mode, QueryPageSize = 2 }));
+
+    public void Put(string key, object value) => Entries[key] = (JsonSerializer.Serialize(value), NextETag());
+
+    private Task<(T, string)> Read<T>(string key) =>
+        Task.FromResult(Entries.TryGetValue(key, out var e) ? (JsonSerializer.Deserialize<T>(e.Json)!, e.ETag) : (default(T)!, ""));
+
+    /// <summary>First-write semantics: an empty ETag only creates; a given one must match.</summary>
+    private bool TryWrite<T>(string key, T value, string etag)
+    {
+        var exists = Entries.TryGetValue(key, out var current);
+        if (etag.Length == 0 ? exists : !exists || current.ETag != etag) return false;
+        Entries[key] = (JsonSerializer.Serialize(value), NextETag());
+        return true;
+    }
+
+    private string NextETag() => (++version).ToString(System.Globalization.CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,62 @@
+using System.Text.Json.Nodes;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Runtime.Hosting;
+using Shouldly;
+
+namespace PolicyGrid.Runtime.Tests;
+
+public sealed class PoolAdmissionTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task A_full_queue_answers_429_with_retry_after_and_admits_again_once_drained()
+    {
+        var options = PoolFixture.TestOptions(workers: 1);
+        options.MaxQueue = 2;
+        var logs = new CapturingLoggerProvider();
+        await using var pool = new PythonWorkerPool(options, logs.CreateLogger<PythonWorkerPool>());
+        await pool.StartAsync(Ct);
+
+        // The policy holds its worker until the test drops a release file next to it.
+        var bundle = TestBundles.FromSource("""
+            import os, time
+
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    pass
+                def eval(self, parameters, input_data, context):
+                    while not os.path.exists(input_data["release"]):
+                        time.sleep(0.005)
+                    return {"released": True}
+            """);
+        var release = Path.Combine(bundle.Root, "release");
+        PolicyInvocation Call() => new("holder", new PolicyLoadSpec("holder:1-a", bundle, [], []), PolicyMethods.Eval,
+            new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = new JsonObject { ["release"] = release }, ["context"] = new JsonObject() },
+            TimeSpan.FromSeconds(20));
+
+        var first = pool.InvokeAsync(Call(), Ct);
+        var second = pool.InvokeAsync(Call(), Ct);
+        var rejected = await Should.ThrowAsync<PolicyGridException>(() => pool.InvokeAsync(Call(), Ct));
+        rejected.Status.ShouldBe(429);
+        rejected.Code.ShouldBe("overloaded");
+        rejected.RetryAfterSeconds.ShouldBe(1);
+
+        await File.WriteAllTextAsync(release, "go", Ct);
+        (await first)!["result"]!["released"]!.GetValue<bool>().ShouldBeTrue();
+        (await second)!["result"]!["released"]!.GetValue<bool>().ShouldBeTrue();
+        (await pool.InvokeAsync(Call(), Ct))!["result"]!["released"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task A_missing_interpreter_is_reported_clearly()
+    {
+        var options = PoolFixture.TestOptions(workers: 1);
+        options.PythonExecutable = "/nonexistent/python3";
+        options.FallbackPythonExecutable = "";
+        await using var pool = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+        var error = await Should.ThrowAsync<InvalidOperationException>(() => pool.StartAsync(Ct));
+        error.Message.ShouldContain("/nonexistent/python3");
+        error.Message.ShouldContain("was not found");
+    }
+}

@@ -1,0 +1,151 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json.Nodes;
+using PolicyGrid.Sdk.Client;
+
+namespace PolicyGrid.Sdk.Tests;
+
+/// <summary>Answers every request with one canned response and remembers what it was sent.</summary>
+public sealed class CannedServer : IDisposable
+{
+    private readonly HttpListener _listener = new();
+    private readonly Task _loop;
+
+    public CannedServer()
+    {
+        Url = new Uri($"http://127.0.0.1:{LoopbackRegistry.FreePort()}/");
+        _listener.Prefixes.Add(Url.ToString());
+        _listener.Start();
+        _loop = Task.Run(async () =>
+        {
+            while (_listener.IsListening)
+            {
+                HttpListenerContext c;
+                try { c = await _listener.GetContextAsync(); }
+                catch (Exception e) when (e is HttpListenerException or ObjectDisposedException or InvalidOperationException) { return; }
+                using var reader = new StreamReader(c.Request.InputStream);
+                Seen.Add((c.Request.HttpMethod, c.Request.Url!.PathAndQuery, c.Request.Headers["Authorization"], await reader.ReadToEndAsync()));
+                var (status, body, type) = Answer;
+                var bytes = Encoding.UTF8.GetBytes(body);
+                c.Response.StatusCode = status;
+                c.Response.ContentType = type;
+                c.Response.ContentLength64 = bytes.Length;
+                await c.Response.OutputStream.WriteAsync(bytes);
+                c.Response.Close();
+            }
+        });
+    }
+
+    public Uri Url { get; }
+    public (int Status, string Body, string ContentType) Answer { get; set; } = (200, """{"success":true,"data":{}}""", "application/json");
+    public List<(string Method, string Path, string? Authorization, string Body)> Seen { get; } = [];
+
+    public void Dispose()
+    {
+        _listener.Stop();
+        _listener.Close();
+        _loop.Wait(TimeSpan.FromSeconds(5));
+    }
+}
+
+public sealed class ClientTests : IDisposable
+{
+    private readonly CannedServer _server = new();
+
+    public void Dispose() => _server.Dispose();
+
+    private PolicyGridClient Client(string? token = null) => new(_server.Url, token, TimeSpan.FromSeconds(5));
+
+    [Fact]
+    public async Task Success_answers_the_envelope_data()
+    {
+        _server.Answer = (200, """{"success":true,"data":{"policy_rule_uri":"a:1-b"}}""", "application/json");
+        var doc = await Client().GetPolicyAsync("a:1-b", TestContext.Current.CancellationToken);
+        doc["policy_rule_uri"]!.GetValue<string>().ShouldBe("a:1-b");
+        _server.Seen[^1].Path.ShouldBe("/policy/a:1-b");
+    }
+
+    [Fact]
+    public async Task Failure_envelope_throws_status_code_message_and_field_errors()
+    {
+        _server.Answer = (400, """{"success":false,"code":"validation_failed","message":"name: is required","errors":[{"path":"name","message":"is required"}]}""", "application/json");
+        var e = await Should.ThrowAsync<PolicyGridApiException>(() => Client().CreatePolicyAsync([], TestContext.Current.CancellationToken));
+        (e.Status, e.Code, e.Reason).ShouldBe((400, "validation_failed", "name: is required"));
+        e.Errors.Count.ShouldBe(1);
+        e.Errors[0]!["path"]!.GetValue<string>().ShouldBe("name");
+    }
+
+    [Theory]
+    [InlineData(410, "retired")]
+    [InlineData(422, "policy_error")]
+    [InlineData(429, "overloaded")]
+    [InlineData(504, "policy_timeout")]
+    public async Task Execution_failures_keep_their_contract_code(int status, string code)
+    {
+        _server.Answer = (status, $$"""{"success":false,"code":"{{code}}","message":"x"}""", "application/json");
+        var e = await Should.ThrowAsync<PolicyGridApiException>(() =>
+            Client().ExecutePolicyAsync("local", new ExecutePolicyRequest("a:1-b", new JsonObject()), TestContext.Current.CancellationToken));
+        (e.Status, e.Code).ShouldBe((status, code));
+    }
+
+    [Fact]
+    public async Task An_error_without_an_envelope_throws_with_its_status()
+    {
+        _server.Answer = (502, "<html>bad gateway</html>", "text/html");
+        var e = await Should.ThrowAsync<PolicyGridApiException>(() => Client().GetPolicyAsync("a:1-b", TestContext.Current.CancellationToken));
+        (e.Status, e.Code).ShouldBe((502, "backend_error"));
+        e.Reason.ShouldContain("bad gateway");
+    }
+
+    [Fact]
+    public async Task Bearer_token_and_body_are_sent()
+    {
+        _server.Answer = (200, """{"success":true,"data":{"allowed":true}}""", "application/json");
+        var request = new ExecutePolicyRequest("a:1-b", new JsonObject { ["ip"] = "10.0.0.1" }) { Parameters = new JsonObject { ["k"] = 1 } };
+        var result = await Client("s3cret").ExecutePolicyAsync("local", request, TestContext.Current.CancellationToken);
+        result!["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        var seen = _server.Seen[^1];
+        (seen.Method, seen.Path, seen.Authorization).ShouldBe(("POST", "/executor/local/execute_policy", "Bearer s3cret"));
+        JsonNode.Parse(seen.Body)!.ToJsonString().ShouldBe("""{"policy_rule_uri":"a:1-b","input_data":{"ip":"10.0.0.1"},"parameters":{"k":1}}""");
+    }
+
+    [Fact]
+    public async Task Query_paging_goes_into_the_query_string()
+    {
+        _server.Answer = (200, """{"success":true,"data":[]}""", "application/json");
+        await Client().QueryPoliciesAsync(new JsonObject { ["name"] = "x" }, new QueryOptions(Limit: 5, Sort: "name:asc"), TestContext.Current.CancellationToken);
+        _server.Seen[^1].Path.ShouldBe("/policy/query?limit=5&sort=name%3Aasc");
+        _server.Seen[^1].Body.ShouldBe("""{"name":"x"}""");
+    }
+
+    [Fact]
+    public async Task A_refused_connection_fails_closed()
+    {
+        var url = new Uri($"http://127.0.0.1:{LoopbackRegistry.FreePort()}/");
+        var e = await Should.ThrowAsync<PolicyGridUnreachableException>(() =>
+            new PolicyGridClient(url, null, TimeSpan.FromSeconds(2)).GetPolicyAsync("a:1-b", TestContext.Current.CancellationToken));
+        (e.Status, e.Code).ShouldBe((503, "backend_unavailable"));
+        e.Reason.ShouldContain(url.ToString());
+    }
+
+    [Fact]
+    public async Task A_server_that_never_answers_times_out_and_fails_closed()
+    {
+        using var silent = new TcpListener(IPAddress.Loopback, 0);
+        silent.Start(); // accepts, never answers
+        var url = new Uri($"http://127.0.0.1:{((IPEndPoint)silent.LocalEndpoint).Port}/");
+        var e = await Should.ThrowAsync<PolicyGridUnreachableException>(() =>
+            new PolicyGridClient(url, null, TimeSpan.FromMilliseconds(300)).GetPolicyAsync("a:1-b", TestContext.Current.CancellationToken));
+        e.Reason.ShouldContain("no answer within 0.3 s");
+    }
+
+    [Fact]
+    public async Task Bundle_upload_sends_raw_bytes_and_reads_the_answer()
+    {
+        _server.Answer = (200, """{"success":true,"data":{"code":"bundle://sha256/ab","sha256":"ab","size":3,"url":"http://h/bundles/sha256/ab"}}""", "application/json");
+        var upload = await Client().UploadBundleAsync([1, 2, 3], "application/zip", TestContext.Current.CancellationToken);
+        upload.ShouldBe(new BundleUpload("bundle://sha256/ab", "ab", 3, "http://h/bundles/sha256/ab"));
+        _server.Seen[^1].Path.ShouldBe("/bundles");
+    }
+}

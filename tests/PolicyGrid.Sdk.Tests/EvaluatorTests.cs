@@ -1,0 +1,218 @@
+using System.Text.Json.Nodes;
+using PolicyGrid.Sdk.Client;
+using PolicyGrid.Sdk.Evaluation;
+
+namespace PolicyGrid.Sdk.Tests;
+
+/// <summary>LocalPolicyEvaluator (in-process, embedded CPython) against a loopback registry.</summary>
+public sealed class EvaluatorTests : IAsyncDisposable
+{
+    public const string Uri = "ip_allowlist:1.0-beta";
+
+    public static JsonObject Document() => new()
+    {
+        ["policy_rule_uri"] = Uri, ["name"] = "ip_allowlist", ["version"] = "1.0", ["release_tag"] = "beta",
+        ["type"] = "python_class_v1", ["status"] = "active",
+        ["policy_parameters"] = new JsonObject { ["local_allowlist"] = new JsonArray("10.0.0.1") },
+        ["policy_settings"] = new JsonObject(),
+        ["policy_input_schema"] = new JsonObject { ["ip"] = new JsonObject { ["type"] = "string", ["required"] = true, ["pattern"] = @"^\d{1,3}(\.\d{1,3}){3}$" } },
+        ["policy_parameters_schema"] = new JsonObject { ["local_allowlist"] = new JsonObject { ["type"] = "array", ["items"] = new JsonObject { ["type"] = "string" } } },
+    };
+
+    private readonly LoopbackRegistry _registry = new(Document(), TestBundles.AllowlistZip());
+    private readonly string _cache = Directory.CreateTempSubdirectory("pg-sdk-cache-").FullName;
+    private readonly List<LocalPolicyEvaluator> _made = [];
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var e in _made) await e.DisposeAsync();
+        _registry.Dispose();
+        Directory.Delete(_cache, recursive: true);
+    }
+
+    private PolicyGridClient Client(Uri? url = null) => new(url ?? _registry.Url, null, TimeSpan.FromSeconds(5));
+
+    private async Task<LocalPolicyEvaluator> Evaluator(JsonObject? parameters = null, TimeSpan? revalidate = null, Uri? url = null)
+    {
+        var e = await LocalPolicyEvaluator.CreateAsync(Client(url), new LocalPolicyEvaluatorOptions
+        {
+            PolicyRuleUri = Uri, Parameters = parameters, CacheDirectory = _cache,
+            RevalidateInterval = revalidate ?? TimeSpan.FromHours(1),
+        }, TestContext.Current.CancellationToken);
+        _made.Add(e);
+        return e;
+    }
+
+    private static JsonObject Ip(string ip) => new() { ["ip"] = ip };
+
+    [Fact]
+    public async Task Evaluates_in_process_with_the_stored_parameters()
+    {
+        var ev = await Evaluator();
+        ev.ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        var denied = ev.ExecutePolicyRule(Ip("10.9.9.9"));
+        denied["allowed"]!.GetValue<bool>().ShouldBeFalse();
+        denied["reason"]!.GetValue<string>().ShouldBe("denied");
+        denied["input_data"]!["ip"]!.GetValue<string>().ShouldBe("10.9.9.9");
+    }
+
+    [Fact]
+    public async Task Option_and_call_parameters_override_the_stored_ones()
+    {
+        var ev = await Evaluator(new JsonObject { ["local_allowlist"] = new JsonArray("10.0.0.2") });
+        ev.ExecutePolicyRule(Ip("10.0.0.2"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        ev.ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeFalse();
+        ev.ExecutePolicyRule(Ip("10.0.0.7"), new JsonObject { ["local_allowlist"] = new JsonArray("10.0.0.7") })["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task The_bundle_is_downloaded_once()
+    {
+        var ev = await Evaluator();
+        for (var i = 0; i < 50; i++) ev.ExecutePolicyRule(Ip("10.0.0.1"));
+        (await Evaluator()).ExecutePolicyRule(Ip("10.0.0.1"));
+        _registry.BundleReads.ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task A_bundle_that_does_not_match_its_hash_is_refused()
+    {
+        _registry.Tampered = TestBundles.Zip(("code/function.py", "class AIOSv1PolicyRule: pass  # tampered\n"));
+        var e = await Should.ThrowAsync<PolicyGridApiException>(() => Evaluator());
+        e.Code.ShouldBe("backend_error");
+        e.Reason.ShouldContain("failed verification");
+    }
+
+    [Fact]
+    public async Task Context_persists_and_management_reaches_the_held_instance()
+    {
+        var ev = await Evaluator();
+        ev.ExecutePolicyRule(Ip("10.0.0.1"));
+        ev.ExecutePolicyRule(Ip("10.0.0.1"))["calls"]!.GetValue<int>().ShouldBe(2);
+        ev.ExecuteManagementCommand("update_local_allowlist", new JsonObject { ["ips"] = new JsonArray("10.5.5.5") });
+        ev.ExecutePolicyRule(Ip("10.5.5.5"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        ev.ExecuteManagementCommand("get_state")!["local_allowlist"]![0]!.GetValue<string>().ShouldBe("10.5.5.5");
+    }
+
+    [Fact]
+    public async Task Bad_input_is_refused_before_the_policy_runs_naming_the_field()
+    {
+        var ev = await Evaluator();
+        var e = Should.Throw<PolicyGridApiException>(() => ev.ExecutePolicyRule(Ip("not-an-ip")));
+        (e.Status, e.Code).ShouldBe((400, "validation_failed"));
+        e.Reason.ShouldContain("input_data.ip: does not match");
+        Should.Throw<PolicyGridApiException>(() => ev.ExecutePolicyRule(new JsonObject())).Reason.ShouldContain("input_data.ip: is required");
+        ev.ExecutePolicyRule(Ip("10.0.0.1"))["calls"]!.GetValue<int>().ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task Bad_parameter_override_is_refused()
+    {
+        var e = await Should.ThrowAsync<PolicyGridApiException>(() => Evaluator(new JsonObject { ["local_allowlist"] = "10.0.0.1" }));
+        e.Reason.ShouldContain("policy_parameters.local_allowlist: must be an array");
+    }
+
+    [Fact]
+    public async Task A_policy_exception_is_a_422_naming_its_type()
+    {
+        var ev = await Evaluator();
+        var e = Should.Throw<PolicyGridApiException>(() => ev.ExecuteManagementCommand("explode"));
+        (e.Status, e.Code).ShouldBe((422, "policy_error"));
+        e.Reason.ShouldContain("ValueError: unknown action explode");
+        ev.ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task An_update_reaches_the_evaluator_when_it_revalidates()
+    {
+        var ev = await Evaluator();
+        ev.ExecutePolicyRule(Ip("10.0.0.9"))["allowed"]!.GetValue<bool>().ShouldBeFalse();
+        _registry.Update(d => d["policy_parameters"] = new JsonObject { ["local_allowlist"] = new JsonArray("10.0.0.9") });
+        ev.ExecutePolicyRule(Ip("10.0.0.9"))["allowed"]!.GetValue<bool>().ShouldBeFalse(); // within the interval: held revision
+        _registry.PolicyReads.ShouldBe(1);
+        await ev.RefreshAsync(TestContext.Current.CancellationToken);
+        ev.ExecutePolicyRule(Ip("10.0.0.9"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task Past_the_interval_calls_revalidate_in_the_background()
+    {
+        var ev = await Evaluator(revalidate: TimeSpan.FromMilliseconds(50));
+        _registry.Update(d => d["policy_parameters"] = new JsonObject { ["local_allowlist"] = new JsonArray("10.0.0.9") });
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        var allowed = false;
+        while (!allowed && DateTime.UtcNow < deadline)
+        {
+            allowed = ev.ExecutePolicyRule(Ip("10.0.0.9"))["allowed"]!.GetValue<bool>();
+            if (!allowed) await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+        allowed.ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task New_code_is_fetched_and_loaded_on_update()
+    {
+        var ev = await Evaluator();
+        _registry.ReplaceBundle(TestBundles.Zip(("code/function.py", """
+            class AIOSv1PolicyRule:
+                def __init__(self, r, s, p): pass
+                def eval(self, p, i, c): return {"allowed": True, "reason": "v2"}
+            """)));
+        await ev.RefreshAsync(TestContext.Current.CancellationToken);
+        ev.ExecutePolicyRule(Ip("1.1.1.1"))["reason"]!.GetValue<string>().ShouldBe("v2");
+    }
+
+    [Fact]
+    public async Task A_retired_policy_answers_410()
+    {
+        var ev = await Evaluator();
+        _registry.Update(d => d["status"] = "retired");
+        await ev.RefreshAsync(TestContext.Current.CancellationToken);
+        var e = Should.Throw<PolicyGridApiException>(() => ev.ExecutePolicyRule(Ip("10.0.0.1")));
+        (e.Status, e.Code).ShouldBe((410, "retired"));
+    }
+
+    [Fact]
+    public async Task A_deleted_policy_answers_not_found()
+    {
+        var ev = await Evaluator();
+        _registry.Update(d => d["policy_rule_uri"] = "something:else-x");
+        await Should.ThrowAsync<PolicyGridApiException>(() => ev.RefreshAsync(TestContext.Current.CancellationToken));
+        Should.Throw<PolicyGridApiException>(() => ev.ExecutePolicyRule(Ip("10.0.0.1"))).Code.ShouldBe("not_found");
+    }
+
+    [Fact]
+    public async Task Local_mode_keeps_serving_a_held_policy_while_the_registry_is_away()
+    {
+        var ev = await Evaluator();
+        _registry.Down = true; // the store behind the registry fails: 503
+        await ev.RefreshAsync(TestContext.Current.CancellationToken);
+        ev.ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        _registry.Dispose(); // nothing listens at all
+        await ev.RefreshAsync(TestContext.Current.CancellationToken);
+        ev.ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task Local_mode_with_nothing_held_fails_closed()
+    {
+        await Should.ThrowAsync<PolicyGridUnreachableException>(() => Evaluator(url: new Uri($"http://127.0.0.1:{LoopbackRegistry.FreePort()}/")));
+    }
+
+    [Fact]
+    public async Task Remote_mode_fails_closed_when_unreachable()
+    {
+        await using var ev = await LocalPolicyEvaluator.CreateAsync(Client(new Uri($"http://127.0.0.1:{LoopbackRegistry.FreePort()}/")),
+            new LocalPolicyEvaluatorOptions { PolicyRuleUri = Uri, Mode = EvaluationMode.Remote }, TestContext.Current.CancellationToken);
+        Should.Throw<PolicyGridUnreachableException>(() => ev.ExecutePolicyRule(Ip("10.0.0.1")));
+    }
+
+    [Fact]
+    public async Task A_bundle_without_the_class_is_a_policy_error()
+    {
+        _registry.ReplaceBundle(TestBundles.Zip(("code/function.py", "class Other: pass\n")));
+        var e = await Should.ThrowAsync<PolicyGridApiException>(() => Evaluator());
+        e.Code.ShouldBe("policy_error");
+        e.Reason.ShouldContain("defines no class AIOSv1PolicyRule");
+    }
+}

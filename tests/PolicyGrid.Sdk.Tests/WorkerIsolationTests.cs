@@ -1,0 +1,59 @@
+using System.Text.Json.Nodes;
+using PolicyGrid.Runtime.Hosting;
+using PolicyGrid.Sdk.Client;
+using PolicyGrid.Sdk.Evaluation;
+
+namespace PolicyGrid.Sdk.Tests;
+
+/// <summary>The process-isolated local mode: the runtime's worker pool gives a deadline and a crash boundary.</summary>
+public sealed class WorkerIsolationTests
+{
+    private const string Misbehaving = """
+        import os
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                self.allow = list(parameters.get("local_allowlist", []))
+            def eval(self, parameters, input_data, context):
+                if input_data.get("ip") == "loop":
+                    while True:
+                        pass
+                if input_data.get("ip") == "crash":
+                    os._exit(3)
+                context["calls"] = context.get("calls", 0) + 1
+                return {"allowed": input_data.get("ip") in self.allow, "calls": context["calls"], "pid": os.getpid()}
+        """;
+
+    private static LocalPolicyEvaluatorOptions Options() => new()
+    {
+        PolicyRuleUri = EvaluatorTests.Uri,
+        Isolation = LocalIsolation.WorkerProcess,
+        CallDeadline = TimeSpan.FromSeconds(1),
+        WorkerPool = new WorkerPoolOptions { Workers = 1, WorkDirectory = Path.Combine(Path.GetTempPath(), "pg-sdk-workers") },
+    };
+
+    private static JsonObject Ip(string ip) => new() { ["ip"] = ip };
+
+    [Fact]
+    public async Task Runs_the_policy_in_a_worker_process_with_context_kept_between_calls()
+    {
+        using var registry = new LoopbackRegistry(EvaluatorTests.Document(), TestBundles.Zip(("code/function.py", Misbehaving)));
+        await using var ev = await LocalPolicyEvaluator.CreateAsync(new PolicyGridClient(registry.Url), Options(), TestContext.Current.CancellationToken);
+        var first = await ev.ExecutePolicyRuleAsync(Ip("10.0.0.1"), ct: TestContext.Current.CancellationToken);
+        first["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        first["pid"]!.GetValue<int>().ShouldNotBe(Environment.ProcessId);
+        ev.ExecutePolicyRule(Ip("10.9.9.9"))["calls"]!.GetValue<int>().ShouldBe(2);
+    }
+
+    [Fact]
+    public async Task A_policy_past_its_deadline_answers_504_and_the_next_call_works()
+    {
+        using var registry = new LoopbackRegistry(new JsonObject(EvaluatorTests.Document().Where(p => p.Key != "policy_input_schema")
+            .Select(p => KeyValuePair.Create(p.Key, p.Value?.DeepClone()))), TestBundles.Zip(("code/function.py", Misbehaving)));
+        await using var ev = await LocalPolicyEvaluator.CreateAsync(new PolicyGridClient(registry.Url), Options(), TestContext.Current.CancellationToken);
+        var e = await Should.ThrowAsync<PolicyGridApiException>(() => ev.ExecutePolicyRuleAsync(Ip("loop"), ct: TestContext.Current.CancellationToken));
+        (e.Status, e.Code).ShouldBe((504, "policy_timeout"));
+        var crash = await Should.ThrowAsync<PolicyGridApiException>(() => ev.ExecutePolicyRuleAsync(Ip("crash"), ct: TestContext.Current.CancellationToken));
+        (crash.Status, crash.Code).ShouldBe((422, "policy_crashed"));
+        (await ev.ExecutePolicyRuleAsync(Ip("10.0.0.1"), ct: TestContext.Current.CancellationToken))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+}
