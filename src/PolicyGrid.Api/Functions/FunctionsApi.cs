@@ -40,8 +40,7 @@ public static class FunctionsApi
             .WithDescription("Body: {name, policy_rule_uri, policy_rule_parameters, replicas, autoscaling, function_metadata, function_tags}. Answers the Function document.");
         api.MapPost("/deployments/create", DeployAnywhere)
             .WithName("DeployFunctionAllocated").WithSummary("Deploy a function on the executor the allocation rule picks")
-            .WithDescription("The healthy executor with the most free vCPUs (executor_hardware_info.vcpus.count less the replicas already placed on it).");
-        api.MapPost("/deployments/create/", DeployAnywhere).ExcludeFromDescription();
+            .WithDescription("Also answers with a trailing slash. The healthy executor with the most free vCPUs (executor_hardware_info.vcpus.count less the replicas already placed on it).");
         api.MapDelete("/deployments/remove/{name}", Remove)
             .WithName("RemoveFunction").WithSummary("Stop a function, free its instances and forget its state; answers the removed document");
         api.MapPost("/call_function/{name}", Call)

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using PolicyGrid.Api;
 using PolicyGrid.Api.Auth;
 using PolicyGrid.Cli.Serve;
+using PolicyGrid.Embedded.Functions;
 using PolicyGrid.Embedded.Storage;
 using PolicyGrid.Embedded.Events;
 
@@ -39,6 +40,7 @@ public static class PolicyGridApp
         builder.Services.AddPolicyGridApi(builder.Configuration);
         builder.Services.AddHostedService<BuiltInExecutor>();
         builder.Services.AddEmbeddedEvents();
+        builder.Services.AddEmbeddedGraphRunner();
 
         var app = builder.Build();
         app.MapPolicyGridApi();

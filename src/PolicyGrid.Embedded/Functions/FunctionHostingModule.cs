@@ -9,18 +9,24 @@ namespace PolicyGrid.Embedded.Functions;
 public static class FunctionHostingModule
 {
     /// <summary>
-    /// The embedded Type 4 host and Type 5 runner: functions on <c>inproc://</c> executors run in this process
-    /// (restored at start), graphs run in-process along Core's plan. Needs the runtime and storage registered.
+    /// The embedded Type 4 host: functions on <c>inproc://</c> executors run in this process's worker pool and are
+    /// restored at start. Needs the runtime (worker pool, bundle source) and storage registered.
     /// </summary>
-    public static IServiceCollection AddEmbeddedFunctionsAndGraphs(this IServiceCollection services, IConfiguration configuration)
+    public static IServiceCollection AddEmbeddedFunctionHost(this IServiceCollection services, IConfiguration configuration)
     {
         services.Configure<FunctionHostOptions>(configuration.GetSection("PolicyGrid:Functions"));
-        services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<LocalFunctionHost>();
         services.AddSingleton<IFunctionHost>(sp => sp.GetRequiredService<LocalFunctionHost>());
         services.AddHostedService(sp => sp.GetRequiredService<LocalFunctionHost>());
         services.AddSingleton<IFunctionHostTransport, LocalFunctionHostTransport>();
-        services.AddSingleton<IGraphRunner, LocalGraphRunner>();
+        return services;
+    }
+
+    /// <summary>The embedded Type 5 runner: graphs run in-process along Core's plan, calling nodes through the registry's <see cref="IFunctionInvoker"/>.</summary>
+    public static IServiceCollection AddEmbeddedGraphRunner(this IServiceCollection services)
+    {
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<IGraphRunner, LocalGraphRunner>();
         return services;
     }
 }
