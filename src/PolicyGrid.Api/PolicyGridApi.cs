@@ -12,6 +12,7 @@ using PolicyGrid.Api.Events;
 using PolicyGrid.Api.Functions;
 using PolicyGrid.Api.Graphs;
 using PolicyGrid.Api.Health;
+using PolicyGrid.Api.Jobs;
 using PolicyGrid.Api.Node;
 using PolicyGrid.Api.Policies;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -47,6 +48,7 @@ public static class PolicyGridApi
         services.AddEventsApi();
         services.AddFunctionsApi();
         services.AddGraphsApi(configuration);
+        services.AddJobsApi(configuration);
         return services;
     }
 
@@ -69,6 +71,7 @@ public static class PolicyGridApi
         app.MapEventsApi();
         app.MapFunctionsApi();
         app.MapGraphsApi();
+        app.MapJobsApi();
         return app;
     }
 }

@@ -12,6 +12,7 @@ public partial class Program
     public static Task<int> Main(string[] args)
     {
         if (args.Length > 0 && args[0] == "serve") return PolicyGridApp.ServeAsync(args[1..]);
+        if (args.Length > 0 && args[0] == "job-run") return Jobs.JobRunCommand.RunAsync(args[1..]);
         if (args.Length > 0 && args[0].StartsWith("--", StringComparison.Ordinal) && args[0].Contains('=', StringComparison.Ordinal))
             return PolicyGridApp.ServeAsync(args);
         return CliApp.RunAsync(args, CliEnvironment.FromConsole());

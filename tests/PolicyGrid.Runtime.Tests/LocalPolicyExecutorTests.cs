@@ -29,6 +29,8 @@ public sealed class LocalPolicyExecutorTests : IAsyncLifetime
         allowed.Output["reason"]!.GetValue<string>().ShouldBe("allowed");
         allowed.Output["input_data"]!["ip"]!.GetValue<string>().ShouldBe("10.0.0.1");
         allowed.Deprecated.ShouldBeFalse();
+        // The API wraps the answer in its envelope: it must not belong to another JSON tree.
+        new JsonObject { ["success"] = true, ["data"] = allowed.Output }.ToJsonString().ShouldContain("\"allowed\":true");
 
         var denied = await Run(uri, new JsonObject { ["ip"] = "10.9.9.9" }, parameters);
         denied.Output["allowed"]!.GetValue<bool>().ShouldBeFalse();
@@ -279,5 +281,22 @@ public sealed class LocalPolicyExecutorTests : IAsyncLifetime
         error.Status.ShouldBe(422);
         error.Message.ShouldBe("PermissionError: tenant is suspended");
         (await harness.DecisionsAsync()).Single()["error_code"]!.GetValue<string>().ShouldBe("policy_error");
+    }
+
+    [Fact]
+    public async Task Calls_of_a_policy_that_leaves_context_alone_spread_over_workers()
+    {
+        var uri = await harness.AddSourceAsync("pids", """
+            import os
+
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    pass
+                def eval(self, parameters, input_data, context):
+                    return {"pid": os.getpid()}
+            """);
+        var pids = new HashSet<int>();
+        for (var i = 0; i < 6; i++) pids.Add((await Run(uri, [])).Output["pid"]!.GetValue<int>());
+        pids.Count.ShouldBe(2);
     }
 }

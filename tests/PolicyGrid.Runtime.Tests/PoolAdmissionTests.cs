@@ -58,5 +58,46 @@ public sealed class PoolAdmissionTests
         var error = await Should.ThrowAsync<InvalidOperationException>(() => pool.StartAsync(Ct));
         error.Message.ShouldContain("/nonexistent/python3");
         error.Message.ShouldContain("was not found");
+
+        // Calls answer 503 with the reason instead of an internal error.
+        var call = await Should.ThrowAsync<PolicyGridException>(() => pool.InvokeAsync(new PolicyInvocation("k",
+            new PolicyLoadSpec("p:1-a", TestBundles.Empty(), [], []), PolicyMethods.Eval, [], TimeSpan.FromSeconds(1)), Ct));
+        call.Status.ShouldBe(503);
+        call.Code.ShouldBe("backend_unavailable");
+        call.Message.ShouldContain("/nonexistent/python3");
+    }
+}
+
+public sealed class WorkerRecyclingTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task A_worker_near_its_lifetime_cpu_cap_is_replaced_before_it_hits_it()
+    {
+        var options = PoolFixture.TestOptions(workers: 1);
+        options.CpuSecondsPerWorker = 1;
+        await using var pool = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+        var bundle = TestBundles.FromSource("""
+            import os, resource
+
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    pass
+                def eval(self, parameters, input_data, context):
+                    if input_data.get("burn"):
+                        while True:
+                            u = resource.getrusage(resource.RUSAGE_SELF)
+                            if u.ru_utime + u.ru_stime > 0.85:
+                                break
+                    return {"pid": os.getpid()}
+            """);
+        PolicyInvocation Call(bool burn) => new("burner", new PolicyLoadSpec("burner:1-a", bundle, [], []), PolicyMethods.Eval,
+            new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = new JsonObject { ["burn"] = burn }, ["context"] = new JsonObject() },
+            TimeSpan.FromSeconds(10));
+        var before = (await pool.InvokeAsync(Call(false), Ct))!["result"]!["pid"]!.GetValue<int>();
+        (await pool.InvokeAsync(Call(true), Ct))!["result"]!["pid"]!.GetValue<int>().ShouldBe(before);
+        var after = (await pool.InvokeAsync(Call(false), Ct))!["result"]!["pid"]!.GetValue<int>();
+        after.ShouldNotBe(before);
     }
 }

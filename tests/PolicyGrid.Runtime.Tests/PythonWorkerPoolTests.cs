@@ -176,7 +176,7 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
         result["printed_mb"]!.GetValue<int>().ShouldBe(100);
         await StillServes("print");
         var allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
-        allocated.ShouldBeLessThan(50L << 20, "the server must not hold the policy's output in memory");
+        allocated.ShouldBeLessThan(100L << 20, "the server must not hold the policy's 100 MB of output (200 MB as .NET strings) in memory");
         var forwarded = fixture.Logs.Entries.Where(e => e.Message.Contains("misbehaving:1.0-test output", StringComparison.Ordinal)).Sum(e => (long)e.Message.Length);
         forwarded.ShouldBeLessThan(1L << 20);
     }

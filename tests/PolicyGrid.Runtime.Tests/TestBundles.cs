@@ -46,3 +46,12 @@ internal static class TestBundles
         return dir ?? throw new InvalidOperationException("repository root not found");
     }
 }
+
+/// <summary>Removes the bundle, data and worker directories this test run wrote.</summary>
+public sealed class TestFilesCleanup : IDisposable
+{
+    public void Dispose()
+    {
+        try { Directory.Delete(TestBundles.Root, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+}

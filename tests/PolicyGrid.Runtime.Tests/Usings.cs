@@ -1,1 +1,3 @@
 global using Xunit;
+
+[assembly: AssemblyFixture(typeof(PolicyGrid.Runtime.Tests.TestFilesCleanup))]

@@ -5,7 +5,9 @@ namespace PolicyGrid.Cli.Client;
 /// <summary>
 /// Turns a policy directory into a bundle zip. The same files always give the same bytes (sorted
 /// entries, fixed timestamps), so pushing an unchanged policy yields the same sha256 address.
-/// A directory holding function.py at its top is placed under code/, as the bundle layout wants.
+/// A directory holding function.py at its top is placed under code/, as the bundle layout wants;
+/// a directory holding code/function.py contributes only its code/ folder (manifests and notes
+/// beside it are not policy code).
 /// </summary>
 public static class BundleZipper
 {
@@ -16,12 +18,12 @@ public static class BundleZipper
     {
         var root = Path.GetFullPath(directory);
         if (!Directory.Exists(root)) throw new ArgumentException($"'{directory}' is not a directory");
-        var prefix = File.Exists(Path.Combine(root, "function.py")) ? "code/" : "";
-        if (prefix.Length == 0 && !File.Exists(Path.Combine(root, "code", "function.py")))
-            throw new ArgumentException($"'{directory}' holds neither function.py nor code/function.py");
+        var source = File.Exists(Path.Combine(root, "function.py")) ? root
+            : File.Exists(Path.Combine(root, "code", "function.py")) ? Path.Combine(root, "code")
+            : throw new ArgumentException($"'{directory}' holds neither function.py nor code/function.py");
 
-        var files = Directory.EnumerateFiles(root, "*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = FileAttributes.ReparsePoint })
-            .Select(f => Path.GetRelativePath(root, f).Replace('\\', '/'))
+        var files = Directory.EnumerateFiles(source, "*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = FileAttributes.ReparsePoint })
+            .Select(f => Path.GetRelativePath(source, f).Replace('\\', '/'))
             .Where(rel => !rel.Split('/').Any(part => Skipped.Contains(part, StringComparer.Ordinal)) && !rel.EndsWith(".pyc", StringComparison.Ordinal))
             .Order(StringComparer.Ordinal)
             .ToList();
@@ -31,11 +33,11 @@ public static class BundleZipper
         {
             foreach (var rel in files)
             {
-                var entry = zip.CreateEntry(prefix + rel, CompressionLevel.Optimal);
+                var entry = zip.CreateEntry("code/" + rel, CompressionLevel.Optimal);
                 entry.LastWriteTime = FixedTime;
                 using var target = entry.Open();
-                using var source = File.OpenRead(Path.Combine(root, rel));
-                source.CopyTo(target);
+                using var file = File.OpenRead(Path.Combine(source, rel));
+                file.CopyTo(target);
             }
         }
         return buffer.ToArray();

@@ -19,18 +19,19 @@ public static class PolicyCommands
         policy.Add(Get(env));
         policy.Add(Query(env));
         policy.Add(Delete(env));
+        policy.Add(PolicyTestCommand.Create(env));
         return policy;
     }
 
     private static Command Push(CliEnvironment env)
     {
         var dir = new Argument<string>("dir") { Description = "Policy directory: function.py (or code/function.py) and, optionally, requirements.txt" };
-        var manifest = new Option<string?>("--manifest") { Description = "PolicyRule JSON without code (default: <dir>/policy.json)" };
+        var manifest = new Option<string?>("--manifest") { Description = "PolicyRule JSON without code (default: <dir>/manifest.json)" };
         var command = new Command("push", "Zip a policy directory, upload it as a bundle, and create or update the policy") { dir, manifest };
         command.SetRun(env, async (parse, session, ct) =>
         {
             var directory = parse.GetValue(dir)!;
-            var manifestPath = parse.GetValue(manifest) ?? Path.Combine(directory, "policy.json");
+            var manifestPath = parse.GetValue(manifest) ?? Path.Combine(directory, "manifest.json");
             var document = CliCommon.ReadJsonFile(manifestPath, "manifest");
             byte[] zip;
             try { zip = BundleZipper.Zip(directory); }

@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using PolicyGrid.Api;
 using PolicyGrid.Api.Auth;
+using PolicyGrid.Cli.Jobs;
 using PolicyGrid.Cli.Serve;
 using PolicyGrid.Embedded.Functions;
 using PolicyGrid.Embedded.Storage;
@@ -41,6 +42,7 @@ public static class PolicyGridApp
         builder.Services.AddHostedService<BuiltInExecutor>();
         builder.Services.AddEmbeddedEvents();
         builder.Services.AddEmbeddedGraphRunner();
+        builder.Services.AddJobLaunchers(serve.DataDirectory, builder.Configuration);
 
         var app = builder.Build();
         app.MapPolicyGridApi();

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -60,28 +61,10 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
 
             var contextKey = string.IsNullOrEmpty(request.ContextKey) ? rule.PolicyRuleUri : request.ContextKey;
             audit.ContextKey = contextKey;
-            var load = new PolicyLoadSpec(rule.PolicyRuleUri, bundle, settings, parameters);
-            var instanceKey = InstanceKeyFor(load, contextKey);
-
-            JsonObject result;
-            using (await locks.AcquireAsync(contextKey, ct))
-            {
-                var before = await contexts.GetAsync(contextKey, ct) ?? [];
-                var args = new JsonObject
-                {
-                    ["parameters"] = parameters.DeepClone(),
-                    ["input_data"] = request.InputData.DeepClone(),
-                    ["context"] = before.DeepClone(),
-                };
-                var reply = await pool.InvokeAsync(new PolicyInvocation(instanceKey, load, PolicyMethods.Eval, args, deadline), ct);
-                result = reply?["result"] as JsonObject
-                    ?? throw Problems.PolicyError($"eval of {rule.PolicyRuleUri} returned {Describe(reply?["result"])}, not a dict");
-                CheckOutput(rule, result);
-                if (reply!["context"] is JsonObject after && !JsonNode.DeepEquals(before, after))
-                {
-                    await contexts.SetAsync(contextKey, (JsonObject)after.DeepClone(), options.ContextTtl, CancellationToken.None);
-                }
-            }
+            var call = new EvalCall(rule, new PolicyLoadSpec(rule.PolicyRuleUri, bundle, settings, parameters), request.InputData, contextKey, deadline);
+            var result = writesContext.ContainsKey(call.Shape)
+                ? await EvalSerializedAsync(call, ct)
+                : await EvalOptimisticallyAsync(call, ct);
             audit.Succeeded();
             return new PolicyResult(result, rule.IsDeprecated);
         }
@@ -143,6 +126,80 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
         }
     }
 
+    // Policies (by shape) seen changing their context. Their calls hold the context key's lock for
+    // the whole eval. Others (most policies only read context, or ignore it) run in parallel, and a
+    // change they do make is saved only if the stored context is still the one they read; if another
+    // call wrote in between, the call is run again under the lock, so every saved context is one a
+    // strictly serialized run would have produced.
+    private readonly ConcurrentDictionary<string, bool> writesContext = new(StringComparer.Ordinal);
+    private int nextReplica;
+
+    private sealed record EvalCall(PolicyRule Rule, PolicyLoadSpec Load, JsonObject InputData, string ContextKey, TimeSpan Deadline)
+    {
+        public string Shape { get; } = CanonicalJson.Sha256(JsonValue.Create(Load.RuleId), JsonValue.Create(Load.Bundle.Sha256), Load.Settings, Load.Parameters);
+    }
+
+    private async Task<JsonObject> EvalSerializedAsync(EvalCall call, CancellationToken ct)
+    {
+        using (await locks.AcquireAsync(call.ContextKey, ct))
+        {
+            var before = await contexts.GetAsync(call.ContextKey, ct) ?? [];
+            var (result, after) = await EvalAsync(call, before, ReplicaFor(call.ContextKey), ct);
+            if (!JsonNode.DeepEquals(before, after))
+                await contexts.SetAsync(call.ContextKey, after, options.ContextTtl, CancellationToken.None);
+            return result;
+        }
+    }
+
+    private async Task<JsonObject> EvalOptimisticallyAsync(EvalCall call, CancellationToken ct)
+    {
+        var before = await contexts.GetAsync(call.ContextKey, ct) ?? [];
+        var replica = (uint)Interlocked.Increment(ref nextReplica) % (uint)instancesPerPolicy;
+        var (result, after) = await EvalAsync(call, before, replica, ct);
+        if (JsonNode.DeepEquals(before, after)) return result;
+        writesContext[call.Shape] = true;
+        using (await locks.AcquireAsync(call.ContextKey, ct))
+        {
+            var current = await contexts.GetAsync(call.ContextKey, ct) ?? [];
+            if (JsonNode.DeepEquals(current, before))
+            {
+                await contexts.SetAsync(call.ContextKey, after, options.ContextTtl, CancellationToken.None);
+                return result;
+            }
+            // Another call saved first: this answer was computed on a stale context. Run it again on the current one.
+            var (rerun, rerunAfter) = await EvalAsync(call, current, ReplicaFor(call.ContextKey), ct);
+            if (!JsonNode.DeepEquals(current, rerunAfter))
+                await contexts.SetAsync(call.ContextKey, rerunAfter, options.ContextTtl, CancellationToken.None);
+            return rerun;
+        }
+    }
+
+    private async Task<(JsonObject Result, JsonObject Context)> EvalAsync(EvalCall call, JsonObject context, uint replica, CancellationToken ct)
+    {
+        var args = new JsonObject
+        {
+            ["parameters"] = call.Load.Parameters.DeepClone(),
+            ["input_data"] = call.InputData.DeepClone(),
+            ["context"] = context.DeepClone(),
+        };
+        // Warm instances are keyed by everything that shapes them, so an update to code, settings or
+        // parameters gets a new instance; the replica number spreads callers over workers.
+        var instanceKey = $"t2:{call.Shape}#{replica}";
+        var reply = await pool.InvokeAsync(new PolicyInvocation(instanceKey, call.Load, PolicyMethods.Eval, args, call.Deadline), ct);
+        var result = reply?["result"] as JsonObject
+            ?? throw Problems.PolicyError($"eval of {call.Rule.PolicyRuleUri} returned {Describe(reply?["result"])}, not a dict");
+        CheckOutput(call.Rule, result);
+        var after = reply!["context"] as JsonObject ?? [];
+        // Detach both from the reply so callers can put them into envelopes and stores.
+        var replyObject = reply.AsObject();
+        replyObject.Remove("result");
+        replyObject.Remove("context");
+        return (result, after);
+    }
+
+    // One context key always meets the same replica, so serialized calls also share one warm instance.
+    private uint ReplicaFor(string contextKey) => (uint)StableHash(contextKey) % (uint)instancesPerPolicy;
+
     /// <summary>Given keys win over stored ones; a call that overrides anything is checked against the templates.</summary>
     internal static (JsonObject Settings, JsonObject Parameters) MergeAndCheck(PolicyRule rule, JsonObject? settings, JsonObject? parameters)
     {
@@ -180,16 +237,6 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
             return fromPolicy > options.MaxTimeout ? options.MaxTimeout : fromPolicy;
         }
         return options.DefaultTimeout;
-    }
-
-    // Warm instances are keyed by everything that shapes them, so an update to code, settings or
-    // parameters gets a new instance; the context key picks one of a few replicas so unrelated
-    // callers are not queued behind one worker, while one key always meets the same instance.
-    private string InstanceKeyFor(PolicyLoadSpec load, string contextKey)
-    {
-        var shape = CanonicalJson.Sha256(JsonValue.Create(load.RuleId), JsonValue.Create(load.Bundle.Sha256), load.Settings, load.Parameters);
-        var replica = (uint)StableHash(contextKey) % (uint)instancesPerPolicy;
-        return $"t2:{shape}#{replica}";
     }
 
     private static int StableHash(string text)

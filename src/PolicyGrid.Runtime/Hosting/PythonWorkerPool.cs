@@ -188,7 +188,14 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             throw new ArgumentException($"unknown policy method '{call.Method}'", nameof(call));
         if (call.Deadline <= TimeSpan.Zero)
             throw Problems.Validation("timeout_seconds", "must be greater than 0");
-        await StartAsync(ct);
+        try
+        {
+            await StartAsync(ct);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw Problems.BackendUnavailable("policy workers are not available: " + e.Message, e);
+        }
         if (Interlocked.Increment(ref admitted) > options.MaxQueue)
         {
             Interlocked.Decrement(ref admitted);
@@ -237,6 +244,11 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         {
             var value = reply["value"];
             reply.Remove("value");
+            if (reply["recycle"]?.GetValue<bool>() == true)
+            {
+                logger.LogInformation("policy worker {Slot} used most of its CPU allowance; replacing it", slot.Index);
+                slot.Replace();
+            }
             return value;
         }
         var kind = reply["kind"]?.GetValue<string>() ?? "error";

@@ -233,6 +233,15 @@ class Host:
             target = min(target, hard)
         resource.setrlimit(resource.RLIMIT_CPU, (target, hard))
 
+    @staticmethod
+    def _near_cpu_cap():
+        """True once the worker has used most of its lifetime CPU cap: the server then replaces it."""
+        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        if hard == resource.RLIM_INFINITY:
+            return False
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime > 0.8 * hard
+
     def handle(self, request):
         op = request.get("op")
         if op == "unload":
@@ -246,7 +255,10 @@ class Host:
             value = self._call(instance, request["method"], request.get("args") or {})
             if request.get("once"):
                 self.instances.pop(request["key"], None)
-            return {"ok": True, "value": value, "created": created}
+            reply = {"ok": True, "value": value, "created": created}
+            if self._near_cpu_cap():
+                reply["recycle"] = True
+            return reply
         except MemoryError:
             self.instances.pop(request["key"], None)
             gc.collect()

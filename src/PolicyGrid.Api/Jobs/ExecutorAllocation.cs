@@ -1,0 +1,115 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Options;
+using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Core.Querying;
+
+namespace PolicyGrid.Api.Jobs;
+
+/// <summary>
+/// Chooses the executor for a job submitted without one. Built-in rule: among healthy executors
+/// whose <c>executor_metadata.labels</c> carry every node_selector pair, the one with the most free
+/// vCPUs (<c>executor_hardware_info.vcpus.free</c> when the executor reports it, else
+/// <c>vcpus.count</c> minus the jobs already pending or running there); ties go to the fewest
+/// active jobs, then the smallest id, so the choice is repeatable. When
+/// <see cref="JobsOptions.AllocatorPolicy"/> names a policy, that policy decides among the same candidates.
+/// </summary>
+public sealed class ExecutorAllocation(IDocumentStore store, IEnumerable<IExecutorTransport> executors, IOptions<JobsOptions> options)
+{
+    public sealed record Candidate(PolicyExecutor Executor, double FreeVcpus, int ActiveJobs);
+
+    public async Task<PolicyExecutor> ChooseAsync(Job job, CancellationToken ct)
+    {
+        var candidates = await CandidatesAsync(job, ct);
+        if (candidates.Count == 0)
+            throw new PolicyGridException(503, ErrorCodes.BackendUnavailable,
+                $"no healthy executor matches node_selector {job.NodeSelector.ToJsonString()}; register one or submit to a named executor") { RetryAfterSeconds = 30 };
+        if (options.Value.AllocatorPolicy.Length > 0) return await AskPolicyAsync(job, candidates, ct);
+        return candidates
+            .OrderByDescending(c => c.FreeVcpus)
+            .ThenBy(c => c.ActiveJobs)
+            .ThenBy(c => c.Executor.ExecutorId, StringComparer.Ordinal)
+            .First().Executor;
+    }
+
+    public async Task<IReadOnlyList<Candidate>> CandidatesAsync(Job job, CancellationToken ct)
+    {
+        var all = await store.QueryAsync(Collections.Executors, DocumentQuery.All(), ct);
+        var active = FilterParser.Parse(new JsonObject { ["status"] = new JsonObject { ["$in"] = new JsonArray(JobStatus.Pending, JobStatus.Running) } });
+        var activeJobs = (await store.QueryAsync(Collections.Jobs, new DocumentQuery(active, [], 0, DocumentQuery.MaxLimit), ct))
+            .GroupBy(d => d.Body["executor_id"]?.GetValue<string>() ?? "")
+            .ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
+        var result = new List<Candidate>();
+        foreach (var doc in all)
+        {
+            var executor = PolicyExecutor.FromJson(doc.Body);
+            if (executor.ExecutorStatus != ExecutorStatus.Healthy || !Matches(job.NodeSelector, executor)) continue;
+            var running = activeJobs.GetValueOrDefault(executor.ExecutorId);
+            result.Add(new Candidate(executor, FreeVcpus(executor.ExecutorHardwareInfo, running), running));
+        }
+        return result;
+    }
+
+    private static bool Matches(JsonObject selector, PolicyExecutor executor)
+    {
+        var labels = executor.ExecutorMetadata["labels"] as JsonObject;
+        foreach (var (key, wanted) in selector)
+        {
+            var have = labels?[key];
+            if (have is null || !JsonNode.DeepEquals(have, wanted)) return false;
+        }
+        return true;
+    }
+
+    private static double FreeVcpus(JsonObject hardware, int activeJobs)
+    {
+        switch (hardware["vcpus"])
+        {
+            case JsonObject vcpus when Number(vcpus["free"]) is { } free:
+                return free;
+            case JsonObject vcpus when Number(vcpus["count"]) is { } count:
+                return count - activeJobs;
+            case JsonValue v when Number(v) is { } count:
+                return count - activeJobs;
+            default:
+                return -activeJobs; // unknown size: rank by load alone, below any executor that reports capacity
+        }
+    }
+
+    private static double? Number(JsonNode? node) =>
+        node is JsonValue v && v.GetValueKind() == JsonValueKind.Number ? v.GetValue<double>() : null;
+
+    // The operator's allocator policy runs on this server's own executor and must name one of the candidates.
+    private async Task<PolicyExecutor> AskPolicyAsync(Job job, IReadOnlyList<Candidate> candidates, CancellationToken ct)
+    {
+        var uri = options.Value.AllocatorPolicy;
+        var local = new Uri("inproc://local");
+        var transport = executors.FirstOrDefault(t => t.CanHandle(local))
+            ?? throw Problems.BackendUnavailable($"the allocator policy '{uri}' is configured, but this server has no local executor to run it");
+        var input = new JsonObject
+        {
+            ["job"] = job.ToJson(),
+            ["executors"] = new JsonArray(candidates.Select(c =>
+            {
+                var doc = c.Executor.ToJson();
+                doc["free_vcpus"] = c.FreeVcpus;
+                doc["active_jobs"] = c.ActiveJobs;
+                return (JsonNode)doc;
+            }).ToArray()),
+        };
+        PolicyResult answer;
+        try
+        {
+            answer = await transport.For(local).ExecuteAsync(new ExecutionRequest(uri, input), new CallerIdentity("job-allocator"), ct);
+        }
+        catch (PolicyGridException e) when (e.Status is 404 or 410 or 422 or 504 or 400)
+        {
+            throw Problems.BackendError($"the allocator policy '{uri}' failed: {e.Message}");
+        }
+        var chosen = answer.Output["executor_id"] is JsonValue v && v.TryGetValue<string>(out var id) ? id : "";
+        return candidates.FirstOrDefault(c => c.Executor.ExecutorId == chosen)?.Executor
+            ?? throw Problems.BackendError($"the allocator policy '{uri}' chose executor '{chosen}', which is not one of the candidates ({string.Join(", ", candidates.Select(c => c.Executor.ExecutorId))})");
+    }
+}

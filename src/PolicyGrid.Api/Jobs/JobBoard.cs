@@ -1,0 +1,333 @@
+using System.Collections.Concurrent;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Core.Querying;
+using PolicyGrid.Core.Templates;
+
+namespace PolicyGrid.Api.Jobs;
+
+/// <summary>
+/// Keeps every Type 3 job's record in <see cref="Collections.Jobs"/> and moves it through
+/// pending → running → succeeded | failed | timed_out | cancelled. It is the only writer of a job's
+/// status besides the job itself (a local job process, or a runner's result callback), and every
+/// write is revision-checked, so whichever end is recorded first stands and a late one is dropped:
+/// a result is never overwritten and never lost. Launchers run jobs; the board records them.
+/// </summary>
+public sealed class JobBoard(
+    IDocumentStore store,
+    JobTransports transports,
+    ExecutorAllocation allocation,
+    JobSignals signals,
+    JobResultTokens tokens,
+    IOptions<JobsOptions> options,
+    IHostApplicationLifetime lifetime,
+    TimeProvider clock,
+    ILogger<JobBoard> logger)
+{
+    private static readonly HashSet<string> SubmitFields = ["name", "policy_rule_uri", "policy_rule_parameters", "node_selector", "inputs", "timeout_seconds"];
+    private readonly ConcurrentDictionary<string, Task> runs = new(StringComparer.Ordinal);
+
+    /// <summary>Jobs this process is following right now (tests wait on these; shutdown leaves them running).</summary>
+    public IReadOnlyCollection<Task> Runs => runs.Values.ToArray();
+
+    /// <summary>POST /jobs/submit[/{executor_id}]: validates, chooses or checks the executor, records the job as pending and starts it.</summary>
+    public async Task<JsonObject> SubmitAsync(string? executorId, JsonObject body, CancellationToken ct)
+    {
+        var candidate = new JsonObject();
+        foreach (var (key, value) in body)
+            if (SubmitFields.Contains(key)) candidate[key] = value?.DeepClone();
+        candidate["job_id"] = Guid.NewGuid().ToString();
+        var job = Job.FromJson(candidate);
+        var policy = await PolicyAsync(job.PolicyRuleUri, ct);
+        CheckAgainstPolicy(job, policy);
+        job = job with { TimeoutSeconds = Timeout(body, policy) };
+
+        var executor = string.IsNullOrEmpty(executorId)
+            ? await allocation.ChooseAsync(job, ct)
+            : await ExecutorAsync(executorId, ct);
+        var launcher = transports.For(executor);
+        job = job with { ExecutorId = executor.ExecutorId, Status = JobStatus.Pending, CreatedAt = Now() };
+        await store.CreateAsync(Collections.Jobs, job.JobId, job.ToJson(), ct);
+        logger.LogInformation("job {JobId}: {Policy} submitted to executor {ExecutorId} (timeout {Timeout}s)", job.JobId, job.PolicyRuleUri, executor.ExecutorId, job.TimeoutSeconds);
+        Start(job, launcher, policy);
+        return Present(job.ToJson(), policy);
+    }
+
+    /// <summary>POST /create_job (executor node API): records a job a registry forwarded and runs it with this node's launcher.</summary>
+    public async Task<JsonObject> AcceptAsync(JsonObject body, CancellationToken ct)
+    {
+        var given = Job.FromJson(body);
+        if (await store.GetAsync(Collections.Jobs, given.JobId, ct) is { } existing)
+            return await PresentAsync(existing.Body, ct); // the registry retried: the job already runs here
+        var policy = await PolicyAsync(given.PolicyRuleUri, ct);
+        CheckAgainstPolicy(given, policy);
+        var job = given with { Status = JobStatus.Pending, Result = new JsonObject(), Error = "", CreatedAt = Now(), StartedAt = "", FinishedAt = "" };
+        await store.CreateAsync(Collections.Jobs, job.JobId, job.ToJson(), ct);
+        logger.LogInformation("job {JobId}: {Policy} accepted from a registry", job.JobId, job.PolicyRuleUri);
+        Start(job, transports.NodeLauncher(), policy);
+        return Present(job.ToJson(), policy);
+    }
+
+    /// <summary>GET /jobs/{id}: the record, after waiting up to <paramref name="wait"/> for the job to end.</summary>
+    public async Task<JsonObject> GetAsync(string jobId, TimeSpan wait, CancellationToken ct)
+    {
+        var ended = signals.Ended(jobId);
+        var stored = await store.GetAsync(Collections.Jobs, jobId, ct) ?? throw Missing(jobId);
+        if (wait > TimeSpan.Zero && !IsFinal(stored.Body))
+        {
+            var max = TimeSpan.FromSeconds(options.Value.MaxWaitSeconds);
+            try
+            {
+                await ended.WaitAsync(wait < max ? wait : max, ct);
+            }
+            catch (TimeoutException)
+            {
+                // Still running: answer the record as it is now.
+            }
+            stored = await store.GetAsync(Collections.Jobs, jobId, ct) ?? throw Missing(jobId);
+        }
+        return await PresentAsync(stored.Body, ct);
+    }
+
+    public async Task<IReadOnlyList<JsonObject>> QueryAsync(DocumentQuery query, CancellationToken ct)
+    {
+        var found = await store.QueryAsync(Collections.Jobs, query, ct);
+        var policies = new Dictionary<string, PolicyRule?>(StringComparer.Ordinal);
+        var answer = new List<JsonObject>(found.Count);
+        foreach (var doc in found)
+        {
+            var uri = doc.Body["policy_rule_uri"]?.GetValue<string>() ?? "";
+            if (!policies.TryGetValue(uri, out var policy)) policies[uri] = policy = await TryPolicyAsync(uri, ct);
+            answer.Add(Present(doc.Body, policy));
+        }
+        return answer;
+    }
+
+    /// <summary>DELETE /jobs/{id}: records the job as cancelled (unless it already ended) and stops it.</summary>
+    public async Task<JsonObject> CancelAsync(string jobId, CancellationToken ct)
+    {
+        var before = await store.GetAsync(Collections.Jobs, jobId, ct) ?? throw Missing(jobId);
+        if (IsFinal(before.Body)) return await PresentAsync(before.Body, ct);
+        var job = await TransitionAsync(jobId, j => j.IsFinished ? null : j with
+        {
+            Status = JobStatus.Cancelled, Error = "cancelled by request", FinishedAt = Now(),
+        }, ct);
+        if (job.Status == JobStatus.Cancelled)
+        {
+            try
+            {
+                var executor = await ExecutorAsync(job.ExecutorId, ct);
+                await transports.For(executor).CancelAsync(jobId, ct);
+            }
+            catch (PolicyGridException e)
+            {
+                // The record says cancelled either way; a launcher that could not be reached is logged for the operator.
+                logger.LogWarning("job {JobId}: cancelled, but stopping it failed: {Error}", jobId, e.Message);
+            }
+            logger.LogInformation("job {JobId}: cancelled", jobId);
+            signals.Signal(jobId);
+        }
+        return await PresentAsync(job.ToJson(), ct);
+    }
+
+    /// <summary>POST /jobs/{id}/result: a remote runner reports how its job ended, with the job's token.</summary>
+    public async Task<JsonObject> ReportAsync(string jobId, string token, JsonObject body, CancellationToken ct)
+    {
+        if (token.Length == 0 || !await tokens.VerifyAsync(jobId, token, ct))
+            throw Problems.Unauthorized($"the result token for job '{jobId}' is missing or wrong");
+        var status = body["status"] is JsonValue s && s.TryGetValue<string>(out var text) ? text : "";
+        if (status is not (JobStatus.Succeeded or JobStatus.Failed or JobStatus.TimedOut))
+            throw Problems.Validation("status", "must be \"succeeded\", \"failed\" or \"timed_out\"");
+        var error = body["error"] is JsonValue e && e.TryGetValue<string>(out var message) ? message : "";
+        var result = body["result"]?.DeepClone() ?? new JsonObject();
+        var job = await TransitionAsync(jobId, j => j.IsFinished ? null : j with
+        {
+            Status = status, Result = result, Error = error, FinishedAt = Now(),
+            StartedAt = j.StartedAt.Length > 0 ? j.StartedAt : Now(),
+        }, ct);
+        logger.LogInformation("job {JobId}: runner reported {Status}", jobId, status);
+        signals.Signal(jobId);
+        return await PresentAsync(job.ToJson(), ct);
+    }
+
+    /// <summary>At start: follows every job a previous run of this server left pending or running, or records why it ended.</summary>
+    public async Task ReconcileAsync(CancellationToken ct)
+    {
+        var filter = FilterParser.Parse(new JsonObject { ["status"] = new JsonObject { ["$in"] = new JsonArray(JobStatus.Pending, JobStatus.Running) } });
+        var open = await store.QueryAsync(Collections.Jobs, new DocumentQuery(filter, [], 0, DocumentQuery.MaxLimit), ct);
+        foreach (var doc in open)
+        {
+            var job = Job.FromJson(doc.Body);
+            if (runs.ContainsKey(job.JobId)) continue;
+            IJobLauncher launcher;
+            try
+            {
+                launcher = transports.For(await ExecutorAsync(job.ExecutorId, ct));
+            }
+            catch (PolicyGridException e)
+            {
+                await FinishAsync(job.JobId, JobOutcome.Failed($"server restarted and the job's executor cannot be reached: {e.Message}"));
+                continue;
+            }
+            logger.LogInformation("job {JobId}: was {Status} when the server stopped; re-attaching", job.JobId, job.Status);
+            Follow(job.JobId, async token => await launcher.ReattachAsync(job.JobId, token));
+        }
+    }
+
+    private void Start(Job job, IJobLauncher launcher, PolicyRule policy)
+    {
+        Follow(job.JobId, async token =>
+        {
+            var resultToken = await tokens.IssueAsync(job.JobId, token);
+            var running = await TransitionAsync(job.JobId, j => j.Status == JobStatus.Pending ? j with { Status = JobStatus.Running, StartedAt = Now() } : null, token);
+            if (running.IsFinished) return null; // cancelled before it started
+            return await launcher.RunAsync(Launch(job, policy, resultToken), token);
+        });
+    }
+
+    // Runs one job to its end in the background. Shutdown stops following (the job keeps running and is
+    // re-attached at the next start); anything else that goes wrong ends the job as failed, with the reason.
+    private void Follow(string jobId, Func<CancellationToken, Task<JobOutcome?>> run)
+    {
+        var stopping = lifetime.ApplicationStopping;
+        var task = Task.Run(async () =>
+        {
+            JobOutcome? outcome;
+            try
+            {
+                outcome = await run(stopping);
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                logger.LogWarning(e, "job {JobId}: its launcher failed", jobId);
+                outcome = JobOutcome.Failed(e is PolicyGridException p ? p.Message : $"the job's launcher failed: {e.Message}");
+            }
+            if (outcome is not null) await FinishAsync(jobId, outcome);
+            else signals.Signal(jobId);
+        }, CancellationToken.None);
+        runs[jobId] = task;
+        _ = task.ContinueWith(_ => runs.TryRemove(new KeyValuePair<string, Task>(jobId, task)), TaskScheduler.Default);
+    }
+
+    private async Task FinishAsync(string jobId, JobOutcome outcome)
+    {
+        try
+        {
+            var job = await TransitionAsync(jobId, j => j.IsFinished ? null : outcome.End switch
+            {
+                JobEnd.Succeeded => j with { Status = JobStatus.Succeeded, Result = outcome.Result?.DeepClone() ?? new JsonObject(), Error = "" },
+                JobEnd.TimedOut => j with { Status = JobStatus.TimedOut, Error = outcome.Error },
+                JobEnd.Cancelled => j with { Status = JobStatus.Cancelled, Error = outcome.Error.Length > 0 ? outcome.Error : "cancelled" },
+                JobEnd.Failed => j with { Status = JobStatus.Failed, Error = outcome.Error },
+                _ => j with { Status = JobStatus.Failed, Error = "the job ended without reporting a result" },
+            } with { FinishedAt = Now(), StartedAt = j.StartedAt.Length > 0 ? j.StartedAt : Now() }, CancellationToken.None);
+            logger.LogInformation("job {JobId}: {Status}{Error}", jobId, job.Status, job.Error.Length > 0 ? $" ({job.Error})" : "");
+            await tokens.ForgetAsync(jobId, CancellationToken.None);
+        }
+        catch (PolicyGridException e) when (e.Status == 404)
+        {
+            // The record was removed meanwhile; nothing left to update.
+        }
+        finally
+        {
+            signals.Signal(jobId);
+        }
+    }
+
+    /// <summary>Applies <paramref name="change"/> (null = leave as is) with a revision check, retrying when another writer got there first.</summary>
+    private async Task<Job> TransitionAsync(string jobId, Func<Job, Job?> change, CancellationToken ct)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            var stored = await store.GetAsync(Collections.Jobs, jobId, ct) ?? throw Missing(jobId);
+            var job = Job.FromJson(stored.Body);
+            var next = change(job);
+            if (next is null) return job;
+            try
+            {
+                await store.ReplaceAsync(Collections.Jobs, jobId, next.ToJson(), stored.Revision, ct);
+                return next;
+            }
+            catch (PolicyGridException e) when (e.Status == 409 && attempt < 20)
+            {
+            }
+        }
+    }
+
+    private JobLaunch Launch(Job job, PolicyRule policy, string resultToken)
+    {
+        var selector = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (k, v) in job.NodeSelector) selector[k] = v!.GetValue<string>();
+        return new JobLaunch(job.JobId, policy.ToJson(), (JsonObject)job.PolicyRuleParameters.DeepClone(), job.Inputs.DeepClone(), selector,
+            TimeSpan.FromSeconds(job.TimeoutSeconds), ResourceEstimates.Resources(policy.ResourceEstimates), resultToken);
+    }
+
+    private void CheckAgainstPolicy(Job job, PolicyRule policy)
+    {
+        if (policy.IsRetired) throw Problems.Retired($"policy '{policy.PolicyRuleUri}' is retired and cannot run");
+        var merged = (JsonObject)policy.PolicyParameters.DeepClone();
+        foreach (var (k, v) in job.PolicyRuleParameters) merged[k] = v?.DeepClone();
+        var errors = new List<FieldError>();
+        if (job.Inputs is not JsonObject) errors.Add(new FieldError("inputs", "must be an object (it is the policy's input_data)"));
+        if (policy.PolicyParametersSchema.Count > 0) errors.AddRange(TemplateValidator.Validate(policy.PolicyParametersSchema, merged, "policy_rule_parameters"));
+        if (policy.PolicyInputSchema.Count > 0) errors.AddRange(TemplateValidator.Validate(policy.PolicyInputSchema, job.Inputs, "inputs"));
+        if (errors.Count > 0) throw Problems.Validation(errors);
+    }
+
+    private double Timeout(JsonObject body, PolicyRule policy)
+    {
+        var max = options.Value.MaxTimeoutSeconds;
+        if (body["timeout_seconds"] is JsonValue given && given.TryGetValue<double>(out var seconds))
+        {
+            if (seconds > max) throw Problems.Validation("timeout_seconds", $"must be at most {max} seconds on this server, not {seconds}");
+            return seconds;
+        }
+        return Math.Min(ResourceEstimates.TimeoutSeconds(policy.ResourceEstimates) ?? options.Value.DefaultTimeoutSeconds, max);
+    }
+
+    private async Task<PolicyRule> PolicyAsync(string uri, CancellationToken ct) =>
+        await TryPolicyAsync(uri, ct) ?? throw Problems.NotFound($"no policy '{uri}' is registered");
+
+    private async Task<PolicyRule?> TryPolicyAsync(string uri, CancellationToken ct)
+    {
+        var stored = uri.Length == 0 ? null : await store.GetAsync(Collections.Policies, uri, ct);
+        return stored is null ? null : PolicyRule.FromJson(stored.Body);
+    }
+
+    private async Task<PolicyExecutor> ExecutorAsync(string executorId, CancellationToken ct)
+    {
+        var stored = await store.GetAsync(Collections.Executors, executorId, ct)
+            ?? throw Problems.NotFound($"no executor '{executorId}' is registered");
+        var executor = PolicyExecutor.FromJson(stored.Body);
+        if (executor.ExecutorStatus == ExecutorStatus.Draining)
+            throw new PolicyGridException(503, ErrorCodes.BackendUnavailable, $"executor '{executorId}' is draining and takes no new work") { RetryAfterSeconds = 30 };
+        return executor;
+    }
+
+    private async Task<JsonObject> PresentAsync(JsonObject body, CancellationToken ct) =>
+        Present(body, await TryPolicyAsync(body["policy_rule_uri"]?.GetValue<string>() ?? "", ct));
+
+    // Parameters marked secret in the policy's template are answered as "***" in every read.
+    private static JsonObject Present(JsonObject body, PolicyRule? policy)
+    {
+        var copy = (JsonObject)body.DeepClone();
+        if (policy is not null && TemplateSecrets.HasSecrets(policy.PolicyParametersSchema) && copy["policy_rule_parameters"] is JsonObject parameters)
+            copy["policy_rule_parameters"] = TemplateSecrets.Redact(policy.PolicyParametersSchema, parameters);
+        return copy;
+    }
+
+    private static bool IsFinal(JsonObject body) => JobStatus.IsFinal(body["status"]?.GetValue<string>() ?? "");
+
+    private static PolicyGridException Missing(string jobId) => Problems.NotFound($"no job '{jobId}'");
+
+    private string Now() => Timestamps.Format(clock.GetUtcNow());
+}

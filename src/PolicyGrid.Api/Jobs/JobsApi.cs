@@ -1,0 +1,140 @@
+using System.ComponentModel;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using PolicyGrid.Api.Envelope;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Core.Querying;
+using SortKey = PolicyGrid.Core.Ports.SortKey;
+
+namespace PolicyGrid.Api.Jobs;
+
+/// <summary>
+/// Type 3 jobs: submit (to a named executor or one chosen by allocation), read with an optional
+/// long-poll, query, cancel; the node routes a registry forwards to (<c>POST /create_job</c>); and the
+/// result callback of remote runners. Also maps create-infra / remove-infra (<see cref="InfraApi"/>).
+/// </summary>
+public static class JobsApi
+{
+    public static IServiceCollection AddJobsApi(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<JobsOptions>().Bind(configuration.GetSection(JobsOptions.Section));
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<JobSignals>();
+        services.AddSingleton<JobResultTokens>();
+        services.AddSingleton<ExecutorAllocation>();
+        services.AddSingleton<JobTransports>();
+        services.AddSingleton<JobBoard>();
+        services.AddSingleton<IJobTransport, InprocJobTransport>();
+        services.AddSingleton<IJobTransport, RemoteJobTransport>();
+        services.AddHttpClient(RemoteJobTransport.HttpClientName, c => c.Timeout = TimeSpan.FromSeconds(90));
+        services.AddHostedService<JobReconciler>();
+        return services;
+    }
+
+    public static IEndpointRouteBuilder MapJobsApi(this IEndpointRouteBuilder app)
+    {
+        var jobs = app.MapGroup("/jobs").WithTags("Jobs");
+        jobs.MapPost("/submit/{executor_id}", SubmitTo).WithName("SubmitJob").WithSummary("Run a policy once as a job on the named executor (Type 3)")
+            .WithDescription("Body: {name, policy_rule_uri, policy_rule_parameters, node_selector, inputs, timeout_seconds?}. Answers the job record at once (status pending); read it with GET /jobs/{job_id}?wait=<seconds>.");
+        jobs.MapPost("/submit", SubmitAnywhere).WithName("SubmitJobAllocated").WithSummary("Run a policy once as a job on an executor chosen by the allocation rule")
+            .WithDescription("Also answers POST /jobs/submit/ (routing ignores the trailing slash).");
+        jobs.MapPost("/query", Query).WithName("QueryJobs").WithSummary("Find jobs with a Mongo-style filter");
+        jobs.MapGet("/{job_id}", Get).WithName("GetJob").WithSummary("A job's status and result; ?wait=<seconds> holds the answer until the job ends");
+        jobs.MapDelete("/{job_id}", Cancel).WithName("CancelJob").WithSummary("Cancel a job (a job that already ended is answered unchanged)");
+        jobs.MapPost("/{job_id}/result", Report).WithName("ReportJobResult").WithSummary("A job runner reports its result (per-job token)")
+            .WithDescription("Used by runners in Kubernetes. Authorization: Bearer <the job's result token>. Body: {status: succeeded|failed|timed_out, result, error}.")
+            .AllowAnonymous(); // authenticated by the per-job token instead of an API token
+
+        app.MapPost("/create_job", CreateJob).WithTags("Executor node").WithName("NodeCreateJob")
+            .WithSummary("Executor node: run a job a registry forwarded (body: the job record, job_id included)");
+        app.MapInfraApi();
+        return app;
+    }
+
+    public static async Task<Ok<Envelope<JsonObject>>> SubmitTo([FromRoute(Name = "executor_id"), Description("The executor to run on")] string executorId, JsonBody body, JobBoard board, CancellationToken ct) =>
+        Answer.Ok(await board.SubmitAsync(executorId, body.RequireObject(), ct));
+
+    public static async Task<Ok<Envelope<JsonObject>>> SubmitAnywhere(JsonBody body, JobBoard board, CancellationToken ct) =>
+        Answer.Ok(await board.SubmitAsync(null, body.RequireObject(), ct));
+
+    public static async Task<Ok<Envelope<JsonObject>>> Get([FromRoute(Name = "job_id")] string jobId, [Description("Seconds to wait for the job to end")] string? wait, JobBoard board, CancellationToken ct) =>
+        Answer.Ok(await board.GetAsync(jobId, Wait(wait), ct));
+
+    public static async Task<Ok<Envelope<JsonObject>>> Cancel([FromRoute(Name = "job_id")] string jobId, JobBoard board, CancellationToken ct) =>
+        Answer.Ok(await board.CancelAsync(jobId, ct));
+
+    public static async Task<Ok<Envelope<IReadOnlyList<JsonObject>>>> Query(JsonBody body, HttpContext http, JobBoard board, CancellationToken ct)
+    {
+        var filter = FilterParser.Parse(body.Node);
+        var (limit, skip, sort) = Window(http.Request.Query);
+        return Answer.Ok(await board.QueryAsync(new DocumentQuery(filter, sort, skip, limit), ct));
+    }
+
+    public static async Task<Ok<Envelope<JsonObject>>> Report([FromRoute(Name = "job_id")] string jobId, JsonBody body, HttpContext http, JobBoard board, CancellationToken ct)
+    {
+        var header = http.Request.Headers.Authorization.ToString();
+        var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : "";
+        return Answer.Ok(await board.ReportAsync(jobId, token, body.RequireObject(), ct));
+    }
+
+    public static async Task<Ok<Envelope<JsonObject>>> CreateJob(JsonBody body, JobBoard board, CancellationToken ct) =>
+        Answer.Ok(await board.AcceptAsync(body.RequireObject(), ct));
+
+    private static TimeSpan Wait(string? wait)
+    {
+        if (string.IsNullOrEmpty(wait)) return TimeSpan.Zero;
+        if (!double.TryParse(wait, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) || seconds < 0 || double.IsNaN(seconds) || double.IsInfinity(seconds))
+            throw Problems.BadRequest($"wait '{wait}' must be a number of seconds, 0 or more");
+        return TimeSpan.FromSeconds(seconds);
+    }
+
+    // ?limit= (default 100, at most 1000), ?skip=, ?sort=field:asc|desc[,...] as on every query endpoint.
+    private static (int Limit, int Skip, IReadOnlyList<SortKey> Sort) Window(IQueryCollection query)
+    {
+        var limit = DocumentQuery.DefaultLimit;
+        var l = query["limit"].ToString();
+        if (l.Length > 0 && (!int.TryParse(l, NumberStyles.None, CultureInfo.InvariantCulture, out limit) || limit < 1 || limit > DocumentQuery.MaxLimit))
+            throw Problems.BadRequest($"limit '{l}' must be a whole number from 1 to {DocumentQuery.MaxLimit}");
+        var skip = 0;
+        var s = query["skip"].ToString();
+        if (s.Length > 0 && (!int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out skip) || skip < 0))
+            throw Problems.BadRequest($"skip '{s}' must be a whole number, 0 or more");
+        var sort = new List<SortKey>();
+        foreach (var part in query["sort"].ToString().Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            var pieces = part.Split(':', 2);
+            if (pieces[0].Length == 0 || pieces[0].StartsWith('$'))
+                throw Problems.BadRequest($"sort field '{pieces[0]}' is not a dotted field path such as created_at");
+            var direction = pieces.Length == 1 ? "asc" : pieces[1].ToLowerInvariant();
+            sort.Add(direction switch
+            {
+                "asc" => new SortKey(pieces[0], SortDirection.Asc),
+                "desc" => new SortKey(pieces[0], SortDirection.Desc),
+                _ => throw Problems.BadRequest($"sort direction '{pieces[1]}' for '{pieces[0]}' must be asc or desc"),
+            });
+        }
+        return (limit, skip, sort);
+    }
+}
+
+/// <summary>
+/// Re-attaches to jobs a previous run of this server left pending or running. It runs in StartAsync,
+/// which the host finishes before the server takes requests, so a job submitted now is never
+/// mistaken for a left-over one.
+/// </summary>
+public sealed class JobReconciler(JobBoard board) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken) => board.ReconcileAsync(cancellationToken);
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}

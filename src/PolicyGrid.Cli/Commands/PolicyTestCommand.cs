@@ -1,0 +1,158 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging.Abstractions;
+using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Templates;
+using PolicyGrid.Runtime.Bundles;
+using PolicyGrid.Runtime.Hosting;
+using Spectre.Console;
+
+namespace PolicyGrid.Cli.Commands;
+
+/// <summary>
+/// <c>policygrid policy test &lt;dir&gt; --input '{...}'</c>: runs a policy from disk in the same
+/// sandboxed worker the server uses, without a server, so authors see what the registry would
+/// answer (template checks included, when a manifest is given) before they push.
+/// </summary>
+public static class PolicyTestCommand
+{
+    public static Command Create(CliEnvironment env)
+    {
+        var dir = new Argument<string>("dir") { Description = "Policy directory: function.py or code/function.py" };
+        var input = new Option<string?>("--input") { Description = "input_data as JSON (for eval)" };
+        var manifest = new Option<string?>("--manifest") { Description = "PolicyRule JSON: its templates, settings and parameters apply (default: <dir>/manifest.json when present)" };
+        var parameters = new Option<string?>("--parameters") { Description = "parameters (merged over the manifest's)" };
+        var settings = new Option<string?>("--settings") { Description = "settings (merged over the manifest's)" };
+        var context = new Option<string?>("--context") { Description = "context dict the policy starts with (default {})" };
+        var action = new Option<string?>("--action") { Description = "run management(action, data) instead of eval" };
+        var data = new Option<string?>("--data") { Description = "data for --action (JSON object)" };
+        var timeout = new Option<double>("--timeout") { Description = "deadline in seconds", DefaultValueFactory = _ => 10 };
+        var command = new Command("test", "Run a policy from disk without a server (eval, or management with --action)")
+            { dir, input, manifest, parameters, settings, context, action, data, timeout };
+        command.SetRun(env, async (parse, session, ct) =>
+        {
+            var directory = Path.GetFullPath(parse.GetValue(dir)!);
+            var codeDir = File.Exists(Path.Combine(directory, "function.py")) ? directory
+                : File.Exists(Path.Combine(directory, "code", "function.py")) ? Path.Combine(directory, "code")
+                : throw new UsageException($"'{directory}' holds neither function.py nor code/function.py");
+            var manifestPath = parse.GetValue(manifest) ?? (File.Exists(Path.Combine(directory, "manifest.json")) ? Path.Combine(directory, "manifest.json") : null);
+            var rule = LoadRule(manifestPath, directory)
+                .WithOverrides(CliCommon.ParseJsonObject(parse.GetValue(settings), "--settings"), CliCommon.ParseJsonObject(parse.GetValue(parameters), "--parameters"));
+
+            var managementAction = parse.GetValue(action);
+            var inputData = CliCommon.ParseJsonObject(parse.GetValue(input), "--input");
+            if (managementAction is null && inputData is null) throw new UsageException("give --input '<json>' (or --action for a management command)");
+
+            using var bundle = TestBundle.Copy(codeDir);
+            if (File.Exists(Path.Combine(codeDir, "requirements.txt")))
+                env.Error.WriteLine("note: policy test does not install requirements.txt; the packages must already be importable by python3");
+            await using var pool = new PythonWorkerPool(new WorkerPoolOptions { Workers = 1 }, NullLogger<PythonWorkerPool>.Instance);
+            var load = new PolicyLoadSpec(rule.PolicyRuleUri, new BundleDirectory("local-test", bundle.Root, null), rule.PolicySettings, rule.PolicyParameters);
+            var deadline = TimeSpan.FromSeconds(parse.GetValue(timeout));
+            try
+            {
+                JsonNode? result;
+                if (managementAction is not null)
+                {
+                    var args = new JsonObject { ["action"] = managementAction, ["data"] = CliCommon.ParseJsonObject(parse.GetValue(data), "--data") ?? [] };
+                    result = await pool.InvokeOnceAsync(load, PolicyMethods.Management, args, deadline, ct);
+                }
+                else
+                {
+                    rule.EnsureValidInput(inputData);
+                    var args = new JsonObject
+                    {
+                        ["parameters"] = rule.PolicyParameters.DeepClone(),
+                        ["input_data"] = inputData,
+                        ["context"] = CliCommon.ParseJsonObject(parse.GetValue(context), "--context") ?? [],
+                    };
+                    var reply = await pool.InvokeOnceAsync(load, PolicyMethods.Eval, args, deadline, ct);
+                    result = reply?["result"];
+                    if (rule.PolicyOutputSchema.Count > 0)
+                        foreach (var problem in TemplateValidator.Validate(rule.PolicyOutputSchema, result, "output"))
+                            env.Error.WriteLine($"warning: the result does not match policy_output_schema: {problem}");
+                    if (reply?["context"] is JsonObject after && after.Count > 0 && !session.Json)
+                        env.Error.WriteLine($"context after eval: {after.ToJsonString()}");
+                }
+                session.Show(result, console => console.WriteLine(result?.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) ?? "null"));
+                return CliCommon.Ok;
+            }
+            catch (PolicyLoadException e)
+            {
+                env.Error.WriteLine($"error: the policy cannot be loaded: {e.Reason}");
+                return CliCommon.ServerSaidNo;
+            }
+            catch (PolicyGridException e)
+            {
+                env.Error.WriteLine($"error: {e.Message} ({e.Status} {e.Code})");
+                return CliCommon.ServerSaidNo;
+            }
+        });
+        return command;
+    }
+
+    private static PolicyRule LoadRule(string? manifestPath, string directory)
+    {
+        var document = manifestPath is null
+            ? new JsonObject { ["name"] = SafeName(Path.GetFileName(directory)), ["version"] = "0.0", ["release_tag"] = "local", ["type"] = "python_class_v1" }
+            : CliCommon.ReadJsonFile(manifestPath, "manifest");
+        // The manifest's code is filled in at push time; here the directory is the code.
+        document["code"] = new Uri(directory).AbsoluteUri;
+        try
+        {
+            return PolicyRule.FromJson(document);
+        }
+        catch (PolicyGridException e)
+        {
+            throw new UsageException($"the manifest is not a valid PolicyRule: {e.Message}");
+        }
+    }
+
+    private static string SafeName(string name)
+    {
+        var cleaned = new string(name.Select(c => char.IsLetterOrDigit(c) || c == '_' ? c : '_').ToArray());
+        return cleaned.Length == 0 ? "policy" : cleaned;
+    }
+
+    /// <summary>
+    /// A throw-away copy of the code the sandboxed worker user can read (authors' directories are
+    /// often under a home directory it cannot enter).
+    /// </summary>
+    private sealed class TestBundle : IDisposable
+    {
+        private TestBundle(string root) => Root = root;
+
+        public string Root { get; }
+
+        public static TestBundle Copy(string codeDir)
+        {
+            var root = Path.Combine(Path.GetTempPath(), "policygrid-test", Guid.NewGuid().ToString("N"));
+            var target = Path.Combine(root, "code");
+            Directory.CreateDirectory(target);
+            foreach (var file in Directory.EnumerateFiles(codeDir, "*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = FileAttributes.ReparsePoint }))
+            {
+                var rel = Path.GetRelativePath(codeDir, file);
+                if (rel.Split(Path.DirectorySeparatorChar).Contains("__pycache__")) continue;
+                var destination = Path.Combine(target, rel);
+                Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
+                File.Copy(file, destination);
+            }
+            if (!OperatingSystem.IsWindows())
+            {
+                var dirMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute;
+                var fileMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead;
+                foreach (var d in new[] { Path.GetDirectoryName(root)!, root }.Concat(Directory.EnumerateDirectories(root, "*", SearchOption.AllDirectories)))
+                    File.SetUnixFileMode(d, dirMode);
+                foreach (var f in Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories)) File.SetUnixFileMode(f, fileMode);
+            }
+            return new TestBundle(root);
+        }
+
+        public void Dispose()
+        {
+            try { Directory.Delete(Root, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+    }
+}

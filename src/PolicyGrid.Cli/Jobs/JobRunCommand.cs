@@ -1,0 +1,169 @@
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Embedded.Storage;
+using PolicyGrid.Runtime;
+
+namespace PolicyGrid.Cli.Jobs;
+
+/// <summary>
+/// <c>policygrid job-run</c>: the process one Type 3 job runs in.
+/// <list type="bullet">
+/// <item>Local (started by the embedded server): <c>job-run --data &lt;dir&gt; --job &lt;id&gt;</c> reads the job
+/// from the server's SQLite store, runs the policy once on the runtime's worker pool (with its limits and
+/// the job's deadline) and writes the outcome back into the same store.</item>
+/// <item>Kubernetes (the runner image's entrypoint): with no <c>--job</c>, the job comes from
+/// <c>POLICYGRID_JOB_SPEC</c> and the outcome is posted to <c>POLICYGRID_RESULT_URL</c> with the job's token.</item>
+/// </list>
+/// Exit code 0 means the outcome was recorded (whatever it was); anything else means it could not be.
+/// </summary>
+public static class JobRunCommand
+{
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var data = Option(args, "--data");
+        var jobId = Option(args, "--job");
+        try
+        {
+            if (jobId is not null && data is not null) return await RunLocalAsync(data, jobId);
+            if (Environment.GetEnvironmentVariable("POLICYGRID_JOB_SPEC") is { Length: > 0 } spec) return await RunRemoteAsync(spec);
+            await Console.Error.WriteLineAsync("usage: policygrid job-run --data <dir> --job <id>   (or set POLICYGRID_JOB_SPEC, POLICYGRID_RESULT_URL and POLICYGRID_JOB_TOKEN)");
+            return 2;
+        }
+        catch (Exception e)
+        {
+            await Console.Error.WriteLineAsync($"policygrid job-run: {e.Message}");
+            return 1;
+        }
+    }
+
+    private static async Task<int> RunLocalAsync(string dataDirectory, string jobId)
+    {
+        await using var services = Compose(dataDirectory);
+        var store = services.GetRequiredService<IDocumentStore>();
+        var stored = await store.GetAsync(Collections.Jobs, jobId) ?? throw new InvalidOperationException($"no job '{jobId}' in {dataDirectory}");
+        var job = Job.FromJson(stored.Body);
+        if (job.IsFinished) return 0; // cancelled before this process got going
+        var outcome = await EvaluateAsync(services, job);
+        await RecordAsync(store, jobId, outcome);
+        return 0;
+    }
+
+    private static async Task<int> RunRemoteAsync(string specText)
+    {
+        var spec = JsonNode.Parse(specText) as JsonObject ?? throw new InvalidOperationException("POLICYGRID_JOB_SPEC is not a JSON object");
+        var url = Environment.GetEnvironmentVariable("POLICYGRID_RESULT_URL") ?? throw new InvalidOperationException("POLICYGRID_RESULT_URL is not set");
+        var token = Environment.GetEnvironmentVariable("POLICYGRID_JOB_TOKEN") ?? "";
+        var policy = spec["policy"] as JsonObject ?? throw new InvalidOperationException("the job spec holds no policy");
+        var job = Job.FromJson(new JsonObject
+        {
+            ["job_id"] = spec["job_id"]?.DeepClone(),
+            ["policy_rule_uri"] = policy["policy_rule_uri"]?.DeepClone(),
+            ["policy_rule_parameters"] = spec["parameters"]?.DeepClone(),
+            ["inputs"] = spec["inputs"]?.DeepClone(),
+            ["timeout_seconds"] = spec["timeout_seconds"]?.DeepClone(),
+        });
+        // The pod has no PolicyGrid store: a private one in its scratch space holds just this policy.
+        var scratch = Path.Combine(Environment.GetEnvironmentVariable("POLICYGRID_DATA") ?? Path.GetTempPath(), "policygrid-job");
+        await using var services = Compose(scratch);
+        await services.GetRequiredService<IDocumentStore>().UpsertAsync(Collections.Policies, job.PolicyRuleUri, PolicyRule.FromJson(policy).ToJson());
+        var outcome = await EvaluateAsync(services, job);
+
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Post, url) { Content = JsonContent.Create(outcome) };
+                request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+                using var response = await http.SendAsync(request);
+                if (response.IsSuccessStatusCode) return 0;
+                if ((int)response.StatusCode < 500 || attempt >= 6)
+                {
+                    await Console.Error.WriteLineAsync($"policygrid job-run: the result was refused ({(int)response.StatusCode})");
+                    return 1;
+                }
+            }
+            catch (HttpRequestException) when (attempt < 6)
+            {
+            }
+            await Task.Delay(TimeSpan.FromSeconds(Math.Pow(2, attempt)));
+        }
+    }
+
+    /// <summary>The embedded stores on <paramref name="dataDirectory"/> and the runtime, sized for one job.</summary>
+    private static ServiceProvider Compose(string dataDirectory)
+    {
+        var configuration = new ConfigurationBuilder()
+            .AddInMemoryCollection(new Dictionary<string, string?>
+            {
+                // One job, one worker; the job's own timeout is the deadline, up to a day.
+                [$"{PolicyRuntimeOptions.Section}:Pool:Workers"] = "1",
+                [$"{PolicyRuntimeOptions.Section}:Execution:MaxTimeout"] = "1.00:00:00",
+            })
+            .AddEnvironmentVariables()
+            .Build();
+        var services = new ServiceCollection();
+        services.AddLogging(l => l.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning));
+        services.AddSingleton<IConfiguration>(configuration);
+        services.AddEmbeddedStorage(dataDirectory);
+        services.AddPolicyRuntime(configuration); // the bundle cache (IPolicyBundleSource) comes with the runtime
+        return services.BuildServiceProvider();
+    }
+
+    /// <summary>Runs the job's policy once and answers the outcome as the job record's fields.</summary>
+    private static async Task<JsonObject> EvaluateAsync(IServiceProvider services, Job job)
+    {
+        var executor = services.GetRequiredService<IPolicyExecutor>();
+        try
+        {
+            var inputs = job.Inputs as JsonObject ?? throw Problems.Validation("inputs", "must be an object (the policy's input_data)");
+            var request = new ExecutionRequest(job.PolicyRuleUri, inputs, job.PolicyRuleParameters, null, $"job:{job.JobId}", job.TimeoutSeconds);
+            var result = await executor.ExecuteAsync(request, new CallerIdentity($"job:{job.JobId}"));
+            return new JsonObject { ["status"] = JobStatus.Succeeded, ["result"] = result.Output.DeepClone(), ["error"] = "" };
+        }
+        catch (PolicyGridException e) when (e.Code == ErrorCodes.PolicyTimeout)
+        {
+            return new JsonObject { ["status"] = JobStatus.TimedOut, ["result"] = new JsonObject(), ["error"] = e.Message };
+        }
+        catch (PolicyGridException e)
+        {
+            return new JsonObject { ["status"] = JobStatus.Failed, ["result"] = new JsonObject(), ["error"] = $"{e.Code}: {e.Message}" };
+        }
+    }
+
+    // Revision-checked: if the server recorded an end first (cancel, deadline), that one stands.
+    private static async Task RecordAsync(IDocumentStore store, string jobId, JsonObject outcome)
+    {
+        for (var attempt = 0; attempt < 20; attempt++)
+        {
+            var stored = await store.GetAsync(Collections.Jobs, jobId) ?? throw new InvalidOperationException("the job record disappeared");
+            var job = Job.FromJson(stored.Body);
+            if (job.IsFinished) return;
+            var finished = job with
+            {
+                Status = outcome["status"]!.GetValue<string>(),
+                Result = outcome["result"]!.DeepClone(),
+                Error = outcome["error"]!.GetValue<string>(),
+                FinishedAt = Timestamps.Format(DateTimeOffset.UtcNow),
+            };
+            try
+            {
+                await store.ReplaceAsync(Collections.Jobs, jobId, finished.ToJson(), stored.Revision);
+                return;
+            }
+            catch (PolicyGridException e) when (e.Status == 409)
+            {
+            }
+        }
+    }
+
+    private static string? Option(string[] args, string name)
+    {
+        var i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+    }
+}

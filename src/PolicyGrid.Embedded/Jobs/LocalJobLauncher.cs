@@ -1,0 +1,245 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging;
+using PolicyGrid.Core.Ports;
+
+namespace PolicyGrid.Embedded.Jobs;
+
+/// <summary>
+/// Runs each job as its own OS process: <c>policygrid job-run --data &lt;dir&gt; --job &lt;id&gt;</c>. The
+/// job process loads the policy, runs it on the runtime's worker pool (with its limits) and writes
+/// the result into the same SQLite store itself, so the result survives whatever happens to this
+/// server. Here we only watch the process: past its deadline it is killed (timed out); cancel kills
+/// it; an exit without a recorded result is a failure whose reason names the exit code or signal and
+/// the last lines it printed. A pid file per running job lets a restarted server re-attach.
+/// </summary>
+public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration configuration, ILogger<LocalJobLauncher> logger) : IJobLauncher
+{
+    private readonly ConcurrentDictionary<string, TaskCompletionSource> cancels = new(StringComparer.Ordinal);
+
+    private string PidDirectory => Path.Combine(options.DataDirectory, "jobs");
+
+    private string PidFile(string jobId) => Path.Combine(PidDirectory, $"{jobId}.pid");
+
+    /// <summary>What the job process printed (kept for the operator; its tail goes into a failure's reason).</summary>
+    public string LogFile(string jobId) => Path.Combine(PidDirectory, $"{jobId}.log");
+
+    private string Tail(string jobId)
+    {
+        try
+        {
+            using var file = new FileStream(LogFile(jobId), FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            const int max = 4096;
+            if (file.Length > max) file.Seek(-max, SeekOrigin.End);
+            using var reader = new StreamReader(file, Encoding.UTF8);
+            return reader.ReadToEnd().Trim();
+        }
+        catch (IOException)
+        {
+            return "";
+        }
+    }
+
+    public async Task<JobOutcome> RunAsync(JobLaunch launch, CancellationToken ct)
+    {
+        var command = options.ResolveRunner();
+        Directory.CreateDirectory(PidDirectory);
+        // Output goes to a log file rather than pipes to this server, so the job outlives a server
+        // restart without dying on a closed pipe, and an operator can read what it printed.
+        var start = new ProcessStartInfo("/bin/sh")
+        {
+            UseShellExecute = false,
+            RedirectStandardInput = true,
+            WorkingDirectory = options.DataDirectory,
+        };
+        foreach (var arg in new[] { "-c", "exec \"$@\" >>\"$PG_JOB_LOG\" 2>&1", "policygrid-job" }) start.ArgumentList.Add(arg);
+        foreach (var arg in command) start.ArgumentList.Add(arg);
+        foreach (var arg in new[] { "job-run", "--data", options.DataDirectory, "--job", launch.JobId }) start.ArgumentList.Add(arg);
+        start.Environment["PG_JOB_LOG"] = LogFile(launch.JobId);
+        // The job process gets the runtime's settings (Python, limits) but never the API's tokens.
+        foreach (var (key, value) in configuration.GetSection("PolicyGrid:Runtime").AsEnumerable())
+            if (value is not null) start.Environment[key.Replace(":", "__", StringComparison.Ordinal)] = value;
+
+        var process = new Process { StartInfo = start };
+        try
+        {
+            process.Start();
+        }
+        catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException)
+        {
+            process.Dispose();
+            return JobOutcome.Failed($"the job process could not be started ({string.Join(' ', command)}): {e.Message}");
+        }
+        process.StandardInput.Close();
+        var deadline = launch.Timeout + options.Grace;
+        await WritePidFileAsync(launch.JobId, process, DateTimeOffset.UtcNow + deadline);
+        logger.LogInformation("job {JobId}: started process {Pid}", launch.JobId, process.Id);
+
+        using (process)
+        {
+            var outcome = await WatchAsync(launch.JobId, process, deadline, () => Tail(launch.JobId), ct);
+            File.Delete(PidFile(launch.JobId));
+            return outcome;
+        }
+    }
+
+    public async Task<JobOutcome> ReattachAsync(string jobId, CancellationToken ct)
+    {
+        var live = await FindLiveAsync(jobId);
+        if (live is null)
+        {
+            File.Delete(PidFile(jobId));
+            return JobOutcome.Failed("server restarted and the job's process is gone");
+        }
+        var (process, deadlineAt) = live.Value;
+        logger.LogInformation("job {JobId}: re-attached to process {Pid}", jobId, process.Id);
+        using (process)
+        {
+            var left = deadlineAt - DateTimeOffset.UtcNow;
+            var outcome = await WatchAsync(jobId, process, left > TimeSpan.Zero ? left : TimeSpan.Zero, () => Tail(jobId), ct);
+            File.Delete(PidFile(jobId));
+            return outcome;
+        }
+    }
+
+    public async Task CancelAsync(string jobId, CancellationToken ct)
+    {
+        cancels.GetOrAdd(jobId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+        // A job re-attached after a restart or run by an earlier server has no watcher here: stop it directly.
+        if (await FindLiveAsync(jobId) is { } live)
+            using (live.Process)
+                Kill(live.Process);
+    }
+
+    private async Task<JobOutcome> WatchAsync(string jobId, Process process, TimeSpan deadline, Func<string> output, CancellationToken ct)
+    {
+        var cancel = cancels.GetOrAdd(jobId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        try
+        {
+            using var timeout = new CancellationTokenSource(deadline);
+            var exited = process.WaitForExitAsync(CancellationToken.None);
+            var ended = await Task.WhenAny(exited, cancel.Task, Task.Delay(Timeout.Infinite, timeout.Token), Task.Delay(Timeout.Infinite, ct));
+            if (ended == exited)
+            {
+                await exited;
+                return Exited(process, output());
+            }
+            if (ended == cancel.Task)
+            {
+                Kill(process);
+                return JobOutcome.Cancelled("cancelled by request");
+            }
+            if (timeout.IsCancellationRequested && !ct.IsCancellationRequested)
+            {
+                Kill(process);
+                logger.LogWarning("job {JobId}: past its deadline; killed process {Pid}", jobId, process.Id);
+                return JobOutcome.TimedOut($"the job ran past its deadline of {deadline.TotalSeconds:0.#} s (timeout plus {options.Grace.TotalSeconds:0} s start-up allowance) and was stopped");
+            }
+            ct.ThrowIfCancellationRequested();
+            throw new InvalidOperationException("unreachable");
+        }
+        finally
+        {
+            cancels.TryRemove(new KeyValuePair<string, TaskCompletionSource>(jobId, cancel));
+        }
+    }
+
+    private static JobOutcome Exited(Process process, string output)
+    {
+        int code;
+        try { code = process.ExitCode; }
+        catch (InvalidOperationException) { return JobOutcome.Exited(); } // not our child (re-attached): the store says how it ended
+        if (code == 0) return JobOutcome.Exited();
+        var why = code > 128 && code < 160
+            ? $"the job process was killed by signal {code - 128}{SignalName(code - 128)}"
+            : $"the job process exited with code {code}";
+        return JobOutcome.Failed(output.Length > 0 ? $"{why}; last output:\n{output}" : why);
+    }
+
+    private static string SignalName(int signal) => signal switch
+    {
+        9 => " (SIGKILL; out of memory or killed)",
+        15 => " (SIGTERM)",
+        6 => " (SIGABRT)",
+        11 => " (SIGSEGV)",
+        _ => "",
+    };
+
+    private static void Kill(Process process)
+    {
+        try
+        {
+            process.Kill(entireProcessTree: true);
+        }
+        catch (InvalidOperationException)
+        {
+            // Already gone.
+        }
+    }
+
+    private async Task WritePidFileAsync(string jobId, Process process, DateTimeOffset deadlineAt)
+    {
+        Directory.CreateDirectory(PidDirectory);
+        var text = string.Join(' ', process.Id.ToString(CultureInfo.InvariantCulture),
+            process.StartTime.ToUniversalTime().Ticks.ToString(CultureInfo.InvariantCulture),
+            deadlineAt.UtcTicks.ToString(CultureInfo.InvariantCulture));
+        await File.WriteAllTextAsync(PidFile(jobId), text);
+    }
+
+    // The pid alone could have been reused by an unrelated process after a reboot; the start time pins it down.
+    private async Task<(Process Process, DateTimeOffset DeadlineAt)?> FindLiveAsync(string jobId)
+    {
+        var path = PidFile(jobId);
+        if (!File.Exists(path)) return null;
+        var parts = (await File.ReadAllTextAsync(path)).Split(' ');
+        if (parts.Length != 3 || !int.TryParse(parts[0], CultureInfo.InvariantCulture, out var pid)
+            || !long.TryParse(parts[1], CultureInfo.InvariantCulture, out var started)
+            || !long.TryParse(parts[2], CultureInfo.InvariantCulture, out var deadline))
+            return null;
+        try
+        {
+            var process = Process.GetProcessById(pid);
+            if (process.HasExited || process.StartTime.ToUniversalTime().Ticks != started)
+            {
+                process.Dispose();
+                return null;
+            }
+            return (process, new DateTimeOffset(deadline, TimeSpan.Zero));
+        }
+        catch (ArgumentException)
+        {
+            return null;
+        }
+    }
+}
+
+/// <summary>Where local jobs keep their pid files and how the <c>policygrid job-run</c> process is started.</summary>
+public sealed class LocalJobOptions
+{
+    public const string Section = "PolicyGrid:Jobs:Local";
+
+    public string DataDirectory { get; set; } = "";
+
+    /// <summary>
+    /// The command that starts <c>policygrid</c> (e.g. <c>["/usr/local/bin/policygrid"]</c> or
+    /// <c>["dotnet", "/opt/policygrid/policygrid.dll"]</c>); empty finds it next to this server.
+    /// </summary>
+    public string[] RunnerCommand { get; set; } = [];
+
+    /// <summary>Time past a job's timeout before its process is killed: the process's own start-up, and the runtime's deadline answering first.</summary>
+    public TimeSpan Grace { get; set; } = TimeSpan.FromSeconds(15);
+
+    public string[] ResolveRunner()
+    {
+        if (RunnerCommand.Length > 0) return RunnerCommand;
+        var self = Environment.ProcessPath ?? "";
+        if (Path.GetFileNameWithoutExtension(self) == "policygrid") return [self];
+        var dll = Path.Combine(AppContext.BaseDirectory, "policygrid.dll");
+        if (File.Exists(dll))
+            return [Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : Path.GetFileNameWithoutExtension(self) == "dotnet" ? self : "dotnet", dll];
+        return ["policygrid"];
+    }
+}

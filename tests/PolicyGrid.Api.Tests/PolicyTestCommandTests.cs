@@ -1,0 +1,93 @@
+using PolicyGrid.Cli.Commands;
+using Shouldly;
+
+namespace PolicyGrid.Api.Tests;
+
+/// <summary>`policygrid policy test`: a bundle from disk in a real sandboxed Python worker, no server.</summary>
+public sealed class PolicyTestCommandTests : IDisposable
+{
+    private readonly string workDir = Directory.CreateTempSubdirectory("pg-policy-test-").FullName;
+
+    public void Dispose() => Directory.Delete(workDir, recursive: true);
+
+    private static async Task<(int Code, string Out, string Error)> Run(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var env = new CliEnvironment(CliEnvironment.PlainConsole(output), output, error, _ => throw new InvalidOperationException("policy test must not need a server"));
+        var code = await CliApp.RunAsync(args, env);
+        return (code, output.ToString(), error.ToString());
+    }
+
+    [Fact]
+    public async Task The_ip_allowlist_sample_allows_a_listed_address_and_denies_another()
+    {
+        var allowed = await Run("policy", "test", Samples.Policy("ip_allowlist"), "--input", """{"ip": "10.0.0.1"}""", "--json");
+        allowed.Code.ShouldBe(0, allowed.Error);
+        System.Text.Json.Nodes.JsonNode.Parse(allowed.Out)!["allowed"]!.GetValue<bool>().ShouldBeTrue();
+
+        var denied = await Run("policy", "test", Samples.Policy("ip_allowlist"), "--input", """{"ip": "10.9.9.9"}""", "--json");
+        denied.Code.ShouldBe(0, denied.Error);
+        System.Text.Json.Nodes.JsonNode.Parse(denied.Out)!["allowed"]!.GetValue<bool>().ShouldBeFalse();
+    }
+
+    [Fact]
+    public async Task Parameters_given_on_the_command_line_override_the_manifest()
+    {
+        var run = await Run("policy", "test", Samples.Policy("ip_allowlist"), "--input", """{"ip": "10.9.9.9"}""",
+            "--parameters", """{"local_allowlist": ["10.9.9.9"]}""", "--json");
+        run.Code.ShouldBe(0, run.Error);
+        run.Out.ShouldContain("\"allowed\": true");
+    }
+
+    [Fact]
+    public async Task Input_that_violates_the_manifests_input_schema_is_refused_naming_the_field()
+    {
+        var run = await Run("policy", "test", Samples.Policy("ip_allowlist"), "--input", """{"ip": "not-an-ip"}""");
+        run.Code.ShouldBe(1);
+        run.Error.ShouldContain("input_data.ip");
+    }
+
+    [Fact]
+    public async Task Management_actions_run_with_action_and_data()
+    {
+        var run = await Run("policy", "test", Samples.Policy("ip_allowlist"), "--action", "update_local_allowlist", "--data", """{"ips": ["1.2.3.4"]}""", "--json");
+        run.Code.ShouldBe(0, run.Error);
+        run.Out.ShouldContain("1.2.3.4");
+    }
+
+    [Fact]
+    public async Task A_policy_that_raises_reports_the_exception_type_and_message()
+    {
+        File.WriteAllText(Path.Combine(workDir, "function.py"), """
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    pass
+                def eval(self, parameters, input_data, context):
+                    raise KeyError("missing thing")
+            """);
+        var run = await Run("policy", "test", workDir, "--input", "{}");
+        run.Code.ShouldBe(1);
+        run.Error.ShouldContain("KeyError");
+        run.Error.ShouldContain("missing thing");
+    }
+
+    [Fact]
+    public async Task A_directory_without_function_py_is_a_usage_error()
+    {
+        var run = await Run("policy", "test", workDir, "--input", "{}");
+        run.Code.ShouldBe(2);
+        run.Error.ShouldContain("function.py");
+    }
+
+    [Fact]
+    public async Task A_manifest_that_is_not_a_valid_policy_is_a_usage_error_naming_the_field()
+    {
+        File.WriteAllText(Path.Combine(workDir, "function.py"), PolicyGridServer.EchoPolicy);
+        var manifest = Path.Combine(workDir, "bad.json");
+        File.WriteAllText(manifest, """{"name": "x", "version": "1", "release_tag": "a-b", "type": "python_class_v1"}""");
+        var run = await Run("policy", "test", workDir, "--manifest", manifest, "--input", "{}");
+        run.Code.ShouldBe(2);
+        run.Error.ShouldContain("release_tag");
+    }
+}

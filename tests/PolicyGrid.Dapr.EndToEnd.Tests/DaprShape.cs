@@ -1,0 +1,100 @@
+using DotNet.Testcontainers.Builders;
+using DotNet.Testcontainers.Containers;
+using DotNet.Testcontainers.Networks;
+
+namespace PolicyGrid.Dapr.EndToEnd.Tests;
+
+/// <summary>
+/// The distributed shape for real: Redis, one daprd per app (containers on one network, loading
+/// this repository's components/ with Redis at its network alias), and the registry and executor
+/// apps as processes on the host. Started once for the suite, and only where a container engine
+/// answers; elsewhere every test skips with <see cref="ContainerEngine.Reason"/>.
+/// </summary>
+public sealed class DaprShape : IAsyncLifetime
+{
+    /// <summary>The daprd image; override with POLICYGRID_DAPRD_IMAGE to match your Dapr runtime.</summary>
+    public static readonly string DaprdImage = Environment.GetEnvironmentVariable("POLICYGRID_DAPRD_IMAGE") is { Length: > 0 } image ? image : "daprio/daprd:1.16.0";
+
+    private INetwork? network;
+    private readonly List<IContainer> sidecars = [];
+    private readonly List<AppProcess> apps = [];
+
+    public IContainer Redis { get; private set; } = null!;
+    public AppProcess Registry { get; private set; } = null!;
+    public AppProcess Executor { get; private set; } = null!;
+    public int RegistrySidecarHttpPort { get; private set; }
+
+    public async ValueTask InitializeAsync()
+    {
+        if (!ContainerEngine.Available) return;
+        var ct = TestContext.Current.CancellationToken;
+        network = new NetworkBuilder().WithName("policygrid-e2e-" + Guid.NewGuid().ToString("N")[..8]).Build();
+        await network.CreateAsync(ct);
+        Redis = new ContainerBuilder("redis:7-alpine")
+            .WithNetwork(network).WithNetworkAliases("redis")
+            .WithWaitStrategy(Wait.ForUnixContainer().UntilCommandIsCompleted("redis-cli", "ping"))
+            .Build();
+        await Redis.StartAsync(ct);
+
+        var resources = ComponentsForContainers();
+        var registryPort = AppProcess.FreePort();
+        var executorPort = AppProcess.FreePort();
+        var registrySidecar = await StartSidecarAsync(DaprNames.Apps.Registry, registryPort, resources, ct);
+        var executorSidecar = await StartSidecarAsync(DaprNames.Apps.Executor, executorPort, resources, ct);
+        RegistrySidecarHttpPort = registrySidecar.GetMappedPublicPort(3500);
+
+        Executor = await StartAppAsync("services/PolicyGrid.Executor", "PolicyGrid.Executor", executorPort, executorSidecar, ct);
+        Registry = await StartAppAsync("services/PolicyGrid.Registry", "PolicyGrid.Registry", registryPort, registrySidecar, ct);
+    }
+
+    private async Task<AppProcess> StartAppAsync(string dir, string assembly, int port, IContainer sidecar, CancellationToken ct)
+    {
+        var app = await AppProcess.StartAsync(dir, assembly, port, new Dictionary<string, string>
+        {
+            ["DAPR_HTTP_ENDPOINT"] = $"http://127.0.0.1:{sidecar.GetMappedPublicPort(3500)}",
+            ["DAPR_GRPC_ENDPOINT"] = $"http://127.0.0.1:{sidecar.GetMappedPublicPort(50001)}",
+            ["PolicyGrid__Dapr__DocumentQueries"] = "KeyIndex",
+        }, ct);
+        apps.Add(app);
+        return app;
+    }
+
+    private async Task<IContainer> StartSidecarAsync(string appId, int appPort, string resources, CancellationToken ct)
+    {
+        var sidecar = new ContainerBuilder(DaprdImage)
+            .WithNetwork(network!).WithNetworkAliases(appId + "-dapr")
+            .WithExtraHost("host.docker.internal", "host-gateway")
+            .WithBindMount(resources, "/components")
+            .WithPortBinding(3500, true).WithPortBinding(50001, true)
+            .WithCommand("./daprd", "--app-id", appId, "--app-port", appPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                "--app-channel-address", "host.docker.internal", "--resources-path", "/components",
+                "--dapr-http-port", "3500", "--dapr-grpc-port", "50001", "--log-level", "info")
+            .WithWaitStrategy(Wait.ForUnixContainer().UntilMessageIsLogged("dapr initialized|Dapr sidecar is up and running"))
+            .Build();
+        await sidecar.StartAsync(ct);
+        sidecars.Add(sidecar);
+        return sidecar;
+    }
+
+    /// <summary>This repository's components/, pointed at the Redis container instead of localhost.</summary>
+    private static string ComponentsForContainers()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "policygrid-e2e-components-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(dir);
+        foreach (var file in Directory.GetFiles(Path.Combine(Repository.Root, "components"), "*.yaml"))
+            File.WriteAllText(Path.Combine(dir, Path.GetFileName(file)), File.ReadAllText(file).Replace("localhost:6379", "redis:6379", StringComparison.Ordinal));
+        return dir;
+    }
+
+    /// <summary>The entries of a Redis stream (pubsub.redis keeps one stream per topic), as redis-cli prints them.</summary>
+    public async Task<string> StreamAsync(string topic, CancellationToken ct) =>
+        (await Redis.ExecAsync(["redis-cli", "XRANGE", topic, "-", "+"], ct)).Stdout;
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var app in apps) await app.DisposeAsync();
+        foreach (var sidecar in sidecars) await sidecar.DisposeAsync();
+        if (Redis is not null) await Redis.DisposeAsync();
+        if (network is not null) await network.DisposeAsync();
+    }
+}

@@ -1,0 +1,152 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using Shouldly;
+using static PolicyGrid.Dapr.Tests.Yaml.RepoYaml;
+
+namespace PolicyGrid.Dapr.Tests.Yaml;
+
+/// <summary>deploy/: production components, Deployments with Dapr annotations, kustomize wiring, Dockerfiles.</summary>
+public sealed partial class KubernetesYamlTests
+{
+    private static readonly List<(string File, JsonObject Doc)> Components = LoadFolder("deploy/base/components").ToList();
+    private static readonly List<(string File, JsonObject Doc)> Apps = LoadFolder("deploy/base/apps").ToList();
+
+    private static JsonObject Component(string name) => Components.Single(c => Text(c.Doc["metadata"]!["name"]) == name).Doc;
+
+    private static IEnumerable<JsonObject> MetadataItems(JsonObject component) =>
+        component["spec"]!["metadata"]!.AsArray().Select(m => m!.AsObject());
+
+    private static IEnumerable<JsonObject> OfKind(string kind) => Apps.Where(a => Text(a.Doc["kind"]) == kind).Select(a => a.Doc);
+
+    private static string Port(string appId) => DaprNames.Ports.For(appId).ToString(CultureInfo.InvariantCulture);
+
+    [Fact]
+    public void Production_components_use_mongo_redis_s3_and_a_secret_store()
+    {
+        Components.Select(c => Text(c.Doc["metadata"]!["name"]))
+            .ShouldBe([.. DaprNames.Components.All, DaprNames.Components.SecretStore], ignoreOrder: true);
+        Text(Component(DaprNames.Components.DocumentStore)["spec"]!["type"]).ShouldBe("state.mongodb");
+        Text(Component(DaprNames.Components.CacheStore)["spec"]!["type"]).ShouldBe("state.redis");
+        Text(Component(DaprNames.Components.ActorStore)["spec"]!["type"]).ShouldBe("state.redis");
+        Text(Component(DaprNames.Components.PubSub)["spec"]!["type"]).ShouldStartWith("pubsub.");
+        Text(Component(DaprNames.Components.Bundles)["spec"]!["type"]).ShouldBe("bindings.aws.s3");
+        Text(Component(DaprNames.Components.SecretStore)["spec"]!["type"]).ShouldBe("secretstores.kubernetes");
+        MetadataItems(Component(DaprNames.Components.ActorStore)).ShouldContain(m => Text(m["name"]) == "actorStateStore" && Text(m["value"]) == "true");
+        MetadataItems(Component(DaprNames.Components.CacheStore)).ShouldContain(m => Text(m["name"]) == "ttlInSeconds");
+        MetadataItems(Component(DaprNames.Components.Bundles)).ShouldContain(m => Text(m["name"]) == "decodeBase64" && Text(m["value"]) == "true");
+    }
+
+    [GeneratedRegex("password|secret|accesskey|token|username|host|connectionstring", RegexOptions.IgnoreCase)]
+    private static partial Regex Sensitive();
+
+    [Fact]
+    public void No_credential_is_written_inline_in_any_production_resource()
+    {
+        var everywhere = Components.Concat(LoadFolder("deploy/overlays/dev")).Where(c => Text(c.Doc["kind"]) == "Component").ToList();
+        everywhere.ShouldNotBeEmpty();
+        foreach (var (file, component) in everywhere)
+        {
+            foreach (var item in MetadataItems(component).Where(m => Sensitive().IsMatch(Text(m["name"]))))
+            {
+                item.ContainsKey("value").ShouldBeFalse($"{file}: {Text(item["name"])} must come from the secret store, not a value");
+                Text(item["secretKeyRef"]!["name"]).ShouldBe(DaprNames.Components.SecretStore, file);
+            }
+            if (MetadataItems(component).Any(m => m.ContainsKey("secretKeyRef")))
+                Text(component["auth"]?["secretStore"]).ShouldBe(DaprNames.Components.SecretStore, file);
+        }
+    }
+
+    [Fact]
+    public void Every_app_is_a_dapr_enabled_deployment_with_its_id_port_and_configuration()
+    {
+        var deployments = OfKind("Deployment").ToList();
+        deployments.Select(d => Text(d["metadata"]!["name"])).ShouldBe(DaprNames.Apps.All, ignoreOrder: true);
+        foreach (var deployment in deployments)
+        {
+            var template = deployment["spec"]!["template"]!;
+            var annotations = template["metadata"]!["annotations"]!.AsObject();
+            var appId = Text(annotations["dapr.io/app-id"]);
+            appId.ShouldBe(Text(deployment["metadata"]!["name"]));
+            Text(annotations["dapr.io/enabled"]).ShouldBe("true", appId);
+            Text(annotations["dapr.io/app-port"]).ShouldBe(Port(appId), appId);
+            Text(annotations["dapr.io/config"]).ShouldBe(DaprNames.Configuration, appId);
+            Text(annotations["dapr.io/app-health-check-path"]).ShouldBe("/healthz", appId);
+
+            var container = template["spec"]!["containers"]![0]!;
+            Text(container["ports"]![0]!["containerPort"]).ShouldBe(Port(appId), appId);
+            var env = container["env"]!.AsArray().ToDictionary(e => Text(e!["name"]), e => Text(e!["value"]));
+            env["APP_PORT"].ShouldBe(Port(appId), appId);
+            // Mongo has the state query API; the apps must use it in production.
+            env["PolicyGrid__Dapr__DocumentQueries"].ShouldBe(nameof(DocumentQueryMode.QueryApi), appId);
+            Text(template["spec"]!["securityContext"]!["runAsNonRoot"]).ShouldBe("true", appId);
+            Text(container["securityContext"]!["allowPrivilegeEscalation"]).ShouldBe("false", appId);
+        }
+    }
+
+    [Fact]
+    public void Every_app_has_a_service_onto_its_port()
+    {
+        var services = OfKind("Service").ToList();
+        services.Select(s => Text(s["metadata"]!["name"])).ShouldBe(DaprNames.Apps.All, ignoreOrder: true);
+        foreach (var service in services)
+        {
+            var appId = Text(service["metadata"]!["name"]);
+            Text(service["spec"]!["selector"]!["app.kubernetes.io/name"]).ShouldBe(appId);
+            Text(service["spec"]!["ports"]![0]!["targetPort"]).ShouldBe(Port(appId), appId);
+        }
+    }
+
+    [Fact]
+    public void The_configuration_and_resiliency_carry_the_names_the_apps_use()
+    {
+        var configuration = LoadOne("deploy/base/configuration.yaml");
+        Text(configuration["kind"]).ShouldBe("Configuration");
+        Text(configuration["metadata"]!["name"]).ShouldBe(DaprNames.Configuration);
+        ResiliencyChecks.Check(LoadOne("deploy/base/resiliency.yaml"));
+    }
+
+    [Fact]
+    public void Kustomize_base_lists_every_manifest_and_the_dev_overlay_builds_on_it()
+    {
+        var kustomization = LoadOne("deploy/base/kustomization.yaml");
+        var listed = kustomization["resources"]!.AsArray().Select(r => Text(r)).ToList();
+        foreach (var resource in listed) File.Exists(PathOf("deploy/base/" + resource)).ShouldBeTrue(resource);
+        var manifests = Directory.GetFiles(PathOf("deploy/base"), "*.yaml", SearchOption.AllDirectories)
+            .Select(f => Path.GetRelativePath(PathOf("deploy/base"), f).Replace('\\', '/'))
+            .Where(f => f != "kustomization.yaml");
+        manifests.ShouldBe(listed, ignoreOrder: true);
+
+        var dev = LoadOne("deploy/overlays/dev/kustomization.yaml");
+        dev["resources"]!.AsArray().Select(r => Text(r)).ShouldContain("../../base");
+        Text(dev["namespace"]).ShouldNotBeNullOrEmpty();
+        foreach (var patch in dev["patches"]!.AsArray()) File.Exists(PathOf("deploy/overlays/dev/" + Text(patch!["path"]))).ShouldBeTrue();
+    }
+
+    [Theory]
+    [InlineData("registry", DaprNames.Apps.Registry, "services/PolicyGrid.Registry/PolicyGrid.Registry.csproj", true)]
+    [InlineData("executor", DaprNames.Apps.Executor, "services/PolicyGrid.Executor/PolicyGrid.Executor.csproj", true)]
+    [InlineData("functions", DaprNames.Apps.Functions, "services/PolicyGrid.Functions/PolicyGrid.Functions.csproj", true)]
+    [InlineData("graphs", DaprNames.Apps.Graphs, "workflows/PolicyGrid.Workflows/PolicyGrid.Workflows.csproj", false)]
+    public void Each_app_has_a_multi_stage_non_root_dockerfile(string name, string appId, string project, bool runsPolicies)
+    {
+        var lines = File.ReadAllLines(PathOf($"deploy/docker/{name}.Dockerfile")).Select(l => l.Trim()).Where(l => !l.StartsWith('#')).ToList();
+        lines.Count(l => l.StartsWith("FROM ", StringComparison.Ordinal)).ShouldBeGreaterThanOrEqualTo(2);
+        lines.ShouldContain(l => l.StartsWith("RUN dotnet publish " + project, StringComparison.Ordinal));
+        File.Exists(PathOf(project)).ShouldBeTrue(project);
+        var user = lines.Last(l => l.StartsWith("USER ", StringComparison.Ordinal));
+        user.ShouldNotContain("root");
+        lines.ShouldContain("EXPOSE " + Port(appId));
+        lines.ShouldContain(l => l.Contains("APP_PORT=" + Port(appId), StringComparison.Ordinal));
+        lines.ShouldContain(l => l.StartsWith("ENTRYPOINT [\"dotnet\", \"" + Path.GetFileNameWithoutExtension(project) + ".dll\"]", StringComparison.Ordinal));
+        lines.Any(l => l.Contains("python3", StringComparison.Ordinal)).ShouldBe(runsPolicies);
+    }
+
+    [Theory]
+    [InlineData("components")]
+    [InlineData("deploy")]
+    [InlineData("services")]
+    [InlineData("workflows")]
+    public void Each_area_explains_itself_in_a_readme(string folder) =>
+        new FileInfo(PathOf(folder + "/README.md")).Length.ShouldBeGreaterThan(100);
+}

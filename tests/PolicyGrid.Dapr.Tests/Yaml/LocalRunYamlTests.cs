@@ -1,0 +1,127 @@
+using System.Text.Json.Nodes;
+using Shouldly;
+using static PolicyGrid.Dapr.Tests.Yaml.RepoYaml;
+
+namespace PolicyGrid.Dapr.Tests.Yaml;
+
+/// <summary>dapr.yaml and components/ say exactly what the code expects (DaprNames).</summary>
+public sealed class LocalRunYamlTests
+{
+    private static readonly JsonObject RunFile = LoadOne("dapr.yaml");
+    private static readonly List<(string File, JsonObject Doc)> Resources = LoadFolder("components").ToList();
+
+    private static JsonObject Component(string name) =>
+        Resources.Select(r => r.Doc).Single(d => Text(d["kind"]) == "Component" && Text(d["metadata"]!["name"]) == name);
+
+    private static Dictionary<string, string> Metadata(JsonObject component) =>
+        component["spec"]!["metadata"]!.AsArray().ToDictionary(m => Text(m!["name"]), m => Text(m!["value"]));
+
+    [Fact]
+    public void The_run_file_starts_every_app_with_its_id_and_port()
+    {
+        Text(RunFile["version"]).ShouldBe("1");
+        var apps = RunFile["apps"]!.AsArray().Select(a => a!.AsObject()).ToList();
+
+        apps.Select(a => Text(a["appID"])).ShouldBe(DaprNames.Apps.All, ignoreOrder: true);
+        foreach (var app in apps)
+        {
+            var id = Text(app["appID"]);
+            Text(app["appPort"]).ShouldBe(DaprNames.Ports.For(id).ToString(System.Globalization.CultureInfo.InvariantCulture), id);
+            var dir = PathOf(Text(app["appDirPath"]));
+            Directory.GetFiles(dir, "*.csproj").ShouldHaveSingleItem(id);
+            app["command"]!.AsArray().Select(c => Text(c)).First().ShouldBe("dotnet");
+        }
+        foreach (var port in new[] { "daprHTTPPort", "daprGRPCPort", "metricsPort" })
+            apps.Select(a => Text(a[port])).Distinct().Count().ShouldBe(apps.Count, $"{port} must differ per app");
+    }
+
+    [Fact]
+    public void The_run_file_reads_components_and_the_configuration_from_the_repository()
+    {
+        var common = RunFile["common"]!.AsObject();
+        Text(common["resourcesPath"]).ShouldBe("./components");
+        var config = LoadOne(Text(common["configFilePath"]));
+        Text(config["kind"]).ShouldBe("Configuration");
+        Text(config["metadata"]!["name"]).ShouldBe(DaprNames.Configuration);
+        Text(common["env"]!["PolicyGrid__Dapr__DocumentQueries"]).ShouldBe(nameof(DocumentQueryMode.KeyIndex));
+    }
+
+    [Fact]
+    public void Components_are_exactly_the_ones_the_code_names()
+    {
+        Resources.Where(r => Text(r.Doc["kind"]) == "Component").Select(r => Text(r.Doc["metadata"]!["name"]))
+            .ShouldBe(DaprNames.Components.All, ignoreOrder: true);
+        foreach (var (file, doc) in Resources)
+        {
+            Text(doc["apiVersion"]).ShouldBe("dapr.io/v1alpha1", file);
+            if (doc["scopes"] is JsonArray scopes)
+                scopes.Select(s => Text(s)).ShouldBeSubsetOf(DaprNames.Apps.All, file);
+        }
+    }
+
+    [Fact]
+    public void Local_components_run_on_the_redis_and_disk_of_dapr_init()
+    {
+        Text(Component(DaprNames.Components.DocumentStore)["spec"]!["type"]).ShouldBe("state.redis");
+        Text(Component(DaprNames.Components.CacheStore)["spec"]!["type"]).ShouldBe("state.redis");
+        Text(Component(DaprNames.Components.PubSub)["spec"]!["type"]).ShouldBe("pubsub.redis");
+        Text(Component(DaprNames.Components.Bundles)["spec"]!["type"]).ShouldBe("bindings.localstorage");
+        foreach (var name in new[] { DaprNames.Components.DocumentStore, DaprNames.Components.CacheStore, DaprNames.Components.ActorStore, DaprNames.Components.PubSub })
+            Metadata(Component(name))["redisHost"].ShouldBe("localhost:6379", name);
+    }
+
+    [Fact]
+    public void Shared_stores_are_not_prefixed_per_app()
+    {
+        // The registry writes policies the executor reads: both must see the same keys.
+        Metadata(Component(DaprNames.Components.DocumentStore))["keyPrefix"].ShouldBe("name");
+        Metadata(Component(DaprNames.Components.CacheStore))["keyPrefix"].ShouldBe("name");
+    }
+
+    [Fact]
+    public void The_cache_expires_and_exactly_one_store_holds_actor_state()
+    {
+        int.Parse(Metadata(Component(DaprNames.Components.CacheStore))["ttlInSeconds"], System.Globalization.CultureInfo.InvariantCulture).ShouldBeGreaterThan(0);
+        Resources.Where(r => Text(r.Doc["kind"]) == "Component")
+            .Where(r => Metadata(r.Doc).GetValueOrDefault("actorStateStore") == "true")
+            .Select(r => Text(r.Doc["metadata"]!["name"])).ShouldBe([DaprNames.Components.ActorStore]);
+        Component(DaprNames.Components.ActorStore)["scopes"]!.AsArray().Select(s => Text(s))
+            .ShouldBe([DaprNames.Apps.Functions, DaprNames.Apps.Graphs], ignoreOrder: true);
+    }
+
+    [Fact]
+    public void Resiliency_targets_name_real_apps_components_and_policies()
+    {
+        var resiliency = Resources.Single(r => Text(r.Doc["kind"]) == "Resiliency").Doc;
+        ResiliencyChecks.Check(resiliency);
+    }
+}
+
+public static class ResiliencyChecks
+{
+    public static void Check(JsonObject resiliency)
+    {
+        Text(resiliency["metadata"]!["name"]).ShouldBe(DaprNames.Resiliency);
+        var policies = resiliency["spec"]!["policies"]!.AsObject();
+        var names = new Dictionary<string, HashSet<string>>
+        {
+            ["timeout"] = policies["timeouts"]!.AsObject().Select(p => p.Key).ToHashSet(),
+            ["retry"] = policies["retries"]!.AsObject().Select(p => p.Key).ToHashSet(),
+            ["circuitBreaker"] = policies["circuitBreakers"]!.AsObject().Select(p => p.Key).ToHashSet(),
+        };
+        var targets = resiliency["spec"]!["targets"]!.AsObject();
+        targets["apps"]!.AsObject().Select(p => p.Key).ShouldBeSubsetOf(DaprNames.Apps.All);
+        targets["components"]!.AsObject().Select(p => p.Key).ShouldBeSubsetOf(DaprNames.Components.All);
+        targets["components"]![DaprNames.Components.PubSub]!["inbound"]!["retry"].ShouldNotBeNull("evaluation events are retried before they are dead-lettered");
+
+        IEnumerable<JsonObject> Uses(JsonNode node) => node switch
+        {
+            JsonObject o when o.Any(p => names.ContainsKey(p.Key)) => [o],
+            JsonObject o => o.SelectMany(p => p.Value is null ? [] : Uses(p.Value)),
+            _ => [],
+        };
+        foreach (var use in Uses(targets))
+            foreach (var (kind, value) in use)
+                names[kind].ShouldContain(Text(value), $"{kind} '{Text(value)}' is not defined under policies");
+    }
+}

@@ -1,0 +1,85 @@
+using System.Text.Json.Nodes;
+using Shouldly;
+
+namespace PolicyGrid.Jobs.Tests;
+
+/// <summary>Which executor a job submitted without one lands on.</summary>
+public sealed class AllocationTests : IAsyncLifetime
+{
+    // Executors at an address nothing listens on: the job itself fails fast; only the choice matters here.
+    private const string Nowhere = "http://127.0.0.1:9";
+    private readonly JobsServer server = new();
+    private HttpClient client = null!;
+    private string policy = "";
+
+    public async ValueTask InitializeAsync()
+    {
+        client = server.CreateClient();
+        policy = await server.AddPolicyAsync("echo", "class AIOSv1PolicyRule:\n    def __init__(self, r, s, p): pass\n    def eval(self, p, i, c): return {}\n");
+    }
+
+    public async ValueTask DisposeAsync() => await server.DisposeAsync();
+
+    private async Task<string> SubmitAsync(string selector, string path = "/jobs/submit")
+    {
+        var answer = await client.Post(path, $$$"""{"name":"alloc","policy_rule_uri":"{{{policy}}}","node_selector":{{{selector}}},"inputs":{}}""");
+        answer.Status.ShouldBe(200, answer.Message);
+        answer.Status_.ShouldBe("pending");
+        return answer.Data!["executor_id"]!.GetValue<string>();
+    }
+
+    [Fact]
+    public async Task Only_executors_carrying_every_selected_label_are_considered()
+    {
+        await server.AddExecutorAsync("gpu-small", Nowhere, new JsonObject { ["pool"] = "gpu", ["zone"] = "a" }, new JsonObject { ["count"] = 2 });
+        await server.AddExecutorAsync("cpu-big", Nowhere, new JsonObject { ["pool"] = "cpu", ["zone"] = "a" }, new JsonObject { ["count"] = 64 });
+        await server.AddExecutorAsync("gpu-other-zone", Nowhere, new JsonObject { ["pool"] = "gpu", ["zone"] = "b" }, new JsonObject { ["count"] = 64 });
+
+        (await SubmitAsync("""{"pool":"gpu","zone":"a"}""")).ShouldBe("gpu-small");
+        (await SubmitAsync("""{"pool":"gpu","zone":"a"}""", "/jobs/submit/")).ShouldBe("gpu-small");
+    }
+
+    [Fact]
+    public async Task The_executor_with_the_most_free_vcpus_wins_and_unhealthy_ones_are_skipped()
+    {
+        await server.AddExecutorAsync("four", Nowhere, new JsonObject { ["pool"] = "x" }, new JsonObject { ["count"] = 4 });
+        await server.AddExecutorAsync("eight", Nowhere, new JsonObject { ["pool"] = "x" }, new JsonObject { ["count"] = 8 });
+        await server.AddExecutorAsync("huge-but-sick", Nowhere, new JsonObject { ["pool"] = "x" }, new JsonObject { ["count"] = 128 }, status: "unhealthy");
+        await server.AddExecutorAsync("huge-but-draining", Nowhere, new JsonObject { ["pool"] = "x" }, new JsonObject { ["count"] = 128 }, status: "draining");
+
+        (await SubmitAsync("""{"pool":"x"}""")).ShouldBe("eight");
+    }
+
+    [Fact]
+    public async Task Reported_free_vcpus_beat_the_total_count()
+    {
+        await server.AddExecutorAsync("busy-big", Nowhere, new JsonObject { ["pool"] = "y" }, new JsonObject { ["count"] = 32, ["free"] = 1 });
+        await server.AddExecutorAsync("idle-small", Nowhere, new JsonObject { ["pool"] = "y" }, new JsonObject { ["count"] = 4, ["free"] = 4 });
+
+        (await SubmitAsync("""{"pool":"y"}""")).ShouldBe("idle-small");
+    }
+
+    [Fact]
+    public async Task Jobs_already_running_on_an_executor_count_against_its_vcpus()
+    {
+        await server.AddExecutorAsync("a", Nowhere, new JsonObject { ["pool"] = "z" }, new JsonObject { ["count"] = 4 });
+        await server.AddExecutorAsync("b", Nowhere, new JsonObject { ["pool"] = "z" }, new JsonObject { ["count"] = 4 });
+        foreach (var id in new[] { "r1", "r2" })
+        {
+            var doc = new JsonObject { ["job_id"] = id, ["executor_id"] = "a", ["policy_rule_uri"] = policy, ["status"] = "running" };
+            await server.Store.CreateAsync(PolicyGrid.Core.Ports.Collections.Jobs, id, PolicyGrid.Core.Documents.Job.FromJson(doc).ToJson());
+        }
+
+        (await SubmitAsync("""{"pool":"z"}""")).ShouldBe("b");
+    }
+
+    [Fact]
+    public async Task When_nothing_matches_the_answer_is_a_503_naming_the_selector()
+    {
+        await server.AddExecutorAsync("sick", Nowhere, new JsonObject { ["pool"] = "w" }, new JsonObject { ["count"] = 4 }, status: "unhealthy");
+        var answer = await client.Post("/jobs/submit", $$$"""{"policy_rule_uri":"{{{policy}}}","node_selector":{"pool":"w"},"inputs":{}}""");
+        answer.Status.ShouldBe(503);
+        answer.Code.ShouldBe("backend_unavailable");
+        answer.Message!.ShouldContain("pool");
+    }
+}

@@ -1,0 +1,206 @@
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.DependencyInjection;
+using PolicyGrid.Api.Jobs;
+using PolicyGrid.Core.Ports;
+using Shouldly;
+
+namespace PolicyGrid.Jobs.Tests;
+
+/// <summary>The Jobs API's answers to bad requests, reads, queries, cancel and the runner's result callback.</summary>
+public sealed class JobsApiTests : IAsyncLifetime
+{
+    private const string Echo = """
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                pass
+            def eval(self, parameters, input_data, context):
+                return {"echo": input_data}
+        """;
+
+    private readonly JobsServer server = new();
+    private HttpClient client = null!;
+    private string policy = "";
+
+    public async ValueTask InitializeAsync()
+    {
+        client = server.CreateClient();
+        policy = await server.AddPolicyAsync("echo", Echo, new JsonObject
+        {
+            ["policy_input_schema"] = new JsonObject { ["ip"] = new JsonObject { ["type"] = "string", ["required"] = true } },
+        });
+    }
+
+    public async ValueTask DisposeAsync() => await server.DisposeAsync();
+
+    private async Task<int> JobCount() => (await server.Store.QueryAsync(Collections.Jobs, DocumentQuery.All())).Count;
+
+    [Fact]
+    public async Task Submitting_to_an_unknown_executor_is_a_404_and_records_nothing()
+    {
+        var answer = await client.Post("/jobs/submit/nowhere", $$$"""{"name":"n","policy_rule_uri":"{{{policy}}}","inputs":{"ip":"1.2.3.4"}}""");
+        answer.Status.ShouldBe(404);
+        answer.Code.ShouldBe("not_found");
+        answer.Message!.ShouldContain("nowhere");
+        (await JobCount()).ShouldBe(0);
+    }
+
+    [Fact]
+    public async Task Submitting_an_unknown_policy_is_a_404()
+    {
+        var answer = await client.Post("/jobs/submit/local", """{"name":"n","policy_rule_uri":"ghost:1.0-x","inputs":{}}""");
+        answer.Status.ShouldBe(404);
+        answer.Message!.ShouldContain("ghost:1.0-x");
+        (await JobCount()).ShouldBe(0);
+    }
+
+    [Theory]
+    [InlineData("""{"name":"n","inputs":{}}""", "policy_rule_uri")]
+    [InlineData("""{"policy_rule_uri":"bad uri","inputs":{}}""", "policy_rule_uri")]
+    [InlineData("""{"policy_rule_uri":"echo:1.0-test","inputs":{"ip":"1.2.3.4"},"timeout_seconds":-1}""", "timeout_seconds")]
+    [InlineData("""{"policy_rule_uri":"echo:1.0-test","inputs":{"ip":"1.2.3.4"},"timeout_seconds":"soon"}""", "timeout_seconds")]
+    [InlineData("""{"policy_rule_uri":"echo:1.0-test","inputs":{"ip":"1.2.3.4"},"timeout_seconds":999999999}""", "timeout_seconds")]
+    [InlineData("""{"policy_rule_uri":"echo:1.0-test","inputs":{}}""", "inputs.ip")]
+    [InlineData("""{"policy_rule_uri":"echo:1.0-test","inputs":{"ip":5}}""", "inputs.ip")]
+    [InlineData("""{"policy_rule_uri":"echo:1.0-test","inputs":{"ip":"1.2.3.4"},"node_selector":{"pool":3}}""", "node_selector.pool")]
+    [InlineData("""{"policy_rule_uri":"echo:1.0-test","inputs":{"ip":"1.2.3.4"},"policy_rule_parameters":[1]}""", "policy_rule_parameters")]
+    public async Task A_bad_submission_is_a_400_naming_the_field_and_records_nothing(string body, string field)
+    {
+        var answer = await client.Post("/jobs/submit/local", body);
+        answer.Status.ShouldBe(400);
+        answer.Code.ShouldBe("validation_failed");
+        answer.Message!.ShouldContain(field);
+        (await JobCount()).ShouldBe(0);
+    }
+
+    [Theory]
+    [InlineData("[1,2]")]
+    [InlineData("not json")]
+    [InlineData("")]
+    public async Task A_submission_that_is_not_a_json_object_is_a_400(string body)
+    {
+        var answer = await client.Post("/jobs/submit/local", body);
+        answer.Status.ShouldBe(400);
+        answer.Code.ShouldBe("bad_request");
+    }
+
+    [Fact]
+    public async Task A_retired_policy_cannot_run_as_a_job()
+    {
+        var retired = await server.AddPolicyAsync("old", Echo, new JsonObject { ["status"] = "retired" });
+        var answer = await client.Post("/jobs/submit/local", $$$"""{"policy_rule_uri":"{{{retired}}}","inputs":{}}""");
+        answer.Status.ShouldBe(410);
+        answer.Code.ShouldBe("retired");
+    }
+
+    [Fact]
+    public async Task Reading_an_unknown_job_is_a_404_and_a_bad_wait_is_a_400()
+    {
+        (await client.Get("/jobs/nope")).Status.ShouldBe(404);
+        await InsertPendingAsync("j-wait");
+        var bad = await client.Get("/jobs/j-wait?wait=soon");
+        bad.Status.ShouldBe(400);
+        bad.Message!.ShouldContain("wait");
+        (await client.Get("/jobs/j-wait?wait=-3")).Status.ShouldBe(400);
+    }
+
+    [Fact]
+    public async Task A_long_poll_on_a_job_that_does_not_end_answers_it_as_it_is_when_the_wait_is_over()
+    {
+        await InsertPendingAsync("j-slow");
+        var answer = await client.Get("/jobs/j-slow?wait=0.3");
+        answer.Status.ShouldBe(200);
+        answer.Status_.ShouldBe("pending");
+    }
+
+    [Fact]
+    public async Task A_long_poll_returns_as_soon_as_the_job_ends()
+    {
+        await InsertPendingAsync("j-ends");
+        var token = await server.Services.GetRequiredService<JobResultTokens>().IssueAsync("j-ends", CancellationToken.None);
+        var waiting = client.Get("/jobs/j-ends?wait=60");
+        (await client.Post("/jobs/j-ends/result", """{"status":"succeeded","result":{"allowed":true}}""", token)).Status.ShouldBe(200);
+
+        var answer = await waiting.WaitAsync(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken);
+        answer.Status_.ShouldBe("succeeded");
+        answer.Data!["result"]!["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task The_result_callback_needs_the_jobs_own_token_and_the_first_result_stands()
+    {
+        await InsertPendingAsync("j-cb");
+        await InsertPendingAsync("j-other");
+        var tokens = server.Services.GetRequiredService<JobResultTokens>();
+        var token = await tokens.IssueAsync("j-cb", CancellationToken.None);
+        var otherToken = await tokens.IssueAsync("j-other", CancellationToken.None);
+
+        (await client.Post("/jobs/j-cb/result", """{"status":"succeeded","result":{}}""")).Status.ShouldBe(401);
+        (await client.Post("/jobs/j-cb/result", """{"status":"succeeded","result":{}}""", "forged")).Status.ShouldBe(401);
+        (await client.Post("/jobs/j-cb/result", """{"status":"succeeded","result":{}}""", otherToken)).Status.ShouldBe(401);
+        (await client.Post("/jobs/j-cb/result", """{"status":"exploded"}""", token)).Status.ShouldBe(400);
+        (await client.Get("/jobs/j-cb")).Status_.ShouldBe("pending");
+
+        var first = await client.Post("/jobs/j-cb/result", """{"status":"failed","error":"boom"}""", token);
+        first.Status_.ShouldBe("failed");
+        first.Data!["finished_at"]!.GetValue<string>().ShouldNotBeEmpty();
+        var second = await client.Post("/jobs/j-cb/result", """{"status":"succeeded","result":{"x":1}}""", token);
+        second.Status_.ShouldBe("failed");
+        second.Data!["error"]!.GetValue<string>().ShouldBe("boom");
+    }
+
+    [Fact]
+    public async Task Cancelling_a_pending_job_records_it_cancelled_and_cancelling_again_changes_nothing()
+    {
+        await InsertPendingAsync("j-cancel");
+        var answer = await client.Delete("/jobs/j-cancel");
+        answer.Status.ShouldBe(200);
+        answer.Status_.ShouldBe("cancelled");
+        var finishedAt = answer.Data!["finished_at"]!.GetValue<string>();
+        finishedAt.ShouldNotBeEmpty();
+
+        var again = await client.Delete("/jobs/j-cancel");
+        again.Status_.ShouldBe("cancelled");
+        again.Data!["finished_at"]!.GetValue<string>().ShouldBe(finishedAt);
+        (await client.Delete("/jobs/unknown")).Status.ShouldBe(404);
+    }
+
+    [Fact]
+    public async Task Jobs_are_queried_with_a_filter_and_a_window()
+    {
+        await InsertPendingAsync("q1", "alpha");
+        await InsertPendingAsync("q2", "beta");
+        await InsertPendingAsync("q3", "alpha");
+
+        var found = await client.Post("/jobs/query?sort=job_id:desc", """{"name":"alpha"}""");
+        found.Status.ShouldBe(200);
+        found.Data!.AsArray().Select(j => j!["job_id"]!.GetValue<string>()).ShouldBe(["q3", "q1"]);
+        var limited = await client.Post("/jobs/query?limit=1&sort=job_id:asc", "{}");
+        limited.Data!.AsArray().Count.ShouldBe(1);
+        (await client.Post("/jobs/query", """{"status":{"$bogus":1}}""")).Status.ShouldBe(400);
+        (await client.Post("/jobs/query?limit=0", "{}")).Status.ShouldBe(400);
+    }
+
+    [Fact]
+    public async Task Secret_parameters_are_masked_in_every_read()
+    {
+        var secretive = await server.AddPolicyAsync("secretive", Echo, new JsonObject
+        {
+            ["policy_parameters_schema"] = new JsonObject { ["api_key"] = new JsonObject { ["type"] = "string", ["secret"] = true } },
+        });
+        var doc = new JsonObject
+        {
+            ["job_id"] = "j-secret", ["executor_id"] = "local", ["policy_rule_uri"] = secretive,
+            ["policy_rule_parameters"] = new JsonObject { ["api_key"] = "hunter2" }, ["status"] = "pending",
+        };
+        await server.Store.CreateAsync(Collections.Jobs, "j-secret", PolicyGrid.Core.Documents.Job.FromJson(doc).ToJson());
+
+        (await client.Get("/jobs/j-secret")).Data!["policy_rule_parameters"]!["api_key"]!.GetValue<string>().ShouldBe("***");
+        (await client.Post("/jobs/query", """{"job_id":"j-secret"}""")).Data![0]!["policy_rule_parameters"]!["api_key"]!.GetValue<string>().ShouldBe("***");
+    }
+
+    private async Task InsertPendingAsync(string id, string name = "")
+    {
+        var doc = new JsonObject { ["job_id"] = id, ["executor_id"] = "local", ["name"] = name, ["policy_rule_uri"] = policy, ["status"] = "pending" };
+        await server.Store.CreateAsync(Collections.Jobs, id, PolicyGrid.Core.Documents.Job.FromJson(doc).ToJson());
+    }
+}
