@@ -5,7 +5,7 @@ using PolicyGrid.Executor;
 // Dapr app "policy-executor": the executor node API (execute_policy, management) for service
 // invocation, and the policy-evaluations subscription. Policies run in this app's worker pool.
 var builder = WebApplication.CreateBuilder(args);
-builder.WebHost.UseUrls($"http://0.0.0.0:{builder.Configuration["APP_PORT"] ?? DaprNames.Ports.Executor.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
+builder.WebHost.UseDaprAppPort(builder.Configuration, DaprNames.Apps.Executor);
 builder.Services.AddPolicyGridApi(builder.Configuration);
 builder.Services.AddDaprAdapters(builder.Configuration);
 

@@ -16,6 +16,9 @@ public sealed class PolicyRuntimeOptions
     /// <summary>Decision log retention (<c>PolicyGrid:Runtime:Decisions</c>).</summary>
     public DecisionLogOptions Decisions { get; set; } = new();
 
+    /// <summary>Unpacking of stored bundles (<c>PolicyGrid:Runtime:Bundles</c>).</summary>
+    public Execution.BundleSourceOptions Bundles { get; set; } = new();
+
     /// <summary>Calls to remote executor nodes (<c>PolicyGrid:Runtime:RemoteExecutors</c>).</summary>
     public RemoteExecutorOptions RemoteExecutors { get; set; } = new();
 }
@@ -58,6 +61,9 @@ public sealed class DecisionLogOptions
 
     /// <summary>Oldest decision kept.</summary>
     public TimeSpan MaxAge { get; set; } = TimeSpan.FromDays(30);
+
+    /// <summary>Decisions waiting to be written; when full, executions wait for the writer.</summary>
+    public int QueueCapacity { get; set; } = 100_000;
 
     /// <summary>How often retention runs.</summary>
     public TimeSpan PruneInterval { get; set; } = TimeSpan.FromMinutes(5);

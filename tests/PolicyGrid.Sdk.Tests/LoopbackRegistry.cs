@@ -60,11 +60,24 @@ public sealed class LoopbackRegistry : IDisposable
         doc["code"] = $"bundle://sha256/{Sha}";
     });
 
+    private static readonly HashSet<int> HandedOut = [];
+
+    /// <summary>
+    /// A loopback port nobody listens on, never the same one twice in this process: HttpListeners in
+    /// one process share a port's endpoint, so two tests given the same free port would trip each other.
+    /// </summary>
     public static int FreePort()
     {
-        using var socket = new TcpListener(IPAddress.Loopback, 0);
-        socket.Start();
-        return ((IPEndPoint)socket.LocalEndpoint).Port;
+        while (true)
+        {
+            using var socket = new TcpListener(IPAddress.Loopback, 0);
+            socket.Start();
+            var port = ((IPEndPoint)socket.LocalEndpoint).Port;
+            lock (HandedOut)
+            {
+                if (HandedOut.Add(port)) return port;
+            }
+        }
     }
 
     private async Task ServeAsync()
@@ -123,8 +136,12 @@ public sealed class LoopbackRegistry : IDisposable
         response.Close();
     }
 
+    private bool _disposed;
+
     public void Dispose()
     {
+        if (_disposed) return;
+        _disposed = true;
         if (_listener.IsListening) _listener.Stop();
         _listener.Close();
         _loop.Wait(TimeSpan.FromSeconds(5));

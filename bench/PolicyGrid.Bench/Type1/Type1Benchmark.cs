@@ -92,6 +92,7 @@ public static class Type1Benchmark
         Report("ToJsonString(input)", Measure(calls, i => nodes[i & 1].ToJsonString()));
         Report("JsonNode.Parse(result)", Measure(calls, _ => JsonNode.Parse("""{"allowed": true, "reason": "allowed", "input_data": {"ip": "10.0.0.1"}}""")));
         Report("GIL + echo(str) + As<string>", Measure(calls, i => { using var g = Python.Runtime.Py.GIL(); using var a = new Python.Runtime.PyString(text); using var r = echo.Invoke(a); _ = r.As<string>(); }));
+        Report("GIL + echo(str) + ToString", Measure(calls, i => { using var g = Python.Runtime.Py.GIL(); using var a = new Python.Runtime.PyString(text); using var r = echo.Invoke(a); _ = r.ToString(); }));
         Report("GIL + loads/dumps in Python", Measure(calls, i => { using var g = Python.Runtime.Py.GIL(); using var a = new Python.Runtime.PyString(text); using var r = loadsDumps.Invoke(a); _ = r.As<string>(); }));
         var template = new JsonObject { ["ip"] = new JsonObject { ["type"] = "string", ["required"] = true } };
         Report("template validation (input)", Measure(calls, i => PolicyGrid.Core.Templates.TemplateValidator.Validate(template, nodes[i & 1], "input_data")));

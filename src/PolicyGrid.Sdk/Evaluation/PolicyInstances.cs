@@ -76,13 +76,13 @@ internal sealed class InProcessPolicy : IPolicyInstance
                 if (parameters is null)
                 {
                     using var result = _eval.Invoke(arg);
-                    resultJson = result.As<string>();
+                    resultJson = result.ToString()!; // str() of a str is itself: cheaper than the converter
                 }
                 else
                 {
                     using var p = new PyString(parameters.ToJsonString());
                     using var result = _eval.Invoke(arg, p);
-                    resultJson = result.As<string>();
+                    resultJson = result.ToString()!; // str() of a str is itself: cheaper than the converter
                 }
             }
             catch (PythonException e)
@@ -107,7 +107,7 @@ internal sealed class InProcessPolicy : IPolicyInstance
                 using var a = new PyString(action);
                 using var d = new PyString(data?.ToJsonString() ?? "{}");
                 using var result = _management.Invoke(a, d);
-                resultJson = result.As<string>();
+                resultJson = result.ToString()!; // str() of a str is itself: cheaper than the converter
             }
             catch (PythonException e)
             {
