@@ -15,7 +15,7 @@ public static class DecisionsApi
 {
     public static IEndpointRouteBuilder MapDecisionsApi(this IEndpointRouteBuilder app)
     {
-        app.MapPost("/decisions/query", Query).WithTags("Decisions").WithName("QueryDecisions")
+        app.MapPost("/decisions/query", Query).WithTags("Decisions").AnswersErrors(400, 401, 403, 413).WithName("QueryDecisions")
             .WithSummary("Find recorded executions with a Mongo-style filter")
             .WithDescription("Each decision: decision_id, kind, policy_rule_uri, bundle_sha256, caller, context_key, input_sha256, outcome, error_code, status, duration_ms, at. Newest first by default.");
         return app;

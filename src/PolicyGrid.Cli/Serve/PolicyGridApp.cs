@@ -4,6 +4,7 @@ using PolicyGrid.Api;
 using PolicyGrid.Api.Auth;
 using PolicyGrid.Cli.Jobs;
 using PolicyGrid.Cli.Serve;
+using PolicyGrid.Embedded.Functions;
 using PolicyGrid.Embedded.Storage;
 using PolicyGrid.Embedded.Events;
 
@@ -40,6 +41,7 @@ public static class PolicyGridApp
         builder.Services.AddPolicyGridApi(builder.Configuration);
         builder.Services.AddHostedService<BuiltInExecutor>();
         builder.Services.AddEmbeddedEvents();
+        builder.Services.AddEmbeddedGraphRunner();
         builder.Services.AddJobLaunchers(serve.DataDirectory, builder.Configuration);
 
         var app = builder.Build();
