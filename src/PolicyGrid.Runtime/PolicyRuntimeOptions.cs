@@ -59,6 +59,9 @@ public sealed class DecisionLogOptions
     /// <summary>Oldest decision kept.</summary>
     public TimeSpan MaxAge { get; set; } = TimeSpan.FromDays(30);
 
+    /// <summary>Decisions waiting to be written; when full, executions wait for the writer.</summary>
+    public int QueueCapacity { get; set; } = 100_000;
+
     /// <summary>How often retention runs.</summary>
     public TimeSpan PruneInterval { get; set; } = TimeSpan.FromMinutes(5);
 }

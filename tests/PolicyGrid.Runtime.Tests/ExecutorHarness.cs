@@ -72,6 +72,7 @@ public sealed class ExecutorHarness : IAsyncDisposable
     public async Task RestartAsync()
     {
         await Pool.DisposeAsync();
+        await Decisions.DisposeAsync();
         Build();
     }
 
@@ -113,8 +114,16 @@ public sealed class ExecutorHarness : IAsyncDisposable
         await Documents.ReplaceAsync(Collections.Policies, uri, doc.Body, null);
     }
 
-    public async Task<IReadOnlyList<JsonObject>> DecisionsAsync() =>
-        (await Documents.QueryAsync(Collections.Decisions, DocumentQuery.All())).Select(d => d.Body).OrderBy(d => d["at"]!.GetValue<string>()).ToList();
+    /// <summary>The decision log once everything recorded so far is written.</summary>
+    public async Task<IReadOnlyList<JsonObject>> DecisionsAsync()
+    {
+        await Decisions.FlushAsync();
+        return (await Documents.QueryAsync(Collections.Decisions, DocumentQuery.All())).Select(d => d.Body).OrderBy(d => d["at"]!.GetValue<string>()).ToList();
+    }
 
-    public async ValueTask DisposeAsync() => await Pool.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        await Pool.DisposeAsync();
+        await Decisions.DisposeAsync();
+    }
 }

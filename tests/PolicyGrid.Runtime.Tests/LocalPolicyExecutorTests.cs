@@ -240,6 +240,7 @@ public sealed class LocalPolicyExecutorTests : IAsyncLifetime
         await using var aged = new ExecutorHarness(o => o.Decisions.MaxAge = TimeSpan.Zero);
         var agedUri = await aged.AddSampleAsync("ip_allowlist");
         await aged.Executor.ExecuteAsync(new ExecutionRequest(agedUri, new JsonObject { ["ip"] = "10.0.0.1" }), Alice, Ct);
+        await aged.Decisions.FlushAsync(Ct);
         (await aged.Decisions.PruneAsync(Ct)).ShouldBe(1);
         (await aged.DecisionsAsync()).ShouldBeEmpty();
     }

@@ -1,5 +1,7 @@
 using CultureInfo = System.Globalization.CultureInfo;
 using System.Text.Json.Nodes;
+using System.Data.Common;
+using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
@@ -44,24 +46,103 @@ public sealed record Decision(
 /// <summary>
 /// The decision log: every execution's policy, bundle, caller, input hash, outcome and duration
 /// in <see cref="Collections.Decisions"/>, queryable like any collection, with bounded retention.
-/// A failure to write the log is logged loudly but does not turn a policy's answer into an error.
+/// Entries are written behind the call by one background writer (a durable store write costs
+/// milliseconds, ten times a warm policy call); the queue is bounded, and when it is full callers
+/// wait rather than lose audit entries. A failed write is logged loudly and does not fail the call.
 /// </summary>
-public sealed class DecisionLog(IDocumentStore store, DecisionLogOptions options, TimeProvider time, ILogger<DecisionLog> logger)
+public sealed class DecisionLog : IAsyncDisposable
 {
+    private readonly IDocumentStore store;
+    private readonly DecisionLogOptions options;
+    private readonly TimeProvider time;
+    private readonly ILogger<DecisionLog> logger;
+    private readonly Channel<(string Id, Decision Decision)> queue;
+    private readonly Task writer;
+    private readonly List<(long Target, TaskCompletionSource Done)> flushes = [];
+    private long enqueued;
+    private long written;
+
+    public DecisionLog(IDocumentStore store, DecisionLogOptions options, TimeProvider time, ILogger<DecisionLog> logger)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        this.store = store;
+        this.options = options;
+        this.time = time;
+        this.logger = logger;
+        queue = Channel.CreateBounded<(string, Decision)>(new BoundedChannelOptions(Math.Max(1, options.QueueCapacity))
+        {
+            SingleReader = true,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+        writer = Task.Run(WriteLoopAsync);
+    }
+
     public static string FormatTime(DateTimeOffset at) => at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
 
-    public async Task RecordAsync(Decision decision)
+    /// <summary>Queues the decision for writing; waits only when the queue is full.</summary>
+    public async ValueTask RecordAsync(Decision decision)
     {
+        ArgumentNullException.ThrowIfNull(decision);
         // Time-ordered ids keep the log's natural order readable.
         var id = Guid.CreateVersion7(decision.At).ToString("N");
-        try
+        Interlocked.Increment(ref enqueued);
+        if (!queue.Writer.TryWrite((id, decision)))
         {
-            await store.CreateAsync(Collections.Decisions, id, decision.ToJson(id), CancellationToken.None);
+            try
+            {
+                await queue.Writer.WriteAsync((id, decision));
+            }
+            catch (ChannelClosedException)
+            {
+                Interlocked.Decrement(ref enqueued);
+                logger.LogError("decision for {Policy} by {Caller} arrived after the log closed", decision.PolicyRuleUri, decision.Caller);
+            }
         }
-        catch (Exception e) when (e is PolicyGridException or IOException or InvalidOperationException)
+    }
+
+    /// <summary>Completes when every decision recorded before the call is in the store.</summary>
+    public Task FlushAsync(CancellationToken ct = default)
+    {
+        var target = Interlocked.Read(ref enqueued);
+        lock (flushes)
         {
-            logger.LogError(e, "could not record the decision for {Policy} by {Caller} ({Outcome})", decision.PolicyRuleUri, decision.Caller, decision.Outcome);
+            if (Interlocked.Read(ref written) >= target) return Task.CompletedTask;
+            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            flushes.Add((target, done));
+            return done.Task.WaitAsync(ct);
         }
+    }
+
+    private async Task WriteLoopAsync()
+    {
+        await foreach (var (id, decision) in queue.Reader.ReadAllAsync())
+        {
+            try
+            {
+                await store.CreateAsync(Collections.Decisions, id, decision.ToJson(id), CancellationToken.None);
+            }
+            catch (Exception e) when (e is PolicyGridException or IOException or InvalidOperationException or DbException)
+            {
+                logger.LogError(e, "could not record the decision for {Policy} by {Caller} ({Outcome})", decision.PolicyRuleUri, decision.Caller, decision.Outcome);
+            }
+            var now = Interlocked.Increment(ref written);
+            lock (flushes)
+            {
+                for (var i = flushes.Count - 1; i >= 0; i--)
+                {
+                    if (flushes[i].Target > now) continue;
+                    flushes[i].Done.TrySetResult();
+                    flushes.RemoveAt(i);
+                }
+            }
+        }
+    }
+
+    /// <summary>Writes what is queued, then stops the writer.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        queue.Writer.TryComplete();
+        await writer;
     }
 
     /// <summary>Deletes decisions older than MaxAge and beyond the newest MaxCount; answers how many went.</summary>
