@@ -1,13 +1,17 @@
 using PolicyGrid.Api;
 using PolicyGrid.Dapr;
 using PolicyGrid.Executor;
+using PolicyGrid.Kubernetes;
 
 // Dapr app "policy-executor": the executor node API (execute_policy, management) for service
 // invocation, and the policy-evaluations subscription. Policies run in this app's worker pool.
 var builder = WebApplication.CreateBuilder(args);
-builder.WebHost.UseUrls($"http://0.0.0.0:{builder.Configuration["APP_PORT"] ?? DaprNames.Ports.Executor.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
+builder.WebHost.UseDaprAppPort(builder.Configuration, DaprNames.Apps.Executor);
 builder.Services.AddPolicyGridApi(builder.Configuration);
 builder.Services.AddDaprAdapters(builder.Configuration);
+// Type 3: jobs this node runs become Kubernetes Jobs in its own namespace (PolicyGrid:Jobs:Launcher=kubernetes).
+if (string.Equals(builder.Configuration["PolicyGrid:Jobs:Launcher"], "kubernetes", StringComparison.OrdinalIgnoreCase))
+    builder.Services.AddKubernetesJobLauncher(builder.Configuration);
 
 var app = builder.Build();
 app.MapPolicyGridApi();

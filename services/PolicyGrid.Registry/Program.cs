@@ -1,12 +1,14 @@
 using PolicyGrid.Api;
 using PolicyGrid.Dapr;
+using PolicyGrid.Kubernetes;
 
 // Dapr app "policy-registry": the public API, the same modules as `policygrid serve`, over Dapr
 // adapters. Type 2 calls on executor "dapr" (dapr://policy-executor) go over service invocation.
 var builder = WebApplication.CreateBuilder(args);
-builder.WebHost.UseUrls($"http://0.0.0.0:{builder.Configuration["APP_PORT"] ?? DaprNames.Ports.Registry.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
+builder.WebHost.UseDaprAppPort(builder.Configuration, DaprNames.Apps.Registry);
 builder.Services.AddPolicyGridApi(builder.Configuration);
 builder.Services.AddDaprAdapters(builder.Configuration);
+builder.Services.AddExecutorNodeInstaller(builder.Configuration); // create-infra / remove-infra
 
 var app = builder.Build();
 app.MapPolicyGridApi();

@@ -9,6 +9,8 @@ using PolicyGrid.Api.Decisions;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Api.Executors;
 using PolicyGrid.Api.Events;
+using PolicyGrid.Api.Functions;
+using PolicyGrid.Api.Graphs;
 using PolicyGrid.Api.Health;
 using PolicyGrid.Api.Jobs;
 using PolicyGrid.Api.Node;
@@ -44,6 +46,8 @@ public static class PolicyGridApi
             return Task.CompletedTask;
         }));
         services.AddEventsApi();
+        services.AddFunctionsApi();
+        services.AddGraphsApi(configuration);
         services.AddJobsApi(configuration);
         return services;
     }
@@ -65,6 +69,8 @@ public static class PolicyGridApi
         app.MapDecisionsApi();
         app.MapNodeApi();
         app.MapEventsApi();
+        app.MapFunctionsApi();
+        app.MapGraphsApi();
         app.MapJobsApi();
         return app;
     }

@@ -29,8 +29,28 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
                 if mode == "ok":
                     return {"inits": INITS, "calls": self.calls, "echo": input_data.get("echo")}
                 if mode == "whoami":
+                    try:
+                        with open(f"/proc/{os.getppid()}/environ", "rb") as f:
+                            server_env = "read " + str(len(f.read())) + " bytes"
+                    except OSError as exc:
+                        server_env = type(exc).__name__
                     return {"uid": os.getuid(), "euid": os.geteuid(), "pgid": os.getpgrp(), "pid": os.getpid(),
-                            "env": dict(os.environ), "tmp": os.environ.get("TMPDIR"), "cwd": os.getcwd()}
+                            "env": dict(os.environ), "tmp": os.environ.get("TMPDIR"), "cwd": os.getcwd(),
+                            "server_env": server_env}
+                if mode == "peek":
+                    found = {}
+                    for name in ("environ", "mem", "maps"):
+                        try:
+                            with open(f"/proc/{input_data['pid']}/{name}", "rb") as f:
+                                found[name] = "read " + str(len(f.read(16)))
+                        except OSError as exc:
+                            found[name] = type(exc).__name__
+                    return found
+                if mode == "bigfile":
+                    with open(os.path.join(os.environ["TMPDIR"], "big.bin"), "wb") as f:
+                        for _ in range(100):
+                            f.write(b"x" * (1 << 20))
+                    return {"wrote_mb": 100}
                 if mode == "raise":
                     raise ValueError("the input was not to my liking")
                 if mode == "loop":
@@ -195,6 +215,42 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
         tmp.ShouldStartWith(Path.GetTempPath());
         who["cwd"]!.GetValue<string>().ShouldBe(tmp);
         Pool.Status.WorkerUid.ShouldNotBe(0);
+        // The server's own environment (tokens, keys) is out of reach through /proc too.
+        who["server_env"]!.GetValue<string>().ShouldBe("PermissionError");
+    }
+
+    [Fact]
+    public async Task A_policy_cannot_read_another_workers_memory_or_environment()
+    {
+        // New keys go to the worker with fewer instances, so a few keys reach the other worker.
+        var ownPid = (await ResultOf(Eval("peek-a", new { mode = "whoami" })))["pid"]!.GetValue<int>();
+        var otherPid = ownPid;
+        for (var i = 0; i < 10 && otherPid == ownPid; i++)
+            otherPid = (await ResultOf(Eval($"peek-b{i}", new { mode = "whoami" })))["pid"]!.GetValue<int>();
+        otherPid.ShouldNotBe(ownPid);
+        var peek = await ResultOf(Eval("peek-a", new { mode = "peek", pid = otherPid }));
+        peek["environ"]!.GetValue<string>().ShouldBe("PermissionError");
+        peek["mem"]!.GetValue<string>().ShouldBe("PermissionError");
+        peek["maps"]!.GetValue<string>().ShouldBe("PermissionError");
+    }
+
+    [Fact]
+    public async Task Writing_past_the_file_size_limit_is_a_policy_error_and_the_worker_keeps_serving()
+    {
+        var error = await Should.ThrowAsync<PolicyGridException>(() => Pool.InvokeAsync(Eval("bigfile", new { mode = "bigfile" }, seconds: 20), Ct));
+        error.Code.ShouldBe("policy_error");
+        error.Message.ShouldContain("File too large");
+        await StillServes("bigfile");
+    }
+
+    [Fact]
+    public async Task A_cancelled_call_stops_its_worker_and_the_next_call_works()
+    {
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var running = Pool.InvokeAsync(Eval("cancel", new { mode = "loop" }, seconds: 30), cancel.Token);
+        cancel.CancelAfter(TimeSpan.FromMilliseconds(300));
+        await Should.ThrowAsync<OperationCanceledException>(() => running);
+        await StillServes("cancel");
     }
 
     [Fact]

@@ -1,5 +1,8 @@
 using Dapr.Actors.Client;
 using Dapr.Workflow;
+using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Dapr.Graphs;
 using PolicyGrid.Workflows.Activities;
 
 namespace PolicyGrid.Workflows;
@@ -17,6 +20,27 @@ public static class GraphWorkflowModule
             options.RegisterWorkflow<PolicyGraphWorkflow>();
             options.RegisterActivity<CallFunctionActivity>();
         });
+        services.AddSingleton<GraphWorkflowRuns>();
         return services;
+    }
+
+    /// <summary>
+    /// <c>POST /run_graph</c>: the registry's way in (service invocation). Runs the workflow here, where it is registered,
+    /// and answers its output; 504 when the deadline passed (the instance is terminated).
+    /// </summary>
+    public static IEndpointRouteBuilder MapPolicyGraphWorkflow(this IEndpointRouteBuilder app)
+    {
+        app.MapPost("/" + DaprGraphRunner.RunMethod, async (GraphRunRequest request, GraphWorkflowRuns runs, CancellationToken ct) =>
+        {
+            try
+            {
+                return Results.Json(await runs.RunAsync(request, ct), Json.Options);
+            }
+            catch (PolicyGridException e)
+            {
+                return Results.Json(new { success = false, message = e.Message, code = e.Code }, Json.Options, statusCode: e.Status);
+            }
+        }).WithName("RunGraphWorkflow");
+        return app;
     }
 }

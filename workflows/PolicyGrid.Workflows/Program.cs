@@ -1,10 +1,11 @@
 using PolicyGrid.Workflows;
 
-// Dapr app `policy-graphs`: hosts PolicyGraphWorkflow; the registry schedules it through the workflow client.
+// Dapr app `policy-graphs`: hosts PolicyGraphWorkflow; the registry reaches it by service invocation (POST /run_graph).
 var builder = WebApplication.CreateBuilder(args);
 builder.Services.AddPolicyGraphWorkflow();
 builder.Services.AddHealthChecks();
 
 var app = builder.Build();
+app.MapPolicyGraphWorkflow();
 app.MapHealthChecks("/healthz");
 app.Run();

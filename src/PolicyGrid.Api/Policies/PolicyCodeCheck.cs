@@ -1,16 +1,23 @@
 using System.Text.RegularExpressions;
+using Microsoft.Extensions.DependencyInjection;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime.Execution;
 
 namespace PolicyGrid.Api.Policies;
 
 /// <summary>
 /// Rejects a policy whose <c>code</c> cannot run, at create/update time rather than at first use:
-/// the address must be one we can fetch, a <c>bundle://</c> must already be uploaded.
+/// the address must be one we can fetch, a <c>bundle://</c> must already be uploaded, and, where
+/// this shape runs policies itself (the runtime is registered), the bundle must load: the class is
+/// found and its <c>__init__</c> accepts the stored settings and parameters.
 /// </summary>
-public sealed partial class PolicyCodeCheck(IBundleStore bundles)
+public sealed partial class PolicyCodeCheck(IBundleStore bundles, IServiceProvider services)
 {
+    // Resolved lazily: a registry that only forwards execution (Dapr shape) has no runtime to dry-load with.
+    private readonly Lazy<PolicyOnboarding?> onboarding = new(() => services.GetService<PolicyOnboarding>());
+
     public async Task CheckAsync(PolicyRule rule, CancellationToken ct)
     {
         var code = rule.Code;
@@ -26,6 +33,7 @@ public sealed partial class PolicyCodeCheck(IBundleStore bundles)
         {
             throw Problems.Validation("code", $"'{code}' is not a bundle address: use bundle://sha256/<hex> (from POST /bundles), an http(s):// URL or, where allowed, file://");
         }
+        if (onboarding.Value is { } dryLoad) await dryLoad.DryLoadAsync(rule, ct);
     }
 
     [GeneratedRegex("^[0-9a-f]{64}$")]

@@ -16,6 +16,7 @@ public static class CliApp
         root.Add(PolicyCommands.Create(env));
         root.Add(ExecutorCommands.Create(env));
         root.Add(EvalCommand.Create(env));
+        root.Add(JobCommands.Create(env));
         return root;
     }
 

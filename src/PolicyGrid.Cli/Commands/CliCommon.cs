@@ -98,10 +98,17 @@ public sealed class CliSession(CliEnvironment env, ParseResult parse)
 
     public RegistryClient Client()
     {
+        var (http, _, token) = Connection();
+        return new RegistryClient(http, token);
+    }
+
+    /// <summary>The HttpClient for --server, the server's URL and the --token, for verbs that use the SDK.</summary>
+    public (HttpClient Http, Uri Server, string? Token) Connection()
+    {
         var server = parse.GetValue(CliCommon.Server)!;
         if (!Uri.TryCreate(server.EndsWith('/') ? server : server + "/", UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
             throw new UsageException($"--server '{server}' is not an http(s) URL");
-        return new RegistryClient(env.HttpClientFor(uri), parse.GetValue(CliCommon.Token));
+        return (env.HttpClientFor(uri), uri, parse.GetValue(CliCommon.Token));
     }
 
     /// <summary>Prints the raw JSON (for --json) or lets <paramref name="forPeople"/> render it.</summary>

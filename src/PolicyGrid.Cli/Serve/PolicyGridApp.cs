@@ -4,7 +4,9 @@ using PolicyGrid.Api;
 using PolicyGrid.Api.Auth;
 using PolicyGrid.Cli.Jobs;
 using PolicyGrid.Cli.Serve;
+using PolicyGrid.Embedded.Functions;
 using PolicyGrid.Embedded.Storage;
+using PolicyGrid.Runtime;
 using PolicyGrid.Embedded.Events;
 
 namespace PolicyGrid.Cli;
@@ -37,9 +39,11 @@ public static class PolicyGridApp
         Directory.CreateDirectory(serve.DataDirectory);
         builder.Services.AddSingleton(serve);
         builder.Services.AddEmbeddedStorage(serve.DataDirectory);
+        builder.Services.AddPolicyRuntime(builder.Configuration);
         builder.Services.AddPolicyGridApi(builder.Configuration);
         builder.Services.AddHostedService<BuiltInExecutor>();
         builder.Services.AddEmbeddedEvents();
+        builder.Services.AddEmbeddedGraphRunner();
         builder.Services.AddJobLaunchers(serve.DataDirectory, builder.Configuration);
 
         var app = builder.Build();

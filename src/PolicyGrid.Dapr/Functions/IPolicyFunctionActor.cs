@@ -49,7 +49,7 @@ public sealed record FunctionReply(bool Ok, string OutputJson, int Status, strin
 /// <summary>Names shared by the functions app, the registry's proxy and the graph workflow.</summary>
 public static class FunctionActors
 {
-    public const string AppId = "policy-functions";
+    public const string AppId = DaprNames.Apps.Functions;
     public const string ActorType = "PolicyFunctionActor";
 
     /// <summary>Replica <paramref name="index"/>'s actor id: the function name alone when there is one replica, else <c>name#i</c>.</summary>

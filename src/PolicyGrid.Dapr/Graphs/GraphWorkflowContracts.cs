@@ -34,7 +34,7 @@ public sealed record GraphWorkflowOutput(bool Ok, string ResultJson, IReadOnlyLi
 
 public static class GraphWorkflows
 {
-    public const string AppId = "policy-graphs";
+    public const string AppId = DaprNames.Apps.Graphs;
     public const string WorkflowName = "PolicyGraphWorkflow";
     public const string CallNodeActivity = "CallFunctionActivity";
 }

@@ -57,6 +57,9 @@ internal sealed record SqlCondition(string Certain, string Possible)
 /// <summary>Where a JSON value sits in SQL terms: its json_type, its SQL value and its JSON text.</summary>
 internal abstract record SqlLocation
 {
+    /// <summary>Set where SQL already knows the value is an array (scalar tests are then simply false).</summary>
+    public bool KnownArray { get; init; }
+
     public abstract string Type { get; }
     public abstract string Value { get; }
     public abstract string Text { get; }
@@ -104,11 +107,24 @@ internal sealed class SqlFilterTranslator
 
     public SqlCondition Node(FilterNode node, string body) => node switch
     {
-        AndFilter a => SqlCondition.And(a.Children.Select(c => Node(c, body)).ToList()),
-        OrFilter o => SqlCondition.Or(o.Children.Select(c => Node(c, body)).ToList()),
+        AndFilter a => SqlCondition.And(CheapFirst(a.Children).Select(c => Node(c, body)).ToList()),
+        OrFilter o => SqlCondition.Or(CheapFirst(o.Children).Select(c => Node(c, body)).ToList()),
         FieldFilter f => Field(f, body),
         _ => SqlCondition.Unknown,
     };
+
+    /// <summary>
+    /// SQLite evaluates AND/OR left to right and stops early, so tests that cost one JSON lookup per row go
+    /// before those that open json_each over arrays or call back into .NET (order never changes the answer).
+    /// </summary>
+    private static IEnumerable<FilterNode> CheapFirst(IEnumerable<FilterNode> nodes) => nodes.OrderBy(n => n switch
+    {
+        FieldFilter { Operator: FieldOperator.Exists } => 0,
+        FieldFilter { Operator: FieldOperator.Eq or FieldOperator.Ne or FieldOperator.Gt or FieldOperator.Gte or FieldOperator.Lt or FieldOperator.Lte } => 1,
+        FieldFilter { Operator: FieldOperator.In or FieldOperator.Nin or FieldOperator.Size or FieldOperator.All } => 2,
+        FieldFilter { Operator: FieldOperator.Regex } => 3,
+        _ => 4,
+    });
 
     private SqlCondition Field(FieldFilter f, string body)
     {
@@ -135,7 +151,7 @@ internal sealed class SqlFilterTranslator
                 ninParts.AddRange(ninRegexes.Select(r => RegexAny(segments, body, r["$regex"]!.GetValue<string>(), r["$options"]?.GetValue<string>() ?? "")));
                 return SqlCondition.Not(SqlCondition.Or(ninParts));
             case FieldOperator.Gt or FieldOperator.Gte or FieldOperator.Lt or FieldOperator.Lte:
-                return Navigate(body, segments, v => Flatten(v, e => Compare(e, f.Operator, f.Operand, asVersion)));
+                return Navigate(body, segments, v => Flatten(v, e => Compare(e, f.Operator, f.Operand, asVersion), NumberPrefilter(v, f.Operator, f.Operand)));
             case FieldOperator.Exists:
                 var present = Navigate(body, segments, v => SqlCondition.Exact($"{v.Type} IS NOT NULL"));
                 return f.Operand!.GetValue<bool>() ? present : SqlCondition.Not(present);
@@ -176,7 +192,7 @@ internal sealed class SqlFilterTranslator
         UsesRegex = true;
         var p = Parameter(pattern);
         var o = Parameter(options);
-        return Navigate(body, segments, v => Flatten(v, e => SqlCondition.Exact($"{e.Type} = 'text' AND pg_regex({p}, {o}, {e.Value})")));
+        return Navigate(body, segments, v => Flatten(v, e => e.KnownArray ? SqlCondition.False : SqlCondition.Exact($"{e.Type} = 'text' AND pg_regex({p}, {o}, {e.Value})")));
     }
 
     /// <summary>
@@ -186,6 +202,8 @@ internal sealed class SqlFilterTranslator
     /// </summary>
     private SqlCondition AnyScalarEquals(SqlLocation v, IReadOnlyList<JsonNode?> operands)
     {
+        if (v.KnownArray)
+            return operands.Any(o => o is JsonArray) ? new SqlCondition("0", "1") : SqlCondition.False;
         var parts = new List<SqlCondition>();
         var strings = new List<string>();
         foreach (var operand in operands)
@@ -200,9 +218,11 @@ internal sealed class SqlFilterTranslator
             else if (operand is JsonArray) parts.Add(new SqlCondition("0", $"{v.Type} = 'array'"));
             else parts.Add(SqlCondition.Unknown);
         }
-        if (strings.Count == 1) parts.Add(SqlCondition.Exact($"{v.Type} = 'text' AND {v.Value} = {Parameter(strings[0])}"));
+        // The value test comes first: it rejects most rows with one JSON lookup. The type test then rules out
+        // an object or array whose JSON text happens to equal the string.
+        if (strings.Count == 1) parts.Add(SqlCondition.Exact($"{v.Value} = {Parameter(strings[0])} AND {v.Type} = 'text'"));
         else if (strings.Count > 1)
-            parts.Add(SqlCondition.Exact($"{v.Type} = 'text' AND {v.Value} IN ({string.Join(", ", strings.Distinct(StringComparer.Ordinal).Select(s => Parameter(s)))})"));
+            parts.Add(SqlCondition.Exact($"{v.Value} IN ({string.Join(", ", strings.Distinct(StringComparer.Ordinal).Select(s => Parameter(s)))}) AND {v.Type} = 'text'"));
         return SqlCondition.Or(parts);
     }
 
@@ -210,6 +230,7 @@ internal sealed class SqlFilterTranslator
 
     private SqlCondition Compare(SqlLocation v, FieldOperator op, JsonNode? operand, bool asVersion)
     {
+        if (v.KnownArray) return SqlCondition.False; // Core orders arrays against nothing
         var sqlOp = op switch { FieldOperator.Gt => ">", FieldOperator.Gte => ">=", FieldOperator.Lt => "<", _ => "<=" };
         if (JsonValues.TryNumber(operand, out var n)) return NumberTest(v, n, sqlOp);
         if (JsonValues.TryString(operand, out var s))
@@ -243,10 +264,12 @@ internal sealed class SqlFilterTranslator
         var op = Parameter(sqlOp);
         var inCore = $"pg_number({op}, {v.Text}, {operandJson})";
         if (!IsSafeOperand(operand)) return SqlCondition.Exact($"{isNumber} AND {inCore}");
-        object value = operand == decimal.Truncate(operand) && Math.Abs(operand) < 9_000_000_000_000_000_000m ? (long)operand : (double)operand;
-        var p = Parameter(value);
+        var p = Parameter(SqlNumber(operand));
         var unsafeValue = $"abs({v.Value}) >= 1e28 OR ({v.Value} = {p} AND (length({v.Text}) > 15 OR instr(lower({v.Text}), 'e') > 0))";
-        return SqlCondition.Exact($"{isNumber} AND CASE WHEN {unsafeValue} THEN {inCore} ELSE {v.Value} {sqlOp} {p} END");
+        // A cheap necessary condition first, so most rows cost one lookup: Core can only say yes where SQLite's
+        // comparison does, or where the value rounds to the operand (huge values are never numbers to Core).
+        var prefilter = sqlOp is ">" or "<" ? $"({v.Value} {sqlOp} {p} OR {v.Value} = {p})" : $"{v.Value} {sqlOp} {p}";
+        return SqlCondition.Exact($"{prefilter} AND {isNumber} AND CASE WHEN {unsafeValue} THEN {inCore} ELSE {v.Value} {sqlOp} {p} END");
     }
 
     private static bool IsSafeOperand(decimal d)
@@ -256,12 +279,47 @@ internal sealed class SqlFilterTranslator
         return digits.Length <= 15;
     }
 
+    /// <summary>
+    /// For a range test against a safe number: one lookup that every possible match passes, arrays included
+    /// (SQLite orders any text, such as an array's JSON, above every number), so most rows stop there.
+    /// </summary>
+    private string? NumberPrefilter(SqlLocation v, FieldOperator op, JsonNode? operand)
+    {
+        if (!JsonValues.TryNumber(operand, out var n) || !IsSafeOperand(n)) return null;
+        var p = Parameter(SqlNumber(n));
+        return op switch
+        {
+            FieldOperator.Gt => $"({v.Value} > {p} OR {v.Value} = {p})",
+            FieldOperator.Gte => $"{v.Value} >= {p}",
+            FieldOperator.Lt => $"({v.Value} <= {p} OR {v.Value} >= '')",
+            _ => $"({v.Value} <= {p} OR {v.Value} >= '')",
+        };
+    }
+
+    private static object SqlNumber(decimal n) =>
+        n == decimal.Truncate(n) && Math.Abs(n) < 9_000_000_000_000_000_000m ? (long)n : (double)n;
+
     /// <summary>The value itself, or any element when it is an array (Core's "any element matches").</summary>
+    private SqlCondition Flatten(SqlLocation v, Func<SqlLocation, SqlCondition> test, string? prefilter = null)
+    {
+        var flat = Flatten(v, test);
+        return prefilter is null || flat == SqlCondition.False ? flat : SqlCondition.And(SqlCondition.Exact(prefilter), flat);
+    }
+
     private SqlCondition Flatten(SqlLocation v, Func<SqlLocation, SqlCondition> test)
     {
         var direct = test(v);
         if (v is not PathLocation array) return direct;
-        return SqlCondition.Or(direct, SqlCondition.And(SqlCondition.Exact($"{v.Type} = 'array'"), AnyElement(array, test)));
+        var elements = AnyElement(array, test);
+        var asArray = test(array with { KnownArray = true });
+        if (direct == SqlCondition.False && elements == SqlCondition.False && asArray == SqlCondition.False) return SqlCondition.False;
+        // One json_type per row picks the branch.
+        return new SqlCondition(
+            $"CASE {v.Type} WHEN 'array' THEN {OrFalse(elements.Certain, asArray.Certain)} ELSE coalesce({direct.Certain}, 0) END",
+            $"CASE {v.Type} WHEN 'array' THEN {OrFalse(elements.Possible, asArray.Possible)} ELSE coalesce({direct.Possible}, 0) END");
+
+        // An array value may itself equal the operand (deep equality) as well as contain it.
+        static string OrFalse(string elements, string direct) => direct == "0" ? elements : $"({elements} OR coalesce({direct}, 0))";
     }
 
     private SqlCondition AnyElement(PathLocation array, Func<SqlLocation, SqlCondition> test)
@@ -287,9 +345,10 @@ internal sealed class SqlFilterTranslator
     {
         if (index == segments.Length) return leaf(at);
         var segment = segments[index];
+        // SQLite's path lookup enters only objects by key (and only arrays by [n]), so these branches need no type test.
         var intoObject = Step(Child(at, $".\"{segment}\""), segments, index + 1, leaf);
         if (rootIsObject) return intoObject;
-        var branches = new List<SqlCondition> { SqlCondition.And(SqlCondition.Exact($"{at.Type} = 'object'"), intoObject) };
+        var branches = new List<SqlCondition> { intoObject };
         var arrayParts = new List<SqlCondition>();
         if (int.TryParse(segment, out var position) && position >= 0)
             arrayParts.Add(Step(Child(at, $"[{position}]"), segments, index + 1, leaf));

@@ -24,12 +24,13 @@ internal static class SqliteCollations
         connection.CreateCollation(JsonOrder, (a, b) => JsonValues.SortCompare(Parse(a), Parse(b), asVersion: false));
         connection.CreateCollation(JsonVersionOrder, (a, b) => JsonValues.SortCompare(Parse(a), Parse(b), asVersion: true));
         connection.CreateFunction<string, string, object?, bool>("pg_regex", Regex, isDeterministic: true);
-        connection.CreateFunction<string, string, string, bool>("pg_number", CompareNumber, isDeterministic: true);
+        connection.CreateFunction<string, string?, string, bool>("pg_number", CompareNumber, isDeterministic: true);
     }
 
     /// <summary>Core's number comparison for the few values SQLite's int64/double view could misjudge.</summary>
-    private static bool CompareNumber(string op, string valueJson, string operandJson)
+    private static bool CompareNumber(string op, string? valueJson, string operandJson)
     {
+        if (valueJson is null) return false; // nothing there (SQLite may evaluate this before the type test)
         var value = JsonNode.Parse(valueJson);
         var operand = JsonNode.Parse(operandJson);
         if (op == "=") return JsonValues.DeepEquals(value, operand);

@@ -113,7 +113,9 @@ internal sealed class SqliteQueryRunner
             var collation = VersionComparer.IsVersionField(key.Path) ? SqliteCollations.JsonVersionOrder : SqliteCollations.JsonOrder;
             parts.Add($"coalesce(body -> {translator.AddParameter($"$.\"{key.Path}\"")}, 'null') COLLATE {collation} {(key.Direction == SortDirection.Desc ? "DESC" : "ASC")}");
         }
-        parts.Add($"id COLLATE {SqliteCollations.Ordinal} ASC");
+        // Ids in SQLite's own (UTF-8 byte) order, so that with no sort keys the primary key index gives the
+        // order and a LIMIT stops the scan early; DocumentOrder breaks ties the same way.
+        parts.Add("id ASC");
         return string.Join(", ", parts);
     }
 }
@@ -134,7 +136,22 @@ public sealed class DocumentOrder(IReadOnlyList<SortKey> keys) : IComparer<Store
             var c = JsonValues.SortCompare(First(x.Body, key.Path), First(y.Body, key.Path), VersionComparer.IsVersionField(key.Path));
             if (c != 0) return key.Direction == SortDirection.Desc ? -c : c;
         }
-        return string.CompareOrdinal(x.Id, y.Id);
+        return CompareIds(x.Id, y.Id);
+    }
+
+    /// <summary>Code-point order, which is SQLite's byte order of UTF-8 (ordinal UTF-16 differs past U+D7FF).</summary>
+    public static int CompareIds(string a, string b)
+    {
+        var ea = a.EnumerateRunes();
+        var eb = b.EnumerateRunes();
+        while (true)
+        {
+            var more = ea.MoveNext();
+            if (more != eb.MoveNext()) return more ? 1 : -1;
+            if (!more) return 0;
+            var c = ea.Current.Value.CompareTo(eb.Current.Value);
+            if (c != 0) return c;
+        }
     }
 
     public static JsonNode? First(JsonNode body, string path) => JsonPath.Resolve(body, path).FirstOrDefault();

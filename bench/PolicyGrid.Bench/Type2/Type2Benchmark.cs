@@ -1,0 +1,176 @@
+using System.Diagnostics;
+using System.IO.Compression;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using PolicyGrid.Cli;
+using PolicyGrid.Cli.Client;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime.Bundles;
+using PolicyGrid.Runtime.Hosting;
+
+namespace PolicyGrid.Bench.Type2;
+
+/// <summary>
+/// Type 2 throughput: <c>POST /executor/local/execute_policy</c> of the ip_allowlist sample over real
+/// HTTP on loopback with 16 concurrent clients, against two baselines in the same app and run:
+/// a bare endpoint answering a fixed JSON of the same size (the HTTP floor; target ≥ 0.5x), and a
+/// cold path that fetches the bundle from the store, unpacks it and imports it into a fresh
+/// instance on every call (no bundle cache, no warm instance; target: execute_policy ≥ 50x it).
+///   dotnet run -c Release --project bench/PolicyGrid.Bench -- type2 [--seconds 5] [--clients 16]
+/// </summary>
+public static class Type2Benchmark
+{
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var seconds = Option(args, "--seconds", 5.0);
+        var clients = (int)Option(args, "--clients", 16.0);
+        var data = Directory.CreateTempSubdirectory("pg-bench-type2-").FullName;
+        byte[] fixedAnswer = [];
+        try
+        {
+            var app = PolicyGridApp.Build(["--urls", "http://127.0.0.1:0", "--data", data, "--Logging:LogLevel:Default=Warning", "--Logging:LogLevel:policygrid=Warning"]);
+            app.MapPost("/bench/fixed", () => Results.Bytes(fixedAnswer, "application/json; charset=utf-8"));
+            app.MapPost("/bench/cold", ColdEvalAsync);
+            await app.StartAsync();
+            var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+            using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = clients, PooledConnectionLifetime = Timeout.InfiniteTimeSpan })
+                { BaseAddress = new Uri(address + "/"), Timeout = TimeSpan.FromMinutes(2) };
+
+            var uri = await OnboardSampleAsync(http);
+            var body = Encoding.UTF8.GetBytes(new JsonObject { ["policy_rule_uri"] = uri, ["input_data"] = new JsonObject { ["ip"] = "10.0.0.1" } }.ToJsonString());
+            var first = await PostAsync(http, "executor/local/execute_policy", body);
+            fixedAnswer = first;
+            Console.WriteLine($"execute_policy answer ({first.Length} bytes): {Encoding.UTF8.GetString(first)}");
+
+            await MeasureAsync(http, "executor/local/execute_policy", body, clients, 1.0); // warm every worker's instance
+            var execute = await MeasureAsync(http, "executor/local/execute_policy", body, clients, seconds);
+            var bare = await MeasureAsync(http, "bench/fixed", body, clients, seconds);
+            var cold = await MeasureAsync(http, "bench/cold", body, clients, Math.Max(seconds, 5));
+            await app.StopAsync();
+            await app.DisposeAsync();
+
+            Console.WriteLine();
+            Console.WriteLine($"Type 2 over HTTP on loopback, {clients} concurrent clients, {Environment.ProcessorCount} CPUs");
+            Console.WriteLine($"  execute_policy (warm):            {execute.PerSecond,10:F0} req/s  p50 {execute.P50Ms,7:F2} ms  p99 {execute.P99Ms,7:F2} ms");
+            Console.WriteLine($"  bare endpoint, same-size JSON:    {bare.PerSecond,10:F0} req/s  p50 {bare.P50Ms,7:F2} ms  p99 {bare.P99Ms,7:F2} ms");
+            Console.WriteLine($"  cold (fetch+unpack+import/call):  {cold.PerSecond,10:F0} req/s  p50 {cold.P50Ms,7:F2} ms  p99 {cold.P99Ms,7:F2} ms");
+            Console.WriteLine($"  ratio execute / bare = {execute.PerSecond / bare.PerSecond:F2}x (target >= 0.5x)");
+            Console.WriteLine($"  ratio execute / cold = {execute.PerSecond / cold.PerSecond:F1}x (target >= 50x)");
+            return 0;
+        }
+        finally
+        {
+            try { Directory.Delete(data, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+    }
+
+    private sealed record Throughput(double PerSecond, double P50Ms, double P99Ms);
+
+    private static async Task<Throughput> MeasureAsync(HttpClient http, string path, byte[] body, int clients, double seconds)
+    {
+        var until = Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
+        var latencies = new List<double>[clients];
+        var clock = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, clients).Select(async i =>
+        {
+            var mine = latencies[i] = [];
+            while (Stopwatch.GetTimestamp() < until)
+            {
+                var start = Stopwatch.GetTimestamp();
+                await PostAsync(http, path, body);
+                mine.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+            }
+        }));
+        var elapsed = clock.Elapsed.TotalSeconds;
+        var all = latencies.SelectMany(l => l).Order().ToArray();
+        return new Throughput(all.Length / elapsed, all[all.Length / 2], all[(int)(all.Length * 0.99)]);
+    }
+
+    private static async Task<byte[]> PostAsync(HttpClient http, string path, byte[] body)
+    {
+        using var content = new ByteArrayContent(body);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        using var response = await http.PostAsync(path, content);
+        var bytes = await response.Content.ReadAsByteArrayAsync();
+        if (response.StatusCode != HttpStatusCode.OK) throw new InvalidOperationException($"{path} answered {(int)response.StatusCode}: {Encoding.UTF8.GetString(bytes)}");
+        return bytes;
+    }
+
+    private static async Task<string> OnboardSampleAsync(HttpClient http)
+    {
+        var sample = Path.Combine(RepoRoot(), "samples", "policies", "ip_allowlist");
+        var client = new RegistryClient(http, null);
+        var upload = new ByteArrayContent(BundleZipper.Zip(sample));
+        upload.Headers.ContentType = new MediaTypeHeaderValue("application/zip");
+        var bundle = await client.UploadAsync("bundles", upload, CancellationToken.None);
+        var manifest = JsonNode.Parse(await File.ReadAllTextAsync(Path.Combine(sample, "manifest.json")))!.AsObject();
+        manifest["code"] = bundle.Data!["code"]!.GetValue<string>();
+        var created = await client.PostAsync("policy", manifest, CancellationToken.None);
+        return created.Data!["policy_rule_uri"]!.GetValue<string>();
+    }
+
+    /// <summary>
+    /// The baseline a registry without a bundle cache or warm instances would pay on every call:
+    /// read the archive from the bundle store, unpack it into a fresh directory, import it into a
+    /// new instance (module import + __init__) in the same sandboxed worker pool, eval, drop it.
+    /// </summary>
+    private static async Task<IResult> ColdEvalAsync(HttpContext http, IDocumentStore store, IBundleStore bundles, PythonWorkerPool pool)
+    {
+        var request = (await JsonNode.ParseAsync(http.Request.Body))!.AsObject();
+        var uri = request["policy_rule_uri"]!.GetValue<string>();
+        var policy = (await store.GetAsync(Collections.Policies, uri))!.Body;
+        var sha = policy["code"]!.GetValue<string>()["bundle://sha256/".Length..];
+        var archive = await bundles.GetAsync(sha) ?? throw new InvalidOperationException("bundle missing");
+        var root = Path.Combine(Path.GetTempPath(), "pg-bench-cold", Guid.NewGuid().ToString("N"));
+        try
+        {
+            ZipFile.ExtractToDirectory(new MemoryStream(archive), root);
+            if (!OperatingSystem.IsWindows()) OpenToWorkers(root);
+            var load = new PolicyLoadSpec(uri, new BundleDirectory(sha, root, null), policy["policy_settings"]!.AsObject(), policy["policy_parameters"]!.AsObject());
+            var args = new JsonObject
+            {
+                ["parameters"] = policy["policy_parameters"]!.DeepClone(),
+                ["input_data"] = request["input_data"]!.DeepClone(),
+                ["context"] = new JsonObject(),
+            };
+            var reply = await pool.InvokeOnceAsync(load, PolicyMethods.Eval, args, TimeSpan.FromSeconds(30));
+            return Results.Json(new JsonObject { ["success"] = true, ["data"] = reply?["result"]?.DeepClone() });
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    // Workers run as an unprivileged user: the fresh directory must be readable by it.
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    private static void OpenToWorkers(string root)
+    {
+        const UnixFileMode dir = (UnixFileMode)0b111_101_101;
+        const UnixFileMode file = (UnixFileMode)0b110_100_100;
+        File.SetUnixFileMode(Path.GetDirectoryName(root)!, dir);
+        File.SetUnixFileMode(root, dir);
+        foreach (var d in Directory.EnumerateDirectories(root, "*", SearchOption.AllDirectories)) File.SetUnixFileMode(d, dir);
+        foreach (var f in Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories)) File.SetUnixFileMode(f, file);
+    }
+
+    private static double Option(string[] args, string name, double fallback)
+    {
+        var i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length && double.TryParse(args[i + 1], System.Globalization.CultureInfo.InvariantCulture, out var v) ? v : fallback;
+    }
+
+    private static string RepoRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (Directory.Exists(Path.Combine(dir.FullName, "samples", "policies"))) return dir.FullName;
+        throw new DirectoryNotFoundException("samples/policies not found above " + AppContext.BaseDirectory);
+    }
+}

@@ -1,0 +1,190 @@
+using System.Text.Json.Nodes;
+using Dapr.Actors.Runtime;
+using Microsoft.Extensions.Options;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Dapr.Functions;
+using PolicyGrid.Runtime.Execution;
+using PolicyGrid.Runtime.Hosting;
+
+namespace PolicyGrid.Functions;
+
+/// <summary>
+/// One Type 4 function replica (actor id = the function name, or <c>name#i</c>). Dapr runs one method of an actor at a
+/// time, which is the function's turn-based promise. The policy snapshot, <c>context</c> and the instance's
+/// <c>get_state()</c> live in actor state and are saved after every call, so deactivation or a restarted pod loses
+/// nothing: the next call recreates the warm instance in this app's worker pool with <c>set_state(saved)</c>.
+/// </summary>
+public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
+{
+    private const string DeploymentKey = "deployment";
+    private const string ContextKey = "context";
+    private const string StateKey = "state";
+    private const string CallsKey = "calls";
+
+    private readonly PythonWorkerPool _pool;
+    private readonly IPolicyBundleSource _bundles;
+    private readonly FunctionActorOptions _options;
+
+    private bool _loaded;
+    private FunctionActorDeployment? _deployment;
+    private PolicyLoadSpec? _load;
+    private JsonObject _context = [];
+    private JsonObject? _state;
+    private long _calls;
+    private bool? _keepsState;
+
+    public PolicyFunctionActor(ActorHost host, PythonWorkerPool pool, IPolicyBundleSource bundles, IOptions<FunctionActorOptions> options,
+        IActorStateManager? stateManager = null) : base(host)
+    {
+        _pool = pool;
+        _bundles = bundles;
+        _options = options.Value;
+        // Tests hand in their own state manager; the runtime's is used otherwise.
+        if (stateManager is not null) StateManager = stateManager;
+    }
+
+    /// <summary>The worker pool's key for this actor's warm instance.</summary>
+    public string InstanceKey => $"actor:{Id.GetId()}";
+
+    protected override Task OnActivateAsync() => LoadAsync();
+
+    // Idle actors give their worker back; the state is already saved, so nothing else needs doing.
+    protected override Task OnDeactivateAsync() => _pool.ReleaseAsync(InstanceKey);
+
+    public async Task DeployAsync(FunctionActorDeployment deployment)
+    {
+        ArgumentNullException.ThrowIfNull(deployment);
+        await _pool.ReleaseAsync(InstanceKey);
+        _deployment = deployment;
+        _load = await LoadSpecAsync(deployment);
+        _context = [];
+        _state = null;
+        _calls = 0;
+        _keepsState = null;
+        _loaded = true;
+        // Load now: a policy that cannot load fails the deployment, not its first caller.
+        await _pool.InvokeAsync(new PolicyInvocation(InstanceKey, _load, PolicyMethods.Load, [], _options.CallTimeout));
+        await StateManager.SetStateAsync(DeploymentKey, deployment);
+        await StateManager.TryRemoveStateAsync(ContextKey);
+        await StateManager.TryRemoveStateAsync(StateKey);
+        await StateManager.SetStateAsync(CallsKey, 0L);
+        await StateManager.SaveStateAsync();
+    }
+
+    public Task<FunctionReply> CallAsync(FunctionActorCall call)
+    {
+        ArgumentNullException.ThrowIfNull(call);
+        return TurnAsync(async load =>
+        {
+            var arguments = new JsonObject
+            {
+                ["parameters"] = load.Parameters.DeepClone(),
+                ["input_data"] = JsonNode.Parse(call.InputJson),
+                ["context"] = _context.DeepClone(),
+            };
+            var reply = await InvokeAsync(load, PolicyMethods.Eval, arguments) as JsonObject;
+            if (reply?["context"] is JsonObject context) _context = (JsonObject)context.DeepClone();
+            _calls++;
+            return reply?["result"] as JsonObject
+                ?? throw Problems.PolicyError($"function {_deployment!.Name}: eval must return a dict");
+        });
+    }
+
+    public Task<FunctionReply> ManageAsync(FunctionActorManagement request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        return TurnAsync(async load =>
+        {
+            var reply = await InvokeAsync(load, PolicyMethods.Management,
+                new JsonObject { ["action"] = request.Action, ["data"] = JsonNode.Parse(request.DataJson) ?? new JsonObject() });
+            return reply as JsonObject ?? new JsonObject { ["result"] = reply?.DeepClone() };
+        });
+    }
+
+    public async Task RemoveAsync()
+    {
+        await _pool.ReleaseAsync(InstanceKey);
+        foreach (var key in new[] { DeploymentKey, ContextKey, StateKey, CallsKey })
+            await StateManager.TryRemoveStateAsync(key);
+        await StateManager.SaveStateAsync();
+        _deployment = null;
+        _load = null;
+        _context = [];
+        _state = null;
+        _loaded = true;
+    }
+
+    public async Task<FunctionActorStatus> StatusAsync()
+    {
+        await LoadAsync();
+        return new FunctionActorStatus(_deployment is not null, _deployment?.Name ?? FunctionActors.FunctionName(Id), _calls);
+    }
+
+    /// <summary>Runs one turn on the instance, then saves what it changed; failures come back as a reply with the contract's status and code.</summary>
+    private async Task<FunctionReply> TurnAsync(Func<PolicyLoadSpec, Task<JsonObject>> work)
+    {
+        try
+        {
+            await LoadAsync();
+            var load = _load ?? throw Problems.NotFound($"function '{FunctionActors.FunctionName(Id)}' is not deployed");
+            var result = await work(load);
+            if (_keepsState != false)
+            {
+                var state = await InvokeAsync(load, PolicyMethods.GetState, []);
+                _keepsState = state is not null;
+                _state = state as JsonObject ?? (state is null ? null : new JsonObject { ["value"] = state.DeepClone() });
+            }
+            await StateManager.SetStateAsync(ContextKey, _context.ToJsonString());
+            if (_state is not null) await StateManager.SetStateAsync(StateKey, _state.ToJsonString());
+            await StateManager.SetStateAsync(CallsKey, _calls);
+            await StateManager.SaveStateAsync();
+            return FunctionReply.Success(result);
+        }
+        catch (PolicyGridException e)
+        {
+            return FunctionReply.Failure(e);
+        }
+    }
+
+    // The saved state rides along: when the pool (re)creates the instance it calls set_state with it first.
+    private Task<JsonNode?> InvokeAsync(PolicyLoadSpec load, string method, JsonObject arguments) =>
+        _pool.InvokeAsync(new PolicyInvocation(InstanceKey, load, method, arguments, _options.CallTimeout, _state));
+
+    private async Task LoadAsync()
+    {
+        if (_loaded) return;
+        var deployment = await StateManager.TryGetStateAsync<FunctionActorDeployment>(DeploymentKey);
+        if (deployment.HasValue)
+        {
+            _deployment = deployment.Value;
+            _load = await LoadSpecAsync(deployment.Value);
+            var context = await StateManager.TryGetStateAsync<string>(ContextKey);
+            _context = context.HasValue && JsonNode.Parse(context.Value) is JsonObject c ? c : [];
+            var state = await StateManager.TryGetStateAsync<string>(StateKey);
+            _state = state.HasValue ? JsonNode.Parse(state.Value) as JsonObject : null;
+            var calls = await StateManager.TryGetStateAsync<long>(CallsKey);
+            _calls = calls.HasValue ? calls.Value : 0;
+        }
+        _loaded = true;
+    }
+
+    private async Task<PolicyLoadSpec> LoadSpecAsync(FunctionActorDeployment deployment)
+    {
+        var policy = JsonNode.Parse(deployment.PolicyJson) as JsonObject
+            ?? throw Problems.Validation("function_policy_data", "must be the policy document the function runs");
+        var code = policy["code"]?.GetValue<string>() ?? throw Problems.Validation("function_policy_data.code", "is required");
+        var bundle = await _bundles.GetAsync(code, CancellationToken.None);
+        return new PolicyLoadSpec(policy["policy_rule_uri"]?.GetValue<string>() ?? deployment.Name, bundle,
+            policy["policy_settings"] as JsonObject is { } s ? (JsonObject)s.DeepClone() : [],
+            policy["policy_parameters"] as JsonObject is { } p ? (JsonObject)p.DeepClone() : []);
+    }
+}
+
+/// <summary>Limits of function actors (configuration section <c>PolicyGrid:Functions</c>).</summary>
+public sealed class FunctionActorOptions
+{
+    public TimeSpan CallTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long an actor stays active without calls before Dapr deactivates it (its worker is then freed).</summary>
+    public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromMinutes(10);
+}

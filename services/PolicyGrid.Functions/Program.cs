@@ -1,0 +1,15 @@
+using PolicyGrid.Dapr;
+using PolicyGrid.Functions;
+using PolicyGrid.Runtime;
+
+// Dapr app `policy-functions`: hosts PolicyFunctionActor, one actor per function replica, on this app's worker pool.
+var builder = WebApplication.CreateBuilder(args);
+builder.Services.AddDaprAdapters(builder.Configuration);
+builder.Services.AddPolicyRuntime(builder.Configuration);
+builder.Services.AddPolicyFunctionActors(builder.Configuration);
+builder.Services.AddHealthChecks();
+
+var app = builder.Build();
+app.MapActorsHandlers();
+app.MapHealthChecks("/healthz");
+app.Run();

@@ -1,0 +1,116 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using PolicyGrid.Core.Errors;
+
+namespace PolicyGrid.Api.Functions;
+
+/// <summary>
+/// The body of <c>POST /function/deployments/create/{executor_id}</c>, checked field by field so a bad body answers
+/// one 400 naming every wrong field (by the names the caller used) before anything is looked up or deployed.
+/// </summary>
+public sealed record FunctionDeploymentRequest(
+    string Name,
+    string PolicyRuleUri,
+    JsonObject PolicyRuleParameters,
+    int Replicas,
+    JsonObject Autoscaling,
+    JsonObject FunctionMetadata,
+    IReadOnlyList<string> FunctionTags)
+{
+    public const int MaxReplicas = 1000;
+
+    public static FunctionDeploymentRequest Parse(JsonObject body)
+    {
+        var errors = new List<FieldError>();
+        var name = Text(body, "name", errors, required: true);
+        if (name.Length > 0 && (name.Any(char.IsWhiteSpace) || name.Contains('/', StringComparison.Ordinal) || name.Contains('#', StringComparison.Ordinal)))
+            errors.Add(new("name", $"'{name}' must not contain whitespace, '/' or '#'"));
+        var uri = Text(body, "policy_rule_uri", errors, required: true);
+        var parameters = Object(body, "policy_rule_parameters", errors);
+        var replicas = Integer(body, "replicas", 1, errors);
+        var autoscaling = Object(body, "autoscaling", errors);
+        var enabled = Boolean(autoscaling, "enabled", "autoscaling.enabled", errors);
+        var min = Integer(autoscaling, "min_replicas", replicas, errors, "autoscaling.min_replicas");
+        var max = Integer(autoscaling, "max_replicas", Math.Max(replicas, min), errors, "autoscaling.max_replicas");
+        var target = Integer(autoscaling, "target_cpu_utilization_percentage", 80, errors, "autoscaling.target_cpu_utilization_percentage", max: 100);
+        if (min > max) errors.Add(new("autoscaling.min_replicas", $"{min} is greater than autoscaling.max_replicas {max}"));
+        var metadata = Object(body, "function_metadata", errors);
+        var tags = new List<string>();
+        if (Given(body, "function_tags") is { } t)
+        {
+            if (t is not JsonArray list) errors.Add(new("function_tags", $"must be a list of strings, not {JsonBodyKind(t)}"));
+            else
+            {
+                for (var i = 0; i < list.Count; i++)
+                {
+                    if (list[i] is JsonValue v && v.GetValueKind() == JsonValueKind.String) tags.Add(v.GetValue<string>());
+                    else errors.Add(new($"function_tags[{i}]", $"must be a string, not {JsonBodyKind(list[i])}"));
+                }
+            }
+        }
+        if (errors.Count > 0) throw Problems.Validation(errors);
+        var scaling = new JsonObject
+        {
+            ["enabled"] = enabled,
+            ["min_replicas"] = min,
+            ["max_replicas"] = max,
+            ["target_cpu_utilization_percentage"] = target,
+        };
+        return new FunctionDeploymentRequest(name, uri, parameters, replicas, scaling, metadata, tags);
+    }
+
+    private static JsonNode? Given(JsonObject body, string name) =>
+        body.TryGetPropertyValue(name, out var node) && node is not null && !(node is JsonValue v && v.GetValueKind() == JsonValueKind.Null) ? node : null;
+
+    private static string Text(JsonObject body, string name, List<FieldError> errors, bool required)
+    {
+        var node = Given(body, name);
+        if (node is null) { if (required) errors.Add(new(name, "is required")); return ""; }
+        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.String && v.GetValue<string>().Trim().Length > 0) return v.GetValue<string>();
+        errors.Add(new(name, $"must be a non-empty string, not {JsonBodyKind(node)}"));
+        return "";
+    }
+
+    private static JsonObject Object(JsonObject body, string name, List<FieldError> errors)
+    {
+        var node = Given(body, name);
+        if (node is null) return [];
+        if (node is JsonObject o) return (JsonObject)o.DeepClone();
+        errors.Add(new(name, $"must be an object, not {JsonBodyKind(node)}"));
+        return [];
+    }
+
+    private static int Integer(JsonObject body, string name, int fallback, List<FieldError> errors, string? path = null, int max = MaxReplicas)
+    {
+        path ??= name;
+        var node = Given(body, name);
+        if (node is null) return fallback;
+        if (node is not JsonValue v || v.GetValueKind() != JsonValueKind.Number || !v.TryGetValue<decimal>(out var n) || n != decimal.Truncate(n))
+        {
+            errors.Add(new(path, $"must be an integer, not {JsonBodyKind(node)}"));
+            return fallback;
+        }
+        if (n < 1 || n > max)
+        {
+            errors.Add(new(path, $"must be from 1 to {max}, not {n}"));
+            return fallback;
+        }
+        return (int)n;
+    }
+
+    private static bool Boolean(JsonObject body, string name, string path, List<FieldError> errors)
+    {
+        var node = Given(body, name);
+        if (node is null) return false;
+        if (node is JsonValue v && v.GetValueKind() is JsonValueKind.True or JsonValueKind.False) return v.GetValue<bool>();
+        errors.Add(new(path, $"must be true or false, not {JsonBodyKind(node)}"));
+        return false;
+    }
+
+    private static string JsonBodyKind(JsonNode? node) => node switch
+    {
+        JsonValue v when v.GetValueKind() == JsonValueKind.String => $"the string \"{v.GetValue<string>()}\"",
+        JsonValue v when v.GetValueKind() == JsonValueKind.Number => $"the number {v.ToJsonString()}",
+        _ => "a JSON " + Envelope.JsonBody.Describe(node),
+    };
+}

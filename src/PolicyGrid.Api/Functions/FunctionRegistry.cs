@@ -1,0 +1,191 @@
+using System.Collections.Concurrent;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
+using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Identity;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Core.Querying;
+using PolicyGrid.Core.Templates;
+
+namespace PolicyGrid.Api.Functions;
+
+/// <summary>
+/// The registry side of Type 4: turns a deployment request into a Function document and a running function on the
+/// executor's host (found by the executor's URI scheme), and routes calls and management to that host by name.
+/// Also the <see cref="IFunctionInvoker"/> graph runners call nodes through.
+/// </summary>
+public sealed class FunctionRegistry(
+    IDocumentStore store,
+    IEnumerable<IFunctionHostTransport> transports,
+    TimeProvider clock,
+    ILogger<FunctionRegistry> logger) : IFunctionInvoker
+{
+    // Which host runs each function, so a call costs no document read. Filled on deploy and first use, emptied on remove.
+    private readonly ConcurrentDictionary<string, IFunctionHost> _hosts = new(StringComparer.Ordinal);
+
+    public async Task<StoredDocument> DeployAsync(string? executorId, JsonObject body, CancellationToken ct)
+    {
+        var request = FunctionDeploymentRequest.Parse(body);
+        if (!PolicyUri.TryParse(request.PolicyRuleUri, out var uri, out var uriError))
+            throw Problems.Validation("policy_rule_uri", uriError);
+        var stored = await store.GetAsync(Collections.Policies, uri.ToString(), ct)
+            ?? throw Problems.NotFound($"policy '{uri}' is not registered; create it with POST /policy before deploying it as a function");
+        var policy = PolicyRule.FromJson(stored.Body);
+        if (policy.IsRetired) throw Problems.Retired($"policy '{uri}' is retired and cannot be deployed");
+
+        var executor = string.IsNullOrEmpty(executorId) ? await AllocateAsync(ct) : await ExecutorAsync(executorId, ct);
+        if (executor.ExecutorStatus == ExecutorStatus.Draining)
+            throw Problems.BackendUnavailable($"executor '{executor.ExecutorId}' is draining and takes no new functions");
+        var host = HostFor(executor);
+
+        // The snapshot: the policy as it is now, with the deployment's parameters merged over its own (given keys win).
+        var parameters = (JsonObject)policy.PolicyParameters.DeepClone();
+        foreach (var (key, value) in request.PolicyRuleParameters) parameters[key] = value?.DeepClone();
+        var parameterErrors = TemplateValidator.Validate(policy.PolicyParametersSchema, parameters, "policy_rule_parameters");
+        if (parameterErrors.Count > 0) throw Problems.Validation(parameterErrors);
+        var snapshot = (policy with { PolicyParameters = parameters }).ToJson();
+
+        var function = FunctionDeployment.FromJson(new JsonObject
+        {
+            ["function_id"] = request.Name,
+            ["function_executor_id"] = executor.ExecutorId,
+            ["function_executor_uri"] = executor.ExecutorHostUri,
+            ["function_metadata"] = request.FunctionMetadata.DeepClone(),
+            ["function_tags"] = new JsonArray([.. request.FunctionTags.Select(t => (JsonNode)t)]),
+            ["function_policy_rule_uri"] = uri.ToString(),
+            ["function_policy_data"] = snapshot,
+            ["replicas"] = request.Replicas,
+            ["autoscaling"] = request.Autoscaling.DeepClone(),
+            ["status"] = FunctionStatus.Pending,
+        }).WithTimestamps(null, clock.GetUtcNow());
+
+        // The document first (its create is the atomic duplicate check), then the host; a failed start leaves nothing.
+        var pending = await store.CreateAsync(Collections.Functions, function.FunctionId, function.ToJson(), ct);
+        try
+        {
+            await host.DeployAsync(SpecOf(function), ct);
+        }
+        catch
+        {
+            await store.DeleteAsync(Collections.Functions, function.FunctionId, null, CancellationToken.None);
+            throw;
+        }
+        _hosts[function.FunctionId] = host;
+        logger.LogInformation("function {Function} deployed on executor {Executor} ({Replicas} replicas) from {Policy}",
+            function.FunctionId, executor.ExecutorId, function.Replicas, uri);
+        return await store.ReplaceAsync(Collections.Functions, function.FunctionId,
+            (function with { Status = FunctionStatus.Running }).ToJson(), pending.Revision, ct);
+    }
+
+    public async Task<StoredDocument> RemoveAsync(string name, CancellationToken ct)
+    {
+        var stored = await store.GetAsync(Collections.Functions, name, ct) ?? throw Unknown(name);
+        var function = FunctionDeployment.FromJson(stored.Body);
+        _hosts.TryRemove(name, out _);
+        try
+        {
+            await HostFor(function).RemoveAsync(name, ct);
+        }
+        catch (PolicyGridException e) when (e.Status is 502 or 503)
+        {
+            // The executor is gone or down: the registry still forgets the function, or it could never be removed.
+            logger.LogWarning("function {Function}: its executor could not be told to remove it ({Reason})", name, e.Message);
+        }
+        await store.DeleteAsync(Collections.Functions, name, null, ct);
+        return stored;
+    }
+
+    public async Task<JsonObject> CallAsync(string functionId, JsonNode? input, CancellationToken ct = default) =>
+        await (await HostOfAsync(functionId, ct)).CallAsync(functionId, input ?? new JsonObject(), ct);
+
+    public async Task<JsonObject> ManageAsync(string name, JsonObject body, CancellationToken ct)
+    {
+        var errors = new List<FieldError>();
+        var action = body["action"] is JsonValue a && a.TryGetValue<string>(out var text) && text.Length > 0 ? text : null;
+        if (action is null) errors.Add(new("action", "is required and must be a non-empty string"));
+        var data = body["data"] switch
+        {
+            null => [],
+            JsonObject o => (JsonObject)o.DeepClone(),
+            var other => null,
+        };
+        if (data is null) errors.Add(new("data", $"must be an object, not a JSON {Envelope.JsonBody.Describe(body["data"])}"));
+        if (errors.Count > 0) throw Problems.Validation(errors);
+        return await (await HostOfAsync(name, ct)).ManageAsync(name, action!, data!, ct);
+    }
+
+    public async Task<StoredDocument> GetAsync(string name, CancellationToken ct) =>
+        await store.GetAsync(Collections.Functions, name, ct) ?? throw Unknown(name);
+
+    public Task<IReadOnlyList<StoredDocument>> QueryAsync(FilterNode filter, IReadOnlyList<SortKey> sort, int skip, int limit, CancellationToken ct) =>
+        store.QueryAsync(Collections.Functions, new DocumentQuery(filter, sort, skip, limit), ct);
+
+    /// <summary>Whether a function of that id is deployed (graphs check every node before running).</summary>
+    public async Task<bool> IsDeployedAsync(string name, CancellationToken ct) =>
+        _hosts.ContainsKey(name) || await store.GetAsync(Collections.Functions, name, ct) is not null;
+
+    public static FunctionSpec SpecOf(FunctionDeployment function)
+    {
+        var scaling = function.Autoscaling;
+        var autoscale = scaling["enabled"] is JsonValue e && e.TryGetValue<bool>(out var on) && on;
+        return new FunctionSpec(function.FunctionId, (JsonObject)function.FunctionPolicyData.DeepClone(), new FunctionScale(
+            function.Replicas, autoscale, Count(scaling["min_replicas"], function.Replicas), Count(scaling["max_replicas"], function.Replicas)));
+    }
+
+    private async Task<IFunctionHost> HostOfAsync(string name, CancellationToken ct)
+    {
+        if (_hosts.TryGetValue(name, out var host)) return host;
+        var stored = await store.GetAsync(Collections.Functions, name, ct) ?? throw Unknown(name);
+        return _hosts[name] = HostFor(FunctionDeployment.FromJson(stored.Body));
+    }
+
+    private IFunctionHost HostFor(FunctionDeployment function) => HostFor(function.FunctionExecutorId, function.FunctionExecutorUri);
+
+    private IFunctionHost HostFor(PolicyExecutor executor) => HostFor(executor.ExecutorId, executor.ExecutorHostUri);
+
+    private IFunctionHost HostFor(string executorId, string hostUri)
+    {
+        if (!Uri.TryCreate(hostUri, UriKind.Absolute, out var uri))
+            throw Problems.BackendError($"executor '{executorId}' has an unreadable executor_host_uri '{hostUri}'");
+        var transport = transports.FirstOrDefault(t => t.CanHandle(uri))
+            ?? throw Problems.BadRequest($"executor '{executorId}' ({hostUri}) cannot host functions: this server reaches no function host over '{uri.Scheme}://'");
+        return transport.For(uri);
+    }
+
+    private async Task<PolicyExecutor> ExecutorAsync(string executorId, CancellationToken ct)
+    {
+        var stored = await store.GetAsync(Collections.Executors, executorId, ct)
+            ?? throw Problems.NotFound($"executor '{executorId}' is not registered");
+        return PolicyExecutor.FromJson(stored.Body);
+    }
+
+    /// <summary>
+    /// The allocation rule for an empty executor id: among healthy executors this server can host functions on, the one
+    /// with the most free vCPUs (executor_hardware_info.vcpus.count less one per function replica already placed there);
+    /// ties go to the first executor id.
+    /// </summary>
+    private async Task<PolicyExecutor> AllocateAsync(CancellationToken ct)
+    {
+        var executors = (await store.QueryAsync(Collections.Executors, DocumentQuery.All(), ct))
+            .Select(e => PolicyExecutor.FromJson(e.Body))
+            .Where(e => e.ExecutorStatus == ExecutorStatus.Healthy && Uri.TryCreate(e.ExecutorHostUri, UriKind.Absolute, out var u) && transports.Any(t => t.CanHandle(u)))
+            .ToList();
+        if (executors.Count == 0)
+            throw Problems.BackendUnavailable("no healthy executor can host functions; register one with POST /executor or name one in the path");
+        var placed = (await store.QueryAsync(Collections.Functions, DocumentQuery.All(), ct))
+            .GroupBy(f => f.Body["function_executor_id"]?.GetValue<string>() ?? "")
+            .ToDictionary(g => g.Key, g => g.Sum(f => Count(f.Body["replicas"], 1)));
+        return executors
+            .OrderByDescending(e => Vcpus(e) - placed.GetValueOrDefault(e.ExecutorId))
+            .ThenBy(e => e.ExecutorId, StringComparer.Ordinal)
+            .First();
+    }
+
+    private static double Vcpus(PolicyExecutor executor) =>
+        JsonValues.TryNumber(executor.ExecutorHardwareInfo["vcpus"]?["count"], out var n) ? (double)n : 1;
+
+    private static int Count(JsonNode? node, int fallback) => JsonValues.TryNumber(node, out var n) ? (int)n : fallback;
+
+    private static PolicyGridException Unknown(string name) => Problems.NotFound($"function '{name}' is not deployed");
+}

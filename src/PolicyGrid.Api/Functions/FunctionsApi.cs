@@ -1,0 +1,127 @@
+using System.ComponentModel;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using PolicyGrid.Api.Documents;
+using PolicyGrid.Api.Envelope;
+using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Core.Querying;
+
+namespace PolicyGrid.Api.Functions;
+
+/// <summary>
+/// Type 4 functions: deploy a policy as a long-lived stateful function on an executor, call it by name, reach its
+/// live instance with management actions, read, query and remove it. Also the executor node's deployment routes,
+/// through which another registry runs functions on this server.
+/// </summary>
+public static class FunctionsApi
+{
+    public static IServiceCollection AddFunctionsApi(this IServiceCollection services)
+    {
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<FunctionRegistry>();
+        services.AddSingleton<IFunctionInvoker>(sp => sp.GetRequiredService<FunctionRegistry>());
+        services.AddHttpClient(RemoteFunctionHost.HttpClientName);
+        services.AddSingleton<IFunctionHostTransport, RemoteFunctionHostTransport>();
+        return services;
+    }
+
+    public static IEndpointRouteBuilder MapFunctionsApi(this IEndpointRouteBuilder app)
+    {
+        var api = app.MapGroup("/function").WithTags("Functions");
+        api.MapPost("/deployments/create/{executorId}", Deploy)
+            .WithName("DeployFunction").WithSummary("Deploy a policy as a stateful function on an executor")
+            .WithDescription("Body: {name, policy_rule_uri, policy_rule_parameters, replicas, autoscaling, function_metadata, function_tags}. Answers the Function document.");
+        api.MapPost("/deployments/create", DeployAnywhere)
+            .WithName("DeployFunctionAllocated").WithSummary("Deploy a function on the executor the allocation rule picks")
+            .WithDescription("Also answers with a trailing slash. The healthy executor with the most free vCPUs (executor_hardware_info.vcpus.count less the replicas already placed on it).");
+        api.MapDelete("/deployments/remove/{name}", Remove)
+            .WithName("RemoveFunction").WithSummary("Stop a function, free its instances and forget its state; answers the removed document");
+        api.MapPost("/call_function/{name}", Call)
+            .WithName("CallFunction").WithSummary("Call a function: the body is the input data; answers what eval returned");
+        api.MapPost("/{name}/management", Manage)
+            .WithName("ManageFunction").WithSummary("Run management(action, data) on the function's live instance (each replica)");
+        api.MapGet("/{functionId}", Get)
+            .WithName("GetFunction").WithSummary("Read a Function document");
+        api.MapPost("/query", Query)
+            .WithName("QueryFunctions").WithSummary("Find functions with a Mongo-style filter")
+            .WithDescription("Body: a filter; ?limit (default 100, max 1000), ?skip, ?sort=field:asc|desc.");
+
+        var node = app.MapGroup("").WithTags("Executor node");
+        node.MapPost("/deployments", NodeDeploy)
+            .WithName("NodeDeployFunction").WithSummary("Executor node: run a function on this server")
+            .WithDescription("Body: a Function document (function_id, function_policy_data, replicas, autoscaling), as a registry forwards it.");
+        node.MapDelete("/deployments/{name}", NodeRemove).WithName("NodeRemoveFunction").WithSummary("Executor node: remove a function");
+        node.MapPost("/call_function/{name}", NodeCall).WithName("NodeCallFunction").WithSummary("Executor node: call a function");
+        node.MapPost("/deployments/{name}/management", NodeManage).WithName("NodeManageFunction").WithSummary("Executor node: management on a function");
+        return app;
+    }
+
+    public static async Task<Ok<Envelope<JsonObject>>> Deploy([Description("The executor to deploy on; empty lets the allocation rule pick")] string executorId,
+        JsonBody body, FunctionRegistry functions, CancellationToken ct) =>
+        Read(await functions.DeployAsync(executorId, body.RequireObject(), ct));
+
+    public static async Task<Ok<Envelope<JsonObject>>> DeployAnywhere(JsonBody body, FunctionRegistry functions, CancellationToken ct) =>
+        Read(await functions.DeployAsync(null, body.RequireObject(), ct));
+
+    public static async Task<Ok<Envelope<JsonObject>>> Remove(string name, FunctionRegistry functions, CancellationToken ct) =>
+        Read(await functions.RemoveAsync(name, ct));
+
+    public static async Task<Ok<Envelope<JsonObject>>> Call(string name, JsonBody body, FunctionRegistry functions, CancellationToken ct) =>
+        Answer.Ok(await functions.CallAsync(name, body.Node, ct));
+
+    public static async Task<Ok<Envelope<JsonObject>>> Manage(string name, JsonBody body, FunctionRegistry functions, CancellationToken ct) =>
+        Answer.Ok(await functions.ManageAsync(name, body.RequireObject(), ct));
+
+    public static async Task<Ok<Envelope<JsonObject>>> Get(string functionId, FunctionRegistry functions, HttpContext http, CancellationToken ct)
+    {
+        var stored = await functions.GetAsync(functionId, ct);
+        ETags.Set(http.Response, stored.Revision);
+        return Read(stored);
+    }
+
+    public static async Task<Ok<Envelope<JsonArray>>> Query(JsonBody body, QueryWindow window, FunctionRegistry functions, CancellationToken ct)
+    {
+        var filter = FilterParser.Parse(body.Node);
+        var found = await functions.QueryAsync(filter, window.Sort, window.Skip, window.Limit, ct);
+        return Answer.Ok(new JsonArray([.. found.Select(f => (JsonNode)FunctionDeployment.FromJson(f.Body).ToRedactedJson())]));
+    }
+
+    public static async Task<Ok<Envelope<JsonObject>>> NodeDeploy(JsonBody body, HttpContext http, CancellationToken ct)
+    {
+        var function = FunctionDeployment.FromJson(body.RequireObject());
+        if (function.FunctionPolicyData.Count == 0) throw Problems.Validation("function_policy_data", "is required: the policy snapshot to run");
+        await LocalHost(http).DeployAsync(FunctionRegistry.SpecOf(function), ct);
+        return Answer.Ok((function with { Status = FunctionStatus.Running }).ToRedactedJson());
+    }
+
+    public static async Task<Ok<Envelope<JsonObject>>> NodeRemove(string name, HttpContext http, CancellationToken ct) =>
+        await LocalHost(http).RemoveAsync(name, ct)
+            ? Answer.Ok(new JsonObject { ["function_id"] = name, ["status"] = "removed" })
+            : throw Problems.NotFound($"function '{name}' is not deployed on this node");
+
+    public static async Task<Ok<Envelope<JsonObject>>> NodeCall(string name, JsonBody body, HttpContext http, CancellationToken ct) =>
+        Answer.Ok(await LocalHost(http).CallAsync(name, body.Node ?? new JsonObject(), ct));
+
+    public static async Task<Ok<Envelope<JsonObject>>> NodeManage(string name, JsonBody body, HttpContext http, CancellationToken ct)
+    {
+        var request = body.RequireObject();
+        var action = request["action"] is JsonValue a && a.TryGetValue<string>(out var text) && text.Length > 0
+            ? text : throw Problems.Validation("action", "is required and must be a non-empty string");
+        var data = request["data"] as JsonObject ?? [];
+        return Answer.Ok(await LocalHost(http).ManageAsync(name, action, (JsonObject)data.DeepClone(), ct));
+    }
+
+    /// <summary>The function host of this server itself; a composition without one (a Dapr registry) is no function node.</summary>
+    private static IFunctionHost LocalHost(HttpContext http) =>
+        http.RequestServices.GetService<IFunctionHost>()
+        ?? throw Problems.NotFound("this server hosts no functions itself; deploy through POST /function/deployments/create/{executor_id}");
+
+    private static Ok<Envelope<JsonObject>> Read(StoredDocument stored) => Answer.Ok(FunctionDeployment.FromJson(stored.Body).ToRedactedJson());
+}

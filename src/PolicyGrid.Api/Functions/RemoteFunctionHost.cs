@@ -1,0 +1,105 @@
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+
+namespace PolicyGrid.Api.Functions;
+
+/// <summary>
+/// Functions on an <c>http(s)://</c> executor: the registry forwards to that node's deployment routes
+/// (<c>POST /deployments</c>, <c>POST /call_function/{name}</c>, ...) and unwraps its envelope, keeping the node's
+/// status and code. The node runs the policy snapshot it is sent, so the bundle in its <c>code</c> must be one the
+/// node can resolve (an <c>http(s)://</c> URL, or a <c>bundle://</c> the node also holds).
+/// </summary>
+public sealed class RemoteFunctionHost(HttpClient http, Uri node) : IFunctionHost
+{
+    public const string HttpClientName = "policygrid-remote-functions";
+
+    public async Task DeployAsync(FunctionSpec spec, CancellationToken ct = default)
+    {
+        var document = new JsonObject
+        {
+            ["function_id"] = spec.Name,
+            ["function_policy_rule_uri"] = spec.PolicyRuleUri,
+            ["function_policy_data"] = spec.Policy.DeepClone(),
+            ["replicas"] = spec.Scale.Replicas,
+            ["autoscaling"] = new JsonObject
+            {
+                ["enabled"] = spec.Scale.Autoscale,
+                ["min_replicas"] = spec.Scale.MinReplicas,
+                ["max_replicas"] = spec.Scale.MaxReplicas,
+            },
+        };
+        await SendAsync(HttpMethod.Post, "deployments", document, ct);
+    }
+
+    public async Task<JsonObject> CallAsync(string name, JsonNode? input, CancellationToken ct = default) =>
+        await SendAsync(HttpMethod.Post, $"call_function/{Uri.EscapeDataString(name)}", input ?? new JsonObject(), ct) as JsonObject ?? [];
+
+    public async Task<JsonObject> ManageAsync(string name, string action, JsonObject data, CancellationToken ct = default) =>
+        await SendAsync(HttpMethod.Post, $"deployments/{Uri.EscapeDataString(name)}/management", new JsonObject { ["action"] = action, ["data"] = data.DeepClone() }, ct) as JsonObject ?? [];
+
+    public async Task<bool> RemoveAsync(string name, CancellationToken ct = default)
+    {
+        try
+        {
+            await SendAsync(HttpMethod.Delete, $"deployments/{Uri.EscapeDataString(name)}", null, ct);
+            return true;
+        }
+        catch (PolicyGridException e) when (e.Status == 404)
+        {
+            return false;
+        }
+    }
+
+    public Task<FunctionHostStatus?> StatusAsync(string name, CancellationToken ct = default) =>
+        Task.FromResult<FunctionHostStatus?>(null);
+
+    private async Task<JsonNode?> SendAsync(HttpMethod method, string path, JsonNode? body, CancellationToken ct)
+    {
+        using var request = new HttpRequestMessage(method, new Uri(node, path));
+        if (body is not null) request.Content = JsonContent.Create(body, options: Json.Options);
+        HttpResponseMessage response;
+        try
+        {
+            response = await http.SendAsync(request, ct);
+        }
+        catch (HttpRequestException e)
+        {
+            throw Problems.BackendUnavailable($"executor node {node} is unreachable: {e.Message}", e);
+        }
+        using (response)
+        {
+            JsonObject? envelope = null;
+            try
+            {
+                envelope = await response.Content.ReadFromJsonAsync<JsonObject>(ct);
+            }
+            catch (System.Text.Json.JsonException)
+            {
+                // Not an envelope; reported below with the status.
+            }
+            if (envelope?["success"]?.GetValue<bool>() == true) return envelope["data"];
+            var message = envelope?["message"]?.GetValue<string>() ?? $"answered {(int)response.StatusCode} without an envelope";
+            var code = envelope?["code"]?.GetValue<string>() ?? ErrorCodes.BackendError;
+            var status = (int)response.StatusCode;
+            // The node's own caller-facing errors (404, 422, 504, ...) pass through; its server faults are ours to name.
+            return status is >= 400 and < 500 or 504
+                ? throw new PolicyGridException(status, code, $"executor node {node}: {message}")
+                : throw Problems.BackendError($"executor node {node} failed ({(int)response.StatusCode}): {message}");
+        }
+    }
+}
+
+/// <summary>Reaches functions on <c>http(s)://</c> executor nodes.</summary>
+public sealed class RemoteFunctionHostTransport(IHttpClientFactory clients) : IFunctionHostTransport
+{
+    public bool CanHandle(Uri executorHostUri) => executorHostUri.Scheme is "http" or "https";
+
+    public IFunctionHost For(Uri executorHostUri)
+    {
+        var root = executorHostUri.AbsoluteUri.EndsWith('/') ? executorHostUri : new Uri(executorHostUri.AbsoluteUri + "/");
+        return new RemoteFunctionHost(clients.CreateClient(RemoteFunctionHost.HttpClientName), root);
+    }
+}

@@ -1,0 +1,226 @@
+using System.Collections.Concurrent;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using PolicyGrid.Api.Functions;
+using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Graphs;
+using PolicyGrid.Core.Identity;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Core.Querying;
+using PolicyGrid.Core.Templates;
+
+namespace PolicyGrid.Api.Graphs;
+
+/// <summary>
+/// Type 5 graphs: stores Graph documents (their shape checked by Core's GraphPlan on every write) and executes them
+/// through the composition's <see cref="IGraphRunner"/>, after checking the input and that every node is deployed.
+/// Asynchronous runs are recorded in <see cref="Collections.GraphExecutions"/>, so a finished result outlives a restart.
+/// </summary>
+public sealed class GraphRegistry(
+    IDocumentStore store,
+    IGraphRunner runner,
+    FunctionRegistry functions,
+    IOptions<GraphExecutionOptions> options,
+    IHostApplicationLifetime lifetime,
+    TimeProvider clock,
+    ILogger<GraphRegistry> logger)
+{
+    // Executions this process is running; a stored "running" one not in here was cut off by a restart.
+    private readonly ConcurrentDictionary<string, Task> _running = new(StringComparer.Ordinal);
+
+    public async Task<StoredDocument> CreateAsync(JsonObject body, CancellationToken ct)
+    {
+        var graph = Graph.FromJson(body);
+        if (await store.GetAsync(Collections.Graphs, graph.GraphUri, ct) is not null)
+            throw Problems.Conflict($"graph '{graph.GraphUri}' already exists; update it with PUT /graphs/{graph.GraphUri}, or register a new version or release_tag");
+        return await store.CreateAsync(Collections.Graphs, graph.GraphUri, graph.ToJson(), ct);
+    }
+
+    public async Task<StoredDocument> GetAsync(string uri, CancellationToken ct) =>
+        await store.GetAsync(Collections.Graphs, Canonical(uri), ct) ?? throw Missing(uri);
+
+    public async Task<StoredDocument> UpdateAsync(string uri, JsonObject update, string? ifMatch, CancellationToken ct)
+    {
+        var current = await GetAsync(uri, ct);
+        if (ifMatch is not null && ifMatch != current.Revision)
+            throw Problems.Conflict($"'{current.Id}' has changed: If-Match asked for revision \"{ifMatch}\" but the current revision is \"{current.Revision}\"; read it again and retry");
+        var graph = Graph.FromJson(UpdateEngine.Apply(current.Body, update, Graph.IdentityFields));
+        return await store.ReplaceAsync(Collections.Graphs, current.Id, graph.ToJson(), current.Revision, ct);
+    }
+
+    public async Task<StoredDocument> DeleteAsync(string uri, string? ifMatch, CancellationToken ct)
+    {
+        var current = await GetAsync(uri, ct);
+        return await store.DeleteAsync(Collections.Graphs, current.Id, ifMatch ?? current.Revision, ct) ?? throw Missing(uri);
+    }
+
+    public Task<IReadOnlyList<StoredDocument>> QueryAsync(FilterNode filter, IReadOnlyList<SortKey> sort, int skip, int limit, CancellationToken ct) =>
+        store.QueryAsync(Collections.Graphs, new DocumentQuery(filter, sort, skip, limit), ct);
+
+    public async Task<string> DiagramAsync(string uri, CancellationToken ct)
+    {
+        var graph = Graph.FromJson((await GetAsync(uri, ct)).Body);
+        return GraphDiagram.ToMermaid(graph.Plan(), graph.GraphUri);
+    }
+
+    /// <summary>Checks the request, the input and every node, then runs the graph and answers the sink's output (and the trace when asked).</summary>
+    public async Task<JsonNode?> ExecuteAsync(JsonObject body, CancellationToken ct)
+    {
+        var run = await PrepareAsync(body, ct);
+        if (run.Async) return new JsonObject { ["execution_id"] = await StartAsync(run, ct) };
+        var result = await runner.RunAsync(run.Plan, run.Input, run.Options, ct);
+        return Answer(result, run.Options.Trace);
+    }
+
+    public async Task<JsonObject> ExecutionAsync(string id, CancellationToken ct)
+    {
+        var stored = await store.GetAsync(Collections.GraphExecutions, id, ct)
+            ?? throw Problems.NotFound($"no graph execution '{id}'");
+        var record = (JsonObject)stored.Body.DeepClone();
+        if (record["status"]?.GetValue<string>() == ExecutionStatus.Running && !_running.ContainsKey(id))
+        {
+            // Started by an earlier process that stopped before it finished: it will never finish now.
+            record["status"] = ExecutionStatus.Failed;
+            record["error"] = "the server restarted before this execution finished; run the graph again";
+            record["error_code"] = ErrorCodes.BackendUnavailable;
+            await store.UpsertAsync(Collections.GraphExecutions, id, record, ct);
+        }
+        return record;
+    }
+
+    private async Task<GraphRun> PrepareAsync(JsonObject body, CancellationToken ct)
+    {
+        var errors = new List<FieldError>();
+        var uri = body["graph_uri"] is JsonValue u && u.TryGetValue<string>(out var text) && text.Length > 0 ? text : null;
+        if (uri is null) errors.Add(new("graph_uri", "is required and must be a graph URI string (name:version-release_tag)"));
+        var trace = Flag(body, "trace", errors);
+        var async = Flag(body, "async", errors);
+        double? timeout = null;
+        if (body["timeout_seconds"] is { } t)
+        {
+            if (JsonValues.TryNumber(t, out var seconds) && seconds > 0) timeout = (double)seconds;
+            else errors.Add(new("timeout_seconds", "must be a number greater than 0"));
+        }
+        if (errors.Count > 0) throw Problems.Validation(errors);
+
+        var graph = Graph.FromJson((await GetAsync(uri!, ct)).Body);
+        var input = body["input_data"]?.DeepClone();
+        var inputErrors = TemplateValidator.Validate(graph.GraphInputSchema, input, "input_data");
+        if (inputErrors.Count > 0) throw Problems.Validation(inputErrors);
+
+        var missing = new List<string>();
+        foreach (var node in graph.GraphFunctionIds)
+            if (!await functions.IsDeployedAsync(node, ct)) missing.Add(node);
+        if (missing.Count > 0)
+            throw Problems.NotFound($"graph '{graph.GraphUri}' cannot run: no function is deployed for node{(missing.Count > 1 ? "s" : "")} {string.Join(", ", missing.Select(m => $"'{m}'"))}");
+
+        return new GraphRun(graph.GraphUri, graph.Plan(), input, Options(graph, timeout, trace), async);
+    }
+
+    private GraphRunOptions Options(Graph graph, double? timeout, bool trace)
+    {
+        var limits = options.Value;
+        var seconds = timeout
+            ?? (JsonValues.TryNumber(graph.GraphMetadata["deadline_seconds"], out var d) && d > 0 ? (double)d : limits.DefaultDeadlineSeconds);
+        NodeRetryPolicy? retry = null;
+        if (graph.GraphMetadata["node_retry"] is JsonObject r && JsonValues.TryNumber(r["max_attempts"], out var attempts) && attempts >= 1)
+        {
+            var backoff = JsonValues.TryNumber(r["backoff_seconds"], out var b) && b >= 0 ? (double)b : 0;
+            retry = new NodeRetryPolicy((int)Math.Min(attempts, 10), TimeSpan.FromSeconds(backoff));
+        }
+        return new GraphRunOptions(TimeSpan.FromSeconds(Math.Min(seconds, limits.MaxDeadlineSeconds)), Math.Max(1, limits.MaxParallelism), retry, trace);
+    }
+
+    private async Task<string> StartAsync(GraphRun run, CancellationToken ct)
+    {
+        var id = Guid.NewGuid().ToString("N");
+        var record = new JsonObject
+        {
+            ["execution_id"] = id,
+            ["graph_uri"] = run.GraphUri,
+            ["status"] = ExecutionStatus.Running,
+            ["result"] = new JsonObject(),
+            ["error"] = "",
+            ["created_at"] = Timestamps.Format(clock.GetUtcNow()),
+            ["finished_at"] = "",
+        };
+        await store.CreateAsync(Collections.GraphExecutions, id, record, ct);
+        // Runs past the request: the server's lifetime, not the caller's connection, bounds it.
+        _running[id] = Task.Run(() => FinishAsync(id, record, run), CancellationToken.None);
+        return id;
+    }
+
+    private async Task FinishAsync(string id, JsonObject record, GraphRun run)
+    {
+        try
+        {
+            var result = await runner.RunAsync(run.Plan, run.Input, run.Options, lifetime.ApplicationStopping);
+            record["status"] = ExecutionStatus.Succeeded;
+            record["result"] = Answer(result, run.Options.Trace);
+        }
+        catch (PolicyGridException e)
+        {
+            record["status"] = ExecutionStatus.Failed;
+            record["error"] = e.Message;
+            record["error_code"] = e.Code;
+        }
+        catch (Exception e)
+        {
+            logger.LogError(e, "graph execution {Execution} of {Graph} failed", id, run.GraphUri);
+            record["status"] = ExecutionStatus.Failed;
+            record["error"] = e is OperationCanceledException ? "the server stopped during this execution" : e.Message;
+        }
+        record["finished_at"] = Timestamps.Format(clock.GetUtcNow());
+        try
+        {
+            await store.UpsertAsync(Collections.GraphExecutions, id, record, CancellationToken.None);
+        }
+        finally
+        {
+            _running.TryRemove(id, out _);
+        }
+    }
+
+    private static JsonNode? Answer(GraphRunResult result, bool trace) => !trace
+        ? result.Result?.DeepClone()
+        : new JsonObject
+        {
+            ["result"] = result.Result?.DeepClone(),
+            ["trace"] = new JsonArray([.. result.Trace.Select(t => (JsonNode)new JsonObject
+            {
+                ["node"] = t.Node,
+                ["input"] = t.Input?.DeepClone(),
+                ["output"] = t.Output?.DeepClone(),
+                ["started_at"] = Timestamps.Format(t.StartedAt),
+                ["duration_ms"] = Math.Round(t.DurationMs, 3),
+            })]),
+        };
+
+    private static bool Flag(JsonObject body, string name, List<FieldError> errors)
+    {
+        var node = body[name];
+        if (node is null) return false;
+        if (node is JsonValue v && v.TryGetValue<bool>(out var value)) return value;
+        errors.Add(new(name, "must be true or false"));
+        return false;
+    }
+
+    public static string Canonical(string uri) => uri.Contains('%', StringComparison.Ordinal) ? Uri.UnescapeDataString(uri) : uri;
+
+    private static PolicyGridException Missing(string uri) =>
+        PolicyUri.TryParse(Canonical(uri), out _, out var error)
+            ? Problems.NotFound($"no graph '{Canonical(uri)}' is registered")
+            : Problems.NotFound($"no graph '{Canonical(uri)}' is registered (graph URIs look like name:version-release_tag; {error})");
+
+    private sealed record GraphRun(string GraphUri, GraphPlan Plan, JsonNode? Input, GraphRunOptions Options, bool Async);
+}
+
+public static class ExecutionStatus
+{
+    public const string Running = "running";
+    public const string Succeeded = "succeeded";
+    public const string Failed = "failed";
+}

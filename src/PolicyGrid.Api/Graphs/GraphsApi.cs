@@ -1,0 +1,83 @@
+using System.ComponentModel;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using PolicyGrid.Api.Documents;
+using PolicyGrid.Api.Envelope;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Core.Querying;
+
+namespace PolicyGrid.Api.Graphs;
+
+/// <summary>
+/// Type 5 graphs: create, read, update, delete and query Graph documents, execute a graph by URI (synchronously,
+/// with a trace, or asynchronously with an execution id to poll), and draw it as a Mermaid flowchart.
+/// </summary>
+public static class GraphsApi
+{
+    public const string MermaidMediaType = "text/vnd.mermaid";
+
+    public static IServiceCollection AddGraphsApi(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<GraphExecutionOptions>().Bind(configuration.GetSection(GraphExecutionOptions.Section));
+        services.AddSingleton<GraphRegistry>();
+        return services;
+    }
+
+    public static IEndpointRouteBuilder MapGraphsApi(this IEndpointRouteBuilder app)
+    {
+        var graphs = app.MapGroup("/graphs").WithTags("Graphs");
+        graphs.MapPost("", Create).WithName("CreateGraph").WithSummary("Register a graph")
+            .WithDescription("The shape is checked now: a DAG over graph_function_ids with exactly one sink, no self-loops, no unknown nodes.");
+        graphs.MapPost("/query", Query).WithName("QueryGraphs").WithSummary("Find graphs with a Mongo-style filter")
+            .WithDescription("Body: a filter; ?limit (default 100, max 1000), ?skip, ?sort=field:asc|desc.");
+        graphs.MapGet("/{uri}", Get).WithName("GetGraph").WithSummary("Read a graph");
+        graphs.MapPut("/{uri}", Update).WithName("UpdateGraph").WithSummary("Update a graph ($set, $unset, $push, $inc or a replacement; re-validated)");
+        graphs.MapDelete("/{uri}", Delete).WithName("DeleteGraph").WithSummary("Delete a graph");
+        graphs.MapGet("/{uri}/diagram", Diagram).WithName("GraphDiagram").WithSummary("The graph as a Mermaid flowchart (text/vnd.mermaid)")
+            .Produces<string>(200, MermaidMediaType);
+
+        var run = app.MapGroup("/graph").WithTags("Graphs");
+        run.MapPost("/execute_graph", Execute).WithName("ExecuteGraph").WithSummary("Run a graph and answer its sink's output")
+            .WithDescription("Body: {graph_uri, input_data, trace?, async?, timeout_seconds?}. trace adds each node's input, output and duration; async answers {execution_id} at once.");
+        run.MapGet("/executions/{id}", Execution).WithName("GetGraphExecution").WithSummary("Status and result of an asynchronous graph run");
+        return app;
+    }
+
+    public static async Task<Ok<Envelope<JsonObject>>> Create(JsonBody body, GraphRegistry graphs, HttpContext http, CancellationToken ct) =>
+        Read(http, await graphs.CreateAsync(body.RequireObject(), ct));
+
+    public static async Task<Ok<Envelope<JsonObject>>> Get([Description("The graph URI, name:version-release_tag")] string uri, GraphRegistry graphs, HttpContext http, CancellationToken ct) =>
+        Read(http, await graphs.GetAsync(uri, ct));
+
+    public static async Task<Ok<Envelope<JsonObject>>> Update(string uri, JsonBody body, GraphRegistry graphs, HttpContext http, CancellationToken ct) =>
+        Read(http, await graphs.UpdateAsync(uri, body.RequireObject("update"), ETags.IfMatch(http.Request), ct));
+
+    public static async Task<Ok<Envelope<JsonObject>>> Delete(string uri, GraphRegistry graphs, HttpContext http, CancellationToken ct) =>
+        Answer.Ok((await graphs.DeleteAsync(uri, ETags.IfMatch(http.Request), ct)).Body);
+
+    public static async Task<Ok<Envelope<JsonArray>>> Query(JsonBody body, QueryWindow window, GraphRegistry graphs, CancellationToken ct)
+    {
+        var found = await graphs.QueryAsync(FilterParser.Parse(body.Node), window.Sort, window.Skip, window.Limit, ct);
+        return Answer.Ok(new JsonArray([.. found.Select(g => (JsonNode)g.Body.DeepClone())]));
+    }
+
+    public static async Task<ContentHttpResult> Diagram(string uri, GraphRegistry graphs, CancellationToken ct) =>
+        TypedResults.Text(await graphs.DiagramAsync(uri, ct), MermaidMediaType);
+
+    public static async Task<Ok<Envelope<JsonNode?>>> Execute(JsonBody body, GraphRegistry graphs, CancellationToken ct) =>
+        Answer.Ok(await graphs.ExecuteAsync(body.RequireObject(), ct));
+
+    public static async Task<Ok<Envelope<JsonObject>>> Execution(string id, GraphRegistry graphs, CancellationToken ct) =>
+        Answer.Ok(await graphs.ExecutionAsync(id, ct));
+
+    private static Ok<Envelope<JsonObject>> Read(HttpContext http, StoredDocument stored)
+    {
+        ETags.Set(http.Response, stored.Revision);
+        return Answer.Ok(stored.Body);
+    }
+}

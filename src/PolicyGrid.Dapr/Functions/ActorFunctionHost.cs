@@ -1,0 +1,95 @@
+using System.Collections.Concurrent;
+using System.Text.Json.Nodes;
+using Dapr.Actors.Client;
+using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+
+namespace PolicyGrid.Dapr.Functions;
+
+/// <summary>
+/// The registry's view of functions in the Dapr shape: every replica is a <see cref="IPolicyFunctionActor"/> in
+/// <c>policy-functions</c>, reached through an actor proxy. Calls pick a replica at random (Dapr queues an actor's
+/// calls; picking spreads the load); management and removal reach every replica.
+/// </summary>
+public sealed class ActorFunctionHost(IActorProxyFactory actors, IDocumentStore store) : IFunctionHost
+{
+    // Replica counts of functions this registry deployed or looked up, so a call reads no document.
+    private readonly ConcurrentDictionary<string, int> _replicas = new(StringComparer.Ordinal);
+
+    public async Task DeployAsync(FunctionSpec spec, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        var replicas = Math.Max(1, spec.Scale.Initial);
+        var deployment = new FunctionActorDeployment(spec.Name, spec.Policy.ToJsonString());
+        await Task.WhenAll(Enumerable.Range(0, replicas).Select(i => Reach(() => Actor(spec.Name, i, replicas).DeployAsync(deployment))));
+        _replicas[spec.Name] = replicas;
+    }
+
+    public async Task<JsonObject> CallAsync(string name, JsonNode? input, CancellationToken ct = default)
+    {
+        var replicas = await ReplicasAsync(name, ct);
+        var reply = await Reach(() => Actor(name, Random.Shared.Next(replicas), replicas).CallAsync(new FunctionActorCall(input?.ToJsonString() ?? "{}")));
+        return reply.Unwrap();
+    }
+
+    public async Task<JsonObject> ManageAsync(string name, string action, JsonObject data, CancellationToken ct = default)
+    {
+        var replicas = await ReplicasAsync(name, ct);
+        JsonObject? first = null;
+        for (var i = 0; i < replicas; i++)
+        {
+            var reply = await Reach(() => Actor(name, i, replicas).ManageAsync(new FunctionActorManagement(action, data.ToJsonString())));
+            first ??= reply.Unwrap();
+        }
+        return first ?? [];
+    }
+
+    public async Task<bool> RemoveAsync(string name, CancellationToken ct = default)
+    {
+        var replicas = await ReplicasAsync(name, ct);
+        await Task.WhenAll(Enumerable.Range(0, replicas).Select(i => Reach(() => Actor(name, i, replicas).RemoveAsync())));
+        _replicas.TryRemove(name, out _);
+        return true;
+    }
+
+    public async Task<FunctionHostStatus?> StatusAsync(string name, CancellationToken ct = default)
+    {
+        var replicas = await ReplicasAsync(name, ct);
+        var status = await Reach(() => Actor(name, 0, replicas).StatusAsync());
+        return status.Deployed ? new FunctionHostStatus(name, replicas, 0, 0, status.Calls) : null;
+    }
+
+    private IPolicyFunctionActor Actor(string name, int index, int replicas) =>
+        actors.CreateActorProxy<IPolicyFunctionActor>(FunctionActors.Replica(name, index, replicas), FunctionActors.ActorType);
+
+    private async Task<int> ReplicasAsync(string name, CancellationToken ct)
+    {
+        if (_replicas.TryGetValue(name, out var known)) return known;
+        var stored = await store.GetAsync(Collections.Functions, name, ct) ?? throw Problems.NotFound($"function '{name}' is not deployed");
+        return _replicas[name] = Math.Max(1, FunctionDeployment.FromJson(stored.Body).Replicas);
+    }
+
+    /// <summary>An unreachable sidecar or functions app is a 503, not a 500.</summary>
+    private static async Task<T> Reach<T>(Func<Task<T>> call)
+    {
+        try
+        {
+            return await call();
+        }
+        catch (Exception e) when (e is not PolicyGridException and not OperationCanceledException)
+        {
+            throw Problems.BackendUnavailable($"the functions app ({FunctionActors.AppId}) could not be reached: {e.Message}", e);
+        }
+    }
+
+    private static Task Reach(Func<Task> call) => Reach(async () => { await call(); return true; });
+}
+
+/// <summary>Functions on <c>dapr://</c> executors live in the functions app as actors.</summary>
+public sealed class ActorFunctionHostTransport(ActorFunctionHost host) : IFunctionHostTransport
+{
+    public bool CanHandle(Uri executorHostUri) => executorHostUri.Scheme == DaprNames.UriScheme;
+
+    public IFunctionHost For(Uri executorHostUri) => host;
+}

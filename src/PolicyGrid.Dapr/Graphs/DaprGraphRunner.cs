@@ -1,0 +1,76 @@
+using System.Text.Json.Nodes;
+using System.Net.Http.Json;
+using PolicyGrid.Dapr.Invocation;
+using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Graphs;
+using PolicyGrid.Core.Ports;
+
+namespace PolicyGrid.Dapr.Graphs;
+
+/// <summary>
+/// The registry's graph runner in the Dapr shape: sends the plan's graph to the graphs app (service invocation,
+/// method <see cref="RunMethod"/>), which runs <c>PolicyGraphWorkflow</c> durably and answers when it completes or
+/// its deadline passes. Node failures come back named, as the embedded runner reports them.
+/// </summary>
+public sealed class DaprGraphRunner(IHttpClientFactory clients, IDocumentStore store) : IGraphRunner
+{
+    public const string RunMethod = "run_graph";
+
+    public async Task<GraphRunResult> RunAsync(GraphPlan plan, JsonNode? input, GraphRunOptions options, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        ArgumentNullException.ThrowIfNull(options);
+        var replicas = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var node in plan.Nodes)
+        {
+            var stored = await store.GetAsync(Collections.Functions, node, ct);
+            replicas[node] = stored is null ? 1 : Math.Max(1, FunctionDeployment.FromJson(stored.Body).Replicas);
+        }
+        var request = new GraphRunRequest(ToWorkflowInput(plan, input, options, replicas), options.Deadline.TotalSeconds);
+        // Service invocation through the sidecar (the same client the dapr:// executor transport uses).
+        var http = clients.CreateClient(DaprExecutorTransport.HttpClientName);
+        HttpResponseMessage response;
+        try
+        {
+            response = await http.PostAsJsonAsync($"v1.0/invoke/{GraphWorkflows.AppId}/method/{RunMethod}", request, Json.Options, ct);
+        }
+        catch (HttpRequestException e)
+        {
+            throw Problems.BackendUnavailable($"the Dapr sidecar could not reach the graphs app ({GraphWorkflows.AppId}): {e.Message}", e);
+        }
+        using (response)
+        {
+            if (response.StatusCode == System.Net.HttpStatusCode.GatewayTimeout)
+                throw GraphFailures.DeadlineExceeded(options.Deadline, plan.Nodes);
+            if (!response.IsSuccessStatusCode)
+                throw Problems.BackendError($"the graphs app ({GraphWorkflows.AppId}) answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(ct)}");
+            var output = await response.Content.ReadFromJsonAsync<GraphWorkflowOutput>(Json.Options, ct)
+                ?? throw Problems.BackendError($"the graphs app ({GraphWorkflows.AppId}) answered no graph output");
+            return ToResult(output);
+        }
+    }
+
+    public static GraphWorkflowInput ToWorkflowInput(GraphPlan plan, JsonNode? input, GraphRunOptions options, IReadOnlyDictionary<string, int> replicas) =>
+        new([.. plan.Nodes],
+            plan.Nodes.ToDictionary(n => n, n => plan.Children(n), StringComparer.Ordinal),
+            replicas,
+            input?.ToJsonString() ?? "null",
+            options.MaxParallelism,
+            options.NodeRetry.MaxAttempts,
+            options.NodeRetry.Backoff.TotalSeconds,
+            options.Trace);
+
+    /// <summary>The workflow's output as the runner port answers it: the result and trace, or the failing node's error.</summary>
+    public static GraphRunResult ToResult(GraphWorkflowOutput output)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        if (!output.Ok)
+        {
+            var error = output.Error ?? new GraphNodeError("?", 502, ErrorCodes.BackendError, "the graph workflow failed without naming a node");
+            throw GraphFailures.NodeFailed(error.Node, error.Status, error.Code, error.Message);
+        }
+        return new GraphRunResult(JsonNode.Parse(output.ResultJson),
+            [.. output.Trace.Select(t => new GraphNodeTrace(t.Node, JsonNode.Parse(t.InputJson), t.OutputJson.Length > 0 ? JsonNode.Parse(t.OutputJson) : null, t.StartedAt, t.DurationMs))]);
+    }
+}

@@ -1,0 +1,45 @@
+using System.Text.Json.Nodes;
+
+namespace PolicyGrid.Embedded.Functions;
+
+/// <summary>
+/// One instance of a function: its warm pool instance key, its turn (one call at a time, like an actor) and the
+/// context and instance state it carries between calls. Both are persisted after every call under
+/// <see cref="StoreKey"/>, so a restarted server resumes each replica where it stopped.
+/// </summary>
+internal sealed class FunctionReplica(string function, int index)
+{
+    private int _pending;
+    private long _lastUsedTicks = Environment.TickCount64;
+
+    public int Index { get; } = index;
+
+    /// <summary>The worker pool's instance key: the same key always reaches the same live instance.</summary>
+    public string InstanceKey { get; } = $"fn:{function}#{index}";
+
+    /// <summary>Where context and instance state live in the context store.</summary>
+    public string StoreKey { get; } = $"function:{function}#{index}";
+
+    public SemaphoreSlim Turn { get; } = new(1, 1);
+
+    /// <summary>Calls running or waiting for this replica's turn (the queue depth routing and autoscaling read).</summary>
+    public int Pending => Volatile.Read(ref _pending);
+
+    public long IdleMilliseconds => Pending > 0 ? 0 : Environment.TickCount64 - Volatile.Read(ref _lastUsedTicks);
+
+    /// <summary>Loaded from the store before the first call of this process.</summary>
+    public bool Loaded { get; set; }
+
+    public JsonObject Context { get; set; } = [];
+
+    /// <summary>What the instance's <c>get_state()</c> last answered; handed back to <c>set_state</c> when the instance is recreated.</summary>
+    public JsonObject? State { get; set; }
+
+    public void Enter() => Interlocked.Increment(ref _pending);
+
+    public void Leave()
+    {
+        Volatile.Write(ref _lastUsedTicks, Environment.TickCount64);
+        Interlocked.Decrement(ref _pending);
+    }
+}

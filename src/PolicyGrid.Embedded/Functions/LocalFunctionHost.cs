@@ -1,0 +1,310 @@
+using System.Collections.Concurrent;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime.Execution;
+using PolicyGrid.Runtime.Hosting;
+
+namespace PolicyGrid.Embedded.Functions;
+
+/// <summary>
+/// The embedded Type 4 host. Each replica of a function is its own warm instance in the worker pool (instance key
+/// <c>fn:{name}#{i}</c>) that takes one call at a time; calls go to the least busy replica. After every call the
+/// replica's <c>context</c> and (where the class has <c>get_state</c>) its instance state are written to the context
+/// store, and deployments to the document store, so a restarted server picks every function up where it stopped:
+/// functions come back on first use and the pool recreates the instance with <c>set_state(saved)</c>.
+/// </summary>
+public sealed class LocalFunctionHost(
+    PythonWorkerPool pool,
+    IPolicyBundleSource bundles,
+    IDocumentStore documents,
+    IContextStore contexts,
+    IOptions<FunctionHostOptions> options,
+    ILogger<LocalFunctionHost> logger) : IFunctionHost, IHostedService, IAsyncDisposable
+{
+    /// <summary>This host's own record of what it runs (the registry's Function documents live in <see cref="Collections.Functions"/>).</summary>
+    public const string Collection = "hosted_functions";
+
+    private readonly ConcurrentDictionary<string, HostedFunction> _live = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _catalog = new(1, 1);
+    private readonly FunctionHostOptions _options = options.Value;
+    private ITimer? _shrinkTimer;
+
+    public async Task DeployAsync(FunctionSpec spec, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        await _catalog.WaitAsync(ct);
+        try
+        {
+            var old = _live.TryRemove(spec.Name, out var running) ? running : await LoadAsync(spec.Name, ct);
+            if (old is not null) await StopAsync(old, forget: true, ct);
+
+            var function = new HostedFunction(spec, await LoadSpecAsync(spec, ct));
+            for (var i = 0; i < spec.Scale.Initial; i++) function.AddReplica();
+            try
+            {
+                // Warm every replica now: a policy that cannot load fails the deployment, not its first caller.
+                foreach (var replica in function.Replicas)
+                {
+                    replica.Loaded = true;
+                    await pool.InvokeAsync(new PolicyInvocation(replica.InstanceKey, function.Load, PolicyMethods.Load, [], _options.CallTimeout), ct);
+                }
+            }
+            catch
+            {
+                await StopAsync(function, forget: true, CancellationToken.None);
+                throw;
+            }
+            await documents.UpsertAsync(Collection, spec.Name, ToJson(spec), ct);
+            _live[spec.Name] = function;
+        }
+        finally
+        {
+            _catalog.Release();
+        }
+    }
+
+    public async Task<JsonObject> CallAsync(string name, JsonNode? input, CancellationToken ct = default)
+    {
+        var function = await GetAsync(name, ct);
+        var (replica, added) = function.Route(_options.ScaleUpQueueDepth);
+        if (added) logger.LogInformation("function {Function} scaled up to {Replicas} instances", name, function.Replicas.Count);
+        try
+        {
+            return await InTurnAsync(function, replica, async () =>
+            {
+                var arguments = new JsonObject
+                {
+                    ["parameters"] = function.Parameters.DeepClone(),
+                    ["input_data"] = input?.DeepClone(),
+                    ["context"] = replica.Context.DeepClone(),
+                };
+                var reply = await InvokeAsync(function, replica, PolicyMethods.Eval, arguments, ct) as JsonObject;
+                if (reply?["context"] is JsonObject context) replica.Context = (JsonObject)context.DeepClone();
+                return reply?["result"] as JsonObject
+                    ?? throw Problems.PolicyError($"function {name}: eval must return a dict, not {reply?["result"]?.GetValueKind().ToString() ?? "None"}");
+            }, ct);
+        }
+        finally
+        {
+            replica.Leave();
+        }
+    }
+
+    public async Task<JsonObject> ManageAsync(string name, string action, JsonObject data, CancellationToken ct = default)
+    {
+        var function = await GetAsync(name, ct);
+        JsonObject? first = null;
+        // Every replica is an independent instance: a management action (say, a new allowlist) reaches each of them.
+        foreach (var replica in function.Replicas)
+        {
+            replica.Enter();
+            try
+            {
+                var answer = await InTurnAsync(function, replica, async () =>
+                {
+                    var reply = await InvokeAsync(function, replica, PolicyMethods.Management,
+                        new JsonObject { ["action"] = action, ["data"] = data.DeepClone() }, ct);
+                    return reply as JsonObject ?? new JsonObject { ["result"] = reply?.DeepClone() };
+                }, ct);
+                first ??= answer;
+            }
+            finally
+            {
+                replica.Leave();
+            }
+        }
+        return first ?? [];
+    }
+
+    public async Task<bool> RemoveAsync(string name, CancellationToken ct = default)
+    {
+        await _catalog.WaitAsync(ct);
+        try
+        {
+            var function = _live.TryRemove(name, out var running) ? running : await LoadAsync(name, ct);
+            if (function is null) return false;
+            await StopAsync(function, forget: true, ct);
+            await documents.DeleteAsync(Collection, name, null, ct);
+            return true;
+        }
+        finally
+        {
+            _catalog.Release();
+        }
+    }
+
+    public async Task<FunctionHostStatus?> StatusAsync(string name, CancellationToken ct = default)
+    {
+        if (_live.TryGetValue(name, out var function)) return function.Status();
+        return await documents.GetAsync(Collection, name, ct) is null ? null : new FunctionHostStatus(name, 0, 0, 0, 0);
+    }
+
+    /// <summary>Runs <paramref name="work"/> in the replica's turn, then persists what the turn changed.</summary>
+    private async Task<JsonObject> InTurnAsync(HostedFunction function, FunctionReplica replica, Func<Task<JsonObject>> work, CancellationToken ct)
+    {
+        await replica.Turn.WaitAsync(ct);
+        try
+        {
+            if (function.Removed) throw NotDeployed(function.Spec.Name);
+            if (!replica.Loaded) await RestoreAsync(replica, ct);
+            var result = await work();
+            if (function.KeepsState != false)
+            {
+                var state = await InvokeAsync(function, replica, PolicyMethods.GetState, [], ct);
+                function.KeepsState = state is not null;
+                replica.State = state as JsonObject ?? (state is null ? null : new JsonObject { ["value"] = state.DeepClone() });
+            }
+            await contexts.SetAsync(replica.StoreKey, new JsonObject
+            {
+                ["context"] = replica.Context.DeepClone(),
+                ["state"] = replica.State?.DeepClone(),
+            }, null, CancellationToken.None);
+            return result;
+        }
+        finally
+        {
+            replica.Turn.Release();
+        }
+    }
+
+    // The saved state rides along with every call: if the pool had to recreate the instance (first call after a
+    // restart, a crashed worker, an evicted instance) it calls set_state with it before the method.
+    private Task<JsonNode?> InvokeAsync(HostedFunction function, FunctionReplica replica, string method, JsonObject arguments, CancellationToken ct) =>
+        pool.InvokeAsync(new PolicyInvocation(replica.InstanceKey, function.Load, method, arguments, _options.CallTimeout, replica.State), ct);
+
+    private async Task RestoreAsync(FunctionReplica replica, CancellationToken ct)
+    {
+        var saved = await contexts.GetAsync(replica.StoreKey, ct);
+        replica.Context = saved?["context"] as JsonObject is { } context ? (JsonObject)context.DeepClone() : [];
+        replica.State = saved?["state"] as JsonObject is { } state ? (JsonObject)state.DeepClone() : null;
+        replica.Loaded = true;
+    }
+
+    private async Task<HostedFunction> GetAsync(string name, CancellationToken ct)
+    {
+        if (_live.TryGetValue(name, out var function)) return function;
+        await _catalog.WaitAsync(ct);
+        try
+        {
+            if (_live.TryGetValue(name, out function)) return function;
+            function = await LoadAsync(name, ct) ?? throw NotDeployed(name);
+            for (var i = 0; i < function.Spec.Scale.Initial; i++) function.AddReplica();
+            _live[name] = function;
+            logger.LogInformation("function {Function} restored with {Replicas} instances", name, function.Replicas.Count);
+            return function;
+        }
+        finally
+        {
+            _catalog.Release();
+        }
+    }
+
+    private async Task<HostedFunction?> LoadAsync(string name, CancellationToken ct)
+    {
+        var stored = await documents.GetAsync(Collection, name, ct);
+        if (stored is null) return null;
+        var spec = FromJson(stored.Body);
+        return new HostedFunction(spec, await LoadSpecAsync(spec, ct));
+    }
+
+    private async Task<PolicyLoadSpec> LoadSpecAsync(FunctionSpec spec, CancellationToken ct)
+    {
+        var policy = spec.Policy;
+        var code = policy["code"]?.GetValue<string>() ?? throw Problems.Validation("function_policy_data.code", "is required");
+        var bundle = await bundles.GetAsync(code, ct);
+        return new PolicyLoadSpec(spec.PolicyRuleUri, bundle,
+            policy["policy_settings"] as JsonObject is { } s ? (JsonObject)s.DeepClone() : [],
+            policy["policy_parameters"] as JsonObject is { } p ? (JsonObject)p.DeepClone() : []);
+    }
+
+    /// <summary>Stops every replica, waiting for calls in their turn to finish; with <paramref name="forget"/> their saved state goes too.</summary>
+    private async Task StopAsync(HostedFunction function, bool forget, CancellationToken ct)
+    {
+        function.Removed = true;
+        foreach (var replica in function.Replicas)
+            await StopReplicaAsync(replica, forget, ct);
+        if (forget)
+        {
+            // Replicas autoscaling once started and later stopped still have saved state.
+            for (var i = function.Replicas.Count; i < Math.Max(function.Spec.Scale.MaxReplicas, function.Spec.Scale.Replicas); i++)
+                await contexts.DeleteAsync(new FunctionReplica(function.Spec.Name, i).StoreKey, ct);
+        }
+    }
+
+    private async Task StopReplicaAsync(FunctionReplica replica, bool forget, CancellationToken ct)
+    {
+        await replica.Turn.WaitAsync(ct);
+        try
+        {
+            await pool.ReleaseAsync(replica.InstanceKey, ct);
+            if (forget) await contexts.DeleteAsync(replica.StoreKey, ct);
+        }
+        finally
+        {
+            replica.Turn.Release();
+        }
+    }
+
+    private void ShrinkIdle()
+    {
+        var idle = (long)_options.ScaleDownAfterIdle.TotalMilliseconds;
+        foreach (var function in _live.Values)
+        {
+            if (function.ShrinkIfIdle(idle) is not { } replica) continue;
+            logger.LogInformation("function {Function} scaled down to {Replicas} instances", function.Spec.Name, function.Replicas.Count);
+            _ = StopReplicaAsync(replica, forget: false, CancellationToken.None);
+        }
+    }
+
+    private static PolicyGridException NotDeployed(string name) => Problems.NotFound($"function '{name}' is not deployed");
+
+    internal static JsonObject ToJson(FunctionSpec spec) => new()
+    {
+        ["name"] = spec.Name,
+        ["policy"] = spec.Policy.DeepClone(),
+        ["replicas"] = spec.Scale.Replicas,
+        ["autoscale"] = spec.Scale.Autoscale,
+        ["min_replicas"] = spec.Scale.MinReplicas,
+        ["max_replicas"] = spec.Scale.MaxReplicas,
+    };
+
+    internal static FunctionSpec FromJson(JsonObject body) => new(
+        body["name"]!.GetValue<string>(),
+        (JsonObject)body["policy"]!.DeepClone(),
+        new FunctionScale(body["replicas"]!.GetValue<int>(), body["autoscale"]!.GetValue<bool>(),
+            body["min_replicas"]!.GetValue<int>(), body["max_replicas"]!.GetValue<int>()));
+
+    /// <summary>Brings back every function this host ran before a restart (instances warm up on their first call).</summary>
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        foreach (var stored in await documents.QueryAsync(Collection, DocumentQuery.All(), cancellationToken))
+        {
+            try
+            {
+                await GetAsync(stored.Id, cancellationToken);
+            }
+            catch (PolicyGridException e)
+            {
+                logger.LogWarning("function {Function} could not be restored: {Reason}", stored.Id, e.Message);
+            }
+        }
+        var period = TimeSpan.FromMilliseconds(Math.Max(250, _options.ScaleDownAfterIdle.TotalMilliseconds / 4));
+        _shrinkTimer = TimeProvider.System.CreateTimer(_ => ShrinkIdle(), null, period, period);
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        _shrinkTimer?.Dispose();
+        return Task.CompletedTask;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_shrinkTimer is not null) await _shrinkTimer.DisposeAsync();
+        _catalog.Dispose();
+    }
+}

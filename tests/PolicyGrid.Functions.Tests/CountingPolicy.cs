@@ -1,0 +1,41 @@
+namespace PolicyGrid.Functions.Tests;
+
+/// <summary>The stateful policy the function tests run: an instance counter with get_state/set_state and a context tally.</summary>
+internal static class CountingPolicy
+{
+    public const string Source = """
+        import os
+        import time
+
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                self.count = 0
+                self.step = parameters.get("step", 1)
+
+            def eval(self, parameters, input_data, context):
+                if input_data.get("fail"):
+                    raise ValueError("asked to fail")
+                if "hold" in input_data:
+                    # Blocks this instance's turn until the test creates the file (bounded, so a bug cannot hang CI).
+                    give_up = time.time() + 20
+                    while not os.path.exists(input_data["hold"]) and time.time() < give_up:
+                        time.sleep(0.01)
+                self.count += self.step
+                context["evals"] = context.get("evals", 0) + 1
+                return {"count": self.count, "evals": context["evals"]}
+
+            def management(self, action, data):
+                if action == "set":
+                    self.count = data["count"]
+                    return {"count": self.count}
+                if action == "peek":
+                    return {"count": self.count}
+                raise ValueError("unknown action " + action)
+
+            def get_state(self):
+                return {"count": self.count}
+
+            def set_state(self, state):
+                self.count = state.get("count", 0)
+        """;
+}

@@ -1,0 +1,301 @@
+using System.Text.Json.Nodes;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Embedded.Functions;
+using Shouldly;
+
+namespace PolicyGrid.Functions.Tests;
+
+public sealed class FunctionsApiTests : IAsyncLifetime
+{
+    private readonly string _data = GridServer.NewDataDirectory();
+    private GridServer _server = null!;
+    private HttpClient _client = null!;
+    private string _policy = "";
+
+    public async ValueTask InitializeAsync()
+    {
+        _server = new GridServer(_data);
+        _client = _server.CreateClient();
+        _policy = await _server.RegisterPolicyAsync("counting", CountingPolicy.Source,
+            new JsonObject { ["step"] = new JsonObject { ["type"] = "integer", ["min"] = 1 } }, new JsonObject { ["step"] = 1 });
+    }
+
+    public async ValueTask DisposeAsync() => await _server.DisposeAsync();
+
+    private Task<Answer> Deploy(JsonObject body, string executor = "local") =>
+        _client.Send(HttpMethod.Post, $"/function/deployments/create/{executor}", body);
+
+    private JsonObject Body(string name, int replicas = 1) => new()
+    {
+        ["name"] = name,
+        ["policy_rule_uri"] = _policy,
+        ["policy_rule_parameters"] = new JsonObject(),
+        ["replicas"] = replicas,
+        ["function_metadata"] = new JsonObject { ["team"] = "billing" },
+        ["function_tags"] = new JsonArray("counter"),
+    };
+
+    private async Task<int> Count(string name, JsonObject? input = null)
+    {
+        var answer = await _client.Send(HttpMethod.Post, $"/function/call_function/{name}", input ?? new JsonObject());
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        return answer.Data!["count"]!.GetValue<int>();
+    }
+
+    [Fact]
+    public async Task A_deployed_function_answers_one_two_three_and_its_document_records_the_deployment()
+    {
+        var deployed = await Deploy(Body("counter"));
+
+        deployed.Status.ShouldBe(200, deployed.Body?.ToJsonString());
+        var doc = deployed.Data!.AsObject();
+        doc["function_id"]!.GetValue<string>().ShouldBe("counter");
+        doc["function_executor_id"]!.GetValue<string>().ShouldBe("local");
+        doc["function_policy_rule_uri"]!.GetValue<string>().ShouldBe(_policy);
+        doc["function_policy_data"]!["policy_parameters"]!["step"]!.GetValue<int>().ShouldBe(1);
+        doc["status"]!.GetValue<string>().ShouldBe("running");
+        doc["autoscaling"]!["enabled"]!.GetValue<bool>().ShouldBeFalse();
+        doc["created_at"]!.GetValue<string>().ShouldNotBeEmpty();
+
+        (await Count("counter")).ShouldBe(1);
+        (await Count("counter")).ShouldBe(2);
+        (await Count("counter")).ShouldBe(3);
+        (await _client.Send(HttpMethod.Get, "/function/counter")).Data!["function_tags"]!.AsArray().Single()!.GetValue<string>().ShouldBe("counter");
+    }
+
+    [Fact]
+    public async Task One_hundred_concurrent_calls_add_exactly_one_hundred()
+    {
+        (await Deploy(Body("busy"))).Status.ShouldBe(200);
+        var before = await Count("busy");
+
+        var answers = await Task.WhenAll(Enumerable.Range(0, 100).Select(_ => Count("busy")));
+
+        answers.Order().ShouldBe(Enumerable.Range(before + 1, 100));
+        (await Count("busy")).ShouldBe(before + 101);
+    }
+
+    [Fact]
+    public async Task The_count_continues_after_the_server_restarts_on_the_same_data()
+    {
+        (await Deploy(Body("durable"))).Status.ShouldBe(200);
+        await Count("durable");
+        await Count("durable");
+        (await _client.Send(HttpMethod.Post, "/function/durable/management", new JsonObject { ["action"] = "set", ["data"] = new JsonObject { ["count"] = 40 } })).Status.ShouldBe(200);
+
+        await _server.DisposeAsync();
+        _server = new GridServer(_data);
+        _client = _server.CreateClient();
+
+        (await Count("durable")).ShouldBe(41);
+        var answer = await _client.Send(HttpMethod.Post, "/function/call_function/durable", new JsonObject());
+        answer.Data!["evals"]!.GetValue<int>().ShouldBe(4, "context is persisted too");
+    }
+
+    [Fact]
+    public async Task Management_reaches_the_live_instance()
+    {
+        (await Deploy(Body("managed"))).Status.ShouldBe(200);
+        await Count("managed");
+
+        var peek = await _client.Send(HttpMethod.Post, "/function/managed/management", new JsonObject { ["action"] = "peek", ["data"] = new JsonObject() });
+        peek.Data!["count"]!.GetValue<int>().ShouldBe(1);
+        await _client.Send(HttpMethod.Post, "/function/managed/management", new JsonObject { ["action"] = "set", ["data"] = new JsonObject { ["count"] = 10 } });
+
+        (await Count("managed")).ShouldBe(11);
+    }
+
+    [Fact]
+    public async Task Management_without_an_action_is_a_400_and_an_unknown_action_is_the_policys_422()
+    {
+        (await Deploy(Body("strict"))).Status.ShouldBe(200);
+
+        var missing = await _client.Send(HttpMethod.Post, "/function/strict/management", new JsonObject { ["data"] = new JsonObject() });
+        missing.Status.ShouldBe(400);
+        missing.Message.ShouldContain("action");
+        var unknown = await _client.Send(HttpMethod.Post, "/function/strict/management", new JsonObject { ["action"] = "explode" });
+        unknown.Status.ShouldBe(422);
+        unknown.Code.ShouldBe("policy_error");
+        unknown.Message.ShouldContain("unknown action explode");
+    }
+
+    [Fact]
+    public async Task Removing_a_function_makes_calls_404_frees_its_instances_and_forgets_its_state()
+    {
+        (await Deploy(Body("temporary"))).Status.ShouldBe(200);
+        await Count("temporary");
+        var host = _server.Service<LocalFunctionHost>();
+        (await host.StatusAsync("temporary", TestContext.Current.CancellationToken))!.Instances.ShouldBe(1);
+
+        var removed = await _client.Send(HttpMethod.Delete, "/function/deployments/remove/temporary");
+
+        removed.Status.ShouldBe(200);
+        removed.Data!["function_id"]!.GetValue<string>().ShouldBe("temporary");
+        (await _client.Send(HttpMethod.Post, "/function/call_function/temporary", new JsonObject())).Status.ShouldBe(404);
+        (await _client.Send(HttpMethod.Get, "/function/temporary")).Status.ShouldBe(404);
+        (await host.StatusAsync("temporary", TestContext.Current.CancellationToken)).ShouldBeNull();
+        (await _server.Service<IContextStore>().GetAsync("function:temporary#0", TestContext.Current.CancellationToken)).ShouldBeNull();
+
+        // Deploying the name again starts from nothing.
+        (await Deploy(Body("temporary"))).Status.ShouldBe(200);
+        (await Count("temporary")).ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task Unknown_functions_are_404_everywhere()
+    {
+        foreach (var (method, path) in new[]
+        {
+            (HttpMethod.Post, "/function/call_function/ghost"),
+            (HttpMethod.Post, "/function/ghost/management"),
+            (HttpMethod.Get, "/function/ghost"),
+            (HttpMethod.Delete, "/function/deployments/remove/ghost"),
+        })
+        {
+            var answer = await _client.Send(method, path, new JsonObject { ["action"] = "peek" });
+            answer.Status.ShouldBe(404, $"{method} {path}");
+            answer.Code.ShouldBe("not_found");
+            answer.Message.ShouldContain("ghost");
+        }
+    }
+
+    [Fact]
+    public async Task Deploying_on_an_unknown_executor_or_an_unknown_policy_is_404_naming_it()
+    {
+        var executor = await Deploy(Body("nowhere"), executor: "mars");
+        executor.Status.ShouldBe(404);
+        executor.Message.ShouldContain("mars");
+
+        var body = Body("nothing");
+        body["policy_rule_uri"] = "missing:9.9-none";
+        var policy = await Deploy(body);
+        policy.Status.ShouldBe(404);
+        policy.Message.ShouldContain("missing:9.9-none");
+
+        (await _client.Send(HttpMethod.Post, "/function/query", new JsonObject())).Data!.AsArray().ShouldBeEmpty();
+    }
+
+    public static TheoryData<string, string, string> BadBodies => new()
+    {
+        { "replicas", "0", "replicas" },
+        { "replicas", "\"two\"", "replicas" },
+        { "replicas", "1.5", "replicas" },
+        { "autoscaling", """{"enabled": true, "min_replicas": 3, "max_replicas": 2}""", "autoscaling.min_replicas" },
+        { "autoscaling", """{"enabled": "yes"}""", "autoscaling.enabled" },
+        { "autoscaling", "[]", "autoscaling" },
+        { "function_tags", "\"a,b\"", "function_tags" },
+        { "function_metadata", "[1]", "function_metadata" },
+        { "policy_rule_parameters", "{\"step\": 0}", "policy_rule_parameters.step" },
+        { "name", "\"has space\"", "name" },
+        { "name", "null", "name" },
+        { "policy_rule_uri", "\"no-colon\"", "policy_rule_uri" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadBodies))]
+    public async Task Bad_deployment_bodies_are_400_naming_the_field_and_deploy_nothing(string field, string value, string named)
+    {
+        var body = Body("bad");
+        body[field] = JsonNode.Parse(value);
+
+        var answer = await Deploy(body);
+
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Code.ShouldBe("validation_failed");
+        answer.Message.ShouldContain(named);
+        (await _client.Send(HttpMethod.Get, "/function/bad")).Status.ShouldBe(404);
+        (await _server.Service<LocalFunctionHost>().StatusAsync("bad", TestContext.Current.CancellationToken)).ShouldBeNull();
+    }
+
+    [Fact]
+    public async Task A_body_that_is_not_an_object_is_400()
+    {
+        (await _client.Send(HttpMethod.Post, "/function/deployments/create/local", raw: "[1,2]")).Status.ShouldBe(400);
+        (await _client.Send(HttpMethod.Post, "/function/deployments/create/local", raw: "{not json")).Status.ShouldBe(400);
+    }
+
+    [Fact]
+    public async Task Deploying_a_name_twice_is_409_and_keeps_the_first()
+    {
+        (await Deploy(Body("twice"))).Status.ShouldBe(200);
+        await Count("twice");
+
+        var again = await Deploy(Body("twice"));
+
+        again.Status.ShouldBe(409);
+        (await Count("twice")).ShouldBe(2);
+    }
+
+    [Fact]
+    public async Task An_empty_executor_id_lets_the_allocation_rule_pick_a_healthy_executor()
+    {
+        var answer = await _client.Send(HttpMethod.Post, "/function/deployments/create/", Body("placed"));
+
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        answer.Data!["function_executor_id"]!.GetValue<string>().ShouldBe("local");
+        (await Count("placed")).ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task Replicas_are_independent_instances_and_a_call_goes_to_the_least_busy_one()
+    {
+        (await Deploy(Body("pair", replicas: 2))).Status.ShouldBe(200);
+        var host = _server.Service<LocalFunctionHost>();
+        (await host.StatusAsync("pair", TestContext.Current.CancellationToken))!.Instances.ShouldBe(2);
+        var release = Path.Combine(_data, "release-" + Guid.NewGuid().ToString("N"));
+
+        // The first call holds replica 0's turn; the second must go to the idle replica 1, which has its own count.
+        var held = Count("pair", new JsonObject { ["hold"] = release });
+        await Until(async () => (await host.StatusAsync("pair", TestContext.Current.CancellationToken))!.Busy == 1);
+        (await Count("pair")).ShouldBe(1);
+        await File.WriteAllTextAsync(release, "go", TestContext.Current.CancellationToken);
+        (await held).ShouldBe(1);
+
+        (await Count("pair")).ShouldBe(2);
+    }
+
+    [Fact]
+    public async Task With_autoscaling_a_queue_starts_another_instance_up_to_max_replicas()
+    {
+        var body = Body("elastic");
+        body["autoscaling"] = new JsonObject { ["enabled"] = true, ["min_replicas"] = 1, ["max_replicas"] = 2 };
+        (await Deploy(body)).Status.ShouldBe(200);
+        var host = _server.Service<LocalFunctionHost>();
+        (await host.StatusAsync("elastic", TestContext.Current.CancellationToken))!.Instances.ShouldBe(1);
+        var release = Path.Combine(_data, "release-" + Guid.NewGuid().ToString("N"));
+
+        // One call running and one waiting on the only instance is a queue of 2: the next call starts instance 2.
+        var held = Count("elastic", new JsonObject { ["hold"] = release });
+        await Until(async () => (await host.StatusAsync("elastic", TestContext.Current.CancellationToken))!.Busy == 1);
+        var queued = Count("elastic");
+        await Until(async () => (await host.StatusAsync("elastic", TestContext.Current.CancellationToken))!.Queued == 1);
+        (await Count("elastic")).ShouldBe(1);
+        (await host.StatusAsync("elastic", TestContext.Current.CancellationToken))!.Instances.ShouldBe(2);
+        await File.WriteAllTextAsync(release, "go", TestContext.Current.CancellationToken);
+        (await held).ShouldBe(1);
+        (await queued).ShouldBe(2);
+    }
+
+    private static async Task Until(Func<Task<bool>> condition)
+    {
+        var giveUp = DateTime.UtcNow.AddSeconds(20);
+        while (!await condition())
+        {
+            DateTime.UtcNow.ShouldBeLessThan(giveUp, "condition not reached in time");
+            await Task.Delay(10, TestContext.Current.CancellationToken);
+        }
+    }
+
+    [Fact]
+    public async Task Query_finds_functions_by_filter()
+    {
+        (await Deploy(Body("q1"))).Status.ShouldBe(200);
+        var other = Body("q2");
+        other["function_tags"] = new JsonArray("other");
+        (await Deploy(other)).Status.ShouldBe(200);
+
+        var found = await _client.Send(HttpMethod.Post, "/function/query", new JsonObject { ["function_tags"] = "other" });
+
+        found.Data!.AsArray().Select(f => f!["function_id"]!.GetValue<string>()).ShouldBe(["q2"]);
+    }
+}

@@ -1,0 +1,164 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Dapr.Actors;
+using Dapr.Actors.Runtime;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using PolicyGrid.Dapr.Functions;
+using PolicyGrid.Runtime.Hosting;
+using Shouldly;
+
+namespace PolicyGrid.Functions.Tests;
+
+public sealed class PolicyFunctionActorTests : IAsyncLifetime
+{
+    private readonly TestBundleSource _bundles = new();
+    private readonly List<PythonWorkerPool> _pools = [];
+    private string _code = "";
+
+    public ValueTask InitializeAsync()
+    {
+        _code = _bundles.Add("counting", CountingPolicy.Source);
+        return ValueTask.CompletedTask;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var pool in _pools) await pool.DisposeAsync();
+    }
+
+    private PythonWorkerPool NewPool()
+    {
+        var pool = new PythonWorkerPool(new WorkerPoolOptions
+        {
+            Workers = 1,
+            MemoryLimitBytes = 512L << 20,
+            WorkDirectory = Path.Combine(Path.GetTempPath(), "policygrid-functions-tests", "workers-" + Guid.NewGuid().ToString("N")[..8]),
+        }, NullLogger<PythonWorkerPool>.Instance);
+        _pools.Add(pool);
+        return pool;
+    }
+
+    private PolicyFunctionActor Actor(PythonWorkerPool pool, TestStateManager state, string id = "counter") =>
+        new(ActorHost.CreateForTest<PolicyFunctionActor>(new ActorTestOptions { ActorId = new ActorId(id) }),
+            pool, _bundles, Options.Create(new FunctionActorOptions()), state);
+
+    private FunctionActorDeployment Deployment(string name = "counter", int step = 1) => new(name, new JsonObject
+    {
+        ["policy_rule_uri"] = "counting:1.0-test",
+        ["code"] = _code,
+        ["policy_settings"] = new JsonObject(),
+        ["policy_parameters"] = new JsonObject { ["step"] = step },
+    }.ToJsonString());
+
+    private static async Task<JsonObject> Call(PolicyFunctionActor actor, string input = "{}")
+    {
+        var reply = await actor.CallAsync(new FunctionActorCall(input));
+        return reply.Unwrap();
+    }
+
+    [Fact]
+    public async Task A_deployed_actor_counts_one_two_three_and_saves_after_every_call()
+    {
+        var state = new TestStateManager();
+        var actor = Actor(NewPool(), state);
+        await actor.DeployAsync(Deployment());
+
+        (await Call(actor))["count"]!.GetValue<int>().ShouldBe(1);
+        (await Call(actor))["count"]!.GetValue<int>().ShouldBe(2);
+        var third = await Call(actor);
+
+        third["count"]!.GetValue<int>().ShouldBe(3);
+        third["evals"]!.GetValue<int>().ShouldBe(3);
+        JsonNode.Parse(JsonSerializer.Deserialize<string>(state.Saved["state"])!)!["count"]!.GetValue<int>().ShouldBe(3);
+        JsonNode.Parse(JsonSerializer.Deserialize<string>(state.Saved["context"])!)!["evals"]!.GetValue<int>().ShouldBe(3);
+    }
+
+    [Fact]
+    public async Task After_deactivation_and_a_new_worker_pool_the_actor_continues_from_its_saved_state()
+    {
+        var saved = new ConcurrentDictionary<string, string>();
+        var first = Actor(NewPool(), new TestStateManager(saved));
+        await first.DeployAsync(Deployment());
+        await Call(first);
+        await Call(first);
+
+        // A new process: a new pool (no warm instance) and a new actor object over the same saved state.
+        var again = Actor(NewPool(), new TestStateManager(saved));
+        var next = await Call(again);
+
+        next["count"]!.GetValue<int>().ShouldBe(3);
+        next["evals"]!.GetValue<int>().ShouldBe(3);
+        (await again.StatusAsync()).ShouldBe(new FunctionActorStatus(true, "counter", 3));
+    }
+
+    [Fact]
+    public async Task Management_reaches_the_live_instance()
+    {
+        var actor = Actor(NewPool(), new TestStateManager());
+        await actor.DeployAsync(Deployment(step: 2));
+        await Call(actor);
+
+        (await actor.ManageAsync(new FunctionActorManagement("peek", "{}"))).Unwrap()["count"]!.GetValue<int>().ShouldBe(2);
+        (await actor.ManageAsync(new FunctionActorManagement("set", """{"count": 100}"""))).Unwrap()["count"]!.GetValue<int>().ShouldBe(100);
+        (await Call(actor))["count"]!.GetValue<int>().ShouldBe(102);
+    }
+
+    [Fact]
+    public async Task A_policy_error_comes_back_as_a_422_reply_and_changes_nothing()
+    {
+        var state = new TestStateManager();
+        var actor = Actor(NewPool(), state);
+        await actor.DeployAsync(Deployment());
+        await Call(actor);
+
+        var reply = await actor.CallAsync(new FunctionActorCall("""{"fail": true}"""));
+
+        reply.Ok.ShouldBeFalse();
+        reply.Status.ShouldBe(422);
+        reply.Code.ShouldBe("policy_error");
+        reply.Message.ShouldContain("asked to fail");
+        (await Call(actor))["count"]!.GetValue<int>().ShouldBe(2);
+    }
+
+    [Fact]
+    public async Task An_actor_that_was_never_deployed_or_was_removed_answers_404()
+    {
+        var state = new TestStateManager();
+        var pool = NewPool();
+        var never = await Actor(pool, new TestStateManager(), "nobody").CallAsync(new FunctionActorCall("{}"));
+        never.Status.ShouldBe(404);
+        never.Code.ShouldBe("not_found");
+
+        var actor = Actor(pool, state);
+        await actor.DeployAsync(Deployment());
+        await Call(actor);
+        await actor.RemoveAsync();
+
+        (await actor.CallAsync(new FunctionActorCall("{}"))).Status.ShouldBe(404);
+        state.Saved.ShouldBeEmpty();
+        (await Actor(pool, new TestStateManager(state.Saved)).CallAsync(new FunctionActorCall("{}"))).Status.ShouldBe(404);
+    }
+
+    [Fact]
+    public async Task Redeploying_starts_the_instance_afresh()
+    {
+        var actor = Actor(NewPool(), new TestStateManager());
+        await actor.DeployAsync(Deployment());
+        await Call(actor);
+        await Call(actor);
+
+        await actor.DeployAsync(Deployment(step: 5));
+
+        (await Call(actor))["count"]!.GetValue<int>().ShouldBe(5);
+    }
+
+    [Fact]
+    public void Replica_actor_ids_are_the_name_or_name_hash_index()
+    {
+        FunctionActors.Replica("f", 0, 1).GetId().ShouldBe("f");
+        FunctionActors.Replica("f", 2, 3).GetId().ShouldBe("f#2");
+        FunctionActors.FunctionName(new ActorId("f#2")).ShouldBe("f");
+    }
+}

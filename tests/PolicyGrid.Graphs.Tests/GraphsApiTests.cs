@@ -1,0 +1,323 @@
+using System.Text.Json.Nodes;
+using Shouldly;
+
+namespace PolicyGrid.Graphs.Tests;
+
+/// <summary>One server for the class (a Python pool start is paid once); each test deploys its own uniquely named nodes.</summary>
+public sealed class GraphServerFixture : IAsyncLifetime
+{
+    public GridServer Server { get; private set; } = null!;
+    public HttpClient Client { get; private set; } = null!;
+    public string Policy { get; private set; } = "";
+
+    public async ValueTask InitializeAsync()
+    {
+        Server = new GridServer(GridServer.NewDataDirectory());
+        Client = Server.CreateClient();
+        Policy = await Server.RegisterPolicyAsync("node", GraphPolicies.Node);
+    }
+
+    public async ValueTask DisposeAsync() => await Server.DisposeAsync();
+}
+
+public sealed class GraphsApiTests(GraphServerFixture fixture) : IClassFixture<GraphServerFixture>
+{
+    private readonly HttpClient _client = fixture.Client;
+    private readonly string _run = Guid.NewGuid().ToString("N")[..6];
+
+    private string N(string node) => $"{node}_{_run}";
+
+    private async Task DeployNode(string node, JsonObject? parameters = null)
+    {
+        parameters ??= [];
+        parameters["tag"] = node;
+        var answer = await _client.Send(HttpMethod.Post, "/function/deployments/create/local", new JsonObject
+        {
+            ["name"] = N(node),
+            ["policy_rule_uri"] = fixture.Policy,
+            ["policy_rule_parameters"] = parameters,
+        });
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+    }
+
+    private JsonObject Graph(string name, string[] ids, (string From, string[] To)[] edges, JsonObject? metadata = null, JsonObject? inputSchema = null)
+    {
+        var connections = new JsonObject();
+        foreach (var (from, to) in edges) connections[N(from)] = new JsonArray([.. to.Select(t => (JsonNode)N(t))]);
+        return new JsonObject
+        {
+            ["graph_name"] = $"{name}_{_run}",
+            ["graph_version"] = "1.0",
+            ["graph_release_tag"] = "test",
+            ["graph_function_ids"] = new JsonArray([.. ids.Select(i => (JsonNode)N(i))]),
+            ["graph_connection_data"] = connections,
+            ["graph_metadata"] = metadata ?? new JsonObject(),
+            ["graph_search_tags"] = new JsonArray("test", name),
+            ["graph_input_schema"] = inputSchema ?? new JsonObject(),
+        };
+    }
+
+    private async Task<string> Create(JsonObject graph)
+    {
+        var answer = await _client.Send(HttpMethod.Post, "/graphs", graph);
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        return answer.Data!["graph_uri"]!.GetValue<string>();
+    }
+
+    private Task<Answer> Execute(string uri, JsonNode? input, bool trace = false, bool async = false) =>
+        _client.Send(HttpMethod.Post, "/graph/execute_graph", new JsonObject { ["graph_uri"] = uri, ["input_data"] = input, ["trace"] = trace, ["async"] = async });
+
+    private async Task<string> Diamond(string name, string[]? order = null, JsonObject? metadata = null)
+    {
+        foreach (var node in new[] { "A", "B", "C", "D" }) await DeployNode(node);
+        return await Create(Graph(name, order ?? ["A", "B", "C", "D"], [("A", ["B", "C"]), ("B", ["D"]), ("C", ["D"])], metadata));
+    }
+
+    private string By(JsonNode? output) => output!["by"]!.GetValue<string>();
+
+    [Fact]
+    public async Task A_diamond_answers_the_sinks_output_and_the_join_gets_both_branches_in_order()
+    {
+        var uri = await Diamond("diamond");
+
+        var answer = await Execute(uri, new JsonObject { ["ip"] = "10.0.0.1" });
+
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        By(answer.Data).ShouldBe("D");
+        var joined = answer.Data!["got"]!.AsArray();
+        joined.Select(By).ShouldBe(["B", "C"]);
+        joined.ShouldAllBe(o => o!["got"]!["by"]!.GetValue<string>() == "A");
+        joined[0]!["got"]!["got"]!["ip"]!.GetValue<string>().ShouldBe("10.0.0.1");
+    }
+
+    [Fact]
+    public async Task A_join_receives_its_parents_in_graph_function_ids_order()
+    {
+        var uri = await Diamond("ordered", ["A", "C", "B", "D"]);
+
+        var answer = await Execute(uri, new JsonObject());
+
+        answer.Data!["got"]!.AsArray().Select(By).ShouldBe(["C", "B"]);
+    }
+
+    [Fact]
+    public async Task A_chain_passes_each_output_on()
+    {
+        foreach (var node in new[] { "A", "B", "C" }) await DeployNode(node);
+        var uri = await Create(Graph("chain", ["A", "B", "C"], [("A", ["B"]), ("B", ["C"])]));
+
+        var answer = await Execute(uri, new JsonObject { ["n"] = 1 });
+
+        answer.Data!.ToJsonString().ShouldBe("""{"by":"C","got":{"by":"B","got":{"by":"A","got":{"n":1},"calls":1},"calls":1},"calls":1}""");
+    }
+
+    [Fact]
+    public async Task Fan_out_to_one_sink_gives_every_root_the_input_and_the_sink_every_output()
+    {
+        foreach (var node in new[] { "R1", "R2", "R3", "S" }) await DeployNode(node);
+        var uri = await Create(Graph("fanin", ["R1", "R2", "R3", "S"], [("R1", ["S"]), ("R2", ["S"]), ("R3", ["S"])]));
+
+        var answer = await Execute(uri, new JsonObject { ["x"] = 5 });
+
+        var got = answer.Data!["got"]!.AsArray();
+        got.Select(By).ShouldBe(["R1", "R2", "R3"]);
+        got.ShouldAllBe(o => o!["got"]!["x"]!.GetValue<int>() == 5);
+    }
+
+    [Fact]
+    public async Task Branches_run_at_the_same_time()
+    {
+        // B and C each wait until the other has started: the graph can only finish if they overlap.
+        var meet = Path.Combine(fixture.Server.DataDirectory, "meet-" + _run);
+        Directory.CreateDirectory(meet);
+#pragma warning disable CA1416 // the worker user writes its marker here; these tests run on Linux
+        File.SetUnixFileMode(meet, (UnixFileMode)Convert.ToInt32("777", 8));
+#pragma warning restore CA1416
+        await DeployNode("A");
+        await DeployNode("B", new JsonObject { ["meet_dir"] = meet, ["meet_other"] = "C" });
+        await DeployNode("C", new JsonObject { ["meet_dir"] = meet, ["meet_other"] = "B" });
+        await DeployNode("D");
+        var uri = await Create(Graph("overlap", ["A", "B", "C", "D"], [("A", ["B", "C"]), ("B", ["D"]), ("C", ["D"])]));
+
+        var answer = await Execute(uri, new JsonObject());
+
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        answer.Data!["got"]!.AsArray().Select(By).ShouldBe(["B", "C"]);
+    }
+
+    [Fact]
+    public async Task A_failing_branch_stops_the_graph_and_the_answer_names_the_node_and_its_error()
+    {
+        await DeployNode("A");
+        await DeployNode("B");
+        await DeployNode("C", new JsonObject { ["fail"] = true });
+        await DeployNode("D");
+        var uri = await Create(Graph("failing", ["A", "B", "C", "D"], [("A", ["B", "C"]), ("B", ["D"]), ("C", ["D"])]));
+
+        var answer = await Execute(uri, new JsonObject());
+
+        answer.Status.ShouldBe(422);
+        answer.Code.ShouldBe("policy_error");
+        answer.Message.ShouldContain($"'{N("C")}'");
+        answer.Message.ShouldContain("node C refused");
+        // D never ran: its own count starts at 1 when called directly.
+        (await _client.Send(HttpMethod.Post, $"/function/call_function/{N("D")}", new JsonObject())).Data!["calls"]!.GetValue<int>().ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task A_graph_past_its_deadline_answers_504()
+    {
+        await DeployNode("A", new JsonObject { ["hold"] = Path.Combine(fixture.Server.DataDirectory, "never-" + _run) });
+        await DeployNode("B");
+        var uri = await Create(Graph("slow", ["A", "B"], [("A", ["B"])], new JsonObject { ["deadline_seconds"] = 0.5 }));
+
+        var answer = await Execute(uri, new JsonObject());
+
+        answer.Status.ShouldBe(504);
+        answer.Code.ShouldBe("policy_timeout");
+        answer.Message.ShouldContain(N("A"));
+        // Let the held node go, so the worker is free for the other tests.
+        await File.WriteAllTextAsync(Path.Combine(fixture.Server.DataDirectory, "never-" + _run), "", TestContext.Current.CancellationToken);
+    }
+
+    [Fact]
+    public async Task A_node_without_a_deployed_function_is_404_naming_it_before_anything_runs()
+    {
+        await DeployNode("A");
+        var uri = await Create(Graph("partial", ["A", "B"], [("A", ["B"])]));
+
+        var answer = await Execute(uri, new JsonObject());
+
+        answer.Status.ShouldBe(404);
+        answer.Message.ShouldContain($"'{N("B")}'");
+        (await _client.Send(HttpMethod.Post, $"/function/call_function/{N("A")}", new JsonObject())).Data!["calls"]!.GetValue<int>().ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task Executing_an_unknown_graph_is_404_and_a_bad_request_is_400()
+    {
+        (await Execute("nothing:1.0-here", new JsonObject())).Status.ShouldBe(404);
+        var missing = await _client.Send(HttpMethod.Post, "/graph/execute_graph", new JsonObject { ["input_data"] = new JsonObject() });
+        missing.Status.ShouldBe(400);
+        missing.Message.ShouldContain("graph_uri");
+        (await _client.Send(HttpMethod.Post, "/graph/execute_graph", new JsonObject { ["graph_uri"] = "x:1-y", ["trace"] = "yes" })).Message.ShouldContain("trace");
+    }
+
+    [Fact]
+    public async Task Input_data_is_checked_against_the_graph_input_schema()
+    {
+        await DeployNode("A");
+        var uri = await Create(Graph("typed", ["A"], [], inputSchema: new JsonObject { ["ip"] = new JsonObject { ["type"] = "string", ["required"] = true } }));
+
+        var bad = await Execute(uri, new JsonObject { ["ip"] = 7 });
+
+        bad.Status.ShouldBe(400);
+        bad.Message.ShouldContain("input_data.ip");
+        (await Execute(uri, new JsonObject { ["ip"] = "10.0.0.1" })).Status.ShouldBe(200);
+    }
+
+    [Fact]
+    public async Task Trace_returns_each_nodes_input_output_and_duration_beside_the_result()
+    {
+        var uri = await Diamond("traced");
+
+        var answer = await Execute(uri, new JsonObject { ["q"] = 1 }, trace: true);
+
+        By(answer.Data!["result"]).ShouldBe("D");
+        var trace = answer.Data!["trace"]!.AsArray();
+        trace.Select(t => t!["node"]!.GetValue<string>()).Order().ShouldBe([N("A"), N("B"), N("C"), N("D")]);
+        var a = trace.Single(t => t!["node"]!.GetValue<string>() == N("A"))!;
+        a["input"]!.ToJsonString().ShouldBe("""{"q":1}""");
+        By(a["output"]).ShouldBe("A");
+        a["started_at"]!.GetValue<string>().ShouldEndWith("Z");
+        trace.ShouldAllBe(t => t!["duration_ms"]!.GetValue<double>() >= 0);
+    }
+
+    [Fact]
+    public async Task An_async_execution_answers_an_id_at_once_and_the_result_later()
+    {
+        var uri = await Diamond("later");
+
+        var started = await Execute(uri, new JsonObject(), async: true);
+        var id = started.Data!["execution_id"]!.GetValue<string>();
+
+        var giveUp = DateTime.UtcNow.AddSeconds(20);
+        Answer state;
+        do
+        {
+            state = await _client.Send(HttpMethod.Get, $"/graph/executions/{id}");
+            if (state.Data!["status"]!.GetValue<string>() != "running") break;
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        } while (DateTime.UtcNow < giveUp);
+
+        state.Data!["status"]!.GetValue<string>().ShouldBe("succeeded");
+        By(state.Data!["result"]).ShouldBe("D");
+        state.Data!["error"]!.GetValue<string>().ShouldBe("");
+        (await _client.Send(HttpMethod.Get, "/graph/executions/nope")).Status.ShouldBe(404);
+    }
+
+    [Fact]
+    public async Task The_diagram_is_a_mermaid_flowchart()
+    {
+        var uri = await Diamond("drawn");
+
+        using var response = await _client.GetAsync($"/graphs/{uri}/diagram", TestContext.Current.CancellationToken);
+        var text = await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
+
+        response.Content.Headers.ContentType!.MediaType.ShouldBe("text/vnd.mermaid");
+        text.ShouldContain("flowchart");
+        text.ShouldContain(N("A"));
+        text.ShouldContain(N("D"));
+    }
+
+    [Fact]
+    public async Task Graphs_are_read_updated_queried_and_deleted()
+    {
+        var uri = await Diamond("crud");
+
+        (await _client.Send(HttpMethod.Get, $"/graphs/{uri}")).Data!["graph_function_ids"]!.AsArray().Count.ShouldBe(4);
+        var updated = await _client.Send(HttpMethod.Put, $"/graphs/{uri}", new JsonObject { ["$set"] = new JsonObject { ["graph_description"] = "four nodes" } });
+        updated.Data!["graph_description"]!.GetValue<string>().ShouldBe("four nodes");
+        var found = await _client.Send(HttpMethod.Post, "/graphs/query", new JsonObject { ["graph_search_tags"] = "crud" });
+        found.Data!.AsArray().Select(g => g!["graph_uri"]!.GetValue<string>()).ShouldBe([uri]);
+        (await _client.Send(HttpMethod.Delete, $"/graphs/{uri}")).Data!["graph_uri"]!.GetValue<string>().ShouldBe(uri);
+        (await _client.Send(HttpMethod.Get, $"/graphs/{uri}")).Status.ShouldBe(404);
+    }
+
+    public static TheoryData<string, string, string, string> BadShapes => new()
+    {
+        // name, graph_function_ids, graph_connection_data (node names get the run suffix), and a word the message must hold
+        { "cycle", "A,B,C", "A>B;B>C;C>A", "cycle" },
+        { "two sinks", "A,B,C", "A>B,C", "B" },
+        { "unknown node", "A,B", "A>B;Z>B", "Z" },
+        { "unknown child", "A,B", "A>B,Q", "Q" },
+        { "self-loop", "A,B", "A>A,B", "A" },
+        { "empty", "", "", "graph_function_ids" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadShapes))]
+    public async Task Bad_shapes_are_rejected_at_create_and_at_update_naming_the_nodes(string name, string ids, string edges, string named)
+    {
+        var nodes = ids.Length == 0 ? [] : ids.Split(',');
+        var connections = edges.Length == 0 ? [] : edges.Split(';').Select(e => (e.Split('>')[0], e.Split('>')[1].Split(','))).ToArray();
+        var graph = Graph("bad_" + name.Replace(' ', '_'), nodes, connections);
+
+        var created = await _client.Send(HttpMethod.Post, "/graphs", graph);
+
+        created.Status.ShouldBe(400, created.Body?.ToJsonString());
+        created.Message.ShouldContain(named.Length == 1 ? N(named) : named);
+        (await _client.Send(HttpMethod.Post, "/graphs/query", new JsonObject { ["graph_name"] = graph["graph_name"]!.DeepClone() })).Data!.AsArray().ShouldBeEmpty();
+
+        if (nodes.Length == 0) return;
+        // The same shape through an update of a good graph: refused, and the stored graph is unchanged.
+        var good = Graph("good_" + name.Replace(' ', '_'), ["A", "B"], [("A", ["B"])]);
+        var uri = await Create(good);
+        var update = await _client.Send(HttpMethod.Put, $"/graphs/{uri}", new JsonObject
+        {
+            ["$set"] = new JsonObject { ["graph_function_ids"] = graph["graph_function_ids"]!.DeepClone(), ["graph_connection_data"] = graph["graph_connection_data"]!.DeepClone() },
+        });
+        update.Status.ShouldBe(400);
+        (await _client.Send(HttpMethod.Get, $"/graphs/{uri}")).Data!["graph_function_ids"]!.AsArray().Count.ShouldBe(2);
+    }
+}

@@ -1,0 +1,103 @@
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.DependencyInjection;
+using PolicyGrid.Api.Jobs;
+using PolicyGrid.Cli.Commands;
+using PolicyGrid.Core.Ports;
+using Shouldly;
+
+namespace PolicyGrid.Jobs.Tests;
+
+/// <summary><c>policygrid job ...</c> against the embedded server.</summary>
+public sealed class JobCliTests : IAsyncLifetime
+{
+    private readonly JobsServer server = new();
+    private string policy = "";
+
+    public async ValueTask InitializeAsync()
+    {
+        server.CreateClient();
+        policy = await server.AddPolicyAsync("cli", "class AIOSv1PolicyRule:\n    def __init__(self, r, s, p): pass\n    def eval(self, p, i, c): return {}\n");
+    }
+
+    public async ValueTask DisposeAsync() => await server.DisposeAsync();
+
+    private async Task<(int Code, string Out, string Error)> RunAsync(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var env = new CliEnvironment(CliEnvironment.PlainConsole(output), output, error, uri =>
+        {
+            var client = server.CreateClient();
+            client.BaseAddress = uri;
+            return client;
+        });
+        var code = await CliApp.RunAsync([.. args, "--server", "http://localhost/"], env);
+        return (code, output.ToString(), error.ToString());
+    }
+
+    private async Task InsertPendingAsync(string id, string name = "nightly")
+    {
+        var doc = new JsonObject { ["job_id"] = id, ["executor_id"] = "local", ["name"] = name, ["policy_rule_uri"] = policy, ["status"] = "pending" };
+        await server.Store.CreateAsync(Collections.Jobs, id, PolicyGrid.Core.Documents.Job.FromJson(doc).ToJson());
+    }
+
+    [Fact]
+    public async Task Wait_shows_the_result_when_the_job_ends_and_exits_zero()
+    {
+        await InsertPendingAsync("cli-1");
+        var token = await server.Services.GetRequiredService<JobResultTokens>().IssueAsync("cli-1", CancellationToken.None);
+        var waiting = RunAsync("job", "wait", "cli-1");
+        await server.CreateClient().Post("/jobs/cli-1/result", """{"status":"succeeded","result":{"rows":42}}""", token);
+
+        var (code, output, _) = await waiting.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+        code.ShouldBe(0);
+        output.ShouldContain("succeeded");
+        output.ShouldContain("\"rows\": 42");
+    }
+
+    [Fact]
+    public async Task Wait_exits_one_for_a_failed_job_and_four_when_the_wait_runs_out()
+    {
+        await InsertPendingAsync("cli-2");
+        var token = await server.Services.GetRequiredService<JobResultTokens>().IssueAsync("cli-2", CancellationToken.None);
+        (await RunAsync("job", "wait", "cli-2", "--timeout", "0.5")).Code.ShouldBe(JobCommands.StillRunning);
+
+        await server.CreateClient().Post("/jobs/cli-2/result", """{"status":"failed","error":"disk full"}""", token);
+        var (code, output, _) = await RunAsync("job", "wait", "cli-2");
+        code.ShouldBe(1);
+        output.ShouldContain("disk full");
+    }
+
+    [Fact]
+    public async Task Get_query_and_cancel_speak_the_api()
+    {
+        await InsertPendingAsync("cli-3", "nightly");
+        await InsertPendingAsync("cli-4", "hourly");
+
+        var (code, output, _) = await RunAsync("job", "query", """{"name":"nightly"}""");
+        code.ShouldBe(0);
+        output.ShouldContain("cli-3");
+        output.ShouldNotContain("cli-4");
+
+        var got = await RunAsync("job", "get", "cli-4", "--json");
+        JsonNode.Parse(got.Out)!["status"]!.GetValue<string>().ShouldBe("pending");
+
+        var cancelled = await RunAsync("job", "cancel", "cli-4");
+        cancelled.Code.ShouldBe(0);
+        cancelled.Out.ShouldContain("cancelled");
+    }
+
+    [Fact]
+    public async Task Mistakes_are_named_with_the_usage_or_server_exit_code()
+    {
+        (await RunAsync("job", "submit", policy, "--inputs", "{not json")).ShouldSatisfyAllConditions(
+            r => r.Code.ShouldBe(2), r => r.Error.ShouldContain("--inputs"));
+        (await RunAsync("job", "submit", policy, "--selector", "novalue")).Code.ShouldBe(2);
+        var missing = await RunAsync("job", "get", "nope");
+        missing.Code.ShouldBe(1);
+        missing.Error.ShouldContain("not_found");
+        var unknownExecutor = await RunAsync("job", "submit", policy, "--executor", "ghost");
+        unknownExecutor.Code.ShouldBe(1);
+        unknownExecutor.Error.ShouldContain("ghost");
+    }
+}
