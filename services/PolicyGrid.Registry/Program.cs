@@ -1,5 +1,6 @@
 using PolicyGrid.Api;
 using PolicyGrid.Dapr;
+using PolicyGrid.Dapr.Functions;
 
 // Dapr app "policy-registry": the public API, the same modules as `policygrid serve`, over Dapr
 // adapters. Type 2 calls on executor "dapr" (dapr://policy-executor) go over service invocation.
@@ -7,6 +8,7 @@ var builder = WebApplication.CreateBuilder(args);
 builder.WebHost.UseDaprAppPort(builder.Configuration, DaprNames.Apps.Registry);
 builder.Services.AddPolicyGridApi(builder.Configuration);
 builder.Services.AddDaprAdapters(builder.Configuration);
+builder.Services.AddDaprFunctionsAndGraphs();
 
 var app = builder.Build();
 app.MapPolicyGridApi();
