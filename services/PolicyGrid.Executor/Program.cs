@@ -1,6 +1,7 @@
 using PolicyGrid.Api;
 using PolicyGrid.Dapr;
 using PolicyGrid.Executor;
+using PolicyGrid.Kubernetes;
 
 // Dapr app "policy-executor": the executor node API (execute_policy, management) for service
 // invocation, and the policy-evaluations subscription. Policies run in this app's worker pool.
@@ -8,6 +9,9 @@ var builder = WebApplication.CreateBuilder(args);
 builder.WebHost.UseDaprAppPort(builder.Configuration, DaprNames.Apps.Executor);
 builder.Services.AddPolicyGridApi(builder.Configuration);
 builder.Services.AddDaprAdapters(builder.Configuration);
+// Type 3: jobs this node runs become Kubernetes Jobs in its own namespace (PolicyGrid:Jobs:Launcher=kubernetes).
+if (string.Equals(builder.Configuration["PolicyGrid:Jobs:Launcher"], "kubernetes", StringComparison.OrdinalIgnoreCase))
+    builder.Services.AddKubernetesJobLauncher(builder.Configuration);
 
 var app = builder.Build();
 app.MapPolicyGridApi();

@@ -1,6 +1,7 @@
 using PolicyGrid.Api;
 using PolicyGrid.Dapr;
 using PolicyGrid.Dapr.Functions;
+using PolicyGrid.Kubernetes;
 
 // Dapr app "policy-registry": the public API, the same modules as `policygrid serve`, over Dapr
 // adapters. Type 2 calls on executor "dapr" (dapr://policy-executor) go over service invocation.
@@ -9,6 +10,7 @@ builder.WebHost.UseDaprAppPort(builder.Configuration, DaprNames.Apps.Registry);
 builder.Services.AddPolicyGridApi(builder.Configuration);
 builder.Services.AddDaprAdapters(builder.Configuration);
 builder.Services.AddDaprFunctionsAndGraphs();
+builder.Services.AddExecutorNodeInstaller(builder.Configuration); // create-infra / remove-infra
 
 var app = builder.Build();
 app.MapPolicyGridApi();

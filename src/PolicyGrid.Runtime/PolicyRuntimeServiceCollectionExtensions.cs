@@ -36,7 +36,9 @@ public static class PolicyRuntimeServiceCollectionExtensions
 
         // Resolves bundle://sha256 codes from the IBundleStore; a fuller bundle cache registered
         // before this call (TryAdd) or replacing it afterwards takes over.
-        services.TryAddSingleton<IPolicyBundleSource>(sp => new StoredBundleSource(sp.GetRequiredService<IBundleStore>(), sp.GetRequiredService<PolicyRuntimeOptions>().Bundles));
+        services.TryAddSingleton(sp => new RequirementsInstaller(sp.GetRequiredService<PythonWorkerPool>(), sp.GetRequiredService<PolicyRuntimeOptions>().Bundles));
+        services.TryAddSingleton<IPolicyBundleSource>(sp => new StoredBundleSource(sp.GetRequiredService<IBundleStore>(),
+            sp.GetRequiredService<PolicyRuntimeOptions>().Bundles, sp.GetRequiredService<RequirementsInstaller>()));
         services.TryAddSingleton<PolicyCatalog>();
         services.TryAddSingleton<ContextLocks>();
         services.TryAddSingleton(sp => new DecisionLog(sp.GetRequiredService<IDocumentStore>(), sp.GetRequiredService<PolicyRuntimeOptions>().Decisions,

@@ -8,6 +8,7 @@ using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Embedded.Storage;
 using PolicyGrid.Runtime.Execution;
+using PolicyGrid.Runtime.Hosting;
 using Shouldly;
 
 namespace PolicyGrid.Runtime.Tests;
@@ -186,4 +187,93 @@ public sealed class StoredBundleSourceTests
         foreign.Status.ShouldBe(400);
         foreign.Message.ShouldContain("example.com/policy.zip");
     }
+}
+
+public sealed class BundleRequirementsTests : IAsyncDisposable
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+    private readonly string dir = Path.Combine(TestBundles.Root, "reqs-" + Guid.NewGuid().ToString("N")[..8]);
+    private readonly PythonWorkerPool pool = new(PoolFixture.TestOptions(workers: 1), new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+
+    private StoredBundleSource Source(FileBundleStore store, string wheels)
+    {
+        var options = new BundleSourceOptions
+        {
+            CacheDirectory = Path.Combine(dir, "unpacked"),
+            PipOptions = ["--only-binary", ":all:", "--no-index", "--find-links", wheels],
+        };
+        return new StoredBundleSource(store, options, new RequirementsInstaller(pool, options));
+    }
+
+    private static byte[] Bundle(string requirements, string functionPy)
+    {
+        using var buffer = new MemoryStream();
+        using (var zip = new ZipArchive(buffer, ZipArchiveMode.Create, leaveOpen: true))
+        {
+            foreach (var (name, text) in new[] { ("code/requirements.txt", requirements), ("code/function.py", functionPy) })
+            {
+                using var s = zip.CreateEntry(name).Open();
+                s.Write(Encoding.UTF8.GetBytes(text));
+            }
+        }
+        return buffer.ToArray();
+    }
+
+    // A pure-Python wheel is a zip with a dist-info folder: enough for pip, no build step needed.
+    private static string WheelDirectory(string root)
+    {
+        Directory.CreateDirectory(root);
+        using var file = File.Create(Path.Combine(root, "demo_helper-1.0-py3-none-any.whl"));
+        using var zip = new ZipArchive(file, ZipArchiveMode.Create);
+        foreach (var (name, text) in new[]
+        {
+            ("demo_helper/__init__.py", "GREETING = 'hello from a wheel'\n"),
+            ("demo_helper-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: demo-helper\nVersion: 1.0\n"),
+            ("demo_helper-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: policygrid-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"),
+            ("demo_helper-1.0.dist-info/RECORD", "demo_helper/__init__.py,,\ndemo_helper-1.0.dist-info/METADATA,,\ndemo_helper-1.0.dist-info/WHEEL,,\ndemo_helper-1.0.dist-info/RECORD,,\n"),
+        })
+        {
+            using var s = zip.CreateEntry(name).Open();
+            s.Write(Encoding.UTF8.GetBytes(text));
+        }
+        return root;
+    }
+
+    private const string UsesHelper = """
+        import demo_helper
+
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                pass
+            def eval(self, parameters, input_data, context):
+                return {"greeting": demo_helper.GREETING}
+        """;
+
+    [Fact]
+    public async Task Requirements_install_into_the_bundle_and_the_policy_imports_them()
+    {
+        var store = new FileBundleStore(Path.Combine(dir, "bundles"));
+        var source = Source(store, WheelDirectory(Path.Combine(dir, "wheels")));
+        var code = (await store.PutAsync(Bundle("demo-helper==1.0\n", UsesHelper), Ct)).Code;
+        var bundle = await source.GetAsync(code, Ct);
+        bundle.SitePackages.ShouldNotBeNull();
+        var reply = await pool.InvokeAsync(new PolicyInvocation("helper", new PolicyLoadSpec("helper:1-a", bundle, [], []), PolicyMethods.Eval,
+            new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = new JsonObject(), ["context"] = new JsonObject() }, TimeSpan.FromSeconds(5)), Ct);
+        reply!["result"]!["greeting"]!.GetValue<string>().ShouldBe("hello from a wheel");
+    }
+
+    [Fact]
+    public async Task A_requirement_that_cannot_be_installed_is_400_naming_it()
+    {
+        var store = new FileBundleStore(Path.Combine(dir, "bundles"));
+        var source = Source(store, WheelDirectory(Path.Combine(dir, "wheels")));
+        var code = (await store.PutAsync(Bundle("# needs a package nobody has\nno-such-package-xyz==9.9\n", UsesHelper), Ct)).Code;
+        var error = await Should.ThrowAsync<PolicyGridException>(() => source.GetAsync(code, Ct));
+        error.Status.ShouldBe(400);
+        error.Message.ShouldContain("no-such-package-xyz");
+        error.Message.ShouldContain("requirements.txt");
+        Directory.EnumerateFileSystemEntries(Path.Combine(dir, "unpacked")).ShouldBeEmpty(); // nothing half-installed is kept
+    }
+
+    public async ValueTask DisposeAsync() => await pool.DisposeAsync();
 }

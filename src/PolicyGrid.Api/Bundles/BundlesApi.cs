@@ -21,7 +21,7 @@ public static class BundlesApi
 
     public static IEndpointRouteBuilder MapBundlesApi(this IEndpointRouteBuilder app)
     {
-        var api = app.MapGroup("/bundles").WithTags("Bundles");
+        var api = app.MapGroup("/bundles").WithTags("Bundles").AnswersErrors(400, 401, 403, 404, 413);
         api.MapPost("", Upload).WithName("UploadBundle").WithSummary("Upload a policy bundle archive")
             .WithDescription("Raw application/zip, application/x-xz or application/gzip body, or multipart/form-data with a 'file' part. Answers {code, sha256, size, url}.")
             .Accepts<byte[]>("application/zip", "application/x-xz", "application/gzip", "multipart/form-data");

@@ -22,7 +22,7 @@ public static class ExecutorsApi
 
     public static IEndpointRouteBuilder MapExecutorsApi(this IEndpointRouteBuilder app)
     {
-        var api = app.MapGroup("/executor").WithTags("Executors");
+        var api = app.MapGroup("/executor").WithTags("Executors").AnswersErrors(400, 401, 403, 404, 409, 410, 413, 422, 429, 502, 503, 504);
         api.MapPost("", Create).WithName("CreateExecutor").WithSummary("Register an executor")
             .WithDescription("executor_host_uri picks the kind: inproc://local, http(s)://host:port (an executor node) or dapr://app-id.");
         api.MapPost("/query", Query).WithName("QueryExecutors").WithSummary("Find executors with a Mongo-style filter");

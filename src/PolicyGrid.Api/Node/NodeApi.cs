@@ -17,7 +17,7 @@ public static class NodeApi
 {
     public static IEndpointRouteBuilder MapNodeApi(this IEndpointRouteBuilder app)
     {
-        var api = app.MapGroup("").WithTags("Executor node");
+        var api = app.MapGroup("").WithTags("Executor node").AnswersErrors(400, 401, 403, 404, 410, 413, 422, 429, 503, 504);
         api.MapPost("/execute_policy", Execute).WithName("NodeExecutePolicy").WithSummary("Executor node: run a policy once on this server")
             .WithDescription("The body of POST /executor/{id}/execute_policy; lets this server be another registry's executor.");
         api.MapPost("/management", Manage).WithName("NodeManagePolicy").WithSummary("Executor node: run a management action on a fresh instance");

@@ -20,7 +20,7 @@ public static class PoliciesApi
 {
     public static IEndpointRouteBuilder MapPoliciesApi(this IEndpointRouteBuilder app)
     {
-        var api = app.MapGroup("/policy").WithTags("Policies");
+        var api = app.MapGroup("/policy").WithTags("Policies").AnswersErrors(400, 401, 403, 404, 409, 413);
 
         api.MapPost("", Create)
             .WithName("CreatePolicy").WithSummary("Register a policy")

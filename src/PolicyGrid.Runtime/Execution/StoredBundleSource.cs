@@ -15,8 +15,11 @@ namespace PolicyGrid.Runtime.Execution;
 /// source refuses them with a 400 that says so. Register a fuller <see cref="IPolicyBundleSource"/>
 /// to replace it.
 /// </summary>
-public sealed partial class StoredBundleSource(IBundleStore store, BundleSourceOptions options) : IPolicyBundleSource
+public sealed partial class StoredBundleSource(IBundleStore store, BundleSourceOptions options, RequirementsInstaller? requirements = null) : IPolicyBundleSource
 {
+    /// <summary>Inside an unpacked bundle: where code/requirements.txt was installed.</summary>
+    public const string SitePackagesDirectory = ".site-packages";
+
     private readonly ConcurrentDictionary<string, SemaphoreSlim> gates = new(StringComparer.Ordinal);
 
     [GeneratedRegex("^bundle://sha256/([0-9a-fA-F]{64})$")]
@@ -29,19 +32,19 @@ public sealed partial class StoredBundleSource(IBundleStore store, BundleSourceO
     {
         var sha = ShaOf(code ?? "");
         var root = Path.Combine(options.CacheDirectory, sha);
-        if (Directory.Exists(root)) return new BundleDirectory(sha, root, null);
+        if (Directory.Exists(root)) return Unpacked(sha, root);
         var gate = gates.GetOrAdd(sha, _ => new SemaphoreSlim(1, 1));
         await gate.WaitAsync(ct);
         try
         {
-            if (Directory.Exists(root)) return new BundleDirectory(sha, root, null);
+            if (Directory.Exists(root)) return Unpacked(sha, root);
             var archive = await store.GetAsync(sha, ct)
                 ?? throw Problems.Validation("code", $"no bundle with sha256 {sha} has been uploaded (POST /bundles)");
             var actual = Convert.ToHexStringLower(SHA256.HashData(archive));
             if (actual != sha)
                 throw Problems.BackendError($"stored bundle {sha} is corrupt: its content hashes to {actual}");
-            Unpack(sha, archive, root);
-            return new BundleDirectory(sha, root, null);
+            await UnpackAsync(sha, archive, root, ct);
+            return Unpacked(sha, root);
         }
         finally
         {
@@ -62,7 +65,13 @@ public sealed partial class StoredBundleSource(IBundleStore store, BundleSourceO
         throw Problems.Validation("code", $"'{code}' is not a bundle this server holds; upload the archive (POST /bundles) and use its bundle://sha256/... code");
     }
 
-    private void Unpack(string sha, byte[] archive, string root)
+    private static BundleDirectory Unpacked(string sha, string root)
+    {
+        var site = Path.Combine(root, SitePackagesDirectory);
+        return new BundleDirectory(sha, root, Directory.Exists(site) ? site : null);
+    }
+
+    private async Task UnpackAsync(string sha, byte[] archive, string root, CancellationToken ct)
     {
         EnsureCacheDirectory();
         var staging = Path.Combine(options.CacheDirectory, $".{sha[..12]}-{Guid.NewGuid():N}");
@@ -70,6 +79,13 @@ public sealed partial class StoredBundleSource(IBundleStore store, BundleSourceO
         try
         {
             ArchiveUnpacker.Unpack(archive, staging, options.Limits);
+            var wanted = Path.Combine(staging, "code", "requirements.txt");
+            if (File.Exists(wanted) && RequirementsInstaller.HasRequirements(wanted))
+            {
+                if (requirements is null)
+                    throw Problems.Validation("code", "the bundle has code/requirements.txt, but this server installs no requirements");
+                await requirements.InstallAsync(wanted, Path.Combine(staging, SitePackagesDirectory), ct);
+            }
             MakeReadable(staging);
             try
             {
@@ -116,4 +132,13 @@ public sealed class BundleSourceOptions
     public long MaxUnpackedBytes { get; set; } = 256L << 20;
     public int MaxCompressionRatio { get; set; } = 200;
     public UnpackLimits Limits => new(MaxEntries, MaxUnpackedBytes, MaxCompressionRatio);
+
+    /// <summary>
+    /// Extra pip arguments for installing code/requirements.txt, e.g. <c>--no-index --find-links /srv/wheels</c>.
+    /// Wheels only by default: installing an sdist runs its build code with the server's rights.
+    /// </summary>
+    public string[] PipOptions { get; set; } = ["--only-binary", ":all:"];
+
+    /// <summary>Longest a requirements install may take.</summary>
+    public TimeSpan InstallTimeout { get; set; } = TimeSpan.FromMinutes(5);
 }

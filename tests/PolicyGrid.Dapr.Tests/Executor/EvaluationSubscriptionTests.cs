@@ -18,12 +18,12 @@ public sealed class EvaluationSubscriptionTests : IDisposable
     public void Dispose() => app.Dispose();
 
     /// <summary>An event exactly as daprd delivers it to a subscriber: structured mode, Dapr's own extensions and headers.</summary>
-    private static HttpRequestMessage Delivery(JsonObject data, string id = "3f0b8a4e-7d1c-4b6a-9a51-0c2d7e9f1a23")
+    private static HttpRequestMessage Delivery(JsonObject data, string id = "3f0b8a4e-7d1c-4b6a-9a51-0c2d7e9f1a23", string dataContentType = "application/json")
     {
         var cloudEvent = new JsonObject
         {
             ["data"] = data,
-            ["datacontenttype"] = "application/json",
+            ["datacontenttype"] = dataContentType,
             ["id"] = id,
             ["pubsubname"] = DaprNames.Components.PubSub,
             ["source"] = "policy-registry",
@@ -99,6 +99,17 @@ public sealed class EvaluationSubscriptionTests : IDisposable
             {"correlation_id": "order-42", "event_id": "3f0b8a4e-7d1c-4b6a-9a51-0c2d7e9f1a23", "policy_rule_uri": "ip_allowlist:1.0-beta",
              "success": true, "data": {"allowed": true, "reason": "allowed"}}
             """)).ShouldBeTrue(data.ToJsonString());
+    }
+
+    [Fact]
+    public async Task Json_data_with_a_charset_is_read_as_json()
+    {
+        app.Policies.ExecuteAsync(Arg.Any<ExecutionRequest>(), Arg.Any<CallerIdentity>(), Arg.Any<CancellationToken>())
+            .Returns(new PolicyResult(new JsonObject()));
+
+        (await SidecarStatus(Delivery(Evaluation("cs-1"), dataContentType: "application/json; charset=utf-8"))).ShouldBe("SUCCESS");
+
+        app.Published.ShouldHaveSingleItem().Data["correlation_id"]!.GetValue<string>().ShouldBe("cs-1");
     }
 
     [Fact]
