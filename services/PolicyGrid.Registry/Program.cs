@@ -1,5 +1,6 @@
 using PolicyGrid.Api;
 using PolicyGrid.Dapr;
+using PolicyGrid.Dapr.Functions;
 using PolicyGrid.Kubernetes;
 
 // Dapr app "policy-registry": the public API, the same modules as `policygrid serve`, over Dapr
@@ -8,6 +9,7 @@ var builder = WebApplication.CreateBuilder(args);
 builder.WebHost.UseDaprAppPort(builder.Configuration, DaprNames.Apps.Registry);
 builder.Services.AddPolicyGridApi(builder.Configuration);
 builder.Services.AddDaprAdapters(builder.Configuration);
+builder.Services.AddDaprFunctionsAndGraphs();
 builder.Services.AddExecutorNodeInstaller(builder.Configuration); // create-infra / remove-infra
 
 var app = builder.Build();
