@@ -1,5 +1,7 @@
 using PolicyGrid.Api;
 using PolicyGrid.Dapr;
+using PolicyGrid.Dapr.Functions;
+using PolicyGrid.Runtime;
 using PolicyGrid.Executor;
 
 // Dapr app "policy-executor": the executor node API (execute_policy, management) for service
@@ -8,6 +10,8 @@ var builder = WebApplication.CreateBuilder(args);
 builder.WebHost.UseDaprAppPort(builder.Configuration, DaprNames.Apps.Executor);
 builder.Services.AddPolicyGridApi(builder.Configuration);
 builder.Services.AddDaprAdapters(builder.Configuration);
+builder.Services.AddPolicyRuntime(builder.Configuration);
+builder.Services.AddDaprFunctionsAndGraphs();
 
 var app = builder.Build();
 app.MapPolicyGridApi();
