@@ -1,8 +1,8 @@
 using PolicyGrid.Api;
 using PolicyGrid.Dapr;
-using PolicyGrid.Dapr.Functions;
 using PolicyGrid.Runtime;
 using PolicyGrid.Executor;
+using PolicyGrid.Kubernetes;
 
 // Dapr app "policy-executor": the executor node API (execute_policy, management) for service
 // invocation, and the policy-evaluations subscription. Policies run in this app's worker pool.
@@ -11,7 +11,9 @@ builder.WebHost.UseDaprAppPort(builder.Configuration, DaprNames.Apps.Executor);
 builder.Services.AddPolicyGridApi(builder.Configuration);
 builder.Services.AddDaprAdapters(builder.Configuration);
 builder.Services.AddPolicyRuntime(builder.Configuration);
-builder.Services.AddDaprFunctionsAndGraphs();
+// Type 3: jobs this node runs become Kubernetes Jobs in its own namespace (PolicyGrid:Jobs:Launcher=kubernetes).
+if (string.Equals(builder.Configuration["PolicyGrid:Jobs:Launcher"], "kubernetes", StringComparison.OrdinalIgnoreCase))
+    builder.Services.AddKubernetesJobLauncher(builder.Configuration);
 
 var app = builder.Build();
 app.MapPolicyGridApi();

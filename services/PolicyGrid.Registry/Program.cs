@@ -1,6 +1,7 @@
 using PolicyGrid.Api;
 using PolicyGrid.Dapr;
 using PolicyGrid.Dapr.Functions;
+using PolicyGrid.Kubernetes;
 using PolicyGrid.Runtime;
 
 // Dapr app "policy-registry": the public API, the same modules as `policygrid serve`, over Dapr
@@ -12,6 +13,7 @@ builder.Services.AddPolicyGridApi(builder.Configuration);
 builder.Services.AddDaprAdapters(builder.Configuration);
 builder.Services.AddPolicyRuntime(builder.Configuration);
 builder.Services.AddDaprFunctionsAndGraphs();
+builder.Services.AddExecutorNodeInstaller(builder.Configuration); // create-infra / remove-infra
 
 var app = builder.Build();
 app.MapPolicyGridApi();

@@ -78,8 +78,8 @@ public sealed record ExecutorNodeManifests(
                         SecurityContext = new V1PodSecurityContext
                         {
                             RunAsNonRoot = true,
-                            RunAsUser = 65532,
-                            RunAsGroup = 65532,
+                            RunAsUser = 1654,
+                            RunAsGroup = 1654,
                             SeccompProfile = new V1SeccompProfile { Type = "RuntimeDefault" },
                         },
                         Containers =
@@ -92,8 +92,9 @@ public sealed record ExecutorNodeManifests(
                                 Env =
                                 [
                                     new V1EnvVar { Name = "POLICYGRID_EXECUTOR_ID", Value = executorId },
-                                    new V1EnvVar { Name = "ASPNETCORE_URLS", Value = $"http://0.0.0.0:{options.ContainerPort}" },
+                                    new V1EnvVar { Name = "APP_PORT", Value = options.ContainerPort.ToString(System.Globalization.CultureInfo.InvariantCulture) },
                                     new V1EnvVar { Name = "PolicyGrid__Jobs__Launcher", Value = "kubernetes" },
+                                    new V1EnvVar { Name = "PolicyGrid__Jobs__NodeExecutorId", Value = executorId },
                                     new V1EnvVar { Name = "PolicyGrid__Jobs__Kubernetes__RunnerImage", Value = options.RunnerImage },
                                     new V1EnvVar { Name = "PolicyGrid__Jobs__Kubernetes__ResultCallbackUrl", Value = serviceUrl },
                                     new V1EnvVar

@@ -44,7 +44,8 @@ public sealed class KubernetesJobLauncher(IKubernetes client, IOptions<Kubernete
 
     public async Task CancelAsync(string jobId, CancellationToken ct)
     {
-        var signal = cancelled.GetOrAdd(jobId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        // Signalled before the delete, so a follower that then finds the Job gone knows why.
+        cancelled.GetOrAdd(jobId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
         var name = KubernetesNames.JobName(jobId);
         try
         {
@@ -58,10 +59,6 @@ public sealed class KubernetesJobLauncher(IKubernetes client, IOptions<Kubernete
         catch (Exception e) when (e is not OperationCanceledException)
         {
             throw KubernetesFailure.Describe(e, $"delete Job {Namespace}/{name}");
-        }
-        finally
-        {
-            signal.TrySetResult();
         }
     }
 

@@ -9,7 +9,7 @@ public sealed class KubernetesJobOptions
     public string Namespace { get; set; } = "";
 
     /// <summary>Image whose entrypoint is <c>policygrid job-run</c> (deploy/jobs/runner.Dockerfile).</summary>
-    public string RunnerImage { get; set; } = "ghcr.io/policygrid/job-runner:latest";
+    public string RunnerImage { get; set; } = "policygrid/job-runner:latest";
 
     /// <summary>Base URL the runner posts its result to (<c>POST {url}/jobs/{id}/result</c>): the node's in-cluster service URL.</summary>
     public string ResultCallbackUrl { get; set; } = "";
@@ -17,8 +17,8 @@ public sealed class KubernetesJobOptions
     /// <summary>How long finished Jobs (and their pods and logs) stay in the cluster.</summary>
     public int TtlSecondsAfterFinished { get; set; } = 3600;
 
-    /// <summary>The unprivileged uid/gid the runner runs as.</summary>
-    public long RunAsUser { get; set; } = 65532;
+    /// <summary>The unprivileged uid/gid the runner runs as (the .NET images' non-root user).</summary>
+    public long RunAsUser { get; set; } = 1654;
 
     /// <summary>A ServiceAccount for job pods; empty means none and no token mounted (the runner needs no API access).</summary>
     public string ServiceAccountName { get; set; } = "";
@@ -40,13 +40,13 @@ public sealed class ExecutorNodeOptions
     public string Namespace { get; set; } = "policygrid";
 
     /// <summary>The executor node image (services/PolicyGrid.Executor).</summary>
-    public string NodeImage { get; set; } = "ghcr.io/policygrid/policy-executor:latest";
+    public string NodeImage { get; set; } = "policygrid/executor:latest";
 
     /// <summary>The job runner image the node launches (see <see cref="KubernetesJobOptions.RunnerImage"/>).</summary>
-    public string RunnerImage { get; set; } = "ghcr.io/policygrid/job-runner:latest";
+    public string RunnerImage { get; set; } = "policygrid/job-runner:latest";
 
     /// <summary>Port the node listens on inside its pod.</summary>
-    public int ContainerPort { get; set; } = 8080;
+    public int ContainerPort { get; set; } = 5101;
 
     public int Replicas { get; set; } = 1;
 }

@@ -7,6 +7,7 @@ using PolicyGrid.Api.Documents;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Core.Querying;
+using PolicyGrid.Runtime.Execution;
 
 namespace PolicyGrid.Api.Decisions;
 
@@ -21,9 +22,18 @@ public static class DecisionsApi
         return app;
     }
 
-    public static async Task<Ok<Envelope<JsonArray>>> Query(JsonBody body, QueryWindow window, IDocumentStore store, CancellationToken ct)
+    public static async Task<Ok<Envelope<JsonArray>>> Query(JsonBody body, QueryWindow window, IDocumentStore store, HttpContext http, CancellationToken ct)
     {
         var filter = FilterParser.Parse(body.Node);
+        // The log is written behind the calls it records; wait (briefly) for what is queued so a
+        // caller who just executed a policy finds that decision.
+        if (http.RequestServices.GetService(typeof(DecisionLog)) is DecisionLog log)
+        {
+            using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            wait.CancelAfter(TimeSpan.FromSeconds(2));
+            try { await log.FlushAsync(wait.Token); }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested) { }
+        }
         IReadOnlyList<SortKey> sort = window.Sort.Count > 0 ? window.Sort : [new SortKey("at", SortDirection.Desc)];
         var found = await store.QueryAsync(Collections.Decisions, new DocumentQuery(filter, sort, window.Skip, window.Limit), ct);
         return Answer.Ok(new JsonArray([.. found.Select(d => (JsonNode)d.Body)]));

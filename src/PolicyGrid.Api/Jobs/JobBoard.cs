@@ -50,7 +50,7 @@ public sealed class JobBoard(
         var executor = string.IsNullOrEmpty(executorId)
             ? await allocation.ChooseAsync(job, ct)
             : await ExecutorAsync(executorId, ct);
-        var launcher = transports.For(executor);
+        var launcher = LauncherFor(executor);
         job = job with { ExecutorId = executor.ExecutorId, Status = JobStatus.Pending, CreatedAt = Now() };
         await store.CreateAsync(Collections.Jobs, job.JobId, job.ToJson(), ct);
         logger.LogInformation("job {JobId}: {Policy} submitted to executor {ExecutorId} (timeout {Timeout}s)", job.JobId, job.PolicyRuleUri, executor.ExecutorId, job.TimeoutSeconds);
@@ -63,7 +63,14 @@ public sealed class JobBoard(
     {
         var given = Job.FromJson(body);
         if (await store.GetAsync(Collections.Jobs, given.JobId, ct) is { } existing)
-            return await PresentAsync(existing.Body, ct); // the registry retried: the job already runs here
+        {
+            // Either the registry retried (the job already runs here), or registry and node share one
+            // store (Dapr) and the registry recorded it: then it is ours to start.
+            var recorded = Job.FromJson(existing.Body);
+            if (recorded.Status == JobStatus.Pending && !runs.ContainsKey(recorded.JobId))
+                Start(recorded, transports.NodeLauncher(), await PolicyAsync(recorded.PolicyRuleUri, ct));
+            return await PresentAsync(existing.Body, ct);
+        }
         var policy = await PolicyAsync(given.PolicyRuleUri, ct);
         CheckAgainstPolicy(given, policy);
         var job = given with { Status = JobStatus.Pending, Result = new JsonObject(), Error = "", CreatedAt = Now(), StartedAt = "", FinishedAt = "" };
@@ -122,7 +129,7 @@ public sealed class JobBoard(
             try
             {
                 var executor = await ExecutorAsync(job.ExecutorId, ct);
-                await transports.For(executor).CancelAsync(jobId, ct);
+                await LauncherFor(executor).CancelAsync(jobId, ct);
             }
             catch (PolicyGridException e)
             {
@@ -156,18 +163,20 @@ public sealed class JobBoard(
     }
 
     /// <summary>At start: follows every job a previous run of this server left pending or running, or records why it ended.</summary>
-    public async Task ReconcileAsync(CancellationToken ct)
+    public async Task ReconcileAsync(DateTimeOffset startedAt, CancellationToken ct)
     {
+        var before = Timestamps.Format(startedAt);
         var filter = FilterParser.Parse(new JsonObject { ["status"] = new JsonObject { ["$in"] = new JsonArray(JobStatus.Pending, JobStatus.Running) } });
         var open = await store.QueryAsync(Collections.Jobs, new DocumentQuery(filter, [], 0, DocumentQuery.MaxLimit), ct);
         foreach (var doc in open)
         {
             var job = Job.FromJson(doc.Body);
-            if (runs.ContainsKey(job.JobId)) continue;
+            // Jobs submitted since this server started are followed already.
+            if (runs.ContainsKey(job.JobId) || string.CompareOrdinal(job.CreatedAt, before) >= 0) continue;
             IJobLauncher launcher;
             try
             {
-                launcher = transports.For(await ExecutorAsync(job.ExecutorId, ct));
+                launcher = IsThisNode(job.ExecutorId) ? transports.NodeLauncher() : LauncherFor(await ExecutorAsync(job.ExecutorId, ct));
             }
             catch (PolicyGridException e)
             {
@@ -178,6 +187,11 @@ public sealed class JobBoard(
             Follow(job.JobId, async token => await launcher.ReattachAsync(job.JobId, token));
         }
     }
+
+    private bool IsThisNode(string executorId) => options.Value.NodeExecutorId.Length > 0 && executorId == options.Value.NodeExecutorId;
+
+    // An executor that is this very server runs its jobs itself rather than calling itself over the network.
+    private IJobLauncher LauncherFor(PolicyExecutor executor) => IsThisNode(executor.ExecutorId) ? transports.NodeLauncher() : transports.For(executor);
 
     private void Start(Job job, IJobLauncher launcher, PolicyRule policy)
     {

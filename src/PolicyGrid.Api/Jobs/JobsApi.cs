@@ -36,6 +36,7 @@ public static class JobsApi
         services.AddSingleton<JobBoard>();
         services.AddSingleton<IJobTransport, InprocJobTransport>();
         services.AddSingleton<IJobTransport, RemoteJobTransport>();
+        services.AddSingleton<IJobTransport, DaprJobTransport>();
         services.AddHttpClient(RemoteJobTransport.HttpClientName, c => c.Timeout = TimeSpan.FromSeconds(90));
         services.AddHostedService<JobReconciler>();
         return services;
@@ -130,11 +131,45 @@ public static class JobsApi
 /// <summary>
 /// Re-attaches to jobs a previous run of this server left pending or running. It runs in StartAsync,
 /// which the host finishes before the server takes requests, so a job submitted now is never
-/// mistaken for a left-over one.
+/// mistaken for a left-over one. A store that is not reachable yet (a sidecar still starting) does
+/// not stop the server: reconciling is retried in the background until it succeeds.
 /// </summary>
-public sealed class JobReconciler(JobBoard board) : IHostedService
+public sealed class JobReconciler(JobBoard board, IHostApplicationLifetime lifetime, Microsoft.Extensions.Logging.ILogger<JobReconciler> logger) : IHostedService
 {
-    public Task StartAsync(CancellationToken cancellationToken) => board.ReconcileAsync(cancellationToken);
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var startedAt = DateTimeOffset.UtcNow;
+        try
+        {
+            await board.ReconcileAsync(startedAt, cancellationToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            Microsoft.Extensions.Logging.LoggerExtensions.LogWarning(logger, "reconciling left-over jobs failed ({Error}); retrying in the background", e.Message);
+            _ = Task.Run(() => RetryAsync(startedAt, lifetime.ApplicationStopping), CancellationToken.None);
+        }
+    }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    private async Task RetryAsync(DateTimeOffset startedAt, CancellationToken stopping)
+    {
+        for (var delay = TimeSpan.FromSeconds(2); !stopping.IsCancellationRequested; delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromMinutes(1).Ticks)))
+        {
+            try
+            {
+                await Task.Delay(delay, stopping);
+                await board.ReconcileAsync(startedAt, stopping);
+                return;
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                Microsoft.Extensions.Logging.LoggerExtensions.LogWarning(logger, "reconciling left-over jobs failed again ({Error})", e.Message);
+            }
+        }
+    }
 }

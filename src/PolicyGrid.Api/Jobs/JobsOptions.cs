@@ -21,6 +21,13 @@ public sealed class JobsOptions
     /// </summary>
     public string AllocatorPolicy { get; set; } = "";
 
+    /// <summary>
+    /// The executor id this server itself is (e.g. <c>dapr</c> on the policy-executor app, the
+    /// POLICYGRID_EXECUTOR_ID of a node installed by create-infra). Jobs recorded for it are run and
+    /// re-attached with this server's own launcher even when the store is shared with a registry.
+    /// </summary>
+    public string NodeExecutorId { get; set; } = "";
+
     /// <summary>Which launcher runs this node's own jobs: <c>local</c> (OS processes) or <c>kubernetes</c>.</summary>
     public string Launcher { get; set; } = "local";
 }

@@ -6,6 +6,7 @@ using PolicyGrid.Cli.Jobs;
 using PolicyGrid.Cli.Serve;
 using PolicyGrid.Embedded.Functions;
 using PolicyGrid.Embedded.Storage;
+using PolicyGrid.Runtime;
 using PolicyGrid.Embedded.Events;
 
 namespace PolicyGrid.Cli;
@@ -38,6 +39,7 @@ public static class PolicyGridApp
         Directory.CreateDirectory(serve.DataDirectory);
         builder.Services.AddSingleton(serve);
         builder.Services.AddEmbeddedStorage(serve.DataDirectory);
+        builder.Services.AddPolicyRuntime(builder.Configuration);
         builder.Services.AddPolicyGridApi(builder.Configuration);
         builder.Services.AddHostedService<BuiltInExecutor>();
         builder.Services.AddEmbeddedEvents();

@@ -1,0 +1,363 @@
+using System.Diagnostics;
+using System.Formats.Tar;
+using System.IO.Compression;
+using PolicyGrid.Core.Errors;
+
+namespace PolicyGrid.Runtime.Bundles;
+
+public enum BundleArchiveKind { Unknown, Zip, TarGz, TarXz }
+
+/// <summary>What an archive holds once checked (or unpacked): entries and bytes of file content.</summary>
+public sealed record ArchiveSummary(BundleArchiveKind Kind, int Entries, long Bytes);
+
+/// <summary>
+/// Reads bundle archives (.zip, .tar.gz, .tar.xz) safely. Every entry is checked before anything is
+/// written: no absolute paths, no <c>..</c>, no device files or FIFOs, links only to places inside the
+/// bundle, and caps on entry count, unpacked size and compression ratio, counted on the bytes actually
+/// decompressed rather than on what the archive claims. .NET has no xz decoder, so .tar.xz goes through the
+/// <c>xz</c> program (a child process with a memory limit and a deadline).
+/// </summary>
+public static class BundleArchive
+{
+    private const string NotReadable = "the bundle is not a readable archive";
+
+    public static BundleArchiveKind Detect(ReadOnlySpan<byte> b) =>
+        b.StartsWith("PK\x03\x04"u8) || b.StartsWith("PK\x05\x06"u8) ? BundleArchiveKind.Zip
+        : b.StartsWith((ReadOnlySpan<byte>)[0x1F, 0x8B]) ? BundleArchiveKind.TarGz
+        : b.StartsWith((ReadOnlySpan<byte>)[0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]) ? BundleArchiveKind.TarXz
+        : BundleArchiveKind.Unknown;
+
+    /// <summary>Reads the whole archive without writing anything; 400 when it is unreadable or unsafe.</summary>
+    public static ArchiveSummary Validate(ReadOnlySpan<byte> archive) => Validate(archive, new ArchiveLimits());
+
+    public static ArchiveSummary Validate(ReadOnlySpan<byte> archive, ArchiveLimits limits) => Walk(archive.ToArray(), limits, root: null);
+
+    /// <summary>Unpacks into <paramref name="destination"/> (created; should be empty); 400 when unreadable or unsafe.</summary>
+    public static ArchiveSummary Unpack(ReadOnlySpan<byte> archive, string destination, ArchiveLimits limits)
+    {
+        ArgumentNullException.ThrowIfNull(limits);
+        var root = Path.GetFullPath(destination);
+        CreateDirectory(root);
+        return Walk(archive.ToArray(), limits, root);
+    }
+
+    private static ArchiveSummary Walk(byte[] archive, ArchiveLimits limits, string? root)
+    {
+        var kind = Detect(archive);
+        var writer = new EntryWriter(root, new UnpackBudget(limits, archive.Length));
+        try
+        {
+            switch (kind)
+            {
+                case BundleArchiveKind.Zip:
+                    WalkZip(archive, writer);
+                    break;
+                case BundleArchiveKind.TarGz:
+                    using (var gzip = new GZipStream(new MemoryStream(archive), CompressionMode.Decompress))
+                        WalkTar(new CappedStream(gzip, writer.Budget.MaxStreamBytes), writer);
+                    break;
+                case BundleArchiveKind.TarXz:
+                    using (var xz = XzProcess.Start(archive, limits))
+                    {
+                        WalkTar(new CappedStream(xz.Output, writer.Budget.MaxStreamBytes), writer);
+                        xz.Finish();
+                    }
+                    break;
+                default:
+                    throw Problems.BadRequest($"{NotReadable}: expected a .zip, .tar.gz or .tar.xz (it starts with neither PK, 1F 8B nor FD 37 7A 58 5A)");
+            }
+            writer.CreateLinks();
+        }
+        catch (Exception e) when (e is InvalidDataException or FormatException or EndOfStreamException or NotSupportedException or ArgumentException
+                                      || (e is IOException && e is not (DirectoryNotFoundException or PathTooLongException) && e.GetType() == typeof(IOException)))
+        {
+            throw Problems.BadRequest($"{NotReadable} ({Describe(kind)}): {e.Message}");
+        }
+        return new ArchiveSummary(kind, writer.Budget.Entries, writer.Budget.Bytes);
+    }
+
+    private static string Describe(BundleArchiveKind kind) => kind switch
+    {
+        BundleArchiveKind.Zip => "zip",
+        BundleArchiveKind.TarGz => "tar.gz",
+        BundleArchiveKind.TarXz => "tar.xz",
+        _ => "unknown format",
+    };
+
+    private static void WalkZip(byte[] archive, EntryWriter writer)
+    {
+        using var zip = new ZipArchive(new MemoryStream(archive), ZipArchiveMode.Read);
+        foreach (var entry in zip.Entries)
+        {
+            var unixMode = (entry.ExternalAttributes >> 16) & 0xFFFF;
+            var fileType = unixMode & 0xF000;
+            if (entry.FullName.EndsWith('/') || fileType == 0x4000)
+            {
+                writer.Directory(entry.FullName);
+                continue;
+            }
+            if (fileType == 0xA000)
+            {
+                using var reader = new StreamReader(entry.Open());
+                writer.SymbolicLink(entry.FullName, reader.ReadToEnd());
+                continue;
+            }
+            if (fileType is not (0 or 0x8000))
+                throw Problems.BadRequest($"bundle entry '{entry.FullName}' is a device file, FIFO or socket; only files, directories and links inside the bundle are allowed");
+            writer.Budget.Declare(entry.FullName, entry.Length);
+            using var data = entry.Open();
+            writer.File(entry.FullName, data, executable: (unixMode & 0x40) != 0);
+        }
+    }
+
+    private static void WalkTar(Stream tarStream, EntryWriter writer)
+    {
+        using var tar = new TarReader(tarStream, leaveOpen: true);
+        while (tar.GetNextEntry(copyData: false) is { } entry)
+        {
+            switch (entry.EntryType)
+            {
+                case TarEntryType.Directory:
+                    writer.Directory(entry.Name);
+                    break;
+                case TarEntryType.RegularFile or TarEntryType.V7RegularFile or TarEntryType.ContiguousFile:
+                    writer.Budget.Declare(entry.Name, entry.Length);
+                    writer.File(entry.Name, entry.DataStream ?? Stream.Null, executable: (entry.Mode & UnixFileMode.UserExecute) != 0);
+                    break;
+                case TarEntryType.SymbolicLink:
+                    writer.SymbolicLink(entry.Name, entry.LinkName);
+                    break;
+                case TarEntryType.HardLink:
+                    writer.HardLink(entry.Name, entry.LinkName);
+                    break;
+                case TarEntryType.GlobalExtendedAttributes or TarEntryType.ExtendedAttributes:
+                    break; // metadata only
+                default:
+                    throw Problems.BadRequest($"bundle entry '{entry.Name}' is a {entry.EntryType} entry; only files, directories and links inside the bundle are allowed");
+            }
+        }
+    }
+
+    internal static void CreateDirectory(string path)
+    {
+        if (OperatingSystem.IsWindows()) Directory.CreateDirectory(path);
+        else Directory.CreateDirectory(path, DirectoryMode);
+    }
+
+    internal const UnixFileMode DirectoryMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
+        | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute;
+
+    internal const UnixFileMode FileMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead;
+
+    internal const UnixFileMode ExecutableMode = FileMode | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute;
+
+    /// <summary>Counts entries and decompressed bytes against the limits as they are read.</summary>
+    internal sealed class UnpackBudget(ArchiveLimits limits, long archiveBytes)
+    {
+        public int Entries { get; private set; }
+        public long Bytes { get; private set; }
+
+        /// <summary>Most file bytes allowed: the size cap, or the ratio cap for this archive, whichever is lower.</summary>
+        public long MaxBytes { get; } = (long)Math.Min(limits.MaxTotalBytes, Math.Max(1.0, archiveBytes) * limits.MaxCompressionRatio);
+
+        /// <summary>Most bytes of decompressed tar stream (file bytes plus headers and padding).</summary>
+        public long MaxStreamBytes => MaxBytes + (long)(limits.MaxEntries + 2) * 2048 + 1024 * 1024;
+
+        public void Entry(string name)
+        {
+            if (++Entries > limits.MaxEntries)
+                throw Problems.BadRequest($"the bundle has more than {limits.MaxEntries} entries (limit PolicyGrid:Runtime:Bundles:Limits:MaxEntries)");
+        }
+
+        public void Declare(string name, long length)
+        {
+            if (length > MaxBytes) throw TooBig(name);
+        }
+
+        public void Add(string name, long bytes)
+        {
+            Bytes += bytes;
+            if (Bytes > MaxBytes) throw TooBig(name);
+        }
+
+        private PolicyGridException TooBig(string name) => Bytes > limits.MaxTotalBytes || MaxBytes == limits.MaxTotalBytes
+            ? Problems.BadRequest($"the bundle unpacks to more than {limits.MaxTotalBytes} bytes (at '{name}'; limit PolicyGrid:Runtime:Bundles:Limits:MaxTotalBytes)")
+            : Problems.BadRequest($"the bundle unpacks to more than {limits.MaxCompressionRatio}x its archive size (at '{name}'), which looks like a decompression bomb (limit PolicyGrid:Runtime:Bundles:Limits:MaxCompressionRatio)");
+    }
+
+    /// <summary>
+    /// Writes (or, without a root, only checks) entries. Links are created after every file, and link
+    /// targets may not contain <c>..</c> or be absolute, so nothing is ever written through a link and no
+    /// link can point outside the bundle however links are chained.
+    /// </summary>
+    private sealed class EntryWriter(string? root, UnpackBudget budget)
+    {
+        private readonly List<(string Path, string Target, bool Hard, string Name)> _links = [];
+        private readonly HashSet<string> _files = new(StringComparer.Ordinal);
+
+        public UnpackBudget Budget { get; } = budget;
+
+        public void Directory(string name)
+        {
+            Budget.Entry(name);
+            var relative = SafeRelative(name);
+            if (relative.Length == 0 || root is null) return;
+            CreateDirectory(Path.Combine(root, relative));
+        }
+
+        public void File(string name, Stream data, bool executable)
+        {
+            Budget.Entry(name);
+            var relative = SafeRelative(name);
+            if (relative.Length == 0) throw Problems.BadRequest($"bundle entry '{name}' has no file name");
+            _files.Add(relative);
+            Stream sink = Stream.Null;
+            if (root is not null)
+            {
+                var path = Path.Combine(root, relative);
+                CreateDirectory(Path.GetDirectoryName(path)!);
+                var options = new FileStreamOptions { Mode = System.IO.FileMode.Create, Access = FileAccess.Write, Share = FileShare.None };
+                if (!OperatingSystem.IsWindows()) options.UnixCreateMode = executable ? ExecutableMode : FileMode;
+                sink = new FileStream(path, options);
+            }
+            using (sink)
+            {
+                var buffer = new byte[81920];
+                int read;
+                while ((read = data.Read(buffer)) > 0)
+                {
+                    Budget.Add(name, read);
+                    sink.Write(buffer, 0, read);
+                }
+            }
+        }
+
+        public void SymbolicLink(string name, string target) => Link(name, target, hard: false);
+
+        public void HardLink(string name, string target) => Link(name, target, hard: true);
+
+        private void Link(string name, string target, bool hard)
+        {
+            Budget.Entry(name);
+            var relative = SafeRelative(name);
+            if (relative.Length == 0) throw Problems.BadRequest($"bundle entry '{name}' has no file name");
+            if (string.IsNullOrEmpty(target) || target.StartsWith('/') || target.Contains('\\', StringComparison.Ordinal) || target.Contains('\0', StringComparison.Ordinal)
+                || target.Split('/').Any(s => s == ".."))
+                throw Problems.BadRequest($"bundle entry '{name}' is a link to '{target}', which leaves the bundle; links may only point further down inside it");
+            _links.Add((relative, hard ? SafeRelative(target) : target, hard, name));
+        }
+
+        public void CreateLinks()
+        {
+            foreach (var (relative, target, hard, name) in _links)
+            {
+                if (hard && !_files.Contains(target))
+                    throw Problems.BadRequest($"bundle entry '{name}' is a hard link to '{target}', which is not a file of the bundle");
+                if (root is null) continue;
+                var path = Path.Combine(root, relative);
+                CreateDirectory(Path.GetDirectoryName(path)!);
+                if (hard) System.IO.File.Copy(Path.Combine(root, target), path, overwrite: true);
+                else System.IO.File.CreateSymbolicLink(path, target);
+            }
+        }
+
+        /// <summary>The entry's path relative to the bundle root, or a 400 when it could land anywhere else.</summary>
+        private static string SafeRelative(string name)
+        {
+            if (name.Contains('\0', StringComparison.Ordinal) || name.Contains('\\', StringComparison.Ordinal))
+                throw Problems.BadRequest($"bundle entry '{name.Replace("\0", "\\0", StringComparison.Ordinal)}' has a NUL or backslash in its path");
+            if (name.StartsWith('/') || (name.Length >= 2 && name[1] == ':'))
+                throw Problems.BadRequest($"bundle entry '{name}' has an absolute path; entries must be relative to the bundle root");
+            var segments = name.Split('/').Where(s => s.Length > 0 && s != ".").ToList();
+            if (segments.Any(s => s == ".."))
+                throw Problems.BadRequest($"bundle entry '{name}' contains '..'; entries must stay inside the bundle");
+            return string.Join('/', segments);
+        }
+    }
+
+    /// <summary>A read-only view that fails once more than a set number of bytes has come out of it.</summary>
+    private sealed class CappedStream(Stream inner, long max) : Stream
+    {
+        private long _read;
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => _read; set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            var n = inner.Read(buffer);
+            _read += n;
+            if (_read > max)
+                throw Problems.BadRequest($"the bundle decompresses to more than {max} bytes, which looks like a decompression bomb (limits PolicyGrid:Runtime:Bundles:Limits)");
+            return n;
+        }
+    }
+
+    /// <summary>The <c>xz</c> program decompressing an archive from stdin to stdout.</summary>
+    private sealed class XzProcess : IDisposable
+    {
+        private readonly Process _process;
+        private readonly Task _feed;
+        private readonly Task<string> _errors;
+        private readonly CancellationTokenSource _deadline;
+
+        private XzProcess(Process process, byte[] archive, TimeSpan timeout)
+        {
+            _process = process;
+            _deadline = new CancellationTokenSource(timeout);
+            _deadline.Token.Register(() => { try { _process.Kill(); } catch (InvalidOperationException) { } });
+            _feed = Task.Run(async () =>
+            {
+                try { await _process.StandardInput.BaseStream.WriteAsync(archive); }
+                catch (IOException) { /* xz stopped reading: its exit code says why */ }
+                finally { try { _process.StandardInput.Close(); } catch (IOException) { } }
+            });
+            _errors = _process.StandardError.ReadToEndAsync();
+        }
+
+        public Stream Output => _process.StandardOutput.BaseStream;
+
+        public static XzProcess Start(byte[] archive, ArchiveLimits limits)
+        {
+            var start = new ProcessStartInfo("xz")
+            {
+                RedirectStandardInput = true,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            };
+            foreach (var a in new[] { "--decompress", "--stdout", "--single-stream", "--memlimit-decompress=256MiB", "--threads=1" }) start.ArgumentList.Add(a);
+            try { return new XzProcess(Process.Start(start)!, archive, limits.XzTimeout); }
+            catch (System.ComponentModel.Win32Exception e)
+            {
+                throw Problems.BadRequest($"this server cannot read .tar.xz bundles: the xz program is not installed ({e.Message}); upload a .zip or .tar.gz instead");
+            }
+        }
+
+        /// <summary>After the tar was read: xz must have exited cleanly, or the archive was damaged.</summary>
+        public void Finish()
+        {
+            Output.CopyTo(Stream.Null);
+            _process.WaitForExit();
+            _feed.GetAwaiter().GetResult();
+            if (_deadline.IsCancellationRequested) throw Problems.BadRequest("the .tar.xz bundle took too long to decompress");
+            if (_process.ExitCode != 0)
+                throw Problems.BadRequest($"{NotReadable} (tar.xz): xz says: {_errors.GetAwaiter().GetResult().Trim()}");
+        }
+
+        public void Dispose()
+        {
+            try { if (!_process.HasExited) _process.Kill(); } catch (InvalidOperationException) { }
+            _process.Dispose();
+            _deadline.Dispose();
+        }
+    }
+}

@@ -1,0 +1,239 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Security.Cryptography;
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Polly.CircuitBreaker;
+using Polly.Timeout;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime.Execution;
+
+namespace PolicyGrid.Runtime.Bundles;
+
+/// <summary>
+/// Turns a policy's <c>code</c> into an unpacked, verified bundle on disk, once per content hash:
+/// <c>bundle://sha256/&lt;hex&gt;</c> from the bundle store; an http(s) URL whose path is
+/// <c>/bundles/sha256/&lt;hex&gt;</c> from the store when it has those bytes; other http(s) URLs through the
+/// resilient, network-guarded client (a <c>#sha256=&lt;hex&gt;</c> fragment pins the content); <c>file://</c>
+/// only when the operator allows it. Bytes are checked against any known sha256, unpacked safely into
+/// <c>&lt;cache&gt;/&lt;sha256&gt;/bundle</c> (built in a temp directory and renamed into place, so readers never
+/// see half a bundle), with requirements in <c>&lt;cache&gt;/&lt;sha256&gt;/site-packages</c>, all readable by
+/// the unprivileged worker user.
+/// </summary>
+public sealed partial class BundleCache : IPolicyBundleSource
+{
+    public const string HttpClientName = "policygrid-bundles";
+
+    private readonly IBundleStore _store;
+    private readonly IHttpClientFactory _http;
+    private readonly BundleCacheOptions _options;
+    private readonly BundleRequirements _requirements;
+    private readonly ILogger _log;
+    private readonly ConcurrentDictionary<string, SemaphoreSlim> _unpacking = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, BundleDirectory> _resolved = new(StringComparer.Ordinal);
+
+    public BundleCache(IBundleStore store, IHttpClientFactory http, BundleCacheOptions options, ILogger<BundleCache>? log = null)
+    {
+        _store = store;
+        _http = http;
+        _options = options;
+        _requirements = new BundleRequirements(options);
+        _log = (ILogger?)log ?? NullLogger.Instance;
+        CacheDirectory = Path.GetFullPath(options.CacheDirectory);
+    }
+
+    public string CacheDirectory { get; }
+
+    public async Task<BundleDirectory> GetAsync(string code, CancellationToken ct)
+    {
+        if (string.IsNullOrWhiteSpace(code)) throw Problems.Validation("code", "is empty; expected bundle://sha256/<hex>, an http(s) URL or (if allowed) a file:// URL");
+        code = code.Trim();
+        // URLs without a pinned hash are fetched once per process; content-addressed codes are checked on disk each time.
+        if (_resolved.TryGetValue(code, out var known) && Directory.Exists(known.Root)) return known;
+
+        var (bytes, expected) = await FetchAsync(code, ct);
+        var sha = expected!;
+        if (bytes is not null)
+        {
+            sha = Convert.ToHexStringLower(SHA256.HashData(bytes));
+            if (expected is not null && sha != expected)
+                throw Problems.BadRequest($"bundle '{Shown(code)}' has sha256 {sha}, not the expected {expected}; refusing it");
+        }
+        var directory = await UnpackOnceAsync(sha, bytes, ct);
+        _resolved[code] = directory;
+        return directory;
+    }
+
+    /// <summary>
+    /// The archive bytes and the sha256 they must have, when the code names one. No bytes (null) when the
+    /// code pins a hash that is already unpacked.
+    /// </summary>
+    private async Task<(byte[]? Bytes, string? Sha256)> FetchAsync(string code, CancellationToken ct)
+    {
+        if (code.StartsWith(BundleRef.Scheme, StringComparison.OrdinalIgnoreCase))
+        {
+            var sha = ParseSha(code[BundleRef.Scheme.Length..], code);
+            if (Cached(sha) is not null) return (null, sha);
+            var stored = await _store.GetAsync(sha, ct) ?? throw Problems.NotFound($"bundle {BundleRef.Scheme}{sha} was not found; upload it first");
+            return (stored, sha);
+        }
+        if (!Uri.TryCreate(code, UriKind.Absolute, out var uri))
+            throw Problems.Validation("code", $"'{code}' is not a bundle address: expected bundle://sha256/<hex>, an http(s) URL or (if allowed) a file:// URL");
+
+        if (uri.Scheme is "http" or "https")
+        {
+            var pinned = PinnedSha(uri);
+            if (pinned is not null)
+            {
+                if (Cached(pinned) is not null) return (null, pinned);
+                if (await _store.GetAsync(pinned, ct) is { } local) return (local, pinned);
+            }
+            return (await DownloadAsync(uri, ct), pinned);
+        }
+        if (uri.Scheme == "file")
+        {
+            if (!_options.AllowFileUrls)
+                throw Problems.BadRequest($"file:// bundle URLs are disabled on this server ('{code}'); upload the bundle instead (an operator can allow them with PolicyGrid:Runtime:Bundles:AllowFileUrls)");
+            var path = uri.LocalPath;
+            var info = new FileInfo(path);
+            if (!info.Exists) throw Problems.BadRequest($"bundle file '{path}' does not exist");
+            if (info.Length > _options.MaxArchiveBytes) throw Problems.TooLarge($"bundle file '{path}' is {info.Length} bytes; the limit is {_options.MaxArchiveBytes}");
+            return (await File.ReadAllBytesAsync(path, ct), PinnedSha(uri));
+        }
+        throw Problems.Validation("code", $"'{code}' uses scheme '{uri.Scheme}'; expected bundle://sha256/<hex>, http(s):// or file://");
+    }
+
+    private async Task<byte[]> DownloadAsync(Uri uri, CancellationToken ct)
+    {
+        var client = _http.CreateClient(HttpClientName);
+        try
+        {
+            using var response = await client.GetAsync(uri, HttpCompletionOption.ResponseHeadersRead, ct);
+            if (!response.IsSuccessStatusCode)
+                throw Problems.BackendError($"fetching bundle {Redacted(uri)} answered {(int)response.StatusCode} {response.ReasonPhrase}");
+            if (response.Content.Headers.ContentLength > _options.MaxArchiveBytes)
+                throw Problems.TooLarge($"bundle {Redacted(uri)} is {response.Content.Headers.ContentLength} bytes; the limit is {_options.MaxArchiveBytes}");
+            await using var body = await response.Content.ReadAsStreamAsync(ct);
+            using var buffer = new MemoryStream();
+            var chunk = new byte[81920];
+            int read;
+            while ((read = await body.ReadAsync(chunk, ct)) > 0)
+            {
+                if (buffer.Length + read > _options.MaxArchiveBytes)
+                    throw Problems.TooLarge($"bundle {Redacted(uri)} is larger than the limit of {_options.MaxArchiveBytes} bytes");
+                buffer.Write(chunk, 0, read);
+            }
+            return buffer.ToArray();
+        }
+        catch (Exception e) when (Refused(e) is { } refused)
+        {
+            throw Problems.BadRequest(refused.Message);
+        }
+        catch (Exception e) when (e is HttpRequestException or TimeoutRejectedException or BrokenCircuitException or IOException
+                                      || (e is OperationCanceledException && !ct.IsCancellationRequested))
+        {
+            throw Problems.BackendUnavailable($"could not fetch bundle {Redacted(uri)}: {e.Message}", e);
+        }
+    }
+
+    private static BundleUrlRefusedException? Refused(Exception? e)
+    {
+        for (; e is not null; e = e.InnerException)
+            if (e is BundleUrlRefusedException r) return r;
+        return null;
+    }
+
+    /// <summary>URLs may carry credentials in user info or query; keep them out of messages.</summary>
+    private static string Redacted(Uri uri) => $"{uri.Scheme}://{uri.Host}{(uri.IsDefaultPort ? "" : ":" + uri.Port)}{uri.AbsolutePath}";
+
+    private static string Shown(string code) => Uri.TryCreate(code, UriKind.Absolute, out var u) && u.Scheme is "http" or "https" ? Redacted(u) : code;
+
+    private string? Cached(string sha)
+    {
+        var root = Path.Combine(CacheDirectory, sha);
+        return Directory.Exists(Path.Combine(root, "bundle")) ? root : null;
+    }
+
+    private async Task<BundleDirectory> UnpackOnceAsync(string sha, byte[]? bytes, CancellationToken ct)
+    {
+        if (Cached(sha) is { } done) return Describe(done, sha);
+        var gate = _unpacking.GetOrAdd(sha, _ => new SemaphoreSlim(1, 1));
+        await gate.WaitAsync(ct);
+        try
+        {
+            if (Cached(sha) is { } raced) return Describe(raced, sha);
+            bytes ??= await _store.GetAsync(sha, ct) ?? throw Problems.NotFound($"bundle {BundleRef.Scheme}{sha} was not found; upload it first");
+            BundleArchive.CreateDirectory(CacheDirectory);
+            var temp = Path.Combine(CacheDirectory, $".tmp-{sha[..16]}-{Guid.NewGuid():N}");
+            try
+            {
+                BundleArchive.Unpack(bytes, Path.Combine(temp, "bundle"), _options.Limits);
+                var requirements = Path.Combine(temp, "bundle", "code", "requirements.txt");
+                if (File.Exists(requirements) && HasRequirements(requirements))
+                {
+                    var site = Path.Combine(temp, "site-packages");
+                    BundleArchive.CreateDirectory(site);
+                    await _requirements.InstallAsync(requirements, site, ct);
+                    MakeReadable(site);
+                }
+                var final = Path.Combine(CacheDirectory, sha);
+                try { Directory.Move(temp, final); }
+                catch (IOException) when (Cached(sha) is not null) { /* another process unpacked the same bundle first */ }
+                _log.LogInformation("Unpacked bundle {Sha256} into {Directory}", sha, final);
+                return Describe(final, sha);
+            }
+            finally
+            {
+                if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+            }
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    private static BundleDirectory Describe(string root, string sha)
+    {
+        var site = Path.Combine(root, "site-packages");
+        return new BundleDirectory(sha, Path.Combine(root, "bundle"), Directory.Exists(site) ? site : null);
+    }
+
+    private static bool HasRequirements(string file) =>
+        File.ReadLines(file).Select(l => l.Split('#')[0].Trim()).Any(l => l.Length > 0);
+
+    /// <summary>pip writes with the server's umask; the worker user must be able to read everything.</summary>
+    private static void MakeReadable(string directory)
+    {
+        if (OperatingSystem.IsWindows()) return;
+        foreach (var entry in new DirectoryInfo(directory).EnumerateFileSystemInfos("*", SearchOption.AllDirectories).Prepend(new DirectoryInfo(directory)))
+        {
+            if (entry.LinkTarget is not null) continue;
+            if (entry is DirectoryInfo) entry.UnixFileMode = BundleArchive.DirectoryMode;
+            else entry.UnixFileMode = (entry.UnixFileMode & UnixFileMode.UserExecute) != 0 ? BundleArchive.ExecutableMode : BundleArchive.FileMode;
+        }
+    }
+
+    private static string ParseSha(string hex, string code)
+    {
+        var sha = hex.Trim().ToLowerInvariant();
+        if (!ShaPattern().IsMatch(sha)) throw Problems.Validation("code", $"'{code}' does not end in a sha256 (64 hex digits)");
+        return sha;
+    }
+
+    /// <summary>The sha256 a URL pins: its path /bundles/sha256/&lt;hex&gt; (this API's own download route) or a #sha256=&lt;hex&gt; fragment.</summary>
+    private static string? PinnedSha(Uri uri)
+    {
+        if (BundlePath().Match(uri.AbsolutePath) is { Success: true } m) return m.Groups[1].Value.ToLowerInvariant();
+        if (uri.Fragment.StartsWith("#sha256=", StringComparison.OrdinalIgnoreCase)) return ParseSha(uri.Fragment[8..], uri.ToString());
+        return null;
+    }
+
+    [GeneratedRegex("^[0-9a-f]{64}$")]
+    private static partial Regex ShaPattern();
+
+    [GeneratedRegex("/bundles/sha256/([0-9a-fA-F]{64})/?$")]
+    private static partial Regex BundlePath();
+}

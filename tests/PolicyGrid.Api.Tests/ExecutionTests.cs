@@ -1,0 +1,241 @@
+using System.Net.Http.Headers;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using PolicyGrid.Cli;
+using PolicyGrid.Cli.Client;
+using PolicyGrid.Core.Ports;
+using Shouldly;
+using static PolicyGrid.Api.Tests.PolicyDocuments;
+
+namespace PolicyGrid.Api.Tests;
+
+/// <summary>Onboarding helpers shared by the Type 2 tests: the samples as a user would push them.</summary>
+public static class Onboarding
+{
+    public static async Task<string> UploadAsync(HttpClient client, byte[] zip)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, "/bundles") { Content = new ByteArrayContent(zip) };
+        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/zip");
+        var answer = await client.Exchange(request);
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        return answer.Data!["code"]!.GetValue<string>();
+    }
+
+    /// <summary>Registers samples/policies/&lt;sample&gt; under a unique name; answers its URI.</summary>
+    public static async Task<string> SampleAsync(HttpClient client, string sample, string? name = null, Action<JsonObject>? edit = null)
+    {
+        var dir = Samples.Policy(sample);
+        var manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "manifest.json")))!.AsObject();
+        manifest["name"] = name ?? Unique(sample);
+        manifest["code"] = await UploadAsync(client, BundleZipper.Zip(dir));
+        edit?.Invoke(manifest);
+        var created = await client.Post("/policy", manifest.ToJsonString());
+        created.Status.ShouldBe(200, created.Body?.ToJsonString());
+        return created.Data!["policy_rule_uri"]!.GetValue<string>();
+    }
+
+    public static string Execute(string uri, string input, string? extra = null) =>
+        $$"""{"policy_rule_uri": "{{uri}}", "input_data": {{input}}{{(extra is null ? "" : ", " + extra)}}}""";
+}
+
+/// <summary>Type 2 end to end: the contract's worked example on the built-in executor, over the app's HTTP surface.</summary>
+public sealed class ExecutionTests(PolicyGridServer server) : IClassFixture<PolicyGridServer>
+{
+    private readonly HttpClient client = server.CreateClient();
+
+    [Fact]
+    public async Task The_worked_example_allows_the_listed_ip_and_denies_another()
+    {
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+        var allowed = await client.Post("/executor/local/execute_policy", Onboarding.Execute(uri, """{"ip": "10.0.0.1"}"""));
+        allowed.Status.ShouldBe(200, allowed.Body?.ToJsonString());
+        allowed.Data!["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        allowed.Data!["reason"]!.GetValue<string>().ShouldBe("allowed");
+        allowed.Data!["input_data"]!["ip"]!.GetValue<string>().ShouldBe("10.0.0.1");
+        allowed.Header("Deprecation").ShouldBeNull();
+
+        var denied = await client.Post("/executor/local/execute_policy", Onboarding.Execute(uri, """{"ip": "10.9.9.9"}"""));
+        denied.Status.ShouldBe(200);
+        denied.Data!["allowed"]!.GetValue<bool>().ShouldBeFalse();
+        denied.Data!["reason"]!.GetValue<string>().ShouldBe("denied");
+    }
+
+    [Fact]
+    public async Task Parameters_given_with_the_call_are_merged_over_the_stored_ones()
+    {
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+        var answer = await client.Post("/executor/local/execute_policy",
+            Onboarding.Execute(uri, """{"ip": "10.9.9.9"}""", "\"parameters\": {\"local_allowlist\": [\"10.9.9.9\"]}"));
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        answer.Data!["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task Call_parameters_violating_the_template_are_a_400_naming_the_path()
+    {
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+        var answer = await client.Post("/executor/local/execute_policy",
+            Onboarding.Execute(uri, """{"ip": "10.0.0.1"}""", "\"parameters\": {\"local_allowlist\": [\"nope\"]}"));
+        answer.Status.ShouldBe(400);
+        answer.Message!.ShouldContain("local_allowlist[0]");
+    }
+
+    [Fact]
+    public async Task Input_violating_the_input_schema_is_a_400_naming_the_field()
+    {
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+        var answer = await client.Post("/executor/local/execute_policy", Onboarding.Execute(uri, """{"ip": "not an ip"}"""));
+        answer.Status.ShouldBe(400);
+        answer.Message!.ShouldContain("input_data.ip");
+    }
+
+    [Fact]
+    public async Task A_retired_policy_answers_410_and_a_deprecated_one_runs_with_a_deprecation_header()
+    {
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+        (await client.Put($"/policy/{uri}", """{"$set": {"status": "deprecated"}}""")).Status.ShouldBe(200);
+        var deprecated = await client.Post("/executor/local/execute_policy", Onboarding.Execute(uri, """{"ip": "10.0.0.1"}"""));
+        deprecated.Status.ShouldBe(200);
+        deprecated.Header("Deprecation").ShouldNotBeNull();
+
+        (await client.Put($"/policy/{uri}", """{"$set": {"status": "retired"}}""")).Status.ShouldBe(200);
+        var retired = await client.Post("/executor/local/execute_policy", Onboarding.Execute(uri, """{"ip": "10.0.0.1"}"""));
+        retired.Status.ShouldBe(410);
+        retired.Code.ShouldBe("retired");
+        retired.Message!.ShouldContain(uri);
+    }
+
+    [Fact]
+    public async Task An_unknown_policy_is_a_404()
+    {
+        var answer = await client.Post("/executor/local/execute_policy", Onboarding.Execute("never_registered:1.0-beta", "{}"));
+        answer.Status.ShouldBe(404);
+        answer.Message!.ShouldContain("never_registered:1.0-beta");
+    }
+
+    [Fact]
+    public async Task Management_runs_on_a_fresh_instance()
+    {
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+        var answer = await client.Post("/executor/local/management", $$$"""{"policy_rule_uri": "{{{uri}}}", "action": "get_state", "data": {}}""");
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        answer.Data!["local_allowlist"]!.AsArray().Single()!.GetValue<string>().ShouldBe("10.0.0.1");
+    }
+
+    [Fact]
+    public async Task The_node_api_runs_on_this_servers_own_executor()
+    {
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+        var answer = await client.Post("/execute_policy", Onboarding.Execute(uri, """{"ip": "10.0.0.1"}"""));
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        answer.Data!["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        var manage = await client.Post("/management", $$$"""{"policy_rule_uri": "{{{uri}}}", "action": "get_state", "data": {}}""");
+        manage.Status.ShouldBe(200);
+    }
+
+    [Fact]
+    public async Task Every_execution_is_in_the_decision_log_with_its_caller()
+    {
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+        (await client.Post("/executor/local/execute_policy", Onboarding.Execute(uri, """{"ip": "10.0.0.1"}"""))).Status.ShouldBe(200);
+        (await client.Post("/executor/local/execute_policy", Onboarding.Execute(uri, """{"ip": "bad"}"""))).Status.ShouldBe(400);
+        var log = await client.Post("/decisions/query", $$"""{"policy_rule_uri": "{{uri}}"}""");
+        log.Status.ShouldBe(200);
+        var decisions = log.Data!.AsArray();
+        decisions.Count.ShouldBe(2);
+        decisions.ShouldAllBe(d => d!["caller"]!.GetValue<string>() == "anonymous");
+        decisions.Select(d => d!["outcome"]!.GetValue<string>()).Order().ShouldBe(["error", "result"]);
+        var success = decisions.Single(d => d!["outcome"]!.GetValue<string>() == "result")!;
+        success["bundle_sha256"]!.GetValue<string>().Length.ShouldBe(64);
+        decisions[0]!["outcome"]!.GetValue<string>().ShouldBe("error"); // newest first
+        decisions[0]!["error_code"]!.GetValue<string>().ShouldBe("validation_failed");
+    }
+
+    [Fact]
+    public async Task A_bundle_without_the_policy_class_is_refused_at_create_and_nothing_is_stored()
+    {
+        var code = await Onboarding.UploadAsync(client, PolicyGridServer.Zip(("code/function.py", "class SomethingElse:\n    pass\n")));
+        var name = Unique("no_class");
+        var answer = await client.Post("/policy", IpAllowlist(name, code).ToJsonString());
+        answer.Status.ShouldBe(400);
+        answer.Message!.ShouldContain("AIOSv1PolicyRule");
+        (await client.Get($"/policy/{PolicyDocuments.Uri(name)}")).Status.ShouldBe(404);
+    }
+
+    [Fact]
+    public async Task A_policy_whose_init_raises_is_refused_at_create()
+    {
+        var code = await Onboarding.UploadAsync(client, PolicyGridServer.Zip(("code/function.py",
+            "class AIOSv1PolicyRule:\n    def __init__(self, rule_id, settings, parameters):\n        raise RuntimeError('needs a database')\n    def eval(self, p, i, c):\n        return {}\n")));
+        var name = Unique("init_raises");
+        var answer = await client.Post("/policy", IpAllowlist(name, code).ToJsonString());
+        answer.Status.ShouldBe(400);
+        answer.Message!.ShouldContain("needs a database");
+        (await client.Get($"/policy/{PolicyDocuments.Uri(name)}")).Status.ShouldBe(404);
+    }
+}
+
+/// <summary>The caller recorded in the decision log is the token's name.</summary>
+public sealed class ExecutionAuthTests(TokenServer server) : IClassFixture<TokenServer>
+{
+    [Fact]
+    public async Task The_token_name_is_the_recorded_caller()
+    {
+        var writer = server.ClientWith(TokenServer.Writer);
+        var uri = await Onboarding.SampleAsync(writer, "ip_allowlist");
+        (await writer.Post("/executor/local/execute_policy", Onboarding.Execute(uri, """{"ip": "10.0.0.1"}"""))).Status.ShouldBe(200);
+        var log = await server.ClientWith(TokenServer.Reader).Post("/decisions/query", $$"""{"policy_rule_uri": "{{uri}}"}""");
+        log.Data!.AsArray().Single()!["caller"]!.GetValue<string>().ShouldBe("ci");
+    }
+}
+
+/// <summary>
+/// One server as another's executor over real HTTP on loopback: the registry forwards to the node's
+/// POST /execute_policy; a node that goes away makes its executor unhealthy and calls fail fast.
+/// </summary>
+public sealed class RemoteExecutorTests(PolicyGridServer registry) : IClassFixture<PolicyGridServer>
+{
+    [Fact]
+    public async Task Calls_are_forwarded_to_a_remote_node_and_a_dead_node_is_marked_unhealthy()
+    {
+        var data = Directory.CreateTempSubdirectory("pg-node-").FullName;
+        var node = PolicyGridApp.Build(["--urls", "http://127.0.0.1:0", "--data", data]);
+        await node.StartAsync(TestContext.Current.CancellationToken);
+        var nodeAddress = node.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var client = registry.CreateClient();
+        try
+        {
+            // The node runs policies from its own registry, so the policy is onboarded on both.
+            using var nodeClient = new HttpClient { BaseAddress = new Uri(nodeAddress) };
+            var name = Unique("remote_allowlist");
+            var uri = await Onboarding.SampleAsync(nodeClient, "ip_allowlist", name);
+            (await Onboarding.SampleAsync(client, "ip_allowlist", name)).ShouldBe(uri);
+
+            var id = Unique("node");
+            (await client.Post("/executor", $$"""{"executor_id": "{{id}}", "executor_host_uri": "{{nodeAddress}}"}""")).Status.ShouldBe(200);
+            var remote = await client.Post($"/executor/{id}/execute_policy", Onboarding.Execute(uri, """{"ip": "10.0.0.1"}"""));
+            remote.Status.ShouldBe(200, remote.Body?.ToJsonString());
+            remote.Data!["allowed"]!.GetValue<bool>().ShouldBeTrue();
+            var nodeLog = await nodeClient.Post("/decisions/query", $$"""{"policy_rule_uri": "{{uri}}"}""");
+            nodeLog.Data!.AsArray().Count.ShouldBe(1);
+
+            await node.StopAsync(TestContext.Current.CancellationToken);
+            var down = await client.Post($"/executor/{id}/execute_policy", Onboarding.Execute(uri, """{"ip": "10.0.0.1"}"""));
+            down.Status.ShouldBe(503);
+            down.Code.ShouldBe("backend_unavailable");
+            (await client.Get($"/executor/{id}")).Data!["executor_status"]!.GetValue<string>().ShouldBe("unhealthy");
+            var fast = await client.Post($"/executor/{id}/execute_policy", Onboarding.Execute(uri, """{"ip": "10.0.0.1"}"""));
+            fast.Status.ShouldBe(503);
+            fast.Message!.ShouldContain("marked unhealthy");
+            fast.Header("Retry-After").ShouldNotBeNull();
+        }
+        finally
+        {
+            await node.DisposeAsync();
+            Directory.Delete(data, recursive: true);
+        }
+    }
+}

@@ -1,0 +1,115 @@
+using System.Formats.Tar;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Runtime.Bundles;
+using Shouldly;
+using static PolicyGrid.Embedded.Tests.Bundles.TestArchives;
+
+namespace PolicyGrid.Embedded.Tests.Bundles;
+
+public sealed class BundleArchiveTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private string Target => _dir.File("out");
+
+    private static void ShouldBeRefused(byte[] archive, string messagePart, ArchiveLimits? limits = null, string? target = null)
+    {
+        var e = Should.Throw<PolicyGridException>(() => BundleArchive.Validate(archive, limits ?? new ArchiveLimits()));
+        e.Status.ShouldBe(400);
+        e.Code.ShouldBe("bad_request");
+        e.Message.ShouldContain(messagePart, Case.Insensitive);
+        if (target is not null)
+        {
+            Should.Throw<PolicyGridException>(() => BundleArchive.Unpack(archive, target, limits ?? new ArchiveLimits())).Message.ShouldContain(messagePart, Case.Insensitive);
+        }
+    }
+
+    [Fact]
+    public void Zip_tar_gz_and_tar_xz_unpack_with_readable_modes()
+    {
+        var archives = new[]
+        {
+            Zip(("code/function.py", FunctionPy), ("code/data/rules.json", "{}")),
+            TarGz(Dir("code"), File("code/function.py", FunctionPy), File("code/run.sh", "#!/bin/sh\n", UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute), Symlink("code/alias.py", "function.py"), HardLink("code/copy.py", "code/function.py")),
+            TarXz(File("./code/function.py", FunctionPy)),
+        };
+        foreach (var (archive, i) in archives.Select((a, i) => (a, i)))
+        {
+            var target = Path.Combine(Target, i.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            var summary = BundleArchive.Unpack(archive, target, new ArchiveLimits());
+            summary.Kind.ShouldBe(new[] { BundleArchiveKind.Zip, BundleArchiveKind.TarGz, BundleArchiveKind.TarXz }[i]);
+            var function = Path.Combine(target, "code", "function.py");
+            System.IO.File.ReadAllText(function).ShouldBe(FunctionPy);
+            System.IO.File.GetUnixFileMode(function).ShouldBe(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+            System.IO.File.GetUnixFileMode(Path.Combine(target, "code")).HasFlag(UnixFileMode.OtherRead | UnixFileMode.OtherExecute).ShouldBeTrue();
+        }
+        var tar = Path.Combine(Target, "1", "code");
+        System.IO.File.GetUnixFileMode(Path.Combine(tar, "run.sh")).HasFlag(UnixFileMode.OtherExecute).ShouldBeTrue();
+        System.IO.File.ReadAllText(Path.Combine(tar, "alias.py")).ShouldBe(FunctionPy);
+        new FileInfo(Path.Combine(tar, "alias.py")).LinkTarget.ShouldBe("function.py");
+        System.IO.File.ReadAllText(Path.Combine(tar, "copy.py")).ShouldBe(FunctionPy);
+        BundleArchive.Validate(archives[2]).Entries.ShouldBe(1);
+    }
+
+    [Fact]
+    public void Bytes_that_are_not_an_archive_are_a_400()
+    {
+        ShouldBeRefused("just some text, not an archive"u8.ToArray(), "not a readable archive");
+        ShouldBeRefused([], "not a readable archive");
+        ShouldBeRefused([.. "PK\x03\x04"u8, .. new byte[200]], "not a readable archive");
+        ShouldBeRefused([0x1F, 0x8B, 8, 0, 1, 2, 3, 4, 5, 6, 7, 8], "not a readable archive");
+        ShouldBeRefused([0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00, 1, 2, 3, 4, 5, 6, 7, 8, 9], "not a readable archive");
+    }
+
+    [Fact]
+    public void Zip_slip_and_absolute_paths_are_refused_and_nothing_lands_outside()
+    {
+        ShouldBeRefused(Zip(("code/function.py", FunctionPy), ("../evil.py", "x")), "..", target: Target);
+        ShouldBeRefused(Zip(("code/../../evil.py", "x")), "..");
+        ShouldBeRefused(TarGz(File("../../evil.py", "x")), "..", target: Target);
+        ShouldBeRefused(TarGz(File("/etc/evil.py", "x")), "absolute");
+        ShouldBeRefused(Zip(("/tmp/evil.py", "x")), "absolute");
+        System.IO.File.Exists(_dir.File("evil.py")).ShouldBeFalse();
+        System.IO.File.Exists(Path.Combine(Path.GetDirectoryName(_dir.Path)!, "evil.py")).ShouldBeFalse();
+    }
+
+    [Fact]
+    public void Links_leaving_the_bundle_and_device_files_are_refused()
+    {
+        ShouldBeRefused(TarGz(File("code/function.py", FunctionPy), Symlink("code/passwd", "/etc/passwd")), "leaves the bundle", target: Target);
+        ShouldBeRefused(TarGz(Symlink("code/up", "../../..")), "leaves the bundle");
+        ShouldBeRefused(TarGz(Symlink("code/up", "sub/../../x")), "leaves the bundle");
+        ShouldBeRefused(TarGz(HardLink("code/shadow", "/etc/shadow")), "leaves the bundle");
+        ShouldBeRefused(TarGz(HardLink("code/h", "code/missing.py")), "not a file of the bundle");
+        ShouldBeRefused(Zip([("code/link", "../../../etc/passwd"u8.ToArray(), 0xA1FF)]), "leaves the bundle");
+        ShouldBeRefused(TarGz(Device("code/null")), "CharacterDevice");
+        ShouldBeRefused(TarGz(Fifo("code/pipe")), "Fifo");
+        ShouldBeRefused(Zip([("code/dev", [], 0x21B6)]), "device");
+        Directory.Exists(Target) .ShouldBeTrue(); // created, but empty of anything dangerous
+        new FileInfo(Path.Combine(Target, "code", "passwd")).Exists.ShouldBeFalse();
+    }
+
+    [Fact]
+    public void A_zip_bomb_is_refused_by_its_compression_ratio()
+    {
+        var bomb = Zip([("code/function.py", "x"u8.ToArray(), 0), ("code/zeros.bin", new byte[4 * 1024 * 1024], 0)]);
+        bomb.Length.ShouldBeLessThan(20_000);
+        ShouldBeRefused(bomb, "decompression bomb", target: Target);
+        var gzBomb = TarGz(new PaxTarEntry(TarEntryType.RegularFile, "zeros") { DataStream = new MemoryStream(new byte[4 * 1024 * 1024]) });
+        ShouldBeRefused(gzBomb, "decompression bomb");
+        // The same archive passes when the operator allows that ratio.
+        BundleArchive.Validate(bomb, new ArchiveLimits { MaxCompressionRatio = 100_000 }).Bytes.ShouldBe(4 * 1024 * 1024 + 1);
+    }
+
+    [Fact]
+    public void Entry_count_and_total_size_caps_are_enforced()
+    {
+        var many = Zip(Enumerable.Range(0, 30).Select(i => ($"code/f{i}.py", "x")).ToArray());
+        ShouldBeRefused(many, "more than 20 entries", new ArchiveLimits { MaxEntries = 20 });
+        var big = TarGz(File("code/big.txt", new string('a', 10_000)));
+        ShouldBeRefused(big, "more than 5000 bytes", new ArchiveLimits { MaxTotalBytes = 5_000, MaxCompressionRatio = 1e9 });
+        BundleArchive.Validate(many, new ArchiveLimits { MaxEntries = 30 }).Entries.ShouldBe(30);
+    }
+}
