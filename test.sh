@@ -71,7 +71,7 @@ if [ "$BUILD_OK" = 1 ]; then
   COUNTED=$("$PY_BOOT" - "$DOTNET_LOG" "$SUITES" <<'EOF'
 import re, sys
 log, suites = sys.argv[1], sys.argv[2]
-pat = re.compile(r"^(?:Passed|Failed)!\s+-\s+Failed:\s+(\d+),\s+Passed:\s+(\d+),\s+Skipped:\s+(\d+),\s+Total:\s+(\d+).*?-\s+(\S+)\.dll")
+pat = re.compile(r"^(?:Passed|Failed|Skipped)!\s+-\s+Failed:\s+(\d+),\s+Passed:\s+(\d+),\s+Skipped:\s+(\d+),\s+Total:\s+(\d+).*?-\s+(\S+)\.dll")
 n = 0
 with open(log, errors="replace") as f, open(suites, "a") as out:
     for line in f:

@@ -101,3 +101,40 @@ public sealed class WorkerRecyclingTests
         after.ShouldNotBe(before);
     }
 }
+
+public sealed class WorkerUidTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task With_a_uid_base_each_worker_has_its_own_user_and_cannot_read_the_others_temp_dir()
+    {
+        if (Environment.UserName != "root") Assert.Skip("needs root: only root can switch workers to other uids");
+        var options = PoolFixture.TestOptions(workers: 2);
+        options.WorkerUidBase = 61000;
+        await using var pool = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+        var bundle = TestBundles.FromSource("""
+            import os
+
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    pass
+                def eval(self, parameters, input_data, context):
+                    other = input_data.get("other_tmp")
+                    if other:
+                        try:
+                            os.listdir(other)
+                            return {"other": "listed"}
+                        except OSError as exc:
+                            return {"other": type(exc).__name__}
+                    return {"uid": os.getuid(), "tmp": os.environ["TMPDIR"]}
+            """);
+        async Task<JsonObject> Call(string key, JsonObject input) => (await pool.InvokeAsync(new PolicyInvocation(key, new PolicyLoadSpec("uids:1-a", bundle, [], []),
+            PolicyMethods.Eval, new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = input, ["context"] = new JsonObject() }, TimeSpan.FromSeconds(5)), Ct))!["result"]!.AsObject();
+
+        var first = await Call("a", []);
+        var second = await Call("b", []);
+        new[] { first["uid"]!.GetValue<int>(), second["uid"]!.GetValue<int>() }.Order().ShouldBe([61000, 61001]);
+        (await Call("a", new JsonObject { ["other_tmp"] = second["tmp"]!.GetValue<string>() }))["other"]!.GetValue<string>().ShouldBe("PermissionError");
+    }
+}

@@ -37,6 +37,15 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
                     return {"uid": os.getuid(), "euid": os.geteuid(), "pgid": os.getpgrp(), "pid": os.getpid(),
                             "env": dict(os.environ), "tmp": os.environ.get("TMPDIR"), "cwd": os.getcwd(),
                             "server_env": server_env}
+                if mode == "peek":
+                    found = {}
+                    for name in ("environ", "mem", "maps"):
+                        try:
+                            with open(f"/proc/{input_data['pid']}/{name}", "rb") as f:
+                                found[name] = "read " + str(len(f.read(16)))
+                        except OSError as exc:
+                            found[name] = type(exc).__name__
+                    return found
                 if mode == "bigfile":
                     with open(os.path.join(os.environ["TMPDIR"], "big.bin"), "wb") as f:
                         for _ in range(100):
@@ -208,6 +217,21 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
         Pool.Status.WorkerUid.ShouldNotBe(0);
         // The server's own environment (tokens, keys) is out of reach through /proc too.
         who["server_env"]!.GetValue<string>().ShouldBe("PermissionError");
+    }
+
+    [Fact]
+    public async Task A_policy_cannot_read_another_workers_memory_or_environment()
+    {
+        // New keys go to the worker with fewer instances, so a few keys reach the other worker.
+        var ownPid = (await ResultOf(Eval("peek-a", new { mode = "whoami" })))["pid"]!.GetValue<int>();
+        var otherPid = ownPid;
+        for (var i = 0; i < 10 && otherPid == ownPid; i++)
+            otherPid = (await ResultOf(Eval($"peek-b{i}", new { mode = "whoami" })))["pid"]!.GetValue<int>();
+        otherPid.ShouldNotBe(ownPid);
+        var peek = await ResultOf(Eval("peek-a", new { mode = "peek", pid = otherPid }));
+        peek["environ"]!.GetValue<string>().ShouldBe("PermissionError");
+        peek["mem"]!.GetValue<string>().ShouldBe("PermissionError");
+        peek["maps"]!.GetValue<string>().ShouldBe("PermissionError");
     }
 
     [Fact]

@@ -1,4 +1,6 @@
 """The SDK against the real `policygrid serve` (built by ./test.sh) on a free loopback port."""
+import json
+import os
 import tempfile
 import unittest
 
@@ -11,6 +13,10 @@ SKIP_REASON = ("the .NET build is absent (src/PolicyGrid.Cli/bin/*/net10.0/polic
 
 
 def policy_document(code: str, release_tag: str = "beta") -> dict:
+    manifest = os.path.join(support.REPO, "samples", "policies", "ip_allowlist", "manifest.json")
+    if os.path.isfile(manifest):  # the sample as its author registers it
+        with open(manifest, encoding="utf-8") as f:
+            return dict(json.load(f), code=code, release_tag=release_tag)
     return {
         "name": "ip_allowlist", "version": "1.0", "release_tag": release_tag, "type": "python_class_v1",
         "code": code, "description": "IPv4 allowlist (SDK tests)",

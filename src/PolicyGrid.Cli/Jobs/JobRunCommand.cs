@@ -6,6 +6,7 @@ using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Embedded.Storage;
 using PolicyGrid.Runtime;
+using PolicyGrid.Runtime.Bundles;
 
 namespace PolicyGrid.Cli.Jobs;
 
@@ -110,7 +111,8 @@ public static class JobRunCommand
         services.AddLogging(l => l.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning));
         services.AddSingleton<IConfiguration>(configuration);
         services.AddEmbeddedStorage(dataDirectory);
-        services.AddPolicyRuntime(configuration); // the bundle cache (IPolicyBundleSource) comes with the runtime
+        services.AddBundleCache(configuration); // bundle://, this server's /bundles URLs and guarded http(s) code
+        services.AddPolicyRuntime(configuration);
         return services.BuildServiceProvider();
     }
 

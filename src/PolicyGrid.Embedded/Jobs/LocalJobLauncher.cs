@@ -186,7 +186,10 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
         var text = string.Join(' ', process.Id.ToString(CultureInfo.InvariantCulture),
             process.StartTime.ToUniversalTime().Ticks.ToString(CultureInfo.InvariantCulture),
             deadlineAt.UtcTicks.ToString(CultureInfo.InvariantCulture));
-        await File.WriteAllTextAsync(PidFile(jobId), text);
+        // Written aside and renamed into place, so a reader never sees a half-written file.
+        var temporary = PidFile(jobId) + ".tmp";
+        await File.WriteAllTextAsync(temporary, text);
+        File.Move(temporary, PidFile(jobId), overwrite: true);
     }
 
     // The pid alone could have been reused by an unrelated process after a reboot; the start time pins it down.

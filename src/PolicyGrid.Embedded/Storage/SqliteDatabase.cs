@@ -15,7 +15,6 @@ public sealed partial class SqliteDatabase
 {
     private readonly string _connectionString;
     private readonly ConcurrentDictionary<string, bool> _knownTables = new(StringComparer.Ordinal);
-    private readonly List<Action<SqliteConnection>> _connectionSetup = [];
 
     public SqliteDatabase(string path)
     {
@@ -38,12 +37,6 @@ public sealed partial class SqliteDatabase
 
     public string Path { get; }
 
-    /// <summary>Registers something every opened connection needs (e.g. a SQL function); call before first use.</summary>
-    internal void OnOpen(Action<SqliteConnection> setup)
-    {
-        lock (_connectionSetup) _connectionSetup.Add(setup);
-    }
-
     public async Task<SqliteConnection> OpenAsync(CancellationToken ct)
     {
         var connection = new SqliteConnection(_connectionString);
@@ -51,9 +44,6 @@ public sealed partial class SqliteDatabase
         {
             await connection.OpenAsync(ct);
             Execute(connection, "PRAGMA synchronous=FULL; PRAGMA busy_timeout=30000; PRAGMA foreign_keys=ON;");
-            Action<SqliteConnection>[] setup;
-            lock (_connectionSetup) setup = [.. _connectionSetup];
-            foreach (var s in setup) s(connection);
             return connection;
         }
         catch

@@ -21,7 +21,6 @@ public sealed class SqliteDocumentStore : IDocumentStore
     {
         _db = db;
         _queries = new SqliteQueryRunner();
-        db.OnOpen(SqliteCollations.Register);
     }
 
     public async Task<StoredDocument?> GetAsync(string collection, string id, CancellationToken ct = default)
@@ -99,6 +98,8 @@ public sealed class SqliteDocumentStore : IDocumentStore
         if (query.Limit < 0) throw Problems.BadRequest($"limit must be 0 or more, got {query.Limit}");
         var table = SqliteDatabase.TableFor(collection);
         await using var connection = await OpenAsync(table, ct);
+        // Only queries need Core's orderings and tests inside SQL; reads and writes skip registering them.
+        SqliteCollations.Register(connection);
         return _queries.Run(connection, table, query, ct);
     }
 

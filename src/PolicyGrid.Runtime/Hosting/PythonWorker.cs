@@ -7,7 +7,11 @@ using PolicyGrid.Core.Errors;
 namespace PolicyGrid.Runtime.Hosting;
 
 /// <summary>How to start one worker: interpreter, host script, and who it runs as.</summary>
-internal sealed record WorkerLaunch(string Executable, string HostScript, WorkerPoolOptions Options, bool DropPrivileges);
+internal sealed record WorkerLaunch(string Executable, string HostScript, WorkerPoolOptions Options, bool DropPrivileges)
+{
+    /// <summary>Set per slot when <see cref="WorkerPoolOptions.WorkerUidBase"/> gives each slot its own uid.</summary>
+    public int? Uid { get; init; }
+}
 
 /// <summary>A worker that could not start (bad interpreter, unreadable stdlib for the worker user, ...).</summary>
 internal sealed class WorkerStartException(string message) : Exception(message);
@@ -112,7 +116,18 @@ internal sealed class PythonWorker : IAsyncDisposable
     {
         var o = launch.Options;
         w.WriteStartObject();
-        if (launch.DropPrivileges) w.WriteString("user", o.RunAsUser);
+        if (launch.DropPrivileges)
+        {
+            if (launch.Uid is { } uid)
+            {
+                w.WriteNumber("uid", uid);
+                w.WriteNumber("gid", uid);
+            }
+            else
+            {
+                w.WriteString("user", o.RunAsUser);
+            }
+        }
         w.WriteString("tmp_dir", tempDir);
         w.WriteNumber("max_instances", o.MaxInstancesPerWorker);
         w.WriteNumber("max_frame_bytes", o.MaxResultBytes);

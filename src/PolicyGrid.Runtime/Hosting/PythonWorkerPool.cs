@@ -70,8 +70,8 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             var drop = ProcessSignals.IsRoot && !string.IsNullOrEmpty(options.RunAsUser);
             var (chosen, first) = await StartFirstWorkerAsync(script, drop, ct);
             var newSlots = new WorkerSlot[options.Workers];
-            newSlots[0] = new WorkerSlot(0, chosen, logger, first);
-            for (var i = 1; i < newSlots.Length; i++) newSlots[i] = new WorkerSlot(i, chosen, logger, null);
+            newSlots[0] = new WorkerSlot(0, LaunchFor(chosen, 0), logger, first);
+            for (var i = 1; i < newSlots.Length; i++) newSlots[i] = new WorkerSlot(i, LaunchFor(chosen, i), logger, null);
             await Task.WhenAll(newSlots.Skip(1).Select(s => s.WarmAsync(ct)));
             slots = newSlots;
             launch = chosen;
@@ -84,6 +84,9 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         }
     }
 
+    private WorkerLaunch LaunchFor(WorkerLaunch chosen, int slot) =>
+        options.WorkerUidBase is { } uidBase && chosen.DropPrivileges ? chosen with { Uid = uidBase + slot } : chosen;
+
     // The interpreter that worked for a configuration, so later pools in this process (tests,
     // restarts of the runtime) skip probing one that cannot run as the worker user.
     private static readonly ConcurrentDictionary<(string, string, string, bool), string> ChosenInterpreters = new();
@@ -95,7 +98,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         {
             try
             {
-                var launchKnown = new WorkerLaunch(known, script, options, drop);
+                var launchKnown = LaunchFor(new WorkerLaunch(known, script, options, drop), 0);
                 return (launchKnown, await PythonWorker.StartAsync(launchKnown, logger, ct));
             }
             catch (WorkerStartException)
@@ -112,7 +115,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             try
             {
                 var executable = await PythonInterpreter.ResolveAsync(candidate, ct);
-                var attempt = new WorkerLaunch(executable, script, options, drop);
+                var attempt = LaunchFor(new WorkerLaunch(executable, script, options, drop), 0);
                 var worker = await PythonWorker.StartAsync(attempt, logger, ct);
                 ChosenInterpreters[cacheKey] = executable;
                 if (failures.Count > 0)

@@ -33,6 +33,13 @@ public sealed class WorkerPoolOptions
     /// <summary>Unprivileged user workers switch to when the server runs as root (process limits do not bind root).</summary>
     public string RunAsUser { get; set; } = "nobody";
 
+    /// <summary>
+    /// When set (e.g. 61000) and the server runs as root, worker slot i runs as uid/gid base+i instead
+    /// of <see cref="RunAsUser"/>: workers then cannot read each other's temp dirs and a fork bomb
+    /// exhausts only its own process allowance. The range must be unused on the host.
+    /// </summary>
+    public int? WorkerUidBase { get; set; }
+
     /// <summary>Parent of each worker's private temp dir (TMPDIR and HOME of the worker).</summary>
     public string WorkDirectory { get; set; } = Path.Combine(Path.GetTempPath(), "policygrid-workers");
 

@@ -102,11 +102,13 @@ def _apply_limits(config):
 
 
 def _drop_privileges(config):
-    """Switches to config["user"] when started as root: process limits do not bind root."""
+    """Switches to config["uid"] (or config["user"]) when started as root: process limits do not bind root."""
     user = config.get("user")
     tmp = config.get("tmp_dir")
     uid = gid = None
-    if user and os.geteuid() == 0:
+    if config.get("uid") is not None and os.geteuid() == 0:
+        uid, gid = int(config["uid"]), int(config.get("gid", config["uid"]))
+    elif user and os.geteuid() == 0:
         import pwd
         entry = pwd.getpwnam(user)
         uid, gid = entry.pw_uid, entry.pw_gid

@@ -1,0 +1,289 @@
+using System.Diagnostics;
+using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Embedded.Storage;
+using PolicyGrid.Runtime.Bundles;
+using PolicyGrid.Runtime.Execution;
+using Shouldly;
+using static PolicyGrid.Embedded.Tests.Bundles.TestArchives;
+using File = System.IO.File;
+
+namespace PolicyGrid.Embedded.Tests.Bundles;
+
+public sealed class BundleCacheTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+    private readonly FileBundleStore _store;
+    private readonly List<ServiceProvider> _providers = [];
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public BundleCacheTests()
+    {
+        _store = new FileBundleStore(_dir.File("bundles"));
+        // The cache must be readable by the worker user, so it lives outside /root like the default.
+        File.SetUnixFileMode(_dir.Path, BundleModes.Directory);
+    }
+
+    public void Dispose()
+    {
+        foreach (var p in _providers) p.Dispose();
+        _dir.Dispose();
+    }
+
+    private BundleCache Cache(Action<BundleCacheOptions>? configure = null)
+    {
+        var options = new BundleCacheOptions { CacheDirectory = _dir.File("cache"), DownloadRetries = 1, DownloadTimeout = TimeSpan.FromSeconds(10) };
+        configure?.Invoke(options);
+        var provider = new ServiceCollection().AddSingleton<IBundleStore>(_store).AddBundleCache(options).BuildServiceProvider();
+        _providers.Add(provider);
+        provider.GetRequiredService<IPolicyBundleSource>().ShouldBeOfType<BundleCache>();
+        return provider.GetRequiredService<BundleCache>();
+    }
+
+    private static byte[] ValidBundle(string marker = "") => Zip(("code/function.py", FunctionPy + "# " + marker + "\n"));
+
+    [Fact]
+    public async Task A_stored_bundle_unpacks_once_into_a_directory_the_worker_user_can_read()
+    {
+        var stored = await _store.PutAsync(ValidBundle(), Ct);
+        var cache = Cache();
+        var first = await cache.GetAsync(stored.Code, Ct);
+        first.Sha256.ShouldBe(stored.Sha256);
+        first.SitePackages.ShouldBeNull();
+        first.Root.ShouldStartWith(cache.CacheDirectory);
+        var function = Path.Combine(first.Root, "code", "function.py");
+        File.ReadAllText(function).ShouldStartWith("class AIOSv1PolicyRule");
+        var written = File.GetLastWriteTimeUtc(function);
+
+        var again = await Cache().GetAsync(stored.Code, Ct); // a new cache object finds the unpacked copy on disk
+        again.ShouldBe(first);
+        File.GetLastWriteTimeUtc(function).ShouldBe(written);
+        Directory.GetDirectories(cache.CacheDirectory).ShouldBe([Path.Combine(cache.CacheDirectory, stored.Sha256)]); // no temp dirs left
+
+        for (var dir = first.Root; dir.StartsWith(cache.CacheDirectory, StringComparison.Ordinal); dir = Path.GetDirectoryName(dir)!)
+            File.GetUnixFileMode(dir).ShouldBe(BundleModes.Directory);
+        File.GetUnixFileMode(function).ShouldBe(BundleModes.File);
+        if (File.Exists("/usr/sbin/runuser"))
+            (await Run("/usr/sbin/runuser", "-u", "nobody", "--", "cat", function)).ShouldStartWith("class AIOSv1PolicyRule");
+    }
+
+    [Fact]
+    public async Task Concurrent_first_calls_share_one_unpack()
+    {
+        var stored = await _store.PutAsync(ValidBundle("concurrent"), Ct);
+        var cache = Cache();
+        var all = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Task.Run(() => cache.GetAsync(stored.Code, Ct), Ct)));
+        all.Distinct().Count().ShouldBe(1);
+    }
+
+    [Theory]
+    [InlineData("bundle://sha256/0000000000000000000000000000000000000000000000000000000000000000", 404)]
+    [InlineData("bundle://sha256/xyz", 400)]
+    [InlineData("ftp://example.org/b.zip", 400)]
+    [InlineData("not a url", 400)]
+    [InlineData("", 400)]
+    public async Task Unknown_or_malformed_codes_are_refused(string code, int status)
+    {
+        var e = await Should.ThrowAsync<PolicyGridException>(() => Cache().GetAsync(code, Ct));
+        e.Status.ShouldBe(status);
+    }
+
+    [Fact]
+    public async Task A_stored_archive_that_is_not_readable_is_a_400()
+    {
+        var stored = await _store.PutAsync("plain text"u8.ToArray(), Ct);
+        var e = await Should.ThrowAsync<PolicyGridException>(() => Cache().GetAsync(stored.Code, Ct));
+        e.Status.ShouldBe(400);
+        e.Message.ShouldContain("not a readable archive");
+        Directory.GetDirectories(_dir.File("cache")).ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task Loopback_bundle_urls_are_refused_by_default_and_served_when_the_operator_allows_loopback()
+    {
+        using var server = new LoopbackBundleServer();
+        var bundle = ValidBundle("http");
+        server.Serve("/b.zip", bundle);
+
+        var refused = await Should.ThrowAsync<PolicyGridException>(() => Cache().GetAsync(server.Url("/b.zip"), Ct));
+        refused.Status.ShouldBe(400);
+        refused.Message.ShouldContain("loopback");
+        server.Requests.ShouldBe(0);
+        var byName = await Should.ThrowAsync<PolicyGridException>(() => Cache().GetAsync($"http://localhost:{server.Port}/b.zip", Ct));
+        byName.Message.ShouldContain("loopback");
+
+        var fetched = await Cache(o => o.AllowLoopback = true).GetAsync(server.Url("/b.zip"), Ct);
+        fetched.Sha256.ShouldBe(Sha256(bundle));
+        File.Exists(Path.Combine(fetched.Root, "code", "function.py")).ShouldBeTrue();
+        server.Requests.ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task A_pinned_sha256_that_does_not_match_the_download_is_refused()
+    {
+        using var server = new LoopbackBundleServer();
+        var bundle = ValidBundle("pinned");
+        server.Serve("/b.zip", bundle);
+        var cache = Cache(o => o.AllowLoopback = true);
+        var wrong = new string('a', 64);
+        var e = await Should.ThrowAsync<PolicyGridException>(() => cache.GetAsync(server.Url("/b.zip") + "#sha256=" + wrong, Ct));
+        e.Status.ShouldBe(400);
+        e.Message.ShouldContain(Sha256(bundle));
+        e.Message.ShouldContain(wrong);
+        Directory.Exists(Path.Combine(cache.CacheDirectory, Sha256(bundle))).ShouldBeFalse();
+        (await cache.GetAsync(server.Url("/b.zip") + "#sha256=" + Sha256(bundle), Ct)).Sha256.ShouldBe(Sha256(bundle));
+    }
+
+    [Fact]
+    public async Task Redirects_are_followed_only_to_allowed_targets_and_upstream_errors_are_502()
+    {
+        using var server = new LoopbackBundleServer();
+        var bundle = ValidBundle("redirect");
+        server.Serve("/real.zip", bundle);
+        server.Redirect("/moved", server.Url("/real.zip"));
+        // The guard refuses before connecting, so this never sends a packet to the private address.
+        server.Redirect("/to-private", "http://10.255.255.1/b.zip");
+        var cache = Cache(o => o.AllowLoopback = true);
+        (await cache.GetAsync(server.Url("/moved"), Ct)).Sha256.ShouldBe(Sha256(bundle));
+        var refused = await Should.ThrowAsync<PolicyGridException>(() => cache.GetAsync(server.Url("/to-private"), Ct));
+        refused.Status.ShouldBe(400);
+        refused.Message.ShouldContain("10.255.255.1");
+        refused.Message.ShouldContain("private");
+        var missing = await Should.ThrowAsync<PolicyGridException>(() => cache.GetAsync(server.Url("/nothing.zip"), Ct));
+        missing.Status.ShouldBe(502);
+    }
+
+    [Fact]
+    public async Task An_api_bundle_url_is_answered_from_the_store_without_a_request()
+    {
+        var stored = await _store.PutAsync(ValidBundle("api-url"), Ct);
+        // Loopback is refused here, so any attempt to fetch would fail the test instead of leaving the machine.
+        var bundle = await Cache().GetAsync($"http://127.0.0.1:9/api/v1/bundles/sha256/{stored.Sha256}", Ct);
+        bundle.Sha256.ShouldBe(stored.Sha256);
+    }
+
+    [Fact]
+    public async Task An_unreachable_host_is_a_503()
+    {
+        using var server = new LoopbackBundleServer();
+        var port = server.Port;
+        server.Dispose(); // nothing listens there any more
+        var e = await Should.ThrowAsync<PolicyGridException>(() => Cache(o => o.AllowLoopback = true).GetAsync($"http://127.0.0.1:{port}/b.zip", Ct));
+        e.Status.ShouldBe(503);
+    }
+
+    [Fact]
+    public async Task File_urls_only_when_the_operator_allows_them()
+    {
+        var path = _dir.File("local.zip");
+        var bundle = ValidBundle("file");
+        await File.WriteAllBytesAsync(path, bundle, Ct);
+        var e = await Should.ThrowAsync<PolicyGridException>(() => Cache().GetAsync(new Uri(path).AbsoluteUri, Ct));
+        e.Status.ShouldBe(400);
+        e.Message.ShouldContain("AllowFileUrls");
+        (await Cache(o => o.AllowFileUrls = true).GetAsync(new Uri(path).AbsoluteUri, Ct)).Sha256.ShouldBe(Sha256(bundle));
+    }
+
+    [Theory]
+    [InlineData("127.0.0.1", "loopback")]
+    [InlineData("::1", "loopback")]
+    [InlineData("::ffff:127.0.0.1", "loopback")]
+    [InlineData("10.1.2.3", "private")]
+    [InlineData("172.20.0.1", "private")]
+    [InlineData("192.168.1.10", "private")]
+    [InlineData("169.254.169.254", "link-local")]
+    [InlineData("100.64.0.1", "shared")]
+    [InlineData("0.0.0.0", "unspecified")]
+    [InlineData("fe80::1", "link-local")]
+    [InlineData("fd00::1", "private")]
+    [InlineData("224.0.0.1", "multicast")]
+    [InlineData("93.184.216.34", null)]
+    [InlineData("2606:4700::1111", null)]
+    public void The_network_guard_classifies_addresses(string address, string? refusal)
+    {
+        var guard = new BundleNetworkGuard(new BundleCacheOptions());
+        var why = guard.Refusal(IPAddress.Parse(address));
+        if (refusal is null) why.ShouldBeNull();
+        else why.ShouldNotBeNull().ShouldContain(refusal);
+        new BundleNetworkGuard(new BundleCacheOptions { AllowLoopback = true, AllowPrivateNetworks = true }).Refusal(IPAddress.Parse(address)).ShouldBeNull();
+    }
+
+    [Fact]
+    public async Task Requirements_install_from_a_local_wheel_directory_into_the_bundle_site_packages()
+    {
+        var wheels = _dir.File("wheels");
+        Directory.CreateDirectory(wheels);
+        await File.WriteAllBytesAsync(Path.Combine(wheels, "tinypkg-0.1-py3-none-any.whl"), Wheel("tinypkg", "0.1", "ANSWER = 42\n"), Ct);
+        var bundle = Zip(("code/function.py", "import tinypkg\n" + FunctionPy), ("code/requirements.txt", "# pinned\ntinypkg==0.1\n"));
+        var stored = await _store.PutAsync(bundle, Ct);
+
+        var cache = Cache(o => o.PipOptions = ["--no-index", "--find-links", wheels]);
+        var result = await cache.GetAsync(stored.Code, Ct);
+        result.SitePackages.ShouldNotBeNull();
+        File.Exists(Path.Combine(result.SitePackages, "tinypkg", "__init__.py")).ShouldBeTrue();
+        File.GetUnixFileMode(Path.Combine(result.SitePackages, "tinypkg", "__init__.py")).ShouldBe(BundleModes.File);
+        var answer = await Run("python3", "-c", $"import sys; sys.path.insert(0, '{result.SitePackages}'); import tinypkg; print(tinypkg.ANSWER)");
+        answer.Trim().ShouldBe("42");
+    }
+
+    [Fact]
+    public async Task A_requirement_that_cannot_be_installed_is_a_400_naming_it()
+    {
+        var wheels = _dir.File("empty-wheels");
+        Directory.CreateDirectory(wheels);
+        var stored = await _store.PutAsync(Zip(("code/function.py", FunctionPy), ("code/requirements.txt", "nosuchpkg-policygrid==9.9\n")), Ct);
+        var cache = Cache(o => o.PipOptions = ["--no-index", "--find-links", wheels]);
+        var e = await Should.ThrowAsync<PolicyGridException>(() => cache.GetAsync(stored.Code, Ct));
+        e.Status.ShouldBe(400);
+        e.Message.ShouldContain("nosuchpkg-policygrid==9.9");
+        Directory.Exists(Path.Combine(cache.CacheDirectory, stored.Sha256)).ShouldBeFalse();
+    }
+
+    private static async Task<string> Run(string file, params string[] args)
+    {
+        var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in args) start.ArgumentList.Add(a);
+        using var p = Process.Start(start)!;
+        var output = await p.StandardOutput.ReadToEndAsync(Ct);
+        var error = await p.StandardError.ReadToEndAsync(Ct);
+        await p.WaitForExitAsync(Ct);
+        p.ExitCode.ShouldBe(0, error);
+        return output;
+    }
+}
+
+internal static class BundleModes
+{
+    public const UnixFileMode Directory = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
+        | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute;
+
+    public const UnixFileMode File = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead;
+}
+
+public sealed class BundleCacheSweepTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public void Temp_directories_abandoned_by_a_killed_process_are_removed_and_fresh_ones_kept()
+    {
+        var cache = _dir.File("cache");
+        var old = Path.Combine(cache, ".tmp-abandoned");
+        var fresh = Path.Combine(cache, ".tmp-in-progress");
+        Directory.CreateDirectory(Path.Combine(old, "bundle"));
+        Directory.CreateDirectory(fresh);
+        Directory.SetLastWriteTimeUtc(old, DateTime.UtcNow.AddHours(-2));
+        _ = new BundleCache(new FileBundleStore(_dir.File("bundles")), new NoHttp(), new BundleCacheOptions { CacheDirectory = cache });
+        Directory.Exists(old).ShouldBeFalse();
+        Directory.Exists(fresh).ShouldBeTrue();
+    }
+
+    private sealed class NoHttp : IHttpClientFactory
+    {
+        public HttpClient CreateClient(string name) => throw new InvalidOperationException("no HTTP in this test");
+    }
+}

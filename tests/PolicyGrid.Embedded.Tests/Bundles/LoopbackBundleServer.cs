@@ -1,0 +1,61 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace PolicyGrid.Embedded.Tests.Bundles;
+
+/// <summary>Serves fixed bytes (or a redirect) on 127.0.0.1 with HttpListener, counting requests.</summary>
+internal sealed class LoopbackBundleServer : IDisposable
+{
+    private readonly HttpListener _listener = new();
+    private readonly Dictionary<string, Func<HttpListenerResponse, Task>> _routes = new(StringComparer.Ordinal);
+    private int _requests;
+
+    public LoopbackBundleServer()
+    {
+        var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        Port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        _listener.Prefixes.Add($"http://127.0.0.1:{Port}/");
+        _listener.Start();
+        _ = Task.Run(ServeAsync);
+    }
+
+    public int Port { get; }
+    public int Requests => Volatile.Read(ref _requests);
+
+    public string Url(string path) => $"http://127.0.0.1:{Port}{path}";
+
+    public void Serve(string path, byte[] body) => _routes[path] = async r =>
+    {
+        r.StatusCode = 200;
+        r.ContentLength64 = body.Length;
+        await r.OutputStream.WriteAsync(body);
+    };
+
+    public void Redirect(string path, string location) => _routes[path] = r =>
+    {
+        r.StatusCode = 302;
+        r.RedirectLocation = location;
+        return Task.CompletedTask;
+    };
+
+    private async Task ServeAsync()
+    {
+        while (_listener.IsListening)
+        {
+            HttpListenerContext context;
+            try { context = await _listener.GetContextAsync(); }
+            catch (Exception e) when (e is HttpListenerException or ObjectDisposedException or InvalidOperationException) { return; }
+            Interlocked.Increment(ref _requests);
+            try
+            {
+                if (_routes.TryGetValue(context.Request.Url!.AbsolutePath, out var route)) await route(context.Response);
+                else context.Response.StatusCode = 404;
+            }
+            finally { context.Response.Close(); }
+        }
+    }
+
+    public void Dispose() => _listener.Close();
+}

@@ -1,0 +1,177 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Shouldly;
+
+namespace PolicyGrid.Jobs.Tests;
+
+/// <summary>
+/// Local jobs end to end: the embedded server, a real <c>policygrid job-run</c> process per job, the
+/// real worker pool and SQLite. Each test waits with the API's own long-poll, never by sleeping.
+/// </summary>
+public sealed class LocalJobsTests : IAsyncLifetime
+{
+    public const string Policies = """
+        import os, time
+
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                self.parameters = parameters
+
+            def eval(self, parameters, input_data, context):
+                mode = input_data.get("mode", "echo")
+                if mode == "raise":
+                    raise ValueError("inputs were not acceptable")
+                if mode == "sleep":
+                    time.sleep(input_data.get("seconds", 30))
+                if mode == "exit":
+                    os._exit(3)
+                return {"echo": input_data, "factor": parameters.get("factor", 1)}
+        """;
+
+    private readonly JobsServer server = new();
+    private HttpClient client = null!;
+    private string policy = "";
+
+    public async ValueTask InitializeAsync()
+    {
+        client = server.CreateClient();
+        policy = await server.AddPolicyAsync("batch", Policies);
+    }
+
+    public async ValueTask DisposeAsync() => await server.DisposeAsync();
+
+    private async Task<JsonNode> SubmitAsync(HttpClient http, string inputs, double? timeout = null)
+    {
+        var timeoutField = timeout is null ? "" : $",\"timeout_seconds\":{timeout.Value.ToString(CultureInfo.InvariantCulture)}";
+        var answer = await http.Post("/jobs/submit/local", $$$"""{"name":"t","policy_rule_uri":"{{{policy}}}","policy_rule_parameters":{"factor":3},"inputs":{{{inputs}}}{{{timeoutField}}}}""");
+        answer.Status.ShouldBe(200, answer.Message);
+        answer.Status_.ShouldBe("pending");
+        answer.Data!["executor_id"]!.GetValue<string>().ShouldBe("local");
+        return answer.Data!;
+    }
+
+    private static async Task<JsonNode> WaitAsync(HttpClient http, string jobId)
+    {
+        var answer = await http.Get($"/jobs/{jobId}?wait=120");
+        answer.Status.ShouldBe(200);
+        return answer.Data!;
+    }
+
+    private static string Id(JsonNode job) => job["job_id"]!.GetValue<string>();
+
+    [Fact]
+    public async Task A_job_runs_once_in_its_own_process_and_its_result_is_recorded()
+    {
+        var job = await SubmitAsync(client, """{"mode":"echo","ip":"10.0.0.1"}""");
+        var done = await WaitAsync(client, Id(job));
+
+        done["status"]!.GetValue<string>().ShouldBe("succeeded", done["error"]?.GetValue<string>());
+        done["result"]!["echo"]!["ip"]!.GetValue<string>().ShouldBe("10.0.0.1");
+        done["result"]!["factor"]!.GetValue<int>().ShouldBe(3);
+        done["error"]!.GetValue<string>().ShouldBe("");
+        string.CompareOrdinal(done["started_at"]!.GetValue<string>(), done["finished_at"]!.GetValue<string>()).ShouldBeLessThanOrEqualTo(0);
+        string.CompareOrdinal(done["created_at"]!.GetValue<string>(), done["started_at"]!.GetValue<string>()).ShouldBeLessThanOrEqualTo(0);
+    }
+
+    [Fact]
+    public async Task A_policy_that_raises_fails_the_job_with_its_message()
+    {
+        var done = await WaitAsync(client, Id(await SubmitAsync(client, """{"mode":"raise"}""")));
+        done["status"]!.GetValue<string>().ShouldBe("failed");
+        done["error"]!.GetValue<string>().ShouldContain("policy_error");
+        done["error"]!.GetValue<string>().ShouldContain("inputs were not acceptable");
+    }
+
+    [Fact]
+    public async Task A_job_past_its_timeout_ends_timed_out()
+    {
+        var done = await WaitAsync(client, Id(await SubmitAsync(client, """{"mode":"sleep","seconds":60}""", timeout: 1)));
+        done["status"]!.GetValue<string>().ShouldBe("timed_out");
+        done["error"]!.GetValue<string>().ShouldNotBeEmpty();
+    }
+
+    [Fact]
+    public async Task A_policy_whose_worker_dies_fails_the_job_as_crashed()
+    {
+        var done = await WaitAsync(client, Id(await SubmitAsync(client, """{"mode":"exit"}""")));
+        done["status"]!.GetValue<string>().ShouldBe("failed");
+        done["error"]!.GetValue<string>().ShouldContain("policy_crashed");
+    }
+
+    [Fact]
+    public async Task Cancelling_a_running_job_stops_its_process()
+    {
+        var id = Id(await SubmitAsync(client, """{"mode":"sleep","seconds":60}""", timeout: 120));
+        var process = await JobProcessAsync(id);
+
+        var cancelled = await client.Delete($"/jobs/{id}");
+        cancelled.Status_.ShouldBe("cancelled");
+        await process.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken);
+        (await WaitAsync(client, id))["status"]!.GetValue<string>().ShouldBe("cancelled");
+    }
+
+    [Fact]
+    public async Task A_job_process_killed_from_outside_fails_with_the_signal()
+    {
+        var id = Id(await SubmitAsync(client, """{"mode":"sleep","seconds":60}""", timeout: 120));
+        var process = await JobProcessAsync(id);
+        process.Kill();
+
+        var done = await WaitAsync(client, id);
+        done["status"]!.GetValue<string>().ShouldBe("failed");
+        done["error"]!.GetValue<string>().ShouldContain("signal 9");
+    }
+
+    [Fact]
+    public async Task A_job_still_running_when_the_server_restarts_is_reattached_and_its_result_kept()
+    {
+        var dir = server.DataDirectory;
+        var id = Id(await SubmitAsync(client, """{"mode":"sleep","seconds":3}""", timeout: 60));
+        await JobProcessAsync(id);
+        await server.DisposeWithoutDeletingAsync();
+
+        await using var restarted = new JobsServer(dataDirectory: dir);
+        var done = await WaitAsync(restarted.CreateClient(), id);
+        done["status"]!.GetValue<string>().ShouldBe("succeeded", done["error"]?.GetValue<string>());
+        done["result"]!["echo"]!["seconds"]!.GetValue<int>().ShouldBe(3);
+    }
+
+    [Fact]
+    public async Task A_job_whose_process_died_while_the_server_was_down_is_failed_on_restart()
+    {
+        var dir = server.DataDirectory;
+        var id = Id(await SubmitAsync(client, """{"mode":"sleep","seconds":60}""", timeout: 120));
+        var process = await JobProcessAsync(id);
+        await server.DisposeWithoutDeletingAsync();
+        process.Kill(entireProcessTree: true);
+        await process.WaitForExitAsync(TestContext.Current.CancellationToken);
+
+        await using var restarted = new JobsServer(dataDirectory: dir);
+        var done = await WaitAsync(restarted.CreateClient(), id);
+        done["status"]!.GetValue<string>().ShouldBe("failed");
+        done["error"]!.GetValue<string>().ShouldContain("server restarted");
+    }
+
+    // The job's process, found through the pid file its launcher moves into place once it has started it.
+    private async Task<Process> JobProcessAsync(string jobId)
+    {
+        var pidFile = Path.Combine(server.DataDirectory, "jobs", $"{jobId}.pid");
+        using var watcher = new FileSystemWatcher(Path.GetDirectoryName(pidFile)!.EnsureExists()) { EnableRaisingEvents = true };
+        var appeared = new TaskCompletionSource();
+        watcher.Created += (_, e) => { if (e.FullPath == pidFile) appeared.TrySetResult(); };
+        watcher.Renamed += (_, e) => { if (e.FullPath == pidFile) appeared.TrySetResult(); };
+        if (!File.Exists(pidFile)) await appeared.Task.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+        var text = await File.ReadAllTextAsync(pidFile, TestContext.Current.CancellationToken);
+        return Process.GetProcessById(int.Parse(text.Split(' ')[0], CultureInfo.InvariantCulture));
+    }
+}
+
+internal static class PathExtensions
+{
+    public static string EnsureExists(this string directory)
+    {
+        Directory.CreateDirectory(directory);
+        return directory;
+    }
+}

@@ -1,0 +1,189 @@
+using System.IO.Compression;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Hosting;
+using PolicyGrid.Sdk.Client;
+using PolicyGrid.Sdk.Evaluation;
+
+namespace PolicyGrid.Sdk.Tests;
+
+/// <summary>The real app (the composition `policygrid serve` runs) on a fresh temporary data directory.</summary>
+public sealed class EmbeddedServer : WebApplicationFactory<PolicyGrid.Cli.Program>
+{
+    private readonly string _data = Directory.CreateTempSubdirectory("pg-sdk-server-").FullName;
+
+    protected override IHost CreateHost(IHostBuilder builder)
+    {
+        builder.ConfigureHostConfiguration(c => c.AddInMemoryCollection(new Dictionary<string, string?> { ["data"] = _data }));
+        return base.CreateHost(builder);
+    }
+
+    public PolicyGridClient Client()
+    {
+        var http = CreateClient();
+        return new PolicyGridClient(http, new PolicyGridClientOptions { Server = http.BaseAddress!, Timeout = TimeSpan.FromSeconds(60) });
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        await base.DisposeAsync();
+        try { Directory.Delete(_data, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+}
+
+/// <summary>samples/policies/ip_allowlist, as a policy author uploads it: the bundle and its manifest.</summary>
+public static class Sample
+{
+    public static string Directory()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var sample = Path.Combine(dir.FullName, "samples", "policies", "ip_allowlist");
+            if (File.Exists(Path.Combine(sample, "manifest.json"))) return sample;
+        }
+        throw new InvalidOperationException("samples/policies/ip_allowlist not found above " + AppContext.BaseDirectory);
+    }
+
+    public static byte[] Bundle()
+    {
+        var sample = Directory();
+        using var buffer = new MemoryStream();
+        using (var zip = new ZipArchive(buffer, ZipArchiveMode.Create, leaveOpen: true))
+        {
+            foreach (var file in System.IO.Directory.EnumerateFiles(Path.Combine(sample, "code"), "*", SearchOption.AllDirectories)
+                         .Where(f => !f.Contains("__pycache__", StringComparison.Ordinal)))
+                zip.CreateEntryFromFile(file, Path.GetRelativePath(sample, file).Replace('\\', '/'));
+        }
+        return buffer.ToArray();
+    }
+
+    public static JsonObject Manifest(string code, string releaseTag)
+    {
+        var manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(Directory(), "manifest.json")))!.AsObject();
+        manifest["code"] = code;
+        manifest["release_tag"] = releaseTag;
+        return manifest;
+    }
+}
+
+/// <summary>Both evaluator modes against the real server with samples/policies/ip_allowlist.</summary>
+public sealed class ServerTests : IAsyncLifetime
+{
+    private readonly EmbeddedServer _server = new();
+    private PolicyGridClient _client = null!;
+    private BundleUpload _bundle = null!;
+    private readonly List<LocalPolicyEvaluator> _made = [];
+
+    public async ValueTask InitializeAsync()
+    {
+        _client = _server.Client();
+        _bundle = await _client.UploadBundleAsync(Sample.Bundle(), ct: TestContext.Current.CancellationToken);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var e in _made) await e.DisposeAsync();
+        _client.Dispose();
+        await _server.DisposeAsync();
+    }
+
+    private async Task<string> CreatePolicy(string tag)
+    {
+        var created = await _client.CreatePolicyAsync(Sample.Manifest(_bundle.Url, tag), TestContext.Current.CancellationToken);
+        return created["policy_rule_uri"]!.GetValue<string>();
+    }
+
+    private async Task<LocalPolicyEvaluator> Evaluator(string uri, EvaluationMode mode = EvaluationMode.Local,
+        LocalIsolation isolation = LocalIsolation.InProcess, JsonObject? parameters = null)
+    {
+        var e = await LocalPolicyEvaluator.CreateAsync(_client, new LocalPolicyEvaluatorOptions
+        {
+            PolicyRuleUri = uri, Mode = mode, Isolation = isolation, Parameters = parameters, RevalidateInterval = TimeSpan.FromHours(1),
+        }, TestContext.Current.CancellationToken);
+        _made.Add(e);
+        return e;
+    }
+
+    private static JsonObject Ip(string ip) => new() { ["ip"] = ip };
+
+    [Fact]
+    public async Task Upload_answers_code_sha_size_and_a_downloadable_url()
+    {
+        _bundle.Code.ShouldBe($"bundle://sha256/{_bundle.Sha256}");
+        _bundle.Url.ShouldEndWith($"/bundles/sha256/{_bundle.Sha256}");
+        (await _client.DownloadBundleAsync(_bundle.Url, TestContext.Current.CancellationToken)).ShouldBe(Sample.Bundle());
+    }
+
+    [Fact]
+    public async Task Local_in_process_allows_and_denies()
+    {
+        var ev = await Evaluator(await CreatePolicy("inproc"));
+        ev.ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        ev.ExecutePolicyRule(Ip("10.9.9.9"))["reason"]!.GetValue<string>().ShouldBe("denied");
+    }
+
+    [Fact]
+    public async Task Local_worker_process_allows_and_denies()
+    {
+        var ev = await Evaluator(await CreatePolicy("worker"), isolation: LocalIsolation.WorkerProcess);
+        (await ev.ExecutePolicyRuleAsync(Ip("10.0.0.1"), ct: TestContext.Current.CancellationToken))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        (await ev.ExecutePolicyRuleAsync(Ip("10.9.9.9"), ct: TestContext.Current.CancellationToken))["allowed"]!.GetValue<bool>().ShouldBeFalse();
+    }
+
+    [Fact]
+    public async Task Local_management_changes_the_held_instance()
+    {
+        var ev = await Evaluator(await CreatePolicy("mgmt"));
+        ev.ExecuteManagementCommand("update_local_allowlist", new JsonObject { ["ips"] = new JsonArray("10.7.7.7") });
+        ev.ExecutePolicyRule(Ip("10.7.7.7"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        ev.ExecuteManagementCommand("get_state")!["local_allowlist"]![0]!.GetValue<string>().ShouldBe("10.7.7.7");
+    }
+
+    [Fact]
+    public async Task Remote_mode_allows_and_denies_through_the_built_in_executor()
+    {
+        var uri = await CreatePolicy("remote");
+        var ev = await Evaluator(uri, EvaluationMode.Remote);
+        ev.ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        ev.ExecutePolicyRule(Ip("10.9.9.9"))["allowed"]!.GetValue<bool>().ShouldBeFalse();
+        var overridden = await Evaluator(uri, EvaluationMode.Remote, parameters: new JsonObject { ["local_allowlist"] = new JsonArray("10.3.3.3") });
+        overridden.ExecutePolicyRule(Ip("10.3.3.3"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        ev.ExecuteManagementCommand("get_state").ShouldBeOfType<JsonObject>();
+    }
+
+    [Fact]
+    public async Task Local_and_remote_refuse_the_same_bad_input()
+    {
+        var uri = await CreatePolicy("badinput");
+        foreach (var ev in new[] { await Evaluator(uri), await Evaluator(uri, EvaluationMode.Remote) })
+        {
+            var e = Should.Throw<PolicyGridApiException>(() => ev.ExecutePolicyRule(Ip("not-an-ip")));
+            e.Status.ShouldBe(400);
+            e.Reason.ShouldContain("input_data.ip");
+        }
+    }
+
+    [Fact]
+    public async Task An_update_and_a_retirement_reach_a_local_evaluator()
+    {
+        var uri = await CreatePolicy("lifecycle");
+        var ev = await Evaluator(uri);
+        ev.ExecutePolicyRule(Ip("10.8.8.8"))["allowed"]!.GetValue<bool>().ShouldBeFalse();
+        await _client.UpdatePolicyAsync(uri, new JsonObject { ["$set"] = new JsonObject { ["policy_parameters.local_allowlist"] = new JsonArray("10.8.8.8") } },
+            ct: TestContext.Current.CancellationToken);
+        await ev.RefreshAsync(TestContext.Current.CancellationToken);
+        ev.ExecutePolicyRule(Ip("10.8.8.8"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        await _client.UpdatePolicyAsync(uri, new JsonObject { ["$set"] = new JsonObject { ["status"] = "retired" } }, ct: TestContext.Current.CancellationToken);
+        await ev.RefreshAsync(TestContext.Current.CancellationToken);
+        var e = Should.Throw<PolicyGridApiException>(() => ev.ExecutePolicyRule(Ip("10.8.8.8")));
+        (e.Status, e.Code).ShouldBe((410, "retired"));
+    }
+
+    [Fact]
+    public async Task An_unknown_policy_is_not_found()
+    {
+        var e = await Should.ThrowAsync<PolicyGridApiException>(() => Evaluator("nope:1.0-x"));
+        (e.Status, e.Code).ShouldBe((404, "not_found"));
+    }
+}
