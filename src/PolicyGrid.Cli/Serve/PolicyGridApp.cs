@@ -43,6 +43,7 @@ public static class PolicyGridApp
         builder.Services.AddPolicyGridApi(builder.Configuration);
         builder.Services.AddHostedService<BuiltInExecutor>();
         builder.Services.AddEmbeddedEvents();
+        builder.Services.AddEmbeddedFunctionHost(builder.Configuration);
         builder.Services.AddEmbeddedGraphRunner();
         builder.Services.AddJobLaunchers(serve.DataDirectory, builder.Configuration);
 

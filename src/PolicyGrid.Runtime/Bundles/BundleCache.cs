@@ -42,6 +42,22 @@ public sealed partial class BundleCache : IPolicyBundleSource
         _requirements = new BundleRequirements(options);
         _log = (ILogger?)log ?? NullLogger.Instance;
         CacheDirectory = Path.GetFullPath(options.CacheDirectory);
+        SweepAbandonedTemps();
+    }
+
+    /// <summary>Temp directories left by a process killed mid-unpack; an hour is far beyond any unpack.</summary>
+    private void SweepAbandonedTemps()
+    {
+        if (!Directory.Exists(CacheDirectory)) return;
+        foreach (var temp in Directory.EnumerateDirectories(CacheDirectory, ".tmp-*"))
+        {
+            try
+            {
+                if (Directory.GetLastWriteTimeUtc(temp) < DateTime.UtcNow.AddHours(-1)) Directory.Delete(temp, recursive: true);
+            }
+            catch (IOException) { /* another process may be cleaning it too */ }
+            catch (UnauthorizedAccessException) { }
+        }
     }
 
     public string CacheDirectory { get; }

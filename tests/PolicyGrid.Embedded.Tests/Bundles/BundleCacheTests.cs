@@ -261,3 +261,29 @@ internal static class BundleModes
 
     public const UnixFileMode File = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead;
 }
+
+public sealed class BundleCacheSweepTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public void Temp_directories_abandoned_by_a_killed_process_are_removed_and_fresh_ones_kept()
+    {
+        var cache = _dir.File("cache");
+        var old = Path.Combine(cache, ".tmp-abandoned");
+        var fresh = Path.Combine(cache, ".tmp-in-progress");
+        Directory.CreateDirectory(Path.Combine(old, "bundle"));
+        Directory.CreateDirectory(fresh);
+        Directory.SetLastWriteTimeUtc(old, DateTime.UtcNow.AddHours(-2));
+        _ = new BundleCache(new FileBundleStore(_dir.File("bundles")), new NoHttp(), new BundleCacheOptions { CacheDirectory = cache });
+        Directory.Exists(old).ShouldBeFalse();
+        Directory.Exists(fresh).ShouldBeTrue();
+    }
+
+    private sealed class NoHttp : IHttpClientFactory
+    {
+        public HttpClient CreateClient(string name) => throw new InvalidOperationException("no HTTP in this test");
+    }
+}
