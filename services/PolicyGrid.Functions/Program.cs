@@ -13,4 +13,5 @@ builder.Services.AddHealthChecks();
 var app = builder.Build();
 app.MapActorsHandlers();
 app.MapHealthChecks("/healthz");
+app.MapHealthChecks("/readyz");
 app.Run();

@@ -90,6 +90,24 @@ public sealed class ExecutorNodeJobsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_job_whose_node_vanishes_is_recorded_timed_out_at_the_registrys_backstop_deadline()
+    {
+        await using var strict = new JobsServer(new() { ["PolicyGrid:Jobs:DeadlineGraceSeconds"] = "1" });
+        var http = strict.CreateClient();
+        await strict.AddExecutorAsync("edge", nodeUrl);
+        await AddPolicyAsync(strict.Store, node.Services.GetRequiredService<IBundleStore>());
+        var submitted = await http.Post("/jobs/submit/edge", """{"policy_rule_uri":"batch:1.0-test","inputs":{"mode":"sleep","seconds":60},"timeout_seconds":2}""");
+        var id = submitted.Data!["job_id"]!.GetValue<string>();
+        for (var i = 0; i < 100 && await NodeStore.GetAsync(Collections.Jobs, id) is null; i++)
+            await strict.Board.GetAsync(id, TimeSpan.FromMilliseconds(100), TestContext.Current.CancellationToken);
+        await node.StopAsync(TestContext.Current.CancellationToken);
+
+        var done = (await http.Get($"/jobs/{id}?wait=60")).Data!;
+        done["status"]!.GetValue<string>().ShouldBe("timed_out");
+        done["error"]!.GetValue<string>().ShouldContain("reported nothing");
+    }
+
+    [Fact]
     public async Task The_runner_mode_of_job_run_posts_its_result_with_the_jobs_token()
     {
         var (id, token) = await PendingOnNodeAsync();

@@ -10,4 +10,5 @@ builder.Services.AddHealthChecks();
 var app = builder.Build();
 app.MapPolicyGraphWorkflow();
 app.MapHealthChecks("/healthz");
+app.MapHealthChecks("/readyz");
 app.Run();
