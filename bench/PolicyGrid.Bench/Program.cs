@@ -4,12 +4,16 @@
 using PolicyGrid.Bench;
 using PolicyGrid.Bench.Type1;
 using PolicyGrid.Bench.Type2;
+using PolicyGrid.Bench.Type4;
+using PolicyGrid.Bench.Type5;
 
 var benchmarks = new Dictionary<string, Func<string[], Task<int>>>(StringComparer.OrdinalIgnoreCase)
 {
     ["type1"] = Type1Benchmark.RunAsync,
     ["type2"] = Type2Benchmark.RunAsync,
     ["query"] = QueryBenchmark.RunAsync,
+    ["functions"] = FunctionsBenchmark.RunAsync,
+    ["graphs"] = GraphsBenchmark.RunAsync,
 };
 
 if (args.Length == 0 || !benchmarks.TryGetValue(args[0], out var run))

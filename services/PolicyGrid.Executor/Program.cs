@@ -1,5 +1,6 @@
 using PolicyGrid.Api;
 using PolicyGrid.Dapr;
+using PolicyGrid.Runtime;
 using PolicyGrid.Executor;
 using PolicyGrid.Kubernetes;
 
@@ -9,6 +10,7 @@ var builder = WebApplication.CreateBuilder(args);
 builder.WebHost.UseDaprAppPort(builder.Configuration, DaprNames.Apps.Executor);
 builder.Services.AddPolicyGridApi(builder.Configuration);
 builder.Services.AddDaprAdapters(builder.Configuration);
+builder.Services.AddPolicyRuntime(builder.Configuration);
 // Type 3: jobs this node runs become Kubernetes Jobs in its own namespace (PolicyGrid:Jobs:Launcher=kubernetes).
 if (string.Equals(builder.Configuration["PolicyGrid:Jobs:Launcher"], "kubernetes", StringComparison.OrdinalIgnoreCase))
     builder.Services.AddKubernetesJobLauncher(builder.Configuration);

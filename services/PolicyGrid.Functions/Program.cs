@@ -4,6 +4,7 @@ using PolicyGrid.Runtime;
 
 // Dapr app `policy-functions`: hosts PolicyFunctionActor, one actor per function replica, on this app's worker pool.
 var builder = WebApplication.CreateBuilder(args);
+builder.WebHost.UseDaprAppPort(builder.Configuration, DaprNames.Apps.Functions);
 builder.Services.AddDaprAdapters(builder.Configuration);
 builder.Services.AddPolicyRuntime(builder.Configuration);
 builder.Services.AddPolicyFunctionActors(builder.Configuration);
@@ -12,4 +13,5 @@ builder.Services.AddHealthChecks();
 var app = builder.Build();
 app.MapActorsHandlers();
 app.MapHealthChecks("/healthz");
+app.MapHealthChecks("/readyz");
 app.Run();

@@ -26,10 +26,16 @@ public static class JobManifest
             [JobIdLabel] = launch.JobId,
         };
         var timeoutSeconds = (long)Math.Ceiling(launch.Timeout.TotalSeconds);
+        var policy = (JsonObject)launch.Policy.DeepClone();
+        // The pod has no bundle store: code held by the node is fetched from the node's own bundle URL.
+        var fromNode = options.ResultCallbackUrl.Length > 0
+            && policy["code"]?.GetValue<string>() is { } code && code.StartsWith(BundleRef.Scheme, StringComparison.Ordinal);
+        if (fromNode)
+            policy["code"] = $"{options.ResultCallbackUrl.TrimEnd('/')}/bundles/sha256/{policy["code"]!.GetValue<string>()[BundleRef.Scheme.Length..]}";
         var spec = new JsonObject
         {
             ["job_id"] = launch.JobId,
-            ["policy"] = launch.Policy.DeepClone(),
+            ["policy"] = policy,
             ["parameters"] = launch.Parameters.DeepClone(),
             ["inputs"] = launch.Inputs.DeepClone(),
             ["timeout_seconds"] = timeoutSeconds,
@@ -41,6 +47,7 @@ public static class JobManifest
             Env("POLICYGRID_JOB_TOKEN", resultToken),
             Env("HOME", "/tmp"),
         };
+        if (fromNode) env.Add(Env("PolicyGrid__Runtime__Bundles__AllowPrivateNetworks", "true"));
         if (options.ResultCallbackUrl.Length > 0)
             env.Insert(1, Env("POLICYGRID_RESULT_URL", $"{options.ResultCallbackUrl.TrimEnd('/')}/jobs/{Uri.EscapeDataString(launch.JobId)}/result"));
 

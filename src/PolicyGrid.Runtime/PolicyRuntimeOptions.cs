@@ -16,9 +16,6 @@ public sealed class PolicyRuntimeOptions
     /// <summary>Decision log retention (<c>PolicyGrid:Runtime:Decisions</c>).</summary>
     public DecisionLogOptions Decisions { get; set; } = new();
 
-    /// <summary>Unpacking of stored bundles (<c>PolicyGrid:Runtime:Bundles</c>).</summary>
-    public Execution.BundleSourceOptions Bundles { get; set; } = new();
-
     /// <summary>Calls to remote executor nodes (<c>PolicyGrid:Runtime:RemoteExecutors</c>).</summary>
     public RemoteExecutorOptions RemoteExecutors { get; set; } = new();
 }

@@ -4,9 +4,9 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Http.Resilience;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Polly;
 using Polly.Timeout;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime.Bundles;
 using PolicyGrid.Runtime.Execution;
 using PolicyGrid.Runtime.Hosting;
 using PolicyGrid.Runtime.Transports;
@@ -21,8 +21,8 @@ public static class PolicyRuntimeServiceCollectionExtensions
     /// registered), dry loads for onboarding, the decision log with its retention, and the
     /// <c>inproc://</c> and <c>http(s)://</c> executor transports. Options come from
     /// <c>PolicyGrid:Runtime</c>. Needs an <see cref="IDocumentStore"/>, an <see cref="IContextStore"/>
-    /// and an <see cref="IBundleStore"/> (bundles are resolved by <see cref="StoredBundleSource"/> unless
-    /// another <see cref="IPolicyBundleSource"/> is registered).
+    /// and an <see cref="IBundleStore"/>; policy code is resolved by the <see cref="BundleCache"/>
+    /// (<c>AddBundleCache</c>) unless another <see cref="IPolicyBundleSource"/> is registered first.
     /// </summary>
     public static IServiceCollection AddPolicyRuntime(this IServiceCollection services, IConfiguration configuration)
     {
@@ -34,11 +34,8 @@ public static class PolicyRuntimeServiceCollectionExtensions
         services.TryAddSingleton(sp => new PythonWorkerPool(sp.GetRequiredService<PolicyRuntimeOptions>().Pool, sp.GetRequiredService<ILogger<PythonWorkerPool>>()));
         services.AddHostedService<WorkerPoolStartup>();
 
-        // Resolves bundle://sha256 codes from the IBundleStore; a fuller bundle cache registered
-        // before this call (TryAdd) or replacing it afterwards takes over.
-        services.TryAddSingleton(sp => new RequirementsInstaller(sp.GetRequiredService<PythonWorkerPool>(), sp.GetRequiredService<PolicyRuntimeOptions>().Bundles));
-        services.TryAddSingleton<IPolicyBundleSource>(sp => new StoredBundleSource(sp.GetRequiredService<IBundleStore>(),
-            sp.GetRequiredService<PolicyRuntimeOptions>().Bundles, sp.GetRequiredService<RequirementsInstaller>()));
+        // The bundle cache (Runtime/Bundles) comes with the runtime unless the host brought its own source.
+        if (!services.Any(d => d.ServiceType == typeof(IPolicyBundleSource))) services.AddBundleCache(configuration);
         services.TryAddSingleton<PolicyCatalog>();
         services.TryAddSingleton<ContextLocks>();
         services.TryAddSingleton(sp => new DecisionLog(sp.GetRequiredService<IDocumentStore>(), sp.GetRequiredService<PolicyRuntimeOptions>().Decisions,

@@ -131,6 +131,50 @@ public sealed class CliTests(PolicyGridServer server) : IClassFixture<PolicyGrid
     }
 
     [Fact]
+    public async Task Eval_runs_the_worked_example_on_an_executor_and_reports_policy_errors()
+    {
+        var client = server.CreateClient();
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+
+        var allowed = await Run("eval", uri, "--input", """{"ip": "10.0.0.1"}""", "--json");
+        allowed.ExitCode.ShouldBe(0, allowed.Error);
+        allowed.Json["allowed"]!.GetValue<bool>().ShouldBeTrue();
+
+        var denied = await Run("eval", uri, "--input", """{"ip": "10.9.9.9"}""", "--executor", "local");
+        denied.ExitCode.ShouldBe(0, denied.Error);
+        denied.Out.ShouldContain("\"allowed\": false");
+
+        var bad = await Run("eval", uri, "--input", """{"ip": "nope"}""");
+        bad.ExitCode.ShouldBe(1);
+        bad.Error.ShouldContain("input_data.ip");
+
+        var notJson = await Run("eval", uri, "--input", "{ip}");
+        notJson.ExitCode.ShouldBe(2);
+        notJson.Error.ShouldContain("--input");
+
+        var both = await Run("eval", uri, "--input", "{}", "--executor", "local", "--local");
+        both.ExitCode.ShouldBe(2);
+    }
+
+    [Fact]
+    public async Task Eval_local_fetches_the_policy_and_runs_it_on_this_machine()
+    {
+        var client = server.CreateClient();
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+        var before = (await client.Post("/decisions/query", $$"""{"policy_rule_uri": "{{uri}}"}""")).Data!.AsArray().Count;
+
+        var allowed = await Run("eval", uri, "--input", """{"ip": "10.0.0.1"}""", "--local", "--json");
+        allowed.ExitCode.ShouldBe(0, allowed.Error);
+        allowed.Json["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        var overridden = await Run("eval", uri, "--input", """{"ip": "10.9.9.9"}""", "--local", "--parameters", """{"local_allowlist": ["10.9.9.9"]}""", "--json");
+        overridden.ExitCode.ShouldBe(0, overridden.Error);
+        overridden.Json["allowed"]!.GetValue<bool>().ShouldBeTrue();
+
+        // It ran here, not on an executor: the server recorded no decision.
+        (await client.Post("/decisions/query", $$"""{"policy_rule_uri": "{{uri}}"}""")).Data!.AsArray().Count.ShouldBe(before);
+    }
+
+    [Fact]
     public async Task A_filter_that_is_not_json_is_a_usage_error()
     {
         var run = await Run("policy", "query", "{name: oops}");

@@ -69,7 +69,8 @@ public sealed class DaprShape : IAsyncLifetime
             .WithCommand("./daprd", "--app-id", appId, "--app-port", appPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 "--app-channel-address", "host.docker.internal", "--resources-path", "/components",
                 "--dapr-http-port", "3500", "--dapr-grpc-port", "50001", "--log-level", "info")
-            .WithWaitStrategy(Wait.ForUnixContainer().UntilMessageIsLogged("dapr initialized|Dapr sidecar is up and running"))
+            // Not "dapr initialized": daprd finishes initializing only once the app listens, and the app starts after it.
+            .WithWaitStrategy(Wait.ForUnixContainer().UntilMessageIsLogged("HTTP server (is running on port|listening on TCP address)"))
             .Build();
         await sidecar.StartAsync(ct);
         sidecars.Add(sidecar);

@@ -35,10 +35,12 @@ public sealed class DaprShapeTests(DaprShape shape) : IClassFixture<DaprShape>
         RequireEngine();
         using var client = RegistryClient();
 
-        var response = await client.PostAsync("/executor/query", new StringContent("{}", Encoding.UTF8, "application/json"), Ct);
-
-        response.StatusCode.ShouldBe(HttpStatusCode.OK);
-        var executors = JsonNode.Parse(await response.Content.ReadAsStringAsync(Ct))!["data"]!.AsArray();
+        // The registration retries in the background until the sidecar and Redis answer.
+        var executors = await EventuallyAsync(async () =>
+        {
+            var response = await client.PostAsync("/executor/query", new StringContent("{}", Encoding.UTF8, "application/json"), Ct);
+            return response.StatusCode == HttpStatusCode.OK ? JsonNode.Parse(await response.Content.ReadAsStringAsync(Ct))!["data"]!.AsArray() : [];
+        }, found => found.Count > 0, TimeSpan.FromSeconds(60));
         executors.ShouldContain(e => e!["executor_id"]!.GetValue<string>() == DaprNames.ExecutorId
             && e["executor_host_uri"]!.GetValue<string>() == DaprNames.ExecutorHostUri);
     }

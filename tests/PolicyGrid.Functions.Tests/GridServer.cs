@@ -27,10 +27,6 @@ public sealed class GridServer(string dataDirectory) : WebApplicationFactory<Pol
         return base.CreateHost(builder);
     }
 
-    protected override void ConfigureWebHost(Microsoft.AspNetCore.Hosting.IWebHostBuilder builder) =>
-        Microsoft.AspNetCore.TestHost.WebHostBuilderExtensions.ConfigureTestServices(builder, services => CompositionStandIn.AddMissing(services,
-            services.LastOrDefault(d => d.ServiceType == typeof(IConfiguration))?.ImplementationInstance as IConfiguration ?? new ConfigurationBuilder().Build()));
-
     public T Service<T>() where T : notnull => Services.GetRequiredService<T>();
 
     /// <summary>Registers a policy running <paramref name="source"/> and answers its URI.</summary>

@@ -24,7 +24,9 @@ public sealed class JobsServer : WebApplicationFactory<Program>
 
     public JobsServer(Dictionary<string, string?>? settings = null, string? dataDirectory = null)
     {
-        this.settings = settings ?? [];
+        // One Python worker per server: these tests run one policy at a time, and many servers run side by side.
+        this.settings = new Dictionary<string, string?> { ["PolicyGrid:Runtime:Pool:Workers"] = "1" };
+        foreach (var (key, value) in settings ?? []) this.settings[key] = value;
         ownsDirectory = dataDirectory is null;
         DataDirectory = dataDirectory ?? Path.Combine(Path.GetTempPath(), "pg-jobs-tests", Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(DataDirectory);

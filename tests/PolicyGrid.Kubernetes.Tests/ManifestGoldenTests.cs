@@ -69,6 +69,16 @@ public class ManifestGoldenTests
     }
 
     [Fact]
+    public void Code_held_by_the_node_is_fetched_from_the_nodes_bundle_url()
+    {
+        var launch = SampleLaunch() with { Policy = new JsonObject { ["policy_rule_uri"] = "p:1-a", ["code"] = "bundle://sha256/" + new string('a', 64) } };
+        var env = JobManifest.Build(launch, "ns", "t", Options).Spec.Template.Spec.Containers.Single().Env;
+        var spec = JsonNode.Parse(env.Single(e => e.Name == "POLICYGRID_JOB_SPEC").Value)!;
+        spec["policy"]!["code"]!.GetValue<string>().ShouldBe($"{Options.ResultCallbackUrl}/bundles/sha256/{new string('a', 64)}");
+        env.ShouldContain(e => e.Name == "PolicyGrid__Runtime__Bundles__AllowPrivateNetworks" && e.Value == "true");
+    }
+
+    [Fact]
     public void The_node_role_allows_only_jobs_and_reading_pods_in_its_namespace()
     {
         var m = ExecutorNodeManifests.Build("gpu", "team-a", new ExecutorNodeOptions());

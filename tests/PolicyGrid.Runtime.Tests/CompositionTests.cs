@@ -7,6 +7,7 @@ using Microsoft.Extensions.Hosting;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Embedded.Storage;
+using PolicyGrid.Runtime.Bundles;
 using PolicyGrid.Runtime.Execution;
 using Shouldly;
 
@@ -34,7 +35,7 @@ public sealed class CompositionTests
         await using var services = collection.BuildServiceProvider();
         foreach (var hosted in services.GetServices<IHostedService>()) await hosted.StartAsync(Ct);
 
-        services.GetRequiredService<IPolicyBundleSource>().ShouldBeOfType<StoredBundleSource>();
+        services.GetRequiredService<IPolicyBundleSource>().ShouldBeOfType<BundleCache>();
         var source = File.ReadAllText(Path.Combine(TestBundles.RepoRoot(), "samples", "policies", "rate_limiter", "code", "function.py"));
         using var zip = new MemoryStream();
         using (var archive = new ZipArchive(zip, ZipArchiveMode.Create, leaveOpen: true))

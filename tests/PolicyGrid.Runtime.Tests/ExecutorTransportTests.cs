@@ -126,6 +126,25 @@ public sealed class ExecutorTransportTests : IAsyncDisposable
         error.Code.ShouldBe("backend_unavailable");
     }
 
+    [Fact]
+    public async Task A_node_that_keeps_refusing_fails_fast_and_other_nodes_are_unaffected()
+    {
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        var dead = ExecutorFor($"http://127.0.0.1:{port}");
+        var first = await Should.ThrowAsync<PolicyGridException>(() => dead.ExecuteAsync(Request(), CallerIdentity.Anonymous, Ct));
+        first.Message.ShouldContain("could not be reached");
+        var second = await Should.ThrowAsync<PolicyGridException>(() => dead.ExecuteAsync(Request(), CallerIdentity.Anonymous, Ct));
+        second.Status.ShouldBe(503);
+        second.Message.ShouldContain("failing fast");
+
+        // The circuit belongs to that node only.
+        node.Answer(200, """{"success": true, "data": {"allowed": false}}""");
+        (await ExecutorFor(node.BaseUri).ExecuteAsync(Request(), CallerIdentity.Anonymous, Ct)).Output["allowed"]!.GetValue<bool>().ShouldBeFalse();
+    }
+
     public async ValueTask DisposeAsync()
     {
         node.Dispose();

@@ -1,11 +1,14 @@
+using PolicyGrid.Dapr;
 using PolicyGrid.Workflows;
 
 // Dapr app `policy-graphs`: hosts PolicyGraphWorkflow; the registry reaches it by service invocation (POST /run_graph).
 var builder = WebApplication.CreateBuilder(args);
+builder.WebHost.UseDaprAppPort(builder.Configuration, DaprNames.Apps.Graphs);
 builder.Services.AddPolicyGraphWorkflow();
 builder.Services.AddHealthChecks();
 
 var app = builder.Build();
 app.MapPolicyGraphWorkflow();
 app.MapHealthChecks("/healthz");
+app.MapHealthChecks("/readyz");
 app.Run();

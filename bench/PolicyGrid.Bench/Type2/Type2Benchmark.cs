@@ -12,8 +12,6 @@ using Microsoft.Extensions.DependencyInjection;
 using PolicyGrid.Cli;
 using PolicyGrid.Cli.Client;
 using PolicyGrid.Core.Ports;
-using PolicyGrid.Runtime.Bundles;
-using PolicyGrid.Runtime.Hosting;
 
 namespace PolicyGrid.Bench.Type2;
 
@@ -21,8 +19,8 @@ namespace PolicyGrid.Bench.Type2;
 /// Type 2 throughput: <c>POST /executor/local/execute_policy</c> of the ip_allowlist sample over real
 /// HTTP on loopback with 16 concurrent clients, against two baselines in the same app and run:
 /// a bare endpoint answering a fixed JSON of the same size (the HTTP floor; target ≥ 0.5x), and a
-/// cold path that fetches the bundle from the store, unpacks it and imports it into a fresh
-/// instance on every call (no bundle cache, no warm instance; target: execute_policy ≥ 50x it).
+/// cold path that fetches the bundle over HTTP, unpacks it and imports it in a new interpreter on
+/// every call (no bundle cache, no resident worker; target: execute_policy ≥ 50x it).
 ///   dotnet run -c Release --project bench/PolicyGrid.Bench -- type2 [--seconds 5] [--clients 16]
 /// </summary>
 public static class Type2Benchmark
@@ -117,31 +115,37 @@ public static class Type2Benchmark
     }
 
     /// <summary>
-    /// The baseline a registry without a bundle cache or warm instances would pay on every call:
-    /// read the archive from the bundle store, unpack it into a fresh directory, import it into a
-    /// new instance (module import + __init__) in the same sandboxed worker pool, eval, drop it.
+    /// The baseline of a registry with no bundle cache and no resident workers, paid on every call:
+    /// fetch the archive over HTTP (GET /bundles/sha256/...), unpack it into a fresh directory, start
+    /// a Python interpreter that imports function.py, builds the policy and calls eval once.
     /// </summary>
-    private static async Task<IResult> ColdEvalAsync(HttpContext http, IDocumentStore store, IBundleStore bundles, PythonWorkerPool pool)
+    private static async Task<IResult> ColdEvalAsync(HttpContext http, IDocumentStore store)
     {
         var request = (await JsonNode.ParseAsync(http.Request.Body))!.AsObject();
         var uri = request["policy_rule_uri"]!.GetValue<string>();
         var policy = (await store.GetAsync(Collections.Policies, uri))!.Body;
         var sha = policy["code"]!.GetValue<string>()["bundle://sha256/".Length..];
-        var archive = await bundles.GetAsync(sha) ?? throw new InvalidOperationException("bundle missing");
+        using var fetch = new HttpClient { BaseAddress = new Uri($"{http.Request.Scheme}://{http.Request.Host}/") };
+        var archive = await fetch.GetByteArrayAsync($"bundles/sha256/{sha}");
         var root = Path.Combine(Path.GetTempPath(), "pg-bench-cold", Guid.NewGuid().ToString("N"));
         try
         {
             ZipFile.ExtractToDirectory(new MemoryStream(archive), root);
-            if (!OperatingSystem.IsWindows()) OpenToWorkers(root);
-            var load = new PolicyLoadSpec(uri, new BundleDirectory(sha, root, null), policy["policy_settings"]!.AsObject(), policy["policy_parameters"]!.AsObject());
-            var args = new JsonObject
+            var start = new ProcessStartInfo(Python) { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var a in new[] { "-I", "-c", ColdScript, Path.Combine(root, "code") }) start.ArgumentList.Add(a);
+            using var python = Process.Start(start)!;
+            await python.StandardInput.WriteAsync(new JsonObject
             {
+                ["rule_id"] = uri,
+                ["settings"] = policy["policy_settings"]!.DeepClone(),
                 ["parameters"] = policy["policy_parameters"]!.DeepClone(),
                 ["input_data"] = request["input_data"]!.DeepClone(),
-                ["context"] = new JsonObject(),
-            };
-            var reply = await pool.InvokeOnceAsync(load, PolicyMethods.Eval, args, TimeSpan.FromSeconds(30));
-            return Results.Json(new JsonObject { ["success"] = true, ["data"] = reply?["result"]?.DeepClone() });
+            }.ToJsonString());
+            python.StandardInput.Close();
+            var output = await python.StandardOutput.ReadToEndAsync();
+            await python.WaitForExitAsync();
+            if (python.ExitCode != 0) throw new InvalidOperationException(await python.StandardError.ReadToEndAsync());
+            return Results.Json(new JsonObject { ["success"] = true, ["data"] = JsonNode.Parse(output) });
         }
         finally
         {
@@ -149,17 +153,17 @@ public static class Type2Benchmark
         }
     }
 
-    // Workers run as an unprivileged user: the fresh directory must be readable by it.
-    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
-    private static void OpenToWorkers(string root)
-    {
-        const UnixFileMode dir = (UnixFileMode)0b111_101_101;
-        const UnixFileMode file = (UnixFileMode)0b110_100_100;
-        File.SetUnixFileMode(Path.GetDirectoryName(root)!, dir);
-        File.SetUnixFileMode(root, dir);
-        foreach (var d in Directory.EnumerateDirectories(root, "*", SearchOption.AllDirectories)) File.SetUnixFileMode(d, dir);
-        foreach (var f in Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories)) File.SetUnixFileMode(f, file);
-    }
+    // The interpreter the worker pool falls back to here; any python3 does for the baseline.
+    private static readonly string Python = File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+
+    private const string ColdScript = """
+        import json, sys
+        sys.path.insert(0, sys.argv[1])
+        import function
+        call = json.load(sys.stdin)
+        policy = function.AIOSv1PolicyRule(call["rule_id"], call["settings"], call["parameters"])
+        print(json.dumps(policy.eval(call["parameters"], call["input_data"], {})))
+        """;
 
     private static double Option(string[] args, string name, double fallback)
     {

@@ -11,12 +11,31 @@ namespace PolicyGrid.Api.Executors;
 /// executor_host_uri scheme. Keeps executor_status honest: a transport that answers 503 marks the
 /// executor unhealthy, and calls to it then fail fast with 503 — except one probe every
 /// <see cref="ProbeInterval"/>, which marks it healthy again when it answers.
+/// Executor documents are read through a cache of <see cref="DocumentTtl"/>: execution is the hot
+/// path and executors change rarely; this server's own writes drop the entry at once.
 /// </summary>
 public sealed class ExecutorDispatch(IDocumentStore store, IEnumerable<IExecutorTransport> transports, TimeProvider clock, ILogger<ExecutorDispatch> logger)
 {
     public static readonly TimeSpan ProbeInterval = TimeSpan.FromSeconds(5);
 
+    public static readonly TimeSpan DocumentTtl = TimeSpan.FromSeconds(1);
+
     private readonly ConcurrentDictionary<string, DateTimeOffset> lastProbe = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, (StoredDocument Document, PolicyExecutor Executor, DateTimeOffset Read)> documents = new(StringComparer.Ordinal);
+
+    /// <summary>Drops a cached executor document (after this server changed or removed it).</summary>
+    public void Forget(string executorId) => documents.TryRemove(executorId, out _);
+
+    private async Task<(StoredDocument, PolicyExecutor)> ReadAsync(string executorId, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow();
+        if (documents.TryGetValue(executorId, out var cached) && now - cached.Read < DocumentTtl) return (cached.Document, cached.Executor);
+        var stored = await store.GetAsync(Collections.Executors, executorId, ct)
+            ?? throw Problems.NotFound($"no executor '{executorId}' is registered");
+        var executor = PolicyExecutor.FromJson(stored.Body);
+        documents[executorId] = (stored, executor, now);
+        return (stored, executor);
+    }
 
     public Task<PolicyResult> ExecuteAsync(string executorId, ExecutionRequest request, CallerIdentity caller, CancellationToken ct) =>
         RunAsync(executorId, e => e.ExecuteAsync(request, caller, ct), ct);
@@ -36,9 +55,7 @@ public sealed class ExecutorDispatch(IDocumentStore store, IEnumerable<IExecutor
 
     private async Task<PolicyResult> RunAsync(string executorId, Func<IPolicyExecutor, Task<PolicyResult>> call, CancellationToken ct)
     {
-        var stored = await store.GetAsync(Collections.Executors, executorId, ct)
-            ?? throw Problems.NotFound($"no executor '{executorId}' is registered");
-        var executor = PolicyExecutor.FromJson(stored.Body);
+        var (stored, executor) = await ReadAsync(executorId, ct);
         if (executor.ExecutorStatus == ExecutorStatus.Draining)
             throw new PolicyGridException(503, ErrorCodes.BackendUnavailable, $"executor '{executorId}' is draining and takes no new work") { RetryAfterSeconds = 30 };
         if (executor.ExecutorStatus == ExecutorStatus.Unhealthy && !ProbeDue(executorId))
@@ -69,6 +86,7 @@ public sealed class ExecutorDispatch(IDocumentStore store, IEnumerable<IExecutor
 
     private async Task MarkAsync(StoredDocument stored, string status, CancellationToken ct)
     {
+        Forget(stored.Id);
         if (stored.Body["executor_status"]?.GetValue<string>() == status) { lastProbe[stored.Id] = clock.GetUtcNow(); return; }
         var body = (System.Text.Json.Nodes.JsonObject)stored.Body.DeepClone();
         body["executor_status"] = status;

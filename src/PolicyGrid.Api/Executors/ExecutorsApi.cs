@@ -61,6 +61,7 @@ public static class ExecutorsApi
             return Failure.From(RevisionMismatch(id, ifMatch, current.Revision));
         var executor = PolicyExecutor.FromJson(UpdateEngine.Apply(current.Body, update, PolicyExecutor.IdentityFields));
         var stored = await services.Store.ReplaceAsync(Collections.Executors, id, executor.ToJson(), current.Revision, ct);
+        services.Dispatch.Forget(id);
         return Answer(services.Http, stored);
     }
 
@@ -74,6 +75,7 @@ public static class ExecutorsApi
         if (ifMatch is not null && ifMatch != current.Revision)
             return Failure.From(RevisionMismatch(id, ifMatch, current.Revision));
         var deleted = await services.Store.DeleteAsync(Collections.Executors, id, current.Revision, ct);
+        services.Dispatch.Forget(id);
         return deleted is null ? Failure.From(Missing(id)) : Envelope.Answer.Ok(deleted.Body);
     }
 

@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using PolicyGrid.Api.Documents;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Core.Ports;
@@ -25,6 +26,7 @@ public static class GraphsApi
     {
         services.AddOptions<GraphExecutionOptions>().Bind(configuration.GetSection(GraphExecutionOptions.Section));
         services.AddSingleton<GraphRegistry>();
+        services.TryAddSingleton<IGraphRunner, UnavailableGraphRunner>();
         return services;
     }
 

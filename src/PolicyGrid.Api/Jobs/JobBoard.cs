@@ -184,7 +184,7 @@ public sealed class JobBoard(
                 continue;
             }
             logger.LogInformation("job {JobId}: was {Status} when the server stopped; re-attaching", job.JobId, job.Status);
-            Follow(job.JobId, async token => await launcher.ReattachAsync(job.JobId, token));
+            Follow(job.JobId, launcher, DeadlineOf(job), async token => await launcher.ReattachAsync(job.JobId, token));
         }
     }
 
@@ -195,7 +195,7 @@ public sealed class JobBoard(
 
     private void Start(Job job, IJobLauncher launcher, PolicyRule policy)
     {
-        Follow(job.JobId, async token =>
+        Follow(job.JobId, launcher, clock.GetUtcNow() + TimeSpan.FromSeconds(job.TimeoutSeconds + options.Value.DeadlineGraceSeconds), async token =>
         {
             var resultToken = await tokens.IssueAsync(job.JobId, token);
             var running = await TransitionAsync(job.JobId, j => j.Status == JobStatus.Pending ? j with { Status = JobStatus.Running, StartedAt = Now() } : null, token);
@@ -206,15 +206,35 @@ public sealed class JobBoard(
 
     // Runs one job to its end in the background. Shutdown stops following (the job keeps running and is
     // re-attached at the next start); anything else that goes wrong ends the job as failed, with the reason.
-    private void Follow(string jobId, Func<CancellationToken, Task<JobOutcome?>> run)
+    // The board keeps its own backstop deadline (timeout + DeadlineGraceSeconds): a job whose launcher
+    // never answers (a node that vanished) is stopped if possible and recorded timed out, never left running.
+    private void Follow(string jobId, IJobLauncher launcher, DateTimeOffset deadlineAt, Func<CancellationToken, Task<JobOutcome?>> run)
     {
         var stopping = lifetime.ApplicationStopping;
         var task = Task.Run(async () =>
         {
+            using var following = CancellationTokenSource.CreateLinkedTokenSource(stopping);
             JobOutcome? outcome;
             try
             {
-                outcome = await run(stopping);
+                var running = run(following.Token);
+                var left = deadlineAt - clock.GetUtcNow();
+                using var backstop = new CancellationTokenSource();
+                var overdue = Task.Delay(left > TimeSpan.Zero ? left : TimeSpan.Zero, backstop.Token);
+                if (await Task.WhenAny(running, overdue) == running)
+                {
+                    await backstop.CancelAsync();
+                    outcome = await running;
+                }
+                else
+                {
+                    await following.CancelAsync();
+                    logger.LogWarning("job {JobId}: no end reported by its deadline; stopping it", jobId);
+                    try { await launcher.CancelAsync(jobId, CancellationToken.None); }
+                    catch (Exception e) when (e is not OperationCanceledException) { logger.LogWarning("job {JobId}: stopping it failed: {Error}", jobId, e.Message); }
+                    outcome = JobOutcome.TimedOut("the job did not end within its timeout and its launcher reported nothing; it was stopped");
+                    _ = running.ContinueWith(t => _ = t.Exception, TaskScheduler.Default); // observed: its end no longer matters
+                }
             }
             catch (OperationCanceledException) when (stopping.IsCancellationRequested)
             {
@@ -230,6 +250,13 @@ public sealed class JobBoard(
         }, CancellationToken.None);
         runs[jobId] = task;
         _ = task.ContinueWith(_ => runs.TryRemove(new KeyValuePair<string, Task>(jobId, task)), TaskScheduler.Default);
+    }
+
+    private DateTimeOffset DeadlineOf(Job job)
+    {
+        var from = DateTimeOffset.TryParse(job.StartedAt.Length > 0 ? job.StartedAt : job.CreatedAt, System.Globalization.CultureInfo.InvariantCulture,
+            System.Globalization.DateTimeStyles.RoundtripKind, out var t) ? t : clock.GetUtcNow();
+        return from + TimeSpan.FromSeconds(job.TimeoutSeconds + options.Value.DeadlineGraceSeconds);
     }
 
     private async Task FinishAsync(string jobId, JobOutcome outcome)

@@ -11,6 +11,12 @@ public sealed class JobsOptions
     /// <summary>Longest deadline a job may ask for.</summary>
     public double MaxTimeoutSeconds { get; set; } = 24 * 3600;
 
+    /// <summary>
+    /// Seconds past a job's timeout after which the board itself records it timed out when its launcher
+    /// has reported nothing (a node that vanished). Launchers enforce the timeout first; this is the backstop.
+    /// </summary>
+    public double DeadlineGraceSeconds { get; set; } = 300;
+
     /// <summary>Longest <c>?wait=</c> a GET may hold the connection open.</summary>
     public double MaxWaitSeconds { get; set; } = 300;
 

@@ -17,6 +17,8 @@ public static class CliApp
         root.Add(ExecutorCommands.Create(env));
         root.Add(EvalCommand.Create(env));
         root.Add(JobCommands.Create(env));
+        root.Add(FunctionCommands.Create(env));
+        root.Add(GraphCommands.Create(env));
         return root;
     }
 

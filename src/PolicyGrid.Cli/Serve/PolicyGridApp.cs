@@ -34,6 +34,7 @@ public static class PolicyGridApp
         // One line at start (ours, below); the framework's own start-up chatter is noise here.
         builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Logging.AddFilter("PolicyGrid.Runtime.Hosting.PythonWorkerPool", LogLevel.Warning);
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
 
         Directory.CreateDirectory(serve.DataDirectory);
@@ -43,6 +44,7 @@ public static class PolicyGridApp
         builder.Services.AddPolicyGridApi(builder.Configuration);
         builder.Services.AddHostedService<BuiltInExecutor>();
         builder.Services.AddEmbeddedEvents();
+        builder.Services.AddEmbeddedFunctionHost(builder.Configuration);
         builder.Services.AddEmbeddedGraphRunner();
         builder.Services.AddJobLaunchers(serve.DataDirectory, builder.Configuration);
 

@@ -12,7 +12,7 @@ namespace PolicyGrid.Dapr.Invocation;
 /// <c>dapr://policy-executor</c>, so Type 2 calls work on a fresh install as <c>local</c> does in
 /// <c>serve</c>. An operator's later edits (labels, status) are kept: an existing document is never overwritten.
 /// </summary>
-public sealed class DaprExecutorRegistration(IDocumentStore documents, ILogger<DaprExecutorRegistration> logger) : IHostedService
+public sealed class DaprExecutorRegistration(IDocumentStore documents, ILogger<DaprExecutorRegistration> logger) : BackgroundService
 {
     /// <summary>The executor document, built through Core so it carries every field as any other executor does.</summary>
     public static JsonObject Document() => PolicyExecutor.FromJson(new JsonObject
@@ -26,24 +26,38 @@ public sealed class DaprExecutorRegistration(IDocumentStore documents, ILogger<D
         },
     }).ToJson();
 
-    public async Task StartAsync(CancellationToken cancellationToken)
+    /// <summary>Pause between attempts while the sidecar or the store is not up yet.</summary>
+    public TimeSpan RetryInterval { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Attempts before giving up (and logging an error): about two minutes at the default interval.</summary>
+    public int MaxAttempts { get; init; } = 60;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        try
+        for (var attempt = 1; !stoppingToken.IsCancellationRequested; attempt++)
         {
-            if (await documents.GetAsync(Collections.Executors, DaprNames.ExecutorId, cancellationToken) is not null) return;
-            await documents.CreateAsync(Collections.Executors, DaprNames.ExecutorId, Document(), cancellationToken);
-            logger.LogInformation("Registered executor '{Id}' at {Uri}", DaprNames.ExecutorId, DaprNames.ExecutorHostUri);
-        }
-        catch (PolicyGridException e) when (e.Status == 409)
-        {
-            // Another registry replica registered it first.
-        }
-        catch (PolicyGridException e) when (e.Status is 502 or 503)
-        {
-            // The sidecar often starts after the app; the registry must still come up and answer /healthz.
-            logger.LogWarning(e, "Could not register executor '{Id}' yet: {Message}", DaprNames.ExecutorId, e.Message);
+            try
+            {
+                if (await documents.GetAsync(Collections.Executors, DaprNames.ExecutorId, stoppingToken) is not null) return;
+                await documents.CreateAsync(Collections.Executors, DaprNames.ExecutorId, Document(), stoppingToken);
+                logger.LogInformation("Registered executor '{Id}' at {Uri}", DaprNames.ExecutorId, DaprNames.ExecutorHostUri);
+                return;
+            }
+            catch (PolicyGridException e) when (e.Status == 409)
+            {
+                return; // another registry replica registered it first
+            }
+            catch (PolicyGridException e) when (e.Status is 502 or 503)
+            {
+                // The sidecar often starts after the app: keep the registry up (it answers /healthz) and try again.
+                if (attempt >= MaxAttempts)
+                {
+                    logger.LogError(e, "Gave up registering executor '{Id}' after {Attempts} attempts: {Message}", DaprNames.ExecutorId, attempt, e.Message);
+                    return;
+                }
+                logger.LogWarning("Could not register executor '{Id}' yet (attempt {Attempt}): {Message}", DaprNames.ExecutorId, attempt, e.Message);
+            }
+            await Task.Delay(RetryInterval, stoppingToken);
         }
     }
-
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

@@ -26,7 +26,7 @@ public static class FunctionHostingModule
     public static IServiceCollection AddEmbeddedGraphRunner(this IServiceCollection services)
     {
         services.TryAddSingleton(TimeProvider.System);
-        services.TryAddSingleton<IGraphRunner, LocalGraphRunner>();
+        services.Replace(ServiceDescriptor.Singleton<IGraphRunner, LocalGraphRunner>());
         return services;
     }
 }

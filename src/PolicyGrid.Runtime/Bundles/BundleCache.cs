@@ -42,6 +42,22 @@ public sealed partial class BundleCache : IPolicyBundleSource
         _requirements = new BundleRequirements(options);
         _log = (ILogger?)log ?? NullLogger.Instance;
         CacheDirectory = Path.GetFullPath(options.CacheDirectory);
+        SweepAbandonedTemps();
+    }
+
+    /// <summary>Temp directories left by a process killed mid-unpack; an hour is far beyond any unpack.</summary>
+    private void SweepAbandonedTemps()
+    {
+        if (!Directory.Exists(CacheDirectory)) return;
+        foreach (var temp in Directory.EnumerateDirectories(CacheDirectory, ".tmp-*"))
+        {
+            try
+            {
+                if (Directory.GetLastWriteTimeUtc(temp) < DateTime.UtcNow.AddHours(-1)) Directory.Delete(temp, recursive: true);
+            }
+            catch (IOException) { /* another process may be cleaning it too */ }
+            catch (UnauthorizedAccessException) { }
+        }
     }
 
     public string CacheDirectory { get; }
@@ -179,6 +195,7 @@ public sealed partial class BundleCache : IPolicyBundleSource
                     MakeReadable(site);
                 }
                 var final = Path.Combine(CacheDirectory, sha);
+                DiscardIncomplete(final, sha);
                 try { Directory.Move(temp, final); }
                 catch (IOException) when (Cached(sha) is not null) { /* another process unpacked the same bundle first */ }
                 _log.LogInformation("Unpacked bundle {Sha256} into {Directory}", sha, final);
@@ -193,6 +210,24 @@ public sealed partial class BundleCache : IPolicyBundleSource
         {
             gate.Release();
         }
+    }
+
+    /// <summary>
+    /// A folder at the bundle's place without its <c>bundle/</c> tree is left over from an older
+    /// layout or a crash mid-rename; it would make the rename fail forever, so it goes first.
+    /// </summary>
+    private void DiscardIncomplete(string final, string sha)
+    {
+        if (!Directory.Exists(final) || Cached(sha) is not null) return;
+        var aside = Path.Combine(CacheDirectory, $".stale-{sha[..16]}-{Guid.NewGuid():N}");
+        try
+        {
+            Directory.Move(final, aside);
+            Directory.Delete(aside, recursive: true);
+            _log.LogWarning("Removed an incomplete bundle folder for {Sha256}", sha);
+        }
+        catch (IOException) { /* another process is replacing it: the rename below settles it */ }
+        catch (UnauthorizedAccessException) { /* same */ }
     }
 
     private static BundleDirectory Describe(string root, string sha)

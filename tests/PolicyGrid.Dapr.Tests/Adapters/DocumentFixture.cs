@@ -45,6 +45,33 @@ public sealed class FakeStateStore
                 .Select(k => Entries.TryGetValue(k, out var e) ? new BulkStateItem(k, e.Json, e.ETag) : new BulkStateItem(k, "", "")).ToList()));
     }
 
+    /// <summary>Objects written through the bundles binding, by object key.</summary>
+    public Dictionary<string, byte[]> Objects { get; } = new();
+
+    /// <summary>Also plays the bundles binding (create/get by metadata key, base64 decoded as the bucket would).</summary>
+    public FakeStateStore WithBucket()
+    {
+        Client.InvokeBindingAsync(Arg.Any<BindingRequest>(), Arg.Any<CancellationToken>()).Returns(c =>
+        {
+            var request = c.Arg<BindingRequest>();
+            var key = request.Metadata["key"];
+            switch (request.Operation)
+            {
+                case "create":
+                    var data = request.Data.ToArray();
+                    lock (Objects) Objects[key] = request.Metadata.GetValueOrDefault("decodeBase64") == "true" ? Convert.FromBase64String(System.Text.Encoding.ASCII.GetString(data)) : data;
+                    return new BindingResponse(request, ReadOnlyMemory<byte>.Empty, new Dictionary<string, string>());
+                case "get":
+                    lock (Objects)
+                        if (Objects.TryGetValue(key, out var bytes)) return new BindingResponse(request, bytes, new Dictionary<string, string>());
+                    throw new global::Dapr.DaprException("Binding operation failed", new Grpc.Core.RpcException(new Grpc.Core.Status(Grpc.Core.StatusCode.Internal, "api error NoSuchKey: The specified key does not exist.")));
+                default:
+                    throw new InvalidOperationException("unexpected binding operation " + request.Operation);
+            }
+        });
+        return this;
+    }
+
     public DaprStateDocumentStore Store(DocumentQueryMode mode = DocumentQueryMode.KeyIndex) =>
         new(Client, Options.Create(new DaprOptions { DocumentQueries = mode, QueryPageSize = 2 }));
 

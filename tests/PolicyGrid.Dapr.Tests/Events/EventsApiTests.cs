@@ -23,7 +23,7 @@ namespace PolicyGrid.Dapr.Tests.Events;
 /// </summary>
 public sealed class EventsApiTests : IAsyncDisposable
 {
-    private sealed class EmbeddedServer : WebApplicationFactory<PolicyGrid.Cli.Program>
+    public sealed class EmbeddedServer(bool realPolicies = false) : WebApplicationFactory<PolicyGrid.Cli.Program>
     {
         public string DataDirectory { get; } = Path.Combine(Path.GetTempPath(), "pg-dapr-events-tests", Guid.NewGuid().ToString("N"));
         public IPolicyExecutor Policies { get; } = Substitute.For<IPolicyExecutor>();
@@ -35,8 +35,9 @@ public sealed class EventsApiTests : IAsyncDisposable
             return base.CreateHost(builder);
         }
 
-        protected override void ConfigureWebHost(IWebHostBuilder builder) => builder.ConfigureTestServices(services =>
+        protected override void ConfigureWebHost(IWebHostBuilder builder) => builder.UseSetting("PolicyGrid:Runtime:Pool:Workers", "1").ConfigureTestServices(services =>
         {
+            if (realPolicies) return;
             var local = Substitute.For<IExecutorTransport>();
             local.CanHandle(Arg.Is<Uri>(u => u.Scheme == "inproc")).Returns(true);
             local.For(Arg.Any<Uri>()).Returns(Policies);

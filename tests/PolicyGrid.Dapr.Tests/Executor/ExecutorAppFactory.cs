@@ -7,6 +7,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using NSubstitute;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Dapr.Tests.Adapters;
 
 namespace PolicyGrid.Dapr.Tests.Executor;
 
@@ -17,15 +18,17 @@ namespace PolicyGrid.Dapr.Tests.Executor;
 /// </summary>
 public sealed class ExecutorAppFactory : WebApplicationFactory<Program>
 {
-    public DaprClient Dapr { get; } = Substitute.For<DaprClient>();
-    public IPolicyExecutor Policies { get; } = Substitute.For<IPolicyExecutor>();
-    public Dictionary<string, string?> Settings { get; } = new();
+    private readonly bool realPolicies;
 
-    /// <summary>Everything the app published, in order: (topic, data, metadata).</summary>
-    public List<(string Topic, JsonObject Data, Dictionary<string, string> Metadata)> Published { get; } = [];
-
-    public ExecutorAppFactory()
+    /// <summary>
+    /// With <paramref name="sidecar"/>, the app's DaprClient is that fake state store (shared with other
+    /// apps, as a real state store is); with <paramref name="realPolicies"/>, policies run in the app's own
+    /// Python workers instead of the substitute.
+    /// </summary>
+    public ExecutorAppFactory(FakeStateStore? sidecar = null, bool realPolicies = false)
     {
+        this.realPolicies = realPolicies;
+        Dapr = sidecar?.Client ?? Substitute.For<DaprClient>();
         Dapr.PublishEventAsync(DaprNames.Components.PubSub, Arg.Any<string>(), Arg.Any<JsonObject>(), Arg.Any<Dictionary<string, string>>(), Arg.Any<CancellationToken>())
             .Returns(c =>
             {
@@ -34,13 +37,22 @@ public sealed class ExecutorAppFactory : WebApplicationFactory<Program>
             });
     }
 
+    public DaprClient Dapr { get; }
+    public IPolicyExecutor Policies { get; } = Substitute.For<IPolicyExecutor>();
+    public Dictionary<string, string?> Settings { get; } = new();
+
+    /// <summary>Everything the app published, in order: (topic, data, metadata).</summary>
+    public List<(string Topic, JsonObject Data, Dictionary<string, string> Metadata)> Published { get; } = [];
+
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
+        builder.UseSetting("PolicyGrid:Runtime:Pool:Workers", "1");
         foreach (var (key, value) in Settings) builder.UseSetting(key, value);
         builder.ConfigureTestServices(services =>
         {
             services.RemoveAll<DaprClient>();
             services.AddSingleton(Dapr);
+            if (realPolicies) return;
             var local = Substitute.For<IExecutorTransport>();
             local.CanHandle(Arg.Is<Uri>(u => u.Scheme == "inproc")).Returns(true);
             local.For(Arg.Any<Uri>()).Returns(Policies);

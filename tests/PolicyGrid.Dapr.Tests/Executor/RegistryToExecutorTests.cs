@@ -1,19 +1,11 @@
-extern alias registry;
 
 using System.Net;
 using System.Text;
 using System.Text.Json.Nodes;
-using Dapr.Client;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Mvc.Testing;
-using Microsoft.AspNetCore.TestHost;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.DependencyInjection.Extensions;
 using NSubstitute;
 using NSubstitute.ExceptionExtensions;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
-using PolicyGrid.Dapr.Invocation;
 using PolicyGrid.Dapr.Tests.Adapters;
 using Shouldly;
 
@@ -26,31 +18,6 @@ namespace PolicyGrid.Dapr.Tests.Executor;
 /// </summary>
 public sealed class RegistryToExecutorTests : IDisposable
 {
-    private sealed class RegistryApp(FakeStateStore state, HttpMessageHandler sidecar) : WebApplicationFactory<registry::Program>
-    {
-        protected override void ConfigureWebHost(IWebHostBuilder builder) => builder.ConfigureTestServices(services =>
-        {
-            services.RemoveAll<DaprClient>();
-            services.AddSingleton(state.Client);
-            services.AddHttpClient(DaprExecutorTransport.HttpClientName).ConfigurePrimaryHttpMessageHandler(() => sidecar);
-        });
-    }
-
-    private sealed class ForwardingSidecar(HttpMessageHandler executorApp) : DelegatingHandler(executorApp)
-    {
-        public List<string> Invoked { get; } = [];
-
-        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
-        {
-            const string prefix = "/v1.0/invoke/policy-executor/method/";
-            var path = request.RequestUri!.AbsolutePath;
-            path.ShouldStartWith(prefix);
-            Invoked.Add(path[prefix.Length..]);
-            request.RequestUri = new Uri("http://localhost/" + path[prefix.Length..]);
-            return base.SendAsync(request, cancellationToken);
-        }
-    }
-
     private readonly ExecutorAppFactory executor = new();
     private readonly FakeStateStore state = new();
     private readonly ForwardingSidecar sidecar;

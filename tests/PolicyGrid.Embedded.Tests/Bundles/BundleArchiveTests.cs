@@ -113,3 +113,14 @@ public sealed class BundleArchiveTests : IDisposable
         BundleArchive.Validate(many, new ArchiveLimits { MaxEntries = 30 }).Entries.ShouldBe(30);
     }
 }
+
+public sealed class BundleRequirementsTests
+{
+    [Theory]
+    [InlineData("ERROR: Could not find a version that satisfies the requirement leftpad==1.0 (from versions: none)\nERROR: No matching distribution found for leftpad==1.0\n", "leftpad==1.0")]
+    [InlineData("ERROR: Could not find a version that satisfies the requirement numpy>=9 (from versions: 1.0)\n", "numpy>=9")]
+    [InlineData("ERROR: Invalid requirement: 'not a requirement!!' (from line 1 of /x/requirements.txt)\n", "not a requirement!!")]
+    [InlineData("Collecting x\nERROR: something else went wrong\n", "something else went wrong")]
+    public void Pip_failures_name_what_could_not_be_installed(string pipOutput, string named) =>
+        BundleRequirements.Explain(pipOutput).ShouldContain(named);
+}

@@ -70,6 +70,21 @@ public sealed class BundleCacheTests : IDisposable
     }
 
     [Fact]
+    public async Task A_leftover_folder_of_another_layout_at_the_bundles_place_is_replaced_not_a_failure()
+    {
+        var stored = await _store.PutAsync(ValidBundle("leftover"), Ct);
+        var cache = Cache();
+        var leftover = Path.Combine(cache.CacheDirectory, stored.Sha256, "code");
+        Directory.CreateDirectory(leftover);
+        File.WriteAllText(Path.Combine(leftover, "function.py"), "stale");
+
+        var unpacked = await cache.GetAsync(stored.Code, Ct);
+
+        File.ReadAllText(Path.Combine(unpacked.Root, "code", "function.py")).ShouldContain("# leftover");
+        Directory.Exists(leftover).ShouldBeFalse();
+    }
+
+    [Fact]
     public async Task Concurrent_first_calls_share_one_unpack()
     {
         var stored = await _store.PutAsync(ValidBundle("concurrent"), Ct);
@@ -260,4 +275,30 @@ internal static class BundleModes
         | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute;
 
     public const UnixFileMode File = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead;
+}
+
+public sealed class BundleCacheSweepTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public void Temp_directories_abandoned_by_a_killed_process_are_removed_and_fresh_ones_kept()
+    {
+        var cache = _dir.File("cache");
+        var old = Path.Combine(cache, ".tmp-abandoned");
+        var fresh = Path.Combine(cache, ".tmp-in-progress");
+        Directory.CreateDirectory(Path.Combine(old, "bundle"));
+        Directory.CreateDirectory(fresh);
+        Directory.SetLastWriteTimeUtc(old, DateTime.UtcNow.AddHours(-2));
+        _ = new BundleCache(new FileBundleStore(_dir.File("bundles")), new NoHttp(), new BundleCacheOptions { CacheDirectory = cache });
+        Directory.Exists(old).ShouldBeFalse();
+        Directory.Exists(fresh).ShouldBeTrue();
+    }
+
+    private sealed class NoHttp : IHttpClientFactory
+    {
+        public HttpClient CreateClient(string name) => throw new InvalidOperationException("no HTTP in this test");
+    }
 }

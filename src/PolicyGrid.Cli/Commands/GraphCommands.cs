@@ -1,0 +1,123 @@
+using System.CommandLine;
+using System.Net.Http.Headers;
+using System.Text.Json.Nodes;
+using PolicyGrid.Cli.Client;
+using Spectre.Console;
+
+namespace PolicyGrid.Cli.Commands;
+
+/// <summary><c>policygrid graph create|get|query|delete|run|diagram</c> (Type 5 policy graphs).</summary>
+public static class GraphCommands
+{
+    public static Command Create(CliEnvironment env)
+    {
+        var graph = new Command("graph", "Register, run and draw graphs of functions (Type 5)");
+        graph.Add(CreateGraph(env));
+        graph.Add(Get(env));
+        graph.Add(Query(env));
+        graph.Add(Delete(env));
+        graph.Add(Run(env));
+        graph.Add(Diagram(env));
+        return graph;
+    }
+
+    private static Command CreateGraph(CliEnvironment env)
+    {
+        var file = new Argument<string>("file") { Description = "A JSON file holding the Graph document" };
+        var command = new Command("create", "Register a graph from a JSON file") { file };
+        command.SetRun(env, async (parse, session, ct) =>
+        {
+            var body = CliCommon.ReadJsonFile(parse.GetValue(file)!, "graph");
+            var answer = await session.Client().PostAsync("graphs", body, ct);
+            session.Show(answer.Data, console => console.MarkupLine($"created graph [bold]{Markup.Escape(answer.Data?["graph_uri"]?.ToString() ?? "")}[/]"));
+            return CliCommon.Ok;
+        });
+        return command;
+    }
+
+    private static Command Get(CliEnvironment env)
+    {
+        var uri = new Argument<string>("uri") { Description = "The graph URI, name:version-release_tag" };
+        var command = new Command("get", "Show a graph") { uri };
+        command.SetRun(env, async (parse, session, ct) =>
+        {
+            var answer = await session.Client().GetAsync($"graphs/{parse.GetValue(uri)}", ct);
+            session.Show(answer.Data, console => DocumentView.One(console, answer.Data));
+            return CliCommon.Ok;
+        });
+        return command;
+    }
+
+    private static Command Query(CliEnvironment env)
+    {
+        var filter = new Argument<string?>("filter") { Description = "Mongo-style filter (default: everything)", Arity = ArgumentArity.ZeroOrOne };
+        var (limit, skip, sort) = PolicyCommands.QueryOptions();
+        var command = new Command("query", "Find graphs") { filter, limit, skip, sort };
+        command.SetRun(env, async (parse, session, ct) =>
+        {
+            var body = CliCommon.ParseJson(parse.GetValue(filter), "filter") ?? new JsonObject();
+            var answer = await session.Client().PostAsync(PolicyCommands.QueryPath("graphs/query", parse, limit, skip, sort), body, ct);
+            session.Show(answer.Data, console => DocumentView.Many(console, answer.Data, "graph_uri", "graph_description"));
+            return CliCommon.Ok;
+        });
+        return command;
+    }
+
+    private static Command Delete(CliEnvironment env)
+    {
+        var uri = new Argument<string>("uri") { Description = "The graph URI" };
+        var command = new Command("delete", "Delete a graph") { uri };
+        command.SetRun(env, async (parse, session, ct) =>
+        {
+            var answer = await session.Client().DeleteAsync($"graphs/{parse.GetValue(uri)}", ct);
+            session.Show(answer.Data, console => console.MarkupLine($"deleted graph [bold]{Markup.Escape(answer.Data?["graph_uri"]?.ToString() ?? "")}[/]"));
+            return CliCommon.Ok;
+        });
+        return command;
+    }
+
+    private static Command Run(CliEnvironment env)
+    {
+        var uri = new Argument<string>("uri") { Description = "The graph URI" };
+        var input = new Argument<string?>("input") { Description = "input_data as JSON (default {})", Arity = ArgumentArity.ZeroOrOne };
+        var trace = new Option<bool>("--trace") { Description = "Also show each node's input, output and duration" };
+        var async = new Option<bool>("--async") { Description = "Answer an execution id at once; read it later with GET /graph/executions/{id}" };
+        var command = new Command("run", "Execute a graph and print the sink's output") { uri, input, trace, async };
+        command.SetRun(env, async (parse, session, ct) =>
+        {
+            var body = new JsonObject
+            {
+                ["graph_uri"] = parse.GetValue(uri),
+                ["input_data"] = CliCommon.ParseJson(parse.GetValue(input), "input") ?? new JsonObject(),
+                ["trace"] = parse.GetValue(trace),
+                ["async"] = parse.GetValue(async),
+            };
+            var answer = await session.Client().PostAsync("graph/execute_graph", body, ct);
+            session.Show(answer.Data, console => DocumentView.One(console, answer.Data));
+            return CliCommon.Ok;
+        });
+        return command;
+    }
+
+    private static Command Diagram(CliEnvironment env)
+    {
+        var uri = new Argument<string>("uri") { Description = "The graph URI" };
+        var command = new Command("diagram", "Print the graph as a Mermaid flowchart") { uri };
+        command.SetRun(env, async (parse, session, ct) =>
+        {
+            // Not an envelope: the diagram is text/vnd.mermaid, so it is read here rather than through the JSON client.
+            var (http, _, token) = session.Connection();
+            using var request = new HttpRequestMessage(HttpMethod.Get, $"graphs/{parse.GetValue(uri)}/diagram");
+            if (token is not null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+            using var response = await http.SendAsync(request, ct);
+            if (!response.IsSuccessStatusCode)
+            {
+                var failure = await session.Client().GetAsync($"graphs/{parse.GetValue(uri)}", ct); // answers the envelope's error
+                throw new ServerFailureException((int)response.StatusCode, "", $"no diagram for {parse.GetValue(uri)} ({failure.Data?["graph_uri"]})");
+            }
+            await session.Env.Out.WriteAsync(await response.Content.ReadAsStringAsync(ct));
+            return CliCommon.Ok;
+        });
+        return command;
+    }
+}

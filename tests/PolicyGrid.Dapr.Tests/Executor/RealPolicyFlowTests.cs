@@ -1,0 +1,121 @@
+using System.IO.Compression;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json.Nodes;
+using PolicyGrid.Dapr.Tests.Adapters;
+using Shouldly;
+
+namespace PolicyGrid.Dapr.Tests.Executor;
+
+/// <summary>
+/// A real policy through the Dapr shape: uploaded to the registry (bundle into the bucket binding,
+/// policy into the state store, dry-loaded by the registry's workers), then run by the executor
+/// app's own Python workers — over service invocation and over a pub/sub delivery. Only the sidecar
+/// is played by the test (one state store and bucket shared by both apps, as a real one is).
+/// </summary>
+public sealed class RealPolicyFlowTests : IDisposable
+{
+    private const string IpAllowlist = """
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                self.rule_id = rule_id
+                self.allowlist = list(parameters.get("local_allowlist", []))
+
+            def eval(self, parameters, input_data, context):
+                allowed = input_data.get("ip") in parameters.get("local_allowlist", self.allowlist)
+                context["calls"] = context.get("calls", 0) + 1
+                return {"allowed": allowed, "reason": "allowed" if allowed else "denied", "input_data": input_data}
+        """;
+
+    private readonly FakeStateStore sidecarState = new FakeStateStore().WithBucket();
+    private readonly ExecutorAppFactory executor;
+    private readonly RegistryApp registry;
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public RealPolicyFlowTests()
+    {
+        executor = new ExecutorAppFactory(sidecarState, realPolicies: true);
+        registry = new RegistryApp(sidecarState, new ForwardingSidecar(executor.Server.CreateHandler()));
+    }
+
+    public void Dispose()
+    {
+        registry.Dispose();
+        executor.Dispose();
+    }
+
+    private static byte[] Zip(string functionPy)
+    {
+        using var buffer = new MemoryStream();
+        using (var zip = new ZipArchive(buffer, ZipArchiveMode.Create, leaveOpen: true))
+        using (var w = new StreamWriter(zip.CreateEntry("code/function.py").Open(), Encoding.UTF8))
+            w.Write(functionPy);
+        return buffer.ToArray();
+    }
+
+    private async Task<string> RegisterPolicyAsync(HttpClient client)
+    {
+        var upload = new ByteArrayContent(Zip(IpAllowlist));
+        upload.Headers.ContentType = new MediaTypeHeaderValue("application/zip");
+        var bundle = JsonNode.Parse(await (await client.PostAsync("/bundles", upload, Ct)).Content.ReadAsStringAsync(Ct))!;
+        var code = bundle["data"]!["code"]!.GetValue<string>();
+        var policy = new JsonObject
+        {
+            ["name"] = "ip_allowlist", ["version"] = "1.0", ["release_tag"] = "beta", ["code"] = code, ["type"] = "python_class_v1",
+            ["policy_parameters"] = new JsonObject { ["local_allowlist"] = new JsonArray("10.0.0.1") },
+        };
+        var created = await client.PostAsync("/policy", new StringContent(policy.ToJsonString(), Encoding.UTF8, "application/json"), Ct);
+        created.StatusCode.ShouldBe(HttpStatusCode.OK, await created.Content.ReadAsStringAsync(Ct));
+        return code;
+    }
+
+    [Fact]
+    public async Task Type_2_on_executor_dapr_runs_the_policy_in_the_executor_app()
+    {
+        var client = registry.CreateClient();
+        var code = await RegisterPolicyAsync(client);
+
+        async Task<JsonNode> Execute(string ip)
+        {
+            var response = await client.PostAsync("/executor/dapr/execute_policy", new StringContent(
+                new JsonObject { ["policy_rule_uri"] = "ip_allowlist:1.0-beta", ["input_data"] = new JsonObject { ["ip"] = ip } }.ToJsonString(), Encoding.UTF8, "application/json"), Ct);
+            var body = JsonNode.Parse(await response.Content.ReadAsStringAsync(Ct))!;
+            response.StatusCode.ShouldBe(HttpStatusCode.OK, body.ToJsonString());
+            return body["data"]!;
+        }
+
+        (await Execute("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        (await Execute("10.9.9.9"))["reason"]!.GetValue<string>().ShouldBe("denied");
+        sidecarState.Objects.ShouldContainKey("sha256/" + code["bundle://sha256/".Length..]);
+        sidecarState.Entries.ShouldContainKey("policies||ip_allowlist:1.0-beta");
+    }
+
+    [Fact]
+    public async Task An_evaluation_event_runs_the_policy_and_publishes_its_decision()
+    {
+        await RegisterPolicyAsync(registry.CreateClient());
+        var delivery = new HttpRequestMessage(HttpMethod.Post, DaprNames.EvaluationsRoute)
+        {
+            Content = new StringContent(new JsonObject
+            {
+                ["specversion"] = "1.0", ["id"] = "evt-real", ["source"] = "checkout", ["type"] = "com.dapr.event.sent",
+                ["topic"] = DaprNames.Topics.Evaluations, ["pubsubname"] = DaprNames.Components.PubSub, ["datacontenttype"] = "application/json",
+                ["data"] = new JsonObject
+                {
+                    ["policy_rule_uri"] = "ip_allowlist:1.0-beta", ["input_data"] = new JsonObject { ["ip"] = "10.9.9.9" }, ["correlation_id"] = "order-1",
+                },
+            }.ToJsonString(), Encoding.UTF8),
+        };
+        delivery.Content.Headers.ContentType = MediaTypeHeaderValue.Parse("application/cloudevents+json");
+
+        var answer = await executor.CreateClient().SendAsync(delivery, Ct);
+
+        JsonNode.Parse(await answer.Content.ReadAsStringAsync(Ct))!["status"]!.GetValue<string>().ShouldBe("SUCCESS");
+        var (topic, decision, _) = executor.Published.ShouldHaveSingleItem();
+        topic.ShouldBe(DaprNames.Topics.Decisions);
+        decision["correlation_id"]!.GetValue<string>().ShouldBe("order-1");
+        decision["success"]!.GetValue<bool>().ShouldBeTrue(decision.ToJsonString());
+        decision["data"]!["allowed"]!.GetValue<bool>().ShouldBeFalse();
+    }
+}

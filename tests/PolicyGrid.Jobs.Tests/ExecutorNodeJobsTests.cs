@@ -1,0 +1,163 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using PolicyGrid.Api.Jobs;
+using PolicyGrid.Cli;
+using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Ports;
+using Shouldly;
+
+namespace PolicyGrid.Jobs.Tests;
+
+/// <summary>
+/// A registry and a separate executor node, each a real server (the node on Kestrel, loopback): jobs
+/// forwarded over the node API, and the Kubernetes runner mode of <c>policygrid job-run</c> posting its
+/// result to the node's callback with the job's token.
+/// </summary>
+public sealed class ExecutorNodeJobsTests : IAsyncLifetime
+{
+    private readonly string nodeData = Path.Combine(Path.GetTempPath(), "pg-jobs-tests", "node-" + Guid.NewGuid().ToString("N"));
+    private readonly JobsServer registry = new();
+    private WebApplication node = null!;
+    private string nodeUrl = "";
+    private HttpClient client = null!;
+
+    public async ValueTask InitializeAsync()
+    {
+        node = PolicyGridApp.Build(["--data", nodeData, "--urls", "http://127.0.0.1:0"]);
+        await node.StartAsync(TestContext.Current.CancellationToken);
+        nodeUrl = node.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        client = registry.CreateClient();
+        await registry.AddExecutorAsync("edge", nodeUrl, new JsonObject { ["site"] = "edge" });
+        // Registry and node each know the policy (as a shared catalog or a sync would make it so).
+        foreach (var store in new[] { registry.Store, NodeStore })
+            await AddPolicyAsync(store, node.Services.GetRequiredService<IBundleStore>());
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await registry.DisposeAsync();
+        await node.DisposeAsync();
+        try { Directory.Delete(nodeData, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    private IDocumentStore NodeStore => node.Services.GetRequiredService<IDocumentStore>();
+
+    private string policyCode = "";
+
+    private async Task AddPolicyAsync(IDocumentStore store, IBundleStore bundles)
+    {
+        var stored = await bundles.PutAsync(JobsServer.Zip(LocalJobsTests.Policies));
+        policyCode = stored.Code;
+        var rule = PolicyRule.FromJson(new JsonObject
+        {
+            ["name"] = "batch", ["version"] = "1.0", ["release_tag"] = "test", ["code"] = stored.Code, ["type"] = "python_class_v1",
+        });
+        await store.UpsertAsync(Collections.Policies, rule.PolicyRuleUri, rule.ToJson());
+    }
+
+    [Fact]
+    public async Task A_job_for_an_http_executor_runs_on_that_node_and_its_result_comes_back()
+    {
+        var submitted = await client.Post("/jobs/submit/edge", """{"name":"far","policy_rule_uri":"batch:1.0-test","inputs":{"mode":"echo","n":7}}""");
+        submitted.Status.ShouldBe(200, submitted.Message);
+        var id = submitted.Data!["job_id"]!.GetValue<string>();
+
+        var done = (await client.Get($"/jobs/{id}?wait=120")).Data!;
+        done["status"]!.GetValue<string>().ShouldBe("succeeded", done["error"]?.GetValue<string>());
+        done["result"]!["echo"]!["n"]!.GetValue<int>().ShouldBe(7);
+        done["executor_id"]!.GetValue<string>().ShouldBe("edge");
+        var onNode = Job.FromJson((await NodeStore.GetAsync(Collections.Jobs, id))!.Body);
+        onNode.Status.ShouldBe("succeeded");
+    }
+
+    [Fact]
+    public async Task Cancelling_at_the_registry_cancels_on_the_node()
+    {
+        var submitted = await client.Post("/jobs/submit/edge", """{"policy_rule_uri":"batch:1.0-test","inputs":{"mode":"sleep","seconds":60},"timeout_seconds":120}""");
+        var id = submitted.Data!["job_id"]!.GetValue<string>();
+        // Wait until the node has the job, through the node's own long-poll API rather than sleeping.
+        using var nodeClient = new HttpClient { BaseAddress = new Uri(nodeUrl) };
+        for (var i = 0; i < 100 && await NodeStore.GetAsync(Collections.Jobs, id) is null; i++)
+            await registry.Board.GetAsync(id, TimeSpan.FromMilliseconds(100), TestContext.Current.CancellationToken);
+
+        (await client.Delete($"/jobs/{id}")).Data!["status"]!.GetValue<string>().ShouldBe("cancelled");
+        var onNode = (await nodeClient.Get($"/jobs/{id}?wait=30")).Data!;
+        onNode["status"]!.GetValue<string>().ShouldBe("cancelled");
+    }
+
+    [Fact]
+    public async Task A_job_whose_node_vanishes_is_recorded_timed_out_at_the_registrys_backstop_deadline()
+    {
+        await using var strict = new JobsServer(new() { ["PolicyGrid:Jobs:DeadlineGraceSeconds"] = "1" });
+        var http = strict.CreateClient();
+        await strict.AddExecutorAsync("edge", nodeUrl);
+        await AddPolicyAsync(strict.Store, node.Services.GetRequiredService<IBundleStore>());
+        var submitted = await http.Post("/jobs/submit/edge", """{"policy_rule_uri":"batch:1.0-test","inputs":{"mode":"sleep","seconds":60},"timeout_seconds":2}""");
+        var id = submitted.Data!["job_id"]!.GetValue<string>();
+        for (var i = 0; i < 100 && await NodeStore.GetAsync(Collections.Jobs, id) is null; i++)
+            await strict.Board.GetAsync(id, TimeSpan.FromMilliseconds(100), TestContext.Current.CancellationToken);
+        await node.StopAsync(TestContext.Current.CancellationToken);
+
+        var done = (await http.Get($"/jobs/{id}?wait=60")).Data!;
+        done["status"]!.GetValue<string>().ShouldBe("timed_out");
+        done["error"]!.GetValue<string>().ShouldContain("reported nothing");
+    }
+
+    [Fact]
+    public async Task The_runner_mode_of_job_run_posts_its_result_with_the_jobs_token()
+    {
+        var (id, token) = await PendingOnNodeAsync();
+        var exit = await RunRunnerAsync(id, token, new JsonObject { ["mode"] = "echo", ["from"] = "pod" });
+
+        exit.ShouldBe(0);
+        var done = Job.FromJson((await NodeStore.GetAsync(Collections.Jobs, id))!.Body);
+        done.Status.ShouldBe("succeeded", done.Error);
+        done.Result["echo"]!["from"]!.GetValue<string>().ShouldBe("pod");
+    }
+
+    [Fact]
+    public async Task A_runner_with_the_wrong_token_is_refused_and_records_nothing()
+    {
+        var (id, _) = await PendingOnNodeAsync();
+        var exit = await RunRunnerAsync(id, "not-the-token", new JsonObject { ["mode"] = "echo" });
+
+        exit.ShouldBe(1);
+        Job.FromJson((await NodeStore.GetAsync(Collections.Jobs, id))!.Body).Status.ShouldBe("pending");
+    }
+
+    private async Task<(string Id, string Token)> PendingOnNodeAsync()
+    {
+        var id = Guid.NewGuid().ToString();
+        var job = Job.FromJson(new JsonObject { ["job_id"] = id, ["executor_id"] = "local", ["policy_rule_uri"] = "batch:1.0-test", ["status"] = "pending" });
+        await NodeStore.CreateAsync(Collections.Jobs, id, job.ToJson());
+        return (id, await node.Services.GetRequiredService<JobResultTokens>().IssueAsync(id, CancellationToken.None));
+    }
+
+    // What the Kubernetes Job's pod runs: the runner entrypoint with the env the manifest sets.
+    private async Task<int> RunRunnerAsync(string id, string token, JsonObject inputs)
+    {
+        var policy = (await NodeStore.GetAsync(Collections.Policies, "batch:1.0-test"))!.Body;
+        policy["code"] = $"{nodeUrl.TrimEnd('/')}/bundles/sha256/{policyCode["bundle://sha256/".Length..]}";
+        var spec = new JsonObject { ["job_id"] = id, ["policy"] = policy.DeepClone(), ["parameters"] = new JsonObject(), ["inputs"] = inputs, ["timeout_seconds"] = 60 };
+        var command = new PolicyGrid.Embedded.Jobs.LocalJobOptions().ResolveRunner();
+        var start = new ProcessStartInfo(command[0]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in command.Skip(1)) start.ArgumentList.Add(arg);
+        start.ArgumentList.Add("job-run");
+        start.Environment["POLICYGRID_JOB_ID"] = id;
+        start.Environment["POLICYGRID_JOB_SPEC"] = spec.ToJsonString();
+        start.Environment["POLICYGRID_RESULT_URL"] = $"{nodeUrl.TrimEnd('/')}/jobs/{id}/result";
+        start.Environment["POLICYGRID_JOB_TOKEN"] = token;
+        start.Environment["POLICYGRID_DATA"] = Path.Combine(nodeData, "pod-" + id[..8]);
+        start.Environment["PolicyGrid__Runtime__Bundles__AllowLoopback"] = "true";
+        using var process = Process.Start(start)!;
+        var stderr = process.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+        _ = process.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+        await process.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(90), TestContext.Current.CancellationToken);
+        TestContext.Current.TestOutputHelper?.WriteLine(await stderr);
+        return process.ExitCode;
+    }
+}
