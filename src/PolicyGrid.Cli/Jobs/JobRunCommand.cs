@@ -111,7 +111,6 @@ public static class JobRunCommand
         services.AddLogging(l => l.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning));
         services.AddSingleton<IConfiguration>(configuration);
         services.AddEmbeddedStorage(dataDirectory);
-        services.AddBundleCache(configuration); // bundle://, this server's /bundles URLs and guarded http(s) code
         services.AddPolicyRuntime(configuration);
         return services.BuildServiceProvider();
     }

@@ -195,6 +195,7 @@ public sealed partial class BundleCache : IPolicyBundleSource
                     MakeReadable(site);
                 }
                 var final = Path.Combine(CacheDirectory, sha);
+                DiscardIncomplete(final, sha);
                 try { Directory.Move(temp, final); }
                 catch (IOException) when (Cached(sha) is not null) { /* another process unpacked the same bundle first */ }
                 _log.LogInformation("Unpacked bundle {Sha256} into {Directory}", sha, final);
@@ -209,6 +210,24 @@ public sealed partial class BundleCache : IPolicyBundleSource
         {
             gate.Release();
         }
+    }
+
+    /// <summary>
+    /// A folder at the bundle's place without its <c>bundle/</c> tree is left over from an older
+    /// layout or a crash mid-rename; it would make the rename fail forever, so it goes first.
+    /// </summary>
+    private void DiscardIncomplete(string final, string sha)
+    {
+        if (!Directory.Exists(final) || Cached(sha) is not null) return;
+        var aside = Path.Combine(CacheDirectory, $".stale-{sha[..16]}-{Guid.NewGuid():N}");
+        try
+        {
+            Directory.Move(final, aside);
+            Directory.Delete(aside, recursive: true);
+            _log.LogWarning("Removed an incomplete bundle folder for {Sha256}", sha);
+        }
+        catch (IOException) { /* another process is replacing it: the rename below settles it */ }
+        catch (UnauthorizedAccessException) { /* same */ }
     }
 
     private static BundleDirectory Describe(string root, string sha)

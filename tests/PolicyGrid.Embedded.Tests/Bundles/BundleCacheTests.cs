@@ -70,6 +70,21 @@ public sealed class BundleCacheTests : IDisposable
     }
 
     [Fact]
+    public async Task A_leftover_folder_of_another_layout_at_the_bundles_place_is_replaced_not_a_failure()
+    {
+        var stored = await _store.PutAsync(ValidBundle("leftover"), Ct);
+        var cache = Cache();
+        var leftover = Path.Combine(cache.CacheDirectory, stored.Sha256, "code");
+        Directory.CreateDirectory(leftover);
+        File.WriteAllText(Path.Combine(leftover, "function.py"), "stale");
+
+        var unpacked = await cache.GetAsync(stored.Code, Ct);
+
+        File.ReadAllText(Path.Combine(unpacked.Root, "code", "function.py")).ShouldContain("# leftover");
+        Directory.Exists(leftover).ShouldBeFalse();
+    }
+
+    [Fact]
     public async Task Concurrent_first_calls_share_one_unpack()
     {
         var stored = await _store.PutAsync(ValidBundle("concurrent"), Ct);
