@@ -29,7 +29,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
     private readonly SemaphoreSlim _reload = new(1, 1);
     private readonly JsonObject _parameterOverrides;
     private readonly JsonObject _settingOverrides;
-    private Held? _held;
+    private volatile Held? _held; // swapped whole by revalidation; calls read it without a lock
     private long _nextCheck;
     private int _refreshing;
 
