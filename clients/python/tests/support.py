@@ -172,7 +172,9 @@ class Server:
         self.log_path = os.path.join(self.data, "server.log")
         self._log = open(self.log_path, "wb")
         env = dict(os.environ, ASPNETCORE_ENVIRONMENT="Development", DOTNET_NOLOGO="1")
-        self.process = subprocess.Popen(command + ["serve", "--data", os.path.join(self.data, "data"), "--urls", self.url],
+        # One policy worker is plenty for these tests and keeps a busy 2-core machine responsive.
+        self.process = subprocess.Popen(command + ["serve", "--data", os.path.join(self.data, "data"), "--urls", self.url,
+                                                   "--PolicyGrid:Runtime:Pool:Workers=1"],
                                         stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
