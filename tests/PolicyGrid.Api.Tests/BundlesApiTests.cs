@@ -164,3 +164,21 @@ public sealed class SizeLimitTests(SmallLimitsServer server) : IClassFixture<Sma
         (await client.Get("/executor/big")).Status.ShouldBe(404);
     }
 }
+
+/// <summary>Archives that would escape their directory are refused at upload, not first at unpack.</summary>
+public sealed class UnsafeBundleTests(PolicyGridServer server) : IClassFixture<PolicyGridServer>
+{
+    [Theory]
+    [InlineData("../escape.py")]
+    [InlineData("/etc/cron.d/evil")]
+    public async Task A_zip_with_an_entry_outside_the_bundle_is_a_400_and_stores_nothing(string entry)
+    {
+        var zip = PolicyGridServer.Zip(("code/function.py", PolicyGridServer.EchoPolicy), (entry, "print('owned')"));
+        var request = new HttpRequestMessage(HttpMethod.Post, "/bundles") { Content = new ByteArrayContent(zip) };
+        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/zip");
+        var answer = await server.CreateClient().Exchange(request);
+        answer.Status.ShouldBe(400);
+        answer.Message!.ShouldContain(entry.TrimStart('/').Split('/')[0] == ".." ? ".." : "absolute");
+        (await server.Bundles.GetAsync(Convert.ToHexStringLower(SHA256.HashData(zip)), TestContext.Current.CancellationToken)).ShouldBeNull();
+    }
+}

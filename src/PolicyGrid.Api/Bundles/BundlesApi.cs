@@ -8,6 +8,7 @@ using PolicyGrid.Api.Envelope;
 using PolicyGrid.Api.Policies;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime.Bundles;
 
 namespace PolicyGrid.Api.Bundles;
 
@@ -36,7 +37,8 @@ public static class BundlesApi
         var limit = services.Limits.Value.MaxBundleBytes;
         var archive = await ReadArchiveAsync(http, limit);
         if (archive.Length == 0) throw Problems.BadRequest("the bundle is empty; send a .zip, .tar.xz or .tar.gz archive as the body");
-        BundleArchiveCheck.Validate(archive);
+        // The runtime's own reader: unreadable or unsafe archives (absolute paths, .., links out, bombs) never get stored.
+        BundleArchive.Validate(archive);
         var stored = await services.Bundles.PutAsync(archive, ct);
         var url = $"{http.Request.Scheme}://{http.Request.Host}{http.Request.PathBase}{DownloadPrefix}{stored.Sha256}";
         return Envelope.Answer.Ok(new UploadedBundle(stored.Code, stored.Sha256, stored.Size, url));
@@ -50,7 +52,7 @@ public static class BundlesApi
         if (bytes is null) return Failure.From(Problems.NotFound($"no bundle {sha256} is stored"));
         // Content-addressed, so a download never changes: let every cache keep it.
         services.Http.Response.Headers.CacheControl = "public, max-age=31536000, immutable";
-        return TypedResults.File(bytes, BundleArchiveCheck.MediaType(bytes), $"{sha256}{BundleArchiveCheck.Extension(bytes)}",
+        return TypedResults.File(bytes, BundleMediaTypes.MediaType(bytes), $"{sha256}{BundleMediaTypes.Extension(bytes)}",
             entityTag: new Microsoft.Net.Http.Headers.EntityTagHeaderValue($"\"{sha256}\""));
     }
 
