@@ -31,7 +31,9 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
     private JsonObject _context = [];
     private JsonObject? _state;
     private long _calls;
-    private bool? _keepsState;
+    // What actor state holds (serialized), so a turn that changed nothing writes nothing.
+    private string? _savedContext;
+    private string? _savedState;
 
     public PolicyFunctionActor(ActorHost host, PythonWorkerPool pool, IPolicyBundleSource bundles, IOptions<FunctionActorOptions> options,
         IActorStateManager? stateManager = null) : base(host)
@@ -60,7 +62,8 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         _context = [];
         _state = null;
         _calls = 0;
-        _keepsState = null;
+        _savedContext = null;
+        _savedState = null;
         _loaded = true;
         // Load now: a policy that cannot load fails the deployment, not its first caller.
         await _pool.InvokeAsync(new PolicyInvocation(InstanceKey, _load, PolicyMethods.Load, [], _options.CallTimeout));
@@ -111,6 +114,8 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         _load = null;
         _context = [];
         _state = null;
+        _savedContext = null;
+        _savedState = null;
         _loaded = true;
     }
 
@@ -127,17 +132,30 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         {
             await LoadAsync();
             var load = _load ?? throw Problems.NotFound($"function '{FunctionActors.FunctionName(Id)}' is not deployed");
+            var calls = _calls;
             var result = await work(load);
-            if (_keepsState != false)
+            // Only what the turn changed is written: an unchanged context or state is not saved again.
+            var changed = false;
+            var context = _context.ToJsonString();
+            if (context != _savedContext)
             {
-                var state = await InvokeAsync(load, PolicyMethods.GetState, []);
-                _keepsState = state is not null;
-                _state = state as JsonObject ?? (state is null ? null : new JsonObject { ["value"] = state.DeepClone() });
+                await StateManager.SetStateAsync(ContextKey, context);
+                _savedContext = context;
+                changed = true;
             }
-            await StateManager.SetStateAsync(ContextKey, _context.ToJsonString());
-            if (_state is not null) await StateManager.SetStateAsync(StateKey, _state.ToJsonString());
-            await StateManager.SetStateAsync(CallsKey, _calls);
-            await StateManager.SaveStateAsync();
+            var state = _state?.ToJsonString();
+            if (state is not null && state != _savedState)
+            {
+                await StateManager.SetStateAsync(StateKey, state);
+                _savedState = state;
+                changed = true;
+            }
+            if (_calls != calls)
+            {
+                await StateManager.SetStateAsync(CallsKey, _calls);
+                changed = true;
+            }
+            if (changed) await StateManager.SaveStateAsync();
             return FunctionReply.Success(result);
         }
         catch (PolicyGridException e)
@@ -146,9 +164,15 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         }
     }
 
-    // The saved state rides along: when the pool (re)creates the instance it calls set_state with it first.
-    private Task<JsonNode?> InvokeAsync(PolicyLoadSpec load, string method, JsonObject arguments) =>
-        _pool.InvokeAsync(new PolicyInvocation(InstanceKey, load, method, arguments, _options.CallTimeout, _state));
+    // The saved state rides along: when the pool (re)creates the instance it calls set_state with it first. The
+    // instance's get_state() comes back in the same worker round trip.
+    private async Task<JsonNode?> InvokeAsync(PolicyLoadSpec load, string method, JsonObject arguments)
+    {
+        var answer = await _pool.InvokeWithStateAsync(new PolicyInvocation(InstanceKey, load, method, arguments, _options.CallTimeout, _state));
+        _state = !answer.KeepsState || answer.State is null ? null
+            : answer.State as JsonObject ?? new JsonObject { ["value"] = answer.State.DeepClone() };
+        return answer.Value;
+    }
 
     private async Task LoadAsync()
     {
@@ -160,8 +184,10 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             _load = await LoadSpecAsync(deployment.Value);
             var context = await StateManager.TryGetStateAsync<string>(ContextKey);
             _context = context.HasValue && JsonNode.Parse(context.Value) is JsonObject c ? c : [];
+            _savedContext = context.HasValue ? context.Value : null;
             var state = await StateManager.TryGetStateAsync<string>(StateKey);
             _state = state.HasValue ? JsonNode.Parse(state.Value) as JsonObject : null;
+            _savedState = state.HasValue ? state.Value : null;
             var calls = await StateManager.TryGetStateAsync<long>(CallsKey);
             _calls = calls.HasValue ? calls.Value : 0;
         }

@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Embedded.Functions;
+using PolicyGrid.Runtime.Hosting;
 using Shouldly;
 
 namespace PolicyGrid.Functions.Tests;
@@ -90,6 +91,73 @@ public sealed class FunctionsApiTests : IAsyncLifetime
         (await Count("durable")).ShouldBe(41);
         var answer = await _client.Send(HttpMethod.Post, "/function/call_function/durable", new JsonObject());
         answer.Data!["evals"]!.GetValue<int>().ShouldBe(4, "context is persisted too");
+    }
+
+    [Fact]
+    public async Task A_stateful_call_costs_one_worker_round_trip()
+    {
+        (await Deploy(Body("cheap"))).Status.ShouldBe(200);
+        await Count("cheap");
+        var pool = _server.Service<PythonWorkerPool>();
+
+        var before = pool.RoundTrips;
+        for (var i = 0; i < 10; i++) await Count("cheap");
+
+        (pool.RoundTrips - before).ShouldBe(10, "get_state() rides on the eval round trip");
+        (await _server.Service<IContextStore>().GetAsync("function:cheap#0", TestContext.Current.CancellationToken))!["state"]!["count"]!
+            .GetValue<int>().ShouldBe(11);
+    }
+
+    [Fact]
+    public async Task A_call_that_changes_nothing_does_not_rewrite_the_saved_state()
+    {
+        (await Deploy(Body("quiet"))).Status.ShouldBe(200);
+        await Count("quiet");
+        var store = _server.Service<IContextStore>();
+        var ct = TestContext.Current.CancellationToken;
+        // Mark the saved entry: only a write by the host can replace the mark.
+        var marked = (await store.GetAsync("function:quiet#0", ct))!;
+        marked["mark"] = true;
+        await store.SetAsync("function:quiet#0", marked, null, ct);
+
+        (await _client.Send(HttpMethod.Post, "/function/quiet/management", new JsonObject { ["action"] = "peek", ["data"] = new JsonObject() })).Status.ShouldBe(200);
+        (await store.GetAsync("function:quiet#0", ct))!["mark"].ShouldNotBeNull("peek changed neither context nor state");
+
+        (await Count("quiet")).ShouldBe(2);
+        var saved = (await store.GetAsync("function:quiet#0", ct))!;
+        saved["mark"].ShouldBeNull();
+        saved["state"]!["count"]!.GetValue<int>().ShouldBe(2);
+    }
+
+    [Fact]
+    public async Task A_get_state_that_raises_is_a_422_naming_get_state_and_saves_nothing()
+    {
+        var policy = await _server.RegisterPolicyAsync("brittle", """
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    self.count = 0
+                def eval(self, parameters, input_data, context):
+                    self.count += 1
+                    return {"count": self.count}
+                def get_state(self):
+                    if self.count >= 2:
+                        raise RuntimeError("state is on fire")
+                    return {"count": self.count}
+                def set_state(self, state):
+                    self.count = state["count"]
+            """);
+        var body = Body("brittle");
+        body["policy_rule_uri"] = policy;
+        (await Deploy(body)).Status.ShouldBe(200);
+        (await Count("brittle")).ShouldBe(1);
+
+        var failed = await _client.Send(HttpMethod.Post, "/function/call_function/brittle", new JsonObject());
+
+        failed.Status.ShouldBe(422);
+        failed.Code.ShouldBe("policy_error");
+        failed.Message.ShouldContain("get_state() after eval raised RuntimeError: state is on fire");
+        (await _server.Service<IContextStore>().GetAsync("function:brittle#0", TestContext.Current.CancellationToken))!["state"]!["count"]!
+            .GetValue<int>().ShouldBe(1);
     }
 
     [Fact]

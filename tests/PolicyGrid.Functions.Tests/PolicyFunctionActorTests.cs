@@ -94,6 +94,26 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_call_is_one_worker_round_trip_and_a_turn_that_changes_nothing_saves_nothing()
+    {
+        var pool = NewPool();
+        var state = new TestStateManager();
+        var actor = Actor(pool, state);
+        await actor.DeployAsync(Deployment());
+        await Call(actor);
+
+        var trips = pool.RoundTrips;
+        var saves = state.Saves;
+        (await Call(actor))["count"]!.GetValue<int>().ShouldBe(2);
+        (pool.RoundTrips - trips).ShouldBe(1, "eval and get_state share one round trip");
+        (state.Saves - saves).ShouldBe(1);
+
+        (await actor.ManageAsync(new FunctionActorManagement("peek", "{}"))).Unwrap()["count"]!.GetValue<int>().ShouldBe(2);
+        (state.Saves - saves).ShouldBe(1, "peek changed neither context, state nor calls");
+        JsonNode.Parse(JsonSerializer.Deserialize<string>(state.Saved["state"])!)!["count"]!.GetValue<int>().ShouldBe(2);
+    }
+
+    [Fact]
     public async Task Management_reaches_the_live_instance()
     {
         var actor = Actor(NewPool(), new TestStateManager());

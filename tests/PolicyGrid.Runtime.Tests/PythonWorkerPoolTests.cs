@@ -321,4 +321,85 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
         var state = await Pool.InvokeAsync(new PolicyInvocation("stateful-1", load, PolicyMethods.GetState, [], TimeSpan.FromSeconds(5)), Ct);
         state!["total"]!.GetValue<int>().ShouldBe(105);
     }
+
+    private static readonly BundleDirectory Tally = TestBundles.FromSource("""
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                self.total = 0
+            def eval(self, parameters, input_data, context):
+                self.total += input_data.get("add", 0)
+                return {"total": self.total}
+            def management(self, action, data):
+                self.total = data["total"]
+                return {"total": self.total}
+            def get_state(self):
+                if self.total < 0:
+                    raise ValueError("negative totals cannot be saved")
+                if self.total > 1000:
+                    return {"too_big": {1, 2}}
+                return {"total": self.total}
+            def set_state(self, state):
+                self.total = state["total"]
+        """);
+
+    private static JsonObject Add(int n) =>
+        new() { ["parameters"] = new JsonObject(), ["input_data"] = new JsonObject { ["add"] = n }, ["context"] = new JsonObject() };
+
+    [Fact]
+    public async Task Invoke_with_state_answers_the_result_and_the_state_after_it_in_one_round_trip()
+    {
+        var load = new PolicyLoadSpec("tally:1-a", Tally, [], []);
+        var first = await Pool.InvokeWithStateAsync(new PolicyInvocation("tally-1", load, PolicyMethods.Eval, Add(3), TimeSpan.FromSeconds(5), new JsonObject { ["total"] = 10 }), Ct);
+        first.Value!["result"]!["total"]!.GetValue<int>().ShouldBe(13);
+
+        var before = Pool.RoundTrips;
+        var answer = await Pool.InvokeWithStateAsync(new PolicyInvocation("tally-1", load, PolicyMethods.Eval, Add(4), TimeSpan.FromSeconds(5)), Ct);
+        var managed = await Pool.InvokeWithStateAsync(new PolicyInvocation("tally-1", load, PolicyMethods.Management,
+            new JsonObject { ["action"] = "set", ["data"] = new JsonObject { ["total"] = 50 } }, TimeSpan.FromSeconds(5)), Ct);
+
+        (Pool.RoundTrips - before).ShouldBe(2);
+        answer.Value!["result"]!["total"]!.GetValue<int>().ShouldBe(17);
+        answer.KeepsState.ShouldBeTrue();
+        answer.State!["total"]!.GetValue<int>().ShouldBe(17);
+        managed.State!["total"]!.GetValue<int>().ShouldBe(50);
+    }
+
+    [Fact]
+    public async Task Invoke_with_state_on_a_class_without_get_state_says_it_keeps_none()
+    {
+        var bundle = TestBundles.FromSource("""
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    pass
+                def eval(self, parameters, input_data, context):
+                    return {"ok": True}
+            """);
+        var load = new PolicyLoadSpec("stateless:1-a", bundle, [], []);
+        var args = new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = new JsonObject(), ["context"] = new JsonObject() };
+
+        var answer = await Pool.InvokeWithStateAsync(new PolicyInvocation("stateless-1", load, PolicyMethods.Eval, args, TimeSpan.FromSeconds(5)), Ct);
+
+        answer.Value!["result"]!["ok"]!.GetValue<bool>().ShouldBeTrue();
+        answer.KeepsState.ShouldBeFalse();
+        answer.State.ShouldBeNull();
+    }
+
+    [Theory]
+    [InlineData(-100, "get_state() after eval raised ValueError: negative totals cannot be saved")]
+    [InlineData(5000, "get_state() after eval raised TypeError")]
+    public async Task A_get_state_that_raises_or_is_not_json_is_a_policy_error_naming_get_state(int add, string message)
+    {
+        var load = new PolicyLoadSpec("tally:1-a", Tally, [], []);
+        var key = "tally-bad-" + add;
+
+        var error = await Should.ThrowAsync<PolicyGridException>(() =>
+            Pool.InvokeWithStateAsync(new PolicyInvocation(key, load, PolicyMethods.Eval, Add(add), TimeSpan.FromSeconds(5)), Ct));
+
+        error.Status.ShouldBe(422);
+        error.Code.ShouldBe(ErrorCodes.PolicyError);
+        error.Message.ShouldContain(message);
+        // The worker is fine and the instance kept what eval did: only the snapshot failed.
+        var plain = await Pool.InvokeAsync(new PolicyInvocation(key, load, PolicyMethods.Eval, Add(0), TimeSpan.FromSeconds(5)), Ct);
+        plain!["result"]!["total"]!.GetValue<int>().ShouldBe(add);
+    }
 }

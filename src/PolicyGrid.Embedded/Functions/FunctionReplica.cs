@@ -35,6 +35,16 @@ internal sealed class FunctionReplica(string function, int index)
     /// <summary>What the instance's <c>get_state()</c> last answered; handed back to <c>set_state</c> when the instance is recreated.</summary>
     public JsonObject? State { get; set; }
 
+    /// <summary>The serialized snapshot last written to the store (null before the first write): an equal snapshot is not written again.</summary>
+    public string? Persisted { get; set; }
+
+    /// <summary>What the store keeps for this replica: a detached copy of its context and instance state.</summary>
+    public JsonObject Snapshot() => new()
+    {
+        ["context"] = Context.DeepClone(),
+        ["state"] = State?.DeepClone(),
+    };
+
     public void Enter() => Interlocked.Increment(ref _pending);
 
     public void Leave()

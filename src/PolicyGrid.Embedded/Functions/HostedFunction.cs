@@ -15,9 +15,6 @@ internal sealed class HostedFunction(FunctionSpec spec, PolicyLoadSpec load)
     public PolicyLoadSpec Load { get; } = load;
     public bool Removed { get; set; }
 
-    /// <summary>Unknown until the first <c>get_state</c> answers: null there means the class keeps no instance state.</summary>
-    public bool? KeepsState { get; set; }
-
     public long Calls => Interlocked.Read(ref _calls);
 
     public IReadOnlyList<FunctionReplica> Replicas

@@ -152,17 +152,15 @@ public sealed class LocalFunctionHost(
             if (function.Removed) throw NotDeployed(function.Spec.Name);
             if (!replica.Loaded) await RestoreAsync(replica, ct);
             var result = await work();
-            if (function.KeepsState != false)
+            // A call that changed neither context nor state (a stateless policy, a read-only management action)
+            // has nothing new to persist: comparing the serialized snapshot saves a store write per call.
+            var saved = replica.Snapshot();
+            var text = saved.ToJsonString();
+            if (text != replica.Persisted)
             {
-                var state = await InvokeAsync(function, replica, PolicyMethods.GetState, [], ct);
-                function.KeepsState = state is not null;
-                replica.State = state as JsonObject ?? (state is null ? null : new JsonObject { ["value"] = state.DeepClone() });
+                await contexts.SetAsync(replica.StoreKey, saved, null, CancellationToken.None);
+                replica.Persisted = text;
             }
-            await contexts.SetAsync(replica.StoreKey, new JsonObject
-            {
-                ["context"] = replica.Context.DeepClone(),
-                ["state"] = replica.State?.DeepClone(),
-            }, null, CancellationToken.None);
             return result;
         }
         finally
@@ -172,15 +170,23 @@ public sealed class LocalFunctionHost(
     }
 
     // The saved state rides along with every call: if the pool had to recreate the instance (first call after a
-    // restart, a crashed worker, an evicted instance) it calls set_state with it before the method.
-    private Task<JsonNode?> InvokeAsync(HostedFunction function, FunctionReplica replica, string method, JsonObject arguments, CancellationToken ct) =>
-        pool.InvokeAsync(new PolicyInvocation(replica.InstanceKey, function.Load, method, arguments, _options.CallTimeout, replica.State), ct);
+    // restart, a crashed worker, an evicted instance) it calls set_state with it before the method. The instance's
+    // get_state() comes back in the same worker round trip and becomes the replica's state to persist.
+    private async Task<JsonNode?> InvokeAsync(HostedFunction function, FunctionReplica replica, string method, JsonObject arguments, CancellationToken ct)
+    {
+        var answer = await pool.InvokeWithStateAsync(
+            new PolicyInvocation(replica.InstanceKey, function.Load, method, arguments, _options.CallTimeout, replica.State), ct);
+        replica.State = !answer.KeepsState || answer.State is null ? null
+            : answer.State as JsonObject ?? new JsonObject { ["value"] = answer.State.DeepClone() };
+        return answer.Value;
+    }
 
     private async Task RestoreAsync(FunctionReplica replica, CancellationToken ct)
     {
         var saved = await contexts.GetAsync(replica.StoreKey, ct);
         replica.Context = saved?["context"] as JsonObject is { } context ? (JsonObject)context.DeepClone() : [];
         replica.State = saved?["state"] as JsonObject is { } state ? (JsonObject)state.DeepClone() : null;
+        replica.Persisted = replica.Snapshot().ToJsonString();
         replica.Loaded = true;
     }
 

@@ -20,6 +20,13 @@ public sealed record PolicyInvocation(
     TimeSpan Deadline,
     JsonObject? RestoreState = null);
 
+/// <summary>
+/// What <see cref="PythonWorkerPool.InvokeWithStateAsync"/> answers: the method's <paramref name="Value"/> and, from the
+/// same round trip, the instance's <c>get_state()</c> right after it. <paramref name="KeepsState"/> is false when the
+/// class has no <c>get_state</c> (then <paramref name="State"/> is null).
+/// </summary>
+public sealed record PolicyAnswer(JsonNode? Value, bool KeepsState, JsonNode? State);
+
 /// <summary>The methods a worker can call on an instance, and the argument names each takes.</summary>
 public static class PolicyMethods
 {

@@ -28,6 +28,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     private WorkerLaunch? launch;
     private int admitted;
     private long routeClock;
+    private long roundTrips;
     private bool disposed;
 
     public PythonWorkerPool(WorkerPoolOptions options, ILogger<PythonWorkerPool> logger)
@@ -142,15 +143,32 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     public async Task<JsonNode?> InvokeAsync(PolicyInvocation call, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(call);
-        return await RunAsync(call, once: false, ct);
+        return (await RunAsync(call, once: false, withState: false, ct))["value"];
     }
+
+    /// <summary>
+    /// Like <see cref="InvokeAsync"/>, and in the same worker round trip answers the instance's <c>get_state()</c>
+    /// taken right after the method, for callers that persist instance state after every call (Type 4).
+    /// A <c>get_state</c> that raises or answers something that is not JSON is a 422 policy_error naming <c>get_state()</c>.
+    /// </summary>
+    public async Task<PolicyAnswer> InvokeWithStateAsync(PolicyInvocation call, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(call);
+        var reply = await RunAsync(call, once: false, withState: true, ct);
+        return new PolicyAnswer(reply["value"], reply["keeps_state"]?.GetValue<bool>() == true, reply["state"]);
+    }
+
+    /// <summary>Worker round trips made so far (every request frame sent to a worker), for tests and diagnostics.</summary>
+    public long RoundTrips => Interlocked.Read(ref roundTrips);
 
     /// <summary>Runs a method on a brand-new instance that is dropped afterwards (management on Type 2, dry loads).</summary>
     public Task<JsonNode?> InvokeOnceAsync(PolicyLoadSpec load, string method, JsonObject arguments, TimeSpan deadline, CancellationToken ct = default)
     {
         var key = "once:" + Guid.NewGuid().ToString("N");
-        return RunAsync(new PolicyInvocation(key, load, method, arguments, deadline), once: true, ct);
+        return ValueOfAsync(RunAsync(new PolicyInvocation(key, load, method, arguments, deadline), once: true, withState: false, ct));
     }
+
+    private static async Task<JsonNode?> ValueOfAsync(Task<JsonObject> reply) => (await reply)["value"];
 
     /// <summary>Drops the instance for <paramref name="instanceKey"/> (e.g. a removed function); the next call creates it anew.</summary>
     public async Task ReleaseAsync(string instanceKey, CancellationToken ct = default)
@@ -167,6 +185,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         {
             var worker = slot.Current;
             if (worker is null || !worker.IsAlive) return;
+            Interlocked.Increment(ref roundTrips);
             await worker.ExchangeAsync(w =>
             {
                 w.WriteStartObject();
@@ -185,7 +204,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         }
     }
 
-    private async Task<JsonNode?> RunAsync(PolicyInvocation call, bool once, CancellationToken ct)
+    private async Task<JsonObject> RunAsync(PolicyInvocation call, bool once, bool withState, CancellationToken ct)
     {
         if (!PolicyMethods.All.Contains(call.Method))
             throw new ArgumentException($"unknown policy method '{call.Method}'", nameof(call));
@@ -213,7 +232,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             try
             {
                 var worker = await slot.GetWorkerAsync(ct);
-                var reply = await ExchangeOrReplaceAsync(slot, worker, call, once, ct);
+                var reply = await ExchangeOrReplaceAsync(slot, worker, call, once, withState, ct);
                 return Interpret(reply, slot, call);
             }
             finally
@@ -228,11 +247,12 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         }
     }
 
-    private async Task<JsonObject> ExchangeOrReplaceAsync(WorkerSlot slot, PythonWorker worker, PolicyInvocation call, bool once, CancellationToken ct)
+    private async Task<JsonObject> ExchangeOrReplaceAsync(WorkerSlot slot, PythonWorker worker, PolicyInvocation call, bool once, bool withState, CancellationToken ct)
     {
         try
         {
-            return await worker.ExchangeAsync(w => WriteInvoke(w, call, once), call.Load.RuleId, call.Deadline, ct);
+            Interlocked.Increment(ref roundTrips);
+            return await worker.ExchangeAsync(w => WriteInvoke(w, call, once, withState), call.Load.RuleId, call.Deadline, ct);
         }
         catch (Exception e) when (e is PolicyGridException or OperationCanceledException)
         {
@@ -241,18 +261,17 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         }
     }
 
-    private JsonNode? Interpret(JsonObject reply, WorkerSlot slot, PolicyInvocation call)
+    /// <summary>Answers a successful reply (its <c>value</c>, and <c>state</c> when asked for); throws the contract's error otherwise.</summary>
+    private JsonObject Interpret(JsonObject reply, WorkerSlot slot, PolicyInvocation call)
     {
         if (reply["ok"]?.GetValue<bool>() == true)
         {
-            var value = reply["value"];
-            reply.Remove("value");
             if (reply["recycle"]?.GetValue<bool>() == true)
             {
                 logger.LogInformation("policy worker {Slot} used most of its CPU allowance; replacing it", slot.Index);
                 slot.Replace();
             }
-            return value;
+            return reply;
         }
         var kind = reply["kind"]?.GetValue<string>() ?? "error";
         var type = reply["type"]?.GetValue<string>() ?? "Exception";
@@ -268,13 +287,17 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             case "load":
                 logger.LogWarning("policy {Policy} could not be loaded: {Message}\n{Traceback}", call.Load.RuleId, message, traceback);
                 throw new PolicyLoadException(call.Load.RuleId, message);
+            case "state":
+                // The method itself ran; it is the state snapshot after it that failed (message names get_state()).
+                logger.LogWarning("policy {Policy}: {Message}\n{Traceback}", call.Load.RuleId, message, traceback);
+                throw Problems.PolicyError(message);
             default:
                 logger.LogWarning("policy {Policy} raised {Type}: {Message}\n{Traceback}", call.Load.RuleId, type, message, traceback);
                 throw Problems.PolicyError($"{type}: {message}");
         }
     }
 
-    private void WriteInvoke(Utf8JsonWriter w, PolicyInvocation call, bool once)
+    private void WriteInvoke(Utf8JsonWriter w, PolicyInvocation call, bool once, bool withState)
     {
         w.WriteStartObject();
         w.WriteString("op", "invoke");
@@ -282,6 +305,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         w.WriteString("method", call.Method);
         w.WriteNumber("cpu_seconds", (int)Math.Ceiling(call.Deadline.TotalSeconds) + 1);
         if (once) w.WriteBoolean("once", true);
+        if (withState) w.WriteBoolean("with_state", true);
         w.WriteStartObject("load");
         w.WriteString("rule_id", call.Load.RuleId);
         w.WriteString("sha256", call.Load.Bundle.Sha256);

@@ -225,6 +225,26 @@ class Host:
         raise ValueError(f"unknown method {method!r}")
 
     @staticmethod
+    def _attach_state(instance, method, reply):
+        """Adds get_state()'s answer to reply (keeps_state false when the class has none); an error reply when it raised."""
+        getter = getattr(instance, "get_state", None)
+        if getter is None:
+            reply["keeps_state"] = False
+            return None
+        try:
+            state = getter()
+            # Checked here so a state that is not JSON is named as such, not blamed on the method's result.
+            json.dumps(state, allow_nan=False)
+        except MemoryError:
+            raise
+        except BaseException as exc:  # noqa: BLE001
+            return _error("state", type(exc).__name__,
+                          f"get_state() after {method} raised {type(exc).__name__}: {exc}", traceback.format_exc())
+        reply["keeps_state"] = True
+        reply["state"] = state
+        return None
+
+    @staticmethod
     def _budget_cpu(seconds):
         if not seconds:
             return
@@ -258,6 +278,11 @@ class Host:
             if request.get("once"):
                 self.instances.pop(request["key"], None)
             reply = {"ok": True, "value": value, "created": created}
+            if request.get("with_state"):
+                # The caller persists instance state after every call: answering it here saves a second round trip.
+                failure = self._attach_state(instance, request["method"], reply)
+                if failure is not None:
+                    return failure
             if self._near_cpu_cap():
                 reply["recycle"] = True
             return reply

@@ -1,0 +1,135 @@
+using System.Collections.Concurrent;
+using System.Text.Json.Nodes;
+using Dapr.Actors;
+using Dapr.Actors.Client;
+using Dapr.Actors.Runtime;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Dapr.Functions;
+using PolicyGrid.Runtime.Hosting;
+using Shouldly;
+
+namespace PolicyGrid.Functions.Tests;
+
+/// <summary>
+/// The registry's actor adapter against real <see cref="PolicyFunctionActor"/>s: a proxy factory that hands out the
+/// actors themselves, one turn at a time per actor id as Dapr does, over test state managers and a real worker pool.
+/// </summary>
+public sealed class ActorFunctionHostTests : IAsyncLifetime
+{
+    private readonly TestBundleSource _bundles = new();
+    private PythonWorkerPool _pool = null!;
+    private InProcessActors _actors = null!;
+
+    public ValueTask InitializeAsync()
+    {
+        _pool = new PythonWorkerPool(new WorkerPoolOptions
+        {
+            Workers = 2,
+            MemoryLimitBytes = 512L << 20,
+            WorkDirectory = Path.Combine(Path.GetTempPath(), "policygrid-functions-tests", "workers-" + Guid.NewGuid().ToString("N")[..8]),
+        }, NullLogger<PythonWorkerPool>.Instance);
+        _actors = new InProcessActors(id => new PolicyFunctionActor(
+            ActorHost.CreateForTest<PolicyFunctionActor>(new ActorTestOptions { ActorId = id }), _pool, _bundles, Options.Create(new FunctionActorOptions()), new TestStateManager()));
+        return ValueTask.CompletedTask;
+    }
+
+    public async ValueTask DisposeAsync() => await _pool.DisposeAsync();
+
+    private FunctionSpec Spec(string name, int replicas) => new(name, new JsonObject
+    {
+        ["policy_rule_uri"] = "counting:1.0-test",
+        ["code"] = _bundles.Add("counting", CountingPolicy.Source),
+        ["policy_parameters"] = new JsonObject { ["step"] = 1 },
+    }, new FunctionScale(replicas));
+
+    [Fact]
+    public async Task Concurrent_calls_through_the_proxy_each_take_a_turn_and_none_is_lost()
+    {
+        var host = new ActorFunctionHost(_actors, new UnusedDocuments());
+        await host.DeployAsync(Spec("shared", 1), TestContext.Current.CancellationToken);
+
+        var counts = await Task.WhenAll(Enumerable.Range(0, 30).Select(_ => host.CallAsync("shared", new JsonObject(), TestContext.Current.CancellationToken)));
+
+        counts.Select(c => c["count"]!.GetValue<int>()).Order().ShouldBe(Enumerable.Range(1, 30));
+        _actors.Ids.ShouldBe(["shared"]);
+    }
+
+    [Fact]
+    public async Task Replicas_are_actors_named_name_hash_i_and_management_reaches_each()
+    {
+        var host = new ActorFunctionHost(_actors, new UnusedDocuments());
+        await host.DeployAsync(Spec("pair", 2), TestContext.Current.CancellationToken);
+
+        await host.ManageAsync("pair", "set", new JsonObject { ["count"] = 10 }, TestContext.Current.CancellationToken);
+        var next = await host.CallAsync("pair", new JsonObject(), TestContext.Current.CancellationToken);
+
+        _actors.Ids.Order().ShouldBe(["pair#0", "pair#1"]);
+        next["count"]!.GetValue<int>().ShouldBe(11);
+    }
+
+    [Fact]
+    public async Task Policy_errors_keep_their_status_and_removed_functions_answer_404()
+    {
+        var host = new ActorFunctionHost(_actors, new UnusedDocuments());
+        await host.DeployAsync(Spec("gone", 1), TestContext.Current.CancellationToken);
+
+        var failure = await Should.ThrowAsync<PolicyGridException>(() => host.CallAsync("gone", new JsonObject { ["fail"] = true }, TestContext.Current.CancellationToken));
+        failure.Status.ShouldBe(422);
+        await host.RemoveAsync("gone", TestContext.Current.CancellationToken);
+        await host.DeployAsync(Spec("other", 1), TestContext.Current.CancellationToken);
+
+        var missing = await Should.ThrowAsync<PolicyGridException>(() => new ActorFunctionHost(_actors, new UnusedDocuments(known: ("gone", 1)))
+            .CallAsync("gone", new JsonObject(), TestContext.Current.CancellationToken));
+        missing.Status.ShouldBe(404);
+    }
+
+    /// <summary>Hands out the actors themselves, one method at a time per actor id (Dapr's turn-based guarantee).</summary>
+    private sealed class InProcessActors(Func<ActorId, PolicyFunctionActor> create) : IActorProxyFactory
+    {
+        private readonly ConcurrentDictionary<string, (PolicyFunctionActor Actor, SemaphoreSlim Turn)> _live = new();
+
+        public IReadOnlyList<string> Ids => [.. _live.Keys];
+
+        public TActorInterface CreateActorProxy<TActorInterface>(ActorId actorId, string actorType, ActorProxyOptions? options = null) where TActorInterface : IActor
+        {
+            actorType.ShouldBe(FunctionActors.ActorType);
+            var (actor, turn) = _live.GetOrAdd(actorId.GetId(), _ => (create(actorId), new SemaphoreSlim(1, 1)));
+            return (TActorInterface)(IPolicyFunctionActor)new Turns(actor, turn);
+        }
+
+        public object CreateActorProxy(ActorId actorId, Type actorInterfaceType, string actorType, ActorProxyOptions? options = null) => throw new NotSupportedException();
+        public ActorProxy Create(ActorId actorId, string actorType, ActorProxyOptions? options = null) => throw new NotSupportedException();
+
+        private sealed class Turns(PolicyFunctionActor actor, SemaphoreSlim turn) : IPolicyFunctionActor
+        {
+            private async Task<T> Run<T>(Func<Task<T>> method)
+            {
+                await turn.WaitAsync();
+                try { return await method(); } finally { turn.Release(); }
+            }
+
+            public Task DeployAsync(FunctionActorDeployment deployment) => Run(async () => { await actor.DeployAsync(deployment); return true; });
+            public Task<FunctionReply> CallAsync(FunctionActorCall call) => Run(() => actor.CallAsync(call));
+            public Task<FunctionReply> ManageAsync(FunctionActorManagement request) => Run(() => actor.ManageAsync(request));
+            public Task RemoveAsync() => Run(async () => { await actor.RemoveAsync(); return true; });
+            public Task<FunctionActorStatus> StatusAsync() => Run(actor.StatusAsync);
+        }
+    }
+
+    /// <summary>The adapter reads a Function document only for replica counts it has not seen deployed.</summary>
+    private sealed class UnusedDocuments((string Name, int Replicas)? known = null) : IDocumentStore
+    {
+        public Task<StoredDocument?> GetAsync(string collection, string id, CancellationToken ct = default) =>
+            Task.FromResult(known is { } k && k.Name == id && collection == Collections.Functions
+                ? new StoredDocument(id, new JsonObject { ["function_id"] = id, ["function_policy_rule_uri"] = "counting:1.0-test", ["replicas"] = k.Replicas }, "1")
+                : null);
+        public Task<StoredDocument> CreateAsync(string collection, string id, JsonObject body, CancellationToken ct = default) => throw new NotSupportedException();
+        public Task<StoredDocument> ReplaceAsync(string collection, string id, JsonObject body, string? expectedRevision, CancellationToken ct = default) => throw new NotSupportedException();
+        public Task<StoredDocument> UpsertAsync(string collection, string id, JsonObject body, CancellationToken ct = default) => throw new NotSupportedException();
+        public Task<StoredDocument?> DeleteAsync(string collection, string id, string? expectedRevision, CancellationToken ct = default) => throw new NotSupportedException();
+        public Task<IReadOnlyList<StoredDocument>> QueryAsync(string collection, DocumentQuery query, CancellationToken ct = default) => throw new NotSupportedException();
+    }
+}

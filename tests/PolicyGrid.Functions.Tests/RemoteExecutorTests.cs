@@ -1,0 +1,56 @@
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using PolicyGrid.Cli;
+using PolicyGrid.Core.Ports;
+using Shouldly;
+
+namespace PolicyGrid.Functions.Tests;
+
+/// <summary>A function deployed on an http:// executor runs on that node, reached through its deployment routes.</summary>
+public sealed class RemoteExecutorTests
+{
+    [Fact]
+    public async Task A_function_on_a_remote_executor_node_is_deployed_called_managed_and_removed_there()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var nodeData = GridServer.NewDataDirectory();
+        var node = PolicyGridApp.Build(["--urls", "http://127.0.0.1:0", "--data", nodeData, "--Logging:LogLevel:Default=Warning"]);
+        await node.StartAsync(ct);
+        try
+        {
+            var nodeUrl = node.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+            await using var registry = new GridServer(GridServer.NewDataDirectory());
+            var client = registry.CreateClient();
+            var policy = await registry.RegisterPolicyAsync("counting", CountingPolicy.Source);
+            // The node resolves the snapshot's bundle:// from its own store, so it holds the same archive.
+            await node.Services.GetRequiredService<IBundleStore>().PutAsync(GridServer.Zip(CountingPolicy.Source), ct);
+            (await client.Send(HttpMethod.Post, "/executor", new JsonObject { ["executor_id"] = "edge", ["executor_host_uri"] = nodeUrl })).Status.ShouldBe(200);
+
+            var deployed = await client.Send(HttpMethod.Post, "/function/deployments/create/edge", new JsonObject { ["name"] = "far", ["policy_rule_uri"] = policy });
+
+            deployed.Status.ShouldBe(200, deployed.Body?.ToJsonString());
+            deployed.Data!["function_executor_uri"]!.GetValue<string>().ShouldBe(nodeUrl);
+            (await client.Send(HttpMethod.Post, "/function/call_function/far", new JsonObject())).Data!["count"]!.GetValue<int>().ShouldBe(1);
+            (await client.Send(HttpMethod.Post, "/function/far/management", new JsonObject { ["action"] = "set", ["data"] = new JsonObject { ["count"] = 7 } })).Status.ShouldBe(200);
+            (await client.Send(HttpMethod.Post, "/function/call_function/far", new JsonObject())).Data!["count"]!.GetValue<int>().ShouldBe(8);
+            var failing = await client.Send(HttpMethod.Post, "/function/call_function/far", new JsonObject { ["fail"] = true });
+            failing.Status.ShouldBe(422);
+            failing.Message.ShouldContain("asked to fail");
+
+            // It runs on the node, not on the registry's own host.
+            using var direct = new HttpClient { BaseAddress = new Uri(nodeUrl) };
+            (await direct.Send(HttpMethod.Post, "/call_function/far", new JsonObject())).Data!["count"]!.GetValue<int>().ShouldBe(9);
+
+            (await client.Send(HttpMethod.Delete, "/function/deployments/remove/far")).Status.ShouldBe(200);
+            (await direct.Send(HttpMethod.Post, "/call_function/far", new JsonObject())).Status.ShouldBe(404);
+        }
+        finally
+        {
+            await node.StopAsync(CancellationToken.None);
+            await node.DisposeAsync();
+        }
+    }
+}
