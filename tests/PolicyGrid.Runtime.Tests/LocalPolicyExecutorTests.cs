@@ -196,6 +196,31 @@ public sealed class LocalPolicyExecutorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Many_concurrent_calls_each_leave_one_decision()
+    {
+        var uri = await harness.AddSampleAsync("ip_allowlist");
+        const int calls = 240;
+        await Task.WhenAll(Enumerable.Range(0, calls).Select(i => Run(uri, new JsonObject { ["ip"] = $"10.0.{i / 200}.{i % 200}" })));
+        var log = await harness.DecisionsAsync();
+        log.Count.ShouldBe(calls);
+        log.Select(d => d["input_sha256"]!.GetValue<string>()).Distinct().Count().ShouldBe(calls);
+    }
+
+    [Fact]
+    public async Task An_update_to_the_stored_policy_applies_to_the_next_call()
+    {
+        var uri = await harness.AddSampleAsync("ip_allowlist");
+        (await Run(uri, new JsonObject { ["ip"] = "10.0.0.2" })).Output["allowed"]!.GetValue<bool>().ShouldBeFalse();
+        var stored = (await harness.Documents.GetAsync(Collections.Policies, uri, Ct))!;
+        var body = (JsonObject)stored.Body.DeepClone();
+        body["policy_parameters"] = new JsonObject { ["local_allowlist"] = new JsonArray("10.0.0.2") };
+        await harness.Documents.ReplaceAsync(Collections.Policies, uri, body, stored.Revision, Ct);
+        (await Run(uri, new JsonObject { ["ip"] = "10.0.0.2" })).Output["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        await harness.Documents.DeleteAsync(Collections.Policies, uri, null, Ct);
+        (await Should.ThrowAsync<PolicyGridException>(() => Run(uri, new JsonObject { ["ip"] = "10.0.0.2" }))).Status.ShouldBe(404);
+    }
+
+    [Fact]
     public async Task Every_execution_is_in_the_decision_log()
     {
         var uri = await harness.AddSampleAsync("ip_allowlist");

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using System.Text.RegularExpressions;
 using Microsoft.Data.Sqlite;
 using PolicyGrid.Core.Errors;
@@ -16,6 +17,12 @@ public sealed partial class SqliteDatabase
     private readonly string _connectionString;
     private readonly ConcurrentDictionary<string, bool> _knownTables = new(StringComparer.Ordinal);
 
+    // Physical connections (SQLite handles) whose per-connection pragmas are already set. The pool
+    // hands the same handle out again and again, and pragmas live on the handle, so they are set
+    // once per handle rather than on every open (that cost more than the query itself). Keyed weakly
+    // so handles the pool closes are forgotten with them.
+    private readonly ConditionalWeakTable<SQLitePCL.sqlite3, object> _preparedHandles = new();
+
     public SqliteDatabase(string path)
     {
         Path = System.IO.Path.GetFullPath(path);
@@ -31,11 +38,13 @@ public sealed partial class SqliteDatabase
         }.ToString();
         using var connection = new SqliteConnection(_connectionString);
         connection.Open();
-        // journal_mode is stored in the file; set once. The per-connection pragmas are set on every open.
+        // journal_mode is stored in the file; set once. The per-connection pragmas are set once per handle (OpenAsync).
         Execute(connection, "PRAGMA journal_mode=WAL;");
     }
 
     public string Path { get; }
+
+    private static readonly object Prepared = new();
 
     public async Task<SqliteConnection> OpenAsync(CancellationToken ct)
     {
@@ -43,7 +52,12 @@ public sealed partial class SqliteDatabase
         try
         {
             await connection.OpenAsync(ct);
-            Execute(connection, "PRAGMA synchronous=FULL; PRAGMA busy_timeout=30000; PRAGMA foreign_keys=ON;");
+            var handle = connection.Handle!;
+            if (!_preparedHandles.TryGetValue(handle, out _))
+            {
+                Execute(connection, "PRAGMA synchronous=FULL; PRAGMA busy_timeout=30000; PRAGMA foreign_keys=ON;");
+                _preparedHandles.AddOrUpdate(handle, Prepared);
+            }
             return connection;
         }
         catch

@@ -11,7 +11,7 @@ namespace PolicyGrid.Embedded.Storage;
 /// Revisions come from one database-wide sequence, so a document deleted and created again never
 /// reuses an ETag a client may still hold.
 /// </summary>
-public sealed class SqliteDocumentStore : IDocumentStore
+public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, IDocumentRevisions
 {
     private const string SequenceTable = "pg_revision_sequence";
     private readonly SqliteDatabase _db;
@@ -42,6 +42,57 @@ public sealed class SqliteDocumentStore : IDocumentStore
         Write(connection, tx, $"INSERT INTO \"{table}\"(id, body, revision) VALUES ($id, $body, $rev)", id, json, revision);
         tx.Commit();
         return new StoredDocument(id, JsonNode.Parse(json)!.AsObject(), Etag(revision));
+    }
+
+    public async Task<string?> GetRevisionAsync(string collection, string id, CancellationToken ct = default)
+    {
+        var table = SqliteDatabase.TableFor(collection);
+        await using var connection = await OpenAsync(table, ct);
+        using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT revision FROM \"{table}\" WHERE id = $id";
+        command.Parameters.AddWithValue("$id", id);
+        return command.ExecuteScalar() is long revision ? Etag(revision) : null;
+    }
+
+    public async Task CreateManyAsync(string collection, IReadOnlyList<KeyValuePair<string, JsonObject>> documents, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(documents);
+        var table = SqliteDatabase.TableFor(collection);
+        if (documents.Count == 0) return;
+        var rows = documents.Select(d => (d.Key, Json: Serialize(d.Value))).ToList();
+        await using var connection = await OpenAsync(table, ct);
+        using var tx = connection.BeginTransaction();
+        // One revision range for the batch: one sequence update instead of one per document.
+        long last;
+        using (var reserve = connection.CreateCommand())
+        {
+            reserve.Transaction = tx;
+            reserve.CommandText = $"UPDATE {SequenceTable} SET value = value + $n WHERE name = 'revision' RETURNING value";
+            reserve.Parameters.AddWithValue("$n", rows.Count);
+            last = (long)reserve.ExecuteScalar()!;
+        }
+        using var insert = connection.CreateCommand();
+        insert.Transaction = tx;
+        insert.CommandText = $"INSERT INTO \"{table}\"(id, body, revision) VALUES ($id, $body, $rev)";
+        var id = insert.Parameters.Add("$id", SqliteType.Text);
+        var body = insert.Parameters.Add("$body", SqliteType.Text);
+        var rev = insert.Parameters.Add("$rev", SqliteType.Integer);
+        var revision = last - rows.Count;
+        foreach (var (key, json) in rows)
+        {
+            id.Value = key;
+            body.Value = json;
+            rev.Value = ++revision;
+            try
+            {
+                insert.ExecuteNonQuery();
+            }
+            catch (SqliteException e) when (e.SqliteExtendedErrorCode == 1555) // SQLITE_CONSTRAINT_PRIMARYKEY
+            {
+                throw Problems.Conflict($"'{key}' already exists in {collection}");
+            }
+        }
+        tx.Commit();
     }
 
     public async Task<StoredDocument> ReplaceAsync(string collection, string id, JsonObject body, string? expectedRevision, CancellationToken ct = default)

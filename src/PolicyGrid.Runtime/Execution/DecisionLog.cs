@@ -47,7 +47,9 @@ public sealed record Decision(
 /// The decision log: every execution's policy, bundle, caller, input hash, outcome and duration
 /// in <see cref="Collections.Decisions"/>, queryable like any collection, with bounded retention.
 /// Entries are written behind the call by one background writer (a durable store write costs
-/// milliseconds, ten times a warm policy call); the queue is bounded, and when it is full callers
+/// milliseconds, ten times a warm policy call) that puts everything queued meanwhile into one
+/// write (<see cref="IDocumentBatchStore"/>, one transaction with a full sync), so entries are
+/// durable within one write's time of the call; the queue is bounded, and when it is full callers
 /// wait rather than lose audit entries. A failed write is logged loudly and does not fail the call.
 /// </summary>
 public sealed class DecisionLog : IAsyncDisposable
@@ -113,19 +115,22 @@ public sealed class DecisionLog : IAsyncDisposable
         }
     }
 
+    // Most decisions per transaction: bounds one write's size and how long a batch holds the write lock.
+    private const int MaxBatch = 500;
+
     private async Task WriteLoopAsync()
     {
-        await foreach (var (id, decision) in queue.Reader.ReadAllAsync())
+        var batch = new List<(string Id, Decision Decision)>(MaxBatch);
+        // Everything queued while the previous batch was being written goes in the next one, so under
+        // load one durable transaction (one sync to disk) carries many decisions, and when idle each
+        // decision is written at once.
+        while (await queue.Reader.WaitToReadAsync())
         {
-            try
-            {
-                await store.CreateAsync(Collections.Decisions, id, decision.ToJson(id), CancellationToken.None);
-            }
-            catch (Exception e) when (e is PolicyGridException or IOException or InvalidOperationException or DbException)
-            {
-                logger.LogError(e, "could not record the decision for {Policy} by {Caller} ({Outcome})", decision.PolicyRuleUri, decision.Caller, decision.Outcome);
-            }
-            var now = Interlocked.Increment(ref written);
+            while (batch.Count < MaxBatch && queue.Reader.TryRead(out var item)) batch.Add(item);
+            if (batch.Count == 0) continue;
+            await WriteAsync(batch);
+            var now = Interlocked.Add(ref written, batch.Count);
+            batch.Clear();
             lock (flushes)
             {
                 for (var i = flushes.Count - 1; i >= 0; i--)
@@ -134,6 +139,35 @@ public sealed class DecisionLog : IAsyncDisposable
                     flushes[i].Done.TrySetResult();
                     flushes.RemoveAt(i);
                 }
+            }
+        }
+    }
+
+    private async Task WriteAsync(List<(string Id, Decision Decision)> batch)
+    {
+        if (store is IDocumentBatchStore batches && batch.Count > 1)
+        {
+            try
+            {
+                await batches.CreateManyAsync(Collections.Decisions,
+                    batch.Select(d => KeyValuePair.Create(d.Id, d.Decision.ToJson(d.Id))).ToList(), CancellationToken.None);
+                return;
+            }
+            catch (Exception e) when (e is PolicyGridException or IOException or InvalidOperationException or DbException)
+            {
+                // The batch is all or nothing: write its decisions one by one so one bad entry loses only itself.
+                logger.LogWarning(e, "could not record {Count} decisions in one write; recording them one by one", batch.Count);
+            }
+        }
+        foreach (var (id, decision) in batch)
+        {
+            try
+            {
+                await store.CreateAsync(Collections.Decisions, id, decision.ToJson(id), CancellationToken.None);
+            }
+            catch (Exception e) when (e is PolicyGridException or IOException or InvalidOperationException or DbException)
+            {
+                logger.LogError(e, "could not record the decision for {Policy} by {Caller} ({Outcome})", decision.PolicyRuleUri, decision.Caller, decision.Outcome);
             }
         }
     }

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
@@ -53,7 +54,8 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
         {
             var rule = await catalog.GetRunnableAsync(request.PolicyRuleUri, ct);
             audit.PolicyRuleUri = rule.PolicyRuleUri;
-            var (settings, parameters) = MergeAndCheck(rule, request.Settings, request.Parameters);
+            var overrides = request.Settings is { Count: > 0 } || request.Parameters is { Count: > 0 };
+            var (settings, parameters) = overrides ? MergeAndCheck(rule, request.Settings, request.Parameters) : (rule.PolicySettings, rule.PolicyParameters);
             if (rule.PolicyInputSchema.Count > 0) TemplateValidator.Ensure(rule.PolicyInputSchema, request.InputData, "input_data");
             var deadline = DeadlineFor(rule, request.TimeoutSeconds);
             var bundle = await bundles.GetAsync(rule.Code, ct);
@@ -61,7 +63,8 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
 
             var contextKey = string.IsNullOrEmpty(request.ContextKey) ? rule.PolicyRuleUri : request.ContextKey;
             audit.ContextKey = contextKey;
-            var call = new EvalCall(rule, new PolicyLoadSpec(rule.PolicyRuleUri, bundle, settings, parameters), request.InputData, contextKey, deadline);
+            var load = overrides ? Shaped(new PolicyLoadSpec(rule.PolicyRuleUri, bundle, settings, parameters)) : StoredShapeOf(rule, bundle);
+            var call = new EvalCall(rule, load.Load, load.Shape, request.InputData, contextKey, deadline);
             var result = writesContext.ContainsKey(call.Shape)
                 ? await EvalSerializedAsync(call, ct)
                 : await EvalOptimisticallyAsync(call, ct);
@@ -134,9 +137,24 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
     private readonly ConcurrentDictionary<string, bool> writesContext = new(StringComparer.Ordinal);
     private int nextReplica;
 
-    private sealed record EvalCall(PolicyRule Rule, PolicyLoadSpec Load, JsonObject InputData, string ContextKey, TimeSpan Deadline)
+    private sealed record EvalCall(PolicyRule Rule, PolicyLoadSpec Load, string Shape, JsonObject InputData, string ContextKey, TimeSpan Deadline);
+
+    private sealed record ShapedLoad(PolicyLoadSpec Load, string Shape);
+
+    private static ShapedLoad Shaped(PolicyLoadSpec load) =>
+        new(load, CanonicalJson.Sha256(JsonValue.Create(load.RuleId), JsonValue.Create(load.Bundle.Sha256), load.Settings, load.Parameters));
+
+    // Most calls override nothing, so their load spec and its hash depend only on the parsed rule (one
+    // object per stored revision) and its bundle: computed once per rule instead of on every call.
+    // The stored settings and parameters are shared read-only (they are only serialized or cloned).
+    private readonly ConditionalWeakTable<PolicyRule, ShapedLoad> storedShapes = new();
+
+    private ShapedLoad StoredShapeOf(PolicyRule rule, BundleDirectory bundle)
     {
-        public string Shape { get; } = CanonicalJson.Sha256(JsonValue.Create(Load.RuleId), JsonValue.Create(Load.Bundle.Sha256), Load.Settings, Load.Parameters);
+        if (storedShapes.TryGetValue(rule, out var known) && known.Load.Bundle == bundle) return known;
+        var shaped = Shaped(new PolicyLoadSpec(rule.PolicyRuleUri, bundle, rule.PolicySettings, rule.PolicyParameters));
+        storedShapes.AddOrUpdate(rule, shaped);
+        return shaped;
     }
 
     private async Task<JsonObject> EvalSerializedAsync(EvalCall call, CancellationToken ct)

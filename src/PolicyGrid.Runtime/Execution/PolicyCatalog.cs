@@ -7,8 +7,10 @@ using PolicyGrid.Core.Ports;
 namespace PolicyGrid.Runtime.Execution;
 
 /// <summary>
-/// Reads policy documents for execution. The store is read on every call, so updates and
-/// retirements apply to the next call; the parsed document is reused while its revision holds.
+/// Reads policy documents for execution. The store is asked on every call, so updates and
+/// retirements (also by other processes sharing the store) apply to the next call; the parsed
+/// document is reused while its revision holds, and when the store can answer the revision alone
+/// (<see cref="IDocumentRevisions"/>) the body is not even read then.
 /// </summary>
 public sealed class PolicyCatalog(IDocumentStore store)
 {
@@ -18,6 +20,12 @@ public sealed class PolicyCatalog(IDocumentStore store)
     public async Task<PolicyRule> GetRunnableAsync(string policyRuleUri, CancellationToken ct)
     {
         var uri = PolicyUri.Parse(Uri.UnescapeDataString(policyRuleUri ?? ""), "policy_rule_uri").ToString();
+        if (store is IDocumentRevisions revisions && parsed.TryGetValue(uri, out var known))
+        {
+            var revision = await revisions.GetRevisionAsync(Collections.Policies, uri, ct)
+                ?? throw Problems.NotFound($"policy '{uri}' does not exist");
+            if (revision == known.Revision) return Runnable(uri, known.Rule);
+        }
         var stored = await store.GetAsync(Collections.Policies, uri, ct)
             ?? throw Problems.NotFound($"policy '{uri}' does not exist");
         PolicyRule rule;
@@ -30,7 +38,9 @@ public sealed class PolicyCatalog(IDocumentStore store)
             rule = PolicyRule.FromJson(stored.Body);
             parsed[uri] = (stored.Revision, rule);
         }
-        if (rule.IsRetired) throw Problems.Retired($"policy '{uri}' is retired");
-        return rule;
+        return Runnable(uri, rule);
     }
+
+    private static PolicyRule Runnable(string uri, PolicyRule rule) =>
+        rule.IsRetired ? throw Problems.Retired($"policy '{uri}' is retired") : rule;
 }

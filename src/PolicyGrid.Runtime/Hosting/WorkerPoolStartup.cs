@@ -12,10 +12,11 @@ internal sealed class WorkerPoolStartup(PythonWorkerPool pool, ILogger<WorkerPoo
         {
             await pool.StartAsync(cancellationToken);
         }
-        catch (InvalidOperationException e)
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
         {
-            // The server still serves documents; policy calls will answer 503 with this reason.
-            logger.LogError("policy workers could not start: {Reason}", e.Message);
+            // A slow or broken interpreter must not take the server down: it still serves documents,
+            // and the first policy call starts the pool again (answering 503 with the reason if it still cannot).
+            logger.LogError("policy workers could not start yet: {Reason}", e.Message);
         }
     }
 

@@ -1,0 +1,78 @@
+using System.Text.Json.Nodes;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Embedded.Storage;
+using Shouldly;
+
+namespace PolicyGrid.Embedded.Tests;
+
+public sealed class BatchAndRevisionTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+    private readonly SqliteDatabase _db;
+    private readonly SqliteDocumentStore _store;
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public BatchAndRevisionTests()
+    {
+        _db = new SqliteDatabase(_dir.File("policygrid.db"));
+        _store = new SqliteDocumentStore(_db);
+    }
+
+    public void Dispose() => _dir.Dispose();
+
+    private static KeyValuePair<string, JsonObject> Doc(string id, int n) => KeyValuePair.Create(id, new JsonObject { ["n"] = n });
+
+    [Fact]
+    public async Task A_batch_stores_every_document_with_its_own_new_revision()
+    {
+        var before = await _store.CreateAsync("decisions", "first", new JsonObject(), Ct);
+        await _store.CreateManyAsync("decisions", [Doc("a", 1), Doc("b", 2), Doc("c", 3)], Ct);
+        var read = new[] { "a", "b", "c" }.Select(id => _store.GetAsync("decisions", id, Ct).Result!).ToList();
+        read.Select(d => d.Body["n"]!.GetValue<int>()).ShouldBe([1, 2, 3]);
+        var revisions = read.Select(d => long.Parse(d.Revision)).ToList();
+        revisions.ShouldBeUnique();
+        revisions.ShouldAllBe(r => r > long.Parse(before.Revision));
+        // The sequence moved past the batch: the next write gets a revision no batch entry has.
+        var after = await _store.CreateAsync("decisions", "last", new JsonObject(), Ct);
+        long.Parse(after.Revision).ShouldBeGreaterThan(revisions.Max());
+    }
+
+    [Fact]
+    public async Task A_batch_with_an_existing_id_is_a_409_and_stores_nothing()
+    {
+        await _store.CreateAsync("decisions", "b", new JsonObject { ["n"] = 0 }, Ct);
+        var e = await Should.ThrowAsync<PolicyGridException>(() => _store.CreateManyAsync("decisions", [Doc("a", 1), Doc("b", 2)], Ct));
+        e.Status.ShouldBe(409);
+        (await _store.GetAsync("decisions", "a", Ct)).ShouldBeNull();
+        (await _store.GetAsync("decisions", "b", Ct))!.Body["n"]!.GetValue<int>().ShouldBe(0);
+    }
+
+    [Fact]
+    public async Task The_revision_alone_follows_writes_and_deletes()
+    {
+        (await _store.GetRevisionAsync("policies", "p", Ct)).ShouldBeNull();
+        var created = await _store.CreateAsync("policies", "p", new JsonObject { ["v"] = 1 }, Ct);
+        (await _store.GetRevisionAsync("policies", "p", Ct)).ShouldBe(created.Revision);
+        var replaced = await _store.ReplaceAsync("policies", "p", new JsonObject { ["v"] = 2 }, null, Ct);
+        (await _store.GetRevisionAsync("policies", "p", Ct)).ShouldBe(replaced.Revision);
+        await _store.DeleteAsync("policies", "p", null, Ct);
+        (await _store.GetRevisionAsync("policies", "p", Ct)).ShouldBeNull();
+    }
+
+    [Fact]
+    public async Task Every_open_connection_syncs_fully_even_when_the_pool_reuses_it()
+    {
+        // Pragmas are set once per pooled handle; a reused handle must still have them.
+        for (var i = 0; i < 5; i++)
+        {
+            await using var connection = await _db.OpenAsync(Ct);
+            using var command = connection.CreateCommand();
+            command.CommandText = "PRAGMA synchronous";
+            ((long)command.ExecuteScalar()!).ShouldBe(2L); // FULL
+            command.CommandText = "PRAGMA foreign_keys";
+            ((long)command.ExecuteScalar()!).ShouldBe(1L);
+            command.CommandText = "PRAGMA busy_timeout";
+            ((long)command.ExecuteScalar()!).ShouldBe(30000L);
+        }
+    }
+}
