@@ -362,6 +362,8 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
         answer.KeepsState.ShouldBeTrue();
         answer.State!["total"]!.GetValue<int>().ShouldBe(17);
         managed.State!["total"]!.GetValue<int>().ShouldBe(50);
+        // Both answers are free nodes a caller can put into its own documents.
+        new JsonArray(answer.Value, answer.State).Count.ShouldBe(2);
     }
 
     [Fact]

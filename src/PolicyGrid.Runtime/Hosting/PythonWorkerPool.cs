@@ -143,7 +143,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     public async Task<JsonNode?> InvokeAsync(PolicyInvocation call, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(call);
-        return (await RunAsync(call, once: false, withState: false, ct))["value"];
+        return Detach(await RunAsync(call, once: false, withState: false, ct), "value");
     }
 
     /// <summary>
@@ -155,7 +155,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(call);
         var reply = await RunAsync(call, once: false, withState: true, ct);
-        return new PolicyAnswer(reply["value"], reply["keeps_state"]?.GetValue<bool>() == true, reply["state"]);
+        return new PolicyAnswer(Detach(reply, "value"), reply["keeps_state"]?.GetValue<bool>() == true, Detach(reply, "state"));
     }
 
     /// <summary>Worker round trips made so far (every request frame sent to a worker), for tests and diagnostics.</summary>
@@ -168,7 +168,11 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         return ValueOfAsync(RunAsync(new PolicyInvocation(key, load, method, arguments, deadline), once: true, withState: false, ct));
     }
 
-    private static async Task<JsonNode?> ValueOfAsync(Task<JsonObject> reply) => (await reply)["value"];
+    private static async Task<JsonNode?> ValueOfAsync(Task<JsonObject> reply) => Detach(await reply, "value");
+
+    // Callers put what a policy answered into their own documents; a node still inside the reply could not be.
+    private static JsonNode? Detach(JsonObject reply, string property) =>
+        reply.Remove(property, out var node) ? node : null;
 
     /// <summary>Drops the instance for <paramref name="instanceKey"/> (e.g. a removed function); the next call creates it anew.</summary>
     public async Task ReleaseAsync(string instanceKey, CancellationToken ct = default)
