@@ -9,7 +9,7 @@ using Microsoft.Extensions.Hosting;
 using PolicyGrid.Core.Ports;
 using Shouldly;
 
-namespace PolicyGrid.Graphs.Tests;
+namespace PolicyGrid.TestSupport;
 
 /// <summary>
 /// The real embedded server (the composition of <c>policygrid serve</c>) on a data directory that can outlive it:
@@ -17,7 +17,7 @@ namespace PolicyGrid.Graphs.Tests;
 /// </summary>
 public sealed class GridServer(string dataDirectory) : WebApplicationFactory<PolicyGrid.Cli.Program>
 {
-    public static string NewDataDirectory() => Path.Combine(Path.GetTempPath(), "pg-graphs-tests", Guid.NewGuid().ToString("N"));
+    public static string NewDataDirectory() => Path.Combine(Path.GetTempPath(), "pg-grid-tests", Guid.NewGuid().ToString("N"));
 
     public string DataDirectory { get; } = dataDirectory;
 
