@@ -11,8 +11,8 @@ public static class ExecutorCommands
     {
         var executor = new Command("executor", "Register, read, find and remove executors");
         executor.Add(Add(env));
-        executor.Add(Get(env));
-        executor.Add(Query(env));
+        executor.Add(DocumentVerbs.Get(env, "executor", "executor_id", "executor_id", "Show an executor"));
+        executor.Add(DocumentVerbs.Query(env, "executor/query", "Find executors", "{\"executor_status\": \"healthy\"}", "executor_id", "executor_host_uri", "executor_status"));
         executor.Add(Delete(env));
         return executor;
     }
@@ -46,34 +46,6 @@ public static class ExecutorCommands
             };
             var answer = await session.Client().PostAsync("executor", body, ct);
             session.Show(answer.Data, console => console.MarkupLine($"added executor [bold]{Markup.Escape(answer.Data?["executor_id"]?.ToString() ?? "")}[/] at {Markup.Escape(answer.Data?["executor_host_uri"]?.ToString() ?? "")}"));
-            return CliCommon.Ok;
-        });
-        return command;
-    }
-
-    private static Command Get(CliEnvironment env)
-    {
-        var id = new Argument<string>("id") { Description = "executor_id" };
-        var command = new Command("get", "Show an executor") { id };
-        command.SetRun(env, async (parse, session, ct) =>
-        {
-            var answer = await session.Client().GetAsync($"executor/{Uri.EscapeDataString(parse.GetValue(id)!)}", ct);
-            session.Show(answer.Data, console => DocumentView.One(console, answer.Data));
-            return CliCommon.Ok;
-        });
-        return command;
-    }
-
-    private static Command Query(CliEnvironment env)
-    {
-        var filter = new Argument<string?>("filter") { Description = "Mongo-style filter (default: everything)", Arity = ArgumentArity.ZeroOrOne };
-        var (limit, skip, sort) = PolicyCommands.QueryOptions();
-        var command = new Command("query", "Find executors") { filter, limit, skip, sort };
-        command.SetRun(env, async (parse, session, ct) =>
-        {
-            var body = CliCommon.ParseJson(parse.GetValue(filter), "filter") ?? new JsonObject();
-            var answer = await session.Client().PostAsync(PolicyCommands.QueryPath("executor/query", parse, limit, skip, sort), body, ct);
-            session.Show(answer.Data, console => DocumentView.Many(console, answer.Data, "executor_id", "executor_host_uri", "executor_status"));
             return CliCommon.Ok;
         });
         return command;

@@ -13,8 +13,8 @@ public static class FunctionCommands
         function.Add(Deploy(env));
         function.Add(Call(env));
         function.Add(Manage(env));
-        function.Add(Get(env));
-        function.Add(Query(env));
+        function.Add(DocumentVerbs.Get(env, "function", "name", "The function's name", "Show a function's document"));
+        function.Add(DocumentVerbs.Query(env, "function/query", "Find functions", "{\"function_tags\": \"edge\"}", "function_id", "function_policy_rule_uri", "function_executor_id", "replicas", "status"));
         function.Add(Remove(env));
         return function;
     }
@@ -84,34 +84,6 @@ public static class FunctionCommands
             };
             var answer = await session.Client().PostAsync($"function/{Uri.EscapeDataString(parse.GetValue(name)!)}/management", body, ct);
             session.Show(answer.Data, console => DocumentView.One(console, answer.Data));
-            return CliCommon.Ok;
-        });
-        return command;
-    }
-
-    private static Command Get(CliEnvironment env)
-    {
-        var name = new Argument<string>("name") { Description = "The function's name" };
-        var command = new Command("get", "Show a function's document") { name };
-        command.SetRun(env, async (parse, session, ct) =>
-        {
-            var answer = await session.Client().GetAsync($"function/{Uri.EscapeDataString(parse.GetValue(name)!)}", ct);
-            session.Show(answer.Data, console => DocumentView.One(console, answer.Data));
-            return CliCommon.Ok;
-        });
-        return command;
-    }
-
-    private static Command Query(CliEnvironment env)
-    {
-        var filter = new Argument<string?>("filter") { Description = "Mongo-style filter (default: everything)", Arity = ArgumentArity.ZeroOrOne };
-        var (limit, skip, sort) = PolicyCommands.QueryOptions();
-        var command = new Command("query", "Find functions") { filter, limit, skip, sort };
-        command.SetRun(env, async (parse, session, ct) =>
-        {
-            var body = CliCommon.ParseJson(parse.GetValue(filter), "filter") ?? new JsonObject();
-            var answer = await session.Client().PostAsync(PolicyCommands.QueryPath("function/query", parse, limit, skip, sort), body, ct);
-            session.Show(answer.Data, console => DocumentView.Many(console, answer.Data, "function_id", "function_policy_rule_uri", "function_executor_id", "replicas", "status"));
             return CliCommon.Ok;
         });
         return command;

@@ -13,8 +13,8 @@ public static class GraphCommands
     {
         var graph = new Command("graph", "Register, run and draw graphs of functions (Type 5)");
         graph.Add(CreateGraph(env));
-        graph.Add(Get(env));
-        graph.Add(Query(env));
+        graph.Add(DocumentVerbs.Get(env, "graphs", "uri", "The graph URI, name:version-release_tag", "Show a graph"));
+        graph.Add(DocumentVerbs.Query(env, "graphs/query", "Find graphs", "{\"graph_search_tags\": \"admission\"}", "graph_uri", "graph_description"));
         graph.Add(Delete(env));
         graph.Add(Run(env));
         graph.Add(Diagram(env));
@@ -30,34 +30,6 @@ public static class GraphCommands
             var body = CliCommon.ReadJsonFile(parse.GetValue(file)!, "graph");
             var answer = await session.Client().PostAsync("graphs", body, ct);
             session.Show(answer.Data, console => console.MarkupLine($"created graph [bold]{Markup.Escape(answer.Data?["graph_uri"]?.ToString() ?? "")}[/]"));
-            return CliCommon.Ok;
-        });
-        return command;
-    }
-
-    private static Command Get(CliEnvironment env)
-    {
-        var uri = new Argument<string>("uri") { Description = "The graph URI, name:version-release_tag" };
-        var command = new Command("get", "Show a graph") { uri };
-        command.SetRun(env, async (parse, session, ct) =>
-        {
-            var answer = await session.Client().GetAsync($"graphs/{parse.GetValue(uri)}", ct);
-            session.Show(answer.Data, console => DocumentView.One(console, answer.Data));
-            return CliCommon.Ok;
-        });
-        return command;
-    }
-
-    private static Command Query(CliEnvironment env)
-    {
-        var filter = new Argument<string?>("filter") { Description = "Mongo-style filter (default: everything)", Arity = ArgumentArity.ZeroOrOne };
-        var (limit, skip, sort) = PolicyCommands.QueryOptions();
-        var command = new Command("query", "Find graphs") { filter, limit, skip, sort };
-        command.SetRun(env, async (parse, session, ct) =>
-        {
-            var body = CliCommon.ParseJson(parse.GetValue(filter), "filter") ?? new JsonObject();
-            var answer = await session.Client().PostAsync(PolicyCommands.QueryPath("graphs/query", parse, limit, skip, sort), body, ct);
-            session.Show(answer.Data, console => DocumentView.Many(console, answer.Data, "graph_uri", "graph_description"));
             return CliCommon.Ok;
         });
         return command;

@@ -19,9 +19,9 @@ public static class JobCommands
     {
         var job = new Command("job", "Run a policy once as a job, follow it, find and cancel jobs");
         job.Add(Submit(env));
-        job.Add(Get(env));
+        job.Add(DocumentVerbs.Get(env, "jobs", "job_id", "The job id", "Show a job's status and result"));
         job.Add(Wait(env));
-        job.Add(Query(env));
+        job.Add(DocumentVerbs.Query(env, "jobs/query", "Find jobs", "{\"status\": \"running\"}", "job_id", "name", "policy_rule_uri", "executor_id", "status", "created_at"));
         job.Add(Cancel(env));
         return job;
     }
@@ -76,40 +76,12 @@ public static class JobCommands
         return command;
     }
 
-    private static Command Get(CliEnvironment env)
-    {
-        var id = new Argument<string>("job_id");
-        var command = new Command("get", "Show a job's status and result") { id };
-        command.SetRun(env, async (parse, session, ct) =>
-        {
-            var answer = await session.Client().GetAsync($"jobs/{Uri.EscapeDataString(parse.GetValue(id)!)}", ct);
-            session.Show(answer.Data, console => DocumentView.One(console, answer.Data));
-            return CliCommon.Ok;
-        });
-        return command;
-    }
-
     private static Command Wait(CliEnvironment env)
     {
         var id = new Argument<string>("job_id");
         var timeout = new Option<double?>("--timeout") { Description = "Give up waiting after this many seconds (the job keeps running); default: wait until it ends" };
         var command = new Command("wait", "Wait for a job to end, showing its progress") { id, timeout };
         command.SetRun(env, (parse, session, ct) => FollowAsync(session, parse.GetValue(id)!, parse.GetValue(timeout), ct));
-        return command;
-    }
-
-    private static Command Query(CliEnvironment env)
-    {
-        var filter = new Argument<string?>("filter") { Description = "Mongo-style filter, e.g. {\"status\":\"running\"} (default: everything)", Arity = ArgumentArity.ZeroOrOne };
-        var (limit, skip, sort) = PolicyCommands.QueryOptions();
-        var command = new Command("query", "Find jobs") { filter, limit, skip, sort };
-        command.SetRun(env, async (parse, session, ct) =>
-        {
-            var body = CliCommon.ParseJson(parse.GetValue(filter), "filter") ?? new JsonObject();
-            var answer = await session.Client().PostAsync(PolicyCommands.QueryPath("jobs/query", parse, limit, skip, sort), body, ct);
-            session.Show(answer.Data, console => DocumentView.Many(console, answer.Data, "job_id", "name", "policy_rule_uri", "executor_id", "status", "created_at"));
-            return CliCommon.Ok;
-        });
         return command;
     }
 

@@ -17,7 +17,7 @@ public static class PolicyCommands
         var policy = new Command("policy", "Register, read, find and remove policies");
         policy.Add(Push(env));
         policy.Add(Get(env));
-        policy.Add(Query(env));
+        policy.Add(DocumentVerbs.Query(env, "policy/query", "Find policies", "{\"tags\": {\"$regex\": \"network\"}}", "policy_rule_uri", "status", "tags", "updated_at"));
         policy.Add(Delete(env));
         policy.Add(PolicyTestCommand.Create(env));
         return policy;
@@ -97,21 +97,6 @@ public static class PolicyCommands
         return command;
     }
 
-    private static Command Query(CliEnvironment env)
-    {
-        var filter = new Argument<string?>("filter") { Description = "Mongo-style filter, e.g. '{\"tags\": {\"$regex\": \"network\"}}' (default: everything)", Arity = ArgumentArity.ZeroOrOne };
-        var (limit, skip, sort) = QueryOptions();
-        var command = new Command("query", "Find policies") { filter, limit, skip, sort };
-        command.SetRun(env, async (parse, session, ct) =>
-        {
-            var body = CliCommon.ParseJson(parse.GetValue(filter), "filter") ?? new JsonObject();
-            var answer = await session.Client().PostAsync(QueryPath("policy/query", parse, limit, skip, sort), body, ct);
-            session.Show(answer.Data, console => DocumentView.Many(console, answer.Data, "policy_rule_uri", "status", "tags", "updated_at"));
-            return CliCommon.Ok;
-        });
-        return command;
-    }
-
     private static Command Delete(CliEnvironment env)
     {
         var uri = new Argument<string>("uri") { Description = "name:version-release_tag" };
@@ -125,20 +110,6 @@ public static class PolicyCommands
             return CliCommon.Ok;
         });
         return command;
-    }
-
-    public static (Option<int?> Limit, Option<int?> Skip, Option<string?> Sort) QueryOptions() =>
-        (new Option<int?>("--limit") { Description = "At most this many (default 100, max 1000)" },
-         new Option<int?>("--skip") { Description = "Skip this many first" },
-         new Option<string?>("--sort") { Description = "field:asc|desc" });
-
-    public static string QueryPath(string path, ParseResult parse, Option<int?> limit, Option<int?> skip, Option<string?> sort)
-    {
-        var query = new List<string>();
-        if (parse.GetValue(limit) is { } l) query.Add($"limit={l}");
-        if (parse.GetValue(skip) is { } s) query.Add($"skip={s}");
-        if (parse.GetValue(sort) is { Length: > 0 } o) query.Add($"sort={Uri.EscapeDataString(o)}");
-        return query.Count == 0 ? path : $"{path}?{string.Join("&", query)}";
     }
 
     private static string Text(JsonObject document, string field) =>
