@@ -46,11 +46,11 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
         instancesPerPolicy = options.Execution.InstancesPerPolicy > 0 ? options.Execution.InstancesPerPolicy : Math.Max(1, options.Pool.Workers);
     }
 
-    public async Task<PolicyResult> ExecuteAsync(ExecutionRequest request, CallerIdentity caller, CancellationToken ct = default)
+    public Task<PolicyResult> ExecuteAsync(ExecutionRequest request, CallerIdentity caller, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(request);
         var audit = new AuditTrail("execute", request.PolicyRuleUri, caller, request.ContextKey ?? "", CanonicalJson.Sha256(request.InputData));
-        try
+        return AuditedAsync(audit, async () =>
         {
             var rule = await catalog.GetRunnableAsync(request.PolicyRuleUri, ct);
             audit.PolicyRuleUri = rule.PolicyRuleUri;
@@ -68,8 +68,18 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
             var result = writesContext.ContainsKey(call.Shape)
                 ? await EvalSerializedAsync(call, ct)
                 : await EvalOptimisticallyAsync(call, ct);
-            audit.Succeeded();
             return new PolicyResult(result, rule.IsDeprecated);
+        });
+    }
+
+    /// <summary>Runs one call and records its decision, whatever the outcome (the audit trail a governance system owes).</summary>
+    private async Task<PolicyResult> AuditedAsync(AuditTrail audit, Func<Task<PolicyResult>> run)
+    {
+        try
+        {
+            var result = await run();
+            audit.Succeeded();
+            return result;
         }
         catch (PolicyGridException e)
         {
@@ -87,11 +97,11 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
         }
     }
 
-    public async Task<PolicyResult> ManageAsync(ManagementRequest request, CallerIdentity caller, CancellationToken ct = default)
+    public Task<PolicyResult> ManageAsync(ManagementRequest request, CallerIdentity caller, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(request);
         var audit = new AuditTrail("management", request.PolicyRuleUri, caller, "", CanonicalJson.Sha256(JsonValue.Create(request.Action), request.Data));
-        try
+        return AuditedAsync(audit, async () =>
         {
             var rule = await catalog.GetRunnableAsync(request.PolicyRuleUri, ct);
             audit.PolicyRuleUri = rule.PolicyRuleUri;
@@ -110,23 +120,8 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
                 JsonObject obj => obj,
                 _ => throw Problems.PolicyError($"management of {rule.PolicyRuleUri} returned {Describe(reply)}, not a dict"),
             };
-            audit.Succeeded();
             return new PolicyResult(result, rule.IsDeprecated);
-        }
-        catch (PolicyGridException e)
-        {
-            audit.Failed(e.Code, e.Status);
-            throw;
-        }
-        catch (OperationCanceledException)
-        {
-            audit.Failed("cancelled", 499);
-            throw;
-        }
-        finally
-        {
-            await decisions.RecordAsync(audit.ToDecision());
-        }
+        });
     }
 
     // Policies (by shape) seen changing their context. Their calls hold the context key's lock for
