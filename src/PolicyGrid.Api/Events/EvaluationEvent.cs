@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using CloudNative.CloudEvents;
 using PolicyGrid.Core.Errors;
+using PolicyGrid.Api.Envelope;
 using PolicyGrid.Api.Executors;
 using PolicyGrid.Core.Ports;
 
@@ -22,7 +23,7 @@ public sealed record EvaluationEvent(ExecutionRequest Request, string Correlatio
         if (data.TryGetPropertyValue(EventTypes.CorrelationId, out var c) && c is not null)
         {
             if (c is not JsonValue cv || !cv.TryGetValue<string>(out correlation) || correlation.Length == 0)
-                throw Problems.Validation(EventTypes.CorrelationId, $"must be a non-empty string, not {Describe(c)}");
+                throw Problems.Validation(EventTypes.CorrelationId, $"must be a non-empty string, not {Article(JsonBody.Describe(c))}");
         }
         // The same reader as POST /executor/{id}/execute_policy and the node API: one set of rules for the body.
         var request = ExecutionBodies.Execution(data);
@@ -44,7 +45,7 @@ public sealed record EvaluationEvent(ExecutionRequest Request, string Correlatio
         return node as JsonObject
             ?? throw Problems.BadRequest(node is null
                 ? "CloudEvent has no data; expected an execute_policy body {\"policy_rule_uri\", \"input_data\", ...}"
-                : $"CloudEvent data must be a JSON object (an execute_policy body), not {Describe(node)}");
+                : $"CloudEvent data must be a JSON object (an execute_policy body), not {Article(JsonBody.Describe(node))}");
     }
 
     private static JsonNode? Parse(byte[] bytes)
@@ -53,18 +54,5 @@ public sealed record EvaluationEvent(ExecutionRequest Request, string Correlatio
         catch (JsonException e) { throw Problems.BadRequest($"CloudEvent data is not valid JSON: {e.Message}"); }
     }
 
-    private static string Describe(JsonNode? node) => node switch
-    {
-        null => "null",
-        JsonObject => "an object",
-        JsonArray => "an array",
-        JsonValue v => v.GetValueKind() switch
-        {
-            JsonValueKind.String => "a string",
-            JsonValueKind.Number => "a number",
-            JsonValueKind.True or JsonValueKind.False => "a boolean",
-            _ => "null",
-        },
-        _ => "a value",
-    };
+    private static string Article(string kind) => kind is "null" ? kind : (kind[0] is 'a' or 'o' ? "an " : "a ") + kind;
 }

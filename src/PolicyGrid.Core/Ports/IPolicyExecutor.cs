@@ -9,7 +9,19 @@ public sealed record ExecutionRequest(
     JsonObject? Parameters = null,
     JsonObject? Settings = null,
     string? ContextKey = null,
-    double? TimeoutSeconds = null);
+    double? TimeoutSeconds = null)
+{
+    /// <summary>The node API body (POST /execute_policy), as every transport sends it; absent options stay absent.</summary>
+    public JsonObject ToNodeBody()
+    {
+        var body = new JsonObject { ["policy_rule_uri"] = PolicyRuleUri, ["input_data"] = InputData.DeepClone() };
+        if (Parameters is not null) body["parameters"] = Parameters.DeepClone();
+        if (Settings is not null) body["settings"] = Settings.DeepClone();
+        if (ContextKey is not null) body["context_key"] = ContextKey;
+        if (TimeoutSeconds is not null) body["timeout_seconds"] = TimeoutSeconds;
+        return body;
+    }
+}
 
 /// <summary>The management body: runs <c>management(action, data)</c> on a fresh instance.</summary>
 public sealed record ManagementRequest(
@@ -18,7 +30,18 @@ public sealed record ManagementRequest(
     JsonObject Data,
     JsonObject? Parameters = null,
     JsonObject? Settings = null,
-    double? TimeoutSeconds = null);
+    double? TimeoutSeconds = null)
+{
+    /// <summary>The node API body (POST /management), as every transport sends it.</summary>
+    public JsonObject ToNodeBody()
+    {
+        var body = new JsonObject { ["policy_rule_uri"] = PolicyRuleUri, ["action"] = Action, ["data"] = Data.DeepClone() };
+        if (Parameters is not null) body["parameters"] = Parameters.DeepClone();
+        if (Settings is not null) body["settings"] = Settings.DeepClone();
+        if (TimeoutSeconds is not null) body["timeout_seconds"] = TimeoutSeconds;
+        return body;
+    }
+}
 
 /// <summary>Who asked, for the decision log: a token name or "anonymous".</summary>
 public sealed record CallerIdentity(string Name)

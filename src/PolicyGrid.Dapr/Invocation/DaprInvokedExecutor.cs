@@ -28,30 +28,12 @@ public sealed class DaprInvokedExecutor(HttpClient sidecar, string appId) : IPol
 
     public Task<PolicyResult> ExecuteAsync(ExecutionRequest request, CallerIdentity caller, CancellationToken ct = default)
     {
-        var body = new JsonObject
-        {
-            ["policy_rule_uri"] = request.PolicyRuleUri,
-            ["input_data"] = request.InputData.DeepClone(),
-        };
-        if (request.Parameters is not null) body["parameters"] = request.Parameters.DeepClone();
-        if (request.Settings is not null) body["settings"] = request.Settings.DeepClone();
-        if (request.ContextKey is not null) body["context_key"] = request.ContextKey;
-        if (request.TimeoutSeconds is not null) body["timeout_seconds"] = request.TimeoutSeconds;
-        return InvokeAsync(DaprNames.Methods.ExecutePolicy, body, caller, ct);
+        return InvokeAsync(DaprNames.Methods.ExecutePolicy, request.ToNodeBody(), caller, ct);
     }
 
     public Task<PolicyResult> ManageAsync(ManagementRequest request, CallerIdentity caller, CancellationToken ct = default)
     {
-        var body = new JsonObject
-        {
-            ["policy_rule_uri"] = request.PolicyRuleUri,
-            ["action"] = request.Action,
-            ["data"] = request.Data.DeepClone(),
-        };
-        if (request.Parameters is not null) body["parameters"] = request.Parameters.DeepClone();
-        if (request.Settings is not null) body["settings"] = request.Settings.DeepClone();
-        if (request.TimeoutSeconds is not null) body["timeout_seconds"] = request.TimeoutSeconds;
-        return InvokeAsync(DaprNames.Methods.Management, body, caller, ct);
+        return InvokeAsync(DaprNames.Methods.Management, request.ToNodeBody(), caller, ct);
     }
 
     private async Task<PolicyResult> InvokeAsync(string method, JsonObject body, CallerIdentity caller, CancellationToken ct)

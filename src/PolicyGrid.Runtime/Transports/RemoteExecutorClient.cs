@@ -21,31 +21,13 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
     public Task<PolicyResult> ExecuteAsync(ExecutionRequest request, CallerIdentity caller, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var body = new JsonObject
-        {
-            ["policy_rule_uri"] = request.PolicyRuleUri,
-            ["input_data"] = request.InputData.DeepClone(),
-        };
-        if (request.Parameters is not null) body["parameters"] = request.Parameters.DeepClone();
-        if (request.Settings is not null) body["settings"] = request.Settings.DeepClone();
-        if (request.ContextKey is not null) body["context_key"] = request.ContextKey;
-        if (request.TimeoutSeconds is not null) body["timeout_seconds"] = request.TimeoutSeconds;
-        return PostAsync("execute_policy", body, request.TimeoutSeconds, ct);
+        return PostAsync("execute_policy", request.ToNodeBody(), request.TimeoutSeconds, ct);
     }
 
     public Task<PolicyResult> ManageAsync(ManagementRequest request, CallerIdentity caller, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var body = new JsonObject
-        {
-            ["policy_rule_uri"] = request.PolicyRuleUri,
-            ["action"] = request.Action,
-            ["data"] = request.Data.DeepClone(),
-        };
-        if (request.Parameters is not null) body["parameters"] = request.Parameters.DeepClone();
-        if (request.Settings is not null) body["settings"] = request.Settings.DeepClone();
-        if (request.TimeoutSeconds is not null) body["timeout_seconds"] = request.TimeoutSeconds;
-        return PostAsync("management", body, request.TimeoutSeconds, ct);
+        return PostAsync("management", request.ToNodeBody(), request.TimeoutSeconds, ct);
     }
 
     private async Task<PolicyResult> PostAsync(string path, JsonObject body, double? timeoutSeconds, CancellationToken ct)
