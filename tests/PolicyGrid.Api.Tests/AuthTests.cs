@@ -6,26 +6,21 @@ using PolicyGrid.Cli.Serve;
 namespace PolicyGrid.Api.Tests;
 
 /// <summary>A server with a read-only and a read-write token configured.</summary>
-public sealed class TokenServer() : PolicyGridServer(new()
-{
-    ["PolicyGrid:Auth:Tokens:0:Name"] = "dashboard",
-    ["PolicyGrid:Auth:Tokens:0:Token"] = TokenServer.Reader,
-    ["PolicyGrid:Auth:Tokens:0:Scopes:0"] = "read",
-    ["PolicyGrid:Auth:Tokens:1:Name"] = "ci",
-    ["PolicyGrid:Auth:Tokens:1:Token"] = TokenServer.Writer,
-    ["PolicyGrid:Auth:Tokens:1:Scopes:0"] = "read",
-    ["PolicyGrid:Auth:Tokens:1:Scopes:1"] = "write",
-})
+public sealed class TokenServer : GridServer
 {
     public const string Reader = "read-only-token-0123456789";
     public const string Writer = "read-write-token-0123456789";
 
-    public HttpClient ClientWith(string? token)
+    public TokenServer() => Settings = new()
     {
-        var client = CreateClient();
-        if (token is not null) client.DefaultRequestHeaders.Authorization = new("Bearer", token);
-        return client;
-    }
+        ["PolicyGrid:Auth:Tokens:0:Name"] = "dashboard",
+        ["PolicyGrid:Auth:Tokens:0:Token"] = Reader,
+        ["PolicyGrid:Auth:Tokens:0:Scopes:0"] = "read",
+        ["PolicyGrid:Auth:Tokens:1:Name"] = "ci",
+        ["PolicyGrid:Auth:Tokens:1:Token"] = Writer,
+        ["PolicyGrid:Auth:Tokens:1:Scopes:0"] = "read",
+        ["PolicyGrid:Auth:Tokens:1:Scopes:1"] = "write",
+    };
 }
 
 public sealed class AuthTests(TokenServer server) : IClassFixture<TokenServer>

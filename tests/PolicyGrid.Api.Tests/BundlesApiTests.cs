@@ -8,11 +8,11 @@ using static PolicyGrid.Api.Tests.PolicyDocuments;
 
 namespace PolicyGrid.Api.Tests;
 
-public sealed class BundlesApiTests(PolicyGridServer server) : IClassFixture<PolicyGridServer>
+public sealed class BundlesApiTests(GridServer server) : IClassFixture<GridServer>
 {
     private readonly HttpClient client = server.CreateClient();
 
-    private Task<ApiAnswer> Upload(byte[] bytes, string contentType = "application/zip")
+    private Task<Answer> Upload(byte[] bytes, string contentType = "application/zip")
     {
         var request = new HttpRequestMessage(HttpMethod.Post, "/bundles") { Content = new ByteArrayContent(bytes) };
         request.Content.Headers.ContentType = new MediaTypeHeaderValue(contentType);
@@ -25,7 +25,7 @@ public sealed class BundlesApiTests(PolicyGridServer server) : IClassFixture<Pol
     [Fact]
     public async Task Upload_answers_code_sha256_size_and_a_url_that_downloads_the_same_bytes()
     {
-        var zip = PolicyGridServer.Zip(("code/function.py", PolicyGridServer.EchoPolicy + "\n# upload test\n"));
+        var zip = GridServer.Zip(("code/function.py", GridServer.EchoPolicy + "\n# upload test\n"));
         var answer = await Upload(zip);
         answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
         var sha = Convert.ToHexStringLower(SHA256.HashData(zip));
@@ -45,7 +45,7 @@ public sealed class BundlesApiTests(PolicyGridServer server) : IClassFixture<Pol
     [Fact]
     public async Task An_uploaded_code_address_is_accepted_by_policy_create()
     {
-        var answer = await Upload(PolicyGridServer.Zip(("code/function.py", PolicyGridServer.EchoPolicy + "\n# for create\n")));
+        var answer = await Upload(GridServer.Zip(("code/function.py", GridServer.EchoPolicy + "\n# for create\n")));
         var name = Unique("from_upload");
         var created = await client.Post("/policy", IpAllowlist(name, answer.Data!["code"]!.GetValue<string>()).ToJsonString());
         created.Status.ShouldBe(200, created.Body?.ToJsonString());
@@ -54,7 +54,7 @@ public sealed class BundlesApiTests(PolicyGridServer server) : IClassFixture<Pol
     [Fact]
     public async Task A_multipart_file_part_is_accepted()
     {
-        var zip = PolicyGridServer.Zip(("code/function.py", PolicyGridServer.EchoPolicy + "\n# multipart\n"));
+        var zip = GridServer.Zip(("code/function.py", GridServer.EchoPolicy + "\n# multipart\n"));
         using var form = new MultipartFormDataContent();
         var part = new ByteArrayContent(zip);
         part.Headers.ContentType = new MediaTypeHeaderValue("application/zip");
@@ -80,7 +80,7 @@ public sealed class BundlesApiTests(PolicyGridServer server) : IClassFixture<Pol
         using (var gzip = new GZipStream(buffer, CompressionLevel.Fastest, leaveOpen: true))
         using (var tar = new TarWriter(gzip))
         {
-            var entry = new PaxTarEntry(TarEntryType.RegularFile, "code/function.py") { DataStream = new MemoryStream(Encoding.UTF8.GetBytes(PolicyGridServer.EchoPolicy)) };
+            var entry = new PaxTarEntry(TarEntryType.RegularFile, "code/function.py") { DataStream = new MemoryStream(Encoding.UTF8.GetBytes(GridServer.EchoPolicy)) };
             tar.WriteEntry(entry);
         }
         var answer = await Upload(buffer.ToArray(), "application/gzip");
@@ -103,7 +103,7 @@ public sealed class BundlesApiTests(PolicyGridServer server) : IClassFixture<Pol
     [Fact]
     public async Task A_truncated_zip_is_a_400_and_stores_nothing()
     {
-        var zip = PolicyGridServer.Zip(("code/function.py", PolicyGridServer.EchoPolicy));
+        var zip = GridServer.Zip(("code/function.py", GridServer.EchoPolicy));
         var truncated = zip[..(zip.Length / 2)];
         var answer = await Upload(truncated);
         answer.Status.ShouldBe(400);
@@ -132,7 +132,10 @@ public sealed class BundlesApiTests(PolicyGridServer server) : IClassFixture<Pol
 }
 
 /// <summary>A server with small limits, so "too large" is cheap to provoke.</summary>
-public sealed class SmallLimitsServer() : PolicyGridServer(new() { ["PolicyGrid:Api:MaxBundleBytes"] = "4096", ["PolicyGrid:Api:MaxBodyBytes"] = "2048" });
+public sealed class SmallLimitsServer : GridServer
+{
+    public SmallLimitsServer() => Settings = new() { ["PolicyGrid:Api:MaxBundleBytes"] = "4096", ["PolicyGrid:Api:MaxBodyBytes"] = "2048" };
+}
 
 public sealed class SizeLimitTests(SmallLimitsServer server) : IClassFixture<SmallLimitsServer>
 {
@@ -141,7 +144,7 @@ public sealed class SizeLimitTests(SmallLimitsServer server) : IClassFixture<Sma
     [Fact]
     public async Task A_bundle_over_the_limit_is_a_413_and_stores_nothing()
     {
-        var big = PolicyGridServer.Zip(("code/function.py", PolicyGridServer.EchoPolicy), ("code/data.bin", Convert.ToBase64String(RandomNumberGenerator.GetBytes(8000))));
+        var big = GridServer.Zip(("code/function.py", GridServer.EchoPolicy), ("code/data.bin", Convert.ToBase64String(RandomNumberGenerator.GetBytes(8000))));
         var request = new HttpRequestMessage(HttpMethod.Post, "/bundles") { Content = new ByteArrayContent(big) };
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/zip");
         var answer = await client.Exchange(request);
@@ -166,14 +169,14 @@ public sealed class SizeLimitTests(SmallLimitsServer server) : IClassFixture<Sma
 }
 
 /// <summary>Archives that would escape their directory are refused at upload, not first at unpack.</summary>
-public sealed class UnsafeBundleTests(PolicyGridServer server) : IClassFixture<PolicyGridServer>
+public sealed class UnsafeBundleTests(GridServer server) : IClassFixture<GridServer>
 {
     [Theory]
     [InlineData("../escape.py")]
     [InlineData("/etc/cron.d/evil")]
     public async Task A_zip_with_an_entry_outside_the_bundle_is_a_400_and_stores_nothing(string entry)
     {
-        var zip = PolicyGridServer.Zip(("code/function.py", PolicyGridServer.EchoPolicy), (entry, "print('owned')"));
+        var zip = GridServer.Zip(("code/function.py", GridServer.EchoPolicy), (entry, "print('owned')"));
         var request = new HttpRequestMessage(HttpMethod.Post, "/bundles") { Content = new ByteArrayContent(zip) };
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/zip");
         var answer = await server.CreateClient().Exchange(request);

@@ -6,7 +6,7 @@ using static PolicyGrid.Api.Tests.PolicyDocuments;
 namespace PolicyGrid.Api.Tests;
 
 /// <summary>The `policygrid` client verbs against the real app over an in-memory HTTP handler.</summary>
-public sealed class CliTests(PolicyGridServer server) : IClassFixture<PolicyGridServer>, IDisposable
+public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDisposable
 {
     private readonly string workDir = Directory.CreateTempSubdirectory("pg-cli-").FullName;
 
@@ -35,7 +35,7 @@ public sealed class CliTests(PolicyGridServer server) : IClassFixture<PolicyGrid
     {
         var dir = Path.Combine(workDir, name);
         Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, "function.py"), PolicyGridServer.EchoPolicy);
+        File.WriteAllText(Path.Combine(dir, "function.py"), GridServer.EchoPolicy);
         Directory.CreateDirectory(Path.Combine(dir, "__pycache__"));
         File.WriteAllText(Path.Combine(dir, "__pycache__", "function.cpython-311.pyc"), "junk");
         var manifest = IpAllowlist(name, "");

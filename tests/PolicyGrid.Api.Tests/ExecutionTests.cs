@@ -42,7 +42,7 @@ public static class Onboarding
 }
 
 /// <summary>Type 2 end to end: the contract's worked example on the built-in executor, over the app's HTTP surface.</summary>
-public sealed class ExecutionTests(PolicyGridServer server) : IClassFixture<PolicyGridServer>
+public sealed class ExecutionTests(GridServer server) : IClassFixture<GridServer>
 {
     private readonly HttpClient client = server.CreateClient();
 
@@ -157,7 +157,7 @@ public sealed class ExecutionTests(PolicyGridServer server) : IClassFixture<Poli
     [Fact]
     public async Task A_bundle_without_the_policy_class_is_refused_at_create_and_nothing_is_stored()
     {
-        var code = await Onboarding.UploadAsync(client, PolicyGridServer.Zip(("code/function.py", "class SomethingElse:\n    pass\n")));
+        var code = await Onboarding.UploadAsync(client, GridServer.Zip(("code/function.py", "class SomethingElse:\n    pass\n")));
         var name = Unique("no_class");
         var answer = await client.Post("/policy", IpAllowlist(name, code).ToJsonString());
         answer.Status.ShouldBe(400);
@@ -168,7 +168,7 @@ public sealed class ExecutionTests(PolicyGridServer server) : IClassFixture<Poli
     [Fact]
     public async Task A_policy_whose_init_raises_is_refused_at_create()
     {
-        var code = await Onboarding.UploadAsync(client, PolicyGridServer.Zip(("code/function.py",
+        var code = await Onboarding.UploadAsync(client, GridServer.Zip(("code/function.py",
             "class AIOSv1PolicyRule:\n    def __init__(self, rule_id, settings, parameters):\n        raise RuntimeError('needs a database')\n    def eval(self, p, i, c):\n        return {}\n")));
         var name = Unique("init_raises");
         var answer = await client.Post("/policy", IpAllowlist(name, code).ToJsonString());
@@ -196,7 +196,7 @@ public sealed class ExecutionAuthTests(TokenServer server) : IClassFixture<Token
 /// One server as another's executor over real HTTP on loopback: the registry forwards to the node's
 /// POST /execute_policy; a node that goes away makes its executor unhealthy and calls fail fast.
 /// </summary>
-public sealed class RemoteExecutorTests(PolicyGridServer registry) : IClassFixture<PolicyGridServer>
+public sealed class RemoteExecutorTests(GridServer registry) : IClassFixture<GridServer>
 {
     [Fact]
     public async Task Calls_are_forwarded_to_a_remote_node_and_a_dead_node_is_marked_unhealthy()

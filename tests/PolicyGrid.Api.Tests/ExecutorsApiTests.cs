@@ -5,7 +5,7 @@ using static PolicyGrid.Api.Tests.PolicyDocuments;
 
 namespace PolicyGrid.Api.Tests;
 
-public sealed class ExecutorsApiTests(PolicyGridServer server) : IClassFixture<PolicyGridServer>
+public sealed class ExecutorsApiTests(GridServer server) : IClassFixture<GridServer>
 {
     private readonly HttpClient client = server.CreateClient();
 

@@ -5,11 +5,11 @@ using static PolicyGrid.Api.Tests.PolicyDocuments;
 
 namespace PolicyGrid.Api.Tests;
 
-public sealed class PoliciesApiTests(PolicyGridServer server) : IClassFixture<PolicyGridServer>
+public sealed class PoliciesApiTests(GridServer server) : IClassFixture<GridServer>
 {
     private readonly HttpClient client = server.CreateClient();
 
-    private async Task<(string Name, string Uri, ApiAnswer Created)> CreateAsync(string stem = "ip_allowlist", Action<JsonObject>? edit = null)
+    private async Task<(string Name, string Uri, Answer Created)> CreateAsync(string stem = "ip_allowlist", Action<JsonObject>? edit = null)
     {
         var name = Unique(stem);
         var body = IpAllowlist(name, await server.StoreBundleAsync());
@@ -25,7 +25,7 @@ public sealed class PoliciesApiTests(PolicyGridServer server) : IClassFixture<Po
         found.ShouldNotContain(d => d.Body["name"]!.GetValue<string>() == name);
     }
 
-    private async Task<ApiAnswer> CreateBad(JsonObject body)
+    private async Task<Answer> CreateBad(JsonObject body)
     {
         var answer = await client.Post("/policy", body.ToJsonString());
         answer.Success.ShouldBe(false);

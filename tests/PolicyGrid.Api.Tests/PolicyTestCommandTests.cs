@@ -83,7 +83,7 @@ public sealed class PolicyTestCommandTests : IDisposable
     [Fact]
     public async Task A_manifest_that_is_not_a_valid_policy_is_a_usage_error_naming_the_field()
     {
-        File.WriteAllText(Path.Combine(workDir, "function.py"), PolicyGridServer.EchoPolicy);
+        File.WriteAllText(Path.Combine(workDir, "function.py"), GridServer.EchoPolicy);
         var manifest = Path.Combine(workDir, "bad.json");
         File.WriteAllText(manifest, """{"name": "x", "version": "1", "release_tag": "a-b", "type": "python_class_v1"}""");
         var run = await Run("policy", "test", workDir, "--manifest", manifest, "--input", "{}");

@@ -4,7 +4,7 @@ using Shouldly;
 namespace PolicyGrid.Api.Tests;
 
 /// <summary>What every client meets before any domain logic: envelopes for framework errors, probes, the API description.</summary>
-public sealed class SurfaceTests(PolicyGridServer server) : IClassFixture<PolicyGridServer>
+public sealed class SurfaceTests(GridServer server) : IClassFixture<GridServer>
 {
     private readonly HttpClient client = server.CreateClient();
 

@@ -8,14 +8,13 @@ namespace PolicyGrid.Functions.Tests;
 
 public sealed class FunctionsApiTests : IAsyncLifetime
 {
-    private readonly string _data = GridServer.NewDataDirectory();
     private GridServer _server = null!;
     private HttpClient _client = null!;
     private string _policy = "";
 
     public async ValueTask InitializeAsync()
     {
-        _server = new GridServer(_data);
+        _server = new GridServer();
         _client = _server.CreateClient();
         _policy = await _server.RegisterPolicyAsync("counting", CountingPolicy.Source,
             new JsonObject { ["step"] = new JsonObject { ["type"] = "integer", ["min"] = 1 } }, new JsonObject { ["step"] = 1 });
@@ -84,8 +83,8 @@ public sealed class FunctionsApiTests : IAsyncLifetime
         await Count("durable");
         (await _client.Send(HttpMethod.Post, "/function/durable/management", new JsonObject { ["action"] = "set", ["data"] = new JsonObject { ["count"] = 40 } })).Status.ShouldBe(200);
 
-        await _server.DisposeAsync();
-        _server = new GridServer(_data);
+        await _server.ExitAsync();
+        _server = _server.Restart();
         _client = _server.CreateClient();
 
         (await Count("durable")).ShouldBe(41);
@@ -310,7 +309,7 @@ public sealed class FunctionsApiTests : IAsyncLifetime
         (await Deploy(Body("pair", replicas: 2))).Status.ShouldBe(200);
         var host = _server.Service<LocalFunctionHost>();
         (await host.StatusAsync("pair", TestContext.Current.CancellationToken))!.Instances.ShouldBe(2);
-        var release = Path.Combine(_data, "release-" + Guid.NewGuid().ToString("N"));
+        var release = Path.Combine(_server.DataDirectory, "release-" + Guid.NewGuid().ToString("N"));
 
         // The first call holds replica 0's turn; the second must go to the idle replica 1, which has its own count.
         var held = Count("pair", new JsonObject { ["hold"] = release });
@@ -330,7 +329,7 @@ public sealed class FunctionsApiTests : IAsyncLifetime
         (await Deploy(body)).Status.ShouldBe(200);
         var host = _server.Service<LocalFunctionHost>();
         (await host.StatusAsync("elastic", TestContext.Current.CancellationToken))!.Instances.ShouldBe(1);
-        var release = Path.Combine(_data, "release-" + Guid.NewGuid().ToString("N"));
+        var release = Path.Combine(_server.DataDirectory, "release-" + Guid.NewGuid().ToString("N"));
 
         // One call running and one waiting on the only instance is a queue of 2: the next call starts instance 2.
         var held = Count("elastic", new JsonObject { ["hold"] = release });

@@ -22,7 +22,7 @@ public sealed class RemoteExecutorTests
         try
         {
             var nodeUrl = node.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-            await using var registry = new GridServer(GridServer.NewDataDirectory());
+            await using var registry = new GridServer();
             var client = registry.CreateClient();
             var policy = await registry.RegisterPolicyAsync("counting", CountingPolicy.Source);
             // The node resolves the snapshot's bundle:// from its own store, so it holds the same archive.
@@ -51,6 +51,7 @@ public sealed class RemoteExecutorTests
         {
             await node.StopAsync(CancellationToken.None);
             await node.DisposeAsync();
+            Directory.Delete(nodeData, recursive: true);
         }
     }
 }

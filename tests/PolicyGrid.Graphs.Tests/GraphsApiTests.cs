@@ -12,7 +12,7 @@ public sealed class GraphServerFixture : IAsyncLifetime
 
     public async ValueTask InitializeAsync()
     {
-        Server = new GridServer(GridServer.NewDataDirectory());
+        Server = new GridServer();
         Client = Server.CreateClient();
         Policy = await Server.RegisterPolicyAsync("node", GraphPolicies.Node);
     }

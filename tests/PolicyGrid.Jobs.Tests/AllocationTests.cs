@@ -8,14 +8,14 @@ public sealed class AllocationTests : IAsyncLifetime
 {
     // Executors at an address nothing listens on: the job itself fails fast; only the choice matters here.
     private const string Nowhere = "http://127.0.0.1:9";
-    private readonly JobsServer server = new();
+    private readonly GridServer server = new() { PythonWorkers = 1 };
     private HttpClient client = null!;
     private string policy = "";
 
     public async ValueTask InitializeAsync()
     {
         client = server.CreateClient();
-        policy = await server.AddPolicyAsync("echo", "class AIOSv1PolicyRule:\n    def __init__(self, r, s, p): pass\n    def eval(self, p, i, c): return {}\n");
+        policy = await server.StorePolicyAsync("echo", "class AIOSv1PolicyRule:\n    def __init__(self, r, s, p): pass\n    def eval(self, p, i, c): return {}\n");
     }
 
     public async ValueTask DisposeAsync() => await server.DisposeAsync();
@@ -24,16 +24,16 @@ public sealed class AllocationTests : IAsyncLifetime
     {
         var answer = await client.Post(path, $$$"""{"name":"alloc","policy_rule_uri":"{{{policy}}}","node_selector":{{{selector}}},"inputs":{}}""");
         answer.Status.ShouldBe(200, answer.Message);
-        answer.Status_.ShouldBe("pending");
+        answer.DataStatus.ShouldBe("pending");
         return answer.Data!["executor_id"]!.GetValue<string>();
     }
 
     [Fact]
     public async Task Only_executors_carrying_every_selected_label_are_considered()
     {
-        await server.AddExecutorAsync("gpu-small", Nowhere, new JsonObject { ["pool"] = "gpu", ["zone"] = "a" }, new JsonObject { ["count"] = 2 });
-        await server.AddExecutorAsync("cpu-big", Nowhere, new JsonObject { ["pool"] = "cpu", ["zone"] = "a" }, new JsonObject { ["count"] = 64 });
-        await server.AddExecutorAsync("gpu-other-zone", Nowhere, new JsonObject { ["pool"] = "gpu", ["zone"] = "b" }, new JsonObject { ["count"] = 64 });
+        await server.StoreExecutorAsync("gpu-small", Nowhere, new JsonObject { ["pool"] = "gpu", ["zone"] = "a" }, new JsonObject { ["count"] = 2 });
+        await server.StoreExecutorAsync("cpu-big", Nowhere, new JsonObject { ["pool"] = "cpu", ["zone"] = "a" }, new JsonObject { ["count"] = 64 });
+        await server.StoreExecutorAsync("gpu-other-zone", Nowhere, new JsonObject { ["pool"] = "gpu", ["zone"] = "b" }, new JsonObject { ["count"] = 64 });
 
         (await SubmitAsync("""{"pool":"gpu","zone":"a"}""")).ShouldBe("gpu-small");
         (await SubmitAsync("""{"pool":"gpu","zone":"a"}""", "/jobs/submit/")).ShouldBe("gpu-small");
@@ -42,10 +42,10 @@ public sealed class AllocationTests : IAsyncLifetime
     [Fact]
     public async Task The_executor_with_the_most_free_vcpus_wins_and_unhealthy_ones_are_skipped()
     {
-        await server.AddExecutorAsync("four", Nowhere, new JsonObject { ["pool"] = "x" }, new JsonObject { ["count"] = 4 });
-        await server.AddExecutorAsync("eight", Nowhere, new JsonObject { ["pool"] = "x" }, new JsonObject { ["count"] = 8 });
-        await server.AddExecutorAsync("huge-but-sick", Nowhere, new JsonObject { ["pool"] = "x" }, new JsonObject { ["count"] = 128 }, status: "unhealthy");
-        await server.AddExecutorAsync("huge-but-draining", Nowhere, new JsonObject { ["pool"] = "x" }, new JsonObject { ["count"] = 128 }, status: "draining");
+        await server.StoreExecutorAsync("four", Nowhere, new JsonObject { ["pool"] = "x" }, new JsonObject { ["count"] = 4 });
+        await server.StoreExecutorAsync("eight", Nowhere, new JsonObject { ["pool"] = "x" }, new JsonObject { ["count"] = 8 });
+        await server.StoreExecutorAsync("huge-but-sick", Nowhere, new JsonObject { ["pool"] = "x" }, new JsonObject { ["count"] = 128 }, status: "unhealthy");
+        await server.StoreExecutorAsync("huge-but-draining", Nowhere, new JsonObject { ["pool"] = "x" }, new JsonObject { ["count"] = 128 }, status: "draining");
 
         (await SubmitAsync("""{"pool":"x"}""")).ShouldBe("eight");
     }
@@ -53,8 +53,8 @@ public sealed class AllocationTests : IAsyncLifetime
     [Fact]
     public async Task Reported_free_vcpus_beat_the_total_count()
     {
-        await server.AddExecutorAsync("busy-big", Nowhere, new JsonObject { ["pool"] = "y" }, new JsonObject { ["count"] = 32, ["free"] = 1 });
-        await server.AddExecutorAsync("idle-small", Nowhere, new JsonObject { ["pool"] = "y" }, new JsonObject { ["count"] = 4, ["free"] = 4 });
+        await server.StoreExecutorAsync("busy-big", Nowhere, new JsonObject { ["pool"] = "y" }, new JsonObject { ["count"] = 32, ["free"] = 1 });
+        await server.StoreExecutorAsync("idle-small", Nowhere, new JsonObject { ["pool"] = "y" }, new JsonObject { ["count"] = 4, ["free"] = 4 });
 
         (await SubmitAsync("""{"pool":"y"}""")).ShouldBe("idle-small");
     }
@@ -62,8 +62,8 @@ public sealed class AllocationTests : IAsyncLifetime
     [Fact]
     public async Task Jobs_already_running_on_an_executor_count_against_its_vcpus()
     {
-        await server.AddExecutorAsync("a", Nowhere, new JsonObject { ["pool"] = "z" }, new JsonObject { ["count"] = 4 });
-        await server.AddExecutorAsync("b", Nowhere, new JsonObject { ["pool"] = "z" }, new JsonObject { ["count"] = 4 });
+        await server.StoreExecutorAsync("a", Nowhere, new JsonObject { ["pool"] = "z" }, new JsonObject { ["count"] = 4 });
+        await server.StoreExecutorAsync("b", Nowhere, new JsonObject { ["pool"] = "z" }, new JsonObject { ["count"] = 4 });
         foreach (var id in new[] { "r1", "r2" })
         {
             var doc = new JsonObject { ["job_id"] = id, ["executor_id"] = "a", ["policy_rule_uri"] = policy, ["status"] = "running" };
@@ -76,7 +76,7 @@ public sealed class AllocationTests : IAsyncLifetime
     [Fact]
     public async Task When_nothing_matches_the_answer_is_a_503_naming_the_selector()
     {
-        await server.AddExecutorAsync("sick", Nowhere, new JsonObject { ["pool"] = "w" }, new JsonObject { ["count"] = 4 }, status: "unhealthy");
+        await server.StoreExecutorAsync("sick", Nowhere, new JsonObject { ["pool"] = "w" }, new JsonObject { ["count"] = 4 }, status: "unhealthy");
         var answer = await client.Post("/jobs/submit", $$$"""{"policy_rule_uri":"{{{policy}}}","node_selector":{"pool":"w"},"inputs":{}}""");
         answer.Status.ShouldBe(503);
         answer.Code.ShouldBe("backend_unavailable");

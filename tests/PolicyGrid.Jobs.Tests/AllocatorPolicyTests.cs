@@ -20,18 +20,18 @@ public sealed class AllocatorPolicyTests : IAsyncLifetime
                 return {"executor_id": chosen["executor_id"]}
         """;
 
-    private readonly JobsServer server = new(new() { ["PolicyGrid:Jobs:AllocatorPolicy"] = "allocator:1.0-test" });
+    private readonly GridServer server = new() { PythonWorkers = 1, Settings = { ["PolicyGrid:Jobs:AllocatorPolicy"] = "allocator:1.0-test" } };
     private HttpClient client = null!;
     private string policy = "";
 
     public async ValueTask InitializeAsync()
     {
         client = server.CreateClient();
-        await server.AddPolicyAsync("allocator", Allocator);
-        policy = await server.AddPolicyAsync("work", "class AIOSv1PolicyRule:\n    def __init__(self, r, s, p): pass\n    def eval(self, p, i, c): return {}\n");
-        await server.AddExecutorAsync("small", "http://127.0.0.1:9", new JsonObject { ["pool"] = "p" }, new JsonObject { ["count"] = 2 });
-        await server.AddExecutorAsync("big", "http://127.0.0.1:9", new JsonObject { ["pool"] = "p" }, new JsonObject { ["count"] = 64 });
-        await server.AddExecutorAsync("sick", "http://127.0.0.1:9", new JsonObject { ["pool"] = "p" }, new JsonObject { ["count"] = 1 }, status: "unhealthy");
+        await server.StorePolicyAsync("allocator", Allocator);
+        policy = await server.StorePolicyAsync("work", "class AIOSv1PolicyRule:\n    def __init__(self, r, s, p): pass\n    def eval(self, p, i, c): return {}\n");
+        await server.StoreExecutorAsync("small", "http://127.0.0.1:9", new JsonObject { ["pool"] = "p" }, new JsonObject { ["count"] = 2 });
+        await server.StoreExecutorAsync("big", "http://127.0.0.1:9", new JsonObject { ["pool"] = "p" }, new JsonObject { ["count"] = 64 });
+        await server.StoreExecutorAsync("sick", "http://127.0.0.1:9", new JsonObject { ["pool"] = "p" }, new JsonObject { ["count"] = 1 }, status: "unhealthy");
     }
 
     public async ValueTask DisposeAsync() => await server.DisposeAsync();

@@ -20,7 +20,7 @@ namespace PolicyGrid.Jobs.Tests;
 public sealed class ExecutorNodeJobsTests : IAsyncLifetime
 {
     private readonly string nodeData = Path.Combine(Path.GetTempPath(), "pg-jobs-tests", "node-" + Guid.NewGuid().ToString("N"));
-    private readonly JobsServer registry = new();
+    private readonly GridServer registry = new() { PythonWorkers = 1 };
     private WebApplication node = null!;
     private string nodeUrl = "";
     private HttpClient client = null!;
@@ -31,10 +31,10 @@ public sealed class ExecutorNodeJobsTests : IAsyncLifetime
         await node.StartAsync(TestContext.Current.CancellationToken);
         nodeUrl = node.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         client = registry.CreateClient();
-        await registry.AddExecutorAsync("edge", nodeUrl, new JsonObject { ["site"] = "edge" });
+        await registry.StoreExecutorAsync("edge", nodeUrl, new JsonObject { ["site"] = "edge" });
         // Registry and node each know the policy (as a shared catalog or a sync would make it so).
         foreach (var store in new[] { registry.Store, NodeStore })
-            await AddPolicyAsync(store, node.Services.GetRequiredService<IBundleStore>());
+            await StorePolicyAsync(store, node.Services.GetRequiredService<IBundleStore>());
     }
 
     public async ValueTask DisposeAsync()
@@ -48,9 +48,9 @@ public sealed class ExecutorNodeJobsTests : IAsyncLifetime
 
     private string policyCode = "";
 
-    private async Task AddPolicyAsync(IDocumentStore store, IBundleStore bundles)
+    private async Task StorePolicyAsync(IDocumentStore store, IBundleStore bundles)
     {
-        var stored = await bundles.PutAsync(JobsServer.Zip(LocalJobsTests.Policies));
+        var stored = await bundles.PutAsync(GridServer.Zip(LocalJobsTests.Policies));
         policyCode = stored.Code;
         var rule = PolicyRule.FromJson(new JsonObject
         {
@@ -82,7 +82,7 @@ public sealed class ExecutorNodeJobsTests : IAsyncLifetime
         // Wait until the node has the job, through the node's own long-poll API rather than sleeping.
         using var nodeClient = new HttpClient { BaseAddress = new Uri(nodeUrl) };
         for (var i = 0; i < 100 && await NodeStore.GetAsync(Collections.Jobs, id) is null; i++)
-            await registry.Board.GetAsync(id, TimeSpan.FromMilliseconds(100), TestContext.Current.CancellationToken);
+            await registry.Service<JobBoard>().GetAsync(id, TimeSpan.FromMilliseconds(100), TestContext.Current.CancellationToken);
 
         (await client.Delete($"/jobs/{id}")).Data!["status"]!.GetValue<string>().ShouldBe("cancelled");
         var onNode = (await nodeClient.Get($"/jobs/{id}?wait=30")).Data!;
@@ -92,14 +92,14 @@ public sealed class ExecutorNodeJobsTests : IAsyncLifetime
     [Fact]
     public async Task A_job_whose_node_vanishes_is_recorded_timed_out_at_the_registrys_backstop_deadline()
     {
-        await using var strict = new JobsServer(new() { ["PolicyGrid:Jobs:DeadlineGraceSeconds"] = "1" });
+        await using var strict = new GridServer { PythonWorkers = 1, Settings = { ["PolicyGrid:Jobs:DeadlineGraceSeconds"] = "1" } };
         var http = strict.CreateClient();
-        await strict.AddExecutorAsync("edge", nodeUrl);
-        await AddPolicyAsync(strict.Store, node.Services.GetRequiredService<IBundleStore>());
+        await strict.StoreExecutorAsync("edge", nodeUrl);
+        await StorePolicyAsync(strict.Store, node.Services.GetRequiredService<IBundleStore>());
         var submitted = await http.Post("/jobs/submit/edge", """{"policy_rule_uri":"batch:1.0-test","inputs":{"mode":"sleep","seconds":60},"timeout_seconds":2}""");
         var id = submitted.Data!["job_id"]!.GetValue<string>();
         for (var i = 0; i < 100 && await NodeStore.GetAsync(Collections.Jobs, id) is null; i++)
-            await strict.Board.GetAsync(id, TimeSpan.FromMilliseconds(100), TestContext.Current.CancellationToken);
+            await strict.Service<JobBoard>().GetAsync(id, TimeSpan.FromMilliseconds(100), TestContext.Current.CancellationToken);
         await node.StopAsync(TestContext.Current.CancellationToken);
 
         var done = (await http.Get($"/jobs/{id}?wait=60")).Data!;

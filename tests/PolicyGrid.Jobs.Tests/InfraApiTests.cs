@@ -10,7 +10,7 @@ namespace PolicyGrid.Jobs.Tests;
 public sealed class InfraApiTests : IAsyncLifetime
 {
     private const string Token = "cluster-admin-token-7f3a";
-    private readonly JobsServer server = new();
+    private readonly GridServer server = new() { PythonWorkers = 1 };
     private FakeKubernetesApi cluster = null!;
     private HttpClient client = null!;
 
@@ -18,7 +18,7 @@ public sealed class InfraApiTests : IAsyncLifetime
     {
         cluster = await FakeKubernetesApi.StartAsync();
         client = server.CreateClient();
-        await server.AddExecutorAsync("edge", "http://placeholder:1", new JsonObject { ["pool"] = "edge" });
+        await server.StoreExecutorAsync("edge", "http://placeholder:1", new JsonObject { ["pool"] = "edge" });
     }
 
     public async ValueTask DisposeAsync()

@@ -10,13 +10,13 @@ namespace PolicyGrid.Jobs.Tests;
 /// <summary><c>policygrid job ...</c> against the embedded server.</summary>
 public sealed class JobCliTests : IAsyncLifetime
 {
-    private readonly JobsServer server = new();
+    private readonly GridServer server = new() { PythonWorkers = 1 };
     private string policy = "";
 
     public async ValueTask InitializeAsync()
     {
         server.CreateClient();
-        policy = await server.AddPolicyAsync("cli", "class AIOSv1PolicyRule:\n    def __init__(self, r, s, p): pass\n    def eval(self, p, i, c): return {}\n");
+        policy = await server.StorePolicyAsync("cli", "class AIOSv1PolicyRule:\n    def __init__(self, r, s, p): pass\n    def eval(self, p, i, c): return {}\n");
     }
 
     public async ValueTask DisposeAsync() => await server.DisposeAsync();
@@ -47,7 +47,7 @@ public sealed class JobCliTests : IAsyncLifetime
         await InsertPendingAsync("cli-1");
         var token = await server.Services.GetRequiredService<JobResultTokens>().IssueAsync("cli-1", CancellationToken.None);
         var waiting = RunAsync("job", "wait", "cli-1");
-        await server.CreateClient().Post("/jobs/cli-1/result", """{"status":"succeeded","result":{"rows":42}}""", token);
+        await server.CreateClient().Post("/jobs/cli-1/result", """{"status":"succeeded","result":{"rows":42}}""", bearer: token);
 
         var (code, output, _) = await waiting.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
         code.ShouldBe(0);
@@ -62,7 +62,7 @@ public sealed class JobCliTests : IAsyncLifetime
         var token = await server.Services.GetRequiredService<JobResultTokens>().IssueAsync("cli-2", CancellationToken.None);
         (await RunAsync("job", "wait", "cli-2", "--timeout", "0.5")).Code.ShouldBe(JobCommands.StillRunning);
 
-        await server.CreateClient().Post("/jobs/cli-2/result", """{"status":"failed","error":"disk full"}""", token);
+        await server.CreateClient().Post("/jobs/cli-2/result", """{"status":"failed","error":"disk full"}""", bearer: token);
         var (code, output, _) = await RunAsync("job", "wait", "cli-2");
         code.ShouldBe(1);
         output.ShouldContain("disk full");

@@ -17,14 +17,14 @@ public sealed class JobsApiTests : IAsyncLifetime
                 return {"echo": input_data}
         """;
 
-    private readonly JobsServer server = new();
+    private readonly GridServer server = new() { PythonWorkers = 1 };
     private HttpClient client = null!;
     private string policy = "";
 
     public async ValueTask InitializeAsync()
     {
         client = server.CreateClient();
-        policy = await server.AddPolicyAsync("echo", Echo, new JsonObject
+        policy = await server.StorePolicyAsync("echo", Echo, new JsonObject
         {
             ["policy_input_schema"] = new JsonObject { ["ip"] = new JsonObject { ["type"] = "string", ["required"] = true } },
         });
@@ -86,7 +86,7 @@ public sealed class JobsApiTests : IAsyncLifetime
     [Fact]
     public async Task A_retired_policy_cannot_run_as_a_job()
     {
-        var retired = await server.AddPolicyAsync("old", Echo, new JsonObject { ["status"] = "retired" });
+        var retired = await server.StorePolicyAsync("old", Echo, new JsonObject { ["status"] = "retired" });
         var answer = await client.Post("/jobs/submit/local", $$$"""{"policy_rule_uri":"{{{retired}}}","inputs":{}}""");
         answer.Status.ShouldBe(410);
         answer.Code.ShouldBe("retired");
@@ -109,7 +109,7 @@ public sealed class JobsApiTests : IAsyncLifetime
         await InsertPendingAsync("j-slow");
         var answer = await client.Get("/jobs/j-slow?wait=0.3");
         answer.Status.ShouldBe(200);
-        answer.Status_.ShouldBe("pending");
+        answer.DataStatus.ShouldBe("pending");
     }
 
     [Fact]
@@ -118,10 +118,10 @@ public sealed class JobsApiTests : IAsyncLifetime
         await InsertPendingAsync("j-ends");
         var token = await server.Services.GetRequiredService<JobResultTokens>().IssueAsync("j-ends", CancellationToken.None);
         var waiting = client.Get("/jobs/j-ends?wait=60");
-        (await client.Post("/jobs/j-ends/result", """{"status":"succeeded","result":{"allowed":true}}""", token)).Status.ShouldBe(200);
+        (await client.Post("/jobs/j-ends/result", """{"status":"succeeded","result":{"allowed":true}}""", bearer: token)).Status.ShouldBe(200);
 
         var answer = await waiting.WaitAsync(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken);
-        answer.Status_.ShouldBe("succeeded");
+        answer.DataStatus.ShouldBe("succeeded");
         answer.Data!["result"]!["allowed"]!.GetValue<bool>().ShouldBeTrue();
     }
 
@@ -135,16 +135,16 @@ public sealed class JobsApiTests : IAsyncLifetime
         var otherToken = await tokens.IssueAsync("j-other", CancellationToken.None);
 
         (await client.Post("/jobs/j-cb/result", """{"status":"succeeded","result":{}}""")).Status.ShouldBe(401);
-        (await client.Post("/jobs/j-cb/result", """{"status":"succeeded","result":{}}""", "forged")).Status.ShouldBe(401);
-        (await client.Post("/jobs/j-cb/result", """{"status":"succeeded","result":{}}""", otherToken)).Status.ShouldBe(401);
-        (await client.Post("/jobs/j-cb/result", """{"status":"exploded"}""", token)).Status.ShouldBe(400);
-        (await client.Get("/jobs/j-cb")).Status_.ShouldBe("pending");
+        (await client.Post("/jobs/j-cb/result", """{"status":"succeeded","result":{}}""", bearer: "forged")).Status.ShouldBe(401);
+        (await client.Post("/jobs/j-cb/result", """{"status":"succeeded","result":{}}""", bearer: otherToken)).Status.ShouldBe(401);
+        (await client.Post("/jobs/j-cb/result", """{"status":"exploded"}""", bearer: token)).Status.ShouldBe(400);
+        (await client.Get("/jobs/j-cb")).DataStatus.ShouldBe("pending");
 
-        var first = await client.Post("/jobs/j-cb/result", """{"status":"failed","error":"boom"}""", token);
-        first.Status_.ShouldBe("failed");
+        var first = await client.Post("/jobs/j-cb/result", """{"status":"failed","error":"boom"}""", bearer: token);
+        first.DataStatus.ShouldBe("failed");
         first.Data!["finished_at"]!.GetValue<string>().ShouldNotBeEmpty();
-        var second = await client.Post("/jobs/j-cb/result", """{"status":"succeeded","result":{"x":1}}""", token);
-        second.Status_.ShouldBe("failed");
+        var second = await client.Post("/jobs/j-cb/result", """{"status":"succeeded","result":{"x":1}}""", bearer: token);
+        second.DataStatus.ShouldBe("failed");
         second.Data!["error"]!.GetValue<string>().ShouldBe("boom");
     }
 
@@ -154,12 +154,12 @@ public sealed class JobsApiTests : IAsyncLifetime
         await InsertPendingAsync("j-cancel");
         var answer = await client.Delete("/jobs/j-cancel");
         answer.Status.ShouldBe(200);
-        answer.Status_.ShouldBe("cancelled");
+        answer.DataStatus.ShouldBe("cancelled");
         var finishedAt = answer.Data!["finished_at"]!.GetValue<string>();
         finishedAt.ShouldNotBeEmpty();
 
         var again = await client.Delete("/jobs/j-cancel");
-        again.Status_.ShouldBe("cancelled");
+        again.DataStatus.ShouldBe("cancelled");
         again.Data!["finished_at"]!.GetValue<string>().ShouldBe(finishedAt);
         (await client.Delete("/jobs/unknown")).Status.ShouldBe(404);
     }
@@ -183,7 +183,7 @@ public sealed class JobsApiTests : IAsyncLifetime
     [Fact]
     public async Task Secret_parameters_are_masked_in_every_read()
     {
-        var secretive = await server.AddPolicyAsync("secretive", Echo, new JsonObject
+        var secretive = await server.StorePolicyAsync("secretive", Echo, new JsonObject
         {
             ["policy_parameters_schema"] = new JsonObject { ["api_key"] = new JsonObject { ["type"] = "string", ["secret"] = true } },
         });

@@ -29,14 +29,14 @@ public sealed class LocalJobsTests : IAsyncLifetime
                 return {"echo": input_data, "factor": parameters.get("factor", 1)}
         """;
 
-    private readonly JobsServer server = new();
+    private readonly GridServer server = new() { PythonWorkers = 1 };
     private HttpClient client = null!;
     private string policy = "";
 
     public async ValueTask InitializeAsync()
     {
         client = server.CreateClient();
-        policy = await server.AddPolicyAsync("batch", Policies);
+        policy = await server.StorePolicyAsync("batch", Policies);
     }
 
     public async ValueTask DisposeAsync() => await server.DisposeAsync();
@@ -46,7 +46,7 @@ public sealed class LocalJobsTests : IAsyncLifetime
         var timeoutField = timeout is null ? "" : $",\"timeout_seconds\":{timeout.Value.ToString(CultureInfo.InvariantCulture)}";
         var answer = await http.Post("/jobs/submit/local", $$$"""{"name":"t","policy_rule_uri":"{{{policy}}}","policy_rule_parameters":{"factor":3},"inputs":{{{inputs}}}{{{timeoutField}}}}""");
         answer.Status.ShouldBe(200, answer.Message);
-        answer.Status_.ShouldBe("pending");
+        answer.DataStatus.ShouldBe("pending");
         answer.Data!["executor_id"]!.GetValue<string>().ShouldBe("local");
         return answer.Data!;
     }
@@ -106,7 +106,7 @@ public sealed class LocalJobsTests : IAsyncLifetime
         var process = await JobProcessAsync(id);
 
         var cancelled = await client.Delete($"/jobs/{id}");
-        cancelled.Status_.ShouldBe("cancelled");
+        cancelled.DataStatus.ShouldBe("cancelled");
         await process.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken);
         (await WaitAsync(client, id))["status"]!.GetValue<string>().ShouldBe("cancelled");
     }
@@ -126,12 +126,11 @@ public sealed class LocalJobsTests : IAsyncLifetime
     [Fact]
     public async Task A_job_still_running_when_the_server_restarts_is_reattached_and_its_result_kept()
     {
-        var dir = server.DataDirectory;
         var id = Id(await SubmitAsync(client, """{"mode":"sleep","seconds":3}""", timeout: 60));
         await JobProcessAsync(id);
-        await server.DisposeWithoutDeletingAsync();
+        await server.ExitAsync();
 
-        await using var restarted = new JobsServer(dataDirectory: dir);
+        await using var restarted = server.Restart();
         var done = await WaitAsync(restarted.CreateClient(), id);
         done["status"]!.GetValue<string>().ShouldBe("succeeded", done["error"]?.GetValue<string>());
         done["result"]!["echo"]!["seconds"]!.GetValue<int>().ShouldBe(3);
@@ -140,14 +139,13 @@ public sealed class LocalJobsTests : IAsyncLifetime
     [Fact]
     public async Task A_job_whose_process_died_while_the_server_was_down_is_failed_on_restart()
     {
-        var dir = server.DataDirectory;
         var id = Id(await SubmitAsync(client, """{"mode":"sleep","seconds":60}""", timeout: 120));
         var process = await JobProcessAsync(id);
-        await server.DisposeWithoutDeletingAsync();
+        await server.ExitAsync();
         process.Kill(entireProcessTree: true);
         await process.WaitForExitAsync(TestContext.Current.CancellationToken);
 
-        await using var restarted = new JobsServer(dataDirectory: dir);
+        await using var restarted = server.Restart();
         var done = await WaitAsync(restarted.CreateClient(), id);
         done["status"]!.GetValue<string>().ShouldBe("failed");
         done["error"]!.GetValue<string>().ShouldContain("server restarted");

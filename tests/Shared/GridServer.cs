@@ -1,44 +1,139 @@
 using System.IO.Compression;
-using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Ports;
 using Shouldly;
 
 namespace PolicyGrid.TestSupport;
 
 /// <summary>
-/// The real embedded server (the composition of <c>policygrid serve</c>) on a data directory that can outlive it:
-/// a second server over the same directory is the same server restarted.
+/// The real embedded server (Program.Main → PolicyGridApp.Build, the composition of <c>policygrid serve</c>) on a
+/// SQLite data directory. A server makes a fresh directory and removes it when disposed, unless the test hands it
+/// one (<see cref="DataDirectory"/>); <see cref="ExitAsync"/> then <see cref="Restart"/> is the same server restarted.
 /// </summary>
-public sealed class GridServer(string dataDirectory) : WebApplicationFactory<PolicyGrid.Cli.Program>
+/// <remarks>Configured by init properties, not constructor arguments, so that a subclass with fixed settings can still
+/// be an xunit class fixture (which needs one public constructor).</remarks>
+public class GridServer : WebApplicationFactory<PolicyGrid.Cli.Program>
 {
+    private readonly string _dataDirectory = NewDataDirectory();
+    private bool _removesData = true;
+    private bool _exited;
+
     public static string NewDataDirectory() => Path.Combine(Path.GetTempPath(), "pg-grid-tests", Guid.NewGuid().ToString("N"));
 
-    public string DataDirectory { get; } = dataDirectory;
+    /// <summary>Where the store, bundles and job files live. A directory given here is the caller's to remove.</summary>
+    public string DataDirectory
+    {
+        get => _dataDirectory;
+        init { _dataDirectory = value; _removesData = false; }
+    }
+
+    /// <summary>Configuration as <c>serve</c> reads it from appsettings or its command line (tokens, limits, ...).</summary>
+    public Dictionary<string, string?> Settings { get; init; } = [];
+
+    /// <summary>Python workers in the pool; unset keeps the server's default (one per core, at least two).</summary>
+    public int? PythonWorkers { get; init; }
 
     protected override IHost CreateHost(IHostBuilder builder)
     {
+        Directory.CreateDirectory(DataDirectory);
+        // Host configuration reaches Program.Main as --key=value arguments, so --data is parsed exactly as serve parses it.
         builder.ConfigureHostConfiguration(c => c.AddInMemoryCollection(new Dictionary<string, string?> { ["data"] = DataDirectory }));
         return base.CreateHost(builder);
     }
 
-    public T Service<T>() where T : notnull => Services.GetRequiredService<T>();
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
+        if (PythonWorkers is { } workers) builder.UseSetting("PolicyGrid:Runtime:Pool:Workers", workers.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        foreach (var (key, value) in Settings) builder.UseSetting(key, value);
+    }
 
-    /// <summary>Registers a policy running <paramref name="source"/> and answers its URI.</summary>
+    /// <summary>Stops the server as a process exit would: the data directory stays, for <see cref="Restart"/>.</summary>
+    public async Task ExitAsync()
+    {
+        _exited = true;
+        await base.DisposeAsync();
+    }
+
+    /// <summary>
+    /// A new server over this one's data directory and settings: this server restarted. It starts on first use, so a
+    /// test can still change the world in between (kill a job's process, release a held node); removing the directory
+    /// passes to it.
+    /// </summary>
+    public GridServer Restart()
+    {
+        // Two live servers over one SQLite directory would be two registries fighting, not a restart.
+        if (!_exited) throw new InvalidOperationException("ExitAsync the server before restarting it");
+        var restarted = new GridServer { DataDirectory = DataDirectory, Settings = new(Settings), PythonWorkers = PythonWorkers };
+        restarted._removesData = _removesData;
+        _removesData = false;
+        return restarted;
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        await base.DisposeAsync();
+        GC.SuppressFinalize(this);
+        if (_removesData && !_exited)
+            try { Directory.Delete(DataDirectory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    public T Service<T>() where T : notnull => Services.GetRequiredService<T>();
+    public IDocumentStore Store => Service<IDocumentStore>();
+    public IBundleStore Bundles => Service<IBundleStore>();
+
+    /// <summary>A client sending <c>Authorization: Bearer</c> with every request; none when <paramref name="token"/> is null.</summary>
+    public HttpClient ClientWith(string? token)
+    {
+        var client = CreateClient();
+        if (token is not null) client.DefaultRequestHeaders.Authorization = new("Bearer", token);
+        return client;
+    }
+
+    public const string EchoPolicy = """
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                self.rule_id = rule_id
+            def eval(self, parameters, input_data, context):
+                return {"echo": input_data}
+        """;
+
+    /// <summary>A zip holding code/function.py, as a policy author would upload it.</summary>
+    public static byte[] Zip(string functionPy) => Zip(("code/function.py", functionPy));
+
+    /// <summary>A zip of the given files (paths inside the archive).</summary>
+    public static byte[] Zip(params (string Path, string Content)[] files)
+    {
+        using var buffer = new MemoryStream();
+        using (var zip = new ZipArchive(buffer, ZipArchiveMode.Create, leaveOpen: true))
+        {
+            foreach (var (path, content) in files)
+            {
+                using var w = new StreamWriter(zip.CreateEntry(path).Open(), Encoding.UTF8);
+                w.Write(content);
+            }
+        }
+        return buffer.ToArray();
+    }
+
+    /// <summary>Stores a bundle running <paramref name="source"/> and answers its bundle:// code.</summary>
+    public async Task<string> StoreBundleAsync(string source = EchoPolicy) => (await Bundles.PutAsync(Zip(source))).Code;
+
+    /// <summary>Registers a policy running <paramref name="source"/> through <c>POST /policy</c>, as a user would; answers its URI.</summary>
     public async Task<string> RegisterPolicyAsync(string name, string source, JsonObject? parametersSchema = null, JsonObject? parameters = null)
     {
-        var bundle = await Service<IBundleStore>().PutAsync(Zip(source));
         var body = new JsonObject
         {
             ["name"] = name,
             ["version"] = "1.0",
             ["release_tag"] = "test",
-            ["code"] = bundle.Code,
+            ["code"] = await StoreBundleAsync(source),
             ["type"] = "python_class_v1",
             ["policy_parameters_schema"] = parametersSchema ?? new JsonObject(),
             ["policy_parameters"] = parameters ?? new JsonObject(),
@@ -48,35 +143,33 @@ public sealed class GridServer(string dataDirectory) : WebApplicationFactory<Pol
         return $"{name}:1.0-test";
     }
 
-    public static byte[] Zip(string functionPy)
+    /// <summary>
+    /// Puts a policy straight into the store, skipping the Policies API (and its dry load): for suites that only read
+    /// policies, and for states the API would refuse (e.g. <c>"status": "retired"</c> in <paramref name="extra"/>).
+    /// </summary>
+    public async Task<string> StorePolicyAsync(string name, string functionPy, JsonObject? extra = null)
     {
-        using var buffer = new MemoryStream();
-        using (var zip = new ZipArchive(buffer, ZipArchiveMode.Create, leaveOpen: true))
+        var uri = $"{name}:1.0-test";
+        var doc = new JsonObject
         {
-            using var w = new StreamWriter(zip.CreateEntry("code/function.py").Open(), Encoding.UTF8);
-            w.Write(functionPy);
-        }
-        return buffer.ToArray();
+            ["policy_rule_uri"] = uri, ["name"] = name, ["version"] = "1.0", ["release_tag"] = "test",
+            ["code"] = await StoreBundleAsync(functionPy), ["type"] = "python_class_v1",
+        };
+        foreach (var (k, v) in extra ?? []) doc[k] = v?.DeepClone();
+        await Store.CreateAsync(Collections.Policies, uri, PolicyRule.FromJson(doc).ToJson());
+        return uri;
     }
-}
 
-/// <summary>An answer read as a contract client reads it.</summary>
-public sealed record Answer(int Status, JsonNode? Body)
-{
-    public JsonNode? Data => Body?["data"];
-    public string? Code => Body?["code"]?.GetValue<string>();
-    public string Message => Body?["message"]?.GetValue<string>() ?? "";
-}
-
-public static class Requests
-{
-    public static async Task<Answer> Send(this HttpClient client, HttpMethod method, string path, JsonNode? body = null, string? raw = null)
+    /// <summary>Puts an executor straight into the store, in any status and with the labels and vCPUs allocation reads.</summary>
+    public async Task StoreExecutorAsync(string id, string uri, JsonObject? labels = null, JsonNode? vcpus = null, string status = "healthy")
     {
-        using var request = new HttpRequestMessage(method, path);
-        if (raw is not null) request.Content = new StringContent(raw, Encoding.UTF8, "application/json");
-        else if (body is not null) request.Content = JsonContent.Create(body);
-        using var response = await client.SendAsync(request, TestContext.Current.CancellationToken);
-        var text = await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
-        return new Answer((int)response.StatusCode, text.Length > 0 && text.TrimStart().StartsWith('{') ? JsonNode.Parse(text) : null);
+        var doc = new JsonObject
+        {
+            ["executor_id"] = id, ["executor_host_uri"] = uri,
+            ["executor_metadata"] = new JsonObject { ["labels"] = labels ?? [] },
+            ["executor_hardware_info"] = vcpus is null ? new JsonObject() : new JsonObject { ["vcpus"] = vcpus },
+            ["executor_status"] = status,
+        };
+        await Store.UpsertAsync(Collections.Executors, id, PolicyExecutor.FromJson(doc).ToJson());
     }
 }
