@@ -12,6 +12,8 @@ using Microsoft.Extensions.DependencyInjection;
 using PolicyGrid.Cli;
 using PolicyGrid.Cli.Client;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime.Execution;
+using PolicyGrid.Runtime.Hosting;
 
 namespace PolicyGrid.Bench.Type2;
 
@@ -36,6 +38,22 @@ public static class Type2Benchmark
             var app = PolicyGridApp.Build(["--urls", "http://127.0.0.1:0", "--data", data, "--Logging:LogLevel:Default=Warning", "--Logging:LogLevel:policygrid=Warning"]);
             app.MapPost("/bench/fixed", () => Results.Bytes(fixedAnswer, "application/json; charset=utf-8"));
             app.MapPost("/bench/cold", ColdEvalAsync);
+            // --breakdown: the same call through successively more of the stack, to see where time goes.
+            PolicyLoadSpec? load = null;
+            app.MapPost("/bench/pool", async (HttpContext h, PythonWorkerPool pool) =>
+            {
+                var input = (await JsonNode.ParseAsync(h.Request.Body))!.AsObject();
+                var args = new JsonObject { ["parameters"] = load!.Parameters.DeepClone(), ["input_data"] = input["input_data"]!.DeepClone(), ["context"] = new JsonObject() };
+                var reply = await pool.InvokeAsync(new PolicyInvocation("bench#" + (h.Connection.LocalPort % 2), load, PolicyMethods.Eval, args, TimeSpan.FromSeconds(5)));
+                return Results.Json(new JsonObject { ["success"] = true, ["data"] = reply!["result"]!.DeepClone() });
+            });
+            app.MapPost("/bench/executor", async (HttpContext h, LocalPolicyExecutor executor) =>
+            {
+                var input = (await JsonNode.ParseAsync(h.Request.Body))!.AsObject();
+                var request = new ExecutionRequest(input["policy_rule_uri"]!.GetValue<string>(), input["input_data"]!.AsObject());
+                var result = await executor.ExecuteAsync(request, CallerIdentity.Anonymous);
+                return Results.Json(new JsonObject { ["success"] = true, ["data"] = result.Output });
+            });
             await app.StartAsync();
             var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
             using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = clients, PooledConnectionLifetime = Timeout.InfiniteTimeSpan })
@@ -48,6 +66,26 @@ public static class Type2Benchmark
             Console.WriteLine($"execute_policy answer ({first.Length} bytes): {Encoding.UTF8.GetString(first)}");
 
             await MeasureAsync(http, "executor/local/execute_policy", body, clients, 1.0); // warm every worker's instance
+            if (args.Contains("--breakdown"))
+            {
+                var rule = await app.Services.GetRequiredService<PolicyCatalog>().GetRunnableAsync(uri, CancellationToken.None);
+                var bundle = await app.Services.GetRequiredService<IPolicyBundleSource>().GetAsync(rule.Code, CancellationToken.None);
+                load = new PolicyLoadSpec(rule.PolicyRuleUri, bundle, rule.PolicySettings, rule.PolicyParameters);
+                await MeasureAsync(http, "bench/pool", body, clients, 1.0);
+                var only = args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault();
+                foreach (var (name, path) in new[] { ("bare", "bench/fixed"), ("worker pool only", "bench/pool"), ("LocalPolicyExecutor", "bench/executor"), ("execute_policy route", "executor/local/execute_policy") })
+                {
+                    if (only is not null && !path.Contains(only, StringComparison.Ordinal)) continue;
+                    var pool = app.Services.GetRequiredService<PythonWorkerPool>();
+                    var (trips, batches) = (pool.RoundTrips, pool.Batches);
+                    var t = await MeasureAsync(http, path, body, clients, seconds);
+                    if (pool.Batches > batches) Console.WriteLine($"    worker requests per batch: {(double)(pool.RoundTrips - trips) / (pool.Batches - batches):F1}");
+                    Console.WriteLine($"  {name,-22} {t.PerSecond,8:F0} req/s  p50 {t.P50Ms,6:F2} ms  CPU/request: app {t.AppCpuUsPerRequest,4:F0} µs, app+workers {t.OursCpuUsPerRequest,4:F0} µs, machine {t.MachineCpuUsPerRequest,4:F0} µs");
+                }
+                await app.StopAsync();
+                await app.DisposeAsync();
+                return 0;
+            }
             var execute = await MeasureAsync(http, "executor/local/execute_policy", body, clients, seconds);
             var bare = await MeasureAsync(http, "bench/fixed", body, clients, seconds);
             var cold = await MeasureAsync(http, "bench/cold", body, clients, Math.Max(seconds, 5));
@@ -59,6 +97,8 @@ public static class Type2Benchmark
             Console.WriteLine($"  execute_policy (warm):            {execute.PerSecond,10:F0} req/s  p50 {execute.P50Ms,7:F2} ms  p99 {execute.P99Ms,7:F2} ms");
             Console.WriteLine($"  bare endpoint, same-size JSON:    {bare.PerSecond,10:F0} req/s  p50 {bare.P50Ms,7:F2} ms  p99 {bare.P99Ms,7:F2} ms");
             Console.WriteLine($"  cold (fetch+unpack+import/call):  {cold.PerSecond,10:F0} req/s  p50 {cold.P50Ms,7:F2} ms  p99 {cold.P99Ms,7:F2} ms");
+            Console.WriteLine($"  CPU per request (µs), app / app+workers / whole machine: execute {execute.AppCpuUsPerRequest:F0} / {execute.OursCpuUsPerRequest:F0} / {execute.MachineCpuUsPerRequest:F0}, bare {bare.AppCpuUsPerRequest:F0} / {bare.OursCpuUsPerRequest:F0} / {bare.MachineCpuUsPerRequest:F0}");
+            Console.WriteLine($"  ratio of CPU per request, bare / execute = {bare.OursCpuUsPerRequest / execute.OursCpuUsPerRequest:F2}x (what the throughput ratio tends to on a machine with no other load)");
             Console.WriteLine($"  ratio execute / bare = {execute.PerSecond / bare.PerSecond:F2}x (target >= 0.5x)");
             Console.WriteLine($"  ratio execute / cold = {execute.PerSecond / cold.PerSecond:F1}x (target >= 50x)");
             return 0;
@@ -69,13 +109,20 @@ public static class Type2Benchmark
         }
     }
 
-    private sealed record Throughput(double PerSecond, double P50Ms, double P99Ms);
+    /// <summary>
+    /// <paramref name="AppCpuUsPerRequest"/>: this process (server and its clients); <paramref name="OursCpuUsPerRequest"/>:
+    /// plus its Python workers, which, unlike the whole machine's figure, other load on a shared host does not inflate.
+    /// </summary>
+    private sealed record Throughput(double PerSecond, double P50Ms, double P99Ms, double AppCpuUsPerRequest, double MachineCpuUsPerRequest, double OursCpuUsPerRequest);
 
     private static async Task<Throughput> MeasureAsync(HttpClient http, string path, byte[] body, int clients, double seconds)
     {
         var until = Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
         var latencies = new List<double>[clients];
         var clock = Stopwatch.StartNew();
+        var appCpu = Process.GetCurrentProcess().TotalProcessorTime;
+        var machineCpu = MachineBusy();
+        var childCpu = ChildrenBusy();
         await Task.WhenAll(Enumerable.Range(0, clients).Select(async i =>
         {
             var mine = latencies[i] = [];
@@ -87,8 +134,41 @@ public static class Type2Benchmark
             }
         }));
         var elapsed = clock.Elapsed.TotalSeconds;
+        var appUs = (Process.GetCurrentProcess().TotalProcessorTime - appCpu).TotalMicroseconds;
+        var machineUs = (MachineBusy() - machineCpu).TotalMicroseconds;
+        var oursUs = appUs + (ChildrenBusy() - childCpu).TotalMicroseconds;
         var all = latencies.SelectMany(l => l).Order().ToArray();
-        return new Throughput(all.Length / elapsed, all[all.Length / 2], all[(int)(all.Length * 0.99)]);
+        return new Throughput(all.Length / elapsed, all[all.Length / 2], all[(int)(all.Length * 0.99)], appUs / all.Length, machineUs / all.Length, oursUs / all.Length);
+    }
+
+    // CPU time of this process's live child processes (the policy workers), from /proc/<pid>/stat.
+    private static TimeSpan ChildrenBusy()
+    {
+        if (!Directory.Exists("/proc/self")) return TimeSpan.Zero;
+        var self = Environment.ProcessId;
+        long ticks = 0;
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out _)) continue;
+            try
+            {
+                var stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                if (int.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture) != self) continue; // ppid
+                ticks += long.Parse(fields[11], System.Globalization.CultureInfo.InvariantCulture) + long.Parse(fields[12], System.Globalization.CultureInfo.InvariantCulture); // utime, stime
+            }
+            catch (IOException) { }
+        }
+        return TimeSpan.FromSeconds(ticks / 100.0); // USER_HZ
+    }
+
+    // Busy CPU time of the whole machine (every process: this app, its Python workers, the rest), from /proc/stat.
+    private static TimeSpan MachineBusy()
+    {
+        if (!File.Exists("/proc/stat")) return TimeSpan.Zero;
+        var cpu = File.ReadLines("/proc/stat").First().Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1).Select(long.Parse).ToArray();
+        var busy = cpu.Sum() - cpu[3] - cpu[4]; // all but idle and iowait
+        return TimeSpan.FromSeconds(busy / 100.0); // USER_HZ
     }
 
     private static async Task<byte[]> PostAsync(HttpClient http, string path, byte[] body)

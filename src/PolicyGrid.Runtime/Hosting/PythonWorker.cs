@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -30,6 +31,7 @@ internal sealed class PythonWorker : IAsyncDisposable
     private readonly string tempDir;
     private readonly Task outputPump;
     private readonly WorkerPoolOptions options;
+    private readonly ArrayBufferWriter<byte> outgoing = new(16 * 1024);
     private int killed;
 
     private PythonWorker(Process process, string tempDir, PolicyOutputLog output, WorkerPoolOptions options)
@@ -145,50 +147,85 @@ internal sealed class PythonWorker : IAsyncDisposable
     }
 
     /// <summary>
-    /// Sends one request and waits for its reply within <paramref name="deadline"/>. On overrun,
-    /// caller cancellation, a broken pipe or a garbled frame the worker is killed; the exception
-    /// then says what happened in the contract's terms.
+    /// Sends a batch of request frames in one write and settles each request from its reply, in
+    /// order. The worker runs them one after another, so while a reply is awaited its request is the
+    /// one running and none after it has started: that request's deadline counts from the reply
+    /// before it, its caller's cancellation ends it, and when the worker dies (or retires after a
+    /// memory error or near its CPU cap, which the host announces in that reply) the requests after
+    /// it are handed back in <paramref name="unstarted"/> to run on the replacement.
     /// </summary>
     /// <remarks>
-    /// The pipe IO is blocking, on the caller's thread: async pipe reads on Unix cost thread-pool
+    /// The pipe IO is blocking, on the drainer's thread: async pipe reads on Unix cost thread-pool
     /// hops that made a warm call several times slower than the policy itself. A blocked read is
-    /// ended by killing the worker (the deadline timer and the caller's token both do that), and
-    /// the pool raises the thread pool's minimum by its worker count so blocked calls cannot starve the server.
+    /// ended by killing the worker (the deadline timer and the caller's token both do that). The
+    /// batch is kept under the pipe's capacity, so the write never waits for the worker to read
+    /// while the worker waits for us to read its replies.
     /// </remarks>
-    public async Task<JsonObject> ExchangeAsync(Action<Utf8JsonWriter> request, string policy, TimeSpan deadline, CancellationToken ct)
+    public async Task ExchangeAsync(IReadOnlyList<WorkerRequest> batch, List<WorkerRequest> unstarted)
     {
-        Output.BeginCall(policy);
-        var frame = HostFrames.Encode(request);
-        ct.ThrowIfCancellationRequested();
-        // Callers get their task back before this thread blocks on the pipe.
-        await Task.Yield();
-        using var overrun = new CancellationTokenSource(deadline);
+        try
+        {
+            outgoing.ResetWrittenCount();
+            foreach (var request in batch) outgoing.Write(request.Frame.Span);
+            toHost.Write(outgoing.WrittenSpan);
+            toHost.Flush();
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            // The worker was gone before any request reached it (it died between batches).
+            var failure = await DiagnoseFailureAsync(batch[0].Policy, e);
+            foreach (var request in batch) request.Fail(failure);
+            return;
+        }
+        for (var i = 0; i < batch.Count; i++)
+        {
+            if (!await SettleAsync(batch[i]))
+            {
+                for (var rest = i + 1; rest < batch.Count; rest++) unstarted.Add(batch[rest]);
+                return;
+            }
+        }
+    }
+
+    // Reads the reply of the request now running; false when the worker must not run anything more.
+    private async Task<bool> SettleAsync(WorkerRequest request)
+    {
+        Output.BeginCall(request.Policy);
+        using var overrun = new CancellationTokenSource(request.Deadline);
         using (overrun.Token.UnsafeRegister(static w => ((PythonWorker)w!).Signal(), this))
-        using (ct.UnsafeRegister(static w => ((PythonWorker)w!).Signal(), this))
+        using (request.Ct.UnsafeRegister(static w => ((PythonWorker)w!).Signal(), this))
         {
             try
             {
-                toHost.Write(frame.Span);
-                toHost.Flush();
                 var reply = HostFrames.Read(fromHost, options.MaxResultBytes + 4096);
+                request.Answer(reply);
                 // The answer won the race against a deadline that fired at the same moment: keep it,
-                // but the worker was signalled and must not serve again.
-                if (Volatile.Read(ref signalled) == 1) await KillAsync();
-                return reply;
+                // but the worker was signalled and must not serve again. A worker that hit its memory
+                // limit or nears its CPU cap says so in this reply and exits before reading more.
+                if (Volatile.Read(ref signalled) == 1 || reply["retiring"]?.GetValue<bool>() == true)
+                {
+                    await KillAsync();
+                    return false;
+                }
+                return true;
             }
             catch (Exception e) when (e is IOException or EndOfStreamException or InvalidDataException or JsonException or ObjectDisposedException)
             {
                 if (overrun.IsCancellationRequested)
                 {
                     await KillAsync();
-                    throw Problems.PolicyTimeout($"policy {policy} ran past its deadline of {deadline.TotalSeconds:0.###}s; its worker was stopped");
+                    request.Fail(Problems.PolicyTimeout($"policy {request.Policy} ran past its deadline of {request.Deadline.TotalSeconds:0.###}s; its worker was stopped"));
                 }
-                if (ct.IsCancellationRequested)
+                else if (request.Ct.IsCancellationRequested)
                 {
                     await KillAsync();
-                    throw new OperationCanceledException(ct);
+                    request.Fail(new OperationCanceledException(request.Ct));
                 }
-                throw await DiagnoseFailureAsync(policy, e);
+                else
+                {
+                    request.Fail(await DiagnoseFailureAsync(request.Policy, e));
+                }
+                return false;
             }
         }
     }

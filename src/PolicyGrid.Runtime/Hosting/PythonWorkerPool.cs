@@ -161,6 +161,9 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     /// <summary>Worker round trips made so far (every request frame sent to a worker), for tests and diagnostics.</summary>
     public long RoundTrips => Interlocked.Read(ref roundTrips);
 
+    /// <summary>Writes to workers so far: each carries every request that queued for its worker while it was busy.</summary>
+    public long Batches => slots.Sum(s => Interlocked.Read(ref s.Batches));
+
     /// <summary>Runs a method on a brand-new instance that is dropped afterwards (management on Type 2, dry loads).</summary>
     public Task<JsonNode?> InvokeOnceAsync(PolicyLoadSpec load, string method, JsonObject arguments, TimeSpan deadline, CancellationToken ct = default)
     {
@@ -184,27 +187,22 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             slot = route.Slot;
             slot.Routes--;
         }
-        await slot.Gate.WaitAsync(ct);
+        Interlocked.Increment(ref roundTrips);
+        var unload = new WorkerRequest(HostFrames.Encode(w =>
+        {
+            w.WriteStartObject();
+            w.WriteString("op", "unload");
+            w.WriteString("key", instanceKey);
+            w.WriteEndObject();
+        }), instanceKey, TimeSpan.FromSeconds(5), ct);
+        slot.Submit(unload);
         try
         {
-            var worker = slot.Current;
-            if (worker is null || !worker.IsAlive) return;
-            Interlocked.Increment(ref roundTrips);
-            await worker.ExchangeAsync(w =>
-            {
-                w.WriteStartObject();
-                w.WriteString("op", "unload");
-                w.WriteString("key", instanceKey);
-                w.WriteEndObject();
-            }, instanceKey, TimeSpan.FromSeconds(5), ct);
+            await unload.Reply.WaitAsync(ct);
         }
         catch (PolicyGridException)
         {
-            slot.Replace();
-        }
-        finally
-        {
-            slot.Gate.Release();
+            // The worker died on the way: its instances, this one included, are gone with it.
         }
     }
 
@@ -231,18 +229,10 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         Interlocked.Increment(ref slot.InFlight);
         try
         {
-            if (!await slot.Gate.WaitAsync(options.QueueWait, ct))
-                throw Problems.Overloaded($"policy {call.Load.RuleId} waited {options.QueueWait.TotalSeconds:0.#}s for its worker; retry later", options.RetryAfterSeconds);
-            try
-            {
-                var worker = await slot.GetWorkerAsync(ct);
-                var reply = await ExchangeOrReplaceAsync(slot, worker, call, once, withState, ct);
-                return Interpret(reply, slot, call);
-            }
-            finally
-            {
-                slot.Gate.Release();
-            }
+            Interlocked.Increment(ref roundTrips);
+            var request = new WorkerRequest(HostFrames.Encode(w => WriteInvoke(w, call, once, withState)), call.Load.RuleId, call.Deadline, ct);
+            slot.Submit(request);
+            return Interpret(await ReplyWithinQueueWaitAsync(request, call, ct), slot, call);
         }
         finally
         {
@@ -251,18 +241,27 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         }
     }
 
-    private async Task<JsonObject> ExchangeOrReplaceAsync(WorkerSlot slot, PythonWorker worker, PolicyInvocation call, bool once, bool withState, CancellationToken ct)
+    // A caller waits at most QueueWait for its request to be sent (then 429); once sent, the request's
+    // own deadline bounds the wait, and the caller's token, if it fires, stops the worker running it.
+    private async Task<JsonObject> ReplyWithinQueueWaitAsync(WorkerRequest request, PolicyInvocation call, CancellationToken ct)
     {
         try
         {
-            Interlocked.Increment(ref roundTrips);
-            return await worker.ExchangeAsync(w => WriteInvoke(w, call, once, withState), call.Load.RuleId, call.Deadline, ct);
+            return await request.Reply.WaitAsync(options.QueueWait, ct);
         }
-        catch (Exception e) when (e is PolicyGridException or OperationCanceledException)
+        catch (TimeoutException) when (request.TryAbandon())
         {
-            if (!worker.IsAlive) slot.Replace();
+            throw Problems.Overloaded($"policy {call.Load.RuleId} waited {options.QueueWait.TotalSeconds:0.#}s for its worker; retry later", options.RetryAfterSeconds);
+        }
+        catch (OperationCanceledException) when (!request.Reply.IsCompleted && request.TryAbandon())
+        {
             throw;
         }
+        catch (Exception e) when (e is TimeoutException or OperationCanceledException)
+        {
+            // Already sent: it runs to its reply, its deadline, or the worker stopped for the caller's token.
+        }
+        return await request.Reply;
     }
 
     /// <summary>Answers a successful reply (its <c>value</c>, and <c>state</c> when asked for); throws the contract's error otherwise.</summary>
@@ -270,11 +269,8 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     {
         if (reply["ok"]?.GetValue<bool>() == true)
         {
-            if (reply["recycle"]?.GetValue<bool>() == true)
-            {
+            if (reply["retiring"]?.GetValue<bool>() == true)
                 logger.LogInformation("policy worker {Slot} used most of its CPU allowance; replacing it", slot.Index);
-                slot.Replace();
-            }
             return reply;
         }
         var kind = reply["kind"]?.GetValue<string>() ?? "error";
@@ -284,8 +280,8 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         switch (kind)
         {
             case "memory":
-                // The heap of a worker that hit its address-space limit is not to be trusted: start afresh.
-                slot.Replace();
+                // The heap of a worker that hit its address-space limit is not to be trusted: the host
+                // exits after this reply and the slot starts afresh (PythonWorker.ExchangeAsync).
                 logger.LogWarning("policy {Policy} exceeded the worker memory limit of {Limit} bytes; worker replaced", call.Load.RuleId, options.MemoryLimitBytes);
                 throw Problems.PolicyMemoryLimit($"policy {call.Load.RuleId} exceeded its memory limit of {options.MemoryLimitBytes / (1024 * 1024)} MB");
             case "load":

@@ -4,13 +4,24 @@ namespace PolicyGrid.Runtime.Hosting;
 
 /// <summary>
 /// A place in the pool that always has (or is starting) one worker process. Instance keys are
-/// routed to slots, not processes, so a key keeps its slot across worker replacements. All use
-/// of the worker happens while holding <see cref="Gate"/>.
+/// routed to slots, not processes, so a key keeps its slot across worker replacements.
+/// Requests queue here and one drainer at a time feeds them to the worker in batches: whatever
+/// queued while the worker was busy goes in one write and comes back in one read, so a busy slot
+/// pays one wake-up per batch instead of one per call. Only the drainer touches the worker.
 /// </summary>
 internal sealed class WorkerSlot
 {
+    // Kept well under a pipe's 64 KiB so writing a batch never waits for the worker to read it.
+    private const int MaxBatchBytes = 32 * 1024;
+    private const int MaxBatchRequests = 64;
+
     private readonly WorkerLaunch launch;
     private readonly ILogger logger;
+    private readonly Lock queueGate = new();
+    private readonly Queue<WorkerRequest> queued = new();
+    private readonly Queue<WorkerRequest> unstarted = new();
+    private bool draining;
+    private bool stopped;
     private Task<PythonWorker>? starting;
 
     public WorkerSlot(int index, WorkerLaunch launch, ILogger logger, PythonWorker? running)
@@ -22,8 +33,10 @@ internal sealed class WorkerSlot
     }
 
     public int Index { get; }
-    public SemaphoreSlim Gate { get; } = new(1, 1);
     public int InFlight;
+
+    /// <summary>Batches written to this slot's workers so far (requests sent / batches = how much batching saves).</summary>
+    public long Batches;
     public int Routes { get; set; }
 
     /// <summary>The worker if it has started, else null.</summary>
@@ -31,7 +44,79 @@ internal sealed class WorkerSlot
 
     public Task WarmAsync(CancellationToken ct) => GetWorkerAsync(ct);
 
-    /// <summary>The live worker, starting one when the last was replaced or never started. Call holding <see cref="Gate"/> (or before the pool is shared).</summary>
+    /// <summary>Queues a request for this slot's worker; a drainer is started when none is running.</summary>
+    public void Submit(WorkerRequest request)
+    {
+        lock (queueGate)
+        {
+            if (stopped)
+            {
+                request.Fail(new ObjectDisposedException(nameof(PythonWorkerPool), "the policy worker pool is shutting down"));
+                return;
+            }
+            queued.Enqueue(request);
+            if (draining) return;
+            draining = true;
+        }
+        ThreadPool.UnsafeQueueUserWorkItem(static slot => _ = slot.DrainAsync(), this, preferLocal: false);
+    }
+
+    private async Task DrainAsync()
+    {
+        var batch = new List<WorkerRequest>();
+        var notStarted = new List<WorkerRequest>();
+        while (true)
+        {
+            lock (queueGate)
+            {
+                var bytes = 0;
+                // Requests a dead worker never started go first: they were ahead of everything queued.
+                while (batch.Count < MaxBatchRequests && (unstarted.TryPeek(out var next) || queued.TryPeek(out next))
+                       && (batch.Count == 0 || bytes + next.Frame.Length <= MaxBatchBytes))
+                {
+                    if (!unstarted.TryDequeue(out _)) queued.Dequeue();
+                    if (!next.TryTake()) continue;
+                    batch.Add(next);
+                    bytes += next.Frame.Length;
+                }
+                if (batch.Count == 0)
+                {
+                    draining = false;
+                    return;
+                }
+            }
+            try
+            {
+                var worker = await GetWorkerAsync(CancellationToken.None);
+                Interlocked.Increment(ref Batches);
+                await worker.ExchangeAsync(batch, notStarted);
+                if (!worker.IsAlive) Replace();
+            }
+            catch (Exception e)
+            {
+                // Nothing may escape the drainer: whoever waits on the batch hears what went wrong.
+                if (e is not Core.Errors.PolicyGridException) logger.LogError(e, "policy worker {Slot} failed a batch", Index);
+                foreach (var request in batch) request.Fail(e);
+            }
+            if (notStarted.Count > 0)
+            {
+                lock (queueGate)
+                {
+                    var later = unstarted.ToList();
+                    unstarted.Clear();
+                    foreach (var request in notStarted.Concat(later))
+                    {
+                        request.Requeue();
+                        unstarted.Enqueue(request);
+                    }
+                }
+            }
+            batch.Clear();
+            notStarted.Clear();
+        }
+    }
+
+    /// <summary>The live worker, starting one when the last was replaced or never started. Only the drainer (or the pool before it is shared) calls it.</summary>
     public async Task<PythonWorker> GetWorkerAsync(CancellationToken ct)
     {
         var current = starting;
@@ -66,6 +151,14 @@ internal sealed class WorkerSlot
 
     public async Task StopAsync()
     {
+        lock (queueGate)
+        {
+            stopped = true;
+            foreach (var request in unstarted.Concat(queued))
+                if (request.TryTake()) request.Fail(new ObjectDisposedException(nameof(PythonWorkerPool), "the policy worker pool is shutting down"));
+            unstarted.Clear();
+            queued.Clear();
+        }
         var current = starting;
         starting = null;
         if (current is null) return;

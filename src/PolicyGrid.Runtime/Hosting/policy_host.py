@@ -49,14 +49,30 @@ def _write_all(fd, data):
 
 
 class Channel:
+    """Frames in, frames out. The server sends requests in batches: one read takes in all of a
+    batch, and each reply is written as soon as its call ends (the server times each call from
+    the reply before it, so a reply must never wait behind the next call)."""
+
     def __init__(self, fd_in, fd_out, max_frame):
         self.fd_in = fd_in
         self.fd_out = fd_out
         self.max_frame = max_frame
+        self.buffer = bytearray()
+
+    def _fill(self, n):
+        while len(self.buffer) < n:
+            chunk = os.read(self.fd_in, max(n - len(self.buffer), 1 << 16))
+            if not chunk:
+                raise EOFError("server closed the protocol pipe")
+            self.buffer += chunk
 
     def receive(self):
-        (length,) = _HEADER.unpack(_read_exact(self.fd_in, 4))
-        return json.loads(_read_exact(self.fd_in, length))
+        self._fill(4)
+        (length,) = _HEADER.unpack_from(self.buffer)
+        self._fill(4 + length)
+        frame = bytes(self.buffer[4:4 + length])
+        del self.buffer[:4 + length]
+        return json.loads(frame)
 
     def send(self, message):
         try:
@@ -253,7 +269,9 @@ class Host:
         target = int(usage.ru_utime + usage.ru_stime + seconds) + 1
         if hard != resource.RLIM_INFINITY:
             target = min(target, hard)
-        resource.setrlimit(resource.RLIMIT_CPU, (target, hard))
+        # Calls within the same CPU second share a target: skip the syscall when it is already set.
+        if soft != target:
+            resource.setrlimit(resource.RLIMIT_CPU, (target, hard))
 
     @staticmethod
     def _near_cpu_cap():
@@ -284,12 +302,17 @@ class Host:
                 if failure is not None:
                     return failure
             if self._near_cpu_cap():
-                reply["recycle"] = True
+                # The server replaces this worker; the host exits after this reply (see main).
+                reply["retiring"] = True
             return reply
         except MemoryError:
             self.instances.pop(request["key"], None)
             gc.collect()
-            return _error("memory", "MemoryError", "the policy exceeded its memory limit")
+            # The heap of a process that hit its address-space limit is not to be trusted: this
+            # reply is the last, and requests already sent after it run on the replacement.
+            reply = _error("memory", "MemoryError", "the policy exceeded its memory limit")
+            reply["retiring"] = True
+            return reply
         except LoadFailure as exc:
             return _error("load", "PolicyLoadError", str(exc), traceback.format_exc())
         except BaseException as exc:  # noqa: BLE001 - SystemExit from a policy is still the policy's error
@@ -333,6 +356,8 @@ def main():
             # A process the policy forked returned into the host loop: it must never write a frame.
             os._exit(0)
         channel.send(reply)
+        if reply.get("retiring"):
+            return 0
 
 
 if __name__ == "__main__":

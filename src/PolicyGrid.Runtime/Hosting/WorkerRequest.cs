@@ -1,0 +1,36 @@
+using System.Text.Json.Nodes;
+
+namespace PolicyGrid.Runtime.Hosting;
+
+/// <summary>
+/// One request frame on its way to a worker slot, and the caller's wait for its reply. A request is
+/// queued, then taken into a batch and sent; a caller that gives up (its token, or the queue wait)
+/// while it is still queued abandons it and it is never sent. Once sent, only the slot's drainer
+/// settles it: the worker's reply, the error its worker died of, or back to the queue when the
+/// worker died before the request started.
+/// </summary>
+internal sealed class WorkerRequest(ReadOnlyMemory<byte> frame, string policy, TimeSpan deadline, CancellationToken ct)
+{
+    private const int Queued = 0, Sent = 1, Abandoned = 2;
+    private int state;
+    private readonly TaskCompletionSource<JsonObject> reply = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public ReadOnlyMemory<byte> Frame { get; } = frame;
+    public string Policy { get; } = policy;
+    public TimeSpan Deadline { get; } = deadline;
+    public CancellationToken Ct { get; } = ct;
+    public Task<JsonObject> Reply => reply.Task;
+
+    /// <summary>The drainer takes the request into a batch; false when its caller already gave up.</summary>
+    public bool TryTake() => Interlocked.CompareExchange(ref state, Sent, Queued) == Queued;
+
+    /// <summary>The worker died before this request started: it goes back to the queue as if never sent.</summary>
+    public void Requeue() => Volatile.Write(ref state, Queued);
+
+    /// <summary>The caller gives up; true only while the request is still queued (so it will never run).</summary>
+    public bool TryAbandon() => Interlocked.CompareExchange(ref state, Abandoned, Queued) == Queued;
+
+    public void Answer(JsonObject value) => reply.TrySetResult(value);
+
+    public void Fail(Exception error) => reply.TrySetException(error);
+}
