@@ -1,5 +1,8 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using Dapr.Actors.Client;
 using Dapr.Workflow;
+using PolicyGrid.Api.Envelope;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Dapr.Graphs;
@@ -20,27 +23,44 @@ public static class GraphWorkflowModule
             options.RegisterWorkflow<PolicyGraphWorkflow>();
             options.RegisterActivity<CallFunctionActivity>();
         });
+        services.AddSingleton<IGraphWorkflowInstances, DaprGraphWorkflowInstances>();
         services.AddSingleton<GraphWorkflowRuns>();
         return services;
     }
 
     /// <summary>
     /// <c>POST /run_graph</c>: the registry's way in (service invocation). Runs the workflow here, where it is registered,
-    /// and answers its output; 504 when the deadline passed (the instance is terminated).
+    /// and answers its output; 400 naming the field for a bad body, 502 when the workflow did not complete, 504 when the
+    /// deadline passed (the instance is terminated).
     /// </summary>
     public static IEndpointRouteBuilder MapPolicyGraphWorkflow(this IEndpointRouteBuilder app)
     {
-        app.MapPost("/" + DaprGraphRunner.RunMethod, async (GraphRunRequest request, GraphWorkflowRuns runs, CancellationToken ct) =>
+        app.MapPost("/" + DaprGraphRunner.RunMethod, async (HttpRequest http, GraphWorkflowRuns runs, CancellationToken ct) =>
         {
             try
             {
+                var request = GraphRunRequest.FromJson(await ReadJsonAsync(http, ct));
                 return Results.Json(await runs.RunAsync(request, ct), Json.Options);
             }
             catch (PolicyGridException e)
             {
-                return Results.Json(new { success = false, message = e.Message, code = e.Code }, Json.Options, statusCode: e.Status);
+                return Results.Json(ErrorEnvelope.From(e), Json.Options, statusCode: e.Status);
             }
         }).WithName("RunGraphWorkflow");
         return app;
+    }
+
+    // Read by hand rather than bound: the registry writes snake_case (Json.Options, not ASP.NET's camelCase default),
+    // and a body that is not JSON still gets the contract's envelope.
+    private static async Task<JsonNode?> ReadJsonAsync(HttpRequest http, CancellationToken ct)
+    {
+        try
+        {
+            return await JsonNode.ParseAsync(http.Body, cancellationToken: ct);
+        }
+        catch (JsonException e)
+        {
+            throw Problems.BadRequest($"request body is not valid JSON: {e.Message}");
+        }
     }
 }

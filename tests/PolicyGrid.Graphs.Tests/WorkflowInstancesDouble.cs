@@ -1,0 +1,54 @@
+using System.Collections.Concurrent;
+using Dapr.Workflow;
+using PolicyGrid.Dapr.Graphs;
+using PolicyGrid.Workflows;
+using Shouldly;
+
+namespace PolicyGrid.Graphs.Tests;
+
+/// <summary>
+/// Graph workflow instances without a sidecar: records what was started and terminated, and answers each wait with
+/// what the test's <c>end</c> makes of the started graph (it may also wait on the token, as a run that never ends).
+/// </summary>
+internal sealed class WorkflowInstancesDouble(Func<GraphWorkflowInput, CancellationToken, Task<GraphWorkflowEnd>> end) : IGraphWorkflowInstances
+{
+    private readonly ConcurrentDictionary<string, GraphWorkflowInput> _started = new();
+
+    public IReadOnlyDictionary<string, GraphWorkflowInput> Started => _started;
+    public ConcurrentQueue<string> Terminated { get; } = new();
+
+    /// <summary>Runs the real <see cref="PolicyGraphWorkflow"/>, each node's activity answered by <paramref name="node"/>.</summary>
+    public static WorkflowInstancesDouble RunningTheWorkflow(Func<NodeCallRequest, NodeCallResult> node) => new(async (graph, _) =>
+    {
+        var context = new WorkflowContextDouble(async (_, input) =>
+        {
+            await Task.Yield();
+            return node((NodeCallRequest)input!);
+        });
+        return new GraphWorkflowEnd(WorkflowRuntimeStatus.Completed, await new PolicyGraphWorkflow().RunAsync(context, graph), null);
+    });
+
+    /// <summary>A run that never ends by itself: the wait lasts until its token is cancelled.</summary>
+    public static WorkflowInstancesDouble NeverEnding() => new(async (_, ct) =>
+    {
+        await Task.Delay(Timeout.Infinite, ct);
+        throw new InvalidOperationException("unreachable: the delay only ends by cancellation");
+    });
+
+    public static WorkflowInstancesDouble EndingWith(WorkflowRuntimeStatus status, GraphWorkflowOutput? output, string? failure) =>
+        new((_, _) => Task.FromResult(new GraphWorkflowEnd(status, output, failure)));
+
+    public Task StartAsync(string instanceId, GraphWorkflowInput graph, CancellationToken ct)
+    {
+        _started.TryAdd(instanceId, graph).ShouldBeTrue($"instance id {instanceId} was started twice");
+        return Task.CompletedTask;
+    }
+
+    public Task<GraphWorkflowEnd> WaitForEndAsync(string instanceId, CancellationToken ct) => end(_started[instanceId], ct);
+
+    public Task TerminateAsync(string instanceId, CancellationToken ct)
+    {
+        Terminated.Enqueue(instanceId);
+        return Task.CompletedTask;
+    }
+}
