@@ -18,7 +18,11 @@ internal sealed class TestBundleSource : IPolicyBundleSource
         var sha = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(functionPy)));
         var root = Path.Combine(Root, name + "-" + sha[..12]);
         Directory.CreateDirectory(Path.Combine(root, "code"));
-        File.WriteAllText(Path.Combine(root, "code", "function.py"), functionPy);
+        // Test classes run in parallel and may add the same bundle while another's worker is loading it: write aside
+        // and rename into place, so a reader sees the whole file or the same file as before, never a truncated one.
+        var written = Path.Combine(root, "code", $"function.py.{Guid.NewGuid():N}");
+        File.WriteAllText(written, functionPy);
+        File.Move(written, Path.Combine(root, "code", "function.py"), overwrite: true);
         _bundles[$"test://{name}"] = new BundleDirectory(sha, root, null);
         return $"test://{name}";
     }
