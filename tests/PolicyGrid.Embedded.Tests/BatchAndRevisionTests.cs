@@ -75,4 +75,37 @@ public sealed class BatchAndRevisionTests : IDisposable
             ((long)command.ExecuteScalar()!).ShouldBe(30000L);
         }
     }
+
+    [Fact]
+    public async Task Every_committed_write_changes_its_collections_count_and_only_that()
+    {
+        var seen = new List<long> { _store.ChangesTo("policies") };
+        async Task Then(Func<Task> write)
+        {
+            await write();
+            seen.Add(_store.ChangesTo("policies"));
+            seen[^1].ShouldNotBe(seen[^2]);
+        }
+        await Then(() => _store.CreateAsync("policies", "p", new JsonObject { ["v"] = 1 }, Ct));
+        await Then(() => _store.ReplaceAsync("policies", "p", new JsonObject { ["v"] = 2 }, null, Ct));
+        await Then(() => _store.UpsertAsync("policies", "p", new JsonObject { ["v"] = 3 }, Ct));
+        await Then(() => _store.CreateManyAsync("policies", [Doc("q", 1)], Ct));
+        await Then(() => _store.DeleteAsync("policies", "p", null, Ct));
+
+        // Reads, writes to other collections and refused writes leave the count alone.
+        var settled = _store.ChangesTo("policies");
+        await _store.GetAsync("policies", "q", Ct);
+        await _store.CreateAsync("decisions", "d", new JsonObject(), Ct);
+        await Should.ThrowAsync<PolicyGridException>(() => _store.CreateAsync("policies", "q", new JsonObject(), Ct));
+        _store.ChangesTo("policies").ShouldBe(settled);
+    }
+
+    [Fact]
+    public async Task Stores_on_the_same_file_see_each_others_writes_in_the_count()
+    {
+        var other = new SqliteDocumentStore(new SqliteDatabase(_dir.File("policygrid.db")));
+        var before = _store.ChangesTo("policies");
+        await other.CreateAsync("policies", "p", new JsonObject(), Ct);
+        _store.ChangesTo("policies").ShouldNotBe(before);
+    }
 }

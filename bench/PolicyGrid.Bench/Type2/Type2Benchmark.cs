@@ -72,6 +72,36 @@ public static class Type2Benchmark
                 var bundle = await app.Services.GetRequiredService<IPolicyBundleSource>().GetAsync(rule.Code, CancellationToken.None);
                 load = new PolicyLoadSpec(rule.PolicyRuleUri, bundle, rule.PolicySettings, rule.PolicyParameters);
                 await MeasureAsync(http, "bench/pool", body, clients, 1.0);
+                if (args.Contains("--micro"))
+                {
+                    var sp = app.Services;
+                    var catalog = sp.GetRequiredService<PolicyCatalog>();
+                    var contexts = sp.GetRequiredService<IContextStore>();
+                    var decisions = sp.GetRequiredService<DecisionLog>();
+                    var executor = sp.GetRequiredService<LocalPolicyExecutor>();
+                    var pool = sp.GetRequiredService<PythonWorkerPool>();
+                    var input = new JsonObject { ["ip"] = "10.0.0.1" };
+                    var microOnly = args.SkipWhile(a => a != "--micro").Skip(1).FirstOrDefault();
+                    async Task Time(string what, Func<Task> op)
+                    {
+                        if (microOnly is not null && !what.Contains(microOnly, StringComparison.Ordinal)) return;
+                        for (var i = 0; i < 2000; i++) await op();
+                        var cpu = Process.GetCurrentProcess().TotalProcessorTime;
+                        var clock = Stopwatch.StartNew();
+                        var n = microOnly is null ? 20000 : 100000;
+                        for (var i = 0; i < n; i++) await op();
+                        Console.WriteLine($"  {what,-28} {clock.Elapsed.TotalMicroseconds / n,7:F1} µs/op wall, {(Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalMicroseconds / n,7:F1} µs/op CPU");
+                    }
+                    await Time("catalog.GetRunnableAsync", () => catalog.GetRunnableAsync(uri, CancellationToken.None));
+                    await Time("contexts.GetAsync", () => contexts.GetAsync(uri));
+                    await Time("CanonicalJson.Sha256(input)", () => { CanonicalJson.Sha256(input); return Task.CompletedTask; });
+                    await Time("decisions.RecordAsync", async () => await decisions.RecordAsync(new Decision("execute", uri, "x", "anonymous", uri, "y", "result", "", 200, 0.1, DateTimeOffset.UtcNow)));
+                    await Time("pool.InvokeAsync", () => pool.InvokeAsync(new PolicyInvocation("micro", load, PolicyMethods.Eval, new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = input.DeepClone(), ["context"] = new JsonObject() }, TimeSpan.FromSeconds(5))));
+                    await Time("executor.ExecuteAsync", () => executor.ExecuteAsync(new ExecutionRequest(uri, input), CallerIdentity.Anonymous));
+                    await Time("HTTP execute_policy", () => PostAsync(http, "executor/local/execute_policy", body));
+                    await Time("HTTP bare", () => PostAsync(http, "bench/fixed", body));
+                    return 0;
+                }
                 var only = args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault();
                 foreach (var (name, path) in new[] { ("bare", "bench/fixed"), ("worker pool only", "bench/pool"), ("LocalPolicyExecutor", "bench/executor"), ("execute_policy route", "executor/local/execute_policy") })
                 {

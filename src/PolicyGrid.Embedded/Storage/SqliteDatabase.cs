@@ -23,9 +23,15 @@ public sealed partial class SqliteDatabase
     // so handles the pool closes are forgotten with them.
     private readonly ConditionalWeakTable<SQLitePCL.sqlite3, object> _preparedHandles = new();
 
+    // Writes committed per table through any store on one file in this process, shared by path so two
+    // store objects on the same file see each other's writes (see IDocumentChangeCounter).
+    private static readonly ConcurrentDictionary<string, ConcurrentDictionary<string, StrongBox<long>>> ChangesByFile = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, StrongBox<long>> _changes;
+
     public SqliteDatabase(string path)
     {
         Path = System.IO.Path.GetFullPath(path);
+        _changes = ChangesByFile.GetOrAdd(Path, _ => new(StringComparer.Ordinal));
         var directory = System.IO.Path.GetDirectoryName(Path);
         if (!string.IsNullOrEmpty(directory)) Directory.CreateDirectory(directory);
         _connectionString = new SqliteConnectionStringBuilder
@@ -66,6 +72,12 @@ public sealed partial class SqliteDatabase
             throw;
         }
     }
+
+    /// <summary>How many writes to <paramref name="table"/> have committed through this file in this process.</summary>
+    public long ChangesTo(string table) => _changes.TryGetValue(table, out var count) ? Volatile.Read(ref count.Value) : 0;
+
+    /// <summary>Counts a committed write to <paramref name="table"/>; call after the commit.</summary>
+    public void Changed(string table) => Interlocked.Increment(ref _changes.GetOrAdd(table, static _ => new StrongBox<long>()).Value);
 
     /// <summary>Creates a table once per process (idempotent in SQL too, so several processes may race).</summary>
     public void EnsureTable(SqliteConnection connection, string table, string createSql)

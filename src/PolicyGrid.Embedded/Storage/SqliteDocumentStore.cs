@@ -10,8 +10,11 @@ namespace PolicyGrid.Embedded.Storage;
 /// <see cref="IDocumentStore"/> on SQLite: one table per collection (id, JSON body, revision).
 /// Revisions come from one database-wide sequence, so a document deleted and created again never
 /// reuses an ETag a client may still hold.
+/// Every committed write is counted per collection (<see cref="IDocumentChangeCounter"/>) for all stores
+/// on the same file in this process. Other processes on the same file (local job runners) write only
+/// jobs, decisions and their own context, never policies, so the count of policies is complete.
 /// </summary>
-public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, IDocumentRevisions
+public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, IDocumentRevisions, IDocumentChangeCounter
 {
     private const string SequenceTable = "pg_revision_sequence";
     private readonly SqliteDatabase _db;
@@ -22,6 +25,8 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
         _db = db;
         _queries = new SqliteQueryRunner();
     }
+
+    public long ChangesTo(string collection) => _db.ChangesTo(SqliteDatabase.TableFor(collection));
 
     public async Task<StoredDocument?> GetAsync(string collection, string id, CancellationToken ct = default)
     {
@@ -41,6 +46,7 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
         var revision = NextRevision(connection, tx);
         Write(connection, tx, $"INSERT INTO \"{table}\"(id, body, revision) VALUES ($id, $body, $rev)", id, json, revision);
         tx.Commit();
+        _db.Changed(table);
         return new StoredDocument(id, JsonNode.Parse(json)!.AsObject(), Etag(revision));
     }
 
@@ -93,6 +99,7 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
             }
         }
         tx.Commit();
+        _db.Changed(table);
     }
 
     public async Task<StoredDocument> ReplaceAsync(string collection, string id, JsonObject body, string? expectedRevision, CancellationToken ct = default)
@@ -106,6 +113,7 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
         var revision = NextRevision(connection, tx);
         Write(connection, tx, $"UPDATE \"{table}\" SET body = $body, revision = $rev WHERE id = $id", id, json, revision);
         tx.Commit();
+        _db.Changed(table);
         return new StoredDocument(id, JsonNode.Parse(json)!.AsObject(), Etag(revision));
     }
 
@@ -120,6 +128,7 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
             $"INSERT INTO \"{table}\"(id, body, revision) VALUES ($id, $body, $rev) ON CONFLICT(id) DO UPDATE SET body = excluded.body, revision = excluded.revision",
             id, json, revision);
         tx.Commit();
+        _db.Changed(table);
         return new StoredDocument(id, JsonNode.Parse(json)!.AsObject(), Etag(revision));
     }
 
@@ -139,6 +148,7 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
             command.ExecuteNonQuery();
         }
         tx.Commit();
+        _db.Changed(table);
         return current;
     }
 

@@ -7,37 +7,39 @@ using PolicyGrid.Core.Ports;
 namespace PolicyGrid.Runtime.Execution;
 
 /// <summary>
-/// Reads policy documents for execution. The store is asked on every call, so updates and
-/// retirements (also by other processes sharing the store) apply to the next call; the parsed
-/// document is reused while its revision holds, and when the store can answer the revision alone
-/// (<see cref="IDocumentRevisions"/>) the body is not even read then.
+/// Reads policy documents for execution so that updates and retirements apply to the next call. A
+/// store that counts its writes (<see cref="IDocumentChangeCounter"/>: the embedded store, sole
+/// writer of its policies) is not asked again while no policy was written; any other store is asked
+/// on every call (so writes by other processes sharing it count too), and then the parsed document
+/// is reused while its revision holds, and when the store can answer the revision alone
+/// (<see cref="IDocumentRevisions"/>) the body is not even read.
 /// </summary>
 public sealed class PolicyCatalog(IDocumentStore store)
 {
-    private readonly ConcurrentDictionary<string, (string Revision, PolicyRule Rule)> parsed = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, (string Revision, PolicyRule Rule, long Changes)> parsed = new(StringComparer.Ordinal);
+    private readonly IDocumentChangeCounter? counter = store as IDocumentChangeCounter;
 
     /// <summary>The policy to run: 400 for a malformed URI, 404 when unknown, 410 when retired.</summary>
     public async Task<PolicyRule> GetRunnableAsync(string policyRuleUri, CancellationToken ct)
     {
         var uri = PolicyUri.Parse(Uri.UnescapeDataString(policyRuleUri ?? ""), "policy_rule_uri").ToString();
+        // Taken before the store is read: a write racing the read leaves the entry stale, never falsely current.
+        var changes = counter?.ChangesTo(Collections.Policies) ?? -1;
+        if (counter is not null && parsed.TryGetValue(uri, out var unchanged) && unchanged.Changes == changes) return Runnable(uri, unchanged.Rule);
         if (store is IDocumentRevisions revisions && parsed.TryGetValue(uri, out var known))
         {
             var revision = await revisions.GetRevisionAsync(Collections.Policies, uri, ct)
                 ?? throw Problems.NotFound($"policy '{uri}' does not exist");
-            if (revision == known.Revision) return Runnable(uri, known.Rule);
+            if (revision == known.Revision)
+            {
+                parsed[uri] = known with { Changes = changes };
+                return Runnable(uri, known.Rule);
+            }
         }
         var stored = await store.GetAsync(Collections.Policies, uri, ct)
             ?? throw Problems.NotFound($"policy '{uri}' does not exist");
-        PolicyRule rule;
-        if (parsed.TryGetValue(uri, out var cached) && cached.Revision == stored.Revision)
-        {
-            rule = cached.Rule;
-        }
-        else
-        {
-            rule = PolicyRule.FromJson(stored.Body);
-            parsed[uri] = (stored.Revision, rule);
-        }
+        var rule = parsed.TryGetValue(uri, out var cached) && cached.Revision == stored.Revision ? cached.Rule : PolicyRule.FromJson(stored.Body);
+        parsed[uri] = (stored.Revision, rule, changes);
         return Runnable(uri, rule);
     }
 
