@@ -47,9 +47,10 @@ public sealed record Decision(
 /// The decision log: every execution's policy, bundle, caller, input hash, outcome and duration
 /// in <see cref="Collections.Decisions"/>, queryable like any collection, with bounded retention.
 /// Entries are written behind the call by one background writer (a durable store write costs
-/// milliseconds, ten times a warm policy call) that puts everything queued meanwhile into one
-/// write (<see cref="IDocumentBatchStore"/>, one transaction with a full sync), so entries are
-/// durable within one write's time of the call; the queue is bounded, and when it is full callers
+/// milliseconds, ten times a warm policy call) that puts everything queued meanwhile, and within
+/// <see cref="DecisionLogOptions.CommitInterval"/> of the first, into one write
+/// (<see cref="IDocumentBatchStore"/>, one transaction with a full sync), so entries are durable
+/// within that interval plus one write's time of the call; the queue is bounded, and when it is full callers
 /// wait rather than lose audit entries. A failed write is logged loudly and does not fail the call.
 /// </summary>
 public sealed class DecisionLog : IAsyncDisposable
@@ -121,11 +122,12 @@ public sealed class DecisionLog : IAsyncDisposable
     private async Task WriteLoopAsync()
     {
         var batch = new List<(string Id, Decision Decision)>(MaxBatch);
-        // Everything queued while the previous batch was being written goes in the next one, so under
-        // load one durable transaction (one sync to disk) carries many decisions, and when idle each
-        // decision is written at once.
+        // Everything queued while the previous batch was being written, or within the commit interval
+        // of the first, goes in the next one, so one durable transaction (one sync to disk) carries
+        // many decisions.
         while (await queue.Reader.WaitToReadAsync())
         {
+            if (options.CommitInterval > TimeSpan.Zero && queue.Reader.Count < MaxBatch) await Task.Delay(options.CommitInterval); // real time: it paces disk syncs, not logical time
             while (batch.Count < MaxBatch && queue.Reader.TryRead(out var item)) batch.Add(item);
             if (batch.Count == 0) continue;
             await WriteAsync(batch);
