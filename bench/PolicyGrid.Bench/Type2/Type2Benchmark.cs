@@ -23,13 +23,15 @@ namespace PolicyGrid.Bench.Type2;
 /// a bare endpoint answering a fixed JSON of the same size (the HTTP floor; target ≥ 0.5x), and a
 /// cold path that fetches the bundle over HTTP, unpacks it and imports it in a new interpreter on
 /// every call (no bundle cache, no resident worker; target: execute_policy ≥ 50x it).
-///   dotnet run -c Release --project bench/PolicyGrid.Bench -- type2 [--seconds 5] [--clients 16]
+///   dotnet run -c Release --project bench/PolicyGrid.Bench -- type2 [--seconds 10] [--warmup 5] [--rounds 4] [--clients 16] [--breakdown [--only PATH] [--micro [NAME]]]
 /// </summary>
 public static class Type2Benchmark
 {
     public static async Task<int> RunAsync(string[] args)
     {
-        var seconds = Option(args, "--seconds", 5.0);
+        var seconds = Option(args, "--seconds", 10.0);
+        var warmup = Option(args, "--warmup", 5.0);
+        var rounds = Math.Max(1, (int)Option(args, "--rounds", 4.0));
         var clients = (int)Option(args, "--clients", 16.0);
         var data = Directory.CreateTempSubdirectory("pg-bench-type2-").FullName;
         byte[] fixedAnswer = [];
@@ -116,14 +118,24 @@ public static class Type2Benchmark
                 await app.DisposeAsync();
                 return 0;
             }
-            var execute = await MeasureAsync(http, "executor/local/execute_policy", body, clients, seconds);
-            var bare = await MeasureAsync(http, "bench/fixed", body, clients, seconds);
+            // Steady state, not start-up: both paths run until the JIT has settled (tiering under load
+            // takes seconds), then alternate so drift in the machine's load hits both alike.
+            await MeasureAsync(http, "executor/local/execute_policy", body, clients, warmup);
+            await MeasureAsync(http, "bench/fixed", body, clients, warmup);
+            List<Throughput> executes = [], bares = [];
+            for (var round = 0; round < rounds; round++)
+            {
+                executes.Add(await MeasureAsync(http, "executor/local/execute_policy", body, clients, seconds / rounds));
+                bares.Add(await MeasureAsync(http, "bench/fixed", body, clients, seconds / rounds));
+            }
+            var execute = Throughput.Combine(executes);
+            var bare = Throughput.Combine(bares);
             var cold = await MeasureAsync(http, "bench/cold", body, clients, Math.Max(seconds, 5));
             await app.StopAsync();
             await app.DisposeAsync();
 
             Console.WriteLine();
-            Console.WriteLine($"Type 2 over HTTP on loopback, {clients} concurrent clients, {Environment.ProcessorCount} CPUs");
+            Console.WriteLine($"Type 2 over HTTP on loopback, {clients} concurrent clients, {Environment.ProcessorCount} CPUs; {warmup:0.#} s warm-up each, then {seconds:0.#} s each in {rounds} alternating rounds");
             Console.WriteLine($"  execute_policy (warm):            {execute.PerSecond,10:F0} req/s  p50 {execute.P50Ms,7:F2} ms  p99 {execute.P99Ms,7:F2} ms");
             Console.WriteLine($"  bare endpoint, same-size JSON:    {bare.PerSecond,10:F0} req/s  p50 {bare.P50Ms,7:F2} ms  p99 {bare.P99Ms,7:F2} ms");
             Console.WriteLine($"  cold (fetch+unpack+import/call):  {cold.PerSecond,10:F0} req/s  p50 {cold.P50Ms,7:F2} ms  p99 {cold.P99Ms,7:F2} ms");
@@ -140,10 +152,22 @@ public static class Type2Benchmark
     }
 
     /// <summary>
-    /// <paramref name="AppCpuUsPerRequest"/>: this process (server and its clients); <paramref name="OursCpuUsPerRequest"/>:
-    /// plus its Python workers, which, unlike the whole machine's figure, other load on a shared host does not inflate.
+    /// One or more timed runs of one endpoint. CPU is measured three ways: this process (server and its
+    /// clients), plus its Python workers (which, unlike the whole machine's figure, other load on a
+    /// shared host does not inflate), and the whole machine.
     /// </summary>
-    private sealed record Throughput(double PerSecond, double P50Ms, double P99Ms, double AppCpuUsPerRequest, double MachineCpuUsPerRequest, double OursCpuUsPerRequest);
+    private sealed record Throughput(int Requests, double Seconds, double[] LatenciesMs, double AppCpuUs, double MachineCpuUs, double OursCpuUs)
+    {
+        public double PerSecond => Requests / Seconds;
+        public double P50Ms => LatenciesMs[LatenciesMs.Length / 2];
+        public double P99Ms => LatenciesMs[(int)(LatenciesMs.Length * 0.99)];
+        public double AppCpuUsPerRequest => AppCpuUs / Requests;
+        public double MachineCpuUsPerRequest => MachineCpuUs / Requests;
+        public double OursCpuUsPerRequest => OursCpuUs / Requests;
+
+        public static Throughput Combine(IReadOnlyList<Throughput> runs) => new(runs.Sum(r => r.Requests), runs.Sum(r => r.Seconds),
+            [.. runs.SelectMany(r => r.LatenciesMs).Order()], runs.Sum(r => r.AppCpuUs), runs.Sum(r => r.MachineCpuUs), runs.Sum(r => r.OursCpuUs));
+    }
 
     private static async Task<Throughput> MeasureAsync(HttpClient http, string path, byte[] body, int clients, double seconds)
     {
@@ -167,8 +191,7 @@ public static class Type2Benchmark
         var appUs = (Process.GetCurrentProcess().TotalProcessorTime - appCpu).TotalMicroseconds;
         var machineUs = (MachineBusy() - machineCpu).TotalMicroseconds;
         var oursUs = appUs + (ChildrenBusy() - childCpu).TotalMicroseconds;
-        var all = latencies.SelectMany(l => l).Order().ToArray();
-        return new Throughput(all.Length / elapsed, all[all.Length / 2], all[(int)(all.Length * 0.99)], appUs / all.Length, machineUs / all.Length, oursUs / all.Length);
+        return new Throughput(latencies.Sum(l => l.Count), elapsed, [.. latencies.SelectMany(l => l).Order()], appUs, machineUs, oursUs);
     }
 
     // CPU time of this process's live child processes (the policy workers), from /proc/<pid>/stat.
