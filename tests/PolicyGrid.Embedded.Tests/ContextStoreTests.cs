@@ -34,6 +34,44 @@ public sealed class ContextStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task A_write_through_any_store_on_the_file_reaches_the_next_read_of_every_other()
+    {
+        var other = new SqliteContextStore(new SqliteDatabase(_dir.File("policygrid.db")), _clock);
+        (await _store.GetAsync("shared", Ct)).ShouldBeNull();
+        (await other.GetAsync("shared", Ct)).ShouldBeNull();
+        await other.SetAsync("shared", new JsonObject { ["n"] = 1 }, null, Ct);
+        (await _store.GetAsync("shared", Ct))!["n"]!.GetValue<int>().ShouldBe(1);
+        await _store.SetAsync("shared", new JsonObject { ["n"] = 2 }, null, Ct);
+        (await other.GetAsync("shared", Ct))!["n"]!.GetValue<int>().ShouldBe(2);
+        await other.DeleteAsync("shared", Ct);
+        (await _store.GetAsync("shared", Ct)).ShouldBeNull();
+    }
+
+    [Fact]
+    public async Task Reads_are_served_from_memory_until_a_write_to_that_key_and_hand_out_their_own_copy()
+    {
+        await _store.SetAsync("warm", new JsonObject { ["n"] = 1 }, null, Ct);
+        var first = (await _store.GetAsync("warm", Ct))!;
+        first["n"] = 99; // a caller changing its copy changes nothing stored or remembered
+        (await _store.GetAsync("warm", Ct))!["n"]!.GetValue<int>().ShouldBe(1);
+
+        // Changed behind the store's back (raw SQL, as no PolicyGrid process does): the remembered read stands...
+        using (var raw = new SqliteConnection($"Data Source={_db.Path}"))
+        {
+            raw.Open();
+            using var update = raw.CreateCommand();
+            update.CommandText = "UPDATE pg_context SET body = '{\"n\":5}' WHERE key = 'warm'";
+            update.ExecuteNonQuery().ShouldBe(1);
+        }
+        (await _store.GetAsync("warm", Ct))!["n"]!.GetValue<int>().ShouldBe(1);
+        // ...and a write to another key does not disturb it, while one to this key does.
+        await _store.SetAsync("elsewhere", new JsonObject(), null, Ct);
+        (await _store.GetAsync("warm", Ct))!["n"]!.GetValue<int>().ShouldBe(1);
+        await _store.SetAsync("warm", new JsonObject { ["n"] = 7 }, null, Ct);
+        (await _store.GetAsync("warm", Ct))!["n"]!.GetValue<int>().ShouldBe(7);
+    }
+
+    [Fact]
     public async Task Context_disappears_when_its_ttl_passes_and_the_row_is_purged()
     {
         await _store.SetAsync("k", new JsonObject { ["v"] = "x" }, TimeSpan.FromSeconds(30), Ct);

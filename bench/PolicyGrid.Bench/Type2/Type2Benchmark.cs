@@ -109,6 +109,7 @@ public static class Type2Benchmark
                 {
                     if (only is not null && !path.Contains(only, StringComparison.Ordinal)) continue;
                     var pool = app.Services.GetRequiredService<PythonWorkerPool>();
+                    await MeasureAsync(http, path, body, clients, warmup);
                     var (trips, batches) = (pool.RoundTrips, pool.Batches);
                     var t = await MeasureAsync(http, path, body, clients, seconds);
                     if (pool.Batches > batches) Console.WriteLine($"    worker requests per batch: {(double)(pool.RoundTrips - trips) / (pool.Batches - batches):F1}");

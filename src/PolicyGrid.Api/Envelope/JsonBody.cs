@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -90,13 +91,35 @@ public static class RequestBytes
         // Raise the server's own cap to ours so that our limit (and our envelope) is the one a caller meets.
         var feature = context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>();
         if (feature is { IsReadOnly: false }) feature.MaxRequestBodySize = limit + 1;
-        using var buffer = new MemoryStream(request.ContentLength is { } n ? (int)Math.Min(n, limit) : 4096);
-        var chunk = new byte[81920];
-        int read;
-        while ((read = await request.Body.ReadAsync(chunk, context.RequestAborted)) > 0)
+        if (request.ContentLength is { } length)
         {
-            if (buffer.Length + read > limit) throw TooLarge(what, limit);
-            buffer.Write(chunk, 0, read);
+            // The usual case: the size is declared (and the server holds the client to it), so the
+            // body is read straight into an array of that size.
+            var body = GC.AllocateUninitializedArray<byte>((int)length);
+            try
+            {
+                await request.Body.ReadExactlyAsync(body, context.RequestAborted);
+            }
+            catch (EndOfStreamException)
+            {
+                throw Problems.BadRequest($"{what} ended before the {length} bytes its Content-Length declared");
+            }
+            return body;
+        }
+        using var buffer = new MemoryStream(4096);
+        var chunk = ArrayPool<byte>.Shared.Rent(16 * 1024);
+        try
+        {
+            int read;
+            while ((read = await request.Body.ReadAsync(chunk, context.RequestAborted)) > 0)
+            {
+                if (buffer.Length + read > limit) throw TooLarge(what, limit);
+                buffer.Write(chunk, 0, read);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(chunk);
         }
         return buffer.ToArray();
     }

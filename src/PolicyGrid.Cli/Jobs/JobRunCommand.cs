@@ -43,7 +43,22 @@ public static class JobRunCommand
 
     private static async Task<int> RunLocalAsync(string dataDirectory, string jobId)
     {
-        await using var services = Compose(dataDirectory);
+        // The job's context (under its own key, job:<id>) lives in a scratch file of this process: the
+        // server caches what it reads from the data directory's context and sees only its own writes.
+        var scratch = Directory.CreateTempSubdirectory("policygrid-job-").FullName;
+        try
+        {
+            return await RunLocalAsync(dataDirectory, jobId, scratch);
+        }
+        finally
+        {
+            try { Directory.Delete(scratch, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+    }
+
+    private static async Task<int> RunLocalAsync(string dataDirectory, string jobId, string scratch)
+    {
+        await using var services = Compose(dataDirectory, Path.Combine(scratch, "context.db"));
         var store = services.GetRequiredService<IDocumentStore>();
         var stored = await store.GetAsync(Collections.Jobs, jobId) ?? throw new InvalidOperationException($"no job '{jobId}' in {dataDirectory}");
         var job = Job.FromJson(stored.Body);
@@ -96,7 +111,7 @@ public static class JobRunCommand
     }
 
     /// <summary>The embedded stores on <paramref name="dataDirectory"/> and the runtime, sized for one job.</summary>
-    private static ServiceProvider Compose(string dataDirectory)
+    private static ServiceProvider Compose(string dataDirectory, string? contextDatabase = null)
     {
         var configuration = new ConfigurationBuilder()
             .AddInMemoryCollection(new Dictionary<string, string?>
@@ -111,6 +126,8 @@ public static class JobRunCommand
         services.AddLogging(l => l.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning));
         services.AddSingleton<IConfiguration>(configuration);
         services.AddEmbeddedStorage(dataDirectory);
+        if (contextDatabase is not null)
+            services.AddSingleton<IContextStore>(new SqliteContextStore(new SqliteDatabase(contextDatabase)));
         services.AddPolicyRuntime(configuration);
         return services.BuildServiceProvider();
     }

@@ -7,41 +7,51 @@ namespace PolicyGrid.Embedded.Storage;
 
 /// <summary>
 /// <see cref="IContextStore"/> on SQLite: one row per key with an optional expiry instant. Expired rows
-/// are invisible at once and deleted lazily (on read, and in a sweep on each write).
+/// are invisible at once and deleted lazily (on read, and in a sweep on each write). Reads are
+/// remembered until a write to their key commits (<see cref="ContextReadCache"/>).
 /// </summary>
 public sealed class SqliteContextStore : IContextStore
 {
     private const string Table = "pg_context";
     private readonly SqliteDatabase _db;
     private readonly TimeProvider _time;
+    private readonly ContextReadCache _cache;
 
     public SqliteContextStore(SqliteDatabase db, TimeProvider? time = null)
     {
         _db = db;
         _time = time ?? TimeProvider.System;
+        _cache = db.ContextCache;
     }
 
     public async Task<JsonObject?> GetAsync(string key, CancellationToken ct = default)
     {
         CheckKey(key);
-        await using var connection = await OpenAsync(ct);
         var now = Now();
+        if (_cache.TryGet(key, now, out var known)) return Parse(known);
+        var stamp = _cache.Stamp(key);
+        await using var connection = await OpenAsync(ct);
         using var command = connection.CreateCommand();
         command.CommandText = $"SELECT body, expires_at FROM {Table} WHERE key = $key";
         command.Parameters.AddWithValue("$key", key);
         string? body = null;
+        long? expiresAt = null;
         var expired = false;
         using (var reader = command.ExecuteReader())
         {
             if (reader.Read())
             {
-                expired = !reader.IsDBNull(1) && reader.GetInt64(1) <= now;
+                expiresAt = reader.IsDBNull(1) ? null : reader.GetInt64(1);
+                expired = expiresAt <= now;
                 if (!expired) body = reader.GetString(0);
             }
         }
         if (expired) Purge(connection, key, now);
-        return body is null ? null : JsonNode.Parse(body)!.AsObject();
+        else _cache.Remember(key, stamp, body, expiresAt);
+        return Parse(body);
     }
+
+    private static JsonObject? Parse(string? body) => body is null ? null : JsonNode.Parse(body)!.AsObject();
 
     public async Task SetAsync(string key, JsonObject context, TimeSpan? ttl, CancellationToken ct = default)
     {
@@ -70,6 +80,7 @@ public sealed class SqliteContextStore : IContextStore
             sweep.ExecuteNonQuery();
         }
         tx.Commit();
+        _cache.Changed(key);
     }
 
     public async Task DeleteAsync(string key, CancellationToken ct = default)
@@ -80,6 +91,7 @@ public sealed class SqliteContextStore : IContextStore
         command.CommandText = $"DELETE FROM {Table} WHERE key = $key";
         command.Parameters.AddWithValue("$key", key);
         command.ExecuteNonQuery();
+        _cache.Changed(key);
     }
 
     private long Now() => _time.GetUtcNow().ToUnixTimeMilliseconds();

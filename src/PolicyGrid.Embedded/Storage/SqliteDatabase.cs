@@ -31,7 +31,13 @@ public sealed partial class SqliteDatabase
     public SqliteDatabase(string path)
     {
         Path = System.IO.Path.GetFullPath(path);
-        _changes = ChangesByFile.GetOrAdd(Path, _ => new(StringComparer.Ordinal));
+        // A file made anew (say a data directory removed and created again under the same name) starts
+        // with nothing remembered about the one that was there before.
+        IsNew = !File.Exists(Path);
+        _changes = IsNew
+            ? ChangesByFile[Path] = new(StringComparer.Ordinal)
+            : ChangesByFile.GetOrAdd(Path, _ => new(StringComparer.Ordinal));
+        ContextCache = ContextReadCache.For(this);
         var directory = System.IO.Path.GetDirectoryName(Path);
         if (!string.IsNullOrEmpty(directory)) Directory.CreateDirectory(directory);
         _connectionString = new SqliteConnectionStringBuilder
@@ -49,6 +55,12 @@ public sealed partial class SqliteDatabase
     }
 
     public string Path { get; }
+
+    /// <summary>True when this object created the database file.</summary>
+    public bool IsNew { get; }
+
+    /// <summary>Context reads remembered for this file, shared by every database object on it in this process.</summary>
+    internal ContextReadCache ContextCache { get; }
 
     private static readonly object Prepared = new();
 

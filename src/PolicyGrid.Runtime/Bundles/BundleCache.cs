@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Collections.Concurrent;
 using System.Net;
 using System.Security.Cryptography;
@@ -32,7 +33,12 @@ public sealed partial class BundleCache : IPolicyBundleSource
     private readonly BundleRequirements _requirements;
     private readonly ILogger _log;
     private readonly ConcurrentDictionary<string, SemaphoreSlim> _unpacking = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, BundleDirectory> _resolved = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, (BundleDirectory Directory, long CheckedAt)> _resolved = new(StringComparer.Ordinal);
+
+    // A resolved bundle is looked for on disk again at most this often: every call asking the file
+    // system cost as much as the rest of the lookup, and a directory removed under a running server
+    // (an operator clearing the cache) is unpacked again within this time.
+    private static readonly long RecheckTicks = Stopwatch.Frequency;
 
     public BundleCache(IBundleStore store, IHttpClientFactory http, BundleCacheOptions options, ILogger<BundleCache>? log = null)
     {
@@ -67,7 +73,16 @@ public sealed partial class BundleCache : IPolicyBundleSource
         if (string.IsNullOrWhiteSpace(code)) throw Problems.Validation("code", "is empty; expected bundle://sha256/<hex>, an http(s) URL or (if allowed) a file:// URL");
         code = code.Trim();
         // URLs without a pinned hash are fetched once per process; content-addressed codes are checked on disk each time.
-        if (_resolved.TryGetValue(code, out var known) && Directory.Exists(known.Root)) return known;
+        if (_resolved.TryGetValue(code, out var known))
+        {
+            var now = Stopwatch.GetTimestamp();
+            if (now - known.CheckedAt < RecheckTicks) return known.Directory;
+            if (Directory.Exists(known.Directory.Root))
+            {
+                _resolved[code] = (known.Directory, now);
+                return known.Directory;
+            }
+        }
 
         var (bytes, expected) = await FetchAsync(code, ct);
         var sha = expected!;
@@ -78,7 +93,7 @@ public sealed partial class BundleCache : IPolicyBundleSource
                 throw Problems.BadRequest($"bundle '{Shown(code)}' has sha256 {sha}, not the expected {expected}; refusing it");
         }
         var directory = await UnpackOnceAsync(sha, bytes, ct);
-        _resolved[code] = directory;
+        _resolved[code] = (directory, Stopwatch.GetTimestamp());
         return directory;
     }
 

@@ -160,6 +160,8 @@ class Host:
         self.max_instances = int(config.get("max_instances", 64))
         self.instances = OrderedDict()
         self.modules = {}
+        self.cpu_hard = None
+        self.cpu_target = None
 
     # -- loading -----------------------------------------------------------------------
     def _module(self, load):
@@ -260,27 +262,33 @@ class Host:
         reply["state"] = state
         return None
 
-    @staticmethod
-    def _budget_cpu(seconds):
+    def _budget_cpu(self, seconds):
+        """Sets the CPU-time soft limit to this call's allowance. One getrusage per call: calls within the same CPU second share a target, so setrlimit runs
+        only when it moves (the hard limit is read once, at the first call)."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        used = usage.ru_utime + usage.ru_stime
         if not seconds:
             return
-        soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        target = int(usage.ru_utime + usage.ru_stime + seconds) + 1
-        if hard != resource.RLIM_INFINITY:
-            target = min(target, hard)
-        # Calls within the same CPU second share a target: skip the syscall when it is already set.
-        if soft != target:
-            resource.setrlimit(resource.RLIMIT_CPU, (target, hard))
+        if self.cpu_hard is None:
+            self.cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+        target = int(used + seconds) + 1
+        if self.cpu_hard != resource.RLIM_INFINITY:
+            target = min(target, self.cpu_hard)
+        if target != self.cpu_target:
+            try:
+                resource.setrlimit(resource.RLIMIT_CPU, (target, self.cpu_hard))
+                self.cpu_target = target
+            except ValueError:
+                # The policy lowered the hard limit itself: read it again next call.
+                self.cpu_hard = None
+                self.cpu_target = None
 
-    @staticmethod
-    def _near_cpu_cap():
+    def _near_cpu_cap(self):
         """True once the worker has used most of its lifetime CPU cap: the server then replaces it."""
-        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
-        if hard == resource.RLIM_INFINITY:
+        if self.cpu_hard is None or self.cpu_hard == resource.RLIM_INFINITY:
             return False
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime > 0.8 * hard
+        return usage.ru_utime + usage.ru_stime > 0.8 * self.cpu_hard
 
     def handle(self, request):
         op = request.get("op")
