@@ -113,7 +113,7 @@ public static class Type2Benchmark
                     var (trips, batches) = (pool.RoundTrips, pool.Batches);
                     var t = await MeasureAsync(http, path, body, clients, seconds);
                     if (pool.Batches > batches) Console.WriteLine($"    worker requests per batch: {(double)(pool.RoundTrips - trips) / (pool.Batches - batches):F1}");
-                    Console.WriteLine($"  {name,-22} {t.PerSecond,8:F0} req/s  p50 {t.P50Ms,6:F2} ms  CPU/request: app {t.AppCpuUsPerRequest,4:F0} µs, app+workers {t.OursCpuUsPerRequest,4:F0} µs, machine {t.MachineCpuUsPerRequest,4:F0} µs");
+                    Console.WriteLine($"  {name,-22} {t.PerSecond,8:F0} req/s  p50 {t.P50Ms,6:F2} ms  CPU/request: app {t.AppCpuUsPerRequest,4:F0} µs, app+workers {t.OursCpuUsPerRequest,4:F0} µs, machine {t.MachineCpuUsPerRequest,4:F0} µs; {t.SwitchesPerRequest:F1} context switches");
                 }
                 await app.StopAsync();
                 await app.DisposeAsync();
@@ -157,8 +157,9 @@ public static class Type2Benchmark
     /// clients), plus its Python workers (which, unlike the whole machine's figure, other load on a
     /// shared host does not inflate), and the whole machine.
     /// </summary>
-    private sealed record Throughput(int Requests, double Seconds, double[] LatenciesMs, double AppCpuUs, double MachineCpuUs, double OursCpuUs)
+    private sealed record Throughput(int Requests, double Seconds, double[] LatenciesMs, double AppCpuUs, double MachineCpuUs, double OursCpuUs, long Switches = 0)
     {
+        public double SwitchesPerRequest => (double)Switches / Requests;
         public double PerSecond => Requests / Seconds;
         public double P50Ms => LatenciesMs[LatenciesMs.Length / 2];
         public double P99Ms => LatenciesMs[(int)(LatenciesMs.Length * 0.99)];
@@ -167,7 +168,7 @@ public static class Type2Benchmark
         public double OursCpuUsPerRequest => OursCpuUs / Requests;
 
         public static Throughput Combine(IReadOnlyList<Throughput> runs) => new(runs.Sum(r => r.Requests), runs.Sum(r => r.Seconds),
-            [.. runs.SelectMany(r => r.LatenciesMs).Order()], runs.Sum(r => r.AppCpuUs), runs.Sum(r => r.MachineCpuUs), runs.Sum(r => r.OursCpuUs));
+            [.. runs.SelectMany(r => r.LatenciesMs).Order()], runs.Sum(r => r.AppCpuUs), runs.Sum(r => r.MachineCpuUs), runs.Sum(r => r.OursCpuUs), runs.Sum(r => r.Switches));
     }
 
     private static async Task<Throughput> MeasureAsync(HttpClient http, string path, byte[] body, int clients, double seconds)
@@ -178,6 +179,7 @@ public static class Type2Benchmark
         var appCpu = Process.GetCurrentProcess().TotalProcessorTime;
         var machineCpu = MachineBusy();
         var childCpu = ChildrenBusy();
+        var switches = ContextSwitches();
         await Task.WhenAll(Enumerable.Range(0, clients).Select(async i =>
         {
             var mine = latencies[i] = [];
@@ -192,7 +194,37 @@ public static class Type2Benchmark
         var appUs = (Process.GetCurrentProcess().TotalProcessorTime - appCpu).TotalMicroseconds;
         var machineUs = (MachineBusy() - machineCpu).TotalMicroseconds;
         var oursUs = appUs + (ChildrenBusy() - childCpu).TotalMicroseconds;
-        return new Throughput(latencies.Sum(l => l.Count), elapsed, [.. latencies.SelectMany(l => l).Order()], appUs, machineUs, oursUs);
+        return new Throughput(latencies.Sum(l => l.Count), elapsed, [.. latencies.SelectMany(l => l).Order()], appUs, machineUs, oursUs, ContextSwitches() - switches);
+    }
+
+    // Context switches of this process's threads and its workers (each is a thread put to sleep or woken), from /proc.
+    private static long ContextSwitches()
+    {
+        if (!Directory.Exists("/proc/self/task")) return 0;
+        long total = 0;
+        var self = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var dirs = Directory.EnumerateDirectories("/proc/self/task").ToList();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            try
+            {
+                var stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                if (stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1] == self) dirs.AddRange(Directory.EnumerateDirectories(Path.Combine(dir, "task")));
+            }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
+        foreach (var dir in dirs)
+        {
+            try
+            {
+                foreach (var line in File.ReadLines(Path.Combine(dir, "status")))
+                    if (line.StartsWith("voluntary_ctxt_switches", StringComparison.Ordinal) || line.StartsWith("nonvoluntary_ctxt_switches", StringComparison.Ordinal))
+                        total += long.Parse(line[(line.IndexOf(':') + 1)..].Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            }
+            catch (IOException) { }
+        }
+        return total;
     }
 
     // CPU time of this process's live child processes (the policy workers), from /proc/<pid>/stat.
