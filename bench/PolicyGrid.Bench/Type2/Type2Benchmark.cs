@@ -84,13 +84,13 @@ public static class Type2Benchmark
                     var pool = sp.GetRequiredService<PythonWorkerPool>();
                     var input = new JsonObject { ["ip"] = "10.0.0.1" };
                     var microOnly = args.SkipWhile(a => a != "--micro").Skip(1).FirstOrDefault();
-                    async Task Time(string what, Func<Task> op)
+                    async Task Time(string what, Func<Task> op, int? count = null)
                     {
                         if (microOnly is not null && !what.Contains(microOnly, StringComparison.Ordinal)) return;
-                        for (var i = 0; i < 2000; i++) await op();
+                        for (var i = 0; i < (count ?? 20000) / 10; i++) await op();
                         var cpu = Process.GetCurrentProcess().TotalProcessorTime;
                         var clock = Stopwatch.StartNew();
-                        var n = microOnly is null ? 20000 : 100000;
+                        var n = count ?? (microOnly is null ? 20000 : 100000);
                         for (var i = 0; i < n; i++) await op();
                         Console.WriteLine($"  {what,-28} {clock.Elapsed.TotalMicroseconds / n,7:F1} µs/op wall, {(Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalMicroseconds / n,7:F1} µs/op CPU");
                     }
@@ -98,6 +98,11 @@ public static class Type2Benchmark
                     await Time("contexts.GetAsync", () => contexts.GetAsync(uri));
                     await Time("CanonicalJson.Sha256(input)", () => { CanonicalJson.Sha256(input); return Task.CompletedTask; });
                     await Time("decisions.RecordAsync", async () => await decisions.RecordAsync(new Decision("execute", uri, "x", "anonymous", uri, "y", "result", "", 200, 0.1, DateTimeOffset.UtcNow)));
+                    await Time("decision written (batches of 100)", async () =>
+                    {
+                        for (var i = 0; i < 100; i++) await decisions.RecordAsync(new Decision("execute", uri, "x", "anonymous", uri, "y", "result", "", 200, 0.1, DateTimeOffset.UtcNow));
+                        await decisions.FlushAsync();
+                    }, microOnly is null ? 200 : 1500);
                     await Time("pool.InvokeAsync", () => pool.InvokeAsync(new PolicyInvocation("micro", load, PolicyMethods.Eval, new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = input.DeepClone(), ["context"] = new JsonObject() }, TimeSpan.FromSeconds(5))));
                     await Time("executor.ExecuteAsync", () => executor.ExecuteAsync(new ExecutionRequest(uri, input), CallerIdentity.Anonymous));
                     await Time("HTTP execute_policy", () => PostAsync(http, "executor/local/execute_policy", body));
