@@ -198,11 +198,14 @@ internal sealed class PythonWorker : IAsyncDisposable
             try
             {
                 var reply = HostFrames.Read(fromHost, options.MaxResultBytes + 4096);
+                // Read before the reply is handed over: a JsonObject builds its members on first use
+                // and is not safe to read from two threads at once.
+                var retiring = reply["retiring"]?.GetValue<bool>() == true;
                 request.Answer(reply);
                 // The answer won the race against a deadline that fired at the same moment: keep it,
                 // but the worker was signalled and must not serve again. A worker that hit its memory
                 // limit or nears its CPU cap says so in this reply and exits before reading more.
-                if (Volatile.Read(ref signalled) == 1 || reply["retiring"]?.GetValue<bool>() == true)
+                if (Volatile.Read(ref signalled) == 1 || retiring)
                 {
                     await KillAsync();
                     return false;
