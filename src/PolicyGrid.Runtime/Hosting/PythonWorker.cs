@@ -198,8 +198,8 @@ internal sealed class PythonWorker : IAsyncDisposable
             try
             {
                 var reply = HostFrames.Read(fromHost, options.MaxResultBytes + 4096);
-                // Read before the reply is handed over: a JsonObject builds its members on first use
-                // and is not safe to read from two threads at once.
+                // Read before the reply is handed over: its caller takes members out of it at once
+                // (PythonWorkerPool.Detach), and a JsonObject is not safe to read while it is changed.
                 var retiring = reply["retiring"]?.GetValue<bool>() == true;
                 request.Answer(reply);
                 // The answer won the race against a deadline that fired at the same moment: keep it,
