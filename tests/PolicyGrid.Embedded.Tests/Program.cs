@@ -10,6 +10,8 @@ internal static class Program
     {
         if (args.Length == 2 && args[0] == DurabilityWriter.Mode)
             return DurabilityWriter.RunAsync(args[1]).GetAwaiter().GetResult();
+        if (args.Length == 2 && args[0] == DurabilityWriter.ContextMode)
+            return DurabilityWriter.CountInContextAsync(args[1]).GetAwaiter().GetResult();
         if (args.Any(a => a is "--server" or "--internal-msbuild-node"))
             return Xunit.MicrosoftTestingPlatform.TestPlatformTestFramework.RunAsync(args, SelfRegisteredExtensions.AddSelfRegisteredExtensions).GetAwaiter().GetResult();
         return Xunit.Runner.InProc.SystemConsole.ConsoleRunner.Run(args).GetAwaiter().GetResult();

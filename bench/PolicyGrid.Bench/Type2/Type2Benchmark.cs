@@ -96,6 +96,8 @@ public static class Type2Benchmark
                     }
                     await Time("catalog.GetRunnableAsync", () => catalog.GetRunnableAsync(uri, CancellationToken.None));
                     await Time("contexts.GetAsync", () => contexts.GetAsync(uri));
+                    var counter = 0;
+                    await Time("contexts.SetAsync", () => contexts.SetAsync("bench-counter", new JsonObject { ["count"] = ++counter }, null));
                     await Time("CanonicalJson.Sha256(input)", () => { CanonicalJson.Sha256(input); return Task.CompletedTask; });
                     await Time("decisions.RecordAsync", async () => await decisions.RecordAsync(new Decision("execute", uri, "x", "anonymous", uri, "y", "result", "", 200, 0.1, DateTimeOffset.UtcNow)));
                     await Time("decision written (batches of 100)", async () =>

@@ -7,7 +7,7 @@ namespace PolicyGrid.Embedded.Storage;
 
 /// <summary>
 /// <see cref="IContextStore"/> on SQLite: one row per key with an optional expiry instant. Expired rows
-/// are invisible at once and deleted lazily (on read, and in a sweep on each write). Reads are
+/// are invisible at once and deleted lazily (on read, and in a sweep by at most one write a second). Reads are
 /// remembered until a write to their key commits (<see cref="ContextReadCache"/>).
 /// </summary>
 public sealed class SqliteContextStore : IContextStore
@@ -60,26 +60,31 @@ public sealed class SqliteContextStore : IContextStore
         if (ttl is { } t && t <= TimeSpan.Zero) throw Problems.BadRequest($"context ttl must be positive, got {t.TotalSeconds} s");
         await using var connection = await OpenAsync(ct);
         var now = Now();
-        using var tx = connection.BeginTransaction();
-        using (var command = connection.CreateCommand())
+        var body = context.ToJsonString();
+        // Committed before this returns (a call's context survives the server dying right after it
+        // answers) and on disk within SqliteDatabase.WalSyncInterval: context is written on the hot path
+        // of every call that changes it (Type 4 state after every call), where a disk sync each would
+        // cost more than the call.
+        _db.CommitWithoutSync(connection, tx =>
         {
-            command.Transaction = tx;
-            command.CommandText =
-                $"INSERT INTO {Table}(key, body, expires_at) VALUES ($key, $body, $exp) " +
-                "ON CONFLICT(key) DO UPDATE SET body = excluded.body, expires_at = excluded.expires_at";
-            command.Parameters.AddWithValue("$key", key);
-            command.Parameters.AddWithValue("$body", context.ToJsonString());
-            command.Parameters.AddWithValue("$exp", ttl is { } d ? now + (long)Math.Ceiling(d.TotalMilliseconds) : DBNull.Value);
-            command.ExecuteNonQuery();
-        }
-        using (var sweep = connection.CreateCommand())
-        {
+            using (var command = connection.CreateCommand())
+            {
+                command.Transaction = tx;
+                command.CommandText =
+                    $"INSERT INTO {Table}(key, body, expires_at) VALUES ($key, $body, $exp) " +
+                    "ON CONFLICT(key) DO UPDATE SET body = excluded.body, expires_at = excluded.expires_at";
+                command.Parameters.AddWithValue("$key", key);
+                command.Parameters.AddWithValue("$body", body);
+                command.Parameters.AddWithValue("$exp", ttl is { } d ? now + (long)Math.Ceiling(d.TotalMilliseconds) : DBNull.Value);
+                command.ExecuteNonQuery();
+            }
+            if (!SweepDue(now)) return;
+            using var sweep = connection.CreateCommand();
             sweep.Transaction = tx;
             sweep.CommandText = $"DELETE FROM {Table} WHERE expires_at IS NOT NULL AND expires_at <= $now";
             sweep.Parameters.AddWithValue("$now", now);
             sweep.ExecuteNonQuery();
-        }
-        tx.Commit();
+        });
         _cache.Changed(key);
     }
 
@@ -95,6 +100,15 @@ public sealed class SqliteContextStore : IContextStore
     }
 
     private long Now() => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    // Expired rows are invisible at once; deleting them is housekeeping, done by at most one write a second.
+    private long _lastSweep;
+
+    private bool SweepDue(long now)
+    {
+        var last = Interlocked.Read(ref _lastSweep);
+        return now - last >= 1000 && Interlocked.CompareExchange(ref _lastSweep, now, last) == last;
+    }
 
     private static void Purge(SqliteConnection connection, string key, long now)
     {

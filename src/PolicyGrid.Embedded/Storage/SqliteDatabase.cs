@@ -85,6 +85,63 @@ public sealed partial class SqliteDatabase
         }
     }
 
+    /// <summary>
+    /// Longest a commit made by <see cref="CommitWithoutSync"/> waits to be synced to disk.
+    /// </summary>
+    public static readonly TimeSpan WalSyncInterval = TimeSpan.FromMilliseconds(5);
+
+    private int _walSyncScheduled;
+
+    /// <summary>
+    /// Runs <paramref name="write"/>'s transaction with <c>synchronous=NORMAL</c>: in WAL mode the commit is
+    /// in the write-ahead log when this returns, so it survives the server process dying at once, and it
+    /// is synced to disk (surviving the machine's crash) within <see cref="WalSyncInterval"/> by one
+    /// background sync shared by every write in that interval (a sync per write costs more than the
+    /// write; any later full-sync commit on the file, such as the decision log's, syncs it too).
+    /// </summary>
+    public void CommitWithoutSync(SqliteConnection connection, Action<SqliteTransaction> write)
+    {
+        Execute(connection, "PRAGMA synchronous=NORMAL;");
+        try
+        {
+            using var tx = connection.BeginTransaction();
+            write(tx);
+            tx.Commit();
+        }
+        finally
+        {
+            // The handle goes back to the pool: every other user of it expects full syncs.
+            Execute(connection, "PRAGMA synchronous=FULL;");
+        }
+        SyncWalSoon();
+    }
+
+    private void SyncWalSoon()
+    {
+        if (Interlocked.Exchange(ref _walSyncScheduled, 1) == 1) return;
+        _ = Task.Run(async () =>
+        {
+            await Task.Delay(WalSyncInterval);
+            // Cleared before the sync: a commit landing during it schedules the next one.
+            Volatile.Write(ref _walSyncScheduled, 0);
+            SyncWal();
+        });
+    }
+
+    /// <summary>Syncs the write-ahead log to disk (what <c>synchronous=FULL</c> does at every commit).</summary>
+    public void SyncWal()
+    {
+        try
+        {
+            using var wal = File.OpenHandle(Path + "-wal", FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+            RandomAccess.FlushToDisk(wal);
+        }
+        catch (FileNotFoundException)
+        {
+            // No log: the last connection closed and checkpointed it into the database, syncing both.
+        }
+    }
+
     /// <summary>How many writes to <paramref name="table"/> have committed through this file in this process.</summary>
     public long ChangesTo(string table) => _changes.TryGetValue(table, out var count) ? Volatile.Read(ref count.Value) : 0;
 
