@@ -148,4 +148,16 @@ public sealed class WorkerBatchingTests : IAsyncLifetime
         Result(await pool.InvokeAsync(Eval("echo", "next"), Ct))["echo"]!.GetValue<string>().ShouldBe("next");
         File.Exists(Path.Combine(shared, "touched")).ShouldBeFalse("a call given up before it was sent must not run");
     }
+
+    [Fact]
+    public async Task Shutting_the_pool_down_fails_the_calls_still_waiting_instead_of_leaving_them_hanging()
+    {
+        var holding = await HoldAsync();
+        var waiting = Enumerable.Range(0, 3).Select(i => pool.InvokeAsync(Eval("echo", i), Ct)).ToList();
+        await pool.DisposeAsync();
+
+        foreach (var call in waiting) await Should.ThrowAsync<ObjectDisposedException>(() => call);
+        // The call that was running loses its worker with the pool; it ends too, one way or another.
+        await Should.ThrowAsync<Exception>(() => holding);
+    }
 }

@@ -51,7 +51,7 @@ internal sealed class WorkerSlot
         {
             if (stopped)
             {
-                request.Fail(new ObjectDisposedException(nameof(PythonWorkerPool), "the policy worker pool is shutting down"));
+                FailAll([request]);
                 return;
             }
             queued.Enqueue(request);
@@ -69,6 +69,12 @@ internal sealed class WorkerSlot
         {
             lock (queueGate)
             {
+                if (stopped)
+                {
+                    // StopAsync has failed everything queued.
+                    draining = false;
+                    return;
+                }
                 var bytes = 0;
                 // Requests a dead worker never started go first: they were ahead of everything queued.
                 while (batch.Count < MaxBatchRequests && (unstarted.TryPeek(out var next) || queued.TryPeek(out next))
@@ -90,7 +96,7 @@ internal sealed class WorkerSlot
                 var worker = await GetWorkerAsync(CancellationToken.None);
                 Interlocked.Increment(ref Batches);
                 await worker.ExchangeAsync(batch, notStarted);
-                if (!worker.IsAlive) Replace();
+                if (!worker.IsAlive && !Volatile.Read(ref stopped)) Replace();
             }
             catch (Exception e)
             {
@@ -102,6 +108,14 @@ internal sealed class WorkerSlot
             {
                 lock (queueGate)
                 {
+                    if (stopped)
+                    {
+                        // What a stopped worker never started fails like the rest of the queue.
+                        FailAll(notStarted);
+                        notStarted.Clear();
+                        batch.Clear();
+                        continue;
+                    }
                     var later = unstarted.ToList();
                     unstarted.Clear();
                     foreach (var request in notStarted.Concat(later))
@@ -114,6 +128,11 @@ internal sealed class WorkerSlot
             batch.Clear();
             notStarted.Clear();
         }
+    }
+
+    private static void FailAll(IEnumerable<WorkerRequest> requests)
+    {
+        foreach (var request in requests.ToList()) request.Fail(new ObjectDisposedException(nameof(PythonWorkerPool), "the policy worker pool is shutting down"));
     }
 
     /// <summary>The live worker, starting one when the last was replaced or never started. Only the drainer (or the pool before it is shared) calls it.</summary>
@@ -154,8 +173,7 @@ internal sealed class WorkerSlot
         lock (queueGate)
         {
             stopped = true;
-            foreach (var request in unstarted.Concat(queued))
-                if (request.TryTake()) request.Fail(new ObjectDisposedException(nameof(PythonWorkerPool), "the policy worker pool is shutting down"));
+            FailAll(unstarted.Concat(queued).Where(r => r.TryTake()));
             unstarted.Clear();
             queued.Clear();
         }
