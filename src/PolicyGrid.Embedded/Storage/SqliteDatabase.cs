@@ -136,9 +136,10 @@ public sealed partial class SqliteDatabase
             using var wal = File.OpenHandle(Path + "-wal", FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
             RandomAccess.FlushToDisk(wal);
         }
-        catch (FileNotFoundException)
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
-            // No log: the last connection closed and checkpointed it into the database, syncing both.
+            // No log: the last connection closed and checkpointed it into the database (syncing both),
+            // or the data directory itself is gone.
         }
     }
 
