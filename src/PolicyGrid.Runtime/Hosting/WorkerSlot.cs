@@ -103,6 +103,7 @@ internal sealed class WorkerSlot
                 // Nothing may escape the drainer: whoever waits on the batch hears what went wrong.
                 if (e is not Core.Errors.PolicyGridException) logger.LogError(e, "policy worker {Slot} failed a batch", Index);
                 foreach (var request in batch) request.Fail(e);
+                notStarted.Clear(); // failed with the batch: none of it may run later
             }
             if (notStarted.Count > 0)
             {
