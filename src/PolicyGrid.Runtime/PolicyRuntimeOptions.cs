@@ -43,12 +43,6 @@ public sealed class ExecutionOptions
 
     /// <summary>Time to live of saved policy context; null keeps it until overwritten.</summary>
     public TimeSpan? ContextTtl { get; set; }
-
-    /// <summary>
-    /// Warm instances one Type 2 policy (same code, settings, parameters) may have, spread over
-    /// workers by context key; 0 means one per worker. Calls sharing a context key share one instance.
-    /// </summary>
-    public int InstancesPerPolicy { get; set; }
 }
 
 public sealed class DecisionLogOptions

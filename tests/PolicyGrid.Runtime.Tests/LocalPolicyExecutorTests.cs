@@ -310,19 +310,37 @@ public sealed class LocalPolicyExecutorTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Calls_of_a_policy_that_leaves_context_alone_spread_over_workers()
+    public async Task Calls_that_arrive_together_run_at_the_same_time_on_different_workers()
     {
-        var uri = await harness.AddSourceAsync("pids", """
-            import os
+        // Each call waits until the other has started: both can only finish if they overlap.
+        var meet = Directory.CreateTempSubdirectory("pg-meet-").FullName;
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(meet, (UnixFileMode)0b111_111_111);
+        try
+        {
+            var uri = await harness.AddSourceAsync("pids", """
+                import os, time
 
-            class AIOSv1PolicyRule:
-                def __init__(self, rule_id, settings, parameters):
-                    pass
-                def eval(self, parameters, input_data, context):
-                    return {"pid": os.getpid()}
-            """);
-        var pids = new HashSet<int>();
-        for (var i = 0; i < 6; i++) pids.Add((await Run(uri, [])).Output["pid"]!.GetValue<int>());
-        pids.Count.ShouldBe(2);
+                class AIOSv1PolicyRule:
+                    def __init__(self, rule_id, settings, parameters):
+                        pass
+                    def eval(self, parameters, input_data, context):
+                        open(os.path.join(input_data["dir"], input_data["me"]), "w").close()
+                        deadline = time.time() + 10
+                        while not os.path.exists(os.path.join(input_data["dir"], input_data["other"])):
+                            if time.time() > deadline:
+                                raise TimeoutError("the other call never started")
+                            time.sleep(0.002)
+                        return {"pid": os.getpid()}
+                """);
+            JsonObject Input(string me, string other) => new() { ["dir"] = meet, ["me"] = me, ["other"] = other };
+            var both = await Task.WhenAll(
+                harness.Executor.ExecuteAsync(new ExecutionRequest(uri, Input("a", "b")), CallerIdentity.Anonymous, Ct),
+                harness.Executor.ExecuteAsync(new ExecutionRequest(uri, Input("b", "a")), CallerIdentity.Anonymous, Ct));
+            both.Select(r => r.Output["pid"]!.GetValue<int>()).Distinct().Count().ShouldBe(2);
+        }
+        finally
+        {
+            Directory.Delete(meet, recursive: true);
+        }
     }
 }

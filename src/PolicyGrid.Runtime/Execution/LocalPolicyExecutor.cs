@@ -28,7 +28,6 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
     private readonly ContextLocks locks;
     private readonly DecisionLog decisions;
     private readonly ExecutionOptions options;
-    private readonly int instancesPerPolicy;
     private readonly ILogger logger;
 
     public LocalPolicyExecutor(PolicyCatalog catalog, IPolicyBundleSource bundles, PythonWorkerPool pool, IContextStore contexts,
@@ -43,7 +42,6 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
         this.decisions = decisions;
         this.options = options.Execution;
         this.logger = logger;
-        instancesPerPolicy = options.Execution.InstancesPerPolicy > 0 ? options.Execution.InstancesPerPolicy : Math.Max(1, options.Pool.Workers);
     }
 
     public Task<PolicyResult> ExecuteAsync(ExecutionRequest request, CallerIdentity caller, CancellationToken ct = default)
@@ -130,7 +128,6 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
     // call wrote in between, the call is run again under the lock, so every saved context is one a
     // strictly serialized run would have produced.
     private readonly ConcurrentDictionary<string, bool> writesContext = new(StringComparer.Ordinal);
-    private int nextReplica;
 
     private sealed record EvalCall(PolicyRule Rule, PolicyLoadSpec Load, string Shape, JsonObject InputData, string ContextKey, TimeSpan Deadline);
 
@@ -157,7 +154,7 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
         using (await locks.AcquireAsync(call.ContextKey, ct))
         {
             var before = await contexts.GetAsync(call.ContextKey, ct) ?? [];
-            var (result, after) = await EvalAsync(call, before, ReplicaFor(call.ContextKey), ct);
+            var (result, after) = await EvalAsync(call, before, ct);
             if (!JsonNode.DeepEquals(before, after))
                 await contexts.SetAsync(call.ContextKey, after, options.ContextTtl, CancellationToken.None);
             return result;
@@ -167,8 +164,7 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
     private async Task<JsonObject> EvalOptimisticallyAsync(EvalCall call, CancellationToken ct)
     {
         var before = await contexts.GetAsync(call.ContextKey, ct) ?? [];
-        var replica = (uint)Interlocked.Increment(ref nextReplica) % (uint)instancesPerPolicy;
-        var (result, after) = await EvalAsync(call, before, replica, ct);
+        var (result, after) = await EvalAsync(call, before, ct);
         if (JsonNode.DeepEquals(before, after)) return result;
         writesContext[call.Shape] = true;
         using (await locks.AcquireAsync(call.ContextKey, ct))
@@ -180,14 +176,14 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
                 return result;
             }
             // Another call saved first: this answer was computed on a stale context. Run it again on the current one.
-            var (rerun, rerunAfter) = await EvalAsync(call, current, ReplicaFor(call.ContextKey), ct);
+            var (rerun, rerunAfter) = await EvalAsync(call, current, ct);
             if (!JsonNode.DeepEquals(current, rerunAfter))
                 await contexts.SetAsync(call.ContextKey, rerunAfter, options.ContextTtl, CancellationToken.None);
             return rerun;
         }
     }
 
-    private async Task<(JsonObject Result, JsonObject Context)> EvalAsync(EvalCall call, JsonObject context, uint replica, CancellationToken ct)
+    private async Task<(JsonObject Result, JsonObject Context)> EvalAsync(EvalCall call, JsonObject context, CancellationToken ct)
     {
         var args = new JsonObject
         {
@@ -196,9 +192,9 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
             ["context"] = context.DeepClone(),
         };
         // Warm instances are keyed by everything that shapes them, so an update to code, settings or
-        // parameters gets a new instance; the replica number spreads callers over workers.
-        var instanceKey = $"t2:{call.Shape}#{replica}";
-        var reply = await pool.InvokeAsync(new PolicyInvocation(instanceKey, call.Load, PolicyMethods.Eval, args, call.Deadline), ct);
+        // parameters gets a new instance; each call goes to the least busy worker (context travels with
+        // the call, so any warm instance of the shape will do).
+        var reply = await pool.InvokeOnAnyWorkerAsync(new PolicyInvocation($"t2:{call.Shape}", call.Load, PolicyMethods.Eval, args, call.Deadline), ct);
         var result = reply?["result"] as JsonObject
             ?? throw Problems.PolicyError($"eval of {call.Rule.PolicyRuleUri} returned {Describe(reply?["result"])}, not a dict");
         CheckOutput(call.Rule, result);
@@ -209,9 +205,6 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
         replyObject.Remove("context");
         return (result, after);
     }
-
-    // One context key always meets the same replica, so serialized calls also share one warm instance.
-    private uint ReplicaFor(string contextKey) => (uint)StableHash(contextKey) % (uint)instancesPerPolicy;
 
     /// <summary>Given keys win over stored ones; a call that overrides anything is checked against the templates.</summary>
     internal static (JsonObject Settings, JsonObject Parameters) MergeAndCheck(PolicyRule rule, JsonObject? settings, JsonObject? parameters)
@@ -250,13 +243,6 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
             return fromPolicy > options.MaxTimeout ? options.MaxTimeout : fromPolicy;
         }
         return options.DefaultTimeout;
-    }
-
-    private static int StableHash(string text)
-    {
-        var hash = 2166136261u;
-        foreach (var c in text) hash = (hash ^ c) * 16777619u;
-        return (int)hash;
     }
 
     private void CheckOutput(PolicyRule rule, JsonObject result)

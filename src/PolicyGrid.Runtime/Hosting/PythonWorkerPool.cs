@@ -147,6 +147,19 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     }
 
     /// <summary>
+    /// Runs <paramref name="call"/> on whichever worker is least busy at this moment, on that worker's own
+    /// warm instance for <see cref="PolicyInvocation.InstanceKey"/> (one per worker, created on first use).
+    /// For calls that need no particular instance — Type 2, whose context travels with the call — so a
+    /// call never waits behind one worker while another is free, and calls that must overlap (branches of
+    /// a graph) do.
+    /// </summary>
+    public async Task<JsonNode?> InvokeOnAnyWorkerAsync(PolicyInvocation call, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(call);
+        return Detach(await RunAsync(call, once: false, withState: false, ct, anyWorker: true), "value");
+    }
+
+    /// <summary>
     /// Like <see cref="InvokeAsync"/>, and in the same worker round trip answers the instance's <c>get_state()</c>
     /// taken right after the method, for callers that persist instance state after every call (Type 4).
     /// A <c>get_state</c> that raises or answers something that is not JSON is a 422 policy_error naming <c>get_state()</c>.
@@ -206,7 +219,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         }
     }
 
-    private async Task<JsonObject> RunAsync(PolicyInvocation call, bool once, bool withState, CancellationToken ct)
+    private async Task<JsonObject> RunAsync(PolicyInvocation call, bool once, bool withState, CancellationToken ct, bool anyWorker = false)
     {
         if (!PolicyMethods.All.Contains(call.Method))
             throw new ArgumentException($"unknown policy method '{call.Method}'", nameof(call));
@@ -225,8 +238,8 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             Interlocked.Decrement(ref admitted);
             throw Problems.Overloaded($"the policy worker pool is full ({options.MaxQueue} calls running or waiting); retry later", options.RetryAfterSeconds);
         }
-        var slot = once ? LeastBusySlot() : RouteFor(call.InstanceKey);
-        Interlocked.Increment(ref slot.InFlight);
+        var slot = Reserve(once || anyWorker ? null : call.InstanceKey);
+        if (anyWorker) call = call with { InstanceKey = $"{call.InstanceKey}@{slot.Index}" };
         try
         {
             Interlocked.Increment(ref roundTrips);
@@ -324,6 +337,18 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         w.WritePropertyName("args");
         call.Arguments.WriteTo(w);
         w.WriteEndObject();
+    }
+
+    // Picks the slot (the key's own, or the least busy when there is no key) and counts the call in it
+    // in one step, so two calls arriving together never both see the same slot as idle.
+    private WorkerSlot Reserve(string? routedKey)
+    {
+        lock (routeGate)
+        {
+            var slot = routedKey is null ? LeastBusySlot() : RouteFor(routedKey);
+            Interlocked.Increment(ref slot.InFlight);
+            return slot;
+        }
     }
 
     private WorkerSlot LeastBusySlot()
