@@ -118,6 +118,20 @@ public sealed class BindSafetyTests
     }
 
     [Fact]
+    public async Task A_second_server_on_a_data_directory_in_use_is_refused_until_the_first_stops()
+    {
+        var data = TempData();
+        var first = PolicyGridApp.Build(["--urls", "http://127.0.0.1:10996", "--data", data]);
+        var refused = Should.Throw<ServeRefusedException>(() => PolicyGridApp.Build(["--urls", "http://127.0.0.1:10995", "--data", data]));
+        refused.Message.ShouldContain("in use by another running policygrid serve");
+        refused.Message.ShouldContain(data);
+
+        await first.DisposeAsync();
+        await using var next = PolicyGridApp.Build(["--urls", "http://127.0.0.1:10995", "--data", data]);
+        next.ShouldNotBeNull();
+    }
+
+    [Fact]
     public async Task The_real_serve_command_exits_with_a_message_when_refusing()
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "policygrid.dll");

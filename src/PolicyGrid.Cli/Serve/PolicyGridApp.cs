@@ -38,6 +38,9 @@ public static class PolicyGridApp
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
 
         Directory.CreateDirectory(serve.DataDirectory);
+        var dataLock = DataDirectoryLock.Acquire(serve.DataDirectory);
+        // Made by a factory (and resolved below) so the container owns it: released when the server's services are disposed.
+        builder.Services.AddSingleton(_ => dataLock);
         builder.Services.AddSingleton(serve);
         builder.Services.AddEmbeddedStorage(serve.DataDirectory);
         builder.Services.AddPolicyRuntime(builder.Configuration);
@@ -48,7 +51,17 @@ public static class PolicyGridApp
         builder.Services.AddEmbeddedGraphRunner();
         builder.Services.AddJobLaunchers(serve.DataDirectory, builder.Configuration);
 
-        var app = builder.Build();
+        WebApplication app;
+        try
+        {
+            app = builder.Build();
+            app.Services.GetRequiredService<DataDirectoryLock>();
+        }
+        catch
+        {
+            dataLock.Dispose();
+            throw;
+        }
         app.MapPolicyGridApi();
         app.Lifetime.ApplicationStarted.Register(() => AnnounceStart(app, serve));
         return app;
