@@ -119,6 +119,16 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
     }
 
     [Fact]
+    public async Task Keys_first_used_one_after_another_on_an_idle_pool_go_to_different_workers()
+    {
+        // Like the replicas of functions warmed at deploy: instances that may have to run at the same time.
+        var run = Guid.NewGuid().ToString("N");
+        var first = await ResultOf(Eval("spread-a-" + run, new { mode = "whoami" }));
+        var second = await ResultOf(Eval("spread-b-" + run, new { mode = "whoami" }));
+        second["pid"]!.GetValue<int>().ShouldNotBe(first["pid"]!.GetValue<int>());
+    }
+
+    [Fact]
     public async Task Different_keys_get_different_instances()
     {
         await ResultOf(Eval("instance-a", new { mode = "ok" }));

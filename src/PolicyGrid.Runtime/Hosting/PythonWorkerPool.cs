@@ -28,6 +28,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     private WorkerLaunch? launch;
     private int admitted;
     private long routeClock;
+    private int newKeys;
     private long roundTrips;
     private bool disposed;
 
@@ -351,6 +352,22 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         }
     }
 
+    // A new key goes to the slot with the fewest calls in flight, ties taken in turn: keys first used one
+    // after another on an idle pool (the replicas of functions warmed at deploy) land on different
+    // workers instead of piling onto the first, so instances that must run at the same time can.
+    private WorkerSlot SlotForNewKey()
+    {
+        var all = slots;
+        var start = (int)(unchecked((uint)newKeys++) % (uint)all.Length);
+        var best = all[start];
+        for (var i = 1; i < all.Length; i++)
+        {
+            var candidate = all[(start + i) % all.Length];
+            if (Volatile.Read(ref candidate.InFlight) < Volatile.Read(ref best.InFlight)) best = candidate;
+        }
+        return best;
+    }
+
     private WorkerSlot LeastBusySlot()
     {
         var all = slots;
@@ -367,7 +384,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
                 route.LastUsed = routeClock;
                 return route.Slot;
             }
-            var slot = LeastBusySlot();
+            var slot = SlotForNewKey();
             slot.Routes++;
             routes[key] = new Route(slot) { LastUsed = routeClock };
             TrimRoutes();
