@@ -352,20 +352,14 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         }
     }
 
-    // A new key goes to the slot with the fewest calls in flight, ties taken in turn: keys first used one
-    // after another on an idle pool (the replicas of functions warmed at deploy) land on different
-    // workers instead of piling onto the first, so instances that must run at the same time can.
+    // New keys take the slots in turn. Keys are long-lived, so how busy a slot happens to be when a key is
+    // first used says little about later; taking turns spreads keys evenly and puts keys first used one
+    // after another (the replicas of functions warmed at deploy) on different workers, so instances that
+    // must run at the same time can, even while a slow call still occupies one worker.
     private WorkerSlot SlotForNewKey()
     {
         var all = slots;
-        var start = (int)(unchecked((uint)newKeys++) % (uint)all.Length);
-        var best = all[start];
-        for (var i = 1; i < all.Length; i++)
-        {
-            var candidate = all[(start + i) % all.Length];
-            if (Volatile.Read(ref candidate.InFlight) < Volatile.Read(ref best.InFlight)) best = candidate;
-        }
-        return best;
+        return all[(int)(unchecked((uint)newKeys++) % (uint)all.Length)];
     }
 
     private WorkerSlot LeastBusySlot()
