@@ -33,3 +33,17 @@ public sealed class DataDirectoryLock : IDisposable
 
     public void Dispose() => held.Dispose();
 }
+
+/// <summary>
+/// Makes the host's container own the lock: hosted services are created when the host starts (also when
+/// a test host is built for the app and started without the rest of Program.Main running), so the lock
+/// is disposed with the host's services and the next server on the directory may start.
+/// </summary>
+internal sealed class DataDirectoryLockHolder(DataDirectoryLock held) : Microsoft.Extensions.Hosting.IHostedService
+{
+    public DataDirectoryLock Held { get; } = held;
+
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}

@@ -39,8 +39,10 @@ public static class PolicyGridApp
 
         Directory.CreateDirectory(serve.DataDirectory);
         var dataLock = DataDirectoryLock.Acquire(serve.DataDirectory);
-        // Made by a factory (and resolved below) so the container owns it: released when the server's services are disposed.
+        // Made by a factory (and resolved by a hosted service, and below) so the container owns it:
+        // released when the server's services are disposed.
         builder.Services.AddSingleton(_ => dataLock);
+        builder.Services.AddHostedService<DataDirectoryLockHolder>();
         builder.Services.AddSingleton(serve);
         builder.Services.AddEmbeddedStorage(serve.DataDirectory);
         builder.Services.AddPolicyRuntime(builder.Configuration);
