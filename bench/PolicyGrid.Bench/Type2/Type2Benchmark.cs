@@ -14,6 +14,7 @@ using PolicyGrid.Cli.Client;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Runtime.Execution;
 using PolicyGrid.Runtime.Hosting;
+using PolicyGrid.Bench.Type4;
 
 namespace PolicyGrid.Bench.Type2;
 
@@ -29,10 +30,10 @@ public static class Type2Benchmark
 {
     public static async Task<int> RunAsync(string[] args)
     {
-        var seconds = Option(args, "--seconds", 10.0);
-        var warmup = Option(args, "--warmup", 5.0);
-        var rounds = Math.Max(1, (int)Option(args, "--rounds", 4.0));
-        var clients = (int)Option(args, "--clients", 16.0);
+        var seconds = BenchGrid.Option(args, "--seconds", 10.0);
+        var warmup = BenchGrid.Option(args, "--warmup", 5.0);
+        var rounds = Math.Max(1, (int)BenchGrid.Option(args, "--rounds", 4.0));
+        var clients = (int)BenchGrid.Option(args, "--clients", 16.0);
         var data = Directory.CreateTempSubdirectory("pg-bench-type2-").FullName;
         byte[] fixedAnswer = [];
         try
@@ -337,12 +338,6 @@ public static class Type2Benchmark
         policy = function.AIOSv1PolicyRule(call["rule_id"], call["settings"], call["parameters"])
         print(json.dumps(policy.eval(call["parameters"], call["input_data"], {})))
         """;
-
-    private static double Option(string[] args, string name, double fallback)
-    {
-        var i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length && double.TryParse(args[i + 1], System.Globalization.CultureInfo.InvariantCulture, out var v) ? v : fallback;
-    }
 
     private static string RepoRoot()
     {

@@ -5,15 +5,14 @@ namespace PolicyGrid.Embedded.Storage;
 /// <summary>
 /// What <see cref="SqliteContextStore"/> last read for each key, reused while no write to that key
 /// has committed since. Most policies only read their context, and a warm call otherwise paid a
-/// database round trip for it on every call. One cache per database file in a process, so every
-/// store object on the file sees every write made through any of them. Writes by other processes
+/// database round trip for it on every call. One cache per database file in a process (kept by
+/// <see cref="SqliteDatabase"/>), so every store object on the file sees every write made through any of them. Writes by other processes
 /// are not seen: the only other processes on a data directory are local job runners, which keep
 /// their context in a file of their own.
 /// </summary>
 internal sealed class ContextReadCache
 {
     private const int MaxEntries = 50_000;
-    private static readonly ConcurrentDictionary<string, ContextReadCache> ByFile = new(StringComparer.Ordinal);
 
     private readonly ConcurrentDictionary<string, long> versions = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Entry> entries = new(StringComparer.Ordinal);
@@ -21,10 +20,6 @@ internal sealed class ContextReadCache
 
     /// <param name="Body">The stored JSON, or null when the key had no (live) context.</param>
     private sealed record Entry(string? Body, long? ExpiresAt, long Version, long Epoch);
-
-    /// <summary>The cache of a database file; a file just created gets a fresh one (nothing known of a file that was there before).</summary>
-    public static ContextReadCache For(SqliteDatabase database) =>
-        database.IsNew ? ByFile[database.Path] = new ContextReadCache() : ByFile.GetOrAdd(database.Path, _ => new ContextReadCache());
 
     /// <summary>Taken before reading the database: the stamp the read is valid under.</summary>
     public (long Version, long Epoch) Stamp(string key) => (versions.GetValueOrDefault(key), Volatile.Read(ref epoch));

@@ -23,9 +23,16 @@ public sealed partial class SqliteDatabase
     // so handles the pool closes are forgotten with them.
     private readonly ConditionalWeakTable<SQLitePCL.sqlite3, object> _preparedHandles = new();
 
-    // Writes committed per table through any store on one file in this process, shared by path so two
-    // store objects on the same file see each other's writes (see IDocumentChangeCounter).
-    private static readonly ConcurrentDictionary<string, ConcurrentDictionary<string, StrongBox<long>>> ChangesByFile = new(StringComparer.Ordinal);
+    // What this process knows of each database file, shared by path so that every store object on one
+    // file sees every write made through any of them: committed writes per table (IDocumentChangeCounter)
+    // and the context reads they invalidate (ContextReadCache).
+    private sealed class FileState
+    {
+        public ConcurrentDictionary<string, StrongBox<long>> Changes { get; } = new(StringComparer.Ordinal);
+        public ContextReadCache Contexts { get; } = new();
+    }
+
+    private static readonly ConcurrentDictionary<string, FileState> Files = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, StrongBox<long>> _changes;
 
     public SqliteDatabase(string path)
@@ -34,10 +41,9 @@ public sealed partial class SqliteDatabase
         // A file made anew (say a data directory removed and created again under the same name) starts
         // with nothing remembered about the one that was there before.
         IsNew = !File.Exists(Path);
-        _changes = IsNew
-            ? ChangesByFile[Path] = new(StringComparer.Ordinal)
-            : ChangesByFile.GetOrAdd(Path, _ => new(StringComparer.Ordinal));
-        ContextCache = ContextReadCache.For(this);
+        var state = IsNew ? Files[Path] = new FileState() : Files.GetOrAdd(Path, _ => new FileState());
+        _changes = state.Changes;
+        ContextCache = state.Contexts;
         var directory = System.IO.Path.GetDirectoryName(Path);
         if (!string.IsNullOrEmpty(directory)) Directory.CreateDirectory(directory);
         _connectionString = new SqliteConnectionStringBuilder

@@ -201,15 +201,13 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             slot = route.Slot;
             slot.Routes--;
         }
-        Interlocked.Increment(ref roundTrips);
-        var unload = new WorkerRequest(HostFrames.Encode(w =>
+        var unload = Send(slot, w =>
         {
             w.WriteStartObject();
             w.WriteString("op", "unload");
             w.WriteString("key", instanceKey);
             w.WriteEndObject();
-        }), instanceKey, TimeSpan.FromSeconds(5), ct);
-        slot.Submit(unload);
+        }, instanceKey, TimeSpan.FromSeconds(5), ct);
         try
         {
             await unload.Reply.WaitAsync(ct);
@@ -243,9 +241,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         if (anyWorker) call = call with { InstanceKey = $"{call.InstanceKey}@{slot.Index}" };
         try
         {
-            Interlocked.Increment(ref roundTrips);
-            var request = new WorkerRequest(HostFrames.Encode(w => WriteInvoke(w, call, once, withState)), call.Load.RuleId, call.Deadline, ct);
-            slot.Submit(request);
+            var request = Send(slot, w => WriteInvoke(w, call, once, withState), call.Load.RuleId, call.Deadline, ct);
             return Interpret(await ReplyWithinQueueWaitAsync(request, call, ct), slot, call);
         }
         finally
@@ -253,6 +249,15 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             Interlocked.Decrement(ref slot.InFlight);
             Interlocked.Decrement(ref admitted);
         }
+    }
+
+    // Every request frame a worker gets goes through here (counted in RoundTrips).
+    private WorkerRequest Send(WorkerSlot slot, Action<Utf8JsonWriter> frame, string policy, TimeSpan deadline, CancellationToken ct)
+    {
+        Interlocked.Increment(ref roundTrips);
+        var request = new WorkerRequest(HostFrames.Encode(frame), policy, deadline, ct);
+        slot.Submit(request);
+        return request;
     }
 
     // A caller waits at most QueueWait for its request to be sent (then 429); once sent, the request's
@@ -368,22 +373,20 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         return all.MinBy(s => (Volatile.Read(ref s.InFlight), s.Routes))!;
     }
 
+    // Called holding routeGate (Reserve).
     private WorkerSlot RouteFor(string key)
     {
-        lock (routeGate)
+        routeClock++;
+        if (routes.TryGetValue(key, out var route))
         {
-            routeClock++;
-            if (routes.TryGetValue(key, out var route))
-            {
-                route.LastUsed = routeClock;
-                return route.Slot;
-            }
-            var slot = SlotForNewKey();
-            slot.Routes++;
-            routes[key] = new Route(slot) { LastUsed = routeClock };
-            TrimRoutes();
-            return slot;
+            route.LastUsed = routeClock;
+            return route.Slot;
         }
+        var slot = SlotForNewKey();
+        slot.Routes++;
+        routes[key] = new Route(slot) { LastUsed = routeClock };
+        TrimRoutes();
+        return slot;
     }
 
     // Workers drop their least recently used instances past MaxInstancesPerWorker; routes that old
