@@ -88,7 +88,7 @@ public sealed class WorkerRecyclingTests
                     if input_data.get("burn"):
                         while True:
                             u = resource.getrusage(resource.RUSAGE_SELF)
-                            if u.ru_utime + u.ru_stime > 0.85:
+                            if u.ru_utime + u.ru_stime > 0.55:
                                 break
                     return {"pid": os.getpid()}
             """);
@@ -99,6 +99,35 @@ public sealed class WorkerRecyclingTests
         (await pool.InvokeAsync(Call(true), Ct))!["result"]!["pid"]!.GetValue<int>().ShouldBe(before);
         var after = (await pool.InvokeAsync(Call(false), Ct))!["result"]!["pid"]!.GetValue<int>();
         after.ShouldNotBe(before);
+    }
+
+    [Fact]
+    public async Task A_policy_that_runs_past_the_lifetime_cpu_cap_gets_a_504_naming_the_cpu_limit_and_the_next_call_works()
+    {
+        var options = PoolFixture.TestOptions(workers: 1);
+        options.CpuSecondsPerWorker = 1;
+        await using var pool = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+        var bundle = TestBundles.FromSource("""
+            import os
+
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    pass
+                def eval(self, parameters, input_data, context):
+                    while input_data.get("burn"):
+                        pass
+                    return {"pid": os.getpid()}
+            """);
+        PolicyInvocation Call(bool burn) => new("spinner", new PolicyLoadSpec("spinner:1-a", bundle, [], []), PolicyMethods.Eval,
+            new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = new JsonObject { ["burn"] = burn }, ["context"] = new JsonObject() },
+            TimeSpan.FromSeconds(30));
+        var before = (await pool.InvokeAsync(Call(false), Ct))!["result"]!["pid"]!.GetValue<int>();
+
+        // The deadline (30 s) is far off: the lifetime cap (1 s of CPU) stops it, as SIGXCPU rather than SIGKILL.
+        var error = await Should.ThrowAsync<PolicyGridException>(() => pool.InvokeAsync(Call(true), Ct));
+        error.Status.ShouldBe(504);
+        error.Message.ShouldContain("CPU time limit (SIGXCPU)");
+        (await pool.InvokeAsync(Call(false), Ct))!["result"]!["pid"]!.GetValue<int>().ShouldNotBe(before);
     }
 }
 

@@ -263,7 +263,7 @@ internal sealed class PythonWorker : IAsyncDisposable
         return code switch
         {
             128 + 24 => Problems.PolicyTimeout($"policy {policy} used up its CPU time limit (SIGXCPU); its worker was replaced"),
-            128 + 9 => Problems.PolicyMemoryLimit($"policy {policy}'s worker was killed by SIGKILL, most likely for running out of memory; the worker was replaced"),
+            128 + 9 => Problems.PolicyMemoryLimit($"policy {policy}'s worker was killed by SIGKILL: out of memory, or past its hard CPU-time limit with SIGXCPU caught; the worker was replaced"),
             > 128 => Problems.PolicyCrashed($"policy {policy} crashed its worker ({SignalName(code - 128)}); the worker was replaced"),
             _ => Problems.PolicyCrashed($"policy {policy} made its worker exit with code {code}; the worker was replaced"),
         };

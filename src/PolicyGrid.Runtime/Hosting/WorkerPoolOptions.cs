@@ -55,7 +55,7 @@ public sealed class WorkerPoolOptions
     /// <summary>RLIMIT_FSIZE: largest file a policy may write.</summary>
     public long MaxFileSizeBytes { get; set; } = 64L << 20;
 
-    /// <summary>RLIMIT_CPU hard cap over a worker's life; the worker is replaced before it gets there.</summary>
+    /// <summary>CPU seconds over a worker's life (RLIMIT_CPU: SIGXCPU here, SIGKILL 2 s later); the worker is replaced once it has used half.</summary>
     public int CpuSecondsPerWorker { get; set; } = 3600;
 
     /// <summary>Largest JSON answer a policy may return.</summary>

@@ -24,6 +24,10 @@ import traceback
 from collections import OrderedDict
 
 _HEADER = struct.Struct(">I")
+# RLIMIT_CPU hard limit above the lifetime cap (see _apply_limits).
+_CPU_HARD_GRACE_SECONDS = 2
+# Share of the lifetime CPU cap after which the worker retires (see Host._near_cpu_cap).
+_RETIRE_AT_CPU_FRACTION = 0.5
 
 
 class LoadFailure(Exception):
@@ -112,8 +116,10 @@ def _apply_limits(config):
     set_limit(resource.RLIMIT_FSIZE, limits.get("fsize_bytes"))
     cpu = limits.get("cpu_seconds")
     if cpu:
-        # Hard cap for the worker's whole life; each call lowers the soft limit to its own budget.
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+        # The worker's lifetime cap is the highest soft limit a call gets (SIGXCPU, reported as a CPU-time
+        # overrun); the hard limit sits a little above it, so only a policy that catches SIGXCPU meets SIGKILL.
+        # Each call lowers the soft limit to its own budget (Host._budget_cpu).
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + _CPU_HARD_GRACE_SECONDS))
     set_limit(resource.RLIMIT_AS, limits.get("as_bytes"))
 
 
@@ -160,6 +166,7 @@ class Host:
         self.max_instances = int(config.get("max_instances", 64))
         self.instances = OrderedDict()
         self.modules = {}
+        self.cpu_cap = config.get("limits", {}).get("cpu_seconds") or None
         self.cpu_hard = None
         self.cpu_target = None
 
@@ -272,6 +279,8 @@ class Host:
         if self.cpu_hard is None:
             self.cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
         target = int(used + seconds) + 1
+        if self.cpu_cap:
+            target = min(target, self.cpu_cap)
         if self.cpu_hard != resource.RLIM_INFINITY:
             target = min(target, self.cpu_hard)
         if target != self.cpu_target:
@@ -284,11 +293,13 @@ class Host:
                 self.cpu_target = None
 
     def _near_cpu_cap(self):
-        """True once the worker has used most of its lifetime CPU cap: the server then replaces it."""
-        if self.cpu_hard is None or self.cpu_hard == resource.RLIM_INFINITY:
+        """True once the worker has used half its lifetime CPU cap: the server then replaces it, so no call starts
+        on a worker that the cap could stop midway. Half, not more, because the kernel enforces RLIMIT_CPU on
+        tick samples, which on a busy host can run well ahead of the exact time getrusage reports."""
+        if not self.cpu_cap:
             return False
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime > 0.8 * self.cpu_hard
+        return usage.ru_utime + usage.ru_stime > _RETIRE_AT_CPU_FRACTION * self.cpu_cap
 
     def handle(self, request):
         op = request.get("op")
