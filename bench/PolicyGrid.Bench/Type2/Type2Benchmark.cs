@@ -24,7 +24,7 @@ namespace PolicyGrid.Bench.Type2;
 /// a bare endpoint answering a fixed JSON of the same size (the HTTP floor; target ≥ 0.5x), and a
 /// cold path that fetches the bundle over HTTP, unpacks it and imports it in a new interpreter on
 /// every call (no bundle cache, no resident worker; target: execute_policy ≥ 50x it).
-///   dotnet run -c Release --project bench/PolicyGrid.Bench -- type2 [--seconds 10] [--warmup 5] [--rounds 4] [--clients 16] [--breakdown [--only PATH] [--micro [NAME]]]
+///   dotnet run -c Release --project bench/PolicyGrid.Bench -- type2 [--seconds 10] [--warmup 5] [--rounds 4] [--clients 16] [--breakdown [--only PATH] [--allocations] [--micro [NAME]]]
 /// </summary>
 public static class Type2Benchmark
 {
@@ -113,15 +113,18 @@ public static class Type2Benchmark
                     return 0;
                 }
                 var only = args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault();
+                using var sampler = args.Contains("--allocations") ? new AllocationSampler() : null;
                 foreach (var (name, path) in new[] { ("bare", "bench/fixed"), ("worker pool only", "bench/pool"), ("LocalPolicyExecutor", "bench/executor"), ("execute_policy route", "executor/local/execute_policy") })
                 {
                     if (only is not null && !path.Contains(only, StringComparison.Ordinal)) continue;
                     var pool = app.Services.GetRequiredService<PythonWorkerPool>();
                     await MeasureAsync(http, path, body, clients, warmup);
                     var (trips, batches) = (pool.RoundTrips, pool.Batches);
+                    sampler?.Start();
                     var t = await MeasureAsync(http, path, body, clients, seconds);
                     if (pool.Batches > batches) Console.WriteLine($"    worker requests per batch: {(double)(pool.RoundTrips - trips) / (pool.Batches - batches):F1}");
-                    Console.WriteLine($"  {name,-22} {t.PerSecond,8:F0} req/s  p50 {t.P50Ms,6:F2} ms  CPU/request: app {t.AppCpuUsPerRequest,4:F0} µs, app+workers {t.OursCpuUsPerRequest,4:F0} µs, machine {t.MachineCpuUsPerRequest,4:F0} µs; {t.SwitchesPerRequest:F1} context switches");
+                    Console.WriteLine($"  {name,-22} {t.PerSecond,8:F0} req/s  p50 {t.P50Ms,6:F2} ms  CPU/request: app {t.AppCpuUsPerRequest,4:F0} µs, app+workers {t.OursCpuUsPerRequest,4:F0} µs, machine {t.MachineCpuUsPerRequest,4:F0} µs; {t.SwitchesPerRequest:F1} context switches; {t.AllocatedBytesPerRequest:F0} B allocated");
+                    sampler?.Report(t.Requests);
                 }
                 await app.StopAsync();
                 await app.DisposeAsync();
@@ -149,6 +152,7 @@ public static class Type2Benchmark
             Console.WriteLine($"  bare endpoint, same-size JSON:    {bare.PerSecond,10:F0} req/s  p50 {bare.P50Ms,7:F2} ms  p99 {bare.P99Ms,7:F2} ms");
             Console.WriteLine($"  cold (fetch+unpack+import/call):  {cold.PerSecond,10:F0} req/s  p50 {cold.P50Ms,7:F2} ms  p99 {cold.P99Ms,7:F2} ms");
             Console.WriteLine($"  CPU per request (µs), app / app+workers / whole machine: execute {execute.AppCpuUsPerRequest:F0} / {execute.OursCpuUsPerRequest:F0} / {execute.MachineCpuUsPerRequest:F0}, bare {bare.AppCpuUsPerRequest:F0} / {bare.OursCpuUsPerRequest:F0} / {bare.MachineCpuUsPerRequest:F0}");
+            Console.WriteLine($"  bytes allocated per request in this process (server and clients): execute {execute.AllocatedBytesPerRequest:F0}, bare {bare.AllocatedBytesPerRequest:F0}");
             Console.WriteLine($"  ratio of CPU per request, bare / execute = {bare.OursCpuUsPerRequest / execute.OursCpuUsPerRequest:F2}x (what the throughput ratio tends to on a machine with no other load)");
             Console.WriteLine($"  ratio execute / bare = {execute.PerSecond / bare.PerSecond:F2}x (target >= 0.5x)");
             Console.WriteLine($"  ratio execute / cold = {execute.PerSecond / cold.PerSecond:F1}x (target >= 50x)");
@@ -165,9 +169,11 @@ public static class Type2Benchmark
     /// clients), plus its Python workers (which, unlike the whole machine's figure, other load on a
     /// shared host does not inflate), and the whole machine.
     /// </summary>
-    private sealed record Throughput(int Requests, double Seconds, double[] LatenciesMs, double AppCpuUs, double MachineCpuUs, double OursCpuUs, long Switches = 0)
+    private sealed record Throughput(int Requests, double Seconds, double[] LatenciesMs, double AppCpuUs, double MachineCpuUs, double OursCpuUs, long Switches = 0, long AllocatedBytes = 0)
     {
         public double SwitchesPerRequest => (double)Switches / Requests;
+        // Bytes this process allocated per request (server and its clients): unlike time, other load does not move it.
+        public double AllocatedBytesPerRequest => (double)AllocatedBytes / Requests;
         public double PerSecond => Requests / Seconds;
         public double P50Ms => LatenciesMs[LatenciesMs.Length / 2];
         public double P99Ms => LatenciesMs[(int)(LatenciesMs.Length * 0.99)];
@@ -176,7 +182,7 @@ public static class Type2Benchmark
         public double OursCpuUsPerRequest => OursCpuUs / Requests;
 
         public static Throughput Combine(IReadOnlyList<Throughput> runs) => new(runs.Sum(r => r.Requests), runs.Sum(r => r.Seconds),
-            [.. runs.SelectMany(r => r.LatenciesMs).Order()], runs.Sum(r => r.AppCpuUs), runs.Sum(r => r.MachineCpuUs), runs.Sum(r => r.OursCpuUs), runs.Sum(r => r.Switches));
+            [.. runs.SelectMany(r => r.LatenciesMs).Order()], runs.Sum(r => r.AppCpuUs), runs.Sum(r => r.MachineCpuUs), runs.Sum(r => r.OursCpuUs), runs.Sum(r => r.Switches), runs.Sum(r => r.AllocatedBytes));
     }
 
     private static async Task<Throughput> MeasureAsync(HttpClient http, string path, byte[] body, int clients, double seconds)
@@ -188,6 +194,7 @@ public static class Type2Benchmark
         var machineCpu = MachineBusy();
         var childCpu = ChildrenBusy();
         var switches = ContextSwitches();
+        var allocated = GC.GetTotalAllocatedBytes(precise: true);
         await Task.WhenAll(Enumerable.Range(0, clients).Select(async i =>
         {
             var mine = latencies[i] = [];
@@ -199,10 +206,11 @@ public static class Type2Benchmark
             }
         }));
         var elapsed = clock.Elapsed.TotalSeconds;
+        allocated = GC.GetTotalAllocatedBytes(precise: true) - allocated;
         var appUs = (Process.GetCurrentProcess().TotalProcessorTime - appCpu).TotalMicroseconds;
         var machineUs = (MachineBusy() - machineCpu).TotalMicroseconds;
         var oursUs = appUs + (ChildrenBusy() - childCpu).TotalMicroseconds;
-        return new Throughput(latencies.Sum(l => l.Count), elapsed, [.. latencies.SelectMany(l => l).Order()], appUs, machineUs, oursUs, ContextSwitches() - switches);
+        return new Throughput(latencies.Sum(l => l.Count), elapsed, [.. latencies.SelectMany(l => l).Order()], appUs, machineUs, oursUs, ContextSwitches() - switches, allocated);
     }
 
     // Context switches of this process's threads and its workers (each is a thread put to sleep or woken), from /proc.

@@ -11,16 +11,31 @@ namespace PolicyGrid.Runtime.Execution;
 /// </summary>
 public static class CanonicalJson
 {
+    // One writer per thread, reused: hashing runs on every call, and only the digest leaves this class.
+    [ThreadStatic] private static ArrayBufferWriter<byte>? t_buffer;
+    [ThreadStatic] private static Utf8JsonWriter? t_writer;
+
     public static string Sha256(params JsonNode?[] values)
     {
-        var buffer = new ArrayBufferWriter<byte>(256);
-        using (var writer = new Utf8JsonWriter(buffer))
+        var buffer = t_buffer ??= new ArrayBufferWriter<byte>(256);
+        var writer = t_writer ??= new Utf8JsonWriter(buffer);
+        buffer.ResetWrittenCount();
+        writer.Reset(buffer);
+        try
         {
             writer.WriteStartArray();
             foreach (var value in values) Write(writer, value);
             writer.WriteEndArray();
+            writer.Flush();
+            Span<byte> digest = stackalloc byte[SHA256.HashSizeInBytes];
+            SHA256.HashData(buffer.WrittenSpan, digest);
+            return Convert.ToHexStringLower(digest);
         }
-        return Convert.ToHexStringLower(SHA256.HashData(buffer.WrittenSpan));
+        finally
+        {
+            // A huge value must not stay pinned to the thread.
+            if (buffer.Capacity > 64 * 1024) (t_buffer, t_writer) = (null, null);
+        }
     }
 
     private static void Write(Utf8JsonWriter writer, JsonNode? node)
@@ -32,11 +47,7 @@ public static class CanonicalJson
                 break;
             case JsonObject obj:
                 writer.WriteStartObject();
-                foreach (var (key, value) in obj.OrderBy(p => p.Key, StringComparer.Ordinal))
-                {
-                    writer.WritePropertyName(key);
-                    Write(writer, value);
-                }
+                WriteSortedProperties(writer, obj);
                 writer.WriteEndObject();
                 break;
             case JsonArray array:
@@ -47,6 +58,34 @@ public static class CanonicalJson
             default:
                 node.WriteTo(writer);
                 break;
+        }
+    }
+
+    private static void WriteSortedProperties(Utf8JsonWriter writer, JsonObject obj)
+    {
+        var count = obj.Count;
+        if (count == 0) return;
+        var properties = ArrayPool<KeyValuePair<string, JsonNode?>>.Shared.Rent(count);
+        try
+        {
+            var sorted = true;
+            var i = 0;
+            foreach (var property in obj)
+            {
+                if (i > 0 && string.CompareOrdinal(properties[i - 1].Key, property.Key) > 0) sorted = false;
+                properties[i++] = property;
+            }
+            var span = properties.AsSpan(0, count);
+            if (!sorted) span.Sort(static (a, b) => string.CompareOrdinal(a.Key, b.Key));
+            foreach (var (key, value) in span)
+            {
+                writer.WritePropertyName(key);
+                Write(writer, value);
+            }
+        }
+        finally
+        {
+            ArrayPool<KeyValuePair<string, JsonNode?>>.Shared.Return(properties, clearArray: true);
         }
     }
 }

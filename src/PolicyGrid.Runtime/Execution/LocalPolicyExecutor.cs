@@ -62,7 +62,7 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
             var contextKey = string.IsNullOrEmpty(request.ContextKey) ? rule.PolicyRuleUri : request.ContextKey;
             audit.ContextKey = contextKey;
             var load = overrides ? Shaped(new PolicyLoadSpec(rule.PolicyRuleUri, bundle, settings, parameters)) : StoredShapeOf(rule, bundle);
-            var call = new EvalCall(rule, load.Load, load.Shape, request.InputData, contextKey, deadline);
+            var call = new EvalCall(rule, load, request.InputData, contextKey, deadline);
             var result = writesContext.ContainsKey(call.Shape)
                 ? await EvalSerializedAsync(call, ct)
                 : await EvalOptimisticallyAsync(call, ct);
@@ -129,9 +129,17 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
     // strictly serialized run would have produced.
     private readonly ConcurrentDictionary<string, bool> writesContext = new(StringComparer.Ordinal);
 
-    private sealed record EvalCall(PolicyRule Rule, PolicyLoadSpec Load, string Shape, JsonObject InputData, string ContextKey, TimeSpan Deadline);
+    private sealed record EvalCall(PolicyRule Rule, ShapedLoad Shaped, JsonObject InputData, string ContextKey, TimeSpan Deadline)
+    {
+        public PolicyLoadSpec Load => Shaped.Load;
+        public string Shape => Shaped.Shape;
+    }
 
-    private sealed record ShapedLoad(PolicyLoadSpec Load, string Shape);
+    // InstanceKey: the warm instances of this shape (one per worker, see EvalAsync).
+    private sealed record ShapedLoad(PolicyLoadSpec Load, string Shape)
+    {
+        public string InstanceKey { get; } = "t2:" + Shape;
+    }
 
     private static ShapedLoad Shaped(PolicyLoadSpec load) =>
         new(load, CanonicalJson.Sha256(JsonValue.Create(load.RuleId), JsonValue.Create(load.Bundle.Sha256), load.Settings, load.Parameters));
@@ -194,7 +202,7 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
         // Warm instances are keyed by everything that shapes them, so an update to code, settings or
         // parameters gets a new instance; each call goes to the least busy worker (context travels with
         // the call, so any warm instance of the shape will do).
-        var reply = await pool.InvokeOnAnyWorkerAsync(new PolicyInvocation($"t2:{call.Shape}", call.Load, PolicyMethods.Eval, args, call.Deadline), ct);
+        var reply = await pool.InvokeOnAnyWorkerAsync(new PolicyInvocation(call.Shaped.InstanceKey, call.Load, PolicyMethods.Eval, args, call.Deadline), ct);
         var result = reply?["result"] as JsonObject
             ?? throw Problems.PolicyError($"eval of {call.Rule.PolicyRuleUri} returned {Describe(reply?["result"])}, not a dict");
         CheckOutput(call.Rule, result);

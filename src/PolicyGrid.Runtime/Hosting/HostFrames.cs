@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Buffers.Binary;
-using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -9,18 +8,32 @@ namespace PolicyGrid.Runtime.Hosting;
 /// <summary>The worker protocol's framing: a 4-byte big-endian length, then that many bytes of UTF-8 JSON.</summary>
 internal static class HostFrames
 {
+    // One scratch writer per thread: a frame is written there and copied out at its exact size, so a
+    // call allocates only its frame (it stays queued until its worker answers, so it cannot be pooled).
+    [ThreadStatic] private static ArrayBufferWriter<byte>? t_buffer;
+    [ThreadStatic] private static Utf8JsonWriter? t_writer;
+
     /// <summary>Serializes one frame: the length prefix followed by the JSON <paramref name="body"/> writes.</summary>
     public static ReadOnlyMemory<byte> Encode(Action<Utf8JsonWriter> body)
     {
-        var buffer = new ArrayBufferWriter<byte>(1024);
-        buffer.Advance(4); // room for the length, patched below once the body is written
-        using (var writer = new Utf8JsonWriter(buffer))
+        var buffer = t_buffer ??= new ArrayBufferWriter<byte>(1024);
+        var writer = t_writer ??= new Utf8JsonWriter(buffer);
+        buffer.ResetWrittenCount();
+        writer.Reset(buffer);
+        try
         {
+            buffer.Advance(4); // room for the length, patched below once the body is written
             body(writer);
+            writer.Flush();
+            var frame = buffer.WrittenSpan.ToArray();
+            BinaryPrimitives.WriteInt32BigEndian(frame, frame.Length - 4);
+            return frame;
         }
-        var frame = MemoryMarshal.AsMemory(buffer.WrittenMemory);
-        BinaryPrimitives.WriteInt32BigEndian(frame.Span, frame.Length - 4);
-        return frame;
+        finally
+        {
+            // A large frame's buffer must not stay pinned to the thread.
+            if (buffer.Capacity > 64 * 1024) (t_buffer, t_writer) = (null, null);
+        }
     }
 
     public static async Task WriteAsync(Stream stream, Action<Utf8JsonWriter> body, CancellationToken ct)

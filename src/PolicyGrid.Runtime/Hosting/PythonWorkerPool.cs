@@ -1,4 +1,6 @@
+using System.Buffers;
 using System.Collections.Concurrent;
+using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
@@ -238,10 +240,11 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             throw Problems.Overloaded($"the policy worker pool is full ({options.MaxQueue} calls running or waiting); retry later", options.RetryAfterSeconds);
         }
         var slot = Reserve(once || anyWorker ? null : call.InstanceKey);
-        if (anyWorker) call = call with { InstanceKey = $"{call.InstanceKey}@{slot.Index}" };
+        // On any worker, each worker has its own instance: "key@slot".
+        var keySlot = anyWorker ? slot.Index : -1;
         try
         {
-            var request = Send(slot, w => WriteInvoke(w, call, once, withState), call.Load.RuleId, call.Deadline, ct);
+            var request = Send(slot, w => WriteInvoke(w, call, once, withState, keySlot), call.Load.RuleId, call.Deadline, ct);
             return Interpret(await ReplyWithinQueueWaitAsync(request, call, ct), slot, call);
         }
         finally
@@ -316,11 +319,12 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         }
     }
 
-    private void WriteInvoke(Utf8JsonWriter w, PolicyInvocation call, bool once, bool withState)
+    private static void WriteInvoke(Utf8JsonWriter w, PolicyInvocation call, bool once, bool withState, int keySlot)
     {
         w.WriteStartObject();
         w.WriteString("op", "invoke");
-        w.WriteString("key", call.InstanceKey);
+        if (keySlot < 0) w.WriteString("key", call.InstanceKey);
+        else WriteSlotKey(w, call.InstanceKey, keySlot);
         w.WriteString("method", call.Method);
         w.WriteNumber("cpu_seconds", (int)Math.Ceiling(call.Deadline.TotalSeconds) + 1);
         if (once) w.WriteBoolean("once", true);
@@ -343,6 +347,19 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         w.WritePropertyName("args");
         call.Arguments.WriteTo(w);
         w.WriteEndObject();
+    }
+
+    // "key@slot" written without building the string (this runs on every Type 2 call).
+    private static void WriteSlotKey(Utf8JsonWriter w, string key, int slot)
+    {
+        var length = key.Length + 12;
+        var rented = length > 256 ? ArrayPool<char>.Shared.Rent(length) : null;
+        Span<char> chars = rented ?? stackalloc char[256];
+        key.CopyTo(chars);
+        chars[key.Length] = '@';
+        slot.TryFormat(chars[(key.Length + 1)..], out var digits, provider: CultureInfo.InvariantCulture);
+        w.WriteString("key", chars[..(key.Length + 1 + digits)]);
+        if (rented is not null) ArrayPool<char>.Shared.Return(rented);
     }
 
     // Picks the slot (the key's own, or the least busy when there is no key) and counts the call in it
