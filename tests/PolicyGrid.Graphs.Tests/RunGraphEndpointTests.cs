@@ -153,6 +153,70 @@ public sealed class RunGraphEndpointTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_sidecar_that_cannot_be_reached_when_starting_answers_503_and_schedules_nothing()
+    {
+        var workflows = new WorkflowInstancesDouble((_, _) => throw new InvalidOperationException("never waited on"))
+        {
+            StartFailure = new Grpc.Core.RpcException(new Grpc.Core.Status(Grpc.Core.StatusCode.Unavailable, "connection refused (127.0.0.1:50001)")),
+        };
+        await using var app = await GraphsAppHost.StartAsync(workflows);
+
+        var answer = await app.Client().Send(HttpMethod.Post, "/run_graph", Body());
+
+        (answer.Status, answer.Code).ShouldBe((503, ErrorCodes.BackendUnavailable), answer.Body?.ToJsonString());
+        answer.Message.ShouldStartWith("starting graph workflow graph-");
+        answer.Message.ShouldContain("connection refused (127.0.0.1:50001)");
+        workflows.Started.ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task A_sidecar_that_refuses_to_start_the_run_answers_502_with_its_reason()
+    {
+        var workflows = new WorkflowInstancesDouble((_, _) => throw new InvalidOperationException("never waited on"))
+        {
+            StartFailure = new Grpc.Core.RpcException(new Grpc.Core.Status(Grpc.Core.StatusCode.FailedPrecondition, "no workflow engine: actor runtime not ready")),
+        };
+        await using var app = await GraphsAppHost.StartAsync(workflows);
+
+        var answer = await app.Client().Send(HttpMethod.Post, "/run_graph", Body());
+
+        (answer.Status, answer.Code).ShouldBe((502, ErrorCodes.BackendError));
+        answer.Message.ShouldContain("no workflow engine: actor runtime not ready");
+    }
+
+    [Fact]
+    public async Task Losing_the_sidecar_while_waiting_answers_503_and_the_run_is_stopped()
+    {
+        var workflows = WorkflowInstancesDouble.FailingToWait(new HttpRequestException("Connection refused (127.0.0.1:50001)"));
+        await using var app = await GraphsAppHost.StartAsync(workflows);
+
+        var answer = await app.Client().Send(HttpMethod.Post, "/run_graph", Body());
+
+        (answer.Status, answer.Code).ShouldBe((503, ErrorCodes.BackendUnavailable));
+        answer.Message.ShouldStartWith($"waiting for graph workflow {workflows.Started.Keys.Single()}");
+        workflows.Terminated.ShouldBe([workflows.Started.Keys.Single()]);
+    }
+
+    [Fact]
+    public async Task A_run_past_its_deadline_still_answers_504_when_stopping_it_fails()
+    {
+        var workflows = new WorkflowInstancesDouble(async (_, ct) =>
+        {
+            await Task.Delay(Timeout.Infinite, ct);
+            throw new InvalidOperationException("unreachable");
+        })
+        {
+            TerminateFailure = new Grpc.Core.RpcException(new Grpc.Core.Status(Grpc.Core.StatusCode.Unavailable, "sidecar went away")),
+        };
+        await using var app = await GraphsAppHost.StartAsync(workflows);
+
+        var answer = await app.Client().Send(HttpMethod.Post, "/run_graph", Body(deadlineSeconds: 0.2));
+
+        (answer.Status, answer.Code).ShouldBe((504, ErrorCodes.PolicyTimeout));
+        workflows.Terminated.ShouldBe([workflows.Started.Keys.Single()]);
+    }
+
+    [Fact]
     public async Task A_run_whose_caller_went_away_is_terminated_too()
     {
         var workflows = WorkflowInstancesDouble.NeverEnding();

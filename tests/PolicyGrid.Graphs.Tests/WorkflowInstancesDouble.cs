@@ -38,8 +38,17 @@ internal sealed class WorkflowInstancesDouble(Func<GraphWorkflowInput, Cancellat
     public static WorkflowInstancesDouble EndingWith(WorkflowRuntimeStatus status, GraphWorkflowOutput? output, string? failure) =>
         new((_, _) => Task.FromResult(new GraphWorkflowEnd(status, output, failure)));
 
+    /// <summary>Thrown by StartAsync (before anything is scheduled), as a sidecar that is down or refuses would.</summary>
+    public Exception? StartFailure { get; init; }
+
+    /// <summary>Thrown by TerminateAsync after recording the attempt.</summary>
+    public Exception? TerminateFailure { get; init; }
+
+    public static WorkflowInstancesDouble FailingToWait(Exception failure) => new((_, _) => Task.FromException<GraphWorkflowEnd>(failure));
+
     public Task StartAsync(string instanceId, GraphWorkflowInput graph, CancellationToken ct)
     {
+        if (StartFailure is not null) return Task.FromException(StartFailure);
         _started.TryAdd(instanceId, graph).ShouldBeTrue($"instance id {instanceId} was started twice");
         return Task.CompletedTask;
     }
@@ -49,6 +58,6 @@ internal sealed class WorkflowInstancesDouble(Func<GraphWorkflowInput, Cancellat
     public Task TerminateAsync(string instanceId, CancellationToken ct)
     {
         Terminated.Enqueue(instanceId);
-        return Task.CompletedTask;
+        return TerminateFailure is null ? Task.CompletedTask : Task.FromException(TerminateFailure);
     }
 }

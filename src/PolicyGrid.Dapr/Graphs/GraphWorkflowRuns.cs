@@ -1,4 +1,6 @@
 using Dapr.Workflow;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 
@@ -7,15 +9,25 @@ namespace PolicyGrid.Dapr.Graphs;
 /// <summary>
 /// Schedules <c>PolicyGraphWorkflow</c> on this app's sidecar and waits for it within the deadline; past it the
 /// instance is terminated and the caller gets the contract's 504. Used inside the graphs app, where the workflow is
-/// registered (a workflow runs where its app is).
+/// registered (a workflow runs where its app is). A sidecar that cannot be reached while starting or waiting is the
+/// contract's 503 (502 for other errors it reports), never a 500.
 /// </summary>
-public sealed class GraphWorkflowRuns(IGraphWorkflowInstances workflows)
+public sealed class GraphWorkflowRuns(IGraphWorkflowInstances workflows, ILogger<GraphWorkflowRuns>? logger = null)
 {
+    private readonly ILogger _logger = logger ?? NullLogger<GraphWorkflowRuns>.Instance;
+
     public async Task<GraphWorkflowOutput> RunAsync(GraphRunRequest request, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(request);
         var id = "graph-" + Guid.NewGuid().ToString("N");
-        await workflows.StartAsync(id, request.Graph, ct);
+        try
+        {
+            await workflows.StartAsync(id, request.Graph, ct);
+        }
+        catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
+        {
+            throw SidecarFailures.Translate(e, $"starting graph workflow {id}");
+        }
         using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
         wait.CancelAfter(request.Deadline);
         GraphWorkflowEnd end;
@@ -27,13 +39,33 @@ public sealed class GraphWorkflowRuns(IGraphWorkflowInstances workflows)
         {
             // Past the deadline or with the registry gone, nobody can read this run any more (its id is never handed
             // out), so it is stopped rather than left calling functions for no one.
-            await workflows.TerminateAsync(id, CancellationToken.None);
+            await TerminateAsync(id);
             if (ct.IsCancellationRequested) throw;
             throw GraphFailures.DeadlineExceeded(request.Deadline, request.Graph.FunctionIds);
+        }
+        catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
+        {
+            // The run may still be going: stop it, since this caller will never read it.
+            await TerminateAsync(id);
+            throw SidecarFailures.Translate(e, $"waiting for graph workflow {id}");
         }
         // A node's failure is a completed run whose output names the node; a run that did not complete is the engine's.
         return end.Status == WorkflowRuntimeStatus.Completed
             ? end.Output ?? throw Problems.BackendError($"graph workflow {id} completed without an output")
             : throw Problems.BackendError($"graph workflow {id} ended {end.Status}: {end.FailureMessage}");
+    }
+
+    // Best effort: the caller's answer (504, 503, or its own cancellation) is what matters, so a failure to stop the
+    // run is logged for the operator rather than put in its place.
+    private async Task TerminateAsync(string id)
+    {
+        try
+        {
+            await workflows.TerminateAsync(id, CancellationToken.None);
+        }
+        catch (Exception e) when (SidecarFailures.IsSidecarFailure(e) || e is InvalidOperationException)
+        {
+            _logger.LogError(e, "could not terminate graph workflow {Instance}; it may keep running until it ends by itself", id);
+        }
     }
 }
