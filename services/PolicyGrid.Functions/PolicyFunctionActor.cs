@@ -81,7 +81,6 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         {
             var arguments = new JsonObject
             {
-                ["parameters"] = load.Parameters.DeepClone(),
                 ["input_data"] = JsonNode.Parse(call.InputJson),
                 ["context"] = _context.DeepClone(),
             };

@@ -78,7 +78,6 @@ public sealed class LocalFunctionHost(
             {
                 var arguments = new JsonObject
                 {
-                    ["parameters"] = function.Parameters.DeepClone(),
                     ["input_data"] = input?.DeepClone(),
                     ["context"] = replica.Context.DeepClone(),
                 };

@@ -195,7 +195,6 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
     {
         var args = new JsonObject
         {
-            ["parameters"] = call.Load.Parameters.DeepClone(),
             ["input_data"] = call.InputData.DeepClone(),
             ["context"] = context.DeepClone(),
         };

@@ -33,6 +33,11 @@ internal sealed class PythonWorker : IAsyncDisposable
     private readonly WorkerPoolOptions options;
     private readonly ArrayBufferWriter<byte> outgoing = new(16 * 1024);
     private int killed;
+    // Instance keys whose load spec this process has been sent (only the drainer touches it). The host may
+    // still have dropped one (its instance cache is bounded): it then answers need_load and the request goes
+    // again with the spec. Bounded too: forgetting only costs sending a spec again.
+    private readonly HashSet<string> sentLoads = new(StringComparer.Ordinal);
+    private const int MaxSentLoads = 4096;
 
     private PythonWorker(Process process, string tempDir, PolicyOutputLog output, WorkerPoolOptions options)
     {
@@ -166,7 +171,7 @@ internal sealed class PythonWorker : IAsyncDisposable
         try
         {
             outgoing.ResetWrittenCount();
-            foreach (var request in batch) outgoing.Write(request.Frame.Span);
+            foreach (var request in batch) WriteFrame(request);
             toHost.Write(outgoing.WrittenSpan);
             toHost.Flush();
         }
@@ -179,16 +184,52 @@ internal sealed class PythonWorker : IAsyncDisposable
         }
         for (var i = 0; i < batch.Count; i++)
         {
-            if (!await SettleAsync(batch[i]))
+            switch (await SettleAsync(batch[i]))
             {
-                for (var rest = i + 1; rest < batch.Count; rest++) unstarted.Add(batch[rest]);
-                return;
+                case Settled.NeedsLoad:
+                    // The host no longer has the instance: the request did not run, and goes again with its load spec
+                    // (with the rest of the batch, if this worker had to stop meanwhile).
+                    unstarted.Add(batch[i]);
+                    if (IsAlive) break;
+                    for (var rest = i + 1; rest < batch.Count; rest++) unstarted.Add(batch[rest]);
+                    return;
+                case Settled.WorkerStopped:
+                    for (var rest = i + 1; rest < batch.Count; rest++) unstarted.Add(batch[rest]);
+                    return;
             }
         }
     }
 
-    // Reads the reply of the request now running; false when the worker must not run anything more.
-    private async Task<bool> SettleAsync(WorkerRequest request)
+    private static ReadOnlySpan<byte> LoadProperty => "{\"load\":"u8;
+
+    // The request's frame, with its load spec spliced in first when this process has not had it yet:
+    // {"load":<spec>, + the frame's own properties.
+    private void WriteFrame(WorkerRequest request)
+    {
+        var frame = request.Frame.Span;
+        if (request.LoadKey is not { } key || sentLoads.Contains(key))
+        {
+            outgoing.Write(frame);
+            return;
+        }
+        if (sentLoads.Count >= MaxSentLoads) sentLoads.Clear();
+        sentLoads.Add(key);
+        request.CarriedLoad = true;
+        var body = frame[5..]; // after the length and the opening brace
+        var length = LoadProperty.Length + request.LoadJson.Length + 1 + body.Length;
+        var header = outgoing.GetSpan(4);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(header, length);
+        outgoing.Advance(4);
+        outgoing.Write(LoadProperty);
+        outgoing.Write(request.LoadJson.Span);
+        outgoing.Write(","u8);
+        outgoing.Write(body);
+    }
+
+    private enum Settled { Answered, NeedsLoad, WorkerStopped }
+
+    // Reads the reply of the request now running: answered, to be sent again with its load spec, or the worker must not run anything more.
+    private async Task<Settled> SettleAsync(WorkerRequest request)
     {
         Output.BeginCall(request.Policy);
         using var overrun = new CancellationTokenSource(request.Deadline);
@@ -201,6 +242,17 @@ internal sealed class PythonWorker : IAsyncDisposable
                 // Read before the reply is handed over: its caller takes members out of it at once
                 // (PythonWorkerPool.Detach), and a JsonObject is not safe to read while it is changed.
                 var retiring = reply["retiring"]?.GetValue<bool>() == true;
+                if (request.LoadKey is { } key && reply["ok"]?.GetValue<bool>() != true)
+                {
+                    var kind = reply["kind"]?.GetValue<string>();
+                    // A spec that failed to load, or an instance the host dropped: send the spec with the next call.
+                    if (kind is "load" or "need_load") sentLoads.Remove(key);
+                    if (kind == "need_load")
+                    {
+                        if (Volatile.Read(ref signalled) == 1 || retiring) await KillAsync();
+                        return Settled.NeedsLoad;
+                    }
+                }
                 request.Answer(reply);
                 // The answer won the race against a deadline that fired at the same moment: keep it,
                 // but the worker was signalled and must not serve again. A worker that hit its memory
@@ -208,9 +260,9 @@ internal sealed class PythonWorker : IAsyncDisposable
                 if (Volatile.Read(ref signalled) == 1 || retiring)
                 {
                     await KillAsync();
-                    return false;
+                    return Settled.WorkerStopped;
                 }
-                return true;
+                return Settled.Answered;
             }
             catch (Exception e) when (e is IOException or EndOfStreamException or InvalidDataException or JsonException or ObjectDisposedException)
             {
@@ -228,7 +280,7 @@ internal sealed class PythonWorker : IAsyncDisposable
                 {
                     request.Fail(await DiagnoseFailureAsync(request.Policy, e));
                 }
-                return false;
+                return Settled.WorkerStopped;
             }
         }
     }

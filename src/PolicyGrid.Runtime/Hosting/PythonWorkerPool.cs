@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
@@ -32,6 +33,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     private long routeClock;
     private int newKeys;
     private long roundTrips;
+    private long loadSpecsSent;
     private bool disposed;
 
     public PythonWorkerPool(WorkerPoolOptions options, ILogger<PythonWorkerPool> logger)
@@ -177,6 +179,9 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     /// <summary>Worker round trips made so far (every request frame sent to a worker), for tests and diagnostics.</summary>
     public long RoundTrips => Interlocked.Read(ref roundTrips);
 
+    /// <summary>Calls whose frame carried the instance's load spec: the first call of an instance on a worker, and again only after the worker dropped it.</summary>
+    public long LoadSpecsSent => Interlocked.Read(ref loadSpecsSent);
+
     /// <summary>Writes to workers so far: each carries every request that queued for its worker while it was busy.</summary>
     public long Batches => slots.Sum(s => Interlocked.Read(ref s.Batches));
 
@@ -244,8 +249,15 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         var keySlot = anyWorker ? slot.Index : -1;
         try
         {
-            var request = Send(slot, w => WriteInvoke(w, call, once, withState, keySlot), call.Load.RuleId, call.Deadline, ct);
-            return Interpret(await ReplyWithinQueueWaitAsync(request, call, ct), slot, call);
+            // A "once" instance is created by this very request; any other carries its load spec only to a worker
+            // process that has not had it yet (PythonWorker.WriteFrame), since specs can be large (parameters).
+            var request = once
+                ? Send(slot, w => WriteInvoke(w, call, withLoad: true, once, withState, keySlot), call.Load.RuleId, call.Deadline, ct)
+                : Send(slot, w => WriteInvoke(w, call, withLoad: false, once, withState, keySlot), call.Load.RuleId, call.Deadline, ct,
+                    call.InstanceKey, LoadJsonOf(call.Load));
+            var reply = await ReplyWithinQueueWaitAsync(request, call, ct);
+            if (request.CarriedLoad) Interlocked.Increment(ref loadSpecsSent);
+            return Interpret(reply, slot, call);
         }
         finally
         {
@@ -255,10 +267,11 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     }
 
     // Every request frame a worker gets goes through here (counted in RoundTrips).
-    private WorkerRequest Send(WorkerSlot slot, Action<Utf8JsonWriter> frame, string policy, TimeSpan deadline, CancellationToken ct)
+    private WorkerRequest Send(WorkerSlot slot, Action<Utf8JsonWriter> frame, string policy, TimeSpan deadline, CancellationToken ct,
+        string? loadKey = null, ReadOnlyMemory<byte> loadJson = default)
     {
         Interlocked.Increment(ref roundTrips);
-        var request = new WorkerRequest(HostFrames.Encode(frame), policy, deadline, ct);
+        var request = new WorkerRequest(HostFrames.Encode(frame), policy, deadline, ct) { LoadKey = loadKey, LoadJson = loadJson };
         slot.Submit(request);
         return request;
     }
@@ -319,7 +332,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         }
     }
 
-    private static void WriteInvoke(Utf8JsonWriter w, PolicyInvocation call, bool once, bool withState, int keySlot)
+    private static void WriteInvoke(Utf8JsonWriter w, PolicyInvocation call, bool withLoad, bool once, bool withState, int keySlot)
     {
         w.WriteStartObject();
         w.WriteString("op", "invoke");
@@ -329,16 +342,11 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         w.WriteNumber("cpu_seconds", (int)Math.Ceiling(call.Deadline.TotalSeconds) + 1);
         if (once) w.WriteBoolean("once", true);
         if (withState) w.WriteBoolean("with_state", true);
-        w.WriteStartObject("load");
-        w.WriteString("rule_id", call.Load.RuleId);
-        w.WriteString("sha256", call.Load.Bundle.Sha256);
-        w.WriteString("root", call.Load.Bundle.Root);
-        if (call.Load.Bundle.SitePackages is { } site) w.WriteString("site_packages", site);
-        w.WritePropertyName("settings");
-        call.Load.Settings.WriteTo(w);
-        w.WritePropertyName("parameters");
-        call.Load.Parameters.WriteTo(w);
-        w.WriteEndObject();
+        if (withLoad)
+        {
+            w.WritePropertyName("load");
+            WriteLoad(w, call.Load);
+        }
         if (call.RestoreState is { } state)
         {
             w.WritePropertyName("restore_state");
@@ -348,6 +356,30 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         call.Arguments.WriteTo(w);
         w.WriteEndObject();
     }
+
+    private static void WriteLoad(Utf8JsonWriter w, PolicyLoadSpec load)
+    {
+        w.WriteStartObject();
+        w.WriteString("rule_id", load.RuleId);
+        w.WriteString("sha256", load.Bundle.Sha256);
+        w.WriteString("root", load.Bundle.Root);
+        if (load.Bundle.SitePackages is { } site) w.WriteString("site_packages", site);
+        w.WritePropertyName("settings");
+        load.Settings.WriteTo(w);
+        w.WritePropertyName("parameters");
+        load.Parameters.WriteTo(w);
+        w.WriteEndObject();
+    }
+
+    // A load spec's JSON, written once per spec object (callers keep one per policy revision and shape).
+    private readonly ConditionalWeakTable<PolicyLoadSpec, byte[]> loadJson = new();
+
+    private byte[] LoadJsonOf(PolicyLoadSpec load) => loadJson.GetValue(load, static spec =>
+    {
+        var buffer = new ArrayBufferWriter<byte>(512);
+        using (var w = new Utf8JsonWriter(buffer)) WriteLoad(w, spec);
+        return buffer.WrittenSpan.ToArray();
+    });
 
     // "key@slot" written without building the string (this runs on every Type 2 call).
     private static void WriteSlotKey(Utf8JsonWriter w, string key, int slot)

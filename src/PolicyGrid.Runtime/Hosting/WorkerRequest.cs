@@ -11,6 +11,21 @@ namespace PolicyGrid.Runtime.Hosting;
 /// </summary>
 internal sealed class WorkerRequest(ReadOnlyMemory<byte> frame, string policy, TimeSpan deadline, CancellationToken ct)
 {
+    /// <summary>
+    /// The instance key (as this pool names it, one per worker) whose load spec <see cref="LoadJson"/> goes along
+    /// only when the worker process has not been sent it yet; null when the frame carries everything it needs.
+    /// </summary>
+    public string? LoadKey { get; init; }
+
+    /// <summary>The <c>load</c> object's JSON, spliced into the frame for a worker that lacks the instance.</summary>
+    public ReadOnlyMemory<byte> LoadJson { get; init; }
+
+    /// <summary>Set by the drainer when the frame went with its load spec spliced in.</summary>
+    public bool CarriedLoad { get; set; }
+
+    /// <summary>Most bytes this request can take in a batch write (its frame with the load spec).</summary>
+    public int MaxBytes => Frame.Length + (LoadKey is null ? 0 : LoadJson.Length + 8);
+
     private const int Queued = 0, Sent = 1, Abandoned = 2;
     private int state;
     private readonly TaskCompletionSource<JsonObject> reply = new(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -78,12 +78,12 @@ internal sealed class WorkerSlot
                 var bytes = 0;
                 // Requests a dead worker never started go first: they were ahead of everything queued.
                 while (batch.Count < MaxBatchRequests && (unstarted.TryPeek(out var next) || queued.TryPeek(out next))
-                       && (batch.Count == 0 || bytes + next.Frame.Length <= MaxBatchBytes))
+                       && (batch.Count == 0 || bytes + next.MaxBytes <= MaxBatchBytes))
                 {
                     if (!unstarted.TryDequeue(out _)) queued.Dequeue();
                     if (!next.TryTake()) continue;
                     batch.Add(next);
-                    bytes += next.Frame.Length;
+                    bytes += next.MaxBytes;
                 }
                 if (batch.Count == 0)
                 {

@@ -13,6 +13,7 @@ library is still readable as the new user, and answers {"ready": true, ...} or
 Standard library only: this file runs inside whatever interpreter the operator picked.
 """
 
+import copy
 import gc
 import importlib.util
 import json
@@ -32,6 +33,10 @@ _RETIRE_AT_CPU_FRACTION = 0.5
 
 class LoadFailure(Exception):
     """The bundle cannot produce a policy instance (missing file, class, or __init__ raised)."""
+
+
+class NeedLoad(Exception):
+    """The request names an instance this worker does not hold and carries no load spec to create it."""
 
 
 def _read_exact(fd, n):
@@ -211,28 +216,39 @@ class Host:
             raise LoadFailure(f"AIOSv1PolicyRule.__init__ raised {type(exc).__name__}: {exc}") from exc
 
     def _instance(self, request):
+        """The warm (instance, eval parameters) for request["key"], created from request["load"] when missing.
+        The server sends the load spec only the first time a key reaches this worker, so eval's parameters
+        (the spec's, unless the call gives its own) are kept with the instance: like the SDKs' in-process
+        evaluators, every call of an instance gets the same parameters object."""
         key = request["key"]
-        instance = self.instances.get(key)
-        if instance is not None:
+        entry = self.instances.get(key)
+        if entry is not None:
             self.instances.move_to_end(key)
-            return instance, False
-        instance = self._create(request["load"])
+            return entry, False
+        load = request.get("load")
+        if load is None:
+            raise NeedLoad(f"no instance {key!r} here")
+        instance = self._create(load)
         restore = request.get("restore_state")
         if restore is not None and hasattr(instance, "set_state"):
             instance.set_state(restore)
-        self.instances[key] = instance
+        # __init__ got its own copy: what the policy keeps from it is not shared with what eval is handed.
+        entry = (instance, copy.deepcopy(load.get("parameters") or {}))
+        self.instances[key] = entry
         while len(self.instances) > self.max_instances:
             self.instances.popitem(last=False)
-        return instance, True
+        return entry, True
 
     # -- calls -------------------------------------------------------------------------
     @staticmethod
-    def _call(instance, method, args):
+    def _call(entry, method, args):
+        instance = entry[0]
         if method == "eval":
             context = args.get("context")
             if not isinstance(context, dict):
                 context = {}
-            result = instance.eval(args.get("parameters") or {}, args.get("input_data"), context)
+            parameters = args["parameters"] if "parameters" in args else entry[1]
+            result = instance.eval(parameters or {}, args.get("input_data"), context)
             return {"result": result, "context": context}
         if method == "management":
             if not hasattr(instance, "management"):
@@ -310,8 +326,9 @@ class Host:
             return _error("error", "ValueError", f"unknown op {op!r}")
         try:
             self._budget_cpu(request.get("cpu_seconds"))
-            instance, created = self._instance(request)
-            value = self._call(instance, request["method"], request.get("args") or {})
+            entry, created = self._instance(request)
+            instance = entry[0]
+            value = self._call(entry, request["method"], request.get("args") or {})
             if request.get("once"):
                 self.instances.pop(request["key"], None)
             reply = {"ok": True, "value": value, "created": created}
@@ -332,6 +349,8 @@ class Host:
             reply = _error("memory", "MemoryError", "the policy exceeded its memory limit")
             reply["retiring"] = True
             return reply
+        except NeedLoad as exc:
+            return _error("need_load", "NeedLoad", str(exc))
         except LoadFailure as exc:
             return _error("load", "PolicyLoadError", str(exc), traceback.format_exc())
         except BaseException as exc:  # noqa: BLE001 - SystemExit from a policy is still the policy's error

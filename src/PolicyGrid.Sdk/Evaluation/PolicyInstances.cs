@@ -146,10 +146,11 @@ internal sealed class WorkerProcessPolicy(PythonWorkerPool pool, PolicyLoadSpec 
         {
             var arguments = new JsonObject
             {
-                ["parameters"] = (parameters ?? load.Parameters).DeepClone(),
                 ["input_data"] = input?.DeepClone(),
                 ["context"] = _context.DeepClone(),
             };
+            // Without an override, eval gets the parameters the worker keeps with the instance.
+            if (parameters is not null) arguments["parameters"] = parameters.DeepClone();
             var answer = await Invoke(PolicyMethods.Eval, arguments, ct);
             if (answer?["context"] is JsonObject context) _context = (JsonObject)context.DeepClone();
             return answer?["result"] is JsonObject result
