@@ -143,6 +143,14 @@ public static class Type2Benchmark
             var execute = Throughput.Combine(executes);
             var bare = Throughput.Combine(bares);
             var cold = await MeasureAsync(http, "bench/cold", body, clients, Math.Max(seconds, 5));
+            // The same policy with 10,000 addresses in its parameters: a call's cost should not grow with them.
+            var addresses = new JsonArray([.. Enumerable.Range(0, 10_000).Select(i => (JsonNode)JsonValue.Create($"10.{i / 65536 % 256}.{i / 256 % 256}.{i % 256}"))]);
+            var setLarge = new JsonObject { ["$set"] = new JsonObject { ["policy_parameters.local_allowlist"] = addresses } };
+            var parameterBytes = addresses.ToJsonString().Length;
+            using (var put = await http.PutAsync($"policy/{uri}", new StringContent(setLarge.ToJsonString(), Encoding.UTF8, "application/json")))
+                put.EnsureSuccessStatusCode();
+            await MeasureAsync(http, "executor/local/execute_policy", body, clients, 1.0);
+            var large = await MeasureAsync(http, "executor/local/execute_policy", body, clients, Math.Max(seconds / rounds, 2));
             await app.StopAsync();
             await app.DisposeAsync();
 
@@ -156,6 +164,7 @@ public static class Type2Benchmark
             Console.WriteLine($"  ratio of CPU per request, bare / execute = {bare.OursCpuUsPerRequest / execute.OursCpuUsPerRequest:F2}x (what the throughput ratio tends to on a machine with no other load)");
             Console.WriteLine($"  ratio execute / bare = {execute.PerSecond / bare.PerSecond:F2}x (target >= 0.5x)");
             Console.WriteLine($"  ratio execute / cold = {execute.PerSecond / cold.PerSecond:F1}x (target >= 50x)");
+            Console.WriteLine($"  execute_policy with {parameterBytes / 1024} KB of parameters: {large.PerSecond:F0} req/s, {large.PerSecond / execute.PerSecond:F2}x execute_policy above, with a few bytes of them (target: about 1x; a worker gets them once per instance)");
             return 0;
         }
         finally
