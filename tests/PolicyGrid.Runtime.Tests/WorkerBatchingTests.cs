@@ -105,6 +105,35 @@ public sealed class WorkerBatchingTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Load_specs_that_do_not_fit_in_one_write_go_in_several_and_warm_calls_batch_again()
+    {
+        // Five new instances, each with ~20 KB of parameters: their specs cannot share a 32 KiB write.
+        PolicyInvocation Big(int i) => new($"big-{i}",
+            new PolicyLoadSpec($"big:1.0-{i}", Bundle, [], new JsonObject { ["pad"] = new string('p', 20_000), ["i"] = i }), PolicyMethods.Eval,
+            new JsonObject { ["input_data"] = new JsonObject { ["mode"] = "echo", ["dir"] = shared, ["echo"] = i.ToString(System.Globalization.CultureInfo.InvariantCulture) }, ["context"] = new JsonObject() },
+            TimeSpan.FromSeconds(10));
+        var holding = await HoldAsync();
+        var batchesBefore = pool.Batches;
+        var first = Enumerable.Range(0, 5).Select(i => pool.InvokeAsync(Big(i), Ct)).ToList();
+        Release();
+        await holding;
+        var answers = await Task.WhenAll(first);
+        for (var i = 0; i < 5; i++) Result(answers[i])["echo"]!.GetValue<string>().ShouldBe(i.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        (pool.Batches - batchesBefore).ShouldBeGreaterThanOrEqualTo(5, "one spec per write");
+
+        // Warm now: the same five calls carry no spec and queue into one write again.
+        File.Delete(Path.Combine(shared, "release"));
+        File.Delete(Path.Combine(shared, "running"));
+        holding = await HoldAsync();
+        batchesBefore = pool.Batches;
+        var warm = Enumerable.Range(0, 5).Select(i => pool.InvokeAsync(Big(i), Ct)).ToList();
+        Release();
+        await holding;
+        (await Task.WhenAll(warm)).Select(a => Result(a)["echo"]!.GetValue<string>()).ShouldBe(["0", "1", "2", "3", "4"]);
+        (pool.Batches - batchesBefore).ShouldBe(1, "the five warm calls queued behind the holder go in one write");
+    }
+
+    [Fact]
     public async Task A_call_that_overruns_inside_a_batch_fails_alone_and_the_calls_after_it_run_on_the_replacement()
     {
         var holding = await HoldAsync();

@@ -168,10 +168,10 @@ internal sealed class PythonWorker : IAsyncDisposable
     /// </remarks>
     public async Task ExchangeAsync(IReadOnlyList<WorkerRequest> batch, List<WorkerRequest> unstarted)
     {
+        int sent;
         try
         {
-            outgoing.ResetWrittenCount();
-            foreach (var request in batch) WriteFrame(request);
+            sent = WriteBatch(batch);
             toHost.Write(outgoing.WrittenSpan);
             toHost.Flush();
         }
@@ -182,23 +182,40 @@ internal sealed class PythonWorker : IAsyncDisposable
             foreach (var request in batch) request.Fail(failure);
             return;
         }
-        for (var i = 0; i < batch.Count; i++)
+        var rest = sent;
+        for (var i = 0; i < sent; i++)
         {
-            switch (await SettleAsync(batch[i]))
+            var outcome = await SettleAsync(batch[i]);
+            // The host no longer had the instance: the request did not run, and goes again with its load spec
+            // (SettleAsync stops the worker too when the reply came after a deadline signal or with retiring).
+            if (outcome == Settled.NeedsLoad) unstarted.Add(batch[i]);
+            if (outcome == Settled.WorkerStopped || (outcome == Settled.NeedsLoad && !IsAlive))
             {
-                case Settled.NeedsLoad:
-                    // The host no longer has the instance: the request did not run, and goes again with its load spec
-                    // (with the rest of the batch, if this worker had to stop meanwhile).
-                    unstarted.Add(batch[i]);
-                    if (IsAlive) break;
-                    for (var rest = i + 1; rest < batch.Count; rest++) unstarted.Add(batch[rest]);
-                    return;
-                case Settled.WorkerStopped:
-                    for (var rest = i + 1; rest < batch.Count; rest++) unstarted.Add(batch[rest]);
-                    return;
+                rest = i + 1;
+                break;
             }
         }
+        // What this worker never started (it stopped, or its frames did not fit in this write) goes next.
+        for (var i = rest; i < batch.Count; i++) unstarted.Add(batch[i]);
     }
+
+    // Writes as much of the batch as fits under WorkerSlot.MaxBatchBytes (at least one request) into the
+    // outgoing buffer, load specs spliced in where this process lacks them; answers how many requests it took.
+    private int WriteBatch(IReadOnlyList<WorkerRequest> batch)
+    {
+        outgoing.ResetWrittenCount();
+        var count = 0;
+        foreach (var request in batch)
+        {
+            var size = request.Frame.Length + (NeedsLoad(request) ? LoadProperty.Length + request.LoadJson.Length + 1 : 0);
+            if (count > 0 && outgoing.WrittenCount + size > WorkerSlot.MaxBatchBytes) break;
+            WriteFrame(request);
+            count++;
+        }
+        return count;
+    }
+
+    private bool NeedsLoad(WorkerRequest request) => request.LoadKey is { } key && !sentLoads.Contains(key);
 
     private static ReadOnlySpan<byte> LoadProperty => "{\"load\":"u8;
 
@@ -207,11 +224,12 @@ internal sealed class PythonWorker : IAsyncDisposable
     private void WriteFrame(WorkerRequest request)
     {
         var frame = request.Frame.Span;
-        if (request.LoadKey is not { } key || sentLoads.Contains(key))
+        if (!NeedsLoad(request))
         {
             outgoing.Write(frame);
             return;
         }
+        var key = request.LoadKey!;
         if (sentLoads.Count >= MaxSentLoads) sentLoads.Clear();
         sentLoads.Add(key);
         request.CarriedLoad = true;

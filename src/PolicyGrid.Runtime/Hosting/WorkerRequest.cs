@@ -23,9 +23,6 @@ internal sealed class WorkerRequest(ReadOnlyMemory<byte> frame, string policy, T
     /// <summary>Set by the drainer when the frame went with its load spec spliced in.</summary>
     public bool CarriedLoad { get; set; }
 
-    /// <summary>Most bytes this request can take in a batch write (its frame with the load spec).</summary>
-    public int MaxBytes => Frame.Length + (LoadKey is null ? 0 : LoadJson.Length + 8);
-
     private const int Queued = 0, Sent = 1, Abandoned = 2;
     private int state;
     private readonly TaskCompletionSource<JsonObject> reply = new(TaskCreationOptions.RunContinuationsAsynchronously);

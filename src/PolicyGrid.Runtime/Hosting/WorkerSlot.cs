@@ -11,8 +11,9 @@ namespace PolicyGrid.Runtime.Hosting;
 /// </summary>
 internal sealed class WorkerSlot
 {
-    // Kept well under a pipe's 64 KiB so writing a batch never waits for the worker to read it.
-    private const int MaxBatchBytes = 32 * 1024;
+    // Kept well under a pipe's 64 KiB so writing a batch never waits for the worker to read it (the worker
+    // holds back what its load specs push over, PythonWorker.WriteBatch).
+    internal const int MaxBatchBytes = 32 * 1024;
     private const int MaxBatchRequests = 64;
 
     private readonly WorkerLaunch launch;
@@ -78,12 +79,12 @@ internal sealed class WorkerSlot
                 var bytes = 0;
                 // Requests a dead worker never started go first: they were ahead of everything queued.
                 while (batch.Count < MaxBatchRequests && (unstarted.TryPeek(out var next) || queued.TryPeek(out next))
-                       && (batch.Count == 0 || bytes + next.MaxBytes <= MaxBatchBytes))
+                       && (batch.Count == 0 || bytes + next.Frame.Length <= MaxBatchBytes))
                 {
                     if (!unstarted.TryDequeue(out _)) queued.Dequeue();
                     if (!next.TryTake()) continue;
                     batch.Add(next);
-                    bytes += next.MaxBytes;
+                    bytes += next.Frame.Length;
                 }
                 if (batch.Count == 0)
                 {
