@@ -1,3 +1,4 @@
+using Microsoft.Data.Sqlite;
 using System.Text.Json.Nodes;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Embedded.Storage;
@@ -74,6 +75,33 @@ public sealed class BatchAndRevisionTests : IDisposable
             command.CommandText = "PRAGMA busy_timeout";
             ((long)command.ExecuteScalar()!).ShouldBe(30000L);
         }
+    }
+
+    [Fact]
+    public async Task Context_writes_commit_without_a_sync_each_on_handles_of_their_own_and_leave_the_others_syncing_fully()
+    {
+        var contexts = new SqliteContextStore(_db);
+        var held = new List<SqliteConnection>();
+        try
+        {
+            // Interleaved, with ordinary connections held open meanwhile, so the pool has to hand out several.
+            for (var i = 0; i < 5; i++)
+            {
+                await contexts.SetAsync("k" + i, new JsonObject { ["n"] = i }, null, Ct);
+                held.Add(await _db.OpenAsync(Ct));
+            }
+            foreach (var connection in held)
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "PRAGMA synchronous";
+                ((long)command.ExecuteScalar()!).ShouldBe(2L); // FULL: a context write never leaves its pragma behind
+            }
+        }
+        finally
+        {
+            foreach (var connection in held) await connection.DisposeAsync();
+        }
+        for (var i = 0; i < 5; i++) (await contexts.GetAsync("k" + i, Ct))!["n"]!.GetValue<int>().ShouldBe(i);
     }
 
     [Fact]

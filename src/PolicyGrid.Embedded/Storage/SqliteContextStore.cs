@@ -58,14 +58,14 @@ public sealed class SqliteContextStore : IContextStore
         CheckKey(key);
         ArgumentNullException.ThrowIfNull(context);
         if (ttl is { } t && t <= TimeSpan.Zero) throw Problems.BadRequest($"context ttl must be positive, got {t.TotalSeconds} s");
-        await using var connection = await OpenAsync(ct);
+        await EnsureTableAsync(ct);
         var now = Now();
         var body = context.ToJsonString();
         // Committed before this returns (a call's context survives the server dying right after it
         // answers) and on disk within SqliteDatabase.WalSyncInterval: context is written on the hot path
         // of every call that changes it (Type 4 state after every call), where a disk sync each would
         // cost more than the call.
-        _db.CommitWithoutSync(connection, tx =>
+        await _db.CommitWithoutSyncAsync((connection, tx) =>
         {
             using (var command = connection.CreateCommand())
             {
@@ -84,7 +84,7 @@ public sealed class SqliteContextStore : IContextStore
             sweep.CommandText = $"DELETE FROM {Table} WHERE expires_at IS NOT NULL AND expires_at <= $now";
             sweep.Parameters.AddWithValue("$now", now);
             sweep.ExecuteNonQuery();
-        });
+        }, ct);
         _cache.Changed(key);
     }
 
@@ -127,9 +127,18 @@ public sealed class SqliteContextStore : IContextStore
     private async Task<SqliteConnection> OpenAsync(CancellationToken ct)
     {
         var connection = await _db.OpenAsync(ct);
-        _db.EnsureTable(connection, Table,
-            $"CREATE TABLE IF NOT EXISTS {Table} (key TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL, expires_at INTEGER NULL);" +
-            $"CREATE INDEX IF NOT EXISTS {Table}_expiry ON {Table}(expires_at) WHERE expires_at IS NOT NULL;");
+        _db.EnsureTable(connection, Table, CreateTable);
         return connection;
+    }
+
+    private const string CreateTable =
+        $"CREATE TABLE IF NOT EXISTS {Table} (key TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL, expires_at INTEGER NULL);" +
+        $"CREATE INDEX IF NOT EXISTS {Table}_expiry ON {Table}(expires_at) WHERE expires_at IS NOT NULL;";
+
+    // Writes go through the database's relaxed connections; the table is made (once) through an ordinary one.
+    private async Task EnsureTableAsync(CancellationToken ct)
+    {
+        if (_db.HasTable(Table)) return;
+        await using var connection = await OpenAsync(ct);
     }
 }

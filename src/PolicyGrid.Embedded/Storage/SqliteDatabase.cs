@@ -15,6 +15,11 @@ namespace PolicyGrid.Embedded.Storage;
 public sealed partial class SqliteDatabase
 {
     private readonly string _connectionString;
+    // The same file through a pool of its own, whose handles commit with synchronous=NORMAL (CommitWithoutSyncAsync).
+    // Microsoft.Data.Sqlite pools by connection string: this one differs only in spelling out SQLite's default
+    // Recursive Triggers=False, so its handles are never handed to callers that expect full syncs.
+    private readonly string _relaxedConnectionString;
+    private readonly ConditionalWeakTable<SQLitePCL.sqlite3, object> _relaxedHandles = new();
     private readonly ConcurrentDictionary<string, bool> _knownTables = new(StringComparer.Ordinal);
 
     // Physical connections (SQLite handles) whose per-connection pragmas are already set. The pool
@@ -54,6 +59,8 @@ public sealed partial class SqliteDatabase
             Pooling = true,
             DefaultTimeout = 30,
         }.ToString();
+        _relaxedConnectionString = new SqliteConnectionStringBuilder(_connectionString) { RecursiveTriggers = false }.ToString();
+        if (_relaxedConnectionString == _connectionString) throw new InvalidOperationException("the relaxed connection pool needs a connection string of its own");
         using var connection = new SqliteConnection(_connectionString);
         connection.Open();
         // journal_mode is stored in the file; set once. The per-connection pragmas are set once per handle (OpenAsync).
@@ -92,7 +99,7 @@ public sealed partial class SqliteDatabase
     }
 
     /// <summary>
-    /// Longest a commit made by <see cref="CommitWithoutSync"/> waits to be synced to disk.
+    /// Longest a commit made by <see cref="CommitWithoutSyncAsync"/> waits to be synced to disk.
     /// </summary>
     public static readonly TimeSpan WalSyncInterval = TimeSpan.FromMilliseconds(5);
 
@@ -105,21 +112,37 @@ public sealed partial class SqliteDatabase
     /// background sync shared by every write in that interval (a sync per write costs more than the
     /// write; any later full-sync commit on the file, such as the decision log's, syncs it too).
     /// </summary>
-    public void CommitWithoutSync(SqliteConnection connection, Action<SqliteTransaction> write)
+    public async Task CommitWithoutSyncAsync(Action<SqliteConnection, SqliteTransaction> write, CancellationToken ct = default)
     {
-        Execute(connection, "PRAGMA synchronous=NORMAL;");
-        try
+        await using (var connection = await OpenRelaxedAsync(ct))
         {
             using var tx = connection.BeginTransaction();
-            write(tx);
+            write(connection, tx);
             tx.Commit();
         }
-        finally
-        {
-            // The handle goes back to the pool: every other user of it expects full syncs.
-            Execute(connection, "PRAGMA synchronous=FULL;");
-        }
         SyncWalSoon();
+    }
+
+    // A connection from the relaxed pool: the same per-handle pragmas as OpenAsync, but synchronous=NORMAL.
+    private async Task<SqliteConnection> OpenRelaxedAsync(CancellationToken ct)
+    {
+        var connection = new SqliteConnection(_relaxedConnectionString);
+        try
+        {
+            await connection.OpenAsync(ct);
+            var handle = connection.Handle!;
+            if (!_relaxedHandles.TryGetValue(handle, out _))
+            {
+                Execute(connection, "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA foreign_keys=ON;");
+                _relaxedHandles.AddOrUpdate(handle, Prepared);
+            }
+            return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
     }
 
     private void SyncWalSoon()
@@ -154,6 +177,9 @@ public sealed partial class SqliteDatabase
 
     /// <summary>Counts a committed write to <paramref name="table"/>; call after the commit.</summary>
     public void Changed(string table) => Interlocked.Increment(ref _changes.GetOrAdd(table, static _ => new StrongBox<long>()).Value);
+
+    /// <summary>True once <see cref="EnsureTable"/> made <paramref name="table"/> in this process.</summary>
+    public bool HasTable(string table) => _knownTables.ContainsKey(table);
 
     /// <summary>Creates a table once per process (idempotent in SQL too, so several processes may race).</summary>
     public void EnsureTable(SqliteConnection connection, string table, string createSql)
