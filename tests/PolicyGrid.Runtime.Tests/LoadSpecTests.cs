@@ -72,6 +72,33 @@ public sealed class LoadSpecTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_stateful_instance_takes_one_round_trip_per_call_and_its_spec_once()
+    {
+        var load = new PolicyLoadSpec("counter:1.0-x", TestBundles.FromSource("""
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    self.count = 0
+                def eval(self, parameters, input_data, context):
+                    self.count += 1
+                    return {"count": self.count}
+                def get_state(self):
+                    return {"count": self.count}
+                def set_state(self, state):
+                    self.count = state["count"]
+            """), [], []);
+        var (trips, specs) = (pool.RoundTrips, pool.LoadSpecsSent);
+        JsonObject? state = null;
+        for (var i = 1; i <= 10; i++)
+        {
+            var answer = await pool.InvokeWithStateAsync(new PolicyInvocation("counter", load, PolicyMethods.Eval,
+                new JsonObject { ["input_data"] = new JsonObject(), ["context"] = new JsonObject() }, TimeSpan.FromSeconds(10), state), Ct);
+            answer.Value!["result"]!["count"]!.GetValue<int>().ShouldBe(i);
+            state = answer.State!.AsObject();
+        }
+        (pool.RoundTrips - trips, pool.LoadSpecsSent - specs).ShouldBe((10L, 1L));
+    }
+
+    [Fact]
     public async Task Parameters_given_with_a_call_win_over_the_instances_own()
     {
         (await EvalAsync("given", Small("given:1.0-a"), new JsonObject { ["ip"] = "10.0.0.1" }))["allowed"]!.GetValue<bool>().ShouldBeTrue();
