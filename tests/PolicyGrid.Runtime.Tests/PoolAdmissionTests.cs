@@ -72,13 +72,14 @@ public sealed class WorkerRecyclingTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    [Fact]
-    public async Task A_worker_near_its_lifetime_cpu_cap_is_replaced_before_it_hits_it()
+    // A pool of one worker with a 1 s lifetime CPU cap, and a call of a policy whose eval burns CPU while
+    // input_data.burn is set (as `burn` says) and answers its pid.
+    private static (PythonWorkerPool Pool, Func<bool, Task<int>> Call) Burner(string burn)
     {
         var options = PoolFixture.TestOptions(workers: 1);
         options.CpuSecondsPerWorker = 1;
-        await using var pool = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
-        var bundle = TestBundles.FromSource("""
+        var pool = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+        var bundle = TestBundles.FromSource($$"""
             import os, resource
 
             class AIOSv1PolicyRule:
@@ -86,48 +87,42 @@ public sealed class WorkerRecyclingTests
                     pass
                 def eval(self, parameters, input_data, context):
                     if input_data.get("burn"):
-                        while True:
-                            u = resource.getrusage(resource.RUSAGE_SELF)
-                            if u.ru_utime + u.ru_stime > 0.55:
-                                break
+            {{burn}}
                     return {"pid": os.getpid()}
             """);
-        PolicyInvocation Call(bool burn) => new("burner", new PolicyLoadSpec("burner:1-a", bundle, [], []), PolicyMethods.Eval,
-            new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = new JsonObject { ["burn"] = burn }, ["context"] = new JsonObject() },
-            TimeSpan.FromSeconds(10));
-        var before = (await pool.InvokeAsync(Call(false), Ct))!["result"]!["pid"]!.GetValue<int>();
-        (await pool.InvokeAsync(Call(true), Ct))!["result"]!["pid"]!.GetValue<int>().ShouldBe(before);
-        var after = (await pool.InvokeAsync(Call(false), Ct))!["result"]!["pid"]!.GetValue<int>();
-        after.ShouldNotBe(before);
+        async Task<int> Call(bool burning) => (await pool.InvokeAsync(new PolicyInvocation("burner", new PolicyLoadSpec("burner:1-a", bundle, [], []), PolicyMethods.Eval,
+            new JsonObject { ["input_data"] = new JsonObject { ["burn"] = burning }, ["context"] = new JsonObject() }, TimeSpan.FromSeconds(30)), Ct))!["result"]!["pid"]!.GetValue<int>();
+        return (pool, Call);
+    }
+
+    [Fact]
+    public async Task A_worker_near_its_lifetime_cpu_cap_is_replaced_before_it_hits_it()
+    {
+        var (pool, call) = Burner("""
+                        while resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_SELF).ru_stime <= 0.55:
+                            pass
+            """);
+        await using var _ = pool;
+        var before = await call(false);
+        (await call(true)).ShouldBe(before);
+        (await call(false)).ShouldNotBe(before);
     }
 
     [Fact]
     public async Task A_policy_that_runs_past_the_lifetime_cpu_cap_gets_a_504_naming_the_cpu_limit_and_the_next_call_works()
     {
-        var options = PoolFixture.TestOptions(workers: 1);
-        options.CpuSecondsPerWorker = 1;
-        await using var pool = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
-        var bundle = TestBundles.FromSource("""
-            import os
-
-            class AIOSv1PolicyRule:
-                def __init__(self, rule_id, settings, parameters):
-                    pass
-                def eval(self, parameters, input_data, context):
-                    while input_data.get("burn"):
-                        pass
-                    return {"pid": os.getpid()}
+        var (pool, call) = Burner("""
+                        while True:
+                            pass
             """);
-        PolicyInvocation Call(bool burn) => new("spinner", new PolicyLoadSpec("spinner:1-a", bundle, [], []), PolicyMethods.Eval,
-            new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = new JsonObject { ["burn"] = burn }, ["context"] = new JsonObject() },
-            TimeSpan.FromSeconds(30));
-        var before = (await pool.InvokeAsync(Call(false), Ct))!["result"]!["pid"]!.GetValue<int>();
+        await using var _ = pool;
+        var before = await call(false);
 
         // The deadline (30 s) is far off: the lifetime cap (1 s of CPU) stops it, as SIGXCPU rather than SIGKILL.
-        var error = await Should.ThrowAsync<PolicyGridException>(() => pool.InvokeAsync(Call(true), Ct));
+        var error = await Should.ThrowAsync<PolicyGridException>(() => call(true));
         error.Status.ShouldBe(504);
         error.Message.ShouldContain("CPU time limit (SIGXCPU)");
-        (await pool.InvokeAsync(Call(false), Ct))!["result"]!["pid"]!.GetValue<int>().ShouldNotBe(before);
+        (await call(false)).ShouldNotBe(before);
     }
 }
 

@@ -77,17 +77,22 @@ public sealed partial class SqliteDatabase
 
     private static readonly object Prepared = new();
 
-    public async Task<SqliteConnection> OpenAsync(CancellationToken ct)
+    public Task<SqliteConnection> OpenAsync(CancellationToken ct) =>
+        OpenAsync(_connectionString, _preparedHandles, "PRAGMA synchronous=FULL; PRAGMA busy_timeout=30000; PRAGMA foreign_keys=ON;", ct);
+
+    // Opens a pooled connection and sets the per-connection pragmas once per physical handle (see _preparedHandles).
+    private static async Task<SqliteConnection> OpenAsync(string connectionString, ConditionalWeakTable<SQLitePCL.sqlite3, object> prepared,
+        string pragmas, CancellationToken ct)
     {
-        var connection = new SqliteConnection(_connectionString);
+        var connection = new SqliteConnection(connectionString);
         try
         {
             await connection.OpenAsync(ct);
             var handle = connection.Handle!;
-            if (!_preparedHandles.TryGetValue(handle, out _))
+            if (!prepared.TryGetValue(handle, out _))
             {
-                Execute(connection, "PRAGMA synchronous=FULL; PRAGMA busy_timeout=30000; PRAGMA foreign_keys=ON;");
-                _preparedHandles.AddOrUpdate(handle, Prepared);
+                Execute(connection, pragmas);
+                prepared.AddOrUpdate(handle, Prepared);
             }
             return connection;
         }
@@ -124,26 +129,8 @@ public sealed partial class SqliteDatabase
     }
 
     // A connection from the relaxed pool: the same per-handle pragmas as OpenAsync, but synchronous=NORMAL.
-    private async Task<SqliteConnection> OpenRelaxedAsync(CancellationToken ct)
-    {
-        var connection = new SqliteConnection(_relaxedConnectionString);
-        try
-        {
-            await connection.OpenAsync(ct);
-            var handle = connection.Handle!;
-            if (!_relaxedHandles.TryGetValue(handle, out _))
-            {
-                Execute(connection, "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA foreign_keys=ON;");
-                _relaxedHandles.AddOrUpdate(handle, Prepared);
-            }
-            return connection;
-        }
-        catch
-        {
-            await connection.DisposeAsync();
-            throw;
-        }
-    }
+    private Task<SqliteConnection> OpenRelaxedAsync(CancellationToken ct) =>
+        OpenAsync(_relaxedConnectionString, _relaxedHandles, "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA foreign_keys=ON;", ct);
 
     private void SyncWalSoon()
     {
