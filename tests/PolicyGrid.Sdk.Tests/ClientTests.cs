@@ -43,8 +43,7 @@ public sealed class CannedServer : IDisposable
 
     public void Dispose()
     {
-        _listener.Stop();
-        _listener.Close();
+        _listener.Close(); // not Stop first: see LoopbackRegistry.Dispose
         _loop.Wait(TimeSpan.FromSeconds(5));
     }
 }

@@ -142,7 +142,8 @@ public sealed class LoopbackRegistry : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
-        if (_listener.IsListening) _listener.Stop();
+        // Close alone: after Stop, Close removes the listener's endpoint a second time, which on Unix binds the
+        // port again to find it, and fails with "Address already in use" once anything else holds the port.
         _listener.Close();
         _loop.Wait(TimeSpan.FromSeconds(5));
     }
