@@ -96,6 +96,14 @@ public sealed class LoadSpecTests : IAsyncLifetime
             state = answer.State!.AsObject();
         }
         (pool.RoundTrips - trips, pool.LoadSpecsSent - specs).ShouldBe((10L, 1L));
+
+        // The worker drops the instance (it keeps two): the next call's state goes with the spec sent again,
+        // and the new instance carries on from it.
+        await EvalAsync("other-1", Small("o:1.0-1"), new JsonObject { ["ip"] = "x" });
+        await EvalAsync("other-2", Small("o:1.0-2"), new JsonObject { ["ip"] = "x" });
+        var resumed = await pool.InvokeWithStateAsync(new PolicyInvocation("counter", load, PolicyMethods.Eval,
+            new JsonObject { ["input_data"] = new JsonObject(), ["context"] = new JsonObject() }, TimeSpan.FromSeconds(10), state), Ct);
+        resumed.Value!["result"]!["count"]!.GetValue<int>().ShouldBe(11);
     }
 
     [Fact]

@@ -207,7 +207,7 @@ internal sealed class PythonWorker : IAsyncDisposable
         var count = 0;
         foreach (var request in batch)
         {
-            var size = request.Frame.Length + (NeedsLoad(request) ? LoadProperty.Length + request.LoadJson.Length + 1 : 0);
+            var size = request.Frame.Length + (NeedsLoad(request) ? SpliceOf(request).Length : 0);
             if (count > 0 && outgoing.WrittenCount + size > WorkerSlot.MaxBatchBytes) break;
             WriteFrame(request);
             count++;
@@ -217,10 +217,8 @@ internal sealed class PythonWorker : IAsyncDisposable
 
     private bool NeedsLoad(WorkerRequest request) => request.LoadKey is { } key && !sentLoads.Contains(key);
 
-    private static ReadOnlySpan<byte> LoadProperty => "{\"load\":"u8;
-
-    // The request's frame, with its load spec spliced in first when this process has not had it yet:
-    // {"load":<spec>, + the frame's own properties.
+    // The request's frame, with its load spec (and state to restore) spliced in first when this process has
+    // not had it yet: {"load":<spec>,"restore_state":<state>, + the frame's own properties.
     private void WriteFrame(WorkerRequest request)
     {
         var frame = request.Frame.Span;
@@ -233,15 +231,31 @@ internal sealed class PythonWorker : IAsyncDisposable
         if (sentLoads.Count >= MaxSentLoads) sentLoads.Clear();
         sentLoads.Add(key);
         request.CarriedLoad = true;
+        var splice = SpliceOf(request);
         var body = frame[5..]; // after the length and the opening brace
-        var length = LoadProperty.Length + request.LoadJson.Length + 1 + body.Length;
         var header = outgoing.GetSpan(4);
-        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(header, length);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(header, splice.Length + body.Length);
         outgoing.Advance(4);
-        outgoing.Write(LoadProperty);
-        outgoing.Write(request.LoadJson.Span);
-        outgoing.Write(","u8);
+        outgoing.Write(splice);
         outgoing.Write(body);
+    }
+
+    // `{"load":<spec>,` and, when there is state to restore, `"restore_state":<state>,`: made once per request,
+    // and only for one that has to create its instance.
+    private static byte[] SpliceOf(WorkerRequest request)
+    {
+        if (request.Splice is { } made) return made;
+        var buffer = new ArrayBufferWriter<byte>(request.LoadJson.Length + 64);
+        buffer.Write("{\"load\":"u8);
+        buffer.Write(request.LoadJson.Span);
+        buffer.Write(","u8);
+        if (request.RestoreState is { } state)
+        {
+            buffer.Write("\"restore_state\":"u8);
+            using (var w = new Utf8JsonWriter(buffer)) state.WriteTo(w);
+            buffer.Write(","u8);
+        }
+        return request.Splice = buffer.WrittenSpan.ToArray();
     }
 
     private enum Settled { Answered, NeedsLoad, WorkerStopped }

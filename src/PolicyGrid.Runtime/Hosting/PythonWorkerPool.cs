@@ -254,7 +254,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             var request = once
                 ? Send(slot, w => WriteInvoke(w, call, withLoad: true, once, withState, keySlot), call.Load.RuleId, call.Deadline, ct)
                 : Send(slot, w => WriteInvoke(w, call, withLoad: false, once, withState, keySlot), call.Load.RuleId, call.Deadline, ct,
-                    call.InstanceKey, LoadJsonOf(call.Load));
+                    call.InstanceKey, LoadJsonOf(call.Load), call.RestoreState);
             var reply = await ReplyWithinQueueWaitAsync(request, call, ct);
             if (request.CarriedLoad) Interlocked.Increment(ref loadSpecsSent);
             return Interpret(reply, slot, call);
@@ -268,10 +268,10 @@ public sealed class PythonWorkerPool : IAsyncDisposable
 
     // Every request frame a worker gets goes through here (counted in RoundTrips).
     private WorkerRequest Send(WorkerSlot slot, Action<Utf8JsonWriter> frame, string policy, TimeSpan deadline, CancellationToken ct,
-        string? loadKey = null, ReadOnlyMemory<byte> loadJson = default)
+        string? loadKey = null, ReadOnlyMemory<byte> loadJson = default, JsonObject? restoreState = null)
     {
         Interlocked.Increment(ref roundTrips);
-        var request = new WorkerRequest(HostFrames.Encode(frame), policy, deadline, ct) { LoadKey = loadKey, LoadJson = loadJson };
+        var request = new WorkerRequest(HostFrames.Encode(frame), policy, deadline, ct) { LoadKey = loadKey, LoadJson = loadJson, RestoreState = restoreState };
         slot.Submit(request);
         return request;
     }
@@ -347,7 +347,8 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             w.WritePropertyName("load");
             WriteLoad(w, call.Load);
         }
-        if (call.RestoreState is { } state)
+        // The state to restore matters only where the instance is created: with the load spec (PythonWorker.WriteFrame).
+        if (withLoad && call.RestoreState is { } state)
         {
             w.WritePropertyName("restore_state");
             state.WriteTo(w);

@@ -20,6 +20,12 @@ internal sealed class WorkerRequest(ReadOnlyMemory<byte> frame, string policy, T
     /// <summary>The <c>load</c> object's JSON, spliced into the frame for a worker that lacks the instance.</summary>
     public ReadOnlyMemory<byte> LoadJson { get; init; }
 
+    /// <summary>State for <c>set_state</c> if the instance has to be created: spliced in with the load spec.</summary>
+    public JsonObject? RestoreState { get; init; }
+
+    /// <summary>The <c>load</c> (and <c>restore_state</c>) properties as spliced into the frame, written when first needed.</summary>
+    public byte[]? Splice { get; set; }
+
     /// <summary>Set by the drainer when the frame went with its load spec spliced in.</summary>
     public bool CarriedLoad { get; set; }
 
