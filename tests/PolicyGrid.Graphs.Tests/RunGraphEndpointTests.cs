@@ -155,10 +155,7 @@ public sealed class RunGraphEndpointTests : IAsyncLifetime
     [Fact]
     public async Task A_sidecar_that_cannot_be_reached_when_starting_answers_503_and_schedules_nothing()
     {
-        var workflows = new WorkflowInstancesDouble((_, _) => throw new InvalidOperationException("never waited on"))
-        {
-            StartFailure = new Grpc.Core.RpcException(new Grpc.Core.Status(Grpc.Core.StatusCode.Unavailable, "connection refused (127.0.0.1:50001)")),
-        };
+        var workflows = WorkflowInstancesDouble.FailingToStart(Grpc.Core.StatusCode.Unavailable, "connection refused (127.0.0.1:50001)");
         await using var app = await GraphsAppHost.StartAsync(workflows);
 
         var answer = await app.Client().Send(HttpMethod.Post, "/run_graph", Body());
@@ -172,10 +169,7 @@ public sealed class RunGraphEndpointTests : IAsyncLifetime
     [Fact]
     public async Task A_sidecar_that_refuses_to_start_the_run_answers_502_with_its_reason()
     {
-        var workflows = new WorkflowInstancesDouble((_, _) => throw new InvalidOperationException("never waited on"))
-        {
-            StartFailure = new Grpc.Core.RpcException(new Grpc.Core.Status(Grpc.Core.StatusCode.FailedPrecondition, "no workflow engine: actor runtime not ready")),
-        };
+        var workflows = WorkflowInstancesDouble.FailingToStart(Grpc.Core.StatusCode.FailedPrecondition, "no workflow engine: actor runtime not ready");
         await using var app = await GraphsAppHost.StartAsync(workflows);
 
         var answer = await app.Client().Send(HttpMethod.Post, "/run_graph", Body());
@@ -200,14 +194,8 @@ public sealed class RunGraphEndpointTests : IAsyncLifetime
     [Fact]
     public async Task A_run_past_its_deadline_still_answers_504_when_stopping_it_fails()
     {
-        var workflows = new WorkflowInstancesDouble(async (_, ct) =>
-        {
-            await Task.Delay(Timeout.Infinite, ct);
-            throw new InvalidOperationException("unreachable");
-        })
-        {
-            TerminateFailure = new Grpc.Core.RpcException(new Grpc.Core.Status(Grpc.Core.StatusCode.Unavailable, "sidecar went away")),
-        };
+        var workflows = WorkflowInstancesDouble.NeverEnding(
+            terminateFailure: new Grpc.Core.RpcException(new Grpc.Core.Status(Grpc.Core.StatusCode.Unavailable, "sidecar went away")));
         await using var app = await GraphsAppHost.StartAsync(workflows);
 
         var answer = await app.Client().Send(HttpMethod.Post, "/run_graph", Body(deadlineSeconds: 0.2));

@@ -29,11 +29,19 @@ internal sealed class WorkflowInstancesDouble(Func<GraphWorkflowInput, Cancellat
     });
 
     /// <summary>A run that never ends by itself: the wait lasts until its token is cancelled.</summary>
-    public static WorkflowInstancesDouble NeverEnding() => new(async (_, ct) =>
+    public static WorkflowInstancesDouble NeverEnding(Exception? terminateFailure = null) => new(async (_, ct) =>
     {
         await Task.Delay(Timeout.Infinite, ct);
         throw new InvalidOperationException("unreachable: the delay only ends by cancellation");
-    });
+    })
+    { TerminateFailure = terminateFailure };
+
+    /// <summary>A sidecar whose workflow client fails to schedule, with this gRPC status.</summary>
+    public static WorkflowInstancesDouble FailingToStart(Grpc.Core.StatusCode status, string detail) =>
+        new((_, _) => throw new InvalidOperationException("never waited on: the run never started"))
+        {
+            StartFailure = new Grpc.Core.RpcException(new Grpc.Core.Status(status, detail)),
+        };
 
     public static WorkflowInstancesDouble EndingWith(WorkflowRuntimeStatus status, GraphWorkflowOutput? output, string? failure) =>
         new((_, _) => Task.FromResult(new GraphWorkflowEnd(status, output, failure)));
