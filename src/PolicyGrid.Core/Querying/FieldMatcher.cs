@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
@@ -9,12 +8,11 @@ namespace PolicyGrid.Core.Querying;
 /// <summary>Evaluates one <see cref="FieldFilter"/> against a document with Mongo's semantics.</summary>
 public static class FieldMatcher
 {
-    private static readonly ConcurrentDictionary<(string, string), Regex> RegexCache = new();
-
     /// <summary>Bounds the time a caller's pattern may spend on one value (catastrophic backtracking).</summary>
-    private const int MaxCachedPatterns = 1000;
-
     public static readonly TimeSpan RegexTimeout = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>Compiled <c>$regex</c> patterns, bounded.</summary>
+    public static readonly RegexCache Patterns = new(1000, RegexTimeout);
 
     public static bool Matches(FieldFilter f, JsonNode? document)
     {
@@ -80,25 +78,20 @@ public static class FieldMatcher
 
     public static Regex Compile(string pattern, string options)
     {
-        // Patterns come from callers: bound the cache so a stream of distinct ones cannot grow it forever.
-        if (RegexCache.Count > MaxCachedPatterns) RegexCache.Clear();
-        return RegexCache.GetOrAdd((pattern, options), key =>
+        var opts = RegexOptions.CultureInvariant;
+        foreach (var o in options)
         {
-            var opts = RegexOptions.CultureInvariant;
-            foreach (var o in key.Item2)
+            opts |= o switch
             {
-                opts |= o switch
-                {
-                    'i' => RegexOptions.IgnoreCase,
-                    'm' => RegexOptions.Multiline,
-                    's' => RegexOptions.Singleline,
-                    'x' => RegexOptions.IgnorePatternWhitespace,
-                    _ => throw Problems.BadRequest($"$options: unknown regex option '{o}' (use i, m, s, x)"),
-                };
-            }
-            try { return new Regex(key.Item1, opts, RegexTimeout); }
-            catch (ArgumentException e) { throw Problems.BadRequest($"$regex: '{key.Item1}' is not a valid pattern: {e.Message}"); }
-        });
+                'i' => RegexOptions.IgnoreCase,
+                'm' => RegexOptions.Multiline,
+                's' => RegexOptions.Singleline,
+                'x' => RegexOptions.IgnorePatternWhitespace,
+                _ => throw Problems.BadRequest($"$options: unknown regex option '{o}' (use i, m, s, x)"),
+            };
+        }
+        try { return Patterns.Get(pattern, opts); }
+        catch (ArgumentException e) { throw Problems.BadRequest($"$regex: '{pattern}' is not a valid pattern: {e.Message}"); }
     }
 
     private static bool IsMatch(Regex regex, string s)

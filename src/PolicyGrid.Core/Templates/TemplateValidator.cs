@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -22,7 +21,8 @@ public static class TemplateValidator
     /// <summary>Bounds the time one template pattern may spend on one value.</summary>
     public static readonly TimeSpan PatternTimeout = TimeSpan.FromMilliseconds(100);
 
-    private static readonly ConcurrentDictionary<string, Regex> Patterns = new(StringComparer.Ordinal);
+    /// <summary>Compiled template patterns, bounded (templates come from callers too).</summary>
+    public static readonly RegexCache Patterns = new(1000, PatternTimeout);
 
     /// <summary>
     /// Validates <paramref name="value"/> (normally an object) against <paramref name="template"/>.
@@ -138,8 +138,7 @@ public static class TemplateValidator
     }
 
     /// <summary>Compiles a template pattern (cached). Searched, not anchored; bounded by <see cref="PatternTimeout"/>.</summary>
-    public static Regex Compile(string pattern) =>
-        Patterns.GetOrAdd(pattern, p => new Regex(p, RegexOptions.CultureInvariant, PatternTimeout));
+    public static Regex Compile(string pattern) => Patterns.Get(pattern, RegexOptions.CultureInvariant);
 
     /// <summary>
     /// Checks a template's own shape: every field maps to a spec object; <c>type</c> is a known word;
