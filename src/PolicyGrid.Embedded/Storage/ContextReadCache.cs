@@ -12,11 +12,19 @@ namespace PolicyGrid.Embedded.Storage;
 /// </summary>
 internal sealed class ContextReadCache
 {
+    // Bounds on what is remembered: context keys come from callers (context_key), so neither the number of keys
+    // ever written nor the size of the bodies kept may grow without end. Past either, everything is forgotten.
     private const int MaxEntries = 50_000;
+    private const int MaxVersions = 200_000;
+    internal const long MaxCachedChars = 32L << 20;
 
     private readonly ConcurrentDictionary<string, long> versions = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Entry> entries = new(StringComparer.Ordinal);
     private long epoch;
+    private long cachedChars;
+
+    /// <summary>Keys remembered now, keys with a write counted, and the characters of the bodies kept (an overestimate).</summary>
+    internal (int Entries, int Versions, long Chars) Size => (entries.Count, versions.Count, Interlocked.Read(ref cachedChars));
 
     /// <param name="Body">The stored JSON, or null when the key had no (live) context.</param>
     private sealed record Entry(string? Body, long? ExpiresAt, long Version, long Epoch);
@@ -35,17 +43,30 @@ internal sealed class ContextReadCache
 
     public void Remember(string key, (long Version, long Epoch) stamp, string? body, long? expiresAt)
     {
-        if (entries.Count >= MaxEntries) Forget();
+        var chars = body?.Length ?? 0;
+        if (chars > MaxCachedChars / 16) return; // one body may not take a sixteenth of the budget
+        if (entries.Count >= MaxEntries || Interlocked.Add(ref cachedChars, chars) > MaxCachedChars)
+        {
+            Forget();
+            Interlocked.Add(ref cachedChars, chars);
+        }
         entries[key] = new Entry(body, expiresAt, stamp.Version, stamp.Epoch);
     }
 
     /// <summary>After a write to <paramref name="key"/> has committed: what was read before it is stale.</summary>
-    public void Changed(string key) => versions.AddOrUpdate(key, 1, static (_, v) => v + 1);
+    public void Changed(string key)
+    {
+        if (versions.Count >= MaxVersions && !versions.ContainsKey(key)) Forget();
+        versions.AddOrUpdate(key, 1, static (_, v) => v + 1);
+    }
 
-    // A new epoch first, so an entry stamped before the clear can never match again.
+    // A new epoch first, so an entry stamped before the clear can never match again: that also makes it safe to
+    // start every key's write count again (a read stamped before is of the old epoch).
     private void Forget()
     {
         Interlocked.Increment(ref epoch);
         entries.Clear();
+        versions.Clear();
+        Interlocked.Exchange(ref cachedChars, 0);
     }
 }
