@@ -63,7 +63,7 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
             audit.ContextKey = contextKey;
             var load = overrides ? Shaped(new PolicyLoadSpec(rule.PolicyRuleUri, bundle, settings, parameters)) : StoredShapeOf(rule, bundle);
             var call = new EvalCall(rule, load, request.InputData, contextKey, deadline);
-            var result = writesContext.ContainsKey(call.Shape)
+            var result = writesContext.ContainsKey(rule.PolicyRuleUri)
                 ? await EvalSerializedAsync(call, ct)
                 : await EvalOptimisticallyAsync(call, ct);
             return new PolicyResult(result, rule.IsDeprecated);
@@ -122,7 +122,8 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
         });
     }
 
-    // Policies (by shape) seen changing their context. Their calls hold the context key's lock for
+    // Policies (by URI, not by shape: callers may override parameters with every call, and a map by shape would
+    // grow with each new set; the flag only chooses between two correct ways to run) seen changing their context. Their calls hold the context key's lock for
     // the whole eval. Others (most policies only read context, or ignore it) run in parallel, and a
     // change they do make is saved only if the stored context is still the one they read; if another
     // call wrote in between, the call is run again under the lock, so every saved context is one a
@@ -174,7 +175,7 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
         var before = await contexts.GetAsync(call.ContextKey, ct) ?? [];
         var (result, after) = await EvalAsync(call, before, ct);
         if (JsonNode.DeepEquals(before, after)) return result;
-        writesContext[call.Shape] = true;
+        writesContext[call.Rule.PolicyRuleUri] = true;
         using (await locks.AcquireAsync(call.ContextKey, ct))
         {
             var current = await contexts.GetAsync(call.ContextKey, ct) ?? [];
