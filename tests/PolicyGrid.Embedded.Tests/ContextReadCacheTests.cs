@@ -13,11 +13,19 @@ public sealed class ContextReadCacheTests : IDisposable
     public void Dispose() => _dir.Dispose();
 
     [Fact]
-    public void Writes_to_ever_new_keys_do_not_grow_the_write_counts_forever()
+    public void A_write_to_a_key_makes_its_remembered_read_stale_whatever_other_keys_were_written()
     {
         var cache = new ContextReadCache();
-        for (var i = 0; i < 250_000; i++) cache.Changed("request-" + i);
-        cache.Size.Versions.ShouldBeLessThanOrEqualTo(200_000);
+        cache.Remember("k", cache.Stamp("k"), "{\"count\":1}", null);
+        for (var i = 0; i < 250_000; i++) cache.Changed("request-" + i); // keys sharing k's slot only cost a re-read
+        var stamp = cache.Stamp("k");
+        cache.Remember("k", stamp, "{\"count\":1}", null);
+        cache.TryGet("k", 0, out var body).ShouldBeTrue();
+        body.ShouldBe("{\"count\":1}");
+        cache.Changed("k");
+        cache.TryGet("k", 0, out _).ShouldBeFalse();
+        cache.Remember("k", stamp, "{\"count\":1}", null); // a read stamped before the write
+        cache.TryGet("k", 0, out _).ShouldBeFalse();
     }
 
     [Fact]
@@ -41,7 +49,8 @@ public sealed class ContextReadCacheTests : IDisposable
     {
         var cache = new ContextReadCache();
         var stale = cache.Stamp("k");
-        for (var i = 0; i < 200_001; i++) cache.Changed("other-" + i); // forgets everything, write counts too
+        var filler = new string('x', 1 << 20);
+        for (var i = 0; i < 40; i++) cache.Remember("other-" + i, cache.Stamp("other-" + i), filler, null); // past the budget: forgets everything
         cache.Remember("k", stale, "{\"count\":1}", null);
         cache.TryGet("k", 0, out _).ShouldBeFalse();
 
@@ -59,7 +68,8 @@ public sealed class ContextReadCacheTests : IDisposable
         var store = new SqliteContextStore(db);
         await store.SetAsync("counter", new JsonObject { ["count"] = 1 }, null, Ct);
         (await store.GetAsync("counter", Ct))!["count"]!.GetValue<int>().ShouldBe(1);
-        for (var i = 0; i < 200_001; i++) db.ContextCache.Changed("flood-" + i);
+        var filler = new string('x', 1 << 20);
+        for (var i = 0; i < 40; i++) db.ContextCache.Remember("flood-" + i, db.ContextCache.Stamp("flood-" + i), filler, null);
         await store.SetAsync("counter", new JsonObject { ["count"] = 2 }, null, Ct);
         (await store.GetAsync("counter", Ct))!["count"]!.GetValue<int>().ShouldBe(2);
         (await store.GetAsync("counter", Ct))!["count"]!.GetValue<int>().ShouldBe(2);

@@ -12,30 +12,34 @@ namespace PolicyGrid.Embedded.Storage;
 /// </summary>
 internal sealed class ContextReadCache
 {
-    // Bounds on what is remembered: context keys come from callers (context_key), so neither the number of keys
-    // ever written nor the size of the bodies kept may grow without end. Past either, everything is forgotten.
+    // Context keys come from callers (context_key), so nothing here may grow with the number of keys ever used.
+    // What is remembered is bounded in entries and in characters (past either, everything is forgotten). Writes
+    // are counted per slot of a fixed table, not per key: keys that share a slot only invalidate each other's
+    // reads now and then, and the counts only ever grow, so a read is never taken for current after a write.
     private const int MaxEntries = 50_000;
-    private const int MaxVersions = 200_000;
     internal const long MaxCachedChars = 32L << 20;
+    private const int VersionSlots = 1 << 16;
 
-    private readonly ConcurrentDictionary<string, long> versions = new(StringComparer.Ordinal);
+    private readonly long[] versions = new long[VersionSlots];
     private readonly ConcurrentDictionary<string, Entry> entries = new(StringComparer.Ordinal);
     private long epoch;
     private long cachedChars;
 
-    /// <summary>Keys remembered now, keys with a write counted, and the characters of the bodies kept (an overestimate).</summary>
-    internal (int Entries, int Versions, long Chars) Size => (entries.Count, versions.Count, Interlocked.Read(ref cachedChars));
+    /// <summary>Keys remembered now, and the characters of the bodies kept (an overestimate).</summary>
+    internal (int Entries, long Chars) Size => (entries.Count, Interlocked.Read(ref cachedChars));
+
+    private ref long VersionOf(string key) => ref versions[StringComparer.Ordinal.GetHashCode(key) & (VersionSlots - 1)];
 
     /// <param name="Body">The stored JSON, or null when the key had no (live) context.</param>
     private sealed record Entry(string? Body, long? ExpiresAt, long Version, long Epoch);
 
     /// <summary>Taken before reading the database: the stamp the read is valid under.</summary>
-    public (long Version, long Epoch) Stamp(string key) => (versions.GetValueOrDefault(key), Volatile.Read(ref epoch));
+    public (long Version, long Epoch) Stamp(string key) => (Volatile.Read(ref VersionOf(key)), Volatile.Read(ref epoch));
 
     public bool TryGet(string key, long now, out string? body)
     {
         body = null;
-        if (!entries.TryGetValue(key, out var entry) || entry.Epoch != Volatile.Read(ref epoch) || entry.Version != versions.GetValueOrDefault(key)) return false;
+        if (!entries.TryGetValue(key, out var entry) || entry.Epoch != Volatile.Read(ref epoch) || entry.Version != Volatile.Read(ref VersionOf(key))) return false;
         if (entry.ExpiresAt is { } expires && expires <= now) return false;
         body = entry.Body;
         return true;
@@ -54,19 +58,13 @@ internal sealed class ContextReadCache
     }
 
     /// <summary>After a write to <paramref name="key"/> has committed: what was read before it is stale.</summary>
-    public void Changed(string key)
-    {
-        if (versions.Count >= MaxVersions && !versions.ContainsKey(key)) Forget();
-        versions.AddOrUpdate(key, 1, static (_, v) => v + 1);
-    }
+    public void Changed(string key) => Interlocked.Increment(ref VersionOf(key));
 
-    // A new epoch first, so an entry stamped before the clear can never match again: that also makes it safe to
-    // start every key's write count again (a read stamped before is of the old epoch).
+    // A new epoch first, so an entry stamped before the clear can never match again.
     private void Forget()
     {
         Interlocked.Increment(ref epoch);
         entries.Clear();
-        versions.Clear();
         Interlocked.Exchange(ref cachedChars, 0);
     }
 }
