@@ -1,4 +1,7 @@
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.DependencyInjection;
+using PolicyGrid.Api.Graphs;
+using PolicyGrid.Core.Ports;
 using Shouldly;
 
 namespace PolicyGrid.Graphs.Tests;
@@ -50,5 +53,82 @@ public sealed class GraphExecutionRestartTests
         interrupted["status"]!.GetValue<string>().ShouldBe("failed");
         // A graceful stop records the cut-off run itself; after a hard kill the next read says the server restarted.
         interrupted["error"]!.GetValue<string>().ShouldMatch("stopped|restarted");
+    }
+
+    // The read of an execution's status raced its end: the read saw "running", the run then stored its result and left
+    // the set of runs in progress, and the status check, finding it gone, took it for one cut off by a restart, answered
+    // "failed" and stored that over the result. Seen once under a busy machine; forced here by a store that answers the
+    // status read with the copy from before the run ended.
+    [Fact]
+    public async Task An_execution_that_ends_while_its_status_is_read_reads_as_succeeded_and_stays_so()
+    {
+        var stale = new StaleExecutionReads();
+        await using var server = new GridServer
+        {
+            TestServices = services => services.AddSingleton(sp => ActivatorUtilities.CreateInstance<GraphRegistry>(sp, stale.Over(sp.GetRequiredService<IDocumentStore>()))),
+        };
+        var client = server.CreateClient();
+        var policy = await server.RegisterPolicyAsync("node", GraphPolicies.Node);
+        (await client.Send(HttpMethod.Post, "/function/deployments/create/local",
+            new JsonObject { ["name"] = "racer", ["policy_rule_uri"] = policy, ["policy_rule_parameters"] = new JsonObject { ["tag"] = "racer", ["hold"] = stale.Release } })).Status.ShouldBe(200);
+        (await client.Send(HttpMethod.Post, "/graphs", new JsonObject
+        {
+            ["graph_name"] = "racer", ["graph_version"] = "1", ["graph_release_tag"] = "t",
+            ["graph_function_ids"] = new JsonArray("racer"), ["graph_connection_data"] = new JsonObject(),
+        })).Status.ShouldBe(200);
+
+        var id = (await client.Send(HttpMethod.Post, "/graph/execute_graph", new JsonObject { ["graph_uri"] = "racer:1-t", ["input_data"] = new JsonObject(), ["async"] = true }))
+            .Data!["execution_id"]!.GetValue<string>();
+        stale.HoldNextStatusRead(id);
+        var first = await client.Send(HttpMethod.Get, $"/graph/executions/{id}");
+        stale.ServedStale.ShouldBeTrue("the double handed the status check a copy from before the run ended");
+        first.Data!["status"]!.GetValue<string>().ShouldBe("succeeded", first.Body?.ToJsonString());
+        var again = (await client.Send(HttpMethod.Get, $"/graph/executions/{id}")).Data!;
+        again["status"]!.GetValue<string>().ShouldBe("succeeded");
+        again["result"]!["by"]!.GetValue<string>().ShouldBe("racer");
+        File.Delete(stale.Release);
+    }
+
+    /// <summary>
+    /// Passes everything through, except one read of a held execution: it reads "running" (the node waits for the
+    /// <see cref="Release"/> file), lets the run end, and answers that "running" copy once the run has stored its end and
+    /// a moment has passed for it to leave the runs in progress.
+    /// </summary>
+    private sealed class StaleExecutionReads
+    {
+        private string? held;
+        public string Release { get; } = Path.Combine(Path.GetTempPath(), "pg-release-" + Guid.NewGuid().ToString("N"));
+        public bool ServedStale { get; private set; }
+
+        public void HoldNextStatusRead(string id) => held = id;
+
+        public IDocumentStore Over(IDocumentStore inner) => new Store(inner, this);
+
+        private sealed class Store(IDocumentStore inner, StaleExecutionReads owner) : IDocumentStore
+        {
+            public async Task<StoredDocument?> GetAsync(string collection, string id, CancellationToken ct = default)
+            {
+                var read = await inner.GetAsync(collection, id, ct);
+                if (collection != Collections.GraphExecutions || owner.held != id) return read;
+                owner.held = null;
+                if (read?.Body["status"]?.GetValue<string>() != "running") return read;
+                await File.WriteAllTextAsync(owner.Release, "", ct);
+                var giveUp = DateTime.UtcNow.AddSeconds(20);
+                while ((await inner.GetAsync(collection, id, ct))!.Body["status"]!.GetValue<string>() == "running")
+                {
+                    DateTime.UtcNow.ShouldBeLessThan(giveUp);
+                    await Task.Delay(10, ct);
+                }
+                await Task.Delay(200, ct); // FinishAsync leaves _running right after storing its end
+                owner.ServedStale = true;
+                return read;
+            }
+
+            public Task<StoredDocument> CreateAsync(string collection, string id, JsonObject body, CancellationToken ct = default) => inner.CreateAsync(collection, id, body, ct);
+            public Task<StoredDocument> ReplaceAsync(string collection, string id, JsonObject body, string? expectedRevision, CancellationToken ct = default) => inner.ReplaceAsync(collection, id, body, expectedRevision, ct);
+            public Task<StoredDocument> UpsertAsync(string collection, string id, JsonObject body, CancellationToken ct = default) => inner.UpsertAsync(collection, id, body, ct);
+            public Task<StoredDocument?> DeleteAsync(string collection, string id, string? expectedRevision, CancellationToken ct = default) => inner.DeleteAsync(collection, id, expectedRevision, ct);
+            public Task<IReadOnlyList<StoredDocument>> QueryAsync(string collection, DocumentQuery query, CancellationToken ct = default) => inner.QueryAsync(collection, query, ct);
+        }
     }
 }

@@ -250,7 +250,7 @@ public sealed class GraphsApiTests(GraphServerFixture fixture) : IClassFixture<G
             await Task.Delay(20, TestContext.Current.CancellationToken);
         } while (DateTime.UtcNow < giveUp);
 
-        state.Data!["status"]!.GetValue<string>().ShouldBe("succeeded");
+        state.Data!["status"]!.GetValue<string>().ShouldBe("succeeded", state.Body?.ToJsonString());
         By(state.Data!["result"]).ShouldBe("D");
         state.Data!["error"]!.GetValue<string>().ShouldBe("");
         (await _client.Send(HttpMethod.Get, "/graph/executions/nope")).Status.ShouldBe(404);

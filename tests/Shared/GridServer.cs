@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -48,8 +49,12 @@ public class GridServer : WebApplicationFactory<PolicyGrid.Cli.Program>
         return base.CreateHost(builder);
     }
 
+    /// <summary>Changes to the composition, applied after serve's own registrations (replace a service with a double).</summary>
+    public Action<IServiceCollection>? TestServices { get; init; }
+
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
+        if (TestServices is { } services) builder.ConfigureTestServices(services);
         if (PythonWorkers is { } workers) builder.UseSetting("PolicyGrid:Runtime:Pool:Workers", workers.ToString(System.Globalization.CultureInfo.InvariantCulture));
         foreach (var (key, value) in Settings) builder.UseSetting(key, value);
     }
@@ -70,7 +75,7 @@ public class GridServer : WebApplicationFactory<PolicyGrid.Cli.Program>
     {
         // Two live servers over one SQLite directory would be two registries fighting, not a restart.
         if (!_exited) throw new InvalidOperationException("ExitAsync the server before restarting it");
-        var restarted = new GridServer { DataDirectory = DataDirectory, Settings = new(Settings), PythonWorkers = PythonWorkers };
+        var restarted = new GridServer { DataDirectory = DataDirectory, Settings = new(Settings), PythonWorkers = PythonWorkers, TestServices = TestServices };
         restarted._removesData = _removesData;
         _removesData = false;
         return restarted;

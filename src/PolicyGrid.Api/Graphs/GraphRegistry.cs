@@ -77,19 +77,30 @@ public sealed class GraphRegistry(
 
     public async Task<JsonObject> ExecutionAsync(string id, CancellationToken ct)
     {
-        var stored = await store.GetAsync(Collections.GraphExecutions, id, ct)
-            ?? throw Problems.NotFound($"no graph execution '{id}'");
-        var record = (JsonObject)stored.Body.DeepClone();
-        if (record["status"]?.GetValue<string>() == ExecutionStatus.Running && !_running.ContainsKey(id))
+        var stored = await ReadExecutionAsync(id, ct);
+        if (IsRunning(stored) && !_running.ContainsKey(id))
         {
-            // Started by an earlier process that stopped before it finished: it will never finish now.
-            record["status"] = ExecutionStatus.Failed;
-            record["error"] = "the server restarted before this execution finished; run the graph again";
-            record["error_code"] = ErrorCodes.BackendUnavailable;
-            await store.UpsertAsync(Collections.GraphExecutions, id, record, ct);
+            // Not running here: either it finished between the read and this check (FinishAsync stores the outcome
+            // before it leaves _running, so a second read has it), or an earlier process started it and stopped
+            // before it finished, and it never will now.
+            stored = await ReadExecutionAsync(id, ct);
+            if (IsRunning(stored))
+            {
+                var cut = (JsonObject)stored.Body.DeepClone();
+                cut["status"] = ExecutionStatus.Failed;
+                cut["error"] = "the server restarted before this execution finished; run the graph again";
+                cut["error_code"] = ErrorCodes.BackendUnavailable;
+                try { stored = await store.ReplaceAsync(Collections.GraphExecutions, id, cut, stored.Revision, ct); }
+                catch (PolicyGridException e) when (e.Status == 409) { stored = await ReadExecutionAsync(id, ct); } // someone recorded it meanwhile
+            }
         }
-        return record;
+        return (JsonObject)stored.Body.DeepClone();
     }
+
+    private async Task<StoredDocument> ReadExecutionAsync(string id, CancellationToken ct) =>
+        await store.GetAsync(Collections.GraphExecutions, id, ct) ?? throw Problems.NotFound($"no graph execution '{id}'");
+
+    private static bool IsRunning(StoredDocument execution) => execution.Body["status"]?.GetValue<string>() == ExecutionStatus.Running;
 
     private async Task<GraphRun> PrepareAsync(JsonObject body, CancellationToken ct)
     {
@@ -148,8 +159,11 @@ public sealed class GraphRegistry(
             ["finished_at"] = "",
         };
         await store.CreateAsync(Collections.GraphExecutions, id, record, ct);
-        // Runs past the request: the server's lifetime, not the caller's connection, bounds it.
-        _running[id] = Task.Run(() => FinishAsync(id, record, run), CancellationToken.None);
+        // Runs past the request: the server's lifetime, not the caller's connection, bounds it. In _running before it
+        // starts, so that its own removal when it ends cannot come first and leave it there for good.
+        var finish = new Task<Task>(() => FinishAsync(id, record, run));
+        _running[id] = finish.Unwrap();
+        finish.Start(TaskScheduler.Default);
         return id;
     }
 
