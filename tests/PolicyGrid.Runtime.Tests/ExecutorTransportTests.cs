@@ -154,23 +154,32 @@ public sealed class ExecutorTransportTests : IAsyncDisposable
     /// <summary>A loopback HTTP server answering every request with the scripted status and body.</summary>
     private sealed class ScriptedNode : IDisposable
     {
-        private readonly HttpListener listener = new();
+        private readonly HttpListener listener;
         private (int Status, string Body, bool Deprecated) answer = (200, "{}", false);
 
         public ScriptedNode()
         {
             for (var attempt = 0; ; attempt++)
             {
-                var port = Random.Shared.Next(20000, 60000);
+                // A port the system just handed out as free (a random one may be an outgoing connection's), and a new
+                // listener for each try: one whose Start failed is disposed and cannot be started again.
+                var probe = new TcpListener(IPAddress.Loopback, 0);
+                probe.Start();
+                var port = ((IPEndPoint)probe.LocalEndpoint).Port;
+                probe.Stop();
                 BaseUri = $"http://127.0.0.1:{port}";
-                listener.Prefixes.Clear();
-                listener.Prefixes.Add(BaseUri + "/");
+                var candidate = new HttpListener();
+                candidate.Prefixes.Add(BaseUri + "/");
                 try
                 {
-                    listener.Start();
+                    candidate.Start();
+                    listener = candidate;
                     break;
                 }
-                catch (HttpListenerException) when (attempt < 20) { }
+                catch (HttpListenerException) when (attempt < 20)
+                {
+                    candidate.Close();
+                }
             }
             _ = Task.Run(ServeAsync);
         }
