@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
 using System.Text;
 
 namespace PolicyGrid.Dapr.EndToEnd.Tests;
@@ -52,13 +51,6 @@ public sealed class AppProcess : IAsyncDisposable
             await Task.Delay(250, ct);
         }
         throw new TimeoutException($"app on port {Port} did not answer /healthz within 60 s:\n{Output}");
-    }
-
-    public static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     public async ValueTask DisposeAsync()

@@ -1,6 +1,7 @@
 using DotNet.Testcontainers.Builders;
 using DotNet.Testcontainers.Containers;
 using DotNet.Testcontainers.Networks;
+using PolicyGrid.TestSupport;
 
 namespace PolicyGrid.Dapr.EndToEnd.Tests;
 
@@ -37,8 +38,8 @@ public sealed class DaprShape : IAsyncLifetime
         await Redis.StartAsync(ct);
 
         var resources = ComponentsForContainers();
-        var registryPort = AppProcess.FreePort();
-        var executorPort = AppProcess.FreePort();
+        var registryPort = LoopbackPorts.Free();
+        var executorPort = LoopbackPorts.Free();
         var registrySidecar = await StartSidecarAsync(DaprNames.Apps.Registry, registryPort, resources, ct);
         var executorSidecar = await StartSidecarAsync(DaprNames.Apps.Executor, executorPort, resources, ct);
         RegistrySidecarHttpPort = registrySidecar.GetMappedPublicPort(3500);

@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using System.Text;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Configuration;
@@ -9,6 +8,7 @@ using PolicyGrid.Core.Ports;
 using PolicyGrid.Embedded.Storage;
 using PolicyGrid.Runtime.Execution;
 using PolicyGrid.Runtime.Transports;
+using PolicyGrid.TestSupport;
 using Shouldly;
 
 namespace PolicyGrid.Runtime.Tests;
@@ -116,10 +116,7 @@ public sealed class ExecutorTransportTests : IAsyncDisposable
     public async Task An_unreachable_node_is_503_backend_unavailable()
     {
         // A port that was just free: nothing listens there.
-        using var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
+        var port = LoopbackPorts.Free();
         var error = await Should.ThrowAsync<PolicyGridException>(() =>
             ExecutorFor($"http://127.0.0.1:{port}").ExecuteAsync(Request(), CallerIdentity.Anonymous, Ct));
         error.Status.ShouldBe(503);
@@ -129,10 +126,7 @@ public sealed class ExecutorTransportTests : IAsyncDisposable
     [Fact]
     public async Task A_node_that_keeps_refusing_fails_fast_and_other_nodes_are_unaffected()
     {
-        using var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
+        var port = LoopbackPorts.Free();
         var dead = ExecutorFor($"http://127.0.0.1:{port}");
         var first = await Should.ThrowAsync<PolicyGridException>(() => dead.ExecuteAsync(Request(), CallerIdentity.Anonymous, Ct));
         first.Message.ShouldContain("could not be reached");
@@ -161,13 +155,8 @@ public sealed class ExecutorTransportTests : IAsyncDisposable
         {
             for (var attempt = 0; ; attempt++)
             {
-                // A port the system just handed out as free (a random one may be an outgoing connection's), and a new
-                // listener for each try: one whose Start failed is disposed and cannot be started again.
-                var probe = new TcpListener(IPAddress.Loopback, 0);
-                probe.Start();
-                var port = ((IPEndPoint)probe.LocalEndpoint).Port;
-                probe.Stop();
-                BaseUri = $"http://127.0.0.1:{port}";
+                // A new listener for each try: one whose Start failed is disposed and cannot be started again.
+                BaseUri = $"http://127.0.0.1:{LoopbackPorts.Free()}";
                 var candidate = new HttpListener();
                 candidate.Prefixes.Add(BaseUri + "/");
                 try

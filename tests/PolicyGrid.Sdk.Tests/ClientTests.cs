@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Text;
 using System.Text.Json.Nodes;
 using PolicyGrid.Sdk.Client;
+using PolicyGrid.TestSupport;
 
 namespace PolicyGrid.Sdk.Tests;
 
@@ -14,7 +15,7 @@ public sealed class CannedServer : IDisposable
 
     public CannedServer()
     {
-        Url = new Uri($"http://127.0.0.1:{LoopbackRegistry.FreePort()}/");
+        Url = new Uri($"http://127.0.0.1:{LoopbackPorts.Free()}/");
         _listener.Prefixes.Add(Url.ToString());
         _listener.Start();
         _loop = Task.Run(async () =>
@@ -121,7 +122,7 @@ public sealed class ClientTests : IDisposable
     [Fact]
     public async Task A_refused_connection_fails_closed()
     {
-        var url = new Uri($"http://127.0.0.1:{LoopbackRegistry.FreePort()}/");
+        var url = new Uri($"http://127.0.0.1:{LoopbackPorts.Free()}/");
         var e = await Should.ThrowAsync<PolicyGridUnreachableException>(() =>
             new PolicyGridClient(url, null, TimeSpan.FromSeconds(2)).GetPolicyAsync("a:1-b", TestContext.Current.CancellationToken));
         (e.Status, e.Code).ShouldBe((503, "backend_unavailable"));

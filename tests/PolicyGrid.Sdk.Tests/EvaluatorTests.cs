@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using PolicyGrid.Sdk.Client;
 using PolicyGrid.Sdk.Evaluation;
+using PolicyGrid.TestSupport;
 
 namespace PolicyGrid.Sdk.Tests;
 
@@ -196,13 +197,13 @@ public sealed class EvaluatorTests : IAsyncDisposable
     [Fact]
     public async Task Local_mode_with_nothing_held_fails_closed()
     {
-        await Should.ThrowAsync<PolicyGridUnreachableException>(() => Evaluator(url: new Uri($"http://127.0.0.1:{LoopbackRegistry.FreePort()}/")));
+        await Should.ThrowAsync<PolicyGridUnreachableException>(() => Evaluator(url: new Uri($"http://127.0.0.1:{LoopbackPorts.Free()}/")));
     }
 
     [Fact]
     public async Task Remote_mode_fails_closed_when_unreachable()
     {
-        await using var ev = await LocalPolicyEvaluator.CreateAsync(Client(new Uri($"http://127.0.0.1:{LoopbackRegistry.FreePort()}/")),
+        await using var ev = await LocalPolicyEvaluator.CreateAsync(Client(new Uri($"http://127.0.0.1:{LoopbackPorts.Free()}/")),
             new LocalPolicyEvaluatorOptions { PolicyRuleUri = Uri, Mode = EvaluationMode.Remote }, TestContext.Current.CancellationToken);
         Should.Throw<PolicyGridUnreachableException>(() => ev.ExecutePolicyRule(Ip("10.0.0.1")));
     }

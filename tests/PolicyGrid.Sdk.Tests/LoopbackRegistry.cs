@@ -1,8 +1,8 @@
 using System.Net;
-using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
+using PolicyGrid.TestSupport;
 
 namespace PolicyGrid.Sdk.Tests;
 
@@ -25,7 +25,7 @@ public sealed class LoopbackRegistry : IDisposable
         _bundle = bundle;
         _document = (JsonObject)document.DeepClone();
         _document["code"] = $"bundle://sha256/{Sha}";
-        var port = FreePort();
+        var port = LoopbackPorts.Free();
         Url = new Uri($"http://127.0.0.1:{port}/");
         _listener.Prefixes.Add(Url.ToString());
         _listener.Start();
@@ -59,26 +59,6 @@ public sealed class LoopbackRegistry : IDisposable
         _bundle = bundle;
         doc["code"] = $"bundle://sha256/{Sha}";
     });
-
-    private static readonly HashSet<int> HandedOut = [];
-
-    /// <summary>
-    /// A loopback port nobody listens on, never the same one twice in this process: HttpListeners in
-    /// one process share a port's endpoint, so two tests given the same free port would trip each other.
-    /// </summary>
-    public static int FreePort()
-    {
-        while (true)
-        {
-            using var socket = new TcpListener(IPAddress.Loopback, 0);
-            socket.Start();
-            var port = ((IPEndPoint)socket.LocalEndpoint).Port;
-            lock (HandedOut)
-            {
-                if (HandedOut.Add(port)) return port;
-            }
-        }
-    }
 
     private async Task ServeAsync()
     {

@@ -1,5 +1,5 @@
 using System.Net;
-using System.Net.Sockets;
+using PolicyGrid.TestSupport;
 
 namespace PolicyGrid.Embedded.Tests.Bundles;
 
@@ -12,10 +12,7 @@ internal sealed class LoopbackBundleServer : IDisposable
 
     public LoopbackBundleServer()
     {
-        var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        Port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
+        Port = LoopbackPorts.Free();
         _listener.Prefixes.Add($"http://127.0.0.1:{Port}/");
         _listener.Start();
         _ = Task.Run(ServeAsync);
