@@ -25,6 +25,8 @@ import traceback
 from collections import OrderedDict
 
 _HEADER = struct.Struct(">I")
+# json.dumps builds a new encoder for every call made with options; one made once does the same work per reply.
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 # RLIMIT_CPU hard limit above the lifetime cap (see _apply_limits).
 _CPU_HARD_GRACE_SECONDS = 2
 # Share of the lifetime CPU cap after which the worker retires (see Host._near_cpu_cap).
@@ -85,7 +87,7 @@ class Channel:
 
     def send(self, message):
         try:
-            payload = json.dumps(message, allow_nan=False, separators=(",", ":")).encode("utf-8")
+            payload = _ENCODER.encode(message).encode("utf-8")
         except (TypeError, ValueError) as exc:
             payload = json.dumps(_error("error", "TypeError", f"policy returned a value that is not JSON: {exc}")).encode()
         if len(payload) > self.max_frame:
@@ -174,6 +176,8 @@ class Host:
         self.cpu_cap = config.get("limits", {}).get("cpu_seconds") or None
         self.cpu_hard = None
         self.cpu_target = None
+        # CPU time used by this process, read once at the end of every call (see _budget_cpu).
+        self.cpu_used = self._cpu_used()
 
     # -- loading -----------------------------------------------------------------------
     def _module(self, load):
@@ -285,16 +289,21 @@ class Host:
         reply["state"] = state
         return None
 
-    def _budget_cpu(self, seconds):
-        """Sets the CPU-time soft limit to this call's allowance. One getrusage per call: calls within the same CPU second share a target, so setrlimit runs
-        only when it moves (the hard limit is read once, at the first call)."""
+    @staticmethod
+    def _cpu_used():
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        used = usage.ru_utime + usage.ru_stime
+        return usage.ru_utime + usage.ru_stime
+
+    def _budget_cpu(self, seconds):
+        """Sets the CPU-time soft limit to this call's allowance. It counts from the CPU time read when the previous
+        call ended (the host loop between two calls costs microseconds; the target's +1 s covers it), so a call
+        pays for one getrusage, not two. Calls within the same CPU second share a target, so setrlimit runs only
+        when it moves (the hard limit is read once, at the first call)."""
         if not seconds:
             return
         if self.cpu_hard is None:
             self.cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
-        target = int(used + seconds) + 1
+        target = int(self.cpu_used + seconds) + 1
         if self.cpu_cap:
             target = min(target, self.cpu_cap)
         if self.cpu_hard != resource.RLIM_INFINITY:
@@ -312,12 +321,24 @@ class Host:
         """True once the worker has used half its lifetime CPU cap: the server then replaces it, so no call starts
         on a worker that the cap could stop midway. Half, not more, because the kernel enforces RLIMIT_CPU on
         tick samples, which on a busy host can run well ahead of the exact time getrusage reports."""
-        if not self.cpu_cap:
-            return False
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime > _RETIRE_AT_CPU_FRACTION * self.cpu_cap
+        return bool(self.cpu_cap) and self.cpu_used > _RETIRE_AT_CPU_FRACTION * self.cpu_cap
 
     def handle(self, request):
+        try:
+            reply = self._handle(request)
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:  # noqa: BLE001 - a policy may have closed or replaced them
+                    pass
+            self.cpu_used = self._cpu_used()
+        if self._near_cpu_cap():
+            # The server replaces this worker; the host exits after this reply (see main).
+            reply["retiring"] = True
+        return reply
+
+    def _handle(self, request):
         op = request.get("op")
         if op == "unload":
             self.instances.pop(request["key"], None)
@@ -337,9 +358,6 @@ class Host:
                 failure = self._attach_state(instance, request["method"], reply)
                 if failure is not None:
                     return failure
-            if self._near_cpu_cap():
-                # The server replaces this worker; the host exits after this reply (see main).
-                reply["retiring"] = True
             return reply
         except MemoryError:
             self.instances.pop(request["key"], None)
@@ -355,12 +373,6 @@ class Host:
             return _error("load", "PolicyLoadError", str(exc), traceback.format_exc())
         except BaseException as exc:  # noqa: BLE001 - SystemExit from a policy is still the policy's error
             return _error("error", type(exc).__name__, str(exc), traceback.format_exc())
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except Exception:  # noqa: BLE001 - a policy may have closed or replaced them
-                    pass
 
 
 def main():
