@@ -200,8 +200,8 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
             ["context"] = context.DeepClone(),
         };
         // Warm instances are keyed by everything that shapes them, so an update to code, settings or
-        // parameters gets a new instance; each call goes to the least busy worker (context travels with
-        // the call, so any warm instance of the shape will do).
+        // parameters gets a new instance; any worker's warm instance of the shape will do, since context
+        // travels with the call (short calls share a busy worker's batches, others go to the least busy one).
         var reply = await pool.InvokeOnAnyWorkerAsync(new PolicyInvocation(call.Shaped.InstanceKey, call.Load, PolicyMethods.Eval, args, call.Deadline), ct);
         var result = reply?["result"] as JsonObject
             ?? throw Problems.PolicyError($"eval of {call.Rule.PolicyRuleUri} returned {Describe(reply?["result"])}, not a dict");

@@ -56,6 +56,29 @@ internal sealed class PythonWorker : IAsyncDisposable
     public PolicyOutputLog Output { get; }
     public bool IsAlive => Volatile.Read(ref killed) == 0 && !process.HasExited;
 
+    /// <summary>When the worker last answered a call (<see cref="Stopwatch"/> timestamp).</summary>
+    public long LastAnswered => Volatile.Read(ref lastAnswered);
+    private long lastAnswered;
+    private long writtenAt;
+
+    // The request now running could start at the later of the batch's write and the answer before it.
+    private void NoteServiceTime(WorkerRequest request)
+    {
+        var now = Stopwatch.GetTimestamp();
+        request.ServiceTicks = now - Math.Max(writtenAt, lastAnswered);
+        Volatile.Write(ref lastAnswered, now);
+    }
+
+    /// <summary>CPU time the worker process has used, or null once it is gone.</summary>
+    public TimeSpan? CpuTime
+    {
+        get
+        {
+            try { return process.TotalProcessorTime; }
+            catch (Exception e) when (e is InvalidOperationException or System.ComponentModel.Win32Exception or IOException) { return null; }
+        }
+    }
+
     public static async Task<PythonWorker> StartAsync(WorkerLaunch launch, ILogger logger, CancellationToken ct)
     {
         var options = launch.Options;
@@ -174,6 +197,7 @@ internal sealed class PythonWorker : IAsyncDisposable
             sent = WriteBatch(batch);
             toHost.Write(outgoing.WrittenSpan);
             toHost.Flush();
+            writtenAt = Stopwatch.GetTimestamp();
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException)
         {
@@ -271,6 +295,7 @@ internal sealed class PythonWorker : IAsyncDisposable
             try
             {
                 var reply = HostFrames.Read(fromHost, options.MaxResultBytes + 4096);
+                NoteServiceTime(request);
                 // Read before the reply is handed over: its caller takes members out of it at once
                 // (PythonWorkerPool.Detach), and a JsonObject is not safe to read while it is changed.
                 var retiring = reply["retiring"]?.GetValue<bool>() == true;
@@ -298,6 +323,7 @@ internal sealed class PythonWorker : IAsyncDisposable
             }
             catch (Exception e) when (e is IOException or EndOfStreamException or InvalidDataException or JsonException or ObjectDisposedException)
             {
+                NoteServiceTime(request);
                 if (overrun.IsCancellationRequested)
                 {
                     await KillAsync();

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
@@ -152,11 +153,12 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     }
 
     /// <summary>
-    /// Runs <paramref name="call"/> on whichever worker is least busy at this moment, on that worker's own
-    /// warm instance for <see cref="PolicyInvocation.InstanceKey"/> (one per worker, created on first use).
-    /// For calls that need no particular instance — Type 2, whose context travels with the call — so a
-    /// call never waits behind one worker while another is free, and calls that must overlap (branches of
-    /// a graph) do.
+    /// Runs <paramref name="call"/> on any worker, on that worker's own warm instance for
+    /// <see cref="PolicyInvocation.InstanceKey"/> (one per worker, created on first use). For calls that need no
+    /// particular instance — Type 2, whose context travels with the call. A call of a key whose calls have been
+    /// short joins a worker busy with short calls (<see cref="WorkerPoolOptions.PackCallsUnder"/>); any other goes
+    /// to the least busy worker, so it never waits behind one worker while another is free, and calls that must
+    /// overlap (branches of a graph) do.
     /// </summary>
     public async Task<JsonNode?> InvokeOnAnyWorkerAsync(PolicyInvocation call, CancellationToken ct = default)
     {
@@ -244,14 +246,17 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             Interlocked.Decrement(ref admitted);
             throw Problems.Overloaded($"the policy worker pool is full ({options.MaxQueue} calls running or waiting); retry later", options.RetryAfterSeconds);
         }
-        var slot = Reserve(once || anyWorker ? null : call.InstanceKey);
+        // Any-worker calls are sorted into short (packed onto busy workers) and the rest (spread); see PackedSlot.
+        bool? shortCall = anyWorker ? IsShortCall(call.InstanceKey) : null;
+        var slot = Reserve(once || anyWorker ? null : call.InstanceKey, shortCall);
         // On any worker, each worker has its own instance: "key@slot".
         var keySlot = anyWorker ? slot.Index : -1;
+        WorkerRequest? request = null;
         try
         {
             // A "once" instance is created by this very request; any other carries its load spec only to a worker
             // process that has not had it yet (PythonWorker.WriteFrame), since specs can be large (parameters).
-            var request = once
+            request = once
                 ? Send(slot, w => WriteInvoke(w, call, withLoad: true, once, withState, keySlot), call.Load.RuleId, call.Deadline, ct)
                 : Send(slot, w => WriteInvoke(w, call, withLoad: false, once, withState, keySlot), call.Load.RuleId, call.Deadline, ct,
                     call.InstanceKey, LoadJsonOf(call.Load), call.RestoreState);
@@ -262,7 +267,10 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         finally
         {
             Interlocked.Decrement(ref slot.InFlight);
+            if (shortCall is false) Interlocked.Decrement(ref slot.SlowInFlight);
             Interlocked.Decrement(ref admitted);
+            // Failures count too: a call that ran into its deadline is the slowest kind.
+            if (anyWorker && request is not null) NoteCallTicks(call.InstanceKey, request.ServiceTicks);
         }
     }
 
@@ -395,14 +403,15 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         if (rented is not null) ArrayPool<char>.Shared.Return(rented);
     }
 
-    // Picks the slot (the key's own, or the least busy when there is no key) and counts the call in it
+    // Picks the slot (the key's own; with no key, see PackedSlot, or the least busy) and counts the call in it
     // in one step, so two calls arriving together never both see the same slot as idle.
-    private WorkerSlot Reserve(string? routedKey)
+    private WorkerSlot Reserve(string? routedKey, bool? shortCall = null)
     {
         lock (routeGate)
         {
-            var slot = routedKey is null ? LeastBusySlot() : RouteFor(routedKey);
+            var slot = routedKey is not null ? RouteFor(routedKey) : shortCall is { } isShort ? PackedSlot(isShort) : LeastBusySlot();
             Interlocked.Increment(ref slot.InFlight);
+            if (shortCall is false) Interlocked.Increment(ref slot.SlowInFlight);
             return slot;
         }
     }
@@ -415,6 +424,39 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     {
         var all = slots;
         return all[(int)(unchecked((uint)newKeys++) % (uint)all.Length)];
+    }
+
+    // A call any worker may run that is known to be short joins the first busy worker, in slot order, that takes
+    // short calls (WorkerSlot.CanJoin); every other call goes to the least busy worker. Short calls so share one
+    // worker's batches rather than each waking a worker of its own, while long, untimed and CPU-heavy ones spread.
+    private WorkerSlot PackedSlot(bool shortCall)
+    {
+        var maxCpuPermille = (int)(options.PackBelowCpuShare * 1000);
+        if (!shortCall || maxCpuPermille <= 0) return LeastBusySlot();
+        // A call still running after ten times the short-call limit was not short: that worker is passed over.
+        var stallTicks = 10 * (long)(options.PackCallsUnder.TotalSeconds * Stopwatch.Frequency);
+        var now = Stopwatch.GetTimestamp();
+        foreach (var slot in slots)
+            if (slot.Joinable(maxCpuPermille, stallTicks, now)) return slot;
+        return LeastBusySlot();
+    }
+
+    private bool IsShortCall(string key)
+    {
+        var limit = (long)(options.PackCallsUnder.TotalSeconds * Stopwatch.Frequency);
+        return limit > 0 && callTicks.TryGetValue(key, out var ticks) && ticks < limit;
+    }
+
+    // How long a call of each any-worker instance key keeps a worker busy (a moving average of Stopwatch ticks),
+    // for PackedSlot. Bounded: forgetting a key only means its next call spreads instead of packing.
+    private readonly ConcurrentDictionary<string, long> callTicks = new(StringComparer.Ordinal);
+    private const int MaxTimedKeys = 4096;
+
+    private void NoteCallTicks(string key, long ticks)
+    {
+        if (ticks < 0) return;
+        if (callTicks.Count >= MaxTimedKeys && !callTicks.ContainsKey(key)) callTicks.Clear();
+        callTicks.AddOrUpdate(key, static (_, sample) => sample, static (_, known, sample) => known + (sample - known) / 4, ticks);
     }
 
     private WorkerSlot LeastBusySlot()

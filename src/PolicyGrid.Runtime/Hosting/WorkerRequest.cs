@@ -29,6 +29,9 @@ internal sealed class WorkerRequest(ReadOnlyMemory<byte> frame, string policy, T
     /// <summary>Set by the drainer when the frame went with its load spec spliced in.</summary>
     public bool CarriedLoad { get; set; }
 
+    /// <summary>How long the worker spent on this request (Stopwatch ticks from when it could start it to its answer or failure); -1 until then.</summary>
+    public long ServiceTicks { get; set; } = -1;
+
     private const int Queued = 0, Sent = 1, Abandoned = 2;
     private int state;
     private readonly TaskCompletionSource<JsonObject> reply = new(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 
 namespace PolicyGrid.Runtime.Hosting;
@@ -14,7 +15,7 @@ internal sealed class WorkerSlot
     // Kept well under a pipe's 64 KiB so writing a batch never waits for the worker to read it (the worker
     // holds back what its load specs push over, PythonWorker.WriteBatch).
     internal const int MaxBatchBytes = 32 * 1024;
-    private const int MaxBatchRequests = 64;
+    internal const int MaxBatchRequests = 64;
 
     private readonly WorkerLaunch launch;
     private readonly ILogger logger;
@@ -39,6 +40,56 @@ internal sealed class WorkerSlot
     /// <summary>Batches written to this slot's workers so far (requests sent / batches = how much batching saves).</summary>
     public long Batches;
     public int Routes { get; set; }
+
+    /// <summary>Calls reserved here whose length is unknown or long (see <see cref="CanJoin"/>); kept by PythonWorkerPool.</summary>
+    public int SlowInFlight;
+
+    // What PythonWorkerPool weighs before it queues a short call here rather than on an idle worker (see CanJoin):
+    // how much of a CPU the worker's Python process used lately (per mille, sampled after batches at least 50 ms
+    // apart; unknown counts as busy) and, while a batch is out, since when the worker has been on its current call.
+    // Written by the drainer, read without a lock: a stale read makes one choice worse, no more.
+    private static readonly long SampleTicks = Stopwatch.Frequency / 20;
+    private int cpuPermille = 1000;
+    private long batchStarted;
+    private PythonWorker? busyWorker;
+    private PythonWorker? sampledWorker;
+    private long sampledAt;
+    private TimeSpan sampledCpu;
+
+    /// <summary>Whether a short call may queue here (see <see cref="CanJoin"/>).</summary>
+    public bool Joinable(int maxCpuPermille, long stallTicks, long now)
+    {
+        var onCall = Volatile.Read(ref busyWorker) is { } worker
+            ? now - Math.Max(Volatile.Read(ref batchStarted), worker.LastAnswered)
+            : 0;
+        return CanJoin(Volatile.Read(ref InFlight), Volatile.Read(ref SlowInFlight), Volatile.Read(ref cpuPermille), onCall, maxCpuPermille, stallTicks);
+    }
+
+    /// <summary>
+    /// A short call joins a busy worker's queue only when nothing there is long or of unknown length, the worker has
+    /// not been on its current call for longer than <paramref name="stallTicks"/> (a call that was short until now),
+    /// the queue is shorter than a batch, and the worker's process used less than <paramref name="maxCpuPermille"/>
+    /// of a CPU lately (a worker near a full CPU gains nothing from more calls while others idle).
+    /// </summary>
+    internal static bool CanJoin(int inFlight, int slowInFlight, int cpuPermille, long onCallTicks, int maxCpuPermille, long stallTicks) =>
+        inFlight > 0 && inFlight < MaxBatchRequests && slowInFlight == 0
+        && onCallTicks <= stallTicks
+        && cpuPermille < maxCpuPermille;
+
+    // After a batch, at most every 50 ms: the worker's share of a CPU since the last sample.
+    private void SampleCpu(PythonWorker worker)
+    {
+        var now = Stopwatch.GetTimestamp();
+        if (now - sampledAt < SampleTicks && worker == sampledWorker) return;
+        if (worker.CpuTime is not { } cpu) return;
+        if (worker == sampledWorker)
+        {
+            var share = (cpu - sampledCpu).TotalSeconds / ((double)(now - sampledAt) / Stopwatch.Frequency);
+            var permille = (int)Math.Clamp(share * 1000, 0, 1000);
+            Volatile.Write(ref cpuPermille, (cpuPermille + permille) / 2);
+        }
+        (sampledWorker, sampledAt, sampledCpu) = (worker, now, cpu);
+    }
 
     /// <summary>The worker if it has started, else null.</summary>
     public PythonWorker? Current => starting is { IsCompletedSuccessfully: true } t ? t.Result : null;
@@ -96,7 +147,17 @@ internal sealed class WorkerSlot
             {
                 var worker = await GetWorkerAsync(CancellationToken.None);
                 Interlocked.Increment(ref Batches);
-                await worker.ExchangeAsync(batch, notStarted);
+                Volatile.Write(ref batchStarted, Stopwatch.GetTimestamp());
+                Volatile.Write(ref busyWorker, worker);
+                try
+                {
+                    await worker.ExchangeAsync(batch, notStarted);
+                }
+                finally
+                {
+                    Volatile.Write(ref busyWorker, null);
+                }
+                SampleCpu(worker);
                 if (!worker.IsAlive && !Volatile.Read(ref stopped)) Replace();
             }
             catch (Exception e)
