@@ -61,30 +61,19 @@ public sealed class SqliteContextStore : IContextStore
         await EnsureTableAsync(ct);
         var now = Now();
         var body = context.ToJsonString();
+        var expiresAt = ttl is { } d ? now + (long)Math.Ceiling(d.TotalMilliseconds) : (long?)null;
         // Committed before this returns (a call's context survives the server dying right after it
         // answers) and on disk within SqliteDatabase.WalSyncInterval: context is written on the hot path
         // of every call that changes it (Type 4 state after every call), where a disk sync each would
-        // cost more than the call.
-        await _db.CommitWithoutSyncAsync((connection, tx) =>
+        // cost more than the call. Through the file's writer: one connection with the statement prepared
+        // once, and writes that arrive together committed together.
+        await _db.Writer.WriteAsync(Upsert, p =>
         {
-            using (var command = connection.CreateCommand())
-            {
-                command.Transaction = tx;
-                command.CommandText =
-                    $"INSERT INTO {Table}(key, body, expires_at) VALUES ($key, $body, $exp) " +
-                    "ON CONFLICT(key) DO UPDATE SET body = excluded.body, expires_at = excluded.expires_at";
-                command.Parameters.AddWithValue("$key", key);
-                command.Parameters.AddWithValue("$body", body);
-                command.Parameters.AddWithValue("$exp", ttl is { } d ? now + (long)Math.Ceiling(d.TotalMilliseconds) : DBNull.Value);
-                command.ExecuteNonQuery();
-            }
-            if (!SweepDue(now)) return;
-            using var sweep = connection.CreateCommand();
-            sweep.Transaction = tx;
-            sweep.CommandText = $"DELETE FROM {Table} WHERE expires_at IS NOT NULL AND expires_at <= $now";
-            sweep.Parameters.AddWithValue("$now", now);
-            sweep.ExecuteNonQuery();
-        }, ct);
+            SqliteWriter.Set(p, "$key", key);
+            SqliteWriter.Set(p, "$body", body);
+            SqliteWriter.Set(p, "$exp", expiresAt);
+        });
+        if (SweepDue(now)) await _db.Writer.WriteAsync(Sweep, p => SqliteWriter.Set(p, "$now", now));
         _cache.Changed(key);
     }
 
@@ -98,6 +87,12 @@ public sealed class SqliteContextStore : IContextStore
         command.ExecuteNonQuery();
         _cache.Changed(key);
     }
+
+    private const string Upsert =
+        $"INSERT INTO {Table}(key, body, expires_at) VALUES ($key, $body, $exp) " +
+        "ON CONFLICT(key) DO UPDATE SET body = excluded.body, expires_at = excluded.expires_at";
+
+    private const string Sweep = $"DELETE FROM {Table} WHERE expires_at IS NOT NULL AND expires_at <= $now";
 
     private long Now() => _time.GetUtcNow().ToUnixTimeMilliseconds();
 

@@ -15,7 +15,7 @@ namespace PolicyGrid.Embedded.Storage;
 public sealed partial class SqliteDatabase
 {
     private readonly string _connectionString;
-    // The same file through a pool of its own, whose handles commit with synchronous=NORMAL (CommitWithoutSyncAsync).
+    // The same file through a pool of its own, whose handles commit with synchronous=NORMAL (the hot-path Writer's).
     // Microsoft.Data.Sqlite pools by connection string: this one differs only in spelling out SQLite's default
     // Recursive Triggers=False, so its handles are never handed to callers that expect full syncs.
     private readonly string _relaxedConnectionString;
@@ -35,10 +35,12 @@ public sealed partial class SqliteDatabase
     {
         public ConcurrentDictionary<string, StrongBox<long>> Changes { get; } = new(StringComparer.Ordinal);
         public ContextReadCache Contexts { get; } = new();
+        public SqliteWriter? Writer;
     }
 
     private static readonly ConcurrentDictionary<string, FileState> Files = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, StrongBox<long>> _changes;
+    private readonly FileState _state;
 
     public SqliteDatabase(string path)
     {
@@ -47,6 +49,7 @@ public sealed partial class SqliteDatabase
         // with nothing remembered about the one that was there before.
         IsNew = !File.Exists(Path);
         var state = IsNew ? Files[Path] = new FileState() : Files.GetOrAdd(Path, _ => new FileState());
+        _state = state;
         _changes = state.Changes;
         ContextCache = state.Contexts;
         var directory = System.IO.Path.GetDirectoryName(Path);
@@ -104,28 +107,27 @@ public sealed partial class SqliteDatabase
     }
 
     /// <summary>
-    /// Longest a commit made by <see cref="CommitWithoutSyncAsync"/> waits to be synced to disk.
+    /// Longest a commit made through <see cref="Writer"/> (synchronous=NORMAL: in the write-ahead log when it
+    /// returns, so it survives the server process dying at once) waits to be synced to disk, by one background
+    /// sync shared by every write in that interval (a sync per write costs more than the write; any later
+    /// full-sync commit on the file, such as the decision log's, syncs it too).
     /// </summary>
     public static readonly TimeSpan WalSyncInterval = TimeSpan.FromMilliseconds(5);
 
     private int _walSyncScheduled;
 
     /// <summary>
-    /// Runs <paramref name="write"/>'s transaction with <c>synchronous=NORMAL</c>: in WAL mode the commit is
-    /// in the write-ahead log when this returns, so it survives the server process dying at once, and it
-    /// is synced to disk (surviving the machine's crash) within <see cref="WalSyncInterval"/> by one
-    /// background sync shared by every write in that interval (a sync per write costs more than the
-    /// write; any later full-sync commit on the file, such as the decision log's, syncs it too).
+    /// Hot-path writes on this file (<see cref="SqliteWriter"/>): one connection with statements prepared once, group
+    /// commits, synchronous=NORMAL (see <see cref="WalSyncInterval"/>). Shared by every database object on the file.
     /// </summary>
-    public async Task CommitWithoutSyncAsync(Action<SqliteConnection, SqliteTransaction> write, CancellationToken ct = default)
+    internal SqliteWriter Writer
     {
-        await using (var connection = await OpenRelaxedAsync(ct))
+        get
         {
-            using var tx = connection.BeginTransaction();
-            write(connection, tx);
-            tx.Commit();
+            if (Volatile.Read(ref _state.Writer) is { } writer) return writer;
+            Interlocked.CompareExchange(ref _state.Writer, new SqliteWriter(OpenRelaxedAsync, SyncWalSoon), null);
+            return _state.Writer;
         }
-        SyncWalSoon();
     }
 
     // A connection from the relaxed pool: the same per-handle pragmas as OpenAsync, but synchronous=NORMAL.
