@@ -135,9 +135,13 @@ public static class Type2Benchmark
             await MeasureAsync(http, "executor/local/execute_policy", body, clients, warmup);
             await MeasureAsync(http, "bench/fixed", body, clients, warmup);
             List<Throughput> executes = [], bares = [];
+            var workerPool = app.Services.GetRequiredService<PythonWorkerPool>();
+            long executeTrips = 0, executeBatches = 0;
             for (var round = 0; round < rounds; round++)
             {
+                var (tripsBefore, batchesBefore) = (workerPool.RoundTrips, workerPool.Batches);
                 executes.Add(await MeasureAsync(http, "executor/local/execute_policy", body, clients, seconds / rounds));
+                (executeTrips, executeBatches) = (executeTrips + workerPool.RoundTrips - tripsBefore, executeBatches + workerPool.Batches - batchesBefore);
                 bares.Add(await MeasureAsync(http, "bench/fixed", body, clients, seconds / rounds));
             }
             var execute = Throughput.Combine(executes);
@@ -156,7 +160,7 @@ public static class Type2Benchmark
 
             Console.WriteLine();
             Console.WriteLine($"Type 2 over HTTP on loopback, {clients} concurrent clients, {Environment.ProcessorCount} CPUs; {warmup:0.#} s warm-up each, then {seconds:0.#} s each in {rounds} alternating rounds");
-            Console.WriteLine($"  execute_policy (warm):            {execute.PerSecond,10:F0} req/s  p50 {execute.P50Ms,7:F2} ms  p99 {execute.P99Ms,7:F2} ms");
+            Console.WriteLine($"  execute_policy (warm):            {execute.PerSecond,10:F0} req/s  p50 {execute.P50Ms,7:F2} ms  p99 {execute.P99Ms,7:F2} ms  ({(double)executeTrips / Math.Max(1, executeBatches):F1} calls per worker batch)");
             Console.WriteLine($"  bare endpoint, same-size JSON:    {bare.PerSecond,10:F0} req/s  p50 {bare.P50Ms,7:F2} ms  p99 {bare.P99Ms,7:F2} ms");
             Console.WriteLine($"  cold (fetch+unpack+import/call):  {cold.PerSecond,10:F0} req/s  p50 {cold.P50Ms,7:F2} ms  p99 {cold.P99Ms,7:F2} ms");
             Console.WriteLine($"  CPU per request (µs), app / app+workers / whole machine: execute {execute.AppCpuUsPerRequest:F0} / {execute.OursCpuUsPerRequest:F0} / {execute.MachineCpuUsPerRequest:F0}, bare {bare.AppCpuUsPerRequest:F0} / {bare.OursCpuUsPerRequest:F0} / {bare.MachineCpuUsPerRequest:F0}");
