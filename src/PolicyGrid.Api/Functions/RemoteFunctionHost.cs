@@ -1,5 +1,8 @@
+using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.Options;
+using PolicyGrid.Api.Bundles;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
@@ -9,15 +12,17 @@ namespace PolicyGrid.Api.Functions;
 /// <summary>
 /// Functions on an <c>http(s)://</c> executor: the registry forwards to that node's deployment routes
 /// (<c>POST /deployments</c>, <c>POST /call_function/{name}</c>, ...) and unwraps its envelope, keeping the node's
-/// status and code. The node runs the policy snapshot it is sent, so the bundle in its <c>code</c> must be one the
-/// node can resolve (an <c>http(s)://</c> URL, or a <c>bundle://</c> the node also holds).
+/// status and code, with the <c>PolicyGrid:Runtime:RemoteExecutors:Token</c> as bearer token when one is set. The
+/// node runs the policy snapshot it is sent; a <c>bundle://</c> in its <c>code</c> is uploaded to the node
+/// (<c>POST /bundles</c>, content-addressed, so idempotent) before the deployment, so the node can resolve it.
 /// </summary>
-public sealed class RemoteFunctionHost(HttpClient http, Uri node) : IFunctionHost
+public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore bundles, string? token = null) : IFunctionHost
 {
     public const string HttpClientName = "policygrid-remote-functions";
 
     public async Task DeployAsync(FunctionSpec spec, CancellationToken ct = default)
     {
+        await SendBundleAsync(spec.Policy["code"]?.GetValue<string>(), ct);
         var document = new JsonObject
         {
             ["function_id"] = spec.Name,
@@ -44,7 +49,7 @@ public sealed class RemoteFunctionHost(HttpClient http, Uri node) : IFunctionHos
     {
         try
         {
-            await SendAsync(HttpMethod.Delete, $"deployments/{Uri.EscapeDataString(name)}", null, ct);
+            await SendAsync(HttpMethod.Delete, $"deployments/{Uri.EscapeDataString(name)}", (HttpContent?)null, ct);
             return true;
         }
         catch (PolicyGridException e) when (e.Status == 404)
@@ -56,10 +61,29 @@ public sealed class RemoteFunctionHost(HttpClient http, Uri node) : IFunctionHos
     public Task<FunctionHostStatus?> StatusAsync(string name, CancellationToken ct = default) =>
         Task.FromResult<FunctionHostStatus?>(null);
 
-    private async Task<JsonNode?> SendAsync(HttpMethod method, string path, JsonNode? body, CancellationToken ct)
+    // The archive a bundle:// code names, from this registry's store to the node's. Other codes (http(s)://, and
+    // file:// where the node's operator allows it) the node fetches itself; a bundle this registry does not hold
+    // is left for the node to resolve, which answers 422 naming it if it cannot.
+    private async Task SendBundleAsync(string? code, CancellationToken ct)
     {
-        using var request = new HttpRequestMessage(method, new Uri(node, path));
-        if (body is not null) request.Content = JsonContent.Create(body, options: Json.Options);
+        const string prefix = "bundle://sha256/";
+        if (code is null || !code.StartsWith(prefix, StringComparison.Ordinal)) return;
+        var sha256 = code[prefix.Length..];
+        if (await bundles.GetAsync(sha256, ct) is not { } archive) return;
+        var content = new ByteArrayContent(archive);
+        content.Headers.ContentType = new MediaTypeHeaderValue(BundleMediaTypes.MediaType(archive));
+        var stored = await SendAsync(HttpMethod.Post, "bundles", content, ct);
+        if (stored?["sha256"]?.GetValue<string>() is { } theirs && theirs != sha256)
+            throw Problems.BackendError($"executor node {node} stored bundle {sha256} as {theirs}");
+    }
+
+    private Task<JsonNode?> SendAsync(HttpMethod method, string path, JsonNode? body, CancellationToken ct) =>
+        SendAsync(method, path, body is null ? null : JsonContent.Create(body, options: Json.Options), ct);
+
+    private async Task<JsonNode?> SendAsync(HttpMethod method, string path, HttpContent? content, CancellationToken ct)
+    {
+        using var request = new HttpRequestMessage(method, new Uri(node, path)) { Content = content };
+        if (!string.IsNullOrEmpty(token)) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
         HttpResponseMessage response;
         try
         {
@@ -93,13 +117,13 @@ public sealed class RemoteFunctionHost(HttpClient http, Uri node) : IFunctionHos
 }
 
 /// <summary>Reaches functions on <c>http(s)://</c> executor nodes.</summary>
-public sealed class RemoteFunctionHostTransport(IHttpClientFactory clients) : IFunctionHostTransport
+public sealed class RemoteFunctionHostTransport(IHttpClientFactory clients, IBundleStore bundles, IOptions<PolicyGrid.Runtime.PolicyRuntimeOptions> runtime) : IFunctionHostTransport
 {
     public bool CanHandle(Uri executorHostUri) => executorHostUri.Scheme is "http" or "https";
 
     public IFunctionHost For(Uri executorHostUri)
     {
         var root = executorHostUri.AbsoluteUri.EndsWith('/') ? executorHostUri : new Uri(executorHostUri.AbsoluteUri + "/");
-        return new RemoteFunctionHost(clients.CreateClient(RemoteFunctionHost.HttpClientName), root);
+        return new RemoteFunctionHost(clients.CreateClient(RemoteFunctionHost.HttpClientName), root, bundles, runtime.Value.RemoteExecutors.Token);
     }
 }
