@@ -112,7 +112,10 @@ public class GridServer : WebApplicationFactory<PolicyGrid.Cli.Program>
     /// <summary>A zip holding code/function.py, as a policy author would upload it.</summary>
     public static byte[] Zip(string functionPy) => Zip(("code/function.py", functionPy));
 
-    /// <summary>A zip of the given files (paths inside the archive).</summary>
+    /// <summary>
+    /// A zip of the given files (paths inside the archive). The same files always make the same bytes (and so the same
+    /// bundle://): entries carry a fixed timestamp, not the time they were zipped.
+    /// </summary>
     public static byte[] Zip(params (string Path, string Content)[] files)
     {
         using var buffer = new MemoryStream();
@@ -120,7 +123,9 @@ public class GridServer : WebApplicationFactory<PolicyGrid.Cli.Program>
         {
             foreach (var (path, content) in files)
             {
-                using var w = new StreamWriter(zip.CreateEntry(path).Open(), Encoding.UTF8);
+                var entry = zip.CreateEntry(path);
+                entry.LastWriteTime = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+                using var w = new StreamWriter(entry.Open(), Encoding.UTF8);
                 w.Write(content);
             }
         }
