@@ -17,84 +17,82 @@ public sealed class RemoteExecutorTests
 {
     private const string NodeToken = "node-token-for-the-registry-0123456789";
 
-    private static WebApplication StartNode(string nodeData) => PolicyGridApp.Build(["--urls", "http://127.0.0.1:0", "--data", nodeData, "--Logging:LogLevel:Default=Warning",
-        "--PolicyGrid:Auth:Tokens:0:Name=registry", $"--PolicyGrid:Auth:Tokens:0:Token={NodeToken}",
-        "--PolicyGrid:Auth:Tokens:0:Scopes:0=read", "--PolicyGrid:Auth:Tokens:0:Scopes:1=write"]);
+    /// <summary>Another PolicyGrid server on loopback, with its own data directory, that requires <see cref="NodeToken"/>.</summary>
+    private sealed class Node(WebApplication app, string data) : IAsyncDisposable
+    {
+        public string Url { get; } = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        public IServiceProvider Services => app.Services;
+
+        public static async Task<Node> StartAsync(CancellationToken ct)
+        {
+            var data = GridServer.NewDataDirectory();
+            var app = PolicyGridApp.Build(["--urls", "http://127.0.0.1:0", "--data", data, "--Logging:LogLevel:Default=Warning",
+                "--PolicyGrid:Auth:Tokens:0:Name=registry", $"--PolicyGrid:Auth:Tokens:0:Token={NodeToken}",
+                "--PolicyGrid:Auth:Tokens:0:Scopes:0=read", "--PolicyGrid:Auth:Tokens:0:Scopes:1=write"]);
+            await app.StartAsync(ct);
+            return new Node(app, data);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await app.StopAsync(CancellationToken.None);
+            await app.DisposeAsync();
+            Directory.Delete(data, recursive: true);
+        }
+    }
 
     [Fact]
     public async Task A_function_on_a_remote_executor_node_is_deployed_called_managed_and_removed_there()
     {
         var ct = TestContext.Current.CancellationToken;
-        var nodeData = GridServer.NewDataDirectory();
-        var node = StartNode(nodeData);
-        await node.StartAsync(ct);
-        try
-        {
-            var nodeUrl = node.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-            await using var registry = new GridServer { Settings = { ["PolicyGrid:Runtime:RemoteExecutors:Token"] = NodeToken } };
-            var client = registry.CreateClient();
-            var policy = await registry.RegisterPolicyAsync("counting", CountingPolicy.Source);
-            // The bundle as the registry stored it (a zip made again could differ in its entries' timestamps).
-            var code = (await client.Send(HttpMethod.Get, $"/policy/{policy}")).Data!["code"]!.GetValue<string>();
-            var sha256 = code["bundle://sha256/".Length..];
-            // The node does not hold the bundle: the registry uploads it with the deployment.
-            (await node.Services.GetRequiredService<IBundleStore>().GetAsync(sha256, ct)).ShouldBeNull();
-            (await client.Send(HttpMethod.Post, "/executor", new JsonObject { ["executor_id"] = "edge", ["executor_host_uri"] = nodeUrl })).Status.ShouldBe(200);
+        await using var node = await Node.StartAsync(ct);
+        var nodeUrl = node.Url;
+        await using var registry = new GridServer { Settings = { ["PolicyGrid:Runtime:RemoteExecutors:Token"] = NodeToken } };
+        var client = registry.CreateClient();
+        var policy = await registry.RegisterPolicyAsync("counting", CountingPolicy.Source);
+        // The bundle as the registry stored it.
+        var code = (await client.Send(HttpMethod.Get, $"/policy/{policy}")).Data!["code"]!.GetValue<string>();
+        var sha256 = code["bundle://sha256/".Length..];
+        // The node does not hold the bundle: the registry uploads it with the deployment.
+        (await node.Services.GetRequiredService<IBundleStore>().GetAsync(sha256, ct)).ShouldBeNull();
+        (await client.Send(HttpMethod.Post, "/executor", new JsonObject { ["executor_id"] = "edge", ["executor_host_uri"] = nodeUrl })).Status.ShouldBe(200);
 
-            var deployed = await client.Send(HttpMethod.Post, "/function/deployments/create/edge", new JsonObject { ["name"] = "far", ["policy_rule_uri"] = policy });
+        var deployed = await client.Send(HttpMethod.Post, "/function/deployments/create/edge", new JsonObject { ["name"] = "far", ["policy_rule_uri"] = policy });
 
-            deployed.Status.ShouldBe(200, deployed.Body?.ToJsonString());
-            (await node.Services.GetRequiredService<IBundleStore>().GetAsync(sha256, ct)).ShouldNotBeNull();
-            deployed.Data!["function_executor_uri"]!.GetValue<string>().ShouldBe(nodeUrl);
-            (await client.Send(HttpMethod.Post, "/function/call_function/far", new JsonObject())).Data!["count"]!.GetValue<int>().ShouldBe(1);
-            (await client.Send(HttpMethod.Post, "/function/far/management", new JsonObject { ["action"] = "set", ["data"] = new JsonObject { ["count"] = 7 } })).Status.ShouldBe(200);
-            (await client.Send(HttpMethod.Post, "/function/call_function/far", new JsonObject())).Data!["count"]!.GetValue<int>().ShouldBe(8);
-            var failing = await client.Send(HttpMethod.Post, "/function/call_function/far", new JsonObject { ["fail"] = true });
-            failing.Status.ShouldBe(422);
-            failing.Message.ShouldContain("asked to fail");
+        deployed.Status.ShouldBe(200, deployed.Body?.ToJsonString());
+        (await node.Services.GetRequiredService<IBundleStore>().GetAsync(sha256, ct)).ShouldNotBeNull();
+        deployed.Data!["function_executor_uri"]!.GetValue<string>().ShouldBe(nodeUrl);
+        (await client.Send(HttpMethod.Post, "/function/call_function/far", new JsonObject())).Data!["count"]!.GetValue<int>().ShouldBe(1);
+        (await client.Send(HttpMethod.Post, "/function/far/management", new JsonObject { ["action"] = "set", ["data"] = new JsonObject { ["count"] = 7 } })).Status.ShouldBe(200);
+        (await client.Send(HttpMethod.Post, "/function/call_function/far", new JsonObject())).Data!["count"]!.GetValue<int>().ShouldBe(8);
+        var failing = await client.Send(HttpMethod.Post, "/function/call_function/far", new JsonObject { ["fail"] = true });
+        failing.Status.ShouldBe(422);
+        failing.Message.ShouldContain("asked to fail");
 
-            // It runs on the node, not on the registry's own host.
-            using var direct = new HttpClient { BaseAddress = new Uri(nodeUrl) };
-            direct.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", NodeToken);
-            (await direct.Send(HttpMethod.Post, "/call_function/far", new JsonObject())).Data!["count"]!.GetValue<int>().ShouldBe(9);
+        // It runs on the node, not on the registry's own host.
+        using var direct = new HttpClient { BaseAddress = new Uri(nodeUrl) };
+        direct.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", NodeToken);
+        (await direct.Send(HttpMethod.Post, "/call_function/far", new JsonObject())).Data!["count"]!.GetValue<int>().ShouldBe(9);
 
-            (await client.Send(HttpMethod.Delete, "/function/deployments/remove/far")).Status.ShouldBe(200);
-            (await direct.Send(HttpMethod.Post, "/call_function/far", new JsonObject())).Status.ShouldBe(404);
-        }
-        finally
-        {
-            await node.StopAsync(CancellationToken.None);
-            await node.DisposeAsync();
-            Directory.Delete(nodeData, recursive: true);
-        }
+        (await client.Send(HttpMethod.Delete, "/function/deployments/remove/far")).Status.ShouldBe(200);
+        (await direct.Send(HttpMethod.Post, "/call_function/far", new JsonObject())).Status.ShouldBe(404);
     }
 
     [Fact]
     public async Task A_registry_without_the_node_token_is_refused_by_the_node_and_says_so()
     {
         var ct = TestContext.Current.CancellationToken;
-        var nodeData = GridServer.NewDataDirectory();
-        var node = StartNode(nodeData);
-        await node.StartAsync(ct);
-        try
-        {
-            var nodeUrl = node.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-            await using var registry = new GridServer();
-            var client = registry.CreateClient();
-            var policy = await registry.RegisterPolicyAsync("counting", CountingPolicy.Source);
-            (await client.Send(HttpMethod.Post, "/executor", new JsonObject { ["executor_id"] = "edge", ["executor_host_uri"] = nodeUrl })).Status.ShouldBe(200);
+        await using var node = await Node.StartAsync(ct);
+        var nodeUrl = node.Url;
+        await using var registry = new GridServer();
+        var client = registry.CreateClient();
+        var policy = await registry.RegisterPolicyAsync("counting", CountingPolicy.Source);
+        (await client.Send(HttpMethod.Post, "/executor", new JsonObject { ["executor_id"] = "edge", ["executor_host_uri"] = nodeUrl })).Status.ShouldBe(200);
 
-            var refused = await client.Send(HttpMethod.Post, "/function/deployments/create/edge", new JsonObject { ["name"] = "far", ["policy_rule_uri"] = policy });
+        var refused = await client.Send(HttpMethod.Post, "/function/deployments/create/edge", new JsonObject { ["name"] = "far", ["policy_rule_uri"] = policy });
 
-            refused.Status.ShouldBe(401, refused.Body?.ToJsonString());
-            refused.Message.ShouldContain($"executor node {nodeUrl}");
-            (await client.Send(HttpMethod.Post, "/function/call_function/far", new JsonObject())).Status.ShouldBe(404);
-        }
-        finally
-        {
-            await node.StopAsync(CancellationToken.None);
-            await node.DisposeAsync();
-            Directory.Delete(nodeData, recursive: true);
-        }
+        refused.Status.ShouldBe(401, refused.Body?.ToJsonString());
+        refused.Message.ShouldContain($"executor node {nodeUrl}");
+        (await client.Send(HttpMethod.Post, "/function/call_function/far", new JsonObject())).Status.ShouldBe(404);
     }
 }
