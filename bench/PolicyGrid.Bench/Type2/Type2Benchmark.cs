@@ -109,6 +109,8 @@ public static class Type2Benchmark
                     await Time("pool.InvokeAsync", () => pool.InvokeAsync(new PolicyInvocation("micro", load, PolicyMethods.Eval, new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = input.DeepClone(), ["context"] = new JsonObject() }, TimeSpan.FromSeconds(5))));
                     await Time("executor.ExecuteAsync", () => executor.ExecuteAsync(new ExecutionRequest(uri, input), CallerIdentity.Anonymous));
                     await Time("HTTP execute_policy", () => PostAsync(http, "executor/local/execute_policy", body));
+                    await Time("HTTP bench/executor", () => PostAsync(http, "bench/executor", body));
+                    await Time("HTTP bench/pool", () => PostAsync(http, "bench/pool", body));
                     await Time("HTTP bare", () => PostAsync(http, "bench/fixed", body));
                     return 0;
                 }
