@@ -66,9 +66,8 @@ public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore b
     // is left for the node to resolve, which answers 422 naming it if it cannot.
     private async Task SendBundleAsync(string? code, CancellationToken ct)
     {
-        const string prefix = "bundle://sha256/";
-        if (code is null || !code.StartsWith(prefix, StringComparison.Ordinal)) return;
-        var sha256 = code[prefix.Length..];
+        if (code is null || !code.StartsWith(BundleRef.Scheme, StringComparison.Ordinal)) return;
+        var sha256 = code[BundleRef.Scheme.Length..];
         if (await bundles.GetAsync(sha256, ct) is not { } archive) return;
         var content = new ByteArrayContent(archive);
         content.Headers.ContentType = new MediaTypeHeaderValue(BundleMediaTypes.MediaType(archive));

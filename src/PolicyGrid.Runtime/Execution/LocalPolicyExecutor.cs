@@ -122,9 +122,9 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
         });
     }
 
-    // Policies (by URI, not by shape: callers may override parameters with every call, and a map by shape would
-    // grow with each new set; the flag only chooses between two correct ways to run) seen changing their context. Their calls hold the context key's lock for
-    // the whole eval. Others (most policies only read context, or ignore it) run in parallel, and a
+    // Policies seen changing their context, by URI (not by shape: callers may override parameters with every call,
+    // and a map by shape would grow with each new set; the flag only chooses between two correct ways to run).
+    // Their calls hold the context key's lock for the whole eval. Others (most policies only read context, or ignore it) run in parallel, and a
     // change they do make is saved only if the stored context is still the one they read; if another
     // call wrote in between, the call is run again under the lock, so every saved context is one a
     // strictly serialized run would have produced.
@@ -133,7 +133,6 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
     private sealed record EvalCall(PolicyRule Rule, ShapedLoad Shaped, JsonObject InputData, string ContextKey, TimeSpan Deadline)
     {
         public PolicyLoadSpec Load => Shaped.Load;
-        public string Shape => Shaped.Shape;
     }
 
     // InstanceKey: the warm instances of this shape (one per worker, see EvalAsync).

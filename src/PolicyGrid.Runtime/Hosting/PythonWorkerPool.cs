@@ -43,6 +43,9 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         if (options.Workers < 1) throw new ArgumentOutOfRangeException(nameof(options), "Workers must be at least 1");
         this.options = options;
         this.logger = logger;
+        packLimitTicks = (long)(options.PackCallsUnder.TotalSeconds * Stopwatch.Frequency);
+        packStallTicks = 10 * packLimitTicks;
+        packMaxCpuPermille = (int)(options.PackBelowCpuShare * 1000);
     }
 
     public WorkerPoolStatus Status
@@ -409,7 +412,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     {
         lock (routeGate)
         {
-            var slot = routedKey is not null ? RouteFor(routedKey) : shortCall is { } isShort ? PackedSlot(isShort) : LeastBusySlot();
+            var slot = routedKey is not null ? RouteFor(routedKey) : shortCall == true ? PackedSlot() : LeastBusySlot();
             Interlocked.Increment(ref slot.InFlight);
             if (shortCall is false) Interlocked.Increment(ref slot.SlowInFlight);
             return slot;
@@ -429,23 +432,22 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     // A call any worker may run that is known to be short joins the first busy worker, in slot order, that takes
     // short calls (WorkerSlot.CanJoin); every other call goes to the least busy worker. Short calls so share one
     // worker's batches rather than each waking a worker of its own, while long, untimed and CPU-heavy ones spread.
-    private WorkerSlot PackedSlot(bool shortCall)
+    private WorkerSlot PackedSlot()
     {
-        var maxCpuPermille = (int)(options.PackBelowCpuShare * 1000);
-        if (!shortCall || maxCpuPermille <= 0) return LeastBusySlot();
-        // A call still running after ten times the short-call limit was not short: that worker is passed over.
-        var stallTicks = 10 * (long)(options.PackCallsUnder.TotalSeconds * Stopwatch.Frequency);
         var now = Stopwatch.GetTimestamp();
         foreach (var slot in slots)
-            if (slot.Joinable(maxCpuPermille, stallTicks, now)) return slot;
+            if (slot.Joinable(packMaxCpuPermille, packStallTicks, now)) return slot;
         return LeastBusySlot();
     }
 
-    private bool IsShortCall(string key)
-    {
-        var limit = (long)(options.PackCallsUnder.TotalSeconds * Stopwatch.Frequency);
-        return limit > 0 && callTicks.TryGetValue(key, out var ticks) && ticks < limit;
-    }
+    // Packing's limits in the units the choice uses (PackCallsUnder, PackBelowCpuShare). A call still running after
+    // ten times the short-call limit was not short: its worker is passed over.
+    private readonly long packLimitTicks;
+    private readonly long packStallTicks;
+    private readonly int packMaxCpuPermille;
+
+    private bool IsShortCall(string key) =>
+        packLimitTicks > 0 && packMaxCpuPermille > 0 && callTicks.TryGetValue(key, out var ticks) && ticks < packLimitTicks;
 
     // How long a call of each any-worker instance key keeps a worker busy (a moving average of Stopwatch ticks),
     // for PackedSlot. Bounded: forgetting a key only means its next call spreads instead of packing.
