@@ -1,0 +1,104 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Sockets;
+using Shouldly;
+
+namespace PolicyGrid.Api.Tests;
+
+/// <summary>
+/// The real <c>policygrid serve</c> process reads appsettings.json from the directory it starts in and picks up an
+/// edit (token rotation without a restart), without watching every directory below it.
+/// </summary>
+public sealed class SettingsFileTests
+{
+    private static string Settings(string token) =>
+        $$"""{ "PolicyGrid": { "Auth": { "Tokens": [ { "Name": "ops", "Token": "{{token}}", "Scopes": [ "write" ] } ] } } }""";
+
+    [Fact]
+    public async Task Serve_rereads_appsettings_when_it_changes_and_does_not_watch_the_tree_it_starts_in()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var root = Path.Combine(Path.GetTempPath(), "pg-api-tests", Guid.NewGuid().ToString("N"));
+        var cwd = Path.Combine(root, "cwd");
+        // A tree below the working directory: the framework's default would put an inotify watch on each of these.
+        for (var i = 0; i < 300; i++) Directory.CreateDirectory(Path.Combine(cwd, "tree", $"d{i}"));
+        await File.WriteAllTextAsync(Path.Combine(cwd, "appsettings.json"), Settings("first-token-0123456789"), ct);
+        var port = FreePort();
+        var start = new ProcessStartInfo("dotnet") { WorkingDirectory = cwd, RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "policygrid.dll"), "serve", "--urls", $"http://127.0.0.1:{port}", "--data", Path.Combine(root, "data") })
+            start.ArgumentList.Add(a);
+        using var process = Process.Start(start)!;
+        var output = new System.Text.StringBuilder();
+        process.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/") };
+        try
+        {
+            await Until(async () => (await Status(http, "healthz", null)) == HttpStatusCode.OK, TimeSpan.FromSeconds(60), () => $"serve did not answer /healthz:\n{output}");
+
+            if (OperatingSystem.IsLinux())
+                InotifyWatches(process.Id).ShouldBeLessThan(50, "serve watches the directory tree it was started in");
+
+            (await Status(http, "executor/local", "first-token-0123456789")).ShouldBe(HttpStatusCode.OK);
+            (await Status(http, "executor/local", "second-token-0123456789")).ShouldBe(HttpStatusCode.Unauthorized);
+
+            await File.WriteAllTextAsync(Path.Combine(cwd, "appsettings.json"), Settings("second-token-0123456789"), ct);
+            await Until(async () => (await Status(http, "executor/local", "second-token-0123456789")) == HttpStatusCode.OK, TimeSpan.FromSeconds(30),
+                () => "the rotated token was not accepted after appsettings.json changed");
+            (await Status(http, "executor/local", "first-token-0123456789")).ShouldBe(HttpStatusCode.Unauthorized);
+        }
+        finally
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync(CancellationToken.None);
+            try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+        }
+    }
+
+    private static async Task<HttpStatusCode?> Status(HttpClient http, string path, string? token)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, path);
+        if (token is not null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        try
+        {
+            using var response = await http.SendAsync(request);
+            return response.StatusCode;
+        }
+        catch (HttpRequestException)
+        {
+            return null; // not listening yet
+        }
+    }
+
+    private static async Task Until(Func<Task<bool>> condition, TimeSpan within, Func<string> failure)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!await condition())
+        {
+            if (clock.Elapsed > within) throw new ShouldAssertException(failure());
+            await Task.Delay(200);
+        }
+    }
+
+    // inotify watches the process holds: one "inotify wd:" line per watch in its inotify descriptors' fdinfo.
+    private static int InotifyWatches(int pid)
+    {
+        var watches = 0;
+        foreach (var fd in Directory.EnumerateFiles($"/proc/{pid}/fdinfo"))
+        {
+            try { watches += File.ReadLines(fd).Count(l => l.StartsWith("inotify wd:", StringComparison.Ordinal)); }
+            catch (IOException) { }
+        }
+        return watches;
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
