@@ -106,6 +106,11 @@ public static class Type2Benchmark
                         for (var i = 0; i < 100; i++) await decisions.RecordAsync(new Decision("execute", uri, "x", "anonymous", uri, "y", "result", "", 200, 0.1, DateTimeOffset.UtcNow));
                         await decisions.FlushAsync();
                     }, microOnly is null ? 200 : 1500);
+                    await Time("decisions written (bulk, per 1000)", async () =>
+                    {
+                        for (var i = 0; i < 1000; i++) await decisions.RecordAsync(new Decision("execute", uri, "x", "anonymous", uri, "y", "result", "", 200, 0.1, DateTimeOffset.UtcNow));
+                        await decisions.FlushAsync();
+                    }, 100);
                     await Time("pool.InvokeAsync", () => pool.InvokeAsync(new PolicyInvocation("micro", load, PolicyMethods.Eval, new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = input.DeepClone(), ["context"] = new JsonObject() }, TimeSpan.FromSeconds(5))));
                     await Time("executor.ExecuteAsync", () => executor.ExecuteAsync(new ExecutionRequest(uri, input), CallerIdentity.Anonymous));
                     await Time("HTTP execute_policy", () => PostAsync(http, "executor/local/execute_policy", body));
