@@ -1,4 +1,5 @@
 using PolicyGrid.Api;
+using PolicyGrid.Api.Hosting;
 using PolicyGrid.Dapr;
 using PolicyGrid.Runtime;
 using PolicyGrid.Executor;
@@ -6,7 +7,7 @@ using PolicyGrid.Kubernetes;
 
 // Dapr app "policy-executor": the executor node API (execute_policy, management) for service
 // invocation, and the policy-evaluations subscription. Policies run in this app's worker pool.
-var builder = WebApplication.CreateBuilder(args);
+var builder = PolicyGridHostBuilder.Create(args);
 builder.WebHost.UseDaprAppPort(builder.Configuration, DaprNames.Apps.Executor);
 builder.Services.AddPolicyGridApi(builder.Configuration);
 builder.Services.AddDaprAdapters(builder.Configuration);

@@ -1,9 +1,10 @@
+using PolicyGrid.Api.Hosting;
 using PolicyGrid.Dapr;
 using PolicyGrid.Functions;
 using PolicyGrid.Runtime;
 
 // Dapr app `policy-functions`: hosts PolicyFunctionActor, one actor per function replica, on this app's worker pool.
-var builder = WebApplication.CreateBuilder(args);
+var builder = PolicyGridHostBuilder.Create(args);
 builder.WebHost.UseDaprAppPort(builder.Configuration, DaprNames.Apps.Functions);
 builder.Services.AddDaprAdapters(builder.Configuration);
 builder.Services.AddPolicyRuntime(builder.Configuration);

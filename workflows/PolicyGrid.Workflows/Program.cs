@@ -1,8 +1,9 @@
+using PolicyGrid.Api.Hosting;
 using PolicyGrid.Dapr;
 using PolicyGrid.Workflows;
 
 // Dapr app `policy-graphs`: hosts PolicyGraphWorkflow; the registry reaches it by service invocation (POST /run_graph).
-var builder = WebApplication.CreateBuilder(args);
+var builder = PolicyGridHostBuilder.Create(args);
 builder.WebHost.UseDaprAppPort(builder.Configuration, DaprNames.Apps.Graphs);
 builder.Services.AddPolicyGraphWorkflow();
 builder.Services.AddHealthChecks();

@@ -1,8 +1,7 @@
 using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.Extensions.Configuration.Json;
-using Microsoft.Extensions.FileProviders;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using PolicyGrid.Api;
+using PolicyGrid.Api.Hosting;
 using PolicyGrid.Api.Auth;
 using PolicyGrid.Cli.Jobs;
 using PolicyGrid.Cli.Serve;
@@ -22,8 +21,7 @@ public static class PolicyGridApp
     public static WebApplication Build(string[] args)
     {
         var serve = ServeArguments.Parse(args);
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [.. serve.HostArgs, $"--{ReloadOnChangeKey}=false"] });
-        PollSettingsFiles(builder);
+        var builder = PolicyGridHostBuilder.Create(serve.HostArgs);
 
         var urls = builder.Configuration["urls"];
         if (string.IsNullOrWhiteSpace(urls))
@@ -70,36 +68,6 @@ public static class PolicyGridApp
         app.MapPolicyGridApi();
         app.Lifetime.ApplicationStarted.Register(() => AnnounceStart(app, serve));
         return app;
-    }
-
-    private const string ReloadOnChangeKey = "hostBuilder:reloadConfigOnChange";
-
-    /// <summary>
-    /// appsettings.json (and appsettings.{Environment}.json) in the directory serve starts in are re-read when they
-    /// change, so tokens can be rotated without a restart, but by polling those files: the framework's default
-    /// watches the whole tree under that directory, which started from a home directory or / means tens of thousands
-    /// of inotify watches, seconds of start-up, a failed start where the watch limit is low, and a wake-up for every
-    /// file written below it (the data directory too).
-    /// </summary>
-    private static void PollSettingsFiles(WebApplicationBuilder builder)
-    {
-        var sources = ((IConfigurationBuilder)builder.Configuration).Sources;
-        PhysicalFileProvider? polled = null;
-        for (var i = 0; i < sources.Count; i++)
-        {
-            if (sources[i] is not JsonConfigurationSource { FileProvider: PhysicalFileProvider provider, Path: { } path } json
-                || !string.Equals(provider.Root.TrimEnd(Path.DirectorySeparatorChar), builder.Environment.ContentRootPath.TrimEnd(Path.DirectorySeparatorChar), StringComparison.Ordinal))
-                continue;
-            polled ??= new PhysicalFileProvider(builder.Environment.ContentRootPath) { UsePollingFileWatcher = true, UseActivePolling = true };
-            sources[i] = new JsonConfigurationSource { Path = path, Optional = json.Optional, ReloadOnChange = true, FileProvider = polled };
-        }
-        if (polled is not null) builder.Services.AddSingleton(new SettingsFilePolling(polled));
-    }
-
-    /// <summary>Owns the polling provider so the container stops its timer with the server.</summary>
-    private sealed class SettingsFilePolling(PhysicalFileProvider provider) : IDisposable
-    {
-        public void Dispose() => provider.Dispose();
     }
 
     public static async Task<int> ServeAsync(string[] args)
