@@ -23,11 +23,43 @@ public sealed class BatchAndRevisionTests : IDisposable
 
     private static KeyValuePair<string, JsonObject> Doc(string id, int n) => KeyValuePair.Create(id, new JsonObject { ["n"] = n });
 
+    private Task CreateMany(string collection, KeyValuePair<string, JsonObject>[] documents) =>
+        _store.CreateManyAsync(collection, documents, static d => d.Key, static (w, d) => d.Value.WriteTo(w), Ct);
+
+    [Theory]
+    [InlineData("an array")]
+    [InlineData("a number")]
+    [InlineData("an unfinished object")]
+    [InlineData("nothing")]
+    public async Task A_batch_whose_writer_does_not_write_one_object_is_refused_and_stores_nothing(string what)
+    {
+        Action<System.Text.Json.Utf8JsonWriter, int> write = what switch
+        {
+            "an array" => (w, _) => { w.WriteStartArray(); w.WriteEndArray(); },
+            "a number" => (w, n) => w.WriteNumberValue(n),
+            "an unfinished object" => (w, _) => w.WriteStartObject(),
+            _ => (_, _) => { },
+        };
+        // The first item is a good object; the second is what is named.
+        var e = await Should.ThrowAsync<ArgumentException>(() => _store.CreateManyAsync("decisions", [1, 2], n => $"x{n}", (w, n) =>
+        {
+            if (n == 2) write(w, n);
+            else
+            {
+                w.WriteStartObject();
+                w.WriteEndObject();
+            }
+        }, Ct));
+        e.Message.ShouldContain("'x2'");
+        e.Message.ShouldContain("not one JSON object");
+        (await _store.GetAsync("decisions", "x1", Ct)).ShouldBeNull();
+    }
+
     [Fact]
     public async Task A_batch_stores_every_document_with_its_own_new_revision()
     {
         var before = await _store.CreateAsync("decisions", "first", new JsonObject(), Ct);
-        await _store.CreateManyAsync("decisions", [Doc("a", 1), Doc("b", 2), Doc("c", 3)], Ct);
+        await CreateMany("decisions", [Doc("a", 1), Doc("b", 2), Doc("c", 3)]);
         var read = new[] { "a", "b", "c" }.Select(id => _store.GetAsync("decisions", id, Ct).Result!).ToList();
         read.Select(d => d.Body["n"]!.GetValue<int>()).ShouldBe([1, 2, 3]);
         var revisions = read.Select(d => long.Parse(d.Revision)).ToList();
@@ -42,7 +74,7 @@ public sealed class BatchAndRevisionTests : IDisposable
     public async Task A_batch_with_an_existing_id_is_a_409_and_stores_nothing()
     {
         await _store.CreateAsync("decisions", "b", new JsonObject { ["n"] = 0 }, Ct);
-        var e = await Should.ThrowAsync<PolicyGridException>(() => _store.CreateManyAsync("decisions", [Doc("a", 1), Doc("b", 2)], Ct));
+        var e = await Should.ThrowAsync<PolicyGridException>(() => CreateMany("decisions", [Doc("a", 1), Doc("b", 2)]));
         e.Status.ShouldBe(409);
         (await _store.GetAsync("decisions", "a", Ct)).ShouldBeNull();
         (await _store.GetAsync("decisions", "b", Ct))!.Body["n"]!.GetValue<int>().ShouldBe(0);
@@ -117,7 +149,7 @@ public sealed class BatchAndRevisionTests : IDisposable
         await Then(() => _store.CreateAsync("policies", "p", new JsonObject { ["v"] = 1 }, Ct));
         await Then(() => _store.ReplaceAsync("policies", "p", new JsonObject { ["v"] = 2 }, null, Ct));
         await Then(() => _store.UpsertAsync("policies", "p", new JsonObject { ["v"] = 3 }, Ct));
-        await Then(() => _store.CreateManyAsync("policies", [Doc("q", 1)], Ct));
+        await Then(() => CreateMany("policies", [Doc("q", 1)]));
         await Then(() => _store.DeleteAsync("policies", "p", null, Ct));
 
         // Reads, writes to other collections and refused writes leave the count alone.

@@ -17,6 +17,36 @@ public sealed class DecisionLogTests : IDisposable
     private static Decision Sample(int n) => new("execute", "p:1.0-a", "sha", "anonymous", "p:1.0-a", $"input-{n}", Decision.OutcomeResult, "", 200, 0.1, DateTimeOffset.UtcNow);
 
     [Fact]
+    public async Task A_decision_is_stored_with_every_field_of_the_audit_trail()
+    {
+        var store = new CountingStore(new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "policygrid.db"))));
+        await using var log = new DecisionLog(store, new DecisionLogOptions(), TimeProvider.System, NullLogger<DecisionLog>.Instance);
+        var at = new DateTimeOffset(2026, 11, 26, 1, 2, 3, 456, TimeSpan.FromHours(2));
+        var decisions = new[]
+        {
+            new Decision("execute", "ip_allowlist:1.0-a", "bundle-sha", "ops", "key \"1\"", "input-sha", Decision.OutcomeResult, "", 200, 1.23456, at),
+            new Decision("management", "ip_allowlist:1.0-a", "", "anonymous", "", "x", Decision.OutcomeError, "policy_error", 422, 0.0004, at),
+        };
+        foreach (var d in decisions) await log.RecordAsync(d);
+        await log.FlushAsync(Ct);
+
+        store.Writes.ShouldBe(1);
+        var stored = await store.QueryAsync(Collections.Decisions, new DocumentQuery(new Core.Querying.AndFilter([]), [new SortKey("status", Core.Ports.SortDirection.Asc)], 0, 10), Ct);
+        stored.Count.ShouldBe(2);
+        var first = stored[0].Body;
+        JsonNode.DeepEquals(first, new JsonObject
+        {
+            ["decision_id"] = stored[0].Id, ["kind"] = "execute", ["policy_rule_uri"] = "ip_allowlist:1.0-a", ["bundle_sha256"] = "bundle-sha",
+            ["caller"] = "ops", ["context_key"] = "key \"1\"", ["input_sha256"] = "input-sha", ["outcome"] = "result", ["error_code"] = "",
+            ["status"] = 200, ["duration_ms"] = 1.235, ["at"] = "2026-11-25T23:02:03.456Z",
+        }).ShouldBeTrue(first.ToJsonString());
+        stored[1].Body["error_code"]!.GetValue<string>().ShouldBe("policy_error");
+        stored[1].Body["duration_ms"]!.GetValue<double>().ShouldBe(0.0);
+        // The batch write and the one-at-a-time fallback store the same document.
+        JsonNode.DeepEquals(first, decisions[0].ToJson(stored[0].Id)).ShouldBeTrue();
+    }
+
+    [Fact]
     public async Task Decisions_arriving_within_the_commit_interval_share_one_durable_write()
     {
         var store = new CountingStore(new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "policygrid.db"))));
@@ -42,10 +72,10 @@ public sealed class DecisionLogTests : IDisposable
             return inner.CreateAsync(collection, id, body, ct);
         }
 
-        public Task CreateManyAsync(string collection, IReadOnlyList<KeyValuePair<string, JsonObject>> documents, CancellationToken ct = default)
+        public Task CreateManyAsync<T>(string collection, IReadOnlyList<T> items, Func<T, string> id, Action<System.Text.Json.Utf8JsonWriter, T> write, CancellationToken ct = default)
         {
             Interlocked.Increment(ref Writes);
-            return inner.CreateManyAsync(collection, documents, ct);
+            return inner.CreateManyAsync(collection, items, id, write, ct);
         }
 
         public Task<StoredDocument> ReplaceAsync(string collection, string id, JsonObject body, string? expectedRevision, CancellationToken ct = default) => inner.ReplaceAsync(collection, id, body, expectedRevision, ct);

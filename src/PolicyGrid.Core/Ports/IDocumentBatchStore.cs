@@ -1,4 +1,4 @@
-using System.Text.Json.Nodes;
+using System.Text.Json;
 
 namespace PolicyGrid.Core.Ports;
 
@@ -11,7 +11,9 @@ public interface IDocumentBatchStore
 {
     /// <summary>
     /// Inserts every document or none of them; durable once the task completes. 409 when any id
-    /// already exists (then nothing is stored).
+    /// already exists (then nothing is stored). Each body is written straight to the store's JSON by
+    /// <paramref name="write"/> (no document object per item: this is the decision log's hot path); it must
+    /// write one JSON object.
     /// </summary>
-    Task CreateManyAsync(string collection, IReadOnlyList<KeyValuePair<string, JsonObject>> documents, CancellationToken ct = default);
+    Task CreateManyAsync<T>(string collection, IReadOnlyList<T> items, Func<T, string> id, Action<Utf8JsonWriter, T> write, CancellationToken ct = default);
 }

@@ -1,4 +1,7 @@
+using System.Buffers;
 using System.Globalization;
+using System.Text;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Data.Sqlite;
 using PolicyGrid.Core.Errors;
@@ -60,12 +63,28 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
         return command.ExecuteScalar() is long revision ? Etag(revision) : null;
     }
 
-    public async Task CreateManyAsync(string collection, IReadOnlyList<KeyValuePair<string, JsonObject>> documents, CancellationToken ct = default)
+    public async Task CreateManyAsync<T>(string collection, IReadOnlyList<T> items, Func<T, string> id, Action<Utf8JsonWriter, T> write, CancellationToken ct = default)
     {
-        ArgumentNullException.ThrowIfNull(documents);
+        ArgumentNullException.ThrowIfNull(items);
+        ArgumentNullException.ThrowIfNull(id);
+        ArgumentNullException.ThrowIfNull(write);
         var table = SqliteDatabase.TableFor(collection);
-        if (documents.Count == 0) return;
-        var rows = documents.Select(d => (d.Key, Json: Serialize(d.Value))).ToList();
+        if (items.Count == 0) return;
+        var rows = new List<(string Key, string Json)>(items.Count);
+        var buffer = new ArrayBufferWriter<byte>(512);
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            foreach (var item in items)
+            {
+                buffer.ResetWrittenCount();
+                writer.Reset(buffer);
+                write(writer, item);
+                writer.Flush();
+                if (buffer.WrittenCount == 0 || buffer.WrittenSpan[0] != (byte)'{' || writer.CurrentDepth != 0)
+                    throw new ArgumentException($"the body written for '{id(item)}' in {collection} is not one JSON object", nameof(write));
+                rows.Add((id(item), Encoding.UTF8.GetString(buffer.WrittenSpan)));
+            }
+        }
         await using var connection = await OpenAsync(table, ct);
         using var tx = connection.BeginTransaction();
         // One revision range for the batch: one sequence update instead of one per document.
@@ -80,13 +99,13 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
         using var insert = connection.CreateCommand();
         insert.Transaction = tx;
         insert.CommandText = $"INSERT INTO \"{table}\"(id, body, revision) VALUES ($id, $body, $rev)";
-        var id = insert.Parameters.Add("$id", SqliteType.Text);
+        var key = insert.Parameters.Add("$id", SqliteType.Text);
         var body = insert.Parameters.Add("$body", SqliteType.Text);
         var rev = insert.Parameters.Add("$rev", SqliteType.Integer);
         var revision = last - rows.Count;
-        foreach (var (key, json) in rows)
+        foreach (var (rowKey, json) in rows)
         {
-            id.Value = key;
+            key.Value = rowKey;
             body.Value = json;
             rev.Value = ++revision;
             try
@@ -95,7 +114,7 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
             }
             catch (SqliteException e) when (e.SqliteExtendedErrorCode == 1555) // SQLITE_CONSTRAINT_PRIMARYKEY
             {
-                throw Problems.Conflict($"'{key}' already exists in {collection}");
+                throw Problems.Conflict($"'{rowKey}' already exists in {collection}");
             }
         }
         tx.Commit();
