@@ -111,6 +111,13 @@ public static class Type2Benchmark
                         for (var i = 0; i < 1000; i++) await decisions.RecordAsync(new Decision("execute", uri, "x", "anonymous", uri, "y", "result", "", 200, 0.1, DateTimeOffset.UtcNow));
                         await decisions.FlushAsync();
                     }, 100);
+                    var bundleSource = sp.GetRequiredService<IPolicyBundleSource>();
+                    await Time("bundles.GetAsync", () => bundleSource.GetAsync(rule.Code, CancellationToken.None));
+                    await Time("input schema check", () => { PolicyGrid.Core.Templates.TemplateValidator.Ensure(rule.PolicyInputSchema, input, "input_data"); return Task.CompletedTask; });
+                    var output = new JsonObject { ["allowed"] = true, ["reason"] = "allowed", ["input_data"] = new JsonObject { ["ip"] = "10.0.0.1" } };
+                    await Time("output schema check", () => { PolicyGrid.Core.Templates.TemplateValidator.Validate(rule.PolicyOutputSchema, output, "result"); return Task.CompletedTask; });
+                    var anyKey = "t2:micro";
+                    await Time("pool.InvokeOnAnyWorkerAsync", () => pool.InvokeOnAnyWorkerAsync(new PolicyInvocation(anyKey, load, PolicyMethods.Eval, new JsonObject { ["input_data"] = input.DeepClone(), ["context"] = new JsonObject() }, TimeSpan.FromSeconds(5))));
                     await Time("pool.InvokeAsync", () => pool.InvokeAsync(new PolicyInvocation("micro", load, PolicyMethods.Eval, new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = input.DeepClone(), ["context"] = new JsonObject() }, TimeSpan.FromSeconds(5))));
                     await Time("executor.ExecuteAsync", () => executor.ExecuteAsync(new ExecutionRequest(uri, input), CallerIdentity.Anonymous));
                     await Time("HTTP execute_policy", () => PostAsync(http, "executor/local/execute_policy", body));
