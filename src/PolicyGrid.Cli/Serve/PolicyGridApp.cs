@@ -1,8 +1,8 @@
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using PolicyGrid.Api;
-using PolicyGrid.Api.Hosting;
 using PolicyGrid.Api.Auth;
+using PolicyGrid.Api.Hosting;
 using PolicyGrid.Cli.Jobs;
 using PolicyGrid.Cli.Serve;
 using PolicyGrid.Embedded.Functions;
