@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
-using System.Net.Sockets;
 using Shouldly;
 
 namespace PolicyGrid.Api.Tests;
@@ -24,7 +23,7 @@ public sealed class SettingsFileTests
         // A tree below the working directory: the framework's default would put an inotify watch on each of these.
         for (var i = 0; i < 300; i++) Directory.CreateDirectory(Path.Combine(cwd, "tree", $"d{i}"));
         await File.WriteAllTextAsync(Path.Combine(cwd, "appsettings.json"), Settings("first-token-0123456789"), ct);
-        var port = FreePort();
+        var port = LoopbackPorts.Free();
         var start = new ProcessStartInfo("dotnet") { WorkingDirectory = cwd, RedirectStandardError = true, RedirectStandardOutput = true };
         foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "policygrid.dll"), "serve", "--urls", $"http://127.0.0.1:{port}", "--data", Path.Combine(root, "data") })
             start.ArgumentList.Add(a);
@@ -93,12 +92,5 @@ public sealed class SettingsFileTests
             catch (IOException) { }
         }
         return watches;
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }
