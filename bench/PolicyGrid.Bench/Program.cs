@@ -12,6 +12,7 @@ var benchmarks = new Dictionary<string, Func<string[], Task<int>>>(StringCompare
     ["type1"] = Type1Benchmark.RunAsync,
     ["type2"] = Type2Benchmark.RunAsync,
     ["query"] = QueryBenchmark.RunAsync,
+    ["retention"] = RetentionBenchmark.RunAsync,
     ["functions"] = FunctionsBenchmark.RunAsync,
     ["graphs"] = GraphsBenchmark.RunAsync,
 };

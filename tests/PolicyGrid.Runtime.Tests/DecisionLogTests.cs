@@ -59,6 +59,45 @@ public sealed class DecisionLogTests : IDisposable
         (await store.QueryAsync(Collections.Decisions, new DocumentQuery(new Core.Querying.AndFilter([]), [], 0, 100), Ct)).Count.ShouldBe(5);
     }
 
+    [Fact]
+    public void A_decision_id_starts_with_its_time_so_ids_sort_in_time_order()
+    {
+        var at = new DateTimeOffset(2026, 11, 26, 1, 2, 3, 456, TimeSpan.Zero);
+        var prefix = DecisionLog.IdPrefixAt(at);
+
+        prefix.ShouldBe(at.ToUnixTimeMilliseconds().ToString("x12"));
+        string.CompareOrdinal(DecisionLog.IdPrefixAt(at.AddMilliseconds(-1)), prefix).ShouldBeLessThan(0);
+        string.CompareOrdinal(prefix, DecisionLog.IdPrefixAt(at.AddMilliseconds(1))).ShouldBeLessThan(0);
+    }
+
+    [Fact]
+    public async Task Retention_by_id_keeps_the_same_decisions_as_retention_by_query()
+    {
+        // The same 40 decisions (10 past MaxAge, 30 within it, kept down to 20) in a store that trims by id
+        // and in one that only queries and deletes: both keep the same 20.
+        var now = DateTimeOffset.UtcNow;
+        var options = new DecisionLogOptions { MaxAge = TimeSpan.FromDays(1), MaxCount = 20, CommitInterval = TimeSpan.Zero };
+        var decisions = Enumerable.Range(0, 40).Select(n => Sample(n) with { At = n < 10 ? now.AddDays(-2).AddMinutes(n) : now.AddMinutes(n - 40) }).ToArray();
+        var kept = new List<string[]>();
+        foreach (var (name, store) in new (string, IDocumentStore)[]
+        {
+            ("by id", new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "trim.db")))),
+            ("by query", new CountingStore(new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "query.db"))))),
+        })
+        {
+            (store is IDocumentTrimStore).ShouldBe(name == "by id");
+            await using var log = new DecisionLog(store, options, TimeProvider.System, NullLogger<DecisionLog>.Instance);
+            foreach (var d in decisions.Reverse()) await log.RecordAsync(d);
+            await log.FlushAsync(Ct);
+
+            (await log.PruneAsync(Ct)).ShouldBe(20, name);
+            (await log.PruneAsync(Ct)).ShouldBe(0, name);
+            kept.Add([.. (await store.QueryAsync(Collections.Decisions, DocumentQuery.All(), Ct)).Select(d => d.Body["input_sha256"]!.GetValue<string>()).Order()]);
+        }
+        kept[0].ShouldBe([.. Enumerable.Range(20, 20).Select(n => $"input-{n}").Order()]);
+        kept[1].ShouldBe(kept[0]);
+    }
+
     /// <summary>Counts write transactions (one per CreateAsync, one per CreateManyAsync).</summary>
     private sealed class CountingStore(SqliteDocumentStore inner) : IDocumentStore, IDocumentBatchStore
     {

@@ -17,7 +17,7 @@ namespace PolicyGrid.Embedded.Storage;
 /// on the same file in this process. Other processes on the same file (local job runners) write only
 /// jobs, decisions and their own context, never policies, so the count of policies is complete.
 /// </summary>
-public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, IDocumentRevisions, IDocumentChangeCounter
+public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, IDocumentTrimStore, IDocumentRevisions, IDocumentChangeCounter
 {
     private const string SequenceTable = "pg_revision_sequence";
     private readonly SqliteDatabase _db;
@@ -169,6 +169,53 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
         tx.Commit();
         _db.Changed(table);
         return current;
+    }
+
+    // Rows deleted per transaction when trimming: each holds the write lock for milliseconds, not seconds.
+    internal const int TrimChunk = 5000;
+
+    public async Task<int> TrimByIdAsync(string collection, string? idsBelow, int? keepNewest, CancellationToken ct = default)
+    {
+        if (keepNewest < 0) throw new ArgumentOutOfRangeException(nameof(keepNewest), keepNewest, "the number of documents to keep must be 0 or more");
+        var table = SqliteDatabase.TableFor(collection);
+        var removed = 0;
+        if (idsBelow is not null) removed += await DeleteIdsUpToAsync(table, idsBelow, inclusive: false, ct);
+        if (keepNewest is not { } keep) return removed;
+        string? newestToGo;
+        await using (var connection = await OpenAsync(table, ct))
+        {
+            // Walks the primary key's index from the top: as fast with a million rows as with a thousand.
+            using var command = connection.CreateCommand();
+            command.CommandText = $"SELECT id FROM \"{table}\" ORDER BY id DESC LIMIT 1 OFFSET $keep";
+            command.Parameters.AddWithValue("$keep", keep);
+            newestToGo = command.ExecuteScalar() as string;
+        }
+        if (newestToGo is not null) removed += await DeleteIdsUpToAsync(table, newestToGo, inclusive: true, ct);
+        return removed;
+    }
+
+    // Deletes the ids below (or up to) the bound, lowest first, TrimChunk per transaction.
+    private async Task<int> DeleteIdsUpToAsync(string table, string bound, bool inclusive, CancellationToken ct)
+    {
+        var removed = 0;
+        while (true)
+        {
+            ct.ThrowIfCancellationRequested();
+            int deleted;
+            await using (var connection = await OpenAsync(table, ct))
+            {
+                using var tx = connection.BeginTransaction();
+                using var command = connection.CreateCommand();
+                command.Transaction = tx;
+                command.CommandText = $"DELETE FROM \"{table}\" WHERE id IN (SELECT id FROM \"{table}\" WHERE id {(inclusive ? "<=" : "<")} $bound ORDER BY id LIMIT {TrimChunk})";
+                command.Parameters.AddWithValue("$bound", bound);
+                deleted = command.ExecuteNonQuery();
+                tx.Commit();
+            }
+            if (deleted > 0) _db.Changed(table);
+            removed += deleted;
+            if (deleted < TrimChunk) return removed;
+        }
     }
 
     public async Task<IReadOnlyList<StoredDocument>> QueryAsync(string collection, DocumentQuery query, CancellationToken ct = default)

@@ -98,8 +98,8 @@ public sealed class DecisionLog : IAsyncDisposable
     public async ValueTask RecordAsync(Decision decision)
     {
         ArgumentNullException.ThrowIfNull(decision);
-        // Time-ordered ids keep the log's natural order readable.
-        var id = Guid.CreateVersion7(decision.At).ToString("N");
+        // Time-ordered ids keep the log's natural order readable, and let retention delete by id (PruneAsync).
+        var id = NewId(decision.At);
         Interlocked.Increment(ref enqueued);
         if (!queue.Writer.TryWrite((id, decision)))
         {
@@ -195,6 +195,23 @@ public sealed class DecisionLog : IAsyncDisposable
     /// <summary>Deletes decisions older than MaxAge and beyond the newest MaxCount; answers how many went.</summary>
     public async Task<int> PruneAsync(CancellationToken ct)
     {
+        var removed = store is IDocumentTrimStore trim
+            // Decision ids are version 7 GUIDs made from the decision's time: their first 12 hex digits are its
+            // Unix time in milliseconds, so id order is time order and every id below the cutoff's digits is older.
+            ? await trim.TrimByIdAsync(Collections.Decisions, IdPrefixAt(time.GetUtcNow() - options.MaxAge), options.MaxCount, ct)
+            : await PruneByQueryAsync(ct);
+        if (removed > 0) logger.LogInformation("decision log retention removed {Count} entries", removed);
+        return removed;
+    }
+
+    /// <summary>The part of a decision id that encodes its time (<see cref="RecordAsync"/>): ids of earlier decisions sort below it.</summary>
+    internal static string IdPrefixAt(DateTimeOffset at) => NewId(at)[..12];
+
+    private static string NewId(DateTimeOffset at) => Guid.CreateVersion7(at).ToString("N");
+
+    // For stores without bulk trimming: a query and a delete per decision.
+    private async Task<int> PruneByQueryAsync(CancellationToken ct)
+    {
         var removed = 0;
         var cutoff = FormatTime(time.GetUtcNow() - options.MaxAge);
         var tooOld = FilterParser.Parse(new JsonObject { ["at"] = new JsonObject { ["$lt"] = cutoff } });
@@ -208,7 +225,6 @@ public sealed class DecisionLog : IAsyncDisposable
             foreach (var doc in beyond) await store.DeleteAsync(Collections.Decisions, doc.Id, null, ct);
             removed += beyond.Count;
         }
-        if (removed > 0) logger.LogInformation("decision log retention removed {Count} entries", removed);
         return removed;
     }
 

@@ -16,7 +16,7 @@ internal sealed class DecisionRetention(DecisionLog log, DecisionLogOptions opti
             {
                 await log.PruneAsync(stoppingToken);
             }
-            catch (Exception e) when (e is PolicyGridException or IOException or InvalidOperationException)
+            catch (Exception e) when (e is PolicyGridException or IOException or InvalidOperationException or System.Data.Common.DbException)
             {
                 logger.LogWarning(e, "decision log retention failed; will retry");
             }
