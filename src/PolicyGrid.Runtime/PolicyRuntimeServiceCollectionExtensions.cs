@@ -27,7 +27,8 @@ public static class PolicyRuntimeServiceCollectionExtensions
     public static IServiceCollection AddPolicyRuntime(this IServiceCollection services, IConfiguration configuration)
     {
         ArgumentNullException.ThrowIfNull(configuration);
-        services.AddOptions<PolicyRuntimeOptions>().Bind(configuration.GetSection(PolicyRuntimeOptions.Section));
+        services.AddOptions<PolicyRuntimeOptions>().Bind(configuration.GetSection(PolicyRuntimeOptions.Section)).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<PolicyRuntimeOptions>, PolicyRuntimeOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton(sp => sp.GetRequiredService<IOptions<PolicyRuntimeOptions>>().Value);
 

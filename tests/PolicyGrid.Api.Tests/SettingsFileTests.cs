@@ -57,6 +57,37 @@ public sealed class SettingsFileTests
         }
     }
 
+    [Fact]
+    public async Task Serve_refuses_settings_out_of_range_at_start_naming_each_one()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var root = Path.Combine(Path.GetTempPath(), "pg-api-tests", Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(root);
+        var start = new ProcessStartInfo("dotnet") { WorkingDirectory = root, RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "policygrid.dll"), "serve", "--urls", $"http://127.0.0.1:{LoopbackPorts.Free()}", "--data", Path.Combine(root, "data") })
+            start.ArgumentList.Add(a);
+        start.Environment["PolicyGrid__Runtime__Decisions__PruneInterval"] = "00:00:00";
+        start.Environment["PolicyGrid__Runtime__Decisions__MaxCount"] = "-5";
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync(ct);
+        var stderr = await process.StandardError.ReadToEndAsync(ct);
+        try
+        {
+            await process.WaitForExitAsync(ct).WaitAsync(TimeSpan.FromSeconds(60), ct);
+            process.ExitCode.ShouldBe(2, stderr);
+            var lines = stderr.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            lines.ShouldContain("policygrid serve: bad configuration:", stderr);
+            lines.ShouldContain("PolicyGrid:Runtime:Decisions:PruneInterval is 00:00:00; it must be greater than zero", stderr);
+            lines.ShouldContain("PolicyGrid:Runtime:Decisions:MaxCount is -5; it must be 0 or more", stderr);
+            _ = await stdout;
+        }
+        finally
+        {
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
+            try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+        }
+    }
+
     private static async Task<HttpStatusCode?> Status(HttpClient http, string path, string? token)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, path);

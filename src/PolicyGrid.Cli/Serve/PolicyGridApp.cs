@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.Options;
 using PolicyGrid.Api;
 using PolicyGrid.Api.Auth;
 using PolicyGrid.Api.Hosting;
@@ -82,7 +83,16 @@ public static class PolicyGridApp
             await Console.Error.WriteLineAsync($"policygrid serve: {e.Message}");
             return 2;
         }
-        await app.RunAsync();
+        try
+        {
+            await app.RunAsync();
+        }
+        catch (OptionsValidationException e)
+        {
+            // Settings checked at start (tokens, runtime limits): one line per bad setting, not a stack trace.
+            await Console.Error.WriteLineAsync($"policygrid serve: bad configuration:{Environment.NewLine}  {string.Join(Environment.NewLine + "  ", e.Failures)}");
+            return 2;
+        }
         return 0;
     }
 

@@ -115,6 +115,9 @@ public sealed class DecisionLog : IAsyncDisposable
         }
     }
 
+    /// <summary>Decisions written to the store so far by this log.</summary>
+    public long Written => Interlocked.Read(ref written);
+
     /// <summary>Completes when every decision recorded before the call is in the store.</summary>
     public Task FlushAsync(CancellationToken ct = default)
     {
