@@ -19,9 +19,12 @@ namespace PolicyGrid.Dapr.Documents;
 /// <item>Queries: <see cref="DocumentQueryMode.QueryApi"/> pushes EQ/IN/AND/OR and sort down to the
 /// state query API and pages with its token; <see cref="DocumentQueryMode.KeyIndex"/> keeps an id
 /// list per collection and reads documents in bulk. Both apply Core's filter to every result.</item>
+/// <item>Bulk (the decision log): <see cref="CreateManyAsync{T}"/> writes a batch in one state transaction with
+/// one index update, and <see cref="TrimByIdAsync"/> deletes in bulk with one index update, instead of a
+/// read-modify-write of the whole index for every document.</item>
 /// </list>
 /// </summary>
-public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions> options) : IDocumentStore
+public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions> options) : IDocumentStore, IDocumentBatchStore, IDocumentTrimStore
 {
     private const string Store = DaprNames.Components.DocumentStore;
     private const int IndexAttempts = 8;
@@ -112,6 +115,142 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         return Options.DocumentQueries == DocumentQueryMode.QueryApi
             ? await QueryWithApiAsync(collection, query, skip, limit, ct)
             : await QueryWithIndexAsync(collection, query, skip, limit, ct);
+    }
+
+    /// <summary>
+    /// Inserts the batch in one state transaction (all or nothing on a transactional store), after one bulk read
+    /// that answers 409 if any id already exists and, with a key index, one index update for the whole batch.
+    /// Meant for fresh ids (the decision log's): a document created under the same id by another writer between
+    /// the check and the transaction is overwritten.
+    /// </summary>
+    public async Task CreateManyAsync<T>(string collection, IReadOnlyList<T> items, Func<T, string> id, Action<Utf8JsonWriter, T> write, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(items);
+        var entries = new List<StateDocument>(items.Count);
+        DocumentBodies.WriteEach(collection, items, id, write, (key, json) =>
+            entries.Add(new StateDocument(collection, key, Guid.NewGuid().ToString("N"), JsonNode.Parse(json)!.AsObject())));
+        if (entries.Count == 0) return;
+        var keys = entries.Select(e => StateKeys.Document(collection, e.Id)).ToList();
+        if (entries.GroupBy(e => e.Id, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { } twice) throw Duplicate(collection, twice.Key);
+        IReadOnlyList<BulkStateItem> existing;
+        try
+        {
+            existing = await dapr.GetBulkStateAsync(Store, keys, parallelism: 8, cancellationToken: ct);
+        }
+        catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
+        {
+            throw SidecarFailures.Translate(e, $"document store '{Store}'");
+        }
+        // BulkStateItem is a struct: pick the key, so that "none" is null.
+        if (existing.Where(i => !string.IsNullOrEmpty(i.Value)).Select(i => i.Key).FirstOrDefault() is { } taken)
+            throw Duplicate(collection, entries[keys.IndexOf(taken)].Id);
+        if (Options.DocumentQueries == DocumentQueryMode.KeyIndex)
+        {
+            await UpdateIndexAsync(collection, ids =>
+            {
+                var known = new HashSet<string>(ids, StringComparer.Ordinal);
+                var before = ids.Count;
+                ids.AddRange(entries.Select(e => e.Id).Where(known.Add));
+                return ids.Count > before;
+            }, ct);
+        }
+        var operations = entries.Select((e, i) => new StateTransactionRequest(keys[i], JsonSerializer.SerializeToUtf8Bytes(e), StateOperationType.Upsert)).ToList();
+        try
+        {
+            await dapr.ExecuteStateTransactionAsync(Store, operations, cancellationToken: ct);
+        }
+        catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
+        {
+            throw SidecarFailures.Translate(e, $"document store '{Store}'");
+        }
+    }
+
+    /// <summary>
+    /// Finds the ids to delete in id order (from the key index, or through the query API sorted by id), deletes
+    /// them in bulk, a page at a time, then removes them from the key index in one update.
+    /// </summary>
+    public async Task<int> TrimByIdAsync(string collection, string? idsBelow, int? keepNewest, CancellationToken ct = default)
+    {
+        if (keepNewest < 0) throw new ArgumentOutOfRangeException(nameof(keepNewest), keepNewest, "the number of documents to keep must be 0 or more");
+        if (idsBelow is null && keepNewest is null) return 0;
+        var doomed = Options.DocumentQueries == DocumentQueryMode.KeyIndex
+            ? await DoomedFromIndexAsync(collection, idsBelow, keepNewest, ct)
+            : await DoomedFromQueriesAsync(collection, idsBelow, keepNewest, ct);
+        if (doomed.Count == 0) return 0;
+        foreach (var page in doomed.Chunk(Math.Max(1, Options.QueryPageSize)))
+        {
+            // No ETag (the SDK sends none for null): an unconditional delete, like the index's own removal below.
+            try
+            {
+                await dapr.DeleteBulkStateAsync(Store, page.Select(id => new BulkDeleteStateItem(StateKeys.Document(collection, id), null!)).ToList(), ct);
+            }
+            catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
+            {
+                throw SidecarFailures.Translate(e, $"document store '{Store}'");
+            }
+        }
+        // As in DeleteAsync, the index entries go after the documents: an id whose document is gone reads as missing.
+        if (Options.DocumentQueries == DocumentQueryMode.KeyIndex)
+        {
+            var gone = new HashSet<string>(doomed, StringComparer.Ordinal);
+            await UpdateIndexAsync(collection, ids => ids.RemoveAll(gone.Contains) > 0, ct);
+        }
+        return doomed.Count;
+    }
+
+    private async Task<List<string>> DoomedFromIndexAsync(string collection, string? idsBelow, int? keepNewest, CancellationToken ct)
+    {
+        var (index, _) = await ReadIndexAsync(collection, ct);
+        var ids = (index?.Ids ?? []).Order(StringComparer.Ordinal).ToList();
+        var cut = idsBelow is null ? 0 : ids.Count(id => string.CompareOrdinal(id, idsBelow) < 0);
+        if (keepNewest is { } keep) cut = Math.Max(cut, ids.Count - keep);
+        return ids.GetRange(0, cut);
+    }
+
+    private async Task<List<string>> DoomedFromQueriesAsync(string collection, string? idsBelow, int? keepNewest, CancellationToken ct)
+    {
+        var doomed = new List<string>();
+        if (idsBelow is not null)
+        {
+            await foreach (var id in IdsInOrderAsync(collection, descending: false, ct))
+            {
+                if (string.CompareOrdinal(id, idsBelow) >= 0) break;
+                doomed.Add(id);
+            }
+        }
+        if (keepNewest is { } keep)
+        {
+            var seen = 0;
+            await foreach (var id in IdsInOrderAsync(collection, descending: true, ct))
+            {
+                if (idsBelow is not null && string.CompareOrdinal(id, idsBelow) < 0) break; // already listed above
+                if (++seen > keep) doomed.Add(id);
+            }
+        }
+        return doomed;
+    }
+
+    // Every id of the collection through the query API, sorted by the entry's id, a page at a time.
+    private async IAsyncEnumerable<string> IdsInOrderAsync(string collection, bool descending, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
+        var sort = new JsonArray(new JsonObject { ["key"] = "id", ["order"] = descending ? "DESC" : "ASC" });
+        string? token = null;
+        do
+        {
+            StateQueryResponse<StateDocument> page;
+            try
+            {
+                page = await dapr.QueryStateAsync<StateDocument>(Store, StateQueryTranslator.Query(collection, new AndFilter([]), sort, Options.QueryPageSize, token), cancellationToken: ct);
+            }
+            catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
+            {
+                throw SidecarFailures.Translate(e, $"state query on '{Store}'");
+            }
+            foreach (var item in page.Results)
+                if (item.Data is { } entry && entry.Collection == collection) yield return entry.Id;
+            token = page.Results.Count == 0 ? null : page.Token;
+        }
+        while (!string.IsNullOrEmpty(token));
     }
 
     private async Task<IReadOnlyList<StoredDocument>> QueryWithApiAsync(string collection, DocumentQuery query, int skip, int limit, CancellationToken ct)

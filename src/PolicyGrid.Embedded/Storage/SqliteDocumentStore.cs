@@ -66,25 +66,10 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
     public async Task CreateManyAsync<T>(string collection, IReadOnlyList<T> items, Func<T, string> id, Action<Utf8JsonWriter, T> write, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(items);
-        ArgumentNullException.ThrowIfNull(id);
-        ArgumentNullException.ThrowIfNull(write);
         var table = SqliteDatabase.TableFor(collection);
         if (items.Count == 0) return;
         var rows = new List<(string Key, string Json)>(items.Count);
-        var buffer = new ArrayBufferWriter<byte>(512);
-        using (var writer = new Utf8JsonWriter(buffer))
-        {
-            foreach (var item in items)
-            {
-                buffer.ResetWrittenCount();
-                writer.Reset(buffer);
-                write(writer, item);
-                writer.Flush();
-                if (buffer.WrittenCount == 0 || buffer.WrittenSpan[0] != (byte)'{' || writer.CurrentDepth != 0)
-                    throw new ArgumentException($"the body written for '{id(item)}' in {collection} is not one JSON object", nameof(write));
-                rows.Add((id(item), Encoding.UTF8.GetString(buffer.WrittenSpan)));
-            }
-        }
+        DocumentBodies.WriteEach(collection, items, id, write, (key, json) => rows.Add((key, Encoding.UTF8.GetString(json))));
         await using var connection = await OpenAsync(table, ct);
         using var tx = connection.BeginTransaction();
         // One revision range for the batch: one sequence update instead of one per document.

@@ -43,6 +43,62 @@ public sealed class FakeStateStore
         Client.GetBulkStateAsync(Arg.Any<string>(), Arg.Any<IReadOnlyList<string>>(), Arg.Any<int?>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
             .Returns(c => Task.FromResult<IReadOnlyList<BulkStateItem>>(c.ArgAt<IReadOnlyList<string>>(1)
                 .Select(k => Entries.TryGetValue(k, out var e) ? new BulkStateItem(k, e.Json, e.ETag) : new BulkStateItem(k, "", "")).ToList()));
+        PlayBulkCalls();
+    }
+
+    /// <summary>Bulk calls the adapter made: state transactions (their operation count) and bulk deletes (their key count).</summary>
+    public List<int> Transactions { get; } = [];
+    public List<int> BulkDeletes { get; } = [];
+
+    // Transactions upsert every operation's value as sent (the adapter serializes entries itself) or delete its key;
+    // bulk deletes carry no ETag, so they delete whatever is there.
+    private void PlayBulkCalls()
+    {
+        Client.ExecuteStateTransactionAsync(Arg.Any<string>(), Arg.Any<IReadOnlyList<StateTransactionRequest>>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
+            .Returns(c =>
+            {
+                var operations = c.ArgAt<IReadOnlyList<StateTransactionRequest>>(1);
+                Transactions.Add(operations.Count);
+                foreach (var op in operations)
+                {
+                    if (op.OperationType == StateOperationType.Upsert) Entries[op.Key] = (System.Text.Encoding.UTF8.GetString(op.Value!), NextETag());
+                    else Entries.Remove(op.Key);
+                }
+                return Task.CompletedTask;
+            });
+        Client.DeleteBulkStateAsync(Arg.Any<string>(), Arg.Any<IReadOnlyList<BulkDeleteStateItem>>(), Arg.Any<CancellationToken>())
+            .Returns(c =>
+            {
+                var items = c.ArgAt<IReadOnlyList<BulkDeleteStateItem>>(1);
+                BulkDeletes.Add(items.Count);
+                foreach (var item in items) Entries.Remove(item.Key);
+                return Task.CompletedTask;
+            });
+    }
+
+    /// <summary>
+    /// Also answers state queries that select by collection and sort by the entry's id or not at all (what trimming sends), paging
+    /// by the query's limit with the offset as the token.
+    /// </summary>
+    public FakeStateStore WithIdQueries()
+    {
+        Client.QueryStateAsync<StateDocument>(Arg.Any<string>(), Arg.Any<string>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
+            .Returns(c =>
+            {
+                var query = JsonNode.Parse(c.ArgAt<string>(1))!;
+                var collection = query["filter"]!["EQ"]!["collection"]!.GetValue<string>();
+                var sort = query["sort"]?[0] ?? new JsonObject { ["key"] = "id", ["order"] = "ASC" }; // unsorted: any order will do
+                if (sort["key"]!.GetValue<string>() != "id") throw new InvalidOperationException("this fake only sorts by id");
+                var limit = query["page"]!["limit"]!.GetValue<int>();
+                var offset = int.TryParse(query["page"]!["token"]?.GetValue<string>(), out var o) ? o : 0;
+                var docs = Entries.Values.Select(e => JsonSerializer.Deserialize<StateDocument>(e.Json)).OfType<StateDocument>()
+                    .Where(d => d.Collection == collection).OrderBy(d => d.Id, StringComparer.Ordinal).ToList();
+                if (sort["order"]!.GetValue<string>() == "DESC") docs.Reverse();
+                var page = docs.Skip(offset).Take(limit).Select(d => new StateQueryItem<StateDocument>(StateKeys.Document(collection, d.Id), d, "", "")).ToList();
+                var token = offset + limit < docs.Count ? (offset + limit).ToString(System.Globalization.CultureInfo.InvariantCulture) : "";
+                return Task.FromResult(new StateQueryResponse<StateDocument>(page, token, new Dictionary<string, string>()));
+            });
+        return this;
     }
 
     /// <summary>Objects written through the bundles binding, by object key.</summary>
