@@ -13,4 +13,37 @@ public sealed class GraphExecutionOptions
 
     /// <summary>Nodes of one run that may be running at once.</summary>
     public int MaxParallelism { get; set; } = 16;
+
+    /// <summary>
+    /// How long the record of an asynchronous run (<c>GET /graph/executions/{id}</c>) is kept after it started; never less
+    /// than <see cref="MaxDeadlineSeconds"/>, so no run loses its record while it can still be running.
+    /// </summary>
+    public TimeSpan KeepExecutionsFor { get; set; } = TimeSpan.FromDays(7);
+
+    /// <summary>Most records of finished asynchronous runs kept; the oldest go first. Runs still going are never counted or removed.</summary>
+    public int MaxFinishedExecutions { get; set; } = 10_000;
+
+    /// <summary>How often old execution records are removed.</summary>
+    public TimeSpan PruneInterval { get; set; } = TimeSpan.FromMinutes(10);
+}
+
+/// <summary>Refuses graph settings no run could work with, at start, naming each.</summary>
+public sealed class GraphExecutionOptionsValidator : Microsoft.Extensions.Options.IValidateOptions<GraphExecutionOptions>
+{
+    public Microsoft.Extensions.Options.ValidateOptionsResult Validate(string? name, GraphExecutionOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var failures = new List<string>();
+        void Check(bool ok, string setting, string rule, object value)
+        {
+            if (!ok) failures.Add($"{GraphExecutionOptions.Section}:{setting} is {value}; it must be {rule}");
+        }
+        Check(options.DefaultDeadlineSeconds > 0 && double.IsFinite(options.DefaultDeadlineSeconds), "DefaultDeadlineSeconds", "a number greater than 0", options.DefaultDeadlineSeconds);
+        Check(options.MaxDeadlineSeconds > 0 && double.IsFinite(options.MaxDeadlineSeconds), "MaxDeadlineSeconds", "a number greater than 0", options.MaxDeadlineSeconds);
+        Check(options.MaxParallelism >= 1, "MaxParallelism", "1 or more", options.MaxParallelism);
+        Check(options.KeepExecutionsFor > TimeSpan.Zero, "KeepExecutionsFor", "greater than zero", options.KeepExecutionsFor);
+        Check(options.MaxFinishedExecutions >= 0, "MaxFinishedExecutions", "0 or more", options.MaxFinishedExecutions);
+        Check(options.PruneInterval > TimeSpan.Zero, "PruneInterval", "greater than zero", options.PruneInterval);
+        return failures.Count == 0 ? Microsoft.Extensions.Options.ValidateOptionsResult.Success : Microsoft.Extensions.Options.ValidateOptionsResult.Fail(failures);
+    }
 }

@@ -24,8 +24,11 @@ public static class GraphsApi
 
     public static IServiceCollection AddGraphsApi(this IServiceCollection services, IConfiguration configuration)
     {
-        services.AddOptions<GraphExecutionOptions>().Bind(configuration.GetSection(GraphExecutionOptions.Section));
+        services.AddOptions<GraphExecutionOptions>().Bind(configuration.GetSection(GraphExecutionOptions.Section)).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<Microsoft.Extensions.Options.IValidateOptions<GraphExecutionOptions>, GraphExecutionOptionsValidator>());
         services.AddSingleton<GraphRegistry>();
+        services.TryAddSingleton<GraphExecutionRetention>();
+        services.AddHostedService(sp => sp.GetRequiredService<GraphExecutionRetention>());
         services.TryAddSingleton<IGraphRunner, UnavailableGraphRunner>();
         return services;
     }

@@ -215,31 +215,9 @@ public sealed class DecisionLog : IAsyncDisposable
     // For stores without bulk trimming: a query and a delete per decision.
     private async Task<int> PruneByQueryAsync(CancellationToken ct)
     {
-        var removed = 0;
         var cutoff = FormatTime(time.GetUtcNow() - options.MaxAge);
         var tooOld = FilterParser.Parse(new JsonObject { ["at"] = new JsonObject { ["$lt"] = cutoff } });
-        removed += await DeleteAllAsync(new DocumentQuery(tooOld, [new SortKey("at", SortDirection.Asc)], 0, DocumentQuery.MaxLimit), ct);
-        while (true)
-        {
-            // Everything past the newest MaxCount, a page at a time.
-            var beyond = await store.QueryAsync(Collections.Decisions,
-                new DocumentQuery(new AndFilter([]), [new SortKey("at", SortDirection.Desc)], options.MaxCount, DocumentQuery.MaxLimit), ct);
-            if (beyond.Count == 0) break;
-            foreach (var doc in beyond) await store.DeleteAsync(Collections.Decisions, doc.Id, null, ct);
-            removed += beyond.Count;
-        }
-        return removed;
-    }
-
-    private async Task<int> DeleteAllAsync(DocumentQuery query, CancellationToken ct)
-    {
-        var removed = 0;
-        while (true)
-        {
-            var page = await store.QueryAsync(Collections.Decisions, query, ct);
-            if (page.Count == 0) return removed;
-            foreach (var doc in page) await store.DeleteAsync(Collections.Decisions, doc.Id, null, ct);
-            removed += page.Count;
-        }
+        var removed = await DocumentPruning.DeleteMatchingAsync(store, Collections.Decisions, tooOld, ct);
+        return removed + await DocumentPruning.DeleteBeyondAsync(store, Collections.Decisions, new AndFilter([]), new SortKey("at", SortDirection.Desc), options.MaxCount, ct);
     }
 }
