@@ -98,25 +98,71 @@ public sealed class DecisionLogTests : IDisposable
         kept[1].ShouldBe(kept[0]);
     }
 
+    [Fact]
+    public async Task After_a_failed_batch_write_batches_go_one_by_one_for_a_while_and_nothing_is_lost()
+    {
+        var clock = new ManualClock();
+        var store = new BatchlessStore(new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "policygrid.db"))));
+        await using var log = new DecisionLog(store, new DecisionLogOptions { CommitInterval = TimeSpan.FromMilliseconds(200) }, clock, NullLogger<DecisionLog>.Instance);
+        async Task RecordFive(int round)
+        {
+            for (var i = 0; i < 5; i++) await log.RecordAsync(Sample(round * 10 + i));
+            await log.FlushAsync(Ct);
+        }
+
+        await RecordFive(0);
+        await RecordFive(1);
+        store.BatchAttempts.ShouldBe(1, "the second batch should not try the batch write again so soon");
+
+        clock.Now += DecisionLog.BatchPause;
+        await RecordFive(2);
+        store.BatchAttempts.ShouldBe(2);
+        (await store.QueryAsync(Collections.Decisions, DocumentQuery.All(), Ct)).Count.ShouldBe(15);
+    }
+
+    private sealed class ManualClock : TimeProvider
+    {
+        public DateTimeOffset Now = DateTimeOffset.UtcNow;
+        public override DateTimeOffset GetUtcNow() => Now;
+    }
+
+    /// <summary>A store whose batch write always fails, as MongoDB's does without a replica set.</summary>
+    private sealed class BatchlessStore(SqliteDocumentStore inner) : DelegatingStore(inner), IDocumentBatchStore
+    {
+        public int BatchAttempts;
+
+        public Task CreateManyAsync<T>(string collection, IReadOnlyList<T> items, Func<T, string> id, Action<System.Text.Json.Utf8JsonWriter, T> write, CancellationToken ct = default)
+        {
+            Interlocked.Increment(ref BatchAttempts);
+            throw Core.Errors.Problems.BackendError("Transaction numbers are only allowed on a replica set member or mongos");
+        }
+    }
+
     /// <summary>Counts write transactions (one per CreateAsync, one per CreateManyAsync).</summary>
-    private sealed class CountingStore(SqliteDocumentStore inner) : IDocumentStore, IDocumentBatchStore
+    private sealed class CountingStore(SqliteDocumentStore inner) : DelegatingStore(inner), IDocumentBatchStore
     {
         public int Writes;
 
-        public Task<StoredDocument?> GetAsync(string collection, string id, CancellationToken ct = default) => inner.GetAsync(collection, id, ct);
-
-        public Task<StoredDocument> CreateAsync(string collection, string id, JsonObject body, CancellationToken ct = default)
+        public override Task<StoredDocument> CreateAsync(string collection, string id, JsonObject body, CancellationToken ct = default)
         {
             Interlocked.Increment(ref Writes);
-            return inner.CreateAsync(collection, id, body, ct);
+            return base.CreateAsync(collection, id, body, ct);
         }
 
         public Task CreateManyAsync<T>(string collection, IReadOnlyList<T> items, Func<T, string> id, Action<System.Text.Json.Utf8JsonWriter, T> write, CancellationToken ct = default)
         {
             Interlocked.Increment(ref Writes);
-            return inner.CreateManyAsync(collection, items, id, write, ct);
+            return Inner.CreateManyAsync(collection, items, id, write, ct);
         }
+    }
 
+    /// <summary>The SQLite store seen only as an <see cref="IDocumentStore"/> (no bulk trimming), for stores that add one part of the bulk API.</summary>
+    private abstract class DelegatingStore(SqliteDocumentStore inner) : IDocumentStore
+    {
+        protected SqliteDocumentStore Inner => inner;
+
+        public Task<StoredDocument?> GetAsync(string collection, string id, CancellationToken ct = default) => inner.GetAsync(collection, id, ct);
+        public virtual Task<StoredDocument> CreateAsync(string collection, string id, JsonObject body, CancellationToken ct = default) => inner.CreateAsync(collection, id, body, ct);
         public Task<StoredDocument> ReplaceAsync(string collection, string id, JsonObject body, string? expectedRevision, CancellationToken ct = default) => inner.ReplaceAsync(collection, id, body, expectedRevision, ct);
         public Task<StoredDocument> UpsertAsync(string collection, string id, JsonObject body, CancellationToken ct = default) => inner.UpsertAsync(collection, id, body, ct);
         public Task<StoredDocument?> DeleteAsync(string collection, string id, string? expectedRevision, CancellationToken ct = default) => inner.DeleteAsync(collection, id, expectedRevision, ct);

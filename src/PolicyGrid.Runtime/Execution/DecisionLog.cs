@@ -160,9 +160,14 @@ public sealed class DecisionLog : IAsyncDisposable
         }
     }
 
+    // After a batch write fails, batches go one decision at a time for a while: a store that cannot take them at all
+    // (MongoDB without a replica set runs no transactions) would otherwise fail, and warn, on every batch.
+    internal static readonly TimeSpan BatchPause = TimeSpan.FromMinutes(1);
+    private DateTimeOffset batchesPausedUntil = DateTimeOffset.MinValue; // only the writer loop touches it
+
     private async Task WriteAsync(List<(string Id, Decision Decision)> batch)
     {
-        if (store is IDocumentBatchStore batches && batch.Count > 1)
+        if (store is IDocumentBatchStore batches && batch.Count > 1 && time.GetUtcNow() >= batchesPausedUntil)
         {
             try
             {
@@ -172,7 +177,8 @@ public sealed class DecisionLog : IAsyncDisposable
             catch (Exception e) when (e is PolicyGridException or IOException or InvalidOperationException or DbException)
             {
                 // The batch is all or nothing: write its decisions one by one so one bad entry loses only itself.
-                logger.LogWarning(e, "could not record {Count} decisions in one write; recording them one by one", batch.Count);
+                batchesPausedUntil = time.GetUtcNow() + BatchPause;
+                logger.LogWarning(e, "could not record {Count} decisions in one write; recording them, and every batch for the next {Pause}, one by one", batch.Count, BatchPause);
             }
         }
         foreach (var (id, decision) in batch)
