@@ -109,6 +109,33 @@ public sealed class ExecutionTests(GridServer server) : IClassFixture<GridServer
     }
 
     [Fact]
+    public async Task An_executor_this_server_cannot_run_on_is_refused_at_registration_and_a_stored_one_is_a_502_on_every_call()
+    {
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+        var id = Unique("elsewhere");
+        var refused = await client.Post("/executor", new JsonObject { ["executor_id"] = id, ["executor_host_uri"] = "inproc://elsewhere" }.ToJsonString());
+        refused.Status.ShouldBe(400);
+        refused.Message!.ShouldContain("'inproc://elsewhere' names no in-process executor");
+        (await client.Get($"/executor/{id}")).Status.ShouldBe(404);
+
+        // One stored by other means (an older server, a hand edit): the second call is answered from the cached
+        // executor document, and the refusal must not be cached as a target.
+        await server.Services.GetRequiredService<IDocumentStore>().CreateAsync(Collections.Executors, id,
+            new JsonObject { ["executor_id"] = id, ["executor_host_uri"] = "inproc://elsewhere", ["executor_status"] = "healthy" }, CancellationToken.None);
+        for (var i = 0; i < 2; i++)
+        {
+            var answer = await client.Post($"/executor/{id}/execute_policy", Onboarding.Execute(uri, """{"ip": "10.0.0.1"}"""));
+            answer.Status.ShouldBe(502, answer.Body?.ToJsonString());
+            answer.Message!.ShouldStartWith($"executor '{id}' is registered with a document this server cannot use");
+            answer.Message!.ShouldContain("'inproc://elsewhere' names no in-process executor");
+        }
+
+        var unknown = await client.Post("/executor/never_registered/execute_policy", Onboarding.Execute(uri, """{"ip": "10.0.0.1"}"""));
+        unknown.Status.ShouldBe(404);
+        unknown.Message!.ShouldContain("no executor 'never_registered' is registered");
+    }
+
+    [Fact]
     public async Task An_unknown_policy_is_a_404()
     {
         var answer = await client.Post("/executor/local/execute_policy", Onboarding.Execute("never_registered:1.0-beta", "{}"));

@@ -58,7 +58,8 @@ public sealed class ExecutorTransportTests : IAsyncDisposable
         ExecutorFor("inproc://local").ShouldBeSameAs(services.GetRequiredService<LocalPolicyExecutor>());
         services.GetRequiredService<IPolicyExecutor>().ShouldBeSameAs(services.GetRequiredService<LocalPolicyExecutor>());
         var other = Should.Throw<PolicyGridException>(() => ExecutorFor("inproc://elsewhere"));
-        other.Status.ShouldBe(400);
+        other.Status.ShouldBe(502); // registration refuses it (400); one stored anyway is the executor's fault
+        other.Message.ShouldBe("'inproc://elsewhere' names no in-process executor; only inproc://local exists");
     }
 
     [Fact]

@@ -12,7 +12,8 @@ namespace PolicyGrid.Api.Executors;
 /// executor unhealthy, and calls to it then fail fast with 503 — except one probe every
 /// <see cref="ProbeInterval"/>, which marks it healthy again when it answers.
 /// Executor documents are read through a cache of <see cref="DocumentTtl"/>: execution is the hot
-/// path and executors change rarely; this server's own writes drop the entry at once.
+/// path and executors change rarely; this server's own writes drop the entry at once. The cache keeps the
+/// transport's executor for the document too, so a call does not parse executor_host_uri again.
 /// </summary>
 public sealed class ExecutorDispatch(IDocumentStore store, IEnumerable<IExecutorTransport> transports, TimeProvider clock, ILogger<ExecutorDispatch> logger)
 {
@@ -21,20 +22,39 @@ public sealed class ExecutorDispatch(IDocumentStore store, IEnumerable<IExecutor
     public static readonly TimeSpan DocumentTtl = TimeSpan.FromSeconds(1);
 
     private readonly ConcurrentDictionary<string, DateTimeOffset> lastProbe = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, (StoredDocument Document, PolicyExecutor Executor, DateTimeOffset Read)> documents = new(StringComparer.Ordinal);
+    // Target: what ExecutorFor answered for the document, or null when it refused (then every call asks again and hears why).
+    private readonly ConcurrentDictionary<string, (StoredDocument Document, PolicyExecutor Executor, IPolicyExecutor? Target, DateTimeOffset Read)> documents = new(StringComparer.Ordinal);
 
     /// <summary>Drops a cached executor document (after this server changed or removed it).</summary>
     public void Forget(string executorId) => documents.TryRemove(executorId, out _);
 
-    private async Task<(StoredDocument, PolicyExecutor)> ReadAsync(string executorId, CancellationToken ct)
+    private async Task<(StoredDocument Document, PolicyExecutor Executor, IPolicyExecutor? Target)> ReadAsync(string executorId, CancellationToken ct)
     {
         var now = clock.GetUtcNow();
-        if (documents.TryGetValue(executorId, out var cached) && now - cached.Read < DocumentTtl) return (cached.Document, cached.Executor);
+        if (documents.TryGetValue(executorId, out var cached) && now - cached.Read < DocumentTtl) return (cached.Document, cached.Executor, cached.Target);
         var stored = await store.GetAsync(Collections.Executors, executorId, ct)
             ?? throw Problems.NotFound($"no executor '{executorId}' is registered");
-        var executor = PolicyExecutor.FromJson(stored.Body);
-        documents[executorId] = (stored, executor, now);
-        return (stored, executor);
+        PolicyExecutor executor;
+        try
+        {
+            executor = PolicyExecutor.FromJson(stored.Body);
+        }
+        catch (PolicyGridException e) when (e.Status == 400)
+        {
+            // Stored by other means (an older server, a hand edit): the executor's registration is at fault, not the call.
+            throw Problems.BackendError($"executor '{executorId}' is registered with a document this server cannot use: {e.Message}");
+        }
+        IPolicyExecutor? target;
+        try
+        {
+            target = ExecutorFor(executorId, executor.ExecutorHostUri);
+        }
+        catch (PolicyGridException)
+        {
+            target = null;
+        }
+        documents[executorId] = (stored, executor, target, now);
+        return (stored, executor, target);
     }
 
     public Task<PolicyResult> ExecuteAsync(string executorId, ExecutionRequest request, CallerIdentity caller, CancellationToken ct) =>
@@ -55,14 +75,14 @@ public sealed class ExecutorDispatch(IDocumentStore store, IEnumerable<IExecutor
 
     private async Task<PolicyResult> RunAsync(string executorId, Func<IPolicyExecutor, Task<PolicyResult>> call, CancellationToken ct)
     {
-        var (stored, executor) = await ReadAsync(executorId, ct);
+        var (stored, executor, cachedTarget) = await ReadAsync(executorId, ct);
         if (executor.ExecutorStatus == ExecutorStatus.Draining)
             throw new PolicyGridException(503, ErrorCodes.BackendUnavailable, $"executor '{executorId}' is draining and takes no new work") { RetryAfterSeconds = 30 };
         if (executor.ExecutorStatus == ExecutorStatus.Unhealthy && !ProbeDue(executorId))
             throw new PolicyGridException(503, ErrorCodes.BackendUnavailable, $"executor '{executorId}' is marked unhealthy (its last call failed); retrying it at most every {ProbeInterval.TotalSeconds:0} s")
                 { RetryAfterSeconds = (int)Math.Ceiling(ProbeInterval.TotalSeconds) };
 
-        var target = ExecutorFor(executorId, executor.ExecutorHostUri);
+        var target = cachedTarget ?? ExecutorFor(executorId, executor.ExecutorHostUri);
         PolicyResult result;
         try
         {

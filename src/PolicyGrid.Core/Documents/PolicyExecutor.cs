@@ -67,6 +67,8 @@ public sealed record PolicyExecutor : IDocument<PolicyExecutor>
             f.Add("executor_host_uri", $"scheme '{scheme}' is not one of {string.Join(", ", Schemes)}");
         else if (uri.Host.Length == 0)
             f.Add("executor_host_uri", $"'{text}' names no host or app id");
+        else if (scheme == "inproc" && !string.Equals(uri.Host, "local", StringComparison.OrdinalIgnoreCase))
+            f.Add("executor_host_uri", $"'{text}' names no in-process executor: the only one is inproc://local, this server's own");
     }
 
     public JsonObject ToJson() => new()

@@ -17,7 +17,8 @@ public sealed class InProcExecutorTransport(LocalPolicyExecutor local) : IExecut
     {
         ArgumentNullException.ThrowIfNull(executorHostUri);
         if (!string.Equals(executorHostUri.Host, LocalHost, StringComparison.OrdinalIgnoreCase))
-            throw Problems.Validation("executor_host_uri", $"'{executorHostUri}' names no in-process executor; only inproc://local exists");
+            // Registration refuses such a URI (PolicyExecutor): one stored by other means is the executor's fault, not the caller's.
+            throw Problems.BackendError($"'{executorHostUri.OriginalString}' names no in-process executor; only inproc://local exists");
         return local;
     }
 }
