@@ -67,6 +67,17 @@ public sealed class GraphExecutionRetentionTests : IDisposable
         (await KeptAsync()).ShouldBe(["done", "going"]);
     }
 
+    [Fact]
+    public async Task A_keep_time_reaching_back_before_1970_keeps_every_record_by_age()
+    {
+        await AddAsync("ancient", ExecutionStatus.Succeeded, TimeSpan.FromDays(3650));
+        var retention = Retention(new GraphExecutionOptions { KeepExecutionsFor = TimeSpan.MaxValue });
+
+        (await retention.PruneAsync(Ct)).ShouldBe(0);
+
+        (await KeptAsync()).ShouldBe(["ancient"]);
+    }
+
     [Theory]
     [InlineData("KeepExecutionsFor", "00:00:00", "greater than zero")]
     [InlineData("MaxFinishedExecutions", "-1", "0 or more")]

@@ -70,6 +70,21 @@ public sealed class DecisionLogTests : IDisposable
         string.CompareOrdinal(prefix, DecisionLog.IdPrefixAt(at.AddMilliseconds(1))).ShouldBeLessThan(0);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_max_age_reaching_back_before_1970_keeps_every_decision_by_age(bool byId)
+    {
+        var sqlite = new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "policygrid.db")));
+        IDocumentStore store = byId ? sqlite : new CountingStore(sqlite);
+        await using var log = new DecisionLog(store, new DecisionLogOptions { MaxAge = TimeSpan.MaxValue, MaxCount = 2, CommitInterval = TimeSpan.Zero }, TimeProvider.System, NullLogger<DecisionLog>.Instance);
+        for (var i = 0; i < 3; i++) await log.RecordAsync(Sample(i) with { At = DateTimeOffset.UtcNow.AddYears(-20).AddMinutes(i) });
+        await log.FlushAsync(Ct);
+
+        (await log.PruneAsync(Ct)).ShouldBe(1); // only the count applies
+        DecisionLog.Cutoff(DateTimeOffset.UtcNow, TimeSpan.FromDays(365 * 80)).ShouldBeNull();
+    }
+
     [Fact]
     public async Task Retention_by_id_keeps_the_same_decisions_as_retention_by_query()
     {

@@ -204,14 +204,19 @@ public sealed class DecisionLog : IAsyncDisposable
     /// <summary>Deletes decisions older than MaxAge and beyond the newest MaxCount; answers how many went.</summary>
     public async Task<int> PruneAsync(CancellationToken ct)
     {
+        var cutoff = Cutoff(time.GetUtcNow(), options.MaxAge);
         var removed = store is IDocumentTrimStore trim
             // Decision ids are version 7 GUIDs made from the decision's time: their first 12 hex digits are its
             // Unix time in milliseconds, so id order is time order and every id below the cutoff's digits is older.
-            ? await trim.TrimByIdAsync(Collections.Decisions, IdPrefixAt(time.GetUtcNow() - options.MaxAge), options.MaxCount, ct)
-            : await PruneByQueryAsync(ct);
+            ? await trim.TrimByIdAsync(Collections.Decisions, cutoff is { } before ? IdPrefixAt(before) : null, options.MaxCount, ct)
+            : await PruneByQueryAsync(cutoff, ct);
         if (removed > 0) logger.LogInformation("decision log retention removed {Count} entries", removed);
         return removed;
     }
+
+    /// <summary>The instant before which decisions are too old, or null when MaxAge reaches back before 1970 (none is that old).</summary>
+    internal static DateTimeOffset? Cutoff(DateTimeOffset now, TimeSpan maxAge) =>
+        maxAge < now - DateTimeOffset.UnixEpoch ? now - maxAge : null;
 
     /// <summary>The part of a decision id that encodes its time (<see cref="RecordAsync"/>): ids of earlier decisions sort below it.</summary>
     internal static string IdPrefixAt(DateTimeOffset at) => NewId(at)[..12];
@@ -219,11 +224,14 @@ public sealed class DecisionLog : IAsyncDisposable
     private static string NewId(DateTimeOffset at) => Guid.CreateVersion7(at).ToString("N");
 
     // For stores without bulk trimming: a query and a delete per decision.
-    private async Task<int> PruneByQueryAsync(CancellationToken ct)
+    private async Task<int> PruneByQueryAsync(DateTimeOffset? cutoff, CancellationToken ct)
     {
-        var cutoff = FormatTime(time.GetUtcNow() - options.MaxAge);
-        var tooOld = FilterParser.Parse(new JsonObject { ["at"] = new JsonObject { ["$lt"] = cutoff } });
-        var removed = await DocumentPruning.DeleteMatchingAsync(store, Collections.Decisions, tooOld, ct);
+        var removed = 0;
+        if (cutoff is { } before)
+        {
+            var tooOld = FilterParser.Parse(new JsonObject { ["at"] = new JsonObject { ["$lt"] = FormatTime(before) } });
+            removed += await DocumentPruning.DeleteMatchingAsync(store, Collections.Decisions, tooOld, ct);
+        }
         return removed + await DocumentPruning.DeleteBeyondAsync(store, Collections.Decisions, new AndFilter([]), new SortKey("at", SortDirection.Desc), options.MaxCount, ct);
     }
 }
