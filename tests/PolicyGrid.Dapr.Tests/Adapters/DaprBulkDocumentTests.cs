@@ -151,3 +151,35 @@ public sealed class DaprBulkDocumentTests
         StoredIds().Count().ShouldBe(2);
     }
 }
+
+/// <summary>The decision log over the Dapr document store in key-index mode, as the executor app runs it locally.</summary>
+public sealed class DaprDecisionLogTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task Decisions_go_in_batches_with_one_index_update_each_and_retention_trims_them_in_bulk()
+    {
+        var state = new FakeStateStore();
+        var store = state.Store(DocumentQueryMode.KeyIndex);
+        var options = new PolicyGrid.Runtime.DecisionLogOptions { CommitInterval = TimeSpan.FromMilliseconds(200), MaxCount = 10 };
+        await using var log = new PolicyGrid.Runtime.Execution.DecisionLog(store, options, TimeProvider.System,
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<PolicyGrid.Runtime.Execution.DecisionLog>.Instance);
+
+        for (var i = 0; i < 40; i++)
+            await log.RecordAsync(new PolicyGrid.Runtime.Execution.Decision("execute", "p:1.0-a", "sha", "anonymous", "p:1.0-a", $"input-{i}",
+                PolicyGrid.Runtime.Execution.Decision.OutcomeResult, "", 200, 0.1, DateTimeOffset.UtcNow.AddMilliseconds(i)));
+        await log.FlushAsync(Ct);
+
+        // Queued within one commit interval: a few transactions and index updates, not forty.
+        state.Transactions.Sum().ShouldBe(40);
+        state.Transactions.Count.ShouldBeLessThan(5);
+        var indexWrites = state.Client.ReceivedCalls().Count(c => c.GetMethodInfo().Name == nameof(DaprClient.TrySaveStateAsync) && c.GetArguments()[2] is KeyIndex);
+        indexWrites.ShouldBe(state.Transactions.Count);
+
+        (await log.PruneAsync(Ct)).ShouldBe(30);
+        var kept = (await store.QueryAsync(Collections.Decisions, DocumentQuery.All(), Ct)).Select(d => d.Body["input_sha256"]!.GetValue<string>()).Order(StringComparer.Ordinal);
+        kept.ShouldBe(Enumerable.Range(30, 10).Select(i => $"input-{i}").Order(StringComparer.Ordinal));
+        state.BulkDeletes.Sum().ShouldBe(30);
+    }
+}
