@@ -11,20 +11,16 @@ public sealed class PolicyRuntimeOptionsValidator : IValidateOptions<PolicyRunti
     public ValidateOptionsResult Validate(string? name, PolicyRuntimeOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var failures = new List<string>();
-        void Check(bool ok, string setting, string rule, object value)
-        {
-            if (!ok) failures.Add($"{PolicyRuntimeOptions.Section}:{setting} is {value}; it must be {rule}");
-        }
+        var checks = new SettingChecks(PolicyRuntimeOptions.Section);
         var d = options.Decisions;
-        Check(d.MaxCount >= 0, "Decisions:MaxCount", "0 or more", d.MaxCount);
-        Check(d.MaxAge >= TimeSpan.Zero, "Decisions:MaxAge", "zero or more", d.MaxAge);
-        Check(d.PruneInterval > TimeSpan.Zero, "Decisions:PruneInterval", "greater than zero", d.PruneInterval);
-        Check(d.QueueCapacity >= 1, "Decisions:QueueCapacity", "1 or more", d.QueueCapacity);
-        Check(d.CommitInterval >= TimeSpan.Zero, "Decisions:CommitInterval", "zero or more", d.CommitInterval);
+        checks.Check(d.MaxCount >= 0, "Decisions:MaxCount", "0 or more", d.MaxCount);
+        checks.Check(d.MaxAge >= TimeSpan.Zero, "Decisions:MaxAge", "zero or more", d.MaxAge);
+        checks.Check(d.PruneInterval > TimeSpan.Zero, "Decisions:PruneInterval", "greater than zero", d.PruneInterval);
+        checks.Check(d.QueueCapacity >= 1, "Decisions:QueueCapacity", "1 or more", d.QueueCapacity);
+        checks.Check(d.CommitInterval >= TimeSpan.Zero, "Decisions:CommitInterval", "zero or more", d.CommitInterval);
         var e = options.Execution;
-        Check(e.DefaultTimeout > TimeSpan.Zero, "Execution:DefaultTimeout", "greater than zero", e.DefaultTimeout);
-        Check(e.MaxTimeout > TimeSpan.Zero, "Execution:MaxTimeout", "greater than zero", e.MaxTimeout);
-        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+        checks.Check(e.DefaultTimeout > TimeSpan.Zero, "Execution:DefaultTimeout", "greater than zero", e.DefaultTimeout);
+        checks.Check(e.MaxTimeout > TimeSpan.Zero, "Execution:MaxTimeout", "greater than zero", e.MaxTimeout);
+        return checks.Result;
     }
 }

@@ -33,17 +33,13 @@ public sealed class GraphExecutionOptionsValidator : Microsoft.Extensions.Option
     public Microsoft.Extensions.Options.ValidateOptionsResult Validate(string? name, GraphExecutionOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var failures = new List<string>();
-        void Check(bool ok, string setting, string rule, object value)
-        {
-            if (!ok) failures.Add($"{GraphExecutionOptions.Section}:{setting} is {value}; it must be {rule}");
-        }
-        Check(options.DefaultDeadlineSeconds > 0 && double.IsFinite(options.DefaultDeadlineSeconds), "DefaultDeadlineSeconds", "a number greater than 0", options.DefaultDeadlineSeconds);
-        Check(options.MaxDeadlineSeconds > 0 && double.IsFinite(options.MaxDeadlineSeconds), "MaxDeadlineSeconds", "a number greater than 0", options.MaxDeadlineSeconds);
-        Check(options.MaxParallelism >= 1, "MaxParallelism", "1 or more", options.MaxParallelism);
-        Check(options.KeepExecutionsFor > TimeSpan.Zero, "KeepExecutionsFor", "greater than zero", options.KeepExecutionsFor);
-        Check(options.MaxFinishedExecutions >= 0, "MaxFinishedExecutions", "0 or more", options.MaxFinishedExecutions);
-        Check(options.PruneInterval > TimeSpan.Zero, "PruneInterval", "greater than zero", options.PruneInterval);
-        return failures.Count == 0 ? Microsoft.Extensions.Options.ValidateOptionsResult.Success : Microsoft.Extensions.Options.ValidateOptionsResult.Fail(failures);
+        var checks = new PolicyGrid.Runtime.SettingChecks(GraphExecutionOptions.Section);
+        checks.Check(options.DefaultDeadlineSeconds > 0 && double.IsFinite(options.DefaultDeadlineSeconds), "DefaultDeadlineSeconds", "a number greater than 0", options.DefaultDeadlineSeconds);
+        checks.Check(options.MaxDeadlineSeconds > 0 && double.IsFinite(options.MaxDeadlineSeconds), "MaxDeadlineSeconds", "a number greater than 0", options.MaxDeadlineSeconds);
+        checks.Check(options.MaxParallelism >= 1, "MaxParallelism", "1 or more", options.MaxParallelism);
+        checks.Check(options.KeepExecutionsFor > TimeSpan.Zero, "KeepExecutionsFor", "greater than zero", options.KeepExecutionsFor);
+        checks.Check(options.MaxFinishedExecutions >= 0, "MaxFinishedExecutions", "0 or more", options.MaxFinishedExecutions);
+        checks.Check(options.PruneInterval > TimeSpan.Zero, "PruneInterval", "greater than zero", options.PruneInterval);
+        return checks.Result;
     }
 }

@@ -41,14 +41,9 @@ public sealed class GraphExecutionRetention(IDocumentStore store, IOptions<Graph
         var o = options.Value;
         var longestRun = TimeSpan.FromSeconds(o.MaxDeadlineSeconds);
         var keepFor = o.KeepExecutionsFor > longestRun ? o.KeepExecutionsFor : longestRun;
-        var now = clock.GetUtcNow();
         var removed = 0;
-        // A keep time reaching back before 1970 keeps every record (and cannot be subtracted from now without overflow).
-        if (keepFor < now - DateTimeOffset.UnixEpoch)
-        {
-            var tooOld = Filter("created_at", "$lt", Timestamps.Format(now - keepFor));
-            removed += await DocumentPruning.DeleteMatchingAsync(store, Collections.GraphExecutions, tooOld, ct);
-        }
+        if (Timestamps.Cutoff(clock.GetUtcNow(), keepFor) is { } before)
+            removed += await DocumentPruning.DeleteMatchingAsync(store, Collections.GraphExecutions, Filter("created_at", "$lt", Timestamps.Format(before)), ct);
         removed += await DocumentPruning.DeleteBeyondAsync(store, Collections.GraphExecutions, Filter("status", "$ne", ExecutionStatus.Running),
             new SortKey("created_at", SortDirection.Desc), o.MaxFinishedExecutions, ct);
         if (removed > 0) logger.LogInformation("graph execution retention removed {Count} records", removed);

@@ -128,7 +128,7 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         ArgumentNullException.ThrowIfNull(items);
         var entries = new List<StateDocument>(items.Count);
         DocumentBodies.WriteEach(collection, items, id, write, (key, json) =>
-            entries.Add(new StateDocument(collection, key, Guid.NewGuid().ToString("N"), JsonNode.Parse(json)!.AsObject())));
+            entries.Add(Entry(collection, key, JsonNode.Parse(json)!.AsObject())));
         if (entries.Count == 0) return;
         var keys = entries.Select(e => StateKeys.Document(collection, e.Id)).ToList();
         if (entries.GroupBy(e => e.Id, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { } twice) throw Duplicate(collection, twice.Key);
@@ -399,8 +399,10 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         throw Problems.BackendUnavailable($"the '{collection}' key index in '{Store}' kept changing under concurrent writers; retry");
     }
 
-    private static StateDocument NewEntry(string collection, string id, JsonObject body) =>
-        new(collection, id, Guid.NewGuid().ToString("N"), (JsonObject)body.DeepClone());
+    private static StateDocument NewEntry(string collection, string id, JsonObject body) => Entry(collection, id, (JsonObject)body.DeepClone());
+
+    // A new entry owning doc, with a fresh revision token.
+    private static StateDocument Entry(string collection, string id, JsonObject doc) => new(collection, id, Guid.NewGuid().ToString("N"), doc);
 
     private static StoredDocument ToStored(StateDocument entry) => new(entry.Id, (JsonObject)entry.Doc.DeepClone(), entry.Revision);
 

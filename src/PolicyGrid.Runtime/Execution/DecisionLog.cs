@@ -1,9 +1,9 @@
-using CultureInfo = System.Globalization.CultureInfo;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Data.Common;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
+using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Core.Querying;
@@ -92,7 +92,7 @@ public sealed class DecisionLog : IAsyncDisposable
         writer = Task.Run(WriteLoopAsync);
     }
 
-    public static string FormatTime(DateTimeOffset at) => at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
+    public static string FormatTime(DateTimeOffset at) => Timestamps.Format(at);
 
     /// <summary>Queues the decision for writing; waits only when the queue is full.</summary>
     public async ValueTask RecordAsync(Decision decision)
@@ -215,8 +215,7 @@ public sealed class DecisionLog : IAsyncDisposable
     }
 
     /// <summary>The instant before which decisions are too old, or null when MaxAge reaches back before 1970 (none is that old).</summary>
-    internal static DateTimeOffset? Cutoff(DateTimeOffset now, TimeSpan maxAge) =>
-        maxAge < now - DateTimeOffset.UnixEpoch ? now - maxAge : null;
+    internal static DateTimeOffset? Cutoff(DateTimeOffset now, TimeSpan maxAge) => Timestamps.Cutoff(now, maxAge);
 
     /// <summary>The part of a decision id that encodes its time (<see cref="RecordAsync"/>): ids of earlier decisions sort below it.</summary>
     internal static string IdPrefixAt(DateTimeOffset at) => NewId(at)[..12];

@@ -17,13 +17,8 @@ internal sealed class DecisionRetention(DecisionLog log, DecisionLogOptions opti
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var growth = Math.Max(1, options.MaxCount / 4);
-        var check = options.PruneInterval < CheckEvery ? options.PruneInterval : CheckEvery;
-        if (check <= TimeSpan.Zero)
-        {
-            logger.LogError("Decisions:PruneInterval is {Interval}; it must be greater than zero. Decision log retention is off", options.PruneInterval);
-            return;
-        }
-        using var timer = new PeriodicTimer(check, time);
+        // PruneInterval is greater than zero (PolicyRuntimeOptionsValidator, at start).
+        using var timer = new PeriodicTimer(options.PruneInterval < CheckEvery ? options.PruneInterval : CheckEvery, time);
         do
         {
             var started = time.GetTimestamp();
