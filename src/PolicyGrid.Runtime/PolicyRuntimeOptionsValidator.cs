@@ -4,7 +4,7 @@ namespace PolicyGrid.Runtime;
 
 /// <summary>
 /// Refuses, at start, runtime settings that would otherwise fail later and quietly: a decision log that could
-/// never be pruned or written, deadlines no call could meet. Each failure names the setting and what it must be.
+/// never be pruned or written, deadlines no call could meet, workers that would run as root. Each failure names the setting and what it must be.
 /// </summary>
 public sealed class PolicyRuntimeOptionsValidator : IValidateOptions<PolicyRuntimeOptions>
 {
@@ -21,6 +21,10 @@ public sealed class PolicyRuntimeOptionsValidator : IValidateOptions<PolicyRunti
         var e = options.Execution;
         checks.Check(e.DefaultTimeout > TimeSpan.Zero, "Execution:DefaultTimeout", "greater than zero", e.DefaultTimeout);
         checks.Check(e.MaxTimeout > TimeSpan.Zero, "Execution:MaxTimeout", "greater than zero", e.MaxTimeout);
+        var p = options.Pool;
+        checks.Check(p.Workers >= 1, "Pool:Workers", "1 or more", p.Workers);
+        checks.Check(p.WorkerUidStart >= 1, "Pool:WorkerUidStart", "1 or more (0 is root)", p.WorkerUidStart);
+        checks.Check(p.WorkerUidBase is null or >= 1, "Pool:WorkerUidBase", "unset or 1 or more (0 is root)", p.WorkerUidBase ?? 0);
         return checks.Result;
     }
 }

@@ -131,6 +131,102 @@ public sealed class WorkerUidTests
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     [Fact]
+    public void A_lease_skips_uids_the_host_uses_and_uids_another_lease_holds_until_it_is_released()
+    {
+        var locks = Directory.CreateTempSubdirectory("pg-uid-locks-").FullName;
+        try
+        {
+            using (var first = WorkerUidLease.Reserve(3, 5000, locks, uid => uid is 5001 or 5003))
+            {
+                first.Uids.ShouldBe([5000, 5002, 5004]);
+                using var second = WorkerUidLease.Reserve(2, 5000, locks, _ => false);
+                second.Uids.ShouldBe([5001, 5003]);
+            }
+            using var after = WorkerUidLease.Reserve(1, 5000, locks, _ => false);
+            after.Uids.ShouldBe([5000]);
+        }
+        finally
+        {
+            Directory.Delete(locks, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void A_range_with_too_few_free_uids_is_refused_naming_the_setting_and_holds_nothing()
+    {
+        var locks = Directory.CreateTempSubdirectory("pg-uid-locks-").FullName;
+        try
+        {
+            var error = Should.Throw<InvalidOperationException>(() => WorkerUidLease.Reserve(2, 7000, locks, uid => uid != 7010));
+            error.Message.ShouldContain("found 1 of the 2 free uids");
+            error.Message.ShouldContain("WorkerUidStart");
+            using var lease = WorkerUidLease.Reserve(1, 7010, locks, _ => false);
+            lease.Uids.ShouldBe([7010]);
+        }
+        finally
+        {
+            Directory.Delete(locks, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void The_host_check_sees_accounts_and_running_processes()
+    {
+        if (!OperatingSystem.IsLinux()) Assert.Skip("reads /proc and the Linux account database");
+        var used = WorkerUidLease.UsedOnHost();
+        used(0).ShouldBeTrue(); // root: an account, and this process
+        used(65534).ShouldBeTrue(); // nobody
+        used(0x70000000 + 4321).ShouldBeFalse();
+    }
+
+    [Fact]
+    public async Task By_default_every_worker_has_a_uid_of_its_own_so_a_policy_killing_every_process_it_may_signal_harms_no_other_worker()
+    {
+        if (Environment.UserName != "root") Assert.Skip("needs root: only root can switch workers to other uids");
+        var options = PoolFixture.TestOptions(workers: 2);
+        await using var pool = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+        await using var other = new PythonWorkerPool(PoolFixture.TestOptions(workers: 1), new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+        var bundle = TestBundles.FromSource("""
+            import os, signal
+
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    pass
+                def eval(self, parameters, input_data, context):
+                    if input_data.get("kill_everything"):
+                        os.kill(-1, signal.SIGKILL)  # every process this uid may signal, except this one
+                    return {"uid": os.getuid(), "pid": os.getpid()}
+            """);
+        async Task<JsonObject> Call(PythonWorkerPool on, string key, JsonObject input) => (await on.InvokeAsync(new PolicyInvocation(key, new PolicyLoadSpec("uids:2-a", bundle, [], []),
+            PolicyMethods.Eval, new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = input, ["context"] = new JsonObject() }, TimeSpan.FromSeconds(5)), Ct))!["result"]!.AsObject();
+
+        var a = await Call(pool, "a", []);
+        var b = await Call(pool, "b", []);
+        var c = await Call(other, "c", []);
+        int[] uids = [a["uid"]!.GetValue<int>(), b["uid"]!.GetValue<int>(), c["uid"]!.GetValue<int>()];
+        uids.Distinct().Count().ShouldBe(3);
+        uids.ShouldAllBe(uid => uid >= options.WorkerUidStart);
+
+        await Call(pool, "a", new JsonObject { ["kill_everything"] = true });
+
+        // The same processes answer: nothing outside the killer's own uid was hit.
+        (await Call(pool, "b", []))["pid"]!.GetValue<int>().ShouldBe(b["pid"]!.GetValue<int>());
+        (await Call(other, "c", []))["pid"]!.GetValue<int>().ShouldBe(c["pid"]!.GetValue<int>());
+        (await Call(pool, "a", []))["pid"]!.GetValue<int>().ShouldBe(a["pid"]!.GetValue<int>());
+    }
+
+    [Fact]
+    public async Task With_separate_users_off_every_worker_runs_as_the_shared_user()
+    {
+        if (Environment.UserName != "root") Assert.Skip("needs root: only root can switch workers to other uids");
+        var options = PoolFixture.TestOptions(workers: 1);
+        options.SeparateWorkerUsers = false;
+        await using var pool = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+        await pool.StartAsync(Ct);
+        pool.Status.WorkerUid.ShouldBe(65534);
+    }
+
+    [Fact]
     public async Task With_a_uid_base_each_worker_has_its_own_user_and_cannot_read_the_others_temp_dir()
     {
         if (Environment.UserName != "root") Assert.Skip("needs root: only root can switch workers to other uids");

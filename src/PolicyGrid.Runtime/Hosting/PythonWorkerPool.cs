@@ -36,6 +36,8 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     private long roundTrips;
     private long loadSpecsSent;
     private bool disposed;
+    // Each slot's own uid when the pool found them free (WorkerPoolOptions.SeparateWorkerUsers); held until disposed.
+    private WorkerUidLease? uidLease;
 
     public PythonWorkerPool(WorkerPoolOptions options, ILogger<PythonWorkerPool> logger)
     {
@@ -78,15 +80,31 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             if (minWorkers < wanted) ThreadPool.SetMinThreads(wanted, minIo);
             var script = PythonInterpreter.ExtractHostScript(options.WorkDirectory);
             var drop = ProcessSignals.IsRoot && !string.IsNullOrEmpty(options.RunAsUser);
-            var (chosen, first) = await StartFirstWorkerAsync(script, drop, ct);
+            if (drop && options.SeparateWorkerUsers && options.WorkerUidBase is null)
+                uidLease ??= WorkerUidLease.Reserve(options.Workers, options.WorkerUidStart, WorkerUidLease.DefaultLockDirectory);
+            WorkerLaunch chosen;
+            PythonWorker first;
+            try
+            {
+                (chosen, first) = await StartFirstWorkerAsync(script, drop, ct);
+            }
+            catch (InvalidOperationException e) when (uidLease is not null)
+            {
+                // E.g. a user namespace that maps only a few thousand uids: one shared user is still better than root.
+                logger.LogWarning("Policy workers cannot run as uids of their own ({Uids}): {Reason}. Every worker runs as {User} instead: "
+                    + "a policy can then signal the other workers", string.Join(", ", uidLease.Uids), e.Message, options.RunAsUser);
+                uidLease.Dispose();
+                uidLease = null;
+                (chosen, first) = await StartFirstWorkerAsync(script, drop, ct);
+            }
             var newSlots = new WorkerSlot[options.Workers];
             newSlots[0] = new WorkerSlot(0, LaunchFor(chosen, 0), logger, first);
             for (var i = 1; i < newSlots.Length; i++) newSlots[i] = new WorkerSlot(i, LaunchFor(chosen, i), logger, null);
             await Task.WhenAll(newSlots.Skip(1).Select(s => s.WarmAsync(ct)));
             slots = newSlots;
             launch = chosen;
-            logger.LogInformation("Python worker pool ready: {Workers} workers on {Python} (Python {Version}), running as uid {Uid}{Drop}",
-                options.Workers, chosen.Executable, first.PythonVersion, first.Uid, drop ? $" ({options.RunAsUser})" : "");
+            logger.LogInformation("Python worker pool ready: {Workers} workers on {Python} (Python {Version}), running as {Users}",
+                options.Workers, chosen.Executable, first.PythonVersion, DescribeUsers(first, drop));
         }
         finally
         {
@@ -95,7 +113,16 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     }
 
     private WorkerLaunch LaunchFor(WorkerLaunch chosen, int slot) =>
-        options.WorkerUidBase is { } uidBase && chosen.DropPrivileges ? chosen with { Uid = uidBase + slot } : chosen;
+        !chosen.DropPrivileges ? chosen
+        : options.WorkerUidBase is { } uidBase ? chosen with { Uid = uidBase + slot }
+        : uidLease is { } lease ? chosen with { Uid = lease.Uids[slot] }
+        : chosen;
+
+    private string DescribeUsers(PythonWorker first, bool drop) =>
+        !drop ? $"uid {first.Uid}"
+        : options.WorkerUidBase is { } uidBase ? $"uids {uidBase}..{uidBase + options.Workers - 1}, one per worker"
+        : uidLease is { } lease ? $"uids {string.Join(", ", lease.Uids)}, one per worker"
+        : $"uid {first.Uid} ({options.RunAsUser}), shared by every worker";
 
     // The interpreter that worked for a configuration, so later pools in this process (tests,
     // restarts of the runtime) skip probing one that cannot run as the worker user.
@@ -500,6 +527,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     {
         disposed = true;
         await Task.WhenAll(slots.Select(s => s.StopAsync()));
+        uidLease?.Dispose();
         startGate.Dispose();
     }
 

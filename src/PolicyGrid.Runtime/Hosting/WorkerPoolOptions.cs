@@ -47,9 +47,24 @@ public sealed class WorkerPoolOptions
     public string RunAsUser { get; set; } = "nobody";
 
     /// <summary>
-    /// When set (e.g. 61000) and the server runs as root, worker slot i runs as uid/gid base+i instead
-    /// of <see cref="RunAsUser"/>: workers then cannot read each other's temp dirs and a fork bomb
-    /// exhausts only its own process allowance. The range must be unused on the host.
+    /// When the server runs as root, each worker slot runs as a uid of its own (with a group of the same id), found
+    /// free from <see cref="WorkerUidStart"/> up and locked for the pool's life. A policy can then signal, trace or
+    /// read the temp dir of no worker but its own (with one shared user, <c>os.kill(-1, 9)</c> in any policy kills
+    /// every worker, and every other process of that user), and a fork bomb exhausts only its own worker's
+    /// <see cref="MaxProcesses"/>. False runs every worker as <see cref="RunAsUser"/>. Where the kernel refuses
+    /// such uids (a user namespace that does not map them), the pool falls back to <see cref="RunAsUser"/> and says so.
+    /// </summary>
+    public bool SeparateWorkerUsers { get; set; } = true;
+
+    /// <summary>
+    /// Where the search for free worker uids starts (see <see cref="SeparateWorkerUsers"/>). The default,
+    /// 0x70000000, is above the ranges systemd, container runtimes and directory services hand out.
+    /// </summary>
+    public int WorkerUidStart { get; set; } = 0x70000000;
+
+    /// <summary>
+    /// Fixed uids instead of the search (see <see cref="SeparateWorkerUsers"/>): when set (e.g. 61000) and the server
+    /// runs as root, worker slot i runs as uid/gid base+i, unchecked. The range must be unused on the host.
     /// </summary>
     public int? WorkerUidBase { get; set; }
 
@@ -59,7 +74,7 @@ public sealed class WorkerPoolOptions
     /// <summary>RLIMIT_AS: address space per worker. Going over answers 422 policy_memory_limit.</summary>
     public long MemoryLimitBytes { get; set; } = 1L << 30;
 
-    /// <summary>RLIMIT_NPROC: processes/threads of the worker user (shared by all workers of that user).</summary>
+    /// <summary>RLIMIT_NPROC: processes/threads of the worker user (shared by the workers of that user when they share one, see <see cref="SeparateWorkerUsers"/>).</summary>
     public int MaxProcesses { get; set; } = 64;
 
     /// <summary>RLIMIT_NOFILE.</summary>
