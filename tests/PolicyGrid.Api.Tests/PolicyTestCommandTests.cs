@@ -90,4 +90,62 @@ public sealed class PolicyTestCommandTests : IDisposable
         run.Code.ShouldBe(2);
         run.Error.ShouldContain("release_tag");
     }
+    [Fact]
+    public async Task Run_by_a_user_that_is_not_root_the_policy_cannot_read_the_environment_or_memory_of_the_process_that_runs_it()
+    {
+        // Not root, the workers run as the CLI's (or server's) own uid: only the dumpable flag stands between a policy
+        // and /proc/<server>/environ and mem. Run the real CLI as nobody, with a secret in its environment.
+        if (Environment.UserName != "root" || !File.Exists("/usr/sbin/runuser")) Assert.Skip("needs root and runuser to run the CLI as another user");
+        var dotnet = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Select(d => Path.Combine(d, "dotnet")).FirstOrDefault(File.Exists);
+        if (dotnet is null) Assert.Skip("no dotnet on PATH");
+        var cli = Path.Combine(AppContext.BaseDirectory, "policygrid.dll");
+        File.WriteAllText(Path.Combine(workDir, "function.py"), """
+            import os
+
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    pass
+                def eval(self, parameters, input_data, context):
+                    found = {"uid": os.getuid()}
+                    for name in ("environ", "mem"):
+                        try:
+                            with open(f"/proc/{os.getppid()}/{name}", "rb") as f:
+                                found[name] = "SERVER_SECRET" if b"SERVER_SECRET" in f.read(1 << 16) else "read"
+                        except OSError as exc:
+                            found[name] = type(exc).__name__
+                    return found
+            """);
+        var home = Directory.CreateTempSubdirectory("pg-policy-test-nobody-").FullName;
+        try
+        {
+            await RunTool("chmod", "-R", "a+rX", workDir);
+            await RunTool("chown", "nobody", home);
+            var start = new System.Diagnostics.ProcessStartInfo("/usr/sbin/runuser") { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var arg in new[] { "-u", "nobody", "--", dotnet, cli, "policy", "test", workDir, "--input", "{}", "--json" }) start.ArgumentList.Add(arg);
+            start.Environment["SERVER_SECRET"] = "hunter2";
+            start.Environment["TMPDIR"] = home;
+            start.Environment["HOME"] = home;
+            start.Environment["DOTNET_CLI_HOME"] = home;
+            using var process = System.Diagnostics.Process.Start(start)!;
+            var stdout = process.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+            var stderr = await process.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+            await process.WaitForExitAsync(TestContext.Current.CancellationToken);
+            process.ExitCode.ShouldBe(0, stderr);
+            var found = System.Text.Json.Nodes.JsonNode.Parse(await stdout)!;
+            found["uid"]!.GetValue<int>().ShouldBe(65534);
+            found["environ"]!.GetValue<string>().ShouldBe("PermissionError");
+            found["mem"]!.GetValue<string>().ShouldBe("PermissionError");
+        }
+        finally
+        {
+            Directory.Delete(home, recursive: true);
+        }
+    }
+
+    private static async Task RunTool(string file, params string[] args)
+    {
+        using var process = System.Diagnostics.Process.Start(file, args);
+        await process.WaitForExitAsync(TestContext.Current.CancellationToken);
+        process.ExitCode.ShouldBe(0, $"{file} {string.Join(' ', args)}");
+    }
 }

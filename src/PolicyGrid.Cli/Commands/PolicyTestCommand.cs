@@ -128,7 +128,8 @@ public static class PolicyTestCommand
 
         public static TestBundle Copy(string codeDir)
         {
-            var root = Path.Combine(Path.GetTempPath(), "policygrid-test", Guid.NewGuid().ToString("N"));
+            // A fresh directory of our own: a fixed parent under a shared /tmp would belong to whichever user made it first.
+            var root = Directory.CreateTempSubdirectory("policygrid-test-").FullName;
             var target = Path.Combine(root, "code");
             Directory.CreateDirectory(target);
             foreach (var file in Directory.EnumerateFiles(codeDir, "*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = FileAttributes.ReparsePoint }))
@@ -143,7 +144,7 @@ public static class PolicyTestCommand
             {
                 var dirMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute;
                 var fileMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead;
-                foreach (var d in new[] { Path.GetDirectoryName(root)!, root }.Concat(Directory.EnumerateDirectories(root, "*", SearchOption.AllDirectories)))
+                foreach (var d in new[] { root }.Concat(Directory.EnumerateDirectories(root, "*", SearchOption.AllDirectories)))
                     File.SetUnixFileMode(d, dirMode);
                 foreach (var f in Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories)) File.SetUnixFileMode(f, fileMode);
             }

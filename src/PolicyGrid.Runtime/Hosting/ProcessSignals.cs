@@ -4,13 +4,14 @@ namespace PolicyGrid.Runtime.Hosting;
 
 /// <summary>
 /// The few POSIX calls .NET does not expose: killing a whole process group (a policy's children
-/// die with its worker), reaping orphans of that group, and asking who we run as.
+/// die with its worker), reaping orphans of that group, asking who we run as, and hiding from workers of our own uid.
 /// </summary>
 internal static partial class ProcessSignals
 {
     private const int SigKill = 9;
     private const int WNoHang = 1;
     private const int PrSetChildSubreaper = 36;
+    private const int PrSetDumpable = 4;
 
     public static bool IsRoot => OperatingSystem.IsLinux() || OperatingSystem.IsMacOS() ? geteuid() == 0 : false;
 
@@ -27,6 +28,13 @@ internal static partial class ProcessSignals
         while (pgid > 1 && waitpid(-pgid, out _, WNoHang) > 0) reaped++;
         return reaped;
     }
+
+    /// <summary>
+    /// Clears this process's dumpable flag (Linux only): its /proc files (environ, mem, maps, fds) then belong to
+    /// root and ptrace needs CAP_SYS_PTRACE, so a process of the same uid (a policy worker of a server that is not
+    /// root) can neither read its environment and memory nor trace it. Children get the flag back at execve.
+    /// </summary>
+    public static bool HideFromSameUser() => OperatingSystem.IsLinux() && prctl(PrSetDumpable, 0, 0, 0, 0) == 0;
 
     /// <summary>Makes orphaned descendants reparent to this process (Linux only).</summary>
     public static bool BecomeSubreaper() => OperatingSystem.IsLinux() && prctl(PrSetChildSubreaper, 1, 0, 0, 0) == 0;

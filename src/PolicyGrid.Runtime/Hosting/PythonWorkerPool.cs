@@ -80,6 +80,8 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             if (minWorkers < wanted) ThreadPool.SetMinThreads(wanted, minIo);
             var script = PythonInterpreter.ExtractHostScript(options.WorkDirectory);
             var drop = ProcessSignals.IsRoot && !string.IsNullOrEmpty(options.RunAsUser);
+            if (!ProcessSignals.IsRoot && options.HideServerFromWorkers && OperatingSystem.IsLinux() && !ProcessSignals.HideFromSameUser())
+                logger.LogWarning("Policy workers run as the server's own uid and the server could not hide its environment and memory from them (prctl PR_SET_DUMPABLE failed)");
             if (drop && options.SeparateWorkerUsers && options.WorkerUidBase is null)
                 uidLease ??= WorkerUidLease.Reserve(options.Workers, options.WorkerUidStart, WorkerUidLease.DefaultLockDirectory);
             WorkerLaunch chosen;

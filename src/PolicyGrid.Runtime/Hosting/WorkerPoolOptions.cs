@@ -68,6 +68,15 @@ public sealed class WorkerPoolOptions
     /// </summary>
     public int? WorkerUidBase { get; set; }
 
+    /// <summary>
+    /// When the server is not root, workers run as the server's own uid, which may read a process's environment
+    /// and memory through /proc (tokens, other policies' data) and trace it. The pool then clears the server
+    /// process's dumpable flag, which closes both (tested); the cost is that a crash of the server leaves no core
+    /// dump and debuggers need CAP_SYS_PTRACE. Signals are not covered: a policy can still signal the server, which only
+    /// a root server with <see cref="SeparateWorkerUsers"/> prevents.
+    /// </summary>
+    public bool HideServerFromWorkers { get; set; } = true;
+
     /// <summary>Parent of each worker's private temp dir (TMPDIR and HOME of the worker).</summary>
     public string WorkDirectory { get; set; } = Path.Combine(Path.GetTempPath(), "policygrid-workers");
 
