@@ -130,43 +130,32 @@ public sealed class WorkerUidTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
+    // Lock names of this test run only, so the tests neither meet real pools nor each other.
+    private static string TestNames() => "policygrid-test/worker-uid/" + Guid.NewGuid().ToString("N") + "/";
+
     [Fact]
     public void A_lease_skips_uids_the_host_uses_and_uids_another_lease_holds_until_it_is_released()
     {
-        var locks = Directory.CreateTempSubdirectory("pg-uid-locks-").FullName;
-        try
+        var names = TestNames();
+        using (var first = WorkerUidLease.Reserve(3, 5000, uid => uid is 5001 or 5003, names))
         {
-            using (var first = WorkerUidLease.Reserve(3, 5000, locks, uid => uid is 5001 or 5003))
-            {
-                first.Uids.ShouldBe([5000, 5002, 5004]);
-                using var second = WorkerUidLease.Reserve(2, 5000, locks, _ => false);
-                second.Uids.ShouldBe([5001, 5003]);
-            }
-            using var after = WorkerUidLease.Reserve(1, 5000, locks, _ => false);
-            after.Uids.ShouldBe([5000]);
+            first.Uids.ShouldBe([5000, 5002, 5004]);
+            using var second = WorkerUidLease.Reserve(2, 5000, _ => false, names);
+            second.Uids.ShouldBe([5001, 5003]);
         }
-        finally
-        {
-            Directory.Delete(locks, recursive: true);
-        }
+        using var after = WorkerUidLease.Reserve(1, 5000, _ => false, names);
+        after.Uids.ShouldBe([5000]);
     }
 
     [Fact]
     public void A_range_with_too_few_free_uids_is_refused_naming_the_setting_and_holds_nothing()
     {
-        var locks = Directory.CreateTempSubdirectory("pg-uid-locks-").FullName;
-        try
-        {
-            var error = Should.Throw<InvalidOperationException>(() => WorkerUidLease.Reserve(2, 7000, locks, uid => uid != 7010));
-            error.Message.ShouldContain("found 1 of the 2 free uids");
-            error.Message.ShouldContain("WorkerUidStart");
-            using var lease = WorkerUidLease.Reserve(1, 7010, locks, _ => false);
-            lease.Uids.ShouldBe([7010]);
-        }
-        finally
-        {
-            Directory.Delete(locks, recursive: true);
-        }
+        var names = TestNames();
+        var error = Should.Throw<InvalidOperationException>(() => WorkerUidLease.Reserve(2, 7000, uid => uid != 7010, names));
+        error.Message.ShouldContain("found 1 of the 2 free uids");
+        error.Message.ShouldContain("WorkerUidStart");
+        using var lease = WorkerUidLease.Reserve(1, 7010, _ => false, names);
+        lease.Uids.ShouldBe([7010]);
     }
 
     [Fact]
@@ -256,5 +245,51 @@ public sealed class WorkerUidTests
         var second = await Call("b", []);
         new[] { first["uid"]!.GetValue<int>(), second["uid"]!.GetValue<int>() }.Order().ShouldBe([61000, 61001]);
         (await Call("a", new JsonObject { ["other_tmp"] = second["tmp"]!.GetValue<string>() }))["other"]!.GetValue<string>().ShouldBe("PermissionError");
+    }
+}
+
+public sealed class WorkDirectoryTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task Each_pool_makes_a_new_directory_of_its_own_removes_it_when_it_stops_and_runs_no_host_script_from_disk()
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            Assert.Skip("POSIX modes");
+            return;
+        }
+        var parent = Path.Combine(TestBundles.Root, "workdir-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(parent);
+        // World-writable and not sticky, like an emptyDir volume, with what another user could have planted there.
+        File.SetUnixFileMode(parent, (UnixFileMode)0b111_111_111);
+        var marker = Path.Combine(parent, "planted-ran");
+        var planted = $"open({System.Text.Json.JsonSerializer.Serialize(marker)}, 'w').close()\n";
+        File.WriteAllText(Path.Combine(parent, "policy_host.py"), planted);
+        Directory.CreateDirectory(Path.Combine(parent, "policygrid-workers"));
+        File.WriteAllText(Path.Combine(parent, "policygrid-workers", "policy_host.py"), planted);
+
+        var options = PoolFixture.TestOptions(workers: 1);
+        options.WorkDirectory = parent;
+        var first = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+        await using var second = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+        await first.StartAsync(Ct);
+        await second.StartAsync(Ct);
+
+        // Sticky now: nobody but the owner can rename or remove the pools' directories in it.
+        File.GetUnixFileMode(parent).ShouldBe((UnixFileMode)0b111_111_111 | UnixFileMode.StickyBit);
+        var made = Directory.GetDirectories(parent, "policygrid-workers-*");
+        made.Length.ShouldBe(2);
+        foreach (var dir in made)
+        {
+            Path.GetFileName(dir).Length.ShouldBe("policygrid-workers-".Length + 32);
+            File.GetUnixFileMode(dir).ShouldBe(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute);
+            Directory.GetFiles(dir).ShouldBeEmpty(); // the host script came over the pipe
+        }
+        File.Exists(marker).ShouldBeFalse();
+
+        await first.DisposeAsync();
+        Directory.GetDirectories(parent, "policygrid-workers-*").Length.ShouldBe(1);
     }
 }

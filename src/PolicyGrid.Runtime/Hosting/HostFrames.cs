@@ -36,6 +36,15 @@ internal static class HostFrames
         }
     }
 
+    /// <summary>A frame of the given bytes as they are.</summary>
+    public static byte[] Raw(ReadOnlySpan<byte> payload)
+    {
+        var frame = new byte[4 + payload.Length];
+        BinaryPrimitives.WriteInt32BigEndian(frame, payload.Length);
+        payload.CopyTo(frame.AsSpan(4));
+        return frame;
+    }
+
     public static async Task WriteAsync(Stream stream, Action<Utf8JsonWriter> body, CancellationToken ct)
     {
         await stream.WriteAsync(Encode(body), ct);

@@ -4,7 +4,7 @@ using System.Security.Cryptography;
 namespace PolicyGrid.Runtime.Hosting;
 
 /// <summary>
-/// Finds the interpreter to run workers with and puts the host script where workers can read it.
+/// Finds the interpreter to run workers with, hands workers the host script, and makes the pool's directory.
 /// A name like <c>python3</c> is looked up on PATH; a script found there (a pyenv shim) is asked
 /// for its real interpreter once, since workers get a clean environment a shim cannot work in
 /// and would cost a shell start per worker.
@@ -45,30 +45,65 @@ internal static class PythonInterpreter
         return file.Read(head) == 2 && head[0] == (byte)'#' && head[1] == (byte)'!';
     }
 
-    /// <summary>Writes the embedded host script under <paramref name="workDirectory"/> (readable by the worker user) and answers its path.</summary>
-    public static string ExtractHostScript(string workDirectory)
+    /// <summary>policy_host.py, as embedded in this assembly.</summary>
+    public static byte[] HostScript => hostScript.Value;
+
+    private static readonly Lazy<byte[]> hostScript = new(() =>
     {
         using var resource = typeof(PythonInterpreter).Assembly.GetManifestResourceStream("PolicyGrid.Runtime.Hosting.policy_host.py")
             ?? throw new InvalidOperationException("policy_host.py is not embedded in PolicyGrid.Runtime");
         using var copy = new MemoryStream();
         resource.CopyTo(copy);
-        var bytes = copy.ToArray();
-        var hash = Convert.ToHexStringLower(SHA256.HashData(bytes))[..12];
+        return copy.ToArray();
+    });
+
+    /// <summary>
+    /// What a worker runs (<c>python -c</c>): it reads the host script as the first frame on its stdin and runs it.
+    /// The script never sits in a file, so nobody can swap in their own for a root server to run before it drops
+    /// privileges (a file in a directory another user can rename entries of would allow exactly that).
+    /// </summary>
+    public const string Bootstrap = """
+        import os, struct
+        def _read(n):
+            data = b""
+            while len(data) < n:
+                chunk = os.read(0, n - len(data))
+                if not chunk:
+                    raise SystemExit(3)
+                data += chunk
+            return data
+        exec(compile(_read(struct.unpack(">I", _read(4))[0]), "policy_host.py", "exec"))
+        """;
+
+    /// <summary>
+    /// Makes the pool's private directory, which holds each worker's temp dir: a new one with an unguessable name
+    /// under <paramref name="parent"/> (the system temp dir when empty), traversable by workers (each reaches its
+    /// own temp dir) but not listable, removed by the pool when it stops. A parent that other users can write
+    /// to must be sticky, or a policy could rename the pool's directory and put its own in its place: the pool
+    /// sets the sticky bit where it may (an emptyDir volume is world-writable without it) and refuses otherwise.
+    /// </summary>
+    public static string CreateWorkDirectory(string parent)
+    {
         if (OperatingSystem.IsWindows()) throw new PlatformNotSupportedException("policy workers need a POSIX system");
-        var traversable = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
-            | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute | UnixFileMode.GroupRead | UnixFileMode.OtherRead;
-        Directory.CreateDirectory(workDirectory, traversable);
-        File.SetUnixFileMode(workDirectory, traversable);
-        var dir = Path.Combine(workDirectory, "host-" + hash);
-        Directory.CreateDirectory(dir, traversable);
-        var script = Path.Combine(dir, "policy_host.py");
-        if (!File.Exists(script) || new FileInfo(script).Length != bytes.Length)
+        parent = Path.GetFullPath(string.IsNullOrEmpty(parent) ? Path.GetTempPath() : parent);
+        Directory.CreateDirectory(parent);
+        var mode = File.GetUnixFileMode(parent);
+        if ((mode & (UnixFileMode.GroupWrite | UnixFileMode.OtherWrite)) != 0 && (mode & UnixFileMode.StickyBit) == 0)
         {
-            var staging = script + "." + Guid.NewGuid().ToString("N")[..8];
-            File.WriteAllBytes(staging, bytes);
-            File.SetUnixFileMode(staging, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
-            File.Move(staging, script, overwrite: true);
+            try
+            {
+                File.SetUnixFileMode(parent, mode | UnixFileMode.StickyBit);
+            }
+            catch (Exception e) when (e is UnauthorizedAccessException or IOException)
+            {
+                throw new InvalidOperationException($"the policy workers' directory {parent} is writable by other users and not sticky, so a policy could "
+                    + $"swap the pool's directory for its own, and it cannot be made sticky here ({e.Message}): chmod +t it, or set "
+                    + "PolicyGrid:Runtime:Pool:WorkDirectory to a directory only this server can write to");
+            }
         }
-        return script;
+        var dir = Path.Combine(parent, "policygrid-workers-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)));
+        Directory.CreateDirectory(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute);
+        return dir;
     }
 }

@@ -7,8 +7,8 @@ using PolicyGrid.Core.Errors;
 
 namespace PolicyGrid.Runtime.Hosting;
 
-/// <summary>How to start one worker: interpreter, host script, and who it runs as.</summary>
-internal sealed record WorkerLaunch(string Executable, string HostScript, WorkerPoolOptions Options, bool DropPrivileges)
+/// <summary>How to start one worker: interpreter, the pool's private directory (for worker temp dirs), and who it runs as.</summary>
+internal sealed record WorkerLaunch(string Executable, string WorkDirectory, WorkerPoolOptions Options, bool DropPrivileges)
 {
     /// <summary>Set per slot when <see cref="WorkerPoolOptions.WorkerUidBase"/> gives each slot its own uid.</summary>
     public int? Uid { get; init; }
@@ -82,7 +82,7 @@ internal sealed class PythonWorker : IAsyncDisposable
     public static async Task<PythonWorker> StartAsync(WorkerLaunch launch, ILogger logger, CancellationToken ct)
     {
         var options = launch.Options;
-        var tempDir = Path.Combine(options.WorkDirectory, "w-" + Guid.NewGuid().ToString("N")[..12]);
+        var tempDir = Path.Combine(launch.WorkDirectory, "w-" + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(tempDir);
         var start = new ProcessStartInfo(launch.Executable)
         {
@@ -92,9 +92,10 @@ internal sealed class PythonWorker : IAsyncDisposable
             RedirectStandardError = true,
             WorkingDirectory = tempDir,
         };
-        // -I: ignore PYTHON* variables and user site; -S: no site-packages of the interpreter
-        // (a bundle's own virtualenv is added explicitly); -B: bundle dirs are read-only to workers.
-        foreach (var arg in new[] { "-I", "-S", "-B", launch.HostScript }) start.ArgumentList.Add(arg);
+        // -I: ignore PYTHON* variables and user site, nothing unsafe on sys.path; -S: no site-packages of the
+        // interpreter (a bundle's own virtualenv is added explicitly); -B: bundle dirs are read-only to workers.
+        // The host script comes as the first frame on stdin (see PythonInterpreter.Bootstrap).
+        foreach (var arg in new[] { "-I", "-S", "-B", "-c", PythonInterpreter.Bootstrap }) start.ArgumentList.Add(arg);
         // Built from scratch: nothing of the server's environment (tokens, keys) reaches policy code.
         start.Environment.Clear();
         start.Environment["PATH"] = "/usr/local/bin:/usr/bin:/bin";
@@ -120,6 +121,7 @@ internal sealed class PythonWorker : IAsyncDisposable
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
             timeout.CancelAfter(options.StartTimeout);
+            await worker.toHost.WriteAsync(HostFrames.Raw(PythonInterpreter.HostScript), timeout.Token);
             await HostFrames.WriteAsync(worker.toHost, w => WriteConfig(w, launch, tempDir), timeout.Token);
             var ready = await Task.Run(() => HostFrames.Read(worker.fromHost, 1 << 16), CancellationToken.None).WaitAsync(timeout.Token);
             if (ready["ready"]?.GetValue<bool>() != true)

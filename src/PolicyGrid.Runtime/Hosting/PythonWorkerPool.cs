@@ -38,6 +38,8 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     private bool disposed;
     // Each slot's own uid when the pool found them free (WorkerPoolOptions.SeparateWorkerUsers); held until disposed.
     private WorkerUidLease? uidLease;
+    // Made at start, removed at dispose (see PythonInterpreter.CreateWorkDirectory).
+    private string? workDirectory;
 
     public PythonWorkerPool(WorkerPoolOptions options, ILogger<PythonWorkerPool> logger)
     {
@@ -78,17 +80,17 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             ThreadPool.GetMinThreads(out var minWorkers, out var minIo);
             var wanted = Environment.ProcessorCount + options.Workers;
             if (minWorkers < wanted) ThreadPool.SetMinThreads(wanted, minIo);
-            var script = PythonInterpreter.ExtractHostScript(options.WorkDirectory);
+            var directory = workDirectory ??= PythonInterpreter.CreateWorkDirectory(options.WorkDirectory);
             var drop = ProcessSignals.IsRoot && !string.IsNullOrEmpty(options.RunAsUser);
             if (!ProcessSignals.IsRoot && options.HideServerFromWorkers && OperatingSystem.IsLinux() && !ProcessSignals.HideFromSameUser())
                 logger.LogWarning("Policy workers run as the server's own uid and the server could not hide its environment and memory from them (prctl PR_SET_DUMPABLE failed)");
             if (drop && options.SeparateWorkerUsers && options.WorkerUidBase is null)
-                uidLease ??= WorkerUidLease.Reserve(options.Workers, options.WorkerUidStart, WorkerUidLease.DefaultLockDirectory);
+                uidLease ??= WorkerUidLease.Reserve(options.Workers, options.WorkerUidStart);
             WorkerLaunch chosen;
             PythonWorker first;
             try
             {
-                (chosen, first) = await StartFirstWorkerAsync(script, drop, ct);
+                (chosen, first) = await StartFirstWorkerAsync(directory, drop, ct);
             }
             catch (InvalidOperationException e) when (uidLease is not null)
             {
@@ -97,7 +99,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
                     + "a policy can then signal the other workers", string.Join(", ", uidLease.Uids), e.Message, options.RunAsUser);
                 uidLease.Dispose();
                 uidLease = null;
-                (chosen, first) = await StartFirstWorkerAsync(script, drop, ct);
+                (chosen, first) = await StartFirstWorkerAsync(directory, drop, ct);
             }
             var newSlots = new WorkerSlot[options.Workers];
             newSlots[0] = new WorkerSlot(0, LaunchFor(chosen, 0), logger, first);
@@ -130,14 +132,14 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     // restarts of the runtime) skip probing one that cannot run as the worker user.
     private static readonly ConcurrentDictionary<(string, string, string, bool), string> ChosenInterpreters = new();
 
-    private async Task<(WorkerLaunch, PythonWorker)> StartFirstWorkerAsync(string script, bool drop, CancellationToken ct)
+    private async Task<(WorkerLaunch, PythonWorker)> StartFirstWorkerAsync(string directory, bool drop, CancellationToken ct)
     {
         var cacheKey = (options.PythonExecutable, options.FallbackPythonExecutable, options.RunAsUser, drop);
         if (ChosenInterpreters.TryGetValue(cacheKey, out var known))
         {
             try
             {
-                var launchKnown = LaunchFor(new WorkerLaunch(known, script, options, drop), 0);
+                var launchKnown = LaunchFor(new WorkerLaunch(known, directory, options, drop), 0);
                 return (launchKnown, await PythonWorker.StartAsync(launchKnown, logger, ct));
             }
             catch (WorkerStartException)
@@ -154,7 +156,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             try
             {
                 var executable = await PythonInterpreter.ResolveAsync(candidate, ct);
-                var attempt = LaunchFor(new WorkerLaunch(executable, script, options, drop), 0);
+                var attempt = LaunchFor(new WorkerLaunch(executable, directory, options, drop), 0);
                 var worker = await PythonWorker.StartAsync(attempt, logger, ct);
                 ChosenInterpreters[cacheKey] = executable;
                 if (failures.Count > 0)
@@ -530,6 +532,10 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         disposed = true;
         await Task.WhenAll(slots.Select(s => s.StopAsync()));
         uidLease?.Dispose();
+        if (workDirectory is not null)
+        {
+            try { Directory.Delete(workDirectory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
         startGate.Dispose();
     }
 

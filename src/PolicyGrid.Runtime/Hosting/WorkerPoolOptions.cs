@@ -77,8 +77,12 @@ public sealed class WorkerPoolOptions
     /// </summary>
     public bool HideServerFromWorkers { get; set; } = true;
 
-    /// <summary>Parent of each worker's private temp dir (TMPDIR and HOME of the worker).</summary>
-    public string WorkDirectory { get; set; } = Path.Combine(Path.GetTempPath(), "policygrid-workers");
+    /// <summary>
+    /// Where the pool makes its private directory (a new, unguessable name each start, removed at stop) holding the
+    /// host script and each worker's temp dir (its TMPDIR and HOME). Empty: the system temp dir. A directory set
+    /// here must not be writable by other users, who could otherwise swap the pool's directory for their own.
+    /// </summary>
+    public string WorkDirectory { get; set; } = "";
 
     /// <summary>RLIMIT_AS: address space per worker. Going over answers 422 policy_memory_limit.</summary>
     public long MemoryLimitBytes { get; set; } = 1L << 30;

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Net.Sockets;
 using System.Runtime.InteropServices;
 
 namespace PolicyGrid.Runtime.Hosting;
@@ -8,16 +9,18 @@ namespace PolicyGrid.Runtime.Hosting;
 /// worker of another slot (or of another pool, or any other process on the host): a process may
 /// signal only processes of its own uid, and <c>RLIMIT_NPROC</c> counts per uid. A uid is taken only
 /// when no account or group has it, no process runs as it, and no other pool (in this process or
-/// another) holds its lock file; the locks are held until the lease is disposed.
+/// another) holds it. A pool holds a uid by binding an abstract Unix socket named after it: the name
+/// is exclusive on the host (per network namespace), lives in no directory another user could plant
+/// links in, and is freed by the kernel when the lease is disposed or its process dies.
 /// </summary>
 internal sealed partial class WorkerUidLease : IDisposable
 {
     // How far past the start the search goes before it gives up (an exhausted range is a misconfiguration).
     internal const int SearchSpan = 1 << 16;
 
-    private readonly List<FileStream> locks;
+    private readonly List<Socket> locks;
 
-    private WorkerUidLease(List<int> uids, List<FileStream> locks)
+    private WorkerUidLease(List<int> uids, List<Socket> locks)
     {
         Uids = uids;
         this.locks = locks;
@@ -26,32 +29,31 @@ internal sealed partial class WorkerUidLease : IDisposable
     public IReadOnlyList<int> Uids { get; }
 
     /// <summary>
-    /// Reserves <paramref name="count"/> free uids at or above <paramref name="start"/>, locking each in
-    /// <paramref name="lockDirectory"/>. <paramref name="taken"/> says which uids the host already uses
-    /// (default: <see cref="UsedOnHost"/>).
+    /// Reserves <paramref name="count"/> free uids at or above <paramref name="start"/>. <paramref name="taken"/>
+    /// says which uids the host already uses (default: <see cref="UsedOnHost"/>); <paramref name="names"/> prefixes
+    /// the lock names (tests use their own).
     /// </summary>
-    public static WorkerUidLease Reserve(int count, int start, string lockDirectory, Func<int, bool>? taken = null)
+    public static WorkerUidLease Reserve(int count, int start, Func<int, bool>? taken = null, string names = DefaultNames)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(start, 1);
         taken ??= UsedOnHost();
-        Directory.CreateDirectory(lockDirectory);
-        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(lockDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var uids = new List<int>(count);
-        var locks = new List<FileStream>(count);
+        var locks = new List<Socket>(count);
         for (var uid = start; uids.Count < count && uid - start < SearchSpan && uid < int.MaxValue; uid++)
         {
             if (taken(uid)) continue;
+            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             try
             {
-                // FileShare.None takes flock(LOCK_EX | LOCK_NB) on Unix: held by any other open of the file, in any process.
-                locks.Add(new FileStream(Path.Combine(lockDirectory, uid.ToString(CultureInfo.InvariantCulture) + ".lock"),
-                    FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None));
+                // A leading NUL names an abstract socket: no file, and a second bind of the name fails.
+                socket.Bind(new UnixDomainSocketEndPoint("\0" + names + uid.ToString(CultureInfo.InvariantCulture)));
+                locks.Add(socket);
                 uids.Add(uid);
             }
-            catch (IOException)
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
             {
-                // Another pool holds it.
+                socket.Dispose(); // another pool holds it
             }
         }
         if (uids.Count < count)
@@ -63,9 +65,8 @@ internal sealed partial class WorkerUidLease : IDisposable
         return new WorkerUidLease(uids, locks);
     }
 
-    /// <summary>Where pools lock the uids they use: one place per host, writable by root only.</summary>
-    public static string DefaultLockDirectory =>
-        Directory.Exists("/run") ? "/run/policygrid/worker-uids" : Path.Combine(Path.GetTempPath(), "policygrid-worker-uids");
+    /// <summary>The abstract socket names pools hold their uids by: this, then the uid.</summary>
+    public const string DefaultNames = "policygrid/worker-uid/";
 
     /// <summary>
     /// Uids the host uses: an account or a group with that id (through NSS, so directory users count), or a

@@ -142,9 +142,10 @@ def _drop_privileges(config):
         entry = pwd.getpwnam(user)
         uid, gid = entry.pw_uid, entry.pw_gid
     if tmp:
+        # chmod before chown: once the directory is the worker's, changing its mode would take CAP_FOWNER.
+        os.chmod(tmp, 0o700)
         if uid is not None:
             os.chown(tmp, uid, gid)
-        os.chmod(tmp, 0o700)
     if uid is None:
         return
     os.setgroups([])
