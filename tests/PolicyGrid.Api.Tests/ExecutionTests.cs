@@ -64,6 +64,36 @@ public sealed class ExecutionTests(GridServer server) : IClassFixture<GridServer
     }
 
     [Fact]
+    public async Task A_policy_cannot_read_the_servers_database_of_every_policys_settings_context_and_decisions()
+    {
+        // Not root, the workers run as the server's own uid: no file permission can separate them.
+        if (Environment.UserName != "root") Assert.Skip("needs root: only then do workers run as users of their own");
+        var uri = await server.RegisterPolicyAsync(PolicyDocuments.Unique("snoop"), """
+            import os
+
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    pass
+                def eval(self, parameters, input_data, context):
+                    found = {}
+                    for path in input_data["paths"]:
+                        try:
+                            with open(path, "rb") as f:
+                                found[path] = "read %d bytes" % len(f.read(64))
+                        except OSError as exc:
+                            found[path] = type(exc).__name__
+                    return found
+            """);
+        var database = Path.Combine(server.DataDirectory, "policygrid.db");
+        File.Exists(database).ShouldBeTrue();
+        var input = new JsonObject { ["paths"] = new JsonArray(database, database + "-wal") };
+        var answer = await client.Post("/executor/local/execute_policy", new JsonObject { ["policy_rule_uri"] = uri, ["input_data"] = input }.ToJsonString());
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        answer.Data![database]!.GetValue<string>().ShouldBe("PermissionError", answer.Body?.ToJsonString());
+        answer.Data![database + "-wal"]!.GetValue<string>().ShouldBe("PermissionError", answer.Body?.ToJsonString());
+    }
+
+    [Fact]
     public async Task Parameters_given_with_the_call_are_merged_over_the_stored_ones()
     {
         var uri = await Onboarding.SampleAsync(client, "ip_allowlist");

@@ -40,6 +40,9 @@ public static class PolicyGridApp
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
 
         Directory.CreateDirectory(serve.DataDirectory);
+        // The database holds every policy's settings, parameters and context, the decision log and job results:
+        // readable by this server's user only, never by the policy workers (SQLite makes its files 0644).
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(serve.DataDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var dataLock = DataDirectoryLock.Acquire(serve.DataDirectory);
         // Made by a factory (and resolved by a hosted service, and below) so the container owns it:
         // released when the server's services are disposed.
