@@ -47,7 +47,10 @@ public sealed partial class BundleCache : IPolicyBundleSource
         _options = options;
         _requirements = new BundleRequirements(options);
         _log = (ILogger?)log ?? NullLogger.Instance;
-        CacheDirectory = Path.GetFullPath(options.CacheDirectory);
+        // Traversable but not listable: a policy finds only the bundles whose hash it knows (its own).
+        CacheDirectory = TrustedDirectory.Ensure(options.CacheDirectory,
+            UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute,
+            BundleCacheOptions.Section + ":CacheDirectory");
         SweepAbandonedTemps();
     }
 

@@ -78,32 +78,16 @@ internal static class PythonInterpreter
     /// <summary>
     /// Makes the pool's private directory, which holds each worker's temp dir: a new one with an unguessable name
     /// under <paramref name="parent"/> (the system temp dir when empty), traversable by workers (each reaches its
-    /// own temp dir) but not listable, removed by the pool when it stops. A parent that other users can write
-    /// to must be sticky, or a policy could rename the pool's directory and put its own in its place: the pool
-    /// sets the sticky bit where it may (an emptyDir volume is world-writable without it) and refuses otherwise.
+    /// own temp dir) but not listable, removed by the pool when it stops. The directories above it must be trusted
+    /// (<see cref="TrustedDirectory"/>): a policy able to rename the pool's directory could put its own in its place.
     /// </summary>
     public static string CreateWorkDirectory(string parent)
     {
         if (OperatingSystem.IsWindows()) throw new PlatformNotSupportedException("policy workers need a POSIX system");
-        parent = Path.GetFullPath(string.IsNullOrEmpty(parent) ? Path.GetTempPath() : parent);
+        parent = string.IsNullOrEmpty(parent) ? Path.GetTempPath() : parent;
         Directory.CreateDirectory(parent);
-        var mode = File.GetUnixFileMode(parent);
-        if ((mode & (UnixFileMode.GroupWrite | UnixFileMode.OtherWrite)) != 0 && (mode & UnixFileMode.StickyBit) == 0)
-        {
-            try
-            {
-                File.SetUnixFileMode(parent, mode | UnixFileMode.StickyBit);
-            }
-            catch (Exception e) when (e is UnauthorizedAccessException or IOException)
-            {
-                throw new InvalidOperationException($"the policy workers' directory {parent} is writable by other users and not sticky, so a policy could "
-                    + $"swap the pool's directory for its own, and it cannot be made sticky here ({e.Message}): chmod +t it, or set "
-                    + "PolicyGrid:Runtime:Pool:WorkDirectory to a directory only this server can write to");
-            }
-        }
-        var dir = Path.Combine(parent, "policygrid-workers-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)));
-        Directory.CreateDirectory(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute);
-        return dir;
+        var dir = Path.Combine(Path.GetFullPath(parent), "policygrid-workers-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)));
+        return TrustedDirectory.Ensure(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute,
+            "PolicyGrid:Runtime:Pool:WorkDirectory");
     }
 }

@@ -62,8 +62,10 @@ public sealed class BundleCacheTests : IDisposable
         File.GetLastWriteTimeUtc(function).ShouldBe(written);
         Directory.GetDirectories(cache.CacheDirectory).ShouldBe([Path.Combine(cache.CacheDirectory, stored.Sha256)]); // no temp dirs left
 
-        for (var dir = first.Root; dir.StartsWith(cache.CacheDirectory, StringComparison.Ordinal); dir = Path.GetDirectoryName(dir)!)
+        for (var dir = first.Root; dir != cache.CacheDirectory; dir = Path.GetDirectoryName(dir)!)
             File.GetUnixFileMode(dir).ShouldBe(BundleModes.Directory);
+        // The cache itself can be passed through but not listed: a policy reaches only bundles whose hash it knows.
+        File.GetUnixFileMode(cache.CacheDirectory).ShouldBe(BundleModes.Directory & ~(UnixFileMode.GroupRead | UnixFileMode.OtherRead));
         File.GetUnixFileMode(function).ShouldBe(BundleModes.File);
         if (File.Exists("/usr/sbin/runuser"))
             (await Run("/usr/sbin/runuser", "-u", "nobody", "--", "cat", function)).ShouldStartWith("class AIOSv1PolicyRule");
@@ -295,6 +297,19 @@ public sealed class BundleCacheSweepTests : IDisposable
         _ = new BundleCache(new FileBundleStore(_dir.File("bundles")), new NoHttp(), new BundleCacheOptions { CacheDirectory = cache });
         Directory.Exists(old).ShouldBeFalse();
         Directory.Exists(fresh).ShouldBeTrue();
+    }
+
+    [Fact]
+    public void A_cache_directory_another_user_made_first_is_refused_at_start_so_nothing_they_planted_runs()
+    {
+        if (!OperatingSystem.IsLinux() || Environment.UserName != "root") Assert.Skip("needs root on Linux to hand the directory to another user");
+        var cache = _dir.File("planted-cache");
+        Directory.CreateDirectory(Path.Combine(cache, new string('a', 64), "bundle", "code"));
+        using (var chown = System.Diagnostics.Process.Start("chown", ["-R", "nobody", cache])) chown.WaitForExit();
+        var error = Should.Throw<InvalidOperationException>(() =>
+            new BundleCache(new FileBundleStore(_dir.File("bundles")), new NoHttp(), new BundleCacheOptions { CacheDirectory = cache }));
+        error.Message.ShouldContain("PolicyGrid:Runtime:Bundles:CacheDirectory");
+        error.Message.ShouldContain("belongs to uid 65534");
     }
 
     private sealed class NoHttp : IHttpClientFactory
