@@ -16,6 +16,15 @@ public sealed record ExecutorNodeManifests(
 {
     public const int ServicePort = 80;
 
+    /// <summary>The Kubernetes secret (key <c>token</c>) holding the Dapr API token of the node's sidecar.</summary>
+    public const string DaprApiTokenSecret = "policygrid-dapr-api-token";
+
+    /// <summary>
+    /// What a root node needs to run each policy worker as a uid of its own: SETUID/SETGID to switch to it, CHOWN to hand
+    /// it its temp dir, KILL to end it past its deadline, DAC_OVERRIDE to remove what it left in its temp dir.
+    /// </summary>
+    public static readonly IReadOnlyList<string> WorkerIsolationCapabilities = ["CHOWN", "DAC_OVERRIDE", "KILL", "SETGID", "SETUID"];
+
     public static string ServiceUrl(string executorId, string @namespace) =>
         $"http://{KubernetesNames.ExecutorNode(executorId)}.{@namespace}.svc.cluster.local:{ServicePort}";
 
@@ -69,17 +78,23 @@ public sealed record ExecutorNodeManifests(
                             ["dapr.io/app-id"] = name,
                             ["dapr.io/app-port"] = options.ContainerPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
                             ["dapr.io/app-protocol"] = "http",
+                            // Only holders of this token may use the sidecar: not the policy workers in the pod.
+                            ["dapr.io/api-token-secret"] = DaprApiTokenSecret,
                         },
                     },
                     Spec = new V1PodSpec
                     {
                         ServiceAccountName = name,
-                        AutomountServiceAccountToken = true, // the node launches Jobs with this account
+                        // The node launches Jobs with this account; its token is mounted below readable by root only
+                        // (the default mount is world-readable, and the policy workers are other uids in this pod).
+                        AutomountServiceAccountToken = false,
+                        // Root with only the capabilities the container adds: each policy worker then runs as a uid of
+                        // its own and can neither signal, trace nor read the node or another worker.
                         SecurityContext = new V1PodSecurityContext
                         {
-                            RunAsNonRoot = true,
-                            RunAsUser = 1654,
-                            RunAsGroup = 1654,
+                            RunAsNonRoot = false,
+                            RunAsUser = 0,
+                            RunAsGroup = 0,
                             SeccompProfile = new V1SeccompProfile { Type = "RuntimeDefault" },
                         },
                         Containers =
@@ -93,6 +108,8 @@ public sealed record ExecutorNodeManifests(
                                 [
                                     new V1EnvVar { Name = "POLICYGRID_EXECUTOR_ID", Value = executorId },
                                     new V1EnvVar { Name = "APP_PORT", Value = options.ContainerPort.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+                                    // The root filesystem is read-only: unpacked bundles go to the emptyDir.
+                                    new V1EnvVar { Name = "PolicyGrid__Runtime__Bundles__CacheDirectory", Value = "/tmp/policygrid-bundles" },
                                     new V1EnvVar { Name = "PolicyGrid__Jobs__Launcher", Value = "kubernetes" },
                                     new V1EnvVar { Name = "PolicyGrid__Jobs__NodeExecutorId", Value = executorId },
                                     new V1EnvVar { Name = "PolicyGrid__Jobs__Kubernetes__RunnerImage", Value = options.RunnerImage },
@@ -109,12 +126,39 @@ public sealed record ExecutorNodeManifests(
                                 {
                                     AllowPrivilegeEscalation = false,
                                     ReadOnlyRootFilesystem = true,
-                                    Capabilities = new V1Capabilities { Drop = ["ALL"] },
+                                    Capabilities = new V1Capabilities { Drop = ["ALL"], Add = [.. WorkerIsolationCapabilities] },
                                 },
-                                VolumeMounts = [new V1VolumeMount { MountPath = "/tmp", Name = "tmp" }],
+                                VolumeMounts =
+                                [
+                                    new V1VolumeMount { MountPath = "/tmp", Name = "tmp" },
+                                    new V1VolumeMount { MountPath = "/var/run/secrets/kubernetes.io/serviceaccount", Name = "kube-api-access", ReadOnlyProperty = true },
+                                ],
                             },
                         ],
-                        Volumes = [new V1Volume { Name = "tmp", EmptyDir = new V1EmptyDirVolumeSource() }],
+                        Volumes =
+                        [
+                            new V1Volume { Name = "tmp", EmptyDir = new V1EmptyDirVolumeSource() },
+                            new V1Volume
+                            {
+                                Name = "kube-api-access",
+                                Projected = new V1ProjectedVolumeSource
+                                {
+                                    DefaultMode = 0b100_000_000, // 0400
+                                    Sources =
+                                    [
+                                        new V1VolumeProjection { ServiceAccountToken = new V1ServiceAccountTokenProjection { Path = "token", ExpirationSeconds = 3607 } },
+                                        new V1VolumeProjection { ConfigMap = new V1ConfigMapProjection { Name = "kube-root-ca.crt", Items = [new V1KeyToPath { Key = "ca.crt", Path = "ca.crt" }] } },
+                                        new V1VolumeProjection
+                                        {
+                                            DownwardAPI = new V1DownwardAPIProjection
+                                            {
+                                                Items = [new V1DownwardAPIVolumeFile { Path = "namespace", FieldRef = new V1ObjectFieldSelector { FieldPath = "metadata.namespace" } }],
+                                            },
+                                        },
+                                    ],
+                                },
+                            },
+                        ],
                     },
                 },
             },

@@ -128,8 +128,8 @@ public sealed class GraphsApiTests(GraphServerFixture fixture) : IClassFixture<G
     public async Task Branches_run_at_the_same_time()
     {
         // B and C each wait until the other has started: the graph can only finish if they overlap.
-        var meet = Path.Combine(fixture.Server.DataDirectory, "meet-" + _run);
-        Directory.CreateDirectory(meet);
+        // Not in the server's data directory: that one is the server's alone (0700), out of the workers' reach.
+        var meet = Directory.CreateTempSubdirectory("pg-graphs-meet-" + _run).FullName;
 #pragma warning disable CA1416 // the worker user writes its marker here; these tests run on Linux
         File.SetUnixFileMode(meet, (UnixFileMode)Convert.ToInt32("777", 8));
 #pragma warning restore CA1416
@@ -143,6 +143,7 @@ public sealed class GraphsApiTests(GraphServerFixture fixture) : IClassFixture<G
 
         answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
         answer.Data!["got"]!.AsArray().Select(By).ShouldBe(["B", "C"]);
+        Directory.Delete(meet, recursive: true);
     }
 
     [Fact]

@@ -79,9 +79,50 @@ public sealed partial class KubernetesYamlTests
             env["APP_PORT"].ShouldBe(Port(appId), appId);
             // Mongo has the state query API; the apps must use it in production.
             env["PolicyGrid__Dapr__DocumentQueries"].ShouldBe(nameof(DocumentQueryMode.QueryApi), appId);
-            Text(template["spec"]!["securityContext"]!["runAsNonRoot"]).ShouldBe("true", appId);
             Text(container["securityContext"]!["allowPrivilegeEscalation"]).ShouldBe("false", appId);
+            // Only daprd's own app may use the sidecar: nothing else in the pod (a policy worker) holds the token.
+            Text(annotations["dapr.io/api-token-secret"]).ShouldBe("policygrid-dapr-api-token", appId);
         }
+    }
+
+    // The apps that run policy code: root with a handful of capabilities, so each Python worker gets a uid of its own.
+    private static readonly string[] PolicyHosts = [DaprNames.Apps.Registry, DaprNames.Apps.Executor, DaprNames.Apps.Functions];
+
+    [Fact]
+    public void Apps_that_run_policies_may_give_each_worker_its_own_uid_and_the_others_run_unprivileged()
+    {
+        foreach (var deployment in OfKind("Deployment"))
+        {
+            var appId = Text(deployment["metadata"]!["name"]);
+            var spec = deployment["spec"]!["template"]!["spec"]!;
+            var container = spec["containers"]![0]!;
+            var capabilities = container["securityContext"]!["capabilities"]!;
+            capabilities["drop"]!.AsArray().Select(Text).ShouldBe(["ALL"], appId);
+            Text(spec["securityContext"]!["seccompProfile"]!["type"]).ShouldBe("RuntimeDefault", appId);
+            if (PolicyHosts.Contains(appId))
+            {
+                Text(spec["securityContext"]!["runAsUser"]).ShouldBe("0", appId);
+                capabilities["add"]!.AsArray().Select(Text).ShouldBe(["CHOWN", "DAC_OVERRIDE", "KILL", "SETGID", "SETUID"], appId);
+            }
+            else
+            {
+                Text(spec["securityContext"]!["runAsNonRoot"]).ShouldBe("true", appId);
+                capabilities["add"].ShouldBeNull(appId);
+            }
+            // No world-readable Kubernetes API token where workers of other uids run.
+            Text(spec["automountServiceAccountToken"]).ShouldBe("false", appId);
+        }
+    }
+
+    [Fact]
+    public void The_executor_mounts_its_service_account_token_readable_by_root_only()
+    {
+        var spec = OfKind("Deployment").Single(d => Text(d["metadata"]!["name"]) == DaprNames.Apps.Executor)["spec"]!["template"]!["spec"]!;
+        var volume = spec["volumes"]!.AsArray().Single(v => Text(v!["name"]) == "kube-api-access")!["projected"]!;
+        Text(volume["defaultMode"]).ShouldBeOneOf("0400", "256");
+        volume["sources"]!.AsArray().ShouldContain(s => s!["serviceAccountToken"] != null);
+        spec["containers"]![0]!["volumeMounts"]!.AsArray()
+            .ShouldContain(m => Text(m!["name"]) == "kube-api-access" && Text(m!["mountPath"]) == "/var/run/secrets/kubernetes.io/serviceaccount");
     }
 
     [Fact]
