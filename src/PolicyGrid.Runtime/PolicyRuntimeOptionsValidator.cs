@@ -23,6 +23,7 @@ public sealed class PolicyRuntimeOptionsValidator : IValidateOptions<PolicyRunti
         checks.Check(e.MaxTimeout > TimeSpan.Zero, "Execution:MaxTimeout", "greater than zero", e.MaxTimeout);
         var p = options.Pool;
         checks.Check(p.Workers >= 1, "Pool:Workers", "1 or more", p.Workers);
+        checks.Check(p.MaxResidentPolicies >= 1, "Pool:MaxResidentPolicies", "1 or more", p.MaxResidentPolicies);
         checks.Check(p.WorkerUidStart >= 1, "Pool:WorkerUidStart", "1 or more (0 is root)", p.WorkerUidStart);
         checks.Check(p.WorkerUidBase is null or >= 1, "Pool:WorkerUidBase", "unset or 1 or more (0 is root)", p.WorkerUidBase ?? 0);
         return checks.Result;

@@ -132,9 +132,9 @@ public sealed class LoadSpecTests : IAsyncLifetime
         var first = await EvalAsync("a", Small("a:1.0-x"), new JsonObject { ["ip"] = "10.0.0.1" });
         first["calls"]!.GetValue<int>().ShouldBe(1);
         (await EvalAsync("a", Small("a:1.0-x"), new JsonObject { ["ip"] = "10.0.0.1" }))["calls"]!.GetValue<int>().ShouldBe(2);
-        // The worker keeps two instances: two more keys push "a" out.
-        await EvalAsync("b", Small("b:1.0-x"), new JsonObject { ["ip"] = "10.0.0.1" });
-        await EvalAsync("c", Small("c:1.0-x"), new JsonObject { ["ip"] = "10.0.0.1" });
+        // The worker keeps two instances: two more keys (versions of the same policy, so the same workers) push "a" out.
+        await EvalAsync("b", Small("a:2.0-x"), new JsonObject { ["ip"] = "10.0.0.1" });
+        await EvalAsync("c", Small("a:3.0-x"), new JsonObject { ["ip"] = "10.0.0.1" });
         var sent = pool.LoadSpecsSent;
 
         var again = await EvalAsync("a", Small("a:1.0-x"), new JsonObject { ["ip"] = "10.0.0.1" });

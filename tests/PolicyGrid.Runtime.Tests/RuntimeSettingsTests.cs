@@ -26,6 +26,7 @@ public sealed class RuntimeSettingsTests : IDisposable
     [InlineData("Execution:DefaultTimeout", "00:00:00", "greater than zero")]
     [InlineData("Execution:MaxTimeout", "-00:00:05", "greater than zero")]
     [InlineData("Pool:Workers", "0", "1 or more")]
+    [InlineData("Pool:MaxResidentPolicies", "0", "1 or more")]
     [InlineData("Pool:WorkerUidStart", "0", "1 or more (0 is root)")]
     [InlineData("Pool:WorkerUidBase", "0", "unset or 1 or more (0 is root)")]
     public void A_setting_out_of_range_is_refused_at_start_naming_it(string setting, string value, string rule)

@@ -1,9 +1,3 @@
-using System.Buffers;
-using System.Collections.Concurrent;
-using System.Diagnostics;
-using System.Globalization;
-using System.Runtime.CompilerServices;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
 using PolicyGrid.Core.Errors;
@@ -14,541 +8,215 @@ namespace PolicyGrid.Runtime.Hosting;
 public sealed record WorkerPoolStatus(string Interpreter, string PythonVersion, bool DropsPrivileges, int Workers, int WorkerUid, int Admitted);
 
 /// <summary>
-/// A fixed set of long-lived Python worker processes that keep policy instances warm. Each
-/// instance key is routed to one worker slot and stays there, so the same key always reaches the
-/// same live instance; a slot runs one call at a time, so a call for a key whose worker is busy
-/// waits for it. Calls past their deadline, crashes and memory blow-ups kill the worker (its
-/// whole process group) and a fresh one takes the slot. Admission is bounded: past
-/// <see cref="WorkerPoolOptions.MaxQueue"/> calls answer 429 with Retry-After.
+/// The Python worker processes that run policy code, kept warm. Each policy (by name: every version of it) runs in
+/// worker processes of its own (<see cref="WorkerPoolOptions.IsolatePolicies"/>): policies of different names never
+/// share an interpreter, so one cannot read another's parameters, settings or context from memory, nor patch its
+/// code to answer differently. Each policy's group holds up to <see cref="WorkerPoolOptions.Workers"/> processes,
+/// started as calls need them; at most <see cref="WorkerPoolOptions.MaxResidentPolicies"/> groups stay resident,
+/// the least recently used idle group being stopped for a new one. Within a group, calls are routed, batched,
+/// timed and killed as <see cref="WorkerGroup"/> describes. Throws <see cref="PolicyGridException"/>: 422
+/// policy_error, policy_crashed, policy_memory_limit; 504 policy_timeout; 429 overloaded.
 /// </summary>
 public sealed class PythonWorkerPool : IAsyncDisposable
 {
     private readonly WorkerPoolOptions options;
     private readonly ILogger logger;
-    private readonly Dictionary<string, Route> routes = new(StringComparer.Ordinal);
-    private readonly Lock routeGate = new();
-    private readonly SemaphoreSlim startGate = new(1, 1);
-    private WorkerSlot[] slots = [];
-    private WorkerLaunch? launch;
-    private int admitted;
-    private long routeClock;
-    private int newKeys;
-    private long roundTrips;
-    private long loadSpecsSent;
+    private readonly Lock gate = new();
+    private readonly Dictionary<string, Group> groups = new(StringComparer.Ordinal);
+    private long clock;
+    private long retiredRoundTrips, retiredBatches, retiredLoadSpecs;
     private bool disposed;
-    // Each slot's own uid when the pool found them free (WorkerPoolOptions.SeparateWorkerUsers); held until disposed.
-    private WorkerUidLease? uidLease;
-    // Made at start, removed at dispose (see PythonInterpreter.CreateWorkDirectory).
-    private string? workDirectory;
 
     public PythonWorkerPool(WorkerPoolOptions options, ILogger<PythonWorkerPool> logger)
     {
         ArgumentNullException.ThrowIfNull(options);
         if (options.Workers < 1) throw new ArgumentOutOfRangeException(nameof(options), "Workers must be at least 1");
+        if (options.MaxResidentPolicies < 1) throw new ArgumentOutOfRangeException(nameof(options), "MaxResidentPolicies must be at least 1");
         this.options = options;
         this.logger = logger;
-        packLimitTicks = (long)(options.PackCallsUnder.TotalSeconds * Stopwatch.Frequency);
-        packStallTicks = 10 * packLimitTicks;
-        packMaxCpuPermille = (int)(options.PackBelowCpuShare * 1000);
     }
 
+    // A group and the calls now using it: a group is stopped only when none is.
+    private sealed class Group(WorkerGroup workers)
+    {
+        public WorkerGroup Workers { get; } = workers;
+        public int Users;
+        public long LastUsed;
+    }
+
+    /// <summary>The isolation domain of a policy: its name (the part of its URI before the version), or one shared domain when isolation is off.</summary>
+    internal string DomainOf(string ruleId)
+    {
+        if (!options.IsolatePolicies) return "";
+        var colon = ruleId.IndexOf(':', StringComparison.Ordinal);
+        return colon < 0 ? ruleId : ruleId[..colon];
+    }
+
+    /// <summary>What the most recently used group runs on (the interpreter, its user); before any call, what <see cref="StartAsync"/> started.</summary>
     public WorkerPoolStatus Status
     {
         get
         {
-            var first = slots.Length > 0 ? slots[0].Current : null;
-            return new(launch?.Executable ?? "", first?.PythonVersion ?? "", launch?.DropPrivileges ?? false,
-                slots.Length, first?.Uid ?? -1, Volatile.Read(ref admitted));
+            lock (gate)
+            {
+                var latest = groups.Values.MaxBy(g => g.LastUsed);
+                var status = latest?.Workers.Status ?? new WorkerPoolStatus("", "", false, 0, -1, 0);
+                return status with { Admitted = groups.Values.Sum(g => g.Workers.Status.Admitted) };
+            }
+        }
+    }
+
+    /// <summary>Policy groups resident now (for tests and diagnostics).</summary>
+    public int ResidentGroups
+    {
+        get
+        {
+            lock (gate) return groups.Count;
         }
     }
 
     /// <summary>
-    /// Picks the interpreter (checking it works as the worker user, else the configured fallback)
-    /// and starts every worker. Idempotent; calls made before it start the pool themselves.
+    /// Proves the interpreter works as the worker user by starting the first group's first worker, so the first policy
+    /// call does not pay for choosing it and a broken interpreter is reported at start. Calls made before start the pool themselves.
     /// </summary>
     public async Task StartAsync(CancellationToken ct = default)
     {
-        if (launch is not null) return;
-        await startGate.WaitAsync(ct);
+        var group = Acquire("");
         try
         {
-            if (launch is not null) return;
-            ObjectDisposedException.ThrowIf(disposed, this);
-            if (options.ReapOrphans && !ProcessSignals.BecomeSubreaper())
-                logger.LogDebug("could not become a child subreaper; orphans of killed workers go to init");
-            // Each worker call blocks one thread on pipe IO (see PythonWorker.ExchangeAsync).
-            ThreadPool.GetMinThreads(out var minWorkers, out var minIo);
-            var wanted = Environment.ProcessorCount + options.Workers;
-            if (minWorkers < wanted) ThreadPool.SetMinThreads(wanted, minIo);
-            var directory = workDirectory ??= PythonInterpreter.CreateWorkDirectory(options.WorkDirectory);
-            var drop = ProcessSignals.IsRoot && !string.IsNullOrEmpty(options.RunAsUser);
-            if (!ProcessSignals.IsRoot && options.HideServerFromWorkers && OperatingSystem.IsLinux() && !ProcessSignals.HideFromSameUser())
-                logger.LogWarning("Policy workers run as the server's own uid and the server could not hide its environment and memory from them (prctl PR_SET_DUMPABLE failed)");
-            if (drop && options.SeparateWorkerUsers && options.WorkerUidBase is null)
-                uidLease ??= WorkerUidLease.Reserve(options.Workers, options.WorkerUidStart);
-            WorkerLaunch chosen;
-            PythonWorker first;
-            try
-            {
-                (chosen, first) = await StartFirstWorkerAsync(directory, drop, ct);
-            }
-            catch (InvalidOperationException e) when (uidLease is not null)
-            {
-                // E.g. a user namespace that maps only a few thousand uids: one shared user is still better than root.
-                logger.LogWarning("Policy workers cannot run as uids of their own ({Uids}): {Reason}. Every worker runs as {User} instead: "
-                    + "a policy can then signal the other workers", string.Join(", ", uidLease.Uids), e.Message, options.RunAsUser);
-                uidLease.Dispose();
-                uidLease = null;
-                (chosen, first) = await StartFirstWorkerAsync(directory, drop, ct);
-            }
-            var newSlots = new WorkerSlot[options.Workers];
-            newSlots[0] = new WorkerSlot(0, LaunchFor(chosen, 0), logger, first);
-            for (var i = 1; i < newSlots.Length; i++) newSlots[i] = new WorkerSlot(i, LaunchFor(chosen, i), logger, null);
-            await Task.WhenAll(newSlots.Skip(1).Select(s => s.WarmAsync(ct)));
-            slots = newSlots;
-            launch = chosen;
-            logger.LogInformation("Python worker pool ready: {Workers} workers on {Python} (Python {Version}), running as {Users}",
-                options.Workers, chosen.Executable, first.PythonVersion, DescribeUsers(first, drop));
+            await group.Workers.StartAsync(ct);
         }
         finally
         {
-            startGate.Release();
+            Release(group);
         }
     }
 
-    private WorkerLaunch LaunchFor(WorkerLaunch chosen, int slot) =>
-        !chosen.DropPrivileges ? chosen
-        : options.WorkerUidBase is { } uidBase ? chosen with { Uid = uidBase + slot }
-        : uidLease is { } lease ? chosen with { Uid = lease.Uids[slot] }
-        : chosen;
+    /// <inheritdoc cref="WorkerGroup.InvokeAsync"/>
+    public Task<JsonNode?> InvokeAsync(PolicyInvocation call, CancellationToken ct = default) =>
+        WithGroup(call, (g, c) => g.InvokeAsync(c, ct));
 
-    private string DescribeUsers(PythonWorker first, bool drop) =>
-        !drop ? $"uid {first.Uid}"
-        : options.WorkerUidBase is { } uidBase ? $"uids {uidBase}..{uidBase + options.Workers - 1}, one per worker"
-        : uidLease is { } lease ? $"uids {string.Join(", ", lease.Uids)}, one per worker"
-        : $"uid {first.Uid} ({options.RunAsUser}), shared by every worker";
+    /// <inheritdoc cref="WorkerGroup.InvokeOnAnyWorkerAsync"/>
+    public Task<JsonNode?> InvokeOnAnyWorkerAsync(PolicyInvocation call, CancellationToken ct = default) =>
+        WithGroup(call, (g, c) => g.InvokeOnAnyWorkerAsync(c, ct));
 
-    // The interpreter that worked for a configuration, so later pools in this process (tests,
-    // restarts of the runtime) skip probing one that cannot run as the worker user.
-    private static readonly ConcurrentDictionary<(string, string, string, bool), string> ChosenInterpreters = new();
+    /// <inheritdoc cref="WorkerGroup.InvokeWithStateAsync"/>
+    public Task<PolicyAnswer> InvokeWithStateAsync(PolicyInvocation call, CancellationToken ct = default) =>
+        WithGroup(call, (g, c) => g.InvokeWithStateAsync(c, ct));
 
-    private async Task<(WorkerLaunch, PythonWorker)> StartFirstWorkerAsync(string directory, bool drop, CancellationToken ct)
+    /// <inheritdoc cref="WorkerGroup.InvokeOnceAsync"/>
+    public async Task<JsonNode?> InvokeOnceAsync(PolicyLoadSpec load, string method, JsonObject arguments, TimeSpan deadline, CancellationToken ct = default)
     {
-        var cacheKey = (options.PythonExecutable, options.FallbackPythonExecutable, options.RunAsUser, drop);
-        if (ChosenInterpreters.TryGetValue(cacheKey, out var known))
+        ArgumentNullException.ThrowIfNull(load);
+        var group = Acquire(DomainOf(load.RuleId));
+        try
         {
-            try
-            {
-                var launchKnown = LaunchFor(new WorkerLaunch(known, directory, options, drop), 0);
-                return (launchKnown, await PythonWorker.StartAsync(launchKnown, logger, ct));
-            }
-            catch (WorkerStartException)
-            {
-                ChosenInterpreters.TryRemove(cacheKey, out _);
-            }
+            return await group.Workers.InvokeOnceAsync(load, method, arguments, deadline, ct);
         }
-        var candidates = new List<string> { options.PythonExecutable };
-        if (!string.IsNullOrWhiteSpace(options.FallbackPythonExecutable) && options.FallbackPythonExecutable != options.PythonExecutable)
-            candidates.Add(options.FallbackPythonExecutable);
-        var failures = new List<string>();
-        foreach (var candidate in candidates)
+        finally
         {
-            try
-            {
-                var executable = await PythonInterpreter.ResolveAsync(candidate, ct);
-                var attempt = LaunchFor(new WorkerLaunch(executable, directory, options, drop), 0);
-                var worker = await PythonWorker.StartAsync(attempt, logger, ct);
-                ChosenInterpreters[cacheKey] = executable;
-                if (failures.Count > 0)
-                    logger.LogWarning("Python '{Configured}' cannot run policies here ({Reason}); using the fallback {Fallback}",
-                        options.PythonExecutable, failures[0], executable);
-                return (attempt, worker);
-            }
-            catch (WorkerStartException e)
-            {
-                failures.Add($"{candidate}: {e.Message}");
-                logger.LogWarning("Python '{Candidate}' cannot host policy workers{As}: {Reason}",
-                    candidate, drop ? $" as user {options.RunAsUser}" : "", e.Message);
-            }
+            Release(group);
         }
-        throw new InvalidOperationException("No usable Python interpreter for policy workers: " + string.Join("; ", failures)
-            + ". Set PolicyGrid:Runtime:Pool:PythonExecutable (or FallbackPythonExecutable) to an interpreter the worker user can read.");
     }
-
-    /// <summary>
-    /// Runs <paramref name="call"/> on its warm instance (created on first use) and answers what the
-    /// method returned. Throws <see cref="PolicyGridException"/>: 422 policy_error (the policy raised:
-    /// "Type: message"), 422 policy_crashed, 422 policy_memory_limit, 504 policy_timeout, 429 overloaded.
-    /// </summary>
-    public async Task<JsonNode?> InvokeAsync(PolicyInvocation call, CancellationToken ct = default)
-    {
-        ArgumentNullException.ThrowIfNull(call);
-        return Detach(await RunAsync(call, once: false, withState: false, ct), "value");
-    }
-
-    /// <summary>
-    /// Runs <paramref name="call"/> on any worker, on that worker's own warm instance for
-    /// <see cref="PolicyInvocation.InstanceKey"/> (one per worker, created on first use). For calls that need no
-    /// particular instance — Type 2, whose context travels with the call. A call of a key whose calls have been
-    /// short joins a worker busy with short calls (<see cref="WorkerPoolOptions.PackCallsUnder"/>); any other goes
-    /// to the least busy worker, so it never waits behind one worker while another is free, and calls that must
-    /// overlap (branches of a graph) do.
-    /// </summary>
-    public async Task<JsonNode?> InvokeOnAnyWorkerAsync(PolicyInvocation call, CancellationToken ct = default)
-    {
-        ArgumentNullException.ThrowIfNull(call);
-        return Detach(await RunAsync(call, once: false, withState: false, ct, anyWorker: true), "value");
-    }
-
-    /// <summary>
-    /// Like <see cref="InvokeAsync"/>, and in the same worker round trip answers the instance's <c>get_state()</c>
-    /// taken right after the method, for callers that persist instance state after every call (Type 4).
-    /// A <c>get_state</c> that raises or answers something that is not JSON is a 422 policy_error naming <c>get_state()</c>.
-    /// </summary>
-    public async Task<PolicyAnswer> InvokeWithStateAsync(PolicyInvocation call, CancellationToken ct = default)
-    {
-        ArgumentNullException.ThrowIfNull(call);
-        var reply = await RunAsync(call, once: false, withState: true, ct);
-        return new PolicyAnswer(Detach(reply, "value"), reply["keeps_state"]?.GetValue<bool>() == true, Detach(reply, "state"));
-    }
-
-    /// <summary>Worker round trips made so far (every request frame sent to a worker), for tests and diagnostics.</summary>
-    public long RoundTrips => Interlocked.Read(ref roundTrips);
-
-    /// <summary>Calls whose frame carried the instance's load spec: the first call of an instance on a worker, and again only after the worker dropped it.</summary>
-    public long LoadSpecsSent => Interlocked.Read(ref loadSpecsSent);
-
-    /// <summary>Writes to workers so far: each carries every request that queued for its worker while it was busy.</summary>
-    public long Batches => slots.Sum(s => Interlocked.Read(ref s.Batches));
-
-    /// <summary>Runs a method on a brand-new instance that is dropped afterwards (management on Type 2, dry loads).</summary>
-    public Task<JsonNode?> InvokeOnceAsync(PolicyLoadSpec load, string method, JsonObject arguments, TimeSpan deadline, CancellationToken ct = default)
-    {
-        var key = "once:" + Guid.NewGuid().ToString("N");
-        return ValueOfAsync(RunAsync(new PolicyInvocation(key, load, method, arguments, deadline), once: true, withState: false, ct));
-    }
-
-    private static async Task<JsonNode?> ValueOfAsync(Task<JsonObject> reply) => Detach(await reply, "value");
-
-    // Callers put what a policy answered into their own documents; a node still inside the reply could not be.
-    private static JsonNode? Detach(JsonObject reply, string property) =>
-        reply.Remove(property, out var node) ? node : null;
 
     /// <summary>Drops the instance for <paramref name="instanceKey"/> (e.g. a removed function); the next call creates it anew.</summary>
     public async Task ReleaseAsync(string instanceKey, CancellationToken ct = default)
     {
-        WorkerSlot? slot;
-        lock (routeGate)
+        List<Group> resident;
+        lock (gate)
         {
-            if (!routes.Remove(instanceKey, out var route)) return;
-            slot = route.Slot;
-            slot.Routes--;
+            // Only the group the key was routed to holds it; a group that is not resident holds no instance.
+            resident = [.. groups.Values];
+            foreach (var group in resident) group.Users++;
         }
-        var unload = Send(slot, w =>
-        {
-            w.WriteStartObject();
-            w.WriteString("op", "unload");
-            w.WriteString("key", instanceKey);
-            w.WriteEndObject();
-        }, instanceKey, TimeSpan.FromSeconds(5), ct);
         try
         {
-            await unload.Reply.WaitAsync(ct);
-        }
-        catch (PolicyGridException)
-        {
-            // The worker died on the way: its instances, this one included, are gone with it.
-        }
-    }
-
-    private async Task<JsonObject> RunAsync(PolicyInvocation call, bool once, bool withState, CancellationToken ct, bool anyWorker = false)
-    {
-        if (!PolicyMethods.All.Contains(call.Method))
-            throw new ArgumentException($"unknown policy method '{call.Method}'", nameof(call));
-        if (call.Deadline <= TimeSpan.Zero)
-            throw Problems.Validation("timeout_seconds", "must be greater than 0");
-        try
-        {
-            await StartAsync(ct);
-        }
-        catch (InvalidOperationException e)
-        {
-            throw Problems.BackendUnavailable("policy workers are not available: " + e.Message, e);
-        }
-        if (Interlocked.Increment(ref admitted) > options.MaxQueue)
-        {
-            Interlocked.Decrement(ref admitted);
-            throw Problems.Overloaded($"the policy worker pool is full ({options.MaxQueue} calls running or waiting); retry later", options.RetryAfterSeconds);
-        }
-        // Any-worker calls are sorted into short (packed onto busy workers) and the rest (spread); see PackedSlot.
-        bool? shortCall = anyWorker ? IsShortCall(call.InstanceKey) : null;
-        var slot = Reserve(once || anyWorker ? null : call.InstanceKey, shortCall);
-        // On any worker, each worker has its own instance: "key@slot".
-        var keySlot = anyWorker ? slot.Index : -1;
-        WorkerRequest? request = null;
-        try
-        {
-            // A "once" instance is created by this very request; any other carries its load spec only to a worker
-            // process that has not had it yet (PythonWorker.WriteFrame), since specs can be large (parameters).
-            request = once
-                ? Send(slot, w => WriteInvoke(w, call, withLoad: true, once, withState, keySlot), call.Load.RuleId, call.Deadline, ct)
-                : Send(slot, w => WriteInvoke(w, call, withLoad: false, once, withState, keySlot), call.Load.RuleId, call.Deadline, ct,
-                    call.InstanceKey, LoadJsonOf(call.Load), call.RestoreState);
-            var reply = await ReplyWithinQueueWaitAsync(request, call, ct);
-            if (request.CarriedLoad) Interlocked.Increment(ref loadSpecsSent);
-            return Interpret(reply, slot, call);
+            foreach (var group in resident) await group.Workers.ReleaseAsync(instanceKey, ct);
         }
         finally
         {
-            Interlocked.Decrement(ref slot.InFlight);
-            if (shortCall is false) Interlocked.Decrement(ref slot.SlowInFlight);
-            Interlocked.Decrement(ref admitted);
-            // Failures count too: a call that ran into its deadline is the slowest kind.
-            if (anyWorker && request is not null) NoteCallTicks(call.InstanceKey, request.ServiceTicks);
+            foreach (var group in resident) Release(group);
         }
     }
 
-    // Every request frame a worker gets goes through here (counted in RoundTrips).
-    private WorkerRequest Send(WorkerSlot slot, Action<Utf8JsonWriter> frame, string policy, TimeSpan deadline, CancellationToken ct,
-        string? loadKey = null, ReadOnlyMemory<byte> loadJson = default, JsonObject? restoreState = null)
+    /// <summary>Worker round trips made so far (every request frame sent to a worker), for tests and diagnostics.</summary>
+    public long RoundTrips => Sum(g => g.RoundTrips, retiredRoundTrips);
+
+    /// <summary>Calls whose frame carried the instance's load spec: the first call of an instance on a worker, and again only after the worker dropped it.</summary>
+    public long LoadSpecsSent => Sum(g => g.LoadSpecsSent, retiredLoadSpecs);
+
+    /// <summary>Writes to workers so far: each carries every request that queued for its worker while it was busy.</summary>
+    public long Batches => Sum(g => g.Batches, retiredBatches);
+
+    private long Sum(Func<WorkerGroup, long> of, long retired)
     {
-        Interlocked.Increment(ref roundTrips);
-        var request = new WorkerRequest(HostFrames.Encode(frame), policy, deadline, ct) { LoadKey = loadKey, LoadJson = loadJson, RestoreState = restoreState };
-        slot.Submit(request);
-        return request;
+        lock (gate) return retired + groups.Values.Sum(g => of(g.Workers));
     }
 
-    // A caller waits at most QueueWait for its request to be sent (then 429); once sent, the request's
-    // own deadline bounds the wait, and the caller's token, if it fires, stops the worker running it.
-    private async Task<JsonObject> ReplyWithinQueueWaitAsync(WorkerRequest request, PolicyInvocation call, CancellationToken ct)
+    private async Task<T> WithGroup<T>(PolicyInvocation call, Func<WorkerGroup, PolicyInvocation, Task<T>> run)
     {
+        ArgumentNullException.ThrowIfNull(call);
+        var group = Acquire(DomainOf(call.Load.RuleId));
         try
         {
-            return await request.Reply.WaitAsync(options.QueueWait, ct);
+            return await run(group.Workers, call);
         }
-        catch (TimeoutException) when (request.TryAbandon())
+        finally
         {
-            throw Problems.Overloaded($"policy {call.Load.RuleId} waited {options.QueueWait.TotalSeconds:0.#}s for its worker; retry later", options.RetryAfterSeconds);
+            Release(group);
         }
-        catch (OperationCanceledException) when (!request.Reply.IsCompleted && request.TryAbandon())
+    }
+
+    // The domain's group, made when missing; it cannot be stopped until Release.
+    private Group Acquire(string domain)
+    {
+        Group? evicted = null;
+        Group group;
+        lock (gate)
         {
-            throw;
+            ObjectDisposedException.ThrowIf(disposed, this);
+            if (!groups.TryGetValue(domain, out group!))
+            {
+                if (groups.Count >= options.MaxResidentPolicies)
+                {
+                    evicted = groups.Values.Where(g => g.Users == 0).MinBy(g => g.LastUsed);
+                    if (evicted is null)
+                        throw Problems.Overloaded($"all {options.MaxResidentPolicies} policies the worker pool keeps resident are busy; retry later", options.RetryAfterSeconds);
+                    groups.Remove(groups.First(kv => kv.Value == evicted).Key);
+                    retiredRoundTrips += evicted.Workers.RoundTrips;
+                    retiredBatches += evicted.Workers.Batches;
+                    retiredLoadSpecs += evicted.Workers.LoadSpecsSent;
+                }
+                // With isolation, a group starts its first worker and each other one when calls need it: a policy called
+                // now and then holds one process. The one shared group starts them all.
+                group = new Group(new WorkerGroup(options, logger, warmAll: !options.IsolatePolicies));
+                groups[domain] = group;
+            }
+            group.Users++;
+            group.LastUsed = ++clock;
         }
-        catch (Exception e) when (e is TimeoutException or OperationCanceledException)
+        if (evicted is not null)
         {
-            // Already sent: it runs to its reply, its deadline, or the worker stopped for the caller's token.
+            logger.LogDebug("stopping the workers of an idle policy group to make room for {Domain}", domain);
+            _ = evicted.Workers.DisposeAsync().AsTask();
         }
-        return await request.Reply;
+        return group;
     }
 
-    /// <summary>Answers a successful reply (its <c>value</c>, and <c>state</c> when asked for); throws the contract's error otherwise.</summary>
-    private JsonObject Interpret(JsonObject reply, WorkerSlot slot, PolicyInvocation call)
+    private void Release(Group group)
     {
-        if (reply["ok"]?.GetValue<bool>() == true)
-        {
-            if (reply["retiring"]?.GetValue<bool>() == true)
-                logger.LogInformation("policy worker {Slot} used most of its CPU allowance; replacing it", slot.Index);
-            return reply;
-        }
-        var kind = reply["kind"]?.GetValue<string>() ?? "error";
-        var type = reply["type"]?.GetValue<string>() ?? "Exception";
-        var message = reply["message"]?.GetValue<string>() ?? "";
-        var traceback = reply["traceback"]?.GetValue<string>() ?? "";
-        switch (kind)
-        {
-            case "memory":
-                // The heap of a worker that hit its address-space limit is not to be trusted: the host
-                // exits after this reply and the slot starts afresh (PythonWorker.ExchangeAsync).
-                logger.LogWarning("policy {Policy} exceeded the worker memory limit of {Limit} bytes; worker replaced", call.Load.RuleId, options.MemoryLimitBytes);
-                throw Problems.PolicyMemoryLimit($"policy {call.Load.RuleId} exceeded its memory limit of {options.MemoryLimitBytes / (1024 * 1024)} MB");
-            case "load":
-                logger.LogWarning("policy {Policy} could not be loaded: {Message}\n{Traceback}", call.Load.RuleId, message, traceback);
-                throw new PolicyLoadException(call.Load.RuleId, message);
-            case "state":
-                // The method itself ran; it is the state snapshot after it that failed (message names get_state()).
-                logger.LogWarning("policy {Policy}: {Message}\n{Traceback}", call.Load.RuleId, message, traceback);
-                throw Problems.PolicyError(message);
-            default:
-                logger.LogWarning("policy {Policy} raised {Type}: {Message}\n{Traceback}", call.Load.RuleId, type, message, traceback);
-                throw Problems.PolicyError($"{type}: {message}");
-        }
-    }
-
-    private static void WriteInvoke(Utf8JsonWriter w, PolicyInvocation call, bool withLoad, bool once, bool withState, int keySlot)
-    {
-        w.WriteStartObject();
-        w.WriteString("op", "invoke");
-        if (keySlot < 0) w.WriteString("key", call.InstanceKey);
-        else WriteSlotKey(w, call.InstanceKey, keySlot);
-        w.WriteString("method", call.Method);
-        w.WriteNumber("cpu_seconds", (int)Math.Ceiling(call.Deadline.TotalSeconds) + 1);
-        if (once) w.WriteBoolean("once", true);
-        if (withState) w.WriteBoolean("with_state", true);
-        if (withLoad)
-        {
-            w.WritePropertyName("load");
-            WriteLoad(w, call.Load);
-        }
-        // The state to restore matters only where the instance is created: with the load spec (PythonWorker.WriteFrame).
-        if (withLoad && call.RestoreState is { } state)
-        {
-            w.WritePropertyName("restore_state");
-            state.WriteTo(w);
-        }
-        w.WritePropertyName("args");
-        call.Arguments.WriteTo(w);
-        w.WriteEndObject();
-    }
-
-    private static void WriteLoad(Utf8JsonWriter w, PolicyLoadSpec load)
-    {
-        w.WriteStartObject();
-        w.WriteString("rule_id", load.RuleId);
-        w.WriteString("sha256", load.Bundle.Sha256);
-        w.WriteString("root", load.Bundle.Root);
-        if (load.Bundle.SitePackages is { } site) w.WriteString("site_packages", site);
-        w.WritePropertyName("settings");
-        load.Settings.WriteTo(w);
-        w.WritePropertyName("parameters");
-        load.Parameters.WriteTo(w);
-        w.WriteEndObject();
-    }
-
-    // A load spec's JSON, written once per spec object (callers keep one per policy revision and shape).
-    private readonly ConditionalWeakTable<PolicyLoadSpec, byte[]> loadJson = new();
-
-    private byte[] LoadJsonOf(PolicyLoadSpec load) => loadJson.GetValue(load, static spec =>
-    {
-        var buffer = new ArrayBufferWriter<byte>(512);
-        using (var w = new Utf8JsonWriter(buffer)) WriteLoad(w, spec);
-        return buffer.WrittenSpan.ToArray();
-    });
-
-    // "key@slot" written without building the string (this runs on every Type 2 call).
-    private static void WriteSlotKey(Utf8JsonWriter w, string key, int slot)
-    {
-        var length = key.Length + 12;
-        var rented = length > 256 ? ArrayPool<char>.Shared.Rent(length) : null;
-        Span<char> chars = rented ?? stackalloc char[256];
-        key.CopyTo(chars);
-        chars[key.Length] = '@';
-        slot.TryFormat(chars[(key.Length + 1)..], out var digits, provider: CultureInfo.InvariantCulture);
-        w.WriteString("key", chars[..(key.Length + 1 + digits)]);
-        if (rented is not null) ArrayPool<char>.Shared.Return(rented);
-    }
-
-    // Picks the slot (the key's own; with no key, see PackedSlot, or the least busy) and counts the call in it
-    // in one step, so two calls arriving together never both see the same slot as idle.
-    private WorkerSlot Reserve(string? routedKey, bool? shortCall = null)
-    {
-        lock (routeGate)
-        {
-            var slot = routedKey is not null ? RouteFor(routedKey) : shortCall == true ? PackedSlot() : LeastBusySlot();
-            Interlocked.Increment(ref slot.InFlight);
-            if (shortCall is false) Interlocked.Increment(ref slot.SlowInFlight);
-            return slot;
-        }
-    }
-
-    // New keys take the slots in turn. Keys are long-lived, so how busy a slot happens to be when a key is
-    // first used says little about later; taking turns spreads keys evenly and puts keys first used one
-    // after another (the replicas of functions warmed at deploy) on different workers, so instances that
-    // must run at the same time can, even while a slow call still occupies one worker.
-    private WorkerSlot SlotForNewKey()
-    {
-        var all = slots;
-        return all[(int)(unchecked((uint)newKeys++) % (uint)all.Length)];
-    }
-
-    // A call any worker may run that is known to be short joins the first busy worker, in slot order, that takes
-    // short calls (WorkerSlot.CanJoin); every other call goes to the least busy worker. Short calls so share one
-    // worker's batches rather than each waking a worker of its own, while long, untimed and CPU-heavy ones spread.
-    private WorkerSlot PackedSlot()
-    {
-        var now = Stopwatch.GetTimestamp();
-        foreach (var slot in slots)
-            if (slot.Joinable(packMaxCpuPermille, packStallTicks, now)) return slot;
-        return LeastBusySlot();
-    }
-
-    // Packing's limits in the units the choice uses (PackCallsUnder, PackBelowCpuShare). A call still running after
-    // ten times the short-call limit was not short: its worker is passed over.
-    private readonly long packLimitTicks;
-    private readonly long packStallTicks;
-    private readonly int packMaxCpuPermille;
-
-    private bool IsShortCall(string key) =>
-        packLimitTicks > 0 && packMaxCpuPermille > 0 && callTicks.TryGetValue(key, out var ticks) && ticks < packLimitTicks;
-
-    // How long a call of each any-worker instance key keeps a worker busy (a moving average of Stopwatch ticks),
-    // for PackedSlot. Bounded: forgetting a key only means its next call spreads instead of packing.
-    private readonly ConcurrentDictionary<string, long> callTicks = new(StringComparer.Ordinal);
-    private const int MaxTimedKeys = 4096;
-
-    private void NoteCallTicks(string key, long ticks)
-    {
-        if (ticks < 0) return;
-        if (callTicks.Count >= MaxTimedKeys && !callTicks.ContainsKey(key)) callTicks.Clear();
-        callTicks.AddOrUpdate(key, static (_, sample) => sample, static (_, known, sample) => known + (sample - known) / 4, ticks);
-    }
-
-    private WorkerSlot LeastBusySlot()
-    {
-        var all = slots;
-        return all.MinBy(s => (Volatile.Read(ref s.InFlight), s.Routes))!;
-    }
-
-    // Called holding routeGate (Reserve).
-    private WorkerSlot RouteFor(string key)
-    {
-        routeClock++;
-        if (routes.TryGetValue(key, out var route))
-        {
-            route.LastUsed = routeClock;
-            return route.Slot;
-        }
-        var slot = SlotForNewKey();
-        slot.Routes++;
-        routes[key] = new Route(slot) { LastUsed = routeClock };
-        TrimRoutes();
-        return slot;
-    }
-
-    // Workers drop their least recently used instances past MaxInstancesPerWorker; routes that old
-    // point at instances that are gone anyway, so forgetting them keeps the table bounded.
-    private void TrimRoutes()
-    {
-        var cap = slots.Length * options.MaxInstancesPerWorker * 2;
-        if (routes.Count <= cap) return;
-        foreach (var (key, route) in routes.OrderBy(r => r.Value.LastUsed).Take(routes.Count - cap * 3 / 4).ToList())
-        {
-            routes.Remove(key);
-            route.Slot.Routes--;
-        }
+        lock (gate) group.Users--;
     }
 
     public async ValueTask DisposeAsync()
     {
-        disposed = true;
-        await Task.WhenAll(slots.Select(s => s.StopAsync()));
-        uidLease?.Dispose();
-        if (workDirectory is not null)
+        List<Group> all;
+        lock (gate)
         {
-            try { Directory.Delete(workDirectory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            disposed = true;
+            all = [.. groups.Values];
+            groups.Clear();
         }
-        startGate.Dispose();
+        await Task.WhenAll(all.Select(g => g.Workers.DisposeAsync().AsTask()));
     }
-
-    private sealed class Route(WorkerSlot slot)
-    {
-        public WorkerSlot Slot { get; } = slot;
-        public long LastUsed { get; set; }
-    }
-}
-
-/// <summary>The bundle could not produce an instance: no code/function.py, no AIOSv1PolicyRule class, or __init__ raised.</summary>
-public sealed class PolicyLoadException(string policy, string reason)
-    : PolicyGridException(422, ErrorCodes.PolicyError, $"policy {policy} cannot be loaded: {reason}")
-{
-    public string Reason { get; } = reason;
 }

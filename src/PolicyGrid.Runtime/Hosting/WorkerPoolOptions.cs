@@ -15,7 +15,7 @@ public sealed class WorkerPoolOptions
     /// </summary>
     public string FallbackPythonExecutable { get; set; } = "/usr/bin/python3";
 
-    /// <summary>Number of long-lived worker processes, started with the pool.</summary>
+    /// <summary>Long-lived worker processes: of the pool, or with <see cref="IsolatePolicies"/> at most this many per policy.</summary>
     public int Workers { get; set; } = Math.Max(2, Environment.ProcessorCount);
 
     /// <summary>
@@ -30,6 +30,21 @@ public sealed class WorkerPoolOptions
 
     /// <summary>A worker whose Python process used this share of a CPU lately takes no packed calls (see <see cref="PackCallsUnder"/>), so load spreads before one worker saturates.</summary>
     public double PackBelowCpuShare { get; set; } = 0.5;
+
+    /// <summary>
+    /// Each policy (by name: all its versions) runs in worker processes of its own, never in an interpreter another
+    /// policy's code runs in: there, one policy could read another's parameters, settings and context from memory, or
+    /// patch its class to answer what it likes. False runs every policy in one shared set of workers (fewer processes,
+    /// for a server whose policies all come from one trusted author).
+    /// </summary>
+    public bool IsolatePolicies { get; set; } = true;
+
+    /// <summary>
+    /// With <see cref="IsolatePolicies"/>, how many policies keep their workers resident; a call of another one stops the
+    /// workers of the least recently used idle policy (its next call starts them again, its Type 4 instances restored from
+    /// their saved state). Each resident policy holds one worker process, and up to <see cref="Workers"/> while its calls overlap.
+    /// </summary>
+    public int MaxResidentPolicies { get; set; } = 32;
 
     /// <summary>Calls admitted at once (running plus waiting); more answer 429 overloaded.</summary>
     public int MaxQueue { get; set; } = 256;

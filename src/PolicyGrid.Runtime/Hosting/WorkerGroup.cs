@@ -1,0 +1,555 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
+using PolicyGrid.Core.Errors;
+
+namespace PolicyGrid.Runtime.Hosting;
+
+/// <summary>
+/// One isolation domain's share of <see cref="PythonWorkerPool"/>: a fixed set of long-lived Python worker processes
+/// that keep policy instances warm. Each
+/// instance key is routed to one worker slot and stays there, so the same key always reaches the
+/// same live instance; a slot runs one call at a time, so a call for a key whose worker is busy
+/// waits for it. Calls past their deadline, crashes and memory blow-ups kill the worker (its
+/// whole process group) and a fresh one takes the slot. Admission is bounded: past
+/// <see cref="WorkerPoolOptions.MaxQueue"/> calls answer 429 with Retry-After.
+/// </summary>
+internal sealed class WorkerGroup : IAsyncDisposable
+{
+    private readonly WorkerPoolOptions options;
+    private readonly ILogger logger;
+    private readonly Dictionary<string, Route> routes = new(StringComparer.Ordinal);
+    private readonly Lock routeGate = new();
+    private readonly SemaphoreSlim startGate = new(1, 1);
+    private WorkerSlot[] slots = [];
+    private WorkerLaunch? launch;
+    private int admitted;
+    private long routeClock;
+    private int newKeys;
+    private long roundTrips;
+    private long loadSpecsSent;
+    private bool disposed;
+    private readonly bool warmAll;
+    // Each slot's own uid when the pool found them free (WorkerPoolOptions.SeparateWorkerUsers); held until disposed.
+    private WorkerUidLease? uidLease;
+    // Made at start, removed at dispose (see PythonInterpreter.CreateWorkDirectory).
+    private string? workDirectory;
+
+    /// <param name="warmAll">Start every worker with the group; otherwise only the first, and each other when a call first needs it.</param>
+    public WorkerGroup(WorkerPoolOptions options, ILogger logger, bool warmAll = true)
+    {
+        this.warmAll = warmAll;
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Workers < 1) throw new ArgumentOutOfRangeException(nameof(options), "Workers must be at least 1");
+        this.options = options;
+        this.logger = logger;
+        packLimitTicks = (long)(options.PackCallsUnder.TotalSeconds * Stopwatch.Frequency);
+        packStallTicks = 10 * packLimitTicks;
+        packMaxCpuPermille = (int)(options.PackBelowCpuShare * 1000);
+    }
+
+    public WorkerPoolStatus Status
+    {
+        get
+        {
+            var first = slots.Length > 0 ? slots[0].Current : null;
+            return new(launch?.Executable ?? "", first?.PythonVersion ?? "", launch?.DropPrivileges ?? false,
+                slots.Length, first?.Uid ?? -1, Volatile.Read(ref admitted));
+        }
+    }
+
+    /// <summary>
+    /// Picks the interpreter (checking it works as the worker user, else the configured fallback)
+    /// and starts every worker. Idempotent; calls made before it start the pool themselves.
+    /// </summary>
+    public async Task StartAsync(CancellationToken ct = default)
+    {
+        if (launch is not null) return;
+        await startGate.WaitAsync(ct);
+        try
+        {
+            if (launch is not null) return;
+            ObjectDisposedException.ThrowIf(disposed, this);
+            if (options.ReapOrphans && !ProcessSignals.BecomeSubreaper())
+                logger.LogDebug("could not become a child subreaper; orphans of killed workers go to init");
+            // Each worker call blocks one thread on pipe IO (see PythonWorker.ExchangeAsync).
+            ThreadPool.GetMinThreads(out var minWorkers, out var minIo);
+            var wanted = Environment.ProcessorCount + options.Workers;
+            if (minWorkers < wanted) ThreadPool.SetMinThreads(wanted, minIo);
+            var directory = workDirectory ??= PythonInterpreter.CreateWorkDirectory(options.WorkDirectory);
+            var drop = ProcessSignals.IsRoot && !string.IsNullOrEmpty(options.RunAsUser);
+            if (!ProcessSignals.IsRoot && options.HideServerFromWorkers && OperatingSystem.IsLinux() && !ProcessSignals.HideFromSameUser())
+                logger.LogWarning("Policy workers run as the server's own uid and the server could not hide its environment and memory from them (prctl PR_SET_DUMPABLE failed)");
+            if (drop && options.SeparateWorkerUsers && options.WorkerUidBase is null)
+                uidLease ??= WorkerUidLease.Reserve(options.Workers, options.WorkerUidStart);
+            WorkerLaunch chosen;
+            PythonWorker first;
+            try
+            {
+                (chosen, first) = await StartFirstWorkerAsync(directory, drop, ct);
+            }
+            catch (InvalidOperationException e) when (uidLease is not null)
+            {
+                // E.g. a user namespace that maps only a few thousand uids: one shared user is still better than root.
+                logger.LogWarning("Policy workers cannot run as uids of their own ({Uids}): {Reason}. Every worker runs as {User} instead: "
+                    + "a policy can then signal the other workers", string.Join(", ", uidLease.Uids), e.Message, options.RunAsUser);
+                uidLease.Dispose();
+                uidLease = null;
+                (chosen, first) = await StartFirstWorkerAsync(directory, drop, ct);
+            }
+            var newSlots = new WorkerSlot[options.Workers];
+            newSlots[0] = new WorkerSlot(0, LaunchFor(chosen, 0), logger, first);
+            for (var i = 1; i < newSlots.Length; i++) newSlots[i] = new WorkerSlot(i, LaunchFor(chosen, i), logger, null);
+            if (warmAll) await Task.WhenAll(newSlots.Skip(1).Select(s => s.WarmAsync(ct)));
+            slots = newSlots;
+            launch = chosen;
+            logger.LogInformation("Python worker pool ready: {Workers} workers on {Python} (Python {Version}), running as {Users}",
+                options.Workers, chosen.Executable, first.PythonVersion, DescribeUsers(first, drop));
+        }
+        finally
+        {
+            startGate.Release();
+        }
+    }
+
+    private WorkerLaunch LaunchFor(WorkerLaunch chosen, int slot) =>
+        !chosen.DropPrivileges ? chosen
+        : options.WorkerUidBase is { } uidBase ? chosen with { Uid = uidBase + slot }
+        : uidLease is { } lease ? chosen with { Uid = lease.Uids[slot] }
+        : chosen;
+
+    private string DescribeUsers(PythonWorker first, bool drop) =>
+        !drop ? $"uid {first.Uid}"
+        : options.WorkerUidBase is { } uidBase ? $"uids {uidBase}..{uidBase + options.Workers - 1}, one per worker"
+        : uidLease is { } lease ? $"uids {string.Join(", ", lease.Uids)}, one per worker"
+        : $"uid {first.Uid} ({options.RunAsUser}), shared by every worker";
+
+    // The interpreter that worked for a configuration, so later pools in this process (tests,
+    // restarts of the runtime) skip probing one that cannot run as the worker user.
+    private static readonly ConcurrentDictionary<(string, string, string, bool), string> ChosenInterpreters = new();
+
+    private async Task<(WorkerLaunch, PythonWorker)> StartFirstWorkerAsync(string directory, bool drop, CancellationToken ct)
+    {
+        var cacheKey = (options.PythonExecutable, options.FallbackPythonExecutable, options.RunAsUser, drop);
+        if (ChosenInterpreters.TryGetValue(cacheKey, out var known))
+        {
+            try
+            {
+                var launchKnown = LaunchFor(new WorkerLaunch(known, directory, options, drop), 0);
+                return (launchKnown, await PythonWorker.StartAsync(launchKnown, logger, ct));
+            }
+            catch (WorkerStartException)
+            {
+                ChosenInterpreters.TryRemove(cacheKey, out _);
+            }
+        }
+        var candidates = new List<string> { options.PythonExecutable };
+        if (!string.IsNullOrWhiteSpace(options.FallbackPythonExecutable) && options.FallbackPythonExecutable != options.PythonExecutable)
+            candidates.Add(options.FallbackPythonExecutable);
+        var failures = new List<string>();
+        foreach (var candidate in candidates)
+        {
+            try
+            {
+                var executable = await PythonInterpreter.ResolveAsync(candidate, ct);
+                var attempt = LaunchFor(new WorkerLaunch(executable, directory, options, drop), 0);
+                var worker = await PythonWorker.StartAsync(attempt, logger, ct);
+                ChosenInterpreters[cacheKey] = executable;
+                if (failures.Count > 0)
+                    logger.LogWarning("Python '{Configured}' cannot run policies here ({Reason}); using the fallback {Fallback}",
+                        options.PythonExecutable, failures[0], executable);
+                return (attempt, worker);
+            }
+            catch (WorkerStartException e)
+            {
+                failures.Add($"{candidate}: {e.Message}");
+                logger.LogWarning("Python '{Candidate}' cannot host policy workers{As}: {Reason}",
+                    candidate, drop ? $" as user {options.RunAsUser}" : "", e.Message);
+            }
+        }
+        throw new InvalidOperationException("No usable Python interpreter for policy workers: " + string.Join("; ", failures)
+            + ". Set PolicyGrid:Runtime:Pool:PythonExecutable (or FallbackPythonExecutable) to an interpreter the worker user can read.");
+    }
+
+    /// <summary>
+    /// Runs <paramref name="call"/> on its warm instance (created on first use) and answers what the
+    /// method returned. Throws <see cref="PolicyGridException"/>: 422 policy_error (the policy raised:
+    /// "Type: message"), 422 policy_crashed, 422 policy_memory_limit, 504 policy_timeout, 429 overloaded.
+    /// </summary>
+    public async Task<JsonNode?> InvokeAsync(PolicyInvocation call, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(call);
+        return Detach(await RunAsync(call, once: false, withState: false, ct), "value");
+    }
+
+    /// <summary>
+    /// Runs <paramref name="call"/> on any worker, on that worker's own warm instance for
+    /// <see cref="PolicyInvocation.InstanceKey"/> (one per worker, created on first use). For calls that need no
+    /// particular instance — Type 2, whose context travels with the call. A call of a key whose calls have been
+    /// short joins a worker busy with short calls (<see cref="WorkerPoolOptions.PackCallsUnder"/>); any other goes
+    /// to the least busy worker, so it never waits behind one worker while another is free, and calls that must
+    /// overlap (branches of a graph) do.
+    /// </summary>
+    public async Task<JsonNode?> InvokeOnAnyWorkerAsync(PolicyInvocation call, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(call);
+        return Detach(await RunAsync(call, once: false, withState: false, ct, anyWorker: true), "value");
+    }
+
+    /// <summary>
+    /// Like <see cref="InvokeAsync"/>, and in the same worker round trip answers the instance's <c>get_state()</c>
+    /// taken right after the method, for callers that persist instance state after every call (Type 4).
+    /// A <c>get_state</c> that raises or answers something that is not JSON is a 422 policy_error naming <c>get_state()</c>.
+    /// </summary>
+    public async Task<PolicyAnswer> InvokeWithStateAsync(PolicyInvocation call, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(call);
+        var reply = await RunAsync(call, once: false, withState: true, ct);
+        return new PolicyAnswer(Detach(reply, "value"), reply["keeps_state"]?.GetValue<bool>() == true, Detach(reply, "state"));
+    }
+
+    /// <summary>Worker round trips made so far (every request frame sent to a worker), for tests and diagnostics.</summary>
+    public long RoundTrips => Interlocked.Read(ref roundTrips);
+
+    /// <summary>Calls whose frame carried the instance's load spec: the first call of an instance on a worker, and again only after the worker dropped it.</summary>
+    public long LoadSpecsSent => Interlocked.Read(ref loadSpecsSent);
+
+    /// <summary>Writes to workers so far: each carries every request that queued for its worker while it was busy.</summary>
+    public long Batches => slots.Sum(s => Interlocked.Read(ref s.Batches));
+
+    /// <summary>Runs a method on a brand-new instance that is dropped afterwards (management on Type 2, dry loads).</summary>
+    public Task<JsonNode?> InvokeOnceAsync(PolicyLoadSpec load, string method, JsonObject arguments, TimeSpan deadline, CancellationToken ct = default)
+    {
+        var key = "once:" + Guid.NewGuid().ToString("N");
+        return ValueOfAsync(RunAsync(new PolicyInvocation(key, load, method, arguments, deadline), once: true, withState: false, ct));
+    }
+
+    private static async Task<JsonNode?> ValueOfAsync(Task<JsonObject> reply) => Detach(await reply, "value");
+
+    // Callers put what a policy answered into their own documents; a node still inside the reply could not be.
+    private static JsonNode? Detach(JsonObject reply, string property) =>
+        reply.Remove(property, out var node) ? node : null;
+
+    /// <summary>Drops the instance for <paramref name="instanceKey"/> (e.g. a removed function); the next call creates it anew.</summary>
+    public async Task ReleaseAsync(string instanceKey, CancellationToken ct = default)
+    {
+        WorkerSlot? slot;
+        lock (routeGate)
+        {
+            if (!routes.Remove(instanceKey, out var route)) return;
+            slot = route.Slot;
+            slot.Routes--;
+        }
+        var unload = Send(slot, w =>
+        {
+            w.WriteStartObject();
+            w.WriteString("op", "unload");
+            w.WriteString("key", instanceKey);
+            w.WriteEndObject();
+        }, instanceKey, TimeSpan.FromSeconds(5), ct);
+        try
+        {
+            await unload.Reply.WaitAsync(ct);
+        }
+        catch (PolicyGridException)
+        {
+            // The worker died on the way: its instances, this one included, are gone with it.
+        }
+    }
+
+    private async Task<JsonObject> RunAsync(PolicyInvocation call, bool once, bool withState, CancellationToken ct, bool anyWorker = false)
+    {
+        if (!PolicyMethods.All.Contains(call.Method))
+            throw new ArgumentException($"unknown policy method '{call.Method}'", nameof(call));
+        if (call.Deadline <= TimeSpan.Zero)
+            throw Problems.Validation("timeout_seconds", "must be greater than 0");
+        try
+        {
+            await StartAsync(ct);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw Problems.BackendUnavailable("policy workers are not available: " + e.Message, e);
+        }
+        if (Interlocked.Increment(ref admitted) > options.MaxQueue)
+        {
+            Interlocked.Decrement(ref admitted);
+            throw Problems.Overloaded($"the policy worker pool is full ({options.MaxQueue} calls running or waiting); retry later", options.RetryAfterSeconds);
+        }
+        // Any-worker calls are sorted into short (packed onto busy workers) and the rest (spread); see PackedSlot.
+        bool? shortCall = anyWorker ? IsShortCall(call.InstanceKey) : null;
+        var slot = Reserve(once || anyWorker ? null : call.InstanceKey, shortCall);
+        // On any worker, each worker has its own instance: "key@slot".
+        var keySlot = anyWorker ? slot.Index : -1;
+        WorkerRequest? request = null;
+        try
+        {
+            // A "once" instance is created by this very request; any other carries its load spec only to a worker
+            // process that has not had it yet (PythonWorker.WriteFrame), since specs can be large (parameters).
+            request = once
+                ? Send(slot, w => WriteInvoke(w, call, withLoad: true, once, withState, keySlot), call.Load.RuleId, call.Deadline, ct)
+                : Send(slot, w => WriteInvoke(w, call, withLoad: false, once, withState, keySlot), call.Load.RuleId, call.Deadline, ct,
+                    call.InstanceKey, LoadJsonOf(call.Load), call.RestoreState);
+            var reply = await ReplyWithinQueueWaitAsync(request, call, ct);
+            if (request.CarriedLoad) Interlocked.Increment(ref loadSpecsSent);
+            return Interpret(reply, slot, call);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref slot.InFlight);
+            if (shortCall is false) Interlocked.Decrement(ref slot.SlowInFlight);
+            Interlocked.Decrement(ref admitted);
+            // Failures count too: a call that ran into its deadline is the slowest kind.
+            if (anyWorker && request is not null) NoteCallTicks(call.InstanceKey, request.ServiceTicks);
+        }
+    }
+
+    // Every request frame a worker gets goes through here (counted in RoundTrips).
+    private WorkerRequest Send(WorkerSlot slot, Action<Utf8JsonWriter> frame, string policy, TimeSpan deadline, CancellationToken ct,
+        string? loadKey = null, ReadOnlyMemory<byte> loadJson = default, JsonObject? restoreState = null)
+    {
+        Interlocked.Increment(ref roundTrips);
+        var request = new WorkerRequest(HostFrames.Encode(frame), policy, deadline, ct) { LoadKey = loadKey, LoadJson = loadJson, RestoreState = restoreState };
+        slot.Submit(request);
+        return request;
+    }
+
+    // A caller waits at most QueueWait for its request to be sent (then 429); once sent, the request's
+    // own deadline bounds the wait, and the caller's token, if it fires, stops the worker running it.
+    private async Task<JsonObject> ReplyWithinQueueWaitAsync(WorkerRequest request, PolicyInvocation call, CancellationToken ct)
+    {
+        try
+        {
+            return await request.Reply.WaitAsync(options.QueueWait, ct);
+        }
+        catch (TimeoutException) when (request.TryAbandon())
+        {
+            throw Problems.Overloaded($"policy {call.Load.RuleId} waited {options.QueueWait.TotalSeconds:0.#}s for its worker; retry later", options.RetryAfterSeconds);
+        }
+        catch (OperationCanceledException) when (!request.Reply.IsCompleted && request.TryAbandon())
+        {
+            throw;
+        }
+        catch (Exception e) when (e is TimeoutException or OperationCanceledException)
+        {
+            // Already sent: it runs to its reply, its deadline, or the worker stopped for the caller's token.
+        }
+        return await request.Reply;
+    }
+
+    /// <summary>Answers a successful reply (its <c>value</c>, and <c>state</c> when asked for); throws the contract's error otherwise.</summary>
+    private JsonObject Interpret(JsonObject reply, WorkerSlot slot, PolicyInvocation call)
+    {
+        if (reply["ok"]?.GetValue<bool>() == true)
+        {
+            if (reply["retiring"]?.GetValue<bool>() == true)
+                logger.LogInformation("policy worker {Slot} used most of its CPU allowance; replacing it", slot.Index);
+            return reply;
+        }
+        var kind = reply["kind"]?.GetValue<string>() ?? "error";
+        var type = reply["type"]?.GetValue<string>() ?? "Exception";
+        var message = reply["message"]?.GetValue<string>() ?? "";
+        var traceback = reply["traceback"]?.GetValue<string>() ?? "";
+        switch (kind)
+        {
+            case "memory":
+                // The heap of a worker that hit its address-space limit is not to be trusted: the host
+                // exits after this reply and the slot starts afresh (PythonWorker.ExchangeAsync).
+                logger.LogWarning("policy {Policy} exceeded the worker memory limit of {Limit} bytes; worker replaced", call.Load.RuleId, options.MemoryLimitBytes);
+                throw Problems.PolicyMemoryLimit($"policy {call.Load.RuleId} exceeded its memory limit of {options.MemoryLimitBytes / (1024 * 1024)} MB");
+            case "load":
+                logger.LogWarning("policy {Policy} could not be loaded: {Message}\n{Traceback}", call.Load.RuleId, message, traceback);
+                throw new PolicyLoadException(call.Load.RuleId, message);
+            case "state":
+                // The method itself ran; it is the state snapshot after it that failed (message names get_state()).
+                logger.LogWarning("policy {Policy}: {Message}\n{Traceback}", call.Load.RuleId, message, traceback);
+                throw Problems.PolicyError(message);
+            default:
+                logger.LogWarning("policy {Policy} raised {Type}: {Message}\n{Traceback}", call.Load.RuleId, type, message, traceback);
+                throw Problems.PolicyError($"{type}: {message}");
+        }
+    }
+
+    private static void WriteInvoke(Utf8JsonWriter w, PolicyInvocation call, bool withLoad, bool once, bool withState, int keySlot)
+    {
+        w.WriteStartObject();
+        w.WriteString("op", "invoke");
+        if (keySlot < 0) w.WriteString("key", call.InstanceKey);
+        else WriteSlotKey(w, call.InstanceKey, keySlot);
+        w.WriteString("method", call.Method);
+        w.WriteNumber("cpu_seconds", (int)Math.Ceiling(call.Deadline.TotalSeconds) + 1);
+        if (once) w.WriteBoolean("once", true);
+        if (withState) w.WriteBoolean("with_state", true);
+        if (withLoad)
+        {
+            w.WritePropertyName("load");
+            WriteLoad(w, call.Load);
+        }
+        // The state to restore matters only where the instance is created: with the load spec (PythonWorker.WriteFrame).
+        if (withLoad && call.RestoreState is { } state)
+        {
+            w.WritePropertyName("restore_state");
+            state.WriteTo(w);
+        }
+        w.WritePropertyName("args");
+        call.Arguments.WriteTo(w);
+        w.WriteEndObject();
+    }
+
+    private static void WriteLoad(Utf8JsonWriter w, PolicyLoadSpec load)
+    {
+        w.WriteStartObject();
+        w.WriteString("rule_id", load.RuleId);
+        w.WriteString("sha256", load.Bundle.Sha256);
+        w.WriteString("root", load.Bundle.Root);
+        if (load.Bundle.SitePackages is { } site) w.WriteString("site_packages", site);
+        w.WritePropertyName("settings");
+        load.Settings.WriteTo(w);
+        w.WritePropertyName("parameters");
+        load.Parameters.WriteTo(w);
+        w.WriteEndObject();
+    }
+
+    // A load spec's JSON, written once per spec object (callers keep one per policy revision and shape).
+    private readonly ConditionalWeakTable<PolicyLoadSpec, byte[]> loadJson = new();
+
+    private byte[] LoadJsonOf(PolicyLoadSpec load) => loadJson.GetValue(load, static spec =>
+    {
+        var buffer = new ArrayBufferWriter<byte>(512);
+        using (var w = new Utf8JsonWriter(buffer)) WriteLoad(w, spec);
+        return buffer.WrittenSpan.ToArray();
+    });
+
+    // "key@slot" written without building the string (this runs on every Type 2 call).
+    private static void WriteSlotKey(Utf8JsonWriter w, string key, int slot)
+    {
+        var length = key.Length + 12;
+        var rented = length > 256 ? ArrayPool<char>.Shared.Rent(length) : null;
+        Span<char> chars = rented ?? stackalloc char[256];
+        key.CopyTo(chars);
+        chars[key.Length] = '@';
+        slot.TryFormat(chars[(key.Length + 1)..], out var digits, provider: CultureInfo.InvariantCulture);
+        w.WriteString("key", chars[..(key.Length + 1 + digits)]);
+        if (rented is not null) ArrayPool<char>.Shared.Return(rented);
+    }
+
+    // Picks the slot (the key's own; with no key, see PackedSlot, or the least busy) and counts the call in it
+    // in one step, so two calls arriving together never both see the same slot as idle.
+    private WorkerSlot Reserve(string? routedKey, bool? shortCall = null)
+    {
+        lock (routeGate)
+        {
+            var slot = routedKey is not null ? RouteFor(routedKey) : shortCall == true ? PackedSlot() : LeastBusySlot();
+            Interlocked.Increment(ref slot.InFlight);
+            if (shortCall is false) Interlocked.Increment(ref slot.SlowInFlight);
+            return slot;
+        }
+    }
+
+    // New keys take the slots in turn. Keys are long-lived, so how busy a slot happens to be when a key is
+    // first used says little about later; taking turns spreads keys evenly and puts keys first used one
+    // after another (the replicas of functions warmed at deploy) on different workers, so instances that
+    // must run at the same time can, even while a slow call still occupies one worker.
+    private WorkerSlot SlotForNewKey()
+    {
+        var all = slots;
+        return all[(int)(unchecked((uint)newKeys++) % (uint)all.Length)];
+    }
+
+    // A call any worker may run that is known to be short joins the first busy worker, in slot order, that takes
+    // short calls (WorkerSlot.CanJoin); every other call goes to the least busy worker. Short calls so share one
+    // worker's batches rather than each waking a worker of its own, while long, untimed and CPU-heavy ones spread.
+    private WorkerSlot PackedSlot()
+    {
+        var now = Stopwatch.GetTimestamp();
+        foreach (var slot in slots)
+            if (slot.Joinable(packMaxCpuPermille, packStallTicks, now)) return slot;
+        return LeastBusySlot();
+    }
+
+    // Packing's limits in the units the choice uses (PackCallsUnder, PackBelowCpuShare). A call still running after
+    // ten times the short-call limit was not short: its worker is passed over.
+    private readonly long packLimitTicks;
+    private readonly long packStallTicks;
+    private readonly int packMaxCpuPermille;
+
+    private bool IsShortCall(string key) =>
+        packLimitTicks > 0 && packMaxCpuPermille > 0 && callTicks.TryGetValue(key, out var ticks) && ticks < packLimitTicks;
+
+    // How long a call of each any-worker instance key keeps a worker busy (a moving average of Stopwatch ticks),
+    // for PackedSlot. Bounded: forgetting a key only means its next call spreads instead of packing.
+    private readonly ConcurrentDictionary<string, long> callTicks = new(StringComparer.Ordinal);
+    private const int MaxTimedKeys = 4096;
+
+    private void NoteCallTicks(string key, long ticks)
+    {
+        if (ticks < 0) return;
+        if (callTicks.Count >= MaxTimedKeys && !callTicks.ContainsKey(key)) callTicks.Clear();
+        callTicks.AddOrUpdate(key, static (_, sample) => sample, static (_, known, sample) => known + (sample - known) / 4, ticks);
+    }
+
+    private WorkerSlot LeastBusySlot()
+    {
+        var all = slots;
+        return all.MinBy(s => (Volatile.Read(ref s.InFlight), s.Routes))!;
+    }
+
+    // Called holding routeGate (Reserve).
+    private WorkerSlot RouteFor(string key)
+    {
+        routeClock++;
+        if (routes.TryGetValue(key, out var route))
+        {
+            route.LastUsed = routeClock;
+            return route.Slot;
+        }
+        var slot = SlotForNewKey();
+        slot.Routes++;
+        routes[key] = new Route(slot) { LastUsed = routeClock };
+        TrimRoutes();
+        return slot;
+    }
+
+    // Workers drop their least recently used instances past MaxInstancesPerWorker; routes that old
+    // point at instances that are gone anyway, so forgetting them keeps the table bounded.
+    private void TrimRoutes()
+    {
+        var cap = slots.Length * options.MaxInstancesPerWorker * 2;
+        if (routes.Count <= cap) return;
+        foreach (var (key, route) in routes.OrderBy(r => r.Value.LastUsed).Take(routes.Count - cap * 3 / 4).ToList())
+        {
+            routes.Remove(key);
+            route.Slot.Routes--;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        disposed = true;
+        await Task.WhenAll(slots.Select(s => s.StopAsync()));
+        uidLease?.Dispose();
+        if (workDirectory is not null)
+        {
+            try { Directory.Delete(workDirectory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+        startGate.Dispose();
+    }
+
+    private sealed class Route(WorkerSlot slot)
+    {
+        public WorkerSlot Slot { get; } = slot;
+        public long LastUsed { get; set; }
+    }
+}
+
+/// <summary>The bundle could not produce an instance: no code/function.py, no AIOSv1PolicyRule class, or __init__ raised.</summary>
+public sealed class PolicyLoadException(string policy, string reason)
+    : PolicyGridException(422, ErrorCodes.PolicyError, $"policy {policy} cannot be loaded: {reason}")
+{
+    public string Reason { get; } = reason;
+}

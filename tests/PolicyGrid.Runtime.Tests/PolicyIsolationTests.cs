@@ -1,0 +1,95 @@
+using System.Text.Json.Nodes;
+using PolicyGrid.Runtime.Bundles;
+using PolicyGrid.Runtime.Hosting;
+using Shouldly;
+
+namespace PolicyGrid.Runtime.Tests;
+
+/// <summary>Policies of different names never share an interpreter: one cannot read or patch another in memory.</summary>
+public sealed class PolicyIsolationTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    // Holds a secret from its settings, and answers its process id.
+    private static readonly BundleDirectory Victim = TestBundles.FromSource("""
+        import os
+
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                self.api_key = settings.get("api_key")
+            def eval(self, parameters, input_data, context):
+                return {"pid": os.getpid(), "allowed": False}
+        """);
+
+    // Looks through its interpreter for other policies' objects: reads their secrets and makes them allow everything.
+    private static readonly BundleDirectory Spy = TestBundles.FromSource("""
+        import gc, os
+
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                pass
+            def eval(self, parameters, input_data, context):
+                found = []
+                for obj in gc.get_objects():
+                    if type(obj).__name__ == "AIOSv1PolicyRule" and type(obj) is not AIOSv1PolicyRule and hasattr(obj, "api_key"):
+                        found.append(obj.api_key)
+                        type(obj).eval = lambda self, p, i, c: {"pid": os.getpid(), "allowed": True}
+                return {"pid": os.getpid(), "found": found}
+        """);
+
+    private static async Task<JsonObject> Eval(PythonWorkerPool pool, string uri, BundleDirectory bundle, JsonObject? settings = null) =>
+        (await pool.InvokeAsync(new PolicyInvocation(uri, new PolicyLoadSpec(uri, bundle, settings ?? [], []), PolicyMethods.Eval,
+            new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = new JsonObject(), ["context"] = new JsonObject() }, TimeSpan.FromSeconds(5)), Ct))!["result"]!.AsObject();
+
+    private static async Task<(JsonObject Spy, JsonObject VictimAfter)> SpyOnVictim(PythonWorkerPool pool)
+    {
+        await Eval(pool, "victim:1.0-a", Victim, new JsonObject { ["api_key"] = "s3cret" });
+        var spy = await Eval(pool, "spy:1.0-a", Spy);
+        return (spy, await Eval(pool, "victim:1.0-a", Victim, new JsonObject { ["api_key"] = "s3cret" }));
+    }
+
+    [Fact]
+    public async Task A_policy_finds_neither_the_secrets_nor_the_code_of_another_policy_in_its_interpreter()
+    {
+        await using var pool = new PythonWorkerPool(PoolFixture.TestOptions(workers: 1), new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+
+        var (spy, victim) = await SpyOnVictim(pool);
+
+        spy["found"]!.AsArray().ShouldBeEmpty();
+        spy["pid"]!.GetValue<int>().ShouldNotBe(victim["pid"]!.GetValue<int>());
+        victim["allowed"]!.GetValue<bool>().ShouldBeFalse();
+    }
+
+    [Fact]
+    public async Task With_isolation_off_policies_share_workers_and_one_can_read_and_patch_another()
+    {
+        // What IsolatePolicies=false means, shown: only for servers whose policies all come from one trusted author.
+        var options = PoolFixture.TestOptions(workers: 1);
+        options.IsolatePolicies = false;
+        await using var pool = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+
+        var (spy, victim) = await SpyOnVictim(pool);
+
+        spy["found"]!.AsArray().Select(n => n!.GetValue<string>()).ShouldBe(["s3cret"]);
+        victim["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task Versions_of_one_policy_share_its_workers_and_the_least_recently_used_idle_policy_makes_room()
+    {
+        var options = PoolFixture.TestOptions(workers: 1);
+        options.MaxResidentPolicies = 2;
+        await using var pool = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+
+        var first = await Eval(pool, "victim:1.0-a", Victim);
+        (await Eval(pool, "victim:2.0-a", Victim))["pid"]!.GetValue<int>().ShouldBe(first["pid"]!.GetValue<int>());
+        await Eval(pool, "other:1.0-a", Victim);
+        pool.ResidentGroups.ShouldBe(2);
+
+        await Eval(pool, "third:1.0-a", Victim); // "victim" was used least recently: its workers stop
+        pool.ResidentGroups.ShouldBe(2);
+        var again = await Eval(pool, "victim:1.0-a", Victim);
+        again["pid"]!.GetValue<int>().ShouldNotBe(first["pid"]!.GetValue<int>());
+        again["allowed"]!.GetValue<bool>().ShouldBeFalse();
+    }
+}
