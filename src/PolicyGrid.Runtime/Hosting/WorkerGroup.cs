@@ -169,7 +169,7 @@ internal sealed class WorkerGroup : IAsyncDisposable
             {
                 failures.Add($"{candidate}: {e.Message}");
                 logger.LogWarning("Python '{Candidate}' cannot host policy workers{As}: {Reason}",
-                    candidate, drop ? $" as user {options.RunAsUser}" : "", e.Message);
+                    candidate, !drop ? "" : LaunchFor(new WorkerLaunch(candidate, directory, options, drop), 0).Uid is { } uid ? $" as uid {uid}" : $" as user {options.RunAsUser}", e.Message);
             }
         }
         throw new InvalidOperationException("No usable Python interpreter for policy workers: " + string.Join("; ", failures)
