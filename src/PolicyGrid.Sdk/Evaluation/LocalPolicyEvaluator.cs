@@ -68,7 +68,8 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
         if (options.Mode == EvaluationMode.Local && options.Isolation == LocalIsolation.WorkerProcess)
         {
             var loggers = options.LoggerFactory ?? NullLoggerFactory.Instance;
-            pool = new PythonWorkerPool(options.WorkerPool ?? new WorkerPoolOptions { Workers = 1 }, loggers.CreateLogger<PythonWorkerPool>());
+            // One policy per evaluator: nothing to isolate it from, so its calls use the worker StartAsync starts.
+            pool = new PythonWorkerPool(options.WorkerPool ?? new WorkerPoolOptions { Workers = 1, IsolatePolicies = false }, loggers.CreateLogger<PythonWorkerPool>());
             await pool.StartAsync(ct);
         }
         var evaluator = new LocalPolicyEvaluator(client, options, pool);
