@@ -19,7 +19,8 @@ COPY --from=build /app .
 # The Job mounts an emptyDir at /tmp and keeps the root filesystem read-only: all scratch goes there.
 ENV DOTNET_CLI_TELEMETRY_OPTOUT=1 \
     HOME=/tmp \
-    POLICYGRID_DATA=/tmp
+    POLICYGRID_DATA=/tmp \
+    PolicyGrid__Runtime__Bundles__CacheDirectory=/tmp/policygrid-bundles
 # The non-root user of the .NET images (uid 1654); the Job's securityContext enforces it again.
 USER $APP_UID
 ENTRYPOINT ["dotnet", "policygrid.dll"]
