@@ -93,3 +93,38 @@ public sealed class PolicyIsolationTests
         again["allowed"]!.GetValue<bool>().ShouldBeFalse();
     }
 }
+
+public sealed class ResidentPolicyLimitTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task A_new_policy_is_refused_with_429_while_every_resident_policy_is_busy_and_runs_once_one_is_idle()
+    {
+        var options = PoolFixture.TestOptions(workers: 1);
+        options.MaxResidentPolicies = 1;
+        await using var pool = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+        var bundle = TestBundles.FromSource("""
+            import time
+
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    pass
+                def eval(self, parameters, input_data, context):
+                    time.sleep(input_data.get("sleep", 0))
+                    return {"done": True}
+            """);
+        Task<JsonNode?> Eval(string uri, double sleep) => pool.InvokeAsync(new PolicyInvocation(uri, new PolicyLoadSpec(uri, bundle, [], []), PolicyMethods.Eval,
+            new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = new JsonObject { ["sleep"] = sleep }, ["context"] = new JsonObject() }, TimeSpan.FromSeconds(10)), Ct);
+
+        var busy = Eval("busy:1.0-a", 1.5);
+        await Task.Delay(300, Ct);
+        var refused = await Should.ThrowAsync<PolicyGrid.Core.Errors.PolicyGridException>(() => Eval("other:1.0-a", 0));
+        refused.Status.ShouldBe(429);
+        refused.Message.ShouldContain("resident");
+        refused.RetryAfterSeconds.ShouldNotBeNull();
+
+        (await busy)!["result"]!["done"]!.GetValue<bool>().ShouldBeTrue();
+        (await Eval("other:1.0-a", 0))!["result"]!["done"]!.GetValue<bool>().ShouldBeTrue();
+    }
+}

@@ -46,7 +46,7 @@ public sealed class WorkerPoolOptions
     /// </summary>
     public int MaxResidentPolicies { get; set; } = 32;
 
-    /// <summary>Calls admitted at once (running plus waiting); more answer 429 overloaded.</summary>
+    /// <summary>Calls admitted at once (running plus waiting), per policy with <see cref="IsolatePolicies"/>; more answer 429 overloaded.</summary>
     public int MaxQueue { get; set; } = 256;
 
     /// <summary>How long an admitted call may wait for its worker before answering 429.</summary>
