@@ -33,7 +33,10 @@ public static partial class TrustedDirectory
         if (own.Mode != mode) File.SetUnixFileMode(path, mode);
         for (var dir = Path.GetDirectoryName(path); dir is not null; dir = Path.GetDirectoryName(dir))
         {
-            var info = Stat(dir, followLinks: true, setting);
+            // A link above it must be trusted as much as what it points to: whoever owns it could point it elsewhere.
+            var link = Stat(dir, followLinks: false, setting);
+            if (link.IsLink && link.Uid != self && link.Uid != 0) throw Refused(path, setting, $"{dir} above it is a link that belongs to uid {link.Uid}");
+            var info = link.IsLink ? Stat(dir, followLinks: true, setting) : link;
             if (info.Uid != self && info.Uid != 0) throw Refused(path, setting, $"{dir} above it belongs to uid {info.Uid}");
             var writableByOthers = (info.Mode & (UnixFileMode.GroupWrite | UnixFileMode.OtherWrite)) != 0;
             if (writableByOthers && (info.Mode & UnixFileMode.StickyBit) == 0 && info.Uid == self)

@@ -57,6 +57,18 @@ public sealed class TrustedDirectoryTests : IDisposable
     }
 
     [Fact]
+    public void A_link_above_it_that_another_user_owns_is_refused_even_when_it_points_at_a_directory_of_ours()
+    {
+        SkipUnlessRootOnLinux();
+        var ours = Directory.CreateDirectory(Path.Combine(root, "ours")).FullName;
+        var link = Path.Combine(root, "their-link");
+        File.CreateSymbolicLink(link, ours);
+        using (var chown = System.Diagnostics.Process.Start("chown", ["-h", "nobody", link])) chown.WaitForExit();
+        Should.Throw<InvalidOperationException>(() => TrustedDirectory.Ensure(Path.Combine(link, "cache"), Traversable, Setting))
+            .Message.ShouldContain("is a link that belongs to uid 65534");
+    }
+
+    [Fact]
     public void A_symbolic_link_is_refused()
     {
         if (!OperatingSystem.IsLinux()) return;
