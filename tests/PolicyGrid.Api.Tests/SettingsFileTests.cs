@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Microsoft.Extensions.Configuration;
 using System.Net;
 using System.Net.Http.Headers;
 using Shouldly;
@@ -123,5 +124,33 @@ public sealed class SettingsFileTests
             catch (IOException) { }
         }
         return watches;
+    }
+}
+
+public sealed class SettingsFileExposureTests : IDisposable
+{
+    private readonly string dir = Directory.CreateTempSubdirectory("pg-settings-exposure-").FullName;
+
+    public void Dispose() => Directory.Delete(dir, recursive: true);
+
+    private IConfigurationRoot Load(string name, string json, string mode)
+    {
+        var path = Path.Combine(dir, name);
+        File.WriteAllText(path, json);
+        using (var chmod = Process.Start("chmod", [mode, path])) chmod.WaitForExit();
+        return new ConfigurationBuilder().SetBasePath(dir).AddJsonFile(name).Build();
+    }
+
+    [Fact]
+    public void A_settings_file_holding_tokens_that_others_can_read_is_named_and_one_only_its_owner_reads_is_not()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        const string Tokens = """{ "PolicyGrid": { "Auth": { "Tokens": [ { "Name": "ops", "Token": "a-token-0123456789", "Scopes": [ "write" ] } ] } } }""";
+        PolicyGrid.Cli.Serve.SettingsFileExposure.ReadableByOthers(Load("open.json", Tokens, "644"), "PolicyGrid:Auth:Tokens")
+            .ShouldBe([Path.Combine(dir, "open.json")]);
+        PolicyGrid.Cli.Serve.SettingsFileExposure.ReadableByOthers(Load("closed.json", Tokens, "600"), "PolicyGrid:Auth:Tokens").ShouldBeEmpty();
+        // Readable by all but without tokens: nothing to warn about.
+        PolicyGrid.Cli.Serve.SettingsFileExposure.ReadableByOthers(Load("plain.json", """{ "Logging": { "LogLevel": { "Default": "Warning" } } }""", "644"), "PolicyGrid:Auth:Tokens")
+            .ShouldBeEmpty();
     }
 }

@@ -104,5 +104,7 @@ public static class PolicyGridApp
         var addresses = app.Services.GetService<IServer>()?.Features.Get<IServerAddressesFeature>()?.Addresses;
         var where = addresses is { Count: > 0 } ? string.Join(", ", addresses) : "(test server)";
         app.Logger.LogInformation("PolicyGrid listening on {Addresses}; data in {DataDirectory}", where, serve.DataDirectory);
+        foreach (var file in SettingsFileExposure.ReadableByOthers((IConfigurationRoot)app.Configuration, $"{ApiAuthOptions.Section}:Tokens"))
+                app.Logger.LogWarning("{File} holds API tokens and other users can read it, policy code included (it runs as other users): chmod 600 it", file);
     }
 }
