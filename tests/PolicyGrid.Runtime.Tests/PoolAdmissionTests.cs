@@ -205,6 +205,32 @@ public sealed class WorkerUidTests
     }
 
     [Fact]
+    public async Task With_a_uid_base_and_a_group_per_policy_two_policies_never_get_the_same_uids()
+    {
+        if (Environment.UserName != "root") Assert.Skip("needs root: only root can switch workers to other uids");
+        var options = PoolFixture.TestOptions(workers: 1);
+        options.WorkerUidBase = 62000;
+        await using var pool = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+        var bundle = TestBundles.FromSource("""
+            import os
+
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    pass
+                def eval(self, parameters, input_data, context):
+                    return {"uid": os.getuid()}
+            """);
+        async Task<int> Uid(string uri) => (await pool.InvokeAsync(new PolicyInvocation(uri, new PolicyLoadSpec(uri, bundle, [], []), PolicyMethods.Eval,
+            new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = new JsonObject(), ["context"] = new JsonObject() }, TimeSpan.FromSeconds(5)), Ct))!["result"]!["uid"]!.GetValue<int>();
+
+        var first = await Uid("one:1.0-a");
+        var second = await Uid("two:1.0-a");
+        first.ShouldBeGreaterThanOrEqualTo(62000);
+        second.ShouldBeGreaterThanOrEqualTo(62000);
+        second.ShouldNotBe(first);
+    }
+
+    [Fact]
     public async Task With_separate_users_off_every_worker_runs_as_the_shared_user()
     {
         if (Environment.UserName != "root") Assert.Skip("needs root: only root can switch workers to other uids");

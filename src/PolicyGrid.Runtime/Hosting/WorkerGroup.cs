@@ -85,8 +85,10 @@ internal sealed class WorkerGroup : IAsyncDisposable
             var drop = ProcessSignals.IsRoot && !string.IsNullOrEmpty(options.RunAsUser);
             if (!ProcessSignals.IsRoot && options.HideServerFromWorkers && OperatingSystem.IsLinux() && !ProcessSignals.HideFromSameUser())
                 logger.LogWarning("Policy workers run as the server's own uid and the server could not hide its environment and memory from them (prctl PR_SET_DUMPABLE failed)");
-            if (drop && options.SeparateWorkerUsers && options.WorkerUidBase is null)
-                uidLease ??= WorkerUidLease.Reserve(options.Workers, options.WorkerUidStart);
+            // A fixed WorkerUidBase is taken as it is only by one shared pool: with a group per policy, every group would
+            // get the same uids, so there it is where the search for free ones starts.
+            if (drop && (options.WorkerUidBase is null ? options.SeparateWorkerUsers : options.IsolatePolicies))
+                uidLease ??= WorkerUidLease.Reserve(options.Workers, options.WorkerUidBase ?? options.WorkerUidStart);
             WorkerLaunch chosen;
             PythonWorker first;
             try
@@ -119,14 +121,14 @@ internal sealed class WorkerGroup : IAsyncDisposable
 
     private WorkerLaunch LaunchFor(WorkerLaunch chosen, int slot) =>
         !chosen.DropPrivileges ? chosen
-        : options.WorkerUidBase is { } uidBase ? chosen with { Uid = uidBase + slot }
         : uidLease is { } lease ? chosen with { Uid = lease.Uids[slot] }
+        : options.WorkerUidBase is { } uidBase ? chosen with { Uid = uidBase + slot }
         : chosen;
 
     private string DescribeUsers(PythonWorker first, bool drop) =>
         !drop ? $"uid {first.Uid}"
-        : options.WorkerUidBase is { } uidBase ? $"uids {uidBase}..{uidBase + options.Workers - 1}, one per worker"
         : uidLease is { } lease ? $"uids {string.Join(", ", lease.Uids)}, one per worker"
+        : options.WorkerUidBase is { } uidBase ? $"uids {uidBase}..{uidBase + options.Workers - 1}, one per worker"
         : $"uid {first.Uid} ({options.RunAsUser}), shared by every worker";
 
     // The interpreter that worked for a configuration, so later pools in this process (tests,

@@ -78,8 +78,9 @@ public sealed class WorkerPoolOptions
     public int WorkerUidStart { get; set; } = 0x70000000;
 
     /// <summary>
-    /// Fixed uids instead of the search (see <see cref="SeparateWorkerUsers"/>): when set (e.g. 61000) and the server
-    /// runs as root, worker slot i runs as uid/gid base+i, unchecked. The range must be unused on the host.
+    /// Fixed uids instead of the search (see <see cref="SeparateWorkerUsers"/>): when set (e.g. 61000), the server runs as
+    /// root and <see cref="IsolatePolicies"/> is off, worker slot i runs as uid/gid base+i, unchecked (the range must be
+    /// unused on the host). With <see cref="IsolatePolicies"/> on, the search for free uids starts here instead.
     /// </summary>
     public int? WorkerUidBase { get; set; }
 
