@@ -44,12 +44,47 @@ public static class RetentionBenchmark
                 Console.WriteLine($"  {name,-32} {pruneRate,10:N0} deletions/s ({clock.Elapsed.TotalSeconds:F2} s); the log wrote {writeRate:N0} decisions/s");
             }
             Console.WriteLine($"  ratio by id / by query = {rates[0] / rates[1]:F0}x");
+            await QueryNewestAsync(dir, count);
             return 0;
         }
         finally
         {
             Directory.Delete(dir, recursive: true);
         }
+    }
+
+    /// <summary>
+    /// POST /decisions/query's default, newest first: the newest 100 decisions of one policy among <paramref name="count"/>
+    /// of ten policies, sorted by "at" (every match sorted through the JSON collation) and in id order (the id index
+    /// walked backwards until the page is full), in the same run.
+    /// </summary>
+    private static async Task QueryNewestAsync(string dir, int count)
+    {
+        var store = new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "query.db")));
+        await using (var log = new DecisionLog(store, new DecisionLogOptions { MaxCount = count }, TimeProvider.System, NullLogger<DecisionLog>.Instance))
+        {
+            for (var i = 0; i < count; i++)
+            {
+                var uri = $"policy{i % 10}:1.0-a";
+                await log.RecordAsync(new Decision("execute", uri, "sha", "anonymous", uri, $"input-{i}", Decision.OutcomeResult, "", 200, 0.1, DateTimeOffset.UtcNow));
+            }
+            await log.FlushAsync();
+        }
+        var filter = PolicyGrid.Core.Querying.FilterParser.Parse(new JsonObject { ["policy_rule_uri"] = "policy3:1.0-a" });
+        Console.WriteLine($"decision query, newest 100 of one policy among {count:N0} decisions of ten:");
+        var times = new List<double>();
+        foreach (var (name, sort) in new[] { ("sorted by \"at\"", new SortKey("at", SortDirection.Desc)), ("in id order", SortKey.ById(SortDirection.Desc)) })
+        {
+            var query = new DocumentQuery(filter, [sort], 0, 100);
+            var first = await store.QueryAsync(Collections.Decisions, query);
+            var clock = Stopwatch.StartNew();
+            const int Rounds = 10;
+            for (var i = 0; i < Rounds; i++) await store.QueryAsync(Collections.Decisions, query);
+            var ms = clock.Elapsed.TotalMilliseconds / Rounds;
+            times.Add(ms);
+            Console.WriteLine($"  {name,-32} {ms,8:F2} ms per query ({first.Count} decisions, newest at {first[0].Body["at"]})");
+        }
+        Console.WriteLine($"  ratio sorted by at / id order = {times[0] / times[1]:F0}x");
     }
 
     /// <summary>The SQLite store seen only as an <see cref="IDocumentStore"/>, as retention sees a store without bulk trimming.</summary>

@@ -129,7 +129,7 @@ public sealed class QueryPushdownTests(PushdownData data) : IClassFixture<Pushdo
     public async Task Sort_skip_and_limit_agree_with_Core_ordering()
     {
         var random = new Random(11);
-        string[] sortPaths = ["name", "n", "version", "flag", "metadata.level", "items.k", "missing"];
+        string[] sortPaths = ["name", "n", "version", "flag", "metadata.level", "items.k", "missing", SortKey.DocumentId];
         for (var i = 0; i < 120; i++)
         {
             var filterJson = random.Next(3) == 0 ? new JsonObject() : RandomDocs.Filter(random, depth: 0);

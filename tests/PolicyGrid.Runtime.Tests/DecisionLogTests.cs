@@ -86,6 +86,26 @@ public sealed class DecisionLogTests : IDisposable
     }
 
     [Fact]
+    public async Task The_newest_decisions_in_id_order_are_the_newest_by_time_whatever_order_they_were_recorded_in()
+    {
+        // POST /decisions/query pages newest first in id order (the store's index) rather than sorting by "at".
+        var store = new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "policygrid.db")));
+        await using var log = new DecisionLog(store, new DecisionLogOptions(), TimeProvider.System, NullLogger<DecisionLog>.Instance);
+        var start = new DateTimeOffset(2026, 11, 26, 0, 0, 0, TimeSpan.Zero);
+        var random = new Random(5);
+        foreach (var ms in Enumerable.Range(0, 40).Select(i => i * 7).OrderBy(_ => random.Next()))
+            await log.RecordAsync(Sample(ms) with { At = start.AddMilliseconds(ms) });
+        await log.FlushAsync(Ct);
+        var all = new Core.Querying.AndFilter([]);
+
+        var byId = await store.QueryAsync(Collections.Decisions, new DocumentQuery(all, [SortKey.ById(Core.Ports.SortDirection.Desc)], 3, 10), Ct);
+        var byTime = await store.QueryAsync(Collections.Decisions, new DocumentQuery(all, [new SortKey("at", Core.Ports.SortDirection.Desc)], 3, 10), Ct);
+
+        byId.Select(d => d.Body["at"]!.GetValue<string>()).ShouldBe(byTime.Select(d => d.Body["at"]!.GetValue<string>()));
+        byId[0].Body["at"]!.GetValue<string>().ShouldBe("2026-11-26T00:00:00.252Z"); // the 4th newest: 39 * 7 - 3 * 7 ms
+    }
+
+    [Fact]
     public async Task Retention_by_id_keeps_the_same_decisions_as_retention_by_query()
     {
         // The same 40 decisions (10 past MaxAge, 30 within it, kept down to 20) in a store that trims by id

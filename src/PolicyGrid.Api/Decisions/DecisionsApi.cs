@@ -34,7 +34,9 @@ public static class DecisionsApi
             try { await log.FlushAsync(wait.Token); }
             catch (OperationCanceledException) when (!ct.IsCancellationRequested) { }
         }
-        IReadOnlyList<SortKey> sort = window.Sort.Count > 0 ? window.Sort : [new SortKey("at", SortDirection.Desc)];
+        // Newest first: decision ids are made from the decision's time (DecisionLog), so id order is time order, and
+        // the store walks its id index backwards, stopping once the page is full, instead of sorting every match by "at".
+        IReadOnlyList<SortKey> sort = window.Sort.Count > 0 ? window.Sort : [SortKey.ById(SortDirection.Desc)];
         var found = await store.QueryAsync(Collections.Decisions, new DocumentQuery(filter, sort, window.Skip, window.Limit), ct);
         return Answer.Ok(new JsonArray([.. found.Select(d => (JsonNode)d.Body)]));
     }

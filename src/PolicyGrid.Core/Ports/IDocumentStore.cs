@@ -8,7 +8,19 @@ public sealed record StoredDocument(string Id, JsonObject Body, string Revision)
 
 public enum SortDirection { Asc, Desc }
 
-public sealed record SortKey(string Path, SortDirection Direction);
+public sealed record SortKey(string Path, SortDirection Direction)
+{
+    /// <summary>
+    /// The path that orders by the document's own id (its key in the store) rather than a field: every store keeps ids
+    /// indexed, so a query in id order with a limit stops after the page instead of sorting every match. Callers'
+    /// sort fields never start with <c>$</c>, so it names no field.
+    /// </summary>
+    public const string DocumentId = "$id";
+
+    public static SortKey ById(SortDirection direction) => new(DocumentId, direction);
+
+    public bool IsDocumentId => Path == DocumentId;
+}
 
 /// <summary>A query over one collection: filter, then sort, then skip/limit.</summary>
 public sealed record DocumentQuery(FilterNode Filter, IReadOnlyList<SortKey> Sort, int Skip = 0, int Limit = DocumentQuery.DefaultLimit)

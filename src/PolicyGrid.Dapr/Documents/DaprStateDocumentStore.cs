@@ -317,7 +317,8 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         {
             foreach (var key in sort)
             {
-                var c = JsonValues.SortCompare(First(a.Doc, key.Path), First(b.Doc, key.Path), VersionComparer.IsVersionField(key.Path));
+                var c = key.IsDocumentId ? string.CompareOrdinal(a.Id, b.Id)
+                    : JsonValues.SortCompare(First(a.Doc, key.Path), First(b.Doc, key.Path), VersionComparer.IsVersionField(key.Path));
                 if (c != 0) return key.Direction == SortDirection.Desc ? -c : c;
             }
             return string.CompareOrdinal(a.Id, b.Id);

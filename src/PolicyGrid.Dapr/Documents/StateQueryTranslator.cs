@@ -28,7 +28,8 @@ public static class StateQueryTranslator
         if (sort.Any(k => VersionComparer.IsVersionField(k.Path))) return null;
         return new JsonArray(sort.Select(k => (JsonNode)new JsonObject
         {
-            ["key"] = DocPath(k.Path),
+            // The entry's id sits beside the document in the stored value (see the trim queries).
+            ["key"] = k.IsDocumentId ? "id" : DocPath(k.Path),
             ["order"] = k.Direction == SortDirection.Desc ? "DESC" : "ASC",
         }).ToArray());
     }

@@ -109,13 +109,18 @@ internal sealed class SqliteQueryRunner
         var parts = new List<string>();
         foreach (var key in keys)
         {
+            if (key.IsDocumentId)
+            {
+                parts.Add($"id {(key.Direction == SortDirection.Desc ? "DESC" : "ASC")}");
+                continue;
+            }
             if (key.Path.Length == 0 || key.Path.Contains('.', StringComparison.Ordinal) || !SqlFilterTranslator.IsPlainSegment(key.Path)) return null;
             var collation = VersionComparer.IsVersionField(key.Path) ? SqliteCollations.JsonVersionOrder : SqliteCollations.JsonOrder;
             parts.Add($"coalesce(body -> {translator.AddParameter($"$.\"{key.Path}\"")}, 'null') COLLATE {collation} {(key.Direction == SortDirection.Desc ? "DESC" : "ASC")}");
         }
         // Ids in SQLite's own (UTF-8 byte) order, so that with no sort keys the primary key index gives the
         // order and a LIMIT stops the scan early; DocumentOrder breaks ties the same way.
-        parts.Add("id ASC");
+        if (!keys.Any(k => k.IsDocumentId)) parts.Add("id ASC");
         return string.Join(", ", parts);
     }
 }
@@ -133,7 +138,8 @@ public sealed class DocumentOrder(IReadOnlyList<SortKey> keys) : IComparer<Store
         if (y is null) return 1;
         foreach (var key in keys)
         {
-            var c = JsonValues.SortCompare(First(x.Body, key.Path), First(y.Body, key.Path), VersionComparer.IsVersionField(key.Path));
+            var c = key.IsDocumentId ? CompareIds(x.Id, y.Id)
+                : JsonValues.SortCompare(First(x.Body, key.Path), First(y.Body, key.Path), VersionComparer.IsVersionField(key.Path));
             if (c != 0) return key.Direction == SortDirection.Desc ? -c : c;
         }
         return CompareIds(x.Id, y.Id);

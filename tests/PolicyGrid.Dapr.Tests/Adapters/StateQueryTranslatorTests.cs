@@ -52,5 +52,7 @@ public sealed class StateQueryTranslatorTests
         JsonNode.DeepEquals(StateQueryTranslator.Sort([new SortKey("name", SortDirection.Desc), new SortKey("created_at", SortDirection.Asc)]),
             JsonNode.Parse("""[{"key": "doc.name", "order": "DESC"}, {"key": "doc.created_at", "order": "ASC"}]""")).ShouldBeTrue();
         StateQueryTranslator.Sort([new SortKey("version", SortDirection.Asc)]).ShouldBeNull();
+        // The document id is the entry's own id, beside the document.
+        JsonNode.DeepEquals(StateQueryTranslator.Sort([SortKey.ById(SortDirection.Desc)]), JsonNode.Parse("""[{"key": "id", "order": "DESC"}]""")).ShouldBeTrue();
     }
 }
