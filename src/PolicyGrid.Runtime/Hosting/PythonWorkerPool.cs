@@ -191,6 +191,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
                 // now and then holds one process. The one shared group starts them all.
                 group = new Group(new WorkerGroup(options, logger, warmAll: !options.IsolatePolicies));
                 groups[domain] = group;
+                EnsureThreads(groups.Count);
             }
             group.Users++;
             group.LastUsed = ++clock;
@@ -201,6 +202,15 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             _ = evicted.Workers.DisposeAsync().AsTask();
         }
         return group;
+    }
+
+    // Each worker with a call out blocks a thread-pool thread on its pipe (see PythonWorker.ExchangeAsync): with a group
+    // per policy that is up to Workers threads per resident group, which the pool must not have to discover slowly.
+    private void EnsureThreads(int residentGroups)
+    {
+        ThreadPool.GetMinThreads(out var minWorkers, out var minIo);
+        var wanted = Environment.ProcessorCount + options.Workers * residentGroups;
+        if (minWorkers < wanted) ThreadPool.SetMinThreads(wanted, minIo);
     }
 
     private void Release(Group group)
