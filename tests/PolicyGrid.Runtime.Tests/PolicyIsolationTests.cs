@@ -128,3 +128,59 @@ public sealed class ResidentPolicyLimitTests
         (await Eval("other:1.0-a", 0))!["result"]!["done"]!.GetValue<bool>().ShouldBeTrue();
     }
 }
+
+public sealed class WorkerNetworkTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    // Connects to a port on this machine's loopback, as a policy probing the server's API or a sidecar would.
+    private static readonly BundleDirectory Prober = TestBundles.FromSource("""
+        import socket
+
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                pass
+            def eval(self, parameters, input_data, context):
+                try:
+                    with socket.create_connection(("127.0.0.1", input_data["port"]), timeout=2) as s:
+                        return {"reached": s.recv(16).decode()}
+                except OSError as exc:
+                    return {"error": type(exc).__name__ + ": " + str(exc)}
+        """);
+
+    private static async Task<JsonObject> Probe(bool denyNetwork, int port)
+    {
+        var options = PoolFixture.TestOptions(workers: 1);
+        options.DenyNetwork = denyNetwork;
+        await using var pool = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+        return (await pool.InvokeAsync(new PolicyInvocation("probe", new PolicyLoadSpec("probe:1.0-a", Prober, [], []), PolicyMethods.Eval,
+            new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = new JsonObject { ["port"] = port }, ["context"] = new JsonObject() },
+            TimeSpan.FromSeconds(10)), Ct))!["result"]!.AsObject();
+    }
+
+    [Fact]
+    public async Task With_the_network_denied_a_policy_cannot_reach_a_service_on_this_machine_that_it_reaches_otherwise()
+    {
+        if (Environment.UserName != "root") Assert.Skip("needs root (CAP_SYS_ADMIN) for the workers' network namespaces");
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        using var serving = new CancellationTokenSource();
+        var server = Task.Run(async () =>
+        {
+            while (!serving.IsCancellationRequested)
+            {
+                using var client = await listener.AcceptTcpClientAsync(serving.Token);
+                await client.GetStream().WriteAsync("secret-api"u8.ToArray(), serving.Token);
+            }
+        }, CancellationToken.None);
+
+        (await Probe(denyNetwork: false, port))["reached"]!.GetValue<string>().ShouldBe("secret-api");
+        var denied = await Probe(denyNetwork: true, port);
+        denied["reached"].ShouldBeNull();
+        denied["error"]!.GetValue<string>().ShouldContain("Network is unreachable");
+
+        await serving.CancelAsync();
+        try { await server; } catch (OperationCanceledException) { }
+    }
+}

@@ -163,6 +163,7 @@ internal sealed class PythonWorker : IAsyncDisposable
         w.WriteString("tmp_dir", tempDir);
         w.WriteNumber("max_instances", o.MaxInstancesPerWorker);
         w.WriteNumber("max_frame_bytes", o.MaxResultBytes);
+        if (o.DenyNetwork) w.WriteBoolean("isolate_network", true);
         w.WriteStartObject("limits");
         w.WriteNumber("as_bytes", o.MemoryLimitBytes);
         w.WriteNumber("nproc", o.MaxProcesses);

@@ -46,6 +46,14 @@ public sealed class WorkerPoolOptions
     /// </summary>
     public int MaxResidentPolicies { get; set; } = 32;
 
+    /// <summary>
+    /// Each worker gets a network namespace of its own with nothing in it: a policy can then reach no host, not this
+    /// server's API, not a Dapr sidecar, not a cloud metadata endpoint (169.254.169.254). Policies that fetch data
+    /// (ip_allowlist's remote list) then get none. Needs root with CAP_SYS_ADMIN, or unprivileged user namespaces;
+    /// where neither is available, workers do not start and calls answer 503 with the reason.
+    /// </summary>
+    public bool DenyNetwork { get; set; }
+
     /// <summary>Calls admitted at once (running plus waiting), per policy with <see cref="IsolatePolicies"/>; more answer 429 overloaded.</summary>
     public int MaxQueue { get; set; } = 256;
 
