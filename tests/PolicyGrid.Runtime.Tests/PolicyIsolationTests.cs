@@ -37,9 +37,8 @@ public sealed class PolicyIsolationTests
                 return {"pid": os.getpid(), "found": found}
         """);
 
-    private static async Task<JsonObject> Eval(PythonWorkerPool pool, string uri, BundleDirectory bundle, JsonObject? settings = null) =>
-        (await pool.InvokeAsync(new PolicyInvocation(uri, new PolicyLoadSpec(uri, bundle, settings ?? [], []), PolicyMethods.Eval,
-            new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = new JsonObject(), ["context"] = new JsonObject() }, TimeSpan.FromSeconds(5)), Ct))!["result"]!.AsObject();
+    private static Task<JsonObject> Eval(PythonWorkerPool pool, string uri, BundleDirectory bundle, JsonObject? settings = null) =>
+        PoolFixture.EvalAsync(pool, uri, bundle, settings: settings);
 
     private static async Task<(JsonObject Spy, JsonObject VictimAfter)> SpyOnVictim(PythonWorkerPool pool)
     {
@@ -51,7 +50,7 @@ public sealed class PolicyIsolationTests
     [Fact]
     public async Task A_policy_finds_neither_the_secrets_nor_the_code_of_another_policy_in_its_interpreter()
     {
-        await using var pool = new PythonWorkerPool(PoolFixture.TestOptions(workers: 1), new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+        await using var pool = PoolFixture.NewPool(workers: 1);
 
         var (spy, victim) = await SpyOnVictim(pool);
 
@@ -64,9 +63,7 @@ public sealed class PolicyIsolationTests
     public async Task With_isolation_off_policies_share_workers_and_one_can_read_and_patch_another()
     {
         // What IsolatePolicies=false means, shown: only for servers whose policies all come from one trusted author.
-        var options = PoolFixture.TestOptions(workers: 1);
-        options.IsolatePolicies = false;
-        await using var pool = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+        await using var pool = PoolFixture.NewPool(workers: 1, o => o.IsolatePolicies = false);
 
         var (spy, victim) = await SpyOnVictim(pool);
 
@@ -77,9 +74,7 @@ public sealed class PolicyIsolationTests
     [Fact]
     public async Task Versions_of_one_policy_share_its_workers_and_the_least_recently_used_idle_policy_makes_room()
     {
-        var options = PoolFixture.TestOptions(workers: 1);
-        options.MaxResidentPolicies = 2;
-        await using var pool = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+        await using var pool = PoolFixture.NewPool(workers: 1, o => o.MaxResidentPolicies = 2);
 
         var first = await Eval(pool, "victim:1.0-a", Victim);
         (await Eval(pool, "victim:2.0-a", Victim))["pid"]!.GetValue<int>().ShouldBe(first["pid"]!.GetValue<int>());
@@ -101,9 +96,7 @@ public sealed class ResidentPolicyLimitTests
     [Fact]
     public async Task A_new_policy_is_refused_with_429_while_every_resident_policy_is_busy_and_runs_once_one_is_idle()
     {
-        var options = PoolFixture.TestOptions(workers: 1);
-        options.MaxResidentPolicies = 1;
-        await using var pool = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+        await using var pool = PoolFixture.NewPool(workers: 1, o => o.MaxResidentPolicies = 1);
         var bundle = TestBundles.FromSource("""
             import time
 
@@ -114,8 +107,7 @@ public sealed class ResidentPolicyLimitTests
                     time.sleep(input_data.get("sleep", 0))
                     return {"done": True}
             """);
-        Task<JsonNode?> Eval(string uri, double sleep) => pool.InvokeAsync(new PolicyInvocation(uri, new PolicyLoadSpec(uri, bundle, [], []), PolicyMethods.Eval,
-            new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = new JsonObject { ["sleep"] = sleep }, ["context"] = new JsonObject() }, TimeSpan.FromSeconds(10)), Ct);
+        Task<JsonObject> Eval(string uri, double sleep) => PoolFixture.EvalAsync(pool, uri, bundle, new JsonObject { ["sleep"] = sleep }, deadlineSeconds: 10);
 
         var busy = Eval("busy:1.0-a", 1.5);
         await Task.Delay(300, Ct);
@@ -124,8 +116,8 @@ public sealed class ResidentPolicyLimitTests
         refused.Message.ShouldContain("resident");
         refused.RetryAfterSeconds.ShouldNotBeNull();
 
-        (await busy)!["result"]!["done"]!.GetValue<bool>().ShouldBeTrue();
-        (await Eval("other:1.0-a", 0))!["result"]!["done"]!.GetValue<bool>().ShouldBeTrue();
+        (await busy)["done"]!.GetValue<bool>().ShouldBeTrue();
+        (await Eval("other:1.0-a", 0))["done"]!.GetValue<bool>().ShouldBeTrue();
     }
 }
 
@@ -150,12 +142,8 @@ public sealed class WorkerNetworkTests
 
     private static async Task<JsonObject> Probe(bool denyNetwork, int port)
     {
-        var options = PoolFixture.TestOptions(workers: 1);
-        options.DenyNetwork = denyNetwork;
-        await using var pool = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
-        return (await pool.InvokeAsync(new PolicyInvocation("probe", new PolicyLoadSpec("probe:1.0-a", Prober, [], []), PolicyMethods.Eval,
-            new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = new JsonObject { ["port"] = port }, ["context"] = new JsonObject() },
-            TimeSpan.FromSeconds(10)), Ct))!["result"]!.AsObject();
+        await using var pool = PoolFixture.NewPool(workers: 1, o => o.DenyNetwork = denyNetwork);
+        return await PoolFixture.EvalAsync(pool, "probe:1.0-a", Prober, new JsonObject { ["port"] = port }, deadlineSeconds: 10);
     }
 
     [Fact]

@@ -172,9 +172,8 @@ public sealed class WorkerUidTests
     public async Task By_default_every_worker_has_a_uid_of_its_own_so_a_policy_killing_every_process_it_may_signal_harms_no_other_worker()
     {
         if (Environment.UserName != "root") Assert.Skip("needs root: only root can switch workers to other uids");
-        var options = PoolFixture.TestOptions(workers: 2);
-        await using var pool = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
-        await using var other = new PythonWorkerPool(PoolFixture.TestOptions(workers: 1), new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+        await using var pool = PoolFixture.NewPool(workers: 2);
+        await using var other = PoolFixture.NewPool(workers: 1);
         var bundle = TestBundles.FromSource("""
             import os, signal
 
@@ -186,15 +185,14 @@ public sealed class WorkerUidTests
                         os.kill(-1, signal.SIGKILL)  # every process this uid may signal, except this one
                     return {"uid": os.getuid(), "pid": os.getpid()}
             """);
-        async Task<JsonObject> Call(PythonWorkerPool on, string key, JsonObject input) => (await on.InvokeAsync(new PolicyInvocation(key, new PolicyLoadSpec("uids:2-a", bundle, [], []),
-            PolicyMethods.Eval, new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = input, ["context"] = new JsonObject() }, TimeSpan.FromSeconds(5)), Ct))!["result"]!.AsObject();
+        Task<JsonObject> Call(PythonWorkerPool on, string key, JsonObject input) => PoolFixture.EvalAsync(on, "uids:2-a", bundle, input, key);
 
         var a = await Call(pool, "a", []);
         var b = await Call(pool, "b", []);
         var c = await Call(other, "c", []);
         int[] uids = [a["uid"]!.GetValue<int>(), b["uid"]!.GetValue<int>(), c["uid"]!.GetValue<int>()];
         uids.Distinct().Count().ShouldBe(3);
-        uids.ShouldAllBe(uid => uid >= options.WorkerUidStart);
+        uids.ShouldAllBe(uid => uid >= new WorkerPoolOptions().WorkerUidStart);
 
         await Call(pool, "a", new JsonObject { ["kill_everything"] = true });
 
@@ -208,9 +206,7 @@ public sealed class WorkerUidTests
     public async Task With_a_uid_base_and_a_group_per_policy_two_policies_never_get_the_same_uids()
     {
         if (Environment.UserName != "root") Assert.Skip("needs root: only root can switch workers to other uids");
-        var options = PoolFixture.TestOptions(workers: 1);
-        options.WorkerUidBase = 62000;
-        await using var pool = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+        await using var pool = PoolFixture.NewPool(workers: 1, o => o.WorkerUidBase = 62000);
         var bundle = TestBundles.FromSource("""
             import os
 
@@ -220,8 +216,7 @@ public sealed class WorkerUidTests
                 def eval(self, parameters, input_data, context):
                     return {"uid": os.getuid()}
             """);
-        async Task<int> Uid(string uri) => (await pool.InvokeAsync(new PolicyInvocation(uri, new PolicyLoadSpec(uri, bundle, [], []), PolicyMethods.Eval,
-            new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = new JsonObject(), ["context"] = new JsonObject() }, TimeSpan.FromSeconds(5)), Ct))!["result"]!["uid"]!.GetValue<int>();
+        async Task<int> Uid(string uri) => (await PoolFixture.EvalAsync(pool, uri, bundle))["uid"]!.GetValue<int>();
 
         var first = await Uid("one:1.0-a");
         var second = await Uid("two:1.0-a");
@@ -234,9 +229,7 @@ public sealed class WorkerUidTests
     public async Task With_separate_users_off_every_worker_runs_as_the_shared_user()
     {
         if (Environment.UserName != "root") Assert.Skip("needs root: only root can switch workers to other uids");
-        var options = PoolFixture.TestOptions(workers: 1);
-        options.SeparateWorkerUsers = false;
-        await using var pool = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+        await using var pool = PoolFixture.NewPool(workers: 1, o => o.SeparateWorkerUsers = false);
         await pool.StartAsync(Ct);
         pool.Status.WorkerUid.ShouldBe(65534);
     }

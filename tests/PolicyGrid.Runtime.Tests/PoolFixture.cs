@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
+using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
+using PolicyGrid.Runtime.Bundles;
 using PolicyGrid.Runtime.Hosting;
 
 namespace PolicyGrid.Runtime.Tests;
@@ -16,6 +18,21 @@ public sealed class PoolFixture : IAsyncLifetime
         MemoryLimitBytes = 512L << 20,
         WorkDirectory = Path.Combine(TestBundles.Root, "workers-" + Guid.NewGuid().ToString("N")[..8]),
     };
+
+    /// <summary>A pool of <see cref="TestOptions"/> (changed by <paramref name="configure"/>) that logs nowhere.</summary>
+    public static PythonWorkerPool NewPool(int workers = 2, Action<WorkerPoolOptions>? configure = null)
+    {
+        var options = TestOptions(workers);
+        configure?.Invoke(options);
+        return new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+    }
+
+    /// <summary>eval of policy <paramref name="uri"/> (from <paramref name="bundle"/>) on instance <paramref name="key"/> (default: the uri); answers its result.</summary>
+    public static async Task<JsonObject> EvalAsync(PythonWorkerPool pool, string uri, BundleDirectory bundle, JsonObject? input = null,
+        string? key = null, JsonObject? settings = null, double deadlineSeconds = 5) =>
+        (await pool.InvokeAsync(new PolicyInvocation(key ?? uri, new PolicyLoadSpec(uri, bundle, settings ?? [], []), PolicyMethods.Eval,
+            new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = input ?? [], ["context"] = new JsonObject() },
+            TimeSpan.FromSeconds(deadlineSeconds)), TestContext.Current.CancellationToken))!["result"]!.AsObject();
 
     public async ValueTask InitializeAsync()
     {
