@@ -172,3 +172,32 @@ public sealed class WorkerNetworkTests
         try { await server; } catch (OperationCanceledException) { }
     }
 }
+
+public sealed class ResidentPolicyThrashTests
+{
+    [Fact]
+    public async Task Policies_taking_each_others_place_within_seconds_bring_one_warning_naming_the_setting()
+    {
+        var logs = new CapturingLoggerProvider();
+        var options = PoolFixture.TestOptions(workers: 1);
+        options.MaxResidentPolicies = 1;
+        await using var pool = new PythonWorkerPool(options, logs.CreateLogger<PythonWorkerPool>());
+        var bundle = TestBundles.FromSource("""
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    pass
+                def eval(self, parameters, input_data, context):
+                    return {"ok": True}
+            """);
+
+        await PoolFixture.EvalAsync(pool, "first:1.0-a", bundle);
+        logs.Entries.ShouldNotContain(e => e.Message.Contains("MaxResidentPolicies"));
+        for (var i = 0; i < 3; i++)
+        {
+            await PoolFixture.EvalAsync(pool, "second:1.0-a", bundle);
+            await PoolFixture.EvalAsync(pool, "first:1.0-a", bundle);
+        }
+
+        logs.Entries.Count(e => e.Level == Microsoft.Extensions.Logging.LogLevel.Warning && e.Message.Contains("PolicyGrid:Runtime:Pool:MaxResidentPolicies")).ShouldBe(1);
+    }
+}

@@ -24,6 +24,9 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     private readonly Lock gate = new();
     private readonly Dictionary<string, Group> groups = new(StringComparer.Ordinal);
     private long clock;
+    // Evictions of groups used within the last ThrashWindow, for the warning that MaxResidentPolicies is too small.
+    private static readonly TimeSpan ThrashWindow = TimeSpan.FromSeconds(10);
+    private long lastThrashWarning; // Environment.TickCount64 of the last warning, 0 before the first
     private long retiredRoundTrips, retiredBatches, retiredLoadSpecs;
     private bool disposed;
 
@@ -42,6 +45,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         public WorkerGroup Workers { get; } = workers;
         public int Users;
         public long LastUsed;
+        public long LastUsedAt; // Environment.TickCount64
     }
 
     /// <summary>The isolation domain of a policy: its name (the part of its URI before the version), or one shared domain when isolation is off.</summary>
@@ -195,13 +199,28 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             }
             group.Users++;
             group.LastUsed = ++clock;
+            group.LastUsedAt = Environment.TickCount64;
         }
         if (evicted is not null)
         {
             logger.LogDebug("stopping the workers of an idle policy group to make room for {Domain}", domain);
+            WarnIfThrashing(evicted);
             _ = evicted.Workers.DisposeAsync().AsTask();
         }
         return group;
+    }
+
+    // A group stopped seconds after its last call will likely be started again soon: every such call then pays for a
+    // worker start and an import. Said at most once a minute.
+    private void WarnIfThrashing(Group evicted)
+    {
+        var now = Environment.TickCount64;
+        if (now - evicted.LastUsedAt > ThrashWindow.TotalMilliseconds) return;
+        var last = Interlocked.Read(ref lastThrashWarning);
+        if ((last != 0 && now - last < 60_000) || Interlocked.CompareExchange(ref lastThrashWarning, now, last) != last) return;
+        logger.LogWarning("More policies are in use than the {Resident} whose workers stay resident: a policy called {Seconds:0.#} s ago lost its "
+            + "workers to make room, and its next call starts them again. Raise PolicyGrid:Runtime:Pool:MaxResidentPolicies",
+            options.MaxResidentPolicies, (now - evicted.LastUsedAt) / 1000.0);
     }
 
     // Each worker with a call out blocks a thread-pool thread on its pipe (see PythonWorker.ExchangeAsync): with a group
