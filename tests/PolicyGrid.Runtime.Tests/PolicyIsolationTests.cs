@@ -182,13 +182,7 @@ public sealed class ResidentPolicyThrashTests
         var options = PoolFixture.TestOptions(workers: 1);
         options.MaxResidentPolicies = 1;
         await using var pool = new PythonWorkerPool(options, logs.CreateLogger<PythonWorkerPool>());
-        var bundle = TestBundles.FromSource("""
-            class AIOSv1PolicyRule:
-                def __init__(self, rule_id, settings, parameters):
-                    pass
-                def eval(self, parameters, input_data, context):
-                    return {"ok": True}
-            """);
+        var bundle = TestBundles.AnswersOk();
 
         await PoolFixture.EvalAsync(pool, "first:1.0-a", bundle);
         logs.Entries.ShouldNotContain(e => e.Message.Contains("MaxResidentPolicies"));

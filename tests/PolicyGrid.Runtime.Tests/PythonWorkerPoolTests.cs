@@ -367,13 +367,7 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
     [Fact]
     public async Task Invoke_with_state_on_a_class_without_get_state_says_it_keeps_none()
     {
-        var bundle = TestBundles.FromSource("""
-            class AIOSv1PolicyRule:
-                def __init__(self, rule_id, settings, parameters):
-                    pass
-                def eval(self, parameters, input_data, context):
-                    return {"ok": True}
-            """);
+        var bundle = TestBundles.AnswersOk();
         var load = new PolicyLoadSpec("stateless:1-a", bundle, [], []);
         var args = new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = new JsonObject(), ["context"] = new JsonObject() };
 

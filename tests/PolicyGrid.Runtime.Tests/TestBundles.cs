@@ -18,6 +18,15 @@ internal static class TestBundles
         return new BundleDirectory(sha, root, null);
     }
 
+    /// <summary>A policy whose eval answers {"ok": true}, and nothing more.</summary>
+    public static BundleDirectory AnswersOk() => FromSource("""
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                pass
+            def eval(self, parameters, input_data, context):
+                return {"ok": True}
+        """);
+
     /// <summary>A bundle directory with files but no code/function.py.</summary>
     public static BundleDirectory Empty()
     {

@@ -29,6 +29,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     private long lastThrashWarning; // Environment.TickCount64 of the last warning, 0 before the first
     private long retiredRoundTrips, retiredBatches, retiredLoadSpecs;
     private bool disposed;
+    private bool processPrepared;
 
     public PythonWorkerPool(WorkerPoolOptions options, ILogger<PythonWorkerPool> logger)
     {
@@ -83,44 +84,36 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     /// Proves the interpreter works as the worker user by starting the first group's first worker, so the first policy
     /// call does not pay for choosing it and a broken interpreter is reported at start. Calls made before start the pool themselves.
     /// </summary>
-    public async Task StartAsync(CancellationToken ct = default)
-    {
-        var group = Acquire("");
-        try
+    public Task StartAsync(CancellationToken ct = default) =>
+        WithGroup("", async g =>
         {
-            await group.Workers.StartAsync(ct);
-        }
-        finally
-        {
-            Release(group);
-        }
-    }
+            await g.StartAsync(ct);
+            return true;
+        });
 
     /// <inheritdoc cref="WorkerGroup.InvokeAsync"/>
     public Task<JsonNode?> InvokeAsync(PolicyInvocation call, CancellationToken ct = default) =>
-        WithGroup(call, (g, c) => g.InvokeAsync(c, ct));
+        WithGroup(DomainOf(call), g => g.InvokeAsync(call, ct));
 
     /// <inheritdoc cref="WorkerGroup.InvokeOnAnyWorkerAsync"/>
     public Task<JsonNode?> InvokeOnAnyWorkerAsync(PolicyInvocation call, CancellationToken ct = default) =>
-        WithGroup(call, (g, c) => g.InvokeOnAnyWorkerAsync(c, ct));
+        WithGroup(DomainOf(call), g => g.InvokeOnAnyWorkerAsync(call, ct));
 
     /// <inheritdoc cref="WorkerGroup.InvokeWithStateAsync"/>
     public Task<PolicyAnswer> InvokeWithStateAsync(PolicyInvocation call, CancellationToken ct = default) =>
-        WithGroup(call, (g, c) => g.InvokeWithStateAsync(c, ct));
+        WithGroup(DomainOf(call), g => g.InvokeWithStateAsync(call, ct));
 
     /// <inheritdoc cref="WorkerGroup.InvokeOnceAsync"/>
-    public async Task<JsonNode?> InvokeOnceAsync(PolicyLoadSpec load, string method, JsonObject arguments, TimeSpan deadline, CancellationToken ct = default)
+    public Task<JsonNode?> InvokeOnceAsync(PolicyLoadSpec load, string method, JsonObject arguments, TimeSpan deadline, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(load);
-        var group = Acquire(DomainOf(load.RuleId));
-        try
-        {
-            return await group.Workers.InvokeOnceAsync(load, method, arguments, deadline, ct);
-        }
-        finally
-        {
-            Release(group);
-        }
+        return WithGroup(DomainOf(load.RuleId), g => g.InvokeOnceAsync(load, method, arguments, deadline, ct));
+    }
+
+    private string DomainOf(PolicyInvocation call)
+    {
+        ArgumentNullException.ThrowIfNull(call);
+        return DomainOf(call.Load.RuleId);
     }
 
     /// <summary>Drops the instance for <paramref name="instanceKey"/> (e.g. a removed function); the next call creates it anew.</summary>
@@ -157,13 +150,13 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         lock (gate) return retired + groups.Values.Sum(g => of(g.Workers));
     }
 
-    private async Task<T> WithGroup<T>(PolicyInvocation call, Func<WorkerGroup, PolicyInvocation, Task<T>> run)
+    // Runs on the domain's group, which cannot be stopped meanwhile.
+    private async Task<T> WithGroup<T>(string domain, Func<WorkerGroup, Task<T>> run)
     {
-        ArgumentNullException.ThrowIfNull(call);
-        var group = Acquire(DomainOf(call.Load.RuleId));
+        var group = Acquire(domain);
         try
         {
-            return await run(group.Workers, call);
+            return await run(group.Workers);
         }
         finally
         {
@@ -195,7 +188,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
                 // now and then holds one process. The one shared group starts them all.
                 group = new Group(new WorkerGroup(options, logger, warmAll: !options.IsolatePolicies));
                 groups[domain] = group;
-                EnsureThreads(groups.Count);
+                PrepareProcess(groups.Count);
             }
             group.Users++;
             group.LastUsed = ++clock;
@@ -223,10 +216,19 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             options.MaxResidentPolicies, (now - evicted.LastUsedAt) / 1000.0);
     }
 
-    // Each worker with a call out blocks a thread-pool thread on its pipe (see PythonWorker.ExchangeAsync): with a group
-    // per policy that is up to Workers threads per resident group, which the pool must not have to discover slowly.
-    private void EnsureThreads(int residentGroups)
+    // What the worker processes need of this process, set as groups are made. Each worker with a call out blocks a
+    // thread-pool thread on its pipe (see PythonWorker.ExchangeAsync): with a group per policy that is up to Workers
+    // threads per resident group, which the thread pool must not have to discover slowly.
+    private void PrepareProcess(int residentGroups)
     {
+        if (!processPrepared)
+        {
+            processPrepared = true;
+            if (options.ReapOrphans && !ProcessSignals.BecomeSubreaper())
+                logger.LogDebug("could not become a child subreaper; orphans of killed workers go to init");
+            if (!ProcessSignals.IsRoot && options.HideServerFromWorkers && OperatingSystem.IsLinux() && !ProcessSignals.HideFromSameUser())
+                logger.LogWarning("Policy workers run as the server's own uid and the server could not hide its environment and memory from them (prctl PR_SET_DUMPABLE failed)");
+        }
         ThreadPool.GetMinThreads(out var minWorkers, out var minIo);
         var wanted = Environment.ProcessorCount + options.Workers * residentGroups;
         if (minWorkers < wanted) ThreadPool.SetMinThreads(wanted, minIo);

@@ -75,16 +75,8 @@ internal sealed class WorkerGroup : IAsyncDisposable
         {
             if (launch is not null) return;
             ObjectDisposedException.ThrowIf(disposed, this);
-            if (options.ReapOrphans && !ProcessSignals.BecomeSubreaper())
-                logger.LogDebug("could not become a child subreaper; orphans of killed workers go to init");
-            // Each worker call blocks one thread on pipe IO (see PythonWorker.ExchangeAsync).
-            ThreadPool.GetMinThreads(out var minWorkers, out var minIo);
-            var wanted = Environment.ProcessorCount + options.Workers;
-            if (minWorkers < wanted) ThreadPool.SetMinThreads(wanted, minIo);
             var directory = workDirectory ??= PythonInterpreter.CreateWorkDirectory(options.WorkDirectory);
             var drop = ProcessSignals.IsRoot && !string.IsNullOrEmpty(options.RunAsUser);
-            if (!ProcessSignals.IsRoot && options.HideServerFromWorkers && OperatingSystem.IsLinux() && !ProcessSignals.HideFromSameUser())
-                logger.LogWarning("Policy workers run as the server's own uid and the server could not hide its environment and memory from them (prctl PR_SET_DUMPABLE failed)");
             // A fixed WorkerUidBase is taken as it is only by one shared pool: with a group per policy, every group would
             // get the same uids, so there it is where the search for free ones starts.
             if (drop && (options.WorkerUidBase is null ? options.SeparateWorkerUsers : options.IsolatePolicies))
