@@ -73,6 +73,31 @@ public sealed class PolicyTestCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task What_the_policy_prints_or_logs_is_shown_on_stderr_in_order_and_the_answer_alone_on_stdout()
+    {
+        File.WriteAllText(Path.Combine(workDir, "function.py"), """
+            import logging
+            import sys
+
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    print("loading the rule")
+                def eval(self, parameters, input_data, context):
+                    print("looking at", input_data["ip"])
+                    logging.warning("address %s is suspicious", input_data["ip"])
+                    print("written to stderr", file=sys.stderr)
+                    print("done")
+                    return {"allowed": False}
+            """);
+        var run = await Run("policy", "test", workDir, "--input", """{"ip": "10.9.9.9"}""", "--json");
+        run.Code.ShouldBe(0, run.Error);
+        System.Text.Json.Nodes.JsonNode.Parse(run.Out)!["allowed"]!.GetValue<bool>().ShouldBeFalse();
+        var lines = run.Error.Split('\n').Where(l => l.Contains(" output: ", StringComparison.Ordinal)).ToList();
+        lines.Select(l => l[(l.IndexOf(" output: ", StringComparison.Ordinal) + 9)..].TrimEnd()).ShouldBe(
+            ["loading the rule", "looking at 10.9.9.9", "WARNING:root:address 10.9.9.9 is suspicious", "written to stderr", "done"]);
+    }
+
+    [Fact]
     public async Task A_directory_without_function_py_is_a_usage_error()
     {
         var run = await Run("policy", "test", workDir, "--input", "{}");
@@ -140,6 +165,63 @@ public sealed class PolicyTestCommandTests : IDisposable
         {
             Directory.Delete(home, recursive: true);
         }
+    }
+
+    [Fact]
+    public async Task Where_the_kernel_refuses_worker_uids_of_their_own_the_workers_run_as_the_shared_user_and_say_so()
+    {
+        // A user namespace that maps only uids 0-65535, as some container runtimes do: the free uids the pool picks
+        // (0x70000000 and up) cannot be used there, nobody (65534) can. Run the real CLI as root inside one.
+        if (Environment.UserName != "root") Assert.Skip("needs root to map a user namespace");
+        var dotnet = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Select(d => Path.Combine(d, "dotnet")).FirstOrDefault(File.Exists);
+        if (dotnet is null) Assert.Skip("no dotnet on PATH");
+        var launcher = Path.Combine(workDir, "in_small_userns.py");
+        File.WriteAllText(launcher, """
+            import ctypes, os, sys
+            libc = ctypes.CDLL(None, use_errno=True)
+            go_r, go_w = os.pipe()
+            ready_r, ready_w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                if libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER
+                    os.write(ready_w, b"E")
+                    os._exit(90)
+                os.write(ready_w, b"U")
+                os.read(go_r, 1)
+                os.setgid(0)
+                os.setuid(0)
+                os.execvp(sys.argv[1], sys.argv[1:])
+            if os.read(ready_r, 1) != b"U":
+                sys.exit(90)
+            for name in ("uid_map", "gid_map"):
+                with open(f"/proc/{pid}/{name}", "w") as f:
+                    f.write("0 0 65536\n")
+            os.write(go_w, b"G")
+            sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+            """);
+        var policy = Path.Combine(workDir, "policy");
+        Directory.CreateDirectory(policy);
+        File.WriteAllText(Path.Combine(policy, "function.py"), """
+            import os
+
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    pass
+                def eval(self, parameters, input_data, context):
+                    return {"uid": os.getuid()}
+            """);
+        var start = new System.Diagnostics.ProcessStartInfo("python3") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new[] { launcher, dotnet, Path.Combine(AppContext.BaseDirectory, "policygrid.dll"), "policy", "test", policy, "--input", "{}", "--json" })
+            start.ArgumentList.Add(arg);
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+        var stderr = await process.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+        await process.WaitForExitAsync(TestContext.Current.CancellationToken);
+        if (process.ExitCode == 90) Assert.Skip("this kernel or container does not allow user namespaces");
+        process.ExitCode.ShouldBe(0, stderr);
+        System.Text.Json.Nodes.JsonNode.Parse(await stdout)!["uid"]!.GetValue<int>().ShouldBe(65534);
+        stderr.ShouldContain("cannot run as uids of their own");
+        stderr.ShouldContain("runs as nobody instead");
     }
 
     private static async Task RunTool(string file, params string[] args)

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Microsoft.Extensions.Logging.Abstractions;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Templates;
@@ -48,7 +47,8 @@ public static class PolicyTestCommand
             using var bundle = TestBundle.Copy(codeDir);
             if (File.Exists(Path.Combine(codeDir, "requirements.txt")))
                 env.Error.WriteLine("note: policy test does not install requirements.txt; the packages must already be importable by python3");
-            await using var pool = new PythonWorkerPool(new WorkerPoolOptions { Workers = 1 }, NullLogger<PythonWorkerPool>.Instance);
+            // What the policy prints or logs goes to stderr, as the server would put it in its log.
+            await using var pool = new PythonWorkerPool(new WorkerPoolOptions { Workers = 1 }, new AuthorConsoleLog(env.Error));
             var load = new PolicyLoadSpec(rule.PolicyRuleUri, new BundleDirectory("local-test", bundle.Root, null), rule.PolicySettings, rule.PolicyParameters);
             var deadline = TimeSpan.FromSeconds(parse.GetValue(timeout));
             try
@@ -76,6 +76,8 @@ public static class PolicyTestCommand
                     if (reply?["context"] is JsonObject after && after.Count > 0 && !session.Json)
                         env.Error.WriteLine($"context after eval: {after.ToJsonString()}");
                 }
+                // Stopping the worker drains its output pump: everything the policy printed comes before the answer.
+                await pool.DisposeAsync();
                 session.Show(result, console => console.WriteLine(result?.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) ?? "null"));
                 return CliCommon.Ok;
             }

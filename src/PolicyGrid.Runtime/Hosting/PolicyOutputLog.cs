@@ -94,7 +94,7 @@ internal sealed class PolicyOutputLog
         keptThisCall += length;
         ForwardedBytes += length;
         var text = Encoding.UTF8.GetString(line, 0, length);
-        logger.LogInformation("policy {Policy} output: {Line}{Cut}", source, text, cut ? " [line cut]" : "");
+        logger.LogInformation(PythonWorkerPool.PolicyOutput, "policy {Policy} output: {Line}{Cut}", source, text, cut ? " [line cut]" : "");
     }
 
     private void Drop(long bytes)
@@ -106,7 +106,7 @@ internal sealed class PolicyOutputLog
     private void ReportDropped()
     {
         if (droppedThisCall == 0) return;
-        logger.LogWarning("policy {Policy} output: {Dropped} more bytes were dropped (limit {Limit} bytes per call)", source, droppedThisCall, maxBytesPerCall);
+        logger.LogWarning(PythonWorkerPool.PolicyOutput, "policy {Policy} output: {Dropped} more bytes were dropped (limit {Limit} bytes per call)", source, droppedThisCall, maxBytesPerCall);
         droppedThisCall = 0;
     }
 }

@@ -31,6 +31,12 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     private bool disposed;
     private bool processPrepared;
 
+    /// <summary>
+    /// The event id of what policies print or log (one entry per line, and one when a call's output was cut),
+    /// so a log consumer can tell policy output from the pool's own messages.
+    /// </summary>
+    public static readonly EventId PolicyOutput = new(1001, "PolicyOutput");
+
     public PythonWorkerPool(WorkerPoolOptions options, ILogger<PythonWorkerPool> logger)
     {
         ArgumentNullException.ThrowIfNull(options);

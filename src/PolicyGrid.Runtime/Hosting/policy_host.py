@@ -108,6 +108,11 @@ def _take_protocol_fds():
     os.dup2(devnull, 0)
     os.close(devnull)
     os.dup2(2, 1)
+    # Both now reach the same pipe: line-buffered like stderr, so prints and log records keep their order.
+    try:
+        sys.stdout.reconfigure(line_buffering=True)
+    except (AttributeError, ValueError):
+        pass
     return proto_in, proto_out
 
 
