@@ -36,7 +36,6 @@ public static class PolicyGridApp
         // One line at start (ours, below); the framework's own start-up chatter is noise here.
         builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
-        builder.Logging.AddFilter("PolicyGrid.Runtime.Hosting.PythonWorkerPool", LogLevel.Warning);
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
 
         Directory.CreateDirectory(serve.DataDirectory);

@@ -115,14 +115,14 @@ internal sealed class PythonWorker : IAsyncDisposable
             throw new WorkerStartException($"could not start Python '{launch.Executable}': {e.Message}");
         }
 
-        var output = new PolicyOutputLog(logger, options.MaxLogBytesPerCall, options.MaxLogLineBytes);
+        var output = new PolicyOutputLog(logger, options.MaxLogBytesPerCall, options.MaxLogLineBytes, Guid.NewGuid().ToString("N"));
         var worker = new PythonWorker(process, tempDir, output, options);
         try
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
             timeout.CancelAfter(options.StartTimeout);
             await worker.toHost.WriteAsync(HostFrames.Raw(PythonInterpreter.HostScript), timeout.Token);
-            await HostFrames.WriteAsync(worker.toHost, w => WriteConfig(w, launch, tempDir), timeout.Token);
+            await HostFrames.WriteAsync(worker.toHost, w => WriteConfig(w, launch, tempDir, output.Tag), timeout.Token);
             var ready = await Task.Run(() => HostFrames.Read(worker.fromHost, 1 << 16), CancellationToken.None).WaitAsync(timeout.Token);
             if (ready["ready"]?.GetValue<bool>() != true)
                 throw new WorkerStartException(ready["error"]?.GetValue<string>() ?? "worker did not report ready");
@@ -144,7 +144,7 @@ internal sealed class PythonWorker : IAsyncDisposable
         }
     }
 
-    private static void WriteConfig(Utf8JsonWriter w, WorkerLaunch launch, string tempDir)
+    private static void WriteConfig(Utf8JsonWriter w, WorkerLaunch launch, string tempDir, string outputTag)
     {
         var o = launch.Options;
         w.WriteStartObject();
@@ -161,6 +161,7 @@ internal sealed class PythonWorker : IAsyncDisposable
             }
         }
         w.WriteString("tmp_dir", tempDir);
+        w.WriteString("output_tag", outputTag);
         w.WriteNumber("max_instances", o.MaxInstancesPerWorker);
         w.WriteNumber("max_frame_bytes", o.MaxResultBytes);
         if (o.DenyNetwork) w.WriteBoolean("isolate_network", true);
@@ -290,7 +291,7 @@ internal sealed class PythonWorker : IAsyncDisposable
     // Reads the reply of the request now running: answered, to be sent again with its load spec, or the worker must not run anything more.
     private async Task<Settled> SettleAsync(WorkerRequest request)
     {
-        Output.BeginCall(request.Policy);
+        Output.BeginCall();
         using var overrun = new CancellationTokenSource(request.Deadline);
         using (overrun.Token.UnsafeRegister(static w => ((PythonWorker)w!).Signal(), this))
         using (request.Ct.UnsafeRegister(static w => ((PythonWorker)w!).Signal(), this))

@@ -102,7 +102,8 @@ internal sealed class WorkerGroup : IAsyncDisposable
             if (warmAll) await Task.WhenAll(newSlots.Skip(1).Select(s => s.WarmAsync(ct)));
             slots = newSlots;
             launch = chosen;
-            logger.LogInformation("Python worker pool ready: {Workers} workers on {Python} (Python {Version}), running as {Users}",
+            // Debug: with a group per policy this is said at each policy's first call (the pool's Information is policy output).
+            logger.LogDebug("Python worker pool ready: {Workers} workers on {Python} (Python {Version}), running as {Users}",
                 options.Workers, chosen.Executable, first.PythonVersion, DescribeUsers(first, drop));
         }
         finally

@@ -100,6 +100,57 @@ def _error(kind, exc_type, message, tb=""):
     return {"ok": False, "kind": kind, "type": exc_type, "message": message, "traceback": tb}
 
 
+class _OutputTag:
+    """Names, in the log pipe, the policy whose output follows: before the first print or log record of a policy
+    other than the last one named, a marker line `\x1e<nonce> <uri>`. The server reads the pipe on its own
+    thread, so only such a marker, not the timing of frames, can tell whose line it is. The nonce comes with the
+    config, so no ordinary output is taken for a marker."""
+
+    def __init__(self, nonce):
+        self.prefix = ("\x1e" + nonce + " ").encode() if nonce else None
+        self.current = None  # the URI of the policy whose code runs now
+        self.named = None
+        self.streams = ()
+
+    def before_write(self):
+        if self.prefix is None or self.current is None or self.current == self.named:
+            return
+        for stream in self.streams:
+            try:
+                stream.flush()  # what the last policy left buffered is still its own
+            except Exception:  # noqa: BLE001 - a policy may have closed it
+                pass
+        _write_all(2, self.prefix + self.current.encode("utf-8", "replace") + b"\n")
+        self.named = self.current
+
+
+class _TaggedStream:
+    """sys.stdout / sys.stderr as policies see them: the same stream, marked with its writer's URI (_OutputTag)."""
+
+    def __init__(self, inner, tag):
+        self._inner = inner
+        self._tag = tag
+
+    def write(self, text):
+        self._tag.before_write()
+        return self._inner.write(text)
+
+    def writelines(self, lines):
+        self._tag.before_write()
+        return self._inner.writelines(lines)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def _tag_output(config):
+    tag = _OutputTag(config.get("output_tag"))
+    tag.streams = (sys.stdout, sys.stderr)
+    sys.stdout = _TaggedStream(sys.stdout, tag)
+    sys.stderr = _TaggedStream(sys.stderr, tag)
+    return tag
+
+
 def _take_protocol_fds():
     """Moves the protocol pipes off fd 0/1 so policy output cannot reach them."""
     proto_in = os.dup(0)
@@ -191,8 +242,9 @@ def _probe_stdlib(config):
 
 
 class Host:
-    def __init__(self, channel, config):
+    def __init__(self, channel, config, tag=None):
         self.channel = channel
+        self.tag = tag or _OutputTag(None)
         self.max_instances = int(config.get("max_instances", 64))
         self.instances = OrderedDict()
         self.modules = {}
@@ -251,16 +303,18 @@ class Host:
         entry = self.instances.get(key)
         if entry is not None:
             self.instances.move_to_end(key)
+            self.tag.current = entry[2]
             return entry, False
         load = request.get("load")
         if load is None:
             raise NeedLoad(f"no instance {key!r} here")
+        self.tag.current = load.get("rule_id")
         instance = self._create(load)
         restore = request.get("restore_state")
         if restore is not None and hasattr(instance, "set_state"):
             instance.set_state(restore)
         # __init__ got its own copy: what the policy keeps from it is not shared with what eval is handed.
-        entry = (instance, copy.deepcopy(load.get("parameters") or {}))
+        entry = (instance, copy.deepcopy(load.get("parameters") or {}), load.get("rule_id"))
         self.instances[key] = entry
         while len(self.instances) > self.max_instances:
             self.instances.popitem(last=False)
@@ -418,7 +472,7 @@ def main():
         return 3
     channel.send({"ready": True, "uid": os.getuid(), "pid": os.getpid(),
                   "executable": sys.executable, "version": sys.version.split()[0]})
-    host = Host(channel, config)
+    host = Host(channel, config, _tag_output(config))
     host_pid = os.getpid()
     while True:
         try:
