@@ -4,12 +4,17 @@ using PolicyGrid.Runtime.Hosting;
 namespace PolicyGrid.Cli.Commands;
 
 /// <summary>
-/// The worker pool's log as <c>policy test</c> shows it on stderr: every line the policy printed or logged (an
-/// author's first debugging tool), and the pool's warnings and errors (e.g. that the worker runs on another
-/// interpreter or user than configured). The pool's routine messages are left out.
+/// The log of a policy run by a command (<c>policy test</c>, <c>eval --local</c>) as stderr shows it: every line
+/// the policy printed or logged (an author's first debugging tool), and warnings and errors (e.g. that the worker
+/// runs on another interpreter or user than configured). Routine messages are left out.
 /// </summary>
-internal sealed class AuthorConsoleLog(TextWriter error) : ILogger<PythonWorkerPool>
+internal sealed class AuthorConsoleLog(TextWriter error) : ILoggerProvider, ILogger
 {
+    /// <summary>A factory whose every logger writes here.</summary>
+    public static ILoggerFactory Factory(TextWriter error) => LoggerFactory.Create(b => b.AddProvider(new AuthorConsoleLog(error)));
+
+    public ILogger CreateLogger(string categoryName) => this;
+
     public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
 
     public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Information;
@@ -23,4 +28,6 @@ internal sealed class AuthorConsoleLog(TextWriter error) : ILogger<PythonWorkerP
         // Policy output arrives on the worker's output pump, concurrently with the command's own messages.
         lock (error) error.WriteLine(line);
     }
+
+    public void Dispose() { }
 }

@@ -56,10 +56,13 @@ public static class EvalCommand
     {
         var (http, server, token) = session.Connection();
         using var client = new PolicyGridClient(http, new PolicyGridClientOptions { Server = server, Token = token, Timeout = TimeSpan.FromSeconds(30) });
+        // What the policy prints goes to stderr (stdout holds the answer alone, for scripts).
+        using var log = AuthorConsoleLog.Factory(session.Env.Error);
         try
         {
             await using var evaluator = await LocalPolicyEvaluator.CreateAsync(client, new LocalPolicyEvaluatorOptions
             {
+                LoggerFactory = log,
                 PolicyRuleUri = body["policy_rule_uri"]!.GetValue<string>(),
                 Mode = EvaluationMode.Local,
                 // A one-shot command: the sandboxed worker costs little here and keeps a bad policy from taking the CLI down.
@@ -69,6 +72,8 @@ public static class EvalCommand
                 CallDeadline = body["timeout_seconds"] is { } t ? TimeSpan.FromSeconds(t.GetValue<double>()) : TimeSpan.FromSeconds(10),
             }, ct);
             var result = await evaluator.ExecutePolicyRuleAsync(body["input_data"], null, ct);
+            // Stopping the worker drains its output: what the policy printed comes before the answer.
+            await evaluator.DisposeAsync();
             session.Show(result, console => console.WriteLine(result.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true })));
             return CliCommon.Ok;
         }

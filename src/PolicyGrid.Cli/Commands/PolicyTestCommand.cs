@@ -48,7 +48,8 @@ public static class PolicyTestCommand
             if (File.Exists(Path.Combine(codeDir, "requirements.txt")))
                 env.Error.WriteLine("note: policy test does not install requirements.txt; the packages must already be importable by python3");
             // What the policy prints or logs goes to stderr, as the server would put it in its log.
-            await using var pool = new PythonWorkerPool(new WorkerPoolOptions { Workers = 1 }, new AuthorConsoleLog(env.Error));
+            using var log = AuthorConsoleLog.Factory(env.Error);
+            await using var pool = new PythonWorkerPool(new WorkerPoolOptions { Workers = 1 }, log.CreateLogger<PythonWorkerPool>());
             var load = new PolicyLoadSpec(rule.PolicyRuleUri, new BundleDirectory("local-test", bundle.Root, null), rule.PolicySettings, rule.PolicyParameters);
             var deadline = TimeSpan.FromSeconds(parse.GetValue(timeout));
             try

@@ -27,6 +27,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
     private readonly PythonWorkerPool? _pool;
     private readonly ILogger _logger;
     private readonly SemaphoreSlim _reload = new(1, 1);
+    private int _disposed;
     private readonly JsonObject _parameterOverrides;
     private readonly JsonObject _settingOverrides;
     private volatile Held? _held; // swapped whole by revalidation; calls read it without a lock
@@ -274,6 +275,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
         if (_held?.Instance is { } instance) await instance.ReleaseAsync();
         if (_pool is not null) await _pool.DisposeAsync();
         _reload.Dispose();
