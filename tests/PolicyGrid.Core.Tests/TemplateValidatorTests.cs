@@ -32,6 +32,24 @@ public class TemplateValidatorTests
     }
 
     [Fact]
+    public void Errors_about_a_secret_field_never_show_its_value()
+    {
+        var template = J.O("""
+            {
+              "api_key": {"type": "string", "secret": true, "choices": ["a"]},
+              "pin": {"type": "integer", "secret": true, "min": 1000, "max": 9999},
+              "keys": {"type": "array", "secret": true, "items": {"type": "string", "choices": ["x"]}},
+              "nested": {"type": "object", "secret": true, "properties": {"code": {"type": "integer", "max": 1}}}
+            }
+            """);
+        var errors = TemplateValidator.Validate(template, J.N("""{"api_key": "SUPERSECRET123", "pin": 123456, "keys": ["KEYSECRET"], "nested": {"code": 424242}}"""), "policy_settings");
+        errors.Select(e => e.Path).ShouldBe(["policy_settings.api_key", "policy_settings.pin", "policy_settings.keys[0]", "policy_settings.nested.code"], ignoreOrder: true);
+        var text = string.Join("\n", errors);
+        foreach (var secret in new[] { "SUPERSECRET123", "123456", "KEYSECRET", "424242" }) text.ShouldNotContain(secret);
+        text.ShouldContain("the secret value is not one of [\"a\"]");
+    }
+
+    [Fact]
     public void Required_fields_must_be_present_and_not_null()
     {
         Check("{}").ShouldHaveSingleItem().ToString().ShouldBe("policy_parameters.mode: is required");

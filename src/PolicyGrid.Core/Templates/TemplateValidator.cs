@@ -44,7 +44,7 @@ public static class TemplateValidator
         if (errors.Count > 0) throw Problems.Validation(errors);
     }
 
-    private static void ValidateObject(JsonObject template, JsonNode? value, string path, List<FieldError> errors)
+    private static void ValidateObject(JsonObject template, JsonNode? value, string path, List<FieldError> errors, bool secret = false)
     {
         if (template.Count == 0) return;
         if (IsNull(value)) value = new JsonObject(); // absent settings/parameters: only "required" can fail
@@ -63,12 +63,15 @@ public static class TemplateValidator
                 if (IsTrue(spec["required"])) errors.Add(new FieldError(fieldPath, "is required"));
                 continue;
             }
-            ValidateValue(spec, fieldValue, fieldPath, errors);
+            ValidateValue(spec, fieldValue, fieldPath, errors, secret);
         }
     }
 
-    private static void ValidateValue(JsonObject spec, JsonNode? value, string path, List<FieldError> errors)
+    // secret: the value is (part of) a field whose spec says "secret": messages never show it.
+    private static void ValidateValue(JsonObject spec, JsonNode? value, string path, List<FieldError> errors, bool secret)
     {
+        secret |= IsTrue(spec["secret"]);
+        string Shown() => secret ? "the secret value" : Show(value);
         var type = JsonValues.TryString(spec["type"], out var t) ? t : "any";
         if (!MatchesType(type, value))
         {
@@ -77,7 +80,7 @@ public static class TemplateValidator
         }
 
         if (spec["choices"] is JsonArray choices && !choices.Any(c => JsonValues.DeepEquals(c, value)))
-            errors.Add(new FieldError(path, $"{Show(value)} is not one of {choices.ToJsonString()}"));
+            errors.Add(new FieldError(path, $"{Shown()} is not one of {choices.ToJsonString()}"));
 
         if (JsonValues.TryString(value, out var s))
         {
@@ -87,9 +90,9 @@ public static class TemplateValidator
         if (JsonValues.TryNumber(value, out var n))
         {
             if (JsonValues.TryNumber(spec["min"], out var min) && n < min)
-                errors.Add(new FieldError(path, $"{Show(value)} is less than the minimum {Number(min)}"));
+                errors.Add(new FieldError(path, $"{Shown()} is less than the minimum {Number(min)}"));
             if (JsonValues.TryNumber(spec["max"], out var max) && n > max)
-                errors.Add(new FieldError(path, $"{Show(value)} is greater than the maximum {Number(max)}"));
+                errors.Add(new FieldError(path, $"{Shown()} is greater than the maximum {Number(max)}"));
         }
 
         if (JsonValues.TryNumber(spec["max_length"], out var maxLength))
@@ -110,12 +113,12 @@ public static class TemplateValidator
                     if (!MatchesType(TypeOf(itemSpec), array[i])) errors.Add(new FieldError(itemPath, $"must be {Article(TypeOf(itemSpec))}, not null"));
                     continue;
                 }
-                ValidateValue(itemSpec, array[i], itemPath, errors);
+                ValidateValue(itemSpec, array[i], itemPath, errors, secret);
             }
         }
 
         if (value is JsonObject && spec["properties"] is JsonObject properties)
-            ValidateObject(properties, value, path, errors);
+            ValidateObject(properties, value, path, errors, secret);
     }
 
     private static void CheckPattern(string pattern, string value, string path, List<FieldError> errors)
