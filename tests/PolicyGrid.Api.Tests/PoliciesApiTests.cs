@@ -303,6 +303,28 @@ public sealed class PoliciesApiTests(GridServer server) : IClassFixture<GridServ
     }
 
     [Fact]
+    public async Task Queries_cannot_read_a_secret_back_they_see_it_as_stars_as_reads_do()
+    {
+        var (name, uri, _) = await CreateAsync();
+        async Task<List<string>> Found(string filter, string sort = "")
+        {
+            var answer = await client.Post("/policy/query" + sort, $$"""{"$and": [{"name": "{{name}}"}, {{filter}}]}""");
+            answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+            return [.. answer.Data!.AsArray().Select(p => p!["policy_rule_uri"]!.GetValue<string>())];
+        }
+        // Guessing the stored value ("s3cr3t-key") a character at a time, or ruling values out, learns nothing.
+        (await Found("""{"policy_settings.api_key": {"$regex": "^s3"}}""")).ShouldBeEmpty();
+        (await Found("""{"policy_settings.api_key": "s3cr3t-key"}""")).ShouldBeEmpty();
+        (await Found("""{"policy_settings.api_key": {"$ne": "s3cr3t-key"}}""")).ShouldBe([uri]);
+        (await Found("""{"policy_settings.api_key": {"$gte": "s"}}""")).ShouldBeEmpty();
+        (await Found("""{"policy_settings": {"remote_allowlist_url": "", "api_key": "s3cr3t-key"}}""")).ShouldBeEmpty();
+        (await Found("""{"policy_settings.api_key": "***"}""")).ShouldBe([uri]);
+        // What is not secret is still found, also beside a secret; sorting by a secret works on the stars.
+        (await Found("""{"policy_settings.remote_allowlist_url": ""}""")).ShouldBe([uri]);
+        (await Found("""{"policy_parameters.local_allowlist": "10.0.0.1"}""", "?sort=policy_settings.api_key:desc")).ShouldBe([uri]);
+    }
+
+    [Fact]
     public async Task Status_moves_through_the_lifecycle_and_deprecated_reads_carry_a_deprecation_header()
     {
         var (_, uri, _) = await CreateAsync();

@@ -64,6 +64,25 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_query_cannot_read_back_a_secret_parameter_of_the_policy_snapshot()
+    {
+        var secretive = await _server.RegisterPolicyAsync("secretive-counting", CountingPolicy.Source,
+            new JsonObject { ["step"] = new JsonObject { ["type"] = "integer", ["min"] = 1 }, ["token"] = new JsonObject { ["type"] = "string", ["secret"] = true } },
+            new JsonObject { ["step"] = 1, ["token"] = "hunter2" });
+        var body = Body("keeper");
+        body["policy_rule_uri"] = secretive;
+        (await Deploy(body)).Status.ShouldBe(200);
+        async Task<int> Found(string filter) =>
+            (await _client.Send(HttpMethod.Post, "/function/query", JsonNode.Parse(filter)!.AsObject())).Data!.AsArray().Count;
+
+        (await Found("""{"function_id": "keeper"}""")).ShouldBe(1);
+        (await Found("""{"function_id": "keeper", "function_policy_data.policy_parameters.token": {"$regex": "^hun"}}""")).ShouldBe(0);
+        (await Found("""{"function_id": "keeper", "function_policy_data.policy_parameters.token": "hunter2"}""")).ShouldBe(0);
+        (await Found("""{"function_id": "keeper", "function_policy_data.policy_parameters.token": "***"}""")).ShouldBe(1);
+        (await Found("""{"function_id": "keeper", "function_policy_data.policy_parameters.step": 1}""")).ShouldBe(1);
+    }
+
+    [Fact]
     public async Task One_hundred_concurrent_calls_add_exactly_one_hundred()
     {
         (await Deploy(Body("busy"))).Status.ShouldBe(200);

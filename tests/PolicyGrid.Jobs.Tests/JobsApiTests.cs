@@ -196,6 +196,10 @@ public sealed class JobsApiTests : IAsyncLifetime
 
         (await client.Get("/jobs/j-secret")).Data!["policy_rule_parameters"]!["api_key"]!.GetValue<string>().ShouldBe("***");
         (await client.Post("/jobs/query", """{"job_id":"j-secret"}""")).Data![0]!["policy_rule_parameters"]!["api_key"]!.GetValue<string>().ShouldBe("***");
+        // Nor can a query read it back: it filters what a read shows.
+        (await client.Post("/jobs/query", """{"job_id":"j-secret", "policy_rule_parameters.api_key": {"$regex": "^hun"}}""")).Data!.AsArray().ShouldBeEmpty();
+        (await client.Post("/jobs/query", """{"job_id":"j-secret", "policy_rule_parameters.api_key": "hunter2"}""")).Data!.AsArray().ShouldBeEmpty();
+        (await client.Post("/jobs/query", """{"job_id":"j-secret", "policy_rule_parameters.api_key": "***"}""")).Data!.AsArray().Count.ShouldBe(1);
     }
 
     private async Task InsertPendingAsync(string id, string name = "")

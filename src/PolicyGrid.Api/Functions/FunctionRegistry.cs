@@ -118,8 +118,10 @@ public sealed class FunctionRegistry(
     public async Task<StoredDocument> GetAsync(string name, CancellationToken ct) =>
         await store.GetAsync(Collections.Functions, name, ct) ?? throw Unknown(name);
 
-    public Task<IReadOnlyList<StoredDocument>> QueryAsync(FilterNode filter, IReadOnlyList<SortKey> sort, int skip, int limit, CancellationToken ct) =>
-        store.QueryAsync(Collections.Functions, new DocumentQuery(filter, sort, skip, limit), ct);
+    /// <summary>Deployments matching the filter, as reads answer them (secrets of their policy snapshot masked, and never matched on).</summary>
+    public Task<IReadOnlyList<JsonObject>> QueryAsync(FilterNode filter, IReadOnlyList<SortKey> sort, int skip, int limit, CancellationToken ct) =>
+        RedactedQuery.RunAsync(store, Collections.Functions, new DocumentQuery(filter, sort, skip, limit), TemplateSecrets.FunctionSecretPaths,
+            static (d, _) => ValueTask.FromResult(FunctionDeployment.FromJson(d.Body).ToRedactedJson()), ct);
 
     /// <summary>Whether a function of that id is deployed (graphs check every node before running).</summary>
     public async Task<bool> IsDeployedAsync(string name, CancellationToken ct) =>

@@ -90,7 +90,7 @@ public static class FunctionsApi
     {
         var filter = FilterParser.Parse(body.Node);
         var found = await functions.QueryAsync(filter, window.Sort, window.Skip, window.Limit, ct);
-        return Answer.Ok(new JsonArray([.. found.Select(f => (JsonNode)FunctionDeployment.FromJson(f.Body).ToRedactedJson())]));
+        return Answer.Ok(new JsonArray([.. found.Select(f => (JsonNode)f)]));
     }
 
     public static async Task<Ok<Envelope<JsonObject>>> NodeDeploy(JsonBody body, HttpContext http, CancellationToken ct)

@@ -101,18 +101,19 @@ public sealed class JobBoard(
         return await PresentAsync(stored.Body, ct);
     }
 
+    // Where a job document holds what its policy's template may mark secret (Present masks it).
+    private static readonly IReadOnlyList<string> JobSecretPaths = ["policy_rule_parameters"];
+
     public async Task<IReadOnlyList<JsonObject>> QueryAsync(DocumentQuery query, CancellationToken ct)
     {
-        var found = await store.QueryAsync(Collections.Jobs, query, ct);
+        // Parameters are masked by their policy's template: a query that reaches them runs on the masked jobs.
         var policies = new Dictionary<string, PolicyRule?>(StringComparer.Ordinal);
-        var answer = new List<JsonObject>(found.Count);
-        foreach (var doc in found)
+        return await RedactedQuery.RunAsync(store, Collections.Jobs, query, JobSecretPaths, async (doc, token) =>
         {
             var uri = doc.Body["policy_rule_uri"]?.GetValue<string>() ?? "";
-            if (!policies.TryGetValue(uri, out var policy)) policies[uri] = policy = await TryPolicyAsync(uri, ct);
-            answer.Add(Present(doc.Body, policy));
-        }
-        return answer;
+            if (!policies.TryGetValue(uri, out var policy)) policies[uri] = policy = await TryPolicyAsync(uri, token);
+            return Present(doc.Body, policy);
+        }, ct);
     }
 
     /// <summary>DELETE /jobs/{id}: records the job as cancelled (unless it already ended) and stops it.</summary>

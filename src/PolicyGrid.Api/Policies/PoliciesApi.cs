@@ -96,8 +96,9 @@ public static class PoliciesApi
     public static async Task<Ok<Envelope<JsonArray>>> Query(JsonBody body, QueryWindow window, [AsParameters] PolicyServices services, CancellationToken ct)
     {
         var filter = FilterParser.Parse(body.Node);
-        var found = await services.Store.QueryAsync(Collections.Policies, new DocumentQuery(filter, window.Sort, window.Skip, window.Limit), ct);
-        return Envelope.Answer.Ok(new JsonArray([.. found.Select(d => (JsonNode)Redact(d.Body))]));
+        var found = await RedactedQuery.RunAsync(services.Store, Collections.Policies, new DocumentQuery(filter, window.Sort, window.Skip, window.Limit),
+            TemplateSecrets.PolicyRuleSecretPaths, static (d, _) => ValueTask.FromResult(Redact(d.Body)), ct);
+        return Envelope.Answer.Ok(new JsonArray([.. found.Select(d => (JsonNode)d)]));
     }
 
     /// <summary>Secret settings/parameters are write-only: every answer masks them.</summary>

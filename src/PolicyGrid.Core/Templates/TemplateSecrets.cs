@@ -34,6 +34,12 @@ public static class TemplateSecrets
         || (spec["items"] is JsonObject items && SpecHasSecrets(items))
         || (spec["properties"] is JsonObject props && HasSecrets(props));
 
+    /// <summary>Where a PolicyRule document may hold secrets (for <see cref="RedactedQuery"/>).</summary>
+    public static readonly IReadOnlyList<string> PolicyRuleSecretPaths = ["policy_settings", "policy_parameters"];
+
+    /// <summary>Where a FunctionDeployment document may hold secrets: its policy snapshot's settings and parameters.</summary>
+    public static readonly IReadOnlyList<string> FunctionSecretPaths = ["function_policy_data.policy_settings", "function_policy_data.policy_parameters"];
+
     /// <summary>
     /// A copy of a PolicyRule document (as JSON) fit for reads and queries: <c>policy_settings</c>
     /// redacted by <c>policy_settings_schema</c>, <c>policy_parameters</c> by <c>policy_parameters_schema</c>.
