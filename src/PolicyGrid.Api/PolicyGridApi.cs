@@ -38,6 +38,8 @@ public static class PolicyGridApi
         {
             o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
             o.SerializerOptions.DictionaryKeyPolicy = null;
+            // Bodies and stored documents nest at most DocumentDepth.Max deep; answers wrap them in envelopes.
+            o.SerializerOptions.MaxDepth = PolicyGrid.Core.Documents.DocumentDepth.MaxWritten;
         });
         services.AddOpenApi(o => o.AddDocumentTransformer((doc, _, _) =>
         {

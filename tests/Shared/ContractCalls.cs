@@ -33,7 +33,7 @@ public static class ContractCalls
             headers[name] = string.Join(",", values);
         // Only a body that says it is JSON is read as JSON: the contract promises that content type for every envelope.
         var isJson = response.Content.Headers.ContentType?.MediaType?.Contains("json", StringComparison.Ordinal) ?? false;
-        return new Answer((int)response.StatusCode, isJson && text.Length > 0 ? JsonNode.Parse(text) : null, headers);
+        return new Answer((int)response.StatusCode, isJson && text.Length > 0 ? JsonNode.Parse(text, documentOptions: new System.Text.Json.JsonDocumentOptions { MaxDepth = 256 }) : null, headers);
     }
 
     /// <summary>Sends <paramref name="body"/> as JSON, or <paramref name="raw"/> text labelled as JSON (for malformed bodies).</summary>

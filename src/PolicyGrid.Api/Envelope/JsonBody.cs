@@ -44,7 +44,7 @@ public sealed class JsonBody : IEndpointParameterMetadataProvider
         CheckContentType(context.Request.ContentType);
         try
         {
-            var node = JsonNode.Parse(bytes, documentOptions: new JsonDocumentOptions { MaxDepth = 64, AllowDuplicateProperties = false });
+            var node = JsonNode.Parse(bytes, documentOptions: new JsonDocumentOptions { MaxDepth = PolicyGrid.Core.Documents.DocumentDepth.Max, AllowDuplicateProperties = false });
             return new JsonBody(node);
         }
         catch (JsonException e)

@@ -12,5 +12,6 @@ public static class Json
         DictionaryKeyPolicy = null,
         DefaultIgnoreCondition = JsonIgnoreCondition.Never,
         WriteIndented = false,
+        MaxDepth = DocumentDepth.MaxWritten,
     };
 }

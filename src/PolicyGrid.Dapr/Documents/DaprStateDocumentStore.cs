@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Dapr.Client;
 using Microsoft.Extensions.Options;
+using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Core.Querying;
@@ -41,8 +42,8 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
 
     public async Task<StoredDocument> CreateAsync(string collection, string id, JsonObject body, CancellationToken ct = default)
     {
-        if (Options.DocumentQueries == DocumentQueryMode.KeyIndex) await AddToIndexAsync(collection, id, ct);
         var entry = NewEntry(collection, id, body);
+        if (Options.DocumentQueries == DocumentQueryMode.KeyIndex) await AddToIndexAsync(collection, id, ct);
         bool saved;
         try
         {
@@ -73,8 +74,8 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
 
     public async Task<StoredDocument> UpsertAsync(string collection, string id, JsonObject body, CancellationToken ct = default)
     {
-        if (Options.DocumentQueries == DocumentQueryMode.KeyIndex) await AddToIndexAsync(collection, id, ct);
         var entry = NewEntry(collection, id, body);
+        if (Options.DocumentQueries == DocumentQueryMode.KeyIndex) await AddToIndexAsync(collection, id, ct);
         try
         {
             // One writer by definition (job progress and the like): last write wins, no ETag.
@@ -400,7 +401,12 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         throw Problems.BackendUnavailable($"the '{collection}' key index in '{Store}' kept changing under concurrent writers; retry");
     }
 
-    private static StateDocument NewEntry(string collection, string id, JsonObject body) => Entry(collection, id, (JsonObject)body.DeepClone());
+    // Checked here, before anything is written: every stored document keeps within DocumentDepth.Max.
+    private static StateDocument NewEntry(string collection, string id, JsonObject body)
+    {
+        DocumentDepth.Ensure(body);
+        return Entry(collection, id, (JsonObject)body.DeepClone());
+    }
 
     // A new entry owning doc, with a fresh revision token.
     private static StateDocument Entry(string collection, string id, JsonObject doc) => new(collection, id, Guid.NewGuid().ToString("N"), doc);

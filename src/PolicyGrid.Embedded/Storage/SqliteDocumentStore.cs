@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Data.Sqlite;
+using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 
@@ -282,6 +283,7 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
     private static string Serialize(JsonObject body)
     {
         ArgumentNullException.ThrowIfNull(body);
+        DocumentDepth.Ensure(body);
         return body.ToJsonString();
     }
 }

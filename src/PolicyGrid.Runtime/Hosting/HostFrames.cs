@@ -63,7 +63,8 @@ internal static class HostFrames
         try
         {
             stream.ReadExactly(payload.AsSpan(0, length));
-            return JsonNode.Parse(payload.AsSpan(0, length)) as JsonObject
+            // Input is at most DocumentDepth.Max deep, but a policy may answer deeper: up to what answers can carry.
+            return JsonNode.Parse(payload.AsSpan(0, length), documentOptions: new JsonDocumentOptions { MaxDepth = Core.Documents.DocumentDepth.MaxWritten }) as JsonObject
                 ?? throw new InvalidDataException("worker sent a frame that is not a JSON object");
         }
         finally

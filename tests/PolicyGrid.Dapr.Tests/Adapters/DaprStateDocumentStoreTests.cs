@@ -37,6 +37,19 @@ public sealed class DaprStateDocumentStoreTests
     }
 
     [Fact]
+    public async Task A_document_nested_deeper_than_the_limit_is_a_400_and_nothing_reaches_the_sidecar()
+    {
+        var deep = Policy("deep");
+        JsonNode leaf = 1;
+        for (var i = 0; i < PolicyGrid.Core.Documents.DocumentDepth.Max; i++) leaf = new JsonObject { ["a"] = leaf };
+        deep["metadata"] = leaf;
+        var refused = await Should.ThrowAsync<PolicyGridException>(() => state.Store().CreateAsync(Collections.Policies, "deep:1.0-beta", deep, Ct));
+        refused.Status.ShouldBe(400);
+        refused.Message.ShouldContain("metadata.a.a");
+        state.Client.ReceivedCalls().ShouldBeEmpty();
+    }
+
+    [Fact]
     public async Task Create_of_an_existing_id_is_a_409_and_keeps_the_first_document()
     {
         var store = state.Store();
