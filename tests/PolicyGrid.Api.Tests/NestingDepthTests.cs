@@ -7,7 +7,7 @@ using static PolicyGrid.Api.Tests.PolicyDocuments;
 namespace PolicyGrid.Api.Tests;
 
 /// <summary>
-/// JSON nests at most DocumentDepth.Max deep where it comes in and where it is stored; answers may be deeper. A body
+/// JSON nests at most DocumentDepth.Max deep in request bodies and DocumentDepth.MaxStored in stored documents; answers may be deeper. A body
 /// nested 63 deep was once stored, answered with a 400 (the envelope pushed it past the writer's 64) and could then
 /// not be read, changed or deleted, and took the collection's queries down with it.
 /// </summary>
@@ -38,10 +38,10 @@ public sealed class NestingDepthTests(GridServer server) : IClassFixture<GridSer
         var created = await client.Post("/policy", IpAllowlist(name, await server.StoreBundleAsync()).ToJsonString());
         created.Status.ShouldBe(200, created.Body?.ToJsonString());
         var uri = PolicyDocuments.Uri(name);
-        var path = "metadata." + string.Join('.', Enumerable.Repeat("a", DocumentDepth.Max + 3));
+        var path = "metadata." + string.Join('.', Enumerable.Repeat("a", DocumentDepth.MaxStored));
         var update = await client.Put($"/policy/{uri}", new JsonObject { ["$set"] = new JsonObject { [path] = 1 } }.ToJsonString());
         update.Status.ShouldBe(400, update.Body?.ToJsonString());
-        update.Message!.ShouldContain("nests deeper than 32 levels");
+        update.Message!.ShouldContain($"nests deeper than {DocumentDepth.MaxStored} levels");
         update.Message!.ShouldContain("metadata.a.a");
         var stored = await server.Store.GetAsync(Collections.Policies, uri, TestContext.Current.CancellationToken);
         stored!.Body["metadata"]!.AsObject().ContainsKey("a").ShouldBeFalse();

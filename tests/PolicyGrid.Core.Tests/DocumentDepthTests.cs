@@ -15,8 +15,8 @@ public class DocumentDepthTests
     [Fact]
     public void Up_to_the_limit_is_accepted_one_more_level_is_a_400_naming_the_path()
     {
-        DocumentDepth.Ensure(Nested(DocumentDepth.Max));
-        var refused = Should.Throw<PolicyGridException>(() => DocumentDepth.Ensure(Nested(DocumentDepth.Max + 1)));
+        DocumentDepth.Ensure(Nested(DocumentDepth.Max), DocumentDepth.Max);
+        var refused = Should.Throw<PolicyGridException>(() => DocumentDepth.Ensure(Nested(DocumentDepth.Max + 1), DocumentDepth.Max));
         refused.Status.ShouldBe(400);
         refused.Message.ShouldContain("a.a.a");
         refused.Message.ShouldContain("nests deeper than 32 levels");
@@ -25,14 +25,14 @@ public class DocumentDepthTests
     [Fact]
     public void Arrays_count_as_levels_and_are_named_by_index()
     {
-        DocumentDepth.Ensure(Nested(DocumentDepth.Max, arrays: true));
-        Should.Throw<PolicyGridException>(() => DocumentDepth.Ensure(Nested(DocumentDepth.Max + 1, arrays: true))).Message.ShouldContain("[0]");
+        DocumentDepth.Ensure(Nested(DocumentDepth.Max, arrays: true), DocumentDepth.Max);
+        Should.Throw<PolicyGridException>(() => DocumentDepth.Ensure(Nested(DocumentDepth.Max + 1, arrays: true), DocumentDepth.Max)).Message.ShouldContain("[0]");
     }
 
     [Fact]
     public void A_very_deep_path_is_cut_in_the_message()
     {
-        var refused = Should.Throw<PolicyGridException>(() => DocumentDepth.Ensure(Nested(500)));
+        var refused = Should.Throw<PolicyGridException>(() => DocumentDepth.Ensure(Nested(500), DocumentDepth.MaxStored));
         refused.Message.Length.ShouldBeLessThan(400);
     }
 }

@@ -401,10 +401,10 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         throw Problems.BackendUnavailable($"the '{collection}' key index in '{Store}' kept changing under concurrent writers; retry");
     }
 
-    // Checked here, before anything is written: every stored document keeps within DocumentDepth.Max.
+    // Checked here, before anything is written: every stored document keeps within DocumentDepth.MaxStored.
     private static StateDocument NewEntry(string collection, string id, JsonObject body)
     {
-        DocumentDepth.Ensure(body);
+        DocumentDepth.Ensure(body, DocumentDepth.MaxStored);
         return Entry(collection, id, (JsonObject)body.DeepClone());
     }
 

@@ -283,7 +283,7 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
     private static string Serialize(JsonObject body)
     {
         ArgumentNullException.ThrowIfNull(body);
-        DocumentDepth.Ensure(body);
+        DocumentDepth.Ensure(body, DocumentDepth.MaxStored);
         return body.ToJsonString();
     }
 }

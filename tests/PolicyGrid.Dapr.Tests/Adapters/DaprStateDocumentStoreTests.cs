@@ -41,7 +41,7 @@ public sealed class DaprStateDocumentStoreTests
     {
         var deep = Policy("deep");
         JsonNode leaf = 1;
-        for (var i = 0; i < PolicyGrid.Core.Documents.DocumentDepth.Max; i++) leaf = new JsonObject { ["a"] = leaf };
+        for (var i = 0; i < PolicyGrid.Core.Documents.DocumentDepth.MaxStored; i++) leaf = new JsonObject { ["a"] = leaf };
         deep["metadata"] = leaf;
         var refused = await Should.ThrowAsync<PolicyGridException>(() => state.Store().CreateAsync(Collections.Policies, "deep:1.0-beta", deep, Ct));
         refused.Status.ShouldBe(400);
