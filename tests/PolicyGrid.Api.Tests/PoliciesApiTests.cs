@@ -302,6 +302,22 @@ public sealed class PoliciesApiTests(GridServer server) : IClassFixture<GridServ
         stored.Body["description"]!.GetValue<string>().ShouldBe("edited after a read");
     }
 
+    [Theory]
+    [InlineData("nul\u0000name", "control characters")]
+    [InlineData("pc%41x", "must not contain '%'")]
+    [InlineData("LONG", "characters long; at most 256")]
+    public async Task A_name_that_could_not_be_addressed_in_a_path_is_a_400_and_nothing_is_stored(string name, string rule)
+    {
+        if (name == "LONG") name = new string('n', 300);
+        var body = IpAllowlist(name, await server.StoreBundleAsync());
+        var answer = await client.Post("/policy", body.ToJsonString());
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Message!.ShouldContain(rule);
+        answer.Message!.Length.ShouldBeLessThan(1000);
+        await ShouldNotBeStored(name);
+        (await client.Post("/executor", $$"""{"executor_id": {{System.Text.Json.JsonSerializer.Serialize(name)}}, "executor_host_uri": "http://127.0.0.1:9"}""")).Status.ShouldBe(400);
+    }
+
     [Fact]
     public async Task Queries_cannot_read_a_secret_back_they_see_it_as_stars_as_reads_do()
     {

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Identity;
 
 namespace PolicyGrid.Api.Functions;
 
@@ -23,8 +24,8 @@ public sealed record FunctionDeploymentRequest(
     {
         var errors = new List<FieldError>();
         var name = Text(body, "name", errors, required: true);
-        if (name.Length > 0 && (name.Any(char.IsWhiteSpace) || name.Contains('/', StringComparison.Ordinal) || name.Contains('#', StringComparison.Ordinal)))
-            errors.Add(new("name", $"'{name}' must not contain whitespace, '/' or '#'"));
+        if (name.Length > 0 && Identifiers.Check(errors, "name", name) && name.Contains('#', StringComparison.Ordinal))
+            errors.Add(new("name", $"'{name}' must not contain '#'"));
         var uri = Text(body, "policy_rule_uri", errors, required: true);
         var parameters = Object(body, "policy_rule_parameters", errors);
         var replicas = Integer(body, "replicas", 1, errors);

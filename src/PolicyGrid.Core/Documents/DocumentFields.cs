@@ -138,13 +138,14 @@ internal sealed class DocumentFields(JsonObject body, string prefix = "")
         return fallback;
     }
 
-    /// <summary>An identifier used in URLs: non-empty, no whitespace, no '/'.</summary>
+    /// <summary>An identifier used in URLs: non-empty, and what <see cref="Identity.Identifiers"/> allows.</summary>
     public string RequiredId(string name)
     {
         var value = RequiredString(name);
         if (value.Length == 0) return value;
-        if (value.Any(char.IsWhiteSpace)) Add(name, $"'{value}' must not contain whitespace");
-        if (value.Contains('/', StringComparison.Ordinal)) Add(name, $"'{value}' must not contain '/'");
+        var problems = new List<FieldError>();
+        Identity.Identifiers.Check(problems, name, value);
+        foreach (var problem in problems) Add(problem.Path, problem.Message);
         return value;
     }
 

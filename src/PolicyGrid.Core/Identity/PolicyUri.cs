@@ -51,8 +51,7 @@ public sealed record PolicyUri(string Name, string Version, string ReleaseTag)
     private static void CheckPart(List<FieldError> errors, string field, string value, string forbidden)
     {
         if (value.Length == 0) { errors.Add(new(field, "must not be empty")); return; }
-        if (value.Any(char.IsWhiteSpace)) errors.Add(new(field, $"'{value}' must not contain whitespace"));
-        if (value.Contains('/', StringComparison.Ordinal)) errors.Add(new(field, $"'{value}' must not contain '/'"));
+        if (!Identifiers.Check(errors, field, value) && value.Length > Identifiers.MaxLength) return;
         foreach (var c in forbidden)
             if (value.Contains(c, StringComparison.Ordinal)) errors.Add(new(field, $"'{value}' must not contain '{c}'"));
     }

@@ -1,0 +1,32 @@
+using PolicyGrid.Core.Errors;
+
+namespace PolicyGrid.Core.Identity;
+
+/// <summary>
+/// What every identifier that appears in a URL path must not hold (URI parts, executor, function and job ids):
+/// whitespace, '/', '%' (a path's '%' is always an escape: an id holding one could not be addressed both
+/// unescaped and %-encoded, as the contract promises), control characters such as NUL (refused in paths), and
+/// more than <see cref="MaxLength"/> characters (a longer URL is refused by servers and proxies).
+/// </summary>
+public static class Identifiers
+{
+    public const int MaxLength = 256;
+
+    /// <summary>Adds an error per rule <paramref name="value"/> breaks, named <paramref name="field"/>; true when it breaks none.</summary>
+    public static bool Check(List<FieldError> errors, string field, string value)
+    {
+        ArgumentNullException.ThrowIfNull(errors);
+        ArgumentNullException.ThrowIfNull(value);
+        var before = errors.Count;
+        if (value.Length > MaxLength)
+        {
+            errors.Add(new(field, $"is {value.Length} characters long; at most {MaxLength}"));
+            return false; // the others would echo all of it
+        }
+        if (value.Any(char.IsWhiteSpace)) errors.Add(new(field, $"'{value}' must not contain whitespace"));
+        if (value.Contains('/', StringComparison.Ordinal)) errors.Add(new(field, $"'{value}' must not contain '/'"));
+        if (value.Contains('%', StringComparison.Ordinal)) errors.Add(new(field, $"'{value}' must not contain '%'"));
+        if (value.Any(c => char.IsControl(c) && !char.IsWhiteSpace(c))) errors.Add(new(field, "must not contain control characters (such as NUL)"));
+        return errors.Count == before;
+    }
+}
