@@ -78,6 +78,68 @@ public sealed class ExecutorsApiTests(GridServer server) : IClassFixture<GridSer
         await ShouldNotBeStored(id);
     }
 
+    private async Task StillServes() => (await client.Get("/executor/local")).Status.ShouldBe(200);
+
+    [Theory]
+    [InlineData("""{"vcpus": 4}""", "executor_hardware_info.vcpus: must be an object")]
+    [InlineData("""{"vcpus": {"count": "x"}}""", "executor_hardware_info.vcpus.count: must be a number")]
+    [InlineData("""{"vcpus": {"count": -2}}""", "executor_hardware_info.vcpus.count: must be at least 0")]
+    [InlineData("""{"vcpus": {"count": 4, "free": true}}""", "executor_hardware_info.vcpus.free: must be a number")]
+    [InlineData("""{"memory": "lots"}""", "executor_hardware_info.memory")]
+    [InlineData("""{"memory": {"gb": 32}}""", "executor_hardware_info.memory")]
+    public async Task Hardware_info_that_allocation_cannot_read_is_a_400_naming_the_field_and_stores_nothing(string hardware, string expected)
+    {
+        var id = Unique("hw");
+        var body = JsonNode.Parse(Executor(id))!.AsObject();
+        body["executor_hardware_info"] = JsonNode.Parse(hardware);
+
+        var answer = await client.Post("/executor", body.ToJsonString());
+
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Code.ShouldBe("validation_failed");
+        answer.Message.ShouldContain(expected);
+        await ShouldNotBeStored(id);
+        await StillServes();
+    }
+
+    [Theory]
+    [InlineData("""{"vcpus": {"count": 2.5, "free": 0}, "memory": 17179869184}""")]
+    [InlineData("""{"memory": "512Mi", "gpus": ["a100"]}""")]
+    [InlineData("""{}""")]
+    public async Task Hardware_info_in_the_documented_shape_is_accepted(string hardware)
+    {
+        var id = Unique("hw-ok");
+        var body = JsonNode.Parse(Executor(id))!.AsObject();
+        body["executor_hardware_info"] = JsonNode.Parse(hardware);
+
+        var answer = await client.Post("/executor", body.ToJsonString());
+
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        JsonNode.DeepEquals(answer.Data!["executor_hardware_info"], JsonNode.Parse(hardware)).ShouldBeTrue();
+    }
+
+    [Theory]
+    [InlineData("""{"$set": {"executor_hardware_info.vcpus.count": "x"}}""", "executor_hardware_info.vcpus.count")]
+    [InlineData("""{"$set": {"executor_hardware_info.vcpus": 4}}""", "executor_hardware_info.vcpus")]
+    [InlineData("""{"$inc": {"executor_hardware_info.vcpus.count": -100}}""", "executor_hardware_info.vcpus.count: must be at least 0")]
+    [InlineData("""{"$set": {"executor_hardware_info.memory": true}}""", "executor_hardware_info.memory")]
+    public async Task An_update_that_breaks_the_hardware_info_is_a_400_and_changes_nothing(string update, string expected)
+    {
+        var id = Unique("hw-put");
+        (await client.Post("/executor", Executor(id))).Status.ShouldBe(200);
+        var before = await server.Store.GetAsync(Collections.Executors, id, TestContext.Current.CancellationToken);
+
+        var answer = await client.Put($"/executor/{id}", update);
+
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Code.ShouldBe("validation_failed");
+        answer.Message.ShouldContain(expected);
+        var after = await server.Store.GetAsync(Collections.Executors, id, TestContext.Current.CancellationToken);
+        after!.Revision.ShouldBe(before!.Revision);
+        JsonNode.DeepEquals(after.Body, before.Body).ShouldBeTrue();
+        await StillServes();
+    }
+
     [Fact]
     public async Task Unknown_executors_are_404_and_identity_cannot_change()
     {
