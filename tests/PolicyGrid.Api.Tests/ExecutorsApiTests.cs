@@ -140,6 +140,46 @@ public sealed class ExecutorsApiTests(GridServer server) : IClassFixture<GridSer
         await StillServes();
     }
 
+    [Theory]
+    [InlineData("""{"$set": {"executor_host_uri": "http://127.0.0.1:9"}}""", "executor_host_uri")]
+    [InlineData("""{"$unset": {"executor_host_uri": ""}}""", "executor_host_uri")]
+    [InlineData("""{"$set": {"executor_id": "elsewhere"}}""", "executor_id")]
+    [InlineData("""{"executor_host_uri": "http://127.0.0.1:9"}""", "executor_host_uri")]
+    public async Task The_built_in_executor_cannot_be_repointed_or_renamed(string update, string field)
+    {
+        var before = await server.Store.GetAsync(Collections.Executors, "local", TestContext.Current.CancellationToken);
+
+        var answer = await client.Put("/executor/local", update);
+
+        answer.Status.ShouldBe(409, answer.Body?.ToJsonString());
+        answer.Code.ShouldBe("conflict");
+        answer.Message.ShouldContain("built-in");
+        answer.Message.ShouldContain(field);
+        var after = await server.Store.GetAsync(Collections.Executors, "local", TestContext.Current.CancellationToken);
+        after!.Revision.ShouldBe(before!.Revision);
+        after.Body["executor_host_uri"]!.GetValue<string>().ShouldBe("inproc://local");
+        (await server.Store.GetAsync(Collections.Executors, "elsewhere", TestContext.Current.CancellationToken)).ShouldBeNull();
+        var echo = await server.StorePolicyAsync(Unique("still-local"), GridServer.EchoPolicy);
+        var run = await client.Post("/executor/local/execute_policy", $$$"""{"policy_rule_uri": "{{{echo}}}", "input_data": {"n": 1}}""");
+        run.Status.ShouldBe(200, run.Body?.ToJsonString());
+        run.Data!["echo"]!["n"]!.GetValue<int>().ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task The_built_in_executor_keeps_taking_label_and_metadata_changes()
+    {
+        var key = Unique("team");
+        var answer = await client.Put("/executor/local", $$$"""{"$set": {"executor_metadata.labels.{{{key}}}": "ops", "executor_metadata.note": "shared"}}""");
+
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        answer.Data!["executor_metadata"]!["labels"]![key]!.GetValue<string>().ShouldBe("ops");
+        answer.Data!["executor_host_uri"]!.GetValue<string>().ShouldBe("inproc://local");
+        // A full replacement that repeats the address (or leaves the id out) is no move either.
+        var current = (await client.Get("/executor/local")).Data!.AsObject();
+        current.Remove("executor_id");
+        (await client.Put("/executor/local", current.ToJsonString())).Status.ShouldBe(200);
+    }
+
     [Fact]
     public async Task Unknown_executors_are_404_and_identity_cannot_change()
     {
