@@ -308,6 +308,47 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_call_whose_input_breaks_the_policy_input_schema_is_a_400_as_in_type_2_and_runs_nothing()
+    {
+        var policy = await _server.StorePolicyAsync("guarded", CountingPolicy.Source, new JsonObject
+        {
+            ["policy_input_schema"] = new JsonObject { ["ip"] = new JsonObject { ["type"] = "string", ["required"] = true, ["pattern"] = @"^\d{1,3}(\.\d{1,3}){3}$" } },
+        });
+        var body = Body("guarded");
+        body["policy_rule_uri"] = policy;
+        (await Deploy(body)).Status.ShouldBe(200);
+
+        foreach (var (input, expected) in new[]
+        {
+            ("""{"ip": "not-an-ip"}""", @"input_data.ip: does not match ^\d{1,3}(\.\d{1,3}){3}$"),
+            ("{}", "input_data.ip: is required"),
+            ("""{"ip": null}""", "input_data.ip: is required"),
+            ("[1, 2]", "input_data: must be an object, not an array"),
+        })
+        {
+            var answer = await _client.Send(HttpMethod.Post, "/function/call_function/guarded", raw: input);
+
+            answer.Status.ShouldBe(400, input + " " + answer.Body?.ToJsonString());
+            answer.Code.ShouldBe("validation_failed");
+            answer.Message.ShouldBe(expected);
+            if (input.StartsWith('{'))
+            {
+                // The same input through Type 2 is refused in the same words.
+                var type2 = await _client.Post("/executor/local/execute_policy", $$$"""{"policy_rule_uri": "{{{policy}}}", "input_data": {{{input}}}}""");
+                type2.Status.ShouldBe(400);
+                type2.Message.ShouldBe(expected);
+            }
+        }
+
+        // The policy never ran and nothing was saved: the first good call is its first eval.
+        (await _server.Service<IContextStore>().GetAsync("function:guarded#0", TestContext.Current.CancellationToken)).ShouldBeNull();
+        var good = await _client.Send(HttpMethod.Post, "/function/call_function/guarded", new JsonObject { ["ip"] = "10.0.0.1" });
+        good.Status.ShouldBe(200, good.Body?.ToJsonString());
+        good.Data!["count"]!.GetValue<int>().ShouldBe(1);
+        good.Data!["evals"]!.GetValue<int>().ShouldBe(1);
+    }
+
+    [Fact]
     public async Task Hardware_info_allocation_cannot_read_is_refused_at_registration_and_allocated_deploys_keep_working()
     {
         var bad = await _client.Post("/executor", """{"executor_id":"e1","executor_host_uri":"http://127.0.0.1:9","executor_hardware_info":{"vcpus":4}}""");
