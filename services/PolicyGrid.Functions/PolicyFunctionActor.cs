@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using Dapr.Actors.Runtime;
 using Microsoft.Extensions.Options;
 using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
 using PolicyGrid.Dapr.Functions;
 using PolicyGrid.Runtime.Execution;
 using PolicyGrid.Runtime.Hosting;
@@ -28,6 +29,8 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
     private bool _loaded;
     private FunctionActorDeployment? _deployment;
     private PolicyLoadSpec? _load;
+    // The deployed policy snapshot (set with _load): calls check their input against its policy_input_schema.
+    private JsonObject? _policy;
     private JsonObject _context = [];
     private JsonObject? _state;
     private long _calls;
@@ -79,9 +82,12 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         ArgumentNullException.ThrowIfNull(call);
         return TurnAsync(async load =>
         {
+            var input = JsonNode.Parse(call.InputJson);
+            // Checked in the actor, where the snapshot is, so every path to it (registry, graph workflow) is covered.
+            FunctionSpec.EnsureValidInput(_policy!, input);
             var arguments = new JsonObject
             {
-                ["input_data"] = JsonNode.Parse(call.InputJson),
+                ["input_data"] = input,
                 ["context"] = _context.DeepClone(),
             };
             var reply = await InvokeAsync(load, PolicyMethods.Eval, arguments) as JsonObject;
@@ -111,6 +117,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         await StateManager.SaveStateAsync();
         _deployment = null;
         _load = null;
+        _policy = null;
         _context = [];
         _state = null;
         _savedContext = null;
@@ -197,6 +204,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
     {
         var policy = JsonNode.Parse(deployment.PolicyJson) as JsonObject
             ?? throw Problems.Validation("function_policy_data", "must be the policy document the function runs");
+        _policy = policy;
         var code = policy["code"]?.GetValue<string>() ?? throw Problems.Validation("function_policy_data.code", "is required");
         var bundle = await _bundles.GetAsync(code, CancellationToken.None);
         return new PolicyLoadSpec(policy["policy_rule_uri"]?.GetValue<string>() ?? deployment.Name, bundle,

@@ -78,6 +78,108 @@ public sealed class ExecutorsApiTests(GridServer server) : IClassFixture<GridSer
         await ShouldNotBeStored(id);
     }
 
+    private async Task StillServes() => (await client.Get("/executor/local")).Status.ShouldBe(200);
+
+    [Theory]
+    [InlineData("""{"vcpus": 4}""", "executor_hardware_info.vcpus: must be an object")]
+    [InlineData("""{"vcpus": {"count": "x"}}""", "executor_hardware_info.vcpus.count: must be a number")]
+    [InlineData("""{"vcpus": {"count": -2}}""", "executor_hardware_info.vcpus.count: must be at least 0")]
+    [InlineData("""{"vcpus": {"count": 4, "free": true}}""", "executor_hardware_info.vcpus.free: must be a number")]
+    [InlineData("""{"memory": "lots"}""", "executor_hardware_info.memory")]
+    [InlineData("""{"memory": {"gb": 32}}""", "executor_hardware_info.memory")]
+    public async Task Hardware_info_that_allocation_cannot_read_is_a_400_naming_the_field_and_stores_nothing(string hardware, string expected)
+    {
+        var id = Unique("hw");
+        var body = JsonNode.Parse(Executor(id))!.AsObject();
+        body["executor_hardware_info"] = JsonNode.Parse(hardware);
+
+        var answer = await client.Post("/executor", body.ToJsonString());
+
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Code.ShouldBe("validation_failed");
+        answer.Message.ShouldContain(expected);
+        await ShouldNotBeStored(id);
+        await StillServes();
+    }
+
+    [Theory]
+    [InlineData("""{"vcpus": {"count": 2.5, "free": 0}, "memory": 17179869184}""")]
+    [InlineData("""{"memory": "512Mi", "gpus": ["a100"]}""")]
+    [InlineData("""{}""")]
+    public async Task Hardware_info_in_the_documented_shape_is_accepted(string hardware)
+    {
+        var id = Unique("hw-ok");
+        var body = JsonNode.Parse(Executor(id))!.AsObject();
+        body["executor_hardware_info"] = JsonNode.Parse(hardware);
+
+        var answer = await client.Post("/executor", body.ToJsonString());
+
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        JsonNode.DeepEquals(answer.Data!["executor_hardware_info"], JsonNode.Parse(hardware)).ShouldBeTrue();
+    }
+
+    [Theory]
+    [InlineData("""{"$set": {"executor_hardware_info.vcpus.count": "x"}}""", "executor_hardware_info.vcpus.count")]
+    [InlineData("""{"$set": {"executor_hardware_info.vcpus": 4}}""", "executor_hardware_info.vcpus")]
+    [InlineData("""{"$inc": {"executor_hardware_info.vcpus.count": -100}}""", "executor_hardware_info.vcpus.count: must be at least 0")]
+    [InlineData("""{"$set": {"executor_hardware_info.memory": true}}""", "executor_hardware_info.memory")]
+    public async Task An_update_that_breaks_the_hardware_info_is_a_400_and_changes_nothing(string update, string expected)
+    {
+        var id = Unique("hw-put");
+        (await client.Post("/executor", Executor(id))).Status.ShouldBe(200);
+        var before = await server.Store.GetAsync(Collections.Executors, id, TestContext.Current.CancellationToken);
+
+        var answer = await client.Put($"/executor/{id}", update);
+
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Code.ShouldBe("validation_failed");
+        answer.Message.ShouldContain(expected);
+        var after = await server.Store.GetAsync(Collections.Executors, id, TestContext.Current.CancellationToken);
+        after!.Revision.ShouldBe(before!.Revision);
+        JsonNode.DeepEquals(after.Body, before.Body).ShouldBeTrue();
+        await StillServes();
+    }
+
+    [Theory]
+    [InlineData("""{"$set": {"executor_host_uri": "http://127.0.0.1:9"}}""", "executor_host_uri")]
+    [InlineData("""{"$unset": {"executor_host_uri": ""}}""", "executor_host_uri")]
+    [InlineData("""{"$set": {"executor_id": "elsewhere"}}""", "executor_id")]
+    [InlineData("""{"executor_host_uri": "http://127.0.0.1:9"}""", "executor_host_uri")]
+    public async Task The_built_in_executor_cannot_be_repointed_or_renamed(string update, string field)
+    {
+        var before = await server.Store.GetAsync(Collections.Executors, "local", TestContext.Current.CancellationToken);
+
+        var answer = await client.Put("/executor/local", update);
+
+        answer.Status.ShouldBe(409, answer.Body?.ToJsonString());
+        answer.Code.ShouldBe("conflict");
+        answer.Message.ShouldContain("built-in");
+        answer.Message.ShouldContain(field);
+        var after = await server.Store.GetAsync(Collections.Executors, "local", TestContext.Current.CancellationToken);
+        after!.Revision.ShouldBe(before!.Revision);
+        after.Body["executor_host_uri"]!.GetValue<string>().ShouldBe("inproc://local");
+        (await server.Store.GetAsync(Collections.Executors, "elsewhere", TestContext.Current.CancellationToken)).ShouldBeNull();
+        var echo = await server.StorePolicyAsync(Unique("still-local"), GridServer.EchoPolicy);
+        var run = await client.Post("/executor/local/execute_policy", $$$"""{"policy_rule_uri": "{{{echo}}}", "input_data": {"n": 1}}""");
+        run.Status.ShouldBe(200, run.Body?.ToJsonString());
+        run.Data!["echo"]!["n"]!.GetValue<int>().ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task The_built_in_executor_keeps_taking_label_and_metadata_changes()
+    {
+        var key = Unique("team");
+        var answer = await client.Put("/executor/local", $$$"""{"$set": {"executor_metadata.labels.{{{key}}}": "ops", "executor_metadata.note": "shared"}}""");
+
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        answer.Data!["executor_metadata"]!["labels"]![key]!.GetValue<string>().ShouldBe("ops");
+        answer.Data!["executor_host_uri"]!.GetValue<string>().ShouldBe("inproc://local");
+        // A full replacement that repeats the address (or leaves the id out) is no move either.
+        var current = (await client.Get("/executor/local")).Data!.AsObject();
+        current.Remove("executor_id");
+        (await client.Put("/executor/local", current.ToJsonString())).Status.ShouldBe(200);
+    }
+
     [Fact]
     public async Task Unknown_executors_are_404_and_identity_cannot_change()
     {

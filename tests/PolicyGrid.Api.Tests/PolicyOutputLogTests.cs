@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Shouldly;
@@ -8,27 +7,10 @@ namespace PolicyGrid.Api.Tests;
 /// <summary>What a policy prints reaches the log of the server as <c>policy serve</c> composes it (it was filtered out once).</summary>
 public sealed class PolicyOutputLogTests
 {
-    private sealed class Capture : ILoggerProvider
-    {
-        public ConcurrentQueue<(string Category, LogLevel Level, EventId Id, string Message)> Entries { get; } = new();
-
-        public ILogger CreateLogger(string categoryName) => new CategoryLogger(categoryName, Entries);
-
-        public void Dispose() { }
-
-        private sealed class CategoryLogger(string category, ConcurrentQueue<(string, LogLevel, EventId, string)> entries) : ILogger
-        {
-            public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-            public bool IsEnabled(LogLevel logLevel) => true;
-            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-                entries.Enqueue((category, logLevel, eventId, formatter(state, exception)));
-        }
-    }
-
     [Fact]
     public async Task What_a_policy_prints_during_a_type_2_call_is_in_the_server_log_with_its_uri()
     {
-        var capture = new Capture();
+        var capture = new LogCapture();
         await using var server = new GridServer { TestServices = services => services.AddSingleton<ILoggerProvider>(capture) };
         var client = server.CreateClient();
         var uri = await server.StorePolicyAsync("printer", """
@@ -46,7 +28,7 @@ public sealed class PolicyOutputLogTests
         var deadline = DateTime.UtcNow.AddSeconds(20);
         while (!capture.Entries.Any(e => e.Message == expected) && DateTime.UtcNow < deadline) await Task.Delay(50, TestContext.Current.CancellationToken);
         var entry = capture.Entries.FirstOrDefault(e => e.Message == expected);
-        entry.Message.ShouldBe(expected, string.Join("\n", capture.Entries.Select(e => $"{e.Category} {e.Level}: {e.Message}")));
+        entry.Message.ShouldBe(expected, capture.ToString());
         entry.Category.ShouldBe("PolicyGrid.Runtime.Hosting.PythonWorkerPool");
         entry.Id.ShouldBe(PolicyGrid.Runtime.Hosting.PythonWorkerPool.PolicyOutput);
     }

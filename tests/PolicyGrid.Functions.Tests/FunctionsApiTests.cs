@@ -1,4 +1,6 @@
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Embedded.Functions;
 using PolicyGrid.Runtime.Hosting;
@@ -12,9 +14,11 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     private HttpClient _client = null!;
     private string _policy = "";
 
+    private readonly LogCapture _log = new();
+
     public async ValueTask InitializeAsync()
     {
-        _server = new GridServer();
+        _server = new GridServer { TestServices = services => services.AddSingleton<ILoggerProvider>(_log) };
         _client = _server.CreateClient();
         _policy = await _server.RegisterPolicyAsync("counting", CountingPolicy.Source,
             new JsonObject { ["step"] = new JsonObject { ["type"] = "integer", ["min"] = 1 } }, new JsonObject { ["step"] = 1 });
@@ -320,6 +324,87 @@ public sealed class FunctionsApiTests : IAsyncLifetime
         answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
         answer.Data!["function_executor_id"]!.GetValue<string>().ShouldBe("local");
         (await Count("placed")).ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task A_call_whose_input_breaks_the_policy_input_schema_is_a_400_as_in_type_2_and_runs_nothing()
+    {
+        var policy = await _server.StorePolicyAsync("guarded", CountingPolicy.Source, new JsonObject
+        {
+            ["policy_input_schema"] = new JsonObject { ["ip"] = new JsonObject { ["type"] = "string", ["required"] = true, ["pattern"] = @"^\d{1,3}(\.\d{1,3}){3}$" } },
+        });
+        var body = Body("guarded");
+        body["policy_rule_uri"] = policy;
+        (await Deploy(body)).Status.ShouldBe(200);
+
+        foreach (var (input, expected) in new[]
+        {
+            ("""{"ip": "not-an-ip"}""", @"input_data.ip: does not match ^\d{1,3}(\.\d{1,3}){3}$"),
+            ("{}", "input_data.ip: is required"),
+            ("""{"ip": null}""", "input_data.ip: is required"),
+            ("[1, 2]", "input_data: must be an object, not an array"),
+        })
+        {
+            var answer = await _client.Send(HttpMethod.Post, "/function/call_function/guarded", raw: input);
+
+            answer.Status.ShouldBe(400, input + " " + answer.Body?.ToJsonString());
+            answer.Code.ShouldBe("validation_failed");
+            answer.Message.ShouldBe(expected);
+            if (input.StartsWith('{'))
+            {
+                // The same input through Type 2 is refused in the same words.
+                var type2 = await _client.Post("/executor/local/execute_policy", $$$"""{"policy_rule_uri": "{{{policy}}}", "input_data": {{{input}}}}""");
+                type2.Status.ShouldBe(400);
+                type2.Message.ShouldBe(expected);
+            }
+        }
+
+        // The policy never ran and nothing was saved: the first good call is its first eval.
+        (await _server.Service<IContextStore>().GetAsync("function:guarded#0", TestContext.Current.CancellationToken)).ShouldBeNull();
+        var good = await _client.Send(HttpMethod.Post, "/function/call_function/guarded", new JsonObject { ["ip"] = "10.0.0.1" });
+        good.Status.ShouldBe(200, good.Body?.ToJsonString());
+        good.Data!["count"]!.GetValue<int>().ShouldBe(1);
+        good.Data!["evals"]!.GetValue<int>().ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task Hardware_info_allocation_cannot_read_is_refused_at_registration_and_allocated_deploys_keep_working()
+    {
+        var bad = await _client.Post("/executor", """{"executor_id":"e1","executor_host_uri":"http://127.0.0.1:9","executor_hardware_info":{"vcpus":4}}""");
+
+        bad.Status.ShouldBe(400, bad.Body?.ToJsonString());
+        bad.Message.ShouldContain("executor_hardware_info.vcpus");
+        (await _server.Store.GetAsync(Collections.Executors, "e1", TestContext.Current.CancellationToken)).ShouldBeNull();
+        var answer = await _client.Send(HttpMethod.Post, "/function/deployments/create", Body("after-bad"));
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        (await Count("after-bad")).ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task Allocation_passes_over_an_executor_stored_with_unreadable_hardware_info_and_logs_why()
+    {
+        // Documents an older server accepted, put straight into the store: "big" would win on vCPUs if its free count were read.
+        var ct = TestContext.Current.CancellationToken;
+        foreach (var (id, hardware) in new[] { ("bare", """{"vcpus": 4}"""), ("big", """{"vcpus": {"count": 64, "free": "lots"}}"""), ("bits", """{"vcpus": [8]}""") })
+        {
+            await _server.Store.UpsertAsync(Collections.Executors, id, new JsonObject
+            {
+                ["executor_id"] = id, ["executor_host_uri"] = "http://127.0.0.1:9", ["executor_metadata"] = new JsonObject(),
+                ["executor_hardware_info"] = JsonNode.Parse(hardware), ["executor_status"] = "healthy",
+            }, ct);
+        }
+
+        var answer = await _client.Send(HttpMethod.Post, "/function/deployments/create", Body("placed-past-bad"));
+
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        answer.Data!["function_executor_id"]!.GetValue<string>().ShouldBe("local");
+        (await Count("placed-past-bad")).ShouldBe(1);
+        foreach (var (id, field) in new[] { ("bare", "executor_hardware_info.vcpus"), ("big", "executor_hardware_info.vcpus.free"), ("bits", "executor_hardware_info.vcpus") })
+            _log.Entries.ShouldContain(e => e.Level == LogLevel.Warning && e.Message.Contains($"executor {id} is left out of function allocation") && e.Message.Contains(field),
+                _log.ToString());
+        // Type 2 on such an executor is unaffected by its hardware info: it is still reached (and here found down).
+        var execute = await _client.Post("/executor/big/execute_policy", $$$"""{"policy_rule_uri": "{{{_policy}}}", "input_data": {}}""");
+        execute.Status.ShouldBe(503, execute.Body?.ToJsonString());
     }
 
     [Fact]

@@ -76,6 +76,39 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_call_whose_input_breaks_the_policy_input_schema_is_a_400_reply_and_runs_nothing()
+    {
+        var state = new TestStateManager();
+        var actor = Actor(NewPool(), state);
+        var policy = JsonNode.Parse(Deployment().PolicyJson)!.AsObject();
+        policy["policy_input_schema"] = new JsonObject { ["ip"] = new JsonObject { ["type"] = "string", ["required"] = true, ["pattern"] = "^[0-9.]+$" } };
+        await actor.DeployAsync(new FunctionActorDeployment("counter", policy.ToJsonString()));
+        var saves = state.Saves;
+
+        foreach (var (input, expected) in new[]
+        {
+            ("""{"ip": "not-an-ip"}""", "input_data.ip: does not match ^[0-9.]+$"),
+            ("{}", "input_data.ip: is required"),
+            ("""{"ip": null}""", "input_data.ip: is required"),
+            ("[1, 2]", "input_data: must be an object, not an array"),
+        })
+        {
+            var reply = await actor.CallAsync(new FunctionActorCall(input));
+
+            reply.Ok.ShouldBeFalse(input);
+            reply.Status.ShouldBe(400);
+            reply.Code.ShouldBe("validation_failed");
+            reply.Message.ShouldBe(expected);
+        }
+
+        state.Saves.ShouldBe(saves, "a refused call saves nothing");
+        (await actor.StatusAsync()).Calls.ShouldBe(0);
+        var good = await Call(actor, """{"ip": "10.0.0.1"}""");
+        good["count"]!.GetValue<int>().ShouldBe(1);
+        good["evals"]!.GetValue<int>().ShouldBe(1);
+    }
+
+    [Fact]
     public async Task After_deactivation_and_a_new_worker_pool_the_actor_continues_from_its_saved_state()
     {
         var saved = new ConcurrentDictionary<string, string>();

@@ -205,6 +205,42 @@ public sealed class GraphsApiTests(GraphServerFixture fixture) : IClassFixture<G
     }
 
     [Fact]
+    public async Task A_node_checks_its_input_against_its_policy_input_schema_before_its_policy_runs()
+    {
+        // The root node's policy wants {"ip": "<IPv4>"}; the graph itself declares no input schema.
+        var guarded = await fixture.Server.StorePolicyAsync($"guarded_{_run}", GraphPolicies.Node, new JsonObject
+        {
+            ["policy_input_schema"] = new JsonObject { ["ip"] = new JsonObject { ["type"] = "string", ["required"] = true, ["pattern"] = @"^\d{1,3}(\.\d{1,3}){3}$" } },
+        });
+        var deployed = await _client.Send(HttpMethod.Post, "/function/deployments/create/local", new JsonObject
+        {
+            ["name"] = N("G"), ["policy_rule_uri"] = guarded, ["policy_rule_parameters"] = new JsonObject { ["tag"] = "G" },
+        });
+        deployed.Status.ShouldBe(200, deployed.Body?.ToJsonString());
+        await DeployNode("A");
+        var uri = await Create(Graph("guarded", ["G", "A"], [("G", ["A"])]));
+
+        foreach (var (input, expected) in new (JsonNode, string)[]
+        {
+            (new JsonObject { ["ip"] = "not-an-ip" }, "input_data.ip: does not match"),
+            (new JsonObject(), "input_data.ip: is required"),
+            (new JsonArray(1, 2), "input_data: must be an object"),
+        })
+        {
+            var answer = await Execute(uri, input);
+
+            answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+            answer.Code.ShouldBe("validation_failed");
+            answer.Message.ShouldContain($"graph node '{N("G")}' failed: {expected}");
+        }
+        // Neither node ran: each one's own count starts at 1, and the graph still runs on good input.
+        (await _client.Send(HttpMethod.Post, $"/function/call_function/{N("A")}", new JsonObject())).Data!["calls"]!.GetValue<int>().ShouldBe(1);
+        var good = await Execute(uri, new JsonObject { ["ip"] = "10.0.0.1" });
+        good.Status.ShouldBe(200, good.Body?.ToJsonString());
+        good.Data!["got"]!["calls"]!.GetValue<int>().ShouldBe(1);
+    }
+
+    [Fact]
     public async Task Input_data_is_checked_against_the_graph_input_schema()
     {
         await DeployNode("A");

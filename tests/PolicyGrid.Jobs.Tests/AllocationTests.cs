@@ -74,6 +74,22 @@ public sealed class AllocationTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_executor_stored_with_unreadable_hardware_info_is_passed_over()
+    {
+        // A document an older server accepted, put straight into the store: read as it stands, it would win on vCPUs.
+        await server.Store.UpsertAsync(PolicyGrid.Core.Ports.Collections.Executors, "old-huge", new JsonObject
+        {
+            ["executor_id"] = "old-huge", ["executor_host_uri"] = Nowhere,
+            ["executor_metadata"] = new JsonObject { ["labels"] = new JsonObject { ["pool"] = "v" } },
+            ["executor_hardware_info"] = new JsonObject { ["vcpus"] = new JsonObject { ["count"] = 128, ["free"] = "most" } },
+            ["executor_status"] = "healthy",
+        }, TestContext.Current.CancellationToken);
+        await server.StoreExecutorAsync("small", Nowhere, new JsonObject { ["pool"] = "v" }, new JsonObject { ["count"] = 2 });
+
+        (await SubmitAsync("""{"pool":"v"}""")).ShouldBe("small");
+    }
+
+    [Fact]
     public async Task When_nothing_matches_the_answer_is_a_503_naming_the_selector()
     {
         await server.StoreExecutorAsync("sick", Nowhere, new JsonObject { ["pool"] = "w" }, new JsonObject { ["count"] = 4 }, status: "unhealthy");

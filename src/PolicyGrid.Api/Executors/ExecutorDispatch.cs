@@ -37,7 +37,7 @@ public sealed class ExecutorDispatch(IDocumentStore store, IEnumerable<IExecutor
         PolicyExecutor executor;
         try
         {
-            executor = PolicyExecutor.FromJson(stored.Body);
+            executor = PolicyExecutor.FromStored(stored.Body);
         }
         catch (PolicyGridException e) when (e.Status == 400)
         {

@@ -59,10 +59,30 @@ public static class ExecutorsApi
         var ifMatch = ETags.IfMatch(services.Http.Request);
         if (ifMatch is not null && ifMatch != current.Revision)
             return Failure.From(RevisionMismatch(id, ifMatch, current.Revision));
+        if (id == BuiltInId) RefuseMovingBuiltIn(current.Body, update);
         var executor = PolicyExecutor.FromJson(UpdateEngine.Apply(current.Body, update, PolicyExecutor.IdentityFields));
         var stored = await services.Store.ReplaceAsync(Collections.Executors, id, executor.ToJson(), current.Revision, ct);
         services.Dispatch.Forget(id);
         return Answer(services.Http, stored);
+    }
+
+    /// <summary>
+    /// The built-in executor is this server's own worker pool: pointed anywhere else (or renamed), every Type 2 call on
+    /// it would fail until the next start put it back. Its labels, metadata and status may still change.
+    /// </summary>
+    private static void RefuseMovingBuiltIn(JsonObject current, JsonObject update)
+    {
+        // Applied without identity protection, to see what the caller asked for; a replacement that leaves a field out keeps it.
+        var asked = UpdateEngine.Apply(current, update, new HashSet<string>());
+        var replacement = !update.Any(p => p.Key.StartsWith('$'));
+        foreach (var field in new[] { "executor_id", "executor_host_uri" })
+        {
+            var after = asked[field];
+            if (replacement && (after is null || after.GetValueKind() == System.Text.Json.JsonValueKind.Null)) continue;
+            if (!JsonValues.DeepEquals(current[field], after))
+                throw Problems.Conflict($"'{BuiltInId}' is the built-in executor of this server: its {field} stays {current[field]?.ToJsonString() ?? "null"}; " +
+                    "register another executor for another address, or set this one's executor_status to \"draining\" to stop using it");
+        }
     }
 
     public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Delete(string id, [AsParameters] ExecutorServices services, CancellationToken ct)

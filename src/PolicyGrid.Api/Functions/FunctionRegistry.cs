@@ -159,18 +159,20 @@ public sealed class FunctionRegistry(
     {
         var stored = await store.GetAsync(Collections.Executors, executorId, ct)
             ?? throw Problems.NotFound($"executor '{executorId}' is not registered");
-        return PolicyExecutor.FromJson(stored.Body);
+        return PolicyExecutor.FromStored(stored.Body);
     }
 
     /// <summary>
     /// The allocation rule for an empty executor id: among healthy executors this server can host functions on, the one
     /// with the most free vCPUs (executor_hardware_info.vcpus.count less one per function replica already placed there);
-    /// ties go to the first executor id.
+    /// ties go to the first executor id. An executor whose stored document cannot be read for this (written by an older
+    /// server that took any hardware info) is passed over with a warning: one bad document must not stop every deployment.
     /// </summary>
     private async Task<PolicyExecutor> AllocateAsync(CancellationToken ct)
     {
         var executors = (await store.QueryAsync(Collections.Executors, DocumentQuery.All(), ct))
-            .Select(e => PolicyExecutor.FromJson(e.Body))
+            .Select(Allocatable)
+            .OfType<PolicyExecutor>()
             .Where(e => e.ExecutorStatus == ExecutorStatus.Healthy && Uri.TryCreate(e.ExecutorHostUri, UriKind.Absolute, out var u) && transports.Any(t => t.CanHandle(u)))
             .ToList();
         if (executors.Count == 0)
@@ -184,8 +186,15 @@ public sealed class FunctionRegistry(
             .First();
     }
 
-    private static double Vcpus(PolicyExecutor executor) =>
-        JsonValues.TryNumber(executor.ExecutorHardwareInfo["vcpus"]?["count"], out var n) ? (double)n : 1;
+    private PolicyExecutor? Allocatable(StoredDocument stored)
+    {
+        if (PolicyExecutor.ForAllocation(stored.Body, out var problems) is { } executor) return executor;
+        logger.LogWarning("executor {Executor} is left out of function allocation: its stored document is not valid ({Problems}); fix it with PUT /executor/{Executor}",
+            stored.Id, string.Join("; ", problems), stored.Id);
+        return null;
+    }
+
+    private static double Vcpus(PolicyExecutor executor) => executor.VcpuCount ?? 1;
 
     private static int Count(JsonNode? node, int fallback) => JsonValues.TryNumber(node, out var n) ? (int)n : fallback;
 

@@ -1,5 +1,5 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
@@ -15,8 +15,11 @@ namespace PolicyGrid.Api.Jobs;
 /// <c>vcpus.count</c> minus the jobs already pending or running there); ties go to the fewest
 /// active jobs, then the smallest id, so the choice is repeatable. When
 /// <see cref="JobsOptions.AllocatorPolicy"/> names a policy, that policy decides among the same candidates.
+/// An executor whose stored document cannot be read for this (an older server took any hardware info) is passed
+/// over with a warning.
 /// </summary>
-public sealed class ExecutorAllocation(IDocumentStore store, IEnumerable<IExecutorTransport> executors, IOptions<JobsOptions> options)
+public sealed class ExecutorAllocation(IDocumentStore store, IEnumerable<IExecutorTransport> executors, IOptions<JobsOptions> options,
+    ILogger<ExecutorAllocation> logger)
 {
     public sealed record Candidate(PolicyExecutor Executor, double FreeVcpus, int ActiveJobs);
 
@@ -44,12 +47,20 @@ public sealed class ExecutorAllocation(IDocumentStore store, IEnumerable<IExecut
         var result = new List<Candidate>();
         foreach (var doc in all)
         {
-            var executor = PolicyExecutor.FromJson(doc.Body);
+            if (Allocatable(doc) is not { } executor) continue;
             if (executor.ExecutorStatus != ExecutorStatus.Healthy || !Matches(job.NodeSelector, executor)) continue;
             var running = activeJobs.GetValueOrDefault(executor.ExecutorId);
-            result.Add(new Candidate(executor, FreeVcpus(executor.ExecutorHardwareInfo, running), running));
+            result.Add(new Candidate(executor, FreeVcpus(executor, running), running));
         }
         return result;
+    }
+
+    private PolicyExecutor? Allocatable(StoredDocument stored)
+    {
+        if (PolicyExecutor.ForAllocation(stored.Body, out var problems) is { } executor) return executor;
+        logger.LogWarning("executor {Executor} is left out of job allocation: its stored document is not valid ({Problems}); fix it with PUT /executor/{Executor}",
+            stored.Id, string.Join("; ", problems), stored.Id);
+        return null;
     }
 
     private static bool Matches(JsonObject selector, PolicyExecutor executor)
@@ -63,23 +74,9 @@ public sealed class ExecutorAllocation(IDocumentStore store, IEnumerable<IExecut
         return true;
     }
 
-    private static double FreeVcpus(JsonObject hardware, int activeJobs)
-    {
-        switch (hardware["vcpus"])
-        {
-            case JsonObject vcpus when Number(vcpus["free"]) is { } free:
-                return free;
-            case JsonObject vcpus when Number(vcpus["count"]) is { } count:
-                return count - activeJobs;
-            case JsonValue v when Number(v) is { } count:
-                return count - activeJobs;
-            default:
-                return -activeJobs; // unknown size: rank by load alone, below any executor that reports capacity
-        }
-    }
-
-    private static double? Number(JsonNode? node) =>
-        node is JsonValue v && v.GetValueKind() == JsonValueKind.Number ? v.GetValue<double>() : null;
+    private static double FreeVcpus(PolicyExecutor executor, int activeJobs) =>
+        executor.VcpuFree ?? executor.VcpuCount - activeJobs
+        ?? -activeJobs; // unknown size: rank by load alone, below any executor that reports capacity
 
     // The operator's allocator policy runs on this server's own executor and must name one of the candidates.
     private async Task<PolicyExecutor> AskPolicyAsync(Job job, IReadOnlyList<Candidate> candidates, CancellationToken ct)

@@ -34,7 +34,8 @@ public static class InfraApi
         var report = await Installer(services).InstallAsync(id, config, ct);
         var updated = (JsonObject)stored.Body.DeepClone();
         updated["executor_host_uri"] = report.ServiceUrl;
-        var saved = await store.ReplaceAsync(Collections.Executors, id, PolicyExecutor.FromJson(updated).ToJson(), null, ct);
+        // Only the address changes here, after the install: the rest of the document is kept as stored, even an older shape.
+        var saved = await store.ReplaceAsync(Collections.Executors, id, PolicyExecutor.FromStored(updated).ToJson(), null, ct);
         loggers.CreateLogger("PolicyGrid.Api.Jobs.InfraApi").LogInformation("executor {ExecutorId} now points at {Url}", id, report.ServiceUrl);
         return Answer.Ok(Describe(report, saved.Body));
     }

@@ -349,7 +349,7 @@ public sealed class JobBoard(
     {
         var stored = await store.GetAsync(Collections.Executors, executorId, ct)
             ?? throw Problems.NotFound($"no executor '{executorId}' is registered");
-        var executor = PolicyExecutor.FromJson(stored.Body);
+        var executor = PolicyExecutor.FromStored(stored.Body);
         if (executor.ExecutorStatus == ExecutorStatus.Draining)
             throw new PolicyGridException(503, ErrorCodes.BackendUnavailable, $"executor '{executorId}' is draining and takes no new work") { RetryAfterSeconds = 30 };
         return executor;

@@ -1,4 +1,7 @@
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Querying;
 
 namespace PolicyGrid.Core.Documents;
 
@@ -29,14 +32,45 @@ public sealed record PolicyExecutor : IDocument<PolicyExecutor>
     public string ExecutorHostUri { get; init; } = "";
     /// <summary><c>labels</c> inside it are matched by a job's node_selector.</summary>
     public JsonObject ExecutorMetadata { get; init; } = [];
-    /// <summary><c>vcpus.count</c> and <c>memory</c> are read by allocation.</summary>
+    /// <summary><c>vcpus.count</c> and <c>memory</c> are read by allocation (see <see cref="HardwareErrors"/> for their shape).</summary>
     public JsonObject ExecutorHardwareInfo { get; init; } = [];
     public string ExecutorStatus { get; init; } = Documents.ExecutorStatus.Healthy;
 
     /// <summary>The URI scheme: inproc, http, https or dapr.</summary>
     public string Scheme => ExecutorHostUri[..Math.Max(0, ExecutorHostUri.IndexOf("://", StringComparison.Ordinal))].ToLowerInvariant();
 
-    public static PolicyExecutor FromJson(JsonObject body)
+    /// <summary>
+    /// Validates a create body or an updated document, including the shape of what allocation reads in
+    /// executor_hardware_info, so a bad value is refused where it is written rather than failing every later allocation.
+    /// </summary>
+    public static PolicyExecutor FromJson(JsonObject body) => Read(body, checkHardware: true);
+
+    /// <summary>
+    /// Reads a stored document. An older server accepted any object as executor_hardware_info, so a document it
+    /// stored still reads here (Type 2 calls do not depend on it); allocation checks <see cref="HardwareErrors"/> itself.
+    /// </summary>
+    public static PolicyExecutor FromStored(JsonObject body) => Read(body, checkHardware: false);
+
+    /// <summary>
+    /// Reads a stored document for allocation: null, with what is wrong, when the document or the hardware info
+    /// allocation reads is not valid (allocation then passes it over rather than failing).
+    /// </summary>
+    public static PolicyExecutor? ForAllocation(JsonObject stored, out IReadOnlyList<FieldError> problems)
+    {
+        try
+        {
+            var executor = FromStored(stored);
+            problems = executor.HardwareErrors();
+            return problems.Count == 0 ? executor : null;
+        }
+        catch (PolicyGridException e) when (e.Status == 400)
+        {
+            problems = e.Errors.Count > 0 ? e.Errors : [new FieldError("", e.Message)];
+            return null;
+        }
+    }
+
+    private static PolicyExecutor Read(JsonObject body, bool checkHardware)
     {
         ArgumentNullException.ThrowIfNull(body);
         var f = new DocumentFields(body);
@@ -51,8 +85,66 @@ public sealed record PolicyExecutor : IDocument<PolicyExecutor>
         if (executor.ExecutorHostUri.Length > 0) CheckHostUri(f, executor.ExecutorHostUri);
         if (executor.ExecutorMetadata["labels"] is { } labels && labels is not JsonObject)
             f.Add("executor_metadata.labels", $"must be an object of label: value, not {DocumentFields.Describe(labels)}");
+        if (checkHardware) f.AddRange(executor.HardwareErrors());
         f.ThrowIfInvalid();
         return executor;
+    }
+
+    /// <summary>executor_hardware_info.vcpus.count: the executor's vCPUs, when it reports them.</summary>
+    public double? VcpuCount => Number(Vcpus?["count"]);
+
+    /// <summary>executor_hardware_info.vcpus.free: the vCPUs it reports free right now, when it does.</summary>
+    public double? VcpuFree => Number(Vcpus?["free"]);
+
+    private JsonObject? Vcpus => ExecutorHardwareInfo["vcpus"] as JsonObject;
+
+    private static double? Number(JsonNode? node) => JsonValues.TryNumber(node, out var n) ? (double)n : null;
+
+    // A Kubernetes quantity such as 32Gi, 512M or 1.5e9 (the CLI's --memory writes one; the built-in executor writes bytes).
+    private static readonly Regex MemoryQuantity = new(@"^[0-9]+(\.[0-9]+)?([eE][0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?\z", RegexOptions.CultureInvariant);
+
+    /// <summary>
+    /// What is wrong with the executor_hardware_info fields allocation reads: <c>vcpus</c> must be an object whose
+    /// <c>count</c> and <c>free</c>, when given, are numbers of at least 0; <c>memory</c>, when given, a number of
+    /// bytes or a quantity such as "32Gi". Any other key is the operator's own and free-form.
+    /// </summary>
+    public IReadOnlyList<FieldError> HardwareErrors()
+    {
+        const string field = "executor_hardware_info";
+        var errors = new List<FieldError>();
+        switch (ExecutorHardwareInfo["vcpus"])
+        {
+            case var none when DocumentFields.IsNull(none):
+                break;
+            case JsonObject vcpus:
+                foreach (var key in new[] { "count", "free" })
+                {
+                    var value = vcpus[key];
+                    if (DocumentFields.IsNull(value)) continue;
+                    if (Number(value) is not { } n)
+                        errors.Add(new FieldError($"{field}.vcpus.{key}", $"must be a number, not {DocumentFields.Describe(value)}"));
+                    else if (n < 0)
+                        errors.Add(new FieldError($"{field}.vcpus.{key}", $"must be at least 0, not {n.ToString(System.Globalization.CultureInfo.InvariantCulture)}"));
+                }
+                break;
+            case var other:
+                errors.Add(new FieldError($"{field}.vcpus", $"must be an object such as {{\"count\": 4}}, not {DocumentFields.Describe(other)}"));
+                break;
+        }
+        var memory = ExecutorHardwareInfo["memory"];
+        if (!DocumentFields.IsNull(memory))
+        {
+            if (Number(memory) is { } bytes)
+            {
+                if (bytes < 0) errors.Add(new FieldError($"{field}.memory", "must be at least 0 bytes"));
+            }
+            else if (!JsonValues.TryString(memory, out var text) || !MemoryQuantity.IsMatch(text))
+            {
+                errors.Add(new FieldError($"{field}.memory",
+                    $"must be a number of bytes or a quantity such as \"32Gi\", not {(JsonValues.TryString(memory, out var t) ? $"'{t}'" : DocumentFields.Describe(memory))}"));
+            }
+        }
+        return errors;
     }
 
     private static void CheckHostUri(DocumentFields f, string text)

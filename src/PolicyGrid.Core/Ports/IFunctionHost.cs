@@ -23,6 +23,16 @@ public sealed record FunctionScale(int Replicas, bool Autoscale = false, int Min
 public sealed record FunctionSpec(string Name, JsonObject Policy, FunctionScale Scale)
 {
     public string PolicyRuleUri => Policy["policy_rule_uri"]?.GetValue<string>() ?? "";
+
+    /// <summary>
+    /// Checks a call's input against the snapshot's <c>policy_input_schema</c>, as a Type 2 call is checked: a 400
+    /// naming <c>input_data.…</c> paths, before the policy sees it. Hosts call it on every call.
+    /// </summary>
+    public static void EnsureValidInput(JsonObject policy, JsonNode? input)
+    {
+        ArgumentNullException.ThrowIfNull(policy);
+        if (policy["policy_input_schema"] is JsonObject { Count: > 0 } schema) Templates.TemplateValidator.Ensure(schema, input, "input_data");
+    }
 }
 
 /// <summary>What a host reports about one deployed function right now.</summary>

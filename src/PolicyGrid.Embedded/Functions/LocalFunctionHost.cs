@@ -70,6 +70,8 @@ public sealed class LocalFunctionHost(
     public async Task<JsonObject> CallAsync(string name, JsonNode? input, CancellationToken ct = default)
     {
         var function = await GetAsync(name, ct);
+        // Before a replica is picked: a caller's bad input neither waits for a turn nor reaches the policy.
+        FunctionSpec.EnsureValidInput(function.Spec.Policy, input);
         var (replica, added) = function.Route(_options.ScaleUpQueueDepth);
         if (added) logger.LogInformation("function {Function} scaled up to {Replicas} instances", name, function.Replicas.Count);
         try

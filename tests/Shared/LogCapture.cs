@@ -1,0 +1,28 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+
+namespace PolicyGrid.TestSupport;
+
+/// <summary>
+/// Keeps every log entry of a server, to check what an operator would read in its log. Hand it in with
+/// <c>new GridServer { TestServices = s => s.AddSingleton&lt;ILoggerProvider&gt;(capture) }</c>.
+/// </summary>
+public sealed class LogCapture : ILoggerProvider
+{
+    public ConcurrentQueue<(string Category, LogLevel Level, EventId Id, string Message)> Entries { get; } = new();
+
+    public ILogger CreateLogger(string categoryName) => new CategoryLogger(categoryName, Entries);
+
+    public void Dispose() { }
+
+    /// <summary>Every entry, one a line, for a failing assertion's message.</summary>
+    public override string ToString() => string.Join("\n", Entries.Select(e => $"{e.Category} {e.Level}: {e.Message}"));
+
+    private sealed class CategoryLogger(string category, ConcurrentQueue<(string, LogLevel, EventId, string)> entries) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+        public bool IsEnabled(LogLevel logLevel) => true;
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            entries.Enqueue((category, logLevel, eventId, formatter(state, exception)));
+    }
+}
