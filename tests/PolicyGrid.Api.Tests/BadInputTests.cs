@@ -1,0 +1,75 @@
+using System.Net.Http.Headers;
+using System.Text;
+using Shouldly;
+
+namespace PolicyGrid.Api.Tests;
+
+/// <summary>
+/// Inputs a fuzzer found answered with 500: each is the caller's mistake, so it is a 400 whose message
+/// names what is wrong, and the server goes on serving.
+/// </summary>
+public sealed class BadInputTests(GridServer server) : IClassFixture<GridServer>
+{
+    private readonly HttpClient client = server.CreateClient();
+
+    private async Task<Answer> PostBytes(string path, byte[] body, string contentType = "application/json")
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new ByteArrayContent(body) };
+        request.Content.Headers.ContentType = MediaTypeHeaderValue.Parse(contentType);
+        return await client.Exchange(request);
+    }
+
+    private static void ShouldBeBadRequest(Answer answer, params string[] phrases)
+    {
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Success.ShouldBe(false);
+        answer.Code.ShouldBe("bad_request");
+        foreach (var phrase in phrases) answer.Message.ShouldContain(phrase, Case.Insensitive);
+    }
+
+    private async Task ShouldStillServe()
+    {
+        var answer = await client.Post("/policy/query", "{}");
+        answer.Status.ShouldBe(200);
+    }
+
+    [Theory]
+    [InlineData("/policy")]
+    [InlineData("/policy/query")]
+    [InlineData("/executor/query")]
+    [InlineData("/jobs/query")]
+    [InlineData("/function/call_function/anything")]
+    public async Task A_string_that_is_not_utf8_is_a_400_naming_where_it_sits(string path)
+    {
+        var body = Encoding.Latin1.GetBytes("{\"name\": {\"x\": [\"ok\", \"\xff\xfe\"]}}");
+        ShouldBeBadRequest(await PostBytes(path, body), "$.name.x[1]", "not valid UTF-8");
+        await ShouldStillServe();
+    }
+
+    [Fact]
+    public async Task A_property_name_that_is_not_utf8_is_a_400_naming_its_object()
+    {
+        var body = Encoding.Latin1.GetBytes("{\"policy_rule_uri\": \"a:1-b\", \"input_data\": {\"\xff\": 1}}");
+        ShouldBeBadRequest(await PostBytes("/executor/local/execute_policy", body), "property name in $.input_data", "not valid UTF-8");
+        await ShouldStillServe();
+    }
+
+    [Theory]
+    [InlineData("/policy/query", "{\"a\":\"\\ud800\"}", "$.a")]
+    [InlineData("/policy/query", "{\"a\":\"\\udc00\\ud800\"}", "$.a")]
+    [InlineData("/executor/local/execute_policy", "{\"policy_rule_uri\": \"a:1-b\", \"input_data\": {\"x\": \"\\ud83d\"}}", "$.input_data.x")]
+    [InlineData("/executor/local/execute_policy", "{\"policy_rule_uri\": \"a:1-b\", \"input_data\": {\"\\ud83d\": 1}}", "property name in $.input_data")]
+    [InlineData("/function/call_function/anything", "{\"input_data\": {\"\\udc00\": 1, \"\\udc01\": 2}}", "property name in $.input_data")]
+    public async Task A_lone_surrogate_escape_is_a_400_naming_where_it_sits(string path, string json, string where)
+    {
+        ShouldBeBadRequest(await client.Post(path, json), where, "lone surrogate");
+        await ShouldStillServe();
+    }
+
+    [Fact]
+    public async Task A_paired_surrogate_escape_is_valid_text()
+    {
+        var answer = await client.Post("/policy/query", "{\"name\": \"\\ud83d\\ude00\"}");
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+    }
+}
