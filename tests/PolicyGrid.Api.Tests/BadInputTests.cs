@@ -72,4 +72,33 @@ public sealed class BadInputTests(GridServer server) : IClassFixture<GridServer>
         var answer = await client.Post("/policy/query", "{\"name\": \"\\ud83d\\ude00\"}");
         answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
     }
+
+    [Theory]
+    [InlineData("99999999999999999999")]
+    [InlineData("1e300")]
+    public async Task A_job_wait_past_any_timespan_is_held_to_the_maximum_not_a_500(string wait)
+    {
+        // The job does not exist, so the answer comes at once: what matters is that the wait was read.
+        var answer = await client.Get($"/jobs/no-such-job?wait={wait}");
+        answer.Status.ShouldBe(404, answer.Body?.ToJsonString());
+        answer.Message.ShouldContain("no-such-job");
+        await ShouldStillServe();
+    }
+
+    [Theory]
+    [InlineData("/jobs/no-such-job", "NaN")]
+    [InlineData("/jobs/no-such-job", "-1")]
+    [InlineData("/jobs/no-such-job", "Infinity")]
+    [InlineData("/events/decisions", "NaN")]
+    [InlineData("/events/decisions", "1e300")]
+    [InlineData("/events/decisions", "-Infinity")]
+    public async Task A_wait_that_is_not_a_number_of_seconds_is_a_400_naming_it(string path, string wait)
+    {
+        var answer = await client.Get($"{path}?wait={wait}");
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Success.ShouldBe(false);
+        answer.Message.ShouldContain("wait");
+        answer.Message.ShouldContain("number of seconds");
+        await ShouldStillServe();
+    }
 }

@@ -91,12 +91,16 @@ public static class JobsApi
     public static async Task<Ok<Envelope<JsonObject>>> CreateJob(JsonBody body, JobBoard board, CancellationToken ct) =>
         Answer.Ok(await board.AcceptAsync(body.RequireObject(), ct));
 
+    private static readonly TimeSpan LongestWait = TimeSpan.FromDays(1);
+
     private static TimeSpan Wait(string? wait)
     {
         if (string.IsNullOrEmpty(wait)) return TimeSpan.Zero;
-        if (!double.TryParse(wait, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) || seconds < 0 || double.IsNaN(seconds) || double.IsInfinity(seconds))
+        if (!double.TryParse(wait, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) || seconds < 0 || !double.IsFinite(seconds))
             throw Problems.BadRequest($"wait '{wait}' must be a number of seconds, 0 or more");
-        return TimeSpan.FromSeconds(seconds);
+        // Any wait past the board's maximum is held to that maximum (docs/jobs.md), so a huge one is
+        // capped here first, before it could overflow a TimeSpan.
+        return TimeSpan.FromSeconds(Math.Min(seconds, LongestWait.TotalSeconds));
     }
 
     // ?limit= (default 100, at most 1000), ?skip=, ?sort=field:asc|desc[,...] as on every query endpoint.
