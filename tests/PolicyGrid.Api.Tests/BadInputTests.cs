@@ -101,4 +101,14 @@ public sealed class BadInputTests(GridServer server) : IClassFixture<GridServer>
         answer.Message.ShouldContain("number of seconds");
         await ShouldStillServe();
     }
+
+    [Theory]
+    [InlineData("garbage")]
+    [InlineData("--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"b.zip\"\r\n\r\nPK")]
+    public async Task A_multipart_bundle_body_that_ends_early_is_a_400_naming_the_problem(string body)
+    {
+        var answer = await PostBytes("/bundles", Encoding.ASCII.GetBytes(body), "multipart/form-data; boundary=x");
+        ShouldBeBadRequest(answer, "multipart body", "--x--");
+        await ShouldStillServe();
+    }
 }
