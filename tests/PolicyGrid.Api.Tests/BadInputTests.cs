@@ -111,4 +111,17 @@ public sealed class BadInputTests(GridServer server) : IClassFixture<GridServer>
         ShouldBeBadRequest(answer, "multipart body", "--x--");
         await ShouldStillServe();
     }
+
+    [Theory]
+    [InlineData("/policy/query", ",", "empty field")]
+    [InlineData("/policy/query", "name:asc,", "empty field")]
+    [InlineData("/policy/query", ":desc", "empty field")]
+    [InlineData("/policy/query", "name%00:asc", "control character")]
+    [InlineData("/jobs/query", ",", "empty field")]
+    [InlineData("/jobs/query", "name%01", "control character")]
+    public async Task A_sort_with_an_empty_field_or_a_control_character_is_a_400_naming_the_sort(string path, string sort, string problem)
+    {
+        ShouldBeBadRequest(await client.Post($"{path}?sort={sort}", "{}"), "sort", problem);
+        await ShouldStillServe();
+    }
 }
