@@ -1,6 +1,7 @@
 using System.Net.Http.Headers;
 using System.Text;
 using Shouldly;
+using static PolicyGrid.Api.Tests.PolicyDocuments;
 
 namespace PolicyGrid.Api.Tests;
 
@@ -25,6 +26,14 @@ public sealed class BadInputTests(GridServer server) : IClassFixture<GridServer>
         answer.Success.ShouldBe(false);
         answer.Code.ShouldBe("bad_request");
         foreach (var phrase in phrases) answer.Message.ShouldContain(phrase, Case.Insensitive);
+    }
+
+    private async Task<string> CreatePolicyAsync()
+    {
+        var name = Unique("bad_input");
+        var created = await client.Post("/policy", IpAllowlist(name, await server.StoreBundleAsync()).ToJsonString());
+        created.Status.ShouldBe(200, created.Body?.ToJsonString());
+        return PolicyDocuments.Uri(name);
     }
 
     private async Task ShouldStillServe()
@@ -123,5 +132,33 @@ public sealed class BadInputTests(GridServer server) : IClassFixture<GridServer>
     {
         ShouldBeBadRequest(await client.Post($"{path}?sort={sort}", "{}"), "sort", problem);
         await ShouldStillServe();
+    }
+
+    [Theory]
+    [InlineData("""{"$inc": {"metadata.count": 1e308}}""", "1e308 is out of range")]
+    [InlineData("""{"$inc": {"metadata.count": -1e300}}""", "out of range")]
+    public async Task An_inc_by_a_number_out_of_range_says_so(string update, string problem)
+    {
+        var uri = await CreatePolicyAsync();
+        ShouldBeBadRequest(await client.Put($"/policy/{uri}", update), "$inc", "metadata.count", problem);
+        (await client.Get($"/policy/{uri}")).Status.ShouldBe(200);
+    }
+
+    [Fact]
+    public async Task An_inc_whose_sum_would_overflow_says_so()
+    {
+        var uri = await CreatePolicyAsync();
+        (await client.Put($"/policy/{uri}", """{"$set": {"metadata.count": 7e28}}""")).Status.ShouldBe(200);
+        ShouldBeBadRequest(await client.Put($"/policy/{uri}", """{"$inc": {"metadata.count": 7e28}}"""), "metadata.count", "would overflow");
+        var stored = await client.Get($"/policy/{uri}");
+        stored.Data!["metadata"]!["count"]!.GetValue<decimal>().ShouldBe(7e28m);
+    }
+
+    [Fact]
+    public async Task An_inc_of_a_stored_number_beyond_its_range_says_so()
+    {
+        var uri = await CreatePolicyAsync();
+        (await client.Put($"/policy/{uri}", """{"$set": {"metadata.count": 1e300}}""")).Status.ShouldBe(200);
+        ShouldBeBadRequest(await client.Put($"/policy/{uri}", """{"$inc": {"metadata.count": 1}}"""), "metadata.count", "holds 1e300", "$set it instead");
     }
 }

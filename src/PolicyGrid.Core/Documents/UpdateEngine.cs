@@ -132,7 +132,9 @@ public static class UpdateEngine
     private static void Increment(JsonObject document, string[] segments, string path, JsonNode? value)
     {
         if (!JsonValues.TryNumber(value, out var by))
-            throw Problems.BadRequest($"$inc: '{path}' takes a number, not {DocumentFields.Describe(value)}");
+            throw Problems.BadRequest(IsNumber(value)
+                ? $"$inc: '{path}': {value!.ToJsonString()} is out of range; $inc adds numbers up to {IncRange}"
+                : $"$inc: '{path}' takes a number, not {DocumentFields.Describe(value)}");
         var parent = Parent(document, segments, path, "$inc", create: true)!;
         var existing = Read(parent, segments[^1]);
         if (DocumentFields.IsNull(existing))
@@ -141,9 +143,21 @@ public static class UpdateEngine
             return;
         }
         if (!JsonValues.TryNumber(existing, out var old))
-            throw Problems.BadRequest($"$inc: '{path}' is {DocumentFields.Describe(existing)}, not a number");
-        Assign(parent, segments[^1], path, "$inc", JsonValue.Create(old + by));
+            throw Problems.BadRequest(IsNumber(existing)
+                ? $"$inc: '{path}' holds {existing!.ToJsonString()}, out of the range $inc can add to ({IncRange}); $set it instead"
+                : $"$inc: '{path}' is {DocumentFields.Describe(existing)}, not a number");
+        decimal sum;
+        try { sum = old + by; }
+        catch (OverflowException) { throw Problems.BadRequest($"$inc: '{path}': {Invariant(old)} + {Invariant(by)} would overflow (beyond {IncRange})"); }
+        Assign(parent, segments[^1], path, "$inc", JsonValue.Create(sum));
     }
+
+    /// <summary>$inc adds as decimal (exact for money-like values), whose range ends near 7.9e28.</summary>
+    private const string IncRange = "±7.9e28";
+
+    private static string Invariant(decimal d) => d.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    private static bool IsNumber(JsonNode? node) => node is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.Number;
 
     /// <summary>
     /// The container holding the path's last segment. With <paramref name="create"/>, missing
