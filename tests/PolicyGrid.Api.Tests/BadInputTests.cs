@@ -1,5 +1,6 @@
 using System.Net.Http.Headers;
 using System.Text;
+using System.Text.Json.Nodes;
 using Shouldly;
 using static PolicyGrid.Api.Tests.PolicyDocuments;
 
@@ -160,5 +161,94 @@ public sealed class BadInputTests(GridServer server) : IClassFixture<GridServer>
         var uri = await CreatePolicyAsync();
         (await client.Put($"/policy/{uri}", """{"$set": {"metadata.count": 1e300}}""")).Status.ShouldBe(200);
         ShouldBeBadRequest(await client.Put($"/policy/{uri}", """{"$inc": {"metadata.count": 1}}"""), "metadata.count", "holds 1e300", "$set it instead");
+    }
+
+    private static string Or(int branches, string path) =>
+        new JsonObject { ["$or"] = new JsonArray([.. Enumerable.Range(0, branches).Select(i => (JsonNode)new JsonObject { [path] = $"x{i}" })]) }.ToJsonString();
+
+    private static string In(int count, Func<int, JsonNode> value, string op = "$in") =>
+        new JsonObject { ["name"] = new JsonObject { [op] = new JsonArray([.. Enumerable.Range(0, count).Select(value)]) } }.ToJsonString();
+
+    [Fact]
+    public async Task A_filter_with_more_conditions_than_the_limit_is_a_400_naming_it()
+    {
+        ShouldBeBadRequest(await client.Post("/policy/query", Or(1000, "name")), "1000 conditions", "at most 256");
+        await ShouldStillServe();
+    }
+
+    [Fact]
+    public async Task A_filter_at_the_condition_limit_on_deep_paths_is_answered()
+    {
+        var answer = await client.Post("/policy/query", Or(256, "metadata.a.b.c"));
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+    }
+
+    [Theory]
+    [InlineData("$in")]
+    [InlineData("$nin")]
+    [InlineData("$all")]
+    public async Task A_list_longer_than_the_limit_is_a_400_naming_it(string op)
+    {
+        ShouldBeBadRequest(await client.Post("/policy/query", In(20_000, i => $"x{i}", op)), op, "20000 values", "at most 10000");
+        await ShouldStillServe();
+    }
+
+    [Fact]
+    public async Task Long_lists_up_to_the_limit_are_answered_and_still_match()
+    {
+        var uri = await CreatePolicyAsync();
+        var name = uri.Split(':')[0];
+        var strings = await client.Post("/policy/query", In(10_000, i => i == 9_999 ? name : $"x{i}"));
+        strings.Status.ShouldBe(200, strings.Body?.ToJsonString());
+        strings.Data!.AsArray().Select(d => d!["name"]!.GetValue<string>()).ShouldBe([name]);
+        var numbers = await client.Post("/policy/query", In(10_000, i => i));
+        numbers.Status.ShouldBe(200, numbers.Body?.ToJsonString());
+        var excluded = await client.Post("/policy/query", In(10_000, i => i == 0 ? name : $"x{i}", "$nin"));
+        excluded.Status.ShouldBe(200, excluded.Body?.ToJsonString());
+        excluded.Data!.AsArray().ShouldNotContain(d => d!["name"]!.GetValue<string>() == name);
+    }
+
+    [Fact]
+    public async Task An_update_path_longer_than_a_document_may_nest_is_a_400_naming_the_limit()
+    {
+        var uri = await CreatePolicyAsync();
+        var path = "metadata." + string.Join('.', Enumerable.Repeat("a", 5000)) + ".b";
+        ShouldBeBadRequest(await client.Put($"/policy/{uri}", new JsonObject { ["$set"] = new JsonObject { [path] = 1 } }.ToJsonString()),
+            "$set", "5002 segments", "at most 64");
+        (await client.Get($"/policy/{uri}")).Status.ShouldBe(200);
+    }
+
+    [Fact]
+    public async Task An_update_that_would_nest_the_document_too_deep_is_a_400_and_the_document_stays_readable()
+    {
+        var uri = await CreatePolicyAsync();
+        JsonNode deep = 1;
+        for (var i = 0; i < 40; i++) deep = new JsonObject { ["d"] = deep };
+        var path = "metadata." + string.Join('.', Enumerable.Repeat("a", 40));
+        ShouldBeBadRequest(await client.Put($"/policy/{uri}", new JsonObject { ["$set"] = new JsonObject { [path] = deep } }.ToJsonString()),
+            "more than 64 levels");
+        (await client.Get($"/policy/{uri}")).Status.ShouldBe(200);
+    }
+
+    [Fact]
+    public async Task A_filter_path_longer_than_a_document_may_nest_is_a_400()
+    {
+        var path = string.Join('.', Enumerable.Repeat("a", 100));
+        ShouldBeBadRequest(await client.Post("/policy/query", new JsonObject { [path] = 1 }.ToJsonString()), "more than 64 segments");
+        ShouldBeBadRequest(await client.Post($"/policy/query?sort={path}", "{}"), "sort", "more than 64 segments");
+    }
+
+    [Theory]
+    [InlineData("""{"tags": {"$all": [{"$foo": 1}]}}""", "unknown filter operator '$foo'")]
+    [InlineData("""{"tags": {"$all": ["net", {"$elemMatch": {"$eq": "x"}}]}}""", "'$elemMatch' cannot appear inside a list")]
+    [InlineData("""{"tags": {"$in": [{"$foo": 1}]}}""", "unknown filter operator '$foo'")]
+    [InlineData("""{"tags": {"$nin": ["a", {"$gt": 1}]}}""", "'$gt' cannot appear inside a list")]
+    [InlineData("""{"tags": {"$elemMatch": {"$foo": 1}}}""", "unknown filter operator '$foo'")]
+    [InlineData("""{"tags": {"$elemMatch": {"a": {"$foo": 1}}}}""", "unknown filter operator '$foo'")]
+    [InlineData("""{"tags": {"$not": {"$foo": 1}}}""", "unknown filter operator '$foo'")]
+    public async Task An_unknown_operator_inside_an_operator_is_a_400_naming_it(string filter, string message)
+    {
+        ShouldBeBadRequest(await client.Post("/policy/query", filter), message);
+        await ShouldStillServe();
     }
 }

@@ -44,6 +44,8 @@ public sealed record QueryWindow(int Limit, int Skip, IReadOnlyList<SortKey> Sor
                 throw Problems.BadRequest($"sort '{Printable(sort)}' has an empty field; write ?sort=field:asc|desc[,field:asc|desc]");
             if (path.Any(char.IsControl))
                 throw Problems.BadRequest($"sort field '{Printable(path)}' holds a control character; field names are printable text");
+            if (path.Split('.').Length > Core.Querying.JsonPath.MaxSegments)
+                throw Problems.BadRequest($"sort field '{Core.Querying.JsonPath.Abbreviate(path)}' has more than {Core.Querying.JsonPath.MaxSegments} segments, more levels than a document may nest");
             if (path.StartsWith('$') || path.Split('.').Any(p => p.Length == 0))
                 throw Problems.BadRequest($"sort field '{path}' is not a dotted field path such as created_at or metadata.owner");
             var direction = pieces.Length == 1 ? "asc" : pieces[1].ToLowerInvariant();

@@ -78,7 +78,7 @@ public sealed class JsonBody : IEndpointParameterMetadataProvider
     }
 
     /// <summary>How deeply a request body may nest; stored documents are read back with the same limit.</summary>
-    public const int MaxDepth = 64;
+    public const int MaxDepth = PolicyGrid.Core.Documents.Json.MaxDepth;
 
     private static void CheckContentType(string? contentType)
     {

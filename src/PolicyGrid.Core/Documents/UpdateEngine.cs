@@ -15,6 +15,9 @@ public static class UpdateEngine
 {
     public static readonly IReadOnlyList<string> Operators = ["$set", "$unset", "$push", "$inc"];
 
+    /// <summary>Longest dotted path an update may name: one segment per level a document may nest.</summary>
+    public const int MaxPathSegments = JsonPath.MaxSegments;
+
     public static JsonObject Apply(JsonObject current, JsonObject update, IReadOnlySet<string> identityFields)
     {
         ArgumentNullException.ThrowIfNull(current);
@@ -44,6 +47,10 @@ public static class UpdateEngine
             result = (JsonObject)current.DeepClone();
             foreach (var (op, argument) in update)
                 ApplyOperator(result, op, argument);
+            // Operators can nest deeper than any body could (a long path, a deep value at it); such a
+            // document could be stored but never read back.
+            if (Json.Depth(result) > Json.MaxDepth)
+                throw Problems.BadRequest($"the update would nest the document more than {Json.MaxDepth} levels deep, the most a document may");
         }
 
         foreach (var field in identityFields.Order(StringComparer.Ordinal))
@@ -86,6 +93,8 @@ public static class UpdateEngine
     private static string[] CheckPath(string op, string path)
     {
         var segments = path.Split('.');
+        if (segments.Length > MaxPathSegments)
+            throw Problems.BadRequest($"{op}: path '{JsonPath.Abbreviate(path)}' has {segments.Length} segments; a path may have at most {MaxPathSegments} (a document nests at most {Json.MaxDepth} levels)");
         if (path.Length == 0 || segments.Any(s => s.Length == 0))
             throw Problems.BadRequest($"{op}: '{path}' is not a valid dotted path");
         if (segments.Any(s => s.StartsWith('$')))
