@@ -70,7 +70,13 @@ public static class BundlesApi
         }
         catch (InvalidDataException e)
         {
-            throw e.Message.Contains("limit", StringComparison.OrdinalIgnoreCase) ? RequestBytes.TooLarge("bundle", limit) : Problems.BadRequest($"the multipart body could not be read: {e.Message}");
+            // Only the body length limit is ours; the reader's other limits (boundary, header, line length) mean a malformed body.
+            throw e.Message.Contains("body length limit", StringComparison.OrdinalIgnoreCase) ? RequestBytes.TooLarge("bundle", limit) : Problems.BadRequest($"the multipart body could not be read: {e.Message}");
+        }
+        catch (IOException e) when (e is not BadHttpRequestException && !http.RequestAborted.IsCancellationRequested)
+        {
+            // The multipart reader says "unexpected end of stream" when the body ends before its closing boundary.
+            throw Problems.BadRequest($"the multipart body could not be read: it ended before a complete part and the closing boundary (--{Boundary(request.ContentType)}--) were found");
         }
         var file = form.Files.GetFile("file") ?? throw Problems.BadRequest("the multipart body has no 'file' part; send the archive as the part named 'file'");
         if (file.Length > limit) throw RequestBytes.TooLarge("bundle", limit);
@@ -78,6 +84,9 @@ public static class BundlesApi
         await file.CopyToAsync(buffer, http.RequestAborted);
         return buffer.ToArray();
     }
+
+    private static string Boundary(string? contentType) =>
+        Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(contentType, out var media) ? Microsoft.Net.Http.Headers.HeaderUtilities.RemoveQuotes(media.Boundary).ToString() : "";
 }
 
 public sealed record BundleServices(HttpContext Http, IBundleStore Bundles, IOptions<ApiLimits> Limits);

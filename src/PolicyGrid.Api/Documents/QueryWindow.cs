@@ -36,20 +36,30 @@ public sealed record QueryWindow(int Limit, int Skip, IReadOnlyList<SortKey> Sor
     {
         var keys = new List<SortKey>();
         if (string.IsNullOrWhiteSpace(sort)) return keys;
-        foreach (var part in sort.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        foreach (var part in sort.Split(',', StringSplitOptions.TrimEntries))
         {
             var pieces = part.Split(':', 2);
             var path = pieces[0];
-            if (path.Length == 0 || path.StartsWith('$') || path.Split('.').Any(p => p.Length == 0))
+            if (path.Length == 0)
+                throw Problems.BadRequest($"sort '{Printable(sort)}' has an empty field; write ?sort=field:asc|desc[,field:asc|desc]");
+            if (path.Any(char.IsControl))
+                throw Problems.BadRequest($"sort field '{Printable(path)}' holds a control character; field names are printable text");
+            if (path.Split('.').Length > Core.Querying.JsonPath.MaxSegments)
+                throw Problems.BadRequest($"sort field '{Core.Querying.JsonPath.Abbreviate(path)}' has more than {Core.Querying.JsonPath.MaxSegments} segments, more levels than a document may nest");
+            if (path.StartsWith('$') || path.Split('.').Any(p => p.Length == 0))
                 throw Problems.BadRequest($"sort field '{path}' is not a dotted field path such as created_at or metadata.owner");
             var direction = pieces.Length == 1 ? "asc" : pieces[1].ToLowerInvariant();
             keys.Add(direction switch
             {
                 "asc" => new SortKey(path, SortDirection.Asc),
                 "desc" => new SortKey(path, SortDirection.Desc),
-                _ => throw Problems.BadRequest($"sort direction '{pieces[1]}' for '{path}' must be asc or desc"),
+                _ => throw Problems.BadRequest($"sort direction '{Printable(pieces[1])}' for '{path}' must be asc or desc"),
             });
         }
         return keys;
     }
+
+    /// <summary>Text for a message with control characters shown as <c>\u0000</c> escapes.</summary>
+    private static string Printable(string text) =>
+        string.Concat(text.Select(c => char.IsControl(c) ? $"\\u{(int)c:x4}" : c.ToString()));
 }

@@ -42,16 +42,43 @@ public sealed class JsonBody : IEndpointParameterMetadataProvider
         var bytes = await RequestBytes.ReadAsync(context, limits.MaxBodyBytes, "request body");
         if (bytes.Length == 0 || bytes.AsSpan().Trim(" \t\r\n"u8).Length == 0) return new JsonBody(null);
         CheckContentType(context.Request.ContentType);
+        return new JsonBody(Parse(bytes, "request body"));
+    }
+
+    /// <summary>
+    /// Parses JSON bytes that came from a caller: a 400 naming the problem when they are not JSON, nest
+    /// deeper than <see cref="MaxDepth"/>, repeat a property, or hold a string that is not valid text.
+    /// </summary>
+    public static JsonNode? Parse(ReadOnlySpan<byte> bytes, string what)
+    {
+        JsonElement element;
         try
         {
-            var node = JsonNode.Parse(bytes, documentOptions: new JsonDocumentOptions { MaxDepth = PolicyGrid.Core.Documents.DocumentDepth.Max, AllowDuplicateProperties = false });
-            return new JsonBody(node);
+            element = JsonElement.Parse(bytes, new JsonDocumentOptions { MaxDepth = MaxDepth, AllowDuplicateProperties = false });
         }
         catch (JsonException e)
         {
-            throw Problems.BadRequest($"request body is not valid JSON: {e.Message}");
+            throw Problems.BadRequest($"{what} is not valid JSON: {e.Message}");
         }
+        catch (InvalidOperationException)
+        {
+            // The duplicate check decodes property names and fails on a broken one; find and name it.
+            JsonStringCheck.Require(JsonElement.Parse(bytes, new JsonDocumentOptions { MaxDepth = MaxDepth }), what);
+            throw;
+        }
+        JsonStringCheck.Require(element, what);
+        // The nodes wrap the parsed element lazily, as JsonNode.Parse does: no second parse.
+        return element.ValueKind switch
+        {
+            JsonValueKind.Object => JsonObject.Create(element),
+            JsonValueKind.Array => JsonArray.Create(element),
+            JsonValueKind.Null => null,
+            _ => JsonValue.Create(element),
+        };
     }
+
+    /// <summary>How deeply a request body may nest; stored documents are read back with the same limit.</summary>
+    public const int MaxDepth = PolicyGrid.Core.Documents.DocumentDepth.Max;
 
     private static void CheckContentType(string? contentType)
     {

@@ -36,7 +36,7 @@ public sealed record EvaluationEvent(ExecutionRequest Request, string Correlatio
         var node = cloudEvent.Data switch
         {
             null => null,
-            JsonElement e => JsonNode.Parse(e.GetRawText()),
+            JsonElement e => FromElement(e),
             JsonNode n => n.DeepClone(),
             byte[] bytes => Parse(bytes),
             string s => Parse(System.Text.Encoding.UTF8.GetBytes(s)),
@@ -50,8 +50,15 @@ public sealed record EvaluationEvent(ExecutionRequest Request, string Correlatio
 
     private static JsonNode? Parse(byte[] bytes)
     {
-        try { return JsonNode.Parse(bytes); }
+        try { return FromElement(JsonElement.Parse(bytes)); }
         catch (JsonException e) { throw Problems.BadRequest($"CloudEvent data is not valid JSON: {e.Message}"); }
+    }
+
+    /// <summary>Event data as nodes, once every string in it is known to be valid text (a 400 naming the one that is not).</summary>
+    private static JsonNode? FromElement(JsonElement data)
+    {
+        JsonStringCheck.Require(data, "CloudEvent data");
+        return JsonNode.Parse(data.GetRawText());
     }
 
     private static string Article(string kind) => kind is "null" ? kind : (kind[0] is 'a' or 'o' ? "an " : "a ") + kind;

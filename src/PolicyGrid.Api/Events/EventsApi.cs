@@ -68,7 +68,7 @@ public static class EventsApi
         var feed = context.RequestServices.GetService<IEventFeed>()
             ?? throw Problems.NotFound($"this server has no in-process event bus; decisions are published to the pub/sub topic {Topics.Decisions}");
         var seconds = 0d;
-        if (!string.IsNullOrEmpty(wait) && (!double.TryParse(wait, NumberStyles.Float, CultureInfo.InvariantCulture, out seconds) || seconds < 0 || seconds > MaxWaitSeconds))
+        if (!string.IsNullOrEmpty(wait) && (!double.TryParse(wait, NumberStyles.Float, CultureInfo.InvariantCulture, out seconds) || !(seconds >= 0 && seconds <= MaxWaitSeconds)))
             throw Problems.Validation("wait", $"must be a number of seconds from 0 to {MaxWaitSeconds}, not '{wait}'");
         var found = await feed.ReadAsync(Topics.Decisions, string.IsNullOrEmpty(correlationId) ? null : correlationId, TimeSpan.FromSeconds(seconds), ct);
         return Answer.Ok(new JsonArray(found.Select(e => (JsonNode)AsCloudEvent(e)).ToArray()));

@@ -10,6 +10,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using PolicyGrid.Api.Documents;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
@@ -74,11 +75,10 @@ public static class JobsApi
     public static async Task<Ok<Envelope<JsonObject>>> Cancel([FromRoute(Name = "job_id")] string jobId, JobBoard board, CancellationToken ct) =>
         Answer.Ok(await board.CancelAsync(jobId, ct));
 
-    public static async Task<Ok<Envelope<IReadOnlyList<JsonObject>>>> Query(JsonBody body, HttpContext http, JobBoard board, CancellationToken ct)
+    public static async Task<Ok<Envelope<IReadOnlyList<JsonObject>>>> Query(JsonBody body, QueryWindow window, JobBoard board, CancellationToken ct)
     {
         var filter = FilterParser.Parse(body.Node);
-        var (limit, skip, sort) = Window(http.Request.Query);
-        return Answer.Ok(await board.QueryAsync(new DocumentQuery(filter, sort, skip, limit), ct));
+        return Answer.Ok(await board.QueryAsync(new DocumentQuery(filter, window.Sort, window.Skip, window.Limit), ct));
     }
 
     public static async Task<Ok<Envelope<JsonObject>>> Report([FromRoute(Name = "job_id")] string jobId, JsonBody body, HttpContext http, JobBoard board, CancellationToken ct)
@@ -91,40 +91,16 @@ public static class JobsApi
     public static async Task<Ok<Envelope<JsonObject>>> CreateJob(JsonBody body, JobBoard board, CancellationToken ct) =>
         Answer.Ok(await board.AcceptAsync(body.RequireObject(), ct));
 
+    private static readonly TimeSpan LongestWait = TimeSpan.FromDays(1);
+
     private static TimeSpan Wait(string? wait)
     {
         if (string.IsNullOrEmpty(wait)) return TimeSpan.Zero;
-        if (!double.TryParse(wait, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) || seconds < 0 || double.IsNaN(seconds) || double.IsInfinity(seconds))
+        if (!double.TryParse(wait, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) || seconds < 0 || !double.IsFinite(seconds))
             throw Problems.BadRequest($"wait '{wait}' must be a number of seconds, 0 or more");
-        return TimeSpan.FromSeconds(seconds);
-    }
-
-    // ?limit= (default 100, at most 1000), ?skip=, ?sort=field:asc|desc[,...] as on every query endpoint.
-    private static (int Limit, int Skip, IReadOnlyList<SortKey> Sort) Window(IQueryCollection query)
-    {
-        var limit = DocumentQuery.DefaultLimit;
-        var l = query["limit"].ToString();
-        if (l.Length > 0 && (!int.TryParse(l, NumberStyles.None, CultureInfo.InvariantCulture, out limit) || limit < 1 || limit > DocumentQuery.MaxLimit))
-            throw Problems.BadRequest($"limit '{l}' must be a whole number from 1 to {DocumentQuery.MaxLimit}");
-        var skip = 0;
-        var s = query["skip"].ToString();
-        if (s.Length > 0 && (!int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out skip) || skip < 0))
-            throw Problems.BadRequest($"skip '{s}' must be a whole number, 0 or more");
-        var sort = new List<SortKey>();
-        foreach (var part in query["sort"].ToString().Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
-        {
-            var pieces = part.Split(':', 2);
-            if (pieces[0].Length == 0 || pieces[0].StartsWith('$'))
-                throw Problems.BadRequest($"sort field '{pieces[0]}' is not a dotted field path such as created_at");
-            var direction = pieces.Length == 1 ? "asc" : pieces[1].ToLowerInvariant();
-            sort.Add(direction switch
-            {
-                "asc" => new SortKey(pieces[0], SortDirection.Asc),
-                "desc" => new SortKey(pieces[0], SortDirection.Desc),
-                _ => throw Problems.BadRequest($"sort direction '{pieces[1]}' for '{pieces[0]}' must be asc or desc"),
-            });
-        }
-        return (limit, skip, sort);
+        // Any wait past the board's maximum is held to that maximum (docs/jobs.md), so a huge one is
+        // capped here first, before it could overflow a TimeSpan.
+        return TimeSpan.FromSeconds(Math.Min(seconds, LongestWait.TotalSeconds));
     }
 }
 

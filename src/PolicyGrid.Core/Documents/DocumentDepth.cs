@@ -6,7 +6,7 @@ namespace PolicyGrid.Core.Documents;
 /// <summary>
 /// How deep JSON may nest: request bodies (policy input too) at most <see cref="Max"/>; stored documents at most
 /// <see cref="MaxStored"/> (they also carry what policies answered, e.g. a job's result, and updates can deepen
-/// them); answers and worker replies are written and read up to <see cref="MaxWritten"/>, so anything stored, also
+/// them: both stores and the update engine check); answers and worker replies are written and read up to <see cref="MaxWritten"/>, so anything stored, also
 /// by an older version that had no such check, can always be read, queried and deleted.
 /// </summary>
 public static class DocumentDepth
@@ -14,8 +14,11 @@ public static class DocumentDepth
     /// <summary>Most objects and arrays nested in one another (the outermost counts) in a request body.</summary>
     public const int Max = 32;
 
-    /// <summary>The same for a stored document.</summary>
-    public const int MaxStored = 128;
+    /// <summary>
+    /// The same for a stored document (stores read documents back with System.Text.Json's default limit of 64, Dapr's
+    /// inside a wrapper object: this leaves room).
+    /// </summary>
+    public const int MaxStored = 48;
 
     /// <summary>The depth answers (and worker replies) may reach: <see cref="MaxStored"/> plus envelopes, with room to spare.</summary>
     public const int MaxWritten = 256;

@@ -15,6 +15,9 @@ public static class UpdateEngine
 {
     public static readonly IReadOnlyList<string> Operators = ["$set", "$unset", "$push", "$inc"];
 
+    /// <summary>Longest dotted path an update may name: one segment per level a document may nest.</summary>
+    public const int MaxPathSegments = JsonPath.MaxSegments;
+
     public static JsonObject Apply(JsonObject current, JsonObject update, IReadOnlySet<string> identityFields)
     {
         ArgumentNullException.ThrowIfNull(current);
@@ -44,6 +47,9 @@ public static class UpdateEngine
             result = (JsonObject)current.DeepClone();
             foreach (var (op, argument) in update)
                 ApplyOperator(result, op, argument);
+            // Operators can nest deeper than any body could (a long path, a deep value at it); such a
+            // document could be stored but never read back.
+            DocumentDepth.Ensure(result, DocumentDepth.MaxStored);
         }
 
         foreach (var field in identityFields.Order(StringComparer.Ordinal))
@@ -86,6 +92,8 @@ public static class UpdateEngine
     private static string[] CheckPath(string op, string path)
     {
         var segments = path.Split('.');
+        if (segments.Length > MaxPathSegments)
+            throw Problems.BadRequest($"{op}: path '{JsonPath.Abbreviate(path)}' has {segments.Length} segments; a path may have at most {MaxPathSegments} (a document nests at most {DocumentDepth.MaxStored} levels)");
         if (path.Length == 0 || segments.Any(s => s.Length == 0))
             throw Problems.BadRequest($"{op}: '{path}' is not a valid dotted path");
         if (segments.Any(s => s.StartsWith('$')))
@@ -132,7 +140,9 @@ public static class UpdateEngine
     private static void Increment(JsonObject document, string[] segments, string path, JsonNode? value)
     {
         if (!JsonValues.TryNumber(value, out var by))
-            throw Problems.BadRequest($"$inc: '{path}' takes a number, not {DocumentFields.Describe(value)}");
+            throw Problems.BadRequest(IsNumber(value)
+                ? $"$inc: '{path}': {value!.ToJsonString()} is out of range; $inc adds numbers up to {IncRange}"
+                : $"$inc: '{path}' takes a number, not {DocumentFields.Describe(value)}");
         var parent = Parent(document, segments, path, "$inc", create: true)!;
         var existing = Read(parent, segments[^1]);
         if (DocumentFields.IsNull(existing))
@@ -141,9 +151,21 @@ public static class UpdateEngine
             return;
         }
         if (!JsonValues.TryNumber(existing, out var old))
-            throw Problems.BadRequest($"$inc: '{path}' is {DocumentFields.Describe(existing)}, not a number");
-        Assign(parent, segments[^1], path, "$inc", JsonValue.Create(old + by));
+            throw Problems.BadRequest(IsNumber(existing)
+                ? $"$inc: '{path}' holds {existing!.ToJsonString()}, out of the range $inc can add to ({IncRange}); $set it instead"
+                : $"$inc: '{path}' is {DocumentFields.Describe(existing)}, not a number");
+        decimal sum;
+        try { sum = old + by; }
+        catch (OverflowException) { throw Problems.BadRequest($"$inc: '{path}': {Invariant(old)} + {Invariant(by)} would overflow (beyond {IncRange})"); }
+        Assign(parent, segments[^1], path, "$inc", JsonValue.Create(sum));
     }
+
+    /// <summary>$inc adds as decimal (exact for money-like values), whose range ends near 7.9e28.</summary>
+    private const string IncRange = "±7.9e28";
+
+    private static string Invariant(decimal d) => d.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    private static bool IsNumber(JsonNode? node) => node is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.Number;
 
     /// <summary>
     /// The container holding the path's last segment. With <paramref name="create"/>, missing

@@ -21,13 +21,34 @@ public static class FilterParser
 
     public const string SupportedOperators = "$eq $ne $gt $gte $lt $lte $in $nin $regex $options $exists $and $or $not $all $size $elemMatch";
 
+    /// <summary>
+    /// Most field conditions one filter may hold (each operator on a field counts, at any depth of
+    /// $and/$or/$not/$elemMatch). Stores translate every condition into query text and parameters, and
+    /// a few hundred is far past any hand-written filter; a longer list of values belongs in $in.
+    /// </summary>
+    public const int MaxConditions = 256;
+
+    /// <summary>Most values one $in, $nin or $all may list.</summary>
+    public const int MaxListValues = 10_000;
+
     /// <summary>Parses a filter; null or an empty object matches everything.</summary>
     public static FilterNode Parse(JsonNode? body)
     {
         if (body is null || (body is JsonValue v && v.GetValueKind() == JsonValueKind.Null)) return new AndFilter([]);
         if (body is not JsonObject obj) throw Problems.BadRequest("filter must be a JSON object such as {\"name\": \"ip_allowlist\"}");
-        return ParseObject(obj, "");
+        var filter = ParseObject(obj, "");
+        if (Conditions(filter) is var count and > MaxConditions)
+            throw Problems.BadRequest($"filter has {count} conditions; a filter may hold at most {MaxConditions} (every operator on a field counts, inside $and/$or too): list alternatives of one field with $in");
+        return filter;
     }
+
+    private static int Conditions(FilterNode node) => node switch
+    {
+        AndFilter a => a.Children.Sum(Conditions),
+        OrFilter o => o.Children.Sum(Conditions),
+        FieldFilter f => 1 + (f.Nested is null ? 0 : Conditions(f.Nested)),
+        _ => 1,
+    };
 
     private static FilterNode ParseObject(JsonObject obj, string scope)
     {
@@ -47,6 +68,8 @@ public static class FilterParser
             if (key.Length == 0 || key.Split('.').Any(s => s.Length == 0))
                 throw Problems.BadRequest($"filter field '{key}' is not a valid dotted path");
             var path = scope.Length == 0 ? key : $"{scope}.{key}";
+            if (JsonPath.Split(path).Length > JsonPath.MaxSegments)
+                throw Problems.BadRequest($"filter field '{JsonPath.Abbreviate(path)}' has more than {JsonPath.MaxSegments} segments, more levels than a document may nest");
             children.AddRange(ParseField(path, key, value));
         }
         return children.Count == 1 ? children[0] : new AndFilter(children);
@@ -85,8 +108,9 @@ public static class FilterParser
             {
                 case FieldOperator.In or FieldOperator.Nin or FieldOperator.All:
                     if (operand is not JsonArray list) throw Problems.BadRequest($"{label} takes an array");
-                    if (op is not FieldOperator.All)
-                        foreach (var element in list) CheckRegexElement(label, element);
+                    if (list.Count > MaxListValues)
+                        throw Problems.BadRequest($"{label} lists {list.Count} values; it may list at most {MaxListValues}");
+                    foreach (var element in list) CheckListElement(label, op, element);
                     result.Add(new FieldFilter(path, op, operand.DeepClone()));
                     break;
                 case FieldOperator.Gt or FieldOperator.Gte or FieldOperator.Lt or FieldOperator.Lte:
@@ -129,10 +153,24 @@ public static class FilterParser
         return result;
     }
 
-    /// <summary>A <c>{"$regex": ..., "$options": ...}</c> element of $in/$nin is checked here so matching never fails on it.</summary>
-    private static void CheckRegexElement(string label, JsonNode? element)
+    /// <summary>
+    /// An element of $in/$nin/$all is a literal value, or for $in/$nin a <c>{"$regex": ..., "$options": ...}</c>
+    /// (checked here so matching never fails on it). An object of other operators would otherwise be
+    /// compared as a literal and silently match nothing, so it is refused like any unknown operator.
+    /// </summary>
+    private static void CheckListElement(string label, FieldOperator op, JsonNode? element)
     {
-        if (element is not JsonObject o || !o.ContainsKey("$regex")) return;
+        if (element is not JsonObject o || !o.Any(p => p.Key.StartsWith('$'))) return;
+        if (op is FieldOperator.All || !o.ContainsKey("$regex"))
+        {
+            var name = o.First(p => p.Key.StartsWith('$')).Key;
+            var hint = op is FieldOperator.All
+                ? $"{label} takes literal values to find in the array (to match elements by a condition, put $elemMatch beside it in $and)"
+                : $"{label} takes literal values or {{\"$regex\": ..., \"$options\": ...}}";
+            throw Operators.ContainsKey(name) || name is "$and" or "$or" or "$options"
+                ? Problems.BadRequest($"filter operator '{name}' cannot appear inside a list: {hint}")
+                : Unknown(name, hint);
+        }
         if (o.Any(p => p.Key is not ("$regex" or "$options")))
             throw Problems.BadRequest($"{label}: a regex element may hold only $regex and $options");
         var pattern = RequireString($"{label}: $regex", o["$regex"]);

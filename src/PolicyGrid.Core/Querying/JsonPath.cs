@@ -5,7 +5,16 @@ namespace PolicyGrid.Core.Querying;
 /// <summary>Dotted-path reading with Mongo's array traversal: <c>metadata.audience</c> walks into arrays.</summary>
 public static class JsonPath
 {
+    /// <summary>
+    /// Most segments a dotted path (in a filter, sort or update) may have: documents nest at most
+    /// <see cref="Documents.DocumentDepth.MaxStored"/> levels, so a longer path reaches nothing.
+    /// </summary>
+    public const int MaxSegments = Documents.DocumentDepth.MaxStored;
+
     public static string[] Split(string path) => path.Split('.');
+
+    /// <summary>A path short enough to quote in a message.</summary>
+    public static string Abbreviate(string path) => path.Length <= 80 ? path : path[..77] + "...";
 
     /// <summary>
     /// The values a dotted path reaches. Arrays met on the way are traversed (each element is

@@ -51,7 +51,22 @@ internal sealed record SqlCondition(string Certain, string Possible)
 
     public SqlCondition Wrap(Func<string, string> around) => new(around(Certain), around(Possible));
 
-    private static string Join(string op, IEnumerable<string> parts) => "(" + string.Join(op, parts.Select(p => "(" + p + ")")) + ")";
+    /// <summary>
+    /// Joins in a balanced tree: SQLite parses <c>a OR b OR c ...</c> into a chain as deep as it is long and
+    /// refuses expressions deeper than 1000, while AND and OR (three-valued too) do not care how they are grouped.
+    /// </summary>
+    private static string Join(string op, IEnumerable<string> parts)
+    {
+        var list = parts.ToList();
+        return Balanced(0, list.Count);
+
+        string Balanced(int from, int count)
+        {
+            if (count <= 16) return "(" + string.Join(op, list.Skip(from).Take(count).Select(p => "(" + p + ")")) + ")";
+            var half = count / 2;
+            return "(" + Balanced(from, half) + op + Balanced(from + half, count - half) + ")";
+        }
+    }
 }
 
 /// <summary>Where a JSON value sits in SQL terms: its json_type, its SQL value and its JSON text.</summary>
@@ -92,6 +107,15 @@ internal sealed class SqlFilterTranslator
 {
     /// <summary>Deeper paths fan out (object and array branches per segment); leave those to Core.</summary>
     private const int MaxPathDepth = 4;
+
+    /// <summary>
+    /// SQLite binds at most 32766 parameters per statement; a filter whose translation needs more than this
+    /// (hundreds of conditions on deep paths) is decided by Core row by row instead.
+    /// </summary>
+    public const int MaxParameters = 30_000;
+
+    /// <summary>Past this many strings (or numbers) in one equality list, they travel as one JSON array parameter (or go to Core).</summary>
+    private const int InlineListValues = 32;
     private readonly List<KeyValuePair<string, object>> _parameters = [];
     private int _aliases;
 
@@ -206,13 +230,16 @@ internal sealed class SqlFilterTranslator
             return operands.Any(o => o is JsonArray) ? new SqlCondition("0", "1") : SqlCondition.False;
         var parts = new List<SqlCondition>();
         var strings = new List<string>();
+        // A long list of numbers would cost several parameters each: SQL then only narrows to numeric values and Core decides.
+        var manyNumbers = operands.Count(o => JsonValues.TryNumber(o, out _)) > InlineListValues;
+        if (manyNumbers) parts.Add(new SqlCondition("0", $"{v.Type} IN ('integer', 'real')"));
         foreach (var operand in operands)
         {
             if (IsNull(operand)) parts.Add(SqlCondition.Exact($"{v.Type} = 'null'"));
             else if (JsonValues.TryString(operand, out var s)) strings.Add(s);
             else if (operand is JsonValue b && b.GetValueKind() is JsonValueKind.True or JsonValueKind.False)
                 parts.Add(SqlCondition.Exact($"{v.Type} = '{(b.GetValue<bool>() ? "true" : "false")}'"));
-            else if (JsonValues.TryNumber(operand, out var n)) parts.Add(NumberTest(v, n, "="));
+            else if (JsonValues.TryNumber(operand, out var n)) { if (!manyNumbers) parts.Add(NumberTest(v, n, "=")); }
             // Objects and arrays are deep-equal only to a value of the same kind: those rows go to Core.
             else if (operand is JsonObject) parts.Add(new SqlCondition("0", $"{v.Type} = 'object'"));
             else if (operand is JsonArray) parts.Add(new SqlCondition("0", $"{v.Type} = 'array'"));
@@ -221,6 +248,12 @@ internal sealed class SqlFilterTranslator
         // The value test comes first: it rejects most rows with one JSON lookup. The type test then rules out
         // an object or array whose JSON text happens to equal the string.
         if (strings.Count == 1) parts.Add(SqlCondition.Exact($"{v.Value} = {Parameter(strings[0])} AND {v.Type} = 'text'"));
+        else if (strings.Count > InlineListValues)
+        {
+            // One parameter for the whole list: SQLite reads the (uncorrelated) subquery once per statement.
+            var list = Parameter(JsonSerializer.Serialize(strings.Distinct(StringComparer.Ordinal)));
+            parts.Add(SqlCondition.Exact($"{v.Value} IN (SELECT value FROM json_each({list})) AND {v.Type} = 'text'"));
+        }
         else if (strings.Count > 1)
             parts.Add(SqlCondition.Exact($"{v.Value} IN ({string.Join(", ", strings.Distinct(StringComparer.Ordinal).Select(s => Parameter(s)))}) AND {v.Type} = 'text'"));
         return SqlCondition.Or(parts);

@@ -18,6 +18,11 @@ internal sealed class SqliteQueryRunner
     {
         var translator = new SqlFilterTranslator();
         var condition = translator.Node(query.Filter, "body");
+        if (translator.Parameters.Count > SqlFilterTranslator.MaxParameters)
+        {
+            translator = new SqlFilterTranslator();
+            condition = SqlCondition.Unknown;
+        }
         var orderBy = SqlOrderBy(query.Sort, translator);
         var exact = condition.IsExact;
 
