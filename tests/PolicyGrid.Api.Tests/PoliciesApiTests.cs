@@ -318,6 +318,30 @@ public sealed class PoliciesApiTests(GridServer server) : IClassFixture<GridServ
         (await client.Post("/executor", $$"""{"executor_id": {{System.Text.Json.JsonSerializer.Serialize(name)}}, "executor_host_uri": "http://127.0.0.1:9"}""")).Status.ShouldBe(400);
     }
 
+    [Theory]
+    [InlineData("wasm_v1")]
+    [InlineData(" ")]
+    public async Task A_type_this_server_cannot_run_is_a_400_naming_type_and_nothing_is_stored(string type)
+    {
+        var name = Unique("typed");
+        var body = IpAllowlist(name, await server.StoreBundleAsync());
+        body["type"] = type;
+        var answer = await client.Post("/policy", body.ToJsonString());
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Message!.ShouldContain("type");
+        answer.Message!.ShouldContain("python_class_v1");
+        await ShouldNotBeStored(name);
+    }
+
+    [Fact]
+    public async Task A_stored_policy_of_another_type_is_not_run_as_python()
+    {
+        var uri = await server.StorePolicyAsync(Unique("other_kind"), GridServer.EchoPolicy, new JsonObject { ["type"] = "wasm_v1" });
+        var answer = await client.Post("/executor/local/execute_policy", Onboarding.Execute(uri, "{}"));
+        answer.Status.ShouldBe(422, answer.Body?.ToJsonString());
+        answer.Message!.ShouldContain("'wasm_v1', which this runtime does not run");
+    }
+
     [Fact]
     public async Task Queries_cannot_read_a_secret_back_they_see_it_as_stars_as_reads_do()
     {

@@ -33,6 +33,7 @@ public sealed class FunctionRegistry(
             ?? throw Problems.NotFound($"policy '{uri}' is not registered; create it with POST /policy before deploying it as a function");
         var policy = PolicyRule.FromJson(stored.Body);
         if (policy.IsRetired) throw Problems.Retired($"policy '{uri}' is retired and cannot be deployed");
+        policy.EnsureRunnableKind();
 
         var executor = string.IsNullOrEmpty(executorId) ? await AllocateAsync(ct) : await ExecutorAsync(executorId, ct);
         if (executor.ExecutorStatus == ExecutorStatus.Draining)

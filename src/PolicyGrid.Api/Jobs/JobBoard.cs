@@ -316,6 +316,7 @@ public sealed class JobBoard(
     private void CheckAgainstPolicy(Job job, PolicyRule policy)
     {
         if (policy.IsRetired) throw Problems.Retired($"policy '{policy.PolicyRuleUri}' is retired and cannot run");
+        policy.EnsureRunnableKind();
         var merged = (JsonObject)policy.PolicyParameters.DeepClone();
         foreach (var (k, v) in job.PolicyRuleParameters) merged[k] = v?.DeepClone();
         var errors = new List<FieldError>();

@@ -40,6 +40,9 @@ public sealed record PolicyRule : IDocument<PolicyRule>
     /// <summary>Where the bundle is: <c>bundle://sha256/…</c>, an http(s) URL or (where allowed) file://.</summary>
     public string Code { get; init; } = "";
     public string CodeType { get; init; } = "";
+    /// <summary>The runtime kind this server's runtime runs (a class <c>AIOSv1PolicyRule</c> in <c>code/function.py</c>).</summary>
+    public const string PythonClassV1 = "python_class_v1";
+
     /// <summary>Runtime kind, e.g. <c>python_class_v1</c>.</summary>
     public string Type { get; init; } = "";
     public JsonObject PolicyInputSchema { get; init; } = [];
@@ -60,6 +63,13 @@ public sealed record PolicyRule : IDocument<PolicyRule>
     public PolicyUri Uri => new(Name, Version, ReleaseTag);
     public bool IsRetired => Status == PolicyStatus.Retired;
     public bool IsDeprecated => Status == PolicyStatus.Deprecated;
+
+    /// <summary>Throws a 422 when the policy's kind is not the one this server's runtime runs (<see cref="PythonClassV1"/>).</summary>
+    public void EnsureRunnableKind()
+    {
+        if (Type != PythonClassV1)
+            throw Problems.PolicyError($"policy '{PolicyRuleUri}' is of type '{Type}', which this runtime does not run; it runs {PythonClassV1}");
+    }
 
     /// <summary>
     /// Validates a create body or an updated document: required <c>name, version, release_tag,

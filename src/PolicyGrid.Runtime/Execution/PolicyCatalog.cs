@@ -43,6 +43,11 @@ public sealed class PolicyCatalog(IDocumentStore store)
         return Runnable(uri, rule);
     }
 
-    private static PolicyRule Runnable(string uri, PolicyRule rule) =>
-        rule.IsRetired ? throw Problems.Retired($"policy '{uri}' is retired") : rule;
+    private static PolicyRule Runnable(string uri, PolicyRule rule)
+    {
+        if (rule.IsRetired) throw Problems.Retired($"policy '{uri}' is retired");
+        // Stored before types were checked at create, or by a registry that does not run policies itself.
+        rule.EnsureRunnableKind();
+        return rule;
+    }
 }

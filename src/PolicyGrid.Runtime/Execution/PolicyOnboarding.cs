@@ -14,6 +14,8 @@ public sealed class PolicyOnboarding(IPolicyBundleSource bundles, PythonWorkerPo
     public async Task DryLoadAsync(PolicyRule rule, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(rule);
+        if (rule.Type != PolicyRule.PythonClassV1)
+            throw Problems.Validation("type", $"'{rule.Type}' is not a kind of policy this server runs; it runs {PolicyRule.PythonClassV1}");
         var bundle = await bundles.GetAsync(rule.Code, ct);
         var load = new PolicyLoadSpec(rule.PolicyRuleUri, bundle, rule.PolicySettings, rule.PolicyParameters);
         try
