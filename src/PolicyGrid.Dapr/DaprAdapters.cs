@@ -39,6 +39,7 @@ public static class DaprAdapters
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IExecutorTransport, DaprExecutorTransport>());
         if (configuration.GetSection(DaprOptions.Section).GetValue<bool>(nameof(DaprOptions.RegisterDaprExecutor)))
             services.AddHostedService<DaprExecutorRegistration>();
+            services.AddSingleton(new PolicyGrid.Core.Ports.BuiltInExecutorId(DaprNames.ExecutorId));
         return services;
     }
 }

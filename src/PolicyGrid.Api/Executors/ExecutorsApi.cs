@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
 using PolicyGrid.Api.Auth;
 using PolicyGrid.Api.Documents;
 using PolicyGrid.Api.Envelope;
@@ -59,18 +60,22 @@ public static class ExecutorsApi
         var ifMatch = ETags.IfMatch(services.Http.Request);
         if (ifMatch is not null && ifMatch != current.Revision)
             return Failure.From(RevisionMismatch(id, ifMatch, current.Revision));
-        if (id == BuiltInId) RefuseMovingBuiltIn(current.Body, update);
+        if (IsBuiltIn(services.Http, id)) RefuseMovingBuiltIn(id, current.Body, update);
         var executor = PolicyExecutor.FromJson(UpdateEngine.Apply(current.Body, update, PolicyExecutor.IdentityFields));
         var stored = await services.Store.ReplaceAsync(Collections.Executors, id, executor.ToJson(), current.Revision, ct);
         services.Dispatch.Forget(id);
         return Answer(services.Http, stored);
     }
 
+    /// <summary>Whether the composition registers executor <paramref name="id"/> itself (see <see cref="BuiltInExecutorId"/>).</summary>
+    private static bool IsBuiltIn(HttpContext http, string id) =>
+        http.RequestServices.GetServices<BuiltInExecutorId>().Any(b => b.Id == id);
+
     /// <summary>
-    /// The built-in executor is this server's own worker pool: pointed anywhere else (or renamed), every Type 2 call on
-    /// it would fail until the next start put it back. Its labels, metadata and status may still change.
+    /// A built-in executor is this server's own worker pool (or, on Dapr, the executor app): pointed anywhere else (or
+    /// renamed), every Type 2 call on it would fail. Its labels, metadata and status may still change.
     /// </summary>
-    private static void RefuseMovingBuiltIn(JsonObject current, JsonObject update)
+    private static void RefuseMovingBuiltIn(string id, JsonObject current, JsonObject update)
     {
         // Applied without identity protection, to see what the caller asked for; a replacement that leaves a field out keeps it.
         var asked = UpdateEngine.Apply(current, update, new HashSet<string>());
@@ -80,15 +85,15 @@ public static class ExecutorsApi
             var after = asked[field];
             if (replacement && (after is null || after.GetValueKind() == System.Text.Json.JsonValueKind.Null)) continue;
             if (!JsonValues.DeepEquals(current[field], after))
-                throw Problems.Conflict($"'{BuiltInId}' is the built-in executor of this server: its {field} stays {current[field]?.ToJsonString() ?? "null"}; " +
+                throw Problems.Conflict($"'{id}' is the built-in executor of this server: its {field} stays {current[field]?.ToJsonString() ?? "null"}; " +
                     "register another executor for another address, or set this one's executor_status to \"draining\" to stop using it");
         }
     }
 
     public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Delete(string id, [AsParameters] ExecutorServices services, CancellationToken ct)
     {
-        if (id == BuiltInId)
-            return Failure.From(Problems.Conflict($"'{BuiltInId}' is the built-in executor of this server and comes back at every start; set its executor_status to \"draining\" to stop using it"));
+        if (IsBuiltIn(services.Http, id))
+            return Failure.From(Problems.Conflict($"'{id}' is the built-in executor of this server and comes back at every start; set its executor_status to \"draining\" to stop using it"));
         var current = await services.Store.GetAsync(Collections.Executors, id, ct);
         if (current is null) return Failure.From(Missing(id));
         var ifMatch = ETags.IfMatch(services.Http.Request);

@@ -52,6 +52,7 @@ public static class PolicyGridApp
         builder.Services.AddPolicyRuntime(builder.Configuration);
         builder.Services.AddPolicyGridApi(builder.Configuration);
         builder.Services.AddHostedService<BuiltInExecutor>();
+        builder.Services.AddSingleton(new PolicyGrid.Core.Ports.BuiltInExecutorId(PolicyGrid.Api.Executors.ExecutorsApi.BuiltInId));
         builder.Services.AddEmbeddedEvents();
         builder.Services.AddEmbeddedFunctionHost(builder.Configuration);
         builder.Services.AddEmbeddedGraphRunner();

@@ -48,6 +48,22 @@ public sealed class RegistryToExecutorTests : IDisposable
     }
 
     [Fact]
+    public async Task Executor_dapr_cannot_be_pointed_elsewhere_or_deleted_through_the_api()
+    {
+        var client = registryApp.CreateClient();
+        (await client.GetAsync("/executor/dapr", Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+        var moved = await client.PutAsync("/executor/dapr",
+            new StringContent("""{"$set": {"executor_host_uri": "http://127.0.0.1:9"}}""", Encoding.UTF8, "application/json"), Ct);
+        moved.StatusCode.ShouldBe(HttpStatusCode.Conflict, await moved.Content.ReadAsStringAsync(Ct));
+        (await client.DeleteAsync("/executor/dapr", Ct)).StatusCode.ShouldBe(HttpStatusCode.Conflict);
+        var labelled = await client.PutAsync("/executor/dapr",
+            new StringContent("""{"$set": {"executor_metadata.labels.zone": "a"}}""", Encoding.UTF8, "application/json"), Ct);
+        labelled.StatusCode.ShouldBe(HttpStatusCode.OK, await labelled.Content.ReadAsStringAsync(Ct));
+        var body = JsonNode.Parse(await (await client.GetAsync("/executor/dapr", Ct)).Content.ReadAsStringAsync(Ct))!;
+        body["data"]!["executor_host_uri"]!.GetValue<string>().ShouldBe("dapr://policy-executor");
+    }
+
+    [Fact]
     public async Task Execute_policy_on_executor_dapr_answers_what_the_policy_returned()
     {
         executor.Policies.ExecuteAsync(Arg.Any<ExecutionRequest>(), Arg.Any<CallerIdentity>(), Arg.Any<CancellationToken>())
