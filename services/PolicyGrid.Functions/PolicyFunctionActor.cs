@@ -103,8 +103,9 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         ArgumentNullException.ThrowIfNull(request);
         return TurnAsync(async load =>
         {
-            var reply = await InvokeAsync(load, PolicyMethods.Management,
-                new JsonObject { ["action"] = request.Action, ["data"] = JsonNode.Parse(request.DataJson) ?? new JsonObject() });
+            var data = JsonNode.Parse(request.DataJson) ?? new JsonObject();
+            FunctionSpec.EnsureKnownCommand(_policy!, request.Action, data);
+            var reply = await InvokeAsync(load, PolicyMethods.Management, new JsonObject { ["action"] = request.Action, ["data"] = data });
             return reply as JsonObject ?? new JsonObject { ["result"] = reply?.DeepClone() };
         });
     }

@@ -196,6 +196,36 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Management_is_checked_against_the_policys_management_commands_schema_as_type_2_is()
+    {
+        var policy = new JsonObject
+        {
+            ["name"] = "commanded", ["version"] = "1.0", ["release_tag"] = "test", ["type"] = "python_class_v1",
+            ["code"] = await _server.StoreBundleAsync(CountingPolicy.Source),
+            ["policy_parameters_schema"] = new JsonObject { ["step"] = new JsonObject { ["type"] = "integer" } },
+            ["policy_parameters"] = new JsonObject { ["step"] = 1 },
+            ["management_commands_schema"] = JsonNode.Parse("""
+                [{"name": "set", "schema": {"count": {"type": "integer", "required": true}}}, {"name": "peek", "schema": {}}]
+                """),
+        };
+        (await _client.Send(HttpMethod.Post, "/policy", policy)).Status.ShouldBe(200);
+        var body = Body("commanded-fn");
+        body["policy_rule_uri"] = "commanded:1.0-test";
+        (await Deploy(body)).Status.ShouldBe(200);
+        await Count("commanded-fn");
+
+        var unknown = await _client.Send(HttpMethod.Post, "/function/commanded-fn/management", new JsonObject { ["action"] = "reset", ["data"] = new JsonObject() });
+        unknown.Status.ShouldBe(400, unknown.Body?.ToJsonString());
+        unknown.Message!.ShouldContain("'reset' is not a management command of commanded:1.0-test (known: set, peek)");
+        var bad = await _client.Send(HttpMethod.Post, "/function/commanded-fn/management", new JsonObject { ["action"] = "set", ["data"] = new JsonObject { ["count"] = "ten" } });
+        bad.Status.ShouldBe(400, bad.Body?.ToJsonString());
+        bad.Message!.ShouldContain("data.count");
+        (await Count("commanded-fn")).ShouldBe(2); // neither reached the instance
+        (await _client.Send(HttpMethod.Post, "/function/commanded-fn/management", new JsonObject { ["action"] = "set", ["data"] = new JsonObject { ["count"] = 10 } })).Status.ShouldBe(200);
+        (await Count("commanded-fn")).ShouldBe(11);
+    }
+
+    [Fact]
     public async Task Management_without_an_action_is_a_400_and_an_unknown_action_is_the_policys_422()
     {
         (await Deploy(Body("strict"))).Status.ShouldBe(200);

@@ -76,6 +76,26 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Management_that_breaks_the_policys_management_commands_schema_is_a_400_reply_and_runs_nothing()
+    {
+        var state = new TestStateManager();
+        var actor = Actor(NewPool(), state);
+        var policy = JsonNode.Parse(Deployment().PolicyJson)!.AsObject();
+        policy["management_commands_schema"] = JsonNode.Parse("""[{"name": "set", "schema": {"count": {"type": "integer", "required": true}}}]""");
+        await actor.DeployAsync(new FunctionActorDeployment("counter", policy.ToJsonString()));
+        var saves = state.Saves;
+
+        var unknown = await actor.ManageAsync(new FunctionActorManagement("reset", "{}"));
+        unknown.Status.ShouldBe(400);
+        unknown.Message.ShouldContain("'reset' is not a management command");
+        var bad = await actor.ManageAsync(new FunctionActorManagement("set", """{"count": "ten"}"""));
+        bad.Status.ShouldBe(400);
+        bad.Message.ShouldBe("data.count: must be an integer, not a string");
+        state.Saves.ShouldBe(saves, "a refused call saves nothing");
+        (await actor.ManageAsync(new FunctionActorManagement("set", """{"count": 5}"""))).Ok.ShouldBeTrue();
+    }
+
+    [Fact]
     public async Task A_call_whose_input_breaks_the_policy_input_schema_is_a_400_reply_and_runs_nothing()
     {
         var state = new TestStateManager();

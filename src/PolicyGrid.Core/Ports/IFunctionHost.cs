@@ -33,6 +33,13 @@ public sealed record FunctionSpec(string Name, JsonObject Policy, FunctionScale 
         ArgumentNullException.ThrowIfNull(policy);
         if (policy["policy_input_schema"] is JsonObject { Count: > 0 } schema) Templates.TemplateValidator.Ensure(schema, input, "input_data");
     }
+
+    /// <summary>Checks a management call against the snapshot's <c>management_commands_schema</c>, as Type 2 does. Hosts call it on every call.</summary>
+    public static void EnsureKnownCommand(JsonObject policy, string action, JsonNode? data)
+    {
+        ArgumentNullException.ThrowIfNull(policy);
+        Templates.ManagementCommands.Ensure(policy["management_commands_schema"] as JsonArray, policy["policy_rule_uri"]?.GetValue<string>() ?? "", action, data);
+    }
 }
 
 /// <summary>What a host reports about one deployed function right now.</summary>

@@ -98,6 +98,7 @@ public sealed class LocalFunctionHost(
     public async Task<JsonObject> ManageAsync(string name, string action, JsonObject data, CancellationToken ct = default)
     {
         var function = await GetAsync(name, ct);
+        FunctionSpec.EnsureKnownCommand(function.Spec.Policy, action, data);
         JsonObject? first = null;
         // Every replica is an independent instance: a management action (say, a new allowlist) reaches each of them.
         foreach (var replica in function.Replicas)

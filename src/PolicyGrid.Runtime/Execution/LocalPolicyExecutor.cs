@@ -104,7 +104,7 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
             var rule = await catalog.GetRunnableAsync(request.PolicyRuleUri, ct);
             audit.PolicyRuleUri = rule.PolicyRuleUri;
             if (string.IsNullOrWhiteSpace(request.Action)) throw Problems.Validation("action", "must not be empty");
-            CheckCommand(rule, request.Action, request.Data);
+            ManagementCommands.Ensure(rule.ManagementCommandsSchema, rule.PolicyRuleUri, request.Action, request.Data);
             var (settings, parameters) = MergeAndCheck(rule, request.Settings, request.Parameters);
             var deadline = DeadlineFor(rule, request.TimeoutSeconds);
             var bundle = await bundles.GetAsync(rule.Code, ct);
@@ -260,19 +260,6 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
         var message = $"the answer of {rule.PolicyRuleUri} does not match its policy_output_schema: {string.Join("; ", errors)}";
         if (options.OutputSchemaMode == OutputSchemaMode.Enforce) throw Problems.PolicyError(message);
         logger.LogWarning("{Message}", message);
-    }
-
-    private static void CheckCommand(PolicyRule rule, string action, JsonObject data)
-    {
-        if (rule.ManagementCommandsSchema.Count == 0) return;
-        var command = rule.ManagementCommandsSchema.OfType<JsonObject>()
-            .FirstOrDefault(c => c["name"]?.GetValueKind() == JsonValueKind.String && c["name"]!.GetValue<string>() == action);
-        if (command is null)
-        {
-            var known = string.Join(", ", rule.ManagementCommandsSchema.OfType<JsonObject>().Select(c => c["name"]?.ToString()));
-            throw Problems.Validation("action", $"'{action}' is not a management command of {rule.PolicyRuleUri} (known: {known})");
-        }
-        if (command["schema"] is JsonObject { Count: > 0 } schema) TemplateValidator.Ensure(schema, data, "data");
     }
 
     private static string Describe(JsonNode? node) => node switch
