@@ -77,7 +77,7 @@ public sealed class JsonBody : IEndpointParameterMetadataProvider
         };
     }
 
-    /// <summary>How deeply a request body may nest; stored documents are read back with the same limit.</summary>
+    /// <summary>How deeply a request body may nest (stored documents: DocumentDepth.MaxStored).</summary>
     public const int MaxDepth = PolicyGrid.Core.Documents.DocumentDepth.Max;
 
     private static void CheckContentType(string? contentType)
