@@ -87,6 +87,31 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Deploys_and_removes_of_one_name_racing_leave_the_registry_and_the_host_agreeing()
+    {
+        for (var round = 0; round < 4; round++)
+        {
+            var name = $"racer{round}";
+            var answers = await Task.WhenAll(Enumerable.Range(0, 24).Select(async i =>
+            {
+                var answer = i % 2 == 0
+                    ? await Deploy(Body(name))
+                    : await _client.Send(HttpMethod.Delete, $"/function/deployments/remove/{name}");
+                return (Deploy: i % 2 == 0, answer.Status);
+            }));
+            answers.Where(a => a.Deploy).Select(a => a.Status).ShouldAllBe(s => s == 200 || s == 409);
+            answers.Where(a => !a.Deploy).Select(a => a.Status).ShouldAllBe(s => s == 200 || s == 404);
+            // Every deployment that answered 200 was removed at most once: removes that answered 200 never outnumber them.
+            answers.Count(a => !a.Deploy && a.Status == 200).ShouldBeLessThanOrEqualTo(answers.Count(a => a.Deploy && a.Status == 200));
+
+            var listed = (await _client.Send(HttpMethod.Get, $"/function/{name}")).Status;
+            var called = (await _client.Send(HttpMethod.Post, $"/function/call_function/{name}", new JsonObject())).Status;
+            if (listed == 200) called.ShouldBe(200, $"round {round}: listed but not callable");
+            else called.ShouldBe(404, $"round {round}: not listed, yet callable");
+        }
+    }
+
+    [Fact]
     public async Task One_hundred_concurrent_calls_add_exactly_one_hundred()
     {
         (await Deploy(Body("busy"))).Status.ShouldBe(200);

@@ -7,6 +7,7 @@ using PolicyGrid.Core.Identity;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Core.Querying;
 using PolicyGrid.Core.Templates;
+using PolicyGrid.Runtime.Execution;
 
 namespace PolicyGrid.Api.Functions;
 
@@ -23,6 +24,10 @@ public sealed class FunctionRegistry(
 {
     // Which host runs each function, so a call costs no document read. Filled on deploy and first use, emptied on remove.
     private readonly ConcurrentDictionary<string, IFunctionHost> _hosts = new(StringComparer.Ordinal);
+
+    // Deploys and removes of one name run one at a time in this process: interleaved, a remove could delete the
+    // document of a deployment still starting on its host, which then ran on, callable but unlisted and unremovable.
+    private readonly ContextLocks _names = new();
 
     public async Task<StoredDocument> DeployAsync(string? executorId, JsonObject body, CancellationToken ct)
     {
@@ -61,6 +66,7 @@ public sealed class FunctionRegistry(
             ["status"] = FunctionStatus.Pending,
         }).WithTimestamps(null, clock.GetUtcNow());
 
+        using var named = await _names.AcquireAsync(function.FunctionId, ct);
         // The document first (its create is the atomic duplicate check), then the host; a failed start leaves nothing.
         var pending = await store.CreateAsync(Collections.Functions, function.FunctionId, function.ToJson(), ct);
         try
@@ -72,15 +78,27 @@ public sealed class FunctionRegistry(
             await store.DeleteAsync(Collections.Functions, function.FunctionId, null, CancellationToken.None);
             throw;
         }
+        StoredDocument running;
+        try
+        {
+            running = await store.ReplaceAsync(Collections.Functions, function.FunctionId,
+                (function with { Status = FunctionStatus.Running }).ToJson(), pending.Revision, CancellationToken.None);
+        }
+        catch (PolicyGridException e) when (e.Status is 404 or 409)
+        {
+            // Removed (or replaced) meanwhile by another registry sharing the store: what was started must not run on unlisted.
+            await host.RemoveAsync(function.FunctionId, CancellationToken.None);
+            throw Problems.Conflict($"function '{function.FunctionId}' was removed or redeployed while it was being deployed; deploy it again");
+        }
         _hosts[function.FunctionId] = host;
         logger.LogInformation("function {Function} deployed on executor {Executor} ({Replicas} replicas) from {Policy}",
             function.FunctionId, executor.ExecutorId, function.Replicas, uri);
-        return await store.ReplaceAsync(Collections.Functions, function.FunctionId,
-            (function with { Status = FunctionStatus.Running }).ToJson(), pending.Revision, ct);
+        return running;
     }
 
     public async Task<StoredDocument> RemoveAsync(string name, CancellationToken ct)
     {
+        using var named = await _names.AcquireAsync(name, ct);
         var stored = await store.GetAsync(Collections.Functions, name, ct) ?? throw Unknown(name);
         var function = FunctionDeployment.FromJson(stored.Body);
         _hosts.TryRemove(name, out _);
@@ -93,7 +111,8 @@ public sealed class FunctionRegistry(
             // The executor is gone or down: the registry still forgets the function, or it could never be removed.
             logger.LogWarning("function {Function}: its executor could not be told to remove it ({Reason})", name, e.Message);
         }
-        await store.DeleteAsync(Collections.Functions, name, null, ct);
+        await store.DeleteAsync(Collections.Functions, name, null, CancellationToken.None);
+        _hosts.TryRemove(name, out _); // a call meanwhile may have cached the host again
         return stored;
     }
 
