@@ -46,6 +46,19 @@ public sealed class ExecutionTests(GridServer server) : IClassFixture<GridServer
 {
     private readonly HttpClient client = server.CreateClient();
 
+    [Theory]
+    [InlineData("\"nul\\u0000key\"", "control characters")]
+    [InlineData("LONG", "at most 1024")]
+    public async Task A_context_key_with_control_characters_or_over_1024_characters_is_a_400(string key, string rule)
+    {
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+        if (key == "LONG") key = "\"" + new string('k', 1025) + "\"";
+        var answer = await client.Post("/executor/local/execute_policy", Onboarding.Execute(uri, """{"ip": "10.0.0.1"}""", $"\"context_key\": {key}"));
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Message!.ShouldContain("context_key");
+        answer.Message!.ShouldContain(rule);
+    }
+
     [Fact]
     public async Task The_worked_example_allows_the_listed_ip_and_denies_another()
     {

@@ -20,10 +20,23 @@ public static class ExecutionBodies
         var input = ObjectField(body, "input_data", errors, required: true);
         var parameters = ObjectField(body, "parameters", errors, required: false);
         var settings = ObjectField(body, "settings", errors, required: false);
-        var contextKey = StringField(body, "context_key", errors);
+        var contextKey = ContextKeyField(body, errors);
         var timeout = TimeoutField(body, errors);
         if (errors.Count > 0) throw Problems.Validation(errors);
         return new ExecutionRequest(uri, input!, parameters, settings, contextKey, timeout);
+    }
+
+    /// <summary>Most characters in a context_key: a key names one stored context, it does not carry data.</summary>
+    public const int MaxContextKeyLength = 1024;
+
+    // Empty means "the policy's own context" (its URI); control characters and very long keys are refused.
+    private static string? ContextKeyField(JsonObject body, List<FieldError> errors)
+    {
+        var key = StringField(body, "context_key", errors);
+        if (key is null) return null;
+        if (key.Length > MaxContextKeyLength) errors.Add(new("context_key", $"is {key.Length} characters long; at most {MaxContextKeyLength}"));
+        else if (key.Any(char.IsControl)) errors.Add(new("context_key", "must not contain control characters (such as NUL)"));
+        return key;
     }
 
     public static ManagementRequest Management(JsonObject body)
