@@ -53,6 +53,23 @@ public sealed class ExecutorsApiTests(GridServer server) : IClassFixture<GridSer
     }
 
     [Fact]
+    public async Task Concurrent_updates_without_if_match_all_succeed_and_every_inc_counts_but_a_stale_if_match_is_a_409()
+    {
+        var id = Unique("node");
+        var created = await client.Post("/executor", Executor(id));
+        created.Status.ShouldBe(200, created.Body?.ToJsonString());
+
+        var answers = await Task.WhenAll(Enumerable.Range(0, 30).Select(_ => client.Put($"/executor/{id}", """{"$inc": {"executor_metadata.hits": 1}}""")));
+
+        answers.Select(a => a.Status).ShouldAllBe(s => s == 200, string.Join("\n", answers.Where(a => a.Status != 200).Select(a => a.Body?.ToJsonString())));
+        (await client.Get($"/executor/{id}")).Data!["executor_metadata"]!["hits"]!.GetValue<int>().ShouldBe(30);
+        var stale = await client.Put($"/executor/{id}", """{"$inc": {"executor_metadata.hits": 1}}""", ifMatch: created.Header("ETag"));
+        stale.Status.ShouldBe(409);
+        stale.Message!.ShouldContain("If-Match");
+        (await client.Get($"/executor/{id}")).Data!["executor_metadata"]!["hits"]!.GetValue<int>().ShouldBe(30);
+    }
+
+    [Fact]
     public async Task A_duplicate_executor_is_a_409()
     {
         var id = Unique("dup");

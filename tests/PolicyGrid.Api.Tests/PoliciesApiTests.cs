@@ -285,6 +285,35 @@ public sealed class PoliciesApiTests(GridServer server) : IClassFixture<GridServ
     }
 
     [Fact]
+    public async Task Concurrent_updates_without_if_match_all_succeed_and_every_inc_counts()
+    {
+        var (_, uri, _) = await CreateAsync();
+
+        var answers = await Task.WhenAll(Enumerable.Range(0, 30).Select(_ => client.Put($"/policy/{uri}", """{"$inc": {"metadata.hits": 1}}""")));
+
+        answers.Select(a => a.Status).ShouldAllBe(s => s == 200, string.Join("\n", answers.Where(a => a.Status != 200).Select(a => a.Body?.ToJsonString())));
+        (await client.Get($"/policy/{uri}")).Data!["metadata"]!["hits"]!.GetValue<int>().ShouldBe(30);
+    }
+
+    [Fact]
+    public async Task Concurrent_replacements_without_if_match_all_succeed_and_the_last_writer_wins()
+    {
+        var (name, uri, _) = await CreateAsync();
+        var bundle = await server.StoreBundleAsync();
+
+        var answers = await Task.WhenAll(Enumerable.Range(0, 10).Select(i =>
+        {
+            var replacement = IpAllowlist(name, bundle);
+            replacement["description"] = $"writer {i}";
+            return client.Put($"/policy/{uri}", replacement.ToJsonString());
+        }));
+
+        answers.Select(a => a.Status).ShouldAllBe(s => s == 200);
+        var description = (await client.Get($"/policy/{uri}")).Data!["description"]!.GetValue<string>();
+        answers.Select(a => a.Data!["description"]!.GetValue<string>()).ShouldContain(description);
+    }
+
+    [Fact]
     public async Task Secret_fields_read_as_stars_everywhere_but_are_stored_and_kept_on_update()
     {
         var (name, uri, created) = await CreateAsync();

@@ -321,6 +321,21 @@ public sealed class GraphsApiTests(GraphServerFixture fixture) : IClassFixture<G
         (await _client.Send(HttpMethod.Get, $"/graphs/{uri}")).Status.ShouldBe(404);
     }
 
+    [Fact]
+    public async Task Concurrent_updates_without_if_match_all_succeed_and_every_inc_counts_but_a_stale_if_match_is_a_409()
+    {
+        var uri = await Create(Graph("counted", ["A", "B"], [("A", ["B"])]));
+        var created = await _client.Send(HttpMethod.Get, $"/graphs/{uri}");
+
+        var answers = await Task.WhenAll(Enumerable.Range(0, 30).Select(_ => _client.Put($"/graphs/{uri}", """{"$inc": {"graph_metadata.hits": 1}}""")));
+
+        answers.Select(a => a.Status).ShouldAllBe(s => s == 200, string.Join("\n", answers.Where(a => a.Status != 200).Select(a => a.Body?.ToJsonString())));
+        (await _client.Send(HttpMethod.Get, $"/graphs/{uri}")).Data!["graph_metadata"]!["hits"]!.GetValue<int>().ShouldBe(30);
+        var stale = await _client.Put($"/graphs/{uri}", """{"$inc": {"graph_metadata.hits": 1}}""", ifMatch: created.Header("ETag"));
+        stale.Status.ShouldBe(409);
+        stale.Message!.ShouldContain("If-Match");
+    }
+
     public static TheoryData<string, string, string, string> BadShapes => new()
     {
         // name, graph_function_ids, graph_connection_data (node names get the run suffix), and a word the message must hold

@@ -55,14 +55,14 @@ public static class ExecutorsApi
     public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Update(string id, JsonBody body, [AsParameters] ExecutorServices services, CancellationToken ct)
     {
         var update = body.RequireObject("update");
-        var current = await services.Store.GetAsync(Collections.Executors, id, ct);
-        if (current is null) return Failure.From(Missing(id));
-        var ifMatch = ETags.IfMatch(services.Http.Request);
-        if (ifMatch is not null && ifMatch != current.Revision)
-            return Failure.From(RevisionMismatch(id, ifMatch, current.Revision));
-        if (IsBuiltIn(services.Http, id)) RefuseMovingBuiltIn(id, current.Body, update);
-        var executor = PolicyExecutor.FromJson(UpdateEngine.Apply(current.Body, update, PolicyExecutor.IdentityFields));
-        var stored = await services.Store.ReplaceAsync(Collections.Executors, id, executor.ToJson(), current.Revision, ct);
+        var builtIn = IsBuiltIn(services.Http, id);
+        var stored = await OptimisticUpdate.ApplyAsync(services.Store, Collections.Executors, id, ETags.IfMatch(services.Http.Request),
+            current =>
+            {
+                if (builtIn) RefuseMovingBuiltIn(id, current.Body, update);
+                return PolicyExecutor.FromJson(UpdateEngine.Apply(current.Body, update, PolicyExecutor.IdentityFields)).ToJson();
+            },
+            () => Missing(id), (asked, now) => RevisionMismatch(id, asked, now), ct);
         services.Dispatch.Forget(id);
         return Answer(services.Http, stored);
     }

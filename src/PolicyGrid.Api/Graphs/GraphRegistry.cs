@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using PolicyGrid.Api.Documents;
 using PolicyGrid.Api.Functions;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
@@ -42,14 +43,12 @@ public sealed class GraphRegistry(
     public async Task<StoredDocument> GetAsync(string uri, CancellationToken ct) =>
         await store.GetAsync(Collections.Graphs, Canonical(uri), ct) ?? throw Missing(uri);
 
-    public async Task<StoredDocument> UpdateAsync(string uri, JsonObject update, string? ifMatch, CancellationToken ct)
-    {
-        var current = await GetAsync(uri, ct);
-        if (ifMatch is not null && ifMatch != current.Revision)
-            throw Problems.Conflict($"'{current.Id}' has changed: If-Match asked for revision \"{ifMatch}\" but the current revision is \"{current.Revision}\"; read it again and retry");
-        var graph = Graph.FromJson(UpdateEngine.Apply(current.Body, update, Graph.IdentityFields));
-        return await store.ReplaceAsync(Collections.Graphs, current.Id, graph.ToJson(), current.Revision, ct);
-    }
+    public Task<StoredDocument> UpdateAsync(string uri, JsonObject update, string? ifMatch, CancellationToken ct) =>
+        OptimisticUpdate.ApplyAsync(store, Collections.Graphs, Canonical(uri), ifMatch,
+            current => Graph.FromJson(UpdateEngine.Apply(current.Body, update, Graph.IdentityFields)).ToJson(),
+            () => Missing(uri),
+            (asked, now) => Problems.Conflict($"'{Canonical(uri)}' has changed: If-Match asked for revision \"{asked}\" but the current revision is \"{now}\"; read it again and retry"),
+            ct);
 
     public async Task<StoredDocument> DeleteAsync(string uri, string? ifMatch, CancellationToken ct)
     {

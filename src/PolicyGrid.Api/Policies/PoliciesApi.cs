@@ -60,19 +60,23 @@ public static class PoliciesApi
     {
         var id = Canonical(uri);
         var update = body.RequireObject("update");
-        var current = await services.Store.GetAsync(Collections.Policies, id, ct);
-        if (current is null) return Failure.From(Missing(uri));
-        var ifMatch = ETags.IfMatch(services.Http.Request);
-        if (ifMatch is not null && ifMatch != current.Revision)
-            return Failure.From(RevisionMismatch(id, ifMatch, current.Revision));
-
-        var merged = UpdateEngine.Apply(current.Body, update, PolicyRule.IdentityFields);
-        // A client that read the document got "***" for secrets; sending that back keeps the stored value.
-        merged = TemplateSecrets.RestorePolicyRule(merged, current.Body);
-        var before = PolicyRule.FromJson(current.Body);
-        var rule = PolicyRule.FromJson(merged).WithTimestamps(before, services.Clock.GetUtcNow());
-        if (CodeChanged(before, rule)) await services.Code.CheckAsync(rule, ct);
-        var stored = await services.Store.ReplaceAsync(Collections.Policies, id, rule.ToJson(), current.Revision, ct);
+        PolicyRule? loaded = null; // the last rule whose code passed the dry load, so a retry does not load the same code again
+        var stored = await OptimisticUpdate.ApplyAsync(services.Store, Collections.Policies, id, ETags.IfMatch(services.Http.Request),
+            async (current, token) =>
+            {
+                var merged = UpdateEngine.Apply(current.Body, update, PolicyRule.IdentityFields);
+                // A client that read the document got "***" for secrets; sending that back keeps the stored value.
+                merged = TemplateSecrets.RestorePolicyRule(merged, current.Body);
+                var before = PolicyRule.FromJson(current.Body);
+                var rule = PolicyRule.FromJson(merged).WithTimestamps(before, services.Clock.GetUtcNow());
+                if (CodeChanged(before, rule) && (loaded is null || CodeChanged(loaded, rule)))
+                {
+                    await services.Code.CheckAsync(rule, token);
+                    loaded = rule;
+                }
+                return rule.ToJson();
+            },
+            () => Missing(uri), (asked, now) => RevisionMismatch(id, asked, now), ct);
         return Answer(services.Http, stored);
     }
 
