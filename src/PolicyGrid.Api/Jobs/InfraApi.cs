@@ -32,10 +32,15 @@ public static class InfraApi
         var config = ClusterConfig(body);
         var stored = await store.GetAsync(Collections.Executors, id, ct) ?? throw Problems.NotFound($"no executor '{id}' is registered");
         var report = await Installer(services).InstallAsync(id, config, ct);
-        var updated = (JsonObject)stored.Body.DeepClone();
-        updated["executor_host_uri"] = report.ServiceUrl;
-        // Only the address changes here, after the install: the rest of the document is kept as stored, even an older shape.
-        var saved = await store.ReplaceAsync(Collections.Executors, id, PolicyExecutor.FromStored(updated).ToJson(), null, ct);
+        // Only the address changes here, after the install: the rest of the document is kept as it is stored now (even an
+        // older shape), re-read if someone updated it while the install ran, so their change is not overwritten.
+        var saved = await Documents.OptimisticUpdate.ApplyAsync(store, Collections.Executors, id, null, current =>
+        {
+            var updated = (JsonObject)current.Body.DeepClone();
+            updated["executor_host_uri"] = report.ServiceUrl;
+            return PolicyExecutor.FromStored(updated).ToJson();
+        }, () => Problems.NotFound($"executor '{id}' was deleted while its node was being installed"),
+           (asked, now) => Problems.Conflict($"executor '{id}' changed during the install"), ct);
         loggers.CreateLogger("PolicyGrid.Api.Jobs.InfraApi").LogInformation("executor {ExecutorId} now points at {Url}", id, report.ServiceUrl);
         return Answer.Ok(Describe(report, saved.Body));
     }
