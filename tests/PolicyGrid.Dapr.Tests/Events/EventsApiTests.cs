@@ -199,6 +199,21 @@ public sealed class EventsApiTests : IAsyncDisposable
     }
 
     [Theory]
+    [InlineData(1e-9, "at least 0.0000001 seconds")]
+    [InlineData(1e300, "more than 0 and at most 3600")]
+    public async Task An_evaluation_timeout_the_clock_cannot_hold_is_a_400_before_anything_runs(double timeout, string message)
+    {
+        var data = Evaluation("tiny-1");
+        data["timeout_seconds"] = timeout;
+
+        var response = await server.CreateClient().PostAsync("/events", Structured(data), Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Body(response))["message"]!.GetValue<string>().ShouldContain("timeout_seconds: must be " + message);
+        await server.Policies.DidNotReceiveWithAnyArgs().ExecuteAsync(default!, default!, default);
+    }
+
+    [Theory]
     [InlineData("soon")]
     [InlineData("-1")]
     [InlineData("3600")]
