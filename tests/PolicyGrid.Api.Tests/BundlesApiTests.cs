@@ -184,4 +184,56 @@ public sealed class UnsafeBundleTests(GridServer server) : IClassFixture<GridSer
         answer.Message!.ShouldContain(entry.TrimStart('/').Split('/')[0] == ".." ? ".." : "absolute");
         (await server.Bundles.GetAsync(Convert.ToHexStringLower(SHA256.HashData(zip)), TestContext.Current.CancellationToken)).ShouldBeNull();
     }
+
+    public static TheoryData<string, string> UnwritableEntries => new()
+    {
+        { "code/" + new string('a', 255) + ".py", "at most 255 bytes" },
+        { string.Join('/', Enumerable.Repeat("d" + new string('e', 99), 12)) + "/x.py", "at most 1024 bytes" },
+    };
+
+    [Theory]
+    [MemberData(nameof(UnwritableEntries))]
+    public async Task A_zip_with_a_name_no_file_system_holds_is_a_400_at_upload_naming_the_entry_and_the_limit(string entry, string limit)
+    {
+        var zip = GridServer.Zip(("code/function.py", GridServer.EchoPolicy), (entry, "x = 1"));
+        var answer = await Upload(zip);
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Code.ShouldBe("bad_request");
+        answer.Message!.ShouldContain(limit);
+        answer.Message!.ShouldContain(entry[..40]);
+        answer.Message!.Length.ShouldBeLessThan(500);
+        (await server.Bundles.GetAsync(Convert.ToHexStringLower(SHA256.HashData(zip)), TestContext.Current.CancellationToken)).ShouldBeNull();
+    }
+
+    [Fact]
+    public async Task A_zip_naming_the_same_file_twice_is_a_400_at_upload()
+    {
+        var answer = await Upload(GridServer.Zip(("code/function.py", GridServer.EchoPolicy), ("code/function.py", "raise SystemExit")));
+        answer.Status.ShouldBe(400);
+        answer.Message!.ShouldContain("'code/function.py' appears more than once");
+    }
+
+    [Fact]
+    public async Task A_stored_bundle_with_an_overlong_name_makes_policy_create_and_update_a_400_not_a_500()
+    {
+        // Stored behind the upload check (as a bundle stored before it existed would be): unpacking is the safety net.
+        var client = server.CreateClient();
+        var bad = (await server.Bundles.PutAsync(GridServer.Zip(("code/function.py", GridServer.EchoPolicy), ("code/" + new string('a', 255) + ".py", "x = 1")), TestContext.Current.CancellationToken)).Code;
+        var name = Unique("long_entry");
+        var created = await client.Post("/policy", IpAllowlist(name, bad).ToJsonString());
+        created.Status.ShouldBe(400, created.Body?.ToJsonString());
+        created.Message!.ShouldContain("at most 255 bytes");
+
+        (await client.Post("/policy", IpAllowlist(name, await server.StoreBundleAsync()).ToJsonString())).Status.ShouldBe(200);
+        var updated = await client.Put($"/policy/{Uri(name)}", $$$"""{"$set": {"code": "{{{bad}}}"}}""");
+        updated.Status.ShouldBe(400, updated.Body?.ToJsonString());
+        updated.Message!.ShouldContain("at most 255 bytes");
+    }
+
+    private Task<Answer> Upload(byte[] zip)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, "/bundles") { Content = new ByteArrayContent(zip) };
+        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/zip");
+        return server.CreateClient().Exchange(request);
+    }
 }

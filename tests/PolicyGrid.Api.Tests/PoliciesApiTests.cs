@@ -196,6 +196,27 @@ public sealed class PoliciesApiTests(GridServer server) : IClassFixture<GridServ
     }
 
     [Fact]
+    public async Task A_bundle_that_cannot_load_is_a_400_saying_where_inside_the_bundle_not_where_on_the_server()
+    {
+        var name = Unique("no_function");
+        var code = (await server.Bundles.PutAsync(GridServer.Zip(("code/other.py", "x = 1\n")), TestContext.Current.CancellationToken)).Code;
+        var answer = await CreateBad(IpAllowlist(name, code));
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Message!.ShouldContain("no code/function.py (looked in code/)");
+        answer.Message!.ShouldNotContain(code["bundle://sha256/".Length..]);
+        answer.Message!.ShouldNotContain("/tmp");
+
+        var opening = Unique("opens_own_file");
+        var reading = (await server.Bundles.PutAsync(GridServer.Zip(("code/function.py",
+            "import os\nclass AIOSv1PolicyRule:\n    def __init__(self, rule_id, settings, parameters):\n        open(os.path.join(os.path.dirname(__file__), 'missing.json'))\n")), TestContext.Current.CancellationToken)).Code;
+        var raised = await CreateBad(IpAllowlist(opening, reading));
+        raised.Status.ShouldBe(400, raised.Body?.ToJsonString());
+        raised.Message!.ShouldContain("'code/missing.json'");
+        raised.Message!.ShouldNotContain("/tmp");
+        await ShouldNotBeStored(name);
+    }
+
+    [Fact]
     public async Task Code_with_an_unknown_scheme_is_a_400()
     {
         var name = Unique("ftp_code");

@@ -524,4 +524,48 @@ public sealed class FunctionsApiTests : IAsyncLifetime
 
         found.Data!.AsArray().Select(f => f!["function_id"]!.GetValue<string>()).ShouldBe(["q2"]);
     }
+
+    /// <summary>A node deployment as a registry forwards it: the function document with the policy snapshot.</summary>
+    private async Task<JsonObject> NodeDeployment(string name)
+    {
+        var policy = (await _client.Send(HttpMethod.Get, $"/policy/{_policy}")).Data!.AsObject();
+        return new JsonObject { ["function_id"] = name, ["function_policy_rule_uri"] = _policy, ["function_policy_data"] = policy.DeepClone(), ["replicas"] = 1 };
+    }
+
+    [Fact]
+    public async Task The_node_api_refuses_a_snapshot_of_a_kind_this_runtime_does_not_run()
+    {
+        var body = await NodeDeployment("node_js");
+        body["function_policy_data"]!["type"] = "javascript_v1";
+
+        var refused = await _client.Send(HttpMethod.Post, "/deployments", body);
+
+        refused.Status.ShouldBe(422, refused.Body?.ToJsonString());
+        refused.Code.ShouldBe("policy_error");
+        refused.Message.ShouldContain("'javascript_v1'");
+        (await _client.Send(HttpMethod.Post, "/call_function/node_js", new JsonObject())).Status.ShouldBe(404);
+
+        body["function_policy_data"]!.AsObject().Remove("type");
+        var untyped = await _client.Send(HttpMethod.Post, "/deployments", body);
+        untyped.Status.ShouldBe(400);
+        untyped.Message.ShouldContain("function_policy_data.type");
+    }
+
+    [Fact]
+    public async Task The_node_api_refuses_a_snapshot_of_another_policy_than_the_one_named()
+    {
+        var body = await NodeDeployment("node_other");
+        body["function_policy_data"]!["policy_rule_uri"] = "someone_else:1.0-beta";
+
+        var refused = await _client.Send(HttpMethod.Post, "/deployments", body);
+
+        refused.Status.ShouldBe(400, refused.Body?.ToJsonString());
+        refused.Message.ShouldContain($"function_policy_rule_uri '{_policy}'");
+        refused.Message.ShouldContain("function_policy_data.policy_rule_uri 'someone_else:1.0-beta'");
+        (await _client.Send(HttpMethod.Post, "/call_function/node_other", new JsonObject())).Status.ShouldBe(404);
+
+        // The snapshot as the registry sends it deploys and runs.
+        (await _client.Send(HttpMethod.Post, "/deployments", await NodeDeployment("node_ok"))).Status.ShouldBe(200);
+        (await _client.Send(HttpMethod.Post, "/call_function/node_ok", new JsonObject())).Status.ShouldBe(200);
+    }
 }

@@ -336,6 +336,28 @@ public sealed class GraphsApiTests(GraphServerFixture fixture) : IClassFixture<G
         stale.Message!.ShouldContain("If-Match");
     }
 
+    [Fact]
+    public async Task Node_ids_no_function_could_be_deployed_under_are_a_400_naming_each()
+    {
+        var graph = Graph("bad_ids", [], []);
+        graph["graph_function_ids"] = new JsonArray("a b", new string('x', 300), "\u0000", "a/b");
+        graph["graph_connection_data"] = new JsonObject();
+
+        var created = await _client.Send(HttpMethod.Post, "/graphs", graph);
+
+        created.Status.ShouldBe(400, created.Body?.ToJsonString());
+        created.Code.ShouldBe("validation_failed");
+        var paths = created.Body!["errors"]!.AsArray().Select(e => e!["path"]!.GetValue<string>()).ToList();
+        paths.ShouldContain("graph_function_ids[0]");
+        paths.ShouldContain("graph_function_ids[1]");
+        paths.ShouldContain("graph_function_ids[2]");
+        paths.ShouldContain("graph_function_ids[3]");
+        created.Message.ShouldContain("whitespace");
+        created.Message.ShouldContain("at most 256");
+        created.Message.ShouldContain("must not contain '/'");
+        (await _client.Send(HttpMethod.Post, "/graphs/query", new JsonObject { ["graph_name"] = graph["graph_name"]!.DeepClone() })).Data!.AsArray().ShouldBeEmpty();
+    }
+
     public static TheoryData<string, string, string, string> BadShapes => new()
     {
         // name, graph_function_ids, graph_connection_data (node names get the run suffix), and a word the message must hold

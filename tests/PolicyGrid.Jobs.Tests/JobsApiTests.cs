@@ -73,6 +73,20 @@ public sealed class JobsApiTests : IAsyncLifetime
     }
 
     [Theory]
+    [InlineData("1e-9", "at least 0.0000001 seconds")]
+    [InlineData("1e300", "at most 86400 seconds on this server, not 1E+300")]
+    [InlineData("1e20", "at most 86400 seconds")]
+    [InlineData("0", "greater than 0")]
+    public async Task A_timeout_no_job_could_run_with_is_a_400_at_submit_saying_the_allowed_range(string timeout, string message)
+    {
+        var answer = await client.Post("/jobs/submit/local", $$"""{"policy_rule_uri":"echo:1.0-test","inputs":{"ip":"1.2.3.4"},"timeout_seconds":{{timeout}}}""");
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Code.ShouldBe("validation_failed");
+        answer.Message!.ShouldContain("timeout_seconds: must be " + message);
+        (await JobCount()).ShouldBe(0);
+    }
+
+    [Theory]
     [InlineData("[1,2]")]
     [InlineData("not json")]
     [InlineData("")]

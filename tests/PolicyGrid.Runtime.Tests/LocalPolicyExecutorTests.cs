@@ -135,6 +135,10 @@ public sealed class LocalPolicyExecutorTests : IAsyncLifetime
 
         var callShorter = await Should.ThrowAsync<PolicyGridException>(() => Run(uri, new JsonObject { ["sleep"] = 2 }, timeout: 0.2));
         callShorter.Code.ShouldBe("policy_timeout");
+
+        // A deadline under a millisecond is printed as given, not rounded to "0s".
+        var tiny = await Should.ThrowAsync<PolicyGridException>(() => Run(uri, new JsonObject { ["sleep"] = 2 }, timeout: 0.0001));
+        tiny.Message.ShouldContain("deadline of 0.0001s");
     }
 
     private const string Shapeless = """

@@ -40,9 +40,30 @@ public static class CloudEventReader
             var cloudEvent = Formatter.DecodeStructuredModeMessage(body, new ContentType(contentType), null);
             return Validated(cloudEvent);
         }
+        catch (FormatException) when (HasBadBase64Data(body))
+        {
+            // The formatter's own message ("One of the identified items was in an invalid format.") names nothing.
+            throw Problems.BadRequest("structured CloudEvent is invalid: data_base64 is not valid base64");
+        }
         catch (Exception e) when (e is ArgumentException or FormatException or System.Text.Json.JsonException or InvalidOperationException)
         {
             throw Problems.BadRequest($"structured CloudEvent is invalid: {e.Message}");
+        }
+    }
+
+    private static bool HasBadBase64Data(byte[] body)
+    {
+        try
+        {
+            using var document = System.Text.Json.JsonDocument.Parse(body);
+            return document.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object
+                && document.RootElement.TryGetProperty("data_base64", out var data)
+                && data.ValueKind == System.Text.Json.JsonValueKind.String
+                && !data.TryGetBytesFromBase64(out _);
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return false;
         }
     }
 

@@ -22,8 +22,9 @@ public sealed record EvaluationEvent(ExecutionRequest Request, string Correlatio
         string? correlation = null;
         if (data.TryGetPropertyValue(EventTypes.CorrelationId, out var c) && c is not null)
         {
-            if (c is not JsonValue cv || !cv.TryGetValue<string>(out correlation) || correlation.Length == 0)
+            if (c is not JsonValue cv || !cv.TryGetValue<string>(out correlation))
                 throw Problems.Validation(EventTypes.CorrelationId, $"must be a non-empty string, not {Article(JsonBody.Describe(c))}");
+            if (correlation.Length == 0) throw Problems.Validation(EventTypes.CorrelationId, "must not be empty");
         }
         // The same reader as POST /executor/{id}/execute_policy and the node API: one set of rules for the body.
         var request = ExecutionBodies.Execution(data);

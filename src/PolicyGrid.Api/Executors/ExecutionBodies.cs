@@ -101,8 +101,11 @@ public static class ExecutionBodies
         if (!body.TryGetPropertyValue("timeout_seconds", out var node) || IsNull(node)) return null;
         if (node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.GetValue<double>() is var seconds)
         {
-            if (seconds > 0 && seconds <= 3600) return seconds;
-            errors.Add(new("timeout_seconds", $"must be more than 0 and at most 3600, not {seconds}"));
+            // A value the clock cannot hold (under one tick) would be a deadline of zero, refused only once it ran.
+            if (seconds > 0 && seconds <= 3600 && TimeSpan.FromSeconds(seconds) > TimeSpan.Zero) return seconds;
+            errors.Add(new("timeout_seconds", seconds > 0 && seconds <= 3600
+                ? $"must be at least 0.0000001 seconds (one tick of the clock), not {seconds}"
+                : $"must be more than 0 and at most 3600, not {seconds}"));
             return null;
         }
         errors.Add(new("timeout_seconds", $"must be a number of seconds, not a JSON {JsonBody.Describe(node)}"));

@@ -10,6 +10,7 @@ using PolicyGrid.Api.Documents;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Identity;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Core.Querying;
 
@@ -97,8 +98,29 @@ public static class FunctionsApi
     {
         var function = FunctionDeployment.FromJson(body.RequireObject());
         if (function.FunctionPolicyData.Count == 0) throw Problems.Validation("function_policy_data", "is required: the policy snapshot to run");
+        CheckSnapshot(function);
         await LocalHost(http).DeployAsync(FunctionRegistry.SpecOf(function), ct);
         return Answer.Ok((function with { Status = FunctionStatus.Running }).ToRedactedJson());
+    }
+
+    /// <summary>
+    /// A node runs what it is sent, so it checks what the registry checked before sending it: the snapshot is
+    /// of a kind this runtime runs (the same 422 as <see cref="PolicyRule.EnsureRunnableKind"/>) and is the
+    /// policy the deployment names.
+    /// </summary>
+    private static void CheckSnapshot(FunctionDeployment function)
+    {
+        var data = function.FunctionPolicyData;
+        var type = data["type"] is JsonValue t && t.TryGetValue<string>(out var text) && text.Length > 0
+            ? text : throw Problems.Validation("function_policy_data.type", $"is required: the policy's runtime kind ({PolicyRule.PythonClassV1})");
+        var snapshotUri = data["policy_rule_uri"] is JsonValue u && u.TryGetValue<string>(out var uriText) ? uriText : null;
+        new PolicyRule { PolicyRuleUri = snapshotUri ?? function.FunctionPolicyRuleUri, Type = type }.EnsureRunnableKind();
+        if (snapshotUri is null) return;
+        var same = PolicyUri.TryParse(snapshotUri, out var parsed, out _)
+            ? parsed.ToString() == function.PolicyUri.ToString()
+            : snapshotUri == function.FunctionPolicyRuleUri;
+        if (!same)
+            throw Problems.BadRequest($"function_policy_rule_uri '{function.FunctionPolicyRuleUri}' disagrees with function_policy_data.policy_rule_uri '{snapshotUri}'; the snapshot must be of the policy the deployment names");
     }
 
     public static async Task<Ok<Envelope<JsonObject>>> NodeRemove(string name, HttpContext http, CancellationToken ct) =>

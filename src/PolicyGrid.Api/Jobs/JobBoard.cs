@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Globalization;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -42,6 +43,8 @@ public sealed class JobBoard(
         foreach (var (key, value) in body)
             if (SubmitFields.Contains(key)) candidate[key] = value?.DeepClone();
         candidate["job_id"] = Guid.NewGuid().ToString();
+        // Checked here, not first when the job runs: a pending job that can only fail is no answer.
+        CheckTimeout(body);
         var job = Job.FromJson(candidate);
         var policy = await PolicyAsync(job.PolicyRuleUri, ct);
         CheckAgainstPolicy(job, policy);
@@ -324,6 +327,20 @@ public sealed class JobBoard(
         if (policy.PolicyParametersSchema.Count > 0) errors.AddRange(TemplateValidator.Validate(policy.PolicyParametersSchema, merged, "policy_rule_parameters"));
         if (policy.PolicyInputSchema.Count > 0) errors.AddRange(TemplateValidator.Validate(policy.PolicyInputSchema, job.Inputs, "inputs"));
         if (errors.Count > 0) throw Problems.Validation(errors);
+    }
+
+    private void CheckTimeout(JsonObject body)
+    {
+        if (body["timeout_seconds"] is not JsonValue given || given.GetValueKind() != System.Text.Json.JsonValueKind.Number) return; // Job.FromJson names the kind
+        var max = options.Value.MaxTimeoutSeconds;
+        var seconds = given.GetValue<double>();
+        var text = seconds.ToString(CultureInfo.InvariantCulture);
+        if (seconds > max || double.IsInfinity(seconds))
+            throw Problems.Validation("timeout_seconds", $"must be at most {max} seconds on this server, not {text}");
+        if (!(seconds > 0))
+            throw Problems.Validation("timeout_seconds", $"must be greater than 0, not {text}");
+        if (TimeSpan.FromSeconds(seconds) <= TimeSpan.Zero)
+            throw Problems.Validation("timeout_seconds", $"must be at least 0.0000001 seconds (one tick of the clock), not {text}");
     }
 
     private double Timeout(JsonObject body, PolicyRule policy)

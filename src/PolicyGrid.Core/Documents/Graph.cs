@@ -53,6 +53,11 @@ public sealed record Graph : IDocument<Graph>
         var uri = PolicyRule.DeriveUri(f, name, version, tag, f.String("graph_uri"), "graph_uri", "graph_name", "graph_version", "graph_release_tag");
         if (!f.Has("graph_function_ids")) f.Add("graph_function_ids", "is required");
         var ids = f.StringList("graph_function_ids");
+        // Each id names a function (or a policy) deployed under that name, so it obeys the same identifier rules.
+        var idErrors = new List<FieldError>();
+        for (var i = 0; i < ids.Count; i++)
+            if (ids[i].Length > 0) Identifiers.Check(idErrors, $"graph_function_ids[{i}]", ids[i]);
+        f.AddRange(idErrors);
         var connections = ReadConnections(f);
 
         var graph = new Graph

@@ -44,5 +44,5 @@ public static class GraphFailures
 
     public static Errors.PolicyGridException DeadlineExceeded(TimeSpan deadline, IEnumerable<string> unfinished) =>
         Errors.Problems.PolicyTimeout(
-            $"graph ran past its deadline of {deadline.TotalSeconds:0.###}s; unfinished nodes: {string.Join(", ", unfinished)}");
+            $"graph ran past its deadline of {deadline.TotalSeconds:0.#######}s; unfinished nodes: {string.Join(", ", unfinished)}");
 }

@@ -136,7 +136,7 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
             {
                 Kill(process);
                 logger.LogWarning("job {JobId}: past its deadline; killed process {Pid}", jobId, process.Id);
-                return JobOutcome.TimedOut($"the job ran past its deadline of {deadline.TotalSeconds:0.#} s (timeout plus {options.Grace.TotalSeconds:0} s start-up allowance) and was stopped");
+                return JobOutcome.TimedOut($"the job ran past its deadline of {deadline.TotalSeconds:0.#######} s (timeout plus {options.Grace.TotalSeconds:0} s start-up allowance) and was stopped");
             }
             ct.ThrowIfCancellationRequested();
             throw new InvalidOperationException("unreachable");

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Formats.Tar;
 using System.IO.Compression;
+using System.Text;
 using PolicyGrid.Core.Errors;
 
 namespace PolicyGrid.Runtime.Bundles;
@@ -13,13 +14,21 @@ public sealed record ArchiveSummary(BundleArchiveKind Kind, int Entries, long By
 /// <summary>
 /// Reads bundle archives (.zip, .tar.gz, .tar.xz) safely. Every entry is checked before anything is
 /// written: no absolute paths, no <c>..</c>, no device files or FIFOs, links only to places inside the
-/// bundle, and caps on entry count, unpacked size and compression ratio, counted on the bytes actually
+/// bundle, no path a file system could not hold (a segment over <see cref="MaxSegmentBytes"/> or a path over
+/// <see cref="MaxPathBytes"/> bytes of UTF-8), no entry twice, no encrypted zip entries, and caps on entry count,
+/// unpacked size and compression ratio, counted on the bytes actually
 /// decompressed rather than on what the archive claims. .NET has no xz decoder, so .tar.xz goes through the
 /// <c>xz</c> program (a child process with a memory limit and a deadline).
 /// </summary>
 public static class BundleArchive
 {
     private const string NotReadable = "the bundle is not a readable archive";
+
+    /// <summary>Longest file or directory name in bytes of UTF-8 (NAME_MAX on Linux and most file systems).</summary>
+    public const int MaxSegmentBytes = 255;
+
+    /// <summary>Longest entry path in bytes of UTF-8, well inside PATH_MAX once under the cache directory.</summary>
+    public const int MaxPathBytes = 1024;
 
     public static BundleArchiveKind Detect(ReadOnlySpan<byte> b) =>
         b.StartsWith("PK\x03\x04"u8) || b.StartsWith("PK\x05\x06"u8) ? BundleArchiveKind.Zip
@@ -89,6 +98,9 @@ public static class BundleArchive
         using var zip = new ZipArchive(new MemoryStream(archive), ZipArchiveMode.Read);
         foreach (var entry in zip.Entries)
         {
+            // Unreadable without a password, and the reader would fail (or read garbage) deep inside.
+            if (entry.IsEncrypted)
+                throw Problems.BadRequest($"bundle entry '{Shown(entry.FullName)}' is encrypted; encrypted entries are not supported");
             var unixMode = (entry.ExternalAttributes >> 16) & 0xFFFF;
             var fileType = unixMode & 0xF000;
             if (entry.FullName.EndsWith('/') || fileType == 0x4000)
@@ -103,7 +115,7 @@ public static class BundleArchive
                 continue;
             }
             if (fileType is not (0 or 0x8000))
-                throw Problems.BadRequest($"bundle entry '{entry.FullName}' is a device file, FIFO or socket; only files, directories and links inside the bundle are allowed");
+                throw Problems.BadRequest($"bundle entry '{Shown(entry.FullName)}' is a device file, FIFO or socket; only files, directories and links inside the bundle are allowed");
             writer.Budget.Declare(entry.FullName, entry.Length);
             using var data = entry.Open();
             writer.File(entry.FullName, data, executable: (unixMode & 0x40) != 0);
@@ -133,7 +145,7 @@ public static class BundleArchive
                 case TarEntryType.GlobalExtendedAttributes or TarEntryType.ExtendedAttributes:
                     break; // metadata only
                 default:
-                    throw Problems.BadRequest($"bundle entry '{entry.Name}' is a {entry.EntryType} entry; only files, directories and links inside the bundle are allowed");
+                    throw Problems.BadRequest($"bundle entry '{Shown(entry.Name)}' is a {entry.EntryType} entry; only files, directories and links inside the bundle are allowed");
             }
         }
     }
@@ -181,8 +193,8 @@ public static class BundleArchive
         }
 
         private PolicyGridException TooBig(string name) => Bytes > limits.MaxTotalBytes || MaxBytes == limits.MaxTotalBytes
-            ? Problems.BadRequest($"the bundle unpacks to more than {limits.MaxTotalBytes} bytes (at '{name}'; limit PolicyGrid:Runtime:Bundles:Limits:MaxTotalBytes)")
-            : Problems.BadRequest($"the bundle unpacks to more than {limits.MaxCompressionRatio}x its archive size (at '{name}'), which looks like a decompression bomb (limit PolicyGrid:Runtime:Bundles:Limits:MaxCompressionRatio)");
+            ? Problems.BadRequest($"the bundle unpacks to more than {limits.MaxTotalBytes} bytes (at '{Shown(name)}'; limit PolicyGrid:Runtime:Bundles:Limits:MaxTotalBytes)")
+            : Problems.BadRequest($"the bundle unpacks to more than {limits.MaxCompressionRatio}x its archive size (at '{Shown(name)}'), which looks like a decompression bomb (limit PolicyGrid:Runtime:Bundles:Limits:MaxCompressionRatio)");
     }
 
     /// <summary>
@@ -194,6 +206,7 @@ public static class BundleArchive
     {
         private readonly List<(string Path, string Target, bool Hard, string Name)> _links = [];
         private readonly HashSet<string> _files = new(StringComparer.Ordinal);
+        private readonly HashSet<string> _taken = new(StringComparer.Ordinal);
 
         public UnpackBudget Budget { get; } = budget;
 
@@ -209,7 +222,8 @@ public static class BundleArchive
         {
             Budget.Entry(name);
             var relative = SafeRelative(name);
-            if (relative.Length == 0) throw Problems.BadRequest($"bundle entry '{name}' has no file name");
+            if (relative.Length == 0) throw Problems.BadRequest($"bundle entry '{Shown(name)}' has no file name");
+            Take(name, relative);
             _files.Add(relative);
             Stream sink = Stream.Null;
             if (root is not null)
@@ -240,10 +254,11 @@ public static class BundleArchive
         {
             Budget.Entry(name);
             var relative = SafeRelative(name);
-            if (relative.Length == 0) throw Problems.BadRequest($"bundle entry '{name}' has no file name");
+            if (relative.Length == 0) throw Problems.BadRequest($"bundle entry '{Shown(name)}' has no file name");
+            Take(name, relative);
             if (string.IsNullOrEmpty(target) || target.StartsWith('/') || target.Contains('\\', StringComparison.Ordinal) || target.Contains('\0', StringComparison.Ordinal)
                 || target.Split('/').Any(s => s == ".."))
-                throw Problems.BadRequest($"bundle entry '{name}' is a link to '{target}', which leaves the bundle; links may only point further down inside it");
+                throw Problems.BadRequest($"bundle entry '{Shown(name)}' is a link to '{target}', which leaves the bundle; links may only point further down inside it");
             _links.Add((relative, hard ? SafeRelative(target) : target, hard, name));
         }
 
@@ -252,7 +267,7 @@ public static class BundleArchive
             foreach (var (relative, target, hard, name) in _links)
             {
                 if (hard && !_files.Contains(target))
-                    throw Problems.BadRequest($"bundle entry '{name}' is a hard link to '{target}', which is not a file of the bundle");
+                    throw Problems.BadRequest($"bundle entry '{Shown(name)}' is a hard link to '{target}', which is not a file of the bundle");
                 if (root is null) continue;
                 var path = Path.Combine(root, relative);
                 CreateDirectory(Path.GetDirectoryName(path)!);
@@ -261,19 +276,39 @@ public static class BundleArchive
             }
         }
 
-        /// <summary>The entry's path relative to the bundle root, or a 400 when it could land anywhere else.</summary>
+        /// <summary>
+        /// A second file or link at the same path would silently replace the first, so what runs would depend
+        /// on entry order: refused instead.
+        /// </summary>
+        private void Take(string name, string relative)
+        {
+            if (!_taken.Add(relative))
+                throw Problems.BadRequest($"bundle entry '{Shown(name)}' appears more than once in the archive; each file may appear only once");
+        }
+
+        /// <summary>The entry's path relative to the bundle root, or a 400 when it could land anywhere else or cannot be written.</summary>
         private static string SafeRelative(string name)
         {
             if (name.Contains('\0', StringComparison.Ordinal) || name.Contains('\\', StringComparison.Ordinal))
-                throw Problems.BadRequest($"bundle entry '{name.Replace("\0", "\\0", StringComparison.Ordinal)}' has a NUL or backslash in its path");
+                throw Problems.BadRequest($"bundle entry '{Shown(name).Replace("\0", "\\0", StringComparison.Ordinal)}' has a NUL or backslash in its path");
             if (name.StartsWith('/') || (name.Length >= 2 && name[1] == ':'))
-                throw Problems.BadRequest($"bundle entry '{name}' has an absolute path; entries must be relative to the bundle root");
+                throw Problems.BadRequest($"bundle entry '{Shown(name)}' has an absolute path; entries must be relative to the bundle root");
             var segments = name.Split('/').Where(s => s.Length > 0 && s != ".").ToList();
             if (segments.Any(s => s == ".."))
-                throw Problems.BadRequest($"bundle entry '{name}' contains '..'; entries must stay inside the bundle");
-            return string.Join('/', segments);
+                throw Problems.BadRequest($"bundle entry '{Shown(name)}' contains '..'; entries must stay inside the bundle");
+            // Checked here, before anything is written, rather than left to the file system's PathTooLongException.
+            if (segments.FirstOrDefault(s => Encoding.UTF8.GetByteCount(s) > MaxSegmentBytes) is { } longSegment)
+                throw Problems.BadRequest($"bundle entry '{Shown(name)}' has a name of {Encoding.UTF8.GetByteCount(longSegment)} bytes ('{Shown(longSegment)}'); each file or directory name may be at most {MaxSegmentBytes} bytes of UTF-8");
+            var relative = string.Join('/', segments);
+            var bytes = Encoding.UTF8.GetByteCount(relative);
+            if (bytes > MaxPathBytes)
+                throw Problems.BadRequest($"bundle entry '{Shown(name)}' has a path of {bytes} bytes; entry paths may be at most {MaxPathBytes} bytes of UTF-8");
+            return relative;
         }
     }
+
+    /// <summary>An entry name as shown in a message: long names are cut so the message stays readable.</summary>
+    private static string Shown(string name) => name.Length <= 80 ? name : $"{name[..60]}…({name.Length} characters)";
 
     /// <summary>A read-only view that fails once more than a set number of bytes has come out of it.</summary>
     private sealed class CappedStream(Stream inner, long max) : Stream

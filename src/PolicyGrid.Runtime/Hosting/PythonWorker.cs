@@ -331,7 +331,7 @@ internal sealed class PythonWorker : IAsyncDisposable
                 if (overrun.IsCancellationRequested)
                 {
                     await KillAsync();
-                    request.Fail(Problems.PolicyTimeout($"policy {request.Policy} ran past its deadline of {request.Deadline.TotalSeconds:0.###}s; its worker was stopped"));
+                    request.Fail(Problems.PolicyTimeout($"policy {request.Policy} ran past its deadline of {request.Deadline.TotalSeconds:0.#######}s; its worker was stopped"));
                 }
                 else if (request.Ct.IsCancellationRequested)
                 {

@@ -7,6 +7,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
 using PolicyGrid.Core.Errors;
+using PolicyGrid.Runtime.Bundles;
 
 namespace PolicyGrid.Runtime.Hosting;
 
@@ -359,15 +360,27 @@ internal sealed class WorkerGroup : IAsyncDisposable
                 throw Problems.PolicyMemoryLimit($"policy {call.Load.RuleId} exceeded its memory limit of {options.MemoryLimitBytes / (1024 * 1024)} MB");
             case "load":
                 logger.LogWarning("policy {Policy} could not be loaded: {Message}\n{Traceback}", call.Load.RuleId, message, traceback);
-                throw new PolicyLoadException(call.Load.RuleId, message);
+                throw new PolicyLoadException(call.Load.RuleId, RelativeToBundle(message, call.Load.Bundle));
             case "state":
                 // The method itself ran; it is the state snapshot after it that failed (message names get_state()).
                 logger.LogWarning("policy {Policy}: {Message}\n{Traceback}", call.Load.RuleId, message, traceback);
                 throw Problems.PolicyError(message);
             default:
                 logger.LogWarning("policy {Policy} raised {Type}: {Message}\n{Traceback}", call.Load.RuleId, type, message, traceback);
-                throw Problems.PolicyError($"{type}: {message}");
+                throw Problems.PolicyError($"{type}: {RelativeToBundle(message, call.Load.Bundle)}");
         }
+    }
+
+    /// <summary>
+    /// Where this server unpacks bundles is its own business (the log keeps the full path): callers read
+    /// paths relative to their bundle, e.g. <c>code/</c>.
+    /// </summary>
+    internal static string RelativeToBundle(string message, BundleDirectory bundle)
+    {
+        if (bundle.SitePackages is { Length: > 0 } site) message = message.Replace(site, "<site-packages>", StringComparison.Ordinal);
+        var root = bundle.Root.TrimEnd('/');
+        if (root.Length == 0) return message;
+        return message.Replace(root + "/", "", StringComparison.Ordinal).Replace(root, "<bundle>", StringComparison.Ordinal);
     }
 
     private static void WriteInvoke(Utf8JsonWriter w, PolicyInvocation call, bool withLoad, bool once, bool withState, int keySlot)

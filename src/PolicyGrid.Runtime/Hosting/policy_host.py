@@ -263,7 +263,7 @@ class Host:
         code_dir = os.path.join(load["root"], "code")
         path = os.path.join(code_dir, "function.py")
         if not os.path.isfile(path):
-            raise LoadFailure(f"the bundle has no code/function.py (looked in {code_dir})")
+            raise LoadFailure(f"the bundle has no code/function.py (looked in {code_dir}/)")
         for entry in (load.get("site_packages"), code_dir):
             if entry and entry not in sys.path:
                 sys.path.insert(0, entry)

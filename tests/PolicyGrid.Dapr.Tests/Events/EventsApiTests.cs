@@ -198,6 +198,42 @@ public sealed class EventsApiTests : IAsyncDisposable
         await server.Policies.DidNotReceiveWithAnyArgs().ExecuteAsync(default!, default!, default);
     }
 
+    [Fact]
+    public async Task An_empty_correlation_id_is_a_400_saying_it_must_not_be_empty()
+    {
+        var response = await server.CreateClient().PostAsync("/events", Structured(Evaluation("")), Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Body(response))["message"]!.GetValue<string>().ShouldBe("correlation_id: must not be empty");
+    }
+
+    [Fact]
+    public async Task Data_base64_that_is_not_base64_is_a_400_saying_so()
+    {
+        var content = new StringContent("""{"specversion": "1.0", "id": "b64", "source": "urn:checkout", "type": "t", "data_base64": "%%%"}""", Encoding.UTF8);
+        content.Headers.ContentType = MediaTypeHeaderValue.Parse("application/cloudevents+json");
+
+        var response = await server.CreateClient().PostAsync("/events", content, Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Body(response))["message"]!.GetValue<string>().ShouldContain("data_base64 is not valid base64");
+    }
+
+    [Theory]
+    [InlineData(1e-9, "at least 0.0000001 seconds")]
+    [InlineData(1e300, "more than 0 and at most 3600")]
+    public async Task An_evaluation_timeout_the_clock_cannot_hold_is_a_400_before_anything_runs(double timeout, string message)
+    {
+        var data = Evaluation("tiny-1");
+        data["timeout_seconds"] = timeout;
+
+        var response = await server.CreateClient().PostAsync("/events", Structured(data), Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Body(response))["message"]!.GetValue<string>().ShouldContain("timeout_seconds: must be " + message);
+        await server.Policies.DidNotReceiveWithAnyArgs().ExecuteAsync(default!, default!, default);
+    }
+
     [Theory]
     [InlineData("soon")]
     [InlineData("-1")]

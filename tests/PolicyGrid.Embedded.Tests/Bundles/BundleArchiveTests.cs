@@ -92,6 +92,48 @@ public sealed class BundleArchiveTests : IDisposable
     }
 
     [Fact]
+    public void Names_longer_than_a_file_system_holds_are_refused_before_anything_is_written()
+    {
+        var longName = "code/" + new string('a', 255) + ".py";
+        ShouldBeRefused(Zip(("code/function.py", FunctionPy), (longName, "x")), "at most 255 bytes of UTF-8", target: Target);
+        // Counted in bytes: 100 three-byte characters are 300 bytes.
+        ShouldBeRefused(Zip(("code/" + new string('€', 100) + ".py", "x")), "at most 255 bytes");
+        ShouldBeRefused(TarGz(File("code/" + new string('b', 3000), "x")), "at most 255 bytes", target: Target);
+        var deep = string.Join('/', Enumerable.Repeat(new string('d', 200), 6)) + "/f.py";
+        ShouldBeRefused(TarGz(File(deep, "x")), "entry paths may be at most 1024 bytes", target: Target);
+        ShouldBeRefused(TarGz(Dir(deep)), "at most 1024 bytes");
+        // The message names the entry, cut short, and stays readable.
+        var e = Should.Throw<PolicyGridException>(() => BundleArchive.Validate(TarGz(File("code/" + new string('b', 3000), "x"))));
+        e.Message.ShouldContain("code/bbbb");
+        e.Message.Length.ShouldBeLessThan(400);
+        // Right at the limits is fine.
+        BundleArchive.Unpack(Zip(("code/function.py", FunctionPy), ("code/" + new string('a', 252) + ".py", "x")), Target, new ArchiveLimits()).Entries.ShouldBe(2);
+    }
+
+    [Fact]
+    public void An_entry_named_twice_is_refused_rather_than_the_last_one_winning()
+    {
+        ShouldBeRefused(Zip(("code/function.py", FunctionPy), ("code/function.py", "raise SystemExit")), "'code/function.py' appears more than once", target: Target);
+        ShouldBeRefused(TarGz(File("code/function.py", FunctionPy), File("./code//function.py", "x")), "appears more than once");
+        ShouldBeRefused(TarGz(File("code/function.py", FunctionPy), Symlink("code/function.py", "other.py")), "appears more than once");
+        // Directories may repeat: nothing is replaced.
+        BundleArchive.Validate(TarGz(Dir("code"), Dir("code/"), File("code/function.py", FunctionPy))).Entries.ShouldBe(3);
+    }
+
+    [Fact]
+    public void An_encrypted_zip_entry_is_refused()
+    {
+        var zip = Zip(("code/function.py", FunctionPy));
+        // Set bit 0 (encrypted) of the general purpose flags in the local and the central directory headers.
+        for (var i = 0; i + 4 <= zip.Length; i++)
+        {
+            if (zip.AsSpan(i).StartsWith("PK\x03\x04"u8)) zip[i + 6] |= 1;
+            else if (zip.AsSpan(i).StartsWith("PK\x01\x02"u8)) zip[i + 8] |= 1;
+        }
+        ShouldBeRefused(zip, "encrypted entries are not supported", target: Target);
+    }
+
+    [Fact]
     public void A_zip_bomb_is_refused_by_its_compression_ratio()
     {
         var bomb = Zip([("code/function.py", "x"u8.ToArray(), 0), ("code/zeros.bin", new byte[4 * 1024 * 1024], 0)]);
