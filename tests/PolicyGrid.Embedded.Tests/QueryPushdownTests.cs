@@ -126,6 +126,19 @@ public sealed class QueryPushdownTests(PushdownData data) : IClassFixture<Pushdo
     public async Task Edge_case_filters_return_exactly_what_Core_matches(string filter) => await AssertSameAsCore(JsonNode.Parse(filter)!);
 
     [Fact]
+    public async Task Long_lists_bound_as_one_json_parameter_return_exactly_what_Core_matches()
+    {
+        // Over the inline limit, strings go to SQLite as one JSON array (json_each); numbers are left to Core.
+        var strings = new JsonArray([.. Enumerable.Range(0, 40).Select(i => (JsonNode)JsonValue.Create(i % 4 == 0 ? "web" : $"x{i}\u00e9"))]);
+        strings.Add("ops");
+        await AssertSameAsCore(new JsonObject { ["metadata.audience"] = new JsonObject { ["$in"] = strings.DeepClone() } });
+        await AssertSameAsCore(new JsonObject { ["metadata.audience"] = new JsonObject { ["$nin"] = strings.DeepClone() } });
+        await AssertSameAsCore(new JsonObject { ["tags"] = new JsonObject { ["$in"] = strings.DeepClone() } });
+        var numbers = new JsonArray([.. Enumerable.Range(0, 40).Select(i => (JsonNode)JsonValue.Create(i))]);
+        await AssertSameAsCore(new JsonObject { ["n"] = new JsonObject { ["$in"] = numbers } });
+    }
+
+    [Fact]
     public async Task Sort_skip_and_limit_agree_with_Core_ordering()
     {
         var random = new Random(11);
