@@ -393,6 +393,20 @@ public sealed class PoliciesApiTests(GridServer server) : IClassFixture<GridServ
     }
 
     [Fact]
+    public async Task An_operator_naming_a_field_the_document_does_not_have_is_a_400_not_a_silent_200()
+    {
+        var (_, uri, created) = await CreateAsync();
+        var typo = await client.Put($"/policy/{uri}", """{"$set": {"descripton": "typo", "description": "meant"}}""");
+        typo.Status.ShouldBe(400, typo.Body?.ToJsonString());
+        typo.Message!.ShouldContain("descripton: is not a field of this document");
+        (await client.Put($"/policy/{uri}", """{"$unset": {"nonsense.deep": ""}}""")).Status.ShouldBe(400);
+        var stored = await client.Get($"/policy/{uri}");
+        stored.Header("ETag").ShouldBe(created.Header("ETag"));
+        // Free-form objects take any key, and known fields still change.
+        (await client.Put($"/policy/{uri}", """{"$set": {"metadata.anything": 1, "description": "meant"}}""")).Status.ShouldBe(200);
+    }
+
+    [Fact]
     public async Task Queries_cannot_read_a_secret_back_they_see_it_as_stars_as_reads_do()
     {
         var (name, uri, _) = await CreateAsync();

@@ -60,7 +60,9 @@ public static class ExecutorsApi
             current =>
             {
                 if (builtIn) RefuseMovingBuiltIn(id, current.Body, update);
-                return PolicyExecutor.FromJson(UpdateEngine.Apply(current.Body, update, PolicyExecutor.IdentityFields)).ToJson();
+                var kept = PolicyExecutor.FromJson(UpdateEngine.Apply(current.Body, update, PolicyExecutor.IdentityFields)).ToJson();
+                UpdateEngine.EnsureFieldsKept(update, kept);
+                return kept;
             },
             () => Missing(id), (asked, now) => RevisionMismatch(id, asked, now), ct);
         services.Dispatch.Forget(id);

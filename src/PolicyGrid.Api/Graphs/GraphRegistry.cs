@@ -45,7 +45,12 @@ public sealed class GraphRegistry(
 
     public Task<StoredDocument> UpdateAsync(string uri, JsonObject update, string? ifMatch, CancellationToken ct) =>
         OptimisticUpdate.ApplyAsync(store, Collections.Graphs, Canonical(uri), ifMatch,
-            current => Graph.FromJson(UpdateEngine.Apply(current.Body, update, Graph.IdentityFields)).ToJson(),
+            current =>
+            {
+                var kept = Graph.FromJson(UpdateEngine.Apply(current.Body, update, Graph.IdentityFields)).ToJson();
+                UpdateEngine.EnsureFieldsKept(update, kept);
+                return kept;
+            },
             () => Missing(uri),
             (asked, now) => Problems.Conflict($"'{Canonical(uri)}' has changed: If-Match asked for revision \"{asked}\" but the current revision is \"{now}\"; read it again and retry"),
             ct);

@@ -69,6 +69,7 @@ public static class PoliciesApi
                 merged = TemplateSecrets.RestorePolicyRule(merged, current.Body);
                 var before = PolicyRule.FromJson(current.Body);
                 var rule = PolicyRule.FromJson(merged).WithTimestamps(before, services.Clock.GetUtcNow());
+                UpdateEngine.EnsureFieldsKept(update, rule.ToJson());
                 if (CodeChanged(before, rule) && (loaded is null || CodeChanged(loaded, rule)))
                 {
                     await services.Code.CheckAsync(rule, token);

@@ -18,6 +18,26 @@ public static class UpdateEngine
     /// <summary>Longest dotted path an update may name: one segment per level a document may nest.</summary>
     public const int MaxPathSegments = JsonPath.MaxSegments;
 
+    /// <summary>
+    /// Refuses an operator update that named a top-level field the document does not keep (a typo such as
+    /// <c>{"$set": {"descripton": "x"}}</c>): <paramref name="kept"/> is the updated document as its type stores it.
+    /// Answered 200, such an update would change nothing. A full replacement is read like a create, which ignores
+    /// fields it does not know.
+    /// </summary>
+    public static void EnsureFieldsKept(JsonObject update, JsonObject kept)
+    {
+        ArgumentNullException.ThrowIfNull(update);
+        ArgumentNullException.ThrowIfNull(kept);
+        var unknown = update.Where(p => p.Key.StartsWith('$') && p.Value is JsonObject)
+            .SelectMany(p => ((JsonObject)p.Value!).Select(field => field.Key.Split('.', 2)[0]))
+            .Where(field => !kept.ContainsKey(field))
+            .Distinct(StringComparer.Ordinal)
+            .ToList();
+        if (unknown.Count > 0)
+            throw Problems.Validation([.. unknown.Select(field => new FieldError(field,
+                $"is not a field of this document, so the update would change nothing (fields: {string.Join(", ", kept.Select(p => p.Key))})"))]);
+    }
+
     public static JsonObject Apply(JsonObject current, JsonObject update, IReadOnlySet<string> identityFields)
     {
         ArgumentNullException.ThrowIfNull(current);
