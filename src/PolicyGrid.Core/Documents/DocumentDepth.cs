@@ -26,10 +26,18 @@ public static class DocumentDepth
     /// <summary>Throws a 400 naming where <paramref name="node"/> nests deeper than <paramref name="max"/> (paths below <paramref name="prefix"/>).</summary>
     public static void Ensure(JsonNode? node, int max, string prefix = "")
     {
-        if (FindTooDeep(node, prefix, 1, max) is not { } path) return;
+        // Every stored write passes here: the common case walks without building a single path string.
+        if (!Exceeds(node, 1, max) || FindTooDeep(node, prefix, 1, max) is not { } path) return;
         if (path.Length > 200) path = path[..200] + "…";
         throw Problems.Validation(path.Length == 0 ? "document" : path, $"nests deeper than {max} levels of objects and arrays");
     }
+
+    private static bool Exceeds(JsonNode? node, int depth, int max) => node switch
+    {
+        JsonObject obj => depth > max || obj.Any(p => Exceeds(p.Value, depth + 1, max)),
+        JsonArray array => depth > max || array.Any(item => Exceeds(item, depth + 1, max)),
+        _ => false,
+    };
 
     private static string? FindTooDeep(JsonNode? node, string path, int depth, int max)
     {
