@@ -43,13 +43,13 @@ public sealed record PolicyExecutor : IDocument<PolicyExecutor>
     /// Validates a create body or an updated document, including the shape of what allocation reads in
     /// executor_hardware_info, so a bad value is refused where it is written rather than failing every later allocation.
     /// </summary>
-    public static PolicyExecutor FromJson(JsonObject body) => Read(body, checkHardware: true);
+    public static PolicyExecutor FromJson(JsonObject body) => Read(body, strict: true);
 
     /// <summary>
     /// Reads a stored document. An older server accepted any object as executor_hardware_info, so a document it
     /// stored still reads here (Type 2 calls do not depend on it); allocation checks <see cref="HardwareErrors"/> itself.
     /// </summary>
-    public static PolicyExecutor FromStored(JsonObject body) => Read(body, checkHardware: false);
+    public static PolicyExecutor FromStored(JsonObject body) => Read(body, strict: false);
 
     /// <summary>
     /// Reads a stored document for allocation: null, with what is wrong, when the document or the hardware info
@@ -70,7 +70,7 @@ public sealed record PolicyExecutor : IDocument<PolicyExecutor>
         }
     }
 
-    private static PolicyExecutor Read(JsonObject body, bool checkHardware)
+    private static PolicyExecutor Read(JsonObject body, bool strict)
     {
         ArgumentNullException.ThrowIfNull(body);
         var f = new DocumentFields(body);
@@ -82,10 +82,10 @@ public sealed record PolicyExecutor : IDocument<PolicyExecutor>
             ExecutorHardwareInfo = f.Object("executor_hardware_info"),
             ExecutorStatus = f.Choice("executor_status", Documents.ExecutorStatus.Healthy, Documents.ExecutorStatus.All),
         };
-        if (executor.ExecutorHostUri.Length > 0) CheckHostUri(f, executor.ExecutorHostUri);
+        if (executor.ExecutorHostUri.Length > 0) CheckHostUri(f, executor.ExecutorHostUri, strict);
         if (executor.ExecutorMetadata["labels"] is { } labels && labels is not JsonObject)
             f.Add("executor_metadata.labels", $"must be an object of label: value, not {DocumentFields.Describe(labels)}");
-        if (checkHardware) f.AddRange(executor.HardwareErrors());
+        if (strict) f.AddRange(executor.HardwareErrors());
         f.ThrowIfInvalid();
         return executor;
     }
@@ -147,7 +147,8 @@ public sealed record PolicyExecutor : IDocument<PolicyExecutor>
         return errors;
     }
 
-    private static void CheckHostUri(DocumentFields f, string text)
+    // strict: what is written now (create, update); documents stored by older versions keep being read as they were.
+    private static void CheckHostUri(DocumentFields f, string text, bool strict)
     {
         if (!System.Uri.TryCreate(text, UriKind.Absolute, out var uri) || !text.Contains("://", StringComparison.Ordinal))
         {
@@ -161,6 +162,11 @@ public sealed record PolicyExecutor : IDocument<PolicyExecutor>
             f.Add("executor_host_uri", $"'{text}' names no host or app id");
         else if (scheme == "inproc" && !string.Equals(uri.Host, "local", StringComparison.OrdinalIgnoreCase))
             f.Add("executor_host_uri", $"'{text}' names no in-process executor: the only one is inproc://local, this server's own");
+        // An app id or the local pool is all these name: a path, port, query or user would be ignored, so the stored
+        // address would say more than is used.
+        else if (strict && scheme is "dapr" or "inproc" && (uri.AbsolutePath is not ("" or "/") || uri.Query.Length > 0 || uri.Fragment.Length > 0
+                 || !uri.IsDefaultPort || uri.UserInfo.Length > 0))
+            f.Add("executor_host_uri", $"'{text}' must be {scheme}://{(scheme == "dapr" ? "<app-id>" : "local")} and nothing more");
     }
 
     public JsonObject ToJson() => new()
