@@ -60,6 +60,23 @@ public sealed class DecisionLogTests : IDisposable
     }
 
     [Fact]
+    public void Ids_rise_in_the_order_decisions_are_recorded_also_within_one_millisecond_and_are_version_7_uuids()
+    {
+        var at = DateTimeOffset.UtcNow.AddMinutes(1); // later than any id made so far in this process
+        var ids = Enumerable.Range(0, 1000).Select(_ => DecisionLog.NewId(at)).ToList();
+        ids.ShouldBe([.. ids.Order(StringComparer.Ordinal)]);
+        ids.Distinct().Count().ShouldBe(1000);
+        foreach (var id in ids)
+        {
+            var uuid = Guid.ParseExact(id, "N");
+            uuid.Version.ShouldBe(7);
+            id[..12].ShouldBe(DecisionLog.IdPrefixAt(at));
+            "89ab".ShouldContain(id[16]); // variant 10
+        }
+        string.CompareOrdinal(DecisionLog.NewId(at.AddMilliseconds(1)), ids[^1]).ShouldBeGreaterThan(0);
+    }
+
+    [Fact]
     public void A_decision_id_starts_with_its_time_so_ids_sort_in_time_order()
     {
         var at = new DateTimeOffset(2026, 11, 26, 1, 2, 3, 456, TimeSpan.Zero);
