@@ -99,7 +99,7 @@ public static class PolicyTestCommand
     private static PolicyRule LoadRule(string? manifestPath, string directory)
     {
         var document = manifestPath is null
-            ? new JsonObject { ["name"] = SafeName(Path.GetFileName(directory)), ["version"] = "0.0", ["release_tag"] = "local", ["type"] = "python_class_v1" }
+            ? new JsonObject { ["name"] = SafeName(Path.GetFileName(directory)), ["version"] = "0.0", ["release_tag"] = "local", ["type"] = PolicyRule.PythonClassV1 }
             : CliCommon.ReadJsonFile(manifestPath, "manifest");
         // The manifest's code is filled in at push time; here the directory is the code.
         document["code"] = new Uri(directory).AbsoluteUri;
