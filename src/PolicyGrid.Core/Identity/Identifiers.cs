@@ -23,10 +23,17 @@ public static class Identifiers
             errors.Add(new(field, $"is {value.Length} characters long; at most {MaxLength}"));
             return false; // the others would echo all of it
         }
-        if (value.Any(char.IsWhiteSpace)) errors.Add(new(field, $"'{value}' must not contain whitespace"));
+        // One pass, no allocation: ids are checked on every call that names one.
+        bool whitespace = false, control = false;
+        foreach (var c in value)
+        {
+            if (char.IsWhiteSpace(c)) whitespace = true;
+            else if (char.IsControl(c)) control = true;
+        }
+        if (whitespace) errors.Add(new(field, $"'{value}' must not contain whitespace"));
         if (value.Contains('/', StringComparison.Ordinal)) errors.Add(new(field, $"'{value}' must not contain '/'"));
         if (value.Contains('%', StringComparison.Ordinal)) errors.Add(new(field, $"'{value}' must not contain '%'"));
-        if (value.Any(c => char.IsControl(c) && !char.IsWhiteSpace(c))) errors.Add(new(field, "must not contain control characters (such as NUL)"));
+        if (control) errors.Add(new(field, "must not contain control characters (such as NUL)"));
         return errors.Count == before;
     }
 }

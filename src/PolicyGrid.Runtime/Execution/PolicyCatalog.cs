@@ -22,9 +22,12 @@ public sealed class PolicyCatalog(IDocumentStore store)
     /// <summary>The policy to run: 400 for a malformed URI, 404 when unknown, 410 when retired.</summary>
     public async Task<PolicyRule> GetRunnableAsync(string policyRuleUri, CancellationToken ct)
     {
-        var uri = PolicyUri.Parse(Uri.UnescapeDataString(policyRuleUri ?? ""), "policy_rule_uri").ToString();
         // Taken before the store is read: a write racing the read leaves the entry stale, never falsely current.
         var changes = counter?.ChangesTo(Collections.Policies) ?? -1;
+        // Keys are URIs as parsing writes them, so a caller that sent one as written skips parsing it again.
+        if (counter is not null && policyRuleUri is not null && parsed.TryGetValue(policyRuleUri, out var asWritten) && asWritten.Changes == changes)
+            return Runnable(policyRuleUri, asWritten.Rule);
+        var uri = PolicyUri.Parse(Uri.UnescapeDataString(policyRuleUri ?? ""), "policy_rule_uri").ToString();
         if (counter is not null && parsed.TryGetValue(uri, out var unchanged) && unchanged.Changes == changes) return Runnable(uri, unchanged.Rule);
         if (store is IDocumentRevisions revisions && parsed.TryGetValue(uri, out var known))
         {
