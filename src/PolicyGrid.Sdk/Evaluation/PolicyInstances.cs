@@ -32,6 +32,11 @@ internal sealed class InProcessPolicy : IPolicyInstance
     private readonly PyObject _eval;
     private readonly PyObject _management;
 
+    // Calls on one instance run one at a time, as the servers run calls sharing a context key: the GIL
+    // alone does not do that, since a policy that sleeps or does I/O releases it in the middle of eval
+    // and another thread's call would then read and write the same context.
+    private readonly Lock _calls = new();
+
     private InProcessPolicy(PyObject instance)
     {
         _eval = instance.GetAttr("eval");
@@ -68,6 +73,7 @@ internal sealed class InProcessPolicy : IPolicyInstance
     {
         var inputJson = input?.ToJsonString() ?? "null";
         string resultJson;
+        lock (_calls)
         using (Py.GIL())
         {
             try
@@ -100,6 +106,7 @@ internal sealed class InProcessPolicy : IPolicyInstance
     public ValueTask<JsonNode?> ManagementAsync(string action, JsonNode? data, CancellationToken ct)
     {
         string resultJson;
+        lock (_calls)
         using (Py.GIL())
         {
             try
