@@ -32,7 +32,10 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
     private readonly JsonObject _settingOverrides;
     private volatile Held? _held; // swapped whole by revalidation; calls read it without a lock
     private long _nextCheck;
-    private int _refreshing;
+    private long _confirmedAt; // when the registry last confirmed the held revision (Environment.TickCount64)
+    private readonly Lock _revalidationGate = new();
+    private Task? _revalidation;
+    private volatile string? _lastRevalidationError;
 
     private LocalPolicyEvaluator(PolicyGridClient client, LocalPolicyEvaluatorOptions options, PythonWorkerPool? pool)
     {
@@ -148,35 +151,49 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
 
     private Held Current()
     {
-        if (Environment.TickCount64 >= Volatile.Read(ref _nextCheck)) StartBackgroundRevalidation();
+        var now = Environment.TickCount64;
+        var next = Volatile.Read(ref _nextCheck);
+        if (now >= next)
+        {
+            var revalidation = StartRevalidation();
+            // Background re-reads keep a busy evaluator current without making calls wait. After a quiet spell
+            // (no re-read started for over two intervals) the held revision may be long superseded or retired:
+            // that call waits for the re-read instead of answering from it.
+            if (now - next >= (long)_options.RevalidateInterval.TotalMilliseconds) revalidation.GetAwaiter().GetResult();
+        }
         var held = _held ?? throw new PolicyGridApiException(503, "backend_unavailable", $"policy {_options.PolicyRuleUri} is not loaded");
         if (held.Gone is { } gone) throw gone;
         if (held.Status == "retired") throw new PolicyGridApiException(410, "retired", $"policy {_options.PolicyRuleUri} is retired");
+        var unconfirmed = Environment.TickCount64 - Volatile.Read(ref _confirmedAt);
+        if (_options.MaxStaleness != Timeout.InfiniteTimeSpan && unconfirmed > (long)_options.MaxStaleness.TotalMilliseconds)
+            throw new PolicyGridApiException(503, "backend_unavailable",
+                $"policy {_options.PolicyRuleUri}: the registry has not confirmed revision {held.Revision} for {unconfirmed / 1000.0:0.#} s "
+                + $"(MaxStaleness {_options.MaxStaleness.TotalSeconds:0.###} s); last re-read: {_lastRevalidationError ?? "none finished yet"}");
         return held;
     }
 
     // ------------------------------------------------------------------ revalidation
 
-    private void StartBackgroundRevalidation()
+    /// <summary>The re-read in flight, started now if none is: every call that needs one shares it.</summary>
+    private Task StartRevalidation()
     {
-        if (Interlocked.CompareExchange(ref _refreshing, 1, 0) != 0) return;
-        Volatile.Write(ref _nextCheck, Environment.TickCount64 + (long)_options.RevalidateInterval.TotalMilliseconds);
-        _ = Task.Run(async () =>
+        lock (_revalidationGate)
         {
-            try
+            if (_revalidation is { IsCompleted: false } running) return running;
+            Volatile.Write(ref _nextCheck, Environment.TickCount64 + (long)_options.RevalidateInterval.TotalMilliseconds);
+            return _revalidation = Task.Run(async () =>
             {
-                await RevalidateAsync(CancellationToken.None);
-            }
-            catch (Exception e)
-            {
-                // Held state already says what callers should see (kept, gone or failed); this is for operators.
-                _logger.LogWarning(e, "revalidating policy {Policy} failed", _options.PolicyRuleUri);
-            }
-            finally
-            {
-                Volatile.Write(ref _refreshing, 0);
-            }
-        });
+                try
+                {
+                    await RevalidateAsync(CancellationToken.None);
+                }
+                catch (Exception e)
+                {
+                    // Held state already says what callers should see (kept, gone or failed); this is for operators.
+                    _logger.LogWarning(e, "revalidating policy {Policy} failed", _options.PolicyRuleUri);
+                }
+            });
+        }
     }
 
     private async Task RevalidateAsync(CancellationToken ct)
@@ -192,8 +209,9 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
             }
             catch (PolicyGridApiException e) when (_held is { Gone: null } && (e is PolicyGridUnreachableException || e.Status >= 500))
             {
-                // Local mode keeps serving what it holds while the registry is away.
+                // Local mode keeps serving what it holds while the registry is away (up to MaxStaleness).
                 _logger.LogWarning("keeping policy {Policy} (revision {Revision}): {Reason}", _options.PolicyRuleUri, _held.Revision, e.Message);
+                _lastRevalidationError = e.Message;
                 return;
             }
             catch (PolicyGridApiException e) when (_held is not null && e.Status < 500)
@@ -203,8 +221,29 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
                 throw;
             }
             var tag = revision.ETag ?? revision.Document["updated_at"]?.ToString() ?? "";
-            if (_held is { Gone: null } current && tag.Length > 0 && tag == current.Revision) return;
-            await Swap(await LoadAsync(revision, tag, ct));
+            if (_held is { Gone: null } current && tag.Length > 0 && tag == current.Revision)
+            {
+                Volatile.Write(ref _confirmedAt, Environment.TickCount64);
+                return;
+            }
+            Held loaded;
+            try
+            {
+                loaded = await LoadAsync(revision, tag, ct);
+            }
+            catch (Exception e) when (_held is not null && e is not OperationCanceledException)
+            {
+                // The registry names a revision we cannot load (bad bundle, hash mismatch, invalid settings, a
+                // policy that fails to start): the one it replaced must not keep answering. Calls raise this
+                // until a later re-read loads a good revision.
+                var failure = e as PolicyGridApiException
+                    ?? new PolicyGridApiException(502, "backend_error", $"loading revision {tag} of {_options.PolicyRuleUri} failed: {e.Message}", null, e);
+                await Swap(_held with { Gone = failure });
+                if (failure == e) throw;
+                throw failure;
+            }
+            await Swap(loaded);
+            Volatile.Write(ref _confirmedAt, Environment.TickCount64);
         }
         finally
         {
