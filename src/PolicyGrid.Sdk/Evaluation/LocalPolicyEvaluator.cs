@@ -94,6 +94,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
     /// <summary>Runs the policy's <c>eval</c> on <paramref name="inputData"/>; answers the dict it returned.</summary>
     public JsonObject ExecutePolicyRule(JsonNode? inputData, JsonObject? parameters = null)
     {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         if (_options.Mode == EvaluationMode.Remote || _held?.Instance is not { Synchronous: true })
             return ExecutePolicyRuleAsync(inputData, parameters).GetAwaiter().GetResult();
         var (held, effective) = Prepare(inputData, parameters);
@@ -102,6 +103,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
 
     public async Task<JsonObject> ExecutePolicyRuleAsync(JsonNode? inputData, JsonObject? parameters = null, CancellationToken ct = default)
     {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         if (_options.Mode == EvaluationMode.Remote)
         {
             var request = new ExecutePolicyRequest(_options.PolicyRuleUri, inputData)
@@ -122,6 +124,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
 
     public async Task<JsonNode?> ExecuteManagementCommandAsync(string action, JsonNode? data = null, CancellationToken ct = default)
     {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         if (string.IsNullOrWhiteSpace(action)) throw new PolicyGridApiException(400, "validation_failed", "action: must be a non-empty string");
         if (_options.Mode == EvaluationMode.Remote)
         {
@@ -285,13 +288,14 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
             var bundle = await _bundles!.GetAsync(code, ct);
             if (_pool is not null)
             {
-                var worker = new WorkerProcessPolicy(_pool, new PolicyLoadSpec(_options.PolicyRuleUri, bundle, settings, parameters), _options.CallDeadline);
+                var worker = new WorkerProcessPolicy(_pool, new PolicyLoadSpec(_options.PolicyRuleUri, bundle, settings, parameters), _options.CallDeadline,
+                    _held?.Instance as WorkerProcessPolicy);
                 await worker.WarmAsync(ct);
                 instance = worker;
             }
             else
             {
-                instance = InProcessPolicy.Load(_options.PythonLibrary, _options.PolicyRuleUri, bundle, settings, parameters);
+                instance = InProcessPolicy.Load(_options.PythonLibrary, _options.PolicyRuleUri, bundle, settings, parameters, _held?.Instance as InProcessPolicy);
             }
         }
         return new Held((JsonObject)document.DeepClone(), tag, status, instance, parameters, parametersTemplate, inputTemplate, fingerprint, null);
@@ -315,6 +319,11 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
+        // A re-read in flight finishes first (it never throws; the client's timeout bounds it), so it cannot
+        // load a worker into the pool or release the semaphore after they are disposed.
+        Task? pending;
+        lock (_revalidationGate) pending = _revalidation;
+        if (pending is not null) await pending;
         if (_held?.Instance is { } instance) await instance.ReleaseAsync();
         if (_pool is not null) await _pool.DisposeAsync();
         _reload.Dispose();
