@@ -15,8 +15,11 @@ namespace PolicyGrid.Sdk.Evaluation;
 /// runs the policy in this process (embedded CPython) or in a worker process. Every
 /// <see cref="LocalPolicyEvaluatorOptions.RevalidateInterval"/> a call starts a background re-read of the
 /// document's revision; calls keep using the held revision until that finishes, so an update or a
-/// retirement arrives within about one interval without any call waiting on the network. When the
-/// registry cannot be reached, the held policy keeps being served; with nothing held, creation fails.</para>
+/// retirement arrives within about one interval without a busy evaluator's calls waiting on the network
+/// (after a quiet spell of over two intervals, the first call does wait for the re-read). A revision the
+/// registry names but that cannot be loaded makes calls raise. When the registry cannot be reached, the
+/// held policy keeps being served for up to <see cref="LocalPolicyEvaluatorOptions.MaxStaleness"/>, then
+/// calls raise 503; with nothing held, creation fails.</para>
 /// <para>Remote mode sends every call to an executor's <c>execute_policy</c> and fails closed.</para>
 /// </summary>
 public sealed class LocalPolicyEvaluator : IAsyncDisposable
