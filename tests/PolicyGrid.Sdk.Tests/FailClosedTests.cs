@@ -102,4 +102,12 @@ public sealed class FailClosedTests : IAsyncDisposable
         await ev.RefreshAsync(TestContext.Current.CancellationToken);
         ev.ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
     }
+
+    [Fact]
+    public async Task Max_staleness_counts_only_while_rereads_fail()
+    {
+        var ev = await Evaluator(TimeSpan.FromHours(1), maxStaleness: TimeSpan.FromMilliseconds(100));
+        await Task.Delay(200, TestContext.Current.CancellationToken); // past MaxStaleness, but no re-read was due, let alone failed
+        ev.ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
 }

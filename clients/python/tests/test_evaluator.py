@@ -177,6 +177,11 @@ class EvaluatorTests(unittest.TestCase):
         self.registry.down = False
         self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
 
+    def test_max_stale_seconds_counts_only_while_rereads_fail(self):
+        ev = self.evaluator(revalidate_seconds=3600, max_stale_seconds=0.1)
+        time.sleep(0.2)  # past max_stale_seconds, but no re-read was due, let alone failed
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
+
     def test_local_mode_with_nothing_held_fails_closed(self):
         self.registry.stop()
         with self.assertRaises(ServerUnreachableError):

@@ -38,7 +38,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
     private long _confirmedAt; // when the registry last confirmed the held revision (Environment.TickCount64)
     private readonly Lock _revalidationGate = new();
     private Task? _revalidation;
-    private volatile string? _lastRevalidationError;
+    private volatile string? _lastRevalidationError; // why the last re-read could not reach the registry; null once one does
 
     private LocalPolicyEvaluator(PolicyGridClient client, LocalPolicyEvaluatorOptions options, PythonWorkerPool? pool)
     {
@@ -170,11 +170,13 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
         var held = _held ?? throw new PolicyGridApiException(503, "backend_unavailable", $"policy {_options.PolicyRuleUri} is not loaded");
         if (held.Gone is { } gone) throw gone;
         if (held.Status == "retired") throw new PolicyGridApiException(410, "retired", $"policy {_options.PolicyRuleUri} is retired");
+        // Only while re-reads fail: with a long RevalidateInterval a revision simply not asked about yet is not stale.
         var unconfirmed = Environment.TickCount64 - Volatile.Read(ref _confirmedAt);
-        if (_options.MaxStaleness != Timeout.InfiniteTimeSpan && unconfirmed > (long)_options.MaxStaleness.TotalMilliseconds)
+        if (_lastRevalidationError is not null && _options.MaxStaleness != Timeout.InfiniteTimeSpan
+            && unconfirmed > (long)_options.MaxStaleness.TotalMilliseconds)
             throw new PolicyGridApiException(503, "backend_unavailable",
                 $"policy {_options.PolicyRuleUri}: the registry has not confirmed revision {held.Revision} for {unconfirmed / 1000.0:0.#} s "
-                + $"(MaxStaleness {_options.MaxStaleness.TotalSeconds:0.###} s); last re-read: {_lastRevalidationError ?? "none finished yet"}");
+                + $"(MaxStaleness {_options.MaxStaleness.TotalSeconds:0.###} s); last re-read: {_lastRevalidationError}");
         return held;
     }
 
@@ -230,6 +232,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
             if (_held is { Gone: null } current && tag.Length > 0 && tag == current.Revision)
             {
                 Volatile.Write(ref _confirmedAt, Environment.TickCount64);
+                _lastRevalidationError = null;
                 return;
             }
             Held loaded;
@@ -250,6 +253,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
             }
             await Swap(loaded);
             Volatile.Write(ref _confirmedAt, Environment.TickCount64);
+            _lastRevalidationError = null;
         }
         finally
         {

@@ -45,8 +45,8 @@ public sealed record LocalPolicyEvaluatorOptions
     public TimeSpan RevalidateInterval { get; init; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
-    /// How long a local evaluator keeps answering from a held revision the registry has not confirmed (it is
-    /// unreachable or failing). Past it calls raise 503 <c>backend_unavailable</c>: a retirement or a tightened
+    /// How long a local evaluator keeps answering from a held revision the registry has not confirmed while its
+    /// re-reads fail (it is unreachable or answers 5xx). Past it calls raise 503 <c>backend_unavailable</c>: a retirement or a tightened
     /// policy made during a longer outage must not go unnoticed forever. <see cref="Timeout.InfiniteTimeSpan"/>
     /// serves the held revision for as long as the outage lasts.
     /// </summary>

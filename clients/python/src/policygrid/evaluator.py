@@ -151,11 +151,12 @@ class LocalPolicyEvaluator:
         if held.status == "retired":
             raise PolicyGridApiError(410, "retired", f"policy {self.policy_rule_uri} is retired")
         unconfirmed = time.monotonic() - self._confirmed_at
-        if self.max_stale_seconds is not None and unconfirmed > self.max_stale_seconds:
+        # Only while re-reads fail: with a long revalidate_seconds a revision simply not asked about yet is not stale.
+        if self._last_reread_error is not None and self.max_stale_seconds is not None and unconfirmed > self.max_stale_seconds:
             raise PolicyGridApiError(
                 503, "backend_unavailable",
                 f"policy {self.policy_rule_uri}: the registry has not confirmed revision {held.revision} for {unconfirmed:.1f} s "
-                f"(max_stale_seconds {self.max_stale_seconds:g}); last re-read: {self._last_reread_error or 'none finished yet'}")
+                f"(max_stale_seconds {self.max_stale_seconds:g}); last re-read: {self._last_reread_error}")
         if held.status == "deprecated" and self._warned_deprecated != held.revision:
             self._warned_deprecated = held.revision
             warnings.warn(f"policy {self.policy_rule_uri} is deprecated", DeprecationWarning, stacklevel=3)
@@ -183,7 +184,7 @@ class LocalPolicyEvaluator:
                 raise PolicyGridApiError(502, "backend_error", f"GET /policy/{self.policy_rule_uri} did not answer a document")
             revision = response.etag or str(document.get("updated_at") or "")
             if self._held is not None and self._failure is None and revision and revision == self._held.revision:
-                self._confirmed_at = time.monotonic()
+                self._confirmed_at, self._last_reread_error = time.monotonic(), None
                 return
             try:
                 held = self._load(document, revision)
@@ -199,7 +200,7 @@ class LocalPolicyEvaluator:
                     raise
                 raise failure from e
             self._held, self._failure = held, None
-            self._confirmed_at = time.monotonic()
+            self._confirmed_at, self._last_reread_error = time.monotonic(), None
 
     def _load(self, document: dict, revision: str) -> _Held:
         status = str(document.get("status") or "active")
