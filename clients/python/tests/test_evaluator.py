@@ -182,6 +182,45 @@ class EvaluatorTests(unittest.TestCase):
         time.sleep(0.2)  # past max_stale_seconds, but no re-read was due, let alone failed
         self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
 
+    def test_a_hung_registry_stalls_only_the_call_that_rereads_and_only_once_per_interval(self):
+        import socket
+        import threading
+        ev = self.evaluator(revalidate_seconds=0.2)
+        hung = socket.socket()
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(64)
+        accepted, held_open = threading.Event(), []
+
+        def accept():  # takes connections and never answers them
+            while True:
+                try:
+                    held_open.append(hung.accept()[0])
+                except OSError:
+                    return
+                accepted.set()
+
+        threading.Thread(target=accept, daemon=True).start()
+        ev.client.server, ev.client.timeout = f"http://127.0.0.1:{hung.getsockname()[1]}", 0.5
+        ev._next_check = 0.0  # a re-read is due
+        rereader = threading.Thread(target=ev.execute_policy_rule, args=({"ip": "10.0.0.1"},))
+        try:
+            rereader.start()
+            self.assertTrue(accepted.wait(5))
+            # While that call waits on the hung registry, another thread's call answers from the held revision.
+            started = time.monotonic()
+            self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
+            self.assertLess(time.monotonic() - started, 0.25)
+            rereader.join()
+            # The failed re-read counts as this interval's: the calls right after it do not each wait a timeout again.
+            started = time.monotonic()
+            for _ in range(3):
+                self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
+            self.assertLess(time.monotonic() - started, 0.25)
+        finally:
+            hung.close()
+            for c in held_open:
+                c.close()
+
     def test_local_mode_with_nothing_held_fails_closed(self):
         self.registry.stop()
         with self.assertRaises(ServerUnreachableError):

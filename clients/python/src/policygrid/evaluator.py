@@ -74,7 +74,10 @@ class LocalPolicyEvaluator:
         self.client = client or PolicyGridClient(server, token, timeout)
         self.context: dict = {}
         self._bundles = BundleCache(self.client, cache_dir, unpack_limits)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # one eval/management at a time: they share the context
+        # One re-read at a time, apart from _lock: while a re-read waits on the network, other threads' calls
+        # answer from the held revision instead of queueing behind it.
+        self._reread_lock = threading.Lock()
         self._held: _Held | None = None
         self._next_check = 0.0
         self._confirmed_at = 0.0  # when the registry last confirmed the held revision (time.monotonic)
@@ -142,7 +145,7 @@ class LocalPolicyEvaluator:
     # ------------------------------------------------------------------ holding and revalidating
     def _current(self) -> _Held:
         if time.monotonic() >= self._next_check:
-            self._revalidate()
+            self._revalidate(only_if_due=True)
         held, failure = self._held, self._failure
         if failure is not None:
             raise failure
@@ -162,45 +165,55 @@ class LocalPolicyEvaluator:
             warnings.warn(f"policy {self.policy_rule_uri} is deprecated", DeprecationWarning, stacklevel=3)
         return held
 
-    def _revalidate(self, first: bool = False) -> None:
-        with self._lock:
+    def _revalidate(self, first: bool = False, only_if_due: bool = False) -> None:
+        with self._reread_lock:
+            if only_if_due and time.monotonic() < self._next_check:
+                return  # another thread re-read while this one waited for the lock
             self._next_check = time.monotonic() + self.revalidate_seconds
             try:
-                response = self.client.get_policy_with_etag(self.policy_rule_uri)
-            except PolicyGridApiError as e:
-                unreachable = isinstance(e, ServerUnreachableError) or e.status >= 500
-                if unreachable and self._held is not None and self._failure is None:
-                    # Keep serving what is held while the registry is away (up to max_stale_seconds).
-                    log.warning("policygrid: keeping policy %s (revision %s): %s", self.policy_rule_uri, self._held.revision, e)
-                    self._last_reread_error = str(e)
-                    return
-                if not unreachable and self._held is not None:
-                    # The registry answered: the policy is gone, or we may no longer read it. Calls raise
-                    # this until a later re-read finds it again.
-                    self._failure = e
-                raise
-            document = response.data
-            if not isinstance(document, dict):
-                raise PolicyGridApiError(502, "backend_error", f"GET /policy/{self.policy_rule_uri} did not answer a document")
-            revision = response.etag or str(document.get("updated_at") or "")
-            if self._held is not None and self._failure is None and revision and revision == self._held.revision:
-                self._confirmed_at, self._last_reread_error = time.monotonic(), None
+                self._reread()
+            finally:
+                # The next re-read is an interval after this one ended: a slow or hung registry (timeout longer
+                # than the interval) must not make every following call wait a timeout again.
+                self._next_check = time.monotonic() + self.revalidate_seconds
+
+    def _reread(self) -> None:
+        try:
+            response = self.client.get_policy_with_etag(self.policy_rule_uri)
+        except PolicyGridApiError as e:
+            unreachable = isinstance(e, ServerUnreachableError) or e.status >= 500
+            if unreachable and self._held is not None and self._failure is None:
+                # Keep serving what is held while the registry is away (up to max_stale_seconds).
+                log.warning("policygrid: keeping policy %s (revision %s): %s", self.policy_rule_uri, self._held.revision, e)
+                self._last_reread_error = str(e)
                 return
-            try:
-                held = self._load(document, revision)
-            except Exception as e:
-                if self._held is None:
-                    raise
-                # The registry names a revision we cannot load (bad bundle, hash mismatch, invalid settings, a
-                # policy that fails to start): the one it replaced must not keep answering.
-                failure = e if isinstance(e, PolicyGridApiError) else PolicyGridApiError(
-                    502, "backend_error", f"loading revision {revision} of {self.policy_rule_uri} failed: {type(e).__name__}: {e}")
-                self._failure = failure
-                if failure is e:
-                    raise
-                raise failure from e
-            self._held, self._failure = held, None
+            if not unreachable and self._held is not None:
+                # The registry answered: the policy is gone, or we may no longer read it. Calls raise
+                # this until a later re-read finds it again.
+                self._failure = e
+            raise
+        document = response.data
+        if not isinstance(document, dict):
+            raise PolicyGridApiError(502, "backend_error", f"GET /policy/{self.policy_rule_uri} did not answer a document")
+        revision = response.etag or str(document.get("updated_at") or "")
+        if self._held is not None and self._failure is None and revision and revision == self._held.revision:
             self._confirmed_at, self._last_reread_error = time.monotonic(), None
+            return
+        try:
+            held = self._load(document, revision)
+        except Exception as e:
+            if self._held is None:
+                raise
+            # The registry names a revision we cannot load (bad bundle, hash mismatch, invalid settings, a
+            # policy that fails to start): the one it replaced must not keep answering.
+            failure = e if isinstance(e, PolicyGridApiError) else PolicyGridApiError(
+                502, "backend_error", f"loading revision {revision} of {self.policy_rule_uri} failed: {type(e).__name__}: {e}")
+            self._failure = failure
+            if failure is e:
+                raise
+            raise failure from e
+        self._held, self._failure = held, None
+        self._confirmed_at, self._last_reread_error = time.monotonic(), None
 
     def _load(self, document: dict, revision: str) -> _Held:
         status = str(document.get("status") or "active")
