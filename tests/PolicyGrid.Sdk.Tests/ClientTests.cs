@@ -99,6 +99,27 @@ public sealed class ClientTests : IDisposable
     }
 
     [Fact]
+    public async Task A_redirect_to_another_origin_carries_no_token()
+    {
+        using var elsewhere = new CannedServer();
+        using var redirector = new TcpListener(IPAddress.Loopback, 0);
+        redirector.Start();
+        var answering = Task.Run(async () =>
+        {
+            using var socket = await redirector.AcceptSocketAsync(TestContext.Current.CancellationToken);
+            var buffer = new byte[8192];
+            await socket.ReceiveAsync(buffer, TestContext.Current.CancellationToken);
+            await socket.SendAsync(Encoding.ASCII.GetBytes(
+                $"HTTP/1.1 302 Found\r\nLocation: {elsewhere.Url}policy/a:1-b\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"), TestContext.Current.CancellationToken);
+        }, TestContext.Current.CancellationToken);
+        var port = ((IPEndPoint)redirector.LocalEndpoint).Port;
+        using var client = new PolicyGridClient(new Uri($"http://127.0.0.1:{port}/"), "s3cret", TimeSpan.FromSeconds(5));
+        await client.GetPolicyAsync("a:1-b", TestContext.Current.CancellationToken);
+        await answering;
+        elsewhere.Seen[^1].Authorization.ShouldBeNull();
+    }
+
+    [Fact]
     public async Task Bearer_token_and_body_are_sent()
     {
         _server.Answer = (200, """{"success":true,"data":{"allowed":true}}""", "application/json");
