@@ -195,6 +195,17 @@ public sealed class EvaluatorTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task A_deprecated_policy_still_runs_and_says_so()
+    {
+        var ev = await Evaluator();
+        ev.Deprecated.ShouldBeFalse();
+        _registry.Update(d => d["status"] = "deprecated");
+        await ev.RefreshAsync(TestContext.Current.CancellationToken);
+        ev.Deprecated.ShouldBeTrue();
+        ev.ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    [Fact]
     public async Task A_deleted_policy_answers_not_found()
     {
         var ev = await Evaluator();

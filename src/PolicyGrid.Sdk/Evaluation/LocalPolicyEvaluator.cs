@@ -58,6 +58,12 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
     /// <summary>The policy document held (local mode), as last read from the registry.</summary>
     public JsonObject? Policy => (JsonObject?)_held?.Document.DeepClone();
 
+    /// <summary>
+    /// Whether the held policy is <c>deprecated</c> (it still runs; plan a move to its successor). The Python SDK
+    /// raises a DeprecationWarning for the same; here it is this flag and one logged warning per revision.
+    /// </summary>
+    public bool Deprecated => _held is { Status: "deprecated", Gone: null };
+
     /// <summary>The revision (ETag) of the held document.</summary>
     public string? Revision => _held?.Revision;
 
@@ -305,6 +311,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
                 instance = InProcessPolicy.Load(_options.PythonLibrary, _options.PolicyRuleUri, bundle, settings, parameters, _held?.Instance as InProcessPolicy);
             }
         }
+        if (status == "deprecated") _logger.LogWarning("policy {Policy} (revision {Revision}) is deprecated", _options.PolicyRuleUri, tag);
         return new Held((JsonObject)document.DeepClone(), tag, status, instance, parameters, parametersTemplate, inputTemplate, fingerprint, null);
     }
 
