@@ -154,6 +154,30 @@ class UnreachableTests(unittest.TestCase):
         self.assertEqual((caught.exception.status, caught.exception.code), (503, "backend_unavailable"))
         self.assertIn(url, caught.exception.message)
 
+    def test_a_broken_answer_raises_server_unreachable_not_an_http_client_error(self):
+        import socket
+        for payload in (b"hello there\r\n",  # not HTTP at all
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"success\": true"):  # cut short
+            listener = socket.socket()
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(4)
+
+            def answer():
+                conn, _ = listener.accept()
+                conn.recv(65536)
+                conn.sendall(payload)
+                conn.close()
+
+            t = threading.Thread(target=answer, daemon=True)
+            t.start()
+            try:
+                with self.assertRaises(ServerUnreachableError) as caught:
+                    PolicyGridClient(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=2).get_policy("a:1-b")
+                self.assertEqual(caught.exception.code, "backend_unavailable")
+            finally:
+                t.join(5)
+                listener.close()
+
     def test_a_server_that_never_answers_times_out_and_raises(self):
         import socket
         listener = socket.socket()

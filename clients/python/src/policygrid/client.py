@@ -6,6 +6,7 @@ ServerUnreachableError (fail closed).
 """
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -90,12 +91,18 @@ class PolicyGridClient:
                 payload = resp.read()
                 return self._decode(resp.status, dict((k.lower(), v) for k, v in resp.headers.items()), payload, url)
         except urllib.error.HTTPError as e:
-            payload = e.read()
+            try:
+                payload = e.read()
+            except (http.client.HTTPException, OSError):
+                payload = b""  # the status alone still says what failed
             headers_ = dict((k.lower(), v) for k, v in (e.headers or {}).items())
             return self._decode(e.code, headers_, payload, url)
         except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, OSError) as e:
             reason = getattr(e, "reason", None) or e
             raise ServerUnreachableError(self.server, str(reason)) from e
+        except http.client.HTTPException as e:
+            # Not an HTTP answer, or one cut short: no PolicyGrid answered, so the call fails closed the same way.
+            raise ServerUnreachableError(self.server, f"broken HTTP answer: {type(e).__name__}: {e!s:.200}") from e
 
     def _decode(self, status: int, headers: dict, payload: bytes, url: str) -> Response:
         ctype = headers.get("content-type", "")
