@@ -150,6 +150,26 @@ public sealed class ClientTests : IDisposable
         e.Reason.ShouldContain(url.ToString());
     }
 
+    [Theory]
+    [InlineData("hello there\r\n")] // not HTTP at all
+    [InlineData("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"success\": true")] // cut short
+    public async Task A_broken_answer_fails_closed_as_unreachable(string answer)
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var answering = Task.Run(async () =>
+        {
+            using var socket = await listener.AcceptSocketAsync(TestContext.Current.CancellationToken);
+            await socket.ReceiveAsync(new byte[8192], TestContext.Current.CancellationToken);
+            await socket.SendAsync(Encoding.ASCII.GetBytes(answer), TestContext.Current.CancellationToken);
+            socket.Shutdown(SocketShutdown.Both);
+        }, TestContext.Current.CancellationToken);
+        using var client = new PolicyGridClient(new Uri($"http://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}/"), null, TimeSpan.FromSeconds(5));
+        var e = await Should.ThrowAsync<PolicyGridUnreachableException>(() => client.GetPolicyAsync("a:1-b", TestContext.Current.CancellationToken));
+        e.Code.ShouldBe("backend_unavailable");
+        await answering;
+    }
+
     [Fact]
     public async Task A_server_that_never_answers_times_out_and_fails_closed()
     {
