@@ -99,6 +99,27 @@ public sealed class ClientTests : IDisposable
     }
 
     [Fact]
+    public async Task A_redirect_to_another_origin_carries_no_token()
+    {
+        using var elsewhere = new CannedServer();
+        using var redirector = new TcpListener(IPAddress.Loopback, 0);
+        redirector.Start();
+        var answering = Task.Run(async () =>
+        {
+            using var socket = await redirector.AcceptSocketAsync(TestContext.Current.CancellationToken);
+            var buffer = new byte[8192];
+            await socket.ReceiveAsync(buffer, TestContext.Current.CancellationToken);
+            await socket.SendAsync(Encoding.ASCII.GetBytes(
+                $"HTTP/1.1 302 Found\r\nLocation: {elsewhere.Url}policy/a:1-b\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"), TestContext.Current.CancellationToken);
+        }, TestContext.Current.CancellationToken);
+        var port = ((IPEndPoint)redirector.LocalEndpoint).Port;
+        using var client = new PolicyGridClient(new Uri($"http://127.0.0.1:{port}/"), "s3cret", TimeSpan.FromSeconds(5));
+        await client.GetPolicyAsync("a:1-b", TestContext.Current.CancellationToken);
+        await answering;
+        elsewhere.Seen[^1].Authorization.ShouldBeNull();
+    }
+
+    [Fact]
     public async Task Bearer_token_and_body_are_sent()
     {
         _server.Answer = (200, """{"success":true,"data":{"allowed":true}}""", "application/json");
@@ -127,6 +148,26 @@ public sealed class ClientTests : IDisposable
             new PolicyGridClient(url, null, TimeSpan.FromSeconds(2)).GetPolicyAsync("a:1-b", TestContext.Current.CancellationToken));
         (e.Status, e.Code).ShouldBe((503, "backend_unavailable"));
         e.Reason.ShouldContain(url.ToString());
+    }
+
+    [Theory]
+    [InlineData("hello there\r\n")] // not HTTP at all
+    [InlineData("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"success\": true")] // cut short
+    public async Task A_broken_answer_fails_closed_as_unreachable(string answer)
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var answering = Task.Run(async () =>
+        {
+            using var socket = await listener.AcceptSocketAsync(TestContext.Current.CancellationToken);
+            await socket.ReceiveAsync(new byte[8192], TestContext.Current.CancellationToken);
+            await socket.SendAsync(Encoding.ASCII.GetBytes(answer), TestContext.Current.CancellationToken);
+            socket.Shutdown(SocketShutdown.Both);
+        }, TestContext.Current.CancellationToken);
+        using var client = new PolicyGridClient(new Uri($"http://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}/"), null, TimeSpan.FromSeconds(5));
+        var e = await Should.ThrowAsync<PolicyGridUnreachableException>(() => client.GetPolicyAsync("a:1-b", TestContext.Current.CancellationToken));
+        e.Code.ShouldBe("backend_unavailable");
+        await answering;
     }
 
     [Fact]

@@ -151,6 +151,27 @@ public sealed class EvaluatorTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Context_survives_an_update_that_reloads_the_policy()
+    {
+        var ev = await Evaluator();
+        ev.ExecutePolicyRule(Ip("10.0.0.1"))["calls"]!.GetValue<int>().ShouldBe(1);
+        _registry.Update(d => d["policy_parameters"] = new JsonObject { ["local_allowlist"] = new JsonArray("10.0.0.9") });
+        await ev.RefreshAsync(TestContext.Current.CancellationToken);
+        var after = ev.ExecutePolicyRule(Ip("10.0.0.9"));
+        after["allowed"]!.GetValue<bool>().ShouldBeTrue(); // the new parameters are in force
+        after["calls"]!.GetValue<int>().ShouldBe(2); // and a count kept in context goes on, as on the servers and in the Python SDK
+    }
+
+    [Fact]
+    public async Task A_disposed_evaluator_refuses_calls()
+    {
+        var ev = await Evaluator();
+        await ev.DisposeAsync();
+        Should.Throw<ObjectDisposedException>(() => ev.ExecutePolicyRule(Ip("10.0.0.1")));
+        await Should.ThrowAsync<ObjectDisposedException>(() => ev.ExecuteManagementCommandAsync("get_state"));
+    }
+
+    [Fact]
     public async Task New_code_is_fetched_and_loaded_on_update()
     {
         var ev = await Evaluator();
@@ -171,6 +192,17 @@ public sealed class EvaluatorTests : IAsyncDisposable
         await ev.RefreshAsync(TestContext.Current.CancellationToken);
         var e = Should.Throw<PolicyGridApiException>(() => ev.ExecutePolicyRule(Ip("10.0.0.1")));
         (e.Status, e.Code).ShouldBe((410, "retired"));
+    }
+
+    [Fact]
+    public async Task A_deprecated_policy_still_runs_and_says_so()
+    {
+        var ev = await Evaluator();
+        ev.Deprecated.ShouldBeFalse();
+        _registry.Update(d => d["status"] = "deprecated");
+        await ev.RefreshAsync(TestContext.Current.CancellationToken);
+        ev.Deprecated.ShouldBeTrue();
+        ev.ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
     }
 
     [Fact]

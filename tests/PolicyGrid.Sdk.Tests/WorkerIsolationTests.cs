@@ -56,4 +56,22 @@ public sealed class WorkerIsolationTests
         (crash.Status, crash.Code).ShouldBe((422, "policy_crashed"));
         (await ev.ExecutePolicyRuleAsync(Ip("10.0.0.1"), ct: TestContext.Current.CancellationToken))["allowed"]!.GetValue<bool>().ShouldBeTrue();
     }
+
+    [Fact]
+    public async Task Context_survives_an_update_that_reloads_the_policy_and_dispose_ends_the_worker()
+    {
+        using var registry = new LoopbackRegistry(EvaluatorTests.Document(), TestBundles.Zip(("code/function.py", Misbehaving)));
+        var ev = await LocalPolicyEvaluator.CreateAsync(new PolicyGridClient(registry.Url), Options() with { RevalidateInterval = TimeSpan.FromHours(1) },
+            TestContext.Current.CancellationToken);
+        ev.ExecutePolicyRule(Ip("10.0.0.1"));
+        registry.Update(d => d["policy_parameters"] = new JsonObject { ["local_allowlist"] = new JsonArray("10.0.0.9") });
+        await ev.RefreshAsync(TestContext.Current.CancellationToken);
+        var after = ev.ExecutePolicyRule(Ip("10.0.0.9"));
+        after["allowed"]!.GetValue<bool>().ShouldBeTrue(); // the new parameters are in force
+        after["calls"]!.GetValue<int>().ShouldBe(2); // and the count kept in context goes on, as on the servers
+        using var worker = System.Diagnostics.Process.GetProcessById(after["pid"]!.GetValue<int>());
+        await ev.DisposeAsync();
+        await worker.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+        worker.HasExited.ShouldBeTrue();
+    }
 }

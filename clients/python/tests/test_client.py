@@ -102,6 +102,50 @@ class EnvelopeTests(unittest.TestCase):
             PolicyGridClient(self.canned.url).query_policies({}, limt=5)
 
 
+class TokenScopeTests(unittest.TestCase):
+    """The bearer token is for the PolicyGrid server only: a policy's `code` may be any writer's URL."""
+
+    def setUp(self):
+        self.registry, self.elsewhere = CannedServer(), CannedServer()
+
+    def tearDown(self):
+        self.registry.close()
+        self.elsewhere.close()
+
+    def test_a_bundle_url_on_another_host_gets_no_token(self):
+        self.elsewhere.answer = (200, b"PK\x05\x06" + b"\0" * 18, "application/zip")
+        PolicyGridClient(self.registry.url, token="s3cret").download_bundle(self.elsewhere.url + "/evil.zip")
+        self.assertNotIn("Authorization", self.elsewhere.seen[-1][2])
+
+    def test_a_redirect_to_another_host_gets_no_token(self):
+        self.elsewhere.answer = (200, json.dumps({"success": True, "data": {"x": 1}}).encode(), "application/json")
+        target = self.elsewhere.url + "/policy/a:1-b"
+
+        class Redirecting(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                self.send_response(302)
+                self.send_header("Location", target)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        try:
+            PolicyGridClient(f"http://127.0.0.1:{server.server_address[1]}", token="s3cret").get_policy("a:1-b")
+        finally:
+            server.shutdown()
+            server.server_close()
+        self.assertNotIn("Authorization", self.elsewhere.seen[-1][2])
+
+    def test_the_server_itself_still_gets_the_token_on_absolute_urls(self):
+        self.registry.answer = (200, b"PK\x05\x06" + b"\0" * 18, "application/zip")
+        PolicyGridClient(self.registry.url, token="s3cret").download_bundle(self.registry.url + "/bundles/sha256/" + "a" * 64)
+        self.assertEqual(self.registry.seen[-1][2].get("Authorization"), "Bearer s3cret")
+
+
 class UnreachableTests(unittest.TestCase):
     def test_refused_connection_raises_server_unreachable(self):
         url = f"http://127.0.0.1:{support.free_port()}"
@@ -109,6 +153,30 @@ class UnreachableTests(unittest.TestCase):
             PolicyGridClient(url, timeout=2).get_policy("a:1-b")
         self.assertEqual((caught.exception.status, caught.exception.code), (503, "backend_unavailable"))
         self.assertIn(url, caught.exception.message)
+
+    def test_a_broken_answer_raises_server_unreachable_not_an_http_client_error(self):
+        import socket
+        for payload in (b"hello there\r\n",  # not HTTP at all
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"success\": true"):  # cut short
+            listener = socket.socket()
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(4)
+
+            def answer():
+                conn, _ = listener.accept()
+                conn.recv(65536)
+                conn.sendall(payload)
+                conn.close()
+
+            t = threading.Thread(target=answer, daemon=True)
+            t.start()
+            try:
+                with self.assertRaises(ServerUnreachableError) as caught:
+                    PolicyGridClient(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=2).get_policy("a:1-b")
+                self.assertEqual(caught.exception.code, "backend_unavailable")
+            finally:
+                t.join(5)
+                listener.close()
 
     def test_a_server_that_never_answers_times_out_and_raises(self):
         import socket

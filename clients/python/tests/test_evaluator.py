@@ -1,6 +1,7 @@
 """LocalPolicyEvaluator against a loopback registry: fetch once, verify, revalidate, fail closed."""
 import hashlib
 import tempfile
+import time
 import unittest
 
 import support
@@ -133,6 +134,92 @@ class EvaluatorTests(unittest.TestCase):
         self.registry.stop()  # and now nothing listens at all
         self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
         self.registry = support.LoopbackRegistry(DOC, b"")  # for tearDown
+
+    def test_a_deleted_policy_keeps_raising_not_found_between_rereads(self):
+        ev = self.evaluator(revalidate_seconds=3600)
+        self.registry.document["policy_rule_uri"] = "something:else-x"
+        with self.assertRaises(PolicyGridApiError):
+            ev.refresh()
+        with self.assertRaises(PolicyGridApiError) as caught:
+            ev.execute_policy_rule({"ip": "10.0.0.1"})
+        self.assertEqual((caught.exception.status, caught.exception.code), (404, "not_found"))
+
+    def test_a_revision_that_cannot_be_loaded_is_not_replaced_by_the_one_it_superseded(self):
+        ev = self.evaluator(revalidate_seconds=3600)
+        good = self.registry.bundle
+        # The registry names a new bundle, but what it serves does not match the hash.
+        new = support.zip_bytes({"code/function.py": b"class AIOSv1PolicyRule: pass  # v2\n"})
+        self.registry.sha = hashlib.sha256(new).hexdigest()
+        self.registry.update(code=f"bundle://sha256/{self.registry.sha}")
+        self.registry.bundle = good
+        with self.assertRaises(PolicyGridApiError):
+            ev.refresh()
+        with self.assertRaises(PolicyGridApiError) as caught:
+            ev.execute_policy_rule({"ip": "10.0.0.1"})
+        self.assertEqual(caught.exception.code, "backend_error")
+        self.assertIn("failed verification", caught.exception.message)
+        # Once the registry names a loadable revision again, the next re-read loads it.
+        self.registry.sha = hashlib.sha256(good).hexdigest()
+        self.registry.update(code=f"bundle://sha256/{self.registry.sha}")
+        ev.refresh()
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
+
+    def test_a_held_policy_is_refused_once_unconfirmed_past_max_stale_seconds(self):
+        ev = self.evaluator(revalidate_seconds=0, max_stale_seconds=0.3)
+        self.registry.down = True  # the store behind the registry fails: 503
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
+        time.sleep(0.4)  # past max_stale_seconds without a confirmation
+        with self.assertRaises(PolicyGridApiError) as caught:
+            ev.execute_policy_rule({"ip": "10.0.0.1"})
+        self.assertEqual((caught.exception.status, caught.exception.code), (503, "backend_unavailable"))
+        self.assertIn("has not confirmed revision", caught.exception.message)
+        self.assertIn("store down", caught.exception.message)
+        self.registry.down = False
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
+
+    def test_max_stale_seconds_counts_only_while_rereads_fail(self):
+        ev = self.evaluator(revalidate_seconds=3600, max_stale_seconds=0.1)
+        time.sleep(0.2)  # past max_stale_seconds, but no re-read was due, let alone failed
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
+
+    def test_a_hung_registry_stalls_only_the_call_that_rereads_and_only_once_per_interval(self):
+        import socket
+        import threading
+        ev = self.evaluator(revalidate_seconds=0.2)
+        hung = socket.socket()
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(64)
+        accepted, held_open = threading.Event(), []
+
+        def accept():  # takes connections and never answers them
+            while True:
+                try:
+                    held_open.append(hung.accept()[0])
+                except OSError:
+                    return
+                accepted.set()
+
+        threading.Thread(target=accept, daemon=True).start()
+        ev.client.server, ev.client.timeout = f"http://127.0.0.1:{hung.getsockname()[1]}", 0.5
+        ev._next_check = 0.0  # a re-read is due
+        rereader = threading.Thread(target=ev.execute_policy_rule, args=({"ip": "10.0.0.1"},))
+        try:
+            rereader.start()
+            self.assertTrue(accepted.wait(5))
+            # While that call waits on the hung registry, another thread's call answers from the held revision.
+            started = time.monotonic()
+            self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
+            self.assertLess(time.monotonic() - started, 0.25)
+            rereader.join()
+            # The failed re-read counts as this interval's: the calls right after it do not each wait a timeout again.
+            started = time.monotonic()
+            for _ in range(3):
+                self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
+            self.assertLess(time.monotonic() - started, 0.25)
+        finally:
+            hung.close()
+            for c in held_open:
+                c.close()
 
     def test_local_mode_with_nothing_held_fails_closed(self):
         self.registry.stop()

@@ -103,16 +103,63 @@ internal sealed partial class BundleFetcher(PolicyGridClient client, string cach
 
     /// <summary>
     /// A fresh directory for this process (created by us, so nobody else can have planted content in
-    /// it), readable by the unprivileged worker user.
+    /// it), readable by the unprivileged worker user. It is removed when the process exits; directories
+    /// left by processes that ended without exiting cleanly are removed by the next process to make one.
     /// </summary>
     public static string ProcessCacheDirectory() => ProcessCache.Value;
 
+    private const string ProcessCachePrefix = "policygrid-sdk-";
+
     private static readonly Lazy<string> ProcessCache = new(() =>
     {
-        var dir = Directory.CreateTempSubdirectory("policygrid-sdk-").FullName;
+        SweepAbandonedProcessCaches(Path.GetTempPath());
+        var dir = Directory.CreateTempSubdirectory($"{ProcessCachePrefix}{Environment.ProcessId}-").FullName;
         if (!OperatingSystem.IsWindows())
             File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
                 | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => TryDelete(dir);
         return dir;
     });
+
+    /// <summary>
+    /// Removes <c>policygrid-sdk-{pid}-*</c> directories under <paramref name="tempRoot"/> whose process no longer
+    /// runs (one per process that used the default cache and was killed). A directory of a running process, of
+    /// another user, or without a pid in its name is left alone.
+    /// </summary>
+    internal static void SweepAbandonedProcessCaches(string tempRoot)
+    {
+        IEnumerable<string> candidates;
+        try { candidates = Directory.EnumerateDirectories(tempRoot, ProcessCachePrefix + "*").ToList(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return; }
+        foreach (var dir in candidates)
+        {
+            var rest = Path.GetFileName(dir)[ProcessCachePrefix.Length..];
+            var dash = rest.IndexOf('-');
+            if (dash <= 0 || !int.TryParse(rest.AsSpan(0, dash), out var pid) || pid == Environment.ProcessId || ProcessRuns(pid)) continue;
+            TryDelete(dir);
+        }
+    }
+
+    private static bool ProcessRuns(int pid)
+    {
+        try
+        {
+            using var process = System.Diagnostics.Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false; // no such process
+        }
+        catch (Exception e) when (e is InvalidOperationException or System.ComponentModel.Win32Exception or UnauthorizedAccessException)
+        {
+            return true; // cannot tell: keep it
+        }
+    }
+
+    private static void TryDelete(string dir)
+    {
+        try { Directory.Delete(dir, recursive: true); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+    }
 }

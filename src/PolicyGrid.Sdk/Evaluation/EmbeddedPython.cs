@@ -91,10 +91,10 @@ internal static class EmbeddedPython
         class Instance:
             __slots__ = ("obj", "parameters", "context", "eval")
 
-            def __init__(self, obj, parameters):
+            def __init__(self, obj, parameters, context=None):
                 self.obj = obj
                 self.parameters = parameters
-                self.context = context = {}
+                self.context = context = {} if context is None else context
                 # The hot path: a closure over locals, so a call does no attribute or global lookups.
                 loads, dumps, policy_eval = json.loads, json.dumps, obj.eval
 
@@ -113,10 +113,10 @@ internal static class EmbeddedPython
                 return json.dumps(method(action, json.loads(data_json)))
 
 
-        def load(name, function_py, code_dir, rule_id, settings_json, parameters_json):
+        def load(name, function_py, code_dir, rule_id, settings_json, parameters_json, context=None):
             cls = getattr(_module(name, function_py, code_dir), "AIOSv1PolicyRule", None)
             if not isinstance(cls, type):
                 raise LookupError("code/function.py defines no class AIOSv1PolicyRule")
-            return Instance(cls(rule_id, json.loads(settings_json), json.loads(parameters_json)), json.loads(parameters_json))
+            return Instance(cls(rule_id, json.loads(settings_json), json.loads(parameters_json)), json.loads(parameters_json), context)
         """;
 }

@@ -15,8 +15,11 @@ namespace PolicyGrid.Sdk.Evaluation;
 /// runs the policy in this process (embedded CPython) or in a worker process. Every
 /// <see cref="LocalPolicyEvaluatorOptions.RevalidateInterval"/> a call starts a background re-read of the
 /// document's revision; calls keep using the held revision until that finishes, so an update or a
-/// retirement arrives within about one interval without any call waiting on the network. When the
-/// registry cannot be reached, the held policy keeps being served; with nothing held, creation fails.</para>
+/// retirement arrives within about one interval without a busy evaluator's calls waiting on the network
+/// (after a quiet spell of over two intervals, the first call does wait for the re-read). A revision the
+/// registry names but that cannot be loaded makes calls raise. When the registry cannot be reached, the
+/// held policy keeps being served for up to <see cref="LocalPolicyEvaluatorOptions.MaxStaleness"/>, then
+/// calls raise 503; with nothing held, creation fails.</para>
 /// <para>Remote mode sends every call to an executor's <c>execute_policy</c> and fails closed.</para>
 /// </summary>
 public sealed class LocalPolicyEvaluator : IAsyncDisposable
@@ -32,7 +35,10 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
     private readonly JsonObject _settingOverrides;
     private volatile Held? _held; // swapped whole by revalidation; calls read it without a lock
     private long _nextCheck;
-    private int _refreshing;
+    private long _confirmedAt; // when the registry last confirmed the held revision (Environment.TickCount64)
+    private readonly Lock _revalidationGate = new();
+    private Task? _revalidation;
+    private volatile string? _lastRevalidationError; // why the last re-read could not reach the registry; null once one does
 
     private LocalPolicyEvaluator(PolicyGridClient client, LocalPolicyEvaluatorOptions options, PythonWorkerPool? pool)
     {
@@ -51,6 +57,12 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
 
     /// <summary>The policy document held (local mode), as last read from the registry.</summary>
     public JsonObject? Policy => (JsonObject?)_held?.Document.DeepClone();
+
+    /// <summary>
+    /// Whether the held policy is <c>deprecated</c> (it still runs; plan a move to its successor). The Python SDK
+    /// raises a DeprecationWarning for the same; here it is this flag and one logged warning per revision.
+    /// </summary>
+    public bool Deprecated => _held is { Status: "deprecated", Gone: null };
 
     /// <summary>The revision (ETag) of the held document.</summary>
     public string? Revision => _held?.Revision;
@@ -91,6 +103,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
     /// <summary>Runs the policy's <c>eval</c> on <paramref name="inputData"/>; answers the dict it returned.</summary>
     public JsonObject ExecutePolicyRule(JsonNode? inputData, JsonObject? parameters = null)
     {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         if (_options.Mode == EvaluationMode.Remote || _held?.Instance is not { Synchronous: true })
             return ExecutePolicyRuleAsync(inputData, parameters).GetAwaiter().GetResult();
         var (held, effective) = Prepare(inputData, parameters);
@@ -99,6 +112,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
 
     public async Task<JsonObject> ExecutePolicyRuleAsync(JsonNode? inputData, JsonObject? parameters = null, CancellationToken ct = default)
     {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         if (_options.Mode == EvaluationMode.Remote)
         {
             var request = new ExecutePolicyRequest(_options.PolicyRuleUri, inputData)
@@ -119,6 +133,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
 
     public async Task<JsonNode?> ExecuteManagementCommandAsync(string action, JsonNode? data = null, CancellationToken ct = default)
     {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         if (string.IsNullOrWhiteSpace(action)) throw new PolicyGridApiException(400, "validation_failed", "action: must be a non-empty string");
         if (_options.Mode == EvaluationMode.Remote)
         {
@@ -148,35 +163,51 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
 
     private Held Current()
     {
-        if (Environment.TickCount64 >= Volatile.Read(ref _nextCheck)) StartBackgroundRevalidation();
+        var now = Environment.TickCount64;
+        var next = Volatile.Read(ref _nextCheck);
+        if (now >= next)
+        {
+            var revalidation = StartRevalidation();
+            // Background re-reads keep a busy evaluator current without making calls wait. After a quiet spell
+            // (no re-read started for over two intervals) the held revision may be long superseded or retired:
+            // that call waits for the re-read instead of answering from it.
+            if (now - next >= (long)_options.RevalidateInterval.TotalMilliseconds) revalidation.GetAwaiter().GetResult();
+        }
         var held = _held ?? throw new PolicyGridApiException(503, "backend_unavailable", $"policy {_options.PolicyRuleUri} is not loaded");
         if (held.Gone is { } gone) throw gone;
         if (held.Status == "retired") throw new PolicyGridApiException(410, "retired", $"policy {_options.PolicyRuleUri} is retired");
+        // Only while re-reads fail: with a long RevalidateInterval a revision simply not asked about yet is not stale.
+        var unconfirmed = Environment.TickCount64 - Volatile.Read(ref _confirmedAt);
+        if (_lastRevalidationError is not null && _options.MaxStaleness != Timeout.InfiniteTimeSpan
+            && unconfirmed > (long)_options.MaxStaleness.TotalMilliseconds)
+            throw new PolicyGridApiException(503, "backend_unavailable",
+                $"policy {_options.PolicyRuleUri}: the registry has not confirmed revision {held.Revision} for {unconfirmed / 1000.0:0.#} s "
+                + $"(MaxStaleness {_options.MaxStaleness.TotalSeconds:0.###} s); last re-read: {_lastRevalidationError}");
         return held;
     }
 
     // ------------------------------------------------------------------ revalidation
 
-    private void StartBackgroundRevalidation()
+    /// <summary>The re-read in flight, started now if none is: every call that needs one shares it.</summary>
+    private Task StartRevalidation()
     {
-        if (Interlocked.CompareExchange(ref _refreshing, 1, 0) != 0) return;
-        Volatile.Write(ref _nextCheck, Environment.TickCount64 + (long)_options.RevalidateInterval.TotalMilliseconds);
-        _ = Task.Run(async () =>
+        lock (_revalidationGate)
         {
-            try
+            if (_revalidation is { IsCompleted: false } running) return running;
+            Volatile.Write(ref _nextCheck, Environment.TickCount64 + (long)_options.RevalidateInterval.TotalMilliseconds);
+            return _revalidation = Task.Run(async () =>
             {
-                await RevalidateAsync(CancellationToken.None);
-            }
-            catch (Exception e)
-            {
-                // Held state already says what callers should see (kept, gone or failed); this is for operators.
-                _logger.LogWarning(e, "revalidating policy {Policy} failed", _options.PolicyRuleUri);
-            }
-            finally
-            {
-                Volatile.Write(ref _refreshing, 0);
-            }
-        });
+                try
+                {
+                    await RevalidateAsync(CancellationToken.None);
+                }
+                catch (Exception e)
+                {
+                    // Held state already says what callers should see (kept, gone or failed); this is for operators.
+                    _logger.LogWarning(e, "revalidating policy {Policy} failed", _options.PolicyRuleUri);
+                }
+            });
+        }
     }
 
     private async Task RevalidateAsync(CancellationToken ct)
@@ -192,8 +223,9 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
             }
             catch (PolicyGridApiException e) when (_held is { Gone: null } && (e is PolicyGridUnreachableException || e.Status >= 500))
             {
-                // Local mode keeps serving what it holds while the registry is away.
+                // Local mode keeps serving what it holds while the registry is away (up to MaxStaleness).
                 _logger.LogWarning("keeping policy {Policy} (revision {Revision}): {Reason}", _options.PolicyRuleUri, _held.Revision, e.Message);
+                _lastRevalidationError = e.Message;
                 return;
             }
             catch (PolicyGridApiException e) when (_held is not null && e.Status < 500)
@@ -203,8 +235,31 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
                 throw;
             }
             var tag = revision.ETag ?? revision.Document["updated_at"]?.ToString() ?? "";
-            if (_held is { Gone: null } current && tag.Length > 0 && tag == current.Revision) return;
-            await Swap(await LoadAsync(revision, tag, ct));
+            if (_held is { Gone: null } current && tag.Length > 0 && tag == current.Revision)
+            {
+                Volatile.Write(ref _confirmedAt, Environment.TickCount64);
+                _lastRevalidationError = null;
+                return;
+            }
+            Held loaded;
+            try
+            {
+                loaded = await LoadAsync(revision, tag, ct);
+            }
+            catch (Exception e) when (_held is not null && e is not OperationCanceledException)
+            {
+                // The registry names a revision we cannot load (bad bundle, hash mismatch, invalid settings, a
+                // policy that fails to start): the one it replaced must not keep answering. Calls raise this
+                // until a later re-read loads a good revision.
+                var failure = e as PolicyGridApiException
+                    ?? new PolicyGridApiException(502, "backend_error", $"loading revision {tag} of {_options.PolicyRuleUri} failed: {e.Message}", null, e);
+                await Swap(_held with { Gone = failure });
+                if (failure == e) throw;
+                throw failure;
+            }
+            await Swap(loaded);
+            Volatile.Write(ref _confirmedAt, Environment.TickCount64);
+            _lastRevalidationError = null;
         }
         finally
         {
@@ -246,15 +301,17 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
             var bundle = await _bundles!.GetAsync(code, ct);
             if (_pool is not null)
             {
-                var worker = new WorkerProcessPolicy(_pool, new PolicyLoadSpec(_options.PolicyRuleUri, bundle, settings, parameters), _options.CallDeadline);
+                var worker = new WorkerProcessPolicy(_pool, new PolicyLoadSpec(_options.PolicyRuleUri, bundle, settings, parameters), _options.CallDeadline,
+                    _held?.Instance as WorkerProcessPolicy);
                 await worker.WarmAsync(ct);
                 instance = worker;
             }
             else
             {
-                instance = InProcessPolicy.Load(_options.PythonLibrary, _options.PolicyRuleUri, bundle, settings, parameters);
+                instance = InProcessPolicy.Load(_options.PythonLibrary, _options.PolicyRuleUri, bundle, settings, parameters, _held?.Instance as InProcessPolicy);
             }
         }
+        if (status == "deprecated") _logger.LogWarning("policy {Policy} (revision {Revision}) is deprecated", _options.PolicyRuleUri, tag);
         return new Held((JsonObject)document.DeepClone(), tag, status, instance, parameters, parametersTemplate, inputTemplate, fingerprint, null);
     }
 
@@ -276,6 +333,11 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
+        // A re-read in flight finishes first (it never throws; the client's timeout bounds it), so it cannot
+        // load a worker into the pool or release the semaphore after they are disposed.
+        Task? pending;
+        lock (_revalidationGate) pending = _revalidation;
+        if (pending is not null) await pending;
         if (_held?.Instance is { } instance) await instance.ReleaseAsync();
         if (_pool is not null) await _pool.DisposeAsync();
         _reload.Dispose();

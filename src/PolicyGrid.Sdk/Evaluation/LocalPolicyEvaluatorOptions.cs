@@ -44,6 +44,14 @@ public sealed record LocalPolicyEvaluatorOptions
     /// <summary>How often the held policy's revision is re-read; an update or retirement shows up within about this long.</summary>
     public TimeSpan RevalidateInterval { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// How long a local evaluator keeps answering from a held revision the registry has not confirmed while its
+    /// re-reads fail (it is unreachable or answers 5xx). Past it calls raise 503 <c>backend_unavailable</c>: a retirement or a tightened
+    /// policy made during a longer outage must not go unnoticed forever. <see cref="Timeout.InfiniteTimeSpan"/>
+    /// serves the held revision for as long as the outage lasts.
+    /// </summary>
+    public TimeSpan MaxStaleness { get; init; } = TimeSpan.FromSeconds(60);
+
     /// <summary>Where bundles are unpacked; by default a fresh directory for this process.</summary>
     public string? CacheDirectory { get; init; }
 

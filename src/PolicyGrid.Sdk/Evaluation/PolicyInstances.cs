@@ -32,15 +32,27 @@ internal sealed class InProcessPolicy : IPolicyInstance
     private readonly PyObject _eval;
     private readonly PyObject _management;
 
-    private InProcessPolicy(PyObject instance)
+    // Calls on one instance run one at a time, as the servers run calls sharing a context key: the GIL
+    // alone does not do that, since a policy that sleeps or does I/O releases it in the middle of eval
+    // and another thread's call would then read and write the same context.
+    // An instance loaded for a newer revision takes over its predecessor's lock too: a call that captured the
+    // old instance just before the swap may still be running on the same context.
+    private readonly Lock _calls;
+    private readonly PyObject _context;
+
+    private InProcessPolicy(PyObject instance, Lock calls)
     {
         _eval = instance.GetAttr("eval");
         _management = instance.GetAttr("management");
+        _context = instance.GetAttr("context");
+        _calls = calls;
     }
 
     public bool Synchronous => true;
 
-    public static InProcessPolicy Load(string? library, string ruleId, BundleDirectory bundle, JsonObject settings, JsonObject parameters)
+    /// <summary>Loads the policy; with a <paramref name="predecessor"/> (an update), its context carries over, as on the servers.</summary>
+    public static InProcessPolicy Load(string? library, string ruleId, BundleDirectory bundle, JsonObject settings, JsonObject parameters,
+        InProcessPolicy? predecessor = null)
     {
         var host = EmbeddedPython.Host(library);
         using (Py.GIL())
@@ -54,8 +66,10 @@ internal sealed class InProcessPolicy : IPolicyInstance
                 using var rule = new PyString(ruleId);
                 using var settingsJson = new PyString(settings.ToJsonString());
                 using var parametersJson = new PyString(parameters.ToJsonString());
-                using var instance = load.Invoke(name, functionPy, codeDir, rule, settingsJson, parametersJson);
-                return new InProcessPolicy(instance);
+                using var instance = predecessor is null
+                    ? load.Invoke(name, functionPy, codeDir, rule, settingsJson, parametersJson)
+                    : load.Invoke(name, functionPy, codeDir, rule, settingsJson, parametersJson, predecessor._context);
+                return new InProcessPolicy(instance, predecessor?._calls ?? new Lock());
             }
             catch (PythonException e)
             {
@@ -68,6 +82,7 @@ internal sealed class InProcessPolicy : IPolicyInstance
     {
         var inputJson = input?.ToJsonString() ?? "null";
         string resultJson;
+        lock (_calls)
         using (Py.GIL())
         {
             try
@@ -100,6 +115,7 @@ internal sealed class InProcessPolicy : IPolicyInstance
     public ValueTask<JsonNode?> ManagementAsync(string action, JsonNode? data, CancellationToken ct)
     {
         string resultJson;
+        lock (_calls)
         using (Py.GIL())
         {
             try
@@ -127,11 +143,27 @@ internal sealed class InProcessPolicy : IPolicyInstance
 /// pool's deadline, memory and process limits. Context is kept here and travels with each call.
 /// </summary>
 #pragma warning disable CA1001 // the semaphore holds no wait handle; a call racing an update's swap may still use it
-internal sealed class WorkerProcessPolicy(PythonWorkerPool pool, PolicyLoadSpec load, TimeSpan deadline) : IPolicyInstance
+internal sealed class WorkerProcessPolicy(PythonWorkerPool pool, PolicyLoadSpec load, TimeSpan deadline, WorkerProcessPolicy? predecessor = null)
+    : IPolicyInstance
 {
     private readonly string _key = $"sdk:{load.RuleId}:{Guid.NewGuid():N}";
-    private readonly SemaphoreSlim _serial = new(1, 1);
-    private JsonObject _context = [];
+
+    // Shared with the instance this one replaces on an update: the context carries over (as on the servers), and
+    // a call still running on the old instance finishes before the first one here reads the context.
+    private readonly SharedContext _shared = predecessor?._shared ?? new SharedContext();
+    private SemaphoreSlim _serial => _shared.Serial;
+
+    private JsonObject _context
+    {
+        get => _shared.Value;
+        set => _shared.Value = value;
+    }
+
+    private sealed class SharedContext
+    {
+        public readonly SemaphoreSlim Serial = new(1, 1);
+        public JsonObject Value = [];
+    }
 
     public bool Synchronous => false;
 

@@ -6,6 +6,7 @@ ServerUnreachableError (fail closed).
 """
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -35,6 +36,25 @@ class Response:
         return self.headers.get("etag")
 
 
+def _origin(url: str) -> tuple:
+    parts = urllib.parse.urlsplit(url)
+    scheme = (parts.scheme or "").lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(scheme)
+
+
+class _TokenStaysHome(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, but drops the bearer token when one leads to another origin."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(new.full_url) != _origin(req.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
+_OPENER = urllib.request.build_opener(_TokenStaysHome)
+
+
 def _quote_uri(uri: str) -> str:
     # Policy URIs contain ':' which is legal in a path segment; '/' and spaces are not allowed in them.
     return urllib.parse.quote(uri, safe=":@-._~")
@@ -60,22 +80,29 @@ class PolicyGridClient:
             hdrs["Content-Type"] = "application/json"
         elif method in ("POST", "PUT"):
             data = b""
-        if self.token:
+        # The token is for this server only: a policy's `code` URL may name any writer's host.
+        if self.token and _origin(url) == _origin(self.server):
             hdrs["Authorization"] = f"Bearer {self.token}"
         if headers:
             hdrs.update(headers)
         req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with _OPENER.open(req, timeout=self.timeout) as resp:
                 payload = resp.read()
                 return self._decode(resp.status, dict((k.lower(), v) for k, v in resp.headers.items()), payload, url)
         except urllib.error.HTTPError as e:
-            payload = e.read()
+            try:
+                payload = e.read()
+            except (http.client.HTTPException, OSError):
+                payload = b""  # the status alone still says what failed
             headers_ = dict((k.lower(), v) for k, v in (e.headers or {}).items())
             return self._decode(e.code, headers_, payload, url)
         except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, OSError) as e:
             reason = getattr(e, "reason", None) or e
             raise ServerUnreachableError(self.server, str(reason)) from e
+        except http.client.HTTPException as e:
+            # Not an HTTP answer, or one cut short: no PolicyGrid answered, so the call fails closed the same way.
+            raise ServerUnreachableError(self.server, f"broken HTTP answer: {type(e).__name__}: {e!s:.200}") from e
 
     def _decode(self, status: int, headers: dict, payload: bytes, url: str) -> Response:
         ctype = headers.get("content-type", "")

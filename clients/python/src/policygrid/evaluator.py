@@ -4,8 +4,10 @@ mode="local": the policy document and its bundle are fetched from the registry o
 bundle is verified and unpacked, and the policy's AIOSv1PolicyRule runs in this process. Every
 `revalidate_seconds` the next call re-reads the document's revision, so an update (new code,
 settings or parameters) or a retirement reaches the evaluator within seconds. When the
-registry cannot be reached, a policy already held keeps being served; with nothing held, the
-call raises (fail closed).
+registry cannot be reached, a policy already held keeps being served for up to
+`max_stale_seconds` (default 60; None: for as long as the outage lasts), then calls raise; with
+nothing held, the call raises (fail closed). A revision the registry names but that cannot be
+loaded raises too: the revision it replaced does not keep answering.
 
 mode="remote": every call goes to POST /executor/{executor_id}/execute_policy; an
 unreachable server raises (fail closed).
@@ -53,7 +55,8 @@ class LocalPolicyEvaluator:
                  mode: str = "local", executor_id: str = "local", server: str | None = None,
                  token: str | None = None, timeout: float | None = None, *,
                  revalidate_seconds: float = 5.0, cache_dir: str | None = None,
-                 unpack_limits: UnpackLimits | None = None, client: PolicyGridClient | None = None):
+                 unpack_limits: UnpackLimits | None = None, client: PolicyGridClient | None = None,
+                 max_stale_seconds: float | None = 60.0):
         if mode not in MODES:
             raise ValueError(f"mode must be 'local' or 'remote', not {mode!r}")
         if not isinstance(policy_rule_uri, str) or not policy_rule_uri:
@@ -67,12 +70,19 @@ class LocalPolicyEvaluator:
         self.parameters = dict(parameters or {})
         self.settings = dict(settings or {})
         self.revalidate_seconds = float(revalidate_seconds)
+        self.max_stale_seconds = None if max_stale_seconds is None else float(max_stale_seconds)
         self.client = client or PolicyGridClient(server, token, timeout)
         self.context: dict = {}
         self._bundles = BundleCache(self.client, cache_dir, unpack_limits)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # one eval/management at a time: they share the context
+        # One re-read at a time, apart from _lock: while a re-read waits on the network, other threads' calls
+        # answer from the held revision instead of queueing behind it.
+        self._reread_lock = threading.Lock()
         self._held: _Held | None = None
         self._next_check = 0.0
+        self._confirmed_at = 0.0  # when the registry last confirmed the held revision (time.monotonic)
+        self._failure: PolicyGridApiError | None = None  # what calls raise instead of answering from _held
+        self._last_reread_error: str | None = None
         self._warned_deprecated: str | None = None
         if mode == "local":
             self._revalidate(first=True)
@@ -135,41 +145,75 @@ class LocalPolicyEvaluator:
     # ------------------------------------------------------------------ holding and revalidating
     def _current(self) -> _Held:
         if time.monotonic() >= self._next_check:
-            self._revalidate()
-        held = self._held
+            self._revalidate(only_if_due=True)
+        held, failure = self._held, self._failure
+        if failure is not None:
+            raise failure
         if held is None:
             raise PolicyGridApiError(503, "backend_unavailable", f"policy {self.policy_rule_uri} is not loaded")
         if held.status == "retired":
             raise PolicyGridApiError(410, "retired", f"policy {self.policy_rule_uri} is retired")
+        unconfirmed = time.monotonic() - self._confirmed_at
+        # Only while re-reads fail: with a long revalidate_seconds a revision simply not asked about yet is not stale.
+        if self._last_reread_error is not None and self.max_stale_seconds is not None and unconfirmed > self.max_stale_seconds:
+            raise PolicyGridApiError(
+                503, "backend_unavailable",
+                f"policy {self.policy_rule_uri}: the registry has not confirmed revision {held.revision} for {unconfirmed:.1f} s "
+                f"(max_stale_seconds {self.max_stale_seconds:g}); last re-read: {self._last_reread_error}")
         if held.status == "deprecated" and self._warned_deprecated != held.revision:
             self._warned_deprecated = held.revision
             warnings.warn(f"policy {self.policy_rule_uri} is deprecated", DeprecationWarning, stacklevel=3)
         return held
 
-    def _revalidate(self, first: bool = False) -> None:
-        with self._lock:
+    def _revalidate(self, first: bool = False, only_if_due: bool = False) -> None:
+        with self._reread_lock:
+            if only_if_due and time.monotonic() < self._next_check:
+                return  # another thread re-read while this one waited for the lock
             self._next_check = time.monotonic() + self.revalidate_seconds
             try:
-                response = self.client.get_policy_with_etag(self.policy_rule_uri)
-            except ServerUnreachableError as e:
-                if self._held is None:
-                    raise  # nothing held: fail closed
+                self._reread()
+            finally:
+                # The next re-read is an interval after this one ended: a slow or hung registry (timeout longer
+                # than the interval) must not make every following call wait a timeout again.
+                self._next_check = time.monotonic() + self.revalidate_seconds
+
+    def _reread(self) -> None:
+        try:
+            response = self.client.get_policy_with_etag(self.policy_rule_uri)
+        except PolicyGridApiError as e:
+            unreachable = isinstance(e, ServerUnreachableError) or e.status >= 500
+            if unreachable and self._held is not None and self._failure is None:
+                # Keep serving what is held while the registry is away (up to max_stale_seconds).
                 log.warning("policygrid: keeping policy %s (revision %s): %s", self.policy_rule_uri, self._held.revision, e)
+                self._last_reread_error = str(e)
                 return
-            except PolicyGridApiError as e:
-                if e.status >= 500 and self._held is not None:
-                    log.warning("policygrid: keeping policy %s (revision %s): %s", self.policy_rule_uri, self._held.revision, e)
-                    return
-                # The registry answered: the policy is gone, or we may no longer read it. Drop it.
-                self._held = None
+            if not unreachable and self._held is not None:
+                # The registry answered: the policy is gone, or we may no longer read it. Calls raise
+                # this until a later re-read finds it again.
+                self._failure = e
+            raise
+        document = response.data
+        if not isinstance(document, dict):
+            raise PolicyGridApiError(502, "backend_error", f"GET /policy/{self.policy_rule_uri} did not answer a document")
+        revision = response.etag or str(document.get("updated_at") or "")
+        if self._held is not None and self._failure is None and revision and revision == self._held.revision:
+            self._confirmed_at, self._last_reread_error = time.monotonic(), None
+            return
+        try:
+            held = self._load(document, revision)
+        except Exception as e:
+            if self._held is None:
                 raise
-            document = response.data
-            if not isinstance(document, dict):
-                raise PolicyGridApiError(502, "backend_error", f"GET /policy/{self.policy_rule_uri} did not answer a document")
-            revision = response.etag or str(document.get("updated_at") or "")
-            if self._held is not None and revision and revision == self._held.revision:
-                return
-            self._held = self._load(document, revision)
+            # The registry names a revision we cannot load (bad bundle, hash mismatch, invalid settings, a
+            # policy that fails to start): the one it replaced must not keep answering.
+            failure = e if isinstance(e, PolicyGridApiError) else PolicyGridApiError(
+                502, "backend_error", f"loading revision {revision} of {self.policy_rule_uri} failed: {type(e).__name__}: {e}")
+            self._failure = failure
+            if failure is e:
+                raise
+            raise failure from e
+        self._held, self._failure = held, None
+        self._confirmed_at, self._last_reread_error = time.monotonic(), None
 
     def _load(self, document: dict, revision: str) -> _Held:
         status = str(document.get("status") or "active")
@@ -177,7 +221,7 @@ class LocalPolicyEvaluator:
         parameters = _merged(document.get("policy_parameters") or {}, self.parameters)
         fingerprint = json.dumps([document.get("code"), settings, parameters], sort_keys=True, default=str)
         previous = self._held
-        if previous is not None and previous.fingerprint == fingerprint:
+        if previous is not None and self._failure is None and previous.fingerprint == fingerprint:
             # Only metadata/status changed: keep the warm instance (and its management state).
             instance, bundle = previous.instance, previous.bundle
         elif status == "retired":

@@ -68,8 +68,8 @@ def _value(spec: dict, value: Any, path: str, errors: list[str]) -> None:
     if _is_number(max_length):
         if isinstance(value, list) and len(value) > max_length:
             errors.append(f"{path}: has {len(value)} items, more than max_length {_show(max_length)}")
-        elif isinstance(value, str) and len(value) > max_length:
-            errors.append(f"{path}: is {len(value)} characters long, more than max_length {_show(max_length)}")
+        elif isinstance(value, str) and _utf16_length(value) > max_length:
+            errors.append(f"{path}: is {_utf16_length(value)} characters long, more than max_length {_show(max_length)}")
     items = spec.get("items")
     if isinstance(value, list) and isinstance(items, dict):
         for i, item in enumerate(value):
@@ -84,6 +84,11 @@ def _value(spec: dict, value: Any, path: str, errors: list[str]) -> None:
         _object(spec["properties"], value, path, errors)
 
 
+def _utf16_length(s: str) -> int:
+    """The length the server (.NET strings) gives: characters outside the BMP count twice."""
+    return len(s) + sum(1 for ch in s if ord(ch) > 0xFFFF)
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -94,7 +99,7 @@ def _matches(kind: str, v: Any) -> bool:
     if kind == "number":
         return _is_number(v)
     if kind == "integer":
-        return _is_number(v) and float(v).is_integer()
+        return _is_number(v) and (isinstance(v, int) or v.is_integer())  # no float(): a huge int would overflow
     if kind == "boolean":
         return isinstance(v, bool)
     if kind == "object":

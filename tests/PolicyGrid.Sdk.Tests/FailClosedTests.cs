@@ -1,0 +1,113 @@
+using System.Text.Json.Nodes;
+using PolicyGrid.Sdk.Client;
+using PolicyGrid.Sdk.Evaluation;
+using PolicyGrid.TestSupport;
+
+namespace PolicyGrid.Sdk.Tests;
+
+/// <summary>
+/// What a governance caller relies on: a local evaluator never answers from a revision the registry has
+/// moved past once it could know, and in-process calls on one evaluator do not interleave on its context.
+/// </summary>
+public sealed class FailClosedTests : IAsyncDisposable
+{
+    private readonly LoopbackRegistry _registry = new(EvaluatorTests.Document(), TestBundles.AllowlistZip());
+    private readonly string _cache = Directory.CreateTempSubdirectory("pg-sdk-cache-").FullName;
+    private readonly List<LocalPolicyEvaluator> _made = [];
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var e in _made) await e.DisposeAsync();
+        _registry.Dispose();
+        Directory.Delete(_cache, recursive: true);
+    }
+
+    private async Task<LocalPolicyEvaluator> Evaluator(TimeSpan revalidate, TimeSpan? maxStaleness = null)
+    {
+        var options = new LocalPolicyEvaluatorOptions { PolicyRuleUri = EvaluatorTests.Uri, CacheDirectory = _cache, RevalidateInterval = revalidate };
+        if (maxStaleness is { } m) options = options with { MaxStaleness = m };
+        var e = await LocalPolicyEvaluator.CreateAsync(new PolicyGridClient(_registry.Url, null, TimeSpan.FromSeconds(2)), options, TestContext.Current.CancellationToken);
+        _made.Add(e);
+        return e;
+    }
+
+    private static JsonObject Ip(string ip) => new() { ["ip"] = ip };
+
+    [Fact]
+    public async Task A_call_long_after_the_last_revalidation_sees_a_retirement_made_meanwhile()
+    {
+        var ev = await Evaluator(TimeSpan.FromMilliseconds(100));
+        _registry.Update(d => d["status"] = "retired");
+        // Idle for several intervals: the held revision is long past due when the next call comes.
+        await Task.Delay(400, TestContext.Current.CancellationToken);
+        var e = Should.Throw<PolicyGridApiException>(() => ev.ExecutePolicyRule(Ip("10.0.0.1")));
+        (e.Status, e.Code).ShouldBe((410, "retired"));
+    }
+
+    [Fact]
+    public async Task A_revision_that_cannot_be_loaded_is_not_replaced_by_the_one_it_superseded()
+    {
+        var ev = await Evaluator(TimeSpan.FromHours(1));
+        // The registry now names a new bundle, but what it serves does not match the hash.
+        _registry.ReplaceBundle(TestBundles.Zip(("code/function.py", "class AIOSv1PolicyRule: pass  # v2\n")));
+        _registry.Tampered = TestBundles.AllowlistZip();
+        (await Should.ThrowAsync<PolicyGridApiException>(() => ev.RefreshAsync(TestContext.Current.CancellationToken))).Reason.ShouldContain("failed verification");
+        var e = Should.Throw<PolicyGridApiException>(() => ev.ExecutePolicyRule(Ip("10.0.0.1")));
+        (e.Status, e.Code).ShouldBe((502, "backend_error"));
+        e.Reason.ShouldContain("failed verification");
+        // Once the registry serves the right bytes, the next revalidation loads the new revision.
+        _registry.Tampered = null;
+        _registry.ReplaceBundle(TestBundles.AllowlistZip());
+        await ev.RefreshAsync(TestContext.Current.CancellationToken);
+        ev.ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task In_process_calls_from_many_threads_do_not_lose_context_updates()
+    {
+        _registry.ReplaceBundle(TestBundles.Zip(("code/function.py", """
+            import time
+            class AIOSv1PolicyRule:
+                def __init__(self, r, s, p): pass
+                def eval(self, p, i, context):
+                    n = context.get("n", 0)
+                    time.sleep(0.0005)  # any I/O in a policy lets another thread's call run here
+                    context["n"] = n + 1
+                    return {"n": context["n"]}
+            """)));
+        var ev = await Evaluator(TimeSpan.FromHours(1));
+        var seen = new System.Collections.Concurrent.ConcurrentBag<int>();
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Task.Run(() =>
+        {
+            for (var i = 0; i < 25; i++) seen.Add(ev.ExecutePolicyRule(Ip("10.0.0.1"))["n"]!.GetValue<int>());
+        }, TestContext.Current.CancellationToken)));
+        seen.Distinct().Count().ShouldBe(200);
+        seen.Max().ShouldBe(200);
+    }
+
+    [Fact]
+    public async Task A_held_policy_is_served_through_a_short_outage_and_refused_past_max_staleness()
+    {
+        var ev = await Evaluator(TimeSpan.FromMilliseconds(50), maxStaleness: TimeSpan.FromMilliseconds(500));
+        _registry.Down = true; // the store behind the registry fails: 503
+        await ev.RefreshAsync(TestContext.Current.CancellationToken);
+        ev.ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        await Task.Delay(700, TestContext.Current.CancellationToken);
+        var e = Should.Throw<PolicyGridApiException>(() => ev.ExecutePolicyRule(Ip("10.0.0.1")));
+        (e.Status, e.Code).ShouldBe((503, "backend_unavailable"));
+        e.Reason.ShouldContain("has not confirmed revision");
+        e.Reason.ShouldContain("store down");
+        // The registry back: the next re-read confirms the revision and calls answer again.
+        _registry.Down = false;
+        await ev.RefreshAsync(TestContext.Current.CancellationToken);
+        ev.ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task Max_staleness_counts_only_while_rereads_fail()
+    {
+        var ev = await Evaluator(TimeSpan.FromHours(1), maxStaleness: TimeSpan.FromMilliseconds(100));
+        await Task.Delay(200, TestContext.Current.CancellationToken); // past MaxStaleness, but no re-read was due, let alone failed
+        ev.ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+}
