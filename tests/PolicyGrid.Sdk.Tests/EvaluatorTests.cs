@@ -6,7 +6,7 @@ using PolicyGrid.TestSupport;
 namespace PolicyGrid.Sdk.Tests;
 
 /// <summary>LocalPolicyEvaluator (in-process, embedded CPython) against a loopback registry.</summary>
-public sealed class EvaluatorTests : IAsyncDisposable
+public sealed class EvaluatorTests : LoopbackRegistryTests
 {
     public const string Uri = "ip_allowlist:1.0-beta";
 
@@ -19,17 +19,6 @@ public sealed class EvaluatorTests : IAsyncDisposable
         ["policy_input_schema"] = new JsonObject { ["ip"] = new JsonObject { ["type"] = "string", ["required"] = true, ["pattern"] = @"^\d{1,3}(\.\d{1,3}){3}$" } },
         ["policy_parameters_schema"] = new JsonObject { ["local_allowlist"] = new JsonObject { ["type"] = "array", ["items"] = new JsonObject { ["type"] = "string" } } },
     };
-
-    private readonly LoopbackRegistry _registry = new(Document(), TestBundles.AllowlistZip());
-    private readonly string _cache = Directory.CreateTempSubdirectory("pg-sdk-cache-").FullName;
-    private readonly List<LocalPolicyEvaluator> _made = [];
-
-    public async ValueTask DisposeAsync()
-    {
-        foreach (var e in _made) await e.DisposeAsync();
-        _registry.Dispose();
-        Directory.Delete(_cache, recursive: true);
-    }
 
     private PolicyGridClient Client(Uri? url = null) => new(url ?? _registry.Url, null, TimeSpan.FromSeconds(5));
 

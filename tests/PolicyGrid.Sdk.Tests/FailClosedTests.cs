@@ -9,19 +9,8 @@ namespace PolicyGrid.Sdk.Tests;
 /// What a governance caller relies on: a local evaluator never answers from a revision the registry has
 /// moved past once it could know, and in-process calls on one evaluator do not interleave on its context.
 /// </summary>
-public sealed class FailClosedTests : IAsyncDisposable
+public sealed class FailClosedTests : LoopbackRegistryTests
 {
-    private readonly LoopbackRegistry _registry = new(EvaluatorTests.Document(), TestBundles.AllowlistZip());
-    private readonly string _cache = Directory.CreateTempSubdirectory("pg-sdk-cache-").FullName;
-    private readonly List<LocalPolicyEvaluator> _made = [];
-
-    public async ValueTask DisposeAsync()
-    {
-        foreach (var e in _made) await e.DisposeAsync();
-        _registry.Dispose();
-        Directory.Delete(_cache, recursive: true);
-    }
-
     private async Task<LocalPolicyEvaluator> Evaluator(TimeSpan revalidate, TimeSpan? maxStaleness = null)
     {
         var options = new LocalPolicyEvaluatorOptions { PolicyRuleUri = EvaluatorTests.Uri, CacheDirectory = _cache, RevalidateInterval = revalidate };
