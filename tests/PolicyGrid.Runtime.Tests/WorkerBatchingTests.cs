@@ -107,9 +107,10 @@ public sealed class WorkerBatchingTests : IAsyncLifetime
     [Fact]
     public async Task Load_specs_that_do_not_fit_in_one_write_go_in_several_and_warm_calls_batch_again()
     {
-        // Five new instances, each with ~20 KB of parameters: their specs cannot share a 32 KiB write.
+        // Five new instances, each with ~20 KB of parameters: their specs cannot share a 32 KiB write. Versions of the
+        // holder's policy, so they share its worker and queue behind it (another policy would run on workers of its own).
         PolicyInvocation Big(int i) => new($"big-{i}",
-            new PolicyLoadSpec($"big:1.0-{i}", Bundle, [], new JsonObject { ["pad"] = new string('p', 20_000), ["i"] = i }), PolicyMethods.Eval,
+            new PolicyLoadSpec($"batching:1.0-big{i}", Bundle, [], new JsonObject { ["pad"] = new string('p', 20_000), ["i"] = i }), PolicyMethods.Eval,
             new JsonObject { ["input_data"] = new JsonObject { ["mode"] = "echo", ["dir"] = shared, ["echo"] = i.ToString(System.Globalization.CultureInfo.InvariantCulture) }, ["context"] = new JsonObject() },
             TimeSpan.FromSeconds(10));
         var holding = await HoldAsync();
