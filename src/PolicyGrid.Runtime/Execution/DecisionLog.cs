@@ -72,7 +72,7 @@ public sealed class DecisionLog : IAsyncDisposable
     private readonly TimeProvider time;
     private readonly ILogger<DecisionLog> logger;
     private readonly Channel<(string Id, Decision Decision)> queue;
-    private readonly Task writer;
+    private readonly TaskCompletionSource writerEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<(long Target, TaskCompletionSource Done)> flushes = [];
     private long enqueued;
     private long written;
@@ -89,7 +89,9 @@ public sealed class DecisionLog : IAsyncDisposable
             SingleReader = true,
             FullMode = BoundedChannelFullMode.Wait,
         });
-        writer = Task.Run(WriteLoopAsync);
+        // A thread of its own: the writer blocks in disk syncs every commit interval, and a thread-pool thread
+        // blocked that often makes the pool add threads that then compete with request work.
+        new Thread(WriteLoop) { IsBackground = true, Name = "decision log writer" }.Start();
     }
 
     public static string FormatTime(DateTimeOffset at) => Timestamps.Format(at);
@@ -134,18 +136,38 @@ public sealed class DecisionLog : IAsyncDisposable
     // Most decisions per transaction: bounds one write's size and how long a batch holds the write lock.
     private const int MaxBatch = 500;
 
-    private async Task WriteLoopAsync()
+    private void WriteLoop()
+    {
+        try
+        {
+            WriteLoopCore();
+            writerEnded.TrySetResult();
+        }
+        catch (Exception e)
+        {
+            logger.LogCritical(e, "the decision log writer stopped; decisions recorded from now on are not written");
+            writerEnded.TrySetException(e);
+        }
+    }
+
+    private bool WaitToRead()
+    {
+        var wait = queue.Reader.WaitToReadAsync();
+        return wait.IsCompletedSuccessfully ? wait.Result : wait.AsTask().GetAwaiter().GetResult();
+    }
+
+    private void WriteLoopCore()
     {
         var batch = new List<(string Id, Decision Decision)>(MaxBatch);
         // Everything queued while the previous batch was being written, or within the commit interval
         // of the first, goes in the next one, so one durable transaction (one sync to disk) carries
         // many decisions.
-        while (await queue.Reader.WaitToReadAsync())
+        while (WaitToRead())
         {
-            if (options.CommitInterval > TimeSpan.Zero && queue.Reader.Count < MaxBatch) await Task.Delay(options.CommitInterval); // real time: it paces disk syncs, not logical time
+            if (options.CommitInterval > TimeSpan.Zero && queue.Reader.Count < MaxBatch) Thread.Sleep(options.CommitInterval); // real time: it paces disk syncs, not logical time
             while (batch.Count < MaxBatch && queue.Reader.TryRead(out var item)) batch.Add(item);
             if (batch.Count == 0) continue;
-            await WriteAsync(batch);
+            WriteAsync(batch).GetAwaiter().GetResult(); // synchronous on SQLite; other stores finish on the pool while this thread waits
             var now = Interlocked.Add(ref written, batch.Count);
             batch.Clear();
             lock (flushes)
@@ -198,7 +220,7 @@ public sealed class DecisionLog : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         queue.Writer.TryComplete();
-        await writer;
+        await writerEnded.Task;
     }
 
     /// <summary>Deletes decisions older than MaxAge and beyond the newest MaxCount; answers how many went.</summary>
