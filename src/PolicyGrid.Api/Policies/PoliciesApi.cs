@@ -112,8 +112,16 @@ public static class PoliciesApi
         return Envelope.Answer.Ok(new JsonArray([.. found.Select(d => (JsonNode)d)]));
     }
 
-    /// <summary>Secret settings/parameters are write-only: every answer masks them.</summary>
-    public static JsonObject Redact(JsonObject policy) => TemplateSecrets.RedactPolicyRule(policy);
+    /// <summary>
+    /// Secret settings/parameters are write-only: every answer masks them. A document stored before
+    /// <c>code_sha256</c> existed reads with it empty (nothing recorded), as answers carry every field.
+    /// </summary>
+    public static JsonObject Redact(JsonObject policy)
+    {
+        var answer = TemplateSecrets.RedactPolicyRule(policy);
+        if (!answer.ContainsKey("code_sha256")) answer["code_sha256"] = "";
+        return answer;
+    }
 
     private static Ok<Envelope<JsonObject>> Answer(HttpContext http, StoredDocument stored)
     {
