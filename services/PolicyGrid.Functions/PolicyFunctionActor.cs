@@ -207,7 +207,9 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             ?? throw Problems.Validation("function_policy_data", "must be the policy document the function runs");
         _policy = policy;
         var code = policy["code"]?.GetValue<string>() ?? throw Problems.Validation("function_policy_data.code", "is required");
-        var bundle = await _bundles.GetAsync(code, CancellationToken.None);
+        // The snapshot carries the code_sha256 its policy recorded (none for policies stored before it existed).
+        var expected = policy["code_sha256"] is JsonValue recorded && recorded.TryGetValue<string>(out var sha) && sha.Length > 0 ? sha : null;
+        var bundle = await _bundles.GetAsync(code, expected, CancellationToken.None);
         return new PolicyLoadSpec(policy["policy_rule_uri"]?.GetValue<string>() ?? deployment.Name, bundle,
             policy["policy_settings"] as JsonObject is { } s ? (JsonObject)s.DeepClone() : [],
             policy["policy_parameters"] as JsonObject is { } p ? (JsonObject)p.DeepClone() : []);

@@ -38,7 +38,7 @@ public sealed class PoliciesApiTests(GridServer server) : IClassFixture<GridServ
         var (name, uri, created) = await CreateAsync();
         var data = created.Data!.AsObject();
         data["policy_rule_uri"]!.GetValue<string>().ShouldBe(uri);
-        foreach (var field in new[] { "policy_rule_uri", "name", "version", "release_tag", "metadata", "tags", "code", "code_type", "type",
+        foreach (var field in new[] { "policy_rule_uri", "name", "version", "release_tag", "metadata", "tags", "code", "code_sha256", "code_type", "type",
                      "policy_input_schema", "policy_output_schema", "policy_settings_schema", "policy_parameters_schema", "policy_settings",
                      "policy_parameters", "management_commands_schema", "description", "functionality_data", "resource_estimates", "status", "created_at", "updated_at" })
             data.ContainsKey(field).ShouldBeTrue($"missing {field}");

@@ -19,7 +19,7 @@ public class PolicyRuleTests
     {
         var json = PolicyRule.FromJson(J.O(Minimal)).ToJson();
         json.Select(p => p.Key).ShouldBe([
-            "policy_rule_uri", "name", "version", "release_tag", "metadata", "tags", "code", "code_type", "type",
+            "policy_rule_uri", "name", "version", "release_tag", "metadata", "tags", "code", "code_sha256", "code_type", "type",
             "policy_input_schema", "policy_output_schema", "policy_settings_schema", "policy_parameters_schema",
             "policy_settings", "policy_parameters", "management_commands_schema", "description", "functionality_data",
             "resource_estimates", "status", "created_at", "updated_at"]);
@@ -184,6 +184,30 @@ public class PolicyRuleTests
         var rule = PolicyRule.FromJson(With("""{"policy_parameters_schema": {"key": {"type": "string", "secret": true}}, "policy_parameters": {"key": "s3cr3t"}}"""));
         rule.ToRedactedJson()["policy_parameters"]!["key"]!.GetValue<string>().ShouldBe("***");
         rule.PolicyParameters["key"]!.GetValue<string>().ShouldBe("s3cr3t");
+    }
+
+    [Theory]
+    [InlineData("https://example.org/p.zip", "", "")]
+    [InlineData("https://example.org/p.zip", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")]
+    [InlineData("https://example.org/p.zip#sha256=bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb")]
+    public void Code_sha256_is_kept_lowercase_beside_code_which_stays_as_written(string code, string given, string stored)
+    {
+        var rule = PolicyRule.FromJson(With($$"""{"code": "{{code}}", "code_sha256": "{{given}}"}"""));
+        rule.Code.ShouldBe(code);
+        rule.ToJson()["code_sha256"]!.GetValue<string>().ShouldBe(stored);
+    }
+
+    [Theory]
+    [InlineData("https://example.org/p.zip", "not-a-hash", "must be a sha256")]
+    [InlineData("https://example.org/p.zip#sha256=bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "pins sha256 bbbb")]
+    [InlineData("bundle://sha256/cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "pins sha256 cccc")]
+    public void A_code_sha256_that_is_not_a_hash_or_disagrees_with_the_codes_own_pin_is_refused(string code, string given, string message)
+    {
+        var error = J.Rejects(() => PolicyRule.FromJson(With($$"""{"code": "{{code}}", "code_sha256": "{{given}}"}"""))).Errors.ShouldHaveSingleItem();
+        error.Path.ShouldBe("code_sha256");
+        error.Message.ShouldContain(message);
     }
 }
 

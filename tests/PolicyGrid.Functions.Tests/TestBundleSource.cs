@@ -27,6 +27,6 @@ internal sealed class TestBundleSource : IPolicyBundleSource
         return $"test://{name}";
     }
 
-    public Task<BundleDirectory> GetAsync(string code, CancellationToken ct) =>
+    public Task<BundleDirectory> GetAsync(string code, string? expectedSha256, CancellationToken ct) =>
         _bundles.TryGetValue(code, out var bundle) ? Task.FromResult(bundle) : throw Problems.NotFound($"no bundle {code}");
 }

@@ -21,7 +21,7 @@ internal sealed class RegisteredBundles : IPolicyBundleSource
         return code;
     }
 
-    public Task<BundleDirectory> GetAsync(string code, CancellationToken ct)
+    public Task<BundleDirectory> GetAsync(string code, string? expectedSha256, CancellationToken ct)
     {
         lock (byCode)
             return byCode.TryGetValue(code, out var bundle)

@@ -74,6 +74,27 @@ public sealed class EvaluatorTests : LoopbackRegistryTests
     }
 
     [Fact]
+    public async Task An_unpinned_code_url_that_serves_other_bytes_than_the_recorded_code_sha256_is_refused()
+    {
+        using var bundles = new LoopbackBundleServer();
+        var url = bundles.Url("/allowlist.zip");
+        var recorded = TestBundles.AllowlistZip();
+        var other = TestBundles.Zip(("code/function.py", "class AIOSv1PolicyRule: pass  # other code at the same URL\n"));
+        bundles.Serve("/allowlist.zip", other);
+        _registry.Update(doc => { doc["code"] = url; doc["code_sha256"] = Sha256(recorded); });
+
+        var e = await Should.ThrowAsync<PolicyGridApiException>(() => Evaluator());
+        e.Code.ShouldBe("backend_error");
+        e.Reason.ShouldContain(url);
+        e.Reason.ShouldContain($"has sha256 {Sha256(other)}, not the expected {Sha256(recorded)}");
+
+        bundles.Serve("/allowlist.zip", recorded); // the bytes the registry recorded run
+        (await Evaluator()).ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    private static string Sha256(byte[] bytes) => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes));
+
+    [Fact]
     public async Task Context_persists_and_management_reaches_the_held_instance()
     {
         var ev = await Evaluator();

@@ -72,7 +72,7 @@ public static class Type2Benchmark
             if (args.Contains("--breakdown"))
             {
                 var rule = await app.Services.GetRequiredService<PolicyCatalog>().GetRunnableAsync(uri, CancellationToken.None);
-                var bundle = await app.Services.GetRequiredService<IPolicyBundleSource>().GetAsync(rule.Code, CancellationToken.None);
+                var bundle = await app.Services.GetRequiredService<IPolicyBundleSource>().GetAsync(rule.Code, rule.ExpectedCodeSha256, CancellationToken.None);
                 load = new PolicyLoadSpec(rule.PolicyRuleUri, bundle, rule.PolicySettings, rule.PolicyParameters);
                 await MeasureAsync(http, "bench/pool", body, clients, 1.0);
                 if (args.Contains("--micro"))
@@ -112,7 +112,7 @@ public static class Type2Benchmark
                         await decisions.FlushAsync();
                     }, 100);
                     var bundleSource = sp.GetRequiredService<IPolicyBundleSource>();
-                    await Time("bundles.GetAsync", () => bundleSource.GetAsync(rule.Code, CancellationToken.None));
+                    await Time("bundles.GetAsync", () => bundleSource.GetAsync(rule.Code, rule.ExpectedCodeSha256, CancellationToken.None));
                     await Time("input schema check", () => { PolicyGrid.Core.Templates.TemplateValidator.Ensure(rule.PolicyInputSchema, input, "input_data"); return Task.CompletedTask; });
                     var output = new JsonObject { ["allowed"] = true, ["reason"] = "allowed", ["input_data"] = new JsonObject { ["ip"] = "10.0.0.1" } };
                     await Time("output schema check", () => { PolicyGrid.Core.Templates.TemplateValidator.Validate(rule.PolicyOutputSchema, output, "result"); return Task.CompletedTask; });

@@ -105,6 +105,7 @@ class LoopbackRegistry:
         self.policy_reads = 0
         self.bundle_reads = 0
         self.down = False
+        self.files = {}  # other paths it serves: a bundle at an unpinned URL, whose bytes a test can change
         registry = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -134,6 +135,8 @@ class LoopbackRegistry:
                 if self.path == f"/bundles/sha256/{registry.sha}":
                     registry.bundle_reads += 1
                     return self._send(200, registry.bundle, "application/zip")
+                if self.path in registry.files:
+                    return self._send(200, registry.files[self.path], "application/zip")
                 return self._send(404, {"success": False, "code": "not_found", "message": "no such path"})
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -57,6 +57,22 @@ class EvaluatorTests(unittest.TestCase):
         self.assertEqual(caught.exception.code, "backend_error")
         self.assertIn("failed verification", caught.exception.message)
 
+    def test_an_unpinned_code_url_serving_other_bytes_than_the_recorded_code_sha256_is_refused(self):
+        recorded = self.registry.bundle
+        other = support.zip_bytes({"code/function.py": b"class AIOSv1PolicyRule: pass  # other code at the same URL\n"})
+        url = self.registry.url + "/dist/allowlist.zip"
+        self.registry.files["/dist/allowlist.zip"] = other
+        self.registry.update(code=url, code_sha256=hashlib.sha256(recorded).hexdigest())
+        with self.assertRaises(PolicyGridApiError) as caught:
+            self.evaluator()
+        self.assertEqual(caught.exception.code, "backend_error")
+        self.assertIn(url, caught.exception.message)
+        self.assertIn(f"has sha256 {hashlib.sha256(other).hexdigest()}, not the expected {hashlib.sha256(recorded).hexdigest()}",
+                      caught.exception.message)
+
+        self.registry.files["/dist/allowlist.zip"] = recorded  # the bytes the registry recorded run
+        self.assertTrue(self.evaluator().execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
+
     def test_context_persists_between_calls_and_management_reaches_the_held_instance(self):
         ev = self.evaluator()
         ev.execute_policy_rule({"ip": "10.0.0.1"})

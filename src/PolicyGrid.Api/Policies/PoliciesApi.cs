@@ -45,7 +45,7 @@ public static class PoliciesApi
         var rule = PolicyRule.FromJson(body.RequireObject()).WithTimestamps(null, services.Clock.GetUtcNow());
         if (await services.Store.GetAsync(Collections.Policies, rule.PolicyRuleUri, ct) is not null)
             return Failure.From(Problems.Conflict($"policy '{rule.PolicyRuleUri}' already exists; update it with PUT /policy/{rule.PolicyRuleUri}, or register a new version or release_tag"));
-        await services.Code.CheckAsync(rule, ct);
+        rule = await services.Code.CheckAsync(rule, ct);
         var stored = await services.Store.CreateAsync(Collections.Policies, rule.PolicyRuleUri, rule.ToJson(), ct);
         return Answer(services.Http, stored);
     }
@@ -60,20 +60,26 @@ public static class PoliciesApi
     {
         var id = Canonical(uri);
         var update = body.RequireObject("update");
-        PolicyRule? loaded = null; // the last rule whose code passed the dry load, so a retry does not load the same code again
+        // The last rule whose code passed the dry load and the hash it recorded, so a retry does not load the same code again.
+        (PolicyRule Asked, string Sha256)? loaded = null;
         var stored = await OptimisticUpdate.ApplyAsync(services.Store, Collections.Policies, id, ETags.IfMatch(services.Http.Request),
             async (current, token) =>
             {
                 var merged = UpdateEngine.Apply(current.Body, update, PolicyRule.IdentityFields);
                 // A client that read the document got "***" for secrets; sending that back keeps the stored value.
                 merged = TemplateSecrets.RestorePolicyRule(merged, current.Body);
+                // The recorded hash belongs to the old code: new code is loaded and recorded afresh, unless the
+                // update names the hash it expects.
+                if (!JsonValues.DeepEquals(merged["code"], current.Body["code"]) && !Names(update, "code_sha256"))
+                    merged["code_sha256"] = "";
                 var before = PolicyRule.FromJson(current.Body);
                 var rule = PolicyRule.FromJson(merged).WithTimestamps(before, services.Clock.GetUtcNow());
                 UpdateEngine.EnsureFieldsKept(update, rule.ToJson());
-                if (CodeChanged(before, rule) && (loaded is null || CodeChanged(loaded, rule)))
+                if (CodeChanged(before, rule))
                 {
-                    await services.Code.CheckAsync(rule, token);
-                    loaded = rule;
+                    if (loaded is null || CodeChanged(loaded.Value.Asked, rule))
+                        loaded = (rule, (await services.Code.CheckAsync(rule, token)).CodeSha256);
+                    rule = rule with { CodeSha256 = loaded.Value.Sha256 };
                 }
                 return rule.ToJson();
             },
@@ -106,8 +112,16 @@ public static class PoliciesApi
         return Envelope.Answer.Ok(new JsonArray([.. found.Select(d => (JsonNode)d)]));
     }
 
-    /// <summary>Secret settings/parameters are write-only: every answer masks them.</summary>
-    public static JsonObject Redact(JsonObject policy) => TemplateSecrets.RedactPolicyRule(policy);
+    /// <summary>
+    /// Secret settings/parameters are write-only: every answer masks them. A document stored before
+    /// <c>code_sha256</c> existed reads with it empty (nothing recorded), as answers carry every field.
+    /// </summary>
+    public static JsonObject Redact(JsonObject policy)
+    {
+        var answer = TemplateSecrets.RedactPolicyRule(policy);
+        if (!answer.ContainsKey("code_sha256")) answer["code_sha256"] = "";
+        return answer;
+    }
 
     private static Ok<Envelope<JsonObject>> Answer(HttpContext http, StoredDocument stored)
     {
@@ -120,9 +134,15 @@ public static class PoliciesApi
     public static string Canonical(string uri) => uri.Contains('%', StringComparison.Ordinal) ? Uri.UnescapeDataString(uri) : uri;
 
     private static bool CodeChanged(PolicyRule before, PolicyRule after) =>
-        before.Code != after.Code || before.Type != after.Type ||
+        before.Code != after.Code || before.CodeSha256 != after.CodeSha256 || before.Type != after.Type ||
         !JsonValues.DeepEquals(before.PolicySettings, after.PolicySettings) ||
         !JsonValues.DeepEquals(before.PolicyParameters, after.PolicyParameters);
+
+    /// <summary>Whether an update (operators or a full replacement) says anything about <paramref name="field"/>.</summary>
+    private static bool Names(JsonObject update, string field) =>
+        update.Any(p => p.Key.StartsWith('$')
+            ? p.Value is JsonObject fields && fields.Any(f => f.Key == field || f.Key.StartsWith(field + ".", StringComparison.Ordinal))
+            : p.Key == field);
 
     private static PolicyGridException Missing(string uri) =>
         PolicyUri.TryParse(Canonical(uri), out _, out var error)

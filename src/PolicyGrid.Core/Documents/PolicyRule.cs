@@ -39,6 +39,12 @@ public sealed record PolicyRule : IDocument<PolicyRule>
     public string Tags { get; init; } = "";
     /// <summary>Where the bundle is: <c>bundle://sha256/…</c>, an http(s) URL or (where allowed) file://.</summary>
     public string Code { get; init; } = "";
+    /// <summary>
+    /// The sha256 of the bundle <see cref="Code"/> named when the registry loaded it ("" for documents stored
+    /// before the field existed). An unpinned http(s) URL may serve other bytes later; every process that
+    /// fetches it refuses bytes that do not have this hash, so one revision always runs one code.
+    /// </summary>
+    public string CodeSha256 { get; init; } = "";
     public string CodeType { get; init; } = "";
     /// <summary>The runtime kind this server's runtime runs (a class <c>AIOSv1PolicyRule</c> in <c>code/function.py</c>).</summary>
     public const string PythonClassV1 = "python_class_v1";
@@ -96,6 +102,7 @@ public sealed record PolicyRule : IDocument<PolicyRule>
             Metadata = f.Object("metadata"),
             Tags = ReadTags(f, body),
             Code = f.RequiredString("code"),
+            CodeSha256 = ReadCodeSha256(f),
             CodeType = f.String("code_type"),
             Type = f.RequiredString("type"),
             PolicyInputSchema = Template(f, "policy_input_schema"),
@@ -119,8 +126,21 @@ public sealed record PolicyRule : IDocument<PolicyRule>
             f.AddRange(TemplateValidator.Validate(rule.PolicySettingsSchema, rule.PolicySettings, "policy_settings"));
         if (!f.Errors.Any(e => e.Path.StartsWith("policy_parameters_schema", StringComparison.Ordinal)))
             f.AddRange(TemplateValidator.Validate(rule.PolicyParametersSchema, rule.PolicyParameters, "policy_parameters"));
+        // An address that pins a hash itself and a code_sha256 naming another can never both hold.
+        if (rule.CodeSha256.Length > 0 && CodePin.Of(rule.Code) is { } pinned && pinned != rule.CodeSha256)
+            f.Add("code_sha256", $"is {rule.CodeSha256}, but code '{rule.Code}' pins sha256 {pinned}");
         f.ThrowIfInvalid();
         return rule;
+    }
+
+    /// <summary>The recorded sha256, or null when the document has none (stored before the field existed, or not yet loaded).</summary>
+    public string? ExpectedCodeSha256 => CodeSha256.Length > 0 ? CodeSha256 : null;
+
+    private static string ReadCodeSha256(DocumentFields f)
+    {
+        var sha = f.String("code_sha256").Trim().ToLowerInvariant();
+        if (sha.Length > 0 && !CodePin.IsSha256(sha)) { f.Add("code_sha256", "must be a sha256: 64 hex digits, or empty"); return ""; }
+        return sha;
     }
 
     public JsonObject ToJson() => new()
@@ -132,6 +152,7 @@ public sealed record PolicyRule : IDocument<PolicyRule>
         ["metadata"] = Metadata.DeepClone(),
         ["tags"] = Tags,
         ["code"] = Code,
+        ["code_sha256"] = CodeSha256,
         ["code_type"] = CodeType,
         ["type"] = Type,
         ["policy_input_schema"] = PolicyInputSchema.DeepClone(),

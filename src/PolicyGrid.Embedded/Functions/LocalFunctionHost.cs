@@ -223,7 +223,9 @@ public sealed class LocalFunctionHost(
     {
         var policy = spec.Policy;
         var code = policy["code"]?.GetValue<string>() ?? throw Problems.Validation("function_policy_data.code", "is required");
-        var bundle = await bundles.GetAsync(code, ct);
+        // The snapshot carries the code_sha256 its policy recorded (none for policies stored before it existed).
+        var expected = policy["code_sha256"] is JsonValue recorded && recorded.TryGetValue<string>(out var sha) && sha.Length > 0 ? sha : null;
+        var bundle = await bundles.GetAsync(code, expected, ct);
         return new PolicyLoadSpec(spec.PolicyRuleUri, bundle,
             policy["policy_settings"] as JsonObject is { } s ? (JsonObject)s.DeepClone() : [],
             policy["policy_parameters"] as JsonObject is { } p ? (JsonObject)p.DeepClone() : []);

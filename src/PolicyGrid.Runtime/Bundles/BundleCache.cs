@@ -7,6 +7,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Polly.CircuitBreaker;
 using Polly.Timeout;
+using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Runtime.Execution;
@@ -18,7 +19,8 @@ namespace PolicyGrid.Runtime.Bundles;
 /// <c>bundle://sha256/&lt;hex&gt;</c> from the bundle store; an http(s) URL whose path is
 /// <c>/bundles/sha256/&lt;hex&gt;</c> from the store when it has those bytes; other http(s) URLs through the
 /// resilient, network-guarded client (a <c>#sha256=&lt;hex&gt;</c> fragment pins the content); <c>file://</c>
-/// only when the operator allows it. Bytes are checked against any known sha256, unpacked safely into
+/// only when the operator allows it. Bytes are checked against any known sha256 (the address's own pin, and
+/// the <c>code_sha256</c> the registry recorded when it loaded the policy), unpacked safely into
 /// <c>&lt;cache&gt;/&lt;sha256&gt;/bundle</c> (built in a temp directory and renamed into place, so readers never
 /// see half a bundle), with requirements in <c>&lt;cache&gt;/&lt;sha256&gt;/site-packages</c>, all readable by
 /// the unprivileged worker user.
@@ -33,7 +35,7 @@ public sealed partial class BundleCache : IPolicyBundleSource
     private readonly BundleRequirements _requirements;
     private readonly ILogger _log;
     private readonly ConcurrentDictionary<string, SemaphoreSlim> _unpacking = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, (BundleDirectory Directory, long CheckedAt)> _resolved = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<(string Code, string? Sha256), (BundleDirectory Directory, long CheckedAt)> _resolved = new();
 
     // A resolved bundle is looked for on disk again at most this often: every call asking the file
     // system cost as much as the rest of the lookup, and a directory removed under a running server
@@ -71,33 +73,57 @@ public sealed partial class BundleCache : IPolicyBundleSource
 
     public string CacheDirectory { get; }
 
-    public async Task<BundleDirectory> GetAsync(string code, CancellationToken ct)
+    public async Task<BundleDirectory> GetAsync(string code, string? expectedSha256, CancellationToken ct)
     {
         if (string.IsNullOrWhiteSpace(code)) throw Problems.Validation("code", "is empty; expected bundle://sha256/<hex>, an http(s) URL or (if allowed) a file:// URL");
         code = code.Trim();
+        var expected = string.IsNullOrWhiteSpace(expectedSha256) ? null : expectedSha256.Trim().ToLowerInvariant();
+        if (expected is not null && !CodePin.IsSha256(expected)) throw Problems.Validation("code_sha256", $"'{expectedSha256}' is not a sha256 (64 hex digits)");
         // URLs without a pinned hash are fetched once per process; content-addressed codes are checked on disk each time.
-        if (_resolved.TryGetValue(code, out var known))
+        // The key holds the expected hash too, so an update that records new code for the same URL is fetched anew.
+        var key = (code, expected);
+        if (_resolved.TryGetValue(key, out var known))
         {
             var now = Stopwatch.GetTimestamp();
             if (now - known.CheckedAt < RecheckTicks) return known.Directory;
             if (Directory.Exists(known.Directory.Root))
             {
-                _resolved[code] = (known.Directory, now);
+                _resolved[key] = (known.Directory, now);
                 return known.Directory;
             }
         }
 
-        var (bytes, expected) = await FetchAsync(code, ct);
-        var sha = expected!;
+        // The recorded hash pins the content like a #sha256= fragment does: bytes already verified and unpacked
+        // under it are the right ones, whatever the URL serves now.
+        var directory = expected is not null && Cached(expected) is { } held
+            ? Describe(held, expected)
+            : await ResolveAsync(code, expected, ct);
+        _resolved[key] = (directory, Stopwatch.GetTimestamp());
+        return directory;
+    }
+
+    public Task<BundleDirectory> FetchCurrentAsync(string code, CancellationToken ct)
+    {
+        if (string.IsNullOrWhiteSpace(code)) return GetAsync(code, null, ct);
+        // Pinned and content-addressed codes cannot change; only an unpinned URL must skip the per-process memory.
+        return CodePin.Of(code) is null ? ResolveAsync(code.Trim(), null, ct) : GetAsync(code, null, ct);
+    }
+
+    /// <summary>Fetches, verifies and unpacks: the code's own pin is a 400 (the address is wrong); the document's recorded hash a 502 (the source changed).</summary>
+    private async Task<BundleDirectory> ResolveAsync(string code, string? expected, CancellationToken ct)
+    {
+        var (bytes, pinned) = await FetchAsync(code, ct);
+        var sha = pinned;
         if (bytes is not null)
         {
             sha = Convert.ToHexStringLower(SHA256.HashData(bytes));
-            if (expected is not null && sha != expected)
-                throw Problems.BadRequest($"bundle '{Shown(code)}' has sha256 {sha}, not the expected {expected}; refusing it");
+            if (pinned is not null && sha != pinned)
+                throw Problems.BadRequest($"bundle '{Shown(code)}' has sha256 {sha}, not the expected {pinned}; refusing it");
         }
-        var directory = await UnpackOnceAsync(sha, bytes, ct);
-        _resolved[code] = (directory, Stopwatch.GetTimestamp());
-        return directory;
+        if (expected is not null && sha != expected)
+            throw Problems.BackendError($"bundle '{Shown(code)}' has sha256 {sha}, not the expected {expected} (the policy's code_sha256); refusing it. " +
+                                        "Its source now serves other bytes than the registry loaded; update the policy to load and record them");
+        return await UnpackOnceAsync(sha!, bytes, ct);
     }
 
     /// <summary>
@@ -182,7 +208,8 @@ public sealed partial class BundleCache : IPolicyBundleSource
     /// <summary>URLs may carry credentials in user info or query; keep them out of messages.</summary>
     private static string Redacted(Uri uri) => $"{uri.Scheme}://{uri.Host}{(uri.IsDefaultPort ? "" : ":" + uri.Port)}{uri.AbsolutePath}";
 
-    private static string Shown(string code) => Uri.TryCreate(code, UriKind.Absolute, out var u) && u.Scheme is "http" or "https" ? Redacted(u) : code;
+    /// <summary>The code as messages show it: a URL without credentials.</summary>
+    internal static string Shown(string code) => Uri.TryCreate(code, UriKind.Absolute, out var u) && u.Scheme is "http" or "https" ? Redacted(u) : code;
 
     private string? Cached(string sha)
     {

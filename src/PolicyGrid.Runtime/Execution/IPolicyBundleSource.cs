@@ -9,5 +9,17 @@ namespace PolicyGrid.Runtime.Execution;
 /// </summary>
 public interface IPolicyBundleSource
 {
-    Task<BundleDirectory> GetAsync(string code, CancellationToken ct);
+    /// <summary>
+    /// The bundle <paramref name="code"/> names. <paramref name="expectedSha256"/> is the policy document's
+    /// <c>code_sha256</c> (null when it has none): bytes with another hash are refused with a 502, so a URL
+    /// that now serves other code never runs under a revision that recorded different code.
+    /// </summary>
+    Task<BundleDirectory> GetAsync(string code, string? expectedSha256, CancellationToken ct);
+
+    /// <summary>
+    /// The bundle <paramref name="code"/> names as its source serves it now, for the dry load at create/update:
+    /// an unpinned URL is fetched again even if this process fetched it before, because what the registry
+    /// records must be what the URL serves today.
+    /// </summary>
+    Task<BundleDirectory> FetchCurrentAsync(string code, CancellationToken ct) => GetAsync(code, null, ct);
 }

@@ -56,7 +56,7 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
             var (settings, parameters) = overrides ? MergeAndCheck(rule, request.Settings, request.Parameters) : (rule.PolicySettings, rule.PolicyParameters);
             if (rule.PolicyInputSchema.Count > 0) TemplateValidator.Ensure(rule.PolicyInputSchema, request.InputData, "input_data");
             var deadline = DeadlineFor(rule, request.TimeoutSeconds);
-            var bundle = await bundles.GetAsync(rule.Code, ct);
+            var bundle = await bundles.GetAsync(rule.Code, rule.ExpectedCodeSha256, ct);
             audit.BundleSha256 = bundle.Sha256;
 
             var contextKey = string.IsNullOrEmpty(request.ContextKey) ? rule.PolicyRuleUri : request.ContextKey;
@@ -107,7 +107,7 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
             ManagementCommands.Ensure(rule.ManagementCommandsSchema, rule.PolicyRuleUri, request.Action, request.Data);
             var (settings, parameters) = MergeAndCheck(rule, request.Settings, request.Parameters);
             var deadline = DeadlineFor(rule, request.TimeoutSeconds);
-            var bundle = await bundles.GetAsync(rule.Code, ct);
+            var bundle = await bundles.GetAsync(rule.Code, rule.ExpectedCodeSha256, ct);
             audit.BundleSha256 = bundle.Sha256;
             var args = new JsonObject { ["action"] = request.Action, ["data"] = request.Data.DeepClone() };
             // Type 2 is stateless: management runs on a fresh instance that is dropped afterwards.

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
-using System.Text.RegularExpressions;
+using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Ports;
 using PolicyGrid.Runtime.Bundles;
 using PolicyGrid.Sdk.Client;
 
@@ -8,30 +9,32 @@ namespace PolicyGrid.Sdk.Evaluation;
 
 /// <summary>
 /// Resolves a policy's <c>code</c> to an unpacked directory: downloads it from the registry at most
-/// once per content hash, verifies the sha256 its address names, unpacks it safely and caches it.
+/// once per content hash, verifies the sha256 its address names and the one the registry recorded
+/// (<c>code_sha256</c>), unpacks it safely and caches it.
 /// </summary>
-internal sealed partial class BundleFetcher(PolicyGridClient client, string cacheDirectory, UnpackLimits limits)
+internal sealed class BundleFetcher(PolicyGridClient client, string cacheDirectory, UnpackLimits limits)
 {
     private static readonly ConcurrentDictionary<string, SemaphoreSlim> Gates = new(StringComparer.Ordinal);
 
-    [GeneratedRegex("^bundle://sha256/([0-9a-fA-F]{64})$")]
-    private static partial Regex BundleUri();
-
-    [GeneratedRegex("/bundles/sha256/([0-9a-fA-F]{64})/?$")]
-    private static partial Regex ShaInPath();
-
-    public async Task<BundleDirectory> GetAsync(string code, CancellationToken ct)
+    /// <summary>
+    /// The bundle <paramref name="code"/> names. <paramref name="recordedSha256"/> is the document's <c>code_sha256</c>
+    /// (null when it has none): the registry recorded the hash of the bytes it loaded, and bytes with any other hash
+    /// are refused, so an unpinned URL that now serves other code never runs here under that revision.
+    /// </summary>
+    public async Task<BundleDirectory> GetAsync(string code, string? recordedSha256, CancellationToken ct)
     {
-        var (address, expected) = Address(code);
+        var (address, pinned) = Address(code);
+        var recorded = string.IsNullOrWhiteSpace(recordedSha256) ? null : recordedSha256.Trim().ToLowerInvariant();
         var gate = Gates.GetOrAdd(cacheDirectory, _ => new SemaphoreSlim(1, 1));
         await gate.WaitAsync(ct);
         try
         {
-            if (expected is not null && Cached(expected) is { } held) return held;
+            if ((recorded ?? pinned) is { } expected && (pinned is null || pinned == expected) && Cached(expected) is { } held) return held;
             var data = await client.DownloadBundleAsync(address, ct);
             var actual = Convert.ToHexStringLower(SHA256.HashData(data));
-            if (expected is not null && actual != expected)
-                throw new PolicyGridApiException(502, "backend_error", $"bundle {code} failed verification: expected sha256 {expected}, downloaded {actual}");
+            foreach (var want in new[] { pinned, recorded })
+                if (want is not null && actual != want)
+                    throw new PolicyGridApiException(502, "backend_error", $"bundle '{Shown(code)}' failed verification: it has sha256 {actual}, not the expected {want}; refusing it");
             return Cached(actual) ?? Unpack(actual, data);
         }
         finally
@@ -42,16 +45,20 @@ internal sealed partial class BundleFetcher(PolicyGridClient client, string cach
 
     private static (string Address, string? Sha256) Address(string code)
     {
-        var m = BundleUri().Match(code);
-        if (m.Success) return ($"/bundles/sha256/{m.Groups[1].Value.ToLowerInvariant()}", m.Groups[1].Value.ToLowerInvariant());
+        var pinned = CodePin.Of(code);
+        if (code.StartsWith(BundleRef.Scheme, StringComparison.OrdinalIgnoreCase) && pinned is not null)
+            return ($"/bundles/sha256/{pinned}", pinned);
         if (Uri.TryCreate(code, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps))
-        {
-            var sha = ShaInPath().Match(uri.AbsolutePath);
-            return (code, sha.Success ? sha.Groups[1].Value.ToLowerInvariant() : null);
-        }
+            return (code, pinned);
         throw new PolicyGridApiException(400, "bad_request",
             $"policy code '{code}' cannot be fetched by the SDK: expected bundle://sha256/<hex> or an http(s):// URL");
     }
+
+    /// <summary>URLs may carry credentials in user info or query; keep them out of messages.</summary>
+    private static string Shown(string code) =>
+        Uri.TryCreate(code, UriKind.Absolute, out var u) && (u.Scheme == Uri.UriSchemeHttp || u.Scheme == Uri.UriSchemeHttps)
+            ? $"{u.Scheme}://{u.Host}{(u.IsDefaultPort ? "" : ":" + u.Port)}{u.AbsolutePath}"
+            : code;
 
     private BundleDirectory? Cached(string sha)
     {

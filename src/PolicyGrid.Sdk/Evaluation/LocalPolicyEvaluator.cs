@@ -281,7 +281,8 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
         var settings = Merge(document["policy_settings"] as JsonObject ?? [], _settingOverrides);
         var parameters = Merge(document["policy_parameters"] as JsonObject ?? [], _parameterOverrides);
         var code = document["code"]?.ToString() ?? "";
-        var fingerprint = new JsonArray(code, settings.DeepClone(), parameters.DeepClone()).ToJsonString();
+        var codeSha256 = document["code_sha256"]?.ToString() ?? ""; // absent from documents stored before it existed
+        var fingerprint = new JsonArray(code, codeSha256, settings.DeepClone(), parameters.DeepClone()).ToJsonString();
         var parametersTemplate = document["policy_parameters_schema"] as JsonObject ?? [];
         var inputTemplate = document["policy_input_schema"] as JsonObject ?? [];
 
@@ -298,7 +299,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
         {
             Ensure([.. TemplateValidator.Validate(document["policy_settings_schema"] as JsonObject ?? [], settings, "policy_settings"),
                     .. TemplateValidator.Validate(parametersTemplate, parameters, "policy_parameters")]);
-            var bundle = await _bundles!.GetAsync(code, ct);
+            var bundle = await _bundles!.GetAsync(code, codeSha256, ct);
             if (_pool is not null)
             {
                 var worker = new WorkerProcessPolicy(_pool, new PolicyLoadSpec(_options.PolicyRuleUri, bundle, settings, parameters), _options.CallDeadline,

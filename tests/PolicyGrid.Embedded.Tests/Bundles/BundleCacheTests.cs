@@ -6,6 +6,7 @@ using PolicyGrid.Core.Ports;
 using PolicyGrid.Embedded.Storage;
 using PolicyGrid.Runtime.Bundles;
 using PolicyGrid.Runtime.Execution;
+using PolicyGrid.TestSupport;
 using Shouldly;
 using static PolicyGrid.Embedded.Tests.Bundles.TestArchives;
 using File = System.IO.File;
@@ -49,7 +50,7 @@ public sealed class BundleCacheTests : IDisposable
     {
         var stored = await _store.PutAsync(ValidBundle(), Ct);
         var cache = Cache();
-        var first = await cache.GetAsync(stored.Code, Ct);
+        var first = await cache.GetAsync(stored.Code, null, Ct);
         first.Sha256.ShouldBe(stored.Sha256);
         first.SitePackages.ShouldBeNull();
         first.Root.ShouldStartWith(cache.CacheDirectory);
@@ -57,7 +58,7 @@ public sealed class BundleCacheTests : IDisposable
         File.ReadAllText(function).ShouldStartWith("class AIOSv1PolicyRule");
         var written = File.GetLastWriteTimeUtc(function);
 
-        var again = await Cache().GetAsync(stored.Code, Ct); // a new cache object finds the unpacked copy on disk
+        var again = await Cache().GetAsync(stored.Code, null, Ct); // a new cache object finds the unpacked copy on disk
         again.ShouldBe(first);
         File.GetLastWriteTimeUtc(function).ShouldBe(written);
         Directory.GetDirectories(cache.CacheDirectory).ShouldBe([Path.Combine(cache.CacheDirectory, stored.Sha256)]); // no temp dirs left
@@ -80,7 +81,7 @@ public sealed class BundleCacheTests : IDisposable
         Directory.CreateDirectory(leftover);
         File.WriteAllText(Path.Combine(leftover, "function.py"), "stale");
 
-        var unpacked = await cache.GetAsync(stored.Code, Ct);
+        var unpacked = await cache.GetAsync(stored.Code, null, Ct);
 
         File.ReadAllText(Path.Combine(unpacked.Root, "code", "function.py")).ShouldContain("# leftover");
         Directory.Exists(leftover).ShouldBeFalse();
@@ -91,7 +92,7 @@ public sealed class BundleCacheTests : IDisposable
     {
         var stored = await _store.PutAsync(ValidBundle("concurrent"), Ct);
         var cache = Cache();
-        var all = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Task.Run(() => cache.GetAsync(stored.Code, Ct), Ct)));
+        var all = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Task.Run(() => cache.GetAsync(stored.Code, null, Ct), Ct)));
         all.Distinct().Count().ShouldBe(1);
     }
 
@@ -103,7 +104,7 @@ public sealed class BundleCacheTests : IDisposable
     [InlineData("", 400)]
     public async Task Unknown_or_malformed_codes_are_refused(string code, int status)
     {
-        var e = await Should.ThrowAsync<PolicyGridException>(() => Cache().GetAsync(code, Ct));
+        var e = await Should.ThrowAsync<PolicyGridException>(() => Cache().GetAsync(code, null, Ct));
         e.Status.ShouldBe(status);
     }
 
@@ -111,7 +112,7 @@ public sealed class BundleCacheTests : IDisposable
     public async Task A_stored_archive_that_is_not_readable_is_a_400()
     {
         var stored = await _store.PutAsync("plain text"u8.ToArray(), Ct);
-        var e = await Should.ThrowAsync<PolicyGridException>(() => Cache().GetAsync(stored.Code, Ct));
+        var e = await Should.ThrowAsync<PolicyGridException>(() => Cache().GetAsync(stored.Code, null, Ct));
         e.Status.ShouldBe(400);
         e.Message.ShouldContain("not a readable archive");
         Directory.GetDirectories(_dir.File("cache")).ShouldBeEmpty();
@@ -124,14 +125,14 @@ public sealed class BundleCacheTests : IDisposable
         var bundle = ValidBundle("http");
         server.Serve("/b.zip", bundle);
 
-        var refused = await Should.ThrowAsync<PolicyGridException>(() => Cache().GetAsync(server.Url("/b.zip"), Ct));
+        var refused = await Should.ThrowAsync<PolicyGridException>(() => Cache().GetAsync(server.Url("/b.zip"), null, Ct));
         refused.Status.ShouldBe(400);
         refused.Message.ShouldContain("loopback");
         server.Requests.ShouldBe(0);
-        var byName = await Should.ThrowAsync<PolicyGridException>(() => Cache().GetAsync($"http://localhost:{server.Port}/b.zip", Ct));
+        var byName = await Should.ThrowAsync<PolicyGridException>(() => Cache().GetAsync($"http://localhost:{server.Port}/b.zip", null, Ct));
         byName.Message.ShouldContain("loopback");
 
-        var fetched = await Cache(o => o.AllowLoopback = true).GetAsync(server.Url("/b.zip"), Ct);
+        var fetched = await Cache(o => o.AllowLoopback = true).GetAsync(server.Url("/b.zip"), null, Ct);
         fetched.Sha256.ShouldBe(Sha256(bundle));
         File.Exists(Path.Combine(fetched.Root, "code", "function.py")).ShouldBeTrue();
         server.Requests.ShouldBe(1);
@@ -145,12 +146,53 @@ public sealed class BundleCacheTests : IDisposable
         server.Serve("/b.zip", bundle);
         var cache = Cache(o => o.AllowLoopback = true);
         var wrong = new string('a', 64);
-        var e = await Should.ThrowAsync<PolicyGridException>(() => cache.GetAsync(server.Url("/b.zip") + "#sha256=" + wrong, Ct));
+        var e = await Should.ThrowAsync<PolicyGridException>(() => cache.GetAsync(server.Url("/b.zip") + "#sha256=" + wrong, null, Ct));
         e.Status.ShouldBe(400);
         e.Message.ShouldContain(Sha256(bundle));
         e.Message.ShouldContain(wrong);
         Directory.Exists(Path.Combine(cache.CacheDirectory, Sha256(bundle))).ShouldBeFalse();
-        (await cache.GetAsync(server.Url("/b.zip") + "#sha256=" + Sha256(bundle), Ct)).Sha256.ShouldBe(Sha256(bundle));
+        (await cache.GetAsync(server.Url("/b.zip") + "#sha256=" + Sha256(bundle), null, Ct)).Sha256.ShouldBe(Sha256(bundle));
+    }
+
+    [Fact]
+    public async Task Bytes_at_an_unpinned_url_that_differ_from_the_recorded_code_sha256_are_refused_with_both_hashes()
+    {
+        using var server = new LoopbackBundleServer();
+        var a = ValidBundle("recorded-a");
+        var b = ValidBundle("served-b");
+        server.Serve("/b.zip", b);
+        var cache = Cache(o => o.AllowLoopback = true);
+
+        var e = await Should.ThrowAsync<PolicyGridException>(() => cache.GetAsync(server.Url("/b.zip"), Sha256(a), Ct));
+
+        e.Status.ShouldBe(502);
+        e.Code.ShouldBe(ErrorCodes.BackendError);
+        e.Message.ShouldContain(server.Url("/b.zip"));
+        e.Message.ShouldContain($"has sha256 {Sha256(b)}, not the expected {Sha256(a)}");
+        Directory.Exists(Path.Combine(cache.CacheDirectory, Sha256(b))).ShouldBeFalse(); // nothing of B is unpacked to run
+    }
+
+    [Fact]
+    public async Task The_once_per_process_memory_of_an_unpinned_url_is_per_expected_hash_so_a_new_pin_takes_effect()
+    {
+        using var server = new LoopbackBundleServer();
+        var a = ValidBundle("memory-a");
+        var b = ValidBundle("memory-b");
+        var url = server.Url("/b.zip");
+        server.Serve("/b.zip", a);
+        var cache = Cache(o => o.AllowLoopback = true);
+        (await cache.GetAsync(url, null, Ct)).Sha256.ShouldBe(Sha256(a));
+        (await cache.GetAsync(url, Sha256(a), Ct)).Sha256.ShouldBe(Sha256(a));
+
+        server.Serve("/b.zip", b);
+        // The dry load sees what the URL serves now, not what this process remembered.
+        (await cache.FetchCurrentAsync(url, Ct)).Sha256.ShouldBe(Sha256(b));
+        // A document re-pinned to B gets B at once; one still pinned to A keeps getting A, never B.
+        (await cache.GetAsync(url, Sha256(b), Ct)).Sha256.ShouldBe(Sha256(b));
+        (await cache.GetAsync(url, Sha256(a), Ct)).Sha256.ShouldBe(Sha256(a));
+        // A cache that never saw A (another replica, or this one after its cache was cleared) refuses B for A.
+        var fresh = Cache(o => { o.AllowLoopback = true; o.CacheDirectory = _dir.File("other-cache"); });
+        (await Should.ThrowAsync<PolicyGridException>(() => fresh.GetAsync(url, Sha256(a), Ct))).Status.ShouldBe(502);
     }
 
     [Fact]
@@ -163,12 +205,12 @@ public sealed class BundleCacheTests : IDisposable
         // The guard refuses before connecting, so this never sends a packet to the private address.
         server.Redirect("/to-private", "http://10.255.255.1/b.zip");
         var cache = Cache(o => o.AllowLoopback = true);
-        (await cache.GetAsync(server.Url("/moved"), Ct)).Sha256.ShouldBe(Sha256(bundle));
-        var refused = await Should.ThrowAsync<PolicyGridException>(() => cache.GetAsync(server.Url("/to-private"), Ct));
+        (await cache.GetAsync(server.Url("/moved"), null, Ct)).Sha256.ShouldBe(Sha256(bundle));
+        var refused = await Should.ThrowAsync<PolicyGridException>(() => cache.GetAsync(server.Url("/to-private"), null, Ct));
         refused.Status.ShouldBe(400);
         refused.Message.ShouldContain("10.255.255.1");
         refused.Message.ShouldContain("private");
-        var missing = await Should.ThrowAsync<PolicyGridException>(() => cache.GetAsync(server.Url("/nothing.zip"), Ct));
+        var missing = await Should.ThrowAsync<PolicyGridException>(() => cache.GetAsync(server.Url("/nothing.zip"), null, Ct));
         missing.Status.ShouldBe(502);
     }
 
@@ -177,7 +219,7 @@ public sealed class BundleCacheTests : IDisposable
     {
         var stored = await _store.PutAsync(ValidBundle("api-url"), Ct);
         // Loopback is refused here, so any attempt to fetch would fail the test instead of leaving the machine.
-        var bundle = await Cache().GetAsync($"http://127.0.0.1:9/api/v1/bundles/sha256/{stored.Sha256}", Ct);
+        var bundle = await Cache().GetAsync($"http://127.0.0.1:9/api/v1/bundles/sha256/{stored.Sha256}", null, Ct);
         bundle.Sha256.ShouldBe(stored.Sha256);
     }
 
@@ -187,7 +229,7 @@ public sealed class BundleCacheTests : IDisposable
         using var server = new LoopbackBundleServer();
         var port = server.Port;
         server.Dispose(); // nothing listens there any more
-        var e = await Should.ThrowAsync<PolicyGridException>(() => Cache(o => o.AllowLoopback = true).GetAsync($"http://127.0.0.1:{port}/b.zip", Ct));
+        var e = await Should.ThrowAsync<PolicyGridException>(() => Cache(o => o.AllowLoopback = true).GetAsync($"http://127.0.0.1:{port}/b.zip", null, Ct));
         e.Status.ShouldBe(503);
     }
 
@@ -197,10 +239,10 @@ public sealed class BundleCacheTests : IDisposable
         var path = _dir.File("local.zip");
         var bundle = ValidBundle("file");
         await File.WriteAllBytesAsync(path, bundle, Ct);
-        var e = await Should.ThrowAsync<PolicyGridException>(() => Cache().GetAsync(new Uri(path).AbsoluteUri, Ct));
+        var e = await Should.ThrowAsync<PolicyGridException>(() => Cache().GetAsync(new Uri(path).AbsoluteUri, null, Ct));
         e.Status.ShouldBe(400);
         e.Message.ShouldContain("AllowFileUrls");
-        (await Cache(o => o.AllowFileUrls = true).GetAsync(new Uri(path).AbsoluteUri, Ct)).Sha256.ShouldBe(Sha256(bundle));
+        (await Cache(o => o.AllowFileUrls = true).GetAsync(new Uri(path).AbsoluteUri, null, Ct)).Sha256.ShouldBe(Sha256(bundle));
     }
 
     [Theory]
@@ -237,7 +279,7 @@ public sealed class BundleCacheTests : IDisposable
         var stored = await _store.PutAsync(bundle, Ct);
 
         var cache = Cache(o => o.PipOptions = ["--no-index", "--find-links", wheels]);
-        var result = await cache.GetAsync(stored.Code, Ct);
+        var result = await cache.GetAsync(stored.Code, null, Ct);
         result.SitePackages.ShouldNotBeNull();
         File.Exists(Path.Combine(result.SitePackages, "tinypkg", "__init__.py")).ShouldBeTrue();
         File.GetUnixFileMode(Path.Combine(result.SitePackages, "tinypkg", "__init__.py")).ShouldBe(BundleModes.File);
@@ -252,7 +294,7 @@ public sealed class BundleCacheTests : IDisposable
         Directory.CreateDirectory(wheels);
         var stored = await _store.PutAsync(Zip(("code/function.py", FunctionPy), ("code/requirements.txt", "nosuchpkg-policygrid==9.9\n")), Ct);
         var cache = Cache(o => o.PipOptions = ["--no-index", "--find-links", wheels]);
-        var e = await Should.ThrowAsync<PolicyGridException>(() => cache.GetAsync(stored.Code, Ct));
+        var e = await Should.ThrowAsync<PolicyGridException>(() => cache.GetAsync(stored.Code, null, Ct));
         e.Status.ShouldBe(400);
         e.Message.ShouldContain("nosuchpkg-policygrid==9.9");
         Directory.Exists(Path.Combine(cache.CacheDirectory, stored.Sha256)).ShouldBeFalse();

@@ -1,7 +1,8 @@
 """Fetching, verifying and safely unpacking policy bundles for local (in-process) evaluation.
 
 A bundle is a .zip, .tar.gz or .tar.xz holding code/function.py. It is downloaded once per
-content hash, checked against the sha256 its address names, unpacked with the same refusals
+content hash, checked against the sha256 its address names and the one the registry recorded
+(`code_sha256`), unpacked with the same refusals
 as the server (absolute paths, "..", links leading out of the tree, device files, and caps on
 entry count, total size and compression ratio) and cached by hash.
 """
@@ -26,6 +27,7 @@ from .errors import PolicyGridApiError
 
 _SHA_IN_PATH = re.compile(r"/bundles/sha256/([0-9a-fA-F]{64})/?$")
 _BUNDLE_URI = re.compile(r"^bundle://sha256/([0-9a-fA-F]{64})$")
+_SHA_FRAGMENT = re.compile(r"^sha256=([0-9a-fA-F]{64})$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,15 @@ def default_cache_dir() -> str:
     return os.path.join(base, "policygrid", "bundles")
 
 
+def _shown(code: str) -> str:
+    """The code as messages show it: a URL without user info or query, which may carry credentials."""
+    parsed = urllib.parse.urlparse(code or "")
+    if parsed.scheme not in ("http", "https"):
+        return code
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.scheme}://{parsed.hostname}{port}{parsed.path}"
+
+
 def bad_bundle(message: str) -> PolicyGridApiError:
     return PolicyGridApiError(400, "bad_request", message)
 
@@ -70,19 +81,24 @@ class BundleCache:
         self.limits = limits or UnpackLimits()
         self._lock = threading.Lock()
 
-    def get(self, code: str) -> BundleDirectory:
-        url, expected = self._address(code)
+    def get(self, code: str, code_sha256: str | None = None) -> BundleDirectory:
+        """The bundle `code` names. `code_sha256` is the document's recorded hash (None or "" when it has
+        none): the registry recorded the bytes it loaded, and any other bytes at an unpinned URL are refused."""
+        url, pinned = self._address(code)
+        recorded = (code_sha256 or "").strip().lower() or None
         with self._lock:
-            if expected:
+            expected = recorded or pinned
+            if expected and (pinned is None or pinned == expected):
                 held = self._cached(expected)
                 if held:
                     return held
             data = self._client.download_bundle(url)
             actual = hashlib.sha256(data).hexdigest()
-            if expected and actual != expected:
-                raise PolicyGridApiError(
-                    502, "backend_error",
-                    f"bundle {code} failed verification: expected sha256 {expected}, downloaded {actual}")
+            for want in (pinned, recorded):
+                if want and actual != want:
+                    raise PolicyGridApiError(
+                        502, "backend_error",
+                        f"bundle '{_shown(code)}' failed verification: it has sha256 {actual}, not the expected {want}; refusing it")
             return self._cached(actual) or self._unpack(actual, data)
 
     def _address(self, code: str) -> tuple[str, str | None]:
@@ -93,6 +109,9 @@ class BundleCache:
         parsed = urllib.parse.urlparse(code or "")
         if parsed.scheme in ("http", "https"):
             m = _SHA_IN_PATH.search(parsed.path)
+            if m:
+                return code, m.group(1).lower()
+            m = _SHA_FRAGMENT.match(parsed.fragment)
             return code, (m.group(1).lower() if m else None)
         raise bad_bundle(f"policy code {code!r} cannot be fetched by the SDK: expected bundle://sha256/<hex> or an http(s):// URL")
 

@@ -219,7 +219,9 @@ class LocalPolicyEvaluator:
         status = str(document.get("status") or "active")
         settings = _merged(document.get("policy_settings") or {}, self.settings)
         parameters = _merged(document.get("policy_parameters") or {}, self.parameters)
-        fingerprint = json.dumps([document.get("code"), settings, parameters], sort_keys=True, default=str)
+        # code_sha256 is absent from documents stored before the registry recorded it.
+        fingerprint = json.dumps([document.get("code"), document.get("code_sha256") or "", settings, parameters],
+                                 sort_keys=True, default=str)
         previous = self._held
         if previous is not None and self._failure is None and previous.fingerprint == fingerprint:
             # Only metadata/status changed: keep the warm instance (and its management state).
@@ -229,7 +231,7 @@ class LocalPolicyEvaluator:
         else:
             _ensure(templates.validate(document.get("policy_settings_schema") or {}, settings, "policy_settings")
                     + templates.validate(document.get("policy_parameters_schema") or {}, parameters, "policy_parameters"))
-            bundle = self._bundles.get(str(document.get("code") or ""))
+            bundle = self._bundles.get(str(document.get("code") or ""), str(document.get("code_sha256") or ""))
             instance = _instantiate(bundle, self.policy_rule_uri, settings, parameters)
         return _Held(document=document, revision=revision, status=status, instance=instance, settings=settings,
                      parameters=parameters, input_schema=document.get("policy_input_schema") or {},

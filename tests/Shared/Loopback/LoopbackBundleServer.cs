@@ -1,13 +1,16 @@
+using System.Collections.Concurrent;
 using System.Net;
-using PolicyGrid.TestSupport;
 
-namespace PolicyGrid.Embedded.Tests.Bundles;
+namespace PolicyGrid.TestSupport;
 
-/// <summary>Serves fixed bytes (or a redirect) on 127.0.0.1 with HttpListener, counting requests.</summary>
+/// <summary>
+/// Serves fixed bytes (or a redirect) on 127.0.0.1 with HttpListener, counting requests. Serving other bytes at a path
+/// replaces what it answers there: a bundle URL whose content changes under the registry.
+/// </summary>
 internal sealed class LoopbackBundleServer : IDisposable
 {
     private readonly HttpListener _listener = new();
-    private readonly Dictionary<string, Func<HttpListenerResponse, Task>> _routes = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Func<HttpListenerResponse, Task>> _routes = new(StringComparer.Ordinal);
     private int _requests;
 
     public LoopbackBundleServer()

@@ -1,0 +1,42 @@
+using System.Text.RegularExpressions;
+using PolicyGrid.Core.Ports;
+
+namespace PolicyGrid.Core.Documents;
+
+/// <summary>
+/// The sha256 a policy's <c>code</c> address fixes by itself: <c>bundle://sha256/&lt;hex&gt;</c>, a URL whose
+/// path is <c>/bundles/sha256/&lt;hex&gt;</c> (this API's download route) or one with a <c>#sha256=&lt;hex&gt;</c>
+/// fragment. Any other URL can serve different bytes tomorrow, which is why the registry records what it
+/// loaded in <c>code_sha256</c>.
+/// </summary>
+public static partial class CodePin
+{
+    /// <summary>The pinned sha256 in lowercase hex, or null when the address pins nothing (or is not an address).</summary>
+    public static string? Of(string code)
+    {
+        code = code.Trim();
+        if (code.StartsWith(BundleRef.Scheme, StringComparison.OrdinalIgnoreCase))
+        {
+            var hex = code[BundleRef.Scheme.Length..].ToLowerInvariant();
+            return IsSha256(hex) ? hex : null;
+        }
+        if (!Uri.TryCreate(code, UriKind.Absolute, out var uri)) return null;
+        if (uri.Scheme is "http" or "https" && BundlePath().Match(uri.AbsolutePath) is { Success: true } m)
+            return m.Groups[1].Value.ToLowerInvariant();
+        if (uri.Fragment.StartsWith("#sha256=", StringComparison.OrdinalIgnoreCase))
+        {
+            var hex = uri.Fragment[8..].Trim().ToLowerInvariant();
+            return IsSha256(hex) ? hex : null;
+        }
+        return null;
+    }
+
+    /// <summary>64 lowercase hex digits.</summary>
+    public static bool IsSha256(string value) => Sha256Hex().IsMatch(value);
+
+    [GeneratedRegex("^[0-9a-f]{64}$")]
+    private static partial Regex Sha256Hex();
+
+    [GeneratedRegex("/bundles/sha256/([0-9a-fA-F]{64})/?$")]
+    private static partial Regex BundlePath();
+}
