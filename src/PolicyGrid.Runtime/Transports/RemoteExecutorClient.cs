@@ -12,9 +12,11 @@ namespace PolicyGrid.Runtime.Transports;
 
 /// <summary>
 /// Talks to one executor node: <c>POST {host}/execute_policy</c> and <c>POST {host}/management</c>
-/// with the contract's bodies. A node that cannot be reached answers 503 backend_unavailable (fast,
-/// once its circuit is open); a node failing with a 5xx answers 502 backend_error; the node's own
-/// 4xx answers (and its 504 policy_timeout) pass through with its code and message.
+/// with the contract's bodies. A node that cannot be reached, drops the call or does not answer in
+/// time answers 503 backend_unavailable (fast, once its circuit is open); a node failing with a 5xx,
+/// redirecting, or answering something that is not a PolicyGrid envelope answers 502 backend_error;
+/// the node's own 4xx answers (and its 504 policy_timeout) pass through with its code, message and
+/// field errors.
 /// </summary>
 public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecutorOptions remote, ExecutionOptions execution) : IPolicyExecutor
 {
@@ -37,8 +39,9 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
         if (!string.IsNullOrEmpty(remote.Token)) message.Headers.Authorization = new AuthenticationHeaderValue("Bearer", remote.Token);
         // The node enforces the policy's deadline; we only wait that long plus the network's share.
         var policyDeadline = timeoutSeconds is > 0 ? TimeSpan.FromSeconds(timeoutSeconds.Value) : execution.MaxTimeout;
+        var patience = policyDeadline + remote.Overhead;
         using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        wait.CancelAfter(policyDeadline + remote.Overhead);
+        wait.CancelAfter(patience);
         HttpResponseMessage response;
         try
         {
@@ -48,9 +51,19 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
         {
             throw Problems.BackendUnavailable($"executor node {node} is not answering (failing fast until it recovers)", e);
         }
-        catch (Exception e) when (e is HttpRequestException or TimeoutRejectedException || (e is OperationCanceledException && !ct.IsCancellationRequested))
+        catch (HttpRequestException e) when (NeverReached(e))
         {
-            throw Problems.BackendUnavailable($"executor node {node} could not be reached: {e.Message}", e);
+            throw Problems.BackendUnavailable($"executor node {node} could not be reached: {Innermost(e)}", e);
+        }
+        catch (HttpRequestException e)
+        {
+            // The node had the request: it may have run it, so it is not sent again (see AddExecutorNodeClient).
+            throw Problems.BackendUnavailable($"executor node {node} dropped the call before answering ({Innermost(e)}); it may have run there, so it was not sent again", e);
+        }
+        catch (Exception e) when (e is TimeoutRejectedException || (e is OperationCanceledException && !ct.IsCancellationRequested))
+        {
+            throw Problems.BackendUnavailable($"executor node {node} did not answer within {Seconds(patience)} s " +
+                $"({(timeoutSeconds is > 0 ? "timeout_seconds" : "the longest policy deadline")} {Seconds(policyDeadline)} s plus RemoteExecutors:Overhead {Seconds(remote.Overhead)} s)", e);
         }
         using (response)
         {
@@ -61,20 +74,70 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
                     return new PolicyResult((JsonObject)data.DeepClone(), response.Headers.Contains("Deprecation"));
                 throw Problems.BackendError($"executor node {node} answered {(int)response.StatusCode} without a result envelope");
             }
-            var status = (int)response.StatusCode;
-            var code = envelope?["code"]?.GetValueKind() == JsonValueKind.String ? envelope["code"]!.GetValue<string>() : "";
-            var text = envelope?["message"]?.GetValueKind() == JsonValueKind.String ? envelope["message"]!.GetValue<string>() : response.ReasonPhrase ?? "";
-            if (status < 500 || (status == 504 && code == ErrorCodes.PolicyTimeout))
-            {
-                // The node's own verdict on the caller's request (or the policy's deadline): pass it on as is.
-                throw new PolicyGridException(status, code.Length > 0 ? code : CodeFor(response.StatusCode), text)
-                {
-                    RetryAfterSeconds = response.Headers.RetryAfter?.Delta is { } delta ? (int)Math.Ceiling(delta.TotalSeconds) : null,
-                };
-            }
-            throw Problems.BackendError($"executor node {node} failed with {status}{(code.Length > 0 ? " " + code : "")}: {text}");
+            throw Failure(response, envelope);
         }
     }
+
+    /// <summary>Only a call that never reached the node is safe to send again (or to report as "could not be reached").</summary>
+    public static bool NeverReached(HttpRequestException e) =>
+        e.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError;
+
+    private PolicyGridException Failure(HttpResponseMessage response, JsonObject? envelope)
+    {
+        var status = (int)response.StatusCode;
+        var reason = response.ReasonPhrase is { Length: > 0 } phrase ? $"{status} {phrase}" : status.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        // A PolicyGrid node's refusal is an envelope with success false and a code; anything else came from something else at that address.
+        var code = envelope?["success"]?.GetValueKind() == JsonValueKind.False && envelope["code"]?.GetValueKind() == JsonValueKind.String
+            ? envelope["code"]!.GetValue<string>() : "";
+        var text = envelope?["message"]?.GetValueKind() == JsonValueKind.String ? envelope["message"]!.GetValue<string>() : "";
+        var retryAfter = RetryAfterSeconds(response);
+
+        if (status is 401 or 403)
+            // The node judged this server's credentials (PolicyGrid:Runtime:RemoteExecutors:Token), not the caller's: say whose.
+            return new PolicyGridException(status, code.Length > 0 ? code : CodeFor(response.StatusCode),
+                $"executor node {node} refused this server's call ({reason}{(text.Length > 0 ? ": " + text : "")}); the token this server sends to nodes is PolicyGrid:Runtime:RemoteExecutors:Token");
+        if (status == 429)
+            return new PolicyGridException(429, code.Length > 0 ? code : ErrorCodes.Overloaded, text.Length > 0 ? text : $"executor node {node} is overloaded ({reason})")
+                { RetryAfterSeconds = retryAfter };
+        if (code.Length > 0 && (status is >= 400 and < 500 || (status == 504 && code == ErrorCodes.PolicyTimeout)))
+            // The node's own verdict on the caller's request (or the policy's deadline): pass it on as is.
+            return new PolicyGridException(status, code, text, FieldErrors(envelope!)) { RetryAfterSeconds = retryAfter };
+        if (status is >= 300 and < 400)
+            return Problems.BackendError($"executor node {node} answered {reason}" +
+                $"{(response.Headers.Location is { } location ? " pointing at " + location : "")}; redirects are not followed: register the address the node answers on");
+        if (status < 500)
+            return Problems.BackendError($"executor node {node} answered {reason} without a PolicyGrid error envelope; is executor_host_uri the root address of a PolicyGrid executor node?");
+        return Problems.BackendError($"executor node {node} failed with {status}{(code.Length > 0 ? " " + code : "")}: {(text.Length > 0 ? text : response.ReasonPhrase ?? "")}");
+    }
+
+    private static List<FieldError> FieldErrors(JsonObject envelope)
+    {
+        var errors = new List<FieldError>();
+        if (envelope["errors"] is not JsonArray list) return errors;
+        foreach (var item in list)
+            if (item is JsonObject e && e["path"]?.GetValueKind() == JsonValueKind.String && e["message"]?.GetValueKind() == JsonValueKind.String)
+                errors.Add(new FieldError(e["path"]!.GetValue<string>(), e["message"]!.GetValue<string>()));
+        return errors;
+    }
+
+    /// <summary>Longest Retry-After passed on: a node's clock or header gone wrong should not tell callers to wait for days.</summary>
+    public const int MaxRetryAfterSeconds = 3600;
+
+    // Retry-After is seconds or an HTTP date; either way the caller hears seconds.
+    private static int? RetryAfterSeconds(HttpResponseMessage response) => response.Headers.RetryAfter switch
+    {
+        { Delta: { } delta } => (int)Math.Clamp(Math.Ceiling(delta.TotalSeconds), 0, MaxRetryAfterSeconds),
+        { Date: { } date } => (int)Math.Clamp(Math.Ceiling((date - (response.Headers.Date ?? DateTimeOffset.UtcNow)).TotalSeconds), 0, MaxRetryAfterSeconds),
+        _ => null,
+    };
+
+    private static string Innermost(Exception e)
+    {
+        while (e.InnerException is { } inner) e = inner;
+        return e.Message;
+    }
+
+    private static string Seconds(TimeSpan t) => t.TotalSeconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture);
 
     private static async Task<JsonObject?> ReadEnvelopeAsync(HttpResponseMessage response, CancellationToken ct)
     {
@@ -92,11 +155,6 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
     {
         HttpStatusCode.Unauthorized => ErrorCodes.Unauthorized,
         HttpStatusCode.Forbidden => ErrorCodes.Forbidden,
-        HttpStatusCode.NotFound => ErrorCodes.NotFound,
-        HttpStatusCode.Conflict => ErrorCodes.Conflict,
-        HttpStatusCode.Gone => ErrorCodes.Retired,
-        HttpStatusCode.RequestEntityTooLarge => ErrorCodes.TooLarge,
-        HttpStatusCode.TooManyRequests => ErrorCodes.Overloaded,
         _ => ErrorCodes.BadRequest,
     };
 }
