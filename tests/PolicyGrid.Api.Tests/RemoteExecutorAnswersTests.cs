@@ -164,6 +164,30 @@ public sealed class RemoteExecutorAnswersTests(NodeFacingServer registry) : ICla
         await StillServes(id);
     }
 
+    [Fact]
+    public async Task Every_forwarded_call_is_in_this_servers_decision_log_with_the_caller_context_key_and_outcome()
+    {
+        using var node = new ScriptedNode(new NodeAnswer(200, """{"success": true, "data": {"allowed": true}}"""));
+        var id = await RegisterAsync(node);
+        var policy = Unique("logged") + ":1.0-t";
+        string Body(string extra = "") => $$"""{"policy_rule_uri": "{{policy}}", "input_data": {"ip": "10.0.0.1"}{{extra}}}""";
+
+        (await client.Post($"/executor/{id}/execute_policy", Body(""", "context_key": "tenant-7" """))).Status.ShouldBe(200);
+        node.Answer = new NodeAnswer(422, """{"success": false, "message": "ValueError: no", "code": "policy_error"}""");
+        (await client.Post($"/executor/{id}/execute_policy", Body())).Status.ShouldBe(422);
+        (await client.Post($"/executor/{id}/management", $$$"""{"policy_rule_uri": "{{{policy}}}", "action": "get_state", "data": {}}""")).Status.ShouldBe(422);
+
+        var log = await client.Post("/decisions/query", $$"""{"policy_rule_uri": "{{policy}}"}""");
+        log.Status.ShouldBe(200, log.Body?.ToJsonString());
+        var decisions = log.Data!.AsArray().Select(d => d!.AsObject()).OrderBy(d => d["decision_id"]!.GetValue<string>(), StringComparer.Ordinal).ToList();
+        decisions.Count.ShouldBe(3);
+        decisions.ShouldAllBe(d => d["caller"]!.GetValue<string>() == "ops");
+        decisions.Select(d => (d["kind"]!.GetValue<string>(), d["outcome"]!.GetValue<string>(), d["status"]!.GetValue<int>(), d["error_code"]!.GetValue<string>()))
+            .ShouldBe([("execute", "result", 200, ""), ("execute", "error", 422, "policy_error"), ("management", "error", 422, "policy_error")]);
+        decisions[0]["context_key"]!.GetValue<string>().ShouldBe("tenant-7");
+        decisions[1]["context_key"]!.GetValue<string>().ShouldBe(policy);
+        decisions[0]["input_sha256"]!.GetValue<string>().Length.ShouldBe(64);
+    }
 }
 
 /// <summary>What a <see cref="ScriptedNode"/> does with a request: answer it, drop the connection, or never answer.</summary>

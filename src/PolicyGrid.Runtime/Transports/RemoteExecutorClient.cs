@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
@@ -7,6 +8,7 @@ using Polly.CircuitBreaker;
 using Polly.Timeout;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime.Execution;
 
 namespace PolicyGrid.Runtime.Transports;
 
@@ -16,20 +18,54 @@ namespace PolicyGrid.Runtime.Transports;
 /// time answers 503 backend_unavailable (fast, once its circuit is open); a node failing with a 5xx,
 /// redirecting, or answering something that is not a PolicyGrid envelope answers 502 backend_error;
 /// the node's own 4xx answers (and its 504 policy_timeout) pass through with its code, message and
-/// field errors.
+/// field errors. Every call is recorded in this server's decision log with the caller who made it:
+/// the node keeps its own entry, under the identity this server presented to it.
 /// </summary>
-public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecutorOptions remote, ExecutionOptions execution) : IPolicyExecutor
+public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecutorOptions remote, ExecutionOptions execution, DecisionLog? decisions = null) : IPolicyExecutor
 {
     public Task<PolicyResult> ExecuteAsync(ExecutionRequest request, CallerIdentity caller, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return PostAsync("execute_policy", request.ToNodeBody(), request.TimeoutSeconds, ct);
+        var contextKey = string.IsNullOrEmpty(request.ContextKey) ? request.PolicyRuleUri : request.ContextKey;
+        return RecordedAsync("execute", request.PolicyRuleUri, caller, contextKey, CanonicalJson.Sha256(request.InputData),
+            () => PostAsync("execute_policy", request.ToNodeBody(), request.TimeoutSeconds, ct));
     }
 
     public Task<PolicyResult> ManageAsync(ManagementRequest request, CallerIdentity caller, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return PostAsync("management", request.ToNodeBody(), request.TimeoutSeconds, ct);
+        return RecordedAsync("management", request.PolicyRuleUri, caller, "", CanonicalJson.Sha256(JsonValue.Create(request.Action), request.Data),
+            () => PostAsync("management", request.ToNodeBody(), request.TimeoutSeconds, ct));
+    }
+
+    // The bundle that ran is the node's to know; this entry says who asked this server, and what came of it.
+    private async Task<PolicyResult> RecordedAsync(string kind, string uri, CallerIdentity caller, string contextKey, string inputSha, Func<Task<PolicyResult>> call)
+    {
+        if (decisions is null) return await call();
+        var at = DateTimeOffset.UtcNow;
+        var started = Stopwatch.GetTimestamp();
+        var (outcome, code, status) = (Decision.OutcomeError, "internal", 500);
+        try
+        {
+            var result = await call();
+            (outcome, code, status) = (Decision.OutcomeResult, "", 200);
+            return result;
+        }
+        catch (PolicyGridException e)
+        {
+            (code, status) = (e.Code, e.Status);
+            throw;
+        }
+        catch (OperationCanceledException)
+        {
+            (code, status) = ("cancelled", 499);
+            throw;
+        }
+        finally
+        {
+            await decisions.RecordAsync(new Decision(kind, uri, "", (caller ?? CallerIdentity.Anonymous).Name, contextKey, inputSha,
+                outcome, code, status, Stopwatch.GetElapsedTime(started).TotalMilliseconds, at));
+        }
     }
 
     private async Task<PolicyResult> PostAsync(string path, JsonObject body, double? timeoutSeconds, CancellationToken ct)
