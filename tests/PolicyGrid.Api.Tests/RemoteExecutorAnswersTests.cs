@@ -150,6 +150,21 @@ public sealed class RemoteExecutorAnswersTests(NodeFacingServer registry) : ICla
     }
 
     [Fact]
+    public async Task An_unhealthy_executor_that_answers_its_probe_with_a_refusal_is_marked_healthy_again()
+    {
+        using var node = new ScriptedNode(new NodeAnswer(404, """{"success": false, "message": "policy 'remote_only:1.0-t' does not exist", "code": "not_found"}"""));
+        var id = await RegisterAsync(node, status: "unhealthy");
+
+        var probe = await client.Post($"/executor/{id}/execute_policy", Execute());
+
+        probe.Status.ShouldBe(404, probe.Body?.ToJsonString());
+        probe.Message.ShouldBe("policy 'remote_only:1.0-t' does not exist");
+        (await StatusOf(id)).ShouldBe("healthy"); // the node answered: the next call is forwarded, not refused fast
+        node.Answer = new NodeAnswer(200, """{"success": true, "data": {"allowed": true}}""");
+        (await client.Post($"/executor/{id}/execute_policy", Execute())).Status.ShouldBe(200);
+    }
+
+    [Fact]
     public async Task A_node_that_accepts_and_never_answers_is_a_503_after_the_deadline_plus_overhead_saying_so()
     {
         using var node = new ScriptedNode(NodeAnswer.Hang);
