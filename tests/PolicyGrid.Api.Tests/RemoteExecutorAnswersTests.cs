@@ -19,7 +19,10 @@ public sealed class NodeFacingServer : GridServer
         ["PolicyGrid:Auth:Tokens:0:Scopes:0"] = "read",
         ["PolicyGrid:Auth:Tokens:0:Scopes:1"] = "write",
         ["PolicyGrid:Runtime:RemoteExecutors:Overhead"] = "00:00:01",
+        ["PolicyGrid:Runtime:RemoteExecutors:MaxAnswerBytes"] = MaxAnswerBytes.ToString(System.Globalization.CultureInfo.InvariantCulture),
     };
+
+    public const int MaxAnswerBytes = 64 * 1024;
 }
 
 /// <summary>
@@ -82,6 +85,23 @@ public sealed class RemoteExecutorAnswersTests(NodeFacingServer registry) : ICla
         answer.Status.ShouldBe(502, answer.Body?.ToJsonString());
         answer.Code.ShouldBe("backend_error");
         answer.Message!.ShouldContain($"executor node {node.BaseUri}/ {expected}");
+        await StillServes(id);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task An_answer_over_MaxAnswerBytes_is_a_502_and_is_not_read_whole(bool withLength)
+    {
+        var huge = $$$"""{"success": true, "data": {"blob": "{{{new string('x', NodeFacingServer.MaxAnswerBytes * 4)}}}"}}""";
+        using var node = new ScriptedNode(new NodeAnswer(200, huge, WithoutLength: !withLength));
+        var id = await RegisterAsync(node);
+
+        var answer = await client.Post($"/executor/{id}/execute_policy", Execute());
+
+        answer.Status.ShouldBe(502, answer.Body?.ToJsonString()[..Math.Min(300, answer.Body?.ToJsonString().Length ?? 0)]);
+        answer.Code.ShouldBe("backend_error");
+        answer.Message.ShouldBe($"executor node {node.BaseUri}/ answered 200 with more than {NodeFacingServer.MaxAnswerBytes} bytes (RemoteExecutors:MaxAnswerBytes); the answer was not read");
         await StillServes(id);
     }
 
@@ -206,7 +226,8 @@ public sealed class RemoteExecutorAnswersTests(NodeFacingServer registry) : ICla
 }
 
 /// <summary>What a <see cref="ScriptedNode"/> does with a request: answer it, drop the connection, or never answer.</summary>
-public sealed record NodeAnswer(int Status, string Body, string ContentType = "application/json", (string Name, string Value)[]? Headers = null, bool DropConnection = false, bool NeverAnswer = false)
+public sealed record NodeAnswer(int Status, string Body, string ContentType = "application/json", (string Name, string Value)[]? Headers = null,
+    bool DropConnection = false, bool NeverAnswer = false, bool WithoutLength = false)
 {
     public static readonly NodeAnswer Empty = new(200, "");
     public static readonly NodeAnswer Drop = new(0, "", DropConnection: true);
@@ -259,7 +280,7 @@ public sealed class ScriptedNode : IDisposable
                 if (answer.DropConnection) return;
                 if (answer.NeverAnswer) { await Task.Delay(Timeout.Infinite, stopping.Token); return; }
                 var body = Encoding.UTF8.GetBytes(answer.Body);
-                var head = new StringBuilder($"HTTP/1.1 {answer.Status} {ReasonPhrase(answer.Status)}\r\nContent-Type: {answer.ContentType}\r\nContent-Length: {body.Length}\r\nConnection: close\r\n");
+                var head = new StringBuilder($"HTTP/1.1 {answer.Status} {ReasonPhrase(answer.Status)}\r\nContent-Type: {answer.ContentType}\r\n{(answer.WithoutLength ? "" : $"Content-Length: {body.Length}\r\n")}Connection: close\r\n");
                 foreach (var (name, value) in answer.Headers ?? []) head.Append($"{name}: {value}\r\n");
                 await socket.SendAsync(Encoding.ASCII.GetBytes(head.Append("\r\n").ToString()));
                 await socket.SendAsync(body);

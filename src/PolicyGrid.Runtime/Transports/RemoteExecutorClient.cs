@@ -81,7 +81,8 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
         HttpResponseMessage response;
         try
         {
-            response = await http.SendAsync(message, HttpCompletionOption.ResponseContentRead, wait.Token);
+            // Headers only: the body is read below, no further than RemoteExecutors:MaxAnswerBytes.
+            response = await http.SendAsync(message, HttpCompletionOption.ResponseHeadersRead, wait.Token);
         }
         catch (BrokenCircuitException e)
         {
@@ -98,12 +99,23 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
         }
         catch (Exception e) when (e is TimeoutRejectedException || (e is OperationCanceledException && !ct.IsCancellationRequested))
         {
-            throw Problems.BackendUnavailable($"executor node {node} did not answer within {Seconds(patience)} s " +
-                $"({(timeoutSeconds is > 0 ? "timeout_seconds" : "the longest policy deadline")} {Seconds(policyDeadline)} s plus RemoteExecutors:Overhead {Seconds(remote.Overhead)} s)", e);
+            throw NoAnswerInTime(timeoutSeconds, policyDeadline, patience, e);
         }
         using (response)
         {
-            var envelope = await ReadEnvelopeAsync(response, ct);
+            JsonObject? envelope;
+            try
+            {
+                envelope = await ReadEnvelopeAsync(response, remote.MaxAnswerBytes, wait.Token);
+            }
+            catch (Exception e) when (e is IOException or HttpRequestException)
+            {
+                throw Problems.BackendUnavailable($"executor node {node} dropped the call while answering ({Innermost(e)}); it may have run there, so it was not sent again", e);
+            }
+            catch (OperationCanceledException e) when (!ct.IsCancellationRequested)
+            {
+                throw NoAnswerInTime(timeoutSeconds, policyDeadline, patience, e);
+            }
             if (response.IsSuccessStatusCode)
             {
                 if (envelope?["success"]?.GetValueKind() == JsonValueKind.True && envelope["data"] is JsonObject data)
@@ -175,17 +187,35 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
 
     private static string Seconds(TimeSpan t) => t.TotalSeconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture);
 
-    private static async Task<JsonObject?> ReadEnvelopeAsync(HttpResponseMessage response, CancellationToken ct)
+    private PolicyGridException NoAnswerInTime(double? timeoutSeconds, TimeSpan policyDeadline, TimeSpan patience, Exception e) =>
+        Problems.BackendUnavailable($"executor node {node} did not answer within {Seconds(patience)} s " +
+            $"({(timeoutSeconds is > 0 ? "timeout_seconds" : "the longest policy deadline")} {Seconds(policyDeadline)} s plus RemoteExecutors:Overhead {Seconds(remote.Overhead)} s)", e);
+
+    // The answer, parsed, if it is a JSON object (null for anything else); an answer over the limit is refused unread.
+    private async Task<JsonObject?> ReadEnvelopeAsync(HttpResponseMessage response, long maxBytes, CancellationToken ct)
     {
+        if (response.Content.Headers.ContentLength > maxBytes) throw TooLarge(response, maxBytes);
+        await using var body = await response.Content.ReadAsStreamAsync(ct);
+        using var buffer = new MemoryStream();
+        var chunk = new byte[81920];
+        int read;
+        while ((read = await body.ReadAsync(chunk, ct)) > 0)
+        {
+            if (buffer.Length + read > maxBytes) throw TooLarge(response, maxBytes);
+            buffer.Write(chunk, 0, read);
+        }
         try
         {
-            return JsonNode.Parse(await response.Content.ReadAsStringAsync(ct)) as JsonObject;
+            return JsonNode.Parse(buffer.GetBuffer().AsSpan(0, (int)buffer.Length)) as JsonObject;
         }
         catch (JsonException)
         {
             return null;
         }
     }
+
+    private PolicyGridException TooLarge(HttpResponseMessage response, long maxBytes) =>
+        Problems.BackendError($"executor node {node} answered {(int)response.StatusCode} with more than {maxBytes} bytes (RemoteExecutors:MaxAnswerBytes); the answer was not read");
 
     private static string CodeFor(HttpStatusCode status) => status switch
     {
