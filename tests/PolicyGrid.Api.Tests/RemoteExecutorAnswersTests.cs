@@ -185,6 +185,31 @@ public sealed class RemoteExecutorAnswersTests(NodeFacingServer registry) : ICla
     }
 
     [Fact]
+    public async Task A_policy_retired_on_this_server_is_a_410_without_reaching_the_node_and_one_deprecated_here_says_so()
+    {
+        using var node = new ScriptedNode(new NodeAnswer(200, """{"success": true, "data": {"allowed": true}}"""));
+        var id = await RegisterAsync(node);
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+        var body = Onboarding.Execute(uri, """{"ip": "10.0.0.1"}""");
+
+        (await client.Put($"/policy/{uri}", """{"$set": {"status": "deprecated"}}""")).Status.ShouldBe(200);
+        var deprecated = await client.Post($"/executor/{id}/execute_policy", body);
+        deprecated.Status.ShouldBe(200);
+        deprecated.Header("Deprecation").ShouldBe("true");
+
+        (await client.Put($"/policy/{uri}", """{"$set": {"status": "retired"}}""")).Status.ShouldBe(200);
+        var retired = await client.Post($"/executor/{id}/execute_policy", body);
+        retired.Status.ShouldBe(410, retired.Body?.ToJsonString());
+        retired.Code.ShouldBe("retired");
+        retired.Message.ShouldBe($"policy '{uri}' is retired");
+        var managed = await client.Post($"/executor/{id}/management", $$$"""{"policy_rule_uri": "{{{uri}}}", "action": "get_state", "data": {}}""");
+        managed.Status.ShouldBe(410);
+        node.Requests.ShouldBe(1); // only the deprecated call was forwarded
+        (await StatusOf(id)).ShouldBe("healthy");
+        await StillServes(id);
+    }
+
+    [Fact]
     public async Task A_node_that_accepts_and_never_answers_is_a_503_after_the_deadline_plus_overhead_saying_so()
     {
         using var node = new ScriptedNode(NodeAnswer.Hang);

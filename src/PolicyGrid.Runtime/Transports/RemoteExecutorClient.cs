@@ -6,6 +6,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Polly.CircuitBreaker;
 using Polly.Timeout;
+using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Runtime.Execution;
@@ -21,21 +22,42 @@ namespace PolicyGrid.Runtime.Transports;
 /// field errors. Every call is recorded in this server's decision log with the caller who made it:
 /// the node keeps its own entry, under the identity this server presented to it.
 /// </summary>
-public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecutorOptions remote, ExecutionOptions execution, DecisionLog? decisions = null) : IPolicyExecutor
+public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecutorOptions remote, ExecutionOptions execution,
+    DecisionLog? decisions = null, IDocumentStore? policies = null) : IPolicyExecutor
 {
     public Task<PolicyResult> ExecuteAsync(ExecutionRequest request, CallerIdentity caller, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(request);
         var contextKey = string.IsNullOrEmpty(request.ContextKey) ? request.PolicyRuleUri : request.ContextKey;
         return RecordedAsync("execute", request.PolicyRuleUri, caller, contextKey, CanonicalJson.Sha256(request.InputData),
-            () => PostAsync("execute_policy", request.ToNodeBody(), request.TimeoutSeconds, ct));
+            () => ForwardAsync(request.PolicyRuleUri, "execute_policy", request.ToNodeBody(), request.TimeoutSeconds, ct));
     }
 
     public Task<PolicyResult> ManageAsync(ManagementRequest request, CallerIdentity caller, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(request);
         return RecordedAsync("management", request.PolicyRuleUri, caller, "", CanonicalJson.Sha256(JsonValue.Create(request.Action), request.Data),
-            () => PostAsync("management", request.ToNodeBody(), request.TimeoutSeconds, ct));
+            () => ForwardAsync(request.PolicyRuleUri, "management", request.ToNodeBody(), request.TimeoutSeconds, ct));
+    }
+
+    /// <summary>
+    /// A node runs policies from its own registry. When this server holds the policy too, its status here
+    /// counts as well: a policy retired here answers 410 without reaching the node (the contract: every execution
+    /// of a retired policy is a 410), and one deprecated here answers with the Deprecation header.
+    /// </summary>
+    private async Task<PolicyResult> ForwardAsync(string policyRuleUri, string path, JsonObject body, double? timeoutSeconds, CancellationToken ct)
+    {
+        var status = await StatusHereAsync(policyRuleUri, ct);
+        if (status == PolicyStatus.Retired) throw Problems.Retired($"policy '{policyRuleUri}' is retired");
+        var result = await PostAsync(path, body, timeoutSeconds, ct);
+        return status == PolicyStatus.Deprecated && !result.Deprecated ? result with { Deprecated = true } : result;
+    }
+
+    private async Task<string?> StatusHereAsync(string policyRuleUri, CancellationToken ct)
+    {
+        if (policies is null) return null;
+        var stored = await policies.GetAsync(Collections.Policies, Uri.UnescapeDataString(policyRuleUri), ct);
+        return stored?.Body["status"] is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>() : null;
     }
 
     // The bundle that ran is the node's to know; this entry says who asked this server, and what came of it.
