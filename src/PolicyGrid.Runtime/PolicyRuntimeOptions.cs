@@ -76,6 +76,12 @@ public sealed class RemoteExecutorOptions
     /// <summary>Time to connect and get an answer beyond the policy's own deadline.</summary>
     public TimeSpan Overhead { get; set; } = TimeSpan.FromSeconds(15);
 
-    /// <summary>Retries of a call that never reached the node (connection refused/reset).</summary>
+    /// <summary>Retries of a call that never reached the node (connection refused, name not resolved).</summary>
     public int ConnectRetries { get; set; } = 2;
+
+    /// <summary>
+    /// Largest answer read from a node (4 × the default Pool:MaxResultBytes, for the envelope and a node configured
+    /// for more): a node answering without end would otherwise be buffered whole, twice, in this server's memory.
+    /// </summary>
+    public long MaxAnswerBytes { get; set; } = 64L << 20;
 }

@@ -21,6 +21,9 @@ public sealed class PolicyRuntimeOptionsValidator : IValidateOptions<PolicyRunti
         var e = options.Execution;
         checks.Check(e.DefaultTimeout > TimeSpan.Zero, "Execution:DefaultTimeout", "greater than zero", e.DefaultTimeout);
         checks.Check(e.MaxTimeout > TimeSpan.Zero, "Execution:MaxTimeout", "greater than zero", e.MaxTimeout);
+        var r = options.RemoteExecutors;
+        checks.Check(r.MaxAnswerBytes >= 1024, "RemoteExecutors:MaxAnswerBytes", "1024 or more", r.MaxAnswerBytes);
+        checks.Check(r.Overhead >= TimeSpan.Zero, "RemoteExecutors:Overhead", "zero or more", r.Overhead);
         var p = options.Pool;
         checks.Check(p.Workers >= 1, "Pool:Workers", "1 or more", p.Workers);
         checks.Check(p.MaxResidentPolicies >= 1, "Pool:MaxResidentPolicies", "1 or more", p.MaxResidentPolicies);

@@ -58,15 +58,22 @@ public static class PolicyRuntimeServiceCollectionExtensions
         // Every attempt may take as long as the longest policy deadline plus the network's share.
         var attempt = options.Execution.MaxTimeout + options.RemoteExecutors.Overhead;
         services.AddHttpClient(HttpExecutorTransport.ClientName, c => c.Timeout = Timeout.InfiniteTimeSpan)
+            // A redirected POST comes back as a GET somewhere else: a node answers itself or the call is a 502 naming where it pointed.
+            .ConfigurePrimaryHttpMessageHandler((handler, _) =>
+            {
+                if (handler is HttpClientHandler client) client.AllowAutoRedirect = false;
+                else if (handler is SocketsHttpHandler sockets) sockets.AllowAutoRedirect = false;
+            })
             .AddStandardResilienceHandler(o =>
             {
                 o.AttemptTimeout.Timeout = attempt;
                 o.TotalRequestTimeout.Timeout = attempt * (options.RemoteExecutors.ConnectRetries + 1) + TimeSpan.FromSeconds(5);
-                // Executions are not idempotent: retry only when the node was never reached.
+                // Executions are not idempotent: retry only when the node was never reached. A connection that was
+                // reset or closed after the request went out (the node may have run it) is not sent again.
                 o.Retry.MaxRetryAttempts = Math.Max(options.RemoteExecutors.ConnectRetries, 1);
                 o.Retry.UseJitter = true;
                 o.Retry.Delay = TimeSpan.FromMilliseconds(100);
-                o.Retry.ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is HttpRequestException);
+                o.Retry.ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is HttpRequestException e && RemoteExecutorClient.NeverReached(e));
                 // A node whose policies time out is healthy; one that cannot be reached is not.
                 o.CircuitBreaker.ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is HttpRequestException or TimeoutRejectedException);
                 o.CircuitBreaker.SamplingDuration = attempt * 2 + TimeSpan.FromSeconds(1);

@@ -131,6 +131,35 @@ public sealed class BindSafetyTests
         next.ShouldNotBeNull();
     }
 
+    [Theory]
+    [InlineData("--help")]
+    [InlineData("-h")]
+    public async Task Serve_asked_for_help_prints_its_options_and_exits_without_serving(string flag)
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, "policygrid.dll");
+        var port = LoopbackPorts.Free();
+        var data = TempData();
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var a in new[] { dll, "serve", "--urls", $"http://127.0.0.1:{port}", "--data", data, flag }) start.ArgumentList.Add(a);
+        using var process = Process.Start(start)!;
+        // Before, serve ignored the flag and ran until stopped: give up on it after a minute rather than hang.
+        using var patience = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        patience.CancelAfter(TimeSpan.FromMinutes(1));
+        try
+        {
+            var stdout = await process.StandardOutput.ReadToEndAsync(patience.Token);
+            await process.WaitForExitAsync(patience.Token);
+            process.ExitCode.ShouldBe(0);
+            stdout.ShouldContain("Usage: policygrid serve");
+            stdout.ShouldContain("--data");
+            (!Directory.Exists(data) || !Directory.EnumerateFileSystemEntries(data).Any()).ShouldBeTrue(); // it opened no store
+        }
+        finally
+        {
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
+        }
+    }
+
     [Fact]
     public async Task The_real_serve_command_exits_with_a_message_when_refusing()
     {

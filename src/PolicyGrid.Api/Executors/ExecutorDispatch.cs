@@ -93,9 +93,19 @@ public sealed class ExecutorDispatch(IDocumentStore store, IEnumerable<IExecutor
             await MarkAsync(stored, ExecutorStatus.Unhealthy, ct);
             throw;
         }
+        catch (PolicyGridException e) when (executor.ExecutorStatus == ExecutorStatus.Unhealthy && AnsweredByExecutor(e))
+        {
+            // The executor answered (a 400, 404, 422, 429, 504 ... about this call): it is up again, whatever it thought of the call.
+            await MarkAsync(stored, ExecutorStatus.Healthy, ct);
+            throw;
+        }
         if (executor.ExecutorStatus == ExecutorStatus.Unhealthy) await MarkAsync(stored, ExecutorStatus.Healthy, ct);
         return result;
     }
+
+    /// <summary>The executor's own verdict on a call (any 4xx, or the policy's deadline), as opposed to a failure to get one.</summary>
+    private static bool AnsweredByExecutor(PolicyGridException e) =>
+        e.Status is >= 400 and < 500 || (e.Status == 504 && e.Code == ErrorCodes.PolicyTimeout);
 
     private bool ProbeDue(string executorId)
     {

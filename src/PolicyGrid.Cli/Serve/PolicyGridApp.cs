@@ -74,8 +74,24 @@ public static class PolicyGridApp
         return app;
     }
 
+    /// <summary>What <c>serve --help</c> prints: the options serve reads itself and the ones it hands to ASP.NET.</summary>
+    public const string Usage = """
+        Usage: policygrid serve [--urls <url>[;<url>...]] [--data <dir>] [--insecure] [--<Configuration:Key>=<value> ...]
+
+          --urls        addresses to listen on (default http://127.0.0.1:10000); a non-loopback address needs API tokens or --insecure
+          --data        data directory: documents, bundles, jobs (default $POLICYGRID_DATA, else ~/.local/share/policygrid); one server per directory
+          --insecure    serve without API tokens on a non-loopback address
+          --Key=value   any configuration setting, e.g. --PolicyGrid:Runtime:RemoteExecutors:Overhead=00:00:05 (see docs/api.md)
+        """;
+
     public static async Task<int> ServeAsync(string[] args)
     {
+        // Asked for help, serve must not start (on the default port, in the default data directory) instead.
+        if (args.Any(a => a is "--help" or "-h" or "-?"))
+        {
+            await Console.Out.WriteLineAsync(Usage);
+            return 0;
+        }
         WebApplication app;
         try
         {

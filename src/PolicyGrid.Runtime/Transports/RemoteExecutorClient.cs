@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
@@ -5,29 +6,88 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Polly.CircuitBreaker;
 using Polly.Timeout;
+using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime.Execution;
 
 namespace PolicyGrid.Runtime.Transports;
 
 /// <summary>
 /// Talks to one executor node: <c>POST {host}/execute_policy</c> and <c>POST {host}/management</c>
-/// with the contract's bodies. A node that cannot be reached answers 503 backend_unavailable (fast,
-/// once its circuit is open); a node failing with a 5xx answers 502 backend_error; the node's own
-/// 4xx answers (and its 504 policy_timeout) pass through with its code and message.
+/// with the contract's bodies. A node that cannot be reached, drops the call or does not answer in
+/// time answers 503 backend_unavailable (fast, once its circuit is open); a node failing with a 5xx,
+/// redirecting, or answering something that is not a PolicyGrid envelope answers 502 backend_error;
+/// the node's own 4xx answers (and its 504 policy_timeout) pass through with its code, message and
+/// field errors. Every call is recorded in this server's decision log with the caller who made it:
+/// the node keeps its own entry, under the identity this server presented to it.
 /// </summary>
-public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecutorOptions remote, ExecutionOptions execution) : IPolicyExecutor
+public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecutorOptions remote, ExecutionOptions execution,
+    DecisionLog? decisions = null, IDocumentStore? policies = null) : IPolicyExecutor
 {
     public Task<PolicyResult> ExecuteAsync(ExecutionRequest request, CallerIdentity caller, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return PostAsync("execute_policy", request.ToNodeBody(), request.TimeoutSeconds, ct);
+        var contextKey = string.IsNullOrEmpty(request.ContextKey) ? request.PolicyRuleUri : request.ContextKey;
+        return RecordedAsync("execute", request.PolicyRuleUri, caller, contextKey, CanonicalJson.Sha256(request.InputData),
+            () => ForwardAsync(request.PolicyRuleUri, "execute_policy", request.ToNodeBody(), request.TimeoutSeconds, ct));
     }
 
     public Task<PolicyResult> ManageAsync(ManagementRequest request, CallerIdentity caller, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return PostAsync("management", request.ToNodeBody(), request.TimeoutSeconds, ct);
+        return RecordedAsync("management", request.PolicyRuleUri, caller, "", CanonicalJson.Sha256(JsonValue.Create(request.Action), request.Data),
+            () => ForwardAsync(request.PolicyRuleUri, "management", request.ToNodeBody(), request.TimeoutSeconds, ct));
+    }
+
+    /// <summary>
+    /// A node runs policies from its own registry. When this server holds the policy too, its status here
+    /// counts as well: a policy retired here answers 410 without reaching the node (the contract: every execution
+    /// of a retired policy is a 410), and one deprecated here answers with the Deprecation header.
+    /// </summary>
+    private async Task<PolicyResult> ForwardAsync(string policyRuleUri, string path, JsonObject body, double? timeoutSeconds, CancellationToken ct)
+    {
+        var status = await StatusHereAsync(policyRuleUri, ct);
+        if (status == PolicyStatus.Retired) throw Problems.Retired($"policy '{policyRuleUri}' is retired");
+        var result = await PostAsync(path, body, timeoutSeconds, ct);
+        return status == PolicyStatus.Deprecated && !result.Deprecated ? result with { Deprecated = true } : result;
+    }
+
+    private async Task<string?> StatusHereAsync(string policyRuleUri, CancellationToken ct)
+    {
+        if (policies is null) return null;
+        var stored = await policies.GetAsync(Collections.Policies, Uri.UnescapeDataString(policyRuleUri), ct);
+        return stored?.Body["status"] is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>() : null;
+    }
+
+    // The bundle that ran is the node's to know; this entry says who asked this server, and what came of it.
+    private async Task<PolicyResult> RecordedAsync(string kind, string uri, CallerIdentity caller, string contextKey, string inputSha, Func<Task<PolicyResult>> call)
+    {
+        if (decisions is null) return await call();
+        var at = DateTimeOffset.UtcNow;
+        var started = Stopwatch.GetTimestamp();
+        var (outcome, code, status) = (Decision.OutcomeError, "internal", 500);
+        try
+        {
+            var result = await call();
+            (outcome, code, status) = (Decision.OutcomeResult, "", 200);
+            return result;
+        }
+        catch (PolicyGridException e)
+        {
+            (code, status) = (e.Code, e.Status);
+            throw;
+        }
+        catch (OperationCanceledException)
+        {
+            (code, status) = ("cancelled", 499);
+            throw;
+        }
+        finally
+        {
+            await decisions.RecordAsync(new Decision(kind, uri, "", (caller ?? CallerIdentity.Anonymous).Name, contextKey, inputSha,
+                outcome, code, status, Stopwatch.GetElapsedTime(started).TotalMilliseconds, at));
+        }
     }
 
     private async Task<PolicyResult> PostAsync(string path, JsonObject body, double? timeoutSeconds, CancellationToken ct)
@@ -37,50 +97,138 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
         if (!string.IsNullOrEmpty(remote.Token)) message.Headers.Authorization = new AuthenticationHeaderValue("Bearer", remote.Token);
         // The node enforces the policy's deadline; we only wait that long plus the network's share.
         var policyDeadline = timeoutSeconds is > 0 ? TimeSpan.FromSeconds(timeoutSeconds.Value) : execution.MaxTimeout;
+        var patience = policyDeadline + remote.Overhead;
         using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        wait.CancelAfter(policyDeadline + remote.Overhead);
+        wait.CancelAfter(patience);
         HttpResponseMessage response;
         try
         {
-            response = await http.SendAsync(message, HttpCompletionOption.ResponseContentRead, wait.Token);
+            // Headers only: the body is read below, no further than RemoteExecutors:MaxAnswerBytes.
+            response = await http.SendAsync(message, HttpCompletionOption.ResponseHeadersRead, wait.Token);
         }
         catch (BrokenCircuitException e)
         {
             throw Problems.BackendUnavailable($"executor node {node} is not answering (failing fast until it recovers)", e);
         }
-        catch (Exception e) when (e is HttpRequestException or TimeoutRejectedException || (e is OperationCanceledException && !ct.IsCancellationRequested))
+        catch (HttpRequestException e) when (NeverReached(e))
         {
-            throw Problems.BackendUnavailable($"executor node {node} could not be reached: {e.Message}", e);
+            throw Problems.BackendUnavailable($"executor node {node} could not be reached: {Innermost(e)}", e);
+        }
+        catch (HttpRequestException e)
+        {
+            // The node had the request: it may have run it, so it is not sent again (see AddExecutorNodeClient).
+            throw Problems.BackendUnavailable($"executor node {node} dropped the call before answering ({Innermost(e)}); it may have run there, so it was not sent again", e);
+        }
+        catch (Exception e) when (e is TimeoutRejectedException || (e is OperationCanceledException && !ct.IsCancellationRequested))
+        {
+            throw NoAnswerInTime(timeoutSeconds, policyDeadline, patience, e);
         }
         using (response)
         {
-            var envelope = await ReadEnvelopeAsync(response, ct);
+            JsonObject? envelope;
+            try
+            {
+                envelope = await ReadEnvelopeAsync(response, remote.MaxAnswerBytes, wait.Token);
+            }
+            catch (Exception e) when (e is IOException or HttpRequestException)
+            {
+                throw Problems.BackendUnavailable($"executor node {node} dropped the call while answering ({Innermost(e)}); it may have run there, so it was not sent again", e);
+            }
+            catch (OperationCanceledException e) when (!ct.IsCancellationRequested)
+            {
+                throw NoAnswerInTime(timeoutSeconds, policyDeadline, patience, e);
+            }
             if (response.IsSuccessStatusCode)
             {
                 if (envelope?["success"]?.GetValueKind() == JsonValueKind.True && envelope["data"] is JsonObject data)
                     return new PolicyResult((JsonObject)data.DeepClone(), response.Headers.Contains("Deprecation"));
                 throw Problems.BackendError($"executor node {node} answered {(int)response.StatusCode} without a result envelope");
             }
-            var status = (int)response.StatusCode;
-            var code = envelope?["code"]?.GetValueKind() == JsonValueKind.String ? envelope["code"]!.GetValue<string>() : "";
-            var text = envelope?["message"]?.GetValueKind() == JsonValueKind.String ? envelope["message"]!.GetValue<string>() : response.ReasonPhrase ?? "";
-            if (status < 500 || (status == 504 && code == ErrorCodes.PolicyTimeout))
-            {
-                // The node's own verdict on the caller's request (or the policy's deadline): pass it on as is.
-                throw new PolicyGridException(status, code.Length > 0 ? code : CodeFor(response.StatusCode), text)
-                {
-                    RetryAfterSeconds = response.Headers.RetryAfter?.Delta is { } delta ? (int)Math.Ceiling(delta.TotalSeconds) : null,
-                };
-            }
-            throw Problems.BackendError($"executor node {node} failed with {status}{(code.Length > 0 ? " " + code : "")}: {text}");
+            throw Failure(response, envelope);
         }
     }
 
-    private static async Task<JsonObject?> ReadEnvelopeAsync(HttpResponseMessage response, CancellationToken ct)
+    /// <summary>Only a call that never reached the node is safe to send again (or to report as "could not be reached").</summary>
+    public static bool NeverReached(HttpRequestException e) =>
+        e.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError;
+
+    private PolicyGridException Failure(HttpResponseMessage response, JsonObject? envelope)
     {
+        var status = (int)response.StatusCode;
+        var reason = response.ReasonPhrase is { Length: > 0 } phrase ? $"{status} {phrase}" : status.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        // A PolicyGrid node's refusal is an envelope with success false and a code; anything else came from something else at that address.
+        var code = envelope?["success"]?.GetValueKind() == JsonValueKind.False && envelope["code"]?.GetValueKind() == JsonValueKind.String
+            ? envelope["code"]!.GetValue<string>() : "";
+        var text = envelope?["message"]?.GetValueKind() == JsonValueKind.String ? envelope["message"]!.GetValue<string>() : "";
+        var retryAfter = RetryAfterSeconds(response);
+
+        if (status is 401 or 403)
+            // The node judged this server's credentials (PolicyGrid:Runtime:RemoteExecutors:Token), not the caller's: say whose.
+            return new PolicyGridException(status, code.Length > 0 ? code : CodeFor(response.StatusCode),
+                $"executor node {node} refused this server's call ({reason}{(text.Length > 0 ? ": " + text : "")}); the token this server sends to nodes is PolicyGrid:Runtime:RemoteExecutors:Token");
+        if (status == 429)
+            return new PolicyGridException(429, code.Length > 0 ? code : ErrorCodes.Overloaded, text.Length > 0 ? text : $"executor node {node} is overloaded ({reason})")
+                { RetryAfterSeconds = retryAfter };
+        if (code.Length > 0 && (status is >= 400 and < 500 || (status == 504 && code == ErrorCodes.PolicyTimeout)))
+            // The node's own verdict on the caller's request (or the policy's deadline): pass it on as is.
+            return new PolicyGridException(status, code, text, FieldErrors(envelope!)) { RetryAfterSeconds = retryAfter };
+        if (status is >= 300 and < 400)
+            return Problems.BackendError($"executor node {node} answered {reason}" +
+                $"{(response.Headers.Location is { } location ? " pointing at " + location : "")}; redirects are not followed: register the address the node answers on");
+        if (status < 500)
+            return Problems.BackendError($"executor node {node} answered {reason} without a PolicyGrid error envelope; is executor_host_uri the root address of a PolicyGrid executor node?");
+        return Problems.BackendError($"executor node {node} failed with {status}{(code.Length > 0 ? " " + code : "")}: {(text.Length > 0 ? text : response.ReasonPhrase ?? "")}");
+    }
+
+    private static List<FieldError> FieldErrors(JsonObject envelope)
+    {
+        var errors = new List<FieldError>();
+        if (envelope["errors"] is not JsonArray list) return errors;
+        foreach (var item in list)
+            if (item is JsonObject e && e["path"]?.GetValueKind() == JsonValueKind.String && e["message"]?.GetValueKind() == JsonValueKind.String)
+                errors.Add(new FieldError(e["path"]!.GetValue<string>(), e["message"]!.GetValue<string>()));
+        return errors;
+    }
+
+    /// <summary>Longest Retry-After passed on: a node's clock or header gone wrong should not tell callers to wait for days.</summary>
+    public const int MaxRetryAfterSeconds = 3600;
+
+    // Retry-After is seconds or an HTTP date; either way the caller hears seconds.
+    private static int? RetryAfterSeconds(HttpResponseMessage response) => response.Headers.RetryAfter switch
+    {
+        { Delta: { } delta } => (int)Math.Clamp(Math.Ceiling(delta.TotalSeconds), 0, MaxRetryAfterSeconds),
+        { Date: { } date } => (int)Math.Clamp(Math.Ceiling((date - (response.Headers.Date ?? DateTimeOffset.UtcNow)).TotalSeconds), 0, MaxRetryAfterSeconds),
+        _ => null,
+    };
+
+    private static string Innermost(Exception e)
+    {
+        while (e.InnerException is { } inner) e = inner;
+        return e.Message;
+    }
+
+    private static string Seconds(TimeSpan t) => t.TotalSeconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture);
+
+    private PolicyGridException NoAnswerInTime(double? timeoutSeconds, TimeSpan policyDeadline, TimeSpan patience, Exception e) =>
+        Problems.BackendUnavailable($"executor node {node} did not answer within {Seconds(patience)} s " +
+            $"({(timeoutSeconds is > 0 ? "timeout_seconds" : "the longest policy deadline")} {Seconds(policyDeadline)} s plus RemoteExecutors:Overhead {Seconds(remote.Overhead)} s)", e);
+
+    // The answer, parsed, if it is a JSON object (null for anything else); an answer over the limit is refused unread.
+    private async Task<JsonObject?> ReadEnvelopeAsync(HttpResponseMessage response, long maxBytes, CancellationToken ct)
+    {
+        if (response.Content.Headers.ContentLength > maxBytes) throw TooLarge(response, maxBytes);
+        await using var body = await response.Content.ReadAsStreamAsync(ct);
+        using var buffer = new MemoryStream();
+        var chunk = new byte[81920];
+        int read;
+        while ((read = await body.ReadAsync(chunk, ct)) > 0)
+        {
+            if (buffer.Length + read > maxBytes) throw TooLarge(response, maxBytes);
+            buffer.Write(chunk, 0, read);
+        }
         try
         {
-            return JsonNode.Parse(await response.Content.ReadAsStringAsync(ct)) as JsonObject;
+            return JsonNode.Parse(buffer.GetBuffer().AsSpan(0, (int)buffer.Length)) as JsonObject;
         }
         catch (JsonException)
         {
@@ -88,15 +236,13 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
         }
     }
 
+    private PolicyGridException TooLarge(HttpResponseMessage response, long maxBytes) =>
+        Problems.BackendError($"executor node {node} answered {(int)response.StatusCode} with more than {maxBytes} bytes (RemoteExecutors:MaxAnswerBytes); the answer was not read");
+
     private static string CodeFor(HttpStatusCode status) => status switch
     {
         HttpStatusCode.Unauthorized => ErrorCodes.Unauthorized,
         HttpStatusCode.Forbidden => ErrorCodes.Forbidden,
-        HttpStatusCode.NotFound => ErrorCodes.NotFound,
-        HttpStatusCode.Conflict => ErrorCodes.Conflict,
-        HttpStatusCode.Gone => ErrorCodes.Retired,
-        HttpStatusCode.RequestEntityTooLarge => ErrorCodes.TooLarge,
-        HttpStatusCode.TooManyRequests => ErrorCodes.Overloaded,
         _ => ErrorCodes.BadRequest,
     };
 }

@@ -1,0 +1,359 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json.Nodes;
+using Shouldly;
+using static PolicyGrid.Api.Tests.PolicyDocuments;
+
+namespace PolicyGrid.Api.Tests;
+
+/// <summary>A registry with tokens (the caller it records is the token's name) and a short wait beyond a call's deadline.</summary>
+public sealed class NodeFacingServer : GridServer
+{
+    public const string Operator = "node-facing-operator-token-0123456789";
+
+    public NodeFacingServer() => Settings = new()
+    {
+        ["PolicyGrid:Auth:Tokens:0:Name"] = "ops",
+        ["PolicyGrid:Auth:Tokens:0:Token"] = Operator,
+        ["PolicyGrid:Auth:Tokens:0:Scopes:0"] = "read",
+        ["PolicyGrid:Auth:Tokens:0:Scopes:1"] = "write",
+        ["PolicyGrid:Runtime:RemoteExecutors:Overhead"] = "00:00:01",
+        ["PolicyGrid:Runtime:RemoteExecutors:MaxAnswerBytes"] = MaxAnswerBytes.ToString(System.Globalization.CultureInfo.InvariantCulture),
+    };
+
+    public const int MaxAnswerBytes = 64 * 1024;
+}
+
+/// <summary>
+/// What the registry makes of a remote executor node's answers of every kind, over real HTTP on loopback:
+/// a scripted node stands in for a node, a proxy in front of one, or one that dies mid-call.
+/// </summary>
+public sealed class RemoteExecutorAnswersTests(NodeFacingServer registry) : IClassFixture<NodeFacingServer>
+{
+    private readonly HttpClient client = registry.ClientWith(NodeFacingServer.Operator);
+
+    private const string Policy = "remote_only:1.0-t";
+
+    private static string Execute(string extra = "") => $$"""{"policy_rule_uri": "{{Policy}}", "input_data": {"ip": "10.0.0.1"}{{extra}}}""";
+
+    private async Task<string> RegisterAsync(ScriptedNode node, string status = "healthy")
+    {
+        var id = Unique("scripted");
+        var created = await client.Post("/executor", $$"""{"executor_id": "{{id}}", "executor_host_uri": "{{node.BaseUri}}", "executor_status": "{{status}}"}""");
+        created.Status.ShouldBe(200, created.Body?.ToJsonString());
+        return id;
+    }
+
+    private async Task<string> StatusOf(string id) => (await client.Get($"/executor/{id}")).Data!["executor_status"]!.GetValue<string>();
+
+    /// <summary>The registry still serves: its own executor runs a call's validation and the executor document reads.</summary>
+    private async Task StillServes(string id)
+    {
+        (await client.Get($"/executor/{id}")).Status.ShouldBe(200);
+        (await client.Post("/executor/local/execute_policy", """{"policy_rule_uri": "absent:1.0-t", "input_data": {}}""")).Status.ShouldBe(404);
+    }
+
+    [Fact]
+    public async Task A_node_that_drops_the_call_after_receiving_it_is_not_sent_it_again()
+    {
+        using var node = new ScriptedNode(NodeAnswer.Drop);
+        var id = await RegisterAsync(node);
+
+        var managed = await client.Post($"/executor/{id}/management", $$$"""{"policy_rule_uri": "{{{Policy}}}", "action": "rotate_keys", "data": {}}""");
+
+        managed.Status.ShouldBe(503, managed.Body?.ToJsonString());
+        managed.Code.ShouldBe("backend_unavailable");
+        managed.Message!.ShouldContain($"executor node {node.BaseUri}/ dropped the call before answering");
+        managed.Message!.ShouldContain("it may have run there, so it was not sent again");
+        node.Requests.ShouldBe(1); // retries are for calls that never reached the node
+        (await StatusOf(id)).ShouldBe("unhealthy");
+        await StillServes(id);
+    }
+
+    [Theory]
+    [InlineData(404, "text/html", "<html>nginx: not found</html>", "answered 404 Not Found without a PolicyGrid error envelope")]
+    [InlineData(400, "text/plain", "bad", "answered 400 Bad Request without a PolicyGrid error envelope")]
+    [InlineData(405, "application/json", """{"detail": "method not allowed"}""", "answered 405 Method Not Allowed without a PolicyGrid error envelope")]
+    public async Task A_4xx_that_is_not_a_nodes_envelope_is_a_502_naming_the_node_not_the_callers_mistake(int status, string type, string body, string expected)
+    {
+        using var node = new ScriptedNode(new NodeAnswer(status, body, ContentType: type));
+        var id = await RegisterAsync(node);
+
+        var answer = await client.Post($"/executor/{id}/execute_policy", Execute());
+
+        answer.Status.ShouldBe(502, answer.Body?.ToJsonString());
+        answer.Code.ShouldBe("backend_error");
+        answer.Message!.ShouldContain($"executor node {node.BaseUri}/ {expected}");
+        await StillServes(id);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task An_answer_over_MaxAnswerBytes_is_a_502_and_is_not_read_whole(bool withLength)
+    {
+        var huge = $$$"""{"success": true, "data": {"blob": "{{{new string('x', NodeFacingServer.MaxAnswerBytes * 4)}}}"}}""";
+        using var node = new ScriptedNode(new NodeAnswer(200, huge, WithoutLength: !withLength));
+        var id = await RegisterAsync(node);
+
+        var answer = await client.Post($"/executor/{id}/execute_policy", Execute());
+
+        answer.Status.ShouldBe(502, answer.Body?.ToJsonString()[..Math.Min(300, answer.Body?.ToJsonString().Length ?? 0)]);
+        answer.Code.ShouldBe("backend_error");
+        answer.Message.ShouldBe($"executor node {node.BaseUri}/ answered 200 with more than {NodeFacingServer.MaxAnswerBytes} bytes (RemoteExecutors:MaxAnswerBytes); the answer was not read");
+        await StillServes(id);
+    }
+
+    [Fact]
+    public async Task A_redirect_is_not_followed_and_is_a_502_naming_where_it_pointed()
+    {
+        using var node = new ScriptedNode(NodeAnswer.Empty);
+        node.Answer = new NodeAnswer(302, "", Headers: [("Location", node.BaseUri + "/elsewhere")]);
+        var id = await RegisterAsync(node);
+
+        var answer = await client.Post($"/executor/{id}/execute_policy", Execute());
+
+        answer.Status.ShouldBe(502, answer.Body?.ToJsonString());
+        answer.Code.ShouldBe("backend_error");
+        answer.Message!.ShouldContain($"answered 302 Found pointing at {node.BaseUri}/elsewhere; redirects are not followed");
+        node.Requests.ShouldBe(1); // followed, the POST would have come back as a GET to /elsewhere
+        await StillServes(id);
+    }
+
+    [Fact]
+    public async Task A_node_refusing_this_servers_token_says_the_node_refused_this_server_and_which_setting_holds_the_token()
+    {
+        using var node = new ScriptedNode(new NodeAnswer(401, """{"success": false, "message": "a bearer token is required", "code": "unauthorized"}"""));
+        var id = await RegisterAsync(node);
+
+        var answer = await client.Post($"/executor/{id}/execute_policy", Execute());
+
+        answer.Status.ShouldBe(401, answer.Body?.ToJsonString());
+        answer.Code.ShouldBe("unauthorized");
+        answer.Message.ShouldBe($"executor node {node.BaseUri}/ refused this server's call (401 Unauthorized: a bearer token is required); " +
+            "the token this server sends to nodes is PolicyGrid:Runtime:RemoteExecutors:Token");
+        await StillServes(id);
+    }
+
+    [Fact]
+    public async Task The_nodes_field_errors_pass_through_with_its_message()
+    {
+        using var node = new ScriptedNode(new NodeAnswer(400,
+            """{"success": false, "message": "input_data.ip: does not match ^x$", "code": "validation_failed", "errors": [{"path": "input_data.ip", "message": "does not match ^x$"}]}"""));
+        var id = await RegisterAsync(node);
+
+        var answer = await client.Post($"/executor/{id}/execute_policy", Execute());
+
+        answer.Status.ShouldBe(400);
+        answer.Code.ShouldBe("validation_failed");
+        answer.Message.ShouldBe("input_data.ip: does not match ^x$");
+        var error = answer.Body!["errors"]!.AsArray().Single()!;
+        error["path"]!.GetValue<string>().ShouldBe("input_data.ip");
+        error["message"]!.GetValue<string>().ShouldBe("does not match ^x$");
+        await StillServes(id);
+    }
+
+    [Fact]
+    public async Task A_retry_after_given_as_a_date_reaches_the_caller_in_seconds()
+    {
+        using var node = new ScriptedNode(new NodeAnswer(429, """{"success": false, "message": "the worker pool's queue is full", "code": "overloaded"}""",
+            Headers: [("Retry-After", DateTimeOffset.UtcNow.AddSeconds(120).ToString("R"))]));
+        var id = await RegisterAsync(node);
+
+        var answer = await client.Post($"/executor/{id}/execute_policy", Execute());
+
+        answer.Status.ShouldBe(429);
+        answer.Code.ShouldBe("overloaded");
+        int.Parse(answer.Header("Retry-After")!).ShouldBeInRange(100, 121);
+        await StillServes(id);
+    }
+
+    [Fact]
+    public async Task An_unhealthy_executor_that_answers_its_probe_with_a_refusal_is_marked_healthy_again()
+    {
+        using var node = new ScriptedNode(new NodeAnswer(404, """{"success": false, "message": "policy 'remote_only:1.0-t' does not exist", "code": "not_found"}"""));
+        var id = await RegisterAsync(node, status: "unhealthy");
+
+        var probe = await client.Post($"/executor/{id}/execute_policy", Execute());
+
+        probe.Status.ShouldBe(404, probe.Body?.ToJsonString());
+        probe.Message.ShouldBe("policy 'remote_only:1.0-t' does not exist");
+        (await StatusOf(id)).ShouldBe("healthy"); // the node answered: the next call is forwarded, not refused fast
+        node.Answer = new NodeAnswer(200, """{"success": true, "data": {"allowed": true}}""");
+        (await client.Post($"/executor/{id}/execute_policy", Execute())).Status.ShouldBe(200);
+    }
+
+    [Fact]
+    public async Task A_policy_retired_on_this_server_is_a_410_without_reaching_the_node_and_one_deprecated_here_says_so()
+    {
+        using var node = new ScriptedNode(new NodeAnswer(200, """{"success": true, "data": {"allowed": true}}"""));
+        var id = await RegisterAsync(node);
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+        var body = Onboarding.Execute(uri, """{"ip": "10.0.0.1"}""");
+
+        (await client.Put($"/policy/{uri}", """{"$set": {"status": "deprecated"}}""")).Status.ShouldBe(200);
+        var deprecated = await client.Post($"/executor/{id}/execute_policy", body);
+        deprecated.Status.ShouldBe(200);
+        deprecated.Header("Deprecation").ShouldBe("true");
+
+        (await client.Put($"/policy/{uri}", """{"$set": {"status": "retired"}}""")).Status.ShouldBe(200);
+        var retired = await client.Post($"/executor/{id}/execute_policy", body);
+        retired.Status.ShouldBe(410, retired.Body?.ToJsonString());
+        retired.Code.ShouldBe("retired");
+        retired.Message.ShouldBe($"policy '{uri}' is retired");
+        var managed = await client.Post($"/executor/{id}/management", $$$"""{"policy_rule_uri": "{{{uri}}}", "action": "get_state", "data": {}}""");
+        managed.Status.ShouldBe(410);
+        node.Requests.ShouldBe(1); // only the deprecated call was forwarded
+        (await StatusOf(id)).ShouldBe("healthy");
+        await StillServes(id);
+    }
+
+    [Fact]
+    public async Task A_node_that_accepts_and_never_answers_is_a_503_after_the_deadline_plus_overhead_saying_so()
+    {
+        using var node = new ScriptedNode(NodeAnswer.Hang);
+        var id = await RegisterAsync(node);
+
+        var answer = await client.Post($"/executor/{id}/execute_policy", Execute(""", "timeout_seconds": 0.2"""));
+
+        answer.Status.ShouldBe(503, answer.Body?.ToJsonString());
+        answer.Code.ShouldBe("backend_unavailable");
+        answer.Message.ShouldBe($"executor node {node.BaseUri}/ did not answer within 1.2 s (timeout_seconds 0.2 s plus RemoteExecutors:Overhead 1 s)");
+        (await StatusOf(id)).ShouldBe("unhealthy");
+        await StillServes(id);
+    }
+
+    [Fact]
+    public async Task Every_forwarded_call_is_in_this_servers_decision_log_with_the_caller_context_key_and_outcome()
+    {
+        using var node = new ScriptedNode(new NodeAnswer(200, """{"success": true, "data": {"allowed": true}}"""));
+        var id = await RegisterAsync(node);
+        var policy = Unique("logged") + ":1.0-t";
+        string Body(string extra = "") => $$"""{"policy_rule_uri": "{{policy}}", "input_data": {"ip": "10.0.0.1"}{{extra}}}""";
+
+        (await client.Post($"/executor/{id}/execute_policy", Body(""", "context_key": "tenant-7" """))).Status.ShouldBe(200);
+        node.Answer = new NodeAnswer(422, """{"success": false, "message": "ValueError: no", "code": "policy_error"}""");
+        (await client.Post($"/executor/{id}/execute_policy", Body())).Status.ShouldBe(422);
+        (await client.Post($"/executor/{id}/management", $$$"""{"policy_rule_uri": "{{{policy}}}", "action": "get_state", "data": {}}""")).Status.ShouldBe(422);
+
+        var log = await client.Post("/decisions/query", $$"""{"policy_rule_uri": "{{policy}}"}""");
+        log.Status.ShouldBe(200, log.Body?.ToJsonString());
+        var decisions = log.Data!.AsArray().Select(d => d!.AsObject()).OrderBy(d => d["decision_id"]!.GetValue<string>(), StringComparer.Ordinal).ToList();
+        decisions.Count.ShouldBe(3);
+        decisions.ShouldAllBe(d => d["caller"]!.GetValue<string>() == "ops");
+        decisions.Select(d => (d["kind"]!.GetValue<string>(), d["outcome"]!.GetValue<string>(), d["status"]!.GetValue<int>(), d["error_code"]!.GetValue<string>()))
+            .ShouldBe([("execute", "result", 200, ""), ("execute", "error", 422, "policy_error"), ("management", "error", 422, "policy_error")]);
+        decisions[0]["context_key"]!.GetValue<string>().ShouldBe("tenant-7");
+        decisions[1]["context_key"]!.GetValue<string>().ShouldBe(policy);
+        decisions[0]["input_sha256"]!.GetValue<string>().Length.ShouldBe(64);
+    }
+}
+
+/// <summary>What a <see cref="ScriptedNode"/> does with a request: answer it, drop the connection, or never answer.</summary>
+public sealed record NodeAnswer(int Status, string Body, string ContentType = "application/json", (string Name, string Value)[]? Headers = null,
+    bool DropConnection = false, bool NeverAnswer = false, bool WithoutLength = false)
+{
+    public static readonly NodeAnswer Empty = new(200, "");
+    public static readonly NodeAnswer Drop = new(0, "", DropConnection: true);
+    public static readonly NodeAnswer Hang = new(0, "", NeverAnswer: true);
+}
+
+/// <summary>
+/// A loopback HTTP/1.1 server standing in for an executor node, written on a bare socket so that it can
+/// also do what a dying node does: take the whole request and close the connection without an answer.
+/// Counts the requests it received in full.
+/// </summary>
+public sealed class ScriptedNode : IDisposable
+{
+    private readonly TcpListener listener = new(IPAddress.Loopback, 0);
+    private readonly CancellationTokenSource stopping = new();
+    private int requests;
+
+    public ScriptedNode(NodeAnswer answer)
+    {
+        Answer = answer;
+        listener.Start();
+        BaseUri = $"http://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}";
+        _ = Task.Run(ServeAsync);
+    }
+
+    public string BaseUri { get; }
+    public NodeAnswer Answer { get; set; }
+    public int Requests => Volatile.Read(ref requests);
+
+    private async Task ServeAsync()
+    {
+        while (!stopping.IsCancellationRequested)
+        {
+            Socket socket;
+            try { socket = await listener.AcceptSocketAsync(stopping.Token); }
+            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException) { return; }
+            _ = Task.Run(() => AnswerAsync(socket));
+        }
+    }
+
+    private async Task AnswerAsync(Socket socket)
+    {
+        using (socket)
+        {
+            try
+            {
+                if (!await ReadRequestAsync(socket)) return;
+                Interlocked.Increment(ref requests);
+                var answer = Answer;
+                if (answer.DropConnection) return;
+                if (answer.NeverAnswer) { await Task.Delay(Timeout.Infinite, stopping.Token); return; }
+                var body = Encoding.UTF8.GetBytes(answer.Body);
+                var head = new StringBuilder($"HTTP/1.1 {answer.Status} {ReasonPhrase(answer.Status)}\r\nContent-Type: {answer.ContentType}\r\n{(answer.WithoutLength ? "" : $"Content-Length: {body.Length}\r\n")}Connection: close\r\n");
+                foreach (var (name, value) in answer.Headers ?? []) head.Append($"{name}: {value}\r\n");
+                await socket.SendAsync(Encoding.ASCII.GetBytes(head.Append("\r\n").ToString()));
+                await socket.SendAsync(body);
+                socket.Shutdown(SocketShutdown.Send);
+            }
+            catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
+            {
+                // The registry went away or the test ended.
+            }
+        }
+    }
+
+    // Headers, then a Content-Length body or a chunked one (JsonContent sends chunks); false when the peer closed first.
+    private static async Task<bool> ReadRequestAsync(Socket socket)
+    {
+        var received = new List<byte>();
+        var buffer = new byte[16 * 1024];
+        int headEnd;
+        while ((headEnd = IndexOf(received, "\r\n\r\n"u8)) < 0)
+        {
+            var n = await socket.ReceiveAsync(buffer);
+            if (n == 0) return false;
+            received.AddRange(buffer.AsSpan(0, n));
+        }
+        var head = Encoding.ASCII.GetString([.. received[..headEnd]]).ToLowerInvariant();
+        var length = head.Split("\r\n").Select(l => l.Split(':', 2)).Where(p => p.Length == 2 && p[0].Trim() == "content-length").Select(p => int.Parse(p[1].Trim())).FirstOrDefault(-1);
+        bool Complete() => length >= 0 ? received.Count - headEnd - 4 >= length : !head.Contains("chunked") || IndexOf(received, "\r\n0\r\n\r\n"u8) >= 0 || IndexOf(received, "\r\n\r\n0\r\n\r\n"u8) >= 0;
+        while (!Complete())
+        {
+            var n = await socket.ReceiveAsync(buffer);
+            if (n == 0) return false;
+            received.AddRange(buffer.AsSpan(0, n));
+        }
+        return true;
+    }
+
+    private static int IndexOf(List<byte> data, ReadOnlySpan<byte> pattern) => System.Runtime.InteropServices.CollectionsMarshal.AsSpan(data).IndexOf(pattern);
+
+    private static string ReasonPhrase(int status) => status switch
+    {
+        200 => "OK", 302 => "Found", 400 => "Bad Request", 401 => "Unauthorized", 404 => "Not Found",
+        405 => "Method Not Allowed", 422 => "Unprocessable Entity", 429 => "Too Many Requests", _ => "Status",
+    };
+
+    public void Dispose()
+    {
+        stopping.Cancel();
+        listener.Stop();
+        listener.Dispose();
+    }
+}
