@@ -64,6 +64,23 @@ public class GridServer : WebApplicationFactory<PolicyGrid.Cli.Program>
     {
         _exited = true;
         await base.DisposeAsync();
+        // serve's own entry point disposes the host too, on its thread, when the host stops; the dispose above can
+        // return while that one is still under way, with the data directory's lock not yet released. A process exit
+        // ends with the lock released: wait for that, so Restart never meets its own predecessor.
+        if (!Directory.Exists(DataDirectory)) return; // never started
+        var until = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            try
+            {
+                PolicyGrid.Cli.Serve.DataDirectoryLock.Acquire(DataDirectory).Dispose();
+                return;
+            }
+            catch (PolicyGrid.Cli.Serve.ServeRefusedException) when (DateTime.UtcNow < until)
+            {
+                await Task.Delay(20);
+            }
+        }
     }
 
     /// <summary>
