@@ -2,6 +2,7 @@
 import http.server
 import json
 import threading
+import time
 import unittest
 
 import support  # noqa: F401  (puts the SDK on the path when it is not installed)
@@ -188,6 +189,58 @@ class UnreachableTests(unittest.TestCase):
                 PolicyGridClient(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=0.3).get_policy("a:1-b")
         finally:
             listener.close()
+
+    @staticmethod
+    def _trickling_server(body: bytes, content_type: str, every: float):
+        """A server that answers 200 with a Content-Length, then sends the body a byte at a time, `every` seconds apart."""
+        import socket
+        import threading
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+
+        def serve():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    conn.recv(65536)
+                    conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+                    for i in range(len(body)):
+                        conn.sendall(body[i:i + 1])
+                        time.sleep(every)
+                except OSError:
+                    pass  # the client shut the connection
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        return listener, thread
+
+    def test_a_server_that_trickles_its_answer_is_cut_off_at_the_timeout_for_the_whole_call(self):
+        # Each byte comes well within the socket timeout, but the whole answer would take 8 s.
+        body = json.dumps({"success": True, "data": {"x": "y" * 40}}).encode()
+        listener, thread = self._trickling_server(body, "application/json", every=0.1)
+        try:
+            started = time.monotonic()
+            with self.assertRaises(ServerUnreachableError) as caught:
+                PolicyGridClient(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=0.5).get_policy("a:1-b")
+            self.assertLess(time.monotonic() - started, 3.0)
+            self.assertIn("no complete answer within 0.5 s", str(caught.exception))
+        finally:
+            listener.close()
+            thread.join(10)
+
+    def test_a_bundle_download_is_bounded_per_read_not_as_a_whole(self):
+        # Bundles may be large: a download that keeps receiving bytes is not cut off at the timeout.
+        listener, thread = self._trickling_server(b"PK" + b"z" * 10, "application/zip", every=0.1)
+        try:
+            data = PolicyGridClient(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=0.5).download_bundle("/bundle.zip")
+            self.assertEqual(data, b"PK" + b"z" * 10)
+        finally:
+            listener.close()
+            thread.join(10)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import socket
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -52,7 +53,79 @@ class _TokenStaysHome(urllib.request.HTTPRedirectHandler):
         return new
 
 
-_OPENER = urllib.request.build_opener(_TokenStaysHome)
+class _Deadline:
+    """A whole call's time limit. The socket timeout bounds each read only, so a server that sends a byte now and
+    then could hold a caller for ever; when this deadline passes, every socket the call opened is shut, which ends
+    whatever read is blocked, and the call raises ServerUnreachableError."""
+
+    def __init__(self, seconds: float):
+        self._lock = threading.Lock()
+        self._sockets: list = []
+        self.expired = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def track(self, sock) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if not self.expired:
+                return
+        _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _shut(sock) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
+
+
+_CALL = threading.local()  # the _Deadline of the call this thread is making, if any
+
+
+def _track(conn) -> None:
+    deadline = getattr(_CALL, "deadline", None)
+    if deadline is not None and conn.sock is not None:
+        deadline.track(conn.sock)
+
+
+class _TrackedHTTPConnection(http.client.HTTPConnection):
+    def connect(self):
+        super().connect()
+        _track(self)
+
+
+class _TrackedHTTPSConnection(http.client.HTTPSConnection):
+    def connect(self):
+        super().connect()
+        _track(self)
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req):
+        return self.do_open(_TrackedHTTPConnection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req):
+        kwargs = {"context": self._context}
+        if hasattr(self, "_check_hostname"):  # Python < 3.12
+            kwargs["check_hostname"] = self._check_hostname
+        return self.do_open(_TrackedHTTPSConnection, req, **kwargs)
+
+
+_OPENER = urllib.request.build_opener(_TokenStaysHome, _HTTPHandler, _HTTPSHandler)
 
 
 def _quote_uri(uri: str) -> str:
@@ -68,7 +141,28 @@ class PolicyGridClient:
 
     # ------------------------------------------------------------ transport
     def request(self, method: str, path: str, body: Any = None, *, headers: dict | None = None,
-                raw: bytes | None = None, content_type: str | None = None) -> Response:
+                raw: bytes | None = None, content_type: str | None = None, whole_call_timeout: bool = True) -> Response:
+        """One call. ``timeout`` bounds the whole call (connect, request, answer), not just each read; with
+        ``whole_call_timeout=False`` (bundle downloads, which may be large) it bounds each read only."""
+        deadline = _Deadline(self.timeout) if whole_call_timeout else None
+        _CALL.deadline = deadline
+        try:
+            response = self._request(method, path, body, headers, raw, content_type)
+        except PolicyGridApiError as e:
+            if deadline is not None and deadline.expired:
+                raise ServerUnreachableError(self.server, f"no complete answer within {self.timeout:g} s") from e
+            raise
+        finally:
+            _CALL.deadline = None
+            if deadline is not None:
+                deadline.cancel()
+        if deadline is not None and deadline.expired:
+            # A body read until the connection closed can end early without an error.
+            raise ServerUnreachableError(self.server, f"no complete answer within {self.timeout:g} s")
+        return response
+
+    def _request(self, method: str, path: str, body: Any, headers: dict | None,
+                 raw: bytes | None, content_type: str | None) -> Response:
         url = path if path.startswith(("http://", "https://")) else self.server + path
         data = None
         hdrs = {"Accept": "application/json"}
@@ -190,7 +284,7 @@ class PolicyGridClient:
 
     def download_bundle(self, sha256_or_url: str) -> bytes:
         path = sha256_or_url if "/" in sha256_or_url else f"/bundles/sha256/{sha256_or_url}"
-        data = self.request("GET", path, headers={"Accept": "*/*"}).data
+        data = self.request("GET", path, headers={"Accept": "*/*"}, whole_call_timeout=False).data
         if not isinstance(data, (bytes, bytearray)):
             raise PolicyGridApiError(502, "backend_error", f"{path} did not answer an archive")
         return bytes(data)
