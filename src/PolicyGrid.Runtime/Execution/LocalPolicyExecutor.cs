@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -70,30 +69,7 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
         });
     }
 
-    /// <summary>Runs one call and records its decision, whatever the outcome (the audit trail a governance system owes).</summary>
-    private async Task<PolicyResult> AuditedAsync(AuditTrail audit, Func<Task<PolicyResult>> run)
-    {
-        try
-        {
-            var result = await run();
-            audit.Succeeded();
-            return result;
-        }
-        catch (PolicyGridException e)
-        {
-            audit.Failed(e.Code, e.Status);
-            throw;
-        }
-        catch (OperationCanceledException)
-        {
-            audit.Failed("cancelled", 499);
-            throw;
-        }
-        finally
-        {
-            await decisions.RecordAsync(audit.ToDecision());
-        }
-    }
+    private Task<PolicyResult> AuditedAsync(AuditTrail audit, Func<Task<PolicyResult>> run) => audit.RunAsync(decisions, run);
 
     public Task<PolicyResult> ManageAsync(ManagementRequest request, CallerIdentity caller, CancellationToken ct = default)
     {
@@ -269,25 +245,4 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
         JsonValue v => $"a {v.GetValueKind().ToString().ToLowerInvariant()}",
         _ => "a dict",
     };
-
-    private sealed class AuditTrail(string kind, string uri, CallerIdentity caller, string contextKey, string inputSha)
-    {
-        private readonly long started = Stopwatch.GetTimestamp();
-        private readonly DateTimeOffset at = DateTimeOffset.UtcNow;
-        private string outcome = Decision.OutcomeError;
-        private string errorCode = "";
-        private int status = 500;
-
-        public string PolicyRuleUri { get; set; } = uri ?? "";
-        public string BundleSha256 { get; set; } = "";
-        public string ContextKey { get; set; } = contextKey;
-
-        public void Succeeded() { outcome = Decision.OutcomeResult; status = 200; errorCode = ""; }
-
-        public void Failed(string code, int httpStatus) { outcome = Decision.OutcomeError; errorCode = code; status = httpStatus; }
-
-        public Decision ToDecision() => new(kind, PolicyRuleUri, BundleSha256, caller?.Name ?? CallerIdentity.Anonymous.Name, ContextKey, inputSha,
-            outcome, outcome == Decision.OutcomeError && errorCode.Length == 0 ? "internal" : errorCode, status,
-            Stopwatch.GetElapsedTime(started).TotalMilliseconds, at);
-    }
 }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
@@ -61,34 +60,8 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
     }
 
     // The bundle that ran is the node's to know; this entry says who asked this server, and what came of it.
-    private async Task<PolicyResult> RecordedAsync(string kind, string uri, CallerIdentity caller, string contextKey, string inputSha, Func<Task<PolicyResult>> call)
-    {
-        if (decisions is null) return await call();
-        var at = DateTimeOffset.UtcNow;
-        var started = Stopwatch.GetTimestamp();
-        var (outcome, code, status) = (Decision.OutcomeError, "internal", 500);
-        try
-        {
-            var result = await call();
-            (outcome, code, status) = (Decision.OutcomeResult, "", 200);
-            return result;
-        }
-        catch (PolicyGridException e)
-        {
-            (code, status) = (e.Code, e.Status);
-            throw;
-        }
-        catch (OperationCanceledException)
-        {
-            (code, status) = ("cancelled", 499);
-            throw;
-        }
-        finally
-        {
-            await decisions.RecordAsync(new Decision(kind, uri, "", (caller ?? CallerIdentity.Anonymous).Name, contextKey, inputSha,
-                outcome, code, status, Stopwatch.GetElapsedTime(started).TotalMilliseconds, at));
-        }
-    }
+    private Task<PolicyResult> RecordedAsync(string kind, string uri, CallerIdentity caller, string contextKey, string inputSha, Func<Task<PolicyResult>> call) =>
+        decisions is null ? call() : new AuditTrail(kind, uri, caller, contextKey, inputSha).RunAsync(decisions, call);
 
     private async Task<PolicyResult> PostAsync(string path, JsonObject body, double? timeoutSeconds, CancellationToken ct)
     {
