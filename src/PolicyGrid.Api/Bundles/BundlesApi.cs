@@ -5,7 +5,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Options;
 using PolicyGrid.Api.Envelope;
-using PolicyGrid.Api.Policies;
+using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Runtime.Bundles;
@@ -46,7 +46,7 @@ public static class BundlesApi
 
     public static async Task<Results<FileContentHttpResult, Failure>> Download([Description("64 lowercase hex digits")] string sha256, [AsParameters] BundleServices services, CancellationToken ct)
     {
-        if (!PolicyCodeCheck.Sha256Hex().IsMatch(sha256))
+        if (!CodePin.IsSha256(sha256))
             return Failure.From(Problems.BadRequest($"'{sha256}' is not a sha256: expected 64 lowercase hex digits"));
         var bytes = await services.Bundles.GetAsync(sha256, ct);
         if (bytes is null) return Failure.From(Problems.NotFound($"no bundle {sha256} is stored"));

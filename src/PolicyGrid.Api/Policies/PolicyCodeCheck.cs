@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using Microsoft.Extensions.DependencyInjection;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
@@ -14,7 +13,7 @@ namespace PolicyGrid.Api.Policies;
 /// found and its <c>__init__</c> accepts the stored settings and parameters. Answers the rule with
 /// <c>code_sha256</c> recorded: the hash of the bundle that loaded, or the hash the address pins.
 /// </summary>
-public sealed partial class PolicyCodeCheck(IBundleStore bundles, IServiceProvider services)
+public sealed class PolicyCodeCheck(IBundleStore bundles, IServiceProvider services)
 {
     // Resolved lazily: a registry that only forwards execution (Dapr shape) has no runtime to dry-load with.
     private readonly Lazy<PolicyOnboarding?> onboarding = new(() => services.GetService<PolicyOnboarding>());
@@ -25,7 +24,7 @@ public sealed partial class PolicyCodeCheck(IBundleStore bundles, IServiceProvid
         if (code.StartsWith(BundleRef.Scheme, StringComparison.Ordinal))
         {
             var sha = code[BundleRef.Scheme.Length..];
-            if (!Sha256Hex().IsMatch(sha))
+            if (!CodePin.IsSha256(sha))
                 throw Problems.Validation("code", $"'{code}' is not bundle://sha256/ followed by 64 lowercase hex digits");
             if (await bundles.GetAsync(sha, ct) is null)
                 throw Problems.Validation("code", $"bundle {sha} is not stored on this server; upload the archive with POST /bundles first");
@@ -39,7 +38,4 @@ public sealed partial class PolicyCodeCheck(IBundleStore bundles, IServiceProvid
         // (PolicyRule already refused a code_sha256 that disagrees with it).
         return CodePin.Of(code) is { } pinned ? rule with { CodeSha256 = pinned } : rule;
     }
-
-    [GeneratedRegex("^[0-9a-f]{64}$")]
-    public static partial Regex Sha256Hex();
 }

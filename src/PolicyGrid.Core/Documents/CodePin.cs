@@ -31,6 +31,17 @@ public static partial class CodePin
         return null;
     }
 
+    /// <summary>The code as messages show it: an http(s) URL without the credentials its user info or query may carry.</summary>
+    public static string Shown(string code) =>
+        Uri.TryCreate(code, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https" ? Redacted(uri) : code;
+
+    /// <summary>A URL as messages show it: scheme, host, port and path only.</summary>
+    public static string Redacted(Uri uri)
+    {
+        ArgumentNullException.ThrowIfNull(uri);
+        return $"{uri.Scheme}://{uri.Host}{(uri.IsDefaultPort ? "" : ":" + uri.Port)}{uri.AbsolutePath}";
+    }
+
     /// <summary>64 lowercase hex digits.</summary>
     public static bool IsSha256(string value) => Sha256Hex().IsMatch(value);
 

@@ -206,10 +206,9 @@ public sealed partial class BundleCache : IPolicyBundleSource
     }
 
     /// <summary>URLs may carry credentials in user info or query; keep them out of messages.</summary>
-    private static string Redacted(Uri uri) => $"{uri.Scheme}://{uri.Host}{(uri.IsDefaultPort ? "" : ":" + uri.Port)}{uri.AbsolutePath}";
+    private static string Redacted(Uri uri) => CodePin.Redacted(uri);
 
-    /// <summary>The code as messages show it: a URL without credentials.</summary>
-    internal static string Shown(string code) => Uri.TryCreate(code, UriKind.Absolute, out var u) && u.Scheme is "http" or "https" ? Redacted(u) : code;
+    private static string Shown(string code) => CodePin.Shown(code);
 
     private string? Cached(string sha)
     {
@@ -299,7 +298,7 @@ public sealed partial class BundleCache : IPolicyBundleSource
     private static string ParseSha(string hex, string code)
     {
         var sha = hex.Trim().ToLowerInvariant();
-        if (!ShaPattern().IsMatch(sha)) throw Problems.Validation("code", $"'{code}' does not end in a sha256 (64 hex digits)");
+        if (!CodePin.IsSha256(sha)) throw Problems.Validation("code", $"'{code}' does not end in a sha256 (64 hex digits)");
         return sha;
     }
 
@@ -310,9 +309,6 @@ public sealed partial class BundleCache : IPolicyBundleSource
         if (uri.Fragment.StartsWith("#sha256=", StringComparison.OrdinalIgnoreCase)) return ParseSha(uri.Fragment[8..], uri.ToString());
         return null;
     }
-
-    [GeneratedRegex("^[0-9a-f]{64}$")]
-    private static partial Regex ShaPattern();
 
     [GeneratedRegex("/bundles/sha256/([0-9a-fA-F]{64})/?$")]
     private static partial Regex BundlePath();

@@ -1,6 +1,5 @@
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
-using PolicyGrid.Runtime.Bundles;
 using PolicyGrid.Runtime.Hosting;
 
 namespace PolicyGrid.Runtime.Execution;
@@ -24,7 +23,7 @@ public sealed class PolicyOnboarding(IPolicyBundleSource bundles, PythonWorkerPo
         // A caller (or the revision being updated) that names the hash gets that code or nothing.
         if (rule.ExpectedCodeSha256 is { } given && given != bundle.Sha256)
             throw Problems.Validation("code_sha256",
-                $"bundle '{BundleCache.Shown(rule.Code)}' has sha256 {bundle.Sha256}, not the expected {given}; refusing it " +
+                $"bundle '{CodePin.Shown(rule.Code)}' has sha256 {bundle.Sha256}, not the expected {given}; refusing it " +
                 $"(send code_sha256 {bundle.Sha256}, or leave it out, to register the code it serves now)");
         var load = new PolicyLoadSpec(rule.PolicyRuleUri, bundle, rule.PolicySettings, rule.PolicyParameters);
         try

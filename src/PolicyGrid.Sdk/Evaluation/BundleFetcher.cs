@@ -34,7 +34,7 @@ internal sealed class BundleFetcher(PolicyGridClient client, string cacheDirecto
             var actual = Convert.ToHexStringLower(SHA256.HashData(data));
             foreach (var want in new[] { pinned, recorded })
                 if (want is not null && actual != want)
-                    throw new PolicyGridApiException(502, "backend_error", $"bundle '{Shown(code)}' failed verification: it has sha256 {actual}, not the expected {want}; refusing it");
+                    throw new PolicyGridApiException(502, "backend_error", $"bundle '{CodePin.Shown(code)}' failed verification: it has sha256 {actual}, not the expected {want}; refusing it");
             return Cached(actual) ?? Unpack(actual, data);
         }
         finally
@@ -53,12 +53,6 @@ internal sealed class BundleFetcher(PolicyGridClient client, string cacheDirecto
         throw new PolicyGridApiException(400, "bad_request",
             $"policy code '{code}' cannot be fetched by the SDK: expected bundle://sha256/<hex> or an http(s):// URL");
     }
-
-    /// <summary>URLs may carry credentials in user info or query; keep them out of messages.</summary>
-    private static string Shown(string code) =>
-        Uri.TryCreate(code, UriKind.Absolute, out var u) && (u.Scheme == Uri.UriSchemeHttp || u.Scheme == Uri.UriSchemeHttps)
-            ? $"{u.Scheme}://{u.Host}{(u.IsDefaultPort ? "" : ":" + u.Port)}{u.AbsolutePath}"
-            : code;
 
     private BundleDirectory? Cached(string sha)
     {
