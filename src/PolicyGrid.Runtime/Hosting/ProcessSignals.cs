@@ -18,9 +18,6 @@ internal static partial class ProcessSignals
     /// <summary>SIGKILL to every process in group <paramref name="pgid"/>; false when the group is empty.</summary>
     public static bool KillGroup(int pgid) => pgid > 1 && kill(-pgid, SigKill) == 0;
 
-    /// <summary>Sends <paramref name="signal"/> to process <paramref name="pid"/> (not its group); false when it is gone.</summary>
-    public static bool Send(int pid, int signal) => pid > 1 && kill(pid, signal) == 0;
-
     /// <summary>True while any process (zombies included) is still in the group.</summary>
     public static bool GroupExists(int pgid) => pgid > 1 && kill(-pgid, 0) == 0;
 

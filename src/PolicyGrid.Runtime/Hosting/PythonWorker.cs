@@ -128,7 +128,6 @@ internal sealed class PythonWorker : IAsyncDisposable
                 throw new WorkerStartException(ready["error"]?.GetValue<string>() ?? "worker did not report ready");
             worker.Uid = ready["uid"]?.GetValue<int>() ?? -1;
             worker.PythonVersion = ready["version"]?.GetValue<string>() ?? "";
-            worker.flushSignal = ready["flush_signal"] is JsonValue signal && signal.TryGetValue<int>(out var number) && number > 0 ? number : null;
             return worker;
         }
         catch (Exception e) when (e is not WorkerStartException)
@@ -197,7 +196,6 @@ internal sealed class PythonWorker : IAsyncDisposable
     public async Task ExchangeAsync(IReadOnlyList<WorkerRequest> batch, List<WorkerRequest> unstarted)
     {
         int sent;
-        holdsOff = false;
         try
         {
             sent = WriteBatch(batch);
@@ -215,14 +213,13 @@ internal sealed class PythonWorker : IAsyncDisposable
         var rest = sent;
         for (var i = 0; i < sent; i++)
         {
-            var (outcome, failedAfter) = await SettleAsync(batch, i, HeldBehind(i, sent));
+            var outcome = await SettleAsync(batch[i]);
             // The host no longer had the instance: the request did not run, and goes again with its load spec
             // (SettleAsync stops the worker too when the reply came after a deadline signal or with retiring).
             if (outcome == Settled.NeedsLoad) unstarted.Add(batch[i]);
             if (outcome == Settled.WorkerStopped || (outcome == Settled.NeedsLoad && !IsAlive))
             {
-                // Requests whose reply could have been held behind this one's may have run: SettleAsync failed them.
-                rest = i + 1 + failedAfter;
+                rest = i + 1;
                 break;
             }
         }
@@ -235,62 +232,39 @@ internal sealed class PythonWorker : IAsyncDisposable
     private int WriteBatch(IReadOnlyList<WorkerRequest> batch)
     {
         outgoing.ResetWrittenCount();
-        holds.Clear();
         var count = 0;
         foreach (var request in batch)
         {
-            var hold = count > 0 && request.Quick && batch[count - 1].Quick && flushSignal is not null;
-            var size = request.Frame.Length + (NeedsLoad(request) ? SpliceOf(request).Length : 0) + (hold ? HoldProperty.Length : 0);
+            var size = request.Frame.Length + (NeedsLoad(request) ? SpliceOf(request).Length : 0);
             if (count > 0 && outgoing.WrittenCount + size > WorkerSlot.MaxBatchBytes) break;
-            WriteFrame(request, hold);
-            holds.Add(hold);
+            WriteFrame(request);
             count++;
         }
         return count;
     }
 
-    // Whether each request of the last write went with "hold": the reply before it may wait while it runs, so
-    // the host answers a run of short calls in one write and this drainer wakes once for them, not once each.
-    private readonly List<bool> holds = [];
-    private static ReadOnlySpan<byte> HoldProperty => "\"hold\":true,"u8;
-
-    // How many requests after request i of the last write its reply may be held behind: the run of "hold" ones.
-    private int HeldBehind(int i, int sent)
-    {
-        var n = 0;
-        while (!holdsOff && i + n + 1 < sent && holds[i + n + 1]) n++;
-        return n;
-    }
-
     private bool NeedsLoad(WorkerRequest request) => request.LoadKey is { } key && !sentLoads.Contains(key);
 
     // The request's frame, with its load spec (and state to restore) spliced in first when this process has
-    // not had it yet, and "hold" when the reply before it may wait for it:
-    // {"load":<spec>,"restore_state":<state>,"hold":true, + the frame's own properties.
-    private void WriteFrame(WorkerRequest request, bool hold)
+    // not had it yet: {"load":<spec>,"restore_state":<state>, + the frame's own properties.
+    private void WriteFrame(WorkerRequest request)
     {
         var frame = request.Frame.Span;
-        var load = NeedsLoad(request);
-        if (!load && !hold)
+        if (!NeedsLoad(request))
         {
             outgoing.Write(frame);
             return;
         }
-        var splice = "{"u8;
-        if (load)
-        {
-            var key = request.LoadKey!;
-            if (sentLoads.Count >= MaxSentLoads) sentLoads.Clear();
-            sentLoads.Add(key);
-            request.CarriedLoad = true;
-            splice = SpliceOf(request);
-        }
+        var key = request.LoadKey!;
+        if (sentLoads.Count >= MaxSentLoads) sentLoads.Clear();
+        sentLoads.Add(key);
+        request.CarriedLoad = true;
+        var splice = SpliceOf(request);
         var body = frame[5..]; // after the length and the opening brace
         var header = outgoing.GetSpan(4);
-        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(header, splice.Length + (hold ? HoldProperty.Length : 0) + body.Length);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(header, splice.Length + body.Length);
         outgoing.Advance(4);
         outgoing.Write(splice);
-        if (hold) outgoing.Write(HoldProperty);
         outgoing.Write(body);
     }
 
@@ -314,40 +288,17 @@ internal sealed class PythonWorker : IAsyncDisposable
 
     private enum Settled { Answered, NeedsLoad, WorkerStopped }
 
-    // Reads the reply of request i of the batch, the one now running, or done and held while the `held` requests after
-    // it run: answered, to be sent again with its load spec, or the worker must not run anything more. A reply late
-    // past its call's deadline while holds are possible gets the flush signal first: the host sends what it holds and
-    // a "running" frame, after which the call whose reply comes next is the one running and nothing is held any more.
-    // A worker that does not answer the signal within FlushGrace is stopped; the held requests may have run then, so
-    // they fail with it (failedAfter) rather than run again on the replacement.
-    private async Task<(Settled Outcome, int FailedAfter)> SettleAsync(IReadOnlyList<WorkerRequest> batch, int i, int held)
+    // Reads the reply of the request now running: answered, to be sent again with its load spec, or the worker must not run anything more.
+    private async Task<Settled> SettleAsync(WorkerRequest request)
     {
-        var request = batch[i];
         Output.BeginCall();
-        using var grace = held > 0 ? new CancellationTokenSource() : null;
-        flushGrace = grace;
-        Volatile.Write(ref holdsLive, held > 0);
         using var overrun = new CancellationTokenSource(request.Deadline);
-        using (overrun.Token.UnsafeRegister(static w => ((PythonWorker)w!).Overran(), this))
-        using (grace?.Token.UnsafeRegister(static w => ((PythonWorker)w!).Signal(), this) ?? default)
-        // A caller that gives up stops the worker running its call; not so a short call whose reply may be held, since
-        // stopping the worker then could stop the calls after it midway. It ends soon anyway, or its deadline does.
-        using (held == 0 ? request.Ct.UnsafeRegister(static w => ((PythonWorker)w!).Signal(), this) : default)
+        using (overrun.Token.UnsafeRegister(static w => ((PythonWorker)w!).Signal(), this))
+        using (request.Ct.UnsafeRegister(static w => ((PythonWorker)w!).Signal(), this))
         {
             try
             {
-                JsonObject reply;
-                while (true)
-                {
-                    reply = HostFrames.Read(fromHost, options.MaxResultBytes + 4096);
-                    if (reply.Count != 1 || reply["running"]?.GetValue<bool>() != true) break;
-                    // The host answered the flush signal: nothing is held from here to the end of the batch, and the
-                    // call whose reply comes next, this one, is running. Late already: it is stopped like any other.
-                    holdsOff = true;
-                    held = 0;
-                    Volatile.Write(ref holdsLive, false);
-                    if (overrun.IsCancellationRequested) Signal();
-                }
+                var reply = HostFrames.Read(fromHost, options.MaxResultBytes + 4096);
                 NoteServiceTime(request);
                 // Read before the reply is handed over: its caller takes members out of it at once
                 // (PythonWorkerPool.Detach), and a JsonObject is not safe to read while it is changed.
@@ -359,12 +310,8 @@ internal sealed class PythonWorker : IAsyncDisposable
                     if (kind is "load" or "need_load") sentLoads.Remove(key);
                     if (kind == "need_load")
                     {
-                        if (Volatile.Read(ref signalled) == 1 || retiring)
-                        {
-                            await KillAsync();
-                            return (Settled.NeedsLoad, retiring ? 0 : FailHeld(batch, i, held, Stopped(request)));
-                        }
-                        return (Settled.NeedsLoad, 0);
+                        if (Volatile.Read(ref signalled) == 1 || retiring) await KillAsync();
+                        return Settled.NeedsLoad;
                     }
                 }
                 request.Answer(reply);
@@ -374,86 +321,30 @@ internal sealed class PythonWorker : IAsyncDisposable
                 if (Volatile.Read(ref signalled) == 1 || retiring)
                 {
                     await KillAsync();
-                    return (Settled.WorkerStopped, retiring ? 0 : FailHeld(batch, i, held, Stopped(request)));
+                    return Settled.WorkerStopped;
                 }
-                return (Settled.Answered, 0);
+                return Settled.Answered;
             }
             catch (Exception e) when (e is IOException or EndOfStreamException or InvalidDataException or JsonException or ObjectDisposedException)
             {
                 NoteServiceTime(request);
-                PolicyGridException? failure = null;
                 if (overrun.IsCancellationRequested)
                 {
                     await KillAsync();
-                    request.Fail(Problems.PolicyTimeout(held == 0
-                        ? $"policy {request.Policy} ran past its deadline of {Seconds(request.Deadline)}s; its worker was stopped"
-                        : $"policy {request.Policy}, or a short call batched right after it ({Names(batch, i, held)}), ran past its deadline of {Seconds(request.Deadline)}s; their worker was stopped"));
-                    failure = Stopped(request);
+                    request.Fail(Problems.PolicyTimeout($"policy {request.Policy} ran past its deadline of {request.Deadline.TotalSeconds:0.#######}s; its worker was stopped"));
                 }
-                else if (held == 0 && request.Ct.IsCancellationRequested)
+                else if (request.Ct.IsCancellationRequested)
                 {
                     await KillAsync();
                     request.Fail(new OperationCanceledException(request.Ct));
                 }
                 else
                 {
-                    var lost = await DiagnoseFailureAsync(request.Policy, e);
-                    request.Fail(lost);
-                    failure = new PolicyGridException(lost.Status, lost.Code,
-                        $"the worker was lost while this call may have been running, batched right after policy {request.Policy} ({lost.Message}); it was not run again");
+                    request.Fail(await DiagnoseFailureAsync(request.Policy, e));
                 }
-                return (Settled.WorkerStopped, failure is null ? 0 : FailHeld(batch, i, held, failure));
-            }
-            finally
-            {
-                flushGrace = null;
-                Volatile.Write(ref holdsLive, false);
+                return Settled.WorkerStopped;
             }
         }
-    }
-
-    /// <summary>How long a worker asked to send its held replies (the flush signal) has before it is stopped.</summary>
-    internal static readonly TimeSpan FlushGrace = TimeSpan.FromMilliseconds(200);
-
-    // The signal the host flushes on (from its ready frame; null: it cannot, and no reply is ever held), whether the
-    // reply now awaited may be held (SettleAsync), the timer that stops the worker when the flush goes unanswered,
-    // and whether the host said it holds nothing more in this batch (holdsOff; only the drainer touches it).
-    private int? flushSignal;
-    private bool holdsLive;
-    private CancellationTokenSource? flushGrace;
-    private bool holdsOff;
-
-    // The deadline of the call whose reply is awaited has passed (a timer callback): stop the worker, or first ask
-    // for the replies it may hold.
-    private void Overran()
-    {
-        if (Volatile.Read(ref holdsLive) && flushSignal is { } sig && flushGrace is { } grace && LivePid() is { } pid && ProcessSignals.Send(pid, sig))
-        {
-            try { grace.CancelAfter(FlushGrace); } catch (ObjectDisposedException) { }
-            return;
-        }
-        Signal();
-    }
-
-    // The requests whose frames let request i's reply wait for them: they may have run, so they fail, and never run again.
-    private static int FailHeld(IReadOnlyList<WorkerRequest> batch, int i, int held, PolicyGridException failure)
-    {
-        for (var j = 1; j <= held; j++) batch[i + j].Fail(failure);
-        return held;
-    }
-
-    private static PolicyGridException Stopped(WorkerRequest request) => Problems.PolicyTimeout(
-        $"the worker was stopped while this call may have been running: it was batched right after policy {request.Policy}, " +
-        $"whose answer was not back within its deadline of {Seconds(request.Deadline)}s; it was not run again");
-
-    private static string Names(IReadOnlyList<WorkerRequest> batch, int i, int held) =>
-        string.Join(", ", Enumerable.Range(i + 1, held).Select(j => batch[j].Policy).Distinct(StringComparer.Ordinal));
-
-    private static string Seconds(TimeSpan t) => t.TotalSeconds.ToString("0.#######", System.Globalization.CultureInfo.InvariantCulture);
-
-    private int? LivePid()
-    {
-        try { return process.Id; } catch (InvalidOperationException) { return null; }
     }
 
     // Runs on a timer or cancellation callback: only sends the signal, which ends the blocked read.

@@ -290,7 +290,7 @@ internal sealed class WorkerGroup : IAsyncDisposable
             request = once
                 ? Send(slot, w => WriteInvoke(w, call, withLoad: true, once, withState, keySlot), call.Load.RuleId, call.Deadline, ct)
                 : Send(slot, w => WriteInvoke(w, call, withLoad: false, once, withState, keySlot), call.Load.RuleId, call.Deadline, ct,
-                    call.InstanceKey, LoadJsonOf(call.Load), call.RestoreState, quick: shortCall == true);
+                    call.InstanceKey, LoadJsonOf(call.Load), call.RestoreState);
             var reply = await ReplyWithinQueueWaitAsync(request, call, ct);
             if (request.CarriedLoad) Interlocked.Increment(ref loadSpecsSent);
             return Interpret(reply, slot, call);
@@ -307,10 +307,10 @@ internal sealed class WorkerGroup : IAsyncDisposable
 
     // Every request frame a worker gets goes through here (counted in RoundTrips).
     private WorkerRequest Send(WorkerSlot slot, Action<Utf8JsonWriter> frame, string policy, TimeSpan deadline, CancellationToken ct,
-        string? loadKey = null, ReadOnlyMemory<byte> loadJson = default, JsonObject? restoreState = null, bool quick = false)
+        string? loadKey = null, ReadOnlyMemory<byte> loadJson = default, JsonObject? restoreState = null)
     {
         Interlocked.Increment(ref roundTrips);
-        var request = new WorkerRequest(HostFrames.Encode(frame), policy, deadline, ct) { LoadKey = loadKey, LoadJson = loadJson, RestoreState = restoreState, Quick = quick };
+        var request = new WorkerRequest(HostFrames.Encode(frame), policy, deadline, ct) { LoadKey = loadKey, LoadJson = loadJson, RestoreState = restoreState };
         slot.Submit(request);
         return request;
     }

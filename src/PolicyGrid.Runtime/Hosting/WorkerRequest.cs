@@ -26,12 +26,6 @@ internal sealed class WorkerRequest(ReadOnlyMemory<byte> frame, string policy, T
     /// <summary>The <c>load</c> (and <c>restore_state</c>) properties as spliced into the frame, written when first needed.</summary>
     public byte[]? Splice { get; set; }
 
-    /// <summary>
-    /// A call of an instance known to be short (its recent calls took well under the pool's packing limit): the
-    /// worker may hold the reply before it while it runs, when that one is quick too (PythonWorker.WriteBatch).
-    /// </summary>
-    public bool Quick { get; init; }
-
     /// <summary>Set by the drainer when the frame went with its load spec spliced in.</summary>
     public bool CarriedLoad { get; set; }
 

@@ -9,15 +9,7 @@ never corrupt a frame.
 First frame from the server: the worker configuration (uid/gid to drop to, temp dir,
 resource limits). The host applies limits, drops privileges, checks that the standard
 library is still readable as the new user, and answers {"ready": true, ...} or
-{"ready": false, "error": ...}. Then one request frame -> one response frame, forever,
-in order. A reply may wait, unsent, while the request right after it runs when that request
-is already here and says "hold": true (the server marks only calls it knows to be short,
-each after another short one): a batch of short calls then costs the server one wake-up, not
-one per call. Held replies go out before the host runs anything not so marked, and before it
-waits for more requests. When a reply the server waits for is late, it sends the signal named
-in the ready frame (Channel.on_flush_signal): the host then writes what it holds and the frame
-{"running": true}, and holds nothing more until it next waits for requests, so the server
-knows that the call whose reply comes next is the one running and none after it has started.
+{"ready": false, "error": ...}. Then one request frame -> one response frame, forever.
 Standard library only: this file runs inside whatever interpreter the operator picked.
 """
 
@@ -27,14 +19,12 @@ import importlib.util
 import json
 import os
 import resource
-import signal
 import struct
 import sys
 import traceback
 from collections import OrderedDict
 
 _HEADER = struct.Struct(">I")
-_RUNNING = _HEADER.pack(len(b'{"running":true}')) + b'{"running":true}'
 # json.dumps builds a new encoder for every call made with options; one made once does the same work per reply.
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 # RLIMIT_CPU hard limit above the lifetime cap (see _apply_limits).
@@ -71,20 +61,14 @@ def _write_all(fd, data):
 
 class Channel:
     """Frames in, frames out. The server sends requests in batches: one read takes in all of a
-    batch, and each reply is written as soon as its call ends, unless the next request is
-    already here and marked "hold" (see the module docstring): then it waits in `pending` and
-    goes out with the replies after it, in one write. The server times each call from the reply
-    before it, and gives a reply that may be held the deadlines of the calls it may wait behind."""
+    batch, and each reply is written as soon as its call ends (the server times each call from
+    the reply before it, so a reply must never wait behind the next call)."""
 
     def __init__(self, fd_in, fd_out, max_frame):
         self.fd_in = fd_in
         self.fd_out = fd_out
         self.max_frame = max_frame
         self.buffer = bytearray()
-        self.pending = []  # encoded replies held back (see hold_next)
-        self.next_request = None  # the next request, already parsed by hold_next
-        self.no_hold = False  # set by the flush signal until the host next waits for requests
-        self.writing = False  # a frame is being written: the flush signal must not write in between
 
     def _fill(self, n):
         while len(self.buffer) < n:
@@ -93,19 +77,7 @@ class Channel:
                 raise EOFError("server closed the protocol pipe")
             self.buffer += chunk
 
-    def _has_frame(self):
-        if len(self.buffer) < 4:
-            return False
-        (length,) = _HEADER.unpack_from(self.buffer)
-        return len(self.buffer) >= 4 + length
-
     def receive(self):
-        if self.next_request is not None:
-            request, self.next_request = self.next_request, None
-            return request
-        if not self._has_frame():
-            self.flush()  # the server reads every reply before it sends more: none may wait while we do
-            self.no_hold = False
         self._fill(4)
         (length,) = _HEADER.unpack_from(self.buffer)
         self._fill(4 + length)
@@ -113,33 +85,7 @@ class Channel:
         del self.buffer[:4 + length]
         return json.loads(frame)
 
-    def hold_next(self):
-        """True when the next request is already here and lets the reply before it wait while it runs."""
-        if self.next_request is None:
-            if not self._has_frame():
-                return False
-            try:
-                self.next_request = self.receive()
-            except BaseException:
-                self.flush()  # the replies before a frame that cannot be read are still owed
-                raise
-        request = self.next_request
-        return not self.no_hold and isinstance(request, dict) and request.get("hold") is True and request.get("op") == "invoke"
-
-    def on_flush_signal(self, signum, frame):
-        """The server waits for a reply past its deadline: send what is held, and say that a call is running."""
-        if self.writing:
-            return  # the replies are on their way; the server stops the worker if it hears nothing more
-        self.no_hold = True
-        self.writing = True
-        try:
-            data = b"".join(self.pending) + _RUNNING
-            self.pending.clear()
-            _write_all(self.fd_out, data)
-        finally:
-            self.writing = False
-
-    def send(self, message, hold=False):
+    def send(self, message):
         try:
             payload = _ENCODER.encode(message).encode("utf-8")
         except (TypeError, ValueError) as exc:
@@ -147,19 +93,7 @@ class Channel:
         if len(payload) > self.max_frame:
             payload = json.dumps(_error("error", "ValueError",
                                         f"policy returned {len(payload)} bytes of JSON, over the {self.max_frame}-byte limit")).encode()
-        self.pending.append(_HEADER.pack(len(payload)) + payload)  # one append: the flush signal may come at any time
-        if not hold or self.no_hold:
-            self.flush()
-
-    def flush(self):
-        if self.pending:
-            self.writing = True
-            try:
-                data = b"".join(self.pending)
-                self.pending.clear()
-                _write_all(self.fd_out, data)
-            finally:
-                self.writing = False
+        _write_all(self.fd_out, _HEADER.pack(len(payload)) + payload)
 
 
 def _error(kind, exc_type, message, tb=""):
@@ -536,12 +470,8 @@ def main():
     if problem:
         channel.send({"ready": False, "error": problem})
         return 3
-    flush_signal = None
-    if hasattr(signal, "SIGRTMIN"):
-        flush_signal = signal.SIGRTMIN + 6
-        signal.signal(flush_signal, channel.on_flush_signal)
     channel.send({"ready": True, "uid": os.getuid(), "pid": os.getpid(),
-                  "executable": sys.executable, "version": sys.version.split()[0], "flush_signal": flush_signal})
+                  "executable": sys.executable, "version": sys.version.split()[0]})
     host = Host(channel, config, _tag_output(config))
     host_pid = os.getpid()
     while True:
@@ -553,9 +483,8 @@ def main():
         if os.getpid() != host_pid:
             # A process the policy forked returned into the host loop: it must never write a frame.
             os._exit(0)
-        retiring = reply.get("retiring")
-        channel.send(reply, hold=not retiring and channel.hold_next())
-        if retiring:
+        channel.send(reply)
+        if reply.get("retiring"):
             return 0
 
 
