@@ -26,6 +26,10 @@ public sealed class WorkerBatchingTests : IAsyncLifetime
 
             def eval(self, parameters, input_data, context):
                 mode = input_data["mode"]
+                if input_data.get("echo") is not None:
+                    # How many times each call ran: a file per echo, a byte per run.
+                    with open(os.path.join(input_data["dir"], "ran-" + input_data["echo"]), "a") as runs:
+                        runs.write("x")
                 if mode == "hold":
                     open(os.path.join(input_data["dir"], "running"), "w").close()
                     while not os.path.exists(os.path.join(input_data["dir"], "release")):
@@ -138,15 +142,20 @@ public sealed class WorkerBatchingTests : IAsyncLifetime
     public async Task A_call_that_overruns_inside_a_batch_fails_alone_and_the_calls_after_it_run_on_the_replacement()
     {
         var holding = await HoldAsync();
-        var overrun = pool.InvokeAsync(Eval("loop", seconds: 1), Ct);
+        var before = Enumerable.Range(0, 2).Select(i => pool.InvokeAsync(Eval("echo", $"before{i}"), Ct)).ToList();
+        var overrun = pool.InvokeAsync(Eval("loop", "late", seconds: 1), Ct);
         var after = Enumerable.Range(0, 3).Select(i => pool.InvokeAsync(Eval("echo", i), Ct)).ToList();
         Release();
         var holderPid = Result(await holding)["pid"]!.GetValue<int>();
 
+        foreach (var answer in await Task.WhenAll(before))
+            Result(answer)["pid"]!.GetValue<int>().ShouldBe(holderPid, "calls answered before the overrun keep their answers");
         var timeout = await Should.ThrowAsync<PolicyGridException>(() => overrun);
         timeout.Status.ShouldBe(504);
         foreach (var answer in await Task.WhenAll(after))
             Result(answer)["pid"]!.GetValue<int>().ShouldNotBe(holderPid, "calls after the overrun had not started: they run on the new worker");
+        foreach (var echo in new[] { "before0", "before1", "late", "0", "1", "2" })
+            File.ReadAllText(Path.Combine(shared, "ran-" + echo)).Length.ShouldBe(1, $"call {echo} runs once, whatever happens to its batch");
     }
 
     [Fact]
