@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Dapr.Actors.Runtime;
 using Microsoft.Extensions.Options;
+using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Dapr.Functions;
@@ -208,7 +209,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         _policy = policy;
         var code = policy["code"]?.GetValue<string>() ?? throw Problems.Validation("function_policy_data.code", "is required");
         // The snapshot carries the code_sha256 its policy recorded (none for policies stored before it existed).
-        var expected = policy["code_sha256"] is JsonValue recorded && recorded.TryGetValue<string>(out var sha) && sha.Length > 0 ? sha : null;
+        var expected = PolicyRule.RecordedCodeSha256(policy);
         var bundle = await _bundles.GetAsync(code, expected, CancellationToken.None);
         return new PolicyLoadSpec(policy["policy_rule_uri"]?.GetValue<string>() ?? deployment.Name, bundle,
             policy["policy_settings"] as JsonObject is { } s ? (JsonObject)s.DeepClone() : [],

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -133,21 +132,7 @@ public static class RequestBytes
             }
             return body;
         }
-        using var buffer = new MemoryStream(4096);
-        var chunk = ArrayPool<byte>.Shared.Rent(16 * 1024);
-        try
-        {
-            int read;
-            while ((read = await request.Body.ReadAsync(chunk, context.RequestAborted)) > 0)
-            {
-                if (buffer.Length + read > limit) throw TooLarge(what, limit);
-                buffer.Write(chunk, 0, read);
-            }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(chunk);
-        }
+        using var buffer = await Runtime.BoundedRead.ReadAsync(request.Body, limit, () => TooLarge(what, limit), context.RequestAborted);
         return buffer.ToArray();
     }
 

@@ -21,14 +21,20 @@ public static partial class CodePin
             return IsSha256(hex) ? hex : null;
         }
         if (!Uri.TryCreate(code, UriKind.Absolute, out var uri)) return null;
-        if (uri.Scheme is "http" or "https" && BundlePath().Match(uri.AbsolutePath) is { Success: true } m)
-            return m.Groups[1].Value.ToLowerInvariant();
+        if (uri.Scheme is "http" or "https" && OfBundlePath(uri) is { } fromPath) return fromPath;
         if (uri.Fragment.StartsWith("#sha256=", StringComparison.OrdinalIgnoreCase))
         {
             var hex = uri.Fragment[8..].Trim().ToLowerInvariant();
             return IsSha256(hex) ? hex : null;
         }
         return null;
+    }
+
+    /// <summary>The sha256 (lowercase hex) a URL names by its path, <c>/bundles/sha256/&lt;hex&gt;</c>, or null.</summary>
+    public static string? OfBundlePath(Uri uri)
+    {
+        ArgumentNullException.ThrowIfNull(uri);
+        return BundlePath().Match(uri.AbsolutePath) is { Success: true } m ? m.Groups[1].Value.ToLowerInvariant() : null;
     }
 
     /// <summary>The code as messages show it: an http(s) URL without the credentials its user info or query may carry.</summary>

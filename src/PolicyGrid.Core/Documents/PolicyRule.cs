@@ -136,6 +136,13 @@ public sealed record PolicyRule : IDocument<PolicyRule>
     /// <summary>The recorded sha256, or null when the document has none (stored before the field existed, or not yet loaded).</summary>
     public string? ExpectedCodeSha256 => CodeSha256.Length > 0 ? CodeSha256 : null;
 
+    /// <summary>
+    /// The <c>code_sha256</c> a policy document (or a function's snapshot of one) recorded, or null when it has none:
+    /// stored before the field existed, or never loaded.
+    /// </summary>
+    public static string? RecordedCodeSha256(JsonObject document) =>
+        document?["code_sha256"] is JsonValue recorded && recorded.TryGetValue<string>(out var sha) && sha.Length > 0 ? sha : null;
+
     private static string ReadCodeSha256(DocumentFields f)
     {
         var sha = f.String("code_sha256").Trim().ToLowerInvariant();

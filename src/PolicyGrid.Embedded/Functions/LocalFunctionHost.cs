@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Runtime.Execution;
@@ -224,7 +225,7 @@ public sealed class LocalFunctionHost(
         var policy = spec.Policy;
         var code = policy["code"]?.GetValue<string>() ?? throw Problems.Validation("function_policy_data.code", "is required");
         // The snapshot carries the code_sha256 its policy recorded (none for policies stored before it existed).
-        var expected = policy["code_sha256"] is JsonValue recorded && recorded.TryGetValue<string>(out var sha) && sha.Length > 0 ? sha : null;
+        var expected = PolicyRule.RecordedCodeSha256(policy);
         var bundle = await bundles.GetAsync(code, expected, ct);
         return new PolicyLoadSpec(spec.PolicyRuleUri, bundle,
             policy["policy_settings"] as JsonObject is { } s ? (JsonObject)s.DeepClone() : [],

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Collections.Concurrent;
 using System.Net;
 using System.Security.Cryptography;
-using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Polly.CircuitBreaker;
@@ -25,7 +24,7 @@ namespace PolicyGrid.Runtime.Bundles;
 /// see half a bundle), with requirements in <c>&lt;cache&gt;/&lt;sha256&gt;/site-packages</c>, all readable by
 /// the unprivileged worker user.
 /// </summary>
-public sealed partial class BundleCache : IPolicyBundleSource
+public sealed class BundleCache : IPolicyBundleSource
 {
     public const string HttpClientName = "policygrid-bundles";
 
@@ -176,15 +175,8 @@ public sealed partial class BundleCache : IPolicyBundleSource
             if (response.Content.Headers.ContentLength > _options.MaxArchiveBytes)
                 throw Problems.TooLarge($"bundle {Redacted(uri)} is {response.Content.Headers.ContentLength} bytes; the limit is {_options.MaxArchiveBytes}");
             await using var body = await response.Content.ReadAsStreamAsync(ct);
-            using var buffer = new MemoryStream();
-            var chunk = new byte[81920];
-            int read;
-            while ((read = await body.ReadAsync(chunk, ct)) > 0)
-            {
-                if (buffer.Length + read > _options.MaxArchiveBytes)
-                    throw Problems.TooLarge($"bundle {Redacted(uri)} is larger than the limit of {_options.MaxArchiveBytes} bytes");
-                buffer.Write(chunk, 0, read);
-            }
+            using var buffer = await BoundedRead.ReadAsync(body, _options.MaxArchiveBytes,
+                () => Problems.TooLarge($"bundle {Redacted(uri)} is larger than the limit of {_options.MaxArchiveBytes} bytes"), ct);
             return buffer.ToArray();
         }
         catch (Exception e) when (Refused(e) is { } refused)
@@ -305,11 +297,8 @@ public sealed partial class BundleCache : IPolicyBundleSource
     /// <summary>The sha256 a URL pins: its path /bundles/sha256/&lt;hex&gt; (this API's own download route) or a #sha256=&lt;hex&gt; fragment.</summary>
     private static string? PinnedSha(Uri uri)
     {
-        if (BundlePath().Match(uri.AbsolutePath) is { Success: true } m) return m.Groups[1].Value.ToLowerInvariant();
+        if (CodePin.OfBundlePath(uri) is { } fromPath) return fromPath;
         if (uri.Fragment.StartsWith("#sha256=", StringComparison.OrdinalIgnoreCase)) return ParseSha(uri.Fragment[8..], uri.ToString());
         return null;
     }
-
-    [GeneratedRegex("/bundles/sha256/([0-9a-fA-F]{64})/?$")]
-    private static partial Regex BundlePath();
 }

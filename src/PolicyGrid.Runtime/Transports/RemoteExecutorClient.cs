@@ -191,14 +191,7 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
     {
         if (response.Content.Headers.ContentLength > maxBytes) throw TooLarge(response, maxBytes);
         await using var body = await response.Content.ReadAsStreamAsync(ct);
-        using var buffer = new MemoryStream();
-        var chunk = new byte[81920];
-        int read;
-        while ((read = await body.ReadAsync(chunk, ct)) > 0)
-        {
-            if (buffer.Length + read > maxBytes) throw TooLarge(response, maxBytes);
-            buffer.Write(chunk, 0, read);
-        }
+        using var buffer = await BoundedRead.ReadAsync(body, maxBytes, () => TooLarge(response, maxBytes), ct);
         try
         {
             return JsonNode.Parse(buffer.GetBuffer().AsSpan(0, (int)buffer.Length)) as JsonObject;
