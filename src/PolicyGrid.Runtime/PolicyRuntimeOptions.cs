@@ -70,8 +70,47 @@ public sealed class DecisionLogOptions
 
 public sealed class RemoteExecutorOptions
 {
-    /// <summary>Bearer token sent to remote executor nodes, when they require one.</summary>
+    /// <summary>Bearer token sent to remote executor nodes, when they require one (only to <see cref="TokenNodes"/> when that is set).</summary>
     public string? Token { get; set; }
+
+    /// <summary>
+    /// The executor nodes <see cref="Token"/> may be sent to, each as an <c>executor_host_uri</c> without a path:
+    /// <c>http(s)://host:port</c> or <c>dapr://app-id</c>. Any writer can register an executor, so without this list
+    /// the token goes to whatever address one registers (kept for existing deployments, and warned about at start).
+    /// A node not listed is called without the token.
+    /// </summary>
+    public string[] TokenNodes { get; set; } = [];
+
+    /// <summary>The token to send to the executor at <paramref name="executorHostUri"/>: null when none is set or the node is not in <see cref="TokenNodes"/>.</summary>
+    public string? TokenFor(Uri executorHostUri)
+    {
+        ArgumentNullException.ThrowIfNull(executorHostUri);
+        if (string.IsNullOrEmpty(Token)) return null;
+        if (TokenNodes.Length == 0) return Token;
+        var node = NodeOf(executorHostUri);
+        return TokenNodes.Any(n => TryParseNode(n, out var listed) && listed == node) ? Token : null;
+    }
+
+    /// <summary>For a node's 401/403: which credentials this server sent it, named by their setting.</summary>
+    public string TokenSentTo(Uri executorHostUri) =>
+        !string.IsNullOrEmpty(Token) && TokenFor(executorHostUri) is null
+            ? $"this server sent no token: the node is not in {PolicyRuntimeOptions.Section}:RemoteExecutors:TokenNodes"
+            : $"the token this server sends to nodes is {PolicyRuntimeOptions.Section}:RemoteExecutors:Token";
+
+    /// <summary>Whether <paramref name="entry"/> is a node as <see cref="TokenNodes"/> takes it (an absolute http, https or dapr address with no path, query or fragment).</summary>
+    public static bool TryParseNode(string? entry, out string node)
+    {
+        node = "";
+        if (!Uri.TryCreate(entry, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https" or "dapr")
+            || uri.AbsolutePath is not ("" or "/") || uri.Query.Length > 0 || uri.Fragment.Length > 0 || uri.UserInfo.Length > 0)
+            return false;
+        node = NodeOf(uri);
+        return true;
+    }
+
+    // Scheme, host and port, lower-cased, the port explicit: http://Edge:80/ and http://edge are one node.
+    private static string NodeOf(Uri uri) =>
+        uri.Scheme == "dapr" ? $"dapr://{uri.Host.ToLowerInvariant()}" : $"{uri.Scheme}://{uri.IdnHost.ToLowerInvariant()}:{uri.Port}";
 
     /// <summary>Time to connect and get an answer beyond the policy's own deadline.</summary>
     public TimeSpan Overhead { get; set; } = TimeSpan.FromSeconds(15);

@@ -49,6 +49,7 @@ public static class PolicyRuntimeServiceCollectionExtensions
 
         services.AddSingleton<IExecutorTransport, InProcExecutorTransport>();
         services.AddSingleton<IExecutorTransport, HttpExecutorTransport>();
+        services.AddHostedService<NodeTokenWarning>();
         AddExecutorNodeClient(services, configuration.GetSection(PolicyRuntimeOptions.Section).Get<PolicyRuntimeOptions>() ?? new());
         return services;
     }

@@ -79,6 +79,41 @@ public sealed class RemoteExecutorTests
     }
 
     [Fact]
+    public async Task The_node_token_goes_only_to_nodes_listed_in_TokenNodes()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await Node.StartAsync(ct);
+        var nodeUrl = node.Url;
+
+        // Listed under another spelling of the same address: the token goes, and the deployment runs there.
+        var port = new Uri(nodeUrl).Port;
+        await using (var listing = new GridServer { Settings = { ["PolicyGrid:Runtime:RemoteExecutors:Token"] = NodeToken,
+            ["PolicyGrid:Runtime:RemoteExecutors:TokenNodes:0"] = $"HTTP://127.0.0.1:{port}/" } })
+        {
+            var client = listing.CreateClient();
+            var policy = await listing.RegisterPolicyAsync("counting", CountingPolicy.Source);
+            (await client.Send(HttpMethod.Post, "/executor", new JsonObject { ["executor_id"] = "edge", ["executor_host_uri"] = nodeUrl })).Status.ShouldBe(200);
+            var deployed = await client.Send(HttpMethod.Post, "/function/deployments/create/edge", new JsonObject { ["name"] = "listed", ["policy_rule_uri"] = policy });
+            deployed.Status.ShouldBe(200, deployed.Body?.ToJsonString());
+        }
+
+        // Not listed (a writer registered an address of their own): the call goes without the token, and the refusal says why.
+        await using var other = new GridServer { Settings = { ["PolicyGrid:Runtime:RemoteExecutors:Token"] = NodeToken,
+            ["PolicyGrid:Runtime:RemoteExecutors:TokenNodes:0"] = "http://nodes.internal:8080" } };
+        var otherClient = other.CreateClient();
+        var otherPolicy = await other.RegisterPolicyAsync("counting", CountingPolicy.Source);
+        (await otherClient.Send(HttpMethod.Post, "/executor", new JsonObject { ["executor_id"] = "edge", ["executor_host_uri"] = nodeUrl })).Status.ShouldBe(200);
+
+        var refused = await otherClient.Send(HttpMethod.Post, "/function/deployments/create/edge", new JsonObject { ["name"] = "unlisted", ["policy_rule_uri"] = otherPolicy });
+
+        refused.Status.ShouldBe(401, refused.Body?.ToJsonString());
+        refused.Message.ShouldContain($"executor node {nodeUrl}");
+        var typeTwo = await otherClient.Send(HttpMethod.Post, "/executor/edge/execute_policy", new JsonObject { ["policy_rule_uri"] = otherPolicy, ["input_data"] = new JsonObject() });
+        typeTwo.Status.ShouldBe(401, typeTwo.Body?.ToJsonString());
+        typeTwo.Message.ShouldContain("this server sent no token: the node is not in PolicyGrid:Runtime:RemoteExecutors:TokenNodes");
+    }
+
+    [Fact]
     public async Task A_registry_without_the_node_token_is_refused_by_the_node_and_says_so()
     {
         var ct = TestContext.Current.CancellationToken;

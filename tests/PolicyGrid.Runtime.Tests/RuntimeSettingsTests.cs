@@ -46,6 +46,44 @@ public sealed class RuntimeSettingsTests : IDisposable
         error.Message.ShouldContain($"it must be {rule}");
     }
 
+    [Theory]
+    [InlineData("http://edge.internal:8080/execute")]
+    [InlineData("ftp://edge.internal")]
+    [InlineData("edge.internal:8080")]
+    [InlineData("http://edge.internal:8080/?q=1")]
+    public void A_token_node_that_is_not_an_executor_address_is_refused_at_start_naming_it(string entry)
+    {
+        var options = new PolicyRuntimeOptions { RemoteExecutors = { Token = "t", TokenNodes = ["http://fine:80", entry] } };
+
+        var result = new PolicyRuntimeOptionsValidator().Validate(null, options);
+
+        result.Failures.ShouldNotBeNull().ShouldHaveSingleItem().ShouldBe(
+            $"PolicyGrid:Runtime:RemoteExecutors:TokenNodes:1 is '{entry}'; it must be an executor address without a path: http(s)://host:port or dapr://app-id");
+    }
+
+    [Theory]
+    [InlineData("http://edge.internal:8080", true)]
+    [InlineData("HTTP://Edge.Internal:8080/", true)]
+    [InlineData("http://edge.internal:8081", false)]
+    [InlineData("https://edge.internal:8080", false)]
+    [InlineData("http://other:8080", false)]
+    [InlineData("http://plain", true)] // http://plain:80 is listed
+    [InlineData("dapr://Policy-Executor", true)]
+    [InlineData("dapr://policy-functions", false)]
+    public void The_node_token_goes_only_to_a_listed_node(string executorHostUri, bool sent)
+    {
+        var remote = new RemoteExecutorOptions { Token = "secret", TokenNodes = ["http://edge.internal:8080", "http://plain:80/", "dapr://policy-executor"] };
+
+        remote.TokenFor(new Uri(executorHostUri)).ShouldBe(sent ? "secret" : null);
+    }
+
+    [Fact]
+    public void Without_a_list_the_node_token_goes_to_every_node_and_without_a_token_nothing_is_sent()
+    {
+        new RemoteExecutorOptions { Token = "secret" }.TokenFor(new Uri("http://anywhere:1")).ShouldBe("secret");
+        new RemoteExecutorOptions { TokenNodes = ["http://anywhere:1"] }.TokenFor(new Uri("http://anywhere:1")).ShouldBeNull();
+    }
+
     [Fact]
     public void The_default_settings_pass()
     {

@@ -123,6 +123,6 @@ public sealed class RemoteFunctionHostTransport(IHttpClientFactory clients, IBun
     public IFunctionHost For(Uri executorHostUri)
     {
         var root = executorHostUri.AbsoluteUri.EndsWith('/') ? executorHostUri : new Uri(executorHostUri.AbsoluteUri + "/");
-        return new RemoteFunctionHost(clients.CreateClient(RemoteFunctionHost.HttpClientName), root, bundles, runtime.Value.RemoteExecutors.Token);
+        return new RemoteFunctionHost(clients.CreateClient(RemoteFunctionHost.HttpClientName), root, bundles, runtime.Value.RemoteExecutors.TokenFor(executorHostUri));
     }
 }

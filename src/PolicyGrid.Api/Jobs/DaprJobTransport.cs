@@ -20,6 +20,6 @@ public sealed class DaprJobTransport(IHttpClientFactory clients, IConfiguration 
         var client = clients.CreateClient(RemoteJobTransport.HttpClientName);
         if (configuration["DAPR_API_TOKEN"] is { Length: > 0 } daprToken && !client.DefaultRequestHeaders.Contains("dapr-api-token"))
             client.DefaultRequestHeaders.Add("dapr-api-token", daprToken);
-        return new RemoteJobLauncher(client, node, configuration["PolicyGrid:Runtime:RemoteExecutors:Token"], loggers.CreateLogger<RemoteJobLauncher>());
+        return new RemoteJobLauncher(client, node, RemoteJobTransport.NodeToken(configuration, executorHostUri), loggers.CreateLogger<RemoteJobLauncher>());
     }
 }

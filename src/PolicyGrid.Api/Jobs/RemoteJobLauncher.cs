@@ -22,7 +22,12 @@ public sealed class RemoteJobTransport(IHttpClientFactory clients, IConfiguratio
     public bool CanHandle(Uri executorHostUri) => executorHostUri.Scheme is "http" or "https";
 
     public IJobLauncher For(Uri executorHostUri) =>
-        new RemoteJobLauncher(clients.CreateClient(HttpClientName), executorHostUri, configuration["PolicyGrid:Runtime:RemoteExecutors:Token"], loggers.CreateLogger<RemoteJobLauncher>());
+        new RemoteJobLauncher(clients.CreateClient(HttpClientName), executorHostUri, NodeToken(configuration, executorHostUri), loggers.CreateLogger<RemoteJobLauncher>());
+
+    /// <summary>The bearer token for the node at <paramref name="executorHostUri"/> (RemoteExecutors:Token, if the node is in its TokenNodes).</summary>
+    internal static string? NodeToken(IConfiguration configuration, Uri executorHostUri) =>
+        (configuration.GetSection($"{PolicyGrid.Runtime.PolicyRuntimeOptions.Section}:RemoteExecutors").Get<PolicyGrid.Runtime.RemoteExecutorOptions>() ?? new())
+            .TokenFor(executorHostUri);
 }
 
 public sealed class RemoteJobLauncher(HttpClient http, Uri node, string? token, ILogger<RemoteJobLauncher> logger) : IJobLauncher

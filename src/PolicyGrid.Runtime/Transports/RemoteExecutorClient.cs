@@ -67,7 +67,7 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
     {
         var target = new Uri(node.AbsoluteUri.TrimEnd('/') + "/" + path);
         using var message = new HttpRequestMessage(HttpMethod.Post, target) { Content = JsonContent.Create(body) };
-        if (!string.IsNullOrEmpty(remote.Token)) message.Headers.Authorization = new AuthenticationHeaderValue("Bearer", remote.Token);
+        if (remote.TokenFor(node) is { } token) message.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
         // The node enforces the policy's deadline; we only wait that long plus the network's share.
         var policyDeadline = timeoutSeconds is > 0 ? TimeSpan.FromSeconds(timeoutSeconds.Value) : execution.MaxTimeout;
         var patience = policyDeadline + remote.Overhead;
@@ -136,9 +136,9 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
         var retryAfter = RetryAfterSeconds(response);
 
         if (status is 401 or 403)
-            // The node judged this server's credentials (PolicyGrid:Runtime:RemoteExecutors:Token), not the caller's: say whose.
+            // The node judged this server's credentials (PolicyGrid:Runtime:RemoteExecutors:Token/TokenNodes), not the caller's: say whose.
             return new PolicyGridException(status, code.Length > 0 ? code : CodeFor(response.StatusCode),
-                $"executor node {node} refused this server's call ({reason}{(text.Length > 0 ? ": " + text : "")}); the token this server sends to nodes is PolicyGrid:Runtime:RemoteExecutors:Token");
+                $"executor node {node} refused this server's call ({reason}{(text.Length > 0 ? ": " + text : "")}); {remote.TokenSentTo(node)}");
         if (status == 429)
             return new PolicyGridException(429, code.Length > 0 ? code : ErrorCodes.Overloaded, text.Length > 0 ? text : $"executor node {node} is overloaded ({reason})")
                 { RetryAfterSeconds = retryAfter };
