@@ -87,6 +87,10 @@ public sealed class CodePinningTests : IDisposable
             refused.Code.ShouldBe("backend_error");
             refused.Message.ShouldContain(Url);
             refused.Message.ShouldContain($"has sha256 {Sha256(_b)}, not the expected {Sha256(_a)}");
+            // A stateful function (Type 4) fetches through the same check: its deployment is refused the same way.
+            var deployed = await client.Post("/function/deployments/create/local", new JsonObject { ["name"] = Unique("pinned-fn"), ["policy_rule_uri"] = uri }.ToJsonString());
+            deployed.Status.ShouldBe(502, deployed.Body?.ToJsonString());
+            deployed.Message.ShouldContain($"has sha256 {Sha256(_b)}, not the expected {Sha256(_a)}");
 
             // An update that loads the code again (here a full replacement naming no hash) records B, and B runs.
             var updated = await client.Put($"/policy/{uri}", Policy(name).ToJsonString());
