@@ -163,9 +163,9 @@ internal sealed class WorkerGroup : IAsyncDisposable
             }
             catch (WorkerStartException e)
             {
-                failures.Add($"{candidate}: {e.Message}");
-                logger.LogWarning("Python '{Candidate}' cannot host policy workers{As}: {Reason}",
-                    candidate, !drop ? "" : LaunchFor(new WorkerLaunch(candidate, directory, options, drop), 0).Uid is { } uid ? $" as uid {uid}" : $" as user {options.RunAsUser}", e.Message);
+                // Said once: in the warning when a fallback works, in the error when none does.
+                var user = !drop ? "" : LaunchFor(new WorkerLaunch(candidate, directory, options, drop), 0).Uid is { } uid ? $" as uid {uid}" : $" as user {options.RunAsUser}";
+                failures.Add($"{candidate}{user}: {e.Message}");
             }
         }
         throw new InvalidOperationException("No usable Python interpreter for policy workers: " + string.Join("; ", failures)
