@@ -71,6 +71,7 @@ public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDi
         get.Out.ShouldContain("policy_rule_uri");
         get.Out.ShouldContain(uri);
         get.Out.ShouldContain("***"); // the secret api_key
+        get.Out.Split('\n').ShouldAllBe(line => !line.EndsWith(' ')); // the grid's padding is not written out
 
         var query = await Run("policy", "query", $$"""{"name": "{{name}}"}""", "--sort", "version:desc");
         query.ExitCode.ShouldBe(0, query.Error);

@@ -19,7 +19,7 @@ public sealed record CliEnvironment(IAnsiConsole Console, TextWriter Out, TextWr
     {
         var console = AnsiConsole.Create(new AnsiConsoleSettings
         {
-            Out = new AnsiConsoleOutput(writer),
+            Out = new AnsiConsoleOutput(new LineEndTrimmingWriter(writer)),
             Ansi = AnsiSupport.No,
             ColorSystem = ColorSystemSupport.NoColors,
             Interactive = InteractionSupport.No,
@@ -27,4 +27,34 @@ public sealed record CliEnvironment(IAnsiConsole Console, TextWriter Out, TextWr
         console.Profile.Width = width;
         return console;
     }
+}
+
+/// <summary>
+/// Drops the spaces before each line end: tables and grids pad their last column to the console's width, which
+/// on a 200-column plain console left every line of <c>policy get | grep</c> output with up to 200 trailing spaces.
+/// </summary>
+internal sealed class LineEndTrimmingWriter(TextWriter inner) : TextWriter
+{
+    private int pendingSpaces;
+
+    public override System.Text.Encoding Encoding => inner.Encoding;
+
+    public override void Write(char value)
+    {
+        if (value == ' ')
+        {
+            pendingSpaces++;
+            return;
+        }
+        if (value is not ('\n' or '\r') && pendingSpaces > 0) inner.Write(new string(' ', pendingSpaces));
+        pendingSpaces = 0;
+        inner.Write(value);
+    }
+
+    public override void Write(string? value)
+    {
+        foreach (var c in value ?? "") Write(c);
+    }
+
+    public override void Flush() => inner.Flush();
 }
