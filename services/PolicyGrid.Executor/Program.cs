@@ -1,5 +1,7 @@
 using PolicyGrid.Api;
+using PolicyGrid.Api.Bundles;
 using PolicyGrid.Api.Hosting;
+using PolicyGrid.Api.Jobs;
 using PolicyGrid.Dapr;
 using PolicyGrid.Runtime;
 using PolicyGrid.Executor;
@@ -18,6 +20,10 @@ if (string.Equals(builder.Configuration["PolicyGrid:Jobs:Launcher"], "kubernetes
 
 var app = builder.Build();
 app.MapPolicyGridApi();
+// Only the sidecar may call this app when it has APP_API_TOKEN. After MapPolicyGridApi, whose routing tells it which
+// endpoint a request is for: Type 3 job pods call two routes directly (no sidecar), the result callback with its
+// per-job token and the download of the bundle the job was given, by its sha256.
+app.UseDaprAppToken(DaprNames.Apps.Executor, JobsApi.ReportResultEndpoint, BundlesApi.DownloadEndpoint);
 app.MapEvaluationSubscription();
 app.Run();
 

@@ -12,6 +12,7 @@ builder.Services.AddPolicyFunctionActors(builder.Configuration);
 builder.Services.AddHealthChecks();
 
 var app = builder.Build();
+app.UseDaprAppToken(DaprNames.Apps.Functions); // with APP_API_TOKEN, only the sidecar (and the probes) may call this app
 app.MapActorsHandlers();
 app.MapHealthChecks("/healthz");
 app.MapHealthChecks("/readyz");

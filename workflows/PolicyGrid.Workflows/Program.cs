@@ -9,6 +9,7 @@ builder.Services.AddPolicyGraphWorkflow();
 builder.Services.AddHealthChecks();
 
 var app = builder.Build();
+app.UseDaprAppToken(DaprNames.Apps.Graphs); // with APP_API_TOKEN, only the sidecar (and the probes) may call this app
 app.MapPolicyGraphWorkflow();
 app.MapHealthChecks("/healthz");
 app.MapHealthChecks("/readyz");

@@ -17,6 +17,9 @@ public static class BundlesApi
 {
     public const string DownloadPrefix = "/bundles/sha256/";
 
+    /// <summary>The name of <c>GET /bundles/sha256/{sha256}</c>.</summary>
+    public const string DownloadEndpoint = "DownloadBundle";
+
     /// <summary>What POST /bundles answers: both forms of the address, the hash and the size.</summary>
     public sealed record UploadedBundle(string Code, string Sha256, long Size, string Url);
 
@@ -26,7 +29,7 @@ public static class BundlesApi
         api.MapPost("", Upload).WithName("UploadBundle").WithSummary("Upload a policy bundle archive")
             .WithDescription("Raw application/zip, application/x-xz or application/gzip body, or multipart/form-data with a 'file' part. Answers {code, sha256, size, url}.")
             .Accepts<byte[]>("application/zip", "application/x-xz", "application/gzip", "multipart/form-data");
-        api.MapGet("/sha256/{sha256}", Download).WithName("DownloadBundle").WithSummary("Download a bundle archive by its sha256")
+        api.MapGet("/sha256/{sha256}", Download).WithName(DownloadEndpoint).WithSummary("Download a bundle archive by its sha256")
             .Produces<byte[]>(200, "application/zip", "application/x-xz", "application/gzip");
         return app;
     }

@@ -26,6 +26,9 @@ namespace PolicyGrid.Api.Jobs;
 /// </summary>
 public static class JobsApi
 {
+    /// <summary>The name of <c>POST /jobs/{job_id}/result</c>: job runners call it with their per-job token, not an API token.</summary>
+    public const string ReportResultEndpoint = "ReportJobResult";
+
     public static IServiceCollection AddJobsApi(this IServiceCollection services, IConfiguration configuration)
     {
         services.AddOptions<JobsOptions>().Bind(configuration.GetSection(JobsOptions.Section));
@@ -53,7 +56,7 @@ public static class JobsApi
         jobs.MapPost("/query", Query).WithName("QueryJobs").WithSummary("Find jobs with a Mongo-style filter");
         jobs.MapGet("/{job_id}", Get).WithName("GetJob").WithSummary("A job's status and result; ?wait=<seconds> holds the answer until the job ends");
         jobs.MapDelete("/{job_id}", Cancel).WithName("CancelJob").WithSummary("Cancel a job (a job that already ended is answered unchanged)");
-        jobs.MapPost("/{job_id}/result", Report).WithName("ReportJobResult").WithSummary("A job runner reports its result (per-job token)")
+        jobs.MapPost("/{job_id}/result", Report).WithName(ReportResultEndpoint).WithSummary("A job runner reports its result (per-job token)")
             .WithDescription("Used by runners in Kubernetes. Authorization: Bearer <the job's result token>. Body: {status: succeeded|failed|timed_out, result, error}.")
             .AllowAnonymous(); // authenticated by the per-job token instead of an API token
 
