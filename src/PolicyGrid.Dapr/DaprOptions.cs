@@ -26,4 +26,16 @@ public sealed class DaprOptions
 
     /// <summary>Register the built-in executor <c>dapr</c> (dapr://policy-executor) at start (the registry does).</summary>
     public bool RegisterDaprExecutor { get; set; }
+
+    /// <summary>
+    /// The address the app listens on: an IP address (v4 or v6) or <c>localhost</c>. Loopback by default, because
+    /// the sidecar reaches its app there, in self-hosted mode and inside a pod. Anything else needs credentials
+    /// (see <see cref="DaprAppPort"/>) or <see cref="Insecure"/>.
+    /// </summary>
+    public string BindAddress { get; set; } = DefaultBindAddress;
+
+    public const string DefaultBindAddress = "127.0.0.1";
+
+    /// <summary>Listen on a non-loopback <see cref="BindAddress"/> without credentials, on purpose.</summary>
+    public bool Insecure { get; set; }
 }

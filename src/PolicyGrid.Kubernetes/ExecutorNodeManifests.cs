@@ -108,6 +108,13 @@ public sealed record ExecutorNodeManifests(
                                 [
                                     new V1EnvVar { Name = "POLICYGRID_EXECUTOR_ID", Value = executorId },
                                     new V1EnvVar { Name = "APP_PORT", Value = options.ContainerPort.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+                                    // The registry calls the node at its Service (plain HTTP, not through Dapr), job pods post their
+                                    // results there and the kubelet probes it: it listens on the pod's address, not loopback.
+                                    new V1EnvVar { Name = "PolicyGrid__Dapr__BindAddress", Value = "0.0.0.0" },
+                                    // That address needs credentials, and the node has none yet: an app API token would shut out the
+                                    // registry, which is not its sidecar, and the registry's node token is not handed to it. So it stays
+                                    // as open as it was before the app checked its bind address, said here rather than silently.
+                                    new V1EnvVar { Name = "PolicyGrid__Dapr__Insecure", Value = "true" },
                                     // The root filesystem is read-only: unpacked bundles go to the emptyDir.
                                     new V1EnvVar { Name = "PolicyGrid__Runtime__Bundles__CacheDirectory", Value = "/tmp/policygrid-bundles" },
                                     new V1EnvVar { Name = "PolicyGrid__Jobs__Launcher", Value = "kubernetes" },

@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using DotNet.Testcontainers.Builders;
 using DotNet.Testcontainers.Containers;
 using DotNet.Testcontainers.Networks;
@@ -10,6 +11,9 @@ namespace PolicyGrid.Dapr.EndToEnd.Tests;
 /// this repository's components/ with Redis at its network alias), and the registry and executor
 /// apps as processes on the host. Started once for the suite, and only where a container engine
 /// answers; elsewhere every test skips with <see cref="ContainerEngine.Reason"/>.
+/// The sidecars reach their apps from their containers (host.docker.internal), not over loopback, so the apps
+/// listen on every interface and carry the credentials that needs, as in Kubernetes: the registry API tokens
+/// (<see cref="RegistryToken"/>, which the tests send), the executor the app API token its daprd sends.
 /// </summary>
 public sealed class DaprShape : IAsyncLifetime
 {
@@ -24,6 +28,14 @@ public sealed class DaprShape : IAsyncLifetime
     public AppProcess Registry { get; private set; } = null!;
     public AppProcess Executor { get; private set; } = null!;
     public int RegistrySidecarHttpPort { get; private set; }
+
+    /// <summary>The registry's API token (scope write): its public API is reachable beyond loopback here.</summary>
+    public string RegistryToken { get; } = NewToken();
+
+    // The executor's app API token: its daprd sends it, and the app refuses calls without it.
+    private readonly string executorAppToken = NewToken();
+
+    private static string NewToken() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
 
     public async ValueTask InitializeAsync()
     {
@@ -40,29 +52,43 @@ public sealed class DaprShape : IAsyncLifetime
         var resources = ComponentsForContainers();
         var registryPort = LoopbackPorts.Free();
         var executorPort = LoopbackPorts.Free();
-        var registrySidecar = await StartSidecarAsync(DaprNames.Apps.Registry, registryPort, resources, ct);
-        var executorSidecar = await StartSidecarAsync(DaprNames.Apps.Executor, executorPort, resources, ct);
+        var registrySidecar = await StartSidecarAsync(DaprNames.Apps.Registry, registryPort, resources, appToken: null, ct);
+        var executorSidecar = await StartSidecarAsync(DaprNames.Apps.Executor, executorPort, resources, executorAppToken, ct);
         RegistrySidecarHttpPort = registrySidecar.GetMappedPublicPort(3500);
 
-        Executor = await StartAppAsync("services/PolicyGrid.Executor", "PolicyGrid.Executor", executorPort, executorSidecar, ct);
-        Registry = await StartAppAsync("services/PolicyGrid.Registry", "PolicyGrid.Registry", registryPort, registrySidecar, ct);
+        Executor = await StartAppAsync("services/PolicyGrid.Executor", "PolicyGrid.Executor", executorPort, executorSidecar, new Dictionary<string, string>
+        {
+            ["APP_API_TOKEN"] = executorAppToken,
+        }, ct);
+        Registry = await StartAppAsync("services/PolicyGrid.Registry", "PolicyGrid.Registry", registryPort, registrySidecar, new Dictionary<string, string>
+        {
+            ["PolicyGrid__Auth__Tokens__0__Name"] = "e2e",
+            ["PolicyGrid__Auth__Tokens__0__Token"] = RegistryToken,
+            ["PolicyGrid__Auth__Tokens__0__Scopes__0"] = "write",
+        }, ct);
     }
 
-    private async Task<AppProcess> StartAppAsync(string dir, string assembly, int port, IContainer sidecar, CancellationToken ct)
+    private async Task<AppProcess> StartAppAsync(string dir, string assembly, int port, IContainer sidecar, Dictionary<string, string> credentials, CancellationToken ct)
     {
-        var app = await AppProcess.StartAsync(dir, assembly, port, new Dictionary<string, string>
+        var environment = new Dictionary<string, string>(credentials)
         {
             ["DAPR_HTTP_ENDPOINT"] = $"http://127.0.0.1:{sidecar.GetMappedPublicPort(3500)}",
             ["DAPR_GRPC_ENDPOINT"] = $"http://127.0.0.1:{sidecar.GetMappedPublicPort(50001)}",
             ["PolicyGrid__Dapr__DocumentQueries"] = "KeyIndex",
-        }, ct);
+            // The sidecar calls from its container, through the host's bridge address: loopback would not reach the app.
+            ["PolicyGrid__Dapr__BindAddress"] = "0.0.0.0",
+        };
+        var app = await AppProcess.StartAsync(dir, assembly, port, environment, ct);
         apps.Add(app);
         return app;
     }
 
-    private async Task<IContainer> StartSidecarAsync(string appId, int appPort, string resources, CancellationToken ct)
+    private async Task<IContainer> StartSidecarAsync(string appId, int appPort, string resources, string? appToken, CancellationToken ct)
     {
-        var sidecar = new ContainerBuilder(DaprdImage)
+        var builder = new ContainerBuilder(DaprdImage);
+        // daprd sends APP_API_TOKEN to its app as the header dapr-api-token on every call.
+        if (appToken is not null) builder = builder.WithEnvironment("APP_API_TOKEN", appToken);
+        var sidecar = builder
             .WithNetwork(network!).WithNetworkAliases(appId + "-dapr")
             .WithExtraHost("host.docker.internal", "host-gateway")
             .WithBindMount(resources, "/components")

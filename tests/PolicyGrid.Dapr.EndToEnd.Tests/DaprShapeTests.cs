@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
 using Shouldly;
@@ -15,7 +16,12 @@ public sealed class DaprShapeTests(DaprShape shape) : IClassFixture<DaprShape>
 
     private static void RequireEngine() => Assert.SkipUnless(ContainerEngine.Available, ContainerEngine.Reason);
 
-    private HttpClient RegistryClient() => new() { BaseAddress = new Uri($"http://127.0.0.1:{shape.Registry.Port}"), Timeout = TimeSpan.FromSeconds(60) };
+    private HttpClient RegistryClient() => new()
+    {
+        BaseAddress = new Uri($"http://127.0.0.1:{shape.Registry.Port}"),
+        Timeout = TimeSpan.FromSeconds(60),
+        DefaultRequestHeaders = { Authorization = new AuthenticationHeaderValue("Bearer", shape.RegistryToken) },
+    };
 
     /// <summary>Polls a condition with a bounded deadline (events cross processes and a broker).</summary>
     private static async Task<T> EventuallyAsync<T>(Func<Task<T>> read, Func<T, bool> done, TimeSpan within)

@@ -85,6 +85,41 @@ public sealed partial class KubernetesYamlTests
         }
     }
 
+    [Fact]
+    public void Every_app_listens_on_the_pod_address_with_the_credentials_its_callers_need()
+    {
+        foreach (var deployment in OfKind("Deployment"))
+        {
+            var appId = Text(deployment["metadata"]!["name"]);
+            var template = deployment["spec"]!["template"]!;
+            var annotations = template["metadata"]!["annotations"]!.AsObject();
+            var env = template["spec"]!["containers"]![0]!["env"]!.AsArray().Select(e => e!.AsObject()).ToDictionary(e => Text(e["name"]));
+            // The kubelet probes the app at the pod's address, so it cannot stay on loopback.
+            Text(env["PolicyGrid__Dapr__BindAddress"]["value"]).ShouldBe("0.0.0.0", appId);
+            env.ShouldNotContainKey("PolicyGrid__Dapr__Insecure", appId);
+            if (appId == DaprNames.Apps.Registry)
+            {
+                // The public API: users call it through its Service with a bearer token from a secret.
+                Text(env["PolicyGrid__Auth__Tokens__0__Name"]["value"]).ShouldNotBeNullOrEmpty();
+                var token = env["PolicyGrid__Auth__Tokens__0__Token"];
+                token.ContainsKey("value").ShouldBeFalse();
+                Text(token["valueFrom"]!["secretKeyRef"]!["name"]).ShouldBe("policygrid-api-tokens");
+                Text(env["PolicyGrid__Auth__Tokens__0__Scopes__0"]["value"]).ShouldBe("write");
+                annotations.ShouldNotContainKey("dapr.io/app-token-secret");
+                env.ShouldNotContainKey("APP_API_TOKEN");
+            }
+            else
+            {
+                // Called only by its sidecar: daprd sends the secret's token, the app checks it.
+                Text(annotations["dapr.io/app-token-secret"]).ShouldBe("policygrid-app-api-token", appId);
+                var token = env["APP_API_TOKEN"];
+                token.ContainsKey("value").ShouldBeFalse(appId);
+                Text(token["valueFrom"]!["secretKeyRef"]!["name"]).ShouldBe("policygrid-app-api-token", appId);
+                Text(token["valueFrom"]!["secretKeyRef"]!["key"]).ShouldBe("token", appId);
+            }
+        }
+    }
+
     // The apps that run policy code: root with a handful of capabilities, so each Python worker gets a uid of its own.
     private static readonly string[] PolicyHosts = [DaprNames.Apps.Registry, DaprNames.Apps.Executor, DaprNames.Apps.Functions];
 

@@ -32,6 +32,12 @@ public sealed class LocalRunYamlTests
             // Apps share projects: they are built once beforehand, never by four racing `dotnet run`s.
             app["command"]!.AsArray().Select(c => Text(c)).ShouldBe(["dotnet", "run", "--no-build", "--no-launch-profile"], id);
         }
+        // Self-hosted, each daprd reaches its app on loopback: the apps keep their default bind address and need no app token.
+        foreach (var env in apps.Select(a => a["env"]).Append(RunFile["common"]!["env"]).OfType<JsonObject>())
+        {
+            env.ShouldNotContainKey("PolicyGrid__Dapr__BindAddress");
+            env.ShouldNotContainKey("APP_API_TOKEN");
+        }
         foreach (var port in new[] { "daprHTTPPort", "daprGRPCPort", "metricsPort" })
             apps.Select(a => Text(a[port])).Distinct().Count().ShouldBe(apps.Count, $"{port} must differ per app");
     }
