@@ -199,6 +199,19 @@ public sealed partial class KubernetesYamlTests
         foreach (var patch in dev["patches"]!.AsArray()) File.Exists(PathOf("deploy/overlays/dev/" + Text(patch!["path"]))).ShouldBeTrue();
     }
 
+    [Fact]
+    public void The_dev_overlay_points_type_3_jobs_at_the_runner_image_the_docs_build_with_the_same_tag()
+    {
+        var dev = LoadOne("deploy/overlays/dev/kustomization.yaml");
+        var tag = Text(dev["images"]!.AsArray().First()!["newTag"]);
+        var patch = LoadOne("deploy/overlays/dev/job-runner-image.yaml");
+        var env = patch["spec"]!["template"]!["spec"]!["containers"]!.AsArray().Single()!["env"]!.AsArray().Single()!;
+
+        Text(env["name"]).ShouldBe("PolicyGrid__Jobs__Kubernetes__RunnerImage");
+        Text(env["value"]).ShouldBe($"policygrid/job-runner:{tag}");
+        File.ReadAllText(PathOf("docs/dapr.md")).ShouldContain($"-t policygrid/job-runner:{tag} .");
+    }
+
     [Theory]
     [InlineData("registry", DaprNames.Apps.Registry, "services/PolicyGrid.Registry/PolicyGrid.Registry.csproj", true)]
     [InlineData("executor", DaprNames.Apps.Executor, "services/PolicyGrid.Executor/PolicyGrid.Executor.csproj", true)]
