@@ -20,18 +20,18 @@ public static class OptimisticUpdate
     /// retry, against the newer document: every check that depends on the stored document belongs inside it.
     /// </summary>
     /// <param name="missing">The endpoint's 404 when the document does not exist (or was deleted meanwhile).</param>
-    /// <param name="mismatch">The endpoint's 409 for an If-Match that asked for (first) another revision than the current one (second).</param>
+    /// <param name="mismatch">The endpoint's 409 for an If-Match (first) that does not match the current revision (second).</param>
     public static async Task<StoredDocument> ApplyAsync(
-        IDocumentStore store, string collection, string id, string? ifMatch,
+        IDocumentStore store, string collection, string id, IfMatchCondition? ifMatch,
         Func<StoredDocument, CancellationToken, Task<JsonObject>> change,
         Func<PolicyGridException> missing,
-        Func<string, string, PolicyGridException> mismatch,
+        Func<IfMatchCondition, string, PolicyGridException> mismatch,
         CancellationToken ct)
     {
         for (var attempt = 1; ; attempt++)
         {
             var current = await store.GetAsync(collection, id, ct) ?? throw missing();
-            if (ifMatch is not null && ifMatch != current.Revision) throw mismatch(ifMatch, current.Revision);
+            if (ifMatch is not null && !ifMatch.Matches(current.Revision)) throw mismatch(ifMatch, current.Revision);
             var next = await change(current, ct);
             try
             {
@@ -55,12 +55,12 @@ public static class OptimisticUpdate
         }
     }
 
-    /// <inheritdoc cref="ApplyAsync(IDocumentStore, string, string, string?, Func{StoredDocument, CancellationToken, Task{JsonObject}}, Func{PolicyGridException}, Func{string, string, PolicyGridException}, CancellationToken)"/>
+    /// <inheritdoc cref="ApplyAsync(IDocumentStore, string, string, IfMatchCondition?, Func{StoredDocument, CancellationToken, Task{JsonObject}}, Func{PolicyGridException}, Func{IfMatchCondition, string, PolicyGridException}, CancellationToken)"/>
     public static Task<StoredDocument> ApplyAsync(
-        IDocumentStore store, string collection, string id, string? ifMatch,
+        IDocumentStore store, string collection, string id, IfMatchCondition? ifMatch,
         Func<StoredDocument, JsonObject> change,
         Func<PolicyGridException> missing,
-        Func<string, string, PolicyGridException> mismatch,
+        Func<IfMatchCondition, string, PolicyGridException> mismatch,
         CancellationToken ct) =>
         ApplyAsync(store, collection, id, ifMatch, (current, _) => Task.FromResult(change(current)), missing, mismatch, ct);
 

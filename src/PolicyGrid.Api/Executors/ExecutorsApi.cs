@@ -96,10 +96,10 @@ public static class ExecutorsApi
     {
         if (IsBuiltIn(services.Http, id))
             return Failure.From(Problems.Conflict($"'{id}' is the built-in executor of this server and comes back at every start; set its executor_status to \"draining\" to stop using it"));
+        var ifMatch = ETags.IfMatch(services.Http.Request);
         var current = await services.Store.GetAsync(Collections.Executors, id, ct);
         if (current is null) return Failure.From(Missing(id));
-        var ifMatch = ETags.IfMatch(services.Http.Request);
-        if (ifMatch is not null && ifMatch != current.Revision)
+        if (ifMatch is not null && !ifMatch.Matches(current.Revision))
             return Failure.From(RevisionMismatch(id, ifMatch, current.Revision));
         var deleted = await services.Store.DeleteAsync(Collections.Executors, id, current.Revision, ct);
         services.Dispatch.Forget(id);
@@ -142,8 +142,7 @@ public static class ExecutorsApi
 
     private static PolicyGridException Missing(string id) => Problems.NotFound($"no executor '{id}' is registered");
 
-    private static PolicyGridException RevisionMismatch(string id, string asked, string current) =>
-        Problems.Conflict($"executor '{id}' has changed: If-Match asked for revision \"{asked}\" but the current revision is \"{current}\"; read it again and retry");
+    private static PolicyGridException RevisionMismatch(string id, IfMatchCondition asked, string current) => asked.Mismatch($"executor '{id}'", current);
 }
 
 /// <summary>What Executors endpoints need, bound by ASP.NET in one bundle.</summary>

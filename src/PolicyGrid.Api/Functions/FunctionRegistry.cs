@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
+using PolicyGrid.Api.Documents;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Identity;
@@ -96,10 +97,12 @@ public sealed class FunctionRegistry(
         return running;
     }
 
-    public async Task<StoredDocument> RemoveAsync(string name, CancellationToken ct)
+    /// <summary>Stops and forgets a function; with <paramref name="ifMatch"/>, only while its revision is one of those listed.</summary>
+    public async Task<StoredDocument> RemoveAsync(string name, IfMatchCondition? ifMatch, CancellationToken ct)
     {
         using var named = await _names.AcquireAsync(name, ct);
         var stored = await store.GetAsync(Collections.Functions, name, ct) ?? throw Unknown(name);
+        if (ifMatch is not null && !ifMatch.Matches(stored.Revision)) throw ifMatch.Mismatch($"function '{name}'", stored.Revision);
         var function = FunctionDeployment.FromJson(stored.Body);
         _hosts.TryRemove(name, out _);
         try

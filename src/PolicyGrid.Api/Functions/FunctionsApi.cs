@@ -43,7 +43,8 @@ public static class FunctionsApi
             .WithName("DeployFunctionAllocated").WithSummary("Deploy a function on the executor the allocation rule picks")
             .WithDescription("Also answers with a trailing slash. The healthy executor with the most free vCPUs (executor_hardware_info.vcpus.count less the replicas already placed on it).");
         api.MapDelete("/deployments/remove/{name}", Remove)
-            .WithName("RemoveFunction").WithSummary("Stop a function, free its instances and forget its state; answers the removed document");
+            .WithName("RemoveFunction").WithSummary("Stop a function, free its instances and forget its state; answers the removed document")
+            .WithDescription("Honours If-Match (the ETag GET /function/{function_id} answered).");
         api.MapPost("/call_function/{name}", Call)
             .WithName("CallFunction").WithSummary("Call a function: the body is the input data; answers what eval returned");
         api.MapPost("/{name}/management", Manage)
@@ -71,8 +72,8 @@ public static class FunctionsApi
     public static async Task<Ok<Envelope<JsonObject>>> DeployAnywhere(JsonBody body, FunctionRegistry functions, CancellationToken ct) =>
         Read(await functions.DeployAsync(null, body.RequireObject(), ct));
 
-    public static async Task<Ok<Envelope<JsonObject>>> Remove(string name, FunctionRegistry functions, CancellationToken ct) =>
-        Read(await functions.RemoveAsync(name, ct));
+    public static async Task<Ok<Envelope<JsonObject>>> Remove(string name, FunctionRegistry functions, HttpContext http, CancellationToken ct) =>
+        Read(await functions.RemoveAsync(name, ETags.IfMatch(http.Request), ct));
 
     public static async Task<Ok<Envelope<JsonObject>>> Call(string name, JsonBody body, FunctionRegistry functions, CancellationToken ct) =>
         Answer.Ok(await functions.CallAsync(name, body.Node, ct));

@@ -43,7 +43,7 @@ public sealed class GraphRegistry(
     public async Task<StoredDocument> GetAsync(string uri, CancellationToken ct) =>
         await store.GetAsync(Collections.Graphs, Canonical(uri), ct) ?? throw Missing(uri);
 
-    public Task<StoredDocument> UpdateAsync(string uri, JsonObject update, string? ifMatch, CancellationToken ct) =>
+    public Task<StoredDocument> UpdateAsync(string uri, JsonObject update, IfMatchCondition? ifMatch, CancellationToken ct) =>
         OptimisticUpdate.ApplyAsync(store, Collections.Graphs, Canonical(uri), ifMatch,
             current =>
             {
@@ -52,13 +52,14 @@ public sealed class GraphRegistry(
                 return kept;
             },
             () => Missing(uri),
-            (asked, now) => Problems.Conflict($"'{Canonical(uri)}' has changed: If-Match asked for revision \"{asked}\" but the current revision is \"{now}\"; read it again and retry"),
+            (asked, now) => asked.Mismatch($"'{Canonical(uri)}'", now),
             ct);
 
-    public async Task<StoredDocument> DeleteAsync(string uri, string? ifMatch, CancellationToken ct)
+    public async Task<StoredDocument> DeleteAsync(string uri, IfMatchCondition? ifMatch, CancellationToken ct)
     {
         var current = await GetAsync(uri, ct);
-        return await store.DeleteAsync(Collections.Graphs, current.Id, ifMatch ?? current.Revision, ct) ?? throw Missing(uri);
+        if (ifMatch is not null && !ifMatch.Matches(current.Revision)) throw ifMatch.Mismatch($"'{current.Id}'", current.Revision);
+        return await store.DeleteAsync(Collections.Graphs, current.Id, current.Revision, ct) ?? throw Missing(uri);
     }
 
     public Task<IReadOnlyList<StoredDocument>> QueryAsync(FilterNode filter, IReadOnlyList<SortKey> sort, int skip, int limit, CancellationToken ct) =>

@@ -90,10 +90,10 @@ public static class PoliciesApi
     public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Delete(string uri, [Description("Delete even while functions or graphs use the policy")] bool? force, [AsParameters] PolicyServices services, CancellationToken ct)
     {
         var id = Canonical(uri);
+        var ifMatch = ETags.IfMatch(services.Http.Request);
         var current = await services.Store.GetAsync(Collections.Policies, id, ct);
         if (current is null) return Failure.From(Missing(uri));
-        var ifMatch = ETags.IfMatch(services.Http.Request);
-        if (ifMatch is not null && ifMatch != current.Revision)
+        if (ifMatch is not null && !ifMatch.Matches(current.Revision))
             return Failure.From(RevisionMismatch(id, ifMatch, current.Revision));
         if (force != true)
         {
@@ -149,8 +149,7 @@ public static class PoliciesApi
             ? Problems.NotFound($"no policy '{Canonical(uri)}' is registered")
             : Problems.NotFound($"no policy '{Canonical(uri)}' is registered (policy URIs look like name:version-release_tag; {error})");
 
-    public static PolicyGridException RevisionMismatch(string id, string asked, string current) =>
-        Problems.Conflict($"'{id}' has changed: If-Match asked for revision \"{asked}\" but the current revision is \"{current}\"; read it again and retry");
+    public static PolicyGridException RevisionMismatch(string id, IfMatchCondition asked, string current) => asked.Mismatch($"'{id}'", current);
 }
 
 /// <summary>What Policies endpoints need, bound by ASP.NET in one bundle.</summary>
