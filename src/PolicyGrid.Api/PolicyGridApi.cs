@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
@@ -28,7 +29,14 @@ public static class PolicyGridApi
 {
     public static IServiceCollection AddPolicyGridApi(this IServiceCollection services, IConfiguration configuration)
     {
-        services.AddOptions<ApiLimits>().Bind(configuration.GetSection(ApiLimits.Section));
+        services.AddOptions<ApiLimits>().Bind(configuration.GetSection(ApiLimits.Section))
+            .Validate(l => l.MaxRequestTargetBytes > 0 && l.MaxRequestHeadersBytes > 0 && l.MaxRequestHeaderCount > 0,
+                $"{ApiLimits.Section}: MaxRequestTargetBytes, MaxRequestHeadersBytes and MaxRequestHeaderCount must be greater than 0")
+            .ValidateOnStart();
+        // Kestrel refuses an oversized request head itself, bodiless, before any middleware: its limits go above ours
+        // (RequestHeadLimitsMiddleware answers ours in the envelope). Here rather than in the host builder, so every app
+        // that serves this API (serve, the Dapr registry and executor) has both, and no other app has only one.
+        services.AddSingleton<IConfigureOptions<KestrelServerOptions>, KestrelRequestHeadLimits>();
         services.AddOptions<ApiAuthOptions>().Bind(configuration.GetSection(ApiAuthOptions.Section)).ValidateOnStart();
         services.AddSingleton<IValidateOptions<ApiAuthOptions>, ApiAuthOptionsValidator>();
         services.TryAddSingleton(TimeProvider.System);
@@ -58,6 +66,7 @@ public static class PolicyGridApi
     {
         // Order matters: errors wrap everything; routing runs before the token check so it knows the endpoint.
         app.UseMiddleware<ErrorEnvelopeMiddleware>();
+        app.UseMiddleware<RequestHeadLimitsMiddleware>();
         app.UseStatusCodePages(StatusCodeEnvelopes.WriteAsync);
         app.UseRouting();
         app.UseMiddleware<ApiTokenMiddleware>();

@@ -10,4 +10,15 @@ public sealed class ApiLimits
 
     /// <summary>Uploaded bundle archives. Default 64 MiB.</summary>
     public long MaxBundleBytes { get; set; } = 64L * 1024 * 1024;
+
+    /// <summary>The request target (path and query string, as sent). Default 8 KiB; longer is a 414.</summary>
+    public int MaxRequestTargetBytes { get; set; } = 8 * 1024;
+
+    /// <summary>All request header lines together (names, values and separators). Default 32 KiB; more is a 431.</summary>
+    public int MaxRequestHeadersBytes { get; set; } = 32 * 1024;
+
+    /// <summary>Request header lines. Default 100; more is a 431.</summary>
+    public int MaxRequestHeaderCount { get; set; } = 100;
+
+    public static string Setting(string name) => $"{Section}:{name}";
 }
