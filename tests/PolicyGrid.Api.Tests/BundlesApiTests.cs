@@ -15,7 +15,7 @@ public sealed class BundlesApiTests(GridServer server) : IClassFixture<GridServe
     private Task<Answer> Upload(byte[] bytes, string contentType = "application/zip")
     {
         var request = new HttpRequestMessage(HttpMethod.Post, "/bundles") { Content = new ByteArrayContent(bytes) };
-        request.Content.Headers.ContentType = new MediaTypeHeaderValue(contentType);
+        request.Content.Headers.ContentType = MediaTypeHeaderValue.Parse(contentType);
         return client.Exchange(request);
     }
 
@@ -70,7 +70,56 @@ public sealed class BundlesApiTests(GridServer server) : IClassFixture<GridServe
         using var form = new MultipartFormDataContent { { new StringContent("hello"), "other" } };
         var answer = await client.Exchange(new HttpRequestMessage(HttpMethod.Post, "/bundles") { Content = form });
         answer.Status.ShouldBe(400);
-        answer.Message!.ShouldContain("'file'");
+        answer.Message!.ShouldContain("no 'file' part");
+        answer.Message.ShouldContain("raw body");
+    }
+
+    [Theory]
+    [InlineData("application/octet-stream")]
+    [InlineData("application/x-zip-compressed")]
+    [InlineData("application/x-tar")]
+    [InlineData("application/x-www-form-urlencoded")] // what curl --data-binary sends unless told otherwise
+    [InlineData("text/plain")]
+    public async Task A_raw_archive_is_accepted_under_any_content_type_but_multipart(string contentType)
+    {
+        var zip = GridServer.Zip(("code/function.py", GridServer.EchoPolicy + $"\n# sent as {contentType}\n"));
+        var answer = await Upload(zip, contentType);
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        answer.Data!["sha256"]!.GetValue<string>().ShouldBe(Convert.ToHexStringLower(SHA256.HashData(zip)));
+    }
+
+    [Fact]
+    public async Task A_multipart_body_with_two_file_parts_is_a_400_saying_one_archive_per_upload()
+    {
+        var first = GridServer.Zip(("code/function.py", GridServer.EchoPolicy + "\n# first of two\n"));
+        var second = GridServer.Zip(("code/function.py", GridServer.EchoPolicy + "\n# second of two\n"));
+        using var form = new MultipartFormDataContent { { new ByteArrayContent(first), "file", "a.zip" }, { new ByteArrayContent(second), "file", "b.zip" } };
+        var answer = await client.Exchange(new HttpRequestMessage(HttpMethod.Post, "/bundles") { Content = form });
+        answer.Status.ShouldBe(400);
+        answer.Message.ShouldContain("2 'file' parts");
+        answer.Message.ShouldContain("one archive per upload");
+        await ShouldNotBeStored(first);
+        await ShouldNotBeStored(second);
+    }
+
+    [Fact]
+    public async Task Bytes_that_are_no_archive_are_a_400_listing_what_is_accepted()
+    {
+        var text = Encoding.UTF8.GetBytes("name=value&other=1");
+        var answer = await Upload(text, "application/x-www-form-urlencoded");
+        answer.Status.ShouldBe(400);
+        answer.Message.ShouldContain(".zip, .tar.gz or .tar.xz archive as the raw body");
+        answer.Message.ShouldContain("'file' of a multipart/form-data body");
+        await ShouldNotBeStored(text);
+    }
+
+    [Fact]
+    public async Task A_multipart_type_other_than_form_data_is_a_400_listing_what_is_accepted()
+    {
+        var answer = await Upload(GridServer.Zip(GridServer.EchoPolicy), "multipart/mixed; boundary=x");
+        answer.Status.ShouldBe(400);
+        answer.Message.ShouldContain("'multipart/mixed'");
+        answer.Message.ShouldContain("multipart/form-data");
     }
 
     [Fact]

@@ -27,8 +27,9 @@ public static class BundlesApi
     {
         var api = app.MapGroup("/bundles").WithTags("Bundles").AnswersErrors(400, 401, 403, 404, 413);
         api.MapPost("", Upload).WithName("UploadBundle").WithSummary("Upload a policy bundle archive")
-            .WithDescription("Raw application/zip, application/x-xz or application/gzip body, or multipart/form-data with a 'file' part. Answers {code, sha256, size, url}.")
-            .Accepts<byte[]>("application/zip", "application/x-xz", "application/gzip", "multipart/form-data");
+            .WithDescription($"{Accepted}. Answers {{code, sha256, size, url}}.")
+            // */* as well: the archive's magic bytes say what it is, whatever Content-Type a client puts on it.
+            .Accepts<byte[]>("application/zip", "application/x-xz", "application/gzip", "application/octet-stream", "multipart/form-data", "*/*");
         api.MapGet("/sha256/{sha256}", Download).WithName(DownloadEndpoint).WithSummary("Download a bundle archive by its sha256")
             .Produces<byte[]>(200, "application/zip", "application/x-xz", "application/gzip");
         return app;
@@ -39,7 +40,9 @@ public static class BundlesApi
         var http = services.Http;
         var limit = services.Limits.Value.MaxBundleBytes;
         var archive = await ReadArchiveAsync(http, limit);
-        if (archive.Length == 0) throw Problems.BadRequest("the bundle is empty; send a .zip, .tar.xz or .tar.gz archive as the body");
+        if (archive.Length == 0) throw Problems.BadRequest($"the bundle is empty; {Accepted}");
+        if (BundleArchive.Detect(archive) == BundleArchiveKind.Unknown)
+            throw Problems.BadRequest($"the bundle is not a readable archive: it starts with neither PK (zip), 1F 8B (gzip) nor FD 37 7A 58 5A (xz); {Accepted}");
         // The runtime's own reader: unreadable or unsafe archives (absolute paths, .., links out, bombs) never get stored.
         BundleArchive.Validate(archive);
         var stored = await services.Bundles.PutAsync(archive, ct);
@@ -62,7 +65,11 @@ public static class BundlesApi
     private static async Task<byte[]> ReadArchiveAsync(HttpContext http, long limit)
     {
         var request = http.Request;
-        if (!request.HasFormContentType) return await RequestBytes.ReadAsync(http, limit, "bundle");
+        var mediaType = Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(request.ContentType, out var media) ? media.MediaType.Value ?? "" : "";
+        // Only multipart/form-data is a form here: curl --data-binary labels a raw archive x-www-form-urlencoded.
+        if (!mediaType.StartsWith("multipart/", StringComparison.OrdinalIgnoreCase)) return await RequestBytes.ReadAsync(http, limit, "bundle");
+        if (!mediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase))
+            throw Problems.BadRequest($"Content-Type '{mediaType}' is not read as an upload form; {Accepted}");
         if (request.ContentLength is { } declared && declared > limit) throw RequestBytes.TooLarge("bundle", limit);
         var feature = http.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>();
         if (feature is { IsReadOnly: false }) feature.MaxRequestBodySize = limit + 64 * 1024;
@@ -81,12 +88,19 @@ public static class BundlesApi
             // The multipart reader says "unexpected end of stream" when the body ends before its closing boundary.
             throw Problems.BadRequest($"the multipart body could not be read: it ended before a complete part and the closing boundary (--{Boundary(request.ContentType)}--) were found");
         }
-        var file = form.Files.GetFile("file") ?? throw Problems.BadRequest("the multipart body has no 'file' part; send the archive as the part named 'file'");
+        var files = form.Files.GetFiles("file");
+        if (files.Count == 0) throw Problems.BadRequest($"the multipart body has no 'file' part; {Accepted}");
+        if (files.Count > 1) throw Problems.BadRequest($"the multipart body has {files.Count} 'file' parts; one archive per upload: send each bundle in its own POST /bundles");
+        var file = files[0];
         if (file.Length > limit) throw RequestBytes.TooLarge("bundle", limit);
         using var buffer = new MemoryStream((int)file.Length);
         await file.CopyToAsync(buffer, http.RequestAborted);
         return buffer.ToArray();
     }
+
+    /// <summary>What an upload may be, for the route's description and every 400 about the shape of one.</summary>
+    private const string Accepted = "send a .zip, .tar.gz or .tar.xz archive as the raw body (under any Content-Type but multipart, " +
+        "e.g. application/zip or application/octet-stream), or as the one part named 'file' of a multipart/form-data body";
 
     private static string Boundary(string? contentType) =>
         Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(contentType, out var media) ? Microsoft.Net.Http.Headers.HeaderUtilities.RemoveQuotes(media.Boundary).ToString() : "";
