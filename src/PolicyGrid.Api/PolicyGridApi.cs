@@ -39,6 +39,9 @@ public static class PolicyGridApi
         services.AddSingleton<IConfigureOptions<KestrelServerOptions>, KestrelRequestHeadLimits>();
         services.AddOptions<ApiAuthOptions>().Bind(configuration.GetSection(ApiAuthOptions.Section)).ValidateOnStart();
         services.AddSingleton<IValidateOptions<ApiAuthOptions>, ApiAuthOptionsValidator>();
+        // A parameter the framework cannot bind throws (answered 400 by ErrorEnvelopeMiddleware with the framework's message,
+        // which names the parameter) in every environment; otherwise only Development does, and Production answers a bare 400.
+        services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<ExecutorDispatch>();
         services.AddSingleton<PolicyCodeCheck>();

@@ -19,6 +19,8 @@ public sealed class KestrelGridServer : IAsyncLifetime
 
     public Uri Address { get; private set; } = null!;
 
+    public IServiceProvider Services => _app!.Services;
+
     public async ValueTask InitializeAsync()
     {
         _app = PolicyGridApp.Build(["--urls", "http://127.0.0.1:0", "--data", _data]);

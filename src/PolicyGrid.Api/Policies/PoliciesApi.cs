@@ -87,15 +87,17 @@ public static class PoliciesApi
         return Answer(services.Http, stored);
     }
 
-    public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Delete(string uri, [Description("Delete even while functions or graphs use the policy")] bool? force, [AsParameters] PolicyServices services, CancellationToken ct)
+    public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Delete(string uri, [Description("true: delete even while functions or graphs use the policy")] string? force, [AsParameters] PolicyServices services, CancellationToken ct)
     {
         var id = Canonical(uri);
+        // Read from the query itself, not the binder's string: ?force= and a repeated ?force are refused too, by name.
+        var forced = QueryFlag.Parse(services.Http.Request.Query, nameof(force));
         var ifMatch = ETags.IfMatch(services.Http.Request);
         var current = await services.Store.GetAsync(Collections.Policies, id, ct);
         if (current is null) return Failure.From(Missing(uri));
         if (ifMatch is not null && !ifMatch.Matches(current.Revision))
             return Failure.From(RevisionMismatch(id, ifMatch, current.Revision));
-        if (force != true)
+        if (!forced)
         {
             var users = await PolicyUsage.FindAsync(services.Store, id, ct);
             if (!users.IsEmpty) return Failure.From(Problems.Conflict($"policy '{id}' is still used by {users}; remove those first or delete with ?force=true"));
