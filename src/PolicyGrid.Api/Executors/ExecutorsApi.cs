@@ -27,6 +27,7 @@ public static class ExecutorsApi
         api.MapPost("", Create).WithName("CreateExecutor").WithSummary("Register an executor")
             .WithDescription("executor_host_uri picks the kind: inproc://local, http(s)://host:port (an executor node) or dapr://app-id.");
         api.MapPost("/query", Query).WithName("QueryExecutors").WithSummary("Find executors with a Mongo-style filter");
+        api.MapQueryIsPostOnly("GET /executor/{executor_id}");
         api.MapGet("/{id}", Get).WithName("GetExecutor").WithSummary("Read an executor");
         api.MapPut("/{id}", Update).WithName("UpdateExecutor").WithSummary("Update an executor (Mongo-style update or replacement)");
         api.MapDelete("/{id}", Delete).WithName("DeleteExecutor").WithSummary("Remove an executor");

@@ -49,6 +49,7 @@ public static class FunctionsApi
             .WithName("CallFunction").WithSummary("Call a function: the body is the input data; answers what eval returned");
         api.MapPost("/{name}/management", Manage)
             .WithName("ManageFunction").WithSummary("Run management(action, data) on the function's live instance (each replica)");
+        api.MapQueryIsPostOnly("GET /function/{function_id}");
         api.MapGet("/{functionId}", Get)
             .WithName("GetFunction").WithSummary("Read a Function document");
         api.MapPost("/query", Query)

@@ -40,6 +40,7 @@ public static class GraphsApi
             .WithDescription("The shape is checked now: a DAG over graph_function_ids with exactly one sink, no self-loops, no unknown nodes.");
         graphs.MapPost("/query", Query).WithName("QueryGraphs").WithSummary("Find graphs with a Mongo-style filter")
             .WithDescription("Body: a filter; ?limit (default 100, max 1000), ?skip, ?sort=field:asc|desc.");
+        graphs.MapQueryIsPostOnly("GET /graphs/{uri}");
         graphs.MapGet("/{uri}", Get).WithName("GetGraph").WithSummary("Read a graph");
         graphs.MapPut("/{uri}", Update).WithName("UpdateGraph").WithSummary("Update a graph ($set, $unset, $push, $inc or a replacement; re-validated)");
         graphs.MapDelete("/{uri}", Delete).WithName("DeleteGraph").WithSummary("Delete a graph");

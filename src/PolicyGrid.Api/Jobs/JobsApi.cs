@@ -54,6 +54,7 @@ public static class JobsApi
         jobs.MapPost("/submit", SubmitAnywhere).WithName("SubmitJobAllocated").WithSummary("Run a policy once as a job on an executor chosen by the allocation rule")
             .WithDescription("Also answers POST /jobs/submit/ (routing ignores the trailing slash).");
         jobs.MapPost("/query", Query).WithName("QueryJobs").WithSummary("Find jobs with a Mongo-style filter");
+        jobs.MapQueryIsPostOnly("GET /jobs/{job_id}");
         jobs.MapGet("/{job_id}", Get).WithName("GetJob").WithSummary("A job's status and result; ?wait=<seconds> holds the answer until the job ends");
         jobs.MapDelete("/{job_id}", Cancel).WithName("CancelJob").WithSummary("Cancel a job (a job that already ended is answered unchanged)");
         jobs.MapPost("/{job_id}/result", Report).WithName(ReportResultEndpoint).WithSummary("A job runner reports its result (per-job token)")

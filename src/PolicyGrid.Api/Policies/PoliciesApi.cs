@@ -28,6 +28,7 @@ public static class PoliciesApi
         api.MapPost("/query", Query)
             .WithName("QueryPolicies").WithSummary("Find policies with a Mongo-style filter")
             .WithDescription("Body: a filter such as {\"tags\": {\"$regex\": \"network\"}}; ?limit (default 100, max 1000), ?skip, ?sort=field:asc|desc.");
+        api.MapQueryIsPostOnly("GET /policy/{uri}");
         api.MapGet("/{uri}", Get)
             .WithName("GetPolicy").WithSummary("Read a policy")
             .WithDescription("Answers the document with its revision as the ETag header; secret template fields read as \"***\".");
