@@ -71,6 +71,7 @@ public static class PolicyGridApi
         app.UseMiddleware<ErrorEnvelopeMiddleware>();
         app.UseMiddleware<RequestHeadLimitsMiddleware>();
         app.UseStatusCodePages(StatusCodeEnvelopes.WriteAsync);
+        app.UseMiddleware<HeadAsGetMiddleware>();
         app.UseRouting();
         app.UseMiddleware<ApiTokenMiddleware>();
 

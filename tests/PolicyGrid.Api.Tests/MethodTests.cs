@@ -37,4 +37,59 @@ public sealed class MethodTests(GridServer server) : IClassFixture<GridServer>
         answer.Status.ShouldBe(200);
         answer.Data!.AsArray().ShouldNotBeEmpty();
     }
+
+    [Theory]
+    [InlineData("/healthz")]
+    [InlineData("/readyz")]
+    [InlineData("/executor/local")]
+    [InlineData("/openapi/v1.json")]
+    public async Task Head_answers_wherever_get_does_with_the_same_status_and_headers(string path)
+    {
+        var get = await client.Get(path);
+        var head = await client.Call(HttpMethod.Head, path);
+
+        head.Status.ShouldBe(get.Status);
+        head.Status.ShouldBe(200);
+        head.Header("Content-Type").ShouldBe(get.Header("Content-Type"));
+        head.Header("ETag").ShouldBe(get.Header("ETag"));
+    }
+
+    [Fact]
+    public async Task Head_of_a_missing_document_is_the_same_404()
+    {
+        var answer = await client.Call(HttpMethod.Head, "/executor/nobody-here");
+        answer.Status.ShouldBe(404);
+    }
+
+    [Fact]
+    public async Task Head_on_a_route_without_get_is_a_405_naming_head()
+    {
+        var bundles = await client.Call(HttpMethod.Head, "/bundles");
+        bundles.Status.ShouldBe(405);
+        bundles.Message.ShouldContain("HEAD is not allowed on /bundles");
+        var query = await client.Call(HttpMethod.Head, "/policy/query");
+        query.Status.ShouldBe(405);
+        query.Header("Allow").ShouldBe("POST");
+        query.Message.ShouldContain("HEAD is not allowed on /policy/query");
+    }
+}
+
+/// <summary>HEAD over a real Kestrel port: the GET's status and headers, and no body on the wire.</summary>
+public sealed class KestrelHeadTests(KestrelGridServer server) : IClassFixture<KestrelGridServer>
+{
+    [Theory]
+    [InlineData("/healthz")]
+    [InlineData("/executor/local")]
+    public async Task Head_sends_the_get_headers_without_a_body(string path)
+    {
+        var get = await server.SendAsync($"GET {path} HTTP/1.1\r\nHost: localhost");
+        var head = await server.SendAsync($"HEAD {path} HTTP/1.1\r\nHost: localhost");
+
+        get.Status.ShouldBe(200);
+        get.Body.ShouldNotBeEmpty();
+        head.Status.ShouldBe(200);
+        head.Header("Content-Type").ShouldBe(get.Header("Content-Type"));
+        head.Header("ETag").ShouldBe(get.Header("ETag"));
+        head.Body.ShouldBeEmpty();
+    }
 }

@@ -23,8 +23,9 @@ public static class QueryRoute
             {
                 http.Response.Headers.Allow = HttpMethods.Post;
                 var path = http.Request.Path;
+                var method = HeadAsGetMiddleware.SentMethod(http);
                 return Failure.Of(StatusCodes.Status405MethodNotAllowed, ErrorCodes.BadRequest,
-                    $"{http.Request.Method} is not allowed on {path}; allowed: POST. A query is POST {path} with a filter as the JSON body " +
+                    $"{method} is not allowed on {path}; allowed: POST. A query is POST {path} with a filter as the JSON body " +
                     $"({{}} matches everything); one document is read with {read}");
             })
             .ExcludeFromDescription();
