@@ -16,7 +16,7 @@ namespace PolicyGrid.Api.Events;
 /// </summary>
 public sealed record EvaluationEvent(ExecutionRequest Request, string CorrelationId, string EventId, string Source)
 {
-    public static EvaluationEvent From(CloudEvent cloudEvent)
+    public static EvaluationEvent From(CloudEvent cloudEvent, TimeoutLimit limit)
     {
         var data = DataObject(cloudEvent);
         string? correlation = null;
@@ -27,7 +27,7 @@ public sealed record EvaluationEvent(ExecutionRequest Request, string Correlatio
             if (correlation.Length == 0) throw Problems.Validation(EventTypes.CorrelationId, "must not be empty");
         }
         // The same reader as POST /executor/{id}/execute_policy and the node API: one set of rules for the body.
-        var request = ExecutionBodies.Execution(data);
+        var request = ExecutionBodies.Execution(data, limit);
         return new EvaluationEvent(request, correlation ?? cloudEvent.Id!, cloudEvent.Id!, cloudEvent.Source?.ToString() ?? "");
     }
 

@@ -1,9 +1,11 @@
 using System.Text.Json.Nodes;
 using CloudNative.CloudEvents;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using PolicyGrid.Api.Executors;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime;
 
 namespace PolicyGrid.Api.Events;
 
@@ -37,14 +39,14 @@ public sealed record EvaluationOutcome(EventDisposition Disposition, string? Cor
 /// <item>the event itself is malformed → it is published to the dead-letter topic with the reason, and dropped.</item>
 /// </list>
 /// </summary>
-public sealed class EvaluationEventHandler(ExecutorDispatch executors, IEventBus bus, ILogger<EvaluationEventHandler> logger)
+public sealed class EvaluationEventHandler(ExecutorDispatch executors, IEventBus bus, IOptions<PolicyRuntimeOptions> runtime, ILogger<EvaluationEventHandler> logger)
 {
     public async Task<EvaluationOutcome> HandleAsync(CloudEvent cloudEvent, CancellationToken ct)
     {
         EvaluationEvent evaluation;
         try
         {
-            evaluation = EvaluationEvent.From(cloudEvent);
+            evaluation = EvaluationEvent.From(cloudEvent, TimeoutLimit.Of(runtime.Value));
         }
         catch (PolicyGridException e) when (e.Status == 400)
         {

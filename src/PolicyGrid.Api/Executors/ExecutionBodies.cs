@@ -1,9 +1,11 @@
+using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Identity;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime;
 
 namespace PolicyGrid.Api.Executors;
 
@@ -13,7 +15,7 @@ namespace PolicyGrid.Api.Executors;
 /// </summary>
 public static class ExecutionBodies
 {
-    public static ExecutionRequest Execution(JsonObject body)
+    public static ExecutionRequest Execution(JsonObject body, TimeoutLimit limit)
     {
         var errors = new List<FieldError>();
         var uri = PolicyUriField(body, errors);
@@ -21,7 +23,7 @@ public static class ExecutionBodies
         var parameters = ObjectField(body, "parameters", errors, required: false);
         var settings = ObjectField(body, "settings", errors, required: false);
         var contextKey = ContextKeyField(body, errors);
-        var timeout = TimeoutField(body, errors);
+        var timeout = TimeoutField(body, errors, limit);
         if (errors.Count > 0) throw Problems.Validation(errors);
         return new ExecutionRequest(uri, input!, parameters, settings, contextKey, timeout);
     }
@@ -39,7 +41,7 @@ public static class ExecutionBodies
         return key;
     }
 
-    public static ManagementRequest Management(JsonObject body)
+    public static ManagementRequest Management(JsonObject body, TimeoutLimit limit)
     {
         var errors = new List<FieldError>();
         var uri = PolicyUriField(body, errors);
@@ -49,7 +51,7 @@ public static class ExecutionBodies
         var data = ObjectField(body, "data", errors, required: false) ?? [];
         var parameters = ObjectField(body, "parameters", errors, required: false);
         var settings = ObjectField(body, "settings", errors, required: false);
-        var timeout = TimeoutField(body, errors);
+        var timeout = TimeoutField(body, errors, limit);
         if (errors.Count > 0) throw Problems.Validation(errors);
         return new ManagementRequest(uri, action!, data, parameters, settings, timeout);
     }
@@ -96,16 +98,17 @@ public static class ExecutionBodies
         return null;
     }
 
-    private static double? TimeoutField(JsonObject body, List<FieldError> errors)
+    private static double? TimeoutField(JsonObject body, List<FieldError> errors, TimeoutLimit limit)
     {
         if (!body.TryGetPropertyValue("timeout_seconds", out var node) || IsNull(node)) return null;
         if (node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.GetValue<double>() is var seconds)
         {
             // A value the clock cannot hold (under one tick) would be a deadline of zero, refused only once it ran.
-            if (seconds > 0 && seconds <= 3600 && TimeSpan.FromSeconds(seconds) > TimeSpan.Zero) return seconds;
-            errors.Add(new("timeout_seconds", seconds > 0 && seconds <= 3600
-                ? $"must be at least 0.0000001 seconds (one tick of the clock), not {seconds}"
-                : $"must be more than 0 and at most 3600, not {seconds}"));
+            if (seconds > 0 && seconds <= limit.MaxSeconds && TimeSpan.FromSeconds(seconds) > TimeSpan.Zero) return seconds;
+            var shown = seconds.ToString(CultureInfo.InvariantCulture);
+            errors.Add(new("timeout_seconds", seconds > 0 && seconds <= limit.MaxSeconds
+                ? $"must be at least 0.0000001 seconds (one tick of the clock), not {shown}"
+                : $"must be more than 0 and at most {limit.MaxSeconds.ToString(CultureInfo.InvariantCulture)} ({limit.Setting}), not {shown}"));
             return null;
         }
         errors.Add(new("timeout_seconds", $"must be a number of seconds, not a JSON {JsonBody.Describe(node)}"));
@@ -113,4 +116,15 @@ public static class ExecutionBodies
     }
 
     private static bool IsNull(JsonNode? node) => node is null || (node is JsonValue v && v.GetValueKind() == JsonValueKind.Null);
+}
+
+/// <summary>
+/// The longest <c>timeout_seconds</c> a call may ask for, and the setting that says so: this server's own
+/// <c>Execution:MaxTimeout</c>, which its runtime holds every deadline to. A call forwarded to an executor node is
+/// held to it as well (and there to the node's own), so the limit a caller is told is the one that refused it.
+/// </summary>
+public sealed record TimeoutLimit(double MaxSeconds, string Setting)
+{
+    public static TimeoutLimit Of(PolicyRuntimeOptions runtime) =>
+        new(runtime.Execution.MaxTimeout.TotalSeconds, $"{PolicyRuntimeOptions.Section}:Execution:MaxTimeout");
 }

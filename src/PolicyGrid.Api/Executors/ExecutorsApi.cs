@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using PolicyGrid.Api.Auth;
 using PolicyGrid.Api.Documents;
 using PolicyGrid.Api.Envelope;
@@ -12,6 +13,7 @@ using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Core.Querying;
+using PolicyGrid.Runtime;
 
 namespace PolicyGrid.Api.Executors;
 
@@ -116,14 +118,14 @@ public static class ExecutorsApi
 
     public static async Task<Ok<Envelope<JsonObject>>> Execute(string id, JsonBody body, [AsParameters] ExecutorServices services, CancellationToken ct)
     {
-        var request = ExecutionBodies.Execution(body.RequireObject());
+        var request = ExecutionBodies.Execution(body.RequireObject(), TimeoutLimit.Of(services.Runtime.Value));
         var result = await services.Dispatch.ExecuteAsync(id, request, services.Http.Caller(), ct);
         return PolicyAnswer(services.Http, result);
     }
 
     public static async Task<Ok<Envelope<JsonObject>>> Manage(string id, JsonBody body, [AsParameters] ExecutorServices services, CancellationToken ct)
     {
-        var request = ExecutionBodies.Management(body.RequireObject());
+        var request = ExecutionBodies.Management(body.RequireObject(), TimeoutLimit.Of(services.Runtime.Value));
         var result = await services.Dispatch.ManageAsync(id, request, services.Http.Caller(), ct);
         return PolicyAnswer(services.Http, result);
     }
@@ -147,4 +149,4 @@ public static class ExecutorsApi
 }
 
 /// <summary>What Executors endpoints need, bound by ASP.NET in one bundle.</summary>
-public sealed record ExecutorServices(HttpContext Http, IDocumentStore Store, ExecutorDispatch Dispatch);
+public sealed record ExecutorServices(HttpContext Http, IDocumentStore Store, ExecutorDispatch Dispatch, IOptions<PolicyRuntimeOptions> Runtime);

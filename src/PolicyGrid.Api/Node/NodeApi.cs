@@ -3,9 +3,11 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Options;
 using PolicyGrid.Api.Auth;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Api.Executors;
+using PolicyGrid.Runtime;
 
 namespace PolicyGrid.Api.Node;
 
@@ -26,17 +28,17 @@ public static class NodeApi
 
     public static async Task<Ok<Envelope<JsonObject>>> Execute(JsonBody body, [AsParameters] NodeServices services, CancellationToken ct)
     {
-        var request = ExecutionBodies.Execution(body.RequireObject());
+        var request = ExecutionBodies.Execution(body.RequireObject(), TimeoutLimit.Of(services.Runtime.Value));
         var executor = services.Dispatch.ExecutorFor(ExecutorsApi.BuiltInId, ExecutorsApi.BuiltInHostUri);
         return ExecutorsApi.PolicyAnswer(services.Http, await executor.ExecuteAsync(request, services.Http.Caller(), ct));
     }
 
     public static async Task<Ok<Envelope<JsonObject>>> Manage(JsonBody body, [AsParameters] NodeServices services, CancellationToken ct)
     {
-        var request = ExecutionBodies.Management(body.RequireObject());
+        var request = ExecutionBodies.Management(body.RequireObject(), TimeoutLimit.Of(services.Runtime.Value));
         var executor = services.Dispatch.ExecutorFor(ExecutorsApi.BuiltInId, ExecutorsApi.BuiltInHostUri);
         return ExecutorsApi.PolicyAnswer(services.Http, await executor.ManageAsync(request, services.Http.Caller(), ct));
     }
 }
 
-public sealed record NodeServices(HttpContext Http, ExecutorDispatch Dispatch);
+public sealed record NodeServices(HttpContext Http, ExecutorDispatch Dispatch, IOptions<PolicyRuntimeOptions> Runtime);

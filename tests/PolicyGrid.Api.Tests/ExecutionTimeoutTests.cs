@@ -1,0 +1,53 @@
+using Shouldly;
+
+namespace PolicyGrid.Api.Tests;
+
+/// <summary>
+/// A timeout_seconds over the limit is told the limit that refused it, and the setting that holds it: this server's
+/// PolicyGrid:Runtime:Execution:MaxTimeout (300 s by default), whether it is 301 or 1e9.
+/// </summary>
+public sealed class ExecutionTimeoutTests(GridServer server) : IClassFixture<GridServer>
+{
+    private readonly HttpClient client = server.CreateClient();
+
+    [Theory]
+    [InlineData("/executor/local/execute_policy", "301", "301")]
+    [InlineData("/executor/local/execute_policy", "3600", "3600")]
+    [InlineData("/executor/local/execute_policy", "1e9", "1000000000")]
+    [InlineData("/executor/local/execute_policy", "-1", "-1")]
+    [InlineData("/execute_policy", "1000", "1000")]
+    [InlineData("/execute_policy", "1e400", "Infinity")]
+    public async Task An_execute_timeout_over_the_limit_names_the_limit_that_applies_and_its_setting(string path, string timeout, string shown)
+    {
+        var answer = await client.Post(path, $$"""{"policy_rule_uri": "p:1.0-beta", "input_data": {}, "timeout_seconds": {{timeout}}}""");
+
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Code.ShouldBe("validation_failed");
+        answer.Message.ShouldBe($"timeout_seconds: must be more than 0 and at most 300 (PolicyGrid:Runtime:Execution:MaxTimeout), not {shown}");
+    }
+
+    [Fact]
+    public async Task A_management_timeout_over_the_limit_names_it_too()
+    {
+        var answer = await client.Post("/executor/local/management", """{"policy_rule_uri": "p:1.0-beta", "action": "a", "timeout_seconds": 900}""");
+        answer.Status.ShouldBe(400);
+        answer.Message.ShouldContain("at most 300 (PolicyGrid:Runtime:Execution:MaxTimeout), not 900");
+    }
+}
+
+/// <summary>The limit follows the setting.</summary>
+public sealed class ConfiguredExecutionTimeoutTests(ConfiguredExecutionTimeoutTests.LongTimeoutServer server) : IClassFixture<ConfiguredExecutionTimeoutTests.LongTimeoutServer>
+{
+    public sealed class LongTimeoutServer : GridServer
+    {
+        public LongTimeoutServer() => Settings = new() { ["PolicyGrid:Runtime:Execution:MaxTimeout"] = "00:20:00" };
+    }
+
+    [Fact]
+    public async Task The_message_states_the_configured_limit()
+    {
+        var answer = await server.CreateClient().Post("/executor/local/execute_policy", """{"policy_rule_uri": "p:1.0-beta", "input_data": {}, "timeout_seconds": 5000}""");
+        answer.Status.ShouldBe(400);
+        answer.Message.ShouldContain("at most 1200 (PolicyGrid:Runtime:Execution:MaxTimeout), not 5000");
+    }
+}
