@@ -6,6 +6,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Identity;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Core.Querying;
 using PolicyGrid.Core.Templates;
@@ -45,6 +46,7 @@ public sealed class JobBoard(
         candidate["job_id"] = Guid.NewGuid().ToString();
         // Checked here, not first when the job runs: a pending job that can only fail is no answer.
         CheckTimeout(body);
+        CheckName(body);
         var job = Job.FromJson(candidate);
         var policy = await PolicyAsync(job.PolicyRuleUri, ct);
         CheckAgainstPolicy(job, policy);
@@ -64,6 +66,7 @@ public sealed class JobBoard(
     /// <summary>POST /create_job (executor node API): records a job a registry forwarded and runs it with this node's launcher.</summary>
     public async Task<JsonObject> AcceptAsync(JsonObject body, CancellationToken ct)
     {
+        CheckName(body);
         var given = Job.FromJson(body);
         if (await store.GetAsync(Collections.Jobs, given.JobId, ct) is { } existing)
         {
@@ -327,6 +330,13 @@ public sealed class JobBoard(
         if (policy.PolicyParametersSchema.Count > 0) errors.AddRange(TemplateValidator.Validate(policy.PolicyParametersSchema, merged, "policy_rule_parameters"));
         if (policy.PolicyInputSchema.Count > 0) errors.AddRange(TemplateValidator.Validate(policy.PolicyInputSchema, job.Inputs, "inputs"));
         if (errors.Count > 0) throw Problems.Validation(errors);
+    }
+
+    /// <summary>A job's name is a label, held to the length of every other name (policies, executors, functions).</summary>
+    private static void CheckName(JsonObject body)
+    {
+        if (body["name"] is JsonValue name && name.TryGetValue<string>(out var text) && text.Length > Identifiers.MaxLength)
+            throw Problems.Validation("name", $"is {text.Length} characters long; at most {Identifiers.MaxLength}");
     }
 
     private void CheckTimeout(JsonObject body)
