@@ -48,6 +48,40 @@ public sealed class AuthTests(TokenServer server) : IClassFixture<TokenServer>
     }
 
     [Fact]
+    public async Task A_401_challenges_for_a_bearer_token_and_says_when_the_one_sent_is_invalid()
+    {
+        var missing = await server.ClientWith(null).Get("/executor/local");
+        missing.Status.ShouldBe(401);
+        missing.Header("WWW-Authenticate").ShouldBe("Bearer");
+
+        var basic = await server.ClientWith(null).Call(HttpMethod.Get, "/executor/local",
+            configure: r => r.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Basic", "dXNlcjpwYXNz"));
+        basic.Status.ShouldBe(401);
+        basic.Header("WWW-Authenticate").ShouldBe("Bearer");
+
+        var wrong = await server.ClientWith("not-a-configured-token-at-all").Get("/executor/local");
+        wrong.Status.ShouldBe(401);
+        wrong.Header("WWW-Authenticate").ShouldBe("Bearer error=\"invalid_token\"");
+        wrong.Code.ShouldBe("unauthorized");
+    }
+
+    [Fact]
+    public async Task Every_401_carries_the_bearer_challenge_even_from_a_route_with_its_own_token()
+    {
+        var answer = await server.ClientWith(null).Post($"/jobs/{Guid.NewGuid()}/result", """{"status": "succeeded", "result": {}}""");
+        answer.Status.ShouldBe(401);
+        answer.Header("WWW-Authenticate").ShouldBe("Bearer");
+    }
+
+    [Fact]
+    public async Task A_403_lists_each_scope_of_the_token_once()
+    {
+        var answer = await server.ClientWith(TokenServer.Reader).Post("/executor", ExecutorBody);
+        answer.Status.ShouldBe(403);
+        answer.Message.ShouldStartWith("token 'dashboard' has scope read; POST /executor needs 'write'");
+    }
+
+    [Fact]
     public async Task A_read_token_may_read_and_query_but_not_write()
     {
         var reader = server.ClientWith(TokenServer.Reader);

@@ -31,20 +31,31 @@ public sealed class ApiTokenMiddleware(RequestDelegate next, IOptionsMonitor<Api
 
         var header = context.Request.Headers.Authorization.ToString();
         if (string.IsNullOrEmpty(header))
-            throw Problems.Unauthorized("this server requires an API token: send 'Authorization: Bearer <token>'");
+            return Challenge(context, "this server requires an API token: send 'Authorization: Bearer <token>'", invalidToken: false);
         if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
-            throw Problems.Unauthorized("the Authorization header must be 'Bearer <token>'");
+            return Challenge(context, "the Authorization header must be 'Bearer <token>'", invalidToken: false);
         var presented = header["Bearer ".Length..].Trim();
-        var token = Find(auth, presented) ?? throw Problems.Unauthorized("the API token is not valid");
+        var token = Find(auth, presented);
+        if (token is null) return Challenge(context, "the API token is not valid", invalidToken: true);
 
         var needed = endpoint.Metadata.GetMetadata<RequiredScope>()?.Scope ?? DefaultScope(context.Request);
         var granted = token.Scopes.Contains(needed) || token.Scopes.Contains(ApiScopes.Write);
         if (!granted)
-            throw Problems.Forbidden($"token '{token.Name}' has scope {string.Join(", ", token.Scopes)}; {context.Request.Method} {context.Request.Path} needs '{needed}'");
+            throw Problems.Forbidden($"token '{token.Name}' has scope {string.Join(", ", token.Scopes.Distinct(StringComparer.Ordinal))}; {context.Request.Method} {context.Request.Path} needs '{needed}'");
 
         context.User = new ClaimsPrincipal(new ClaimsIdentity(
-            [new Claim(ClaimTypes.Name, token.Name), .. token.Scopes.Select(s => new Claim(ScopeClaim, s))], "Bearer"));
+            [new Claim(ClaimTypes.Name, token.Name), .. token.Scopes.Distinct(StringComparer.Ordinal).Select(s => new Claim(ScopeClaim, s))], "Bearer"));
         return next(context);
+    }
+
+    /// <summary>
+    /// A 401 with the challenge RFC 9110 requires of one (<c>WWW-Authenticate: Bearer</c>); when a bearer token was sent
+    /// and is not one of ours, RFC 6750's <c>error="invalid_token"</c> tells a client that retrying it will not help.
+    /// </summary>
+    private static Task Challenge(HttpContext context, string message, bool invalidToken)
+    {
+        context.Response.Headers.WWWAuthenticate = invalidToken ? "Bearer error=\"invalid_token\"" : "Bearer";
+        return Failure.From(Problems.Unauthorized(message)).ExecuteAsync(context);
     }
 
     public static string DefaultScope(HttpRequest request) =>

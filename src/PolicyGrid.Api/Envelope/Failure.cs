@@ -39,6 +39,9 @@ public sealed class Failure : IResult, IStatusCodeHttpResult, IValueHttpResult, 
     {
         var response = httpContext.Response;
         response.StatusCode = StatusCode;
+        // Every 401 carries the challenge RFC 9110 requires; the token check sets a more precise one first.
+        if (StatusCode == StatusCodes.Status401Unauthorized && !response.Headers.ContainsKey(Microsoft.Net.Http.Headers.HeaderNames.WWWAuthenticate))
+            response.Headers.WWWAuthenticate = "Bearer";
         if (RetryAfterSeconds is { } seconds) response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var options = httpContext.RequestServices.GetService<IOptions<HttpJsonOptions>>()?.Value.SerializerOptions ?? ApiJson.Options;
         await response.WriteAsJsonAsync(Value, options, contentType: "application/json; charset=utf-8", httpContext.RequestAborted);
