@@ -76,6 +76,33 @@ public sealed class BadInputTests(GridServer server) : IClassFixture<GridServer>
         await ShouldStillServe();
     }
 
+    private static readonly byte[] Utf8Bom = [0xEF, 0xBB, 0xBF];
+
+    [Fact]
+    public async Task A_body_starting_with_a_utf8_byte_order_mark_is_read_as_the_json_after_it()
+    {
+        var id = Unique("bom");
+        var created = await PostBytes("/executor", [.. Utf8Bom, .. Encoding.UTF8.GetBytes($$"""{"executor_id": "{{id}}", "executor_host_uri": "http://10.3.3.3:9000"}""")]);
+        created.Status.ShouldBe(200, created.Body?.ToJsonString());
+        created.Data!["executor_id"]!.GetValue<string>().ShouldBe(id);
+
+        var query = await PostBytes("/executor/query", [.. Utf8Bom, .. Encoding.UTF8.GetBytes($$"""{"executor_id": "{{id}}"}""")]);
+        query.Status.ShouldBe(200, query.Body?.ToJsonString());
+        query.Data!.AsArray().Count.ShouldBe(1);
+
+        // A mark and nothing else is an empty body: a query matches everything, a create says the body is empty.
+        (await PostBytes("/executor/query", Utf8Bom)).Status.ShouldBe(200);
+        ShouldBeBadRequest(await PostBytes("/executor", Utf8Bom), "request body is empty");
+    }
+
+    [Fact]
+    public async Task A_body_in_utf16_is_a_400_saying_to_send_utf8()
+    {
+        var utf16 = Encoding.Unicode.GetPreamble().Concat(Encoding.Unicode.GetBytes("{}")).ToArray();
+        ShouldBeBadRequest(await PostBytes("/policy/query", utf16), "UTF-16 byte-order mark (FF FE)", "send the JSON as UTF-8");
+        await ShouldStillServe();
+    }
+
     [Fact]
     public async Task A_paired_surrogate_escape_is_valid_text()
     {

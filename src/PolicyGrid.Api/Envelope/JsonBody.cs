@@ -39,7 +39,7 @@ public sealed class JsonBody : IEndpointParameterMetadataProvider
     {
         var limits = context.RequestServices.GetRequiredService<IOptions<ApiLimits>>().Value;
         var bytes = await RequestBytes.ReadAsync(context, limits.MaxBodyBytes, "request body");
-        if (bytes.Length == 0 || bytes.AsSpan().Trim(" \t\r\n"u8).Length == 0) return new JsonBody(null);
+        if (WithoutByteOrderMark(bytes).Trim(" \t\r\n"u8).Length == 0) return new JsonBody(null);
         CheckContentType(context.Request.ContentType);
         return new JsonBody(Parse(bytes, "request body"));
     }
@@ -50,6 +50,9 @@ public sealed class JsonBody : IEndpointParameterMetadataProvider
     /// </summary>
     public static JsonNode? Parse(ReadOnlySpan<byte> bytes, string what)
     {
+        bytes = WithoutByteOrderMark(bytes);
+        if (bytes.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xFE]) || bytes.StartsWith((ReadOnlySpan<byte>)[0xFE, 0xFF]))
+            throw Problems.BadRequest($"{what} starts with a UTF-16 byte-order mark ({bytes[0]:X2} {bytes[1]:X2}): it is UTF-16 text; send the JSON as UTF-8");
         JsonElement element;
         try
         {
@@ -75,6 +78,14 @@ public sealed class JsonBody : IEndpointParameterMetadataProvider
             _ => JsonValue.Create(element),
         };
     }
+
+    /// <summary>
+    /// The body after a UTF-8 byte-order mark (EF BB BF), if it starts with one. RFC 8259 forbids sending one but lets a
+    /// parser ignore it, and Windows tools still write it (PowerShell 5's Out-File, Notepad's "UTF-8 with BOM"), so a
+    /// file sent with <c>curl --data-binary @file.json</c> is read as the JSON it holds.
+    /// </summary>
+    private static ReadOnlySpan<byte> WithoutByteOrderMark(ReadOnlySpan<byte> bytes) =>
+        bytes.StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF]) ? bytes[3..] : bytes;
 
     /// <summary>How deeply a request body may nest (stored documents: DocumentDepth.MaxStored).</summary>
     public const int MaxDepth = PolicyGrid.Core.Documents.DocumentDepth.Max;
