@@ -29,10 +29,8 @@ public static class PolicyGridApi
 {
     public static IServiceCollection AddPolicyGridApi(this IServiceCollection services, IConfiguration configuration)
     {
-        services.AddOptions<ApiLimits>().Bind(configuration.GetSection(ApiLimits.Section))
-            .Validate(l => l.MaxRequestTargetBytes > 0 && l.MaxRequestHeadersBytes > 0 && l.MaxRequestHeaderCount > 0,
-                $"{ApiLimits.Section}: MaxRequestTargetBytes, MaxRequestHeadersBytes and MaxRequestHeaderCount must be greater than 0")
-            .ValidateOnStart();
+        services.AddOptions<ApiLimits>().Bind(configuration.GetSection(ApiLimits.Section)).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<ApiLimits>, ApiLimitsValidator>();
         // Kestrel refuses an oversized request head itself, bodiless, before any middleware: its limits go above ours
         // (RequestHeadLimitsMiddleware answers ours in the envelope). Here rather than in the host builder, so every app
         // that serves this API (serve, the Dapr registry and executor) has both, and no other app has only one.

@@ -159,6 +159,51 @@ public class FilterTests
         J.Rejects(() => filter.Matches(doc)).Message.ShouldContain("took too long");
     }
 
+    /// <summary>256 regexes that each stay well under their own timeout on a long value, but add up to seconds.</summary>
+    private static FilterNode ManySlowRegexes() => FilterParser.Parse(new JsonObject
+    {
+        ["$or"] = new JsonArray([.. Enumerable.Range(100, FilterParser.MaxConditions)
+            .Select(n => (JsonNode)new JsonObject { ["description"] = new JsonObject { ["$regex"] = $"a{{1,{n}}}b" } })]),
+    });
+
+    [Fact]
+    public void A_filter_past_its_time_budget_is_a_400_naming_the_budget()
+    {
+        var doc = new JsonObject { ["description"] = new string('a', 50_000) };
+        var budget = new FilterBudget(TimeSpan.FromMilliseconds(50), CancellationToken.None);
+        var e = J.Rejects(() => budget.Matches(ManySlowRegexes(), doc));
+        e.Message.ShouldContain("more than 50 ms");
+        e.Message.ShouldContain("time budget for one query");
+        e.Message.ShouldContain("narrow it");
+    }
+
+    [Fact]
+    public void The_budget_covers_every_document_of_a_query_together()
+    {
+        // Each document alone fits in the budget; the query as a whole does not.
+        var filter = FilterParser.Parse(J.N("""{"description": {"$regex": "a{1,100}b"}}"""));
+        var doc = new JsonObject { ["description"] = new string('a', 20_000) };
+        var budget = new FilterBudget(TimeSpan.FromMilliseconds(50), CancellationToken.None);
+        J.Rejects(() => { for (var i = 0; i < 10_000; i++) budget.Matches(filter, doc); }).Message.ShouldContain("time budget");
+    }
+
+    [Fact]
+    public void Evaluation_stops_when_the_caller_cancels()
+    {
+        using var gone = new CancellationTokenSource();
+        gone.Cancel();
+        var budget = new FilterBudget(TimeSpan.FromMinutes(1), gone.Token);
+        Should.Throw<OperationCanceledException>(() => budget.Matches(ManySlowRegexes(), new JsonObject { ["description"] = "a" }));
+    }
+
+    [Fact]
+    public void A_filter_within_its_budget_answers_as_before()
+    {
+        var budget = new FilterBudget(TimeSpan.FromSeconds(10), CancellationToken.None);
+        var filter = FilterParser.Parse(J.N("""{"name": {"$regex": "^ip_"}, "tags": {"$in": [{"$regex": "^al"}]}}"""));
+        Docs.Where(d => budget.Matches(filter, d)).Select(d => d["id"]!.GetValue<string>()).ShouldBe(["p1"]);
+    }
+
     [Fact]
     public void The_parsed_tree_is_data_adapters_can_read()
     {

@@ -192,6 +192,46 @@ public sealed class QueryPushdownTests(PushdownData data) : IClassFixture<Pushdo
         e.Status.ShouldBe(400);
     }
 
+    /// <summary>256 regexes that each stay well under their own timeout on a long value, but add up to seconds.</summary>
+    private static FilterNode ManySlowRegexes() => FilterParser.Parse(new JsonObject
+    {
+        ["$or"] = new JsonArray([.. Enumerable.Range(100, FilterParser.MaxConditions)
+            .Select(n => (JsonNode)new JsonObject { ["description"] = new JsonObject { ["$regex"] = $"a{{1,{n}}}b" } })]),
+    });
+
+    [Fact]
+    public async Task Regexes_run_inside_sql_share_the_query_time_budget()
+    {
+        await _store.UpsertAsync("long", "long", new JsonObject { ["description"] = new string('a', 50_000) }, Ct);
+        var query = new DocumentQuery(ManySlowRegexes(), []) { TimeBudget = TimeSpan.FromMilliseconds(50) };
+        var e = await Should.ThrowAsync<PolicyGridException>(() => _store.QueryAsync("long", query, Ct));
+        e.Status.ShouldBe(400);
+        e.Message.ShouldContain("more than 50 ms");
+    }
+
+    [Fact]
+    public async Task Rows_decided_by_core_share_the_query_time_budget()
+    {
+        // $elemMatch is evaluated by Core on the rows SQL cannot decide.
+        await _store.UpsertAsync("long_items", "long", new JsonObject { ["items"] = new JsonArray(new JsonObject { ["description"] = new string('a', 50_000) }) }, Ct);
+        var filter = new FilterNode[] { new FieldFilter("items", FieldOperator.ElemMatch, null, ManySlowRegexes()) };
+        var query = new DocumentQuery(new AndFilter(filter), []) { TimeBudget = TimeSpan.FromMilliseconds(50) };
+        var e = await Should.ThrowAsync<PolicyGridException>(() => _store.QueryAsync("long_items", query, Ct));
+        e.Message.ShouldContain("more than 50 ms");
+    }
+
+    [Fact]
+    public async Task A_query_stops_soon_after_its_caller_goes_away()
+    {
+        await _store.UpsertAsync("longer", "long", new JsonObject { ["description"] = new string('a', 200_000) }, Ct);
+        using var gone = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        gone.CancelAfter(TimeSpan.FromMilliseconds(100));
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var query = new DocumentQuery(ManySlowRegexes(), []) { TimeBudget = TimeSpan.FromMinutes(5) };
+        await Should.ThrowAsync<OperationCanceledException>(() => _store.QueryAsync("longer", query, gone.Token));
+        watch.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(3));
+    }
+
     [Fact]
     public async Task Negative_skip_or_limit_is_a_400()
     {

@@ -37,7 +37,7 @@ public static class DecisionsApi
         // Newest first: decision ids are made from the decision's time (DecisionLog), so id order is time order, and
         // the store walks its id index backwards, stopping once the page is full, instead of sorting every match by "at".
         IReadOnlyList<SortKey> sort = window.Sort.Count > 0 ? window.Sort : [SortKey.ById(SortDirection.Desc)];
-        var found = await store.QueryAsync(Collections.Decisions, new DocumentQuery(filter, sort, window.Skip, window.Limit), ct);
+        var found = await store.QueryAsync(Collections.Decisions, window.Over(filter) with { Sort = sort }, ct);
         return Answer.Ok(new JsonArray([.. found.Select(d => (JsonNode)d.Body)]));
     }
 }

@@ -2,19 +2,36 @@ using System.Globalization;
 using SortKey = PolicyGrid.Core.Ports.SortKey;
 using System.Reflection;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using PolicyGrid.Api.Envelope;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Core.Querying;
 
 namespace PolicyGrid.Api.Documents;
 
 /// <summary>
 /// <c>?limit=</c> (default 100, at most 1000), <c>?skip=</c> and <c>?sort=field:asc|desc[,field:dir]</c>
-/// of every query endpoint, read by us so a bad value answers a 400 that names it.
+/// of every query endpoint, read by us so a bad value answers a 400 that names it; with the server's time budget
+/// for evaluating the filter (<see cref="ApiLimits.QueryTimeBudget"/>).
 /// </summary>
 public sealed record QueryWindow(int Limit, int Skip, IReadOnlyList<SortKey> Sort)
 {
-    public static ValueTask<QueryWindow?> BindAsync(HttpContext context, ParameterInfo parameter) =>
-        ValueTask.FromResult<QueryWindow?>(Parse(context.Request.Query["limit"], context.Request.Query["skip"], context.Request.Query["sort"]));
+    public TimeSpan TimeBudget { get; init; } = FilterBudget.DefaultLimit;
+
+    public static ValueTask<QueryWindow?> BindAsync(HttpContext context, ParameterInfo parameter)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var window = Parse(context.Request.Query["limit"], context.Request.Query["skip"], context.Request.Query["sort"]) with
+        {
+            TimeBudget = context.RequestServices.GetRequiredService<IOptions<ApiLimits>>().Value.QueryTimeBudget,
+        };
+        return ValueTask.FromResult<QueryWindow?>(window);
+    }
+
+    /// <summary>The query this window asks for over <paramref name="filter"/>.</summary>
+    public DocumentQuery Over(FilterNode filter) => new(filter, Sort, Skip, Limit) { TimeBudget = TimeBudget };
 
     public static QueryWindow Parse(string? limit, string? skip, string? sort)
     {

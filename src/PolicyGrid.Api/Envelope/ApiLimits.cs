@@ -1,6 +1,9 @@
+using Microsoft.Extensions.Options;
+using PolicyGrid.Core.Querying;
+
 namespace PolicyGrid.Api.Envelope;
 
-/// <summary>Size limits of the HTTP surface (configuration section <c>PolicyGrid:Api</c>).</summary>
+/// <summary>Size and time limits of the HTTP surface (configuration section <c>PolicyGrid:Api</c>).</summary>
 public sealed class ApiLimits
 {
     public const string Section = "PolicyGrid:Api";
@@ -21,4 +24,25 @@ public sealed class ApiLimits
     public int MaxRequestHeaderCount { get; set; } = 100;
 
     public static string Setting(string name) => $"{Section}:{name}";
+
+    /// <summary>
+    /// How long one query may spend evaluating its filter, over all documents and conditions together (each regex match
+    /// is also bounded on its own). Default 2 s.
+    /// </summary>
+    public TimeSpan QueryTimeBudget { get; set; } = FilterBudget.DefaultLimit;
+}
+
+/// <summary>Refuses API limits no request could work with, at start, naming each.</summary>
+public sealed class ApiLimitsValidator : IValidateOptions<ApiLimits>
+{
+    public ValidateOptionsResult Validate(string? name, ApiLimits options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var checks = new PolicyGrid.Runtime.SettingChecks(ApiLimits.Section);
+        checks.Check(options.QueryTimeBudget > TimeSpan.Zero, "QueryTimeBudget", "greater than zero", options.QueryTimeBudget);
+        checks.Check(options.MaxRequestTargetBytes > 0, "MaxRequestTargetBytes", "greater than zero", options.MaxRequestTargetBytes);
+        checks.Check(options.MaxRequestHeadersBytes > 0, "MaxRequestHeadersBytes", "greater than zero", options.MaxRequestHeadersBytes);
+        checks.Check(options.MaxRequestHeaderCount > 0, "MaxRequestHeaderCount", "greater than zero", options.MaxRequestHeaderCount);
+        return checks.Result;
+    }
 }

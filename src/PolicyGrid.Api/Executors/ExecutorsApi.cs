@@ -112,7 +112,7 @@ public static class ExecutorsApi
     public static async Task<Ok<Envelope<JsonArray>>> Query(JsonBody body, QueryWindow window, [AsParameters] ExecutorServices services, CancellationToken ct)
     {
         var filter = FilterParser.Parse(body.Node);
-        var found = await services.Store.QueryAsync(Collections.Executors, new DocumentQuery(filter, window.Sort, window.Skip, window.Limit), ct);
+        var found = await services.Store.QueryAsync(Collections.Executors, window.Over(filter), ct);
         return Envelope.Answer.Ok(new JsonArray([.. found.Select(d => (JsonNode)d.Body)]));
     }
 

@@ -142,8 +142,8 @@ public sealed class FunctionRegistry(
         await store.GetAsync(Collections.Functions, name, ct) ?? throw Unknown(name);
 
     /// <summary>Deployments matching the filter, as reads answer them (secrets of their policy snapshot masked, and never matched on).</summary>
-    public Task<IReadOnlyList<JsonObject>> QueryAsync(FilterNode filter, IReadOnlyList<SortKey> sort, int skip, int limit, CancellationToken ct) =>
-        RedactedQuery.RunAsync(store, Collections.Functions, new DocumentQuery(filter, sort, skip, limit), TemplateSecrets.FunctionSecretPaths,
+    public Task<IReadOnlyList<JsonObject>> QueryAsync(DocumentQuery query, CancellationToken ct) =>
+        RedactedQuery.RunAsync(store, Collections.Functions, query, TemplateSecrets.FunctionSecretPaths,
             static (d, _) => ValueTask.FromResult(FunctionDeployment.FromJson(d.Body).ToRedactedJson()), ct);
 
     /// <summary>Whether a function of that id is deployed (graphs check every node before running).</summary>

@@ -92,7 +92,7 @@ public static class FunctionsApi
     public static async Task<Ok<Envelope<JsonArray>>> Query(JsonBody body, QueryWindow window, FunctionRegistry functions, CancellationToken ct)
     {
         var filter = FilterParser.Parse(body.Node);
-        var found = await functions.QueryAsync(filter, window.Sort, window.Skip, window.Limit, ct);
+        var found = await functions.QueryAsync(window.Over(filter), ct);
         return Answer.Ok(new JsonArray([.. found.Select(f => (JsonNode)f)]));
     }
 

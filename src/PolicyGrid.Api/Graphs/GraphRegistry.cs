@@ -62,8 +62,8 @@ public sealed class GraphRegistry(
         return await store.DeleteAsync(Collections.Graphs, current.Id, current.Revision, ct) ?? throw Missing(uri);
     }
 
-    public Task<IReadOnlyList<StoredDocument>> QueryAsync(FilterNode filter, IReadOnlyList<SortKey> sort, int skip, int limit, CancellationToken ct) =>
-        store.QueryAsync(Collections.Graphs, new DocumentQuery(filter, sort, skip, limit), ct);
+    public Task<IReadOnlyList<StoredDocument>> QueryAsync(DocumentQuery query, CancellationToken ct) =>
+        store.QueryAsync(Collections.Graphs, query, ct);
 
     public async Task<string> DiagramAsync(string uri, CancellationToken ct)
     {

@@ -68,7 +68,7 @@ public static class GraphsApi
 
     public static async Task<Ok<Envelope<JsonArray>>> Query(JsonBody body, QueryWindow window, GraphRegistry graphs, CancellationToken ct)
     {
-        var found = await graphs.QueryAsync(FilterParser.Parse(body.Node), window.Sort, window.Skip, window.Limit, ct);
+        var found = await graphs.QueryAsync(window.Over(FilterParser.Parse(body.Node)), ct);
         return Answer.Ok(new JsonArray([.. found.Select(g => (JsonNode)g.Body.DeepClone())]));
     }
 

@@ -82,7 +82,7 @@ public static class JobsApi
     public static async Task<Ok<Envelope<IReadOnlyList<JsonObject>>>> Query(JsonBody body, QueryWindow window, JobBoard board, CancellationToken ct)
     {
         var filter = FilterParser.Parse(body.Node);
-        return Answer.Ok(await board.QueryAsync(new DocumentQuery(filter, window.Sort, window.Skip, window.Limit), ct));
+        return Answer.Ok(await board.QueryAsync(window.Over(filter), ct));
     }
 
     public static async Task<Ok<Envelope<JsonObject>>> Report([FromRoute(Name = "job_id")] string jobId, JsonBody body, HttpContext http, JobBoard board, CancellationToken ct)

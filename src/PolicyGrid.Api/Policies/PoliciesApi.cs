@@ -110,7 +110,7 @@ public static class PoliciesApi
     public static async Task<Ok<Envelope<JsonArray>>> Query(JsonBody body, QueryWindow window, [AsParameters] PolicyServices services, CancellationToken ct)
     {
         var filter = FilterParser.Parse(body.Node);
-        var found = await RedactedQuery.RunAsync(services.Store, Collections.Policies, new DocumentQuery(filter, window.Sort, window.Skip, window.Limit),
+        var found = await RedactedQuery.RunAsync(services.Store, Collections.Policies, window.Over(filter),
             TemplateSecrets.PolicyRuleSecretPaths, static (d, _) => ValueTask.FromResult(Redact(d.Body)), ct);
         return Envelope.Answer.Ok(new JsonArray([.. found.Select(d => (JsonNode)d)]));
     }

@@ -28,6 +28,15 @@ public sealed record DocumentQuery(FilterNode Filter, IReadOnlyList<SortKey> Sor
     public const int DefaultLimit = 100;
     public const int MaxLimit = 1000;
 
+    /// <summary>
+    /// How long evaluating the filter may take over the whole query (every document, every condition); past it the
+    /// query is a 400. Stores evaluate through <see cref="BudgetFor"/>.
+    /// </summary>
+    public TimeSpan TimeBudget { get; init; } = FilterBudget.DefaultLimit;
+
+    /// <summary>A fresh budget for one run of this query, stopping also when <paramref name="ct"/> is cancelled.</summary>
+    public FilterBudget BudgetFor(CancellationToken ct) => new(TimeBudget, ct);
+
     public static DocumentQuery All(int limit = MaxLimit) => new(new AndFilter([]), [], 0, limit);
 }
 

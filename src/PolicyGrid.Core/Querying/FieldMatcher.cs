@@ -14,16 +14,21 @@ public static class FieldMatcher
     /// <summary>Compiled <c>$regex</c> patterns, bounded.</summary>
     public static readonly RegexCache Patterns = new(1000, RegexTimeout);
 
-    public static bool Matches(FieldFilter f, JsonNode? document)
+    public static bool Matches(FieldFilter f, JsonNode? document) => Matches(f, document, FilterBudget.Unlimited);
+
+    public static bool Matches(FieldFilter f, JsonNode? document, FilterBudget budget)
     {
+        ArgumentNullException.ThrowIfNull(f);
+        ArgumentNullException.ThrowIfNull(budget);
+        budget.Check();
         var values = f.Path.Length == 0 ? [document] : JsonPath.Resolve(document, f.Path).ToList();
         var asVersion = VersionComparer.IsVersionField(f.Path);
         switch (f.Operator)
         {
             case FieldOperator.Eq: return EqualsAny(values, f.Operand);
             case FieldOperator.Ne: return !EqualsAny(values, f.Operand);
-            case FieldOperator.In: return ((JsonArray)f.Operand!).Any(o => EqualsAny(values, o) || (o is JsonObject ro && ro.ContainsKey("$regex") && RegexAny(values, ro)));
-            case FieldOperator.Nin: return !((JsonArray)f.Operand!).Any(o => EqualsAny(values, o) || (o is JsonObject ro && ro.ContainsKey("$regex") && RegexAny(values, ro)));
+            case FieldOperator.In: return ((JsonArray)f.Operand!).Any(o => EqualsAny(values, o) || (o is JsonObject ro && ro.ContainsKey("$regex") && RegexAny(values, ro, budget)));
+            case FieldOperator.Nin: return !((JsonArray)f.Operand!).Any(o => EqualsAny(values, o) || (o is JsonObject ro && ro.ContainsKey("$regex") && RegexAny(values, ro, budget)));
             case FieldOperator.Gt: return CompareAny(values, f.Operand, asVersion, c => c > 0);
             case FieldOperator.Gte: return CompareAny(values, f.Operand, asVersion, c => c >= 0);
             case FieldOperator.Lt: return CompareAny(values, f.Operand, asVersion, c => c < 0);
@@ -31,7 +36,7 @@ public static class FieldMatcher
             case FieldOperator.Exists: return (values.Count > 0) == f.Operand!.GetValue<bool>();
             case FieldOperator.Regex:
                 var regex = Compile(f.Operand!.GetValue<string>(), f.RegexOptions);
-                return Flatten(values).Any(v => JsonValues.TryString(v, out var s) && IsMatch(regex, s));
+                return Flatten(values).Any(v => JsonValues.TryString(v, out var s) && IsMatch(regex, s, budget));
             case FieldOperator.Size:
                 return JsonValues.TryNumber(f.Operand, out var size) && values.Any(v => v is JsonArray a && a.Count == size);
             case FieldOperator.All:
@@ -41,18 +46,18 @@ public static class FieldMatcher
                     ? wanted.All(w => a.Any(e => JsonValues.DeepEquals(e, w)))
                     : wanted.All(w => JsonValues.DeepEquals(v, w)));
             case FieldOperator.ElemMatch:
-                return values.Any(v => v is JsonArray a && a.Any(e => f.Nested!.Matches(e)));
+                return values.Any(v => v is JsonArray a && a.Any(e => f.Nested!.Matches(e, budget)));
             case FieldOperator.Not:
-                return !f.Nested!.Matches(document);
+                return !f.Nested!.Matches(document, budget);
             default:
                 throw new InvalidOperationException($"operator {f.Operator} has no evaluator");
         }
     }
 
-    private static bool RegexAny(List<JsonNode?> values, JsonObject spec)
+    private static bool RegexAny(List<JsonNode?> values, JsonObject spec, FilterBudget budget)
     {
         var regex = Compile(spec["$regex"]!.GetValue<string>(), spec["$options"]?.GetValue<string>() ?? "");
-        return Flatten(values).Any(v => JsonValues.TryString(v, out var s) && IsMatch(regex, s));
+        return Flatten(values).Any(v => JsonValues.TryString(v, out var s) && IsMatch(regex, s, budget));
     }
 
     /// <summary>Each value, and for array values also each element (Mongo's "any element matches").</summary>
@@ -94,8 +99,12 @@ public static class FieldMatcher
         catch (ArgumentException e) { throw Problems.BadRequest($"$regex: '{pattern}' is not a valid pattern: {e.Message}"); }
     }
 
-    private static bool IsMatch(Regex regex, string s)
+    /// <summary>One regex test within <paramref name="budget"/>; a pattern that runs past <see cref="RegexTimeout"/> is a 400.</summary>
+    public static bool IsMatch(Regex regex, string s, FilterBudget budget)
     {
+        ArgumentNullException.ThrowIfNull(regex);
+        ArgumentNullException.ThrowIfNull(budget);
+        budget.Check();
         try { return regex.IsMatch(s); }
         catch (RegexMatchTimeoutException) { throw Problems.BadRequest($"$regex: pattern '{regex}' took too long to evaluate"); }
     }

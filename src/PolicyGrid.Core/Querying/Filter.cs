@@ -10,19 +10,25 @@ namespace PolicyGrid.Core.Querying;
 public abstract record FilterNode
 {
     /// <summary>True when the document satisfies this node (Mongo semantics, arrays match on any element).</summary>
-    public abstract bool Matches(JsonNode? document);
+    public bool Matches(JsonNode? document) => Matches(document, FilterBudget.Unlimited);
+
+    /// <summary>
+    /// As <see cref="Matches(JsonNode?)"/>, checking <paramref name="budget"/> before each condition: a caller's filter
+    /// goes through <see cref="FilterBudget.Matches"/>, which also counts the time.
+    /// </summary>
+    public abstract bool Matches(JsonNode? document, FilterBudget budget);
 }
 
 /// <summary>Every child must match. The empty conjunction matches everything.</summary>
 public sealed record AndFilter(IReadOnlyList<FilterNode> Children) : FilterNode
 {
-    public override bool Matches(JsonNode? document) => Children.All(c => c.Matches(document));
+    public override bool Matches(JsonNode? document, FilterBudget budget) => Children.All(c => c.Matches(document, budget));
 }
 
 /// <summary>At least one child must match.</summary>
 public sealed record OrFilter(IReadOnlyList<FilterNode> Children) : FilterNode
 {
-    public override bool Matches(JsonNode? document) => Children.Any(c => c.Matches(document));
+    public override bool Matches(JsonNode? document, FilterBudget budget) => Children.Any(c => c.Matches(document, budget));
 }
 
 public enum FieldOperator { Eq, Ne, Gt, Gte, Lt, Lte, In, Nin, Regex, Exists, All, Size, ElemMatch, Not }
@@ -34,5 +40,5 @@ public enum FieldOperator { Eq, Ne, Gt, Gte, Lt, Lte, In, Nin, Regex, Exists, Al
 /// </summary>
 public sealed record FieldFilter(string Path, FieldOperator Operator, JsonNode? Operand, FilterNode? Nested = null, string RegexOptions = "") : FilterNode
 {
-    public override bool Matches(JsonNode? document) => FieldMatcher.Matches(this, document);
+    public override bool Matches(JsonNode? document, FilterBudget budget) => FieldMatcher.Matches(this, document, budget);
 }

@@ -32,13 +32,14 @@ public static class RedactedQuery
             return answer;
         }
         var matches = new List<StoredDocument>();
+        var budget = query.BudgetFor(ct);
         for (var skip = 0; ; skip += DocumentQuery.MaxLimit)
         {
             var page = await store.QueryAsync(collection, new DocumentQuery(new AndFilter([]), [SortKey.ById(SortDirection.Asc)], skip, DocumentQuery.MaxLimit), ct);
             foreach (var doc in page)
             {
                 var shown = await present(doc, ct);
-                if (query.Filter.Matches(shown)) matches.Add(doc with { Body = shown });
+                if (budget.Matches(query.Filter, shown)) matches.Add(doc with { Body = shown });
             }
             if (page.Count < DocumentQuery.MaxLimit) break;
         }

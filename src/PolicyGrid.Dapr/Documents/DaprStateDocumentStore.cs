@@ -261,6 +261,7 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         var storeOrders = query.Sort.Count == 0 || storeSort is not null;
         var wanted = skip + limit;
         var matches = new List<StateDocument>();
+        var budget = query.BudgetFor(ct);
         string? token = null;
         do
         {
@@ -275,7 +276,7 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
                 throw SidecarFailures.Translate(e, $"state query on '{Store}' (PolicyGrid:Dapr:DocumentQueries=QueryApi needs a store with the query API; use KeyIndex otherwise)");
             }
             foreach (var item in page.Results)
-                if (item.Data is { } entry && entry.Collection == collection && query.Filter.Matches(entry.Doc))
+                if (item.Data is { } entry && entry.Collection == collection && budget.Matches(query.Filter, entry.Doc))
                     matches.Add(entry);
             token = page.Results.Count == 0 ? null : page.Token;
         }
@@ -289,6 +290,7 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         var (index, _) = await ReadIndexAsync(collection, ct);
         if (index is null || index.Ids.Count == 0) return [];
         var matches = new List<StateDocument>();
+        var budget = query.BudgetFor(ct);
         foreach (var chunk in index.Ids.Chunk(Math.Max(1, Options.QueryPageSize)))
         {
             IReadOnlyList<BulkStateItem> items;
@@ -305,7 +307,7 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
                 // A missing value is an id whose document was deleted after the index was read (or a crash between the two).
                 if (string.IsNullOrEmpty(item.Value)) continue;
                 var entry = JsonSerializer.Deserialize<StateDocument>(item.Value);
-                if (entry is not null && entry.Collection == collection && query.Filter.Matches(entry.Doc)) matches.Add(entry);
+                if (entry is not null && entry.Collection == collection && budget.Matches(query.Filter, entry.Doc)) matches.Add(entry);
             }
         }
         return Order(matches, query.Sort).Skip(skip).Take(limit).Select(ToStored).ToList();

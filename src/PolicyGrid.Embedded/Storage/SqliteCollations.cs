@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Microsoft.Data.Sqlite;
+using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Querying;
 
 namespace PolicyGrid.Embedded.Storage;
@@ -15,15 +16,29 @@ internal static class SqliteCollations
     public const string Version = "pg_version";
     public const string JsonOrder = "pg_json_order";
     public const string JsonVersionOrder = "pg_json_version_order";
-    public const string RegexTimeoutMarker = "pg_regex: pattern took too long";
 
-    public static void Register(SqliteConnection connection)
+    /// <summary>
+    /// Registers the orderings, and <c>pg_regex</c> bound to this query's <paramref name="budget"/>. SQLite turns an
+    /// exception thrown inside a function into an error with only its message, so the exception itself is handed to
+    /// <paramref name="failed"/> for the caller to throw as it was (a 400 naming the pattern or the budget, or the
+    /// caller's cancellation).
+    /// </summary>
+    public static void Register(SqliteConnection connection, FilterBudget budget, Action<Exception> failed)
     {
         connection.CreateCollation(Ordinal, string.CompareOrdinal);
         connection.CreateCollation(Version, VersionComparer.Instance.Compare);
         connection.CreateCollation(JsonOrder, (a, b) => SortCompare(a, b, asVersion: false));
         connection.CreateCollation(JsonVersionOrder, (a, b) => SortCompare(a, b, asVersion: true));
-        connection.CreateFunction<string, string, object?, bool>("pg_regex", Regex, isDeterministic: true);
+        connection.CreateFunction<string, string, object?, bool>("pg_regex", (pattern, options, value) =>
+        {
+            if (value is not string s) return false;
+            try { return budget.IsMatch(FieldMatcher.Compile(pattern, options), s); }
+            catch (Exception e) when (e is PolicyGridException or OperationCanceledException)
+            {
+                failed(e);
+                throw;
+            }
+        }, isDeterministic: true);
         connection.CreateFunction<string, string?, string, bool>("pg_number", CompareNumber, isDeterministic: true);
     }
 
@@ -42,13 +57,6 @@ internal static class SqliteCollations
             "<=" => c <= 0,
             _ => throw new ArgumentOutOfRangeException(nameof(op), op, "unknown comparison"),
         };
-    }
-
-    private static bool Regex(string pattern, string options, object? value)
-    {
-        if (value is not string s) return false;
-        try { return FieldMatcher.Compile(pattern, options).IsMatch(s); }
-        catch (System.Text.RegularExpressions.RegexMatchTimeoutException) { throw new InvalidOperationException(RegexTimeoutMarker); }
     }
 
     /// <summary>

@@ -210,8 +210,6 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
         if (query.Limit < 0) throw Problems.BadRequest($"limit must be 0 or more, got {query.Limit}");
         var table = SqliteDatabase.TableFor(collection);
         await using var connection = await OpenAsync(table, ct);
-        // Only queries need Core's orderings and tests inside SQL; reads and writes skip registering them.
-        SqliteCollations.Register(connection);
         return _queries.Run(connection, table, query, ct);
     }
 

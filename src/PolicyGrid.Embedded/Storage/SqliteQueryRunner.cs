@@ -1,6 +1,5 @@
 using System.Text.Json.Nodes;
 using Microsoft.Data.Sqlite;
-using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Core.Querying;
 
@@ -16,6 +15,11 @@ internal sealed class SqliteQueryRunner
 {
     public IReadOnlyList<StoredDocument> Run(SqliteConnection connection, string table, DocumentQuery query, CancellationToken ct)
     {
+        // One budget for the filter's regexes inside SQL and for the rows Core decides.
+        var budget = query.BudgetFor(ct);
+        Exception? failure = null;
+        // Only queries need Core's orderings and tests inside SQL; reads and writes skip registering them.
+        SqliteCollations.Register(connection, budget, e => failure = e);
         var translator = new SqlFilterTranslator();
         var condition = translator.Node(query.Filter, "body");
         if (translator.Parameters.Count > SqlFilterTranslator.MaxParameters)
@@ -45,15 +49,16 @@ internal sealed class SqliteQueryRunner
         {
             using var reader = command.ExecuteReader();
             if (orderBy is not null)
-                return exact ? ReadAll(reader, ct) : ReadPage(reader, query, ct);
+                return exact ? ReadAll(reader, ct) : ReadPage(reader, query, budget, ct);
             // Sort keys SQL cannot order exactly: collect every match and order with Core's comparison.
-            var all = ReadMatching(reader, query.Filter, ct);
+            var all = ReadMatching(reader, query.Filter, budget, ct);
             all.Sort(new DocumentOrder(query.Sort).Compare);
             return all.Skip(query.Skip).Take(query.Limit).ToList();
         }
-        catch (SqliteException e) when (e.Message.Contains(SqliteCollations.RegexTimeoutMarker, StringComparison.Ordinal))
+        catch (SqliteException) when (failure is not null)
         {
-            throw Problems.BadRequest("$regex: pattern took too long to evaluate");
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+            throw;
         }
     }
 
@@ -69,7 +74,7 @@ internal sealed class SqliteQueryRunner
     }
 
     /// <summary>Streams ordered rows, deciding the uncertain ones with Core, until the page is full.</summary>
-    private static List<StoredDocument> ReadPage(SqliteDataReader reader, DocumentQuery query, CancellationToken ct)
+    private static List<StoredDocument> ReadPage(SqliteDataReader reader, DocumentQuery query, FilterBudget budget, CancellationToken ct)
     {
         var result = new List<StoredDocument>();
         var toSkip = query.Skip;
@@ -81,7 +86,7 @@ internal sealed class SqliteQueryRunner
             if (!sure)
             {
                 body = JsonNode.Parse(reader.GetString(1))!.AsObject();
-                if (!query.Filter.Matches(body)) continue;
+                if (!budget.Matches(query.Filter, body)) continue;
             }
             if (toSkip > 0) { toSkip--; continue; }
             result.Add(Document(reader, body ?? JsonNode.Parse(reader.GetString(1))!.AsObject()));
@@ -89,14 +94,14 @@ internal sealed class SqliteQueryRunner
         return result;
     }
 
-    private static List<StoredDocument> ReadMatching(SqliteDataReader reader, FilterNode filter, CancellationToken ct)
+    private static List<StoredDocument> ReadMatching(SqliteDataReader reader, FilterNode filter, FilterBudget budget, CancellationToken ct)
     {
         var result = new List<StoredDocument>();
         while (reader.Read())
         {
             ct.ThrowIfCancellationRequested();
             var body = JsonNode.Parse(reader.GetString(1))!.AsObject();
-            if (reader.GetInt64(3) != 0 || filter.Matches(body)) result.Add(Document(reader, body));
+            if (reader.GetInt64(3) != 0 || budget.Matches(filter, body)) result.Add(Document(reader, body));
         }
         return result;
     }
