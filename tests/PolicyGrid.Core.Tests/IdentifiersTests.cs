@@ -16,6 +16,9 @@ public class IdentifiersTests
     [InlineData("ip_allowlist")]
     [InlineData("a.b-c_d~e!@$&'()*+,;=:")]
     [InlineData("ünïcode")]
+    [InlineData(".hidden")]
+    [InlineData("a..b")]
+    [InlineData("1.0.")]
     public void Ordinary_names_pass(string value) => Check(value).ShouldBeEmpty();
 
     [Theory]
@@ -24,6 +27,9 @@ public class IdentifiersTests
     [InlineData("pc%41x", "'%'")]
     [InlineData("a b", "whitespace")]
     [InlineData("a/b", "'/'")]
+    [InlineData(".", "made only of dots")]
+    [InlineData("..", "made only of dots")]
+    [InlineData("...", "made only of dots")]
     public void What_cannot_be_addressed_in_a_path_is_refused_naming_the_rule(string value, string rule) =>
         Check(value).ShouldHaveSingleItem().Message.ShouldContain(rule);
 
@@ -41,5 +47,8 @@ public class IdentifiersTests
         new PolicyUri("a\u0000", "1.0", "beta").Check().ShouldHaveSingleItem().Path.ShouldBe("name");
         new PolicyUri("a", "1%2e0", "beta").Check().ShouldHaveSingleItem().Path.ShouldBe("version");
         new PolicyUri("a", "1.0", new string('t', 300)).Check().ShouldHaveSingleItem().Path.ShouldBe("release_tag");
+        new PolicyUri("..", "1.0", "beta").Check().ShouldHaveSingleItem().Path.ShouldBe("name");
+        new PolicyUri("a", ".", "beta").Check().ShouldHaveSingleItem().Path.ShouldBe("version");
+        new PolicyUri("a", "1.0", "..").Check().ShouldHaveSingleItem().Path.ShouldBe("release_tag");
     }
 }

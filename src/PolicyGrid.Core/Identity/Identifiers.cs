@@ -6,7 +6,10 @@ namespace PolicyGrid.Core.Identity;
 /// What every identifier that appears in a URL path must not hold (URI parts, executor, function and job ids):
 /// whitespace, '/', '%' (a path's '%' is always an escape: an id holding one could not be addressed both
 /// unescaped and %-encoded, as the contract promises), control characters such as NUL (refused in paths), and
-/// more than <see cref="MaxLength"/> characters (a longer URL is refused by servers and proxies).
+/// more than <see cref="MaxLength"/> characters (a longer URL is refused by servers and proxies). Nor may it be
+/// made only of dots: clients and servers remove the path segments '.' and '..' (also written %2E%2E) before
+/// routing, so <c>/executor/..</c> never reaches the executor named "..". Longer runs of dots are refused with them,
+/// as some clients treat them alike.
 /// </summary>
 public static class Identifiers
 {
@@ -34,6 +37,8 @@ public static class Identifiers
         if (value.Contains('/', StringComparison.Ordinal)) errors.Add(new(field, $"'{value}' must not contain '/'"));
         if (value.Contains('%', StringComparison.Ordinal)) errors.Add(new(field, $"'{value}' must not contain '%'"));
         if (control) errors.Add(new(field, "must not contain control characters (such as NUL)"));
+        if (value.Length > 0 && value.AsSpan().IndexOfAnyExcept('.') < 0)
+            errors.Add(new(field, $"'{value}' is made only of dots, which a URL path reads as a step between folders, so it could not be addressed"));
         return errors.Count == before;
     }
 }
