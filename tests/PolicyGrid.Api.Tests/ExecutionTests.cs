@@ -126,6 +126,33 @@ public sealed class ExecutionTests(GridServer server) : IClassFixture<GridServer
         answer.Message!.ShouldContain("local_allowlist[0]");
     }
 
+    [Theory]
+    [InlineData("\"10.0.0.1\\n\"")]
+    [InlineData("\"\u0661\u0660.\u0660.\u0660.\u0661\"")] // Arabic-Indic digits
+    public async Task The_input_schema_pattern_reads_as_json_schema_so_its_anchors_hold(string ip)
+    {
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+        var answer = await client.Post("/executor/local/execute_policy", Onboarding.Execute(uri, $$"""{"ip": {{ip}}}"""));
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Message!.ShouldContain(@"input_data.ip: does not match ^\d{1,3}(\.\d{1,3}){3}$");
+        answer.Body!["errors"]!.AsArray().Select(e => e!["path"]!.GetValue<string>()).ShouldBe(["input_data.ip"]);
+        var plain = await client.Post("/executor/local/execute_policy", Onboarding.Execute(uri, """{"ip": "10.0.0.1"}"""));
+        plain.Status.ShouldBe(200, plain.Body?.ToJsonString());
+        plain.Data!["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task A_template_pattern_that_does_not_compile_is_refused_when_the_policy_is_created()
+    {
+        var name = Unique("bad_pattern");
+        var body = IpAllowlist(name, await server.StoreBundleAsync());
+        body["policy_input_schema"] = new JsonObject { ["ip"] = new JsonObject { ["type"] = "string", ["pattern"] = @"^(\d+$" } };
+        var answer = await client.Post("/policy", body.ToJsonString());
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Message!.ShouldContain(@"policy_input_schema.ip.pattern: '^(\d+$' is not a valid regular expression");
+        (await client.Get($"/policy/{PolicyDocuments.Uri(name)}")).Status.ShouldBe(404);
+    }
+
     [Fact]
     public async Task Input_violating_the_input_schema_is_a_400_naming_the_field()
     {

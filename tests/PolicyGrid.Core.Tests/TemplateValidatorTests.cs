@@ -31,6 +31,63 @@ public class TemplateValidatorTests
         error.ToString().ShouldBe(@"policy_parameters.local_allowlist[2]: does not match ^\d{1,3}(\.\d{1,3}){3}$");
     }
 
+    [Theory]
+    [InlineData("10.0.0.1\n")]
+    [InlineData("\u0661\u0660.\u0660.\u0660.\u0661")] // Arabic-Indic digits
+    [InlineData("10.0.0.1\r")]
+    public void Patterns_read_as_json_schema_does_so_an_anchored_pattern_holds(string ip)
+    {
+        var value = new JsonObject { ["mode"] = "strict", ["local_allowlist"] = new JsonArray(ip) };
+        var error = TemplateValidator.Validate(AllowlistTemplate, value, "policy_parameters").ShouldHaveSingleItem();
+        error.ToString().ShouldBe(@"policy_parameters.local_allowlist[0]: does not match ^\d{1,3}(\.\d{1,3}){3}$");
+    }
+
+    [Theory]
+    [InlineData(@"^a.b$", "a-b", true)]
+    [InlineData(@"^a.b$", "a\rb", false)] // ECMA-262's '.' stops at every line terminator
+    [InlineData(@"^a.b$", "a\u2028b", false)]
+    [InlineData(@"^a.b$", "a-b\n", false)]
+    [InlineData(@"^\w+$", "abc_9", true)]
+    [InlineData(@"^\w+$", "\u00e9t\u00e9", false)]
+    [InlineData(@"^[$.]+$", "$.", true)] // '$' and '.' in a class are characters
+    [InlineData(@"^[$.]+$", "$x", false)]
+    [InlineData(@"^a\$$", "a$", true)]
+    [InlineData(@"^a\$$", "a$\n", false)]
+    [InlineData(@"^a\.b$", "a.b", true)]
+    [InlineData(@"^a\.b$", "axb", false)]
+    [InlineData(@"^[^]]$", "x]", true)] // ECMAScript's [^] is any character; the ']' after it is a character
+    [InlineData(@"^[^]]$", "x]\n", false)]
+    [InlineData(@"^[]$]x$", "$x", true)]
+    [InlineData(@"^[a-z-[aeiou]]$$", "b", true)]
+    [InlineData(@"^[a-z-[aeiou]]$", "b\n", false)]
+    [InlineData(@"^(?#a comment with $ and .)x$", "x\n", false)]
+    [InlineData(@"(?m)^a$", "a\nb", true)] // .NET inline options asked for .NET's meaning and keep it
+    [InlineData(@"(?i)^a$", "A\n", false)]
+    [InlineData(@"^(a|b)$|^c$", "c\n", false)]
+    [InlineData("^https?://", "https://example.com", true)]
+    public void A_pattern_matches_as_ecma_262_reads_it(string pattern, string value, bool matches) =>
+        TemplateValidator.Compile(pattern).IsMatch(value).ShouldBe(matches);
+
+    [Theory]
+    [InlineData(@"a$")]
+    [InlineData(@"[a-\]]")]
+    [InlineData(@"\\$")]
+    public void Translation_keeps_what_it_does_not_touch_and_rewrites_only_anchors_and_dots(string pattern)
+    {
+        var translated = SchemaPattern.Translate(pattern);
+        translated.Replace(@"\z", "$", StringComparison.Ordinal).ShouldBe(pattern);
+    }
+
+    [Fact]
+    public void A_pattern_that_does_not_compile_is_reported_as_written_at_the_spec_path()
+    {
+        var error = TemplateValidator.CheckTemplate(J.O("""{"ip": {"type": "string", "pattern": "^(\\d+$"}}"""), "policy_input_schema").ShouldHaveSingleItem();
+        error.Path.ShouldBe("policy_input_schema.ip.pattern");
+        error.Message.ShouldContain(@"'^(\d+$' is not a valid regular expression");
+        error.Message.ShouldContain(@"Invalid pattern '^(\d+$'");
+        error.Message.ShouldNotContain(@"\z");
+    }
+
     [Fact]
     public void Errors_about_a_secret_field_never_show_its_value()
     {

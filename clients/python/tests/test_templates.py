@@ -20,6 +20,20 @@ class TemplateTests(unittest.TestCase):
         self.assertEqual(templates.validate({"x": {"type": "integer"}}, {"x": 2.5}, "p"), ["p.x: must be an integer, not a number"])
         self.assertEqual(templates.validate({"x": {"type": "integer"}}, {"x": 2.0}, "p"), [])
 
+    def test_patterns_read_as_json_schema_does_as_the_server_reads_them(self):
+        spec = {"ip": {"type": "string", "pattern": r"^\d{1,3}(\.\d{1,3}){3}$"}}
+        self.assertEqual(templates.validate(spec, {"ip": "10.0.0.1"}, "input_data"), [])
+        for ip in ["10.0.0.1\n", "\u0661\u0660.\u0660.\u0660.\u0661", "10.0.0.1\r"]:
+            self.assertEqual(templates.validate(spec, {"ip": ip}, "input_data"),
+                             [r"input_data.ip: does not match ^\d{1,3}(\.\d{1,3}){3}$"])
+        cases = [
+            (r"^a.b$", "a\rb", False), (r"^a.b$", "a-b", True), (r"^[$.]+$", "$.", True), (r"^a\$$", "a$\n", False),
+            (r"^[^]]$", "x]", True), (r"^[]$]x$", "$x", True), (r"(?m)^a$", "a\nb", True), (r"^(?#$ and .)x$", "x\n", False),
+        ]
+        for pattern, value, matches in cases:
+            errors = templates.validate({"v": {"type": "string", "pattern": pattern}}, {"v": value}, "p")
+            self.assertEqual(errors == [], matches, (pattern, value, errors))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -140,8 +140,21 @@ public static class TemplateValidator
         }
     }
 
-    /// <summary>Compiles a template pattern (cached). Searched, not anchored; bounded by <see cref="PatternTimeout"/>.</summary>
-    public static Regex Compile(string pattern) => Patterns.Get(pattern, RegexOptions.CultureInvariant);
+    /// <summary>
+    /// Compiles a template pattern (cached) with JSON Schema's (ECMA-262) reading, <see cref="SchemaPattern"/>. Searched,
+    /// not anchored; bounded by <see cref="PatternTimeout"/>. A pattern that does not compile throws
+    /// <see cref="ArgumentException"/> describing the pattern as written.
+    /// </summary>
+    public static Regex Compile(string pattern)
+    {
+        try { return Patterns.Get(SchemaPattern.Translate(pattern), SchemaPattern.Options); }
+        catch (ArgumentException)
+        {
+            // The message names the pattern and an offset in it: have the engine describe the caller's text, not ours.
+            _ = new Regex(pattern, SchemaPattern.Options);
+            throw;
+        }
+    }
 
     /// <summary>
     /// Checks a template's own shape: every field maps to a spec object; <c>type</c> is a known word;

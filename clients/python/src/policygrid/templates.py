@@ -22,7 +22,67 @@ def validate(template: dict, value: Any, path: str) -> list[str]:
 
 @lru_cache(maxsize=256)
 def _compile(pattern: str):
-    return re.compile(pattern)
+    """A template pattern read as JSON Schema (ECMA-262) reads it, as the server does (Core's SchemaPattern):
+    \\d, \\w and \\s are ASCII, $ is the end of the input only (Python's $, like .NET's, also matches before
+    a final newline) and . stops at every line terminator. A pattern that turns on (?m) or (?s) keeps
+    Python's meaning of those."""
+    try:
+        return re.compile(_ecma(pattern), re.ASCII)
+    except re.error:
+        re.compile(pattern, re.ASCII)  # describe the pattern as written
+        raise
+
+
+# Inline options that turn on m or s: $ and . then mean what the pattern's author asked of Python.
+_LINE_OPTIONS = re.compile(r"\(\?[aiLmsux]*[ms][aiLmsux]*(?:-[imsx]*)?[:)]")
+
+
+def _ecma(pattern: str) -> str:
+    if "$" not in pattern and "." not in pattern and "[^]" not in pattern:
+        return pattern
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            out.append(pattern[i:i + 2])
+            i += 2
+        elif pattern.startswith("[^]", i):
+            out.append(r"[\s\S]")  # ECMA-262: any character; Python would read a class holding "]"
+            i += 3
+        elif c == "[":
+            end = _class_end(pattern, i)
+            out.append(pattern[i:end])
+            i = end
+        elif pattern.startswith("(?#", i):
+            close = pattern.find(")", i)
+            close = n - 1 if close < 0 else close
+            out.append(pattern[i:close + 1])
+            i = close + 1
+        elif c == "(" and _LINE_OPTIONS.match(pattern, i):
+            return pattern
+        else:
+            out.append(r"\Z" if c == "$" else r"[^\n\r\u2028\u2029]" if c == "." else c)
+            i += 1
+    return "".join(out)
+
+
+def _class_end(pattern: str, i: int) -> int:
+    """Just past the "]" closing the class opened at i; a "]" first in the class is a character."""
+    n = len(pattern)
+    i += 1
+    if i < n and pattern[i] == "^":
+        i += 1
+    if i < n and pattern[i] == "]":
+        i += 1
+    while i < n:
+        if pattern[i] == "\\":
+            i += 2
+        elif pattern[i] == "]":
+            return i + 1
+        else:
+            i += 1
+    return n
 
 
 def _object(template: dict, value: Any, path: str, errors: list[str]) -> None:
