@@ -190,6 +190,33 @@ public sealed class BadInputTests(GridServer server) : IClassFixture<GridServer>
         ShouldBeBadRequest(await client.Put($"/policy/{uri}", """{"$inc": {"metadata.count": 1}}"""), "metadata.count", "holds 1e300", "$set it instead");
     }
 
+    [Theory]
+    [InlineData("/executor/local/execute_policy", """{"policy_rule_uri": "a:1-b", "input_data": {"ip": "10.0.0.1", "n": 1e400}}""", "$.input_data.n", "1e400")]
+    [InlineData("/function/call_function/anything", """{"ip": "10.0.0.1", "n": [1, -1e400]}""", "$.n[1]", "-1e400")]
+    [InlineData("/policy/query", """{"metadata.n": {"$lt": 1e400}}""", "$[\"metadata.n\"][\"$lt\"]", "1e400")]
+    [InlineData("/jobs/submit/local", """{"name": "j", "policy_rule_uri": "a:1-b", "inputs": {"n": 2E+999}}""", "$.inputs.n", "2E+999")]
+    public async Task A_number_beyond_a_doubles_range_is_a_400_naming_where_it_sits(string path, string json, string where, string number)
+    {
+        ShouldBeBadRequest(await client.Post(path, json), $"the number at {where} is out of range ({number})", "within ±1.7976931348623157E+308");
+        await ShouldStillServe();
+    }
+
+    [Fact]
+    public async Task A_document_with_a_number_beyond_a_doubles_range_is_refused_and_nothing_changes()
+    {
+        var name = Unique("huge_number");
+        var body = IpAllowlist(name, await server.StoreBundleAsync()).ToJsonString().Replace("\"risk\":3", "\"risk\":1e400", StringComparison.Ordinal);
+        ShouldBeBadRequest(await client.Post("/policy", body), "$.metadata.risk", "out of range");
+        (await client.Get($"/policy/{PolicyDocuments.Uri(name)}")).Status.ShouldBe(404);
+
+        var uri = await CreatePolicyAsync();
+        ShouldBeBadRequest(await client.Put($"/policy/{uri}", """{"$set": {"metadata.n": -1e309}}"""), "$[\"$set\"][\"metadata.n\"]", "out of range (-1e309)");
+        (await client.Get($"/policy/{uri}")).Data!["metadata"]!["n"].ShouldBeNull();
+        // The largest double is still a number a body may carry.
+        (await client.Put($"/policy/{uri}", """{"$set": {"metadata.n": 1.7976931348623157e308}}""")).Status.ShouldBe(200);
+        (await client.Get($"/policy/{uri}")).Data!["metadata"]!["n"]!.GetValue<double>().ShouldBe(double.MaxValue);
+    }
+
     private static string Or(int branches, string path) =>
         new JsonObject { ["$or"] = new JsonArray([.. Enumerable.Range(0, branches).Select(i => (JsonNode)new JsonObject { [path] = $"x{i}" })]) }.ToJsonString();
 

@@ -12,6 +12,8 @@ namespace PolicyGrid.Api.Envelope;
 /// touches it; checking the parsed tree once here turns that into a 400 naming where the string sits.
 /// The walk reads the raw UTF-8 of each string and decodes only strings that hold escapes, so a valid
 /// body costs one allocation-free pass.
+/// The same walk refuses a number beyond a double's range (<c>1e400</c>): parsed, it is infinity, which reaches
+/// Python as <c>inf</c> (and the policy is blamed for answering it back), and stored, it compares wrongly in filters.
 /// </summary>
 public static class JsonStringCheck
 {
@@ -27,6 +29,9 @@ public static class JsonStringCheck
         {
             case JsonValueKind.String:
                 return Problem(JsonMarshal.GetRawUtf8Value(element), element, default) is { } p ? new BadString(p, IsName: false) : null;
+            case JsonValueKind.Number:
+                // JSON has no infinity: a number that parses to one is past a double's range.
+                return element.TryGetDouble(out var number) && double.IsFinite(number) ? null : new BadString(OutOfRange(element), IsName: false, Kind: "number");
             case JsonValueKind.Object:
                 foreach (var property in element.EnumerateObject())
                 {
@@ -67,15 +72,21 @@ public static class JsonStringCheck
         }
     }
 
+    private static string OutOfRange(JsonElement number)
+    {
+        var text = number.GetRawText();
+        return $"is out of range ({(text.Length <= 40 ? text : text[..37] + "...")}): a number must lie within ±{double.MaxValue.ToString(System.Globalization.CultureInfo.InvariantCulture)}";
+    }
+
     private static string Member(string name) =>
         name.Length > 0 && name.All(c => char.IsAsciiLetterOrDigit(c) || c == '_') ? "." + name : "[" + JsonSerializer.Serialize(name) + "]";
 
-    private sealed record BadString(string Problem, bool IsName, string Path = "")
+    private sealed record BadString(string Problem, bool IsName, string Path = "", string Kind = "string")
     {
         public BadString Under(string segment) => this with { Path = segment + Path };
 
         public string Describe() => IsName
             ? $"a property name in ${Path} {Problem}"
-            : $"the string at ${Path} {Problem}";
+            : $"the {Kind} at ${Path} {Problem}";
     }
 }
