@@ -217,6 +217,33 @@ public sealed class BadInputTests(GridServer server) : IClassFixture<GridServer>
         (await client.Get($"/policy/{uri}")).Data!["metadata"]!["n"]!.GetValue<double>().ShouldBe(double.MaxValue);
     }
 
+    [Theory]
+    [InlineData("""{"$set": {"description": "x"}, "$unset": {"description": ""}}""", "description", "$unset of 'description' conflicts with $set of 'description'")]
+    [InlineData("""{"$set": {"metadata": {"owner": "x"}}, "$inc": {"metadata.risk": 1}}""", "metadata.risk", "$inc of 'metadata.risk' conflicts with $set of 'metadata'")]
+    public async Task An_update_changing_one_path_twice_or_a_path_and_its_parent_is_a_400_naming_both_and_changes_nothing(string update, string path, string message)
+    {
+        var uri = await CreatePolicyAsync();
+        var before = (await client.Get($"/policy/{uri}")).Data!;
+        var answer = await client.Put($"/policy/{uri}", update);
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Message!.ShouldContain(message);
+        answer.Body!["errors"]!.AsArray().Select(e => e!["path"]!.GetValue<string>()).ShouldBe([path]);
+        (await client.Get($"/policy/{uri}")).Data!.ToJsonString().ShouldBe(before.ToJsonString());
+    }
+
+    [Theory]
+    [InlineData("/policy/query", "{\"name\\u0000\": \"x\"}", "filter field 'name\\u0000' holds a control character")]
+    [InlineData("/executor/query", """{"executor_metadata.$labels": 1}""", "filter field 'executor_metadata.$labels' has a segment starting with '$'")]
+    public async Task A_filter_field_with_a_control_character_or_a_dollar_segment_is_a_400_naming_it(string path, string filter, string message)
+    {
+        ShouldBeBadRequest(await client.Post(path, filter), message);
+        await ShouldStillServe();
+    }
+
+    [Fact]
+    public async Task A_sort_field_with_a_dollar_segment_is_a_400_naming_it() =>
+        ShouldBeBadRequest(await client.Post("/policy/query?sort=metadata.$owner", "{}"), "sort field 'metadata.$owner'");
+
     private static string Or(int branches, string path) =>
         new JsonObject { ["$or"] = new JsonArray([.. Enumerable.Range(0, branches).Select(i => (JsonNode)new JsonObject { [path] = $"x{i}" })]) }.ToJsonString();
 

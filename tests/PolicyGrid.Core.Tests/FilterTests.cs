@@ -159,6 +159,23 @@ public class FilterTests
         J.Rejects(() => filter.Matches(doc)).Message.ShouldContain("took too long");
     }
 
+    [Theory]
+    [InlineData("{\"a\\u0000b\": 1}", "filter field 'a\\u0000b' holds a control character")]
+    [InlineData("{\"metadata.owner\\u0007\": {\"$eq\": 1}}", "filter field 'metadata.owner\\u0007' holds a control character")]
+    [InlineData("""{"a.$b": 1}""", "filter field 'a.$b' has a segment starting with '$' ('$b')")]
+    [InlineData("""{"metadata.$eq": "x"}""", "filter field 'metadata.$eq'")]
+    [InlineData("""{"$or": [{"ok": 1}, {"a.$b.c": 1}]}""", "filter field 'a.$b.c'")]
+    [InlineData("""{"rules": {"$elemMatch": {"kind.$x": 1}}}""", "filter field 'kind.$x'")]
+    public void A_field_name_with_a_control_character_or_a_dollar_segment_is_a_400_naming_it(string filter, string message) =>
+        J.Rejects(() => FilterParser.Parse(J.N(filter))).Message.ShouldContain(message);
+
+    [Fact]
+    public void Field_names_holding_a_dollar_inside_a_segment_are_fields()
+    {
+        var filter = FilterParser.Parse(J.N("""{"metadata.price$": 3}"""));
+        filter.Matches(J.O("""{"metadata": {"price$": 3}}""")).ShouldBeTrue();
+    }
+
     /// <summary>256 regexes that each stay well under their own timeout on a long value, but add up to seconds.</summary>
     private static FilterNode ManySlowRegexes() => FilterParser.Parse(new JsonObject
     {

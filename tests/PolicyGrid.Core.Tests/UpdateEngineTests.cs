@@ -23,6 +23,27 @@ public class UpdateEngineTests
         result["status"]!.GetValue<string>().ShouldBe("retired");
     }
 
+    [Theory]
+    [InlineData("""{"$set": {"metadata.owner": "a"}, "$unset": {"metadata.owner": ""}}""", "metadata.owner", "$unset of 'metadata.owner' conflicts with $set of 'metadata.owner'")]
+    [InlineData("""{"$set": {"metadata": {}}, "$inc": {"metadata.count": 1}}""", "metadata.count", "$inc of 'metadata.count' conflicts with $set of 'metadata'")]
+    [InlineData("""{"$push": {"metadata.list.items": 1}, "$unset": {"metadata.list": ""}}""", "metadata.list.items", "$push of 'metadata.list.items' conflicts with $unset of 'metadata.list'")]
+    [InlineData("""{"$set": {"metadata.a": 1, "metadata.a.b": 2}}""", "metadata.a.b", "$set of 'metadata.a.b' conflicts with $set of 'metadata.a'")]
+    public void Two_changes_to_one_path_or_a_path_and_its_parent_are_a_conflict_naming_both(string update, string path, string message)
+    {
+        var e = J.Rejects(() => Apply(update));
+        e.Paths().ShouldBe([path]);
+        e.Message.ShouldContain(message);
+        e.Message.ShouldContain("send separate updates");
+    }
+
+    [Fact]
+    public void Changes_to_sibling_paths_and_paths_that_only_share_a_prefix_of_text_do_not_conflict()
+    {
+        var result = Apply("""{"$set": {"metadata.a": 1, "metadata.ab": 2}, "$inc": {"metadata.b": 1}, "$unset": {"tags": ""}}""");
+        result["metadata"]!.ToJsonString().ShouldBe("""{"a":1,"ab":2,"b":1}""");
+        result.ContainsKey("tags").ShouldBeFalse();
+    }
+
     [Fact]
     public void Set_creates_missing_intermediate_objects() =>
         Apply("""{"$set": {"metadata.owner.team": "net"}}""")["metadata"]!.ToJsonString().ShouldBe("""{"owner":{"team":"net"}}""");

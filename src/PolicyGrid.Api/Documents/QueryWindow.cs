@@ -63,7 +63,7 @@ public sealed record QueryWindow(int Limit, int Skip, IReadOnlyList<SortKey> Sor
                 throw Problems.BadRequest($"sort field '{Printable(path)}' holds a control character; field names are printable text");
             if (path.Split('.').Length > Core.Querying.JsonPath.MaxSegments)
                 throw Problems.BadRequest($"sort field '{Core.Querying.JsonPath.Abbreviate(path)}' has more than {Core.Querying.JsonPath.MaxSegments} segments, more levels than a document may nest");
-            if (path.StartsWith('$') || path.Split('.').Any(p => p.Length == 0))
+            if (path.Split('.').Any(p => p.Length == 0 || p.StartsWith('$')))
                 throw Problems.BadRequest($"sort field '{path}' is not a dotted field path such as created_at or metadata.owner");
             var direction = pieces.Length == 1 ? "asc" : pieces[1].ToLowerInvariant();
             keys.Add(direction switch

@@ -64,9 +64,11 @@ public static class UpdateEngine
                 throw Problems.BadRequest(
                     $"the update mixes operators ({string.Join(", ", operators)}) with plain fields ({string.Join(", ", plain)}); send either only operators or a full document");
             }
+            var changes = update.SelectMany(p => Changes(p.Key, p.Value)).ToList();
+            EnsureNoConflicts(changes);
             result = (JsonObject)current.DeepClone();
-            foreach (var (op, argument) in update)
-                ApplyOperator(result, op, argument);
+            foreach (var change in changes)
+                Apply(result, change);
             // Operators can nest deeper than any body could (a long path, a deep value at it); such a
             // document could be stored but never read back.
             DocumentDepth.Ensure(result, DocumentDepth.MaxStored);
@@ -90,22 +92,55 @@ public static class UpdateEngine
     public static T Apply<T>(JsonObject current, JsonObject update) where T : IDocument<T> =>
         T.FromJson(Apply(current, update, T.IdentityFields));
 
-    private static void ApplyOperator(JsonObject document, string op, JsonNode? argument)
+    /// <summary>One operator applied to one path.</summary>
+    private sealed record Change(string Operator, string Path, string[] Segments, JsonNode? Value);
+
+    /// <summary>The changes one operator asks for, each path checked.</summary>
+    private static IEnumerable<Change> Changes(string op, JsonNode? argument)
     {
         if (!Operators.Contains(op, StringComparer.Ordinal))
             throw Problems.BadRequest($"unknown update operator '{op}': supported operators are {string.Join(", ", Operators)}");
         if (argument is not JsonObject fields || fields.Count == 0)
             throw Problems.BadRequest($"{op} takes a non-empty object of {{\"dotted.path\": value}}");
-        foreach (var (path, value) in fields)
+        return fields.Select(p => new Change(op, p.Key, CheckPath(op, p.Key), p.Value)).ToList();
+    }
+
+    /// <summary>
+    /// Refuses two changes to one path, or to a path and one of its parents or children (<c>$set</c> and
+    /// <c>$unset</c> of <c>metadata.owner</c>; <c>$set</c> of <c>metadata</c> beside <c>$inc</c> of
+    /// <c>metadata.count</c>), as Mongo does: the outcome would depend on the order they are applied in.
+    /// </summary>
+    private static void EnsureNoConflicts(List<Change> changes)
+    {
+        var byPath = new Dictionary<string, Change>(StringComparer.Ordinal);
+        var conflicts = new List<FieldError>();
+        foreach (var change in changes)
         {
-            var segments = CheckPath(op, path);
-            switch (op)
-            {
-                case "$set": Set(document, segments, path, value); break;
-                case "$unset": Unset(document, segments, path); break;
-                case "$push": Push(document, segments, path, value); break;
-                case "$inc": Increment(document, segments, path, value); break;
-            }
+            if (byPath.TryGetValue(change.Path, out var same)) conflicts.Add(Conflict(same, change));
+            else byPath[change.Path] = change;
+        }
+        foreach (var change in changes)
+        {
+            for (var length = 1; length < change.Segments.Length; length++)
+                if (byPath.TryGetValue(string.Join('.', change.Segments[..length]), out var parent))
+                    conflicts.Add(Conflict(parent, change));
+        }
+        if (conflicts.Count > 0) throw Problems.Validation(conflicts);
+    }
+
+    private static FieldError Conflict(Change first, Change second) => new(second.Path,
+        $"{second.Operator} of '{second.Path}' conflicts with {first.Operator} of '{first.Path}' in the same update: " +
+        "a path, its parents and its children may be changed by one operator once; send separate updates");
+
+    private static void Apply(JsonObject document, Change change)
+    {
+        var (op, path, segments, value) = (change.Operator, change.Path, change.Segments, change.Value);
+        switch (op)
+        {
+            case "$set": Set(document, segments, path, value); break;
+            case "$unset": Unset(document, segments, path); break;
+            case "$push": Push(document, segments, path, value); break;
+            case "$inc": Increment(document, segments, path, value); break;
         }
     }
 

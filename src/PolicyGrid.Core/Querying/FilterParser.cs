@@ -67,6 +67,12 @@ public static class FilterParser
             }
             if (key.Length == 0 || key.Split('.').Any(s => s.Length == 0))
                 throw Problems.BadRequest($"filter field '{key}' is not a valid dotted path");
+            // As in sort keys (and '$' as in update paths): such a field is a misplaced operator ("a.$eq") or a broken
+            // client, and answered, it would match nothing without saying why.
+            if (key.Any(char.IsControl))
+                throw Problems.BadRequest($"filter field '{Printable(key)}' holds a control character; field names are printable text");
+            if (key.Split('.').FirstOrDefault(s => s.StartsWith('$')) is { } operatorLike)
+                throw Problems.BadRequest($"filter field '{key}' has a segment starting with '$' ('{operatorLike}'): field names do not start with '$'; an operator goes inside the field's object, as in {{\"a.b\": {{\"$eq\": 1}}}}");
             var path = scope.Length == 0 ? key : $"{scope}.{key}";
             if (JsonPath.Split(path).Length > JsonPath.MaxSegments)
                 throw Problems.BadRequest($"filter field '{JsonPath.Abbreviate(path)}' has more than {JsonPath.MaxSegments} segments, more levels than a document may nest");
@@ -182,6 +188,10 @@ public static class FilterParser
 
     private static string RequireString(string label, JsonNode? node) =>
         JsonValues.TryString(node, out var s) ? s : throw Problems.BadRequest($"{label} takes a string");
+
+    /// <summary>Text for a message with control characters shown as <c>\u0000</c> escapes.</summary>
+    private static string Printable(string text) =>
+        string.Concat(text.Select(c => char.IsControl(c) ? $"\\u{(int)c:x4}" : c.ToString()));
 
     private static PolicyGridException Unknown(string op, string hint) => Problems.BadRequest($"unknown filter operator '{op}': {hint}");
 }
