@@ -153,6 +153,33 @@ class LoopbackRegistry:
         self._server.server_close()
 
 
+class CannedAnswer:
+    """Answers every request with one fixed (status, body, content type): a proxy's page, a stranger's server."""
+
+    def __init__(self, status: int, body: bytes, ctype: str):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _any(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _any
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 def find_cli() -> list | None:
     """The command that runs the built `policygrid`, or None when the .NET build is absent."""
     dll = os.environ.get("POLICYGRID_CLI_DLL")

@@ -1,5 +1,7 @@
 """LocalPolicyEvaluator against a loopback registry: fetch once, verify, revalidate, fail closed."""
+import datetime
 import hashlib
+import math
 import tempfile
 import time
 import unittest
@@ -269,6 +271,63 @@ class EvaluatorTests(unittest.TestCase):
     def test_bad_mode_is_refused(self):
         with self.assertRaises(ValueError):
             LocalPolicyEvaluator(URI, {}, {}, mode="inproc")
+
+    def test_bad_constructor_arguments_are_refused_naming_the_argument(self):
+        cases = [(dict(mode="remote", executor_id=None), "executor_id"), (dict(mode="remote", executor_id=""), "executor_id"),
+                 (dict(server="127.0.0.1:10000"), "http(s) URL"), (dict(server="ftp://127.0.0.1:10000"), "http(s) URL"),
+                 (dict(timeout=0), "timeout"), (dict(timeout=-1), "timeout"), (dict(revalidate_seconds=-1), "revalidate_seconds"),
+                 (dict(max_stale_seconds=-5), "max_stale_seconds")]
+        for kw, named in cases:
+            with self.subTest(**{k: repr(v) for k, v in kw.items()}):
+                kw.setdefault("server", self.registry.url)
+                with self.assertRaises(ValueError) as caught:
+                    LocalPolicyEvaluator(URI, **kw)
+                self.assertIn(named, str(caught.exception))
+        self.assertEqual(self.registry.policy_reads, 0)
+
+    def test_input_json_cannot_carry_is_a_400_naming_the_field_in_both_modes(self):
+        held = self.evaluator()
+        remote = self.evaluator(mode="remote", executor_id="local")
+        for value, says in [({1, 2}, "set"), (datetime.datetime(2026, 1, 1), "datetime"), (math.nan, "nan"),
+                            (math.inf, "inf"), (10 ** 400, "double's range")]:
+            for ev in (held, remote):
+                with self.subTest(value=repr(value)[:20], mode=ev.mode), self.assertRaises(PolicyGridApiError) as caught:
+                    ev.execute_policy_rule({"ip": "10.0.0.1", "extra": {"x": [value]}})
+                self.assertEqual((caught.exception.status, caught.exception.code), (400, "validation_failed"))
+                self.assertIn("input_data.extra.x[0]", caught.exception.message)
+                self.assertIn(says, caught.exception.message)
+        self.assertEqual(held.context.get("calls", 0), 0)  # the policy never ran
+
+    def test_local_policy_sees_input_as_an_executor_would_after_json(self):
+        seen = self.evaluator().execute_policy_rule({"ip": "10.0.0.1", "pair": (1, 2), 7: "seven"})["input_data"]
+        self.assertEqual(seen, {"ip": "10.0.0.1", "pair": [1, 2], "7": "seven"})
+
+    def test_management_commands_are_checked_against_the_policys_list_as_executors_do(self):
+        self.registry.update(management_commands_schema=[
+            {"name": "update_local_allowlist", "schema": {"ips": {"type": "array", "required": True, "items": {"type": "string"}}}},
+            {"name": "get_state", "schema": {}}])
+        ev = self.evaluator()
+        with self.assertRaises(PolicyGridApiError) as caught:
+            ev.execute_mgmt_command("reset", {})
+        self.assertEqual((caught.exception.status, caught.exception.code), (400, "validation_failed"))
+        self.assertIn("'reset' is not a management command of ip_allowlist:1.0-beta (known: update_local_allowlist, get_state)",
+                      caught.exception.message)
+        with self.assertRaises(PolicyGridApiError) as caught:
+            ev.execute_mgmt_command("update_local_allowlist", {"ips": [5]})
+        self.assertEqual(caught.exception.code, "validation_failed")
+        self.assertIn("data.ips[0]", caught.exception.message)
+        self.assertEqual(ev.execute_mgmt_command("update_local_allowlist", {"ips": ["10.0.0.9"]}), {"local_allowlist": ["10.0.0.9"]})
+
+    def test_remote_mode_refuses_an_answer_that_is_not_the_policys_result(self):
+        canned = support.CannedAnswer(200, b"<html>sign in</html>", "text/html")
+        try:
+            ev = LocalPolicyEvaluator(URI, mode="remote", executor_id="local", server=canned.url, timeout=2)
+            with self.assertRaises(PolicyGridApiError) as caught:
+                ev.execute_policy_rule({"ip": "10.0.0.1"})
+            self.assertEqual((caught.exception.status, caught.exception.code), (502, "backend_error"))
+            self.assertIn(canned.url, caught.exception.message)
+        finally:
+            canned.stop()
 
 
 if __name__ == "__main__":

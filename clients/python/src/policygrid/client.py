@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import os
 import socket
 import threading
@@ -17,6 +18,7 @@ import urllib.request
 from typing import Any
 
 from .errors import PolicyGridApiError, ServerUnreachableError
+from .json_values import encode as _encode_json
 
 DEFAULT_SERVER = "http://127.0.0.1:10000"  # `policygrid serve` default
 DEFAULT_TIMEOUT = 10.0
@@ -135,9 +137,19 @@ def _quote_uri(uri: str) -> str:
 
 class PolicyGridClient:
     def __init__(self, server: str | None = None, token: str | None = None, timeout: float | None = None):
+        source = "server" if server else "POLICYGRID_SERVER" if os.environ.get("POLICYGRID_SERVER") else "server"
         self.server = (server or os.environ.get("POLICYGRID_SERVER") or DEFAULT_SERVER).rstrip("/")
+        parts = urllib.parse.urlsplit(self.server)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # Caught here: urllib would fail on the first call with "unknown url type", and an ftp:// URL hangs a timeout.
+            raise ValueError(f"{source} must be an http(s) URL such as {DEFAULT_SERVER}, not {self.server!r}")
         self.token = token if token is not None else os.environ.get("POLICYGRID_TOKEN")
-        self.timeout = float(timeout if timeout is not None else DEFAULT_TIMEOUT)
+        try:
+            self.timeout = float(timeout if timeout is not None else DEFAULT_TIMEOUT)
+        except (TypeError, ValueError):
+            raise ValueError(f"timeout must be a number of seconds, not {timeout!r}") from None
+        if not self.timeout > 0 or math.isinf(self.timeout):
+            raise ValueError(f"timeout must be a finite number of seconds above 0, not {timeout!r}")
 
     # ------------------------------------------------------------ transport
     def request(self, method: str, path: str, body: Any = None, *, headers: dict | None = None,
@@ -170,7 +182,7 @@ class PolicyGridClient:
             data = raw
             hdrs["Content-Type"] = content_type or "application/octet-stream"
         elif body is not None:
-            data = json.dumps(body).encode("utf-8")
+            data = _encode_json(body, "body").encode("utf-8")
             hdrs["Content-Type"] = "application/json"
         elif method in ("POST", "PUT"):
             data = b""

@@ -33,6 +33,7 @@ from . import templates
 from .bundles import BundleCache, BundleDirectory, UnpackLimits
 from .client import PolicyGridClient
 from .errors import PolicyGridApiError, PolicyGridError, ServerUnreachableError
+from .json_values import as_json
 
 log = logging.getLogger("policygrid")
 
@@ -64,11 +65,17 @@ class LocalPolicyEvaluator:
         for name, value in (("parameters", parameters), ("settings", settings)):
             if value is not None and not isinstance(value, dict):
                 raise TypeError(f"{name} must be a dict, not {type(value).__name__}")
+        if mode == "remote" and (not isinstance(executor_id, str) or not executor_id):
+            raise ValueError(f"mode='remote' needs executor_id, the executor to call (e.g. 'local'), not {executor_id!r}")
+        if not revalidate_seconds >= 0:
+            raise ValueError(f"revalidate_seconds must be 0 or more, not {revalidate_seconds!r}")
+        if max_stale_seconds is not None and not max_stale_seconds >= 0:
+            raise ValueError(f"max_stale_seconds must be 0 or more (or None), not {max_stale_seconds!r}")
         self.policy_rule_uri = policy_rule_uri
         self.mode = mode
         self.executor_id = executor_id
-        self.parameters = dict(parameters or {})
-        self.settings = dict(settings or {})
+        self.parameters = as_json(dict(parameters or {}), "parameters")
+        self.settings = as_json(dict(settings or {}), "settings")
         self.revalidate_seconds = float(revalidate_seconds)
         self.max_stale_seconds = None if max_stale_seconds is None else float(max_stale_seconds)
         self.client = client or PolicyGridClient(server, token, timeout)
@@ -90,10 +97,20 @@ class LocalPolicyEvaluator:
     # ------------------------------------------------------------------ public calls
     def execute_policy_rule(self, input_data: Any, parameters: dict | None = None) -> dict:
         """Runs the policy's eval on input_data and answers its result (a dict)."""
+        # What an executor would receive, in both modes: a value JSON cannot carry is a 400 naming it.
+        input_data = as_json(input_data, "input_data")
+        if parameters:
+            parameters = as_json(parameters, "parameters")
         if self.mode == "remote":
-            return self.client.execute_policy(self.executor_id, self.policy_rule_uri, input_data,
-                                              parameters=_merged(self.parameters, parameters) or None,
-                                              settings=self.settings or None)
+            result = self.client.execute_policy(self.executor_id, self.policy_rule_uri, input_data,
+                                                parameters=_merged(self.parameters, parameters) or None,
+                                                settings=self.settings or None)
+            if not isinstance(result, dict):
+                # e.g. a proxy's HTML page answered 200: never hand that back as the policy's decision.
+                raise PolicyGridApiError(502, "backend_error",
+                                         f"{self.client.server} answered {type(result).__name__} to execute_policy, "
+                                         "not the policy's result (is the server a PolicyGrid?)")
+            return result
         held = self._current()
         params = held.parameters
         if parameters:
@@ -114,16 +131,18 @@ class LocalPolicyEvaluator:
         """Runs the policy's management(action, data) on the instance this evaluator holds."""
         if not isinstance(action, str) or not action:
             raise PolicyGridApiError(400, "validation_failed", "action: must be a non-empty string")
+        data = as_json(data if data is not None else {}, "data")
         if self.mode == "remote":
-            return self.client.management(self.executor_id, self.policy_rule_uri, action, data if data is not None else {},
+            return self.client.management(self.executor_id, self.policy_rule_uri, action, data,
                                           parameters=self.parameters or None, settings=self.settings or None)
         held = self._current()
+        _ensure_management_command(held.document.get("management_commands_schema"), self.policy_rule_uri, action, data)
         management = getattr(held.instance, "management", None)
         if not callable(management):
             raise PolicyGridApiError(400, "bad_request", f"policy {self.policy_rule_uri} has no management method")
         with self._lock:
             try:
-                result = management(action, data if data is not None else {})
+                result = management(action, data)
             except Exception as e:
                 raise PolicyGridApiError(422, "policy_error", f"{type(e).__name__}: {e}") from e
         return result
@@ -290,6 +309,22 @@ def _check_requirements(bundle: BundleDirectory, uri: str) -> None:
         raise PolicyGridError(
             f"policy {uri} requires {', '.join(missing)} (code/requirements.txt), not installed in this interpreter; "
             "install them here or use mode='remote'")
+
+
+def _ensure_management_command(commands: Any, uri: str, action: str, data: Any) -> None:
+    """As executors check it: an action the policy does not list is a 400 naming the known ones, data breaking the
+    command's schema a 400 naming data.… paths. A policy listing no commands takes any action."""
+    if not isinstance(commands, list) or not commands:
+        return
+    listed = [c for c in commands if isinstance(c, dict)]
+    command = next((c for c in listed if c.get("name") == action), None)
+    if command is None:
+        known = ", ".join(str(c.get("name")) for c in listed)
+        raise PolicyGridApiError(400, "validation_failed", f"action: '{action}' is not a management command of {uri} (known: {known})",
+                                 [{"path": "action", "message": f"'{action}' is not a management command of {uri}"}])
+    schema = command.get("schema")
+    if isinstance(schema, dict) and schema:
+        _ensure(templates.validate(schema, data, "data"))
 
 
 def _merged(base: dict, override: dict | None) -> dict:
