@@ -175,6 +175,29 @@ public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDi
         (await client.Post("/decisions/query", $$"""{"policy_rule_uri": "{{uri}}"}""")).Data!.AsArray().Count.ShouldBe(before);
     }
 
+    [Theory]
+    [InlineData("frobnicate")]
+    [InlineData("policy", "frob")]
+    [InlineData("policy", "get", "a:1.0-b", "--bogus")]
+    [InlineData("eval", "a:1.0-b", "--json")]
+    [InlineData("eval")]
+    public async Task An_unknown_verb_or_option_or_a_missing_argument_is_a_usage_error_told_on_stderr(params string[] args)
+    {
+        var run = await Run(args);
+        run.ExitCode.ShouldBe(2, run.Error);
+        run.Out.ShouldBeEmpty();
+        run.Error.ShouldStartWith("error: ");
+        run.Error.ShouldContain("--help'");
+    }
+
+    [Fact]
+    public async Task Help_still_exits_0()
+    {
+        var run = await Run("eval", "--help");
+        run.ExitCode.ShouldBe(0, run.Error);
+        run.Out.ShouldContain("--input");
+    }
+
     [Fact]
     public async Task A_filter_that_is_not_json_is_a_usage_error()
     {

@@ -1,4 +1,6 @@
 using System.CommandLine;
+using System.CommandLine.Invocation;
+using System.CommandLine.Parsing;
 
 namespace PolicyGrid.Cli.Commands;
 
@@ -26,6 +28,23 @@ public static class CliApp
     {
         var root = BuildRoot(env);
         var parsed = root.Parse(args);
+        if (parsed.Action is ParseErrorAction)
+        {
+            // An unknown verb or option, a missing argument: a usage mistake (exit 2, as docs/api.md says), told on
+            // stderr alone, so stdout stays empty (or valid JSON with --json) whatever went wrong.
+            foreach (var error in parsed.Errors) env.Error.WriteLine($"error: {error.Message}");
+            env.Error.WriteLine($"see '{CommandPath(parsed.CommandResult)} --help'");
+            return CliCommon.UsageError;
+        }
         return await parsed.InvokeAsync(new InvocationConfiguration { Output = env.Out, Error = env.Error });
+    }
+
+    private static string CommandPath(CommandResult result)
+    {
+        var names = new List<string>();
+        for (SymbolResult? r = result; r is not null; r = r.Parent)
+            if (r is CommandResult c) names.Add(c.Command is RootCommand ? "policygrid" : c.Command.Name);
+        names.Reverse();
+        return string.Join(' ', names);
     }
 }
