@@ -251,6 +251,54 @@ public sealed class EvaluatorTests : LoopbackRegistryTests
     }
 
     [Fact]
+    public async Task Management_commands_are_checked_against_the_policys_list_as_executors_do()
+    {
+        _registry.Update(doc => doc["management_commands_schema"] = new JsonArray(
+            new JsonObject { ["name"] = "update_local_allowlist", ["schema"] = new JsonObject { ["ips"] = new JsonObject { ["type"] = "array", ["required"] = true, ["items"] = new JsonObject { ["type"] = "string" } } } },
+            new JsonObject { ["name"] = "get_state", ["schema"] = new JsonObject() }));
+        var ev = await Evaluator();
+        var unknown = Should.Throw<PolicyGridApiException>(() => ev.ExecuteManagementCommand("explode"));
+        (unknown.Status, unknown.Code).ShouldBe((400, "validation_failed"));
+        unknown.Reason.ShouldContain("'explode' is not a management command of ip_allowlist:1.0-beta (known: update_local_allowlist, get_state)");
+        var badData = Should.Throw<PolicyGridApiException>(() => ev.ExecuteManagementCommand("update_local_allowlist", new JsonObject { ["ips"] = new JsonArray(5) }));
+        badData.Reason.ShouldContain("data.ips[0]");
+        ev.ExecuteManagementCommand("update_local_allowlist", new JsonObject { ["ips"] = new JsonArray("10.5.5.5") })!["local_allowlist"]![0]!.GetValue<string>().ShouldBe("10.5.5.5");
+    }
+
+    [Fact]
+    public async Task A_NaN_in_the_input_is_a_400_naming_its_path_in_both_modes()
+    {
+        var held = await Evaluator();
+        await using var remote = await LocalPolicyEvaluator.CreateAsync(Client(),
+            new LocalPolicyEvaluatorOptions { PolicyRuleUri = Uri, Mode = EvaluationMode.Remote }, TestContext.Current.CancellationToken);
+        foreach (var ev in new[] { held, remote })
+        {
+            var input = new JsonObject { ["ip"] = "10.0.0.1", ["score"] = new JsonArray(1.5, double.NaN) };
+            var e = Should.Throw<PolicyGridApiException>(() => ev.ExecutePolicyRule(input));
+            (e.Status, e.Code).ShouldBe((400, "validation_failed"));
+            e.Reason.ShouldContain("input_data.score[1]");
+            Should.Throw<PolicyGridApiException>(() => ev.ExecuteManagementCommand("get_state", new JsonObject { ["x"] = double.PositiveInfinity }))
+                .Reason.ShouldContain("data.x");
+        }
+    }
+
+    [Fact]
+    public async Task Bad_options_are_refused_naming_the_option()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        (await Should.ThrowAsync<ArgumentException>(() => LocalPolicyEvaluator.CreateAsync(Client(),
+            new LocalPolicyEvaluatorOptions { PolicyRuleUri = Uri, Mode = EvaluationMode.Remote, ExecutorId = "" }, ct))).Message.ShouldContain("ExecutorId");
+        (await Should.ThrowAsync<ArgumentException>(() => LocalPolicyEvaluator.CreateAsync(Client(),
+            new LocalPolicyEvaluatorOptions { PolicyRuleUri = Uri, Mode = (EvaluationMode)7 }, ct))).Message.ShouldContain("Mode");
+        (await Should.ThrowAsync<ArgumentException>(() => LocalPolicyEvaluator.CreateAsync(Client(),
+            new LocalPolicyEvaluatorOptions { PolicyRuleUri = Uri, RevalidateInterval = TimeSpan.FromSeconds(-1) }, ct))).Message.ShouldContain("RevalidateInterval");
+        Should.Throw<ArgumentException>(() => new PolicyGridClient(new Uri("ftp://127.0.0.1:10000"))).Message.ShouldContain("http(s)");
+        Should.Throw<ArgumentException>(() => new PolicyGridClient(new Uri("/relative", UriKind.Relative))).Message.ShouldContain("http(s)");
+        Should.Throw<ArgumentException>(() => new PolicyGridClient(_registry.Url, null, TimeSpan.Zero)).Message.ShouldContain("Timeout");
+        _registry.PolicyReads.ShouldBe(0);
+    }
+
+    [Fact]
     public async Task A_bundle_without_the_class_is_a_policy_error()
     {
         _registry.ReplaceBundle(TestBundles.Zip(("code/function.py", "class Other: pass\n")));

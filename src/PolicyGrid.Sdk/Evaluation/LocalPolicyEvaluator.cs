@@ -77,6 +77,13 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         if (string.IsNullOrWhiteSpace(options.PolicyRuleUri))
             throw new ArgumentException("PolicyRuleUri must name a policy, e.g. ip_allowlist:1.0-beta", nameof(options));
+        if (!Enum.IsDefined(options.Mode)) throw new ArgumentException($"Mode {(int)options.Mode} is neither Local nor Remote", nameof(options));
+        if (options.Mode == EvaluationMode.Remote && string.IsNullOrWhiteSpace(options.ExecutorId))
+            throw new ArgumentException("Remote mode needs ExecutorId, the executor to call (e.g. local)", nameof(options));
+        if (options.RevalidateInterval < TimeSpan.Zero)
+            throw new ArgumentException($"RevalidateInterval must be zero or more, not {options.RevalidateInterval}", nameof(options));
+        if (options.MaxStaleness < TimeSpan.Zero && options.MaxStaleness != Timeout.InfiniteTimeSpan)
+            throw new ArgumentException($"MaxStaleness must be zero or more (or Timeout.InfiniteTimeSpan), not {options.MaxStaleness}", nameof(options));
         PythonWorkerPool? pool = null;
         if (options.Mode == EvaluationMode.Local && options.Isolation == LocalIsolation.WorkerProcess)
         {
@@ -104,6 +111,8 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
     public JsonObject ExecutePolicyRule(JsonNode? inputData, JsonObject? parameters = null)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        JsonText.EnsureFinite(inputData, "input_data");
+        JsonText.EnsureFinite(parameters, "parameters");
         if (_options.Mode == EvaluationMode.Remote || _held?.Instance is not { Synchronous: true })
             return ExecutePolicyRuleAsync(inputData, parameters).GetAwaiter().GetResult();
         var (held, effective) = Prepare(inputData, parameters);
@@ -113,6 +122,8 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
     public async Task<JsonObject> ExecutePolicyRuleAsync(JsonNode? inputData, JsonObject? parameters = null, CancellationToken ct = default)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        JsonText.EnsureFinite(inputData, "input_data");
+        JsonText.EnsureFinite(parameters, "parameters");
         if (_options.Mode == EvaluationMode.Remote)
         {
             var request = new ExecutePolicyRequest(_options.PolicyRuleUri, inputData)
@@ -135,12 +146,23 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         if (string.IsNullOrWhiteSpace(action)) throw new PolicyGridApiException(400, "validation_failed", "action: must be a non-empty string");
+        JsonText.EnsureFinite(data, "data");
         if (_options.Mode == EvaluationMode.Remote)
         {
             var request = new ManagementRequest(_options.PolicyRuleUri, action, data) { Parameters = _parameterOverrides, Settings = _settingOverrides };
             return await _client.ManagementAsync(_options.ExecutorId, request, ct);
         }
         var held = Current();
+        try
+        {
+            // As executors check it, so local and remote agree: an unlisted action or data breaking its schema is a 400.
+            ManagementCommands.Ensure(held.Document["management_commands_schema"] as JsonArray, _options.PolicyRuleUri, action, data ?? new JsonObject());
+        }
+        catch (PolicyGridException e)
+        {
+            var errors = new JsonArray([.. e.Errors.Select(f => (JsonNode)new JsonObject { ["path"] = f.Path, ["message"] = f.Message })]);
+            throw new PolicyGridApiException(e.Status, e.Code, e.Message, errors, e);
+        }
         return await held.Instance!.ManagementAsync(action, data, ct);
     }
 

@@ -240,4 +240,36 @@ internal static class JsonText
         JsonValueKind.Number => "a number",
         _ => "a boolean",
     };
+
+    /// <summary>
+    /// Refuses a value JSON cannot carry (a NaN or infinite double or float put into a node by the caller) with a 400
+    /// naming its path, as the server would, instead of the serializer's ArgumentException wherever it is written.
+    /// </summary>
+    public static void EnsureFinite(JsonNode? node, string path)
+    {
+        if (FirstNonFinite(node, path) is { } where)
+            throw new PolicyGridApiException(400, "validation_failed", $"{where}: NaN and infinity are not JSON numbers",
+                new JsonArray(new JsonObject { ["path"] = where, ["message"] = "NaN and infinity are not JSON numbers" }));
+    }
+
+    private static string? FirstNonFinite(JsonNode? node, string path)
+    {
+        switch (node)
+        {
+            case JsonObject o:
+                foreach (var (key, item) in o)
+                    if (FirstNonFinite(item, $"{path}.{key}") is { } found) return found;
+                return null;
+            case JsonArray a:
+                for (var i = 0; i < a.Count; i++)
+                    if (FirstNonFinite(a[i], $"{path}[{i}]") is { } found) return found;
+                return null;
+            case JsonValue v when v.TryGetValue<double>(out var d) && !double.IsFinite(d):
+                return path;
+            case JsonValue v when v.TryGetValue<float>(out var f) && !float.IsFinite(f):
+                return path;
+            default:
+                return null;
+        }
+    }
 }
