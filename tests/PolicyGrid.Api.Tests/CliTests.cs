@@ -216,4 +216,33 @@ public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDi
         code.ShouldBe(3);
         error.ToString().ShouldContain("cannot reach the server");
     }
+
+    [Fact]
+    public async Task A_server_that_accepts_and_never_answers_is_exit_code_3_after_the_http_timeout()
+    {
+        using var silent = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        silent.Start(); // connections wait in its backlog: accepted by the kernel, never answered
+        var port = ((System.Net.IPEndPoint)silent.LocalEndpoint).Port;
+        var error = new StringWriter();
+        var env = new CliEnvironment(CliEnvironment.PlainConsole(new StringWriter()), new StringWriter(), error,
+            uri => new HttpClient { BaseAddress = uri, Timeout = TimeSpan.FromMinutes(10) });
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+
+        var code = await CliApp.RunAsync(["executor", "get", "local", "--server", $"http://127.0.0.1:{port}", "--http-timeout", "1"], env);
+
+        code.ShouldBe(3, error.ToString());
+        error.ToString().ShouldContain($"did not answer within 1 s (--http-timeout)");
+        clock.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(60));
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("-5")]
+    [InlineData("NaN")]
+    public async Task An_http_timeout_that_is_not_a_positive_number_of_seconds_is_a_usage_error(string value)
+    {
+        var run = await Run("executor", "get", "local", "--http-timeout", value);
+        run.ExitCode.ShouldBe(2, run.Error);
+        run.Error.ShouldContain("--http-timeout must be a number of seconds greater than 0");
+    }
 }

@@ -20,7 +20,7 @@ public sealed record ServerAnswer(JsonNode? Data, string? ETag, bool Deprecated)
 /// Talks the contract to a running server: sends JSON, unwraps the envelope, turns failures into
 /// <see cref="ServerFailureException"/> with the server's own message.
 /// </summary>
-public sealed class RegistryClient(HttpClient http, string? token)
+public sealed class RegistryClient(HttpClient http, string? token, TimeSpan? answerTimeout = null)
 {
     public Uri Server => http.BaseAddress!;
 
@@ -47,17 +47,21 @@ public sealed class RegistryClient(HttpClient http, string? token)
     {
         if (token is not null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
         HttpResponseMessage response;
+        using var patience = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        if (answerTimeout is { } limit) patience.CancelAfter(limit);
         try
         {
-            response = await http.SendAsync(request, ct);
+            response = await http.SendAsync(request, patience.Token);
         }
         catch (HttpRequestException e)
         {
             throw new ServerFailureException(0, "unreachable", $"cannot reach the server at {Server}: {e.Message} (is `policygrid serve` running? use --server to point elsewhere)");
         }
-        catch (TaskCanceledException) when (!ct.IsCancellationRequested)
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
-            throw new ServerFailureException(0, "timeout", $"the server at {Server} did not answer in time");
+            throw new ServerFailureException(0, "timeout", answerTimeout is { } waited && patience.IsCancellationRequested
+                ? $"the server at {Server} did not answer within {waited.TotalSeconds:0.###} s (--http-timeout)"
+                : $"the server at {Server} did not answer in time");
         }
         using (response)
         {

@@ -32,11 +32,23 @@ public static class CliCommon
 
     public static readonly Option<bool> Json = new("--json") { Description = "Print the raw JSON data instead of a table", Recursive = true };
 
+    /// <summary>The default of <see cref="HttpTimeout"/>: the longest policy deadline a server allows by default (300 s) and a margin.</summary>
+    public const double DefaultHttpTimeoutSeconds = 330;
+
+    public static readonly Option<double> HttpTimeout = new("--http-timeout")
+    {
+        Description = $"Seconds to wait for each answer from the server (env POLICYGRID_HTTP_TIMEOUT; default {DefaultHttpTimeoutSeconds:0})",
+        DefaultValueFactory = _ => Environment.GetEnvironmentVariable("POLICYGRID_HTTP_TIMEOUT") is { Length: > 0 } t
+            && double.TryParse(t, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var s) ? s : DefaultHttpTimeoutSeconds,
+        Recursive = true,
+    };
+
     public static void AddGlobalOptions(RootCommand root)
     {
         root.Add(Server);
         root.Add(Token);
         root.Add(Json);
+        root.Add(HttpTimeout);
     }
 
     /// <summary>Wires a verb's work with the shared error handling.</summary>
@@ -99,7 +111,16 @@ public sealed class CliSession(CliEnvironment env, ParseResult parse)
     public RegistryClient Client()
     {
         var (http, _, token) = Connection();
-        return new RegistryClient(http, token);
+        return new RegistryClient(http, token, AnswerTimeout());
+    }
+
+    /// <summary>How long to wait for each answer (--http-timeout): a server that accepts and never answers is an error, not a hang.</summary>
+    public TimeSpan AnswerTimeout()
+    {
+        var seconds = parse.GetValue(CliCommon.HttpTimeout);
+        if (!double.IsFinite(seconds) || seconds <= 0 || seconds > TimeSpan.MaxValue.TotalSeconds / 2)
+            throw new UsageException($"--http-timeout must be a number of seconds greater than 0, not {seconds.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
+        return TimeSpan.FromSeconds(seconds);
     }
 
     /// <summary>The HttpClient for --server, the server's URL and the --token, for verbs that use the SDK.</summary>
