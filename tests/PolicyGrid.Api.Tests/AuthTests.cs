@@ -112,6 +112,72 @@ public sealed class AuthTests(TokenServer server) : IClassFixture<TokenServer>
         (await anonymous.Get("/healthz")).Status.ShouldBe(200);
         (await anonymous.Get("/openapi/v1.json")).Status.ShouldBe(200);
     }
+
+    [Fact]
+    public async Task A_bundle_download_needs_a_token_by_default()
+    {
+        var sha = await BundleDownloads.UploadAsync(server.ClientWith(TokenServer.Writer), "default");
+
+        var anonymous = server.ClientWith(null);
+        (await anonymous.Get($"/bundles/sha256/{sha}")).Status.ShouldBe(401);
+        (await anonymous.Call(HttpMethod.Head, $"/bundles/sha256/{sha}")).Status.ShouldBe(401);
+        (await server.ClientWith(TokenServer.Reader).GetAsync($"/bundles/sha256/{sha}", TestContext.Current.CancellationToken)).StatusCode
+            .ShouldBe(System.Net.HttpStatusCode.OK);
+    }
+}
+
+/// <summary>A server with tokens that lets bundles be downloaded by hash without one, as an executor node does for its job pods.</summary>
+public sealed class AnonymousBundleDownloadServer : GridServer
+{
+    public AnonymousBundleDownloadServer() => Settings = new()
+    {
+        ["PolicyGrid:Auth:Tokens:0:Name"] = "registry",
+        ["PolicyGrid:Auth:Tokens:0:Token"] = TokenServer.Writer,
+        ["PolicyGrid:Auth:Tokens:0:Scopes:0"] = "write",
+        ["PolicyGrid:Auth:AnonymousBundleDownloads"] = "true",
+    };
+}
+
+public static class BundleDownloads
+{
+    /// <summary>Uploads a bundle unique to <paramref name="tag"/> and answers its sha256.</summary>
+    public static async Task<string> UploadAsync(HttpClient writer, string tag)
+    {
+        var zip = GridServer.Zip(GridServer.EchoPolicy + $"\n# {tag} {Guid.NewGuid()}\n");
+        var request = new HttpRequestMessage(HttpMethod.Post, "/bundles") { Content = new ByteArrayContent(zip) };
+        request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/zip");
+        var answer = await writer.Exchange(request);
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        return answer.Data!["sha256"]!.GetValue<string>();
+    }
+}
+
+public sealed class AnonymousBundleDownloadTests(AnonymousBundleDownloadServer server) : IClassFixture<AnonymousBundleDownloadServer>
+{
+    [Fact]
+    public async Task A_bundle_is_downloaded_by_its_hash_without_a_token()
+    {
+        var sha = await BundleDownloads.UploadAsync(server.ClientWith(TokenServer.Writer), "anonymous");
+
+        var anonymous = server.ClientWith(null);
+        var download = await anonymous.GetAsync($"/bundles/sha256/{sha}", TestContext.Current.CancellationToken);
+        download.StatusCode.ShouldBe(System.Net.HttpStatusCode.OK);
+        Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(
+            await download.Content.ReadAsByteArrayAsync(TestContext.Current.CancellationToken))).ShouldBe(sha);
+        (await anonymous.Call(HttpMethod.Head, $"/bundles/sha256/{sha}")).Status.ShouldBe(200);
+    }
+
+    [Fact]
+    public async Task Everything_else_still_needs_a_token()
+    {
+        var anonymous = server.ClientWith(null);
+        (await anonymous.Get("/policy/x")).Status.ShouldBe(401);
+        (await anonymous.Get("/executor/local")).Status.ShouldBe(401);
+        var zip = GridServer.Zip(GridServer.EchoPolicy);
+        var upload = new HttpRequestMessage(HttpMethod.Post, "/bundles") { Content = new ByteArrayContent(zip) };
+        upload.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/zip");
+        (await anonymous.Exchange(upload)).Status.ShouldBe(401);
+    }
 }
 
 public sealed class BindSafetyTests

@@ -13,6 +13,13 @@ public sealed class ApiAuthOptions
 
     public List<ApiToken> Tokens { get; set; } = [];
 
+    /// <summary>
+    /// With tokens configured, lets <c>GET</c>/<c>HEAD /bundles/sha256/{hex}</c> through without one: a bundle is
+    /// addressed by its content's hash, so whoever knows the hash may have the bytes. An executor node sets it for
+    /// its Type 3 job pods, which fetch the bundle they were given and hold no API token.
+    /// </summary>
+    public bool AnonymousBundleDownloads { get; set; }
+
     public bool Enabled => Tokens.Count > 0;
 }
 

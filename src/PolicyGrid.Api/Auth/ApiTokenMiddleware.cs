@@ -4,6 +4,8 @@ using System.Text;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Options;
+using Microsoft.AspNetCore.Routing;
+using PolicyGrid.Api.Bundles;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
@@ -15,7 +17,7 @@ public sealed record RequiredScope(string Scope);
 
 /// <summary>
 /// Bearer-token check. Runs after routing so it knows the endpoint: health probes and the API
-/// reference are open; GET and query routes need <c>read</c>, everything else <c>write</c>
+/// reference are open, and bundle downloads by hash when <see cref="ApiAuthOptions.AnonymousBundleDownloads"/> says so; GET and query routes need <c>read</c>, everything else <c>write</c>
 /// (<c>write</c> includes <c>read</c>). The token's name becomes the caller for the decision log.
 /// </summary>
 public sealed class ApiTokenMiddleware(RequestDelegate next, IOptionsMonitor<ApiAuthOptions> options)
@@ -26,7 +28,8 @@ public sealed class ApiTokenMiddleware(RequestDelegate next, IOptionsMonitor<Api
     {
         var auth = options.CurrentValue;
         var endpoint = context.GetEndpoint();
-        if (!auth.Enabled || endpoint is null || endpoint.Metadata.GetMetadata<IAllowAnonymous>() is not null)
+        if (!auth.Enabled || endpoint is null || endpoint.Metadata.GetMetadata<IAllowAnonymous>() is not null
+            || (auth.AnonymousBundleDownloads && IsBundleDownload(endpoint)))
             return next(context);
 
         var header = context.Request.Headers.Authorization.ToString();
@@ -57,6 +60,11 @@ public sealed class ApiTokenMiddleware(RequestDelegate next, IOptionsMonitor<Api
         context.Response.Headers.WWWAuthenticate = invalidToken ? "Bearer error=\"invalid_token\"" : "Bearer";
         return Failure.From(Problems.Unauthorized(message)).ExecuteAsync(context);
     }
+
+    // By the endpoint routing chose, not by path: only the download route is opened, whatever a path looks like.
+    // HEAD reaches it as a GET (HeadAsGetMiddleware runs before routing).
+    private static bool IsBundleDownload(Endpoint endpoint) =>
+        endpoint.Metadata.GetMetadata<IEndpointNameMetadata>()?.EndpointName == BundlesApi.DownloadEndpoint;
 
     public static string DefaultScope(HttpRequest request) =>
         HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method) ||
