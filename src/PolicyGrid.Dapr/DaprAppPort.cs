@@ -60,8 +60,10 @@ public static class DaprAppPort
     /// DESIGN.md "Security defaults" for the Dapr apps: on loopback only the sidecar (and the pod) can call the app;
     /// on any other address the app needs credentials of its own, unless <see cref="DaprOptions.Insecure"/> says
     /// an open app is meant. The registry is the public API, called directly with bearer tokens, so it needs
-    /// API tokens; the other apps are called only by their sidecar, so they need the app API token
-    /// (APP_API_TOKEN, which daprd sends as <c>dapr-api-token</c> and <see cref="DaprAppToken"/> checks).
+    /// API tokens; the functions and graphs apps are called only by their sidecar, so they need the app API token
+    /// (APP_API_TOKEN, which daprd sends as <c>dapr-api-token</c> and <see cref="DaprAppToken"/> checks). The
+    /// executor serves the whole PolicyGrid API too, behind the same API token check: either protects it (a node
+    /// installed by create-infra is called directly by the registry with its node token, not through its sidecar).
     /// </summary>
     public static void CheckExposure(string appId, DaprBindAddress address, IConfiguration configuration)
     {
@@ -76,6 +78,17 @@ public static class DaprAppPort
                 "to run an open API on purpose.");
         }
         if (!string.IsNullOrEmpty(configuration[DaprAppToken.ConfigurationKey])) return;
+        if (appId == DaprNames.Apps.Executor)
+        {
+            if (configuration.GetSection(ApiTokensKey).GetChildren().Any()) return;
+            throw new DaprAppRefusedException(
+                $"{appId} refuses to listen on {address.Text} ({BindAddressKey}) without an app API token or API tokens: whatever " +
+                $"reaches that address could use the whole API it serves, registering policies (whose code runs here) included. Set " +
+                $"{DaprAppToken.ConfigurationKey} when only its Dapr sidecar calls it (and the same value for its daprd; on Kubernetes: the " +
+                $"secret named by the annotation dapr.io/app-token-secret; see docs/dapr.md), API tokens ({ApiTokensKey}, see docs/api.md) " +
+                $"when callers reach it directly, listen on loopback (127.0.0.1, the default), or set {InsecureKey}=true to take " +
+                "unauthenticated calls on purpose.");
+        }
         throw new DaprAppRefusedException(
             $"{appId} refuses to listen on {address.Text} ({BindAddressKey}) without an app API token: it takes calls only from its " +
             $"Dapr sidecar, and whatever reaches that address could call it instead. Set {DaprAppToken.ConfigurationKey} for the app and the " +

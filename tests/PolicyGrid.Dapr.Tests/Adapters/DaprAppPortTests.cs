@@ -86,7 +86,6 @@ public sealed class DaprAppPortTests
     }
 
     [Theory]
-    [InlineData(DaprNames.Apps.Executor)]
     [InlineData(DaprNames.Apps.Functions)]
     [InlineData(DaprNames.Apps.Graphs)]
     public void An_exposed_app_that_only_its_sidecar_calls_needs_the_app_api_token(string appId)
@@ -102,6 +101,31 @@ public sealed class DaprAppPortTests
 
         ListenUrl(appId, (DaprAppPort.BindAddressKey, "0.0.0.0"), ("APP_API_TOKEN", AppToken)).ShouldStartWith("http://0.0.0.0:");
         ListenUrl(appId, (DaprAppPort.BindAddressKey, "0.0.0.0"), (DaprAppPort.InsecureKey, "true")).ShouldStartWith("http://0.0.0.0:");
+    }
+
+    [Fact]
+    public void An_exposed_executor_starts_with_the_app_api_token_or_api_tokens_or_when_told_it_is_insecure_on_purpose()
+    {
+        // A create-infra node: the registry calls it directly with its node token, which the node checks as an API token.
+        ListenUrl(DaprNames.Apps.Executor, (DaprAppPort.BindAddressKey, "0.0.0.0"),
+                ("PolicyGrid:Auth:Tokens:0:Name", "registry"), ("PolicyGrid:Auth:Tokens:0:Token", AppToken))
+            .ShouldBe("http://0.0.0.0:5101");
+        ListenUrl(DaprNames.Apps.Executor, (DaprAppPort.BindAddressKey, "0.0.0.0"), ("APP_API_TOKEN", AppToken)).ShouldBe("http://0.0.0.0:5101");
+        ListenUrl(DaprNames.Apps.Executor, (DaprAppPort.BindAddressKey, "0.0.0.0"), (DaprAppPort.InsecureKey, "true")).ShouldBe("http://0.0.0.0:5101");
+    }
+
+    [Theory]
+    [InlineData("0.0.0.0")]
+    [InlineData("::")]
+    public void An_exposed_executor_with_neither_token_is_refused_naming_both(string address)
+    {
+        var e = Refused(DaprNames.Apps.Executor, (DaprAppPort.BindAddressKey, address));
+
+        e.Message.ShouldContain("policy-executor");
+        e.Message.ShouldContain(address);
+        e.Message.ShouldContain("APP_API_TOKEN");
+        e.Message.ShouldContain("PolicyGrid:Auth:Tokens");
+        e.Message.ShouldContain("PolicyGrid:Dapr:Insecure=true");
     }
 
     [Theory]
