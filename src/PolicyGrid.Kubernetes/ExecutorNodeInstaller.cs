@@ -1,9 +1,12 @@
 using System.Text.Json.Nodes;
 using k8s;
 using k8s.Models;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime;
 
 namespace PolicyGrid.Kubernetes;
 
@@ -12,14 +15,23 @@ namespace PolicyGrid.Kubernetes;
 /// kubeconfig points at. Apply is idempotent (create, or replace what is there); delete treats
 /// "already gone" as done. The kubeconfig lives only for the call: it is validated by
 /// <see cref="KubeconfigGuard"/>, turned into a client, and dropped; nothing of it is logged.
+/// The node is handed the token this server sends it (<c>PolicyGrid:Runtime:RemoteExecutors:Token</c>, read from
+/// <paramref name="configuration"/> at each install so a rotated token is what the next install hands out) and requires it.
 /// </summary>
-public sealed class ExecutorNodeInstaller(IOptions<ExecutorNodeOptions> options, ILogger<ExecutorNodeInstaller> logger) : IClusterInstaller
+public sealed class ExecutorNodeInstaller(IOptions<ExecutorNodeOptions> options, IConfiguration configuration, ILogger<ExecutorNodeInstaller> logger) : IClusterInstaller
 {
+    public const string RemoteExecutorsSection = PolicyRuntimeOptions.Section + ":RemoteExecutors";
+
+    /// <summary>The node's own minimum for an API token (PolicyGrid.Api's <c>ApiAuthOptionsValidator.MinimumTokenLength</c>, which this project does not reference).</summary>
+    public const int MinimumTokenLength = 16;
+
     public async Task<InfraReport> InstallAsync(string executorId, JsonObject clusterConfig, CancellationToken ct)
     {
         var config = KubeconfigGuard.ToClientConfiguration(clusterConfig, options.Value.Namespace);
         var ns = config.Namespace!;
-        var m = ExecutorNodeManifests.Build(executorId, ns, options.Value);
+        var serviceUrl = ExecutorNodeManifests.ServiceUrl(executorId, ns);
+        var (registryToken, openWarning) = RegistryToken(serviceUrl);
+        var m = ExecutorNodeManifests.Build(executorId, ns, options.Value, registryToken);
         using var client = new k8s.Kubernetes(config);
         var changes = new List<InfraChange>
         {
@@ -35,11 +47,29 @@ public sealed class ExecutorNodeInstaller(IOptions<ExecutorNodeOptions> options,
                 () => client.RbacAuthorizationV1.CreateNamespacedRoleBindingAsync(m.RoleBinding, ns, cancellationToken: ct),
                 async () => (await client.RbacAuthorizationV1.ReadNamespacedRoleBindingAsync(m.RoleBinding.Metadata.Name, ns, cancellationToken: ct)).Metadata,
                 () => client.RbacAuthorizationV1.ReplaceNamespacedRoleBindingAsync(m.RoleBinding, m.RoleBinding.Metadata.Name, ns, cancellationToken: ct)),
+        };
+        // Before the Deployment, whose pods read the token from it.
+        var secretName = ExecutorNodeManifests.ApiTokenSecretName(executorId);
+        if (m.ApiTokenSecret is { } secret)
+        {
+            V1Secret? applied = null;
+            changes.Add(await ApplyAsync("Secret", secret.Metadata, ns,
+                async () => applied = await client.CoreV1.CreateNamespacedSecretAsync(secret, ns, cancellationToken: ct),
+                async () => (await client.CoreV1.ReadNamespacedSecretAsync(secretName, ns, cancellationToken: ct)).Metadata,
+                async () => applied = await client.CoreV1.ReplaceNamespacedSecretAsync(secret, secretName, ns, cancellationToken: ct)));
+            // Pods read the token when they start: a Secret that changed (a rotated registry token) rolls them, or the
+            // running node would refuse the token the registry now sends.
+            m.Deployment.Spec.Template.Metadata.Annotations[ExecutorNodeManifests.ApiTokenVersionAnnotation] = applied?.Metadata?.ResourceVersion ?? "";
+        }
+        changes.Add(
             await ApplyAsync("Deployment", m.Deployment.Metadata, ns,
                 () => client.AppsV1.CreateNamespacedDeploymentAsync(m.Deployment, ns, cancellationToken: ct),
                 async () => (await client.AppsV1.ReadNamespacedDeploymentAsync(m.Deployment.Metadata.Name, ns, cancellationToken: ct)).Metadata,
-                () => client.AppsV1.ReplaceNamespacedDeploymentAsync(m.Deployment, m.Deployment.Metadata.Name, ns, cancellationToken: ct)),
-        };
+                () => client.AppsV1.ReplaceNamespacedDeploymentAsync(m.Deployment, m.Deployment.Metadata.Name, ns, cancellationToken: ct)));
+        // An open node no longer reads a token an earlier install handed it: it is not left lying in the namespace.
+        if (m.ApiTokenSecret is null
+            && await DeleteAsync("Secret", secretName, ns, () => client.CoreV1.DeleteNamespacedSecretAsync(secretName, ns, cancellationToken: ct)) is { Action: "deleted" } stale)
+            changes.Add(stale);
         // A Service keeps its cluster IP across a replace, so the existing one is carried over.
         V1Service? existingService = null;
         changes.Add(await ApplyAsync("Service", m.Service.Metadata, ns,
@@ -53,7 +83,35 @@ public sealed class ExecutorNodeInstaller(IOptions<ExecutorNodeOptions> options,
             }));
         logger.LogInformation("create-infra for executor {ExecutorId} in namespace {Namespace}: {Changes}", executorId, ns,
             string.Join(", ", changes.Select(c => $"{c.Kind} {c.Name} {c.Action}")));
-        return new InfraReport(executorId, ns, ExecutorNodeManifests.ServiceUrl(executorId, ns), changes);
+        if (openWarning is not null) logger.LogWarning("create-infra for executor {ExecutorId}: {Warning}", executorId, openWarning);
+        return new InfraReport(executorId, ns, serviceUrl, changes) { Warnings = openWarning is null ? [] : [openWarning] };
+    }
+
+    /// <summary>
+    /// The token this server sends the node at <paramref name="serviceUrl"/> (none when it has none, or when
+    /// <c>TokenNodes</c> does not list the node), with the warning an open node gets. A token the node would refuse at
+    /// start is a 409 here, before anything is applied, rather than a node that restarts forever.
+    /// </summary>
+    private (string? Token, string? OpenWarning) RegistryToken(string serviceUrl)
+    {
+        var remote = configuration.GetSection(RemoteExecutorsSection).Get<RemoteExecutorOptions>() ?? new();
+        if (remote.TokenFor(new Uri(serviceUrl)) is not { } token)
+            return (null, string.IsNullOrEmpty(remote.Token)
+                ? $"the node is open: anything that reaches {serviceUrl} can use its whole API, because this server has no node token. " +
+                  $"Set {RemoteExecutorsSection}:Token (at least {MinimumTokenLength} characters; list the node in {RemoteExecutorsSection}:TokenNodes) " +
+                  "and run create-infra again: the node then requires it"
+                : $"the node is open: anything that reaches {serviceUrl} can use its whole API, because {RemoteExecutorsSection}:TokenNodes " +
+                  $"does not list it, so this server would not send it {RemoteExecutorsSection}:Token. Add {serviceUrl} to TokenNodes and run " +
+                  "create-infra again: the node then requires the token");
+        if (token.Length < MinimumTokenLength)
+            throw Problems.Conflict(
+                $"{RemoteExecutorsSection}:Token is shorter than {MinimumTokenLength} characters, which the node refuses as an API token " +
+                "(it would not start); set a longer token on this server and run create-infra again. Nothing was applied");
+        if (token.Trim() != token || token.Any(char.IsControl))
+            throw Problems.Conflict(
+                $"{RemoteExecutorsSection}:Token starts or ends with white space or holds a control character, which no Authorization " +
+                "header can carry to the node intact; set a token without them and run create-infra again. Nothing was applied");
+        return (token, null);
     }
 
     public async Task<InfraReport> RemoveAsync(string executorId, JsonObject clusterConfig, CancellationToken ct)
@@ -61,12 +119,14 @@ public sealed class ExecutorNodeInstaller(IOptions<ExecutorNodeOptions> options,
         var config = KubeconfigGuard.ToClientConfiguration(clusterConfig, options.Value.Namespace);
         var ns = config.Namespace!;
         var name = KubernetesNames.ExecutorNode(executorId);
+        var secretName = ExecutorNodeManifests.ApiTokenSecretName(executorId);
         using var client = new k8s.Kubernetes(config);
         // Reverse order of install: stop serving first, take permissions away last.
         var changes = new List<InfraChange>
         {
             await DeleteAsync("Service", name, ns, () => client.CoreV1.DeleteNamespacedServiceAsync(name, ns, cancellationToken: ct)),
             await DeleteAsync("Deployment", name, ns, () => client.AppsV1.DeleteNamespacedDeploymentAsync(name, ns, propagationPolicy: "Foreground", cancellationToken: ct)),
+            await DeleteAsync("Secret", secretName, ns, () => client.CoreV1.DeleteNamespacedSecretAsync(secretName, ns, cancellationToken: ct)),
             await DeleteAsync("RoleBinding", name, ns, () => client.RbacAuthorizationV1.DeleteNamespacedRoleBindingAsync(name, ns, cancellationToken: ct)),
             await DeleteAsync("Role", name, ns, () => client.RbacAuthorizationV1.DeleteNamespacedRoleAsync(name, ns, cancellationToken: ct)),
             await DeleteAsync("ServiceAccount", name, ns, () => client.CoreV1.DeleteNamespacedServiceAccountAsync(name, ns, cancellationToken: ct)),

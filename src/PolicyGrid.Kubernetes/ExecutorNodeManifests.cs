@@ -5,16 +5,29 @@ namespace PolicyGrid.Kubernetes;
 /// <summary>
 /// The objects create-infra puts into a cluster for one executor node: a ServiceAccount whose Role
 /// allows only Jobs (and reading their pods' logs) in the node's own namespace, the Deployment
-/// (a Dapr app), and a ClusterIP Service that the registry reaches it through.
+/// (a Dapr app), a ClusterIP Service that the registry reaches it through and, when the registry has
+/// a node token, the Secret that hands it to the node (<see cref="ApiTokenSecret"/>, null otherwise).
 /// </summary>
 public sealed record ExecutorNodeManifests(
     V1ServiceAccount ServiceAccount,
     V1Role Role,
     V1RoleBinding RoleBinding,
     V1Deployment Deployment,
-    V1Service Service)
+    V1Service Service,
+    V1Secret? ApiTokenSecret = null)
 {
     public const int ServicePort = 80;
+
+    /// <summary>The key of the registry's node token in <see cref="ApiTokenSecret"/>.</summary>
+    public const string ApiTokenKey = "token";
+
+    /// <summary>The name the node gives the registry's token: the caller its decision log records for the registry.</summary>
+    public const string RegistryTokenName = "registry";
+
+    /// <summary>Pod-template annotation holding the resourceVersion of the token Secret the pods were started with.</summary>
+    public const string ApiTokenVersionAnnotation = "policygrid.io/api-token-version";
+
+    public static string ApiTokenSecretName(string executorId) => $"{KubernetesNames.ExecutorNode(executorId)}-api-token";
 
     /// <summary>The Kubernetes secret (key <c>token</c>) holding the Dapr API token of the node's sidecar.</summary>
     public const string DaprApiTokenSecret = "policygrid-dapr-api-token";
@@ -28,7 +41,11 @@ public sealed record ExecutorNodeManifests(
     public static string ServiceUrl(string executorId, string @namespace) =>
         $"http://{KubernetesNames.ExecutorNode(executorId)}.{@namespace}.svc.cluster.local:{ServicePort}";
 
-    public static ExecutorNodeManifests Build(string executorId, string @namespace, ExecutorNodeOptions options)
+    /// <summary>
+    /// The node's objects. With <paramref name="registryToken"/> (the token the registry sends this node) the node requires
+    /// it as an API token with <c>write</c> scope, read from <see cref="ApiTokenSecret"/>; without one it is left open.
+    /// </summary>
+    public static ExecutorNodeManifests Build(string executorId, string @namespace, ExecutorNodeOptions options, string? registryToken = null)
     {
         var name = KubernetesNames.ExecutorNode(executorId);
         var labels = new Dictionary<string, string>
@@ -37,7 +54,16 @@ public sealed record ExecutorNodeManifests(
             ["app.kubernetes.io/instance"] = name,
             ["app.kubernetes.io/managed-by"] = KubernetesNames.ManagedBy,
         };
-        V1ObjectMeta Meta() => new() { Name = name, NamespaceProperty = @namespace, Labels = new Dictionary<string, string>(labels) };
+        V1ObjectMeta Meta(string? objectName = null) =>
+            new() { Name = objectName ?? name, NamespaceProperty = @namespace, Labels = new Dictionary<string, string>(labels) };
+        var secured = !string.IsNullOrEmpty(registryToken);
+        var secret = secured
+            ? new V1Secret
+            {
+                ApiVersion = "v1", Kind = "Secret", Metadata = Meta(ApiTokenSecretName(executorId)), Type = "Opaque",
+                StringData = new Dictionary<string, string> { [ApiTokenKey] = registryToken! },
+            }
+            : null;
 
         var serviceAccount = new V1ServiceAccount
         {
@@ -111,10 +137,7 @@ public sealed record ExecutorNodeManifests(
                                     // The registry calls the node at its Service (plain HTTP, not through Dapr), job pods post their
                                     // results there and the kubelet probes it: it listens on the pod's address, not loopback.
                                     new V1EnvVar { Name = "PolicyGrid__Dapr__BindAddress", Value = "0.0.0.0" },
-                                    // That address needs credentials, and the node has none yet: an app API token would shut out the
-                                    // registry, which is not its sidecar, and the registry's node token is not handed to it. So it stays
-                                    // as open as it was before the app checked its bind address, said here rather than silently.
-                                    new V1EnvVar { Name = "PolicyGrid__Dapr__Insecure", Value = "true" },
+                                    .. Credentials(secured, executorId),
                                     // The root filesystem is read-only: unpacked bundles go to the emptyDir.
                                     new V1EnvVar { Name = "PolicyGrid__Runtime__Bundles__CacheDirectory", Value = "/tmp/policygrid-bundles" },
                                     new V1EnvVar { Name = "PolicyGrid__Jobs__Launcher", Value = "kubernetes" },
@@ -180,6 +203,26 @@ public sealed record ExecutorNodeManifests(
                 Ports = [new V1ServicePort { Port = ServicePort, Name = "http", TargetPort = "http" }],
             },
         };
-        return new ExecutorNodeManifests(serviceAccount, role, binding, deployment, service);
+        return new ExecutorNodeManifests(serviceAccount, role, binding, deployment, service, secret);
     }
+
+    /// <summary>
+    /// What guards the node's address. An app API token would shut out the registry, which is not the node's sidecar: the
+    /// node checks the registry's node token as an API token instead (from the Secret, never written into the Deployment).
+    /// Type 3 job pods hold no API token: they post results with their per-job token and fetch their bundle by its hash,
+    /// which <c>AnonymousBundleDownloads</c> leaves open. Without a registry token the node stays open, said here rather than silently.
+    /// </summary>
+    private static IEnumerable<V1EnvVar> Credentials(bool secured, string executorId) => secured
+        ?
+        [
+            new V1EnvVar { Name = "PolicyGrid__Auth__Tokens__0__Name", Value = RegistryTokenName },
+            new V1EnvVar
+            {
+                Name = "PolicyGrid__Auth__Tokens__0__Token",
+                ValueFrom = new V1EnvVarSource { SecretKeyRef = new V1SecretKeySelector { Name = ApiTokenSecretName(executorId), Key = ApiTokenKey } },
+            },
+            new V1EnvVar { Name = "PolicyGrid__Auth__Tokens__0__Scopes__0", Value = "write" },
+            new V1EnvVar { Name = "PolicyGrid__Auth__AnonymousBundleDownloads", Value = "true" },
+        ]
+        : [new V1EnvVar { Name = "PolicyGrid__Dapr__Insecure", Value = "true" }];
 }

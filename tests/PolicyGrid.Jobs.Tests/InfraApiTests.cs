@@ -60,6 +60,40 @@ public sealed class InfraApiTests : IAsyncLifetime
         cluster.Get("/apis/apps/v1/namespaces/edge-ns/deployments/pg-executor-edge").ShouldNotBeNull();
         cluster.Requests.ShouldAllBe(r => r.Authorization == $"Bearer {Token}");
         answer.Body!.ToJsonString().ShouldNotContain(Token);
+        // This server has no node token: the node is open, and the answer says so and how to change it.
+        data["warnings"]!.AsArray().ShouldHaveSingleItem()!.GetValue<string>().ShouldContain("PolicyGrid:Runtime:RemoteExecutors:Token");
+    }
+
+    [Fact]
+    public async Task Create_infra_with_a_node_token_the_node_would_refuse_is_a_409_naming_the_setting_and_nothing_is_applied()
+    {
+        await using var registry = new GridServer { PythonWorkers = 1, Settings = { ["PolicyGrid:Runtime:RemoteExecutors:Token"] = "too-short" } };
+        await registry.StoreExecutorAsync("edge", "http://placeholder:1", new JsonObject { ["pool"] = "edge" });
+
+        var answer = await registry.CreateClient().Post("/executor/edge/create-infra", Body(Kubeconfig()));
+
+        answer.Status.ShouldBe(409, answer.Message);
+        answer.Message!.ShouldContain("PolicyGrid:Runtime:RemoteExecutors:Token");
+        answer.Message.ShouldContain("16");
+        answer.Body!.ToJsonString().ShouldNotContain("too-short");
+        cluster.Requests.ShouldBeEmpty();
+        (await registry.Store.GetAsync(Collections.Executors, "edge"))!.Body["executor_host_uri"]!.GetValue<string>().ShouldBe("http://placeholder:1");
+    }
+
+    [Fact]
+    public async Task Create_infra_hands_the_node_the_registry_token_through_a_secret()
+    {
+        const string nodeToken = "registry-node-token-0123456789";
+        await using var registry = new GridServer { PythonWorkers = 1, Settings = { ["PolicyGrid:Runtime:RemoteExecutors:Token"] = nodeToken } };
+        await registry.StoreExecutorAsync("edge", "http://placeholder:1", new JsonObject { ["pool"] = "edge" });
+
+        var answer = await registry.CreateClient().Post("/executor/edge/create-infra", Body(Kubeconfig()));
+
+        answer.Status.ShouldBe(200, answer.Message);
+        answer.Data!["warnings"]!.AsArray().ShouldBeEmpty();
+        answer.Body!.ToJsonString().ShouldNotContain(nodeToken);
+        cluster.Get("/api/v1/namespaces/edge-ns/secrets/pg-executor-edge-api-token")!["stringData"]!["token"]!.GetValue<string>().ShouldBe(nodeToken);
+        cluster.Get("/apis/apps/v1/namespaces/edge-ns/deployments/pg-executor-edge")!.ToJsonString().ShouldNotContain(nodeToken);
     }
 
     [Fact]
@@ -83,7 +117,9 @@ public sealed class InfraApiTests : IAsyncLifetime
         await client.Post("/executor/edge/create-infra", Body(Kubeconfig()));
         var removed = await client.Delete("/executor/edge/remove-infra", Body(Kubeconfig()));
         removed.Status.ShouldBe(200);
-        removed.Data!["changes"]!.AsArray().ShouldAllBe(c => c!["action"]!.GetValue<string>() == "deleted");
+        // The open node had no token Secret.
+        removed.Data!["changes"]!.AsArray().Select(c => $"{c!["kind"]}:{c["action"]}").ShouldBe(
+            ["Service:deleted", "Deployment:deleted", "Secret:absent", "RoleBinding:deleted", "Role:deleted", "ServiceAccount:deleted"]);
         cluster.Paths.ShouldBeEmpty();
 
         var again = await client.Delete("/executor/edge/remove-infra", Body(Kubeconfig()));

@@ -1,5 +1,6 @@
 using Xunit;
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using PolicyGrid.Core.Errors;
@@ -10,8 +11,19 @@ namespace PolicyGrid.Kubernetes.Tests;
 /// <summary>create-infra / remove-infra through the real KubernetesClient against the loopback API server.</summary>
 public class ExecutorNodeInstallerTests : IAsyncLifetime
 {
+    public const string NodeToken = "registry-node-token-0123456789";
+    private const string SecretPath = "/api/v1/namespaces/team-a/secrets/pg-executor-gpu-api-token";
+    private const string DeploymentPath = "/apis/apps/v1/namespaces/team-a/deployments/pg-executor-gpu";
+
     private FakeKubernetesApi api = null!;
-    private readonly ExecutorNodeInstaller installer = new(Options.Create(new ExecutorNodeOptions { NodeImage = "node:1" }), NullLogger<ExecutorNodeInstaller>.Instance);
+    private readonly ExecutorNodeInstaller installer = Installer();
+    private readonly ExecutorNodeInstaller secured = Installer(("PolicyGrid:Runtime:RemoteExecutors:Token", NodeToken));
+
+    /// <summary>An installer on a registry with these settings.</summary>
+    public static ExecutorNodeInstaller Installer(params (string Key, string Value)[] settings) => new(
+        Options.Create(new ExecutorNodeOptions { NodeImage = "node:1" }),
+        new ConfigurationBuilder().AddInMemoryCollection(settings.Select(s => KeyValuePair.Create(s.Key, (string?)s.Value))).Build(),
+        NullLogger<ExecutorNodeInstaller>.Instance);
 
     public async ValueTask InitializeAsync() => api = await FakeKubernetesApi.StartAsync();
 
@@ -54,16 +66,103 @@ public class ExecutorNodeInstallerTests : IAsyncLifetime
     [Fact]
     public async Task Remove_deletes_everything_and_a_second_remove_finds_it_absent()
     {
-        await installer.InstallAsync("gpu", Kubeconfig(), CancellationToken.None);
+        await secured.InstallAsync("gpu", Kubeconfig(), CancellationToken.None);
 
         var removed = await installer.RemoveAsync("gpu", Kubeconfig(), CancellationToken.None);
         removed.Changes.ShouldAllBe(c => c.Action == "deleted");
         api.Paths.ShouldBeEmpty();
 
         var again = await installer.RemoveAsync("gpu", Kubeconfig(), CancellationToken.None);
-        again.Changes.Count.ShouldBe(5);
+        again.Changes.Count.ShouldBe(6);
         again.Changes.ShouldAllBe(c => c.Action == "absent");
     }
+
+    [Fact]
+    public async Task An_install_without_a_registry_token_leaves_the_node_open_and_says_how_to_close_it()
+    {
+        var report = await installer.InstallAsync("gpu", Kubeconfig(), CancellationToken.None);
+
+        report.Warnings.ShouldHaveSingleItem().ShouldContain("the node is open");
+        report.Warnings[0].ShouldContain("PolicyGrid:Runtime:RemoteExecutors:Token");
+        api.Get(SecretPath).ShouldBeNull();
+        Env(api.Get(DeploymentPath)!).ShouldContainKey("PolicyGrid__Dapr__Insecure");
+    }
+
+    [Fact]
+    public async Task With_a_registry_token_the_node_gets_it_from_a_secret_created_before_its_deployment()
+    {
+        var report = await secured.InstallAsync("gpu", Kubeconfig(), CancellationToken.None);
+
+        report.Warnings.ShouldBeEmpty();
+        report.Changes.Select(c => (c.Kind, c.Action)).ShouldBe(
+            [("ServiceAccount", "created"), ("Role", "created"), ("RoleBinding", "created"), ("Secret", "created"), ("Deployment", "created"), ("Service", "created")]);
+        var secret = api.Get(SecretPath)!;
+        secret["type"]!.GetValue<string>().ShouldBe("Opaque");
+        secret["stringData"]!["token"]!.GetValue<string>().ShouldBe(NodeToken);
+        secret["metadata"]!["labels"]!["app.kubernetes.io/instance"]!.GetValue<string>().ShouldBe("pg-executor-gpu");
+
+        var deployment = api.Get(DeploymentPath)!;
+        deployment.ToJsonString().ShouldNotContain(NodeToken);
+        TokenVersion(deployment).ShouldBe(secret["metadata"]!["resourceVersion"]!.GetValue<string>());
+        var env = Env(deployment);
+        env.ShouldNotContainKey("PolicyGrid__Dapr__Insecure");
+        env["PolicyGrid__Auth__Tokens__0__Token"]!["valueFrom"]!["secretKeyRef"]!["name"]!.GetValue<string>().ShouldBe("pg-executor-gpu-api-token");
+        env["PolicyGrid__Auth__Tokens__0__Scopes__0"]!["value"]!.GetValue<string>().ShouldBe("write");
+        env["PolicyGrid__Auth__AnonymousBundleDownloads"]!["value"]!.GetValue<string>().ShouldBe("true");
+    }
+
+    [Fact]
+    public async Task Installing_again_replaces_the_secret_with_the_current_token_and_an_open_install_removes_it()
+    {
+        await secured.InstallAsync("gpu", Kubeconfig(), CancellationToken.None);
+        const string rotated = "rotated-node-token-9876543210";
+
+        var again = await Installer(("PolicyGrid:Runtime:RemoteExecutors:Token", rotated)).InstallAsync("gpu", Kubeconfig(), CancellationToken.None);
+
+        again.Changes.Single(c => c.Kind == "Secret").Action.ShouldBe("replaced");
+        api.Get(SecretPath)!["stringData"]!["token"]!.GetValue<string>().ShouldBe(rotated);
+        // The pods read the token at start: the pod template names the Secret's version, so a changed Secret rolls them.
+        TokenVersion(api.Get(DeploymentPath)!).ShouldBe(api.Get(SecretPath)!["metadata"]!["resourceVersion"]!.GetValue<string>());
+
+        var open = await installer.InstallAsync("gpu", Kubeconfig(), CancellationToken.None);
+        open.Changes.Single(c => c.Kind == "Secret").Action.ShouldBe("deleted");
+        api.Get(SecretPath).ShouldBeNull();
+    }
+
+    [Theory]
+    [InlineData("short-token")]
+    [InlineData(" padded-node-token-0123456789")]
+    public async Task A_registry_token_the_node_would_refuse_is_a_409_naming_the_setting_and_nothing_is_applied(string token)
+    {
+        var e = await Should.ThrowAsync<PolicyGridException>(() =>
+            Installer(("PolicyGrid:Runtime:RemoteExecutors:Token", token)).InstallAsync("gpu", Kubeconfig(), CancellationToken.None));
+
+        e.Status.ShouldBe(409);
+        e.Message.ShouldContain("PolicyGrid:Runtime:RemoteExecutors:Token");
+        e.Message.ShouldNotContain(token.Trim());
+        api.Requests.ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task The_node_gets_the_token_only_when_token_nodes_lists_it()
+    {
+        var unlisted = await Installer(("PolicyGrid:Runtime:RemoteExecutors:Token", NodeToken),
+            ("PolicyGrid:Runtime:RemoteExecutors:TokenNodes:0", "http://edge.example:8080")).InstallAsync("gpu", Kubeconfig(), CancellationToken.None);
+        unlisted.Warnings.ShouldHaveSingleItem().ShouldContain("TokenNodes");
+        api.Get(SecretPath).ShouldBeNull();
+
+        var listed = await Installer(("PolicyGrid:Runtime:RemoteExecutors:Token", NodeToken),
+            ("PolicyGrid:Runtime:RemoteExecutors:TokenNodes:0", unlisted.ServiceUrl)).InstallAsync("gpu", Kubeconfig(), CancellationToken.None);
+        listed.Warnings.ShouldBeEmpty();
+        api.Get(SecretPath)!["stringData"]!["token"]!.GetValue<string>().ShouldBe(NodeToken);
+    }
+
+    private static string TokenVersion(JsonObject deployment) =>
+        deployment["spec"]!["template"]!["metadata"]!["annotations"]![ExecutorNodeManifests.ApiTokenVersionAnnotation]!.GetValue<string>();
+
+    private static Dictionary<string, JsonNode> Env(JsonObject deployment) =>
+        deployment["spec"]!["template"]!["spec"]!["containers"]![0]!["env"]!.AsArray()
+            .ToDictionary(e => e!["name"]!.GetValue<string>(), e => e!);
 
     [Theory]
     [InlineData("exec")]

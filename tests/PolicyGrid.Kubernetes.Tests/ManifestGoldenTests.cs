@@ -45,6 +45,45 @@ public class ManifestGoldenTests
     }
 
     [Fact]
+    public void The_executor_node_manifests_with_a_registry_token_match_their_golden_file()
+    {
+        var m = ExecutorNodeManifests.Build("gpu_pool.A", "team-a", new ExecutorNodeOptions { NodeImage = "registry.example/policygrid/policy-executor:1.0", RunnerImage = "registry.example/policygrid/job-runner:1.0" },
+            registryToken: ExecutorNodeInstallerTests.NodeToken);
+        m.ApiTokenSecret.ShouldNotBeNull();
+        Golden("executor-node-with-token.yaml", KubernetesYaml.SerializeAll([m.ServiceAccount, m.Role, m.RoleBinding, m.ApiTokenSecret, m.Deployment, m.Service]));
+    }
+
+    [Fact]
+    public void With_a_registry_token_the_node_requires_it_from_the_secret_and_is_not_insecure()
+    {
+        var m = ExecutorNodeManifests.Build("gpu", "team-a", new ExecutorNodeOptions(), registryToken: ExecutorNodeInstallerTests.NodeToken);
+
+        m.ApiTokenSecret!.Metadata.NamespaceProperty.ShouldBe("team-a");
+        m.ApiTokenSecret.Metadata.Labels.ShouldBe(m.Deployment.Metadata.Labels);
+        m.ApiTokenSecret.StringData["token"].ShouldBe(ExecutorNodeInstallerTests.NodeToken);
+        KubernetesYaml.Serialize(m.Deployment).ShouldNotContain(ExecutorNodeInstallerTests.NodeToken);
+        var env = m.Deployment.Spec.Template.Spec.Containers.Single().Env;
+        env.ShouldNotContain(e => e.Name == "PolicyGrid__Dapr__Insecure");
+        var token = env.Single(e => e.Name == "PolicyGrid__Auth__Tokens__0__Token");
+        token.Value.ShouldBeNull();
+        token.ValueFrom.SecretKeyRef.Name.ShouldBe(m.ApiTokenSecret.Metadata.Name);
+        token.ValueFrom.SecretKeyRef.Key.ShouldBe("token");
+        env.Single(e => e.Name == "PolicyGrid__Auth__Tokens__0__Scopes__0").Value.ShouldBe("write");
+        env.Single(e => e.Name == "PolicyGrid__Auth__AnonymousBundleDownloads").Value.ShouldBe("true");
+    }
+
+    [Fact]
+    public void Without_a_registry_token_the_node_is_open_as_before()
+    {
+        var m = ExecutorNodeManifests.Build("gpu", "team-a", new ExecutorNodeOptions());
+
+        m.ApiTokenSecret.ShouldBeNull();
+        var env = m.Deployment.Spec.Template.Spec.Containers.Single().Env;
+        env.Single(e => e.Name == "PolicyGrid__Dapr__Insecure").Value.ShouldBe("true");
+        env.ShouldNotContain(e => e.Name.StartsWith("PolicyGrid__Auth__", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void A_job_pod_runs_once_unprivileged_without_an_api_token()
     {
         var job = JobManifest.Build(SampleLaunch(), "policygrid", "token-abc", Options);

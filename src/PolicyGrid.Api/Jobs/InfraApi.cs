@@ -22,7 +22,7 @@ public static class InfraApi
     {
         var api = app.MapGroup("/executor").WithTags("Executors");
         api.MapPost("/{id}/create-infra", Create).WithName("CreateExecutorInfra").WithSummary("Install this executor's node into a Kubernetes cluster")
-            .WithDescription("Body: {\"cluster_config\": <kubeconfig as JSON>}. Applies the node's ServiceAccount, Role, RoleBinding, Deployment (a Dapr app) and Service idempotently; exec/auth-provider plugins and file paths are refused. The kubeconfig is not kept.");
+            .WithDescription("Body: {\"cluster_config\": <kubeconfig as JSON>}. Applies the node's ServiceAccount, Role, RoleBinding, Secret (the registry's node token, PolicyGrid:Runtime:RemoteExecutors:Token, which the node then requires), Deployment (a Dapr app) and Service idempotently; without a node token for it the node is open, which warnings says. exec/auth-provider plugins and file paths are refused. The kubeconfig is not kept.");
         api.MapDelete("/{id}/remove-infra", Remove).WithName("RemoveExecutorInfra").WithSummary("Remove this executor's node from a Kubernetes cluster");
         return app;
     }
@@ -77,5 +77,6 @@ public static class InfraApi
             ["kind"] = c.Kind, ["name"] = c.Name, ["namespace"] = c.Namespace, ["action"] = c.Action,
         }).ToArray()),
         ["executor"] = executor.DeepClone(),
+        ["warnings"] = new JsonArray(report.Warnings.Select(w => (JsonNode)JsonValue.Create(w)).ToArray()),
     };
 }

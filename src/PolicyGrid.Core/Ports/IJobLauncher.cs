@@ -86,7 +86,11 @@ public interface IJobTransport
 public sealed record InfraChange(string Kind, string Name, string Namespace, string Action);
 
 /// <summary>The outcome of create-infra / remove-infra: the objects touched and the node's in-cluster URL.</summary>
-public sealed record InfraReport(string ExecutorId, string Namespace, string ServiceUrl, IReadOnlyList<InfraChange> Changes);
+public sealed record InfraReport(string ExecutorId, string Namespace, string ServiceUrl, IReadOnlyList<InfraChange> Changes)
+{
+    /// <summary>What the operator should know about the node as installed, e.g. that it takes calls without a token, and how to change it.</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
+}
 
 /// <summary>
 /// Installs or removes an executor node in a Kubernetes cluster, given a kubeconfig (as JSON) that is
