@@ -35,14 +35,32 @@ public static class EvaluationSubscription
     public static IEndpointRouteBuilder MapEvaluationSubscription(this IEndpointRouteBuilder app)
     {
         // The sidecar sends no API token (a bearer token is for users); with APP_API_TOKEN it sends that instead,
-        // which UseDaprAppToken checks for every route of this app.
+        // which UseDaprAppToken checks for every route of this app. Without one, only the pod's own loopback may call
+        // these routes (SidecarOnly): a node that create-infra exposed with API tokens would otherwise run an
+        // evaluation event posted by anything that reaches its Service.
         app.MapGet("/dapr/subscribe", () => Results.Json(Subscriptions()))
             .WithName("DaprSubscribe").WithTags("Dapr").ExcludeFromDescription()
-            .AllowAnonymous();
+            .AllowAnonymous().AddEndpointFilter(SidecarOnly);
         app.MapPost(DaprNames.EvaluationsRoute, Deliver)
             .WithName("DeliverEvaluationEvent").WithTags("Dapr").ExcludeFromDescription()
-            .AllowAnonymous();
+            .AllowAnonymous().AddEndpointFilter(SidecarOnly);
         return app;
+    }
+
+    /// <summary>
+    /// The sidecar's routes: with APP_API_TOKEN the middleware has already checked the sidecar's header; without it, the
+    /// call must come over loopback, as a sidecar's does (same pod, or same host when self-hosted). The test server
+    /// has no remote address and counts as local.
+    /// </summary>
+    private static ValueTask<object?> SidecarOnly(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        var remote = http.Connection.RemoteIpAddress;
+        if (!string.IsNullOrEmpty(http.RequestServices.GetRequiredService<IConfiguration>()[DaprAppToken.ConfigurationKey])
+            || remote is null || System.Net.IPAddress.IsLoopback(remote))
+            return next(context);
+        throw Problems.Forbidden($"{http.Request.Path} is for this app's Dapr sidecar, which calls it over loopback; {remote} is not " +
+            $"(give the app and its sidecar an app API token, {DaprAppToken.ConfigurationKey}, to take its calls from elsewhere)");
     }
 
     public static async Task<IResult> Deliver(HttpContext context, EvaluationEventHandler handler, ILoggerFactory logs, CancellationToken ct)
