@@ -22,8 +22,8 @@ public sealed class ExecutorNodeInstaller(IOptions<ExecutorNodeOptions> options,
 {
     public const string RemoteExecutorsSection = PolicyRuntimeOptions.Section + ":RemoteExecutors";
 
-    /// <summary>The node's own minimum for an API token (PolicyGrid.Api's <c>ApiAuthOptionsValidator.MinimumTokenLength</c>, which this project does not reference).</summary>
-    public const int MinimumTokenLength = 16;
+    /// <summary>The node's own minimum for an API token: it refuses to start with a shorter one.</summary>
+    public const int MinimumTokenLength = PolicyGrid.Core.Identity.ApiTokens.MinimumLength;
 
     public async Task<InfraReport> InstallAsync(string executorId, JsonObject clusterConfig, CancellationToken ct)
     {

@@ -40,7 +40,7 @@ public static class ApiScopes
 /// <summary>Refuses a token list a careless operator could lock themselves out with, or leak through.</summary>
 public sealed class ApiAuthOptionsValidator : IValidateOptions<ApiAuthOptions>
 {
-    public const int MinimumTokenLength = 16;
+    public const int MinimumTokenLength = PolicyGrid.Core.Identity.ApiTokens.MinimumLength;
 
     public ValidateOptionsResult Validate(string? name, ApiAuthOptions options)
     {
