@@ -156,15 +156,21 @@ class LoopbackRegistry:
 class CannedAnswer:
     """Answers every request with one fixed (status, body, content type): a proxy's page, a stranger's server."""
 
-    def __init__(self, status: int, body: bytes, ctype: str):
+    def __init__(self, status: int, body: bytes, ctype: str, headers: dict | None = None):
+        self.methods: list = []
+        seen = self.methods
+
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
 
             def _any(self):
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                seen.append(self.command)
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

@@ -321,6 +321,18 @@ class EvaluatorTests(unittest.TestCase):
         self.assertIn("data.ips[0]", caught.exception.message)
         self.assertEqual(ev.execute_mgmt_command("update_local_allowlist", {"ips": ["10.0.0.9"]}), {"local_allowlist": ["10.0.0.9"]})
 
+    def test_a_redirected_call_is_not_followed_as_a_get_and_says_where_it_pointed(self):
+        moved = support.CannedAnswer(302, b"", "text/html", {"Location": "http://127.0.0.1:9/elsewhere"})
+        try:
+            ev = LocalPolicyEvaluator(URI, mode="remote", executor_id="local", server=moved.url, timeout=2)
+            with self.assertRaises(PolicyGridApiError) as caught:
+                ev.execute_policy_rule({"ip": "10.0.0.1"})
+            self.assertEqual(caught.exception.status, 302)
+            self.assertIn("pointing at http://127.0.0.1:9/elsewhere", caught.exception.message)
+            self.assertEqual(moved.methods, ["POST"])  # not sent on as a GET
+        finally:
+            moved.stop()
+
     def test_remote_mode_refuses_an_answer_that_is_not_the_policys_result(self):
         canned = support.CannedAnswer(200, b"<html>sign in</html>", "text/html")
         try:

@@ -46,9 +46,12 @@ def _origin(url: str) -> tuple:
 
 
 class _TokenStaysHome(urllib.request.HTTPRedirectHandler):
-    """Follows redirects, but drops the bearer token when one leads to another origin."""
+    """Follows redirects of GET and HEAD (a bundle URL may), dropping the bearer token when one leads to another origin.
+    A redirected POST, PUT or DELETE is not followed: urllib would send it on as a GET, which answers something else."""
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if req.get_method() not in ("GET", "HEAD"):
+            return None  # the 3xx is then raised as it came, and _decode names where it pointed
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
         if new is not None and _origin(new.full_url) != _origin(req.full_url):
             new.remove_header("Authorization")
@@ -227,6 +230,10 @@ class PolicyGridClient:
         if status == 200:
             # Outside the envelope (/healthz etc.): hand back what came.
             return Response(envelope if envelope is not None else payload, headers, status)
+        if 300 <= status < 400:
+            raise PolicyGridApiError(status, _code_for(status),
+                                     f"{url} answered HTTP {status} pointing at {headers.get('location', '(no Location)')}; "
+                                     "redirects of POST, PUT and DELETE are not followed: give the PolicyGrid server's own URL")
         text = payload[:300].decode("utf-8", "replace")
         raise PolicyGridApiError(status, _code_for(status), f"{url} answered HTTP {status} without an envelope: {text}")
 
