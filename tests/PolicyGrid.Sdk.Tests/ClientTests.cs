@@ -98,6 +98,24 @@ public sealed class ClientTests : IDisposable
         e.Reason.ShouldContain("bad gateway");
     }
 
+    [Theory]
+    [InlineData("<html>sign in</html>", "text/html")]
+    [InlineData("{\"allowed\": true}", "application/json")]
+    public async Task A_200_without_the_envelope_is_never_taken_for_a_result(string body, string type)
+    {
+        _server.Answer = (200, body, type);
+        var ct = TestContext.Current.CancellationToken;
+
+        var execute = await Should.ThrowAsync<PolicyGridApiException>(() => Client().ExecutePolicyAsync("local", new ExecutePolicyRequest("a:1-b", new JsonObject()), ct));
+        var manage = await Should.ThrowAsync<PolicyGridApiException>(() => Client().ManagementAsync("local", new ManagementRequest("a:1-b", "get_state", null), ct));
+
+        foreach (var e in new[] { execute, manage })
+        {
+            (e.Status, e.Code).ShouldBe((502, "backend_error"));
+            e.Reason.ShouldContain("without a PolicyGrid envelope");
+        }
+    }
+
     [Fact]
     public async Task A_redirect_to_another_origin_carries_no_token()
     {

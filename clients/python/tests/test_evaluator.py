@@ -333,6 +333,19 @@ class EvaluatorTests(unittest.TestCase):
         finally:
             moved.stop()
 
+    def test_a_200_without_the_envelope_is_never_a_result_or_a_commands_answer(self):
+        for body, ctype in [(b"<html>sign in</html>", "text/html"), (b'{"allowed": true}', "application/json")]:
+            canned = support.CannedAnswer(200, body, ctype)
+            try:
+                ev = LocalPolicyEvaluator(URI, mode="remote", executor_id="local", server=canned.url, timeout=2)
+                for call in (lambda: ev.execute_policy_rule({"ip": "10.0.0.1"}), lambda: ev.execute_mgmt_command("get_state", {})):
+                    with self.subTest(ctype=ctype), self.assertRaises(PolicyGridApiError) as caught:
+                        call()
+                    self.assertEqual((caught.exception.status, caught.exception.code), (502, "backend_error"))
+                    self.assertIn("without a PolicyGrid envelope", caught.exception.message)
+            finally:
+                canned.stop()
+
     def test_remote_mode_refuses_an_answer_that_is_not_the_policys_result(self):
         canned = support.CannedAnswer(200, b"<html>sign in</html>", "text/html")
         try:

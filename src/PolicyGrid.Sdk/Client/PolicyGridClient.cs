@@ -125,7 +125,7 @@ public sealed partial class PolicyGridClient : IDisposable
         if (parsed is JsonObject envelope && envelope.TryGetPropertyValue("success", out var success))
         {
             if (success is JsonValue v && v.GetValueKind() == JsonValueKind.True && status == 200)
-                return new PolicyGridResponse(status, envelope["data"], payload, response.Headers, response.Content.Headers);
+                return new PolicyGridResponse(status, envelope["data"], payload, response.Headers, response.Content.Headers) { Enveloped = true };
             var code = envelope["code"] is JsonValue c && c.GetValueKind() == JsonValueKind.String ? c.GetValue<string>() : CodeFor(status);
             var message = envelope["message"] is JsonValue m && m.GetValueKind() == JsonValueKind.String ? m.GetValue<string>() : $"HTTP {status}";
             throw new PolicyGridApiException(status, code, message, envelope["errors"] as JsonArray is { } errs ? (JsonArray)errs.DeepClone() : null)
@@ -163,8 +163,14 @@ public sealed partial class PolicyGridClient : IDisposable
     /// <summary>Escapes a path segment but keeps ':' readable (policy URIs appear unescaped in paths).</summary>
     internal static string Segment(string value) => Uri.EscapeDataString(value).Replace("%3A", ":", StringComparison.Ordinal);
 
-    private async Task<JsonNode?> DataAsync(HttpMethod method, string path, JsonNode? body, CancellationToken ct) =>
-        (await SendAsync(method, path, body, null, ct)).Data;
+    // Every route read here answers the envelope: a 200 without one (a proxy's page, another server) is no answer at all,
+    // and never a policy's result or a management command's null.
+    private async Task<JsonNode?> DataAsync(HttpMethod method, string path, JsonNode? body, CancellationToken ct)
+    {
+        var response = await SendAsync(method, path, body, null, ct);
+        return response.Enveloped ? response.Data : throw new PolicyGridApiException(502, "backend_error",
+            $"{method} {path} on {Server} answered {response.Status} without a PolicyGrid envelope ({response.ContentHeaders.ContentType?.MediaType ?? "no Content-Type"}): is the server a PolicyGrid?");
+    }
 
     private async Task<JsonObject> ObjectAsync(HttpMethod method, string path, JsonNode? body, CancellationToken ct, IReadOnlyDictionary<string, string>? headers = null)
     {
@@ -187,6 +193,9 @@ public sealed partial class PolicyGridClient : IDisposable
 /// <summary>A decoded success: the envelope's <see cref="Data"/> (or <see cref="Body"/> bytes for non-JSON answers) and headers.</summary>
 public sealed record PolicyGridResponse(int Status, JsonNode? Data, byte[] Body, HttpResponseHeaders Headers, HttpContentHeaders ContentHeaders)
 {
+    /// <summary>Whether the answer was the API's envelope (<see cref="Data"/> is then its <c>data</c>), not a bare body.</summary>
+    public bool Enveloped { get; init; }
+
     public string? ETag => Headers.ETag?.ToString() ?? (Headers.TryGetValues("ETag", out var v) ? v.FirstOrDefault() : null);
     public bool Deprecated => Headers.Contains("Deprecation");
 }

@@ -27,12 +27,13 @@ DEFAULT_TIMEOUT = 10.0
 class Response:
     """The decoded ``data`` of a success envelope plus the response headers (ETag, Deprecation)."""
 
-    __slots__ = ("data", "headers", "status")
+    __slots__ = ("data", "headers", "status", "enveloped")
 
-    def __init__(self, data: Any, headers: dict, status: int):
+    def __init__(self, data: Any, headers: dict, status: int, enveloped: bool = False):
         self.data = data
         self.headers = headers
         self.status = status
+        self.enveloped = enveloped  # the API's envelope, not a bare body (downloads, /healthz, a stranger's page)
 
     @property
     def etag(self) -> str | None:
@@ -223,7 +224,7 @@ class PolicyGridClient:
             envelope = None
         if isinstance(envelope, dict) and "success" in envelope:
             if envelope["success"] is True and status == 200:
-                return Response(envelope.get("data"), headers, status)
+                return Response(envelope.get("data"), headers, status, enveloped=True)
             raise PolicyGridApiError(status, str(envelope.get("code") or _code_for(status)),
                                      str(envelope.get("message") or f"HTTP {status}"),
                                      envelope.get("errors") or [])
@@ -285,7 +286,7 @@ class PolicyGridClient:
             body["context_key"] = context_key
         if timeout_seconds is not None:
             body["timeout_seconds"] = timeout_seconds
-        return self.request("POST", f"/executor/{_quote_uri(executor_id)}/execute_policy", body).data
+        return self._enveloped("POST", f"/executor/{_quote_uri(executor_id)}/execute_policy", body)
 
     def management(self, executor_id: str, policy_rule_uri: str, action: str, data: Any = None, *,
                    parameters: dict | None = None, settings: dict | None = None) -> Any:
@@ -294,7 +295,17 @@ class PolicyGridClient:
             body["parameters"] = parameters
         if settings:
             body["settings"] = settings
-        return self.request("POST", f"/executor/{_quote_uri(executor_id)}/management", body).data
+        return self._enveloped("POST", f"/executor/{_quote_uri(executor_id)}/management", body)
+
+    def _enveloped(self, method: str, path: str, body: Any) -> Any:
+        """``data`` of a route that answers the envelope: a 200 without one (a proxy's page, another server) is never
+        taken for a policy's result or a command's None."""
+        response = self.request(method, path, body)
+        if not response.enveloped:
+            raise PolicyGridApiError(502, "backend_error", f"{method} {path} on {self.server} answered {response.status} "
+                                     f"without a PolicyGrid envelope ({response.headers.get('content-type', 'no Content-Type')}): "
+                                     "is the server a PolicyGrid?")
+        return response.data
 
     # ------------------------------------------------------------ bundles and decisions
     def upload_bundle(self, archive: bytes, content_type: str = "application/zip") -> dict:
@@ -331,10 +342,10 @@ class PolicyGridClient:
         return self.request("DELETE", f"/function/deployments/remove/{_quote_uri(name)}").data
 
     def call_function(self, name: str, input_data: Any) -> Any:
-        return self.request("POST", f"/function/call_function/{_quote_uri(name)}", input_data).data
+        return self._enveloped("POST", f"/function/call_function/{_quote_uri(name)}", input_data)
 
     def function_management(self, name: str, action: str, data: Any = None) -> Any:
-        return self.request("POST", f"/function/{_quote_uri(name)}/management", {"action": action, "data": data if data is not None else {}}).data
+        return self._enveloped("POST", f"/function/{_quote_uri(name)}/management", {"action": action, "data": data if data is not None else {}})
 
     def get_function(self, function_id: str) -> dict:
         return self.request("GET", f"/function/{_quote_uri(function_id)}").data
@@ -363,7 +374,7 @@ class PolicyGridClient:
             body["trace"] = True
         if async_:
             body["async"] = True
-        return self.request("POST", "/graph/execute_graph", body).data
+        return self._enveloped("POST", "/graph/execute_graph", body)
 
     def get_graph_execution(self, execution_id: str) -> dict:
         return self.request("GET", f"/graph/executions/{execution_id}").data
