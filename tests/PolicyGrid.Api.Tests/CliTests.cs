@@ -217,8 +217,10 @@ public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDi
         error.ToString().ShouldContain("cannot reach the server");
     }
 
-    [Fact]
-    public async Task A_server_that_accepts_and_never_answers_is_exit_code_3_after_the_http_timeout()
+    [Theory]
+    [InlineData("executor", "get", "local")]
+    [InlineData("graph", "diagram", "admission:1.0-beta")] // not an envelope: read apart from the JSON verbs
+    public async Task A_server_that_accepts_and_never_answers_is_exit_code_3_after_the_http_timeout(string area, string verb, string what)
     {
         using var silent = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
         silent.Start(); // connections wait in its backlog: accepted by the kernel, never answered
@@ -228,7 +230,7 @@ public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDi
             uri => new HttpClient { BaseAddress = uri, Timeout = TimeSpan.FromMinutes(10) });
         var clock = System.Diagnostics.Stopwatch.StartNew();
 
-        var code = await CliApp.RunAsync(["executor", "get", "local", "--server", $"http://127.0.0.1:{port}", "--http-timeout", "1"], env);
+        var code = await CliApp.RunAsync([area, verb, what, "--server", $"http://127.0.0.1:{port}", "--http-timeout", "1"], env);
 
         code.ShouldBe(3, error.ToString());
         error.ToString().ShouldContain($"did not answer within 1 s (--http-timeout)");

@@ -45,13 +45,31 @@ public sealed class RegistryClient(HttpClient http, string? token, TimeSpan? ans
 
     private async Task<ServerAnswer> ExchangeAsync(HttpRequestMessage request, CancellationToken ct)
     {
+        using var response = await SendRawAsync(request, ct);
+        var text = await response.Content.ReadAsStringAsync(ct);
+        JsonNode? envelope = null;
+        try { envelope = text.Length > 0 ? JsonNode.Parse(text) : null; }
+        catch (JsonException) { }
+        if (envelope is JsonObject o && o["success"]?.GetValueKind() == JsonValueKind.True && response.StatusCode == HttpStatusCode.OK)
+            return new ServerAnswer(o["data"], response.Headers.ETag?.ToString(), response.Headers.Contains("Deprecation"));
+        if (envelope is JsonObject failure && failure["success"]?.GetValueKind() == JsonValueKind.False)
+            throw new ServerFailureException((int)response.StatusCode, failure["code"]?.ToString() ?? "", failure["message"]?.ToString() ?? text);
+        throw new ServerFailureException((int)response.StatusCode, "unexpected", $"the server answered {(int)response.StatusCode} without a PolicyGrid envelope: {Truncate(text)}");
+    }
+
+    /// <summary>
+    /// Sends with the token, waiting for the whole answer no longer than --http-timeout; a server that cannot be reached
+    /// or does not answer is a <see cref="ServerFailureException"/> with status 0 (exit 3). For answers that are not the
+    /// envelope (a graph's diagram); the rest go through <see cref="ExchangeAsync"/>.
+    /// </summary>
+    public async Task<HttpResponseMessage> SendRawAsync(HttpRequestMessage request, CancellationToken ct)
+    {
         if (token is not null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
-        HttpResponseMessage response;
         using var patience = CancellationTokenSource.CreateLinkedTokenSource(ct);
         if (answerTimeout is { } limit) patience.CancelAfter(limit);
         try
         {
-            response = await http.SendAsync(request, patience.Token);
+            return await http.SendAsync(request, patience.Token);
         }
         catch (HttpRequestException e)
         {
@@ -62,18 +80,6 @@ public sealed class RegistryClient(HttpClient http, string? token, TimeSpan? ans
             throw new ServerFailureException(0, "timeout", answerTimeout is { } waited && patience.IsCancellationRequested
                 ? $"the server at {Server} did not answer within {waited.TotalSeconds:0.###} s (--http-timeout)"
                 : $"the server at {Server} did not answer in time");
-        }
-        using (response)
-        {
-            var text = await response.Content.ReadAsStringAsync(ct);
-            JsonNode? envelope = null;
-            try { envelope = text.Length > 0 ? JsonNode.Parse(text) : null; }
-            catch (JsonException) { }
-            if (envelope is JsonObject o && o["success"]?.GetValueKind() == JsonValueKind.True && response.StatusCode == HttpStatusCode.OK)
-                return new ServerAnswer(o["data"], response.Headers.ETag?.ToString(), response.Headers.Contains("Deprecation"));
-            if (envelope is JsonObject failure && failure["success"]?.GetValueKind() == JsonValueKind.False)
-                throw new ServerFailureException((int)response.StatusCode, failure["code"]?.ToString() ?? "", failure["message"]?.ToString() ?? text);
-            throw new ServerFailureException((int)response.StatusCode, "unexpected", $"the server answered {(int)response.StatusCode} without a PolicyGrid envelope: {Truncate(text)}");
         }
     }
 

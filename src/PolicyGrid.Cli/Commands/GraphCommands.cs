@@ -78,10 +78,8 @@ public static class GraphCommands
         command.SetRun(env, async (parse, session, ct) =>
         {
             // Not an envelope: the diagram is text/vnd.mermaid, so it is read here rather than through the JSON client.
-            var (http, _, token) = session.Connection();
             using var request = new HttpRequestMessage(HttpMethod.Get, $"graphs/{parse.GetValue(uri)}/diagram");
-            if (token is not null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
-            using var response = await http.SendAsync(request, ct);
+            using var response = await session.Client().SendRawAsync(request, ct);
             if (!response.IsSuccessStatusCode)
             {
                 var failure = await session.Client().GetAsync($"graphs/{parse.GetValue(uri)}", ct); // answers the envelope's error
