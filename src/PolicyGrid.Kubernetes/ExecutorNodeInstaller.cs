@@ -20,7 +20,7 @@ namespace PolicyGrid.Kubernetes;
 /// </summary>
 public sealed class ExecutorNodeInstaller(IOptions<ExecutorNodeOptions> options, IConfiguration configuration, ILogger<ExecutorNodeInstaller> logger) : IClusterInstaller
 {
-    public const string RemoteExecutorsSection = PolicyRuntimeOptions.Section + ":RemoteExecutors";
+    public const string RemoteExecutorsSection = RemoteExecutorOptions.Section;
 
     /// <summary>The node's own minimum for an API token: it refuses to start with a shorter one.</summary>
     public const int MinimumTokenLength = PolicyGrid.Core.Identity.ApiTokens.MinimumLength;
@@ -94,7 +94,7 @@ public sealed class ExecutorNodeInstaller(IOptions<ExecutorNodeOptions> options,
     /// </summary>
     private (string? Token, string? OpenWarning) RegistryToken(string serviceUrl)
     {
-        var remote = configuration.GetSection(RemoteExecutorsSection).Get<RemoteExecutorOptions>() ?? new();
+        var remote = RemoteExecutorOptions.From(configuration);
         if (remote.TokenFor(new Uri(serviceUrl)) is not { } token)
             return (null, string.IsNullOrEmpty(remote.Token)
                 ? $"the node is open: anything that reaches {serviceUrl} can use its whole API, because this server has no node token. " +

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Configuration;
 using PolicyGrid.Runtime.Hosting;
 
 namespace PolicyGrid.Runtime;
@@ -70,6 +71,12 @@ public sealed class DecisionLogOptions
 
 public sealed class RemoteExecutorOptions
 {
+    public const string Section = PolicyRuntimeOptions.Section + ":RemoteExecutors";
+
+    /// <summary>The settings as configured now, for a caller outside the runtime's own options (job transports, the node installer).</summary>
+    public static RemoteExecutorOptions From(IConfiguration configuration) =>
+        configuration.GetSection(Section).Get<RemoteExecutorOptions>() ?? new();
+
     /// <summary>Bearer token sent to remote executor nodes, when they require one (only to <see cref="TokenNodes"/> when that is set).</summary>
     public string? Token { get; set; }
 

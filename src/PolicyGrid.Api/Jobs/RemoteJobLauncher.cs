@@ -26,8 +26,7 @@ public sealed class RemoteJobTransport(IHttpClientFactory clients, IConfiguratio
 
     /// <summary>The bearer token for the node at <paramref name="executorHostUri"/> (RemoteExecutors:Token, if the node is in its TokenNodes).</summary>
     internal static string? NodeToken(IConfiguration configuration, Uri executorHostUri) =>
-        (configuration.GetSection($"{PolicyGrid.Runtime.PolicyRuntimeOptions.Section}:RemoteExecutors").Get<PolicyGrid.Runtime.RemoteExecutorOptions>() ?? new())
-            .TokenFor(executorHostUri);
+        PolicyGrid.Runtime.RemoteExecutorOptions.From(configuration).TokenFor(executorHostUri);
 }
 
 public sealed class RemoteJobLauncher(HttpClient http, Uri node, string? token, ILogger<RemoteJobLauncher> logger) : IJobLauncher

@@ -32,8 +32,7 @@ def ensure_json(value: Any, path: str) -> None:
     """
     found = first_non_json(value, path)
     if found:
-        where, why = found
-        raise PolicyGridApiError(400, "validation_failed", f"{where}: {why}", [{"path": where, "message": why}])
+        raise _error(*found)
 
 
 def encode(value: Any, path: str) -> str:
@@ -56,7 +55,10 @@ def _int_in_range(text: str) -> int:
 
 
 def _refused(value: Any, path: str) -> PolicyGridApiError:
-    where, why = first_non_json(value, path) or (path, "is not JSON-serializable")
+    return _error(*(first_non_json(value, path) or (path, "is not JSON-serializable")))
+
+
+def _error(where: str, why: str) -> PolicyGridApiError:
     return PolicyGridApiError(400, "validation_failed", f"{where}: {why}", [{"path": where, "message": why}])
 
 
