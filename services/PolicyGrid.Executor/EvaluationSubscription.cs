@@ -38,12 +38,13 @@ public static class EvaluationSubscription
         // which UseDaprAppToken checks for every route of this app. Without one, only the pod's own loopback may call
         // these routes (SidecarOnly): a node that create-infra exposed with API tokens would otherwise run an
         // evaluation event posted by anything that reaches its Service.
+        var sidecarOnly = SidecarOnly(!string.IsNullOrEmpty(app.ServiceProvider.GetRequiredService<IConfiguration>()[DaprAppToken.ConfigurationKey]));
         app.MapGet("/dapr/subscribe", () => Results.Json(Subscriptions()))
             .WithName("DaprSubscribe").WithTags("Dapr").ExcludeFromDescription()
-            .AllowAnonymous().AddEndpointFilter(SidecarOnly);
+            .AllowAnonymous().AddEndpointFilter(sidecarOnly);
         app.MapPost(DaprNames.EvaluationsRoute, Deliver)
             .WithName("DeliverEvaluationEvent").WithTags("Dapr").ExcludeFromDescription()
-            .AllowAnonymous().AddEndpointFilter(SidecarOnly);
+            .AllowAnonymous().AddEndpointFilter(sidecarOnly);
         return app;
     }
 
@@ -52,16 +53,15 @@ public static class EvaluationSubscription
     /// call must come over loopback, as a sidecar's does (same pod, or same host when self-hosted). The test server
     /// has no remote address and counts as local.
     /// </summary>
-    private static ValueTask<object?> SidecarOnly(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    private static Func<EndpointFilterInvocationContext, EndpointFilterDelegate, ValueTask<object?>> SidecarOnly(bool appToken) => (context, next) =>
     {
         var http = context.HttpContext;
         var remote = http.Connection.RemoteIpAddress;
-        if (!string.IsNullOrEmpty(http.RequestServices.GetRequiredService<IConfiguration>()[DaprAppToken.ConfigurationKey])
-            || remote is null || System.Net.IPAddress.IsLoopback(remote))
+        if (appToken || remote is null || System.Net.IPAddress.IsLoopback(remote))
             return next(context);
         throw Problems.Forbidden($"{http.Request.Path} is for this app's Dapr sidecar, which calls it over loopback; {remote} is not " +
             $"(give the app and its sidecar an app API token, {DaprAppToken.ConfigurationKey}, to take its calls from elsewhere)");
-    }
+    };
 
     public static async Task<IResult> Deliver(HttpContext context, EvaluationEventHandler handler, ILoggerFactory logs, CancellationToken ct)
     {
