@@ -233,6 +233,123 @@ public class TemplateValidatorTests
         e.Message.ShouldContain("policy_parameters.threshold: 9 is greater than the maximum 1");
     }
 
+    private static readonly JsonObject OrderTemplate = J.O("""
+        {
+          "name": {"type": "string", "required": true, "max_length": 4},
+          "items": {"type": "array", "max_length": 2, "items": {"type": "object", "properties": {
+            "name": {"type": "string", "required": true, "pattern": "^[a-z]+$"},
+            "size": {"type": "integer", "min": 1, "max": 9}}}},
+          "owner": {"type": "object", "required": true, "properties": {
+            "id": {"type": "string", "required": true},
+            "tags": {"type": "array", "items": {"type": "string", "choices": ["a", "b"]}}}},
+          "token": {"type": "string", "secret": true, "choices": ["s3cret-A"], "max_length": 3}
+        }
+        """);
+
+    [Fact]
+    public void Several_errors_come_in_template_order_with_full_paths_into_arrays_and_objects()
+    {
+        var value = J.N("""
+            {"token": "LEAKED-VALUE", "owner": {"tags": ["a", "c", null]}, "name": "toolong",
+             "items": [{"name": "ok"}, {"size": 0}, {"name": "Bad1", "size": 10}]}
+            """);
+        TemplateValidator.Validate(OrderTemplate, value, "input_data").Select(e => e.ToString()).ShouldBe(
+        [
+            "input_data.name: is 7 characters long, more than max_length 4",
+            "input_data.items: has 3 items, more than max_length 2",
+            "input_data.items[1].name: is required",
+            "input_data.items[1].size: 0 is less than the minimum 1",
+            "input_data.items[2].name: does not match ^[a-z]+$",
+            "input_data.items[2].size: 10 is greater than the maximum 9",
+            "input_data.owner.id: is required",
+            "input_data.owner.tags[1]: \"c\" is not one of [\"a\",\"b\"]",
+            "input_data.owner.tags[2]: must be a string, not null",
+            "input_data.token: the secret value is not one of [\"s3cret-A\"]",
+            "input_data.token: is 12 characters long, more than max_length 3",
+        ]);
+    }
+
+    [Fact]
+    public void A_missing_nested_object_and_a_missing_value_fail_only_their_required_fields()
+    {
+        TemplateValidator.Validate(OrderTemplate, J.N("""{"name": "ab", "owner": {}}"""), "input_data").Select(e => e.ToString())
+            .ShouldBe(["input_data.owner.id: is required"]);
+        TemplateValidator.Validate(OrderTemplate, null, "input_data").Select(e => e.ToString())
+            .ShouldBe(["input_data.name: is required", "input_data.owner: is required"]);
+    }
+
+    [Fact]
+    public void Values_built_in_code_and_values_parsed_from_a_body_are_judged_alike()
+    {
+        var template = J.O("""
+            {"ip": {"type": "string", "pattern": "^\\d{1,3}(\\.\\d{1,3}){3}$"},
+             "label": {"type": "string", "max_length": 3, "choices": ["é", "ab", "😀", "a\\b"]}}
+            """);
+        string[] Errors(JsonNode? value) => [.. TemplateValidator.Validate(template, value, "input_data").Select(e => e.ToString())];
+        // Each value built in code, parsed from raw UTF-8 and parsed from escapes.
+        JsonNode?[] valid =
+        [
+            new JsonObject { ["ip"] = "10.0.0.1", ["label"] = "é" }, J.N("""{"ip": "10.0.0.1", "label": "é"}"""), J.N("""{"ip": "10.0.0.1", "label": "\u00e9"}"""),
+            new JsonObject { ["ip"] = "1.2.3.4", ["label"] = "😀" }, J.N("""{"ip": "1.2.3.4", "label": "😀"}"""), J.N("""{"ip": "1.2.3.4", "label": "\ud83d\ude00"}"""),
+            new JsonObject { ["label"] = "a\\b" }, J.N("""{"label": "a\\b"}"""),
+        ];
+        foreach (var value in valid) Errors(value).ShouldBeEmpty();
+        JsonNode?[] invalid = [new JsonObject { ["ip"] = "10.0.0.1\n", ["label"] = "éééé" }, J.N("""{"ip": "10.0.0.1\n", "label": "éééé"}""")];
+        foreach (var value in invalid)
+            Errors(value).ShouldBe(
+            [
+                @"input_data.ip: does not match ^\d{1,3}(\.\d{1,3}){3}$",
+                "input_data.label: \"\\u00E9\\u00E9\\u00E9\\u00E9\" is not one of [\"\\u00E9\",\"ab\",\"\\uD83D\\uDE00\",\"a\\\\b\"]",
+                "input_data.label: is 4 characters long, more than max_length 3",
+            ]);
+        // Length counts UTF-16 units, as .NET strings do: an emoji outside the BMP is two.
+        foreach (var value in new[] { J.N("""{"label": "😀😀"}"""), J.N("""{"label": "\ud83d\ude00\ud83d\ude00"}""") })
+            Errors(value)[^1].ShouldBe("input_data.label: is 4 characters long, more than max_length 3");
+        // Arabic-Indic digits sent as raw UTF-8 are not ECMA-262 digits.
+        Errors(J.N("{\"ip\": \"\u0661\u0660.\u0660.\u0660.\u0661\"}")).ShouldHaveSingleItem().ShouldStartWith("input_data.ip: does not match");
+    }
+
+    [Fact]
+    public void Type_words_and_patterns_written_with_escapes_in_a_template_mean_what_they_spell()
+    {
+        var template = J.O("""{"n": {"type": "\u0069nteger"}, "s": {"type": "string", "pattern": "^\u0061+$"}}""");
+        TemplateValidator.Validate(template, J.N("""{"n": 2, "s": "aaa"}"""), "p").ShouldBeEmpty();
+        TemplateValidator.Validate(template, J.N("""{"n": 2.5, "s": "ab"}"""), "p").Select(e => e.ToString())
+            .ShouldBe(["p.n: must be an integer, not a number", "p.s: does not match ^a+$"]);
+    }
+
+    [Fact]
+    public void A_template_edited_between_calls_is_judged_as_it_now_reads()
+    {
+        var template = J.O("""{"ip": {"type": "string", "pattern": "^\\d+(\\.\\d+){3}$", "required": true}}""");
+        var value = J.O("""{"ip": "10.0.0.1"}""");
+        TemplateValidator.Validate(template, value, "input_data").ShouldBeEmpty();
+        template["ip"]!["pattern"] = "^192\\.";
+        TemplateValidator.Validate(template, value, "input_data").ShouldHaveSingleItem().ToString().ShouldBe(@"input_data.ip: does not match ^192\.");
+        template["ip"]!["type"] = "integer";
+        TemplateValidator.Validate(template, value, "input_data").ShouldHaveSingleItem().ToString().ShouldBe("input_data.ip: must be an integer, not a string");
+        template["ip"]!.AsObject().Remove("type");
+        template["ip"]!.AsObject().Remove("pattern");
+        TemplateValidator.Validate(template, value, "input_data").ShouldBeEmpty();
+    }
+
+    [Fact]
+    public void Errors_about_secret_fields_keep_their_shape_without_the_value()
+    {
+        var template = J.O("""
+            {"pin": {"type": "integer", "secret": true, "min": 1000, "max": 9999},
+             "keys": {"type": "array", "secret": true, "items": {"type": "string", "choices": ["x"], "pattern": "^k"}},
+             "plain": {"type": "number", "choices": [1]}}
+            """);
+        TemplateValidator.Validate(template, J.N("""{"pin": 12, "keys": ["SECRETKEY"], "plain": 2}"""), "policy_settings").Select(e => e.ToString()).ShouldBe(
+        [
+            "policy_settings.pin: the secret value is less than the minimum 1000",
+            "policy_settings.keys[0]: the secret value is not one of [\"x\"]",
+            "policy_settings.keys[0]: does not match ^k",
+            "policy_settings.plain: 2 is not one of [1]",
+        ]);
+    }
+
     [Fact]
     public void CheckTemplate_accepts_a_well_formed_template_with_extra_keys()
     {
