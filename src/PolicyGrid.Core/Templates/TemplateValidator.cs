@@ -1,7 +1,11 @@
+using System.Buffers;
+using System.Collections.Concurrent;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using System.Text.Unicode;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Querying;
 
@@ -32,9 +36,11 @@ public static class TemplateValidator
     public static IReadOnlyList<FieldError> Validate(JsonObject template, JsonNode? value, string path)
     {
         ArgumentNullException.ThrowIfNull(template);
-        var errors = new List<FieldError>();
-        ValidateObject(template, value, path ?? "", errors);
-        return errors;
+        // Type 2 checks every call's input and answer, and nearly all of them are valid: the list, like each path,
+        // is made only once there is an error to put in it.
+        List<FieldError>? errors = null;
+        ValidateObject(template, value, path ?? "", ref errors, secret: false);
+        return errors ?? (IReadOnlyList<FieldError>)[];
     }
 
     /// <summary>Throws a 400 (validation_failed) listing every violation, when there are any.</summary>
@@ -44,101 +50,241 @@ public static class TemplateValidator
         if (errors.Count > 0) throw Problems.Validation(errors);
     }
 
-    private static void ValidateObject(JsonObject template, JsonNode? value, string path, List<FieldError> errors, bool secret = false)
+    private static void ValidateObject(JsonObject template, JsonNode? value, string path, ref List<FieldError>? errors, bool secret)
     {
         if (template.Count == 0) return;
-        if (IsNull(value)) value = new JsonObject(); // absent settings/parameters: only "required" can fail
-        if (value is not JsonObject obj)
+        JsonObject? obj = null; // absent settings/parameters: only "required" can fail
+        if (!IsNull(value))
         {
-            errors.Add(new FieldError(Label(path), $"must be an object, not {Describe(value)}"));
-            return;
+            obj = value as JsonObject;
+            if (obj is null)
+            {
+                Add(ref errors, Label(path), $"must be an object, not {Describe(value)}");
+                return;
+            }
         }
-        foreach (var (field, specNode) in template)
+        for (var i = 0; i < template.Count; i++)
         {
+            var (field, specNode) = template.GetAt(i);
             if (specNode is not JsonObject spec) continue; // reported by CheckTemplate
-            var fieldPath = Join(path, field);
-            obj.TryGetPropertyValue(field, out var fieldValue);
+            JsonNode? fieldValue = null;
+            obj?.TryGetPropertyValue(field, out fieldValue);
             if (IsNull(fieldValue))
             {
-                if (IsTrue(spec["required"])) errors.Add(new FieldError(fieldPath, "is required"));
+                if (IsTrue(spec["required"])) Add(ref errors, Join(path, field), "is required");
                 continue;
             }
-            ValidateValue(spec, fieldValue, fieldPath, errors, secret);
+            ValidateValue(spec, fieldValue!, new FieldPath(path, field), ref errors, secret);
         }
     }
 
     // secret: the value is (part of) a field whose spec says "secret": messages never show it.
-    private static void ValidateValue(JsonObject spec, JsonNode? value, string path, List<FieldError> errors, bool secret)
+    // A spec's keys are looked up only for the values they apply to ("pattern" for strings, "min" for numbers, ...);
+    // the checks run, and report, in the order they always have.
+    private static void ValidateValue(JsonObject spec, JsonNode value, FieldPath path, ref List<FieldError>? errors, bool secret)
     {
-        secret |= IsTrue(spec["secret"]);
-        string Shown() => secret ? "the secret value" : Show(value);
-        var type = JsonValues.TryString(spec["type"], out var t) ? t : "any";
-        if (!MatchesType(type, value))
+        var type = SpecTypeOf(spec);
+        if (!Matches(type, value))
         {
-            errors.Add(new FieldError(path, $"must be {Article(type)}, not {Describe(value)}"));
+            Add(ref errors, path.ToString(), $"must be {Article(type)}, not {Describe(value)}");
             return;
         }
 
-        if (spec["choices"] is JsonArray choices && !choices.Any(c => JsonValues.DeepEquals(c, value)))
-            errors.Add(new FieldError(path, $"{Shown()} is not one of {choices.ToJsonString()}"));
+        if (spec["choices"] is JsonArray choices && !IsOneOf(value, choices))
+            Add(ref errors, path.ToString(), $"{Shown(value, IsSecret(spec, secret))} is not one of {choices.ToJsonString()}");
 
-        if (JsonValues.TryString(value, out var s))
+        switch (value)
         {
-            if (JsonValues.TryString(spec["pattern"], out var pattern)) CheckPattern(pattern, s, path, errors);
+            case JsonValue text when text.GetValueKind() == JsonValueKind.String:
+                CheckText(spec, text, path, ref errors);
+                break;
+            case JsonValue number when JsonValues.TryNumber(number, out var n):
+                if (JsonValues.TryNumber(spec["min"], out var min) && n < min)
+                    Add(ref errors, path.ToString(), $"{Shown(value, IsSecret(spec, secret))} is less than the minimum {Number(min)}");
+                if (JsonValues.TryNumber(spec["max"], out var max) && n > max)
+                    Add(ref errors, path.ToString(), $"{Shown(value, IsSecret(spec, secret))} is greater than the maximum {Number(max)}");
+                break;
+            case JsonArray array:
+                if (JsonValues.TryNumber(spec["max_length"], out var maxLength) && array.Count > maxLength)
+                    Add(ref errors, path.ToString(), $"has {array.Count} items, more than max_length {Number(maxLength)}");
+                if (array.Count > 0 && spec["items"] is JsonObject itemSpec)
+                    ValidateItems(itemSpec, array, path, ref errors, IsSecret(spec, secret));
+                break;
+            case JsonObject when spec["properties"] is JsonObject properties:
+                ValidateObject(properties, value, path.ToString(), ref errors, IsSecret(spec, secret));
+                break;
         }
-
-        if (JsonValues.TryNumber(value, out var n))
-        {
-            if (JsonValues.TryNumber(spec["min"], out var min) && n < min)
-                errors.Add(new FieldError(path, $"{Shown()} is less than the minimum {Number(min)}"));
-            if (JsonValues.TryNumber(spec["max"], out var max) && n > max)
-                errors.Add(new FieldError(path, $"{Shown()} is greater than the maximum {Number(max)}"));
-        }
-
-        if (JsonValues.TryNumber(spec["max_length"], out var maxLength))
-        {
-            if (value is JsonArray a && a.Count > maxLength)
-                errors.Add(new FieldError(path, $"has {a.Count} items, more than max_length {Number(maxLength)}"));
-            else if (JsonValues.TryString(value, out var text) && text.Length > maxLength)
-                errors.Add(new FieldError(path, $"is {text.Length} characters long, more than max_length {Number(maxLength)}"));
-        }
-
-        if (value is JsonArray array && spec["items"] is JsonObject itemSpec)
-        {
-            for (var i = 0; i < array.Count; i++)
-            {
-                var itemPath = $"{path}[{i}]";
-                if (IsNull(array[i]))
-                {
-                    if (!MatchesType(TypeOf(itemSpec), array[i])) errors.Add(new FieldError(itemPath, $"must be {Article(TypeOf(itemSpec))}, not null"));
-                    continue;
-                }
-                ValidateValue(itemSpec, array[i], itemPath, errors, secret);
-            }
-        }
-
-        if (value is JsonObject && spec["properties"] is JsonObject properties)
-            ValidateObject(properties, value, path, errors, secret);
     }
 
-    private static void CheckPattern(string pattern, string value, string path, List<FieldError> errors)
+    private static void ValidateItems(JsonObject itemSpec, JsonArray array, FieldPath path, ref List<FieldError>? errors, bool secret)
     {
-        Regex regex;
-        try { regex = Compile(pattern); }
-        catch (ArgumentException e)
+        var itemPaths = path.ForItems();
+        for (var i = 0; i < array.Count; i++)
         {
-            errors.Add(new FieldError(path, $"the template's pattern '{pattern}' is not a valid regular expression: {e.Message}"));
-            return;
+            var item = array[i];
+            if (IsNull(item))
+            {
+                var type = SpecTypeOf(itemSpec);
+                if (!Matches(type, item)) Add(ref errors, itemPaths.Item(i).ToString(), $"must be {Article(type)}, not null");
+                continue;
+            }
+            ValidateValue(itemSpec, item!, itemPaths.Item(i), ref errors, secret);
+        }
+    }
+
+    /// <summary>"pattern" and "max_length" for a string value, read once and without making a string where it can be.</summary>
+    private static void CheckText(JsonObject spec, JsonValue value, FieldPath path, ref List<FieldError>? errors)
+    {
+        var text = TextOf(value, stackalloc char[TextBufferLength]);
+        if (spec["pattern"] is JsonValue pattern && pattern.GetValueKind() == JsonValueKind.String) CheckPattern(pattern, text, path, ref errors);
+        if (JsonValues.TryNumber(spec["max_length"], out var maxLength) && text.Length > maxLength)
+            Add(ref errors, path.ToString(), $"is {text.Length} characters long, more than max_length {Number(maxLength)}");
+    }
+
+    private static void CheckPattern(JsonValue patternNode, ReadOnlySpan<char> value, FieldPath path, ref List<FieldError>? errors)
+    {
+        string? pattern = null; // made only to compile the pattern or to name it in an error
+        if (!TryReadText(patternNode, stackalloc char[TextBufferLength], out var written))
+        {
+            JsonValues.TryString(patternNode, out pattern);
+            written = pattern;
+        }
+        if (!compiledAsWritten.TryGetValue(written, out var regex))
+        {
+            pattern ??= written.ToString();
+            try { regex = Compile(pattern); }
+            catch (ArgumentException e)
+            {
+                Add(ref errors, path.ToString(), $"the template's pattern '{pattern}' is not a valid regular expression: {e.Message}");
+                return;
+            }
+            RememberCompiled(pattern, regex);
         }
         try
         {
-            if (!regex.IsMatch(value)) errors.Add(new FieldError(path, $"does not match {pattern}"));
+            if (!regex.IsMatch(value)) Add(ref errors, path.ToString(), $"does not match {pattern ?? written.ToString()}");
         }
         catch (RegexMatchTimeoutException)
         {
-            errors.Add(new FieldError(path, $"pattern {pattern} took too long to evaluate on this value"));
+            Add(ref errors, path.ToString(), $"pattern {pattern ?? written.ToString()} took too long to evaluate on this value");
         }
     }
+
+    /// <summary>
+    /// <see cref="Compile"/>'s answers by the pattern as the template writes it, looked up by text read without making
+    /// a string: a rule's template is checked on every call, and translating its pattern and hashing the translation
+    /// each time cost nearly as much as the match. A pattern's text is all its translation depends on, so an entry
+    /// cannot go out of date. Bounded as <see cref="Patterns"/> is: when full it starts over.
+    /// </summary>
+    private static readonly ConcurrentDictionary<string, Regex> compiledPatterns = new(StringComparer.Ordinal);
+
+    private static readonly ConcurrentDictionary<string, Regex>.AlternateLookup<ReadOnlySpan<char>> compiledAsWritten =
+        compiledPatterns.GetAlternateLookup<ReadOnlySpan<char>>();
+
+    private static void RememberCompiled(string pattern, Regex regex)
+    {
+        if (compiledPatterns.Count >= PatternCapacity) compiledPatterns.Clear();
+        compiledPatterns.TryAdd(pattern, regex);
+    }
+
+    private const int PatternCapacity = 1000;
+
+    /// <summary>Strings up to this many UTF-8 bytes are read onto the stack; longer ones become strings, as they always did.</summary>
+    private const int TextBufferLength = 256;
+
+    /// <summary>Choices are mostly short words; longer ones compare as <see cref="JsonValues.DeepEquals"/> compares them.</summary>
+    private const int ChoiceBufferLength = 64;
+
+    /// <summary>
+    /// The text of a string value (of kind <see cref="JsonValueKind.String"/>): in <paramref name="buffer"/> when
+    /// <see cref="TryReadText"/> can put it there, else read as <see cref="JsonValues.TryString"/> reads it.
+    /// </summary>
+    private static ReadOnlySpan<char> TextOf(JsonValue value, Span<char> buffer) =>
+        TryReadText(value, buffer, out var text) ? text : JsonValues.TryString(value, out var s) ? s : "";
+
+    /// <summary>
+    /// Reads a string value's text without making a string. A value parsed from JSON (a request body, a stored
+    /// document) has no .NET string until one is asked for, and asking makes a new one each time; its UTF-8 is decoded
+    /// into <paramref name="buffer"/> here, as that would decode it. A value built in code from a string is that string.
+    /// False for anything else, for text longer than the buffer, and for bytes that are not valid text: the caller then
+    /// reads it the usual way, which fails as it always has.
+    /// </summary>
+    private static bool TryReadText(JsonValue value, Span<char> buffer, out ReadOnlySpan<char> text)
+    {
+        text = default;
+        if (!value.TryGetValue(out JsonElement element))
+        {
+            if (!value.TryGetValue(out string? s)) return false;
+            text = s;
+            return true;
+        }
+        var token = JsonMarshal.GetRawUtf8Value(element); // the string as written, quotes included
+        if (token.Length - 2 > buffer.Length) return false;
+        int written;
+        if (!token.Contains((byte)'\\'))
+        {
+            if (Utf8.ToUtf16(token[1..^1], buffer, out _, out written, replaceInvalidSequences: false) != OperationStatus.Done) return false;
+        }
+        else
+        {
+            // Escapes are undone by the reader the parser uses, reading the token on its own.
+            var reader = new Utf8JsonReader(token);
+            if (!reader.Read() || reader.TokenType != JsonTokenType.String) return false;
+            try { written = reader.CopyString(buffer); }
+            catch (InvalidOperationException) { return false; } // a lone surrogate escape
+        }
+        text = buffer[..written];
+        return true;
+    }
+
+    private static bool IsOneOf(JsonNode value, JsonArray choices)
+    {
+        // Strings compare as text read without making strings (JsonNode.DeepEquals makes one to compare a parsed
+        // string with one built in code); anything else, or text too long to read so, as DeepEquals compares it.
+        scoped ReadOnlySpan<char> valueText = default;
+        Span<char> valueBuffer = stackalloc char[ChoiceBufferLength];
+        Span<char> choiceBuffer = stackalloc char[ChoiceBufferLength];
+        var isText = value is JsonValue v && v.GetValueKind() == JsonValueKind.String && TryReadText(v, valueBuffer, out valueText);
+        for (var i = 0; i < choices.Count; i++)
+        {
+            var choice = choices[i];
+            if (isText && choice is JsonValue c && c.GetValueKind() == JsonValueKind.String && TryReadText(c, choiceBuffer, out var choiceText))
+            {
+                if (choiceText.SequenceEqual(valueText)) return true;
+            }
+            else if (JsonValues.DeepEquals(choice, value)) return true;
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// Where a value sits, kept in parts (the path of what holds it, its field name, its index) so that the string is
+    /// built only for an error, or once for an object whose fields are checked in turn.
+    /// </summary>
+    private readonly struct FieldPath
+    {
+        private readonly string parent;
+        private readonly string? field;
+        private readonly int index;
+
+        public FieldPath(string parent, string field) : this(parent, field, -1) { }
+
+        private FieldPath(string parent, string? field, int index) => (this.parent, this.field, this.index) = (parent, field, index);
+
+        /// <summary>This path, ready to name its items (an item of an item needs its own path as a string).</summary>
+        public FieldPath ForItems() => index < 0 ? this : new FieldPath(ToString(), null, -1);
+
+        /// <summary>An item of the array at this path, which comes from <see cref="ForItems"/>.</summary>
+        public FieldPath Item(int i) => new(parent, field, i);
+
+        public override string ToString()
+        {
+            var named = field is null ? parent : Join(parent, field);
+            return index < 0 ? named : $"{named}[{index}]";
+        }
+    }
+
+    private static void Add(ref List<FieldError>? errors, string path, string message) => (errors ??= []).Add(new FieldError(path, message));
 
     /// <summary>
     /// Compiles a template pattern (cached) with JSON Schema's (ECMA-262) reading, <see cref="SchemaPattern"/>. Searched,
@@ -233,18 +379,49 @@ public static class TemplateValidator
             errors.Add(new FieldError($"{path}.{key}", $"must be {expected}, not {Describe(node)}"));
     }
 
-    internal static string TypeOf(JsonObject spec) => JsonValues.TryString(spec["type"], out var t) ? t : "any";
+    /// <summary>The type a spec asks for; "any" for none, and for unknown words (reported by CheckTemplate).</summary>
+    private enum SpecType { Any, String, Number, Integer, Boolean, Object, Array }
 
-    private static bool MatchesType(string type, JsonNode? value) => type switch
+    private static SpecType SpecTypeOf(JsonObject spec)
     {
-        "string" => value is JsonValue v && v.GetValueKind() == JsonValueKind.String,
-        "number" => JsonValues.TryNumber(value, out _),
-        "integer" => JsonValues.TryNumber(value, out var n) && n == decimal.Truncate(n),
-        "boolean" => IsBoolean(value),
-        "object" => value is JsonObject,
-        "array" => value is JsonArray,
-        _ => true, // "any", and unknown words (reported by CheckTemplate)
+        if (spec["type"] is not JsonValue word || word.GetValueKind() != JsonValueKind.String) return SpecType.Any;
+        return TextOf(word, stackalloc char[16]) switch
+        {
+            "string" => SpecType.String,
+            "number" => SpecType.Number,
+            "integer" => SpecType.Integer,
+            "boolean" => SpecType.Boolean,
+            "object" => SpecType.Object,
+            "array" => SpecType.Array,
+            _ => SpecType.Any,
+        };
+    }
+
+    private static bool Matches(SpecType type, JsonNode? value) => type switch
+    {
+        SpecType.String => value is JsonValue v && v.GetValueKind() == JsonValueKind.String,
+        SpecType.Number => JsonValues.TryNumber(value, out _),
+        SpecType.Integer => JsonValues.TryNumber(value, out var n) && n == decimal.Truncate(n),
+        SpecType.Boolean => IsBoolean(value),
+        SpecType.Object => value is JsonObject,
+        SpecType.Array => value is JsonArray,
+        _ => true,
     };
+
+    private static string Article(SpecType type) => type switch
+    {
+        SpecType.String => "a string",
+        SpecType.Number => "a number",
+        SpecType.Integer => "an integer",
+        SpecType.Boolean => "a boolean",
+        SpecType.Object => "an object",
+        SpecType.Array => "an array",
+        _ => "any value",
+    };
+
+    private static bool IsSecret(JsonObject spec, bool inherited) => inherited || IsTrue(spec["secret"]);
+
+    private static string Shown(JsonNode value, bool secret) => secret ? "the secret value" : Show(value);
 
     private static bool IsBoolean(JsonNode? n) => n is JsonValue v && v.GetValueKind() is JsonValueKind.True or JsonValueKind.False;
 
@@ -255,12 +432,6 @@ public static class TemplateValidator
     internal static string Join(string path, string field) => path.Length == 0 ? field : $"{path}.{field}";
 
     private static string Label(string path) => path.Length == 0 ? "value" : path;
-
-    private static string Article(string type) => type switch
-    {
-        "integer" or "object" or "array" => $"an {type}",
-        _ => $"a {type}",
-    };
 
     private static string Show(JsonNode? value) => value?.ToJsonString() ?? "null";
 
