@@ -334,6 +334,27 @@ public class TemplateValidatorTests
     }
 
     [Fact]
+    public void Long_strings_are_judged_like_short_ones()
+    {
+        var template = J.O("""{"s": {"type": "string", "max_length": 299, "pattern": "^a+$", "choices": ["x"]}}""");
+        var text = new string('a', 300);
+        foreach (var value in new[] { new JsonObject { ["s"] = text }, J.O($$"""{"s": "{{text}}"}"""), J.O($$"""{"s": "\u0061{{text[1..]}}"}""") })
+            TemplateValidator.Validate(template, value, "p").Select(e => e.Message).ShouldBe(
+                [$"\"{text}\" is not one of [\"x\"]", "is 300 characters long, more than max_length 299"]);
+    }
+
+    [Fact]
+    public void More_distinct_patterns_than_are_kept_compiled_are_each_still_applied()
+    {
+        for (var i = 0; i < 1200; i++)
+        {
+            var template = J.O($$$"""{"id": {"type": "string", "pattern": "^t{{{i}}}-[a-z]+$"}}""");
+            TemplateValidator.Validate(template, J.O($$"""{"id": "t{{i}}-abc"}"""), "p").ShouldBeEmpty();
+            TemplateValidator.Validate(template, J.O($$"""{"id": "t{{i + 1}}-abc"}"""), "p").ShouldHaveSingleItem().Message.ShouldBe($"does not match ^t{i}-[a-z]+$");
+        }
+    }
+
+    [Fact]
     public void Errors_about_secret_fields_keep_their_shape_without_the_value()
     {
         var template = J.O("""
