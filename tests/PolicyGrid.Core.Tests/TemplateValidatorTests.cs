@@ -24,6 +24,36 @@ public class TemplateValidatorTests
         Check("""{"local_allowlist": ["10.0.0.1"], "mode": "strict", "threshold": 0.5, "retries": 3, "enabled": true, "limits": {"rate": 5, "label": "ab"}, "anything": [1, "x"]}""")
             .ShouldBeEmpty();
 
+    [Theory]
+    [InlineData("""{"mode": "strict", "threshold": 1e30}""", "policy_parameters.threshold: 1e30 is greater than the maximum 1")]
+    [InlineData("""{"mode": "strict", "threshold": -1e30}""", "policy_parameters.threshold: -1e30 is less than the minimum 0")]
+    [InlineData("""{"mode": "strict", "retries": 1.5e40}""", null)]
+    [InlineData("""{"mode": "strict", "retries": -1.5e40}""", "policy_parameters.retries: -1.5e40 is less than the minimum 0")]
+    public void Numbers_beyond_decimal_range_are_numbers_and_held_to_min_and_max(string value, string? error)
+    {
+        // JSON and Python both carry 1e30; it must be neither refused as "not a number" nor waved past a maximum.
+        var errors = Check(value);
+        if (error is null) errors.ShouldBeEmpty();
+        else errors.ShouldHaveSingleItem().ToString().ShouldBe(error);
+    }
+
+    [Fact]
+    public void A_number_beyond_decimal_range_with_a_fraction_is_not_an_integer_and_one_without_is()
+    {
+        var template = J.O("""{"n": {"type": "integer"}}""");
+        TemplateValidator.Validate(template, J.N("""{"n": 1e30}"""), "input_data").ShouldBeEmpty();
+        TemplateValidator.Validate(template, J.N("""{"n": 12.5}"""), "input_data").ShouldHaveSingleItem().Message.ShouldBe("must be an integer, not a number");
+    }
+
+    [Fact]
+    public void A_template_may_bound_a_number_beyond_decimal_range()
+    {
+        var template = J.O("""{"n": {"type": "number", "min": -1e300, "max": 1e300}}""");
+        TemplateValidator.CheckTemplate(template, "policy_input_schema").ShouldBeEmpty();
+        TemplateValidator.Validate(template, J.N("""{"n": 1e301}"""), "input_data").ShouldHaveSingleItem().Message.ShouldBe("1e301 is greater than the maximum 1e300");
+        TemplateValidator.CheckTemplate(J.O("""{"n": {"type": "number", "min": 1e300, "max": 1}}"""), "t").ShouldHaveSingleItem().ToString().ShouldBe("t.n.min: 1e300 is greater than max 1");
+    }
+
     [Fact]
     public void Names_the_array_element_that_does_not_match_the_pattern()
     {

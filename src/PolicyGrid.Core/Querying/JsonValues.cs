@@ -34,6 +34,29 @@ public static class JsonValues
         return false;
     }
 
+    /// <summary>
+    /// Any finite JSON number as a double, also one beyond decimal's range (±7.9e28) that <see cref="TryNumber"/> refuses:
+    /// JSON allows such numbers and Python reads them, so checks that must hold for every number use this.
+    /// </summary>
+    public static bool TryDouble(JsonNode? node, out double value)
+    {
+        value = 0;
+        return node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue(out value) && double.IsFinite(value);
+    }
+
+    /// <summary>A finite JSON number of any size (<see cref="TryDouble"/>).</summary>
+    public static bool IsNumber(JsonNode? node) => TryDouble(node, out _);
+
+    /// <summary>
+    /// Orders two JSON numbers of any size: exactly, as decimals, when both fit one; as doubles when either does not
+    /// (it then lies beyond ±7.9e28, far from any number that fits). Null when either is not a finite number.
+    /// </summary>
+    public static int? CompareNumbers(JsonNode? a, JsonNode? b)
+    {
+        if (TryNumber(a, out var x) && TryNumber(b, out var y)) return x.CompareTo(y);
+        return TryDouble(a, out var p) && TryDouble(b, out var q) ? p.CompareTo(q) : null;
+    }
+
     public static bool TryString(JsonNode? node, out string value)
     {
         value = "";

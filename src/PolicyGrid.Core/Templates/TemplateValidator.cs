@@ -98,10 +98,11 @@ public static class TemplateValidator
             case JsonValue text when text.GetValueKind() == JsonValueKind.String:
                 CheckText(spec, text, path, ref errors);
                 break;
-            case JsonValue number when JsonValues.TryNumber(number, out var n):
-                if (JsonValues.TryNumber(spec["min"], out var min) && n < min)
+            case JsonValue number when number.GetValueKind() == JsonValueKind.Number:
+                // Numbers of any size: 1e30 is still above a maximum of 100.
+                if (spec["min"] is { } min && JsonValues.CompareNumbers(number, min) < 0)
                     Add(ref errors, path.ToString(), $"{Shown(value, IsSecret(spec, secret))} is less than the minimum {Number(min)}");
-                if (JsonValues.TryNumber(spec["max"], out var max) && n > max)
+                if (spec["max"] is { } max && JsonValues.CompareNumbers(number, max) > 0)
                     Add(ref errors, path.ToString(), $"{Shown(value, IsSecret(spec, secret))} is greater than the maximum {Number(max)}");
                 break;
             case JsonArray array:
@@ -345,11 +346,11 @@ public static class TemplateValidator
         Optional(spec, "required", path, errors, IsBoolean, "true or false");
         Optional(spec, "secret", path, errors, IsBoolean, "true or false");
         Optional(spec, "choices", path, errors, n => n is JsonArray, "an array");
-        Optional(spec, "min", path, errors, n => JsonValues.TryNumber(n, out _), "a number");
-        Optional(spec, "max", path, errors, n => JsonValues.TryNumber(n, out _), "a number");
+        Optional(spec, "min", path, errors, JsonValues.IsNumber, "a number");
+        Optional(spec, "max", path, errors, JsonValues.IsNumber, "a number");
         Optional(spec, "max_length", path, errors, n => JsonValues.TryNumber(n, out var m) && m >= 0 && m == decimal.Truncate(m), "a non-negative integer");
-        if (JsonValues.TryNumber(spec["min"], out var min) && JsonValues.TryNumber(spec["max"], out var max) && min > max)
-            errors.Add(new FieldError($"{path}.min", $"{Number(min)} is greater than max {Number(max)}"));
+        if (JsonValues.CompareNumbers(spec["min"], spec["max"]) > 0)
+            errors.Add(new FieldError($"{path}.min", $"{Number(spec["min"]!)} is greater than max {Number(spec["max"]!)}"));
         if (spec.TryGetPropertyValue("pattern", out var patternNode) && !IsNull(patternNode))
         {
             if (!JsonValues.TryString(patternNode, out var pattern))
@@ -400,8 +401,8 @@ public static class TemplateValidator
     private static bool Matches(SpecType type, JsonNode? value) => type switch
     {
         SpecType.String => value is JsonValue v && v.GetValueKind() == JsonValueKind.String,
-        SpecType.Number => JsonValues.TryNumber(value, out _),
-        SpecType.Integer => JsonValues.TryNumber(value, out var n) && n == decimal.Truncate(n),
+        SpecType.Number => JsonValues.IsNumber(value),
+        SpecType.Integer => JsonValues.TryNumber(value, out var n) ? n == decimal.Truncate(n) : JsonValues.TryDouble(value, out var d) && d == Math.Floor(d),
         SpecType.Boolean => IsBoolean(value),
         SpecType.Object => value is JsonObject,
         SpecType.Array => value is JsonArray,
@@ -436,6 +437,8 @@ public static class TemplateValidator
     private static string Show(JsonNode? value) => value?.ToJsonString() ?? "null";
 
     private static string Number(decimal d) => d.ToString(CultureInfo.InvariantCulture);
+
+    private static string Number(JsonNode n) => JsonValues.TryNumber(n, out var d) ? Number(d) : n.ToJsonString();
 
     private static string Describe(JsonNode? node) => Documents.DocumentFields.Describe(node);
 }
