@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using PolicyGrid.Core.Errors;
 using PolicyGrid.Runtime.Hosting;
 using Shouldly;
 
@@ -63,4 +64,74 @@ public sealed class PolicyOutputAttributionTests
             string.Join("\n", lines));
         lines.ShouldNotContain(m => m.StartsWith("policy victim", StringComparison.Ordinal));
     }
+
+    // Writes one kind of output per call, chosen by input_data.mode.
+    private const string Writer = """
+        import os
+        import sys
+
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                self.rule_id = rule_id
+
+            def eval(self, parameters, input_data, context):
+                mode = input_data["mode"]
+                if mode == "print":
+                    print("print of", self.rule_id)
+                elif mode == "partial":
+                    print("partial of", self.rule_id, end="")  # no newline, and nothing more in this call
+                elif mode == "bytes":
+                    sys.stdout.buffer.write(b"bytes of " + self.rule_id.encode() + b"\n")  # past sys.stdout's own write
+                elif mode == "exit":
+                    os._exit(7)  # flushes nothing: only what the host flushed after earlier calls reaches the pipe
+                return {"mode": mode}
+        """;
+
+    [Fact]
+    public async Task Output_a_call_leaves_in_a_buffer_is_logged_under_its_policy_even_when_the_worker_dies_in_the_next_call()
+    {
+        var logs = new CapturingLoggerProvider();
+        await using var pool = new PythonWorkerPool(PoolFixture.TestOptions(workers: 1), logs.CreateLogger<PythonWorkerPool>());
+        var bundle = TestBundles.FromSource(Writer);
+        const string uri = "writer:1.0-test";
+        // A partial line in sys.stdout, then, on the worker that replaces the first, a line written to
+        // sys.stdout.buffer by a call that wrote nothing else: the host flushed each when its call ended.
+        foreach (var leave in new[] { "partial", "bytes" })
+        {
+            await PoolFixture.EvalAsync(pool, uri, bundle, new JsonObject { ["mode"] = "print" });
+            await PoolFixture.EvalAsync(pool, uri, bundle, new JsonObject { ["mode"] = leave });
+            var crash = await Should.ThrowAsync<PolicyGridException>(() => PoolFixture.EvalAsync(pool, uri, bundle, new JsonObject { ["mode"] = "exit" }));
+            crash.Code.ShouldBe("policy_crashed");
+        }
+        await pool.DisposeAsync(); // drains the output pumps
+
+        var lines = OutputLines(logs);
+        lines.ShouldContain($"policy {uri} output: partial of {uri}", string.Join("\n", lines));
+        lines.ShouldContain($"policy {uri} output: bytes of {uri}", string.Join("\n", lines));
+    }
+
+    [Fact]
+    public async Task A_partial_line_stays_with_its_policy_when_another_writes_next_and_bytes_past_sys_stdout_go_to_the_last_policy_named()
+    {
+        var logs = new CapturingLoggerProvider();
+        var options = PoolFixture.TestOptions(workers: 1);
+        options.IsolatePolicies = false; // one worker runs both policies
+        await using var pool = new PythonWorkerPool(options, logs.CreateLogger<PythonWorkerPool>());
+        var bundle = TestBundles.FromSource(Writer);
+        foreach (var (uri, mode) in new[] { ("alpha:1.0-test", "partial"), ("beta:1.0-test", "print"), ("beta:1.0-test", "bytes"), ("alpha:1.0-test", "bytes") })
+            await PoolFixture.EvalAsync(pool, uri, bundle, new JsonObject { ["mode"] = mode });
+        await pool.DisposeAsync(); // drains the output pumps
+
+        var lines = OutputLines(logs);
+        lines.ShouldBe([
+            "policy alpha:1.0-test output: partial of alpha:1.0-test",
+            "policy beta:1.0-test output: print of beta:1.0-test",
+            "policy beta:1.0-test output: bytes of beta:1.0-test",
+            // Output that bypasses sys.stdout's own write names no one: it goes to whoever was named last.
+            "policy beta:1.0-test output: bytes of alpha:1.0-test",
+        ]);
+    }
+
+    private static List<string> OutputLines(CapturingLoggerProvider logs) =>
+        logs.Entries.Select(e => e.Message).Where(m => m.StartsWith("policy ", StringComparison.Ordinal) && m.Contains(" output: ", StringComparison.Ordinal)).ToList();
 }
