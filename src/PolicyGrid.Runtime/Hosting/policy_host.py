@@ -139,6 +139,11 @@ class _TaggedStream:
         self._tag.before_write()
         return self._inner.writelines(lines)
 
+    def flush(self):
+        # Spelled out, not left to __getattr__: the host flushes both streams after every call, and __getattr__ only
+        # runs once the ordinary lookup has failed and raised an AttributeError, which cost ~0.7 µs per stream.
+        return self._inner.flush()
+
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
