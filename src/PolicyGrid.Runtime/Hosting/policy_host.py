@@ -28,6 +28,7 @@ from collections import OrderedDict
 _HEADER = struct.Struct(">I")
 # json.dumps builds a new encoder for every call made with options; one made once does the same work per reply.
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+_DECODER = json.JSONDecoder()  # json.loads's own settings (see _parse_frame)
 # RLIMIT_CPU hard limit above the lifetime cap (see _apply_limits).
 _CPU_HARD_GRACE_SECONDS = 2
 # Share of the lifetime CPU cap after which the worker retires (see Host._near_cpu_cap).
@@ -45,6 +46,21 @@ class LoadFailure(Exception):
 
 class NeedLoad(Exception):
     """The request names an instance this worker does not hold and carries no load spec to create it."""
+
+
+def _parse_frame(frame):
+    """json.loads(frame), in half its time for what the server sends: compact UTF-8 JSON. Before parsing, json.loads
+    looks for a BOM or UTF-16/32 and skips whitespace around the value with a regular expression, which for a warm
+    eval request costs more than the parse (~1.4 of its ~2.5 µs); raw_decode parses the value alone. A frame it
+    does not parse to its end goes to json.loads itself, so every frame parses, or fails, as it did there."""
+    try:
+        text = frame.decode("utf-8", "surrogatepass")  # as json.loads decodes UTF-8
+        value, end = _DECODER.raw_decode(text)
+        if end == len(text):
+            return value
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError: json.loads raises its own error for the frame below
+        pass
+    return json.loads(frame)
 
 
 def _read_exact(fd, n):
@@ -87,9 +103,9 @@ class Channel:
         self._fill(4)
         (length,) = _HEADER.unpack_from(self.buffer)
         self._fill(4 + length)
-        frame = bytes(self.buffer[4:4 + length])
+        frame = self.buffer[4:4 + length]
         del self.buffer[:4 + length]
-        return json.loads(frame)
+        return _parse_frame(frame)
 
     def send(self, message):
         try:
