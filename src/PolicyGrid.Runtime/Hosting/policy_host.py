@@ -75,7 +75,10 @@ def _read_exact(fd, n):
 
 
 def _write_all(fd, data):
-    view = memoryview(data)
+    written = os.write(fd, data)
+    if written == len(data):
+        return  # a blocking pipe takes all of it in one write; only a signal can cut it short
+    view = memoryview(data)[written:]
     while view:
         written = os.write(fd, view)
         view = view[written:]
