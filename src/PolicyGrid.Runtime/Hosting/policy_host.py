@@ -280,7 +280,8 @@ class Host:
         self.modules = {}
         self.cpu_cap = config.get("limits", {}).get("cpu_seconds") or None
         self.cpu_hard = None
-        self.cpu_target = None
+        self.cpu_target = None  # the soft limit set last
+        self.cpu_wanted = None  # the target it was set for, before the caps (see _budget_cpu)
         # CPU time used by this process, read once at the end of every call (see _budget_cpu).
         self.cpu_used = _cpu_time()
 
@@ -400,12 +401,15 @@ class Host:
         """Sets the CPU-time soft limit to this call's allowance. It counts from the CPU time read when the previous
         call ended (the host loop between two calls costs microseconds; the target's +1 s covers it), so a call
         pays for one CPU-time read, not two. Calls within the same CPU second share a target, so setrlimit runs only
-        when it moves (the hard limit is read once, at the first call)."""
+        when it moves (the hard limit is read once, at the first call), and most calls stop at the first comparison."""
         if not seconds:
+            return
+        wanted = int(self.cpu_used + seconds) + 1
+        if wanted == self.cpu_wanted:
             return
         if self.cpu_hard is None:
             self.cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
-        target = int(self.cpu_used + seconds) + 1
+        target = wanted
         if self.cpu_cap:
             target = min(target, self.cpu_cap)
         if self.cpu_hard != resource.RLIM_INFINITY:
@@ -418,6 +422,9 @@ class Host:
                 # The policy lowered the hard limit itself: read it again next call.
                 self.cpu_hard = None
                 self.cpu_target = None
+                self.cpu_wanted = None
+                return
+        self.cpu_wanted = wanted
 
     def _near_cpu_cap(self):
         """True once the worker has used half its lifetime CPU cap: the server then replaces it, so no call starts
