@@ -47,6 +47,39 @@ public sealed class DecisionLogTests : IDisposable
     }
 
     [Fact]
+    public async Task A_batch_stores_each_decision_byte_for_byte_in_the_logs_json()
+    {
+        // The stored text itself, not its parsed value: field order, escaping, the time cut (not rounded) to the
+        // millisecond in UTC, the duration rounded to three decimals.
+        var db = new SqliteDatabase(Path.Combine(dir, "policygrid.db"));
+        var store = new CountingStore(new SqliteDocumentStore(db));
+        await using var log = new DecisionLog(store, new DecisionLogOptions { CommitInterval = TimeSpan.FromMilliseconds(200) }, TimeProvider.System, NullLogger<DecisionLog>.Instance);
+        var at = new DateTimeOffset(2026, 11, 26, 1, 2, 3, 456, TimeSpan.FromHours(2)).AddTicks(9999);
+        Decision[] recorded =
+        [
+            new("execute", "ip_allowlist:1.0-a", "bundle-sha", "ops", "key \"1\" <&> +\u00e9\u2028\U0001F600", "input-sha", Decision.OutcomeResult, "", 200, 12345.6785, at),
+            new("management", "p", "", "anonymous", "", "x", Decision.OutcomeError, "policy_error", 422, 0.0004, new DateTimeOffset(1999, 1, 2, 3, 4, 5, TimeSpan.Zero)),
+        ];
+        foreach (var d in recorded) await log.RecordAsync(d);
+        await log.FlushAsync(Ct);
+
+        store.Writes.ShouldBe(1);
+        await using var connection = await db.OpenAsync(Ct);
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT id, body FROM doc_decisions ORDER BY revision";
+        var rows = new List<(string Id, string Body)>();
+        using (var reader = command.ExecuteReader())
+        {
+            while (reader.Read()) rows.Add((reader.GetString(0), reader.GetString(1)));
+        }
+        rows.Count.ShouldBe(2);
+        rows[0].Body.ShouldBe($$"""{"decision_id":"{{rows[0].Id}}","kind":"execute","policy_rule_uri":"ip_allowlist:1.0-a","bundle_sha256":"bundle-sha","caller":"ops","context_key":"key \u00221\u0022 \u003C\u0026\u003E \u002B\u00E9\u2028\uD83D\uDE00","input_sha256":"input-sha","outcome":"result","error_code":"","status":200,"duration_ms":12345.678,"at":"2026-11-25T23:02:03.456Z"}""");
+        rows[1].Body.ShouldBe($$"""{"decision_id":"{{rows[1].Id}}","kind":"management","policy_rule_uri":"p","bundle_sha256":"","caller":"anonymous","context_key":"","input_sha256":"x","outcome":"error","error_code":"policy_error","status":422,"duration_ms":0,"at":"1999-01-02T03:04:05.000Z"}""");
+        // The one-at-a-time fallback stores the same text.
+        recorded[0].ToJson(rows[0].Id).ToJsonString().ShouldBe(rows[0].Body);
+    }
+
+    [Fact]
     public async Task Decisions_arriving_within_the_commit_interval_share_one_durable_write()
     {
         var store = new CountingStore(new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "policygrid.db"))));
@@ -68,6 +101,7 @@ public sealed class DecisionLogTests : IDisposable
         ids.Distinct().Count().ShouldBe(1000);
         foreach (var id in ids)
         {
+            id.ShouldMatch("^[0-9a-f]{32}$");
             var uuid = Guid.ParseExact(id, "N");
             uuid.Version.ShouldBe(7);
             id[..12].ShouldBe(DecisionLog.IdPrefixAt(at));
