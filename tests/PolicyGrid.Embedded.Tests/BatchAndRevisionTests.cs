@@ -81,6 +81,30 @@ public sealed class BatchAndRevisionTests : IDisposable
     }
 
     [Fact]
+    public async Task A_batch_is_stored_as_text_queryable_like_any_document_and_leaves_no_lock_behind()
+    {
+        await CreateMany("decisions", [Doc("a", 1), Doc("b", 2)]);
+        await Should.ThrowAsync<PolicyGridException>(() => CreateMany("decisions", [Doc("c", 3), Doc("a", 4)])); // 409
+        await CreateMany("decisions", [Doc("d", 5)]);
+
+        await using var connection = await _db.OpenAsync(Ct);
+        using (var command = connection.CreateCommand())
+        {
+            // JSON text, as a bound string stores it: what the query pushdown's JSON functions read.
+            command.CommandText = "SELECT group_concat(id || ':' || typeof(body) || ':' || body, ' ') FROM (SELECT * FROM doc_decisions ORDER BY id)";
+            command.ExecuteScalar().ShouldBe("""a:text:{"n":1} b:text:{"n":2} d:text:{"n":5}""");
+        }
+        var found = await _store.QueryAsync("decisions", new Core.Ports.DocumentQuery(Core.Querying.FilterParser.Parse(new JsonObject { ["n"] = new JsonObject { ["$gte"] = 2 } }), [], 0, 10), Ct);
+        found.Select(d => d.Id).Order().ShouldBe(["b", "d"]);
+        // The batches' connection stays open between batches, outside any transaction: another writer gets in at once.
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "PRAGMA busy_timeout=0; BEGIN IMMEDIATE; COMMIT;";
+            command.ExecuteNonQuery();
+        }
+    }
+
+    [Fact]
     public async Task The_revision_alone_follows_writes_and_deletes()
     {
         (await _store.GetRevisionAsync("policies", "p", Ct)).ShouldBeNull();

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Data.Sqlite;
@@ -22,11 +21,13 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
     private const string SequenceTable = "pg_revision_sequence";
     private readonly SqliteDatabase _db;
     private readonly SqliteQueryRunner _queries;
+    private readonly SqliteBulkInserter _bulk;
 
     public SqliteDocumentStore(SqliteDatabase db)
     {
         _db = db;
         _queries = new SqliteQueryRunner();
+        _bulk = new SqliteBulkInserter(db.OpenAsync, EnsureTable, SequenceTable);
     }
 
     public long ChangesTo(string collection) => _db.ChangesTo(SqliteDatabase.TableFor(collection));
@@ -63,46 +64,17 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
         return command.ExecuteScalar() is long revision ? Etag(revision) : null;
     }
 
-    public async Task CreateManyAsync<T>(string collection, IReadOnlyList<T> items, Func<T, string> id, Action<Utf8JsonWriter, T> write, CancellationToken ct = default)
+    public Task CreateManyAsync<T>(string collection, IReadOnlyList<T> items, Func<T, string> id, Action<Utf8JsonWriter, T> write, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(items);
         var table = SqliteDatabase.TableFor(collection);
-        if (items.Count == 0) return;
-        var rows = new List<(string Key, string Json)>(items.Count);
-        DocumentBodies.WriteEach(collection, items, id, write, (key, json) => rows.Add((key, Encoding.UTF8.GetString(json))));
-        await using var connection = await OpenAsync(table, ct);
-        using var tx = connection.BeginTransaction();
-        // One revision range for the batch: one sequence update instead of one per document.
-        long last;
-        using (var reserve = connection.CreateCommand())
-        {
-            reserve.Transaction = tx;
-            reserve.CommandText = $"UPDATE {SequenceTable} SET value = value + $n WHERE name = 'revision' RETURNING value";
-            reserve.Parameters.AddWithValue("$n", rows.Count);
-            last = (long)reserve.ExecuteScalar()!;
-        }
-        using var insert = connection.CreateCommand();
-        insert.Transaction = tx;
-        insert.CommandText = $"INSERT INTO \"{table}\"(id, body, revision) VALUES ($id, $body, $rev)";
-        var key = insert.Parameters.Add("$id", SqliteType.Text);
-        var body = insert.Parameters.Add("$body", SqliteType.Text);
-        var rev = insert.Parameters.Add("$rev", SqliteType.Integer);
-        var revision = last - rows.Count;
-        foreach (var (rowKey, json) in rows)
-        {
-            key.Value = rowKey;
-            body.Value = json;
-            rev.Value = ++revision;
-            try
-            {
-                insert.ExecuteNonQuery();
-            }
-            catch (SqliteException e) when (e.SqliteExtendedErrorCode == 1555) // SQLITE_CONSTRAINT_PRIMARYKEY
-            {
-                throw Problems.Conflict($"'{rowKey}' already exists in {collection}");
-            }
-        }
-        tx.Commit();
+        if (items.Count == 0) return Task.CompletedTask;
+        return InsertManyAsync(collection, table, items, id, write, ct);
+    }
+
+    private async Task InsertManyAsync<T>(string collection, string table, IReadOnlyList<T> items, Func<T, string> id, Action<Utf8JsonWriter, T> write, CancellationToken ct)
+    {
+        await _bulk.InsertAsync(collection, table, items, id, write, ct);
         _db.Changed(table);
     }
 
@@ -216,12 +188,15 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
     private async Task<SqliteConnection> OpenAsync(string table, CancellationToken ct)
     {
         var connection = await _db.OpenAsync(ct);
+        EnsureTable(connection, table);
+        return connection;
+    }
+
+    private void EnsureTable(SqliteConnection connection, string table) =>
         _db.EnsureTable(connection, table,
             $"CREATE TABLE IF NOT EXISTS \"{table}\" (id TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL, revision INTEGER NOT NULL);" +
             $"CREATE TABLE IF NOT EXISTS {SequenceTable} (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);" +
             $"INSERT OR IGNORE INTO {SequenceTable}(name, value) VALUES ('revision', 0);");
-        return connection;
-    }
 
     private static StoredDocument? Read(SqliteConnection connection, SqliteTransaction? tx, string table, string id)
     {
