@@ -80,6 +80,37 @@ public sealed class DecisionLogTests : IDisposable
     }
 
     [Fact]
+    public async Task Decisions_recorded_from_many_threads_while_the_writer_runs_dry_and_waits_again_are_all_written()
+    {
+        // Each flush lets the writer empty the queue and wait for the next decision, which has to wake it.
+        var store = new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "policygrid.db")));
+        await using var log = new DecisionLog(store, new DecisionLogOptions { CommitInterval = TimeSpan.Zero }, TimeProvider.System, NullLogger<DecisionLog>.Instance);
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(thread => Task.Run(async () =>
+        {
+            for (var i = 0; i < 100; i++)
+            {
+                await log.RecordAsync(Sample(thread * 1000 + i));
+                if (i % 10 == 9) await log.FlushAsync(Ct).WaitAsync(TimeSpan.FromSeconds(30), Ct);
+            }
+        }, Ct)));
+
+        log.Written.ShouldBe(800);
+        var stored = await store.QueryAsync(Collections.Decisions, DocumentQuery.All(), Ct);
+        stored.Select(d => d.Body["input_sha256"]!.GetValue<string>()).Distinct().Count().ShouldBe(800);
+    }
+
+    [Fact]
+    public async Task A_full_queue_makes_callers_wait_and_loses_nothing()
+    {
+        var store = new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "policygrid.db")));
+        await using var log = new DecisionLog(store, new DecisionLogOptions { QueueCapacity = 2, CommitInterval = TimeSpan.FromMilliseconds(1) }, TimeProvider.System, NullLogger<DecisionLog>.Instance);
+        for (var i = 0; i < 50; i++) await log.RecordAsync(Sample(i));
+        await log.FlushAsync(Ct).WaitAsync(TimeSpan.FromSeconds(30), Ct);
+
+        (await store.QueryAsync(Collections.Decisions, DocumentQuery.All(), Ct)).Count.ShouldBe(50);
+    }
+
+    [Fact]
     public async Task Decisions_arriving_within_the_commit_interval_share_one_durable_write()
     {
         var store = new CountingStore(new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "policygrid.db"))));

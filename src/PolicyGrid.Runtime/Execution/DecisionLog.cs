@@ -132,8 +132,13 @@ public sealed class DecisionLog : IAsyncDisposable
             {
                 Interlocked.Decrement(ref enqueued);
                 logger.LogError("decision for {Policy} by {Caller} arrived after the log closed", decision.PolicyRuleUri, decision.Caller);
+                return;
             }
         }
+        // Orders the entry before the look at writerIdle, as WaitForEntries orders its flag before its look at the queue:
+        // one of the two sees the other.
+        Interlocked.MemoryBarrier();
+        if (Volatile.Read(ref writerIdle) != 0) WakeWriter();
     }
 
     /// <summary>Decisions written to the store so far by this log.</summary>
@@ -169,10 +174,37 @@ public sealed class DecisionLog : IAsyncDisposable
         }
     }
 
-    private bool WaitToRead()
+    // The writer, once it finds the queue empty, waits on this until the next entry: RecordAsync wakes it directly,
+    // where waiting on the channel would wake it through a thread-pool hop (two thread wake-ups per idle spell).
+    private readonly object arrivals = new();
+    private int writerIdle; // 1 while the writer waits on arrivals, or is about to
+
+    private void WakeWriter()
     {
-        var wait = queue.Reader.WaitToReadAsync();
-        return wait.IsCompletedSuccessfully ? wait.Result : wait.AsTask().GetAwaiter().GetResult();
+        lock (arrivals) Monitor.Pulse(arrivals);
+    }
+
+    /// <summary>Blocks until an entry is queued; false once the log is closed and everything in it written.</summary>
+    private bool WaitForEntries()
+    {
+        if (queue.Reader.TryPeek(out _)) return true;
+        lock (arrivals)
+        {
+            Interlocked.Exchange(ref writerIdle, 1); // a full fence: the flag is set before the queue is looked at again
+            try
+            {
+                while (!queue.Reader.TryPeek(out _))
+                {
+                    if (queue.Reader.Completion.IsCompleted) return false;
+                    Monitor.Wait(arrivals);
+                }
+                return true;
+            }
+            finally
+            {
+                Volatile.Write(ref writerIdle, 0);
+            }
+        }
     }
 
     private void WriteLoopCore()
@@ -181,7 +213,7 @@ public sealed class DecisionLog : IAsyncDisposable
         // Everything queued while the previous batch was being written, or within the commit interval
         // of the first, goes in the next one, so one durable transaction (one sync to disk) carries
         // many decisions.
-        while (WaitToRead())
+        while (WaitForEntries())
         {
             if (options.CommitInterval > TimeSpan.Zero && queue.Reader.Count < MaxBatch) Thread.Sleep(options.CommitInterval); // real time: it paces disk syncs, not logical time
             while (batch.Count < MaxBatch && queue.Reader.TryRead(out var item)) batch.Add(item);
@@ -239,6 +271,7 @@ public sealed class DecisionLog : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         queue.Writer.TryComplete();
+        WakeWriter();
         await writerEnded.Task;
     }
 
