@@ -28,7 +28,48 @@ public static class DaprAppPort
             : DaprNames.Ports.For(appId);
         var address = BindAddress(configuration);
         CheckExposure(appId, address, configuration);
+        CheckKestrelEndpoints(appId, configuration);
         return builder.UseUrls($"http://{address.UrlHost}:{port.ToString(CultureInfo.InvariantCulture)}");
+    }
+
+    /// <summary>Kestrel's own endpoints in configuration (<c>Kestrel:Endpoints:{name}:Url</c>).</summary>
+    public const string KestrelEndpointsKey = "Kestrel:Endpoints";
+
+    // Endpoints configured for Kestrel replace the URL UseUrls sets (Kestrel logs that it overrides it), so each is held
+    // to the same rule as the bind address: without this, one line of configuration opened the app to the network.
+    private static void CheckKestrelEndpoints(string appId, IConfiguration configuration)
+    {
+        foreach (var endpoint in configuration.GetSection(KestrelEndpointsKey).GetChildren())
+        {
+            if (endpoint["Url"] is not { Length: > 0 } url) continue;
+            CheckExposure(appId, new DaprBindAddress(url, url, ListensOnLoopbackOnly(url)), configuration, $"{KestrelEndpointsKey}:{endpoint.Key}:Url");
+        }
+    }
+
+    /// <summary>
+    /// Whether a Kestrel URL binds loopback only: its host is localhost or a loopback address. Kestrel binds any other
+    /// host (*, +, 0.0.0.0, a name) to every interface, and a URL it cannot read counts as open too.
+    /// </summary>
+    internal static bool ListensOnLoopbackOnly(string url)
+    {
+        var schemeEnd = url.IndexOf("://", StringComparison.Ordinal);
+        if (schemeEnd < 0) return false;
+        var rest = url[(schemeEnd + 3)..];
+        var pathStart = rest.IndexOf('/', StringComparison.Ordinal);
+        var authority = pathStart < 0 ? rest : rest[..pathStart];
+        string host;
+        if (authority.StartsWith('['))
+        {
+            var close = authority.IndexOf(']', StringComparison.Ordinal);
+            if (close < 0) return false;
+            host = authority[1..close];
+        }
+        else
+        {
+            var colon = authority.LastIndexOf(':');
+            host = colon < 0 ? authority : authority[..colon];
+        }
+        return host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || (IPAddress.TryParse(host, out var ip) && IPAddress.IsLoopback(ip));
     }
 
     /// <summary>The configured bind address, or the loopback default; anything but an IP address or <c>localhost</c> is refused.</summary>
@@ -65,14 +106,14 @@ public static class DaprAppPort
     /// executor serves the whole PolicyGrid API too, behind the same API token check: either protects it (a node
     /// installed by create-infra is called directly by the registry with its node token, not through its sidecar).
     /// </summary>
-    public static void CheckExposure(string appId, DaprBindAddress address, IConfiguration configuration)
+    public static void CheckExposure(string appId, DaprBindAddress address, IConfiguration configuration, string setting = BindAddressKey)
     {
         if (address.IsLoopback || configuration.GetValue<bool>(InsecureKey)) return;
         if (appId == DaprNames.Apps.Registry)
         {
             if (configuration.GetSection(ApiTokensKey).GetChildren().Any()) return;
             throw new DaprAppRefusedException(
-                $"{appId} refuses to listen on {address.Text} ({BindAddressKey}) without API tokens: whatever reaches that address " +
+                $"{appId} refuses to listen on {address.Text} ({setting}) without API tokens: whatever reaches that address " +
                 $"could use the whole public API, pushing policies (whose code runs here) included. Configure API tokens ({ApiTokensKey}, " +
                 $"see docs/api.md), listen on loopback (127.0.0.1, the default; the sidecar reaches its app there), or set {InsecureKey}=true " +
                 "to run an open API on purpose.");
@@ -82,7 +123,7 @@ public static class DaprAppPort
         {
             if (configuration.GetSection(ApiTokensKey).GetChildren().Any()) return;
             throw new DaprAppRefusedException(
-                $"{appId} refuses to listen on {address.Text} ({BindAddressKey}) without an app API token or API tokens: whatever " +
+                $"{appId} refuses to listen on {address.Text} ({setting}) without an app API token or API tokens: whatever " +
                 $"reaches that address could use the whole API it serves, registering policies (whose code runs here) included. Set " +
                 $"{DaprAppToken.ConfigurationKey} when only its Dapr sidecar calls it (and the same value for its daprd; on Kubernetes: the " +
                 $"secret named by the annotation dapr.io/app-token-secret; see docs/dapr.md), API tokens ({ApiTokensKey}, see docs/api.md) " +
@@ -90,7 +131,7 @@ public static class DaprAppPort
                 "unauthenticated calls on purpose.");
         }
         throw new DaprAppRefusedException(
-            $"{appId} refuses to listen on {address.Text} ({BindAddressKey}) without an app API token: it takes calls only from its " +
+            $"{appId} refuses to listen on {address.Text} ({setting}) without an app API token: it takes calls only from its " +
             $"Dapr sidecar, and whatever reaches that address could call it instead. Set {DaprAppToken.ConfigurationKey} for the app and the " +
             $"same value for its daprd (on Kubernetes: the secret named by the annotation dapr.io/app-token-secret; see docs/dapr.md), " +
             $"listen on loopback (127.0.0.1, the default), or set {InsecureKey}=true to take unauthenticated calls on purpose.");

@@ -142,4 +142,30 @@ public sealed class DaprAppPortTests
     [Fact]
     public void The_registry_looks_for_api_tokens_where_the_api_reads_them() =>
         DaprAppPort.ApiTokensKey.ShouldBe($"{ApiAuthOptions.Section}:Tokens");
+    [Theory]
+    [InlineData("http://0.0.0.0:5100")]
+    [InlineData("http://*:5100")]
+    [InlineData("http://+:5100")]
+    [InlineData("https://[::]:5443")]
+    [InlineData("http://10.1.2.3:5100")]
+    [InlineData("http://example.com:5100")]
+    [InlineData("not a url")]
+    public void A_kestrel_endpoint_off_loopback_is_held_to_the_same_rule_as_the_bind_address(string url)
+    {
+        // Kestrel's configured endpoints replace the URL the app sets: on their own they opened the app to the network.
+        var e = Refused(DaprNames.Apps.Registry, ("Kestrel:Endpoints:Public:Url", url));
+
+        e.Message.ShouldContain("Kestrel:Endpoints:Public:Url");
+        e.Message.ShouldContain(url);
+        e.Message.ShouldContain("PolicyGrid:Auth:Tokens");
+        ListenUrl(DaprNames.Apps.Registry, ("Kestrel:Endpoints:Public:Url", url), ("PolicyGrid:Auth:Tokens:0:Name", "ops"), ("PolicyGrid:Auth:Tokens:0:Token", AppToken)).ShouldNotBeNullOrEmpty();
+        ListenUrl(DaprNames.Apps.Registry, ("Kestrel:Endpoints:Public:Url", url), ("PolicyGrid:Dapr:Insecure", "true")).ShouldNotBeNullOrEmpty();
+    }
+
+    [Theory]
+    [InlineData("http://127.0.0.1:5100")]
+    [InlineData("http://localhost:5100")]
+    [InlineData("https://[::1]:5443/")]
+    public void A_kestrel_endpoint_on_loopback_needs_no_credentials(string url) =>
+        ListenUrl(DaprNames.Apps.Functions, ("Kestrel:Endpoints:Local:Url", url)).ShouldNotBeNullOrEmpty();
 }
