@@ -46,6 +46,16 @@ public class TemplateValidatorTests
     }
 
     [Fact]
+    public void Numbers_built_in_code_are_numbers_whatever_their_dotnet_type()
+    {
+        var template = J.O("""{"n": {"type": "number", "min": 0, "max": 100}, "i": {"type": "integer"}}""");
+        foreach (var n in new JsonNode[] { JsonValue.Create(60), JsonValue.Create(60L), JsonValue.Create(60m), JsonValue.Create(60.5), JsonValue.Create(60.5f), JsonValue.Create((short)60) })
+            TemplateValidator.Validate(template, new JsonObject { ["n"] = n.DeepClone(), ["i"] = JsonValue.Create(7) }, "p").ShouldBeEmpty();
+        TemplateValidator.Validate(template, new JsonObject { ["n"] = JsonValue.Create(600) }, "p").ShouldHaveSingleItem().Message.ShouldBe("600 is greater than the maximum 100");
+        TemplateValidator.CheckTemplate(new JsonObject { ["n"] = new JsonObject { ["type"] = "number", ["max"] = JsonValue.Create(5) } }, "t").ShouldBeEmpty();
+    }
+
+    [Fact]
     public void A_template_may_bound_a_number_beyond_decimal_range()
     {
         var template = J.O("""{"n": {"type": "number", "min": -1e300, "max": 1e300}}""");

@@ -41,7 +41,12 @@ public static class JsonValues
     public static bool TryDouble(JsonNode? node, out double value)
     {
         value = 0;
-        return node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue(out value) && double.IsFinite(value);
+        if (node is not JsonValue v || v.GetValueKind() != JsonValueKind.Number) return false;
+        // A value built in code from an int, a long or a decimal is no double to TryGetValue: read its JSON text.
+        if (!v.TryGetValue(out value)
+            && !double.TryParse(v.ToJsonString(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out value))
+            return false;
+        return double.IsFinite(value);
     }
 
     /// <summary>A finite JSON number of any size (<see cref="TryDouble"/>).</summary>
