@@ -35,9 +35,7 @@ public sealed class PolicyOutputAttributionTests
     public async Task Lines_are_logged_under_the_policy_that_printed_them_when_calls_of_two_policies_interleave_on_one_worker()
     {
         var logs = new CapturingLoggerProvider();
-        var options = PoolFixture.TestOptions(workers: 1);
-        options.IsolatePolicies = false; // one worker runs both policies
-        await using var pool = new PythonWorkerPool(options, logs.CreateLogger<PythonWorkerPool>());
+        await using var pool = OneSharedWorker(logs);
         var bundle = TestBundles.FromSource(Talker);
         var calls = new List<Task<JsonObject>>();
         for (var n = 0; n < 40; n++)
@@ -114,9 +112,7 @@ public sealed class PolicyOutputAttributionTests
     public async Task A_partial_line_stays_with_its_policy_when_another_writes_next_and_bytes_past_sys_stdout_go_to_the_last_policy_named()
     {
         var logs = new CapturingLoggerProvider();
-        var options = PoolFixture.TestOptions(workers: 1);
-        options.IsolatePolicies = false; // one worker runs both policies
-        await using var pool = new PythonWorkerPool(options, logs.CreateLogger<PythonWorkerPool>());
+        await using var pool = OneSharedWorker(logs);
         var bundle = TestBundles.FromSource(Writer);
         foreach (var (uri, mode) in new[] { ("alpha:1.0-test", "partial"), ("beta:1.0-test", "print"), ("beta:1.0-test", "bytes"), ("alpha:1.0-test", "bytes") })
             await PoolFixture.EvalAsync(pool, uri, bundle, new JsonObject { ["mode"] = mode });
@@ -130,6 +126,14 @@ public sealed class PolicyOutputAttributionTests
             // Output that bypasses sys.stdout's own write names no one: it goes to whoever was named last.
             "policy beta:1.0-test output: bytes of alpha:1.0-test",
         ]);
+    }
+
+    // One worker runs both policies of a test.
+    private static PythonWorkerPool OneSharedWorker(CapturingLoggerProvider logs)
+    {
+        var options = PoolFixture.TestOptions(workers: 1);
+        options.IsolatePolicies = false;
+        return new PythonWorkerPool(options, logs.CreateLogger<PythonWorkerPool>());
     }
 
     private static List<string> OutputLines(CapturingLoggerProvider logs) =>
