@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.Configuration;
+using PolicyGrid.Core.Hosting;
 
 namespace PolicyGrid.Dapr;
 
@@ -42,34 +43,8 @@ public static class DaprAppPort
         foreach (var endpoint in configuration.GetSection(KestrelEndpointsKey).GetChildren())
         {
             if (endpoint["Url"] is not { Length: > 0 } url) continue;
-            CheckExposure(appId, new DaprBindAddress(url, url, ListensOnLoopbackOnly(url)), configuration, $"{KestrelEndpointsKey}:{endpoint.Key}:Url");
+            CheckExposure(appId, new DaprBindAddress(url, url, ListenUrl.IsLoopback(url)), configuration, $"{KestrelEndpointsKey}:{endpoint.Key}:Url");
         }
-    }
-
-    /// <summary>
-    /// Whether a Kestrel URL binds loopback only: its host is localhost or a loopback address. Kestrel binds any other
-    /// host (*, +, 0.0.0.0, a name) to every interface, and a URL it cannot read counts as open too.
-    /// </summary>
-    internal static bool ListensOnLoopbackOnly(string url)
-    {
-        var schemeEnd = url.IndexOf("://", StringComparison.Ordinal);
-        if (schemeEnd < 0) return false;
-        var rest = url[(schemeEnd + 3)..];
-        var pathStart = rest.IndexOf('/', StringComparison.Ordinal);
-        var authority = pathStart < 0 ? rest : rest[..pathStart];
-        string host;
-        if (authority.StartsWith('['))
-        {
-            var close = authority.IndexOf(']', StringComparison.Ordinal);
-            if (close < 0) return false;
-            host = authority[1..close];
-        }
-        else
-        {
-            var colon = authority.LastIndexOf(':');
-            host = colon < 0 ? authority : authority[..colon];
-        }
-        return host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || (IPAddress.TryParse(host, out var ip) && IPAddress.IsLoopback(ip));
     }
 
     /// <summary>The configured bind address, or the loopback default; anything but an IP address or <c>localhost</c> is refused.</summary>
