@@ -64,16 +64,11 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
         return command.ExecuteScalar() is long revision ? Etag(revision) : null;
     }
 
-    public Task CreateManyAsync<T>(string collection, IReadOnlyList<T> items, Func<T, string> id, Action<Utf8JsonWriter, T> write, CancellationToken ct = default)
+    public async Task CreateManyAsync<T>(string collection, IReadOnlyList<T> items, Func<T, string> id, Action<Utf8JsonWriter, T> write, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(items);
         var table = SqliteDatabase.TableFor(collection);
-        if (items.Count == 0) return Task.CompletedTask;
-        return InsertManyAsync(collection, table, items, id, write, ct);
-    }
-
-    private async Task InsertManyAsync<T>(string collection, string table, IReadOnlyList<T> items, Func<T, string> id, Action<Utf8JsonWriter, T> write, CancellationToken ct)
-    {
+        if (items.Count == 0) return;
         await _bulk.InsertAsync(collection, table, items, id, write, ct);
         _db.Changed(table);
     }
