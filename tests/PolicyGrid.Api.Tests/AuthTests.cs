@@ -198,6 +198,16 @@ public sealed class BindSafetyTests
         refused.Message.ShouldContain("tokens");
     }
 
+    [Fact]
+    public void A_kestrel_endpoint_off_loopback_is_refused_without_tokens_like_urls()
+    {
+        // Kestrel's configured endpoints replace --urls: on their own they opened the API to the network.
+        var refused = Should.Throw<ServeRefusedException>(() => PolicyGridApp.Build(
+            ["--urls", "http://127.0.0.1:10999", "--Kestrel:Endpoints:Public:Url", "http://0.0.0.0:10998", "--data", TempData()]));
+        refused.Message.ShouldContain("http://0.0.0.0:10998");
+        refused.Message.ShouldContain("--insecure");
+    }
+
     [Theory]
     [InlineData("http://127.0.0.1:10999")]
     [InlineData("http://localhost:10999")]

@@ -31,7 +31,10 @@ public static class PolicyGridApp
             builder.WebHost.UseUrls(urls);
         }
         var tokensConfigured = builder.Configuration.GetSection($"{ApiAuthOptions.Section}:Tokens").GetChildren().Any();
-        BindSafety.Check(urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), tokensConfigured, serve.Insecure);
+        // Endpoints configured for Kestrel itself replace --urls (Kestrel logs that it overrides them): they are checked too.
+        var kestrelEndpoints = builder.Configuration.GetSection("Kestrel:Endpoints").GetChildren()
+            .Select(e => e["Url"]).OfType<string>().Where(u => u.Length > 0);
+        BindSafety.Check([.. urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), .. kestrelEndpoints], tokensConfigured, serve.Insecure);
 
         // One line at start (ours, below); the framework's own start-up chatter is noise here.
         builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
