@@ -101,18 +101,15 @@ public static class FieldMatcher
 
     /// <summary>
     /// One regex test within <paramref name="budget"/>; a pattern that runs past <see cref="RegexTimeout"/> twice in a row
-    /// is a 400. The timeout is wall-clock time, and on a loaded host a thread can be off its CPU for longer than that
-    /// in the middle of a quick match, so it gets a second try, unless the query's budget is spent by then (the 400
-    /// then names the budget, as it does for every query that runs out of time).
+    /// (<see cref="RegexCache.IsMatchWithin"/>) is a 400, unless the query's budget is spent by the second try: the 400
+    /// then names the budget, as it does for every query that runs out of time.
     /// </summary>
     public static bool IsMatch(Regex regex, string s, FilterBudget budget)
     {
         ArgumentNullException.ThrowIfNull(regex);
         ArgumentNullException.ThrowIfNull(budget);
         budget.Check();
-        try { return regex.IsMatch(s); }
-        catch (RegexMatchTimeoutException) { budget.Check(); }
-        try { return regex.IsMatch(s); }
-        catch (RegexMatchTimeoutException) { throw Problems.BadRequest($"$regex: pattern '{regex}' took too long to evaluate"); }
+        return RegexCache.IsMatchWithin(regex, s, budget.Check)
+            ?? throw Problems.BadRequest($"$regex: pattern '{regex}' took too long to evaluate");
     }
 }

@@ -161,26 +161,10 @@ public static class TemplateValidator
             }
             RememberCompiled(pattern, regex);
         }
-        if (MatchesWithin(regex, value) is not { } matched)
+        if (RegexCache.IsMatchWithin(regex, value) is not { } matched)
             Add(ref errors, path.ToString(), $"pattern {pattern ?? written.ToString()} took too long to evaluate on this value");
         else if (!matched)
             Add(ref errors, path.ToString(), $"does not match {pattern ?? written.ToString()}");
-    }
-
-    /// <summary>
-    /// Whether the pattern matches, or null when it ran past <see cref="PatternTimeout"/> twice in a row. The timeout is
-    /// wall-clock time: on a busy host a thread can be off its CPU for longer than that in the middle of a match that
-    /// takes microseconds (seen at load 15 on 2 CPUs: "10.0.0.1" refused), and a valid document must not be refused
-    /// for it. A pattern that really backtracks without end runs out of time again.
-    /// </summary>
-    private static bool? MatchesWithin(Regex regex, ReadOnlySpan<char> value)
-    {
-        for (var attempt = 0; attempt < 2; attempt++)
-        {
-            try { return regex.IsMatch(value); }
-            catch (RegexMatchTimeoutException) { }
-        }
-        return null;
     }
 
     /// <summary>
