@@ -45,6 +45,28 @@ public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDi
     }
 
     [Fact]
+    public async Task Graph_create_warns_on_stderr_of_nodes_with_no_deployed_function_and_keeps_json_output_clean()
+    {
+        var name = Unique("cli_graph");
+        var file = Path.Combine(workDir, $"{name}.json");
+        File.WriteAllText(file, new JsonObject
+        {
+            ["graph_name"] = name,
+            ["graph_version"] = "1.0",
+            ["graph_release_tag"] = "test",
+            ["graph_function_ids"] = new JsonArray($"{name}_a", $"{name}_b"),
+            ["graph_connection_data"] = new JsonObject { [$"{name}_a"] = new JsonArray($"{name}_b") },
+        }.ToJsonString());
+
+        var created = await Run("graph", "create", file, "--json");
+
+        created.ExitCode.ShouldBe(0, created.Error);
+        created.Json["graph_uri"]!.GetValue<string>().ShouldBe($"{name}:1.0-test");
+        created.Error.ShouldStartWith("warning: ");
+        created.Error.ShouldContain($"'{name}_a', '{name}_b'");
+    }
+
+    [Fact]
     public async Task Push_creates_then_updates_and_get_query_delete_work_with_readable_and_json_output()
     {
         var name = Unique("cli_policy");

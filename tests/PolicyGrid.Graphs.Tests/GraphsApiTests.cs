@@ -195,6 +195,29 @@ public sealed class GraphsApiTests(GraphServerFixture fixture) : IClassFixture<G
     }
 
     [Fact]
+    public async Task A_graph_stored_before_its_functions_warns_of_each_undeployed_node_until_they_are_deployed()
+    {
+        await DeployNode("A");
+        var created = await _client.Send(HttpMethod.Post, "/graphs", Graph("early", ["A", "B", "C"], [("A", ["B"]), ("B", ["C"])]));
+
+        created.Status.ShouldBe(200);
+        var uri = created.Data!["graph_uri"]!.GetValue<string>();
+        var warning = created.Body!["warnings"]!.AsArray().ShouldHaveSingleItem()!.GetValue<string>();
+        warning.ShouldContain($"'{N("B")}'");
+        warning.ShouldContain($"'{N("C")}'");
+        warning.ShouldNotContain($"'{N("A")}'");
+        (await _client.Send(HttpMethod.Get, $"/graphs/{uri}")).Body!["warnings"].ShouldBeNull(); // a read does not warn
+
+        await DeployNode("B");
+        await DeployNode("C");
+        var updated = await _client.Send(HttpMethod.Put, $"/graphs/{uri}", new JsonObject { ["$set"] = new JsonObject { ["graph_description"] = "all deployed" } });
+
+        updated.Status.ShouldBe(200);
+        updated.Body!.AsObject().ContainsKey("warnings").ShouldBeFalse();
+        (await Execute(uri, new JsonObject())).Status.ShouldBe(200);
+    }
+
+    [Fact]
     public async Task Executing_an_unknown_graph_is_404_and_a_bad_request_is_400()
     {
         (await Execute("nothing:1.0-here", new JsonObject())).Status.ShouldBe(404);

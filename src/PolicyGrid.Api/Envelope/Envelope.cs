@@ -3,11 +3,17 @@ using PolicyGrid.Core.Errors;
 
 namespace PolicyGrid.Api.Envelope;
 
-/// <summary>The contract's success body: <c>{"success": true, "data": ...}</c>.</summary>
+/// <summary>
+/// The contract's success body: <c>{"success": true, "data": ...}</c>, and <c>"warnings": [...]</c> (an addition) when
+/// the request succeeded but something in it will not work yet, e.g. a graph naming functions not deployed.
+/// </summary>
 public sealed record Envelope<T>(T Data)
 {
     [JsonPropertyOrder(-1)]
     public bool Success => true;
+
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<string>? Warnings { get; init; }
 }
 
 /// <summary>The contract's failure body: <c>{"success": false, "message", "code", "errors"?}</c>.</summary>

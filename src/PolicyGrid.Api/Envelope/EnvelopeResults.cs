@@ -7,4 +7,8 @@ namespace PolicyGrid.Api.Envelope;
 public static class Answer
 {
     public static Ok<Envelope<T>> Ok<T>(T data) => TypedResults.Ok(new Envelope<T>(data));
+
+    /// <summary>A success with <c>warnings</c> beside <c>data</c> when there are any (none: the plain envelope).</summary>
+    public static Ok<Envelope<T>> Ok<T>(T data, IReadOnlyList<string> warnings) =>
+        TypedResults.Ok(new Envelope<T>(data) { Warnings = warnings.Count > 0 ? warnings : null });
 }

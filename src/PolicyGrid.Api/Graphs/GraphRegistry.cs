@@ -127,14 +127,36 @@ public sealed class GraphRegistry(
         var inputErrors = TemplateValidator.Validate(graph.GraphInputSchema, input, "input_data");
         if (inputErrors.Count > 0) throw Problems.Validation(inputErrors);
 
-        var missing = new List<string>();
-        foreach (var node in graph.GraphFunctionIds)
-            if (!await functions.IsDeployedAsync(node, ct)) missing.Add(node);
+        var missing = await UndeployedAsync(graph, ct);
         if (missing.Count > 0)
-            throw Problems.NotFound($"graph '{graph.GraphUri}' cannot run: no function is deployed for node{(missing.Count > 1 ? "s" : "")} {string.Join(", ", missing.Select(m => $"'{m}'"))}");
+            throw Problems.NotFound($"graph '{graph.GraphUri}' cannot run: {NoFunctionFor(missing)}");
 
         return new GraphRun(graph.GraphUri, graph.Plan(), input, Options(graph, timeout, trace), async);
     }
+
+    /// <summary>
+    /// For a graph just stored: one warning when nodes have no deployed function yet (the graph is kept, and runs once
+    /// they are deployed), naming each; none otherwise.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> UndeployedNodeWarningsAsync(JsonObject stored, CancellationToken ct)
+    {
+        var graph = Graph.FromJson(stored);
+        var missing = await UndeployedAsync(graph, ct);
+        return missing.Count == 0
+            ? []
+            : [$"graph '{graph.GraphUri}' is stored, but {NoFunctionFor(missing)} yet: executing it answers 404 until {(missing.Count > 1 ? "they are" : "it is")} deployed (POST /function/deployments/create/{{executor_id}})"];
+    }
+
+    private async Task<List<string>> UndeployedAsync(Graph graph, CancellationToken ct)
+    {
+        var missing = new List<string>();
+        foreach (var node in graph.GraphFunctionIds)
+            if (!await functions.IsDeployedAsync(node, ct)) missing.Add(node);
+        return missing;
+    }
+
+    private static string NoFunctionFor(List<string> nodes) =>
+        $"no function is deployed for node{(nodes.Count > 1 ? "s" : "")} {string.Join(", ", nodes.Select(m => $"'{m}'"))}";
 
     private GraphRunOptions Options(Graph graph, double? timeout, bool trace)
     {

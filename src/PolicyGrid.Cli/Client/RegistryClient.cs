@@ -14,7 +14,11 @@ public sealed class ServerFailureException(int status, string code, string messa
 }
 
 /// <summary>One HTTP answer: the envelope's <c>data</c>, the ETag and the headers worth showing.</summary>
-public sealed record ServerAnswer(JsonNode? Data, string? ETag, bool Deprecated);
+public sealed record ServerAnswer(JsonNode? Data, string? ETag, bool Deprecated)
+{
+    /// <summary>The envelope's <c>warnings</c>: the request succeeded, but something in it will not work yet.</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
+}
 
 /// <summary>
 /// Talks the contract to a running server: sends JSON, unwraps the envelope, turns failures into
@@ -51,7 +55,10 @@ public sealed class RegistryClient(HttpClient http, string? token, TimeSpan? ans
         try { envelope = text.Length > 0 ? JsonNode.Parse(text) : null; }
         catch (JsonException) { }
         if (envelope is JsonObject o && o["success"]?.GetValueKind() == JsonValueKind.True && response.StatusCode == HttpStatusCode.OK)
-            return new ServerAnswer(o["data"], response.Headers.ETag?.ToString(), response.Headers.Contains("Deprecation"));
+            return new ServerAnswer(o["data"], response.Headers.ETag?.ToString(), response.Headers.Contains("Deprecation"))
+            {
+                Warnings = o["warnings"] is JsonArray warnings ? [.. warnings.Select(w => w?.ToString() ?? "")] : [],
+            };
         if (envelope is JsonObject failure && failure["success"]?.GetValueKind() == JsonValueKind.False)
             throw new ServerFailureException((int)response.StatusCode, failure["code"]?.ToString() ?? "", failure["message"]?.ToString() ?? text);
         throw new ServerFailureException((int)response.StatusCode, "unexpected", $"the server answered {(int)response.StatusCode} without a PolicyGrid envelope: {Truncate(text)}");

@@ -139,6 +139,12 @@ public sealed class CliSession(CliEnvironment env, ParseResult parse)
         else forPeople(env.Console);
     }
 
+    /// <summary>The server's warnings, on stderr (so --json output stays one JSON document).</summary>
+    public void Warn(IEnumerable<string> warnings)
+    {
+        foreach (var warning in warnings) env.Error.WriteLine($"warning: {warning}");
+    }
+
     public void Note(string text)
     {
         if (!Json) env.Console.MarkupLine(Markup.Escape(text));
