@@ -65,6 +65,8 @@ public static class BundlesApi
     private static async Task<byte[]> ReadArchiveAsync(HttpContext http, long limit)
     {
         var request = http.Request;
+        // Checked here for both forms: a multipart body is read by the form reader, not RequestBytes.
+        RequestBytes.RequireUnencoded(request, "bundle", "; a .tar.gz or .tar.xz archive is sent as it is, its compression is part of the archive");
         var mediaType = Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(request.ContentType, out var media) ? media.MediaType.Value ?? "" : "";
         // Only multipart/form-data is a form here: curl --data-binary labels a raw archive x-www-form-urlencoded.
         if (!mediaType.StartsWith("multipart/", StringComparison.OrdinalIgnoreCase)) return await RequestBytes.ReadAsync(http, limit, "bundle");

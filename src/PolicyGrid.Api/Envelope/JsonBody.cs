@@ -99,6 +99,9 @@ public sealed class JsonBody : IEndpointParameterMetadataProvider
         throw Problems.BadRequest($"Content-Type '{mediaType}' is not supported here; send the body as application/json");
     }
 
+    /// <summary>A header value a caller sent, short enough to name in a message.</summary>
+    internal static string Abbreviate(string value) => value.Length <= 100 ? value : value[..97] + "...";
+
     public static string Describe(JsonNode? node) => node switch
     {
         null => "null",
@@ -118,12 +121,16 @@ public sealed class JsonBody : IEndpointParameterMetadataProvider
         builder.Metadata.Add(new AcceptsMetadata(["application/json"], typeof(JsonObject), isOptional: true));
 }
 
-/// <summary>Reads a request body up to a limit: 413 too_large past it, whatever the Content-Length claims.</summary>
+/// <summary>
+/// Reads a request body up to a limit: 413 too_large past it, whatever the Content-Length claims; 400 when a
+/// Content-Encoding says the bytes are compressed.
+/// </summary>
 public static class RequestBytes
 {
     public static async Task<byte[]> ReadAsync(HttpContext context, long limit, string what)
     {
         var request = context.Request;
+        RequireUnencoded(request, what);
         if (request.ContentLength is { } declared && declared > limit) throw TooLarge(what, limit);
         // Raise the server's own cap to ours so that our limit (and our envelope) is the one a caller meets.
         var feature = context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>();
@@ -145,6 +152,24 @@ public static class RequestBytes
         }
         using var buffer = await Runtime.BoundedRead.ReadAsync(request.Body, limit, () => TooLarge(what, limit), context.RequestAborted);
         return buffer.ToArray();
+    }
+
+    /// <summary>
+    /// A 400 naming the coding when <c>Content-Encoding</c> is anything but <c>identity</c>. Bodies are read as sent, so
+    /// gzip-encoded JSON would be answered "not valid JSON", and an encoded bundle stored (or refused) as its encoded
+    /// bytes rather than the archive the client meant.
+    /// Decoding is not offered: the body limits count the bytes received, and a small compressed body can expand
+    /// past any of them, so it would need a second, decoded-size limit on every route for little gain.
+    /// </summary>
+    public static void RequireUnencoded(HttpRequest request, string what, string advice = "")
+    {
+        var codings = request.Headers.ContentEncoding
+            .SelectMany(value => (value ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            .Where(coding => !coding.Equals("identity", StringComparison.OrdinalIgnoreCase))
+            .ToList();
+        if (codings.Count == 0) return;
+        throw Problems.BadRequest($"Content-Encoding '{JsonBody.Abbreviate(string.Join(", ", codings))}' is not supported here; " +
+            $"request bodies are read as sent: send the {what} unencoded, without Content-Encoding (or with identity){advice}");
     }
 
     public static PolicyGridException TooLarge(string what, long limit) =>

@@ -1,0 +1,162 @@
+using System.Formats.Tar;
+using System.IO.Compression;
+using System.Net.Http.Headers;
+using System.Security.Cryptography;
+using System.Text;
+using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Ports;
+using Shouldly;
+using static PolicyGrid.Api.Tests.PolicyDocuments;
+
+namespace PolicyGrid.Api.Tests;
+
+/// <summary>
+/// What a request says about its body's bytes: a Content-Encoding other than identity is refused by name, since the
+/// body is read as sent. Nothing is stored, and the server goes on serving.
+/// </summary>
+public sealed class RequestBodyEncodingTests(GridServer server) : IClassFixture<GridServer>
+{
+    private readonly HttpClient client = server.CreateClient();
+
+    private async Task<Answer> PostBytes(string path, byte[] body, string? contentType = "application/json", string? contentEncoding = null)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new ByteArrayContent(body) };
+        // Without validation: the header goes exactly as written (quotes, case, lists).
+        if (contentType is not null) request.Content.Headers.TryAddWithoutValidation("Content-Type", contentType).ShouldBeTrue();
+        if (contentEncoding is not null) request.Content.Headers.TryAddWithoutValidation("Content-Encoding", contentEncoding).ShouldBeTrue();
+        return await client.Exchange(request);
+    }
+
+    private async Task<(string Name, byte[] Json)> PolicyBody(string stem)
+    {
+        var name = Unique(stem);
+        return (name, Encoding.UTF8.GetBytes(IpAllowlist(name, await server.StoreBundleAsync()).ToJsonString()));
+    }
+
+    private static void ShouldBeBadRequest(Answer answer, params string[] phrases)
+    {
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Success.ShouldBe(false);
+        answer.Code.ShouldBe("bad_request");
+        foreach (var phrase in phrases) answer.Message.ShouldContain(phrase, Case.Insensitive);
+    }
+
+    private async Task ShouldNotBeStored(string name)
+    {
+        var found = await server.Store.QueryAsync(Collections.Policies, DocumentQuery.All(), TestContext.Current.CancellationToken);
+        found.ShouldNotContain(d => d.Body["name"]!.GetValue<string>() == name);
+    }
+
+    private async Task ShouldNotBeStored(byte[] archive) =>
+        (await server.Bundles.GetAsync(Convert.ToHexStringLower(SHA256.HashData(archive)), TestContext.Current.CancellationToken)).ShouldBeNull();
+
+    private async Task ShouldStillServe()
+    {
+        var (_, json) = await PolicyBody("after_refusal");
+        var created = await PostBytes("/policy", json);
+        created.Status.ShouldBe(200, created.Body?.ToJsonString());
+    }
+
+    private static byte[] Gzip(byte[] bytes)
+    {
+        using var buffer = new MemoryStream();
+        using (var gzip = new GZipStream(buffer, CompressionLevel.Fastest, leaveOpen: true)) gzip.Write(bytes);
+        return buffer.ToArray();
+    }
+
+    private static byte[] TarGz(string functionPy)
+    {
+        using var tar = new MemoryStream();
+        using (var writer = new TarWriter(tar, leaveOpen: true))
+            writer.WriteEntry(new PaxTarEntry(TarEntryType.RegularFile, "code/function.py") { DataStream = new MemoryStream(Encoding.UTF8.GetBytes(functionPy)) });
+        return Gzip(tar.ToArray());
+    }
+
+    [Fact]
+    public async Task A_gzip_encoded_json_body_is_a_400_naming_the_encoding_not_a_json_parse_error()
+    {
+        var (name, json) = await PolicyBody("gzip_body");
+        var answer = await PostBytes("/policy", Gzip(json), contentEncoding: "gzip");
+        ShouldBeBadRequest(answer, "Content-Encoding 'gzip'", "unencoded");
+        answer.Message.ShouldNotContain("not valid JSON");
+        await ShouldNotBeStored(name);
+        await ShouldStillServe();
+    }
+
+    [Theory]
+    [InlineData("br", "'br'")]
+    [InlineData("deflate", "'deflate'")]
+    [InlineData("x-made-up", "'x-made-up'")]
+    [InlineData("GZIP", "'GZIP'")]
+    [InlineData("identity, gzip", "'gzip'")]
+    public async Task Any_coding_but_identity_is_a_400_naming_it_even_on_a_body_that_happens_to_be_plain_json(string coding, string named)
+    {
+        // The bytes are plain JSON: only the header is wrong, and the server may not guess that it is.
+        var (name, json) = await PolicyBody("coded_body");
+        ShouldBeBadRequest(await PostBytes("/policy", json, contentEncoding: coding), $"Content-Encoding {named}", "unencoded");
+        await ShouldNotBeStored(name);
+        await ShouldStillServe();
+    }
+
+    [Theory]
+    [InlineData("identity")]
+    [InlineData("Identity")]
+    [InlineData("identity, IDENTITY")]
+    public async Task Identity_in_any_case_or_a_list_of_it_is_read_as_usual(string coding)
+    {
+        var (name, json) = await PolicyBody("identity_body");
+        var answer = await PostBytes("/policy", json, contentEncoding: coding);
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        answer.Data!["name"]!.GetValue<string>().ShouldBe(name);
+    }
+
+    [Theory]
+    [InlineData("/policy/query")]
+    [InlineData("/executor/query")]
+    [InlineData("/executor/local/execute_policy")]
+    [InlineData("/events")]
+    public async Task Every_route_that_reads_a_body_refuses_an_encoded_one(string path)
+    {
+        ShouldBeBadRequest(await PostBytes(path, Gzip("{}"u8.ToArray()), contentEncoding: "gzip"), "Content-Encoding 'gzip'");
+        await ShouldStillServe();
+    }
+
+    [Fact]
+    public async Task An_empty_query_body_labelled_as_encoded_is_refused_too()
+    {
+        // The header names a coding the server does not read, whatever the length of what follows.
+        ShouldBeBadRequest(await PostBytes("/policy/query", [], contentEncoding: "gzip"), "Content-Encoding 'gzip'");
+    }
+
+    [Fact]
+    public async Task A_tar_gz_bundle_sent_with_content_encoding_gzip_is_a_400_and_is_not_stored()
+    {
+        // Before, these bytes were stored as the archive itself: a client meaning the transfer to be gzip-encoded
+        // (so the archive inside is a tar) got back an address for something else.
+        var archive = TarGz(GridServer.EchoPolicy + "\n# sent gzip-encoded\n");
+        var answer = await PostBytes("/bundles", archive, "application/gzip", contentEncoding: "gzip");
+        ShouldBeBadRequest(answer, "Content-Encoding 'gzip'", "send the bundle unencoded", "sent as it is");
+        await ShouldNotBeStored(archive);
+        await ShouldStillServe();
+    }
+
+    [Fact]
+    public async Task A_br_encoded_zip_bundle_is_a_400_and_is_not_stored()
+    {
+        var zip = GridServer.Zip(("code/function.py", GridServer.EchoPolicy + "\n# sent br-encoded\n"));
+        ShouldBeBadRequest(await PostBytes("/bundles", zip, "application/zip", contentEncoding: "br"), "Content-Encoding 'br'");
+        await ShouldNotBeStored(zip);
+    }
+
+    [Fact]
+    public async Task A_gzip_encoded_multipart_bundle_is_a_400_and_is_not_stored()
+    {
+        var zip = GridServer.Zip(("code/function.py", GridServer.EchoPolicy + "\n# multipart, gzip-encoded\n"));
+        using var form = new MultipartFormDataContent { { new ByteArrayContent(zip), "file", "bundle.zip" } };
+        var body = await form.ReadAsByteArrayAsync(TestContext.Current.CancellationToken);
+        var answer = await PostBytes("/bundles", Gzip(body), form.Headers.ContentType!.ToString(), contentEncoding: "gzip");
+        ShouldBeBadRequest(answer, "Content-Encoding 'gzip'", "send the bundle unencoded");
+        await ShouldNotBeStored(zip);
+        await ShouldStillServe();
+    }
+}
