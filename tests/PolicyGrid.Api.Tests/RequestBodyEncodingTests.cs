@@ -11,8 +11,9 @@ using static PolicyGrid.Api.Tests.PolicyDocuments;
 namespace PolicyGrid.Api.Tests;
 
 /// <summary>
-/// What a request says about its body's bytes: a Content-Encoding other than identity is refused by name, since the
-/// body is read as sent. Nothing is stored, and the server goes on serving.
+/// What a request says about its body's bytes: a Content-Encoding other than identity and, for JSON, a charset other
+/// than UTF-8 are refused by name, since the body is read as sent and as UTF-8. Nothing is stored, and the server
+/// goes on serving.
 /// </summary>
 public sealed class RequestBodyEncodingTests(GridServer server) : IClassFixture<GridServer>
 {
@@ -158,5 +159,60 @@ public sealed class RequestBodyEncodingTests(GridServer server) : IClassFixture<
         ShouldBeBadRequest(answer, "Content-Encoding 'gzip'", "send the bundle unencoded");
         await ShouldNotBeStored(zip);
         await ShouldStillServe();
+    }
+
+    [Theory]
+    [InlineData("application/json; charset=iso-8859-1", "iso-8859-1")]
+    [InlineData("application/json; charset=windows-1252", "windows-1252")]
+    [InlineData("application/json; charset=utf-16", "utf-16")]
+    [InlineData("application/json;charset=\"latin1\"", "latin1")]
+    [InlineData("application/merge-patch+json; charset=us-ascii", "us-ascii")]
+    public async Task A_json_body_under_a_charset_other_than_utf8_is_a_400_naming_the_charset(string contentType, string charset)
+    {
+        // The body is plain ASCII, so it parsed before: the charset alone says the sender encoded its text otherwise.
+        var (name, json) = await PolicyBody("charset_body");
+        ShouldBeBadRequest(await PostBytes("/policy", json, contentType), $"charset '{charset}'", "UTF-8");
+        await ShouldNotBeStored(name);
+        await ShouldStillServe();
+    }
+
+    [Fact]
+    public async Task A_latin1_body_labelled_latin1_is_told_about_its_charset_not_about_broken_utf8()
+    {
+        // The é goes as one raw Latin-1 byte (E9), not as the \u00e9 escape a JSON writer would make of it.
+        var name = Unique("caf\u00e9");
+        var document = IpAllowlist(name, await server.StoreBundleAsync());
+        var latin1 = Encoding.Latin1.GetBytes(document.ToJsonString(new System.Text.Json.JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
+        latin1.ShouldContain((byte)0xE9);
+        var answer = await PostBytes("/policy", latin1, "application/json; charset=ISO-8859-1");
+        ShouldBeBadRequest(answer, "charset 'ISO-8859-1'", "send the body as UTF-8");
+        answer.Message.ShouldNotContain("not valid UTF-8");
+        await ShouldNotBeStored(name);
+    }
+
+    [Theory]
+    [InlineData("application/json")]
+    [InlineData("application/json; charset=utf-8")]
+    [InlineData("application/json; charset=UTF-8")]
+    [InlineData("application/json;charset=utf8")]
+    [InlineData("application/json; charset=\"utf-8\"")]
+    [InlineData("APPLICATION/JSON; Charset=Utf-8")]
+    [InlineData("application/vnd.api+json; charset=utf-8")]
+    [InlineData("application/json; version=2")]
+    [InlineData(null)]
+    public async Task A_json_body_without_a_charset_or_with_utf8_is_read_as_before(string? contentType)
+    {
+        var (name, json) = await PolicyBody("utf8_body");
+        var answer = await PostBytes("/policy", json, contentType);
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        answer.Data!["name"]!.GetValue<string>().ShouldBe(name);
+    }
+
+    [Fact]
+    public async Task A_charset_on_a_raw_bundle_upload_is_no_concern_of_the_archive()
+    {
+        var zip = GridServer.Zip(("code/function.py", GridServer.EchoPolicy + "\n# text/plain with a charset\n"));
+        var answer = await PostBytes("/bundles", zip, "text/plain; charset=iso-8859-1");
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
     }
 }

@@ -94,9 +94,21 @@ public sealed class JsonBody : IEndpointParameterMetadataProvider
     {
         // A missing Content-Type is tolerated (raw HTTP clients); anything that says it is not JSON is refused.
         if (string.IsNullOrEmpty(contentType)) return;
-        var mediaType = contentType.Split(';', 2)[0].Trim();
-        if (mediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase) || mediaType.EndsWith("+json", StringComparison.OrdinalIgnoreCase)) return;
-        throw Problems.BadRequest($"Content-Type '{mediaType}' is not supported here; send the body as application/json");
+        var parts = contentType.Split(';');
+        var mediaType = parts[0].Trim();
+        if (!mediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase) && !mediaType.EndsWith("+json", StringComparison.OrdinalIgnoreCase))
+            throw Problems.BadRequest($"Content-Type '{mediaType}' is not supported here; send the body as application/json");
+        // JSON is UTF-8 (RFC 8259), and the body is read as such whatever a charset says: one that names another
+        // encoding would have its text misread (Latin-1 letters refused as broken UTF-8, UTF-16 as "not JSON"), so it is
+        // refused by name. Other parameters are left alone, as before.
+        foreach (var parameter in parts.AsSpan(1))
+        {
+            var equals = parameter.IndexOf('=');
+            if (equals < 0 || !parameter[..equals].Trim().Equals("charset", StringComparison.OrdinalIgnoreCase)) continue;
+            var charset = parameter[(equals + 1)..].Trim().Trim('"').Trim();
+            if (charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || charset.Equals("utf8", StringComparison.OrdinalIgnoreCase)) continue;
+            throw Problems.BadRequest($"Content-Type charset '{Abbreviate(charset)}' is not supported here; JSON is read as UTF-8: send the body as UTF-8, with charset=utf-8 or no charset");
+        }
     }
 
     /// <summary>A header value a caller sent, short enough to name in a message.</summary>
