@@ -40,7 +40,7 @@ public sealed class JsonBody : IEndpointParameterMetadataProvider
         var limits = context.RequestServices.GetRequiredService<IOptions<ApiLimits>>().Value;
         var bytes = await RequestBytes.ReadAsync(context, limits.MaxBodyBytes, "request body");
         if (WithoutByteOrderMark(bytes).Trim(" \t\r\n"u8).Length == 0) return new JsonBody(null);
-        CheckContentType(context.Request.ContentType);
+        CheckContentType(context.Request.ContentType, bytes);
         return new JsonBody(Parse(bytes, "request body"));
     }
 
@@ -90,7 +90,7 @@ public sealed class JsonBody : IEndpointParameterMetadataProvider
     /// <summary>How deeply a request body may nest (stored documents: DocumentDepth.MaxStored).</summary>
     public const int MaxDepth = PolicyGrid.Core.Documents.DocumentDepth.Max;
 
-    private static void CheckContentType(string? contentType)
+    private static void CheckContentType(string? contentType, ReadOnlySpan<byte> body)
     {
         // A missing Content-Type is tolerated (raw HTTP clients); anything that says it is not JSON is refused.
         if (string.IsNullOrEmpty(contentType)) return;
@@ -98,17 +98,29 @@ public sealed class JsonBody : IEndpointParameterMetadataProvider
         var mediaType = parts[0].Trim();
         if (!mediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase) && !mediaType.EndsWith("+json", StringComparison.OrdinalIgnoreCase))
             throw Problems.BadRequest($"Content-Type '{mediaType}' is not supported here; send the body as application/json");
-        // JSON is UTF-8 (RFC 8259), and the body is read as such whatever a charset says: one that names another
-        // encoding would have its text misread (Latin-1 letters refused as broken UTF-8, UTF-16 as "not JSON"), so it is
-        // refused by name. Other parameters are left alone, as before.
         foreach (var parameter in parts.AsSpan(1))
         {
             var equals = parameter.IndexOf('=');
             if (equals < 0 || !parameter[..equals].Trim().Equals("charset", StringComparison.OrdinalIgnoreCase)) continue;
-            var charset = parameter[(equals + 1)..].Trim().Trim('"').Trim();
-            if (charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || charset.Equals("utf8", StringComparison.OrdinalIgnoreCase)) continue;
-            throw Problems.BadRequest($"Content-Type charset '{Abbreviate(charset)}' is not supported here; JSON is read as UTF-8: send the body as UTF-8, with charset=utf-8 or no charset");
+            CheckCharset(parameter[(equals + 1)..].Trim().Trim('"').Trim(), body);
         }
+    }
+
+    // JSON is UTF-8 (RFC 8259) and the body is read as such whatever a charset says. A body of ASCII bytes is the same
+    // text in UTF-8 and in every charset built on ASCII (us-ascii, iso-8859-*, windows-125x: clients that label JSON
+    // so have always been served). Where the label would change the text, it is refused by name, not misread: UTF-16
+    // and UTF-32 (not ASCII-compatible), and any other charset once the body holds a byte past ASCII (Latin-1 letters
+    // would be refused as broken UTF-8, or read as other letters).
+    private static void CheckCharset(string charset, ReadOnlySpan<byte> body)
+    {
+        if (charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || charset.Equals("utf8", StringComparison.OrdinalIgnoreCase)) return;
+        var wide = charset.StartsWith("utf-16", StringComparison.OrdinalIgnoreCase) || charset.StartsWith("utf-32", StringComparison.OrdinalIgnoreCase)
+            || charset.StartsWith("utf16", StringComparison.OrdinalIgnoreCase) || charset.StartsWith("utf32", StringComparison.OrdinalIgnoreCase)
+            || charset.StartsWith("ucs-", StringComparison.OrdinalIgnoreCase);
+        if (!wide && System.Text.Ascii.IsValid(body)) return;
+        throw Problems.BadRequest($"Content-Type charset '{Abbreviate(charset)}' is not supported here; JSON is read as UTF-8"
+            + (wide ? "" : " and this body holds bytes past ASCII, which that charset would read as other text")
+            + ": send the body as UTF-8, with charset=utf-8 or no charset");
     }
 
     /// <summary>A header value a caller sent, short enough to name in a message.</summary>
