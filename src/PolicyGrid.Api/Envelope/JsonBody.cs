@@ -187,7 +187,9 @@ public static class RequestBytes
     /// </summary>
     public static void RequireUnencoded(HttpRequest request, string what, string advice = "")
     {
-        var codings = request.Headers.ContentEncoding
+        var header = request.Headers.ContentEncoding;
+        if (header.Count == 0) return; // most requests: nothing to look at, nothing allocated
+        var codings = header
             .SelectMany(value => (value ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
             .Where(coding => !coding.Equals("identity", StringComparison.OrdinalIgnoreCase))
             .ToList();
