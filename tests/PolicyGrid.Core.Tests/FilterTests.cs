@@ -235,6 +235,56 @@ public class FilterTests
     [Fact]
     public void Numbers_nested_in_literals_compare_by_value() =>
         FilterParser.Parse(J.N("""{"limits": {"rate": 1}}""")).Matches(J.O("""{"limits": {"rate": 1.0}}""")).ShouldBeTrue();
+
+    private static readonly JsonObject[] Numbers =
+    [
+        J.O("""{"id": "big", "n": 1e30, "limits": {"cap": 1E+30}}"""),
+        J.O("""{"id": "neg", "n": -1e30}"""),
+        J.O("""{"id": "five", "n": 5}"""),
+        J.O("""{"id": "tenth", "n": 0.1000000000000000001}"""),
+        J.O("""{"id": "list", "n": [2, 3e35]}"""),
+        // Built in code, as stored documents may be: an int and a double rather than parsed JSON text.
+        new JsonObject { ["id"] = "int", ["n"] = 7 },
+        new JsonObject { ["id"] = "double", ["n"] = 2e30 },
+    ];
+
+    [Theory]
+    [InlineData("""{"n": {"$gt": 1e29}}""", "big,list,double")]
+    [InlineData("""{"n": {"$gte": 1e30}}""", "big,list,double")]
+    [InlineData("""{"n": {"$gt": 1e30}}""", "list,double")]
+    [InlineData("""{"n": {"$lt": 1e30}}""", "neg,five,tenth,list,int")]
+    [InlineData("""{"n": {"$lte": 1e30}}""", "big,neg,five,tenth,list,int")]
+    [InlineData("""{"n": {"$lt": -1e30}}""", "")]
+    [InlineData("""{"n": {"$lte": -1e30}}""", "neg")]
+    [InlineData("""{"n": {"$lt": -1e29}}""", "neg")]
+    [InlineData("""{"n": {"$gt": -1e30}}""", "big,five,tenth,list,int,double")]
+    [InlineData("""{"n": {"$gt": 5}}""", "big,list,int,double")]
+    [InlineData("""{"n": {"$lt": 5}}""", "neg,tenth,list")]
+    // Each condition may hold for a different element of an array (Mongo).
+    [InlineData("""{"n": {"$gt": 6, "$lt": 1e31}}""", "big,list,int,double")]
+    [InlineData("""{"n": 1e30}""", "big")]
+    [InlineData("""{"n": {"$eq": 1000000000000000000000000000000}}""", "big")]
+    [InlineData("""{"n": 2E+30}""", "double")]
+    [InlineData("""{"n": 3e35}""", "list")]
+    [InlineData("""{"n": -1e30}""", "neg")]
+    [InlineData("""{"n": {"$ne": 1e30}}""", "neg,five,tenth,list,int,double")]
+    [InlineData("""{"n": {"$in": [1e30, 5]}}""", "big,five")]
+    [InlineData("""{"n": {"$in": [-1e30, 3e35, 7]}}""", "neg,list,int")]
+    [InlineData("""{"n": {"$nin": [1e30, -1e30, 2e30]}}""", "five,tenth,list,int")]
+    [InlineData("""{"n": {"$all": [3e35, 2]}}""", "list")]
+    [InlineData("""{"n": {"$elemMatch": {"$gt": 1e35}}}""", "list")]
+    [InlineData("""{"n": {"$not": {"$gt": 1e29}}}""", "neg,five,tenth,int")]
+    [InlineData("""{"limits": {"cap": 1e30}}""", "big")]
+    [InlineData("""{"limits.cap": {"$gte": 1e30, "$lte": 1e30}}""", "big")]
+    // Numbers that fit a decimal still compare exactly, although as doubles they are equal.
+    [InlineData("""{"n": {"$gt": 0.1}}""", "big,five,tenth,list,int,double")]
+    [InlineData("""{"n": 0.1}""", "")]
+    [InlineData("""{"n": 0.1000000000000000001}""", "tenth")]
+    public void Numbers_beyond_decimal_range_compare_by_value(string filter, string expected)
+    {
+        var node = FilterParser.Parse(J.N(filter));
+        string.Join(",", Numbers.Where(d => node.Matches(d)).Select(d => d["id"]!.GetValue<string>())).ShouldBe(expected);
+    }
 }
 
 public class JsonValuesTests
@@ -246,6 +296,15 @@ public class JsonValuesTests
         var sorted = values.Order(Comparer<JsonNode?>.Create((a, b) => JsonValues.SortCompare(a, b, asVersion: false)))
             .Select(v => v?.ToJsonString() ?? "missing");
         sorted.ShouldBe(["missing", "1.5", "2", "\"a\"", "\"b\"", "{}", "[1]", "true"]);
+    }
+
+    [Fact]
+    public void Sort_order_puts_numbers_beyond_decimal_range_by_value()
+    {
+        JsonNode?[] values = [J.N("1e30"), J.N("5"), J.N("-1e30"), JsonValue.Create(7), J.N("1.5"), JsonValue.Create(-2e29), J.N("\"a\"")];
+        var sorted = values.Order(Comparer<JsonNode?>.Create((a, b) => JsonValues.SortCompare(a, b, asVersion: false)))
+            .Select(v => v!.ToJsonString());
+        sorted.ShouldBe(["-1e30", "-2E+29", "1.5", "5", "7", "1e30", "\"a\""]);
     }
 
     [Fact]

@@ -9,7 +9,7 @@ public static class JsonValues
     public static bool DeepEquals(JsonNode? a, JsonNode? b)
     {
         if (a is null || b is null) return a is null && b is null;
-        if (TryNumber(a, out var x) && TryNumber(b, out var y)) return x == y;
+        if (CompareNumbers(a, b) is { } order) return order == 0;
         // Recurse by hand so numbers nested in objects and arrays also compare by value (1 == 1.0).
         return (a, b) switch
         {
@@ -71,10 +71,13 @@ public static class JsonValues
         return true;
     }
 
-    /// <summary>Ordering for $gt/$lt and sorting: only like with like (number/number, string/string); null otherwise.</summary>
+    /// <summary>
+    /// Ordering for $gt/$lt and sorting: only like with like (number/number, string/string); null otherwise.
+    /// Numbers of any size order by value (<see cref="CompareNumbers"/>).
+    /// </summary>
     public static int? Compare(JsonNode? a, JsonNode? b, bool asVersion)
     {
-        if (TryNumber(a, out var x) && TryNumber(b, out var y)) return x.CompareTo(y);
+        if (CompareNumbers(a, b) is { } order) return order;
         if (TryString(a, out var s) && TryString(b, out var t))
             return asVersion ? VersionComparer.Instance.Compare(s, t) : string.CompareOrdinal(s, t);
         if (a is JsonValue av && b is JsonValue bv && av.GetValueKind() is JsonValueKind.True or JsonValueKind.False
