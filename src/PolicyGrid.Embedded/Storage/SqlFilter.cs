@@ -222,7 +222,7 @@ internal sealed class SqlFilterTranslator
     /// <summary>
     /// Equality against several scalar operands at one value. Strings, booleans and null group into one
     /// test each; numbers are compared by SQLite only where its int64/double view cannot differ from
-    /// Core's decimal (see <see cref="NumberTest"/>); objects and arrays are deep-equality, left to Core.
+    /// Core's comparison (see <see cref="NumberTest"/>); objects and arrays are deep-equality, left to Core.
     /// </summary>
     private SqlCondition AnyScalarEquals(SqlLocation v, IReadOnlyList<JsonNode?> operands)
     {
@@ -231,7 +231,7 @@ internal sealed class SqlFilterTranslator
         var parts = new List<SqlCondition>();
         var strings = new List<string>();
         // A long list of numbers would cost several parameters each: SQL then only narrows to numeric values and Core decides.
-        var manyNumbers = operands.Count(o => JsonValues.TryNumber(o, out _)) > InlineListValues;
+        var manyNumbers = operands.Count(JsonValues.IsNumber) > InlineListValues;
         if (manyNumbers) parts.Add(new SqlCondition("0", $"{v.Type} IN ('integer', 'real')"));
         foreach (var operand in operands)
         {
@@ -239,7 +239,7 @@ internal sealed class SqlFilterTranslator
             else if (JsonValues.TryString(operand, out var s)) strings.Add(s);
             else if (operand is JsonValue b && b.GetValueKind() is JsonValueKind.True or JsonValueKind.False)
                 parts.Add(SqlCondition.Exact($"{v.Type} = '{(b.GetValue<bool>() ? "true" : "false")}'"));
-            else if (JsonValues.TryNumber(operand, out var n)) { if (!manyNumbers) parts.Add(NumberTest(v, n, "=")); }
+            else if (JsonValues.IsNumber(operand)) { if (!manyNumbers) parts.Add(NumberTest(v, operand!, "=")); }
             // Objects and arrays are deep-equal only to a value of the same kind: those rows go to Core.
             else if (operand is JsonObject) parts.Add(new SqlCondition("0", $"{v.Type} = 'object'"));
             else if (operand is JsonArray) parts.Add(new SqlCondition("0", $"{v.Type} = 'array'"));
@@ -265,7 +265,7 @@ internal sealed class SqlFilterTranslator
     {
         if (v.KnownArray) return SqlCondition.False; // Core orders arrays against nothing
         var sqlOp = op switch { FieldOperator.Gt => ">", FieldOperator.Gte => ">=", FieldOperator.Lt => "<", _ => "<=" };
-        if (JsonValues.TryNumber(operand, out var n)) return NumberTest(v, n, sqlOp);
+        if (JsonValues.IsNumber(operand)) return NumberTest(v, operand!, sqlOp);
         if (JsonValues.TryString(operand, out var s))
             return SqlCondition.Exact($"{v.Type} = 'text' AND {v.Value} {sqlOp} {Parameter(s)} COLLATE {(asVersion ? SqliteCollations.Version : SqliteCollations.Ordinal)}");
         if (operand is JsonValue b && b.GetValueKind() is JsonValueKind.True or JsonValueKind.False)
@@ -285,22 +285,35 @@ internal sealed class SqlFilterTranslator
     }
 
     /// <summary>
-    /// SQLite holds JSON numbers as int64 or double; Core compares them as decimal. For an operand with at
-    /// most 15 significant digits the two agree except when the stored number is beyond decimal's range
-    /// (Core: not a number) or rounds to exactly the operand's double while its text carries more digits.
-    /// Only those rare rows go to <c>pg_number</c>, which runs Core's own comparison on the JSON text.
+    /// SQLite holds JSON numbers as int64 or double; Core compares them exactly as decimals when both fit one and
+    /// as doubles otherwise (<see cref="JsonValues.CompareNumbers"/>). For an operand that fits a decimal with at
+    /// most 15 significant digits the two agree except when the stored number is past ±1e28 (near or beyond
+    /// decimal's range) or rounds to exactly the operand's double while its text carries more digits. Only those
+    /// rare rows go to <c>pg_number</c>, which runs Core's own comparison on the JSON text.
     /// </summary>
-    private SqlCondition NumberTest(SqlLocation v, decimal operand, string sqlOp)
+    private SqlCondition NumberTest(SqlLocation v, JsonNode operand, string sqlOp)
     {
         var isNumber = $"{v.Type} IN ('integer', 'real')";
-        var operandJson = Parameter(operand.ToString(CultureInfo.InvariantCulture));
         var op = Parameter(sqlOp);
-        var inCore = $"pg_number({op}, {v.Text}, {operandJson})";
-        if (!IsSafeOperand(operand)) return SqlCondition.Exact($"{isNumber} AND {inCore}");
-        var p = Parameter(SqlNumber(operand));
-        var unsafeValue = $"abs({v.Value}) >= 1e28 OR ({v.Value} = {p} AND (length({v.Text}) > 15 OR instr(lower({v.Text}), 'e') > 0))";
+        // abs() of int64's smallest value is an SQL error ("integer overflow"); of a REAL it is not.
+        var huge = $"abs(CAST({v.Value} AS REAL)) >= 1e28";
+        if (!JsonValues.TryNumber(operand, out var exact))
+        {
+            // Beyond decimal's range Core compares as doubles, and a stored value SQLite holds below ±1e28 lies so far
+            // from the operand that SQLite's comparison cannot differ from Core's; the rest go to Core.
+            JsonValues.TryDouble(operand, out var d);
+            var inCoreBig = $"pg_number({op}, {v.Text}, {Parameter(d.ToString("R", CultureInfo.InvariantCulture))})";
+            // A value built in code whose JSON text has an exponent (a float 1E-30) can be refused as a decimal at any size.
+            if (Math.Abs(d) < 7.9e28) return SqlCondition.Exact($"{isNumber} AND {inCoreBig}");
+            return SqlCondition.Exact($"{isNumber} AND CASE WHEN {huge} THEN {inCoreBig} ELSE {v.Value} {sqlOp} {Parameter(d)} END");
+        }
+        var inCore = $"pg_number({op}, {v.Text}, {Parameter(exact.ToString(CultureInfo.InvariantCulture))})";
+        if (!IsSafeOperand(exact)) return SqlCondition.Exact($"{isNumber} AND {inCore}");
+        var p = Parameter(SqlNumber(exact));
+        var unsafeValue = $"{huge} OR ({v.Value} = {p} AND (length({v.Text}) > 15 OR instr(lower({v.Text}), 'e') > 0))";
         // A cheap necessary condition first, so most rows cost one lookup: Core can only say yes where SQLite's
-        // comparison does, or where the value rounds to the operand (huge values are never numbers to Core).
+        // comparison does, or where the value rounds to the operand (a safe operand is below ±9e18, so a value past
+        // ±1e28, compared as doubles, stands on the same side of it in both).
         var prefilter = sqlOp is ">" or "<" ? $"({v.Value} {sqlOp} {p} OR {v.Value} = {p})" : $"{v.Value} {sqlOp} {p}";
         return SqlCondition.Exact($"{prefilter} AND {isNumber} AND CASE WHEN {unsafeValue} THEN {inCore} ELSE {v.Value} {sqlOp} {p} END");
     }
@@ -315,6 +328,7 @@ internal sealed class SqlFilterTranslator
     /// <summary>
     /// For a range test against a safe number: one lookup that every possible match passes, arrays included
     /// (SQLite orders any text, such as an array's JSON, above every number), so most rows stop there.
+    /// Numbers beyond decimal's range are never safe operands: their rows go through <see cref="NumberTest"/> alone.
     /// </summary>
     private string? NumberPrefilter(SqlLocation v, FieldOperator op, JsonNode? operand)
     {
