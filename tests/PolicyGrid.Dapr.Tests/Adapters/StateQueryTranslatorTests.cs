@@ -19,6 +19,7 @@ public sealed class StateQueryTranslatorTests
     [InlineData("""{"name": "ip", "status": "active"}""", """{"AND": [{"EQ": {"doc.name": "ip"}}, {"EQ": {"doc.status": "active"}}]}""")]
     [InlineData("""{"$or": [{"name": "a"}, {"name": "b"}]}""", """{"OR": [{"EQ": {"doc.name": "a"}}, {"EQ": {"doc.name": "b"}}]}""")]
     [InlineData("""{"name": "ip", "version": {"$gt": "1.0"}}""", """{"EQ": {"doc.name": "ip"}}""")]
+    [InlineData("""{"name": "ip", "metadata.risk": 1e30}""", """{"EQ": {"doc.name": "ip"}}""")]
     public void Translates_what_the_query_api_can_express(string filter, string expected) =>
         JsonNode.DeepEquals(Translate(filter), JsonNode.Parse(expected)).ShouldBeTrue(Translate(filter)?.ToJsonString());
 
@@ -29,6 +30,8 @@ public sealed class StateQueryTranslatorTests
     [InlineData("""{"metadata": {"owner": "sec"}}""")]
     [InlineData("""{"tags": {"$in": [["a"]]}}""")]
     [InlineData("""{"$or": [{"name": "a"}, {"name": {"$regex": "b"}}]}""")]
+    [InlineData("""{"metadata.risk": 1e30}""")]
+    [InlineData("""{"metadata.risk": {"$in": [5, -1e30]}}""")]
     [InlineData("""{}""")]
     public void Leaves_the_rest_to_cores_matcher(string filter) => Translate(filter).ShouldBeNull();
 
