@@ -494,6 +494,30 @@ public sealed class PoliciesApiTests(GridServer server) : IClassFixture<GridServ
     }
 
     [Fact]
+    public async Task Query_compares_numbers_beyond_decimal_range_by_value()
+    {
+        var stem = Unique("big");
+        foreach (var (version, risk) in new[] { ("1.0", "5"), ("2.0", "1e30"), ("3.0", "-1e30") })
+        {
+            var body = IpAllowlist(stem, await server.StoreBundleAsync(), version: version);
+            body["metadata"]!["risk"] = JsonNode.Parse(risk);
+            (await client.Post("/policy", body.ToJsonString())).Status.ShouldBe(200);
+        }
+        async Task<string[]> Versions(string condition, string sort = "version:asc")
+        {
+            var found = await client.Post($"/policy/query?sort={sort}", $$"""{"name": "{{stem}}", "metadata.risk": {{condition}}}""");
+            found.Status.ShouldBe(200, found.Body?.ToJsonString());
+            return found.Data!.AsArray().Select(d => d!["version"]!.GetValue<string>()).ToArray();
+        }
+        (await Versions("""{"$gt": 1e29}""")).ShouldBe(["2.0"]);
+        (await Versions("""{"$gt": 5}""")).ShouldBe(["2.0"]);
+        (await Versions("""{"$lt": -1e29}""")).ShouldBe(["3.0"]);
+        (await Versions("1e30")).ShouldBe(["2.0"]);
+        (await Versions("""{"$in": [1e30, -1e30]}""")).ShouldBe(["2.0", "3.0"]);
+        (await Versions("""{"$exists": true}""", "metadata.risk:asc")).ShouldBe(["3.0", "1.0", "2.0"]);
+    }
+
+    [Fact]
     public async Task Query_with_an_empty_body_matches_everything_up_to_the_default_limit()
     {
         await CreateAsync();
