@@ -46,7 +46,7 @@ public static class ExecutorsApi
         if (await services.Store.GetAsync(Collections.Executors, executor.ExecutorId, ct) is not null)
             return Failure.From(Problems.Conflict($"executor '{executor.ExecutorId}' already exists; update it with PUT /executor/{executor.ExecutorId}"));
         var stored = await services.Store.CreateAsync(Collections.Executors, executor.ExecutorId, executor.ToJson(), ct);
-        return Answer(services.Http, stored);
+        return Answer(services.Http, stored, IgnoredFields.Warnings(body.RequireObject(), stored.Body, "an executor"));
     }
 
     public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Get([Description("The executor_id")] string id, [AsParameters] ExecutorServices services, CancellationToken ct)
@@ -69,7 +69,7 @@ public static class ExecutorsApi
             },
             () => Missing(id), (asked, now) => RevisionMismatch(id, asked, now), ct);
         services.Dispatch.Forget(id);
-        return Answer(services.Http, stored);
+        return Answer(services.Http, stored, IgnoredFields.Warnings(update, stored.Body, "an executor"));
     }
 
     /// <summary>Whether the composition registers executor <paramref name="id"/> itself (see <see cref="BuiltInExecutorId"/>).</summary>
@@ -137,10 +137,10 @@ public static class ExecutorsApi
         return Envelope.Answer.Ok(result.Output);
     }
 
-    private static Ok<Envelope<JsonObject>> Answer(HttpContext http, StoredDocument stored)
+    private static Ok<Envelope<JsonObject>> Answer(HttpContext http, StoredDocument stored, IReadOnlyList<string>? warnings = null)
     {
         ETags.Set(http.Response, stored.Revision);
-        return Envelope.Answer.Ok(stored.Body);
+        return Envelope.Answer.Ok(stored.Body, warnings ?? []);
     }
 
     private static PolicyGridException Missing(string id) => Problems.NotFound($"no executor '{id}' is registered");

@@ -55,13 +55,13 @@ public static class GraphsApi
     }
 
     public static async Task<Ok<Envelope<JsonObject>>> Create(JsonBody body, GraphRegistry graphs, HttpContext http, CancellationToken ct) =>
-        await Written(http, graphs, await graphs.CreateAsync(body.RequireObject(), ct), ct);
+        await Written(http, graphs, body.RequireObject(), await graphs.CreateAsync(body.RequireObject(), ct), ct);
 
     public static async Task<Ok<Envelope<JsonObject>>> Get([Description("The graph URI, name:version-release_tag")] string uri, GraphRegistry graphs, HttpContext http, CancellationToken ct) =>
         Read(http, await graphs.GetAsync(uri, ct));
 
     public static async Task<Ok<Envelope<JsonObject>>> Update(string uri, JsonBody body, GraphRegistry graphs, HttpContext http, CancellationToken ct) =>
-        await Written(http, graphs, await graphs.UpdateAsync(uri, body.RequireObject("update"), ETags.IfMatch(http.Request), ct), ct);
+        await Written(http, graphs, body.RequireObject("update"), await graphs.UpdateAsync(uri, body.RequireObject("update"), ETags.IfMatch(http.Request), ct), ct);
 
     public static async Task<Ok<Envelope<JsonObject>>> Delete(string uri, GraphRegistry graphs, HttpContext http, CancellationToken ct) =>
         Answer.Ok((await graphs.DeleteAsync(uri, ETags.IfMatch(http.Request), ct)).Body);
@@ -82,11 +82,14 @@ public static class GraphsApi
         Answer.Ok(await graphs.ExecutionAsync(id, ct));
 
     // A graph may be stored before its functions are deployed (it runs once they are), but a node named by mistake
-    // should not first show up at execution: the answer warns of every node that has no deployed function now.
-    private static async Task<Ok<Envelope<JsonObject>>> Written(HttpContext http, GraphRegistry graphs, StoredDocument stored, CancellationToken ct)
+    // should not first show up at execution: the answer warns of every node that has no deployed function now, and of
+    // fields the body named that a graph does not have.
+    private static async Task<Ok<Envelope<JsonObject>>> Written(HttpContext http, GraphRegistry graphs, JsonObject body, StoredDocument stored, CancellationToken ct)
     {
         ETags.Set(http.Response, stored.Revision);
-        return Answer.Ok(stored.Body, await graphs.UndeployedNodeWarningsAsync(stored.Body, ct));
+        var warnings = IgnoredFields.Warnings(body, stored.Body, "a graph");
+        warnings.AddRange(await graphs.UndeployedNodeWarningsAsync(stored.Body, ct));
+        return Answer.Ok(stored.Body, warnings);
     }
 
     private static Ok<Envelope<JsonObject>> Read(HttpContext http, StoredDocument stored)

@@ -48,7 +48,7 @@ public static class PoliciesApi
             return Failure.From(Problems.Conflict($"policy '{rule.PolicyRuleUri}' already exists; update it with PUT /policy/{rule.PolicyRuleUri}, or register a new version or release_tag"));
         rule = await services.Code.CheckAsync(rule, ct);
         var stored = await services.Store.CreateAsync(Collections.Policies, rule.PolicyRuleUri, rule.ToJson(), ct);
-        return Answer(services.Http, stored);
+        return Answer(services.Http, stored, IgnoredFields.Warnings(body.RequireObject(), stored.Body, "a policy"));
     }
 
     public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Get([Description("The policy URI, name:version-release_tag")] string uri, [AsParameters] PolicyServices services, CancellationToken ct)
@@ -85,7 +85,7 @@ public static class PoliciesApi
                 return rule.ToJson();
             },
             () => Missing(uri), (asked, now) => RevisionMismatch(id, asked, now), ct);
-        return Answer(services.Http, stored);
+        return Answer(services.Http, stored, IgnoredFields.Warnings(update, stored.Body, "a policy"));
     }
 
     public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Delete(string uri, [Description("true: delete even while functions or graphs use the policy")] string? force, [AsParameters] PolicyServices services, CancellationToken ct)
@@ -126,11 +126,11 @@ public static class PoliciesApi
         return answer;
     }
 
-    private static Ok<Envelope<JsonObject>> Answer(HttpContext http, StoredDocument stored)
+    private static Ok<Envelope<JsonObject>> Answer(HttpContext http, StoredDocument stored, IReadOnlyList<string>? warnings = null)
     {
         ETags.Set(http.Response, stored.Revision);
         if (stored.Body["status"]?.GetValue<string>() == PolicyStatus.Deprecated) http.Response.Headers["Deprecation"] = "true";
-        return Envelope.Answer.Ok(Redact(stored.Body));
+        return Envelope.Answer.Ok(Redact(stored.Body), warnings ?? []);
     }
 
     // Paths carry the URI unescaped or %-encoded; the router decodes most escapes, this catches the rest.

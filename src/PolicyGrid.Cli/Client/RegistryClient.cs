@@ -14,17 +14,14 @@ public sealed class ServerFailureException(int status, string code, string messa
 }
 
 /// <summary>One HTTP answer: the envelope's <c>data</c>, the ETag and the headers worth showing.</summary>
-public sealed record ServerAnswer(JsonNode? Data, string? ETag, bool Deprecated)
-{
-    /// <summary>The envelope's <c>warnings</c>: the request succeeded, but something in it will not work yet.</summary>
-    public IReadOnlyList<string> Warnings { get; init; } = [];
-}
+public sealed record ServerAnswer(JsonNode? Data, string? ETag, bool Deprecated);
 
 /// <summary>
 /// Talks the contract to a running server: sends JSON, unwraps the envelope, turns failures into
-/// <see cref="ServerFailureException"/> with the server's own message.
+/// <see cref="ServerFailureException"/> with the server's own message. A success's <c>warnings</c> (the request was
+/// done, but something in it will not work, or was ignored) go to <paramref name="warn"/> as they arrive.
 /// </summary>
-public sealed class RegistryClient(HttpClient http, string? token, TimeSpan? answerTimeout = null)
+public sealed class RegistryClient(HttpClient http, string? token, TimeSpan? answerTimeout = null, Action<string>? warn = null)
 {
     public Uri Server => http.BaseAddress!;
 
@@ -55,10 +52,11 @@ public sealed class RegistryClient(HttpClient http, string? token, TimeSpan? ans
         try { envelope = text.Length > 0 ? JsonNode.Parse(text) : null; }
         catch (JsonException) { }
         if (envelope is JsonObject o && o["success"]?.GetValueKind() == JsonValueKind.True && response.StatusCode == HttpStatusCode.OK)
-            return new ServerAnswer(o["data"], response.Headers.ETag?.ToString(), response.Headers.Contains("Deprecation"))
-            {
-                Warnings = o["warnings"] is JsonArray warnings ? [.. warnings.Select(w => w?.ToString() ?? "")] : [],
-            };
+        {
+            if (o["warnings"] is JsonArray warnings && warn is not null)
+                foreach (var warning in warnings) warn(warning?.ToString() ?? "");
+            return new ServerAnswer(o["data"], response.Headers.ETag?.ToString(), response.Headers.Contains("Deprecation"));
+        }
         if (envelope is JsonObject failure && failure["success"]?.GetValueKind() == JsonValueKind.False)
             throw new ServerFailureException((int)response.StatusCode, failure["code"]?.ToString() ?? "", failure["message"]?.ToString() ?? text);
         throw new ServerFailureException((int)response.StatusCode, "unexpected", $"the server answered {(int)response.StatusCode} without a PolicyGrid envelope: {Truncate(text)}");

@@ -111,7 +111,7 @@ public sealed class CliSession(CliEnvironment env, ParseResult parse)
     public RegistryClient Client()
     {
         var (http, _, token) = Connection();
-        return new RegistryClient(http, token, AnswerTimeout());
+        return new RegistryClient(http, token, AnswerTimeout(), Warn);
     }
 
     /// <summary>How long to wait for each answer (--http-timeout): a server that accepts and never answers is an error, not a hang.</summary>
@@ -139,11 +139,8 @@ public sealed class CliSession(CliEnvironment env, ParseResult parse)
         else forPeople(env.Console);
     }
 
-    /// <summary>The server's warnings, on stderr (so --json output stays one JSON document).</summary>
-    public void Warn(IEnumerable<string> warnings)
-    {
-        foreach (var warning in warnings) env.Error.WriteLine($"warning: {warning}");
-    }
+    /// <summary>A warning the server answered with, on stderr (so --json output stays one JSON document).</summary>
+    public void Warn(string warning) => env.Error.WriteLine($"warning: {warning}");
 
     public void Note(string text)
     {

@@ -30,7 +30,6 @@ public static class GraphCommands
             var body = CliCommon.ReadJsonFile(parse.GetValue(file)!, "graph");
             var answer = await session.Client().PostAsync("graphs", body, ct);
             session.Show(answer.Data, console => console.MarkupLine($"created graph [bold]{Markup.Escape(answer.Data?["graph_uri"]?.ToString() ?? "")}[/]"));
-            session.Warn(answer.Warnings);
             return CliCommon.Ok;
         });
         return command;

@@ -125,7 +125,11 @@ public sealed partial class PolicyGridClient : IDisposable
         if (parsed is JsonObject envelope && envelope.TryGetPropertyValue("success", out var success))
         {
             if (success is JsonValue v && v.GetValueKind() == JsonValueKind.True && status == 200)
-                return new PolicyGridResponse(status, envelope["data"], payload, response.Headers, response.Content.Headers) { Enveloped = true };
+                return new PolicyGridResponse(status, envelope["data"], payload, response.Headers, response.Content.Headers)
+                {
+                    Enveloped = true,
+                    Warnings = envelope["warnings"] is JsonArray warnings ? [.. warnings.Select(w => w?.ToString() ?? "")] : [],
+                };
             var code = envelope["code"] is JsonValue c && c.GetValueKind() == JsonValueKind.String ? c.GetValue<string>() : CodeFor(status);
             var message = envelope["message"] is JsonValue m && m.GetValueKind() == JsonValueKind.String ? m.GetValue<string>() : $"HTTP {status}";
             throw new PolicyGridApiException(status, code, message, envelope["errors"] as JsonArray is { } errs ? (JsonArray)errs.DeepClone() : null)
@@ -195,6 +199,9 @@ public sealed record PolicyGridResponse(int Status, JsonNode? Data, byte[] Body,
 {
     /// <summary>Whether the answer was the API's envelope (<see cref="Data"/> is then its <c>data</c>), not a bare body.</summary>
     public bool Enveloped { get; init; }
+
+    /// <summary>The envelope's <c>warnings</c>: the request was done, but something in it will not work yet or was ignored.</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
 
     public string? ETag => Headers.ETag?.ToString() ?? (Headers.TryGetValues("ETag", out var v) ? v.FirstOrDefault() : null);
     public bool Deprecated => Headers.Contains("Deprecation");

@@ -1,0 +1,94 @@
+using System.Text.Json.Nodes;
+using PolicyGrid.Api.Documents;
+using Shouldly;
+using static PolicyGrid.Api.Tests.PolicyDocuments;
+
+namespace PolicyGrid.Api.Tests;
+
+/// <summary>
+/// A whole-document body naming a field its type does not have is stored without it, as before, and the answer says
+/// so in <c>warnings</c>, with the field probably meant: a typo no longer vanishes without a word.
+/// </summary>
+public sealed class IgnoredFieldsTests(GridServer server) : IClassFixture<GridServer>
+{
+    private readonly HttpClient client = server.CreateClient();
+
+    [Fact]
+    public async Task A_policy_created_with_a_misspelt_field_is_stored_without_it_and_the_answer_names_the_field_meant()
+    {
+        var name = Unique("typo");
+        var body = IpAllowlist(name, await server.StoreBundleAsync());
+        body["policy_paramters"] = new JsonObject { ["local_allowlist"] = new JsonArray("10.0.0.9") };
+        body["Description"] = "case slip";
+        body["x_team"] = "platform";
+
+        var created = await client.Post("/policy", body.ToJsonString());
+
+        created.Status.ShouldBe(200, created.Body?.ToJsonString());
+        created.Data!.AsObject().ContainsKey("policy_paramters").ShouldBeFalse();
+        var warnings = created.Body!["warnings"]!.AsArray().Select(w => w!.GetValue<string>()).ToList();
+        warnings.Count.ShouldBe(3);
+        warnings[0].ShouldBe("'policy_paramters' is not a field of a policy and was not stored; did you mean 'policy_parameters'?");
+        warnings[1].ShouldBe("'Description' is not a field of a policy and was not stored; did you mean 'description'?");
+        warnings[2].ShouldStartWith("'x_team' is not a field of a policy and was not stored (fields: policy_rule_uri, name,");
+        (await client.Get($"/policy/{Uri(name)}")).Body!.AsObject().ContainsKey("warnings").ShouldBeFalse();
+    }
+
+    [Fact]
+    public async Task A_body_with_only_known_fields_answers_no_warnings_key_at_all()
+    {
+        var name = Unique("clean");
+        var created = await client.Post("/policy", IpAllowlist(name, await server.StoreBundleAsync()).ToJsonString());
+
+        created.Status.ShouldBe(200);
+        created.Body!.AsObject().ContainsKey("warnings").ShouldBeFalse();
+        var updated = await client.Put($"/policy/{Uri(name)}", """{"$set": {"description": "set by operator"}}""");
+        updated.Status.ShouldBe(200);
+        updated.Body!.AsObject().ContainsKey("warnings").ShouldBeFalse();
+    }
+
+    [Fact]
+    public async Task A_replacement_put_warns_of_its_unknown_fields_and_an_operator_on_one_stays_a_400()
+    {
+        var name = Unique("replace");
+        var body = IpAllowlist(name, await server.StoreBundleAsync());
+        (await client.Post("/policy", body.ToJsonString())).Status.ShouldBe(200);
+        body["descripton"] = "typo";
+
+        var replaced = await client.Put($"/policy/{Uri(name)}", body.ToJsonString());
+
+        replaced.Status.ShouldBe(200, replaced.Body?.ToJsonString());
+        replaced.Body!["warnings"]!.AsArray().Single()!.GetValue<string>().ShouldContain("did you mean 'description'?");
+        var set = await client.Put($"/policy/{Uri(name)}", """{"$set": {"descripton": "typo"}}""");
+        set.Status.ShouldBe(400);
+        set.Message.ShouldContain("descripton");
+    }
+
+    [Fact]
+    public async Task An_executor_created_with_a_misspelt_field_is_warned_of()
+    {
+        var id = Unique("exec");
+        var created = await client.Post("/executor", new JsonObject
+        {
+            ["executor_id"] = id,
+            ["executor_host_uri"] = "http://127.0.0.1:19999",
+            ["executor_stauts"] = "healthy",
+        }.ToJsonString());
+
+        created.Status.ShouldBe(200, created.Body?.ToJsonString());
+        created.Body!["warnings"]!.AsArray().Single()!.GetValue<string>()
+            .ShouldBe("'executor_stauts' is not a field of an executor and was not stored; did you mean 'executor_status'?");
+    }
+
+    [Theory]
+    [InlineData("policy_paramters", "policy_parameters")]
+    [InlineData("policySettings", "policy_settings")]
+    [InlineData("RELEASE-TAG", "release_tag")]
+    [InlineData("tgas", "tags")]
+    [InlineData("nmae", "name")]
+    [InlineData("x", null)]
+    [InlineData("owner", null)]
+    [InlineData("labels", null)]
+    public void The_field_meant_is_one_slip_away_or_none(string given, string? meant) =>
+        IgnoredFields.Closest(given, ["name", "version", "release_tag", "tags", "policy_settings", "policy_parameters", "description", "metadata"]).ShouldBe(meant);
+}
