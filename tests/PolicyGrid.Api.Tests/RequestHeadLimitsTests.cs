@@ -138,3 +138,24 @@ public sealed class KestrelRequestHeadLimitsTests(KestrelGridServer server) : IC
         answer.Body.ShouldBeEmpty();
     }
 }
+
+/// <summary>A body shorter than its Content-Length, on real Kestrel: its minimum data rate ends the wait (about 6 s).</summary>
+public sealed class KestrelShortBodyTests(KestrelGridServer server) : IClassFixture<KestrelGridServer>
+{
+    [Fact]
+    public async Task A_body_shorter_than_its_content_length_is_a_400_saying_so_and_nothing_is_stored()
+    {
+        var name = PolicyDocuments.Unique("short_body");
+        var json = $$"""{"name": "{{name}}", "version": "1.0", "release_tag": "beta", "code": "bundle://sha256/{{new string('0', 64)}}", "type": "x"}""";
+
+        var answer = await server.SendAsync($"POST /policy HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {json.Length + 50}", json);
+
+        answer.Status.ShouldBe(400, answer.Body);
+        answer.Json!["code"]!.GetValue<string>().ShouldBe("bad_request");
+        answer.Json!["message"]!.GetValue<string>().ShouldStartWith($"request body stopped arriving before the {json.Length + 50} bytes its Content-Length declared");
+        answer.Json!["message"]!.GetValue<string>().ShouldContain("bytes/s after");
+        var store = server.Services.GetRequiredService<PolicyGrid.Core.Ports.IDocumentStore>();
+        (await store.GetAsync(PolicyGrid.Core.Ports.Collections.Policies, $"{name}:1.0-beta", TestContext.Current.CancellationToken)).ShouldBeNull();
+        (await server.SendAsync("GET /healthz HTTP/1.1\r\nHost: localhost")).Status.ShouldBe(200);
+    }
+}

@@ -39,6 +39,12 @@ public sealed class ErrorEnvelopeMiddleware(RequestDelegate next, ILogger<ErrorE
                 return Failure.From(p);
             case BadHttpRequestException b when b.StatusCode == StatusCodes.Status413PayloadTooLarge:
                 return Failure.Of(413, ErrorCodes.TooLarge, "request body is larger than the server's limit");
+            case BadHttpRequestException b when b.StatusCode == StatusCodes.Status408RequestTimeout:
+                // Kestrel's "data arriving too slowly. See MinRequestBodyDataRate": most often a body shorter than its
+                // Content-Length, which the server cannot tell from a slow one but by waiting.
+                return Failure.Of(400, ErrorCodes.BadRequest, context.Request.ContentLength is { } declared
+                    ? $"request body stopped arriving before the {declared} bytes its Content-Length declared (the server stops waiting when a body comes slower than {MinBodyRate(context)}): send the whole body, with a Content-Length that matches it"
+                    : $"request body stopped arriving (the server stops waiting when a body comes slower than {MinBodyRate(context)}): send the whole body");
             case BadHttpRequestException b:
                 return Failure.Of(400, ErrorCodes.BadRequest, DescribeBadRequest(b));
             case JsonException j:
@@ -48,6 +54,11 @@ public sealed class ErrorEnvelopeMiddleware(RequestDelegate next, ILogger<ErrorE
                 return Failure.Of(500, "internal_error", $"the server failed while handling this request (trace id {context.TraceIdentifier})");
         }
     }
+
+    private static string MinBodyRate(HttpContext context) =>
+        context.Features.Get<Microsoft.AspNetCore.Server.Kestrel.Core.Features.IHttpMinRequestBodyDataRateFeature>()?.MinDataRate is { } rate
+            ? $"{rate.BytesPerSecond:0.#} bytes/s after {rate.GracePeriod.TotalSeconds:0.#} s"
+            : "the minimum data rate";
 
     private static string DescribeBadRequest(BadHttpRequestException b) =>
         b.InnerException is JsonException j ? $"request body is not valid JSON: {j.Message}" : b.Message;
