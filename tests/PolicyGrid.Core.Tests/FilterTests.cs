@@ -285,6 +285,61 @@ public class FilterTests
         var node = FilterParser.Parse(J.N(filter));
         string.Join(",", Numbers.Where(d => node.Matches(d)).Select(d => d["id"]!.GetValue<string>())).ShouldBe(expected);
     }
+
+    private static readonly JsonObject[] Tiny =
+    [
+        J.O("""{"id": "zero", "n": 0}"""),
+        J.O("""{"id": "tiny", "n": 1e-30}"""),
+        J.O("""{"id": "negtiny", "n": -1e-30}"""),
+        J.O("""{"id": "e28", "n": 1e-28}"""),
+        J.O("""{"id": "e28plus", "n": 1.4e-28}"""),
+        J.O("""{"id": "tenth", "n": 0.1}"""),
+        // Built in code from a double, as stored documents may be.
+        new JsonObject { ["id"] = "double", ["n"] = 3e-20 },
+    ];
+
+    [Theory]
+    [InlineData("""{"n": {"$gt": 0}}""", "tiny,e28,e28plus,tenth,double")]
+    [InlineData("""{"n": {"$lt": 0}}""", "negtiny")]
+    [InlineData("""{"n": 0}""", "zero")]
+    [InlineData("""{"n": {"$ne": 0}}""", "tiny,negtiny,e28,e28plus,tenth,double")]
+    [InlineData("""{"n": {"$gt": 1e-30}}""", "e28,e28plus,tenth,double")]
+    [InlineData("""{"n": {"$gte": 1e-30}}""", "tiny,e28,e28plus,tenth,double")]
+    [InlineData("""{"n": {"$lt": 1e-30}}""", "zero,negtiny")]
+    [InlineData("""{"n": {"$gt": 1e-28}}""", "e28plus,tenth,double")]
+    [InlineData("""{"n": {"$lt": 1.4e-28}}""", "zero,tiny,negtiny,e28")]
+    [InlineData("""{"n": 1e-30}""", "tiny")]
+    [InlineData("""{"n": 1E-30}""", "tiny")]
+    [InlineData("""{"n": 0.000000000000000000000000000001}""", "tiny")]
+    [InlineData("""{"n": 1.4e-28}""", "e28plus")]
+    [InlineData("""{"n": 3e-20}""", "double")]
+    [InlineData("""{"n": {"$in": [1e-30, 7]}}""", "tiny")]
+    [InlineData("""{"n": {"$nin": [1e-30, 0]}}""", "negtiny,e28,e28plus,tenth,double")]
+    [InlineData("""{"n": {"$gt": -1e-30, "$lt": 1e-30}}""", "zero")]
+    public void Numbers_smaller_than_a_decimal_keeps_compare_by_value(string filter, string expected)
+    {
+        var node = FilterParser.Parse(J.N(filter));
+        string.Join(",", Tiny.Where(d => node.Matches(d)).Select(d => d["id"]!.GetValue<string>())).ShouldBe(expected);
+    }
+
+    [Theory]
+    // Decimals still compare exactly where doubles would round them together.
+    [InlineData("0.30000000000000004", "0.3", 1)]
+    [InlineData("0.1000000000000000001", "0.1", 1)]
+    [InlineData("0.000000000001", "0.0000000000010000000000000001", -1)]
+    [InlineData("1e-30", "0", 1)]
+    [InlineData("-1e-30", "0", -1)]
+    [InlineData("1.4e-28", "1e-28", 1)]
+    [InlineData("1e-30", "1E-30", 0)]
+    [InlineData("1e-30", "0.000000000000000000000000000001", 0)]
+    [InlineData("0", "-0.0", 0)]
+    [InlineData("1e-400", "0", 0)] // below the smallest double: zero both ways
+    public void Numbers_compare_by_value_at_any_size(string a, string b, int order)
+    {
+        Math.Sign(JsonValues.CompareNumbers(J.N(a), J.N(b))!.Value).ShouldBe(order);
+        Math.Sign(JsonValues.CompareNumbers(J.N(b), J.N(a))!.Value).ShouldBe(-order);
+        JsonValues.DeepEquals(J.N(a), J.N(b)).ShouldBe(order == 0);
+    }
 }
 
 public class JsonValuesTests
@@ -305,6 +360,15 @@ public class JsonValuesTests
         var sorted = values.Order(Comparer<JsonNode?>.Create((a, b) => JsonValues.SortCompare(a, b, asVersion: false)))
             .Select(v => v!.ToJsonString());
         sorted.ShouldBe(["-1e30", "-2E+29", "1.5", "5", "7", "1e30", "\"a\""]);
+    }
+
+    [Fact]
+    public void Sort_order_puts_numbers_smaller_than_a_decimal_keeps_by_value()
+    {
+        JsonNode?[] values = [J.N("0.1"), J.N("1e-12"), J.N("1e-30"), J.N("0"), JsonValue.Create(-2e-40), J.N("1.4e-28"), J.N("1e-28")];
+        var sorted = values.Order(Comparer<JsonNode?>.Create((a, b) => JsonValues.SortCompare(a, b, asVersion: false)))
+            .Select(v => v!.ToJsonString());
+        sorted.ShouldBe(["-2E-40", "0", "1e-30", "1e-28", "1.4e-28", "1e-12", "0.1"]);
     }
 
     [Fact]

@@ -53,12 +53,32 @@ public static class JsonValues
     public static bool IsNumber(JsonNode? node) => TryDouble(node, out _);
 
     /// <summary>
-    /// Orders two JSON numbers of any size: exactly, as decimals, when both fit one; as doubles when either does not
-    /// (it then lies beyond ±7.9e28, far from any number that fits). Null when either is not a finite number.
+    /// Below this size a decimal's 28 places keep fewer significant digits than a double (1.4e-28 reads as 1e-28,
+    /// 1e-30 as 0); from it up they keep at least 16, as many as a double tells apart.
+    /// </summary>
+    private const decimal SmallestPreciseDecimal = 0.000000000001m;
+
+    /// <summary>
+    /// The number as a decimal where the decimal is at least as precise as the number's double: zero, or at least
+    /// 1e-12 in size (and within decimal's range, ±7.9e28). Refused for any other number, such as 1e-30, which
+    /// <see cref="TryNumber"/> reads as 0.
+    /// </summary>
+    public static bool TryPreciseDecimal(JsonNode? node, out decimal value)
+    {
+        if (!TryNumber(node, out value)) return false;
+        if (Math.Abs(value) >= SmallestPreciseDecimal) return true;
+        return value == 0 && TryDouble(node, out var d) && d == 0;
+    }
+
+    /// <summary>
+    /// Orders two JSON numbers of any size: exactly, as decimals, when both are precise decimals
+    /// (<see cref="TryPreciseDecimal"/>); as doubles otherwise, when either lies beyond ±7.9e28 (far from any
+    /// number that fits) or is smaller than 1e-12 yet not zero (where a double keeps more digits than a decimal).
+    /// Null when either is not a finite number.
     /// </summary>
     public static int? CompareNumbers(JsonNode? a, JsonNode? b)
     {
-        if (TryNumber(a, out var x) && TryNumber(b, out var y)) return x.CompareTo(y);
+        if (TryPreciseDecimal(a, out var x) && TryPreciseDecimal(b, out var y)) return x.CompareTo(y);
         return TryDouble(a, out var p) && TryDouble(b, out var q) ? p.CompareTo(q) : null;
     }
 
