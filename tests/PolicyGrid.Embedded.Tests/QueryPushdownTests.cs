@@ -51,6 +51,8 @@ public sealed class PushdownData : IAsyncLifetime
             // Numbers beyond decimal's range (Core compares them as doubles), around its end and at int64's.
             """{"n": -1e30}""", """{"n": [2, 3e35]}""", """{"n": 1.7976931348623157e308}""", """{"n": -2.5E+29}""",
             """{"n": 79228162514264337593543950335}""", """{"n": 79228162514264337593543950336}""", """{"n": -9223372036854775808}""",
+            // 15 digits, 23 places: casting its decimal to a double misses the nearest double by one step.
+            """{"n": 0.00000000768002418563154}""",
         };
         foreach (var (json, i) in edges.Select((j, i) => (j, i)))
             Docs.Add(($"edge{i:D2}", JsonNode.Parse(json)!.AsObject()));
@@ -117,6 +119,9 @@ public sealed class QueryPushdownTests(PushdownData data) : IClassFixture<Pushdo
     [InlineData("""{"n": {"$nin": [1e30, -2.5e29]}}""")]
     [InlineData("""{"n": {"$all": [3e35, 2]}}""")]
     [InlineData("""{"n": {"$not": {"$gt": 1e29}}}""")]
+    [InlineData("""{"n": 0.00000000768002418563154}""")]
+    [InlineData("""{"n": {"$gte": 0.00000000768002418563154}}""")]
+    [InlineData("""{"n": {"$lt": 0.00000000768002418563154}}""")]
     [InlineData("""{"n": 100}""")]
     [InlineData("""{"n": 0}""")]
     [InlineData("""{"n": {"$ne": 0.1}}""")]

@@ -343,8 +343,14 @@ internal sealed class SqlFilterTranslator
         };
     }
 
+    /// <summary>
+    /// The operand as SQLite should hold it: an int64, or the double nearest the decimal. A cast can miss that double
+    /// by one step (it divides by a power of ten a double cannot hold exactly, 1e23 and up), so the text is parsed.
+    /// </summary>
     private static object SqlNumber(decimal n) =>
-        n == decimal.Truncate(n) && Math.Abs(n) < 9_000_000_000_000_000_000m ? (long)n : (double)n;
+        n == decimal.Truncate(n) && Math.Abs(n) < 9_000_000_000_000_000_000m
+            ? (long)n
+            : double.Parse(n.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
 
     /// <summary>The value itself, or any element when it is an array (Core's "any element matches").</summary>
     private SqlCondition Flatten(SqlLocation v, Func<SqlLocation, SqlCondition> test, string? prefilter = null)
