@@ -51,6 +51,10 @@ public sealed class PushdownData : IAsyncLifetime
             // Numbers beyond decimal's range (Core compares them as doubles), around its end and at int64's.
             """{"n": -1e30}""", """{"n": [2, 3e35]}""", """{"n": 1.7976931348623157e308}""", """{"n": -2.5E+29}""",
             """{"n": 79228162514264337593543950335}""", """{"n": 79228162514264337593543950336}""", """{"n": -9223372036854775808}""",
+            // Numbers smaller than 1e-12, where decimal keeps fewer digits than a double (Core compares them as doubles).
+            """{"n": 1e-30}""", """{"n": -1e-30}""", """{"n": 1.4e-28}""", """{"n": 1e-28}""", """{"n": 0.000000000000000000000000000001}""",
+            """{"n": [0, 2.5e-300]}""", """{"n": 0.0000000000001}""", """{"n": 1.0000000000000001e-12}""", """{"n": 1e-400}""",
+            """{"n": 4.9e-324}""", """{"metadata": {"level": 1E-30}}""",
             // 15 digits, 23 places: casting its decimal to a double misses the nearest double by one step.
             """{"n": 0.00000000768002418563154}""",
         };
@@ -119,6 +123,27 @@ public sealed class QueryPushdownTests(PushdownData data) : IClassFixture<Pushdo
     [InlineData("""{"n": {"$nin": [1e30, -2.5e29]}}""")]
     [InlineData("""{"n": {"$all": [3e35, 2]}}""")]
     [InlineData("""{"n": {"$not": {"$gt": 1e29}}}""")]
+    [InlineData("""{"n": {"$gt": 0}}""")]
+    [InlineData("""{"n": {"$lt": 0}}""")]
+    [InlineData("""{"n": {"$gte": 0}}""")]
+    [InlineData("""{"n": {"$gt": 1e-30}}""")]
+    [InlineData("""{"n": {"$gte": 1e-30}}""")]
+    [InlineData("""{"n": {"$lt": 1e-30}}""")]
+    [InlineData("""{"n": {"$lte": -1e-30}}""")]
+    [InlineData("""{"n": {"$gt": 1e-28}}""")]
+    [InlineData("""{"n": {"$lt": 1.4e-28}}""")]
+    [InlineData("""{"n": {"$gt": 1e-13}}""")]
+    [InlineData("""{"n": {"$lte": 1e-12}}""")]
+    [InlineData("""{"n": {"$gt": 4.9e-324}}""")]
+    [InlineData("""{"n": 1e-30}""")]
+    [InlineData("""{"n": 1E-30}""")]
+    [InlineData("""{"n": 1e-13}""")]
+    [InlineData("""{"n": 1e-28}""")]
+    [InlineData("""{"n": {"$ne": 1e-30}}""")]
+    [InlineData("""{"n": {"$in": [1e-30, 5]}}""")]
+    [InlineData("""{"n": {"$nin": [1e-30, 0]}}""")]
+    [InlineData("""{"n": {"$all": [2.5e-300, 0]}}""")]
+    [InlineData("""{"metadata.level": {"$gt": 0, "$lt": 1e-29}}""")]
     [InlineData("""{"n": 0.00000000768002418563154}""")]
     [InlineData("""{"n": {"$gte": 0.00000000768002418563154}}""")]
     [InlineData("""{"n": {"$lt": 0.00000000768002418563154}}""")]
@@ -214,6 +239,27 @@ public sealed class QueryPushdownTests(PushdownData data) : IClassFixture<Pushdo
     }
 
     [Fact]
+    public async Task Numbers_smaller_than_a_decimal_keeps_are_found_and_sorted_by_value()
+    {
+        foreach (var (id, n) in new[] { ("zero", "0"), ("tiny", "1e-30"), ("negtiny", "-1e-30"), ("e28", "1e-28"), ("e28plus", "1.4e-28"), ("tenth", "0.1") })
+            await _store.UpsertAsync("tiny_numbers", id, JsonNode.Parse($$"""{"n": {{n}}}""")!.AsObject(), Ct);
+        async Task<string> Ids(string filter)
+        {
+            var query = new DocumentQuery(FilterParser.Parse(JsonNode.Parse(filter)), [new SortKey("n", SortDirection.Asc)]);
+            return string.Join(",", (await _store.QueryAsync("tiny_numbers", query, Ct)).Select(d => d.Id));
+        }
+        (await Ids("""{"n": {"$gt": 0}}""")).ShouldBe("tiny,e28,e28plus,tenth");
+        (await Ids("""{"n": {"$lt": 0}}""")).ShouldBe("negtiny");
+        (await Ids("""{"n": 0}""")).ShouldBe("zero");
+        (await Ids("""{"n": {"$gt": 1e-30}}""")).ShouldBe("e28,e28plus,tenth");
+        (await Ids("""{"n": {"$lt": 1e-30}}""")).ShouldBe("negtiny,zero");
+        (await Ids("""{"n": {"$gt": 1e-28}}""")).ShouldBe("e28plus,tenth");
+        (await Ids("""{"n": 1E-30}""")).ShouldBe("tiny");
+        (await Ids("""{"n": {"$in": [1e-30, 0.000000000000000000000000000140]}}""")).ShouldBe("tiny,e28plus");
+        (await Ids("{}")).ShouldBe("negtiny,zero,tiny,e28,e28plus,tenth");
+    }
+
+    [Fact]
     public void Common_filters_are_answered_entirely_by_SQL()
     {
         string[] exact =
@@ -222,6 +268,7 @@ public sealed class QueryPushdownTests(PushdownData data) : IClassFixture<Pushdo
             """{"tags": {"$regex": "(^|,)pci(,|$)"}}""", """{"name": {"$ne": "x"}, "enabled": true}""", """{"version": {"$gte": "1.2"}}""",
             """{"$or": [{"a": null}, {"b": {"$exists": true}}]}""", """{"a": {"$nin": ["x", 2]}}""",
             """{"risk": {"$gt": 1e30}}""", """{"risk": {"$in": [1e30, 5]}}""",
+            """{"risk": {"$gt": 1e-30}}""", """{"risk": {"$in": [1e-30, 0.5, 0]}}""", """{"risk": {"$lte": 0.000001}}""",
         ];
         foreach (var f in exact)
             SqlFilterTranslator.Translate(FilterParser.Parse(JsonNode.Parse(f))).Condition.IsExact.ShouldBeTrue(f);
@@ -366,12 +413,19 @@ internal static class RandomDocs
 
     private static string Word(Random r) => Words[r.Next(Words.Length)];
 
-    private static JsonNode Number(Random r) => r.Next(5) switch
+    private static JsonNode Number(Random r) => r.Next(6) switch
     {
         0 => JsonValue.Create(r.Next(-3, 4)),
         1 => JsonValue.Create(Math.Round(r.NextDouble() * 10, 1)),
         2 => JsonNode.Parse(r.Next(2) == 0 ? "2.50" : "3")!,
         3 => JsonNode.Parse(r.Next(3) switch { 0 => "1e30", 1 => "-4.5E+29", _ => "1000000000000000000000000000000" })!,
+        // Smaller than 1e-12, parsed and built in code: Core compares these as doubles.
+        4 => r.Next(3) switch
+        {
+            0 => JsonNode.Parse(r.Next(3) switch { 0 => "1e-30", 1 => "-2.5E-29", _ => "0.000000000000000000000000000001" })!,
+            1 => JsonNode.Parse(r.Next(2) == 0 ? "1.4e-28" : "1e-28")!,
+            _ => JsonValue.Create(r.Next(-2, 3) * 1e-20),
+        },
         _ => JsonValue.Create((decimal)r.Next(0, 5) / 2m),
     };
 }

@@ -285,11 +285,11 @@ internal sealed class SqlFilterTranslator
     }
 
     /// <summary>
-    /// SQLite holds JSON numbers as int64 or double; Core compares them exactly as decimals when both fit one and
-    /// as doubles otherwise (<see cref="JsonValues.CompareNumbers"/>). For an operand that fits a decimal with at
-    /// most 15 significant digits the two agree except when the stored number is past ±1e28 (near or beyond
-    /// decimal's range) or rounds to exactly the operand's double while its text carries more digits. Only those
-    /// rare rows go to <c>pg_number</c>, which runs Core's own comparison on the JSON text.
+    /// SQLite holds JSON numbers as int64 or double; Core compares them exactly as decimals when both are precise
+    /// decimals and as doubles otherwise (<see cref="JsonValues.CompareNumbers"/>). For an operand that is a precise
+    /// decimal with at most 15 significant digits the two agree except when the stored number is past ±1e28 (near or
+    /// beyond decimal's range) or rounds to exactly the operand's double while its text carries more digits. Only
+    /// those rare rows go to <c>pg_number</c>, which runs Core's own comparison on the JSON text.
     /// </summary>
     private SqlCondition NumberTest(SqlLocation v, JsonNode operand, string sqlOp)
     {
@@ -297,17 +297,19 @@ internal sealed class SqlFilterTranslator
         var op = Parameter(sqlOp);
         // abs() of int64's smallest value is an SQL error ("integer overflow"); of a REAL it is not.
         var huge = $"abs(CAST({v.Value} AS REAL)) >= 1e28";
-        if (!JsonValues.TryNumber(operand, out var exact))
+        if (!JsonValues.TryPreciseDecimal(operand, out var exact))
         {
+            JsonValues.TryDouble(operand, out var d);
+            if (JsonValues.TryNumber(operand, out _)) return SmallNumberTest(v, operand, d, sqlOp, isNumber, op);
             // Beyond decimal's range Core compares as doubles, and a stored value SQLite holds below ±1e28 lies so far
             // from the operand that SQLite's comparison cannot differ from Core's; the rest go to Core.
-            JsonValues.TryDouble(operand, out var d);
             var inCoreBig = $"pg_number({op}, {v.Text}, {Parameter(d.ToString("R", CultureInfo.InvariantCulture))})";
             // A value built in code whose JSON text has an exponent (a float 1E-30) can be refused as a decimal at any size.
             if (Math.Abs(d) < 7.9e28) return SqlCondition.Exact($"{isNumber} AND {inCoreBig}");
             return SqlCondition.Exact($"{isNumber} AND CASE WHEN {huge} THEN {inCoreBig} ELSE {v.Value} {sqlOp} {Parameter(d)} END");
         }
-        var inCore = $"pg_number({op}, {v.Text}, {Parameter(exact.ToString(CultureInfo.InvariantCulture))})";
+        // Core gets the operand's own text: a long decimal rounds to 28 places, while a tiny value compares with its double.
+        var inCore = $"pg_number({op}, {v.Text}, {Parameter(operand.ToJsonString())})";
         if (!IsSafeOperand(exact)) return SqlCondition.Exact($"{isNumber} AND {inCore}");
         var p = Parameter(SqlNumber(exact));
         var unsafeValue = $"{huge} OR ({v.Value} = {p} AND (length({v.Text}) > 15 OR instr(lower({v.Text}), 'e') > 0))";
@@ -317,6 +319,22 @@ internal sealed class SqlFilterTranslator
         var prefilter = sqlOp is ">" or "<" ? $"({v.Value} {sqlOp} {p} OR {v.Value} = {p})" : $"{v.Value} {sqlOp} {p}";
         return SqlCondition.Exact($"{prefilter} AND {isNumber} AND CASE WHEN {unsafeValue} THEN {inCore} ELSE {v.Value} {sqlOp} {p} END");
     }
+
+    /// <summary>
+    /// An operand smaller than 1e-12 but not zero (1e-30): Core compares it as a double with every value, as SQLite
+    /// does, so SQLite decides each row whose value it holds more than one step of a double away from the operand's.
+    /// Rows within that step, where SQLite's reading of a long text may differ from .NET's by its last bit, go to
+    /// <c>pg_number</c> with the operand's own text (its decimal, 0 for 1e-30, is not its value).
+    /// </summary>
+    private SqlCondition SmallNumberTest(SqlLocation v, JsonNode operand, double d, string sqlOp, string isNumber, string op)
+    {
+        var inCore = $"pg_number({op}, {v.Text}, {Parameter(operand.ToJsonString())})";
+        var near = $"{v.Value} BETWEEN {Parameter(Math.BitDecrement(d))} AND {Parameter(Math.BitIncrement(d))}";
+        return SqlCondition.Exact($"{isNumber} AND CASE WHEN {near} THEN {inCore} ELSE {v.Value} {sqlOp} {Parameter(d)} END");
+    }
+
+    /// <summary>A precise decimal (<see cref="JsonValues.TryPreciseDecimal"/>) that SQLite holds exactly enough to compare with.</summary>
+    private static bool IsSafeOperand(JsonNode? operand, out decimal d) => JsonValues.TryPreciseDecimal(operand, out d) && IsSafeOperand(d);
 
     private static bool IsSafeOperand(decimal d)
     {
@@ -328,11 +346,12 @@ internal sealed class SqlFilterTranslator
     /// <summary>
     /// For a range test against a safe number: one lookup that every possible match passes, arrays included
     /// (SQLite orders any text, such as an array's JSON, above every number), so most rows stop there.
-    /// Numbers beyond decimal's range are never safe operands: their rows go through <see cref="NumberTest"/> alone.
+    /// Numbers beyond decimal's range or smaller than 1e-12 are never safe operands: their rows go through
+    /// <see cref="NumberTest"/> alone.
     /// </summary>
     private string? NumberPrefilter(SqlLocation v, FieldOperator op, JsonNode? operand)
     {
-        if (!JsonValues.TryNumber(operand, out var n) || !IsSafeOperand(n)) return null;
+        if (!IsSafeOperand(operand, out var n)) return null;
         var p = Parameter(SqlNumber(n));
         return op switch
         {
