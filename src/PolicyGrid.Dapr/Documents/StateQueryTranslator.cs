@@ -8,8 +8,9 @@ namespace PolicyGrid.Dapr.Documents;
 /// <summary>
 /// The part of a query that Dapr's state query API can run, as that API's JSON: EQ and IN on
 /// scalar values, AND and OR, and sort keys. Everything else ($ne, ranges, $regex, $exists,
-/// arrays, nulls, numbers beyond decimal's range, version ordering) stays with the adapter, which applies Core's
-/// <see cref="FilterNode.Matches"/> to every result anyway, so pushing less down is only slower, never wrong.
+/// arrays, nulls, numbers beyond decimal's range or below 1e-12, version ordering) stays with the
+/// adapter, which applies Core's <see cref="FilterNode.Matches"/> to every result anyway, so pushing
+/// less down is only slower, never wrong.
 /// The tree is translated value by value; no filter text ever reaches the store.
 /// </summary>
 public static class StateQueryTranslator
@@ -71,9 +72,10 @@ public static class StateQueryTranslator
 
     /// <summary>
     /// Strings, numbers and booleans: the values whose equality the query API and Mongo agree on. A number beyond
-    /// decimal's range (±7.9e28) Core compares as a double, which a store need not do (it may compare such numbers
-    /// as text or exact decimals and miss a match), so a condition holding one stays with Core.
+    /// decimal's range (±7.9e28) or smaller than 1e-12 and not zero Core compares as a double, which a store need not
+    /// do (it may compare such numbers as text or exact decimals and miss a match: 1e-30 and 1.0000000000000001e-30
+    /// are one double), so a condition holding one stays with Core.
     /// </summary>
     private static bool IsScalar(JsonNode? node) =>
-        node is JsonValue v && (v.GetValueKind() is JsonValueKind.String or JsonValueKind.True or JsonValueKind.False || JsonValues.TryNumber(v, out _));
+        node is JsonValue v && (v.GetValueKind() is JsonValueKind.String or JsonValueKind.True or JsonValueKind.False || JsonValues.TryPreciseDecimal(v, out _));
 }

@@ -20,6 +20,8 @@ public sealed class StateQueryTranslatorTests
     [InlineData("""{"$or": [{"name": "a"}, {"name": "b"}]}""", """{"OR": [{"EQ": {"doc.name": "a"}}, {"EQ": {"doc.name": "b"}}]}""")]
     [InlineData("""{"name": "ip", "version": {"$gt": "1.0"}}""", """{"EQ": {"doc.name": "ip"}}""")]
     [InlineData("""{"name": "ip", "metadata.risk": 1e30}""", """{"EQ": {"doc.name": "ip"}}""")]
+    [InlineData("""{"name": "ip", "metadata.risk": 1e-30}""", """{"EQ": {"doc.name": "ip"}}""")]
+    [InlineData("""{"metadata.risk": {"$in": [0, 0.000001]}}""", """{"IN": {"doc.metadata.risk": [0, 0.000001]}}""")]
     public void Translates_what_the_query_api_can_express(string filter, string expected) =>
         JsonNode.DeepEquals(Translate(filter), JsonNode.Parse(expected)).ShouldBeTrue(Translate(filter)?.ToJsonString());
 
@@ -32,6 +34,8 @@ public sealed class StateQueryTranslatorTests
     [InlineData("""{"$or": [{"name": "a"}, {"name": {"$regex": "b"}}]}""")]
     [InlineData("""{"metadata.risk": 1e30}""")]
     [InlineData("""{"metadata.risk": {"$in": [5, -1e30]}}""")]
+    [InlineData("""{"metadata.risk": 1e-30}""")]
+    [InlineData("""{"metadata.risk": {"$in": [5, 1.4e-28]}}""")]
     [InlineData("""{}""")]
     public void Leaves_the_rest_to_cores_matcher(string filter) => Translate(filter).ShouldBeNull();
 
