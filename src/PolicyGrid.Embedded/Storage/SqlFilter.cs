@@ -289,7 +289,8 @@ internal sealed class SqlFilterTranslator
     /// decimals and as doubles otherwise (<see cref="JsonValues.CompareNumbers"/>). For an operand that is a precise
     /// decimal with at most 15 significant digits the two agree except when the stored number is past ±1e28 (near or
     /// beyond decimal's range) or rounds to exactly the operand's double while its text carries more digits. Only
-    /// those rare rows go to <c>pg_number</c>, which runs Core's own comparison on the JSON text.
+    /// those rare rows go to <c>pg_number</c>, which runs Core's own comparison on the JSON text. (A stored number
+    /// below 1e-12, such as 1e-30, Core compares with such an operand as a double, as SQLite does.)
     /// </summary>
     private SqlCondition NumberTest(SqlLocation v, JsonNode operand, string sqlOp)
     {
