@@ -45,6 +45,22 @@ public class TemplateValidatorTests
         TemplateValidator.Validate(template, J.N("""{"n": 12.5}"""), "input_data").ShouldHaveSingleItem().Message.ShouldBe("must be an integer, not a number");
     }
 
+    [Theory]
+    [InlineData("1e-30", false)]
+    [InlineData("-1e-13", false)]
+    [InlineData("1.0000000000000000000000000001", false)]
+    [InlineData("0", true)]
+    [InlineData("0.0", true)]
+    [InlineData("-0", true)]
+    [InlineData("1e-400", true)] // as a double it is 0, as Python reads it (0.0)
+    [InlineData("3.0", true)]
+    public void A_tiny_number_is_no_integer_though_decimal_rounds_it_to_zero(string number, bool integer)
+    {
+        var errors = TemplateValidator.Validate(J.O("""{"n": {"type": "integer"}}"""), J.N($$"""{"n": {{number}}}"""), "input_data");
+        if (integer) errors.ShouldBeEmpty();
+        else errors.ShouldHaveSingleItem().Message.ShouldBe("must be an integer, not a number");
+    }
+
     [Fact]
     public void Numbers_built_in_code_are_numbers_whatever_their_dotnet_type()
     {

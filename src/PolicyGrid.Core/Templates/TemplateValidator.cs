@@ -398,7 +398,7 @@ public static class TemplateValidator
     {
         SpecType.String => value is JsonValue v && v.GetValueKind() == JsonValueKind.String,
         SpecType.Number => JsonValues.IsNumber(value),
-        SpecType.Integer => JsonValues.TryNumber(value, out var n) ? n == decimal.Truncate(n) : JsonValues.TryDouble(value, out var d) && d == Math.Floor(d),
+        SpecType.Integer => JsonValues.TryPreciseDecimal(value, out var n) ? n == decimal.Truncate(n) : JsonValues.TryDouble(value, out var d) && d == Math.Floor(d),
         SpecType.Boolean => IsBoolean(value),
         SpecType.Object => value is JsonObject,
         SpecType.Array => value is JsonArray,
