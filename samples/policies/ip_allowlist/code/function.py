@@ -53,16 +53,21 @@ class AIOSv1PolicyRule:
         self.remote_url = (settings or {}).get("remote_allowlist_url") or ""
         timeout = float((settings or {}).get("remote_timeout_seconds", 2))
         self.remote_allowlist = _fetch_remote(self.remote_url, timeout) if self.remote_url else []
-        self.local_allowlist = _ipv4_list((parameters or {}).get("local_allowlist", []), "local_allowlist")
+        self._set_local(_ipv4_list((parameters or {}).get("local_allowlist", []), "local_allowlist"))
+
+    def _set_local(self, addresses):
+        # The lists keep their order for get_state; calls look addresses up in one set, whatever the lists' length.
+        self.local_allowlist = addresses
+        self._allowed = frozenset(addresses) | frozenset(self.remote_allowlist)
 
     def eval(self, parameters, input_data, context):
         ip = str((input_data or {}).get("ip", "")).strip()
-        allowed = ip in self.local_allowlist or ip in self.remote_allowlist
+        allowed = ip in self._allowed
         return {"allowed": allowed, "reason": "allowed" if allowed else "denied", "input_data": input_data}
 
     def management(self, action, data):
         if action == "update_local_allowlist":
-            self.local_allowlist = _ipv4_list((data or {}).get("ips"), "ips")
+            self._set_local(_ipv4_list((data or {}).get("ips"), "ips"))
             return {"updated": True, "local_allowlist": list(self.local_allowlist)}
         if action == "get_state":
             return self.get_state()
@@ -75,4 +80,4 @@ class AIOSv1PolicyRule:
 
     def set_state(self, state):
         if "local_allowlist" in (state or {}):
-            self.local_allowlist = _ipv4_list(state["local_allowlist"], "local_allowlist")
+            self._set_local(_ipv4_list(state["local_allowlist"], "local_allowlist"))
