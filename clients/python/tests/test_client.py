@@ -4,9 +4,10 @@ import json
 import threading
 import time
 import unittest
+import warnings
 
 import support  # noqa: F401  (puts the SDK on the path when it is not installed)
-from policygrid import PolicyGridApiError, PolicyGridClient, ServerUnreachableError
+from policygrid import PolicyGridApiError, PolicyGridClient, PolicyGridWarning, ServerUnreachableError
 
 
 class CannedServer:
@@ -57,6 +58,31 @@ class EnvelopeTests(unittest.TestCase):
     def test_success_answers_data(self):
         self.answer(200, {"success": True, "data": {"policy_rule_uri": "a:1-b"}})
         self.assertEqual(PolicyGridClient(self.canned.url).get_policy("a:1-b"), {"policy_rule_uri": "a:1-b"})
+
+    def test_warnings_of_a_success_are_issued_at_the_callers_line_and_kept_on_the_response(self):
+        said = "'policy_paramters' is not a field of a policy and was not stored; did you mean 'policy_parameters'?"
+        self.answer(200, {"success": True, "data": {"policy_rule_uri": "a:1-b"}, "warnings": [said]})
+        client = PolicyGridClient(self.canned.url)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            data = client.create_policy({"name": "a"})
+        self.assertEqual(data, {"policy_rule_uri": "a:1-b"})
+        self.assertEqual([(w.category, str(w.message)) for w in caught], [(PolicyGridWarning, said)])
+        self.assertEqual(caught[0].filename, __file__)  # the call above, not a line inside the SDK
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.assertEqual(client.request("GET", "/policy/a:1-b").warnings, [said])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PolicyGridWarning)
+            with self.assertRaises(PolicyGridWarning):
+                client.create_policy({"name": "a"})
+
+    def test_a_success_without_warnings_issues_none(self):
+        self.answer(200, {"success": True, "data": {}})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            response = PolicyGridClient(self.canned.url).request("GET", "/policy/a:1-b")
+        self.assertEqual((caught, response.warnings), ([], []))
 
     def test_failure_envelope_raises_with_status_code_message_and_field_errors(self):
         self.answer(400, {"success": False, "code": "validation_failed", "message": "name: is required",

@@ -4,7 +4,7 @@
 """
 from .bundles import UnpackLimits
 from .client import PolicyGridClient
-from .errors import PolicyGridApiError, PolicyGridError, ServerUnreachableError
+from .errors import PolicyGridApiError, PolicyGridError, PolicyGridWarning, ServerUnreachableError
 from .evaluator import LocalPolicyEvaluator
 
 __version__ = "0.1.0"
@@ -13,6 +13,7 @@ __all__ = [
     "PolicyGridApiError",
     "PolicyGridClient",
     "PolicyGridError",
+    "PolicyGridWarning",
     "ServerUnreachableError",
     "UnpackLimits",
 ]

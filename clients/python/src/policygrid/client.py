@@ -11,13 +11,15 @@ import json
 import math
 import os
 import socket
+import sys
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings as _warnings
 from typing import Any
 
-from .errors import PolicyGridApiError, ServerUnreachableError
+from .errors import PolicyGridApiError, PolicyGridWarning, ServerUnreachableError
 from .json_values import encode as _encode_json
 
 DEFAULT_SERVER = "http://127.0.0.1:10000"  # `policygrid serve` default
@@ -25,19 +27,32 @@ DEFAULT_TIMEOUT = 10.0
 
 
 class Response:
-    """The decoded ``data`` of a success envelope plus the response headers (ETag, Deprecation)."""
+    """The decoded ``data`` of a success envelope plus the response headers (ETag, Deprecation) and the envelope's
+    ``warnings`` (each also issued as a PolicyGridWarning)."""
 
-    __slots__ = ("data", "headers", "status", "enveloped")
+    __slots__ = ("data", "headers", "status", "enveloped", "warnings")
 
-    def __init__(self, data: Any, headers: dict, status: int, enveloped: bool = False):
+    def __init__(self, data: Any, headers: dict, status: int, enveloped: bool = False, warnings: list | None = None):
         self.data = data
         self.headers = headers
         self.status = status
         self.enveloped = enveloped  # the API's envelope, not a bare body (downloads, /healthz, a stranger's page)
+        self.warnings = warnings or []
 
     @property
     def etag(self) -> str | None:
         return self.headers.get("etag")
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _caller_level() -> int:
+    """The stacklevel of the first frame outside this package, so a warning names the caller's own line."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _PACKAGE_DIR:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _origin(url: str) -> tuple:
@@ -224,7 +239,10 @@ class PolicyGridClient:
             envelope = None
         if isinstance(envelope, dict) and "success" in envelope:
             if envelope["success"] is True and status == 200:
-                return Response(envelope.get("data"), headers, status, enveloped=True)
+                said = [str(w) for w in envelope.get("warnings") or [] if w is not None]
+                for warning in said:
+                    _warnings.warn(warning, PolicyGridWarning, stacklevel=_caller_level())
+                return Response(envelope.get("data"), headers, status, enveloped=True, warnings=said)
             raise PolicyGridApiError(status, str(envelope.get("code") or _code_for(status)),
                                      str(envelope.get("message") or f"HTTP {status}"),
                                      envelope.get("errors") or [])

@@ -28,3 +28,9 @@ class ServerUnreachableError(PolicyGridApiError):
         super().__init__(503, "backend_unavailable", f"cannot reach PolicyGrid at {server}: {reason}")
         self.server = server
         self.reason = reason
+
+
+class PolicyGridWarning(UserWarning):
+    """A warning the server answered a successful call with: something in the request was ignored (a misspelt
+    field) or will not work yet (a graph whose functions are not deployed). Turn it into an error with
+    ``warnings.simplefilter("error", PolicyGridWarning)``."""
