@@ -67,6 +67,18 @@ public sealed class ClientTests : IDisposable
     }
 
     [Fact]
+    public async Task A_success_s_warnings_are_on_the_response_and_absent_ones_are_an_empty_list()
+    {
+        _server.Answer = (200, """{"success":true,"data":{"graph_uri":"g:1-b"},"warnings":["no function is deployed for node 'a' yet"]}""", "application/json");
+        var answer = await Client().SendAsync(HttpMethod.Post, "/graphs", new System.Text.Json.Nodes.JsonObject(), ct: TestContext.Current.CancellationToken);
+        answer.Warnings.ShouldBe(["no function is deployed for node 'a' yet"]);
+        answer.Data!["graph_uri"]!.GetValue<string>().ShouldBe("g:1-b");
+
+        _server.Answer = (200, """{"success":true,"data":{}}""", "application/json");
+        (await Client().SendAsync(HttpMethod.Get, "/graphs/g:1-b", ct: TestContext.Current.CancellationToken)).Warnings.ShouldBeEmpty();
+    }
+
+    [Fact]
     public async Task Failure_envelope_throws_status_code_message_and_field_errors()
     {
         _server.Answer = (400, """{"success":false,"code":"validation_failed","message":"name: is required","errors":[{"path":"name","message":"is required"}]}""", "application/json");
