@@ -47,6 +47,24 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_deployment_naming_fields_it_lacks_is_made_and_the_answer_warns_of_each_with_the_field_meant()
+    {
+        var body = Body("warned");
+        body["replica"] = 2;
+        body["autoscaling"] = new JsonObject { ["enabled"] = false, ["max_replica"] = 4 };
+
+        var deployed = await Deploy(body);
+
+        deployed.Status.ShouldBe(200, deployed.Body?.ToJsonString());
+        deployed.Body!["warnings"]!.AsArray().Select(w => w!.GetValue<string>()).ShouldBe([
+            "'replica' is not a field of a function deployment and was not stored; did you mean 'replicas'?",
+            "'autoscaling.max_replica' is not a field of autoscaling and was not stored; did you mean 'autoscaling.max_replicas'?",
+        ]);
+        deployed.Data!["replicas"]!.GetValue<int>().ShouldBe(1);
+        (await Deploy(Body("unwarned"))).Body!.AsObject().ContainsKey("warnings").ShouldBeFalse();
+    }
+
+    [Fact]
     public async Task A_deployed_function_answers_one_two_three_and_its_document_records_the_deployment()
     {
         var deployed = await Deploy(Body("counter"));

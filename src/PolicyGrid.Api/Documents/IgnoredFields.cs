@@ -13,16 +13,26 @@ public static class IgnoredFields
     /// <summary>One warning per top-level field of <paramref name="body"/> that <paramref name="stored"/> does not have.</summary>
     public static List<string> Warnings(JsonObject body, JsonObject stored, string kind)
     {
-        ArgumentNullException.ThrowIfNull(body);
         ArgumentNullException.ThrowIfNull(stored);
+        return Warnings(body, [.. stored.Select(p => p.Key)], kind);
+    }
+
+    /// <summary>
+    /// One warning per field of <paramref name="body"/> not among <paramref name="known"/> (named
+    /// <paramref name="prefix"/>field, for an object inside a body).
+    /// </summary>
+    public static List<string> Warnings(JsonObject body, IReadOnlyList<string> known, string kind, string prefix = "")
+    {
+        ArgumentNullException.ThrowIfNull(body);
+        ArgumentNullException.ThrowIfNull(known);
         var warnings = new List<string>();
         if (body.Any(p => p.Key.StartsWith('$'))) return warnings; // operators: an unknown field there is a 400 (UpdateEngine.EnsureFieldsKept)
         foreach (var (field, _) in body)
         {
-            if (stored.ContainsKey(field)) continue;
-            var meant = Closest(field, stored.Select(p => p.Key));
-            warnings.Add($"'{field}' is not a field of {kind} and was not stored"
-                + (meant is null ? $" (fields: {string.Join(", ", stored.Select(p => p.Key))})" : $"; did you mean '{meant}'?"));
+            if (known.Contains(field, StringComparer.Ordinal)) continue;
+            var meant = Closest(field, known);
+            warnings.Add($"'{prefix}{field}' is not a field of {kind} and was not stored"
+                + (meant is null ? $" (fields: {string.Join(", ", known.Select(k => prefix + k))})" : $"; did you mean '{prefix}{meant}'?"));
         }
         return warnings;
     }

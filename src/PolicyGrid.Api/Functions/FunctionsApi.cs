@@ -68,10 +68,13 @@ public static class FunctionsApi
 
     public static async Task<Ok<Envelope<JsonObject>>> Deploy([Description("The executor to deploy on; empty lets the allocation rule pick")] string executorId,
         JsonBody body, FunctionRegistry functions, CancellationToken ct) =>
-        Read(await functions.DeployAsync(executorId, body.RequireObject(), ct));
+        Deployed(await functions.DeployAsync(executorId, body.RequireObject(), ct), body.RequireObject());
 
     public static async Task<Ok<Envelope<JsonObject>>> DeployAnywhere(JsonBody body, FunctionRegistry functions, CancellationToken ct) =>
-        Read(await functions.DeployAsync(null, body.RequireObject(), ct));
+        Deployed(await functions.DeployAsync(null, body.RequireObject(), ct), body.RequireObject());
+
+    private static Ok<Envelope<JsonObject>> Deployed(StoredDocument stored, JsonObject body) =>
+        Answer.Ok(FunctionDeployment.FromJson(stored.Body).ToRedactedJson(), FunctionDeploymentRequest.IgnoredFieldWarnings(body));
 
     public static async Task<Ok<Envelope<JsonObject>>> Remove(string name, FunctionRegistry functions, HttpContext http, CancellationToken ct) =>
         Read(await functions.RemoveAsync(name, ETags.IfMatch(http.Request), ct));
