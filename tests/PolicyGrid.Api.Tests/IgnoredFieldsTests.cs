@@ -80,6 +80,25 @@ public sealed class IgnoredFieldsTests(GridServer server) : IClassFixture<GridSe
             .ShouldBe("'executor_stauts' is not a field of an executor and was not stored; did you mean 'executor_status'?");
     }
 
+    [Fact]
+    public async Task An_execute_policy_call_with_a_misspelt_field_runs_and_warns_that_it_was_ignored()
+    {
+        var uri = await server.RegisterPolicyAsync(Unique("exec_typo"), GridServer.EchoPolicy);
+
+        var answer = await client.Post("/executor/local/execute_policy", new JsonObject
+        {
+            ["policy_rule_uri"] = uri,
+            ["input_data"] = new JsonObject { ["x"] = 1 },
+            ["paramters"] = new JsonObject { ["mode"] = "strict" },
+        }.ToJsonString());
+
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        answer.Body!["warnings"]!.AsArray().Single()!.GetValue<string>()
+            .ShouldBe("'paramters' is not a field of an execute_policy request and was ignored; did you mean 'parameters'?");
+        var clean = await client.Post("/executor/local/execute_policy", new JsonObject { ["policy_rule_uri"] = uri, ["input_data"] = new JsonObject() }.ToJsonString());
+        clean.Body!.AsObject().ContainsKey("warnings").ShouldBeFalse();
+    }
+
     [Theory]
     [InlineData("policy_paramters", "policy_parameters")]
     [InlineData("policySettings", "policy_settings")]

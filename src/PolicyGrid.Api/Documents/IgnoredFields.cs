@@ -11,30 +11,33 @@ namespace PolicyGrid.Api.Documents;
 public static class IgnoredFields
 {
     /// <summary>One warning per top-level field of <paramref name="body"/> that <paramref name="stored"/> does not have.</summary>
-    public static List<string> Warnings(JsonObject body, JsonObject stored, string kind)
+    public static IReadOnlyList<string> Warnings(JsonObject body, JsonObject stored, string kind)
     {
         ArgumentNullException.ThrowIfNull(stored);
-        return Warnings(body, [.. stored.Select(p => p.Key)], kind);
+        return Warnings(body, stored.Select(p => p.Key).ToHashSet(StringComparer.Ordinal), kind);
     }
 
     /// <summary>
     /// One warning per field of <paramref name="body"/> not among <paramref name="known"/> (named
-    /// <paramref name="prefix"/>field, for an object inside a body).
+    /// <paramref name="prefix"/>field, for an object inside a body), saying it <paramref name="fate"/>. Nothing is
+    /// allocated when every field is known (execute_policy bodies are checked on every call).
     /// </summary>
-    public static List<string> Warnings(JsonObject body, IReadOnlyList<string> known, string kind, string prefix = "")
+    public static IReadOnlyList<string> Warnings(JsonObject body, IReadOnlySet<string> known, string kind, string prefix = "", string fate = "was not stored")
     {
         ArgumentNullException.ThrowIfNull(body);
         ArgumentNullException.ThrowIfNull(known);
-        var warnings = new List<string>();
-        if (body.Any(p => p.Key.StartsWith('$'))) return warnings; // operators: an unknown field there is a 400 (UpdateEngine.EnsureFieldsKept)
-        foreach (var (field, _) in body)
+        for (var i = 0; i < body.Count; i++)
+            if (body.GetAt(i).Key.StartsWith('$')) return []; // operators: an unknown field there is a 400 (UpdateEngine.EnsureFieldsKept)
+        List<string>? warnings = null;
+        for (var i = 0; i < body.Count; i++)
         {
-            if (known.Contains(field, StringComparer.Ordinal)) continue;
+            var field = body.GetAt(i).Key;
+            if (known.Contains(field)) continue;
             var meant = Closest(field, known);
-            warnings.Add($"'{prefix}{field}' is not a field of {kind} and was not stored"
+            (warnings ??= []).Add($"'{prefix}{field}' is not a field of {kind} and {fate}"
                 + (meant is null ? $" (fields: {string.Join(", ", known.Select(k => prefix + k))})" : $"; did you mean '{prefix}{meant}'?"));
         }
-        return warnings;
+        return warnings ?? (IReadOnlyList<string>)[];
     }
 
     /// <summary>

@@ -15,6 +15,12 @@ namespace PolicyGrid.Api.Executors;
 /// </summary>
 public static class ExecutionBodies
 {
+    /// <summary>The fields of an execute_policy body (see <see cref="Execution"/>) and of a management body.</summary>
+    public static readonly IReadOnlySet<string> ExecutionFields = new HashSet<string>(StringComparer.Ordinal)
+        { "policy_rule_uri", "input_data", "parameters", "settings", "context_key", "timeout_seconds" };
+    public static readonly IReadOnlySet<string> ManagementFields = new HashSet<string>(StringComparer.Ordinal)
+        { "policy_rule_uri", "action", "data", "parameters", "settings", "timeout_seconds" };
+
     public static ExecutionRequest Execution(JsonObject body, TimeoutLimit limit)
     {
         var errors = new List<FieldError>();

@@ -120,21 +120,21 @@ public static class ExecutorsApi
     {
         var request = ExecutionBodies.Execution(body.RequireObject(), TimeoutLimit.Of(services.Runtime.Value));
         var result = await services.Dispatch.ExecuteAsync(id, request, services.Http.Caller(), ct);
-        return PolicyAnswer(services.Http, result);
+        return PolicyAnswer(services.Http, result, IgnoredFields.Warnings(body.RequireObject(), ExecutionBodies.ExecutionFields, "an execute_policy request", fate: "was ignored"));
     }
 
     public static async Task<Ok<Envelope<JsonObject>>> Manage(string id, JsonBody body, [AsParameters] ExecutorServices services, CancellationToken ct)
     {
         var request = ExecutionBodies.Management(body.RequireObject(), TimeoutLimit.Of(services.Runtime.Value));
         var result = await services.Dispatch.ManageAsync(id, request, services.Http.Caller(), ct);
-        return PolicyAnswer(services.Http, result);
+        return PolicyAnswer(services.Http, result, IgnoredFields.Warnings(body.RequireObject(), ExecutionBodies.ManagementFields, "a management request", fate: "was ignored"));
     }
 
     /// <summary>Exactly what the policy returned, plus a Deprecation header when its policy is deprecated.</summary>
-    public static Ok<Envelope<JsonObject>> PolicyAnswer(HttpContext http, PolicyResult result)
+    public static Ok<Envelope<JsonObject>> PolicyAnswer(HttpContext http, PolicyResult result, IReadOnlyList<string>? warnings = null)
     {
         if (result.Deprecated) http.Response.Headers["Deprecation"] = "true";
-        return Envelope.Answer.Ok(result.Output);
+        return Envelope.Answer.Ok(result.Output, warnings ?? []);
     }
 
     private static Ok<Envelope<JsonObject>> Answer(HttpContext http, StoredDocument stored, IReadOnlyList<string>? warnings = null)

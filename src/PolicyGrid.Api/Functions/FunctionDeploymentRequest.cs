@@ -21,17 +21,19 @@ public sealed record FunctionDeploymentRequest(
     public const int MaxReplicas = 1000;
 
     /// <summary>The fields a deployment body may have, and those of its <c>autoscaling</c> object.</summary>
-    public static readonly IReadOnlyList<string> Fields = ["name", "policy_rule_uri", "policy_rule_parameters", "replicas", "autoscaling", "function_metadata", "function_tags"];
-    public static readonly IReadOnlyList<string> AutoscalingFields = ["enabled", "min_replicas", "max_replicas", "target_cpu_utilization_percentage"];
+    public static readonly IReadOnlySet<string> Fields = new HashSet<string>(StringComparer.Ordinal)
+        { "name", "policy_rule_uri", "policy_rule_parameters", "replicas", "autoscaling", "function_metadata", "function_tags" };
+    public static readonly IReadOnlySet<string> AutoscalingFields = new HashSet<string>(StringComparer.Ordinal)
+        { "enabled", "min_replicas", "max_replicas", "target_cpu_utilization_percentage" };
 
     /// <summary>Warnings for the fields of <paramref name="body"/> (and of its autoscaling) that a deployment does not have: they were ignored.</summary>
-    public static List<string> IgnoredFieldWarnings(JsonObject body)
+    public static IReadOnlyList<string> IgnoredFieldWarnings(JsonObject body)
     {
         ArgumentNullException.ThrowIfNull(body);
         var warnings = Documents.IgnoredFields.Warnings(body, Fields, "a function deployment");
-        if (body["autoscaling"] is JsonObject scaling)
-            warnings.AddRange(Documents.IgnoredFields.Warnings(scaling, AutoscalingFields, "autoscaling", "autoscaling."));
-        return warnings;
+        return body["autoscaling"] is JsonObject scaling
+            ? [.. warnings, .. Documents.IgnoredFields.Warnings(scaling, AutoscalingFields, "autoscaling", "autoscaling.")]
+            : warnings;
     }
 
     public static FunctionDeploymentRequest Parse(JsonObject body)

@@ -87,8 +87,7 @@ public static class GraphsApi
     private static async Task<Ok<Envelope<JsonObject>>> Written(HttpContext http, GraphRegistry graphs, JsonObject body, StoredDocument stored, CancellationToken ct)
     {
         ETags.Set(http.Response, stored.Revision);
-        var warnings = IgnoredFields.Warnings(body, stored.Body, "a graph");
-        warnings.AddRange(await graphs.UndeployedNodeWarningsAsync(stored.Body, ct));
+        IReadOnlyList<string> warnings = [.. IgnoredFields.Warnings(body, stored.Body, "a graph"), .. await graphs.UndeployedNodeWarningsAsync(stored.Body, ct)];
         return Answer.Ok(stored.Body, warnings);
     }
 
