@@ -90,6 +90,17 @@ public sealed class AllocationTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_submission_naming_a_field_a_job_lacks_is_accepted_and_warns_of_it()
+    {
+        await server.StoreExecutorAsync("typo-pool", Nowhere, new JsonObject { ["pool"] = "typo" }, new JsonObject { ["count"] = 2 });
+        var answer = await client.Post("/jobs/submit/typo-pool", $$$"""{"name":"t","policy_rule_uri":"{{{policy}}}","inputs":{},"timeout_second":5}""");
+
+        answer.Status.ShouldBe(200, answer.Message);
+        answer.Body!["warnings"]!.AsArray().Single()!.GetValue<string>()
+            .ShouldBe("'timeout_second' is not a field of a job and was not stored; did you mean 'timeout_seconds'?");
+    }
+
+    [Fact]
     public async Task When_nothing_matches_the_answer_is_a_503_naming_the_selector()
     {
         await server.StoreExecutorAsync("sick", Nowhere, new JsonObject { ["pool"] = "w" }, new JsonObject { ["count"] = 4 }, status: "unhealthy");

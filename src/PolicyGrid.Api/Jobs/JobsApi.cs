@@ -68,10 +68,14 @@ public static class JobsApi
     }
 
     public static async Task<Ok<Envelope<JsonObject>>> SubmitTo([FromRoute(Name = "executor_id"), Description("The executor to run on")] string executorId, JsonBody body, JobBoard board, CancellationToken ct) =>
-        Answer.Ok(await board.SubmitAsync(executorId, body.RequireObject(), ct));
+        Submitted(await board.SubmitAsync(executorId, body.RequireObject(), ct), body.RequireObject());
 
     public static async Task<Ok<Envelope<JsonObject>>> SubmitAnywhere(JsonBody body, JobBoard board, CancellationToken ct) =>
-        Answer.Ok(await board.SubmitAsync(null, body.RequireObject(), ct));
+        Submitted(await board.SubmitAsync(null, body.RequireObject(), ct), body.RequireObject());
+
+    // The job record holds every field a submission may carry, so a field it lacks was dropped: the answer says so.
+    private static Ok<Envelope<JsonObject>> Submitted(JsonObject job, JsonObject body) =>
+        Answer.Ok(job, IgnoredFields.Warnings(body, job, "a job"));
 
     public static async Task<Ok<Envelope<JsonObject>>> Get([FromRoute(Name = "job_id")] string jobId, [Description("Seconds to wait for the job to end")] string? wait, JobBoard board, CancellationToken ct) =>
         Answer.Ok(await board.GetAsync(jobId, Wait(wait), ct));
