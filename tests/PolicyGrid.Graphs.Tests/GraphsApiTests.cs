@@ -215,6 +215,9 @@ public sealed class GraphsApiTests(GraphServerFixture fixture) : IClassFixture<G
         updated.Status.ShouldBe(200);
         updated.Body!.AsObject().ContainsKey("warnings").ShouldBeFalse();
         (await Execute(uri, new JsonObject())).Status.ShouldBe(200);
+        var typo = await _client.Send(HttpMethod.Post, "/graph/execute_graph", new JsonObject { ["graph_uri"] = uri, ["input_data"] = new JsonObject(), ["trce"] = true });
+        typo.Status.ShouldBe(200);
+        typo.Body!["warnings"]!.AsArray().Single()!.GetValue<string>().ShouldBe("'trce' is not a field of an execute_graph request and was ignored; did you mean 'trace'?");
     }
 
     [Fact]

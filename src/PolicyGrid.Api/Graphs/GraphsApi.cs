@@ -76,7 +76,12 @@ public static class GraphsApi
         TypedResults.Text(await graphs.DiagramAsync(uri, ct), MermaidMediaType);
 
     public static async Task<Ok<Envelope<JsonNode?>>> Execute(JsonBody body, GraphRegistry graphs, CancellationToken ct) =>
-        Answer.Ok(await graphs.ExecuteAsync(body.RequireObject(), ct));
+        Answer.Ok(await graphs.ExecuteAsync(body.RequireObject(), ct),
+            IgnoredFields.Warnings(body.RequireObject(), ExecuteFields, "an execute_graph request", fate: "was ignored"));
+
+    /// <summary>The fields of an execute_graph body.</summary>
+    public static readonly IReadOnlySet<string> ExecuteFields = new HashSet<string>(StringComparer.Ordinal)
+        { "graph_uri", "input_data", "trace", "async", "timeout_seconds" };
 
     public static async Task<Ok<Envelope<JsonObject>>> Execution(string id, GraphRegistry graphs, CancellationToken ct) =>
         Answer.Ok(await graphs.ExecutionAsync(id, ct));
