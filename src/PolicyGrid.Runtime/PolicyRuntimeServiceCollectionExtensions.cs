@@ -38,7 +38,7 @@ public static class PolicyRuntimeServiceCollectionExtensions
         // The bundle cache (Runtime/Bundles) comes with the runtime unless the host brought its own source.
         if (!services.Any(d => d.ServiceType == typeof(IPolicyBundleSource))) services.AddBundleCache(configuration);
         services.TryAddSingleton<PolicyCatalog>();
-        services.TryAddSingleton<ContextLocks>();
+        services.TryAddSingleton<KeyedLocks>();
         services.TryAddSingleton(sp => new DecisionLog(sp.GetRequiredService<IDocumentStore>(), sp.GetRequiredService<PolicyRuntimeOptions>().Decisions,
             sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<DecisionLog>>()));
         services.AddHostedService(sp => new DecisionRetention(sp.GetRequiredService<DecisionLog>(), sp.GetRequiredService<PolicyRuntimeOptions>().Decisions,

@@ -64,7 +64,7 @@ public sealed class ExecutorHarness : IAsyncDisposable
         Contexts = new SqliteContextStore(db);
         Pool = new PythonWorkerPool(Options.Pool, Logs.CreateLogger<PythonWorkerPool>());
         Decisions = new DecisionLog(Documents, Options.Decisions, TimeProvider.System, Logs.CreateLogger<DecisionLog>());
-        Executor = new LocalPolicyExecutor(new PolicyCatalog(Documents), Bundles, Pool, Contexts, new ContextLocks(), Decisions, Options,
+        Executor = new LocalPolicyExecutor(new PolicyCatalog(Documents), Bundles, Pool, Contexts, new KeyedLocks(), Decisions, Options,
             Logs.CreateLogger<LocalPolicyExecutor>());
         Onboarding = new PolicyOnboarding(Bundles, Pool, Options);
     }

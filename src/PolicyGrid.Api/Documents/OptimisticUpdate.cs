@@ -15,6 +15,8 @@ public static class OptimisticUpdate
     /// <summary>How many times one update is tried before it gives up with a 409 that says the document was contended.</summary>
     public const int MaxAttempts = 10;
 
+    private static readonly Runtime.Execution.KeyedLocks Writers = new();
+
     /// <summary>
     /// Runs <paramref name="change"/> on the current document and stores what it answers. The change runs again on every
     /// retry, against the newer document: every check that depends on the stored document belongs inside it.
@@ -28,6 +30,10 @@ public static class OptimisticUpdate
         Func<IfMatchCondition, string, PolicyGridException> mismatch,
         CancellationToken ct)
     {
+        // Writers in this process take turns per document, so they never race each other (30 parallel $inc calls
+        // are 30 writes, not hundreds of lost rounds, which under load could run out of attempts); the revision check
+        // and the retries below are for writers in other processes sharing the store.
+        using var turn = await Writers.AcquireAsync(collection + "\n" + id, ct);
         for (var attempt = 1; ; attempt++)
         {
             var current = await store.GetAsync(collection, id, ct) ?? throw missing();

@@ -28,7 +28,7 @@ public sealed class FunctionRegistry(
 
     // Deploys and removes of one name run one at a time in this process: interleaved, a remove could delete the
     // document of a deployment still starting on its host, which then ran on, callable but unlisted and unremovable.
-    private readonly ContextLocks _names = new();
+    private readonly KeyedLocks _names = new();
 
     public async Task<StoredDocument> DeployAsync(string? executorId, JsonObject body, CancellationToken ct)
     {

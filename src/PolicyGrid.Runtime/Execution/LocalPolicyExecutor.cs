@@ -24,13 +24,13 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
     private readonly IPolicyBundleSource bundles;
     private readonly PythonWorkerPool pool;
     private readonly IContextStore contexts;
-    private readonly ContextLocks locks;
+    private readonly KeyedLocks locks;
     private readonly DecisionLog decisions;
     private readonly ExecutionOptions options;
     private readonly ILogger logger;
 
     public LocalPolicyExecutor(PolicyCatalog catalog, IPolicyBundleSource bundles, PythonWorkerPool pool, IContextStore contexts,
-        ContextLocks locks, DecisionLog decisions, PolicyRuntimeOptions options, ILogger<LocalPolicyExecutor> logger)
+        KeyedLocks locks, DecisionLog decisions, PolicyRuntimeOptions options, ILogger<LocalPolicyExecutor> logger)
     {
         ArgumentNullException.ThrowIfNull(options);
         this.catalog = catalog;

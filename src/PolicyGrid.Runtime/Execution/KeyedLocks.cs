@@ -1,11 +1,12 @@
 namespace PolicyGrid.Runtime.Execution;
 
 /// <summary>
-/// One async lock per context key: calls sharing a key run one after another, so the context a
-/// call saves is the one the next call loads. Entries live only while someone holds or awaits them.
-/// (In-process: servers sharing one context store across processes need the store's own locking.)
+/// One async lock per key, in this process: holders of a key run one after another. Calls sharing a context key, so
+/// the context a call saves is the one the next call loads; updates of one stored document (OptimisticUpdate).
+/// Entries live only while someone holds or awaits them. (Processes sharing one store need the store's own
+/// concurrency control as well: revisions for documents.)
 /// </summary>
-public sealed class ContextLocks
+public sealed class KeyedLocks
 {
     private readonly Dictionary<string, Entry> entries = new(StringComparer.Ordinal);
 
@@ -43,7 +44,7 @@ public sealed class ContextLocks
         public int Users { get; set; }
     }
 
-    private sealed class Holder(ContextLocks owner, string key, Entry entry) : IDisposable
+    private sealed class Holder(KeyedLocks owner, string key, Entry entry) : IDisposable
     {
         private int released;
 
