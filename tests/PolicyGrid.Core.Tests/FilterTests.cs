@@ -125,6 +125,7 @@ public class FilterTests
     [InlineData("""{"tags": {"$size": 1.5}}""", "a non-negative integer")]
     [InlineData("""{"tags": {"$size": "2"}}""", "a non-negative integer")]
     [InlineData("""{"tags": {"$size": 1e20}}""", "a non-negative integer")]
+    [InlineData("""{"tags": {"$size": 1e-30}}""", "a non-negative integer")]
     [InlineData("""{"name": {"$regex": 5}}""", "name: $regex takes a string")]
     [InlineData("""{"name": {"$regex": "("}}""", "is not a valid pattern")]
     [InlineData("""{"name": {"$regex": "a", "$options": "q"}}""", "unknown regex option 'q'")]

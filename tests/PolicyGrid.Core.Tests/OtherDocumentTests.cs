@@ -93,6 +93,7 @@ public class FunctionDeploymentTests
     [InlineData("""{"function_policy_rule_uri": "nope"}""", "function_policy_rule_uri", "has no ':'")]
     [InlineData("""{"replicas": 0}""", "replicas", "must be at least 1")]
     [InlineData("""{"replicas": 1.5}""", "replicas", "must be an integer")]
+    [InlineData("""{"replicas": 1e-30}""", "replicas", "must be an integer")]
     [InlineData("""{"replicas": "2"}""", "replicas", "must be an integer")]
     [InlineData("""{"function_tags": "a,b"}""", "function_tags", "must be an array of strings")]
     [InlineData("""{"function_metadata": []}""", "function_metadata", "must be an object")]

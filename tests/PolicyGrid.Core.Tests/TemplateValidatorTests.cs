@@ -78,6 +78,7 @@ public class TemplateValidatorTests
         TemplateValidator.CheckTemplate(template, "policy_input_schema").ShouldBeEmpty();
         TemplateValidator.Validate(template, J.N("""{"n": 1e301}"""), "input_data").ShouldHaveSingleItem().Message.ShouldBe("1e301 is greater than the maximum 1e300");
         TemplateValidator.CheckTemplate(J.O("""{"n": {"type": "number", "min": 1e300, "max": 1}}"""), "t").ShouldHaveSingleItem().ToString().ShouldBe("t.n.min: 1e300 is greater than max 1");
+        TemplateValidator.CheckTemplate(J.O("""{"s": {"type": "string", "max_length": 1e-30}}"""), "t").ShouldHaveSingleItem().ToString().ShouldContain("a non-negative integer");
     }
 
     [Fact]

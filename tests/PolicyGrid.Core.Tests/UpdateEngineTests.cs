@@ -95,6 +95,16 @@ public class UpdateEngineTests
     }
 
     [Fact]
+    public void Inc_refuses_a_tiny_number_that_decimal_would_round_to_zero_on_either_side()
+    {
+        J.Rejects(() => Apply("""{"$inc": {"metadata.weight": 1e-30}}""")).Message.ShouldContain("1e-30 is out of range; $inc adds numbers of 1e-12 to 7.9e28 in size (or 0)");
+        var current = Current();
+        current["metadata"]!["weight"] = J.N("1e-30");
+        J.Rejects(() => UpdateEngine.Apply(current, J.O("""{"$inc": {"metadata.weight": 1}}"""), Identity)).Message.ShouldContain("holds 1e-30, out of the range");
+        Apply("""{"$inc": {"metadata.weight": 0}}""")["metadata"]!["weight"]!.GetValue<decimal>().ShouldBe(0m);
+    }
+
+    [Fact]
     public void Inc_requires_numbers_on_both_sides()
     {
         J.Rejects(() => Apply("""{"$inc": {"policy_parameters.limit": "1"}}""")).Message.ShouldContain("takes a number, not a string");

@@ -67,6 +67,7 @@ public sealed class JobBoard(
     public async Task<JsonObject> AcceptAsync(JsonObject body, CancellationToken ct)
     {
         CheckName(body);
+        CheckTimeout(body); // this node's own limit holds whatever the registry allowed
         var given = Job.FromJson(body);
         if (await store.GetAsync(Collections.Jobs, given.JobId, ct) is { } existing)
         {

@@ -108,7 +108,7 @@ internal sealed class DocumentFields(JsonObject body, string prefix = "")
     {
         var node = Given(name);
         if (node is null) return fallback;
-        if (!JsonValues.TryNumber(node, out var n) || n != decimal.Truncate(n) || n < long.MinValue || n > long.MaxValue)
+        if (!JsonValues.TryPreciseDecimal(node, out var n) || n != decimal.Truncate(n) || n < long.MinValue || n > long.MaxValue)
         {
             Add(name, $"must be an integer, not {Describe(node)}");
             return fallback;
@@ -123,8 +123,8 @@ internal sealed class DocumentFields(JsonObject body, string prefix = "")
     {
         var node = Given(name);
         if (node is null) return fallback;
-        if (!JsonValues.TryNumber(node, out var n)) { Add(name, $"must be a number, not {Describe(node)}"); return fallback; }
-        var value = (double)n;
+        // As a double: 1e-30 is not 0 here, nor 1e30 "not a number" (decimal reads the one as 0 and refuses the other).
+        if (!JsonValues.TryDouble(node, out var value)) { Add(name, $"must be a number, not {Describe(node)}"); return fallback; }
         if (value <= exclusiveMin) Add(name, $"must be greater than {exclusiveMin.ToString(CultureInfo.InvariantCulture)}, not {value.ToString(CultureInfo.InvariantCulture)}");
         return value;
     }

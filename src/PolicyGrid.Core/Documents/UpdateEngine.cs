@@ -194,9 +194,9 @@ public static class UpdateEngine
 
     private static void Increment(JsonObject document, string[] segments, string path, JsonNode? value)
     {
-        if (!JsonValues.TryNumber(value, out var by))
+        if (!JsonValues.TryPreciseDecimal(value, out var by))
             throw Problems.BadRequest(IsNumber(value)
-                ? $"$inc: '{path}': {value!.ToJsonString()} is out of range; $inc adds numbers up to {IncRange}"
+                ? $"$inc: '{path}': {value!.ToJsonString()} is out of range; $inc adds numbers of {IncRange}"
                 : $"$inc: '{path}' takes a number, not {DocumentFields.Describe(value)}");
         var parent = Parent(document, segments, path, "$inc", create: true)!;
         var existing = Read(parent, segments[^1]);
@@ -205,7 +205,7 @@ public static class UpdateEngine
             Assign(parent, segments[^1], path, "$inc", JsonValue.Create(by));
             return;
         }
-        if (!JsonValues.TryNumber(existing, out var old))
+        if (!JsonValues.TryPreciseDecimal(existing, out var old))
             throw Problems.BadRequest(IsNumber(existing)
                 ? $"$inc: '{path}' holds {existing!.ToJsonString()}, out of the range $inc can add to ({IncRange}); $set it instead"
                 : $"$inc: '{path}' is {DocumentFields.Describe(existing)}, not a number");
@@ -215,8 +215,11 @@ public static class UpdateEngine
         Assign(parent, segments[^1], path, "$inc", JsonValue.Create(sum));
     }
 
-    /// <summary>$inc adds as decimal (exact for money-like values), whose range ends near 7.9e28.</summary>
-    private const string IncRange = "±7.9e28";
+    /// <summary>
+    /// $inc adds as decimal (exact for money-like values), whose range ends near 7.9e28 and whose 28 places hold a
+    /// number below 1e-12 only approximately (1e-30 would be added as 0): such numbers are refused, to be $set.
+    /// </summary>
+    private const string IncRange = "1e-12 to 7.9e28 in size (or 0)";
 
     private static string Invariant(decimal d) => d.ToString(System.Globalization.CultureInfo.InvariantCulture);
 

@@ -130,7 +130,7 @@ public static class FilterParser
                     result.Add(new FieldFilter(path, op, operand.DeepClone()));
                     break;
                 case FieldOperator.Size:
-                    if (!JsonValues.TryNumber(operand, out var n) || n < 0 || n != decimal.Truncate(n) || n > int.MaxValue)
+                    if (!JsonValues.TryPreciseDecimal(operand, out var n) || n < 0 || n != decimal.Truncate(n) || n > int.MaxValue)
                         throw Problems.BadRequest($"{label} takes a non-negative integer");
                     result.Add(new FieldFilter(path, op, operand!.DeepClone()));
                     break;

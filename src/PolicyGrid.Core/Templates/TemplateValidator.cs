@@ -344,7 +344,7 @@ public static class TemplateValidator
         Optional(spec, "choices", path, errors, n => n is JsonArray, "an array");
         Optional(spec, "min", path, errors, JsonValues.IsNumber, "a number");
         Optional(spec, "max", path, errors, JsonValues.IsNumber, "a number");
-        Optional(spec, "max_length", path, errors, n => JsonValues.TryNumber(n, out var m) && m >= 0 && m == decimal.Truncate(m), "a non-negative integer");
+        Optional(spec, "max_length", path, errors, n => JsonValues.TryPreciseDecimal(n, out var m) && m >= 0 && m == decimal.Truncate(m), "a non-negative integer");
         if (JsonValues.CompareNumbers(spec["min"], spec["max"]) > 0)
             errors.Add(new FieldError($"{path}.min", $"{Number(spec["min"]!)} is greater than max {Number(spec["max"]!)}"));
         if (spec.TryGetPropertyValue("pattern", out var patternNode) && !IsNull(patternNode))
