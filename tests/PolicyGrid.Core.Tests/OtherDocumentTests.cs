@@ -41,6 +41,16 @@ public class PolicyExecutorTests
     }
 
     [Theory]
+    [InlineData("1e30")]
+    [InlineData("1e-30")]
+    [InlineData("4")]
+    public void Hardware_numbers_of_any_size_are_numbers(string count)
+    {
+        var executor = PolicyExecutor.FromJson(J.O($$$"""{"executor_id": "e1", "executor_host_uri": "inproc://local", "executor_hardware_info": {"vcpus": {"count": {{{count}}}}, "memory": {{{count}}}}}"""));
+        executor.VcpuCount.ShouldBe(double.Parse(count, System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    [Theory]
     [InlineData("""{"executor_host_uri": "inproc://local"}""", "is required")]
     [InlineData("""{"executor_id": "a b", "executor_host_uri": "inproc://local"}""", "whitespace")]
     [InlineData("""{"executor_id": "a/b", "executor_host_uri": "inproc://local"}""", "'/'")]

@@ -98,7 +98,7 @@ public sealed record PolicyExecutor : IDocument<PolicyExecutor>
 
     private JsonObject? Vcpus => ExecutorHardwareInfo["vcpus"] as JsonObject;
 
-    private static double? Number(JsonNode? node) => JsonValues.TryNumber(node, out var n) ? (double)n : null;
+    private static double? Number(JsonNode? node) => JsonValues.TryDouble(node, out var n) ? n : null;
 
     // A Kubernetes quantity such as 32Gi, 512M or 1.5e9 (the CLI's --memory writes one; the built-in executor writes bytes).
     private static readonly Regex MemoryQuantity = new(@"^[0-9]+(\.[0-9]+)?([eE][0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?\z", RegexOptions.CultureInvariant);
