@@ -3,10 +3,11 @@ using System.Text.Json.Nodes;
 namespace PolicyGrid.Api.Documents;
 
 /// <summary>
-/// Fields a whole-document body (a create, or a PUT without operators) named that its document type does not have.
-/// A stored document holds exactly its type's fields, so these were dropped: refusing them would break clients that
-/// send extras, and dropping them without a word hides a typo (<c>policy_paramters</c>) until the policy misbehaves.
-/// They are answered as <c>warnings</c>, each naming the field and, when a field of the type is one slip away, that one.
+/// Fields a body named that what it describes does not have: a whole document (a create, or a PUT without operators,
+/// whose stored document holds exactly its type's fields) or a call (execute_policy, management, execute_graph,
+/// whose known fields are listed by its route). They were dropped or ignored: refusing them would break clients that
+/// send extras, and saying nothing hides a typo (<c>policy_paramters</c>) until the policy misbehaves. They are
+/// answered as <c>warnings</c>, each naming the field and, when a known field is one slip away, that one.
 /// </summary>
 public static class IgnoredFields
 {
