@@ -79,6 +79,25 @@ public sealed class ClientTests : IDisposable
     }
 
     [Fact]
+    public async Task Typed_calls_hand_their_warnings_to_OnWarning_with_the_request_that_got_them()
+    {
+        var heard = new List<PolicyGridWarning>();
+        using var client = new PolicyGridClient(new PolicyGridClientOptions { Server = _server.Url, OnWarning = heard.Add });
+        _server.Answer = (200, """{"success":true,"data":{"graph_uri":"g:1-b"},"warnings":["no function is deployed for node 'a' yet","'nodez' is not a field of a graph"]}""", "application/json");
+        var created = await client.CreateGraphAsync(new JsonObject { ["graph_uri"] = "g:1-b" }, TestContext.Current.CancellationToken);
+
+        created["graph_uri"]!.GetValue<string>().ShouldBe("g:1-b");
+        heard.ShouldBe([
+            new PolicyGridWarning("POST", "/graphs", "no function is deployed for node 'a' yet"),
+            new PolicyGridWarning("POST", "/graphs", "'nodez' is not a field of a graph"),
+        ]);
+
+        _server.Answer = (200, """{"success":true,"data":{}}""", "application/json");
+        await client.GetGraphAsync("g:1-b", TestContext.Current.CancellationToken);
+        heard.Count.ShouldBe(2); // a call without warnings calls nothing
+    }
+
+    [Fact]
     public async Task Failure_envelope_throws_status_code_message_and_field_errors()
     {
         _server.Answer = (400, """{"success":false,"code":"validation_failed","message":"name: is required","errors":[{"path":"name","message":"is required"}]}""", "application/json");

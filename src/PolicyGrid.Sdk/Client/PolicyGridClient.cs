@@ -17,6 +17,7 @@ public sealed partial class PolicyGridClient : IDisposable
     private readonly HttpClient _http;
     private readonly bool _ownsHttp;
     private readonly string? _token;
+    private readonly Action<PolicyGridWarning>? _onWarning;
 
     public PolicyGridClient(PolicyGridClientOptions? options = null)
         : this(new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) }), options ?? new(), ownsHttp: true)
@@ -49,6 +50,7 @@ public sealed partial class PolicyGridClient : IDisposable
         Server = options.Server;
         Timeout = options.Timeout;
         _token = options.Token;
+        _onWarning = options.OnWarning;
     }
 
     public Uri Server { get; }
@@ -91,10 +93,14 @@ public sealed partial class PolicyGridClient : IDisposable
         {
             throw new PolicyGridUnreachableException(Server, e.Message, e);
         }
+        PolicyGridResponse decoded;
         using (response)
         {
-            return Decode(response, payload, url);
+            decoded = Decode(response, payload, url);
         }
+        if (_onWarning is { } warn)
+            foreach (var warning in decoded.Warnings) warn(new PolicyGridWarning(method.Method, url.AbsolutePath, warning));
+        return decoded;
     }
 
     private Uri Resolve(string pathOrUrl)

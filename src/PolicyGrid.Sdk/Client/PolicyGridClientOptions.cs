@@ -16,11 +16,24 @@ public sealed record PolicyGridClientOptions
     /// <summary>Per request. Past it the call fails closed with <see cref="PolicyGridUnreachableException"/>.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// Called with each of a success's <c>warnings</c> (the request was done, but a field was ignored or something in it
+    /// will not work yet), whichever method made the call: the typed ones answer only <c>data</c>, so this is where their
+    /// warnings go. Runs on the calling thread before the call returns; an exception it throws is the call's.
+    /// </summary>
+    public Action<PolicyGridWarning>? OnWarning { get; init; }
+
     private static Uri FromEnvironment()
     {
         var env = Environment.GetEnvironmentVariable("POLICYGRID_SERVER");
         return !string.IsNullOrWhiteSpace(env) && Uri.TryCreate(env, UriKind.Absolute, out var uri) ? uri : DefaultServer;
     }
+}
+
+/// <summary>One warning of a successful call, with the request that got it.</summary>
+public sealed record PolicyGridWarning(string Method, string Path, string Message)
+{
+    public override string ToString() => $"{Method} {Path}: {Message}";
 }
 
 /// <summary><c>?limit=&amp;skip=&amp;sort=field:asc|desc</c> of the query endpoints.</summary>
