@@ -1,3 +1,4 @@
+using System.Text;
 using Shouldly;
 
 namespace PolicyGrid.Api.Tests;
@@ -90,6 +91,37 @@ public sealed class KestrelHeadTests(KestrelGridServer server) : IClassFixture<K
         head.Status.ShouldBe(200);
         head.Header("Content-Type").ShouldBe(get.Header("Content-Type"));
         head.Header("ETag").ShouldBe(get.Header("ETag"));
+        head.Body.ShouldBeEmpty();
+    }
+}
+
+/// <summary>JSON answers go with their length, not chunked: successes, failures, and a HEAD's headers alike.</summary>
+public sealed class KestrelContentLengthTests(KestrelGridServer server) : IClassFixture<KestrelGridServer>
+{
+    [Theory]
+    [InlineData("GET /executor/local HTTP/1.1", "", 200)]
+    [InlineData("POST /policy/query HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2", "{}", 200)]
+    [InlineData("GET /policy/nobody:1.0-beta HTTP/1.1", "", 404)]
+    [InlineData("POST /policy/query HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 1", "[", 400)]
+    public async Task Json_answers_carry_their_content_length_and_are_not_chunked(string requestLine, string body, int status)
+    {
+        var answer = await server.SendAsync($"{requestLine}\r\nHost: localhost", body);
+
+        answer.Status.ShouldBe(status);
+        answer.Header("Transfer-Encoding").ShouldBeNull();
+        answer.Header("Content-Type").ShouldBe("application/json; charset=utf-8");
+        answer.Header("Content-Length").ShouldBe(Encoding.UTF8.GetByteCount(answer.Body).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        answer.Json!["success"]!.GetValue<bool>().ShouldBe(status == 200);
+    }
+
+    [Fact]
+    public async Task Head_announces_the_length_the_get_would_send()
+    {
+        var get = await server.SendAsync("GET /executor/local HTTP/1.1\r\nHost: localhost");
+        var head = await server.SendAsync("HEAD /executor/local HTTP/1.1\r\nHost: localhost");
+
+        head.Header("Content-Length").ShouldBe(get.Header("Content-Length"));
+        head.Header("Content-Length").ShouldNotBeNull();
         head.Body.ShouldBeEmpty();
     }
 }

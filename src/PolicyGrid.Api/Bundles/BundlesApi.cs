@@ -35,7 +35,7 @@ public static class BundlesApi
         return app;
     }
 
-    public static async Task<Ok<Envelope<UploadedBundle>>> Upload([AsParameters] BundleServices services, CancellationToken ct)
+    public static async Task<EnvelopeOk<UploadedBundle>> Upload([AsParameters] BundleServices services, CancellationToken ct)
     {
         var http = services.Http;
         var limit = services.Limits.Value.MaxBundleBytes;

@@ -22,7 +22,7 @@ public static class DecisionsApi
         return app;
     }
 
-    public static async Task<Ok<Envelope<JsonArray>>> Query(JsonBody body, QueryWindow window, IDocumentStore store, HttpContext http, CancellationToken ct)
+    public static async Task<EnvelopeOk<JsonArray>> Query(JsonBody body, QueryWindow window, IDocumentStore store, HttpContext http, CancellationToken ct)
     {
         var filter = FilterParser.Parse(body.Node);
         // The log is written behind the calls it records; wait (briefly) for what is queued so a

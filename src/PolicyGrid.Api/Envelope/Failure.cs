@@ -43,8 +43,7 @@ public sealed class Failure : IResult, IStatusCodeHttpResult, IValueHttpResult, 
         if (StatusCode == StatusCodes.Status401Unauthorized && !response.Headers.ContainsKey(Microsoft.Net.Http.Headers.HeaderNames.WWWAuthenticate))
             response.Headers.WWWAuthenticate = "Bearer";
         if (RetryAfterSeconds is { } seconds) response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        var options = httpContext.RequestServices.GetService<IOptions<HttpJsonOptions>>()?.Value.SerializerOptions ?? ApiJson.Options;
-        await response.WriteAsJsonAsync(Value, options, contentType: "application/json; charset=utf-8", httpContext.RequestAborted);
+        await JsonAnswer.WriteAsync(httpContext, StatusCode, Value);
     }
 
     // Documents the error body once for every endpoint that may fail, so the OpenAPI document shows the envelope.

@@ -42,7 +42,7 @@ public static class EventsApi
         return app;
     }
 
-    public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> PostEvent(
+    public static async Task<Results<EnvelopeOk<JsonObject>, Failure>> PostEvent(
         HttpContext context, EvaluationEventHandler handler, IOptions<ApiLimits> limits, CancellationToken ct)
     {
         var body = await RequestBytes.ReadAsync(context, limits.Value.MaxBodyBytes, "event");
@@ -61,7 +61,7 @@ public static class EventsApi
         };
     }
 
-    public static async Task<Ok<Envelope<JsonArray>>> GetDecisions(
+    public static async Task<EnvelopeOk<JsonArray>> GetDecisions(
         HttpContext context, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "correlation_id")] string? correlationId,
         [Microsoft.AspNetCore.Mvc.FromQuery(Name = "wait")] string? wait, CancellationToken ct)
     {

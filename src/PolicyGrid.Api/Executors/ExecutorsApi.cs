@@ -40,7 +40,7 @@ public static class ExecutorsApi
         return app;
     }
 
-    public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Create(JsonBody body, [AsParameters] ExecutorServices services, CancellationToken ct)
+    public static async Task<Results<EnvelopeOk<JsonObject>, Failure>> Create(JsonBody body, [AsParameters] ExecutorServices services, CancellationToken ct)
     {
         var executor = PolicyExecutor.FromJson(body.RequireObject());
         if (await services.Store.GetAsync(Collections.Executors, executor.ExecutorId, ct) is not null)
@@ -49,13 +49,13 @@ public static class ExecutorsApi
         return Answer(services.Http, stored, IgnoredFields.Warnings(body.RequireObject(), stored.Body, "an executor"));
     }
 
-    public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Get([Description("The executor_id")] string id, [AsParameters] ExecutorServices services, CancellationToken ct)
+    public static async Task<Results<EnvelopeOk<JsonObject>, Failure>> Get([Description("The executor_id")] string id, [AsParameters] ExecutorServices services, CancellationToken ct)
     {
         var stored = await services.Store.GetAsync(Collections.Executors, id, ct);
         return stored is null ? Failure.From(Missing(id)) : Answer(services.Http, stored);
     }
 
-    public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Update(string id, JsonBody body, [AsParameters] ExecutorServices services, CancellationToken ct)
+    public static async Task<Results<EnvelopeOk<JsonObject>, Failure>> Update(string id, JsonBody body, [AsParameters] ExecutorServices services, CancellationToken ct)
     {
         var update = body.RequireObject("update");
         var builtIn = IsBuiltIn(services.Http, id);
@@ -95,7 +95,7 @@ public static class ExecutorsApi
         }
     }
 
-    public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Delete(string id, [AsParameters] ExecutorServices services, CancellationToken ct)
+    public static async Task<Results<EnvelopeOk<JsonObject>, Failure>> Delete(string id, [AsParameters] ExecutorServices services, CancellationToken ct)
     {
         if (IsBuiltIn(services.Http, id))
             return Failure.From(Problems.Conflict($"'{id}' is the built-in executor of this server and comes back at every start; set its executor_status to \"draining\" to stop using it"));
@@ -109,21 +109,21 @@ public static class ExecutorsApi
         return deleted is null ? Failure.From(Missing(id)) : Envelope.Answer.Ok(deleted.Body);
     }
 
-    public static async Task<Ok<Envelope<JsonArray>>> Query(JsonBody body, QueryWindow window, [AsParameters] ExecutorServices services, CancellationToken ct)
+    public static async Task<EnvelopeOk<JsonArray>> Query(JsonBody body, QueryWindow window, [AsParameters] ExecutorServices services, CancellationToken ct)
     {
         var filter = FilterParser.Parse(body.Node);
         var found = await services.Store.QueryAsync(Collections.Executors, window.Over(filter), ct);
         return Envelope.Answer.Ok(new JsonArray([.. found.Select(d => (JsonNode)d.Body)]));
     }
 
-    public static async Task<Ok<Envelope<JsonObject>>> Execute(string id, JsonBody body, [AsParameters] ExecutorServices services, CancellationToken ct)
+    public static async Task<EnvelopeOk<JsonObject>> Execute(string id, JsonBody body, [AsParameters] ExecutorServices services, CancellationToken ct)
     {
         var request = ExecutionBodies.Execution(body.RequireObject(), TimeoutLimit.Of(services.Runtime.Value));
         var result = await services.Dispatch.ExecuteAsync(id, request, services.Http.Caller(), ct);
         return PolicyAnswer(services.Http, result, IgnoredFields.Warnings(body.RequireObject(), ExecutionBodies.ExecutionFields, "an execute_policy request", fate: "was ignored"));
     }
 
-    public static async Task<Ok<Envelope<JsonObject>>> Manage(string id, JsonBody body, [AsParameters] ExecutorServices services, CancellationToken ct)
+    public static async Task<EnvelopeOk<JsonObject>> Manage(string id, JsonBody body, [AsParameters] ExecutorServices services, CancellationToken ct)
     {
         var request = ExecutionBodies.Management(body.RequireObject(), TimeoutLimit.Of(services.Runtime.Value));
         var result = await services.Dispatch.ManageAsync(id, request, services.Http.Caller(), ct);
@@ -131,13 +131,13 @@ public static class ExecutorsApi
     }
 
     /// <summary>Exactly what the policy returned, plus a Deprecation header when its policy is deprecated.</summary>
-    public static Ok<Envelope<JsonObject>> PolicyAnswer(HttpContext http, PolicyResult result, IReadOnlyList<string>? warnings = null)
+    public static EnvelopeOk<JsonObject> PolicyAnswer(HttpContext http, PolicyResult result, IReadOnlyList<string>? warnings = null)
     {
         if (result.Deprecated) http.Response.Headers["Deprecation"] = "true";
         return Envelope.Answer.Ok(result.Output, warnings ?? []);
     }
 
-    private static Ok<Envelope<JsonObject>> Answer(HttpContext http, StoredDocument stored, IReadOnlyList<string>? warnings = null)
+    private static EnvelopeOk<JsonObject> Answer(HttpContext http, StoredDocument stored, IReadOnlyList<string>? warnings = null)
     {
         ETags.Set(http.Response, stored.Revision);
         return Envelope.Answer.Ok(stored.Body, warnings ?? []);

@@ -66,40 +66,40 @@ public static class FunctionsApi
         return app;
     }
 
-    public static async Task<Ok<Envelope<JsonObject>>> Deploy([Description("The executor to deploy on; empty lets the allocation rule pick")] string executorId,
+    public static async Task<EnvelopeOk<JsonObject>> Deploy([Description("The executor to deploy on; empty lets the allocation rule pick")] string executorId,
         JsonBody body, FunctionRegistry functions, CancellationToken ct) =>
         Deployed(await functions.DeployAsync(executorId, body.RequireObject(), ct), body.RequireObject());
 
-    public static async Task<Ok<Envelope<JsonObject>>> DeployAnywhere(JsonBody body, FunctionRegistry functions, CancellationToken ct) =>
+    public static async Task<EnvelopeOk<JsonObject>> DeployAnywhere(JsonBody body, FunctionRegistry functions, CancellationToken ct) =>
         Deployed(await functions.DeployAsync(null, body.RequireObject(), ct), body.RequireObject());
 
-    private static Ok<Envelope<JsonObject>> Deployed(StoredDocument stored, JsonObject body) =>
+    private static EnvelopeOk<JsonObject> Deployed(StoredDocument stored, JsonObject body) =>
         Answer.Ok(FunctionDeployment.FromJson(stored.Body).ToRedactedJson(), FunctionDeploymentRequest.IgnoredFieldWarnings(body));
 
-    public static async Task<Ok<Envelope<JsonObject>>> Remove(string name, FunctionRegistry functions, HttpContext http, CancellationToken ct) =>
+    public static async Task<EnvelopeOk<JsonObject>> Remove(string name, FunctionRegistry functions, HttpContext http, CancellationToken ct) =>
         Read(await functions.RemoveAsync(name, ETags.IfMatch(http.Request), ct));
 
-    public static async Task<Ok<Envelope<JsonObject>>> Call(string name, JsonBody body, FunctionRegistry functions, CancellationToken ct) =>
+    public static async Task<EnvelopeOk<JsonObject>> Call(string name, JsonBody body, FunctionRegistry functions, CancellationToken ct) =>
         Answer.Ok(await functions.CallAsync(name, body.Node, ct));
 
-    public static async Task<Ok<Envelope<JsonObject>>> Manage(string name, JsonBody body, FunctionRegistry functions, CancellationToken ct) =>
+    public static async Task<EnvelopeOk<JsonObject>> Manage(string name, JsonBody body, FunctionRegistry functions, CancellationToken ct) =>
         Answer.Ok(await functions.ManageAsync(name, body.RequireObject(), ct));
 
-    public static async Task<Ok<Envelope<JsonObject>>> Get(string functionId, FunctionRegistry functions, HttpContext http, CancellationToken ct)
+    public static async Task<EnvelopeOk<JsonObject>> Get(string functionId, FunctionRegistry functions, HttpContext http, CancellationToken ct)
     {
         var stored = await functions.GetAsync(functionId, ct);
         ETags.Set(http.Response, stored.Revision);
         return Read(stored);
     }
 
-    public static async Task<Ok<Envelope<JsonArray>>> Query(JsonBody body, QueryWindow window, FunctionRegistry functions, CancellationToken ct)
+    public static async Task<EnvelopeOk<JsonArray>> Query(JsonBody body, QueryWindow window, FunctionRegistry functions, CancellationToken ct)
     {
         var filter = FilterParser.Parse(body.Node);
         var found = await functions.QueryAsync(window.Over(filter), ct);
         return Answer.Ok(new JsonArray([.. found.Select(f => (JsonNode)f)]));
     }
 
-    public static async Task<Ok<Envelope<JsonObject>>> NodeDeploy(JsonBody body, HttpContext http, CancellationToken ct)
+    public static async Task<EnvelopeOk<JsonObject>> NodeDeploy(JsonBody body, HttpContext http, CancellationToken ct)
     {
         var function = FunctionDeployment.FromJson(body.RequireObject());
         if (function.FunctionPolicyData.Count == 0) throw Problems.Validation("function_policy_data", "is required: the policy snapshot to run");
@@ -128,15 +128,15 @@ public static class FunctionsApi
             throw Problems.BadRequest($"function_policy_rule_uri '{function.FunctionPolicyRuleUri}' disagrees with function_policy_data.policy_rule_uri '{snapshotUri}'; the snapshot must be of the policy the deployment names");
     }
 
-    public static async Task<Ok<Envelope<JsonObject>>> NodeRemove(string name, HttpContext http, CancellationToken ct) =>
+    public static async Task<EnvelopeOk<JsonObject>> NodeRemove(string name, HttpContext http, CancellationToken ct) =>
         await LocalHost(http).RemoveAsync(name, ct)
             ? Answer.Ok(new JsonObject { ["function_id"] = name, ["status"] = "removed" })
             : throw Problems.NotFound($"function '{name}' is not deployed on this node");
 
-    public static async Task<Ok<Envelope<JsonObject>>> NodeCall(string name, JsonBody body, HttpContext http, CancellationToken ct) =>
+    public static async Task<EnvelopeOk<JsonObject>> NodeCall(string name, JsonBody body, HttpContext http, CancellationToken ct) =>
         Answer.Ok(await LocalHost(http).CallAsync(name, body.Node ?? new JsonObject(), ct));
 
-    public static async Task<Ok<Envelope<JsonObject>>> NodeManage(string name, JsonBody body, HttpContext http, CancellationToken ct)
+    public static async Task<EnvelopeOk<JsonObject>> NodeManage(string name, JsonBody body, HttpContext http, CancellationToken ct)
     {
         var request = body.RequireObject();
         var action = request["action"] is JsonValue a && a.TryGetValue<string>(out var text) && text.Length > 0
@@ -150,5 +150,5 @@ public static class FunctionsApi
         http.RequestServices.GetService<IFunctionHost>()
         ?? throw Problems.NotFound("this server hosts no functions itself; deploy through POST /function/deployments/create/{executor_id}");
 
-    private static Ok<Envelope<JsonObject>> Read(StoredDocument stored) => Answer.Ok(FunctionDeployment.FromJson(stored.Body).ToRedactedJson());
+    private static EnvelopeOk<JsonObject> Read(StoredDocument stored) => Answer.Ok(FunctionDeployment.FromJson(stored.Body).ToRedactedJson());
 }

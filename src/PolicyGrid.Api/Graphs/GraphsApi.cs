@@ -54,19 +54,19 @@ public static class GraphsApi
         return app;
     }
 
-    public static async Task<Ok<Envelope<JsonObject>>> Create(JsonBody body, GraphRegistry graphs, HttpContext http, CancellationToken ct) =>
+    public static async Task<EnvelopeOk<JsonObject>> Create(JsonBody body, GraphRegistry graphs, HttpContext http, CancellationToken ct) =>
         await Written(http, graphs, body.RequireObject(), await graphs.CreateAsync(body.RequireObject(), ct), ct);
 
-    public static async Task<Ok<Envelope<JsonObject>>> Get([Description("The graph URI, name:version-release_tag")] string uri, GraphRegistry graphs, HttpContext http, CancellationToken ct) =>
+    public static async Task<EnvelopeOk<JsonObject>> Get([Description("The graph URI, name:version-release_tag")] string uri, GraphRegistry graphs, HttpContext http, CancellationToken ct) =>
         Read(http, await graphs.GetAsync(uri, ct));
 
-    public static async Task<Ok<Envelope<JsonObject>>> Update(string uri, JsonBody body, GraphRegistry graphs, HttpContext http, CancellationToken ct) =>
+    public static async Task<EnvelopeOk<JsonObject>> Update(string uri, JsonBody body, GraphRegistry graphs, HttpContext http, CancellationToken ct) =>
         await Written(http, graphs, body.RequireObject("update"), await graphs.UpdateAsync(uri, body.RequireObject("update"), ETags.IfMatch(http.Request), ct), ct);
 
-    public static async Task<Ok<Envelope<JsonObject>>> Delete(string uri, GraphRegistry graphs, HttpContext http, CancellationToken ct) =>
+    public static async Task<EnvelopeOk<JsonObject>> Delete(string uri, GraphRegistry graphs, HttpContext http, CancellationToken ct) =>
         Answer.Ok((await graphs.DeleteAsync(uri, ETags.IfMatch(http.Request), ct)).Body);
 
-    public static async Task<Ok<Envelope<JsonArray>>> Query(JsonBody body, QueryWindow window, GraphRegistry graphs, CancellationToken ct)
+    public static async Task<EnvelopeOk<JsonArray>> Query(JsonBody body, QueryWindow window, GraphRegistry graphs, CancellationToken ct)
     {
         var found = await graphs.QueryAsync(window.Over(FilterParser.Parse(body.Node)), ct);
         return Answer.Ok(new JsonArray([.. found.Select(g => (JsonNode)g.Body.DeepClone())]));
@@ -75,7 +75,7 @@ public static class GraphsApi
     public static async Task<ContentHttpResult> Diagram(string uri, GraphRegistry graphs, CancellationToken ct) =>
         TypedResults.Text(await graphs.DiagramAsync(uri, ct), MermaidMediaType);
 
-    public static async Task<Ok<Envelope<JsonNode?>>> Execute(JsonBody body, GraphRegistry graphs, CancellationToken ct) =>
+    public static async Task<EnvelopeOk<JsonNode?>> Execute(JsonBody body, GraphRegistry graphs, CancellationToken ct) =>
         Answer.Ok(await graphs.ExecuteAsync(body.RequireObject(), ct),
             IgnoredFields.Warnings(body.RequireObject(), ExecuteFields, "an execute_graph request", fate: "was ignored"));
 
@@ -83,20 +83,20 @@ public static class GraphsApi
     public static readonly IReadOnlySet<string> ExecuteFields = new HashSet<string>(StringComparer.Ordinal)
         { "graph_uri", "input_data", "trace", "async", "timeout_seconds" };
 
-    public static async Task<Ok<Envelope<JsonObject>>> Execution(string id, GraphRegistry graphs, CancellationToken ct) =>
+    public static async Task<EnvelopeOk<JsonObject>> Execution(string id, GraphRegistry graphs, CancellationToken ct) =>
         Answer.Ok(await graphs.ExecutionAsync(id, ct));
 
     // A graph may be stored before its functions are deployed (it runs once they are), but a node named by mistake
     // should not first show up at execution: the answer warns of every node that has no deployed function now, and of
     // fields the body named that a graph does not have.
-    private static async Task<Ok<Envelope<JsonObject>>> Written(HttpContext http, GraphRegistry graphs, JsonObject body, StoredDocument stored, CancellationToken ct)
+    private static async Task<EnvelopeOk<JsonObject>> Written(HttpContext http, GraphRegistry graphs, JsonObject body, StoredDocument stored, CancellationToken ct)
     {
         ETags.Set(http.Response, stored.Revision);
         IReadOnlyList<string> warnings = [.. IgnoredFields.Warnings(body, stored.Body, "a graph"), .. await graphs.UndeployedNodeWarningsAsync(stored.Body, ct)];
         return Answer.Ok(stored.Body, warnings);
     }
 
-    private static Ok<Envelope<JsonObject>> Read(HttpContext http, StoredDocument stored)
+    private static EnvelopeOk<JsonObject> Read(HttpContext http, StoredDocument stored)
     {
         ETags.Set(http.Response, stored.Revision);
         return Answer.Ok(stored.Body);

@@ -27,7 +27,7 @@ public static class InfraApi
         return app;
     }
 
-    public static async Task<Ok<Envelope<JsonObject>>> Create(string id, JsonBody body, IDocumentStore store, IServiceProvider services, ILoggerFactory loggers, CancellationToken ct)
+    public static async Task<EnvelopeOk<JsonObject>> Create(string id, JsonBody body, IDocumentStore store, IServiceProvider services, ILoggerFactory loggers, CancellationToken ct)
     {
         var config = ClusterConfig(body);
         var stored = await store.GetAsync(Collections.Executors, id, ct) ?? throw Problems.NotFound($"no executor '{id}' is registered");
@@ -45,7 +45,7 @@ public static class InfraApi
         return Answer.Ok(Describe(report, saved.Body));
     }
 
-    public static async Task<Ok<Envelope<JsonObject>>> Remove(string id, JsonBody body, IDocumentStore store, IServiceProvider services, CancellationToken ct)
+    public static async Task<EnvelopeOk<JsonObject>> Remove(string id, JsonBody body, IDocumentStore store, IServiceProvider services, CancellationToken ct)
     {
         var config = ClusterConfig(body);
         var stored = await store.GetAsync(Collections.Executors, id, ct) ?? throw Problems.NotFound($"no executor '{id}' is registered");

@@ -67,36 +67,36 @@ public static class JobsApi
         return app;
     }
 
-    public static async Task<Ok<Envelope<JsonObject>>> SubmitTo([FromRoute(Name = "executor_id"), Description("The executor to run on")] string executorId, JsonBody body, JobBoard board, CancellationToken ct) =>
+    public static async Task<EnvelopeOk<JsonObject>> SubmitTo([FromRoute(Name = "executor_id"), Description("The executor to run on")] string executorId, JsonBody body, JobBoard board, CancellationToken ct) =>
         Submitted(await board.SubmitAsync(executorId, body.RequireObject(), ct), body.RequireObject());
 
-    public static async Task<Ok<Envelope<JsonObject>>> SubmitAnywhere(JsonBody body, JobBoard board, CancellationToken ct) =>
+    public static async Task<EnvelopeOk<JsonObject>> SubmitAnywhere(JsonBody body, JobBoard board, CancellationToken ct) =>
         Submitted(await board.SubmitAsync(null, body.RequireObject(), ct), body.RequireObject());
 
     // The job record holds every field a submission may carry, so a field it lacks was dropped: the answer says so.
-    private static Ok<Envelope<JsonObject>> Submitted(JsonObject job, JsonObject body) =>
+    private static EnvelopeOk<JsonObject> Submitted(JsonObject job, JsonObject body) =>
         Answer.Ok(job, IgnoredFields.Warnings(body, job, "a job"));
 
-    public static async Task<Ok<Envelope<JsonObject>>> Get([FromRoute(Name = "job_id")] string jobId, [Description("Seconds to wait for the job to end")] string? wait, JobBoard board, CancellationToken ct) =>
+    public static async Task<EnvelopeOk<JsonObject>> Get([FromRoute(Name = "job_id")] string jobId, [Description("Seconds to wait for the job to end")] string? wait, JobBoard board, CancellationToken ct) =>
         Answer.Ok(await board.GetAsync(jobId, Wait(wait), ct));
 
-    public static async Task<Ok<Envelope<JsonObject>>> Cancel([FromRoute(Name = "job_id")] string jobId, JobBoard board, CancellationToken ct) =>
+    public static async Task<EnvelopeOk<JsonObject>> Cancel([FromRoute(Name = "job_id")] string jobId, JobBoard board, CancellationToken ct) =>
         Answer.Ok(await board.CancelAsync(jobId, ct));
 
-    public static async Task<Ok<Envelope<IReadOnlyList<JsonObject>>>> Query(JsonBody body, QueryWindow window, JobBoard board, CancellationToken ct)
+    public static async Task<EnvelopeOk<IReadOnlyList<JsonObject>>> Query(JsonBody body, QueryWindow window, JobBoard board, CancellationToken ct)
     {
         var filter = FilterParser.Parse(body.Node);
         return Answer.Ok(await board.QueryAsync(window.Over(filter), ct));
     }
 
-    public static async Task<Ok<Envelope<JsonObject>>> Report([FromRoute(Name = "job_id")] string jobId, JsonBody body, HttpContext http, JobBoard board, CancellationToken ct)
+    public static async Task<EnvelopeOk<JsonObject>> Report([FromRoute(Name = "job_id")] string jobId, JsonBody body, HttpContext http, JobBoard board, CancellationToken ct)
     {
         var header = http.Request.Headers.Authorization.ToString();
         var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : "";
         return Answer.Ok(await board.ReportAsync(jobId, token, body.RequireObject(), ct));
     }
 
-    public static async Task<Ok<Envelope<JsonObject>>> CreateJob(JsonBody body, JobBoard board, CancellationToken ct) =>
+    public static async Task<EnvelopeOk<JsonObject>> CreateJob(JsonBody body, JobBoard board, CancellationToken ct) =>
         Answer.Ok(await board.AcceptAsync(body.RequireObject(), ct));
 
     private static readonly TimeSpan LongestWait = TimeSpan.FromDays(1);

@@ -26,14 +26,14 @@ public static class NodeApi
         return app;
     }
 
-    public static async Task<Ok<Envelope<JsonObject>>> Execute(JsonBody body, [AsParameters] NodeServices services, CancellationToken ct)
+    public static async Task<EnvelopeOk<JsonObject>> Execute(JsonBody body, [AsParameters] NodeServices services, CancellationToken ct)
     {
         var request = ExecutionBodies.Execution(body.RequireObject(), TimeoutLimit.Of(services.Runtime.Value));
         var executor = services.Dispatch.ExecutorFor(ExecutorsApi.BuiltInId, ExecutorsApi.BuiltInHostUri);
         return ExecutorsApi.PolicyAnswer(services.Http, await executor.ExecuteAsync(request, services.Http.Caller(), ct));
     }
 
-    public static async Task<Ok<Envelope<JsonObject>>> Manage(JsonBody body, [AsParameters] NodeServices services, CancellationToken ct)
+    public static async Task<EnvelopeOk<JsonObject>> Manage(JsonBody body, [AsParameters] NodeServices services, CancellationToken ct)
     {
         var request = ExecutionBodies.Management(body.RequireObject(), TimeoutLimit.Of(services.Runtime.Value));
         var executor = services.Dispatch.ExecutorFor(ExecutorsApi.BuiltInId, ExecutorsApi.BuiltInHostUri);

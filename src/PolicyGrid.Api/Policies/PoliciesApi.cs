@@ -41,7 +41,7 @@ public static class PoliciesApi
         return app;
     }
 
-    public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Create(JsonBody body, [AsParameters] PolicyServices services, CancellationToken ct)
+    public static async Task<Results<EnvelopeOk<JsonObject>, Failure>> Create(JsonBody body, [AsParameters] PolicyServices services, CancellationToken ct)
     {
         var rule = PolicyRule.FromJson(body.RequireObject()).WithTimestamps(null, services.Clock.GetUtcNow());
         if (await services.Store.GetAsync(Collections.Policies, rule.PolicyRuleUri, ct) is not null)
@@ -51,13 +51,13 @@ public static class PoliciesApi
         return Answer(services.Http, stored, IgnoredFields.Warnings(body.RequireObject(), stored.Body, "a policy"));
     }
 
-    public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Get([Description("The policy URI, name:version-release_tag")] string uri, [AsParameters] PolicyServices services, CancellationToken ct)
+    public static async Task<Results<EnvelopeOk<JsonObject>, Failure>> Get([Description("The policy URI, name:version-release_tag")] string uri, [AsParameters] PolicyServices services, CancellationToken ct)
     {
         var stored = await services.Store.GetAsync(Collections.Policies, Canonical(uri), ct);
         return stored is null ? Failure.From(Missing(uri)) : Answer(services.Http, stored);
     }
 
-    public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Update(string uri, JsonBody body, [AsParameters] PolicyServices services, CancellationToken ct)
+    public static async Task<Results<EnvelopeOk<JsonObject>, Failure>> Update(string uri, JsonBody body, [AsParameters] PolicyServices services, CancellationToken ct)
     {
         var id = Canonical(uri);
         var update = body.RequireObject("update");
@@ -88,7 +88,7 @@ public static class PoliciesApi
         return Answer(services.Http, stored, IgnoredFields.Warnings(update, stored.Body, "a policy"));
     }
 
-    public static async Task<Results<Ok<Envelope<JsonObject>>, Failure>> Delete(string uri, [Description("true: delete even while functions or graphs use the policy")] string? force, [AsParameters] PolicyServices services, CancellationToken ct)
+    public static async Task<Results<EnvelopeOk<JsonObject>, Failure>> Delete(string uri, [Description("true: delete even while functions or graphs use the policy")] string? force, [AsParameters] PolicyServices services, CancellationToken ct)
     {
         var id = Canonical(uri);
         // Read from the query itself, not the binder's string: ?force= and a repeated ?force are refused too, by name.
@@ -107,7 +107,7 @@ public static class PoliciesApi
         return deleted is null ? Failure.From(Missing(uri)) : Envelope.Answer.Ok(Redact(deleted.Body));
     }
 
-    public static async Task<Ok<Envelope<JsonArray>>> Query(JsonBody body, QueryWindow window, [AsParameters] PolicyServices services, CancellationToken ct)
+    public static async Task<EnvelopeOk<JsonArray>> Query(JsonBody body, QueryWindow window, [AsParameters] PolicyServices services, CancellationToken ct)
     {
         var filter = FilterParser.Parse(body.Node);
         var found = await RedactedQuery.RunAsync(services.Store, Collections.Policies, window.Over(filter),
@@ -126,7 +126,7 @@ public static class PoliciesApi
         return answer;
     }
 
-    private static Ok<Envelope<JsonObject>> Answer(HttpContext http, StoredDocument stored, IReadOnlyList<string>? warnings = null)
+    private static EnvelopeOk<JsonObject> Answer(HttpContext http, StoredDocument stored, IReadOnlyList<string>? warnings = null)
     {
         ETags.Set(http.Response, stored.Revision);
         if (stored.Body["status"]?.GetValue<string>() == PolicyStatus.Deprecated) http.Response.Headers["Deprecation"] = "true";
