@@ -125,3 +125,30 @@ public sealed class KestrelContentLengthTests(KestrelGridServer server) : IClass
         head.Body.ShouldBeEmpty();
     }
 }
+
+/// <summary>What <see cref="PolicyGrid.Api.Envelope.JsonAnswer"/> sends: the whole body, whatever its size, with its length.</summary>
+public sealed class JsonAnswerTests
+{
+    [Theory]
+    [InlineData(0)]
+    [InlineData(4_000)]
+    [InlineData(300_000)]
+    public async Task The_body_is_the_serialized_envelope_and_its_length_is_announced(int textLength)
+    {
+        var http = new Microsoft.AspNetCore.Http.DefaultHttpContext
+        {
+            RequestServices = Microsoft.Extensions.DependencyInjection.ServiceCollectionContainerBuilderExtensions.BuildServiceProvider(new Microsoft.Extensions.DependencyInjection.ServiceCollection()),
+        };
+        var sent = new MemoryStream();
+        http.Response.Body = sent;
+        var data = new System.Text.Json.Nodes.JsonObject { ["text"] = new string('é', textLength), ["n"] = 1 };
+
+        await PolicyGrid.Api.Envelope.JsonAnswer.WriteAsync(http, 200, new PolicyGrid.Api.Envelope.Envelope<System.Text.Json.Nodes.JsonObject>(data));
+
+        http.Response.ContentLength.ShouldBe(sent.Length);
+        http.Response.ContentType.ShouldBe("application/json; charset=utf-8");
+        var answer = System.Text.Json.Nodes.JsonNode.Parse(sent.ToArray())!;
+        answer["success"]!.GetValue<bool>().ShouldBeTrue();
+        answer["data"]!["text"]!.GetValue<string>().ShouldBe(new string('é', textLength));
+    }
+}

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Reflection;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
@@ -38,15 +39,58 @@ public static class JsonAnswer
 {
     public const string ContentType = "application/json; charset=utf-8";
 
-    public static Task WriteAsync<T>(HttpContext httpContext, int status, T value)
+    public static async Task WriteAsync<T>(HttpContext httpContext, int status, T value)
     {
         ArgumentNullException.ThrowIfNull(httpContext);
         var options = httpContext.RequestServices.GetService<IOptions<HttpJsonOptions>>()?.Value.SerializerOptions ?? ApiJson.Options;
-        var body = JsonSerializer.SerializeToUtf8Bytes(value, options);
+        // Into pooled memory: a query's answer can run to megabytes, which as one fresh array each time would churn
+        // the large-object heap.
+        using var body = new PooledBuffer();
+        using (var writer = new Utf8JsonWriter(body, new JsonWriterOptions { Encoder = options.Encoder, Indented = options.WriteIndented, MaxDepth = options.MaxDepth, SkipValidation = true }))
+            JsonSerializer.Serialize(writer, value, options);
         var response = httpContext.Response;
         response.StatusCode = status;
         response.ContentType = ContentType;
-        response.ContentLength = body.Length;
-        return response.Body.WriteAsync(body, httpContext.RequestAborted).AsTask();
+        response.ContentLength = body.Written.Length;
+        await response.Body.WriteAsync(body.Written, httpContext.RequestAborted);
+    }
+
+    /// <summary>A growing buffer of arrays rented from the shared pool, returned when disposed.</summary>
+    private sealed class PooledBuffer : IBufferWriter<byte>, IDisposable
+    {
+        private byte[] array = ArrayPool<byte>.Shared.Rent(4096);
+        private int count;
+
+        public ReadOnlyMemory<byte> Written => array.AsMemory(0, count);
+
+        public void Advance(int bytes) => count += bytes;
+
+        public Memory<byte> GetMemory(int sizeHint = 0)
+        {
+            Reserve(sizeHint);
+            return array.AsMemory(count);
+        }
+
+        public Span<byte> GetSpan(int sizeHint = 0)
+        {
+            Reserve(sizeHint);
+            return array.AsSpan(count);
+        }
+
+        private void Reserve(int sizeHint)
+        {
+            var needed = count + Math.Max(sizeHint, 1);
+            if (needed <= array.Length) return;
+            var larger = ArrayPool<byte>.Shared.Rent(Math.Max(needed, checked(array.Length * 2)));
+            array.AsSpan(0, count).CopyTo(larger);
+            ArrayPool<byte>.Shared.Return(array);
+            array = larger;
+        }
+
+        public void Dispose()
+        {
+            ArrayPool<byte>.Shared.Return(array);
+            array = [];
+        }
     }
 }
