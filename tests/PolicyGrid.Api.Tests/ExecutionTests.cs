@@ -60,6 +60,28 @@ public sealed class ExecutionTests(GridServer server) : IClassFixture<GridServer
     }
 
     [Fact]
+    public async Task A_context_key_in_the_function_hosts_space_is_a_400_and_the_functions_saved_state_stays_its_own()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var uri = await Onboarding.SampleAsync(client, "rate_limiter");
+        var function = Unique("limiter");
+        var deployed = await client.Post("/function/deployments/create/local", $$"""{"name": "{{function}}", "policy_rule_uri": "{{uri}}", "replicas": 1}""");
+        deployed.Status.ShouldBe(200, deployed.Body?.ToJsonString());
+        (await client.Post($"/function/call_function/{function}", """{"client_id": "alice"}""")).Status.ShouldBe(200);
+        var contexts = server.Service<IContextStore>();
+        var saved = (await contexts.GetAsync($"function:{function}#0", ct))!.ToJsonString();
+
+        // Without the check, this call read the replica's {context, state} as its context and saved its own over it.
+        var answer = await client.Post("/executor/local/execute_policy",
+            Onboarding.Execute(uri, """{"client_id": "alice"}""", $"\"context_key\": \"function:{function}#0\""));
+
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Message!.ShouldContain("context_key");
+        answer.Message!.ShouldContain("'function:'");
+        (await contexts.GetAsync($"function:{function}#0", ct))!.ToJsonString().ShouldBe(saved);
+    }
+
+    [Fact]
     public async Task The_worked_example_allows_the_listed_ip_and_denies_another()
     {
         var uri = await Onboarding.SampleAsync(client, "ip_allowlist");

@@ -37,13 +37,15 @@ public static class ExecutionBodies
     /// <summary>Most characters in a context_key: a key names one stored context, it does not carry data.</summary>
     public const int MaxContextKeyLength = 1024;
 
-    // Empty means "the policy's own context" (its URI); control characters and very long keys are refused.
+    // Empty means "the policy's own context" (its URI); control characters, very long keys and keys in the function
+    // host's space (ContextKeys) are refused.
     private static string? ContextKeyField(JsonObject body, List<FieldError> errors)
     {
         var key = StringField(body, "context_key", errors);
         if (key is null) return null;
         if (key.Length > MaxContextKeyLength) errors.Add(new("context_key", $"is {key.Length} characters long; at most {MaxContextKeyLength}"));
         else if (key.Any(char.IsControl)) errors.Add(new("context_key", "must not contain control characters (such as NUL)"));
+        else if (ContextKeys.ReservedBecause(key) is { } reserved) errors.Add(new("context_key", reserved));
         return key;
     }
 
