@@ -16,6 +16,8 @@ public class PolicyExecutorTests
     [InlineData("http://10.0.0.5:8080", "http")]
     [InlineData("https://exec.example.com", "https")]
     [InlineData("dapr://policy-executor", "dapr")]
+    [InlineData("http://gateway.example.com/executor/", "http")]
+    [InlineData("http://[::1]:8080", "http")]
     public void Accepts_each_executor_kind(string uri, string scheme) =>
         PolicyExecutor.FromJson(new JsonObject { ["executor_id"] = "e", ["executor_host_uri"] = uri }).Scheme.ShouldBe(scheme);
 
@@ -27,6 +29,12 @@ public class PolicyExecutorTests
     [InlineData("""{"executor_host_uri": "dapr://a/b"}""", "executor_host_uri", "must be dapr://<app-id> and nothing more")]
     [InlineData("""{"executor_host_uri": "dapr://app:3500"}""", "executor_host_uri", "must be dapr://<app-id> and nothing more")]
     [InlineData("""{"executor_host_uri": "inproc://local/x?y"}""", "executor_host_uri", "must be inproc://local and nothing more")]
+    [InlineData("""{"executor_host_uri": "http://node:8080/x?y=1"}""", "executor_host_uri", "has a query or fragment")]
+    [InlineData("""{"executor_host_uri": "http://node:8080/?"}""", "executor_host_uri", "has a query or fragment")]
+    [InlineData("""{"executor_host_uri": "https://node#frag"}""", "executor_host_uri", "has a query or fragment")]
+    [InlineData("""{"executor_host_uri": "http://ops:hunter2@node:8080"}""", "executor_host_uri", "must not hold a user name or password")]
+    [InlineData("""{"executor_host_uri": " http://node:8080"}""", "executor_host_uri", "starts or ends with whitespace")]
+    [InlineData("""{"executor_host_uri": "http://node:8080\n"}""", "executor_host_uri", "starts or ends with whitespace")]
     [InlineData("""{"executor_host_uri": "inproc://local", "executor_status": "sleeping"}""", "executor_status", "is not one of")]
     [InlineData("""{"executor_host_uri": "inproc://local", "executor_metadata": "x"}""", "executor_metadata", "must be an object")]
     [InlineData("""{"executor_host_uri": "inproc://local", "executor_metadata": {"labels": ["gpu"]}}""", "executor_metadata.labels", "must be an object")]
@@ -56,6 +64,21 @@ public class PolicyExecutorTests
     [InlineData("""{"executor_id": "a/b", "executor_host_uri": "inproc://local"}""", "'/'")]
     public void The_id_must_be_usable_in_a_path(string body, string message) =>
         J.Rejects(() => PolicyExecutor.FromJson(J.O(body))).Errors.ShouldHaveSingleItem().Message.ShouldContain(message);
+
+    [Fact]
+    public void A_password_in_the_host_uri_is_refused_without_being_repeated()
+    {
+        var error = J.Rejects(() => PolicyExecutor.FromJson(J.O("""{"executor_id": "e1", "executor_host_uri": "https://ops:hunter2@node"}"""))).Errors.ShouldHaveSingleItem();
+        error.Message.ShouldNotContain("hunter2");
+        error.Message.ShouldContain("RemoteExecutors:Token");
+    }
+
+    [Fact]
+    public void A_stored_executor_with_a_query_in_its_address_still_reads()
+    {
+        // Refused where it is written; one stored by an older server still reads (and is answered as it was).
+        PolicyExecutor.FromStored(J.O("""{"executor_id": "e1", "executor_host_uri": "http://node:8080/x?y=1"}""")).ExecutorHostUri.ShouldBe("http://node:8080/x?y=1");
+    }
 
     [Fact]
     public void Draining_is_a_status() =>

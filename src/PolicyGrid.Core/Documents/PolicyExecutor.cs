@@ -167,6 +167,20 @@ public sealed record PolicyExecutor : IDocument<PolicyExecutor>
         else if (strict && scheme is "dapr" or "inproc" && (uri.AbsolutePath is not ("" or "/") || uri.Query.Length > 0 || uri.Fragment.Length > 0
                  || !uri.IsDefaultPort || uri.UserInfo.Length > 0))
             f.Add("executor_host_uri", $"'{text}' must be {scheme}://{(scheme == "dapr" ? "<app-id>" : "local")} and nothing more");
+        // A node's routes are appended to the address as written (http://node:8080/base + /execute_policy): a query or
+        // fragment would swallow them (the call went to /base?q=1/execute_policy), and user:password is never sent
+        // (HttpClient drops it; nodes take RemoteExecutors:Token) yet would be shown in every read of the executor.
+        else if (strict && scheme is "http" or "https")
+        {
+            if (text.Trim().Length != text.Length)
+                f.Add("executor_host_uri", $"'{text}' starts or ends with whitespace; send the address alone");
+            else if (uri.UserInfo.Length > 0)
+                f.Add("executor_host_uri", "must not hold a user name or password: they are not sent to the node (HttpClient drops them) " +
+                    "and every read of the executor would show them; give the node's token in PolicyGrid:Runtime:RemoteExecutors:Token instead");
+            else if (uri.Query.Length > 0 || uri.Fragment.Length > 0 || text.EndsWith('?') || text.EndsWith('#'))
+                f.Add("executor_host_uri", $"'{text}' has a query or fragment; the node's routes (/execute_policy, ...) are added to the address's " +
+                    "path, so give scheme://host:port and at most a path prefix, such as http://node:8080 or http://gateway/executor");
+        }
     }
 
     public JsonObject ToJson() => new()
