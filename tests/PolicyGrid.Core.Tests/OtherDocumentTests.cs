@@ -62,6 +62,7 @@ public class PolicyExecutorTests
     [InlineData("""{"executor_host_uri": "inproc://local"}""", "is required")]
     [InlineData("""{"executor_id": "a b", "executor_host_uri": "inproc://local"}""", "whitespace")]
     [InlineData("""{"executor_id": "a/b", "executor_host_uri": "inproc://local"}""", "'/'")]
+    [InlineData("""{"executor_id": "query", "executor_host_uri": "http://node:8080"}""", "POST /executor/query")]
     public void The_id_must_be_usable_in_a_path(string body, string message) =>
         J.Rejects(() => PolicyExecutor.FromJson(J.O(body))).Errors.ShouldHaveSingleItem().Message.ShouldContain(message);
 

@@ -25,6 +25,9 @@ public sealed record PolicyExecutor : IDocument<PolicyExecutor>
 
     public static readonly IReadOnlyList<string> Schemes = ["inproc", "http", "https", "dapr"];
 
+    /// <summary>The one id an executor may not have: its path is the query route.</summary>
+    public const string ReservedId = "query";
+
     public string ExecutorId { get; init; } = "";
 
     public string Id => ExecutorId;
@@ -82,6 +85,10 @@ public sealed record PolicyExecutor : IDocument<PolicyExecutor>
             ExecutorHardwareInfo = f.Object("executor_hardware_info"),
             ExecutorStatus = f.Choice("executor_status", Documents.ExecutorStatus.Healthy, Documents.ExecutorStatus.All),
         };
+        // /executor/query is the query route (POST; other methods answer 405): an executor of that id could be created
+        // but never read, updated or deleted.
+        if (strict && executor.ExecutorId == ReservedId)
+            f.Add("executor_id", $"'{ReservedId}' is taken by POST /executor/query, so an executor of that id could not be read, updated or deleted; choose another id");
         if (executor.ExecutorHostUri.Length > 0) CheckHostUri(f, executor.ExecutorHostUri, strict);
         if (executor.ExecutorMetadata["labels"] is { } labels && labels is not JsonObject)
             f.Add("executor_metadata.labels", $"must be an object of label: value, not {DocumentFields.Describe(labels)}");
