@@ -55,6 +55,18 @@ public sealed class MethodTests(GridServer server) : IClassFixture<GridServer>
         head.Header("ETag").ShouldBe(get.Header("ETag"));
     }
 
+    [Theory]
+    [InlineData("PATCH", "/executor/local")]
+    [InlineData("OPTIONS", "/policy/ip_allowlist:1.0-beta")]
+    public async Task A_405_on_a_document_lists_head_beside_get_in_allow_as_head_is_answered_there(string method, string path)
+    {
+        var answer = await client.Call(new HttpMethod(method), path);
+
+        answer.Status.ShouldBe(405);
+        answer.Header("Allow")!.Split(',', StringSplitOptions.TrimEntries).ShouldBe(["DELETE", "GET", "HEAD", "PUT"]);
+        answer.Message.ShouldContain("allowed: DELETE, GET, HEAD, PUT");
+    }
+
     [Fact]
     public async Task Head_of_a_missing_document_is_the_same_404()
     {

@@ -30,7 +30,18 @@ public static class StatusCodeEnvelopes
 
     private static string Allowed(HttpContext http)
     {
-        var allow = http.Response.Headers.Allow.ToString();
+        var allow = WithHead(http.Response.Headers.Allow.ToString());
+        if (allow.Length > 0) http.Response.Headers.Allow = allow;
         return allow.Length > 0 ? $"; allowed: {allow}" : "";
+    }
+
+    // Routing lists the methods of the endpoints it found; HEAD is answered wherever GET is (HeadAsGetMiddleware),
+    // so where GET is allowed, HEAD is too, and Allow says so (RFC 9110: Allow lists every method the resource takes).
+    private static string WithHead(string allow)
+    {
+        var methods = allow.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        if (!methods.Contains(HttpMethods.Get, StringComparer.OrdinalIgnoreCase) || methods.Contains(HttpMethods.Head, StringComparer.OrdinalIgnoreCase))
+            return allow;
+        return string.Join(", ", methods.Append(HttpMethods.Head).Order(StringComparer.Ordinal));
     }
 }
