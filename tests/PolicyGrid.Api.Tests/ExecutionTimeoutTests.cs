@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using Shouldly;
 
 namespace PolicyGrid.Api.Tests;
@@ -32,6 +33,46 @@ public sealed class ExecutionTimeoutTests(GridServer server) : IClassFixture<Gri
 
         answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
         answer.Message.ShouldContain("the number at $.timeout_seconds is out of range (1e400)");
+    }
+
+    [Theory]
+    [InlineData("-1")]
+    [InlineData("1e-9")]
+    [InlineData("\"30\"")]
+    public async Task A_policy_whose_timeout_estimate_is_unusable_is_refused_and_not_stored(string timeout)
+    {
+        var name = PolicyDocuments.Unique("estimate");
+        var body = new JsonObject
+        {
+            ["name"] = name, ["version"] = "1.0", ["release_tag"] = "test", ["code"] = await server.StoreBundleAsync(),
+            ["type"] = "python_class_v1", ["resource_estimates"] = JsonNode.Parse($$"""{"timeout_seconds": {{timeout}}}"""),
+        };
+
+        var answer = await client.Post("/policy", body.ToJsonString());
+
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Message.ShouldStartWith("resource_estimates.timeout_seconds: must be a number of seconds");
+        (await client.Get($"/policy/{name}:1.0-test")).Status.ShouldBe(404);
+    }
+
+    [Theory]
+    [InlineData("1e12")]
+    [InlineData("1e-9")]
+    public async Task A_stored_policy_with_a_timeout_estimate_the_clock_cannot_hold_still_runs(string timeout)
+    {
+        // 1e12 s overflowed TimeSpan (a 500 on every call), 1e-9 s was a deadline of zero (a 400 about a timeout_seconds
+        // the caller never sent). An older server stored both; they now run with the capped or the default deadline.
+        var uri = await server.StorePolicyAsync(PolicyDocuments.Unique("stored"), GridServer.EchoPolicy,
+            new JsonObject { ["resource_estimates"] = JsonNode.Parse($$"""{"timeout_seconds": {{timeout}}}""") });
+
+        var answer = await client.Post("/executor/local/execute_policy", $$$"""{"policy_rule_uri": "{{{uri}}}", "input_data": {"x": 1}}""");
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+
+        var retired = await client.Put($"/policy/{uri}", """{"$set": {"status": "retired"}}""");
+        retired.Status.ShouldBe(200, retired.Body?.ToJsonString());
+        var changed = await client.Put($"/policy/{uri}", """{"$set": {"resource_estimates.timeout_seconds": 0}}""");
+        changed.Status.ShouldBe(400, changed.Body?.ToJsonString());
+        changed.Message.ShouldContain("resource_estimates.timeout_seconds");
     }
 
     [Fact]

@@ -96,6 +96,39 @@ public class PolicyRuleTests
         error.Message.ShouldContain(message);
     }
 
+    [Theory]
+    [InlineData("-1", "not -1")]
+    [InlineData("0", "not 0")]
+    [InlineData("1e-9", "not 1e-9")]
+    [InlineData("\"30\"", "not a string")]
+    [InlineData("{}", "not an object")]
+    public void An_unusable_timeout_estimate_is_named_but_still_reads_as_stored(string timeout, string shown)
+    {
+        var rule = PolicyRule.FromJson(With($$$"""{"resource_estimates": {"timeout_seconds": {{{timeout}}}}}"""));
+
+        var error = rule.EstimateErrors().ShouldHaveSingleItem();
+        error.Path.ShouldBe("resource_estimates.timeout_seconds");
+        error.Message.ShouldContain(shown);
+        PolicyRule.TimeoutEstimate(rule.ResourceEstimates).ShouldBeNull();
+    }
+
+    [Theory]
+    [InlineData("""{}""", null)]
+    [InlineData("""{"timeout_seconds": null}""", null)]
+    [InlineData("""{"timeout_seconds": 2.5}""", 2.5)]
+    [InlineData("""{"timeout_seconds": 1e9}""", 1e9)]
+    public void A_usable_timeout_estimate_is_a_deadline(string estimates, double? seconds)
+    {
+        var rule = PolicyRule.FromJson(With($$$"""{"resource_estimates": {{{estimates}}}}"""));
+
+        rule.EstimateErrors().ShouldBeEmpty();
+        PolicyRule.TimeoutEstimate(rule.ResourceEstimates).ShouldBe(seconds is { } s ? TimeSpan.FromSeconds(s) : null);
+    }
+
+    [Fact]
+    public void A_timeout_estimate_past_what_a_timespan_holds_is_its_largest_value_not_an_overflow() =>
+        PolicyRule.TimeoutEstimate(J.O("""{"timeout_seconds": 1e300}""")).ShouldBe(TimeSpan.MaxValue);
+
     [Fact]
     public void A_matching_uri_is_accepted_also_percent_encoded()
     {

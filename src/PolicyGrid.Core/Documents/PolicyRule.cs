@@ -204,6 +204,33 @@ public sealed record PolicyRule : IDocument<PolicyRule>
         return this with { PolicySettings = mergedSettings, PolicyParameters = mergedParameters };
     }
 
+    /// <summary>
+    /// What is wrong with the <c>resource_estimates</c> keys the platform reads: <c>timeout_seconds</c>, the deadline of
+    /// a call or job that names none, must be a number of seconds of at least one tick of the clock (0.0000001). Not part
+    /// of <see cref="FromJson"/>: older servers stored any value there (and ignored one they could not use), so a stored
+    /// policy keeps running; create and update ask for it where they write the value.
+    /// </summary>
+    public IReadOnlyList<FieldError> EstimateErrors()
+    {
+        var timeout = ResourceEstimates["timeout_seconds"];
+        if (DocumentFields.IsNull(timeout) || TimeoutEstimate(ResourceEstimates) is not null) return [];
+        var shown = timeout is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.Number ? v.ToJsonString() : DocumentFields.Describe(timeout);
+        return [new FieldError("resource_estimates.timeout_seconds",
+            $"must be a number of seconds, at least 0.0000001 (one tick of the clock), not {shown}: it is the deadline of a call or job that names none")];
+    }
+
+    /// <summary>
+    /// <c>resource_estimates.timeout_seconds</c> as a deadline, or null when it is absent or unusable (not a number, not
+    /// more than 0, or under one tick of the clock, which would be a deadline of zero).
+    /// </summary>
+    public static TimeSpan? TimeoutEstimate(JsonObject resourceEstimates)
+    {
+        ArgumentNullException.ThrowIfNull(resourceEstimates);
+        if (!JsonValues.TryDouble(resourceEstimates["timeout_seconds"], out var seconds) || !(seconds > 0)) return null;
+        var deadline = seconds >= TimeSpan.MaxValue.TotalSeconds ? TimeSpan.MaxValue : TimeSpan.FromSeconds(seconds);
+        return deadline > TimeSpan.Zero ? deadline : null;
+    }
+
     /// <summary>Checks a call's input against <see cref="PolicyInputSchema"/>; a 400 naming <c>input_data.…</c> paths.</summary>
     public void EnsureValidInput(JsonNode? inputData) => TemplateValidator.Ensure(PolicyInputSchema, inputData, "input_data");
 

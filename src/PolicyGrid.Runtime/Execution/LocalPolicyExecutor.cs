@@ -219,12 +219,10 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
                 throw Problems.Validation("timeout_seconds", $"must be at most {options.MaxTimeout.TotalSeconds:0.###}");
             return TimeSpan.FromSeconds(seconds);
         }
-        if (rule.ResourceEstimates["timeout_seconds"] is JsonValue estimate
-            && estimate.TryGetValue<double>(out var estimated) && estimated > 0)
-        {
-            var fromPolicy = TimeSpan.FromSeconds(estimated);
+        // An estimate the clock cannot hold (1e-9 is zero ticks) is passed over like any other unusable one: as a
+        // deadline of zero it failed every call with a 400 about a timeout_seconds the caller never sent.
+        if (PolicyRule.TimeoutEstimate(rule.ResourceEstimates) is { } fromPolicy)
             return fromPolicy > options.MaxTimeout ? options.MaxTimeout : fromPolicy;
-        }
         return options.DefaultTimeout;
     }
 
