@@ -99,6 +99,35 @@ public sealed class IgnoredFieldsTests(GridServer server) : IClassFixture<GridSe
         clean.Body!.AsObject().ContainsKey("warnings").ShouldBeFalse();
     }
 
+    [Fact]
+    public async Task A_template_key_that_checks_nothing_is_stored_as_written_and_warned_of_where_it_is_written()
+    {
+        var name = Unique("template");
+        var body = IpAllowlist(name, await server.StoreBundleAsync());
+        body["policy_input_schema"] = JsonNode.Parse("""
+            {"ip": {"type": "string", "requird": true, "maxLength": 15, "example": "10.0.0.1"}, "port": {"type": "integer", "pattern": "^8"}}
+            """);
+
+        var created = await client.Post("/policy", body.ToJsonString());
+
+        created.Status.ShouldBe(200, created.Body?.ToJsonString());
+        created.Data!["policy_input_schema"]!["ip"]!["requird"]!.GetValue<bool>().ShouldBeTrue();
+        created.Body!["warnings"]!.AsArray().Select(w => w!.GetValue<string>()).ShouldBe([
+            "'policy_input_schema.ip.requird' is not a template keyword and checks nothing; did you mean 'required'?",
+            "'policy_input_schema.ip.maxLength' is not a template keyword and checks nothing; did you mean 'max_length'?",
+            "'policy_input_schema.port.pattern' checks nothing: pattern is only checked on strings, and the type is \"integer\"",
+        ]);
+
+        // An update that leaves the templates alone says nothing of them; one that writes a command's schema is checked.
+        var other = await client.Put($"/policy/{Uri(name)}", """{"$set": {"description": "unrelated"}}""");
+        other.Body!.AsObject().ContainsKey("warnings").ShouldBeFalse();
+        var command = await client.Put($"/policy/{Uri(name)}",
+            """{"$set": {"management_commands_schema": [{"name": "pick", "schema": {"mode": {"type": "string", "choices": [1, 2]}}}]}}""");
+        command.Status.ShouldBe(200, command.Body?.ToJsonString());
+        command.Body!["warnings"]!.AsArray().Single()!.GetValue<string>()
+            .ShouldBe("'management_commands_schema[0].schema.mode.choices' refuses every value: no choice is a string, as the type \"string\" asks");
+    }
+
     [Theory]
     [InlineData("policy_paramters", "policy_parameters")]
     [InlineData("policySettings", "policy_settings")]

@@ -20,6 +20,38 @@ public class TemplateValidatorTests
     private static IReadOnlyList<FieldError> Check(string value) => TemplateValidator.Validate(AllowlistTemplate, J.N(value), "policy_parameters");
 
     [Fact]
+    public void A_template_whose_keys_all_apply_has_no_inert_keys() =>
+        TemplateValidator.InertKeys(AllowlistTemplate, "policy_parameters_schema").ShouldBeEmpty();
+
+    [Fact]
+    public void Inert_keys_are_found_at_any_depth_with_why_a_keyword_checks_nothing()
+    {
+        var template = J.O("""
+            {
+              "port": {"type": "integer", "pattern": "^8", "max_length": 2, "requird": true, "default": 80},
+              "name": {"type": "string", "min": 1, "choices": [1, 2]},
+              "hosts": {"type": "array", "items": {"type": "boolean", "maxLength": 3}},
+              "limits": {"type": "object", "properties": {"rate": {"type": "string", "max": 10}}},
+              "free": {"pattern": "^a", "min": 0, "max_length": 1}
+            }
+            """);
+
+        var inert = TemplateValidator.InertKeys(template, "policy_input_schema")
+            .Select(k => $"{k.Path}.{k.Key}: {k.Reason ?? "no keyword"}").ToList();
+
+        inert.ShouldBe([
+            "policy_input_schema.port.pattern: checks nothing: pattern is only checked on strings, and the type is \"integer\"",
+            "policy_input_schema.port.max_length: checks nothing: max_length is only checked on strings and arrays, and the type is \"integer\"",
+            "policy_input_schema.port.requird: no keyword",
+            "policy_input_schema.port.default: no keyword",
+            "policy_input_schema.name.min: checks nothing: min is only checked on numbers, and the type is \"string\"",
+            "policy_input_schema.name.choices: refuses every value: no choice is a string, as the type \"string\" asks",
+            "policy_input_schema.hosts.items.maxLength: no keyword",
+            "policy_input_schema.limits.properties.rate.max: checks nothing: max is only checked on numbers, and the type is \"string\"",
+        ]);
+    }
+
+    [Fact]
     public void A_valid_value_has_no_errors() =>
         Check("""{"local_allowlist": ["10.0.0.1"], "mode": "strict", "threshold": 0.5, "retries": 3, "enabled": true, "limits": {"rate": 5, "label": "ab"}, "anything": [1, "x"]}""")
             .ShouldBeEmpty();

@@ -49,7 +49,7 @@ public static class PoliciesApi
             return Failure.From(Problems.Conflict($"policy '{rule.PolicyRuleUri}' already exists; update it with PUT /policy/{rule.PolicyRuleUri}, or register a new version or release_tag"));
         rule = await services.Code.CheckAsync(rule, ct);
         var stored = await services.Store.CreateAsync(Collections.Policies, rule.PolicyRuleUri, rule.ToJson(), ct);
-        return Answer(services.Http, stored, IgnoredFields.Warnings(body.RequireObject(), stored.Body, "a policy"));
+        return Answer(services.Http, stored, [.. IgnoredFields.Warnings(body.RequireObject(), stored.Body, "a policy"), .. TemplateWarnings.For(null, rule)]);
     }
 
     public static async Task<Results<EnvelopeOk<JsonObject>, Failure>> Get([Description("The policy URI, name:version-release_tag")] string uri, [AsParameters] PolicyServices services, CancellationToken ct)
@@ -64,6 +64,7 @@ public static class PoliciesApi
         var update = body.RequireObject("update");
         // The last rule whose code passed the dry load and the hash it recorded, so a retry does not load the same code again.
         (PolicyRule Asked, string Sha256)? loaded = null;
+        IReadOnlyList<string> templateWarnings = [];
         var stored = await OptimisticUpdate.ApplyAsync(services.Store, Collections.Policies, id, ETags.IfMatch(services.Http.Request),
             async (current, token) =>
             {
@@ -81,6 +82,7 @@ public static class PoliciesApi
                 if (!JsonValues.DeepEquals(before.ResourceEstimates["timeout_seconds"], rule.ResourceEstimates["timeout_seconds"])
                     && rule.EstimateErrors() is { Count: > 0 } estimates)
                     throw Problems.Validation(estimates);
+                templateWarnings = TemplateWarnings.For(before, rule);
                 if (CodeChanged(before, rule))
                 {
                     if (loaded is null || CodeChanged(loaded.Value.Asked, rule))
@@ -90,7 +92,7 @@ public static class PoliciesApi
                 return rule.ToJson();
             },
             () => Missing(uri), (asked, now) => RevisionMismatch(id, asked, now), ct);
-        return Answer(services.Http, stored, IgnoredFields.Warnings(update, stored.Body, "a policy"));
+        return Answer(services.Http, stored, [.. IgnoredFields.Warnings(update, stored.Body, "a policy"), .. templateWarnings]);
     }
 
     public static async Task<Results<EnvelopeOk<JsonObject>, Failure>> Delete(string uri, [Description("true: delete even while functions or graphs use the policy")] string? force, [AsParameters] PolicyServices services, CancellationToken ct)

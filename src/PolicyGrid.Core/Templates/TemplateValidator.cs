@@ -370,6 +370,60 @@ public static class TemplateValidator
         }
     }
 
+    /// <summary>The keys a spec may hold that the validator reads.</summary>
+    public static readonly IReadOnlyList<string> Keywords =
+        ["type", "description", "pattern", "choices", "min", "max", "max_length", "items", "properties", "required", "secret"];
+
+    /// <summary>
+    /// A key of a spec at <paramref name="Path"/> (<c>policy_input_schema.ip</c>) that does not check what it says:
+    /// <paramref name="Reason"/> says why for a keyword the spec's type never reads (or choices it can never meet); null for
+    /// a key that is no keyword (a template may carry
+    /// such keys, e.g. <c>default</c>, so whether one is a slip for a keyword is for the caller to judge).
+    /// </summary>
+    public sealed record InertKey(string Path, string Key, string? Reason);
+
+    /// <summary>
+    /// Keys of <paramref name="template"/>'s specs, at any depth, that <see cref="Validate"/> never applies: keys that are
+    /// no keyword, and keywords the spec's type does not read (<c>pattern</c> on a number, <c>min</c> on a string,
+    /// <c>max_length</c> on a boolean), and choices none of which is of the type (which refuse every value). <see cref="CheckTemplate"/> accepts
+    /// them (stored templates hold them); a writer is told, since the check it wrote does not happen.
+    /// </summary>
+    public static IReadOnlyList<InertKey> InertKeys(JsonObject template, string path)
+    {
+        ArgumentNullException.ThrowIfNull(template);
+        var found = new List<InertKey>();
+        foreach (var (field, spec) in template)
+            if (spec is JsonObject s) InertKeysOf(s, Join(path ?? "", field), found);
+        return found;
+    }
+
+    private static void InertKeysOf(JsonObject spec, string path, List<InertKey> found)
+    {
+        var type = SpecTypeOf(spec);
+        var named = spec["type"] is JsonValue t && t.GetValueKind() == JsonValueKind.String ? t.ToString() : "any";
+        foreach (var (key, value) in spec)
+        {
+            if (IsNull(value)) continue;
+            var reason = key switch
+            {
+                _ when !Keywords.Contains(key, StringComparer.Ordinal) => "",
+                "pattern" when type is not (SpecType.Any or SpecType.String) => $"checks nothing: pattern is only checked on strings, and the type is \"{named}\"",
+                "max_length" when type is not (SpecType.Any or SpecType.String or SpecType.Array) =>
+                    $"checks nothing: max_length is only checked on strings and arrays, and the type is \"{named}\"",
+                "min" or "max" when type is not (SpecType.Any or SpecType.Number or SpecType.Integer) =>
+                    $"checks nothing: {key} is only checked on numbers, and the type is \"{named}\"",
+                "choices" when value is JsonArray { Count: > 0 } choices && !choices.Any(c => Matches(type, c)) =>
+                    $"refuses every value: no choice is {Article(type)}, as the type \"{named}\" asks",
+                _ => null,
+            };
+            if (reason is not null) found.Add(new InertKey(path, key, reason.Length == 0 ? null : reason));
+        }
+        if (spec["items"] is JsonObject items) InertKeysOf(items, $"{path}.items", found);
+        if (spec["properties"] is JsonObject properties)
+            foreach (var (field, nested) in properties)
+                if (nested is JsonObject n) InertKeysOf(n, Join($"{path}.properties", field), found);
+    }
+
     private static void Optional(JsonObject spec, string key, string path, List<FieldError> errors, Func<JsonNode, bool> ok, string expected)
     {
         if (spec.TryGetPropertyValue(key, out var node) && !IsNull(node) && !ok(node!))
