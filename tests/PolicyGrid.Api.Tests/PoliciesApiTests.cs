@@ -33,6 +33,37 @@ public sealed class PoliciesApiTests(GridServer server) : IClassFixture<GridServ
     }
 
     [Fact]
+    public async Task Two_management_commands_of_one_name_are_a_400_on_create_and_update_and_nothing_is_stored()
+    {
+        var name = Unique("commands");
+        var body = IpAllowlist(name, await server.StoreBundleAsync());
+        body["management_commands_schema"] = JsonNode.Parse("""[{"name": "reset"}, {"name": "reset", "schema": {"n": {"type": "integer", "required": true}}}]""");
+
+        var created = await client.Post("/policy", body.ToJsonString());
+
+        created.Status.ShouldBe(400, created.Body?.ToJsonString());
+        created.Message.ShouldStartWith("management_commands_schema[1].name: 'reset' is already the name of management_commands_schema[0]");
+        (await client.Get($"/policy/{Uri(name)}")).Status.ShouldBe(404);
+
+        body["management_commands_schema"] = JsonNode.Parse("""[{"name": "reset"}]""");
+        (await client.Post("/policy", body.ToJsonString())).Status.ShouldBe(200);
+        var pushed = await client.Put($"/policy/{Uri(name)}", """{"$push": {"management_commands_schema": {"name": "reset"}}}""");
+        pushed.Status.ShouldBe(400, pushed.Body?.ToJsonString());
+        (await client.Get($"/policy/{Uri(name)}")).Data!["management_commands_schema"]!.AsArray().Count.ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task A_policy_stored_with_two_commands_of_one_name_still_runs_and_can_be_retired()
+    {
+        var uri = await server.StorePolicyAsync(Unique("stored_commands"), GridServer.EchoPolicy,
+            new JsonObject { ["management_commands_schema"] = JsonNode.Parse("""[{"name": "a"}, {"name": "a"}]""") });
+
+        (await client.Post("/executor/local/execute_policy", $$$"""{"policy_rule_uri": "{{{uri}}}", "input_data": {}}""")).Status.ShouldBe(200);
+        var retired = await client.Put($"/policy/{uri}", """{"$set": {"status": "retired"}}""");
+        retired.Status.ShouldBe(200, retired.Body?.ToJsonString());
+    }
+
+    [Fact]
     public async Task Create_answers_the_stored_document_with_every_field_and_timestamps()
     {
         var (name, uri, created) = await CreateAsync();

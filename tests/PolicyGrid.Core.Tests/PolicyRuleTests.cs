@@ -106,7 +106,7 @@ public class PolicyRuleTests
     {
         var rule = PolicyRule.FromJson(With($$$"""{"resource_estimates": {"timeout_seconds": {{{timeout}}}}}"""));
 
-        var error = rule.EstimateErrors().ShouldHaveSingleItem();
+        var error = rule.WriteErrors(null).ShouldHaveSingleItem();
         error.Path.ShouldBe("resource_estimates.timeout_seconds");
         error.Message.ShouldContain(shown);
         PolicyRule.TimeoutEstimate(rule.ResourceEstimates).ShouldBeNull();
@@ -121,8 +121,19 @@ public class PolicyRuleTests
     {
         var rule = PolicyRule.FromJson(With($$$"""{"resource_estimates": {{{estimates}}}}"""));
 
-        rule.EstimateErrors().ShouldBeEmpty();
+        rule.WriteErrors(null).ShouldBeEmpty();
         PolicyRule.TimeoutEstimate(rule.ResourceEstimates).ShouldBe(seconds is { } s ? TimeSpan.FromSeconds(s) : null);
+    }
+
+    [Fact]
+    public void Two_management_commands_of_one_name_are_refused_where_written_but_a_stored_pair_reads_and_updates()
+    {
+        var rule = PolicyRule.FromJson(With("""{"management_commands_schema": [{"name": "reset"}, {"name": "get_state"}, {"name": "reset", "schema": {"n": {"type": "integer"}}}]}"""));
+
+        var error = rule.WriteErrors(null).ShouldHaveSingleItem();
+        error.Path.ShouldBe("management_commands_schema[2].name");
+        error.Message.ShouldContain("'reset' is already the name of management_commands_schema[0]");
+        (rule with { Description = "changed" }).WriteErrors(rule).ShouldBeEmpty();
     }
 
     [Fact]

@@ -44,7 +44,7 @@ public static class PoliciesApi
     public static async Task<Results<EnvelopeOk<JsonObject>, Failure>> Create(JsonBody body, [AsParameters] PolicyServices services, CancellationToken ct)
     {
         var rule = PolicyRule.FromJson(body.RequireObject()).WithTimestamps(null, services.Clock.GetUtcNow());
-        if (rule.EstimateErrors() is { Count: > 0 } estimates) throw Problems.Validation(estimates);
+        if (rule.WriteErrors(null) is { Count: > 0 } errors) throw Problems.Validation(errors);
         if (await services.Store.GetAsync(Collections.Policies, rule.PolicyRuleUri, ct) is not null)
             return Failure.From(Problems.Conflict($"policy '{rule.PolicyRuleUri}' already exists; update it with PUT /policy/{rule.PolicyRuleUri}, or register a new version or release_tag"));
         rule = await services.Code.CheckAsync(rule, ct);
@@ -78,10 +78,7 @@ public static class PoliciesApi
                 var before = PolicyRule.FromJson(current.Body);
                 var rule = PolicyRule.FromJson(merged).WithTimestamps(before, services.Clock.GetUtcNow());
                 UpdateEngine.EnsureFieldsKept(update, rule.ToJson());
-                // Checked where the value changes, so a policy stored with one an older server took can still be retired.
-                if (!JsonValues.DeepEquals(before.ResourceEstimates["timeout_seconds"], rule.ResourceEstimates["timeout_seconds"])
-                    && rule.EstimateErrors() is { Count: > 0 } estimates)
-                    throw Problems.Validation(estimates);
+                if (rule.WriteErrors(before) is { Count: > 0 } errors) throw Problems.Validation(errors);
                 templateWarnings = TemplateWarnings.For(before, rule);
                 if (CodeChanged(before, rule))
                 {

@@ -205,18 +205,37 @@ public sealed record PolicyRule : IDocument<PolicyRule>
     }
 
     /// <summary>
-    /// What is wrong with the <c>resource_estimates</c> keys the platform reads: <c>timeout_seconds</c>, the deadline of
-    /// a call or job that names none, must be a number of seconds of at least one tick of the clock (0.0000001). Not part
-    /// of <see cref="FromJson"/>: older servers stored any value there (and ignored one they could not use), so a stored
-    /// policy keeps running; create and update ask for it where they write the value.
+    /// What a create (<paramref name="before"/> null) or an update writes that <see cref="FromJson"/> lets pass because
+    /// older servers stored it, checked only where the value is written, so a policy stored with one keeps running and
+    /// can still be retired:
+    /// <c>resource_estimates.timeout_seconds</c>, the deadline of a call or job that names none, must be a number of
+    /// seconds of at least one tick of the clock (0.0000001); two <c>management_commands_schema</c> entries may not share
+    /// a name (management takes the first, so the second's schema would never be checked).
     /// </summary>
-    public IReadOnlyList<FieldError> EstimateErrors()
+    public IReadOnlyList<FieldError> WriteErrors(PolicyRule? before)
     {
+        var errors = new List<FieldError>();
         var timeout = ResourceEstimates["timeout_seconds"];
-        if (DocumentFields.IsNull(timeout) || TimeoutEstimate(ResourceEstimates) is not null) return [];
-        var shown = timeout is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.Number ? v.ToJsonString() : DocumentFields.Describe(timeout);
-        return [new FieldError("resource_estimates.timeout_seconds",
-            $"must be a number of seconds, at least 0.0000001 (one tick of the clock), not {shown}: it is the deadline of a call or job that names none")];
+        if ((before is null || !JsonValues.DeepEquals(before.ResourceEstimates["timeout_seconds"], timeout))
+            && !DocumentFields.IsNull(timeout) && TimeoutEstimate(ResourceEstimates) is null)
+        {
+            var shown = timeout is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.Number ? v.ToJsonString() : DocumentFields.Describe(timeout);
+            errors.Add(new FieldError("resource_estimates.timeout_seconds",
+                $"must be a number of seconds, at least 0.0000001 (one tick of the clock), not {shown}: it is the deadline of a call or job that names none"));
+        }
+        if (before is null || !JsonValues.DeepEquals(before.ManagementCommandsSchema, ManagementCommandsSchema))
+        {
+            var first = new Dictionary<string, int>(StringComparer.Ordinal);
+            for (var i = 0; i < ManagementCommandsSchema.Count; i++)
+            {
+                if (ManagementCommandsSchema[i]?["name"] is not JsonValue n || !n.TryGetValue<string>(out var name)) continue;
+                if (first.TryGetValue(name, out var earlier))
+                    errors.Add(new FieldError($"management_commands_schema[{i}].name",
+                        $"'{name}' is already the name of management_commands_schema[{earlier}]; management runs the first command of a name, so this one would never be used"));
+                else first[name] = i;
+            }
+        }
+        return errors;
     }
 
     /// <summary>
