@@ -81,6 +81,45 @@ public sealed class ExecutionTests(GridServer server) : IClassFixture<GridServer
         (await contexts.GetAsync($"function:{function}#0", ct))!.ToJsonString().ShouldBe(saved);
     }
 
+    private const string CollidingKeysPolicy = """
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                pass
+            def eval(self, parameters, input_data, context):
+                if input_data.get("mode") == "context":
+                    context[1] = "a"
+                    context["1"] = "b"
+                    return {"ok": True}
+                if input_data.get("mode") == "result":
+                    return {"n": {True: 1, "true": 2}}
+                return {"ok": True, "context": context}
+            def management(self, action, data):
+                return {None: 1, "null": 2}
+        """;
+
+    [Theory]
+    [InlineData("result", "Duplicate property 'true'")]
+    [InlineData("context", "Duplicate property '1'")]
+    public async Task A_policy_answering_a_dict_whose_keys_collide_as_json_is_a_422_and_its_worker_serves_on(string mode, string named)
+    {
+        var uri = await server.RegisterPolicyAsync(Unique("colliding"), CollidingKeysPolicy);
+
+        // Python writes True and "true" (1 and "1") as one JSON key: the answer carried it twice, and a context holding
+        // such keys failed with a 500 when it was read.
+        var answer = await client.Post("/executor/local/execute_policy", Onboarding.Execute(uri, $$"""{"mode": "{{mode}}"}"""));
+
+        answer.Status.ShouldBe(422, answer.Body?.ToJsonString());
+        answer.Code.ShouldBe("policy_error");
+        answer.Message!.ShouldContain(named);
+        answer.Message!.ShouldContain("use string keys");
+        var next = await client.Post("/executor/local/execute_policy", Onboarding.Execute(uri, """{"mode": "plain"}"""));
+        next.Status.ShouldBe(200, next.Body?.ToJsonString());
+        next.Data!["context"]!.AsObject().Count.ShouldBe(0);
+        var management = await client.Post("/executor/local/management", $$"""{"policy_rule_uri": "{{uri}}", "action": "get_state"}""");
+        management.Status.ShouldBe(422, management.Body?.ToJsonString());
+        management.Message!.ShouldContain("Duplicate property 'null'");
+    }
+
     [Fact]
     public async Task The_worked_example_allows_the_listed_ip_and_denies_another()
     {

@@ -63,13 +63,48 @@ internal static class HostFrames
         try
         {
             stream.ReadExactly(payload.AsSpan(0, length));
-            // Input is at most DocumentDepth.Max deep, but a policy may answer deeper: up to what answers can carry.
-            return JsonNode.Parse(payload.AsSpan(0, length), documentOptions: new JsonDocumentOptions { MaxDepth = Core.Documents.DocumentDepth.MaxWritten }) as JsonObject
-                ?? throw new InvalidDataException("worker sent a frame that is not a JSON object");
+            return Parse(payload.AsSpan(0, length));
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(payload);
         }
+    }
+
+    /// <summary>
+    /// One reply frame. Python writes a dict's keys 1 and "1" (or True and "true", None and "null") as one JSON key
+    /// twice; such an object was taken as it was, answered to callers with the key twice, and failed with a 500 where
+    /// the server read its members (a context, a result checked against its output schema). The host's own keys are
+    /// unique, so a frame that is valid JSON but for a repeated key comes from the policy's value: the call answers a
+    /// policy error naming the key, and the worker, still in step with the protocol, serves on.
+    /// </summary>
+    internal static JsonObject Parse(ReadOnlySpan<byte> frame)
+    {
+        // Input is at most DocumentDepth.Max deep, but a policy may answer deeper: up to what answers can carry.
+        var options = new JsonDocumentOptions { MaxDepth = Core.Documents.DocumentDepth.MaxWritten, AllowDuplicateProperties = false };
+        JsonNode? node;
+        try
+        {
+            node = JsonNode.Parse(frame, documentOptions: options);
+        }
+        catch (JsonException strict)
+        {
+            JsonObject? lenient;
+            try { lenient = JsonNode.Parse(frame, documentOptions: options with { AllowDuplicateProperties = true }) as JsonObject; }
+            catch (JsonException) { throw strict; }
+            if (lenient is null) throw;
+            var reply = new JsonObject
+            {
+                ["ok"] = false,
+                ["kind"] = "error",
+                ["type"] = "ValueError",
+                ["message"] = $"the policy answered a dict with a key twice once written as JSON ({strict.Message.TrimEnd('.')}): Python writes " +
+                              "the keys 1, True and None as \"1\", \"true\" and \"null\", so a dict holding both 1 and \"1\" has no JSON form; use string keys",
+                ["traceback"] = "",
+            };
+            if (lenient["retiring"] is { } retiring) reply["retiring"] = retiring.DeepClone();
+            return reply;
+        }
+        return node as JsonObject ?? throw new InvalidDataException("worker sent a frame that is not a JSON object");
     }
 }
