@@ -89,6 +89,22 @@ public sealed class RemoteExecutorAnswersTests(NodeFacingServer registry) : ICla
     }
 
     [Theory]
+    [InlineData(200, """{"success": true, "data": {"allowed": true}, "data": {"allowed": false}}""", "answered 200 without a result envelope")]
+    [InlineData(200, """{"success": true, "data": {"allowed": true, "allowed": false}}""", "answered 200 without a result envelope")]
+    [InlineData(400, """{"success": false, "code": "bad_request", "code": "x", "message": "m"}""", "answered 400 Bad Request without a PolicyGrid error envelope")]
+    public async Task An_answer_with_a_key_twice_is_a_502_naming_the_node_not_a_500(int status, string body, string expected)
+    {
+        using var node = new ScriptedNode(new NodeAnswer(status, body, ContentType: "application/json"));
+        var id = await RegisterAsync(node);
+
+        var answer = await client.Post($"/executor/{id}/execute_policy", Execute());
+
+        answer.Status.ShouldBe(502, answer.Body?.ToJsonString());
+        answer.Message!.ShouldContain($"executor node {node.BaseUri}/ {expected}");
+        await StillServes(id);
+    }
+
+    [Theory]
     [InlineData(true)]
     [InlineData(false)]
     public async Task An_answer_over_MaxAnswerBytes_is_a_502_and_is_not_read_whole(bool withLength)

@@ -91,7 +91,8 @@ public sealed class DaprInvokedExecutor(HttpClient sidecar, string appId) : IPol
 
     private static JsonObject? TryParse(string text)
     {
-        try { return JsonNode.Parse(text) as JsonObject; }
+        // A key given twice is no envelope the executor app writes; read leniently, it failed with a 500 where read.
+        try { return JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) as JsonObject; }
         catch (JsonException) { return null; }
     }
 }

@@ -194,7 +194,10 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
         using var buffer = await BoundedRead.ReadAsync(body, maxBytes, () => TooLarge(response, maxBytes), ct);
         try
         {
-            return JsonNode.Parse(buffer.GetBuffer().AsSpan(0, (int)buffer.Length)) as JsonObject;
+            // A key given twice is no envelope of a PolicyGrid node (which writes none), and such an object failed with a
+            // 500 where its members were read.
+            return JsonNode.Parse(buffer.GetBuffer().AsSpan(0, (int)buffer.Length),
+                documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) as JsonObject;
         }
         catch (JsonException)
         {

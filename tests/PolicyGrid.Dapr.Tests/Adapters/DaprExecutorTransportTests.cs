@@ -146,6 +146,8 @@ public sealed class DaprExecutorTransportTests
     [InlineData(HttpStatusCode.InternalServerError, """{"success": false, "message": "boom", "code": "internal_error"}""")]
     [InlineData(HttpStatusCode.BadGateway, "<html>bad gateway</html>")]
     [InlineData(HttpStatusCode.OK, "not json")]
+    [InlineData(HttpStatusCode.OK, """{"success": true, "data": {"allowed": true}, "data": {"allowed": false}}""")]
+    [InlineData(HttpStatusCode.OK, """{"success": true, "data": {"allowed": true, "allowed": false}}""")]
     public async Task Other_failures_are_a_502_naming_the_app(HttpStatusCode status, string body)
     {
         var (executor, _) = Executor(_ => Json(status, body));
