@@ -120,6 +120,37 @@ public sealed class ExecutionTests(GridServer server) : IClassFixture<GridServer
         management.Message!.ShouldContain("Duplicate property 'null'");
     }
 
+    private const string LoneSurrogatePolicy = """
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                pass
+            def eval(self, parameters, input_data, context):
+                if input_data.get("mode") == "key":
+                    return {"\udc00": 1}
+                if input_data.get("mode") == "value":
+                    return {"s": "\ud800"}
+                return {"s": input_data.get("text")}
+        """;
+
+    [Theory]
+    [InlineData("value", "'\\ud800' is a lone surrogate")]
+    [InlineData("key", "'\\udc00' is a lone surrogate")]
+    public async Task A_policy_answering_text_with_a_lone_surrogate_is_a_422_not_a_fault_blamed_on_the_request(string mode, string named)
+    {
+        var uri = await server.RegisterPolicyAsync(Unique("surrogate"), LoneSurrogatePolicy);
+
+        // Escaped as ASCII, "\ud800" reached the server as a string no JSON writer can write: a 400 saying the request
+        // body was not valid JSON (a value) or a 500 (a key).
+        var answer = await client.Post("/executor/local/execute_policy", Onboarding.Execute(uri, $$"""{"mode": "{{mode}}"}"""));
+
+        answer.Status.ShouldBe(422, answer.Body?.ToJsonString());
+        answer.Code.ShouldBe("policy_error");
+        answer.Message!.ShouldContain(named);
+        var text = await client.Post("/executor/local/execute_policy", Onboarding.Execute(uri, """{"text": "é ✓ 日本 😀"}"""));
+        text.Status.ShouldBe(200, text.Body?.ToJsonString());
+        text.Data!["s"]!.GetValue<string>().ShouldBe("é ✓ 日本 😀");
+    }
+
     [Fact]
     public async Task The_worked_example_allows_the_listed_ip_and_denies_another()
     {

@@ -27,7 +27,10 @@ from collections import OrderedDict
 
 _HEADER = struct.Struct(">I")
 # json.dumps builds a new encoder for every call made with options; one made once does the same work per reply.
-_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+# ensure_ascii=False: text stays text, so a lone surrogate ("\ud800", no character at all) fails the UTF-8 encoding in
+# Channel.send and is answered as a policy error; escaped as ASCII, it reached the server as a string no JSON writer
+# can write, and the call failed there (a 500, or a 400 blaming the request body).
+_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
 _DECODER = json.JSONDecoder()  # json.loads's own settings (see _parse_frame)
 # RLIMIT_CPU hard limit above the lifetime cap (see _apply_limits).
 _CPU_HARD_GRACE_SECONDS = 2
@@ -113,6 +116,11 @@ class Channel:
     def send(self, message):
         try:
             payload = _ENCODER.encode(message).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = exc.object[exc.start:exc.end].encode("unicode_escape").decode("ascii")
+            payload = json.dumps(_error("error", "ValueError",
+                                        f"policy returned text that is not Unicode: '{bad}' is a lone surrogate, "
+                                        "which no JSON text can hold")).encode()
         except (TypeError, ValueError) as exc:
             payload = json.dumps(_error("error", "TypeError", f"policy returned a value that is not JSON: {exc}")).encode()
         if len(payload) > self.max_frame:
