@@ -92,7 +92,9 @@ public sealed class RemoteExecutorAnswersTests(NodeFacingServer registry) : ICla
     [InlineData(200, """{"success": true, "data": {"allowed": true}, "data": {"allowed": false}}""", "answered 200 without a result envelope")]
     [InlineData(200, """{"success": true, "data": {"allowed": true, "allowed": false}}""", "answered 200 without a result envelope")]
     [InlineData(400, """{"success": false, "code": "bad_request", "code": "x", "message": "m"}""", "answered 400 Bad Request without a PolicyGrid error envelope")]
-    public async Task An_answer_with_a_key_twice_is_a_502_naming_the_node_not_a_500(int status, string body, string expected)
+    [InlineData(200, """{"success": true, "data": {"s": "\ud800"}}""", "answered 200 without a result envelope")]
+    [InlineData(200, """{"success": true, "data": {"\udc00": 1}}""", "answered 200 without a result envelope")]
+    public async Task An_answer_with_a_key_twice_or_a_lone_surrogate_is_a_502_naming_the_node_not_a_500(int status, string body, string expected)
     {
         using var node = new ScriptedNode(new NodeAnswer(status, body, ContentType: "application/json"));
         var id = await RegisterAsync(node);

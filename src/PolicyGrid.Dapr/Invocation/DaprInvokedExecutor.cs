@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime.Transports;
 
 namespace PolicyGrid.Dapr.Invocation;
 
@@ -89,10 +90,5 @@ public sealed class DaprInvokedExecutor(HttpClient sidecar, string appId) : IPol
     private static string Describe(JsonObject? json, string text) =>
         json?["message"]?.ToString() ?? (text.Length > 300 ? text[..300] + "..." : text);
 
-    private static JsonObject? TryParse(string text)
-    {
-        // A key given twice is no envelope the executor app writes; read leniently, it failed with a 500 where read.
-        try { return JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) as JsonObject; }
-        catch (JsonException) { return null; }
-    }
+    private static JsonObject? TryParse(string text) => NodeAnswers.TryParse(Encoding.UTF8.GetBytes(text));
 }

@@ -192,17 +192,7 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
         if (response.Content.Headers.ContentLength > maxBytes) throw TooLarge(response, maxBytes);
         await using var body = await response.Content.ReadAsStreamAsync(ct);
         using var buffer = await BoundedRead.ReadAsync(body, maxBytes, () => TooLarge(response, maxBytes), ct);
-        try
-        {
-            // A key given twice is no envelope of a PolicyGrid node (which writes none), and such an object failed with a
-            // 500 where its members were read.
-            return JsonNode.Parse(buffer.GetBuffer().AsSpan(0, (int)buffer.Length),
-                documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) as JsonObject;
-        }
-        catch (JsonException)
-        {
-            return null;
-        }
+        return NodeAnswers.TryParse(buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
     }
 
     private PolicyGridException TooLarge(HttpResponseMessage response, long maxBytes) =>

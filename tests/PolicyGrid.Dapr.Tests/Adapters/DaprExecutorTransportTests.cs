@@ -148,6 +148,7 @@ public sealed class DaprExecutorTransportTests
     [InlineData(HttpStatusCode.OK, "not json")]
     [InlineData(HttpStatusCode.OK, """{"success": true, "data": {"allowed": true}, "data": {"allowed": false}}""")]
     [InlineData(HttpStatusCode.OK, """{"success": true, "data": {"allowed": true, "allowed": false}}""")]
+    [InlineData(HttpStatusCode.OK, """{"success": true, "data": {"s": "\ud800"}}""")]
     public async Task Other_failures_are_a_502_naming_the_app(HttpStatusCode status, string body)
     {
         var (executor, _) = Executor(_ => Json(status, body));

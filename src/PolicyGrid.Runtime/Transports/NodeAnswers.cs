@@ -1,0 +1,30 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace PolicyGrid.Runtime.Transports;
+
+/// <summary>
+/// Reads what an executor node (an http(s) node, or the Dapr executor app) answered. Only a JSON object that this server
+/// can answer on counts: one that names a key twice, or holds an escaped lone surrogate ("\ud800", valid JSON syntax
+/// but no text), parses, yet failed later, with a 500 where its members were read or with a 400 blaming the caller's
+/// request body when the answer was written. A PolicyGrid node writes neither.
+/// </summary>
+public static class NodeAnswers
+{
+    /// <summary>The answer as a JSON object, or null when it is none that can be answered on.</summary>
+    public static JsonObject? TryParse(ReadOnlySpan<byte> utf8)
+    {
+        try
+        {
+            if (JsonNode.Parse(utf8, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) is not JsonObject answer) return null;
+            // Writing reads every string and name as text: an escaped lone surrogate fails here, not in the caller's answer.
+            using var probe = new Utf8JsonWriter(Stream.Null);
+            answer.WriteTo(probe);
+            return answer;
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
+        {
+            return null;
+        }
+    }
+}
