@@ -51,7 +51,8 @@ public sealed class QueryParameterTests(GridServer server) : IClassFixture<GridS
     [Theory]
     [InlineData("limit=ten", "limit 'ten' must be a whole number from 1 to 1000")]
     [InlineData("limit=5000", "limit 5000 is over the maximum of 1000")]
-    [InlineData("skip=-3", "skip '-3' must be a whole number, 0 or more")]
+    [InlineData("skip=-3", "skip '-3' must be a whole number from 0 to 2147483647")]
+    [InlineData("skip=2147483648", "skip '2147483648' must be a whole number from 0 to 2147483647")]
     public async Task A_bad_limit_or_skip_is_a_400_naming_it(string query, string phrase)
     {
         var answer = await client.Post($"/policy/query?{query}", "{}");

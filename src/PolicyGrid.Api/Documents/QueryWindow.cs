@@ -45,7 +45,7 @@ public sealed record QueryWindow(int Limit, int Skip, IReadOnlyList<SortKey> Sor
         }
         var s = 0;
         if (!string.IsNullOrEmpty(skip) && (!int.TryParse(skip, NumberStyles.None, CultureInfo.InvariantCulture, out s) || s < 0))
-            throw Problems.BadRequest($"skip '{skip}' must be a whole number, 0 or more");
+            throw Problems.BadRequest($"skip '{skip}' must be a whole number from 0 to {int.MaxValue}");
         return new QueryWindow(l, s, ParseSort(sort));
     }
 
