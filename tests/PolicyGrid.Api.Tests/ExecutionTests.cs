@@ -151,6 +151,50 @@ public sealed class ExecutionTests(GridServer server) : IClassFixture<GridServer
         text.Data!["s"]!.GetValue<string>().ShouldBe("é ✓ 日本 😀");
     }
 
+    private const string SecretsEchoPolicy = """
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                self.settings = settings
+            def eval(self, parameters, input_data, context):
+                return {"token": self.settings.get("token"), "api_key": parameters.get("api_key"), "limit": parameters.get("limit")}
+        """;
+
+    [Fact]
+    public async Task Secrets_passed_back_as_the_mask_a_read_shows_run_with_the_stored_values()
+    {
+        var name = Unique("secrets");
+        var body = new JsonObject
+        {
+            ["name"] = name, ["version"] = "1.0", ["release_tag"] = "test", ["code"] = await server.StoreBundleAsync(SecretsEchoPolicy),
+            ["type"] = "python_class_v1",
+            ["policy_settings_schema"] = JsonNode.Parse("""{"token": {"type": "string", "secret": true}}"""),
+            ["policy_settings"] = JsonNode.Parse("""{"token": "tok-stored"}"""),
+            ["policy_parameters_schema"] = JsonNode.Parse("""{"api_key": {"type": "string", "secret": true, "pattern": "^key-"}, "limit": {"type": "integer"}}"""),
+            ["policy_parameters"] = JsonNode.Parse("""{"api_key": "key-stored", "limit": 1}"""),
+        };
+        (await client.Post("/policy", body.ToJsonString())).Status.ShouldBe(200);
+        var read = (await client.Get($"/policy/{name}:1.0-test")).Data!;
+        var parameters = read["policy_parameters"]!.AsObject();
+        parameters["api_key"]!.GetValue<string>().ShouldBe("***");
+        parameters["limit"] = 7;
+
+        // What a read answered, one value changed, passed back as the call's overrides: "***" ran as the token itself,
+        // and "***" failed the api_key's pattern with a 400.
+        var answer = await client.Post("/executor/local/execute_policy", new JsonObject
+        {
+            ["policy_rule_uri"] = $"{name}:1.0-test", ["input_data"] = new JsonObject(),
+            ["settings"] = read["policy_settings"]!.DeepClone(), ["parameters"] = parameters.DeepClone(),
+        }.ToJsonString());
+
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        answer.Data!["token"]!.GetValue<string>().ShouldBe("tok-stored");
+        answer.Data!["api_key"]!.GetValue<string>().ShouldBe("key-stored");
+        answer.Data!["limit"]!.GetValue<int>().ShouldBe(7);
+        var replaced = await client.Post("/executor/local/execute_policy",
+            $$$"""{"policy_rule_uri": "{{{name}}}:1.0-test", "input_data": {}, "settings": {"token": "tok-call"}}""");
+        replaced.Data!["token"]!.GetValue<string>().ShouldBe("tok-call");
+    }
+
     [Fact]
     public async Task The_worked_example_allows_the_listed_ip_and_denies_another()
     {

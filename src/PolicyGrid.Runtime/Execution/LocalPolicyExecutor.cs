@@ -189,9 +189,17 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
         return (result, after);
     }
 
-    /// <summary>Given keys win over stored ones; a call that overrides anything is checked against the templates.</summary>
+    /// <summary>
+    /// Given keys win over stored ones; a call that overrides anything is checked against the templates. A secret given
+    /// as "***" is the stored one, as in an update: a caller that passes back the settings or parameters it read (where
+    /// secrets read "***") ran the policy with the mask itself, or was refused by the secret's pattern.
+    /// </summary>
     internal static (JsonObject Settings, JsonObject Parameters) MergeAndCheck(PolicyRule rule, JsonObject? settings, JsonObject? parameters)
     {
+        if (settings is { Count: > 0 } && TemplateSecrets.HasSecrets(rule.PolicySettingsSchema))
+            settings = TemplateSecrets.Restore(rule.PolicySettingsSchema, settings, rule.PolicySettings);
+        if (parameters is { Count: > 0 } && TemplateSecrets.HasSecrets(rule.PolicyParametersSchema))
+            parameters = TemplateSecrets.Restore(rule.PolicyParametersSchema, parameters, rule.PolicyParameters);
         var mergedSettings = Merge(rule.PolicySettings, settings);
         var mergedParameters = Merge(rule.PolicyParameters, parameters);
         var errors = new List<FieldError>();
