@@ -267,10 +267,16 @@ public sealed class ExecutorsApiTests(GridServer server) : IClassFixture<GridSer
     }
 
     [Fact]
-    public async Task An_executor_whose_scheme_this_server_cannot_reach_is_a_502_naming_it()
+    public async Task An_executor_whose_scheme_this_server_cannot_reach_is_stored_with_a_warning_and_its_calls_are_a_502_naming_it()
     {
         var id = Unique("dapr");
-        (await client.Post("/executor", Executor(id, "dapr://policy-executor"))).Status.ShouldBe(200);
+        var created = await client.Post("/executor", Executor(id, "dapr://policy-executor"));
+        created.Status.ShouldBe(200);
+        created.Body!["warnings"]!.AsArray().Single()!.GetValue<string>()
+            .ShouldStartWith($"this server has no transport for 'dapr://' executors: execute_policy and management calls on '{id}' through it answer 502");
+        var moved = await client.Put($"/executor/{id}", """{"$set": {"executor_host_uri": "http://127.0.0.1:19999"}}""");
+        moved.Body!.AsObject().ContainsKey("warnings").ShouldBeFalse();
+        (await client.Put($"/executor/{id}", """{"$set": {"executor_host_uri": "dapr://policy-executor"}}""")).Body!["warnings"].ShouldNotBeNull();
         var answer = await client.Post($"/executor/{id}/execute_policy", """{"policy_rule_uri": "p:1.0-beta", "input_data": {}}""");
         answer.Status.ShouldBe(502);
         answer.Code.ShouldBe("backend_error");

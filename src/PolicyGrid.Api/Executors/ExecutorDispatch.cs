@@ -63,6 +63,16 @@ public sealed class ExecutorDispatch(IDocumentStore store, IEnumerable<IExecutor
     public Task<PolicyResult> ManageAsync(string executorId, ManagementRequest request, CallerIdentity caller, CancellationToken ct) =>
         RunAsync(executorId, e => e.ManageAsync(request, caller, ct), ct);
 
+    /// <summary>
+    /// What a registration should hear when this server cannot run Type 2 calls on <paramref name="hostUri"/> (no
+    /// transport for its scheme, e.g. dapr:// on the embedded server): the document is stored, for servers that have
+    /// one, but every execute_policy and management call through this server would answer 502.
+    /// </summary>
+    public IReadOnlyList<string> RegistrationWarnings(string executorId, string hostUri) =>
+        Uri.TryCreate(hostUri, UriKind.Absolute, out var uri) && !transports.Any(t => t.CanHandle(uri))
+            ? [$"this server has no transport for '{uri.Scheme}://' executors: execute_policy and management calls on '{executorId}' through it answer 502 (the executor is stored for servers that have one)"]
+            : [];
+
     /// <summary>The policy executor behind an executor_host_uri, or a 502 naming the scheme nobody handles.</summary>
     public IPolicyExecutor ExecutorFor(string executorId, string hostUri)
     {

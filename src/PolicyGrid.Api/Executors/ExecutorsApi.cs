@@ -46,7 +46,8 @@ public static class ExecutorsApi
         if (await services.Store.GetAsync(Collections.Executors, executor.ExecutorId, ct) is not null)
             return Failure.From(Problems.Conflict($"executor '{executor.ExecutorId}' already exists; update it with PUT /executor/{executor.ExecutorId}"));
         var stored = await services.Store.CreateAsync(Collections.Executors, executor.ExecutorId, executor.ToJson(), ct);
-        return Answer(services.Http, stored, IgnoredFields.Warnings(body.RequireObject(), stored.Body, "an executor"));
+        return Answer(services.Http, stored, [.. IgnoredFields.Warnings(body.RequireObject(), stored.Body, "an executor"),
+            .. services.Dispatch.RegistrationWarnings(executor.ExecutorId, executor.ExecutorHostUri)]);
     }
 
     public static async Task<Results<EnvelopeOk<JsonObject>, Failure>> Get([Description("The executor_id")] string id, [AsParameters] ExecutorServices services, CancellationToken ct)
@@ -69,7 +70,9 @@ public static class ExecutorsApi
             },
             () => Missing(id), (asked, now) => RevisionMismatch(id, asked, now), ct);
         services.Dispatch.Forget(id);
-        return Answer(services.Http, stored, IgnoredFields.Warnings(update, stored.Body, "an executor"));
+        var hostUri = stored.Body["executor_host_uri"]?.GetValue<string>() ?? "";
+        return Answer(services.Http, stored, [.. IgnoredFields.Warnings(update, stored.Body, "an executor"),
+            .. services.Dispatch.RegistrationWarnings(id, hostUri)]);
     }
 
     /// <summary>Whether the composition registers executor <paramref name="id"/> itself (see <see cref="BuiltInExecutorId"/>).</summary>
