@@ -120,6 +120,34 @@ public sealed class ExecutionTests(GridServer server) : IClassFixture<GridServer
         management.Message!.ShouldContain("Duplicate property 'null'");
     }
 
+    private const string DeepAnswerPolicy = """
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                pass
+            def eval(self, parameters, input_data, context):
+                answer = {}
+                inner = answer
+                for _ in range(int(input_data["levels"])):
+                    inner["a"] = {}
+                    inner = inner["a"]
+                return answer
+        """;
+
+    [Fact]
+    public async Task A_policy_answering_json_nested_too_deep_is_a_policy_error_and_its_worker_serves_on()
+    {
+        var uri = await server.RegisterPolicyAsync(Unique("deep"), DeepAnswerPolicy);
+
+        // 260 levels passed the host's encoder but not the server's reader: answered as a broken protocol, worker replaced.
+        var deep = await client.Post("/executor/local/execute_policy", Onboarding.Execute(uri, """{"levels": 260}"""));
+
+        deep.Status.ShouldBe(422, deep.Body?.ToJsonString());
+        deep.Code.ShouldBe("policy_error");
+        deep.Message!.ShouldContain("nested too deep: an answer carries at most 256 levels");
+        var shallow = await client.Post("/executor/local/execute_policy", Onboarding.Execute(uri, """{"levels": 3}"""));
+        shallow.Status.ShouldBe(200, shallow.Body?.ToJsonString());
+    }
+
     private const string LoneSurrogatePolicy = """
         class AIOSv1PolicyRule:
             def __init__(self, rule_id, settings, parameters):

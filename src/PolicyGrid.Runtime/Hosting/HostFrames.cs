@@ -72,15 +72,16 @@ internal static class HostFrames
     }
 
     /// <summary>
-    /// One reply frame. Python writes a dict's keys 1 and "1" (or True and "true", None and "null") as one JSON key
-    /// twice; such an object was taken as it was, answered to callers with the key twice, and failed with a 500 where
-    /// the server read its members (a context, a result checked against its output schema). The host's own keys are
-    /// unique, so a frame that is valid JSON but for a repeated key comes from the policy's value: the call answers a
-    /// policy error naming the key, and the worker, still in step with the protocol, serves on.
+    /// One reply frame. What a policy answers (its result, context or state) can make a frame that is valid JSON and yet
+    /// none this server can take, and the host's own keys cannot: it nests deeper than answers are written
+    /// (<see cref="Core.Documents.DocumentDepth.MaxWritten"/>), or a dict holds keys Python writes as one JSON key
+    /// (1 and "1", True and "true", None and "null"). Such a frame was read as a broken protocol (the worker replaced)
+    /// or taken as it was (answered to callers with the key twice, a 500 where the server read its members). The frame
+    /// was read whole, so the worker is still in step: the call answers a policy error saying what is wrong, and the
+    /// worker serves on.
     /// </summary>
     internal static JsonObject Parse(ReadOnlySpan<byte> frame)
     {
-        // Input is at most DocumentDepth.Max deep, but a policy may answer deeper: up to what answers can carry.
         var options = new JsonDocumentOptions { MaxDepth = Core.Documents.DocumentDepth.MaxWritten, AllowDuplicateProperties = false };
         JsonNode? node;
         try
@@ -89,22 +90,34 @@ internal static class HostFrames
         }
         catch (JsonException strict)
         {
+            // Read again as any JSON (Python's encoder stops near 1000 levels): a frame that still fails is broken.
             JsonObject? lenient;
-            try { lenient = JsonNode.Parse(frame, documentOptions: options with { AllowDuplicateProperties = true }) as JsonObject; }
+            try { lenient = JsonNode.Parse(frame, documentOptions: new JsonDocumentOptions { MaxDepth = LenientDepth }) as JsonObject; }
             catch (JsonException) { throw strict; }
             if (lenient is null) throw;
+            var tooDeep = !Parses(frame, options with { AllowDuplicateProperties = true });
             var reply = new JsonObject
             {
                 ["ok"] = false,
                 ["kind"] = "error",
                 ["type"] = "ValueError",
-                ["message"] = $"the policy answered a dict with a key twice once written as JSON ({strict.Message.TrimEnd('.')}): Python writes " +
-                              "the keys 1, True and None as \"1\", \"true\" and \"null\", so a dict holding both 1 and \"1\" has no JSON form; use string keys",
+                ["message"] = tooDeep
+                    ? $"the policy answered JSON nested too deep: an answer carries at most {Core.Documents.DocumentDepth.MaxWritten} levels of objects and arrays, the 3 of the worker's reply around it included"
+                    : $"the policy answered a dict with a key twice once written as JSON ({strict.Message.TrimEnd('.')}): Python writes " +
+                      "the keys 1, True and None as \"1\", \"true\" and \"null\", so a dict holding both 1 and \"1\" has no JSON form; use string keys",
                 ["traceback"] = "",
             };
             if (lenient["retiring"] is { } retiring) reply["retiring"] = retiring.DeepClone();
             return reply;
         }
         return node as JsonObject ?? throw new InvalidDataException("worker sent a frame that is not a JSON object");
+    }
+
+    private const int LenientDepth = 4096;
+
+    private static bool Parses(ReadOnlySpan<byte> frame, JsonDocumentOptions options)
+    {
+        try { using var _ = JsonDocument.Parse(frame.ToArray(), options); return true; }
+        catch (JsonException) { return false; }
     }
 }
