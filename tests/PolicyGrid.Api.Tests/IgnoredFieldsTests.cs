@@ -128,6 +128,40 @@ public sealed class IgnoredFieldsTests(GridServer server) : IClassFixture<GridSe
             .ShouldBe("'management_commands_schema[0].schema.mode.choices' refuses every value: no choice is a string, as the type \"string\" asks");
     }
 
+    [Fact]
+    public async Task A_call_overriding_a_misspelt_template_key_runs_and_warns_with_the_key_meant()
+    {
+        const string withManagement = """
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    self.parameters = parameters
+                def eval(self, parameters, input_data, context):
+                    return {"limit": parameters.get("limit")}
+                def management(self, action, data):
+                    return {"limit": self.parameters.get("limit")}
+            """;
+        var uri = await server.RegisterPolicyAsync(Unique("override_typo"), withManagement,
+            JsonNode.Parse("""{"limit": {"type": "integer"}, "window_seconds": {"type": "number"}}""")!.AsObject(),
+            JsonNode.Parse("""{"limit": 5, "window_seconds": 60}""")!.AsObject());
+
+        // The stored limit ran, and nothing said the override went nowhere.
+        var answer = await client.Post("/executor/local/execute_policy",
+            $$$"""{"policy_rule_uri": "{{{uri}}}", "input_data": {}, "parameters": {"limitt": 1, "windowSeconds": 2, "trace_id": "t-1"}}""");
+
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        answer.Data!["limit"]!.GetValue<int>().ShouldBe(5);
+        answer.Body!["warnings"]!.AsArray().Select(w => w!.GetValue<string>()).ShouldBe([
+            "'parameters.limitt' is not in the policy's policy_parameters_schema, so the policy may read nothing by that name; did you mean 'parameters.limit'?",
+            "'parameters.windowSeconds' is not in the policy's policy_parameters_schema, so the policy may read nothing by that name; did you mean 'parameters.window_seconds'?",
+        ]);
+        var management = await client.Post("/executor/local/management",
+            $$$"""{"policy_rule_uri": "{{{uri}}}", "action": "any", "parameters": {"limt": 1}}""");
+        management.Status.ShouldBe(200, management.Body?.ToJsonString());
+        management.Body!["warnings"]!.AsArray().Single()!.GetValue<string>().ShouldContain("did you mean 'parameters.limit'?");
+        var exact = await client.Post("/executor/local/execute_policy", $$$"""{"policy_rule_uri": "{{{uri}}}", "input_data": {}, "parameters": {"limit": 1}}""");
+        exact.Body!.AsObject().ContainsKey("warnings").ShouldBeFalse();
+    }
+
     [Theory]
     [InlineData("policy_paramters", "policy_parameters")]
     [InlineData("policySettings", "policy_settings")]

@@ -155,6 +155,22 @@ public sealed class RemoteExecutorAnswersTests(NodeFacingServer registry) : ICla
     }
 
     [Fact]
+    public async Task The_warnings_of_a_nodes_success_reach_the_caller_once_beside_the_registrys_own()
+    {
+        using var node = new ScriptedNode(new NodeAnswer(200,
+            """{"success": true, "data": {"allowed": true}, "warnings": ["'parameters.limitt' is not in the policy's policy_parameters_schema", 7]}"""));
+        var id = await RegisterAsync(node);
+
+        var answer = await client.Post($"/executor/{id}/execute_policy", Execute(""", "paramters": {}"""));
+
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        answer.Body!["warnings"]!.AsArray().Select(w => w!.GetValue<string>()).ShouldBe([
+            "'paramters' is not a field of an execute_policy request and was ignored; did you mean 'parameters'?",
+            "'parameters.limitt' is not in the policy's policy_parameters_schema",
+        ]);
+    }
+
+    [Fact]
     public async Task The_nodes_field_errors_pass_through_with_its_message()
     {
         using var node = new ScriptedNode(new NodeAnswer(400,

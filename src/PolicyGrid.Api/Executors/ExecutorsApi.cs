@@ -137,6 +137,7 @@ public static class ExecutorsApi
     public static EnvelopeOk<JsonObject> PolicyAnswer(HttpContext http, PolicyResult result, IReadOnlyList<string>? warnings = null)
     {
         if (result.Deprecated) http.Response.Headers["Deprecation"] = "true";
+        if (result.Warnings.Count > 0) warnings = [.. (warnings ?? []).Concat(result.Warnings).Distinct(StringComparer.Ordinal)];
         return Envelope.Answer.Ok(result.Output, warnings ?? []);
     }
 

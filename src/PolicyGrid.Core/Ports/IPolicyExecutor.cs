@@ -61,7 +61,11 @@ public interface IPolicyExecutor
 }
 
 /// <summary>What the policy returned, and whether the policy is deprecated (the API adds a Deprecation header).</summary>
-public sealed record PolicyResult(JsonObject Output, bool Deprecated = false);
+public sealed record PolicyResult(JsonObject Output, bool Deprecated = false)
+{
+    /// <summary>What the call asked that had no effect, said in the answer's <c>warnings</c> (the call still ran).</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
+}
 
 /// <summary>
 /// Reaches executors of one URI scheme: <c>inproc://</c> (the local pool), <c>http(s)://</c> (a remote

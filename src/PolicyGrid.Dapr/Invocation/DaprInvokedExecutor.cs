@@ -59,7 +59,7 @@ public sealed class DaprInvokedExecutor(HttpClient sidecar, string appId) : IPol
             var json = TryParse(text);
             var status = (int)response.StatusCode;
             if (response.StatusCode == HttpStatusCode.OK && json?["success"]?.GetValueKind() == JsonValueKind.True && json["data"] is JsonObject data)
-                return new PolicyResult((JsonObject)data.DeepClone(), response.Headers.Contains("Deprecation"));
+                return new PolicyResult((JsonObject)data.DeepClone(), response.Headers.Contains("Deprecation")) { Warnings = NodeAnswers.Warnings(json) };
             if (json?["errorCode"] is JsonValue daprCode)
             {
                 // An error of the sidecar itself (Dapr's {"errorCode", "message"}), not of the node.

@@ -65,7 +65,7 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
             var result = writesContext.ContainsKey(rule.PolicyRuleUri)
                 ? await EvalSerializedAsync(call, ct)
                 : await EvalOptimisticallyAsync(call, ct);
-            return new PolicyResult(result, rule.IsDeprecated);
+            return new PolicyResult(result, rule.IsDeprecated) { Warnings = overrides ? OverrideWarnings(rule, request.Settings, request.Parameters) : [] };
         });
     }
 
@@ -94,7 +94,7 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
                 JsonObject obj => obj,
                 _ => throw Problems.PolicyError($"management of {rule.PolicyRuleUri} returned {Describe(reply)}, not a dict"),
             };
-            return new PolicyResult(result, rule.IsDeprecated);
+            return new PolicyResult(result, rule.IsDeprecated) { Warnings = OverrideWarnings(rule, request.Settings, request.Parameters) };
         });
     }
 
@@ -207,6 +207,30 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
         if (parameters is { Count: > 0 }) errors.AddRange(TemplateValidator.Validate(rule.PolicyParametersSchema, mergedParameters, "parameters"));
         if (errors.Count > 0) throw Problems.Validation(errors);
         return (mergedSettings, mergedParameters);
+    }
+
+    /// <summary>
+    /// Override keys one slip from a key of the policy's template that they are not (<c>limitt</c> for <c>limit</c>): the
+    /// call ran with the stored value of the key meant (unless it gave that too), and said nothing. Templates need not list every key a
+    /// policy reads, so other unlisted keys pass without a word.
+    /// </summary>
+    internal static IReadOnlyList<string> OverrideWarnings(PolicyRule rule, JsonObject? settings, JsonObject? parameters)
+    {
+        List<string>? warnings = null;
+        Check(settings, rule.PolicySettingsSchema, "settings", "policy_settings_schema");
+        Check(parameters, rule.PolicyParametersSchema, "parameters", "policy_parameters_schema");
+        return warnings ?? (IReadOnlyList<string>)[];
+
+        void Check(JsonObject? given, JsonObject template, string field, string templateField)
+        {
+            if (given is not { Count: > 0 } || template.Count == 0) return;
+            foreach (var (key, _) in given)
+            {
+                if (template.ContainsKey(key) || FieldNames.Closest(key, template.Select(p => p.Key)) is not { } meant) continue;
+                (warnings ??= []).Add($"'{field}.{key}' is not in the policy's {templateField}, so the policy may read nothing by that name; " +
+                    $"did you mean '{field}.{meant}'?");
+            }
+        }
     }
 
     private static JsonObject Merge(JsonObject stored, JsonObject? given)

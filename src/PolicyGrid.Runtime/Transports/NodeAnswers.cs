@@ -11,6 +11,15 @@ namespace PolicyGrid.Runtime.Transports;
 /// </summary>
 public static class NodeAnswers
 {
+    /// <summary>A success envelope's <c>warnings</c> (strings only), to be passed on to the caller with the node's result.</summary>
+    public static IReadOnlyList<string> Warnings(JsonObject envelope)
+    {
+        ArgumentNullException.ThrowIfNull(envelope);
+        return envelope["warnings"] is JsonArray list
+            ? [.. list.OfType<JsonValue>().Where(w => w.GetValueKind() == JsonValueKind.String).Select(w => w.GetValue<string>())]
+            : [];
+    }
+
     /// <summary>The answer as a JSON object, or null when it is none that can be answered on.</summary>
     public static JsonObject? TryParse(ReadOnlySpan<byte> utf8)
     {

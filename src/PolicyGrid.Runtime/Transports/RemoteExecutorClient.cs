@@ -114,7 +114,7 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
             if (response.IsSuccessStatusCode)
             {
                 if (envelope?["success"]?.GetValueKind() == JsonValueKind.True && envelope["data"] is JsonObject data)
-                    return new PolicyResult((JsonObject)data.DeepClone(), response.Headers.Contains("Deprecation"));
+                    return new PolicyResult((JsonObject)data.DeepClone(), response.Headers.Contains("Deprecation")) { Warnings = NodeAnswers.Warnings(envelope) };
                 throw Problems.BackendError($"executor node {node} answered {(int)response.StatusCode} without a result envelope");
             }
             throw Failure(response, envelope);
