@@ -137,6 +137,25 @@ public sealed class LocalJobsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_restarted_server_process_reattaches_although_it_reads_the_job_start_time_a_little_apart()
+    {
+        var id = Id(await SubmitAsync(client, """{"mode":"sleep","seconds":3}""", timeout: 60));
+        await JobProcessAsync(id);
+        await server.ExitAsync();
+        // A new serve process works Process.StartTime out from its own clock and uptime: the same job process reads a
+        // few microseconds away from what the previous process wrote (restarting in this test process would not show it).
+        var pidFile = Path.Combine(server.DataDirectory, "jobs", $"{id}.pid");
+        var parts = (await File.ReadAllTextAsync(pidFile, TestContext.Current.CancellationToken)).Split(' ');
+        parts[1] = (long.Parse(parts[1], CultureInfo.InvariantCulture) + 37).ToString(CultureInfo.InvariantCulture);
+        await File.WriteAllTextAsync(pidFile, string.Join(' ', parts), TestContext.Current.CancellationToken);
+
+        await using var restarted = server.Restart();
+        var done = await WaitAsync(restarted.CreateClient(), id);
+        done["status"]!.GetValue<string>().ShouldBe("succeeded", done["error"]?.GetValue<string>());
+        done["result"]!["echo"]!["seconds"]!.GetValue<int>().ShouldBe(3);
+    }
+
+    [Fact]
     public async Task A_job_whose_process_died_while_the_server_was_down_is_failed_on_restart()
     {
         var id = Id(await SubmitAsync(client, """{"mode":"sleep","seconds":60}""", timeout: 120));

@@ -192,6 +192,12 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
         File.Move(temporary, PidFile(jobId), overwrite: true);
     }
 
+    // Process.StartTime on Linux is the boot time plus the kernel's start tick, and each process works the boot time out
+    // as its own clock's now less the uptime: the server that restarted reads its predecessor's job process as started a
+    // few microseconds (after a clock adjustment, somewhat more) away from what the pid file says. An exact comparison
+    // took every live job for gone. A reused pid belongs to a process started later than this, not within it.
+    private static readonly TimeSpan StartTimeTolerance = TimeSpan.FromSeconds(1);
+
     // The pid alone could have been reused by an unrelated process after a reboot; the start time pins it down.
     private async Task<(Process Process, DateTimeOffset DeadlineAt)?> FindLiveAsync(string jobId)
     {
@@ -205,7 +211,7 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
         try
         {
             var process = Process.GetProcessById(pid);
-            if (process.HasExited || process.StartTime.ToUniversalTime().Ticks != started)
+            if (process.HasExited || Math.Abs(process.StartTime.ToUniversalTime().Ticks - started) > StartTimeTolerance.Ticks)
             {
                 process.Dispose();
                 return null;
