@@ -420,4 +420,69 @@ public sealed class GraphsApiTests(GraphServerFixture fixture) : IClassFixture<G
         update.Status.ShouldBe(400);
         (await _client.Send(HttpMethod.Get, $"/graphs/{uri}")).Data!["graph_function_ids"]!.AsArray().Count.ShouldBe(2);
     }
+
+    [Theory]
+    [InlineData("""{"deadline_seconds": "30"}""", "graph_metadata.deadline_seconds")]
+    [InlineData("""{"deadline_seconds": -1}""", "graph_metadata.deadline_seconds")]
+    [InlineData("""{"deadline_seconds": 1e-9}""", "graph_metadata.deadline_seconds")]
+    [InlineData("""{"node_retry": 3}""", "graph_metadata.node_retry")]
+    [InlineData("""{"node_retry": {"backoff_seconds": 1}}""", "graph_metadata.node_retry.max_attempts")]
+    [InlineData("""{"node_retry": {"max_attempts": 0}}""", "graph_metadata.node_retry.max_attempts")]
+    [InlineData("""{"node_retry": {"max_attempts": "3"}}""", "graph_metadata.node_retry.max_attempts")]
+    [InlineData("""{"node_retry": {"max_attempts": 2, "backoff_seconds": -0.5}}""", "graph_metadata.node_retry.backoff_seconds")]
+    public async Task Run_settings_in_graph_metadata_are_checked_when_the_graph_is_written(string metadata, string named)
+    {
+        var graph = Graph("settings", ["A"], [], (JsonObject)JsonNode.Parse(metadata)!);
+
+        var created = await _client.Send(HttpMethod.Post, "/graphs", graph);
+
+        created.Status.ShouldBe(400, created.Body?.ToJsonString());
+        created.Body!["errors"]!.AsArray().Select(e => e!["path"]!.GetValue<string>()).ShouldContain(named);
+        (await _client.Send(HttpMethod.Post, "/graphs/query", new JsonObject { ["graph_name"] = graph["graph_name"]!.DeepClone() })).Data!.AsArray().ShouldBeEmpty();
+
+        graph["graph_metadata"] = new JsonObject();
+        var uri = await Create(graph);
+        var update = await _client.Send(HttpMethod.Put, $"/graphs/{uri}", new JsonObject { ["$set"] = new JsonObject { ["graph_metadata"] = JsonNode.Parse(metadata) } });
+        update.Status.ShouldBe(400);
+        update.Message.ShouldContain(named);
+        (await _client.Send(HttpMethod.Get, $"/graphs/{uri}")).Data!["graph_metadata"]!.AsObject().ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task A_node_retry_backoff_longer_than_any_deadline_waits_out_the_runs_deadline_instead_of_failing_with_500()
+    {
+        await DeployNode("A", new JsonObject { ["fail"] = true });
+        var uri = await Create(Graph("patient", ["A"], [], new JsonObject
+        {
+            ["deadline_seconds"] = 0.5,
+            ["node_retry"] = new JsonObject { ["max_attempts"] = 2, ["backoff_seconds"] = 1e20 },
+        }));
+
+        var answer = await Execute(uri, new JsonObject());
+
+        answer.Status.ShouldBe(504, answer.Body?.ToJsonString());
+        answer.Code.ShouldBe("policy_timeout");
+    }
+
+    [Theory]
+    [InlineData("1e-9", "one tick of the clock")]
+    [InlineData("0", "greater than 0")]
+    [InlineData("-3", "greater than 0")]
+    [InlineData("\"30\"", "a number of seconds, not a JSON string")]
+    public async Task An_execute_timeout_the_clock_cannot_hold_is_a_400_naming_it(string timeout, string says)
+    {
+        await DeployNode("A");
+        var uri = await Create(Graph("timed", ["A"], []));
+
+        var answer = await _client.Send(HttpMethod.Post, "/graph/execute_graph",
+            JsonNode.Parse($$"""{"graph_uri": "{{uri}}", "input_data": {}, "timeout_seconds": {{timeout}}}"""));
+
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Message.ShouldContain("timeout_seconds");
+        answer.Message.ShouldContain(says);
+        // Past MaxDeadlineSeconds the deadline is held to it, as documented, rather than refused as 'no number'.
+        var huge = await _client.Send(HttpMethod.Post, "/graph/execute_graph",
+            JsonNode.Parse($$"""{"graph_uri": "{{uri}}", "input_data": {}, "timeout_seconds": 1e30}"""));
+        huge.Status.ShouldBe(200, huge.Body?.ToJsonString());
+    }
 }

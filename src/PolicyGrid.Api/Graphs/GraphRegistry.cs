@@ -35,6 +35,7 @@ public sealed class GraphRegistry(
     public async Task<StoredDocument> CreateAsync(JsonObject body, CancellationToken ct)
     {
         var graph = Graph.FromJson(body);
+        GraphRunSettings.Ensure(graph.GraphMetadata);
         if (await store.GetAsync(Collections.Graphs, graph.GraphUri, ct) is not null)
             throw Problems.Conflict($"graph '{graph.GraphUri}' already exists; update it with PUT /graphs/{graph.GraphUri}, or register a new version or release_tag");
         return await store.CreateAsync(Collections.Graphs, graph.GraphUri, graph.ToJson(), ct);
@@ -47,7 +48,9 @@ public sealed class GraphRegistry(
         OptimisticUpdate.ApplyAsync(store, Collections.Graphs, Canonical(uri), ifMatch,
             current =>
             {
-                var kept = Graph.FromJson(UpdateEngine.Apply(current.Body, update, Graph.IdentityFields)).ToJson();
+                var graph = Graph.FromJson(UpdateEngine.Apply(current.Body, update, Graph.IdentityFields));
+                GraphRunSettings.Ensure(graph.GraphMetadata);
+                var kept = graph.ToJson();
                 UpdateEngine.EnsureFieldsKept(update, kept);
                 return kept;
             },
@@ -117,8 +120,13 @@ public sealed class GraphRegistry(
         double? timeout = null;
         if (body["timeout_seconds"] is { } t)
         {
-            if (JsonValues.TryNumber(t, out var seconds) && seconds > 0) timeout = (double)seconds;
-            else errors.Add(new("timeout_seconds", "must be a number greater than 0"));
+            // As a double, as jobs and execute_policy read it: 1e30 is a number (held to MaxDeadlineSeconds), and a
+            // value under one tick of the clock would be a deadline of 0 s, a 504 for what is the caller's mistake.
+            var shown = t.ToJsonString();
+            if (!JsonValues.TryDouble(t, out var seconds)) errors.Add(new("timeout_seconds", $"must be a number of seconds, not a JSON {Envelope.JsonBody.Describe(t)}"));
+            else if (!(seconds > 0)) errors.Add(new("timeout_seconds", $"must be greater than 0, not {shown}"));
+            else if (seconds < TimeSpan.FromTicks(1).TotalSeconds) errors.Add(new("timeout_seconds", $"must be at least 0.0000001 seconds (one tick of the clock), not {shown}"));
+            else timeout = seconds;
         }
         if (errors.Count > 0) throw Problems.Validation(errors);
 
@@ -161,15 +169,17 @@ public sealed class GraphRegistry(
     private GraphRunOptions Options(Graph graph, double? timeout, bool trace)
     {
         var limits = options.Value;
-        var seconds = timeout
-            ?? (JsonValues.TryNumber(graph.GraphMetadata["deadline_seconds"], out var d) && d > 0 ? (double)d : limits.DefaultDeadlineSeconds);
+        var seconds = timeout ?? GraphRunSettings.PositiveSeconds(graph.GraphMetadata["deadline_seconds"]) ?? limits.DefaultDeadlineSeconds;
+        var deadline = Math.Min(seconds, limits.MaxDeadlineSeconds);
         NodeRetryPolicy? retry = null;
-        if (graph.GraphMetadata["node_retry"] is JsonObject r && JsonValues.TryNumber(r["max_attempts"], out var attempts) && attempts >= 1)
+        // Read leniently: graphs stored before GraphRunSettings checked them may hold anything here. A backoff longer
+        // than the run's deadline waits no longer than the deadline (and so stays within what a TimeSpan holds).
+        if (graph.GraphMetadata["node_retry"] is JsonObject r && JsonValues.TryDouble(r["max_attempts"], out var attempts) && attempts >= 1)
         {
-            var backoff = JsonValues.TryNumber(r["backoff_seconds"], out var b) && b >= 0 ? (double)b : 0;
-            retry = new NodeRetryPolicy((int)Math.Min(attempts, 10), TimeSpan.FromSeconds(backoff));
+            var backoff = JsonValues.TryDouble(r["backoff_seconds"], out var b) && b >= 0 ? Math.Min(b, deadline) : 0;
+            retry = new NodeRetryPolicy((int)Math.Min(attempts, GraphRunSettings.MaxAttempts), TimeSpan.FromSeconds(backoff));
         }
-        return new GraphRunOptions(TimeSpan.FromSeconds(Math.Min(seconds, limits.MaxDeadlineSeconds)), Math.Max(1, limits.MaxParallelism), retry, trace);
+        return new GraphRunOptions(TimeSpan.FromSeconds(deadline), Math.Max(1, limits.MaxParallelism), retry, trace);
     }
 
     private async Task<string> StartAsync(GraphRun run, CancellationToken ct)
