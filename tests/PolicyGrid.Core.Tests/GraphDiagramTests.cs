@@ -30,7 +30,18 @@ public class GraphDiagramTests
     {
         var plan = GraphPlan.Build(["say \"hi\""], new Dictionary<string, IReadOnlyList<string>>());
         var text = GraphDiagram.ToMermaid(plan, "screen:1.0-beta");
-        text.ShouldStartWith("---\ntitle: screen:1.0-beta\n---\nflowchart TD\n");
+        text.ShouldStartWith("---\ntitle: \"screen:1.0-beta\"\n---\nflowchart TD\n");
         text.ShouldContain("n0((\"say #quot;hi#quot;\"))");
+    }
+
+    [Theory]
+    [InlineData("[beta:1.0-x", "\"[beta:1.0-x\"")]
+    [InlineData("*alias:1.0-x", "\"*alias:1.0-x\"")]
+    [InlineData("{a:1.0-x", "\"{a:1.0-x\"")]
+    [InlineData("say\"\\hi:1.0-x", "\"say\\\"\\\\hi:1.0-x\"")]
+    public void A_title_yaml_would_read_as_something_else_is_a_quoted_string(string title, string yaml)
+    {
+        var plan = GraphPlan.Build(["a"], new Dictionary<string, IReadOnlyList<string>>());
+        GraphDiagram.ToMermaid(plan, title).ShouldStartWith($"---\ntitle: {yaml}\n---\n");
     }
 }

@@ -14,7 +14,7 @@ public static class GraphDiagram
         ArgumentNullException.ThrowIfNull(plan);
         var ids = plan.Nodes.Select((n, i) => (n, i)).ToDictionary(p => p.n, p => $"n{p.i}", StringComparer.Ordinal);
         var text = new StringBuilder();
-        if (!string.IsNullOrEmpty(title)) text.Append("---\ntitle: ").Append(Label(title)).Append("\n---\n");
+        if (!string.IsNullOrEmpty(title)) text.Append("---\ntitle: ").Append(YamlString(title)).Append("\n---\n");
         text.Append("flowchart TD\n");
         foreach (var node in plan.Nodes)
         {
@@ -27,6 +27,13 @@ public static class GraphDiagram
                 text.Append("    ").Append(ids[node]).Append(" --> ").Append(ids[child]).Append('\n');
         return text.ToString();
     }
+
+    // The title sits in YAML front matter, where a plain scalar starting with [ { * & ! | > ' " @ ` ? or % is a flow
+    // collection, an alias, a tag, a block scalar, a quoted string or reserved, so a graph named '[beta' or '*x' broke
+    // the whole diagram (and #quot; would show as such there). A double-quoted YAML string holds any name.
+    private static string YamlString(string s) =>
+        "\"" + s.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal)
+            .Replace("\n", " ", StringComparison.Ordinal).Replace("\r", " ", StringComparison.Ordinal) + "\"";
 
     // Mermaid labels are quoted; a quote inside would end them, and newlines would break the line format.
     private static string Label(string s) => s.Replace("\"", "#quot;", StringComparison.Ordinal).Replace("\n", " ", StringComparison.Ordinal).Replace("\r", " ", StringComparison.Ordinal);
