@@ -34,6 +34,8 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
     private JsonObject? _policy;
     private JsonObject _context = [];
     private JsonObject? _state;
+    // Whether the instance's class has get_state, as its last answer said (null before one in this activation).
+    private bool? _keepsState;
     private long _calls;
     // What actor state holds (serialized), so a turn that changed nothing writes nothing.
     private string? _savedContext;
@@ -141,7 +143,20 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             await LoadAsync();
             var load = _load ?? throw Problems.NotFound($"function '{FunctionActors.FunctionName(Id)}' is not deployed");
             var calls = _calls;
-            var result = await work(load);
+            var (context0, state0) = (_context, _state);
+            JsonObject result;
+            try
+            {
+                result = await work(load);
+            }
+            catch (PolicyGridException e) when (e.Code == ErrorCodes.PolicyError && _keepsState != false)
+            {
+                // The policy raised part way: its live instance may hold what the call changed before it did, though
+                // nothing of the call is saved. Dropped, it is recreated with set_state(saved) on the next call.
+                (_context, _state) = (context0, state0);
+                await _pool.ReleaseAsync(InstanceKey);
+                throw;
+            }
             // Only what the turn changed is written: an unchanged context or state is not saved again.
             var changed = false;
             var context = _context.ToJsonString();
@@ -177,6 +192,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
     private async Task<JsonNode?> InvokeAsync(PolicyLoadSpec load, string method, JsonObject arguments)
     {
         var answer = await _pool.InvokeWithStateAsync(new PolicyInvocation(InstanceKey, load, method, arguments, _options.CallTimeout, _state));
+        _keepsState = answer.KeepsState;
         _state = !answer.KeepsState || answer.State is null ? null
             : answer.State as JsonObject ?? new JsonObject { ["value"] = answer.State.DeepClone() };
         return answer.Value;

@@ -38,4 +38,24 @@ internal static class CountingPolicy
             def set_state(self, state):
                 self.count = state.get("count", 0)
         """;
+
+    /// <summary>Counts on the instance and in context, then raises when asked: what a call changed before it raised must not stay.</summary>
+    public const string Halfway = """
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                self.count = 0
+            def eval(self, parameters, input_data, context):
+                self.count += 1
+                context["evals"] = context.get("evals", 0) + 1
+                if input_data.get("fail"):
+                    raise ValueError("counted, then failed")
+                return {"count": self.count, "evals": context["evals"]}
+            def management(self, action, data):
+                self.count += 100
+                raise ValueError("counted a hundred, then failed")
+            def get_state(self):
+                return {"count": self.count}
+            def set_state(self, state):
+                self.count = state["count"]
+        """;
 }

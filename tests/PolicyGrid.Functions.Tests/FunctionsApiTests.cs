@@ -226,6 +226,26 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_call_or_management_that_raises_after_changing_the_instance_leaves_no_trace_in_its_state()
+    {
+        var body = Body("halfway");
+        body["policy_rule_uri"] = await _server.RegisterPolicyAsync("halfway", CountingPolicy.Halfway);
+        (await Deploy(body)).Status.ShouldBe(200);
+        (await Count("halfway")).ShouldBe(1);
+
+        var failed = await _client.Send(HttpMethod.Post, "/function/call_function/halfway", new JsonObject { ["fail"] = true });
+        var managed = await _client.Send(HttpMethod.Post, "/function/halfway/management", new JsonObject { ["action"] = "bump" });
+
+        failed.Status.ShouldBe(422);
+        managed.Status.ShouldBe(422);
+        var next = await _client.Send(HttpMethod.Post, "/function/call_function/halfway", new JsonObject());
+        next.Data!["count"]!.GetValue<int>().ShouldBe(2, "the failed call and management changed the live instance");
+        next.Data!["evals"]!.GetValue<int>().ShouldBe(2);
+        (await _server.Service<IContextStore>().GetAsync("function:halfway#0", TestContext.Current.CancellationToken))!["state"]!["count"]!
+            .GetValue<int>().ShouldBe(2);
+    }
+
+    [Fact]
     public async Task Management_reaches_the_live_instance()
     {
         (await Deploy(Body("managed"))).Status.ShouldBe(200);

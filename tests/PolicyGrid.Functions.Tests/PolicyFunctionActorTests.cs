@@ -196,6 +196,24 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_call_or_management_that_raises_after_changing_the_instance_leaves_no_trace_in_its_state()
+    {
+        var state = new TestStateManager();
+        var actor = Actor(NewPool(), state, "halfway");
+        var code = _bundles.Add("halfway", CountingPolicy.Halfway);
+        await actor.DeployAsync(new FunctionActorDeployment("halfway", new JsonObject { ["policy_rule_uri"] = "halfway:1.0-test", ["code"] = code }.ToJsonString()));
+        (await Call(actor))["count"]!.GetValue<int>().ShouldBe(1);
+
+        (await actor.CallAsync(new FunctionActorCall("""{"fail": true}"""))).Status.ShouldBe(422);
+        (await actor.ManageAsync(new FunctionActorManagement("bump", "{}"))).Status.ShouldBe(422);
+
+        var next = await Call(actor);
+        next["count"]!.GetValue<int>().ShouldBe(2, "the failed call and management changed the live instance");
+        next["evals"]!.GetValue<int>().ShouldBe(2);
+        JsonNode.Parse(JsonSerializer.Deserialize<string>(state.Saved["state"])!)!["count"]!.GetValue<int>().ShouldBe(2);
+    }
+
+    [Fact]
     public async Task An_actor_that_was_never_deployed_or_was_removed_answers_404()
     {
         var state = new TestStateManager();

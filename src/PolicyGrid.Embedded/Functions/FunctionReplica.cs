@@ -35,6 +35,9 @@ internal sealed class FunctionReplica(string function, int index)
     /// <summary>What the instance's <c>get_state()</c> last answered; handed back to <c>set_state</c> when the instance is recreated.</summary>
     public JsonObject? State { get; set; }
 
+    /// <summary>Whether the instance's class has get_state, as its last answer said (null before one in this process).</summary>
+    public bool? KeepsState { get; set; }
+
     /// <summary>The serialized snapshot last written to the store (null before the first write): an equal snapshot is not written again.</summary>
     public string? Persisted { get; set; }
 

@@ -154,7 +154,22 @@ public sealed class LocalFunctionHost(
         {
             if (function.Removed) throw NotDeployed(function.Spec.Name);
             if (!replica.Loaded) await RestoreAsync(replica, ct);
-            var result = await work();
+            var (context, state) = (replica.Context, replica.State);
+            JsonObject result;
+            try
+            {
+                result = await work();
+            }
+            catch (PolicyGridException e) when (e.Code == ErrorCodes.PolicyError && replica.KeepsState != false)
+            {
+                // The policy raised (or its get_state did) part way through: the live instance may hold what the call
+                // changed before it raised, though nothing of the call is saved. Dropped, it is recreated from the saved
+                // state (set_state) on the next call, as after a crash, so a failed call leaves no trace there either.
+                // An instance known to keep no state (no get_state) is left alone: nothing could restore what it holds.
+                (replica.Context, replica.State) = (context, state);
+                await pool.ReleaseAsync(replica.InstanceKey, CancellationToken.None);
+                throw;
+            }
             // A call that changed neither context nor state (a stateless policy, a read-only management action)
             // has nothing new to persist: comparing the serialized snapshot saves a store write per call.
             var saved = replica.Snapshot();
@@ -179,6 +194,7 @@ public sealed class LocalFunctionHost(
     {
         var answer = await pool.InvokeWithStateAsync(
             new PolicyInvocation(replica.InstanceKey, function.Load, method, arguments, _options.CallTimeout, replica.State), ct);
+        replica.KeepsState = answer.KeepsState;
         replica.State = !answer.KeepsState || answer.State is null ? null
             : answer.State as JsonObject ?? new JsonObject { ["value"] = answer.State.DeepClone() };
         return answer.Value;
