@@ -75,6 +75,29 @@ public sealed class ExecutorNodeJobsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_node_sharing_the_registrys_store_runs_the_job_the_registry_recorded()
+    {
+        // The Dapr registry and executor apps share one document store. The registry records the job, marks it running
+        // and forwards it to the node's /create_job; the node finds that record already there and must still start it.
+        var id = Guid.NewGuid().ToString();
+        var recorded = Job.FromJson(new JsonObject
+        {
+            ["job_id"] = id, ["executor_id"] = "edge", ["policy_rule_uri"] = "batch:1.0-test", ["timeout_seconds"] = 30,
+            ["inputs"] = new JsonObject { ["mode"] = "echo", ["n"] = 5 },
+            ["status"] = "running", ["created_at"] = "2026-01-01T00:00:00Z", ["started_at"] = "2026-01-01T00:00:00Z",
+        });
+        await NodeStore.CreateAsync(Collections.Jobs, id, recorded.ToJson());
+        using var nodeClient = new HttpClient { BaseAddress = new Uri(nodeUrl) };
+
+        var accepted = await nodeClient.Post("/create_job", recorded.ToJson().ToJsonString());
+        accepted.Status.ShouldBe(200, accepted.Message);
+        var done = (await nodeClient.Get($"/jobs/{id}?wait=60")).Data!;
+
+        done["status"]!.GetValue<string>().ShouldBe("succeeded", done["error"]?.GetValue<string>());
+        done["result"]!["echo"]!["n"]!.GetValue<int>().ShouldBe(5);
+    }
+
+    [Fact]
     public async Task Cancelling_at_the_registry_cancels_on_the_node()
     {
         var submitted = await client.Post("/jobs/submit/edge", """{"policy_rule_uri":"batch:1.0-test","inputs":{"mode":"sleep","seconds":60},"timeout_seconds":120}""");

@@ -71,10 +71,12 @@ public sealed class JobBoard(
         var given = Job.FromJson(body);
         if (await store.GetAsync(Collections.Jobs, given.JobId, ct) is { } existing)
         {
-            // Either the registry retried (the job already runs here), or registry and node share one
-            // store (Dapr) and the registry recorded it: then it is ours to start.
+            // Either the registry retried (the job already runs here, so this node follows it), or registry and
+            // node share one store (Dapr) and the registry recorded it: then it is ours to start. The registry marks a
+            // job running before it forwards it, so that is how such a job arrives; one still unfollowed here never
+            // started (a job this node ran is followed until it ends, and re-attached at start).
             var recorded = Job.FromJson(existing.Body);
-            if (recorded.Status == JobStatus.Pending && !runs.ContainsKey(recorded.JobId))
+            if (recorded.Status is JobStatus.Pending or JobStatus.Running && !runs.ContainsKey(recorded.JobId))
                 Start(recorded, transports.NodeLauncher(), await PolicyAsync(recorded.PolicyRuleUri, ct));
             return await PresentAsync(existing.Body, ct);
         }
