@@ -98,6 +98,24 @@ public sealed class ExecutorNodeJobsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_job_for_an_executor_that_is_the_server_itself_fails_at_once_saying_so()
+    {
+        await NodeStore.UpsertAsync(Collections.Executors, "loop", PolicyExecutor.FromJson(new JsonObject
+        {
+            ["executor_id"] = "loop", ["executor_host_uri"] = nodeUrl,
+        }).ToJson());
+        using var server = new HttpClient { BaseAddress = new Uri(nodeUrl) };
+
+        var submitted = await server.Post("/jobs/submit/loop", """{"policy_rule_uri":"batch:1.0-test","inputs":{"mode":"echo"},"timeout_seconds":30}""");
+        submitted.Status.ShouldBe(200, submitted.Message);
+        var done = (await server.Get($"/jobs/{submitted.Data!["job_id"]!.GetValue<string>()}?wait=30")).Data!;
+
+        // It waited on itself until the backstop deadline (timeout + 300 s), still 'running' all along.
+        done["status"]!.GetValue<string>().ShouldBe("failed");
+        done["error"]!.GetValue<string>().ShouldContain("points back at it");
+    }
+
+    [Fact]
     public async Task Cancelling_at_the_registry_cancels_on_the_node()
     {
         var submitted = await client.Post("/jobs/submit/edge", """{"policy_rule_uri":"batch:1.0-test","inputs":{"mode":"sleep","seconds":60},"timeout_seconds":120}""");

@@ -33,6 +33,9 @@ public sealed class JobBoard(
 {
     private static readonly HashSet<string> SubmitFields = ["name", "policy_rule_uri", "policy_rule_parameters", "node_selector", "inputs", "timeout_seconds"];
     private readonly ConcurrentDictionary<string, Task> runs = new(StringComparer.Ordinal);
+    // Jobs this server follows on another server (an http(s):// or dapr:// executor): one of them arriving back at this
+    // server's own /create_job means that executor is this server itself.
+    private readonly ConcurrentDictionary<string, byte> forwarded = new(StringComparer.Ordinal);
 
     /// <summary>Jobs this process is following right now (tests wait on these; shutdown leaves them running).</summary>
     public IReadOnlyCollection<Task> Runs => runs.Values.ToArray();
@@ -76,6 +79,10 @@ public sealed class JobBoard(
             // job running before it forwards it, so that is how such a job arrives; one still unfollowed here never
             // started (a job this node ran is followed until it ends, and re-attached at start).
             var recorded = Job.FromJson(existing.Body);
+            // Followed here as another server's job and then started here too, it would wait on itself until the
+            // backstop deadline (an hour and more) and never run: refused, the forwarding side records why at once.
+            if (forwarded.ContainsKey(recorded.JobId))
+                throw Problems.Conflict($"job '{recorded.JobId}' was forwarded here by this same server: executor '{recorded.ExecutorId}' points back at it. Register this server's own executor as inproc://local, or name it in PolicyGrid:Jobs:NodeExecutorId");
             if (recorded.Status is JobStatus.Pending or JobStatus.Running && !runs.ContainsKey(recorded.JobId))
                 Start(recorded, transports.NodeLauncher(), await PolicyAsync(recorded.PolicyRuleUri, ct));
             return await PresentAsync(existing.Body, ct);
@@ -221,6 +228,7 @@ public sealed class JobBoard(
     private void Follow(string jobId, IJobLauncher launcher, DateTimeOffset deadlineAt, Func<CancellationToken, Task<JobOutcome?>> run)
     {
         var stopping = lifetime.ApplicationStopping;
+        if (launcher is RemoteJobLauncher) forwarded[jobId] = 0;
         var task = Task.Run(async () =>
         {
             using var following = CancellationTokenSource.CreateLinkedTokenSource(stopping);
@@ -259,7 +267,10 @@ public sealed class JobBoard(
             else signals.Signal(jobId);
         }, CancellationToken.None);
         runs[jobId] = task;
-        _ = task.ContinueWith(_ => runs.TryRemove(new KeyValuePair<string, Task>(jobId, task)), TaskScheduler.Default);
+        _ = task.ContinueWith(ended =>
+        {
+            if (runs.TryRemove(new KeyValuePair<string, Task>(jobId, task))) forwarded.TryRemove(jobId, out _);
+        }, TaskScheduler.Default);
     }
 
     private DateTimeOffset DeadlineOf(Job job)
