@@ -246,6 +246,28 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Retiring_the_policy_stops_its_deployed_function_with_410_and_reactivating_it_resumes_the_count()
+    {
+        var body = Body("retiring");
+        body["policy_rule_uri"] = await _server.RegisterPolicyAsync("retiring", CountingPolicy.Source);
+        var policy = body["policy_rule_uri"]!.GetValue<string>();
+        (await Deploy(body)).Status.ShouldBe(200);
+        (await Count("retiring")).ShouldBe(1);
+
+        (await _client.Send(HttpMethod.Put, $"/policy/{policy}", new JsonObject { ["$set"] = new JsonObject { ["status"] = "retired" } })).Status.ShouldBe(200);
+        var call = await _client.Send(HttpMethod.Post, "/function/call_function/retiring", new JsonObject());
+        var managed = await _client.Send(HttpMethod.Post, "/function/retiring/management", new JsonObject { ["action"] = "peek" });
+
+        call.Status.ShouldBe(410, "a retired policy answered through its function");
+        call.Code.ShouldBe("retired");
+        call.Message.ShouldContain("'retiring'");
+        call.Message.ShouldContain(policy);
+        managed.Status.ShouldBe(410);
+        (await _client.Send(HttpMethod.Put, $"/policy/{policy}", new JsonObject { ["$set"] = new JsonObject { ["status"] = "active" } })).Status.ShouldBe(200);
+        (await Count("retiring")).ShouldBe(2);
+    }
+
+    [Fact]
     public async Task Management_reaches_the_live_instance()
     {
         (await Deploy(Body("managed"))).Status.ShouldBe(200);

@@ -485,4 +485,26 @@ public sealed class GraphsApiTests(GraphServerFixture fixture) : IClassFixture<G
             JsonNode.Parse($$"""{"graph_uri": "{{uri}}", "input_data": {}, "timeout_seconds": 1e30}"""));
         huge.Status.ShouldBe(200, huge.Body?.ToJsonString());
     }
+
+    [Fact]
+    public async Task A_graph_with_a_node_whose_policy_is_retired_is_410_naming_it_before_anything_runs()
+    {
+        var policy = await fixture.Server.RegisterPolicyAsync("retiring_" + _run, GraphPolicies.Node);
+        await DeployNode("A");
+        var retiring = await _client.Send(HttpMethod.Post, "/function/deployments/create/local", new JsonObject
+        {
+            ["name"] = N("B"), ["policy_rule_uri"] = policy, ["policy_rule_parameters"] = new JsonObject { ["tag"] = "B" },
+        });
+        retiring.Status.ShouldBe(200, retiring.Body?.ToJsonString());
+        var uri = await Create(Graph("retired", ["A", "B"], [("A", ["B"])]));
+        (await _client.Send(HttpMethod.Put, $"/policy/{policy}", new JsonObject { ["$set"] = new JsonObject { ["status"] = "retired" } })).Status.ShouldBe(200);
+
+        var answer = await Execute(uri, new JsonObject());
+
+        answer.Status.ShouldBe(410, answer.Body?.ToJsonString());
+        answer.Code.ShouldBe("retired");
+        answer.Message.ShouldContain($"'{N("B")}'");
+        // A never ran: its own count starts at 1 when called directly.
+        (await _client.Send(HttpMethod.Post, $"/function/call_function/{N("A")}", new JsonObject())).Data!["calls"]!.GetValue<int>().ShouldBe(1);
+    }
 }

@@ -20,11 +20,15 @@ namespace PolicyGrid.Api.Functions;
 public sealed class FunctionRegistry(
     IDocumentStore store,
     IEnumerable<IFunctionHostTransport> transports,
+    PolicyCatalog policies,
     TimeProvider clock,
     ILogger<FunctionRegistry> logger) : IFunctionInvoker
 {
-    // Which host runs each function, so a call costs no document read. Filled on deploy and first use, emptied on remove.
-    private readonly ConcurrentDictionary<string, IFunctionHost> _hosts = new(StringComparer.Ordinal);
+    // Which host runs each function and the policy it was deployed from, so a call costs no document read. Filled on
+    // deploy and first use, emptied on remove.
+    private readonly ConcurrentDictionary<string, Hosted> _hosts = new(StringComparer.Ordinal);
+
+    private sealed record Hosted(IFunctionHost Host, string PolicyRuleUri);
 
     // Deploys and removes of one name run one at a time in this process: interleaved, a remove could delete the
     // document of a deployment still starting on its host, which then ran on, callable but unlisted and unremovable.
@@ -91,7 +95,7 @@ public sealed class FunctionRegistry(
             await host.RemoveAsync(function.FunctionId, CancellationToken.None);
             throw Problems.Conflict($"function '{function.FunctionId}' was removed or redeployed while it was being deployed; deploy it again");
         }
-        _hosts[function.FunctionId] = host;
+        _hosts[function.FunctionId] = new Hosted(host, function.FunctionPolicyRuleUri);
         logger.LogInformation("function {Function} deployed on executor {Executor} ({Replicas} replicas) from {Policy}",
             function.FunctionId, executor.ExecutorId, function.Replicas, uri);
         return running;
@@ -120,7 +124,7 @@ public sealed class FunctionRegistry(
     }
 
     public async Task<JsonObject> CallAsync(string functionId, JsonNode? input, CancellationToken ct = default) =>
-        await (await HostOfAsync(functionId, ct)).CallAsync(functionId, input ?? new JsonObject(), ct);
+        await (await RunnableHostAsync(functionId, ct)).CallAsync(functionId, input ?? new JsonObject(), ct);
 
     public async Task<JsonObject> ManageAsync(string name, JsonObject body, CancellationToken ct)
     {
@@ -135,7 +139,7 @@ public sealed class FunctionRegistry(
         };
         if (data is null) errors.Add(new("data", $"must be an object, not a JSON {Envelope.JsonBody.Describe(body["data"])}"));
         if (errors.Count > 0) throw Problems.Validation(errors);
-        return await (await HostOfAsync(name, ct)).ManageAsync(name, action!, data!, ct);
+        return await (await RunnableHostAsync(name, ct)).ManageAsync(name, action!, data!, ct);
     }
 
     public async Task<StoredDocument> GetAsync(string name, CancellationToken ct) =>
@@ -158,11 +162,35 @@ public sealed class FunctionRegistry(
             function.Replicas, autoscale, Count(scaling["min_replicas"], function.Replicas), Count(scaling["max_replicas"], function.Replicas)));
     }
 
-    private async Task<IFunctionHost> HostOfAsync(string name, CancellationToken ct)
+    /// <summary>410 when the function's policy is retired (graph runs check every node before any runs: the Dapr workflow calls the actors directly).</summary>
+    public async Task EnsureRunnableAsync(string name, CancellationToken ct) => await RunnableHostAsync(name, ct);
+
+    /// <summary>
+    /// The host of a function whose policy may still run. A function keeps the snapshot it was deployed with through
+    /// later updates of its policy, but retiring the policy stops every execution of it (the contract's 410), a deployed
+    /// function's too: it had kept answering. A policy deleted since (force) leaves the snapshot running.
+    /// </summary>
+    private async Task<IFunctionHost> RunnableHostAsync(string name, CancellationToken ct)
     {
-        if (_hosts.TryGetValue(name, out var host)) return host;
-        var stored = await store.GetAsync(Collections.Functions, name, ct) ?? throw Unknown(name);
-        return _hosts[name] = HostFor(FunctionDeployment.FromJson(stored.Body));
+        if (!_hosts.TryGetValue(name, out var hosted))
+        {
+            var stored = await store.GetAsync(Collections.Functions, name, ct) ?? throw Unknown(name);
+            var function = FunctionDeployment.FromJson(stored.Body);
+            hosted = _hosts[name] = new Hosted(HostFor(function), function.FunctionPolicyRuleUri);
+        }
+        try
+        {
+            await policies.GetRunnableAsync(hosted.PolicyRuleUri, ct);
+        }
+        catch (PolicyGridException e) when (e.Status == 410)
+        {
+            throw Problems.Retired($"function '{name}' runs policy '{hosted.PolicyRuleUri}', which is retired; deploy another version under a new function, or set the policy's status back to active");
+        }
+        catch (PolicyGridException)
+        {
+            // Deleted, or of a kind this server does not run itself: the function runs its own snapshot on its host.
+        }
+        return hosted.Host;
     }
 
     private IFunctionHost HostFor(FunctionDeployment function) => HostFor(function.FunctionExecutorId, function.FunctionExecutorUri);

@@ -138,6 +138,11 @@ public sealed class GraphRegistry(
         var missing = await UndeployedAsync(graph, ct);
         if (missing.Count > 0)
             throw Problems.NotFound($"graph '{graph.GraphUri}' cannot run: {NoFunctionFor(missing)}");
+        foreach (var node in graph.GraphFunctionIds)
+        {
+            try { await functions.EnsureRunnableAsync(node, ct); }
+            catch (PolicyGridException e) when (e.Status == 410) { throw Problems.Retired($"graph '{graph.GraphUri}' cannot run: {e.Message}"); }
+        }
 
         return new GraphRun(graph.GraphUri, graph.Plan(), input, Options(graph, timeout, trace), async);
     }
