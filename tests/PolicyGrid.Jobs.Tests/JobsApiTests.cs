@@ -107,6 +107,22 @@ public sealed class JobsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_policy_timeout_estimate_under_one_clock_tick_counts_as_none_and_the_job_runs()
+    {
+        var hasty = await server.StorePolicyAsync("hasty", Echo, new JsonObject
+        {
+            ["resource_estimates"] = new JsonObject { ["timeout_seconds"] = 1e-9 },
+        });
+
+        var submitted = await client.Post("/jobs/submit/local", $$$"""{"policy_rule_uri":"{{{hasty}}}","inputs":{"n":1}}""");
+
+        submitted.Status.ShouldBe(200, submitted.Message);
+        submitted.Data!["timeout_seconds"]!.GetValue<double>().ShouldBe(new JobsOptions().DefaultTimeoutSeconds);
+        var done = (await client.Get($"/jobs/{submitted.Data!["job_id"]!.GetValue<string>()}?wait=60")).Data!;
+        done["status"]!.GetValue<string>().ShouldBe("succeeded", done["error"]?.GetValue<string>());
+    }
+
+    [Fact]
     public async Task Reading_an_unknown_job_is_a_404_and_a_bad_wait_is_a_400()
     {
         (await client.Get("/jobs/nope")).Status.ShouldBe(404);

@@ -12,8 +12,10 @@ namespace PolicyGrid.Api.Jobs;
 /// </summary>
 public static class ResourceEstimates
 {
+    // Under one tick of the clock a timeout is a deadline of 0: a job submitted with it was accepted and then failed
+    // 'timeout_seconds: must be greater than 0'. Such an estimate counts as none, as 0 or a negative one does.
     public static double? TimeoutSeconds(JsonObject estimates) =>
-        Number(estimates["timeout_seconds"]) is { } t && t > 0 ? t : null;
+        Number(estimates["timeout_seconds"]) is { } t && t >= TimeSpan.FromTicks(1).TotalSeconds ? t : null;
 
     public static JobResources Resources(JsonObject estimates)
     {
