@@ -103,8 +103,7 @@ internal static class HostFrames
                 ["type"] = "ValueError",
                 ["message"] = tooDeep
                     ? $"the policy answered JSON nested too deep: an answer carries at most {Core.Documents.DocumentDepth.MaxWritten} levels of objects and arrays, the 3 of the worker's reply around it included"
-                    : $"the policy answered a dict with a key twice once written as JSON ({strict.Message.TrimEnd('.')}): Python writes " +
-                      "the keys 1, True and None as \"1\", \"true\" and \"null\", so a dict holding both 1 and \"1\" has no JSON form; use string keys",
+                    : CollidingKeys(strict),
                 ["traceback"] = "",
             };
             if (lenient["retiring"] is { } retiring) reply["retiring"] = retiring.DeepClone();
@@ -112,6 +111,14 @@ internal static class HostFrames
         }
         return node as JsonObject ?? throw new InvalidDataException("worker sent a frame that is not a JSON object");
     }
+
+    /// <summary>
+    /// Why an answer read with <c>AllowDuplicateProperties = false</c> has no JSON form, around the parser's words (which
+    /// name the key). The SDK's in-process evaluator says the same, so a policy answers alike there and here.
+    /// </summary>
+    internal static string CollidingKeys(JsonException strict) =>
+        $"the policy answered a dict with a key twice once written as JSON ({strict.Message.TrimEnd('.')}): Python writes " +
+        "the keys 1, True and None as \"1\", \"true\" and \"null\", so a dict holding both 1 and \"1\" has no JSON form; use string keys";
 
     private const int LenientDepth = 4096;
 

@@ -88,29 +88,101 @@ internal static class EmbeddedPython
             return module
 
 
+        # As the servers' worker host writes answers: no NaN or Infinity, and text kept as text, so that a lone surrogate
+        # ("\ud800", no character at all) is found here rather than escaped into a string no JSON writer can write.
+        _encode = json.JSONEncoder(allow_nan=False, ensure_ascii=False).encode
+
+
+        def _written(value):
+            # value as JSON text, or the server's policy error for a value that has none.
+            try:
+                text = _encode(value)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"policy returned a value that is not JSON: {exc}") from None
+            if not text.isascii():  # O(1): only text with non-ASCII characters can hold a surrogate
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    bad = exc.object[exc.start:exc.end].encode("unicode_escape").decode("ascii")
+                    raise ValueError(f"policy returned text that is not Unicode: '{bad}' is a lone surrogate, which no JSON text "
+                                     "can hold") from None
+            return text
+
+
+        def _key_text(key):
+            # A dict key as JSON writes it (1 as "1", True as "true", None as "null"); keys of other types fail in _written.
+            return key if isinstance(key, str) else _encode(key)
+
+
+        def _ensure_unique_keys(value):
+            # Raises the server's policy error at the first dict holding two keys JSON writes alike (1 and "1").
+            if isinstance(value, dict):
+                keys = value.keys()
+                if not all(type(k) is str for k in keys):
+                    seen = set()
+                    for k in keys:
+                        text = _key_text(k)
+                        if text in seen:
+                            raise ValueError(f"the policy answered a dict with a key twice once written as JSON (Duplicate property '{text}' "
+                                             "in the context): Python writes the keys 1, True and None as \"1\", \"true\" and \"null\", so a "
+                                             "dict holding both 1 and \"1\" has no JSON form; use string keys")
+                        seen.add(text)
+                items = value.values()
+            elif isinstance(value, (list, tuple)):
+                items = value
+            else:
+                return
+            for item in items:
+                if isinstance(item, (dict, list, tuple)):
+                    _ensure_unique_keys(item)
+
+
         class Instance:
-            __slots__ = ("obj", "parameters", "context", "eval")
+            __slots__ = ("obj", "parameters", "context", "eval", "rollback")
 
             def __init__(self, obj, parameters, context=None):
                 self.obj = obj
                 self.parameters = parameters
                 self.context = context = {} if context is None else context
+                # The context as the servers would hold it after the last call that succeeded, and before it. A call
+                # that raises, or answers or leaves what has no JSON form, leaves no trace: the servers save none of it.
+                saved = [_written(context) if context else "{}", None]
                 # The hot path: a closure over locals, so a call does no attribute or global lookups.
-                loads, dumps, policy_eval = json.loads, json.dumps, obj.eval
+                loads, written, unique, policy_eval = json.loads, _written, _ensure_unique_keys, obj.eval
 
                 def call(input_json, parameters_json=None):
-                    result = policy_eval(parameters if parameters_json is None else loads(parameters_json), loads(input_json), context)
-                    if type(result) is not dict and not isinstance(result, dict):
-                        raise TypeError(f"eval returned {type(result).__name__}, expected a dict")
-                    return dumps(result)
+                    saved[1] = None
+                    try:
+                        result = policy_eval(parameters if parameters_json is None else loads(parameters_json), loads(input_json), context)
+                        text = written(result)
+                        if context:
+                            kept = written(context)
+                            unique(context)
+                            saved[1], saved[0] = saved[0], kept
+                        elif saved[0] != "{}":
+                            saved[1], saved[0] = saved[0], "{}"
+                    except BaseException:
+                        if context or saved[0] != "{}":
+                            context.clear()
+                            context.update(loads(saved[0]))
+                        raise
+                    return text
+
+                def rollback():
+                    # Undoes the last call, whose answer the caller found unwritable (a key twice) or not a dict.
+                    if saved[1] is not None:
+                        saved[0], saved[1] = saved[1], None
+                        context.clear()
+                        context.update(loads(saved[0]))
 
                 self.eval = call
+                self.rollback = rollback
 
             def management(self, action, data_json):
                 method = getattr(self.obj, "management", None)
                 if method is None:
                     raise AttributeError("the policy class has no management method")
-                return json.dumps(method(action, json.loads(data_json)))
+                return _written(method(action, json.loads(data_json)))
 
 
         def load(name, function_py, code_dir, rule_id, settings_json, parameters_json, context=None):

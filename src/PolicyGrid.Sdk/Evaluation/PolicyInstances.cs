@@ -40,8 +40,13 @@ internal sealed class InProcessPolicy : IPolicyInstance
     private readonly Lock _calls;
     private readonly PyObject _context;
 
-    private InProcessPolicy(PyObject instance, Lock calls)
+    private readonly PyObject _rollback;
+    private readonly string _ruleId;
+
+    private InProcessPolicy(PyObject instance, Lock calls, string ruleId)
     {
+        _ruleId = ruleId;
+        _rollback = instance.GetAttr("rollback");
         _eval = instance.GetAttr("eval");
         _management = instance.GetAttr("management");
         _context = instance.GetAttr("context");
@@ -69,7 +74,7 @@ internal sealed class InProcessPolicy : IPolicyInstance
                 using var instance = predecessor is null
                     ? load.Invoke(name, functionPy, codeDir, rule, settingsJson, parametersJson)
                     : load.Invoke(name, functionPy, codeDir, rule, settingsJson, parametersJson, predecessor._context);
-                return new InProcessPolicy(instance, predecessor?._calls ?? new Lock());
+                return new InProcessPolicy(instance, predecessor?._calls ?? new Lock(), ruleId);
             }
             catch (PythonException e)
             {
@@ -81,32 +86,38 @@ internal sealed class InProcessPolicy : IPolicyInstance
     public JsonObject Eval(JsonNode? input, JsonObject? parameters)
     {
         var inputJson = input?.ToJsonString() ?? "null";
-        string resultJson;
         lock (_calls)
-        using (Py.GIL())
         {
-            try
+            string resultJson;
+            using (Py.GIL())
             {
-                using var arg = new PyString(inputJson);
-                if (parameters is null)
+                try
                 {
-                    using var result = _eval.Invoke(arg);
-                    resultJson = result.ToString()!; // str() of a str is itself: cheaper than the converter
+                    using var arg = new PyString(inputJson);
+                    if (parameters is null)
+                    {
+                        using var result = _eval.Invoke(arg);
+                        resultJson = result.ToString()!; // str() of a str is itself: cheaper than the converter
+                    }
+                    else
+                    {
+                        using var p = new PyString(parameters.ToJsonString());
+                        using var result = _eval.Invoke(arg, p);
+                        resultJson = result.ToString()!; // str() of a str is itself: cheaper than the converter
+                    }
                 }
-                else
+                catch (PythonException e)
                 {
-                    using var p = new PyString(parameters.ToJsonString());
-                    using var result = _eval.Invoke(arg, p);
-                    resultJson = result.ToString()!; // str() of a str is itself: cheaper than the converter
+                    throw EmbeddedPython.PolicyError(e, "");
                 }
             }
-            catch (PythonException e)
-            {
-                throw EmbeddedPython.PolicyError(e, "");
-            }
+            var (answer, problem) = PolicyAnswer.Read(resultJson);
+            if (problem is null && answer is JsonObject taken) return taken;
+            // As on the servers, a call whose answer cannot be taken saves nothing of the context it left. Still under
+            // the instance's lock: no other call has run since.
+            using (Py.GIL()) _rollback.Invoke().Dispose();
+            throw new PolicyGridApiException(422, "policy_error", problem ?? $"eval of {_ruleId} returned {JsonText.Described(answer)}, not a dict");
         }
-        return JsonNode.Parse(resultJson) as JsonObject
-            ?? throw new PolicyGridApiException(422, "policy_error", "eval did not return a dict");
     }
 
     public ValueTask<JsonObject> EvalAsync(JsonNode? input, JsonObject? parameters, CancellationToken ct) =>
@@ -130,7 +141,8 @@ internal sealed class InProcessPolicy : IPolicyInstance
                 throw EmbeddedPython.PolicyError(e, "");
             }
         }
-        return ValueTask.FromResult(JsonNode.Parse(resultJson));
+        var (answer, problem) = PolicyAnswer.Read(resultJson);
+        return ValueTask.FromResult<JsonNode?>(problem is null ? PolicyAnswer.ManagementResult(answer, _ruleId) : throw new PolicyGridApiException(422, "policy_error", problem));
     }
 
     // The Python objects are released by pythonnet's finalizer: a call that captured this instance
@@ -184,10 +196,11 @@ internal sealed class WorkerProcessPolicy(PythonWorkerPool pool, PolicyLoadSpec 
             // Without an override, eval gets the parameters the worker keeps with the instance.
             if (parameters is not null) arguments["parameters"] = parameters.DeepClone();
             var answer = await Invoke(PolicyMethods.Eval, arguments, ct);
-            if (answer?["context"] is JsonObject context) _context = (JsonObject)context.DeepClone();
+            // As on the servers, a call answering no dict saves nothing of the context it left.
+            if (answer?["context"] is JsonObject context && answer["result"] is JsonObject) _context = (JsonObject)context.DeepClone();
             return answer?["result"] is JsonObject result
                 ? (JsonObject)result.DeepClone()
-                : throw new PolicyGridApiException(422, "policy_error", $"eval returned {answer?["result"]?.GetValueKind().ToString() ?? "null"}, expected a dict");
+                : throw new PolicyGridApiException(422, "policy_error", $"eval of {load.RuleId} returned {JsonText.Described(answer?["result"])}, not a dict");
         }
         finally
         {
@@ -201,7 +214,7 @@ internal sealed class WorkerProcessPolicy(PythonWorkerPool pool, PolicyLoadSpec 
         try
         {
             var answer = await Invoke(PolicyMethods.Management, new JsonObject { ["action"] = action, ["data"] = data?.DeepClone() ?? new JsonObject() }, ct);
-            return answer?.DeepClone();
+            return PolicyAnswer.ManagementResult(answer?.DeepClone(), load.RuleId);
         }
         finally
         {
@@ -229,8 +242,62 @@ internal sealed class WorkerProcessPolicy(PythonWorkerPool pool, PolicyLoadSpec 
 
 #pragma warning restore CA1001
 
+/// <summary>What an in-process policy answered, read as the servers read a worker's reply.</summary>
+internal static class PolicyAnswer
+{
+    // As deep as the servers take an answer (their limit counts the worker reply's 3 levels around it), and no key twice:
+    // Python writes 1 and "1" (True and "true", None and "null") as one JSON key.
+    private static readonly JsonDocumentOptions Strict = new() { MaxDepth = Core.Documents.DocumentDepth.MaxWritten - 3, AllowDuplicateProperties = false };
+
+    /// <summary>The answer, or the servers' words for why it has no JSON form.</summary>
+    public static (JsonNode? Answer, string? Problem) Read(string json)
+    {
+        try
+        {
+            return (JsonNode.Parse(json, documentOptions: Strict), null);
+        }
+        catch (JsonException strict)
+        {
+            var tooDeep = !Parses(json, Strict with { AllowDuplicateProperties = true });
+            return (null, tooDeep
+                ? $"ValueError: the policy answered JSON nested too deep: an answer carries at most {Strict.MaxDepth} levels of objects and arrays"
+                : "ValueError: " + HostFrames.CollidingKeys(strict));
+        }
+    }
+
+    private static bool Parses(string json, JsonDocumentOptions options)
+    {
+        try
+        {
+            using var _ = JsonDocument.Parse(json, options);
+            return true;
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>A management command's answer as the servers give it: None is an empty dict, anything but a dict a policy error.</summary>
+    public static JsonObject ManagementResult(JsonNode? answer, string ruleId) => answer switch
+    {
+        null => [],
+        JsonObject result => result,
+        _ => throw new PolicyGridApiException(422, "policy_error", $"management of {ruleId} returned {JsonText.Described(answer)}, not a dict"),
+    };
+}
+
 internal static class JsonText
 {
+    /// <summary>A policy's answer that is no dict, in the servers' words ("None", "a list").</summary>
+    public static string Described(JsonNode? node) => node switch
+    {
+        null => "None",
+        JsonArray => "a list",
+        JsonValue v => $"a {v.GetValueKind().ToString().ToLowerInvariant()}",
+        _ => "a dict",
+    };
+
     public static string Kind(JsonNode? node) => node?.GetValueKind() switch
     {
         null or JsonValueKind.Null => "null",
