@@ -33,7 +33,7 @@ from . import templates
 from .bundles import BundleCache, BundleDirectory, UnpackLimits
 from .client import PolicyGridClient
 from .errors import PolicyGridApiError, PolicyGridError, ServerUnreachableError
-from .json_values import as_json, ensure_json
+from .json_values import answer_problem, as_json, described, ensure_json
 
 log = logging.getLogger("policygrid")
 
@@ -80,6 +80,7 @@ class LocalPolicyEvaluator:
         self.max_stale_seconds = None if max_stale_seconds is None else float(max_stale_seconds)
         self.client = client or PolicyGridClient(server, token, timeout)
         self.context: dict = {}
+        self._context_json = "{}"  # self.context after the last call that succeeded (see _restore_context)
         self._bundles = BundleCache(self.client, cache_dir, unpack_limits)
         self._lock = threading.RLock()  # one eval/management at a time: they share the context
         # One re-read at a time, apart from _lock: while a re-read waits on the network, other threads' calls
@@ -120,12 +121,25 @@ class LocalPolicyEvaluator:
         if held.input_schema:
             _ensure(templates.validate(held.input_schema, input_data, "input_data"))
         with self._lock:
+            context = self.context
             try:
-                result = held.instance.eval(params, input_data, self.context)
-            except Exception as e:  # the policy's own failure, in the contract's words
+                result = held.instance.eval(params, input_data, context)
+            except BaseException as e:
+                self._restore_context(context)
+                if not isinstance(e, Exception):
+                    raise
+                # the policy's own failure, in the contract's words
                 raise PolicyGridApiError(422, "policy_error", f"{type(e).__name__}: {e}") from e
-        if not isinstance(result, dict):
-            raise PolicyGridApiError(422, "policy_error", f"eval returned {type(result).__name__}, expected a dict")
+            # What the server would answer: it writes the result and the context as JSON, so one that has none (a key
+            # twice, a lone surrogate, NaN, a set) is its 422, and a result that is no dict too.
+            problem = answer_problem(result) or (
+                None if isinstance(result, dict) else f"eval of {self.policy_rule_uri} returned {described(result)}, not a dict")
+            if problem is None and context:
+                problem = answer_problem(context, " in the context")
+            if problem is not None:
+                self._restore_context(context)
+                raise PolicyGridApiError(422, "policy_error", problem)
+            self._context_json = json.dumps(context) if context else "{}"
         return result
 
     def execute_mgmt_command(self, action: str, data: Any = None) -> dict:
@@ -146,7 +160,20 @@ class LocalPolicyEvaluator:
                 result = management(action, data)
             except Exception as e:
                 raise PolicyGridApiError(422, "policy_error", f"{type(e).__name__}: {e}") from e
+        if result is None:
+            return {}  # as the server answers it
+        problem = answer_problem(result) or (
+            None if isinstance(result, dict) else f"management of {self.policy_rule_uri} returned {described(result)}, not a dict")
+        if problem is not None:
+            raise PolicyGridApiError(422, "policy_error", problem)
         return result
+
+    def _restore_context(self, context: dict) -> None:
+        """Puts back the context as the last call that succeeded left it: as on the server, a call that raises or answers
+        what has no JSON form saves nothing of what it changed. Kept as JSON text, the form the server keeps it in."""
+        if context or self._context_json != "{}":
+            context.clear()
+            context.update(json.loads(self._context_json))
 
     def refresh(self) -> None:
         """Re-reads the policy's revision now instead of waiting for the next interval."""

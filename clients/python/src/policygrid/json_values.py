@@ -85,3 +85,121 @@ def first_non_json(value: Any, path: str) -> tuple[str, str] | None:
                 return found
         return None
     return (path, f"a value of type {type(value).__name__} is not JSON (use a list, dict, str, number, bool or None)")
+
+
+# What a policy answers goes the other way: the server writes it as JSON text (its worker host encodes with
+# allow_nan=False and keeps text as text) and reads it back without a key twice and at most this deep.
+ANSWER_MAX_DEPTH = 253  # the server's 256 levels of a worker reply, less the 3 of the reply around the answer
+
+
+def answer_problem(value: Any, where: str = "") -> str | None:
+    """Why the server could not answer ``value`` (a policy's result, the context it left, a management answer), in the
+    server's words (``Type: message``, as its 422 ``policy_error`` says them), or None when it could.
+
+    A walk, not an encode and a strict parse: about a third of the cost of the encode alone, and a local call pays it
+    on every answer. ``where`` is added to the message of a key twice ("in the context").
+    """
+    found = _unwritable(value, 1)
+    if found is None:
+        return None
+    kind, detail = found
+    if kind == "surrogate":
+        return f"ValueError: policy returned text that is not Unicode: '{detail}' is a lone surrogate, which no JSON text can hold"
+    if kind == "collision":
+        return (f"ValueError: the policy answered a dict with a key twice once written as JSON (Duplicate property '{detail}'{where}): "
+                "Python writes the keys 1, True and None as \"1\", \"true\" and \"null\", so a dict holding both 1 and \"1\" has no "
+                "JSON form; use string keys")
+    if kind == "depth":
+        return (f"ValueError: the policy answered JSON nested too deep: an answer carries at most {ANSWER_MAX_DEPTH} levels of "
+                "objects and arrays")
+    return f"TypeError: policy returned a value that is not JSON: {detail}"
+
+
+def described(value: Any) -> str:
+    """A policy's answer that is no dict, in the server's words ("None", "a list")."""
+    if value is None:
+        return "None"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return f"a {str(value).lower()}"  # as the server names a JSON true or false
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a dict"
+
+
+def _lone_surrogate(text: str) -> str | None:
+    if text.isascii():  # O(1): only text with non-ASCII characters can hold a surrogate
+        return None
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as e:
+        return e.object[e.start:e.end].encode("unicode_escape").decode("ascii")
+
+
+def _unwritable(value: Any, depth: int) -> tuple[str, str] | None:
+    # Exact types first: this runs on every local answer, and most hold only dicts, lists, ASCII text, ints and bools.
+    kind = type(value)
+    if kind is dict or kind is list or kind is tuple:
+        if depth > ANSWER_MAX_DEPTH:
+            return ("depth", "")
+        keys_to_check = False
+        if kind is dict:
+            for key in value:
+                if type(key) is not str or not key.isascii():
+                    keys_to_check = True
+                    break
+            if keys_to_check:
+                found = _key_problem(value)
+                if found:
+                    return found
+            items = value.values()
+        else:
+            items = value
+        for item in items:
+            kind = type(item)
+            if kind is str:
+                if item.isascii():
+                    continue
+            elif kind is bool or kind is int or item is None:
+                continue
+            found = _unwritable(item, depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(value, str):
+        bad = _lone_surrogate(value)
+        return ("surrogate", bad) if bad else None
+    if value is None or isinstance(value, (bool, int)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else ("json", "Out of range float values are not JSON compliant")
+    if isinstance(value, dict):  # a subclass (OrderedDict): JSON writes it as a dict
+        return _unwritable(dict(value), depth)
+    if isinstance(value, (list, tuple)):
+        return _unwritable(list(value), depth)
+    return ("json", f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _key_problem(value: dict) -> tuple[str, str] | None:
+    """The first key of ``value`` JSON cannot write, or that it writes like another key (1 and "1")."""
+    written = set()
+    for key in value:
+        if isinstance(key, str):
+            bad = _lone_surrogate(key)
+            if bad:
+                return ("surrogate", bad)
+            text = key
+        elif isinstance(key, float) and not math.isfinite(key):
+            return ("json", "Out of range float values are not JSON compliant")
+        elif key is None or isinstance(key, (bool, int, float)):
+            text = json.dumps(key)
+        else:
+            return ("json", f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+        if text in written:
+            return ("collision", text)
+        written.add(text)
+    return None

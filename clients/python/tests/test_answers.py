@@ -1,0 +1,144 @@
+"""Answers a policy can give that have no JSON form: local mode answers them as the server does (422 policy_error in its
+words), keeps nothing of the context such a call left, and serves on."""
+import tempfile
+import unittest
+
+import support
+from policygrid import LocalPolicyEvaluator, PolicyGridApiError
+
+URI = "answers:1.0-beta"
+DOC = {
+    "policy_rule_uri": URI, "name": "answers", "version": "1.0", "release_tag": "beta",
+    "type": "python_class_v1", "status": "active", "policy_parameters": {}, "policy_settings": {},
+}
+
+POLICY = r'''
+class AIOSv1PolicyRule:
+    def __init__(self, rule_id, settings, parameters):
+        pass
+
+    def eval(self, parameters, input_data, context):
+        mode = input_data.get("mode")
+        if mode == "colliding_result":
+            return {"n": {True: 1, "true": 2}}
+        if mode == "colliding_context":
+            context[1] = "a"
+            context["1"] = "b"
+            return {"ok": True}
+        if mode == "surrogate_value":
+            return {"s": "\ud800"}
+        if mode == "surrogate_key":
+            return {"\udc00": 1}
+        if mode == "surrogate_context":
+            context["s"] = ["\ud800"]
+            return {"ok": True}
+        if mode == "nan_result":
+            return {"x": float("nan")}
+        if mode == "infinity_context":
+            context["x"] = float("inf")
+            return {"ok": True}
+        if mode == "set_result":
+            return {"x": {1, 2}}
+        if mode == "list":
+            context["x"] = 1
+            return [1, 2]
+        if mode == "none":
+            return None
+        if mode == "raises":
+            context["x"] = 1
+            raise ValueError("boom")
+        if mode == "nested":
+            answer = {}
+            for _ in range(input_data["levels"] - 1):
+                answer = {"a": answer}
+            return answer
+        context["calls"] = context.get("calls", 0) + 1
+        return {"calls": context["calls"], "keys": sorted(k for k in context if k != "calls"), "text": input_data.get("text")}
+
+    def management(self, action, data):
+        if action == "colliding":
+            return {None: 1, "null": 2}
+        if action == "surrogate":
+            return {"s": "\ud800"}
+        if action == "nan":
+            return {"x": float("-inf")}
+        if action == "list":
+            return [1, 2]
+        if action == "none":
+            return None
+        return {"ok": True}
+'''
+
+# The server's words for each (tests/PolicyGrid.Api.Tests/ExecutionTests.cs; the .NET SDK says the same).
+EVAL_CASES = {
+    "colliding_result": "Duplicate property 'true'",
+    "colliding_context": "Duplicate property '1'",
+    "surrogate_value": "'\\ud800' is a lone surrogate",
+    "surrogate_key": "'\\udc00' is a lone surrogate",
+    "surrogate_context": "'\\ud800' is a lone surrogate",
+    "nan_result": "TypeError: policy returned a value that is not JSON: Out of range float values are not JSON compliant",
+    "infinity_context": "TypeError: policy returned a value that is not JSON: Out of range float values are not JSON compliant",
+    "set_result": "TypeError: policy returned a value that is not JSON: Object of type set is not JSON serializable",
+    "list": f"eval of {URI} returned a list, not a dict",
+    "none": f"eval of {URI} returned None, not a dict",
+    "raises": "ValueError: boom",
+}
+
+MANAGEMENT_CASES = {
+    "colliding": "Duplicate property 'null'",
+    "surrogate": "'\\ud800' is a lone surrogate",
+    "nan": "TypeError: policy returned a value that is not JSON: Out of range float values are not JSON compliant",
+    "list": f"management of {URI} returned a list, not a dict",
+}
+
+
+class AnswerTests(unittest.TestCase):
+    def setUp(self):
+        self.cache = tempfile.TemporaryDirectory()
+        self.registry = support.LoopbackRegistry(DOC, support.zip_bytes({"code/function.py": POLICY.encode()}))
+        self.ev = self.evaluator()
+
+    def evaluator(self):
+        return LocalPolicyEvaluator(URI, server=self.registry.url, cache_dir=self.cache.name, timeout=2, revalidate_seconds=3600)
+
+    def tearDown(self):
+        self.registry.stop()
+        self.cache.cleanup()
+
+    def test_an_eval_answer_without_a_json_form_is_a_policy_error_as_on_the_server_and_the_evaluator_serves_on(self):
+        for mode, named in EVAL_CASES.items():
+            with self.subTest(mode):
+                ev = self.evaluator()
+                self.assertEqual(ev.execute_policy_rule({"mode": "plain"})["calls"], 1)
+                with self.assertRaises(PolicyGridApiError) as caught:
+                    ev.execute_policy_rule({"mode": mode})
+                self.assertEqual((caught.exception.status, caught.exception.code), (422, "policy_error"))
+                self.assertIn(named, caught.exception.message)
+                if mode.startswith("colliding"):
+                    self.assertIn("use string keys", caught.exception.message)
+                # As on the server, nothing the failed call left in the context is kept: the count goes on, no other key.
+                after = ev.execute_policy_rule({"mode": "plain", "text": "é ✓ 日本 😀"})
+                self.assertEqual((after["calls"], after["keys"], after["text"]), (2, [], "é ✓ 日本 😀"))
+
+    def test_an_answer_nested_as_deep_as_the_server_takes_is_answered_and_a_deeper_one_is_a_policy_error(self):
+        self.assertIsInstance(self.ev.execute_policy_rule({"mode": "nested", "levels": 200}), dict)
+        with self.assertRaises(PolicyGridApiError) as caught:
+            self.ev.execute_policy_rule({"mode": "nested", "levels": 300})
+        self.assertEqual(caught.exception.code, "policy_error")
+        self.assertIn("nested too deep", caught.exception.message)
+
+    def test_a_management_answer_without_a_json_form_is_a_policy_error_as_on_the_server(self):
+        for action, named in MANAGEMENT_CASES.items():
+            with self.subTest(action):
+                with self.assertRaises(PolicyGridApiError) as caught:
+                    self.ev.execute_mgmt_command(action)
+                self.assertEqual((caught.exception.status, caught.exception.code), (422, "policy_error"))
+                self.assertIn(named, caught.exception.message)
+                self.assertEqual(self.ev.execute_mgmt_command("get"), {"ok": True})
+
+    def test_management_answering_none_is_an_empty_dict_as_on_the_server(self):
+        self.assertEqual(self.ev.execute_mgmt_command("none"), {})
+
+
+if __name__ == "__main__":
+    unittest.main()
