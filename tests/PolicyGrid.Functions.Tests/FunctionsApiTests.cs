@@ -562,6 +562,30 @@ public sealed class FunctionsApiTests : IAsyncLifetime
         (await queued).ShouldBe(2);
     }
 
+    [Fact]
+    public async Task With_autoscaling_replicas_outside_min_to_max_are_stored_as_the_count_that_runs()
+    {
+        var body = Body("clamped", replicas: 10);
+        body["autoscaling"] = new JsonObject { ["enabled"] = true, ["min_replicas"] = 1, ["max_replicas"] = 3 };
+        var deployed = await Deploy(body);
+        deployed.Status.ShouldBe(200, deployed.Body?.ToJsonString());
+        deployed.Data!["replicas"]!.GetValue<int>().ShouldBe(3);
+        (await _client.Send(HttpMethod.Get, "/function/clamped")).Data!["replicas"]!.GetValue<int>().ShouldBe(3);
+        (await _server.Service<LocalFunctionHost>().StatusAsync("clamped", TestContext.Current.CancellationToken))!.Instances.ShouldBe(3);
+    }
+
+    [Fact]
+    public async Task With_only_max_replicas_sent_below_replicas_min_replicas_follows_it_instead_of_being_blamed()
+    {
+        var body = Body("capped", replicas: 5);
+        body["autoscaling"] = new JsonObject { ["enabled"] = true, ["max_replicas"] = 3 };
+        var deployed = await Deploy(body);
+        deployed.Status.ShouldBe(200, deployed.Body?.ToJsonString());
+        deployed.Data!["replicas"]!.GetValue<int>().ShouldBe(3);
+        deployed.Data!["autoscaling"]!["min_replicas"]!.GetValue<int>().ShouldBe(3);
+        deployed.Data!["autoscaling"]!["max_replicas"]!.GetValue<int>().ShouldBe(3);
+    }
+
     private static async Task Until(Func<Task<bool>> condition)
     {
         var giveUp = DateTime.UtcNow.AddSeconds(20);

@@ -47,10 +47,18 @@ public sealed record FunctionDeploymentRequest(
         var replicas = Integer(body, "replicas", 1, errors);
         var autoscaling = Object(body, "autoscaling", errors);
         var enabled = Boolean(autoscaling, "enabled", "autoscaling.enabled", errors);
-        var min = Integer(autoscaling, "min_replicas", replicas, errors, "autoscaling.min_replicas");
-        var max = Integer(autoscaling, "max_replicas", Math.Max(replicas, min), errors, "autoscaling.max_replicas");
+        // min_replicas defaults to replicas and max_replicas to the larger of the two, but a bound the caller did not send
+        // never contradicts one they did: replicas 5 with only max_replicas 3 is min 3 (replicas kept within 3..3 below),
+        // not a complaint about a min_replicas nobody sent.
+        var maxSent = Given(autoscaling, "max_replicas") is not null;
+        var max = Integer(autoscaling, "max_replicas", 0, errors, "autoscaling.max_replicas");
+        var min = Integer(autoscaling, "min_replicas", maxSent && max > 0 ? Math.Min(replicas, max) : replicas, errors, "autoscaling.min_replicas");
+        if (!maxSent || max == 0) max = Math.Max(replicas, min);
         var target = Integer(autoscaling, "target_cpu_utilization_percentage", 80, errors, "autoscaling.target_cpu_utilization_percentage", max: 100);
         if (min > max) errors.Add(new("autoscaling.min_replicas", $"{min} is greater than autoscaling.max_replicas {max}"));
+        // With autoscaling on, the host keeps replicas within min..max (docs/functions.md); storing the clamped count
+        // keeps the document, the instances started and the Dapr actors allotted in agreement.
+        else if (enabled) replicas = Math.Clamp(replicas, min, max);
         var metadata = Object(body, "function_metadata", errors);
         var tags = new List<string>();
         if (Given(body, "function_tags") is { } t)

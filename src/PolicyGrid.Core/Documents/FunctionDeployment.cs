@@ -67,6 +67,10 @@ public sealed record FunctionDeployment : IDocument<FunctionDeployment>
         if (function.FunctionPolicyRuleUri.Length > 0 && !PolicyUri.TryParse(function.FunctionPolicyRuleUri, out _, out var error))
             f.Add("function_policy_rule_uri", error);
         function = function with { Autoscaling = ReadAutoscaling(f, function.Replicas) };
+        // With autoscaling on, replicas is kept within min..max (a document stored before deployments were clamped may
+        // say 10 with max_replicas 3): the instances started and the Dapr actors allotted follow the clamped count.
+        if (f.Errors.Count == 0 && function.Autoscaling["enabled"]!.GetValue<bool>())
+            function = function with { Replicas = (int)Math.Clamp(function.Replicas, function.Autoscaling["min_replicas"]!.GetValue<long>(), function.Autoscaling["max_replicas"]!.GetValue<long>()) };
         f.ThrowIfInvalid();
         return function;
     }
@@ -76,8 +80,12 @@ public sealed record FunctionDeployment : IDocument<FunctionDeployment>
         var given = f.Object("autoscaling");
         var a = new DocumentFields(given, "autoscaling");
         var enabled = a.Boolean("enabled", false);
-        var min = a.Integer("min_replicas", replicas, min: 1, max: 1000);
-        var max = a.Integer("max_replicas", Math.Max(replicas, min), min: 1, max: 1000);
+        // As the deployment request reads them: a bound not given never contradicts one given (replicas 5 with only
+        // max_replicas 3 is min 3).
+        var maxGiven = given.TryGetPropertyValue("max_replicas", out var m) && m is not null;
+        var max = a.Integer("max_replicas", 0, min: 1, max: 1000);
+        var min = a.Integer("min_replicas", maxGiven && max > 0 ? Math.Min(replicas, max) : replicas, min: 1, max: 1000);
+        if (!maxGiven || max < 1) max = Math.Max(replicas, min);
         var target = a.Integer("target_cpu_utilization_percentage", DefaultTargetCpuUtilizationPercentage, min: 1, max: 100);
         if (min > max) a.Add("min_replicas", $"{min} is greater than max_replicas {max}");
         f.AddRange(a.Errors);
