@@ -47,8 +47,10 @@ public sealed class ErrorEnvelopeMiddleware(RequestDelegate next, ILogger<ErrorE
                     : $"request body stopped arriving (the server stops waiting when a body comes slower than {MinBodyRate(context)}): send the whole body");
             case BadHttpRequestException b:
                 return Failure.Of(400, ErrorCodes.BadRequest, DescribeBadRequest(b));
-            case JsonException j:
-                return Failure.Of(400, ErrorCodes.BadRequest, $"request body is not valid JSON: {j.Message}");
+            // A bare JsonException is not the caller's: request bodies are parsed by JsonBody.Parse (and the event
+            // readers), which answer a 400 naming the problem themselves, and the framework's binder wraps its own in
+            // a BadHttpRequestException. One reaching here came from a stored document, a remote answer or writing a
+            // response, so it is our fault, answered as one (500 with a trace id), never "request body is not valid JSON".
             default:
                 logger.LogError(e, "{Method} {Path} failed (trace {TraceId})", context.Request.Method, context.Request.Path, context.TraceIdentifier);
                 return Failure.Of(500, "internal_error", $"the server failed while handling this request (trace id {context.TraceIdentifier})");

@@ -45,8 +45,17 @@ public sealed class DaprGraphRunner(IHttpClientFactory clients, IDocumentStore s
                 throw GraphFailures.DeadlineExceeded(options.Deadline, plan.Nodes);
             if (!response.IsSuccessStatusCode)
                 throw Problems.BackendError($"the graphs app ({GraphWorkflows.AppId}) answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(ct)}");
-            var output = await response.Content.ReadFromJsonAsync<GraphWorkflowOutput>(Json.Options, ct)
-                ?? throw Problems.BackendError($"the graphs app ({GraphWorkflows.AppId}) answered no graph output");
+            GraphWorkflowOutput? output;
+            try
+            {
+                output = await response.Content.ReadFromJsonAsync<GraphWorkflowOutput>(Json.Options, ct);
+            }
+            catch (System.Text.Json.JsonException e)
+            {
+                // The graphs app's answer, not the caller's body: a backend error, not a 400.
+                throw Problems.BackendError($"the graphs app ({GraphWorkflows.AppId}) answered something that is not a graph output: {e.Message}");
+            }
+            if (output is null) throw Problems.BackendError($"the graphs app ({GraphWorkflows.AppId}) answered no graph output");
             return ToResult(output);
         }
     }
