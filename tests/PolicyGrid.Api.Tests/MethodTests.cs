@@ -85,6 +85,24 @@ public sealed class MethodTests(GridServer server) : IClassFixture<GridServer>
         query.Header("Allow").ShouldBe("POST");
         query.Message.ShouldContain("HEAD is not allowed on /policy/query");
     }
+
+    [Theory]
+    [InlineData("POST", "/function/call_function/", "{name}", "POST /function/call_function/{name}")]
+    [InlineData("POST", "/function//management", "{name}", "POST /function/{name}/management")]
+    [InlineData("DELETE", "/function/deployments/remove/", "{name}", "DELETE /function/deployments/remove/{name}")]
+    [InlineData("GET", "/jobs/", "{job_id}", "GET /jobs/{job_id}")]
+    [InlineData("GET", "/graph/executions/", "{id}", "GET /graph/executions/{id}")]
+    [InlineData("POST", "/executor//execute_policy", "{id}", "POST /executor/{id}/execute_policy")]
+    [InlineData("POST", "/call_function/", "{name}", "POST /call_function/{name}")]
+    public async Task A_route_with_its_id_segment_left_empty_is_a_400_naming_the_missing_segment(string method, string path, string missing, string route)
+    {
+        var answer = await client.Call(new HttpMethod(method), path, method == "GET" || method == "DELETE" ? null : "{}");
+
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Code.ShouldBe("bad_request");
+        answer.Message.ShouldContain($"{method} {path} is missing {missing}");
+        answer.Message.ShouldContain($"the route is {route}");
+    }
 }
 
 /// <summary>HEAD over a real Kestrel port: the GET's status and headers, and no body on the wire.</summary>

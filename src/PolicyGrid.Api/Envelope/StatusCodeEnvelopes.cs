@@ -1,5 +1,8 @@
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.Routing.Patterns;
+using Microsoft.Extensions.DependencyInjection;
 using PolicyGrid.Core.Errors;
 
 namespace PolicyGrid.Api.Envelope;
@@ -15,6 +18,8 @@ public static class StatusCodeEnvelopes
         var http = context.HttpContext;
         var request = http.Request;
         var status = http.Response.StatusCode;
+        if (status is 404 or 405 && MissingSegment(http) is { } missing)
+            return Failure.Of(400, ErrorCodes.BadRequest, missing).ExecuteAsync(http);
         var failure = status switch
         {
             404 => Failure.Of(404, ErrorCodes.NotFound, $"no such route: {request.Method} {request.Path}"),
@@ -27,6 +32,58 @@ public static class StatusCodeEnvelopes
         };
         return failure.ExecuteAsync(http);
     }
+
+    /// <summary>
+    /// The route a path with an empty segment was meant for, named with the segment left out. Routing ignores a trailing
+    /// slash, so <c>POST /function/call_function/</c> (no name) finds only <c>GET /function/{functionId}</c> and would
+    /// answer 405 "allowed: GET"; <c>GET /jobs/</c> would be "no such route". Both are a missing id, said as such.
+    /// </summary>
+    private static string? MissingSegment(HttpContext http)
+    {
+        var request = http.Request;
+        var path = request.Path.Value ?? "";
+        if (!path.EndsWith('/') && !path.Contains("//", StringComparison.Ordinal)) return null;
+        var segments = path.Split('/')[1..];
+        var method = HttpMethods.IsHead(request.Method) ? HttpMethods.Get : request.Method;
+        var sources = http.RequestServices.GetService<EndpointDataSource>();
+        if (sources is null) return null;
+        foreach (var endpoint in sources.Endpoints.OfType<RouteEndpoint>())
+        {
+            if (endpoint.Metadata.GetMetadata<HttpMethodMetadata>() is not { } methods
+                || !methods.HttpMethods.Contains(method, StringComparer.OrdinalIgnoreCase)) continue;
+            var pattern = endpoint.RoutePattern;
+            if (pattern.PathSegments.Count != segments.Length) continue;
+            var missing = new List<string>();
+            var matches = true;
+            for (var i = 0; i < segments.Length && matches; i++)
+            {
+                var parts = pattern.PathSegments[i].Parts;
+                if (parts is [RoutePatternParameterPart parameter])
+                {
+                    if (segments[i].Length == 0) missing.Add(ContractName(parameter.Name));
+                }
+                else
+                {
+                    matches = parts is [RoutePatternLiteralPart literal] && literal.Content.Equals(segments[i], StringComparison.OrdinalIgnoreCase);
+                }
+            }
+            if (!matches || missing.Count == 0) continue;
+            return $"{request.Method} {path} is missing {string.Join(" and ", missing.Select(m => "{" + m + "}"))} (an empty path segment): " +
+                $"the route is {request.Method} /{string.Join('/', pattern.PathSegments.Select(Text))}";
+        }
+        return null;
+    }
+
+    // Route parameters are C# names (functionId); the contract spells them as its fields are (function_id).
+    private static string ContractName(string parameter) => System.Text.Json.JsonNamingPolicy.SnakeCaseLower.ConvertName(parameter);
+
+    private static string Text(RoutePatternPathSegment segment) => string.Concat(segment.Parts.Select(part => part switch
+    {
+        RoutePatternLiteralPart literal => literal.Content,
+        RoutePatternParameterPart parameter => "{" + ContractName(parameter.Name) + "}",
+        RoutePatternSeparatorPart separator => separator.Content,
+        _ => "",
+    }));
 
     private static string Allowed(HttpContext http)
     {
