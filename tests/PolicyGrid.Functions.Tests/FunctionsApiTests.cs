@@ -412,6 +412,21 @@ public sealed class FunctionsApiTests : IAsyncLifetime
         (await _server.Service<LocalFunctionHost>().StatusAsync("bad", TestContext.Current.CancellationToken)).ShouldBeNull();
     }
 
+    [Theory]
+    [InlineData("replicas", "1e30")]
+    [InlineData("autoscaling", """{"enabled": true, "max_replicas": 1e30}""")]
+    public async Task A_replica_count_too_large_for_a_number_we_hold_is_out_of_range_not_no_integer(string field, string value)
+    {
+        var body = Body("huge");
+        body[field] = JsonNode.Parse(value);
+
+        var answer = await Deploy(body);
+
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Message.ShouldContain("is out of range: must be an integer from 1 to 1000");
+        answer.Message.ShouldNotContain("must be an integer, not");
+    }
+
     [Fact]
     public async Task A_body_that_is_not_an_object_is_400()
     {

@@ -422,6 +422,21 @@ public sealed class GraphsApiTests(GraphServerFixture fixture) : IClassFixture<G
     }
 
     [Theory]
+    [InlineData("1e20")]
+    [InlineData("9223372036854775808")]
+    public async Task A_max_attempts_too_large_for_an_integer_is_refused_as_out_of_range_not_as_no_integer(string attempts)
+    {
+        var graph = Graph("huge_retry", ["A"], [], (JsonObject)JsonNode.Parse($$$"""{"node_retry": {"max_attempts": {{{attempts}}}}}""")!);
+
+        var created = await _client.Send(HttpMethod.Post, "/graphs", graph);
+
+        created.Status.ShouldBe(400, created.Body?.ToJsonString());
+        created.Message.ShouldContain("graph_metadata.node_retry.max_attempts");
+        created.Message.ShouldContain($"is out of range: must be an integer from 1 to {int.MaxValue}, not {attempts}");
+        created.Message.ShouldNotContain("must be an integer, not");
+    }
+
+    [Theory]
     [InlineData("""{"deadline_seconds": "30"}""", "graph_metadata.deadline_seconds")]
     [InlineData("""{"deadline_seconds": -1}""", "graph_metadata.deadline_seconds")]
     [InlineData("""{"deadline_seconds": 1e-9}""", "graph_metadata.deadline_seconds")]

@@ -110,6 +110,11 @@ public sealed record FunctionDeploymentRequest(
         path ??= name;
         var node = Given(body, name);
         if (node is null) return fallback;
+        if (PolicyGrid.Core.Querying.JsonValues.IsBeyond(node, decimal.MinValue, decimal.MaxValue))
+        {
+            errors.Add(new(path, $"is out of range: must be an integer from 1 to {max}, not {node.ToJsonString()}"));
+            return fallback;
+        }
         if (node is not JsonValue v || v.GetValueKind() != JsonValueKind.Number || !v.TryGetValue<decimal>(out var n) || n != decimal.Truncate(n))
         {
             errors.Add(new(path, $"must be an integer, not {JsonBodyKind(node)}"));

@@ -108,6 +108,12 @@ internal sealed class DocumentFields(JsonObject body, string prefix = "")
     {
         var node = Given(name);
         if (node is null) return fallback;
+        if (JsonValues.IsBeyond(node, long.MinValue, long.MaxValue))
+        {
+            // 1e20 is an integer, just not one that fits: say so, with the range, rather than "must be an integer".
+            Add(name, $"is out of range: must be an integer from {min} to {max}, not {node.ToJsonString()}");
+            return fallback;
+        }
         if (!JsonValues.TryPreciseDecimal(node, out var n) || n != decimal.Truncate(n) || n < long.MinValue || n > long.MaxValue)
         {
             Add(name, $"must be an integer, not {Describe(node)}");

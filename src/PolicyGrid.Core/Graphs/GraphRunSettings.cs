@@ -28,7 +28,7 @@ public static class GraphRunSettings
         {
             var r = new DocumentFields(retry, "graph_metadata.node_retry");
             if (!r.Has("max_attempts")) r.Add("max_attempts", $"is required: how many times a node is tried (1 to {MaxAttempts})");
-            else r.Integer("max_attempts", 1, min: 1);
+            else r.Integer("max_attempts", 1, min: 1, max: int.MaxValue); // runs make at most MaxAttempts of them
             if (r.Has("backoff_seconds")) CheckSeconds(r, "backoff_seconds", r.Number("backoff_seconds", 0), positive: false);
             f.AddRange(r.Errors);
         }

@@ -38,6 +38,20 @@ public static class JsonValues
     /// Any finite JSON number as a double, also one beyond decimal's range (±7.9e28) that <see cref="TryNumber"/> refuses:
     /// JSON allows such numbers and Python reads them, so checks that must hold for every number use this.
     /// </summary>
+    /// <summary>
+    /// Whether <paramref name="node"/> is a JSON number past <paramref name="min"/>..<paramref name="max"/> (1e20, or
+    /// 1e400, which no double holds): a number too large for an integer field, as opposed to one that is not an integer.
+    /// </summary>
+    public static bool IsBeyond(JsonNode? node, decimal min, decimal max)
+    {
+        if (node is not JsonValue v || v.GetValueKind() != JsonValueKind.Number) return false;
+        if (TryNumber(node, out var n)) return n > max || n < min;
+        // Past ±7.9e28 no decimal holds it (past ±1.8e308 no double either): the JSON text says which way, and a
+        // number that far out is beyond any range a decimal can name.
+        return double.TryParse(v.ToJsonString(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var d)
+            && Math.Abs(d) >= 7.9e28;
+    }
+
     public static bool TryDouble(JsonNode? node, out double value)
     {
         value = 0;
