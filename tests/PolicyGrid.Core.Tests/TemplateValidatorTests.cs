@@ -19,6 +19,26 @@ public class TemplateValidatorTests
 
     private static IReadOnlyList<FieldError> Check(string value) => TemplateValidator.Validate(AllowlistTemplate, J.N(value), "policy_parameters");
 
+    [Theory]
+    [InlineData("number")]
+    [InlineData("integer")]
+    public void A_number_past_what_a_double_holds_is_out_of_range_not_no_number(string type)
+    {
+        var huge = "1" + new string('0', 400); // Python's 10**400
+        var template = J.O($$$"""{"total": {"type": "{{{type}}}"}}""");
+
+        var errors = TemplateValidator.Validate(template, J.N($$$"""{"total": {{{huge}}}}"""), "policy_output");
+        var negative = TemplateValidator.Validate(template, J.N($$$"""{"total": -{{{huge}}}}"""), "policy_output");
+
+        var error = errors.ShouldHaveSingleItem();
+        error.Path.ShouldBe("policy_output.total");
+        error.Message.ShouldContain("is out of range");
+        error.Message.ShouldContain("±1.7976931348623157e308");
+        error.Message.ShouldContain("(401 characters)");
+        error.Message.ShouldNotContain("not a number");
+        negative.ShouldHaveSingleItem().Message.ShouldContain("is out of range");
+    }
+
     [Fact]
     public void A_template_whose_keys_all_apply_has_no_inert_keys() =>
         TemplateValidator.InertKeys(AllowlistTemplate, "policy_parameters_schema").ShouldBeEmpty();

@@ -86,7 +86,11 @@ public static class TemplateValidator
         var type = SpecTypeOf(spec);
         if (!Matches(type, value))
         {
-            Add(ref errors, path.ToString(), $"must be {Article(type)}, not {Describe(value)}");
+            // A JSON number past what a double holds (Python's 10**400) is a number, just not one we can compare:
+            // "must be a number, not a number" would contradict itself.
+            Add(ref errors, path.ToString(), type is SpecType.Number or SpecType.Integer && IsPastDouble(value)
+                ? $"is out of range: {Article(type)} must lie within ±1.7976931348623157e308, not {Abbreviated(Shown(value, IsSecret(spec, secret)))}"
+                : $"must be {Article(type)}, not {Describe(value)}");
             return;
         }
 
@@ -485,6 +489,12 @@ public static class TemplateValidator
     private static string Label(string path) => path.Length == 0 ? "value" : path;
 
     private static string Show(JsonNode? value) => value?.ToJsonString() ?? "null";
+
+    private static bool IsPastDouble(JsonNode value) =>
+        value is JsonValue v && v.GetValueKind() == JsonValueKind.Number && !JsonValues.TryDouble(value, out _);
+
+    // A number of hundreds of digits is named by its start and its length, not spelled out.
+    private static string Abbreviated(string shown) => shown.Length <= 40 ? shown : $"{shown[..20]}... ({shown.Length} characters)";
 
     private static string Number(decimal d) => d.ToString(CultureInfo.InvariantCulture);
 
