@@ -128,6 +128,12 @@ public class FilterTests
     [InlineData("""{"tags": {"$size": 1e-30}}""", "a non-negative integer")]
     [InlineData("""{"name": {"$regex": 5}}""", "name: $regex takes a string")]
     [InlineData("""{"name": {"$regex": "("}}""", "is not a valid pattern")]
+    [InlineData("""{"name": {"$regex": "^[[:alpha:]]+$"}}""", "name: $regex: '[:alpha:]' is a POSIX bracket expression")]
+    [InlineData("""{"name": {"$regex": "[[:digit:]_]"}}""", "write [0-9]")]
+    [InlineData("""{"name": {"$regex": "[:alpha:]"}}""", "'[:alpha:]' is a POSIX bracket expression")]
+    [InlineData("""{"name": {"$regex": "[[=e=]]"}}""", "'[=e=]' is a POSIX bracket expression")]
+    [InlineData("""{"name": {"$in": [{"$regex": "[[:upper:]]"}]}}""", "name: $in: $regex: '[:upper:]' is a POSIX bracket expression")]
+    [InlineData("""{"name": {"$not": {"$regex": "[[:space:]]"}}}""", "'[:space:]' is a POSIX bracket expression")]
     [InlineData("""{"name": {"$regex": "a", "$options": "q"}}""", "unknown regex option 'q'")]
     [InlineData("""{"name": {"$options": "i"}}""", "$options needs a $regex")]
     [InlineData("""{"name": {"$in": [{"$regex": 5}]}}""", "$regex takes a string")]
@@ -151,6 +157,13 @@ public class FilterTests
         var e = J.Rejects(() => FilterParser.Parse(J.N(filter)));
         e.Message.ShouldContain(message);
     }
+
+    [Theory]
+    [InlineData("""{"name": {"$regex": "\\[:alpha:]"}}""", "[:alpha:]", true)]
+    [InlineData("""{"name": {"$regex": "^[a-z:]+$"}}""", "ab:c", true)]
+    [InlineData("""{"name": {"$regex": "[:;]"}}""", "a;b", true)]
+    public void Brackets_and_colons_that_are_no_posix_class_still_match_as_written(string filter, string name, bool matches) =>
+        FilterParser.Parse(J.N(filter)).Matches(new JsonObject { ["name"] = name }).ShouldBe(matches);
 
     [Fact]
     public void A_catastrophic_regex_is_a_400_not_a_hang()

@@ -136,6 +136,7 @@ public static class FilterParser
                     break;
                 case FieldOperator.Regex:
                     var pattern = RequireString(label, operand);
+                    RefusePosixClasses(label, pattern);
                     FieldMatcher.Compile(pattern, options); // reject bad patterns now, as a 400
                     result.Add(new FieldFilter(path, op, JsonValue.Create(pattern), null, options));
                     break;
@@ -181,8 +182,48 @@ public static class FilterParser
             throw Problems.BadRequest($"{label}: a regex element may hold only $regex and $options");
         var pattern = RequireString($"{label}: $regex", o["$regex"]);
         var options = o.ContainsKey("$options") ? RequireString($"{label}: $options", o["$options"]) : "";
+        RefusePosixClasses($"{label}: $regex", pattern);
         FieldMatcher.Compile(pattern, options);
     }
+
+    /// <summary>
+    /// POSIX bracket expressions (<c>[[:alpha:]]</c>, <c>[[=a=]]</c>, <c>[[.a.]]</c>) are refused by name. MongoDB's PCRE
+    /// reads <c>[[:alpha:]]</c> as "a letter"; .NET has no such classes and reads it, silently, as the set of the
+    /// characters <c>[ : a l p h</c> followed by a literal <c>]</c>, so the same filter would match other documents
+    /// here (in Core and in the SQLite pushdown alike, both of which compile what this parser passes).
+    /// </summary>
+    private static void RefusePosixClasses(string label, string pattern)
+    {
+        for (var i = 0; i < pattern.Length - 1; i++)
+        {
+            if (pattern[i] == '\\') { i++; continue; } // an escaped '[' is a literal bracket, in PCRE and .NET alike
+            if (pattern[i] != '[' || pattern[i + 1] is not (':' or '=' or '.')) continue;
+            var mark = pattern[i + 1];
+            var end = pattern.IndexOf($"{mark}]", i + 2, StringComparison.Ordinal);
+            if (end < 0) continue;
+            var name = pattern[(i + 2)..end];
+            if (name.Length == 0 || !name.All(char.IsAsciiLetterOrDigit)) continue;
+            var construct = pattern[i..(end + 2)];
+            throw Problems.BadRequest($"{label}: '{Printable(construct)}' is a POSIX bracket expression, which is not supported: " +
+                $"this server's regex engine (.NET) would read it as a set of its characters, not as MongoDB does" +
+                (PosixEquivalents.TryGetValue(name, out var instead) ? $"; write {instead} instead" : "; write the characters or a \\p{...} class instead"));
+        }
+    }
+
+    private static readonly Dictionary<string, string> PosixEquivalents = new(StringComparer.Ordinal)
+    {
+        ["alpha"] = "[a-zA-Z] (or \\p{L} for letters of any script)",
+        ["digit"] = "[0-9] (or \\d)",
+        ["alnum"] = "[a-zA-Z0-9]",
+        ["upper"] = "[A-Z]",
+        ["lower"] = "[a-z]",
+        ["space"] = "\\s",
+        ["blank"] = "[ \\t]",
+        ["xdigit"] = "[0-9A-Fa-f]",
+        ["word"] = "\\w",
+        ["punct"] = "\\p{P} (with \\p{S} for symbols)",
+        ["cntrl"] = "\\p{Cc}",
+    };
 
     private static FilterNode And(List<FilterNode> nodes) => nodes.Count == 1 ? nodes[0] : new AndFilter(nodes);
 
