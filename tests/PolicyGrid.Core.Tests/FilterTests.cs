@@ -124,7 +124,7 @@ public class FilterTests
     [InlineData("""{"tags": {"$size": -1}}""", "a non-negative integer")]
     [InlineData("""{"tags": {"$size": 1.5}}""", "a non-negative integer")]
     [InlineData("""{"tags": {"$size": "2"}}""", "a non-negative integer")]
-    [InlineData("""{"tags": {"$size": 1e20}}""", "a non-negative integer")]
+    [InlineData("""{"tags": {"$size": 1e20}}""", "tags: $size takes a non-negative integer up to 2147483647: 1e20 is out of range")]
     [InlineData("""{"tags": {"$size": 1e-30}}""", "a non-negative integer")]
     [InlineData("""{"name": {"$regex": 5}}""", "name: $regex takes a string")]
     [InlineData("""{"name": {"$regex": "("}}""", "is not a valid pattern")]

@@ -130,6 +130,8 @@ public static class FilterParser
                     result.Add(new FieldFilter(path, op, operand.DeepClone()));
                     break;
                 case FieldOperator.Size:
+                    if (JsonValues.IsBeyond(operand, 0, int.MaxValue) && JsonValues.TryDouble(operand, out var big) && big > int.MaxValue)
+                        throw Problems.BadRequest($"{label} takes a non-negative integer up to {int.MaxValue}: {operand!.ToJsonString()} is out of range");
                     if (!JsonValues.TryPreciseDecimal(operand, out var n) || n < 0 || n != decimal.Truncate(n) || n > int.MaxValue)
                         throw Problems.BadRequest($"{label} takes a non-negative integer");
                     result.Add(new FieldFilter(path, op, operand!.DeepClone()));
