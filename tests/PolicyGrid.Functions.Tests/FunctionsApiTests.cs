@@ -457,6 +457,32 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Allocation_counts_an_older_deployment_s_replicas_within_its_autoscaling_bounds()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var local = (await _server.Store.GetAsync(Collections.Executors, "local", ct))!.Body;
+        var vcpus = local["executor_hardware_info"]!["vcpus"]!["count"]!.GetValue<double>();
+        // "spare" has one vCPU less than "local": local wins (on its id) only while the deployment below counts as 1 replica.
+        await _server.Store.UpsertAsync(Collections.Executors, "spare", new JsonObject
+        {
+            ["executor_id"] = "spare", ["executor_host_uri"] = "http://127.0.0.1:9", ["executor_metadata"] = new JsonObject(),
+            ["executor_hardware_info"] = new JsonObject { ["vcpus"] = new JsonObject { ["count"] = vcpus - 1 } }, ["executor_status"] = "healthy",
+        }, ct);
+        // As a server before the clamp stored it: replicas 10 with max_replicas 1, of which one instance runs.
+        await _server.Store.UpsertAsync(Collections.Functions, "old-wide", new JsonObject
+        {
+            ["function_id"] = "old-wide", ["function_executor_id"] = "local", ["function_policy_rule_uri"] = "counter:1.0-beta",
+            ["replicas"] = 10, ["autoscaling"] = new JsonObject { ["enabled"] = true, ["min_replicas"] = 1, ["max_replicas"] = 1 },
+            ["status"] = "running",
+        }, ct);
+
+        var answer = await _client.Send(HttpMethod.Post, "/function/deployments/create/", Body("placed-after-old"));
+
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        answer.Data!["function_executor_id"]!.GetValue<string>().ShouldBe("local");
+    }
+
+    [Fact]
     public async Task A_call_whose_input_breaks_the_policy_input_schema_is_a_400_as_in_type_2_and_runs_nothing()
     {
         var policy = await _server.StorePolicyAsync("guarded", CountingPolicy.Source, new JsonObject

@@ -230,7 +230,7 @@ public sealed class FunctionRegistry(
             throw Problems.BackendUnavailable("no healthy executor can host functions; register one with POST /executor or name one in the path");
         var placed = (await store.QueryAsync(Collections.Functions, DocumentQuery.All(), ct))
             .GroupBy(f => f.Body["function_executor_id"]?.GetValue<string>() ?? "")
-            .ToDictionary(g => g.Key, g => g.Sum(f => Count(f.Body["replicas"], 1)));
+            .ToDictionary(g => g.Key, g => g.Sum(PlacedReplicas));
         return executors
             .OrderByDescending(e => Vcpus(e) - placed.GetValueOrDefault(e.ExecutorId))
             .ThenBy(e => e.ExecutorId, StringComparer.Ordinal)
@@ -248,6 +248,20 @@ public sealed class FunctionRegistry(
     private static double Vcpus(PolicyExecutor executor) => executor.VcpuCount ?? 1;
 
     private static int Count(JsonNode? node, int fallback) => JsonValues.TryNumber(node, out var n) ? (int)n : fallback;
+
+    // The replicas a deployment runs, as its hosts read it (kept within its autoscaling bounds: a document stored before
+    // deployments were clamped may say 10 with max_replicas 3); what is stored as it stands for one no longer readable.
+    private static int PlacedReplicas(StoredDocument stored)
+    {
+        try
+        {
+            return FunctionDeployment.FromJson(stored.Body).Replicas;
+        }
+        catch (PolicyGridException)
+        {
+            return Count(stored.Body["replicas"], 1);
+        }
+    }
 
     private static PolicyGridException Unknown(string name) => Problems.NotFound($"function '{name}' is not deployed");
 }
