@@ -95,7 +95,7 @@ internal static class HostFrames
             try { lenient = JsonNode.Parse(frame, documentOptions: new JsonDocumentOptions { MaxDepth = LenientDepth }) as JsonObject; }
             catch (JsonException) { throw strict; }
             if (lenient is null) throw;
-            var tooDeep = !Parses(frame, options with { AllowDuplicateProperties = true });
+            var tooDeep = TooDeep(frame, options);
             var reply = new JsonObject
             {
                 ["ok"] = false,
@@ -122,9 +122,20 @@ internal static class HostFrames
 
     private const int LenientDepth = 4096;
 
-    private static bool Parses(ReadOnlySpan<byte> frame, JsonDocumentOptions options)
+    /// <summary>
+    /// Whether JSON that <paramref name="strict"/> (no key twice) refused is refused for its depth, not for a repeated key:
+    /// it still fails with repeated keys allowed. The servers and the SDK's in-process evaluator tell the two apart alike.
+    /// </summary>
+    internal static bool TooDeep(ReadOnlySpan<byte> utf8, JsonDocumentOptions strict)
     {
-        try { using var _ = JsonDocument.Parse(frame.ToArray(), options); return true; }
-        catch (JsonException) { return false; }
+        try
+        {
+            using var _ = JsonDocument.Parse(utf8.ToArray(), strict with { AllowDuplicateProperties = true });
+            return false;
+        }
+        catch (JsonException)
+        {
+            return true;
+        }
     }
 }

@@ -258,23 +258,9 @@ internal static class PolicyAnswer
         }
         catch (JsonException strict)
         {
-            var tooDeep = !Parses(json, Strict with { AllowDuplicateProperties = true });
-            return (null, tooDeep
+            return (null, HostFrames.TooDeep(System.Text.Encoding.UTF8.GetBytes(json), Strict)
                 ? $"ValueError: the policy answered JSON nested too deep: an answer carries at most {Strict.MaxDepth} levels of objects and arrays"
                 : "ValueError: " + HostFrames.CollidingKeys(strict));
-        }
-    }
-
-    private static bool Parses(string json, JsonDocumentOptions options)
-    {
-        try
-        {
-            using var _ = JsonDocument.Parse(json, options);
-            return true;
-        }
-        catch (JsonException)
-        {
-            return false;
         }
     }
 
