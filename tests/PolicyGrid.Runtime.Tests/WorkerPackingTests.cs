@@ -67,6 +67,48 @@ public sealed class WorkerPackingTests
     }
 
     [Fact]
+    public async Task A_short_call_that_finds_its_worker_idle_is_answered_before_the_call_returns()
+    {
+        // Sent and read on the caller's thread: no hand-off to the drainer thread and back.
+        await using var pool = await StartAsync(o => { o.PackCallsUnder = TimeSpan.FromMilliseconds(50); o.PackBelowCpuShare = 1.01; });
+        for (var i = 0; i < 3; i++) await PidOf(pool, Call("short"));
+        var call = pool.InvokeOnAnyWorkerAsync(Call("short"), Ct);
+        call.IsCompletedSuccessfully.ShouldBeTrue();
+        (await call)!["result"]!["pid"]!.GetValue<int>().ShouldBeGreaterThan(0);
+    }
+
+    [Fact]
+    public async Task Long_or_untimed_calls_never_hold_the_callers_thread()
+    {
+        await using var pool = await StartAsync(o => { o.PackCallsUnder = TimeSpan.FromMilliseconds(50); o.PackBelowCpuShare = 1.01; });
+        var first = pool.InvokeOnAnyWorkerAsync(Call("long", sleep: 0.3), Ct); // untimed: its length is not known yet
+        first.IsCompleted.ShouldBeFalse();
+        await first;
+        var timed = pool.InvokeOnAnyWorkerAsync(Call("long", sleep: 0.3), Ct); // known to be long now
+        timed.IsCompleted.ShouldBeFalse();
+        await timed;
+    }
+
+    [Fact]
+    public async Task Callers_sending_their_own_calls_and_the_drainer_together_answer_every_call_once()
+    {
+        await using var pool = await StartAsync(o => { o.PackCallsUnder = TimeSpan.FromMilliseconds(50); o.PackBelowCpuShare = 1.01; });
+        for (var i = 0; i < 3; i++) await PidOf(pool, Call("short"));
+        // Up to two calls in flight may be sent by their callers, the rest queue for the drainer: both at once, often.
+        var answered = await Task.WhenAll(Enumerable.Range(0, 3).Select(t => Task.Run(async () =>
+        {
+            var mine = 0;
+            for (var i = 0; i < 150; i++)
+            {
+                var reply = await pool.InvokeOnAnyWorkerAsync(Call("short"), Ct);
+                if (reply!["result"]!["pid"]!.GetValue<int>() > 0) mine++;
+            }
+            return mine;
+        }, Ct)));
+        answered.Sum().ShouldBe(450);
+    }
+
+    [Fact]
     public async Task Without_packing_the_same_calls_spread_over_the_workers()
     {
         await using var pool = await StartAsync(o => o.PackCallsUnder = TimeSpan.Zero);

@@ -243,6 +243,9 @@ internal sealed class PythonWorker : IAsyncDisposable
         return count;
     }
 
+    /// <summary>Whether this process has been sent the request's instance (or it needs none). Only the slot's drainer asks.</summary>
+    public bool Holds(WorkerRequest request) => !NeedsLoad(request);
+
     private bool NeedsLoad(WorkerRequest request) => request.LoadKey is { } key && !sentLoads.Contains(key);
 
     // The request's frame, with its load spec (and state to restore) spliced in first when this process has

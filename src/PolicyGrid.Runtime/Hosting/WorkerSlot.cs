@@ -103,8 +103,17 @@ internal sealed class WorkerSlot
 
     public Task WarmAsync(CancellationToken ct) => GetWorkerAsync(ct);
 
-    /// <summary>Queues a request for this slot's worker; a drainer is started when none is running.</summary>
-    public void Submit(WorkerRequest request)
+    /// <summary>
+    /// Queues a request for this slot's worker; a drainer is started when none is running. With
+    /// <paramref name="mayRunHere"/> (a call known to be short, for an instance this worker holds) a request that finds
+    /// the slot idle is sent and answered on the calling thread, before this returns.
+    /// </summary>
+    /// <remarks>
+    /// An idle slot's call otherwise pays two thread hand-offs, to the drainer and back to the pool, each a wake-up
+    /// that costs more than the policy on a loaded machine. The caller holds the slot as its drainer for that one
+    /// request; whatever queues meanwhile goes to the drainer thread afterwards, so the caller never waits on others.
+    /// </remarks>
+    public void Submit(WorkerRequest request, bool mayRunHere = false)
     {
         lock (queueGate)
         {
@@ -117,6 +126,40 @@ internal sealed class WorkerSlot
             if (draining) return;
             draining = true;
         }
+        if (mayRunHere && Current is { } worker && worker.Holds(request) && worker.IsAlive)
+        {
+            var sent = DrainOnceAsync(inlineBatch, inlineNotStarted);
+            if (sent.IsCompletedSuccessfully) AfterInline(sent.Result);
+            else sent.ContinueWith(static (t, slot) => ((WorkerSlot)slot!).AfterInline(t.Result), this,
+                CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            return;
+        }
+        WakeDrainer();
+    }
+
+    // Only the slot's current drainer (who set `draining`) uses these: a caller sending its own request, at most one at a time.
+    private readonly List<WorkerRequest> inlineBatch = [];
+    private readonly List<WorkerRequest> inlineNotStarted = [];
+
+    // After a batch a caller sent itself: the drainer thread takes over what queued meanwhile, if anything did.
+    private void AfterInline(bool sent)
+    {
+        inlineBatch.Clear();
+        inlineNotStarted.Clear();
+        if (!sent) return; // nothing was taken, and `draining` was cleared with the queue empty
+        lock (queueGate)
+        {
+            if (queued.Count == 0 && unstarted.Count == 0)
+            {
+                draining = false;
+                return;
+            }
+        }
+        WakeDrainer();
+    }
+
+    private void WakeDrainer()
+    {
         lock (wakeGate)
         {
             wakePending = true;
