@@ -131,6 +131,11 @@ public class TemplateValidatorTests
         TemplateValidator.Validate(template, J.N("""{"n": 1e301}"""), "input_data").ShouldHaveSingleItem().Message.ShouldBe("1e301 is greater than the maximum 1e300");
         TemplateValidator.CheckTemplate(J.O("""{"n": {"type": "number", "min": 1e300, "max": 1}}"""), "t").ShouldHaveSingleItem().ToString().ShouldBe("t.n.min: 1e300 is greater than max 1");
         TemplateValidator.CheckTemplate(J.O("""{"s": {"type": "string", "max_length": 1e-30}}"""), "t").ShouldHaveSingleItem().ToString().ShouldContain("a non-negative integer");
+        // 1e30 is a non-negative integer (no decimal holds it): accepted, and no value is that long.
+        var huge = J.O("""{"s": {"type": "string", "max_length": 1e30}, "a": {"type": "array", "max_length": 1e300}}""");
+        TemplateValidator.CheckTemplate(huge, "t").ShouldBeEmpty();
+        TemplateValidator.Validate(huge, J.N("""{"s": "abc", "a": [1, 2]}"""), "input_data").ShouldBeEmpty();
+        TemplateValidator.CheckTemplate(J.O("""{"s": {"type": "string", "max_length": -1e30}}"""), "t").ShouldHaveSingleItem().ToString().ShouldContain("a non-negative integer");
     }
 
     [Fact]

@@ -348,7 +348,9 @@ public static class TemplateValidator
         Optional(spec, "choices", path, errors, n => n is JsonArray, "an array");
         Optional(spec, "min", path, errors, JsonValues.IsNumber, "a number");
         Optional(spec, "max", path, errors, JsonValues.IsNumber, "a number");
-        Optional(spec, "max_length", path, errors, n => JsonValues.TryPreciseDecimal(n, out var m) && m >= 0 && m == decimal.Truncate(m), "a non-negative integer");
+        // A bound past decimal's range (1e30) is an integer too, and bounds nothing any value reaches.
+        Optional(spec, "max_length", path, errors, n => JsonValues.TryPreciseDecimal(n, out var m) ? m >= 0 && m == decimal.Truncate(m)
+            : JsonValues.TryDouble(n, out var d) && d >= 7.9e28, "a non-negative integer");
         if (JsonValues.CompareNumbers(spec["min"], spec["max"]) > 0)
             errors.Add(new FieldError($"{path}.min", $"{Number(spec["min"]!)} is greater than max {Number(spec["max"]!)}"));
         if (spec.TryGetPropertyValue("pattern", out var patternNode) && !IsNull(patternNode))
