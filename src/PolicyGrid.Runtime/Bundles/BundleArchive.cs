@@ -110,8 +110,7 @@ public static class BundleArchive
             }
             if (fileType == 0xA000)
             {
-                using var reader = new StreamReader(entry.Open());
-                writer.SymbolicLink(entry.FullName, reader.ReadToEnd());
+                writer.SymbolicLink(entry.FullName, ReadLinkTarget(entry));
                 continue;
             }
             if (fileType is not (0 or 0x8000))
@@ -120,6 +119,22 @@ public static class BundleArchive
             using var data = entry.Open();
             writer.File(entry.FullName, data, executable: (unixMode & 0x40) != 0);
         }
+    }
+
+    /// <summary>
+    /// A zip link's target is the entry's data: read no further than a target may be long, so a link entry that
+    /// decompresses to gigabytes is refused after a kilobyte instead of being read whole into memory.
+    /// </summary>
+    private static string ReadLinkTarget(ZipArchiveEntry entry)
+    {
+        using var data = entry.Open();
+        var buffer = new byte[MaxPathBytes + 1];
+        var length = 0;
+        int read;
+        while (length < buffer.Length && (read = data.Read(buffer, length, buffer.Length - length)) > 0) length += read;
+        if (length > MaxPathBytes)
+            throw Problems.BadRequest($"bundle entry '{Shown(entry.FullName)}' is a link whose target is longer than {MaxPathBytes} bytes");
+        return Encoding.UTF8.GetString(buffer, 0, length);
     }
 
     private static void WalkTar(Stream tarStream, EntryWriter writer)
@@ -205,8 +220,12 @@ public static class BundleArchive
     private sealed class EntryWriter(string? root, UnpackBudget budget)
     {
         private readonly List<(string Path, string Target, bool Hard, string Name)> _links = [];
-        private readonly HashSet<string> _files = new(StringComparer.Ordinal);
-        private readonly HashSet<string> _taken = new(StringComparer.Ordinal);
+        // Files by relative path, with their size: a hard link is written as a copy, so it costs that size again.
+        private readonly Dictionary<string, long> _files = new(StringComparer.Ordinal);
+        // Paths of files and links, by relative path, with the entry name that took each.
+        private readonly Dictionary<string, string> _taken = new(StringComparer.Ordinal);
+        // Paths that are directories: named by a directory entry, or a parent of some entry.
+        private readonly Dictionary<string, string> _directories = new(StringComparer.Ordinal);
 
         public UnpackBudget Budget { get; } = budget;
 
@@ -214,7 +233,9 @@ public static class BundleArchive
         {
             Budget.Entry(name);
             var relative = SafeRelative(name);
-            if (relative.Length == 0 || root is null) return;
+            if (relative.Length == 0) return;
+            TakeDirectory(name, relative);
+            if (root is null) return;
             CreateDirectory(Path.Combine(root, relative));
         }
 
@@ -224,7 +245,6 @@ public static class BundleArchive
             var relative = SafeRelative(name);
             if (relative.Length == 0) throw Problems.BadRequest($"bundle entry '{Shown(name)}' has no file name");
             Take(name, relative);
-            _files.Add(relative);
             Stream sink = Stream.Null;
             if (root is not null)
             {
@@ -234,6 +254,7 @@ public static class BundleArchive
                 if (!OperatingSystem.IsWindows()) options.UnixCreateMode = executable ? ExecutableMode : FileMode;
                 sink = new FileStream(path, options);
             }
+            long size = 0;
             using (sink)
             {
                 var buffer = new byte[81920];
@@ -242,8 +263,10 @@ public static class BundleArchive
                 {
                     Budget.Add(name, read);
                     sink.Write(buffer, 0, read);
+                    size += read;
                 }
             }
+            _files[relative] = size;
         }
 
         public void SymbolicLink(string name, string target) => Link(name, target, hard: false);
@@ -256,6 +279,8 @@ public static class BundleArchive
             var relative = SafeRelative(name);
             if (relative.Length == 0) throw Problems.BadRequest($"bundle entry '{Shown(name)}' has no file name");
             Take(name, relative);
+            if (Encoding.UTF8.GetByteCount(target) > MaxPathBytes)
+                throw Problems.BadRequest($"bundle entry '{Shown(name)}' is a link whose target is longer than {MaxPathBytes} bytes");
             if (string.IsNullOrEmpty(target) || target.StartsWith('/') || target.Contains('\\', StringComparison.Ordinal) || target.Contains('\0', StringComparison.Ordinal)
                 || target.Split('/').Any(s => s == ".."))
                 throw Problems.BadRequest($"bundle entry '{Shown(name)}' is a link to '{target}', which leaves the bundle; links may only point further down inside it");
@@ -266,8 +291,12 @@ public static class BundleArchive
         {
             foreach (var (relative, target, hard, name) in _links)
             {
-                if (hard && !_files.Contains(target))
+                long size = 0;
+                if (hard && !_files.TryGetValue(target, out size))
                     throw Problems.BadRequest($"bundle entry '{Shown(name)}' is a hard link to '{target}', which is not a file of the bundle");
+                // Written as a copy, so it counts like the file again: else one big file and thousands of links to it
+                // unpack to thousands of times the size cap.
+                if (hard) Budget.Add(name, size);
                 if (root is null) continue;
                 var path = Path.Combine(root, relative);
                 CreateDirectory(Path.GetDirectoryName(path)!);
@@ -282,9 +311,36 @@ public static class BundleArchive
         /// </summary>
         private void Take(string name, string relative)
         {
-            if (!_taken.Add(relative))
+            if (!_taken.TryAdd(relative, name))
                 throw Problems.BadRequest($"bundle entry '{Shown(name)}' appears more than once in the archive; each file may appear only once");
+            if (_directories.TryGetValue(relative, out var directory))
+                throw Conflict(name, directory);
+            TakeParents(name, relative);
         }
+
+        /// <summary>
+        /// A path is a file (or link) or a directory, never both: else which one the unpack keeps depends on entry
+        /// order, or it fails midway on the file system, and a file under a link's path would be written through it.
+        /// </summary>
+        private void TakeDirectory(string name, string relative)
+        {
+            if (_taken.TryGetValue(relative, out var leaf)) throw Conflict(leaf, name);
+            _directories.TryAdd(relative, name);
+            TakeParents(name, relative);
+        }
+
+        private void TakeParents(string name, string relative)
+        {
+            for (var slash = relative.LastIndexOf('/'); slash > 0; slash = relative.LastIndexOf('/', slash - 1))
+            {
+                var parent = relative[..slash];
+                if (_taken.TryGetValue(parent, out var leaf)) throw Conflict(leaf, name);
+                if (!_directories.TryAdd(parent, name)) break; // its parents were taken with it
+            }
+        }
+
+        private static PolicyGridException Conflict(string leaf, string under) => Problems.BadRequest(
+            $"bundle entry '{Shown(leaf)}' is a file or link, but entry '{Shown(under)}' needs it to be a directory; a path may be only one of them");
 
         /// <summary>The entry's path relative to the bundle root, or a 400 when it could land anywhere else or cannot be written.</summary>
         private static string SafeRelative(string name)

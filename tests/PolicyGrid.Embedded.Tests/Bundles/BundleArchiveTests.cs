@@ -146,6 +146,45 @@ public sealed class BundleArchiveTests : IDisposable
     }
 
     [Fact]
+    public void Hard_links_count_against_the_size_cap_as_the_copies_they_are_written_as()
+    {
+        // One 10 KB file and ten hard links to it: each link is written as a copy, 110 KB on disk.
+        static byte[] Archive(int links) =>
+            TarGz([File("code/big.txt", new string('a', 10_000)), .. Enumerable.Range(0, links).Select(i => HardLink($"code/copy{i}.txt", "code/big.txt"))]);
+        var limits = new ArchiveLimits { MaxTotalBytes = 50_000, MaxCompressionRatio = 1e9 };
+        ShouldBeRefused(Archive(10), "more than 50000 bytes (at 'code/copy4.txt'", limits, target: Target);
+        Directory.GetFiles(Path.Combine(Target, "code")).Length.ShouldBeLessThan(11);
+        BundleArchive.Validate(Archive(4), limits).Bytes.ShouldBe(50_000);
+    }
+
+    [Fact]
+    public void A_zip_link_entry_that_decompresses_to_more_than_a_path_is_refused_without_reading_it_whole()
+    {
+        // 10 MB of link target in a 10 KB zip: it was read whole into memory (a 100 MB upload could unpack to
+        // gigabytes), and accepted at upload only to fail when a policy used it.
+        var bomb = Zip([("code/link", System.Text.Encoding.ASCII.GetBytes(new string('a', 10_000_000)), 0xA1FF)]);
+        bomb.Length.ShouldBeLessThan(20_000);
+        ShouldBeRefused(bomb, "'code/link' is a link whose target is longer than 1024 bytes", target: Target);
+        ShouldBeRefused(TarGz(Symlink("code/link", new string('a', 2000))), "longer than 1024 bytes");
+        BundleArchive.Validate(Zip([("code/link", "function.py"u8.ToArray(), 0xA1FF)])).Entries.ShouldBe(1);
+    }
+
+    [Fact]
+    public void A_path_that_is_both_a_file_and_a_directory_is_refused_naming_both_entries()
+    {
+        // A directory entry then a file at its path failed in the unpack with a 500 (access denied); the other orders
+        // passed the upload check and failed later, naming a path on the server instead of the entries.
+        ShouldBeRefused(TarGz(Dir("code/x"), File("code/x", "hi")), "entry 'code/x' is a file or link, but entry 'code/x' needs it to be a directory", target: Path.Combine(Target, "1"));
+        ShouldBeRefused(TarGz(File("code/x", "hi"), File("code/x/y.py", "hi")), "entry 'code/x' is a file or link, but entry 'code/x/y.py' needs it", target: Path.Combine(Target, "2"));
+        ShouldBeRefused(TarGz(File("code/x/y.py", "hi"), Symlink("code/x", "z")), "entry 'code/x' is a file or link, but entry 'code/x/y.py' needs it");
+        ShouldBeRefused(TarGz(Symlink("code/l", "sub"), File("code/l/f.py", "hi")), "entry 'code/l' is a file or link");
+        ShouldBeRefused(TarGz(Symlink("code/l", "x"), Symlink("code/l/y", "z")), "entry 'code/l' is a file or link");
+        ShouldBeRefused(Zip(("code/a/b/c.py", "x"), ("code/a", "y")), "entry 'code/a' is a file or link, but entry 'code/a/b/c.py'");
+        ShouldBeRefused(TarGz(File("code/a", "y"), Dir("code/a/b/")), "entry 'code/a' is a file or link, but entry 'code/a/b/'");
+        BundleArchive.Validate(TarGz(File("code/a/b/c.py", "x"), Dir("code/a"), File("code/a/d.py", "x"), Dir("code/a/b"))).Entries.ShouldBe(4);
+    }
+
+    [Fact]
     public void Entry_count_and_total_size_caps_are_enforced()
     {
         var many = Zip(Enumerable.Range(0, 30).Select(i => ($"code/f{i}.py", "x")).ToArray());
