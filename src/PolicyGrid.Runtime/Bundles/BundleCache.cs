@@ -167,6 +167,9 @@ public sealed class BundleCache : IPolicyBundleSource
     private async Task<byte[]> DownloadAsync(Uri uri, CancellationToken ct)
     {
         var client = _http.CreateClient(HttpClientName);
+        // The resilience pipeline times the wait for the answer's headers; the body is read after it returns, so it
+        // gets a deadline of its own: else a server that sends headers and then a trickle holds the fetch forever.
+        using var bodyDeadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
         try
         {
             using var response = await client.GetAsync(uri, HttpCompletionOption.ResponseHeadersRead, ct);
@@ -174,14 +177,21 @@ public sealed class BundleCache : IPolicyBundleSource
                 throw Problems.BackendError($"fetching bundle {Redacted(uri)} answered {(int)response.StatusCode} {response.ReasonPhrase}");
             if (response.Content.Headers.ContentLength > _options.MaxArchiveBytes)
                 throw Problems.TooLarge($"bundle {Redacted(uri)} is {response.Content.Headers.ContentLength} bytes; the limit is {_options.MaxArchiveBytes}");
-            await using var body = await response.Content.ReadAsStreamAsync(ct);
+            bodyDeadline.CancelAfter(_options.DownloadTimeout);
+            await using var body = await response.Content.ReadAsStreamAsync(bodyDeadline.Token);
             using var buffer = await BoundedRead.ReadAsync(body, _options.MaxArchiveBytes,
-                () => Problems.TooLarge($"bundle {Redacted(uri)} is larger than the limit of {_options.MaxArchiveBytes} bytes"), ct);
+                () => Problems.TooLarge($"bundle {Redacted(uri)} is larger than the limit of {_options.MaxArchiveBytes} bytes"), bodyDeadline.Token);
             return buffer.ToArray();
         }
         catch (Exception e) when (Refused(e) is { } refused)
         {
             throw Problems.BadRequest(refused.Message);
+        }
+        catch (OperationCanceledException e) when (bodyDeadline.IsCancellationRequested && !ct.IsCancellationRequested)
+        {
+            throw Problems.BackendUnavailable(
+                $"could not fetch bundle {Redacted(uri)}: its body did not finish within {_options.DownloadTimeout.TotalSeconds:0.###}s " +
+                $"(PolicyGrid:Runtime:Bundles:DownloadTimeout)", e);
         }
         catch (Exception e) when (e is HttpRequestException or TimeoutRejectedException or BrokenCircuitException or IOException
                                       || (e is OperationCanceledException && !ct.IsCancellationRequested))

@@ -23,7 +23,7 @@ public sealed class BundleCacheOptions
     /// <summary>Largest archive accepted from a URL or file.</summary>
     public long MaxArchiveBytes { get; set; } = 100L * 1024 * 1024;
 
-    /// <summary>Time for one download attempt.</summary>
+    /// <summary>Time for one download attempt to get the answer's headers, and again for its body to arrive in full.</summary>
     public TimeSpan DownloadTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Retries of a download that failed on the network or with a 5xx (with jittered backoff).</summary>

@@ -215,6 +215,23 @@ public sealed class BundleCacheTests : IDisposable
     }
 
     [Fact]
+    public async Task A_server_that_stalls_in_the_middle_of_the_body_is_a_503_within_the_download_timeout()
+    {
+        // The attempt timeout covered the wait for the headers only: a server that sent them and then a trickle (or
+        // nothing) held the fetch, and the policy create or call waiting on it, for as long as it liked.
+        using var server = new LoopbackBundleServer();
+        server.Stall("/slow.zip", declared: 100_000, sent: 1_000);
+        var cache = Cache(o => { o.AllowLoopback = true; o.DownloadTimeout = TimeSpan.FromSeconds(1); });
+        var started = Stopwatch.StartNew();
+        var e = await Should.ThrowAsync<PolicyGridException>(() => cache.GetAsync(server.Url("/slow.zip"), null, Ct).WaitAsync(TimeSpan.FromSeconds(30), Ct));
+        e.Status.ShouldBe(503);
+        e.Message.ShouldContain("did not finish within 1s");
+        e.Message.ShouldContain(server.Url("/slow.zip"));
+        started.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(15));
+        Directory.EnumerateFileSystemEntries(cache.CacheDirectory).ShouldBeEmpty();
+    }
+
+    [Fact]
     public async Task An_api_bundle_url_is_answered_from_the_store_without_a_request()
     {
         var stored = await _store.PutAsync(ValidBundle("api-url"), Ct);

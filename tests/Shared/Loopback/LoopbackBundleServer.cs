@@ -40,6 +40,19 @@ internal sealed class LoopbackBundleServer : IDisposable
         return Task.CompletedTask;
     };
 
+    /// <summary>Answers 200 with a declared length, sends the first <paramref name="sent"/> bytes of it, then sends nothing more until disposed.</summary>
+    public void Stall(string path, int declared, int sent) => _routes[path] = async r =>
+    {
+        r.StatusCode = 200;
+        r.ContentLength64 = declared;
+        await r.OutputStream.WriteAsync(new byte[sent]);
+        await r.OutputStream.FlushAsync();
+        try { await Task.Delay(Timeout.Infinite, _stopped.Token); }
+        catch (OperationCanceledException) { }
+    };
+
+    private readonly CancellationTokenSource _stopped = new();
+
     private async Task ServeAsync()
     {
         while (_listener.IsListening)
@@ -57,5 +70,9 @@ internal sealed class LoopbackBundleServer : IDisposable
         }
     }
 
-    public void Dispose() => _listener.Close();
+    public void Dispose()
+    {
+        _stopped.Cancel();
+        _listener.Close();
+    }
 }
