@@ -51,6 +51,15 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
                         for _ in range(100):
                             f.write(b"x" * (1 << 20))
                     return {"wrote_mb": 100}
+                if mode == "fds":
+                    open_fds = []
+                    for fd in range(4096):
+                        try:
+                            os.fstat(fd)
+                            open_fds.append(fd)
+                        except OSError:
+                            pass
+                    return {"fds": open_fds}
                 if mode == "raise":
                     raise ValueError("the input was not to my liking")
                 if mode == "loop":
@@ -215,6 +224,27 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
         Pool.Status.WorkerUid.ShouldNotBe(0);
         // The server's own environment (tokens, keys) is out of reach through /proc too.
         who["server_env"]!.GetValue<string>().ShouldBe("PermissionError");
+    }
+
+    [Fact]
+    public async Task A_descriptor_the_server_inherited_does_not_reach_policy_code()
+    {
+        // A descriptor open in the server without close-on-exec (a supervisor's pipe, a socket-activated listener)
+        // went on to every worker, where a policy could write to it, or accept the server's connections on it.
+        using var file = File.OpenHandle(Path.Combine(TestBundles.Root, "inherited-" + Guid.NewGuid().ToString("N")), FileMode.Create, FileAccess.ReadWrite);
+        var inherited = InheritableDescriptors.Dup((int)file.DangerousGetHandle());
+        inherited.ShouldBeGreaterThan(2);
+        try
+        {
+            await using var pool = PoolFixture.NewPool(workers: 1);
+            var fds = (await pool.InvokeAsync(Eval("fds", new { mode = "fds" }), Ct))!["result"]!["fds"]!.AsArray().Select(n => n!.GetValue<int>()).ToList();
+            fds.ShouldNotContain(inherited);
+            fds.Count(fd => fd > 2).ShouldBe(2); // the protocol's two pipes
+        }
+        finally
+        {
+            InheritableDescriptors.Close(inherited).ShouldBe(0);
+        }
     }
 
     [Fact]
@@ -396,4 +426,14 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
         var plain = await Pool.InvokeAsync(new PolicyInvocation(key, load, PolicyMethods.Eval, Add(0), TimeSpan.FromSeconds(5)), Ct);
         plain!["result"]!["total"]!.GetValue<int>().ShouldBe(add);
     }
+}
+
+internal static class InheritableDescriptors
+{
+    /// <summary>dup(2): the copy has no close-on-exec flag, as descriptors a process inherits often have not.</summary>
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "dup")]
+    public static extern int Dup(int fd);
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "close")]
+    public static extern int Close(int fd);
 }

@@ -205,6 +205,19 @@ def _take_protocol_fds():
     return proto_in, proto_out
 
 
+def _close_inherited_fds(keep):
+    """Closes every descriptor but 0-2 and `keep`. .NET starts the worker with whatever descriptors the server itself
+    inherited without close-on-exec (a supervisor's pipe, a socket-activated listening socket): policy code must not
+    write to, read from or accept on them."""
+    low = 3
+    for fd in sorted(keep) + [None]:
+        high = fd if fd is not None else os.sysconf("SC_OPEN_MAX")
+        if high > low:
+            os.closerange(low, high)
+        if fd is not None:
+            low = max(low, fd + 1)
+
+
 def _apply_limits(config):
     limits = config.get("limits", {})
 
@@ -498,6 +511,7 @@ def main():
     except OSError:
         pass
     proto_in, proto_out = _take_protocol_fds()
+    _close_inherited_fds((proto_in, proto_out))
     config = json.loads(_read_exact(proto_in, _HEADER.unpack(_read_exact(proto_in, 4))[0]))
     channel = Channel(proto_in, proto_out, int(config.get("max_frame_bytes", 64 << 20)))
     try:
