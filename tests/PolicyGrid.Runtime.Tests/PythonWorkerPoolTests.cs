@@ -60,6 +60,20 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
                         except OSError:
                             pass
                     return {"fds": open_fds}
+                if mode == "daemon":
+                    # A grandchild in a session of its own: out of the worker's process group, still holding its pipes.
+                    r, w = os.pipe()
+                    child = os.fork()
+                    if child == 0:
+                        os.setsid()
+                        if os.fork() == 0:
+                            os.write(w, str(os.getpid()).encode())
+                            while True:
+                                time.sleep(1)
+                        os._exit(0)
+                    os.waitpid(child, 0)
+                    os.close(w)
+                    return {"pids": [int(os.read(r, 32))]}
                 if mode == "raise":
                     raise ValueError("the input was not to my liking")
                 if mode == "loop":
@@ -244,6 +258,31 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
         finally
         {
             InheritableDescriptors.Close(inherited).ShouldBe(0);
+        }
+    }
+
+    [Fact]
+    public async Task A_detached_grandchild_holding_the_workers_pipes_neither_keeps_a_timed_out_call_waiting_nor_outlives_the_worker()
+    {
+        // The deadline ends a call by killing the worker's process group and waiting for its reply pipe to close. A
+        // grandchild that left the group (setsid) still held that pipe, so the pipe never closed: the call never
+        // answered, and its worker slot was stuck for good.
+        await using var pool = PoolFixture.NewPool(workers: 1);
+        var daemons = (await pool.InvokeAsync(Eval("daemon", new { mode = "daemon" }), Ct))!["result"]!["pids"]!.AsArray().Select(n => n!.GetValue<int>()).ToList();
+        try
+        {
+            daemons.ShouldNotBeEmpty();
+            var error = await Should.ThrowAsync<PolicyGridException>(() => pool.InvokeAsync(Eval("daemon", new { mode = "loop" }, seconds: 1), Ct).WaitAsync(TimeSpan.FromSeconds(30), Ct));
+            error.Code.ShouldBe("policy_timeout");
+            daemons.Where(pid => Directory.Exists($"/proc/{pid}") && !File.ReadAllText($"/proc/{pid}/stat").Contains(") Z ", StringComparison.Ordinal)).ShouldBeEmpty();
+            (await pool.InvokeAsync(Eval("daemon", new { mode = "ok", echo = "after" }), Ct))!["result"]!["echo"]!.GetValue<string>().ShouldBe("after");
+        }
+        finally
+        {
+            foreach (var pid in daemons)
+            {
+                try { System.Diagnostics.Process.GetProcessById(pid).Kill(); } catch (ArgumentException) { } catch (InvalidOperationException) { }
+            }
         }
     }
 

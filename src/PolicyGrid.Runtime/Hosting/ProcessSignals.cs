@@ -39,6 +39,74 @@ internal static partial class ProcessSignals
     /// <summary>Makes orphaned descendants reparent to this process (Linux only).</summary>
     public static bool BecomeSubreaper() => OperatingSystem.IsLinux() && prctl(PrSetChildSubreaper, 1, 0, 0, 0) == 0;
 
+    /// <summary>
+    /// SIGKILL to every process but this one that holds any of <paramref name="pipes"/> (as /proc shows them,
+    /// <c>pipe:[inode]</c>); answers how many were signalled. A policy's grandchild that left the worker's process
+    /// group (setsid) escapes the group kill but keeps the worker's pipes, and while it holds the reply pipe a read
+    /// of it never ends. Each candidate is pinned with a pidfd before its descriptors are read, so a pid reused in
+    /// between is never the one signalled (plain kill where the kernel has no pidfds).
+    /// </summary>
+    public static int KillPipeHolders(IReadOnlyCollection<string> pipes)
+    {
+        if (pipes.Count == 0 || !OperatingSystem.IsLinux()) return 0;
+        var self = Environment.ProcessId;
+        var killed = 0;
+        IEnumerable<string> processes;
+        try { processes = Directory.EnumerateDirectories("/proc"); }
+        catch (IOException) { return 0; }
+        foreach (var dir in processes)
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid) || pid == self || pid <= 1) continue;
+            var pidfd = (int)pidfd_open(PidfdOpen, pid, 0);
+            if (pidfd < 0 && Marshal.GetLastPInvokeError() != ENoSys) continue; // gone already
+            try
+            {
+                if (!HoldsAny(dir, pipes)) continue;
+                if (pidfd >= 0 ? pidfd_send_signal(PidfdSendSignal, pidfd, SigKill, 0, 0) == 0 : kill(pid, SigKill) == 0) killed++;
+            }
+            finally
+            {
+                if (pidfd >= 0) close(pidfd);
+            }
+        }
+        return killed;
+    }
+
+    private static bool HoldsAny(string processDir, IReadOnlyCollection<string> pipes)
+    {
+        try
+        {
+            foreach (var fd in Directory.EnumerateFileSystemEntries(Path.Combine(processDir, "fd")))
+                if (new FileInfo(fd).LinkTarget is { } target && pipes.Contains(target)) return true;
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return false;
+    }
+
+    /// <summary>What /proc calls the pipe behind descriptor <paramref name="fd"/> of this process (<c>pipe:[inode]</c>), or null.</summary>
+    public static string? PipeOf(int fd)
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        try { return new FileInfo($"/proc/self/fd/{fd}").LinkTarget is { } target && target.StartsWith("pipe:", StringComparison.Ordinal) ? target : null; }
+        catch (IOException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
+    }
+
+    // Syscall numbers of the unified table (x86_64 and arm64 alike).
+    private const long PidfdSendSignal = 424;
+    private const long PidfdOpen = 434;
+    private const int ENoSys = 38;
+
+    [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
+    private static partial long pidfd_open(long number, int pid, uint flags);
+
+    [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
+    private static partial long pidfd_send_signal(long number, int pidfd, int sig, nint info, uint flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int close(int fd);
+
     [LibraryImport("libc", SetLastError = true)]
     private static partial int kill(int pid, int sig);
 

@@ -48,6 +48,33 @@ internal sealed class PythonWorker : IAsyncDisposable
         toHost = process.StandardInput.BaseStream;
         fromHost = new BufferedStream(process.StandardOutput.BaseStream, 64 * 1024);
         outputPump = Task.Run(() => output.PumpAsync(process.StandardError.BaseStream));
+        pipes = new[] { toHost, process.StandardOutput.BaseStream, process.StandardError.BaseStream }
+            .Select(s => s is System.IO.Pipes.PipeStream p ? ProcessSignals.PipeOf((int)p.SafePipeHandle.DangerousGetHandle()) : null)
+            .OfType<string>().ToHashSet(StringComparer.Ordinal);
+    }
+
+    // The worker's three pipes as /proc names them: whatever still holds one once the worker is killed is a
+    // descendant that left its process group, and is killed too (see SweepPipeHolders).
+    private readonly HashSet<string> pipes;
+    private int sweeping;
+
+    /// <summary>
+    /// Kills what still holds the worker's pipes after its group was killed, until nothing does (a holder may fork
+    /// while it is looked for). Without it a grandchild that called setsid kept the reply pipe open, the blocked read
+    /// of a timed-out call never ended, and the call and its slot waited forever.
+    /// </summary>
+    private async Task SweepPipeHoldersAsync()
+    {
+        if (Interlocked.Exchange(ref sweeping, 1) == 1) return;
+        try
+        {
+            for (var attempt = 0; attempt < 50 && ProcessSignals.KillPipeHolders(pipes) > 0; attempt++)
+                await Task.Delay(10);
+        }
+        finally
+        {
+            Volatile.Write(ref sweeping, 0);
+        }
     }
 
     public int Pid => process.Id;
@@ -355,6 +382,7 @@ internal sealed class PythonWorker : IAsyncDisposable
     {
         Interlocked.Exchange(ref signalled, 1);
         try { ProcessSignals.KillGroup(process.Id); } catch (InvalidOperationException) { }
+        _ = Task.Run(SweepPipeHoldersAsync);
     }
 
     private async Task<PolicyGridException> DiagnoseFailureAsync(string policy, Exception cause)
@@ -416,6 +444,7 @@ internal sealed class PythonWorker : IAsyncDisposable
             await Task.Delay(10);
         }
         ProcessSignals.ReapGroup(pid);
+        await SweepPipeHoldersAsync();
         try { await outputPump.WaitAsync(TimeSpan.FromSeconds(2)); } catch (TimeoutException) { }
         process.Dispose();
         await fromHost.DisposeAsync();
