@@ -63,6 +63,7 @@ public sealed class BundleNetworkGuard(BundleCacheOptions options)
             return b switch
             {
                 [0, ..] => "unspecified",
+                [127, ..] => "loopback",
                 [10, ..] => "private",
                 [100, >= 64 and <= 127, ..] => "shared (carrier-grade NAT)",
                 [169, 254, ..] => "link-local",
@@ -82,8 +83,15 @@ public sealed class BundleNetworkGuard(BundleCacheOptions options)
             if (a.IsIPv6Multicast) return "multicast";
             var b = a.GetAddressBytes();
             if ((b[0] & 0xFE) == 0xFC) return "private (unique local)";
-            if (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xFF && b[3] == 0x9B) return "NAT64";
+            if (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xFF && b[3] == 0x9B) return "NAT64"; // 64:ff9b::/96 and 64:ff9b:1::/48
             if (a.IsIPv4MappedToIPv6) return NonPublicKind(a.MapToIPv4());
+            // ::/96 (IPv4-compatible, deprecated) and ::ffff:0:0/96 (IPv4-translated) carry an IPv4 address that a
+            // host with a tunnel or translator configured would reach: no public server is addressed so.
+            if (b.AsSpan(0, 8).IndexOfAnyExcept((byte)0) < 0 && (BitConverter.ToUInt32(b, 8) == 0 || (b[8] == 0xFF && b[9] == 0xFF && b[10] == 0 && b[11] == 0)))
+                return "reserved (IPv4-compatible or IPv4-translated)";
+            // 6to4 (2002::/16) routes to the IPv4 address in its next 32 bits: refused when that one would be.
+            if (b[0] == 0x20 && b[1] == 0x02 && NonPublicKind(new IPAddress(b.AsSpan(2, 4))) is { } embedded)
+                return $"6to4 of a {embedded}";
             return null;
         }
         return "non-IP";
