@@ -159,7 +159,12 @@ public sealed class BundleCache : IPolicyBundleSource
             var info = new FileInfo(path);
             if (!info.Exists) throw Problems.BadRequest($"bundle file '{path}' does not exist");
             if (info.Length > _options.MaxArchiveBytes) throw Problems.TooLarge($"bundle file '{path}' is {info.Length} bytes; the limit is {_options.MaxArchiveBytes}");
-            return (await File.ReadAllBytesAsync(path, ct), PinnedSha(uri));
+            // Capped as it is read, not only by the size the file system states: /dev/zero or a /proc file states 0
+            // bytes and read whole would take all the server's memory.
+            await using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1, useAsync: true);
+            using var read = await BoundedRead.ReadAsync(file, _options.MaxArchiveBytes,
+                () => Problems.TooLarge($"bundle file '{path}' is larger than the limit of {_options.MaxArchiveBytes} bytes"), ct);
+            return (read.ToArray(), PinnedSha(uri));
         }
         throw Problems.Validation("code", $"'{code}' uses scheme '{uri.Scheme}'; expected bundle://sha256/<hex>, http(s):// or file://");
     }

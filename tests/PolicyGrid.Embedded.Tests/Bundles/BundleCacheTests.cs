@@ -262,6 +262,16 @@ public sealed class BundleCacheTests : IDisposable
         (await Cache(o => o.AllowFileUrls = true).GetAsync(new Uri(path).AbsoluteUri, null, Ct)).Sha256.ShouldBe(Sha256(bundle));
     }
 
+    [Fact]
+    public async Task A_file_url_to_an_endless_file_is_refused_at_the_size_cap_instead_of_read_whole()
+    {
+        // /dev/zero states a length of 0, so the stated-size check passed and the whole file was read into memory.
+        var cache = Cache(o => { o.AllowFileUrls = true; o.MaxArchiveBytes = 1_000_000; });
+        var e = await Should.ThrowAsync<PolicyGridException>(() => cache.GetAsync("file:///dev/zero", null, Ct));
+        e.Status.ShouldBe(413);
+        e.Message.ShouldContain("'/dev/zero' is larger than the limit of 1000000 bytes");
+    }
+
     [Theory]
     [InlineData("127.0.0.1", "loopback")]
     [InlineData("::1", "loopback")]
