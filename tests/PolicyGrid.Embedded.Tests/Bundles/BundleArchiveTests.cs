@@ -193,6 +193,35 @@ public sealed class BundleArchiveTests : IDisposable
         ShouldBeRefused(big, "more than 5000 bytes", new ArchiveLimits { MaxTotalBytes = 5_000, MaxCompressionRatio = 1e9 });
         BundleArchive.Validate(many, new ArchiveLimits { MaxEntries = 30 }).Entries.ShouldBe(30);
     }
+
+    [Fact]
+    public void A_zip_with_more_entries_than_the_cap_is_refused_from_its_directory_before_the_entries_are_read()
+    {
+        // The zip reader made an object of every entry before the first could be counted: ~600 MB of memory for a
+        // 64 MiB upload of empty entries. The central directory is now counted in place first.
+        var many = Zip(Enumerable.Range(0, 30).Select(i => ($"code/f{i}.py", "x")).ToArray());
+        BundleArchive.ZipDirectoryEntries(many).ShouldBe(30);
+        ShouldBeRefused(many, "more than 20 entries (30 in its zip directory", new ArchiveLimits { MaxEntries = 20 });
+        // With a comment after the directory, and for a zip64 directory (written by Python's zipfile).
+        var commented = many.ToArray();
+        commented[^2] = 5; // comment length 5
+        BundleArchive.ZipDirectoryEntries([.. commented, .. "hello"u8]).ShouldBe(30);
+        BundleArchive.ZipDirectoryEntries(PythonZip64(25)).ShouldBe(25);
+        ShouldBeRefused(PythonZip64(25), "(25 in its zip directory", new ArchiveLimits { MaxEntries = 20 });
+        // Something that only starts like a zip is left to the zip reader, which says what is wrong.
+        BundleArchive.ZipDirectoryEntries([.. "PK\x03\x04"u8, .. new byte[200]]).ShouldBeNull();
+    }
+
+    /// <summary>A zip with a zip64 end record, as Python writes one when its zip64 threshold is 0.</summary>
+    private static byte[] PythonZip64(int entries)
+    {
+        var path = Path.Combine(Path.GetTempPath(), "pg-zip64-" + Guid.NewGuid().ToString("N") + ".zip");
+        var script = "import sys, zipfile\nzipfile.ZIP64_LIMIT = 0\nwith zipfile.ZipFile(sys.argv[1], 'w') as z:\n" +
+                     $"    for i in range({entries}):\n        z.writestr('code/f%d.py' % i, b'x')\n";
+        using (var python = System.Diagnostics.Process.Start("python3", ["-c", script, path]))
+            python.WaitForExit();
+        try { return System.IO.File.ReadAllBytes(path); } finally { System.IO.File.Delete(path); }
+    }
 }
 
 public sealed class BundleRequirementsTests
