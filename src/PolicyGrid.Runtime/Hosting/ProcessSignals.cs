@@ -36,6 +36,15 @@ internal static partial class ProcessSignals
     /// </summary>
     public static bool HideFromSameUser() => OperatingSystem.IsLinux() && prctl(PrSetDumpable, 0, 0, 0, 0) == 0;
 
+    /// <summary>
+    /// Reaps <paramref name="pid"/> if it is an exited child of ours (a policy's grandchild killed by
+    /// <see cref="KillPipeHolders"/> was reparented to this subreaper, outside any worker's group); true too when it is not our child (nothing to reap), false while it still runs.
+    /// A killed process keeps its pid until reaped, so the pid cannot have been reused in between.
+    /// </summary>
+    public static bool Reap(int pid) => pid <= 1 || waitpid(pid, out _, WNoHang) is var r && (r > 0 || (r < 0 && Marshal.GetLastPInvokeError() == EChild));
+
+    private const int EChild = 10;
+
     /// <summary>Makes orphaned descendants reparent to this process (Linux only).</summary>
     public static bool BecomeSubreaper() => OperatingSystem.IsLinux() && prctl(PrSetChildSubreaper, 1, 0, 0, 0) == 0;
 
@@ -46,7 +55,7 @@ internal static partial class ProcessSignals
     /// of it never ends. Each candidate is pinned with a pidfd before its descriptors are read, so a pid reused in
     /// between is never the one signalled (plain kill where the kernel has no pidfds).
     /// </summary>
-    public static int KillPipeHolders(IReadOnlyCollection<string> pipes)
+    public static int KillPipeHolders(IReadOnlyCollection<string> pipes, List<int>? killedPids = null)
     {
         if (pipes.Count == 0 || !OperatingSystem.IsLinux()) return 0;
         var self = Environment.ProcessId;
@@ -61,8 +70,14 @@ internal static partial class ProcessSignals
             if (pidfd < 0 && Marshal.GetLastPInvokeError() != ENoSys) continue; // gone already
             try
             {
-                if (!HoldsAny(dir, pipes)) continue;
-                if (pidfd >= 0 ? pidfd_send_signal(PidfdSendSignal, pidfd, SigKill, 0, 0) == 0 : kill(pid, SigKill) == 0) killed++;
+                // A child this server forked to start another process holds every descriptor of ours until its exec:
+                // it runs our executable, and is no policy's.
+                if (!HoldsAny(dir, pipes) || IsUnexecedForkOfSelf(dir)) continue;
+                if (pidfd >= 0 ? pidfd_send_signal(PidfdSendSignal, pidfd, SigKill, 0, 0) == 0 : kill(pid, SigKill) == 0)
+                {
+                    killed++;
+                    killedPids?.Add(pid);
+                }
             }
             finally
             {
@@ -71,6 +86,17 @@ internal static partial class ProcessSignals
         }
         return killed;
     }
+
+    private static readonly string? SelfExecutable = ExecutableOf("/proc/self");
+
+    private static string? ExecutableOf(string processDir)
+    {
+        try { return new FileInfo(Path.Combine(processDir, "exe")).LinkTarget; }
+        catch (IOException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
+    }
+
+    private static bool IsUnexecedForkOfSelf(string processDir) => SelfExecutable is not null && ExecutableOf(processDir) == SelfExecutable;
 
     private static bool HoldsAny(string processDir, IReadOnlyCollection<string> pipes)
     {

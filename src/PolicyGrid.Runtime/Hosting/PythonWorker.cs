@@ -56,7 +56,7 @@ internal sealed class PythonWorker : IAsyncDisposable
     // The worker's three pipes as /proc names them: whatever still holds one once the worker is killed is a
     // descendant that left its process group, and is killed too (see SweepPipeHolders).
     private readonly HashSet<string> pipes;
-    private int sweeping;
+    private readonly SemaphoreSlim sweeping = new(1, 1);
 
     /// <summary>
     /// Kills what still holds the worker's pipes after its group was killed, until nothing does (a holder may fork
@@ -65,15 +65,22 @@ internal sealed class PythonWorker : IAsyncDisposable
     /// </summary>
     private async Task SweepPipeHoldersAsync()
     {
-        if (Interlocked.Exchange(ref sweeping, 1) == 1) return;
+        // One sweep at a time; a second caller (KillAsync after the deadline's sweep) waits for it, so a stopped
+        // worker's holders are dead and reaped before its caller is answered.
+        await sweeping.WaitAsync();
+        var killed = new List<int>();
         try
         {
-            for (var attempt = 0; attempt < 50 && ProcessSignals.KillPipeHolders(pipes) > 0; attempt++)
+            for (var attempt = 0; attempt < 50 && ProcessSignals.KillPipeHolders(pipes, killed) > 0; attempt++)
                 await Task.Delay(10);
+            // They are this server's children now (it is their subreaper) but in no worker's group: reap them here,
+            // or each stays a zombie for the server's life.
+            for (var attempt = 0; attempt < 50 && killed.RemoveAll(ProcessSignals.Reap) >= 0 && killed.Count > 0; attempt++)
+                await Task.Delay(5);
         }
         finally
         {
-            Volatile.Write(ref sweeping, 0);
+            sweeping.Release();
         }
     }
 
