@@ -86,6 +86,27 @@ public sealed partial class KubernetesYamlTests
     }
 
     [Fact]
+    public void Every_app_holds_the_api_token_its_sidecar_requires()
+    {
+        // The injector puts the dapr.io/api-token-secret value in daprd's environment only (Dapr 1.18's sidecar patcher
+        // gives the app container DAPR_HTTP_PORT, DAPR_GRPC_PORT and APP_PROTOCOL, nothing more): an app that does not
+        // read the secret itself gets 401 from its own sidecar on every state, pub/sub, invocation, actor and workflow call.
+        foreach (var deployment in OfKind("Deployment"))
+        {
+            var appId = Text(deployment["metadata"]!["name"]);
+            var template = deployment["spec"]!["template"]!;
+            var secret = Text(template["metadata"]!["annotations"]!["dapr.io/api-token-secret"]);
+            secret.ShouldNotBeNullOrEmpty(appId);
+            var env = template["spec"]!["containers"]![0]!["env"]!.AsArray().Select(e => e!.AsObject()).ToDictionary(e => Text(e["name"]));
+            env.ShouldContainKey("DAPR_API_TOKEN", $"{appId}: its sidecar requires the token of secret '{secret}', which the injector does not hand the app");
+            var token = env["DAPR_API_TOKEN"];
+            token.ContainsKey("value").ShouldBeFalse(appId);
+            Text(token["valueFrom"]!["secretKeyRef"]!["name"]).ShouldBe(secret, appId);
+            Text(token["valueFrom"]!["secretKeyRef"]!["key"]).ShouldBe("token", appId);
+        }
+    }
+
+    [Fact]
     public void Every_app_listens_on_the_pod_address_with_the_credentials_its_callers_need()
     {
         foreach (var deployment in OfKind("Deployment"))
