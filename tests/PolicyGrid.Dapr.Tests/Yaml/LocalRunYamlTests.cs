@@ -110,11 +110,12 @@ public static class ResiliencyChecks
     {
         Text(resiliency["metadata"]!["name"]).ShouldBe(DaprNames.Resiliency);
         var policies = resiliency["spec"]!["policies"]!.AsObject();
+        HashSet<string> Named(string section) => policies[section]?.AsObject().Select(p => p.Key).ToHashSet() ?? [];
         var names = new Dictionary<string, HashSet<string>>
         {
-            ["timeout"] = policies["timeouts"]!.AsObject().Select(p => p.Key).ToHashSet(),
-            ["retry"] = policies["retries"]!.AsObject().Select(p => p.Key).ToHashSet(),
-            ["circuitBreaker"] = policies["circuitBreakers"]!.AsObject().Select(p => p.Key).ToHashSet(),
+            ["timeout"] = Named("timeouts"),
+            ["retry"] = Named("retries"),
+            ["circuitBreaker"] = Named("circuitBreakers"),
         };
         var targets = resiliency["spec"]!["targets"]!.AsObject();
         targets["apps"]!.AsObject().Select(p => p.Key).ShouldBeSubsetOf(DaprNames.Apps.All);
@@ -130,5 +131,39 @@ public static class ResiliencyChecks
         foreach (var use in Uses(targets))
             foreach (var (kind, value) in use)
                 names[kind].ShouldContain(Text(value), $"{kind} '{Text(value)}' is not defined under policies");
+
+        // A Type 2 call may run a policy for Execution:MaxTimeout; the sidecar must not cut it off sooner (the caller
+        // would get a 503 for a policy that was still within its own deadline).
+        var runtime = new PolicyGrid.Runtime.PolicyRuntimeOptions();
+        var executor = targets["apps"]![DaprNames.Apps.Executor]!;
+        var invokeTimeout = GoDuration(Text(policies["timeouts"]![Text(executor["timeout"])]));
+        invokeTimeout.ShouldBeGreaterThanOrEqualTo(runtime.Execution.MaxTimeout + runtime.RemoteExecutors.Overhead,
+            "the invocation timeout of policy-executor must cover the longest policy deadline plus the network's share");
+
+        // daprd counts each non-2xx answer of an invoked app, and each lost ETag race of a state store, as a failure of
+        // the call: a breaker there opens on the 4xx/504 answers and 409s the contract expects and cuts every caller off.
+        executor.AsObject().ShouldNotContainKey("circuitBreaker", "the executor's 4xx and 504 policy_timeout answers would trip it");
+        targets["components"]![DaprNames.Components.DocumentStore]!["outbound"]!.AsObject()
+            .ShouldNotContainKey("circuitBreaker", "lost ETag races (409, the key index's retries) would trip it");
+    }
+
+    /// <summary>A Go duration as Dapr reads it: <c>320s</c>, <c>5m20s</c>, <c>1h</c>, <c>500ms</c>.</summary>
+    public static TimeSpan GoDuration(string text)
+    {
+        var total = TimeSpan.Zero;
+        var matches = System.Text.RegularExpressions.Regex.Matches(text, @"(\d+(?:\.\d+)?)(ms|s|m|h)");
+        string.Concat(matches.Select(m => m.Value)).ShouldBe(text, $"'{text}' is not a Go duration");
+        foreach (System.Text.RegularExpressions.Match m in matches)
+        {
+            var value = double.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+            total += m.Groups[2].Value switch
+            {
+                "ms" => TimeSpan.FromMilliseconds(value),
+                "s" => TimeSpan.FromSeconds(value),
+                "m" => TimeSpan.FromMinutes(value),
+                _ => TimeSpan.FromHours(value),
+            };
+        }
+        return total;
     }
 }
