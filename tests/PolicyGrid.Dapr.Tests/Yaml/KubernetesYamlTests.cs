@@ -204,6 +204,10 @@ public sealed partial class KubernetesYamlTests
     }
 
     [Fact]
+    public void Evaluation_events_may_take_as_long_as_a_policy_may_run() =>
+        PubSubChecks.Check(Component(DaprNames.Components.PubSub), LoadOne("deploy/base/resiliency.yaml"));
+
+    [Fact]
     public void Kustomize_base_lists_every_manifest_and_the_dev_overlay_builds_on_it()
     {
         var kustomization = LoadOne("deploy/base/kustomization.yaml");

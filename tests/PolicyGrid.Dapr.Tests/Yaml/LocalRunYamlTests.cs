@@ -102,6 +102,10 @@ public sealed class LocalRunYamlTests
         var resiliency = Resources.Single(r => Text(r.Doc["kind"]) == "Resiliency").Doc;
         ResiliencyChecks.Check(resiliency);
     }
+
+    [Fact]
+    public void Evaluation_events_may_take_as_long_as_a_policy_may_run() =>
+        PubSubChecks.Check(Component(DaprNames.Components.PubSub), Resources.Single(r => Text(r.Doc["kind"]) == "Resiliency").Doc);
 }
 
 public static class ResiliencyChecks
@@ -165,5 +169,37 @@ public static class ResiliencyChecks
             };
         }
         return total;
+    }
+}
+
+public static class PubSubChecks
+{
+    /// <summary>
+    /// pubsub.redis cancels a delivery (daprd then dead-letters the raw event) and hands the event to another consumer
+    /// once it has been pending for processingTimeout, 60 s by default. One delivery may run a policy for
+    /// Execution:MaxTimeout plus the network's share, then go through the inbound retries of the resiliency policy.
+    /// </summary>
+    public static void Check(JsonObject component, JsonObject resiliency)
+    {
+        Text(component["spec"]!["type"]).ShouldBe("pubsub.redis", "this check knows Redis Streams' processingTimeout; another broker needs its own");
+        var metadata = component["spec"]!["metadata"]!.AsArray().ToDictionary(m => Text(m!["name"]), m => Text(m!["value"]));
+        metadata.ShouldContainKey("processingTimeout", "the default of 60 s cuts off evaluations of policies that may run 5 minutes");
+        // Redis Streams reads a bare number as milliseconds.
+        var processing = TimeSpan.FromMilliseconds(long.Parse(metadata["processingTimeout"], System.Globalization.CultureInfo.InvariantCulture));
+
+        var runtime = new PolicyGrid.Runtime.PolicyRuntimeOptions();
+        var policies = resiliency["spec"]!["policies"]!;
+        var retryName = Text(resiliency["spec"]!["targets"]!["components"]![DaprNames.Components.PubSub]!["inbound"]!["retry"]);
+        var retry = policies["retries"]![retryName]!;
+        Text(retry["policy"]).ShouldBe("exponential");
+        // Dapr's exponential back-off: 500 ms, ×1.5 each time, up to maxInterval, each randomized by up to ±50 %.
+        var maxInterval = ResiliencyChecks.GoDuration(Text(retry["maxInterval"]));
+        var retries = int.Parse(Text(retry["maxRetries"]), System.Globalization.CultureInfo.InvariantCulture);
+        var backoff = TimeSpan.Zero;
+        for (var i = 0; i < retries; i++)
+            backoff += TimeSpan.FromMilliseconds(Math.Min(maxInterval.TotalMilliseconds, 500 * Math.Pow(1.5, i)) * 1.5);
+
+        processing.ShouldBeGreaterThan(runtime.Execution.MaxTimeout + runtime.RemoteExecutors.Overhead + backoff,
+            "a delivery must be allowed the longest policy deadline plus the inbound retries' back-off");
     }
 }
