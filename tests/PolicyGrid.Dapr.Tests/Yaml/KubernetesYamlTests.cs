@@ -200,6 +200,7 @@ public sealed partial class KubernetesYamlTests
         var configuration = LoadOne("deploy/base/configuration.yaml");
         Text(configuration["kind"]).ShouldBe("Configuration");
         Text(configuration["metadata"]!["name"]).ShouldBe(DaprNames.Configuration);
+        WorkflowRetentionChecks.Check(configuration);
         ResiliencyChecks.Check(LoadOne("deploy/base/resiliency.yaml"));
     }
 

@@ -50,6 +50,7 @@ public sealed class LocalRunYamlTests
         var config = LoadOne(Text(common["configFilePath"]));
         Text(config["kind"]).ShouldBe("Configuration");
         Text(config["metadata"]!["name"]).ShouldBe(DaprNames.Configuration);
+        WorkflowRetentionChecks.Check(config);
         Text(common["env"]!["PolicyGrid__Dapr__DocumentQueries"]).ShouldBe(nameof(DocumentQueryMode.KeyIndex));
     }
 
@@ -201,5 +202,25 @@ public static class PubSubChecks
 
         processing.ShouldBeGreaterThan(runtime.Execution.MaxTimeout + runtime.RemoteExecutors.Overhead + backoff,
             "a delivery must be allowed the longest policy deadline plus the inbound retries' back-off");
+    }
+}
+
+public static class WorkflowRetentionChecks
+{
+    /// <summary>
+    /// Graph runs are workflow instances whose history stays in the actor state store until purged; nothing in
+    /// PolicyGrid purges them, so the Configuration must, for every terminal state, and not before the graphs app
+    /// has read a completed run's output.
+    /// </summary>
+    public static void Check(JsonObject configuration)
+    {
+        var policy = configuration["spec"]?["workflow"]?["stateRetentionPolicy"] as JsonObject;
+        policy.ShouldNotBeNull("without spec.workflow.stateRetentionPolicy every graph run's history stays in the actor store for good");
+        foreach (var state in new[] { "completed", "failed", "terminated" })
+        {
+            var given = Text(policy[state] ?? policy["anyTerminal"]);
+            given.ShouldNotBeNullOrEmpty($"runs that end {state} are never purged");
+            ResiliencyChecks.GoDuration(given).ShouldBeGreaterThan(TimeSpan.Zero, $"{state}: the graphs app still reads the instance when it ends");
+        }
     }
 }
