@@ -31,8 +31,10 @@ public static class DaprAdapters
             // The sidecar's HTTP endpoint (DAPR_HTTP_ENDPOINT, or http://127.0.0.1:DAPR_HTTP_PORT) and its API token, when set.
             var config = provider.GetRequiredService<IConfiguration>();
             client.BaseAddress = new Uri(global::Dapr.DaprDefaults.GetDefaultHttpEndpoint(config).TrimEnd('/') + "/");
-            // Policies carry their own deadline (timeout_seconds, enforced by the node); this only bounds a hung sidecar.
-            client.Timeout = TimeSpan.FromMinutes(5);
+            // No client-wide timeout: each caller bounds its own call by what it waits for. A Type 2 call by the longest
+            // policy deadline plus the network's share (DaprInvokedExecutor), a graph run by its deadline (DaprGraphRunner,
+            // up to an hour): a fixed 5 minutes cut the longer ones off with a TaskCanceledException, a 500.
+            client.Timeout = Timeout.InfiniteTimeSpan;
             var token = global::Dapr.DaprDefaults.GetDefaultDaprApiToken(config);
             if (!string.IsNullOrEmpty(token)) client.DefaultRequestHeaders.Add("dapr-api-token", token);
         });

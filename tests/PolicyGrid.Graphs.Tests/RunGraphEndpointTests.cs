@@ -152,6 +152,33 @@ public sealed class RunGraphEndpointTests : IAsyncLifetime
         workflows.Terminated.Count.ShouldBe(2);
     }
 
+    [Fact(Timeout = 30_000)]
+    public async Task A_graphs_app_that_does_not_answer_by_the_deadline_is_the_runs_504_for_the_registry()
+    {
+        // The sidecar's HttpClient has no timeout of its own (it gave up after 5 minutes, a 500, for runs allowed an
+        // hour): the registry waits for the run's deadline and a grace for the hops, then answers the run's 504.
+        var runner = new DaprGraphRunner(new HangingSidecar(), _registry.GetRequiredService<IDocumentStore>()) { Grace = TimeSpan.FromMilliseconds(50) };
+
+        var error = await Should.ThrowAsync<PolicyGridException>(() =>
+            runner.RunAsync(Diamond, new JsonObject(), Options(deadlineSeconds: 0.1), TestContext.Current.CancellationToken));
+
+        (error.Status, error.Code).ShouldBe((504, ErrorCodes.PolicyTimeout));
+        error.Message.ShouldBe("graph ran past its deadline of 0.1s; unfinished nodes: A, B, C, D");
+    }
+
+    /// <summary>A sidecar whose graphs app never answers: the request ends only when its caller cancels it.</summary>
+    private sealed class HangingSidecar : HttpMessageHandler, IHttpClientFactory
+    {
+        public HttpClient CreateClient(string name) =>
+            new(this, disposeHandler: false) { BaseAddress = new Uri("http://127.0.0.1:3500/"), Timeout = Timeout.InfiniteTimeSpan };
+
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            await Task.Delay(Timeout.Infinite, cancellationToken);
+            throw new InvalidOperationException("unreachable");
+        }
+    }
+
     [Fact]
     public async Task A_sidecar_that_cannot_be_reached_when_starting_answers_503_and_schedules_nothing()
     {

@@ -17,6 +17,12 @@ public sealed class DaprGraphRunner(IHttpClientFactory clients, IDocumentStore s
 {
     public const string RunMethod = "run_graph";
 
+    /// <summary>
+    /// How long past the run's deadline the registry still waits for the graphs app, which answers 504 itself at the
+    /// deadline: room for the hops through two sidecars. Past it the run is the same 504 without that answer.
+    /// </summary>
+    public TimeSpan Grace { get; init; } = TimeSpan.FromSeconds(30);
+
     public async Task<GraphRunResult> RunAsync(GraphPlan plan, JsonNode? input, GraphRunOptions options, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(plan);
@@ -29,15 +35,23 @@ public sealed class DaprGraphRunner(IHttpClientFactory clients, IDocumentStore s
         }
         var request = new GraphRunRequest(ToWorkflowInput(plan, input, options, replicas), options.Deadline.TotalSeconds);
         // Service invocation through the sidecar (the same client the dapr:// executor transport uses).
+        // The client has no timeout of its own: this call waits as long as the run may take (up to an hour), no longer.
         var http = clients.CreateClient(DaprExecutorTransport.HttpClientName);
+        using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        bounded.CancelAfter(options.Deadline + Grace);
         HttpResponseMessage response;
         try
         {
-            response = await http.PostAsJsonAsync($"v1.0/invoke/{GraphWorkflows.AppId}/method/{RunMethod}", request, Json.Options, ct);
+            response = await http.PostAsJsonAsync($"v1.0/invoke/{GraphWorkflows.AppId}/method/{RunMethod}", request, Json.Options, bounded.Token);
         }
         catch (HttpRequestException e)
         {
             throw Problems.BackendUnavailable($"the Dapr sidecar could not reach the graphs app ({GraphWorkflows.AppId}): {e.Message}", e);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            // Neither the graphs app nor its sidecar answered by the deadline (and its grace): the run's 504.
+            throw GraphFailures.DeadlineExceeded(options.Deadline, plan.Nodes);
         }
         using (response)
         {

@@ -20,8 +20,11 @@ namespace PolicyGrid.Dapr.Invocation;
 /// <item>any other 5xx or an unreadable answer → 502 backend_error naming the app.</item>
 /// </list>
 /// </summary>
-public sealed class DaprInvokedExecutor(HttpClient sidecar, string appId) : IPolicyExecutor
+public sealed class DaprInvokedExecutor(HttpClient sidecar, string appId, TimeSpan? callTimeout = null) : IPolicyExecutor
 {
+    /// <summary>How long a call waits for its answer before it is a 503 (the sidecar's HttpClient has no timeout of its own).</summary>
+    public TimeSpan CallTimeout { get; } = callTimeout ?? TimeSpan.FromMinutes(5);
+
     /// <summary>Carries the caller's identity to the node for its decision log.</summary>
     public const string CallerHeader = "X-PolicyGrid-Caller";
 
@@ -42,10 +45,12 @@ public sealed class DaprInvokedExecutor(HttpClient sidecar, string appId) : IPol
         using var request = new HttpRequestMessage(HttpMethod.Post, InvokePath(appId, method));
         request.Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json");
         request.Headers.TryAddWithoutValidation(CallerHeader, caller.Name);
+        using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        bounded.CancelAfter(CallTimeout);
         HttpResponseMessage response;
         try
         {
-            response = await sidecar.SendAsync(request, ct);
+            response = await sidecar.SendAsync(request, bounded.Token);
         }
         catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
         {

@@ -161,6 +161,47 @@ public sealed class DaprExecutorTransportTests
     }
 
     [Fact]
+    public void A_call_may_wait_as_long_as_the_longest_policy_deadline_plus_the_networks_share()
+    {
+        // The sidecar's HttpClient used to give up after 5 minutes whatever the policy's deadline: a policy allowed to
+        // run 10 minutes (Execution:MaxTimeout) was a 503 "did not answer in time" rather than its answer or 504.
+        var services = new ServiceCollection();
+        var config = new ConfigurationBuilder().AddInMemoryCollection([new("DAPR_HTTP_ENDPOINT", "http://127.0.0.1:3999")]).Build();
+        services.AddSingleton<IConfiguration>(config);
+        services.AddDaprAdapters(config);
+        services.Configure<PolicyGrid.Runtime.PolicyRuntimeOptions>(o => o.Execution.MaxTimeout = TimeSpan.FromMinutes(10));
+        var provider = services.BuildServiceProvider();
+
+        provider.GetRequiredService<IHttpClientFactory>().CreateClient(DaprExecutorTransport.HttpClientName).Timeout
+            .ShouldBe(Timeout.InfiniteTimeSpan, "each caller bounds its own call (graph runs wait up to an hour)");
+        var transport = provider.GetServices<IExecutorTransport>().OfType<DaprExecutorTransport>().Single();
+        var executor = (DaprInvokedExecutor)transport.For(new Uri("dapr://policy-executor"));
+        executor.CallTimeout.ShouldBe(TimeSpan.FromMinutes(10) + TimeSpan.FromSeconds(15) + DaprExecutorTransport.RetryRoom);
+    }
+
+    [Fact]
+    public async Task A_call_past_its_bound_is_a_503_naming_the_app()
+    {
+        var executor = new DaprInvokedExecutor(new HttpClient(new HangingSidecar()) { BaseAddress = new Uri("http://127.0.0.1:3999/") },
+            "policy-executor", TimeSpan.FromMilliseconds(50));
+
+        var e = await Should.ThrowAsync<PolicyGridException>(() => executor.ExecuteAsync(Request, CallerIdentity.Anonymous, Ct));
+
+        e.Status.ShouldBe(503);
+        e.Message.ShouldBe("Dapr app 'policy-executor' did not answer execute_policy in time");
+    }
+
+    /// <summary>A sidecar that never answers: the call ends only when its own bound cancels it.</summary>
+    private sealed class HangingSidecar : HttpMessageHandler
+    {
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            await Task.Delay(Timeout.Infinite, cancellationToken);
+            throw new InvalidOperationException("unreachable");
+        }
+    }
+
+    [Fact]
     public void Only_dapr_uris_are_handled()
     {
         var transport = new DaprExecutorTransport(new ServiceCollection().AddHttpClient().BuildServiceProvider().GetRequiredService<IHttpClientFactory>());
