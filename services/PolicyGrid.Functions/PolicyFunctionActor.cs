@@ -59,25 +59,45 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
     // Idle actors give their worker back; the state is already saved, so nothing else needs doing.
     protected override Task OnDeactivateAsync() => _pool.ReleaseAsync(InstanceKey);
 
-    public async Task DeployAsync(FunctionActorDeployment deployment)
+    public async Task<FunctionReply> DeployAsync(FunctionActorDeployment deployment)
     {
         ArgumentNullException.ThrowIfNull(deployment);
-        await _pool.ReleaseAsync(InstanceKey);
-        _deployment = deployment;
-        _load = await LoadSpecAsync(deployment);
-        _context = [];
-        _state = null;
-        _calls = 0;
-        _savedContext = null;
-        _savedState = null;
-        _loaded = true;
-        // Load now: a policy that cannot load fails the deployment, not its first caller.
-        await _pool.InvokeAsync(new PolicyInvocation(InstanceKey, _load, PolicyMethods.Load, [], _options.CallTimeout));
-        await StateManager.SetStateAsync(DeploymentKey, deployment);
-        await StateManager.TryRemoveStateAsync(ContextKey);
-        await StateManager.TryRemoveStateAsync(StateKey);
-        await StateManager.SetStateAsync(CallsKey, 0L);
-        await StateManager.SaveStateAsync();
+        try
+        {
+            // Read and loaded before anything of this actor changes: a deployment that cannot load leaves the one before
+            // it (its policy, context and state) as it was, in memory as in actor state, and answers why.
+            var (load, policy) = await ReadSpecAsync(deployment);
+            await _pool.ReleaseAsync(InstanceKey);
+            try
+            {
+                // Load now: a policy that cannot load fails the deployment, not its first caller.
+                await _pool.InvokeAsync(new PolicyInvocation(InstanceKey, load, PolicyMethods.Load, [], _options.CallTimeout));
+            }
+            catch
+            {
+                // The next call recreates the earlier deployment's instance from its saved state.
+                await _pool.ReleaseAsync(InstanceKey);
+                throw;
+            }
+            _deployment = deployment;
+            (_load, _policy) = (load, policy);
+            _context = [];
+            _state = null;
+            _calls = 0;
+            _savedContext = null;
+            _savedState = null;
+            _loaded = true;
+            await StateManager.SetStateAsync(DeploymentKey, deployment);
+            await StateManager.TryRemoveStateAsync(ContextKey);
+            await StateManager.TryRemoveStateAsync(StateKey);
+            await StateManager.SetStateAsync(CallsKey, 0L);
+            await StateManager.SaveStateAsync();
+            return FunctionReply.Success([]);
+        }
+        catch (PolicyGridException e)
+        {
+            return FunctionReply.Failure(e);
+        }
     }
 
     public Task<FunctionReply> CallAsync(FunctionActorCall call)
@@ -205,7 +225,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         if (deployment.HasValue)
         {
             _deployment = deployment.Value;
-            _load = await LoadSpecAsync(deployment.Value);
+            (_load, _policy) = await ReadSpecAsync(deployment.Value);
             var context = await StateManager.TryGetStateAsync<string>(ContextKey);
             _context = context.HasValue && JsonNode.Parse(context.Value) is JsonObject c ? c : [];
             _savedContext = context.HasValue ? context.Value : null;
@@ -218,18 +238,18 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         _loaded = true;
     }
 
-    private async Task<PolicyLoadSpec> LoadSpecAsync(FunctionActorDeployment deployment)
+    /// <summary>The deployment's policy snapshot and what loads it; changes nothing of this actor.</summary>
+    private async Task<(PolicyLoadSpec Load, JsonObject Policy)> ReadSpecAsync(FunctionActorDeployment deployment)
     {
         var policy = JsonNode.Parse(deployment.PolicyJson) as JsonObject
             ?? throw Problems.Validation("function_policy_data", "must be the policy document the function runs");
-        _policy = policy;
         var code = policy["code"]?.GetValue<string>() ?? throw Problems.Validation("function_policy_data.code", "is required");
         // The snapshot carries the code_sha256 its policy recorded (none for policies stored before it existed).
         var expected = PolicyRule.RecordedCodeSha256(policy);
         var bundle = await _bundles.GetAsync(code, expected, CancellationToken.None);
-        return new PolicyLoadSpec(policy["policy_rule_uri"]?.GetValue<string>() ?? deployment.Name, bundle,
+        return (new PolicyLoadSpec(policy["policy_rule_uri"]?.GetValue<string>() ?? deployment.Name, bundle,
             policy["policy_settings"] as JsonObject is { } s ? (JsonObject)s.DeepClone() : [],
-            policy["policy_parameters"] as JsonObject is { } p ? (JsonObject)p.DeepClone() : []);
+            policy["policy_parameters"] as JsonObject is { } p ? (JsonObject)p.DeepClone() : []), policy);
     }
 }
 

@@ -86,6 +86,23 @@ public sealed class ActorFunctionHostTests : IAsyncLifetime
         missing.Status.ShouldBe(404);
     }
 
+    [Fact]
+    public async Task A_function_whose_policy_cannot_load_is_refused_with_the_policys_error_not_a_503()
+    {
+        // The actor used to throw, and remoting turned that into "the functions app could not be reached" (503).
+        var host = new ActorFunctionHost(_actors, new UnusedDocuments());
+        var broken = new FunctionSpec("broken", new JsonObject
+        {
+            ["policy_rule_uri"] = "broken:1.0-test",
+            ["code"] = _bundles.Add("broken", CountingPolicy.FailsToLoad),
+        }, new FunctionScale(2));
+
+        var e = await Should.ThrowAsync<PolicyGridException>(() => host.DeployAsync(broken, TestContext.Current.CancellationToken));
+
+        (e.Status, e.Code).ShouldBe((422, ErrorCodes.PolicyError));
+        e.Message.ShouldContain("no licence on this host");
+    }
+
     /// <summary>Hands out the actors themselves, one method at a time per actor id (Dapr's turn-based guarantee).</summary>
     private sealed class InProcessActors(Func<ActorId, PolicyFunctionActor> create) : IActorProxyFactory
     {
@@ -105,13 +122,16 @@ public sealed class ActorFunctionHostTests : IAsyncLifetime
 
         private sealed class Turns(PolicyFunctionActor actor, SemaphoreSlim turn) : IPolicyFunctionActor
         {
+            // What Dapr's remoting proxy does with an exception the actor throws: only its message reaches the caller.
             private async Task<T> Run<T>(Func<Task<T>> method)
             {
                 await turn.WaitAsync();
-                try { return await method(); } finally { turn.Release(); }
+                try { return await method(); }
+                catch (Exception e) { throw new ActorMethodInvocationException(e.Message, e, false); }
+                finally { turn.Release(); }
             }
 
-            public Task DeployAsync(FunctionActorDeployment deployment) => Run(async () => { await actor.DeployAsync(deployment); return true; });
+            public Task<FunctionReply> DeployAsync(FunctionActorDeployment deployment) => Run(() => actor.DeployAsync(deployment));
             public Task<FunctionReply> CallAsync(FunctionActorCall call) => Run(() => actor.CallAsync(call));
             public Task<FunctionReply> ManageAsync(FunctionActorManagement request) => Run(() => actor.ManageAsync(request));
             public Task RemoveAsync() => Run(async () => { await actor.RemoveAsync(); return true; });

@@ -39,6 +39,15 @@ internal static class CountingPolicy
                 self.count = state.get("count", 0)
         """;
 
+    /// <summary>Raises while it is created: every deployment of it fails to load.</summary>
+    public const string FailsToLoad = """
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                raise RuntimeError("no licence on this host")
+            def eval(self, parameters, input_data, context):
+                return {}
+        """;
+
     /// <summary>Counts on the instance and in context, then raises when asked: what a call changed before it raised must not stay.</summary>
     public const string Halfway = """
         class AIOSv1PolicyRule:

@@ -246,6 +246,30 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_redeployment_that_cannot_load_answers_why_and_the_earlier_one_keeps_running_with_its_state()
+    {
+        var state = new TestStateManager();
+        var actor = Actor(NewPool(), state);
+        (await actor.DeployAsync(Deployment())).Ok.ShouldBeTrue();
+        await Call(actor);
+        await Call(actor);
+        var saved = new Dictionary<string, string>(state.Saved);
+
+        var reply = await actor.DeployAsync(new FunctionActorDeployment("counter", new JsonObject
+        {
+            ["policy_rule_uri"] = "broken:1.0-test",
+            ["code"] = _bundles.Add("broken", CountingPolicy.FailsToLoad),
+        }.ToJsonString()));
+
+        (reply.Ok, reply.Status, reply.Code).ShouldBe((false, 422, "policy_error"));
+        reply.Message.ShouldContain("no licence on this host");
+        state.Saved.OrderBy(k => k.Key).ShouldBe(saved.OrderBy(k => k.Key));
+        var next = await Call(actor);
+        next["count"]!.GetValue<int>().ShouldBe(3);
+        next["evals"]!.GetValue<int>().ShouldBe(3);
+    }
+
+    [Fact]
     public void Replica_actor_ids_are_the_name_or_name_hash_index()
     {
         FunctionActors.Replica("f", 0, 1).GetId().ShouldBe("f");

@@ -22,7 +22,9 @@ public sealed class ActorFunctionHost(IActorProxyFactory actors, IDocumentStore 
         ArgumentNullException.ThrowIfNull(spec);
         var replicas = Math.Max(1, spec.Scale.Initial);
         var deployment = new FunctionActorDeployment(spec.Name, spec.Policy.ToJsonString());
-        await Task.WhenAll(Enumerable.Range(0, replicas).Select(i => Reach(() => Actor(spec.Name, i, replicas).DeployAsync(deployment))));
+        var replies = await Task.WhenAll(Enumerable.Range(0, replicas).Select(i => Reach(() => Actor(spec.Name, i, replicas).DeployAsync(deployment))));
+        // A replica that could not load its policy answers why (422 policy_error, the bundle's 404...), as a call does.
+        foreach (var reply in replies) reply.Unwrap();
         _replicas[spec.Name] = replicas;
     }
 

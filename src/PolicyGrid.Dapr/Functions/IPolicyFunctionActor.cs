@@ -12,8 +12,11 @@ namespace PolicyGrid.Dapr.Functions;
 /// </summary>
 public interface IPolicyFunctionActor : IActor
 {
-    /// <summary>Stores the policy snapshot and forgets any earlier instance state of this id.</summary>
-    Task DeployAsync(FunctionActorDeployment deployment);
+    /// <summary>
+    /// Loads the policy snapshot, stores it and forgets any earlier instance state of this id. A snapshot that cannot load
+    /// (or whose bundle cannot be read) is a failed reply with its status and code, and changes nothing.
+    /// </summary>
+    Task<FunctionReply> DeployAsync(FunctionActorDeployment deployment);
 
     Task<FunctionReply> CallAsync(FunctionActorCall call);
 
