@@ -24,7 +24,14 @@ public sealed class CallFunctionActivity(IActorProxyFactory actors, TimeProvider
         {
             reply = await actor.CallAsync(new FunctionActorCall(call.InputJson));
         }
-        catch (Exception e) when (e is not OperationCanceledException)
+        catch (OperationCanceledException e)
+        {
+            // An activity has no cancellation of its own: this is the actor proxy giving up (its HttpClient timeout). Left
+            // to escape, it failed the whole workflow with a 502 naming no node; as data it is this node's 503, which a
+            // node retry policy may try again.
+            reply = new FunctionReply(false, "", 503, "backend_unavailable", $"function actor did not answer in time: {e.Message}");
+        }
+        catch (Exception e)
         {
             reply = new FunctionReply(false, "", 502, "backend_error", $"function actor unreachable: {e.Message}");
         }

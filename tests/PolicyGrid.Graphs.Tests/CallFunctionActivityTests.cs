@@ -1,0 +1,61 @@
+using Dapr.Actors;
+using Dapr.Actors.Client;
+using Dapr.Workflow;
+using Dapr.Workflow.Abstractions;
+using PolicyGrid.Dapr.Functions;
+using PolicyGrid.Dapr.Graphs;
+using PolicyGrid.Workflows.Activities;
+using Shouldly;
+
+namespace PolicyGrid.Graphs.Tests;
+
+/// <summary>The activity that calls a node's function actor: whatever the proxy throws comes back as that node's result.</summary>
+public sealed class CallFunctionActivityTests
+{
+    [Fact]
+    public async Task An_actor_call_the_proxy_gives_up_on_is_the_nodes_503_not_a_failed_workflow()
+    {
+        // The actor proxy's HttpClient times out with a TaskCanceledException; it used to escape the activity and fail
+        // the whole workflow, which the registry reported as a 502 naming no node.
+        var activity = new CallFunctionActivity(new ThrowingActors(new TaskCanceledException("The request was canceled due to the configured HttpClient.Timeout of 100 seconds elapsing.")), TimeProvider.System);
+
+        var result = await activity.RunAsync(new Context(), new NodeCallRequest("B", 1, "{}"));
+
+        (result.Ok, result.Status, result.Code).ShouldBe((false, 503, "backend_unavailable"));
+        result.Message.ShouldContain("HttpClient.Timeout");
+    }
+
+    [Fact]
+    public async Task An_actor_that_cannot_be_reached_is_the_nodes_502()
+    {
+        var activity = new CallFunctionActivity(new ThrowingActors(new ActorMethodInvocationException("connection refused", false)), TimeProvider.System);
+
+        var result = await activity.RunAsync(new Context(), new NodeCallRequest("B", 2, "{}"));
+
+        (result.Ok, result.Status, result.Code).ShouldBe((false, 502, "backend_error"));
+    }
+
+    private sealed class Context : WorkflowActivityContext
+    {
+        public override TaskIdentifier Identifier => new(GraphWorkflows.CallNodeActivity);
+        public override string TaskExecutionKey => "1";
+        public override string InstanceId => "graph-test";
+    }
+
+    private sealed class ThrowingActors(Exception error) : IActorProxyFactory
+    {
+        public TActorInterface CreateActorProxy<TActorInterface>(ActorId actorId, string actorType, ActorProxyOptions? options = null) where TActorInterface : IActor =>
+            (TActorInterface)(IPolicyFunctionActor)new Throwing(error);
+        public object CreateActorProxy(ActorId actorId, Type actorInterfaceType, string actorType, ActorProxyOptions? options = null) => throw new NotSupportedException();
+        public ActorProxy Create(ActorId actorId, string actorType, ActorProxyOptions? options = null) => throw new NotSupportedException();
+
+        private sealed class Throwing(Exception error) : IPolicyFunctionActor
+        {
+            public Task<FunctionReply> DeployAsync(FunctionActorDeployment deployment) => throw error;
+            public Task<FunctionReply> CallAsync(FunctionActorCall call) => Task.FromException<FunctionReply>(error);
+            public Task<FunctionReply> ManageAsync(FunctionActorManagement request) => throw error;
+            public Task RemoveAsync() => throw error;
+            public Task<FunctionActorStatus> StatusAsync() => throw error;
+        }
+    }
+}
