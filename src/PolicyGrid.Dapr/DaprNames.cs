@@ -54,7 +54,11 @@ public static class DaprNames
         /// <summary>Bundle archives: bindings.localstorage locally, bindings.aws.s3 (S3/Ceph) in production.</summary>
         public const string Bundles = "policygrid-bundles";
 
-        /// <summary>Where production components read their credentials (never inline in YAML).</summary>
+        /// <summary>
+        /// The Kubernetes secret production components read their credentials from (never inline in YAML), through
+        /// <c>secretKeyRef</c> with no <c>auth.secretStore</c>: the Dapr operator resolves those, so no sidecar needs a
+        /// Kubernetes API token or a secret store component of its own.
+        /// </summary>
         public const string SecretStore = "policygrid-secrets";
 
         public static readonly IReadOnlyList<string> All = [DocumentStore, CacheStore, ActorStore, PubSub, Bundles];

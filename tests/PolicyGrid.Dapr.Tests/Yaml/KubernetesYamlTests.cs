@@ -22,16 +22,14 @@ public sealed partial class KubernetesYamlTests
     private static string Port(string appId) => DaprNames.Ports.For(appId).ToString(CultureInfo.InvariantCulture);
 
     [Fact]
-    public void Production_components_use_mongo_redis_s3_and_a_secret_store()
+    public void Production_components_use_mongo_redis_s3()
     {
-        Components.Select(c => Text(c.Doc["metadata"]!["name"]))
-            .ShouldBe([.. DaprNames.Components.All, DaprNames.Components.SecretStore], ignoreOrder: true);
+        Components.Select(c => Text(c.Doc["metadata"]!["name"])).ShouldBe(DaprNames.Components.All, ignoreOrder: true);
         Text(Component(DaprNames.Components.DocumentStore)["spec"]!["type"]).ShouldBe("state.mongodb");
         Text(Component(DaprNames.Components.CacheStore)["spec"]!["type"]).ShouldBe("state.redis");
         Text(Component(DaprNames.Components.ActorStore)["spec"]!["type"]).ShouldBe("state.redis");
         Text(Component(DaprNames.Components.PubSub)["spec"]!["type"]).ShouldStartWith("pubsub.");
         Text(Component(DaprNames.Components.Bundles)["spec"]!["type"]).ShouldBe("bindings.aws.s3");
-        Text(Component(DaprNames.Components.SecretStore)["spec"]!["type"]).ShouldBe("secretstores.kubernetes");
         MetadataItems(Component(DaprNames.Components.ActorStore)).ShouldContain(m => Text(m["name"]) == "actorStateStore" && Text(m["value"]) == "true");
         MetadataItems(Component(DaprNames.Components.CacheStore)).ShouldContain(m => Text(m["name"]) == "ttlInSeconds");
         MetadataItems(Component(DaprNames.Components.Bundles)).ShouldContain(m => Text(m["name"]) == "decodeBase64" && Text(m["value"]) == "true");
@@ -52,8 +50,29 @@ public sealed partial class KubernetesYamlTests
                 item.ContainsKey("value").ShouldBeFalse($"{file}: {Text(item["name"])} must come from the secret store, not a value");
                 Text(item["secretKeyRef"]!["name"]).ShouldBe(DaprNames.Components.SecretStore, file);
             }
-            if (MetadataItems(component).Any(m => m.ContainsKey("secretKeyRef")))
-                Text(component["auth"]?["secretStore"]).ShouldBe(DaprNames.Components.SecretStore, file);
+        }
+    }
+
+    [Fact]
+    public void Secrets_are_resolved_by_the_dapr_operator_so_sidecars_need_no_kubernetes_api_token()
+    {
+        // The pods mount no Kubernetes API token. A component naming a secret store of its own (auth.secretStore other
+        // than "kubernetes") is resolved by daprd through that store, which cannot start without a token, and daprd's
+        // built-in Kubernetes secret store cannot either: daprd crash-loops. With no auth.secretStore the operator
+        // resolves secretKeyRefs before daprd sees the component; the annotation turns the built-in store off.
+        var everywhere = Components.Concat(LoadFolder("deploy/overlays/dev")).Where(c => Text(c.Doc["kind"]) == "Component").ToList();
+        foreach (var (file, component) in everywhere)
+        {
+            Text(component["spec"]!["type"]).StartsWith("secretstores.", StringComparison.Ordinal).ShouldBeFalse(file);
+            var store = Text(component["auth"]?["secretStore"]);
+            (store is "" or "kubernetes").ShouldBeTrue($"{file}: auth.secretStore '{store}' would be resolved by daprd, which has no Kubernetes API token");
+        }
+        foreach (var deployment in OfKind("Deployment"))
+        {
+            var appId = Text(deployment["metadata"]!["name"]);
+            var template = deployment["spec"]!["template"]!;
+            Text(template["spec"]!["automountServiceAccountToken"]).ShouldBe("false", appId);
+            Text(template["metadata"]!["annotations"]!["dapr.io/disable-builtin-k8s-secret-store"]).ShouldBe("true", appId);
         }
     }
 
