@@ -285,6 +285,35 @@ class EvaluatorTests(unittest.TestCase):
                 self.assertIn(named, str(caught.exception))
         self.assertEqual(self.registry.policy_reads, 0)
 
+    def test_arguments_of_the_wrong_type_are_refused_naming_the_argument(self):
+        # server=10000 failed as "'int' object has no attribute 'rstrip'", revalidate_seconds="5" as "'>=' not supported".
+        cases = [(dict(server=10000), "server must be a str, not int"), (dict(token=5), "token must be a str, not int"),
+                 (dict(revalidate_seconds="5"), "revalidate_seconds must be a number of seconds, not str"),
+                 (dict(max_stale_seconds="60"), "max_stale_seconds must be a number of seconds, not str")]
+        for kw, says in cases:
+            with self.subTest(**{k: repr(v) for k, v in kw.items()}):
+                kw.setdefault("server", self.registry.url)
+                with self.assertRaises(TypeError) as caught:
+                    LocalPolicyEvaluator(URI, **kw)
+                self.assertIn(says, str(caught.exception))
+        self.assertEqual(self.registry.policy_reads, 0)
+
+    def test_call_parameters_that_are_no_dict_are_a_type_error_in_both_modes(self):
+        for ev in (self.evaluator(), self.evaluator(mode="remote", executor_id="local")):
+            for bad in (["local_allowlist"], [], "10.0.0.1"):
+                with self.subTest(mode=ev.mode, parameters=bad), self.assertRaises(TypeError) as caught:
+                    ev.execute_policy_rule({"ip": "10.0.0.1"}, bad)
+                self.assertIn(f"parameters must be a dict, not {type(bad).__name__}", str(caught.exception))
+
+    def test_management_data_that_is_no_object_is_refused_locally_as_executors_refuse_it(self):
+        ev = self.evaluator()
+        for bad, kind in (([1], "a JSON array"), ("x", "a JSON string"), (5, "a JSON number"), (True, "a JSON boolean")):
+            with self.subTest(data=bad), self.assertRaises(PolicyGridApiError) as caught:
+                ev.execute_mgmt_command("get_state", bad)
+            self.assertEqual((caught.exception.status, caught.exception.code), (400, "validation_failed"))
+            self.assertEqual(caught.exception.message, f"data: must be a JSON object, not {kind}")
+        self.assertEqual(ev.execute_mgmt_command("get_state"), ev.execute_mgmt_command("get_state", {}))
+
     def test_input_json_cannot_carry_is_a_400_naming_the_field_in_both_modes(self):
         held = self.evaluator()
         remote = self.evaluator(mode="remote", executor_id="local")

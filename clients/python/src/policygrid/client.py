@@ -156,6 +156,11 @@ def _quote_uri(uri: str) -> str:
 
 class PolicyGridClient:
     def __init__(self, server: str | None = None, token: str | None = None, timeout: float | None = None):
+        # A wrong type is named here: it used to fail as "'int' object has no attribute 'rstrip'" (server=10000) or be sent
+        # as "Bearer 5" (token=5).
+        for name, value in (("server", server), ("token", token)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be a str, not {type(value).__name__} ({value!r:.60})")
         source = "server" if server else "POLICYGRID_SERVER" if os.environ.get("POLICYGRID_SERVER") else "server"
         self.server = (server or os.environ.get("POLICYGRID_SERVER") or DEFAULT_SERVER).rstrip("/")
         parts = urllib.parse.urlsplit(self.server)

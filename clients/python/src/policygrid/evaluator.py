@@ -67,6 +67,9 @@ class LocalPolicyEvaluator:
                 raise TypeError(f"{name} must be a dict, not {type(value).__name__}")
         if mode == "remote" and (not isinstance(executor_id, str) or not executor_id):
             raise ValueError(f"mode='remote' needs executor_id, the executor to call (e.g. 'local'), not {executor_id!r}")
+        for name, value in (("revalidate_seconds", revalidate_seconds), ("max_stale_seconds", max_stale_seconds)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__} ({value!r:.60})")
         if not revalidate_seconds >= 0:
             raise ValueError(f"revalidate_seconds must be 0 or more, not {revalidate_seconds!r}")
         if max_stale_seconds is not None and not max_stale_seconds >= 0:
@@ -101,6 +104,7 @@ class LocalPolicyEvaluator:
         # A value JSON cannot carry is a 400 naming it, in both modes (remote: before anything is sent). Local mode checks
         # rather than round-trips: the policy gets the caller's own objects (a tuple stays a tuple), at a tenth of the cost.
         ensure_json(input_data, "input_data")
+        _ensure_dict(parameters, "parameters")
         if parameters:
             ensure_json(parameters, "parameters")
         if self.mode == "remote":
@@ -147,6 +151,10 @@ class LocalPolicyEvaluator:
         if not isinstance(action, str) or not action:
             raise PolicyGridApiError(400, "validation_failed", "action: must be a non-empty string")
         data = as_json(data if data is not None else {}, "data")
+        if not isinstance(data, dict):
+            # As executors and functions refuse it; local mode used to hand the list or string to the policy.
+            raise PolicyGridApiError(400, "validation_failed", f"data: must be a JSON object, not {_json_kind(data)}",
+                                     [{"path": "data", "message": f"must be a JSON object, not {_json_kind(data)}"}])
         if self.mode == "remote":
             return self.client.management(self.executor_id, self.policy_rule_uri, action, data,
                                           parameters=self.parameters or None, settings=self.settings or None)
@@ -353,6 +361,26 @@ def _ensure_management_command(commands: Any, uri: str, action: str, data: Any) 
     schema = command.get("schema")
     if isinstance(schema, dict) and schema:
         _ensure(templates.validate(schema, data, "data"))
+
+
+def _ensure_dict(value: Any, name: str) -> None:
+    """A call's override that is no dict is the caller's mistake: name it (dict.update said "dictionary update sequence
+    element #0 has length 1"), and an empty list is not silently taken for no overrides."""
+    if value is not None and not isinstance(value, dict):
+        raise TypeError(f"{name} must be a dict, not {type(value).__name__}")
+
+
+def _json_kind(value: Any) -> str:
+    """A decoded JSON value's type in the server's words ("a JSON array")."""
+    if isinstance(value, list):
+        return "a JSON array"
+    if isinstance(value, str):
+        return "a JSON string"
+    if isinstance(value, bool):
+        return "a JSON boolean"
+    if isinstance(value, (int, float)):
+        return "a JSON number"
+    return "a JSON object"
 
 
 def _merged(base: dict, override: dict | None) -> dict:
