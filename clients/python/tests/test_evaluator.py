@@ -305,6 +305,19 @@ class EvaluatorTests(unittest.TestCase):
                     ev.execute_policy_rule({"ip": "10.0.0.1"}, bad)
                 self.assertIn(f"parameters must be a dict, not {type(bad).__name__}", str(caught.exception))
 
+    def test_input_data_that_is_no_object_is_a_400_in_local_mode_as_executors_answer_it(self):
+        # Without an input template it reached the policy, which failed as 422 "AttributeError: 'list' object has no
+        # attribute 'get'"; with one, the template's own words differed from the server's.
+        self.registry.update(policy_input_schema={})
+        ev = self.evaluator()
+        for bad, says in (([{"ip": "10.0.0.1"}], "must be a JSON object, not a JSON array"), ("10.0.0.1", "must be a JSON object, not a JSON string"),
+                          (None, "is required (a JSON object)")):
+            with self.subTest(input_data=bad), self.assertRaises(PolicyGridApiError) as caught:
+                ev.execute_policy_rule(bad)
+            self.assertEqual((caught.exception.status, caught.exception.code), (400, "validation_failed"))
+            self.assertEqual(caught.exception.message, f"input_data: {says}")
+        self.assertEqual(ev.context.get("calls", 0), 0)  # the policy never ran
+
     def test_management_data_that_is_no_object_is_refused_locally_as_executors_refuse_it(self):
         ev = self.evaluator()
         for bad, kind in (([1], "a JSON array"), ("x", "a JSON string"), (5, "a JSON number"), (True, "a JSON boolean")):

@@ -104,6 +104,7 @@ class LocalPolicyEvaluator:
         # A value JSON cannot carry is a 400 naming it, in both modes (remote: before anything is sent). Local mode checks
         # rather than round-trips: the policy gets the caller's own objects (a tuple stays a tuple), at a tenth of the cost.
         ensure_json(input_data, "input_data")
+        _ensure_json_object(input_data, "input_data")
         _ensure_dict(parameters, "parameters")
         if parameters:
             ensure_json(parameters, "parameters")
@@ -151,10 +152,7 @@ class LocalPolicyEvaluator:
         if not isinstance(action, str) or not action:
             raise PolicyGridApiError(400, "validation_failed", "action: must be a non-empty string")
         data = as_json(data if data is not None else {}, "data")
-        if not isinstance(data, dict):
-            # As executors and functions refuse it; local mode used to hand the list or string to the policy.
-            raise PolicyGridApiError(400, "validation_failed", f"data: must be a JSON object, not {_json_kind(data)}",
-                                     [{"path": "data", "message": f"must be a JSON object, not {_json_kind(data)}"}])
+        _ensure_json_object(data, "data")
         if self.mode == "remote":
             return self.client.management(self.executor_id, self.policy_rule_uri, action, data,
                                           parameters=self.parameters or None, settings=self.settings or None)
@@ -370,9 +368,18 @@ def _ensure_dict(value: Any, name: str) -> None:
         raise TypeError(f"{name} must be a dict, not {type(value).__name__}")
 
 
+def _ensure_json_object(value: Any, path: str) -> None:
+    """input_data and management data are JSON objects, as executors and functions require them: local mode used to
+    hand a list or a string to the policy (which then failed as a 422 AttributeError) where remote mode answered 400."""
+    if isinstance(value, dict):
+        return
+    why = "is required (a JSON object)" if value is None else f"must be a JSON object, not {_json_kind(value)}"
+    raise PolicyGridApiError(400, "validation_failed", f"{path}: {why}", [{"path": path, "message": why}])
+
+
 def _json_kind(value: Any) -> str:
     """A decoded JSON value's type in the server's words ("a JSON array")."""
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return "a JSON array"
     if isinstance(value, str):
         return "a JSON string"
