@@ -266,6 +266,28 @@ public sealed class EvaluatorTests : LoopbackRegistryTests
     }
 
     [Fact]
+    public async Task Input_or_management_data_that_is_no_object_is_the_executors_400_not_a_policy_error()
+    {
+        // Without an input template, a list reached the policy and came back as 422 "AttributeError: 'list' object has no attribute 'get'".
+        _registry.Update(doc => doc["policy_input_schema"] = new JsonObject());
+        var ev = await Evaluator();
+        foreach (var (input, says) in new (JsonNode?, string)[]
+        {
+            (new JsonArray(Ip("10.0.0.1")), "input_data: must be a JSON object, not a JSON array"),
+            (JsonValue.Create("10.0.0.1"), "input_data: must be a JSON object, not a JSON string"),
+            (null, "input_data: is required (a JSON object)"),
+        })
+        {
+            var e = Should.Throw<PolicyGridApiException>(() => ev.ExecutePolicyRule(input));
+            (e.Status, e.Code, e.Reason).ShouldBe((400, "validation_failed", says));
+        }
+        var data = Should.Throw<PolicyGridApiException>(() => ev.ExecuteManagementCommand("get_state", new JsonArray(1)));
+        (data.Status, data.Code, data.Reason).ShouldBe((400, "validation_failed", "data: must be a JSON object, not a JSON array"));
+        ev.ExecuteManagementCommand("get_state", null).ShouldBeOfType<JsonObject>();
+        ev.ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    [Fact]
     public async Task A_NaN_in_the_input_is_a_400_naming_its_path_in_both_modes()
     {
         var held = await Evaluator();

@@ -112,6 +112,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         JsonText.EnsureFinite(inputData, "input_data");
+        JsonText.EnsureObject(inputData, "input_data", nullIsEmpty: false);
         JsonText.EnsureFinite(parameters, "parameters");
         if (_options.Mode == EvaluationMode.Remote || _held?.Instance is not { Synchronous: true })
             return ExecutePolicyRuleAsync(inputData, parameters).GetAwaiter().GetResult();
@@ -123,6 +124,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         JsonText.EnsureFinite(inputData, "input_data");
+        JsonText.EnsureObject(inputData, "input_data", nullIsEmpty: false);
         JsonText.EnsureFinite(parameters, "parameters");
         if (_options.Mode == EvaluationMode.Remote)
         {
@@ -147,6 +149,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         if (string.IsNullOrWhiteSpace(action)) throw new PolicyGridApiException(400, "validation_failed", "action: must be a non-empty string");
         JsonText.EnsureFinite(data, "data");
+        JsonText.EnsureObject(data, "data", nullIsEmpty: true);
         if (_options.Mode == EvaluationMode.Remote)
         {
             var request = new ManagementRequest(_options.PolicyRuleUri, action, data) { Parameters = _parameterOverrides, Settings = _settingOverrides };

@@ -295,6 +295,26 @@ internal static class JsonText
     };
 
     /// <summary>
+    /// Refuses <c>input_data</c> or management <c>data</c> that is no JSON object with the 400 executors answer for it
+    /// ("must be a JSON object, not a JSON array"). Local modes handed it to the policy, which then failed as a 422.
+    /// <paramref name="nullIsEmpty"/>: management data may be left out (it is then <c>{}</c>); input_data may not.
+    /// </summary>
+    public static void EnsureObject(JsonNode? node, string path, bool nullIsEmpty)
+    {
+        var kind = node?.GetValueKind() ?? JsonValueKind.Null;
+        if (kind == JsonValueKind.Object || (kind == JsonValueKind.Null && nullIsEmpty)) return;
+        var why = kind switch
+        {
+            JsonValueKind.Null => "is required (a JSON object)",
+            JsonValueKind.Array => "must be a JSON object, not a JSON array",
+            JsonValueKind.String => "must be a JSON object, not a JSON string",
+            JsonValueKind.Number => "must be a JSON object, not a JSON number",
+            _ => "must be a JSON object, not a JSON boolean",
+        };
+        throw new PolicyGridApiException(400, "validation_failed", $"{path}: {why}", new JsonArray(new JsonObject { ["path"] = path, ["message"] = why }));
+    }
+
+    /// <summary>
     /// Refuses a value JSON cannot carry (a NaN or infinite double or float put into a node by the caller) with a 400
     /// naming its path, as the server would, instead of the serializer's ArgumentException wherever it is written.
     /// </summary>
