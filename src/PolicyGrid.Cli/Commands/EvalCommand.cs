@@ -55,7 +55,7 @@ public static class EvalCommand
     private static async Task<int> EvaluateHereAsync(CliSession session, JsonObject body, CancellationToken ct)
     {
         var (http, server, token) = session.Connection();
-        using var client = new PolicyGridClient(http, new PolicyGridClientOptions { Server = server, Token = token, Timeout = TimeSpan.FromSeconds(30), OnWarning = w => session.Warn(w.Message) });
+        using var client = new PolicyGridClient(http, new PolicyGridClientOptions { Server = server, Token = token, Timeout = session.AnswerTimeout(), OnWarning = w => session.Warn(w.Message) });
         // What the policy prints goes to stderr (stdout holds the answer alone, for scripts).
         using var log = AuthorConsoleLog.Factory(session.Env.Error);
         try
