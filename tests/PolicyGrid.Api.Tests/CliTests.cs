@@ -121,6 +121,30 @@ public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDi
         run.Error.ShouldContain("function.py");
     }
 
+    [Theory]
+    [InlineData("push")]
+    [InlineData("test")]
+    public async Task A_policy_directory_that_does_not_exist_is_named_as_such(string verb)
+    {
+        // push said "manifest '<dir>/manifest.json' does not exist", test "'<dir>' holds neither function.py nor code/function.py".
+        var missing = Path.Combine(workDir, "no-such-policy");
+        var run = verb == "test" ? await Run("policy", verb, missing, "--input", "{}") : await Run("policy", verb, missing);
+        run.ExitCode.ShouldBe(2, run.Error);
+        run.Error.ShouldContain($"'{missing}' is not a directory");
+        run.Out.ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task Push_of_a_directory_without_manifest_json_says_where_one_was_looked_for_and_how_to_give_another()
+    {
+        var dir = Directory.CreateDirectory(Path.Combine(workDir, "no-manifest")).FullName;
+        File.WriteAllText(Path.Combine(dir, "function.py"), GridServer.EchoPolicy);
+        var run = await Run("policy", "push", dir);
+        run.ExitCode.ShouldBe(2, run.Error);
+        run.Error.ShouldContain($"manifest '{Path.Combine(dir, "manifest.json")}' does not exist");
+        run.Error.ShouldContain("--manifest");
+    }
+
     [Fact]
     public async Task Push_reports_the_servers_validation_message()
     {
@@ -257,6 +281,25 @@ public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDi
         code.ShouldBe(3, error.ToString());
         error.ToString().ShouldContain($"did not answer within 1 s (--http-timeout)");
         clock.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(60));
+    }
+
+    [Fact]
+    public async Task Eval_local_against_a_server_that_never_answers_gives_up_after_the_http_timeout()
+    {
+        // --local fetched through the SDK with a fixed 30 s timeout, whatever --http-timeout said.
+        using var silent = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        silent.Start();
+        var port = ((System.Net.IPEndPoint)silent.LocalEndpoint).Port;
+        var error = new StringWriter();
+        var env = new CliEnvironment(CliEnvironment.PlainConsole(new StringWriter()), new StringWriter(), error,
+            uri => new HttpClient { BaseAddress = uri, Timeout = TimeSpan.FromMinutes(10) });
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+
+        var code = await CliApp.RunAsync(["eval", "ip_allowlist:1.0-beta", "--input", "{}", "--local", "--server", $"http://127.0.0.1:{port}", "--http-timeout", "1"], env);
+
+        code.ShouldBe(3, error.ToString());
+        error.ToString().ShouldContain("no answer within 1 s");
+        clock.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(25));
     }
 
     [Theory]

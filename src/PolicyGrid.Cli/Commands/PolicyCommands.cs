@@ -31,11 +31,15 @@ public static class PolicyCommands
         command.SetRun(env, async (parse, session, ct) =>
         {
             var directory = parse.GetValue(dir)!;
-            var manifestPath = parse.GetValue(manifest) ?? Path.Combine(directory, "manifest.json");
-            var document = CliCommon.ReadJsonFile(manifestPath, "manifest");
+            // The directory first: a mistyped one was reported as "manifest '<dir>/manifest.json' does not exist".
             byte[] zip;
             try { zip = BundleZipper.Zip(directory); }
             catch (ArgumentException e) { throw new UsageException(e.Message); }
+            var givenManifest = parse.GetValue(manifest);
+            var manifestPath = givenManifest ?? Path.Combine(directory, "manifest.json");
+            if (givenManifest is null && !File.Exists(manifestPath))
+                throw new UsageException($"manifest '{manifestPath}' does not exist: write the PolicyRule without code there, or give --manifest <file>");
+            var document = CliCommon.ReadJsonFile(manifestPath, "manifest");
 
             var client = session.Client();
             var bundle = await UploadAsync(session, client, zip, ct);

@@ -33,6 +33,7 @@ public static class PolicyTestCommand
         command.SetRun(env, async (parse, session, ct) =>
         {
             var directory = Path.GetFullPath(parse.GetValue(dir)!);
+            if (!Directory.Exists(directory)) throw new UsageException($"'{directory}' is not a directory");
             var codeDir = File.Exists(Path.Combine(directory, "function.py")) ? directory
                 : File.Exists(Path.Combine(directory, "code", "function.py")) ? Path.Combine(directory, "code")
                 : throw new UsageException($"'{directory}' holds neither function.py nor code/function.py");
