@@ -66,6 +66,22 @@ public sealed class ClientTests : IDisposable
         _server.Seen[^1].Path.ShouldBe("/policy/a:1-b");
     }
 
+    [Theory]
+    [InlineData("127.0.0.1:10001")]
+    [InlineData("policygrid.internal")]
+    [InlineData("http://[::1")]
+    public void A_POLICYGRID_SERVER_that_is_no_http_url_is_refused_naming_it_not_replaced_by_the_default(string value)
+    {
+        // It became http://127.0.0.1:10000 without a word, and calls went to whatever listened there.
+        var server = PolicyGridClientOptions.ServerFrom(value);
+        server.ShouldNotBe(PolicyGridClientOptions.DefaultServer);
+        Should.Throw<ArgumentException>(() => new PolicyGridClient(new PolicyGridClientOptions { Server = server }))
+            .Message.ShouldContain("POLICYGRID_SERVER) must be an absolute http(s) URL");
+        PolicyGridClientOptions.ServerFrom("  http://10.0.0.7:10000 ").ShouldBe(new Uri("http://10.0.0.7:10000"));
+        PolicyGridClientOptions.ServerFrom("").ShouldBe(PolicyGridClientOptions.DefaultServer);
+        PolicyGridClientOptions.ServerFrom(null).ShouldBe(PolicyGridClientOptions.DefaultServer);
+    }
+
     [Fact]
     public async Task A_success_s_warnings_are_on_the_response_and_absent_ones_are_an_empty_list()
     {

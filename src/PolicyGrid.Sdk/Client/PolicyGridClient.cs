@@ -41,7 +41,7 @@ public sealed partial class PolicyGridClient : IDisposable
         ArgumentNullException.ThrowIfNull(options.Server);
         // Refused here: a relative or non-http address fails every call later with a message that does not name it.
         if (!options.Server.IsAbsoluteUri || options.Server.Scheme is not ("http" or "https"))
-            throw new ArgumentException($"Server must be an absolute http(s) URL such as {PolicyGridClientOptions.DefaultServer}, not '{options.Server.OriginalString}'", nameof(options));
+            throw new ArgumentException($"Server (by default POLICYGRID_SERVER) must be an absolute http(s) URL such as {PolicyGridClientOptions.DefaultServer}, not '{options.Server.OriginalString}'", nameof(options));
         if (options.Timeout <= TimeSpan.Zero && options.Timeout != System.Threading.Timeout.InfiniteTimeSpan)
             throw new ArgumentException($"Timeout must be above zero (or Timeout.InfiniteTimeSpan), not {options.Timeout}", nameof(options));
         _http = http;

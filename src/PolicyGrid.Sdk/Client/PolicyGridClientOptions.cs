@@ -23,10 +23,20 @@ public sealed record PolicyGridClientOptions
     /// </summary>
     public Action<PolicyGridWarning>? OnWarning { get; init; }
 
-    private static Uri FromEnvironment()
+    private static Uri FromEnvironment() => ServerFrom(Environment.GetEnvironmentVariable("POLICYGRID_SERVER"));
+
+    /// <summary>
+    /// POLICYGRID_SERVER as a Uri. A value that is no absolute URL (<c>127.0.0.1:10001</c>, the scheme left out) is kept,
+    /// so the client refuses it naming it: it used to be replaced by <see cref="DefaultServer"/> without a word, and
+    /// calls went to whatever server listened there.
+    /// </summary>
+    internal static Uri ServerFrom(string? value)
     {
-        var env = Environment.GetEnvironmentVariable("POLICYGRID_SERVER");
-        return !string.IsNullOrWhiteSpace(env) && Uri.TryCreate(env, UriKind.Absolute, out var uri) ? uri : DefaultServer;
+        if (string.IsNullOrWhiteSpace(value)) return DefaultServer;
+        var text = value.Trim();
+        return Uri.TryCreate(text, UriKind.Absolute, out var absolute) ? absolute
+            : Uri.TryCreate(text, UriKind.Relative, out var relative) ? relative
+            : new Uri(Uri.EscapeDataString(text), UriKind.Relative);
     }
 }
 
