@@ -282,4 +282,34 @@ public sealed class BindSafetyTests
         process.ExitCode.ShouldBe(2);
         stderr.ShouldContain("refusing to serve without API tokens");
     }
+
+    [Fact]
+    public async Task Serve_on_a_port_already_taken_exits_2_with_one_line_saying_so_not_stack_traces()
+    {
+        // It crashed (exit 134) with the bind failure's stack trace three times over: the host's log, a background
+        // service's, and the unhandled exception.
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
+        var dll = Path.Combine(AppContext.BaseDirectory, "policygrid.dll");
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var a in new[] { dll, "serve", "--urls", $"http://127.0.0.1:{port}", "--data", TempData() }) start.ArgumentList.Add(a);
+        using var process = Process.Start(start)!;
+        using var patience = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        patience.CancelAfter(TimeSpan.FromMinutes(1));
+        try
+        {
+            var stdout = process.StandardOutput.ReadToEndAsync(patience.Token);
+            var stderr = await process.StandardError.ReadToEndAsync(patience.Token);
+            await process.WaitForExitAsync(patience.Token);
+            process.ExitCode.ShouldBe(2, stderr);
+            stderr.ShouldContain($"policygrid serve: Failed to bind to address http://127.0.0.1:{port}: address already in use.");
+            stderr.ShouldContain("--urls");
+            (await stdout + stderr).ShouldNotContain("   at ");
+        }
+        finally
+        {
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
+        }
+    }
 }

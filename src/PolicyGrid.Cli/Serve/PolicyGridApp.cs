@@ -38,6 +38,11 @@ public static class PolicyGridApp
 
         // One line at start (ours, below); the framework's own start-up chatter is noise here.
         builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
+        // A start that fails (the port is taken) is told by ServeAsync in one line, or by the exception itself, which
+        // RunAsync throws; the host's own log of it repeated the stack trace, then logged each background service that
+        // the failed start cancelled as crashed (error and critical). Its messages count again once it has started.
+        var started = new StartGate();
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", _ => started.Open);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
 
@@ -73,8 +78,17 @@ public static class PolicyGridApp
             throw;
         }
         app.MapPolicyGridApi();
-        app.Lifetime.ApplicationStarted.Register(() => AnnounceStart(app, serve));
+        app.Lifetime.ApplicationStarted.Register(() =>
+        {
+            started.Open = true;
+            AnnounceStart(app, serve);
+        });
         return app;
+    }
+
+    private sealed class StartGate
+    {
+        public volatile bool Open;
     }
 
     /// <summary>What <c>serve --help</c> prints: the options serve reads itself and the ones it hands to ASP.NET.</summary>
@@ -87,12 +101,15 @@ public static class PolicyGridApp
           --Key=value   any configuration setting, e.g. --PolicyGrid:Runtime:RemoteExecutors:Overhead=00:00:05 (see docs/api.md)
         """;
 
-    public static async Task<int> ServeAsync(string[] args)
+    public static Task<int> ServeAsync(string[] args) => ServeAsync(args, Console.Out, Console.Error);
+
+    /// <summary>Runs the server until it is stopped: 0, or 2 with one line on <paramref name="error"/> when it cannot start as asked.</summary>
+    public static async Task<int> ServeAsync(string[] args, TextWriter output, TextWriter error, CancellationToken ct = default)
     {
         // Asked for help, serve must not start (on the default port, in the default data directory) instead.
         if (args.Any(a => a is "--help" or "-h" or "-?"))
         {
-            await Console.Out.WriteLineAsync(Usage);
+            await output.WriteLineAsync(Usage);
             return 0;
         }
         WebApplication app;
@@ -102,17 +119,24 @@ public static class PolicyGridApp
         }
         catch (ServeRefusedException e)
         {
-            await Console.Error.WriteLineAsync($"policygrid serve: {e.Message}");
+            await error.WriteLineAsync($"policygrid serve: {e.Message}");
             return 2;
         }
         try
         {
-            await app.RunAsync();
+            await app.RunAsync(ct);
         }
         catch (OptionsValidationException e)
         {
             // Settings checked at start (tokens, runtime limits): one line per bad setting, not a stack trace.
-            await Console.Error.WriteLineAsync($"policygrid serve: bad configuration:{Environment.NewLine}  {string.Join(Environment.NewLine + "  ", e.Failures)}");
+            await error.WriteLineAsync($"policygrid serve: bad configuration:{Environment.NewLine}  {string.Join(Environment.NewLine + "  ", e.Failures)}");
+            return 2;
+        }
+        catch (IOException e) when (e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException)
+        {
+            // A second serve, or the README's port taken by something else: this crashed with three stack traces (exit 134).
+            await error.WriteLineAsync($"policygrid serve: {e.Message} Another program (another policygrid serve?) is listening there: "
+                + "stop it, or give this server another address with --urls, e.g. --urls http://127.0.0.1:10001");
             return 2;
         }
         return 0;
