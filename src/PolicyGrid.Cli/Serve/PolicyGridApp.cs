@@ -42,7 +42,7 @@ public static class PolicyGridApp
         // RunAsync throws; the host's own log of it repeated the stack trace, then logged each background service that
         // the failed start cancelled as crashed (error and critical). Its messages count again once it has started.
         var started = new StartGate();
-        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", _ => started.Open);
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", level => started.Open && level >= LogLevel.Information);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
 
