@@ -121,6 +121,29 @@ class EnvelopeTests(unittest.TestCase):
         self.assertEqual(headers.get("Authorization"), "Bearer s3cret")
         self.assertEqual(json.loads(body), {"policy_rule_uri": "a:1-b", "input_data": {"ip": "1.2.3.4"}, "parameters": {"k": 1}})
 
+    def test_the_calls_the_dotnet_client_has_are_here_too_infra_and_the_graph_diagram(self):
+        # create-infra, remove-infra and the diagram were reachable only through request() in Python.
+        client = PolicyGridClient(self.canned.url)
+        self.answer(200, {"success": True, "data": {"executor_id": "edge-1"}})
+        self.assertEqual(client.create_infra("edge-1", {"apiVersion": "v1"}), {"executor_id": "edge-1"})
+        method, path, _, body = self.canned.seen[-1]
+        self.assertEqual((method, path, json.loads(body)), ("POST", "/executor/edge-1/create-infra", {"cluster_config": {"apiVersion": "v1"}}))
+        client.remove_infra("edge-1", {"apiVersion": "v1"})
+        method, path, _, body = self.canned.seen[-1]
+        self.assertEqual((method, path, json.loads(body)), ("DELETE", "/executor/edge-1/remove-infra", {"cluster_config": {"apiVersion": "v1"}}))
+
+        self.answer(200, "flowchart TD\n    n0([\"allow\"])\n".encode(), "text/vnd.mermaid")
+        self.assertEqual(client.graph_diagram("admission:1.0-beta"), 'flowchart TD\n    n0(["allow"])\n')
+        self.assertEqual(self.canned.seen[-1][:2], ("GET", "/graphs/admission:1.0-beta/diagram"))
+        self.answer(200, {"success": True, "data": {"graph_uri": "admission:1.0-beta"}})
+        with self.assertRaises(PolicyGridApiError) as caught:
+            client.graph_diagram("admission:1.0-beta")
+        self.assertEqual(caught.exception.code, "backend_error")
+        self.answer(404, {"success": False, "code": "not_found", "message": "no graph 'x:1-b' is registered"})
+        with self.assertRaises(PolicyGridApiError) as caught:
+            client.graph_diagram("x:1-b")
+        self.assertEqual(caught.exception.status, 404)
+
     def test_query_paging_goes_into_the_query_string(self):
         self.answer(200, {"success": True, "data": []})
         PolicyGridClient(self.canned.url).query_policies({"name": "x"}, limit=5, sort="name:asc")

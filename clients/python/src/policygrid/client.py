@@ -320,6 +320,14 @@ class PolicyGridClient:
             body["settings"] = settings
         return self._enveloped("POST", f"/executor/{_quote_uri(executor_id)}/management", body)
 
+    def create_infra(self, executor_id: str, cluster_config: dict) -> Any:
+        """POST /executor/{id}/create-infra: installs an executor node into the cluster the kubeconfig names (used once,
+        not kept)."""
+        return self.request("POST", f"/executor/{_quote_uri(executor_id)}/create-infra", {"cluster_config": cluster_config}).data
+
+    def remove_infra(self, executor_id: str, cluster_config: dict) -> Any:
+        return self.request("DELETE", f"/executor/{_quote_uri(executor_id)}/remove-infra", {"cluster_config": cluster_config}).data
+
     def _enveloped(self, method: str, path: str, body: Any) -> Any:
         """``data`` of a route that answers the envelope: a 200 without one (a proxy's page, another server) is never
         taken for a policy's result or a command's None."""
@@ -398,6 +406,15 @@ class PolicyGridClient:
         if async_:
             body["async"] = True
         return self._enveloped("POST", "/graph/execute_graph", body)
+
+    def graph_diagram(self, graph_uri: str) -> str:
+        """GET /graphs/{uri}/diagram: the graph as a Mermaid flowchart (text/vnd.mermaid)."""
+        path = f"/graphs/{_quote_uri(graph_uri)}/diagram"
+        response = self.request("GET", path, headers={"Accept": "text/vnd.mermaid, text/plain, */*"})
+        if response.enveloped or not isinstance(response.data, (bytes, bytearray)):
+            raise PolicyGridApiError(502, "backend_error", f"GET {path} on {self.server} answered "
+                                     f"{response.headers.get('content-type', 'no Content-Type')}, not a Mermaid diagram")
+        return bytes(response.data).decode("utf-8")
 
     def get_graph_execution(self, execution_id: str) -> dict:
         return self.request("GET", f"/graph/executions/{execution_id}").data
