@@ -314,6 +314,9 @@ public sealed class EvaluatorTests : LoopbackRegistryTests
             new LocalPolicyEvaluatorOptions { PolicyRuleUri = Uri, Mode = (EvaluationMode)7 }, ct))).Message.ShouldContain("Mode");
         (await Should.ThrowAsync<ArgumentException>(() => LocalPolicyEvaluator.CreateAsync(Client(),
             new LocalPolicyEvaluatorOptions { PolicyRuleUri = Uri, RevalidateInterval = TimeSpan.FromSeconds(-1) }, ct))).Message.ShouldContain("RevalidateInterval");
+        foreach (var deadline in new[] { TimeSpan.Zero, TimeSpan.FromSeconds(1e7) }) // 1e7 s failed every call inside the pool
+            (await Should.ThrowAsync<ArgumentException>(() => LocalPolicyEvaluator.CreateAsync(Client(),
+                new LocalPolicyEvaluatorOptions { PolicyRuleUri = Uri, Isolation = LocalIsolation.WorkerProcess, CallDeadline = deadline }, ct))).Message.ShouldContain("CallDeadline");
         Should.Throw<ArgumentException>(() => new PolicyGridClient(new Uri("ftp://127.0.0.1:10000"))).Message.ShouldContain("http(s)");
         Should.Throw<ArgumentException>(() => new PolicyGridClient(new Uri("/relative", UriKind.Relative))).Message.ShouldContain("http(s)");
         Should.Throw<ArgumentException>(() => new PolicyGridClient(_registry.Url, null, TimeSpan.Zero)).Message.ShouldContain("Timeout");

@@ -84,6 +84,10 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
             throw new ArgumentException($"RevalidateInterval must be zero or more, not {options.RevalidateInterval}", nameof(options));
         if (options.MaxStaleness < TimeSpan.Zero && options.MaxStaleness != Timeout.InfiniteTimeSpan)
             throw new ArgumentException($"MaxStaleness must be zero or more (or Timeout.InfiniteTimeSpan), not {options.MaxStaleness}", nameof(options));
+        // A timer takes at most int.MaxValue ms: past it every call failed inside the worker pool ("failed a batch").
+        if (options.Mode == EvaluationMode.Local && options.Isolation == LocalIsolation.WorkerProcess
+            && (options.CallDeadline <= TimeSpan.Zero || options.CallDeadline.TotalMilliseconds > int.MaxValue))
+            throw new ArgumentException($"CallDeadline must be above zero and at most {TimeSpan.FromMilliseconds(int.MaxValue)}, not {options.CallDeadline}", nameof(options));
         PythonWorkerPool? pool = null;
         if (options.Mode == EvaluationMode.Local && options.Isolation == LocalIsolation.WorkerProcess)
         {
