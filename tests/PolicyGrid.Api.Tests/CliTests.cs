@@ -303,6 +303,33 @@ public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDi
     }
 
     [Theory]
+    [InlineData("NaN", "eval", "ip_allowlist:1.0-beta", "--input", "{}")]
+    [InlineData("Infinity", "eval", "ip_allowlist:1.0-beta", "--input", "{}")]
+    [InlineData("1e12", "eval", "ip_allowlist:1.0-beta", "--input", "{}", "--local")]
+    [InlineData("NaN", "job", "submit", "ip_allowlist:1.0-beta", "--inputs", "{}")]
+    [InlineData("-1", "job", "wait", "some-job")]
+    [InlineData("NaN", "policy", "test", ".", "--input", "{}")]
+    public async Task A_timeout_that_is_no_usable_number_of_seconds_is_a_usage_error_not_a_stack_trace(string value, params string[] verb)
+    {
+        // NaN and Infinity crashed the JSON writer or TimeSpan, 1e12 TimeSpan, each with an unhandled exception's stack trace.
+        var dir = PolicyDir("timeouts");
+        var args = verb.Select(a => a == "." ? dir : a).Append("--timeout").Append(value).ToArray();
+        var run = await Run(args);
+        run.ExitCode.ShouldBe(2, run.Error);
+        run.Error.ShouldContain($"--timeout must be a number of seconds");
+        run.Error.ShouldContain($"not {double.Parse(value, System.Globalization.CultureInfo.InvariantCulture).ToString(System.Globalization.CultureInfo.InvariantCulture)}");
+        run.Out.ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task An_http_timeout_past_what_a_timer_takes_is_a_usage_error()
+    {
+        var run = await Run("executor", "get", "local", "--http-timeout", "1e8"); // CancelAfter threw, with a stack trace
+        run.ExitCode.ShouldBe(2, run.Error);
+        run.Error.ShouldContain("--http-timeout must be a number of seconds greater than 0 and at most 2147483.647, not 100000000");
+    }
+
+    [Theory]
     [InlineData("0")]
     [InlineData("-5")]
     [InlineData("NaN")]

@@ -72,6 +72,21 @@ public static class CliCommon
             }
         });
 
+    /// <summary>The longest wait or deadline a timer takes (int.MaxValue ms, about 24.8 days).</summary>
+    public const double MaxSeconds = int.MaxValue / 1000.0;
+
+    /// <summary>
+    /// A number of seconds given to an option, checked here: NaN, Infinity or a value past what a timer takes crashed
+    /// the CLI with a stack trace (TimeSpan, the JSON writer or CancelAfter refusing it) where a usage error belongs.
+    /// </summary>
+    public static double? Seconds(double? value, string option, bool zeroAllowed = false)
+    {
+        if (value is not { } seconds) return null;
+        if (double.IsFinite(seconds) && (zeroAllowed ? seconds >= 0 : seconds > 0) && seconds <= MaxSeconds) return seconds;
+        throw new UsageException($"{option} must be a number of seconds {(zeroAllowed ? "from 0" : "greater than 0")} and at most "
+            + $"{MaxSeconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture)}, not {seconds.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
+    }
+
     /// <summary>Parses a JSON option value, naming the option when it is not JSON.</summary>
     public static JsonNode? ParseJson(string? text, string option)
     {
@@ -117,10 +132,8 @@ public sealed class CliSession(CliEnvironment env, ParseResult parse)
     /// <summary>How long to wait for each answer (--http-timeout): a server that accepts and never answers is an error, not a hang.</summary>
     public TimeSpan AnswerTimeout()
     {
-        var seconds = parse.GetValue(CliCommon.HttpTimeout);
-        if (!double.IsFinite(seconds) || seconds <= 0 || seconds > TimeSpan.MaxValue.TotalSeconds / 2)
-            throw new UsageException($"--http-timeout must be a number of seconds greater than 0, not {seconds.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
-        return TimeSpan.FromSeconds(seconds);
+        // Past MaxSeconds, CancelAfter threw (--http-timeout 1e8 crashed every verb with a stack trace).
+        return TimeSpan.FromSeconds(CliCommon.Seconds(parse.GetValue(CliCommon.HttpTimeout), "--http-timeout")!.Value);
     }
 
     /// <summary>The HttpClient for --server, the server's URL and the --token, for verbs that use the SDK.</summary>

@@ -34,7 +34,7 @@ public static class EvalCommand
             if (CliCommon.ParseJsonObject(parse.GetValue(parameters), "--parameters") is { } p) body["parameters"] = p;
             if (CliCommon.ParseJsonObject(parse.GetValue(settings), "--settings") is { } s) body["settings"] = s;
             if (parse.GetValue(contextKey) is { Length: > 0 } key) body["context_key"] = key;
-            if (parse.GetValue(timeout) is { } t) body["timeout_seconds"] = t;
+            if (CliCommon.Seconds(parse.GetValue(timeout), "--timeout") is { } t) body["timeout_seconds"] = t;
             if (parse.GetValue(local))
             {
                 if (parse.GetValue(executor) is not null) throw new UsageException("--executor and --local exclude each other");

@@ -60,7 +60,7 @@ public static class JobCommands
                 ["node_selector"] = labels,
                 ["inputs"] = input,
             };
-            if (parse.GetValue(timeout) is { } seconds) body["timeout_seconds"] = seconds;
+            if (CliCommon.Seconds(parse.GetValue(timeout), "--timeout") is { } seconds) body["timeout_seconds"] = seconds;
             var path = parse.GetValue(executor) is { Length: > 0 } id ? $"jobs/submit/{Uri.EscapeDataString(id)}" : "jobs/submit";
             var answer = await session.Client().PostAsync(path, body, ct);
             var jobId = answer.Data?["job_id"]?.GetValue<string>() ?? "";
@@ -81,7 +81,7 @@ public static class JobCommands
         var id = new Argument<string>("job_id");
         var timeout = new Option<double?>("--timeout") { Description = "Give up waiting after this many seconds (the job keeps running); default: wait until it ends" };
         var command = new Command("wait", "Wait for a job to end, showing its progress") { id, timeout };
-        command.SetRun(env, (parse, session, ct) => FollowAsync(session, parse.GetValue(id)!, parse.GetValue(timeout), ct));
+        command.SetRun(env, (parse, session, ct) => FollowAsync(session, parse.GetValue(id)!, CliCommon.Seconds(parse.GetValue(timeout), "--timeout", zeroAllowed: true), ct));
         return command;
     }
 

@@ -52,7 +52,7 @@ public static class PolicyTestCommand
             using var log = AuthorConsoleLog.Factory(env.Error);
             await using var pool = new PythonWorkerPool(new WorkerPoolOptions { Workers = 1 }, log.CreateLogger<PythonWorkerPool>());
             var load = new PolicyLoadSpec(rule.PolicyRuleUri, new BundleDirectory("local-test", bundle.Root, null), rule.PolicySettings, rule.PolicyParameters);
-            var deadline = TimeSpan.FromSeconds(parse.GetValue(timeout));
+            var deadline = TimeSpan.FromSeconds(CliCommon.Seconds(parse.GetValue(timeout), "--timeout")!.Value);
             try
             {
                 JsonNode? result;
