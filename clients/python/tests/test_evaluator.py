@@ -275,7 +275,8 @@ class EvaluatorTests(unittest.TestCase):
     def test_bad_constructor_arguments_are_refused_naming_the_argument(self):
         cases = [(dict(mode="remote", executor_id=None), "executor_id"), (dict(mode="remote", executor_id=""), "executor_id"),
                  (dict(server="127.0.0.1:10000"), "http(s) URL"), (dict(server="ftp://127.0.0.1:10000"), "http(s) URL"),
-                 (dict(timeout=0), "timeout"), (dict(timeout=-1), "timeout"), (dict(revalidate_seconds=-1), "revalidate_seconds"),
+                 (dict(timeout=0), "timeout"), (dict(timeout=-1), "timeout"), (dict(timeout=1e12), "timeout"),
+                 (dict(timeout=float("inf")), "timeout"), (dict(revalidate_seconds=-1), "revalidate_seconds"),
                  (dict(max_stale_seconds=-5), "max_stale_seconds")]
         for kw, named in cases:
             with self.subTest(**{k: repr(v) for k, v in kw.items()}):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import math
 import os
 import socket
 import sys
@@ -172,8 +171,9 @@ class PolicyGridClient:
             self.timeout = float(timeout if timeout is not None else DEFAULT_TIMEOUT)
         except (TypeError, ValueError):
             raise ValueError(f"timeout must be a number of seconds, not {timeout!r}") from None
-        if not self.timeout > 0 or math.isinf(self.timeout):
-            raise ValueError(f"timeout must be a finite number of seconds above 0, not {timeout!r}")
+        # Past threading.TIMEOUT_MAX the whole-call timer raised OverflowError on its own thread (timeout=1e12).
+        if not 0 < self.timeout <= threading.TIMEOUT_MAX:
+            raise ValueError(f"timeout must be a finite number of seconds above 0 and at most {threading.TIMEOUT_MAX:g}, not {timeout!r}")
 
     # ------------------------------------------------------------ transport
     def request(self, method: str, path: str, body: Any = None, *, headers: dict | None = None,
