@@ -227,6 +227,17 @@ public sealed class BindSafetyTests
         withTokens.ShouldNotBeNull();
     }
 
+    [Theory]
+    [InlineData("127.0.0.1:10994")]
+    [InlineData("http://127.0.0.1:10994;localhost:10993")]
+    public void A_listen_address_without_its_scheme_is_refused_naming_it(string urls)
+    {
+        // Kestrel threw FormatException "Invalid url" at bind time: serve crashed (exit 134) with a stack trace.
+        var refused = Should.Throw<ServeRefusedException>(() => PolicyGridApp.Build(["--urls", urls, "--data", TempData()]));
+        refused.Message.ShouldContain("is not an address to listen on: give scheme, host and port, e.g. --urls http://127.0.0.1:10001");
+        refused.Message.ShouldContain($"'{urls.Split(';')[^1]}'");
+    }
+
     [Fact]
     public async Task A_second_server_on_a_data_directory_in_use_is_refused_until_the_first_stops()
     {

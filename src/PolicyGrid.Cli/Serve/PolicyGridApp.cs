@@ -34,7 +34,15 @@ public static class PolicyGridApp
         // Endpoints configured for Kestrel itself replace --urls (Kestrel logs that it overrides them): they are checked too.
         var kestrelEndpoints = builder.Configuration.GetSection("Kestrel:Endpoints").GetChildren()
             .Select(e => e["Url"]).OfType<string>().Where(u => u.Length > 0);
-        BindSafety.Check([.. urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), .. kestrelEndpoints], tokensConfigured, serve.Insecure);
+        string[] listenOn = [.. urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), .. kestrelEndpoints];
+        foreach (var url in listenOn)
+        {
+            // Read as Kestrel will: a URL without its scheme (--urls 127.0.0.1:10001) crashed serve at bind time with an
+            // unhandled FormatException and its stack trace.
+            try { Microsoft.AspNetCore.Http.BindingAddress.Parse(url); }
+            catch (FormatException) { throw new ServeRefusedException($"'{url}' is not an address to listen on: give scheme, host and port, e.g. --urls http://127.0.0.1:10001"); }
+        }
+        BindSafety.Check(listenOn, tokensConfigured, serve.Insecure);
 
         // One line at start (ours, below); the framework's own start-up chatter is noise here.
         builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
