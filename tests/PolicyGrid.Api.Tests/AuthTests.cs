@@ -239,6 +239,23 @@ public sealed class BindSafetyTests
     }
 
     [Fact]
+    public void A_data_directory_that_is_a_file_is_refused_naming_it()
+    {
+        // It crashed serve with an unhandled IOException and its stack trace.
+        var file = Path.GetTempFileName();
+        try
+        {
+            var refused = Should.Throw<ServeRefusedException>(() => PolicyGridApp.Build(["--urls", "http://127.0.0.1:10992", "--data", file]));
+            refused.Message.ShouldContain($"cannot use '{file}' as the data directory");
+            refused.Message.ShouldContain("--data");
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
     public async Task A_second_server_on_a_data_directory_in_use_is_refused_until_the_first_stops()
     {
         var data = TempData();

@@ -54,10 +54,18 @@ public static class PolicyGridApp
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
 
-        Directory.CreateDirectory(serve.DataDirectory);
-        // The database holds every policy's settings, parameters and context, the decision log and job results:
-        // readable by this server's user only, never by the policy workers (SQLite makes its files 0644).
-        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(serve.DataDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        try
+        {
+            Directory.CreateDirectory(serve.DataDirectory);
+            // The database holds every policy's settings, parameters and context, the decision log and job results:
+            // readable by this server's user only, never by the policy workers (SQLite makes its files 0644).
+            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(serve.DataDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // --data naming a file, or a place this user cannot write, crashed serve with the exception's stack trace.
+            throw new ServeRefusedException($"cannot use '{serve.DataDirectory}' as the data directory: {e.Message} Give --data a directory this user may create and write.");
+        }
         var dataLock = DataDirectoryLock.Acquire(serve.DataDirectory);
         // Made by a factory (and resolved by a hosted service, and below) so the container owns it:
         // released when the server's services are disposed.
