@@ -245,6 +245,16 @@ public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDi
     }
 
     [Fact]
+    public async Task Help_lists_the_exit_codes_a_script_can_test()
+    {
+        // Documented only in docs/api.md, and job wait's 4 nowhere.
+        var run = await Run("--help");
+        run.ExitCode.ShouldBe(0, run.Error);
+        run.Out.ShouldContain("Exit codes: 0 done; 1 the server refused, or the policy or job failed");
+        run.Out.ShouldContain("4 `job wait --timeout` gave up while the job still runs");
+    }
+
+    [Fact]
     public async Task A_filter_that_is_not_json_is_a_usage_error()
     {
         var run = await Run("policy", "query", "{name: oops}");

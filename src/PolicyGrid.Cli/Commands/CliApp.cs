@@ -12,7 +12,9 @@ public static class CliApp
 {
     public static RootCommand BuildRoot(CliEnvironment env)
     {
-        var root = new RootCommand("PolicyGrid: register, discover and run versioned policies.\n`policygrid serve` runs the server; the other verbs talk to a running one.");
+        var root = new RootCommand("PolicyGrid: register, discover and run versioned policies.\n`policygrid serve` runs the server; the other verbs talk to a running one.\n"
+            + "Exit codes: 0 done; 1 the server refused, or the policy or job failed (the message is printed); 2 a usage mistake; "
+            + "3 the server cannot be reached or did not answer within --http-timeout; 4 `job wait --timeout` gave up while the job still runs.");
         root.Add(new Command("serve", "Run the embedded server (options: --urls, --data <dir>, --insecure; see docs/api.md)."));
         CliCommon.AddGlobalOptions(root);
         root.Add(PolicyCommands.Create(env));
