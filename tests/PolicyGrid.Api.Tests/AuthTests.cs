@@ -238,6 +238,26 @@ public sealed class BindSafetyTests
         refused.Message.ShouldContain($"'{urls.Split(';')[^1]}'");
     }
 
+    [Theory]
+    [InlineData("--port", "10001")]
+    [InlineData("--dat", "/tmp/pg")]
+    [InlineData("--url=http://127.0.0.1:10001")]
+    public void An_option_serve_does_not_take_is_refused_not_stored_as_a_setting_nothing_reads(params string[] option)
+    {
+        // serve --port 10001 started on 10000: the host took --port for a configuration key.
+        var refused = Should.Throw<ServeRefusedException>(() => PolicyGridApp.Build(["--data", TempData(), .. option]));
+        refused.Message.ShouldStartWith($"serve does not take {option[0].Split('=')[0]}: it takes --urls, --data, --insecure");
+    }
+
+    [Fact]
+    public async Task Host_options_and_sectioned_settings_still_reach_the_host()
+    {
+        await using var app = PolicyGridApp.Build(["--urls", "http://127.0.0.1:10991", "--data", TempData(), "--environment", "Production",
+            "--PolicyGrid:Runtime:Pool:Workers=1", "--Logging:LogLevel:Default=Warning"]);
+        app.Environment.EnvironmentName.ShouldBe("Production");
+        app.Configuration["PolicyGrid:Runtime:Pool:Workers"].ShouldBe("1");
+    }
+
     [Fact]
     public void A_data_directory_that_is_a_file_is_refused_naming_it()
     {
