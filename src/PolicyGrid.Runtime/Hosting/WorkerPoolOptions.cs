@@ -92,6 +92,12 @@ public sealed class WorkerPoolOptions
     /// </summary>
     public int? WorkerUidBase { get; set; }
 
+    /// <summary>Whether <paramref name="uid"/> is one this server's pools may run workers as (never the server's own).</summary>
+    public bool IsWorkerUid(int uid) => SeparateWorkerUsers
+        && (InRange(uid, WorkerUidStart) || (WorkerUidBase is { } b && InRange(uid, b)));
+
+    private static bool InRange(int uid, int start) => uid >= start && (long)uid - start < WorkerUidLease.SearchSpan;
+
     /// <summary>
     /// When the server is not root, workers run as the server's own uid, which may read a process's environment
     /// and memory through /proc (tokens, other policies' data) and trace it. The pool then clears the server
