@@ -70,10 +70,7 @@ public static class PolicyGridApi
         app.UseMiddleware<RequestHeadLimitsMiddleware>();
         app.UseStatusCodePages(StatusCodeEnvelopes.WriteAsync);
         app.UseMiddleware<HeadAsGetMiddleware>();
-        // Resolved at the first call, not here: options are validated when the host starts, with serve's own message.
-        var pool = new Lazy<PolicyGrid.Runtime.Hosting.WorkerPoolOptions?>(() => app.Services.GetService<PolicyGrid.Runtime.PolicyRuntimeOptions>()?.Pool);
-        var auth = new Lazy<IOptionsMonitor<ApiAuthOptions>>(() => app.Services.GetRequiredService<IOptionsMonitor<ApiAuthOptions>>());
-        app.UseMiddleware<WorkerCallerGuard>((Func<int, bool>)(uid => pool.Value?.IsWorkerUid(uid) == true), () => auth.Value.CurrentValue.Enabled);
+        app.UseMiddleware<WorkerCallerGuard>();
         app.UseRouting();
         app.UseMiddleware<ApiTokenMiddleware>();
 

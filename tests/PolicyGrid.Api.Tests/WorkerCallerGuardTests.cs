@@ -1,12 +1,7 @@
 using System.Net;
 using System.Text.Json.Nodes;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
 using PolicyGrid.Api.Auth;
-using PolicyGrid.Cli;
 using PolicyGrid.Cli.Client;
-using PolicyGrid.Runtime;
 using Shouldly;
 using static PolicyGrid.Api.Tests.PolicyDocuments;
 
@@ -16,7 +11,7 @@ namespace PolicyGrid.Api.Tests;
 /// Policy code may not use the API of a server without tokens: it read every policy's parameters through it and could
 /// change or delete any policy. Other loopback callers keep the open API.
 /// </summary>
-public sealed class WorkerCallerGuardTests
+public sealed class WorkerCallerGuardTests(KestrelGridServer server) : IClassFixture<KestrelGridServer>
 {
     // Calls the server's API from eval and answers what came back.
     private const string Prober = """
@@ -41,15 +36,11 @@ public sealed class WorkerCallerGuardTests
     {
         if (!OperatingSystem.IsLinux() || Environment.UserName != "root")
             Assert.Skip("workers run as uids of their own only under a root server");
-        var ct = TestContext.Current.CancellationToken;
-        var data = Directory.CreateTempSubdirectory("pg-guard-").FullName;
         var dir = Directory.CreateTempSubdirectory("pg-guard-policy-").FullName;
-        var app = PolicyGridApp.Build(["--urls", "http://127.0.0.1:0", "--data", data]);
-        await app.StartAsync(ct);
         try
         {
-            var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-            using var client = new HttpClient { BaseAddress = new Uri(address) };
+            var address = server.Address.ToString().TrimEnd('/');
+            using var client = new HttpClient { BaseAddress = server.Address };
             Directory.CreateDirectory(Path.Combine(dir, "code"));
             File.WriteAllText(Path.Combine(dir, "code", "function.py"), Prober);
             var manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(Samples.Policy("all_of"), "manifest.json")))!.AsObject();
@@ -61,7 +52,7 @@ public sealed class WorkerCallerGuardTests
             created.Status.ShouldBe(200, created.Body?.ToJsonString());
             var uri = created.Data!["policy_rule_uri"]!.GetValue<string>();
 
-            var answer = await client.Post("/executor/local/execute_policy", Onboarding.Execute(uri, $$"""{"url": "{{address.TrimEnd('/')}}"}"""));
+            var answer = await client.Post("/executor/local/execute_policy", Onboarding.Execute(uri, $$"""{"url": "{{address}}"}"""));
             answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
             answer.Data!["status"]!.GetValue<int>().ShouldBe(403, answer.Data.ToJsonString());
             answer.Data["body"]!["code"]!.GetValue<string>().ShouldBe("forbidden");
@@ -71,9 +62,6 @@ public sealed class WorkerCallerGuardTests
         }
         finally
         {
-            await app.StopAsync(CancellationToken.None);
-            await app.DisposeAsync();
-            Directory.Delete(data, recursive: true);
             Directory.Delete(dir, recursive: true);
         }
     }

@@ -3,8 +3,12 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Core.Errors;
+using PolicyGrid.Runtime;
+using PolicyGrid.Runtime.Hosting;
 
 namespace PolicyGrid.Api.Auth;
 
@@ -15,13 +19,17 @@ namespace PolicyGrid.Api.Auth;
 /// (<c>/proc/net/tcp</c>, <c>tcp6</c>), once per connection; it tells workers apart only where they run as uids of
 /// their own (a root server's default). With tokens the token check decides, as for any caller.
 /// </summary>
-public sealed class WorkerCallerGuard(RequestDelegate next, Func<int, bool> isWorkerUid, Func<bool> tokensEnabled)
+public sealed class WorkerCallerGuard(RequestDelegate next, IOptionsMonitor<ApiAuthOptions> auth, IServiceProvider services)
 {
     private static readonly object Key = new();
 
+    // Resolved at the first call, not when the pipeline is built: the runtime's options are validated when the host
+    // starts, where serve reports a bad setting in its own words. Null where no policy runtime is hosted.
+    private readonly Lazy<WorkerPoolOptions?> pool = new(() => services.GetService<PolicyRuntimeOptions>()?.Pool);
+
     public Task InvokeAsync(HttpContext context)
     {
-        if (tokensEnabled() || !OperatingSystem.IsLinux() || context.Connection.RemoteIpAddress is not { } remote || !IPAddress.IsLoopback(remote))
+        if (auth.CurrentValue.Enabled || !OperatingSystem.IsLinux() || context.Connection.RemoteIpAddress is not { } remote || !IPAddress.IsLoopback(remote))
             return next(context);
         var items = context.Features.Get<IConnectionItemsFeature>()?.Items;
         int? uid;
@@ -31,7 +39,7 @@ public sealed class WorkerCallerGuard(RequestDelegate next, Func<int, bool> isWo
             uid = PeerUid(remote, context.Connection.RemotePort, context.Connection.LocalIpAddress, context.Connection.LocalPort);
             if (items is not null) items[Key] = uid;
         }
-        if (uid is { } u && isWorkerUid(u))
+        if (uid is { } u && pool.Value?.IsWorkerUid(u) == true)
             return Failure.From(Problems.Forbidden(
                 $"this server has no API tokens, so it takes no calls from policy code (the caller is a policy worker, uid {u}): " +
                 "configure API tokens (PolicyGrid:Auth:Tokens) and give the policy one in its settings")).ExecuteAsync(context);

@@ -132,9 +132,10 @@ public static class BundleArchive
     public static long? ZipDirectoryEntries(ReadOnlySpan<byte> zip)
     {
         // The end-of-central-directory record: 22 bytes plus a comment of up to 65535, at the very end.
-        var eocd = zip[Math.Max(0, zip.Length - 22 - 0xFFFF)..].LastIndexOf("PK\x05\x06"u8);
+        var tail = Math.Max(0, zip.Length - 22 - 0xFFFF);
+        var eocd = zip[tail..].LastIndexOf("PK\x05\x06"u8);
         if (eocd < 0) return null;
-        eocd += Math.Max(0, zip.Length - 22 - 0xFFFF);
+        eocd += tail;
         if (eocd + 22 > zip.Length) return null;
         long offset = BinaryPrimitives.ReadUInt32LittleEndian(zip[(eocd + 16)..]);
         long size = BinaryPrimitives.ReadUInt32LittleEndian(zip[(eocd + 12)..]);
@@ -155,8 +156,9 @@ public static class BundleArchive
     }
 
     /// <summary>
-    /// A zip link's target is the entry's data: read no further than a target may be long, so a link entry that
-    /// decompresses to gigabytes is refused after a kilobyte instead of being read whole into memory.
+    /// A zip link's target is the entry's data: read no further than one byte past what a target may be, so a link
+    /// entry that decompresses to gigabytes is refused (by <see cref="EntryWriter.SymbolicLink"/>'s length check) after
+    /// a kilobyte instead of being read whole into memory.
     /// </summary>
     private static string ReadLinkTarget(ZipArchiveEntry entry)
     {
@@ -165,8 +167,7 @@ public static class BundleArchive
         var length = 0;
         int read;
         while (length < buffer.Length && (read = data.Read(buffer, length, buffer.Length - length)) > 0) length += read;
-        if (length > MaxPathBytes)
-            throw Problems.BadRequest($"bundle entry '{Shown(entry.FullName)}' is a link whose target is longer than {MaxPathBytes} bytes");
+        // Decoding keeps the length past the limit: a byte that is no UTF-8 becomes U+FFFD, three bytes.
         return Encoding.UTF8.GetString(buffer, 0, length);
     }
 
