@@ -145,6 +145,16 @@ public sealed class ClientTests : IDisposable
         e.Reason.ShouldContain("bad gateway");
     }
 
+    [Fact]
+    public async Task A_gateway_s_412_precondition_failure_is_a_conflict_like_the_server_s_409()
+    {
+        // A proxy that checks If-Match itself answers 412 without an envelope; it was reported as a backend_error.
+        _server.Answer = (412, "precondition failed", "text/plain");
+        var e = await Should.ThrowAsync<PolicyGridApiException>(() =>
+            Client().UpdateExecutorAsync("edge-1", new JsonObject { ["$set"] = new JsonObject() }, "\"7\"", TestContext.Current.CancellationToken));
+        (e.Status, e.Code).ShouldBe((412, "conflict"));
+    }
+
     [Theory]
     [InlineData("<html>sign in</html>", "text/html")]
     [InlineData("{\"allowed\": true}", "application/json")]

@@ -181,6 +181,60 @@ public sealed class ServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Executor_updates_and_deletes_honour_if_match()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await _client.CreateExecutorAsync(new JsonObject { ["executor_id"] = "edge-im", ["executor_host_uri"] = "http://10.0.0.7:10000" }, ct);
+        var read = await _client.GetExecutorRevisionAsync("edge-im", ct);
+        read.ETag.ShouldNotBeNullOrEmpty();
+        var set = (string status) => new JsonObject { ["$set"] = new JsonObject { ["executor_status"] = status } };
+        await _client.UpdateExecutorAsync("edge-im", set("draining"), read.ETag, ct);
+
+        // The revision read before that update is stale now: neither an update nor a delete goes through.
+        var stale = await Should.ThrowAsync<PolicyGridApiException>(() => _client.UpdateExecutorAsync("edge-im", set("unhealthy"), read.ETag, ct));
+        (stale.Status, stale.Code).ShouldBe((409, "conflict"));
+        (await Should.ThrowAsync<PolicyGridApiException>(() => _client.DeleteExecutorAsync("edge-im", read.ETag, ct))).Code.ShouldBe("conflict");
+        (await _client.GetExecutorAsync("edge-im", ct))["executor_status"]!.GetValue<string>().ShouldBe("draining");
+
+        await _client.DeleteExecutorAsync("edge-im", (await _client.GetExecutorRevisionAsync("edge-im", ct)).ETag, ct);
+        (await Should.ThrowAsync<PolicyGridApiException>(() => _client.GetExecutorAsync("edge-im", ct))).Status.ShouldBe(404);
+    }
+
+    [Fact]
+    public async Task Graph_updates_and_deletes_honour_if_match()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var created = await _client.CreateGraphAsync(new JsonObject
+        {
+            ["graph_name"] = "g_im", ["graph_version"] = "1.0", ["graph_release_tag"] = "beta",
+            ["graph_function_ids"] = new JsonArray("a"), ["graph_connection_data"] = new JsonObject(),
+        }, ct);
+        var uri = created["graph_uri"]!.GetValue<string>();
+        var read = await _client.GetGraphRevisionAsync(uri, ct);
+        var describe = (string text) => new JsonObject { ["$set"] = new JsonObject { ["graph_description"] = text } };
+        await _client.UpdateGraphAsync(uri, describe("first"), read.ETag, ct);
+
+        var stale = await Should.ThrowAsync<PolicyGridApiException>(() => _client.UpdateGraphAsync(uri, describe("second"), read.ETag, ct));
+        (stale.Status, stale.Code).ShouldBe((409, "conflict"));
+        (await Should.ThrowAsync<PolicyGridApiException>(() => _client.DeleteGraphAsync(uri, read.ETag, ct))).Code.ShouldBe("conflict");
+        (await _client.GetGraphAsync(uri, ct))["graph_description"]!.GetValue<string>().ShouldBe("first");
+
+        await _client.DeleteGraphAsync(uri, (await _client.GetGraphRevisionAsync(uri, ct)).ETag, ct);
+        (await Should.ThrowAsync<PolicyGridApiException>(() => _client.GetGraphAsync(uri, ct))).Status.ShouldBe(404);
+    }
+
+    [Fact]
+    public async Task A_policy_delete_honours_if_match()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var uri = await CreatePolicy("delim");
+        var read = await _client.GetPolicyRevisionAsync(uri, ct);
+        await _client.UpdatePolicyAsync(uri, new JsonObject { ["$set"] = new JsonObject { ["description"] = "changed" } }, ct: ct);
+        (await Should.ThrowAsync<PolicyGridApiException>(() => _client.DeletePolicyAsync(uri, ifMatch: read.ETag, ct: ct))).Code.ShouldBe("conflict");
+        await _client.DeletePolicyAsync(uri, ifMatch: (await _client.GetPolicyRevisionAsync(uri, ct)).ETag, ct: ct);
+    }
+
+    [Fact]
     public async Task An_unknown_policy_is_not_found()
     {
         var e = await Should.ThrowAsync<PolicyGridApiException>(() => Evaluator("nope:1.0-x"));

@@ -113,6 +113,15 @@ class EnvelopeTests(unittest.TestCase):
         self.assertEqual((caught.exception.status, caught.exception.code), (502, "backend_error"))
         self.assertIn("bad gateway", caught.exception.message)
 
+    def test_if_match_is_sent_and_a_gateway_s_412_is_a_conflict(self):
+        # A proxy that checks If-Match itself answers 412 without an envelope; it was reported as a backend_error.
+        self.answer(412, b"precondition failed", "text/plain")
+        with self.assertRaises(PolicyGridApiError) as caught:
+            PolicyGridClient(self.canned.url).update_executor("edge-1", {"$set": {}}, if_match='"7"')
+        self.assertEqual((caught.exception.status, caught.exception.code), (412, "conflict"))
+        method, path, headers, _ = self.canned.seen[-1]
+        self.assertEqual((method, path, headers.get("If-Match")), ("PUT", "/executor/edge-1", '"7"'))
+
     def test_bearer_token_and_json_body_are_sent(self):
         self.answer(200, {"success": True, "data": {"allowed": True}})
         PolicyGridClient(self.canned.url, token="s3cret").execute_policy("local", "a:1-b", {"ip": "1.2.3.4"}, parameters={"k": 1})

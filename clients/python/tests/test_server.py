@@ -138,5 +138,60 @@ class ServerLifecycleTests(unittest.TestCase):
             self.evaluator()  # nothing held: fail closed
 
 
+@unittest.skipIf(CLI is None, SKIP_REASON)
+class ServerIfMatchTests(unittest.TestCase):
+    """Conditional updates and deletes (If-Match) of executors, graphs and policies: a stale ETag is a 409 conflict."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.running = RunningServer("ifmatch")
+        cls.client = cls.running.client
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.running.server.cleanup()
+
+    def assert_conflict(self, call):
+        with self.assertRaises(PolicyGridApiError) as caught:
+            call()
+        self.assertEqual((caught.exception.status, caught.exception.code), (409, "conflict"))
+
+    def test_executor_update_and_delete_honour_if_match(self):
+        self.client.create_executor({"executor_id": "edge-im", "executor_host_uri": "http://10.0.0.7:10000"})
+        stale = self.client.get_executor_with_etag("edge-im").etag
+        self.assertTrue(stale)
+        self.client.update_executor("edge-im", {"$set": {"executor_status": "draining"}}, if_match=stale)
+        self.assert_conflict(lambda: self.client.update_executor("edge-im", {"$set": {"executor_status": "unhealthy"}},
+                                                                 if_match=stale))
+        self.assert_conflict(lambda: self.client.delete_executor("edge-im", if_match=stale))
+        self.assertEqual(self.client.get_executor("edge-im")["executor_status"], "draining")
+        self.client.delete_executor("edge-im", if_match=self.client.get_executor_with_etag("edge-im").etag)
+        with self.assertRaises(PolicyGridApiError) as caught:
+            self.client.get_executor("edge-im")
+        self.assertEqual(caught.exception.status, 404)
+
+    def test_graph_update_and_delete_honour_if_match(self):
+        uri = self.client.create_graph({"graph_name": "g_im", "graph_version": "1.0", "graph_release_tag": "beta",
+                                        "graph_function_ids": ["a"], "graph_connection_data": {}})["graph_uri"]
+        stale = self.client.get_graph_with_etag(uri).etag
+        self.client.update_graph(uri, {"$set": {"graph_description": "first"}}, if_match=stale)
+        self.assert_conflict(lambda: self.client.update_graph(uri, {"$set": {"graph_description": "second"}}, if_match=stale))
+        self.assert_conflict(lambda: self.client.delete_graph(uri, if_match=stale))
+        self.assertEqual(self.client.get_graph(uri)["graph_description"], "first")
+        self.client.delete_graph(uri, if_match=self.client.get_graph_with_etag(uri).etag)
+
+    def test_policy_delete_honours_if_match_and_an_empty_one_is_refused_not_dropped(self):
+        uri = self.running.uri
+        stale = self.client.get_policy_with_etag(uri).etag
+        # An empty If-Match (an unset variable) was left out, so the update went through unconditionally.
+        with self.assertRaises(PolicyGridApiError) as caught:
+            self.client.update_policy(uri, {"$set": {"description": "unconditional"}}, if_match="")
+        self.assertEqual(caught.exception.status, 400)
+        self.client.update_policy(uri, {"$set": {"description": "changed"}}, if_match=stale)
+        self.assert_conflict(lambda: self.client.delete_policy(uri, if_match=stale))
+        self.assertEqual(self.client.get_policy(uri)["description"], "changed")
+        self.client.delete_policy(uri, if_match=self.client.get_policy_with_etag(uri).etag)
+
+
 if __name__ == "__main__":
     unittest.main()

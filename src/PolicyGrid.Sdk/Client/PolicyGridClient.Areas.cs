@@ -25,10 +25,11 @@ public sealed partial class PolicyGridClient
     /// <summary>A Mongo-style update (<c>$set</c>, <c>$unset</c>, <c>$push</c>, <c>$inc</c>) or a full document; <paramref name="ifMatch"/> guards the revision.</summary>
     public Task<JsonObject> UpdatePolicyAsync(string policyRuleUri, JsonObject update, string? ifMatch = null, CancellationToken ct = default) =>
         ObjectAsync(HttpMethod.Put, $"/policy/{Segment(policyRuleUri)}", update, ct,
-            ifMatch is null ? null : new Dictionary<string, string> { ["If-Match"] = ifMatch });
+            IfMatch(ifMatch));
 
-    public Task<JsonObject> DeletePolicyAsync(string policyRuleUri, bool force = false, CancellationToken ct = default) =>
-        ObjectAsync(HttpMethod.Delete, $"/policy/{Segment(policyRuleUri)}" + (force ? "?force=true" : ""), null, ct);
+    /// <summary>Deletes the policy; <paramref name="ifMatch"/> (an ETag a read answered) guards the revision: another revision answers 409 <c>conflict</c>.</summary>
+    public Task<JsonObject> DeletePolicyAsync(string policyRuleUri, bool force = false, string? ifMatch = null, CancellationToken ct = default) =>
+        ObjectAsync(HttpMethod.Delete, $"/policy/{Segment(policyRuleUri)}" + (force ? "?force=true" : ""), null, ct, IfMatch(ifMatch));
 
     public Task<JsonArray> QueryPoliciesAsync(JsonObject? filter = null, QueryOptions? paging = null, CancellationToken ct = default) =>
         ArrayAsync("/policy/query", filter, paging, ct);
@@ -40,11 +41,16 @@ public sealed partial class PolicyGridClient
     public Task<JsonObject> GetExecutorAsync(string executorId, CancellationToken ct = default) =>
         ObjectAsync(HttpMethod.Get, $"/executor/{Segment(executorId)}", null, ct);
 
-    public Task<JsonObject> UpdateExecutorAsync(string executorId, JsonObject update, CancellationToken ct = default) =>
-        ObjectAsync(HttpMethod.Put, $"/executor/{Segment(executorId)}", update, ct);
+    /// <summary>The executor document with its revision (ETag), to pass as <c>ifMatch</c> to an update or delete.</summary>
+    public Task<DocumentRevision> GetExecutorRevisionAsync(string executorId, CancellationToken ct = default) =>
+        RevisionAsync($"/executor/{Segment(executorId)}", ct);
 
-    public Task<JsonObject> DeleteExecutorAsync(string executorId, CancellationToken ct = default) =>
-        ObjectAsync(HttpMethod.Delete, $"/executor/{Segment(executorId)}", null, ct);
+    /// <summary>A Mongo-style update or a full document; <paramref name="ifMatch"/> guards the revision: another revision answers 409 <c>conflict</c>.</summary>
+    public Task<JsonObject> UpdateExecutorAsync(string executorId, JsonObject update, string? ifMatch = null, CancellationToken ct = default) =>
+        ObjectAsync(HttpMethod.Put, $"/executor/{Segment(executorId)}", update, ct, IfMatch(ifMatch));
+
+    public Task<JsonObject> DeleteExecutorAsync(string executorId, string? ifMatch = null, CancellationToken ct = default) =>
+        ObjectAsync(HttpMethod.Delete, $"/executor/{Segment(executorId)}", null, ct, IfMatch(ifMatch));
 
     public Task<JsonArray> QueryExecutorsAsync(JsonObject? filter = null, QueryOptions? paging = null, CancellationToken ct = default) =>
         ArrayAsync("/executor/query", filter, paging, ct);
@@ -118,8 +124,9 @@ public sealed partial class PolicyGridClient
     public Task<JsonObject> DeployFunctionAsync(JsonObject body, string? executorId = null, CancellationToken ct = default) =>
         ObjectAsync(HttpMethod.Post, $"/function/deployments/create/{Segment(executorId ?? "")}", body, ct);
 
-    public Task<JsonNode?> RemoveFunctionAsync(string name, CancellationToken ct = default) =>
-        DataAsync(HttpMethod.Delete, $"/function/deployments/remove/{Segment(name)}", null, ct);
+    /// <summary>Removes a deployed function; <paramref name="ifMatch"/> is the ETag <c>GET /function/{id}</c> answered.</summary>
+    public Task<JsonNode?> RemoveFunctionAsync(string name, string? ifMatch = null, CancellationToken ct = default) =>
+        DataAsync(HttpMethod.Delete, $"/function/deployments/remove/{Segment(name)}", null, ct, IfMatch(ifMatch));
 
     public Task<JsonNode?> CallFunctionAsync(string name, JsonNode? inputData, CancellationToken ct = default) =>
         DataAsync(HttpMethod.Post, $"/function/call_function/{Segment(name)}", inputData?.DeepClone() ?? new JsonObject(), ct);
@@ -140,11 +147,16 @@ public sealed partial class PolicyGridClient
     public Task<JsonObject> GetGraphAsync(string graphUri, CancellationToken ct = default) =>
         ObjectAsync(HttpMethod.Get, $"/graphs/{Segment(graphUri)}", null, ct);
 
-    public Task<JsonObject> UpdateGraphAsync(string graphUri, JsonObject update, CancellationToken ct = default) =>
-        ObjectAsync(HttpMethod.Put, $"/graphs/{Segment(graphUri)}", update, ct);
+    /// <summary>The graph document with its revision (ETag), to pass as <c>ifMatch</c> to an update or delete.</summary>
+    public Task<DocumentRevision> GetGraphRevisionAsync(string graphUri, CancellationToken ct = default) =>
+        RevisionAsync($"/graphs/{Segment(graphUri)}", ct);
 
-    public Task<JsonObject> DeleteGraphAsync(string graphUri, CancellationToken ct = default) =>
-        ObjectAsync(HttpMethod.Delete, $"/graphs/{Segment(graphUri)}", null, ct);
+    /// <summary>A Mongo-style update or a full document; <paramref name="ifMatch"/> guards the revision: another revision answers 409 <c>conflict</c>.</summary>
+    public Task<JsonObject> UpdateGraphAsync(string graphUri, JsonObject update, string? ifMatch = null, CancellationToken ct = default) =>
+        ObjectAsync(HttpMethod.Put, $"/graphs/{Segment(graphUri)}", update, ct, IfMatch(ifMatch));
+
+    public Task<JsonObject> DeleteGraphAsync(string graphUri, string? ifMatch = null, CancellationToken ct = default) =>
+        ObjectAsync(HttpMethod.Delete, $"/graphs/{Segment(graphUri)}", null, ct, IfMatch(ifMatch));
 
     public Task<JsonArray> QueryGraphsAsync(JsonObject? filter = null, QueryOptions? paging = null, CancellationToken ct = default) =>
         ArrayAsync("/graphs/query", filter, paging, ct);

@@ -161,6 +161,7 @@ public sealed partial class PolicyGridClient : IDisposable
         403 => "forbidden",
         404 => "not_found",
         409 => "conflict",
+        412 => "conflict", // a precondition (If-Match) failed at a proxy or gateway; PolicyGrid itself answers 409
         410 => "retired",
         413 => "too_large",
         422 => "policy_error",
@@ -175,9 +176,10 @@ public sealed partial class PolicyGridClient : IDisposable
 
     // Every route read here answers the envelope: a 200 without one (a proxy's page, another server) is no answer at all,
     // and never a policy's result or a management command's null.
-    private async Task<JsonNode?> DataAsync(HttpMethod method, string path, JsonNode? body, CancellationToken ct)
+    private async Task<JsonNode?> DataAsync(HttpMethod method, string path, JsonNode? body, CancellationToken ct,
+        IReadOnlyDictionary<string, string>? headers = null)
     {
-        var response = await SendAsync(method, path, body, null, ct);
+        var response = await SendAsync(method, path, body, headers, ct);
         return response.Enveloped ? response.Data : throw new PolicyGridApiException(502, "backend_error",
             $"{method} {path} on {Server} answered {response.Status} without a PolicyGrid envelope ({response.ContentHeaders.ContentType?.MediaType ?? "no Content-Type"}): is the server a PolicyGrid?");
     }
@@ -187,6 +189,18 @@ public sealed partial class PolicyGridClient : IDisposable
         var data = (await SendAsync(method, path, body, headers, ct)).Data;
         return data as JsonObject ?? throw new PolicyGridApiException(502, "backend_error", $"{method} {path} answered {data?.GetValueKind().ToString() ?? "null"} where a document was expected");
     }
+
+    private async Task<DocumentRevision> RevisionAsync(string path, CancellationToken ct)
+    {
+        var response = await SendAsync(HttpMethod.Get, path, null, null, ct);
+        var document = response.Data as JsonObject
+            ?? throw new PolicyGridApiException(502, "backend_error", $"GET {path} did not answer a document");
+        return new DocumentRevision(document, response.ETag);
+    }
+
+    /// <summary>The If-Match header of a conditional write, or none.</summary>
+    private static Dictionary<string, string>? IfMatch(string? etag) =>
+        etag is null ? null : new Dictionary<string, string> { ["If-Match"] = etag };
 
     private async Task<JsonArray> ArrayAsync(string path, JsonObject? filter, QueryOptions? paging, CancellationToken ct)
     {

@@ -65,6 +65,9 @@ public sealed record BundleUpload(string Code, string Sha256, long Size, string 
 /// <summary>A policy document with its revision (the <c>ETag</c>) and whether the server flagged it deprecated.</summary>
 public sealed record PolicyRevision(JsonObject Document, string? ETag, bool Deprecated);
 
+/// <summary>An executor or graph document with its revision (the <c>ETag</c>), for a conditional update or delete (<c>ifMatch</c>).</summary>
+public sealed record DocumentRevision(JsonObject Document, string? ETag);
+
 /// <summary>Body of <c>POST /executor/{id}/execute_policy</c>.</summary>
 public sealed record ExecutePolicyRequest(string PolicyRuleUri, JsonNode? InputData)
 {

@@ -272,11 +272,11 @@ class PolicyGridClient:
         return self.request("GET", f"/policy/{_quote_uri(uri)}")
 
     def update_policy(self, uri: str, update: dict, if_match: str | None = None) -> dict:
-        headers = {"If-Match": if_match} if if_match else None
-        return self.request("PUT", f"/policy/{_quote_uri(uri)}", update, headers=headers).data
+        return self.request("PUT", f"/policy/{_quote_uri(uri)}", update, headers=_if_match(if_match)).data
 
-    def delete_policy(self, uri: str, force: bool = False) -> dict:
-        return self.request("DELETE", f"/policy/{_quote_uri(uri)}" + ("?force=true" if force else "")).data
+    def delete_policy(self, uri: str, force: bool = False, if_match: str | None = None) -> dict:
+        return self.request("DELETE", f"/policy/{_quote_uri(uri)}" + ("?force=true" if force else ""),
+                            headers=_if_match(if_match)).data
 
     def query_policies(self, filter: dict | None = None, **paging) -> list:
         return self.request("POST", "/policy/query" + _paging(paging), filter or {}).data
@@ -288,11 +288,14 @@ class PolicyGridClient:
     def get_executor(self, executor_id: str) -> dict:
         return self.request("GET", f"/executor/{_quote_uri(executor_id)}").data
 
-    def update_executor(self, executor_id: str, update: dict) -> dict:
-        return self.request("PUT", f"/executor/{_quote_uri(executor_id)}", update).data
+    def get_executor_with_etag(self, executor_id: str) -> Response:
+        return self.request("GET", f"/executor/{_quote_uri(executor_id)}")
 
-    def delete_executor(self, executor_id: str) -> dict:
-        return self.request("DELETE", f"/executor/{_quote_uri(executor_id)}").data
+    def update_executor(self, executor_id: str, update: dict, if_match: str | None = None) -> dict:
+        return self.request("PUT", f"/executor/{_quote_uri(executor_id)}", update, headers=_if_match(if_match)).data
+
+    def delete_executor(self, executor_id: str, if_match: str | None = None) -> dict:
+        return self.request("DELETE", f"/executor/{_quote_uri(executor_id)}", headers=_if_match(if_match)).data
 
     def query_executors(self, filter: dict | None = None, **paging) -> list:
         return self.request("POST", "/executor/query" + _paging(paging), filter or {}).data
@@ -369,8 +372,8 @@ class PolicyGridClient:
     def create_function(self, body: dict, executor_id: str = "") -> dict:
         return self.request("POST", f"/function/deployments/create/{_quote_uri(executor_id)}", body).data
 
-    def remove_function(self, name: str) -> dict:
-        return self.request("DELETE", f"/function/deployments/remove/{_quote_uri(name)}").data
+    def remove_function(self, name: str, if_match: str | None = None) -> dict:
+        return self.request("DELETE", f"/function/deployments/remove/{_quote_uri(name)}", headers=_if_match(if_match)).data
 
     def call_function(self, name: str, input_data: Any) -> Any:
         return self._enveloped("POST", f"/function/call_function/{_quote_uri(name)}", input_data)
@@ -390,11 +393,14 @@ class PolicyGridClient:
     def get_graph(self, uri: str) -> dict:
         return self.request("GET", f"/graphs/{_quote_uri(uri)}").data
 
-    def update_graph(self, uri: str, update: dict) -> dict:
-        return self.request("PUT", f"/graphs/{_quote_uri(uri)}", update).data
+    def get_graph_with_etag(self, uri: str) -> Response:
+        return self.request("GET", f"/graphs/{_quote_uri(uri)}")
 
-    def delete_graph(self, uri: str) -> dict:
-        return self.request("DELETE", f"/graphs/{_quote_uri(uri)}").data
+    def update_graph(self, uri: str, update: dict, if_match: str | None = None) -> dict:
+        return self.request("PUT", f"/graphs/{_quote_uri(uri)}", update, headers=_if_match(if_match)).data
+
+    def delete_graph(self, uri: str, if_match: str | None = None) -> dict:
+        return self.request("DELETE", f"/graphs/{_quote_uri(uri)}", headers=_if_match(if_match)).data
 
     def query_graphs(self, filter: dict | None = None, **paging) -> list:
         return self.request("POST", "/graphs/query" + _paging(paging), filter or {}).data
@@ -423,6 +429,12 @@ class PolicyGridClient:
         return self.request("GET", "/healthz").data
 
 
+def _if_match(etag: str | None) -> dict | None:
+    """The If-Match header of a conditional write (the ETag a read answered, e.g. ``'"7"'``), or none. An empty
+    string is sent as it is, for the server to refuse: it is an unset variable, never "no condition"."""
+    return None if etag is None else {"If-Match": etag}
+
+
 def _paging(paging: dict) -> str:
     allowed = {k: v for k, v in paging.items() if k in ("limit", "skip", "sort") and v is not None}
     unknown = set(paging) - {"limit", "skip", "sort"}
@@ -431,7 +443,8 @@ def _paging(paging: dict) -> str:
     return ("?" + urllib.parse.urlencode(allowed)) if allowed else ""
 
 
-_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict",
+# 412: a precondition (If-Match) failed at a proxy or gateway; PolicyGrid itself answers 409.
+_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 412: "conflict",
           410: "retired", 413: "too_large", 422: "policy_error", 429: "overloaded", 502: "backend_error",
           503: "backend_unavailable", 504: "policy_timeout"}
 
