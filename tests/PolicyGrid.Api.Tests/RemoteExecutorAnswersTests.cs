@@ -212,10 +212,35 @@ public sealed class RemoteExecutorAnswersTests(NodeFacingServer registry) : ICla
         var probe = await client.Post($"/executor/{id}/execute_policy", Execute());
 
         probe.Status.ShouldBe(404, probe.Body?.ToJsonString());
-        probe.Message.ShouldBe("policy 'remote_only:1.0-t' does not exist");
+        probe.Message!.ShouldContain("policy 'remote_only:1.0-t' does not exist");
         (await StatusOf(id)).ShouldBe("healthy"); // the node answered: the next call is forwarded, not refused fast
         node.Answer = new NodeAnswer(200, """{"success": true, "data": {"allowed": true}}""");
         (await client.Post($"/executor/{id}/execute_policy", Execute())).Status.ShouldBe(200);
+    }
+
+    [Fact]
+    public async Task A_node_lacking_a_policy_this_server_holds_answers_404_naming_the_node_s_registry_not_this_one()
+    {
+        // The node's "policy '…' does not exist" was passed on word for word, as if this registry lacked the policy it holds.
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+        using var node = new ScriptedNode(new NodeAnswer(404, $$"""{"success": false, "message": "policy '{{uri}}' does not exist", "code": "not_found"}"""));
+        var id = await RegisterAsync(node);
+
+        foreach (var (route, body) in new[] { ("execute_policy", Onboarding.Execute(uri, """{"ip": "10.0.0.1"}""")),
+                     ("management", $$$"""{"policy_rule_uri": "{{{uri}}}", "action": "get_state", "data": {}}""") })
+        {
+            var answer = await client.Post($"/executor/{id}/{route}", body);
+            answer.Status.ShouldBe(404, answer.Body?.ToJsonString());
+            answer.Code.ShouldBe("not_found");
+            answer.Message!.ShouldStartWith($"policy '{uri}' is registered on this server but not in the registry of executor node {node.BaseUri}/");
+            answer.Message!.ShouldContain("register it on the node too");
+        }
+
+        node.Answer = new NodeAnswer(404, $$"""{"success": false, "message": "policy '{{Policy}}' does not exist", "code": "not_found"}""");
+        var absent = await client.Post($"/executor/{id}/execute_policy", Execute());
+        (absent.Status, absent.Code).ShouldBe((404, "not_found"));
+        absent.Message!.ShouldStartWith($"policy '{Policy}' is registered neither on this server nor on executor node {node.BaseUri}/");
+        (await StatusOf(id)).ShouldBe("healthy");
     }
 
     [Fact]

@@ -48,8 +48,38 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
     {
         var status = await StatusHereAsync(policyRuleUri, ct);
         if (status == PolicyStatus.Retired) throw Problems.Retired($"policy '{policyRuleUri}' is retired");
-        var result = await PostAsync(path, body, timeoutSeconds, ct);
+        PolicyResult result;
+        try
+        {
+            result = await PostAsync(path, body, timeoutSeconds, ct);
+        }
+        catch (PolicyGridException e) when (e.Status == 404 && e.Code == ErrorCodes.NotFound)
+        {
+            throw NotOnNode(policyRuleUri, status, e);
+        }
         return status == PolicyStatus.Deprecated && !result.Deprecated ? result with { Deprecated = true } : result;
+    }
+
+    /// <summary>
+    /// The node's 404, said as the node's: passed on word for word ("policy 'p' does not exist"), a caller took it for
+    /// this server's registry lacking a policy it plainly holds. Status and code stay the contract's 404 not_found.
+    /// </summary>
+    private PolicyGridException NotOnNode(string policyRuleUri, string? statusHere, PolicyGridException e)
+    {
+        var said = e.Message;
+        string message;
+        if (!said.Contains($"'{policyRuleUri}'", StringComparison.Ordinal))
+            message = $"executor node {node} answered 404: {said}";
+        else if (statusHere is not null)
+            message = $"policy '{policyRuleUri}' is registered on this server but not in the registry of executor node {node}, which runs " +
+                $"policies from its own registry: register it on the node too (the node answered: {said})";
+        else if (policies is not null)
+            message = $"policy '{policyRuleUri}' is registered neither on this server nor on executor node {node}, which runs policies " +
+                $"from its own registry (the node answered: {said})";
+        else
+            message = $"executor node {node} has no policy '{policyRuleUri}' in its own registry, which is where a node looks policies up " +
+                $"(the node answered: {said})";
+        return new PolicyGridException(404, ErrorCodes.NotFound, message, e.Errors, e) { RetryAfterSeconds = e.RetryAfterSeconds };
     }
 
     private async Task<string?> StatusHereAsync(string policyRuleUri, CancellationToken ct)
