@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Http.Resilience;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Polly.Telemetry;
 using Polly.Timeout;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Runtime.Bundles;
@@ -59,6 +60,10 @@ public static class PolicyRuntimeServiceCollectionExtensions
         // Every attempt may take as long as the longest policy deadline plus the network's share.
         var attempt = options.Execution.MaxTimeout + options.RemoteExecutors.Overhead;
         services.AddHttpClient(HttpExecutorTransport.ClientName, c => c.Timeout = Timeout.InfiniteTimeSpan)
+            // The HTTP client's own log (four lines per call at Information, and the full stack trace of every failed
+            // attempt while a node is down) is left out: ExecutorDispatch says in one line when a node goes down and
+            // comes back, and each caller hears the failure in its answer.
+            .RemoveAllLoggers()
             // A redirected POST comes back as a GET somewhere else: a node answers itself or the call is a 502 naming where it pointed.
             .ConfigurePrimaryHttpMessageHandler((handler, _) =>
             {
@@ -83,5 +88,14 @@ public static class PolicyRuntimeServiceCollectionExtensions
                 o.CircuitBreaker.BreakDuration = TimeSpan.FromSeconds(5);
             })
             .SelectPipelineByAuthority();
+        // Polly logs every retry, attempt and circuit change of this pipeline with the exception's stack trace
+        // (Warning and Error), per call while a node is down; the same reasoning as above. Other pipelines keep theirs.
+        services.Configure<TelemetryOptions>(o =>
+        {
+            var previous = o.SeverityProvider;
+            o.SeverityProvider = args => args.Source.PipelineName?.StartsWith(HttpExecutorTransport.ClientName, StringComparison.Ordinal) == true
+                ? ResilienceEventSeverity.None
+                : previous?.Invoke(args) ?? args.Event.Severity;
+        });
     }
 }

@@ -9,7 +9,7 @@ namespace PolicyGrid.TestSupport;
 /// </summary>
 public sealed class LogCapture : ILoggerProvider
 {
-    public ConcurrentQueue<(string Category, LogLevel Level, EventId Id, string Message)> Entries { get; } = new();
+    public ConcurrentQueue<(string Category, LogLevel Level, EventId Id, string Message, Exception? Error)> Entries { get; } = new();
 
     public ILogger CreateLogger(string categoryName) => new CategoryLogger(categoryName, Entries);
 
@@ -18,11 +18,14 @@ public sealed class LogCapture : ILoggerProvider
     /// <summary>Every entry, one a line, for a failing assertion's message.</summary>
     public override string ToString() => string.Join("\n", Entries.Select(e => $"{e.Category} {e.Level}: {e.Message}"));
 
-    private sealed class CategoryLogger(string category, ConcurrentQueue<(string, LogLevel, EventId, string)> entries) : ILogger
+    private sealed class CategoryLogger(string category, ConcurrentQueue<(string, LogLevel, EventId, string, Exception?)> entries) : ILogger
     {
         public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-        public bool IsEnabled(LogLevel logLevel) => true;
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-            entries.Enqueue((category, logLevel, eventId, formatter(state, exception)));
+        // None is never logged (every provider of the framework answers so; Polly asks with it for events turned off).
+        public bool IsEnabled(LogLevel logLevel) => logLevel != LogLevel.None;
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (IsEnabled(logLevel)) entries.Enqueue((category, logLevel, eventId, formatter(state, exception), exception));
+        }
     }
 }

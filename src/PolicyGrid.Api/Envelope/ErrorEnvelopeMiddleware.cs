@@ -35,7 +35,7 @@ public sealed class ErrorEnvelopeMiddleware(RequestDelegate next, ILogger<ErrorE
         switch (e)
         {
             case PolicyGridException p:
-                if (p.Status >= 500) logger.LogWarning("{Method} {Path} answered {Status} {Code}: {Message}", context.Request.Method, context.Request.Path, p.Status, p.Code, p.Message);
+                if (p.Status >= 500 && !LoggedFailures.IsMarked(p)) logger.LogWarning("{Method} {Path} answered {Status} {Code}: {Message}", context.Request.Method, context.Request.Path, p.Status, p.Code, p.Message);
                 return Failure.From(p);
             case BadHttpRequestException b when b.StatusCode == StatusCodes.Status413PayloadTooLarge:
                 return Failure.Of(413, ErrorCodes.TooLarge, "request body is larger than the server's limit");

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
+using PolicyGrid.Api.Envelope;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
@@ -22,6 +23,9 @@ public sealed class ExecutorDispatch(IDocumentStore store, IEnumerable<IExecutor
     public static readonly TimeSpan DocumentTtl = TimeSpan.FromSeconds(1);
 
     private readonly ConcurrentDictionary<string, DateTimeOffset> lastProbe = new(StringComparer.Ordinal);
+    // Executors this process has logged as down: one line when one goes down (or is first found down after a start),
+    // one when it answers again, nothing for the calls in between.
+    private readonly ConcurrentDictionary<string, byte> reportedDown = new(StringComparer.Ordinal);
     // Target: what ExecutorFor answered for the document, or null when it refused (then every call asks again and hears why).
     private readonly ConcurrentDictionary<string, (StoredDocument Document, PolicyExecutor Executor, IPolicyExecutor? Target, DateTimeOffset Read)> documents = new(StringComparer.Ordinal);
 
@@ -87,10 +91,10 @@ public sealed class ExecutorDispatch(IDocumentStore store, IEnumerable<IExecutor
     {
         var (stored, executor, cachedTarget) = await ReadAsync(executorId, ct);
         if (executor.ExecutorStatus == ExecutorStatus.Draining)
-            throw new PolicyGridException(503, ErrorCodes.BackendUnavailable, $"executor '{executorId}' is draining and takes no new work") { RetryAfterSeconds = 30 };
+            throw LoggedFailures.Mark(new PolicyGridException(503, ErrorCodes.BackendUnavailable, $"executor '{executorId}' is draining and takes no new work") { RetryAfterSeconds = 30 });
         if (executor.ExecutorStatus == ExecutorStatus.Unhealthy && !ProbeDue(executorId))
-            throw new PolicyGridException(503, ErrorCodes.BackendUnavailable, $"executor '{executorId}' is marked unhealthy (its last call failed); retrying it at most every {ProbeInterval.TotalSeconds:0} s")
-                { RetryAfterSeconds = (int)Math.Ceiling(ProbeInterval.TotalSeconds) };
+            throw LoggedFailures.Mark(new PolicyGridException(503, ErrorCodes.BackendUnavailable, $"executor '{executorId}' is marked unhealthy (its last call failed); retrying it at most every {ProbeInterval.TotalSeconds:0} s")
+                { RetryAfterSeconds = (int)Math.Ceiling(ProbeInterval.TotalSeconds) });
 
         var target = cachedTarget ?? ExecutorFor(executorId, executor.ExecutorHostUri);
         PolicyResult result;
@@ -101,15 +105,19 @@ public sealed class ExecutorDispatch(IDocumentStore store, IEnumerable<IExecutor
         catch (PolicyGridException e) when (e.Status == 503 && e.Code == ErrorCodes.BackendUnavailable)
         {
             await MarkAsync(stored, ExecutorStatus.Unhealthy, ct);
+            if (reportedDown.TryAdd(executorId, 0))
+                logger.LogWarning("executor {ExecutorId} is down, marked unhealthy: {Reason}; its calls answer 503 at once, except one probe every {ProbeSeconds} s",
+                    executorId, e.Message, ProbeInterval.TotalSeconds);
+            LoggedFailures.Mark(e);
             throw;
         }
         catch (PolicyGridException e) when (executor.ExecutorStatus == ExecutorStatus.Unhealthy && AnsweredByExecutor(e))
         {
             // The executor answered (a 400, 404, 422, 429, 504 ... about this call): it is up again, whatever it thought of the call.
-            await MarkAsync(stored, ExecutorStatus.Healthy, ct);
+            await BackUpAsync(stored, ct);
             throw;
         }
-        if (executor.ExecutorStatus == ExecutorStatus.Unhealthy) await MarkAsync(stored, ExecutorStatus.Healthy, ct);
+        if (executor.ExecutorStatus == ExecutorStatus.Unhealthy) await BackUpAsync(stored, ct);
         return result;
     }
 
@@ -124,21 +132,33 @@ public sealed class ExecutorDispatch(IDocumentStore store, IEnumerable<IExecutor
         return now - last >= ProbeInterval && lastProbe.TryUpdate(executorId, now, last);
     }
 
-    private async Task MarkAsync(StoredDocument stored, string status, CancellationToken ct)
+    private async Task BackUpAsync(StoredDocument stored, CancellationToken ct)
+    {
+        var changed = await MarkAsync(stored, ExecutorStatus.Healthy, ct);
+        if (reportedDown.TryRemove(stored.Id, out _) || changed)
+            logger.LogInformation("executor {ExecutorId} answers again, marked healthy", stored.Id);
+    }
+
+    /// <summary>Whether this call changed the stored status (false: it was so already, or another writer got there first).</summary>
+    private async Task<bool> MarkAsync(StoredDocument stored, string status, CancellationToken ct)
     {
         Forget(stored.Id);
-        if (stored.Body["executor_status"]?.GetValue<string>() == status) { lastProbe[stored.Id] = clock.GetUtcNow(); return; }
+        if (stored.Body["executor_status"]?.GetValue<string>() == status) { lastProbe[stored.Id] = clock.GetUtcNow(); return false; }
         var body = (System.Text.Json.Nodes.JsonObject)stored.Body.DeepClone();
         body["executor_status"] = status;
         try
         {
             await store.ReplaceAsync(Collections.Executors, stored.Id, body, stored.Revision, CancellationToken.None);
-            logger.LogWarning("executor {ExecutorId} is now {Status}", stored.Id, status);
         }
         catch (PolicyGridException e) when (e.Status is 404 or 409)
         {
             // Someone changed or removed the executor meanwhile; their word wins.
+            return false;
         }
-        if (status == ExecutorStatus.Unhealthy) lastProbe[stored.Id] = clock.GetUtcNow();
+        finally
+        {
+            if (status == ExecutorStatus.Unhealthy) lastProbe[stored.Id] = clock.GetUtcNow();
+        }
+        return true;
     }
 }
