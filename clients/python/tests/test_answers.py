@@ -140,5 +140,77 @@ class AnswerTests(unittest.TestCase):
         self.assertEqual(self.ev.execute_mgmt_command("none"), {})
 
 
+
+
+KEEPER_URI = "keeper:1.0-beta"
+KEEPER_DOC = dict(DOC, policy_rule_uri=KEEPER_URI, name="keeper")
+
+# Keeps things in its context the way a policy author might, and reports what the next call finds there.
+KEEPER = r'''
+import datetime
+
+
+class AIOSv1PolicyRule:
+    def __init__(self, rule_id, settings, parameters):
+        self.seen = None
+
+    def eval(self, parameters, input_data, context):
+        mode = input_data["mode"]
+        if mode == "store":
+            context["pair"] = (1, 2)
+            context[7] = "seven"
+            self.seen = context.setdefault("seen", [])
+            self.seen.append("first")
+            return {}
+        if mode == "mutate_held":
+            self.seen.append("behind the context's back")  # on a server this list is no longer the context's
+            return {}
+        if mode == "set":
+            context["tags"] = {"a"}
+            return {}
+        if mode == "datetime":
+            context["at"] = datetime.datetime(2026, 1, 1)
+            return {}
+        return {"pair": type(context.get("pair")).__name__, "keys": sorted(map(repr, context)), "seen": context.get("seen")}
+'''
+
+
+class ContextAsOnTheServerTests(unittest.TestCase):
+    """The context a local evaluator hands the next call is the one the servers would: read back from its JSON."""
+
+    def setUp(self):
+        self.cache = tempfile.TemporaryDirectory()
+        self.registry = support.LoopbackRegistry(KEEPER_DOC, support.zip_bytes({"code/function.py": KEEPER.encode()}))
+        self.ev = LocalPolicyEvaluator(KEEPER_URI, server=self.registry.url, cache_dir=self.cache.name, timeout=2,
+                                       revalidate_seconds=3600)
+
+    def tearDown(self):
+        self.registry.stop()
+        self.cache.cleanup()
+
+    def test_the_next_call_sees_the_context_as_json_gives_it_back_not_the_objects_the_last_one_left(self):
+        # A tuple stayed a tuple and the key 7 stayed an int locally; the servers hand the next call a list and "7".
+        self.ev.execute_policy_rule({"mode": "store"})
+        seen = self.ev.execute_policy_rule({"mode": "read"})
+        self.assertEqual((seen["pair"], seen["keys"]), ("list", ["'7'", "'pair'", "'seen'"]))
+
+    def test_a_list_the_instance_still_holds_no_longer_changes_the_context(self):
+        # Locally the held list was the context's own, so appending to it changed the context; on a server it is not.
+        self.ev.execute_policy_rule({"mode": "store"})
+        self.ev.execute_policy_rule({"mode": "mutate_held"})
+        self.assertEqual(self.ev.execute_policy_rule({"mode": "read"})["seen"], ["first"])
+
+    def test_a_context_holding_what_json_cannot_is_the_server_s_policy_error_and_is_not_kept(self):
+        self.ev.execute_policy_rule({"mode": "store"})
+        for mode, named in (("set", "Object of type set is not JSON serializable"),
+                            ("datetime", "Object of type datetime is not JSON serializable")):
+            with self.subTest(mode):
+                with self.assertRaises(PolicyGridApiError) as caught:
+                    self.ev.execute_policy_rule({"mode": mode})
+                self.assertEqual((caught.exception.status, caught.exception.code), (422, "policy_error"))
+                self.assertIn(named, caught.exception.message)
+                self.assertEqual(self.ev.execute_policy_rule({"mode": "read"})["keys"], ["'7'", "'pair'", "'seen'"])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -143,15 +143,20 @@ internal static class EmbeddedPython
             def __init__(self, obj, parameters, context=None):
                 self.obj = obj
                 self.parameters = parameters
-                self.context = context = {} if context is None else context
+                # A cell holding the context, shared with the instance an update loads next (it carries over, as on the
+                # servers). Each call gets the context read back from its JSON, as the servers load it for every call:
+                # never the objects the last call left (a tuple stayed a tuple, an int key an int, and a list the
+                # instance still held went on changing the context behind its back, none of which a server shows).
+                self.context = cell = [{}] if context is None else context
                 # The context as the servers would hold it after the last call that succeeded, and before it. A call
                 # that raises, or answers or leaves what has no JSON form, leaves no trace: the servers save none of it.
-                saved = [_written(context) if context else "{}", None]
+                saved = [_written(cell[0]) if cell[0] else "{}", None]
                 # The hot path: a closure over locals, so a call does no attribute or global lookups.
                 loads, written, unique, policy_eval = json.loads, _written, _ensure_unique_keys, obj.eval
 
                 def call(input_json, parameters_json=None):
                     saved[1] = None
+                    context = cell[0]
                     try:
                         result = policy_eval(parameters if parameters_json is None else loads(parameters_json), loads(input_json), context)
                         text = written(result)
@@ -162,18 +167,16 @@ internal static class EmbeddedPython
                         elif saved[0] != "{}":
                             saved[1], saved[0] = saved[0], "{}"
                     except BaseException:
-                        if context or saved[0] != "{}":
-                            context.clear()
-                            context.update(loads(saved[0]))
+                        cell[0] = loads(saved[0])
                         raise
+                    cell[0] = loads(saved[0]) if context else {}
                     return text
 
                 def rollback():
                     # Undoes the last call, whose answer the caller found unwritable (a key twice) or not a dict.
                     if saved[1] is not None:
                         saved[0], saved[1] = saved[1], None
-                        context.clear()
-                        context.update(loads(saved[0]))
+                        cell[0] = loads(saved[0])
 
                 self.eval = call
                 self.rollback = rollback

@@ -145,6 +145,10 @@ class LocalPolicyEvaluator:
                 self._restore_context(context)
                 raise PolicyGridApiError(422, "policy_error", problem)
             self._context_json = json.dumps(context) if context else "{}"
+            # The next call gets the context read back from that JSON, as the servers load it for every call: never the
+            # objects this one left (a tuple stays a tuple, an int key stays an int, and a list the instance still holds
+            # would go on changing the context behind its back, none of which a server shows).
+            self.context = json.loads(self._context_json) if context else {}
         return result
 
     def execute_mgmt_command(self, action: str, data: Any = None) -> dict:
@@ -177,9 +181,7 @@ class LocalPolicyEvaluator:
     def _restore_context(self, context: dict) -> None:
         """Puts back the context as the last call that succeeded left it: as on the server, a call that raises or answers
         what has no JSON form saves nothing of what it changed. Kept as JSON text, the form the server keeps it in."""
-        if context or self._context_json != "{}":
-            context.clear()
-            context.update(json.loads(self._context_json))
+        self.context = json.loads(self._context_json) if context or self._context_json != "{}" else {}
 
     def refresh(self) -> None:
         """Re-reads the policy's revision now instead of waiting for the next interval."""
