@@ -36,6 +36,11 @@ public sealed class UnwritableAnswerTests : IAsyncDisposable
                 if mode == "infinity_context":
                     context["x"] = float("inf")
                     return {"ok": True}
+                if mode == "huge_int_result":
+                    return {"x": [10 ** 5000]}
+                if mode == "huge_int_context":
+                    context["x"] = 10 ** 5000
+                    return {"ok": True}
                 if mode == "list":
                     context["x"] = 1
                     return [1, 2]
@@ -95,6 +100,9 @@ public sealed class UnwritableAnswerTests : IAsyncDisposable
             cases.Add(isolation, "list", $"eval of {EvaluatorTests.Uri} returned a list, not a dict");
             cases.Add(isolation, "none", $"eval of {EvaluatorTests.Uri} returned None, not a dict");
             cases.Add(isolation, "raises", "ValueError: boom");
+            // Python writes no int of more than 4300 digits; the Python SDK handed such a result back locally.
+            cases.Add(isolation, "huge_int_result", "policy returned a value that is not JSON: Exceeds the limit (4300 digits)");
+            cases.Add(isolation, "huge_int_context", "policy returned a value that is not JSON: Exceeds the limit (4300 digits)");
         }
         return cases;
     }

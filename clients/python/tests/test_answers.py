@@ -39,6 +39,11 @@ class AIOSv1PolicyRule:
             return {"ok": True}
         if mode == "set_result":
             return {"x": {1, 2}}
+        if mode == "huge_int_result":
+            return {"x": [10 ** 5000]}
+        if mode == "huge_int_context":
+            context["x"] = 10 ** 5000
+            return {"ok": True}
         if mode == "list":
             context["x"] = 1
             return [1, 2]
@@ -64,6 +69,8 @@ class AIOSv1PolicyRule:
             return {"x": float("-inf")}
         if action == "list":
             return [1, 2]
+        if action == "huge_int":
+            return {10 ** 5000: 1}
         if action == "none":
             return None
         return {"ok": True}
@@ -79,6 +86,10 @@ EVAL_CASES = {
     "nan_result": "TypeError: policy returned a value that is not JSON: Out of range float values are not JSON compliant",
     "infinity_context": "TypeError: policy returned a value that is not JSON: Out of range float values are not JSON compliant",
     "set_result": "TypeError: policy returned a value that is not JSON: Object of type set is not JSON serializable",
+    # Python writes no int of more than 4300 digits: the server's worker answers its 422. Locally the result was handed
+    # back, and the context raised a bare ValueError and was kept, so every later call failed the same way.
+    "huge_int_result": "TypeError: policy returned a value that is not JSON: Exceeds the limit (4300 digits)",
+    "huge_int_context": "TypeError: policy returned a value that is not JSON: Exceeds the limit (4300 digits)",
     "list": f"eval of {URI} returned a list, not a dict",
     "none": f"eval of {URI} returned None, not a dict",
     "raises": "ValueError: boom",
@@ -89,6 +100,7 @@ MANAGEMENT_CASES = {
     "surrogate": "'\\ud800' is a lone surrogate",
     "nan": "TypeError: policy returned a value that is not JSON: Out of range float values are not JSON compliant",
     "list": f"management of {URI} returned a list, not a dict",
+    "huge_int": "TypeError: policy returned a value that is not JSON: Exceeds the limit (4300 digits)",
 }
 
 

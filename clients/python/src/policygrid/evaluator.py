@@ -144,7 +144,11 @@ class LocalPolicyEvaluator:
             if problem is not None:
                 self._restore_context(context)
                 raise PolicyGridApiError(422, "policy_error", problem)
-            self._context_json = json.dumps(context) if context else "{}"
+            try:
+                self._context_json = json.dumps(context) if context else "{}"
+            except (TypeError, ValueError) as e:  # what the walk above did not foresee: the server's 422 all the same
+                self._restore_context(context)
+                raise PolicyGridApiError(422, "policy_error", f"TypeError: policy returned a value that is not JSON: {e}") from e
             # The next call gets the context read back from that JSON, as the servers load it for every call: never the
             # objects this one left (a tuple stays a tuple, an int key stays an int, and a list the instance still holds
             # would go on changing the context behind its back, none of which a server shows).

@@ -91,6 +91,10 @@ def first_non_json(value: Any, path: str) -> tuple[str, str] | None:
 # allow_nan=False and keeps text as text) and reads it back without a key twice and at most this deep.
 ANSWER_MAX_DEPTH = 253  # the server's 256 levels of a worker reply, less the 3 of the reply around the answer
 
+# Python refuses to write an int of more digits than sys.get_int_max_str_digits() (4300 by default, at least 640
+# when set), so the server's worker answers such an int with its 422. Ints of fewer than 640 digits always write.
+_ALWAYS_WRITTEN = 10 ** 639
+
 
 def answer_problem(value: Any, where: str = "") -> str | None:
     """Why the server could not answer ``value`` (a policy's result, the context it left, a management answer), in the
@@ -164,7 +168,7 @@ def _unwritable(value: Any, depth: int) -> tuple[str, str] | None:
             if kind is str:
                 if item.isascii():
                     continue
-            elif kind is bool or kind is int or item is None:
+            elif kind is bool or item is None or (kind is int and -_ALWAYS_WRITTEN < item < _ALWAYS_WRITTEN):
                 continue
             found = _unwritable(item, depth + 1)
             if found:
@@ -173,8 +177,10 @@ def _unwritable(value: Any, depth: int) -> tuple[str, str] | None:
     if isinstance(value, str):
         bad = _lone_surrogate(value)
         return ("surrogate", bad) if bad else None
-    if value is None or isinstance(value, (bool, int)):
+    if value is None or isinstance(value, bool):
         return None
+    if isinstance(value, int):
+        return _digits_problem(value)
     if isinstance(value, float):
         return None if math.isfinite(value) else ("json", "Out of range float values are not JSON compliant")
     if isinstance(value, dict):  # a subclass (OrderedDict): JSON writes it as a dict
@@ -182,6 +188,16 @@ def _unwritable(value: Any, depth: int) -> tuple[str, str] | None:
     if isinstance(value, (list, tuple)):
         return _unwritable(list(value), depth)
     return ("json", f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _digits_problem(value: int) -> tuple[str, str] | None:
+    if -_ALWAYS_WRITTEN < value < _ALWAYS_WRITTEN:
+        return None
+    try:
+        str(int(value))
+    except ValueError as e:
+        return ("json", str(e))
+    return None
 
 
 def _key_problem(value: dict) -> tuple[str, str] | None:
@@ -196,7 +212,10 @@ def _key_problem(value: dict) -> tuple[str, str] | None:
         elif isinstance(key, float) and not math.isfinite(key):
             return ("json", "Out of range float values are not JSON compliant")
         elif key is None or isinstance(key, (bool, int, float)):
-            text = json.dumps(key)
+            try:
+                text = json.dumps(key)
+            except ValueError as e:  # an int key of too many digits
+                return ("json", str(e))
         else:
             return ("json", f"keys must be str, int, float, bool or None, not {type(key).__name__}")
         if text in written:
