@@ -34,4 +34,22 @@ public sealed class DownExecutorLogTests
         told[0].Message.ShouldContain("could not be reached");
         told[0].Message.ShouldNotContain("\n");
     }
+
+    [Fact]
+    public async Task A_job_sent_to_a_node_that_is_down_fails_saying_so_without_a_stack_trace_in_the_log()
+    {
+        var capture = new LogCapture();
+        await using var server = new GridServer { TestServices = services => services.AddSingleton<ILoggerProvider>(capture) };
+        var client = server.CreateClient();
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+        (await client.Post("/executor", $$"""{"executor_id": "gone", "executor_host_uri": "http://127.0.0.1:{{LoopbackPorts.Free()}}"}""")).Status.ShouldBe(200);
+
+        var submitted = await client.Post("/jobs/submit/gone", $$$"""{"name": "j", "policy_rule_uri": "{{{uri}}}", "inputs": {"ip": "10.0.0.1"}}""");
+        submitted.Status.ShouldBe(200, submitted.Body?.ToJsonString());
+        var job = await client.Get($"/jobs/{submitted.Data!["job_id"]!.GetValue<string>()}?wait=30");
+        job.Data!["status"]!.GetValue<string>().ShouldBe("failed", job.Body?.ToJsonString());
+
+        capture.Entries.Where(e => e.Error is not null).ShouldBeEmpty(capture.ToString());
+        capture.Entries.Where(e => e.Category.StartsWith("System.Net.Http.HttpClient.policygrid-", StringComparison.Ordinal)).ShouldBeEmpty(capture.ToString());
+    }
 }

@@ -41,7 +41,9 @@ public static class JobsApi
         services.AddSingleton<IJobTransport, InprocJobTransport>();
         services.AddSingleton<IJobTransport, RemoteJobTransport>();
         services.AddSingleton<IJobTransport, DaprJobTransport>();
-        services.AddHttpClient(RemoteJobTransport.HttpClientName, c => c.Timeout = TimeSpan.FromSeconds(90));
+        // Without the HTTP client's own log (a node that is down logged the full stack trace of every call); the job's
+        // error says what failed.
+        services.AddHttpClient(RemoteJobTransport.HttpClientName, c => c.Timeout = TimeSpan.FromSeconds(90)).RemoveAllLoggers();
         services.AddHostedService<JobReconciler>();
         return services;
     }
