@@ -146,6 +146,31 @@ public sealed class ClientTests : IDisposable
     }
 
     [Fact]
+    public async Task A_job_long_poll_is_waited_for_on_top_of_the_timeout()
+    {
+        // GetJobAsync(wait) asks the server to hold its answer until the job ends; the client gave up at its own
+        // Timeout and threw PolicyGridUnreachableException while the job ran on.
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var serving = Task.Run(async () =>
+        {
+            using var socket = await listener.AcceptSocketAsync();
+            var buffer = new byte[8192];
+            await socket.ReceiveAsync(buffer);
+            await Task.Delay(TimeSpan.FromSeconds(1)); // the job ends after a second: longer than the client's Timeout
+            var body = """{"success":true,"data":{"job_id":"j1","status":"succeeded"}}""";
+            await socket.SendAsync(Encoding.UTF8.GetBytes($"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {body.Length}\r\nConnection: close\r\n\r\n{body}"));
+        });
+        using var client = new PolicyGridClient(new Uri($"http://127.0.0.1:{port}"), null, TimeSpan.FromMilliseconds(300));
+
+        var job = await client.GetJobAsync("j1", TimeSpan.FromSeconds(5), TestContext.Current.CancellationToken);
+
+        job["status"]!.GetValue<string>().ShouldBe("succeeded");
+        await serving;
+    }
+
+    [Fact]
     public async Task A_gateway_s_412_precondition_failure_is_a_conflict_like_the_server_s_409()
     {
         // A proxy that checks If-Match itself answers 412 without an envelope; it was reported as a backend_error.

@@ -290,6 +290,40 @@ class UnreachableTests(unittest.TestCase):
             listener.close()
             thread.join(10)
 
+    def test_a_job_long_poll_is_waited_for_on_top_of_the_timeout(self):
+        # get_job(wait=…) asks the server to hold its answer until the job ends; the client gave up at its own timeout
+        # (10 s by default) and raised ServerUnreachableError while the job ran on.
+        import socket
+        body = json.dumps({"success": True, "data": {"job_id": "j1", "status": "succeeded"}}).encode()
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        release = threading.Event()
+
+        def serve():
+            for _ in range(2):
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                with conn:
+                    request = conn.recv(65536)
+                    if b"wait=" in request:
+                        release.wait(1.0)  # the job "ends" after a second: longer than the client's timeout
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        try:
+            client = PolicyGridClient(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=0.3)
+            self.assertEqual(client.get_job("j1", wait=5)["status"], "succeeded")
+            self.assertEqual(client.get_job("j1")["status"], "succeeded")  # no wait: answered at once
+        finally:
+            release.set()
+            listener.close()
+            thread.join(5)
+
     def test_a_bundle_download_is_bounded_per_read_not_as_a_whole(self):
         # Bundles may be large: a download that keeps receiving bytes is not cut off at the timeout.
         listener, thread = self._trickling_server(b"PK" + b"z" * 10, "application/zip", every=0.1)

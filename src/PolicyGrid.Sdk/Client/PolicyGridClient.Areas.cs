@@ -110,9 +110,17 @@ public sealed partial class PolicyGridClient
     public Task<JsonObject> SubmitJobAsync(JsonObject body, string? executorId = null, CancellationToken ct = default) =>
         ObjectAsync(HttpMethod.Post, string.IsNullOrEmpty(executorId) ? "/jobs/submit" : $"/jobs/submit/{Segment(executorId)}", body, ct);
 
-    /// <summary>A job's record; with <paramref name="wait"/> the server long-polls until it ends.</summary>
-    public Task<JsonObject> GetJobAsync(string jobId, TimeSpan? wait = null, CancellationToken ct = default) =>
-        ObjectAsync(HttpMethod.Get, $"/jobs/{Segment(jobId)}" + (wait is { } w ? $"?wait={(int)Math.Ceiling(w.TotalSeconds)}" : ""), null, ct);
+    /// <summary>
+    /// A job's record; with <paramref name="wait"/> the server long-polls until it ends (or that long passes, at most its
+    /// own limit), and the client waits that long on top of its <see cref="Timeout"/>.
+    /// </summary>
+    public async Task<JsonObject> GetJobAsync(string jobId, TimeSpan? wait = null, CancellationToken ct = default)
+    {
+        var path = $"/jobs/{Segment(jobId)}" + (wait is { } w ? $"?wait={(int)Math.Ceiling(w.TotalSeconds)}" : "");
+        // Held to Timeout alone, every wait longer than it failed as "no answer" while the job ran on.
+        var data = (await SendContentAsync(HttpMethod.Get, path, null, null, ct, wait ?? TimeSpan.Zero)).Data;
+        return data as JsonObject ?? throw new PolicyGridApiException(502, "backend_error", $"GET {path} answered {data?.GetValueKind().ToString() ?? "null"} where a document was expected");
+    }
 
     public Task<JsonObject> CancelJobAsync(string jobId, CancellationToken ct = default) =>
         ObjectAsync(HttpMethod.Delete, $"/jobs/{Segment(jobId)}", null, ct);

@@ -65,8 +65,9 @@ public sealed partial class PolicyGridClient : IDisposable
         return await SendContentAsync(method, pathOrUrl, content, headers, ct);
     }
 
+    /// <param name="held">How long the server was asked to hold its answer (a long poll): waited for on top of <see cref="Timeout"/>.</param>
     private async Task<PolicyGridResponse> SendContentAsync(HttpMethod method, string pathOrUrl, HttpContent? content,
-        IReadOnlyDictionary<string, string>? headers, CancellationToken ct)
+        IReadOnlyDictionary<string, string>? headers, CancellationToken ct, TimeSpan held = default)
     {
         var url = Resolve(pathOrUrl);
         using var request = new HttpRequestMessage(method, url) { Content = content };
@@ -77,7 +78,8 @@ public sealed partial class PolicyGridClient : IDisposable
             foreach (var (k, v) in headers) request.Headers.TryAddWithoutValidation(k, v);
 
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        timeout.CancelAfter(Timeout);
+        var patience = Patience(held);
+        timeout.CancelAfter(patience);
         HttpResponseMessage response;
         byte[] payload;
         try
@@ -87,7 +89,7 @@ public sealed partial class PolicyGridClient : IDisposable
         }
         catch (OperationCanceledException e) when (!ct.IsCancellationRequested)
         {
-            throw new PolicyGridUnreachableException(Server, $"no answer within {Timeout.TotalSeconds:0.###} s", e);
+            throw new PolicyGridUnreachableException(Server, $"no answer within {patience.TotalSeconds:0.###} s", e);
         }
         catch (HttpRequestException e)
         {
@@ -102,6 +104,13 @@ public sealed partial class PolicyGridClient : IDisposable
             foreach (var warning in decoded.Warnings) warn(new PolicyGridWarning(method.Method, url.AbsolutePath, warning));
         return decoded;
     }
+
+    // CancelAfter takes at most uint.MaxValue - 1 milliseconds (~49 days); a server holds a long poll a day at most.
+    private static readonly TimeSpan LongestPatience = TimeSpan.FromDays(40);
+
+    private TimeSpan Patience(TimeSpan held) =>
+        Timeout == System.Threading.Timeout.InfiniteTimeSpan || held <= TimeSpan.Zero ? Timeout
+            : held >= LongestPatience - Timeout ? LongestPatience : Timeout + held;
 
     private Uri Resolve(string pathOrUrl)
     {

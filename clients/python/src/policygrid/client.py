@@ -177,16 +177,19 @@ class PolicyGridClient:
 
     # ------------------------------------------------------------ transport
     def request(self, method: str, path: str, body: Any = None, *, headers: dict | None = None,
-                raw: bytes | None = None, content_type: str | None = None, whole_call_timeout: bool = True) -> Response:
+                raw: bytes | None = None, content_type: str | None = None, whole_call_timeout: bool = True,
+                held_seconds: float = 0) -> Response:
         """One call. ``timeout`` bounds the whole call (connect, request, answer), not just each read; with
-        ``whole_call_timeout=False`` (bundle downloads, which may be large) it bounds each read only."""
-        deadline = _Deadline(self.timeout) if whole_call_timeout else None
+        ``whole_call_timeout=False`` (bundle downloads, which may be large) it bounds each read only. ``held_seconds``
+        is how long the server was asked to hold its answer (a long poll), allowed on top of ``timeout``."""
+        timeout = min(self.timeout + (held_seconds if held_seconds > 0 else 0), threading.TIMEOUT_MAX)  # NaN adds nothing
+        deadline = _Deadline(timeout) if whole_call_timeout else None
         _CALL.deadline = deadline
         try:
-            response = self._request(method, path, body, headers, raw, content_type)
+            response = self._request(method, path, body, headers, raw, content_type, timeout)
         except PolicyGridApiError as e:
             if deadline is not None and deadline.expired:
-                raise ServerUnreachableError(self.server, f"no complete answer within {self.timeout:g} s") from e
+                raise ServerUnreachableError(self.server, f"no complete answer within {timeout:g} s") from e
             raise
         finally:
             _CALL.deadline = None
@@ -194,11 +197,11 @@ class PolicyGridClient:
                 deadline.cancel()
         if deadline is not None and deadline.expired:
             # A body read until the connection closed can end early without an error.
-            raise ServerUnreachableError(self.server, f"no complete answer within {self.timeout:g} s")
+            raise ServerUnreachableError(self.server, f"no complete answer within {timeout:g} s")
         return response
 
     def _request(self, method: str, path: str, body: Any, headers: dict | None,
-                 raw: bytes | None, content_type: str | None) -> Response:
+                 raw: bytes | None, content_type: str | None, timeout: float) -> Response:
         url = path if path.startswith(("http://", "https://")) else self.server + path
         data = None
         hdrs = {"Accept": "application/json"}
@@ -217,7 +220,7 @@ class PolicyGridClient:
             hdrs.update(headers)
         req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
         try:
-            with _OPENER.open(req, timeout=self.timeout) as resp:
+            with _OPENER.open(req, timeout=timeout) as resp:
                 payload = resp.read()
                 return self._decode(resp.status, dict((k.lower(), v) for k, v in resp.headers.items()), payload, url)
         except urllib.error.HTTPError as e:
@@ -361,7 +364,9 @@ class PolicyGridClient:
         return self.request("POST", f"/jobs/submit/{_quote_uri(executor_id)}" if executor_id else "/jobs/submit", body).data
 
     def get_job(self, job_id: str, wait: float | None = None) -> dict:
-        return self.request("GET", f"/jobs/{job_id}" + (f"?wait={wait:g}" if wait else "")).data
+        """The job's record; with ``wait`` the server holds the answer until the job ends (or that many seconds pass,
+        at most its own limit), and the client waits that long on top of ``timeout``."""
+        return self.request("GET", f"/jobs/{job_id}" + (f"?wait={wait:g}" if wait else ""), held_seconds=wait or 0).data
 
     def cancel_job(self, job_id: str) -> dict:
         return self.request("DELETE", f"/jobs/{job_id}").data
