@@ -224,6 +224,26 @@ public sealed class ServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Calls_written_before_if_match_still_compile_and_write_unconditionally()
+    {
+        // A token passed by position, as before ifMatch came between: the old overloads take it, and nothing is conditional.
+        var ct = TestContext.Current.CancellationToken;
+        var created = await _client.CreateGraphAsync(new JsonObject
+        {
+            ["graph_name"] = "g_old", ["graph_version"] = "1.0", ["graph_release_tag"] = "beta",
+            ["graph_function_ids"] = new JsonArray("a"), ["graph_connection_data"] = new JsonObject(),
+        }, ct);
+        var uri = created["graph_uri"]!.GetValue<string>();
+        await _client.UpdateGraphAsync(uri, new JsonObject { ["$set"] = new JsonObject { ["graph_description"] = "x" } }, ct);
+        (await _client.GetGraphAsync(uri, ct))["graph_description"]!.GetValue<string>().ShouldBe("x");
+        await _client.DeleteGraphAsync(uri, ct);
+        (await Should.ThrowAsync<PolicyGridApiException>(() => _client.GetGraphAsync(uri, ct))).Status.ShouldBe(404);
+        var policy = await CreatePolicy("oldsig");
+        await _client.DeletePolicyAsync(policy, false, ct);
+        (await Should.ThrowAsync<PolicyGridApiException>(() => _client.GetPolicyAsync(policy, ct))).Status.ShouldBe(404);
+    }
+
+    [Fact]
     public async Task A_policy_delete_honours_if_match()
     {
         var ct = TestContext.Current.CancellationToken;

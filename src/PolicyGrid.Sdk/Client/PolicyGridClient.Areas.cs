@@ -31,6 +31,9 @@ public sealed partial class PolicyGridClient
     public Task<JsonObject> DeletePolicyAsync(string policyRuleUri, bool force = false, string? ifMatch = null, CancellationToken ct = default) =>
         ObjectAsync(HttpMethod.Delete, $"/policy/{Segment(policyRuleUri)}" + (force ? "?force=true" : ""), null, ct, IfMatch(ifMatch));
 
+    /// <summary>The signature before <c>ifMatch</c>: callers passing a token by position keep compiling.</summary>
+    public Task<JsonObject> DeletePolicyAsync(string policyRuleUri, bool force, CancellationToken ct) => DeletePolicyAsync(policyRuleUri, force, null, ct);
+
     public Task<JsonArray> QueryPoliciesAsync(JsonObject? filter = null, QueryOptions? paging = null, CancellationToken ct = default) =>
         ArrayAsync("/policy/query", filter, paging, ct);
 
@@ -49,8 +52,14 @@ public sealed partial class PolicyGridClient
     public Task<JsonObject> UpdateExecutorAsync(string executorId, JsonObject update, string? ifMatch = null, CancellationToken ct = default) =>
         ObjectAsync(HttpMethod.Put, $"/executor/{Segment(executorId)}", update, ct, IfMatch(ifMatch));
 
+    /// <summary>The signature before <c>ifMatch</c>: callers passing a token by position keep compiling.</summary>
+    public Task<JsonObject> UpdateExecutorAsync(string executorId, JsonObject update, CancellationToken ct) => UpdateExecutorAsync(executorId, update, null, ct);
+
     public Task<JsonObject> DeleteExecutorAsync(string executorId, string? ifMatch = null, CancellationToken ct = default) =>
         ObjectAsync(HttpMethod.Delete, $"/executor/{Segment(executorId)}", null, ct, IfMatch(ifMatch));
+
+    /// <summary>The signature before <c>ifMatch</c>: callers passing a token by position keep compiling.</summary>
+    public Task<JsonObject> DeleteExecutorAsync(string executorId, CancellationToken ct) => DeleteExecutorAsync(executorId, null, ct);
 
     public Task<JsonArray> QueryExecutorsAsync(JsonObject? filter = null, QueryOptions? paging = null, CancellationToken ct = default) =>
         ArrayAsync("/executor/query", filter, paging, ct);
@@ -136,6 +145,9 @@ public sealed partial class PolicyGridClient
     public Task<JsonNode?> RemoveFunctionAsync(string name, string? ifMatch = null, CancellationToken ct = default) =>
         DataAsync(HttpMethod.Delete, $"/function/deployments/remove/{Segment(name)}", null, ct, IfMatch(ifMatch));
 
+    /// <summary>The signature before <c>ifMatch</c>: callers passing a token by position keep compiling.</summary>
+    public Task<JsonNode?> RemoveFunctionAsync(string name, CancellationToken ct) => RemoveFunctionAsync(name, null, ct);
+
     public Task<JsonNode?> CallFunctionAsync(string name, JsonNode? inputData, CancellationToken ct = default) =>
         DataAsync(HttpMethod.Post, $"/function/call_function/{Segment(name)}", inputData?.DeepClone() ?? new JsonObject(), ct);
 
@@ -163,8 +175,14 @@ public sealed partial class PolicyGridClient
     public Task<JsonObject> UpdateGraphAsync(string graphUri, JsonObject update, string? ifMatch = null, CancellationToken ct = default) =>
         ObjectAsync(HttpMethod.Put, $"/graphs/{Segment(graphUri)}", update, ct, IfMatch(ifMatch));
 
+    /// <summary>The signature before <c>ifMatch</c>: callers passing a token by position keep compiling.</summary>
+    public Task<JsonObject> UpdateGraphAsync(string graphUri, JsonObject update, CancellationToken ct) => UpdateGraphAsync(graphUri, update, null, ct);
+
     public Task<JsonObject> DeleteGraphAsync(string graphUri, string? ifMatch = null, CancellationToken ct = default) =>
         ObjectAsync(HttpMethod.Delete, $"/graphs/{Segment(graphUri)}", null, ct, IfMatch(ifMatch));
+
+    /// <summary>The signature before <c>ifMatch</c>: callers passing a token by position keep compiling.</summary>
+    public Task<JsonObject> DeleteGraphAsync(string graphUri, CancellationToken ct) => DeleteGraphAsync(graphUri, null, ct);
 
     public Task<JsonArray> QueryGraphsAsync(JsonObject? filter = null, QueryOptions? paging = null, CancellationToken ct = default) =>
         ArrayAsync("/graphs/query", filter, paging, ct);
