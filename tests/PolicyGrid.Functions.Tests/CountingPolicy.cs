@@ -67,4 +67,44 @@ internal static class CountingPolicy
             def set_state(self, state):
                 self.count = state["count"]
         """;
+
+    /// <summary>
+    /// An allowlist managed by add_ip that also counts the calls it served; add_ip with refuse_after_evals raises on an
+    /// instance that has served that many calls (a management action that fails on one instance and not another).
+    /// </summary>
+    public const string AllowListKeepingState = """
+        import os
+        import time
+
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                self.ips = []
+                self.evals = 0
+
+            def eval(self, parameters, input_data, context):
+                if "hold" in input_data:
+                    give_up = time.time() + 20
+                    while not os.path.exists(input_data["hold"]) and time.time() < give_up:
+                        time.sleep(0.01)
+                self.evals += 1
+                return {"allowed": input_data.get("ip") in self.ips, "evals": self.evals}
+
+            def management(self, action, data):
+                if action == "add_ip":
+                    if self.evals >= data.get("refuse_after_evals", 1000000):
+                        raise ValueError("this instance has served %d calls" % self.evals)
+                    self.ips.append(data["ip"])
+                    return {"ips": self.ips}
+                raise ValueError("unknown action " + action)
+
+            def get_state(self):
+                return {"ips": self.ips, "evals": self.evals}
+
+            def set_state(self, state):
+                self.ips = state["ips"]
+                self.evals = state["evals"]
+        """;
+
+    /// <summary>The same allowlist without get_state/set_state: a recreated instance starts from the deployment.</summary>
+    public static readonly string AllowList = AllowListKeepingState[..AllowListKeepingState.IndexOf("    def get_state", StringComparison.Ordinal)];
 }

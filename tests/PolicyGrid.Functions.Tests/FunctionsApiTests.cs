@@ -627,6 +627,125 @@ public sealed class FunctionsApiTests : IAsyncLifetime
         deployed.Data!["autoscaling"]!["max_replicas"]!.GetValue<int>().ShouldBe(3);
     }
 
+    private Task<Answer> AddIp(string function, string ip, int? refuseAfterEvals = null)
+    {
+        var data = new JsonObject { ["ip"] = ip };
+        if (refuseAfterEvals is { } n) data["refuse_after_evals"] = n;
+        return _client.Send(HttpMethod.Post, $"/function/{function}/management", new JsonObject { ["action"] = "add_ip", ["data"] = data });
+    }
+
+    private async Task<JsonObject> Check(string function, string ip, string? hold = null)
+    {
+        var input = new JsonObject { ["ip"] = ip };
+        if (hold is not null) input["hold"] = hold;
+        var answer = await _client.Send(HttpMethod.Post, $"/function/call_function/{function}", input);
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        return (JsonObject)answer.Data!;
+    }
+
+    /// <summary>Holds replica 0's turn with a call until the returned release is created, so the next call goes to replica 1.</summary>
+    private async Task<(Task<JsonObject> Held, string Release)> HoldFirstReplica(string function)
+    {
+        var host = _server.Service<LocalFunctionHost>();
+        var release = Path.Combine(_server.DataDirectory, "release-" + Guid.NewGuid().ToString("N"));
+        var held = Check(function, "0.0.0.0", release);
+        await Until(async () => (await host.StatusAsync(function, TestContext.Current.CancellationToken))!.Busy == 1);
+        return (held, release);
+    }
+
+    [Fact]
+    public async Task An_instance_autoscaling_starts_after_a_management_action_has_it_too()
+    {
+        var body = Body("allow");
+        body["policy_rule_uri"] = await _server.RegisterPolicyAsync("allow", CountingPolicy.AllowListKeepingState);
+        body["autoscaling"] = new JsonObject { ["enabled"] = true, ["min_replicas"] = 1, ["max_replicas"] = 2 };
+        (await Deploy(body)).Status.ShouldBe(200);
+        (await AddIp("allow", "10.1.1.1")).Status.ShouldBe(200);
+        var host = _server.Service<LocalFunctionHost>();
+
+        // One call running and one waiting on the only instance: the next call starts instance 2.
+        var (held, release) = await HoldFirstReplica("allow");
+        var queued = Check("allow", "10.1.1.1");
+        await Until(async () => (await host.StatusAsync("allow", TestContext.Current.CancellationToken))!.Queued == 1);
+        var onNew = await Check("allow", "10.1.1.1");
+        (await host.StatusAsync("allow", TestContext.Current.CancellationToken))!.Instances.ShouldBe(2);
+        await File.WriteAllTextAsync(release, "go", TestContext.Current.CancellationToken);
+        await held;
+
+        onNew["evals"]!.GetValue<int>().ShouldBe(1, "the call ran on the new instance");
+        onNew["allowed"]!.GetValue<bool>().ShouldBeTrue("the new instance denied an IP management added before it started");
+        (await queued)["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task A_restart_brings_back_what_management_changed_on_an_instance_without_get_state()
+    {
+        var body = Body("plain-allow");
+        body["policy_rule_uri"] = await _server.RegisterPolicyAsync("plain-allow", CountingPolicy.AllowList);
+        (await Deploy(body)).Status.ShouldBe(200);
+        (await AddIp("plain-allow", "10.1.1.1")).Status.ShouldBe(200);
+        (await AddIp("plain-allow", "10.2.2.2")).Status.ShouldBe(200);
+        (await Check("plain-allow", "10.1.1.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+
+        await _server.ExitAsync();
+        _server = _server.Restart();
+        _client = _server.CreateClient();
+
+        var first = await Check("plain-allow", "10.1.1.1");
+        first["allowed"]!.GetValue<bool>().ShouldBeTrue("the instance recreated after the restart lost the management actions");
+        first["evals"]!.GetValue<int>().ShouldBe(1, "it started from the deployment, as a class without get_state does");
+        (await Check("plain-allow", "10.2.2.2"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task Management_failing_on_the_first_instance_is_the_answer_and_no_instance_gets_it()
+    {
+        var body = Body("strict-allow", replicas: 2);
+        body["policy_rule_uri"] = await _server.RegisterPolicyAsync("strict-allow", CountingPolicy.AllowListKeepingState);
+        (await Deploy(body)).Status.ShouldBe(200);
+        await Check("strict-allow", "10.1.1.1"); // instance #0 has served one call; #1 none
+
+        var refused = await AddIp("strict-allow", "10.1.1.1", refuseAfterEvals: 1);
+
+        refused.Status.ShouldBe(422);
+        refused.Message.ShouldContain("served 1 calls");
+        var (held, release) = await HoldFirstReplica("strict-allow");
+        (await Check("strict-allow", "10.1.1.1"))["allowed"]!.GetValue<bool>().ShouldBeFalse("instance #1 got an action that failed on #0");
+        await File.WriteAllTextAsync(release, "go", TestContext.Current.CancellationToken);
+        await held;
+        (await Check("strict-allow", "10.1.1.1"))["allowed"]!.GetValue<bool>().ShouldBeFalse();
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Management_that_succeeds_on_one_instance_and_fails_on_another_leaves_no_instance_without_it(bool keepsState)
+    {
+        var body = Body("split-allow", replicas: 2);
+        body["policy_rule_uri"] = await _server.RegisterPolicyAsync("split-allow",
+            keepsState ? CountingPolicy.AllowListKeepingState : CountingPolicy.AllowList);
+        (await Deploy(body)).Status.ShouldBe(200);
+        // Instance #0 serves one call, instance #1 two: add_ip refusing after 2 calls succeeds on #0 and fails on #1.
+        var (held, release) = await HoldFirstReplica("split-allow");
+        await Check("split-allow", "10.9.9.9");
+        (await Check("split-allow", "10.9.9.9"))["evals"]!.GetValue<int>().ShouldBe(2);
+        await File.WriteAllTextAsync(release, "go", TestContext.Current.CancellationToken);
+        (await held)["evals"]!.GetValue<int>().ShouldBe(1);
+
+        var added = await AddIp("split-allow", "10.1.1.1", refuseAfterEvals: 2);
+
+        added.Status.ShouldBe(200, added.Body?.ToJsonString());
+        (held, release) = await HoldFirstReplica("split-allow");
+        var onSecond = await Check("split-allow", "10.1.1.1");
+        await File.WriteAllTextAsync(release, "go", TestContext.Current.CancellationToken);
+        await held;
+        onSecond["allowed"]!.GetValue<bool>().ShouldBeTrue("instance #1 silently kept the old allowlist");
+        // It was restarted: from instance #0's state (one call, plus this one), or from the deployment and the journal.
+        onSecond["evals"]!.GetValue<int>().ShouldBe(keepsState ? 2 : 1);
+        (await Check("split-allow", "10.1.1.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        _log.ToString().ShouldContain("instance #1 could not apply management 'add_ip'");
+    }
+
     private static async Task Until(Func<Task<bool>> condition)
     {
         var giveUp = DateTime.UtcNow.AddSeconds(20);

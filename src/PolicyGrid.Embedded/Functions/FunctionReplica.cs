@@ -38,14 +38,29 @@ internal sealed class FunctionReplica(string function, int index)
     /// <summary>Whether the instance's class has get_state, as its last answer said (null before one in this process).</summary>
     public bool? KeepsState { get; set; }
 
-    /// <summary>The serialized snapshot last written to the store (null before the first write): an equal snapshot is not written again.</summary>
+    /// <summary>The last management journal entry this live instance has applied (see <see cref="HostedFunction.NextEntry"/>).</summary>
+    public long AppliedSeq { get; set; }
+
+    /// <summary>
+    /// The serialized context and state last written to the store (null before the first write): equal ones are not
+    /// written again, even when the instance has applied journal entries since. Those changed nothing it keeps, so
+    /// replaying them onto the saved state after a restart gives that same state.
+    /// </summary>
     public string? Persisted { get; set; }
+
+    /// <summary>The journal_seq last written to the store with the snapshot: the journal keeps what follows it.</summary>
+    public long PersistedSeq { get; set; }
+
+    public string SnapshotText() => new JsonObject { ["context"] = Context.DeepClone(), ["state"] = State?.DeepClone() }.ToJsonString();
 
     /// <summary>What the store keeps for this replica: a detached copy of its context and instance state.</summary>
     public JsonObject Snapshot() => new()
     {
         ["context"] = Context.DeepClone(),
         ["state"] = State?.DeepClone(),
+        // What the saved snapshot includes of the journal: all applied, when there is get_state() state to restore; otherwise nothing,
+        // since an instance recreated from this snapshot starts from the deployment and must replay every entry.
+        ["journal_seq"] = State is not null ? AppliedSeq : 0,
     };
 
     public void Enter() => Interlocked.Increment(ref _pending);

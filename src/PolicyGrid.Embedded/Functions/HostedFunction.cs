@@ -75,4 +75,70 @@ internal sealed class HostedFunction(FunctionSpec spec, PolicyLoadSpec load)
     }
 
     public JsonObject Parameters => Load.Parameters;
+
+    /// <summary>One management action at a time per function, so the journal has one order every instance follows.</summary>
+    public SemaphoreSlim ManagementGate { get; } = new(1, 1);
+
+    private readonly List<JournalEntry> _journal = [];
+
+    /// <summary>The sequence number of the last management action that succeeded on this function (0: none).</summary>
+    public long JournalHead { get; private set; }
+
+    /// <summary>
+    /// The instance snapshot (context, state) right after the newest journal entry was applied by the instance that ran it
+    /// first, when its class has get_state: an instance that cannot apply that entry restarts from it.
+    /// </summary>
+    public (long Seq, JsonObject Snapshot)? Seed { get; set; }
+
+    /// <summary>The journal entry an instance that has applied up to <paramref name="applied"/> must apply next (null: none).</summary>
+    public JournalEntry? NextEntry(long applied)
+    {
+        lock (_gate) return _journal.FirstOrDefault(e => e.Seq > applied);
+    }
+
+    public JournalEntry Append(string action, JsonObject data)
+    {
+        lock (_gate)
+        {
+            var entry = new JournalEntry(JournalHead + 1, action, (JsonObject)data.DeepClone());
+            _journal.Add(entry);
+            JournalHead = entry.Seq;
+            return entry;
+        }
+    }
+
+    /// <summary>Drops the entries every instance's saved state already includes.</summary>
+    public void Compact(long through)
+    {
+        lock (_gate) _journal.RemoveAll(e => e.Seq <= through);
+    }
+
+    public JsonObject JournalJson()
+    {
+        lock (_gate)
+            return new JsonObject
+            {
+                ["head"] = JournalHead,
+                ["entries"] = new JsonArray([.. _journal.Select(e => (JsonNode)new JsonObject
+                {
+                    ["seq"] = e.Seq, ["action"] = e.Action, ["data"] = e.Data.DeepClone(),
+                })]),
+            };
+    }
+
+    public void LoadJournal(JsonObject? saved)
+    {
+        lock (_gate)
+        {
+            _journal.Clear();
+            JournalHead = saved?["head"]?.GetValue<long>() ?? 0;
+            if (saved?["entries"] is not JsonArray entries) return;
+            foreach (var e in entries.OfType<JsonObject>())
+                _journal.Add(new JournalEntry(e["seq"]!.GetValue<long>(), e["action"]!.GetValue<string>(),
+                    e["data"] is JsonObject d ? (JsonObject)d.DeepClone() : []));
+        }
+    }
 }
+
+/// <summary>A management action that succeeded on the function: every instance applies it, in <see cref="Seq"/> order.</summary>
+internal sealed record JournalEntry(long Seq, string Action, JsonObject Data);

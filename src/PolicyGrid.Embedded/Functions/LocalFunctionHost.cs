@@ -96,31 +96,124 @@ public sealed class LocalFunctionHost(
         }
     }
 
+    /// <summary>
+    /// Runs a management action on the first instance; if it fails, that is the answer and nothing else changes. If it
+    /// succeeds it goes into the function's journal (persisted) before the answer, and every other instance applies it
+    /// in its next turn: now for those running, on start for those autoscaling or a restart starts later. An instance
+    /// where it then fails is restarted from the first instance's state (or, for a class without get_state, from the
+    /// deployment and the whole journal), so no instance keeps answering without it.
+    /// </summary>
     public async Task<JsonObject> ManageAsync(string name, string action, JsonObject data, CancellationToken ct = default)
     {
         var function = await GetAsync(name, ct);
         FunctionSpec.EnsureKnownCommand(function.Spec.Policy, action, data);
-        JsonObject? first = null;
-        // Every replica is an independent instance: a management action (say, a new allowlist) reaches each of them.
-        foreach (var replica in function.Replicas)
+        await function.ManagementGate.WaitAsync(ct);
+        try
         {
-            replica.Enter();
+            var replicas = function.Replicas;
+            var leader = replicas[0];
+            JsonObject answer;
+            leader.Enter();
             try
             {
-                var answer = await InTurnAsync(function, replica, async () =>
+                answer = await InTurnAsync(function, leader, async () =>
                 {
-                    var reply = await InvokeAsync(function, replica, PolicyMethods.Management,
+                    var reply = await InvokeAsync(function, leader, PolicyMethods.Management,
                         new JsonObject { ["action"] = action, ["data"] = data.DeepClone() }, ct);
+                    // Journalled before the answer (and before this instance's state is saved with its sequence number),
+                    // so an acknowledged action is never lost for the instances that have not applied it yet.
+                    var entry = function.Append(action, data);
+                    await SaveJournalAsync(function, replicas, CancellationToken.None);
+                    leader.AppliedSeq = entry.Seq;
+                    function.Seed = leader.State is null ? null : (entry.Seq, leader.Snapshot());
                     return reply as JsonObject ?? new JsonObject { ["result"] = reply?.DeepClone() };
                 }, ct);
-                first ??= answer;
             }
             finally
             {
-                replica.Leave();
+                leader.Leave();
+            }
+            // The other running instances apply it now (their turn catches up), so a later call finds them ready.
+            foreach (var replica in replicas.Skip(1))
+            {
+                replica.Enter();
+                try
+                {
+                    await InTurnAsync(function, replica, () => Task.FromResult(new JsonObject()), ct);
+                }
+                catch (PolicyGridException e)
+                {
+                    logger.LogWarning("function {Function} instance #{Index}: {Reason}", name, replica.Index, e.Message);
+                }
+                finally
+                {
+                    replica.Leave();
+                }
+            }
+            return answer;
+        }
+        finally
+        {
+            function.ManagementGate.Release();
+        }
+    }
+
+    /// <summary>
+    /// Applies, in order, the journal entries this instance has not applied (it started after them, or came back from a
+    /// saved state older than them), before its turn runs anything else.
+    /// </summary>
+    private async Task CatchUpAsync(HostedFunction function, FunctionReplica replica, CancellationToken ct)
+    {
+        var changed = false;
+        while (function.NextEntry(replica.AppliedSeq) is { } entry)
+        {
+            changed = true;
+            try
+            {
+                if (entry.Seq != replica.AppliedSeq + 1)
+                    throw Problems.PolicyError($"journal entries {replica.AppliedSeq + 1}..{entry.Seq - 1} it lacks were compacted away");
+                await InvokeAsync(function, replica, PolicyMethods.Management,
+                    new JsonObject { ["action"] = entry.Action, ["data"] = entry.Data.DeepClone() }, ct);
+                replica.AppliedSeq = entry.Seq;
+            }
+            catch (PolicyGridException e)
+            {
+                // The instance may hold half of what the failed action did: it is dropped either way.
+                await pool.ReleaseAsync(replica.InstanceKey, CancellationToken.None);
+                if (function.Seed is { } seed && seed.Seq >= entry.Seq)
+                {
+                    replica.Context = (JsonObject)seed.Snapshot["context"]!.DeepClone();
+                    replica.State = (JsonObject)seed.Snapshot["state"]!.DeepClone();
+                    replica.AppliedSeq = seed.Seq;
+                    logger.LogWarning("function {Function} instance #{Index} could not apply management '{Action}' ({Reason}); restarted from instance #{Leader}'s state",
+                        function.Spec.Name, replica.Index, entry.Action, e.Message, function.Replicas[0].Index);
+                    continue;
+                }
+                // Recreated from the deployment (no get_state to restore), it replays the whole journal on its next turn.
+                if (replica.State is null) replica.AppliedSeq = 0;
+                throw new PolicyGridException(e.Status, e.Code,
+                    $"function {function.Spec.Name} instance #{replica.Index} could not apply management '{entry.Action}' " +
+                    $"(journal entry {entry.Seq}) that the function's other instances have: {e.Message}; it tries again before its next call");
             }
         }
-        return first ?? [];
+        if (changed) await PersistAsync(replica);
+    }
+
+    private static string JournalKey(string function) => $"function:{function}!journal";
+
+    /// <summary>Writes the journal, without the entries every instance's saved state already includes.</summary>
+    private async Task SaveJournalAsync(HostedFunction function, IReadOnlyList<FunctionReplica> live, CancellationToken ct)
+    {
+        var through = long.MaxValue;
+        for (var i = 0; i < Math.Max(function.Spec.Scale.MaxReplicas, function.Spec.Scale.Replicas); i++)
+        {
+            var running = live.FirstOrDefault(r => r.Index == i);
+            var saved = running is not null ? (running.Loaded ? running.PersistedSeq : 0)
+                : (await contexts.GetAsync(new FunctionReplica(function.Spec.Name, i).StoreKey, ct))?["journal_seq"]?.GetValue<long>() ?? 0;
+            through = Math.Min(through, saved);
+        }
+        function.Compact(through);
+        await contexts.SetAsync(JournalKey(function.Spec.Name), function.JournalJson(), null, ct);
     }
 
     public async Task<bool> RemoveAsync(string name, CancellationToken ct = default)
@@ -154,6 +247,7 @@ public sealed class LocalFunctionHost(
         {
             if (function.Removed) throw NotDeployed(function.Spec.Name);
             if (!replica.Loaded) await RestoreAsync(replica, ct);
+            await CatchUpAsync(function, replica, ct);
             var (context, state) = (replica.Context, replica.State);
             JsonObject result;
             try
@@ -172,19 +266,22 @@ public sealed class LocalFunctionHost(
             }
             // A call that changed neither context nor state (a stateless policy, a read-only management action)
             // has nothing new to persist: comparing the serialized snapshot saves a store write per call.
-            var saved = replica.Snapshot();
-            var text = saved.ToJsonString();
-            if (text != replica.Persisted)
-            {
-                await contexts.SetAsync(replica.StoreKey, saved, null, CancellationToken.None);
-                replica.Persisted = text;
-            }
+            await PersistAsync(replica);
             return result;
         }
         finally
         {
             replica.Turn.Release();
         }
+    }
+
+    private async Task PersistAsync(FunctionReplica replica)
+    {
+        var text = replica.SnapshotText();
+        if (text == replica.Persisted) return;
+        var saved = replica.Snapshot();
+        await contexts.SetAsync(replica.StoreKey, saved, null, CancellationToken.None);
+        (replica.Persisted, replica.PersistedSeq) = (text, saved["journal_seq"]!.GetValue<long>());
     }
 
     // The saved state rides along with every call: if the pool had to recreate the instance (first call after a
@@ -205,7 +302,8 @@ public sealed class LocalFunctionHost(
         var saved = await contexts.GetAsync(replica.StoreKey, ct);
         replica.Context = saved?["context"] as JsonObject is { } context ? (JsonObject)context.DeepClone() : [];
         replica.State = saved?["state"] as JsonObject is { } state ? (JsonObject)state.DeepClone() : null;
-        replica.Persisted = replica.Snapshot().ToJsonString();
+        replica.AppliedSeq = replica.PersistedSeq = saved?["journal_seq"]?.GetValue<long>() ?? 0;
+        replica.Persisted = replica.SnapshotText();
         replica.Loaded = true;
     }
 
@@ -233,7 +331,9 @@ public sealed class LocalFunctionHost(
         var stored = await documents.GetAsync(Collection, name, ct);
         if (stored is null) return null;
         var spec = FromJson(stored.Body);
-        return new HostedFunction(spec, await LoadSpecAsync(spec, ct));
+        var function = new HostedFunction(spec, await LoadSpecAsync(spec, ct));
+        function.LoadJournal(await contexts.GetAsync(JournalKey(name), ct));
+        return function;
     }
 
     private async Task<PolicyLoadSpec> LoadSpecAsync(FunctionSpec spec, CancellationToken ct)
@@ -256,6 +356,7 @@ public sealed class LocalFunctionHost(
             await StopReplicaAsync(replica, forget, ct);
         if (forget)
         {
+            await contexts.DeleteAsync(JournalKey(function.Spec.Name), ct);
             // Replicas autoscaling once started and later stopped still have saved state.
             for (var i = function.Replicas.Count; i < Math.Max(function.Spec.Scale.MaxReplicas, function.Spec.Scale.Replicas); i++)
                 await contexts.DeleteAsync(new FunctionReplica(function.Spec.Name, i).StoreKey, ct);
