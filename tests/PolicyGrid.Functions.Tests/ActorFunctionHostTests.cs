@@ -103,6 +103,25 @@ public sealed class ActorFunctionHostTests : IAsyncLifetime
         e.Message.ShouldContain("no licence on this host");
     }
 
+    [Fact]
+    public async Task The_proxy_waits_as_long_as_the_longest_policy_deadline_not_the_sdks_100_seconds()
+    {
+        var runtime = new PolicyGrid.Runtime.PolicyRuntimeOptions();
+        runtime.Execution.MaxTimeout = TimeSpan.FromMinutes(5);
+        var host = new ActorFunctionHost(_actors, new UnusedDocuments(), Options.Create(runtime));
+        await host.DeployAsync(Spec("patient", 1), TestContext.Current.CancellationToken);
+        await host.CallAsync("patient", new JsonObject(), TestContext.Current.CancellationToken);
+
+        _actors.Options.ShouldNotBeEmpty();
+        foreach (var options in _actors.Options)
+        {
+            options.ShouldNotBeNull("a proxy with the SDK's default options gives up on a call after 100 s");
+            options.RequestTimeout.ShouldNotBeNull();
+            options.RequestTimeout.Value.ShouldBeGreaterThan(TimeSpan.FromMinutes(5));
+            options.UseJsonSerialization.ShouldBeTrue("the functions app registers its actors for JSON remoting");
+        }
+    }
+
     /// <summary>Hands out the actors themselves, one method at a time per actor id (Dapr's turn-based guarantee).</summary>
     private sealed class InProcessActors(Func<ActorId, PolicyFunctionActor> create) : IActorProxyFactory
     {
@@ -110,9 +129,13 @@ public sealed class ActorFunctionHostTests : IAsyncLifetime
 
         public IReadOnlyList<string> Ids => [.. _live.Keys];
 
+        /// <summary>The options of every proxy handed out (null: the factory's defaults).</summary>
+        public ConcurrentQueue<ActorProxyOptions?> Options { get; } = new();
+
         public TActorInterface CreateActorProxy<TActorInterface>(ActorId actorId, string actorType, ActorProxyOptions? options = null) where TActorInterface : IActor
         {
             actorType.ShouldBe(FunctionActors.ActorType);
+            Options.Enqueue(options);
             var (actor, turn) = _live.GetOrAdd(actorId.GetId(), _ => (create(actorId), new SemaphoreSlim(1, 1)));
             return (TActorInterface)(IPolicyFunctionActor)new Turns(actor, turn);
         }

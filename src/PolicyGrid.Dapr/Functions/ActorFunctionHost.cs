@@ -1,9 +1,12 @@
 using System.Collections.Concurrent;
 using System.Text.Json.Nodes;
 using Dapr.Actors.Client;
+using Microsoft.Extensions.Options;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Dapr.Invocation;
+using PolicyGrid.Runtime;
 
 namespace PolicyGrid.Dapr.Functions;
 
@@ -12,8 +15,32 @@ namespace PolicyGrid.Dapr.Functions;
 /// <c>policy-functions</c>, reached through an actor proxy. Calls pick a replica at random (Dapr queues an actor's
 /// calls; picking spreads the load); management and removal reach every replica.
 /// </summary>
-public sealed class ActorFunctionHost(IActorProxyFactory actors, IDocumentStore store) : IFunctionHost
+public sealed class ActorFunctionHost(IActorProxyFactory actors, IDocumentStore store, IOptions<PolicyRuntimeOptions>? runtime = null) : IFunctionHost
 {
+    /// <summary>
+    /// How long the proxy waits for an actor's answer: the longest policy deadline (<c>Execution:MaxTimeout</c>) plus the
+    /// network's share and the sidecar's retries, as for a <c>dapr://</c> executor. The SDK's default (100 s) cut longer
+    /// calls short with a 503 while the actor was still running them.
+    /// </summary>
+    public TimeSpan RequestTimeout { get; } = Bound(runtime?.Value ?? new PolicyRuntimeOptions());
+
+    private static TimeSpan Bound(PolicyRuntimeOptions options) =>
+        options.Execution.MaxTimeout + options.RemoteExecutors.Overhead + DaprExecutorTransport.RetryRoom;
+
+    // The factory's own options (sidecar endpoint, API token, JSON remoting) with that timeout.
+    private readonly ActorProxyOptions _proxyOptions = WithTimeout(
+        (actors as ActorProxyFactory)?.DefaultOptions ?? new ActorProxyOptions { UseJsonSerialization = true },
+        Bound(runtime?.Value ?? new PolicyRuntimeOptions()));
+
+    private static ActorProxyOptions WithTimeout(ActorProxyOptions defaults, TimeSpan timeout) => new()
+    {
+        JsonSerializerOptions = defaults.JsonSerializerOptions,
+        DaprApiToken = defaults.DaprApiToken,
+        HttpEndpoint = defaults.HttpEndpoint,
+        UseJsonSerialization = defaults.UseJsonSerialization,
+        RequestTimeout = timeout,
+    };
+
     // Replica counts of functions this registry deployed or looked up, so a call reads no document.
     private readonly ConcurrentDictionary<string, int> _replicas = new(StringComparer.Ordinal);
 
@@ -63,7 +90,8 @@ public sealed class ActorFunctionHost(IActorProxyFactory actors, IDocumentStore 
     }
 
     private IPolicyFunctionActor Actor(string name, int index, int replicas) =>
-        actors.CreateActorProxy<IPolicyFunctionActor>(FunctionActors.Replica(name, index, replicas), FunctionActors.ActorType);
+        actors.CreateActorProxy<IPolicyFunctionActor>(FunctionActors.Replica(name, index, replicas), FunctionActors.ActorType,
+            _proxyOptions);
 
     private async Task<int> ReplicasAsync(string name, CancellationToken ct)
     {
