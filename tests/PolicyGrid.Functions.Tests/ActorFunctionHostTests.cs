@@ -104,6 +104,43 @@ public sealed class ActorFunctionHostTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Management_failing_on_the_first_replica_runs_nowhere_else_and_failing_on_another_is_a_failure_naming_it()
+    {
+        var host = new ActorFunctionHost(_actors, new UnusedDocuments());
+        var allowlist = new FunctionSpec("allow", new JsonObject
+        {
+            ["policy_rule_uri"] = "allow:1.0-test",
+            ["code"] = _bundles.Add("allow", CountingPolicy.AllowListKeepingState),
+        }, new FunctionScale(3));
+        await host.DeployAsync(allowlist, TestContext.Current.CancellationToken);
+        // Replica #1 serves a call: add_ip refusing after one call fails there only.
+        await _actors.CreateActorProxy<IPolicyFunctionActor>(FunctionActors.Replica("allow", 1, 3), FunctionActors.ActorType)
+            .CallAsync(new FunctionActorCall("""{"ip": "10.9.9.9"}"""));
+
+        var split = await Should.ThrowAsync<PolicyGridException>(() =>
+            host.ManageAsync("allow", "add_ip", new JsonObject { ["ip"] = "10.1.1.1", ["refuse_after_evals"] = 1 }, TestContext.Current.CancellationToken));
+
+        (split.Status, split.Code).ShouldBe((422, ErrorCodes.PolicyError));
+        split.Message.ShouldContain("succeeded on 2 of 3 instances");
+        split.Message.ShouldContain("instance #1 (");
+        split.Message.ShouldContain("served 1 calls");
+        (await Allowed(0)).ShouldBeTrue();
+        (await Allowed(2)).ShouldBeTrue();
+
+        // Replica #0 has served a call now: the action fails there, and is the answer; #2 never runs it.
+        var refused = await Should.ThrowAsync<PolicyGridException>(() =>
+            host.ManageAsync("allow", "add_ip", new JsonObject { ["ip"] = "10.2.2.2", ["refuse_after_evals"] = 1 }, TestContext.Current.CancellationToken));
+
+        refused.Status.ShouldBe(422);
+        refused.Message.ShouldNotContain("instances");
+        (await Allowed(2, "10.2.2.2")).ShouldBeFalse();
+    }
+
+    private async Task<bool> Allowed(int replica, string ip = "10.1.1.1") =>
+        (await _actors.CreateActorProxy<IPolicyFunctionActor>(FunctionActors.Replica("allow", replica, 3), FunctionActors.ActorType)
+            .CallAsync(new FunctionActorCall($$"""{"ip": "{{ip}}"}"""))).Unwrap()["allowed"]!.GetValue<bool>();
+
+    [Fact]
     public async Task The_proxy_waits_as_long_as_the_longest_policy_deadline_not_the_sdks_100_seconds()
     {
         var runtime = new PolicyGrid.Runtime.PolicyRuntimeOptions();

@@ -62,16 +62,33 @@ public sealed class ActorFunctionHost(IActorProxyFactory actors, IDocumentStore 
         return reply.Unwrap();
     }
 
+    /// <summary>
+    /// Runs on replica 0 first: its failure is the answer and no other replica runs the action. Then on every other
+    /// replica; one where it fails is named in the answer (the failure's status), never left silently without it.
+    /// </summary>
     public async Task<JsonObject> ManageAsync(string name, string action, JsonObject data, CancellationToken ct = default)
     {
         var replicas = await ReplicasAsync(name, ct);
-        JsonObject? first = null;
-        for (var i = 0; i < replicas; i++)
+        var request = new FunctionActorManagement(action, data.ToJsonString());
+        var first = (await Reach(() => Actor(name, 0, replicas).ManageAsync(request))).Unwrap();
+        var failures = new List<(int Index, PolicyGridException Error)>();
+        for (var i = 1; i < replicas; i++)
         {
-            var reply = await Reach(() => Actor(name, i, replicas).ManageAsync(new FunctionActorManagement(action, data.ToJsonString())));
-            first ??= reply.Unwrap();
+            try
+            {
+                (await Reach(() => Actor(name, i, replicas).ManageAsync(request))).Unwrap();
+            }
+            catch (PolicyGridException e)
+            {
+                failures.Add((i, e));
+            }
         }
-        return first ?? [];
+        if (failures.Count == 0) return first;
+        var (_, error) = failures[0];
+        throw new PolicyGridException(error.Status, error.Code,
+            $"function {name}: management '{action}' succeeded on {replicas - failures.Count} of {replicas} instances and failed on " +
+            string.Join("; ", failures.Select(f => $"instance #{f.Index} ({f.Error.Message})")) +
+            ": those instances do not have it; send it again, or redeploy the function");
     }
 
     public async Task<bool> RemoveAsync(string name, CancellationToken ct = default)
