@@ -162,7 +162,7 @@ public sealed class LocalFunctionHost(
     /// Applies, in order, the journal entries this instance has not applied (it started after them, or came back from a
     /// saved state older than them), before its turn runs anything else.
     /// </summary>
-    private async Task CatchUpAsync(HostedFunction function, FunctionReplica replica, CancellationToken ct)
+    private async Task CatchUpAsync(HostedFunction function, FunctionReplica replica)
     {
         var changed = false;
         while (function.NextEntry(replica.AppliedSeq) is { } entry)
@@ -172,8 +172,10 @@ public sealed class LocalFunctionHost(
             {
                 if (entry.Seq != replica.AppliedSeq + 1)
                     throw Problems.PolicyError($"journal entries {replica.AppliedSeq + 1}..{entry.Seq - 1} it lacks were compacted away");
+                // Not cancelled with the caller (each entry is bounded by CallTimeout): an entry the instance applied
+                // but we did not record would be applied twice.
                 await InvokeAsync(function, replica, PolicyMethods.Management,
-                    new JsonObject { ["action"] = entry.Action, ["data"] = entry.Data.DeepClone() }, ct);
+                    new JsonObject { ["action"] = entry.Action, ["data"] = entry.Data.DeepClone() }, CancellationToken.None);
                 replica.AppliedSeq = entry.Seq;
             }
             catch (PolicyGridException e)
@@ -247,7 +249,7 @@ public sealed class LocalFunctionHost(
         {
             if (function.Removed) throw NotDeployed(function.Spec.Name);
             if (!replica.Loaded) await RestoreAsync(replica, ct);
-            await CatchUpAsync(function, replica, ct);
+            await CatchUpAsync(function, replica);
             var (context, state) = (replica.Context, replica.State);
             JsonObject result;
             try
