@@ -74,6 +74,23 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
                     os.waitpid(child, 0)
                     os.close(w)
                     return {"pids": [int(os.read(r, 32))]}
+                if mode == "write_tmp":
+                    written = {}
+                    for path in input_data["paths"] + [os.path.join(os.environ["TMPDIR"], "own.txt")]:
+                        with open(path, "w") as f:
+                            f.write("secret of " + path)
+                        os.chmod(path, 0o644)
+                        written[path] = open(path).read()
+                    return {"written": written}
+                if mode == "read":
+                    found = {}
+                    for path in input_data["paths"]:
+                        try:
+                            with open(path) as f:
+                                found[path] = f.read()
+                        except OSError as exc:
+                            found[path] = type(exc).__name__
+                    return {"found": found}
                 if mode == "raise":
                     raise ValueError("the input was not to my liking")
                 if mode == "loop":
@@ -284,6 +301,41 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
             {
                 try { System.Diagnostics.Process.GetProcessById(pid).Kill(); } catch (ArgumentException) { } catch (InvalidOperationException) { }
             }
+        }
+    }
+
+    [Fact]
+    public async Task Files_a_policy_writes_to_tmp_and_dev_shm_stay_in_its_worker_and_go_with_it()
+    {
+        // Policies wrote to the host's /tmp, /var/tmp and /dev/shm: the files outlived the worker, any other policy
+        // could read them, and a policy could fill the disk.
+        if (!ProcessSignals.IsRoot) Assert.Skip("workers get mounts of their own only under a root server");
+        await using var pool = PoolFixture.NewPool(workers: 1);
+        var name = "pg-private-" + Guid.NewGuid().ToString("N")[..8];
+        string[] paths = [$"/tmp/{name}", $"/var/tmp/{name}", $"/dev/shm/{name}"];
+        try
+        {
+            var written = (await pool.InvokeAsync(Eval("writer", new { mode = "write_tmp", paths }), Ct))!["result"]!["written"]!.AsObject();
+            written.Count.ShouldBe(4); // the three and one in its own TMPDIR, each read back
+            foreach (var (path, text) in written) text!.GetValue<string>().ShouldBe("secret of " + path);
+            paths.Where(File.Exists).ShouldBeEmpty(); // not on the host
+            pool.Status.PrivateTemp.ShouldBeTrue();
+            var other = new PolicyInvocation("reader", new PolicyLoadSpec("other-policy:1.0-test", Bundle, [], []), PolicyMethods.Eval,
+                new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = JsonValueOf(new { mode = "read", paths }), ["context"] = new JsonObject() },
+                TimeSpan.FromSeconds(5));
+            var seen = (await pool.InvokeAsync(other, Ct))!["result"]!["found"]!.AsObject();
+            seen.Select(p => p.Value!.GetValue<string>()).ShouldAllBe(v => v == "FileNotFoundError");
+
+            // Still there for the worker that wrote them, gone once it is replaced.
+            var before = (await pool.InvokeAsync(Eval("writer", new { mode = "read", paths }), Ct))!["result"]!["found"]!.AsObject();
+            before[paths[0]]!.GetValue<string>().ShouldBe("secret of " + paths[0]);
+            (await Should.ThrowAsync<PolicyGridException>(() => pool.InvokeAsync(Eval("writer", new { mode = "exit" }), Ct))).Code.ShouldBe("policy_crashed");
+            var after = (await pool.InvokeAsync(Eval("writer", new { mode = "read", paths }), Ct))!["result"]!["found"]!.AsObject();
+            after.Select(p => p.Value!.GetValue<string>()).ShouldAllBe(v => v == "FileNotFoundError");
+        }
+        finally
+        {
+            foreach (var path in paths) File.Delete(path);
         }
     }
 

@@ -87,6 +87,9 @@ internal sealed class PythonWorker : IAsyncDisposable
     public int Pid => process.Id;
     public int Uid { get; private set; }
     public string PythonVersion { get; private set; } = "";
+
+    /// <summary>Why the worker's /tmp, /var/tmp and /dev/shm are the host's (see <see cref="WorkerPoolOptions.PrivateTemp"/>); null when they are its own.</summary>
+    public string? SharedTemp { get; private set; }
     public PolicyOutputLog Output { get; }
     public bool IsAlive => Volatile.Read(ref killed) == 0 && !process.HasExited;
 
@@ -162,6 +165,7 @@ internal sealed class PythonWorker : IAsyncDisposable
                 throw new WorkerStartException(ready["error"]?.GetValue<string>() ?? "worker did not report ready");
             worker.Uid = ready["uid"]?.GetValue<int>() ?? -1;
             worker.PythonVersion = ready["version"]?.GetValue<string>() ?? "";
+            worker.SharedTemp = ready["shared_tmp"]?.GetValue<string>();
             return worker;
         }
         catch (Exception e) when (e is not WorkerStartException)
@@ -199,6 +203,12 @@ internal sealed class PythonWorker : IAsyncDisposable
         w.WriteNumber("max_instances", o.MaxInstancesPerWorker);
         w.WriteNumber("max_frame_bytes", o.MaxResultBytes);
         if (o.DenyNetwork) w.WriteBoolean("isolate_network", true);
+        if (o.PrivateTemp)
+        {
+            w.WriteStartObject("private_tmp");
+            w.WriteNumber("size_bytes", o.PrivateTempBytes);
+            w.WriteEndObject();
+        }
         w.WriteStartObject("limits");
         w.WriteNumber("as_bytes", o.MemoryLimitBytes);
         w.WriteNumber("nproc", o.MaxProcesses);

@@ -5,7 +5,11 @@ using PolicyGrid.Core.Errors;
 namespace PolicyGrid.Runtime.Hosting;
 
 /// <summary>What the pool is running on, for logs, health and tests.</summary>
-public sealed record WorkerPoolStatus(string Interpreter, string PythonVersion, bool DropsPrivileges, int Workers, int WorkerUid, int Admitted);
+public sealed record WorkerPoolStatus(string Interpreter, string PythonVersion, bool DropsPrivileges, int Workers, int WorkerUid, int Admitted)
+{
+    /// <summary>Whether the workers' /tmp, /var/tmp and /dev/shm are their own (<see cref="WorkerPoolOptions.PrivateTemp"/>).</summary>
+    public bool PrivateTemp { get; init; }
+}
 
 /// <summary>
 /// The Python worker processes that run policy code, kept warm. Each policy (by name: every version of it) runs in
@@ -42,6 +46,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         if (options.Workers < 1) throw new ArgumentOutOfRangeException(nameof(options), "Workers must be at least 1");
         if (options.MaxResidentPolicies < 1) throw new ArgumentOutOfRangeException(nameof(options), "MaxResidentPolicies must be at least 1");
+        if (options.PrivateTemp && options.PrivateTempBytes < 1) throw new ArgumentOutOfRangeException(nameof(options), "PrivateTempBytes must be at least 1");
         this.options = options;
         this.logger = logger;
     }

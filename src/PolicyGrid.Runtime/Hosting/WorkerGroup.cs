@@ -60,7 +60,7 @@ internal sealed class WorkerGroup : IAsyncDisposable
         {
             var first = slots.Length > 0 ? slots[0].Current : null;
             return new(launch?.Executable ?? "", first?.PythonVersion ?? "", launch?.DropPrivileges ?? false,
-                slots.Length, first?.Uid ?? -1, Volatile.Read(ref admitted));
+                slots.Length, first?.Uid ?? -1, Volatile.Read(ref admitted)) { PrivateTemp = first is { SharedTemp: null } };
         }
     }
 
@@ -104,8 +104,12 @@ internal sealed class WorkerGroup : IAsyncDisposable
             slots = newSlots;
             launch = chosen;
             // Debug: with a group per policy this is said at each policy's first call (the pool's Information is policy output).
-            logger.LogDebug("Python worker pool ready: {Workers} workers on {Python} (Python {Version}), running as {Users}",
-                options.Workers, chosen.Executable, first.PythonVersion, DescribeUsers(first, drop));
+            logger.LogDebug("Python worker pool ready: {Workers} workers on {Python} (Python {Version}), running as {Users}; /tmp, /var/tmp and /dev/shm {Temp}",
+                options.Workers, chosen.Executable, first.PythonVersion, DescribeUsers(first, drop),
+                first.SharedTemp is { } shared ? $"are the host's ({shared})" : "private to each worker");
+            if (first.SharedTemp is { } why && options.PrivateTemp && ProcessSignals.IsRoot)
+                logger.LogWarning("Policy workers share /tmp, /var/tmp and /dev/shm with the host, so files a policy writes there outlive its worker "
+                    + "and other policies can read them: {Reason}", why);
         }
         finally
         {

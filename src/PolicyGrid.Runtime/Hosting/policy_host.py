@@ -254,6 +254,69 @@ def _isolate_network(config):
                            "PolicyGrid:Runtime:Pool:DenyNetwork needs root with CAP_SYS_ADMIN, or unprivileged user namespaces")
 
 
+_SHARED_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def _isolate_tmp(config, uid, gid):
+    """With "private_tmp", gives this process a mount namespace of its own in which /tmp, /var/tmp and /dev/shm show
+    what the host has there, but every write (new files, changes, deletions) lands in one size-limited tmpfs of this
+    worker's: nothing a policy writes there reaches the host or another worker, and it is gone when the worker is.
+    An overlay, not an empty tmpfs, because the host keeps things workers must read there (bundles under
+    /var/tmp/policygrid-bundles by default, the worker's own TMPDIR under the pool's directory in /tmp).
+    Answers None when done, else why not (then the directories are the host's, as without the option).
+    uid/gid: who the worker will run as.
+    Needs root with CAP_SYS_ADMIN; runs before privileges are dropped."""
+    spec = config.get("private_tmp")
+    if not spec:
+        return "not asked for (PolicyGrid:Runtime:Pool:PrivateTemp is off)"
+    if os.geteuid() != 0:
+        return "the server does not run as root"
+    import ctypes
+
+    clone_newns, ms_nosuid, ms_nodev, ms_rec, ms_slave = 0x00020000, 2, 4, 0x4000, 1 << 19
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
+
+    def failed(what):
+        err = ctypes.get_errno()
+        return f"{what}: {os.strerror(err)}"
+
+    if libc.unshare(clone_newns) != 0:
+        return failed("unshare(CLONE_NEWNS)")
+    # Slave: mounts the host makes later still show here, and nothing mounted here propagates back to the host.
+    if libc.mount(None, b"/", None, ms_rec | ms_slave, None) != 0:
+        return failed("making / a slave mount")
+    scratch = config.get("tmp_dir")
+    if not scratch or any(c in scratch for c in ",:\\"):
+        return f"no usable directory to mount the worker's scratch space on ({scratch!r})"
+    # The upper layers live on one tmpfs, mounted over the worker's temp dir (in this namespace only): one size cap for
+    # all three directories. It is hidden again once /tmp is covered, so it is reached through a descriptor. Its root
+    # is the worker's, for a temp dir outside the three (its layers are root's, mode 0700).
+    size = int(spec.get("size_bytes") or 0)
+    if libc.mount(b"tmpfs", scratch.encode(), b"tmpfs", ms_nosuid | ms_nodev, f"size={size},mode=0700,uid={uid},gid={gid}".encode()) != 0:
+        return failed(f"mounting a tmpfs of {size} bytes")
+    fd = os.open(scratch, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        base = f"/proc/self/fd/{fd}"
+        for directory in _SHARED_TMP_DIRS:
+            if not os.path.isdir(directory) or os.path.islink(directory):
+                continue
+            info = os.stat(directory)
+            layer = os.path.join(base, directory.strip("/").replace("/", "_"))
+            os.mkdir(layer, 0o700)
+            os.mkdir(layer + "/upper")
+            os.mkdir(layer + "/work", 0o700)
+            # The merged directory takes the upper's owner and mode: /tmp stays root's, 1777.
+            os.chown(layer + "/upper", info.st_uid, info.st_gid)
+            os.chmod(layer + "/upper", info.st_mode & 0o7777)
+            options = f"lowerdir={directory},upperdir={layer}/upper,workdir={layer}/work".encode()
+            if libc.mount(b"overlay", directory.encode(), b"overlay", ms_nosuid | ms_nodev, options) != 0:
+                return failed(f"mounting a private overlay on {directory}")
+    finally:
+        os.close(fd)
+    return None
+
+
 def _drop_privileges(config):
     """Switches to config["uid"] (or config["user"]) when started as root: process limits do not bind root."""
     user = config.get("user")
@@ -270,13 +333,15 @@ def _drop_privileges(config):
         os.chmod(tmp, 0o700)
         if uid is not None:
             os.chown(tmp, uid, gid)
+    shared_tmp = _isolate_tmp(config, uid or 0, gid or 0)
     if uid is None:
-        return
+        return shared_tmp
     os.setgroups([])
     os.setgid(gid)
     os.setuid(uid)
     if os.geteuid() == 0 or os.getuid() == 0:
         raise RuntimeError("could not drop root privileges")
+    return shared_tmp
 
 
 def _probe_stdlib(config):
@@ -517,14 +582,14 @@ def main():
     try:
         _apply_limits(config)
         _isolate_network(config)
-        _drop_privileges(config)
+        shared_tmp = _drop_privileges(config)
         problem = _probe_stdlib(config)
     except Exception as exc:  # noqa: BLE001
         problem = f"{type(exc).__name__}: {exc}"
     if problem:
         channel.send({"ready": False, "error": problem})
         return 3
-    channel.send({"ready": True, "uid": os.getuid(), "pid": os.getpid(),
+    channel.send({"ready": True, "uid": os.getuid(), "pid": os.getpid(), "shared_tmp": shared_tmp,
                   "executable": sys.executable, "version": sys.version.split()[0]})
     host = Host(channel, config, _tag_output(config))
     host_pid = os.getpid()
