@@ -12,7 +12,8 @@ public sealed class GraphServerFixture : IAsyncLifetime
 
     public async ValueTask InitializeAsync()
     {
-        Server = new GridServer();
+        // Branches_run_at_the_same_time has two workers meet in a directory under /tmp: they must share the host's /tmp.
+        Server = new GridServer { Settings = new() { ["PolicyGrid:Runtime:Pool:PrivateTemp"] = "false" } };
         Client = Server.CreateClient();
         Policy = await Server.RegisterPolicyAsync("node", GraphPolicies.Node);
     }

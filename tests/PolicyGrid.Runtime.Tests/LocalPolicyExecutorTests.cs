@@ -316,12 +316,14 @@ public sealed class LocalPolicyExecutorTests : IAsyncLifetime
     [Fact]
     public async Task Calls_that_arrive_together_run_at_the_same_time_on_different_workers()
     {
-        // Each call waits until the other has started: both can only finish if they overlap.
+        // Each call waits until the other has started: both can only finish if they overlap. They meet in a directory
+        // under /tmp, so the two workers must share the host's /tmp.
+        await using var sharing = new ExecutorHarness(o => o.Pool.PrivateTemp = false);
         var meet = Directory.CreateTempSubdirectory("pg-meet-").FullName;
         if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(meet, (UnixFileMode)0b111_111_111);
         try
         {
-            var uri = await harness.AddSourceAsync("pids", """
+            var uri = await sharing.AddSourceAsync("pids", """
                 import os, time
 
                 class AIOSv1PolicyRule:
@@ -338,8 +340,8 @@ public sealed class LocalPolicyExecutorTests : IAsyncLifetime
                 """);
             JsonObject Input(string me, string other) => new() { ["dir"] = meet, ["me"] = me, ["other"] = other };
             var both = await Task.WhenAll(
-                harness.Executor.ExecuteAsync(new ExecutionRequest(uri, Input("a", "b")), CallerIdentity.Anonymous, Ct),
-                harness.Executor.ExecuteAsync(new ExecutionRequest(uri, Input("b", "a")), CallerIdentity.Anonymous, Ct));
+                sharing.Executor.ExecuteAsync(new ExecutionRequest(uri, Input("a", "b")), CallerIdentity.Anonymous, Ct),
+                sharing.Executor.ExecuteAsync(new ExecutionRequest(uri, Input("b", "a")), CallerIdentity.Anonymous, Ct));
             both.Select(r => r.Output["pid"]!.GetValue<int>()).Distinct().Count().ShouldBe(2);
         }
         finally

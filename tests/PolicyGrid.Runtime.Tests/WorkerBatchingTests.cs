@@ -55,6 +55,8 @@ public sealed class WorkerBatchingTests : IAsyncLifetime
         if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(shared, (UnixFileMode)0b111_111_111);
         var options = PoolFixture.TestOptions(workers: 1);
         options.MemoryLimitBytes = 256L << 20;
+        // The markers live in a directory under /tmp that this process reads: workers must write to the host's /tmp.
+        options.PrivateTemp = false;
         pool = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
         await pool.StartAsync(Ct);
     }
