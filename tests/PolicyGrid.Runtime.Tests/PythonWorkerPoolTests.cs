@@ -74,6 +74,20 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
                     os.waitpid(child, 0)
                     os.close(w)
                     return {"pids": [int(os.read(r, 32))]}
+                if mode == "escape":
+                    # A grandchild in a session of its own that closes every descriptor it has: no group, no pipe leads to it.
+                    r, w = os.pipe()
+                    child = os.fork()
+                    if child == 0:
+                        os.setsid()
+                        if os.fork() == 0:
+                            os.write(w, str(os.getpid()).encode())
+                            os.closerange(0, 65536)
+                            os.execv("/bin/sleep", ["sleep", "1000"])
+                        os._exit(0)
+                    os.waitpid(child, 0)
+                    os.close(w)
+                    return {"pids": [int(os.read(r, 32))]}
                 if mode == "write_tmp":
                     written = {}
                     for path in input_data["paths"] + [os.path.join(os.environ["TMPDIR"], "own.txt")]:
@@ -336,6 +350,33 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
         finally
         {
             foreach (var path in paths) File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public async Task A_detached_grandchild_that_closed_every_pipe_does_not_outlive_its_worker()
+    {
+        // Out of the worker's process group (setsid) and holding none of its pipes, such a process was found by neither
+        // the group kill nor the pipe sweep: it ran on for good after its worker was stopped.
+        if (!ProcessSignals.IsRoot) Assert.Skip("workers run as uids of their own only under a root server");
+        await using var pool = PoolFixture.NewPool(workers: 1);
+        var escaped = (await pool.InvokeAsync(Eval("escape", new { mode = "escape" }), Ct))!["result"]!["pids"]!.AsArray().Select(n => n!.GetValue<int>()).ToList();
+        try
+        {
+            escaped.ShouldNotBeEmpty();
+            escaped.Where(pid => Directory.Exists($"/proc/{pid}")).ShouldBe(escaped); // running on after the call
+            var error = await Should.ThrowAsync<PolicyGridException>(() => pool.InvokeAsync(Eval("escape", new { mode = "loop" }, seconds: 1), Ct));
+            error.Code.ShouldBe("policy_timeout");
+            // Killed, and reaped (the pool's process is their subreaper): not left as zombies.
+            escaped.Where(pid => Directory.Exists($"/proc/{pid}")).ShouldBeEmpty();
+            (await pool.InvokeAsync(Eval("escape", new { mode = "ok", echo = "after" }), Ct))!["result"]!["echo"]!.GetValue<string>().ShouldBe("after");
+        }
+        finally
+        {
+            foreach (var pid in escaped)
+            {
+                try { System.Diagnostics.Process.GetProcessById(pid).Kill(); } catch (ArgumentException) { } catch (InvalidOperationException) { }
+            }
         }
     }
 

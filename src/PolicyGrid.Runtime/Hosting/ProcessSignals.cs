@@ -87,6 +87,70 @@ internal static partial class ProcessSignals
         return killed;
     }
 
+    /// <summary>
+    /// SIGKILL to every process but this one that runs as <paramref name="uid"/> (as its real, effective, saved or
+    /// filesystem uid, as /proc shows them); answers how many were signalled. Only for a uid that is exclusively one
+    /// stopped worker's: a policy's grandchild that left the worker's group and closed every pipe of it is found by
+    /// nothing else. Each candidate is pinned with a pidfd before its status is read, so a pid reused in between is
+    /// never the one signalled. Zombies are not signalled again but added to <paramref name="killedPids"/> too, to be reaped.
+    /// </summary>
+    public static int KillUid(int uid, List<int>? killedPids = null)
+    {
+        if (uid <= 0 || !OperatingSystem.IsLinux()) return 0;
+        var self = Environment.ProcessId;
+        var killed = 0;
+        IEnumerable<string> processes;
+        try { processes = Directory.EnumerateDirectories("/proc"); }
+        catch (IOException) { return 0; }
+        foreach (var dir in processes)
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid) || pid == self || pid <= 1) continue;
+            var pidfd = (int)pidfd_open(PidfdOpen, pid, 0);
+            if (pidfd < 0 && Marshal.GetLastPInvokeError() != ENoSys) continue; // gone already
+            try
+            {
+                if (StatusOf(dir, uid) is not { } zombie) continue;
+                if (zombie)
+                {
+                    killedPids?.Add(pid);
+                    continue;
+                }
+                if (pidfd >= 0 ? pidfd_send_signal(PidfdSendSignal, pidfd, SigKill, 0, 0) == 0 : kill(pid, SigKill) == 0)
+                {
+                    killed++;
+                    killedPids?.Add(pid);
+                }
+            }
+            finally
+            {
+                if (pidfd >= 0) close(pidfd);
+            }
+        }
+        return killed;
+    }
+
+    // Null when the process does not run as uid (or is gone); else whether it is a zombie.
+    private static bool? StatusOf(string processDir, int uid)
+    {
+        try
+        {
+            var zombie = false;
+            foreach (var line in File.ReadLines(Path.Combine(processDir, "status")))
+            {
+                if (line.StartsWith("State:", StringComparison.Ordinal)) zombie = line[6..].TrimStart() is ['Z' or 'X', ..];
+                else if (line.StartsWith("Uid:", StringComparison.Ordinal))
+                {
+                    foreach (var field in line[4..].Split('\t', StringSplitOptions.RemoveEmptyEntries))
+                        if (int.TryParse(field, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var id) && id == uid) return zombie;
+                    return null;
+                }
+            }
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return null;
+    }
+
     private static readonly string? SelfExecutable = ExecutableOf("/proc/self");
 
     private static string? ExecutableOf(string processDir)

@@ -84,6 +84,26 @@ internal sealed class PythonWorker : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Kills every process still running as this worker's uid when that uid is the worker's alone (a slot's own uid,
+    /// which its replacement takes only once this stop is over): a grandchild that left the worker's group (setsid)
+    /// and closed every pipe of the worker escapes both the group kill and the pipe sweep, and lived on for good.
+    /// Never for a shared uid (<see cref="WorkerPoolOptions.RunAsUser"/>) or the server's own.
+    /// </summary>
+    private async Task SweepUidAsync()
+    {
+        if (exclusiveUid is not { } uid || uid <= 0 || Uid != uid) return;
+        var killed = new List<int>();
+        for (var attempt = 0; attempt < 50 && ProcessSignals.KillUid(uid, killed) > 0; attempt++)
+            await Task.Delay(10);
+        // Orphans are this server's children (it is their subreaper): reap them, or each stays a zombie for its life.
+        for (var attempt = 0; attempt < 50 && killed.RemoveAll(ProcessSignals.Reap) >= 0 && killed.Count > 0; attempt++)
+            await Task.Delay(5);
+    }
+
+    // The uid this worker was given as its slot's own (WorkerLaunch.Uid), or null when it shares one.
+    private int? exclusiveUid;
+
     public int Pid => process.Id;
     public int Uid { get; private set; }
     public string PythonVersion { get; private set; } = "";
@@ -164,6 +184,7 @@ internal sealed class PythonWorker : IAsyncDisposable
             if (ready["ready"]?.GetValue<bool>() != true)
                 throw new WorkerStartException(ready["error"]?.GetValue<string>() ?? "worker did not report ready");
             worker.Uid = ready["uid"]?.GetValue<int>() ?? -1;
+            worker.exclusiveUid = launch.Uid;
             worker.PythonVersion = ready["version"]?.GetValue<string>() ?? "";
             worker.SharedTemp = ready["shared_tmp"]?.GetValue<string>();
             return worker;
@@ -442,10 +463,22 @@ internal sealed class PythonWorker : IAsyncDisposable
         _ => $"signal {signal}",
     };
 
-    /// <summary>Kills the worker's process group (the host made itself group leader), reaps it, removes its temp dir.</summary>
-    public async Task KillAsync()
+    private Task? stopping;
+    private readonly Lock stopGate = new();
+
+    /// <summary>
+    /// Kills the worker's process group (the host made itself group leader), what still holds its pipes, and, when it
+    /// ran as a uid of its own, every process of that uid; reaps them, removes its temp dir. Every caller waits for
+    /// the one stop: a replacement on the slot's uid must not start while that uid is still being swept.
+    /// </summary>
+    public Task KillAsync()
     {
-        if (Interlocked.Exchange(ref killed, 1) == 1) return;
+        lock (stopGate) return stopping ??= StopAsync();
+    }
+
+    private async Task StopAsync()
+    {
+        Interlocked.Exchange(ref killed, 1);
         int pid;
         try { pid = process.Id; } catch (InvalidOperationException) { return; }
         ProcessSignals.KillGroup(pid);
@@ -462,6 +495,7 @@ internal sealed class PythonWorker : IAsyncDisposable
         }
         ProcessSignals.ReapGroup(pid);
         await SweepPipeHoldersAsync();
+        await SweepUidAsync();
         try { await outputPump.WaitAsync(TimeSpan.FromSeconds(2)); } catch (TimeoutException) { }
         process.Dispose();
         await fromHost.DisposeAsync();
