@@ -12,8 +12,11 @@ namespace PolicyGrid.Api.Tests;
 /// <c>policygrid serve</c>'s composition on a real Kestrel port on loopback, for what the test server cannot show:
 /// Kestrel's own limits and how it writes (or leaves out) a body. Requests go as exact bytes over a socket.
 /// </summary>
-public sealed class KestrelGridServer : IAsyncLifetime
+public class KestrelGridServer : IAsyncLifetime
 {
+    /// <summary>Settings added to serve's command line (written --Section:Key=value).</summary>
+    protected virtual string[] Settings => [];
+
     private readonly string _data = Directory.CreateTempSubdirectory("pg-kestrel-").FullName;
     private WebApplication? _app;
 
@@ -23,7 +26,7 @@ public sealed class KestrelGridServer : IAsyncLifetime
 
     public async ValueTask InitializeAsync()
     {
-        _app = PolicyGridApp.Build(["--urls", "http://127.0.0.1:0", "--data", _data]);
+        _app = PolicyGridApp.Build(["--urls", "http://127.0.0.1:0", "--data", _data, .. Settings]);
         await _app.StartAsync(TestContext.Current.CancellationToken);
         Address = new Uri(_app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
     }
@@ -59,6 +62,15 @@ public sealed class KestrelGridServer : IAsyncLifetime
         }
         return RawAnswer.Parse(answer.ToArray());
     }
+}
+
+/// <summary>
+/// A server whose workers run as its own uid, as a non-root server's do: under root, <c>RunAsUser</c> empty keeps them
+/// root. Their connections then carry no uid of their own.
+/// </summary>
+public sealed class KestrelGridServerSharingItsUid : KestrelGridServer
+{
+    protected override string[] Settings => ["--PolicyGrid:Runtime:Pool:RunAsUser="];
 }
 
 /// <summary>An HTTP/1.1 answer as it came off the wire.</summary>

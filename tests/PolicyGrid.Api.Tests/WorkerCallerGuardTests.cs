@@ -11,7 +11,8 @@ namespace PolicyGrid.Api.Tests;
 /// Policy code may not use the API of a server without tokens: it read every policy's parameters through it and could
 /// change or delete any policy. Other loopback callers keep the open API.
 /// </summary>
-public sealed class WorkerCallerGuardTests(KestrelGridServer server) : IClassFixture<KestrelGridServer>
+public sealed class WorkerCallerGuardTests(KestrelGridServer server, KestrelGridServerSharingItsUid sharing)
+    : IClassFixture<KestrelGridServer>, IClassFixture<KestrelGridServerSharingItsUid>
 {
     // Calls the server's API from eval and answers what came back.
     private const string Prober = """
@@ -36,6 +37,20 @@ public sealed class WorkerCallerGuardTests(KestrelGridServer server) : IClassFix
     {
         if (!OperatingSystem.IsLinux() || Environment.UserName != "root")
             Assert.Skip("workers run as uids of their own only under a root server");
+        await ProbeAsync(server, "a policy worker, uid ");
+    }
+
+    [Fact]
+    public async Task A_policy_is_refused_where_its_worker_runs_as_the_servers_own_uid_and_other_callers_are_not()
+    {
+        // A non-root server's workers run as its own uid, as curl does: told apart by uid, a policy read every policy
+        // and could delete any through the open API. Its connection is now traced to the worker's session.
+        if (!OperatingSystem.IsLinux()) Assert.Skip("/proc is Linux's");
+        await ProbeAsync(sharing, "a process of policy worker ");
+    }
+
+    private static async Task ProbeAsync(KestrelGridServer server, string caller)
+    {
         var dir = Directory.CreateTempSubdirectory("pg-guard-policy-").FullName;
         try
         {
@@ -57,6 +72,7 @@ public sealed class WorkerCallerGuardTests(KestrelGridServer server) : IClassFix
             answer.Data!["status"]!.GetValue<int>().ShouldBe(403, answer.Data.ToJsonString());
             answer.Data["body"]!["code"]!.GetValue<string>().ShouldBe("forbidden");
             answer.Data["body"]!["message"]!.GetValue<string>().ShouldContain("no calls from policy code");
+            answer.Data["body"]!["message"]!.GetValue<string>().ShouldContain(caller);
 
             (await client.Post("/policy/query", "{}")).Status.ShouldBe(200); // this process is no worker
         }

@@ -5,6 +5,9 @@ using PolicyGrid.Core.Errors;
 namespace PolicyGrid.Runtime.Hosting;
 
 /// <summary>What the pool is running on, for logs, health and tests.</summary>
+/// <summary>A live worker process: its pid (also its session id) and the uid it runs as.</summary>
+public sealed record WorkerProcess(int Pid, int Uid);
+
 public sealed record WorkerPoolStatus(string Interpreter, string PythonVersion, bool DropsPrivileges, int Workers, int WorkerUid, int Admitted)
 {
     /// <summary>Whether the workers' /tmp, /var/tmp and /dev/shm are their own (<see cref="WorkerPoolOptions.PrivateTemp"/>).</summary>
@@ -80,6 +83,19 @@ public sealed class PythonWorkerPool : IAsyncDisposable
                 return status with { Admitted = groups.Values.Sum(g => g.Workers.Status.Admitted) };
             }
         }
+    }
+
+    /// <summary>
+    /// The worker processes alive now, each with the uid it runs as. Each is the leader of a session of its own (the
+    /// host calls setsid), which every process a policy starts shares unless it calls setsid again.
+    /// </summary>
+    public IReadOnlyList<WorkerProcess> LiveWorkers()
+    {
+        List<Group> all;
+        lock (gate) all = [.. groups.Values];
+        var live = new List<WorkerProcess>();
+        foreach (var group in all) group.Workers.AddLiveWorkers(live);
+        return live;
     }
 
     /// <summary>Policy groups resident now (for tests and diagnostics).</summary>

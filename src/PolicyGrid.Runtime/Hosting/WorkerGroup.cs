@@ -64,6 +64,17 @@ internal sealed class WorkerGroup : IAsyncDisposable
         }
     }
 
+    /// <summary>Adds this group's live worker processes to <paramref name="into"/>.</summary>
+    public void AddLiveWorkers(List<WorkerProcess> into)
+    {
+        foreach (var slot in slots)
+        {
+            if (slot.Current is not { IsAlive: true } worker) continue;
+            try { into.Add(new WorkerProcess(worker.Pid, worker.Uid)); }
+            catch (InvalidOperationException) { } // stopped meanwhile
+        }
+    }
+
     /// <summary>
     /// Picks the interpreter (checking it works as the worker user, else the configured fallback)
     /// and starts every worker. Idempotent; calls made before it start the pool themselves.
