@@ -88,7 +88,7 @@ public sealed class WorkerPoolOptions
     /// <summary>
     /// Fixed uids instead of the search (see <see cref="SeparateWorkerUsers"/>): when set (e.g. 61000), the server runs as
     /// root and <see cref="IsolatePolicies"/> is off, worker slot i runs as uid/gid base+i, unchecked (the range must be
-    /// unused on the host). With <see cref="IsolatePolicies"/> on, the search for free uids starts here instead.
+    /// unused on the host: when a worker stops, every process of its uid is killed). With <see cref="IsolatePolicies"/> on, the search for free uids starts here instead.
     /// </summary>
     public int? WorkerUidBase { get; set; }
 
