@@ -115,18 +115,18 @@ public sealed class WorkerPoolOptions
     public string WorkDirectory { get; set; } = "";
 
     /// <summary>
-    /// Each worker gets a mount namespace of its own in which /tmp, /var/tmp and /dev/shm show what the host has there
-    /// but take every write into a tmpfs of that worker's (<see cref="PrivateTempBytes"/>): nothing a policy writes
-    /// there outlives its worker or is seen by the server or another policy (before, a policy's files stayed on the
-    /// host, readable by every other policy, and a policy could fill the disk). Needs a server running as root (with
+    /// Each worker gets a mount namespace of its own with a fresh tmpfs of <see cref="PrivateTempBytes"/> on /tmp,
+    /// /var/tmp and /dev/shm, its temp dir moved into its /tmp: nothing a policy writes there outlives its worker or is
+    /// seen by the server or another policy (before, a policy's files stayed on the host, readable by every other
+    /// policy, and a policy could fill the disk). The host's own three directories stay readable, read-only, under
+    /// /tmp/.policygrid-host, where the worker loads bundles kept in them from. Needs a server running as root (with
     /// CAP_SYS_ADMIN); elsewhere the workers share the host's directories, and the pool's ready line says so.
     /// </summary>
     public bool PrivateTemp { get; set; } = true;
 
     /// <summary>
-    /// Size of the tmpfs that holds everything one worker writes to /tmp, /var/tmp, /dev/shm and its own temp dir
-    /// (see <see cref="PrivateTemp"/>); it is memory, not disk, and not counted in <see cref="MemoryLimitBytes"/>.
-    /// Writing past it fails with ENOSPC ("No space left on device").
+    /// Size of each of the tmpfs on a worker's /tmp, /var/tmp and /dev/shm (see <see cref="PrivateTemp"/>); it is memory,
+    /// not disk, and not counted in <see cref="MemoryLimitBytes"/>. Writing past it fails with ENOSPC ("No space left on device").
     /// </summary>
     public long PrivateTempBytes { get; set; } = 128L << 20;
 

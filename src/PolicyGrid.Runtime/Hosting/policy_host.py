@@ -255,66 +255,98 @@ def _isolate_network(config):
 
 
 _SHARED_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+# Where a worker with private temp dirs sees the host's /tmp, /var/tmp and /dev/shm, read-only (see _isolate_tmp).
+_HOST_VIEWS_ROOT = "/tmp/.policygrid-host"
+_host_views = {}
+
+
+def _host_path(path):
+    """The path under which this worker sees the host's file at path: the same one, unless it lies in a directory that
+    _isolate_tmp covered, where the read-only view of the host's directory has it."""
+    for directory, view in _host_views.items():
+        if path == directory or path.startswith(directory + "/"):
+            return view + path[len(directory):]
+    return path
 
 
 def _isolate_tmp(config, uid, gid):
-    """With "private_tmp", gives this process a mount namespace of its own in which /tmp, /var/tmp and /dev/shm show
-    what the host has there, but every write (new files, changes, deletions) lands in one size-limited tmpfs of this
-    worker's: nothing a policy writes there reaches the host or another worker, and it is gone when the worker is.
-    An overlay, not an empty tmpfs, because the host keeps things workers must read there (bundles under
-    /var/tmp/policygrid-bundles by default, the worker's own TMPDIR under the pool's directory in /tmp).
+    """With "private_tmp", gives this process a mount namespace of its own with a fresh, size-limited tmpfs on /tmp,
+    /var/tmp and /dev/shm each: what a policy writes there reaches neither the host nor another worker, and is gone
+    with the worker. The worker's temp dir (TMPDIR, HOME, the working directory) moves into the new /tmp when it was
+    under it. The host's own directories stay readable, read-only and live, under _HOST_VIEWS_ROOT: bundles are kept
+    there (/var/tmp/policygrid-bundles by default), and the host loads them through _host_path. (Not an overlay of
+    the host's directories: an overlay keeps what it once looked up, so a file the host makes later, where a
+    policy had looked before, never shows.)
     Answers None when done, else why not (then the directories are the host's, as without the option).
-    uid/gid: who the worker will run as.
-    Needs root with CAP_SYS_ADMIN; runs before privileges are dropped."""
+    uid/gid: who the worker will run as. Needs root with CAP_SYS_ADMIN; runs before privileges are dropped."""
     spec = config.get("private_tmp")
     if not spec:
         return "not asked for (PolicyGrid:Runtime:Pool:PrivateTemp is off)"
     if os.geteuid() != 0:
         return "the server does not run as root"
+    covered = [d for d in _SHARED_TMP_DIRS if os.path.isdir(d) and not os.path.islink(d)]
+    for prefix in {sys.prefix, sys.base_prefix, os.path.dirname(sys.executable)}:
+        if any(prefix == d or prefix.startswith(d + "/") for d in covered):
+            return f"the interpreter lives under {prefix}, which would be hidden"
     import ctypes
 
-    clone_newns, ms_nosuid, ms_nodev, ms_rec, ms_slave = 0x00020000, 2, 4, 0x4000, 1 << 19
+    clone_newns, ms_rdonly, ms_nosuid, ms_nodev, ms_remount, ms_bind, ms_rec, ms_slave = \
+        0x00020000, 1, 2, 4, 32, 4096, 0x4000, 1 << 19
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
 
-    def failed(what):
-        err = ctypes.get_errno()
-        return f"{what}: {os.strerror(err)}"
+    def mount(source, target, fstype, flags, data, what):
+        if libc.mount(source and source.encode(), target.encode(), fstype and fstype.encode(), flags, data and data.encode()) != 0:
+            err = ctypes.get_errno()
+            raise RuntimeError(f"{what}: {os.strerror(err)}")
 
-    if libc.unshare(clone_newns) != 0:
-        return failed("unshare(CLONE_NEWNS)")
-    # Slave: mounts the host makes later still show here, and nothing mounted here propagates back to the host.
-    if libc.mount(None, b"/", None, ms_rec | ms_slave, None) != 0:
-        return failed("making / a slave mount")
-    scratch = config.get("tmp_dir")
-    if not scratch or any(c in scratch for c in ",:\\"):
-        return f"no usable directory to mount the worker's scratch space on ({scratch!r})"
-    # The upper layers live on one tmpfs, mounted over the worker's temp dir (in this namespace only): one size cap for
-    # all three directories. It is hidden again once /tmp is covered, so it is reached through a descriptor. Its root
-    # is the worker's, for a temp dir outside the three (its layers are root's, mode 0700).
-    size = int(spec.get("size_bytes") or 0)
-    if libc.mount(b"tmpfs", scratch.encode(), b"tmpfs", ms_nosuid | ms_nodev, f"size={size},mode=0700,uid={uid},gid={gid}".encode()) != 0:
-        return failed(f"mounting a tmpfs of {size} bytes")
-    fd = os.open(scratch, os.O_RDONLY | os.O_DIRECTORY)
+    # Until something is mounted, a failure leaves the worker as it would be without the option; after, it cannot start.
     try:
-        base = f"/proc/self/fd/{fd}"
-        for directory in _SHARED_TMP_DIRS:
-            if not os.path.isdir(directory) or os.path.islink(directory):
-                continue
+        if libc.unshare(clone_newns) != 0:
+            err = ctypes.get_errno()
+            return f"unshare(CLONE_NEWNS): {os.strerror(err)}"
+        # Slave: mounts the host makes later still show here, and nothing mounted here propagates back to the host.
+        mount(None, "/", None, ms_rec | ms_slave, None, "making / a slave mount")
+    except RuntimeError as exc:
+        return str(exc)
+    size = int(spec.get("size_bytes") or 0)
+    # The host's directories, held before they are covered: they are bound read-only under _HOST_VIEWS_ROOT after.
+    held = {d: os.open(d, os.O_PATH | os.O_DIRECTORY) for d in covered}
+    try:
+        for directory in covered:
             info = os.stat(directory)
-            layer = os.path.join(base, directory.strip("/").replace("/", "_"))
-            os.mkdir(layer, 0o700)
-            os.mkdir(layer + "/upper")
-            os.mkdir(layer + "/work", 0o700)
-            # The merged directory takes the upper's owner and mode: /tmp stays root's, 1777.
-            os.chown(layer + "/upper", info.st_uid, info.st_gid)
-            os.chmod(layer + "/upper", info.st_mode & 0o7777)
-            options = f"lowerdir={directory},upperdir={layer}/upper,workdir={layer}/work".encode()
-            if libc.mount(b"overlay", directory.encode(), b"overlay", ms_nosuid | ms_nodev, options) != 0:
-                return failed(f"mounting a private overlay on {directory}")
+            mount("tmpfs", directory, "tmpfs", ms_nosuid | ms_nodev,
+                  f"size={size},mode={info.st_mode & 0o7777:o},uid={info.st_uid},gid={info.st_gid}",
+                  f"mounting a tmpfs of {size} bytes on {directory}")
+        _make_dirs(_HOST_VIEWS_ROOT, 0o755)
+        for directory in covered:
+            view = os.path.join(_HOST_VIEWS_ROOT, directory.strip("/").replace("/", "_"))
+            _make_dirs(view, 0o755)
+            mount(f"/proc/self/fd/{held[directory]}", view, None, ms_bind, None, f"binding the host's {directory}")
+            mount(None, view, None, ms_remount | ms_bind | ms_rdonly | ms_nosuid | ms_nodev, None,
+                  f"making the view of the host's {directory} read-only")
+            _host_views[directory] = view
     finally:
-        os.close(fd)
+        for fd in held.values():
+            os.close(fd)
+    tmp = config.get("tmp_dir")
+    if tmp and _host_path(tmp) != tmp:
+        # The temp dir moves into this worker's own tmpfs, and the working directory with it (it still is the host's).
+        _make_dirs(tmp, 0o711)
+        os.chmod(tmp, 0o700)
+        os.chown(tmp, uid, gid)
+        os.chdir(tmp)
     return None
+
+
+def _make_dirs(path, mode):
+    """Makes path and its missing parents with mode, whatever the umask: the worker user must pass through them."""
+    parent = os.path.dirname(path)
+    if parent != path and not os.path.isdir(parent):
+        _make_dirs(parent, mode)
+    if not os.path.isdir(path):
+        os.mkdir(path)
+        os.chmod(path, mode)
 
 
 def _drop_privileges(config):
@@ -377,11 +409,11 @@ class Host:
         module = self.modules.get(sha)
         if module is not None:
             return module
-        code_dir = os.path.join(load["root"], "code")
+        code_dir = os.path.join(_host_path(load["root"]), "code")
         path = os.path.join(code_dir, "function.py")
         if not os.path.isfile(path):
             raise LoadFailure(f"the bundle has no code/function.py (looked in {code_dir}/)")
-        for entry in (load.get("site_packages"), code_dir):
+        for entry in (load.get("site_packages") and _host_path(load["site_packages"]), code_dir):
             if entry and entry not in sys.path:
                 sys.path.insert(0, entry)
         name = "_policygrid_bundle_" + sha[:16]
