@@ -399,10 +399,27 @@ internal sealed class WorkerGroup : IAsyncDisposable
     /// </summary>
     internal static string RelativeToBundle(string message, BundleDirectory bundle)
     {
-        if (bundle.SitePackages is { Length: > 0 } site) message = message.Replace(site, "<site-packages>", StringComparison.Ordinal);
+        if (bundle.SitePackages is { Length: > 0 } site)
+        {
+            // A worker with a /tmp of its own names a bundle under the host's /tmp, /var/tmp or /dev/shm by its view (first: it ends with the path itself).
+            if (HostView(site) is { } siteView) message = message.Replace(siteView, "<site-packages>", StringComparison.Ordinal);
+            message = message.Replace(site, "<site-packages>", StringComparison.Ordinal);
+        }
         var root = bundle.Root.TrimEnd('/');
         if (root.Length == 0) return message;
+        if (HostView(root) is { } view) message = message.Replace(view + "/", "", StringComparison.Ordinal).Replace(view, "<bundle>", StringComparison.Ordinal);
         return message.Replace(root + "/", "", StringComparison.Ordinal).Replace(root, "<bundle>", StringComparison.Ordinal);
+    }
+
+    // Where a worker with private temp dirs (WorkerPoolOptions.PrivateTemp) sees the host's: policy_host.py's _host_path.
+    private static readonly (string Directory, string View)[] HostViews =
+        [("/tmp", "/tmp/.policygrid-host/tmp"), ("/var/tmp", "/tmp/.policygrid-host/var_tmp"), ("/dev/shm", "/tmp/.policygrid-host/dev_shm")];
+
+    private static string? HostView(string path)
+    {
+        foreach (var (directory, view) in HostViews)
+            if (path == directory || path.StartsWith(directory + "/", StringComparison.Ordinal)) return view + path[directory.Length..];
+        return null;
     }
 
     private static void WriteInvoke(Utf8JsonWriter w, PolicyInvocation call, bool withLoad, bool once, bool withState, int keySlot)
