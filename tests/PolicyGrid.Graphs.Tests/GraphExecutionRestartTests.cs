@@ -66,6 +66,8 @@ public sealed class GraphExecutionRestartTests
         await using var server = new GridServer
         {
             TestServices = services => services.AddSingleton(sp => ActivatorUtilities.CreateInstance<GraphRegistry>(sp, stale.Over(sp.GetRequiredService<IDocumentStore>()))),
+            // The node waits for a release file this process makes in /tmp: its worker must share the host's /tmp.
+            Settings = new() { ["PolicyGrid:Runtime:Pool:PrivateTemp"] = "false" },
         };
         var client = server.CreateClient();
         var policy = await server.RegisterPolicyAsync("node", GraphPolicies.Node);
