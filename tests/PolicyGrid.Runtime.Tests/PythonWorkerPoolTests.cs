@@ -88,6 +88,16 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
                     os.waitpid(child, 0)
                     os.close(w)
                     return {"pids": [int(os.read(r, 32))]}
+                if mode == "fill_tmp":
+                    outcome = {}
+                    for path in input_data["paths"]:
+                        try:
+                            with open(path, "wb") as f:
+                                f.write(b"x" * input_data["bytes"])
+                            outcome[path] = "written"
+                        except OSError as exc:
+                            outcome[path] = os.strerror(exc.errno)
+                    return {"outcome": outcome}
                 if mode == "write_tmp":
                     written = {}
                     for path in input_data["paths"] + [os.path.join(os.environ["TMPDIR"], "own.txt")]:
@@ -351,6 +361,19 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
         {
             foreach (var path in paths) File.Delete(path);
         }
+    }
+
+    [Fact]
+    public async Task The_private_tmp_size_caps_tmp_var_tmp_and_dev_shm_together()
+    {
+        // Three tmpfs of PrivateTempBytes each let a policy hold three times the cap in memory no limit counts.
+        if (!ProcessSignals.IsRoot) Assert.Skip("workers get mounts of their own only under a root server");
+        await using var pool = PoolFixture.NewPool(workers: 1, o => o.PrivateTempBytes = 1 << 20);
+        string[] paths = ["/tmp/fill", "/var/tmp/fill", "/dev/shm/fill"];
+        var outcome = (await pool.InvokeAsync(Eval("filler", new { mode = "fill_tmp", paths, bytes = 600 * 1024 }), Ct))!["result"]!["outcome"]!.AsObject();
+        outcome["/tmp/fill"]!.GetValue<string>().ShouldBe("written");
+        outcome["/var/tmp/fill"]!.GetValue<string>().ShouldBe("No space left on device");
+        outcome["/dev/shm/fill"]!.GetValue<string>().ShouldBe("No space left on device");
     }
 
     [Fact]

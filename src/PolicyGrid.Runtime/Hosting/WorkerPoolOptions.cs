@@ -115,7 +115,7 @@ public sealed class WorkerPoolOptions
     public string WorkDirectory { get; set; } = "";
 
     /// <summary>
-    /// Each worker gets a mount namespace of its own with a fresh tmpfs of <see cref="PrivateTempBytes"/> on /tmp,
+    /// Each worker gets a mount namespace of its own with one fresh tmpfs of <see cref="PrivateTempBytes"/> behind /tmp,
     /// /var/tmp and /dev/shm, its temp dir moved into its /tmp: nothing a policy writes there outlives its worker or is
     /// seen by the server or another policy (before, a policy's files stayed on the host, readable by every other
     /// policy, and a policy could fill the disk). The host's own three directories stay readable, read-only, under
@@ -125,8 +125,8 @@ public sealed class WorkerPoolOptions
     public bool PrivateTemp { get; set; } = true;
 
     /// <summary>
-    /// Size of each of the tmpfs on a worker's /tmp, /var/tmp and /dev/shm (see <see cref="PrivateTemp"/>); it is memory,
-    /// not disk, and not counted in <see cref="MemoryLimitBytes"/>. Writing past it fails with ENOSPC ("No space left on device").
+    /// Size of the one tmpfs behind a worker's /tmp, /var/tmp and /dev/shm together (see <see cref="PrivateTemp"/>); it is
+    /// memory, not disk, and not counted in <see cref="MemoryLimitBytes"/>. Writing past it fails with ENOSPC ("No space left on device").
     /// </summary>
     public long PrivateTempBytes { get; set; } = 128L << 20;
 

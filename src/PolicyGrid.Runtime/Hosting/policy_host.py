@@ -270,8 +270,8 @@ def _host_path(path):
 
 
 def _isolate_tmp(config, uid, gid):
-    """With "private_tmp", gives this process a mount namespace of its own with a fresh, size-limited tmpfs on /tmp,
-    /var/tmp and /dev/shm each: what a policy writes there reaches neither the host nor another worker, and is gone
+    """With "private_tmp", gives this process a mount namespace of its own with one fresh, size-limited tmpfs on /tmp,
+    /var/tmp and /dev/shm (the size caps the three together): what a policy writes there reaches neither the host nor another worker, and is gone
     with the worker. The worker's temp dir (TMPDIR, HOME, the working directory) moves into the new /tmp when it was
     under it. The host's own directories stay readable, read-only and live, under _HOST_VIEWS_ROOT: bundles are kept
     there (/var/tmp/policygrid-bundles by default), and the host loads them through _host_path. (Not an overlay of
@@ -313,11 +313,22 @@ def _isolate_tmp(config, uid, gid):
     # The host's directories, held before they are covered: they are bound read-only under _HOST_VIEWS_ROOT after.
     held = {d: os.open(d, os.O_PATH | os.O_DIRECTORY) for d in covered}
     try:
+        # One tmpfs, on the first directory; the others are directories of it bound in place (a bind mount keeps the
+        # tmpfs's nosuid and nodev): one size cap for all three, not three caps of memory a policy can fill.
+        first = None
         for directory in covered:
             info = os.stat(directory)
-            mount("tmpfs", directory, "tmpfs", ms_nosuid | ms_nodev,
-                  f"size={size},mode={info.st_mode & 0o7777:o},uid={info.st_uid},gid={info.st_gid}",
-                  f"mounting a tmpfs of {size} bytes on {directory}")
+            if first is None:
+                mount("tmpfs", directory, "tmpfs", ms_nosuid | ms_nodev,
+                      f"size={size},mode={info.st_mode & 0o7777:o},uid={info.st_uid},gid={info.st_gid}",
+                      f"mounting a tmpfs of {size} bytes on {directory}")
+                first = directory
+                continue
+            part = os.path.join(first, ".policygrid-" + directory.strip("/").replace("/", "-"))
+            os.mkdir(part)
+            os.chown(part, info.st_uid, info.st_gid)
+            os.chmod(part, info.st_mode & 0o7777)
+            mount(part, directory, None, ms_bind, None, f"binding {part} on {directory}")
         _make_dirs(_HOST_VIEWS_ROOT, 0o755)
         for directory in covered:
             view = os.path.join(_HOST_VIEWS_ROOT, directory.strip("/").replace("/", "_"))
