@@ -57,34 +57,10 @@ internal static partial class ProcessSignals
     /// </summary>
     public static int KillPipeHolders(IReadOnlyCollection<string> pipes, List<int>? killedPids = null)
     {
-        if (pipes.Count == 0 || !OperatingSystem.IsLinux()) return 0;
-        var self = Environment.ProcessId;
-        var killed = 0;
-        IEnumerable<string> processes;
-        try { processes = Directory.EnumerateDirectories("/proc"); }
-        catch (IOException) { return 0; }
-        foreach (var dir in processes)
-        {
-            if (!int.TryParse(Path.GetFileName(dir), out var pid) || pid == self || pid <= 1) continue;
-            var pidfd = (int)pidfd_open(PidfdOpen, pid, 0);
-            if (pidfd < 0 && Marshal.GetLastPInvokeError() != ENoSys) continue; // gone already
-            try
-            {
-                // A child this server forked to start another process holds every descriptor of ours until its exec:
-                // it runs our executable, and is no policy's.
-                if (!HoldsAny(dir, pipes) || IsUnexecedForkOfSelf(dir)) continue;
-                if (pidfd >= 0 ? pidfd_send_signal(PidfdSendSignal, pidfd, SigKill, 0, 0) == 0 : kill(pid, SigKill) == 0)
-                {
-                    killed++;
-                    killedPids?.Add(pid);
-                }
-            }
-            finally
-            {
-                if (pidfd >= 0) close(pidfd);
-            }
-        }
-        return killed;
+        if (pipes.Count == 0) return 0;
+        // A child this server forked to start another process holds every descriptor of ours until its exec:
+        // it runs our executable, and is no policy's.
+        return KillEach(dir => HoldsAny(dir, pipes) && !IsUnexecedForkOfSelf(dir) ? Found.Running : Found.No, killedPids);
     }
 
     /// <summary>
@@ -94,9 +70,17 @@ internal static partial class ProcessSignals
     /// nothing else. Each candidate is pinned with a pidfd before its status is read, so a pid reused in between is
     /// never the one signalled. Zombies are not signalled again but added to <paramref name="killedPids"/> too, to be reaped.
     /// </summary>
-    public static int KillUid(int uid, List<int>? killedPids = null)
+    public static int KillUid(int uid, List<int>? killedPids = null) =>
+        uid <= 0 ? 0 : KillEach(dir => StatusOf(dir, uid) switch { null => Found.No, true => Found.Zombie, false => Found.Running }, killedPids);
+
+    private enum Found { No, Running, Zombie }
+
+    // SIGKILL to every process but this one (and init) that `find` picks from its /proc directory, each pinned with a pidfd
+    // before `find` looks, so a pid reused in between is never the one signalled (plain kill where the kernel has no
+    // pidfds); zombies it picks are only listed, to be reaped. Answers how many were signalled.
+    private static int KillEach(Func<string, Found> find, List<int>? killedPids)
     {
-        if (uid <= 0 || !OperatingSystem.IsLinux()) return 0;
+        if (!OperatingSystem.IsLinux()) return 0;
         var self = Environment.ProcessId;
         var killed = 0;
         IEnumerable<string> processes;
@@ -109,16 +93,15 @@ internal static partial class ProcessSignals
             if (pidfd < 0 && Marshal.GetLastPInvokeError() != ENoSys) continue; // gone already
             try
             {
-                if (StatusOf(dir, uid) is not { } zombie) continue;
-                if (zombie)
+                switch (find(dir))
                 {
-                    killedPids?.Add(pid);
-                    continue;
-                }
-                if (pidfd >= 0 ? pidfd_send_signal(PidfdSendSignal, pidfd, SigKill, 0, 0) == 0 : kill(pid, SigKill) == 0)
-                {
-                    killed++;
-                    killedPids?.Add(pid);
+                    case Found.Zombie:
+                        killedPids?.Add(pid);
+                        break;
+                    case Found.Running when pidfd >= 0 ? pidfd_send_signal(PidfdSendSignal, pidfd, SigKill, 0, 0) == 0 : kill(pid, SigKill) == 0:
+                        killed++;
+                        killedPids?.Add(pid);
+                        break;
                 }
             }
             finally
