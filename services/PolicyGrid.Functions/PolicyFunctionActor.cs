@@ -1,5 +1,7 @@
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using Dapr.Actors.Runtime;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
@@ -15,6 +17,10 @@ namespace PolicyGrid.Functions;
 /// time, which is the function's turn-based promise. The policy snapshot, <c>context</c> and the instance's
 /// <c>get_state()</c> live in actor state and are saved after every call, so deactivation or a restarted pod loses
 /// nothing: the next call recreates the warm instance in this app's worker pool with <c>set_state(saved)</c>.
+/// For a class without <c>get_state</c>, whose instance holds management actions that no saved state includes, each
+/// management action that succeeds goes into a journal in actor state (saved with the rest of its turn); an instance
+/// the actor recreates (activation, a redeployment that could not load, a dropped instance) replays it, in order,
+/// before it runs anything else.
 /// </summary>
 public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
 {
@@ -22,6 +28,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
     private const string ContextKey = "context";
     private const string StateKey = "state";
     private const string CallsKey = "calls";
+    private const string JournalKey = "journal";
 
     private readonly PythonWorkerPool _pool;
     private readonly IPolicyBundleSource _bundles;
@@ -40,6 +47,12 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
     // What actor state holds (serialized), so a turn that changed nothing writes nothing.
     private string? _savedContext;
     private string? _savedState;
+    // Management actions that succeeded on an instance of a class without get_state, oldest first: what an instance
+    // created from the deployment lacks. Empty for a class with get_state (its saved state includes them).
+    private List<JournalEntry> _journal = [];
+    private string? _savedJournal;
+    // Whether the live instance may lack the journal (it is, or will be, created from the deployment): replayed first.
+    private bool _replay;
 
     public PolicyFunctionActor(ActorHost host, PythonWorkerPool pool, IPolicyBundleSource bundles, IOptions<FunctionActorOptions> options,
         IActorStateManager? stateManager = null) : base(host)
@@ -68,6 +81,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             // it (its policy, context and state) as it was, in memory as in actor state, and answers why.
             var (load, policy) = await ReadSpecAsync(deployment);
             await _pool.ReleaseAsync(InstanceKey);
+            _replay = true;
             try
             {
                 // Load now: a policy that cannot load fails the deployment, not its first caller.
@@ -86,10 +100,15 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             _calls = 0;
             _savedContext = null;
             _savedState = null;
+            // The new instance starts from the new deployment: earlier management actions are gone, as in serve.
+            _journal = [];
+            _savedJournal = null;
+            _replay = false;
             _loaded = true;
             await StateManager.SetStateAsync(DeploymentKey, deployment);
             await StateManager.TryRemoveStateAsync(ContextKey);
             await StateManager.TryRemoveStateAsync(StateKey);
+            await StateManager.TryRemoveStateAsync(JournalKey);
             await StateManager.SetStateAsync(CallsKey, 0L);
             await StateManager.SaveStateAsync();
             return FunctionReply.Success([]);
@@ -128,7 +147,14 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         {
             var data = JsonNode.Parse(request.DataJson) ?? new JsonObject();
             FunctionSpec.EnsureKnownCommand(_policy!, request.Action, data);
-            var reply = await InvokeAsync(load, PolicyMethods.Management, new JsonObject { ["action"] = request.Action, ["data"] = data });
+            // Only a class without get_state journals, so a journal this long is one of those: refused before it runs,
+            // or the action would live on an instance that a reactivation recreates without it.
+            if (_journal.Count >= _options.MaxJournalEntries)
+                throw Problems.Conflict($"function {_deployment!.Name}: {_journal.Count} management actions are kept to replay " +
+                    $"(the limit, PolicyGrid:Functions:MaxJournalEntries) because the policy class has no get_state; " +
+                    "give it get_state/set_state, or redeploy to start afresh");
+            var reply = await InvokeAsync(load, PolicyMethods.Management, new JsonObject { ["action"] = request.Action, ["data"] = data.DeepClone() });
+            if (_keepsState == false) _journal.Add(new JournalEntry(request.Action, data.ToJsonString()));
             return reply as JsonObject ?? new JsonObject { ["result"] = reply?.DeepClone() };
         });
     }
@@ -136,7 +162,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
     public async Task RemoveAsync()
     {
         await _pool.ReleaseAsync(InstanceKey);
-        foreach (var key in new[] { DeploymentKey, ContextKey, StateKey, CallsKey })
+        foreach (var key in new[] { DeploymentKey, ContextKey, StateKey, CallsKey, JournalKey })
             await StateManager.TryRemoveStateAsync(key);
         await StateManager.SaveStateAsync();
         _deployment = null;
@@ -146,6 +172,9 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         _state = null;
         _savedContext = null;
         _savedState = null;
+        _journal = [];
+        _savedJournal = null;
+        _replay = false;
         _loaded = true;
     }
 
@@ -162,6 +191,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         {
             await LoadAsync();
             var load = _load ?? throw Problems.NotFound($"function '{FunctionActors.FunctionName(Id)}' is not deployed");
+            if (_replay) await ReplayAsync(load);
             var calls = _calls;
             var (context0, state0) = (_context, _state);
             JsonObject result;
@@ -175,6 +205,15 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
                 // nothing of the call is saved. Dropped, it is recreated with set_state(saved) on the next call.
                 (_context, _state) = (context0, state0);
                 await _pool.ReleaseAsync(InstanceKey);
+                _replay = true;
+                throw;
+            }
+            catch (PolicyGridException e) when (e.Code is ErrorCodes.PolicyCrashed or ErrorCodes.PolicyMemoryLimit or ErrorCodes.PolicyTimeout)
+            {
+                // The worker that held the instance is (or may be) replaced: the next turn's instance is created from the
+                // deployment, and dropped here so the journal is never applied twice to one that survived.
+                await _pool.ReleaseAsync(InstanceKey);
+                _replay = true;
                 throw;
             }
             // Only what the turn changed is written: an unchanged context or state is not saved again.
@@ -198,6 +237,16 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
                 await StateManager.SetStateAsync(CallsKey, _calls);
                 changed = true;
             }
+            // A class with get_state has every action in its saved state: nothing to replay, so nothing is kept.
+            if (_keepsState == true) _journal.Clear();
+            var journal = _journal.Count == 0 ? null : JsonSerializer.Serialize(_journal);
+            if (journal != _savedJournal)
+            {
+                if (journal is null) await StateManager.TryRemoveStateAsync(JournalKey);
+                else await StateManager.SetStateAsync(JournalKey, journal);
+                _savedJournal = journal;
+                changed = true;
+            }
             if (changed) await StateManager.SaveStateAsync();
             return FunctionReply.Success(result);
         }
@@ -205,6 +254,37 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         {
             return FunctionReply.Failure(e);
         }
+    }
+
+    /// <summary>
+    /// Applies the journal, in order, to an instance created from the deployment, before the turn runs anything else.
+    /// An entry that fails fails the turn with its status (422, or 504 past the deadline) naming the entry, and the
+    /// instance is dropped: the next turn starts again from the deployment, so no call is answered without the actions.
+    /// </summary>
+    private async Task ReplayAsync(PolicyLoadSpec load)
+    {
+        for (var i = 0; i < _journal.Count; i++)
+        {
+            var entry = _journal[i];
+            try
+            {
+                await InvokeAsync(load, PolicyMethods.Management, new JsonObject
+                {
+                    ["action"] = entry.Action,
+                    ["data"] = JsonNode.Parse(entry.DataJson),
+                });
+            }
+            catch (PolicyGridException e)
+            {
+                await _pool.ReleaseAsync(InstanceKey);
+                Logger.LogWarning("function actor {Actor} could not replay management '{Action}' (journal entry {Entry} of {Entries}): {Reason}",
+                    Id.GetId(), entry.Action, i + 1, _journal.Count, e.Message);
+                throw new PolicyGridException(e.Status, e.Code,
+                    $"function {_deployment!.Name} (actor {Id.GetId()}) could not apply management '{entry.Action}' (journal entry {i + 1} of {_journal.Count}) " +
+                    $"again after its instance was recreated: {e.Message}; it tries again before its next call");
+            }
+        }
+        _replay = false;
     }
 
     // The saved state rides along: when the pool (re)creates the instance it calls set_state with it first. The
@@ -234,9 +314,21 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             _savedState = state.HasValue ? state.Value : null;
             var calls = await StateManager.TryGetStateAsync<long>(CallsKey);
             _calls = calls.HasValue ? calls.Value : 0;
+            var journal = await StateManager.TryGetStateAsync<string>(JournalKey);
+            _journal = journal.HasValue ? JsonSerializer.Deserialize<List<JournalEntry>>(journal.Value) ?? [] : [];
+            _savedJournal = journal.HasValue ? journal.Value : null;
+            // Whatever instance the pool holds under this key is not known to have the journal: start it afresh.
+            if (_journal.Count > 0)
+            {
+                await _pool.ReleaseAsync(InstanceKey);
+                _replay = true;
+            }
         }
         _loaded = true;
     }
+
+    /// <summary>One management action the actor replays on an instance it recreates (the journal's JSON is a list of them).</summary>
+    private sealed record JournalEntry(string Action, string DataJson);
 
     /// <summary>The deployment's policy snapshot and what loads it; changes nothing of this actor.</summary>
     private async Task<(PolicyLoadSpec Load, JsonObject Policy)> ReadSpecAsync(FunctionActorDeployment deployment)
@@ -260,4 +352,11 @@ public sealed class FunctionActorOptions
 
     /// <summary>How long an actor stays active without calls before Dapr deactivates it (its worker is then freed).</summary>
     public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// How many management actions an actor of a class without <c>get_state</c> keeps to replay on a recreated instance;
+    /// past it management answers 409 until the function is redeployed (each action costs a worker round trip on every
+    /// reactivation, and the whole journal is one actor state value).
+    /// </summary>
+    public int MaxJournalEntries { get; set; } = 1000;
 }

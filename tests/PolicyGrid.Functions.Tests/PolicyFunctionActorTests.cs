@@ -40,9 +40,18 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
         return pool;
     }
 
-    private PolicyFunctionActor Actor(PythonWorkerPool pool, TestStateManager state, string id = "counter") =>
+    private PolicyFunctionActor Actor(PythonWorkerPool pool, TestStateManager state, string id = "counter", FunctionActorOptions? options = null) =>
         new(ActorHost.CreateForTest<PolicyFunctionActor>(new ActorTestOptions { ActorId = new ActorId(id) }),
-            pool, _bundles, Options.Create(new FunctionActorOptions()), state);
+            pool, _bundles, Options.Create(options ?? new FunctionActorOptions()), state);
+
+    private FunctionActorDeployment AllowList(string source, string name = "allow") =>
+        new(name, new JsonObject { ["policy_rule_uri"] = "allow:1.0-test", ["code"] = _bundles.Add(name, source) }.ToJsonString());
+
+    private static async Task<JsonObject> AddIp(PolicyFunctionActor actor, string ip) =>
+        (await actor.ManageAsync(new FunctionActorManagement("add_ip", new JsonObject { ["ip"] = ip }.ToJsonString()))).Unwrap();
+
+    private static async Task<JsonObject> Check(PolicyFunctionActor actor, string ip) =>
+        await Call(actor, new JsonObject { ["ip"] = ip }.ToJsonString());
 
     private FunctionActorDeployment Deployment(string name = "counter", int step = 1) => new(name, new JsonObject
     {
@@ -144,6 +153,112 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
         next["count"]!.GetValue<int>().ShouldBe(3);
         next["evals"]!.GetValue<int>().ShouldBe(3);
         (await again.StatusAsync()).ShouldBe(new FunctionActorStatus(true, "counter", 3));
+    }
+
+    [Fact]
+    public async Task Management_of_a_class_without_get_state_survives_deactivation_and_a_new_worker_pool()
+    {
+        var saved = new ConcurrentDictionary<string, string>();
+        var first = Actor(NewPool(), new TestStateManager(saved), "allow");
+        await first.DeployAsync(AllowList(CountingPolicy.AllowList));
+        await AddIp(first, "10.1.1.1");
+        await AddIp(first, "10.2.2.2");
+        (await Check(first, "10.1.1.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+
+        // Dapr deactivated the actor (idle timeout, rebalancing, a restarted pod): a new actor object over the same state.
+        var again = Actor(NewPool(), new TestStateManager(saved), "allow");
+        var next = await Check(again, "10.1.1.1");
+
+        next["allowed"]!.GetValue<bool>().ShouldBeTrue("the reactivated actor lost the management actions");
+        next["evals"]!.GetValue<int>().ShouldBe(1, "the instance was recreated from the deployment");
+        (await Check(again, "10.2.2.2"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        (await Check(again, "10.3.3.3"))["allowed"]!.GetValue<bool>().ShouldBeFalse();
+    }
+
+    [Fact]
+    public async Task A_management_action_that_fails_on_replay_fails_the_calls_naming_it_until_it_applies_again()
+    {
+        // add_ip refuses while a file "disabled" lies next to the bundle's code (a bundle of its own: the source is unique).
+        var source = $"# {Guid.NewGuid():N}\n" + CountingPolicy.AllowList.Replace("if action == \"add_ip\":",
+            "if action == \"add_ip\":\n            if os.path.exists(os.path.join(os.path.dirname(os.path.abspath(__file__)), \"..\", \"disabled\")):\n                raise ValueError(\"add_ip is disabled\")",
+            StringComparison.Ordinal);
+        var deployment = AllowList(source, "fickle");
+        var disabled = Path.Combine((await _bundles.GetAsync("test://fickle", null, TestContext.Current.CancellationToken)).Root, "disabled");
+        var saved = new ConcurrentDictionary<string, string>();
+        var pool = NewPool();
+        var first = Actor(pool, new TestStateManager(saved), "fickle");
+        await first.DeployAsync(deployment);
+        await AddIp(first, "10.1.1.1");
+
+        // Reactivated while the action cannot apply: its calls fail naming the entry rather than answer without it.
+        await File.WriteAllTextAsync(disabled, "", TestContext.Current.CancellationToken);
+        var again = Actor(pool, new TestStateManager(saved), "fickle");
+        var refused = await again.CallAsync(new FunctionActorCall("""{"ip": "10.1.1.1"}"""));
+
+        (refused.Ok, refused.Status, refused.Code).ShouldBe((false, 422, "policy_error"));
+        refused.Message.ShouldContain("could not apply management 'add_ip' (journal entry 1 of 1)");
+        refused.Message.ShouldContain("add_ip is disabled");
+        (await again.StatusAsync()).Calls.ShouldBe(0, "the call did not run");
+
+        File.Delete(disabled);
+        var next = await Check(again, "10.1.1.1");
+        next["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        next["evals"]!.GetValue<int>().ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task A_class_with_get_state_keeps_no_journal_and_a_redeployment_forgets_it()
+    {
+        var saved = new ConcurrentDictionary<string, string>();
+        var keeping = Actor(NewPool(), new TestStateManager(saved), "keeping");
+        await keeping.DeployAsync(AllowList(CountingPolicy.AllowListKeepingState, "keeping"));
+        await AddIp(keeping, "10.1.1.1");
+        saved.Keys.ShouldNotContain("journal", "the saved state already includes the action");
+        (await Check(Actor(NewPool(), new TestStateManager(saved), "keeping"), "10.1.1.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+
+        var plain = new ConcurrentDictionary<string, string>();
+        var actor = Actor(NewPool(), new TestStateManager(plain), "plain");
+        await actor.DeployAsync(AllowList(CountingPolicy.AllowList, "plain"));
+        await AddIp(actor, "10.1.1.1");
+        plain.Keys.ShouldContain("journal");
+        (await actor.DeployAsync(AllowList(CountingPolicy.AllowList, "plain"))).Ok.ShouldBeTrue();
+
+        plain.Keys.ShouldNotContain("journal");
+        (await Check(Actor(NewPool(), new TestStateManager(plain), "plain"), "10.1.1.1"))["allowed"]!.GetValue<bool>().ShouldBeFalse();
+    }
+
+    [Fact]
+    public async Task Past_the_journal_limit_management_of_a_class_without_get_state_is_a_409_and_runs_nothing()
+    {
+        var state = new TestStateManager();
+        var actor = Actor(NewPool(), state, "small", new FunctionActorOptions { MaxJournalEntries = 2 });
+        await actor.DeployAsync(AllowList(CountingPolicy.AllowList, "small"));
+        await AddIp(actor, "10.1.1.1");
+        await AddIp(actor, "10.2.2.2");
+        var saves = state.Saves;
+
+        var full = await actor.ManageAsync(new FunctionActorManagement("add_ip", """{"ip": "10.3.3.3"}"""));
+
+        (full.Ok, full.Status, full.Code).ShouldBe((false, 409, "conflict"));
+        full.Message.ShouldContain("MaxJournalEntries");
+        state.Saves.ShouldBe(saves);
+        (await Check(actor, "10.3.3.3"))["allowed"]!.GetValue<bool>().ShouldBeFalse();
+    }
+
+    [Fact]
+    public async Task A_redeployment_that_cannot_load_leaves_the_earlier_one_with_its_management_actions()
+    {
+        var actor = Actor(NewPool(), new TestStateManager(), "stay");
+        await actor.DeployAsync(AllowList(CountingPolicy.AllowList, "stay"));
+        await AddIp(actor, "10.1.1.1");
+
+        (await actor.DeployAsync(new FunctionActorDeployment("stay", new JsonObject
+        {
+            ["policy_rule_uri"] = "broken:1.0-test",
+            ["code"] = _bundles.Add("broken", CountingPolicy.FailsToLoad),
+        }.ToJsonString()))).Status.ShouldBe(422);
+
+        (await Check(actor, "10.1.1.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue("the earlier deployment's instance came back without add_ip");
     }
 
     [Fact]
