@@ -197,7 +197,25 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             JsonObject result;
             try
             {
-                result = await work(load);
+                try
+                {
+                    result = await work(load);
+                }
+                catch (InstanceRecreated)
+                {
+                    // The pool recreated the instance without the journal (evicted, or its worker replaced) and the method
+                    // ran there: that answer is dropped with the instance, and the turn runs again once the journal is back.
+                    (_context, _state) = (context0, state0);
+                    await ReplayAsync(load);
+                    try
+                    {
+                        result = await work(load);
+                    }
+                    catch (InstanceRecreated)
+                    {
+                        throw Problems.BackendUnavailable($"function {_deployment!.Name}: the worker pool recreated its instance twice in one turn; retry");
+                    }
+                }
             }
             catch (PolicyGridException e) when (e.Code == ErrorCodes.PolicyError && _keepsState != false)
             {
@@ -272,7 +290,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
                 {
                     ["action"] = entry.Action,
                     ["data"] = JsonNode.Parse(entry.DataJson),
-                });
+                }, replaying: true);
             }
             catch (PolicyGridException e)
             {
@@ -289,14 +307,24 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
 
     // The saved state rides along: when the pool (re)creates the instance it calls set_state with it first. The
     // instance's get_state() comes back in the same worker round trip.
-    private async Task<JsonNode?> InvokeAsync(PolicyLoadSpec load, string method, JsonObject arguments)
+    // An instance the pool created for a method outside a replay lacks the journal: it is dropped (InstanceRecreated).
+    private async Task<JsonNode?> InvokeAsync(PolicyLoadSpec load, string method, JsonObject arguments, bool replaying = false)
     {
         var answer = await _pool.InvokeWithStateAsync(new PolicyInvocation(InstanceKey, load, method, arguments, _options.CallTimeout, _state));
         _keepsState = answer.KeepsState;
         _state = !answer.KeepsState || answer.State is null ? null
             : answer.State as JsonObject ?? new JsonObject { ["value"] = answer.State.DeepClone() };
+        if (answer.Created && !replaying && !answer.KeepsState && _journal.Count > 0)
+        {
+            await _pool.ReleaseAsync(InstanceKey);
+            _replay = true;
+            throw new InstanceRecreated();
+        }
         return answer.Value;
     }
+
+    /// <summary>The pool created the instance a method ran on without the journal (see <see cref="InvokeAsync"/>).</summary>
+    private sealed class InstanceRecreated : Exception;
 
     private async Task LoadAsync()
     {

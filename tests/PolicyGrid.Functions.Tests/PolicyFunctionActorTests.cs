@@ -176,6 +176,25 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_instance_the_worker_pool_recreates_behind_the_actors_back_gets_the_management_actions_too()
+    {
+        var pool = NewPool();
+        var actor = Actor(pool, new TestStateManager(), "evicted");
+        await actor.DeployAsync(AllowList(CountingPolicy.AllowList, "evicted"));
+        await AddIp(actor, "10.1.1.1");
+        (await Check(actor, "10.1.1.1"))["evals"]!.GetValue<int>().ShouldBe(1);
+
+        // The pool drops the instance (evicted for another policy's workers, or its worker replaced): the actor is not told.
+        await pool.ReleaseAsync(actor.InstanceKey, TestContext.Current.CancellationToken);
+        var next = await Check(actor, "10.1.1.1");
+
+        next["allowed"]!.GetValue<bool>().ShouldBeTrue("the recreated instance answered without the management actions");
+        next["evals"]!.GetValue<int>().ShouldBe(1, "it was recreated from the deployment");
+        (await actor.StatusAsync()).Calls.ShouldBe(2, "the call counts once");
+        (await AddIp(actor, "10.2.2.2"))["ips"]!.AsArray().Select(ip => ip!.GetValue<string>()).ShouldBe(["10.1.1.1", "10.2.2.2"]);
+    }
+
+    [Fact]
     public async Task A_management_action_that_fails_on_replay_fails_the_calls_naming_it_until_it_applies_again()
     {
         // add_ip refuses while a file "disabled" lies next to the bundle's code (a bundle of its own: the source is unique).

@@ -546,6 +546,10 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
         answer.KeepsState.ShouldBeTrue();
         answer.State!["total"]!.GetValue<int>().ShouldBe(17);
         managed.State!["total"]!.GetValue<int>().ShouldBe(50);
+        (first.Created, answer.Created, managed.Created).ShouldBe((true, false, false), "only the first call created the instance");
+        await Pool.ReleaseAsync("tally-1", Ct);
+        (await Pool.InvokeWithStateAsync(new PolicyInvocation("tally-1", load, PolicyMethods.Eval, Add(1), TimeSpan.FromSeconds(5)), Ct))
+            .Created.ShouldBeTrue("a dropped instance is created again");
         // Both answers are free nodes a caller can put into its own documents.
         new JsonArray(answer.Value, answer.State).Count.ShouldBe(2);
     }

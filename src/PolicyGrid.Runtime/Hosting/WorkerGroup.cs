@@ -221,7 +221,8 @@ internal sealed class WorkerGroup : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(call);
         var reply = await RunAsync(call, once: false, withState: true, ct);
-        return new PolicyAnswer(Detach(reply, "value"), reply["keeps_state"]?.GetValue<bool>() == true, Detach(reply, "state"));
+        return new PolicyAnswer(Detach(reply, "value"), reply["keeps_state"]?.GetValue<bool>() == true, Detach(reply, "state"),
+            reply["created"]?.GetValue<bool>() == true);
     }
 
     /// <summary>Worker round trips made so far (every request frame sent to a worker), for tests and diagnostics.</summary>
