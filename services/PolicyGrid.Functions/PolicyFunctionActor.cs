@@ -147,9 +147,10 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         {
             var data = JsonNode.Parse(request.DataJson) ?? new JsonObject();
             FunctionSpec.EnsureKnownCommand(_policy!, request.Action, data);
-            // Only a class without get_state journals, so a journal this long is one of those: refused before it runs,
-            // or the action would live on an instance that a reactivation recreates without it.
-            if (_journal.Count >= _options.MaxJournalEntries)
+            // Only a class without get_state journals, so a journal this long is one of those (an empty one says nothing,
+            // so a limit below 1 acts as 1): refused before it runs, or the action would live on an instance that a
+            // reactivation recreates without it.
+            if (_journal.Count > 0 && _journal.Count >= _options.MaxJournalEntries)
                 throw Problems.Conflict($"function {_deployment!.Name}: {_journal.Count} management actions are kept to replay " +
                     $"(the limit, PolicyGrid:Functions:MaxJournalEntries) because the policy class has no get_state; " +
                     "give it get_state/set_state, or redeploy to start afresh");

@@ -262,6 +262,11 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
         full.Message.ShouldContain("MaxJournalEntries");
         state.Saves.ShouldBe(saves);
         (await Check(actor, "10.3.3.3"))["allowed"]!.GetValue<bool>().ShouldBeFalse();
+
+        // A class with get_state journals nothing, so no limit ever refuses its management.
+        var keeping = Actor(NewPool(), new TestStateManager(), "keeps", new FunctionActorOptions { MaxJournalEntries = 0 });
+        await keeping.DeployAsync(AllowList(CountingPolicy.AllowListKeepingState, "keeps"));
+        for (var i = 1; i <= 3; i++) await AddIp(keeping, $"10.0.0.{i}");
     }
 
     [Fact]
