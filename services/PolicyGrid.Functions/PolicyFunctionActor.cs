@@ -50,7 +50,8 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
     // Management actions that succeeded on an instance of a class without get_state, oldest first: what an instance
     // created from the deployment lacks. Empty for a class with get_state (its saved state includes them).
     private List<JournalEntry> _journal = [];
-    private string? _savedJournal;
+    // How many entries actor state holds: entries are only appended or all dropped, so a count says what changed.
+    private int _savedJournal;
     // Whether the live instance may lack the journal (it is, or will be, created from the deployment): replayed first.
     private bool _replay;
 
@@ -102,7 +103,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             _savedState = null;
             // The new instance starts from the new deployment: earlier management actions are gone, as in serve.
             _journal = [];
-            _savedJournal = null;
+            _savedJournal = 0;
             _replay = false;
             _loaded = true;
             await StateManager.SetStateAsync(DeploymentKey, deployment);
@@ -174,7 +175,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         _savedContext = null;
         _savedState = null;
         _journal = [];
-        _savedJournal = null;
+        _savedJournal = 0;
         _replay = false;
         _loaded = true;
     }
@@ -258,12 +259,11 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             }
             // A class with get_state has every action in its saved state: nothing to replay, so nothing is kept.
             if (_keepsState == true) _journal.Clear();
-            var journal = _journal.Count == 0 ? null : JsonSerializer.Serialize(_journal);
-            if (journal != _savedJournal)
+            if (_journal.Count != _savedJournal)
             {
-                if (journal is null) await StateManager.TryRemoveStateAsync(JournalKey);
-                else await StateManager.SetStateAsync(JournalKey, journal);
-                _savedJournal = journal;
+                if (_journal.Count == 0) await StateManager.TryRemoveStateAsync(JournalKey);
+                else await StateManager.SetStateAsync(JournalKey, JsonSerializer.Serialize(_journal));
+                _savedJournal = _journal.Count;
                 changed = true;
             }
             if (changed) await StateManager.SaveStateAsync();
@@ -345,7 +345,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             _calls = calls.HasValue ? calls.Value : 0;
             var journal = await StateManager.TryGetStateAsync<string>(JournalKey);
             _journal = journal.HasValue ? JsonSerializer.Deserialize<List<JournalEntry>>(journal.Value) ?? [] : [];
-            _savedJournal = journal.HasValue ? journal.Value : null;
+            _savedJournal = _journal.Count;
             // Whatever instance the pool holds under this key is not known to have the journal: start it afresh.
             if (_journal.Count > 0)
             {
