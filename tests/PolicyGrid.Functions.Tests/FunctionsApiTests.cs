@@ -698,6 +698,24 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_instance_without_get_state_the_pool_recreates_on_its_own_gets_the_management_actions_back()
+    {
+        // The pool drops instances on its own (eviction, a replaced worker); one of a class without get_state came back
+        // from the deployment and answered without what management had changed.
+        var body = Body("evicted-allow");
+        body["policy_rule_uri"] = await _server.RegisterPolicyAsync("evicted-allow", CountingPolicy.AllowList);
+        (await Deploy(body)).Status.ShouldBe(200);
+        (await AddIp("evicted-allow", "10.1.1.1")).Status.ShouldBe(200);
+        (await Check("evicted-allow", "10.1.1.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+
+        await _server.Service<PythonWorkerPool>().ReleaseAsync("fn:evicted-allow#0", TestContext.Current.CancellationToken);
+
+        var after = await Check("evicted-allow", "10.1.1.1");
+        after["allowed"]!.GetValue<bool>().ShouldBeTrue("the instance the pool recreated lost the management action");
+        after["evals"]!.GetValue<int>().ShouldBe(1, "the call runs once on the instance that has the journal replayed");
+    }
+
+    [Fact]
     public async Task Management_failing_on_the_first_instance_is_the_answer_and_no_instance_gets_it()
     {
         var body = Body("strict-allow", replicas: 2);

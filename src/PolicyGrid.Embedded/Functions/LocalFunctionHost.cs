@@ -293,6 +293,20 @@ public sealed class LocalFunctionHost(
     {
         var answer = await pool.InvokeWithStateAsync(
             new PolicyInvocation(replica.InstanceKey, function.Load, method, arguments, _options.CallTimeout, replica.State), ct);
+        if (answer.Created && !answer.KeepsState && replica.AppliedSeq > 0)
+        {
+            // The pool made this instance anew (its worker was replaced, or it was evicted) from the deployment: with no
+            // get_state to restore, it ran the call without the management actions the lost one had applied. That answer
+            // and that instance are dropped; a fresh one replays the journal, then the call runs again (so a policy's side
+            // effects outside its instance may happen twice).
+            logger.LogWarning("function {Function} instance #{Index} was recreated without its management actions; replaying them before the call",
+                function.Spec.Name, replica.Index);
+            await pool.ReleaseAsync(replica.InstanceKey, CancellationToken.None);
+            replica.AppliedSeq = 0;
+            await CatchUpAsync(function, replica);
+            answer = await pool.InvokeWithStateAsync(
+                new PolicyInvocation(replica.InstanceKey, function.Load, method, arguments, _options.CallTimeout, replica.State), ct);
+        }
         replica.KeepsState = answer.KeepsState;
         replica.State = !answer.KeepsState || answer.State is null ? null
             : answer.State as JsonObject ?? new JsonObject { ["value"] = answer.State.DeepClone() };
