@@ -94,18 +94,9 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
                 await _pool.ReleaseAsync(InstanceKey);
                 throw;
             }
-            _deployment = deployment;
-            (_load, _policy) = (load, policy);
-            _context = [];
-            _state = null;
-            _calls = 0;
-            _savedContext = null;
-            _savedState = null;
             // The new instance starts from the new deployment: earlier management actions are gone, as in serve.
-            _journal = [];
-            _savedJournal = 0;
-            _replay = false;
-            _loaded = true;
+            StartAfresh(deployment, load, policy);
+            _calls = 0;
             await StateManager.SetStateAsync(DeploymentKey, deployment);
             await StateManager.TryRemoveStateAsync(ContextKey);
             await StateManager.TryRemoveStateAsync(StateKey);
@@ -167,16 +158,15 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         foreach (var key in new[] { DeploymentKey, ContextKey, StateKey, CallsKey, JournalKey })
             await StateManager.TryRemoveStateAsync(key);
         await StateManager.SaveStateAsync();
-        _deployment = null;
-        _load = null;
-        _policy = null;
-        _context = [];
-        _state = null;
-        _savedContext = null;
-        _savedState = null;
-        _journal = [];
-        _savedJournal = 0;
-        _replay = false;
+        StartAfresh(null, null, null);
+    }
+
+    // What this actor holds in memory for a deployment (or none): no context, state or journal yet, nothing saved.
+    private void StartAfresh(FunctionActorDeployment? deployment, PolicyLoadSpec? load, JsonObject? policy)
+    {
+        (_deployment, _load, _policy) = (deployment, load, policy);
+        (_context, _state, _savedContext, _savedState) = ([], null, null, null);
+        (_journal, _savedJournal, _replay) = ([], 0, false);
         _loaded = true;
     }
 
