@@ -142,12 +142,13 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             // Only a class without get_state journals, so a journal this long is one of those (an empty one says nothing,
             // so a limit below 1 acts as 1): refused before it runs, or the action would live on an instance that a
             // reactivation recreates without it.
-            if (_journal.Count > 0 && _journal.Count >= _options.MaxJournalEntries)
+            var readOnly = FunctionSpec.IsReadOnlyCommand(_policy!, request.Action);
+            if (!readOnly && _journal.Count > 0 && _journal.Count >= _options.MaxJournalEntries)
                 throw Problems.Conflict($"function {_deployment!.Name}: {_journal.Count} management actions are kept to replay " +
                     $"(the limit, PolicyGrid:Functions:MaxJournalEntries) because the policy class has no get_state; " +
-                    "give it get_state/set_state, or redeploy to start afresh");
+                    "give it get_state/set_state, declare the commands that change nothing read_only in its management_commands_schema, or redeploy to start afresh");
             var reply = await InvokeAsync(load, PolicyMethods.Management, new JsonObject { ["action"] = request.Action, ["data"] = data.DeepClone() });
-            if (_keepsState == false) _journal.Add(new JournalEntry(request.Action, data.ToJsonString()));
+            if (_keepsState == false && !readOnly) _journal.Add(new JournalEntry(request.Action, data.ToJsonString()));
             return reply as JsonObject ?? new JsonObject { ["result"] = reply?.DeepClone() };
         });
     }

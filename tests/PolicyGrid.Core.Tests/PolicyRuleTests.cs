@@ -84,6 +84,7 @@ public class PolicyRuleTests
     [InlineData("""{"management_commands_schema": ["get_state"]}""", "management_commands_schema[0]", "must be an object {name, description, schema}")]
     [InlineData("""{"management_commands_schema": [{"description": "x"}]}""", "management_commands_schema[0].name", "is required")]
     [InlineData("""{"management_commands_schema": [{"name": "a", "schema": {"ips": {"type": "list"}}}]}""", "management_commands_schema[0].schema.ips.type", "is not one of")]
+    [InlineData("""{"management_commands_schema": [{"name": "a", "read_only": "yes"}]}""", "management_commands_schema[0].read_only", "must be true or false")]
     [InlineData("""{"policy_input_schema": {"ip": {"type": "ipv4"}}}""", "policy_input_schema.ip.type", "is not one of")]
     [InlineData("""{"policy_output_schema": {"allowed": "boolean"}}""", "policy_output_schema.allowed", "must be a spec object")]
     [InlineData("""{"policy_settings_schema": {"u": {"pattern": "("}}}""", "policy_settings_schema.u.pattern", "not a valid regular expression")]

@@ -698,6 +698,31 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_command_the_policy_declares_read_only_is_not_journalled()
+    {
+        // A status action polled by monitoring went into the journal of a class without get_state on every call, and
+        // every restart replayed all of them.
+        var body = Body("polled-allow");
+        var source = CountingPolicy.AllowList.Replace("if action == \"add_ip\":",
+            "if action == \"list_ips\":\n            return {\"ips\": self.ips}\n        if action == \"add_ip\":");
+        var uri = await _server.RegisterPolicyAsync("polled-allow", source);
+        var commands = new JsonArray(new JsonObject { ["name"] = "add_ip" }, new JsonObject { ["name"] = "list_ips", ["read_only"] = true });
+        (await _client.Send(HttpMethod.Put, $"/policy/{uri}", new JsonObject { ["$set"] = new JsonObject { ["management_commands_schema"] = commands } }))
+            .Status.ShouldBe(200);
+        body["policy_rule_uri"] = uri;
+        (await Deploy(body)).Status.ShouldBe(200);
+        (await AddIp("polled-allow", "10.1.1.1")).Status.ShouldBe(200);
+        for (var i = 0; i < 3; i++)
+        {
+            var listed = await _client.Send(HttpMethod.Post, "/function/polled-allow/management", new JsonObject { ["action"] = "list_ips", ["data"] = new JsonObject() });
+            listed.Status.ShouldBe(200, listed.Body?.ToJsonString());
+        }
+
+        var journal = await _server.Service<IContextStore>().GetAsync("function:polled-allow!journal", TestContext.Current.CancellationToken);
+        journal!["entries"]!.AsArray().Select(e => e!["action"]!.GetValue<string>()).ShouldBe(["add_ip"]);
+    }
+
+    [Fact]
     public async Task An_instance_without_get_state_the_pool_recreates_on_its_own_gets_the_management_actions_back()
     {
         // The pool drops instances on its own (eviction, a replaced worker); one of a class without get_state came back

@@ -270,6 +270,35 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_command_the_policy_declares_read_only_is_not_journalled_and_passes_the_limit()
+    {
+        // A status action polled by monitoring filled the journal of a class without get_state, and past the limit every
+        // management action answered 409.
+        var state = new TestStateManager();
+        var actor = Actor(NewPool(), state, "polled", new FunctionActorOptions { MaxJournalEntries = 1 });
+        var source = $"# {Guid.NewGuid():N}\n" + CountingPolicy.AllowList.Replace("if action == \"add_ip\":",
+            "if action == \"list_ips\":\n            return {\"ips\": self.ips}\n        if action == \"add_ip\":");
+        var snapshot = new JsonObject
+        {
+            ["policy_rule_uri"] = "allow:1.0-test", ["code"] = _bundles.Add("polled", source),
+            ["management_commands_schema"] = new JsonArray(
+                new JsonObject { ["name"] = "add_ip" },
+                new JsonObject { ["name"] = "list_ips", ["read_only"] = true }),
+        };
+        (await actor.DeployAsync(new FunctionActorDeployment("polled", snapshot.ToJsonString()))).Ok.ShouldBeTrue();
+        await AddIp(actor, "10.1.1.1");
+
+        for (var i = 0; i < 3; i++)
+        {
+            var listed = (await actor.ManageAsync(new FunctionActorManagement("list_ips", "{}"))).Unwrap();
+            listed["ips"]!.AsArray().Select(n => n!.GetValue<string>()).ShouldBe(["10.1.1.1"]);
+        }
+
+        var more = await actor.ManageAsync(new FunctionActorManagement("add_ip", """{"ip": "10.2.2.2"}"""));
+        (more.Ok, more.Status).ShouldBe((false, 409), "the journal holds the one add_ip, not the reads");
+    }
+
+    [Fact]
     public async Task A_redeployment_that_cannot_load_leaves_the_earlier_one_with_its_management_actions()
     {
         var actor = Actor(NewPool(), new TestStateManager(), "stay");

@@ -316,11 +316,13 @@ public sealed record PolicyRule : IDocument<PolicyRule>
             var name = c.RequiredString("name");
             var description = c.String("description");
             var schema = Template(c, "schema");
+            var readOnly = command.ContainsKey("read_only") ? c.Boolean("read_only", false) : (bool?)null;
             f.AddRange(c.Errors);
             var entry = (JsonObject)command.DeepClone();
             entry["name"] = name;
             entry["description"] = description;
             entry["schema"] = schema;
+            if (readOnly is { } flag) entry["read_only"] = flag;
             result.Add(entry);
         }
         return result;

@@ -40,6 +40,13 @@ public sealed record FunctionSpec(string Name, JsonObject Policy, FunctionScale 
         ArgumentNullException.ThrowIfNull(policy);
         Templates.ManagementCommands.Ensure(policy["management_commands_schema"] as JsonArray, policy["policy_rule_uri"]?.GetValue<string>() ?? "", action, data);
     }
+
+    /// <summary>Whether the snapshot's <c>management_commands_schema</c> declares the action <c>read_only</c> (never journalled).</summary>
+    public static bool IsReadOnlyCommand(JsonObject policy, string action)
+    {
+        ArgumentNullException.ThrowIfNull(policy);
+        return Templates.ManagementCommands.IsReadOnly(policy["management_commands_schema"] as JsonArray, action);
+    }
 }
 
 /// <summary>What a host reports about one deployed function right now.</summary>

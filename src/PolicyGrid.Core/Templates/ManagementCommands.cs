@@ -24,4 +24,12 @@ public static class ManagementCommands
         }
         if (command["schema"] is JsonObject { Count: > 0 } schema) TemplateValidator.Ensure(schema, data, "data");
     }
+
+    /// <summary>
+    /// Whether the policy declares <paramref name="action"/> <c>read_only</c>: it changes nothing on the instance, so a
+    /// Type 4 host need not journal it for instances that start later (a polled <c>status</c> would fill the journal).
+    /// </summary>
+    public static bool IsReadOnly(JsonArray? commands, string action) =>
+        commands?.OfType<JsonObject>().FirstOrDefault(c => c["name"]?.GetValueKind() == JsonValueKind.String && c["name"]!.GetValue<string>() == action)
+            is { } command && command["read_only"]?.GetValueKind() == JsonValueKind.True;
 }

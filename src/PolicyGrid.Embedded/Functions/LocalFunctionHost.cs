@@ -107,6 +107,7 @@ public sealed class LocalFunctionHost(
     {
         var function = await GetAsync(name, ct);
         FunctionSpec.EnsureKnownCommand(function.Spec.Policy, action, data);
+        var readOnly = FunctionSpec.IsReadOnlyCommand(function.Spec.Policy, action);
         await function.ManagementGate.WaitAsync(ct);
         try
         {
@@ -120,6 +121,8 @@ public sealed class LocalFunctionHost(
                 {
                     var reply = await InvokeAsync(function, leader, PolicyMethods.Management,
                         new JsonObject { ["action"] = action, ["data"] = data.DeepClone() }, ct);
+                    // A command the policy declares read_only changes nothing that an instance starting later would lack.
+                    if (readOnly) return reply as JsonObject ?? new JsonObject { ["result"] = reply?.DeepClone() };
                     // Journalled before the answer (and before this instance's state is saved with its sequence number),
                     // so an acknowledged action is never lost for the instances that have not applied it yet.
                     var entry = function.Append(action, data);
