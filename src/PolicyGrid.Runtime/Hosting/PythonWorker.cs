@@ -68,20 +68,26 @@ internal sealed class PythonWorker : IAsyncDisposable
         // One sweep at a time; a second caller (KillAsync after the deadline's sweep) waits for it, so a stopped
         // worker's holders are dead and reaped before its caller is answered.
         await sweeping.WaitAsync();
-        var killed = new List<int>();
         try
         {
-            for (var attempt = 0; attempt < 50 && ProcessSignals.KillPipeHolders(pipes, killed) > 0; attempt++)
-                await Task.Delay(10);
-            // They are this server's children now (it is their subreaper) but in no worker's group: reap them here,
-            // or each stays a zombie for the server's life.
-            for (var attempt = 0; attempt < 50 && killed.RemoveAll(ProcessSignals.Reap) >= 0 && killed.Count > 0; attempt++)
-                await Task.Delay(5);
+            await KillAndReapAsync(killed => ProcessSignals.KillPipeHolders(pipes, killed));
         }
         finally
         {
             sweeping.Release();
         }
+    }
+
+    // Signals until `kill` finds nothing more (a process may fork while it is looked for), then reaps what it signalled:
+    // they are this server's children now (it is their subreaper) but in no worker's group, and would otherwise stay
+    // zombies for the server's life.
+    private static async Task KillAndReapAsync(Func<List<int>, int> kill)
+    {
+        var killed = new List<int>();
+        for (var attempt = 0; attempt < 50 && kill(killed) > 0; attempt++)
+            await Task.Delay(10);
+        for (var attempt = 0; attempt < 50 && killed.RemoveAll(ProcessSignals.Reap) >= 0 && killed.Count > 0; attempt++)
+            await Task.Delay(5);
     }
 
     /// <summary>
@@ -93,12 +99,7 @@ internal sealed class PythonWorker : IAsyncDisposable
     private async Task SweepUidAsync()
     {
         if (exclusiveUid is not { } uid || uid <= 0 || Uid != uid) return;
-        var killed = new List<int>();
-        for (var attempt = 0; attempt < 50 && ProcessSignals.KillUid(uid, killed) > 0; attempt++)
-            await Task.Delay(10);
-        // Orphans are this server's children (it is their subreaper): reap them, or each stays a zombie for its life.
-        for (var attempt = 0; attempt < 50 && killed.RemoveAll(ProcessSignals.Reap) >= 0 && killed.Count > 0; attempt++)
-            await Task.Delay(5);
+        await KillAndReapAsync(killed => ProcessSignals.KillUid(uid, killed));
     }
 
     // The uid this worker was given as its slot's own (WorkerLaunch.Uid), or null when it shares one.

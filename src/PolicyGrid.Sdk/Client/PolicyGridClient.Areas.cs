@@ -16,9 +16,7 @@ public sealed partial class PolicyGridClient
     /// <summary>The document with its revision (ETag), for callers that cache it.</summary>
     public async Task<PolicyRevision> GetPolicyRevisionAsync(string policyRuleUri, CancellationToken ct = default)
     {
-        var response = await SendAsync(HttpMethod.Get, $"/policy/{Segment(policyRuleUri)}", null, null, ct);
-        var document = response.Data as JsonObject
-            ?? throw new PolicyGridApiException(502, "backend_error", $"GET /policy/{policyRuleUri} did not answer a document");
+        var (document, response) = await DocumentAsync($"/policy/{Segment(policyRuleUri)}", ct);
         return new PolicyRevision(document, response.ETag, response.Deprecated);
     }
 

@@ -201,10 +201,15 @@ public sealed partial class PolicyGridClient : IDisposable
 
     private async Task<DocumentRevision> RevisionAsync(string path, CancellationToken ct)
     {
-        var response = await SendAsync(HttpMethod.Get, path, null, null, ct);
-        var document = response.Data as JsonObject
-            ?? throw new PolicyGridApiException(502, "backend_error", $"GET {path} did not answer a document");
+        var (document, response) = await DocumentAsync(path, ct);
         return new DocumentRevision(document, response.ETag);
+    }
+
+    // GET of one document, with the response its headers (ETag, Deprecation) come from.
+    private async Task<(JsonObject Document, PolicyGridResponse Response)> DocumentAsync(string path, CancellationToken ct)
+    {
+        var response = await SendAsync(HttpMethod.Get, path, null, null, ct);
+        return (response.Data as JsonObject ?? throw new PolicyGridApiException(502, "backend_error", $"GET {path} did not answer a document"), response);
     }
 
     /// <summary>The If-Match header of a conditional write, or none.</summary>
