@@ -42,6 +42,8 @@ public static class PolicyGridApi
         services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<ExecutorDispatch>();
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<NodeCallLedger>();
         services.AddSingleton<PolicyCodeCheck>();
         services.ConfigureHttpJsonOptions(o =>
         {

@@ -8,6 +8,7 @@ using PolicyGrid.Api.Auth;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Api.Executors;
 using PolicyGrid.Runtime;
+using PolicyGrid.Runtime.Execution;
 
 namespace PolicyGrid.Api.Node;
 
@@ -28,17 +29,27 @@ public static class NodeApi
 
     public static async Task<EnvelopeOk<JsonObject>> Execute(JsonBody body, [AsParameters] NodeServices services, CancellationToken ct)
     {
-        var request = ExecutionBodies.Execution(body.RequireObject(), TimeoutLimit.Of(services.Runtime.Value));
+        var given = body.RequireObject();
+        var request = ExecutionBodies.Execution(given, TimeoutLimit.Of(services.Runtime.Value));
         var executor = services.Dispatch.ExecutorFor(ExecutorsApi.BuiltInId, ExecutorsApi.BuiltInHostUri);
-        return ExecutorsApi.PolicyAnswer(services.Http, await executor.ExecuteAsync(request, services.Http.Caller(), ct));
+        var caller = services.Http.Caller();
+        return ExecutorsApi.PolicyAnswer(services.Http, await services.Ledger.RunOnceAsync(CallId(services.Http), "execute_policy", caller,
+            CanonicalJson.Sha256(given), run => executor.ExecuteAsync(request, caller, run), ct));
     }
 
     public static async Task<EnvelopeOk<JsonObject>> Manage(JsonBody body, [AsParameters] NodeServices services, CancellationToken ct)
     {
-        var request = ExecutionBodies.Management(body.RequireObject(), TimeoutLimit.Of(services.Runtime.Value));
+        var given = body.RequireObject();
+        var request = ExecutionBodies.Management(given, TimeoutLimit.Of(services.Runtime.Value));
         var executor = services.Dispatch.ExecutorFor(ExecutorsApi.BuiltInId, ExecutorsApi.BuiltInHostUri);
-        return ExecutorsApi.PolicyAnswer(services.Http, await executor.ManageAsync(request, services.Http.Caller(), ct));
+        var caller = services.Http.Caller();
+        return ExecutorsApi.PolicyAnswer(services.Http, await services.Ledger.RunOnceAsync(CallId(services.Http), "management", caller,
+            CanonicalJson.Sha256(given), run => executor.ManageAsync(request, caller, run), ct));
     }
+
+    // The caller's id for this call, which retries of it repeat (NodeCallLedger); null when it sent none.
+    private static string? CallId(HttpContext http) =>
+        http.Request.Headers.TryGetValue(NodeCallLedger.Header, out var id) ? id.ToString() : null;
 }
 
-public sealed record NodeServices(HttpContext Http, ExecutorDispatch Dispatch, IOptions<PolicyRuntimeOptions> Runtime);
+public sealed record NodeServices(HttpContext Http, ExecutorDispatch Dispatch, IOptions<PolicyRuntimeOptions> Runtime, NodeCallLedger Ledger);

@@ -28,6 +28,9 @@ public sealed class DaprInvokedExecutor(HttpClient sidecar, string appId, TimeSp
     /// <summary>Carries the caller's identity to the node for its decision log.</summary>
     public const string CallerHeader = "X-PolicyGrid-Caller";
 
+    /// <summary>Names the call, so the node runs it once however often it is delivered (the node API's NodeCallLedger).</summary>
+    public const string CallIdHeader = "X-PolicyGrid-Call-Id";
+
     public string AppId => appId;
 
     public Task<PolicyResult> ExecuteAsync(ExecutionRequest request, CallerIdentity caller, CancellationToken ct = default)
@@ -45,6 +48,9 @@ public sealed class DaprInvokedExecutor(HttpClient sidecar, string appId, TimeSp
         using var request = new HttpRequestMessage(HttpMethod.Post, InvokePath(appId, method));
         request.Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json");
         request.Headers.TryAddWithoutValidation(CallerHeader, caller.Name);
+        // daprd retries a call whose connection failed (resiliency: gRPC UNAVAILABLE), also one that had reached the
+        // node; the node answers a repeated id with the first run's answer instead of running the policy again.
+        request.Headers.TryAddWithoutValidation(CallIdHeader, Guid.NewGuid().ToString("N"));
         using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct);
         bounded.CancelAfter(CallTimeout);
         HttpResponseMessage response;

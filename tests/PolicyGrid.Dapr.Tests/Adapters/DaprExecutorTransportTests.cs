@@ -46,6 +46,21 @@ public sealed class DaprExecutorTransportTests
         Parameters: new JsonObject { ["local_allowlist"] = new JsonArray("10.0.0.1") }, ContextKey: "tenant-a", TimeoutSeconds: 5);
 
     [Fact]
+    public async Task Each_call_carries_a_call_id_of_its_own_so_a_retry_daprd_delivers_twice_runs_once_on_the_node()
+    {
+        var (executor, sidecar) = Executor(_ => Json(HttpStatusCode.OK, """{"success": true, "data": {"allowed": true}}"""));
+
+        await executor.ExecuteAsync(Request, new CallerIdentity("ci"), Ct);
+        await executor.ExecuteAsync(Request, new CallerIdentity("ci"), Ct);
+        await executor.ManageAsync(new ManagementRequest("ip_allowlist:1.0-beta", "get_state", []), new CallerIdentity("ci"), Ct);
+
+        var ids = sidecar.Seen.Select(s => s.Request.Headers.GetValues(DaprInvokedExecutor.CallIdHeader).Single()).ToList();
+        ids.Count.ShouldBe(3);
+        ids.Distinct().Count().ShouldBe(3);
+        ids.ShouldAllBe(id => id.Length == 32);
+    }
+
+    [Fact]
     public async Task Execute_invokes_method_execute_policy_through_the_sidecar()
     {
         var (executor, sidecar) = Executor(_ => Json(HttpStatusCode.OK, """{"success": true, "data": {"allowed": true}}"""));

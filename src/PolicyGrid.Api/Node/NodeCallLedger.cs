@@ -1,0 +1,122 @@
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+
+namespace PolicyGrid.Api.Node;
+
+/// <summary>
+/// Runs a node call that carries a call id (<see cref="Header"/>) at most once. Service invocation retries a call
+/// whose connection failed (daprd on gRPC UNAVAILABLE), and a connection can fail after the call reached this node:
+/// the retry then ran the policy a second time (a rate limiter counted one request twice). A call with an id this
+/// node has seen from the same caller gets the first run's answer instead, waiting for it while it still runs;
+/// the run itself no longer stops when its first request goes away, so the answer is there for the retry.
+/// </summary>
+/// <remarks>
+/// Kept for <see cref="Keep"/> after the run ends, at most <see cref="MaxKept"/> ended calls. An answer saying the
+/// policy did not run or its effects were not kept (429 overloaded, 503 unavailable) is not kept: the retry runs
+/// anew. The same id with a different body is a 409: the id names one call.
+/// </remarks>
+public sealed class NodeCallLedger(TimeProvider clock)
+{
+    public const string Header = "X-PolicyGrid-Call-Id";
+    public const int MaxIdLength = 128;
+    public static readonly TimeSpan Keep = TimeSpan.FromMinutes(5);
+    public const int MaxKept = 4096;
+
+    private sealed record Entry(string BodyHash, Task<PolicyResult> Outcome);
+
+    private readonly Lock gate = new();
+    private readonly Dictionary<string, Entry> entries = new(StringComparer.Ordinal);
+    private readonly Queue<(string Key, long EndedAt)> ended = new();
+
+    /// <summary>Calls that ran here (for tests): a duplicate that got a kept answer does not count.</summary>
+    public long Runs => Interlocked.Read(ref runs);
+    private long runs;
+
+    /// <summary>
+    /// Runs <paramref name="run"/> unless a call with this id (from this caller, of this kind) ran or runs here; then
+    /// answers that call's outcome. Without an id the call simply runs, tied to <paramref name="ct"/>.
+    /// </summary>
+    public async Task<PolicyResult> RunOnceAsync(string? callId, string kind, CallerIdentity caller, string bodyHash,
+        Func<CancellationToken, Task<PolicyResult>> run, CancellationToken ct)
+    {
+        if (callId is null)
+        {
+            Interlocked.Increment(ref runs);
+            return await run(ct);
+        }
+        Check(callId);
+        var key = $"{kind}\n{caller.Name}\n{callId}";
+        TaskCompletionSource<PolicyResult>? mine = null;
+        Entry? seen;
+        lock (gate)
+        {
+            Prune();
+            if (!entries.TryGetValue(key, out seen))
+            {
+                mine = new TaskCompletionSource<PolicyResult>(TaskCreationOptions.RunContinuationsAsynchronously);
+                entries[key] = new Entry(bodyHash, mine.Task);
+            }
+        }
+        if (seen is not null)
+        {
+            if (seen.BodyHash != bodyHash)
+                throw Problems.Conflict($"{Header} '{callId}' was already used for a different {kind} request; an id names one call, so a new call needs a new id");
+            return Copy(await seen.Outcome.WaitAsync(ct));
+        }
+        // Not stopped by this request's end: a retry after a dropped connection is to find the answer.
+        var outcome = RunDetachedAsync(run);
+        try
+        {
+            var result = await outcome;
+            mine!.SetResult(result);
+            Ended(key);
+            return Copy(result);
+        }
+        catch (PolicyGridException e) when (e.Status is 429 or 503)
+        {
+            lock (gate) entries.Remove(key);
+            mine!.SetException(e);
+            _ = mine.Task.Exception; // observed: no duplicate may ever come for it
+            throw;
+        }
+        catch (Exception e)
+        {
+            mine!.SetException(e);
+            _ = mine.Task.Exception; // observed: no duplicate may ever come for it
+            Ended(key);
+            throw;
+        }
+    }
+
+    private async Task<PolicyResult> RunDetachedAsync(Func<CancellationToken, Task<PolicyResult>> run)
+    {
+        Interlocked.Increment(ref runs);
+        return await run(CancellationToken.None);
+    }
+
+    // Each answer gets its own output: the envelope takes it as its own.
+    private static PolicyResult Copy(PolicyResult result) => result with { Output = (System.Text.Json.Nodes.JsonObject)result.Output.DeepClone() };
+
+    private static void Check(string callId)
+    {
+        if (callId.Length is 0 or > MaxIdLength || callId.Any(c => c is < '!' or > '~'))
+            throw Problems.Validation(Header, $"must be 1 to {MaxIdLength} visible ASCII characters (a UUID does)");
+    }
+
+    private void Ended(string key)
+    {
+        lock (gate) ended.Enqueue((key, clock.GetTimestamp()));
+    }
+
+    // Under the gate: forgets ended calls past Keep, and the oldest beyond MaxKept.
+    private void Prune()
+    {
+        var now = clock.GetTimestamp();
+        while (ended.TryPeek(out var oldest)
+               && (ended.Count > MaxKept || clock.GetElapsedTime(oldest.EndedAt, now) > Keep))
+        {
+            ended.Dequeue();
+            entries.Remove(oldest.Key);
+        }
+    }
+}
