@@ -5,7 +5,9 @@ using Microsoft.Extensions.Options;
 using PolicyGrid.Api.Executors;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Api.Node;
 using PolicyGrid.Runtime;
+using PolicyGrid.Runtime.Execution;
 
 namespace PolicyGrid.Api.Events;
 
@@ -39,7 +41,8 @@ public sealed record EvaluationOutcome(EventDisposition Disposition, string? Cor
 /// <item>the event itself is malformed → it is published to the dead-letter topic with the reason, and dropped.</item>
 /// </list>
 /// </summary>
-public sealed class EvaluationEventHandler(ExecutorDispatch executors, IEventBus bus, IOptions<PolicyRuntimeOptions> runtime, ILogger<EvaluationEventHandler> logger)
+public sealed class EvaluationEventHandler(ExecutorDispatch executors, IEventBus bus, IOptions<PolicyRuntimeOptions> runtime, ILogger<EvaluationEventHandler> logger,
+    NodeCallLedger ledger)
 {
     public async Task<EvaluationOutcome> HandleAsync(CloudEvent cloudEvent, CancellationToken ct)
     {
@@ -58,7 +61,11 @@ public sealed class EvaluationEventHandler(ExecutorDispatch executors, IEventBus
         {
             // Events run on this server's own built-in executor, as the node API does.
             var executor = executors.ExecutorFor(ExecutorsApi.BuiltInId, ExecutorsApi.BuiltInHostUri);
-            var result = await executor.ExecuteAsync(evaluation.Request, new CallerIdentity("event:" + evaluation.Source), ct);
+            var caller = new CallerIdentity("event:" + evaluation.Source);
+            // A redelivered event (its answer to the deliverer was lost, or the decision could not be published) gets
+            // the first run's outcome: the policy runs once per event id.
+            var result = await ledger.RunOnceAsync(OnceKey(evaluation.EventId), "event", caller, CanonicalJson.Sha256(evaluation.Request.ToNodeBody()),
+                run => executor.ExecuteAsync(evaluation.Request, caller, run), ct);
             decision = Decision(evaluation, success: true);
             decision["data"] = result.Output.DeepClone();
             if (result.Deprecated) decision["deprecated"] = true;
@@ -108,6 +115,10 @@ public sealed class EvaluationEventHandler(ExecutorDispatch executors, IEventBus
         ["policy_rule_uri"] = evaluation.Request.PolicyRuleUri,
         ["success"] = success,
     };
+
+    // An event id as the ledger keys it: ids past a call id's length are kept as their hash.
+    private static string OnceKey(string eventId) =>
+        eventId.Length <= NodeCallLedger.MaxIdLength ? eventId : CanonicalJson.Sha256(JsonValue.Create(eventId));
 
     /// <summary>Failures of the platform, not of the request or the policy: worth delivering again.</summary>
     public static bool IsTransient(PolicyGridException e) => e.Status is 429 or 502 or 503;

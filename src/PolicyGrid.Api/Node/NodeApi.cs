@@ -49,7 +49,7 @@ public static class NodeApi
 
     // The caller's id for this call, which retries of it repeat (NodeCallLedger); null when it sent none.
     private static string? CallId(HttpContext http) =>
-        http.Request.Headers.TryGetValue(NodeCallLedger.Header, out var id) ? id.ToString() : null;
+        http.Request.Headers.TryGetValue(NodeCallLedger.Header, out var id) ? NodeCallLedger.Checked(id.ToString()) : null;
 }
 
 public sealed record NodeServices(HttpContext Http, ExecutorDispatch Dispatch, IOptions<PolicyRuntimeOptions> Runtime, NodeCallLedger Ledger);

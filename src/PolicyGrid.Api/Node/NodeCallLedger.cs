@@ -9,6 +9,8 @@ namespace PolicyGrid.Api.Node;
 /// the retry then ran the policy a second time (a rate limiter counted one request twice). A call with an id this
 /// node has seen from the same caller gets the first run's answer instead, waiting for it while it still runs;
 /// the run itself no longer stops when its first request goes away, so the answer is there for the retry.
+/// Evaluation events are run through it too, by event id: a pub/sub redelivery of an event this node ran gets the
+/// same decision.
 /// </summary>
 /// <remarks>
 /// Kept for <see cref="Keep"/> after the run ends, at most <see cref="MaxKept"/> ended calls. An answer saying the
@@ -44,7 +46,6 @@ public sealed class NodeCallLedger(TimeProvider clock)
             Interlocked.Increment(ref runs);
             return await run(ct);
         }
-        Check(callId);
         var key = $"{kind}\n{caller.Name}\n{callId}";
         TaskCompletionSource<PolicyResult>? mine = null;
         Entry? seen;
@@ -72,7 +73,7 @@ public sealed class NodeCallLedger(TimeProvider clock)
             Ended(key);
             return Copy(result);
         }
-        catch (PolicyGridException e) when (e.Status is 429 or 503)
+        catch (PolicyGridException e) when (Events.EvaluationEventHandler.IsTransient(e))
         {
             lock (gate) entries.Remove(key);
             mine!.SetException(e);
@@ -97,10 +98,12 @@ public sealed class NodeCallLedger(TimeProvider clock)
     // Each answer gets its own output: the envelope takes it as its own.
     private static PolicyResult Copy(PolicyResult result) => result with { Output = (System.Text.Json.Nodes.JsonObject)result.Output.DeepClone() };
 
-    private static void Check(string callId)
+    /// <summary>A call id as given in <see cref="Header"/>; a 400 naming the header when it is not one.</summary>
+    public static string Checked(string callId)
     {
         if (callId.Length is 0 or > MaxIdLength || callId.Any(c => c is < '!' or > '~'))
             throw Problems.Validation(Header, $"must be 1 to {MaxIdLength} visible ASCII characters (a UUID does)");
+        return callId;
     }
 
     private void Ended(string key)
