@@ -198,6 +198,20 @@ public sealed class NodeCallLedgerTests
         (await ledger.RunOnceAsync("id-3", "execute_policy", Caller, "h", Run, Ct)).Output["call"]!.GetValue<int>().ShouldBe(3);
     }
 
+    [Fact]
+    public async Task Past_the_byte_limit_the_oldest_answers_are_forgotten_first()
+    {
+        var ledger = new NodeCallLedger(TimeProvider.System) { KeptBytesLimit = 2_500 };
+        var calls = 0;
+        Task<PolicyResult> Run(CancellationToken _) => Task.FromResult(new PolicyResult(new JsonObject { ["call"] = ++calls, ["pad"] = new string('x', 1_000) }));
+
+        foreach (var id in new[] { "a", "b", "c" }) await ledger.RunOnceAsync(id, "execute_policy", Caller, "h", Run, Ct);
+
+        (await ledger.RunOnceAsync("c", "execute_policy", Caller, "h", Run, Ct)).Output["call"]!.GetValue<int>().ShouldBe(3);
+        (await ledger.RunOnceAsync("b", "execute_policy", Caller, "h", Run, Ct)).Output["call"]!.GetValue<int>().ShouldBe(2);
+        (await ledger.RunOnceAsync("a", "execute_policy", Caller, "h", Run, Ct)).Output["call"]!.GetValue<int>().ShouldBe(4);
+    }
+
     private sealed class ManualClock : TimeProvider
     {
         private long now;

@@ -1,3 +1,4 @@
+using System.Text;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 
@@ -13,7 +14,8 @@ namespace PolicyGrid.Api.Node;
 /// same decision.
 /// </summary>
 /// <remarks>
-/// Kept for <see cref="Keep"/> after the run ends, at most <see cref="MaxKept"/> ended calls. An answer saying the
+/// Kept for <see cref="Keep"/> after the run ends, at most <see cref="MaxKept"/> ended calls holding
+/// <see cref="MaxKeptBytes"/> of answers. An answer saying the
 /// policy did not run or its effects were not kept (429 overloaded, 503 unavailable) is not kept: the retry runs
 /// anew. The same id with a different body is a 409: the id names one call.
 /// </remarks>
@@ -24,15 +26,18 @@ public sealed class NodeCallLedger(TimeProvider clock)
     public static readonly TimeSpan Keep = TimeSpan.FromMinutes(5);
     public const int MaxKept = 4096;
 
+    /// <summary>The answers kept hold at most this much JSON: past it the oldest are forgotten first.</summary>
+    public const long MaxKeptBytes = 64L << 20;
+
     private sealed record Entry(string BodyHash, Task<PolicyResult> Outcome);
 
     private readonly Lock gate = new();
     private readonly Dictionary<string, Entry> entries = new(StringComparer.Ordinal);
-    private readonly Queue<(string Key, long EndedAt)> ended = new();
+    private readonly Queue<(string Key, long EndedAt, int Bytes)> ended = new();
+    private long keptBytes;
 
-    /// <summary>Calls that ran here (for tests): a duplicate that got a kept answer does not count.</summary>
-    public long Runs => Interlocked.Read(ref runs);
-    private long runs;
+    /// <summary>How much answer JSON is kept at most (<see cref="MaxKeptBytes"/> unless set).</summary>
+    public long KeptBytesLimit { get; init; } = MaxKeptBytes;
 
     /// <summary>
     /// Runs <paramref name="run"/> unless a call with this id (from this caller, of this kind) ran or runs here; then
@@ -41,11 +46,7 @@ public sealed class NodeCallLedger(TimeProvider clock)
     public async Task<PolicyResult> RunOnceAsync(string? callId, string kind, CallerIdentity caller, string bodyHash,
         Func<CancellationToken, Task<PolicyResult>> run, CancellationToken ct)
     {
-        if (callId is null)
-        {
-            Interlocked.Increment(ref runs);
-            return await run(ct);
-        }
+        if (callId is null) return await run(ct);
         var key = $"{kind}\n{caller.Name}\n{callId}";
         TaskCompletionSource<PolicyResult>? mine = null;
         Entry? seen;
@@ -65,12 +66,11 @@ public sealed class NodeCallLedger(TimeProvider clock)
             return Copy(await seen.Outcome.WaitAsync(ct));
         }
         // Not stopped by this request's end: a retry after a dropped connection is to find the answer.
-        var outcome = RunDetachedAsync(run);
         try
         {
-            var result = await outcome;
+            var result = await run(CancellationToken.None);
             mine!.SetResult(result);
-            Ended(key);
+            Ended(key, Encoding.UTF8.GetByteCount(result.Output.ToJsonString()));
             return Copy(result);
         }
         catch (PolicyGridException e) when (Events.EvaluationEventHandler.IsTransient(e))
@@ -84,15 +84,9 @@ public sealed class NodeCallLedger(TimeProvider clock)
         {
             mine!.SetException(e);
             _ = mine.Task.Exception; // observed: no duplicate may ever come for it
-            Ended(key);
+            Ended(key, e.Message.Length);
             throw;
         }
-    }
-
-    private async Task<PolicyResult> RunDetachedAsync(Func<CancellationToken, Task<PolicyResult>> run)
-    {
-        Interlocked.Increment(ref runs);
-        return await run(CancellationToken.None);
     }
 
     // Each answer gets its own output: the envelope takes it as its own.
@@ -106,20 +100,26 @@ public sealed class NodeCallLedger(TimeProvider clock)
         return callId;
     }
 
-    private void Ended(string key)
+    private void Ended(string key, int bytes)
     {
-        lock (gate) ended.Enqueue((key, clock.GetTimestamp()));
+        lock (gate)
+        {
+            ended.Enqueue((key, clock.GetTimestamp(), bytes));
+            keptBytes += bytes;
+            Prune();
+        }
     }
 
-    // Under the gate: forgets ended calls past Keep, and the oldest beyond MaxKept.
+    // Under the gate: forgets ended calls past Keep, and the oldest beyond MaxKept or MaxKeptBytes.
     private void Prune()
     {
         var now = clock.GetTimestamp();
         while (ended.TryPeek(out var oldest)
-               && (ended.Count > MaxKept || clock.GetElapsedTime(oldest.EndedAt, now) > Keep))
+               && (ended.Count > MaxKept || keptBytes > KeptBytesLimit || clock.GetElapsedTime(oldest.EndedAt, now) > Keep))
         {
             ended.Dequeue();
             entries.Remove(oldest.Key);
+            keptBytes -= oldest.Bytes;
         }
     }
 }
