@@ -41,6 +41,7 @@ public static class PolicyGridApi
         // which names the parameter) in every environment; otherwise only Development does, and Production answers a bare 400.
         services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
         services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<ExecutorOutages>();
         services.AddSingleton<ExecutorDispatch>();
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<NodeCallLedger>();

@@ -339,6 +339,9 @@ public sealed class ScriptedNode : IDisposable
 
     public string BaseUri { get; }
     public NodeAnswer Answer { get; set; }
+
+    /// <summary>When set, the answer for a request given its request line ("GET /jobs/x?wait=60 HTTP/1.1"); else <see cref="Answer"/>.</summary>
+    public Func<string, NodeAnswer>? AnswerFor { get; set; }
     public int Requests => Volatile.Read(ref requests);
 
     private async Task ServeAsync()
@@ -358,9 +361,9 @@ public sealed class ScriptedNode : IDisposable
         {
             try
             {
-                if (!await ReadRequestAsync(socket)) return;
+                if (await ReadRequestAsync(socket) is not { } requestLine) return;
                 Interlocked.Increment(ref requests);
-                var answer = Answer;
+                var answer = AnswerFor is { } answerFor ? answerFor(requestLine) : Answer;
                 if (answer.DropConnection) return;
                 if (answer.NeverAnswer) { await Task.Delay(Timeout.Infinite, stopping.Token); return; }
                 var body = Encoding.UTF8.GetBytes(answer.Body);
@@ -377,8 +380,8 @@ public sealed class ScriptedNode : IDisposable
         }
     }
 
-    // Headers, then a Content-Length body or a chunked one (JsonContent sends chunks); false when the peer closed first.
-    private static async Task<bool> ReadRequestAsync(Socket socket)
+    // Headers, then a Content-Length body or a chunked one (JsonContent sends chunks); the request line, or null when the peer closed first.
+    private static async Task<string?> ReadRequestAsync(Socket socket)
     {
         var received = new List<byte>();
         var buffer = new byte[16 * 1024];
@@ -386,7 +389,7 @@ public sealed class ScriptedNode : IDisposable
         while ((headEnd = IndexOf(received, "\r\n\r\n"u8)) < 0)
         {
             var n = await socket.ReceiveAsync(buffer);
-            if (n == 0) return false;
+            if (n == 0) return null;
             received.AddRange(buffer.AsSpan(0, n));
         }
         var head = Encoding.ASCII.GetString([.. received[..headEnd]]).ToLowerInvariant();
@@ -395,10 +398,10 @@ public sealed class ScriptedNode : IDisposable
         while (!Complete())
         {
             var n = await socket.ReceiveAsync(buffer);
-            if (n == 0) return false;
+            if (n == 0) return null;
             received.AddRange(buffer.AsSpan(0, n));
         }
-        return true;
+        return Encoding.ASCII.GetString([.. received[..headEnd]]).Split("\r\n")[0];
     }
 
     private static int IndexOf(List<byte> data, ReadOnlySpan<byte> pattern) => System.Runtime.InteropServices.CollectionsMarshal.AsSpan(data).IndexOf(pattern);

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using Microsoft.Extensions.Logging;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
@@ -16,16 +15,13 @@ namespace PolicyGrid.Api.Executors;
 /// path and executors change rarely; this server's own writes drop the entry at once. The cache keeps the
 /// transport's executor for the document too, so a call does not parse executor_host_uri again.
 /// </summary>
-public sealed class ExecutorDispatch(IDocumentStore store, IEnumerable<IExecutorTransport> transports, TimeProvider clock, ILogger<ExecutorDispatch> logger)
+public sealed class ExecutorDispatch(IDocumentStore store, IEnumerable<IExecutorTransport> transports, TimeProvider clock, ExecutorOutages outages)
 {
     public static readonly TimeSpan ProbeInterval = TimeSpan.FromSeconds(5);
 
     public static readonly TimeSpan DocumentTtl = TimeSpan.FromSeconds(1);
 
     private readonly ConcurrentDictionary<string, DateTimeOffset> lastProbe = new(StringComparer.Ordinal);
-    // Executors this process has logged as down: one line when one goes down (or is first found down after a start),
-    // one when it answers again, nothing for the calls in between.
-    private readonly ConcurrentDictionary<string, byte> reportedDown = new(StringComparer.Ordinal);
     // Target: what ExecutorFor answered for the document, or null when it refused (then every call asks again and hears why).
     private readonly ConcurrentDictionary<string, (StoredDocument Document, PolicyExecutor Executor, IPolicyExecutor? Target, DateTimeOffset Read)> documents = new(StringComparer.Ordinal);
 
@@ -102,16 +98,14 @@ public sealed class ExecutorDispatch(IDocumentStore store, IEnumerable<IExecutor
         {
             result = await call(target);
         }
-        catch (PolicyGridException e) when (e.Status == 503 && e.Code == ErrorCodes.BackendUnavailable)
+        catch (PolicyGridException e) when (ExecutorOutages.IsOutage(e))
         {
             await MarkAsync(stored, ExecutorStatus.Unhealthy, ct);
-            if (reportedDown.TryAdd(executorId, 0))
-                logger.LogWarning("executor {ExecutorId} is down, marked unhealthy: {Reason}; its calls answer 503 at once, except one probe every {ProbeSeconds} s",
-                    executorId, e.Message, ProbeInterval.TotalSeconds);
+            outages.Down(executorId, $"{e.Message}; its calls answer 503 at once, except one probe every {ProbeInterval.TotalSeconds:0} s", ", marked unhealthy");
             LoggedFailures.Mark(e);
             throw;
         }
-        catch (PolicyGridException e) when (executor.ExecutorStatus == ExecutorStatus.Unhealthy && AnsweredByExecutor(e))
+        catch (PolicyGridException e) when (executor.ExecutorStatus == ExecutorStatus.Unhealthy && ExecutorOutages.AnsweredByExecutor(e))
         {
             // The executor answered (a 400, 404, 422, 429, 504 ... about this call): it is up again, whatever it thought of the call.
             await BackUpAsync(stored, ct);
@@ -120,10 +114,6 @@ public sealed class ExecutorDispatch(IDocumentStore store, IEnumerable<IExecutor
         if (executor.ExecutorStatus == ExecutorStatus.Unhealthy) await BackUpAsync(stored, ct);
         return result;
     }
-
-    /// <summary>The executor's own verdict on a call (any 4xx, or the policy's deadline), as opposed to a failure to get one.</summary>
-    private static bool AnsweredByExecutor(PolicyGridException e) =>
-        e.Status is >= 400 and < 500 || (e.Status == 504 && e.Code == ErrorCodes.PolicyTimeout);
 
     private bool ProbeDue(string executorId)
     {
@@ -135,8 +125,7 @@ public sealed class ExecutorDispatch(IDocumentStore store, IEnumerable<IExecutor
     private async Task BackUpAsync(StoredDocument stored, CancellationToken ct)
     {
         var changed = await MarkAsync(stored, ExecutorStatus.Healthy, ct);
-        if (reportedDown.TryRemove(stored.Id, out _) || changed)
-            logger.LogInformation("executor {ExecutorId} answers again, marked healthy", stored.Id);
+        outages.Up(stored.Id, ", marked healthy", changed);
     }
 
     /// <summary>Whether this call changed the stored status (false: it was so already, or another writer got there first).</summary>

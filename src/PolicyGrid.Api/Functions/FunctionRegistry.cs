@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
 using PolicyGrid.Api.Documents;
+using PolicyGrid.Api.Executors;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Identity;
@@ -21,6 +22,7 @@ public sealed class FunctionRegistry(
     IDocumentStore store,
     IEnumerable<IFunctionHostTransport> transports,
     PolicyCatalog policies,
+    ExecutorOutages outages,
     TimeProvider clock,
     ILogger<FunctionRegistry> logger) : IFunctionInvoker
 {
@@ -28,7 +30,10 @@ public sealed class FunctionRegistry(
     // deploy and first use, emptied on remove.
     private readonly ConcurrentDictionary<string, Hosted> _hosts = new(StringComparer.Ordinal);
 
-    private sealed record Hosted(IFunctionHost Host, string PolicyRuleUri);
+    private sealed record Hosted(IFunctionHost Host, string PolicyRuleUri, string ExecutorId);
+
+    // What a function's callers get while its executor is down, as the log says it once.
+    private const string WhileDown = "; calls and management of its functions answer 503 until it answers again";
 
     // Deploys and removes of one name run one at a time in this process: interleaved, a remove could delete the
     // document of a deployment still starting on its host, which then ran on, callable but unlisted and unremovable.
@@ -95,7 +100,7 @@ public sealed class FunctionRegistry(
             await host.RemoveAsync(function.FunctionId, CancellationToken.None);
             throw Problems.Conflict($"function '{function.FunctionId}' was removed or redeployed while it was being deployed; deploy it again");
         }
-        _hosts[function.FunctionId] = new Hosted(host, function.FunctionPolicyRuleUri);
+        _hosts[function.FunctionId] = new Hosted(host, function.FunctionPolicyRuleUri, function.FunctionExecutorId);
         logger.LogInformation("function {Function} deployed on executor {Executor} ({Replicas} replicas) from {Policy}",
             function.FunctionId, executor.ExecutorId, function.Replicas, uri);
         return running;
@@ -123,8 +128,11 @@ public sealed class FunctionRegistry(
         return stored;
     }
 
-    public async Task<JsonObject> CallAsync(string functionId, JsonNode? input, CancellationToken ct = default) =>
-        await (await RunnableHostAsync(functionId, ct)).CallAsync(functionId, input ?? new JsonObject(), ct);
+    public async Task<JsonObject> CallAsync(string functionId, JsonNode? input, CancellationToken ct = default)
+    {
+        var hosted = await RunnableHostAsync(functionId, ct);
+        return await outages.WatchAsync(hosted.ExecutorId, WhileDown, () => hosted.Host.CallAsync(functionId, input ?? new JsonObject(), ct));
+    }
 
     public async Task<JsonObject> ManageAsync(string name, JsonObject body, CancellationToken ct)
     {
@@ -139,7 +147,8 @@ public sealed class FunctionRegistry(
         };
         if (data is null) errors.Add(new("data", $"must be an object, not a JSON {Envelope.JsonBody.Describe(body["data"])}"));
         if (errors.Count > 0) throw Problems.Validation(errors);
-        return await (await RunnableHostAsync(name, ct)).ManageAsync(name, action!, data!, ct);
+        var hosted = await RunnableHostAsync(name, ct);
+        return await outages.WatchAsync(hosted.ExecutorId, WhileDown, () => hosted.Host.ManageAsync(name, action!, data!, ct));
     }
 
     public async Task<StoredDocument> GetAsync(string name, CancellationToken ct) =>
@@ -170,13 +179,13 @@ public sealed class FunctionRegistry(
     /// later updates of its policy, but retiring the policy stops every execution of it (the contract's 410), a deployed
     /// function's too: it had kept answering. A policy deleted since (force) leaves the snapshot running.
     /// </summary>
-    private async Task<IFunctionHost> RunnableHostAsync(string name, CancellationToken ct)
+    private async Task<Hosted> RunnableHostAsync(string name, CancellationToken ct)
     {
         if (!_hosts.TryGetValue(name, out var hosted))
         {
             var stored = await store.GetAsync(Collections.Functions, name, ct) ?? throw Unknown(name);
             var function = FunctionDeployment.FromJson(stored.Body);
-            hosted = _hosts[name] = new Hosted(HostFor(function), function.FunctionPolicyRuleUri);
+            hosted = _hosts[name] = new Hosted(HostFor(function), function.FunctionPolicyRuleUri, function.FunctionExecutorId);
         }
         try
         {
@@ -190,7 +199,7 @@ public sealed class FunctionRegistry(
         {
             // Deleted, or of a kind this server does not run itself: the function runs its own snapshot on its host.
         }
-        return hosted.Host;
+        return hosted;
     }
 
     private IFunctionHost HostFor(FunctionDeployment function) => HostFor(function.FunctionExecutorId, function.FunctionExecutorUri);

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
+using PolicyGrid.Api.Executors;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
@@ -6,7 +7,7 @@ using PolicyGrid.Core.Ports;
 namespace PolicyGrid.Api.Jobs;
 
 /// <summary>Picks the launcher for an executor from its executor_host_uri scheme.</summary>
-public sealed class JobTransports(IEnumerable<IJobTransport> transports, IServiceProvider services)
+public sealed class JobTransports(IEnumerable<IJobTransport> transports, ExecutorOutages outages, IServiceProvider services)
 {
     public IJobLauncher For(PolicyExecutor executor)
     {
@@ -14,7 +15,9 @@ public sealed class JobTransports(IEnumerable<IJobTransport> transports, IServic
             throw Problems.BackendError($"executor '{executor.ExecutorId}' has an unreadable executor_host_uri");
         var transport = transports.FirstOrDefault(t => t.CanHandle(uri))
             ?? throw Problems.BackendError($"executor '{executor.ExecutorId}' is a '{uri.Scheme}://' executor, and this server cannot run jobs on those");
-        return transport.For(uri);
+        var launcher = transport.For(uri);
+        // A node's outage is logged once for the executor, as its Type 2 and function calls log it, not once per job and poll.
+        return launcher is RemoteJobLauncher remote ? remote.ReportingAs(executor.ExecutorId, outages) : launcher;
     }
 
     /// <summary>This server's own launcher (local processes or Kubernetes Jobs), for jobs it runs itself.</summary>

@@ -4,6 +4,7 @@ using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging;
+using PolicyGrid.Api.Executors;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
@@ -33,6 +34,28 @@ public sealed class RemoteJobLauncher(HttpClient http, Uri node, string? token, 
 {
     private static readonly TimeSpan PollWait = TimeSpan.FromSeconds(60);
 
+    // What the log says while the node is down: once per executor through the outages every kind of call shares, or (for a
+    // launcher not told whose it is) once per job and attempt.
+    private ExecutorOutages? outages;
+    private string executorId = "";
+
+    private const string WhileDown = "; the jobs followed on it are asked after again (backing off to every 30 s) until it answers";
+
+    /// <summary>This launcher, reporting its node's outages as <paramref name="executor"/>'s through <paramref name="shared"/>.</summary>
+    public RemoteJobLauncher ReportingAs(string executor, ExecutorOutages shared) =>
+        new(http, node, token, logger) { outages = shared, executorId = executor };
+
+    private void NodeDown(string jobId, string reason)
+    {
+        if (outages is null)
+        {
+            logger.LogWarning("job {JobId}: executor node {Node} {Reason}; asking again", jobId, node.Authority, reason);
+            return;
+        }
+        outages.Down(executorId, $"executor node {node.Authority} {reason}", WhileDown);
+        logger.LogDebug("job {JobId}: executor node {Node} {Reason}; asking again", jobId, node.Authority, reason);
+    }
+
     public async Task<JobOutcome> RunAsync(JobLaunch launch, CancellationToken ct)
     {
         var body = new JsonObject
@@ -50,11 +73,13 @@ public sealed class RemoteJobLauncher(HttpClient http, Uri node, string? token, 
             try
             {
                 using var response = await http.SendAsync(request, ct);
+                outages?.Up(executorId);
                 if (!response.IsSuccessStatusCode)
                     return JobOutcome.Failed($"executor node {node.Authority} refused the job: {await MessageAsync(response, ct)}");
             }
             catch (HttpRequestException e)
             {
+                outages?.Down(executorId, $"executor node {node.Authority} could not be reached to start a job ({e.Message})", "; jobs sent to it fail");
                 return JobOutcome.Failed($"executor node {node.Authority} could not be reached to start the job: {e.Message}");
             }
         }
@@ -102,14 +127,15 @@ public sealed class RemoteJobLauncher(HttpClient http, Uri node, string? token, 
                         case JobStatus.TimedOut: return JobOutcome.TimedOut(error);
                         case JobStatus.Cancelled: return JobOutcome.Cancelled(error);
                     }
+                    outages?.Up(executorId);
                     backoff = TimeSpan.FromSeconds(1);
                     continue; // still pending or running: ask again (the node holds each ask up to PollWait)
                 }
-                logger.LogWarning("job {JobId}: executor node {Node} answered {Status}; asking again", jobId, node.Authority, (int)response.StatusCode);
+                NodeDown(jobId, $"answered {(int)response.StatusCode}");
             }
             catch (HttpRequestException e)
             {
-                logger.LogWarning("job {JobId}: executor node {Node} unreachable ({Error}); asking again", jobId, node.Authority, e.Message);
+                NodeDown(jobId, $"unreachable ({e.Message})");
             }
             await Task.Delay(backoff, ct);
             backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
