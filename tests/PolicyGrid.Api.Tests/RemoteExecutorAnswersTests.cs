@@ -89,6 +89,51 @@ public sealed class RemoteExecutorAnswersTests(NodeFacingServer registry) : ICla
     }
 
     [Theory]
+    [InlineData(404, """{"success": false, "message": "no such route: POST /wrong/execute_policy", "code": "not_found"}""")]
+    [InlineData(405, """{"success": false, "message": "POST is not allowed on /policy/execute_policy; allowed: DELETE, GET, HEAD, PUT", "code": "bad_request"}""")]
+    public async Task A_node_answering_that_it_has_no_such_route_is_a_502_saying_the_executor_uri_looks_wrong_for_calls_and_functions(int status, string body)
+    {
+        // An executor registered with a path prefix its node does not have (http://node:port/wrong/) answered every call
+        // with the node's "no such route" 404 not_found, as if the policy were missing.
+        using var node = new ScriptedNode(new NodeAnswer(status, body));
+        var id = await RegisterAsync(node);
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+
+        foreach (var (route, request) in new[] { ("execute_policy", Execute()), ("management", $$$"""{"policy_rule_uri": "{{{Policy}}}", "action": "get_state", "data": {}}""") })
+        {
+            var answer = await client.Post($"/executor/{id}/{route}", request);
+            (answer.Status, answer.Code).ShouldBe((502, "backend_error"), answer.Body?.ToJsonString());
+            answer.Message!.ShouldStartWith($"executor node {node.BaseUri}/ answered {status} ");
+            answer.Message!.ShouldContain("it has no such route, so its executor_host_uri looks wrong; it must be the root address of a PolicyGrid executor node");
+        }
+
+        var deployed = await client.Post($"/function/deployments/create/{id}", $$"""{"name": "{{Unique("misrouted")}}", "policy_rule_uri": "{{uri}}"}""");
+        (deployed.Status, deployed.Code).ShouldBe((502, "backend_error"), deployed.Body?.ToJsonString());
+        deployed.Message!.ShouldContain("its executor_host_uri looks wrong");
+
+        var job = await client.Post($"/jobs/submit/{id}", $$$"""{"name": "j", "policy_rule_uri": "{{{uri}}}", "inputs": {"ip": "10.0.0.1"}}""");
+        job.Status.ShouldBe(200, job.Body?.ToJsonString());
+        var ended = await client.Get($"/jobs/{job.Data!["job_id"]!.GetValue<string>()}?wait=30");
+        ended.Data!["status"]!.GetValue<string>().ShouldBe("failed");
+        ended.Data!["error"]!.GetValue<string>().ShouldContain("its executor_host_uri looks wrong");
+        (await StatusOf(id)).ShouldBe("healthy");
+        await StillServes(id);
+    }
+
+    [Fact]
+    public async Task A_function_node_answering_4xx_without_an_envelope_is_a_502_not_its_status_as_backend_error()
+    {
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+        using var node = new ScriptedNode(new NodeAnswer(404, "<html>nginx: not found</html>", ContentType: "text/html"));
+        var id = await RegisterAsync(node);
+
+        var deployed = await client.Post($"/function/deployments/create/{id}", $$"""{"name": "{{Unique("proxied")}}", "policy_rule_uri": "{{uri}}"}""");
+
+        (deployed.Status, deployed.Code).ShouldBe((502, "backend_error"), deployed.Body?.ToJsonString());
+        deployed.Message!.ShouldContain("answered 404 without a PolicyGrid error envelope; is executor_host_uri the root address of a PolicyGrid executor node?");
+    }
+
+    [Theory]
     [InlineData(200, """{"success": true, "data": {"allowed": true}, "data": {"allowed": false}}""", "answered 200 without a result envelope")]
     [InlineData(200, """{"success": true, "data": {"allowed": true, "allowed": false}}""", "answered 200 without a result envelope")]
     [InlineData(400, """{"success": false, "code": "bad_request", "code": "x", "message": "m"}""", "answered 400 Bad Request without a PolicyGrid error envelope")]

@@ -22,7 +22,7 @@ public static class StatusCodeEnvelopes
             return Failure.Of(400, ErrorCodes.BadRequest, missing).ExecuteAsync(http);
         var failure = status switch
         {
-            404 => Failure.Of(404, ErrorCodes.NotFound, $"no such route: {request.Method} {request.Path}"),
+            404 => Failure.Of(404, ErrorCodes.NotFound, $"{Problems.NoSuchRoute}{request.Method} {request.Path}"),
             405 => Failure.Of(405, ErrorCodes.BadRequest, $"{request.Method} is not allowed on {request.Path}{Allowed(http)}"),
             413 => Failure.Of(413, ErrorCodes.TooLarge, "request body is larger than the server's limit"),
             415 => Failure.Of(400, ErrorCodes.BadRequest, $"Content-Type '{request.ContentType}' is not supported here"),

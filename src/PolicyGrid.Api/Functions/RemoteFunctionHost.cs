@@ -6,6 +6,7 @@ using PolicyGrid.Api.Bundles;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime.Transports;
 
 namespace PolicyGrid.Api.Functions;
 
@@ -105,12 +106,18 @@ public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore b
             }
             if (envelope?["success"]?.GetValue<bool>() == true) return envelope["data"];
             var message = envelope?["message"]?.GetValue<string>() ?? $"answered {(int)response.StatusCode} without an envelope";
-            var code = envelope?["code"]?.GetValue<string>() ?? ErrorCodes.BackendError;
+            var code = envelope?["code"]?.GetValue<string>();
             var status = (int)response.StatusCode;
-            // The node's own caller-facing errors (404, 422, 504, ...) pass through; its server faults are ours to name.
-            return status is >= 400 and < 500 or 504
-                ? throw new PolicyGridException(status, code, $"executor node {node}: {message}")
-                : throw Problems.BackendError($"executor node {node} failed ({(int)response.StatusCode}): {message}");
+            // A route the node does not have: the executor's address is wrong, which its "no such route" 404 did not say.
+            if (code is not null && NodeAnswers.IsWrongAddress(status, message))
+                throw Problems.BackendError(NodeAnswers.WrongAddress(node, $"{status} ({message})"));
+            // The node's own caller-facing errors (404, 422, 504, ...) pass through; anything else at that address
+            // (a proxy's 404 page, its server faults) is ours to name.
+            if (code is not null && status is >= 400 and < 500 or 504)
+                throw new PolicyGridException(status, code, $"executor node {node}: {message}");
+            throw status is >= 400 and < 500
+                ? Problems.BackendError($"executor node {node} answered {status} without a PolicyGrid error envelope; is executor_host_uri the root address of a PolicyGrid executor node?")
+                : Problems.BackendError($"executor node {node} failed ({status}): {message}");
         }
     }
 }

@@ -8,6 +8,7 @@ using PolicyGrid.Api.Executors;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime.Transports;
 
 namespace PolicyGrid.Api.Jobs;
 
@@ -75,7 +76,12 @@ public sealed class RemoteJobLauncher(HttpClient http, Uri node, string? token, 
                 using var response = await http.SendAsync(request, ct);
                 outages?.Up(executorId);
                 if (!response.IsSuccessStatusCode)
-                    return JobOutcome.Failed($"executor node {node.Authority} refused the job: {await MessageAsync(response, ct)}");
+                {
+                    var refusal = await MessageAsync(response, ct);
+                    return JobOutcome.Failed(NodeAnswers.IsWrongAddress((int)response.StatusCode, refusal[(refusal.IndexOf(' ', StringComparison.Ordinal) + 1)..])
+                        ? NodeAnswers.WrongAddress(node, refusal)
+                        : $"executor node {node.Authority} refused the job: {refusal}");
+                }
             }
             catch (HttpRequestException e)
             {

@@ -52,6 +52,12 @@ public static class Problems
     public static PolicyGridException BackendError(string message, Exception? inner = null) => new(502, ErrorCodes.BackendError, message, null, inner);
     public static PolicyGridException BackendUnavailable(string message, Exception? inner = null) => new(503, ErrorCodes.BackendUnavailable, message, null, inner);
     public static PolicyGridException PolicyTimeout(string message) => new(504, ErrorCodes.PolicyTimeout, message);
+
+    /// <summary>
+    /// How a PolicyGrid server's 404 for a path it has no route for begins ("no such route: POST /x"), as opposed to its 404
+    /// for a document that does not exist: a server calling another (an executor node) tells the two apart by it.
+    /// </summary>
+    public const string NoSuchRoute = "no such route: ";
 }
 
 public static class ErrorCodes

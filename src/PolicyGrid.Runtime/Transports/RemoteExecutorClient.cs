@@ -172,6 +172,9 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
         if (status == 429)
             return new PolicyGridException(429, code.Length > 0 ? code : ErrorCodes.Overloaded, text.Length > 0 ? text : $"executor node {node} is overloaded ({reason})")
                 { RetryAfterSeconds = retryAfter };
+        if (code.Length > 0 && NodeAnswers.IsWrongAddress(status, text))
+            // The node's "no such route" came back as a 404 not_found, as if the policy were missing on the node.
+            return Problems.BackendError(NodeAnswers.WrongAddress(node, text.Length > 0 ? $"{reason} ({text})" : reason));
         if (code.Length > 0 && (status is >= 400 and < 500 || (status == 504 && code == ErrorCodes.PolicyTimeout)))
             // The node's own verdict on the caller's request (or the policy's deadline): pass it on as is.
             return new PolicyGridException(status, code, text, FieldErrors(envelope!)) { RetryAfterSeconds = retryAfter };
