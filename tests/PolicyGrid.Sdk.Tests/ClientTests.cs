@@ -146,6 +146,54 @@ public sealed class ClientTests : IDisposable
     }
 
     [Fact]
+    public async Task A_call_giving_the_server_timeout_seconds_is_waited_for_that_long_on_top_of_the_timeout()
+    {
+        // ExecutePolicyAsync with TimeoutSeconds = 60 lets the policy run a minute on the server; the client gave up at
+        // its own Timeout (10 s by default) and threw PolicyGridUnreachableException while the server still ran it.
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var bodies = new List<string>();
+        var serving = Task.Run(async () =>
+        {
+            for (var i = 0; i < 3; i++)
+            {
+                using var socket = await listener.AcceptSocketAsync();
+                var request = "";
+                var buffer = new byte[8192];
+                while (!request.Contains("\r\n\r\n", StringComparison.Ordinal) || !request.TrimEnd().EndsWith('}'))
+                    request += Encoding.UTF8.GetString(buffer, 0, await socket.ReceiveAsync(buffer));
+                bodies.Add(request[(request.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4)..]);
+                await Task.Delay(TimeSpan.FromSeconds(1)); // the policy takes a second: longer than the client's Timeout
+                var body = """{"success":true,"data":{"allowed":true}}""";
+                await socket.SendAsync(Encoding.UTF8.GetBytes($"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {body.Length}\r\nConnection: close\r\n\r\n{body}"));
+            }
+        });
+        using var client = new PolicyGridClient(new Uri($"http://127.0.0.1:{port}"), null, TimeSpan.FromMilliseconds(300));
+        var ct = TestContext.Current.CancellationToken;
+
+        (await client.ExecutePolicyAsync("local", new ExecutePolicyRequest("p:1-t", new JsonObject()) { TimeoutSeconds = 5 }, ct))!["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        (await client.ManagementAsync("local", new ManagementRequest("p:1-t", "get_state", null) { TimeoutSeconds = 5 }, ct))!["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        (await client.ExecuteGraphAsync("g:1-t", new JsonObject(), timeoutSeconds: 5, ct: ct))!["allowed"]!.GetValue<bool>().ShouldBeTrue();
+
+        await serving;
+        bodies.ShouldAllBe(b => JsonNode.Parse(b, null, default)!["timeout_seconds"]!.GetValue<double>() == 5);
+    }
+
+    [Fact]
+    public async Task A_server_that_is_not_there_fails_fast_even_for_a_call_with_a_long_timeout_seconds()
+    {
+        var port = LoopbackPorts.Free();
+        using var client = new PolicyGridClient(new Uri($"http://127.0.0.1:{port}"), null, TimeSpan.FromMilliseconds(500));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+
+        await Should.ThrowAsync<PolicyGridUnreachableException>(() =>
+            client.ExecutePolicyAsync("local", new ExecutePolicyRequest("p:1-t", new JsonObject()) { TimeoutSeconds = 600 }, TestContext.Current.CancellationToken));
+
+        clock.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(3));
+    }
+
+    [Fact]
     public async Task A_job_long_poll_is_waited_for_on_top_of_the_timeout()
     {
         // GetJobAsync(wait) asks the server to hold its answer until the job ends; the client gave up at its own

@@ -290,6 +290,63 @@ class UnreachableTests(unittest.TestCase):
             listener.close()
             thread.join(10)
 
+    def test_a_call_giving_the_server_timeout_seconds_is_waited_for_that_long_on_top_of_the_timeout(self):
+        # execute_policy(timeout_seconds=60) lets the policy run a minute on the server; the client gave up at its own
+        # timeout (10 s by default) and raised ServerUnreachableError while the server still ran the policy.
+        import socket
+        body = json.dumps({"success": True, "data": {"allowed": True}}).encode()
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        release = threading.Event()
+        seen = []
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                with conn:
+                    request = conn.recv(65536)
+                    while b"\r\n\r\n" not in request:
+                        request += conn.recv(65536)
+                    head, _, content = request.partition(b"\r\n\r\n")
+                    length = int(next((line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), b"0"))
+                    while len(content) < length:
+                        content += conn.recv(65536)
+                    seen.append(content)
+                    if b"timeout_seconds" in content:
+                        release.wait(1.0)  # the policy takes a second: longer than the client's timeout
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        try:
+            client = PolicyGridClient(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=0.3)
+            self.assertEqual(client.execute_policy("local", "p:1-t", {}, timeout_seconds=5), {"allowed": True})
+            self.assertEqual(client.management("local", "p:1-t", "get_state", timeout_seconds=5), {"allowed": True})
+            self.assertEqual(client.execute_graph("g:1-t", {}, timeout_seconds=5), {"allowed": True})
+            self.assertEqual(sum(b'"timeout_seconds": 5' in r for r in seen), 3)
+            self.assertEqual(client.execute_policy("local", "p:1-t", {}), {"allowed": True})  # none given: answered at once
+        finally:
+            release.set()
+            listener.close()
+            thread.join(5)
+
+    def test_a_server_that_is_not_there_fails_fast_even_for_a_call_with_a_long_timeout_seconds(self):
+        import socket
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()  # nothing listens there now
+        client = PolicyGridClient(f"http://127.0.0.1:{port}", timeout=0.5)
+        started = time.monotonic()
+        with self.assertRaises(ServerUnreachableError):
+            client.execute_policy("local", "p:1-t", {}, timeout_seconds=600)
+        self.assertLess(time.monotonic() - started, 3.0)
+
     def test_a_job_long_poll_is_waited_for_on_top_of_the_timeout(self):
         # get_job(wait=…) asks the server to hold its answer until the job ends; the client gave up at its own timeout
         # (10 s by default) and raised ServerUnreachableError while the job ran on.

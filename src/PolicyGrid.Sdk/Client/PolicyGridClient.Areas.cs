@@ -66,14 +66,15 @@ public sealed partial class PolicyGridClient
     public Task<JsonNode?> ExecutePolicyAsync(string executorId, ExecutePolicyRequest request, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return DataAsync(HttpMethod.Post, $"/executor/{Segment(executorId)}/execute_policy", request.ToJson(), ct);
+        // The server lets the policy run TimeoutSeconds: the client waits that long (and the server's margin) on top of Timeout.
+        return DataAsync(HttpMethod.Post, $"/executor/{Segment(executorId)}/execute_policy", request.ToJson(), ct, held: ServerTime(request.TimeoutSeconds));
     }
 
     /// <summary>Runs <c>management(action, data)</c> on a fresh instance on the executor.</summary>
     public Task<JsonNode?> ManagementAsync(string executorId, ManagementRequest request, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return DataAsync(HttpMethod.Post, $"/executor/{Segment(executorId)}/management", request.ToJson(), ct);
+        return DataAsync(HttpMethod.Post, $"/executor/{Segment(executorId)}/management", request.ToJson(), ct, held: ServerTime(request.TimeoutSeconds));
     }
 
     public Task<JsonNode?> CreateInfraAsync(string executorId, JsonObject clusterConfig, CancellationToken ct = default) =>
@@ -186,12 +187,17 @@ public sealed partial class PolicyGridClient
         ArrayAsync("/graphs/query", filter, paging, ct);
 
     /// <summary>Runs a graph; answers the sink's output, or <c>{result, trace}</c> / <c>{execution_id}</c> when asked.</summary>
-    public Task<JsonNode?> ExecuteGraphAsync(string graphUri, JsonNode? inputData, bool trace = false, bool runAsync = false, CancellationToken ct = default)
+    public Task<JsonNode?> ExecuteGraphAsync(string graphUri, JsonNode? inputData, bool trace = false, bool runAsync = false, CancellationToken ct = default) =>
+        ExecuteGraphAsync(graphUri, inputData, null, trace, runAsync, ct);
+
+    /// <summary>Runs a graph with a deadline for the whole run (<c>timeout_seconds</c>), waited for on top of <see cref="Timeout"/>.</summary>
+    public Task<JsonNode?> ExecuteGraphAsync(string graphUri, JsonNode? inputData, double? timeoutSeconds, bool trace = false, bool runAsync = false, CancellationToken ct = default)
     {
         var body = new JsonObject { ["graph_uri"] = graphUri, ["input_data"] = inputData?.DeepClone() };
         if (trace) body["trace"] = true;
         if (runAsync) body["async"] = true;
-        return DataAsync(HttpMethod.Post, "/graph/execute_graph", body, ct);
+        if (timeoutSeconds is { } t) body["timeout_seconds"] = t;
+        return DataAsync(HttpMethod.Post, "/graph/execute_graph", body, ct, held: runAsync ? TimeSpan.Zero : ServerTime(timeoutSeconds));
     }
 
     public Task<JsonObject> GetGraphExecutionAsync(string executionId, CancellationToken ct = default) =>

@@ -20,9 +20,25 @@ public sealed partial class PolicyGridClient : IDisposable
     private readonly Action<PolicyGridWarning>? _onWarning;
 
     public PolicyGridClient(PolicyGridClientOptions? options = null)
-        : this(new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) }), options ?? new(), ownsHttp: true)
+        : this(new HttpClient(new SocketsHttpHandler
+        {
+            PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+            // A call may wait for its answer longer than Timeout (a long poll, a policy given timeout_seconds); a server
+            // that is not there still fails it within Timeout.
+            ConnectTimeout = (options ?? new()).Timeout is var t && t > TimeSpan.Zero ? t : System.Threading.Timeout.InfiniteTimeSpan,
+        }), options ?? new(), ownsHttp: true)
     {
     }
+
+    /// <summary>
+    /// What a call that gives the server <c>timeout_seconds</c> waits for on top of <see cref="Timeout"/>: that deadline,
+    /// plus this for the server's own work around the policy (queueing, loading its bundle, the decision log).
+    /// </summary>
+    public static readonly TimeSpan ServerMargin = TimeSpan.FromSeconds(5);
+
+    // The wait a server is asked for by timeout_seconds; nothing for none, or for one it refuses at once.
+    internal static TimeSpan ServerTime(double? timeoutSeconds) =>
+        timeoutSeconds is { } t && t > 0 && t < TimeSpan.MaxValue.TotalSeconds / 2 ? TimeSpan.FromSeconds(t) + ServerMargin : TimeSpan.Zero;
 
     public PolicyGridClient(Uri server, string? token = null, TimeSpan? timeout = null)
         : this(new PolicyGridClientOptions { Server = server, Token = token, Timeout = timeout ?? TimeSpan.FromSeconds(10) })
@@ -57,12 +73,16 @@ public sealed partial class PolicyGridClient : IDisposable
     public TimeSpan Timeout { get; }
 
     /// <summary>Sends one request and decodes the envelope. The building block of every other call.</summary>
-    public async Task<PolicyGridResponse> SendAsync(HttpMethod method, string pathOrUrl, JsonNode? body = null,
-        IReadOnlyDictionary<string, string>? headers = null, CancellationToken ct = default)
+    public Task<PolicyGridResponse> SendAsync(HttpMethod method, string pathOrUrl, JsonNode? body = null,
+        IReadOnlyDictionary<string, string>? headers = null, CancellationToken ct = default) =>
+        SendBodyAsync(method, pathOrUrl, body, headers, ct, TimeSpan.Zero);
+
+    private async Task<PolicyGridResponse> SendBodyAsync(HttpMethod method, string pathOrUrl, JsonNode? body,
+        IReadOnlyDictionary<string, string>? headers, CancellationToken ct, TimeSpan held = default)
     {
         using var content = body is null ? (method == HttpMethod.Post || method == HttpMethod.Put ? new StringContent("", Encoding.UTF8, "application/json") : null)
             : new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json");
-        return await SendContentAsync(method, pathOrUrl, content, headers, ct);
+        return await SendContentAsync(method, pathOrUrl, content, headers, ct, held);
     }
 
     /// <param name="held">How long the server was asked to hold its answer (a long poll): waited for on top of <see cref="Timeout"/>.</param>
@@ -86,6 +106,11 @@ public sealed partial class PolicyGridClient : IDisposable
         {
             response = await _http.SendAsync(request, HttpCompletionOption.ResponseContentRead, timeout.Token);
             payload = await response.Content.ReadAsByteArrayAsync(timeout.Token);
+        }
+        catch (OperationCanceledException e) when (!ct.IsCancellationRequested && !timeout.IsCancellationRequested)
+        {
+            // The handler's ConnectTimeout (Timeout), before the call's own patience ran out.
+            throw new PolicyGridUnreachableException(Server, $"could not connect within {Timeout.TotalSeconds:0.###} s", e);
         }
         catch (OperationCanceledException e) when (!ct.IsCancellationRequested)
         {
@@ -186,9 +211,9 @@ public sealed partial class PolicyGridClient : IDisposable
     // Every route read here answers the envelope: a 200 without one (a proxy's page, another server) is no answer at all,
     // and never a policy's result or a management command's null.
     private async Task<JsonNode?> DataAsync(HttpMethod method, string path, JsonNode? body, CancellationToken ct,
-        IReadOnlyDictionary<string, string>? headers = null)
+        IReadOnlyDictionary<string, string>? headers = null, TimeSpan held = default)
     {
-        var response = await SendAsync(method, path, body, headers, ct);
+        var response = await SendBodyAsync(method, path, body, headers, ct, held);
         return response.Enveloped ? response.Data : throw new PolicyGridApiException(502, "backend_error",
             $"{method} {path} on {Server} answered {response.Status} without a PolicyGrid envelope ({response.ContentHeaders.ContentType?.MediaType ?? "no Content-Type"}): is the server a PolicyGrid?");
     }

@@ -92,12 +92,14 @@ public sealed record ManagementRequest(string PolicyRuleUri, string Action, Json
 {
     public JsonObject? Parameters { get; init; }
     public JsonObject? Settings { get; init; }
+    public double? TimeoutSeconds { get; init; }
 
     internal JsonObject ToJson()
     {
         var body = new JsonObject { ["policy_rule_uri"] = PolicyRuleUri, ["action"] = Action, ["data"] = Data?.DeepClone() ?? new JsonObject() };
         if (Parameters is { Count: > 0 }) body["parameters"] = Parameters.DeepClone();
         if (Settings is { Count: > 0 }) body["settings"] = Settings.DeepClone();
+        if (TimeoutSeconds is { } t) body["timeout_seconds"] = t;
         return body;
     }
 }

@@ -23,6 +23,9 @@ from .json_values import encode as _encode_json
 
 DEFAULT_SERVER = "http://127.0.0.1:10000"  # `policygrid serve` default
 DEFAULT_TIMEOUT = 10.0
+# A call that names timeout_seconds asks the server to let the policy run that long; the client waits that long, plus
+# this for the server's own work around the policy (queueing, loading its bundle, the decision log), on top of `timeout`.
+SERVER_MARGIN_SECONDS = 5.0
 
 
 class Response:
@@ -120,16 +123,31 @@ def _track(conn) -> None:
         deadline.track(conn.sock)
 
 
+def _connect(conn, connect) -> None:
+    """Connects within the client's own timeout even when the call waits longer for its answer (a long poll, a policy
+    given timeout_seconds): a server that is not there still fails the call fast."""
+    limit = getattr(_CALL, "connect_timeout", None)
+    waits = conn.timeout
+    if limit is None or not isinstance(waits, (int, float)) or limit >= waits:
+        connect()
+    else:
+        conn.timeout = limit
+        try:
+            connect()
+        finally:
+            conn.timeout = waits
+        conn.sock.settimeout(waits)
+    _track(conn)
+
+
 class _TrackedHTTPConnection(http.client.HTTPConnection):
     def connect(self):
-        super().connect()
-        _track(self)
+        _connect(self, super().connect)
 
 
 class _TrackedHTTPSConnection(http.client.HTTPSConnection):
     def connect(self):
-        super().connect()
-        _track(self)
+        _connect(self, super().connect)
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
@@ -146,6 +164,14 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
 
 
 _OPENER = urllib.request.build_opener(_TokenStaysHome, _HTTPHandler, _HTTPSHandler)
+
+
+def _server_time(timeout_seconds: Any) -> float:
+    """How long past its own timeout the client waits for a call that gives the server ``timeout_seconds``: that deadline
+    plus the server's margin. Without one (or with one the server will refuse at once) nothing is added."""
+    if isinstance(timeout_seconds, bool) or not isinstance(timeout_seconds, (int, float)) or not 0 < timeout_seconds < float("inf"):
+        return 0
+    return timeout_seconds + SERVER_MARGIN_SECONDS
 
 
 def _quote_uri(uri: str) -> str:
@@ -185,6 +211,7 @@ class PolicyGridClient:
         timeout = min(self.timeout + (held_seconds if held_seconds > 0 else 0), threading.TIMEOUT_MAX)  # NaN adds nothing
         deadline = _Deadline(timeout) if whole_call_timeout else None
         _CALL.deadline = deadline
+        _CALL.connect_timeout = self.timeout
         try:
             response = self._request(method, path, body, headers, raw, content_type, timeout)
         except PolicyGridApiError as e:
@@ -193,6 +220,7 @@ class PolicyGridClient:
             raise
         finally:
             _CALL.deadline = None
+            _CALL.connect_timeout = None
             if deadline is not None:
                 deadline.cancel()
         if deadline is not None and deadline.expired:
@@ -315,16 +343,20 @@ class PolicyGridClient:
             body["context_key"] = context_key
         if timeout_seconds is not None:
             body["timeout_seconds"] = timeout_seconds
-        return self._enveloped("POST", f"/executor/{_quote_uri(executor_id)}/execute_policy", body)
+        return self._enveloped("POST", f"/executor/{_quote_uri(executor_id)}/execute_policy", body,
+                               held_seconds=_server_time(timeout_seconds))
 
     def management(self, executor_id: str, policy_rule_uri: str, action: str, data: Any = None, *,
-                   parameters: dict | None = None, settings: dict | None = None) -> Any:
+                   parameters: dict | None = None, settings: dict | None = None, timeout_seconds: float | None = None) -> Any:
         body: dict = {"policy_rule_uri": policy_rule_uri, "action": action, "data": data if data is not None else {}}
         if parameters:
             body["parameters"] = parameters
         if settings:
             body["settings"] = settings
-        return self._enveloped("POST", f"/executor/{_quote_uri(executor_id)}/management", body)
+        if timeout_seconds is not None:
+            body["timeout_seconds"] = timeout_seconds
+        return self._enveloped("POST", f"/executor/{_quote_uri(executor_id)}/management", body,
+                               held_seconds=_server_time(timeout_seconds))
 
     def create_infra(self, executor_id: str, cluster_config: dict) -> Any:
         """POST /executor/{id}/create-infra: installs an executor node into the cluster the kubeconfig names (used once,
@@ -334,10 +366,10 @@ class PolicyGridClient:
     def remove_infra(self, executor_id: str, cluster_config: dict) -> Any:
         return self.request("DELETE", f"/executor/{_quote_uri(executor_id)}/remove-infra", {"cluster_config": cluster_config}).data
 
-    def _enveloped(self, method: str, path: str, body: Any) -> Any:
+    def _enveloped(self, method: str, path: str, body: Any, held_seconds: float = 0) -> Any:
         """``data`` of a route that answers the envelope: a 200 without one (a proxy's page, another server) is never
         taken for a policy's result or a command's None."""
-        response = self.request(method, path, body)
+        response = self.request(method, path, body, held_seconds=held_seconds)
         if not response.enveloped:
             raise PolicyGridApiError(502, "backend_error", f"{method} {path} on {self.server} answered {response.status} "
                                      f"without a PolicyGrid envelope ({response.headers.get('content-type', 'no Content-Type')}): "
@@ -410,13 +442,16 @@ class PolicyGridClient:
     def query_graphs(self, filter: dict | None = None, **paging) -> list:
         return self.request("POST", "/graphs/query" + _paging(paging), filter or {}).data
 
-    def execute_graph(self, graph_uri: str, input_data: Any, trace: bool = False, async_: bool = False) -> Any:
+    def execute_graph(self, graph_uri: str, input_data: Any, trace: bool = False, async_: bool = False,
+                      timeout_seconds: float | None = None) -> Any:
         body: dict = {"graph_uri": graph_uri, "input_data": input_data}
         if trace:
             body["trace"] = True
         if async_:
             body["async"] = True
-        return self._enveloped("POST", "/graph/execute_graph", body)
+        if timeout_seconds is not None:
+            body["timeout_seconds"] = timeout_seconds
+        return self._enveloped("POST", "/graph/execute_graph", body, held_seconds=0 if async_ else _server_time(timeout_seconds))
 
     def graph_diagram(self, graph_uri: str) -> str:
         """GET /graphs/{uri}/diagram: the graph as a Mermaid flowchart (text/vnd.mermaid)."""
