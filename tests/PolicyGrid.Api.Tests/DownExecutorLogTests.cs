@@ -86,6 +86,30 @@ public sealed class DownExecutorLogTests
     }
 
     [Fact]
+    public async Task A_graph_whose_node_runs_on_a_node_that_is_down_is_one_warning_not_one_per_run()
+    {
+        var capture = new LogCapture();
+        await using var server = new GridServer { TestServices = services => services.AddSingleton<ILoggerProvider>(capture) };
+        var client = server.CreateClient();
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+        using var node = new ScriptedNode(new NodeAnswer(200, """{"success": true, "data": {}}"""));
+        (await client.Post("/executor", $$"""{"executor_id": "gnode", "executor_host_uri": "{{node.BaseUri}}"}""")).Status.ShouldBe(200);
+        (await client.Post("/function/deployments/create/gnode", $$"""{"name": "far", "policy_rule_uri": "{{uri}}"}""")).Status.ShouldBe(200);
+        (await client.Post("/graphs", """{"graph_name": "remote", "graph_version": "1.0", "graph_release_tag": "t", "graph_function_ids": ["far"], "graph_connection_data": {}}""")).Status.ShouldBe(200);
+
+        node.Answer = NodeAnswer.Drop;
+        for (var i = 0; i < 3; i++)
+        {
+            var answer = await client.Post("/graph/execute_graph", """{"graph_uri": "remote:1.0-t", "input_data": {"ip": "10.0.0.1"}}""");
+            (answer.Status, answer.Code).ShouldBe((503, "backend_unavailable"), answer.Body?.ToJsonString());
+            answer.Message!.ShouldStartWith("graph node 'far' failed: executor node");
+        }
+        var told = capture.Entries.Where(e => e.Level >= LogLevel.Warning).ToList();
+        told.Count.ShouldBe(1, capture.ToString());
+        told[0].Message.ShouldStartWith("executor gnode is down");
+    }
+
+    [Fact]
     public async Task Jobs_followed_on_a_node_that_goes_down_are_one_warning_for_the_node_not_one_per_job_and_poll()
     {
         // Each job followed on the node logged a warning of its own at every retry while the node was down.

@@ -15,5 +15,11 @@ public static class LoggedFailures
         return failure;
     }
 
-    public static bool IsMarked(Exception failure) => failure.Data.Contains(Key);
+    /// <summary>Whether the failure, or one it wraps (a graph node's, a graph run's), has been told already.</summary>
+    public static bool IsMarked(Exception failure)
+    {
+        for (Exception? e = failure; e is not null; e = e.InnerException)
+            if (e.Data.Contains(Key)) return true;
+        return false;
+    }
 }

@@ -38,9 +38,12 @@ public interface IGraphRunner
 /// <summary>The errors both runners answer, worded the same so the two shapes cannot disagree.</summary>
 public static class GraphFailures
 {
-    /// <summary>A node failed: the node's own status and code, a message naming it, and the node as the error's path.</summary>
-    public static Errors.PolicyGridException NodeFailed(string node, int status, string code, string message) =>
-        new(status, code, $"graph node '{node}' failed: {message}", [new Errors.FieldError(node, message)]);
+    /// <summary>
+    /// A node failed: the node's own status and code, a message naming it, and the node as the error's path.
+    /// <paramref name="cause"/> (the node's failure itself) is kept as the inner exception.
+    /// </summary>
+    public static Errors.PolicyGridException NodeFailed(string node, int status, string code, string message, Exception? cause = null) =>
+        new(status, code, $"graph node '{node}' failed: {message}", [new Errors.FieldError(node, message)], cause);
 
     public static Errors.PolicyGridException DeadlineExceeded(TimeSpan deadline, IEnumerable<string> unfinished) =>
         Errors.Problems.PolicyTimeout(

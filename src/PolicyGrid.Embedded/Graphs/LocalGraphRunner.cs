@@ -78,7 +78,7 @@ public sealed class LocalGraphRunner(IFunctionInvoker functions, TimeProvider cl
                 }
                 catch (PolicyGridException e)
                 {
-                    run.Fail(GraphFailures.NodeFailed(node, e.Status, e.Code, e.Message));
+                    run.Fail(GraphFailures.NodeFailed(node, e.Status, e.Code, e.Message, e));
                     throw;
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
