@@ -144,9 +144,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             // reactivation recreates without it.
             var readOnly = FunctionSpec.IsReadOnlyCommand(_policy!, request.Action);
             if (!readOnly && _journal.Count > 0 && _journal.Count >= _options.MaxJournalEntries)
-                throw Problems.Conflict($"function {_deployment!.Name}: {_journal.Count} management actions are kept to replay " +
-                    $"(the limit, PolicyGrid:Functions:MaxJournalEntries) because the policy class has no get_state; " +
-                    "give it get_state/set_state, declare the commands that change nothing read_only in its management_commands_schema, or redeploy to start afresh");
+                throw FunctionSpec.JournalFull(_deployment!.Name, _journal.Count);
             var reply = await InvokeAsync(load, PolicyMethods.Management, new JsonObject { ["action"] = request.Action, ["data"] = data.DeepClone() });
             if (_keepsState == false && !readOnly) _journal.Add(new JournalEntry(request.Action, data.ToJsonString()));
             return reply as JsonObject ?? new JsonObject { ["result"] = reply?.DeepClone() };

@@ -722,6 +722,73 @@ public sealed class FunctionsApiTests : IAsyncLifetime
         journal!["entries"]!.AsArray().Select(e => e!["action"]!.GetValue<string>()).ShouldBe(["add_ip"]);
     }
 
+    /// <summary>The allowlist without get_state, with a read-only list_ips next to add_ip in its management_commands_schema.</summary>
+    private async Task<string> RegisterPolledAllowList(string name)
+    {
+        var source = CountingPolicy.AllowList.Replace("if action == \"add_ip\":",
+            "if action == \"list_ips\":\n            return {\"ips\": self.ips}\n        if action == \"add_ip\":");
+        var uri = await _server.RegisterPolicyAsync(name, source);
+        var commands = new JsonArray(new JsonObject { ["name"] = "add_ip" }, new JsonObject { ["name"] = "list_ips", ["read_only"] = true });
+        (await _client.Send(HttpMethod.Put, $"/policy/{uri}", new JsonObject { ["$set"] = new JsonObject { ["management_commands_schema"] = commands } }))
+            .Status.ShouldBe(200);
+        return uri;
+    }
+
+    [Fact]
+    public async Task Past_the_journal_limit_management_of_a_class_without_get_state_is_a_409_that_changes_nothing_as_on_dapr()
+    {
+        // serve kept every management action of a class without get_state, without bound, and replayed them all on
+        // every restart; the Dapr actors refuse past PolicyGrid:Functions:MaxJournalEntries.
+        await _server.DisposeAsync();
+        _server = new GridServer { Settings = { ["PolicyGrid:Functions:MaxJournalEntries"] = "2" } };
+        _client = _server.CreateClient();
+        var body = Body("small-allow");
+        body["policy_rule_uri"] = await RegisterPolledAllowList("small-allow");
+        (await Deploy(body)).Status.ShouldBe(200);
+        (await AddIp("small-allow", "10.1.1.1")).Status.ShouldBe(200);
+        (await AddIp("small-allow", "10.2.2.2")).Status.ShouldBe(200);
+
+        var full = await AddIp("small-allow", "10.3.3.3");
+
+        full.Status.ShouldBe(409, full.Body?.ToJsonString());
+        full.Code.ShouldBe("conflict");
+        full.Message.ShouldContain("2 management actions are kept to replay");
+        full.Message.ShouldContain("MaxJournalEntries");
+        (await Check("small-allow", "10.3.3.3"))["allowed"]!.GetValue<bool>().ShouldBeFalse("the refused action ran on the instance");
+        var journal = await _server.Service<IContextStore>().GetAsync("function:small-allow!journal", TestContext.Current.CancellationToken);
+        journal!["entries"]!.AsArray().Count.ShouldBe(2);
+
+        // A read-only command is not journalled, so it still runs at the limit.
+        var listed = await _client.Send(HttpMethod.Post, "/function/small-allow/management", new JsonObject { ["action"] = "list_ips", ["data"] = new JsonObject() });
+        listed.Status.ShouldBe(200, listed.Body?.ToJsonString());
+        listed.Data!["ips"]!.AsArray().Select(n => n!.GetValue<string>()).ShouldBe(["10.1.1.1", "10.2.2.2"]);
+
+        // The limit holds after a restart too (the instance that replays the journal tells the class keeps no state).
+        await _server.ExitAsync();
+        _server = _server.Restart();
+        _client = _server.CreateClient();
+        (await AddIp("small-allow", "10.3.3.3")).Status.ShouldBe(409);
+        (await Check("small-allow", "10.3.3.3"))["allowed"]!.GetValue<bool>().ShouldBeFalse();
+
+        // A redeployment starts afresh with an empty journal.
+        (await _client.Send(HttpMethod.Delete, "/function/deployments/remove/small-allow")).Status.ShouldBe(200);
+        (await Deploy(body)).Status.ShouldBe(200);
+        (await AddIp("small-allow", "10.3.3.3")).Status.ShouldBe(200);
+        (await Check("small-allow", "10.3.3.3"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task Management_of_a_class_with_get_state_is_never_refused_by_the_journal_limit()
+    {
+        await _server.DisposeAsync();
+        _server = new GridServer { Settings = { ["PolicyGrid:Functions:MaxJournalEntries"] = "1" } };
+        _client = _server.CreateClient();
+        var body = Body("keeping-allow", replicas: 2);
+        body["policy_rule_uri"] = await _server.RegisterPolicyAsync("keeping-allow", CountingPolicy.AllowListKeepingState);
+        (await Deploy(body)).Status.ShouldBe(200);
+        for (var i = 1; i <= 3; i++) (await AddIp("keeping-allow", $"10.0.0.{i}")).Status.ShouldBe(200);
+    }
+
     [Fact]
     public async Task An_instance_without_get_state_the_pool_recreates_on_its_own_gets_the_management_actions_back()
     {

@@ -41,6 +41,15 @@ public sealed record FunctionSpec(string Name, JsonObject Policy, FunctionScale 
         Templates.ManagementCommands.Ensure(policy["management_commands_schema"] as JsonArray, policy["policy_rule_uri"]?.GetValue<string>() ?? "", action, data);
     }
 
+    /// <summary>
+    /// The 409 both hosts answer when a function whose class has no <c>get_state</c> already keeps
+    /// <paramref name="entries"/> management actions to replay (<c>PolicyGrid:Functions:MaxJournalEntries</c>).
+    /// </summary>
+    public static Errors.PolicyGridException JournalFull(string function, int entries) =>
+        Errors.Problems.Conflict($"function {function}: {entries} management actions are kept to replay " +
+            "(the limit, PolicyGrid:Functions:MaxJournalEntries) because the policy class has no get_state; " +
+            "give it get_state/set_state, declare the commands that change nothing read_only in its management_commands_schema, or redeploy to start afresh");
+
     /// <summary>Whether the snapshot's <c>management_commands_schema</c> declares the action <c>read_only</c> (never journalled).</summary>
     public static bool IsReadOnlyCommand(JsonObject policy, string action)
     {

@@ -11,4 +11,11 @@ public sealed class FunctionHostOptions
 
     /// <summary>With autoscaling on, an instance above min_replicas that has been idle this long is stopped.</summary>
     public TimeSpan ScaleDownAfterIdle { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// How many management actions a function whose class has no <c>get_state</c> keeps to replay on an instance that
+    /// starts later (autoscaling, a restart, one the pool recreated); past it management answers 409 until the function
+    /// is redeployed, as the Dapr function actors do. Read-only commands never count.
+    /// </summary>
+    public int MaxJournalEntries { get; set; } = 1000;
 }

@@ -90,6 +90,12 @@ internal sealed class HostedFunction(FunctionSpec spec, PolicyLoadSpec load)
     /// </summary>
     public (long Seq, JsonObject Snapshot)? Seed { get; set; }
 
+    /// <summary>How many entries the journal keeps (those some instance's saved state may still lack).</summary>
+    public int JournalCount
+    {
+        get { lock (_gate) return _journal.Count; }
+    }
+
     /// <summary>The journal entry an instance that has applied up to <paramref name="applied"/> must apply next (null: none).</summary>
     public JournalEntry? NextEntry(long applied)
     {

@@ -119,6 +119,12 @@ public sealed class LocalFunctionHost(
             {
                 answer = await InTurnAsync(function, leader, async () =>
                 {
+                    // Decided in the turn, after the instance caught up (so its class is known) and before the action
+                    // runs: refused, it changes nothing anywhere. Only a class without get_state keeps every action
+                    // (an empty journal says nothing, so a limit below 1 acts as 1).
+                    var kept = function.JournalCount;
+                    if (!readOnly && leader.KeepsState == false && kept > 0 && kept >= _options.MaxJournalEntries)
+                        throw FunctionSpec.JournalFull(name, kept);
                     var reply = await InvokeAsync(function, leader, PolicyMethods.Management,
                         new JsonObject { ["action"] = action, ["data"] = data.DeepClone() }, ct);
                     // A command the policy declares read_only changes nothing that an instance starting later would lack.
