@@ -297,10 +297,24 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
 
     // The saved state rides along: when the pool (re)creates the instance it calls set_state with it first. The
     // instance's get_state() comes back in the same worker round trip.
-    // An instance the pool created for a method outside a replay lacks the journal: it is dropped (InstanceRecreated).
+    // An instance the pool created for a method outside a replay lacks the journal: it is dropped (InstanceRecreated),
+    // whether the method answered there or raised.
     private async Task<JsonNode?> InvokeAsync(PolicyLoadSpec load, string method, JsonObject arguments, bool replaying = false)
     {
-        var answer = await _pool.InvokeWithStateAsync(new PolicyInvocation(InstanceKey, load, method, arguments, _options.CallTimeout, _state));
+        PolicyAnswer answer;
+        try
+        {
+            answer = await _pool.InvokeWithStateAsync(new PolicyInvocation(InstanceKey, load, method, arguments, _options.CallTimeout, _state));
+        }
+        catch (PolicyRaisedOnNewInstanceException e) when (!replaying && !e.KeepsState && _journal.Count > 0)
+        {
+            // The method raised on such an instance: perhaps only for lack of the journal, and the instance, kept, would
+            // answer without it until it was lost again. Dropped the same way; the rerun's answer or error is the turn's.
+            _keepsState = false;
+            await _pool.ReleaseAsync(InstanceKey);
+            _replay = true;
+            throw new InstanceRecreated();
+        }
         _keepsState = answer.KeepsState;
         _state = !answer.KeepsState || answer.State is null ? null
             : answer.State as JsonObject ?? new JsonObject { ["value"] = answer.State.DeepClone() };

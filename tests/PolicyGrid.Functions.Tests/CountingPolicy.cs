@@ -107,4 +107,12 @@ internal static class CountingPolicy
 
     /// <summary>The same allowlist without get_state/set_state: a recreated instance starts from the deployment.</summary>
     public static readonly string AllowList = AllowListKeepingState[..AllowListKeepingState.IndexOf("    def get_state", StringComparison.Ordinal)];
+
+    /// <summary>
+    /// The allowlist without get_state whose eval raises while it has no IPs ("no allowlist yet", after counting the call), and
+    /// when the input asks it to ("asked to fail"): an instance recreated without its management actions fails its first call.
+    /// </summary>
+    public static readonly string StrictAllowList = AllowList.Replace("        self.evals += 1\n",
+        "        self.evals += 1\n        if input_data.get(\"fail\"):\n            raise ValueError(\"asked to fail\")\n" +
+        "        if not self.ips:\n            raise ValueError(\"no allowlist yet\")\n", StringComparison.Ordinal);
 }

@@ -808,6 +808,34 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_instance_the_pool_recreates_whose_first_call_raises_for_lack_of_the_journal_gets_it_back_and_answers()
+    {
+        // The recreation was told only on a call that succeeded: one that raised on the new instance (here because its
+        // allowlist was empty) left that instance running without the management actions, failing every call after.
+        var body = Body("strict-evicted");
+        body["policy_rule_uri"] = await _server.RegisterPolicyAsync("strict-evicted", CountingPolicy.StrictAllowList);
+        (await Deploy(body)).Status.ShouldBe(200);
+        (await AddIp("strict-evicted", "10.1.1.1")).Status.ShouldBe(200);
+        (await Check("strict-evicted", "10.1.1.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        var pool = _server.Service<PythonWorkerPool>();
+
+        await pool.ReleaseAsync("fn:strict-evicted#0", TestContext.Current.CancellationToken);
+        var after = await Check("strict-evicted", "10.1.1.1");
+
+        after["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        after["evals"]!.GetValue<int>().ShouldBe(1, "the answer comes from a fresh instance with the journal replayed");
+
+        // A call that raises on its own still answers its error, once, from an instance that has the journal.
+        await pool.ReleaseAsync("fn:strict-evicted#0", TestContext.Current.CancellationToken);
+        var failed = await _client.Send(HttpMethod.Post, "/function/call_function/strict-evicted", new JsonObject { ["ip"] = "10.1.1.1", ["fail"] = true });
+        failed.Status.ShouldBe(422, failed.Body?.ToJsonString());
+        failed.Message.ShouldContain("asked to fail");
+        var next = await Check("strict-evicted", "10.1.1.1");
+        next["allowed"]!.GetValue<bool>().ShouldBeTrue("the instance the failed call left kept no management actions");
+        next["evals"]!.GetValue<int>().ShouldBe(2, "the failed call ran once on the instance that answers now");
+    }
+
+    [Fact]
     public async Task Management_failing_on_the_first_instance_is_the_answer_and_no_instance_gets_it()
     {
         var body = Body("strict-allow", replicas: 2);

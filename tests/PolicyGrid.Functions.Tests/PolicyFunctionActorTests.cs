@@ -195,6 +195,34 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_instance_the_pool_recreates_whose_first_call_raises_for_lack_of_the_journal_gets_it_back_and_answers()
+    {
+        var pool = NewPool();
+        var actor = Actor(pool, new TestStateManager(), "strict");
+        await actor.DeployAsync(AllowList(CountingPolicy.StrictAllowList, "strict"));
+        await AddIp(actor, "10.1.1.1");
+        (await Check(actor, "10.1.1.1"))["evals"]!.GetValue<int>().ShouldBe(1);
+
+        // Recreated from the deployment, the instance's first call raises ("no allowlist yet"): that was the answer, and
+        // the instance went on without the journal.
+        await pool.ReleaseAsync(actor.InstanceKey, TestContext.Current.CancellationToken);
+        var next = await Check(actor, "10.1.1.1");
+
+        next["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        next["evals"]!.GetValue<int>().ShouldBe(1, "the answer comes from a fresh instance with the journal replayed");
+        (await actor.StatusAsync()).Calls.ShouldBe(2, "the call counts once");
+
+        // A call that raises on its own still answers its error, once, from an instance that has the journal.
+        await pool.ReleaseAsync(actor.InstanceKey, TestContext.Current.CancellationToken);
+        var failed = await actor.CallAsync(new FunctionActorCall("""{"ip": "10.1.1.1", "fail": true}"""));
+        (failed.Ok, failed.Status, failed.Code).ShouldBe((false, 422, "policy_error"));
+        failed.Message.ShouldContain("asked to fail");
+        var after = await Check(actor, "10.1.1.1");
+        after["allowed"]!.GetValue<bool>().ShouldBeTrue("the instance the failed call left kept no management actions");
+        after["evals"]!.GetValue<int>().ShouldBe(2, "the failed call ran once on the instance that answers now");
+    }
+
+    [Fact]
     public async Task A_management_action_that_fails_on_replay_fails_the_calls_naming_it_until_it_applies_again()
     {
         // add_ip refuses while a file "disabled" lies next to the bundle's code (a bundle of its own: the source is unique).

@@ -555,6 +555,30 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
     }
 
     [Fact]
+    public async Task A_method_that_raises_on_an_instance_the_call_created_says_so_as_a_success_would()
+    {
+        // Created was only on answers that succeeded: a host replaying management actions on a recreated instance missed
+        // the recreation when the first call there raised.
+        var raising = TestBundles.FromSource("""
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    pass
+                def eval(self, parameters, input_data, context):
+                    raise ValueError("always")
+            """);
+        var load = new PolicyLoadSpec("raising:1-a", raising, [], []);
+        var call = new PolicyInvocation("raising-1", load, PolicyMethods.Eval, Add(1), TimeSpan.FromSeconds(5));
+
+        var first = await Should.ThrowAsync<PolicyRaisedOnNewInstanceException>(() => Pool.InvokeWithStateAsync(call, Ct));
+        var second = await Should.ThrowAsync<PolicyGridException>(() => Pool.InvokeWithStateAsync(call, Ct));
+
+        (first.Status, first.Code, first.KeepsState).ShouldBe((422, "policy_error", false));
+        first.Message.ShouldContain("ValueError: always");
+        second.ShouldNotBeOfType<PolicyRaisedOnNewInstanceException>("the second call ran on the instance the first created");
+        second.Message.ShouldBe(first.Message);
+    }
+
+    [Fact]
     public async Task Invoke_with_state_on_a_class_without_get_state_says_it_keeps_none()
     {
         var bundle = TestBundles.AnswersOk();

@@ -300,22 +300,32 @@ public sealed class LocalFunctionHost(
     // get_state() comes back in the same worker round trip and becomes the replica's state to persist.
     private async Task<JsonNode?> InvokeAsync(HostedFunction function, FunctionReplica replica, string method, JsonObject arguments, CancellationToken ct)
     {
-        var answer = await pool.InvokeWithStateAsync(
-            new PolicyInvocation(replica.InstanceKey, function.Load, method, arguments, _options.CallTimeout, replica.State), ct);
-        if (answer.Created && !answer.KeepsState && replica.AppliedSeq > 0)
+        PolicyInvocation Invocation() => new(replica.InstanceKey, function.Load, method, arguments, _options.CallTimeout, replica.State);
+        PolicyAnswer answer;
+        try
         {
-            // The pool made this instance anew (its worker was replaced, or it was evicted) from the deployment: with no
-            // get_state to restore, it ran the call without the management actions the lost one had applied. That answer
-            // and that instance are dropped; a fresh one replays the journal, then the call runs again (so a policy's side
-            // effects outside its instance may happen twice).
-            logger.LogWarning("function {Function} instance #{Index} was recreated without its management actions; replaying them before the call",
-                function.Spec.Name, replica.Index);
-            await pool.ReleaseAsync(replica.InstanceKey, CancellationToken.None);
-            replica.AppliedSeq = 0;
-            await CatchUpAsync(function, replica);
-            answer = await pool.InvokeWithStateAsync(
-                new PolicyInvocation(replica.InstanceKey, function.Load, method, arguments, _options.CallTimeout, replica.State), ct);
+            answer = await pool.InvokeWithStateAsync(Invocation(), ct);
+            if (!(answer.Created && !answer.KeepsState && replica.AppliedSeq > 0)) return Take(replica, answer);
         }
+        catch (PolicyRaisedOnNewInstanceException e) when (!e.KeepsState && replica.AppliedSeq > 0)
+        {
+            // The same, where the method raised there: it may have raised only for lack of those actions, and the
+            // instance, kept, would answer without them until it was lost again.
+        }
+        // The pool made this instance anew (its worker was replaced, or it was evicted) from the deployment: with no
+        // get_state to restore, it ran the call without the management actions the lost one had applied. That answer
+        // and that instance are dropped; a fresh one replays the journal, then the call runs again (so a policy's side
+        // effects outside its instance may happen twice) and what it answers or raises there is the answer.
+        logger.LogWarning("function {Function} instance #{Index} was recreated without its management actions; replaying them before the call",
+            function.Spec.Name, replica.Index);
+        await pool.ReleaseAsync(replica.InstanceKey, CancellationToken.None);
+        replica.AppliedSeq = 0;
+        await CatchUpAsync(function, replica);
+        return Take(replica, await pool.InvokeWithStateAsync(Invocation(), ct));
+    }
+
+    private static JsonNode? Take(FunctionReplica replica, PolicyAnswer answer)
+    {
         replica.KeepsState = answer.KeepsState;
         replica.State = !answer.KeepsState || answer.State is null ? null
             : answer.State as JsonObject ?? new JsonObject { ["value"] = answer.State.DeepClone() };

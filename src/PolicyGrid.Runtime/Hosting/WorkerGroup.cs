@@ -390,7 +390,11 @@ internal sealed class WorkerGroup : IAsyncDisposable
                 throw Problems.PolicyError(message);
             default:
                 logger.LogWarning("policy {Policy} raised {Type}: {Message}\n{Traceback}", call.Load.RuleId, type, message, traceback);
-                throw Problems.PolicyError($"{type}: {RelativeToBundle(message, call.Load.Bundle)}");
+                var error = $"{type}: {RelativeToBundle(message, call.Load.Bundle)}";
+                // Said as PolicyAnswer.Created says it on success: the method ran on an instance this call created.
+                if (reply["created"]?.GetValue<bool>() == true)
+                    throw new PolicyRaisedOnNewInstanceException(error, reply["keeps_state"]?.GetValue<bool>() == true);
+                throw Problems.PolicyError(error);
         }
     }
 
@@ -596,6 +600,17 @@ internal sealed class WorkerGroup : IAsyncDisposable
 }
 
 /// <summary>The bundle could not produce an instance: no code/function.py, no AIOSv1PolicyRule class, or __init__ raised.</summary>
+/// <summary>
+/// The policy raised (422 policy_error, the same message) in a method that ran on an instance this very call created:
+/// first use, or again after its worker was replaced or it was evicted (<see cref="PolicyAnswer.Created"/> of a call that
+/// raised). <see cref="KeepsState"/> says whether its class has <c>get_state</c> (then it was restored with <c>set_state</c>).
+/// </summary>
+public sealed class PolicyRaisedOnNewInstanceException(string message, bool keepsState)
+    : PolicyGridException(422, ErrorCodes.PolicyError, message)
+{
+    public bool KeepsState { get; } = keepsState;
+}
+
 public sealed class PolicyLoadException(string policy, string reason)
     : PolicyGridException(422, ErrorCodes.PolicyError, $"policy {policy} cannot be loaded: {reason}")
 {

@@ -583,6 +583,7 @@ class Host:
             return {"ok": True, "value": None}
         if op != "invoke":
             return _error("error", "ValueError", f"unknown op {op!r}")
+        created = instance = None
         try:
             self._budget_cpu(request.get("cpu_seconds"))
             entry, created = self._instance(request)
@@ -610,7 +611,13 @@ class Host:
         except LoadFailure as exc:
             return _error("load", "PolicyLoadError", str(exc), traceback.format_exc())
         except BaseException as exc:  # noqa: BLE001 - SystemExit from a policy is still the policy's error
-            return _error("error", type(exc).__name__, str(exc), traceback.format_exc())
+            reply = _error("error", type(exc).__name__, str(exc), traceback.format_exc())
+            if created:
+                # The method raised on an instance this request created (first use, or again after eviction or a
+                # replaced worker): said as on success, so a caller that replays what the lost instance had can tell.
+                reply["created"] = True
+                reply["keeps_state"] = hasattr(instance, "get_state")
+            return reply
 
 
 def main():
