@@ -884,6 +884,50 @@ public sealed class FunctionsApiTests : IAsyncLifetime
         _log.ToString().ShouldContain("instance #1 could not apply management 'add_ip'");
     }
 
+    [Fact]
+    public async Task After_a_restart_an_instance_that_cannot_apply_a_management_action_restarts_from_instance_0s_saved_state()
+    {
+        // The "restart from instance #0's state" seed lived only in memory: after a restart, an instance that had missed
+        // the action (stopped by autoscaling) and could not apply it answered 422 on every call, for good.
+        await _server.DisposeAsync();
+        _server = new GridServer { Settings = { ["PolicyGrid:Functions:ScaleDownAfterIdle"] = "00:00:00.200" } };
+        _client = _server.CreateClient();
+        var body = Body("elastic-allow");
+        body["policy_rule_uri"] = await _server.RegisterPolicyAsync("elastic-allow", CountingPolicy.AllowListKeepingState);
+        body["autoscaling"] = new JsonObject { ["enabled"] = true, ["min_replicas"] = 1, ["max_replicas"] = 2 };
+        (await Deploy(body)).Status.ShouldBe(200);
+        // Instance #0 holds a call and has one waiting: the next calls start instance #1 and run there, then it is stopped.
+        async Task<Answer> OnSecondInstance(int calls)
+        {
+            var host = _server.Service<LocalFunctionHost>();
+            var (held, release) = await HoldFirstReplica("elastic-allow");
+            var queued = Check("elastic-allow", "10.9.9.9");
+            await Until(async () => (await host.StatusAsync("elastic-allow", TestContext.Current.CancellationToken))!.Queued == 1);
+            var answers = new List<Answer>();
+            for (var i = 0; i < calls; i++)
+                answers.Add(await _client.Send(HttpMethod.Post, "/function/call_function/elastic-allow", new JsonObject { ["ip"] = "10.1.1.1" }));
+            (await host.StatusAsync("elastic-allow", TestContext.Current.CancellationToken))!.Instances.ShouldBe(2);
+            await File.WriteAllTextAsync(release, "go", TestContext.Current.CancellationToken);
+            await held;
+            await queued;
+            await Until(async () => (await host.StatusAsync("elastic-allow", TestContext.Current.CancellationToken))!.Instances == 1);
+            return answers[^1];
+        }
+        (await OnSecondInstance(3)).Data!["evals"]!.GetValue<int>().ShouldBe(3);
+
+        // add_ip runs on instance #0 (two calls served) only; on #1 (three) it fails.
+        (await AddIp("elastic-allow", "10.1.1.1", refuseAfterEvals: 3)).Status.ShouldBe(200);
+        await _server.ExitAsync();
+        _server = _server.Restart();
+        _client = _server.CreateClient();
+
+        var onSecond = await OnSecondInstance(1);
+
+        onSecond.Status.ShouldBe(200, onSecond.Body?.ToJsonString());
+        onSecond.Data!["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        onSecond.Data!["evals"]!.GetValue<int>().ShouldBe(3, "restarted from instance #0's saved state (two calls), plus this one");
+    }
+
     private static async Task Until(Func<Task<bool>> condition)
     {
         var giveUp = DateTime.UtcNow.AddSeconds(20);

@@ -191,13 +191,13 @@ public sealed class LocalFunctionHost(
             {
                 // The instance may hold half of what the failed action did: it is dropped either way.
                 await pool.ReleaseAsync(replica.InstanceKey, CancellationToken.None);
-                if (function.Seed is { } seed && seed.Seq >= entry.Seq)
+                if ((function.Seed is { } kept && kept.Seq >= entry.Seq ? kept : await LeaderSavedAsync(function, replica, entry.Seq)) is { } seed)
                 {
                     replica.Context = (JsonObject)seed.Snapshot["context"]!.DeepClone();
                     replica.State = (JsonObject)seed.Snapshot["state"]!.DeepClone();
                     replica.AppliedSeq = seed.Seq;
                     logger.LogWarning("function {Function} instance #{Index} could not apply management '{Action}' ({Reason}); restarted from instance #{Leader}'s state",
-                        function.Spec.Name, replica.Index, entry.Action, e.Message, function.Replicas[0].Index);
+                        function.Spec.Name, replica.Index, entry.Action, e.Message, 0);
                     continue;
                 }
                 // Recreated from the deployment (no get_state to restore), it replays the whole journal on its next turn.
@@ -208,6 +208,19 @@ public sealed class LocalFunctionHost(
             }
         }
         if (changed) await PersistAsync(replica);
+    }
+
+    /// <summary>
+    /// Instance #0's saved snapshot, when it includes journal entry <paramref name="seq"/> and has get_state() state:
+    /// what an instance that cannot apply that entry restarts from once the in-memory seed is gone (a restart of the
+    /// server came between the action and this instance's catching up, e.g. it was stopped by autoscaling).
+    /// </summary>
+    private async Task<(long Seq, JsonObject Snapshot)?> LeaderSavedAsync(HostedFunction function, FunctionReplica replica, long seq)
+    {
+        if (replica.Index == 0) return null;
+        var saved = await contexts.GetAsync(new FunctionReplica(function.Spec.Name, 0).StoreKey, CancellationToken.None);
+        var through = saved?["journal_seq"]?.GetValue<long>() ?? 0;
+        return saved?["state"] is JsonObject && saved["context"] is JsonObject && through >= seq ? (through, saved) : null;
     }
 
     private static string JournalKey(string function) => $"function:{function}!journal";
