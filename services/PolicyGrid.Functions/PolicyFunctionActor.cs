@@ -151,6 +151,54 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         });
     }
 
+    public Task<FunctionReply> SnapshotAsync() => TurnAsync(_ => Task.FromResult(new JsonObject
+    {
+        ["context"] = _context.DeepClone(),
+        ["state"] = _state?.DeepClone(),
+        ["journal"] = JsonSerializer.Serialize(_journal),
+    }));
+
+    public async Task<FunctionReply> RestartFromAsync(FunctionActorSnapshot snapshot)
+    {
+        ArgumentNullException.ThrowIfNull(snapshot);
+        try
+        {
+            await LoadAsync();
+            if (_load is null) throw Problems.NotFound($"function '{FunctionActors.FunctionName(Id)}' is not deployed");
+            if (FunctionSpec.IsReadOnlyCommand(_policy!, snapshot.Action))
+                throw Problems.Conflict($"management '{snapshot.Action}' is read_only: it is not restarted from another replica");
+            var from = JsonNode.Parse(snapshot.SnapshotJson) as JsonObject
+                ?? throw Problems.BadRequest("a replica snapshot must be a JSON object");
+            // Whatever the live instance holds (part of the action that failed on it) goes.
+            await _pool.ReleaseAsync(InstanceKey);
+            if (from["state"] is JsonObject state)
+            {
+                // A class with get_state: the other replica's context and state include the action; set_state restores them.
+                (_context, _state, _journal) = (from["context"] as JsonObject is { } c ? (JsonObject)c.DeepClone() : [], (JsonObject)state.DeepClone(), []);
+                _replay = false;
+            }
+            else
+            {
+                // Without: its instance cannot be copied, its journal can; a fresh instance replays it before the next call.
+                _journal = from["journal"]?.GetValue<string>() is { } journal ? JsonSerializer.Deserialize<List<JournalEntry>>(journal) ?? [] : [];
+                _replay = true;
+            }
+            var context = _context.ToJsonString();
+            if (context != _savedContext) await StateManager.SetStateAsync(ContextKey, _savedContext = context);
+            var saved = _state?.ToJsonString();
+            if (saved is not null && saved != _savedState) await StateManager.SetStateAsync(StateKey, _savedState = saved);
+            if (_journal.Count == 0) await StateManager.TryRemoveStateAsync(JournalKey);
+            else await StateManager.SetStateAsync(JournalKey, JsonSerializer.Serialize(_journal));
+            _savedJournal = _journal.Count;
+            await StateManager.SaveStateAsync();
+            return FunctionReply.Success([]);
+        }
+        catch (PolicyGridException e)
+        {
+            return FunctionReply.Failure(e);
+        }
+    }
+
     public async Task RemoveAsync()
     {
         await _pool.ReleaseAsync(InstanceKey);

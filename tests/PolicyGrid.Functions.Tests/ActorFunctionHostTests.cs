@@ -103,29 +103,33 @@ public sealed class ActorFunctionHostTests : IAsyncLifetime
         e.Message.ShouldContain("no licence on this host");
     }
 
-    [Fact]
-    public async Task Management_failing_on_the_first_replica_runs_nowhere_else_and_failing_on_another_is_a_failure_naming_it()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Management_failing_on_the_first_replica_runs_nowhere_else_and_a_replica_where_it_fails_later_restarts_from_the_first(bool keepsState)
     {
+        // A replica where the action failed after replica 0 succeeded was only named in a failure answer and went on
+        // without it; serve restarts such an instance from the first one's state.
         var host = new ActorFunctionHost(_actors, new UnusedDocuments());
         var allowlist = new FunctionSpec("allow", new JsonObject
         {
             ["policy_rule_uri"] = "allow:1.0-test",
-            ["code"] = _bundles.Add("allow", CountingPolicy.AllowListKeepingState),
+            ["code"] = _bundles.Add(keepsState ? "allow" : "plain-allow", keepsState ? CountingPolicy.AllowListKeepingState : CountingPolicy.AllowList),
         }, new FunctionScale(3));
         await host.DeployAsync(allowlist, TestContext.Current.CancellationToken);
         // Replica #1 serves a call: add_ip refusing after one call fails there only.
         await _actors.CreateActorProxy<IPolicyFunctionActor>(FunctionActors.Replica("allow", 1, 3), FunctionActors.ActorType)
             .CallAsync(new FunctionActorCall("""{"ip": "10.9.9.9"}"""));
 
-        var split = await Should.ThrowAsync<PolicyGridException>(() =>
-            host.ManageAsync("allow", "add_ip", new JsonObject { ["ip"] = "10.1.1.1", ["refuse_after_evals"] = 1 }, TestContext.Current.CancellationToken));
+        var added = await host.ManageAsync("allow", "add_ip", new JsonObject { ["ip"] = "10.1.1.1", ["refuse_after_evals"] = 1 }, TestContext.Current.CancellationToken);
 
-        (split.Status, split.Code).ShouldBe((422, ErrorCodes.PolicyError));
-        split.Message.ShouldContain("succeeded on 2 of 3 instances");
-        split.Message.ShouldContain("instance #1 (");
-        split.Message.ShouldContain("served 1 calls");
+        added["ips"]!.AsArray().Select(ip => ip!.GetValue<string>()).ShouldBe(["10.1.1.1"]);
         (await Allowed(0)).ShouldBeTrue();
         (await Allowed(2)).ShouldBeTrue();
+        var onSecond = await Check(1);
+        onSecond["allowed"]!.GetValue<bool>().ShouldBeTrue("replica #1 went on without the action");
+        // From replica 0's state (no call served), or from the deployment with replica 0's journal replayed.
+        onSecond["evals"]!.GetValue<int>().ShouldBe(1);
 
         // Replica #0 has served a call now: the action fails there, and is the answer; #2 never runs it.
         var refused = await Should.ThrowAsync<PolicyGridException>(() =>
@@ -135,6 +139,37 @@ public sealed class ActorFunctionHostTests : IAsyncLifetime
         refused.Message.ShouldNotContain("instances");
         (await Allowed(2, "10.2.2.2")).ShouldBeFalse();
     }
+
+    [Fact]
+    public async Task A_read_only_action_failing_on_a_later_replica_restarts_nothing_and_the_answer_names_the_replica()
+    {
+        var host = new ActorFunctionHost(_actors, new UnusedDocuments());
+        var source = CountingPolicy.AllowListKeepingState.Replace("if action == \"add_ip\":",
+            "if action == \"audit\":\n            if self.evals >= 1:\n                raise ValueError(\"audit refused after %d calls\" % self.evals)\n" +
+            "            return {\"ok\": True}\n        if action == \"add_ip\":", StringComparison.Ordinal);
+        var allowlist = new FunctionSpec("allow", new JsonObject
+        {
+            ["policy_rule_uri"] = "allow:1.0-test",
+            ["code"] = _bundles.Add("audited-allow", source),
+            ["management_commands_schema"] = new JsonArray(
+                new JsonObject { ["name"] = "add_ip" }, new JsonObject { ["name"] = "audit", ["read_only"] = true }),
+        }, new FunctionScale(3));
+        await host.DeployAsync(allowlist, TestContext.Current.CancellationToken);
+        (await Check(1, "10.9.9.9"))["evals"]!.GetValue<int>().ShouldBe(1);
+
+        var split = await Should.ThrowAsync<PolicyGridException>(() =>
+            host.ManageAsync("allow", "audit", [], TestContext.Current.CancellationToken));
+
+        (split.Status, split.Code).ShouldBe((422, ErrorCodes.PolicyError));
+        split.Message.ShouldContain("succeeded on 2 of 3 instances");
+        split.Message.ShouldContain("instance #1 (");
+        split.Message.ShouldContain("audit refused after 1 calls");
+        (await Check(1, "10.9.9.9"))["evals"]!.GetValue<int>().ShouldBe(2, "replica #1 kept its own state");
+    }
+
+    private async Task<JsonObject> Check(int replica, string ip = "10.1.1.1") =>
+        (await _actors.CreateActorProxy<IPolicyFunctionActor>(FunctionActors.Replica("allow", replica, 3), FunctionActors.ActorType)
+            .CallAsync(new FunctionActorCall($$"""{"ip": "{{ip}}"}"""))).Unwrap();
 
     private async Task<bool> Allowed(int replica, string ip = "10.1.1.1") =>
         (await _actors.CreateActorProxy<IPolicyFunctionActor>(FunctionActors.Replica("allow", replica, 3), FunctionActors.ActorType)
@@ -194,6 +229,8 @@ public sealed class ActorFunctionHostTests : IAsyncLifetime
             public Task<FunctionReply> DeployAsync(FunctionActorDeployment deployment) => Run(() => actor.DeployAsync(deployment));
             public Task<FunctionReply> CallAsync(FunctionActorCall call) => Run(() => actor.CallAsync(call));
             public Task<FunctionReply> ManageAsync(FunctionActorManagement request) => Run(() => actor.ManageAsync(request));
+            public Task<FunctionReply> SnapshotAsync() => Run(actor.SnapshotAsync);
+            public Task<FunctionReply> RestartFromAsync(FunctionActorSnapshot snapshot) => Run(() => actor.RestartFromAsync(snapshot));
             public Task RemoveAsync() => Run(async () => { await actor.RemoveAsync(); return true; });
             public Task<FunctionActorStatus> StatusAsync() => Run(actor.StatusAsync);
         }

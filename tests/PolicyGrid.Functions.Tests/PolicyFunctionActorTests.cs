@@ -222,6 +222,31 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
         after["evals"]!.GetValue<int>().ShouldBe(2, "the failed call ran once on the instance that answers now");
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_replica_restarted_from_another_keeps_what_it_took_after_deactivation(bool keepsState)
+    {
+        var deployment = AllowList(keepsState ? CountingPolicy.AllowListKeepingState : CountingPolicy.AllowList, keepsState ? "seed" : "plain-seed");
+        var first = Actor(NewPool(), new TestStateManager(), "seed#0");
+        await first.DeployAsync(deployment);
+        await AddIp(first, "10.1.1.1");
+        var saved = new ConcurrentDictionary<string, string>();
+        var second = Actor(NewPool(), new TestStateManager(saved), "seed#1");
+        await second.DeployAsync(deployment);
+        (await Check(second, "10.9.9.9"))["evals"]!.GetValue<int>().ShouldBe(1);
+
+        var snapshot = (await first.SnapshotAsync()).Unwrap();
+        (await second.RestartFromAsync(new FunctionActorSnapshot("add_ip", snapshot.ToJsonString()))).Ok.ShouldBeTrue();
+
+        // Dapr deactivated it: a new actor object over the same state.
+        var again = Actor(NewPool(), new TestStateManager(saved), "seed#1");
+        var next = await Check(again, "10.1.1.1");
+        next["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        // From replica 0's state (no call served), or from the deployment with replica 0's journal replayed.
+        next["evals"]!.GetValue<int>().ShouldBe(1);
+    }
+
     [Fact]
     public async Task A_management_action_that_fails_on_replay_fails_the_calls_naming_it_until_it_applies_again()
     {

@@ -78,6 +78,12 @@ public sealed class ActorFunctionHost(IActorProxyFactory actors, IDocumentStore 
             {
                 (await Reach(() => Actor(name, i, replicas).ManageAsync(request))).Unwrap();
             }
+            catch (PolicyGridException e) when (e.Code is ErrorCodes.PolicyError or ErrorCodes.PolicyTimeout)
+            {
+                // The policy failed there (raised, or ran out of time): that replica restarts from replica 0's state, or
+                // takes its journal (class without get_state), as serve restarts an instance from the first one's.
+                if (!await RestartFromFirstAsync(name, i, replicas, action)) failures.Add((i, e));
+            }
             catch (PolicyGridException e)
             {
                 failures.Add((i, e));
@@ -89,6 +95,20 @@ public sealed class ActorFunctionHost(IActorProxyFactory actors, IDocumentStore 
             $"function {name}: management '{action}' succeeded on {replicas - failures.Count} of {replicas} instances and failed on " +
             string.Join("; ", failures.Select(f => $"instance #{f.Index} ({f.Error.Message})")) +
             ": those instances do not have it; send it again, or redeploy the function");
+    }
+
+    private async Task<bool> RestartFromFirstAsync(string name, int index, int replicas, string action)
+    {
+        try
+        {
+            var snapshot = (await Reach(() => Actor(name, 0, replicas).SnapshotAsync())).Unwrap();
+            (await Reach(() => Actor(name, index, replicas).RestartFromAsync(new FunctionActorSnapshot(action, snapshot.ToJsonString())))).Unwrap();
+            return true;
+        }
+        catch (PolicyGridException)
+        {
+            return false;
+        }
     }
 
     public async Task<bool> RemoveAsync(string name, CancellationToken ct = default)

@@ -22,6 +22,19 @@ public interface IPolicyFunctionActor : IActor
 
     Task<FunctionReply> ManageAsync(FunctionActorManagement request);
 
+    /// <summary>
+    /// What another replica restarts from when a management action succeeded here and failed there: this replica's
+    /// context and instance state (class with <c>get_state</c>), or its management journal (class without).
+    /// </summary>
+    Task<FunctionReply> SnapshotAsync();
+
+    /// <summary>
+    /// Restarts this replica from another's <see cref="SnapshotAsync"/>: its instance is dropped; with state, the context
+    /// and state are taken over (the next call restores them with <c>set_state</c>); without, the journal is, and replayed
+    /// on a fresh instance before the next call (which fails naming the entry while one fails). Saved before the answer.
+    /// </summary>
+    Task<FunctionReply> RestartFromAsync(FunctionActorSnapshot snapshot);
+
     /// <summary>Drops the instance and every piece of its state.</summary>
     Task RemoveAsync();
 
@@ -33,6 +46,12 @@ public sealed record FunctionActorDeployment(string Name, string PolicyJson);
 public sealed record FunctionActorCall(string InputJson);
 
 public sealed record FunctionActorManagement(string Action, string DataJson);
+
+/// <summary>
+/// A replica's <see cref="IPolicyFunctionActor.SnapshotAsync"/> output, handed to another replica as it is, with the
+/// management action that failed there (a read-only one restarts nothing: it changed nothing the other replica lacks).
+/// </summary>
+public sealed record FunctionActorSnapshot(string Action, string SnapshotJson);
 
 public sealed record FunctionActorStatus(bool Deployed, string Name, long Calls);
 
