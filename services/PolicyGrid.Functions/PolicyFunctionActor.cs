@@ -319,6 +319,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
     /// </summary>
     private async Task ReplayAsync(PolicyLoadSpec load)
     {
+        var restarts = 0;
         for (var i = 0; i < _journal.Count; i++)
         {
             var entry = _journal[i];
@@ -329,6 +330,19 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
                     ["action"] = entry.Action,
                     ["data"] = JsonNode.Parse(entry.DataJson),
                 }, replaying: true);
+                if (_created && i > 0) throw new InstanceRecreated();
+            }
+            catch (Exception e) when (i > 0 && (e is InstanceRecreated || e is PolicyRaisedOnNewInstanceException { KeepsState: false }))
+            {
+                // The pool dropped the instance part way (evicted, its worker replaced): the new one ran this entry without
+                // those before it. Replayed from the first entry on a fresh instance, or the actor would answer without them.
+                await _pool.ReleaseAsync(InstanceKey);
+                Logger.LogWarning("function actor {Actor}: its instance was recreated while it replayed management '{Action}' (journal entry {Entry} of {Entries}); replaying from the first entry",
+                    Id.GetId(), entry.Action, i + 1, _journal.Count);
+                if (++restarts > MaxReplayRestarts)
+                    throw Problems.BackendUnavailable($"function {_deployment!.Name} (actor {Id.GetId()}): the worker pool dropped its instance " +
+                        $"{restarts} times while it replayed its management journal; retry");
+                i = -1;
             }
             catch (PolicyGridException e)
             {
@@ -349,6 +363,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
     // whether the method answered there or raised.
     private async Task<JsonNode?> InvokeAsync(PolicyLoadSpec load, string method, JsonObject arguments, bool replaying = false)
     {
+        _created = false;
         PolicyAnswer answer;
         try
         {
@@ -364,6 +379,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             throw new InstanceRecreated();
         }
         _keepsState = answer.KeepsState;
+        _created = answer.Created;
         _state = !answer.KeepsState || answer.State is null ? null
             : answer.State as JsonObject ?? new JsonObject { ["value"] = answer.State.DeepClone() };
         if (answer.Created && !replaying && !answer.KeepsState && _journal.Count > 0)
@@ -374,6 +390,12 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         }
         return answer.Value;
     }
+
+    // Whether the pool created the instance the last method ran on (ReplayAsync reads it).
+    private bool _created;
+
+    /// <summary>How often one replay starts over because the pool dropped the instance part way, before the turn fails with a 503.</summary>
+    private const int MaxReplayRestarts = 3;
 
     /// <summary>The pool created the instance a method ran on without the journal (see <see cref="InvokeAsync"/>).</summary>
     private sealed class InstanceRecreated : Exception;

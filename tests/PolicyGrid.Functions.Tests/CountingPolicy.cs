@@ -109,6 +109,27 @@ internal static class CountingPolicy
     public static readonly string AllowList = AllowListKeepingState[..AllowListKeepingState.IndexOf("    def get_state", StringComparison.Ordinal)];
 
     /// <summary>
+    /// A total without get_state that management action "add" raises by data.n (sleeping 1.5 s first when data.slow is
+    /// set, so a test can act while it runs): a journal replayed twice, or in part, shows in the total.
+    /// </summary>
+    public const string Adder = """
+        import time
+
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                self.total = 0
+
+            def eval(self, parameters, input_data, context):
+                return {"total": self.total}
+
+            def management(self, action, data):
+                if data.get("slow"):
+                    time.sleep(1.5)
+                self.total += data["n"]
+                return {"total": self.total}
+        """;
+
+    /// <summary>
     /// The allowlist without get_state whose eval raises while it has no IPs ("no allowlist yet", after counting the call), and
     /// when the input asks it to ("asked to fail"): an instance recreated without its management actions fails its first call.
     /// </summary>

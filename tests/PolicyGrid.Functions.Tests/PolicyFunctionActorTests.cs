@@ -248,6 +248,30 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_instance_the_pool_drops_while_it_replays_the_journal_replays_it_afresh_each_entry_once()
+    {
+        // Dropped between two entries of a replay (evicted, a replaced worker), the instance came back without the entries
+        // before and the replay went on there: 1, 10, 100 added up to 110 and the actor answered without the first.
+        var saved = new ConcurrentDictionary<string, string>();
+        var first = Actor(NewPool(), new TestStateManager(saved), "adder");
+        await first.DeployAsync(new FunctionActorDeployment("adder",
+            new JsonObject { ["policy_rule_uri"] = "adder:1.0-test", ["code"] = _bundles.Add("adder", CountingPolicy.Adder) }.ToJsonString()));
+        foreach (var data in new[] { """{"n": 1, "slow": true}""", """{"n": 10}""", """{"n": 100}""" })
+            (await first.ManageAsync(new FunctionActorManagement("add", data))).Unwrap();
+
+        // Reactivated: it replays the journal before the call; while the first (slow) entry runs, the pool drops the instance.
+        var pool = NewPool();
+        var again = Actor(pool, new TestStateManager(saved), "adder");
+        var before = pool.RoundTrips;
+        var call = again.CallAsync(new FunctionActorCall("{}"));
+        while (pool.RoundTrips == before && !call.IsCompleted) await Task.Delay(5, TestContext.Current.CancellationToken);
+        await pool.ReleaseAsync(again.InstanceKey, TestContext.Current.CancellationToken);
+
+        (await call).Unwrap()["total"]!.GetValue<int>().ShouldBe(111);
+        (await Call(again))["total"]!.GetValue<int>().ShouldBe(111);
+    }
+
+    [Fact]
     public async Task A_management_action_that_fails_on_replay_fails_the_calls_naming_it_until_it_applies_again()
     {
         // add_ip refuses while a file "disabled" lies next to the bundle's code (a bundle of its own: the source is unique).

@@ -174,6 +174,7 @@ public sealed class LocalFunctionHost(
     private async Task CatchUpAsync(HostedFunction function, FunctionReplica replica)
     {
         var changed = false;
+        var restarts = 0;
         while (function.NextEntry(replica.AppliedSeq) is { } entry)
         {
             changed = true;
@@ -184,8 +185,17 @@ public sealed class LocalFunctionHost(
                 // Not cancelled with the caller (each entry is bounded by CallTimeout): an entry the instance applied
                 // but we did not record would be applied twice.
                 await InvokeAsync(function, replica, PolicyMethods.Management,
-                    new JsonObject { ["action"] = entry.Action, ["data"] = entry.Data.DeepClone() }, CancellationToken.None);
+                    new JsonObject { ["action"] = entry.Action, ["data"] = entry.Data.DeepClone() }, CancellationToken.None, replaying: true);
                 replica.AppliedSeq = entry.Seq;
+            }
+            catch (ReplayInterrupted)
+            {
+                // The instance was dropped part way (see InvokeAsync): the replay starts again from the first entry.
+                logger.LogWarning("function {Function} instance #{Index} was recreated while it replayed management '{Action}' (journal entry {Entry}); replaying from the first entry",
+                    function.Spec.Name, replica.Index, entry.Action, entry.Seq);
+                if (++restarts > MaxReplayRestarts)
+                    throw Problems.BackendUnavailable($"function {function.Spec.Name} instance #{replica.Index}: the worker pool dropped its instance " +
+                        $"{restarts} times while it replayed its management journal; retry");
             }
             catch (PolicyGridException e)
             {
@@ -311,7 +321,8 @@ public sealed class LocalFunctionHost(
     // The saved state rides along with every call: if the pool had to recreate the instance (first call after a
     // restart, a crashed worker, an evicted instance) it calls set_state with it before the method. The instance's
     // get_state() comes back in the same worker round trip and becomes the replica's state to persist.
-    private async Task<JsonNode?> InvokeAsync(HostedFunction function, FunctionReplica replica, string method, JsonObject arguments, CancellationToken ct)
+    private async Task<JsonNode?> InvokeAsync(HostedFunction function, FunctionReplica replica, string method, JsonObject arguments, CancellationToken ct,
+        bool replaying = false)
     {
         PolicyInvocation Invocation() => new(replica.InstanceKey, function.Load, method, arguments, _options.CallTimeout, replica.State);
         PolicyAnswer answer;
@@ -325,6 +336,14 @@ public sealed class LocalFunctionHost(
             // The same, where the method raised there: it may have raised only for lack of those actions, and the
             // instance, kept, would answer without them until it was lost again.
         }
+        if (replaying)
+        {
+            // Dropped between two entries of a replay: the new instance lacks the entries before this one. Replaying the
+            // journal from in here and then going on with the outer replay applied them twice; it starts over instead.
+            await pool.ReleaseAsync(replica.InstanceKey, CancellationToken.None);
+            replica.AppliedSeq = 0;
+            throw new ReplayInterrupted();
+        }
         // The pool made this instance anew (its worker was replaced, or it was evicted) from the deployment: with no
         // get_state to restore, it ran the call without the management actions the lost one had applied. That answer
         // and that instance are dropped; a fresh one replays the journal, then the call runs again (so a policy's side
@@ -336,6 +355,12 @@ public sealed class LocalFunctionHost(
         await CatchUpAsync(function, replica);
         return Take(replica, await pool.InvokeWithStateAsync(Invocation(), ct));
     }
+
+    /// <summary>How often one replay starts over because the pool dropped the instance part way, before the call fails with a 503.</summary>
+    private const int MaxReplayRestarts = 3;
+
+    /// <summary>The pool dropped the instance part way through a journal replay (see <see cref="CatchUpAsync"/>).</summary>
+    private sealed class ReplayInterrupted : Exception;
 
     private static JsonNode? Take(FunctionReplica replica, PolicyAnswer answer)
     {
