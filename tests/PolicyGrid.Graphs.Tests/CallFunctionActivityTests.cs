@@ -54,6 +54,8 @@ public sealed class CallFunctionActivityTests
             public Task<FunctionReply> DeployAsync(FunctionActorDeployment deployment) => throw error;
             public Task<FunctionReply> CallAsync(FunctionActorCall call) => Task.FromException<FunctionReply>(error);
             public Task<FunctionReply> ManageAsync(FunctionActorManagement request) => throw error;
+            public Task<FunctionReply> SnapshotAsync() => throw error;
+            public Task<FunctionReply> RestartFromAsync(FunctionActorSnapshot snapshot) => throw error;
             public Task RemoveAsync() => throw error;
             public Task<FunctionActorStatus> StatusAsync() => throw error;
         }
