@@ -11,6 +11,10 @@ namespace PolicyGrid.Functions.Tests;
 public sealed class FunctionsApiTests : IAsyncLifetime
 {
     private GridServer _server = null!;
+
+    // Tests hold a call until a release file exists (HoldFirstReplica), made under /tmp: a worker's own /tmp would never
+    // show it, and the held call would wait out its 20 s bound.
+    private const string NoPrivateTemp = "PolicyGrid:Runtime:Pool:PrivateTemp";
     private HttpClient _client = null!;
     private string _policy = "";
 
@@ -18,7 +22,7 @@ public sealed class FunctionsApiTests : IAsyncLifetime
 
     public async ValueTask InitializeAsync()
     {
-        _server = new GridServer { TestServices = services => services.AddSingleton<ILoggerProvider>(_log) };
+        _server = new GridServer { TestServices = services => services.AddSingleton<ILoggerProvider>(_log), Settings = { [NoPrivateTemp] = "false" } };
         _client = _server.CreateClient();
         _policy = await _server.RegisterPolicyAsync("counting", CountingPolicy.Source,
             new JsonObject { ["step"] = new JsonObject { ["type"] = "integer", ["min"] = 1 } }, new JsonObject { ["step"] = 1 });
@@ -569,7 +573,10 @@ public sealed class FunctionsApiTests : IAsyncLifetime
         (await Deploy(Body("pair", replicas: 2))).Status.ShouldBe(200);
         var host = _server.Service<LocalFunctionHost>();
         (await host.StatusAsync("pair", TestContext.Current.CancellationToken))!.Instances.ShouldBe(2);
-        var release = Path.Combine(_server.DataDirectory, "release-" + Guid.NewGuid().ToString("N"));
+        // Where the worker (its own uid on a root server) can look: the data directory is the server's alone.
+        var shared = Directory.CreateTempSubdirectory("pg-release-").FullName;
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(shared, (UnixFileMode)0b111_101_101);
+        var release = Path.Combine(shared, "release");
 
         // The first call holds replica 0's turn; the second must go to the idle replica 1, which has its own count.
         var held = Count("pair", new JsonObject { ["hold"] = release });
@@ -589,7 +596,10 @@ public sealed class FunctionsApiTests : IAsyncLifetime
         (await Deploy(body)).Status.ShouldBe(200);
         var host = _server.Service<LocalFunctionHost>();
         (await host.StatusAsync("elastic", TestContext.Current.CancellationToken))!.Instances.ShouldBe(1);
-        var release = Path.Combine(_server.DataDirectory, "release-" + Guid.NewGuid().ToString("N"));
+        // Where the worker (its own uid on a root server) can look: the data directory is the server's alone.
+        var shared = Directory.CreateTempSubdirectory("pg-release-").FullName;
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(shared, (UnixFileMode)0b111_101_101);
+        var release = Path.Combine(shared, "release");
 
         // One call running and one waiting on the only instance is a queue of 2: the next call starts instance 2.
         var held = Count("elastic", new JsonObject { ["hold"] = release });
@@ -647,7 +657,10 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     private async Task<(Task<JsonObject> Held, string Release)> HoldFirstReplica(string function)
     {
         var host = _server.Service<LocalFunctionHost>();
-        var release = Path.Combine(_server.DataDirectory, "release-" + Guid.NewGuid().ToString("N"));
+        // Where the worker (its own uid on a root server) can look: the data directory is the server's alone.
+        var shared = Directory.CreateTempSubdirectory("pg-release-").FullName;
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(shared, (UnixFileMode)0b111_101_101);
+        var release = Path.Combine(shared, "release");
         var held = Check(function, "0.0.0.0", release);
         await Until(async () => (await host.StatusAsync(function, TestContext.Current.CancellationToken))!.Busy == 1);
         return (held, release);
@@ -740,7 +753,7 @@ public sealed class FunctionsApiTests : IAsyncLifetime
         // serve kept every management action of a class without get_state, without bound, and replayed them all on
         // every restart; the Dapr actors refuse past PolicyGrid:Functions:MaxJournalEntries.
         await _server.DisposeAsync();
-        _server = new GridServer { Settings = { ["PolicyGrid:Functions:MaxJournalEntries"] = "2" } };
+        _server = new GridServer { Settings = { ["PolicyGrid:Functions:MaxJournalEntries"] = "2", [NoPrivateTemp] = "false" } };
         _client = _server.CreateClient();
         var body = Body("small-allow");
         body["policy_rule_uri"] = await RegisterPolledAllowList("small-allow");
@@ -781,7 +794,7 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     public async Task Management_of_a_class_with_get_state_is_never_refused_by_the_journal_limit()
     {
         await _server.DisposeAsync();
-        _server = new GridServer { Settings = { ["PolicyGrid:Functions:MaxJournalEntries"] = "1" } };
+        _server = new GridServer { Settings = { ["PolicyGrid:Functions:MaxJournalEntries"] = "1", [NoPrivateTemp] = "false" } };
         _client = _server.CreateClient();
         var body = Body("keeping-allow", replicas: 2);
         body["policy_rule_uri"] = await _server.RegisterPolicyAsync("keeping-allow", CountingPolicy.AllowListKeepingState);
@@ -919,7 +932,7 @@ public sealed class FunctionsApiTests : IAsyncLifetime
         // The "restart from instance #0's state" seed lived only in memory: after a restart, an instance that had missed
         // the action (stopped by autoscaling) and could not apply it answered 422 on every call, for good.
         await _server.DisposeAsync();
-        _server = new GridServer { Settings = { ["PolicyGrid:Functions:ScaleDownAfterIdle"] = "00:00:00.200" } };
+        _server = new GridServer { Settings = { ["PolicyGrid:Functions:ScaleDownAfterIdle"] = "00:00:00.200", [NoPrivateTemp] = "false" } };
         _client = _server.CreateClient();
         var body = Body("elastic-allow");
         body["policy_rule_uri"] = await _server.RegisterPolicyAsync("elastic-allow", CountingPolicy.AllowListKeepingState);
