@@ -18,9 +18,10 @@ namespace PolicyGrid.Api.Auth;
 /// parameters and could change or delete any policy. The peer socket comes from the kernel's socket table
 /// (<c>/proc/net/tcp</c>, <c>tcp6</c>), once per connection. Its uid gives a worker away where workers run as uids of
 /// their own (a root server's default). Where they share a uid with other processes (a non-root server's workers run
-/// as its own uid, which curl has too; <see cref="WorkerPoolOptions.RunAsUser"/>), the socket is looked for among the
-/// descriptors of the processes in a live worker's session (every worker is a session leader, and what a policy
-/// starts stays in that session unless it calls setsid), and only when the peer's uid is one a live worker runs as.
+/// as its own uid, which curl has too; <see cref="WorkerPoolOptions.RunAsUser"/>), and only when the peer's uid is one
+/// policy code runs as, the socket is looked for among the descriptors of the processes that run policy code, told by
+/// descent and session (<see cref="PolicyProcessesIn"/>): under a worker or a local job process, in a worker's session,
+/// or under the server (the subreaper of what policies orphan) but out of its session, as setsid leaves a policy's process.
 /// With tokens the token check decides, as for any caller.
 /// </summary>
 public sealed class WorkerCallerGuard(RequestDelegate next, IOptionsMonitor<ApiAuthOptions> auth, IServiceProvider services)
@@ -31,6 +32,9 @@ public sealed class WorkerCallerGuard(RequestDelegate next, IOptionsMonitor<ApiA
     // starts, where serve reports a bad setting in its own words. Null where no policy runtime is hosted.
     private readonly Lazy<WorkerPoolOptions?> pool = new(() => services.GetService<PolicyRuntimeOptions>()?.Pool);
     private readonly Lazy<PythonWorkerPool?> workers = new(() => services.GetService<PythonWorkerPool>());
+    private readonly Lazy<PolicyProcesses?> policyProcesses = new(() => services.GetService<PolicyProcesses>());
+    private readonly Lazy<int?> sharedWorkerUid = new(() => SharedWorkerUid(services.GetService<PolicyRuntimeOptions>()?.Pool));
+    private readonly Lazy<bool> reapsOrphans = new(() => services.GetService<PolicyRuntimeOptions>()?.Pool.ReapOrphans ?? false);
 
     public Task InvokeAsync(HttpContext context)
     {
@@ -56,9 +60,38 @@ public sealed class WorkerCallerGuard(RequestDelegate next, IOptionsMonitor<ApiA
     {
         if (PeerSocket(remote, remotePort, local, localPort) is not { } peer) return null;
         if (pool.Value?.IsWorkerUid(peer.Uid) == true) return $"a policy worker, uid {peer.Uid}";
-        if (peer.Inode == 0 || workers.Value is not { } live) return null;
-        var sessions = live.LiveWorkers().Where(w => w.Uid == peer.Uid).Select(w => w.Pid).ToHashSet();
-        return sessions.Count > 0 && SessionHolding(peer.Inode, sessions) is { } session ? $"a process of policy worker {session}" : null;
+        if (peer.Inode == 0) return null;
+        var live = workers.Value?.LiveWorkers() ?? [];
+        var jobs = policyProcesses.Value?.Pids ?? new HashSet<int>();
+        // Only a uid policy code may run as is looked at: a live worker's, or the one workers share (where a worker
+        // has gone, what its policy left behind, and a local job's workers, still run as it).
+        if (!live.Any(w => w.Uid == peer.Uid) && sharedWorkerUid.Value != peer.Uid) return null;
+        if (live.Count == 0 && jobs.Count == 0 && !reapsOrphans.Value) return null;
+        return PolicyProcessHolding(peer.Inode, live.Select(w => w.Pid).ToHashSet(), jobs);
+    }
+
+    // The uid workers run as where they do not get uids of their own: a non-root server's own; under root, RunAsUser's
+    // (the server's own when empty), looked up in /etc/passwd as the worker looks it up. Null where it cannot be told.
+    private static int? SharedWorkerUid(WorkerPoolOptions? options)
+    {
+        int? own = null;
+        try
+        {
+            var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("Uid:", StringComparison.Ordinal));
+            if (line?.Split('\t', StringSplitOptions.RemoveEmptyEntries) is [_, _, var euid, ..] && int.TryParse(euid, NumberStyles.None, CultureInfo.InvariantCulture, out var e)) own = e;
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        if (own != 0 || options is null) return own;
+        if (string.IsNullOrEmpty(options.RunAsUser)) return 0;
+        try
+        {
+            foreach (var entry in File.ReadLines("/etc/passwd"))
+                if (entry.Split(':') is [var name, _, var uid, ..] && name == options.RunAsUser && int.TryParse(uid, NumberStyles.None, CultureInfo.InvariantCulture, out var u)) return u;
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return null;
     }
 
     /// <summary>The uid owning the socket at <paramref name="peer"/>:<paramref name="peerPort"/> connected to ours, or null when not found.</summary>
@@ -90,34 +123,99 @@ public sealed class WorkerCallerGuard(RequestDelegate next, IOptionsMonitor<ApiA
     }
 
     /// <summary>
-    /// The session (of <paramref name="sessions"/>) of a process holding socket <paramref name="inode"/>, or null. Only
-    /// the descriptors of processes in those sessions are read: the session leaders first (most connections are the
-    /// worker's own), then the rest, found by the session id in <c>/proc/&lt;pid&gt;/stat</c>.
+    /// Who of the processes running policy code holds socket <paramref name="inode"/> (as the refusal names it), or null.
+    /// The workers' own descriptors are read first (most connections are theirs), then those of the other processes
+    /// <see cref="PolicyProcessesIn"/> finds in <c>/proc/&lt;pid&gt;/stat</c>; no other process's are read.
     /// </summary>
-    public static int? SessionHolding(long inode, IReadOnlySet<int> sessions)
+    public static string? PolicyProcessHolding(long inode, IReadOnlySet<int> workers, IReadOnlySet<int> jobs)
     {
         var target = $"socket:[{inode.ToString(CultureInfo.InvariantCulture)}]";
-        foreach (var leader in sessions)
-            if (Holds(leader, target)) return leader;
-        IEnumerable<string> processes;
-        try { processes = Directory.EnumerateDirectories("/proc"); }
-        catch (IOException) { return null; }
-        foreach (var dir in processes)
+        foreach (var worker in workers)
+            if (Holds(worker, target)) return $"a process of policy worker {worker}";
+        var table = new Dictionary<int, ProcessEntry>();
+        try
         {
-            if (!int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || sessions.Contains(pid)) continue;
-            if (SessionOf(dir) is { } session && sessions.Contains(session) && Holds(pid, target)) return session;
+            foreach (var dir in Directory.EnumerateDirectories("/proc"))
+                if (int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out var pid) && EntryOf(dir) is { } entry)
+                    table[pid] = entry;
         }
+        catch (IOException) { return null; }
+        foreach (var (pid, caller) in PolicyProcessesIn(table, Environment.ProcessId, workers, jobs))
+            if (!workers.Contains(pid) && Holds(pid, target)) return caller;
         return null;
     }
 
-    // Field 6 of /proc/<pid>/stat, counted after the command name (which may hold spaces and parentheses).
-    private static int? SessionOf(string processDir)
+    /// <summary>A process as <c>/proc/&lt;pid&gt;/stat</c> shows it: its parent, its session and when it started (clock ticks since boot).</summary>
+    public readonly record struct ProcessEntry(int Parent, int Session, ulong StartTicks);
+
+    /// <summary>
+    /// The processes of <paramref name="table"/> that run policy code, each with how the refusal names it:
+    /// <list type="bullet">
+    /// <item>a worker, a registered job process (<paramref name="jobs"/>) and every process under one of them;</item>
+    /// <item>a process in a worker's session (every worker is a session leader);</item>
+    /// <item>a process under <paramref name="server"/> (its subreaper, so a process a policy orphans is reparented to it)
+    /// with a process on the way up to it that leads a session or is in a session other than the server's: a process
+    /// the server starts for itself (pip, a <c>python -c</c> probe, xz, a job process) stays in the server's session,
+    /// while everything under a worker is in the worker's session or one that a policy process made with setsid, and
+    /// stays there when its worker dies. Where the server's session may have been made anew (its leader is gone, or
+    /// a process holding the leader's pid started after the server: a policy process that got that pid and called
+    /// setsid), every process under the server is taken for policy code.</item>
+    /// </list>
+    /// </summary>
+    public static IEnumerable<KeyValuePair<int, string>> PolicyProcessesIn(IReadOnlyDictionary<int, ProcessEntry> table, int server, IReadOnlySet<int> workers, IReadOnlySet<int> jobs)
+    {
+        if (!table.TryGetValue(server, out var self)) yield break;
+        var leader = self.Session;
+        var genuine = leader == server || leader <= 1 || (table.TryGetValue(leader, out var l) && l.StartTicks <= self.StartTicks);
+        // Per process: a refusal that holds for it and all below it (worker, job, worker's session), whether it is
+        // under the server, and the first process on the way up that is out of the server's session.
+        var known = new Dictionary<int, (string? Definite, bool UnderServer, int? Outside)>();
+        var chain = new List<int>();
+        foreach (var start in table.Keys)
+        {
+            chain.Clear();
+            var at = start;
+            (string? Definite, bool UnderServer, int? Outside) above = (null, false, null);
+            while (true)
+            {
+                if (known.TryGetValue(at, out above)) break;
+                if (at == server) { above = (null, true, null); break; }
+                if (at <= 1 || !table.ContainsKey(at) || chain.Count > table.Count) { above = (null, false, null); break; }
+                chain.Add(at);
+                at = table[at].Parent;
+            }
+            for (var i = chain.Count - 1; i >= 0; i--)
+            {
+                var pid = chain[i];
+                var entry = table[pid];
+                var definite = workers.Contains(pid) || workers.Contains(entry.Session) ? $"a process of policy worker {(workers.Contains(pid) ? pid : entry.Session)}"
+                    : jobs.Contains(pid) ? $"a process of local job process {pid}"
+                    : null;
+                var outside = !genuine || entry.Session != leader || entry.Session == pid ? pid : (int?)null;
+                above = (above.Definite ?? definite, above.UnderServer, above.Outside ?? outside);
+                known[pid] = above;
+            }
+        }
+        foreach (var (pid, (definite, underServer, outside)) in known)
+        {
+            if (definite is not null) yield return new(pid, definite);
+            else if (underServer && outside is { } top)
+                yield return new(pid, $"a process started by policy code (pid {pid}, under process {top}, which left its worker's session)");
+        }
+    }
+
+    private static ProcessEntry? EntryOf(string processDir)
     {
         try
         {
             var stat = File.ReadAllText(Path.Combine(processDir, "stat"));
+            // After the command name (which may hold spaces and parentheses): state ppid pgrp session ... starttime (22nd field).
             var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            return fields.Length > 3 && int.TryParse(fields[3], NumberStyles.None, CultureInfo.InvariantCulture, out var session) ? session : null;
+            return fields.Length > 19
+                && int.TryParse(fields[1], NumberStyles.None, CultureInfo.InvariantCulture, out var parent)
+                && int.TryParse(fields[3], NumberStyles.None, CultureInfo.InvariantCulture, out var session)
+                && ulong.TryParse(fields[19], NumberStyles.None, CultureInfo.InvariantCulture, out var started)
+                ? new ProcessEntry(parent, session, started) : null;
         }
         catch (IOException) { return null; }
         catch (UnauthorizedAccessException) { return null; }

@@ -5,6 +5,7 @@ using System.Text;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime.Hosting;
 
 namespace PolicyGrid.Embedded.Jobs;
 
@@ -14,9 +15,11 @@ namespace PolicyGrid.Embedded.Jobs;
 /// the result into the same SQLite store itself, so the result survives whatever happens to this
 /// server. Here we only watch the process: past its deadline it is killed (timed out); cancel kills
 /// it; an exit without a recorded result is a failure whose reason names the exit code or signal and
-/// the last lines it printed. A pid file per running job lets a restarted server re-attach.
+/// the last lines it printed. A pid file per running job lets a restarted server re-attach. While a job process runs
+/// it is listed in <see cref="PolicyProcesses"/>: it runs policy code with a worker pool of its own, and the API's
+/// guard refuses what comes from it and its descendants as from this server's workers.
 /// </summary>
-public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration configuration, ILogger<LocalJobLauncher> logger) : IJobLauncher
+public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration configuration, ILogger<LocalJobLauncher> logger, PolicyProcesses? policyProcesses = null) : IJobLauncher
 {
     private readonly ConcurrentDictionary<string, TaskCompletionSource> cancels = new(StringComparer.Ordinal);
 
@@ -73,6 +76,8 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
             process.Dispose();
             return JobOutcome.Failed($"the job process could not be started ({string.Join(' ', command)}): {e.Message}");
         }
+        var pid = process.Id;
+        policyProcesses?.Add(pid);
         process.StandardInput.Close();
         var deadline = launch.Timeout + options.Grace;
         await WritePidFileAsync(launch.JobId, process, DateTimeOffset.UtcNow + deadline);
@@ -80,9 +85,16 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
 
         using (process)
         {
-            var outcome = await WatchAsync(launch.JobId, process, deadline, () => Tail(launch.JobId), ct);
-            File.Delete(PidFile(launch.JobId));
-            return outcome;
+            try
+            {
+                var outcome = await WatchAsync(launch.JobId, process, deadline, () => Tail(launch.JobId), ct);
+                File.Delete(PidFile(launch.JobId));
+                return outcome;
+            }
+            finally
+            {
+                policyProcesses?.Remove(pid);
+            }
         }
     }
 
@@ -96,12 +108,21 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
         }
         var (process, deadlineAt) = live.Value;
         logger.LogInformation("job {JobId}: re-attached to process {Pid}", jobId, process.Id);
+        var pid = process.Id;
+        policyProcesses?.Add(pid);
         using (process)
         {
-            var left = deadlineAt - DateTimeOffset.UtcNow;
-            var outcome = await WatchAsync(jobId, process, left > TimeSpan.Zero ? left : TimeSpan.Zero, () => Tail(jobId), ct);
-            File.Delete(PidFile(jobId));
-            return outcome;
+            try
+            {
+                var left = deadlineAt - DateTimeOffset.UtcNow;
+                var outcome = await WatchAsync(jobId, process, left > TimeSpan.Zero ? left : TimeSpan.Zero, () => Tail(jobId), ct);
+                File.Delete(PidFile(jobId));
+                return outcome;
+            }
+            finally
+            {
+                policyProcesses?.Remove(pid);
+            }
         }
     }
 

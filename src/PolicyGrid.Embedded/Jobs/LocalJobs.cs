@@ -2,6 +2,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime.Hosting;
 
 namespace PolicyGrid.Embedded.Jobs;
 
@@ -14,6 +15,7 @@ public static class LocalJobs
         configuration.GetSection(LocalJobOptions.Section).Bind(options);
         options.DataDirectory = Path.GetFullPath(dataDirectory);
         services.AddSingleton(options);
+        services.TryAddSingleton<PolicyProcesses>();
         services.AddSingleton<LocalJobLauncher>();
         services.TryAddSingleton<IJobLauncher>(sp => sp.GetRequiredService<LocalJobLauncher>());
         return services;
