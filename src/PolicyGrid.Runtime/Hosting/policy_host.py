@@ -254,8 +254,11 @@ def _isolate_network(config):
                            "PolicyGrid:Runtime:Pool:DenyNetwork needs root with CAP_SYS_ADMIN, or unprivileged user namespaces")
 
 
-_SHARED_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
-# Where a worker with private temp dirs sees the host's /tmp, /var/tmp and /dev/shm, read-only (see _isolate_tmp).
+# Directories every user may write that outlive a worker: without a private tmpfs on them, what a policy writes there
+# stays on the host, readable by other policies. /run/lock (and /var/lock where it is a directory, not the usual link to
+# it) is world-writable on most hosts. Those missing or links here are left alone.
+_SHARED_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")
+# Where a worker with private temp dirs sees the host's /tmp, /var/tmp, /dev/shm and /run/lock, read-only (see _isolate_tmp).
 _HOST_VIEWS_ROOT = "/tmp/.policygrid-host"
 _host_views = {}
 
@@ -271,7 +274,7 @@ def _host_path(path):
 
 def _isolate_tmp(config, uid, gid):
     """With "private_tmp", gives this process a mount namespace of its own with one fresh, size-limited tmpfs on /tmp,
-    /var/tmp and /dev/shm (the size caps the three together): what a policy writes there reaches neither the host nor another worker, and is gone
+    /var/tmp, /dev/shm and /run/lock (_SHARED_TMP_DIRS; the size caps them together): what a policy writes there reaches neither the host nor another worker, and is gone
     with the worker. The worker's temp dir (TMPDIR, HOME, the working directory) moves into the new /tmp when it was
     under it. The host's own directories stay readable, read-only and live, under _HOST_VIEWS_ROOT: bundles are kept
     there (/var/tmp/policygrid-bundles by default), and the host loads them through _host_path. (Not an overlay of
@@ -314,7 +317,7 @@ def _isolate_tmp(config, uid, gid):
     held = {d: os.open(d, os.O_PATH | os.O_DIRECTORY) for d in covered}
     try:
         # One tmpfs, on the first directory; the others are directories of it bound in place (a bind mount keeps the
-        # tmpfs's nosuid and nodev): one size cap for all three, not three caps of memory a policy can fill.
+        # tmpfs's nosuid and nodev): one size cap for all of them, not one cap each of memory a policy can fill.
         first = None
         for directory in covered:
             info = os.stat(directory)
