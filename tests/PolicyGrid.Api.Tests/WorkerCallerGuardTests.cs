@@ -150,13 +150,13 @@ public sealed class WorkerCallerGuardTests(KestrelGridServer server, KestrelGrid
             [106] = new(server, 101, 35),   // an orphan that kept a dead worker's session
             [110] = new(server, shell, 40), // pip, a probe: the server's own, in its session
             [111] = new(110, shell, 41),    // pip's child
-            [120] = new(server, shell, 50), // a job process
+            [120] = new(server, shell, 50), // a job process (it may call the API; its workers may not)
             [121] = new(120, 121, 51),      // the job's worker
             [122] = new(121, 122, 52),      // a process its policy started with setsid
             [200] = new(shell, shell, 60),  // the operator's curl, not under the server
         };
         var found = WorkerCallerGuard.PolicyProcessesIn(table, server, new HashSet<int> { 101 }, new HashSet<int> { 120 }).ToDictionary();
-        found.Keys.Order().ShouldBe([101, 102, 103, 104, 105, 106, 120, 121, 122]);
+        found.Keys.Order().ShouldBe([101, 102, 103, 104, 105, 106, 121, 122]); // not 120, the job process, which runs no policy code
         found[104].ShouldContain("policy worker 101");
         found[122].ShouldContain("local job process 120");
         found[105].ShouldContain("left its worker's session");

@@ -151,7 +151,8 @@ public sealed class WorkerCallerGuard(RequestDelegate next, IOptionsMonitor<ApiA
     /// <summary>
     /// The processes of <paramref name="table"/> that run policy code, each with how the refusal names it:
     /// <list type="bullet">
-    /// <item>a worker, a registered job process (<paramref name="jobs"/>) and every process under one of them;</item>
+    /// <item>a worker and every process under it; every process under a registered job process (<paramref name="jobs"/>),
+    /// which runs no policy code itself but a worker pool of its own;</item>
     /// <item>a process in a worker's session (every worker is a session leader);</item>
     /// <item>a process under <paramref name="server"/> (its subreaper, so a process a policy orphans is reparented to it)
     /// with a process on the way up to it that leads a session or is in a session other than the server's: a process
@@ -167,20 +168,21 @@ public sealed class WorkerCallerGuard(RequestDelegate next, IOptionsMonitor<ApiA
         if (!table.TryGetValue(server, out var self)) yield break;
         var leader = self.Session;
         var genuine = leader == server || leader <= 1 || (table.TryGetValue(leader, out var l) && l.StartTicks <= self.StartTicks);
-        // Per process: a refusal that holds for it and all below it (worker, job, worker's session), whether it is
-        // under the server, and the first process on the way up that is out of the server's session.
-        var known = new Dictionary<int, (string? Definite, bool UnderServer, int? Outside)>();
+        // Per process: its own refusal (worker, worker's session, under either or under a job process), the one it
+        // passes on to the processes under it (a job process's own is null: it runs no policy code itself), whether it
+        // is under the server, and the first process on the way up that is out of the server's session.
+        var known = new Dictionary<int, Lineage>();
         var chain = new List<int>();
         foreach (var start in table.Keys)
         {
             chain.Clear();
             var at = start;
-            (string? Definite, bool UnderServer, int? Outside) above = (null, false, null);
+            Lineage above;
             while (true)
             {
                 if (known.TryGetValue(at, out above)) break;
-                if (at == server) { above = (null, true, null); break; }
-                if (at <= 1 || !table.ContainsKey(at) || chain.Count > table.Count) { above = (null, false, null); break; }
+                if (at == server) { above = new(null, null, true, null); break; }
+                if (at <= 1 || !table.ContainsKey(at) || chain.Count > table.Count) { above = new(null, null, false, null); break; }
                 chain.Add(at);
                 at = table[at].Parent;
             }
@@ -188,21 +190,24 @@ public sealed class WorkerCallerGuard(RequestDelegate next, IOptionsMonitor<ApiA
             {
                 var pid = chain[i];
                 var entry = table[pid];
-                var definite = workers.Contains(pid) || workers.Contains(entry.Session) ? $"a process of policy worker {(workers.Contains(pid) ? pid : entry.Session)}"
-                    : jobs.Contains(pid) ? $"a process of local job process {pid}"
-                    : null;
+                var own = workers.Contains(pid) ? $"a process of policy worker {pid}"
+                    : workers.Contains(entry.Session) ? $"a process of policy worker {entry.Session}"
+                    : above.Passed;
+                var passed = own ?? (jobs.Contains(pid) ? $"a process of local job process {pid}" : null);
                 var outside = !genuine || entry.Session != leader || entry.Session == pid ? pid : (int?)null;
-                above = (above.Definite ?? definite, above.UnderServer, above.Outside ?? outside);
+                above = new(own, passed, above.UnderServer, above.Outside ?? outside);
                 known[pid] = above;
             }
         }
-        foreach (var (pid, (definite, underServer, outside)) in known)
+        foreach (var (pid, lineage) in known)
         {
-            if (definite is not null) yield return new(pid, definite);
-            else if (underServer && outside is { } top)
+            if (lineage.Own is { } own) yield return new(pid, own);
+            else if (lineage.UnderServer && lineage.Outside is { } top)
                 yield return new(pid, $"a process started by policy code (pid {pid}, under process {top}, which left its worker's session)");
         }
     }
+
+    private readonly record struct Lineage(string? Own, string? Passed, bool UnderServer, int? Outside);
 
     private static ProcessEntry? EntryOf(string processDir)
     {
