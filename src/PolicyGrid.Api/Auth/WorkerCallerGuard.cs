@@ -203,7 +203,7 @@ public sealed class WorkerCallerGuard(RequestDelegate next, IOptionsMonitor<ApiA
         {
             if (lineage.Own is { } own) yield return new(pid, own);
             else if (lineage.UnderServer && lineage.Outside is { } top)
-                yield return new(pid, $"a process started by policy code (pid {pid}, under process {top}, which left its worker's session)");
+                yield return new(pid, $"process {pid}, started by policy code: process {top} above it left its worker's session");
         }
     }
 
