@@ -55,7 +55,7 @@ public sealed class WorkerCallerGuard(RequestDelegate next, IOptionsMonitor<ApiA
         return next(context);
     }
 
-    // Which worker opened the connection ("a policy worker, uid N" / "a process of policy worker N"), or null for none.
+    // Who of policy code opened the connection ("a policy worker, uid N", "a process of policy worker N", ...), or null for none.
     private string? WorkerBehind(IPAddress remote, int remotePort, IPAddress? local, int localPort)
     {
         if (PeerSocket(remote, remotePort, local, localPort) is not { } peer) return null;
