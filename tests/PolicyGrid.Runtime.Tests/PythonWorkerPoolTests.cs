@@ -321,10 +321,7 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
         }
         finally
         {
-            foreach (var pid in daemons)
-            {
-                try { System.Diagnostics.Process.GetProcessById(pid).Kill(); } catch (ArgumentException) { } catch (InvalidOperationException) { }
-            }
+            KillLeftovers(daemons);
         }
     }
 
@@ -396,10 +393,7 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
         }
         finally
         {
-            foreach (var pid in escaped)
-            {
-                try { System.Diagnostics.Process.GetProcessById(pid).Kill(); } catch (ArgumentException) { } catch (InvalidOperationException) { }
-            }
+            KillLeftovers(escaped);
         }
     }
 
@@ -609,6 +603,15 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
         // The worker is fine and the instance kept what eval did: only the snapshot failed.
         var plain = await Pool.InvokeAsync(new PolicyInvocation(key, load, PolicyMethods.Eval, Add(0), TimeSpan.FromSeconds(5)), Ct);
         plain!["result"]!["total"]!.GetValue<int>().ShouldBe(add);
+    }
+
+    // What a test's policy left running (a test that failed before the pool killed it): killed, so it outlives no test run.
+    private static void KillLeftovers(IEnumerable<int> pids)
+    {
+        foreach (var pid in pids)
+        {
+            try { System.Diagnostics.Process.GetProcessById(pid).Kill(); } catch (ArgumentException) { } catch (InvalidOperationException) { }
+        }
     }
 }
 

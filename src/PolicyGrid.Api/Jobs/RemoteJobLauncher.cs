@@ -77,10 +77,10 @@ public sealed class RemoteJobLauncher(HttpClient http, Uri node, string? token, 
                 outages?.Up(executorId);
                 if (!response.IsSuccessStatusCode)
                 {
-                    var refusal = await MessageAsync(response, ct);
-                    return JobOutcome.Failed(NodeAnswers.IsWrongAddress((int)response.StatusCode, refusal[(refusal.IndexOf(' ', StringComparison.Ordinal) + 1)..])
-                        ? NodeAnswers.WrongAddress(node, refusal)
-                        : $"executor node {node.Authority} refused the job: {refusal}");
+                    var (status, message) = ((int)response.StatusCode, await MessageAsync(response, ct));
+                    return JobOutcome.Failed(NodeAnswers.IsWrongAddress(status, message)
+                        ? NodeAnswers.WrongAddress(node, $"{status} {message}")
+                        : $"executor node {node.Authority} refused the job: {status} {message}");
                 }
             }
             catch (HttpRequestException e)
@@ -101,7 +101,7 @@ public sealed class RemoteJobLauncher(HttpClient http, Uri node, string? token, 
         {
             using var response = await http.SendAsync(request, ct);
             if (!response.IsSuccessStatusCode && response.StatusCode != HttpStatusCode.NotFound)
-                throw Problems.BackendError($"executor node {node.Authority} did not cancel job '{jobId}': {await MessageAsync(response, ct)}");
+                throw Problems.BackendError($"executor node {node.Authority} did not cancel job '{jobId}': {(int)response.StatusCode} {await MessageAsync(response, ct)}");
         }
         catch (HttpRequestException e)
         {
@@ -160,11 +160,11 @@ public sealed class RemoteJobLauncher(HttpClient http, Uri node, string? token, 
         try
         {
             var body = await response.Content.ReadFromJsonAsync<JsonObject>(ct);
-            if (body?["message"]?.GetValue<string>() is { Length: > 0 } message) return $"{(int)response.StatusCode} {message}";
+            if (body?["message"]?.GetValue<string>() is { Length: > 0 } message) return message;
         }
         catch (System.Text.Json.JsonException)
         {
         }
-        return $"{(int)response.StatusCode} {response.ReasonPhrase}";
+        return response.ReasonPhrase ?? "";
     }
 }

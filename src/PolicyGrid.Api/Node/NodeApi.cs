@@ -7,6 +7,7 @@ using Microsoft.Extensions.Options;
 using PolicyGrid.Api.Auth;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Api.Executors;
+using PolicyGrid.Core.Ports;
 using PolicyGrid.Runtime;
 using PolicyGrid.Runtime.Execution;
 
@@ -27,24 +28,28 @@ public static class NodeApi
         return app;
     }
 
-    public static async Task<EnvelopeOk<JsonObject>> Execute(JsonBody body, [AsParameters] NodeServices services, CancellationToken ct)
+    public static Task<EnvelopeOk<JsonObject>> Execute(JsonBody body, [AsParameters] NodeServices services, CancellationToken ct)
     {
         var given = body.RequireObject();
         var request = ExecutionBodies.Execution(given, TimeoutLimit.Of(services.Runtime.Value));
-        var executor = services.Dispatch.ExecutorFor(ExecutorsApi.BuiltInId, ExecutorsApi.BuiltInHostUri);
-        var caller = services.Http.Caller();
-        return ExecutorsApi.PolicyAnswer(services.Http, await services.Ledger.RunOnceAsync(CallId(services.Http), "execute_policy", caller,
-            CanonicalJson.Sha256(given), run => executor.ExecuteAsync(request, caller, run), ct));
+        return OnceAsync(services, "execute_policy", given, (executor, caller, run) => executor.ExecuteAsync(request, caller, run), ct);
     }
 
-    public static async Task<EnvelopeOk<JsonObject>> Manage(JsonBody body, [AsParameters] NodeServices services, CancellationToken ct)
+    public static Task<EnvelopeOk<JsonObject>> Manage(JsonBody body, [AsParameters] NodeServices services, CancellationToken ct)
     {
         var given = body.RequireObject();
         var request = ExecutionBodies.Management(given, TimeoutLimit.Of(services.Runtime.Value));
+        return OnceAsync(services, "management", given, (executor, caller, run) => executor.ManageAsync(request, caller, run), ct);
+    }
+
+    // Runs a checked node call on this server's own executor, at most once per call id (NodeCallLedger).
+    private static async Task<EnvelopeOk<JsonObject>> OnceAsync(NodeServices services, string route, JsonObject given,
+        Func<IPolicyExecutor, CallerIdentity, CancellationToken, Task<PolicyResult>> call, CancellationToken ct)
+    {
         var executor = services.Dispatch.ExecutorFor(ExecutorsApi.BuiltInId, ExecutorsApi.BuiltInHostUri);
         var caller = services.Http.Caller();
-        return ExecutorsApi.PolicyAnswer(services.Http, await services.Ledger.RunOnceAsync(CallId(services.Http), "management", caller,
-            CanonicalJson.Sha256(given), run => executor.ManageAsync(request, caller, run), ct));
+        return ExecutorsApi.PolicyAnswer(services.Http, await services.Ledger.RunOnceAsync(CallId(services.Http), route, caller,
+            CanonicalJson.Sha256(given), run => call(executor, caller, run), ct));
     }
 
     // The caller's id for this call, which retries of it repeat (NodeCallLedger); null when it sent none.
