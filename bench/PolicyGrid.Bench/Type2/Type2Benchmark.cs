@@ -50,6 +50,14 @@ public static class Type2Benchmark
                 var reply = await pool.InvokeAsync(new PolicyInvocation("bench#" + (h.Connection.LocalPort % 2), load, PolicyMethods.Eval, args, TimeSpan.FromSeconds(5)));
                 return Results.Json(new JsonObject { ["success"] = true, ["data"] = reply!["result"]!.DeepClone() });
             });
+            RawLane[] lanes = [];
+            app.MapPost("/bench/raw", async (HttpContext h) =>
+            {
+                var input = (await JsonNode.ParseAsync(h.Request.Body))!.AsObject();
+                var args = new JsonObject { ["input_data"] = input["input_data"]!.DeepClone(), ["context"] = new JsonObject() };
+                var reply = JsonNode.Parse(await lanes[h.Connection.RemotePort % lanes.Length].CallAsync(System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(args)))!;
+                return Results.Json(new JsonObject { ["success"] = true, ["data"] = reply["value"]!.DeepClone() });
+            });
             app.MapPost("/bench/executor", async (HttpContext h, LocalPolicyExecutor executor) =>
             {
                 var input = (await JsonNode.ParseAsync(h.Request.Body))!.AsObject();
@@ -75,6 +83,10 @@ public static class Type2Benchmark
                 var bundle = await app.Services.GetRequiredService<IPolicyBundleSource>().GetAsync(rule.Code, rule.ExpectedCodeSha256, CancellationToken.None);
                 load = new PolicyLoadSpec(rule.PolicyRuleUri, bundle, rule.PolicySettings, rule.PolicyParameters);
                 await MeasureAsync(http, "bench/pool", body, clients, 1.0);
+                var code = Path.Combine(RepoRoot(), "samples", "policies", "ip_allowlist", "code");
+                var (coalesce, inline) = (Environment.GetEnvironmentVariable("PG_RAW_COALESCE") != "0", Environment.GetEnvironmentVariable("PG_RAW_INLINE") == "1");
+                lanes = [await RawLane.StartAsync(code, coalesce, inline), await RawLane.StartAsync(code, coalesce, inline)];
+                Console.WriteLine($"raw lanes: coalesce={coalesce} inline={inline}; answer {Encoding.UTF8.GetString(await PostAsync(http, "bench/raw", body))}");
                 if (args.Contains("--micro"))
                 {
                     var sp = app.Services;
@@ -136,7 +148,7 @@ public static class Type2Benchmark
                 }
                 var only = args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault();
                 using var sampler = args.Contains("--allocations") ? new AllocationSampler() : null;
-                foreach (var (name, path) in new[] { ("bare", "bench/fixed"), ("worker pool only", "bench/pool"), ("LocalPolicyExecutor", "bench/executor"), ("execute_policy route", "executor/local/execute_policy") })
+                foreach (var (name, path) in new[] { ("bare", "bench/fixed"), ("worker pool only", "bench/pool"), ("raw lane (floor)", "bench/raw"), ("LocalPolicyExecutor", "bench/executor"), ("execute_policy route", "executor/local/execute_policy") })
                 {
                     if (only is not null && !path.Contains(only, StringComparison.Ordinal)) continue;
                     var pool = app.Services.GetRequiredService<PythonWorkerPool>();
