@@ -690,6 +690,102 @@ public sealed class FunctionsApiTests : IAsyncLifetime
         (await queued)["allowed"]!.GetValue<bool>().ShouldBeTrue();
     }
 
+    /// <summary>A release file a held call waits for (where the worker, its own uid on a root server, can look).</summary>
+    private static string NewRelease()
+    {
+        var shared = Directory.CreateTempSubdirectory("pg-release-").FullName;
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(shared, (UnixFileMode)0b111_101_101);
+        return Path.Combine(shared, "release");
+    }
+
+    /// <summary>Sends a call held until <paramref name="release"/> exists and waits until the host counts <paramref name="pending"/> calls in all.</summary>
+    private async Task<Task<JsonObject>> HeldCall(string function, string release, int pending)
+    {
+        var host = _server.Service<LocalFunctionHost>();
+        var held = Check(function, "0.0.0.0", release);
+        await Until(async () => (await host.StatusAsync(function, TestContext.Current.CancellationToken)) is { } s && s.Busy + s.Queued == pending);
+        return held;
+    }
+
+    private async Task<int> JournalEntries(string function) =>
+        (await _server.Service<IContextStore>().GetAsync($"function:{function}!journal", TestContext.Current.CancellationToken))?["entries"]?.AsArray().Count ?? 0;
+
+    [Fact]
+    public async Task With_autoscaling_the_journal_of_a_class_with_get_state_stays_short_and_instances_started_later_have_every_action()
+    {
+        // The journal dropped an entry only once every instance up to max_replicas had saved a state including it; the
+        // instances autoscaling never started counted as having saved none, so it grew with every action, without bound,
+        // and every restart replayed all of it.
+        // Two instances held with a call each and a third answering: a worker each.
+        await _server.DisposeAsync();
+        _server = new GridServer { PythonWorkers = 4, Settings = { [NoPrivateTemp] = "false" } };
+        _client = _server.CreateClient();
+        var body = Body("wide-allow");
+        body["policy_rule_uri"] = await _server.RegisterPolicyAsync("wide-allow", CountingPolicy.AllowListKeepingState);
+        body["autoscaling"] = new JsonObject { ["enabled"] = true, ["min_replicas"] = 1, ["max_replicas"] = 5 };
+        (await Deploy(body)).Status.ShouldBe(200);
+        var host = _server.Service<LocalFunctionHost>();
+        var ips = Enumerable.Range(1, 12).Select(i => $"10.0.0.{i}").ToList();
+        foreach (var ip in ips[..8]) (await AddIp("wide-allow", ip)).Status.ShouldBe(200);
+
+        (await JournalEntries("wide-allow")).ShouldBeLessThanOrEqualTo(1, "instances #1..#4 never started, yet the journal kept every action for them");
+
+        // Two calls on instance #0 (one held, one waiting): the next calls start instance #1, which has every action.
+        var release = NewRelease();
+        var held = new List<Task<JsonObject>> { await HeldCall("wide-allow", release, 1), await HeldCall("wide-allow", release, 2) };
+        foreach (var ip in ips[..8]) (await Check("wide-allow", ip))["allowed"]!.GetValue<bool>().ShouldBeTrue($"instance #1 started later denied {ip}");
+        (await host.StatusAsync("wide-allow", TestContext.Current.CancellationToken))!.Instances.ShouldBe(2);
+        held.ShouldAllBe(h => !h.IsCompleted, "the calls ran on instance #1 while #0 was held");
+        await File.WriteAllTextAsync(release, "go", TestContext.Current.CancellationToken);
+        await Task.WhenAll(held);
+
+        // Instance #1 has run; the actions after it reach both live instances and the journal stays short.
+        foreach (var ip in ips[8..]) (await AddIp("wide-allow", ip)).Status.ShouldBe(200);
+        (await JournalEntries("wide-allow")).ShouldBeLessThanOrEqualTo(1);
+
+        await _server.ExitAsync();
+        _server = _server.Restart();
+        _client = _server.CreateClient();
+        host = _server.Service<LocalFunctionHost>();
+
+        // After the restart: instance #0 held twice, the next call restarts #1; #1 held twice too, the next starts #2,
+        // which never ran before. Each has every action.
+        release = NewRelease();
+        held = [await HeldCall("wide-allow", release, 1), await HeldCall("wide-allow", release, 2)];
+        foreach (var ip in ips) (await Check("wide-allow", ip))["allowed"]!.GetValue<bool>().ShouldBeTrue($"instance #1 after the restart denied {ip}");
+        held.Add(await HeldCall("wide-allow", release, 3));
+        held.Add(await HeldCall("wide-allow", release, 4));
+        foreach (var ip in ips) (await Check("wide-allow", ip))["allowed"]!.GetValue<bool>().ShouldBeTrue($"instance #2 started after the restart denied {ip}");
+        (await host.StatusAsync("wide-allow", TestContext.Current.CancellationToken))!.Instances.ShouldBe(3);
+        held.ShouldAllBe(h => !h.IsCompleted, "the calls ran on instance #2 while #0 and #1 were held");
+        await File.WriteAllTextAsync(release, "go", TestContext.Current.CancellationToken);
+        foreach (var answer in await Task.WhenAll(held)) answer["allowed"]!.GetValue<bool>().ShouldBeFalse();
+        foreach (var ip in ips) (await Check("wide-allow", ip))["allowed"]!.GetValue<bool>().ShouldBeTrue($"instance #0 after the restart denied {ip}");
+        (await JournalEntries("wide-allow")).ShouldBeLessThanOrEqualTo(1);
+    }
+
+    [Fact]
+    public async Task With_autoscaling_the_journal_of_a_class_without_get_state_keeps_every_action_for_instances_started_later()
+    {
+        var body = Body("wide-plain-allow");
+        body["policy_rule_uri"] = await _server.RegisterPolicyAsync("wide-plain-allow", CountingPolicy.AllowList);
+        body["autoscaling"] = new JsonObject { ["enabled"] = true, ["min_replicas"] = 1, ["max_replicas"] = 5 };
+        (await Deploy(body)).Status.ShouldBe(200);
+        var ips = Enumerable.Range(1, 6).Select(i => $"10.0.0.{i}").ToList();
+        foreach (var ip in ips) (await AddIp("wide-plain-allow", ip)).Status.ShouldBe(200);
+
+        (await JournalEntries("wide-plain-allow")).ShouldBe(6, "an instance of a class without get_state can only replay them");
+
+        var release = NewRelease();
+        var held = new List<Task<JsonObject>> { await HeldCall("wide-plain-allow", release, 1), await HeldCall("wide-plain-allow", release, 2) };
+        var onNew = await Check("wide-plain-allow", ips[0]);
+        onNew["evals"]!.GetValue<int>().ShouldBe(1, "instance #1 started from the deployment");
+        foreach (var ip in ips) (await Check("wide-plain-allow", ip))["allowed"]!.GetValue<bool>().ShouldBeTrue($"instance #1 started later denied {ip}");
+        await File.WriteAllTextAsync(release, "go", TestContext.Current.CancellationToken);
+        await Task.WhenAll(held);
+        (await JournalEntries("wide-plain-allow")).ShouldBe(6);
+    }
+
     [Fact]
     public async Task A_restart_brings_back_what_management_changed_on_an_instance_without_get_state()
     {

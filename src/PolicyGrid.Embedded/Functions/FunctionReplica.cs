@@ -51,6 +51,12 @@ internal sealed class FunctionReplica(string function, int index)
     /// <summary>The journal_seq last written to the store with the snapshot: the journal keeps what follows it.</summary>
     public long PersistedSeq { get; set; }
 
+    /// <summary>
+    /// Whether the store holds a snapshot of this instance (it was restored from one, or has written one). One that never
+    /// saved a snapshot does not hold the journal's trimming back: when it starts, it starts from instance #0's.
+    /// </summary>
+    public bool Saved { get; set; }
+
     // Serialized in place: cloning both into a new object only to write it out cost two deep copies on every call.
     public string SnapshotText() => $"{{\"context\":{Context.ToJsonString()},\"state\":{State?.ToJsonString() ?? "null"}}}";
 

@@ -175,6 +175,18 @@ public sealed class LocalFunctionHost(
     {
         var changed = false;
         var restarts = 0;
+        // The journal no longer holds entries this instance lacks: it never saved a snapshot of its own (autoscaling or
+        // a restart starts it for the first time), so trimming did not wait for it. It starts from instance #0's state
+        // and context, as an instance that cannot apply an entry restarts (below), then applies only the entries after.
+        if (replica.AppliedSeq < function.JournalHead && function.NextEntry(replica.AppliedSeq) is var first && first?.Seq != replica.AppliedSeq + 1
+            && await LeaderSeedAsync(function, replica, (first?.Seq ?? function.JournalHead + 1) - 1) is { } start)
+        {
+            await pool.ReleaseAsync(replica.InstanceKey, CancellationToken.None);
+            StartFrom(replica, start);
+            changed = true;
+            logger.LogInformation("function {Function} instance #{Index} starts from instance #{Leader}'s state, which includes management journal entries 1..{Entry}",
+                function.Spec.Name, replica.Index, 0, start.Seq);
+        }
         while (function.NextEntry(replica.AppliedSeq) is { } entry)
         {
             changed = true;
@@ -201,11 +213,9 @@ public sealed class LocalFunctionHost(
             {
                 // The instance may hold half of what the failed action did: it is dropped either way.
                 await pool.ReleaseAsync(replica.InstanceKey, CancellationToken.None);
-                if ((function.Seed is { } kept && kept.Seq >= entry.Seq ? kept : await LeaderSavedAsync(function, replica, entry.Seq)) is { } seed)
+                if (await LeaderSeedAsync(function, replica, entry.Seq) is { } seed)
                 {
-                    replica.Context = (JsonObject)seed.Snapshot["context"]!.DeepClone();
-                    replica.State = (JsonObject)seed.Snapshot["state"]!.DeepClone();
-                    replica.AppliedSeq = seed.Seq;
+                    StartFrom(replica, seed);
                     logger.LogWarning("function {Function} instance #{Index} could not apply management '{Action}' ({Reason}); restarted from instance #{Leader}'s state",
                         function.Spec.Name, replica.Index, entry.Action, e.Message, 0);
                     continue;
@@ -218,6 +228,20 @@ public sealed class LocalFunctionHost(
             }
         }
         if (changed) await PersistAsync(replica);
+    }
+
+    /// <summary>
+    /// A snapshot of instance #0 (context and get_state() state) that includes journal entry <paramref name="seq"/>: the one
+    /// right after the newest action, or, once that is gone with a restart of the server, the one #0 last saved.
+    /// </summary>
+    private async Task<(long Seq, JsonObject Snapshot)?> LeaderSeedAsync(HostedFunction function, FunctionReplica replica, long seq) =>
+        function.Seed is { } kept && kept.Seq >= seq ? kept : await LeaderSavedAsync(function, replica, seq);
+
+    private static void StartFrom(FunctionReplica replica, (long Seq, JsonObject Snapshot) seed)
+    {
+        replica.Context = (JsonObject)seed.Snapshot["context"]!.DeepClone();
+        replica.State = (JsonObject)seed.Snapshot["state"]!.DeepClone();
+        replica.AppliedSeq = seed.Seq;
     }
 
     /// <summary>
@@ -235,16 +259,23 @@ public sealed class LocalFunctionHost(
 
     private static string JournalKey(string function) => $"function:{function}!journal";
 
-    /// <summary>Writes the journal, without the entries every instance's saved state already includes.</summary>
+    /// <summary>
+    /// Writes the journal without the entries that no instance with a saved snapshot lacks and instance #0's saved snapshot
+    /// includes. An instance that never saved one (autoscaling has not started it yet) holds nothing back: it starts from
+    /// #0's snapshot and applies the entries after it (see <see cref="CatchUpAsync"/>).
+    /// </summary>
     private async Task SaveJournalAsync(HostedFunction function, IReadOnlyList<FunctionReplica> live, CancellationToken ct)
     {
         var through = long.MaxValue;
         for (var i = 0; i < Math.Max(function.Spec.Scale.MaxReplicas, function.Spec.Scale.Replicas); i++)
         {
             var running = live.FirstOrDefault(r => r.Index == i);
-            var saved = running is not null ? (running.Loaded ? running.PersistedSeq : 0)
-                : (await contexts.GetAsync(new FunctionReplica(function.Spec.Name, i).StoreKey, ct))?["journal_seq"]?.GetValue<long>() ?? 0;
-            through = Math.Min(through, saved);
+            long? saved = running is { Loaded: true } ? (running.Saved ? running.PersistedSeq : null)
+                : await contexts.GetAsync(new FunctionReplica(function.Spec.Name, i).StoreKey, ct) is { } snapshot
+                    ? snapshot["journal_seq"]?.GetValue<long>() ?? 0 : null;
+            // Instance #0's snapshot is what the others start from, so what it lacks is kept even before it saved one.
+            if (saved is null && i > 0) continue;
+            through = Math.Min(through, saved ?? 0);
         }
         function.Compact(through);
         await contexts.SetAsync(JournalKey(function.Spec.Name), function.JournalJson(), null, ct);
@@ -315,7 +346,7 @@ public sealed class LocalFunctionHost(
         if (text == replica.Persisted) return;
         var saved = replica.Snapshot();
         await contexts.SetAsync(replica.StoreKey, saved, null, CancellationToken.None);
-        (replica.Persisted, replica.PersistedSeq) = (text, saved["journal_seq"]!.GetValue<long>());
+        (replica.Persisted, replica.PersistedSeq, replica.Saved) = (text, saved["journal_seq"]!.GetValue<long>(), true);
     }
 
     // The saved state rides along with every call: if the pool had to recreate the instance (first call after a
@@ -377,6 +408,7 @@ public sealed class LocalFunctionHost(
         replica.State = saved?["state"] as JsonObject is { } state ? (JsonObject)state.DeepClone() : null;
         replica.AppliedSeq = replica.PersistedSeq = saved?["journal_seq"]?.GetValue<long>() ?? 0;
         replica.Persisted = replica.SnapshotText();
+        replica.Saved = saved is not null;
         replica.Loaded = true;
     }
 
