@@ -180,7 +180,13 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     [Fact]
     public async Task A_call_that_changes_nothing_does_not_rewrite_the_saved_state()
     {
-        (await Deploy(Body("quiet"))).Status.ShouldBe(200);
+        // peek is declared read_only: a journalled action that changes nothing is written once, for its journal_seq.
+        var body = Body("quiet");
+        body["policy_rule_uri"] = await _server.RegisterPolicyAsync("quiet", CountingPolicy.Source);
+        var commands = new JsonArray(new JsonObject { ["name"] = "set" }, new JsonObject { ["name"] = "peek", ["read_only"] = true });
+        (await _client.Send(HttpMethod.Put, $"/policy/{body["policy_rule_uri"]}", new JsonObject { ["$set"] = new JsonObject { ["management_commands_schema"] = commands } }))
+            .Status.ShouldBe(200);
+        (await Deploy(body)).Status.ShouldBe(200);
         await Count("quiet");
         var store = _server.Service<IContextStore>();
         var ct = TestContext.Current.CancellationToken;
@@ -762,6 +768,29 @@ public sealed class FunctionsApiTests : IAsyncLifetime
         foreach (var answer in await Task.WhenAll(held)) answer["allowed"]!.GetValue<bool>().ShouldBeFalse();
         foreach (var ip in ips) (await Check("wide-allow", ip))["allowed"]!.GetValue<bool>().ShouldBeTrue($"instance #0 after the restart denied {ip}");
         (await JournalEntries("wide-allow")).ShouldBeLessThanOrEqualTo(1);
+    }
+
+    [Fact]
+    public async Task Management_that_changes_nothing_on_a_class_with_get_state_does_not_grow_the_journal()
+    {
+        // The instance's snapshot was not written again when an action left its state as it was (a status 'peek' not
+        // declared read_only, a setting sent again), so the journal_seq it records stood still and the journal kept every
+        // such action after it, without bound (a class with get_state is never refused by MaxJournalEntries).
+        (await Deploy(Body("polled-counter"))).Status.ShouldBe(200);
+        var set = await _client.Send(HttpMethod.Post, "/function/polled-counter/management",
+            new JsonObject { ["action"] = "set", ["data"] = new JsonObject { ["count"] = 5 } });
+        set.Status.ShouldBe(200, set.Body?.ToJsonString());
+        for (var i = 0; i < 6; i++)
+        {
+            var peeked = await _client.Send(HttpMethod.Post, "/function/polled-counter/management", new JsonObject { ["action"] = "peek", ["data"] = new JsonObject() });
+            peeked.Status.ShouldBe(200, peeked.Body?.ToJsonString());
+        }
+
+        (await JournalEntries("polled-counter")).ShouldBeLessThanOrEqualTo(1);
+        await _server.ExitAsync();
+        _server = _server.Restart();
+        _client = _server.CreateClient();
+        (await Count("polled-counter")).ShouldBe(6);
     }
 
     [Fact]

@@ -43,8 +43,9 @@ internal sealed class FunctionReplica(string function, int index)
 
     /// <summary>
     /// The serialized context and state last written to the store (null before the first write): equal ones are not
-    /// written again, even when the instance has applied journal entries since. Those changed nothing it keeps, so
-    /// replaying them onto the saved state after a restart gives that same state.
+    /// written again unless the instance has applied journal entries since. Those changed nothing it keeps, but the
+    /// journal keeps every entry after the journal_seq saved, so a seq left behind would keep them all (an action sent
+    /// again, a status not declared read_only).
     /// </summary>
     public string? Persisted { get; set; }
 
@@ -61,13 +62,16 @@ internal sealed class FunctionReplica(string function, int index)
     public string SnapshotText() => $"{{\"context\":{Context.ToJsonString()},\"state\":{State?.ToJsonString() ?? "null"}}}";
 
     /// <summary>What the store keeps for this replica: a detached copy of its context and instance state.</summary>
+    /// <summary>The last journal entry a snapshot written now records: none without get_state() state (it starts from the deployment).</summary>
+    public long SnapshotSeq => State is not null ? AppliedSeq : 0;
+
     public JsonObject Snapshot() => new()
     {
         ["context"] = Context.DeepClone(),
         ["state"] = State?.DeepClone(),
         // What the saved snapshot includes of the journal: all applied, when there is get_state() state to restore; otherwise nothing,
         // since an instance recreated from this snapshot starts from the deployment and must replay every entry.
-        ["journal_seq"] = State is not null ? AppliedSeq : 0,
+        ["journal_seq"] = SnapshotSeq,
     };
 
     public void Enter() => Interlocked.Increment(ref _pending);

@@ -329,8 +329,8 @@ public sealed class LocalFunctionHost(
                 await pool.ReleaseAsync(replica.InstanceKey, CancellationToken.None);
                 throw;
             }
-            // A call that changed neither context nor state (a stateless policy, a read-only management action)
-            // has nothing new to persist: comparing the serialized snapshot saves a store write per call.
+            // A call that changed neither context nor state (a stateless policy, a read-only management action) nor applied
+            // a journal entry has nothing new to persist: comparing the serialized snapshot saves a store write per call.
             await PersistAsync(replica);
             return result;
         }
@@ -343,7 +343,7 @@ public sealed class LocalFunctionHost(
     private async Task PersistAsync(FunctionReplica replica)
     {
         var text = replica.SnapshotText();
-        if (text == replica.Persisted) return;
+        if (text == replica.Persisted && replica.SnapshotSeq == replica.PersistedSeq) return;
         var saved = replica.Snapshot();
         await contexts.SetAsync(replica.StoreKey, saved, null, CancellationToken.None);
         (replica.Persisted, replica.PersistedSeq, replica.Saved) = (text, saved["journal_seq"]!.GetValue<long>(), true);
