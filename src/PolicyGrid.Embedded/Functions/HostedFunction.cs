@@ -90,7 +90,7 @@ internal sealed class HostedFunction(FunctionSpec spec, PolicyLoadSpec load)
     /// </summary>
     public (long Seq, JsonObject Snapshot)? Seed { get; set; }
 
-    /// <summary>How many entries the journal keeps (those some instance's saved state may still lack).</summary>
+    /// <summary>How many entries the journal keeps (those instance #0's or another started instance's saved state may still lack).</summary>
     public int JournalCount
     {
         get { lock (_gate) return _journal.Count; }
@@ -113,7 +113,7 @@ internal sealed class HostedFunction(FunctionSpec spec, PolicyLoadSpec load)
         }
     }
 
-    /// <summary>Drops the entries every instance's saved state already includes.</summary>
+    /// <summary>Drops the entries through <paramref name="through"/>: no instance needs them any more (see LocalFunctionHost.SaveJournalAsync).</summary>
     public void Compact(long through)
     {
         lock (_gate) _journal.RemoveAll(e => e.Seq <= through);
