@@ -80,9 +80,29 @@ public sealed class RawLane : IAsyncDisposable
         return new RawLane(socket, process, coalesce, inline);
     }
 
+    // PG_RAW_BARRIER=1: as the pool sends, a batch only once the one before has been answered in full.
+    private static readonly bool Barrier = Environment.GetEnvironmentVariable("PG_RAW_BARRIER") == "1";
+    private int _inFlight;
+    private int _held;
+
     public Task<byte[]> CallAsync(ReadOnlySpan<byte> payload)
     {
         var answer = new TaskCompletionSource<byte[]>(_inline ? TaskCreationOptions.None : TaskCreationOptions.RunContinuationsAsynchronously);
+        if (Barrier)
+        {
+            lock (_write)
+            {
+                _pending.Enqueue(answer);
+                if (_outgoing.Length < _outgoingLength + 4 + payload.Length) Array.Resize(ref _outgoing, Math.Max(_outgoing.Length * 2, _outgoingLength + 4 + payload.Length));
+                BinaryPrimitives.WriteInt32LittleEndian(_outgoing.AsSpan(_outgoingLength), payload.Length);
+                payload.CopyTo(_outgoing.AsSpan(_outgoingLength + 4));
+                _outgoingLength += 4 + payload.Length;
+                _held++;
+                if (_inFlight > 0) return answer.Task;
+                SendHeldLocked();
+            }
+            return answer.Task;
+        }
         if (!_coalesce)
         {
             var frame = new byte[4 + payload.Length];
@@ -123,6 +143,13 @@ public sealed class RawLane : IAsyncDisposable
         return answer.Task;
     }
 
+    private void SendHeldLocked()
+    {
+        _socket.Send(_outgoing.AsSpan(0, _outgoingLength));
+        _outgoingLength = 0;
+        (_inFlight, _held) = (_held, 0);
+    }
+
     private async Task ReadLoopAsync()
     {
         var buffer = new byte[1 << 16];
@@ -141,6 +168,13 @@ public sealed class RawLane : IAsyncDisposable
                 var reply = buffer.AsSpan(at + 4, length).ToArray();
                 at += 4 + length;
                 if (_pending.TryDequeue(out var answer)) answer.TrySetResult(reply);
+                if (Barrier)
+                {
+                    lock (_write)
+                    {
+                        if (--_inFlight == 0 && _held > 0) SendHeldLocked();
+                    }
+                }
             }
             buffer.AsSpan(at, filled - at).CopyTo(buffer);
             filled -= at;

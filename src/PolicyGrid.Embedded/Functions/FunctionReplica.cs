@@ -61,10 +61,10 @@ internal sealed class FunctionReplica(string function, int index)
     // Serialized in place: cloning both into a new object only to write it out cost two deep copies on every call.
     public string SnapshotText() => $"{{\"context\":{Context.ToJsonString()},\"state\":{State?.ToJsonString() ?? "null"}}}";
 
-    /// <summary>What the store keeps for this replica: a detached copy of its context and instance state.</summary>
     /// <summary>The last journal entry a snapshot written now records: none without get_state() state (it starts from the deployment).</summary>
     public long SnapshotSeq => State is not null ? AppliedSeq : 0;
 
+    /// <summary>What the store keeps for this replica: a detached copy of its context and instance state.</summary>
     public JsonObject Snapshot() => new()
     {
         ["context"] = Context.DeepClone(),
