@@ -194,6 +194,26 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
     }
 
     [Fact]
+    public async Task An_instance_dropped_and_made_again_stays_on_its_worker_and_needs_one_round_trip()
+    {
+        // Like a function replica whose instance is dropped (a management action it could not apply, a call that raised
+        // on a class with get_state): it came back on the next worker in turn, here the one its sibling runs on, so a
+        // slow call on the sibling held up every call of the replica that should have run beside it.
+        var run = Guid.NewGuid().ToString("N");
+        var sibling = (await ResultOf(Eval("apart-a-" + run, new { mode = "whoami" })))["pid"]!.GetValue<int>();
+        var own = (await ResultOf(Eval("apart-b-" + run, new { mode = "whoami" })))["pid"]!.GetValue<int>();
+        own.ShouldNotBe(sibling);
+
+        await Pool.ReleaseAsync("apart-b-" + run, Ct);
+        var before = Pool.RoundTrips;
+        var again = await ResultOf(Eval("apart-b-" + run, new { mode = "whoami" }));
+
+        again["pid"]!.GetValue<int>().ShouldBe(own, "made again on the worker it had, not on its sibling's");
+        (Pool.RoundTrips - before).ShouldBe(1, "the worker is sent the load spec with the call, not asked for it again");
+        (await ResultOf(Eval("apart-b-" + run, new { mode = "ok" })))["calls"]!.GetValue<int>().ShouldBe(2, "a new instance");
+    }
+
+    [Fact]
     public async Task Different_keys_get_different_instances()
     {
         await ResultOf(Eval("instance-a", new { mode = "ok" }));

@@ -318,6 +318,7 @@ internal sealed class PythonWorker : IAsyncDisposable
     // not had it yet: {"load":<spec>,"restore_state":<state>, + the frame's own properties.
     private void WriteFrame(WorkerRequest request)
     {
+        if (request.Unloads is { } dropped) sentLoads.Remove(dropped);
         var frame = request.Frame.Span;
         if (!NeedsLoad(request))
         {

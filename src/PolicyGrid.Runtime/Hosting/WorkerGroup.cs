@@ -253,9 +253,11 @@ internal sealed class WorkerGroup : IAsyncDisposable
         WorkerSlot? slot;
         lock (routeGate)
         {
-            if (!routes.Remove(instanceKey, out var route)) return;
+            // The key keeps its route: made again, the instance comes back on the worker it had. Routed afresh, it took
+            // the next worker in turn, often the one a sibling runs on (function replicas spread apart at deploy), and
+            // then waited behind that sibling's calls. Routes of keys never used again age out (TrimRoutes).
+            if (!routes.TryGetValue(instanceKey, out var route)) return;
             slot = route.Slot;
-            slot.Routes--;
         }
         var unload = Send(slot, w =>
         {
@@ -263,7 +265,7 @@ internal sealed class WorkerGroup : IAsyncDisposable
             w.WriteString("op", "unload");
             w.WriteString("key", instanceKey);
             w.WriteEndObject();
-        }, instanceKey, TimeSpan.FromSeconds(5), ct);
+        }, instanceKey, TimeSpan.FromSeconds(5), ct, unloads: instanceKey);
         try
         {
             await unload.Reply.WaitAsync(ct);
@@ -330,10 +332,12 @@ internal sealed class WorkerGroup : IAsyncDisposable
 
     // Every request frame a worker gets goes through here (counted in RoundTrips).
     private WorkerRequest Send(WorkerSlot slot, Action<Utf8JsonWriter> frame, string policy, TimeSpan deadline, CancellationToken ct,
-        string? loadKey = null, ReadOnlyMemory<byte> loadJson = default, JsonObject? restoreState = null, bool mayRunHere = false)
+        string? loadKey = null, ReadOnlyMemory<byte> loadJson = default, JsonObject? restoreState = null, bool mayRunHere = false,
+        string? unloads = null)
     {
         Interlocked.Increment(ref roundTrips);
-        var request = new WorkerRequest(HostFrames.Encode(frame), policy, deadline, ct) { LoadKey = loadKey, LoadJson = loadJson, RestoreState = restoreState };
+        var request = new WorkerRequest(HostFrames.Encode(frame), policy, deadline, ct)
+            { LoadKey = loadKey, LoadJson = loadJson, RestoreState = restoreState, Unloads = unloads };
         slot.Submit(request, mayRunHere);
         return request;
     }

@@ -17,6 +17,12 @@ internal sealed class WorkerRequest(ReadOnlyMemory<byte> frame, string policy, T
     /// </summary>
     public string? LoadKey { get; init; }
 
+    /// <summary>
+    /// The instance key an <c>unload</c> frame drops: the worker process no longer has its load spec, so the key's next
+    /// call carries it (rather than being answered need_load and sent again).
+    /// </summary>
+    public string? Unloads { get; init; }
+
     /// <summary>The <c>load</c> object's JSON, spliced into the frame for a worker that lacks the instance.</summary>
     public ReadOnlyMemory<byte> LoadJson { get; init; }
 
