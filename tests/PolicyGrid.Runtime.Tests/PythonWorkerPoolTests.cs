@@ -194,7 +194,7 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
     }
 
     [Fact]
-    public async Task An_instance_dropped_and_made_again_stays_on_its_worker_and_needs_one_round_trip()
+    public async Task An_instance_dropped_and_made_again_stays_on_its_worker_and_takes_one_write()
     {
         // Like a function replica whose instance is dropped (a management action it could not apply, a call that raised
         // on a class with get_state): it came back on the next worker in turn, here the one its sibling runs on, so a
@@ -205,11 +205,11 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
         own.ShouldNotBe(sibling);
 
         await Pool.ReleaseAsync("apart-b-" + run, Ct);
-        var before = Pool.RoundTrips;
+        var before = Pool.Batches;
         var again = await ResultOf(Eval("apart-b-" + run, new { mode = "whoami" }));
 
         again["pid"]!.GetValue<int>().ShouldBe(own, "made again on the worker it had, not on its sibling's");
-        (Pool.RoundTrips - before).ShouldBe(1, "the worker is sent the load spec with the call, not asked for it again");
+        (Pool.Batches - before).ShouldBe(1, "the call goes with the load spec, not first without it to be answered need_load");
         (await ResultOf(Eval("apart-b-" + run, new { mode = "ok" })))["calls"]!.GetValue<int>().ShouldBe(2, "a new instance");
     }
 
