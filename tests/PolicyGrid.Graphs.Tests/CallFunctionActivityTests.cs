@@ -26,13 +26,16 @@ public sealed class CallFunctionActivityTests
     }
 
     [Fact]
-    public async Task An_actor_that_cannot_be_reached_is_the_nodes_502()
+    public async Task An_actor_that_cannot_be_reached_is_the_nodes_503_as_the_registrys_own_call_of_it_is()
     {
+        // It was a 502 backend_error, which the registry could not tell from a failure the actor answered: the functions
+        // app being down was never told for the function's executor, and every run logged a warning of its own.
         var activity = new CallFunctionActivity(new ThrowingActors(new ActorMethodInvocationException("connection refused", false)), TimeProvider.System);
 
         var result = await activity.RunAsync(new Context(), new NodeCallRequest("B", 2, "{}"));
 
-        (result.Ok, result.Status, result.Code).ShouldBe((false, 502, "backend_error"));
+        (result.Ok, result.Status, result.Code).ShouldBe((false, 503, "backend_unavailable"));
+        result.Message.ShouldBe("the functions app (policy-functions) could not be reached: connection refused");
     }
 
     private sealed class Context : WorkflowActivityContext

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
 using PolicyGrid.Api.Documents;
+using PolicyGrid.Api.Envelope;
 using PolicyGrid.Api.Executors;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
@@ -169,6 +170,48 @@ public sealed class FunctionRegistry(
         var autoscale = scaling["enabled"] is JsonValue e && e.TryGetValue<bool>(out var on) && on;
         return new FunctionSpec(function.FunctionId, (JsonObject)function.FunctionPolicyData.DeepClone(), new FunctionScale(
             function.Replicas, autoscale, Count(scaling["min_replicas"], function.Replicas), Count(scaling["max_replicas"], function.Replicas)));
+    }
+
+    /// <summary>
+    /// What a graph run's outcome says of its nodes' executors, told as a call through here tells it (one warning when
+    /// an executor is found down, one line when it answers again, and the run's failure marked as told). The Dapr
+    /// workflow calls the function actors itself, so nothing else tells it there: every run whose node's functions app
+    /// was down logged a warning of its own. A run through this registry (serve) has told it already; again is a no-op.
+    /// </summary>
+    public async Task NoteGraphRunAsync(IReadOnlyList<string> nodes, PolicyGridException? failure)
+    {
+        if (failure is null)
+        {
+            foreach (var node in nodes)
+                if (await ExecutorOfAsync(node) is { } answered) outages.Up(answered);
+            return;
+        }
+        if (GraphFailures.FailedNode(failure) is not var (failed, message) || await ExecutorOfAsync(failed) is not { } executor) return;
+        if (ExecutorOutages.IsOutage(failure))
+        {
+            outages.Down(executor, message, WhileDown);
+            LoggedFailures.Mark(failure);
+        }
+        else if (ExecutorOutages.AnsweredByExecutor(failure))
+        {
+            outages.Up(executor);
+        }
+    }
+
+    // The executor a deployed function runs on (null when it is gone, or cannot be read now: the run's own answer
+    // matters more than this note): known from its first call, else its document.
+    private async Task<string?> ExecutorOfAsync(string name)
+    {
+        if (_hosts.TryGetValue(name, out var hosted)) return hosted.ExecutorId;
+        try
+        {
+            var stored = await store.GetAsync(Collections.Functions, name, CancellationToken.None);
+            return stored is null ? null : FunctionDeployment.FromJson(stored.Body).FunctionExecutorId;
+        }
+        catch (PolicyGridException)
+        {
+            return null;
+        }
     }
 
     /// <summary>410 when the function's policy is retired (graph runs check every node before any runs: the Dapr workflow calls the actors directly).</summary>

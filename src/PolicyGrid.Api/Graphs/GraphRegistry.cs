@@ -79,8 +79,25 @@ public sealed class GraphRegistry(
     {
         var run = await PrepareAsync(body, ct);
         if (run.Async) return new JsonObject { ["execution_id"] = await StartAsync(run, ct) };
-        var result = await runner.RunAsync(run.Plan, run.Input, run.Options, ct);
+        var result = await RunAsync(run, ct);
         return Answer(result, run.Options.Trace);
+    }
+
+    /// <summary>Runs the graph and tells what its outcome says of the nodes' executors (see <see cref="FunctionRegistry.NoteGraphRunAsync"/>).</summary>
+    private async Task<GraphRunResult> RunAsync(GraphRun run, CancellationToken ct)
+    {
+        GraphRunResult result;
+        try
+        {
+            result = await runner.RunAsync(run.Plan, run.Input, run.Options, ct);
+        }
+        catch (PolicyGridException e)
+        {
+            await functions.NoteGraphRunAsync(run.Plan.Nodes, e);
+            throw;
+        }
+        await functions.NoteGraphRunAsync(run.Plan.Nodes, null);
+        return result;
     }
 
     public async Task<JsonObject> ExecutionAsync(string id, CancellationToken ct)
@@ -213,7 +230,7 @@ public sealed class GraphRegistry(
     {
         try
         {
-            var result = await runner.RunAsync(run.Plan, run.Input, run.Options, lifetime.ApplicationStopping);
+            var result = await RunAsync(run, lifetime.ApplicationStopping);
             record["status"] = ExecutionStatus.Succeeded;
             record["result"] = Answer(result, run.Options.Trace);
         }

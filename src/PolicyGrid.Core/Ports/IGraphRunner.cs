@@ -42,8 +42,21 @@ public static class GraphFailures
     /// A node failed: the node's own status and code, a message naming it, and the node as the error's path.
     /// <paramref name="cause"/> (the node's failure itself) is kept as the inner exception.
     /// </summary>
-    public static Errors.PolicyGridException NodeFailed(string node, int status, string code, string message, Exception? cause = null) =>
-        new(status, code, $"graph node '{node}' failed: {message}", [new Errors.FieldError(node, message)], cause);
+    public static Errors.PolicyGridException NodeFailed(string node, int status, string code, string message, Exception? cause = null)
+    {
+        var failure = new Errors.PolicyGridException(status, code, $"graph node '{node}' failed: {message}", [new Errors.FieldError(node, message)], cause);
+        failure.Data[NodeKey] = node;
+        return failure;
+    }
+
+    private const string NodeKey = "PolicyGrid.GraphNode";
+
+    /// <summary>
+    /// The node a run's failure is from, and that node's own message, when it is a <see cref="NodeFailed"/> (null for a
+    /// deadline or anything else): what the registry tells of the node's executor.
+    /// </summary>
+    public static (string Node, string Message)? FailedNode(Errors.PolicyGridException failure) =>
+        failure.Data[NodeKey] is string node ? (node, failure.Errors.FirstOrDefault(e => e.Path == node)?.Message ?? failure.Message) : null;
 
     public static Errors.PolicyGridException DeadlineExceeded(TimeSpan deadline, IEnumerable<string> unfinished) =>
         Errors.Problems.PolicyTimeout(

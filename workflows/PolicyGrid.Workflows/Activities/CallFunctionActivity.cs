@@ -33,7 +33,9 @@ public sealed class CallFunctionActivity(IActorProxyFactory actors, TimeProvider
         }
         catch (Exception e)
         {
-            reply = new FunctionReply(false, "", 502, "backend_error", $"function actor unreachable: {e.Message}");
+            // Worded and classed as the registry's own calls of the same actors answer it (ActorFunctionHost): the
+            // functions app is down, a 503 the registry tells once for the function's executor, not once per run.
+            reply = new FunctionReply(false, "", 503, "backend_unavailable", $"the functions app ({FunctionActors.AppId}) could not be reached: {e.Message}");
         }
         return new NodeCallResult(reply.Ok, reply.OutputJson, reply.Status, reply.Code, reply.Message, started, watch.Elapsed.TotalMilliseconds);
     }
