@@ -8,9 +8,10 @@ namespace PolicyGrid.Bench.Type2;
 /// <summary>
 /// The floor of any worker-process round trip on this machine, for <c>--breakdown</c>: a Python process
 /// holding one instance of the policy, reached over a Unix socket read through the socket engine's epoll
-/// (no thread of our own), length-prefixed byte frames, the replies of a batch written in one send, and
-/// no deadlines, limits, logs, instance keys or recovery. Not a transport to ship: a measurement of what
-/// one built this way could reach at best.
+/// (no thread of our own), length-prefixed byte frames, callers writing their own frames (coalesced while
+/// another caller writes, never waiting for replies), each reply written as its call ends (as the host
+/// does), and no deadlines, limits, logs, instance keys or recovery. Not a transport to ship: what one
+/// built this way could reach at best. Measured on 2026-11-27 it was no cheaper than the real pool.
 /// </summary>
 public sealed class RawLane : IAsyncDisposable
 {
@@ -28,7 +29,6 @@ public sealed class RawLane : IAsyncDisposable
             if not chunk:
                 break
             buf += chunk
-            out = []
             pos = 0
             while len(buf) - pos >= 4:
                 n = int.from_bytes(buf[pos:pos + 4], "little")
@@ -39,15 +39,9 @@ public sealed class RawLane : IAsyncDisposable
                     rep = dumps({"ok": True, "value": ev(None, req["input_data"], req.get("context"))}).encode()
                 except Exception as e:
                     rep = dumps({"ok": False, "error": repr(e)}).encode()
-                if sys.argv[3] == "1":
-                    s.sendall(len(rep).to_bytes(4, "little") + rep)
-                else:
-                    out.append(len(rep).to_bytes(4, "little"))
-                    out.append(rep)
+                s.sendall(len(rep).to_bytes(4, "little") + rep)
                 pos += 4 + n
             del buf[:pos]
-            if out:
-                s.sendall(b"".join(out))
         """;
 
     private readonly Socket _socket;
@@ -58,63 +52,29 @@ public sealed class RawLane : IAsyncDisposable
     private byte[] _spare = new byte[1 << 16];
     private int _outgoingLength;
     private bool _flushing;
-    private readonly bool _coalesce;
-    private readonly bool _inline;
 
-    private RawLane(Socket socket, Process process, bool coalesce, bool inline)
+    private RawLane(Socket socket, Process process)
     {
-        (_socket, _process, _coalesce, _inline) = (socket, process, coalesce, inline);
+        (_socket, _process) = (socket, process);
         _ = Task.Run(ReadLoopAsync);
     }
 
-    public static async Task<RawLane> StartAsync(string codeDirectory, bool coalesce, bool inline)
+    public static async Task<RawLane> StartAsync(string codeDirectory)
     {
         var path = Path.Combine(Path.GetTempPath(), $"pg-raw-{Guid.NewGuid():N}.sock");
         using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         listener.Bind(new UnixDomainSocketEndPoint(path));
         listener.Listen(1);
-        var start = new ProcessStartInfo("python3") { ArgumentList = { "-I", "-S", "-B", "-c", Host, path, codeDirectory, Environment.GetEnvironmentVariable("PG_RAW_PERREPLY") ?? "0" }, UseShellExecute = false };
+        var start = new ProcessStartInfo("python3") { ArgumentList = { "-I", "-S", "-B", "-c", Host, path, codeDirectory }, UseShellExecute = false };
         var process = Process.Start(start)!;
         var socket = await listener.AcceptAsync().WaitAsync(TimeSpan.FromSeconds(10));
         File.Delete(path);
-        return new RawLane(socket, process, coalesce, inline);
+        return new RawLane(socket, process);
     }
-
-    // PG_RAW_BARRIER=1: as the pool sends, a batch only once the one before has been answered in full.
-    private static readonly bool Barrier = Environment.GetEnvironmentVariable("PG_RAW_BARRIER") == "1";
-    private int _inFlight;
-    private int _held;
 
     public Task<byte[]> CallAsync(ReadOnlySpan<byte> payload)
     {
-        var answer = new TaskCompletionSource<byte[]>(_inline ? TaskCreationOptions.None : TaskCreationOptions.RunContinuationsAsynchronously);
-        if (Barrier)
-        {
-            lock (_write)
-            {
-                _pending.Enqueue(answer);
-                if (_outgoing.Length < _outgoingLength + 4 + payload.Length) Array.Resize(ref _outgoing, Math.Max(_outgoing.Length * 2, _outgoingLength + 4 + payload.Length));
-                BinaryPrimitives.WriteInt32LittleEndian(_outgoing.AsSpan(_outgoingLength), payload.Length);
-                payload.CopyTo(_outgoing.AsSpan(_outgoingLength + 4));
-                _outgoingLength += 4 + payload.Length;
-                _held++;
-                if (_inFlight > 0) return answer.Task;
-                SendHeldLocked();
-            }
-            return answer.Task;
-        }
-        if (!_coalesce)
-        {
-            var frame = new byte[4 + payload.Length];
-            BinaryPrimitives.WriteInt32LittleEndian(frame, payload.Length);
-            payload.CopyTo(frame.AsSpan(4));
-            lock (_write)
-            {
-                _pending.Enqueue(answer);
-                _socket.Send(frame);
-            }
-            return answer.Task;
-        }
+        var answer = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
         // Coalesced: frames queued while another caller is sending go out in that caller's next send.
         lock (_write)
         {
@@ -143,13 +103,6 @@ public sealed class RawLane : IAsyncDisposable
         return answer.Task;
     }
 
-    private void SendHeldLocked()
-    {
-        _socket.Send(_outgoing.AsSpan(0, _outgoingLength));
-        _outgoingLength = 0;
-        (_inFlight, _held) = (_held, 0);
-    }
-
     private async Task ReadLoopAsync()
     {
         var buffer = new byte[1 << 16];
@@ -168,13 +121,6 @@ public sealed class RawLane : IAsyncDisposable
                 var reply = buffer.AsSpan(at + 4, length).ToArray();
                 at += 4 + length;
                 if (_pending.TryDequeue(out var answer)) answer.TrySetResult(reply);
-                if (Barrier)
-                {
-                    lock (_write)
-                    {
-                        if (--_inFlight == 0 && _held > 0) SendHeldLocked();
-                    }
-                }
             }
             buffer.AsSpan(at, filled - at).CopyTo(buffer);
             filled -= at;

@@ -84,9 +84,8 @@ public static class Type2Benchmark
                 load = new PolicyLoadSpec(rule.PolicyRuleUri, bundle, rule.PolicySettings, rule.PolicyParameters);
                 await MeasureAsync(http, "bench/pool", body, clients, 1.0);
                 var code = Path.Combine(RepoRoot(), "samples", "policies", "ip_allowlist", "code");
-                var (coalesce, inline) = (Environment.GetEnvironmentVariable("PG_RAW_COALESCE") != "0", Environment.GetEnvironmentVariable("PG_RAW_INLINE") == "1");
-                lanes = [await RawLane.StartAsync(code, coalesce, inline), await RawLane.StartAsync(code, coalesce, inline)];
-                Console.WriteLine($"raw lanes: coalesce={coalesce} inline={inline}; answer {Encoding.UTF8.GetString(await PostAsync(http, "bench/raw", body))}");
+                lanes = [await RawLane.StartAsync(code), await RawLane.StartAsync(code)];
+                Console.WriteLine($"raw lane answer: {Encoding.UTF8.GetString(await PostAsync(http, "bench/raw", body))}");
                 if (args.Contains("--micro"))
                 {
                     var sp = app.Services;
