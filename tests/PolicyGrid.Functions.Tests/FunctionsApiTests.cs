@@ -771,6 +771,74 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task With_autoscaling_instances_a_burst_started_do_not_hold_the_journal_back_once_stopped_and_have_every_action_when_they_start_again()
+    {
+        // An instance autoscaling stopped after a burst kept its saved state, and the journal kept every action after
+        // that state's journal_seq for it: a burst that never came back left a class with get_state keeping every later
+        // management action, without bound (20 actions after #1/#2 scaled down, 20 entries), and every restart replayed them.
+        await _server.DisposeAsync();
+        // The pool gives an instance key it has not seen (or dropped) the next worker in turn, busy or not: #1 and #2
+        // started again take workers 3 and 4; with fewer, #2 would share held #0's worker and wait out its call.
+        _server = new GridServer
+        {
+            PythonWorkers = 5,
+            Settings = { ["PolicyGrid:Functions:ScaleDownAfterIdle"] = "00:00:00.200", [NoPrivateTemp] = "false" },
+        };
+        _client = _server.CreateClient();
+        var body = Body("burst-allow");
+        body["policy_rule_uri"] = await _server.RegisterPolicyAsync("burst-allow", CountingPolicy.AllowListKeepingState);
+        body["autoscaling"] = new JsonObject { ["enabled"] = true, ["min_replicas"] = 1, ["max_replicas"] = 3 };
+        (await Deploy(body)).Status.ShouldBe(200);
+        var ips = Enumerable.Range(1, 13).Select(i => $"10.0.0.{i}").ToList();
+        foreach (var ip in ips[..3]) (await AddIp("burst-allow", ip)).Status.ShouldBe(200);
+
+        // A burst: #0 held with two calls, so the next calls start #1 and check every IP there; #1 held with two, so the
+        // next start #2 and check them there. Released, #2 and #1 are stopped after 200 ms idle. Answers the evals of #1's
+        // first check and of its last call.
+        async Task<(int First, int Last)> Burst(List<string> known)
+        {
+            var host = _server.Service<LocalFunctionHost>();
+            var release = NewRelease();
+            var onFirst = new List<Task<JsonObject>> { await HeldCall("burst-allow", release, 1), await HeldCall("burst-allow", release, 2) };
+            var first = 0;
+            foreach (var ip in known)
+            {
+                var answer = await Check("burst-allow", ip);
+                answer["allowed"]!.GetValue<bool>().ShouldBeTrue($"instance #1 denied {ip}");
+                if (first == 0) first = answer["evals"]!.GetValue<int>();
+            }
+            var onSecond = new List<Task<JsonObject>> { await HeldCall("burst-allow", release, 3), await HeldCall("burst-allow", release, 4) };
+            foreach (var ip in known) (await Check("burst-allow", ip))["allowed"]!.GetValue<bool>().ShouldBeTrue($"instance #2 denied {ip}");
+            (await host.StatusAsync("burst-allow", TestContext.Current.CancellationToken))!.Instances.ShouldBe(3);
+            onFirst.Concat(onSecond).ShouldAllBe(h => !h.IsCompleted, "the checks ran on #1 and #2 while the calls held #0 and #1");
+            await File.WriteAllTextAsync(release, "go", TestContext.Current.CancellationToken);
+            await Task.WhenAll(onFirst);
+            var last = (await Task.WhenAll(onSecond)).Max(a => a["evals"]!.GetValue<int>());
+            await Until(async () => (await host.StatusAsync("burst-allow", TestContext.Current.CancellationToken))!.Instances == 1);
+            return (first, last);
+        }
+        await Burst(ips[..3]);
+
+        // #1 and #2 have saved states and are stopped: the actions after them are kept for #0 alone.
+        foreach (var ip in ips[3..]) (await AddIp("burst-allow", ip)).Status.ShouldBe(200);
+        (await JournalEntries("burst-allow")).ShouldBeLessThanOrEqualTo(1, "instances autoscaling stopped held the journal back");
+
+        // Started again, #1 and #2 have every action: the journal lacks what follows their own states, so they start from
+        // #0's state right after the newest action (two calls served) and apply what comes after.
+        var (first, last) = await Burst(ips);
+        first.ShouldBe(3, "instance #1 started again from instance #0's state, which has served two calls");
+        (await JournalEntries("burst-allow")).ShouldBeLessThanOrEqualTo(1);
+
+        // After a restart every instance resumes its own state, which has every action (the journal holds what follows it).
+        await _server.ExitAsync();
+        _server = _server.Restart();
+        _client = _server.CreateClient();
+        (await Burst(ips)).First.ShouldBe(last + 1, "instance #1 resumed from its own saved state after the restart");
+        foreach (var ip in ips) (await Check("burst-allow", ip))["allowed"]!.GetValue<bool>().ShouldBeTrue($"instance #0 after the restart denied {ip}");
+        (await JournalEntries("burst-allow")).ShouldBeLessThanOrEqualTo(1);
+    }
+
+    [Fact]
     public async Task Management_that_changes_nothing_on_a_class_with_get_state_does_not_grow_the_journal()
     {
         // The instance's snapshot was not written again when an action left its state as it was (a status 'peek' not

@@ -54,7 +54,8 @@ internal sealed class FunctionReplica(string function, int index)
 
     /// <summary>
     /// Whether the store holds a snapshot of this instance (it was restored from one, or has written one). One that never
-    /// saved a snapshot does not hold the journal's trimming back: when it starts, it starts from instance #0's.
+    /// saved a snapshot does not hold the journal's trimming back, nor does one not running (autoscaling stopped it): when
+    /// it starts and the journal lacks entries after its own, it starts from instance #0's.
     /// </summary>
     public bool Saved { get; set; }
 

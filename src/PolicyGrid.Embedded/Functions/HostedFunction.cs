@@ -90,7 +90,7 @@ internal sealed class HostedFunction(FunctionSpec spec, PolicyLoadSpec load)
     /// </summary>
     public (long Seq, JsonObject Snapshot)? Seed { get; set; }
 
-    /// <summary>How many entries the journal keeps (those instance #0's or another started instance's saved state may still lack).</summary>
+    /// <summary>How many entries the journal keeps (those instance #0's or another running instance's saved state may still lack).</summary>
     public int JournalCount
     {
         get { lock (_gate) return _journal.Count; }

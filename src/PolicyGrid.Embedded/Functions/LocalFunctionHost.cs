@@ -132,7 +132,7 @@ public sealed class LocalFunctionHost(
                     // Journalled before the answer (and before this instance's state is saved with its sequence number),
                     // so an acknowledged action is never lost for the instances that have not applied it yet.
                     var entry = function.Append(action, data);
-                    await SaveJournalAsync(function, replicas, CancellationToken.None);
+                    await SaveJournalAsync(function, CancellationToken.None);
                     leader.AppliedSeq = entry.Seq;
                     function.Seed = leader.State is null ? null : (entry.Seq, leader.Snapshot());
                     return reply as JsonObject ?? new JsonObject { ["result"] = reply?.DeepClone() };
@@ -175,9 +175,10 @@ public sealed class LocalFunctionHost(
     {
         var changed = false;
         var restarts = 0;
-        // The journal no longer holds entries this instance lacks: it never saved a snapshot of its own (autoscaling or
-        // a restart starts it for the first time), so trimming did not wait for it. It starts from instance #0's state
-        // and context, as an instance that cannot apply an entry restarts (below), then applies only the entries after.
+        // The journal no longer holds entries this instance lacks: trimming did not wait for it, as it was not running
+        // (autoscaling starts it for the first time, or again after stopping it) or never saved a snapshot of its own.
+        // It starts from instance #0's state and context, as an instance that cannot apply an entry restarts (below),
+        // then applies only the entries after.
         if (replica.AppliedSeq < function.JournalHead && function.NextEntry(replica.AppliedSeq) is var first && first?.Seq != replica.AppliedSeq + 1
             && await LeaderSeedAsync(function, replica, (first?.Seq ?? function.JournalHead + 1) - 1) is { } start)
         {
@@ -260,21 +261,22 @@ public sealed class LocalFunctionHost(
     private static string JournalKey(string function) => $"function:{function}!journal";
 
     /// <summary>
-    /// Writes the journal without the entries that no instance with a saved snapshot lacks and instance #0's saved snapshot
-    /// includes. An instance that never saved one (autoscaling has not started it yet) holds nothing back: it starts from
-    /// #0's snapshot and applies the entries after it (see <see cref="CatchUpAsync"/>).
+    /// Writes the journal without the entries that instance #0's saved snapshot includes and no running instance with a
+    /// saved snapshot lacks. An instance that is not running (autoscaling has not started it, or stopped it after a burst,
+    /// keeping its saved snapshot) holds nothing back, nor does a running one that never saved a snapshot: when it starts,
+    /// an instance the journal lacks entries for starts from #0's snapshot and applies the entries after it (see
+    /// <see cref="CatchUpAsync"/>); otherwise it resumes from its own and replays what follows.
     /// </summary>
-    private async Task SaveJournalAsync(HostedFunction function, IReadOnlyList<FunctionReplica> live, CancellationToken ct)
+    private async Task SaveJournalAsync(HostedFunction function, CancellationToken ct)
     {
         var through = long.MaxValue;
-        for (var i = 0; i < Math.Max(function.Spec.Scale.MaxReplicas, function.Spec.Scale.Replicas); i++)
+        // The instances running now, read at the write: one autoscaling added since the action began counts too.
+        foreach (var replica in function.Replicas)
         {
-            var running = live.FirstOrDefault(r => r.Index == i);
-            long? saved = running is { Loaded: true } ? (running.Saved ? running.PersistedSeq : null)
-                : await contexts.GetAsync(new FunctionReplica(function.Spec.Name, i).StoreKey, ct) is { } snapshot
-                    ? snapshot["journal_seq"]?.GetValue<long>() ?? 0 : null;
+            long? saved = replica.Loaded ? (replica.Saved ? replica.PersistedSeq : null)
+                : await contexts.GetAsync(replica.StoreKey, ct) is { } snapshot ? snapshot["journal_seq"]?.GetValue<long>() ?? 0 : null;
             // Instance #0's snapshot is what the others start from, so what it lacks is kept even before it saved one.
-            if (saved is null && i > 0) continue;
+            if (saved is null && replica.Index > 0) continue;
             through = Math.Min(through, saved ?? 0);
         }
         function.Compact(through);
