@@ -381,6 +381,25 @@ public sealed class ExecutionTests(GridServer server) : IClassFixture<GridServer
         answer.Message!.ShouldContain("never_registered:1.0-beta");
     }
 
+    [Theory]
+    [InlineData("ip_allowlist")]
+    [InlineData("rate_limiter")]
+    public async Task A_samples_get_state_status_is_declared_read_only_so_polling_it_never_enters_a_functions_journal(string sample)
+    {
+        // The samples did not mark their get_state command read_only: every status poll on a deployed function went into
+        // its management journal, for the instances that start later to replay.
+        var uri = await Onboarding.SampleAsync(client, sample);
+        var function = Unique(sample);
+        var deployed = await client.Post("/function/deployments/create/local", $$"""{"name": "{{function}}", "policy_rule_uri": "{{uri}}", "replicas": 1}""");
+        deployed.Status.ShouldBe(200, deployed.Body?.ToJsonString());
+
+        for (var i = 0; i < 3; i++)
+            (await client.Post($"/function/{function}/management", """{"action": "get_state", "data": {}}""")).Status.ShouldBe(200);
+
+        var journal = await server.Service<IContextStore>().GetAsync($"function:{function}!journal", TestContext.Current.CancellationToken);
+        (journal?["head"]?.GetValue<long>() ?? 0).ShouldBe(0, "a get_state poll was journalled");
+    }
+
     [Fact]
     public async Task Management_runs_on_a_fresh_instance()
     {
