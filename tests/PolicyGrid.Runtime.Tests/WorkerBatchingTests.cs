@@ -79,6 +79,32 @@ public sealed class WorkerBatchingTests : IAsyncLifetime
 
     private static JsonObject Result(JsonNode? reply) => reply!["result"]!.AsObject();
 
+    [Fact]
+    public async Task A_key_first_used_while_its_turns_worker_is_busy_goes_to_an_idle_one()
+    {
+        // New keys take the workers in turn; one whose turn fell on a worker held by a slow call waited behind it, though
+        // the other worker was idle (a function instance autoscaling added because the others were busy).
+        var options = PoolFixture.TestOptions(workers: 2);
+        options.PrivateTemp = false;
+        await using var two = new PythonWorkerPool(options, new CapturingLoggerProvider().CreateLogger<PythonWorkerPool>());
+        await two.StartAsync(Ct);
+        PolicyInvocation Keyed(string key, string mode) => Eval(mode) with { InstanceKey = key };
+        var first = Result(await two.InvokeAsync(Keyed("first", "echo"), Ct))["pid"]!.GetValue<int>();
+        var second = Result(await two.InvokeAsync(Keyed("second", "echo"), Ct))["pid"]!.GetValue<int>();
+        second.ShouldNotBe(first, "two keys used one after the other take the two workers");
+
+        var holding = two.InvokeAsync(Keyed("first", "hold"), Ct);
+        var until = DateTime.UtcNow.AddSeconds(20);
+        while (!File.Exists(Path.Combine(shared, "running")) && DateTime.UtcNow < until) await Task.Delay(5, Ct);
+        var third = two.InvokeAsync(Keyed("third", "echo"), Ct);
+        var answered = await Task.WhenAny(third, Task.Delay(TimeSpan.FromSeconds(10), Ct));
+        answered.ShouldBeSameAs(third, "the new key waited behind the held call instead of taking the idle worker");
+        Result(await third)["pid"]!.GetValue<int>().ShouldBe(second);
+        holding.IsCompleted.ShouldBeFalse();
+        Release();
+        await holding;
+    }
+
     // Occupies the only worker until Release(); returns once the hold is really running there.
     private async Task<Task<JsonNode?>> HoldAsync()
     {

@@ -511,10 +511,19 @@ internal sealed class WorkerGroup : IAsyncDisposable
     // first used says little about later; taking turns spreads keys evenly and puts keys first used one
     // after another (the replicas of functions warmed at deploy) on different workers, so instances that
     // must run at the same time can, even while a slow call still occupies one worker.
+    // A worker whose turn it is but which is busy is passed over for the next idle one: a key first used while a slow
+    // call holds a worker (a function instance autoscaling adds because the others are busy, one restarted beside a held
+    // sibling) waited behind that call, which is what it was made to avoid.
     private WorkerSlot SlotForNewKey()
     {
         var all = slots;
-        return all[(int)(unchecked((uint)newKeys++) % (uint)all.Length)];
+        var turn = (int)(unchecked((uint)newKeys++) % (uint)all.Length);
+        for (var i = 0; i < all.Length; i++)
+        {
+            var slot = all[(turn + i) % all.Length];
+            if (Volatile.Read(ref slot.InFlight) == 0) return slot;
+        }
+        return all[turn];
     }
 
     // A call any worker may run that is known to be short joins the first busy worker, in slot order, that takes
