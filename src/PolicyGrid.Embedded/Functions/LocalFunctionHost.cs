@@ -74,7 +74,8 @@ public sealed class LocalFunctionHost(
         // Before a replica is picked: a caller's bad input neither waits for a turn nor reaches the policy.
         FunctionSpec.EnsureValidInput(function.Spec.Policy, input);
         var (replica, added) = function.Route(_options.ScaleUpQueueDepth);
-        if (added) logger.LogInformation("function {Function} scaled up to {Replicas} instances", name, function.Replicas.Count);
+        // Named by the instance added: a count read now may already include another added at the same moment.
+        if (added) logger.LogInformation("function {Function} scaled up: instance #{Index} started", name, replica.Index);
         try
         {
             return await InTurnAsync(function, replica, async () =>
