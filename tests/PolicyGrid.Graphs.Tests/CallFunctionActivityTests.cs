@@ -17,7 +17,7 @@ public sealed class CallFunctionActivityTests
     {
         // The actor proxy's HttpClient times out with a TaskCanceledException; it used to escape the activity and fail
         // the whole workflow, which the registry reported as a 502 naming no node.
-        var activity = new CallFunctionActivity(new ThrowingActors(new TaskCanceledException("The request was canceled due to the configured HttpClient.Timeout of 100 seconds elapsing.")), TimeProvider.System);
+        var activity = new CallFunctionActivity(new ThrowingActors(new TaskCanceledException("The request was canceled due to the configured HttpClient.Timeout of 100 seconds elapsing.")), TimeProvider.System, ExecutorNodes.Unused);
 
         var result = await activity.RunAsync(new Context(), new NodeCallRequest("B", 1, "{}"));
 
@@ -30,7 +30,7 @@ public sealed class CallFunctionActivityTests
     {
         // It was a 502 backend_error, which the registry could not tell from a failure the actor answered: the functions
         // app being down was never told for the function's executor, and every run logged a warning of its own.
-        var activity = new CallFunctionActivity(new ThrowingActors(new ActorMethodInvocationException("connection refused", false)), TimeProvider.System);
+        var activity = new CallFunctionActivity(new ThrowingActors(new ActorMethodInvocationException("connection refused", false)), TimeProvider.System, ExecutorNodes.Unused);
 
         var result = await activity.RunAsync(new Context(), new NodeCallRequest("B", 2, "{}"));
 

@@ -76,7 +76,7 @@ public sealed class DaprGraphOutageLogTests
     /// <summary>The graphs app's workflow engine running the real workflow, whose node activity calls the actors through <paramref name="actors"/>.</summary>
     private static WorkflowInstancesDouble RunningTheWorkflowOn(IActorProxyFactory actors) => new(async (graph, _) =>
     {
-        var activity = new CallFunctionActivity(actors, TimeProvider.System);
+        var activity = new CallFunctionActivity(actors, TimeProvider.System, ExecutorNodes.Unused);
         var context = new WorkflowContextDouble(async (_, input) => await activity.RunAsync(new ActivityContext(), (NodeCallRequest)input!));
         return new GraphWorkflowEnd(WorkflowRuntimeStatus.Completed, await new PolicyGraphWorkflow().RunAsync(context, graph), null);
     });

@@ -3,20 +3,28 @@ using System.Text.Json.Nodes;
 using Dapr.Actors.Client;
 using Dapr.Workflow;
 using PolicyGrid.Api.Envelope;
+using PolicyGrid.Api.Functions;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Dapr.Graphs;
+using PolicyGrid.Runtime;
 using PolicyGrid.Workflows.Activities;
 
 namespace PolicyGrid.Workflows;
 
 public static class GraphWorkflowModule
 {
-    /// <summary>Registers the graph workflow, its activity and the actor proxy it calls functions through.</summary>
+    /// <summary>
+    /// Registers the graph workflow, its activity and what it calls functions through: the actor proxy, and for functions
+    /// on http(s) executors the registry's executor node transport, with the node token of
+    /// <c>PolicyGrid:Runtime:RemoteExecutors</c> (set it here as on the registry).
+    /// </summary>
     public static IServiceCollection AddPolicyGraphWorkflow(this IServiceCollection services)
     {
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<IActorProxyFactory>(new ActorProxyFactory(new ActorProxyOptions { UseJsonSerialization = true }));
+        services.AddOptions<PolicyRuntimeOptions>().BindConfiguration(PolicyRuntimeOptions.Section);
+        services.AddRemoteFunctionHosts();
         services.AddDaprWorkflow(options =>
         {
             // Registered under their type names, which GraphWorkflows.WorkflowName / CallNodeActivity spell for the registry.

@@ -24,7 +24,8 @@ public sealed class PolicyGraphWorkflow : Workflow<GraphWorkflowInput, GraphWork
         foreach (var level in plan.Levels)
         {
             var calls = level.Select(node => new NodeCallRequest(
-                node, graph.Replicas.GetValueOrDefault(node, 1), InputOf(plan.Parents(node), input, outputs)?.ToJsonString() ?? "null")).ToList();
+                node, graph.Replicas.GetValueOrDefault(node, 1), InputOf(plan.Parents(node), input, outputs)?.ToJsonString() ?? "null",
+                graph.Executors?.GetValueOrDefault(node))).ToList();
             var results = await context.ProcessInParallelAsync(calls, call => CallWithRetryAsync(context, graph, call), Math.Max(1, graph.MaxParallelism));
 
             foreach (var (call, result) in calls.Zip(results))

@@ -28,10 +28,8 @@ public static class FunctionsApi
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<FunctionRegistry>();
         services.AddSingleton<IFunctionInvoker>(sp => sp.GetRequiredService<FunctionRegistry>());
-        // Without the HTTP client's own log: four lines per call at Information, and a node that is down logged the full
-        // stack trace of every call (the caller hears the failure in its answer).
-        services.AddHttpClient(RemoteFunctionHost.HttpClientName).RemoveAllLoggers();
-        services.AddSingleton<IFunctionHostTransport, RemoteFunctionHostTransport>();
+        services.AddRemoteFunctionHosts();
+        services.AddSingleton<IFunctionHostTransport>(sp => sp.GetRequiredService<RemoteFunctionHostTransport>());
         return services;
     }
 

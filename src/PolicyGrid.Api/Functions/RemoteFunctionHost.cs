@@ -1,6 +1,8 @@
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using PolicyGrid.Api.Bundles;
 using PolicyGrid.Core.Documents;
@@ -16,14 +18,17 @@ namespace PolicyGrid.Api.Functions;
 /// status and code, with the <c>PolicyGrid:Runtime:RemoteExecutors:Token</c> as bearer token when one is set. The
 /// node runs the policy snapshot it is sent; a <c>bundle://</c> in its <c>code</c> is uploaded to the node
 /// (<c>POST /bundles</c>, content-addressed, so idempotent) before the deployment, so the node can resolve it.
+/// Without a bundle store (the graphs app, which only calls functions) it calls, manages and removes, but does not deploy.
 /// </summary>
-public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore bundles, string? token = null) : IFunctionHost
+public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore? bundles, string? token = null) : IFunctionHost
 {
     public const string HttpClientName = "policygrid-remote-functions";
 
     public async Task DeployAsync(FunctionSpec spec, CancellationToken ct = default)
     {
-        await SendBundleAsync(spec.Policy["code"]?.GetValue<string>(), ct);
+        if (bundles is null)
+            throw new InvalidOperationException($"this host of executor node {node} has no bundle store: it calls functions but cannot deploy them");
+        await SendBundleAsync(bundles, spec.Policy["code"]?.GetValue<string>(), ct);
         var document = new JsonObject
         {
             ["function_id"] = spec.Name,
@@ -65,7 +70,7 @@ public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore b
     // The archive a bundle:// code names, from this registry's store to the node's. Other codes (http(s)://, and
     // file:// where the node's operator allows it) the node fetches itself; a bundle this registry does not hold
     // is left for the node to resolve, which answers 422 naming it if it cannot.
-    private async Task SendBundleAsync(string? code, CancellationToken ct)
+    private async Task SendBundleAsync(IBundleStore bundles, string? code, CancellationToken ct)
     {
         if (code is null || !code.StartsWith(BundleRef.Scheme, StringComparison.Ordinal)) return;
         var sha256 = code[BundleRef.Scheme.Length..];
@@ -122,8 +127,11 @@ public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore b
     }
 }
 
-/// <summary>Reaches functions on <c>http(s)://</c> executor nodes.</summary>
-public sealed class RemoteFunctionHostTransport(IHttpClientFactory clients, IBundleStore bundles, IOptions<PolicyGrid.Runtime.PolicyRuntimeOptions> runtime) : IFunctionHostTransport
+/// <summary>
+/// Reaches functions on <c>http(s)://</c> executor nodes, with the registry's client and node token. The graphs app
+/// (Dapr shape) calls graph nodes on such executors through the same transport, without a bundle store.
+/// </summary>
+public sealed class RemoteFunctionHostTransport(IHttpClientFactory clients, IOptions<PolicyGrid.Runtime.PolicyRuntimeOptions> runtime, IBundleStore? bundles = null) : IFunctionHostTransport
 {
     public bool CanHandle(Uri executorHostUri) => executorHostUri.Scheme is "http" or "https";
 
@@ -131,5 +139,22 @@ public sealed class RemoteFunctionHostTransport(IHttpClientFactory clients, IBun
     {
         var root = executorHostUri.AbsoluteUri.EndsWith('/') ? executorHostUri : new Uri(executorHostUri.AbsoluteUri + "/");
         return new RemoteFunctionHost(clients.CreateClient(RemoteFunctionHost.HttpClientName), root, bundles, runtime.Value.RemoteExecutors.TokenFor(executorHostUri));
+    }
+}
+
+public static class RemoteFunctionHosts
+{
+    /// <summary>
+    /// The client and transport that reach functions on <c>http(s)://</c> executor nodes: the registry's (deploy, call,
+    /// manage, remove) and the graphs app's (call a graph node), so both reach a node alike. The node token comes from
+    /// <c>PolicyGrid:Runtime:RemoteExecutors</c>, bound by the host.
+    /// </summary>
+    public static IServiceCollection AddRemoteFunctionHosts(this IServiceCollection services)
+    {
+        // Without the HTTP client's own log: four lines per call at Information, and a node that is down logged the full
+        // stack trace of every call (the caller hears the failure in its answer).
+        services.AddHttpClient(RemoteFunctionHost.HttpClientName).RemoveAllLoggers();
+        services.TryAddSingleton<RemoteFunctionHostTransport>();
+        return services;
     }
 }

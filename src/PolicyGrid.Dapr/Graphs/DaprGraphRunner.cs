@@ -28,12 +28,22 @@ public sealed class DaprGraphRunner(IHttpClientFactory clients, IDocumentStore s
         ArgumentNullException.ThrowIfNull(plan);
         ArgumentNullException.ThrowIfNull(options);
         var replicas = new Dictionary<string, int>(StringComparer.Ordinal);
+        var executors = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var node in plan.Nodes)
         {
             var stored = await store.GetAsync(Collections.Functions, node, ct);
-            replicas[node] = stored is null ? 1 : Math.Max(1, FunctionDeployment.FromJson(stored.Body).Replicas);
+            if (stored is null)
+            {
+                replicas[node] = 1;
+                continue;
+            }
+            var function = FunctionDeployment.FromJson(stored.Body);
+            replicas[node] = Math.Max(1, function.Replicas);
+            // A function on an http(s) executor node runs there, not as an actor: the workflow calls that node as the
+            // registry's own calls of it do, or the node answered "function 'x' is not deployed" from the functions app.
+            if (IsExecutorNode(function.FunctionExecutorUri)) executors[node] = function.FunctionExecutorUri;
         }
-        var request = new GraphRunRequest(ToWorkflowInput(plan, input, options, replicas), options.Deadline.TotalSeconds);
+        var request = new GraphRunRequest(ToWorkflowInput(plan, input, options, replicas, executors), options.Deadline.TotalSeconds);
         // Service invocation through the sidecar (the same client the dapr:// executor transport uses).
         // The client has no timeout of its own: this call waits as long as the run may take (up to an hour), no longer.
         var http = clients.CreateClient(DaprExecutorTransport.HttpClientName);
@@ -74,7 +84,8 @@ public sealed class DaprGraphRunner(IHttpClientFactory clients, IDocumentStore s
         }
     }
 
-    public static GraphWorkflowInput ToWorkflowInput(GraphPlan plan, JsonNode? input, GraphRunOptions options, IReadOnlyDictionary<string, int> replicas) =>
+    public static GraphWorkflowInput ToWorkflowInput(GraphPlan plan, JsonNode? input, GraphRunOptions options, IReadOnlyDictionary<string, int> replicas,
+        IReadOnlyDictionary<string, string>? executors = null) =>
         new([.. plan.Nodes],
             plan.Nodes.ToDictionary(n => n, n => plan.Children(n), StringComparer.Ordinal),
             replicas,
@@ -82,7 +93,12 @@ public sealed class DaprGraphRunner(IHttpClientFactory clients, IDocumentStore s
             options.MaxParallelism,
             options.NodeRetry.MaxAttempts,
             options.NodeRetry.Backoff.TotalSeconds,
-            options.Trace);
+            options.Trace,
+            executors is { Count: > 0 } ? executors : null);
+
+    /// <summary>Whether an executor address is an executor node reached over HTTP (its functions are not actors).</summary>
+    public static bool IsExecutorNode(string? executorHostUri) =>
+        Uri.TryCreate(executorHostUri, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https";
 
     /// <summary>The workflow's output as the runner port answers it: the result and trace, or the failing node's error.</summary>
     public static GraphRunResult ToResult(GraphWorkflowOutput output)

@@ -66,6 +66,13 @@ public sealed record GraphRunRequest(GraphWorkflowInput Graph, double DeadlineSe
             foreach (var (node, count) in graph.Replicas.Where(r => r.Value < 1))
                 yield return new($"graph.replicas.{node}", $"must be at least 1, not {count}");
 
+        if (graph.Executors is not null)
+            foreach (var (node, uri) in graph.Executors)
+            {
+                if (graph.FunctionIds?.Contains(node) == false) yield return new($"graph.executors.{node}", "names no node of graph.function_ids");
+                else if (!DaprGraphRunner.IsExecutorNode(uri)) yield return new($"graph.executors.{node}", $"must be an absolute http(s) executor node address, not '{uri}'");
+            }
+
         if (graph.InputJson is null) yield return new("graph.input_json", "is required (the graph's input as JSON text)");
         else if (!IsJson(graph.InputJson)) yield return new("graph.input_json", "is not valid JSON text");
 

@@ -3,6 +3,9 @@ namespace PolicyGrid.Dapr.Graphs;
 /// <summary>
 /// What the registry schedules: the graph's shape (the workflow builds Core's GraphPlan from it, as the embedded
 /// runner does), the replica count of each node's function, the input as JSON text and the run's limits.
+/// <see cref="Executors"/> holds the executor node address of each node whose function runs on an <c>http(s)://</c>
+/// executor; a node not in it is a function actor in <c>policy-functions</c> (as every node was before it existed, so
+/// an instance scheduled by an older registry replays as it ran).
 /// </summary>
 public sealed record GraphWorkflowInput(
     IReadOnlyList<string> FunctionIds,
@@ -12,10 +15,14 @@ public sealed record GraphWorkflowInput(
     int MaxParallelism,
     int RetryMaxAttempts = 1,
     double RetryBackoffSeconds = 0,
-    bool Trace = false);
+    bool Trace = false,
+    IReadOnlyDictionary<string, string>? Executors = null);
 
-/// <summary>One node's call, handed to the activity that reaches the function's actor.</summary>
-public sealed record NodeCallRequest(string Node, int Replicas, string InputJson);
+/// <summary>
+/// One node's call, handed to the activity that reaches the function: its actor, or with <see cref="ExecutorUri"/> the
+/// <c>http(s)://</c> executor node it was deployed on.
+/// </summary>
+public sealed record NodeCallRequest(string Node, int Replicas, string InputJson, string? ExecutorUri = null);
 
 /// <summary>What the activity answers: the actor's reply and when and how long it ran.</summary>
 public sealed record NodeCallResult(bool Ok, string OutputJson, int Status, string Code, string Message, DateTimeOffset StartedAt, double DurationMs);
