@@ -355,6 +355,21 @@ public sealed class RemoteExecutorAnswersTests(NodeFacingServer registry) : ICla
 }
 
 /// <summary>What a <see cref="ScriptedNode"/> does with a request: answer it, drop the connection, or never answer.</summary>
+/// <summary>A function on an executor node whose answer takes longer than the registry's client waits.</summary>
+public sealed class RemoteFunctionTimeoutTests
+{
+    [Fact]
+    public async Task A_node_that_answers_after_the_clients_timeout_is_a_503_naming_the_bound_not_a_500()
+    {
+        using var node = new ScriptedNode(NodeAnswer.Hang);
+        using var http = new HttpClient { Timeout = TimeSpan.FromMilliseconds(300) };
+        var host = new PolicyGrid.Api.Functions.RemoteFunctionHost(http, new Uri(node.BaseUri + "/"), bundles: null);
+        var e = await Should.ThrowAsync<PolicyGrid.Core.Errors.PolicyGridException>(() => host.CallAsync("slow", new JsonObject { ["ip"] = "10.0.0.1" }, TestContext.Current.CancellationToken));
+        (e.Status, e.Code).ShouldBe((503, "backend_unavailable"));
+        e.Message.ShouldContain("did not answer within 0.3 s");
+    }
+}
+
 public sealed record NodeAnswer(int Status, string Body, string ContentType = "application/json", (string Name, string Value)[]? Headers = null,
     bool DropConnection = false, bool NeverAnswer = false, bool WithoutLength = false)
 {

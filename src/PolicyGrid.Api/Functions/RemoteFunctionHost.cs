@@ -85,6 +85,11 @@ public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore? 
     private Task<JsonNode?> SendAsync(HttpMethod method, string path, JsonNode? body, CancellationToken ct) =>
         SendAsync(method, path, body is null ? null : JsonContent.Create(body, options: Json.Options), ct);
 
+    // The client's own timeout ran out (the caller did not give up): a call queued behind others on the node's instance,
+    // or one whose node stopped answering. It was a 500 internal_error from the timeout's TaskCanceledException.
+    private PolicyGridException NoAnswerInTime(Exception e) =>
+        Problems.BackendUnavailable($"executor node {node} did not answer within {http.Timeout.TotalSeconds:0.###} s; the call may still have run there", e);
+
     private async Task<JsonNode?> SendAsync(HttpMethod method, string path, HttpContent? content, CancellationToken ct)
     {
         using var request = new HttpRequestMessage(method, new Uri(node, path)) { Content = content };
@@ -98,6 +103,10 @@ public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore? 
         {
             throw Problems.BackendUnavailable($"executor node {node} is unreachable: {e.Message}", e);
         }
+        catch (OperationCanceledException e) when (!ct.IsCancellationRequested)
+        {
+            throw NoAnswerInTime(e);
+        }
         using (response)
         {
             JsonObject? envelope = null;
@@ -108,6 +117,10 @@ public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore? 
             catch (System.Text.Json.JsonException)
             {
                 // Not an envelope; reported below with the status.
+            }
+            catch (OperationCanceledException e) when (!ct.IsCancellationRequested)
+            {
+                throw NoAnswerInTime(e);
             }
             if (envelope?["success"]?.GetValue<bool>() == true) return envelope["data"];
             var message = envelope?["message"]?.GetValue<string>() ?? $"answered {(int)response.StatusCode} without an envelope";
