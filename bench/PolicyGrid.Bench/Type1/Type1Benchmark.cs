@@ -199,7 +199,7 @@ public static class Type1Benchmark
     /// A statically linked, PGO-built python3 next to a separately built libpython would make the
     /// ratio measure compiler flags rather than the SDK. Override with --python and --python-lib.
     /// </summary>
-    private static (string Python, string Library) InterpreterPair(string[] args)
+    internal static (string Python, string Library) InterpreterPair(string[] args)
     {
         var python = ArgString(args, "--python");
         var library = ArgString(args, "--python-lib");

@@ -34,6 +34,7 @@ public static class Type2Benchmark
         var warmup = BenchGrid.Option(args, "--warmup", 5.0);
         var rounds = Math.Max(1, (int)BenchGrid.Option(args, "--rounds", 4.0));
         var clients = (int)BenchGrid.Option(args, "--clients", 16.0);
+        if (args.Contains("--inproc")) return await InProcessFloorAsync(args, seconds, warmup, rounds, clients);
         var data = Directory.CreateTempSubdirectory("pg-bench-type2-").FullName;
         byte[] fixedAnswer = [];
         try
@@ -207,6 +208,57 @@ public static class Type2Benchmark
         {
             try { Directory.Delete(data, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         }
+    }
+
+    /// <summary>
+    /// <c>--inproc</c>: what Type 2 could serve with no worker process at all, for the team's choice on the 0.5x target.
+    /// The same app shape (Kestrel, the same request body and answer size) with ip_allowlist evaluated inside the server's
+    /// own process by the Type 1 SDK's embedded CPython (one call at a time, as the SDK runs them), against the bare
+    /// endpoint, alternating. No executor checks, context or decision log: add those (~20-30 µs of CPU per call measured
+    /// on the pool path) to read it as a whole execute_policy. No policy runs on the app's worker pool here (an embedded
+    /// interpreter measured slower once a pool had run calls in the same process, docs/sdk.md).
+    /// </summary>
+    private static async Task<int> InProcessFloorAsync(string[] args, double seconds, double warmup, int rounds, int clients)
+    {
+        var (_, library) = Type1.Type1Benchmark.InterpreterPair(args);
+        var sample = Path.Combine(RepoRoot(), "samples", "policies", "ip_allowlist");
+        var manifest = JsonNode.Parse(await File.ReadAllTextAsync(Path.Combine(sample, "manifest.json")))!.AsObject();
+        var policy = PolicyGrid.Sdk.Evaluation.InProcessPolicy.Load(library, "ip_allowlist:bench", new PolicyGrid.Runtime.Bundles.BundleDirectory(new string('0', 64), sample, null),
+            manifest["policy_settings"] as JsonObject ?? [], manifest["policy_parameters"] as JsonObject ?? []);
+        byte[] fixedAnswer = [];
+        // The same app as the other figures (its request pipeline is part of what bare costs); nothing here uses its pool.
+        var data = Directory.CreateTempSubdirectory("pg-bench-type2-inproc-").FullName;
+        var app = PolicyGridApp.Build(["--urls", "http://127.0.0.1:0", "--data", data, "--Logging:LogLevel:Default=Warning", "--Logging:LogLevel:policygrid=Warning"]);
+        app.MapPost("/bench/fixed", () => Results.Bytes(fixedAnswer, "application/json; charset=utf-8"));
+        app.MapPost("/bench/inproc", async (HttpContext h) =>
+        {
+            var input = (await JsonNode.ParseAsync(h.Request.Body))!.AsObject();
+            return Results.Json(new JsonObject { ["success"] = true, ["data"] = policy.Eval(input["input_data"], null) });
+        });
+        await app.StartAsync();
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = clients, PooledConnectionLifetime = Timeout.InfiniteTimeSpan })
+            { BaseAddress = new Uri(address + "/"), Timeout = TimeSpan.FromMinutes(2) };
+        var body = Encoding.UTF8.GetBytes(new JsonObject { ["policy_rule_uri"] = "ip_allowlist:bench", ["input_data"] = new JsonObject { ["ip"] = "10.0.0.1" } }.ToJsonString());
+        fixedAnswer = await PostAsync(http, "bench/inproc", body);
+        Console.WriteLine($"in-process answer ({fixedAnswer.Length} bytes): {Encoding.UTF8.GetString(fixedAnswer)}");
+        var settled = await WarmUpAsync(http, ["bench/inproc", "bench/fixed"], body, clients, warmup);
+        List<Throughput> inprocs = [], bares = [];
+        for (var round = 0; round < rounds; round++)
+        {
+            inprocs.Add(await MeasureAsync(http, "bench/inproc", body, clients, seconds / rounds));
+            bares.Add(await MeasureAsync(http, "bench/fixed", body, clients, seconds / rounds));
+        }
+        await app.StopAsync();
+        await app.DisposeAsync();
+        try { Directory.Delete(data, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        var (inproc, bare) = (Throughput.Combine(inprocs), Throughput.Combine(bares));
+        Console.WriteLine();
+        Console.WriteLine($"Policy evaluated in the server's own process over HTTP, {clients} clients, {Environment.ProcessorCount} CPUs ({settled:0} s warm-up, then {seconds:0.#} s each in {rounds} alternating rounds)");
+        Console.WriteLine($"  in-process eval:  {inproc.PerSecond,10:F0} req/s  p50 {inproc.P50Ms,6:F2} ms  CPU {inproc.OursCpuUsPerRequest:F0} µs/request");
+        Console.WriteLine($"  bare endpoint:    {bare.PerSecond,10:F0} req/s  p50 {bare.P50Ms,6:F2} ms  CPU {bare.OursCpuUsPerRequest:F0} µs/request");
+        Console.WriteLine($"  ratio in-process / bare = {inproc.PerSecond / bare.PerSecond:F2}x (CPU ratio {bare.OursCpuUsPerRequest / inproc.OursCpuUsPerRequest:F2}x); no checks, context or decision log");
+        return 0;
     }
 
     /// <summary>
