@@ -115,6 +115,50 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
                         except OSError as exc:
                             found[path] = type(exc).__name__
                     return {"found": found}
+                if mode in ("shm_create", "shm_open"):
+                    # A System V shared memory segment of a known key: made and written, or looked up and read.
+                    import ctypes
+                    libc = ctypes.CDLL(None, use_errno=True)
+                    libc.shmat.restype = ctypes.c_void_p
+                    libc.shmat.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
+                    libc.shmdt.argtypes = (ctypes.c_void_p,)
+                    secret = b"secret in shared memory"
+                    shmid = libc.shmget(input_data["key"], 4096, (0o1000 | 0o666) if mode == "shm_create" else 0)
+                    if shmid < 0:
+                        return {"error": os.strerror(ctypes.get_errno())}
+                    address = libc.shmat(shmid, None, 0)
+                    if address is None or address == ctypes.c_void_p(-1).value:
+                        return {"error": "shmat: " + os.strerror(ctypes.get_errno())}
+                    if mode == "shm_create":
+                        ctypes.memmove(address, secret, len(secret))
+                    text = ctypes.string_at(address, len(secret)).decode()
+                    libc.shmdt(address)
+                    return {"text": text}
+                if mode in ("mq_create", "mq_open"):
+                    # A POSIX message queue of a known name: made with a message in it, or opened and read.
+                    import ctypes
+                    libc = ctypes.CDLL(None, use_errno=True)
+                    name = input_data["name"].encode()
+                    os.umask(0)
+                    if mode == "mq_create":
+                        mqd = libc.mq_open(name, ctypes.c_int(os.O_CREAT | os.O_RDWR), ctypes.c_uint(0o666), None)
+                    else:
+                        mqd = libc.mq_open(name, ctypes.c_int(os.O_RDWR | os.O_NONBLOCK))
+                    if mqd < 0:
+                        return {"error": os.strerror(ctypes.get_errno())}
+                    try:
+                        if mode == "mq_create":
+                            message = b"secret in a message queue"
+                            if libc.mq_send(mqd, message, ctypes.c_size_t(len(message)), ctypes.c_uint(0)) != 0:
+                                return {"error": "mq_send: " + os.strerror(ctypes.get_errno())}
+                            return {"sent": True}
+                        buffer = ctypes.create_string_buffer(1 << 16)
+                        got = libc.mq_receive(mqd, buffer, ctypes.c_size_t(len(buffer)), None)
+                        if got < 0:
+                            return {"error": "mq_receive: " + os.strerror(ctypes.get_errno())}
+                        return {"text": buffer.raw[:got].decode()}
+                    finally:
+                        libc.mq_close(mqd)
                 if mode == "raise":
                     raise ValueError("the input was not to my liking")
                 if mode == "loop":
@@ -379,6 +423,116 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
         {
             foreach (var path in paths) File.Delete(path);
         }
+    }
+
+    [Fact]
+    public async Task A_shared_memory_segment_a_policy_makes_stays_in_its_worker_and_goes_with_it()
+    {
+        // System V IPC objects lived in the host's IPC namespace: a segment a policy made (key known to all) could be
+        // read by a policy in another worker, and outlived its worker.
+        if (!ProcessSignals.IsRoot) Assert.Skip("workers get namespaces of their own only under a root server");
+        var key = 0x50470000 | Random.Shared.Next(0xffff);
+        try
+        {
+            await using (var pool = PoolFixture.NewPool(workers: 2))
+            {
+                (await pool.InvokeAsync(Eval("maker", new { mode = "shm_create", key }), Ct))!["result"]!["text"]!.GetValue<string>()
+                    .ShouldBe("secret in shared memory");
+                pool.Status.PrivateIpc.ShouldBeTrue();
+                HostIpc.ShmExists(key).ShouldBeFalse(); // not on the host
+                var other = await pool.InvokeAsync(OtherPolicy("reader", new { mode = "shm_open", key }), Ct);
+                other!["result"]!["error"]!.GetValue<string>().ShouldBe("No such file or directory");
+
+                // Still there for the worker that made it, gone once it is replaced.
+                (await pool.InvokeAsync(Eval("maker", new { mode = "shm_open", key }), Ct))!["result"]!["text"]!.GetValue<string>()
+                    .ShouldBe("secret in shared memory");
+                (await Should.ThrowAsync<PolicyGridException>(() => pool.InvokeAsync(Eval("maker", new { mode = "exit" }), Ct))).Code.ShouldBe("policy_crashed");
+                (await pool.InvokeAsync(Eval("maker", new { mode = "shm_open", key }), Ct))!["result"]!["error"]!.GetValue<string>()
+                    .ShouldBe("No such file or directory");
+            }
+            HostIpc.ShmExists(key).ShouldBeFalse(); // and nothing left on the host after the pool stopped
+        }
+        finally
+        {
+            HostIpc.RemoveShm(key);
+        }
+    }
+
+    [Fact]
+    public async Task A_message_queue_a_policy_makes_stays_in_its_worker_and_goes_with_it()
+    {
+        // POSIX message queues lived in the host's IPC namespace: a queue a policy made could be read by a policy in
+        // another worker, and outlived its worker.
+        if (!ProcessSignals.IsRoot) Assert.Skip("workers get namespaces of their own only under a root server");
+        var name = "/pg-queue-" + Guid.NewGuid().ToString("N")[..8];
+        try
+        {
+            await using (var pool = PoolFixture.NewPool(workers: 2))
+            {
+                (await pool.InvokeAsync(Eval("maker", new { mode = "mq_create", name }), Ct))!["result"]!["sent"]!.GetValue<bool>().ShouldBeTrue();
+                HostIpc.QueueExists(name).ShouldBeFalse(); // not on the host
+                var other = await pool.InvokeAsync(OtherPolicy("reader", new { mode = "mq_open", name }), Ct);
+                other!["result"]!["error"]!.GetValue<string>().ShouldBe("No such file or directory");
+
+                (await pool.InvokeAsync(Eval("maker", new { mode = "mq_open", name }), Ct))!["result"]!["text"]!.GetValue<string>()
+                    .ShouldBe("secret in a message queue");
+                (await pool.InvokeAsync(Eval("maker", new { mode = "mq_create", name }), Ct))!["result"]!["sent"]!.GetValue<bool>().ShouldBeTrue();
+                (await Should.ThrowAsync<PolicyGridException>(() => pool.InvokeAsync(Eval("maker", new { mode = "exit" }), Ct))).Code.ShouldBe("policy_crashed");
+                (await pool.InvokeAsync(Eval("maker", new { mode = "mq_open", name }), Ct))!["result"]!["error"]!.GetValue<string>()
+                    .ShouldBe("No such file or directory");
+            }
+            HostIpc.QueueExists(name).ShouldBeFalse();
+        }
+        finally
+        {
+            HostIpc.RemoveQueue(name);
+        }
+    }
+
+    /// <summary>A call of the misbehaving policy's code under another name: another group of workers.</summary>
+    private static PolicyInvocation OtherPolicy(string key, object input) => new(key, new PolicyLoadSpec("other-policy:1.0-test", Bundle, [], []),
+        PolicyMethods.Eval, new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = JsonValueOf(input), ["context"] = new JsonObject() },
+        TimeSpan.FromSeconds(5));
+
+    /// <summary>The test process's view of the host's IPC namespace.</summary>
+    private static class HostIpc
+    {
+        private const int IpcRmid = 0;
+
+        public static bool ShmExists(int key) => shmget(key, 0, 0) >= 0;
+
+        public static void RemoveShm(int key)
+        {
+            var id = shmget(key, 0, 0);
+            if (id >= 0) _ = shmctl(id, IpcRmid, 0);
+        }
+
+        public static bool QueueExists(string name)
+        {
+            var mqd = mq_open(CString(name), 0); // O_RDONLY
+            if (mqd < 0) return false;
+            _ = mq_close(mqd);
+            return true;
+        }
+
+        public static void RemoveQueue(string name) => _ = mq_unlink(CString(name));
+
+        private static byte[] CString(string text) => System.Text.Encoding.UTF8.GetBytes(text + "\0");
+
+        [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+        private static extern int shmget(int key, nint size, int flags);
+
+        [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+        private static extern int shmctl(int id, int command, nint buffer);
+
+        [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+        private static extern int mq_open(byte[] name, int flags);
+
+        [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+        private static extern int mq_close(int mqd);
+
+        [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+        private static extern int mq_unlink(byte[] name);
     }
 
     [Fact]

@@ -111,6 +111,12 @@ internal sealed class PythonWorker : IAsyncDisposable
 
     /// <summary>Why the worker's /tmp, /var/tmp and /dev/shm are the host's (see <see cref="WorkerPoolOptions.PrivateTemp"/>); null when they are its own.</summary>
     public string? SharedTemp { get; private set; }
+
+    /// <summary>
+    /// Why the worker's System V IPC objects and POSIX message queues are the host's (it has no IPC namespace of its own,
+    /// which comes with <see cref="WorkerPoolOptions.PrivateTemp"/>); null when they are its own.
+    /// </summary>
+    public string? SharedIpc { get; private set; }
     public PolicyOutputLog Output { get; }
     public bool IsAlive => Volatile.Read(ref killed) == 0 && !process.HasExited;
 
@@ -188,6 +194,7 @@ internal sealed class PythonWorker : IAsyncDisposable
             worker.exclusiveUid = launch.Uid;
             worker.PythonVersion = ready["version"]?.GetValue<string>() ?? "";
             worker.SharedTemp = ready["shared_tmp"]?.GetValue<string>();
+            worker.SharedIpc = ready["shared_ipc"]?.GetValue<string>();
             return worker;
         }
         catch (Exception e) when (e is not WorkerStartException)

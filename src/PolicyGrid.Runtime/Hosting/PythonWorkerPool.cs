@@ -12,6 +12,13 @@ public sealed record WorkerPoolStatus(string Interpreter, string PythonVersion, 
 {
     /// <summary>Whether the workers' /tmp, /var/tmp and /dev/shm are their own (<see cref="WorkerPoolOptions.PrivateTemp"/>).</summary>
     public bool PrivateTemp { get; init; }
+
+    /// <summary>
+    /// Whether each worker has an IPC namespace of its own (with <see cref="WorkerPoolOptions.PrivateTemp"/>): System V
+    /// shared memory, semaphores and message queues and POSIX message queues a policy makes reach no other worker and
+    /// go with the worker.
+    /// </summary>
+    public bool PrivateIpc { get; init; }
 }
 
 /// <summary>

@@ -60,7 +60,7 @@ internal sealed class WorkerGroup : IAsyncDisposable
         {
             var first = slots.Length > 0 ? slots[0].Current : null;
             return new(launch?.Executable ?? "", first?.PythonVersion ?? "", launch?.DropPrivileges ?? false,
-                slots.Length, first?.Uid ?? -1, Volatile.Read(ref admitted)) { PrivateTemp = first is { SharedTemp: null } };
+                slots.Length, first?.Uid ?? -1, Volatile.Read(ref admitted)) { PrivateTemp = first is { SharedTemp: null }, PrivateIpc = first is { SharedIpc: null } };
         }
     }
 
@@ -115,12 +115,18 @@ internal sealed class WorkerGroup : IAsyncDisposable
             slots = newSlots;
             launch = chosen;
             // Debug: with a group per policy this is said at each policy's first call (the pool's Information is policy output).
-            logger.LogDebug("Python worker pool ready: {Workers} workers on {Python} (Python {Version}), running as {Users}; /tmp, /var/tmp and /dev/shm {Temp}",
+            logger.LogDebug("Python worker pool ready: {Workers} workers on {Python} (Python {Version}), running as {Users}; /tmp, /var/tmp and /dev/shm {Temp}; "
+                + "System V IPC and POSIX message queues {Ipc}",
                 options.Workers, chosen.Executable, first.PythonVersion, DescribeUsers(first, drop),
-                first.SharedTemp is { } shared ? $"are the host's ({shared})" : "private to each worker");
+                first.SharedTemp is { } shared ? $"are the host's ({shared})" : "private to each worker",
+                first.SharedIpc is { } sharedIpc ? $"are the host's ({sharedIpc})" : "private to each worker");
             if (first.SharedTemp is { } why && options.PrivateTemp && ProcessSignals.IsRoot)
-                logger.LogWarning("Policy workers share /tmp, /var/tmp and /dev/shm with the host, so files a policy writes there outlive its worker "
-                    + "and other policies can read them: {Reason}", why);
+                logger.LogWarning("Policy workers share /tmp, /var/tmp and /dev/shm and the IPC namespace with the host, so files, shared memory "
+                    + "segments and message queues a policy leaves there outlive its worker and other policies can read them: {Reason}", why);
+            // Said apart only when the directories are the worker's own: otherwise the warning above has the same reason.
+            else if (first.SharedIpc is { } whyIpc && options.PrivateTemp && ProcessSignals.IsRoot)
+                logger.LogWarning("Policy workers share the host's IPC namespace, so shared memory segments, semaphores and message queues a policy "
+                    + "makes outlive its worker and other policies can use them: {Reason}", whyIpc);
         }
         finally
         {

@@ -119,8 +119,11 @@ public sealed class WorkerPoolOptions
     /// /var/tmp and /dev/shm, its temp dir moved into its /tmp: nothing a policy writes there outlives its worker or is
     /// seen by the server or another policy (before, a policy's files stayed on the host, readable by every other
     /// policy, and a policy could fill the disk). The host's own three directories stay readable, read-only, under
-    /// /tmp/.policygrid-host, where the worker loads bundles kept in them from. Needs a server running as root (with
-    /// CAP_SYS_ADMIN); elsewhere the workers share the host's directories, and the pool's ready line says so.
+    /// /tmp/.policygrid-host, where the worker loads bundles kept in them from. With it each worker also gets an IPC
+    /// namespace of its own (and a fresh mqueue filesystem on /dev/mqueue where the host has one): System V shared memory,
+    /// semaphores and message queues and POSIX message queues a policy makes reach no other worker and go with it.
+    /// Needs a server running as root (with CAP_SYS_ADMIN); elsewhere the workers share the host's directories and IPC
+    /// namespace, and the pool's ready line says so.
     /// </summary>
     public bool PrivateTemp { get; set; } = true;
 

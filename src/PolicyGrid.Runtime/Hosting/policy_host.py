@@ -280,17 +280,20 @@ def _isolate_tmp(config, uid, gid):
     there (/var/tmp/policygrid-bundles by default), and the host loads them through _host_path. (Not an overlay of
     the host's directories: an overlay keeps what it once looked up, so a file the host makes later, where a
     policy had looked before, never shows.)
-    Answers None when done, else why not (then the directories are the host's, as without the option).
+    With the mount namespace comes an IPC namespace of its own (_isolate_ipc): System V shared memory, semaphores and
+    message queues and POSIX message queues a policy makes reach no other worker and are gone with the worker.
+    Answers (why the directories are the host's, why the IPC objects are) with None for each that is the worker's own
+    (for the directories, when not: as without the option).
     uid/gid: who the worker will run as. Needs root with CAP_SYS_ADMIN; runs before privileges are dropped."""
     spec = config.get("private_tmp")
     if not spec:
-        return "not asked for (PolicyGrid:Runtime:Pool:PrivateTemp is off)"
+        return ("not asked for (PolicyGrid:Runtime:Pool:PrivateTemp is off)",) * 2
     if os.geteuid() != 0:
-        return "the server does not run as root"
+        return ("the server does not run as root",) * 2
     covered = [d for d in _SHARED_TMP_DIRS if os.path.isdir(d) and not os.path.islink(d)]
     for prefix in {sys.prefix, sys.base_prefix, os.path.dirname(sys.executable)}:
         if any(prefix == d or prefix.startswith(d + "/") for d in covered):
-            return f"the interpreter lives under {prefix}, which would be hidden"
+            return (f"the interpreter lives under {prefix}, which would be hidden",) * 2
     import ctypes
 
     clone_newns, ms_rdonly, ms_nosuid, ms_nodev, ms_remount, ms_bind, ms_rec, ms_slave = \
@@ -307,11 +310,12 @@ def _isolate_tmp(config, uid, gid):
     try:
         if libc.unshare(clone_newns) != 0:
             err = ctypes.get_errno()
-            return f"unshare(CLONE_NEWNS): {os.strerror(err)}"
+            return (f"unshare(CLONE_NEWNS): {os.strerror(err)}",) * 2
         # Slave: mounts the host makes later still show here, and nothing mounted here propagates back to the host.
         mount(None, "/", None, ms_rec | ms_slave, None, "making / a slave mount")
     except RuntimeError as exc:
-        return str(exc)
+        return (str(exc),) * 2
+    shared_ipc = _isolate_ipc(libc, mount)
     size = int(spec.get("size_bytes") or 0)
     # The host's directories, held before they are covered: they are bound read-only under _HOST_VIEWS_ROOT after.
     held = {d: os.open(d, os.O_PATH | os.O_DIRECTORY) for d in covered}
@@ -350,6 +354,29 @@ def _isolate_tmp(config, uid, gid):
         os.chmod(tmp, 0o700)
         os.chown(tmp, uid, gid)
         os.chdir(tmp)
+    return None, shared_ipc
+
+
+# Where the host's POSIX message queues show as files, when an mqueue filesystem is mounted there.
+_MQUEUE_DIR = "/dev/mqueue"
+
+
+def _isolate_ipc(libc, mount):
+    """Gives this process (already in a mount namespace of its own) an IPC namespace of its own: System V shared memory,
+    semaphores and message queues and POSIX message queues made here are seen by no other worker and the host, and are
+    gone when the worker is (before, they stayed on the host, under keys and names any policy could guess). Where the
+    host has /dev/mqueue, a fresh mqueue filesystem covers it: that one shows this namespace's queues, where the host's
+    would show (and open) the host's. Answers None when done, else why not (then the worker uses the host's IPC objects,
+    as before; nothing was changed)."""
+    import ctypes
+
+    clone_newipc, ms_nosuid, ms_nodev, ms_noexec = 0x08000000, 2, 4, 8
+    if libc.unshare(clone_newipc) != 0:
+        err = ctypes.get_errno()
+        return f"unshare(CLONE_NEWIPC): {os.strerror(err)}"
+    if os.path.isdir(_MQUEUE_DIR) and not os.path.islink(_MQUEUE_DIR):
+        mount("mqueue", _MQUEUE_DIR, "mqueue", ms_nosuid | ms_nodev | ms_noexec, None,
+              f"mounting this worker's message queues on {_MQUEUE_DIR}")
     return None
 
 
@@ -379,15 +406,15 @@ def _drop_privileges(config):
         os.chmod(tmp, 0o700)
         if uid is not None:
             os.chown(tmp, uid, gid)
-    shared_tmp = _isolate_tmp(config, uid or 0, gid or 0)
+    shared = _isolate_tmp(config, uid or 0, gid or 0)
     if uid is None:
-        return shared_tmp
+        return shared
     os.setgroups([])
     os.setgid(gid)
     os.setuid(uid)
     if os.geteuid() == 0 or os.getuid() == 0:
         raise RuntimeError("could not drop root privileges")
-    return shared_tmp
+    return shared
 
 
 def _probe_stdlib(config):
@@ -635,14 +662,14 @@ def main():
     try:
         _apply_limits(config)
         _isolate_network(config)
-        shared_tmp = _drop_privileges(config)
+        shared_tmp, shared_ipc = _drop_privileges(config)
         problem = _probe_stdlib(config)
     except Exception as exc:  # noqa: BLE001
         problem = f"{type(exc).__name__}: {exc}"
     if problem:
         channel.send({"ready": False, "error": problem})
         return 3
-    channel.send({"ready": True, "uid": os.getuid(), "pid": os.getpid(), "shared_tmp": shared_tmp,
+    channel.send({"ready": True, "uid": os.getuid(), "pid": os.getpid(), "shared_tmp": shared_tmp, "shared_ipc": shared_ipc,
                   "executable": sys.executable, "version": sys.version.split()[0]})
     host = Host(channel, config, _tag_output(config))
     host_pid = os.getpid()
