@@ -134,6 +134,36 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
                     text = ctypes.string_at(address, len(secret)).decode()
                     libc.shmdt(address)
                     return {"text": text}
+                if mode == "ipc_fill":
+                    # System V objects made (never touched) until the kernel says no, or a ceiling far past any cap; then removed.
+                    import ctypes
+                    libc = ctypes.CDLL(None, use_errno=True)
+                    private, create = 0, 0o1000 | 0o600
+                    made, outcome = {"shm_bytes": 0, "queues": 0, "semaphores": 0}, {}
+                    ids = {what: [] for what in made}
+                    def until_refused(what, make, step, ceiling):
+                        while made[what] < ceiling:
+                            ident = make()
+                            if ident < 0:
+                                outcome[what] = os.strerror(ctypes.get_errno())
+                                return
+                            ids[what].append(ident)
+                            made[what] += step
+                        outcome[what] = "not refused"
+                    seg = input_data["segment_bytes"]
+                    try:
+                        until_refused("shm_bytes", lambda: libc.shmget(private, ctypes.c_size_t(seg), create), seg, 64 * seg)
+                        until_refused("queues", lambda: libc.msgget(private, create), 1, 1000)
+                        until_refused("semaphores", lambda: libc.semget(private, 250, create), 250, 100000)
+                    finally:
+                        ipc_rmid = 0
+                        for ident in ids["shm_bytes"]:
+                            libc.shmctl(ident, ipc_rmid, None)
+                        for ident in ids["queues"]:
+                            libc.msgctl(ident, ipc_rmid, None)
+                        for ident in ids["semaphores"]:
+                            libc.semctl(ident, 0, ipc_rmid)
+                    return {"made": made, "outcome": outcome}
                 if mode in ("mq_create", "mq_open"):
                     # A POSIX message queue of a known name: made with a message in it, or opened and read.
                     import ctypes
@@ -487,6 +517,22 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
         {
             HostIpc.RemoveQueue(name);
         }
+    }
+
+    [Fact]
+    public async Task System_v_shared_memory_message_queues_and_semaphores_of_a_worker_are_capped()
+    {
+        // Never counted by RLIMIT_AS once detached, System V objects let one policy hold as much memory as the host has
+        // (a fresh IPC namespace allows shared memory up to 16 EiB, 32000 message queues, 1024000000 semaphores).
+        if (!ProcessSignals.IsRoot) Assert.Skip("workers get namespaces of their own only under a root server");
+        await using var pool = PoolFixture.NewPool(workers: 1, o => o.PrivateTempBytes = 1 << 20);
+        var result = (await pool.InvokeAsync(Eval("filler", new { mode = "ipc_fill", segment_bytes = 256 * 1024 }), Ct))!["result"]!.AsObject();
+        pool.Status.PrivateIpc.ShouldBeTrue();
+        foreach (var kind in new[] { "shm_bytes", "queues", "semaphores" })
+            result["outcome"]![kind]!.GetValue<string>().ShouldBe("No space left on device", kind);
+        result["made"]!["shm_bytes"]!.GetValue<int>().ShouldBe(1 << 20); // PrivateTempBytes
+        result["made"]!["queues"]!.GetValue<int>().ShouldBe(64);
+        result["made"]!["semaphores"]!.GetValue<int>().ShouldBe(16250); // 65 sets of 250: the 66th passes 16384
     }
 
     /// <summary>A call of the misbehaving policy's code under another name: another group of workers.</summary>

@@ -117,6 +117,9 @@ internal sealed class PythonWorker : IAsyncDisposable
     /// which comes with <see cref="WorkerPoolOptions.PrivateTemp"/>); null when they are its own.
     /// </summary>
     public string? SharedIpc { get; private set; }
+
+    /// <summary>Why the System V IPC objects of the worker's own IPC namespace are not capped (see <see cref="SharedIpc"/>); null when they are.</summary>
+    public string? IpcUncapped { get; private set; }
     public PolicyOutputLog Output { get; }
     public bool IsAlive => Volatile.Read(ref killed) == 0 && !process.HasExited;
 
@@ -195,6 +198,7 @@ internal sealed class PythonWorker : IAsyncDisposable
             worker.PythonVersion = ready["version"]?.GetValue<string>() ?? "";
             worker.SharedTemp = ready["shared_tmp"]?.GetValue<string>();
             worker.SharedIpc = ready["shared_ipc"]?.GetValue<string>();
+            worker.IpcUncapped = ready["ipc_uncapped"]?.GetValue<string>();
             return worker;
         }
         catch (Exception e) when (e is not WorkerStartException)

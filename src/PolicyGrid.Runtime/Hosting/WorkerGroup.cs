@@ -127,6 +127,9 @@ internal sealed class WorkerGroup : IAsyncDisposable
             else if (first.SharedIpc is { } whyIpc && options.PrivateTemp && ProcessSignals.IsRoot)
                 logger.LogWarning("Policy workers share the host's IPC namespace, so shared memory segments, semaphores and message queues a policy "
                     + "makes outlive its worker and other policies can use them: {Reason}", whyIpc);
+            if (first.IpcUncapped is { } uncapped)
+                logger.LogWarning("Policy workers' System V shared memory, message queues and semaphores are not capped, so one policy can hold "
+                    + "memory no per-worker limit counts (until its worker stops): {Reason}", uncapped);
         }
         finally
         {

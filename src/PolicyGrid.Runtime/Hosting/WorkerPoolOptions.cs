@@ -130,6 +130,7 @@ public sealed class WorkerPoolOptions
     /// <summary>
     /// Size of the one tmpfs behind a worker's /tmp, /var/tmp and /dev/shm together (see <see cref="PrivateTemp"/>); it is
     /// memory, not disk, and not counted in <see cref="MemoryLimitBytes"/>. Writing past it fails with ENOSPC ("No space left on device").
+    /// It also caps, apart from the tmpfs, the System V shared memory segments of the worker's IPC namespace together.
     /// </summary>
     public long PrivateTempBytes { get; set; } = 128L << 20;
 

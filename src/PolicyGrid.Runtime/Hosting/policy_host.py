@@ -315,8 +315,8 @@ def _isolate_tmp(config, uid, gid):
         mount(None, "/", None, ms_rec | ms_slave, None, "making / a slave mount")
     except RuntimeError as exc:
         return (str(exc),) * 2
-    shared_ipc = _isolate_ipc(libc, mount)
     size = int(spec.get("size_bytes") or 0)
+    shared_ipc = _isolate_ipc(libc, mount, size)
     # The host's directories, held before they are covered: they are bound read-only under _HOST_VIEWS_ROOT after.
     held = {d: os.open(d, os.O_PATH | os.O_DIRECTORY) for d in covered}
     try:
@@ -361,19 +361,49 @@ def _isolate_tmp(config, uid, gid):
 _MQUEUE_DIR = "/dev/mqueue"
 
 
-def _isolate_ipc(libc, mount):
+# What System V IPC objects a worker's IPC namespace may hold besides shared memory (which gets the private tmpfs's size):
+# they are kernel memory no per-worker limit counts, and a fresh namespace allows 32000 message queues of 16 KiB
+# (500 MiB) and 1024000000 semaphores of 64 bytes (64 GiB). 64 queues and 16384 semaphores: 1 MiB each.
+_IPC_MSG_QUEUES = 64
+_IPC_SEMAPHORES = 16384
+# Set when the caps above (and kernel.shmall) could not be written: why, for the ready line (see _isolate_ipc).
+_ipc_uncapped = None
+
+
+def _cap_ipc(shm_bytes):
+    """Caps what this IPC namespace's System V objects may hold (the kernel.shmall, kernel.msgmni and kernel.sem
+    sysctls are the namespace's own): shared memory at shm_bytes (pages it touches are memory that RLIMIT_AS stops
+    counting once the segment is detached), message queues and semaphores at _IPC_MSG_QUEUES and _IPC_SEMAPHORES."""
+    def write(name, value):
+        with open(f"/proc/sys/kernel/{name}", "w") as f:
+            f.write(value)
+
+    with open("/proc/sys/kernel/sem") as f:
+        semmsl, _, semopm, semmni = f.read().split()
+    write("shmall", str(max(1, shm_bytes // os.sysconf("SC_PAGE_SIZE"))))
+    write("msgmni", str(_IPC_MSG_QUEUES))
+    write("sem", f"{semmsl} {_IPC_SEMAPHORES} {semopm} {semmni}")
+
+
+def _isolate_ipc(libc, mount, shm_bytes):
     """Gives this process (already in a mount namespace of its own) an IPC namespace of its own: System V shared memory,
     semaphores and message queues and POSIX message queues made here are seen by no other worker and the host, and are
     gone when the worker is (before, they stayed on the host, under keys and names any policy could guess). Where the
     host has /dev/mqueue, a fresh mqueue filesystem covers it: that one shows this namespace's queues, where the host's
-    would show (and open) the host's. Answers None when done, else why not (then the worker uses the host's IPC objects,
-    as before; nothing was changed)."""
+    would show (and open) the host's. What System V objects may hold is capped (_cap_ipc); where that fails (a read-only
+    /proc/sys) _ipc_uncapped says why. Answers None when done, else why not (then the worker uses the host's IPC
+    objects, as before; nothing was changed)."""
+    global _ipc_uncapped
     import ctypes
 
     clone_newipc, ms_nosuid, ms_nodev, ms_noexec = 0x08000000, 2, 4, 8
     if libc.unshare(clone_newipc) != 0:
         err = ctypes.get_errno()
         return f"unshare(CLONE_NEWIPC): {os.strerror(err)}"
+    try:
+        _cap_ipc(shm_bytes)
+    except (OSError, ValueError) as exc:
+        _ipc_uncapped = f"setting this worker's IPC limits in /proc/sys/kernel: {exc}"
     if os.path.isdir(_MQUEUE_DIR) and not os.path.islink(_MQUEUE_DIR):
         mount("mqueue", _MQUEUE_DIR, "mqueue", ms_nosuid | ms_nodev | ms_noexec, None,
               f"mounting this worker's message queues on {_MQUEUE_DIR}")
@@ -670,6 +700,7 @@ def main():
         channel.send({"ready": False, "error": problem})
         return 3
     channel.send({"ready": True, "uid": os.getuid(), "pid": os.getpid(), "shared_tmp": shared_tmp, "shared_ipc": shared_ipc,
+                  "ipc_uncapped": _ipc_uncapped,
                   "executable": sys.executable, "version": sys.version.split()[0]})
     host = Host(channel, config, _tag_output(config))
     host_pid = os.getpid()
