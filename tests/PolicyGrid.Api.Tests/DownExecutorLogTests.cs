@@ -7,11 +7,6 @@ namespace PolicyGrid.Api.Tests;
 /// <summary>What an operator reads in the log while a remote executor node is down and callers keep calling it.</summary>
 public sealed class DownExecutorLogTests
 {
-    // Warnings about executors, without the worker pool's own (its first start on a host whose `python3` the workers cannot
-    // use notes the fallback interpreter once per process: counted, it failed whichever of these tests started a pool first).
-    private static List<(string Category, LogLevel Level, EventId Id, string Message, Exception? Error)> Told(LogCapture capture) =>
-        [.. capture.Entries.Where(e => e.Level >= LogLevel.Warning && !e.Category.StartsWith("PolicyGrid.Runtime.Hosting.", StringComparison.Ordinal))];
-
     [Fact]
     public async Task A_node_that_is_down_is_one_warning_line_without_a_stack_trace_not_one_per_call()
     {
@@ -79,7 +74,7 @@ public sealed class DownExecutorLogTests
                 : await client.Post("/function/far/management", """{"action": "get_state", "data": {}}""");
             (answer.Status, answer.Code).ShouldBe((503, "backend_unavailable"), answer.Body?.ToJsonString());
         }
-        var told = Told(capture);
+        var told = capture.WarningsButThePools();
         told.Count.ShouldBe(1, capture.ToString());
         told[0].Message.ShouldStartWith("executor fnode is down; calls and management of its functions answer 503 until it answers again: executor node");
 
@@ -87,7 +82,7 @@ public sealed class DownExecutorLogTests
         (await client.Post("/function/call_function/far", """{"ip": "10.0.0.1"}""")).Status.ShouldBe(200);
         (await client.Post("/function/call_function/far", """{"ip": "10.0.0.1"}""")).Status.ShouldBe(200);
         capture.Entries.Count(e => e.Message == "executor fnode answers again").ShouldBe(1, capture.ToString());
-        Told(capture).Count.ShouldBe(1, capture.ToString());
+        capture.WarningsButThePools().Count.ShouldBe(1, capture.ToString());
     }
 
     [Fact]
@@ -109,7 +104,7 @@ public sealed class DownExecutorLogTests
             (answer.Status, answer.Code).ShouldBe((503, "backend_unavailable"), answer.Body?.ToJsonString());
             answer.Message!.ShouldStartWith("graph node 'far' failed: executor node");
         }
-        var told = Told(capture);
+        var told = capture.WarningsButThePools();
         told.Count.ShouldBe(1, capture.ToString());
         told[0].Message.ShouldStartWith("executor gnode is down");
     }
@@ -144,7 +139,7 @@ public sealed class DownExecutorLogTests
         node.Dispose(); // the held asks are cut, and the next ones refused
         await Until(() => jobs.All(j => capture.Entries.Count(e => e.Message.StartsWith($"job {j}: executor node", StringComparison.Ordinal)) >= 2), capture);
 
-        var told = Told(capture);
+        var told = capture.WarningsButThePools();
         told.Count.ShouldBe(1, capture.ToString());
         told[0].Message.ShouldStartWith("executor jnode is down; the jobs followed on it are asked after again (backing off to every 30 s) until it answers: executor node");
         told[0].Message.ShouldNotContain("\n");

@@ -1,9 +1,5 @@
 using System.Text.Json.Nodes;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.DependencyInjection;
-using PolicyGrid.Cli;
 using PolicyGrid.Core.Ports;
 using Shouldly;
 
@@ -17,35 +13,11 @@ public sealed class RemoteExecutorTests
 {
     private const string NodeToken = "node-token-for-the-registry-0123456789";
 
-    /// <summary>Another PolicyGrid server on loopback, with its own data directory, that requires <see cref="NodeToken"/>.</summary>
-    private sealed class Node(WebApplication app, string data) : IAsyncDisposable
-    {
-        public string Url { get; } = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        public IServiceProvider Services => app.Services;
-
-        public static async Task<Node> StartAsync(CancellationToken ct)
-        {
-            var data = GridServer.NewDataDirectory();
-            var app = PolicyGridApp.Build(["--urls", "http://127.0.0.1:0", "--data", data, "--Logging:LogLevel:Default=Warning",
-                "--PolicyGrid:Auth:Tokens:0:Name=registry", $"--PolicyGrid:Auth:Tokens:0:Token={NodeToken}",
-                "--PolicyGrid:Auth:Tokens:0:Scopes:0=read", "--PolicyGrid:Auth:Tokens:0:Scopes:1=write"]);
-            await app.StartAsync(ct);
-            return new Node(app, data);
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            await app.StopAsync(CancellationToken.None);
-            await app.DisposeAsync();
-            Directory.Delete(data, recursive: true);
-        }
-    }
-
     [Fact]
     public async Task A_function_on_a_remote_executor_node_is_deployed_called_managed_and_removed_there()
     {
         var ct = TestContext.Current.CancellationToken;
-        await using var node = await Node.StartAsync(ct);
+        await using var node = await TokenNode.StartAsync("registry", NodeToken, ct);
         var nodeUrl = node.Url;
         await using var registry = new GridServer { Settings = { ["PolicyGrid:Runtime:RemoteExecutors:Token"] = NodeToken } };
         var client = registry.CreateClient();
@@ -82,7 +54,7 @@ public sealed class RemoteExecutorTests
     public async Task The_node_token_goes_only_to_nodes_listed_in_TokenNodes()
     {
         var ct = TestContext.Current.CancellationToken;
-        await using var node = await Node.StartAsync(ct);
+        await using var node = await TokenNode.StartAsync("registry", NodeToken, ct);
         var nodeUrl = node.Url;
 
         // Listed under another spelling of the same address: the token goes, and the deployment runs there.
@@ -117,7 +89,7 @@ public sealed class RemoteExecutorTests
     public async Task A_registry_without_the_node_token_is_refused_by_the_node_and_says_so()
     {
         var ct = TestContext.Current.CancellationToken;
-        await using var node = await Node.StartAsync(ct);
+        await using var node = await TokenNode.StartAsync("registry", NodeToken, ct);
         var nodeUrl = node.Url;
         await using var registry = new GridServer();
         var client = registry.CreateClient();

@@ -3,15 +3,11 @@ using Dapr.Actors;
 using Dapr.Actors.Client;
 using Dapr.Workflow;
 using Dapr.Workflow.Abstractions;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using PolicyGrid.Api.Functions;
-using PolicyGrid.Cli;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Dapr.Functions;
@@ -50,10 +46,10 @@ public sealed class DaprGraphExecutorNodeTests
         // Every run answered 404 "graph node 'far' failed: function 'far' is not deployed": the workflow called an actor
         // in policy-functions for every node, and a function deployed on an http(s) executor is not one.
         var ct = TestContext.Current.CancellationToken;
-        var node = await Node.StartAsync(ct);
+        var node = await TokenNode.StartAsync("graphs", NodeToken, ct);
         await using var _ = node;
         var actors = new FunctionsApp("near");
-        await using var graphsApp = await GraphsAppHost.StartAsync(RunningTheWorkflowOn(GraphsAppActivity(actors)));
+        await using var graphsApp = await GraphsAppHost.StartAsync(WorkflowInstancesDouble.RunningTheWorkflowOn(GraphsAppActivity(actors)));
         await using var registry = RegistryInDaprShape(graphsApp, actors);
         var client = registry.CreateClient();
 
@@ -130,19 +126,6 @@ public sealed class DaprGraphExecutorNodeTests
         },
     };
 
-    private static WorkflowInstancesDouble RunningTheWorkflowOn(CallFunctionActivity activity) => new(async (graph, _) =>
-    {
-        var context = new WorkflowContextDouble(async (_, input) => await activity.RunAsync(new ActivityContext(), (NodeCallRequest)input!));
-        return new GraphWorkflowEnd(WorkflowRuntimeStatus.Completed, await new PolicyGraphWorkflow().RunAsync(context, graph), null);
-    });
-
-    private sealed class ActivityContext : WorkflowActivityContext
-    {
-        public override TaskIdentifier Identifier => new(GraphWorkflows.CallNodeActivity);
-        public override string TaskExecutionKey => "1";
-        public override string InstanceId => "graph-test";
-    }
-
     /// <summary>
     /// The functions app as the sidecar reaches it: its actors for the functions deployed there answer their input with
     /// <c>near: true</c>; any other actor answers as a real one that was never deployed does.
@@ -171,33 +154,6 @@ public sealed class DaprGraphExecutorNodeTests
             public Task<FunctionReply> RestartFromAsync(FunctionActorSnapshot snapshot) => Answer(() => FunctionReply.Success([]));
             public Task RemoveAsync() => Task.CompletedTask;
             public Task<FunctionActorStatus> StatusAsync() => Task.FromResult(new FunctionActorStatus(deployed, name, 0));
-        }
-    }
-
-    /// <summary>Another PolicyGrid server on loopback, an executor node that requires <see cref="NodeToken"/>.</summary>
-    private sealed class Node(WebApplication app, string data) : IAsyncDisposable
-    {
-        private bool _disposed;
-
-        public string Url { get; } = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-
-        public static async Task<Node> StartAsync(CancellationToken ct)
-        {
-            var data = GridServer.NewDataDirectory();
-            var app = PolicyGridApp.Build(["--urls", "http://127.0.0.1:0", "--data", data, "--Logging:LogLevel:Default=Warning",
-                "--PolicyGrid:Auth:Tokens:0:Name=graphs", $"--PolicyGrid:Auth:Tokens:0:Token={NodeToken}",
-                "--PolicyGrid:Auth:Tokens:0:Scopes:0=read", "--PolicyGrid:Auth:Tokens:0:Scopes:1=write"]);
-            await app.StartAsync(ct);
-            return new Node(app, data);
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            if (_disposed) return;
-            _disposed = true;
-            await app.StopAsync(CancellationToken.None);
-            await app.DisposeAsync();
-            Directory.Delete(data, recursive: true);
         }
     }
 }

@@ -58,7 +58,7 @@ public sealed class DaprGraphOutageLogTests
             (answer.Status, answer.Code).ShouldBe((503, "backend_unavailable"), answer.Body?.ToJsonString());
             answer.Message!.ShouldStartWith("graph node 'far' failed: the functions app (policy-functions) could not be reached");
         }
-        var told = Warnings(capture);
+        var told = capture.WarningsButThePools();
         told.Count.ShouldBe(1, capture.ToString());
         told[0].Message.ShouldStartWith("executor fns is down; calls and management of its functions answer 503 until it answers again: the functions app (policy-functions) could not be reached");
 
@@ -66,27 +66,12 @@ public sealed class DaprGraphOutageLogTests
         (await client.Post("/graph/execute_graph", run)).Status.ShouldBe(200);
         (await client.Post("/graph/execute_graph", run)).Status.ShouldBe(200);
         capture.Entries.Count(e => e.Message == "executor fns answers again").ShouldBe(1, capture.ToString());
-        Warnings(capture).Count.ShouldBe(1, capture.ToString());
+        capture.WarningsButThePools().Count.ShouldBe(1, capture.ToString());
     }
-
-    // What the server warned of, but for the worker pool's notes on this machine's Python (a fallback interpreter...).
-    private static List<(string Category, LogLevel Level, EventId Id, string Message, Exception? Error)> Warnings(LogCapture capture) =>
-        [.. capture.Entries.Where(e => e.Level >= LogLevel.Warning && !e.Category.StartsWith("PolicyGrid.Runtime.Hosting.", StringComparison.Ordinal))];
 
     /// <summary>The graphs app's workflow engine running the real workflow, whose node activity calls the actors through <paramref name="actors"/>.</summary>
-    private static WorkflowInstancesDouble RunningTheWorkflowOn(IActorProxyFactory actors) => new(async (graph, _) =>
-    {
-        var activity = new CallFunctionActivity(actors, TimeProvider.System, ExecutorNodes.Unused);
-        var context = new WorkflowContextDouble(async (_, input) => await activity.RunAsync(new ActivityContext(), (NodeCallRequest)input!));
-        return new GraphWorkflowEnd(WorkflowRuntimeStatus.Completed, await new PolicyGraphWorkflow().RunAsync(context, graph), null);
-    });
-
-    private sealed class ActivityContext : WorkflowActivityContext
-    {
-        public override TaskIdentifier Identifier => new(GraphWorkflows.CallNodeActivity);
-        public override string TaskExecutionKey => "1";
-        public override string InstanceId => "graph-test";
-    }
+    private static WorkflowInstancesDouble RunningTheWorkflowOn(IActorProxyFactory actors) =>
+        WorkflowInstancesDouble.RunningTheWorkflowOn(new CallFunctionActivity(actors, TimeProvider.System, ExecutorNodes.Unused));
 
     /// <summary>The function actors as the sidecar reaches them: deployed and answering, or, while down, not reached at all.</summary>
     private sealed class FunctionsApp : IActorProxyFactory

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Dapr.Workflow;
+using Dapr.Workflow.Abstractions;
 using PolicyGrid.Dapr.Graphs;
 using PolicyGrid.Workflows;
 using Shouldly;
@@ -27,6 +28,20 @@ internal sealed class WorkflowInstancesDouble(Func<GraphWorkflowInput, Cancellat
         });
         return new GraphWorkflowEnd(WorkflowRuntimeStatus.Completed, await new PolicyGraphWorkflow().RunAsync(context, graph), null);
     });
+
+    /// <summary>Runs the real <see cref="PolicyGraphWorkflow"/>, each node's call run by the real <paramref name="activity"/>.</summary>
+    public static WorkflowInstancesDouble RunningTheWorkflowOn(PolicyGrid.Workflows.Activities.CallFunctionActivity activity) => new(async (graph, _) =>
+    {
+        var context = new WorkflowContextDouble(async (_, input) => await activity.RunAsync(new ActivityContext(), (NodeCallRequest)input!));
+        return new GraphWorkflowEnd(WorkflowRuntimeStatus.Completed, await new PolicyGraphWorkflow().RunAsync(context, graph), null);
+    });
+
+    private sealed class ActivityContext : WorkflowActivityContext
+    {
+        public override TaskIdentifier Identifier => new(GraphWorkflows.CallNodeActivity);
+        public override string TaskExecutionKey => "1";
+        public override string InstanceId => "graph-test";
+    }
 
     /// <summary>A run that never ends by itself: the wait lasts until its token is cancelled.</summary>
     public static WorkflowInstancesDouble NeverEnding(Exception? terminateFailure = null) => new(async (_, ct) =>

@@ -15,6 +15,13 @@ public sealed class LogCapture : ILoggerProvider
 
     public void Dispose() { }
 
+    /// <summary>
+    /// Warnings and worse, without the worker pool's own: its first start in a process on a host whose <c>python3</c> the
+    /// workers cannot use notes the fallback interpreter once, in whichever test's server started it first.
+    /// </summary>
+    public List<(string Category, LogLevel Level, EventId Id, string Message, Exception? Error)> WarningsButThePools() =>
+        [.. Entries.Where(e => e.Level >= LogLevel.Warning && !e.Category.StartsWith("PolicyGrid.Runtime.Hosting.", StringComparison.Ordinal))];
+
     /// <summary>Every entry, one a line, for a failing assertion's message.</summary>
     public override string ToString() => string.Join("\n", Entries.Select(e => $"{e.Category} {e.Level}: {e.Message}"));
 
