@@ -122,6 +122,13 @@ public sealed class RemoteExecutorOptions
     /// <summary>Time to connect and get an answer beyond the policy's own deadline.</summary>
     public TimeSpan Overhead { get; set; } = TimeSpan.FromSeconds(15);
 
+    /// <summary>
+    /// How long the registry waits for a node's answer to a call, management action or deployment of a Type 4 function
+    /// there (the node's own CallTimeout bounds the run; a call may also wait behind others on the instance). Past it
+    /// the call answers 503 and may still run on the node.
+    /// </summary>
+    public TimeSpan FunctionCallTimeout { get; set; } = TimeSpan.FromSeconds(100);
+
     /// <summary>Retries of a call that never reached the node (connection refused, name not resolved).</summary>
     public int ConnectRetries { get; set; } = 2;
 

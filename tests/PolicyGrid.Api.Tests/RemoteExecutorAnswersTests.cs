@@ -368,6 +368,21 @@ public sealed class RemoteFunctionTimeoutTests
         (e.Status, e.Code).ShouldBe((503, "backend_unavailable"));
         e.Message.ShouldContain("did not answer within 0.3 s");
     }
+
+    [Fact]
+    public async Task The_registry_waits_for_a_function_node_as_long_as_RemoteExecutors_FunctionCallTimeout_says()
+    {
+        await using var server = new GridServer { Settings = { ["PolicyGrid:Runtime:RemoteExecutors:FunctionCallTimeout"] = "00:00:00.4" } };
+        var client = server.CreateClient();
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+        using var node = new ScriptedNode(new NodeAnswer(200, """{"success": true, "data": {}}"""));
+        (await client.Post("/executor", $$"""{"executor_id": "slow", "executor_host_uri": "{{node.BaseUri}}"}""")).Status.ShouldBe(200);
+        (await client.Post("/function/deployments/create/slow", $$"""{"name": "far", "policy_rule_uri": "{{uri}}"}""")).Status.ShouldBe(200);
+        node.Answer = NodeAnswer.Hang;
+        var answer = await client.Post("/function/call_function/far", """{"ip": "10.0.0.1"}""");
+        (answer.Status, answer.Code).ShouldBe((503, "backend_unavailable"), answer.Body?.ToJsonString());
+        answer.Message!.ShouldContain("did not answer within 0.4 s");
+    }
 }
 
 public sealed record NodeAnswer(int Status, string Body, string ContentType = "application/json", (string Name, string Value)[]? Headers = null,

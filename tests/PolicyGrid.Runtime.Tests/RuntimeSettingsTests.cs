@@ -25,6 +25,7 @@ public sealed class RuntimeSettingsTests : IDisposable
     [InlineData("Decisions:CommitInterval", "-00:00:01", "zero or more")]
     [InlineData("Execution:DefaultTimeout", "00:00:00", "greater than zero")]
     [InlineData("Execution:MaxTimeout", "-00:00:05", "greater than zero")]
+    [InlineData("RemoteExecutors:FunctionCallTimeout", "00:00:00", "greater than zero")]
     [InlineData("Pool:Workers", "0", "1 or more")]
     [InlineData("Pool:MaxResidentPolicies", "0", "1 or more")]
     [InlineData("Pool:WorkerUidStart", "0", "1 or more (0 is root)")]

@@ -166,7 +166,9 @@ public static class RemoteFunctionHosts
     {
         // Without the HTTP client's own log: four lines per call at Information, and a node that is down logged the full
         // stack trace of every call (the caller hears the failure in its answer).
-        services.AddHttpClient(RemoteFunctionHost.HttpClientName).RemoveAllLoggers();
+        services.AddHttpClient(RemoteFunctionHost.HttpClientName)
+            .ConfigureHttpClient((sp, client) => client.Timeout = sp.GetRequiredService<IOptions<PolicyGrid.Runtime.PolicyRuntimeOptions>>().Value.RemoteExecutors.FunctionCallTimeout)
+            .RemoveAllLoggers();
         services.TryAddSingleton<RemoteFunctionHostTransport>();
         return services;
     }
