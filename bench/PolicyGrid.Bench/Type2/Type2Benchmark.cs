@@ -67,9 +67,7 @@ public static class Type2Benchmark
                 return Results.Json(new JsonObject { ["success"] = true, ["data"] = result.Output });
             });
             await app.StartAsync();
-            var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-            using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = clients, PooledConnectionLifetime = Timeout.InfiniteTimeSpan })
-                { BaseAddress = new Uri(address + "/"), Timeout = TimeSpan.FromMinutes(2) };
+            using var http = ClientsOf(app, clients);
 
             var uri = await OnboardSampleAsync(http);
             var body = Encoding.UTF8.GetBytes(new JsonObject { ["policy_rule_uri"] = uri, ["input_data"] = new JsonObject { ["ip"] = "10.0.0.1" } }.ToJsonString());
@@ -210,6 +208,14 @@ public static class Type2Benchmark
         }
     }
 
+    // The benchmark's clients: one connection each to the started app, kept for the whole run.
+    private static HttpClient ClientsOf(WebApplication app, int clients)
+    {
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        return new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = clients, PooledConnectionLifetime = Timeout.InfiniteTimeSpan })
+            { BaseAddress = new Uri(address + "/"), Timeout = TimeSpan.FromMinutes(2) };
+    }
+
     /// <summary>
     /// <c>--inproc</c>: what Type 2 could serve with no worker process at all, for the team's choice on the 0.5x target.
     /// The same app shape (Kestrel, the same request body and answer size) with ip_allowlist evaluated inside the server's
@@ -236,9 +242,7 @@ public static class Type2Benchmark
             return Results.Json(new JsonObject { ["success"] = true, ["data"] = policy.Eval(input["input_data"], null) });
         });
         await app.StartAsync();
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = clients, PooledConnectionLifetime = Timeout.InfiniteTimeSpan })
-            { BaseAddress = new Uri(address + "/"), Timeout = TimeSpan.FromMinutes(2) };
+        using var http = ClientsOf(app, clients);
         var body = Encoding.UTF8.GetBytes(new JsonObject { ["policy_rule_uri"] = "ip_allowlist:bench", ["input_data"] = new JsonObject { ["ip"] = "10.0.0.1" } }.ToJsonString());
         fixedAnswer = await PostAsync(http, "bench/inproc", body);
         Console.WriteLine($"in-process answer ({fixedAnswer.Length} bytes): {Encoding.UTF8.GetString(fixedAnswer)}");

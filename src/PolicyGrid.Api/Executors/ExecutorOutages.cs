@@ -32,6 +32,9 @@ public sealed class ExecutorOutages(ILogger<ExecutorOutages> logger)
             logger.LogWarning("executor {ExecutorId} is down{Meanwhile}: {Reason}", executorId, meanwhile, reason);
     }
 
+    /// <summary>Whether any executor is known to be down (an answer can then change something).</summary>
+    public bool AnyDown => !down.IsEmpty;
+
     /// <summary>Records that <paramref name="executorId"/> answered; logs it when it was known to be down (or when <paramref name="changed"/>).</summary>
     public void Up(string executorId, string what = "", bool changed = false)
     {

@@ -182,6 +182,8 @@ public sealed class FunctionRegistry(
     {
         if (failure is null)
         {
+            // Nothing known down (the usual case): no node's executor is looked up, which on Dapr is a store read per node per run.
+            if (!outages.AnyDown) return;
             foreach (var node in nodes)
                 if (await ExecutorOfAsync(node) is { } answered) outages.Up(answered);
             return;
