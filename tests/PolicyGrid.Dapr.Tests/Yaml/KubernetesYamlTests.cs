@@ -160,6 +160,31 @@ public sealed partial class KubernetesYamlTests
         }
     }
 
+    [Fact]
+    public void The_apps_that_call_http_executor_nodes_may_hold_the_node_token_from_an_optional_secret()
+    {
+        // The registry forwards to http(s) executor nodes and installs them with its node token; the graphs app calls
+        // function nodes itself. Without the token those nodes answer 401 (or are installed open), so both read it from
+        // one secret, optional so that a deployment with no such nodes starts without creating it.
+        string[] callers = [DaprNames.Apps.Registry, DaprNames.Apps.Graphs];
+        foreach (var deployment in OfKind("Deployment"))
+        {
+            var appId = Text(deployment["metadata"]!["name"]);
+            var env = deployment["spec"]!["template"]!["spec"]!["containers"]![0]!["env"]!.AsArray().Select(e => e!.AsObject()).ToDictionary(e => Text(e["name"]));
+            if (!callers.Contains(appId))
+            {
+                env.ShouldNotContainKey("PolicyGrid__Runtime__RemoteExecutors__Token", appId);
+                continue;
+            }
+            var token = env["PolicyGrid__Runtime__RemoteExecutors__Token"];
+            token.ContainsKey("value").ShouldBeFalse(appId);
+            var secret = token["valueFrom"]!["secretKeyRef"]!;
+            Text(secret["name"]).ShouldBe("policygrid-node-token", appId);
+            Text(secret["key"]).ShouldBe("token", appId);
+            Text(secret["optional"]).ShouldBe("true", appId);
+        }
+    }
+
     // The apps that run policy code: root with a handful of capabilities, so each Python worker gets a uid of its own.
     private static readonly string[] PolicyHosts = [DaprNames.Apps.Registry, DaprNames.Apps.Executor, DaprNames.Apps.Functions];
 
