@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Http.Resilience;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Polly;
 using Polly.Telemetry;
 using Polly.Timeout;
 using PolicyGrid.Core.Ports;
@@ -74,12 +75,25 @@ public static class PolicyRuntimeServiceCollectionExtensions
             {
                 o.AttemptTimeout.Timeout = attempt;
                 o.TotalRequestTimeout.Timeout = attempt * (options.RemoteExecutors.ConnectRetries + 1) + TimeSpan.FromSeconds(5);
-                // Executions are not idempotent: retry only when the node was never reached. A connection that was
-                // reset or closed after the request went out (the node may have run it) is not sent again.
+                // Executions are not idempotent, but every call carries a call id (RemoteExecutorClient) that the node
+                // runs at most once (its NodeCallLedger, kept in memory: a node restarted in between runs the retry anew).
+                // So a call is retried when it never reached the node, and also when its connection was closed or reset
+                // after the request went out. Not retried: an attempt timeout (it is as long as the caller's whole wait,
+                // so a retry would find no time left), and the node's 429/503 (answers the ledger does not keep, so a
+                // retry would run anew: the node said it is overloaded or unavailable, and its Retry-After goes to the
+                // caller instead of this server hammering it 100 ms later).
                 o.Retry.MaxRetryAttempts = Math.Max(options.RemoteExecutors.ConnectRetries, 1);
                 o.Retry.UseJitter = true;
                 o.Retry.Delay = TimeSpan.FromMilliseconds(100);
-                o.Retry.ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is HttpRequestException e && RemoteExecutorClient.NeverReached(e));
+                o.Retry.ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is HttpRequestException e
+                    && (RemoteExecutorClient.NeverReached(e) || (RemoteExecutorClient.LostAfterSending(e) && CarriesCallId(args.Context))));
+                o.Retry.OnRetry = args =>
+                {
+                    // Remembered for the caller's answer: a later "could not be reached" or open circuit does not mean it never ran.
+                    if (args.Outcome.Exception is HttpRequestException e && !RemoteExecutorClient.NeverReached(e))
+                        args.Context.Properties.Set(RemoteExecutorClient.LostAfterSendingOnce, true);
+                    return default;
+                };
                 // A node whose policies time out is healthy; one that cannot be reached is not.
                 o.CircuitBreaker.ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is HttpRequestException or TimeoutRejectedException);
                 o.CircuitBreaker.SamplingDuration = attempt * 2 + TimeSpan.FromSeconds(1);
@@ -98,4 +112,7 @@ public static class PolicyRuntimeServiceCollectionExtensions
                 : previous?.Invoke(args) ?? args.Event.Severity;
         });
     }
+
+    private static bool CarriesCallId(ResilienceContext context) =>
+        context.GetRequestMessage()?.Headers.Contains(NodeHeaders.CallId) == true;
 }

@@ -55,7 +55,7 @@ public sealed class RemoteExecutorAnswersTests(NodeFacingServer registry) : ICla
     }
 
     [Fact]
-    public async Task A_node_that_drops_the_call_after_receiving_it_is_not_sent_it_again()
+    public async Task A_node_that_drops_every_delivery_of_a_call_gets_it_again_with_its_call_id_and_the_caller_hears_it_may_have_run_once()
     {
         using var node = new ScriptedNode(NodeAnswer.Drop);
         var id = await RegisterAsync(node);
@@ -65,8 +65,9 @@ public sealed class RemoteExecutorAnswersTests(NodeFacingServer registry) : ICla
         managed.Status.ShouldBe(503, managed.Body?.ToJsonString());
         managed.Code.ShouldBe("backend_unavailable");
         managed.Message!.ShouldContain($"executor node {node.BaseUri}/ dropped the call before answering");
-        managed.Message!.ShouldContain("it may have run there, so it was not sent again");
-        node.Requests.ShouldBe(1); // retries are for calls that never reached the node
+        managed.Message!.ShouldContain("also when it was sent again with the same X-PolicyGrid-Call-Id; it may have run there, at most once");
+        // Sent again (RemoteExecutors:ConnectRetries, 2): the call id makes a node run it at most once (RemoteCallIdTests).
+        node.Requests.ShouldBe(3);
         (await StatusOf(id)).ShouldBe("unhealthy");
         await StillServes(id);
     }

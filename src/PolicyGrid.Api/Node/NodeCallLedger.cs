@@ -21,7 +21,7 @@ namespace PolicyGrid.Api.Node;
 /// </remarks>
 public sealed class NodeCallLedger(TimeProvider clock)
 {
-    public const string Header = "X-PolicyGrid-Call-Id";
+    public const string Header = PolicyGrid.Runtime.Transports.NodeHeaders.CallId;
     public const int MaxIdLength = 128;
     public static readonly TimeSpan Keep = TimeSpan.FromMinutes(5);
     public const int MaxKept = 4096;

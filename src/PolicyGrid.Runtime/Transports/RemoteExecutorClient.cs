@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Polly;
 using Polly.CircuitBreaker;
 using Polly.Timeout;
 using PolicyGrid.Core.Documents;
@@ -96,31 +97,83 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
     private async Task<PolicyResult> PostAsync(string path, JsonObject body, double? timeoutSeconds, CancellationToken ct)
     {
         var target = new Uri(node.AbsoluteUri.TrimEnd('/') + "/" + path);
-        using var message = new HttpRequestMessage(HttpMethod.Post, target) { Content = JsonContent.Create(body) };
-        if (remote.TokenFor(node) is { } token) message.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
         // The node enforces the policy's deadline; we only wait that long plus the network's share.
         var policyDeadline = timeoutSeconds is > 0 ? TimeSpan.FromSeconds(timeoutSeconds.Value) : execution.MaxTimeout;
         var patience = policyDeadline + remote.Overhead;
+        // One id for this call, repeated by every retry of it: the node runs it at most once, so a connection lost after
+        // the request went out can be retried (the resilience handler's retries, AddExecutorNodeClient, and ours below).
+        var callId = NodeHeaders.NewCallId();
         using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
         wait.CancelAfter(patience);
+        var started = TimeProvider.System.GetTimestamp();
+        // Our own context for the pipeline, so that we hear whether an attempt before the last one reached the node.
+        var attempts = ResilienceContextPool.Shared.Get(wait.Token);
+        try
+        {
+            for (var resent = 0; ; resent++)
+            {
+                using var message = new HttpRequestMessage(HttpMethod.Post, target) { Content = JsonContent.Create(body) };
+                if (remote.TokenFor(node) is { } token) message.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+                message.Headers.TryAddWithoutValidation(NodeHeaders.CallId, callId);
+                // How long we still wait: a call queued on the node past it is not started there.
+                message.Headers.TryAddWithoutValidation(NodeHeaders.TimeoutMs,
+                    NodeHeaders.Milliseconds(patience - TimeProvider.System.GetElapsedTime(started)));
+                message.SetResilienceContext(attempts);
+                try
+                {
+                    return await SendAndReadAsync(message, timeoutSeconds, policyDeadline, patience, attempts, wait.Token, ct);
+                }
+                catch (AnswerLost) when (resent < remote.ConnectRetries)
+                {
+                    // The node answered and the connection went while its answer came: the same id again gets that answer.
+                    attempts.Properties.Set(LostAfterSendingOnce, true);
+                }
+                catch (AnswerLost e)
+                {
+                    throw Problems.BackendUnavailable($"executor node {node} dropped the call while answering ({Innermost(e.InnerException!)}), also when " +
+                        $"it was sent again with the same {NodeHeaders.CallId}; it may have run there, at most once", e.InnerException);
+                }
+            }
+        }
+        finally
+        {
+            ResilienceContextPool.Shared.Return(attempts);
+        }
+    }
+
+    /// <summary>The connection went while the node's answer was read: the call ran there (see <see cref="PostAsync"/>).</summary>
+    private sealed class AnswerLost(Exception inner) : Exception(inner.Message, inner);
+
+    /// <summary>Set on a call's resilience context when an attempt of it was lost after it went out (it may have run).</summary>
+    public static readonly ResiliencePropertyKey<bool> LostAfterSendingOnce = new("PolicyGrid.LostAfterSending");
+
+    private async Task<PolicyResult> SendAndReadAsync(HttpRequestMessage message, double? timeoutSeconds, TimeSpan policyDeadline, TimeSpan patience,
+        ResilienceContext attempts, CancellationToken waitToken, CancellationToken ct)
+    {
         HttpResponseMessage response;
         try
         {
             // Headers only: the body is read below, no further than RemoteExecutors:MaxAnswerBytes.
-            response = await http.SendAsync(message, HttpCompletionOption.ResponseHeadersRead, wait.Token);
+            response = await http.SendAsync(message, HttpCompletionOption.ResponseHeadersRead, waitToken);
+        }
+        catch (BrokenCircuitException e) when (SentBefore(attempts))
+        {
+            throw Problems.BackendUnavailable($"executor node {node} dropped the call before answering and its circuit opened before the call " +
+                $"could be sent again (failing fast until it recovers); it may have run there, at most once", e);
         }
         catch (BrokenCircuitException e)
         {
             throw Problems.BackendUnavailable($"executor node {node} is not answering (failing fast until it recovers)", e);
         }
-        catch (HttpRequestException e) when (NeverReached(e))
+        catch (HttpRequestException e) when (NeverReached(e) && !SentBefore(attempts))
         {
             throw Problems.BackendUnavailable($"executor node {node} could not be reached: {Innermost(e)}", e);
         }
         catch (HttpRequestException e)
         {
-            // The node had the request: it may have run it, so it is not sent again (see AddExecutorNodeClient).
-            throw Problems.BackendUnavailable($"executor node {node} dropped the call before answering ({Innermost(e)}); it may have run there, so it was not sent again", e);
+            // Sent again with the same call id as long as the retries lasted: the node ran it at most once.
+            throw Problems.BackendUnavailable($"executor node {node} dropped the call before answering ({Innermost(e)}), also when it was sent " +
+                $"again with the same {NodeHeaders.CallId}; it may have run there, at most once", e);
         }
         catch (Exception e) when (e is TimeoutRejectedException || (e is OperationCanceledException && !ct.IsCancellationRequested))
         {
@@ -131,11 +184,11 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
             JsonObject? envelope;
             try
             {
-                envelope = await ReadEnvelopeAsync(response, remote.MaxAnswerBytes, wait.Token);
+                envelope = await ReadEnvelopeAsync(response, remote.MaxAnswerBytes, waitToken);
             }
             catch (Exception e) when (e is IOException or HttpRequestException)
             {
-                throw Problems.BackendUnavailable($"executor node {node} dropped the call while answering ({Innermost(e)}); it may have run there, so it was not sent again", e);
+                throw new AnswerLost(e);
             }
             catch (OperationCanceledException e) when (!ct.IsCancellationRequested)
             {
@@ -151,9 +204,19 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
         }
     }
 
+    private static bool SentBefore(ResilienceContext attempts) => attempts.Properties.TryGetValue(LostAfterSendingOnce, out var lost) && lost;
+
     /// <summary>Only a call that never reached the node is safe to send again (or to report as "could not be reached").</summary>
     public static bool NeverReached(HttpRequestException e) =>
         e.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError;
+
+    /// <summary>
+    /// The connection went (closed, reset, or the answer ended early) after the request went out: the node may have run
+    /// the call. Safe to send again only with the same call id, which the node runs at most once.
+    /// </summary>
+    public static bool LostAfterSending(HttpRequestException e) =>
+        !NeverReached(e) && (e.HttpRequestError is HttpRequestError.ResponseEnded
+            || (e.HttpRequestError is HttpRequestError.Unknown && e.InnerException is IOException or System.Net.Sockets.SocketException));
 
     private PolicyGridException Failure(HttpResponseMessage response, JsonObject? envelope)
     {
