@@ -18,7 +18,8 @@ namespace PolicyGrid.Api.Tests;
 /// <summary>
 /// A registry and a real second PolicyGrid server as its <c>http://</c> executor node, with a proxy between them that
 /// loses connections: every call names itself (<c>X-PolicyGrid-Call-Id</c>), so a call whose connection went after the
-/// node had it is sent again and still runs once.
+/// node had it is sent again and still runs once; and it says how long the registry waits
+/// (<c>X-PolicyGrid-Timeout-Ms</c>), so a function call queued on the node past that does not start there.
 /// </summary>
 public sealed class RemoteCallIdTests
 {
@@ -114,6 +115,63 @@ public sealed class RemoteCallIdTests
         proxy.CallIds.Count.ShouldBe(3); // the call and RemoteExecutors:ConnectRetries (2) retries, all with one id
         proxy.CallIds.Distinct().Count().ShouldBe(1);
         (await nodeClient.Post("/execute_policy", Execute(policy))).Data!["runs"]!.GetValue<int>().ShouldBe(2);
+    }
+
+    [Fact]
+    public async Task A_function_call_the_registry_gave_up_on_while_it_waited_behind_a_slow_one_does_not_run_on_the_node()
+    {
+        await using var node = await TokenNode.StartAsync("registry", NodeToken, Ct);
+        using var nodeClient = ClientOf(node);
+        // The proxy keeps its call to the node when the registry goes (as a proxy may): the node does not see the
+        // registry give up, only the budget the call carries.
+        await using var proxy = await LossyProxy.StartAsync(node.Url, _ => ProxyDrop.None);
+        await using var registry = Registry(functionCallTimeout: "00:00:01");
+        var client = registry.CreateClient();
+        var uri = await registry.RegisterPolicyAsync(Unique("fn"), CountingPolicy);
+        var executor = await RegisterExecutorAsync(client, proxy.Url);
+        var function = Unique("counter");
+        var deployed = await client.Post($"/function/deployments/create/{executor}", $$"""{"name": "{{function}}", "policy_rule_uri": "{{uri}}"}""");
+        deployed.Status.ShouldBe(200, deployed.Body?.ToJsonString());
+        var deploying = proxy.Answers.Count;
+
+        // Two slow calls at once on the function's one instance: the first to get the turn runs 1.5 s, the other waits
+        // for it past the 1 s the registry waits. The registry answers both with a 503 after 1 s.
+        var calls = await Task.WhenAll(
+            client.Post($"/function/call_function/{function}", """{"sleep": 1.5}"""),
+            client.Post($"/function/call_function/{function}", """{"sleep": 1.5}"""));
+
+        calls.ShouldAllBe(c => c.Status == 503);
+        // Once the running one is done, the next call (straight to the node, waiting as long as it takes) is the
+        // instance's second run: the call that waited too long never started (before, it ran unseen and this was 3).
+        var next = await nodeClient.Post($"/call_function/{function}", "{}");
+        next.Status.ShouldBe(200, next.Body?.ToJsonString());
+        next.Data!["runs"]!.GetValue<int>().ShouldBe(2);
+        // The node refused it with a 504 (which reached the proxy, the registry having gone).
+        (await proxy.AnswersAsync(deploying + 2)).Count(status => status == 504).ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task A_function_call_sent_twice_with_one_id_runs_once_and_a_bad_budget_header_is_a_400_naming_it()
+    {
+        await using var node = await TokenNode.StartAsync("registry", NodeToken, Ct);
+        using var nodeClient = ClientOf(node);
+        await using var registry = Registry();
+        var client = registry.CreateClient();
+        var uri = await registry.RegisterPolicyAsync(Unique("fn"), CountingPolicy);
+        var executor = await RegisterExecutorAsync(client, node.Url);
+        var function = Unique("once");
+        (await client.Post($"/function/deployments/create/{executor}", $$"""{"name": "{{function}}", "policy_rule_uri": "{{uri}}"}""")).Status.ShouldBe(200);
+        var id = NodeHeaders.NewCallId();
+
+        var first = await nodeClient.Call(HttpMethod.Post, $"/call_function/{function}", "{}", configure: r => r.Headers.Add(NodeHeaders.CallId, id));
+        var again = await nodeClient.Call(HttpMethod.Post, $"/call_function/{function}", "{}", configure: r => r.Headers.Add(NodeHeaders.CallId, id));
+        var badBudget = await nodeClient.Call(HttpMethod.Post, $"/call_function/{function}", "{}", configure: r => r.Headers.Add(NodeHeaders.TimeoutMs, "soon"));
+
+        first.Data!["runs"]!.GetValue<int>().ShouldBe(1);
+        again.Data!["runs"]!.GetValue<int>().ShouldBe(1);
+        badBudget.Status.ShouldBe(400, badBudget.Body?.ToJsonString());
+        badBudget.Body!.ToJsonString().ShouldContain(NodeHeaders.TimeoutMs);
+        (await client.Post($"/function/call_function/{function}", "{}")).Data!["runs"]!.GetValue<int>().ShouldBe(2);
     }
 }
 

@@ -7,12 +7,15 @@ using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using PolicyGrid.Api.Documents;
+using PolicyGrid.Api.Auth;
 using PolicyGrid.Api.Envelope;
+using PolicyGrid.Api.Node;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Identity;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Core.Querying;
+using PolicyGrid.Runtime.Execution;
 
 namespace PolicyGrid.Api.Functions;
 
@@ -133,8 +136,14 @@ public static class FunctionsApi
             ? Answer.Ok(new JsonObject { ["function_id"] = name, ["status"] = "removed" })
             : throw Problems.NotFound($"function '{name}' is not deployed on this node");
 
-    public static async Task<EnvelopeOk<JsonObject>> NodeCall(string name, JsonBody body, HttpContext http, CancellationToken ct) =>
-        Answer.Ok(await LocalHost(http).CallAsync(name, body.Node ?? new JsonObject(), ct));
+    public static async Task<EnvelopeOk<JsonObject>> NodeCall(string name, JsonBody body, HttpContext http, CancellationToken ct)
+    {
+        var input = body.Node ?? new JsonObject();
+        var host = LocalHost(http);
+        var budget = NodeApi.Budget(http);
+        return Answer.Ok(await OnceAsync(http, $"call_function/{name}", CanonicalJson.Sha256(input),
+            run => host.CallAsync(name, input, budget, run), ct));
+    }
 
     public static async Task<EnvelopeOk<JsonObject>> NodeManage(string name, JsonBody body, HttpContext http, CancellationToken ct)
     {
@@ -142,7 +151,25 @@ public static class FunctionsApi
         var action = request["action"] is JsonValue a && a.TryGetValue<string>(out var text) && text.Length > 0
             ? text : throw Problems.Validation("action", "is required and must be a non-empty string");
         var data = request["data"] as JsonObject ?? [];
-        return Answer.Ok(await LocalHost(http).ManageAsync(name, action, (JsonObject)data.DeepClone(), ct));
+        var host = LocalHost(http);
+        var budget = NodeApi.Budget(http);
+        return Answer.Ok(await OnceAsync(http, $"management/{name}", CanonicalJson.Sha256(request),
+            run => host.ManageAsync(name, action, (JsonObject)data.DeepClone(), budget, run), ct));
+    }
+
+    /// <summary>
+    /// A function call or management action with an <c>X-PolicyGrid-Call-Id</c> runs at most once (NodeCallLedger), as the
+    /// node's Type 2 calls do: a registry's retry after a lost connection gets the first run's answer, and a stateful
+    /// call does not run twice. The run then no longer stops when its request goes: it is bounded by the instance's
+    /// CallTimeout, and by the caller's budget (X-PolicyGrid-Timeout-Ms) while it waits for its turn.
+    /// </summary>
+    private static async Task<JsonObject> OnceAsync(HttpContext http, string kind, string bodyHash, Func<CancellationToken, Task<JsonObject>> run,
+        CancellationToken ct)
+    {
+        var callId = NodeApi.CallId(http);
+        if (callId is null || http.RequestServices.GetService<NodeCallLedger>() is not { } ledger) return await run(ct);
+        var result = await ledger.RunOnceAsync(callId, kind, http.Caller(), bodyHash, async token => new PolicyResult(await run(token)), ct);
+        return result.Output;
     }
 
     /// <summary>The function host of this server itself; a composition without one (a Dapr registry) is no function node.</summary>

@@ -46,10 +46,51 @@ public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore? 
     }
 
     public async Task<JsonObject> CallAsync(string name, JsonNode? input, CancellationToken ct = default) =>
-        await SendAsync(HttpMethod.Post, $"call_function/{Uri.EscapeDataString(name)}", input ?? new JsonObject(), ct) as JsonObject ?? [];
+        await SendOnceAsync($"call_function/{Uri.EscapeDataString(name)}", input ?? new JsonObject(), ct) as JsonObject ?? [];
 
     public async Task<JsonObject> ManageAsync(string name, string action, JsonObject data, CancellationToken ct = default) =>
-        await SendAsync(HttpMethod.Post, $"deployments/{Uri.EscapeDataString(name)}/management", new JsonObject { ["action"] = action, ["data"] = data.DeepClone() }, ct) as JsonObject ?? [];
+        await SendOnceAsync($"deployments/{Uri.EscapeDataString(name)}/management", new JsonObject { ["action"] = action, ["data"] = data.DeepClone() }, ct) as JsonObject ?? [];
+
+    /// <summary>How often a call or management action is sent again after its connection failed (with the same call id).</summary>
+    public const int Resends = 2;
+
+    /// <summary>
+    /// A function call or management action: it carries a call id (<see cref="NodeHeaders.CallId"/>), so the node runs
+    /// it at most once however often it arrives, and is sent again with the same id when the connection failed, also
+    /// after the request went out (the node then answers the first run's outcome). It carries how long this registry
+    /// still waits (<see cref="NodeHeaders.TimeoutMs"/>), so a call that waits on the node's instance past it is not
+    /// started there. All attempts together wait no longer than the client's timeout (RemoteExecutors:FunctionCallTimeout).
+    /// </summary>
+    private async Task<JsonNode?> SendOnceAsync(string path, JsonNode body, CancellationToken ct)
+    {
+        var callId = NodeHeaders.NewCallId();
+        var started = TimeProvider.System.GetTimestamp();
+        var sentBefore = false;
+        for (var resent = 0; ; resent++)
+        {
+            try
+            {
+                var left = http.Timeout == Timeout.InfiniteTimeSpan ? (TimeSpan?)null : http.Timeout - TimeProvider.System.GetElapsedTime(started);
+                if (left <= TimeSpan.Zero) throw NoAnswerInTime(new TimeoutException());
+                return await SendAsync(HttpMethod.Post, path, JsonContent.Create(body, options: Json.Options), ct, callId, left, sentBefore);
+            }
+            catch (ConnectionFailed e) when (resent < Resends)
+            {
+                sentBefore |= !RemoteExecutorClient.NeverReached(e.Failure);
+            }
+            catch (ConnectionFailed e)
+            {
+                throw e.Answer;
+            }
+        }
+    }
+
+    /// <summary>A call's connection failed (<see cref="Failure"/>); <see cref="Answer"/> is what the caller hears when it is not sent again.</summary>
+    private sealed class ConnectionFailed(HttpRequestException failure, PolicyGridException answer) : Exception(answer.Message, failure)
+    {
+        public HttpRequestException Failure => failure;
+        public PolicyGridException Answer => answer;
+    }
 
     public async Task<bool> RemoveAsync(string name, CancellationToken ct = default)
     {
@@ -90,14 +131,26 @@ public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore? 
     private PolicyGridException NoAnswerInTime(Exception e) =>
         Problems.BackendUnavailable($"executor node {node} did not answer within {http.Timeout.TotalSeconds:0.###} s; the call may still have run there", e);
 
-    private async Task<JsonNode?> SendAsync(HttpMethod method, string path, HttpContent? content, CancellationToken ct)
+    private async Task<JsonNode?> SendAsync(HttpMethod method, string path, HttpContent? content, CancellationToken ct,
+        string? callId = null, TimeSpan? left = null, bool sentBefore = false)
     {
         using var request = new HttpRequestMessage(method, new Uri(node, path)) { Content = content };
         if (!string.IsNullOrEmpty(token)) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        if (callId is not null) request.Headers.TryAddWithoutValidation(NodeHeaders.CallId, callId);
+        if (left is { } wait) request.Headers.TryAddWithoutValidation(NodeHeaders.TimeoutMs, NodeHeaders.Milliseconds(wait));
+        using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        if (left is { } bound) bounded.CancelAfter(bound);
         HttpResponseMessage response;
         try
         {
-            response = await http.SendAsync(request, ct);
+            response = await http.SendAsync(request, bounded.Token);
+        }
+        catch (HttpRequestException e) when (callId is not null && (RemoteExecutorClient.NeverReached(e) || RemoteExecutorClient.LostAfterSending(e)))
+        {
+            throw new ConnectionFailed(e, RemoteExecutorClient.NeverReached(e) && !sentBefore
+                ? Problems.BackendUnavailable($"executor node {node} is unreachable: {e.Message}", e)
+                : Problems.BackendUnavailable($"executor node {node} dropped the call before answering ({e.Message}), also when it was sent again " +
+                    $"with the same {NodeHeaders.CallId}; it may have run there, at most once", e));
         }
         catch (HttpRequestException e)
         {

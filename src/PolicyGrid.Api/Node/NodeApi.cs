@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -7,9 +8,11 @@ using Microsoft.Extensions.Options;
 using PolicyGrid.Api.Auth;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Api.Executors;
+using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Runtime;
 using PolicyGrid.Runtime.Execution;
+using PolicyGrid.Runtime.Transports;
 
 namespace PolicyGrid.Api.Node;
 
@@ -53,8 +56,21 @@ public static class NodeApi
     }
 
     // The caller's id for this call, which retries of it repeat (NodeCallLedger); null when it sent none.
-    private static string? CallId(HttpContext http) =>
+    internal static string? CallId(HttpContext http) =>
         http.Request.Headers.TryGetValue(NodeCallLedger.Header, out var id) ? NodeCallLedger.Checked(id.ToString()) : null;
+
+    /// <summary>
+    /// How long the caller waits, from <see cref="NodeHeaders.TimeoutMs"/> (whole milliseconds, counted from now); null
+    /// when it sent none. A 400 naming the header when it is not a number of milliseconds from 1 to 30 days.
+    /// </summary>
+    internal static CallBudget? Budget(HttpContext http)
+    {
+        if (!http.Request.Headers.TryGetValue(NodeHeaders.TimeoutMs, out var given)) return null;
+        var text = given.ToString();
+        if (text.Length is 0 or > 12 || !text.All(char.IsAsciiDigit) || long.Parse(text, CultureInfo.InvariantCulture) is < 1 or > NodeHeaders.MaxTimeoutMs)
+            throw Problems.Validation(NodeHeaders.TimeoutMs, $"must be a whole number of milliseconds from 1 to {NodeHeaders.MaxTimeoutMs} (how long the caller waits for the answer)");
+        return new CallBudget(TimeSpan.FromMilliseconds(long.Parse(text, CultureInfo.InvariantCulture)), $"{NodeHeaders.TimeoutMs}: {text}");
+    }
 }
 
 public sealed record NodeServices(HttpContext Http, ExecutorDispatch Dispatch, IOptions<PolicyRuntimeOptions> Runtime, NodeCallLedger Ledger);

@@ -77,6 +77,16 @@ public interface IFunctionHost
     /// <summary>Runs <c>management(action, data)</c> on the live instance (every replica, answering the first's result).</summary>
     Task<JsonObject> ManageAsync(string name, string action, JsonObject data, CancellationToken ct = default);
 
+    /// <summary>
+    /// <see cref="CallAsync(string, JsonNode?, CancellationToken)"/> for a caller that waits no longer than <paramref name="budget"/>:
+    /// a host that queues calls does not start one whose budget ran out while it waited (504, no effect). Hosts that
+    /// do not queue calls themselves take the plain call.
+    /// </summary>
+    Task<JsonObject> CallAsync(string name, JsonNode? input, CallBudget? budget, CancellationToken ct) => CallAsync(name, input, ct);
+
+    /// <summary><see cref="ManageAsync(string, string, JsonObject, CancellationToken)"/> within <paramref name="budget"/>, as <see cref="CallAsync(string, JsonNode?, CallBudget?, CancellationToken)"/>.</summary>
+    Task<JsonObject> ManageAsync(string name, string action, JsonObject data, CallBudget? budget, CancellationToken ct) => ManageAsync(name, action, data, ct);
+
     /// <summary>Stops the function, frees its instances and forgets its state; false when it was not deployed.</summary>
     Task<bool> RemoveAsync(string name, CancellationToken ct = default);
 

@@ -68,7 +68,10 @@ public sealed class LocalFunctionHost(
         }
     }
 
-    public async Task<JsonObject> CallAsync(string name, JsonNode? input, CancellationToken ct = default)
+    public Task<JsonObject> CallAsync(string name, JsonNode? input, CancellationToken ct = default) => CallAsync(name, input, null, ct);
+
+    /// <summary>A call whose caller waits no longer than <paramref name="budget"/>: still waiting for its instance's turn past it, it does not start (504).</summary>
+    public async Task<JsonObject> CallAsync(string name, JsonNode? input, CallBudget? budget, CancellationToken ct)
     {
         var function = await GetAsync(name, ct);
         // Before a replica is picked: a caller's bad input neither waits for a turn nor reaches the policy.
@@ -89,7 +92,7 @@ public sealed class LocalFunctionHost(
                 if (reply?["context"] is JsonObject context) replica.Context = (JsonObject)context.DeepClone();
                 return reply?["result"] as JsonObject
                     ?? throw Problems.PolicyError($"function {name}: eval must return a dict, not {reply?["result"]?.GetValueKind().ToString() ?? "None"}");
-            }, ct);
+            }, ct, budget, $"call of function {name}");
         }
         finally
         {
@@ -104,7 +107,11 @@ public sealed class LocalFunctionHost(
     /// where it then fails is restarted from the first instance's state (or, for a class without get_state, from the
     /// deployment and the whole journal), so no instance keeps answering without it.
     /// </summary>
-    public async Task<JsonObject> ManageAsync(string name, string action, JsonObject data, CancellationToken ct = default)
+    public Task<JsonObject> ManageAsync(string name, string action, JsonObject data, CancellationToken ct = default) =>
+        ManageAsync(name, action, data, null, ct);
+
+    /// <summary>Management whose caller waits no longer than <paramref name="budget"/>: not started past it (504), nor journalled.</summary>
+    public async Task<JsonObject> ManageAsync(string name, string action, JsonObject data, CallBudget? budget, CancellationToken ct)
     {
         var function = await GetAsync(name, ct);
         FunctionSpec.EnsureKnownCommand(function.Spec.Policy, action, data);
@@ -137,7 +144,7 @@ public sealed class LocalFunctionHost(
                     leader.AppliedSeq = entry.Seq;
                     function.Seed = leader.State is null ? null : (entry.Seq, leader.Snapshot());
                     return reply as JsonObject ?? new JsonObject { ["result"] = reply?.DeepClone() };
-                }, ct);
+                }, ct, budget, $"management '{action}' of function {name}");
             }
             finally
             {
@@ -307,13 +314,18 @@ public sealed class LocalFunctionHost(
         return await documents.GetAsync(Collection, name, ct) is null ? null : new FunctionHostStatus(name, 0, 0, 0, 0);
     }
 
-    /// <summary>Runs <paramref name="work"/> in the replica's turn, then persists what the turn changed.</summary>
-    private async Task<JsonObject> InTurnAsync(HostedFunction function, FunctionReplica replica, Func<Task<JsonObject>> work, CancellationToken ct)
+    /// <summary>
+    /// Runs <paramref name="work"/> in the replica's turn, then persists what the turn changed. A call whose caller's
+    /// <paramref name="budget"/> ran out while it waited for the turn is refused there, before anything changes.
+    /// </summary>
+    private async Task<JsonObject> InTurnAsync(HostedFunction function, FunctionReplica replica, Func<Task<JsonObject>> work, CancellationToken ct,
+        CallBudget? budget = null, string call = "")
     {
         await replica.Turn.WaitAsync(ct);
         try
         {
             if (function.Removed) throw NotDeployed(function.Spec.Name);
+            budget?.EnsureLeftToStart(call);
             if (!replica.Loaded) await RestoreAsync(replica, ct);
             await CatchUpAsync(function, replica);
             var (context, state) = (replica.Context, replica.State);
