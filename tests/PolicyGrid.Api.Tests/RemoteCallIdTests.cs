@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime.Execution;
 using PolicyGrid.Runtime.Transports;
 using PolicyGrid.TestSupport;
 using Shouldly;
@@ -19,7 +20,7 @@ namespace PolicyGrid.Api.Tests;
 /// A registry and a real second PolicyGrid server as its <c>http://</c> executor node, with a proxy between them that
 /// loses connections: every call names itself (<c>X-PolicyGrid-Call-Id</c>), so a call whose connection went after the
 /// node had it is sent again and still runs once; and it says how long the registry waits
-/// (<c>X-PolicyGrid-Timeout-Ms</c>), so a function call queued on the node past that does not start there.
+/// (<c>X-PolicyGrid-Timeout-Ms</c>), so a call queued on the node past that does not start there.
 /// </summary>
 public sealed class RemoteCallIdTests
 {
@@ -39,12 +40,13 @@ public sealed class RemoteCallIdTests
                 return {"action": action}
         """;
 
-    private static GridServer Registry(string functionCallTimeout = "00:01:40") => new()
+    private static GridServer Registry(string functionCallTimeout = "00:01:40", string overhead = "00:00:15") => new()
     {
         Settings =
         {
             ["PolicyGrid:Runtime:RemoteExecutors:Token"] = NodeToken,
             ["PolicyGrid:Runtime:RemoteExecutors:FunctionCallTimeout"] = functionCallTimeout,
+            ["PolicyGrid:Runtime:RemoteExecutors:Overhead"] = overhead,
         },
     };
 
@@ -148,6 +150,33 @@ public sealed class RemoteCallIdTests
         next.Data!["runs"]!.GetValue<int>().ShouldBe(2);
         // The node refused it with a 504 (which reached the proxy, the registry having gone).
         (await proxy.AnswersAsync(deploying + 2)).Count(status => status == 504).ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task A_type_2_call_queued_on_the_node_past_the_registrys_wait_does_not_run_there()
+    {
+        await using var node = await TokenNode.StartAsync("registry", NodeToken, Ct);
+        using var nodeClient = ClientOf(node);
+        var policy = await RegisterOnNodeAsync(node, nodeClient);
+        await using var proxy = await LossyProxy.StartAsync(node.Url, _ => ProxyDrop.None);
+        await using var registry = Registry(overhead: "00:00:00.3");
+        var client = registry.CreateClient();
+        var executor = await RegisterExecutorAsync(client, proxy.Url);
+        // The node learns that the policy writes its context: from now on its calls on one context run one at a time.
+        (await nodeClient.Post("/execute_policy", Execute(policy))).Data!["runs"]!.GetValue<int>().ShouldBe(1);
+
+        // A slow call holds the context (here the test holds its lock) while the registry's call waits behind it, past
+        // the 0.5 s the registry waits (timeout_seconds 0.2 plus Overhead 0.3): the registry answers 503 and goes.
+        using (await node.Services.GetRequiredService<KeyedLocks>().AcquireAsync(policy, Ct))
+        {
+            var given = new JsonObject { ["policy_rule_uri"] = policy, ["input_data"] = new JsonObject(), ["timeout_seconds"] = 0.2 };
+            var answer = await client.Post($"/executor/{executor}/execute_policy", given.ToJsonString());
+            (answer.Status, answer.Code).ShouldBe((503, "backend_unavailable"), answer.Body?.ToJsonString());
+        }
+
+        // Its turn came after that: it did not start (504 to the proxy, which kept waiting), and the counter did not move.
+        (await proxy.AnswersAsync(1)).ShouldBe([504]);
+        (await nodeClient.Post("/execute_policy", Execute(policy))).Data!["runs"]!.GetValue<int>().ShouldBe(2);
     }
 
     [Fact]

@@ -34,7 +34,7 @@ public static class NodeApi
     public static Task<EnvelopeOk<JsonObject>> Execute(JsonBody body, [AsParameters] NodeServices services, CancellationToken ct)
     {
         var given = body.RequireObject();
-        var request = ExecutionBodies.Execution(given, TimeoutLimit.Of(services.Runtime.Value));
+        var request = ExecutionBodies.Execution(given, TimeoutLimit.Of(services.Runtime.Value)) with { Budget = Budget(services.Http) };
         return OnceAsync(services, "execute_policy", given, (executor, caller, run) => executor.ExecuteAsync(request, caller, run), ct);
     }
 
@@ -42,6 +42,7 @@ public static class NodeApi
     {
         var given = body.RequireObject();
         var request = ExecutionBodies.Management(given, TimeoutLimit.Of(services.Runtime.Value));
+        _ = Budget(services.Http); // checked alike, though a management action runs on a fresh instance with no turn to wait for
         return OnceAsync(services, "management", given, (executor, caller, run) => executor.ManageAsync(request, caller, run), ct);
     }
 

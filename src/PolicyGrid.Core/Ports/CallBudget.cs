@@ -35,12 +35,14 @@ public sealed class CallBudget
     /// </summary>
     public void EnsureLeftToStart(string call)
     {
-        var elapsed = Elapsed;
-        if (elapsed < Wait) return;
-        throw new PolicyGridException(504, ErrorCodes.PolicyTimeout,
-            $"{call} was not started: it waited {Ms(elapsed)} ms for its turn, past the {Ms(Wait)} ms its caller waits ({Source}), " +
-            "so it has no effect");
+        if (Elapsed >= Wait) throw RanOut(call);
     }
+
+    /// <summary>The 504 <c>policy_timeout</c> of a call not started because the budget ran out while it waited.</summary>
+    public PolicyGridException RanOut(string call) =>
+        new(504, ErrorCodes.PolicyTimeout,
+            $"{call} was not started: it waited {Ms(Elapsed)} ms for its turn, past the {Ms(Wait)} ms its caller waits ({Source}), " +
+            "so it has no effect");
 
     private static string Ms(TimeSpan t) => Math.Floor(t.TotalMilliseconds).ToString("0", CultureInfo.InvariantCulture);
 }

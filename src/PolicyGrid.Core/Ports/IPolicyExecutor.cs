@@ -11,6 +11,12 @@ public sealed record ExecutionRequest(
     string? ContextKey = null,
     double? TimeoutSeconds = null)
 {
+    /// <summary>
+    /// How long the caller waits (a node's <c>X-PolicyGrid-Timeout-Ms</c>): a call that waited for its context's lock
+    /// (behind other calls on the same context) past it is not started. Not part of the body.
+    /// </summary>
+    public CallBudget? Budget { get; init; }
+
     /// <summary>The node API body (POST /execute_policy), as every transport sends it; absent options stay absent.</summary>
     public JsonObject ToNodeBody()
     {

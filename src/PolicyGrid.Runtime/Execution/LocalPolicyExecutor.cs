@@ -61,7 +61,7 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
             var contextKey = string.IsNullOrEmpty(request.ContextKey) ? rule.PolicyRuleUri : request.ContextKey;
             audit.ContextKey = contextKey;
             var load = overrides ? Shaped(new PolicyLoadSpec(rule.PolicyRuleUri, bundle, settings, parameters)) : StoredShapeOf(rule, bundle);
-            var call = new EvalCall(rule, load, request.InputData, contextKey, deadline);
+            var call = new EvalCall(rule, load, request.InputData, contextKey, deadline) { Budget = request.Budget };
             var result = writesContext.ContainsKey(rule.PolicyRuleUri)
                 ? await EvalSerializedAsync(call, ct)
                 : await EvalOptimisticallyAsync(call, ct);
@@ -109,6 +109,9 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
     private sealed record EvalCall(PolicyRule Rule, ShapedLoad Shaped, JsonObject InputData, string ContextKey, TimeSpan Deadline)
     {
         public PolicyLoadSpec Load => Shaped.Load;
+
+        /// <summary>The node caller's wait (X-PolicyGrid-Timeout-Ms): a call that waited for the context key's lock past it is not started.</summary>
+        public CallBudget? Budget { get; init; }
     }
 
     // InstanceKey: the warm instances of this shape (one per worker, see EvalAsync).
@@ -137,6 +140,8 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
     {
         using (await locks.AcquireAsync(call.ContextKey, ct))
         {
+            // Queued behind the context's other calls (one slow one is enough): one whose caller has given up does not start.
+            call.Budget?.EnsureLeftToStart($"call of policy {call.Rule.PolicyRuleUri}");
             var before = await contexts.GetAsync(call.ContextKey, ct) ?? [];
             var (result, after) = await EvalAsync(call, before, ct);
             if (!JsonNode.DeepEquals(before, after))
