@@ -29,7 +29,7 @@ public sealed class DaprInvokedExecutor(HttpClient sidecar, string appId, TimeSp
     public const string CallerHeader = "X-PolicyGrid-Caller";
 
     /// <summary>Names the call, so the node runs it once however often it is delivered (the node API's NodeCallLedger).</summary>
-    public const string CallIdHeader = "X-PolicyGrid-Call-Id";
+    public const string CallIdHeader = PolicyGrid.Runtime.Transports.NodeHeaders.CallId;
 
     public string AppId => appId;
 
@@ -50,7 +50,11 @@ public sealed class DaprInvokedExecutor(HttpClient sidecar, string appId, TimeSp
         request.Headers.TryAddWithoutValidation(CallerHeader, caller.Name);
         // daprd retries a call whose connection failed (resiliency: gRPC UNAVAILABLE), also one that had reached the
         // node; the node answers a repeated id with the first run's answer instead of running the policy again.
-        request.Headers.TryAddWithoutValidation(CallIdHeader, Guid.NewGuid().ToString("N"));
+        request.Headers.TryAddWithoutValidation(CallIdHeader, PolicyGrid.Runtime.Transports.NodeHeaders.NewCallId());
+        // How long this call is waited for: one queued on the node past it (behind a slow call on its context) is not
+        // started there, since nobody would hear its answer (docs/runtime.md, X-PolicyGrid-Timeout-Ms).
+        request.Headers.TryAddWithoutValidation(PolicyGrid.Runtime.Transports.NodeHeaders.TimeoutMs,
+            PolicyGrid.Runtime.Transports.NodeHeaders.Milliseconds(CallTimeout));
         using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct);
         bounded.CancelAfter(CallTimeout);
         HttpResponseMessage response;

@@ -61,6 +61,19 @@ public sealed class DaprExecutorTransportTests
     }
 
     [Fact]
+    public async Task Each_call_says_how_long_it_is_waited_for_so_the_node_does_not_start_it_after_that()
+    {
+        var (executor, sidecar) = Executor(_ => Json(HttpStatusCode.OK, """{"success": true, "data": {"allowed": true}}"""));
+
+        await executor.ExecuteAsync(Request, new CallerIdentity("ci"), Ct);
+        await executor.ManageAsync(new ManagementRequest("ip_allowlist:1.0-beta", "get_state", []), new CallerIdentity("ci"), Ct);
+
+        var budgets = sidecar.Seen.Select(s => s.Request.Headers.GetValues(PolicyGrid.Runtime.Transports.NodeHeaders.TimeoutMs).Single()).ToList();
+        budgets.ShouldBe([((long)((DaprInvokedExecutor)executor).CallTimeout.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ((long)((DaprInvokedExecutor)executor).CallTimeout.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+    }
+
+    [Fact]
     public async Task Execute_invokes_method_execute_policy_through_the_sidecar()
     {
         var (executor, sidecar) = Executor(_ => Json(HttpStatusCode.OK, """{"success": true, "data": {"allowed": true}}"""));
