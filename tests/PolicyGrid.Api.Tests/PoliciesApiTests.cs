@@ -599,6 +599,22 @@ public sealed class PoliciesApiTests(GridServer server) : IClassFixture<GridServ
     }
 
     [Theory]
+    [InlineData("/policy/query", """{"version": {"$gt": 1}}""", "'version' in $gt compares 1, a number")]
+    [InlineData("/policy/query", """{"version": 1}""", "'version' compares 1, a number")]
+    [InlineData("/policy/query", """{"version": {"$in": [1, 2]}}""", "'version' in $in compares 1, a number")]
+    [InlineData("/graphs/query", """{"graph_version": {"$lt": 1.10}}""", "'graph_version' in $lt compares 1.10, a number")]
+    public async Task Query_comparing_a_version_with_a_number_is_a_400_asking_for_a_string(string route, string filter, string expected)
+    {
+        // Versions are stored as strings: this answered 200 with nothing, though "1.9" and "1.10" exist.
+        (await client.Post("/policy", IpAllowlist(Unique("v"), await server.StoreBundleAsync(), version: "1.10").ToJsonString())).Status.ShouldBe(200);
+        var answer = await client.Post(route, filter);
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Code.ShouldBe("bad_request");
+        answer.Message!.ShouldContain(expected);
+        answer.Message!.ShouldContain("as a string");
+    }
+
+    [Theory]
     [InlineData("limit=0", "limit")]
     [InlineData("limit=1001", "1000")]
     [InlineData("limit=ten", "limit")]

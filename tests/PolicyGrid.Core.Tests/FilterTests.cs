@@ -103,6 +103,39 @@ public class FilterTests
         FilterParser.Parse(J.N("""{"label": {"$gt": "1.9"}}""")).Matches(J.O("""{"label": "1.10"}""")).ShouldBeFalse();
 
     [Theory]
+    [InlineData("""{"version": {"$gt": 1}}""", "filter field 'version' in $gt compares 1, a number")]
+    [InlineData("""{"version": 1}""", "filter field 'version' compares 1, a number")]
+    [InlineData("""{"version": {"$eq": 1.10}}""", "compares 1.10, a number")]
+    [InlineData("""{"version": {"$ne": 2}}""", "filter field 'version' in $ne compares 2")]
+    [InlineData("""{"version": {"$in": ["1.0", 2]}}""", "filter field 'version' in $in compares 2, a number")]
+    [InlineData("""{"version": {"$nin": [1]}}""", "in $nin compares 1")]
+    [InlineData("""{"version": {"$all": [1]}}""", "in $all compares 1")]
+    [InlineData("""{"version": {"$not": {"$lte": 1}}}""", "in $lte compares 1")]
+    [InlineData("""{"version": true}""", "compares true, a boolean")]
+    [InlineData("""{"graph_version": {"$gte": 2}}""", "filter field 'graph_version' in $gte compares 2, a number")]
+    [InlineData("""{"$or": [{"name": "x"}, {"$and": [{"version": {"$lt": 3}}]}]}""", "filter field 'version' in $lt compares 3")]
+    public void A_number_against_a_version_field_is_a_400_asking_for_a_string(string filter, string message)
+    {
+        // Stored versions are always strings, so such a filter matched nothing, silently; and reading the number as a
+        // version would be a trap (the JSON number 1.10 is 1.1).
+        var e = J.Rejects(() => FilterParser.Parse(J.N(filter)));
+        e.Code.ShouldBe("bad_request");
+        e.Message.ShouldContain(message);
+        e.Message.ShouldContain("give it as a string, such as");
+    }
+
+    [Theory]
+    [InlineData("""{"version": {"$gt": "1"}, "graph_version": {"$in": ["1.0", null]}}""")]
+    [InlineData("""{"version": null}""")]
+    [InlineData("""{"version": {"$exists": true, "$size": 1, "$regex": "^1"}}""")]
+    // Nested *.version fields hold whatever metadata holds, numbers included; so do fields of array elements.
+    [InlineData("""{"metadata.version": {"$gt": 1}, "deps.version": 2}""")]
+    [InlineData("""{"deps": {"$elemMatch": {"version": {"$gte": 2}}}}""")]
+    [InlineData("""{"deps": {"$elemMatch": {"$or": [{"version": 2}]}}}""")]
+    public void Strings_on_version_fields_and_numbers_elsewhere_are_accepted(string filter) =>
+        Should.NotThrow(() => FilterParser.Parse(J.N(filter)));
+
+    [Theory]
     [InlineData("""{"name": {"$like": "x"}}""", "unknown filter operator '$like'")]
     [InlineData("""{"$nor": [{"a": 1}]}""", "unknown filter operator '$nor'")]
     [InlineData("""{"scores": {"$elemMatch": {"$foo": 1}}}""", "unknown filter operator '$foo'")]

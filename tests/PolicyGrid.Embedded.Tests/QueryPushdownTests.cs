@@ -389,7 +389,15 @@ internal static class RandomDocs
         }
         string[] paths = ["name", "n", "flag", "version", "tags", "metadata.audience", "metadata.level", "items", "items.k", "items.v", "items.0", "missing", "metadata"];
         var path = paths[r.Next(paths.Length)];
-        JsonNode? Value() => r.Next(7) switch { 0 => null, 1 => r.Next(2) == 0, 2 => Number(r), 3 => Versions[r.Next(Versions.Length)], _ => Word(r) };
+        // A number or boolean against version is a 400 (FilterParser): versions are strings there.
+        JsonNode? Value() => r.Next(7) switch
+        {
+            0 => null,
+            1 when path != "version" => r.Next(2) == 0,
+            2 when path != "version" => Number(r),
+            1 or 2 or 3 => Versions[r.Next(Versions.Length)],
+            _ => Word(r),
+        };
         JsonNode? condition = r.Next(15) switch
         {
             0 => Value(),
@@ -404,7 +412,8 @@ internal static class RandomDocs
             9 => new JsonObject { ["$all"] = new JsonArray(Enumerable.Range(0, r.Next(0, 3)).Select(_ => Value()).ToArray()) },
             10 => new JsonObject { ["$not"] = new JsonObject { ["$in"] = new JsonArray(Value()) } },
             11 => new JsonObject { ["$elemMatch"] = new JsonObject { ["k"] = Word(r) } },
-            12 => new JsonObject { ["$gte"] = Number(r), ["$lt"] = Number(r) },
+            12 when path != "version" => new JsonObject { ["$gte"] = Number(r), ["$lt"] = Number(r) },
+            12 => new JsonObject { ["$gte"] = Value() ?? "1.0", ["$lt"] = Value() ?? "2.0" },
             13 => new JsonObject { ["$in"] = new JsonArray(new JsonObject { ["$regex"] = "^" + Word(r) }) },
             _ => new JsonObject { ["$regex"] = Word(r).ToUpperInvariant(), ["$options"] = "i" },
         };

@@ -50,7 +50,7 @@ public static class FilterParser
         _ => 1,
     };
 
-    private static FilterNode ParseObject(JsonObject obj, string scope)
+    private static FilterNode ParseObject(JsonObject obj, string scope, bool inElement = false)
     {
         var children = new List<FilterNode>();
         foreach (var (key, value) in obj)
@@ -59,8 +59,8 @@ public static class FilterParser
             {
                 children.Add(key switch
                 {
-                    "$and" => new AndFilter(ParseList(key, value, scope)),
-                    "$or" => new OrFilter(ParseList(key, value, scope)),
+                    "$and" => new AndFilter(ParseList(key, value, scope, inElement)),
+                    "$or" => new OrFilter(ParseList(key, value, scope, inElement)),
                     _ => throw Unknown(key, "at the top level of a filter only $and and $or may appear"),
                 });
                 continue;
@@ -76,16 +76,19 @@ public static class FilterParser
             var path = scope.Length == 0 ? key : $"{scope}.{key}";
             if (JsonPath.Split(path).Length > JsonPath.MaxSegments)
                 throw Problems.BadRequest($"filter field '{JsonPath.Abbreviate(path)}' has more than {JsonPath.MaxSegments} segments, more levels than a document may nest");
-            children.AddRange(ParseField(path, key, value));
+            var conditions = ParseField(path, key, value).ToList();
+            if (!inElement && StringVersionFields.Contains(path))
+                foreach (var condition in conditions) RequireVersionStrings(path, condition);
+            children.AddRange(conditions);
         }
         return children.Count == 1 ? children[0] : new AndFilter(children);
     }
 
-    private static List<FilterNode> ParseList(string op, JsonNode? value, string scope)
+    private static List<FilterNode> ParseList(string op, JsonNode? value, string scope, bool inElement)
     {
         if (value is not JsonArray array || array.Count == 0 || array.Any(e => e is not JsonObject))
             throw Problems.BadRequest($"{op} takes a non-empty array of filter objects");
-        return array.Select(e => ParseObject((JsonObject)e!, scope)).ToList();
+        return array.Select(e => ParseObject((JsonObject)e!, scope, inElement)).ToList();
     }
 
     private static IEnumerable<FilterNode> ParseField(string path, string key, JsonNode? value)
@@ -146,7 +149,7 @@ public static class FilterParser
                     if (operand is not JsonObject em || em.Count == 0) throw Problems.BadRequest($"{label} takes a non-empty object");
                     // {"$gte": 80} applies to each element itself; {"score": {...}} or {"$or": [...]} to each element's fields.
                     var operatorForm = em.All(p => p.Key.StartsWith('$')) && !em.Any(p => p.Key is "$and" or "$or");
-                    var nested = operatorForm ? And(ParseOperators("", em)) : ParseObject(em, "");
+                    var nested = operatorForm ? And(ParseOperators("", em)) : ParseObject(em, "", inElement: true);
                     result.Add(new FieldFilter(path, op, operand.DeepClone(), nested));
                     break;
                 case FieldOperator.Not:
@@ -226,6 +229,43 @@ public static class FilterParser
         ["punct"] = "\\p{P} (with \\p{S} for symbols)",
         ["cntrl"] = "\\p{Cc}",
     };
+
+    /// <summary>
+    /// Top-level fields every stored document holds as a string, if at all, and that compare as versions. A number
+    /// (or boolean) against one can never match, so a filter holding one is a 400 rather than an empty 200: someone who
+    /// writes <c>{"version": {"$gt": 1}}</c> means versions, and reading the number as one would be a trap, since the
+    /// JSON number 1.10 is 1.1. (A nested <c>*.version</c> lives in free-form data such as metadata, where numbers are
+    /// legitimate values, so numbers there compare as numbers.)
+    /// </summary>
+    private static readonly HashSet<string> StringVersionFields = new(StringComparer.Ordinal) { "version", "graph_version" };
+
+    private static void RequireVersionStrings(string path, FilterNode condition)
+    {
+        switch (condition)
+        {
+            case AndFilter and:
+                foreach (var child in and.Children) RequireVersionStrings(path, child);
+                break;
+            case FieldFilter { Operator: FieldOperator.Not, Nested: { } nested }:
+                RequireVersionStrings(path, nested);
+                break;
+            case FieldFilter { Operator: FieldOperator.Eq or FieldOperator.Ne or FieldOperator.Gt or FieldOperator.Gte or FieldOperator.Lt or FieldOperator.Lte } f:
+                RequireVersionString(path, f.Operator, f.Operand);
+                break;
+            case FieldFilter { Operator: FieldOperator.In or FieldOperator.Nin or FieldOperator.All, Operand: JsonArray list } f:
+                foreach (var element in list) RequireVersionString(path, f.Operator, element);
+                break;
+        }
+    }
+
+    private static void RequireVersionString(string path, FieldOperator op, JsonNode? operand)
+    {
+        if (operand is not JsonValue v || v.GetValueKind() is not (JsonValueKind.Number or JsonValueKind.True or JsonValueKind.False)) return;
+        var kind = v.GetValueKind() == JsonValueKind.Number ? "a number" : "a boolean";
+        var where = op is FieldOperator.Eq ? "" : $" in ${op.ToString().ToLowerInvariant()}";
+        throw Problems.BadRequest($"filter field '{path}'{where} compares {operand.ToJsonString()}, {kind}, but {path} is a version string: " +
+            $"give it as a string, such as {{\"{path}\": {{\"$gt\": \"1.10\"}}}} (versions are not read from numbers: the JSON number 1.10 is 1.1)");
+    }
 
     private static FilterNode And(List<FilterNode> nodes) => nodes.Count == 1 ? nodes[0] : new AndFilter(nodes);
 
