@@ -57,6 +57,9 @@ public sealed class PushdownData : IAsyncLifetime
             """{"n": 4.9e-324}""", """{"metadata": {"level": 1E-30}}""",
             // 15 digits, 23 places: casting its decimal to a double misses the nearest double by one step.
             """{"n": 0.00000000768002418563154}""",
+            // Integers past 2^53, exact as int64 (ids): no double holds them, so SQLite must compare them as integers.
+            """{"n": 9007199254740993}""", """{"n": 12345678901234567}""", """{"n": 9007199254740993.0}""", """{"n": -9007199254740995.0}""",
+            """{"n": [12345678901234567.4, 1]}""",
         };
         foreach (var (json, i) in edges.Select((j, i) => (j, i)))
             Docs.Add(($"edge{i:D2}", JsonNode.Parse(json)!.AsObject()));
@@ -147,6 +150,17 @@ public sealed class QueryPushdownTests(PushdownData data) : IClassFixture<Pushdo
     [InlineData("""{"n": 0.00000000768002418563154}""")]
     [InlineData("""{"n": {"$gte": 0.00000000768002418563154}}""")]
     [InlineData("""{"n": {"$lt": 0.00000000768002418563154}}""")]
+    [InlineData("""{"n": 9007199254740993}""")]
+    [InlineData("""{"n": 12345678901234567}""")]
+    [InlineData("""{"n": {"$in": [12345678901234567, 1]}}""")]
+    [InlineData("""{"n": {"$gte": 9007199254740993}}""")]
+    [InlineData("""{"n": {"$lte": 9007199254740993}}""")]
+    [InlineData("""{"n": {"$lt": 12345678901234567}}""")]
+    [InlineData("""{"n": {"$ne": 12345678901234567}}""")]
+    [InlineData("""{"n": {"$gt": 12345678901234567}}""")]
+    [InlineData("""{"n": {"$lte": -9007199254740995}}""")]
+    [InlineData("""{"n": {"$gte": -9007199254740995}}""")]
+    [InlineData("""{"n": -9007199254740995}""")]
     [InlineData("""{"n": 100}""")]
     [InlineData("""{"n": 0}""")]
     [InlineData("""{"n": {"$ne": 0.1}}""")]

@@ -313,11 +313,13 @@ internal sealed class SqlFilterTranslator
         var inCore = $"pg_number({op}, {v.Text}, {Parameter(operand.ToJsonString())})";
         if (!IsSafeOperand(exact)) return SqlCondition.Exact($"{isNumber} AND {inCore}");
         var p = Parameter(SqlNumber(exact));
-        var unsafeValue = $"{huge} OR ({v.Value} = {p} AND (length({v.Text}) > 15 OR instr(lower({v.Text}), 'e') > 0))";
+        var near = NearLargeInteger(v, exact);
+        var unsafeValue = $"{huge} OR ({v.Value} = {p} AND (length({v.Text}) > 15 OR instr(lower({v.Text}), 'e') > 0))" + (near is null ? "" : $" OR {near}");
         // A cheap necessary condition first, so most rows cost one lookup: Core can only say yes where SQLite's
         // comparison does, or where the value rounds to the operand (a safe operand is below ±9e18, so a value past
         // ±1e28, compared as doubles, stands on the same side of it in both).
         var prefilter = sqlOp is ">" or "<" ? $"({v.Value} {sqlOp} {p} OR {v.Value} = {p})" : $"{v.Value} {sqlOp} {p}";
+        if (near is not null) prefilter = $"({prefilter} OR {near})";
         return SqlCondition.Exact($"{prefilter} AND {isNumber} AND CASE WHEN {unsafeValue} THEN {inCore} ELSE {v.Value} {sqlOp} {p} END");
     }
 
@@ -354,22 +356,38 @@ internal sealed class SqlFilterTranslator
     {
         if (!IsSafeOperand(operand, out var n)) return null;
         var p = Parameter(SqlNumber(n));
-        return op switch
+        var prefilter = op switch
         {
             FieldOperator.Gt => $"({v.Value} > {p} OR {v.Value} = {p})",
             FieldOperator.Gte => $"{v.Value} >= {p}",
             FieldOperator.Lt => $"({v.Value} <= {p} OR {v.Value} >= '')",
             _ => $"({v.Value} <= {p} OR {v.Value} >= '')",
         };
+        return NearLargeInteger(v, n) is { } near ? $"({prefilter} OR {near})" : prefilter;
+    }
+
+    /// <summary>
+    /// Past 2^53 not every integer is a double. SQLite compares the int64 operand with a stored integer exactly, as Core
+    /// does, but with a stored REAL by its double, while Core reads that REAL's text as a decimal: 9007199254740993.0
+    /// equals 9007199254740993 to Core, yet its double is ...992. The values within a step of the operand's double,
+    /// where the two can differ, go to Core; null for an operand that needs no such care.
+    /// </summary>
+    private string? NearLargeInteger(SqlLocation v, decimal n)
+    {
+        if (n != decimal.Truncate(n) || Math.Abs(n) <= 9_007_199_254_740_992m) return null;
+        var d = double.Parse(n.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+        return $"{v.Value} BETWEEN {Parameter(Math.BitDecrement(d))} AND {Parameter(Math.BitIncrement(d))}";
     }
 
     /// <summary>
     /// The operand as SQLite should hold it: an int64, or the double nearest the decimal. A cast can miss that double
     /// by one step (it divides by a power of ten a double cannot hold exactly, 1e23 and up), so the text is parsed.
+    /// The int64 is boxed as one: a conditional of long and double is a double, and 9007199254740993 as a double is
+    /// ...992, which SQLite finds equal to no stored integer past 2^53.
     /// </summary>
     private static object SqlNumber(decimal n) =>
         n == decimal.Truncate(n) && Math.Abs(n) < 9_000_000_000_000_000_000m
-            ? (long)n
+            ? (object)(long)n
             : double.Parse(n.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
 
     /// <summary>The value itself, or any element when it is an array (Core's "any element matches").</summary>
