@@ -60,6 +60,8 @@ public sealed class PushdownData : IAsyncLifetime
             // Integers past 2^53, exact as int64 (ids): no double holds them, so SQLite must compare them as integers.
             """{"n": 9007199254740993}""", """{"n": 12345678901234567}""", """{"n": 9007199254740993.0}""", """{"n": -9007199254740995.0}""",
             """{"n": [12345678901234567.4, 1]}""",
+            // A NUL inside a string: SQLite hands text to a .NET function only up to it.
+            """{"name": "a\u0000b"}""", """{"tags": ["x\u0000", "y"]}""",
         };
         foreach (var (json, i) in edges.Select((j, i) => (j, i)))
             Docs.Add(($"edge{i:D2}", JsonNode.Parse(json)!.AsObject()));
@@ -161,6 +163,12 @@ public sealed class QueryPushdownTests(PushdownData data) : IClassFixture<Pushdo
     [InlineData("""{"n": {"$lte": -9007199254740995}}""")]
     [InlineData("""{"n": {"$gte": -9007199254740995}}""")]
     [InlineData("""{"n": -9007199254740995}""")]
+    [InlineData("""{"name": {"$regex": "^a$"}}""")]
+    [InlineData("""{"name": {"$regex": "b$"}}""")]
+    [InlineData("""{"name": {"$in": [{"$regex": "^a$"}]}}""")]
+    [InlineData("""{"tags": {"$regex": "^x$"}}""")]
+    [InlineData("""{"name": "a\u0000b"}""")]
+    [InlineData("""{"name": {"$gt": "a"}}""")]
     [InlineData("""{"n": 100}""")]
     [InlineData("""{"n": 0}""")]
     [InlineData("""{"n": {"$ne": 0.1}}""")]

@@ -216,7 +216,7 @@ internal sealed class SqlFilterTranslator
         UsesRegex = true;
         var p = Parameter(pattern);
         var o = Parameter(options);
-        return Navigate(body, segments, v => Flatten(v, e => e.KnownArray ? SqlCondition.False : SqlCondition.Exact($"{e.Type} = 'text' AND pg_regex({p}, {o}, {e.Value})")));
+        return Navigate(body, segments, v => Flatten(v, e => e.KnownArray ? SqlCondition.False : SqlCondition.Exact($"{e.Type} = 'text' AND pg_regex({p}, {o}, CAST({e.Value} AS BLOB))")));
     }
 
     /// <summary>

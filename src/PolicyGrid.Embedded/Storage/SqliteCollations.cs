@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json.Nodes;
 using Microsoft.Data.Sqlite;
 using PolicyGrid.Core.Errors;
@@ -29,9 +30,12 @@ internal static class SqliteCollations
         connection.CreateCollation(Version, VersionComparer.Instance.Compare);
         connection.CreateCollation(JsonOrder, (a, b) => SortCompare(a, b, asVersion: false));
         connection.CreateCollation(JsonVersionOrder, (a, b) => SortCompare(a, b, asVersion: true));
+        // The value arrives as a BLOB of its UTF-8 (SqlFilter casts it): as TEXT, SQLite hands .NET only the part before
+        // a NUL, so "^a$" would match a stored "a\u0000b", which Core does not.
         connection.CreateFunction<string, string, object?, bool>("pg_regex", (pattern, options, value) =>
         {
-            if (value is not string s) return false;
+            var s = value switch { byte[] utf8 => Encoding.UTF8.GetString(utf8), string text => text, _ => null };
+            if (s is null) return false;
             try { return budget.IsMatch(FieldMatcher.Compile(pattern, options), s); }
             catch (Exception e) when (e is PolicyGridException or OperationCanceledException)
             {
