@@ -49,6 +49,25 @@ public sealed class QueryParameterTests(GridServer server) : IClassFixture<GridS
     }
 
     [Theory]
+    [InlineData("/policy/query", "offset=20", "query parameter 'offset' is not one a query takes")]
+    [InlineData("/policy/query", "limit=5&order_by=name", "query parameter 'order_by' is not one a query takes")]
+    [InlineData("/jobs/query", "page=2", "query parameter 'page'")]
+    [InlineData("/decisions/query", "filter=%7B%7D", "the filter goes in the body")]
+    [InlineData("/graphs/query", "sort_by=graph_name", "?limit=, ?skip= and ?sort=")]
+    public async Task An_unknown_query_parameter_on_a_query_is_a_400_naming_it(string route, string query, string phrase)
+    {
+        // It answered 200 with the first page, as if the paging or order asked for had been applied.
+        var answer = await client.Post($"{route}?{query}", "{}");
+        answer.Status.ShouldBe(400, answer.Body?.ToJsonString());
+        answer.Code.ShouldBe("bad_request");
+        answer.Message.ShouldContain(phrase);
+    }
+
+    [Fact]
+    public async Task Limit_skip_and_sort_are_read_in_any_case() =>
+        (await client.Post("/policy/query?LIMIT=1&Skip=0&Sort=name:asc", "{}")).Status.ShouldBe(200);
+
+    [Theory]
     [InlineData("limit=ten", "limit 'ten' must be a whole number from 1 to 1000")]
     [InlineData("limit=5000", "limit 5000 is over the maximum of 1000")]
     [InlineData("skip=-3", "skip '-3' must be a whole number from 0 to 2147483647")]

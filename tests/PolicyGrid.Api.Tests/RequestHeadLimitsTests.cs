@@ -24,9 +24,9 @@ public sealed class RequestHeadLimitsTests(GridServer server) : IClassFixture<Gr
     [Fact]
     public async Task A_request_target_over_8_KiB_is_a_414_envelope_naming_the_limit_and_setting()
     {
-        ShouldBeTooLarge(await client.Post($"/policy/query?x={new string('a', 9000)}", "{}"), 414,
+        ShouldBeTooLarge(await client.Post($"/policy/query?sort={new string('a', 9000)}", "{}"), 414,
             "request target", "limit of 8192 bytes", "PolicyGrid:Api:MaxRequestTargetBytes");
-        (await client.Post($"/policy/query?x={new string('a', 8000)}", "{}")).Status.ShouldBe(200);
+        (await client.Post($"/policy/query?sort={new string('a', 8000)}", "{}")).Status.ShouldBe(200);
     }
 
     [Fact]

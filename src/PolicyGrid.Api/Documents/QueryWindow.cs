@@ -20,9 +20,15 @@ public sealed record QueryWindow(int Limit, int Skip, IReadOnlyList<SortKey> Sor
 {
     public TimeSpan TimeBudget { get; init; } = FilterBudget.DefaultLimit;
 
+    /// <summary>The query string a query route reads (names compare ignoring case, as ASP.NET reads them).</summary>
+    private static readonly HashSet<string> WindowParameters = new(StringComparer.OrdinalIgnoreCase) { "limit", "skip", "sort" };
+
     public static ValueTask<QueryWindow?> BindAsync(HttpContext context, ParameterInfo parameter)
     {
         ArgumentNullException.ThrowIfNull(context);
+        // ?offset=20 or ?order_by=name, ignored, would answer the first page in store order as if it were what was asked.
+        if (context.Request.Query.Keys.FirstOrDefault(k => !WindowParameters.Contains(k)) is { } unknown)
+            throw Problems.BadRequest($"query parameter '{Core.Querying.JsonPath.Abbreviate(Printable(unknown))}' is not one a query takes: page and order with ?limit=, ?skip= and ?sort=field:asc|desc[,field:asc|desc]; the filter goes in the body");
         var window = Parse(context.Request.Query["limit"], context.Request.Query["skip"], context.Request.Query["sort"]) with
         {
             TimeBudget = context.RequestServices.GetRequiredService<IOptions<ApiLimits>>().Value.QueryTimeBudget,
