@@ -136,6 +136,19 @@ public class FilterTests
         Should.NotThrow(() => FilterParser.Parse(J.N(filter)));
 
     [Theory]
+    [InlineData("""{"$gt": 1}""")]
+    [InlineData("""{"scores": {"$elemMatch": {"$gt": 1, "subject": "math"}}}""")]
+    [InlineData("""{"scores": {"$elemMatch": {"$or": [{"$gt": 1}]}}}""")]
+    [InlineData("""{"$or": [{"$regex": "^a"}]}""")]
+    public void A_field_operator_without_its_field_is_a_400_that_does_not_call_it_unknown(string filter)
+    {
+        // It said "unknown filter operator '$gt'", of an operator the documentation lists.
+        var e = J.Rejects(() => FilterParser.Parse(J.N(filter)));
+        e.Message.ShouldNotContain("unknown");
+        e.Message.ShouldContain("applies to a field and appears here without one");
+    }
+
+    [Theory]
     [InlineData("""{"name": {"$like": "x"}}""", "unknown filter operator '$like'")]
     [InlineData("""{"$nor": [{"a": 1}]}""", "unknown filter operator '$nor'")]
     [InlineData("""{"scores": {"$elemMatch": {"$foo": 1}}}""", "unknown filter operator '$foo'")]

@@ -61,6 +61,11 @@ public static class FilterParser
                 {
                     "$and" => new AndFilter(ParseList(key, value, scope, inElement)),
                     "$or" => new OrFilter(ParseList(key, value, scope, inElement)),
+                    // A field's operator where a field belongs ({"$gt": 1} beside fields in $elemMatch, or in its $or): it is
+                    // no unknown operator, it lacks its field.
+                    _ when Operators.ContainsKey(key) || key == "$options" => throw Problems.BadRequest(
+                        $"filter operator '{key}' applies to a field and appears here without one: write it inside the field's object, as in {{\"score\": {{\"{key}\": ...}}}}; " +
+                        "inside $elemMatch an object of operators alone applies them to each element, and one holding fields (or $and/$or) tests the elements' fields"),
                     _ => throw Unknown(key, "at the top level of a filter only $and and $or may appear"),
                 });
                 continue;
