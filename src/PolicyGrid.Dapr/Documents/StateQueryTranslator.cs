@@ -74,8 +74,14 @@ public static class StateQueryTranslator
     /// Strings, numbers and booleans: the values whose equality the query API and Mongo agree on. A number beyond
     /// decimal's range (±7.9e28) or smaller than 1e-12 and not zero Core compares as a double, which a store need not
     /// do (it may compare such numbers as text or exact decimals and miss a match: 1e-30 and 1.0000000000000001e-30
-    /// are one double), so a condition holding one stays with Core.
+    /// are one double), so a condition holding one stays with Core. So does an integer past ±2^53: the sidecar reads the
+    /// query's JSON numbers as doubles (Go's float64), so 9007199254740993 would reach the store as ...992 and miss the
+    /// document holding it.
     /// </summary>
     private static bool IsScalar(JsonNode? node) =>
-        node is JsonValue v && (v.GetValueKind() is JsonValueKind.String or JsonValueKind.True or JsonValueKind.False || JsonValues.TryPreciseDecimal(v, out _));
+        node is JsonValue v && (v.GetValueKind() is JsonValueKind.String or JsonValueKind.True or JsonValueKind.False
+            || (JsonValues.TryPreciseDecimal(v, out var n) && Math.Abs(n) <= MaxExactDouble));
+
+    /// <summary>2^53: every integer up to it is exactly a double.</summary>
+    private const decimal MaxExactDouble = 9_007_199_254_740_992m;
 }

@@ -22,6 +22,7 @@ public sealed class StateQueryTranslatorTests
     [InlineData("""{"name": "ip", "metadata.risk": 1e30}""", """{"EQ": {"doc.name": "ip"}}""")]
     [InlineData("""{"name": "ip", "metadata.risk": 1e-30}""", """{"EQ": {"doc.name": "ip"}}""")]
     [InlineData("""{"metadata.risk": {"$in": [0, 0.000001]}}""", """{"IN": {"doc.metadata.risk": [0, 0.000001]}}""")]
+    [InlineData("""{"metadata.id": 9007199254740992}""", """{"EQ": {"doc.metadata.id": 9007199254740992}}""")]
     public void Translates_what_the_query_api_can_express(string filter, string expected) =>
         JsonNode.DeepEquals(Translate(filter), JsonNode.Parse(expected)).ShouldBeTrue(Translate(filter)?.ToJsonString());
 
@@ -36,6 +37,9 @@ public sealed class StateQueryTranslatorTests
     [InlineData("""{"metadata.risk": {"$in": [5, -1e30]}}""")]
     [InlineData("""{"metadata.risk": 1e-30}""")]
     [InlineData("""{"metadata.risk": {"$in": [5, 1.4e-28]}}""")]
+    // Past 2^53 the sidecar's float64 would turn 9007199254740993 into ...992 and miss the document holding it.
+    [InlineData("""{"metadata.id": 9007199254740993}""")]
+    [InlineData("""{"metadata.id": {"$in": [1, -12345678901234567]}}""")]
     [InlineData("""{}""")]
     public void Leaves_the_rest_to_cores_matcher(string filter) => Translate(filter).ShouldBeNull();
 
