@@ -168,6 +168,8 @@ public sealed class QueryPushdownTests(PushdownData data) : IClassFixture<Pushdo
     [InlineData("""{"name": {"$in": [{"$regex": "^a$"}]}}""")]
     [InlineData("""{"tags": {"$regex": "^x$"}}""")]
     [InlineData("""{"name": "a\u0000b"}""")]
+    [InlineData("""{"name": {"$regex": "\u0000"}}""")]
+    [InlineData("""{"name": {"$in": [{"$regex": "\u0000b"}]}}""")]
     [InlineData("""{"name": {"$gt": "a"}}""")]
     [InlineData("""{"n": 100}""")]
     [InlineData("""{"n": 0}""")]

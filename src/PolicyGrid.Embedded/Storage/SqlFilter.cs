@@ -214,7 +214,8 @@ internal sealed class SqlFilterTranslator
     {
         FieldMatcher.Compile(pattern, options); // a bad pattern is the caller's 400, before any SQL runs
         UsesRegex = true;
-        var p = Parameter(pattern);
+        // As UTF-8 bytes, as the value goes: as TEXT, SQLite hands .NET a pattern only up to a NUL ("\u0000" would be "").
+        var p = Parameter(System.Text.Encoding.UTF8.GetBytes(pattern));
         var o = Parameter(options);
         return Navigate(body, segments, v => Flatten(v, e => e.KnownArray ? SqlCondition.False : SqlCondition.Exact($"{e.Type} = 'text' AND pg_regex({p}, {o}, CAST({e.Value} AS BLOB))")));
     }

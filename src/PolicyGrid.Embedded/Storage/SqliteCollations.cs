@@ -30,13 +30,13 @@ internal static class SqliteCollations
         connection.CreateCollation(Version, VersionComparer.Instance.Compare);
         connection.CreateCollation(JsonOrder, (a, b) => SortCompare(a, b, asVersion: false));
         connection.CreateCollation(JsonVersionOrder, (a, b) => SortCompare(a, b, asVersion: true));
-        // The value arrives as a BLOB of its UTF-8 (SqlFilter casts it): as TEXT, SQLite hands .NET only the part before
-        // a NUL, so "^a$" would match a stored "a\u0000b", which Core does not.
-        connection.CreateFunction<string, string, object?, bool>("pg_regex", (pattern, options, value) =>
+        // The pattern and the value arrive as BLOBs of their UTF-8 (SqlFilter binds and casts them so): as TEXT, SQLite
+        // hands .NET only the part before a NUL, so "^a$" would match a stored "a\u0000b", and "\u0000" be "".
+        connection.CreateFunction<object, string, object?, bool>("pg_regex", (pattern, options, value) =>
         {
-            var s = value switch { byte[] utf8 => Encoding.UTF8.GetString(utf8), string text => text, _ => null };
+            var s = Utf8Text(value);
             if (s is null) return false;
-            try { return budget.IsMatch(FieldMatcher.Compile(pattern, options), s); }
+            try { return budget.IsMatch(FieldMatcher.Compile(Utf8Text(pattern) ?? "", options), s); }
             catch (Exception e) when (e is PolicyGridException or OperationCanceledException)
             {
                 failed(e);
@@ -45,6 +45,8 @@ internal static class SqliteCollations
         }, isDeterministic: true);
         connection.CreateFunction<string, string?, string, bool>("pg_number", CompareNumber, isDeterministic: true);
     }
+
+    private static string? Utf8Text(object? value) => value switch { byte[] utf8 => Encoding.UTF8.GetString(utf8), string text => text, _ => null };
 
     /// <summary>Core's number comparison for the few values SQLite's int64/double view could misjudge.</summary>
     private static bool CompareNumber(string op, string? valueJson, string operandJson)
