@@ -320,11 +320,12 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         {
             foreach (var key in sort)
             {
-                var c = key.IsDocumentId ? string.CompareOrdinal(a.Id, b.Id)
+                var c = key.IsDocumentId ? DocumentOrder.CompareIds(a.Id, b.Id)
                     : JsonValues.SortCompare(First(a.Doc, key.Path), First(b.Doc, key.Path), VersionComparer.IsVersionField(key.Path));
                 if (c != 0) return key.Direction == SortDirection.Desc ? -c : c;
             }
-            return string.CompareOrdinal(a.Id, b.Id);
+            // Code-point order, as the embedded store's index orders ids (UTF-16 ordinal puts U+1F600 before U+E000).
+            return DocumentOrder.CompareIds(a.Id, b.Id);
         });
         return docs.Order(comparison);
     }

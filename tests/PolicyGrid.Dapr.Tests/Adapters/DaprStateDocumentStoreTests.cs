@@ -185,6 +185,19 @@ public sealed class DaprStateDocumentStoreTests
     }
 
     [Fact]
+    public async Task Key_index_query_orders_ids_by_code_point_as_the_embedded_store_does()
+    {
+        // UTF-16 ordinal order put "a😀" (a surrogate pair, D83D) before "a\uE000"; SQLite's id index, by code point, after.
+        var store = state.Store(DocumentQueryMode.KeyIndex);
+        foreach (var id in new[] { "a\U0001F600", "a\uE000", "a" })
+            await store.CreateAsync(Collections.Jobs, id, new JsonObject { ["status"] = "running" }, Ct);
+
+        (await store.QueryAsync(Collections.Jobs, DocumentQuery.All(), Ct)).Select(d => d.Id).ShouldBe(["a", "a\uE000", "a\U0001F600"]);
+        (await store.QueryAsync(Collections.Jobs, DocumentQuery.All() with { Sort = [SortKey.ById(SortDirection.Desc)] }, Ct)).Select(d => d.Id)
+            .ShouldBe(["a\U0001F600", "a\uE000", "a"]);
+    }
+
+    [Fact]
     public async Task Key_index_query_skips_ids_whose_document_is_gone()
     {
         var store = state.Store(DocumentQueryMode.KeyIndex);
