@@ -10,14 +10,16 @@ namespace PolicyGrid.Dapr.Context;
 /// the TTL cache of policy context. A time to live goes to Redis as the <c>ttlInSeconds</c> request
 /// metadata (Redis expires the key itself); without one, the component's own default
 /// <c>ttlInSeconds</c> applies, so operators bound the cache in one place.
-/// Keys are <c>context||{key}</c>, leaving the store's other key spaces (results) free.
+/// Keys are <c>context/{key}</c>, leaving the store's other key spaces (results) free. daprd refuses every state key
+/// holding <c>||</c> (its key-prefix separator; dapr/dapr pkg/components/state/state_config.go, v1.18.3), so a key's
+/// <c>|</c> and <c>%</c> are escaped as in <see cref="Documents.StateKeys.Escape"/>: a caller's context_key may hold any.
 /// </summary>
 public sealed class DaprContextStore(DaprClient dapr) : IContextStore
 {
     private const string Store = DaprNames.Components.CacheStore;
     public const string TtlMetadata = "ttlInSeconds";
 
-    public static string Key(string key) => "context||" + key;
+    public static string Key(string key) => "context/" + Documents.StateKeys.Escape(key);
 
     public async Task<JsonObject?> GetAsync(string key, CancellationToken ct = default)
     {

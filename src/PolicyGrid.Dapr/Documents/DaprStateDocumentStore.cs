@@ -13,7 +13,7 @@ namespace PolicyGrid.Dapr.Documents;
 /// <see cref="IDocumentStore"/> over the Dapr state store <see cref="DaprNames.Components.DocumentStore"/>
 /// (state.mongodb in production, state.redis locally).
 /// <list type="bullet">
-/// <item>Keys: <c>{collection}||{id}</c>; the value is a <see cref="StateDocument"/>.</item>
+/// <item>Keys: <c>{collection}/{id}</c> (<see cref="StateKeys"/>); the value is a <see cref="StateDocument"/>.</item>
 /// <item>Concurrency: every conditional write passes the store's ETag with first-write concurrency, so
 /// a writer that lost a race gets a 409 instead of overwriting. The revision answered to callers is
 /// our own token stored in the entry; If-Match is compared with it before the conditional write.</item>

@@ -23,16 +23,25 @@ public sealed record StateDocument(
 public sealed record KeyIndex([property: JsonPropertyName("ids")] List<string> Ids);
 
 /// <summary>
-/// The key scheme: a document lives at <c>{collection}||{id}</c> (the separator Dapr itself uses for
-/// its key prefixes, and one no collection name contains); a collection's index at
-/// <c>__keyindex||{collection}</c>, which no document key can equal because no collection is named __keyindex.
+/// The key scheme: a document lives at <c>{collection}/{id}</c>, a collection's index at <c>__keyindex/{collection}</c>,
+/// which no document key can equal because no collection is named __keyindex.
+/// <para>
+/// daprd refuses every state key holding <c>||</c> (its own key-prefix separator) with InvalidArgument
+/// (dapr/dapr pkg/components/state/state_config.go, checkKeyIllegal, v1.18.3), so neither the separator nor an id may
+/// put one in a key: each <c>|</c> of an id is written <c>%7C</c> and each <c>%</c> <c>%25</c>, which keeps keys of
+/// different ids apart. No collection name holds a <c>/</c>.
+/// </para>
 /// </summary>
 public static class StateKeys
 {
-    public const string Separator = "||";
+    public const string Separator = "/";
     public const string IndexPrefix = "__keyindex";
 
-    public static string Document(string collection, string id) => collection + Separator + id;
+    public static string Document(string collection, string id) => collection + Separator + Escape(id);
 
     public static string Index(string collection) => IndexPrefix + Separator + collection;
+
+    /// <summary>An id or key as a part of a state key daprd accepts: no <c>|</c> left, and no two inputs alike.</summary>
+    public static string Escape(string part) =>
+        part.Contains('|') || part.Contains('%') ? part.Replace("%", "%25", StringComparison.Ordinal).Replace("|", "%7C", StringComparison.Ordinal) : part;
 }

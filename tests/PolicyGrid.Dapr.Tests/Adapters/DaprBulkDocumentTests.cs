@@ -28,7 +28,7 @@ public sealed class DaprBulkDocumentTests
         state.Entries.TryGetValue(StateKeys.Index(Collection), out var e) ? JsonSerializer.Deserialize<KeyIndex>(e.Json)!.Ids : [];
 
     private IEnumerable<string> StoredIds() =>
-        state.Entries.Keys.Where(k => k.StartsWith(Collection + "||", StringComparison.Ordinal)).Select(k => k[(Collection.Length + 2)..]).Order(StringComparer.Ordinal);
+        state.Entries.Keys.Where(k => k.StartsWith(Collection + "/", StringComparison.Ordinal)).Select(k => k[(Collection.Length + 1)..]).Order(StringComparer.Ordinal);
 
     private int IndexWrites() =>
         state.Client.ReceivedCalls().Count(c => c.GetMethodInfo().Name == nameof(DaprClient.TrySaveStateAsync) && c.GetArguments()[2] is KeyIndex);

@@ -28,12 +28,33 @@ public sealed class DaprStateDocumentStoreTests
     {
         var stored = await state.Store().CreateAsync(Collections.Policies, "ip:1.0-beta", Policy("ip"), Ct);
 
-        await state.Client.Received(1).TrySaveStateAsync(Store, "policies||ip:1.0-beta",
+        await state.Client.Received(1).TrySaveStateAsync(Store, "policies/ip:1.0-beta",
             Arg.Is<StateDocument>(d => d.Collection == "policies" && d.Id == "ip:1.0-beta" && d.Doc["name"]!.GetValue<string>() == "ip"),
             "", Arg.Is<StateOptions>(o => o.Concurrency == ConcurrencyMode.FirstWrite && o.Consistency == ConsistencyMode.Strong),
             Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>());
         stored.Revision.ShouldNotBeNullOrEmpty();
         (await state.Store().GetAsync(Collections.Policies, "ip:1.0-beta", Ct))!.Revision.ShouldBe(stored.Revision);
+    }
+
+    [Theory]
+    [InlineData(DocumentQueryMode.KeyIndex)]
+    [InlineData(DocumentQueryMode.QueryApi)]
+    public async Task Every_key_is_one_daprd_accepts_even_for_an_id_holding_its_separator(DocumentQueryMode mode)
+    {
+        // daprd refuses any state key holding "||" (InvalidArgument), as the fake does: before, every key had one.
+        var store = state.WithIdQueries().Store(mode);
+
+        var created = await store.CreateAsync(Collections.Executors, "edge||1", new JsonObject { ["name"] = "edge||1" }, Ct);
+        await store.CreateAsync(Collections.Executors, "edge|%7C1", new JsonObject { ["name"] = "other" }, Ct);
+        var replaced = await store.ReplaceAsync(Collections.Executors, "edge||1", new JsonObject { ["name"] = "edge||1", ["n"] = 2 }, created.Revision, Ct);
+        await store.UpsertAsync(Collections.Jobs, "job||1", new JsonObject { ["status"] = "running" }, Ct);
+
+        (await store.GetAsync(Collections.Executors, "edge||1", Ct))!.Revision.ShouldBe(replaced.Revision);
+        (await store.GetAsync(Collections.Executors, "edge|%7C1", Ct))!.Body["name"]!.GetValue<string>().ShouldBe("other");
+        (await store.DeleteAsync(Collections.Executors, "edge||1", null, Ct)).ShouldNotBeNull();
+        (await store.GetAsync(Collections.Executors, "edge||1", Ct)).ShouldBeNull();
+        (await store.GetAsync(Collections.Jobs, "job||1", Ct)).ShouldNotBeNull();
+        state.Entries.Keys.ShouldAllBe(k => !k.Contains("||"));
     }
 
     [Fact]
@@ -65,9 +86,9 @@ public sealed class DaprStateDocumentStoreTests
     [Fact]
     public async Task Create_that_a_store_refuses_with_a_plain_error_is_still_a_409_when_the_key_exists()
     {
-        state.Put("policies||ip:1.0-beta", new StateDocument("policies", "ip:1.0-beta", "r1", Policy("ip")));
-        state.Client.TrySaveStateAsync(Store, "policies||ip:1.0-beta", Arg.Any<StateDocument>(), "", Arg.Any<StateOptions>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
-            .ThrowsAsync(new DaprException("State operation failed", new RpcException(new Status(StatusCode.Internal, "failed to set key policies||ip:1.0-beta"))));
+        state.Put("policies/ip:1.0-beta", new StateDocument("policies", "ip:1.0-beta", "r1", Policy("ip")));
+        state.Client.TrySaveStateAsync(Store, "policies/ip:1.0-beta", Arg.Any<StateDocument>(), "", Arg.Any<StateOptions>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
+            .ThrowsAsync(new DaprException("State operation failed", new RpcException(new Status(StatusCode.Internal, "failed to set key policies/ip:1.0-beta"))));
 
         var e = await Should.ThrowAsync<PolicyGridException>(() => state.Store(DocumentQueryMode.QueryApi).CreateAsync(Collections.Policies, "ip:1.0-beta", Policy("x"), Ct));
 
@@ -79,11 +100,11 @@ public sealed class DaprStateDocumentStoreTests
     {
         var store = state.Store();
         var created = await store.CreateAsync(Collections.Policies, "ip:1.0-beta", Policy("ip"), Ct);
-        var etag = state.Entries["policies||ip:1.0-beta"].ETag;
+        var etag = state.Entries["policies/ip:1.0-beta"].ETag;
 
         var replaced = await store.ReplaceAsync(Collections.Policies, "ip:1.0-beta", Policy("ip", status: "retired"), created.Revision, Ct);
 
-        await state.Client.Received(1).TrySaveStateAsync(Store, "policies||ip:1.0-beta", Arg.Any<StateDocument>(), etag,
+        await state.Client.Received(1).TrySaveStateAsync(Store, "policies/ip:1.0-beta", Arg.Any<StateDocument>(), etag,
             Arg.Is<StateOptions>(o => o.Concurrency == ConcurrencyMode.FirstWrite), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>());
         replaced.Revision.ShouldNotBe(created.Revision);
         (await store.GetAsync(Collections.Policies, "ip:1.0-beta", Ct))!.Body["status"]!.GetValue<string>().ShouldBe("retired");
@@ -109,7 +130,7 @@ public sealed class DaprStateDocumentStoreTests
     {
         var store = state.Store();
         await store.CreateAsync(Collections.Policies, "ip:1.0-beta", Policy("ip"), Ct);
-        state.Client.TrySaveStateAsync(Store, "policies||ip:1.0-beta", Arg.Any<StateDocument>(), Arg.Is<string>(s => s.Length > 0), Arg.Any<StateOptions>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
+        state.Client.TrySaveStateAsync(Store, "policies/ip:1.0-beta", Arg.Any<StateDocument>(), Arg.Is<string>(s => s.Length > 0), Arg.Any<StateOptions>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
             .Returns(false);
 
         var e = await Should.ThrowAsync<PolicyGridException>(() => store.ReplaceAsync(Collections.Policies, "ip:1.0-beta", Policy("ip"), null, Ct));
@@ -130,14 +151,14 @@ public sealed class DaprStateDocumentStoreTests
     {
         var store = state.Store();
         var created = await store.CreateAsync(Collections.Policies, "ip:1.0-beta", Policy("ip"), Ct);
-        var etag = state.Entries["policies||ip:1.0-beta"].ETag;
+        var etag = state.Entries["policies/ip:1.0-beta"].ETag;
 
         var deleted = await store.DeleteAsync(Collections.Policies, "ip:1.0-beta", created.Revision, Ct);
 
         deleted!.Body["name"]!.GetValue<string>().ShouldBe("ip");
-        await state.Client.Received(1).TryDeleteStateAsync(Store, "policies||ip:1.0-beta", etag, Arg.Any<StateOptions>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>());
-        state.Entries.ShouldNotContainKey("policies||ip:1.0-beta");
-        JsonSerializer.Deserialize<KeyIndex>(state.Entries["__keyindex||policies"].Json)!.Ids.ShouldBeEmpty();
+        await state.Client.Received(1).TryDeleteStateAsync(Store, "policies/ip:1.0-beta", etag, Arg.Any<StateOptions>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>());
+        state.Entries.ShouldNotContainKey("policies/ip:1.0-beta");
+        JsonSerializer.Deserialize<KeyIndex>(state.Entries["__keyindex/policies"].Json)!.Ids.ShouldBeEmpty();
         (await store.DeleteAsync(Collections.Policies, "ip:1.0-beta", null, Ct)).ShouldBeNull();
     }
 
@@ -150,7 +171,7 @@ public sealed class DaprStateDocumentStoreTests
         var e = await Should.ThrowAsync<PolicyGridException>(() => store.DeleteAsync(Collections.Policies, "ip:1.0-beta", "not-the-revision", Ct));
 
         e.Status.ShouldBe(409);
-        state.Entries.ShouldContainKey("policies||ip:1.0-beta");
+        state.Entries.ShouldContainKey("policies/ip:1.0-beta");
     }
 
     [Fact]
@@ -161,8 +182,8 @@ public sealed class DaprStateDocumentStoreTests
         await store.CreateAsync(Collections.Policies, "b:1.0-x", Policy("b"), Ct);
         await store.UpsertAsync(Collections.Jobs, "job-1", new JsonObject { ["status"] = "running" }, Ct);
 
-        JsonSerializer.Deserialize<KeyIndex>(state.Entries["__keyindex||policies"].Json)!.Ids.ShouldBe(["a:1.0-x", "b:1.0-x"]);
-        JsonSerializer.Deserialize<KeyIndex>(state.Entries["__keyindex||jobs"].Json)!.Ids.ShouldBe(["job-1"]);
+        JsonSerializer.Deserialize<KeyIndex>(state.Entries["__keyindex/policies"].Json)!.Ids.ShouldBe(["a:1.0-x", "b:1.0-x"]);
+        JsonSerializer.Deserialize<KeyIndex>(state.Entries["__keyindex/jobs"].Json)!.Ids.ShouldBe(["job-1"]);
     }
 
     [Fact]
@@ -181,7 +202,7 @@ public sealed class DaprStateDocumentStoreTests
         all.Select(d => d.Id).ShouldBe(["ip:1.10-x", "ip:1.9-x", "ip:1.2-x"]);
         page.Select(d => d.Id).ShouldBe(["ip:1.9-x"]);
         // Read in bulk, in chunks of the configured page size (2).
-        await state.Client.Received().GetBulkStateAsync(Store, Arg.Is<IReadOnlyList<string>>(k => k.Count == 2 && k[0] == "policies||ip:1.9-x"), Arg.Any<int?>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>());
+        await state.Client.Received().GetBulkStateAsync(Store, Arg.Is<IReadOnlyList<string>>(k => k.Count == 2 && k[0] == "policies/ip:1.9-x"), Arg.Any<int?>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>());
     }
 
     [Fact]
@@ -202,7 +223,7 @@ public sealed class DaprStateDocumentStoreTests
     {
         var store = state.Store(DocumentQueryMode.KeyIndex);
         await store.CreateAsync(Collections.Policies, "a:1.0-x", Policy("a"), Ct);
-        state.Entries.Remove("policies||a:1.0-x"); // as after a crash between the document delete and the index update
+        state.Entries.Remove("policies/a:1.0-x"); // as after a crash between the document delete and the index update
 
         (await store.QueryAsync(Collections.Policies, DocumentQuery.All(), Ct)).ShouldBeEmpty();
     }
@@ -282,5 +303,5 @@ public sealed class DaprStateDocumentStoreTests
     }
 
     private static StateQueryItem<StateDocument> Item(string id, string status = "active", string version = "1.0") =>
-        new("policies||" + id, new StateDocument("policies", id, "r-" + id, Policy(id, version, status)), "e", "");
+        new("policies/" + id, new StateDocument("policies", id, "r-" + id, Policy(id, version, status)), "e", "");
 }

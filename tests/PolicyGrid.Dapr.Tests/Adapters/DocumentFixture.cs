@@ -10,7 +10,8 @@ namespace PolicyGrid.Dapr.Tests.Adapters;
 
 /// <summary>
 /// A substitute DaprClient that behaves like a state store for the calls the document adapter makes
-/// (ETag per key, first-write checks), so tests observe both the exact SDK calls and their effect.
+/// (ETag per key, first-write checks), so tests observe both the exact SDK calls and their effect. Like daprd, it
+/// refuses a key holding "||" with InvalidArgument (dapr/dapr pkg/components/state/state_config.go, checkKeyIllegal).
 /// </summary>
 public sealed class FakeStateStore
 {
@@ -27,21 +28,21 @@ public sealed class FakeStateStore
         Client.GetStateAndETagAsync<JsonNode>(Arg.Any<string>(), Arg.Any<string>(), Arg.Any<ConsistencyMode?>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
             .Returns(c => Read<JsonNode>(c.ArgAt<string>(1)));
         Client.TrySaveStateAsync(Arg.Any<string>(), Arg.Any<string>(), Arg.Any<StateDocument>(), Arg.Any<string>(), Arg.Any<StateOptions>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
-            .Returns(c => Task.FromResult(TryWrite(c.ArgAt<string>(1), c.ArgAt<StateDocument>(2), c.ArgAt<string>(3))));
+            .Returns(c => Task.FromResult(TryWrite(c.ArgAt<string>(1), c.ArgAt<StateDocument>(2), c.ArgAt<string>(3), c.ArgAt<IReadOnlyDictionary<string, string>?>(5))));
         Client.TrySaveStateAsync(Arg.Any<string>(), Arg.Any<string>(), Arg.Any<KeyIndex>(), Arg.Any<string>(), Arg.Any<StateOptions>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
             .Returns(c => Task.FromResult(TryWrite(c.ArgAt<string>(1), c.ArgAt<KeyIndex>(2), c.ArgAt<string>(3))));
         Client.SaveStateAsync(Arg.Any<string>(), Arg.Any<string>(), Arg.Any<StateDocument>(), Arg.Any<StateOptions>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
-            .Returns(c => { Entries[c.ArgAt<string>(1)] = (JsonSerializer.Serialize(c.ArgAt<StateDocument>(2)), NextETag()); return Task.CompletedTask; });
+            .Returns(c => { Entries[Checked(c.ArgAt<string>(1))] = (JsonSerializer.Serialize(c.ArgAt<StateDocument>(2)), NextETag()); Written(c.ArgAt<string>(1), c.ArgAt<IReadOnlyDictionary<string, string>?>(4)); return Task.CompletedTask; });
         Client.TryDeleteStateAsync(Arg.Any<string>(), Arg.Any<string>(), Arg.Any<string>(), Arg.Any<StateOptions>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
             .Returns(c =>
             {
-                var key = c.ArgAt<string>(1);
+                var key = Checked(c.ArgAt<string>(1));
                 if (!Entries.TryGetValue(key, out var e) || e.ETag != c.ArgAt<string>(2)) return Task.FromResult(false);
                 Entries.Remove(key);
                 return Task.FromResult(true);
             });
         Client.GetBulkStateAsync(Arg.Any<string>(), Arg.Any<IReadOnlyList<string>>(), Arg.Any<int?>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
-            .Returns(c => Task.FromResult<IReadOnlyList<BulkStateItem>>(c.ArgAt<IReadOnlyList<string>>(1)
+            .Returns(c => Task.FromResult<IReadOnlyList<BulkStateItem>>(c.ArgAt<IReadOnlyList<string>>(1).Select(Checked).ToList()
                 .Select(k => Entries.TryGetValue(k, out var e) ? new BulkStateItem(k, e.Json, e.ETag) : new BulkStateItem(k, "", "")).ToList()));
         PlayBulkCalls();
     }
@@ -61,7 +62,12 @@ public sealed class FakeStateStore
                 Transactions.Add(operations.Count);
                 foreach (var op in operations)
                 {
-                    if (op.OperationType == StateOperationType.Upsert) Entries[op.Key] = (System.Text.Encoding.UTF8.GetString(op.Value!), NextETag());
+                    Checked(op.Key);
+                    if (op.OperationType == StateOperationType.Upsert)
+                    {
+                        Entries[op.Key] = (System.Text.Encoding.UTF8.GetString(op.Value!), NextETag());
+                        Written(op.Key, op.Metadata);
+                    }
                     else Entries.Remove(op.Key);
                 }
                 return Task.CompletedTask;
@@ -71,7 +77,7 @@ public sealed class FakeStateStore
             {
                 var items = c.ArgAt<IReadOnlyList<BulkDeleteStateItem>>(1);
                 BulkDeletes.Add(items.Count);
-                foreach (var item in items) Entries.Remove(item.Key);
+                foreach (var item in items) Entries.Remove(Checked(item.Key));
                 return Task.CompletedTask;
             });
     }
@@ -134,16 +140,30 @@ public sealed class FakeStateStore
     public void Put(string key, object value) => Entries[key] = (JsonSerializer.Serialize(value), NextETag());
 
     private Task<(T, string)> Read<T>(string key) =>
-        Task.FromResult(Entries.TryGetValue(key, out var e) ? (JsonSerializer.Deserialize<T>(e.Json)!, e.ETag) : (default(T)!, ""));
+        Task.FromResult(Entries.TryGetValue(Checked(key), out var e) ? (JsonSerializer.Deserialize<T>(e.Json)!, e.ETag) : (default(T)!, ""));
 
     /// <summary>First-write semantics: an empty ETag only creates; a given one must match.</summary>
-    private bool TryWrite<T>(string key, T value, string etag)
+    private bool TryWrite<T>(string key, T value, string etag, IReadOnlyDictionary<string, string>? metadata = null)
     {
+        Checked(key);
         var exists = Entries.TryGetValue(key, out var current);
         if (etag.Length == 0 ? exists : !exists || current.ETag != etag) return false;
         Entries[key] = (JsonSerializer.Serialize(value), NextETag());
+        Written(key, metadata);
         return true;
     }
+
+    /// <summary>The <c>contentType</c> metadata each key was last written with (null: none), as daprd would receive it.</summary>
+    public Dictionary<string, string?> ContentTypes { get; } = new();
+
+    private void Written(string key, IReadOnlyDictionary<string, string>? metadata) =>
+        ContentTypes[key] = metadata?.GetValueOrDefault("contentType");
+
+    /// <summary>What daprd answers a state key holding its key-prefix separator "||": InvalidArgument, nothing stored.</summary>
+    public static string Checked(string key) => key.Contains("||", StringComparison.Ordinal)
+        ? throw new global::Dapr.DaprException("State operation failed: the Dapr endpoint indicated a failure. See InnerException for details.",
+            new Grpc.Core.RpcException(new Grpc.Core.Status(Grpc.Core.StatusCode.InvalidArgument, $"input key/keyPrefix '{key}' can't contain '||'")))
+        : key;
 
     private string NextETag() => (++version).ToString(System.Globalization.CultureInfo.InvariantCulture);
 }

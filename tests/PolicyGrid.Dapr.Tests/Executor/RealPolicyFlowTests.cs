@@ -88,7 +88,7 @@ public sealed class RealPolicyFlowTests : IDisposable
         (await Execute("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
         (await Execute("10.9.9.9"))["reason"]!.GetValue<string>().ShouldBe("denied");
         sidecarState.Objects.ShouldContainKey("sha256/" + code["bundle://sha256/".Length..]);
-        sidecarState.Entries.ShouldContainKey("policies||ip_allowlist:1.0-beta");
+        sidecarState.Entries.ShouldContainKey("policies/ip_allowlist:1.0-beta");
     }
 
     [Fact]

@@ -44,7 +44,7 @@ public sealed class RegistryToExecutorTests : IDisposable
         response.StatusCode.ShouldBe(HttpStatusCode.OK);
         var body = JsonNode.Parse(await response.Content.ReadAsStringAsync(Ct))!;
         body["data"]!["executor_host_uri"]!.GetValue<string>().ShouldBe("dapr://policy-executor");
-        state.Entries.ShouldContainKey("executors||dapr");
+        state.Entries.ShouldContainKey("executors/dapr");
     }
 
     [Fact]
