@@ -32,7 +32,19 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
 
     private static readonly StateOptions FirstWrite = new() { Concurrency = ConcurrencyMode.FirstWrite, Consistency = ConsistencyMode.Strong };
 
+    /// <summary>
+    /// The metadata every document write carries in <see cref="DocumentQueryMode.QueryApi"/> mode. The SDK sends a value as
+    /// bytes over gRPC; daprd parses them as JSON only when the item's <c>contentType</c> is <c>application/json</c>
+    /// (dapr/dapr pkg/api/grpc/grpc.go SaveState, v1.18.3; state.mongodb's transactions likewise, components-contrib
+    /// state/mongodb/mongodb.go doTransaction, v1.18.4). Without it state.mongodb stores the entry as one string, on which
+    /// the query API's <c>value.collection</c> filter matches nothing: every list answered empty.
+    /// </summary>
+    public static readonly IReadOnlyDictionary<string, string> JsonContent = new Dictionary<string, string> { ["contentType"] = "application/json" };
+
     private DaprOptions Options => options.Value;
+
+    // Key-index mode keeps the SDK's bytes as they are: nothing queries inside them.
+    private IReadOnlyDictionary<string, string>? WriteMetadata => Options.DocumentQueries == DocumentQueryMode.QueryApi ? JsonContent : null;
 
     public async Task<StoredDocument?> GetAsync(string collection, string id, CancellationToken ct = default)
     {
@@ -48,7 +60,7 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         try
         {
             // An empty ETag with first-write concurrency means "only if the key does not exist yet".
-            saved = await dapr.TrySaveStateAsync(Store, StateKeys.Document(collection, id), entry, "", FirstWrite, cancellationToken: ct);
+            saved = await dapr.TrySaveStateAsync(Store, StateKeys.Document(collection, id), entry, "", FirstWrite, WriteMetadata, ct);
         }
         catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
         {
@@ -79,7 +91,7 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         try
         {
             // One writer by definition (job progress and the like): last write wins, no ETag.
-            await dapr.SaveStateAsync(Store, StateKeys.Document(collection, id), entry, cancellationToken: ct);
+            await dapr.SaveStateAsync(Store, StateKeys.Document(collection, id), entry, metadata: WriteMetadata, cancellationToken: ct);
         }
         catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
         {
@@ -155,7 +167,7 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
                 return ids.Count > before;
             }, ct);
         }
-        var operations = entries.Select((e, i) => new StateTransactionRequest(keys[i], JsonSerializer.SerializeToUtf8Bytes(e), StateOperationType.Upsert)).ToList();
+        var operations = entries.Select((e, i) => new StateTransactionRequest(keys[i], JsonSerializer.SerializeToUtf8Bytes(e), StateOperationType.Upsert, metadata: WriteMetadata)).ToList();
         try
         {
             await dapr.ExecuteStateTransactionAsync(Store, operations, cancellationToken: ct);
@@ -349,7 +361,7 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
     {
         try
         {
-            return await dapr.TrySaveStateAsync(Store, key, value, etag ?? "", FirstWrite, cancellationToken: ct);
+            return await dapr.TrySaveStateAsync(Store, key, value, etag ?? "", FirstWrite, WriteMetadata, ct);
         }
         catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
         {

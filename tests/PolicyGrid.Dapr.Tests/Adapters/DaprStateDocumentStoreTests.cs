@@ -58,6 +58,32 @@ public sealed class DaprStateDocumentStoreTests
     }
 
     [Fact]
+    public async Task Query_api_mode_writes_documents_as_json_so_the_store_can_query_them()
+    {
+        // Without contentType application/json daprd hands state.mongodb the bytes, stored as one string: no query matches.
+        var store = state.Store(DocumentQueryMode.QueryApi);
+
+        var created = await store.CreateAsync(Collections.Policies, "a:1.0-x", Policy("a"), Ct);
+        await store.ReplaceAsync(Collections.Policies, "a:1.0-x", Policy("a", "1.1"), created.Revision, Ct);
+        await store.UpsertAsync(Collections.Jobs, "job-1", new JsonObject { ["status"] = "running" }, Ct);
+        await store.CreateManyAsync(Collections.Decisions, ["d-1", "d-2"], d => d, static (w, d) => new JsonObject { ["id"] = d }.WriteTo(w), Ct);
+
+        state.ContentTypes.Keys.ShouldBe(["policies/a:1.0-x", "jobs/job-1", "decisions/d-1", "decisions/d-2"], ignoreOrder: true);
+        state.ContentTypes.Values.ShouldAllBe(t => t == "application/json");
+    }
+
+    [Fact]
+    public async Task Key_index_mode_writes_documents_as_the_sdk_serialized_them()
+    {
+        var store = state.Store(DocumentQueryMode.KeyIndex);
+
+        await store.CreateAsync(Collections.Policies, "a:1.0-x", Policy("a"), Ct);
+        await store.UpsertAsync(Collections.Jobs, "job-1", new JsonObject { ["status"] = "running" }, Ct);
+
+        state.ContentTypes.Values.ShouldAllBe(t => t == null);
+    }
+
+    [Fact]
     public async Task A_document_nested_deeper_than_the_limit_is_a_400_and_nothing_reaches_the_sidecar()
     {
         var deep = Policy("deep");
