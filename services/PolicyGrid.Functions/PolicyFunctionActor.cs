@@ -13,7 +13,7 @@ using PolicyGrid.Runtime.Hosting;
 namespace PolicyGrid.Functions;
 
 /// <summary>
-/// One Type 4 function replica (actor id = the function name, or <c>name#i</c>). Dapr runs one method of an actor at a
+/// One Type 4 function replica (actor id = the function name, or <c>name~i</c>: <see cref="FunctionActors.Replica"/>). Dapr runs one method of an actor at a
 /// time, which is the function's turn-based promise. The policy snapshot, <c>context</c> and the instance's
 /// <c>get_state()</c> live in actor state and are saved after every call, so deactivation or a restarted pod loses
 /// nothing: the next call recreates the warm instance in this app's worker pool with <c>set_state(saved)</c>.

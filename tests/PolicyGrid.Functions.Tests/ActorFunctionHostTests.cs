@@ -66,7 +66,7 @@ public sealed class ActorFunctionHostTests : IAsyncLifetime
         await host.ManageAsync("pair", "set", new JsonObject { ["count"] = 10 }, TestContext.Current.CancellationToken);
         var next = await host.CallAsync("pair", new JsonObject(), TestContext.Current.CancellationToken);
 
-        _actors.Ids.Order().ShouldBe(["pair#0", "pair#1"]);
+        _actors.Ids.Order().ShouldBe(["pair~0", "pair~1"]);
         next["count"]!.GetValue<int>().ShouldBe(11);
     }
 

@@ -228,11 +228,11 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
     public async Task A_replica_restarted_from_another_keeps_what_it_took_after_deactivation(bool keepsState)
     {
         var deployment = AllowList(keepsState ? CountingPolicy.AllowListKeepingState : CountingPolicy.AllowList, keepsState ? "seed" : "plain-seed");
-        var first = Actor(NewPool(), new TestStateManager(), "seed#0");
+        var first = Actor(NewPool(), new TestStateManager(), "seed~0");
         await first.DeployAsync(deployment);
         await AddIp(first, "10.1.1.1");
         var saved = new ConcurrentDictionary<string, string>();
-        var second = Actor(NewPool(), new TestStateManager(saved), "seed#1");
+        var second = Actor(NewPool(), new TestStateManager(saved), "seed~1");
         await second.DeployAsync(deployment);
         (await Check(second, "10.9.9.9"))["evals"]!.GetValue<int>().ShouldBe(1);
 
@@ -240,7 +240,7 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
         (await second.RestartFromAsync(new FunctionActorSnapshot("add_ip", snapshot.ToJsonString()))).Ok.ShouldBeTrue();
 
         // Dapr deactivated it: a new actor object over the same state.
-        var again = Actor(NewPool(), new TestStateManager(saved), "seed#1");
+        var again = Actor(NewPool(), new TestStateManager(saved), "seed~1");
         var next = await Check(again, "10.1.1.1");
         next["allowed"]!.GetValue<bool>().ShouldBeTrue();
         // From replica 0's state (no call served), or from the deployment with replica 0's journal replayed.
@@ -515,10 +515,10 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
     }
 
     [Fact]
-    public void Replica_actor_ids_are_the_name_or_name_hash_index()
+    public void Replica_actor_ids_are_the_name_or_name_tilde_index()
     {
         FunctionActors.Replica("f", 0, 1).GetId().ShouldBe("f");
-        FunctionActors.Replica("f", 2, 3).GetId().ShouldBe("f#2");
-        FunctionActors.FunctionName(new ActorId("f#2")).ShouldBe("f");
+        FunctionActors.Replica("f", 2, 3).GetId().ShouldBe("f~2");
+        FunctionActors.FunctionName(new ActorId("f~2")).ShouldBe("f");
     }
 }

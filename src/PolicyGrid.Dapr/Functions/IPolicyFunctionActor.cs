@@ -74,15 +74,36 @@ public static class FunctionActors
     public const string AppId = DaprNames.Apps.Functions;
     public const string ActorType = "PolicyFunctionActor";
 
-    /// <summary>Replica <paramref name="index"/>'s actor id: the function name alone when there is one replica, else <c>name#i</c>.</summary>
+    /// <summary>
+    /// Replica <paramref name="index"/>'s actor id: the function name alone when there is one replica, else <c>name~i</c>.
+    /// An actor id travels raw in URL paths, both ways: the SDK formats <c>v1.0/actors/{type}/{id}/method/{m}</c> into a
+    /// <see cref="Uri"/> (dotnet-sdk src/Dapr.Actors/DaprHttpInteractor.cs, 1.18) and daprd builds
+    /// <c>actors/{type}/{id}/method/{m}</c> as the URL it calls the app on (dapr/dapr
+    /// pkg/actors/targets/app/transport/http/http.go, v1.18.3). A <c>#</c> there starts a fragment and a <c>?</c> a
+    /// query, so an id holding one reached another path (a replica id was <c>name#i</c>), and .NET reads <c>\</c> as
+    /// <c>/</c>. So none of them appears in an id: a name's <c>~</c>, <c>?</c> and <c>\</c> are written <c>~~</c>,
+    /// <c>~q</c> and <c>~b</c>, and the replica index follows a lone <c>~</c> (unreserved in URLs: nothing escapes it),
+    /// which no escaped name holds.
+    /// </summary>
     public static ActorId Replica(string name, int index, int replicas) =>
-        new(replicas <= 1 ? name : $"{name}#{index}");
+        new(replicas <= 1 ? IdText(name) : IdText(name) + "~" + index.ToString(System.Globalization.CultureInfo.InvariantCulture));
 
-    /// <summary>The function name of an actor id (<c>name#i</c> → <c>name</c>).</summary>
+    /// <summary>The function name of an actor id (<c>name~i</c> → <c>name</c>, escapes undone).</summary>
     public static string FunctionName(ActorId id)
     {
         var text = id.GetId();
-        var hash = text.LastIndexOf('#');
-        return hash < 0 ? text : text[..hash];
+        if (!text.Contains('~')) return text;
+        var name = new System.Text.StringBuilder(text.Length);
+        for (var i = 0; i < text.Length; i++)
+        {
+            if (text[i] != '~' || i + 1 == text.Length) { name.Append(text[i]); continue; }
+            var next = text[++i];
+            if (char.IsAsciiDigit(next)) break; // the replica index
+            name.Append(next switch { 'q' => '?', 'b' => '\\', _ => next });
+        }
+        return name.ToString();
     }
+
+    private static string IdText(string name) =>
+        name.AsSpan().IndexOfAny('~', '?', '\\') < 0 ? name : name.Replace("~", "~~").Replace("?", "~q").Replace("\\", "~b");
 }
