@@ -2,6 +2,8 @@ using Dapr.Actors;
 using Dapr.Actors.Client;
 using Dapr.Workflow;
 using Dapr.Workflow.Abstractions;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 using PolicyGrid.Dapr.Functions;
 using PolicyGrid.Dapr.Graphs;
 using PolicyGrid.Workflows.Activities;
@@ -12,6 +14,25 @@ namespace PolicyGrid.Graphs.Tests;
 /// <summary>The activity that calls a node's function actor: whatever the proxy throws comes back as that node's result.</summary>
 public sealed class CallFunctionActivityTests
 {
+    [Fact]
+    public void A_graph_node_waits_for_its_actor_as_long_as_a_direct_call_of_the_function_does()
+    {
+        // The graphs app's proxies had the SDK's default timeout (100 s): a node whose function ran longer, within
+        // Execution:MaxTimeout, was this node's 503 while the actor still ran it, though the registry's call would wait.
+        var services = new Microsoft.Extensions.DependencyInjection.ServiceCollection();
+        services.AddSingleton<IConfiguration>(new ConfigurationBuilder()
+            .AddInMemoryCollection(new Dictionary<string, string?> { ["PolicyGrid:Runtime:Execution:MaxTimeout"] = "00:10:00" }).Build());
+        services.AddLogging();
+        PolicyGrid.Workflows.GraphWorkflowModule.AddPolicyGraphWorkflow(services);
+        using var provider = services.BuildServiceProvider();
+
+        var proxies = (ActorProxyFactory)provider.GetRequiredService<IActorProxyFactory>();
+        var registry = new ActorFunctionHost(proxies, null!, provider.GetRequiredService<Microsoft.Extensions.Options.IOptions<PolicyGrid.Runtime.PolicyRuntimeOptions>>());
+
+        proxies.DefaultOptions.RequestTimeout.ShouldBe(registry.RequestTimeout);
+        registry.RequestTimeout.ShouldBeGreaterThan(TimeSpan.FromMinutes(10));
+    }
+
     [Fact]
     public async Task An_actor_call_the_proxy_gives_up_on_is_the_nodes_503_not_a_failed_workflow()
     {

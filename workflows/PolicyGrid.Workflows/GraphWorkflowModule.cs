@@ -2,10 +2,12 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Dapr.Actors.Client;
 using Dapr.Workflow;
+using Microsoft.Extensions.Options;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Api.Functions;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
+using PolicyGrid.Dapr.Functions;
 using PolicyGrid.Dapr.Graphs;
 using PolicyGrid.Runtime;
 using PolicyGrid.Workflows.Activities;
@@ -22,8 +24,14 @@ public static class GraphWorkflowModule
     public static IServiceCollection AddPolicyGraphWorkflow(this IServiceCollection services)
     {
         services.AddSingleton(TimeProvider.System);
-        services.AddSingleton<IActorProxyFactory>(new ActorProxyFactory(new ActorProxyOptions { UseJsonSerialization = true }));
         services.AddOptions<PolicyRuntimeOptions>().BindConfiguration(PolicyRuntimeOptions.Section);
+        // Waits as long as the registry's proxy does (ActorFunctionHost): a function may run up to Execution:MaxTimeout,
+        // and with the SDK's default (100 s) a longer node was cut off as a 503 while its actor still ran it.
+        services.AddSingleton<IActorProxyFactory>(sp => new ActorProxyFactory(new ActorProxyOptions
+        {
+            UseJsonSerialization = true,
+            RequestTimeout = ActorFunctionHost.Bound(sp.GetRequiredService<IOptions<PolicyRuntimeOptions>>().Value),
+        }));
         services.AddRemoteFunctionHosts();
         services.AddDaprWorkflow(options =>
         {

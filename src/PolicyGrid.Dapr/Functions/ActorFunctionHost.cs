@@ -24,7 +24,8 @@ public sealed class ActorFunctionHost(IActorProxyFactory actors, IDocumentStore 
     /// </summary>
     public TimeSpan RequestTimeout { get; } = Bound(runtime?.Value ?? new PolicyRuntimeOptions());
 
-    private static TimeSpan Bound(PolicyRuntimeOptions options) =>
+    /// <summary>The <see cref="RequestTimeout"/> for these options: also what the graph workflow's proxies wait.</summary>
+    public static TimeSpan Bound(PolicyRuntimeOptions options) =>
         options.Execution.MaxTimeout + options.RemoteExecutors.Overhead + DaprExecutorTransport.RetryRoom;
 
     // The factory's own options (sidecar endpoint, API token, JSON remoting) with that timeout.
