@@ -88,16 +88,17 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
     {
         var entry = NewEntry(collection, id, body);
         if (Options.DocumentQueries == DocumentQueryMode.KeyIndex) await AddToIndexAsync(collection, id, ct);
-        try
+        var key = StateKeys.Document(collection, id);
+        // One writer by definition (job progress and the like): last write wins. Still written with the ETag just read:
+        // state.redis refuses a write without the key's ETag once the key was written with first-write concurrency, as
+        // CreateAsync writes it (components-contrib state/redis/redis.go, setDefaultQuery's "first-write" field, v1.18.4),
+        // so a created graph execution could never be recorded as finished. A write that raced another is tried again.
+        for (var attempt = 0; attempt < IndexAttempts; attempt++)
         {
-            // One writer by definition (job progress and the like): last write wins, no ETag.
-            await dapr.SaveStateAsync(Store, StateKeys.Document(collection, id), entry, metadata: WriteMetadata, cancellationToken: ct);
+            var (_, etag) = await ReadAsync(collection, id, ct);
+            if (await TryWriteAsync(key, entry, etag, ct)) return ToStored(entry);
         }
-        catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
-        {
-            throw SidecarFailures.Translate(e, $"document store '{Store}'");
-        }
-        return ToStored(entry);
+        throw Problems.BackendUnavailable($"{Singular(collection)} '{id}' in '{Store}' kept changing under concurrent writers; retry");
     }
 
     public async Task<StoredDocument?> DeleteAsync(string collection, string id, string? expectedRevision, CancellationToken ct = default)

@@ -83,6 +83,24 @@ public sealed class DaprStateDocumentStoreTests
         state.ContentTypes.Values.ShouldAllBe(t => t == null);
     }
 
+    [Theory]
+    [InlineData(DocumentQueryMode.KeyIndex)]
+    [InlineData(DocumentQueryMode.QueryApi)]
+    public async Task An_upsert_replaces_a_document_that_was_created_as_state_redis_requires(DocumentQueryMode mode)
+    {
+        // A graph execution is created (first-write) and recorded as finished by an upsert; state.redis refused that
+        // upsert (no ETag on a first-written key), so the execution stayed "running" and the upsert was a 502.
+        var store = state.Store(mode);
+        await store.CreateAsync(Collections.GraphExecutions, "exec-1", new JsonObject { ["status"] = "running" }, Ct);
+
+        var finished = await store.UpsertAsync(Collections.GraphExecutions, "exec-1", new JsonObject { ["status"] = "succeeded" }, Ct);
+
+        var read = await store.GetAsync(Collections.GraphExecutions, "exec-1", Ct);
+        read!.Body["status"]!.GetValue<string>().ShouldBe("succeeded");
+        read.Revision.ShouldBe(finished.Revision);
+        (await store.UpsertAsync(Collections.Jobs, "new-1", new JsonObject { ["status"] = "queued" }, Ct)).Id.ShouldBe("new-1");
+    }
+
     [Fact]
     public async Task A_document_nested_deeper_than_the_limit_is_a_400_and_nothing_reaches_the_sidecar()
     {

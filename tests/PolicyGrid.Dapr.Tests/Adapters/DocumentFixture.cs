@@ -32,7 +32,17 @@ public sealed class FakeStateStore
         Client.TrySaveStateAsync(Arg.Any<string>(), Arg.Any<string>(), Arg.Any<KeyIndex>(), Arg.Any<string>(), Arg.Any<StateOptions>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
             .Returns(c => Task.FromResult(TryWrite(c.ArgAt<string>(1), c.ArgAt<KeyIndex>(2), c.ArgAt<string>(3))));
         Client.SaveStateAsync(Arg.Any<string>(), Arg.Any<string>(), Arg.Any<StateDocument>(), Arg.Any<StateOptions>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
-            .Returns(c => { Entries[Checked(c.ArgAt<string>(1))] = (JsonSerializer.Serialize(c.ArgAt<StateDocument>(2)), NextETag()); Written(c.ArgAt<string>(1), c.ArgAt<IReadOnlyDictionary<string, string>?>(4)); return Task.CompletedTask; });
+            .Returns(c =>
+            {
+                var key = Checked(c.ArgAt<string>(1));
+                // state.redis: a key once written with first-write concurrency refuses a write that names no ETag.
+                if (FirstWritten.Contains(key))
+                    throw new global::Dapr.DaprException("State operation failed: the Dapr endpoint indicated a failure. See InnerException for details.",
+                        new Grpc.Core.RpcException(new Grpc.Core.Status(Grpc.Core.StatusCode.Internal, $"failed saving state in state store: failed to set key {key}: failed to set key {key}")));
+                Entries[key] = (JsonSerializer.Serialize(c.ArgAt<StateDocument>(2)), NextETag());
+                Written(key, c.ArgAt<IReadOnlyDictionary<string, string>?>(4));
+                return Task.CompletedTask;
+            });
         Client.TryDeleteStateAsync(Arg.Any<string>(), Arg.Any<string>(), Arg.Any<string>(), Arg.Any<StateOptions>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
             .Returns(c =>
             {
@@ -150,8 +160,12 @@ public sealed class FakeStateStore
         if (etag.Length == 0 ? exists : !exists || current.ETag != etag) return false;
         Entries[key] = (JsonSerializer.Serialize(value), NextETag());
         Written(key, metadata);
+        FirstWritten.Add(key);
         return true;
     }
+
+    /// <summary>Keys written with first-write concurrency (the adapter's conditional writes), which state.redis marks.</summary>
+    public HashSet<string> FirstWritten { get; } = new(StringComparer.Ordinal);
 
     /// <summary>The <c>contentType</c> metadata each key was last written with (null: none), as daprd would receive it.</summary>
     public Dictionary<string, string?> ContentTypes { get; } = new();
