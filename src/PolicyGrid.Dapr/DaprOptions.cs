@@ -3,13 +3,16 @@ namespace PolicyGrid.Dapr;
 /// <summary>How documents are queried: through the state query API, or a key index kept beside them.</summary>
 public enum DocumentQueryMode
 {
-    /// <summary>The state store has the query API (state.mongodb, Redis Stack with queryIndexes).</summary>
+    /// <summary>
+    /// The state store has the query API for any document field: state.mongodb. Not state.redis, even with Redis Stack: it
+    /// queries only with a queryIndexName request metadata, over JSON paths declared in queryIndexes, by one sort key.
+    /// </summary>
     QueryApi,
 
     /// <summary>
     /// Any transactional state store: the adapter keeps one index entry per collection listing its ids,
-    /// reads documents in bulk and filters with Core's engine. The default: the Redis that
-    /// <c>dapr init</c> starts has no RediSearch module, so it has no query API.
+    /// reads documents in bulk and filters with Core's engine. The default, and the mode for state.redis
+    /// (the Redis that <c>dapr init</c> starts has no RediSearch module at all).
     /// </summary>
     KeyIndex,
 }
