@@ -21,7 +21,14 @@ public static class DaprAdapters
     public static IServiceCollection AddDaprAdapters(this IServiceCollection services, IConfiguration configuration)
     {
         services.AddOptions<DaprOptions>().Bind(configuration.GetSection(DaprOptions.Section));
-        services.AddDaprClient();
+        // Bundles (up to Limits:MaxBundleBytes, 64 MiB) come back from the bucket binding in one gRPC message, and the
+        // SDK's channel takes at most 4 MB by default (Grpc.Net.Client; dotnet-sdk DaprClientBuilder sets no size): every
+        // bundle over 4 MB could be stored but never read back. The sidecar bounds what it sends (dapr.io/max-body-size).
+        services.AddDaprClient(dapr => dapr.UseGrpcChannelOptions(new global::Grpc.Net.Client.GrpcChannelOptions
+        {
+            ThrowOperationCanceledOnCancellation = true, // as the SDK's own default options
+            MaxReceiveMessageSize = null,
+        }));
         services.Replace(ServiceDescriptor.Singleton<IDocumentStore, DaprStateDocumentStore>());
         services.Replace(ServiceDescriptor.Singleton<IContextStore, DaprContextStore>());
         services.Replace(ServiceDescriptor.Singleton<IBundleStore, DaprBindingBundleStore>());

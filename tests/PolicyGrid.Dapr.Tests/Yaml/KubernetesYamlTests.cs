@@ -21,6 +21,37 @@ public sealed partial class KubernetesYamlTests
 
     private static string Port(string appId) => DaprNames.Ports.For(appId).ToString(CultureInfo.InvariantCulture);
 
+    /// <summary>
+    /// How large a gRPC message daprd must take for a bundle upload of Limits:MaxBundleBytes: the binding carries it base64.
+    /// daprd's limit (dapr.io/max-body-size, default 4Mi) refused every bundle over ~3 MiB on its way to the bucket.
+    /// </summary>
+    public static long BundleMessageBytes => (new PolicyGrid.Api.Envelope.ApiLimits().MaxBundleBytes + 2) / 3 * 4 + 1024 * 1024;
+
+    /// <summary>A Kubernetes resource quantity in bytes (the suffixes daprd's max-body-size takes).</summary>
+    public static long Quantity(string text)
+    {
+        foreach (var (suffix, factor) in new[] { ("Ki", 1L << 10), ("Mi", 1L << 20), ("Gi", 1L << 30) })
+            if (text.EndsWith(suffix, StringComparison.Ordinal)) return long.Parse(text[..^2], CultureInfo.InvariantCulture) * factor;
+        return long.Parse(text, CultureInfo.InvariantCulture);
+    }
+
+    [Fact]
+    public void Every_sidecar_that_moves_bundles_takes_a_message_as_large_as_the_largest_upload()
+    {
+        var bundleApps = MetadataScopes(Component(DaprNames.Components.Bundles)).Except([DaprNames.Apps.Graphs]).ToList();
+        bundleApps.ShouldBe([DaprNames.Apps.Registry, DaprNames.Apps.Executor, DaprNames.Apps.Functions], ignoreOrder: true);
+        foreach (var deployment in OfKind("Deployment"))
+        {
+            var annotations = deployment["spec"]!["template"]!["metadata"]!["annotations"]!.AsObject();
+            var appId = Text(annotations["dapr.io/app-id"]);
+            if (!bundleApps.Contains(appId)) continue;
+            Quantity(Text(annotations["dapr.io/max-body-size"])).ShouldBeGreaterThanOrEqualTo(BundleMessageBytes, appId);
+        }
+    }
+
+    private static IEnumerable<string> MetadataScopes(JsonObject component) =>
+        component["scopes"]!.AsArray().Select(s => Text(s));
+
     [Fact]
     public void Production_components_use_mongo_redis_s3()
     {
