@@ -47,8 +47,11 @@ public static class DaprAdapters
         });
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IExecutorTransport, DaprExecutorTransport>());
         if (configuration.GetSection(DaprOptions.Section).GetValue<bool>(nameof(DaprOptions.RegisterDaprExecutor)))
+        {
+            // The registry registers executor 'dapr' itself, so the API keeps it from being repointed, renamed or deleted.
             services.AddHostedService<DaprExecutorRegistration>();
             services.AddSingleton(new PolicyGrid.Core.Ports.BuiltInExecutorId(DaprNames.ExecutorId));
+        }
         return services;
     }
 }

@@ -39,6 +39,23 @@ public sealed class DaprExecutorTransportTests
         return (transport.For(new Uri(uri)), handler);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Executor_dapr_is_built_in_only_where_the_app_registers_it(bool registers)
+    {
+        // An app that does not register 'dapr' (RegisterDaprExecutor off) leaves the name to its operators: one may
+        // register an executor of that name and change or delete it like any other.
+        var config = new ConfigurationBuilder().AddInMemoryCollection([new("DAPR_HTTP_ENDPOINT", "http://127.0.0.1:3999"),
+            new("PolicyGrid:Dapr:RegisterDaprExecutor", registers ? "true" : "false")]).Build();
+        var services = new ServiceCollection();
+        services.AddDaprAdapters(config);
+
+        var builtIn = services.Where(d => d.ServiceType == typeof(BuiltInExecutorId)).Select(d => ((BuiltInExecutorId)d.ImplementationInstance!).Id);
+
+        builtIn.ShouldBe(registers ? [PolicyGrid.Dapr.DaprNames.ExecutorId] : []);
+    }
+
     private static HttpResponseMessage Json(HttpStatusCode status, string json) =>
         new(status) { Content = new StringContent(json, Encoding.UTF8, "application/json") };
 
