@@ -46,6 +46,21 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
     // Key-index mode keeps the SDK's bytes as they are: nothing queries inside them.
     private IReadOnlyDictionary<string, string>? WriteMetadata => Options.DocumentQueries == DocumentQueryMode.QueryApi ? JsonContent : null;
 
+    /// <summary>
+    /// In <see cref="DocumentQueryMode.QueryApi"/> mode every value is sent as <c>{"$literal": value}</c>. state.mongodb
+    /// writes the value into an aggregation-pipeline update (<c>$set: {value: ...}</c>, components-contrib
+    /// state/mongodb/mongodb.go setInternal, v1.18.4), where a string starting with <c>$</c> is read as a field path and an
+    /// object key starting with <c>$</c> as an operator: a policy whose description says "$5 per call" would be stored with
+    /// that field missing, and one holding a JSON Schema <c>$ref</c> refused. MongoDB's own answer is <c>$literal</c>
+    /// ("Updates with Aggregation Pipeline": such values "must be passed to the $literal aggregation operator"), which
+    /// stores what it holds unparsed: reads and queries then see the document itself.
+    /// </summary>
+    private bool Literal => Options.DocumentQueries == DocumentQueryMode.QueryApi;
+
+    private Task<bool> TrySaveAsync<T>(string key, T value, string etag, CancellationToken ct) => Literal
+        ? dapr.TrySaveStateAsync(Store, key, new MongoLiteral<T>(value), etag, FirstWrite, WriteMetadata, ct)
+        : dapr.TrySaveStateAsync(Store, key, value, etag, FirstWrite, WriteMetadata, ct);
+
     public async Task<StoredDocument?> GetAsync(string collection, string id, CancellationToken ct = default)
     {
         var (entry, _) = await ReadAsync(collection, id, ct);
@@ -60,7 +75,7 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         try
         {
             // An empty ETag with first-write concurrency means "only if the key does not exist yet".
-            saved = await dapr.TrySaveStateAsync(Store, StateKeys.Document(collection, id), entry, "", FirstWrite, WriteMetadata, ct);
+            saved = await TrySaveAsync(StateKeys.Document(collection, id), entry, "", ct);
         }
         catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
         {
@@ -168,7 +183,8 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
                 return ids.Count > before;
             }, ct);
         }
-        var operations = entries.Select((e, i) => new StateTransactionRequest(keys[i], JsonSerializer.SerializeToUtf8Bytes(e), StateOperationType.Upsert, metadata: WriteMetadata)).ToList();
+        var operations = entries.Select((e, i) => new StateTransactionRequest(keys[i],
+            Literal ? JsonSerializer.SerializeToUtf8Bytes(new MongoLiteral<StateDocument>(e)) : JsonSerializer.SerializeToUtf8Bytes(e), StateOperationType.Upsert, metadata: WriteMetadata)).ToList();
         try
         {
             await dapr.ExecuteStateTransactionAsync(Store, operations, cancellationToken: ct);
@@ -362,7 +378,7 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
     {
         try
         {
-            return await dapr.TrySaveStateAsync(Store, key, value, etag ?? "", FirstWrite, WriteMetadata, ct);
+            return await TrySaveAsync(key, value, etag ?? "", ct);
         }
         catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
         {

@@ -45,3 +45,10 @@ public static class StateKeys
     public static string Escape(string part) =>
         part.Contains('|') || part.Contains('%') ? part.Replace("%", "%25", StringComparison.Ordinal).Replace("|", "%7C", StringComparison.Ordinal) : part;
 }
+
+/// <summary>
+/// A value as MongoDB's <c>$literal</c> expression holds it: state.mongodb's pipeline update stores <see cref="Value"/>
+/// unparsed (see DaprStateDocumentStore), so what is read back is the value itself, never this wrapper.
+/// </summary>
+public sealed record MongoLiteral<T>([property: JsonPropertyName("$literal")] T Value);
+

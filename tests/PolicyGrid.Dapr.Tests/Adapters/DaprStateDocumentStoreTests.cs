@@ -73,6 +73,28 @@ public sealed class DaprStateDocumentStoreTests
     }
 
     [Fact]
+    public async Task Query_api_mode_keeps_strings_and_keys_that_start_with_a_dollar_as_they_were_written()
+    {
+        // state.mongodb writes the value through an aggregation pipeline, where "$5 per call" is a field path (the field
+        // vanished) and a "$ref" key an operator (the write failed); each value goes as {"$literal": ...} and stays as sent.
+        var store = state.Store(DocumentQueryMode.QueryApi);
+        JsonObject Odd(string name) => new()
+        {
+            ["name"] = name, ["description"] = "$5 per call", ["tags"] = new JsonArray("$cost", "plain"),
+            ["policy_input_schema"] = new JsonObject { ["$ref"] = "#/definitions/request", ["$$ROOT"] = "$$NOW" },
+        };
+
+        var created = await store.CreateAsync(Collections.Policies, "a:1.0-x", Odd("a"), Ct);
+        await store.ReplaceAsync(Collections.Policies, "a:1.0-x", Odd("a2"), created.Revision, Ct);
+        await store.UpsertAsync(Collections.Jobs, "job-1", Odd("job"), Ct);
+        await store.CreateManyAsync(Collections.Decisions, ["d-1"], d => d, (w, d) => Odd(d).WriteTo(w), Ct);
+
+        JsonNode.DeepEquals((await store.GetAsync(Collections.Policies, "a:1.0-x", Ct))!.Body, Odd("a2")).ShouldBeTrue();
+        JsonNode.DeepEquals((await store.GetAsync(Collections.Jobs, "job-1", Ct))!.Body, Odd("job")).ShouldBeTrue();
+        JsonNode.DeepEquals((await store.GetAsync(Collections.Decisions, "d-1", Ct))!.Body, Odd("d-1")).ShouldBeTrue();
+    }
+
+    [Fact]
     public async Task Key_index_mode_writes_documents_as_the_sdk_serialized_them()
     {
         var store = state.Store(DocumentQueryMode.KeyIndex);

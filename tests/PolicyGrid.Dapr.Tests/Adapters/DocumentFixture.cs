@@ -29,6 +29,8 @@ public sealed class FakeStateStore
             .Returns(c => Read<JsonNode>(c.ArgAt<string>(1)));
         Client.TrySaveStateAsync(Arg.Any<string>(), Arg.Any<string>(), Arg.Any<StateDocument>(), Arg.Any<string>(), Arg.Any<StateOptions>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
             .Returns(c => Task.FromResult(TryWrite(c.ArgAt<string>(1), c.ArgAt<StateDocument>(2), c.ArgAt<string>(3), c.ArgAt<IReadOnlyDictionary<string, string>?>(5))));
+        Client.TrySaveStateAsync(Arg.Any<string>(), Arg.Any<string>(), Arg.Any<MongoLiteral<StateDocument>>(), Arg.Any<string>(), Arg.Any<StateOptions>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
+            .Returns(c => Task.FromResult(TryWrite(c.ArgAt<string>(1), c.ArgAt<MongoLiteral<StateDocument>>(2), c.ArgAt<string>(3), c.ArgAt<IReadOnlyDictionary<string, string>?>(5))));
         Client.TrySaveStateAsync(Arg.Any<string>(), Arg.Any<string>(), Arg.Any<KeyIndex>(), Arg.Any<string>(), Arg.Any<StateOptions>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
             .Returns(c => Task.FromResult(TryWrite(c.ArgAt<string>(1), c.ArgAt<KeyIndex>(2), c.ArgAt<string>(3))));
         Client.SaveStateAsync(Arg.Any<string>(), Arg.Any<string>(), Arg.Any<StateDocument>(), Arg.Any<StateOptions>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
@@ -75,7 +77,7 @@ public sealed class FakeStateStore
                     Checked(op.Key);
                     if (op.OperationType == StateOperationType.Upsert)
                     {
-                        Entries[op.Key] = (System.Text.Encoding.UTF8.GetString(op.Value!), NextETag());
+                        Entries[op.Key] = (Stored(System.Text.Encoding.UTF8.GetString(op.Value!), op.Metadata), NextETag());
                         Written(op.Key, op.Metadata);
                     }
                     else Entries.Remove(op.Key);
@@ -158,7 +160,7 @@ public sealed class FakeStateStore
         Checked(key);
         var exists = Entries.TryGetValue(key, out var current);
         if (etag.Length == 0 ? exists : !exists || current.ETag != etag) return false;
-        Entries[key] = (JsonSerializer.Serialize(value), NextETag());
+        Entries[key] = (Stored(JsonSerializer.Serialize(value), metadata), NextETag());
         Written(key, metadata);
         FirstWritten.Add(key);
         return true;
@@ -178,6 +180,41 @@ public sealed class FakeStateStore
         ? throw new global::Dapr.DaprException("State operation failed: the Dapr endpoint indicated a failure. See InnerException for details.",
             new Grpc.Core.RpcException(new Grpc.Core.Status(Grpc.Core.StatusCode.InvalidArgument, $"input key/keyPrefix '{key}' can't contain '||'")))
         : key;
+
+    /// <summary>
+    /// What the store keeps of a value sent as <paramref name="json"/>. Sent as JSON (contentType application/json, the
+    /// adapter's QueryApi mode, i.e. state.mongodb), it goes through state.mongodb's aggregation-pipeline update
+    /// (<c>$set: {value: v}</c>, components-contrib state/mongodb/mongodb.go setInternal, v1.18.4) as MongoDB evaluates an
+    /// expression there: <c>{"$literal": x}</c> is x unparsed; otherwise a string starting with <c>$</c> is a field path
+    /// (here: to nothing, so the field is left out, and null in an array), and an object key starting with <c>$</c> an
+    /// operator (an unknown one fails the write). Other values are kept as sent.
+    /// </summary>
+    private static string Stored(string json, IReadOnlyDictionary<string, string>? metadata) =>
+        metadata?.GetValueOrDefault("contentType") == "application/json" ? Pipeline(JsonNode.Parse(json)).Value?.ToJsonString() ?? "null" : json;
+
+    // Missing: a field path to a field the document does not have, which MongoDB leaves out.
+    private static (bool Missing, JsonNode? Value) Pipeline(JsonNode? value)
+    {
+        switch (value)
+        {
+            case JsonObject o when o.Count == 1 && o.ContainsKey("$literal"):
+                return (false, o["$literal"]?.DeepClone());
+            case JsonObject o when o.FirstOrDefault(p => p.Key.StartsWith('$')) is { Key: not null } op:
+                throw new global::Dapr.DaprException("State operation failed: the Dapr endpoint indicated a failure. See InnerException for details.",
+                    new Grpc.Core.RpcException(new Grpc.Core.Status(Grpc.Core.StatusCode.Internal, $"Unrecognized expression '{op.Key}'")));
+            case JsonObject o:
+                var fields = new JsonObject();
+                foreach (var (key, field) in o)
+                    if (Pipeline(field) is (false, var kept)) fields[key] = kept;
+                return (false, fields);
+            case JsonArray a:
+                return (false, new JsonArray(a.Select(item => Pipeline(item) is (false, var kept) ? kept : null).ToArray()));
+            case JsonValue v when v.GetValueKind() == JsonValueKind.String && v.GetValue<string>().StartsWith('$'):
+                return (true, null);
+            default:
+                return (false, value?.DeepClone());
+        }
+    }
 
     private string NextETag() => (++version).ToString(System.Globalization.CultureInfo.InvariantCulture);
 }
