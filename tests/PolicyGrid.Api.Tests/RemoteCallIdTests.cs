@@ -172,6 +172,11 @@ public sealed class RemoteCallIdTests
             var given = new JsonObject { ["policy_rule_uri"] = policy, ["input_data"] = new JsonObject(), ["timeout_seconds"] = 0.2 };
             var answer = await client.Post($"/executor/{executor}/execute_policy", given.ToJsonString());
             (answer.Status, answer.Code).ShouldBe((503, "backend_unavailable"), answer.Body?.ToJsonString());
+            // The node counts the budget from when the call reached it, after the registry started waiting, so the
+            // registry's 503 can come a little before the node's budget runs out (by the time the call took to get
+            // there, long on a loaded host). The budget sent is at most the registry's 0.5 s: that much later it has
+            // run out on the node too, whatever the call's way there took.
+            await Task.Delay(TimeSpan.FromMilliseconds(500), Ct);
         }
 
         // Its turn came after that: it did not start (504 to the proxy, which kept waiting), and the counter did not move.
