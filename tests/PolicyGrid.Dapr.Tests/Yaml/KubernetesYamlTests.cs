@@ -49,6 +49,17 @@ public sealed partial class KubernetesYamlTests
         }
     }
 
+    [Fact]
+    public void The_graphs_sidecar_takes_a_workflow_message_holding_several_policy_answers()
+    {
+        // Each node's input (its parents' answers) and output cross daprd's workflow stream as one gRPC message; a policy
+        // may answer up to Pool:MaxResultBytes. At daprd's default (4Mi) a graph whose node answered 5 MB failed on
+        // Dapr while serve ran it.
+        var graphs = OfKind("Deployment").Single(d => Text(d["metadata"]!["name"]) == DaprNames.Apps.Graphs);
+        var annotations = graphs["spec"]!["template"]!["metadata"]!["annotations"]!.AsObject();
+        Quantity(Text(annotations["dapr.io/max-body-size"])).ShouldBeGreaterThanOrEqualTo(4L * new PolicyGrid.Runtime.Hosting.WorkerPoolOptions().MaxResultBytes);
+    }
+
     private static IEnumerable<string> MetadataScopes(JsonObject component) =>
         component["scopes"]!.AsArray().Select(s => Text(s));
 
