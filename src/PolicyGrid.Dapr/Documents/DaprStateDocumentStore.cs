@@ -81,12 +81,22 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         {
             // Some stores report a lost first-write race as a plain error rather than an ETag mismatch:
             // if the key exists now, it was a duplicate; otherwise the store really failed.
-            if (!SidecarFailures.IsUnavailable(e) && (await ReadAsync(collection, id, ct)).Entry is not null) throw Duplicate(collection, id);
+            if (!SidecarFailures.IsUnavailable(e) && (await ReadAsync(collection, id, ct)).Entry is { } there)
+                return there.Revision == entry.Revision ? ToStored(entry) : throw Duplicate(collection, id);
             throw SidecarFailures.Translate(e, $"document store '{Store}'");
         }
-        if (!saved) throw Duplicate(collection, id);
+        if (!saved && !await LandedAsync(collection, id, entry, ct)) throw Duplicate(collection, id);
         return ToStored(entry);
     }
+
+    /// <summary>
+    /// Whether the entry a write was refused for is there after all: daprd's resiliency policy retries a state call that
+    /// timed out (deploy/base/resiliency.yaml), and when the first attempt had landed the retry meets its own ETag and is
+    /// refused. Each entry carries a fresh revision, so finding it means this write is the one stored: the caller's create
+    /// or update succeeded and is no 409.
+    /// </summary>
+    private async Task<bool> LandedAsync(string collection, string id, StateDocument entry, CancellationToken ct) =>
+        (await ReadAsync(collection, id, ct)).Entry?.Revision == entry.Revision;
 
     public async Task<StoredDocument> ReplaceAsync(string collection, string id, JsonObject body, string? expectedRevision, CancellationToken ct = default)
     {
@@ -94,7 +104,7 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         if (current is null) throw Problems.NotFound($"{Singular(collection)} '{id}' does not exist");
         if (expectedRevision is not null && expectedRevision != current.Revision) throw RevisionMismatch(collection, id, expectedRevision);
         var entry = NewEntry(collection, id, body);
-        if (!await TryWriteAsync(StateKeys.Document(collection, id), entry, etag, ct))
+        if (!await TryWriteAsync(StateKeys.Document(collection, id), entry, etag, ct) && !await LandedAsync(collection, id, entry, ct))
             throw Problems.Conflict($"{Singular(collection)} '{id}' was changed by another writer at the same time; read it again and retry");
         return ToStored(entry);
     }
@@ -111,7 +121,7 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         for (var attempt = 0; attempt < IndexAttempts; attempt++)
         {
             var (_, etag) = await ReadAsync(collection, id, ct);
-            if (await TryWriteAsync(key, entry, etag, ct)) return ToStored(entry);
+            if (await TryWriteAsync(key, entry, etag, ct) || await LandedAsync(collection, id, entry, ct)) return ToStored(entry);
         }
         throw Problems.BackendUnavailable($"{Singular(collection)} '{id}' in '{Store}' kept changing under concurrent writers; retry");
     }
@@ -130,7 +140,8 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         {
             throw SidecarFailures.Translate(e, $"document store '{Store}'");
         }
-        if (!deleted) throw Problems.Conflict($"{Singular(collection)} '{id}' was changed by another writer while it was being deleted; read it again and retry");
+        // A refusal with the document gone: daprd retried a delete that had landed (or another writer deleted it too).
+        if (!deleted && (await ReadAsync(collection, id, ct)).Entry is not null) throw Problems.Conflict($"{Singular(collection)} '{id}' was changed by another writer while it was being deleted; read it again and retry");
         // The index entry goes after the document: a crash in between leaves an id that reads as missing, which queries skip.
         if (Options.DocumentQueries == DocumentQueryMode.KeyIndex) await RemoveFromIndexAsync(collection, id, ct);
         return ToStored(current);
@@ -451,5 +462,7 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
     private static PolicyGridException RevisionMismatch(string collection, string id, string expected) =>
         Problems.Conflict($"{Singular(collection)} '{id}' has changed since revision '{expected}' (If-Match); read it again and retry");
 
-    private static string Singular(string collection) => collection.EndsWith('s') ? collection[..^1].Replace('_', ' ') : collection;
+    // policies → policy, graph_executions → graph execution (errors once said "policie 'x' already exists").
+    internal static string Singular(string collection) => (collection.EndsWith("ies", StringComparison.Ordinal) ? collection[..^3] + "y"
+        : collection.EndsWith('s') ? collection[..^1] : collection).Replace('_', ' ');
 }

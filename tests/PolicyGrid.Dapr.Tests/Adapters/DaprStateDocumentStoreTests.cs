@@ -94,6 +94,46 @@ public sealed class DaprStateDocumentStoreTests
         JsonNode.DeepEquals((await store.GetAsync(Collections.Decisions, "d-1", Ct))!.Body, Odd("d-1")).ShouldBeTrue();
     }
 
+    [Theory]
+    [InlineData(DocumentQueryMode.KeyIndex)]
+    [InlineData(DocumentQueryMode.QueryApi)]
+    public async Task A_write_daprd_retried_after_it_had_landed_is_the_callers_success_not_a_409(DocumentQueryMode mode)
+    {
+        // resiliency.yaml retries a state call that timed out; when the first attempt had landed, the retry meets the
+        // ETag it left and is refused: the caller's own create, update or delete was answered 409 though it was done.
+        var store = state.Store(mode);
+
+        state.LandThenRetry();
+        var created = await store.CreateAsync(Collections.Policies, "a:1.0-x", Policy("a"), Ct);
+        state.LandThenRetry();
+        var replaced = await store.ReplaceAsync(Collections.Policies, "a:1.0-x", Policy("a", "1.1"), created.Revision, Ct);
+        state.LandThenRetry();
+        var upserted = await store.UpsertAsync(Collections.Jobs, "job-1", new JsonObject { ["status"] = "running" }, Ct);
+        (await store.GetAsync(Collections.Policies, "a:1.0-x", Ct))!.Revision.ShouldBe(replaced.Revision);
+        (await store.GetAsync(Collections.Jobs, "job-1", Ct))!.Revision.ShouldBe(upserted.Revision);
+
+        state.LandThenRetry();
+        (await store.DeleteAsync(Collections.Policies, "a:1.0-x", replaced.Revision, Ct))!.Revision.ShouldBe(replaced.Revision);
+        (await store.GetAsync(Collections.Policies, "a:1.0-x", Ct)).ShouldBeNull();
+
+        // Another writer's document is still a duplicate.
+        (await Should.ThrowAsync<PolicyGridException>(() => store.CreateAsync(Collections.Jobs, "job-1", new JsonObject(), Ct))).Status.ShouldBe(409);
+    }
+
+    [Theory]
+    [InlineData(Collections.Policies, "policy")]
+    [InlineData(Collections.GraphExecutions, "graph execution")]
+    [InlineData(Collections.Jobs, "job")]
+    public async Task A_duplicate_names_what_kind_of_document_it_is(string collection, string kind)
+    {
+        var store = state.Store(DocumentQueryMode.QueryApi);
+        await store.CreateAsync(collection, "x", new JsonObject(), Ct);
+
+        var e = await Should.ThrowAsync<PolicyGridException>(() => store.CreateAsync(collection, "x", new JsonObject(), Ct));
+
+        e.Message.ShouldStartWith($"{kind} 'x'");
+    }
+
     [Fact]
     public async Task Key_index_mode_writes_documents_as_the_sdk_serialized_them()
     {

@@ -51,7 +51,7 @@ public sealed class FakeStateStore
                 var key = Checked(c.ArgAt<string>(1));
                 if (!Entries.TryGetValue(key, out var e) || e.ETag != c.ArgAt<string>(2)) return Task.FromResult(false);
                 Entries.Remove(key);
-                return Task.FromResult(true);
+                return Task.FromResult(!Retried(ref landedThenRetried));
             });
         Client.GetBulkStateAsync(Arg.Any<string>(), Arg.Any<IReadOnlyList<string>>(), Arg.Any<int?>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
             .Returns(c => Task.FromResult<IReadOnlyList<BulkStateItem>>(c.ArgAt<IReadOnlyList<string>>(1).Select(Checked).ToList()
@@ -163,6 +163,21 @@ public sealed class FakeStateStore
         Entries[key] = (Stored(JsonSerializer.Serialize(value), metadata), NextETag());
         Written(key, metadata);
         FirstWritten.Add(key);
+        return !Retried(ref landedThenRetried);
+    }
+
+    private int landedThenRetried;
+
+    /// <summary>
+    /// The next <paramref name="count"/> conditional writes or deletes land, then answer as daprd does when its resiliency
+    /// policy retried the call after a timeout: the retry meets the ETag the first attempt left, and is refused.
+    /// </summary>
+    public void LandThenRetry(int count = 1) => landedThenRetried = count;
+
+    private static bool Retried(ref int count)
+    {
+        if (count == 0) return false;
+        count--;
         return true;
     }
 
