@@ -322,7 +322,45 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         }
         while (!string.IsNullOrEmpty(token) && (!storeOrders || matches.Count < wanted));
         IEnumerable<StateDocument> ordered = storeOrders ? matches : Order(matches, query.Sort);
-        return ordered.Skip(skip).Take(limit).Select(ToStored).ToList();
+        return ordered.Skip(skip).Take(limit).Select(ToStored).Select(d => d with { Body = IntegralAsRead(d.Body) }).ToList();
+    }
+
+    /// <summary>
+    /// state.mongodb keeps every JSON number as a double and answers a state query in relaxed extended JSON
+    /// (components-contrib state/mongodb/mongodb_query.go, bson.MarshalExtJSON, v1.18.4), which writes an integral double
+    /// as <c>2.0</c>, while a read (decodeData, encoding/json) answers <c>2</c>: a list answered <c>"replicas": 2.0</c>
+    /// where a GET answered 2, and a client decoding into an integer (Go's encoding/json, for one) refused it. Numbers a
+    /// query answers as <c>N.0</c> are given back as a read gives them.
+    /// </summary>
+    internal static JsonObject IntegralAsRead(JsonObject doc)
+    {
+        foreach (var (key, value) in doc.ToList())
+            if (IntegralOrWalk(value) is { } plain) doc[key] = plain;
+        return doc;
+    }
+
+    // The integer a number written N.0 is (null: not one, or a container walked in place).
+    private static JsonNode? IntegralOrWalk(JsonNode? node)
+    {
+        switch (node)
+        {
+            case JsonObject o:
+                IntegralAsRead(o);
+                return null;
+            case JsonArray a:
+                for (var i = 0; i < a.Count; i++)
+                    if (IntegralOrWalk(a[i]) is { } plain) a[i] = plain;
+                return null;
+            case JsonValue v when v.GetValueKind() == JsonValueKind.Number:
+                var text = v.ToJsonString();
+                var dot = text.IndexOf('.');
+                // Up to 15 digits: a double holds every such integer exactly, so the value does not change.
+                return dot is > 0 and <= 16 && text.AsSpan(dot + 1).TrimStart('0').IsEmpty && text.Length > dot + 1
+                    && long.TryParse(text.AsSpan(0, dot), System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out var whole)
+                    ? JsonValue.Create(whole) : null;
+            default:
+                return null;
+        }
     }
 
     private async Task<IReadOnlyList<StoredDocument>> QueryWithIndexAsync(string collection, DocumentQuery query, int skip, int limit, CancellationToken ct)

@@ -120,6 +120,23 @@ public sealed class DaprStateDocumentStoreTests
         (await Should.ThrowAsync<PolicyGridException>(() => store.CreateAsync(Collections.Jobs, "job-1", new JsonObject(), Ct))).Status.ShouldBe(409);
     }
 
+    [Fact]
+    public async Task A_query_answers_integers_as_a_read_does_not_as_the_doubles_mongodb_keeps()
+    {
+        // state.mongodb answers a query in relaxed extended JSON, an integral double as 2.0: a list said "replicas": 2.0
+        // where GET said 2, and a client decoding into an integer refused the list.
+        var state = new FakeStateStore().WithIdQueries();
+        var store = state.Store(DocumentQueryMode.QueryApi);
+        await store.CreateAsync(Collections.Functions, "f", new JsonObject
+        {
+            ["replicas"] = 2, ["ratio"] = 0.5, ["big"] = 1e20, ["nested"] = new JsonObject { ["list"] = new JsonArray(1, 2.5, -3) },
+        }, Ct);
+
+        var listed = (await store.QueryAsync(Collections.Functions, new DocumentQuery(new AndFilter([]), []), Ct)).Single().Body;
+
+        listed.ToJsonString().ShouldBe("""{"replicas":2,"ratio":0.5,"big":1E+20,"nested":{"list":[1,2.5,-3]}}""");
+    }
+
     [Theory]
     [InlineData(Collections.Policies, "policy")]
     [InlineData(Collections.GraphExecutions, "graph execution")]

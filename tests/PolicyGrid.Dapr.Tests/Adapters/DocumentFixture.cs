@@ -109,7 +109,7 @@ public sealed class FakeStateStore
                 if (sort["key"]!.GetValue<string>() != "id") throw new InvalidOperationException("this fake only sorts by id");
                 var limit = query["page"]!["limit"]!.GetValue<int>();
                 var offset = int.TryParse(query["page"]!["token"]?.GetValue<string>(), out var o) ? o : 0;
-                var docs = Entries.Values.Select(e => JsonSerializer.Deserialize<StateDocument>(e.Json)).OfType<StateDocument>()
+                var docs = Entries.Values.Select(e => JsonSerializer.Deserialize<StateDocument>(RelaxedExtendedJson(JsonNode.Parse(e.Json))!.ToJsonString())).OfType<StateDocument>()
                     .Where(d => d.Collection == collection).OrderBy(d => d.Id, StringComparer.Ordinal).ToList();
                 if (sort["order"]!.GetValue<string>() == "DESC") docs.Reverse();
                 var page = docs.Skip(offset).Take(limit).Select(d => new StateQueryItem<StateDocument>(StateKeys.Document(collection, d.Id), d, "", "")).ToList();
@@ -117,6 +117,26 @@ public sealed class FakeStateStore
                 return Task.FromResult(new StateQueryResponse<StateDocument>(page, token, new Dictionary<string, string>()));
             });
         return this;
+    }
+
+    /// <summary>
+    /// How state.mongodb answers a state query: relaxed extended JSON (bson.MarshalExtJSON), where a number, kept as a
+    /// double, that is integral comes out as <c>N.0</c>.
+    /// </summary>
+    private static JsonNode? RelaxedExtendedJson(JsonNode? node)
+    {
+        switch (node)
+        {
+            case JsonObject o:
+                foreach (var (key, value) in o.ToList()) o[key] = RelaxedExtendedJson(value?.DeepClone());
+                return o;
+            case JsonArray a:
+                return new JsonArray(a.Select(i => RelaxedExtendedJson(i?.DeepClone())).ToArray());
+            case JsonValue v when v.GetValueKind() == JsonValueKind.Number && v.GetValue<double>() is var d && d == Math.Floor(d) && Math.Abs(d) < 1e15:
+                return JsonNode.Parse(d.ToString("0", System.Globalization.CultureInfo.InvariantCulture) + ".0");
+            default:
+                return node;
+        }
     }
 
     /// <summary>Objects written through the bundles binding, by object key.</summary>
