@@ -27,12 +27,17 @@ public static class StateQueryTranslator
     public static JsonArray? Sort(IReadOnlyList<SortKey> sort)
     {
         if (sort.Any(k => VersionComparer.IsVersionField(k.Path))) return null;
-        return new JsonArray(sort.Select(k => (JsonNode)new JsonObject
+        var keys = new JsonArray(sort.Select(k => (JsonNode)new JsonObject
         {
             // The entry's id sits beside the document in the stored value (see the trim queries).
             ["key"] = k.IsDocumentId ? "id" : DocPath(k.Path),
             ["order"] = k.Direction == SortDirection.Desc ? "DESC" : "ASC",
         }).ToArray());
+        // Ties (and an unsorted query) in id order, as the embedded store answers them: the store pages with a token
+        // over its own order, and on a key many documents share (status, name) that order was not fixed, so ?skip=
+        // paging could answer a document twice and another never.
+        if (!sort.Any(k => k.IsDocumentId)) keys.Add(new JsonObject { ["key"] = "id", ["order"] = "ASC" });
+        return keys;
     }
 
     /// <summary>The complete query JSON for one page.</summary>

@@ -367,7 +367,7 @@ public sealed class DaprStateDocumentStoreTests
         sent.Count.ShouldBe(2);
         JsonNode.DeepEquals(JsonNode.Parse(sent[0]), JsonNode.Parse("""
             {"filter": {"AND": [{"EQ": {"collection": "policies"}}, {"IN": {"doc.tags": ["net", "dns"]}}]},
-             "sort": [{"key": "doc.name", "order": "ASC"}],
+             "sort": [{"key": "doc.name", "order": "ASC"}, {"key": "id", "order": "ASC"}],
              "page": {"limit": 2}}
             """)).ShouldBeTrue(sent[0]);
         JsonNode.Parse(sent[1])!["page"]!["token"]!.GetValue<string>().ShouldBe("t2");
