@@ -33,15 +33,10 @@ public static class RedactedQuery
         }
         var matches = new List<StoredDocument>();
         var budget = query.BudgetFor(ct);
-        for (var skip = 0; ; skip += DocumentQuery.MaxLimit)
+        await foreach (var doc in store.QueryEveryAsync(collection, ct))
         {
-            var page = await store.QueryAsync(collection, new DocumentQuery(new AndFilter([]), [SortKey.ById(SortDirection.Asc)], skip, DocumentQuery.MaxLimit), ct);
-            foreach (var doc in page)
-            {
-                var shown = await present(doc, ct);
-                if (budget.Matches(query.Filter, shown)) matches.Add(doc with { Body = shown });
-            }
-            if (page.Count < DocumentQuery.MaxLimit) break;
+            var shown = await present(doc, ct);
+            if (budget.Matches(query.Filter, shown)) matches.Add(doc with { Body = shown });
         }
         matches.Sort(new DocumentOrder(query.Sort));
         return [.. matches.Skip(query.Skip).Take(query.Limit).Select(d => d.Body)];
