@@ -170,6 +170,37 @@ public sealed class LocalJobsTests : IAsyncLifetime
         done["error"]!.GetValue<string>().ShouldContain("server restarted");
     }
 
+    [Fact]
+    public async Task Every_job_left_running_is_followed_after_a_restart_even_past_the_first_thousand()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var template = Id(await SubmitAsync(client, """{"mode":"echo"}"""));
+        await WaitAsync(client, template);
+        var body = (await server.Store.GetAsync("jobs", template, ct))!.Body;
+        body["status"] = "running";
+        body.Remove("finished_at");
+        // 1100 jobs a previous run left running (their processes long gone), written straight to the store.
+        var ids = Enumerable.Range(0, 1100).Select(_ => Guid.NewGuid().ToString()).Order(StringComparer.Ordinal).ToList();
+        await ((PolicyGrid.Core.Ports.IDocumentBatchStore)server.Store).CreateManyAsync("jobs", ids, id => id, (w, id) =>
+        {
+            var job = body.DeepClone().AsObject();
+            job["job_id"] = id;
+            job.WriteTo(w);
+        }, ct);
+        await server.ExitAsync();
+
+        await using var restarted = server.Restart();
+        var http = restarted.CreateClient();
+        foreach (var id in new[] { ids[0], ids[^1] }) // the first and one past the first thousand (in id order)
+        {
+            var answer = await http.Get($"/jobs/{id}?wait=30");
+            answer.Status.ShouldBe(200);
+            var done = answer.Data!;
+            done["status"]!.GetValue<string>().ShouldBe("failed", $"job {id}");
+            done["error"]!.GetValue<string>().ShouldContain("server restarted");
+        }
+    }
+
     // The job's process, found through the pid file its launcher moves into place once it has started it.
     private async Task<Process> JobProcessAsync(string jobId)
     {

@@ -184,8 +184,8 @@ public sealed class JobBoard(
     {
         var before = Timestamps.Format(startedAt);
         var filter = FilterParser.Parse(new JsonObject { ["status"] = new JsonObject { ["$in"] = new JsonArray(JobStatus.Pending, JobStatus.Running) } });
-        var open = await store.QueryAsync(Collections.Jobs, new DocumentQuery(filter, [], 0, DocumentQuery.MaxLimit), ct);
-        foreach (var doc in open)
+        // Every open job, however many: the walk stays exact while the jobs it has passed finish (below, or followed).
+        await foreach (var doc in store.QueryEveryAsync(Collections.Jobs, filter, ct))
         {
             var job = Job.FromJson(doc.Body);
             // Jobs submitted since this server started are followed already.
