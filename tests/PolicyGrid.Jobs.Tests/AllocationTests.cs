@@ -73,6 +73,40 @@ public sealed class AllocationTests : IAsyncLifetime
         (await SubmitAsync("""{"pool":"z"}""")).ShouldBe("b");
     }
 
+    // Many documents at once, straight into the store (one batch, not one request each).
+    private Task StoreManyAsync(string collection, IEnumerable<(string Id, JsonObject Body)> documents) =>
+        ((PolicyGrid.Core.Ports.IDocumentBatchStore)server.Store).CreateManyAsync(collection, documents.ToList(), d => d.Id, (w, d) => d.Body.WriteTo(w),
+            TestContext.Current.CancellationToken);
+
+    private static JsonObject Executor(string id, int vcpus) => PolicyGrid.Core.Documents.PolicyExecutor.FromJson(new JsonObject
+    {
+        ["executor_id"] = id, ["executor_host_uri"] = Nowhere,
+        ["executor_metadata"] = new JsonObject { ["labels"] = new JsonObject { ["pool"] = "many" } },
+        ["executor_hardware_info"] = new JsonObject { ["vcpus"] = new JsonObject { ["count"] = vcpus } },
+        ["executor_status"] = "healthy",
+    }).ToJson();
+
+    [Fact]
+    public async Task An_executor_past_the_first_thousand_registered_is_a_candidate_too()
+    {
+        await StoreManyAsync(PolicyGrid.Core.Ports.Collections.Executors, Enumerable.Range(0, 1100).Select(i => ($"small-{i:D4}", Executor($"small-{i:D4}", 1))));
+        await server.StoreExecutorAsync("zz-big", Nowhere, new JsonObject { ["pool"] = "many" }, new JsonObject { ["count"] = 64 });
+
+        (await SubmitAsync("""{"pool":"many"}""")).ShouldBe("zz-big");
+    }
+
+    [Fact]
+    public async Task Every_running_job_counts_against_its_executor_even_past_the_first_thousand()
+    {
+        await server.StoreExecutorAsync("a", Nowhere, new JsonObject { ["pool"] = "busy" }, new JsonObject { ["count"] = 2100 });
+        await server.StoreExecutorAsync("b", Nowhere, new JsonObject { ["pool"] = "busy" }, new JsonObject { ["count"] = 1000 });
+        // 1200 jobs running on a leave it 900 free, fewer than b's 1000 (counting only 1000 of them would leave it 1100).
+        await StoreManyAsync(PolicyGrid.Core.Ports.Collections.Jobs, Enumerable.Range(0, 1200).Select(i => ($"r{i:D4}",
+            PolicyGrid.Core.Documents.Job.FromJson(new JsonObject { ["job_id"] = $"r{i:D4}", ["executor_id"] = "a", ["policy_rule_uri"] = policy, ["status"] = "running" }).ToJson())));
+
+        (await SubmitAsync("""{"pool":"busy"}""")).ShouldBe("b");
+    }
+
     [Fact]
     public async Task An_executor_stored_with_unreadable_hardware_info_is_passed_over()
     {

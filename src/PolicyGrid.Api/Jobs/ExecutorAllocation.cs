@@ -39,13 +39,16 @@ public sealed class ExecutorAllocation(IDocumentStore store, IEnumerable<IExecut
 
     public async Task<IReadOnlyList<Candidate>> CandidatesAsync(Job job, CancellationToken ct)
     {
-        var all = await store.QueryAsync(Collections.Executors, DocumentQuery.All(), ct);
+        // Every open job and every executor, however many (a count of them, not the documents, is kept).
         var active = FilterParser.Parse(new JsonObject { ["status"] = new JsonObject { ["$in"] = new JsonArray(JobStatus.Pending, JobStatus.Running) } });
-        var activeJobs = (await store.QueryAsync(Collections.Jobs, new DocumentQuery(active, [], 0, DocumentQuery.MaxLimit), ct))
-            .GroupBy(d => d.Body["executor_id"]?.GetValue<string>() ?? "")
-            .ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
+        var activeJobs = new Dictionary<string, int>(StringComparer.Ordinal);
+        await foreach (var doc in store.QueryEveryAsync(Collections.Jobs, active, ct))
+        {
+            var executorId = doc.Body["executor_id"]?.GetValue<string>() ?? "";
+            activeJobs[executorId] = activeJobs.GetValueOrDefault(executorId) + 1;
+        }
         var result = new List<Candidate>();
-        foreach (var doc in all)
+        await foreach (var doc in store.QueryEveryAsync(Collections.Executors, ct))
         {
             if (Allocatable(doc) is not { } executor) continue;
             if (executor.ExecutorStatus != ExecutorStatus.Healthy || !Matches(job.NodeSelector, executor)) continue;
