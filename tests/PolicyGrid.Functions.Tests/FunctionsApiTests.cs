@@ -492,6 +492,74 @@ public sealed class FunctionsApiTests : IAsyncLifetime
         answer.Data!["function_executor_id"]!.GetValue<string>().ShouldBe("local");
     }
 
+    // Many documents at once, straight into the store (one batch, not one request each).
+    private Task StoreManyAsync(string collection, IEnumerable<(string Id, JsonObject Body)> documents) =>
+        ((IDocumentBatchStore)_server.Store).CreateManyAsync(collection, documents.ToList(), d => d.Id, (w, d) => d.Body.WriteTo(w),
+            TestContext.Current.CancellationToken);
+
+    private async Task<double> LocalVcpusAsync() =>
+        (await _server.Store.GetAsync(Collections.Executors, "local", TestContext.Current.CancellationToken))!
+            .Body["executor_hardware_info"]!["vcpus"]!["count"]!.GetValue<double>();
+
+    // An executor nothing listens on: a deployment placed there fails, one placed on "local" succeeds.
+    private static JsonObject Unreachable(string id, double vcpus) => new()
+    {
+        ["executor_id"] = id, ["executor_host_uri"] = "http://127.0.0.1:9", ["executor_metadata"] = new JsonObject(),
+        ["executor_hardware_info"] = new JsonObject { ["vcpus"] = new JsonObject { ["count"] = vcpus } }, ["executor_status"] = "healthy",
+    };
+
+    [Fact]
+    public async Task Allocation_considers_executors_past_the_first_thousand()
+    {
+        // 1100 executors without vCPUs whose ids come before "local": read one page only, local is not among them.
+        await StoreManyAsync(Collections.Executors, Enumerable.Range(0, 1100).Select(i => ($"aa-{i:D4}", Unreachable($"aa-{i:D4}", 0))));
+
+        var answer = await _client.Send(HttpMethod.Post, "/function/deployments/create/", Body("placed-past-many"));
+
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        answer.Data!["function_executor_id"]!.GetValue<string>().ShouldBe("local");
+    }
+
+    [Fact]
+    public async Task Allocation_counts_every_deployment_on_an_executor_even_past_the_first_thousand()
+    {
+        // "spare" has 1050 vCPUs more than local but 1100 deployments: 50 fewer free (counting only 1000 of them, 50 more).
+        await _server.Store.UpsertAsync(Collections.Executors, "spare", Unreachable("spare", await LocalVcpusAsync() + 1050), TestContext.Current.CancellationToken);
+        await StoreManyAsync(Collections.Functions, Enumerable.Range(0, 1100).Select(i => ($"on-spare-{i:D4}", new JsonObject
+        {
+            ["function_id"] = $"on-spare-{i:D4}", ["function_executor_id"] = "spare", ["function_policy_rule_uri"] = "counter:1.0-beta",
+            ["replicas"] = 1, ["status"] = "running",
+        })));
+
+        var answer = await _client.Send(HttpMethod.Post, "/function/deployments/create/", Body("placed-past-busy"));
+
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        answer.Data!["function_executor_id"]!.GetValue<string>().ShouldBe("local");
+    }
+
+    [Fact]
+    public async Task Every_hosted_function_is_restored_at_start_even_past_the_first_thousand()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        (await Deploy(Body("template", replicas: 2))).Status.ShouldBe(200);
+        var hosted = (await _server.Store.GetAsync(LocalFunctionHost.Collection, "template", ct))!.Body;
+        await StoreManyAsync(LocalFunctionHost.Collection, Enumerable.Range(0, 1100).Select(i =>
+        {
+            var copy = hosted.DeepClone().AsObject();
+            copy["name"] = $"copy-{i:D4}";
+            return ($"copy-{i:D4}", copy);
+        }));
+
+        await _server.ExitAsync();
+        _server = _server.Restart();
+        _client = _server.CreateClient();
+
+        // Restored at start: its instances are there before any call (not restored, it would show none until its first call).
+        var host = _server.Service<LocalFunctionHost>();
+        foreach (var name in new[] { "copy-0000", "copy-1099", "template" })
+            (await host.StatusAsync(name, ct))!.Instances.ShouldBe(2, name);
+    }
+
     [Fact]
     public async Task A_call_whose_input_breaks_the_policy_input_schema_is_a_400_as_in_type_2_and_runs_nothing()
     {

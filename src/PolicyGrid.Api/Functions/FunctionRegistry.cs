@@ -275,16 +275,20 @@ public sealed class FunctionRegistry(
     /// </summary>
     private async Task<PolicyExecutor> AllocateAsync(CancellationToken ct)
     {
-        var executors = (await store.QueryAsync(Collections.Executors, DocumentQuery.All(), ct))
+        // Every executor and every deployment, however many (only a count per executor of the deployments is kept).
+        var executors = (await store.QueryEveryAsync(Collections.Executors, ct).ToListAsync(ct))
             .Select(Allocatable)
             .OfType<PolicyExecutor>()
             .Where(e => e.ExecutorStatus == ExecutorStatus.Healthy && Uri.TryCreate(e.ExecutorHostUri, UriKind.Absolute, out var u) && transports.Any(t => t.CanHandle(u)))
             .ToList();
         if (executors.Count == 0)
             throw Problems.BackendUnavailable("no healthy executor can host functions; register one with POST /executor or name one in the path");
-        var placed = (await store.QueryAsync(Collections.Functions, DocumentQuery.All(), ct))
-            .GroupBy(f => f.Body["function_executor_id"]?.GetValue<string>() ?? "")
-            .ToDictionary(g => g.Key, g => g.Sum(PlacedReplicas));
+        var placed = new Dictionary<string, int>(StringComparer.Ordinal);
+        await foreach (var function in store.QueryEveryAsync(Collections.Functions, ct))
+        {
+            var executorId = function.Body["function_executor_id"]?.GetValue<string>() ?? "";
+            placed[executorId] = placed.GetValueOrDefault(executorId) + PlacedReplicas(function);
+        }
         return executors
             .OrderByDescending(e => Vcpus(e) - placed.GetValueOrDefault(e.ExecutorId))
             .ThenBy(e => e.ExecutorId, StringComparer.Ordinal)

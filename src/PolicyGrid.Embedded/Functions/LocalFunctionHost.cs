@@ -529,7 +529,9 @@ public sealed class LocalFunctionHost(
     /// <summary>Brings back every function this host ran before a restart (instances warm up on their first call).</summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        foreach (var stored in await documents.QueryAsync(Collection, DocumentQuery.All(), cancellationToken))
+        // Every function, however many: a function not restored here would come back on its first call only, showing no
+        // instances until then. Restoring one changes no document, so the walk sees each once.
+        await foreach (var stored in documents.QueryEveryAsync(Collection, cancellationToken))
         {
             try
             {
