@@ -16,7 +16,8 @@ public sealed class NodeCallIdTests(GridServer server) : IClassFixture<GridServe
 {
     private readonly HttpClient client = server.CreateClient();
 
-    private const string CountingPolicy = """
+    /// <summary>Counts its runs in its context (and sleeps input_data.sleep seconds first).</summary>
+    internal const string CountingPolicy = """
         import time
         class AIOSv1PolicyRule:
             def __init__(self, rule_id, settings, parameters):

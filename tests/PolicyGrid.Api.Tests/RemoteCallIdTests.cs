@@ -27,18 +27,7 @@ public sealed class RemoteCallIdTests
     private const string NodeToken = "call-id-node-token-0123456789abcdef";
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    private const string CountingPolicy = """
-        import time
-        class AIOSv1PolicyRule:
-            def __init__(self, rule_id, settings, parameters):
-                pass
-            def eval(self, parameters, input_data, context):
-                time.sleep(float(input_data.get("sleep", 0)))
-                context["runs"] = context.get("runs", 0) + 1
-                return {"runs": context["runs"]}
-            def management(self, action, data):
-                return {"action": action}
-        """;
+    private const string CountingPolicy = NodeCallIdTests.CountingPolicy;
 
     private static GridServer Registry(string functionCallTimeout = "00:01:40", string overhead = "00:00:15") => new()
     {
