@@ -205,6 +205,29 @@ public sealed class EvaluatorTests : LoopbackRegistryTests
     }
 
     [Fact]
+    public async Task A_policy_retired_when_the_evaluator_was_made_serves_once_it_is_active_again()
+    {
+        _registry.Update(d => d["status"] = "retired");
+        var ev = await Evaluator();
+        Should.Throw<PolicyGridApiException>(() => ev.ExecutePolicyRule(Ip("10.0.0.1"))).Code.ShouldBe("retired");
+        _registry.Update(d => d["status"] = "active"); // nothing was loaded for the retired revision: it used to stay null
+        await ev.RefreshAsync(TestContext.Current.CancellationToken);
+        ev.ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task A_policy_retired_with_new_parameters_serves_them_once_it_is_active_again()
+    {
+        var ev = await Evaluator();
+        _registry.Update(d => { d["status"] = "retired"; d["policy_parameters"] = new JsonObject { ["local_allowlist"] = new JsonArray("10.0.0.9") }; });
+        await ev.RefreshAsync(TestContext.Current.CancellationToken);
+        Should.Throw<PolicyGridApiException>(() => ev.ExecutePolicyRule(Ip("10.0.0.9"))).Code.ShouldBe("retired");
+        _registry.Update(d => d["status"] = "active");
+        await ev.RefreshAsync(TestContext.Current.CancellationToken);
+        ev.ExecutePolicyRule(Ip("10.0.0.9"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    [Fact]
     public async Task A_deprecated_policy_still_runs_and_says_so()
     {
         var ev = await Evaluator();

@@ -138,6 +138,24 @@ class EvaluatorTests(unittest.TestCase):
             ev.execute_policy_rule({"ip": "10.0.0.1"})
         self.assertEqual((caught.exception.status, caught.exception.code), (410, "retired"))
 
+    def test_a_policy_retired_when_the_evaluator_was_made_serves_once_it_is_active_again(self):
+        self.registry.update(status="retired")
+        ev = self.evaluator(revalidate_seconds=0)
+        with self.assertRaises(PolicyGridApiError) as caught:
+            ev.execute_policy_rule({"ip": "10.0.0.1"})
+        self.assertEqual(caught.exception.code, "retired")
+        self.registry.update(status="active")  # nothing was loaded for the retired revision: it used to stay None
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
+        self.assertEqual(ev.execute_mgmt_command("get_state")["local_allowlist"], ["10.0.0.1"])
+
+    def test_a_policy_retired_with_new_parameters_serves_them_once_it_is_active_again(self):
+        ev = self.evaluator(revalidate_seconds=0)
+        self.registry.update(status="retired", policy_parameters={"local_allowlist": ["10.0.0.9"]})
+        with self.assertRaises(PolicyGridApiError):
+            ev.execute_policy_rule({"ip": "10.0.0.9"})
+        self.registry.update(status="active")
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.9"})["allowed"])
+
     def test_deleted_policy_raises_not_found(self):
         ev = self.evaluator(revalidate_seconds=0)
         self.registry.document["policy_rule_uri"] = "something:else-x"

@@ -316,9 +316,11 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
         var inputTemplate = document["policy_input_schema"] as JsonObject ?? [];
 
         IPolicyInstance? instance;
-        if (_held is { Gone: null } previous && previous.Fingerprint == fingerprint)
+        if (_held is { Gone: null } previous && previous.Fingerprint == fingerprint && (previous.Instance is not null || status == "retired"))
         {
-            instance = previous.Instance; // only metadata or status changed: keep the warm instance and its state
+            // Only metadata or status changed: keep the warm instance and its state. A retired revision holds none
+            // (nothing was loaded for it), so a policy un-retired after that is loaded here.
+            instance = previous.Instance;
         }
         else if (status == "retired")
         {

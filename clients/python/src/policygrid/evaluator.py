@@ -282,8 +282,10 @@ class LocalPolicyEvaluator:
         fingerprint = json.dumps([document.get("code"), document.get("code_sha256") or "", settings, parameters],
                                  sort_keys=True, default=str)
         previous = self._held
-        if previous is not None and self._failure is None and previous.fingerprint == fingerprint:
-            # Only metadata/status changed: keep the warm instance (and its management state).
+        if previous is not None and self._failure is None and previous.fingerprint == fingerprint \
+                and (previous.instance is not None or status == "retired"):
+            # Only metadata/status changed: keep the warm instance (and its management state). A retired revision holds
+            # none (nothing was loaded for it), so a policy un-retired after that is loaded now.
             instance, bundle = previous.instance, previous.bundle
         elif status == "retired":
             instance, bundle = None, None
