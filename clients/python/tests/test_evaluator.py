@@ -7,7 +7,7 @@ import time
 import unittest
 
 import support
-from policygrid import LocalPolicyEvaluator, PolicyGridApiError, PolicyGridError, ServerUnreachableError
+from policygrid import LocalPolicyEvaluator, PolicyGridApiError, PolicyGridClient, PolicyGridError, ServerUnreachableError
 
 URI = "ip_allowlist:1.0-beta"
 DOC = {
@@ -358,6 +358,54 @@ class EvaluatorTests(unittest.TestCase):
                 self.assertIn("input_data.extra.x[0]", caught.exception.message)
                 self.assertIn(says, caught.exception.message)
         self.assertEqual(held.context.get("calls", 0), 0)  # the policy never ran
+
+    def test_input_the_server_would_refuse_as_json_text_is_a_400_naming_it_in_both_modes(self):
+        # Each of these reached a local policy (a key twice, a lone surrogate: its echo then failed as the policy's 422,
+        # or it ran on input a server never accepts), and nesting past Python's limit raised RecursionError in both modes.
+        held = self.evaluator()
+        remote = self.evaluator(mode="remote", executor_id="local")
+        deep: dict = {}
+        cur = deep
+        for _ in range(5000):
+            cur["x"] = {}
+            cur = cur["x"]
+        just_past: list = []  # input_data + 31 lists = 32 levels, one past what a server takes
+        for _ in range(30):
+            just_past = [just_past]
+        cases = [({"y": deep}, "input_data.y.x", "nests deeper than 31 levels"),
+                 ({"y": just_past}, "input_data.y", "nests deeper than 31 levels"),
+                 ({"y": "\ud800"}, "input_data.y", "lone surrogate"),
+                 ({"y": {"\udfff": 1}}, "input_data.y", "lone surrogate"),
+                 ({"y": {1: "a", "1": "b"}}, "input_data.y", 'written as the JSON key "1"'),
+                 ({"y": {True: "a", "true": "b"}}, "input_data.y", 'written as the JSON key "true"'),
+                 ({"y": {math.inf: 1}}, "input_data.y", "key inf is not a JSON object key")]
+        for extra, where, says in cases:
+            for ev in (held, remote):
+                with self.subTest(says=says, mode=ev.mode), self.assertRaises(PolicyGridApiError) as caught:
+                    ev.execute_policy_rule({"ip": "10.0.0.1", **extra})
+                self.assertEqual((caught.exception.status, caught.exception.code), (400, "validation_failed"))
+                self.assertTrue(caught.exception.message.startswith(where), caught.exception.message)
+                self.assertIn(says, caught.exception.message)
+        for ev in (held, remote):
+            with self.subTest(what="management data", mode=ev.mode), self.assertRaises(PolicyGridApiError) as caught:
+                ev.execute_mgmt_command("update_local_allowlist", {"ips": ["10.0.0.1"], 1: 1, "1": 2})
+            self.assertEqual(caught.exception.code, "validation_failed")
+            self.assertIn('written as the JSON key "1"', caught.exception.message)
+        self.assertEqual(held.context.get("calls", 0), 0)  # the policy never ran
+        # 31 levels (input_data and 30 lists) are what a server takes, and they run
+        fits: list = []
+        for _ in range(29):
+            fits = [fits]
+        self.assertTrue(held.execute_policy_rule({"ip": "10.0.0.1", "y": fits})["allowed"])
+
+    def test_a_client_body_nested_past_pythons_recursion_limit_is_a_400_not_a_recursion_error(self):
+        deep: list = []
+        for _ in range(5000):
+            deep = [deep]
+        with self.assertRaises(PolicyGridApiError) as caught:
+            PolicyGridClient(self.registry.url, timeout=2).execute_policy("local", URI, {"y": deep})
+        self.assertEqual((caught.exception.status, caught.exception.code), (400, "validation_failed"))
+        self.assertIn("nests deeper than 32 levels", caught.exception.message)
 
     def test_local_mode_checks_input_but_hands_the_policy_the_callers_own_objects(self):
         # Checked, not copied through JSON: a warm local call stays a few microseconds (docs/sdk.md).

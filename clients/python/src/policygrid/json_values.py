@@ -18,6 +18,9 @@ _DOUBLE_MAX = 1.7976931348623157e308
 
 def as_json(value: Any, path: str) -> Any:
     """``value`` after a JSON round trip; raises 400 ``validation_failed`` naming the first value JSON cannot carry."""
+    # Checked first: json.dumps writes 1 and "1" as one key twice (read back, one silently wins), a lone surrogate as an
+    # escape the server refuses, and any depth up to Python's recursion limit.
+    ensure_json(value, path)
     try:
         return json.loads(encode(value, path), parse_int=_int_in_range)
     except _OutOfRange:
@@ -39,7 +42,7 @@ def encode(value: Any, path: str) -> str:
     """JSON text of ``value`` (strict: no NaN or Infinity); raises 400 ``validation_failed`` naming the bad value."""
     try:
         return json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RecursionError) as e:
         raise _refused(value, path) from e
 
 
@@ -55,36 +58,99 @@ def _int_in_range(text: str) -> int:
 
 
 def _refused(value: Any, path: str) -> PolicyGridApiError:
-    return _error(*(first_non_json(value, path) or (path, "is not JSON-serializable")))
+    # A whole body may nest one level more than a value inside one.
+    return _error(*(first_non_json(value, path, BODY_MAX_DEPTH if path == "body" else VALUE_MAX_DEPTH)
+                    or (path, "is not JSON-serializable")))
 
 
 def _error(where: str, why: str) -> PolicyGridApiError:
     return PolicyGridApiError(400, "validation_failed", f"{where}: {why}", [{"path": where, "message": why}])
 
 
-def first_non_json(value: Any, path: str) -> tuple[str, str] | None:
-    """(path, reason) of the first value in ``value`` that JSON cannot carry, or None."""
-    if value is None or isinstance(value, (str, bool)):
+# A request body nests at most 32 levels of objects and arrays (the outermost counts); a value inside one (input_data,
+# parameters, settings, a command's data) has the body's own level less. The server refuses deeper bodies with a 400.
+BODY_MAX_DEPTH = 32
+VALUE_MAX_DEPTH = BODY_MAX_DEPTH - 1
+
+
+def first_non_json(value: Any, path: str, max_depth: int = VALUE_MAX_DEPTH) -> tuple[str, str] | None:
+    """(path, reason) of the first value in ``value`` that JSON cannot carry to the server, or None: what it has no type
+    for, NaN and infinity, an integer past a double's range, a lone surrogate, keys JSON cannot write or writes alike
+    (1 and "1"), and nesting past ``max_depth`` levels (the server's limit, which also keeps this walk off Python's
+    recursion limit)."""
+    found = _first_problem(value, 1, max_depth)
+    if found is None:
         return None
+    trail, why = found
+    where = path + "".join(reversed(trail))
+    return (where if len(where) <= 200 else where[:200] + "…", why)
+
+
+def _first_problem(value: Any, depth: int, max_depth: int) -> tuple[list, str] | None:
+    """([path segments, innermost first], reason); the path is only built for a value that fails."""
+    kind = type(value)
+    if kind is str:
+        if value.isascii():  # O(1): only text with non-ASCII characters can hold a surrogate
+            return None
+        bad = _lone_surrogate(value)
+        return None if bad is None else ([], f"'{bad}' is a lone surrogate, which no JSON text can hold")
+    if value is None or kind is bool:
+        return None
+    if isinstance(value, str):
+        return _first_problem(str(value), depth, max_depth)
     if isinstance(value, int):
-        return None if abs(value) <= _DOUBLE_MAX else (path, "integer is past a double's range (the server refuses it)")
+        return None if abs(value) <= _DOUBLE_MAX else ([], "integer is past a double's range (the server refuses it)")
     if isinstance(value, float):
-        return None if math.isfinite(value) else (path, f"{value!r} is not a JSON number")
+        return None if math.isfinite(value) else ([], f"{value!r} is not a JSON number")
+    if isinstance(value, (dict, list, tuple)) and depth > max_depth:
+        return ([], f"nests deeper than {max_depth} levels of objects and arrays (the server refuses it)")
     if isinstance(value, dict):
+        for key in value:
+            if type(key) is not str or not key.isascii():
+                why = _key_refused(value)
+                if why:
+                    return ([], why)
+                break
         for key, item in value.items():
-            if not isinstance(key, (str, int, float, bool)) and key is not None:
-                return (path, f"key {key!r} ({type(key).__name__}) is not a JSON object key")
-            found = first_non_json(item, f"{path}.{key}")
+            found = _first_problem(item, depth + 1, max_depth)
             if found:
+                found[0].append(f".{key}")
                 return found
         return None
     if isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            found = first_non_json(item, f"{path}[{i}]")
+            found = _first_problem(item, depth + 1, max_depth)
             if found:
+                found[0].append(f"[{i}]")
                 return found
         return None
-    return (path, f"a value of type {type(value).__name__} is not JSON (use a list, dict, str, number, bool or None)")
+    return ([], f"a value of type {type(value).__name__} is not JSON (use a list, dict, str, number, bool or None)")
+
+
+def _key_refused(value: dict) -> str | None:
+    """Why a key of ``value`` cannot reach the server as it is: JSON has no key for it, or writes it as it writes another
+    key of the same object (the server refuses a key twice)."""
+    written: dict = {}
+    for key in value:
+        if isinstance(key, str):
+            bad = _lone_surrogate(key)
+            if bad:
+                return f"key '{bad}' is a lone surrogate, which no JSON text can hold"
+            text = key
+        elif isinstance(key, float) and not math.isfinite(key):
+            return f"key {key!r} is not a JSON object key"
+        elif key is None or isinstance(key, (bool, int, float)):
+            try:
+                text = json.dumps(key)
+            except ValueError:  # an int key of too many digits
+                return f"key {key!r:.40} ({type(key).__name__}) is not a JSON object key"
+        else:
+            return f"key {key!r} ({type(key).__name__}) is not a JSON object key"
+        if text in written:
+            return (f"keys {written[text]!r} and {key!r} are both written as the JSON key \"{text}\" (the server refuses a key "
+                    "twice; use string keys)")
+        written[text] = key
+    return None
 
 
 # What a policy answers goes the other way: the server writes it as JSON text (its worker host encodes with
