@@ -327,6 +327,35 @@ public sealed class EvaluatorTests : LoopbackRegistryTests
         }
     }
 
+    private static JsonNode Nested(int levels)
+    {
+        JsonNode node = new JsonObject();
+        for (var i = 1; i < levels; i++) node = new JsonObject { ["x"] = node };
+        return node;
+    }
+
+    [Fact]
+    public async Task Input_nested_deeper_than_a_server_takes_is_a_400_naming_it_in_both_modes()
+    {
+        // In-process mode ran the policy on 32 to 999 levels a server refuses; from 1000 every mode threw the
+        // serializer's InvalidOperationException.
+        var held = await Evaluator();
+        await using var remote = await LocalPolicyEvaluator.CreateAsync(Client(),
+            new LocalPolicyEvaluatorOptions { PolicyRuleUri = Uri, Mode = EvaluationMode.Remote }, TestContext.Current.CancellationToken);
+        foreach (var ev in new[] { held, remote })
+        foreach (var levels in new[] { 31, 5000 }) // under input_data: 32 levels, one past what a server takes, and far past
+        {
+            var e = Should.Throw<PolicyGridApiException>(() => ev.ExecutePolicyRule(new JsonObject { ["ip"] = "10.0.0.1", ["y"] = Nested(levels) }));
+            (e.Status, e.Code).ShouldBe((400, "validation_failed"));
+            e.Reason.ShouldStartWith("input_data.y.x");
+            e.Reason.ShouldContain("nests deeper than 31 levels");
+            Should.Throw<PolicyGridApiException>(() => ev.ExecuteManagementCommand("get_state", new JsonObject { ["y"] = Nested(levels) }))
+                .Reason.ShouldContain("nests deeper than 31 levels");
+        }
+        // 31 levels (input_data and 30 below it) are what a server takes, and they run
+        held.ExecutePolicyRule(new JsonObject { ["ip"] = "10.0.0.1", ["y"] = Nested(30) })["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
     [Fact]
     public async Task Bad_options_are_refused_naming_the_option()
     {

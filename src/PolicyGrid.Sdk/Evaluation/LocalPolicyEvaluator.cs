@@ -115,9 +115,9 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
     public JsonObject ExecutePolicyRule(JsonNode? inputData, JsonObject? parameters = null)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        JsonText.EnsureFinite(inputData, "input_data");
+        JsonText.EnsureJson(inputData, "input_data");
         JsonText.EnsureObject(inputData, "input_data", nullIsEmpty: false);
-        JsonText.EnsureFinite(parameters, "parameters");
+        JsonText.EnsureJson(parameters, "parameters");
         if (_options.Mode == EvaluationMode.Remote || _held?.Instance is not { Synchronous: true })
             return ExecutePolicyRuleAsync(inputData, parameters).GetAwaiter().GetResult();
         var (held, effective) = Prepare(inputData, parameters);
@@ -127,9 +127,9 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
     public async Task<JsonObject> ExecutePolicyRuleAsync(JsonNode? inputData, JsonObject? parameters = null, CancellationToken ct = default)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        JsonText.EnsureFinite(inputData, "input_data");
+        JsonText.EnsureJson(inputData, "input_data");
         JsonText.EnsureObject(inputData, "input_data", nullIsEmpty: false);
-        JsonText.EnsureFinite(parameters, "parameters");
+        JsonText.EnsureJson(parameters, "parameters");
         if (_options.Mode == EvaluationMode.Remote)
         {
             var request = new ExecutePolicyRequest(_options.PolicyRuleUri, inputData)
@@ -152,7 +152,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         if (string.IsNullOrWhiteSpace(action)) throw new PolicyGridApiException(400, "validation_failed", "action: must be a non-empty string");
-        JsonText.EnsureFinite(data, "data");
+        JsonText.EnsureJson(data, "data");
         JsonText.EnsureObject(data, "data", nullIsEmpty: true);
         if (_options.Mode == EvaluationMode.Remote)
         {

@@ -314,33 +314,42 @@ internal static class JsonText
         throw new PolicyGridApiException(400, "validation_failed", $"{path}: {why}", new JsonArray(new JsonObject { ["path"] = path, ["message"] = why }));
     }
 
+    /// <summary>How deeply a value inside a request body (input_data, parameters, management data) may nest: a server takes
+    /// a body of <see cref="Core.Documents.DocumentDepth.Max"/> levels, the body counting as one.</summary>
+    public const int MaxValueDepth = Core.Documents.DocumentDepth.Max - 1;
+
     /// <summary>
-    /// Refuses a value JSON cannot carry (a NaN or infinite double or float put into a node by the caller) with a 400
-    /// naming its path, as the server would, instead of the serializer's ArgumentException wherever it is written.
+    /// Refuses a value JSON cannot carry (a NaN or infinite double or float put into a node by the caller) or a server would
+    /// refuse (nesting past <see cref="MaxValueDepth"/>) with a 400 naming its path, as the server would, instead of the
+    /// serializer's ArgumentException or InvalidOperationException (past 1000 levels) wherever it is written, and instead
+    /// of local modes running a policy on input no server takes.
     /// </summary>
-    public static void EnsureFinite(JsonNode? node, string path)
+    public static void EnsureJson(JsonNode? node, string path)
     {
-        if (FirstNonFinite(node, path) is { } where)
-            throw new PolicyGridApiException(400, "validation_failed", $"{where}: NaN and infinity are not JSON numbers",
-                new JsonArray(new JsonObject { ["path"] = where, ["message"] = "NaN and infinity are not JSON numbers" }));
+        if (FirstNonJson(node, path, 1) is not { } found) return;
+        var where = found.Path.Length > 200 ? found.Path[..200] + "…" : found.Path;
+        throw new PolicyGridApiException(400, "validation_failed", $"{where}: {found.Why}",
+            new JsonArray(new JsonObject { ["path"] = where, ["message"] = found.Why }));
     }
 
-    private static string? FirstNonFinite(JsonNode? node, string path)
+    private static (string Path, string Why)? FirstNonJson(JsonNode? node, string path, int depth)
     {
         switch (node)
         {
+            case JsonObject or JsonArray when depth > MaxValueDepth:
+                return (path, $"nests deeper than {MaxValueDepth} levels of objects and arrays (the server refuses it)");
             case JsonObject o:
                 foreach (var (key, item) in o)
-                    if (FirstNonFinite(item, $"{path}.{key}") is { } found) return found;
+                    if (FirstNonJson(item, $"{path}.{key}", depth + 1) is { } found) return found;
                 return null;
             case JsonArray a:
                 for (var i = 0; i < a.Count; i++)
-                    if (FirstNonFinite(a[i], $"{path}[{i}]") is { } found) return found;
+                    if (FirstNonJson(a[i], $"{path}[{i}]", depth + 1) is { } found) return found;
                 return null;
             case JsonValue v when v.TryGetValue<double>(out var d) && !double.IsFinite(d):
-                return path;
+                return (path, "NaN and infinity are not JSON numbers");
             case JsonValue v when v.TryGetValue<float>(out var f) && !float.IsFinite(f):
-                return path;
+                return (path, "NaN and infinity are not JSON numbers");
             default:
                 return null;
         }
