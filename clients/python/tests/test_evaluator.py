@@ -257,6 +257,43 @@ class EvaluatorTests(unittest.TestCase):
             for c in held_open:
                 c.close()
 
+    def test_calls_past_the_interval_answer_from_the_held_revision_while_a_reread_hangs(self):
+        # With the defaults (timeout 10 s, interval 5 s), once the interval passed during a hung re-read every other
+        # thread's call queued behind it until its timeout, instead of answering from the held revision.
+        import socket
+        import threading
+        ev = self.evaluator(revalidate_seconds=3600)
+        hung = socket.socket()
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(64)
+        accepted, held_open = threading.Event(), []
+
+        def accept():  # takes connections and never answers them
+            while True:
+                try:
+                    held_open.append(hung.accept()[0])
+                except OSError:
+                    return
+                accepted.set()
+
+        threading.Thread(target=accept, daemon=True).start()
+        ev.client.server, ev.client.timeout = f"http://127.0.0.1:{hung.getsockname()[1]}", 3
+        ev._next_check = 0.0  # a re-read is due
+        rereader = threading.Thread(target=ev.execute_policy_rule, args=({"ip": "10.0.0.1"},))
+        try:
+            rereader.start()
+            self.assertTrue(accepted.wait(5))
+            ev._next_check = 0.0  # the interval has passed again while that re-read still waits
+            started = time.monotonic()
+            for _ in range(3):
+                self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
+            self.assertLess(time.monotonic() - started, 1.0)
+        finally:
+            hung.close()
+            for c in held_open:
+                c.close()
+            rereader.join()
+
     def test_local_mode_with_nothing_held_fails_closed(self):
         self.registry.stop()
         with self.assertRaises(ServerUnreachableError):

@@ -225,7 +225,12 @@ class LocalPolicyEvaluator:
         return held
 
     def _revalidate(self, first: bool = False, only_if_due: bool = False) -> None:
-        with self._reread_lock:
+        # A call due for a re-read while another thread's is still in flight answers from what is held (or raises what
+        # that holds) instead of queueing behind it: a registry slower than the interval (timeout 10 s, interval 5 s)
+        # made every other thread's call wait out the re-read's timeout.
+        if not self._reread_lock.acquire(blocking=not (only_if_due and self._held is not None)):
+            return
+        try:
             if only_if_due and time.monotonic() < self._next_check:
                 return  # another thread re-read while this one waited for the lock
             self._next_check = time.monotonic() + self.revalidate_seconds
@@ -235,6 +240,8 @@ class LocalPolicyEvaluator:
                 # The next re-read is an interval after this one ended: a slow or hung registry (timeout longer
                 # than the interval) must not make every following call wait a timeout again.
                 self._next_check = time.monotonic() + self.revalidate_seconds
+        finally:
+            self._reread_lock.release()
 
     def _reread(self) -> None:
         try:
