@@ -93,6 +93,35 @@ public sealed class FailClosedTests : LoopbackRegistryTests
     }
 
     [Fact]
+    public async Task Calls_answer_from_the_held_revision_while_a_reread_hangs()
+    {
+        // A re-read in flight on a hung registry (here a RefreshAsync, then the background re-read queued behind it) made
+        // every call past two intervals wait for it, up to the client's timeout (2 s here; 10 s by default, so with a
+        // 1 s interval a busy evaluator stalled for about 8 s), as if the evaluator had been idle.
+        var ct = TestContext.Current.CancellationToken;
+        var ev = await Evaluator(TimeSpan.FromMilliseconds(50));
+        var hold = new TaskCompletionSource();
+        _registry.HoldPolicyReads = hold;
+        try
+        {
+            var refresh = ev.RefreshAsync(ct);
+            await _registry.ReadHeld.Task.WaitAsync(TimeSpan.FromSeconds(5), ct);
+            await Task.Delay(200, ct); // four intervals pass while it hangs
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            for (var i = 0; i < 3; i++) ev.ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+            watch.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(1));
+            _registry.HoldPolicyReads = null;
+            hold.SetResult();
+            await refresh;
+        }
+        finally
+        {
+            _registry.HoldPolicyReads = null;
+            hold.TrySetResult();
+        }
+    }
+
+    [Fact]
     public async Task Max_staleness_counts_only_while_rereads_fail()
     {
         var ev = await Evaluator(TimeSpan.FromHours(1), maxStaleness: TimeSpan.FromMilliseconds(100));

@@ -45,6 +45,11 @@ public sealed class LoopbackRegistry : IDisposable
     /// <summary>When set, the bundle answered differs from the one the document's code names.</summary>
     public byte[]? Tampered { get; set; }
 
+    /// <summary>When set, policy reads go unanswered until it completes (a hung registry); <see cref="ReadHeld"/> says one came.</summary>
+    public TaskCompletionSource? HoldPolicyReads { get; set; }
+
+    public TaskCompletionSource ReadHeld { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     public void Update(Action<JsonObject> change)
     {
         lock (_gate)
@@ -67,6 +72,16 @@ public sealed class LoopbackRegistry : IDisposable
             HttpListenerContext context;
             try { context = await _listener.GetContextAsync(); }
             catch (Exception e) when (e is HttpListenerException or ObjectDisposedException or InvalidOperationException) { return; }
+            if (HoldPolicyReads is { } hold && context.Request.Url!.AbsolutePath.StartsWith("/policy/", StringComparison.Ordinal))
+            {
+                ReadHeld.TrySetResult();
+                _ = hold.Task.ContinueWith(_ =>
+                {
+                    try { Answer(context); }
+                    catch (Exception e) when (e is HttpListenerException or ObjectDisposedException or InvalidOperationException) { }
+                }, TaskScheduler.Default);
+                continue;
+            }
             try { Answer(context); }
             catch (HttpListenerException) { }
         }

@@ -196,11 +196,12 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
         var next = Volatile.Read(ref _nextCheck);
         if (now >= next)
         {
-            var revalidation = StartRevalidation();
+            var revalidation = StartRevalidation(out var alreadyRunning);
             // Background re-reads keep a busy evaluator current without making calls wait. After a quiet spell
             // (no re-read started for over two intervals) the held revision may be long superseded or retired:
-            // that call waits for the re-read instead of answering from it.
-            if (now - next >= (long)_options.RevalidateInterval.TotalMilliseconds) revalidation.GetAwaiter().GetResult();
+            // that call waits for the re-read instead of answering from it. A re-read already in flight is no quiet
+            // spell but a slow registry: waiting for it made every call stall up to the client's timeout.
+            if (!alreadyRunning && now - next >= (long)_options.RevalidateInterval.TotalMilliseconds) revalidation.GetAwaiter().GetResult();
         }
         var held = _held ?? throw new PolicyGridApiException(503, "backend_unavailable", $"policy {_options.PolicyRuleUri} is not loaded");
         if (held.Gone is { } gone) throw gone;
@@ -217,12 +218,17 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
 
     // ------------------------------------------------------------------ revalidation
 
-    /// <summary>The re-read in flight, started now if none is: every call that needs one shares it.</summary>
-    private Task StartRevalidation()
+    /// <summary>
+    /// The re-read in flight, started now if none is: every call that needs one shares it. <paramref name="alreadyRunning"/>:
+    /// a re-read (this one, or a <see cref="RefreshAsync"/> it will queue behind) was under way before this call.
+    /// </summary>
+    private Task StartRevalidation(out bool alreadyRunning)
     {
         lock (_revalidationGate)
         {
+            alreadyRunning = true;
             if (_revalidation is { IsCompleted: false } running) return running;
+            alreadyRunning = _reload.CurrentCount == 0;
             Volatile.Write(ref _nextCheck, Environment.TickCount64 + (long)_options.RevalidateInterval.TotalMilliseconds);
             return _revalidation = Task.Run(async () =>
             {
