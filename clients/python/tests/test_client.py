@@ -237,6 +237,36 @@ class UnreachableTests(unittest.TestCase):
                 t.join(5)
                 listener.close()
 
+    def test_a_body_past_the_servers_limit_raises_its_413_not_unreachable_when_it_answers_before_reading_it(self):
+        # The server answers 413 after the headers and closes without reading the body: sending the rest failed with a
+        # broken pipe, which raised ServerUnreachableError (503, "cannot reach") instead of the server's answer.
+        import socket
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        envelope = b'{"success": false, "code": "too_large", "message": "request body is larger than the limit of 1048576 bytes"}'
+
+        def answer():
+            conn, _ = listener.accept()
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(envelope), envelope))
+            conn.close()  # with the body unread
+
+        t = threading.Thread(target=answer, daemon=True)
+        t.start()
+        try:
+            client = PolicyGridClient(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=5)
+            with self.assertRaises(PolicyGridApiError) as caught:
+                client.execute_policy("local", "a:1-b", {"blob": "a" * (32 << 20)})
+            self.assertNotIsInstance(caught.exception, ServerUnreachableError)
+            self.assertEqual((caught.exception.status, caught.exception.code), (413, "too_large"))
+        finally:
+            t.join(5)
+            listener.close()
+
     def test_a_server_that_never_answers_times_out_and_raises(self):
         import socket
         listener = socket.socket()

@@ -140,14 +140,31 @@ def _connect(conn, connect) -> None:
     _track(conn)
 
 
+def _send(send, data) -> None:
+    """Sends a request's bytes. A server may answer before it has read the whole body (a 413 for a body past its limit)
+    and close the connection: the rest of the body then fails with a broken pipe, which raised ServerUnreachableError
+    ("cannot reach", a 503 a caller may retry for ever) instead of the server's answer. That answer is read instead; a
+    server that really went away fails that read, which raises ServerUnreachableError as before."""
+    try:
+        send(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
 class _TrackedHTTPConnection(http.client.HTTPConnection):
     def connect(self):
         _connect(self, super().connect)
+
+    def send(self, data):
+        _send(super().send, data)
 
 
 class _TrackedHTTPSConnection(http.client.HTTPSConnection):
     def connect(self):
         _connect(self, super().connect)
+
+    def send(self, data):
+        _send(super().send, data)
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
