@@ -181,6 +181,35 @@ public sealed class ClientTests : IDisposable
     }
 
     [Fact]
+    public async Task A_body_past_the_servers_limit_raises_its_413_not_unreachable()
+    {
+        // The server answers 413 from the Content-Length and closes without reading the body, as PolicyGrid does. Sending
+        // the rest of the body then failed and the call threw PolicyGridUnreachableException (503) instead of the 413.
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var serving = Task.Run(async () =>
+        {
+            using var socket = await listener.AcceptSocketAsync();
+            var request = "";
+            var buffer = new byte[8192];
+            while (!request.Contains("\r\n\r\n", StringComparison.Ordinal))
+                request += Encoding.Latin1.GetString(buffer, 0, await socket.ReceiveAsync(buffer));
+            var body = """{"success":false,"code":"too_large","message":"request body is larger than the limit of 1048576 bytes"}""";
+            await socket.SendAsync(Encoding.UTF8.GetBytes($"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nContent-Length: {body.Length}\r\nConnection: close\r\n\r\n{body}"));
+            socket.Close(); // with the body unread
+        });
+        using var client = new PolicyGridClient(new Uri($"http://127.0.0.1:{port}"), null, TimeSpan.FromSeconds(5));
+
+        var e = await Should.ThrowAsync<PolicyGridApiException>(() => client.ExecutePolicyAsync("local",
+            new ExecutePolicyRequest("p:1-t", new JsonObject { ["blob"] = new string('a', 32 << 20) }), TestContext.Current.CancellationToken));
+
+        e.ShouldNotBeOfType<PolicyGridUnreachableException>();
+        (e.Status, e.Code).ShouldBe((413, "too_large"));
+        await serving;
+    }
+
+    [Fact]
     public async Task A_server_that_is_not_there_fails_fast_even_for_a_call_with_a_long_timeout_seconds()
     {
         var port = LoopbackPorts.Free();

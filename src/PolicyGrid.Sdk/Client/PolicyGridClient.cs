@@ -96,6 +96,11 @@ public sealed partial class PolicyGridClient : IDisposable
         if (!string.IsNullOrEmpty(_token) && SameOrigin(url, Server)) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", _token);
         if (headers is not null)
             foreach (var (k, v) in headers) request.Headers.TryAddWithoutValidation(k, v);
+        // A server refuses a body past its limit (413) from its Content-Length, before reading it, and closes. Sent
+        // outright, the rest of a large body then failed to send and the call raised PolicyGridUnreachableException
+        // ("cannot reach", a 503 callers retry) instead of that 413; asked to wait for "100 Continue" first, the client
+        // reads the 413 and sends nothing more.
+        if (content?.Headers.ContentLength > ExpectContinueFrom) request.Headers.ExpectContinue = true;
 
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var patience = Patience(held);
@@ -129,6 +134,9 @@ public sealed partial class PolicyGridClient : IDisposable
             foreach (var warning in decoded.Warnings) warn(new PolicyGridWarning(method.Method, url.AbsolutePath, warning));
         return decoded;
     }
+
+    /// <summary>Bodies larger than this (the server's default body limit) ask the server to accept them before they are sent.</summary>
+    internal const long ExpectContinueFrom = 1 << 20;
 
     // CancelAfter takes at most uint.MaxValue - 1 milliseconds (~49 days); a server holds a long poll a day at most.
     private static readonly TimeSpan LongestPatience = TimeSpan.FromDays(40);
