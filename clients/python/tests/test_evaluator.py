@@ -1,8 +1,11 @@
 """LocalPolicyEvaluator against a loopback registry: fetch once, verify, revalidate, fail closed."""
+import contextlib
 import datetime
 import hashlib
 import math
+import socket
 import tempfile
+import threading
 import time
 import unittest
 
@@ -218,16 +221,16 @@ class EvaluatorTests(unittest.TestCase):
         time.sleep(0.2)  # past max_stale_seconds, but no re-read was due, let alone failed
         self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
 
-    def test_a_hung_registry_stalls_only_the_call_that_rereads_and_only_once_per_interval(self):
-        import socket
-        import threading
-        ev = self.evaluator(revalidate_seconds=0.2)
+    @contextlib.contextmanager
+    def rereading_from_a_hung_registry(self, ev, timeout):
+        """Points ev at a registry that takes connections and never answers, makes a re-read due and starts a call
+        that makes it on another thread; yields once that re-read is waiting on the registry."""
         hung = socket.socket()
         hung.bind(("127.0.0.1", 0))
         hung.listen(64)
         accepted, held_open = threading.Event(), []
 
-        def accept():  # takes connections and never answers them
+        def accept():
             while True:
                 try:
                     held_open.append(hung.accept()[0])
@@ -236,12 +239,22 @@ class EvaluatorTests(unittest.TestCase):
                 accepted.set()
 
         threading.Thread(target=accept, daemon=True).start()
-        ev.client.server, ev.client.timeout = f"http://127.0.0.1:{hung.getsockname()[1]}", 0.5
+        ev.client.server, ev.client.timeout = f"http://127.0.0.1:{hung.getsockname()[1]}", timeout
         ev._next_check = 0.0  # a re-read is due
         rereader = threading.Thread(target=ev.execute_policy_rule, args=({"ip": "10.0.0.1"},))
         try:
             rereader.start()
             self.assertTrue(accepted.wait(5))
+            yield rereader
+        finally:
+            hung.close()
+            for c in held_open:
+                c.close()
+            rereader.join()
+
+    def test_a_hung_registry_stalls_only_the_call_that_rereads_and_only_once_per_interval(self):
+        ev = self.evaluator(revalidate_seconds=0.2)
+        with self.rereading_from_a_hung_registry(ev, timeout=0.5) as rereader:
             # While that call waits on the hung registry, another thread's call answers from the held revision.
             started = time.monotonic()
             self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
@@ -252,47 +265,17 @@ class EvaluatorTests(unittest.TestCase):
             for _ in range(3):
                 self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
             self.assertLess(time.monotonic() - started, 0.25)
-        finally:
-            hung.close()
-            for c in held_open:
-                c.close()
 
     def test_calls_past_the_interval_answer_from_the_held_revision_while_a_reread_hangs(self):
         # With the defaults (timeout 10 s, interval 5 s), once the interval passed during a hung re-read every other
         # thread's call queued behind it until its timeout, instead of answering from the held revision.
-        import socket
-        import threading
         ev = self.evaluator(revalidate_seconds=3600)
-        hung = socket.socket()
-        hung.bind(("127.0.0.1", 0))
-        hung.listen(64)
-        accepted, held_open = threading.Event(), []
-
-        def accept():  # takes connections and never answers them
-            while True:
-                try:
-                    held_open.append(hung.accept()[0])
-                except OSError:
-                    return
-                accepted.set()
-
-        threading.Thread(target=accept, daemon=True).start()
-        ev.client.server, ev.client.timeout = f"http://127.0.0.1:{hung.getsockname()[1]}", 3
-        ev._next_check = 0.0  # a re-read is due
-        rereader = threading.Thread(target=ev.execute_policy_rule, args=({"ip": "10.0.0.1"},))
-        try:
-            rereader.start()
-            self.assertTrue(accepted.wait(5))
+        with self.rereading_from_a_hung_registry(ev, timeout=3):
             ev._next_check = 0.0  # the interval has passed again while that re-read still waits
             started = time.monotonic()
             for _ in range(3):
                 self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
             self.assertLess(time.monotonic() - started, 1.0)
-        finally:
-            hung.close()
-            for c in held_open:
-                c.close()
-            rereader.join()
 
     def test_local_mode_with_nothing_held_fails_closed(self):
         self.registry.stop()
