@@ -181,6 +181,23 @@ public sealed class ClientTests : IDisposable
     }
 
     [Fact]
+    public async Task A_body_json_cannot_carry_is_the_callers_400_before_anything_is_sent()
+    {
+        // Nothing listens there: the check comes before any connection.
+        using var client = new PolicyGridClient(new Uri("http://127.0.0.1:9"), null, TimeSpan.FromSeconds(5));
+        var ct = TestContext.Current.CancellationToken;
+        JsonNode deep = new JsonArray();
+        for (var i = 0; i < 1100; i++) deep = new JsonArray(deep);
+
+        var nan = await Should.ThrowAsync<PolicyGridApiException>(() =>
+            client.ExecutePolicyAsync("local", new ExecutePolicyRequest("p:1-t", new JsonObject { ["n"] = double.NaN }), ct));
+        var tooDeep = await Should.ThrowAsync<PolicyGridApiException>(() => client.SendAsync(HttpMethod.Post, "/policy/query", new JsonObject { ["x"] = deep }, ct: ct));
+
+        (nan.Status, nan.Code).ShouldBe((400, "validation_failed"));
+        (tooDeep.Status, tooDeep.Code).ShouldBe((400, "validation_failed"));
+    }
+
+    [Fact]
     public async Task A_body_past_the_servers_limit_raises_its_413_not_unreachable()
     {
         // The server answers 413 from the Content-Length and closes without reading the body, as PolicyGrid does. Sending

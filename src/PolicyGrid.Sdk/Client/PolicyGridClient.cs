@@ -81,8 +81,22 @@ public sealed partial class PolicyGridClient : IDisposable
         IReadOnlyDictionary<string, string>? headers, CancellationToken ct, TimeSpan held = default)
     {
         using var content = body is null ? (method == HttpMethod.Post || method == HttpMethod.Put ? new StringContent("", Encoding.UTF8, "application/json") : null)
-            : new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json");
+            : new StringContent(JsonOf(body), Encoding.UTF8, "application/json");
         return await SendContentAsync(method, pathOrUrl, content, headers, ct, held);
+    }
+
+    // A body JSON cannot carry (a NaN or infinite number put into a node, nesting past the writer's 1000 levels) is the
+    // caller's 400, as the server would answer it, not the serializer's ArgumentException or InvalidOperationException.
+    private static string JsonOf(JsonNode body)
+    {
+        try
+        {
+            return body.ToJsonString();
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            throw new PolicyGridApiException(400, "validation_failed", $"the request body cannot be written as JSON: {e.Message}", inner: e);
+        }
     }
 
     /// <param name="held">How long the server was asked to hold its answer (a long poll): waited for on top of <see cref="Timeout"/>.</param>
