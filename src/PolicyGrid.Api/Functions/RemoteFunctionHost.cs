@@ -136,8 +136,7 @@ public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore? 
     {
         using var request = new HttpRequestMessage(method, new Uri(node, path)) { Content = content };
         if (!string.IsNullOrEmpty(token)) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
-        if (callId is not null) request.Headers.TryAddWithoutValidation(NodeHeaders.CallId, callId);
-        if (left is { } wait) request.Headers.TryAddWithoutValidation(NodeHeaders.TimeoutMs, NodeHeaders.Milliseconds(wait));
+        if (callId is not null) NodeHeaders.Name(request, callId, left);
         using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct);
         if (left is { } bound) bounded.CancelAfter(bound);
         HttpResponseMessage response;
@@ -149,8 +148,7 @@ public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore? 
         {
             throw new ConnectionFailed(e, RemoteExecutorClient.NeverReached(e) && !sentBefore
                 ? Problems.BackendUnavailable($"executor node {node} is unreachable: {e.Message}", e)
-                : Problems.BackendUnavailable($"executor node {node} dropped the call before answering ({e.Message}), also when it was sent again " +
-                    $"with the same {NodeHeaders.CallId}; it may have run there, at most once", e));
+                : Problems.BackendUnavailable(NodeHeaders.LostEveryTime(node, "before answering", e.Message), e));
         }
         catch (HttpRequestException e)
         {

@@ -50,11 +50,9 @@ public sealed class DaprInvokedExecutor(HttpClient sidecar, string appId, TimeSp
         request.Headers.TryAddWithoutValidation(CallerHeader, caller.Name);
         // daprd retries a call whose connection failed (resiliency: gRPC UNAVAILABLE), also one that had reached the
         // node; the node answers a repeated id with the first run's answer instead of running the policy again.
-        request.Headers.TryAddWithoutValidation(CallIdHeader, PolicyGrid.Runtime.Transports.NodeHeaders.NewCallId());
-        // How long this call is waited for: one queued on the node past it (behind a slow call on its context) is not
+        // With how long this call is waited for: one queued on the node past it (behind a slow call on its context) is not
         // started there, since nobody would hear its answer (docs/runtime.md, X-PolicyGrid-Timeout-Ms).
-        request.Headers.TryAddWithoutValidation(PolicyGrid.Runtime.Transports.NodeHeaders.TimeoutMs,
-            PolicyGrid.Runtime.Transports.NodeHeaders.Milliseconds(CallTimeout));
+        PolicyGrid.Runtime.Transports.NodeHeaders.Name(request, PolicyGrid.Runtime.Transports.NodeHeaders.NewCallId(), CallTimeout);
         using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct);
         bounded.CancelAfter(CallTimeout);
         HttpResponseMessage response;

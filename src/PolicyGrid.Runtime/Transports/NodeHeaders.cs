@@ -24,6 +24,17 @@ public static class NodeHeaders
     /// <summary>A fresh call id.</summary>
     public static string NewCallId() => Guid.NewGuid().ToString("N");
 
+    /// <summary>Names a call to a node: its id (the same on every resend) and, when given, how long its caller still waits.</summary>
+    public static void Name(HttpRequestMessage request, string callId, TimeSpan? wait)
+    {
+        request.Headers.TryAddWithoutValidation(CallId, callId);
+        if (wait is { } left) request.Headers.TryAddWithoutValidation(TimeoutMs, Milliseconds(left));
+    }
+
+    /// <summary>What a call's caller hears when every delivery of it was lost after it went out (<paramref name="when"/>: "before answering", ...).</summary>
+    public static string LostEveryTime(Uri node, string when, string detail) =>
+        $"executor node {node} dropped the call {when} ({detail}), also when it was sent again with the same {CallId}; it may have run there, at most once";
+
     /// <summary>A wait as the header's value: whole milliseconds, at least 1.</summary>
     public static string Milliseconds(TimeSpan wait) =>
         Math.Clamp((long)Math.Ceiling(wait.TotalMilliseconds), 1, MaxTimeoutMs).ToString(CultureInfo.InvariantCulture);

@@ -114,10 +114,8 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
             {
                 using var message = new HttpRequestMessage(HttpMethod.Post, target) { Content = JsonContent.Create(body) };
                 if (remote.TokenFor(node) is { } token) message.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
-                message.Headers.TryAddWithoutValidation(NodeHeaders.CallId, callId);
                 // How long we still wait: a call queued on the node past it is not started there.
-                message.Headers.TryAddWithoutValidation(NodeHeaders.TimeoutMs,
-                    NodeHeaders.Milliseconds(patience - TimeProvider.System.GetElapsedTime(started)));
+                NodeHeaders.Name(message, callId, patience - TimeProvider.System.GetElapsedTime(started));
                 message.SetResilienceContext(attempts);
                 try
                 {
@@ -130,8 +128,7 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
                 }
                 catch (AnswerLost e)
                 {
-                    throw Problems.BackendUnavailable($"executor node {node} dropped the call while answering ({Innermost(e.InnerException!)}), also when " +
-                        $"it was sent again with the same {NodeHeaders.CallId}; it may have run there, at most once", e.InnerException);
+                    throw Problems.BackendUnavailable(NodeHeaders.LostEveryTime(node, "while answering", Innermost(e.InnerException!)), e.InnerException);
                 }
             }
         }
@@ -172,8 +169,7 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
         catch (HttpRequestException e)
         {
             // Sent again with the same call id as long as the retries lasted: the node ran it at most once.
-            throw Problems.BackendUnavailable($"executor node {node} dropped the call before answering ({Innermost(e)}), also when it was sent " +
-                $"again with the same {NodeHeaders.CallId}; it may have run there, at most once", e);
+            throw Problems.BackendUnavailable(NodeHeaders.LostEveryTime(node, "before answering", Innermost(e)), e);
         }
         catch (Exception e) when (e is TimeoutRejectedException || (e is OperationCanceledException && !ct.IsCancellationRequested))
         {
