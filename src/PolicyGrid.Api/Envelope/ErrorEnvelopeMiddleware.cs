@@ -8,10 +8,14 @@ namespace PolicyGrid.Api.Envelope;
 /// <summary>
 /// Turns every exception into the contract's envelope. Domain errors carry their own status and
 /// code; framework complaints about the request are the caller's mistake (400/413), never a 500.
-/// Only a genuine fault of ours answers 500, with a trace id to find it in the logs.
+/// A failure of an adapter's own infrastructure (a full disk under the embedded store) answers what the adapter's
+/// <see cref="IFailureTranslator"/> says, logged whole. Only a genuine fault of ours answers 500, with a trace id to
+/// find it in the logs.
 /// </summary>
-public sealed class ErrorEnvelopeMiddleware(RequestDelegate next, ILogger<ErrorEnvelopeMiddleware> logger)
+public sealed class ErrorEnvelopeMiddleware(RequestDelegate next, ILogger<ErrorEnvelopeMiddleware> logger, IEnumerable<IFailureTranslator> translators)
 {
+    private readonly IFailureTranslator[] translators = [.. translators];
+
     public async Task InvokeAsync(HttpContext context)
     {
         try
@@ -52,6 +56,13 @@ public sealed class ErrorEnvelopeMiddleware(RequestDelegate next, ILogger<ErrorE
             // a BadHttpRequestException. One reaching here came from a stored document, a remote answer or writing a
             // response, so it is our fault, answered as one (500 with a trace id), never "request body is not valid JSON".
             default:
+                foreach (var translator in translators)
+                {
+                    if (translator.Translate(e) is not { } translated) continue;
+                    logger.LogError(e, "{Method} {Path} answered {Status} {Code}: {Message}", context.Request.Method, context.Request.Path,
+                        translated.Status, translated.Code, translated.Message);
+                    return Failure.From(translated);
+                }
                 logger.LogError(e, "{Method} {Path} failed (trace {TraceId})", context.Request.Method, context.Request.Path, context.TraceIdentifier);
                 return Failure.Of(500, "internal_error", $"the server failed while handling this request (trace id {context.TraceIdentifier})");
         }

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 
 namespace PolicyGrid.Embedded.Storage;
@@ -11,7 +12,7 @@ public static class EmbeddedStorage
 
     /// <summary>
     /// Registers the single-node stores: documents and context in <c>&lt;dataDirectory&gt;/policygrid.db</c>,
-    /// bundles under <c>&lt;dataDirectory&gt;/bundles</c>.
+    /// bundles under <c>&lt;dataDirectory&gt;/bundles</c>; their disk's failures answer as <see cref="StorageFailures"/> says.
     /// </summary>
     public static IServiceCollection AddEmbeddedStorage(this IServiceCollection services, string dataDirectory)
     {
@@ -26,6 +27,7 @@ public static class EmbeddedStorage
         services.AddSingleton<IContextStore>(sp => sp.GetRequiredService<SqliteContextStore>());
         services.AddSingleton(_ => new FileBundleStore(Path.Combine(root, BundlesDirectory)));
         services.AddSingleton<IBundleStore>(sp => sp.GetRequiredService<FileBundleStore>());
+        services.AddSingleton<IFailureTranslator, StorageFailures>();
         return services;
     }
 }

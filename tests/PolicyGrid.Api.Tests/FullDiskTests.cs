@@ -1,0 +1,126 @@
+using System.Diagnostics;
+using System.Net.Http.Headers;
+using System.Text.Json.Nodes;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.TestSupport;
+using Shouldly;
+
+namespace PolicyGrid.Api.Tests;
+
+/// <summary>
+/// The embedded server with its data directory on a disk that fills up (a small tmpfs, so root on Linux): every write
+/// is a 503 saying the storage is full, nothing half-written is left, what was stored reads as before, and the server
+/// serves writes again once space is freed. It used to answer 500 internal_error to every one of them.
+/// </summary>
+public sealed class FullDiskTests
+{
+    [Fact]
+    public async Task Writes_on_a_full_disk_are_503s_that_change_nothing_and_the_server_recovers()
+    {
+        using var disk = SmallDisk.Mount(8 * 1024 * 1024);
+        await using var server = new GridServer { DataDirectory = Path.Combine(disk.Path, "data"), PythonWorkers = 1 };
+        var client = server.CreateClient();
+        var uri = await server.RegisterPolicyAsync("kept", GridServer.EchoPolicy);
+        var code = await server.StoreBundleAsync("""
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters): pass
+                def eval(self, parameters, input_data, context): return {"new": True}
+                def management(self, action, data): return {}
+            """);
+        var before = await client.Get($"/policy/{uri}");
+
+        disk.Fill();
+
+        var upload = new HttpRequestMessage(HttpMethod.Post, "/bundles")
+        {
+            Content = new ByteArrayContent(GridServer.Zip(("code/function.py", GridServer.EchoPolicy), ("code/blob.txt", new string('x', 64 * 1024))))
+            { Headers = { ContentType = new MediaTypeHeaderValue("application/zip") } },
+        };
+        var uploaded = await client.Exchange(upload);
+        uploaded.Status.ShouldBe(503, uploaded.Body?.ToJsonString());
+        uploaded.Code.ShouldBe(ErrorCodes.BackendUnavailable);
+        uploaded.Message.ShouldBe("the server's storage is full (no space left on device); retry once space has been freed on the server's disk");
+        Directory.EnumerateFiles(Path.Combine(server.DataDirectory, "bundles"), "*.tmp", SearchOption.AllDirectories).ShouldBeEmpty();
+
+        var created = await client.Send(HttpMethod.Post, "/policy", NewPolicy(code));
+        created.Status.ShouldBe(503, created.Body?.ToJsonString());
+        created.Message.ShouldStartWith("the server's storage is full (SQLite error 13: database or disk is full)");
+        (await client.Get("/policy/fresh:1.0-test")).Status.ShouldBe(404);
+
+        var updated = await client.Put($"/policy/{uri}", $$$"""{"$set": {"description": "{{{new string('d', 64 * 1024)}}}"}}""");
+        updated.Status.ShouldBe(503, updated.Body?.ToJsonString());
+        var after = await client.Get($"/policy/{uri}");
+        after.Status.ShouldBe(200);
+        after.Data!.ToJsonString().ShouldBe(before.Data!.ToJsonString());
+
+        disk.Free();
+
+        (await client.Send(HttpMethod.Post, "/policy", NewPolicy(code))).Status.ShouldBe(200);
+        var run = await client.Post("/executor/local/execute_policy", """{"policy_rule_uri": "fresh:1.0-test", "input_data": {}}""");
+        run.Status.ShouldBe(200, run.Body?.ToJsonString());
+        run.Data!["new"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    private static JsonObject NewPolicy(string code) => new()
+    {
+        ["name"] = "fresh", ["version"] = "1.0", ["release_tag"] = "test", ["code"] = code, ["type"] = "python_class_v1",
+    };
+
+    /// <summary>A tmpfs of a few MiB mounted for one test, and a file that takes all its space.</summary>
+    private sealed class SmallDisk : IDisposable
+    {
+        private SmallDisk(string path) => Path = path;
+
+        public string Path { get; }
+        private string Filler => System.IO.Path.Combine(Path, "filler");
+
+        public static SmallDisk Mount(int bytes)
+        {
+            if (!OperatingSystem.IsLinux() || Environment.UserName != "root") Assert.Skip("needs root on Linux to mount a small tmpfs");
+            var path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "pg-full-disk-" + Guid.NewGuid().ToString("N"));
+            Directory.CreateDirectory(path);
+            if (Run("mount", "-t", "tmpfs", "-o", $"size={bytes}", "tmpfs", path) is { } refused)
+            {
+                Directory.Delete(path);
+                Assert.Skip($"cannot mount a tmpfs here: {refused}");
+            }
+            return new SmallDisk(path);
+        }
+
+        /// <summary>Writes until the disk refuses: no space is left for anything else.</summary>
+        public void Fill()
+        {
+            var block = new byte[64 * 1024];
+            using var filler = new FileStream(Filler, FileMode.Create, FileAccess.Write, FileShare.None, bufferSize: 0);
+            try
+            {
+                while (true) filler.Write(block);
+            }
+            catch (IOException)
+            {
+                // ENOSPC: full. Whatever did not fit in the last block is written as far as it goes.
+            }
+            for (var size = block.Length / 2; size > 0; size /= 2)
+            {
+                try { filler.Write(block, 0, size); } catch (IOException) { }
+            }
+        }
+
+        public void Free() => File.Delete(Filler);
+
+        public void Dispose()
+        {
+            if (Run("umount", "-l", Path) is null) Directory.Delete(Path);
+        }
+
+        private static string? Run(string command, params string[] args)
+        {
+            var start = new ProcessStartInfo(command) { RedirectStandardError = true, RedirectStandardOutput = true };
+            foreach (var a in args) start.ArgumentList.Add(a);
+            using var process = Process.Start(start)!;
+            var error = process.StandardError.ReadToEnd();
+            process.WaitForExit();
+            return process.ExitCode == 0 ? null : $"{command} exited with {process.ExitCode}: {error.Trim()}";
+        }
+    }
+}
