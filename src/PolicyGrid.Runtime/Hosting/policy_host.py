@@ -300,6 +300,7 @@ def _isolate_tmp(config, uid, gid):
         0x00020000, 1, 2, 4, 32, 4096, 0x4000, 1 << 19
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
+    libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
 
     def mount(source, target, fstype, flags, data, what):
         if libc.mount(source and source.encode(), target.encode(), fstype and fstype.encode(), flags, data and data.encode()) != 0:
@@ -319,6 +320,9 @@ def _isolate_tmp(config, uid, gid):
     shared_ipc = _isolate_ipc(libc, mount, size)
     # The host's directories, held before they are covered: they are bound read-only under _HOST_VIEWS_ROOT after.
     held = {d: os.open(d, os.O_PATH | os.O_DIRECTORY) for d in covered}
+    # And the file systems mounted inside them (a bundle cache on a volume of its own under /var/tmp): a bind of a
+    # directory does not carry them, and once the tmpfs covers the directory they cannot be reached any more.
+    inner = [(point, os.open(point, os.O_PATH | os.O_DIRECTORY)) for point in _outermost(_mounts_under(covered))]
     try:
         # One tmpfs, on the first directory; the others are directories of it bound in place (a bind mount keeps the
         # tmpfs's nosuid and nodev): one size cap for all of them, not one cap each of memory a policy can fill.
@@ -344,8 +348,25 @@ def _isolate_tmp(config, uid, gid):
             mount(None, view, None, ms_remount | ms_bind | ms_rdonly | ms_nosuid | ms_nodev, None,
                   f"making the view of the host's {directory} read-only")
             _host_views[directory] = view
+        for point, fd in inner:
+            # Bound with what is mounted inside it in turn (MS_REC: taken from before the tmpfs covered anything, so
+            # that is the host's), then every one of those mounts read-only: a remount changes one mount only. One that
+            # cannot be made read-only is taken away again (the view shows its empty mount point, as before); one that
+            # cannot be taken away either stops the worker: a view must never be writable.
+            at = _host_path(point)
+            try:
+                mount(f"/proc/self/fd/{fd}", at, None, ms_bind | ms_rec, None, f"binding the host's {point}")
+            except RuntimeError:
+                continue
+            try:
+                for each in [at, *_mounts_under([at])]:
+                    mount(None, each, None, ms_remount | ms_bind | ms_rdonly | ms_nosuid | ms_nodev | _noexec_of(each), None,
+                          f"making the view of the host's {point} read-only")
+            except RuntimeError:
+                if libc.umount2(at.encode(), 2) != 0:  # MNT_DETACH: the whole bound tree
+                    raise
     finally:
-        for fd in held.values():
+        for fd in [*held.values(), *(fd for _, fd in inner)]:
             os.close(fd)
     tmp = config.get("tmp_dir")
     if tmp and _host_path(tmp) != tmp:
@@ -408,6 +429,40 @@ def _isolate_ipc(libc, mount, shm_bytes):
         mount("mqueue", _MQUEUE_DIR, "mqueue", ms_nosuid | ms_nodev | ms_noexec, None,
               f"mounting this worker's message queues on {_MQUEUE_DIR}")
     return None
+
+
+def _mount_table():
+    """This process's mounts: (mount point, per-mount options) from /proc/self/mountinfo, in mount order."""
+    import re
+    table = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            fields = line.split()
+            # The kernel writes a space, tab, newline and backslash in a path as \040, \011, \012 and \134.
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            table.append((point, fields[5].split(",")))
+    return table
+
+
+def _mounts_under(directories):
+    """The mount points strictly inside any of directories, sorted (a mount point before those inside it)."""
+    prefixes = tuple(d.rstrip("/") + "/" for d in directories)
+    return sorted({point for point, _ in _mount_table() if point.startswith(prefixes)})
+
+
+def _outermost(points):
+    """Those of the sorted points that no other one contains: binding them with MS_REC carries the rest."""
+    kept = []
+    for point in points:
+        if not any(point.startswith(k + "/") for k in kept):
+            kept.append(point)
+    return kept
+
+
+def _noexec_of(point):
+    """MS_NOEXEC when the mount at point (the last one mounted there) has it: a remount would otherwise lift it."""
+    options = [opts for p, opts in _mount_table() if p == point]
+    return 8 if options and "noexec" in options[-1] else 0
 
 
 def _make_dirs(path, mode):
