@@ -61,6 +61,32 @@ public sealed class FullDiskTests
         run.Data!["new"]!.GetValue<bool>().ShouldBeTrue();
     }
 
+    [Fact]
+    public async Task A_policy_whose_bundle_a_full_cache_disk_cannot_unpack_is_a_503_not_a_400_blaming_the_archive()
+    {
+        // Was 400 bad_request "the bundle is not a readable archive (zip): No space left on device : '<cache path>'".
+        using var disk = SmallDisk.Mount(2 * 1024 * 1024);
+        await using var server = new GridServer
+        {
+            PythonWorkers = 1,
+            Settings = { ["PolicyGrid:Runtime:Bundles:CacheDirectory"] = Path.Combine(disk.Path, "cache") },
+        };
+        var client = server.CreateClient();
+        var code = await server.StoreBundleAsync(GridServer.EchoPolicy + "\n# " + Guid.NewGuid());
+
+        disk.Fill();
+
+        var created = await client.Send(HttpMethod.Post, "/policy", NewPolicy(code));
+        created.Status.ShouldBe(503, created.Body?.ToJsonString());
+        created.Message.ShouldBe("the server's storage is full (no space left on device); retry once space has been freed on the server's disk");
+        (await client.Get("/policy/fresh:1.0-test")).Status.ShouldBe(404);
+
+        disk.Free();
+
+        var again = await client.Send(HttpMethod.Post, "/policy", NewPolicy(code));
+        again.Status.ShouldBe(200, again.Body?.ToJsonString());
+    }
+
     private static JsonObject NewPolicy(string code) => new()
     {
         ["name"] = "fresh", ["version"] = "1.0", ["release_tag"] = "test", ["code"] = code, ["type"] = "python_class_v1",

@@ -8,8 +8,9 @@ namespace PolicyGrid.Api.Envelope;
 /// <summary>
 /// Turns every exception into the contract's envelope. Domain errors carry their own status and
 /// code; framework complaints about the request are the caller's mistake (400/413), never a 500.
-/// A failure of an adapter's own infrastructure (a full disk under the embedded store) answers what the adapter's
-/// <see cref="IFailureTranslator"/> says, logged whole. Only a genuine fault of ours answers 500, with a trace id to
+/// A failure of an adapter's own infrastructure answers what the adapter's <see cref="IFailureTranslator"/> says (the
+/// embedded store's SQLite on a full disk), and a write the server's disk refused what <see cref="DiskFailures"/> says,
+/// both logged whole. Only a genuine fault of ours answers 500, with a trace id to
 /// find it in the logs.
 /// </summary>
 public sealed class ErrorEnvelopeMiddleware(RequestDelegate next, ILogger<ErrorEnvelopeMiddleware> logger, IEnumerable<IFailureTranslator> translators)
@@ -56,9 +57,8 @@ public sealed class ErrorEnvelopeMiddleware(RequestDelegate next, ILogger<ErrorE
             // a BadHttpRequestException. One reaching here came from a stored document, a remote answer or writing a
             // response, so it is our fault, answered as one (500 with a trace id), never "request body is not valid JSON".
             default:
-                foreach (var translator in translators)
+                if (Infrastructure(e) is { } translated)
                 {
-                    if (translator.Translate(e) is not { } translated) continue;
                     logger.LogError(e, "{Method} {Path} answered {Status} {Code}: {Message}", context.Request.Method, context.Request.Path,
                         translated.Status, translated.Code, translated.Message);
                     return Failure.From(translated);
@@ -66,6 +66,16 @@ public sealed class ErrorEnvelopeMiddleware(RequestDelegate next, ILogger<ErrorE
                 logger.LogError(e, "{Method} {Path} failed (trace {TraceId})", context.Request.Method, context.Request.Path, context.TraceIdentifier);
                 return Failure.Of(500, "internal_error", $"the server failed while handling this request (trace id {context.TraceIdentifier})");
         }
+    }
+
+    // What an adapter says its own failure means, or a write the server's disk refused (any shape: bundles, temp files).
+    private PolicyGridException? Infrastructure(Exception e)
+    {
+        foreach (var translator in translators)
+            if (translator.Translate(e) is { } translated) return translated;
+        for (var inner = e; inner is not null; inner = inner.InnerException)
+            if (inner is IOException io && DiskFailures.Of(io) is { } disk) return disk;
+        return null;
     }
 
     private static string MinBodyRate(HttpContext context) =>

@@ -78,6 +78,11 @@ public static class BundleArchive
             }
             writer.CreateLinks();
         }
+        catch (IOException e) when (DiskFailures.Of(e) is { } full)
+        {
+            // The cache's disk refused a write: the server's problem, not the archive's.
+            throw full;
+        }
         catch (Exception e) when (e is InvalidDataException or FormatException or EndOfStreamException or NotSupportedException or ArgumentException
                                       || (e is IOException && e is not (DirectoryNotFoundException or PathTooLongException) && e.GetType() == typeof(IOException)))
         {
