@@ -25,11 +25,16 @@ public static class DocumentWalk
     /// read): one created or starting to match meanwhile may or may not be answered.
     /// </summary>
     /// <remarks>
+    /// A store that can start after an id (<see cref="IDocumentSeekStore"/>) is asked for what follows the last id
+    /// answered, page after page: exact whatever changes behind the walk, and no page costs the store what comes before
+    /// it. Other stores are paged by position, as follows.
+    /// <para>
     /// Pages are found by position (skip), so a document before the walk's position that goes away moves every later one
     /// back: skipping on by whole pages would then pass over one. Instead each page starts a little before where the
     /// previous one ended and must hold a document at or before the last one answered; the page then continues the walk
     /// exactly (what follows the last id answered, in id order). A page that starts past it (documents before it went)
     /// is read again from further back, until from the start.
+    /// </para>
     /// </remarks>
     public static async IAsyncEnumerable<StoredDocument> QueryEveryAsync(this IDocumentStore store, string collection, FilterNode filter,
         [EnumeratorCancellation] CancellationToken ct = default)
@@ -37,6 +42,17 @@ public static class DocumentWalk
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(filter);
         const int pageSize = DocumentQuery.MaxLimit;
+        if (store is IDocumentSeekStore seek)
+        {
+            string? after = null;
+            while (true)
+            {
+                var page = await seek.QueryAfterAsync(collection, filter, after, pageSize, ct);
+                foreach (var doc in page) yield return doc;
+                if (page.Count < pageSize) yield break;
+                after = page[^1].Id;
+            }
+        }
         string? last = null; // the id of the last document answered
         var next = 0;        // the position after it when it was read
         var back = Overlap;

@@ -19,13 +19,16 @@ namespace PolicyGrid.Dapr.Documents;
 /// our own token stored in the entry; If-Match is compared with it before the conditional write.</item>
 /// <item>Queries: <see cref="DocumentQueryMode.QueryApi"/> pushes EQ/IN/AND/OR and sort down to the
 /// state query API and pages with its token; <see cref="DocumentQueryMode.KeyIndex"/> keeps an id
-/// list per collection and reads documents in bulk. Both apply Core's filter to every result.</item>
+/// list per collection and reads documents in bulk: in id order, a chunk at a time until the page is full, when the query
+/// is sorted by id (or not at all), so a page costs the documents up to it rather than the whole collection; both apply
+/// Core's filter to every result. A walk over a collection (<see cref="IDocumentSeekStore"/>) starts each page after the
+/// last id of the one before.</item>
 /// <item>Bulk (the decision log): <see cref="CreateManyAsync{T}"/> writes a batch in one state transaction with
 /// one index update, and <see cref="TrimByIdAsync"/> deletes in bulk with one index update, instead of a
 /// read-modify-write of the whole index for every document.</item>
 /// </list>
 /// </summary>
-public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions> options) : IDocumentStore, IDocumentBatchStore, IDocumentTrimStore
+public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions> options) : IDocumentStore, IDocumentBatchStore, IDocumentTrimStore, IDocumentSeekStore
 {
     private const string Store = DaprNames.Components.DocumentStore;
     private const int IndexAttempts = 8;
@@ -153,8 +156,23 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         var limit = Math.Clamp(query.Limit, 0, DocumentQuery.MaxLimit);
         if (limit == 0) return [];
         return Options.DocumentQueries == DocumentQueryMode.QueryApi
-            ? await QueryWithApiAsync(collection, query, skip, limit, ct)
-            : await QueryWithIndexAsync(collection, query, skip, limit, ct);
+            ? await QueryWithApiAsync(collection, query, skip, limit, null, ct)
+            : await QueryWithIndexAsync(collection, query, skip, limit, null, ct);
+    }
+
+    /// <summary>
+    /// The query sorted by id with every id up to <paramref name="afterId"/> left out before anything is read: with a key
+    /// index, the ids after it are read in order until <paramref name="limit"/> match; through the query API (which has no
+    /// range condition) the pages up to it are still read, as a skip would.
+    /// </summary>
+    public async Task<IReadOnlyList<StoredDocument>> QueryAfterAsync(string collection, FilterNode filter, string? afterId, int limit, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(filter);
+        var query = new DocumentQuery(filter, [SortKey.ById(SortDirection.Asc)], 0, Math.Clamp(limit, 0, DocumentQuery.MaxLimit));
+        if (query.Limit == 0) return [];
+        return Options.DocumentQueries == DocumentQueryMode.QueryApi
+            ? await QueryWithApiAsync(collection, query, 0, query.Limit, afterId, ct)
+            : await QueryWithIndexAsync(collection, query, 0, query.Limit, afterId, ct);
     }
 
     /// <summary>
@@ -294,12 +312,13 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         while (!string.IsNullOrEmpty(token));
     }
 
-    private async Task<IReadOnlyList<StoredDocument>> QueryWithApiAsync(string collection, DocumentQuery query, int skip, int limit, CancellationToken ct)
+    // afterId: only with the query sorted by id ascending (QueryAfterAsync).
+    private async Task<IReadOnlyList<StoredDocument>> QueryWithApiAsync(string collection, DocumentQuery query, int skip, int limit, string? afterId, CancellationToken ct)
     {
         var storeSort = StateQueryTranslator.Sort(query.Sort);
         // When the store orders the results, we can stop after skip+limit matches; otherwise we must see them all.
         var storeOrders = query.Sort.Count == 0 || storeSort is not null;
-        var wanted = skip + limit;
+        var wanted = (long)skip + limit;
         var matches = new List<StateDocument>();
         var budget = query.BudgetFor(ct);
         string? token = null;
@@ -316,7 +335,8 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
                 throw SidecarFailures.Translate(e, $"state query on '{Store}' (PolicyGrid:Dapr:DocumentQueries=QueryApi needs a store with the query API; use KeyIndex otherwise)");
             }
             foreach (var item in page.Results)
-                if (item.Data is { } entry && entry.Collection == collection && budget.Matches(query.Filter, entry.Doc))
+                if (item.Data is { } entry && entry.Collection == collection && (afterId is null || DocumentOrder.CompareIds(entry.Id, afterId) > 0)
+                    && budget.Matches(query.Filter, entry.Doc))
                     matches.Add(entry);
             token = page.Results.Count == 0 ? null : page.Token;
         }
@@ -363,32 +383,75 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         }
     }
 
-    private async Task<IReadOnlyList<StoredDocument>> QueryWithIndexAsync(string collection, DocumentQuery query, int skip, int limit, CancellationToken ct)
+    /// <summary>
+    /// A query over the key index. Sorted by id first (or not at all: ties, so every order, end with the id), the ids are
+    /// put in that order and read a chunk at a time until skip + limit match: the answer is what the first ones hold, so
+    /// a page near the start reads about as many documents as it answers, not the whole collection. Each chunk is as large
+    /// as should hold the matches still missing at the rate found so far (up to the page size), so a filter that matches
+    /// all reads no more than it needs and one that matches few does not read one small chunk after another.
+    /// Sorted by a field, every document is read and sorted. <paramref name="afterId"/> (only sorted by id ascending)
+    /// leaves out every id up to it before anything is read.
+    /// </summary>
+    private async Task<IReadOnlyList<StoredDocument>> QueryWithIndexAsync(string collection, DocumentQuery query, int skip, int limit, string? afterId, CancellationToken ct)
     {
         var (index, _) = await ReadIndexAsync(collection, ct);
         if (index is null || index.Ids.Count == 0) return [];
         var matches = new List<StateDocument>();
         var budget = query.BudgetFor(ct);
-        foreach (var chunk in index.Ids.Chunk(Math.Max(1, Options.QueryPageSize)))
+        var pageSize = Math.Max(1, Options.QueryPageSize);
+        if (query.Sort.Count > 0 && !query.Sort[0].IsDocumentId)
         {
-            IReadOnlyList<BulkStateItem> items;
-            try
-            {
-                items = await dapr.GetBulkStateAsync(Store, chunk.Select(id => StateKeys.Document(collection, id)).ToList(), parallelism: 8, cancellationToken: ct);
-            }
-            catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
-            {
-                throw SidecarFailures.Translate(e, $"document store '{Store}'");
-            }
-            foreach (var item in items)
-            {
-                // A missing value is an id whose document was deleted after the index was read (or a crash between the two).
-                if (string.IsNullOrEmpty(item.Value)) continue;
-                var entry = JsonSerializer.Deserialize<StateDocument>(item.Value);
-                if (entry is not null && entry.Collection == collection && budget.Matches(query.Filter, entry.Doc)) matches.Add(entry);
-            }
+            foreach (var chunk in index.Ids.Chunk(pageSize)) await ReadMatchesAsync(collection, chunk, query.Filter, budget, matches, ct);
+            return Order(matches, query.Sort).Skip(skip).Take(limit).Select(ToStored).ToList();
+        }
+        var descending = query.Sort.Count > 0 && query.Sort[0].Direction == SortDirection.Desc;
+        var candidates = afterId is null ? index.Ids : index.Ids.Where(id => DocumentOrder.CompareIds(id, afterId) > 0);
+        using var ordered = InIdOrder(candidates, descending).GetEnumerator();
+        var wanted = (long)skip + limit;
+        var read = 0;
+        var more = true;
+        while (more && matches.Count < wanted)
+        {
+            // As many as should hold the matches still missing, at the rate found so far (double when none matched yet).
+            var missing = wanted - matches.Count;
+            var size = (int)Math.Clamp(matches.Count == 0 ? Math.Max(missing, read) : Math.Max(missing, missing * read / matches.Count), 1, pageSize);
+            var chunk = new List<string>(size);
+            while (chunk.Count < size && (more = ordered.MoveNext())) chunk.Add(ordered.Current);
+            if (chunk.Count == 0) break;
+            read += chunk.Count;
+            // Every match in a later chunk sorts after every one in this chunk: once skip + limit are found, the page is known.
+            await ReadMatchesAsync(collection, chunk, query.Filter, budget, matches, ct);
         }
         return Order(matches, query.Sort).Skip(skip).Take(limit).Select(ToStored).ToList();
+    }
+
+    /// <summary>Ids in code-point order, lazily: a heap built in linear time, so a page that needs the first few does not sort them all.</summary>
+    private static IEnumerable<string> InIdOrder(IEnumerable<string> ids, bool descending)
+    {
+        var order = descending ? Comparer<string>.Create((a, b) => DocumentOrder.CompareIds(b, a)) : Comparer<string>.Create(DocumentOrder.CompareIds);
+        var heap = new PriorityQueue<string, string>(ids.Select(id => (id, id)), order);
+        while (heap.TryDequeue(out var id, out _)) yield return id;
+    }
+
+    /// <summary>Reads the documents of <paramref name="ids"/> in one bulk read and adds those matching <paramref name="filter"/>.</summary>
+    private async Task ReadMatchesAsync(string collection, IReadOnlyList<string> ids, FilterNode filter, FilterBudget budget, List<StateDocument> matches, CancellationToken ct)
+    {
+        IReadOnlyList<BulkStateItem> items;
+        try
+        {
+            items = await dapr.GetBulkStateAsync(Store, ids.Select(id => StateKeys.Document(collection, id)).ToList(), parallelism: 8, cancellationToken: ct);
+        }
+        catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
+        {
+            throw SidecarFailures.Translate(e, $"document store '{Store}'");
+        }
+        foreach (var item in items)
+        {
+            // A missing value is an id whose document was deleted after the index was read (or a crash between the two).
+            if (string.IsNullOrEmpty(item.Value)) continue;
+            var entry = JsonSerializer.Deserialize<StateDocument>(item.Value);
+            if (entry is not null && entry.Collection == collection && budget.Matches(filter, entry.Doc)) matches.Add(entry);
+        }
     }
 
     /// <summary>Sorts like the embedded store: each key in turn, Core's total order, versions as versions; ties by id.</summary>

@@ -54,9 +54,18 @@ public sealed class FakeStateStore
                 return Task.FromResult(!Retried(ref landedThenRetried));
             });
         Client.GetBulkStateAsync(Arg.Any<string>(), Arg.Any<IReadOnlyList<string>>(), Arg.Any<int?>(), Arg.Any<IReadOnlyDictionary<string, string>>(), Arg.Any<CancellationToken>())
-            .Returns(c => Task.FromResult<IReadOnlyList<BulkStateItem>>(c.ArgAt<IReadOnlyList<string>>(1).Select(Checked).ToList()
+            .Returns(c => Task.FromResult<IReadOnlyList<BulkStateItem>>(Counted(c.ArgAt<IReadOnlyList<string>>(1)).Select(Checked).ToList()
                 .Select(k => Entries.TryGetValue(k, out var e) ? new BulkStateItem(k, e.Json, e.ETag) : new BulkStateItem(k, "", "")).ToList()));
         PlayBulkCalls();
+    }
+
+    /// <summary>How many keys bulk reads asked for, all together: the documents a query read.</summary>
+    public int BulkReadKeys { get; private set; }
+
+    private IReadOnlyList<string> Counted(IReadOnlyList<string> keys)
+    {
+        BulkReadKeys += keys.Count;
+        return keys;
     }
 
     /// <summary>Bulk calls the adapter made: state transactions (their operation count) and bulk deletes (their key count).</summary>
