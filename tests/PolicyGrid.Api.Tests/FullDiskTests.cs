@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net.Http.Headers;
 using System.Text.Json.Nodes;
 using PolicyGrid.Core.Errors;
+using PolicyGrid.Runtime.Execution;
 using PolicyGrid.TestSupport;
 using Shouldly;
 
@@ -28,6 +29,10 @@ public sealed class FullDiskTests
                 def management(self, action, data): return {}
             """);
         var before = await client.Get($"/policy/{uri}");
+        var execute = $$$"""{"policy_rule_uri": "{{{uri}}}", "input_data": {"n": 1}}""";
+        (await client.Post("/executor/local/execute_policy", execute)).Status.ShouldBe(200);
+        var decisions = server.Service<DecisionLog>();
+        await decisions.FlushAsync(TestContext.Current.CancellationToken);
 
         disk.Fill();
 
@@ -53,9 +58,19 @@ public sealed class FullDiskTests
         after.Status.ShouldBe(200);
         after.Data!.ToJsonString().ShouldBe(before.Data!.ToJsonString());
 
+        // A call that writes nothing but its decision still runs; the decision is lost, and readiness says so.
+        (await client.Post("/executor/local/execute_policy", execute)).Status.ShouldBe(200);
+        await decisions.FlushAsync(TestContext.Current.CancellationToken);
+        var unready = await client.Get("/readyz");
+        unready.Status.ShouldBe(503);
+        unready.Body!["reason"]!.GetValue<string>().ShouldStartWith("decision log: 1 decision(s) could not be recorded since ");
+
         disk.Free();
 
         (await client.Send(HttpMethod.Post, "/policy", NewPolicy(code))).Status.ShouldBe(200);
+        (await client.Post("/executor/local/execute_policy", execute)).Status.ShouldBe(200);
+        await decisions.FlushAsync(TestContext.Current.CancellationToken);
+        (await client.Get("/readyz")).Status.ShouldBe(200);
         var run = await client.Post("/executor/local/execute_policy", """{"policy_rule_uri": "fresh:1.0-test", "input_data": {}}""");
         run.Status.ShouldBe(200, run.Body?.ToJsonString());
         run.Data!["new"]!.GetValue<bool>().ShouldBeTrue();

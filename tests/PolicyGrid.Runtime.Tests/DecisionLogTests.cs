@@ -237,6 +237,55 @@ public sealed class DecisionLogTests : IDisposable
         (await store.QueryAsync(Collections.Decisions, DocumentQuery.All(), Ct)).Count.ShouldBe(15);
     }
 
+    [Fact]
+    public async Task While_no_decision_can_be_recorded_the_log_says_so_once_then_counts_and_says_when_it_records_again()
+    {
+        // A store that was down failed every decision with an error line and its stack each: thousands of lines a second
+        // on a busy executor, and nothing else told anyone the audit trail was not being kept.
+        var clock = new ManualClock();
+        var logs = new CapturingLoggerProvider();
+        var store = new OutageStore(new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "policygrid.db")))) { Down = true };
+        await using var log = new DecisionLog(store, new DecisionLogOptions { CommitInterval = TimeSpan.Zero }, clock, logs.CreateLogger<DecisionLog>());
+
+        // Beside the batch writes' own warning (once a minute, BatchPause): what is said of decisions lost.
+        List<string> Said() => [.. logs.Entries.Select(e => e.Message).Where(m => !m.Contains("in one write", StringComparison.Ordinal))];
+
+        for (var i = 0; i < 200; i++) await log.RecordAsync(Sample(i));
+        await log.FlushAsync(Ct);
+
+        var failing = log.Failure.ShouldNotBeNull();
+        failing.Lost.ShouldBe(200);
+        failing.Since.ShouldBe(clock.Now);
+        Said().Count.ShouldBe(1);
+        Said().Single().ShouldStartWith("could not record the decision for p:1.0-a by anonymous (result); decisions that cannot be recorded are counted");
+
+        clock.Now += DecisionLog.LossReportInterval;
+        await log.RecordAsync(Sample(200));
+        await log.FlushAsync(Ct);
+        Said().Count.ShouldBe(2);
+        Said().Last().ShouldStartWith("could not record 200 decisions in the last 00:00:30 (201 since ");
+
+        store.Down = false;
+        await log.RecordAsync(Sample(201));
+        await log.FlushAsync(Ct);
+        log.Failure.ShouldBeNull();
+        Said().Count.ShouldBe(3);
+        Said().Last().ShouldStartWith("decisions are recorded again; 201 could not be recorded from ");
+        (await store.QueryAsync(Collections.Decisions, DocumentQuery.All(), Ct)).Count.ShouldBe(1);
+    }
+
+    /// <summary>A store whose writes all fail while <see cref="Down"/>, as a full disk or a sidecar that is gone.</summary>
+    private sealed class OutageStore(SqliteDocumentStore inner) : DelegatingStore(inner), IDocumentBatchStore
+    {
+        public volatile bool Down;
+
+        public override Task<StoredDocument> CreateAsync(string collection, string id, JsonObject body, CancellationToken ct = default) =>
+            Down ? throw Core.Errors.Problems.BackendUnavailable("the store is down") : base.CreateAsync(collection, id, body, ct);
+
+        public Task CreateManyAsync<T>(string collection, IReadOnlyList<T> items, Func<T, string> id, Action<System.Text.Json.Utf8JsonWriter, T> write, CancellationToken ct = default) =>
+            Down ? throw Core.Errors.Problems.BackendUnavailable("the store is down") : Inner.CreateManyAsync(collection, items, id, write, ct);
+    }
+
     private sealed class ManualClock : TimeProvider
     {
         public DateTimeOffset Now = DateTimeOffset.UtcNow;

@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Logging;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime.Execution;
 
 namespace PolicyGrid.Api.Health;
 
@@ -17,7 +18,7 @@ public static class HealthApi
         app.MapGet("/healthz", Live)
             .WithName("Healthz").WithSummary("Liveness: the process answers HTTP").WithTags("Health").AllowAnonymous();
         app.MapGet("/readyz", Ready)
-            .WithName("Readyz").WithSummary("Readiness: the document store answers a query").WithTags("Health").AllowAnonymous();
+            .WithName("Readyz").WithSummary("Readiness: the document store answers a query and the decision log records").WithTags("Health").AllowAnonymous();
         return app;
     }
 
@@ -34,6 +35,11 @@ public static class HealthApi
             using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
             deadline.CancelAfter(TimeSpan.FromSeconds(5));
             await store.QueryAsync(Collections.Executors, DocumentQuery.All(1), deadline.Token);
+            // The audit trail is part of the service: while decisions are lost, say so (the log has why).
+            if (context.RequestServices.GetService(typeof(DecisionLog)) is DecisionLog { Failure: { } failing })
+                return TypedResults.Json(new HealthStatus("unavailable",
+                    $"decision log: {failing.Lost} decision(s) could not be recorded since {DecisionLog.FormatTime(failing.Since)} (the server's log says why)"),
+                    statusCode: StatusCodes.Status503ServiceUnavailable);
             return TypedResults.Ok(new HealthStatus("ready"));
         }
         catch (Exception e) when (!ct.IsCancellationRequested)

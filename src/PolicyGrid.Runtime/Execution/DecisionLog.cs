@@ -10,6 +10,9 @@ using PolicyGrid.Core.Querying;
 
 namespace PolicyGrid.Runtime.Execution;
 
+/// <summary>Decisions could not be recorded from <paramref name="Since"/> on: <paramref name="Lost"/> of them, the last for <paramref name="LastError"/>.</summary>
+public sealed record DecisionLogFailure(DateTimeOffset Since, long Lost, string LastError);
+
 /// <summary>One execution as the audit trail keeps it.</summary>
 public sealed record Decision(
     string Kind,
@@ -82,7 +85,9 @@ public sealed record Decision(
 /// <see cref="DecisionLogOptions.CommitInterval"/> of the first, into one write
 /// (<see cref="IDocumentBatchStore"/>, one transaction with a full sync), so entries are durable
 /// within that interval plus one write's time of the call; the queue is bounded, and when it is full callers
-/// wait rather than lose audit entries. A failed write is logged loudly and does not fail the call.
+/// wait rather than lose audit entries. A failed write does not fail the call: the first one lost is logged with its
+/// error, then a count every <see cref="LossReportInterval"/> and a line when recording works again, and
+/// <see cref="Failure"/> (readiness) says so meanwhile.
 /// </summary>
 public sealed class DecisionLog : IAsyncDisposable
 {
@@ -245,6 +250,7 @@ public sealed class DecisionLog : IAsyncDisposable
             try
             {
                 await batches.CreateManyAsync(Collections.Decisions, batch, static d => d.Id, static (w, d) => d.Decision.WriteTo(w, d.Id), CancellationToken.None);
+                Recorded();
                 return;
             }
             catch (Exception e) when (e is PolicyGridException or IOException or InvalidOperationException or DbException)
@@ -259,12 +265,57 @@ public sealed class DecisionLog : IAsyncDisposable
             try
             {
                 await store.CreateAsync(Collections.Decisions, id, decision.ToJson(id), CancellationToken.None);
+                Recorded();
             }
             catch (Exception e) when (e is PolicyGridException or IOException or InvalidOperationException or DbException)
             {
-                logger.LogError(e, "could not record the decision for {Policy} by {Caller} ({Outcome})", decision.PolicyRuleUri, decision.Caller, decision.Outcome);
+                Lost(decision, e);
             }
         }
+    }
+
+    // How often, while decisions cannot be recorded, the log says how many were lost (one line, not one per decision:
+    // a store that is down fails every one of them, thousands a second on a busy executor).
+    internal static readonly TimeSpan LossReportInterval = TimeSpan.FromSeconds(30);
+
+    private DecisionLogFailure? failure;  // set while decisions cannot be recorded; read by Failure
+    private long lostSinceReport;
+    private DateTimeOffset nextLossReport;
+
+    /// <summary>
+    /// Set while decisions cannot be recorded (from the first lost one to the next one recorded): since when, and how
+    /// many were lost. Readiness answers 503 while it is set (the audit trail is not being kept).
+    /// </summary>
+    public DecisionLogFailure? Failure => Volatile.Read(ref failure);
+
+    private void Lost(Decision decision, Exception e)
+    {
+        var now = time.GetUtcNow();
+        var current = failure;
+        if (current is null)
+        {
+            logger.LogError(e, "could not record the decision for {Policy} by {Caller} ({Outcome}); decisions that cannot be recorded are counted, and said every {Interval}, until one is recorded again",
+                decision.PolicyRuleUri, decision.Caller, decision.Outcome, LossReportInterval);
+            Volatile.Write(ref failure, new DecisionLogFailure(now, 1, e.Message));
+            lostSinceReport = 0;
+            nextLossReport = now + LossReportInterval;
+            return;
+        }
+        Volatile.Write(ref failure, current with { Lost = current.Lost + 1, LastError = e.Message });
+        lostSinceReport++;
+        if (now < nextLossReport) return;
+        logger.LogError("could not record {Count} decisions in the last {Interval} ({Total} since {Since}): {Error}",
+            lostSinceReport, LossReportInterval, current.Lost + 1, FormatTime(current.Since), e.Message);
+        lostSinceReport = 0;
+        nextLossReport = now + LossReportInterval;
+    }
+
+    private void Recorded()
+    {
+        if (failure is not { } ended) return;
+        Volatile.Write(ref failure, null);
+        logger.LogWarning("decisions are recorded again; {Count} could not be recorded from {Since} to {Until}",
+            ended.Lost, FormatTime(ended.Since), FormatTime(time.GetUtcNow()));
     }
 
     /// <summary>Writes what is queued, then stops the writer.</summary>
