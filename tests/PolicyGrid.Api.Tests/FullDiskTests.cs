@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net.Http.Headers;
 using System.Text.Json.Nodes;
 using PolicyGrid.Core.Errors;
@@ -18,7 +17,7 @@ public sealed class FullDiskTests
     [Fact]
     public async Task Writes_on_a_full_disk_are_503s_that_change_nothing_and_the_server_recovers()
     {
-        using var disk = SmallDisk.Mount(8 * 1024 * 1024);
+        using var disk = SmallDisk.Mount(8 << 20);
         await using var server = new GridServer { DataDirectory = Path.Combine(disk.Path, "data"), PythonWorkers = 1 };
         var client = server.CreateClient();
         var uri = await server.RegisterPolicyAsync("kept", GridServer.EchoPolicy);
@@ -80,7 +79,7 @@ public sealed class FullDiskTests
     public async Task A_policy_whose_bundle_a_full_cache_disk_cannot_unpack_is_a_503_not_a_400_blaming_the_archive()
     {
         // Was 400 bad_request "the bundle is not a readable archive (zip): No space left on device : '<cache path>'".
-        using var disk = SmallDisk.Mount(2 * 1024 * 1024);
+        using var disk = SmallDisk.Mount(2 << 20);
         await using var server = new GridServer
         {
             PythonWorkers = 1,
@@ -106,62 +105,4 @@ public sealed class FullDiskTests
     {
         ["name"] = "fresh", ["version"] = "1.0", ["release_tag"] = "test", ["code"] = code, ["type"] = "python_class_v1",
     };
-
-    /// <summary>A tmpfs of a few MiB mounted for one test, and a file that takes all its space.</summary>
-    private sealed class SmallDisk : IDisposable
-    {
-        private SmallDisk(string path) => Path = path;
-
-        public string Path { get; }
-        private string Filler => System.IO.Path.Combine(Path, "filler");
-
-        public static SmallDisk Mount(int bytes)
-        {
-            if (!OperatingSystem.IsLinux() || Environment.UserName != "root") Assert.Skip("needs root on Linux to mount a small tmpfs");
-            var path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "pg-full-disk-" + Guid.NewGuid().ToString("N"));
-            Directory.CreateDirectory(path);
-            if (Run("mount", "-t", "tmpfs", "-o", $"size={bytes}", "tmpfs", path) is { } refused)
-            {
-                Directory.Delete(path);
-                Assert.Skip($"cannot mount a tmpfs here: {refused}");
-            }
-            return new SmallDisk(path);
-        }
-
-        /// <summary>Writes until the disk refuses: no space is left for anything else.</summary>
-        public void Fill()
-        {
-            var block = new byte[64 * 1024];
-            using var filler = new FileStream(Filler, FileMode.Create, FileAccess.Write, FileShare.None, bufferSize: 0);
-            try
-            {
-                while (true) filler.Write(block);
-            }
-            catch (IOException)
-            {
-                // ENOSPC: full. Whatever did not fit in the last block is written as far as it goes.
-            }
-            for (var size = block.Length / 2; size > 0; size /= 2)
-            {
-                try { filler.Write(block, 0, size); } catch (IOException) { }
-            }
-        }
-
-        public void Free() => File.Delete(Filler);
-
-        public void Dispose()
-        {
-            if (Run("umount", "-l", Path) is null) Directory.Delete(Path);
-        }
-
-        private static string? Run(string command, params string[] args)
-        {
-            var start = new ProcessStartInfo(command) { RedirectStandardError = true, RedirectStandardOutput = true };
-            foreach (var a in args) start.ArgumentList.Add(a);
-            using var process = Process.Start(start)!;
-            var error = process.StandardError.ReadToEnd();
-            process.WaitForExit();
-            return process.ExitCode == 0 ? null : $"{command} exited with {process.ExitCode}: {error.Trim()}";
-        }
-    }
 }

@@ -1,9 +1,9 @@
-using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
 using PolicyGrid.Runtime.Bundles;
 using PolicyGrid.Runtime.Hosting;
+using PolicyGrid.TestSupport;
 using Shouldly;
 
 namespace PolicyGrid.Runtime.Tests;
@@ -22,56 +22,32 @@ public sealed class MountedBundleCacheTests
     public async Task A_policy_loads_from_a_cache_on_its_own_mount_and_cannot_write_there()
     {
         if (!ProcessSignals.IsRoot) Assert.Skip("workers get mounts of their own only under a root server");
-        var mount = Path.Combine("/var/tmp", "pg-mounted-cache-" + Guid.NewGuid().ToString("N")[..8]);
-        Directory.CreateDirectory(mount);
-        if (Run("mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", mount) is { } refused)
-        {
-            Directory.Delete(mount);
-            Assert.Skip($"cannot mount a tmpfs here: {refused}");
-        }
-        try
-        {
-            var root = Path.Combine(mount, "bundle");
-            Directory.CreateDirectory(Path.Combine(root, "code"));
-            File.WriteAllText(Path.Combine(root, "code", "function.py"), """
-                import os
+        using var disk = SmallDisk.Mount(1 << 20, under: "/var/tmp");
+        var root = Path.Combine(disk.Path, "bundle");
+        Directory.CreateDirectory(Path.Combine(root, "code"));
+        File.WriteAllText(Path.Combine(root, "code", "function.py"), """
+            import os
 
-                class AIOSv1PolicyRule:
-                    def __init__(self, rule_id, settings, parameters):
-                        pass
-                    def eval(self, parameters, input_data, context):
-                        try:
-                            with open(os.path.join(os.path.dirname(__file__), "planted.py"), "w") as f:
-                                f.write("x = 1")
-                            wrote = "written"
-                        except OSError as e:
-                            wrote = e.strerror
-                        return {"loaded": True, "write": wrote}
-                """);
-            var sha = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(root)));
-            await using var pool = PoolFixture.NewPool(workers: 1);
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    pass
+                def eval(self, parameters, input_data, context):
+                    try:
+                        with open(os.path.join(os.path.dirname(__file__), "planted.py"), "w") as f:
+                            f.write("x = 1")
+                        wrote = "written"
+                    except OSError as e:
+                        wrote = e.strerror
+                    return {"loaded": True, "write": wrote}
+            """);
+        var sha = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(root)));
+        await using var pool = PoolFixture.NewPool(workers: 1);
 
-            var result = await PoolFixture.EvalAsync(pool, "mounted:1.0-test", new BundleDirectory(sha, root, null));
+        var result = await PoolFixture.EvalAsync(pool, "mounted:1.0-test", new BundleDirectory(sha, root, null));
 
-            pool.Status.PrivateTemp.ShouldBeTrue();
-            result["loaded"]!.GetValue<bool>().ShouldBeTrue();
-            result["write"]!.GetValue<string>().ShouldBe("Read-only file system");
-            File.Exists(Path.Combine(root, "code", "planted.py")).ShouldBeFalse();
-        }
-        finally
-        {
-            Run("umount", "-l", mount);
-            Directory.Delete(mount, recursive: true);
-        }
-    }
-
-    private static string? Run(string command, params string[] args)
-    {
-        var start = new ProcessStartInfo(command) { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in args) start.ArgumentList.Add(a);
-        using var process = Process.Start(start)!;
-        var error = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        return process.ExitCode == 0 ? null : $"{command} exited with {process.ExitCode}: {error.Trim()}";
+        pool.Status.PrivateTemp.ShouldBeTrue();
+        result["loaded"]!.GetValue<bool>().ShouldBeTrue();
+        result["write"]!.GetValue<string>().ShouldBe("Read-only file system");
+        File.Exists(Path.Combine(root, "code", "planted.py")).ShouldBeFalse();
     }
 }

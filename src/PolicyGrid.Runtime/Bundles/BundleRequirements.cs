@@ -59,8 +59,22 @@ public sealed partial class BundleRequirements(BundleCacheOptions options)
             }
             if (process.ExitCode == 0) return;
             var output = new StringBuilder().Append(await stdout).Append('\n').Append(await stderr).ToString();
-            throw Problems.BadRequest(Explain(output));
+            throw Refusal(output);
         }
+    }
+
+    /// <summary>
+    /// What a failed pip run answers: the server's disk refusing pip's writes (full, over quota, read-only) is the
+    /// server's 503, as any write of the bundle cache is (<see cref="DiskFailures"/>); anything else is the bundle's
+    /// requirements, a 400 saying which (<see cref="Explain"/>).
+    /// </summary>
+    public static PolicyGridException Refusal(string pipOutput)
+    {
+        ArgumentNullException.ThrowIfNull(pipOutput);
+        if (DiskRefused().Match(pipOutput) is { Success: true } d
+            && DiskFailures.Of(new IOException(d.Groups[2].Value, int.Parse(d.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture))) is { } disk)
+            return disk;
+        return Problems.BadRequest(Explain(pipOutput));
     }
 
     private static readonly HashSet<string> PipEnvironment = new(StringComparer.Ordinal)
@@ -119,6 +133,10 @@ public sealed partial class BundleRequirements(BundleCacheOptions options)
         var error = pipOutput.Split('\n').Select(l => l.Trim()).LastOrDefault(l => l.StartsWith("ERROR:", StringComparison.Ordinal));
         return "requirements.txt could not be installed: " + (error ?? pipOutput.Trim().Split('\n').LastOrDefault() ?? "pip failed");
     }
+
+    // pip reports an OSError as "[Errno 28] No space left on device: '<path>'" (the path left out).
+    [GeneratedRegex(@"\[Errno (5|28|30|122)\] ([^:\r\n]+)")]
+    private static partial Regex DiskRefused();
 
     [GeneratedRegex(@"No matching distribution found for ([^\r\n]+)")]
     private static partial Regex NoDistribution();

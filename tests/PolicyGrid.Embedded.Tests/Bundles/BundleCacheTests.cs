@@ -322,6 +322,25 @@ public sealed class BundleCacheTests : IDisposable
         answer.Trim().ShouldBe("42");
     }
 
+    [Fact]
+    public async Task Requirements_a_full_disk_cannot_take_are_the_servers_503_not_a_400_blaming_them()
+    {
+        // pip's "[Errno 28] No space left on device" was a 400 "requirements.txt could not be installed: ERROR: ...".
+        using var disk = SmallDisk.Mount(512 << 10);
+        var wheels = _dir.File("big-wheels");
+        Directory.CreateDirectory(wheels);
+        await File.WriteAllBytesAsync(Path.Combine(wheels, "bigpkg-0.1-py3-none-any.whl"), Wheel("bigpkg", "0.1", $"DATA = '{new string('x', 2 << 20)}'\n"), Ct);
+        var stored = await _store.PutAsync(Zip(("code/function.py", FunctionPy), ("code/requirements.txt", "bigpkg==0.1\n")), Ct);
+        var cache = Cache(o => { o.CacheDirectory = Path.Combine(disk.Path, "cache"); o.PipOptions = ["--no-index", "--find-links", wheels]; });
+
+        var e = await Should.ThrowAsync<PolicyGridException>(() => cache.GetAsync(stored.Code, null, Ct));
+
+        e.Status.ShouldBe(503, e.Message);
+        e.Code.ShouldBe(ErrorCodes.BackendUnavailable);
+        e.Message.ShouldBe("the server's storage is full (no space left on device); retry once space has been freed on the server's disk");
+        Directory.Exists(Path.Combine(cache.CacheDirectory, stored.Sha256)).ShouldBeFalse();
+    }
+
     [Theory]
     [InlineData("-r /etc/shadow\n")] // pip's error quoted the file's first line: "invalid requirement 'root:*:...'"
     [InlineData("x==${SECRET_TOKEN}\n")] // pip fills ${...} from its environment, the server's: "... for 'x==hunter2'"
