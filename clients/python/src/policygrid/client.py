@@ -223,7 +223,8 @@ class PolicyGridClient:
                 raw: bytes | None = None, content_type: str | None = None, whole_call_timeout: bool = True,
                 held_seconds: float = 0) -> Response:
         """One call. ``timeout`` bounds the whole call (connect, request, answer), not just each read; with
-        ``whole_call_timeout=False`` (bundle downloads, which may be large) it bounds each read only. ``held_seconds``
+        ``whole_call_timeout=False`` it bounds each read only (a server that trickles its answer can then hold the
+        call for as long as it likes: nothing in this package uses it). ``held_seconds``
         is how long the server was asked to hold its answer (a long poll), allowed on top of ``timeout``."""
         timeout = min(self.timeout + (held_seconds if held_seconds > 0 else 0), threading.TIMEOUT_MAX)  # NaN adds nothing
         deadline = _Deadline(timeout) if whole_call_timeout else None
@@ -399,8 +400,11 @@ class PolicyGridClient:
         return self.request("POST", "/bundles", raw=archive, content_type=content_type).data
 
     def download_bundle(self, sha256_or_url: str) -> bytes:
+        """The archive, whole within ``timeout`` (as every call, and as the .NET client): a bundle URL that trickled its
+        bytes in one at a time held the thread loading the policy (and every call waiting on it) for as long as it
+        liked, since only each read was bounded. It raises ServerUnreachableError, as a server stalling mid-answer does."""
         path = sha256_or_url if "/" in sha256_or_url else f"/bundles/sha256/{sha256_or_url}"
-        data = self.request("GET", path, headers={"Accept": "*/*"}, whole_call_timeout=False).data
+        data = self.request("GET", path, headers={"Accept": "*/*"}).data
         if not isinstance(data, (bytes, bytearray)):
             raise PolicyGridApiError(502, "backend_error", f"{path} did not answer an archive")
         return bytes(data)
