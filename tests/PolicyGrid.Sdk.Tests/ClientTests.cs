@@ -198,6 +198,23 @@ public sealed class ClientTests : IDisposable
     }
 
     [Fact]
+    public async Task A_body_holding_a_lone_surrogate_is_the_callers_400_naming_it_before_anything_is_sent()
+    {
+        // The writer sent it as U+FFFD: a policy document, a filter or an input was stored or matched with other text than
+        // the caller gave, and nothing said so. Nothing listens at port 9: the check comes before any connection.
+        using var client = new PolicyGridClient(new Uri("http://127.0.0.1:9"), null, TimeSpan.FromSeconds(5));
+        var ct = TestContext.Current.CancellationToken;
+
+        var value = await Should.ThrowAsync<PolicyGridApiException>(() =>
+            client.ExecutePolicyAsync("local", new ExecutePolicyRequest("p:1-t", new JsonObject { ["who"] = new JsonArray("x\ud800") }), ct));
+        var key = await Should.ThrowAsync<PolicyGridApiException>(() =>
+            client.QueryPoliciesAsync(new JsonObject { ["name\udc00"] = "x" }, ct: ct));
+
+        (value.Status, value.Code, value.Reason).ShouldBe((400, "validation_failed", "body.input_data.who[0]: '\\ud800' is a lone surrogate, which no JSON text can hold"));
+        (key.Status, key.Code, key.Reason).ShouldBe((400, "validation_failed", "body: key '\\udc00' is a lone surrogate, which no JSON text can hold"));
+    }
+
+    [Fact]
     public async Task A_body_past_the_servers_limit_raises_its_413_not_unreachable()
     {
         // The server answers 413 from the Content-Length and closes without reading the body, as PolicyGrid does. Sending

@@ -357,6 +357,50 @@ public sealed class EvaluatorTests : LoopbackRegistryTests
     }
 
     [Fact]
+    public async Task Text_with_a_lone_surrogate_is_a_400_naming_it_in_every_mode_before_anything_runs_or_is_sent()
+    {
+        // The writer wrote a lone surrogate as U+FFFD: the policy (locally, or on the executor) saw other text than the
+        // caller gave, and answered as if it were the caller's. The Python SDK refuses it with these words.
+        var ct = TestContext.Current.CancellationToken;
+        var inProcess = await Evaluator();
+        await using var worker = await LocalPolicyEvaluator.CreateAsync(Client(), new LocalPolicyEvaluatorOptions
+        {
+            PolicyRuleUri = Uri, Isolation = LocalIsolation.WorkerProcess,
+            WorkerPool = new Runtime.Hosting.WorkerPoolOptions { Workers = 1, WorkDirectory = Path.Combine(Path.GetTempPath(), "pg-sdk-workers") },
+        }, ct);
+        // Remote mode sends to the loopback registry, which runs nothing: a call that got there would fail otherwise.
+        await using var remote = await LocalPolicyEvaluator.CreateAsync(Client(),
+            new LocalPolicyEvaluatorOptions { PolicyRuleUri = Uri, Mode = EvaluationMode.Remote }, ct);
+        foreach (var ev in new[] { inProcess, worker, remote })
+        {
+            var value = Should.Throw<PolicyGridApiException>(() =>
+                ev.ExecutePolicyRule(new JsonObject { ["ip"] = "10.0.0.1", ["x"] = new JsonArray("fine", "a\ud800b") }));
+            (value.Status, value.Code).ShouldBe((400, "validation_failed"));
+            value.Reason.ShouldBe("input_data.x[1]: '\\ud800' is a lone surrogate, which no JSON text can hold");
+            value.Errors![0]!["path"]!.GetValue<string>().ShouldBe("input_data.x[1]");
+
+            Should.Throw<PolicyGridApiException>(() => ev.ExecutePolicyRule(new JsonObject { ["ip"] = "10.0.0.1", ["y"] = new JsonObject { ["k\udc00"] = 1 } }))
+                .Reason.ShouldBe("input_data.y: key '\\udc00' is a lone surrogate, which no JSON text can hold");
+            Should.Throw<PolicyGridApiException>(() => ev.ExecutePolicyRule(Ip("10.0.0.1"), new JsonObject { ["local_allowlist"] = new JsonArray("\ud800") }))
+                .Reason.ShouldBe("parameters.local_allowlist[0]: '\\ud800' is a lone surrogate, which no JSON text can hold");
+            var data = await Should.ThrowAsync<PolicyGridApiException>(() =>
+                ev.ExecuteManagementCommandAsync("update_local_allowlist", new JsonObject { ["ips"] = new JsonArray(JsonValue.Create('\udfff')) }, ct));
+            (data.Status, data.Reason).ShouldBe((400, "data.ips[0]: '\\udfff' is a lone surrogate, which no JSON text can hold"));
+        }
+        foreach (var (options, reason) in new[]
+        {
+            (new LocalPolicyEvaluatorOptions { PolicyRuleUri = Uri, CacheDirectory = _cache, Parameters = new JsonObject { ["local_allowlist"] = new JsonArray("\ud800") } },
+                "parameters.local_allowlist[0]: '\\ud800' is a lone surrogate, which no JSON text can hold"),
+            (new LocalPolicyEvaluatorOptions { PolicyRuleUri = Uri, Mode = EvaluationMode.Remote, ExecutorId = "local", Settings = new JsonObject { ["\udbff"] = "x" } },
+                "settings: key '\\udbff' is a lone surrogate, which no JSON text can hold"),
+        })
+            (await Should.ThrowAsync<PolicyGridApiException>(() => LocalPolicyEvaluator.CreateAsync(Client(), options, ct))).Reason.ShouldBe(reason);
+        _registry.PolicyReads.ShouldBe(2); // the two local evaluators' loads: nothing else was read or sent
+        // A surrogate pair is one character, and arrives as it was sent
+        inProcess.ExecutePolicyRule(new JsonObject { ["ip"] = "10.9.9.9", ["note"] = "ok \ud83d\ude00" })["input_data"]!["note"]!.GetValue<string>().ShouldBe("ok \ud83d\ude00");
+    }
+
+    [Fact]
     public async Task Bad_options_are_refused_naming_the_option()
     {
         var ct = TestContext.Current.CancellationToken;

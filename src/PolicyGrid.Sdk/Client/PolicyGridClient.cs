@@ -86,9 +86,11 @@ public sealed partial class PolicyGridClient : IDisposable
     }
 
     // A body JSON cannot carry (a NaN or infinite number put into a node, nesting past the writer's 1000 levels) is the
-    // caller's 400, as the server would answer it, not the serializer's ArgumentException or InvalidOperationException.
+    // caller's 400, as the server would answer it, not the serializer's ArgumentException or InvalidOperationException;
+    // so is text holding a lone surrogate, which the writer silently sent as U+FFFD, and nesting the server refuses.
     private static string JsonOf(JsonNode body)
     {
+        Evaluation.JsonText.EnsureJson(body, "body", wholeBody: true);
         try
         {
             return body.ToJsonString();

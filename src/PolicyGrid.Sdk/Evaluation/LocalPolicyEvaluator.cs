@@ -88,6 +88,10 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
         if (options.Mode == EvaluationMode.Local && options.Isolation == LocalIsolation.WorkerProcess
             && (options.CallDeadline <= TimeSpan.Zero || options.CallDeadline.TotalMilliseconds > int.MaxValue))
             throw new ArgumentException($"CallDeadline must be above zero and at most {TimeSpan.FromMilliseconds(int.MaxValue)}, not {options.CallDeadline}", nameof(options));
+        // As the calls check theirs: a NaN threw the serializer's ArgumentException here, and a lone surrogate reached the
+        // policy (or the executor) as U+FFFD.
+        JsonText.EnsureJson(options.Parameters, "parameters");
+        JsonText.EnsureJson(options.Settings, "settings");
         PythonWorkerPool? pool = null;
         if (options.Mode == EvaluationMode.Local && options.Isolation == LocalIsolation.WorkerProcess)
         {

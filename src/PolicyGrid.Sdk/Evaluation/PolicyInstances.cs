@@ -319,14 +319,16 @@ internal static class JsonText
     public const int MaxValueDepth = Core.Documents.DocumentDepth.Max - 1;
 
     /// <summary>
-    /// Refuses a value JSON cannot carry (a NaN or infinite double or float put into a node by the caller) or a server would
-    /// refuse (nesting past <see cref="MaxValueDepth"/>) with a 400 naming its path, as the server would, instead of the
-    /// serializer's ArgumentException or InvalidOperationException (past 1000 levels) wherever it is written, and instead
-    /// of local modes running a policy on input no server takes.
+    /// Refuses a value JSON cannot carry (a NaN or infinite double or float put into a node by the caller, text holding a lone
+    /// surrogate as a value or a key) or a server would refuse (nesting past <see cref="MaxValueDepth"/>) with a 400 naming its
+    /// path, as the server would, instead of the serializer's ArgumentException or InvalidOperationException (past 1000
+    /// levels) wherever it is written, instead of the writer's U+FFFD for a lone surrogate (the policy or the server saw other
+    /// text than the caller gave), and instead of local modes running a policy on input no server takes.
+    /// <paramref name="wholeBody"/>: <paramref name="node"/> is a request body, which nests one level more than a value in one.
     /// </summary>
-    public static void EnsureJson(JsonNode? node, string path)
+    public static void EnsureJson(JsonNode? node, string path, bool wholeBody = false)
     {
-        if (FirstNonJson(node, path, 1) is not { } found) return;
+        if (FirstNonJson(node, path, wholeBody ? 0 : 1) is not { } found) return;
         var where = found.Path.Length > 200 ? found.Path[..200] + "…" : found.Path;
         throw new PolicyGridApiException(400, "validation_failed", $"{where}: {found.Why}",
             new JsonArray(new JsonObject { ["path"] = where, ["message"] = found.Why }));
@@ -339,6 +341,9 @@ internal static class JsonText
             case JsonObject or JsonArray when depth > MaxValueDepth:
                 return (path, $"nests deeper than {MaxValueDepth} levels of objects and arrays (the server refuses it)");
             case JsonObject o:
+                // Keys first, so that no path below is built from a key that cannot be written.
+                foreach (var (key, _) in o)
+                    if (LoneSurrogate(key) is { } badKey) return (path, $"key {badKey} is a lone surrogate, which no JSON text can hold");
                 foreach (var (key, item) in o)
                     if (FirstNonJson(item, $"{path}.{key}", depth + 1) is { } found) return found;
                 return null;
@@ -346,6 +351,8 @@ internal static class JsonText
                 for (var i = 0; i < a.Count; i++)
                     if (FirstNonJson(a[i], $"{path}[{i}]", depth + 1) is { } found) return found;
                 return null;
+            case JsonValue v when TextProblem(v) is { } why:
+                return (path, why);
             case JsonValue v when v.TryGetValue<double>(out var d) && !double.IsFinite(d):
                 return (path, "NaN and infinity are not JSON numbers");
             case JsonValue v when v.TryGetValue<float>(out var f) && !float.IsFinite(f):
@@ -354,4 +361,35 @@ internal static class JsonText
                 return null;
         }
     }
+
+    private static string? TextProblem(JsonValue value)
+    {
+        if (value.TryGetValue<char>(out var c))
+            return char.IsSurrogate(c) ? $"{Escaped(c)} is a lone surrogate, which no JSON text can hold" : null;
+        try
+        {
+            return value.TryGetValue<string>(out var text) && LoneSurrogate(text) is { } bad ? $"{bad} is a lone surrogate, which no JSON text can hold" : null;
+        }
+        catch (InvalidOperationException)
+        {
+            // Parsed JSON text whose string holds an escaped lone surrogate ("\\ud800"): it cannot even be read as text.
+            return "holds an escaped lone surrogate (\\ud800-\\udfff without its pair), which the server refuses";
+        }
+    }
+
+    /// <summary>The first lone surrogate of <paramref name="text"/> as Python writes it (<c>'\ud800'</c>), or null.</summary>
+    private static string? LoneSurrogate(string text)
+    {
+        var at = text.AsSpan().IndexOfAnyInRange('\ud800', '\udfff'); // vectorized: most text holds no surrogate at all
+        if (at < 0) return null;
+        for (var i = at; i < text.Length; i++)
+        {
+            if (!char.IsSurrogate(text[i])) continue;
+            if (char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1])) { i++; continue; }
+            return Escaped(text[i]);
+        }
+        return null;
+    }
+
+    private static string Escaped(char c) => $"'\\u{(int)c:x4}'";
 }
