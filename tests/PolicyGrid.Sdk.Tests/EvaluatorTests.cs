@@ -383,6 +383,11 @@ public sealed class EvaluatorTests : LoopbackRegistryTests
                 .Reason.ShouldBe("input_data.y: key '\\udc00' is a lone surrogate, which no JSON text can hold");
             Should.Throw<PolicyGridApiException>(() => ev.ExecutePolicyRule(Ip("10.0.0.1"), new JsonObject { ["local_allowlist"] = new JsonArray("\ud800") }))
                 .Reason.ShouldBe("parameters.local_allowlist[0]: '\\ud800' is a lone surrogate, which no JSON text can hold");
+            // Parsed from JSON text holding the escape: it threw the parser's InvalidOperationException
+            Should.Throw<PolicyGridApiException>(() => ev.ExecutePolicyRule(JsonNode.Parse("{\"ip\": \"10.0.0.1\", \"x\": \"\\ud800\"}")))
+                .Reason.ShouldBe("input_data.x: holds an escaped lone surrogate (\\ud800-\\udfff without its pair), which no JSON text can hold");
+            Should.Throw<PolicyGridApiException>(() => ev.ExecutePolicyRule(JsonNode.Parse("{\"ip\": \"10.0.0.1\", \"y\": {\"\\udc00\": 1}}")))
+                .Reason.ShouldStartWith("input_data.y: a key holds an escaped lone surrogate");
             var data = await Should.ThrowAsync<PolicyGridApiException>(() =>
                 ev.ExecuteManagementCommandAsync("update_local_allowlist", new JsonObject { ["ips"] = new JsonArray(JsonValue.Create('\udfff')) }, ct));
             (data.Status, data.Reason).ShouldBe((400, "data.ips[0]: '\\udfff' is a lone surrogate, which no JSON text can hold"));

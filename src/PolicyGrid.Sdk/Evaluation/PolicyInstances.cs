@@ -342,8 +342,15 @@ internal static class JsonText
                 return (path, $"nests deeper than {MaxValueDepth} levels of objects and arrays (the server refuses it)");
             case JsonObject o:
                 // Keys first, so that no path below is built from a key that cannot be written.
-                foreach (var (key, _) in o)
-                    if (LoneSurrogate(key) is { } badKey) return (path, $"key {badKey} is a lone surrogate, which no JSON text can hold");
+                try
+                {
+                    foreach (var (key, _) in o)
+                        if (LoneSurrogate(key) is { } badKey) return (path, $"key {badKey} is a lone surrogate, which no JSON text can hold");
+                }
+                catch (InvalidOperationException)
+                {
+                    return (path, $"a key {EscapedLoneSurrogate}");
+                }
                 foreach (var (key, item) in o)
                     if (FirstNonJson(item, $"{path}.{key}", depth + 1) is { } found) return found;
                 return null;
@@ -364,18 +371,20 @@ internal static class JsonText
 
     private static string? TextProblem(JsonValue value)
     {
-        if (value.TryGetValue<char>(out var c))
-            return char.IsSurrogate(c) ? $"{Escaped(c)} is a lone surrogate, which no JSON text can hold" : null;
         try
         {
+            if (value.TryGetValue<char>(out var c))
+                return char.IsSurrogate(c) ? $"{Escaped(c)} is a lone surrogate, which no JSON text can hold" : null;
             return value.TryGetValue<string>(out var text) && LoneSurrogate(text) is { } bad ? $"{bad} is a lone surrogate, which no JSON text can hold" : null;
         }
         catch (InvalidOperationException)
         {
-            // Parsed JSON text whose string holds an escaped lone surrogate ("\\ud800"): it cannot even be read as text.
-            return "holds an escaped lone surrogate (\\ud800-\\udfff without its pair), which the server refuses";
+            return EscapedLoneSurrogate;
         }
     }
+
+    // Parsed JSON text (JsonNode.Parse) whose string holds an escaped lone surrogate ("\ud800"): it cannot even be read as text.
+    private const string EscapedLoneSurrogate = "holds an escaped lone surrogate (\\ud800-\\udfff without its pair), which no JSON text can hold";
 
     /// <summary>The first lone surrogate of <paramref name="text"/> as Python writes it (<c>'\ud800'</c>), or null.</summary>
     private static string? LoneSurrogate(string text)
