@@ -74,4 +74,27 @@ public sealed class WorkerIsolationTests
         await worker.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
         worker.HasExited.ShouldBeTrue();
     }
+
+    [Fact]
+    public async Task A_cache_directory_the_worker_user_may_not_enter_is_named_not_taken_for_a_bundle_without_function_py()
+    {
+        if (Environment.UserName != "root") Assert.Skip("needs root: only then do workers run as another uid");
+        // A private directory (mode 700, as Directory.CreateTempSubdirectory and /root give): the worker, dropped to an
+        // unprivileged uid, cannot reach the bundle in it, and the evaluator failed with "the bundle has no code/function.py".
+        var home = Directory.CreateTempSubdirectory("pg-sdk-private-");
+        try
+        {
+            using var registry = new LoopbackRegistry(EvaluatorTests.Document(), TestBundles.Zip(("code/function.py", Misbehaving)));
+            var e = await Should.ThrowAsync<PolicyGridApiException>(() => LocalPolicyEvaluator.CreateAsync(new PolicyGridClient(registry.Url),
+                Options() with { CacheDirectory = Path.Combine(home.FullName, "cache") }, TestContext.Current.CancellationToken));
+
+            e.Reason.ShouldNotContain("has no code/function.py");
+            e.Reason.ShouldContain($"permission denied at {home.FullName}");
+            e.Reason.ShouldContain("CacheDirectory");
+        }
+        finally
+        {
+            home.Delete(recursive: true);
+        }
+    }
 }

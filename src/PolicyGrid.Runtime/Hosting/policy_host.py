@@ -263,6 +263,29 @@ _HOST_VIEWS_ROOT = "/tmp/.policygrid-host"
 _host_views = {}
 
 
+def _unreadable(code_dir):
+    """Why this worker cannot see a bundle that is there, or None. Workers run as an unprivileged uid: a bundle under a
+    directory only its owner may enter (an SDK cache directory under /root) looked like a bundle without function.py."""
+    try:
+        os.stat(os.path.join(code_dir, "function.py"))
+        return None
+    except PermissionError:
+        pass
+    except OSError:
+        return None
+    chain = [code_dir]
+    while os.path.dirname(chain[-1]) != chain[-1]:
+        chain.append(os.path.dirname(chain[-1]))
+    # The outermost directory it may not enter (or, when it may enter them all, code/ itself, which it may not read).
+    blocked = next((d for d in reversed(chain) if not os.access(d, os.X_OK)), code_dir)
+    for directory, view in _host_views.items():  # named as the host knows it, not as the read-only view of /tmp here
+        if blocked == view or blocked.startswith(view + "/"):
+            blocked = directory + blocked[len(view):]
+            break
+    return (f"the worker (uid {os.getuid()}) may not read the bundle at {code_dir}/: permission denied at {blocked} "
+            "(keep bundles, e.g. the SDK's CacheDirectory, where every user may read them)")
+
+
 def _host_path(path):
     """The path under which this worker sees the host's file at path: the same one, unless it lies in a directory that
     _isolate_tmp covered, where the read-only view of the host's directory has it."""
@@ -538,7 +561,7 @@ class Host:
         code_dir = os.path.join(_host_path(load["root"]), "code")
         path = os.path.join(code_dir, "function.py")
         if not os.path.isfile(path):
-            raise LoadFailure(f"the bundle has no code/function.py (looked in {code_dir}/)")
+            raise LoadFailure(_unreadable(code_dir) or f"the bundle has no code/function.py (looked in {code_dir}/)")
         for entry in (load.get("site_packages") and _host_path(load["site_packages"]), code_dir):
             if entry and entry not in sys.path:
                 sys.path.insert(0, entry)
