@@ -165,6 +165,19 @@ public sealed class ServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Local_and_remote_name_a_bad_parameter_override_alike()
+    {
+        // Local modes named it policy_parameters.local_allowlist, an executor parameters.local_allowlist.
+        var uri = await CreatePolicy("badparams");
+        foreach (var ev in new[] { await Evaluator(uri), await Evaluator(uri, EvaluationMode.Remote) })
+        {
+            var e = Should.Throw<PolicyGridApiException>(() => ev.ExecutePolicyRule(Ip("10.0.0.1"), new JsonObject { ["local_allowlist"] = "10.0.0.1" }));
+            (e.Status, e.Code).ShouldBe((400, "validation_failed"));
+            e.Errors.Select(f => f!["path"]!.GetValue<string>()).ShouldBe(["parameters.local_allowlist"]);
+        }
+    }
+
+    [Fact]
     public async Task An_update_and_a_retirement_reach_a_local_evaluator()
     {
         var uri = await CreatePolicy("lifecycle");

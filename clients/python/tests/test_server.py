@@ -94,6 +94,14 @@ class ServerEvaluationTests(unittest.TestCase):
             LocalPolicyEvaluator("nope:1.0-x", {}, {}, server=self.running.server.url, cache_dir=self.cache.name)
         self.assertEqual((caught.exception.status, caught.exception.code), (404, "not_found"))
 
+    def test_local_and_remote_name_a_bad_parameter_override_alike(self):
+        # Local mode named it policy_parameters.local_allowlist, an executor parameters.local_allowlist.
+        for mode in ("local", "remote"):
+            with self.assertRaises(PolicyGridApiError) as caught:
+                self.evaluator(mode).execute_policy_rule({"ip": "10.0.0.1"}, {"local_allowlist": "10.0.0.1"})
+            self.assertEqual((caught.exception.status, caught.exception.code), (400, "validation_failed"), mode)
+            self.assertEqual([e["path"] for e in caught.exception.errors], ["parameters.local_allowlist"], mode)
+
     def test_remote_bad_input_is_a_400(self):
         with self.assertRaises(PolicyGridApiError) as caught:
             self.evaluator("remote").execute_policy_rule({"address": "10.0.0.1"})

@@ -188,7 +188,8 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
         if (parameters is { Count: > 0 })
         {
             effective = Merge(held.Parameters, parameters);
-            Ensure(TemplateValidator.Validate(held.ParametersTemplate, effective, "policy_parameters"));
+            // Named as executors name them ("parameters.limit"), so a bad override reads alike in both modes.
+            Ensure(TemplateValidator.Validate(held.ParametersTemplate, effective, "parameters"));
         }
         if (held.InputTemplate.Count > 0) Ensure(TemplateValidator.Validate(held.InputTemplate, input, "input_data"));
         return (held, effective);
@@ -338,8 +339,10 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
         }
         else
         {
-            Ensure([.. TemplateValidator.Validate(document["policy_settings_schema"] as JsonObject ?? [], settings, "policy_settings"),
-                    .. TemplateValidator.Validate(parametersTemplate, parameters, "policy_parameters")]);
+            // The stored values passed these templates when registered: what fails here is the evaluator's overrides, named
+            // as an executor names them when remote mode sends them ("parameters.limit").
+            Ensure([.. TemplateValidator.Validate(document["policy_settings_schema"] as JsonObject ?? [], settings, "settings"),
+                    .. TemplateValidator.Validate(parametersTemplate, parameters, "parameters")]);
             var bundle = await _bundles!.GetAsync(code, codeSha256, ct);
             if (_pool is not null)
             {

@@ -122,7 +122,8 @@ class LocalPolicyEvaluator:
         params = held.parameters
         if parameters:
             params = _merged(params, parameters)
-            _ensure(templates.validate(held.document.get("policy_parameters_schema") or {}, params, "policy_parameters"))
+            # Named as executors name them ("parameters.limit"), so a bad override reads alike in both modes.
+            _ensure(templates.validate(held.document.get("policy_parameters_schema") or {}, params, "parameters"))
         if held.input_schema:
             _ensure(templates.validate(held.input_schema, input_data, "input_data"))
         with self._lock:
@@ -297,8 +298,10 @@ class LocalPolicyEvaluator:
         elif status == "retired":
             instance, bundle = None, None
         else:
-            _ensure(templates.validate(document.get("policy_settings_schema") or {}, settings, "policy_settings")
-                    + templates.validate(document.get("policy_parameters_schema") or {}, parameters, "policy_parameters"))
+            # The stored values passed these templates when registered: what fails here is the evaluator's overrides, named
+            # as an executor names them when remote mode sends them ("parameters.limit").
+            _ensure(templates.validate(document.get("policy_settings_schema") or {}, settings, "settings")
+                    + templates.validate(document.get("policy_parameters_schema") or {}, parameters, "parameters"))
             bundle = self._bundles.get(str(document.get("code") or ""), str(document.get("code_sha256") or ""))
             instance = _instantiate(bundle, self.policy_rule_uri, settings, parameters)
         return _Held(document=document, revision=revision, status=status, instance=instance, settings=settings,
