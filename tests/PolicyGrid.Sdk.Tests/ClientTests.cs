@@ -382,6 +382,41 @@ public sealed class ClientTests : IDisposable
     }
 
     [Fact]
+    public async Task A_bundle_download_that_trickles_is_cut_off_at_the_timeout_for_the_whole_call()
+    {
+        // Every byte arrives well within any per-read limit, but the whole archive would take 4 s: a bundle URL doing this
+        // must not hold the evaluator loading the policy past Timeout (the Python SDK's download used to be bounded per read).
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        var trickling = Task.Run(async () =>
+        {
+            using var socket = await listener.AcceptSocketAsync(stop.Token);
+            await socket.ReceiveAsync(new byte[8192], stop.Token);
+            var body = Encoding.ASCII.GetBytes("PK" + new string('z', 38));
+            await socket.SendAsync(Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Type: application/zip\r\nContent-Length: {body.Length}\r\n\r\n"), stop.Token);
+            try
+            {
+                foreach (var b in body)
+                {
+                    await socket.SendAsync(new[] { b }, stop.Token);
+                    await Task.Delay(100, stop.Token);
+                }
+            }
+            catch (Exception e) when (e is SocketException or OperationCanceledException) { } // the client gave up
+        }, TestContext.Current.CancellationToken);
+        using var client = new PolicyGridClient(new Uri($"http://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}/"), null, TimeSpan.FromMilliseconds(500));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+
+        var e = await Should.ThrowAsync<PolicyGridUnreachableException>(() => client.DownloadBundleAsync("/bundle.zip", TestContext.Current.CancellationToken));
+
+        clock.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(3));
+        e.Reason.ShouldContain("no answer within 0.5 s");
+        await stop.CancelAsync();
+        await trickling;
+    }
+
+    [Fact]
     public async Task A_server_that_never_answers_times_out_and_fails_closed()
     {
         using var silent = new TcpListener(IPAddress.Loopback, 0);
