@@ -331,6 +331,19 @@ public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDi
         run.Out.ShouldBeEmpty();
     }
 
+    [Theory]
+    [InlineData("eval", "ip_allowlist:1.0-beta", "--input", "{\"ip\": \"\\ud800\"}")]
+    [InlineData("eval", "ip_allowlist:1.0-beta", "--input", "{\"ip\": \"10.0.0.1\"}", "--parameters", "{\"\\udc00\": 1}")]
+    [InlineData("policy", "query", "{\"name\": \"\\ud800\"}")]
+    public async Task Json_holding_an_escaped_lone_surrogate_is_a_usage_error_not_a_stack_trace(params string[] args)
+    {
+        // Valid JSON syntax, but no text: writing it for the server threw InvalidOperationException's stack trace.
+        var run = await Run(args);
+        run.ExitCode.ShouldBe(2, run.Error);
+        run.Error.ShouldContain("holds an escaped lone surrogate");
+        run.Error.ShouldNotContain("   at ");
+    }
+
     [Fact]
     public async Task An_http_timeout_past_what_a_timer_takes_is_a_usage_error()
     {

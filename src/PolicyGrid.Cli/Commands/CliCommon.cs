@@ -91,8 +91,23 @@ public static class CliCommon
     public static JsonNode? ParseJson(string? text, string option)
     {
         if (string.IsNullOrWhiteSpace(text)) return null;
-        try { return JsonNode.Parse(text); }
+        try { return Written(JsonNode.Parse(text), option); }
         catch (JsonException e) { throw new UsageException($"{option} is not valid JSON: {e.Message}"); }
+    }
+
+    // The parser takes an escaped lone surrogate ("\ud800", as a value or a key) as valid syntax; writing the text for the
+    // server (or the policy) then threw InvalidOperationException, printed as an unhandled exception's stack trace.
+    private static JsonNode? Written(JsonNode? node, string what)
+    {
+        try
+        {
+            node?.ToJsonString();
+            return node;
+        }
+        catch (InvalidOperationException)
+        {
+            throw new UsageException($"{what} holds an escaped lone surrogate (\\ud800-\\udfff without its pair), which no JSON text can hold");
+        }
     }
 
     public static JsonObject? ParseJsonObject(string? text, string option) => ParseJson(text, option) switch
@@ -108,7 +123,7 @@ public static class CliCommon
         if (!File.Exists(path)) throw new UsageException($"{what} '{path}' does not exist");
         try
         {
-            return JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new UsageException($"{what} '{path}' must hold a JSON object");
+            return Written(JsonNode.Parse(File.ReadAllText(path)), $"{what} '{path}'") as JsonObject ?? throw new UsageException($"{what} '{path}' must hold a JSON object");
         }
         catch (JsonException e) { throw new UsageException($"{what} '{path}' is not valid JSON: {e.Message}"); }
     }
