@@ -373,9 +373,9 @@ internal static class JsonText
     {
         try
         {
-            if (value.TryGetValue<char>(out var c))
-                return char.IsSurrogate(c) ? $"{Escaped(c)} is a lone surrogate, which no JSON text can hold" : null;
-            return value.TryGetValue<string>(out var text) && LoneSurrogate(text) is { } bad ? $"{bad} is a lone surrogate, which no JSON text can hold" : null;
+            var bad = value.TryGetValue<string>(out var text) ? LoneSurrogate(text)
+                : value.TryGetValue<char>(out var c) && char.IsSurrogate(c) ? Escaped(c) : null;
+            return bad is null ? null : $"{bad} is a lone surrogate, which no JSON text can hold";
         }
         catch (InvalidOperationException)
         {
