@@ -194,6 +194,29 @@ public sealed class ServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_deprecated_policy_is_flagged_in_remote_mode_as_in_local_mode()
+    {
+        // The executor answers a deprecated policy's call with a Deprecation header; remote mode dropped it, so Deprecated
+        // stayed false there while a local evaluator of the same policy said true.
+        var ct = TestContext.Current.CancellationToken;
+        var uri = await CreatePolicy("deprecating");
+        var local = await Evaluator(uri);
+        var remote = await Evaluator(uri, EvaluationMode.Remote);
+        await _client.UpdatePolicyAsync(uri, new JsonObject { ["$set"] = new JsonObject { ["status"] = "deprecated" } }, ct: ct);
+        await local.RefreshAsync(ct);
+
+        remote.ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue(); // it still runs
+        (local.Deprecated, remote.Deprecated).ShouldBe((true, true));
+
+        await _client.UpdatePolicyAsync(uri, new JsonObject { ["$set"] = new JsonObject { ["status"] = "active" } }, ct: ct);
+        remote.ExecuteManagementCommand("get_state");
+        remote.Deprecated.ShouldBeFalse();
+        await _client.UpdatePolicyAsync(uri, new JsonObject { ["$set"] = new JsonObject { ["status"] = "deprecated" } }, ct: ct);
+        remote.ExecuteManagementCommand("get_state");
+        remote.Deprecated.ShouldBeTrue();
+    }
+
+    [Fact]
     public async Task Executor_updates_and_deletes_honour_if_match()
     {
         var ct = TestContext.Current.CancellationToken;

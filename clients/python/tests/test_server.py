@@ -135,6 +135,28 @@ class ServerLifecycleTests(unittest.TestCase):
                 mode_ev.execute_policy_rule({"ip": "10.8.8.8"})
             self.assertEqual((caught.exception.status, caught.exception.code), (410, "retired"))
 
+    def test_a_deprecated_policy_warns_in_remote_mode_as_in_local_mode(self):
+        # The executor answers a deprecated policy's call with a Deprecation header; remote mode dropped it silently.
+        local, remote = self.evaluator(), self.evaluator("remote")
+        self.running.client.update_policy(self.running.uri, {"$set": {"status": "deprecated"}})
+        for ev in (local, remote):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])  # it still runs
+                ev.execute_policy_rule({"ip": "10.0.0.1"})
+                ev.execute_mgmt_command("get_state")
+            said = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+            self.assertEqual([str(w.message) for w in said], [f"policy {self.running.uri} is deprecated"], ev.mode)  # once
+            self.assertEqual(said[0].filename, __file__)  # at the caller's line
+        self.running.client.update_policy(self.running.uri, {"$set": {"status": "active"}})
+        remote.execute_policy_rule({"ip": "10.0.0.1"})
+        self.running.client.update_policy(self.running.uri, {"$set": {"status": "deprecated"}})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            remote.execute_mgmt_command("get_state")
+        self.assertEqual([str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)],
+                         [f"policy {self.running.uri} is deprecated"])  # deprecated again: said again
+
     def test_server_gone_local_keeps_serving_remote_fails_closed(self):
         local, remote = self.evaluator(), self.evaluator("remote")
         self.assertTrue(local.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])

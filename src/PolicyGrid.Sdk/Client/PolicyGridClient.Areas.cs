@@ -63,18 +63,26 @@ public sealed partial class PolicyGridClient
         ArrayAsync("/executor/query", filter, paging, ct);
 
     /// <summary>Runs a policy once on an executor; answers exactly what the policy's <c>eval</c> returned.</summary>
-    public Task<JsonNode?> ExecutePolicyAsync(string executorId, ExecutePolicyRequest request, CancellationToken ct = default)
+    public async Task<JsonNode?> ExecutePolicyAsync(string executorId, ExecutePolicyRequest request, CancellationToken ct = default) =>
+        (await ExecutePolicyResponseAsync(executorId, request, ct)).Data;
+
+    /// <summary><see cref="ExecutePolicyAsync"/> with the answer's headers (a deprecated policy's <c>Deprecation</c>).</summary>
+    internal Task<PolicyGridResponse> ExecutePolicyResponseAsync(string executorId, ExecutePolicyRequest request, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(request);
         // The server lets the policy run TimeoutSeconds: the client waits that long (and the server's margin) on top of Timeout.
-        return DataAsync(HttpMethod.Post, $"/executor/{Segment(executorId)}/execute_policy", request.ToJson(), ct, held: ServerTime(request.TimeoutSeconds));
+        return EnvelopedAsync(HttpMethod.Post, $"/executor/{Segment(executorId)}/execute_policy", request.ToJson(), ct, held: ServerTime(request.TimeoutSeconds));
     }
 
     /// <summary>Runs <c>management(action, data)</c> on a fresh instance on the executor.</summary>
-    public Task<JsonNode?> ManagementAsync(string executorId, ManagementRequest request, CancellationToken ct = default)
+    public async Task<JsonNode?> ManagementAsync(string executorId, ManagementRequest request, CancellationToken ct = default) =>
+        (await ManagementResponseAsync(executorId, request, ct)).Data;
+
+    /// <summary><see cref="ManagementAsync"/> with the answer's headers (a deprecated policy's <c>Deprecation</c>).</summary>
+    internal Task<PolicyGridResponse> ManagementResponseAsync(string executorId, ManagementRequest request, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return DataAsync(HttpMethod.Post, $"/executor/{Segment(executorId)}/management", request.ToJson(), ct, held: ServerTime(request.TimeoutSeconds));
+        return EnvelopedAsync(HttpMethod.Post, $"/executor/{Segment(executorId)}/management", request.ToJson(), ct, held: ServerTime(request.TimeoutSeconds));
     }
 
     public Task<JsonNode?> CreateInfraAsync(string executorId, JsonObject clusterConfig, CancellationToken ct = default) =>

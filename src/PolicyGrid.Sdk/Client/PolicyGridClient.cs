@@ -235,10 +235,14 @@ public sealed partial class PolicyGridClient : IDisposable
     // Every route read here answers the envelope: a 200 without one (a proxy's page, another server) is no answer at all,
     // and never a policy's result or a management command's null.
     private async Task<JsonNode?> DataAsync(HttpMethod method, string path, JsonNode? body, CancellationToken ct,
+        IReadOnlyDictionary<string, string>? headers = null, TimeSpan held = default) =>
+        (await EnvelopedAsync(method, path, body, ct, headers, held)).Data;
+
+    private async Task<PolicyGridResponse> EnvelopedAsync(HttpMethod method, string path, JsonNode? body, CancellationToken ct,
         IReadOnlyDictionary<string, string>? headers = null, TimeSpan held = default)
     {
         var response = await SendBodyAsync(method, path, body, headers, ct, held);
-        return response.Enveloped ? response.Data : throw new PolicyGridApiException(502, "backend_error",
+        return response.Enveloped ? response : throw new PolicyGridApiException(502, "backend_error",
             $"{method} {path} on {Server} answered {response.Status} without a PolicyGrid envelope ({response.ContentHeaders.ContentType?.MediaType ?? "no Content-Type"}): is the server a PolicyGrid?");
     }
 

@@ -59,10 +59,22 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
     public JsonObject? Policy => (JsonObject?)_held?.Document.DeepClone();
 
     /// <summary>
-    /// Whether the held policy is <c>deprecated</c> (it still runs; plan a move to its successor). The Python SDK
+    /// Whether the held policy is <c>deprecated</c> (it still runs; plan a move to its successor); in remote mode, whether the
+    /// executor's last answer said so (its <c>Deprecation</c> header). The Python SDK
     /// raises a DeprecationWarning for the same; here it is this flag and one logged warning per revision.
     /// </summary>
-    public bool Deprecated => _held is { Status: "deprecated", Gone: null };
+    public bool Deprecated => _options.Mode == EvaluationMode.Remote ? _remoteDeprecated : _held is { Status: "deprecated", Gone: null };
+
+    // Remote mode: whether the executor's last answer carried a Deprecation header (it holds no document of its own).
+    private volatile bool _remoteDeprecated;
+
+    private JsonNode? Remote(PolicyGridResponse response)
+    {
+        if (response.Deprecated && !_remoteDeprecated)
+            _logger.LogWarning("policy {Policy} is deprecated (the executor said so)", _options.PolicyRuleUri);
+        _remoteDeprecated = response.Deprecated;
+        return response.Data;
+    }
 
     /// <summary>The revision (ETag) of the held document.</summary>
     public string? Revision => _held?.Revision;
@@ -141,7 +153,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
                 Parameters = Merge(_parameterOverrides, parameters),
                 Settings = _settingOverrides,
             };
-            var answer = await _client.ExecutePolicyAsync(_options.ExecutorId, request, ct);
+            var answer = Remote(await _client.ExecutePolicyResponseAsync(_options.ExecutorId, request, ct));
             return answer as JsonObject ?? throw new PolicyGridApiException(502, "backend_error", $"execute_policy answered {JsonText.Kind(answer)}, expected the policy's dict");
         }
         var (held, effective) = Prepare(inputData, parameters);
@@ -161,7 +173,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
         if (_options.Mode == EvaluationMode.Remote)
         {
             var request = new ManagementRequest(_options.PolicyRuleUri, action, data) { Parameters = _parameterOverrides, Settings = _settingOverrides };
-            return await _client.ManagementAsync(_options.ExecutorId, request, ct);
+            return Remote(await _client.ManagementResponseAsync(_options.ExecutorId, request, ct));
         }
         var held = Current();
         try

@@ -352,6 +352,13 @@ class PolicyGridClient:
     def execute_policy(self, executor_id: str, policy_rule_uri: str, input_data: Any, *,
                        parameters: dict | None = None, settings: dict | None = None,
                        context_key: str | None = None, timeout_seconds: float | None = None) -> Any:
+        return self._execute_policy_response(executor_id, policy_rule_uri, input_data, parameters=parameters, settings=settings,
+                                             context_key=context_key, timeout_seconds=timeout_seconds).data
+
+    def _execute_policy_response(self, executor_id: str, policy_rule_uri: str, input_data: Any, *,
+                                 parameters: dict | None = None, settings: dict | None = None,
+                                 context_key: str | None = None, timeout_seconds: float | None = None) -> Response:
+        """execute_policy with the answer's headers (a deprecated policy's ``Deprecation``)."""
         body: dict = {"policy_rule_uri": policy_rule_uri, "input_data": input_data}
         if parameters:
             body["parameters"] = parameters
@@ -361,11 +368,18 @@ class PolicyGridClient:
             body["context_key"] = context_key
         if timeout_seconds is not None:
             body["timeout_seconds"] = timeout_seconds
-        return self._enveloped("POST", f"/executor/{_quote_uri(executor_id)}/execute_policy", body,
-                               held_seconds=_server_time(timeout_seconds))
+        return self._enveloped_response("POST", f"/executor/{_quote_uri(executor_id)}/execute_policy", body,
+                                        held_seconds=_server_time(timeout_seconds))
 
     def management(self, executor_id: str, policy_rule_uri: str, action: str, data: Any = None, *,
                    parameters: dict | None = None, settings: dict | None = None, timeout_seconds: float | None = None) -> Any:
+        return self._management_response(executor_id, policy_rule_uri, action, data, parameters=parameters, settings=settings,
+                                         timeout_seconds=timeout_seconds).data
+
+    def _management_response(self, executor_id: str, policy_rule_uri: str, action: str, data: Any = None, *,
+                             parameters: dict | None = None, settings: dict | None = None,
+                             timeout_seconds: float | None = None) -> Response:
+        """management with the answer's headers (a deprecated policy's ``Deprecation``)."""
         body: dict = {"policy_rule_uri": policy_rule_uri, "action": action, "data": data if data is not None else {}}
         if parameters:
             body["parameters"] = parameters
@@ -373,8 +387,8 @@ class PolicyGridClient:
             body["settings"] = settings
         if timeout_seconds is not None:
             body["timeout_seconds"] = timeout_seconds
-        return self._enveloped("POST", f"/executor/{_quote_uri(executor_id)}/management", body,
-                               held_seconds=_server_time(timeout_seconds))
+        return self._enveloped_response("POST", f"/executor/{_quote_uri(executor_id)}/management", body,
+                                        held_seconds=_server_time(timeout_seconds))
 
     def create_infra(self, executor_id: str, cluster_config: dict) -> Any:
         """POST /executor/{id}/create-infra: installs an executor node into the cluster the kubeconfig names (used once,
@@ -387,12 +401,15 @@ class PolicyGridClient:
     def _enveloped(self, method: str, path: str, body: Any, held_seconds: float = 0) -> Any:
         """``data`` of a route that answers the envelope: a 200 without one (a proxy's page, another server) is never
         taken for a policy's result or a command's None."""
+        return self._enveloped_response(method, path, body, held_seconds).data
+
+    def _enveloped_response(self, method: str, path: str, body: Any, held_seconds: float = 0) -> Response:
         response = self.request(method, path, body, held_seconds=held_seconds)
         if not response.enveloped:
             raise PolicyGridApiError(502, "backend_error", f"{method} {path} on {self.server} answered {response.status} "
                                      f"without a PolicyGrid envelope ({response.headers.get('content-type', 'no Content-Type')}): "
                                      "is the server a PolicyGrid?")
-        return response.data
+        return response
 
     # ------------------------------------------------------------ bundles and decisions
     def upload_bundle(self, archive: bytes, content_type: str = "application/zip") -> dict:

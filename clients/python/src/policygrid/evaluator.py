@@ -95,6 +95,7 @@ class LocalPolicyEvaluator:
         self._failure: PolicyGridApiError | None = None  # what calls raise instead of answering from _held
         self._last_reread_error: str | None = None
         self._warned_deprecated: str | None = None
+        self._remote_deprecated = False  # remote mode: whether the executor's last answer said the policy is deprecated
         if mode == "local":
             self._revalidate(first=True)
 
@@ -109,9 +110,9 @@ class LocalPolicyEvaluator:
         if parameters:
             ensure_json(parameters, "parameters")
         if self.mode == "remote":
-            result = self.client.execute_policy(self.executor_id, self.policy_rule_uri, input_data,
-                                                parameters=_merged(self.parameters, parameters) or None,
-                                                settings=self.settings or None)
+            result = self._remote(self.client._execute_policy_response(self.executor_id, self.policy_rule_uri, input_data,
+                                                                       parameters=_merged(self.parameters, parameters) or None,
+                                                                       settings=self.settings or None))
             if not isinstance(result, dict):
                 # e.g. a proxy's HTML page answered 200: never hand that back as the policy's decision.
                 raise PolicyGridApiError(502, "backend_error",
@@ -163,8 +164,8 @@ class LocalPolicyEvaluator:
         data = as_json(data if data is not None else {}, "data")
         _ensure_json_object(data, "data")
         if self.mode == "remote":
-            return self.client.management(self.executor_id, self.policy_rule_uri, action, data,
-                                          parameters=self.parameters or None, settings=self.settings or None)
+            return self._remote(self.client._management_response(self.executor_id, self.policy_rule_uri, action, data,
+                                                                 parameters=self.parameters or None, settings=self.settings or None))
         held = self._current()
         _ensure_management_command(held.document.get("management_commands_schema"), self.policy_rule_uri, action, data)
         management = getattr(held.instance, "management", None)
@@ -182,6 +183,15 @@ class LocalPolicyEvaluator:
         if problem is not None:
             raise PolicyGridApiError(422, "policy_error", problem)
         return result
+
+    def _remote(self, response) -> Any:
+        """An executor's answer: a DeprecationWarning when it says the policy is deprecated (its Deprecation header), once
+        until an answer no longer says so, as local mode warns once per revision. Remote mode used to drop the header."""
+        deprecated = "deprecation" in response.headers
+        if deprecated and not self._remote_deprecated:
+            warnings.warn(f"policy {self.policy_rule_uri} is deprecated", DeprecationWarning, stacklevel=3)
+        self._remote_deprecated = deprecated
+        return response.data
 
     def _restore_context(self, context: dict) -> None:
         """Puts back the context as the last call that succeeded left it: as on the server, a call that raises or answers
