@@ -273,43 +273,72 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
                 _replay = true;
                 throw;
             }
-            // Only what the turn changed is written: an unchanged context or state is not saved again.
-            var changed = false;
-            var context = _context.ToJsonString();
-            if (context != _savedContext)
-            {
-                await StateManager.SetStateAsync(ContextKey, context);
-                _savedContext = context;
-                changed = true;
-            }
-            var state = _state?.ToJsonString();
-            if (state is not null && state != _savedState)
-            {
-                await StateManager.SetStateAsync(StateKey, state);
-                _savedState = state;
-                changed = true;
-            }
-            if (_calls != calls)
-            {
-                await StateManager.SetStateAsync(CallsKey, _calls);
-                changed = true;
-            }
-            // A class with get_state has every action in its saved state: nothing to replay, so nothing is kept.
-            if (_keepsState == true) _journal.Clear();
-            if (_journal.Count != _savedJournal)
-            {
-                if (_journal.Count == 0) await StateManager.TryRemoveStateAsync(JournalKey);
-                else await StateManager.SetStateAsync(JournalKey, JsonSerializer.Serialize(_journal));
-                _savedJournal = _journal.Count;
-                changed = true;
-            }
-            if (changed) await StateManager.SaveStateAsync();
+            await SaveTurnAsync(calls);
             return FunctionReply.Success(result);
         }
         catch (PolicyGridException e)
         {
             return FunctionReply.Failure(e);
         }
+    }
+
+    /// <summary>
+    /// Saves what the turn changed. When the state store refuses (a store or sidecar down, a write that timed out), the
+    /// turn fails with a 503 and must leave nothing here either: the actor forgets what it holds (the state manager's
+    /// cache too, which the runtime clears only when a method throws) and reads everything from the store on its next
+    /// turn, and the live instance, which holds what the call did, goes. It used to keep the change in memory, marked as
+    /// saved: a counter went on from the unsaved count, back to the saved one when the actor was reactivated.
+    /// </summary>
+    private async Task SaveTurnAsync(long calls)
+    {
+        try
+        {
+            await SaveChangesAsync(calls);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            await StateManager.ClearCacheAsync();
+            await _pool.ReleaseAsync(InstanceKey);
+            _loaded = false;
+            throw e as PolicyGridException ?? Problems.BackendUnavailable(
+                $"function {_deployment?.Name ?? FunctionActors.FunctionName(Id)}: the actor state store did not take what the call changed " +
+                $"({e.Message}); it may or may not have been saved, and the next call goes on from what the store holds", e);
+        }
+    }
+
+    private async Task SaveChangesAsync(long calls)
+    {
+        // Only what the turn changed is written: an unchanged context or state is not saved again.
+        var changed = false;
+        var context = _context.ToJsonString();
+        if (context != _savedContext)
+        {
+            await StateManager.SetStateAsync(ContextKey, context);
+            _savedContext = context;
+            changed = true;
+        }
+        var state = _state?.ToJsonString();
+        if (state is not null && state != _savedState)
+        {
+            await StateManager.SetStateAsync(StateKey, state);
+            _savedState = state;
+            changed = true;
+        }
+        if (_calls != calls)
+        {
+            await StateManager.SetStateAsync(CallsKey, _calls);
+            changed = true;
+        }
+        // A class with get_state has every action in its saved state: nothing to replay, so nothing is kept.
+        if (_keepsState == true) _journal.Clear();
+        if (_journal.Count != _savedJournal)
+        {
+            if (_journal.Count == 0) await StateManager.TryRemoveStateAsync(JournalKey);
+            else await StateManager.SetStateAsync(JournalKey, JsonSerializer.Serialize(_journal));
+            _savedJournal = _journal.Count;
+            changed = true;
+        }
+        if (changed) await StateManager.SaveStateAsync();
     }
 
     /// <summary>

@@ -68,6 +68,29 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_call_whose_state_the_store_refuses_is_a_503_and_leaves_nothing_behind()
+    {
+        var state = new TestStateManager();
+        var actor = Actor(NewPool(), state);
+        await actor.DeployAsync(Deployment());
+        (await Call(actor))["count"]!.GetValue<int>().ShouldBe(1);
+
+        state.Refuse = true;
+        var refused = await actor.CallAsync(new FunctionActorCall("{}"));
+        refused.Ok.ShouldBeFalse();
+        refused.Status.ShouldBe(503);
+        refused.Message.ShouldContain("the actor state store did not take what the call changed");
+
+        // Counted from what was saved, as the same actor reactivated would: the refused call left no trace.
+        state.Refuse = false;
+        var next = await Call(actor);
+        next["count"]!.GetValue<int>().ShouldBe(2);
+        next["evals"]!.GetValue<int>().ShouldBe(2);
+        var reactivated = await Call(Actor(NewPool(), new TestStateManager(state.Saved)));
+        reactivated["count"]!.GetValue<int>().ShouldBe(3);
+    }
+
+    [Fact]
     public async Task A_deployed_actor_counts_one_two_three_and_saves_after_every_call()
     {
         var state = new TestStateManager();

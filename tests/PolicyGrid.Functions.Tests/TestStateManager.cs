@@ -104,8 +104,12 @@ internal sealed class TestStateManager(ConcurrentDictionary<string, string>? sav
         return Task.CompletedTask;
     }
 
+    /// <summary>While set, a save fails as the runtime's does when the store or the sidecar is down; what was set stays pending, as there.</summary>
+    public bool Refuse { get; set; }
+
     public Task SaveStateAsync(CancellationToken cancellationToken = default)
     {
+        if (Refuse) throw new global::Dapr.DaprApiException("error saving state: the state store is unavailable");
         foreach (var (name, value) in _pending)
         {
             if (value is null) Saved.TryRemove(name, out _);

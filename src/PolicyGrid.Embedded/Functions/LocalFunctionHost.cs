@@ -346,7 +346,20 @@ public sealed class LocalFunctionHost(
             }
             // A call that changed neither context nor state (a stateless policy, a read-only management action) nor applied
             // a journal entry has nothing new to persist: comparing the serialized snapshot saves a store write per call.
-            await PersistAsync(replica);
+            try
+            {
+                await PersistAsync(replica);
+            }
+            catch
+            {
+                // The store refused what the call changed (a full disk): the caller hears the failure, so the call must
+                // leave nothing here either. The replica is read again from the store on its next call, and its live
+                // instance (which holds what the call did) goes, recreated from the saved state. It used to keep the
+                // change in memory: a counter went on from the unsaved count, and back to the saved one after a restart.
+                (replica.Context, replica.State, replica.Loaded) = (context, state, false);
+                await pool.ReleaseAsync(replica.InstanceKey, CancellationToken.None);
+                throw;
+            }
             return result;
         }
         finally
