@@ -280,20 +280,40 @@ public sealed class JobBoard(
         return from + TimeSpan.FromSeconds(job.TimeoutSeconds + options.Value.DeadlineGraceSeconds);
     }
 
+    // How long, at most, between two attempts to record a job's end that the store refused.
+    internal static readonly TimeSpan FinishRetryLimit = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// Records how the job ended. A store that refuses the write (a full disk, a store down) does not lose it: it is
+    /// tried again, 1 s later and then twice as long each time up to <see cref="FinishRetryLimit"/>, until it lands or
+    /// the server stops (the next start then finds the job's process gone and records it failed). It used to be dropped:
+    /// the job showed "running" for good, and nothing was logged.
+    /// </summary>
     private async Task FinishAsync(string jobId, JobOutcome outcome)
     {
+        var stopping = lifetime.ApplicationStopping;
+        var wait = TimeSpan.FromSeconds(1);
+        Exception? refused = null;
         try
         {
-            var job = await TransitionAsync(jobId, j => j.IsFinished ? null : outcome.End switch
+            while (true)
             {
-                JobEnd.Succeeded => j with { Status = JobStatus.Succeeded, Result = outcome.Result?.DeepClone() ?? new JsonObject(), Error = "" },
-                JobEnd.TimedOut => j with { Status = JobStatus.TimedOut, Error = outcome.Error },
-                JobEnd.Cancelled => j with { Status = JobStatus.Cancelled, Error = outcome.Error.Length > 0 ? outcome.Error : "cancelled" },
-                JobEnd.Failed => j with { Status = JobStatus.Failed, Error = outcome.Error },
-                _ => j with { Status = JobStatus.Failed, Error = "the job ended without reporting a result" },
-            } with { FinishedAt = Now(), StartedAt = j.StartedAt.Length > 0 ? j.StartedAt : Now() }, CancellationToken.None);
-            logger.LogInformation("job {JobId}: {Status}{Error}", jobId, job.Status, job.Error.Length > 0 ? $" ({job.Error})" : "");
-            await tokens.ForgetAsync(jobId, CancellationToken.None);
+                try
+                {
+                    await RecordEndAsync(jobId, outcome);
+                    if (refused is not null) logger.LogWarning("job {JobId}: its end is recorded now", jobId);
+                    return;
+                }
+                catch (Exception e) when (e is not (PolicyGridException { Status: 404 } or OperationCanceledException) && !stopping.IsCancellationRequested)
+                {
+                    if (refused is null)
+                        logger.LogError(e, "job {JobId}: could not record that it ended ({End}); trying again until it is recorded", jobId, outcome.End);
+                    refused = e;
+                    try { await Task.Delay(wait, clock, stopping); }
+                    catch (OperationCanceledException) { return; }
+                    wait = TimeSpan.FromTicks(Math.Min(wait.Ticks * 2, FinishRetryLimit.Ticks));
+                }
+            }
         }
         catch (PolicyGridException e) when (e.Status == 404)
         {
@@ -303,6 +323,20 @@ public sealed class JobBoard(
         {
             signals.Signal(jobId);
         }
+    }
+
+    private async Task RecordEndAsync(string jobId, JobOutcome outcome)
+    {
+        var job = await TransitionAsync(jobId, j => j.IsFinished ? null : outcome.End switch
+        {
+            JobEnd.Succeeded => j with { Status = JobStatus.Succeeded, Result = outcome.Result?.DeepClone() ?? new JsonObject(), Error = "" },
+            JobEnd.TimedOut => j with { Status = JobStatus.TimedOut, Error = outcome.Error },
+            JobEnd.Cancelled => j with { Status = JobStatus.Cancelled, Error = outcome.Error.Length > 0 ? outcome.Error : "cancelled" },
+            JobEnd.Failed => j with { Status = JobStatus.Failed, Error = outcome.Error },
+            _ => j with { Status = JobStatus.Failed, Error = "the job ended without reporting a result" },
+        } with { FinishedAt = Now(), StartedAt = j.StartedAt.Length > 0 ? j.StartedAt : Now() }, CancellationToken.None);
+        logger.LogInformation("job {JobId}: {Status}{Error}", jobId, job.Status, job.Error.Length > 0 ? $" ({job.Error})" : "");
+        await tokens.ForgetAsync(jobId, CancellationToken.None);
     }
 
     /// <summary>Applies <paramref name="change"/> (null = leave as is) with a revision check, retrying when another writer got there first.</summary>

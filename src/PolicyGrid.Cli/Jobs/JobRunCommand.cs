@@ -31,14 +31,24 @@ public static class JobRunCommand
         {
             if (jobId is not null && data is not null) return await RunLocalAsync(data, jobId);
             if (Environment.GetEnvironmentVariable("POLICYGRID_JOB_SPEC") is { Length: > 0 } spec) return await RunRemoteAsync(spec);
-            await Console.Error.WriteLineAsync("usage: policygrid job-run --data <dir> --job <id>   (or set POLICYGRID_JOB_SPEC, POLICYGRID_RESULT_URL and POLICYGRID_JOB_TOKEN)");
+            Tell("usage: policygrid job-run --data <dir> --job <id>   (or set POLICYGRID_JOB_SPEC, POLICYGRID_RESULT_URL and POLICYGRID_JOB_TOKEN)");
             return 2;
         }
         catch (Exception e)
         {
-            await Console.Error.WriteLineAsync($"policygrid job-run: {e.Message}");
-            return 1;
+            // The store refusing the outcome (a full disk) has an exit code of its own, for the server's record of the job.
+            var refused = new StorageFailures().Translate(e) ?? (e is IOException io ? DiskFailures.Of(io) : null);
+            Tell($"policygrid job-run: {refused?.Message ?? e.Message}");
+            return refused is not null ? Embedded.Jobs.LocalJobLauncher.OutcomeRefusedExitCode : 1;
         }
+    }
+
+    // The job's output goes to a log file in the data directory: on a full disk writing it fails too, and that failure,
+    // thrown from here, ended the process with SIGABRT, which is all its server could then say of the job.
+    private static void Tell(string line)
+    {
+        try { Console.Error.WriteLine(line); }
+        catch (IOException) { }
     }
 
     private static async Task<int> RunLocalAsync(string dataDirectory, string jobId)
@@ -99,7 +109,7 @@ public static class JobRunCommand
                 if (response.IsSuccessStatusCode) return 0;
                 if ((int)response.StatusCode < 500 || attempt >= 6)
                 {
-                    await Console.Error.WriteLineAsync($"policygrid job-run: the result was refused ({(int)response.StatusCode})");
+                    Tell($"policygrid job-run: the result was refused ({(int)response.StatusCode})");
                     return 1;
                 }
             }

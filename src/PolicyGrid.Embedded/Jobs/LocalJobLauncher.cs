@@ -21,6 +21,12 @@ namespace PolicyGrid.Embedded.Jobs;
 /// </summary>
 public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration configuration, ILogger<LocalJobLauncher> logger, PolicyProcesses? policyProcesses = null) : IJobLauncher
 {
+    /// <summary>
+    /// A job process's exit code when the store refused its outcome (a full disk, a read-only or failing file system;
+    /// EX_TEMPFAIL of sysexits.h): the policy ran, and what it answered is lost.
+    /// </summary>
+    public const int OutcomeRefusedExitCode = 75;
+
     private readonly ConcurrentDictionary<string, TaskCompletionSource> cancels = new(StringComparer.Ordinal);
 
     private string PidDirectory => Path.Combine(options.DataDirectory, "jobs");
@@ -174,7 +180,9 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
         try { code = process.ExitCode; }
         catch (InvalidOperationException) { return JobOutcome.Exited(); } // not our child (re-attached): the store says how it ended
         if (code == 0) return JobOutcome.Exited();
-        var why = code > 128 && code < 160
+        var why = code == OutcomeRefusedExitCode
+            ? "the job ran, but its process could not store the outcome: the server's storage refused the write (full, read-only or failing; the server's log and the job's say which)"
+            : code > 128 && code < 160
             ? $"the job process was killed by signal {code - 128}{SignalName(code - 128)}"
             : $"the job process exited with code {code}";
         return JobOutcome.Failed(output.Length > 0 ? $"{why}; last output:\n{output}" : why);

@@ -1,0 +1,56 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Shouldly;
+
+namespace PolicyGrid.Jobs.Tests;
+
+/// <summary>
+/// A local job that ends while the data directory's disk is full: the job's own process cannot store its result, and
+/// the server could not record how it ended either, so the job showed "running" for good and nothing was logged. The
+/// server now tries again until the end is recorded.
+/// </summary>
+public sealed class JobEndOnFullDiskTests
+{
+    [Fact]
+    public async Task A_job_that_ends_on_a_full_disk_is_recorded_as_ended_once_space_is_freed()
+    {
+        using var disk = SmallDisk.Mount(8 << 20);
+        var log = new LogCapture();
+        await using var server = new GridServer
+        {
+            DataDirectory = Path.Combine(disk.Path, "data"),
+            PythonWorkers = 1,
+            TestServices = services => services.AddSingleton<ILoggerProvider>(log),
+        };
+        var client = server.CreateClient();
+        var policy = await server.StorePolicyAsync("batch", LocalJobsTests.Policies);
+        var submitted = await client.Post("/jobs/submit/local",
+            $$$"""{"name":"t","policy_rule_uri":"{{{policy}}}","policy_rule_parameters":{},"inputs":{"mode":"sleep","seconds":2},"timeout_seconds":60}""");
+        submitted.Status.ShouldBe(200, submitted.Message);
+        var jobId = submitted.Data!["job_id"]!.GetValue<string>();
+        await Until(async () => (await client.Get($"/jobs/{jobId}")).DataStatus == "running", "the job to start");
+
+        disk.Fill();
+        await Until(() => Task.FromResult(log.Entries.Any(e => e.Message.StartsWith($"job {jobId}: could not record that it ended", StringComparison.Ordinal))),
+            "the server to fail to record the job's end");
+        (await client.Get($"/jobs/{jobId}")).DataStatus.ShouldBe("running");
+
+        disk.Free();
+
+        var ended = await client.Get($"/jobs/{jobId}?wait=60");
+        ended.DataStatus.ShouldBe("failed", ended.Body?.ToJsonString());
+        ended.Data!["error"]!.GetValue<string>().ShouldStartWith("the job ran, but its process could not store the outcome: the server's storage refused the write");
+        log.Entries.ShouldContain(e => e.Message == $"job {jobId}: its end is recorded now");
+    }
+
+    // A bounded wait for something the test cannot be told of (a job's process starting, a line in the log).
+    private static async Task Until(Func<Task<bool>> condition, string what)
+    {
+        var until = DateTime.UtcNow.AddSeconds(60);
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > until) throw new TimeoutException($"waited 60 s for {what}");
+            await Task.Delay(50, TestContext.Current.CancellationToken);
+        }
+    }
+}
