@@ -341,11 +341,14 @@ def _isolate_tmp(config, uid, gid):
         return (str(exc),) * 2
     size = int(spec.get("size_bytes") or 0)
     shared_ipc = _isolate_ipc(libc, mount, size)
-    # The host's directories, held before they are covered: they are bound read-only under _HOST_VIEWS_ROOT after.
-    held = {d: os.open(d, os.O_PATH | os.O_DIRECTORY) for d in covered}
-    # And the file systems mounted inside them (a bundle cache on a volume of its own under /var/tmp): a bind of a
-    # directory does not carry them, and once the tmpfs covers the directory they cannot be reached any more.
-    inner = [(point, os.open(point, os.O_PATH | os.O_DIRECTORY)) for point in _outermost(_mounts_under(covered))]
+    # The host's directories, taken before they are covered, with the file systems mounted inside them (a bundle cache on
+    # a volume of its own under /var/tmp): shown read-only under _HOST_VIEWS_ROOT after. Where the kernel can (5.12 and
+    # later) each is a detached copy of its mount tree made read-only as a whole (_clone_read_only); elsewhere a bind
+    # of the directory, and of each mount inside it, each made read-only in turn. A bind of a directory alone does
+    # not carry the mounts inside it, and in a user namespace (where they are locked) the kernel refuses it outright.
+    trees = _clone_read_only(libc, covered)
+    held = {} if trees else {d: os.open(d, os.O_PATH | os.O_DIRECTORY) for d in covered}
+    inner = [] if trees else [(point, os.open(point, os.O_PATH | os.O_DIRECTORY)) for point in _outermost(_mounts_under(covered))]
     try:
         # One tmpfs, on the first directory; the others are directories of it bound in place (a bind mount keeps the
         # tmpfs's nosuid and nodev): one size cap for all of them, not one cap each of memory a policy can fill.
@@ -367,9 +370,14 @@ def _isolate_tmp(config, uid, gid):
         for directory in covered:
             view = os.path.join(_HOST_VIEWS_ROOT, directory.strip("/").replace("/", "_"))
             _make_dirs(view, 0o755)
-            mount(f"/proc/self/fd/{held[directory]}", view, None, ms_bind, None, f"binding the host's {directory}")
-            mount(None, view, None, ms_remount | ms_bind | ms_rdonly | ms_nosuid | ms_nodev, None,
-                  f"making the view of the host's {directory} read-only")
+            if trees:
+                if libc.syscall(ctypes.c_long(_SYS_MOVE_MOUNT), ctypes.c_long(trees[directory]), b"", ctypes.c_long(_AT_FDCWD), view.encode(),
+                                ctypes.c_long(_MOVE_MOUNT_F_EMPTY_PATH)) != 0:
+                    raise RuntimeError(f"attaching the view of the host's {directory}: {os.strerror(ctypes.get_errno())}")
+            else:
+                mount(f"/proc/self/fd/{held[directory]}", view, None, ms_bind, None, f"binding the host's {directory}")
+                mount(None, view, None, ms_remount | ms_bind | ms_rdonly | ms_nosuid | ms_nodev, None,
+                      f"making the view of the host's {directory} read-only")
             _host_views[directory] = view
         for point, fd in inner:
             # Bound with what is mounted inside it in turn (MS_REC: taken from before the tmpfs covered anything, so
@@ -389,7 +397,7 @@ def _isolate_tmp(config, uid, gid):
                 if libc.umount2(at.encode(), 2) != 0:  # MNT_DETACH: the whole bound tree
                     raise
     finally:
-        for fd in [*held.values(), *(fd for _, fd in inner)]:
+        for fd in [*held.values(), *(fd for _, fd in inner), *(trees or {}).values()]:
             os.close(fd)
     tmp = config.get("tmp_dir")
     if tmp and _host_path(tmp) != tmp:
@@ -452,6 +460,42 @@ def _isolate_ipc(libc, mount, shm_bytes):
         mount("mqueue", _MQUEUE_DIR, "mqueue", ms_nosuid | ms_nodev | ms_noexec, None,
               f"mounting this worker's message queues on {_MQUEUE_DIR}")
     return None
+
+
+# The new mount API (Linux 5.2: open_tree, move_mount; 5.12: mount_setattr), the same numbers on x86_64 and in the
+# generic table (arm64).
+_SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_MOUNT_SETATTR = 428, 429, 442
+_AT_FDCWD, _AT_EMPTY_PATH, _AT_RECURSIVE = -100, 0x1000, 0x8000
+_OPEN_TREE_CLONE, _OPEN_TREE_CLOEXEC = 1, os.O_CLOEXEC
+_MOVE_MOUNT_F_EMPTY_PATH = 0x4
+_MOUNT_ATTR_RDONLY, _MOUNT_ATTR_NOSUID, _MOUNT_ATTR_NODEV = 0x1, 0x2, 0x4
+
+
+def _clone_read_only(libc, directories):
+    """For each directory, a detached copy of the mount tree at it (the mounts inside it included) made read-only,
+    nosuid and nodev as a whole (noexec kept where set), to attach later with move_mount; None where the kernel lacks
+    the calls, when the caller binds instead."""
+    import ctypes
+    libc.syscall.restype = ctypes.c_long
+    trees = {}
+    try:
+        for directory in directories:
+            # Every integer passed as a long: syscall() reads each argument as one, and a C int leaves its upper half unset.
+            fd = libc.syscall(ctypes.c_long(_SYS_OPEN_TREE), ctypes.c_long(_AT_FDCWD), directory.encode(),
+                              ctypes.c_long(_OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC | _AT_RECURSIVE))
+            if fd < 0:
+                raise OSError(ctypes.get_errno(), f"open_tree({directory})")
+            trees[directory] = fd
+            # struct mount_attr {u64 attr_set, attr_clr, propagation, userns_fd}
+            attr = (ctypes.c_uint64 * 4)(_MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NODEV, 0, 0, 0)
+            if libc.syscall(ctypes.c_long(_SYS_MOUNT_SETATTR), ctypes.c_long(fd), b"", ctypes.c_long(_AT_EMPTY_PATH | _AT_RECURSIVE),
+                            ctypes.byref(attr), ctypes.c_long(ctypes.sizeof(attr))) != 0:
+                raise OSError(ctypes.get_errno(), f"mount_setattr({directory})")
+        return trees
+    except OSError:
+        for fd in trees.values():
+            os.close(fd)
+        return None
 
 
 def _mount_table():
