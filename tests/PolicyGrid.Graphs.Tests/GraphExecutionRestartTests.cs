@@ -91,6 +91,75 @@ public sealed class GraphExecutionRestartTests
         File.Delete(stale.Release);
     }
 
+    // The store refused the record of how an async execution ended (a full disk): the record was dropped, the run left
+    // the runs in progress, and the next read stored it as failed "the server restarted before this execution finished",
+    // its result lost. The end is now tried again until it is stored, and the execution reads as running meanwhile.
+    [Fact]
+    public async Task An_execution_whose_end_the_store_refuses_reads_as_running_then_as_it_ended_once_the_store_takes_it()
+    {
+        var refusing = new RefusedEnds();
+        var log = new LogCapture();
+        await using var server = new GridServer
+        {
+            TestServices = services =>
+            {
+                services.AddSingleton<Microsoft.Extensions.Logging.ILoggerProvider>(log);
+                services.AddSingleton(sp => ActivatorUtilities.CreateInstance<GraphRegistry>(sp, refusing.Over(sp.GetRequiredService<IDocumentStore>())));
+            },
+        };
+        var client = server.CreateClient();
+        var policy = await server.RegisterPolicyAsync("node", GraphPolicies.Node);
+        (await client.Send(HttpMethod.Post, "/function/deployments/create/local",
+            new JsonObject { ["name"] = "ender", ["policy_rule_uri"] = policy, ["policy_rule_parameters"] = new JsonObject { ["tag"] = "ender" } })).Status.ShouldBe(200);
+        (await client.Send(HttpMethod.Post, "/graphs", new JsonObject
+        {
+            ["graph_name"] = "ender", ["graph_version"] = "1", ["graph_release_tag"] = "t",
+            ["graph_function_ids"] = new JsonArray("ender"), ["graph_connection_data"] = new JsonObject(),
+        })).Status.ShouldBe(200);
+
+        refusing.Refuse = true;
+        var id = (await client.Send(HttpMethod.Post, "/graph/execute_graph", new JsonObject { ["graph_uri"] = "ender:1-t", ["input_data"] = new JsonObject(), ["async"] = true }))
+            .Data!["execution_id"]!.GetValue<string>();
+        var giveUp = DateTime.UtcNow.AddSeconds(30);
+        while (!log.Entries.Any(e => e.Message.StartsWith($"graph execution {id} of ender:1-t: could not record how it ended (succeeded)", StringComparison.Ordinal)))
+        {
+            DateTime.UtcNow.ShouldBeLessThan(giveUp, log.ToString());
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+        (await client.Send(HttpMethod.Get, $"/graph/executions/{id}")).Data!["status"]!.GetValue<string>().ShouldBe("running");
+
+        refusing.Refuse = false;
+        JsonNode ended;
+        while ((ended = (await client.Send(HttpMethod.Get, $"/graph/executions/{id}")).Data!)["status"]!.GetValue<string>() == "running")
+        {
+            DateTime.UtcNow.ShouldBeLessThan(giveUp);
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+        ended["status"]!.GetValue<string>().ShouldBe("succeeded", ended.ToJsonString());
+        ended["result"]!["by"]!.GetValue<string>().ShouldBe("ender");
+    }
+
+    /// <summary>Passes everything through, except that it refuses to store an execution's end while <see cref="Refuse"/> is set.</summary>
+    private sealed class RefusedEnds
+    {
+        public volatile bool Refuse;
+
+        public IDocumentStore Over(IDocumentStore inner) => new Store(inner, this);
+
+        private sealed class Store(IDocumentStore inner, RefusedEnds owner) : IDocumentStore
+        {
+            public Task<StoredDocument?> GetAsync(string collection, string id, CancellationToken ct = default) => inner.GetAsync(collection, id, ct);
+            public Task<StoredDocument> CreateAsync(string collection, string id, JsonObject body, CancellationToken ct = default) => inner.CreateAsync(collection, id, body, ct);
+            public Task<StoredDocument> ReplaceAsync(string collection, string id, JsonObject body, string? expectedRevision, CancellationToken ct = default) => inner.ReplaceAsync(collection, id, body, expectedRevision, ct);
+            public Task<StoredDocument> UpsertAsync(string collection, string id, JsonObject body, CancellationToken ct = default) =>
+                owner.Refuse && collection == Collections.GraphExecutions
+                    ? throw new IOException("No space left on device", 28)
+                    : inner.UpsertAsync(collection, id, body, ct);
+            public Task<StoredDocument?> DeleteAsync(string collection, string id, string? expectedRevision, CancellationToken ct = default) => inner.DeleteAsync(collection, id, expectedRevision, ct);
+            public Task<IReadOnlyList<StoredDocument>> QueryAsync(string collection, DocumentQuery query, CancellationToken ct = default) => inner.QueryAsync(collection, query, ct);
+        }
+    }
+
     /// <summary>
     /// Passes everything through, except one read of a held execution: it reads "running" (the node waits for the
     /// <see cref="Release"/> file), lets the run end, and answers that "running" copy once the run has stored its end and

@@ -249,7 +249,14 @@ public sealed class GraphRegistry(
         record["finished_at"] = Timestamps.Format(clock.GetUtcNow());
         try
         {
-            await store.UpsertAsync(Collections.GraphExecutions, id, record, CancellationToken.None);
+            // Kept in _running until the outcome is stored: a store that refuses it (a full disk) is tried again until it
+            // lands, and meanwhile a read still shows the execution running. It used to be dropped, and the next read
+            // recorded the execution failed "the server restarted before this execution finished", its result lost.
+            await UntilStored.WriteAsync(() => store.UpsertAsync(Collections.GraphExecutions, id, record, CancellationToken.None),
+                e => logger.LogError(e, "graph execution {Execution} of {Graph}: could not record how it ended ({Status}); trying again until it is recorded",
+                    id, run.GraphUri, record["status"]!.GetValue<string>()),
+                () => logger.LogWarning("graph execution {Execution} of {Graph}: how it ended is recorded now", id, run.GraphUri),
+                clock, lifetime.ApplicationStopping);
         }
         finally
         {

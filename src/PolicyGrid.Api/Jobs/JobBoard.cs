@@ -280,40 +280,19 @@ public sealed class JobBoard(
         return from + TimeSpan.FromSeconds(job.TimeoutSeconds + options.Value.DeadlineGraceSeconds);
     }
 
-    // How long, at most, between two attempts to record a job's end that the store refused.
-    internal static readonly TimeSpan FinishRetryLimit = TimeSpan.FromSeconds(30);
-
     /// <summary>
     /// Records how the job ended. A store that refuses the write (a full disk, a store down) does not lose it: it is
-    /// tried again, 1 s later and then twice as long each time up to <see cref="FinishRetryLimit"/>, until it lands or
-    /// the server stops (the next start then finds the job's process gone and records it failed). It used to be dropped:
-    /// the job showed "running" for good, and nothing was logged.
+    /// tried again until it lands or the server stops (<see cref="UntilStored"/>; the next start then finds the job's
+    /// process gone and records it failed). It used to be dropped: the job showed "running" for good, and nothing was logged.
     /// </summary>
     private async Task FinishAsync(string jobId, JobOutcome outcome)
     {
-        var stopping = lifetime.ApplicationStopping;
-        var wait = TimeSpan.FromSeconds(1);
-        Exception? refused = null;
         try
         {
-            while (true)
-            {
-                try
-                {
-                    await RecordEndAsync(jobId, outcome);
-                    if (refused is not null) logger.LogWarning("job {JobId}: its end is recorded now", jobId);
-                    return;
-                }
-                catch (Exception e) when (e is not (PolicyGridException { Status: 404 } or OperationCanceledException) && !stopping.IsCancellationRequested)
-                {
-                    if (refused is null)
-                        logger.LogError(e, "job {JobId}: could not record that it ended ({End}); trying again until it is recorded", jobId, outcome.End);
-                    refused = e;
-                    try { await Task.Delay(wait, clock, stopping); }
-                    catch (OperationCanceledException) { return; }
-                    wait = TimeSpan.FromTicks(Math.Min(wait.Ticks * 2, FinishRetryLimit.Ticks));
-                }
-            }
+            await UntilStored.WriteAsync(() => RecordEndAsync(jobId, outcome),
+                e => logger.LogError(e, "job {JobId}: could not record that it ended ({End}); trying again until it is recorded", jobId, outcome.End),
+                () => logger.LogWarning("job {JobId}: its end is recorded now", jobId),
+                clock, lifetime.ApplicationStopping);
         }
         catch (PolicyGridException e) when (e.Status == 404)
         {
