@@ -8,6 +8,9 @@ namespace PolicyGrid.Runtime;
 /// </summary>
 public sealed class PolicyRuntimeOptionsValidator : IValidateOptions<PolicyRuntimeOptions>
 {
+    /// <summary>The smallest frame a worker must be allowed to send: its ready line and an error reply fit.</summary>
+    public const int MinResultBytes = 4096;
+
     public ValidateOptionsResult Validate(string? name, PolicyRuntimeOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -33,6 +36,25 @@ public sealed class PolicyRuntimeOptionsValidator : IValidateOptions<PolicyRunti
         checks.Check(p.MaxResidentPolicies >= 1, "Pool:MaxResidentPolicies", "1 or more", p.MaxResidentPolicies);
         checks.Check(p.WorkerUidStart >= 1, "Pool:WorkerUidStart", "1 or more (0 is root)", p.WorkerUidStart);
         checks.Check(p.WorkerUidBase is null or >= 1, "Pool:WorkerUidBase", "unset or 1 or more (0 is root)", p.WorkerUidBase ?? 0);
+        // Accepted at start before, each of these failed every call later in a way that did not name it: MaxQueue 0 refused
+        // every call (429), a negative QueueWait answered 500, StartTimeout 0 or a MaxResultBytes too small for the worker's
+        // ready line blamed the Python interpreter (503), and a negative MemoryLimitBytes silently meant no limit at all.
+        checks.Check(p.MaxQueue >= 1, "Pool:MaxQueue", "1 or more", p.MaxQueue);
+        checks.Check(p.QueueWait > TimeSpan.Zero, "Pool:QueueWait", "greater than zero", p.QueueWait);
+        checks.Check(p.RetryAfterSeconds >= 0, "Pool:RetryAfterSeconds", "0 or more", p.RetryAfterSeconds);
+        checks.Check(p.MaxInstancesPerWorker >= 1, "Pool:MaxInstancesPerWorker", "1 or more", p.MaxInstancesPerWorker);
+        checks.Check(p.PackCallsUnder >= TimeSpan.Zero, "Pool:PackCallsUnder", "zero or more", p.PackCallsUnder);
+        checks.Check(p.PackBelowCpuShare >= 0, "Pool:PackBelowCpuShare", "0 or more", p.PackBelowCpuShare);
+        checks.Check(p.StartTimeout > TimeSpan.Zero, "Pool:StartTimeout", "greater than zero", p.StartTimeout);
+        checks.Check(p.PrivateTempBytes >= 1, "Pool:PrivateTempBytes", "1 or more", p.PrivateTempBytes);
+        checks.Check(p.MemoryLimitBytes >= 1, "Pool:MemoryLimitBytes", "1 or more", p.MemoryLimitBytes);
+        checks.Check(p.MaxProcesses >= 1, "Pool:MaxProcesses", "1 or more", p.MaxProcesses);
+        checks.Check(p.MaxOpenFiles >= 1, "Pool:MaxOpenFiles", "1 or more", p.MaxOpenFiles);
+        checks.Check(p.MaxFileSizeBytes >= 1, "Pool:MaxFileSizeBytes", "1 or more", p.MaxFileSizeBytes);
+        checks.Check(p.CpuSecondsPerWorker >= 1, "Pool:CpuSecondsPerWorker", "1 or more", p.CpuSecondsPerWorker);
+        checks.Check(p.MaxResultBytes >= MinResultBytes, "Pool:MaxResultBytes", $"{MinResultBytes} or more", p.MaxResultBytes);
+        checks.Check(p.MaxLogBytesPerCall >= 0, "Pool:MaxLogBytesPerCall", "0 or more", p.MaxLogBytesPerCall);
+        checks.Check(p.MaxLogLineBytes >= 1, "Pool:MaxLogLineBytes", "1 or more", p.MaxLogLineBytes);
         return checks.Result;
     }
 }

@@ -17,3 +17,9 @@ public sealed class SettingChecks(string section)
 
     public ValidateOptionsResult Result => failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
 }
+
+/// <summary>
+/// A setting names something the server cannot use (a directory it cannot create, write or trust): the message names
+/// the setting, the path and what to do. <c>serve</c> tells it in one line and exits 2, not with a stack trace.
+/// </summary>
+public sealed class UnusableSettingException(string message, Exception? inner = null) : InvalidOperationException(message, inner);

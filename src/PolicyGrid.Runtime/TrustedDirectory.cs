@@ -24,6 +24,22 @@ public static partial class TrustedDirectory
             Directory.CreateDirectory(path);
             return path;
         }
+        try
+        {
+            return EnsureOwn(path, mode, setting);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A file in its place, a read-only or full file system, a parent this user may not write: this was an
+            // unhandled IOException that crashed serve with its stack trace.
+            throw new UnusableSettingException($"{path} cannot be used as a directory ({e.Message.Trim().TrimEnd('.')}). Set {setting} to a "
+                + "directory this server's user can create and write", e);
+        }
+    }
+
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    private static string EnsureOwn(string path, UnixFileMode mode, string setting)
+    {
         Directory.CreateDirectory(path, mode);
         if (!OperatingSystem.IsLinux()) return path;
         var self = geteuid();
@@ -45,7 +61,7 @@ public static partial class TrustedDirectory
         return path;
     }
 
-    private static InvalidOperationException Refused(string path, string setting, string why) =>
+    private static UnusableSettingException Refused(string path, string setting, string why) =>
         new($"{path} cannot be trusted with policy code: {why}, so another user could swap what is in it. Set {setting} to a directory "
             + "that only this server's user (or root) can change");
 
@@ -56,7 +72,7 @@ public static partial class TrustedDirectory
         Span<byte> buffer = stackalloc byte[256];
         // statx has the same layout on every architecture: stx_uid at 20, stx_mode at 28.
         if (statx(AtFdCwd, path, followLinks ? 0 : AtSymlinkNoFollow, StatxType | StatxMode | StatxUid, ref MemoryMarshal.GetReference(buffer)) != 0)
-            throw new InvalidOperationException($"{path} (for {setting}) cannot be examined: errno {Marshal.GetLastPInvokeError()}");
+            throw new UnusableSettingException($"{path} (for {setting}) cannot be examined: errno {Marshal.GetLastPInvokeError()}");
         var mode = MemoryMarshal.Read<ushort>(buffer[28..]);
         return new Info(MemoryMarshal.Read<uint>(buffer[20..]), (UnixFileMode)(mode & 0xFFF), (mode & 0xF000) == 0xA000);
     }

@@ -39,6 +39,9 @@ public sealed class ApiLimitsValidator : IValidateOptions<ApiLimits>
     {
         ArgumentNullException.ThrowIfNull(options);
         var checks = new PolicyGrid.Runtime.SettingChecks(ApiLimits.Section);
+        // A body limit of 0 or less was accepted and then refused every request with a body: "larger than the limit of -5 bytes".
+        checks.Check(options.MaxBodyBytes > 0, "MaxBodyBytes", "greater than zero", options.MaxBodyBytes);
+        checks.Check(options.MaxBundleBytes > 0, "MaxBundleBytes", "greater than zero", options.MaxBundleBytes);
         checks.Check(options.QueryTimeBudget > TimeSpan.Zero, "QueryTimeBudget", "greater than zero", options.QueryTimeBudget);
         checks.Check(options.MaxRequestTargetBytes > 0, "MaxRequestTargetBytes", "greater than zero", options.MaxRequestTargetBytes);
         checks.Check(options.MaxRequestHeadersBytes > 0, "MaxRequestHeadersBytes", "greater than zero", options.MaxRequestHeadersBytes);

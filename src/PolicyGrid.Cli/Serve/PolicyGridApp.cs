@@ -39,8 +39,12 @@ public static class PolicyGridApp
         {
             // Read as Kestrel will: a URL without its scheme (--urls 127.0.0.1:10001) crashed serve at bind time with an
             // unhandled FormatException and its stack trace.
-            try { Microsoft.AspNetCore.Http.BindingAddress.Parse(url); }
+            Microsoft.AspNetCore.Http.BindingAddress address;
+            try { address = Microsoft.AspNetCore.Http.BindingAddress.Parse(url); }
             catch (FormatException) { throw new ServeRefusedException($"'{url}' is not an address to listen on: give scheme, host and port, e.g. --urls http://127.0.0.1:10001"); }
+            // A port past 65535 crashed serve at bind time with an unhandled ArgumentOutOfRangeException and its stack trace.
+            if (!address.IsUnixPipe && address.Port is < 0 or > 65535)
+                throw new ServeRefusedException($"'{url}' is not an address to listen on: its port {address.Port} is not 0 to 65535, e.g. --urls http://127.0.0.1:10001");
         }
         BindSafety.Check(listenOn, tokensConfigured, serve.Insecure);
 
@@ -133,30 +137,40 @@ public static class PolicyGridApp
         {
             app = Build(args);
         }
-        catch (ServeRefusedException e)
+        catch (Exception e) when (Refusal(e) is { } line)
         {
-            await error.WriteLineAsync($"policygrid serve: {e.Message}");
+            await error.WriteLineAsync($"policygrid serve: {line}");
             return 2;
         }
         try
         {
             await app.RunAsync(ct);
         }
-        catch (OptionsValidationException e)
+        catch (Exception e) when (Refusal(e) is { } line)
         {
-            // Settings checked at start (tokens, runtime limits): one line per bad setting, not a stack trace.
-            await error.WriteLineAsync($"policygrid serve: bad configuration:{Environment.NewLine}  {string.Join(Environment.NewLine + "  ", e.Failures)}");
-            return 2;
-        }
-        catch (IOException e) when (e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException)
-        {
-            // A second serve, or the README's port taken by something else: this crashed with three stack traces (exit 134).
-            await error.WriteLineAsync($"policygrid serve: {e.Message} Another program (another policygrid serve?) is listening there: "
-                + "stop it, or give this server another address with --urls, e.g. --urls http://127.0.0.1:10001");
+            await error.WriteLineAsync($"policygrid serve: {line}");
             return 2;
         }
         return 0;
     }
+
+    /// <summary>Why serve cannot start as asked, in one line for its operator; null for a failure that is ours (a stack trace helps then).</summary>
+    private static string? Refusal(Exception e) => e switch
+    {
+        ServeRefusedException => e.Message,
+        // Settings checked at start (tokens, runtime limits): one line per bad setting, not a stack trace.
+        OptionsValidationException v => $"bad configuration:{Environment.NewLine}  {string.Join(Environment.NewLine + "  ", v.Failures)}",
+        // A setting that is not of its type (Workers=abc, a timeout written 5s): "Failed to convert configuration value 'abc' at
+        // 'PolicyGrid:Runtime:Pool:Workers' to type 'System.Int32'" came with its stack trace (exit 134).
+        InvalidOperationException when e.TargetSite?.DeclaringType == typeof(ConfigurationBinder) =>
+            $"bad configuration: {e.Message} Give it a value of that type (a number; a time span as [d.]hh:mm:ss[.fff], e.g. 00:00:05; true or false).",
+        // A bundle cache or worker directory that cannot be made, written or trusted: an unhandled exception (exit 134) too.
+        UnusableSettingException => e.Message,
+        // A second serve, or the README's port taken by something else: this crashed with three stack traces (exit 134).
+        IOException { InnerException: Microsoft.AspNetCore.Connections.AddressInUseException } =>
+            $"{e.Message} Another program (another policygrid serve?) is listening there: stop it, or give this server another address with --urls, e.g. --urls http://127.0.0.1:10001",
+        _ => null,
+    };
 
     private static void AnnounceStart(WebApplication app, ServeArguments serve)
     {

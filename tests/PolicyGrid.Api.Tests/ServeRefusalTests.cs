@@ -1,0 +1,104 @@
+using Shouldly;
+using PolicyGrid.Cli;
+
+namespace PolicyGrid.Api.Tests;
+
+/// <summary>
+/// An operator's mistakes at start (a setting of the wrong type or out of range, a bundle cache that cannot be a
+/// directory, a port past 65535) stop <c>serve</c> with exit code 2 and one line naming the setting, never a stack
+/// trace (each of these crashed it, exit 134) nor a server that starts and fails every call later.
+/// </summary>
+public sealed class ServeRefusalTests : IDisposable
+{
+    private readonly string root = Directory.CreateTempSubdirectory("pg-serve-refusal-").FullName;
+
+    public void Dispose()
+    {
+        try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+    }
+
+    private async Task<(int ExitCode, string Error)> Serve(params string[] settings)
+    {
+        var error = new StringWriter();
+        // Without the checks some of these start and serve: give up on them rather than run until the suite ends.
+        using var patience = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        patience.CancelAfter(TimeSpan.FromSeconds(60));
+        var code = await PolicyGridApp.ServeAsync(
+            ["--urls", $"http://127.0.0.1:{LoopbackPorts.Free()}", "--data", Path.Combine(root, Guid.NewGuid().ToString("N")), .. settings],
+            TextWriter.Null, error, patience.Token);
+        return (code, error.ToString());
+    }
+
+    [Theory]
+    [InlineData("--PolicyGrid:Runtime:Pool:Workers=abc", "'abc' at 'PolicyGrid:Runtime:Pool:Workers' to type 'System.Int32'")]
+    [InlineData("--PolicyGrid:Runtime:Execution:DefaultTimeout=5s", "'5s' at 'PolicyGrid:Runtime:Execution:DefaultTimeout' to type 'System.TimeSpan'")]
+    [InlineData("--PolicyGrid:Runtime:Bundles:MaxArchiveBytes=lots", "'lots' at 'PolicyGrid:Runtime:Bundles:MaxArchiveBytes'")]
+    public async Task A_setting_of_the_wrong_type_is_one_line_naming_it(string setting, string named)
+    {
+        var (code, error) = await Serve(setting);
+
+        code.ShouldBe(2, error);
+        error.ShouldStartWith("policygrid serve: bad configuration: Failed to convert configuration value ");
+        error.ShouldContain(named);
+        error.Trim().Split('\n').Length.ShouldBe(1, error);
+    }
+
+    [Theory]
+    [InlineData("--PolicyGrid:Runtime:Pool:MaxQueue=0", "PolicyGrid:Runtime:Pool:MaxQueue is 0; it must be 1 or more")]
+    [InlineData("--PolicyGrid:Runtime:Pool:QueueWait=-00:00:01", "PolicyGrid:Runtime:Pool:QueueWait is -00:00:01; it must be greater than zero")]
+    [InlineData("--PolicyGrid:Runtime:Pool:StartTimeout=00:00:00", "PolicyGrid:Runtime:Pool:StartTimeout is 00:00:00; it must be greater than zero")]
+    [InlineData("--PolicyGrid:Runtime:Pool:MaxResultBytes=0", "PolicyGrid:Runtime:Pool:MaxResultBytes is 0; it must be 4096 or more")]
+    [InlineData("--PolicyGrid:Runtime:Pool:MemoryLimitBytes=-1", "PolicyGrid:Runtime:Pool:MemoryLimitBytes is -1; it must be 1 or more")]
+    [InlineData("--PolicyGrid:Api:MaxBodyBytes=-5", "PolicyGrid:Api:MaxBodyBytes is -5; it must be greater than zero")]
+    [InlineData("--PolicyGrid:Api:MaxBundleBytes=0", "PolicyGrid:Api:MaxBundleBytes is 0; it must be greater than zero")]
+    public async Task A_size_or_time_no_call_could_work_with_is_refused_at_start_naming_it(string setting, string named)
+    {
+        // Each started before: MaxQueue 0 refused every call (429), a negative QueueWait answered 500, StartTimeout 0 and a tiny
+        // MaxResultBytes blamed the Python interpreter (503), MemoryLimitBytes -1 meant no limit, MaxBodyBytes -5 refused every body.
+        var (code, error) = await Serve(setting);
+
+        code.ShouldBe(2, error);
+        error.ShouldStartWith("policygrid serve: bad configuration:");
+        error.ShouldContain(named);
+    }
+
+    [Fact]
+    public async Task A_bundle_cache_directory_that_is_a_file_is_one_line_naming_the_setting()
+    {
+        var file = Path.Combine(root, "not-a-directory");
+        await File.WriteAllTextAsync(file, "x", TestContext.Current.CancellationToken);
+
+        var (code, error) = await Serve($"--PolicyGrid:Runtime:Bundles:CacheDirectory={file}");
+
+        code.ShouldBe(2, error);
+        error.ShouldStartWith($"policygrid serve: {file} cannot be used as a directory");
+        error.ShouldContain("Set PolicyGrid:Runtime:Bundles:CacheDirectory to a directory this server's user can create and write");
+        error.ShouldNotContain("   at ");
+    }
+
+    [Fact]
+    public async Task A_bundle_cache_directory_another_user_owns_is_one_line_naming_the_setting()
+    {
+        if (!OperatingSystem.IsLinux() || Environment.UserName != "root") Assert.Skip("needs root to give a directory to another user");
+        var theirs = Path.Combine(root, "theirs");
+        Directory.CreateDirectory(theirs);
+        using (var chown = System.Diagnostics.Process.Start("chown", ["65534", theirs])) await chown.WaitForExitAsync(TestContext.Current.CancellationToken);
+
+        var (code, error) = await Serve($"--PolicyGrid:Runtime:Bundles:CacheDirectory={theirs}");
+
+        code.ShouldBe(2, error);
+        error.ShouldStartWith($"policygrid serve: {theirs} cannot be trusted with policy code: it belongs to uid 65534");
+        error.ShouldContain("Set PolicyGrid:Runtime:Bundles:CacheDirectory");
+    }
+
+    [Fact]
+    public async Task A_port_past_65535_is_refused_naming_the_address()
+    {
+        var error = new StringWriter();
+        var code = await PolicyGridApp.ServeAsync(["--urls", "http://127.0.0.1:99999", "--data", Path.Combine(root, "data")],
+            TextWriter.Null, error, TestContext.Current.CancellationToken);
+
+        code.ShouldBe(2, error.ToString());
+        error.ToString().ShouldStartWith("policygrid serve: 'http://127.0.0.1:99999' is not an address to listen on: its port 99999 is not 0 to 65535");
+    }
+}
