@@ -48,11 +48,34 @@ public sealed class BundleCache : IPolicyBundleSource
         _options = options;
         _requirements = new BundleRequirements(options);
         _log = (ILogger?)log ?? NullLogger.Instance;
-        // Traversable but not listable: a policy finds only the bundles whose hash it knows (its own).
-        CacheDirectory = TrustedDirectory.Ensure(options.CacheDirectory,
-            UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute,
-            BundleCacheOptions.Section + ":CacheDirectory");
+        CacheDirectory = TrustedDirectory.Ensure(options.CacheDirectory, CacheDirectoryMode, CacheDirectorySetting);
         SweepAbandonedTemps();
+    }
+
+    // Traversable but not listable: a policy finds only the bundles whose hash it knows (its own).
+    private const UnixFileMode CacheDirectoryMode =
+        UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute;
+
+    private const string CacheDirectorySetting = BundleCacheOptions.Section + ":CacheDirectory";
+
+    /// <summary>
+    /// Checks the cache directory again before each unpack, as at start: removed under a running server (an operator
+    /// clearing the cache), it was made again 0755, so every policy could list the bundles of all others, and without
+    /// the start's checks, so a directory another local user had made at its path meanwhile was used to hold code.
+    /// </summary>
+    private void EnsureCacheDirectory()
+    {
+        try
+        {
+            TrustedDirectory.Ensure(CacheDirectory, CacheDirectoryMode, CacheDirectorySetting);
+        }
+        catch (UnusableSettingException e) when (e.InnerException is not IOException)
+        {
+            // Not the disk (a full or read-only one is answered as such from the inner IOException): the directory
+            // is not the server's own. Its path stays in the log, not in the answer.
+            _log.LogError(e, "Bundle cache refused: {Reason}", e.Message);
+            throw Problems.BackendUnavailable($"the server's bundle cache directory cannot be trusted with policy code; its operator must check {CacheDirectorySetting} (the server's log says why)", e);
+        }
     }
 
     /// <summary>Temp directories left by a process killed mid-unpack; an hour is far beyond any unpack.</summary>
@@ -232,7 +255,7 @@ public sealed class BundleCache : IPolicyBundleSource
         {
             if (Cached(sha) is { } raced) return Describe(raced, sha);
             bytes ??= await _store.GetAsync(sha, ct) ?? throw Problems.NotFound($"bundle {BundleRef.Scheme}{sha} was not found; upload it first");
-            BundleArchive.CreateDirectory(CacheDirectory);
+            EnsureCacheDirectory();
             var temp = Path.Combine(CacheDirectory, $".tmp-{sha[..16]}-{Guid.NewGuid():N}");
             try
             {

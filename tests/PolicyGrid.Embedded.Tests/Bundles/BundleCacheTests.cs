@@ -73,6 +73,41 @@ public sealed class BundleCacheTests : IDisposable
     }
 
     [Fact]
+    public async Task A_cache_directory_an_operator_removed_is_made_again_not_listable_by_policies()
+    {
+        // It came back 0755: after an operator cleared the cache, every policy could list every other policy's bundle.
+        var first = await _store.PutAsync(ValidBundle("before"), Ct);
+        var next = await _store.PutAsync(ValidBundle("after"), Ct);
+        var cache = Cache();
+        await cache.GetAsync(first.Code, null, Ct);
+
+        Directory.Delete(cache.CacheDirectory, recursive: true);
+        var unpacked = await cache.GetAsync(next.Code, null, Ct);
+
+        File.ReadAllText(Path.Combine(unpacked.Root, "code", "function.py")).ShouldContain("# after");
+        File.GetUnixFileMode(cache.CacheDirectory).ShouldBe(BundleModes.Directory & ~(UnixFileMode.GroupRead | UnixFileMode.OtherRead));
+    }
+
+    [Fact]
+    public async Task A_cache_directory_another_user_made_after_it_was_removed_gets_no_code_and_the_call_is_a_503()
+    {
+        if (!OperatingSystem.IsLinux() || Environment.UserName != "root") Assert.Skip("needs root on Linux to hand the directory to another user");
+        var stored = await _store.PutAsync(ValidBundle("planted"), Ct);
+        var cache = Cache();
+        Directory.Delete(cache.CacheDirectory, recursive: true);
+        Directory.CreateDirectory(cache.CacheDirectory);
+        using (var chown = Process.Start("chown", ["nobody", cache.CacheDirectory])) await chown.WaitForExitAsync(Ct);
+
+        // The checks at start were not made again: the bundle was unpacked into the other user's directory.
+        var e = await Should.ThrowAsync<PolicyGridException>(() => cache.GetAsync(stored.Code, null, Ct));
+
+        e.Status.ShouldBe(503);
+        e.Message.ShouldContain("PolicyGrid:Runtime:Bundles:CacheDirectory");
+        e.Message.ShouldNotContain(cache.CacheDirectory);
+        Directory.EnumerateFileSystemEntries(cache.CacheDirectory).ShouldBeEmpty();
+    }
+
+    [Fact]
     public async Task A_leftover_folder_of_another_layout_at_the_bundles_place_is_replaced_not_a_failure()
     {
         var stored = await _store.PutAsync(ValidBundle("leftover"), Ct);
