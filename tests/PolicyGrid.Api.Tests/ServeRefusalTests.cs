@@ -102,3 +102,56 @@ public sealed class ServeRefusalTests : IDisposable
         error.ToString().ShouldStartWith("policygrid serve: 'http://127.0.0.1:99999' is not an address to listen on: its port 99999 is not 0 to 65535");
     }
 }
+
+/// <summary>What a running <c>serve</c> does when its data directory goes away under it.</summary>
+public sealed class ServeDataDirectoryLossTests
+{
+    [Theory]
+    [InlineData("removed")]
+    [InlineData("moved")]
+    public async Task A_data_directory_removed_or_moved_under_a_running_server_stops_it_with_exit_1_saying_so(string how)
+    {
+        // It went on answering every write with success while SQLite wrote into the removed files it held open: all of it
+        // gone at the next start, and a second server could start on the directory made again in its place.
+        if (!OperatingSystem.IsLinux()) Assert.Skip("the server tells where its lock file is through /proc (Linux)");
+        var ct = TestContext.Current.CancellationToken;
+        var parent = Directory.CreateTempSubdirectory("pg-data-loss-").FullName;
+        var data = Path.Combine(parent, "data");
+        var port = LoopbackPorts.Free();
+        var error = new StringWriter();
+        using var patience = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        patience.CancelAfter(TimeSpan.FromSeconds(90));
+        var serving = PolicyGridApp.ServeAsync(["--urls", $"http://127.0.0.1:{port}", "--data", data], TextWriter.Null, error, patience.Token);
+        try
+        {
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/") };
+            while (true)
+            {
+                serving.IsCompleted.ShouldBeFalse(error.ToString());
+                try
+                {
+                    using var answer = await http.GetAsync("executor/local", ct);
+                    if (answer.IsSuccessStatusCode) break;
+                }
+                catch (HttpRequestException) { }
+                await Task.Delay(50, ct);
+            }
+
+            if (how == "removed") Directory.Delete(data, recursive: true);
+            else Directory.Move(data, data + ".moved");
+            var code = await serving.WaitAsync(TimeSpan.FromSeconds(30), ct);
+
+            code.ShouldBe(1, error.ToString());
+            error.ToString().ShouldStartWith(how == "removed"
+                ? $"policygrid serve: the data directory {data} was removed while the server ran: what it stored since is lost"
+                : $"policygrid serve: the data directory {data} was moved to {data}.moved while the server ran: its data is there now");
+            error.ToString().ShouldContain("start it again");
+        }
+        finally
+        {
+            await patience.CancelAsync();
+            try { await serving; } catch (OperationCanceledException) { }
+            try { Directory.Delete(parent, recursive: true); } catch (IOException) { }
+        }
+    }
+}

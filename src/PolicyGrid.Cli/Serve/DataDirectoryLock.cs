@@ -12,8 +12,46 @@ public sealed class DataDirectoryLock : IDisposable
 {
     public const string FileName = "policygrid.lock";
     private readonly FileStream held;
+    private readonly string directory;
+    private readonly string? heldAt;
 
-    private DataDirectoryLock(FileStream held) => this.held = held;
+    private DataDirectoryLock(FileStream held, string directory)
+    {
+        this.held = held;
+        this.directory = directory;
+        heldAt = OpenAt(held);
+    }
+
+    // Where the kernel says the held file is now (Linux: the link /proc/self/fd/N), or null where that cannot be told.
+    private static string? OpenAt(FileStream file)
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        try
+        {
+            return new FileInfo($"/proc/self/fd/{file.SafeFileHandle.DangerousGetHandle()}").LinkTarget;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ObjectDisposedException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// Null while the lock file is where it was taken; else what became of the data directory. Removed (rm -rf) or moved
+    /// away under a running server, the server went on answering every write with success while SQLite wrote into the
+    /// removed files through the handles it held: all of it gone at the next start, and a second server could start
+    /// on the directory made again in its place.
+    /// </summary>
+    public string? Lost()
+    {
+        if (heldAt is null) return null;
+        var now = OpenAt(held);
+        if (now is null || now == heldAt) return null;
+        return now.EndsWith(" (deleted)", StringComparison.Ordinal)
+            ? $"the data directory {directory} was removed while the server ran: what it stored since is lost, as would be every later write"
+            : $"the data directory {directory} was moved to {Path.GetDirectoryName(now)} while the server ran: its data is there now, "
+                + $"and a server started on {directory} would not see it";
+    }
 
     public static DataDirectoryLock Acquire(string dataDirectory)
     {
@@ -21,7 +59,7 @@ public sealed class DataDirectoryLock : IDisposable
         try
         {
             // FileShare.None is an exclusive, non-blocking flock on Unix (an exclusive share mode on Windows).
-            return new DataDirectoryLock(new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None));
+            return new DataDirectoryLock(new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None), dataDirectory);
         }
         catch (IOException)
         {
@@ -37,13 +75,43 @@ public sealed class DataDirectoryLock : IDisposable
 /// <summary>
 /// Makes the host's container own the lock: hosted services are created when the host starts (also when
 /// a test host is built for the app and started without the rest of Program.Main running), so the lock
-/// is disposed with the host's services and the next server on the directory may start.
+/// is disposed with the host's services and the next server on the directory may start. While the server runs it
+/// looks every second whether its data directory is still there (<see cref="DataDirectoryLock.Lost"/>); once it is
+/// not, the server stops, saying why (<see cref="ServeStopped"/>), rather than acknowledge writes that are lost.
 /// </summary>
-internal sealed class DataDirectoryLockHolder(DataDirectoryLock held) : Microsoft.Extensions.Hosting.IHostedService
+internal sealed class DataDirectoryLockHolder(DataDirectoryLock held, ServeStopped stopped, Microsoft.Extensions.Hosting.IHostApplicationLifetime lifetime,
+    Microsoft.Extensions.Logging.ILogger<DataDirectoryLockHolder> logger) : Microsoft.Extensions.Hosting.BackgroundService
 {
+    public static readonly TimeSpan CheckInterval = TimeSpan.FromSeconds(1);
+
     public DataDirectoryLock Held { get; } = held;
 
-    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(CheckInterval);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                if (Held.Lost() is not { } why) continue;
+                stopped.Reason = $"{why}. Stopped: put the data directory back (or let the server start on an empty one) and start it again";
+                Microsoft.Extensions.Logging.LoggerExtensions.LogCritical(logger, "{Reason}", stopped.Reason);
+                lifetime.StopApplication();
+                return;
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { }
+    }
+}
 
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+/// <summary>Why a running server stopped itself (null when it was asked to stop): <c>serve</c> then exits 1 saying so.</summary>
+public sealed class ServeStopped
+{
+    private volatile string? reason;
+
+    public string? Reason
+    {
+        get => reason;
+        set => reason = value;
+    }
 }

@@ -74,6 +74,7 @@ public static class PolicyGridApp
         // Made by a factory (and resolved by a hosted service, and below) so the container owns it:
         // released when the server's services are disposed.
         builder.Services.AddSingleton(_ => dataLock);
+        builder.Services.AddSingleton<ServeStopped>();
         builder.Services.AddHostedService<DataDirectoryLockHolder>();
         builder.Services.AddSingleton(serve);
         builder.Services.AddEmbeddedStorage(serve.DataDirectory);
@@ -142,6 +143,7 @@ public static class PolicyGridApp
             await error.WriteLineAsync($"policygrid serve: {line}");
             return 2;
         }
+        var stopped = app.Services.GetRequiredService<ServeStopped>();
         try
         {
             await app.RunAsync(ct);
@@ -150,6 +152,11 @@ public static class PolicyGridApp
         {
             await error.WriteLineAsync($"policygrid serve: {line}");
             return 2;
+        }
+        if (stopped.Reason is { } reason)
+        {
+            await error.WriteLineAsync($"policygrid serve: {reason}");
+            return 1;
         }
         return 0;
     }
