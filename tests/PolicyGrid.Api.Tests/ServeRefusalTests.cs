@@ -155,3 +155,49 @@ public sealed class ServeDataDirectoryLossTests
         }
     }
 }
+
+/// <summary>A signal that stops <c>serve</c> is said in its log.</summary>
+public sealed class ServeStopSignalTests
+{
+    [Theory]
+    [InlineData("HUP", "SIGHUP")]
+    [InlineData("TERM", "SIGTERM")]
+    public async Task A_signal_that_stops_the_server_is_named_in_its_log_with_the_time_calls_get(string kill, string named)
+    {
+        // SIGHUP (a closed terminal, or a "reload") stopped the server without a word in its log.
+        if (!OperatingSystem.IsLinux()) Assert.Skip("POSIX signals");
+        var ct = TestContext.Current.CancellationToken;
+        var data = Directory.CreateTempSubdirectory("pg-signal-").FullName;
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "policygrid.dll"), "serve", "--urls", $"http://127.0.0.1:{LoopbackPorts.Free()}",
+                     "--data", data, "--shutdownTimeoutSeconds=7" })
+            start.ArgumentList.Add(a);
+        using var process = System.Diagnostics.Process.Start(start)!;
+        using var patience = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        patience.CancelAfter(TimeSpan.FromSeconds(90));
+        var errors = process.StandardError.ReadToEndAsync(patience.Token);
+        try
+        {
+            var output = new System.Text.StringBuilder();
+            while (await process.StandardOutput.ReadLineAsync(patience.Token) is { } line)
+            {
+                output.AppendLine(line);
+                if (line.Contains("PolicyGrid listening on", StringComparison.Ordinal)) break;
+            }
+            output.ToString().ShouldContain("PolicyGrid listening on");
+
+            using (var signal = System.Diagnostics.Process.Start("kill", [$"-{kill}", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+                await signal.WaitForExitAsync(patience.Token);
+            output.Append(await process.StandardOutput.ReadToEndAsync(patience.Token));
+            await process.WaitForExitAsync(patience.Token);
+
+            process.ExitCode.ShouldBe(0, await errors);
+            output.ToString().ShouldContain($"PolicyGrid stopping on {named}: calls in flight get 7 s to finish (--shutdownTimeoutSeconds)");
+        }
+        finally
+        {
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
+            try { Directory.Delete(data, recursive: true); } catch (IOException) { }
+        }
+    }
+}

@@ -102,6 +102,7 @@ public static class PolicyGridApp
         app.Lifetime.ApplicationStarted.Register(() =>
         {
             started.Open = true;
+            AnnounceStopSignals(app); // before the line that says it is up: a signal sent once it is said is handled
             AnnounceStart(app, serve);
         });
         return app;
@@ -178,6 +179,38 @@ public static class PolicyGridApp
             $"{e.Message} Another program (another policygrid serve?) is listening there: stop it, or give this server another address with --urls, e.g. --urls http://127.0.0.1:10001",
         _ => null,
     };
+
+    /// <summary>
+    /// Says which signal stops the server and how long calls in flight get: the host's own line about it is filtered out
+    /// with its start-up chatter, so a server stopped by SIGTERM left the log without a word, and calls still running when
+    /// the shutdown timeout ran out lost their answers unexplained. SIGHUP (its terminal closed, or a "reload" sent to it)
+    /// is not one the host handles: the runtime ended the process at once (exit 129), cutting every call in flight and
+    /// dropping decisions not yet written. It now stops the server as SIGTERM does. The host does the stopping for the others.
+    /// </summary>
+    private static void AnnounceStopSignals(WebApplication app)
+    {
+        var registrations = new List<System.Runtime.InteropServices.PosixSignalRegistration>();
+        foreach (var signal in new[] { System.Runtime.InteropServices.PosixSignal.SIGTERM, System.Runtime.InteropServices.PosixSignal.SIGINT,
+                     System.Runtime.InteropServices.PosixSignal.SIGHUP, System.Runtime.InteropServices.PosixSignal.SIGQUIT })
+        {
+            try
+            {
+                registrations.Add(System.Runtime.InteropServices.PosixSignalRegistration.Create(signal, context =>
+                {
+                    if (context.Signal == System.Runtime.InteropServices.PosixSignal.SIGHUP)
+                    {
+                        context.Cancel = true;
+                        app.Lifetime.StopApplication();
+                    }
+                    var grace = app.Services.GetService<IOptions<HostOptions>>()?.Value.ShutdownTimeout ?? TimeSpan.FromSeconds(30);
+                    app.Logger.LogWarning("PolicyGrid stopping on {Signal}: calls in flight get {Seconds:0.#} s to finish (--shutdownTimeoutSeconds), "
+                        + "then their connections are closed without an answer", signal, grace.TotalSeconds);
+                }));
+            }
+            catch (PlatformNotSupportedException) { }
+        }
+        app.Lifetime.ApplicationStopped.Register(() => registrations.ForEach(r => r.Dispose()));
+    }
 
     private static void AnnounceStart(WebApplication app, ServeArguments serve)
     {
