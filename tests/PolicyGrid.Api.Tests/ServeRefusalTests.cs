@@ -91,6 +91,33 @@ public sealed class ServeRefusalTests : IDisposable
         error.ShouldContain("Set PolicyGrid:Runtime:Bundles:CacheDirectory");
     }
 
+    [Theory]
+    [InlineData("--PolicyGrid:Runtme:Pool:Workers=3", "PolicyGrid:Runtme:Pool:Workers")]
+    [InlineData("--PolicyGrid:Runtime:Pool:MemoryLimitByte=1000000", "PolicyGrid:Runtime:Pool:MemoryLimitByte")]
+    [InlineData("--PolicyGrid:Runtime:Bundles:Limits:MaxFiles=10", "PolicyGrid:Runtime:Bundles:Limits:MaxFiles")]
+    [InlineData("--PolicyGrid:Api:MaxBodyBytes:Extra=1", "PolicyGrid:Api:MaxBodyBytes:Extra")]
+    public void A_setting_no_part_of_PolicyGrid_reads_is_refused_naming_it(string setting, string named)
+    {
+        // A misspelt setting was kept and ignored: the server ran with the default in its place, a limit not in force.
+        var refused = Should.Throw<PolicyGrid.Cli.Serve.ServeRefusedException>(() => PolicyGridApp.Build(
+            ["--urls", $"http://127.0.0.1:{LoopbackPorts.Free()}", "--data", Path.Combine(root, Guid.NewGuid().ToString("N")), setting]));
+
+        refused.Message.ShouldStartWith($"{named} is no setting PolicyGrid reads (misspelt?");
+    }
+
+    [Fact]
+    public async Task Settings_of_every_shape_PolicyGrid_reads_are_accepted_lists_and_nested_ones_included()
+    {
+        await using var app = PolicyGridApp.Build(["--urls", $"http://127.0.0.1:{LoopbackPorts.Free()}", "--data", Path.Combine(root, "accepted"),
+            "--policygrid:runtime:pool:workers=1", "--PolicyGrid:Runtime:Pool:ProbeModules:0=json", "--PolicyGrid:Runtime:Bundles:Limits:MaxEntries=100",
+            "--PolicyGrid:Runtime:Bundles:PipOptions:0=--no-index", "--PolicyGrid:Runtime:RemoteExecutors:TokenNodes:0=http://node:1",
+            "--PolicyGrid:Auth:Tokens:0:Name=ops", "--PolicyGrid:Auth:Tokens:0:Token=ops-token-0123456789", "--PolicyGrid:Auth:Tokens:0:Scopes:0=write",
+            "--PolicyGrid:Jobs:Launcher=local", "--PolicyGrid:Jobs:Local:Grace=00:00:05", "--PolicyGrid:Graphs:MaxParallelism=2",
+            "--PolicyGrid:Functions:CallTimeout=00:00:10", "--PolicyGrid:Functions:IdleTimeout=00:10:00", "--PolicyGrid:Dapr:BindAddress=127.0.0.1",
+            "--PolicyGrid:Jobs:Kubernetes:RunnerImage=x", "--PolicyGrid:Infra:Namespace=pg"]);
+        app.ShouldNotBeNull();
+    }
+
     [Fact]
     public async Task A_port_past_65535_is_refused_naming_the_address()
     {

@@ -47,6 +47,10 @@ public static class PolicyGridApp
                 throw new ServeRefusedException($"'{url}' is not an address to listen on: its port {address.Port} is not 0 to 65535, e.g. --urls http://127.0.0.1:10001");
         }
         BindSafety.Check(listenOn, tokensConfigured, serve.Insecure);
+        if (UnknownSettings.In(builder.Configuration) is { Count: > 0 } unknown)
+            throw new ServeRefusedException($"{string.Join(", ", unknown)} {(unknown.Count == 1 ? "is no setting" : "are no settings")} PolicyGrid reads "
+                + "(misspelt? see the settings tables in docs/runtime.md and docs/api.md): correct or remove "
+                + (unknown.Count == 1 ? "it" : "them") + "; the server would have run with the default in its place");
 
         // One line at start (ours, below); the framework's own start-up chatter is noise here.
         builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
