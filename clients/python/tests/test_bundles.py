@@ -8,7 +8,7 @@ import zipfile
 
 import support
 from policygrid import PolicyGridApiError, UnpackLimits
-from policygrid.bundles import unpack
+from policygrid.bundles import BundleCache, unpack
 
 GOOD = {"code/function.py": b"class AIOSv1PolicyRule: pass\n", "code/helper.py": b"X = 1\n"}
 
@@ -103,3 +103,31 @@ class UnpackTests(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CacheDirTests(unittest.TestCase):
+    """A cache_dir that cannot hold bundles (a file, a path under one) raised a bare FileExistsError or
+    NotADirectoryError from the first call; it is a ValueError naming cache_dir."""
+
+    class _Client:
+        def __init__(self, data):
+            self.data = data
+
+        def download_bundle(self, url):
+            return self.data
+
+    def test_a_cache_dir_that_is_a_file_or_under_one_is_a_value_error_naming_it(self):
+        import hashlib
+        data = support.zip_bytes(GOOD)
+        code = "bundle://sha256/" + hashlib.sha256(data).hexdigest()
+        with tempfile.TemporaryDirectory() as tmp:
+            a_file = os.path.join(tmp, "not-a-dir")
+            with open(a_file, "w") as f:
+                f.write("x")
+            for cache_dir in (a_file, os.path.join(a_file, "bundles")):
+                with self.assertRaises(ValueError) as caught:
+                    BundleCache(self._Client(data), cache_dir).get(code)
+                self.assertIn(f"cache_dir {cache_dir!r} cannot hold bundles", str(caught.exception))
+            good = os.path.join(tmp, "cache")
+            self.assertTrue(os.path.isfile(BundleCache(self._Client(data), good).get(code).function_py))
+

@@ -121,8 +121,15 @@ class BundleCache:
         return bundle if os.path.isfile(bundle.function_py) else None
 
     def _unpack(self, sha: str, data: bytes) -> BundleDirectory:
-        os.makedirs(self.cache_dir, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=f".{sha[:12]}-", dir=self.cache_dir)
+        try:
+            os.makedirs(self.cache_dir, exist_ok=True)
+            staging = tempfile.mkdtemp(prefix=f".{sha[:12]}-", dir=self.cache_dir)
+        except (FileExistsError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+            # The caller's cache_dir (or POLICYGRID_CACHE_DIR) is not a directory it may write: its mistake, named as
+            # such, not a bare FileExistsError from deep inside the first call.
+            raise ValueError(f"cache_dir {self.cache_dir!r} cannot hold bundles: {e.strerror or e}"
+                             f"{f' ({e.filename})' if e.filename and e.filename != self.cache_dir else ''}; "
+                             "give a directory this process may create and write") from e
         try:
             unpack(data, staging, self.limits)
             bundle = BundleDirectory(sha, staging)
