@@ -73,9 +73,7 @@ public sealed class ErrorEnvelopeMiddleware(RequestDelegate next, ILogger<ErrorE
     {
         foreach (var translator in translators)
             if (translator.Translate(e) is { } translated) return translated;
-        for (var inner = e; inner is not null; inner = inner.InnerException)
-            if (inner is IOException io && DiskFailures.Of(io) is { } disk) return disk;
-        return null;
+        return DiskFailures.In(e);
     }
 
     private static string MinBodyRate(HttpContext context) =>

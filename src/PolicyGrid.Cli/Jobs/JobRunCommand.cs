@@ -37,7 +37,7 @@ public static class JobRunCommand
         catch (Exception e)
         {
             // The store refusing the outcome (a full disk) has an exit code of its own, for the server's record of the job.
-            var refused = new StorageFailures().Translate(e) ?? (e is IOException io ? DiskFailures.Of(io) : null);
+            var refused = new StorageFailures().Translate(e) ?? DiskFailures.In(e);
             Tell($"policygrid job-run: {refused?.Message ?? e.Message}");
             return refused is not null ? Embedded.Jobs.LocalJobLauncher.OutcomeRefusedExitCode : 1;
         }

@@ -11,6 +11,14 @@ public static class DiskFailures
     private const int Eio = 5, Enospc = 28, Erofs = 30, Edquot = 122;
     private const int WindowsDiskFull = unchecked((int)0x80070070), WindowsHandleDiskFull = unchecked((int)0x80070027);
 
+    /// <summary>The 503 for the first I/O failure in <paramref name="e"/> or the exceptions it wraps that is the disk's refusal, or null.</summary>
+    public static PolicyGridException? In(Exception? e)
+    {
+        for (; e is not null; e = e.InnerException)
+            if (e is IOException io && Of(io) is { } disk) return disk;
+        return null;
+    }
+
     /// <summary>The 503 for <paramref name="e"/> when it is the disk's refusal, or null for any other I/O failure.</summary>
     public static PolicyGridException? Of(IOException e) => e.HResult switch
     {
