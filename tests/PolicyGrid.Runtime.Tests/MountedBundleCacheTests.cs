@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
@@ -9,45 +10,196 @@ using Shouldly;
 namespace PolicyGrid.Runtime.Tests;
 
 /// <summary>
-/// A bundle cache on a file system of its own mounted under /var/tmp (a volume for the cache, or
+/// A bundle cache on a file system of its own mounted under /var/tmp or /tmp (a volume for the cache, or
 /// PolicyGrid:Runtime:Bundles:CacheDirectory pointed at one): a worker with a private /var/tmp saw the host's /var/tmp
 /// through a bind that did not carry that mount, so every policy failed to load ("the bundle has no code/function.py",
 /// a 400 blaming the policy at create). The worker sees it now, read-only like the rest of the host's view.
+/// Each test runs both ways the worker makes its views of the host's temp dirs: a clone of their mount trees (Linux 5.12
+/// and later), and the binds older kernels and seccomp profiles that refuse the new mount calls get
+/// (<see cref="WorkerPoolOptions.BindHostViews"/>), which this kernel would otherwise never run.
 /// </summary>
 public sealed class MountedBundleCacheTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    [Fact]
-    public async Task A_policy_loads_from_a_cache_on_its_own_mount_and_cannot_write_there()
+    // Writes, reads and reports the per-mount options of the paths it is given, as the worker sees them.
+    private const string Probe = """
+        import os
+
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                pass
+            def eval(self, parameters, input_data, context):
+                out = {"write": {}, "read": {}, "options": {}}
+                for path in input_data.get("write", []):
+                    try:
+                        with open(path, "w") as f:
+                            f.write("planted")
+                        out["write"][path] = "written"
+                    except OSError as e:
+                        out["write"][path] = e.strerror
+                for path in input_data.get("read", []):
+                    try:
+                        with open(path) as f:
+                            out["read"][path] = f.read()
+                    except OSError as e:
+                        out["read"][path] = e.strerror
+                table = {}
+                with open("/proc/self/mountinfo") as f:
+                    for line in f:
+                        fields = line.split()
+                        table[fields[4].replace("\\040", " ")] = fields[5]
+                for path in input_data.get("options", []):
+                    out["options"][path] = table.get(path, "not a mount point")
+                return out
+        """;
+
+    [Theory]
+    [InlineData(false, "/var/tmp")]
+    [InlineData(true, "/var/tmp")]
+    [InlineData(false, "/tmp")]
+    [InlineData(true, "/tmp")]
+    [InlineData(false, "/tmp/pg cache with spaces")]
+    [InlineData(true, "/tmp/pg cache with spaces")]
+    public async Task A_policy_loads_from_a_cache_on_its_own_mount_and_can_write_neither_there_nor_to_a_mount_inside_it(bool bindViews, string under)
     {
         if (!ProcessSignals.IsRoot) Assert.Skip("workers get mounts of their own only under a root server");
-        using var disk = SmallDisk.Mount(1 << 20, under: "/var/tmp");
-        var root = Path.Combine(disk.Path, "bundle");
-        Directory.CreateDirectory(Path.Combine(root, "code"));
-        File.WriteAllText(Path.Combine(root, "code", "function.py"), """
-            import os
+        var made = !Directory.Exists(under);
+        if (made) Directory.CreateDirectory(under);
+        try
+        {
+            using var disk = SmallDisk.Mount(1 << 20, under);
+            using var inner = SmallDisk.Mount(1 << 20, under: disk.Path, options: "noexec");
+            File.WriteAllText(Path.Combine(inner.Path, "data.txt"), "the host's data");
+            var bundle = ProbeBundle(disk.Path);
+            await using var pool = PoolFixture.NewPool(workers: 1, o => o.BindHostViews = bindViews);
 
-            class AIOSv1PolicyRule:
-                def __init__(self, rule_id, settings, parameters):
-                    pass
-                def eval(self, parameters, input_data, context):
-                    try:
-                        with open(os.path.join(os.path.dirname(__file__), "planted.py"), "w") as f:
-                            f.write("x = 1")
-                        wrote = "written"
-                    except OSError as e:
-                        wrote = e.strerror
-                    return {"loaded": True, "write": wrote}
+            var result = await PoolFixture.EvalAsync(pool, "mounted:1.0-test", bundle, Input(
+                write: [View(Path.Combine(bundle.Root, "code", "planted.py")), View(Path.Combine(inner.Path, "planted"))],
+                read: [View(Path.Combine(inner.Path, "data.txt"))],
+                options: [View(disk.Path), View(inner.Path)]));
+
+            pool.Status.PrivateTemp.ShouldBeTrue();
+            pool.Status.HostViews.ShouldBe(bindViews ? "bind" : "clone");
+            result["write"]!.AsObject().Select(p => p.Value!.GetValue<string>()).ShouldAllBe(v => v == "Read-only file system");
+            result["read"]![View(Path.Combine(inner.Path, "data.txt"))]!.GetValue<string>().ShouldBe("the host's data");
+            Options(result, View(disk.Path)).ShouldBe(["ro", "nosuid", "nodev"], ignoreOrder: true);
+            Options(result, View(inner.Path)).ShouldBe(["ro", "nosuid", "nodev", "noexec"], ignoreOrder: true); // noexec kept
+            File.Exists(Path.Combine(bundle.Root, "code", "planted.py")).ShouldBeFalse();
+            File.Exists(Path.Combine(inner.Path, "planted")).ShouldBeFalse();
+        }
+        finally
+        {
+            if (made) Directory.Delete(under);
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_file_bound_on_a_file_in_tmp_shows_read_only_in_the_view_and_the_host_tmp_only_there(bool bindViews)
+    {
+        // A container runtime's volume of one file (docker run -v /host/file:/tmp/file) is a mount inside /tmp too: the
+        // binds opened each such mount as a directory, so with one every worker failed to start ("NotADirectoryError").
+        if (!ProcessSignals.IsRoot) Assert.Skip("workers get mounts of their own only under a root server");
+        using var disk = SmallDisk.Mount(1 << 20, "/var/tmp");
+        var bundle = ProbeBundle(disk.Path);
+        var source = Path.Combine(disk.Path, "source.txt");
+        File.WriteAllText(source, "one file of the host's");
+        var file = Path.Combine("/tmp", "pg-file-mount-" + Guid.NewGuid().ToString("N")[..8]);
+        File.WriteAllText(file, "");
+        try
+        {
+            if (Run("mount", "--bind", source, file) is { } refused) Assert.Skip(refused);
+            try
+            {
+                await using var pool = PoolFixture.NewPool(workers: 1, o => o.BindHostViews = bindViews);
+                var result = await PoolFixture.EvalAsync(pool, "file-mount:1.0-test", bundle,
+                    Input(write: [View(file)], read: [View(file), file], options: [View(file)]));
+
+                pool.Status.HostViews.ShouldBe(bindViews ? "bind" : "clone");
+                result["read"]![View(file)]!.GetValue<string>().ShouldBe("one file of the host's");
+                result["read"]![file]!.GetValue<string>().ShouldBe("No such file or directory"); // the worker's /tmp is its own
+                result["write"]![View(file)]!.GetValue<string>().ShouldBe("Read-only file system");
+                Options(result, View(file)).ShouldBe(["ro", "nosuid", "nodev"], ignoreOrder: true);
+                File.ReadAllText(source).ShouldBe("one file of the host's");
+            }
+            finally
+            {
+                _ = Run("umount", "-l", file);
+            }
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task The_view_of_a_temp_dir_mounted_noexec_stays_noexec(bool bindViews)
+    {
+        // The binds remounted each temp dir's view read-only without MS_NOEXEC, which lifts it: a host whose /dev/shm or
+        // /tmp is mounted noexec (a container runtime's /dev/shm is) showed it executable to policies.
+        if (!ProcessSignals.IsRoot) Assert.Skip("workers get mounts of their own only under a root server");
+        var python = new[] { "/usr/bin/python3", "/usr/local/bin/python3" }.FirstOrDefault(File.Exists);
+        if (python is null) Assert.Skip("needs a system python3 the worker user may run");
+        using var disk = SmallDisk.Mount(1 << 20, "/var/tmp");
+        var bundle = ProbeBundle(disk.Path);
+        // The real interpreter, started in a mount namespace of its own where /dev/shm is noexec: the host stays as it is.
+        var wrapper = Path.Combine(disk.Path, "python-with-noexec-shm");
+        File.WriteAllText(wrapper, $$"""
+            #!/bin/sh
+            if [ "$4" = "import sys; print(sys.executable)" ]; then echo "$0"; exit 0; fi
+            exec unshare -m sh -c 'mount -o remount,bind,noexec /dev/shm && exec "$0" "$@"' {{python}} "$@"
             """);
-        var sha = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(root)));
-        await using var pool = PoolFixture.NewPool(workers: 1);
+        if (Run("chmod", "755", wrapper) is { } refused) Assert.Skip(refused);
+        await using var pool = PoolFixture.NewPool(workers: 1, o =>
+        {
+            o.BindHostViews = bindViews;
+            o.PythonExecutable = o.FallbackPythonExecutable = wrapper;
+        });
 
-        var result = await PoolFixture.EvalAsync(pool, "mounted:1.0-test", new BundleDirectory(sha, root, null));
+        var result = await PoolFixture.EvalAsync(pool, "noexec:1.0-test", bundle, Input(options: ["/tmp/.policygrid-host/dev_shm"]));
 
-        pool.Status.PrivateTemp.ShouldBeTrue();
-        result["loaded"]!.GetValue<bool>().ShouldBeTrue();
-        result["write"]!.GetValue<string>().ShouldBe("Read-only file system");
-        File.Exists(Path.Combine(root, "code", "planted.py")).ShouldBeFalse();
+        pool.Status.Interpreter.ShouldBe(wrapper);
+        pool.Status.HostViews.ShouldBe(bindViews ? "bind" : "clone");
+        Options(result, "/tmp/.policygrid-host/dev_shm").ShouldBe(["ro", "nosuid", "nodev", "noexec"], ignoreOrder: true);
+    }
+
+    /// <summary>Where a worker with private temp dirs sees the host's <paramref name="path"/> (policy_host.py's _host_path).</summary>
+    private static string View(string path) =>
+        path.StartsWith("/var/tmp/", StringComparison.Ordinal) ? "/tmp/.policygrid-host/var_tmp" + path["/var/tmp".Length..]
+        : path.StartsWith("/tmp/", StringComparison.Ordinal) ? "/tmp/.policygrid-host/tmp" + path["/tmp".Length..]
+        : throw new ArgumentException($"{path} is in no temp dir a worker covers");
+
+    private static BundleDirectory ProbeBundle(string under)
+    {
+        var root = Path.Combine(under, "bundle");
+        Directory.CreateDirectory(Path.Combine(root, "code"));
+        File.WriteAllText(Path.Combine(root, "code", "function.py"), Probe);
+        return new BundleDirectory(Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(root))), root, null);
+    }
+
+    private static JsonObject Input(string[]? write = null, string[]? read = null, string[]? options = null) => new()
+    {
+        ["write"] = new JsonArray([.. (write ?? []).Select(p => JsonValue.Create(p))]),
+        ["read"] = new JsonArray([.. (read ?? []).Select(p => JsonValue.Create(p))]),
+        ["options"] = new JsonArray([.. (options ?? []).Select(p => JsonValue.Create(p))]),
+    };
+
+    /// <summary>The flags that matter of the mount at <paramref name="view"/> as the probe saw it.</summary>
+    private static string[] Options(JsonObject result, string view) =>
+        [.. result["options"]![view]!.GetValue<string>().Split(',').Where(o => o is "ro" or "rw" or "nosuid" or "nodev" or "noexec")];
+
+    private static string? Run(string command, params string[] args)
+    {
+        var start = new ProcessStartInfo(command) { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var a in args) start.ArgumentList.Add(a);
+        using var process = Process.Start(start)!;
+        var error = process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        return process.ExitCode == 0 ? null : $"{command} {string.Join(' ', args)} failed here: {error.Trim()}";
     }
 }

@@ -118,6 +118,9 @@ internal sealed class PythonWorker : IAsyncDisposable
     /// </summary>
     public string? SharedIpc { get; private set; }
 
+    /// <summary>How the worker sees the host's temp dirs (<see cref="WorkerPoolStatus.HostViews"/>); null when they are its own.</summary>
+    public string? HostViews { get; private set; }
+
     /// <summary>Why the System V IPC objects of the worker's own IPC namespace are not capped (see <see cref="SharedIpc"/>); null when they are.</summary>
     public string? IpcUncapped { get; private set; }
     public PolicyOutputLog Output { get; }
@@ -199,6 +202,7 @@ internal sealed class PythonWorker : IAsyncDisposable
             worker.SharedTemp = ready["shared_tmp"]?.GetValue<string>();
             worker.SharedIpc = ready["shared_ipc"]?.GetValue<string>();
             worker.IpcUncapped = ready["ipc_uncapped"]?.GetValue<string>();
+            worker.HostViews = ready["host_views"]?.GetValue<string>();
             return worker;
         }
         catch (Exception e) when (e is not WorkerStartException)
@@ -240,6 +244,7 @@ internal sealed class PythonWorker : IAsyncDisposable
         {
             w.WriteStartObject("private_tmp");
             w.WriteNumber("size_bytes", o.PrivateTempBytes);
+            if (o.BindHostViews) w.WriteBoolean("bind_views", true);
             w.WriteEndObject();
         }
         w.WriteStartObject("limits");

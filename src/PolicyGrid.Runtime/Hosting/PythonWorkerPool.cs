@@ -19,6 +19,13 @@ public sealed record WorkerPoolStatus(string Interpreter, string PythonVersion, 
     /// go with the worker.
     /// </summary>
     public bool PrivateIpc { get; init; }
+
+    /// <summary>
+    /// How the workers with private temp dirs see the host's, read-only under /tmp/.policygrid-host: "clone" (a copy of
+    /// each directory's mount tree, Linux 5.12 and later), "bind" (a bind of each directory and of each mount inside it,
+    /// where the kernel lacks or refuses the new mount calls); null when the directories are the host's.
+    /// </summary>
+    public string? HostViews { get; init; }
 }
 
 /// <summary>

@@ -60,7 +60,7 @@ internal sealed class WorkerGroup : IAsyncDisposable
         {
             var first = slots.Length > 0 ? slots[0].Current : null;
             return new(launch?.Executable ?? "", first?.PythonVersion ?? "", launch?.DropPrivileges ?? false,
-                slots.Length, first?.Uid ?? -1, Volatile.Read(ref admitted)) { PrivateTemp = first is { SharedTemp: null }, PrivateIpc = first is { SharedIpc: null } };
+                slots.Length, first?.Uid ?? -1, Volatile.Read(ref admitted)) { PrivateTemp = first is { SharedTemp: null }, PrivateIpc = first is { SharedIpc: null }, HostViews = first?.HostViews };
         }
     }
 
@@ -118,7 +118,7 @@ internal sealed class WorkerGroup : IAsyncDisposable
             logger.LogDebug("Python worker pool ready: {Workers} workers on {Python} (Python {Version}), running as {Users}; /tmp, /var/tmp and /dev/shm {Temp}; "
                 + "System V IPC and POSIX message queues {Ipc}",
                 options.Workers, chosen.Executable, first.PythonVersion, DescribeUsers(first, drop),
-                first.SharedTemp is { } shared ? $"are the host's ({shared})" : "private to each worker",
+                first.SharedTemp is { } shared ? $"are the host's ({shared})" : $"private to each worker (the host's seen read-only through {(first.HostViews == "bind" ? "bind mounts" : "a clone of their mount trees")})",
                 first.SharedIpc is { } sharedIpc ? $"are the host's ({sharedIpc})" : "private to each worker");
             if (first.SharedTemp is { } why && options.PrivateTemp && ProcessSignals.IsRoot)
                 logger.LogWarning("Policy workers share /tmp, /var/tmp and /dev/shm and the IPC namespace with the host, so files, shared memory "

@@ -134,6 +134,13 @@ public sealed class WorkerPoolOptions
     /// </summary>
     public long PrivateTempBytes { get; set; } = 128L << 20;
 
+    /// <summary>
+    /// Makes workers with <see cref="PrivateTemp"/> show the host's temp dirs through binds even where the kernel can
+    /// clone their mount trees: the path taken on kernels before 5.12 and under seccomp profiles that refuse open_tree or
+    /// mount_setattr, which tests must be able to run here. Internal: no setting binds it, and a policy cannot reach it.
+    /// </summary>
+    internal bool BindHostViews { get; set; }
+
     /// <summary>RLIMIT_AS: address space per worker. Going over answers 422 policy_memory_limit.</summary>
     public long MemoryLimitBytes { get; set; } = 1L << 30;
 

@@ -261,6 +261,8 @@ _SHARED_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")
 # Where a worker with private temp dirs sees the host's /tmp, /var/tmp, /dev/shm and /run/lock, read-only (see _isolate_tmp).
 _HOST_VIEWS_ROOT = "/tmp/.policygrid-host"
 _host_views = {}
+# How the views were made: "clone" (_clone_read_only) or "bind" (the fallback); None without them. Said in the ready line.
+_host_views_by = None
 
 
 def _unreadable(code_dir):
@@ -346,9 +348,12 @@ def _isolate_tmp(config, uid, gid):
     # later) each is a detached copy of its mount tree made read-only as a whole (_clone_read_only); elsewhere a bind
     # of the directory, and of each mount inside it, each made read-only in turn. A bind of a directory alone does
     # not carry the mounts inside it, and in a user namespace (where they are locked) the kernel refuses it outright.
-    trees = _clone_read_only(libc, covered)
+    # "bind_views" (WorkerPoolOptions.BindHostViews, for tests) takes the binds where the kernel could clone: the path
+    # older kernels and seccomp profiles that refuse the new mount API take, which this kernel would never run.
+    trees = None if spec.get("bind_views") else _clone_read_only(libc, covered)
     held = {} if trees else {d: os.open(d, os.O_PATH | os.O_DIRECTORY) for d in covered}
-    inner = [] if trees else [(point, os.open(point, os.O_PATH | os.O_DIRECTORY)) for point in _outermost(_mounts_under(covered))]
+    # O_PATH alone: a mount inside may be a file bound on a file (a container runtime's volume of one file).
+    inner = [] if trees else [(point, os.open(point, os.O_PATH)) for point in _outermost(_mounts_under(covered))]
     try:
         # One tmpfs, on the first directory; the others are directories of it bound in place (a bind mount keeps the
         # tmpfs's nosuid and nodev): one size cap for all of them, not one cap each of memory a policy can fill.
@@ -376,7 +381,8 @@ def _isolate_tmp(config, uid, gid):
                     raise RuntimeError(f"attaching the view of the host's {directory}: {os.strerror(ctypes.get_errno())}")
             else:
                 mount(f"/proc/self/fd/{held[directory]}", view, None, ms_bind, None, f"binding the host's {directory}")
-                mount(None, view, None, ms_remount | ms_bind | ms_rdonly | ms_nosuid | ms_nodev, None,
+                # noexec kept where the host's mount has it (the bind copied it; a remount without it lifts it).
+                mount(None, view, None, ms_remount | ms_bind | ms_rdonly | ms_nosuid | ms_nodev | _noexec_of(view), None,
                       f"making the view of the host's {directory} read-only")
             _host_views[directory] = view
         for point, fd in inner:
@@ -399,6 +405,8 @@ def _isolate_tmp(config, uid, gid):
     finally:
         for fd in [*held.values(), *(fd for _, fd in inner), *(trees or {}).values()]:
             os.close(fd)
+    global _host_views_by
+    _host_views_by = "clone" if trees else "bind"
     tmp = config.get("tmp_dir")
     if tmp and _host_path(tmp) != tmp:
         # The temp dir moves into this worker's own tmpfs, and the working directory with it (it still is the host's).
@@ -526,10 +534,15 @@ def _outermost(points):
     return kept
 
 
+def _options_of(point):
+    """The per-mount options of the mount at point (the last one mounted there); empty when nothing is mounted there."""
+    options = [opts for p, opts in _mount_table() if p == point]
+    return options[-1] if options else []
+
+
 def _noexec_of(point):
     """MS_NOEXEC when the mount at point (the last one mounted there) has it: a remount would otherwise lift it."""
-    options = [opts for p, opts in _mount_table() if p == point]
-    return 8 if options and "noexec" in options[-1] else 0
+    return 8 if "noexec" in _options_of(point) else 0
 
 
 def _make_dirs(path, mode):
@@ -822,7 +835,7 @@ def main():
         channel.send({"ready": False, "error": problem})
         return 3
     channel.send({"ready": True, "uid": os.getuid(), "pid": os.getpid(), "shared_tmp": shared_tmp, "shared_ipc": shared_ipc,
-                  "ipc_uncapped": _ipc_uncapped,
+                  "ipc_uncapped": _ipc_uncapped, "host_views": _host_views_by,
                   "executable": sys.executable, "version": sys.version.split()[0]})
     host = Host(channel, config, _tag_output(config))
     host_pid = os.getpid()

@@ -14,13 +14,16 @@ internal sealed class SmallDisk : IDisposable
     public string Path { get; }
     private string Filler => System.IO.Path.Combine(Path, "filler");
 
-    /// <summary>Mounts a tmpfs of <paramref name="bytes"/> on a new directory inside <paramref name="under"/> (the temp directory by default).</summary>
-    public static SmallDisk Mount(int bytes, string? under = null)
+    /// <summary>
+    /// Mounts a tmpfs of <paramref name="bytes"/> on a new directory inside <paramref name="under"/> (the temp directory by
+    /// default), with <paramref name="options"/> (such as "noexec") added to its mount options.
+    /// </summary>
+    public static SmallDisk Mount(int bytes, string? under = null, string? options = null)
     {
         if (!OperatingSystem.IsLinux() || Environment.UserName != "root") Assert.Skip("needs root on Linux to mount a small tmpfs");
         var path = System.IO.Path.Combine(under ?? System.IO.Path.GetTempPath(), "pg-small-disk-" + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(path);
-        if (Run("mount", "-t", "tmpfs", "-o", $"size={bytes},mode=0755", "tmpfs", path) is { } refused)
+        if (Run("mount", "-t", "tmpfs", "-o", $"size={bytes},mode=0755{(options is null ? "" : "," + options)}", "tmpfs", path) is { } refused)
         {
             Directory.Delete(path);
             Assert.Skip($"cannot mount a tmpfs here: {refused}");
