@@ -97,6 +97,30 @@ public sealed class MountedBundleCacheTests
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
+    public async Task A_file_system_the_host_mounts_in_its_temp_dirs_after_a_worker_started_is_not_writable_through_the_view(bool bindViews)
+    {
+        // Each view was a slave of the host's mounts: a file system mounted under /var/tmp after the worker started
+        // showed up in the view as the host mounted it, writable, so what a policy wrote there reached the host.
+        // Mounts propagate from shared ones (/ is shared on a systemd host): the cache's own mount is made shared here.
+        if (!ProcessSignals.IsRoot) Assert.Skip("workers get mounts of their own only under a root server");
+        using var disk = SmallDisk.Mount(1 << 20, "/var/tmp");
+        if (Run("mount", "--make-shared", disk.Path) is { } refused) Assert.Skip(refused);
+        var bundle = ProbeBundle(disk.Path);
+        await using var pool = PoolFixture.NewPool(workers: 1, o => o.BindHostViews = bindViews);
+        await PoolFixture.EvalAsync(pool, "late-mount:1.0-test", bundle, Input());
+        pool.Status.HostViews.ShouldBe(bindViews ? "bind" : "clone");
+
+        using var late = SmallDisk.Mount(1 << 20, disk.Path, options: "mode=1777");
+        var planted = Path.Combine(late.Path, "planted");
+        var result = await PoolFixture.EvalAsync(pool, "late-mount:1.0-test", bundle, Input(write: [View(planted)]));
+
+        result["write"]![View(planted)]!.GetValue<string>().ShouldBe("Read-only file system");
+        File.Exists(planted).ShouldBeFalse();
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
     public async Task A_file_bound_on_a_file_in_tmp_shows_read_only_in_the_view_and_the_host_tmp_only_there(bool bindViews)
     {
         // A container runtime's volume of one file (docker run -v /host/file:/tmp/file) is a mount inside /tmp too: the

@@ -321,8 +321,8 @@ def _isolate_tmp(config, uid, gid):
             return (f"the interpreter lives under {prefix}, which would be hidden",) * 2
     import ctypes
 
-    clone_newns, ms_rdonly, ms_nosuid, ms_nodev, ms_remount, ms_bind, ms_rec, ms_slave = \
-        0x00020000, 1, 2, 4, 32, 4096, 0x4000, 1 << 19
+    clone_newns, ms_rdonly, ms_nosuid, ms_nodev, ms_remount, ms_bind, ms_rec, ms_private, ms_slave = \
+        0x00020000, 1, 2, 4, 32, 4096, 0x4000, 1 << 18, 1 << 19
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
     libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
@@ -337,7 +337,8 @@ def _isolate_tmp(config, uid, gid):
         if libc.unshare(clone_newns) != 0:
             err = ctypes.get_errno()
             return (f"unshare(CLONE_NEWNS): {os.strerror(err)}",) * 2
-        # Slave: mounts the host makes later still show here, and nothing mounted here propagates back to the host.
+        # Slave: mounts the host makes later still show here (but in the views of its temp dirs, made private below),
+        # and nothing mounted here propagates back to the host.
         mount(None, "/", None, ms_rec | ms_slave, None, "making / a slave mount")
     except RuntimeError as exc:
         return (str(exc),) * 2
@@ -402,6 +403,20 @@ def _isolate_tmp(config, uid, gid):
             except RuntimeError:
                 if libc.umount2(at.encode(), 2) != 0:  # MNT_DETACH: the whole bound tree
                     raise
+        for directory, view in _host_views.items():
+            # Each view is a slave of the host's mounts as taken (with the whole namespace, see above): a file system the
+            # host mounted inside its temp dirs later showed up in the view as the host mounted it, writable. Private, a
+            # view receives nothing more; one that arrived before it was (during the binds above) is made read-only too.
+            mount(None, view, None, ms_rec | ms_private, None, f"keeping the host's later mounts out of the view of its {directory}")
+            for each in [view, *_mounts_under([view])]:
+                if {"ro", "nosuid", "nodev"} <= set(_options_of(each)):
+                    continue
+                try:
+                    mount(None, each, None, ms_remount | ms_bind | ms_rdonly | ms_nosuid | ms_nodev | _noexec_of(each), None,
+                          f"making the view of the host's {directory} read-only")
+                except RuntimeError:
+                    if each == view or libc.umount2(each.encode(), 2) != 0:
+                        raise
     finally:
         for fd in [*held.values(), *(fd for _, fd in inner), *(trees or {}).values()]:
             os.close(fd)
