@@ -419,13 +419,15 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
         }
     }
 
-    [Fact]
-    public async Task Files_a_policy_writes_to_tmp_dev_shm_and_run_lock_stay_in_its_worker_and_go_with_it()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)] // the views of the host's temp dirs made by binds, as on kernels before 5.12
+    public async Task Files_a_policy_writes_to_tmp_dev_shm_and_run_lock_stay_in_its_worker_and_go_with_it(bool bindViews)
     {
         // Policies wrote to the host's /tmp, /var/tmp and /dev/shm: the files outlived the worker, any other policy
         // could read them, and a policy could fill the disk.
         if (!ProcessSignals.IsRoot) Assert.Skip("workers get mounts of their own only under a root server");
-        await using var pool = PoolFixture.NewPool(workers: 1);
+        await using var pool = PoolFixture.NewPool(workers: 1, o => o.BindHostViews = bindViews);
         var name = "pg-private-" + Guid.NewGuid().ToString("N")[..8];
         // /run/lock too, world-writable on most hosts (this one's included): a policy's file there outlived its worker.
         string[] paths = [$"/tmp/{name}", $"/var/tmp/{name}", $"/dev/shm/{name}", .. Directory.Exists("/run/lock") ? [$"/run/lock/{name}"] : Array.Empty<string>()];
@@ -436,6 +438,7 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
             foreach (var (path, text) in written) text!.GetValue<string>().ShouldBe("secret of " + path);
             paths.Where(File.Exists).ShouldBeEmpty(); // not on the host
             pool.Status.PrivateTemp.ShouldBeTrue();
+            pool.Status.HostViews.ShouldBe(bindViews ? "bind" : "clone");
             var other = new PolicyInvocation("reader", new PolicyLoadSpec("other-policy:1.0-test", Bundle, [], []), PolicyMethods.Eval,
                 new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = JsonValueOf(new { mode = "read", paths }), ["context"] = new JsonObject() },
                 TimeSpan.FromSeconds(5));
@@ -581,12 +584,18 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
         private static extern int mq_unlink(byte[] name);
     }
 
-    [Fact]
-    public async Task The_private_tmp_size_caps_tmp_var_tmp_dev_shm_and_run_lock_together()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)] // the views of the host's temp dirs made by binds, as on kernels before 5.12
+    public async Task The_private_tmp_size_caps_tmp_var_tmp_dev_shm_and_run_lock_together(bool bindViews)
     {
         // Three tmpfs of PrivateTempBytes each let a policy hold three times the cap in memory no limit counts.
         if (!ProcessSignals.IsRoot) Assert.Skip("workers get mounts of their own only under a root server");
-        await using var pool = PoolFixture.NewPool(workers: 1, o => o.PrivateTempBytes = 1 << 20);
+        await using var pool = PoolFixture.NewPool(workers: 1, o =>
+        {
+            o.PrivateTempBytes = 1 << 20;
+            o.BindHostViews = bindViews;
+        });
         string[] paths = ["/tmp/fill", "/var/tmp/fill", "/dev/shm/fill", .. Directory.Exists("/run/lock") ? ["/run/lock/fill"] : Array.Empty<string>()];
         var outcome = (await pool.InvokeAsync(Eval("filler", new { mode = "fill_tmp", paths, bytes = 600 * 1024 }), Ct))!["result"]!["outcome"]!.AsObject();
         outcome["/tmp/fill"]!.GetValue<string>().ShouldBe("written");
