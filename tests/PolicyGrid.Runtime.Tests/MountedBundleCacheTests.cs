@@ -192,6 +192,51 @@ public sealed class MountedBundleCacheTests
         Options(result, "/tmp/.policygrid-host/dev_shm").ShouldBe(["ro", "nosuid", "nodev", "noexec"], ignoreOrder: true);
     }
 
+    [Fact]
+    public async Task Where_seccomp_refuses_open_tree_and_mount_setattr_the_worker_takes_the_binds_by_itself()
+    {
+        // What some container runtimes' seccomp profiles do (EPERM), and what a kernel before 5.12 answers (ENOSYS).
+        if (!ProcessSignals.IsRoot) Assert.Skip("workers get mounts of their own only under a root server");
+        using var disk = SmallDisk.Mount(1 << 20, "/var/tmp");
+        using var inner = SmallDisk.Mount(1 << 20, under: disk.Path, options: "noexec");
+        var bundle = ProbeBundle(disk.Path);
+        var python = MountRefusingPython.Create(disk.Path, refuseBinds: false, out var whyNot);
+        if (whyNot is not null) Assert.Skip(whyNot);
+        await using var pool = PoolFixture.NewPool(workers: 1, o => o.PythonExecutable = o.FallbackPythonExecutable = python);
+
+        var result = await PoolFixture.EvalAsync(pool, "seccomp:1.0-test", bundle, Input(
+            write: [View(Path.Combine(bundle.Root, "code", "planted.py")), View(Path.Combine(inner.Path, "planted"))],
+            options: [View(disk.Path), View(inner.Path)]));
+
+        pool.Status.Interpreter.ShouldBe(python);
+        pool.Status.HostViews.ShouldBe("bind");
+        result["write"]!.AsObject().Select(p => p.Value!.GetValue<string>()).ShouldAllBe(v => v == "Read-only file system");
+        Options(result, View(disk.Path)).ShouldBe(["ro", "nosuid", "nodev"], ignoreOrder: true);
+        Options(result, View(inner.Path)).ShouldBe(["ro", "nosuid", "nodev", "noexec"], ignoreOrder: true);
+    }
+
+    [Fact]
+    public async Task When_the_binds_are_refused_too_the_call_fails_at_once_naming_private_temp_not_the_interpreter()
+    {
+        // Was a 503 "No usable Python interpreter for policy workers: ... RuntimeError: binding ...: Operation not
+        // permitted ... Set PolicyGrid:Runtime:Pool:PythonExecutable to an interpreter the worker user can read", after
+        // trying the fallback interpreter: the operator was sent to fix the wrong setting.
+        if (!ProcessSignals.IsRoot) Assert.Skip("workers get mounts of their own only under a root server");
+        using var disk = SmallDisk.Mount(1 << 20, "/var/tmp");
+        var bundle = ProbeBundle(disk.Path);
+        var python = MountRefusingPython.Create(disk.Path, refuseBinds: true, out var whyNot);
+        if (whyNot is not null) Assert.Skip(whyNot);
+        await using var pool = PoolFixture.NewPool(workers: 1, o => o.PythonExecutable = o.FallbackPythonExecutable = python);
+
+        var error = await Should.ThrowAsync<PolicyGrid.Core.Errors.PolicyGridException>(
+            () => PoolFixture.EvalAsync(pool, "refused:1.0-test", bundle, Input()).WaitAsync(TimeSpan.FromSeconds(60), Ct));
+
+        error.Status.ShouldBe(503);
+        error.Message.ShouldContain("PolicyGrid:Runtime:Pool:PrivateTemp");
+        error.Message.ShouldContain("Operation not permitted");
+        error.Message.ShouldNotContain("interpreter");
+    }
+
     /// <summary>Where a worker with private temp dirs sees the host's <paramref name="path"/> (policy_host.py's _host_path).</summary>
     private static string View(string path) =>
         path.StartsWith("/var/tmp/", StringComparison.Ordinal) ? "/tmp/.policygrid-host/var_tmp" + path["/var/tmp".Length..]

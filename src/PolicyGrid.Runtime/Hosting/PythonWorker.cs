@@ -15,7 +15,11 @@ internal sealed record WorkerLaunch(string Executable, string WorkDirectory, Wor
 }
 
 /// <summary>A worker that could not start (bad interpreter, unreadable stdlib for the worker user, ...).</summary>
-internal sealed class WorkerStartException(string message) : Exception(message);
+internal sealed class WorkerStartException(string message, string? setting = null) : Exception(message)
+{
+    /// <summary>The setting the worker could not be started with (not the interpreter's fault), when it named one.</summary>
+    public string? Setting { get; } = setting;
+}
 
 /// <summary>
 /// One long-lived Python process running policy_host.py. Calls are strictly one at a time (the
@@ -195,7 +199,7 @@ internal sealed class PythonWorker : IAsyncDisposable
             await HostFrames.WriteAsync(worker.toHost, w => WriteConfig(w, launch, tempDir, output.Tag), timeout.Token);
             var ready = await Task.Run(() => HostFrames.Read(worker.fromHost, 1 << 16), CancellationToken.None).WaitAsync(timeout.Token);
             if (ready["ready"]?.GetValue<bool>() != true)
-                throw new WorkerStartException(ready["error"]?.GetValue<string>() ?? "worker did not report ready");
+                throw new WorkerStartException(ready["error"]?.GetValue<string>() ?? "worker did not report ready", ready["setting"]?.GetValue<string>());
             worker.Uid = ready["uid"]?.GetValue<int>() ?? -1;
             worker.exclusiveUid = launch.Uid;
             worker.PythonVersion = ready["version"]?.GetValue<string>() ?? "";

@@ -99,7 +99,7 @@ internal sealed class WorkerGroup : IAsyncDisposable
             {
                 (chosen, first) = await StartFirstWorkerAsync(directory, drop, ct);
             }
-            catch (InvalidOperationException e) when (uidLease is not null)
+            catch (InvalidOperationException e) when (uidLease is not null && e.InnerException is not WorkerStartException { Setting: not null })
             {
                 // E.g. a user namespace that maps only a few thousand uids: one shared user is still better than root.
                 logger.LogWarning("Policy workers cannot run as uids of their own ({Uids}): {Reason}. Every worker runs as {User} instead: "
@@ -163,6 +163,10 @@ internal sealed class WorkerGroup : IAsyncDisposable
                 var launchKnown = LaunchFor(new WorkerLaunch(known, directory, options, drop), 0);
                 return (launchKnown, await PythonWorker.StartAsync(launchKnown, logger, ct));
             }
+            catch (WorkerStartException e) when (e.Setting is not null)
+            {
+                throw new InvalidOperationException(e.Message, e);
+            }
             catch (WorkerStartException)
             {
                 ChosenInterpreters.TryRemove(cacheKey, out _);
@@ -184,6 +188,11 @@ internal sealed class WorkerGroup : IAsyncDisposable
                     logger.LogWarning("Python '{Configured}' cannot run policies here ({Reason}); using the fallback {Fallback}",
                         options.PythonExecutable, failures[0], executable);
                 return (attempt, worker);
+            }
+            catch (WorkerStartException e) when (e.Setting is not null)
+            {
+                // A setting the worker cannot be given (PrivateTemp where the mounts fail): no other interpreter or user helps.
+                throw new InvalidOperationException(e.Message, e);
             }
             catch (WorkerStartException e)
             {

@@ -47,6 +47,14 @@ class LoadFailure(Exception):
     """The bundle cannot produce a policy instance (missing file, class, or __init__ raised)."""
 
 
+class SandboxFailure(Exception):
+    """The worker cannot be given what a setting asks for (it must not run without it): names the setting."""
+
+    def __init__(self, setting, message):
+        super().__init__(message)
+        self.setting = setting
+
+
 class NeedLoad(Exception):
     """The request names an instance this worker does not hold and carries no load spec to create it."""
 
@@ -586,7 +594,14 @@ def _drop_privileges(config):
         os.chmod(tmp, 0o700)
         if uid is not None:
             os.chown(tmp, uid, gid)
-    shared = _isolate_tmp(config, uid or 0, gid or 0)
+    try:
+        shared = _isolate_tmp(config, uid or 0, gid or 0)
+    except (RuntimeError, OSError) as exc:
+        # Past the point where the worker could go on as without the option (something is mounted): it cannot start.
+        # Said as the option's failure, or the server blames the interpreter ("No usable Python interpreter").
+        raise SandboxFailure("PolicyGrid:Runtime:Pool:PrivateTemp",
+                             f"giving the worker a /tmp, /var/tmp and /dev/shm of its own (PolicyGrid:Runtime:Pool:PrivateTemp) "
+                             f"failed: {exc}; with PrivateTemp off, workers use the host's, shared by every policy") from exc
     if uid is None:
         return shared
     os.setgroups([])
@@ -844,6 +859,9 @@ def main():
         _isolate_network(config)
         shared_tmp, shared_ipc = _drop_privileges(config)
         problem = _probe_stdlib(config)
+    except SandboxFailure as exc:
+        channel.send({"ready": False, "error": str(exc), "setting": exc.setting})
+        return 3
     except Exception as exc:  # noqa: BLE001
         problem = f"{type(exc).__name__}: {exc}"
     if problem:
