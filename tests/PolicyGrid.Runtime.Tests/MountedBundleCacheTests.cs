@@ -167,18 +167,11 @@ public sealed class MountedBundleCacheTests
         // The binds remounted each temp dir's view read-only without MS_NOEXEC, which lifts it: a host whose /dev/shm or
         // /tmp is mounted noexec (a container runtime's /dev/shm is) showed it executable to policies.
         if (!ProcessSignals.IsRoot) Assert.Skip("workers get mounts of their own only under a root server");
-        var python = new[] { "/usr/bin/python3", "/usr/local/bin/python3" }.FirstOrDefault(File.Exists);
-        if (python is null) Assert.Skip("needs a system python3 the worker user may run");
         using var disk = SmallDisk.Mount(1 << 20, "/var/tmp");
         var bundle = ProbeBundle(disk.Path);
         // The real interpreter, started in a mount namespace of its own where /dev/shm is noexec: the host stays as it is.
-        var wrapper = Path.Combine(disk.Path, "python-with-noexec-shm");
-        File.WriteAllText(wrapper, $$"""
-            #!/bin/sh
-            if [ "$4" = "import sys; print(sys.executable)" ]; then echo "$0"; exit 0; fi
-            exec unshare -m sh -c 'mount -o remount,bind,noexec /dev/shm && exec "$0" "$@"' {{python}} "$@"
-            """);
-        if (Run("chmod", "755", wrapper) is { } refused) Assert.Skip(refused);
+        var wrapper = WrappedPython.Create(disk.Path, "python-with-noexec-shm",
+            "exec unshare -m sh -c 'mount -o remount,bind,noexec /dev/shm && exec \"$0\" \"$@\"' PYTHON \"$@\"", out var whyNot) ?? throw Skip(whyNot);
         await using var pool = PoolFixture.NewPool(workers: 1, o =>
         {
             o.BindHostViews = bindViews;
@@ -200,8 +193,7 @@ public sealed class MountedBundleCacheTests
         using var disk = SmallDisk.Mount(1 << 20, "/var/tmp");
         using var inner = SmallDisk.Mount(1 << 20, under: disk.Path, options: "noexec");
         var bundle = ProbeBundle(disk.Path);
-        var python = MountRefusingPython.Create(disk.Path, refuseBinds: false, out var whyNot);
-        if (whyNot is not null) Assert.Skip(whyNot);
+        var python = WrappedPython.RefusingMounts(disk.Path, refuseBinds: false, out var whyNot) ?? throw Skip(whyNot);
         await using var pool = PoolFixture.NewPool(workers: 1, o => o.PythonExecutable = o.FallbackPythonExecutable = python);
 
         var result = await PoolFixture.EvalAsync(pool, "seccomp:1.0-test", bundle, Input(
@@ -224,8 +216,7 @@ public sealed class MountedBundleCacheTests
         if (!ProcessSignals.IsRoot) Assert.Skip("workers get mounts of their own only under a root server");
         using var disk = SmallDisk.Mount(1 << 20, "/var/tmp");
         var bundle = ProbeBundle(disk.Path);
-        var python = MountRefusingPython.Create(disk.Path, refuseBinds: true, out var whyNot);
-        if (whyNot is not null) Assert.Skip(whyNot);
+        var python = WrappedPython.RefusingMounts(disk.Path, refuseBinds: true, out var whyNot) ?? throw Skip(whyNot);
         await using var pool = PoolFixture.NewPool(workers: 1, o => o.PythonExecutable = o.FallbackPythonExecutable = python);
 
         var error = await Should.ThrowAsync<PolicyGrid.Core.Errors.PolicyGridException>(
@@ -235,6 +226,42 @@ public sealed class MountedBundleCacheTests
         error.Message.ShouldContain("PolicyGrid:Runtime:Pool:PrivateTemp");
         error.Message.ShouldContain("Operation not permitted");
         error.Message.ShouldNotContain("interpreter");
+    }
+
+    [Fact]
+    public async Task In_a_user_namespace_the_binds_show_a_cache_on_its_own_mount()
+    {
+        // A rootless container: the host's mounts are locked in its user namespace, where the kernel refuses a bind of a
+        // directory without the mounts inside it. The binds did just that, so with a cache (or any mount) under /var/tmp
+        // or /tmp no worker could start there ("binding the host's /var/tmp: Invalid argument") on a kernel before 5.12.
+        if (!ProcessSignals.IsRoot) Assert.Skip("workers get mounts of their own only under a root server");
+        using var disk = SmallDisk.Mount(1 << 20, "/var/tmp");
+        using var inner = SmallDisk.Mount(1 << 20, under: disk.Path, options: "noexec");
+        var bundle = ProbeBundle(disk.Path);
+        // Root of a user namespace of its own (only uid 0 mapped, so the worker stays root there).
+        var python = WrappedPython.Create(disk.Path, "python-in-a-user-namespace", "exec unshare -U -m -r PYTHON \"$@\"", out var whyNot)
+            ?? throw Skip(whyNot);
+        await using var pool = PoolFixture.NewPool(workers: 1, o =>
+        {
+            o.BindHostViews = true;
+            o.PythonExecutable = o.FallbackPythonExecutable = python;
+            o.RunAsUser = "";
+        });
+
+        var result = await PoolFixture.EvalAsync(pool, "userns:1.0-test", bundle, Input(
+            write: [View(Path.Combine(bundle.Root, "code", "planted.py")), View(Path.Combine(inner.Path, "planted"))],
+            options: [View(disk.Path), View(inner.Path)]));
+
+        pool.Status.HostViews.ShouldBe("bind");
+        result["write"]!.AsObject().Select(p => p.Value!.GetValue<string>()).ShouldAllBe(v => v == "Read-only file system");
+        Options(result, View(disk.Path)).ShouldBe(["ro", "nosuid", "nodev"], ignoreOrder: true);
+        Options(result, View(inner.Path)).ShouldBe(["ro", "nosuid", "nodev", "noexec"], ignoreOrder: true);
+    }
+
+    private static Exception Skip(string? why)
+    {
+        Assert.Skip(why ?? "cannot run here");
+        return new InvalidOperationException();
     }
 
     /// <summary>Where a worker with private temp dirs sees the host's <paramref name="path"/> (policy_host.py's _host_path).</summary>

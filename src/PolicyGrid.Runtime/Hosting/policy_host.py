@@ -354,16 +354,19 @@ def _isolate_tmp(config, uid, gid):
     shared_ipc = _isolate_ipc(libc, mount, size)
     # The host's directories, taken before they are covered, with the file systems mounted inside them (a bundle cache on
     # a volume of its own under /var/tmp): shown read-only under _HOST_VIEWS_ROOT after. Where the kernel can (5.12 and
-    # later) each is a detached copy of its mount tree made read-only as a whole (_clone_read_only); elsewhere a bind
-    # of the directory, and of each mount inside it, each made read-only in turn. A bind of a directory alone does
-    # not carry the mounts inside it, and in a user namespace (where they are locked) the kernel refuses it outright.
+    # later) each is a detached copy of its mount tree made read-only as a whole (_clone_read_only); elsewhere each
+    # directory is first bound on itself with the mounts inside it (MS_REC), and that tree, bound again under
+    # _HOST_VIEWS_ROOT once covered, is made read-only mount by mount. Recursive, as a bind of the directory alone does
+    # not carry the mounts inside it, and in a user namespace (a rootless container, where they are locked) the kernel
+    # refuses it outright when there are any.
     # "bind_views" (WorkerPoolOptions.BindHostViews, for tests) takes the binds where the kernel could clone: the path
     # older kernels and seccomp profiles that refuse the new mount API take, which this kernel would never run.
     trees = None if spec.get("bind_views") else _clone_read_only(libc, covered)
-    held = {} if trees else {d: os.open(d, os.O_PATH | os.O_DIRECTORY) for d in covered}
-    # O_PATH alone: a mount inside may be a file bound on a file (a container runtime's volume of one file).
-    inner = [] if trees else [(point, os.open(point, os.O_PATH)) for point in _outermost(_mounts_under(covered))]
+    held = {}
     try:
+        for directory in [] if trees else covered:
+            mount(directory, directory, None, ms_bind | ms_rec, None, f"binding the host's {directory} on itself")
+            held[directory] = os.open(directory, os.O_PATH | os.O_DIRECTORY)
         # One tmpfs, on the first directory; the others are directories of it bound in place (a bind mount keeps the
         # tmpfs's nosuid and nodev): one size cap for all of them, not one cap each of memory a policy can fill.
         first = None
@@ -389,32 +392,19 @@ def _isolate_tmp(config, uid, gid):
                                 ctypes.c_long(_MOVE_MOUNT_F_EMPTY_PATH)) != 0:
                     raise RuntimeError(f"attaching the view of the host's {directory}: {os.strerror(ctypes.get_errno())}")
             else:
-                mount(f"/proc/self/fd/{held[directory]}", view, None, ms_bind, None, f"binding the host's {directory}")
-                # noexec kept where the host's mount has it (the bind copied it; a remount without it lifts it).
-                mount(None, view, None, ms_remount | ms_bind | ms_rdonly | ms_nosuid | ms_nodev | _noexec_of(view), None,
-                      f"making the view of the host's {directory} read-only")
+                # The tree bound on the directory, with what covers it now (this worker's tmpfs, or its part of it) on
+                # top: that copy of the cover is taken off the view again (MNT_DETACH), which shows the host's below.
+                mount(f"/proc/self/fd/{held[directory]}", view, None, ms_bind | ms_rec, None, f"binding the host's {directory}")
+                if libc.umount2(view.encode(), 2) != 0:
+                    raise RuntimeError(f"uncovering the view of the host's {directory}: {os.strerror(ctypes.get_errno())}")
             _host_views[directory] = view
-        for point, fd in inner:
-            # Bound with what is mounted inside it in turn (MS_REC: taken from before the tmpfs covered anything, so
-            # that is the host's), then every one of those mounts read-only: a remount changes one mount only. One that
-            # cannot be made read-only is taken away again (the view shows its empty mount point, as before); one that
-            # cannot be taken away either stops the worker: a view must never be writable.
-            at = _host_path(point)
-            try:
-                mount(f"/proc/self/fd/{fd}", at, None, ms_bind | ms_rec, None, f"binding the host's {point}")
-            except RuntimeError:
-                continue
-            try:
-                for each in [at, *_mounts_under([at])]:
-                    mount(None, each, None, ms_remount | ms_bind | ms_rdonly | ms_nosuid | ms_nodev | _noexec_of(each), None,
-                          f"making the view of the host's {point} read-only")
-            except RuntimeError:
-                if libc.umount2(at.encode(), 2) != 0:  # MNT_DETACH: the whole bound tree
-                    raise
         for directory, view in _host_views.items():
             # Each view is a slave of the host's mounts as taken (with the whole namespace, see above): a file system the
             # host mounted inside its temp dirs later showed up in the view as the host mounted it, writable. Private, a
-            # view receives nothing more; one that arrived before it was (during the binds above) is made read-only too.
+            # view receives nothing more. Then every mount of it is made read-only, nosuid and nodev (noexec kept where
+            # set: a remount without it lifts it), one by one, as a remount changes one mount only. One inside the view
+            # that cannot be is taken away (its empty mount point shows); one that cannot be taken away either, or the
+            # view itself, stops the worker: a view must never be writable.
             mount(None, view, None, ms_rec | ms_private, None, f"keeping the host's later mounts out of the view of its {directory}")
             for each in [view, *_mounts_under([view])]:
                 if {"ro", "nosuid", "nodev"} <= set(_options_of(each)):
@@ -426,7 +416,7 @@ def _isolate_tmp(config, uid, gid):
                     if each == view or libc.umount2(each.encode(), 2) != 0:
                         raise
     finally:
-        for fd in [*held.values(), *(fd for _, fd in inner), *(trees or {}).values()]:
+        for fd in [*held.values(), *(trees or {}).values()]:
             os.close(fd)
     global _host_views_by
     _host_views_by = "clone" if trees else "bind"
@@ -546,15 +536,6 @@ def _mounts_under(directories):
     """The mount points strictly inside any of directories, sorted (a mount point before those inside it)."""
     prefixes = tuple(d.rstrip("/") + "/" for d in directories)
     return sorted({point for point, _ in _mount_table() if point.startswith(prefixes)})
-
-
-def _outermost(points):
-    """Those of the sorted points that no other one contains: binding them with MS_REC carries the rest."""
-    kept = []
-    for point in points:
-        if not any(point.startswith(k + "/") for k in kept):
-            kept.append(point)
-    return kept
 
 
 def _options_of(point):

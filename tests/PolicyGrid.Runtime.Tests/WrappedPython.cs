@@ -1,11 +1,12 @@
 namespace PolicyGrid.Runtime.Tests;
 
 /// <summary>
-/// A Python for workers that runs the real one under a seccomp filter refusing, with EPERM, the new mount API (open_tree,
-/// mount_setattr), as some container runtimes' profiles do; with <c>refuseBinds</c>, every bind mount (mount(2) with
-/// MS_BIND and not MS_REMOUNT) too. x86_64 only. The server and the host are left as they are.
+/// Pythons for workers that start the real one in surroundings a test needs (a seccomp filter, a namespace of its own),
+/// leaving the server and the host as they are. A seccomp filter refuses, with EPERM, the new mount API (open_tree,
+/// mount_setattr), as some container runtimes' profiles do, and optionally every bind mount (mount(2) with MS_BIND and
+/// not MS_REMOUNT) too; x86_64 only.
 /// </summary>
-internal static class MountRefusingPython
+internal static class WrappedPython
 {
     // Installs the filter (no_new_privs first, so it needs no privilege) and execs the program with its arguments.
     private const string Launcher = """
@@ -33,22 +34,41 @@ internal static class MountRefusingPython
         os.execv(program, [program] + sys.argv[3:])
         """;
 
-    /// <summary>Writes the wrapper into <paramref name="directory"/> and answers its path; null (with why) where it cannot work.</summary>
-    public static string Create(string directory, bool refuseBinds, out string? whyNot)
+    /// <summary>
+    /// A Python for workers that runs the real one under a seccomp filter refusing the new mount API (and, with
+    /// <paramref name="refuseBinds"/>, bind mounts); null (with why) where it cannot work.
+    /// </summary>
+    public static string? RefusingMounts(string directory, bool refuseBinds, out string? whyNot)
+    {
+        var launcher = Path.Combine(directory, "refuse_mounts.py");
+        File.WriteAllText(launcher, Launcher);
+        var python = Create(directory, refuseBinds ? "python-refusing-binds" : "python-refusing-open-tree",
+            $"exec PYTHON -I -S {launcher} {(refuseBinds ? "binds" : "newapi")} PYTHON \"$@\"", out whyNot);
+        if (python is not null && System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture != System.Runtime.InteropServices.Architecture.X64)
+            whyNot = "the seccomp filter is written for x86_64";
+        return whyNot is null ? python : null;
+    }
+
+    /// <summary>
+    /// A Python for workers that runs <paramref name="command"/> (a shell command line in which PYTHON is the real
+    /// interpreter and "$@" its arguments) instead: written into <paramref name="directory"/> as <paramref name="name"/>.
+    /// Null (with why) where there is no system python3 the worker user may run.
+    /// </summary>
+    public static string? Create(string directory, string name, string command, out string? whyNot)
     {
         whyNot = null;
         var python = new[] { "/usr/bin/python3", "/usr/local/bin/python3" }.FirstOrDefault(File.Exists);
-        if (python is null) whyNot = "needs a system python3 the worker user may run";
-        else if (System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture != System.Runtime.InteropServices.Architecture.X64)
-            whyNot = "the seccomp filter is written for x86_64";
-        var launcher = Path.Combine(directory, "refuse_mounts.py");
-        File.WriteAllText(launcher, Launcher);
-        var wrapper = Path.Combine(directory, refuseBinds ? "python-refusing-binds" : "python-refusing-open-tree");
+        if (python is null)
+        {
+            whyNot = "needs a system python3 the worker user may run";
+            return null;
+        }
+        var wrapper = Path.Combine(directory, name);
         // The pool asks a script for its real interpreter first: this one names itself, so workers start through it.
         File.WriteAllText(wrapper, $"""
             #!/bin/sh
             if [ "$4" = "import sys; print(sys.executable)" ]; then echo "$0"; exit 0; fi
-            exec {python} -I -S {launcher} {(refuseBinds ? "binds" : "newapi")} {python} "$@"
+            {command.Replace("PYTHON", python, StringComparison.Ordinal)}
             """);
         using (var chmod = System.Diagnostics.Process.Start("chmod", ["755", wrapper])) chmod.WaitForExit();
         return wrapper;
