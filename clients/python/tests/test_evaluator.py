@@ -3,7 +3,10 @@ import contextlib
 import datetime
 import hashlib
 import math
+import os
+import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -277,6 +280,74 @@ class EvaluatorTests(unittest.TestCase):
             for _ in range(3):
                 self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
             self.assertLess(time.monotonic() - started, 1.0)
+
+    # ------------------------------------------------------------------ fork (gunicorn/uwsgi prefork, multiprocessing)
+    def in_a_forked_child(self, call) -> int:
+        """Forks; the child runs call() (an exit code) and exits with it. A child that hangs is ended by SIGALRM after
+        10 s, so a deadlock fails the test instead of hanging the run. Answers the child's exit code (-14: it hung)."""
+        pid = os.fork()
+        if pid == 0:
+            code = 99
+            try:
+                signal.alarm(10)
+                code = call()
+            except BaseException as e:  # noqa: BLE001 - reported through the exit code
+                print(f"child raised {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status)
+
+    @unittest.skipUnless(hasattr(os, "fork"), "needs os.fork")
+    def test_a_child_forked_while_another_thread_is_in_a_call_can_call_the_evaluator(self):
+        # The child inherited the call lock held by a thread it does not have: every call in it hung for ever.
+        gated = support.IP_ALLOWLIST + (
+            "\nimport threading\nENTERED, GATE = threading.Event(), threading.Event()\n"
+            "_eval = AIOSv1PolicyRule.eval\n"
+            "def _gated(self, parameters, input_data, context):\n"
+            "    result = _eval(self, parameters, input_data, context)\n"
+            "    if input_data.get('ip') == '10.9.9.9':\n"
+            "        ENTERED.set()\n"
+            "        GATE.wait()\n"
+            "    return result\n"
+            "AIOSv1PolicyRule.eval = _gated\n")
+        self.registry.stop()
+        self.registry = support.LoopbackRegistry(DOC, support.zip_bytes({"code/function.py": gated.encode()}))
+        ev = self.evaluator()
+        module = sys.modules[f"_policygrid_bundle_{self.registry.sha[:20]}"]
+        caller = threading.Thread(target=ev.execute_policy_rule, args=({"ip": "10.9.9.9"},))
+        caller.start()
+        try:
+            self.assertTrue(module.ENTERED.wait(5))
+
+            def child():
+                result = ev.execute_policy_rule({"ip": "10.0.0.1"})
+                # The parent's call had not finished: what it did to the context is not the child's.
+                return 0 if result["allowed"] and ev.context == {"calls": 1} else 2
+
+            self.assertEqual(0, self.in_a_forked_child(child))
+        finally:
+            module.GATE.set()
+            caller.join()
+        self.assertEqual({"calls": 1}, ev.context)  # the parent's call finished there as before
+
+    @unittest.skipUnless(hasattr(os, "fork"), "needs os.fork")
+    def test_a_child_forked_while_another_thread_rereads_still_rereads(self):
+        # The child inherited the re-read lock held by a thread it does not have: it never re-read again, so it served
+        # the revision it was forked with for ever, also after the policy was retired.
+        ev = self.evaluator(revalidate_seconds=3600)
+        with self.rereading_from_a_hung_registry(ev, timeout=3):
+            self.registry.update(status="retired")
+
+            def child():
+                ev.client.server = self.registry.url
+                try:
+                    ev.execute_policy_rule({"ip": "10.0.0.1"})
+                except PolicyGridApiError as e:
+                    return 0 if e.code == "retired" else 3
+                return 2
+
+            self.assertEqual(0, self.in_a_forked_child(child))
 
     def test_local_mode_with_nothing_held_fails_closed(self):
         self.registry.stop()

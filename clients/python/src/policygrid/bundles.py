@@ -81,6 +81,10 @@ class BundleCache:
         self.limits = limits or UnpackLimits()
         self._lock = threading.Lock()
 
+    def after_fork(self) -> None:
+        """In a forked child: a download another thread made at the fork holds this lock, by nobody, for good."""
+        self._lock = threading.Lock()
+
     def get(self, code: str, code_sha256: str | None = None) -> BundleDirectory:
         """The bundle `code` names. `code_sha256` is the document's recorded hash (None or "" when it has
         none): the registry recorded the bytes it loaded, and any other bytes at an unpinned URL are refused."""

@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from typing import Any
 
 from . import templates
@@ -38,6 +39,14 @@ from .json_values import answer_problem, as_json, described, ensure_json
 log = logging.getLogger("policygrid")
 
 MODES = ("local", "remote")
+
+# Every evaluator alive in this process, so a forked child can put their locks right (see _after_fork).
+_EVALUATORS: "weakref.WeakSet[LocalPolicyEvaluator]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for evaluator in list(_EVALUATORS):
+        evaluator._after_fork()
 
 
 class _Held:
@@ -96,6 +105,7 @@ class LocalPolicyEvaluator:
         self._last_reread_error: str | None = None
         self._warned_deprecated: str | None = None
         self._remote_deprecated = False  # remote mode: whether the executor's last answer said the policy is deprecated
+        _EVALUATORS.add(self)
         if mode == "local":
             self._revalidate(first=True)
 
@@ -197,6 +207,25 @@ class LocalPolicyEvaluator:
         """Puts back the context as the last call that succeeded left it: as on the server, a call that raises or answers
         what has no JSON form saves nothing of what it changed. Kept as JSON text, the form the server keeps it in."""
         self.context = json.loads(self._context_json) if context or self._context_json != "{}" else {}
+
+    def _after_fork(self) -> None:
+        """In a child just forked (gunicorn/uwsgi prefork, multiprocessing): only the forking thread lives on, but the
+        locks other threads held at the fork are still held, by nobody. A call under way then left every call of the child
+        hanging on the call lock; a re-read under way left it never re-reading (serving the revision it was forked with
+        for ever, retired or not); a bundle download under way hung its next load. The child gets fresh locks, the
+        context the last call that succeeded left (a call under way did not finish here), and a re-read on its first
+        call when one was under way."""
+        call_under_way = not self._lock.acquire(blocking=False)
+        if not call_under_way:
+            self._lock.release()
+        reread_under_way = self._reread_lock.locked()
+        self._lock = threading.RLock()
+        self._reread_lock = threading.Lock()
+        self._bundles.after_fork()
+        if call_under_way:
+            self._restore_context(self.context)
+        if reread_under_way:
+            self._next_check = 0.0
 
     def refresh(self) -> None:
         """Re-reads the policy's revision now instead of waiting for the next interval."""
@@ -317,6 +346,10 @@ class LocalPolicyEvaluator:
         return _Held(document=document, revision=revision, status=status, instance=instance, settings=settings,
                      parameters=parameters, input_schema=document.get("policy_input_schema") or {},
                      fingerprint=fingerprint, bundle=bundle)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # ---------------------------------------------------------------------- loading policy code
