@@ -183,6 +183,60 @@ public sealed class EvaluatorTests : LoopbackRegistryTests
     }
 
     [Fact]
+    public async Task A_cancelled_call_does_not_run_the_policy_in_process()
+    {
+        // As in WorkerProcess and remote mode: in-process mode ran the policy (and counted the call in its context) for a
+        // request whose token had already fired, e.g. one the HTTP client had given up on.
+        var ev = await Evaluator();
+        ev.ExecutePolicyRule(Ip("10.0.0.1"));
+        using var cancelled = new CancellationTokenSource();
+        await cancelled.CancelAsync();
+        await Should.ThrowAsync<OperationCanceledException>(() => ev.ExecutePolicyRuleAsync(Ip("10.0.0.1"), ct: cancelled.Token));
+        await Should.ThrowAsync<OperationCanceledException>(() => ev.ExecuteManagementCommandAsync("update_local_allowlist",
+            new JsonObject { ["ips"] = new JsonArray("10.5.5.5") }, cancelled.Token));
+        var next = ev.ExecutePolicyRule(Ip("10.0.0.1"));
+        next["calls"]!.GetValue<int>().ShouldBe(2);
+        next["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task A_call_waiting_behind_a_running_one_in_process_ends_when_its_token_fires()
+    {
+        // Calls on one in-process evaluator run one at a time. One waiting behind a long call ignored its token: it waited
+        // the long call out and then ran the policy anyway.
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        _registry.ReplaceBundle(TestBundles.Zip(("code/function.py", """
+            import socket
+            class AIOSv1PolicyRule:
+                def __init__(self, r, s, p): pass
+                def eval(self, p, input_data, context):
+                    context["calls"] = context.get("calls", 0) + 1
+                    if "port" in input_data:  # held until the test sends a byte
+                        with socket.create_connection(("127.0.0.1", input_data["port"])) as s:
+                            s.recv(1)
+                    return {"calls": context["calls"]}
+            """)));
+        var ev = await Evaluator();
+        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        var running = Task.Run(() => ev.ExecutePolicyRule(new JsonObject { ["ip"] = "10.0.0.1", ["port"] = port }), TestContext.Current.CancellationToken);
+        using var held = await listener.AcceptSocketAsync(TestContext.Current.CancellationToken); // the first call is inside eval now
+        try
+        {
+            using var cts = new CancellationTokenSource();
+            var waiting = Task.Run(() => ev.ExecutePolicyRuleAsync(Ip("10.0.0.1"), ct: cts.Token), TestContext.Current.CancellationToken);
+            await cts.CancelAsync();
+            await Should.ThrowAsync<OperationCanceledException>(() => waiting.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken));
+        }
+        finally
+        {
+            held.Send([1]);
+        }
+        (await running)["calls"]!.GetValue<int>().ShouldBe(1);
+        ev.ExecutePolicyRule(Ip("10.0.0.1"))["calls"]!.GetValue<int>().ShouldBe(2); // the cancelled call never ran
+    }
+
+    [Fact]
     public async Task New_code_is_fetched_and_loaded_on_update()
     {
         var ev = await Evaluator();

@@ -27,6 +27,7 @@ internal interface IPolicyInstance
 /// The policy inside this process (embedded CPython). Fastest; no deadline or memory cap can be
 /// enforced here, and a policy that crashes the interpreter takes the caller's process with it.
 /// </summary>
+#pragma warning disable CA1001 // the semaphore holds no wait handle (nothing waits on AvailableWaitHandle) and is shared with the next revision's instance
 internal sealed class InProcessPolicy : IPolicyInstance
 {
     private readonly PyObject _eval;
@@ -37,13 +38,15 @@ internal sealed class InProcessPolicy : IPolicyInstance
     // and another thread's call would then read and write the same context.
     // An instance loaded for a newer revision takes over its predecessor's lock too: a call that captured the
     // old instance just before the swap may still be running on the same context.
-    private readonly Lock _calls;
+    // A semaphore rather than a Lock so that a call waiting behind a long one ends when its token fires, as in
+    // WorkerProcess mode; it used to wait the long call out and then run the policy anyway.
+    private readonly SemaphoreSlim _calls;
     private readonly PyObject _context;
 
     private readonly PyObject _rollback;
     private readonly string _ruleId;
 
-    private InProcessPolicy(PyObject instance, Lock calls, string ruleId)
+    private InProcessPolicy(PyObject instance, SemaphoreSlim calls, string ruleId)
     {
         _ruleId = ruleId;
         _rollback = instance.GetAttr("rollback");
@@ -74,7 +77,7 @@ internal sealed class InProcessPolicy : IPolicyInstance
                 using var instance = predecessor is null
                     ? load.Invoke(name, functionPy, codeDir, rule, settingsJson, parametersJson)
                     : load.Invoke(name, functionPy, codeDir, rule, settingsJson, parametersJson, predecessor._context);
-                return new InProcessPolicy(instance, predecessor?._calls ?? new Lock(), ruleId);
+                return new InProcessPolicy(instance, predecessor?._calls ?? new SemaphoreSlim(1, 1), ruleId);
             }
             catch (PythonException e)
             {
@@ -83,10 +86,14 @@ internal sealed class InProcessPolicy : IPolicyInstance
         }
     }
 
-    public JsonObject Eval(JsonNode? input, JsonObject? parameters)
+    public JsonObject Eval(JsonNode? input, JsonObject? parameters) => Eval(input, parameters, CancellationToken.None);
+
+    private JsonObject Eval(JsonNode? input, JsonObject? parameters, CancellationToken ct)
     {
         var inputJson = input?.ToJsonString() ?? "null";
-        lock (_calls)
+        // A call whose token has fired, before or while it waits for the one running, does not run the policy.
+        _calls.Wait(ct);
+        try
         {
             string resultJson;
             using (Py.GIL())
@@ -118,28 +125,40 @@ internal sealed class InProcessPolicy : IPolicyInstance
             using (Py.GIL()) _rollback.Invoke().Dispose();
             throw new PolicyGridApiException(422, "policy_error", problem ?? $"eval of {_ruleId} returned {JsonText.Described(answer)}, not a dict");
         }
+        finally
+        {
+            _calls.Release();
+        }
     }
 
+    // Once the policy runs it cannot be stopped (it is this process's own thread): the token counts until then.
     public ValueTask<JsonObject> EvalAsync(JsonNode? input, JsonObject? parameters, CancellationToken ct) =>
-        ValueTask.FromResult(Eval(input, parameters));
+        ValueTask.FromResult(Eval(input, parameters, ct));
 
     public ValueTask<JsonNode?> ManagementAsync(string action, JsonNode? data, CancellationToken ct)
     {
         string resultJson;
-        lock (_calls)
-        using (Py.GIL())
+        _calls.Wait(ct);
+        try
         {
-            try
+            using (Py.GIL())
             {
-                using var a = new PyString(action);
-                using var d = new PyString(data?.ToJsonString() ?? "{}");
-                using var result = _management.Invoke(a, d);
-                resultJson = result.ToString()!; // str() of a str is itself: cheaper than the converter
+                try
+                {
+                    using var a = new PyString(action);
+                    using var d = new PyString(data?.ToJsonString() ?? "{}");
+                    using var result = _management.Invoke(a, d);
+                    resultJson = result.ToString()!; // str() of a str is itself: cheaper than the converter
+                }
+                catch (PythonException e)
+                {
+                    throw EmbeddedPython.PolicyError(e, "");
+                }
             }
-            catch (PythonException e)
-            {
-                throw EmbeddedPython.PolicyError(e, "");
-            }
+        }
+        finally
+        {
+            _calls.Release();
         }
         var (answer, problem) = PolicyAnswer.Read(resultJson);
         return ValueTask.FromResult<JsonNode?>(problem is null ? PolicyAnswer.ManagementResult(answer, _ruleId) : throw new PolicyGridApiException(422, "policy_error", problem));
@@ -149,6 +168,7 @@ internal sealed class InProcessPolicy : IPolicyInstance
     // just before an update swapped it out may still be using them.
     public ValueTask ReleaseAsync() => ValueTask.CompletedTask;
 }
+#pragma warning restore CA1001
 
 /// <summary>
 /// The policy in a separate worker process from the runtime's pool: a crash boundary, with the
