@@ -122,6 +122,34 @@ public sealed class FailClosedTests : LoopbackRegistryTests
     }
 
     [Fact]
+    public async Task A_call_waiting_for_the_reread_after_a_quiet_spell_ends_when_its_token_fires()
+    {
+        // After a quiet spell a call waits for the re-read (so a retirement made meanwhile is not answered around). On a
+        // hung registry that wait ignored the call's token: a cancelled request was held until the client's timeout.
+        var ct = TestContext.Current.CancellationToken;
+        var ev = await Evaluator(TimeSpan.FromMilliseconds(50));
+        await Task.Delay(200, ct); // idle for four intervals
+        var hold = new TaskCompletionSource();
+        _registry.HoldPolicyReads = hold;
+        try
+        {
+            using var cts = new CancellationTokenSource();
+            // In-process, the call runs on the caller's thread up to the policy: that thread waits, the test's goes on.
+            var call = Task.Run(() => ev.ExecutePolicyRuleAsync(Ip("10.0.0.1"), ct: cts.Token), ct);
+            await _registry.ReadHeld.Task.WaitAsync(TimeSpan.FromSeconds(5), ct);
+            await cts.CancelAsync();
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            await Should.ThrowAsync<OperationCanceledException>(() => call);
+            watch.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(1)); // not the client's 2 s timeout
+        }
+        finally
+        {
+            _registry.HoldPolicyReads = null;
+            hold.TrySetResult();
+        }
+    }
+
+    [Fact]
     public async Task Max_staleness_counts_only_while_rereads_fail()
     {
         var ev = await Evaluator(TimeSpan.FromHours(1), maxStaleness: TimeSpan.FromMilliseconds(100));

@@ -156,7 +156,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
             var answer = Remote(await _client.ExecutePolicyResponseAsync(_options.ExecutorId, request, ct));
             return answer as JsonObject ?? throw new PolicyGridApiException(502, "backend_error", $"execute_policy answered {JsonText.Kind(answer)}, expected the policy's dict");
         }
-        var (held, effective) = Prepare(inputData, parameters);
+        var (held, effective) = Prepare(inputData, parameters, ct);
         return await held.Instance!.EvalAsync(inputData, effective, ct);
     }
 
@@ -175,7 +175,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
             var request = new ManagementRequest(_options.PolicyRuleUri, action, data) { Parameters = _parameterOverrides, Settings = _settingOverrides };
             return Remote(await _client.ManagementResponseAsync(_options.ExecutorId, request, ct));
         }
-        var held = Current();
+        var held = Current(ct);
         try
         {
             // As executors check it, so local and remote agree: an unlisted action or data breaking its schema is a 400.
@@ -193,9 +193,9 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
     public Task RefreshAsync(CancellationToken ct = default) =>
         _options.Mode == EvaluationMode.Local ? RevalidateAsync(ct) : Task.CompletedTask;
 
-    private (Held Held, JsonObject? Parameters) Prepare(JsonNode? input, JsonObject? parameters)
+    private (Held Held, JsonObject? Parameters) Prepare(JsonNode? input, JsonObject? parameters, CancellationToken ct = default)
     {
-        var held = Current();
+        var held = Current(ct);
         JsonObject? effective = null;
         if (parameters is { Count: > 0 })
         {
@@ -207,7 +207,8 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
         return (held, effective);
     }
 
-    private Held Current()
+    /// <param name="ct">Ends the wait for a re-read after a quiet spell (the re-read itself goes on for later calls).</param>
+    private Held Current(CancellationToken ct = default)
     {
         var now = Environment.TickCount64;
         var next = Volatile.Read(ref _nextCheck);
@@ -218,7 +219,9 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
             // (no re-read started for over two intervals) the held revision may be long superseded or retired:
             // that call waits for the re-read instead of answering from it. A re-read already in flight is no quiet
             // spell but a slow registry: waiting for it made every call stall up to the client's timeout.
-            if (!alreadyRunning && now - next >= (long)_options.RevalidateInterval.TotalMilliseconds) revalidation.GetAwaiter().GetResult();
+            // The caller's token ends that wait: it used to hold a cancelled call until the re-read ended (up to the client's
+            // timeout on a hung registry). The re-read never throws, so Wait throws only for the token.
+            if (!alreadyRunning && now - next >= (long)_options.RevalidateInterval.TotalMilliseconds) revalidation.Wait(ct);
         }
         var held = _held ?? throw new PolicyGridApiException(503, "backend_unavailable", $"policy {_options.PolicyRuleUri} is not loaded");
         if (held.Gone is { } gone) throw gone;
