@@ -349,6 +349,15 @@ class EvaluatorTests(unittest.TestCase):
 
             self.assertEqual(0, self.in_a_forked_child(child))
 
+    def test_pickling_an_evaluator_says_to_make_one_in_each_process(self):
+        # multiprocessing's spawn and forkserver pickle what they hand a child: that failed naming '_thread.lock'.
+        import pickle
+        for ev in (self.evaluator(), self.evaluator(mode="remote")):
+            with self.assertRaises(TypeError) as caught:
+                pickle.dumps(ev)
+            self.assertIn("LocalPolicyEvaluator (ip_allowlist:1.0-beta) cannot be pickled", str(caught.exception))
+            self.assertIn("make one in each process", str(caught.exception))
+
     def test_local_mode_with_nothing_held_fails_closed(self):
         self.registry.stop()
         with self.assertRaises(ServerUnreachableError):

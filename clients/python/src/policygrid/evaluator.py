@@ -208,6 +208,12 @@ class LocalPolicyEvaluator:
         what has no JSON form saves nothing of what it changed. Kept as JSON text, the form the server keeps it in."""
         self.context = json.loads(self._context_json) if context or self._context_json != "{}" else {}
 
+    def __getstate__(self):
+        # multiprocessing with spawn/forkserver (and anything else that pickles) failed with "cannot pickle
+        # '_thread.lock' object", which does not say what to do instead.
+        raise TypeError(f"a LocalPolicyEvaluator ({self.policy_rule_uri}) cannot be pickled or sent to another process: make one in "
+                        "each process (e.g. when a module the process imports is loaded), or fork after making it")
+
     def _after_fork(self) -> None:
         """In a child just forked (gunicorn/uwsgi prefork, multiprocessing): only the forking thread lives on, but the
         locks other threads held at the fork are still held, by nobody. A call under way then left every call of the child
