@@ -138,6 +138,34 @@ class EvaluatorTests(unittest.TestCase):
         self.registry.update(code=f"bundle://sha256/{self.registry.sha}")
         self.assertEqual(ev.execute_policy_rule({"ip": "1.1.1.1"})["reason"], "v2")
 
+    def test_new_code_brings_its_own_sibling_modules_and_another_policys_are_its_own(self):
+        # sys.modules holds one `helpers` per interpreter: an update whose helpers.py changed went on running the old one,
+        # and a second policy with a helpers.py of its own ran the first policy's.
+        def bundle(value, tag):
+            return support.zip_bytes({
+                "code/function.py": b"import helpers\nclass AIOSv1PolicyRule:\n    def __init__(self, r, s, p): pass\n"
+                                    b"    def eval(self, p, i, c): return {'allowed': True, 'reason': helpers.REASON}\n" + tag,
+                "code/helpers.py": f"REASON = {value!r}\n".encode()})
+
+        first = bundle("v1", b"# 1")
+        self.registry.bundle, self.registry.sha = first, hashlib.sha256(first).hexdigest()
+        self.registry.update(code=f"bundle://sha256/{self.registry.sha}")
+        ev = self.evaluator()
+        self.assertEqual("v1", ev.execute_policy_rule({"ip": "1.1.1.1"})["reason"])
+        second = bundle("v2", b"# 2")
+        self.registry.bundle, self.registry.sha = second, hashlib.sha256(second).hexdigest()
+        self.registry.update(code=f"bundle://sha256/{self.registry.sha}")
+        ev.refresh()
+        self.assertEqual("v2", ev.execute_policy_rule({"ip": "1.1.1.1"})["reason"])
+
+        other = support.LoopbackRegistry(dict(DOC, policy_rule_uri="other:1.0"), bundle("other", b"# other"))
+        try:
+            other_ev = LocalPolicyEvaluator("other:1.0", server=other.url, cache_dir=self.cache.name, timeout=2)
+            self.assertEqual("other", other_ev.execute_policy_rule({"ip": "1.1.1.1"})["reason"])
+        finally:
+            other.stop()
+        self.assertEqual("v2", ev.execute_policy_rule({"ip": "1.1.1.1"})["reason"])  # what it imported stays its own
+
     def test_retired_policy_raises_410(self):
         ev = self.evaluator(revalidate_seconds=0)
         self.registry.update(status="retired")

@@ -45,6 +45,8 @@ _EVALUATORS: "weakref.WeakSet[LocalPolicyEvaluator]" = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
+    global _IMPORTING
+    _IMPORTING = threading.RLock()  # a bundle another thread was importing at the fork is not imported in the child
     for evaluator in list(_EVALUATORS):
         evaluator._after_fork()
 
@@ -362,20 +364,50 @@ if hasattr(os, "register_at_fork"):
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
+# The code/ directories of the bundles this interpreter imported, for _import_bundle. One lock for every import of a bundle:
+# it moves sys.path and sys.modules entries about.
+_BUNDLE_CODE_DIRS: list[str] = []
+_IMPORTING = threading.RLock()
+
+
+def _import_bundle(module_name: str, bundle: BundleDirectory):
+    """Imports the bundle's code/function.py. Its sibling modules (`import helpers` of code/helpers.py) are this bundle's:
+    sys.modules holds one `helpers` per interpreter, so an update whose new code changed helpers.py went on running the
+    old helpers.py (the one the previous revision imported first), and a second policy with a helpers.py ran the first
+    one's. Before the import, modules another bundle's code/ supplied leave sys.modules (whoever imported them keeps
+    them) and this bundle's code/ goes before the other bundles' on sys.path; bundles still come after the caller's own
+    paths, so they never shadow the caller's modules."""
+    spec = importlib.util.spec_from_file_location(module_name, bundle.function_py)
+    if spec is None or spec.loader is None:
+        raise PolicyGridApiError(422, "policy_error", f"cannot load {bundle.function_py}")
+    module = importlib.util.module_from_spec(spec)
+    code_dir = bundle.code_dir
+    with _IMPORTING:
+        others = [d for d in _BUNDLE_CODE_DIRS if d != code_dir]
+        if others:
+            prefixes = tuple(os.path.join(d, "") for d in others)
+            for name, loaded in list(sys.modules.items()):
+                where = getattr(loaded, "__file__", None)
+                if isinstance(where, str) and where.startswith(prefixes):
+                    del sys.modules[name]
+        if code_dir in sys.path:
+            sys.path.remove(code_dir)
+        first_bundle = next((i for i, entry in enumerate(sys.path) if entry in others), len(sys.path))
+        sys.path.insert(first_bundle, code_dir)
+        if code_dir not in _BUNDLE_CODE_DIRS:
+            _BUNDLE_CODE_DIRS.append(code_dir)
+        importlib.invalidate_caches()
+        spec.loader.exec_module(module)
+    return module
+
+
 def _instantiate(bundle: BundleDirectory, uri: str, settings: dict, parameters: dict):
     _check_requirements(bundle, uri)
     module_name = f"_policygrid_bundle_{bundle.sha256[:20]}"
     module = sys.modules.get(module_name)
     if module is None:
-        spec = importlib.util.spec_from_file_location(module_name, bundle.function_py)
-        if spec is None or spec.loader is None:
-            raise PolicyGridApiError(422, "policy_error", f"cannot load {bundle.function_py}")
-        module = importlib.util.module_from_spec(spec)
-        # Sibling modules in code/ are importable by the policy; appended so they never shadow the caller's.
-        if bundle.code_dir not in sys.path:
-            sys.path.append(bundle.code_dir)
         try:
-            spec.loader.exec_module(module)
+            module = _import_bundle(module_name, bundle)
         except Exception as e:
             raise PolicyGridApiError(422, "policy_error", f"importing code/function.py of {uri} failed: {type(e).__name__}: {e}") from e
         sys.modules[module_name] = module
