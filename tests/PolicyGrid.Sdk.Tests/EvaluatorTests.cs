@@ -250,6 +250,39 @@ public sealed class EvaluatorTests : LoopbackRegistryTests
     }
 
     [Fact]
+    public async Task New_code_brings_its_own_sibling_modules_and_another_policys_are_its_own()
+    {
+        // One CPython holds one `helpers` module: an update whose helpers.py changed went on running the old one, and a
+        // second policy with a helpers.py of its own ran the first policy's.
+        static byte[] Bundle(string reason) => TestBundles.Zip(
+            ("code/function.py", $$"""
+                import helpers
+                class AIOSv1PolicyRule:
+                    def __init__(self, r, s, p): pass
+                    def eval(self, p, i, c): return {"allowed": True, "reason": helpers.REASON}
+                # {{reason}}
+                """),
+            ("code/helpers.py", $"REASON = '{reason}'\n"));
+        var id = Guid.NewGuid().ToString("N")[..8]; // other tests' bundles in this process must not be these
+        _registry.ReplaceBundle(Bundle($"v1-{id}"));
+        var ev = await Evaluator();
+        ev.ExecutePolicyRule(Ip("1.1.1.1"))["reason"]!.GetValue<string>().ShouldBe($"v1-{id}");
+        _registry.ReplaceBundle(Bundle($"v2-{id}"));
+        await ev.RefreshAsync(TestContext.Current.CancellationToken);
+        ev.ExecutePolicyRule(Ip("1.1.1.1"))["reason"]!.GetValue<string>().ShouldBe($"v2-{id}");
+
+        var otherDocument = Document();
+        otherDocument["policy_rule_uri"] = "other:1.0";
+        using var other = new LoopbackRegistry(otherDocument, Bundle($"other-{id}"));
+        await using var otherEv = await LocalPolicyEvaluator.CreateAsync(Client(other.Url), new LocalPolicyEvaluatorOptions
+        {
+            PolicyRuleUri = "other:1.0", CacheDirectory = _cache, RevalidateInterval = TimeSpan.FromHours(1),
+        }, TestContext.Current.CancellationToken);
+        otherEv.ExecutePolicyRule(Ip("1.1.1.1"))["reason"]!.GetValue<string>().ShouldBe($"other-{id}");
+        ev.ExecutePolicyRule(Ip("1.1.1.1"))["reason"]!.GetValue<string>().ShouldBe($"v2-{id}"); // what it imported stays its own
+    }
+
+    [Fact]
     public async Task A_retired_policy_answers_410()
     {
         var ev = await Evaluator();

@@ -67,11 +67,16 @@ internal static class EmbeddedPython
         new(422, "policy_error", $"{what}{e.Type.Name}: {e.Message}", null, e);
 
     private const string HostSource = """
+        import importlib
         import importlib.util
         import json
+        import os
         import sys
+        import threading
 
         _modules = {}
+        _code_dirs = []  # the code/ directories of the bundles imported so far
+        _importing = threading.RLock()
 
 
         def _module(name, function_py, code_dir):
@@ -79,10 +84,26 @@ internal static class EmbeddedPython
             if module is None:
                 spec = importlib.util.spec_from_file_location(name, function_py)
                 module = importlib.util.module_from_spec(spec)
-                # Sibling modules in code/ are importable; appended so they never shadow the host's own.
-                if code_dir not in sys.path:
-                    sys.path.append(code_dir)
-                spec.loader.exec_module(module)
+                # Sibling modules in code/ are importable, after the host's own paths so they never shadow its modules, and
+                # are this bundle's: sys.modules holds one `helpers` per interpreter, so an update whose helpers.py changed
+                # ran the old one, and a second policy with a helpers.py the first one's. Modules other bundles' code/
+                # supplied leave sys.modules (whoever imported them keeps them); this code/ goes before theirs on sys.path.
+                with _importing:
+                    others = [d for d in _code_dirs if d != code_dir]
+                    if others:
+                        prefixes = tuple(os.path.join(d, "") for d in others)
+                        for loaded_name, loaded in list(sys.modules.items()):
+                            where = getattr(loaded, "__file__", None)
+                            if isinstance(where, str) and where.startswith(prefixes):
+                                del sys.modules[loaded_name]
+                    if code_dir in sys.path:
+                        sys.path.remove(code_dir)
+                    first_bundle = next((i for i, entry in enumerate(sys.path) if entry in others), len(sys.path))
+                    sys.path.insert(first_bundle, code_dir)
+                    if code_dir not in _code_dirs:
+                        _code_dirs.append(code_dir)
+                    importlib.invalidate_caches()
+                    spec.loader.exec_module(module)
                 sys.modules[name] = module
                 _modules[function_py] = module
             return module
