@@ -613,6 +613,7 @@ class Host:
         self.max_instances = int(config.get("max_instances", 64))
         self.instances = OrderedDict()
         self.modules = {}
+        self.bundle_paths = []  # the code/ and site-packages directories of the bundles imported here (see _use_paths_of)
         self.cpu_cap = config.get("limits", {}).get("cpu_seconds") or None
         self.cpu_hard = None
         self.cpu_target = None  # the soft limit set last
@@ -630,9 +631,7 @@ class Host:
         path = os.path.join(code_dir, "function.py")
         if not os.path.isfile(path):
             raise LoadFailure(_unreadable(code_dir) or f"the bundle has no code/function.py (looked in {code_dir}/)")
-        for entry in (load.get("site_packages") and _host_path(load["site_packages"]), code_dir):
-            if entry and entry not in sys.path:
-                sys.path.insert(0, entry)
+        self._use_paths_of([entry for entry in (code_dir, load.get("site_packages") and _host_path(load["site_packages"])) if entry])
         name = "_policygrid_bundle_" + sha[:16]
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
@@ -647,6 +646,28 @@ class Host:
             raise LoadFailure(f"importing code/function.py raised {type(exc).__name__}: {exc}") from exc
         self.modules[sha] = module
         return module
+
+    def _use_paths_of(self, entries):
+        """Makes the modules of this bundle's code/ (and its requirements' site-packages) the ones its import finds.
+        sys.modules holds one `helpers` per interpreter: a worker that had imported an earlier revision's code/helpers.py
+        (or its requirements' version of a package) gave a new revision's function.py that one, and with policies
+        sharing workers a second policy with a helpers.py ran the first one's. So modules another bundle's directories
+        supplied leave sys.modules (the modules that imported them keep them), and this bundle's directories go first on
+        sys.path, before the others' (and before the standard library, as they always did)."""
+        others = [entry for entry in self.bundle_paths if entry not in entries]
+        if others:
+            prefixes = tuple(os.path.join(entry, "") for entry in others)
+            for name, module in list(sys.modules.items()):
+                where = getattr(module, "__file__", None)
+                if isinstance(where, str) and where.startswith(prefixes):
+                    del sys.modules[name]
+        for entry in reversed(entries):
+            if entry in sys.path:
+                sys.path.remove(entry)
+            sys.path.insert(0, entry)
+            if entry not in self.bundle_paths:
+                self.bundle_paths.append(entry)
+        importlib.invalidate_caches()
 
     def _create(self, load):
         module = self._module(load)
