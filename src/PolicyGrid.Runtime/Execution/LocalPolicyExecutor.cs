@@ -110,8 +110,14 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
     {
         public PolicyLoadSpec Load => Shaped.Load;
 
-        /// <summary>The node caller's wait (X-PolicyGrid-Timeout-Ms): a call that waited for the context key's lock past it is not started.</summary>
+        /// <summary>
+        /// The node caller's wait (X-PolicyGrid-Timeout-Ms): a call that waited for the context key's lock, or for a worker
+        /// (PolicyInvocation.Budget), past it is not started.
+        /// </summary>
         public CallBudget? Budget { get; init; }
+
+        /// <summary>How a 504 of this call not started names it.</summary>
+        public string Describe => $"call of policy {Rule.PolicyRuleUri}";
     }
 
     // InstanceKey: the warm instances of this shape (one per worker, see EvalAsync).
@@ -141,7 +147,7 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
         using (await locks.AcquireAsync(call.ContextKey, ct))
         {
             // Queued behind the context's other calls (one slow one is enough): one whose caller has given up does not start.
-            call.Budget?.EnsureLeftToStart($"call of policy {call.Rule.PolicyRuleUri}");
+            call.Budget?.EnsureLeftToStart(call.Describe);
             var before = await contexts.GetAsync(call.ContextKey, ct) ?? [];
             var (result, after) = await EvalAsync(call, before, ct);
             if (!JsonNode.DeepEquals(before, after))
@@ -182,7 +188,11 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
         // Warm instances are keyed by everything that shapes them, so an update to code, settings or
         // parameters gets a new instance; any worker's warm instance of the shape will do, since context
         // travels with the call (short calls share a busy worker's batches, others go to the least busy one).
-        var reply = await pool.InvokeOnAnyWorkerAsync(new PolicyInvocation(call.Shaped.InstanceKey, call.Load, PolicyMethods.Eval, args, call.Deadline), ct);
+        // The caller's budget goes along: a call still queued for a worker, or behind others in a worker's batch, when it
+        // runs out is not started there either (504, nothing saved).
+        var invocation = new PolicyInvocation(call.Shaped.InstanceKey, call.Load, PolicyMethods.Eval, args, call.Deadline);
+        if (call.Budget is { } budget) invocation = invocation with { Budget = budget, Call = call.Describe };
+        var reply = await pool.InvokeOnAnyWorkerAsync(invocation, ct);
         var result = reply?["result"] as JsonObject
             ?? throw Problems.PolicyError($"eval of {call.Rule.PolicyRuleUri} returned {Describe(reply?["result"])}, not a dict");
         CheckOutput(call.Rule, result);

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using PolicyGrid.Core.Ports;
 using PolicyGrid.Runtime.Bundles;
 
 namespace PolicyGrid.Runtime.Hosting;
@@ -18,7 +19,21 @@ public sealed record PolicyInvocation(
     string Method,
     JsonObject Arguments,
     TimeSpan Deadline,
-    JsonObject? RestoreState = null);
+    JsonObject? RestoreState = null)
+{
+    /// <summary>
+    /// How long the call's caller waits (a node's <c>X-PolicyGrid-Timeout-Ms</c>); null (most calls) when it may start
+    /// whenever its worker gets to it. A call still queued for its worker, or already written to the worker behind
+    /// other requests, when the budget runs out is not started: 504 <c>policy_timeout</c> (<see cref="CallBudget.RanOut"/>
+    /// naming it <see cref="Call"/>), and it has no effect.
+    /// </summary>
+    public CallBudget? Budget { get; init; }
+
+    /// <summary>How the 504 of a call not started names it ("call of policy ..."); by default from <see cref="PolicyLoadSpec.RuleId"/>.</summary>
+    public string? Call { get; init; }
+
+    internal string Describe() => Call ?? $"call of policy {Load.RuleId}";
+}
 
 /// <summary>
 /// What <see cref="PythonWorkerPool.InvokeWithStateAsync"/> answers: the method's <paramref name="Value"/> and, from the

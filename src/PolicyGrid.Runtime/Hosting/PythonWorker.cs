@@ -128,6 +128,10 @@ internal sealed class PythonWorker : IAsyncDisposable
     /// <summary>Why the System V IPC objects of the worker's own IPC namespace are not capped (see <see cref="SharedIpc"/>); null when they are.</summary>
     public string? IpcUncapped { get; private set; }
     public PolicyOutputLog Output { get; }
+
+    /// <summary>Whether the host reads this server's monotonic clock, and so refuses a request past its start_by (see <see cref="WorkerRequest.StartBy"/>).</summary>
+    public bool SharesClock { get; private set; } = true;
+    private static int clockWarned;
     public bool IsAlive => Volatile.Read(ref killed) == 0 && !process.HasExited;
 
     /// <summary>When the worker last answered a call (<see cref="Stopwatch"/> timestamp).</summary>
@@ -207,6 +211,10 @@ internal sealed class PythonWorker : IAsyncDisposable
             worker.SharedIpc = ready["shared_ipc"]?.GetValue<string>();
             worker.IpcUncapped = ready["ipc_uncapped"]?.GetValue<string>();
             worker.HostViews = ready["host_views"]?.GetValue<string>();
+            worker.SharesClock = ready["shares_clock"]?.GetValue<bool>() != false;
+            if (!worker.SharesClock && Interlocked.Exchange(ref clockWarned, 1) == 0)
+                logger.LogWarning("Policy workers do not read this server's monotonic clock: a budgeted call (X-PolicyGrid-Timeout-Ms) already "
+                    + "written to a worker behind other calls runs even when its caller stopped waiting meanwhile");
             return worker;
         }
         catch (Exception e) when (e is not WorkerStartException)
@@ -243,6 +251,10 @@ internal sealed class PythonWorker : IAsyncDisposable
         w.WriteString("output_tag", outputTag);
         w.WriteNumber("max_instances", o.MaxInstancesPerWorker);
         w.WriteNumber("max_frame_bytes", o.MaxResultBytes);
+        // This server's monotonic clock now, in seconds: the host checks that its time.monotonic() is the same clock
+        // (read a little later, within the start timeout) before it honours a request's start_by.
+        w.WriteNumber("monotonic", (double)Stopwatch.GetTimestamp() / Stopwatch.Frequency);
+        w.WriteNumber("monotonic_within", o.StartTimeout.TotalSeconds);
         if (o.DenyNetwork) w.WriteBoolean("isolate_network", true);
         if (o.PrivateTemp)
         {
@@ -396,14 +408,17 @@ internal sealed class PythonWorker : IAsyncDisposable
                 if (request.LoadKey is { } key && reply["ok"]?.GetValue<bool>() != true)
                 {
                     var kind = reply["kind"]?.GetValue<string>();
-                    // A spec that failed to load, or an instance the host dropped: send the spec with the next call.
-                    if (kind is "load" or "need_load") sentLoads.Remove(key);
+                    // A spec that failed to load, or an instance the host dropped: send the spec with the next call. So too
+                    // a spec that came with a request the host did not start: it was not read.
+                    if (kind is "load" or "need_load" || (kind == "not_started" && request.CarriedLoad)) sentLoads.Remove(key);
                     if (kind == "need_load")
                     {
                         if (Volatile.Read(ref signalled) == 1 || retiring) await KillAsync();
                         return Settled.NeedsLoad;
                     }
                 }
+                // A request not started took the worker no time: it says nothing of how long its calls take (packing).
+                if (request.StartBy != 0 && reply["kind"]?.GetValue<string>() == "not_started") request.ServiceTicks = -1;
                 request.Answer(reply);
                 // The answer won the race against a deadline that fired at the same moment: keep it,
                 // but the worker was signalled and must not serve again. A worker that hit its memory

@@ -7,6 +7,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
 using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
 using PolicyGrid.Runtime.Bundles;
 
 namespace PolicyGrid.Runtime.Hosting;
@@ -300,6 +301,8 @@ internal sealed class WorkerGroup : IAsyncDisposable
             throw new ArgumentException($"unknown policy method '{call.Method}'", nameof(call));
         if (call.Deadline <= TimeSpan.Zero)
             throw Problems.Validation("timeout_seconds", "must be greater than 0");
+        // The instant the caller's budget runs out, on the clock the drainer and the worker read (0: no budget, the usual case).
+        var startBy = call.Budget is { } budget ? StartByOf(budget, call) : 0;
         try
         {
             await StartAsync(ct);
@@ -324,10 +327,11 @@ internal sealed class WorkerGroup : IAsyncDisposable
             // A "once" instance is created by this very request; any other carries its load spec only to a worker
             // process that has not had it yet (PythonWorker.WriteFrame), since specs can be large (parameters).
             request = once
-                ? Send(slot, w => WriteInvoke(w, call, withLoad: true, once, withState, keySlot), call.Load.RuleId, call.Deadline, ct)
-                : Send(slot, w => WriteInvoke(w, call, withLoad: false, once, withState, keySlot), call.Load.RuleId, call.Deadline, ct,
+                ? Send(slot, w => WriteInvoke(w, call, withLoad: true, once, withState, keySlot, startBy), call.Load.RuleId, call.Deadline, ct,
+                    startBy: startBy, budgeted: call)
+                : Send(slot, w => WriteInvoke(w, call, withLoad: false, once, withState, keySlot, startBy), call.Load.RuleId, call.Deadline, ct,
                     call.InstanceKey, LoadJsonOf(call.Load), call.RestoreState,
-                    mayRunHere: shortCall == true && Volatile.Read(ref admitted) <= RunHereBelowCalls);
+                    mayRunHere: shortCall == true && Volatile.Read(ref admitted) <= RunHereBelowCalls, startBy: startBy, budgeted: call);
             var reply = await ReplyWithinQueueWaitAsync(request, call, ct);
             if (request.CarriedLoad) Interlocked.Increment(ref loadSpecsSent);
             return Interpret(reply, slot, call);
@@ -348,28 +352,47 @@ internal sealed class WorkerGroup : IAsyncDisposable
     // fewer requests per second with 16 when every idle moment was taken by a caller).
     private const int RunHereBelowCalls = 2;
 
+    // The Stopwatch timestamp at which the budget runs out; a call whose budget is already spent is not queued at all.
+    // On Linux, Stopwatch reads CLOCK_MONOTONIC, as the worker's time.monotonic() does (PythonWorker checks at start).
+    private static long StartByOf(CallBudget budget, PolicyInvocation call)
+    {
+        var left = budget.Wait - budget.Elapsed;
+        if (left <= TimeSpan.Zero) throw budget.RanOut(call.Describe());
+        return Stopwatch.GetTimestamp() + (long)(left.TotalSeconds * Stopwatch.Frequency);
+    }
+
     // Every request frame a worker gets goes through here (counted in RoundTrips).
     private WorkerRequest Send(WorkerSlot slot, Action<Utf8JsonWriter> frame, string policy, TimeSpan deadline, CancellationToken ct,
         string? loadKey = null, ReadOnlyMemory<byte> loadJson = default, JsonObject? restoreState = null, bool mayRunHere = false,
-        string? unloads = null)
+        string? unloads = null, long startBy = 0, PolicyInvocation? budgeted = null)
     {
         Interlocked.Increment(ref roundTrips);
         var request = new WorkerRequest(HostFrames.Encode(frame), policy, deadline, ct)
-            { LoadKey = loadKey, LoadJson = loadJson, RestoreState = restoreState, Unloads = unloads };
+            { LoadKey = loadKey, LoadJson = loadJson, RestoreState = restoreState, Unloads = unloads, StartBy = startBy, Budgeted = startBy != 0 ? budgeted : null };
         slot.Submit(request, mayRunHere);
         return request;
     }
 
-    // A caller waits at most QueueWait for its request to be sent (then 429); once sent, the request's
-    // own deadline bounds the wait, and the caller's token, if it fires, stops the worker running it.
+    // A caller waits at most QueueWait for its request to be sent (then 429), and a budgeted one no longer than its budget
+    // (then the 504 of a call not started); once sent, the request's own deadline bounds the wait, and the caller's
+    // token, if it fires, stops the worker running it.
     private async Task<JsonObject> ReplyWithinQueueWaitAsync(WorkerRequest request, PolicyInvocation call, CancellationToken ct)
     {
+        var wait = options.QueueWait;
+        var byBudget = false;
+        if (request.StartBy != 0)
+        {
+            var left = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), request.StartBy);
+            if (left < TimeSpan.Zero) left = TimeSpan.Zero;
+            if (wait == Timeout.InfiniteTimeSpan || left < wait) (wait, byBudget) = (left, true);
+        }
         try
         {
-            return await request.Reply.WaitAsync(options.QueueWait, ct);
+            return await request.Reply.WaitAsync(wait, ct);
         }
         catch (TimeoutException) when (request.TryAbandon())
         {
+            if (byBudget) throw request.NotStarted();
             throw Problems.Overloaded($"policy {call.Load.RuleId} waited {options.QueueWait.TotalSeconds:0.#}s for its worker; retry later", options.RetryAfterSeconds);
         }
         catch (OperationCanceledException) when (!request.Reply.IsCompleted && request.TryAbandon())
@@ -398,6 +421,10 @@ internal sealed class WorkerGroup : IAsyncDisposable
         var traceback = reply["traceback"]?.GetValue<string>() ?? "";
         switch (kind)
         {
+            case "not_started":
+                // The worker reached it after its caller's budget ran out (it was in a batch behind slower calls): not run.
+                throw call.Budget?.RanOut(call.Describe())
+                    ?? Problems.PolicyTimeout($"{call.Describe()} was not started: its caller's wait ran out before its worker got to it, so it has no effect");
             case "memory":
                 // The heap of a worker that hit its address-space limit is not to be trusted: the host
                 // exits after this reply and the slot starts afresh (PythonWorker.ExchangeAsync).
@@ -449,7 +476,7 @@ internal sealed class WorkerGroup : IAsyncDisposable
         return null;
     }
 
-    private static void WriteInvoke(Utf8JsonWriter w, PolicyInvocation call, bool withLoad, bool once, bool withState, int keySlot)
+    private static void WriteInvoke(Utf8JsonWriter w, PolicyInvocation call, bool withLoad, bool once, bool withState, int keySlot, long startBy)
     {
         w.WriteStartObject();
         w.WriteString("op", "invoke");
@@ -459,6 +486,8 @@ internal sealed class WorkerGroup : IAsyncDisposable
         w.WriteNumber("cpu_seconds", (int)Math.Ceiling(call.Deadline.TotalSeconds) + 1);
         if (once) w.WriteBoolean("once", true);
         if (withState) w.WriteBoolean("with_state", true);
+        // Seconds on CLOCK_MONOTONIC (time.monotonic() in the worker): past it, the host answers not_started instead of running the call.
+        if (startBy != 0) w.WriteNumber("start_by", (double)startBy / Stopwatch.Frequency);
         if (withLoad)
         {
             w.WritePropertyName("load");

@@ -1,4 +1,6 @@
+using System.Diagnostics;
 using System.Text.Json.Nodes;
+using PolicyGrid.Core.Errors;
 
 namespace PolicyGrid.Runtime.Hosting;
 
@@ -34,6 +36,25 @@ internal sealed class WorkerRequest(ReadOnlyMemory<byte> frame, string policy, T
 
     /// <summary>Set by the drainer when the frame went with its load spec spliced in.</summary>
     public bool CarriedLoad { get; set; }
+
+    /// <summary>
+    /// The <see cref="Stopwatch"/> timestamp past which this request must not start (its caller's
+    /// <see cref="PolicyInvocation.Budget"/> runs out then); 0 when it has no such limit. The drainer drops it when it is
+    /// still queued then, and the host answers <c>not_started</c> when the worker reaches it later (the frame's
+    /// <c>start_by</c>, the same instant on the monotonic clock both read).
+    /// </summary>
+    public long StartBy { get; init; }
+
+    /// <summary>The budgeted call (set with <see cref="StartBy"/>), for <see cref="NotStarted"/>.</summary>
+    public PolicyInvocation? Budgeted { get; init; }
+
+    /// <summary>Whether <see cref="StartBy"/> has passed at <paramref name="now"/> (a <see cref="Stopwatch"/> timestamp).</summary>
+    public bool TooLateToStart(long now) => StartBy != 0 && now >= StartBy;
+
+    /// <summary>The 504 <c>policy_timeout</c> of this request not started because its caller's budget ran out.</summary>
+    public PolicyGridException NotStarted() =>
+        Budgeted?.Budget?.RanOut(Budgeted.Describe())
+        ?? Problems.PolicyTimeout($"call of policy {Policy} was not started: its caller's wait ran out before its worker got to it, so it has no effect");
 
     /// <summary>How long the worker spent on this request (Stopwatch ticks from when it could start it to its answer or failure); -1 until then.</summary>
     public long ServiceTicks { get; set; } = -1;

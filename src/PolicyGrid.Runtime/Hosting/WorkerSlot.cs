@@ -234,6 +234,13 @@ internal sealed class WorkerSlot
             {
                 if (!unstarted.TryDequeue(out _)) queued.Dequeue();
                 if (!next.TryTake()) continue;
+                if (next.StartBy != 0 && next.TooLateToStart(Stopwatch.GetTimestamp()))
+                {
+                    // Its caller's budget ran out while it waited here (its caller is answered at that moment, and
+                    // abandons it, unless the two met just now): it is not sent, so it never runs.
+                    next.Fail(next.NotStarted());
+                    continue;
+                }
                 batch.Add(next);
                 bytes += next.Frame.Length;
             }

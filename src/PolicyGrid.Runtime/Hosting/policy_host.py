@@ -606,9 +606,22 @@ def _probe_stdlib(config):
     return None
 
 
+def _shares_clock(config):
+    """Whether time.monotonic() here reads the server's monotonic clock, so a request's start_by (seconds on the server's
+    clock) can be compared with it. The server wrote its reading into the config just before this process read it: on
+    the same clock ours is that or a little later (by at most the start timeout)."""
+    sent = config.get("monotonic")
+    if sent is None:
+        return True
+    lag = time.monotonic() - float(sent)
+    return -0.001 <= lag <= float(config.get("monotonic_within", 60))
+
+
 class Host:
-    def __init__(self, channel, config, tag=None):
+    def __init__(self, channel, config, tag=None, shares_clock=True):
         self.channel = channel
+        # Whether start_by can be honoured (see _shares_clock); when not, a request runs whenever it is reached, as before.
+        self.shares_clock = shares_clock
         self.tag = tag or _OutputTag(None)
         self.max_instances = int(config.get("max_instances", 64))
         self.instances = OrderedDict()
@@ -810,6 +823,11 @@ class Host:
             return {"ok": True, "value": None}
         if op != "invoke":
             return _error("error", "ValueError", f"unknown op {op!r}")
+        start_by = request.get("start_by")
+        if start_by is not None and self.shares_clock and time.monotonic() >= start_by:
+            # Its caller stopped waiting while this request was behind others of its batch: it is not run (nor its
+            # instance created), and the server answers the caller's 504 saying it had no effect.
+            return _error("not_started", "NotStarted", "the call's caller stopped waiting before this worker got to it")
         created = instance = None
         try:
             self._budget_cpu(request.get("cpu_seconds"))
@@ -869,10 +887,11 @@ def main():
     if problem:
         channel.send({"ready": False, "error": problem})
         return 3
+    shares_clock = _shares_clock(config)
     channel.send({"ready": True, "uid": os.getuid(), "pid": os.getpid(), "shared_tmp": shared_tmp, "shared_ipc": shared_ipc,
-                  "ipc_uncapped": _ipc_uncapped, "host_views": _host_views_by,
+                  "ipc_uncapped": _ipc_uncapped, "host_views": _host_views_by, "shares_clock": shares_clock,
                   "executable": sys.executable, "version": sys.version.split()[0]})
-    host = Host(channel, config, _tag_output(config))
+    host = Host(channel, config, _tag_output(config), shares_clock)
     host_pid = os.getpid()
     while True:
         try:

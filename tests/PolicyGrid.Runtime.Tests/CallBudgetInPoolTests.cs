@@ -1,0 +1,150 @@
+using System.Text.Json.Nodes;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+using Shouldly;
+
+namespace PolicyGrid.Runtime.Tests;
+
+/// <summary>
+/// A Type 2 call with a caller's budget (a node's <c>X-PolicyGrid-Timeout-Ms</c>) that is handed to the worker pool in
+/// time but then waits there, behind a slow call on the only worker, is not started once the budget has run out: not
+/// while it is queued for the worker, nor when it was already written to the worker in a batch behind the slow call.
+/// Before, it ran after its caller had been told it failed, and its context change (a counter) was saved.
+/// </summary>
+public sealed class CallBudgetInPoolTests : IAsyncLifetime
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+    private static readonly CallerIdentity Caller = new("budget-test");
+
+    // "hold" marks that it runs and waits for a release file (the test decides when it ends); any other call counts in its context.
+    private const string Source = """
+        import os, time
+
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                pass
+
+            def eval(self, parameters, input_data, context):
+                hold = input_data.get("hold")
+                if hold:
+                    open(os.path.join(hold, "running"), "w").close()
+                    while not os.path.exists(os.path.join(hold, "release")):
+                        time.sleep(0.002)
+                    return {"held": True}
+                context["count"] = context.get("count", 0) + 1
+                return {"count": context["count"]}
+        """;
+
+    // One worker, so the slow call holds the only one; markers under the host's /tmp.
+    private readonly ExecutorHarness harness = new(o =>
+    {
+        o.Pool.Workers = 1;
+        o.Pool.PrivateTemp = false;
+    });
+
+    private readonly List<string> dirs = [];
+    private string uri = "";
+
+    public async ValueTask InitializeAsync()
+    {
+        await harness.Pool.StartAsync(Ct);
+        uri = await harness.AddSourceAsync("budget-counter", Source);
+        // The first count: the policy is now known to write its context (its calls hold the context key's lock).
+        (await CountAsync()).Output["count"]!.GetValue<int>().ShouldBe(1);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await harness.DisposeAsync();
+        foreach (var dir in dirs) Directory.Delete(dir, recursive: true);
+    }
+
+    private Task<PolicyResult> CountAsync(CallBudget? budget = null) =>
+        harness.Executor.ExecuteAsync(new ExecutionRequest(uri, [], ContextKey: "counter") { Budget = budget }, Caller, Ct);
+
+    private string NewHoldDir()
+    {
+        var dir = Directory.CreateTempSubdirectory("pg-startby-").FullName;
+        // The worker may run as an unprivileged user: it must be able to write its marker here.
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(dir, (UnixFileMode)0b111_111_111);
+        dirs.Add(dir);
+        return dir;
+    }
+
+    // A slow call on its own context key, running (or queued) until Release(dir); its deadline is far off.
+    private Task<PolicyResult> Hold(string dir) =>
+        harness.Executor.ExecuteAsync(new ExecutionRequest(uri, new JsonObject { ["hold"] = dir }, ContextKey: "hold-" + Path.GetFileName(dir),
+            TimeoutSeconds: 120), Caller, Ct);
+
+    private static void Release(string dir) => File.WriteAllText(Path.Combine(dir, "release"), "go");
+
+    private static async Task Until(Func<bool> condition, string what)
+    {
+        var until = DateTime.UtcNow.AddSeconds(30);
+        while (!condition() && DateTime.UtcNow < until) await Task.Delay(5, Ct);
+        condition().ShouldBeTrue(what);
+    }
+
+    private async Task ShouldBeNotStartedAsync(Task<PolicyResult> budgeted)
+    {
+        var error = await Should.ThrowAsync<PolicyGridException>(() => budgeted);
+        error.Status.ShouldBe(504);
+        error.Code.ShouldBe(ErrorCodes.PolicyTimeout);
+        error.Message.ShouldContain($"call of policy {uri} was not started");
+        error.Message.ShouldContain("X-PolicyGrid-Timeout-Ms");
+        error.Message.ShouldEndWith("so it has no effect");
+        // It did not run: the counter did not move, and the next call counts on from there.
+        (await harness.Contexts.GetAsync("counter", Ct))!["count"]!.GetValue<int>().ShouldBe(1);
+        (await CountAsync()).Output["count"]!.GetValue<int>().ShouldBe(2);
+    }
+
+    [Fact]
+    public async Task A_call_queued_for_a_busy_worker_past_its_budget_answers_504_then_and_never_runs()
+    {
+        var hold = NewHoldDir();
+        var holding = Hold(hold);
+        await Until(() => File.Exists(Path.Combine(hold, "running")), "the slow call should be running on the only worker");
+
+        var budget = new CallBudget(TimeSpan.FromMilliseconds(500), "X-PolicyGrid-Timeout-Ms: 500");
+        var budgeted = CountAsync(budget);
+        await Until(() => harness.Pool.Status.Admitted == 2, "the budgeted call should be queued in the pool behind the slow one");
+        budget.Elapsed.ShouldBeLessThan(budget.Wait, "the call should reach the pool within its budget");
+
+        // Its caller is answered when the budget runs out, while the slow call still holds the worker.
+        var first = await Task.WhenAny(budgeted, Task.Delay(TimeSpan.FromSeconds(30), Ct));
+        var stillHeld = !holding.IsCompleted;
+        Release(hold);
+        first.ShouldBeSameAs(budgeted, "the budgeted call waited for the worker past its budget");
+        stillHeld.ShouldBeTrue();
+        (await holding).Output["held"]!.GetValue<bool>().ShouldBeTrue();
+        await ShouldBeNotStartedAsync(budgeted);
+    }
+
+    [Fact]
+    public async Task A_call_written_to_the_worker_behind_a_slow_call_is_not_run_once_its_budget_ran_out()
+    {
+        var first = NewHoldDir();
+        var second = NewHoldDir();
+        var holdingFirst = Hold(first);
+        await Until(() => File.Exists(Path.Combine(first, "running")), "the first slow call should be running on the only worker");
+        // The second slow call and the budgeted one queue behind the first, in that order; when it ends, both go to the
+        // worker in one batch, so the budgeted call waits inside the worker while the second slow call runs.
+        var holdingSecond = Hold(second);
+        await Until(() => harness.Pool.Status.Admitted == 2, "the second slow call should be queued");
+        var budget = new CallBudget(TimeSpan.FromSeconds(2), "X-PolicyGrid-Timeout-Ms: 2000");
+        var budgeted = CountAsync(budget);
+        await Until(() => harness.Pool.Status.Admitted == 3, "the budgeted call should be queued behind it");
+        var batches = harness.Pool.Batches;
+
+        Release(first);
+        await Until(() => File.Exists(Path.Combine(second, "running")), "the second slow call should be running");
+        harness.Pool.Batches.ShouldBe(batches + 1, "the second slow call and the budgeted one should reach the worker in one write");
+        budgeted.IsCompleted.ShouldBeFalse("the budgeted call should be in the worker's batch, not refused before it was sent");
+        await Until(() => budget.Elapsed >= budget.Wait, "the budget should run out");
+
+        Release(second);
+        await holdingFirst;
+        await holdingSecond;
+        await ShouldBeNotStartedAsync(budgeted);
+    }
+}
