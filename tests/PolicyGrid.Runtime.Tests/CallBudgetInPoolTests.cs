@@ -105,7 +105,7 @@ public sealed class CallBudgetInPoolTests : IAsyncLifetime
         var holding = Hold(hold);
         await Until(() => File.Exists(Path.Combine(hold, "running")), "the slow call should be running on the only worker");
 
-        var budget = new CallBudget(TimeSpan.FromMilliseconds(500), "X-PolicyGrid-Timeout-Ms: 500");
+        var budget = new CallBudget(TimeSpan.FromMilliseconds(1500), "X-PolicyGrid-Timeout-Ms: 1500");
         var budgeted = CountAsync(budget);
         await Until(() => harness.Pool.Status.Admitted == 2, "the budgeted call should be queued in the pool behind the slow one");
         budget.Elapsed.ShouldBeLessThan(budget.Wait, "the call should reach the pool within its budget");
@@ -131,7 +131,8 @@ public sealed class CallBudgetInPoolTests : IAsyncLifetime
         // worker in one batch, so the budgeted call waits inside the worker while the second slow call runs.
         var holdingSecond = Hold(second);
         await Until(() => harness.Pool.Status.Admitted == 2, "the second slow call should be queued");
-        var budget = new CallBudget(TimeSpan.FromSeconds(2), "X-PolicyGrid-Timeout-Ms: 2000");
+        // Long enough for the batch to reach the worker on a loaded machine; the test then waits for it to run out.
+        var budget = new CallBudget(TimeSpan.FromSeconds(3), "X-PolicyGrid-Timeout-Ms: 3000");
         var budgeted = CountAsync(budget);
         await Until(() => harness.Pool.Status.Admitted == 3, "the budgeted call should be queued behind it");
         var batches = harness.Pool.Batches;

@@ -88,7 +88,7 @@ public sealed class LocalFunctionHost(
                     ["input_data"] = input?.DeepClone(),
                     ["context"] = replica.Context.DeepClone(),
                 };
-                var reply = await InvokeAsync(function, replica, PolicyMethods.Eval, arguments, ct) as JsonObject;
+                var reply = await InvokeAsync(function, replica, PolicyMethods.Eval, arguments, ct, budget: budget, call: $"call of function {name}") as JsonObject;
                 if (reply?["context"] is JsonObject context) replica.Context = (JsonObject)context.DeepClone();
                 return reply?["result"] as JsonObject
                     ?? throw Problems.PolicyError($"function {name}: eval must return a dict, not {reply?["result"]?.GetValueKind().ToString() ?? "None"}");
@@ -134,7 +134,7 @@ public sealed class LocalFunctionHost(
                     if (!readOnly && leader.KeepsState == false && kept > 0 && kept >= _options.MaxJournalEntries)
                         throw FunctionSpec.JournalFull(name, kept);
                     var reply = await InvokeAsync(function, leader, PolicyMethods.Management,
-                        new JsonObject { ["action"] = action, ["data"] = data.DeepClone() }, ct);
+                        new JsonObject { ["action"] = action, ["data"] = data.DeepClone() }, ct, budget: budget, call: $"management '{action}' of function {name}");
                     // A command the policy declares read_only changes nothing that an instance starting later would lack.
                     if (readOnly) return reply as JsonObject ?? new JsonObject { ["result"] = reply?.DeepClone() };
                     // Journalled before the answer (and before this instance's state is saved with its sequence number),
@@ -380,10 +380,14 @@ public sealed class LocalFunctionHost(
     // The saved state rides along with every call: if the pool had to recreate the instance (first call after a
     // restart, a crashed worker, an evicted instance) it calls set_state with it before the method. The instance's
     // get_state() comes back in the same worker round trip and becomes the replica's state to persist.
+    // A call with its caller's budget (a node's X-PolicyGrid-Timeout-Ms) takes it into the pool: the instance's worker may
+    // be busy with another instance's call (replicas and functions of one policy share its workers), and one still
+    // waiting there when the budget runs out is not started (504, nothing of it kept).
     private async Task<JsonNode?> InvokeAsync(HostedFunction function, FunctionReplica replica, string method, JsonObject arguments, CancellationToken ct,
-        bool replaying = false)
+        bool replaying = false, CallBudget? budget = null, string? call = null)
     {
-        PolicyInvocation Invocation() => new(replica.InstanceKey, function.Load, method, arguments, _options.CallTimeout, replica.State);
+        PolicyInvocation Invocation() => new(replica.InstanceKey, function.Load, method, arguments, _options.CallTimeout, replica.State)
+            { Budget = budget, Call = call };
         PolicyAnswer answer;
         try
         {

@@ -1,0 +1,81 @@
+using System.Text.Json.Nodes;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Embedded.Functions;
+using PolicyGrid.Runtime.Hosting;
+using Shouldly;
+
+namespace PolicyGrid.Functions.Tests;
+
+/// <summary>
+/// A function call with its caller's budget (a node's <c>X-PolicyGrid-Timeout-Ms</c>) gets its instance's turn at once,
+/// but the instance's worker is busy with another function of the same policy (they share its workers): still waiting
+/// for the worker when the budget runs out, it is not started. Before, it ran once the worker was free, after its caller
+/// had been told it failed, and counted.
+/// </summary>
+public sealed class FunctionCallBudgetTests : IAsyncLifetime
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    // One worker for the policy, and the release file under the host's /tmp (see FunctionsApiTests).
+    private readonly GridServer server = new() { PythonWorkers = 1, Settings = { ["PolicyGrid:Runtime:Pool:PrivateTemp"] = "false" } };
+    private HttpClient client = null!;
+    private string shared = "";
+
+    public async ValueTask InitializeAsync()
+    {
+        client = server.CreateClient();
+        var policy = await server.RegisterPolicyAsync("counting", CountingPolicy.Source);
+        foreach (var name in new[] { "slow", "budgeted" })
+        {
+            var deployed = await client.Send(HttpMethod.Post, "/function/deployments/create/local",
+                new JsonObject { ["name"] = name, ["policy_rule_uri"] = policy });
+            deployed.Status.ShouldBe(200, deployed.Body?.ToJsonString());
+        }
+        shared = Directory.CreateTempSubdirectory("pg-fn-budget-").FullName;
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(shared, (UnixFileMode)0b111_101_101);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await server.DisposeAsync();
+        Directory.Delete(shared, recursive: true);
+    }
+
+    private static async Task Until(Func<bool> condition, string what)
+    {
+        var until = DateTime.UtcNow.AddSeconds(20);
+        while (!condition() && DateTime.UtcNow < until) await Task.Delay(5, Ct);
+        condition().ShouldBeTrue(what);
+    }
+
+    [Fact]
+    public async Task A_call_waiting_for_a_worker_busy_with_another_function_past_its_budget_is_not_started()
+    {
+        var pool = server.Service<PythonWorkerPool>();
+        var host = server.Service<LocalFunctionHost>();
+        var release = Path.Combine(shared, "release");
+        var held = client.Send(HttpMethod.Post, "/function/call_function/slow", new JsonObject { ["hold"] = release });
+        await Until(() => pool.Status.Admitted == 1, "the slow function's call should hold the only worker");
+
+        var budget = new CallBudget(TimeSpan.FromMilliseconds(1500), "X-PolicyGrid-Timeout-Ms: 1500");
+        var budgeted = host.CallAsync("budgeted", new JsonObject(), budget, Ct);
+        await Until(() => pool.Status.Admitted == 2, "the budgeted call should be waiting for the worker");
+        budget.Elapsed.ShouldBeLessThan(budget.Wait, "the call should reach the worker pool within its budget");
+
+        var first = await Task.WhenAny(budgeted, Task.Delay(TimeSpan.FromSeconds(30), Ct));
+        File.WriteAllText(release, "go");
+        first.ShouldBeSameAs(budgeted, "the budgeted call waited for the worker past its budget");
+        var error = await Should.ThrowAsync<PolicyGridException>(() => budgeted);
+        (error.Status, error.Code).ShouldBe((504, ErrorCodes.PolicyTimeout));
+        error.Message.ShouldContain("call of function budgeted was not started");
+        error.Message.ShouldEndWith("so it has no effect");
+        (await held).Status.ShouldBe(200);
+
+        // It never ran: the function's next call is its first, on the instance and in its context.
+        var next = await client.Send(HttpMethod.Post, "/function/call_function/budgeted", new JsonObject());
+        next.Status.ShouldBe(200, next.Body?.ToJsonString());
+        next.Data!["count"]!.GetValue<int>().ShouldBe(1);
+        next.Data!["evals"]!.GetValue<int>().ShouldBe(1);
+    }
+}
