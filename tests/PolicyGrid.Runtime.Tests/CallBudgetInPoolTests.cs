@@ -16,7 +16,7 @@ public sealed class CallBudgetInPoolTests : IAsyncLifetime
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
     private static readonly CallerIdentity Caller = new("budget-test");
 
-    // "hold" marks that it runs and waits for a release file (the test decides when it ends); any other call counts in its context.
+    // Management "mark" adds a mark to a file in data.dir. "hold" marks that it runs and waits for a release file (the test decides when it ends); any other call counts in its context.
     private const string Source = """
         import os, time
 
@@ -33,6 +33,12 @@ public sealed class CallBudgetInPoolTests : IAsyncLifetime
                     return {"held": True}
                 context["count"] = context.get("count", 0) + 1
                 return {"count": context["count"]}
+
+            def management(self, action, data):
+                with open(os.path.join(data["dir"], "marks"), "a") as marks:
+                    marks.write("x")
+                with open(os.path.join(data["dir"], "marks")) as marks:
+                    return {"marks": len(marks.read())}
         """;
 
     // One worker, so the slow call holds the only one; markers under the host's /tmp.
@@ -147,5 +153,31 @@ public sealed class CallBudgetInPoolTests : IAsyncLifetime
         await holdingFirst;
         await holdingSecond;
         await ShouldBeNotStartedAsync(budgeted);
+    }
+
+    [Fact]
+    public async Task A_management_action_waiting_for_the_busy_worker_past_its_budget_is_not_started()
+    {
+        var hold = NewHoldDir();
+        var holding = Hold(hold);
+        await Until(() => File.Exists(Path.Combine(hold, "running")), "the slow call should be running on the only worker");
+        var marks = new JsonObject { ["dir"] = hold };
+
+        var budget = new CallBudget(TimeSpan.FromMilliseconds(1500), "X-PolicyGrid-Timeout-Ms: 1500");
+        var managed = harness.Executor.ManageAsync(new ManagementRequest(uri, "mark", marks) { Budget = budget }, Caller, Ct);
+        await Until(() => harness.Pool.Status.Admitted == 2, "the budgeted action should be queued in the pool behind the slow call");
+        budget.Elapsed.ShouldBeLessThan(budget.Wait, "the action should reach the pool within its budget");
+
+        var first = await Task.WhenAny(managed, Task.Delay(TimeSpan.FromSeconds(30), Ct));
+        Release(hold);
+        first.ShouldBeSameAs(managed, "the budgeted action waited for the worker past its budget");
+        var error = await Should.ThrowAsync<PolicyGridException>(() => managed);
+        (error.Status, error.Code).ShouldBe((504, ErrorCodes.PolicyTimeout));
+        error.Message.ShouldContain($"management 'mark' of policy {uri} was not started");
+        error.Message.ShouldEndWith("so it has no effect");
+        await holding;
+
+        File.Exists(Path.Combine(hold, "marks")).ShouldBeFalse("the action that was not started left no mark");
+        (await harness.Executor.ManageAsync(new ManagementRequest(uri, "mark", marks), Caller, Ct)).Output["marks"]!.GetValue<int>().ShouldBe(1);
     }
 }

@@ -41,8 +41,8 @@ public static class NodeApi
     public static Task<EnvelopeOk<JsonObject>> Manage(JsonBody body, [AsParameters] NodeServices services, CancellationToken ct)
     {
         var given = body.RequireObject();
-        var request = ExecutionBodies.Management(given, TimeoutLimit.Of(services.Runtime.Value));
-        _ = Budget(services.Http); // checked alike, though a management action runs on a fresh instance with no turn to wait for
+        // A management action runs on a fresh instance, but may still wait for a policy worker: past the budget it is not started.
+        var request = ExecutionBodies.Management(given, TimeoutLimit.Of(services.Runtime.Value)) with { Budget = Budget(services.Http) };
         return OnceAsync(services, "management", given, (executor, caller, run) => executor.ManageAsync(request, caller, run), ct);
     }
 

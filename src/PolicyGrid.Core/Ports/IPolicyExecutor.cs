@@ -38,6 +38,12 @@ public sealed record ManagementRequest(
     JsonObject? Settings = null,
     double? TimeoutSeconds = null)
 {
+    /// <summary>
+    /// How long the caller waits (a node's <c>X-PolicyGrid-Timeout-Ms</c>): an action still waiting for a policy worker
+    /// (all busy) past it is not started. Not part of the body.
+    /// </summary>
+    public CallBudget? Budget { get; init; }
+
     /// <summary>The node API body (POST /management), as every transport sends it.</summary>
     public JsonObject ToNodeBody()
     {

@@ -87,7 +87,8 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
             audit.BundleSha256 = bundle.Sha256;
             var args = new JsonObject { ["action"] = request.Action, ["data"] = request.Data.DeepClone() };
             // Type 2 is stateless: management runs on a fresh instance that is dropped afterwards.
-            var reply = await pool.InvokeOnceAsync(new PolicyLoadSpec(rule.PolicyRuleUri, bundle, settings, parameters), PolicyMethods.Management, args, deadline, ct);
+            var reply = await pool.InvokeOnceAsync(new PolicyLoadSpec(rule.PolicyRuleUri, bundle, settings, parameters), PolicyMethods.Management, args, deadline,
+                request.Budget, $"management '{request.Action}' of policy {rule.PolicyRuleUri}", ct);
             var result = reply switch
             {
                 null => [],

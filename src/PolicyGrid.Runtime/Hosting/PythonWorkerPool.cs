@@ -145,10 +145,15 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         WithGroup(DomainOf(call), g => g.InvokeWithStateAsync(call, ct));
 
     /// <inheritdoc cref="WorkerGroup.InvokeOnceAsync"/>
-    public Task<JsonNode?> InvokeOnceAsync(PolicyLoadSpec load, string method, JsonObject arguments, TimeSpan deadline, CancellationToken ct = default)
+    public Task<JsonNode?> InvokeOnceAsync(PolicyLoadSpec load, string method, JsonObject arguments, TimeSpan deadline, CancellationToken ct = default) =>
+        InvokeOnceAsync(load, method, arguments, deadline, null, null, ct);
+
+    /// <inheritdoc cref="WorkerGroup.InvokeOnceAsync"/>
+    public Task<JsonNode?> InvokeOnceAsync(PolicyLoadSpec load, string method, JsonObject arguments, TimeSpan deadline,
+        Core.Ports.CallBudget? budget, string? call, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(load);
-        return WithGroup(DomainOf(load.RuleId), g => g.InvokeOnceAsync(load, method, arguments, deadline, ct));
+        return WithGroup(DomainOf(load.RuleId), g => g.InvokeOnceAsync(load, method, arguments, deadline, budget, call, ct));
     }
 
     private string DomainOf(PolicyInvocation call)

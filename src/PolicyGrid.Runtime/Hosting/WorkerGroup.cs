@@ -253,11 +253,15 @@ internal sealed class WorkerGroup : IAsyncDisposable
     /// <summary>Writes to workers so far: each carries every request that queued for its worker while it was busy.</summary>
     public long Batches => slots.Sum(s => Interlocked.Read(ref s.Batches));
 
-    /// <summary>Runs a method on a brand-new instance that is dropped afterwards (management on Type 2, dry loads).</summary>
-    public Task<JsonNode?> InvokeOnceAsync(PolicyLoadSpec load, string method, JsonObject arguments, TimeSpan deadline, CancellationToken ct = default)
+    /// <summary>
+    /// Runs a method on a brand-new instance that is dropped afterwards (management on Type 2, dry loads); with a
+    /// <paramref name="budget"/>, not started past it (<see cref="PolicyInvocation.Budget"/>, <paramref name="call"/> its name).
+    /// </summary>
+    public Task<JsonNode?> InvokeOnceAsync(PolicyLoadSpec load, string method, JsonObject arguments, TimeSpan deadline,
+        CallBudget? budget, string? call, CancellationToken ct = default)
     {
         var key = "once:" + Guid.NewGuid().ToString("N");
-        return ValueOfAsync(RunAsync(new PolicyInvocation(key, load, method, arguments, deadline), once: true, withState: false, ct));
+        return ValueOfAsync(RunAsync(new PolicyInvocation(key, load, method, arguments, deadline) { Budget = budget, Call = call }, once: true, withState: false, ct));
     }
 
     private static async Task<JsonNode?> ValueOfAsync(Task<JsonObject> reply) => Detach(await reply, "value");
