@@ -9,7 +9,9 @@ never corrupt a frame.
 First frame from the server: the worker configuration (uid/gid to drop to, temp dir,
 resource limits). The host applies limits, drops privileges, checks that the standard
 library is still readable as the new user, and answers {"ready": true, ...} or
-{"ready": false, "error": ...}. Then one request frame -> one response frame, forever.
+{"ready": false, "error": ...}. Then one request frame -> one response frame, forever. An invoke request
+may carry start_by (seconds on the server's monotonic clock, which time.monotonic() reads): reached after it, it is
+answered {"ok": false, "kind": "not_started"} without running (its caller has stopped waiting).
 Standard library only: this file runs inside whatever interpreter the operator picked.
 """
 
