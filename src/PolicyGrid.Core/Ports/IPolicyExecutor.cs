@@ -13,7 +13,7 @@ public sealed record ExecutionRequest(
 {
     /// <summary>
     /// How long the caller waits (a node's <c>X-PolicyGrid-Timeout-Ms</c>): a call that waited for its context's lock
-    /// (behind other calls on the same context) past it is not started. Not part of the body.
+    /// (behind other calls on the same context), or for a policy worker, past it is not started. Not part of the body.
     /// </summary>
     public CallBudget? Budget { get; init; }
 
