@@ -42,11 +42,16 @@ public sealed class CallBudgetInPoolTests : IAsyncLifetime
                     return {"marks": len(marks.read())}
         """;
 
-    // One worker, so the slow call holds the only one; markers under the host's /tmp.
+    // One worker, so the slow call holds the only one; markers under the host's /tmp. The policy's calls count as short
+    // (as a fast policy's do): a call that finds the worker idle is then sent and answered on its caller's thread
+    // (WorkerSlot.Submit), so the slow call's Hold must be made from a thread of its own. The default limit (500 µs) made
+    // that depend on how fast the first count happened to be: about half the full-suite runs blocked the test in Hold
+    // until the slow call's 120 s deadline (see Hold).
     private readonly ExecutorHarness harness = new(o =>
     {
         o.Pool.Workers = 1;
         o.Pool.PrivateTemp = false;
+        o.Pool.PackCallsUnder = TimeSpan.FromSeconds(10);
     });
 
     private readonly List<string> dirs = [];
@@ -78,10 +83,14 @@ public sealed class CallBudgetInPoolTests : IAsyncLifetime
         return dir;
     }
 
-    // A slow call on its own context key, running (or queued) until Release(dir); its deadline is far off.
+    // A slow call on its own context key, running (or queued) until Release(dir); its deadline is far off. Made from a
+    // thread of its own, as each of a server's requests is: when it finds the worker idle, the pool runs it on the
+    // calling thread, which it holds until the call answers; made from the test's thread, the test could not go on to
+    // release it, and the call ran to its deadline (the held call "ended before its release", and the worker was free
+    // for the calls the test meant to queue behind it).
     private Task<PolicyResult> Hold(string dir) =>
-        harness.Executor.ExecuteAsync(new ExecutionRequest(uri, new JsonObject { ["hold"] = dir }, ContextKey: "hold-" + Path.GetFileName(dir),
-            TimeoutSeconds: 120), Caller, Ct);
+        Task.Run(() => harness.Executor.ExecuteAsync(new ExecutionRequest(uri, new JsonObject { ["hold"] = dir }, ContextKey: "hold-" + Path.GetFileName(dir),
+            TimeoutSeconds: 120), Caller, Ct), Ct);
 
     private static void Release(string dir) => File.WriteAllText(Path.Combine(dir, "release"), "go");
 
@@ -169,5 +178,32 @@ public sealed class CallBudgetInPoolTests : IAsyncLifetime
         await holdingFirst;
         await holdingSecond;
         await ShouldBeNotStartedAsync(budgeted);
+    }
+
+    [Fact]
+    public async Task A_management_action_waiting_for_the_busy_worker_past_its_budget_is_not_started()
+    {
+        var hold = NewHoldDir();
+        var holding = Hold(hold);
+        await Until(() => File.Exists(Path.Combine(hold, "running")), "the slow call should be running on the only worker");
+        var marks = new JsonObject { ["dir"] = hold };
+
+        var clock = new BudgetClock();
+        var budget = new CallBudget(TimeSpan.FromMilliseconds(500), "X-PolicyGrid-Timeout-Ms: 500", clock);
+        var managed = harness.Executor.ManageAsync(new ManagementRequest(uri, "mark", marks) { Budget = budget }, Caller, Ct);
+        await Until(() => harness.Pool.Status.Admitted == 2 || managed.IsCompleted, () => "the budgeted action should be queued in the pool behind the slow call " + Diag(managed));
+        clock.Start();
+
+        var first = await Task.WhenAny(managed, Task.Delay(TimeSpan.FromSeconds(30), Ct));
+        Release(hold);
+        first.ShouldBeSameAs(managed, "the budgeted action waited for the worker past its budget");
+        var error = await Should.ThrowAsync<PolicyGridException>(() => managed);
+        (error.Status, error.Code).ShouldBe((504, ErrorCodes.PolicyTimeout));
+        error.Message.ShouldContain($"management 'mark' of policy {uri} was not started");
+        error.Message.ShouldEndWith("so it has no effect");
+        await holding;
+
+        File.Exists(Path.Combine(hold, "marks")).ShouldBeFalse("the action that was not started left no mark");
+        (await harness.Executor.ManageAsync(new ManagementRequest(uri, "mark", marks), Caller, Ct)).Output["marks"]!.GetValue<int>().ShouldBe(1);
     }
 }
