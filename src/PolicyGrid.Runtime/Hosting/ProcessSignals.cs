@@ -21,7 +21,11 @@ internal static partial class ProcessSignals
     /// <summary>True while any process (zombies included) is still in the group.</summary>
     public static bool GroupExists(int pgid) => pgid > 1 && kill(-pgid, 0) == 0;
 
-    /// <summary>Reaps exited children of ours that belong to group <paramref name="pgid"/>; answers how many.</summary>
+    /// <summary>
+    /// Reaps exited children of ours that belong to group <paramref name="pgid"/>; answers how many. Only once the group's
+    /// leader, when it is a <see cref="System.Diagnostics.Process"/> of ours, has been reaped by .NET (its HasExited): this
+    /// would reap it too, and .NET ends the whole process when a child it started was reaped by someone else.
+    /// </summary>
     public static int ReapGroup(int pgid)
     {
         var reaped = 0;
@@ -53,14 +57,16 @@ internal static partial class ProcessSignals
     /// <c>pipe:[inode]</c>); answers how many were signalled. A policy's grandchild that left the worker's process
     /// group (setsid) escapes the group kill but keeps the worker's pipes, and while it holds the reply pipe a read
     /// of it never ends. Each candidate is pinned with a pidfd before its descriptors are read, so a pid reused in
-    /// between is never the one signalled (plain kill where the kernel has no pidfds).
+    /// between is never the one signalled (plain kill where the kernel has no pidfds). <paramref name="spare"/> (the
+    /// worker itself, a <see cref="System.Diagnostics.Process"/> of ours) is never picked: .NET reaps the children it
+    /// started, and one reaped behind its back ends this whole process ("Error while reaping child", FailFast).
     /// </summary>
-    public static int KillPipeHolders(IReadOnlyCollection<string> pipes, List<int>? killedPids = null)
+    public static int KillPipeHolders(IReadOnlyCollection<string> pipes, int spare, List<int>? killedPids = null)
     {
         if (pipes.Count == 0) return 0;
         // A child this server forked to start another process holds every descriptor of ours until its exec:
         // it runs our executable, and is no policy's.
-        return KillEach(dir => HoldsAny(dir, pipes) && !IsUnexecedForkOfSelf(dir) ? Found.Running : Found.No, killedPids);
+        return KillEach(dir => HoldsAny(dir, pipes) && !IsUnexecedForkOfSelf(dir) ? Found.Running : Found.No, spare, killedPids);
     }
 
     /// <summary>
@@ -69,16 +75,17 @@ internal static partial class ProcessSignals
     /// stopped worker's: a policy's grandchild that left the worker's group and closed every pipe of it is found by
     /// nothing else. Each candidate is pinned with a pidfd before its status is read, so a pid reused in between is
     /// never the one signalled. Zombies are not signalled again but added to <paramref name="killedPids"/> too, to be reaped.
+    /// <paramref name="spare"/> (the worker itself) is never picked, as for <see cref="KillPipeHolders"/>.
     /// </summary>
-    public static int KillUid(int uid, List<int>? killedPids = null) =>
-        uid <= 0 ? 0 : KillEach(dir => StatusOf(dir, uid) switch { null => Found.No, true => Found.Zombie, false => Found.Running }, killedPids);
+    public static int KillUid(int uid, int spare, List<int>? killedPids = null) =>
+        uid <= 0 ? 0 : KillEach(dir => StatusOf(dir, uid) switch { null => Found.No, true => Found.Zombie, false => Found.Running }, spare, killedPids);
 
     private enum Found { No, Running, Zombie }
 
-    // SIGKILL to every process but this one (and init) that `find` picks from its /proc directory, each pinned with a pidfd
+    // SIGKILL to every process but this one, init and `spare` that `find` picks from its /proc directory, each pinned with a pidfd
     // before `find` looks, so a pid reused in between is never the one signalled (plain kill where the kernel has no
     // pidfds); zombies it picks are only listed, to be reaped. Answers how many were signalled.
-    private static int KillEach(Func<string, Found> find, List<int>? killedPids)
+    private static int KillEach(Func<string, Found> find, int spare, List<int>? killedPids)
     {
         if (!OperatingSystem.IsLinux()) return 0;
         var self = Environment.ProcessId;
@@ -88,7 +95,7 @@ internal static partial class ProcessSignals
         catch (IOException) { return 0; }
         foreach (var dir in processes)
         {
-            if (!int.TryParse(Path.GetFileName(dir), out var pid) || pid == self || pid <= 1) continue;
+            if (!int.TryParse(Path.GetFileName(dir), out var pid) || pid == self || pid == spare || pid <= 1) continue;
             var pidfd = (int)pidfd_open(PidfdOpen, pid, 0);
             if (pidfd < 0 && Marshal.GetLastPInvokeError() != ENoSys) continue; // gone already
             try

@@ -46,6 +46,7 @@ internal sealed class PythonWorker : IAsyncDisposable
     private PythonWorker(Process process, string tempDir, PolicyOutputLog output, WorkerPoolOptions options)
     {
         this.process = process;
+        ownPid = process.Id;
         this.tempDir = tempDir;
         this.options = options;
         Output = output;
@@ -56,6 +57,9 @@ internal sealed class PythonWorker : IAsyncDisposable
             .Select(s => s is System.IO.Pipes.PipeStream p ? ProcessSignals.PipeOf((int)p.SafePipeHandle.DangerousGetHandle()) : null)
             .OfType<string>().ToHashSet(StringComparer.Ordinal);
     }
+
+    // The worker process's pid: .NET's Process reaps it, so the sweeps below must never pick it (see ProcessSignals.KillPipeHolders).
+    private readonly int ownPid;
 
     // The worker's three pipes as /proc names them: whatever still holds one once the worker is killed is a
     // descendant that left its process group, and is killed too (see SweepPipeHolders).
@@ -74,7 +78,7 @@ internal sealed class PythonWorker : IAsyncDisposable
         await sweeping.WaitAsync();
         try
         {
-            await KillAndReapAsync(killed => ProcessSignals.KillPipeHolders(pipes, killed));
+            await KillAndReapAsync(killed => ProcessSignals.KillPipeHolders(pipes, ownPid, killed));
         }
         finally
         {
@@ -103,7 +107,7 @@ internal sealed class PythonWorker : IAsyncDisposable
     private async Task SweepUidAsync()
     {
         if (exclusiveUid is not { } uid || uid <= 0 || Uid != uid) return;
-        await KillAndReapAsync(killed => ProcessSignals.KillUid(uid, killed));
+        await KillAndReapAsync(killed => ProcessSignals.KillUid(uid, ownPid, killed));
     }
 
     // The uid this worker was given as its slot's own (WorkerLaunch.Uid), or null when it shares one.
@@ -524,13 +528,14 @@ internal sealed class PythonWorker : IAsyncDisposable
         {
             try { await process.WaitForExitAsync(wait.Token); } catch (OperationCanceledException) { }
         }
-        // A fork bomb may still be spawning while the first signal lands; repeat until the group is empty.
+        // A fork bomb may still be spawning while the first signal lands; repeat until the group is empty. The group's
+        // orphans are reaped only once .NET has reaped the worker, their leader (see ProcessSignals.ReapGroup).
         for (var attempt = 0; attempt < 50 && ProcessSignals.KillGroup(pid); attempt++)
         {
-            ProcessSignals.ReapGroup(pid);
+            if (process.HasExited) ProcessSignals.ReapGroup(pid);
             await Task.Delay(10);
         }
-        ProcessSignals.ReapGroup(pid);
+        if (process.HasExited) ProcessSignals.ReapGroup(pid);
         await SweepPipeHoldersAsync();
         await SweepUidAsync();
         try { await outputPump.WaitAsync(TimeSpan.FromSeconds(2)); } catch (TimeoutException) { }
