@@ -249,6 +249,62 @@ public sealed class RemoteExecutorAnswersTests(NodeFacingServer registry) : ICla
         await StillServes(id);
     }
 
+    private const string NodeStoreDown = """{"success": false, "message": "the server's storage failed (disk I/O error); retry", "code": "backend_unavailable"}""";
+
+    [Fact]
+    public async Task A_nodes_own_503_is_a_503_naming_the_node_with_its_message_and_retry_after_not_a_502_and_the_node_stays_healthy()
+    {
+        // It was a 502 backend_error "executor node ... failed with 503", without the node's Retry-After: a bad gateway
+        // where the node had said to come back later.
+        using var node = new ScriptedNode(new NodeAnswer(503, NodeStoreDown, Headers: [("Retry-After", "7")]));
+        var id = await RegisterAsync(node);
+
+        foreach (var (route, request) in new[] { ("execute_policy", Execute()), ("management", $$$"""{"policy_rule_uri": "{{{Policy}}}", "action": "get_state", "data": {}}""") })
+        {
+            var answer = await client.Post($"/executor/{id}/{route}", request);
+            (answer.Status, answer.Code).ShouldBe((503, "backend_unavailable"), answer.Body?.ToJsonString());
+            answer.Message.ShouldBe($"executor node {node.BaseUri}/ is unavailable: the server's storage failed (disk I/O error); retry");
+            answer.Header("Retry-After").ShouldBe("7");
+        }
+        // Sent once each (the node's ledger keeps no 503, so a retry here would run anew), and the node answered: it is
+        // not marked unhealthy, so the next call is forwarded and hears the node again, not a fast refusal.
+        node.Requests.ShouldBe(2);
+        (await StatusOf(id)).ShouldBe("healthy");
+        node.Answer = new NodeAnswer(200, """{"success": true, "data": {"allowed": true}}""");
+        (await client.Post($"/executor/{id}/execute_policy", Execute())).Status.ShouldBe(200);
+    }
+
+    [Fact]
+    public async Task A_503_without_a_nodes_envelope_is_a_503_saying_so_and_marks_the_executor_unhealthy()
+    {
+        using var node = new ScriptedNode(new NodeAnswer(503, "<html>no healthy upstream</html>", ContentType: "text/html", Headers: [("Retry-After", "3")]));
+        var id = await RegisterAsync(node);
+
+        var answer = await client.Post($"/executor/{id}/execute_policy", Execute());
+
+        (answer.Status, answer.Code).ShouldBe((503, "backend_unavailable"), answer.Body?.ToJsonString());
+        answer.Message.ShouldBe($"executor node {node.BaseUri}/ is unavailable: it answered 503 Service Unavailable without a PolicyGrid error envelope (a proxy in front of a node that is down?)");
+        answer.Header("Retry-After").ShouldBe("3");
+        (await StatusOf(id)).ShouldBe("unhealthy");
+    }
+
+    [Fact]
+    public async Task A_function_nodes_own_503_is_a_503_with_its_message_and_retry_after()
+    {
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+        using var node = new ScriptedNode(new NodeAnswer(200, """{"success": true, "data": {}}"""));
+        var id = await RegisterAsync(node);
+        var name = Unique("unavailable");
+        (await client.Post($"/function/deployments/create/{id}", $$"""{"name": "{{name}}", "policy_rule_uri": "{{uri}}"}""")).Status.ShouldBe(200);
+        node.Answer = new NodeAnswer(503, NodeStoreDown, Headers: [("Retry-After", "9")]);
+
+        var answer = await client.Post($"/function/call_function/{name}", """{"ip": "10.0.0.1"}""");
+
+        (answer.Status, answer.Code).ShouldBe((503, "backend_unavailable"), answer.Body?.ToJsonString());
+        answer.Message.ShouldBe($"executor node {node.BaseUri}/ is unavailable: the server's storage failed (disk I/O error); retry");
+        answer.Header("Retry-After").ShouldBe("9");
+    }
+
     [Fact]
     public async Task An_unhealthy_executor_that_answers_its_probe_with_a_refusal_is_marked_healthy_again()
     {
@@ -485,7 +541,7 @@ public sealed class ScriptedNode : IDisposable
     private static string ReasonPhrase(int status) => status switch
     {
         200 => "OK", 302 => "Found", 400 => "Bad Request", 401 => "Unauthorized", 404 => "Not Found",
-        405 => "Method Not Allowed", 422 => "Unprocessable Entity", 429 => "Too Many Requests", _ => "Status",
+        405 => "Method Not Allowed", 422 => "Unprocessable Entity", 429 => "Too Many Requests", 503 => "Service Unavailable", _ => "Status",
     };
 
     public void Dispose()

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Core.Errors;
+using PolicyGrid.Runtime.Transports;
 
 namespace PolicyGrid.Api.Executors;
 
@@ -16,11 +17,14 @@ public sealed class ExecutorOutages(ILogger<ExecutorOutages> logger)
     private readonly ConcurrentDictionary<string, byte> down = new(StringComparer.Ordinal);
 
     /// <summary>A failure that means the executor could not be reached (or dropped the call), not its verdict on the call.</summary>
-    public static bool IsOutage(PolicyGridException e) => e.Status == 503 && e.Code == ErrorCodes.BackendUnavailable;
+    public static bool IsOutage(PolicyGridException e) => e.Status == 503 && e.Code == ErrorCodes.BackendUnavailable && e is not NodeUnavailable;
 
-    /// <summary>The executor's own verdict on a call (any 4xx, or the policy's deadline): it is up, whatever it thought of the call.</summary>
+    /// <summary>
+    /// The executor's own verdict on a call (any 4xx, the policy's deadline, or its own 503 saying what it lacks now):
+    /// it is up, whatever it thought of the call.
+    /// </summary>
     public static bool AnsweredByExecutor(PolicyGridException e) =>
-        e.Status is >= 400 and < 500 || (e.Status == 504 && e.Code == ErrorCodes.PolicyTimeout);
+        e.Status is >= 400 and < 500 || (e.Status == 504 && e.Code == ErrorCodes.PolicyTimeout) || e is NodeUnavailable;
 
     /// <summary>
     /// Records that <paramref name="executorId"/> is down; logs it only when it was not known to be. <paramref name="meanwhile"/>

@@ -182,8 +182,17 @@ public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore? 
                 throw Problems.BackendError(NodeAnswers.WrongAddress(node, $"{status} ({message})"));
             // The node's own caller-facing errors (404, 422, 504, ...) pass through; anything else at that address
             // (a proxy's 404 page, its server faults) is ours to name.
+            var retryAfter = response.Headers.RetryAfter?.Delta is { } delta
+                ? (int)Math.Clamp(Math.Ceiling(delta.TotalSeconds), 0, RemoteExecutorClient.MaxRetryAfterSeconds) : (int?)null;
             if (code is not null && status is >= 400 and < 500 or 504)
-                throw new PolicyGridException(status, code, $"executor node {node}: {message}");
+                throw new PolicyGridException(status, code, $"executor node {node}: {message}") { RetryAfterSeconds = retryAfter };
+            // The node's own "not now" (its store or workers unavailable): retry later, as it says, not a bad gateway.
+            if (code is not null && status == 503)
+                throw NodeUnavailable.From($"executor node {node}", message, retryAfter);
+            if (status == 503)
+                throw new PolicyGridException(503, ErrorCodes.BackendUnavailable,
+                    $"executor node {node} is unavailable: it answered 503 without a PolicyGrid error envelope (a proxy in front of a node that is down?)")
+                    { RetryAfterSeconds = retryAfter };
             throw status is >= 400 and < 500
                 ? Problems.BackendError($"executor node {node} answered {status} without a PolicyGrid error envelope; is executor_host_uri the root address of a PolicyGrid executor node?")
                 : Problems.BackendError($"executor node {node} failed ({status}): {message}");

@@ -17,6 +17,7 @@ namespace PolicyGrid.Dapr.Invocation;
 /// <item>the sidecar cannot be reached, or it cannot reach the app (ERR_DIRECT_INVOKE) → 503 backend_unavailable;</item>
 /// <item>the node answered 4xx, or 504 policy_timeout, with our envelope → that status and code, passed through
 /// (they are about the call or the policy, not the transport);</item>
+/// <item>the app answered 503 → 503 backend_unavailable naming the app, with its message and Retry-After;</item>
 /// <item>any other 5xx or an unreadable answer → 502 backend_error naming the app.</item>
 /// </list>
 /// </summary>
@@ -87,11 +88,17 @@ public sealed class DaprInvokedExecutor(HttpClient sidecar, string appId, TimeSp
             {
                 throw new PolicyGridException(status, nodeCode.ToString(), json["message"]?.ToString() ?? $"executor '{appId}' answered {status}")
                 {
-                    RetryAfterSeconds = response.Headers.RetryAfter?.Delta is { } d ? (int)Math.Ceiling(d.TotalSeconds) : null,
+                    RetryAfterSeconds = response.Headers.RetryAfter?.Delta is { } d ? (int)Math.Clamp(Math.Ceiling(d.TotalSeconds), 0, RemoteExecutorClient.MaxRetryAfterSeconds) : null,
                 };
             }
+            var retryAfter = response.Headers.RetryAfter?.Delta is { } delta
+                ? (int)Math.Clamp(Math.Ceiling(delta.TotalSeconds), 0, RemoteExecutorClient.MaxRetryAfterSeconds) : (int?)null;
+            if (status == 503 && json?["success"]?.GetValueKind() == JsonValueKind.False && json["code"] is JsonValue)
+                // The app's own "not now" (its store or workers unavailable): it answered, so it is not down; its Retry-After goes on.
+                throw NodeUnavailable.From($"Dapr app '{appId}' ({method})", Describe(json, text), retryAfter);
             if (status == 503)
-                throw Problems.BackendUnavailable($"Dapr app '{appId}' is unavailable ({method}): {Describe(json, text)}");
+                throw new PolicyGridException(503, ErrorCodes.BackendUnavailable, $"Dapr app '{appId}' is unavailable ({method}): {Describe(json, text)}")
+                    { RetryAfterSeconds = retryAfter };
             throw Problems.BackendError($"Dapr app '{appId}' answered {status} to {method}: {Describe(json, text)}");
         }
     }

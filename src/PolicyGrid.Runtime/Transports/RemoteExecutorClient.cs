@@ -16,7 +16,8 @@ namespace PolicyGrid.Runtime.Transports;
 /// <summary>
 /// Talks to one executor node: <c>POST {host}/execute_policy</c> and <c>POST {host}/management</c>
 /// with the contract's bodies. A node that cannot be reached, drops the call or does not answer in
-/// time answers 503 backend_unavailable (fast, once its circuit is open); a node failing with a 5xx,
+/// time answers 503 backend_unavailable (fast, once its circuit is open), and so does a node answering 503 (with its
+/// message and Retry-After); a node failing with another 5xx,
 /// redirecting, or answering something that is not a PolicyGrid envelope answers 502 backend_error;
 /// the node's own 4xx answers (and its 504 policy_timeout) pass through with its code, message and
 /// field errors. Every call is recorded in this server's decision log with the caller who made it:
@@ -230,6 +231,15 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
                 $"executor node {node} refused this server's call ({reason}{(text.Length > 0 ? ": " + text : "")}); {remote.TokenSentTo(node)}");
         if (status == 429)
             return new PolicyGridException(429, code.Length > 0 ? code : ErrorCodes.Overloaded, text.Length > 0 ? text : $"executor node {node} is overloaded ({reason})")
+                { RetryAfterSeconds = retryAfter };
+        if (status == 503 && code.Length > 0)
+            // The node's own "not now" (its store, bundle source or workers unavailable): a caller retries later, as it
+            // says, rather than hearing a bad gateway. Not retried here: the node's ledger does not keep a 503.
+            return NodeUnavailable.From($"executor node {node}", text.Length > 0 ? text : reason, retryAfter);
+        if (status == 503)
+            // Something in front of the node (a proxy or gateway) says it cannot reach it: the node is down for us.
+            return new PolicyGridException(503, ErrorCodes.BackendUnavailable,
+                $"executor node {node} is unavailable: it answered {reason} without a PolicyGrid error envelope (a proxy in front of a node that is down?)")
                 { RetryAfterSeconds = retryAfter };
         if (code.Length > 0 && NodeAnswers.IsWrongAddress(status, text))
             // The node's "no such route" came back as a 404 not_found, as if the policy were missing on the node.

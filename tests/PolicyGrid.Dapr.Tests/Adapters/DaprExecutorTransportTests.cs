@@ -164,6 +164,25 @@ public sealed class DaprExecutorTransportTests
     }
 
     [Fact]
+    public async Task An_apps_own_503_passes_its_message_and_retry_after_through_and_does_not_count_as_the_app_being_down()
+    {
+        // Its Retry-After was dropped: a caller heard "unavailable" with no word on when to come back.
+        var (executor, _) = Executor(_ =>
+        {
+            var r = Json(HttpStatusCode.ServiceUnavailable, """{"success": false, "message": "policy workers are not available: out of memory", "code": "backend_unavailable"}""");
+            r.Headers.RetryAfter = new System.Net.Http.Headers.RetryConditionHeaderValue(TimeSpan.FromSeconds(4));
+            return r;
+        });
+
+        var e = await Should.ThrowAsync<PolicyGridException>(() => executor.ExecuteAsync(Request, CallerIdentity.Anonymous, Ct));
+
+        (e.Status, e.Code).ShouldBe((503, ErrorCodes.BackendUnavailable));
+        e.Message.ShouldBe("Dapr app 'policy-executor' (execute_policy) is unavailable: policy workers are not available: out of memory");
+        e.RetryAfterSeconds.ShouldBe(4);
+        e.ShouldBeOfType<PolicyGrid.Runtime.Transports.NodeUnavailable>();
+    }
+
+    [Fact]
     public async Task An_app_the_sidecar_cannot_reach_is_a_503()
     {
         var (executor, _) = Executor(_ => Json(HttpStatusCode.InternalServerError,
