@@ -47,6 +47,31 @@ public sealed class EvaluatorTests : LoopbackRegistryTests
     }
 
     [Fact]
+    public async Task Without_dynamic_code_in_process_mode_is_refused_at_creation_naming_what_to_use_and_the_other_modes_work()
+    {
+        // In an app published with PublishAot=true the first load threw pythonnet's raw PlatformNotSupportedException,
+        // after the policy and its bundle had been fetched.
+        var e = await Should.ThrowAsync<PlatformNotSupportedException>(() => LocalPolicyEvaluator.CreateAsync(Client(), new LocalPolicyEvaluatorOptions
+        {
+            PolicyRuleUri = Uri, CacheDirectory = _cache, DynamicCodeSupported = () => false,
+        }, TestContext.Current.CancellationToken));
+
+        e.Message.ShouldStartWith("Isolation = LocalIsolation.InProcess (the default of Mode = EvaluationMode.Local) embeds CPython through pythonnet");
+        e.Message.ShouldContain("RuntimeFeature.IsDynamicCodeSupported is false, as in an app published with PublishAot=true");
+        e.Message.ShouldContain("Use Isolation = LocalIsolation.WorkerProcess");
+        e.Message.ShouldContain("or Mode = EvaluationMode.Remote");
+        _registry.PolicyReads.ShouldBe(0);
+
+        var isolated = await LocalPolicyEvaluator.CreateAsync(Client(), new LocalPolicyEvaluatorOptions
+        {
+            // The process's own cache (the worker, under its own uid, may read it; the test's private _cache it may not).
+            PolicyRuleUri = Uri, Isolation = LocalIsolation.WorkerProcess, DynamicCodeSupported = () => false,
+        }, TestContext.Current.CancellationToken);
+        _made.Add(isolated);
+        isolated.ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    [Fact]
     public async Task Option_and_call_parameters_override_the_stored_ones()
     {
         var ev = await Evaluator(new JsonObject { ["local_allowlist"] = new JsonArray("10.0.0.2") });

@@ -96,6 +96,10 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
             throw new ArgumentException($"RevalidateInterval must be zero or more, not {options.RevalidateInterval}", nameof(options));
         if (options.MaxStaleness < TimeSpan.Zero && options.MaxStaleness != Timeout.InfiniteTimeSpan)
             throw new ArgumentException($"MaxStaleness must be zero or more (or Timeout.InfiniteTimeSpan), not {options.MaxStaleness}", nameof(options));
+        // pythonnet needs code generated at run time: without it (a native AOT app) the first load threw pythonnet's own
+        // PlatformNotSupportedException from deep inside, after the policy and its bundle had been fetched.
+        if (options.Mode == EvaluationMode.Local && options.Isolation == LocalIsolation.InProcess && !options.DynamicCodeSupported())
+            throw new PlatformNotSupportedException(InProcessNeedsDynamicCode);
         // A timer takes at most int.MaxValue ms: past it every call failed inside the worker pool ("failed a batch").
         if (options.Mode == EvaluationMode.Local && options.Isolation == LocalIsolation.WorkerProcess
             && (options.CallDeadline <= TimeSpan.Zero || options.CallDeadline.TotalMilliseconds > int.MaxValue))
@@ -124,6 +128,12 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
             throw;
         }
     }
+
+    internal const string InProcessNeedsDynamicCode =
+        "Isolation = LocalIsolation.InProcess (the default of Mode = EvaluationMode.Local) embeds CPython through pythonnet, which needs " +
+        "code generated at run time, and this process has none (RuntimeFeature.IsDynamicCodeSupported is false, as in an app published with " +
+        "PublishAot=true). Use Isolation = LocalIsolation.WorkerProcess (the policy runs in a Python worker process, with a deadline and " +
+        "memory cap) or Mode = EvaluationMode.Remote (an executor runs it)";
 
     // ------------------------------------------------------------------ calls
 

@@ -67,4 +67,10 @@ public sealed record LocalPolicyEvaluatorOptions
     public TimeSpan CallDeadline { get; init; } = TimeSpan.FromSeconds(5);
 
     public ILoggerFactory? LoggerFactory { get; init; }
+
+    /// <summary>
+    /// Whether this process can generate code at run time (<see cref="System.Runtime.CompilerServices.RuntimeFeature.IsDynamicCodeSupported"/>,
+    /// false in an app published with <c>PublishAot=true</c>), which <see cref="LocalIsolation.InProcess"/> needs. A seam for tests.
+    /// </summary>
+    internal Func<bool> DynamicCodeSupported { get; init; } = static () => System.Runtime.CompilerServices.RuntimeFeature.IsDynamicCodeSupported;
 }
