@@ -228,3 +228,76 @@ public sealed class ServeStopSignalTests
         }
     }
 }
+
+/// <summary>What a call still running when <c>serve</c> stops hears.</summary>
+public sealed class ServeStopAnswerTests
+{
+    // Writes the marker it is given (so the test knows it runs), then sleeps past the server's shutdown timeout.
+    private const string SlowPolicy = """
+        import time
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                pass
+            def eval(self, parameters, input_data, context):
+                open(input_data["marker"], "w").close()
+                time.sleep(float(input_data["sleep"]))
+                return {"slept": True}
+            def management(self, action, data):
+                return {}
+        """;
+
+    [Fact]
+    public async Task A_call_still_running_when_the_shutdown_timeout_ends_is_answered_503_saying_the_server_is_stopping()
+    {
+        // Its connection was closed without an answer: the caller could not tell a stopping server from a lost network.
+        if (!OperatingSystem.IsLinux()) Assert.Skip("POSIX signals");
+        var ct = TestContext.Current.CancellationToken;
+        var data = Directory.CreateTempSubdirectory("pg-stop-answer-").FullName;
+        // The policy's worker may run as another user (the server as root), with a /tmp of its own: it must be able to
+        // write the marker here.
+        var markers = Directory.CreateDirectory(Path.Combine(AppContext.BaseDirectory, "stop-markers", Guid.NewGuid().ToString("N")));
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(markers.FullName, (UnixFileMode)0b111_111_111);
+        var marker = Path.Combine(markers.FullName, "running");
+        var port = LoopbackPorts.Free();
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "policygrid.dll"), "serve", "--urls", $"http://127.0.0.1:{port}",
+                     "--data", data, "--shutdownTimeoutSeconds=3" })
+            start.ArgumentList.Add(a);
+        using var process = System.Diagnostics.Process.Start(start)!;
+        using var patience = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        patience.CancelAfter(TimeSpan.FromSeconds(90));
+        var errors = process.StandardError.ReadToEndAsync(patience.Token);
+        try
+        {
+            while (await process.StandardOutput.ReadLineAsync(patience.Token) is { } line)
+                if (line.Contains("PolicyGrid listening on", StringComparison.Ordinal)) break;
+            var output = process.StandardOutput.ReadToEndAsync(patience.Token);
+            using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };
+            var code = await Onboarding.UploadAsync(client, GridServer.Zip(SlowPolicy));
+            var created = await client.Post("/policy", $$"""{"name": "slow", "version": "1.0", "release_tag": "test", "code": "{{code}}", "type": "python_class_v1"}""");
+            created.Status.ShouldBe(200, created.Body?.ToJsonString());
+
+            var call = client.Post("/executor/local/execute_policy",
+                Onboarding.Execute("slow:1.0-test", $$"""{"marker": "{{marker}}", "sleep": 20}""", "\"timeout_seconds\": 25"));
+            while (!File.Exists(marker) && !call.IsCompleted) await Task.Delay(20, patience.Token);
+            if (!File.Exists(marker)) Assert.Fail($"the policy did not start: {(await call).Body?.ToJsonString()}");
+            using (var signal = System.Diagnostics.Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+                await signal.WaitForExitAsync(patience.Token);
+
+            var answer = await call;
+
+            await process.WaitForExitAsync(patience.Token);
+            (answer.Status, answer.Code).ShouldBe((503, "backend_unavailable"), answer.Body?.ToJsonString() + await output + await errors);
+            answer.Message!.ShouldStartWith("the server is stopping: this call was still running ");
+            answer.Message!.ShouldContain(" s after the stop began (the server gives calls in flight 3 s, --shutdownTimeoutSeconds), so it was stopped without its answer; it may have had effects");
+            process.ExitCode.ShouldBe(0, await errors);
+            (await output).ShouldNotContain("fail:");
+        }
+        finally
+        {
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
+            try { Directory.Delete(data, recursive: true); } catch (IOException) { }
+            try { markers.Delete(recursive: true); } catch (IOException) { }
+        }
+    }
+}

@@ -10,25 +10,42 @@ namespace PolicyGrid.Api.Envelope;
 /// code; framework complaints about the request are the caller's mistake (400/413), never a 500.
 /// A failure of an adapter's own infrastructure answers what the adapter's <see cref="IFailureTranslator"/> says (the
 /// embedded store's SQLite on a full disk), and a write the server's disk refused what <see cref="DiskFailures"/> says,
-/// both logged whole. Only a genuine fault of ours answers 500, with a trace id to
+/// both logged whole. A call still running when the server's stop is about to close its connection is stopped and
+/// answered 503 (<see cref="StopGrace"/>). Only a genuine fault of ours answers 500, with a trace id to
 /// find it in the logs.
 /// </summary>
-public sealed class ErrorEnvelopeMiddleware(RequestDelegate next, ILogger<ErrorEnvelopeMiddleware> logger, IEnumerable<IFailureTranslator> translators)
+public sealed class ErrorEnvelopeMiddleware(RequestDelegate next, ILogger<ErrorEnvelopeMiddleware> logger, IEnumerable<IFailureTranslator> translators,
+    StopGrace grace)
 {
     private readonly IFailureTranslator[] translators = [.. translators];
 
     public async Task InvokeAsync(HttpContext context)
     {
+        var callerGone = context.RequestAborted;
+        // A call still running when the server's stop is about to close its connection is stopped and answered (below).
+        using var stopped = grace.Bind(context);
         try
         {
             await next(context);
         }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        catch (OperationCanceledException) when (callerGone.IsCancellationRequested)
         {
             // The caller went away; nobody is left to answer.
         }
+        catch (OperationCanceledException) when (grace.RanOut && !context.Response.HasStarted)
+        {
+            // Written under the caller's own token: the one the call ran under has fired.
+            context.RequestAborted = callerGone;
+            context.Response.Clear();
+            await Failure.Of(503, ErrorCodes.BackendUnavailable, grace.Message(context)).ExecuteAsync(context);
+        }
+        catch (OperationCanceledException) when (grace.RanOut)
+        {
+            // Its answer had begun: it cannot become a 503 now, and the host is closing the connection.
+        }
         catch (Exception e) when (!context.Response.HasStarted)
         {
+            context.RequestAborted = callerGone;
             var failure = Translate(e, context);
             context.Response.Clear();
             await failure.ExecuteAsync(context);

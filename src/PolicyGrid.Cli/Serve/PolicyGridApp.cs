@@ -187,7 +187,7 @@ public static class PolicyGridApp
     /// <summary>
     /// Says which signal stops the server and how long calls in flight get: the host's own line about it is filtered out
     /// with its start-up chatter, so a server stopped by SIGTERM left the log without a word, and calls still running when
-    /// the shutdown timeout ran out lost their answers unexplained. SIGHUP (its terminal closed, or a "reload" sent to it)
+    /// the shutdown timeout ran out lost their answers unexplained (they are now answered 503 just before it, StopGrace). SIGHUP (its terminal closed, or a "reload" sent to it)
     /// is not one the host handles: the runtime ended the process at once (exit 129), cutting every call in flight and
     /// dropping decisions not yet written. It now stops the server as SIGTERM does. The host does the stopping for the others.
     /// </summary>
@@ -207,8 +207,8 @@ public static class PolicyGridApp
                         app.Lifetime.StopApplication();
                     }
                     var grace = app.Services.GetService<IOptions<HostOptions>>()?.Value.ShutdownTimeout ?? TimeSpan.FromSeconds(30);
-                    app.Logger.LogWarning("PolicyGrid stopping on {Signal}: calls in flight get {Seconds:0.#} s to finish (--shutdownTimeoutSeconds), "
-                        + "then their connections are closed without an answer", signal, grace.TotalSeconds);
+                    app.Logger.LogWarning("PolicyGrid stopping on {Signal}: calls in flight get {Seconds:0.#} s to finish (--shutdownTimeoutSeconds); "
+                        + "those still running then are stopped and answered 503", signal, grace.TotalSeconds);
                 }));
             }
             catch (PlatformNotSupportedException) { }
