@@ -253,15 +253,15 @@ public sealed class ServeStopAnswerTests
         if (!OperatingSystem.IsLinux()) Assert.Skip("POSIX signals");
         var ct = TestContext.Current.CancellationToken;
         var data = Directory.CreateTempSubdirectory("pg-stop-answer-").FullName;
-        // The policy's worker may run as another user (the server as root), with a /tmp of its own: it must be able to
-        // write the marker here.
-        var markers = Directory.CreateDirectory(Path.Combine(AppContext.BaseDirectory, "stop-markers", Guid.NewGuid().ToString("N")));
+        // The policy's worker may run as another user (the server as root): it must be able to write the marker here, and
+        // shares the host's /tmp for it (PrivateTemp off).
+        var markers = Directory.CreateTempSubdirectory("pg-stop-marker-");
         if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(markers.FullName, (UnixFileMode)0b111_111_111);
         var marker = Path.Combine(markers.FullName, "running");
         var port = LoopbackPorts.Free();
         var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
         foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "policygrid.dll"), "serve", "--urls", $"http://127.0.0.1:{port}",
-                     "--data", data, "--shutdownTimeoutSeconds=3" })
+                     "--data", data, "--shutdownTimeoutSeconds=3", "--PolicyGrid:Runtime:Pool:PrivateTemp=false" })
             start.ArgumentList.Add(a);
         using var process = System.Diagnostics.Process.Start(start)!;
         using var patience = CancellationTokenSource.CreateLinkedTokenSource(ct);
