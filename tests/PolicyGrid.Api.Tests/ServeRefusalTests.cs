@@ -261,7 +261,7 @@ public sealed class ServeStopAnswerTests
         var port = LoopbackPorts.Free();
         var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
         foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "policygrid.dll"), "serve", "--urls", $"http://127.0.0.1:{port}",
-                     "--data", data, "--shutdownTimeoutSeconds=3", "--PolicyGrid:Runtime:Pool:PrivateTemp=false" })
+                     "--data", data, "--shutdownTimeoutSeconds=8", "--PolicyGrid:Runtime:Pool:PrivateTemp=false" })
             start.ArgumentList.Add(a);
         using var process = System.Diagnostics.Process.Start(start)!;
         using var patience = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -289,7 +289,7 @@ public sealed class ServeStopAnswerTests
             await process.WaitForExitAsync(patience.Token);
             (answer.Status, answer.Code).ShouldBe((503, "backend_unavailable"), answer.Body?.ToJsonString() + await output + await errors);
             answer.Message!.ShouldStartWith("the server is stopping: this call was still running ");
-            answer.Message!.ShouldContain(" s after the stop began (the server gives calls in flight 3 s, --shutdownTimeoutSeconds), so it was stopped without its answer; it may have had effects");
+            answer.Message!.ShouldContain(" s after the stop began (the server gives calls in flight 8 s, --shutdownTimeoutSeconds), so it was stopped without its answer; it may have had effects");
             process.ExitCode.ShouldBe(0, await errors);
             (await output).ShouldNotContain("fail:");
         }

@@ -40,10 +40,12 @@ public sealed class StopGrace : IDisposable
 
     /// <summary>
     /// Time kept back for stopping a call (a policy worker is killed) and writing its answer before the host closes its
-    /// connection: a quarter of the shutdown timeout, at most 1 s.
+    /// connection: a quarter of the shutdown timeout, at most 5 s. Stopping a call kills its policy worker and sweeps up
+    /// what it left, which on a loaded machine took longer than the 1 s first kept back: the host closed the connection
+    /// before the answer was written.
     /// </summary>
     public static TimeSpan Margin(TimeSpan shutdownTimeout) =>
-        shutdownTimeout <= TimeSpan.Zero ? TimeSpan.Zero : TimeSpan.FromTicks(Math.Min(shutdownTimeout.Ticks / 4, TimeSpan.TicksPerSecond));
+        shutdownTimeout <= TimeSpan.Zero ? TimeSpan.Zero : TimeSpan.FromTicks(Math.Min(shutdownTimeout.Ticks / 4, 5 * TimeSpan.TicksPerSecond));
 
     /// <summary>
     /// Makes <paramref name="context"/>'s <see cref="HttpContext.RequestAborted"/> fire also when the grace runs out, so
