@@ -294,12 +294,8 @@ public sealed class BindSafetyTests
     [InlineData("-h")]
     public async Task Serve_asked_for_help_prints_its_options_and_exits_without_serving(string flag)
     {
-        var dll = Path.Combine(AppContext.BaseDirectory, "policygrid.dll");
-        var port = LoopbackPorts.Free();
         var data = TempData();
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in new[] { dll, "serve", "--urls", $"http://127.0.0.1:{port}", "--data", data, flag }) start.ArgumentList.Add(a);
-        using var process = Process.Start(start)!;
+        using var process = CliProcess.Start(["serve", "--urls", $"http://127.0.0.1:{LoopbackPorts.Free()}", "--data", data, flag]);
         // Before, serve ignored the flag and ran until stopped: give up on it after a minute rather than hang.
         using var patience = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
         patience.CancelAfter(TimeSpan.FromMinutes(1));
@@ -321,10 +317,7 @@ public sealed class BindSafetyTests
     [Fact]
     public async Task The_real_serve_command_exits_with_a_message_when_refusing()
     {
-        var dll = Path.Combine(AppContext.BaseDirectory, "policygrid.dll");
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in new[] { dll, "serve", "--urls", "http://0.0.0.0:10997", "--data", TempData() }) start.ArgumentList.Add(a);
-        using var process = Process.Start(start)!;
+        using var process = CliProcess.Start(["serve", "--urls", "http://0.0.0.0:10997", "--data", TempData()]);
         var stderr = await process.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
         await process.WaitForExitAsync(TestContext.Current.CancellationToken);
         process.ExitCode.ShouldBe(2);
@@ -339,10 +332,7 @@ public sealed class BindSafetyTests
         using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
         taken.Start();
         var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
-        var dll = Path.Combine(AppContext.BaseDirectory, "policygrid.dll");
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in new[] { dll, "serve", "--urls", $"http://127.0.0.1:{port}", "--data", TempData() }) start.ArgumentList.Add(a);
-        using var process = Process.Start(start)!;
+        using var process = CliProcess.Start(["serve", "--urls", $"http://127.0.0.1:{port}", "--data", TempData()]);
         using var patience = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
         patience.CancelAfter(TimeSpan.FromMinutes(1));
         try

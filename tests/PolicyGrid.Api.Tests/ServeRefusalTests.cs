@@ -195,26 +195,16 @@ public sealed class ServeStopSignalTests
         if (!OperatingSystem.IsLinux()) Assert.Skip("POSIX signals");
         var ct = TestContext.Current.CancellationToken;
         var data = Directory.CreateTempSubdirectory("pg-signal-").FullName;
-        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "policygrid.dll"), "serve", "--urls", $"http://127.0.0.1:{LoopbackPorts.Free()}",
-                     "--data", data, "--shutdownTimeoutSeconds=7" })
-            start.ArgumentList.Add(a);
-        using var process = System.Diagnostics.Process.Start(start)!;
+        using var process = CliProcess.Start(["serve", "--urls", $"http://127.0.0.1:{LoopbackPorts.Free()}", "--data", data, "--shutdownTimeoutSeconds=7"]);
         using var patience = CancellationTokenSource.CreateLinkedTokenSource(ct);
         patience.CancelAfter(TimeSpan.FromSeconds(90));
         var errors = process.StandardError.ReadToEndAsync(patience.Token);
         try
         {
-            var output = new System.Text.StringBuilder();
-            while (await process.StandardOutput.ReadLineAsync(patience.Token) is { } line)
-            {
-                output.AppendLine(line);
-                if (line.Contains("PolicyGrid listening on", StringComparison.Ordinal)) break;
-            }
+            var output = new System.Text.StringBuilder(await CliProcess.UntilListeningAsync(process, patience.Token));
             output.ToString().ShouldContain("PolicyGrid listening on");
 
-            using (var signal = System.Diagnostics.Process.Start("kill", [$"-{kill}", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
-                await signal.WaitForExitAsync(patience.Token);
+            await CliProcess.SignalAsync(process, kill, patience.Token);
             output.Append(await process.StandardOutput.ReadToEndAsync(patience.Token));
             await process.WaitForExitAsync(patience.Token);
 
@@ -259,18 +249,14 @@ public sealed class ServeStopAnswerTests
         if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(markers.FullName, (UnixFileMode)0b111_111_111);
         var marker = Path.Combine(markers.FullName, "running");
         var port = LoopbackPorts.Free();
-        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "policygrid.dll"), "serve", "--urls", $"http://127.0.0.1:{port}",
-                     "--data", data, "--shutdownTimeoutSeconds=8", "--PolicyGrid:Runtime:Pool:PrivateTemp=false" })
-            start.ArgumentList.Add(a);
-        using var process = System.Diagnostics.Process.Start(start)!;
+        using var process = CliProcess.Start(["serve", "--urls", $"http://127.0.0.1:{port}", "--data", data, "--shutdownTimeoutSeconds=8",
+            "--PolicyGrid:Runtime:Pool:PrivateTemp=false"]);
         using var patience = CancellationTokenSource.CreateLinkedTokenSource(ct);
         patience.CancelAfter(TimeSpan.FromSeconds(90));
         var errors = process.StandardError.ReadToEndAsync(patience.Token);
         try
         {
-            while (await process.StandardOutput.ReadLineAsync(patience.Token) is { } line)
-                if (line.Contains("PolicyGrid listening on", StringComparison.Ordinal)) break;
+            await CliProcess.UntilListeningAsync(process, patience.Token);
             var output = process.StandardOutput.ReadToEndAsync(patience.Token);
             using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };
             var code = await Onboarding.UploadAsync(client, GridServer.Zip(SlowPolicy));
@@ -281,8 +267,7 @@ public sealed class ServeStopAnswerTests
                 Onboarding.Execute("slow:1.0-test", $$"""{"marker": "{{marker}}", "sleep": 20}""", "\"timeout_seconds\": 25"));
             while (!File.Exists(marker) && !call.IsCompleted) await Task.Delay(20, patience.Token);
             if (!File.Exists(marker)) Assert.Fail($"the policy did not start: {(await call).Body?.ToJsonString()}");
-            using (var signal = System.Diagnostics.Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
-                await signal.WaitForExitAsync(patience.Token);
+            await CliProcess.SignalAsync(process, "TERM", patience.Token);
 
             var answer = await call;
 

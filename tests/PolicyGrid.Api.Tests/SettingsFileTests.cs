@@ -25,10 +25,7 @@ public sealed class SettingsFileTests
         for (var i = 0; i < 300; i++) Directory.CreateDirectory(Path.Combine(cwd, "tree", $"d{i}"));
         await File.WriteAllTextAsync(Path.Combine(cwd, "appsettings.json"), Settings("first-token-0123456789"), ct);
         var port = LoopbackPorts.Free();
-        var start = new ProcessStartInfo("dotnet") { WorkingDirectory = cwd, RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "policygrid.dll"), "serve", "--urls", $"http://127.0.0.1:{port}", "--data", Path.Combine(root, "data") })
-            start.ArgumentList.Add(a);
-        using var process = Process.Start(start)!;
+        using var process = CliProcess.Start(["serve", "--urls", $"http://127.0.0.1:{port}", "--data", Path.Combine(root, "data")], cwd);
         var output = new System.Text.StringBuilder();
         process.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
         process.ErrorDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
@@ -64,12 +61,8 @@ public sealed class SettingsFileTests
         var ct = TestContext.Current.CancellationToken;
         var root = Path.Combine(Path.GetTempPath(), "pg-api-tests", Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(root);
-        var start = new ProcessStartInfo("dotnet") { WorkingDirectory = root, RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "policygrid.dll"), "serve", "--urls", $"http://127.0.0.1:{LoopbackPorts.Free()}", "--data", Path.Combine(root, "data") })
-            start.ArgumentList.Add(a);
-        start.Environment["PolicyGrid__Runtime__Decisions__PruneInterval"] = "00:00:00";
-        start.Environment["PolicyGrid__Runtime__Decisions__MaxCount"] = "-5";
-        using var process = Process.Start(start)!;
+        using var process = CliProcess.Start(["serve", "--urls", $"http://127.0.0.1:{LoopbackPorts.Free()}", "--data", Path.Combine(root, "data")], root,
+            new Dictionary<string, string> { ["PolicyGrid__Runtime__Decisions__PruneInterval"] = "00:00:00", ["PolicyGrid__Runtime__Decisions__MaxCount"] = "-5" });
         var stdout = process.StandardOutput.ReadToEndAsync(ct);
         var stderr = await process.StandardError.ReadToEndAsync(ct);
         try
