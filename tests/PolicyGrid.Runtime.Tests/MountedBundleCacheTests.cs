@@ -104,7 +104,7 @@ public sealed class MountedBundleCacheTests
         // Mounts propagate from shared ones (/ is shared on a systemd host): the cache's own mount is made shared here.
         if (!ProcessSignals.IsRoot) Assert.Skip("workers get mounts of their own only under a root server");
         using var disk = SmallDisk.Mount(1 << 20, "/var/tmp");
-        if (Run("mount", "--make-shared", disk.Path) is { } refused) Assert.Skip(refused);
+        if (SmallDisk.Run("mount", "--make-shared", disk.Path) is { } refused) Assert.Skip(refused);
         var bundle = ProbeBundle(disk.Path);
         await using var pool = PoolFixture.NewPool(workers: 1, o => o.BindHostViews = bindViews);
         await PoolFixture.EvalAsync(pool, "late-mount:1.0-test", bundle, Input());
@@ -134,7 +134,7 @@ public sealed class MountedBundleCacheTests
         File.WriteAllText(file, "");
         try
         {
-            if (Run("mount", "--bind", source, file) is { } refused) Assert.Skip(refused);
+            if (SmallDisk.Run("mount", "--bind", source, file) is { } refused) Assert.Skip(refused);
             try
             {
                 await using var pool = PoolFixture.NewPool(workers: 1, o => o.BindHostViews = bindViews);
@@ -150,7 +150,7 @@ public sealed class MountedBundleCacheTests
             }
             finally
             {
-                _ = Run("umount", "-l", file);
+                _ = SmallDisk.Run("umount", "-l", file);
             }
         }
         finally
@@ -288,14 +288,4 @@ public sealed class MountedBundleCacheTests
     /// <summary>The flags that matter of the mount at <paramref name="view"/> as the probe saw it.</summary>
     private static string[] Options(JsonObject result, string view) =>
         [.. result["options"]![view]!.GetValue<string>().Split(',').Where(o => o is "ro" or "rw" or "nosuid" or "nodev" or "noexec")];
-
-    private static string? Run(string command, params string[] args)
-    {
-        var start = new ProcessStartInfo(command) { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in args) start.ArgumentList.Add(a);
-        using var process = Process.Start(start)!;
-        var error = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        return process.ExitCode == 0 ? null : $"{command} {string.Join(' ', args)} failed here: {error.Trim()}";
-    }
 }

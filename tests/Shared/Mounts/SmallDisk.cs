@@ -56,7 +56,8 @@ internal sealed class SmallDisk : IDisposable
         if (Run("umount", "-l", Path) is null) Directory.Delete(Path, recursive: true);
     }
 
-    private static string? Run(string command, params string[] args)
+    /// <summary>Runs a mount tool; null when it succeeded, else what it said (for a test to skip with).</summary>
+    internal static string? Run(string command, params string[] args)
     {
         var start = new ProcessStartInfo(command) { RedirectStandardError = true, RedirectStandardOutput = true };
         foreach (var a in args) start.ArgumentList.Add(a);
