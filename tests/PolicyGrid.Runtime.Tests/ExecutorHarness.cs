@@ -54,6 +54,7 @@ public sealed class ExecutorHarness : IAsyncDisposable
     public LocalPolicyExecutor Executor { get; private set; } = null!;
     public DecisionLog Decisions { get; private set; } = null!;
     public PolicyOnboarding Onboarding { get; private set; } = null!;
+    internal KeyedLocks Locks { get; private set; } = null!;
 
     private void Build()
     {
@@ -64,7 +65,7 @@ public sealed class ExecutorHarness : IAsyncDisposable
         Contexts = new SqliteContextStore(db);
         Pool = new PythonWorkerPool(Options.Pool, Logs.CreateLogger<PythonWorkerPool>());
         Decisions = new DecisionLog(Documents, Options.Decisions, TimeProvider.System, Logs.CreateLogger<DecisionLog>());
-        Executor = new LocalPolicyExecutor(new PolicyCatalog(Documents), Bundles, Pool, Contexts, new KeyedLocks(), Decisions, Options,
+        Executor = new LocalPolicyExecutor(new PolicyCatalog(Documents), Bundles, Pool, Contexts, Locks = new KeyedLocks(), Decisions, Options,
             Logs.CreateLogger<LocalPolicyExecutor>());
         Onboarding = new PolicyOnboarding(Bundles, Pool, Options);
     }

@@ -200,6 +200,66 @@ public sealed class LocalPolicyExecutorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_call_queued_behind_its_context_when_the_policy_is_retired_does_not_run()
+    {
+        // The first call holds the context's lock until the test creates a file (a directory under /tmp both share).
+        await using var sharing = new ExecutorHarness(o => o.Pool.PrivateTemp = false);
+        var meet = Directory.CreateTempSubdirectory("pg-retire-").FullName;
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(meet, (UnixFileMode)0b111_111_111);
+        try
+        {
+            var uri = await sharing.AddSourceAsync("counter", """
+                import os, time
+
+                class AIOSv1PolicyRule:
+                    def __init__(self, rule_id, settings, parameters):
+                        pass
+                    def eval(self, parameters, input_data, context):
+                        context["runs"] = context.get("runs", 0) + 1
+                        hold = input_data.get("hold")
+                        deadline = time.time() + 20
+                        while hold and not os.path.exists(hold):
+                            if time.time() > deadline:
+                                raise TimeoutError("never released")
+                            time.sleep(0.002)
+                        return {"runs": context["runs"]}
+                """);
+            Task<PolicyResult> Call(JsonObject input) => sharing.Executor.ExecuteAsync(new ExecutionRequest(uri, input), Alice, Ct);
+            // Seen changing its context: from now on its calls take the context's lock for the whole eval.
+            (await Call([])).Output["runs"]!.GetValue<int>().ShouldBe(1);
+
+            var go = Path.Combine(meet, "go");
+            var first = Call(new JsonObject { ["hold"] = go });
+            await Until(() => sharing.Locks.Users(uri) == 1);
+            var queued = Call([]);
+            await Until(() => sharing.Locks.Users(uri) == 2); // checked, and waiting for the lock
+            await sharing.SetStatusAsync(uri, "retired");
+            await File.WriteAllTextAsync(go, "", Ct);
+
+            (await first).Output["runs"]!.GetValue<int>().ShouldBe(2); // already running: it ends as it began
+            var refused = await Should.ThrowAsync<PolicyGridException>(() => queued);
+            refused.Status.ShouldBe(410);
+            refused.Code.ShouldBe("retired");
+            refused.Message.ShouldContain("was retired while this call waited for its turn");
+            (await sharing.Contexts.GetAsync(uri, Ct))!["runs"]!.GetValue<int>().ShouldBe(2);
+        }
+        finally
+        {
+            Directory.Delete(meet, recursive: true);
+        }
+    }
+
+    private static async Task Until(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException("the condition never held");
+            await Task.Delay(2, Ct);
+        }
+    }
+
+    [Fact]
     public async Task Many_concurrent_calls_each_leave_one_decision()
     {
         var uri = await harness.AddSampleAsync("ip_allowlist");

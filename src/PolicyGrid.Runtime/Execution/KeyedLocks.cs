@@ -30,6 +30,12 @@ public sealed class KeyedLocks
         return new Holder(this, key, entry);
     }
 
+    /// <summary>How many callers hold or await <paramref name="key"/> now (tests wait on it to know a call is queued).</summary>
+    internal int Users(string key)
+    {
+        lock (entries) return entries.TryGetValue(key, out var entry) ? entry.Users : 0;
+    }
+
     private void Leave(string key, Entry entry)
     {
         lock (entries)

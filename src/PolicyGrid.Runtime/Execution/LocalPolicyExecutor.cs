@@ -145,15 +145,35 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
 
     private async Task<JsonObject> EvalSerializedAsync(EvalCall call, CancellationToken ct)
     {
-        using (await locks.AcquireAsync(call.ContextKey, ct))
+        var acquiring = locks.AcquireAsync(call.ContextKey, ct);
+        var waited = !acquiring.IsCompleted;
+        using (await acquiring)
         {
             // Queued behind the context's other calls (one slow one is enough): one whose caller has given up does not start.
             call.Budget?.EnsureLeftToStart(call.Describe);
+            // Nor one whose policy was retired or deleted meanwhile: it was checked before the wait, which can be long.
+            if (waited) await EnsureStillRunnableAsync(call, ct);
             var before = await contexts.GetAsync(call.ContextKey, ct) ?? [];
             var (result, after) = await EvalAsync(call, before, ct);
             if (!JsonNode.DeepEquals(before, after))
                 await contexts.SetAsync(call.ContextKey, after, options.ContextTtl, CancellationToken.None);
             return result;
+        }
+    }
+
+    // A call that waited for its context's lock runs the revision it was checked against, but not once the policy is
+    // retired or deleted: those stop every execution that has not started (a retired policy's queued calls used to run).
+    private async Task EnsureStillRunnableAsync(EvalCall call, CancellationToken ct)
+    {
+        try
+        {
+            await catalog.GetRunnableAsync(call.Rule.PolicyRuleUri, ct);
+        }
+        catch (PolicyGridException e) when (e.Status is 404 or 410)
+        {
+            var what = e.Status == 410 ? "retired" : "deleted";
+            var problem = $"policy '{call.Rule.PolicyRuleUri}' was {what} while this call waited for its turn at context '{call.ContextKey}' (calls of a policy that writes its context run one at a time); it did not run";
+            throw e.Status == 410 ? Problems.Retired(problem) : Problems.NotFound(problem);
         }
     }
 
