@@ -278,6 +278,37 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_call_and_a_management_action_queued_for_their_turn_when_the_policy_is_retired_do_not_run()
+    {
+        var body = Body("retired-queue");
+        body["policy_rule_uri"] = await _server.RegisterPolicyAsync("retired-queue", CountingPolicy.Source);
+        var policy = body["policy_rule_uri"]!.GetValue<string>();
+        (await Deploy(body)).Status.ShouldBe(200);
+        var host = _server.Service<LocalFunctionHost>();
+        var shared = Directory.CreateTempSubdirectory("pg-release-").FullName;
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(shared, (UnixFileMode)0b111_101_101);
+        var release = Path.Combine(shared, "release");
+
+        // One call holds the instance's turn; a call and a management action wait behind it, both checked and accepted.
+        var held = Count("retired-queue", new JsonObject { ["hold"] = release });
+        await Until(async () => (await host.StatusAsync("retired-queue", TestContext.Current.CancellationToken))!.Busy == 1);
+        var queued = _client.Send(HttpMethod.Post, "/function/call_function/retired-queue", new JsonObject());
+        var managed = _client.Send(HttpMethod.Post, "/function/retired-queue/management", new JsonObject { ["action"] = "set", ["data"] = new JsonObject { ["count"] = 100 } });
+        await Until(async () => (await host.StatusAsync("retired-queue", TestContext.Current.CancellationToken))!.Queued == 2);
+        (await _client.Send(HttpMethod.Put, $"/policy/{policy}", new JsonObject { ["$set"] = new JsonObject { ["status"] = "retired" } })).Status.ShouldBe(200);
+        await File.WriteAllTextAsync(release, "go", TestContext.Current.CancellationToken);
+
+        (await held).ShouldBe(1, "the call already running ends as it began");
+        var call = await queued;
+        call.Status.ShouldBe(410, "a call queued when its policy was retired ran: " + call.Body?.ToJsonString());
+        call.Code.ShouldBe("retired");
+        call.Message.ShouldContain("call of function retired-queue not run");
+        (await managed).Status.ShouldBe(410);
+        (await _client.Send(HttpMethod.Put, $"/policy/{policy}", new JsonObject { ["$set"] = new JsonObject { ["status"] = "active" } })).Status.ShouldBe(200);
+        (await Count("retired-queue")).ShouldBe(2, "neither the refused call nor the refused management changed the count");
+    }
+
+    [Fact]
     public async Task Management_reaches_the_live_instance()
     {
         (await Deploy(Body("managed"))).Status.ShouldBe(200);

@@ -23,6 +23,7 @@ public sealed class LocalFunctionHost(
     IPolicyBundleSource bundles,
     IDocumentStore documents,
     IContextStore contexts,
+    PolicyCatalog policies,
     IOptions<FunctionHostOptions> options,
     ILogger<LocalFunctionHost> logger) : IFunctionHost, IHostedService, IAsyncDisposable
 {
@@ -92,7 +93,7 @@ public sealed class LocalFunctionHost(
                 if (reply?["context"] is JsonObject context) replica.Context = (JsonObject)context.DeepClone();
                 return reply?["result"] as JsonObject
                     ?? throw Problems.PolicyError($"function {name}: eval must return a dict, not {reply?["result"]?.GetValueKind().ToString() ?? "None"}");
-            }, ct, budget, $"call of function {name}");
+            }, ct, budget, $"call of function {name}", checkPolicy: true);
         }
         finally
         {
@@ -144,7 +145,7 @@ public sealed class LocalFunctionHost(
                     leader.AppliedSeq = entry.Seq;
                     function.Seed = leader.State is null ? null : (entry.Seq, leader.Snapshot());
                     return reply as JsonObject ?? new JsonObject { ["result"] = reply?.DeepClone() };
-                }, ct, budget, $"management '{action}' of function {name}");
+                }, ct, budget, $"management '{action}' of function {name}", checkPolicy: true);
             }
             finally
             {
@@ -319,13 +320,14 @@ public sealed class LocalFunctionHost(
     /// <paramref name="budget"/> ran out while it waited for the turn is refused there, before anything changes.
     /// </summary>
     private async Task<JsonObject> InTurnAsync(HostedFunction function, FunctionReplica replica, Func<Task<JsonObject>> work, CancellationToken ct,
-        CallBudget? budget = null, string call = "")
+        CallBudget? budget = null, string call = "", bool checkPolicy = false)
     {
         await replica.Turn.WaitAsync(ct);
         try
         {
             if (function.Removed) throw NotDeployed(function.Spec.Name);
             budget?.EnsureLeftToStart(call);
+            if (checkPolicy) await EnsureNotRetiredAsync(function, call, ct);
             if (!replica.Loaded) await RestoreAsync(replica, ct);
             await CatchUpAsync(function, replica);
             var (context, state) = (replica.Context, replica.State);
@@ -365,6 +367,28 @@ public sealed class LocalFunctionHost(
         finally
         {
             replica.Turn.Release();
+        }
+    }
+
+    /// <summary>
+    /// A call or management action does not start once the function's policy is retired in this server's registry: the
+    /// registry checks before it hands a call over, but a call can then wait long for its turn (behind a slow one, or
+    /// other management), and one queued when the policy was retired used to run all the same. A policy this registry
+    /// does not hold (deleted, or a node running the snapshot another registry sent) leaves the snapshot running.
+    /// </summary>
+    private async Task EnsureNotRetiredAsync(HostedFunction function, string call, CancellationToken ct)
+    {
+        try
+        {
+            await policies.GetRunnableAsync(function.Spec.PolicyRuleUri, ct);
+        }
+        catch (PolicyGridException e) when (e.Status == 410)
+        {
+            throw Problems.Retired($"function '{function.Spec.Name}' runs policy '{function.Spec.PolicyRuleUri}', which is retired ({call} not run); " +
+                "deploy another version under a new function, or set the policy's status back to active");
+        }
+        catch (PolicyGridException)
+        {
         }
     }
 
