@@ -55,11 +55,15 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
     // Whether the live instance may lack the journal (it is, or will be, created from the deployment): replayed first.
     private bool _replay;
 
+    // The documents' policies: a call or management action whose policy is retired does not run (null in tests without a store).
+    private readonly PolicyCatalog? _policies;
+
     public PolicyFunctionActor(ActorHost host, PythonWorkerPool pool, IPolicyBundleSource bundles, IOptions<FunctionActorOptions> options,
-        IActorStateManager? stateManager = null) : base(host)
+        IActorStateManager? stateManager = null, PolicyCatalog? policies = null) : base(host)
     {
         _pool = pool;
         _bundles = bundles;
+        _policies = policies;
         _options = options.Value;
         // Tests hand in their own state manager; the runtime's is used otherwise.
         if (stateManager is not null) StateManager = stateManager;
@@ -117,6 +121,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         return TurnAsync(async load =>
         {
             var input = JsonNode.Parse(call.InputJson);
+            await EnsureNotRetiredAsync("call");
             // Checked in the actor, where the snapshot is, so every path to it (registry, graph workflow) is covered.
             FunctionSpec.EnsureValidInput(_policy!, input);
             var arguments = new JsonObject
@@ -138,6 +143,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         return TurnAsync(async load =>
         {
             var data = JsonNode.Parse(request.DataJson) ?? new JsonObject();
+            await EnsureNotRetiredAsync($"management '{request.Action}'");
             FunctionSpec.EnsureKnownCommand(_policy!, request.Action, data);
             // Only a class without get_state journals, so a journal this long is one of those (an empty one says nothing,
             // so a limit below 1 acts as 1): refused before it runs, or the action would live on an instance that a
@@ -149,6 +155,28 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             if (_keepsState == false && !readOnly) _journal.Add(new JournalEntry(request.Action, data.ToJsonString()));
             return reply as JsonObject ?? new JsonObject { ["result"] = reply?.DeepClone() };
         });
+    }
+
+    /// <summary>
+    /// Checked in the actor's turn, so it covers every path to it: the registry checks before it calls, but the graph
+    /// workflow calls actors directly (a later node of a run that started before its policy was retired ran), and a call
+    /// can wait long for its turn. A policy deleted since (force) leaves the snapshot running, as in serve.
+    /// </summary>
+    private async Task EnsureNotRetiredAsync(string what)
+    {
+        if (_policies is null || _policy?["policy_rule_uri"] is not JsonValue value || !value.TryGetValue<string>(out var uri) || uri.Length == 0) return;
+        try
+        {
+            await _policies.GetRunnableAsync(uri, CancellationToken.None);
+        }
+        catch (PolicyGridException e) when (e.Status == 410)
+        {
+            throw Problems.Retired($"function '{_deployment!.Name}' runs policy '{uri}', which is retired ({what} of function {_deployment.Name} not run); " +
+                "deploy another version under a new function, or set the policy's status back to active");
+        }
+        catch (PolicyGridException)
+        {
+        }
     }
 
     public Task<FunctionReply> SnapshotAsync() => TurnAsync(_ => Task.FromResult(new JsonObject

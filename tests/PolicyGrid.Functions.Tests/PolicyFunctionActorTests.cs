@@ -5,7 +5,10 @@ using Dapr.Actors;
 using Dapr.Actors.Runtime;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
+using PolicyGrid.Core.Ports;
 using PolicyGrid.Dapr.Functions;
+using PolicyGrid.Embedded.Storage;
+using PolicyGrid.Runtime.Execution;
 using PolicyGrid.Runtime.Hosting;
 using Shouldly;
 
@@ -88,6 +91,49 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
         next["evals"]!.GetValue<int>().ShouldBe(2);
         var reactivated = await Call(Actor(NewPool(), new TestStateManager(state.Saved)));
         reactivated["count"]!.GetValue<int>().ShouldBe(3);
+    }
+
+    [Fact]
+    public async Task A_call_or_management_action_of_an_actor_whose_policy_is_retired_does_not_run()
+    {
+        // The graph workflow calls actors directly, and a call may wait for its turn: the actor itself asks the documents.
+        var directory = Directory.CreateTempSubdirectory("pg-actor-retired-").FullName;
+        try
+        {
+            var documents = new SqliteDocumentStore(new SqliteDatabase(Path.Combine(directory, "documents.db")));
+            var policy = new JsonObject
+            {
+                ["name"] = "counting", ["version"] = "1.0", ["release_tag"] = "test", ["code"] = _code, ["type"] = "python_class_v1",
+            };
+            await documents.UpsertAsync(Collections.Policies, "counting:1.0-test", (JsonObject)policy.DeepClone(), TestContext.Current.CancellationToken);
+            var state = new TestStateManager();
+            var actor = new PolicyFunctionActor(ActorHost.CreateForTest<PolicyFunctionActor>(new ActorTestOptions { ActorId = new ActorId("counter") }),
+                NewPool(), _bundles, Options.Create(new FunctionActorOptions()), state, new PolicyCatalog(documents));
+            await actor.DeployAsync(Deployment());
+            (await Call(actor))["count"]!.GetValue<int>().ShouldBe(1);
+
+            policy["status"] = "retired";
+            await documents.UpsertAsync(Collections.Policies, "counting:1.0-test", (JsonObject)policy.DeepClone(), TestContext.Current.CancellationToken);
+            var call = await actor.CallAsync(new FunctionActorCall("{}"));
+            var managed = await actor.ManageAsync(new FunctionActorManagement("set", new JsonObject { ["count"] = 100 }.ToJsonString()));
+
+            call.Ok.ShouldBeFalse("a retired policy ran in its function's actor");
+            call.Status.ShouldBe(410);
+            call.Code.ShouldBe("retired");
+            call.Message.ShouldContain("call of function counter not run");
+            managed.Status.ShouldBe(410);
+            policy["status"] = "active";
+            await documents.UpsertAsync(Collections.Policies, "counting:1.0-test", (JsonObject)policy.DeepClone(), TestContext.Current.CancellationToken);
+            (await Call(actor))["count"]!.GetValue<int>().ShouldBe(2, "the refused call and management changed nothing");
+
+            // A policy deleted since (force) leaves the deployed snapshot running.
+            await documents.DeleteAsync(Collections.Policies, "counting:1.0-test", null, TestContext.Current.CancellationToken);
+            (await Call(actor))["count"]!.GetValue<int>().ShouldBe(3);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
     }
 
     [Fact]
