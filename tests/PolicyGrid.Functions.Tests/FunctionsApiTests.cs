@@ -278,6 +278,27 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Calls_and_management_of_a_function_whose_policy_is_deprecated_run_and_answer_a_Deprecation_header()
+    {
+        var body = Body("deprecating");
+        body["policy_rule_uri"] = await _server.RegisterPolicyAsync("deprecating", CountingPolicy.Source);
+        var policy = body["policy_rule_uri"]!.GetValue<string>();
+        (await Deploy(body)).Status.ShouldBe(200);
+        var active = await _client.Send(HttpMethod.Post, "/function/call_function/deprecating", new JsonObject());
+        active.Header("Deprecation").ShouldBeNull();
+
+        (await _client.Send(HttpMethod.Put, $"/policy/{policy}", new JsonObject { ["$set"] = new JsonObject { ["status"] = "deprecated" } })).Status.ShouldBe(200);
+        var call = await _client.Send(HttpMethod.Post, "/function/call_function/deprecating", new JsonObject());
+        var managed = await _client.Send(HttpMethod.Post, "/function/deprecating/management", new JsonObject { ["action"] = "peek" });
+
+        call.Status.ShouldBe(200);
+        call.Data!["count"]!.GetValue<int>().ShouldBe(2);
+        call.Header("Deprecation").ShouldBe("true", "a deprecated policy's function answered as if it were active");
+        managed.Status.ShouldBe(200);
+        managed.Header("Deprecation").ShouldBe("true");
+    }
+
+    [Fact]
     public async Task A_call_and_a_management_action_queued_for_their_turn_when_the_policy_is_retired_do_not_run()
     {
         var body = Body("retired-queue");

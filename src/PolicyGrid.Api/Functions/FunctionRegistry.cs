@@ -129,13 +129,20 @@ public sealed class FunctionRegistry(
         return stored;
     }
 
-    public async Task<JsonObject> CallAsync(string functionId, JsonNode? input, CancellationToken ct = default)
+    public async Task<JsonObject> CallAsync(string functionId, JsonNode? input, CancellationToken ct = default) =>
+        (await CallForAnswerAsync(functionId, input, ct)).Output;
+
+    /// <summary>A call, with whether the function's policy is deprecated (the API answers a <c>Deprecation</c> header then).</summary>
+    public async Task<PolicyResult> CallForAnswerAsync(string functionId, JsonNode? input, CancellationToken ct = default)
     {
-        var hosted = await RunnableHostAsync(functionId, ct);
-        return await outages.WatchAsync(hosted.ExecutorId, WhileDown, () => hosted.Host.CallAsync(functionId, input ?? new JsonObject(), ct));
+        var (hosted, deprecated) = await RunnableHostAsync(functionId, ct);
+        return new PolicyResult(await outages.WatchAsync(hosted.ExecutorId, WhileDown, () => hosted.Host.CallAsync(functionId, input ?? new JsonObject(), ct)), deprecated);
     }
 
-    public async Task<JsonObject> ManageAsync(string name, JsonObject body, CancellationToken ct)
+    public async Task<JsonObject> ManageAsync(string name, JsonObject body, CancellationToken ct) => (await ManageForAnswerAsync(name, body, ct)).Output;
+
+    /// <summary>Management, with whether the function's policy is deprecated (the API answers a <c>Deprecation</c> header then).</summary>
+    public async Task<PolicyResult> ManageForAnswerAsync(string name, JsonObject body, CancellationToken ct)
     {
         var errors = new List<FieldError>();
         var action = body["action"] is JsonValue a && a.TryGetValue<string>(out var text) && text.Length > 0 ? text : null;
@@ -148,8 +155,8 @@ public sealed class FunctionRegistry(
         };
         if (data is null) errors.Add(new("data", $"must be an object, not a JSON {Envelope.JsonBody.Describe(body["data"])}"));
         if (errors.Count > 0) throw Problems.Validation(errors);
-        var hosted = await RunnableHostAsync(name, ct);
-        return await outages.WatchAsync(hosted.ExecutorId, WhileDown, () => hosted.Host.ManageAsync(name, action!, data!, ct));
+        var (hosted, deprecated) = await RunnableHostAsync(name, ct);
+        return new PolicyResult(await outages.WatchAsync(hosted.ExecutorId, WhileDown, () => hosted.Host.ManageAsync(name, action!, data!, ct)), deprecated);
     }
 
     public async Task<StoredDocument> GetAsync(string name, CancellationToken ct) =>
@@ -220,11 +227,16 @@ public sealed class FunctionRegistry(
     public async Task EnsureRunnableAsync(string name, CancellationToken ct) => await RunnableHostAsync(name, ct);
 
     /// <summary>
+    /// The host of a function whose policy may still run, and whether that policy is deprecated (it still runs; the
+    /// API adds a <c>Deprecation</c> header to the answer, as for Type 2).
+    /// </summary>
+
+    /// <summary>
     /// The host of a function whose policy may still run. A function keeps the snapshot it was deployed with through
     /// later updates of its policy, but retiring the policy stops every execution of it (the contract's 410), a deployed
     /// function's too: it had kept answering. A policy deleted since (force) leaves the snapshot running.
     /// </summary>
-    private async Task<Hosted> RunnableHostAsync(string name, CancellationToken ct)
+    private async Task<(Hosted Host, bool Deprecated)> RunnableHostAsync(string name, CancellationToken ct)
     {
         if (!_hosts.TryGetValue(name, out var hosted))
         {
@@ -232,9 +244,10 @@ public sealed class FunctionRegistry(
             var function = FunctionDeployment.FromJson(stored.Body);
             hosted = _hosts[name] = new Hosted(HostFor(function), function.FunctionPolicyRuleUri, function.FunctionExecutorId);
         }
+        var deprecated = false;
         try
         {
-            await policies.GetRunnableAsync(hosted.PolicyRuleUri, ct);
+            deprecated = (await policies.GetRunnableAsync(hosted.PolicyRuleUri, ct)).IsDeprecated;
         }
         catch (PolicyGridException e) when (e.Status == 410)
         {
@@ -244,7 +257,7 @@ public sealed class FunctionRegistry(
         {
             // Deleted, or of a kind this server does not run itself: the function runs its own snapshot on its host.
         }
-        return hosted;
+        return (hosted, deprecated);
     }
 
     private IFunctionHost HostFor(FunctionDeployment function) => HostFor(function.FunctionExecutorId, function.FunctionExecutorUri);

@@ -82,11 +82,18 @@ public static class FunctionsApi
     public static async Task<EnvelopeOk<JsonObject>> Remove(string name, FunctionRegistry functions, HttpContext http, CancellationToken ct) =>
         Read(await functions.RemoveAsync(name, ETags.IfMatch(http.Request), ct));
 
-    public static async Task<EnvelopeOk<JsonObject>> Call(string name, JsonBody body, FunctionRegistry functions, CancellationToken ct) =>
-        Answer.Ok(await functions.CallAsync(name, body.Node, ct));
+    public static async Task<EnvelopeOk<JsonObject>> Call(string name, JsonBody body, FunctionRegistry functions, HttpContext http, CancellationToken ct) =>
+        Deprecating(http, await functions.CallForAnswerAsync(name, body.Node, ct));
 
-    public static async Task<EnvelopeOk<JsonObject>> Manage(string name, JsonBody body, FunctionRegistry functions, CancellationToken ct) =>
-        Answer.Ok(await functions.ManageAsync(name, body.RequireObject(), ct));
+    public static async Task<EnvelopeOk<JsonObject>> Manage(string name, JsonBody body, FunctionRegistry functions, HttpContext http, CancellationToken ct) =>
+        Deprecating(http, await functions.ManageForAnswerAsync(name, body.RequireObject(), ct));
+
+    // A deprecated policy still runs; its functions' answers say so as Type 2's do (docs/api.md: reads and executions).
+    private static EnvelopeOk<JsonObject> Deprecating(HttpContext http, PolicyResult result)
+    {
+        if (result.Deprecated) http.Response.Headers["Deprecation"] = "true";
+        return Answer.Ok(result.Output);
+    }
 
     public static async Task<EnvelopeOk<JsonObject>> Get(string functionId, FunctionRegistry functions, HttpContext http, CancellationToken ct)
     {
