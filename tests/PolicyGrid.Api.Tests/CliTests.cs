@@ -67,6 +67,31 @@ public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDi
     }
 
     [Fact]
+    public async Task Pushing_new_code_to_a_retired_policy_keeps_it_retired_unless_the_manifest_names_a_status()
+    {
+        var name = Unique("cli_retired");
+        var dir = PolicyDir(name);
+        var manifest = Path.Combine(workDir, $"{name}.json");
+        var uri = PolicyDocuments.Uri(name);
+        (await Run("policy", "push", dir, "--manifest", manifest)).ExitCode.ShouldBe(0);
+        var client = server.CreateClient();
+        (await client.Send(HttpMethod.Put, $"/policy/{uri}", new JsonObject { ["$set"] = new JsonObject { ["status"] = "retired" } })).Status.ShouldBe(200);
+
+        File.AppendAllText(Path.Combine(dir, "function.py"), "\n# a fix\n");
+        var pushed = await Run("policy", "push", dir, "--manifest", manifest, "--json");
+
+        pushed.ExitCode.ShouldBe(0, pushed.Error);
+        pushed.Json["status"]!.GetValue<string>().ShouldBe("retired", "a push of new code brought a retired policy back to life");
+        (await client.Post("/executor/local/execute_policy", $$$"""{"policy_rule_uri": "{{{uri}}}", "input_data": {"ip": "10.0.0.1"}}""")).Status.ShouldBe(410);
+
+        // Named in the manifest, the status is what the push sets.
+        var named = JsonNode.Parse(File.ReadAllText(manifest))!.AsObject();
+        named["status"] = "active";
+        File.WriteAllText(manifest, named.ToJsonString());
+        (await Run("policy", "push", dir, "--manifest", manifest, "--json")).Json["status"]!.GetValue<string>().ShouldBe("active");
+    }
+
+    [Fact]
     public async Task Push_creates_then_updates_and_get_query_delete_work_with_readable_and_json_output()
     {
         var name = Unique("cli_policy");

@@ -52,6 +52,9 @@ public static class PolicyCommands
             try
             {
                 var current = await client.GetAsync($"policy/{Uri.EscapeDataString(uri)}", ct);
+                // A replacement without a status makes the policy active: pushing new code to a retired policy brought it
+                // back to life. A manifest that names no status keeps the stored one; one that names it sets it.
+                if (!document.ContainsKey("status") && current.Data?["status"] is JsonValue status) document["status"] = status.DeepClone();
                 saved = await client.PutAsync($"policy/{Uri.EscapeDataString(uri)}", document, current.ETag, ct);
                 verb = "updated";
             }
