@@ -202,51 +202,32 @@ public sealed class LocalPolicyExecutorTests : IAsyncLifetime
     [Fact]
     public async Task A_call_queued_behind_its_context_when_the_policy_is_retired_does_not_run()
     {
-        // The first call holds the context's lock until the test creates a file (a directory under /tmp both share).
-        await using var sharing = new ExecutorHarness(o => o.Pool.PrivateTemp = false);
-        var meet = Directory.CreateTempSubdirectory("pg-retire-").FullName;
-        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(meet, (UnixFileMode)0b111_111_111);
-        try
+        var uri = await harness.AddSourceAsync("counter", """
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    pass
+                def eval(self, parameters, input_data, context):
+                    context["runs"] = context.get("runs", 0) + 1
+                    return {"runs": context["runs"]}
+            """);
+        // Seen changing its context: from now on its calls take the context's lock for the whole eval.
+        (await Run(uri, [])).Output["runs"]!.GetValue<int>().ShouldBe(1);
+
+        // The lock held here stands for a slow call of the same context: the next call is checked, then waits for it.
+        Task<PolicyResult> queued;
+        using (await harness.Locks.AcquireAsync(uri, Ct))
         {
-            var uri = await sharing.AddSourceAsync("counter", """
-                import os, time
-
-                class AIOSv1PolicyRule:
-                    def __init__(self, rule_id, settings, parameters):
-                        pass
-                    def eval(self, parameters, input_data, context):
-                        context["runs"] = context.get("runs", 0) + 1
-                        hold = input_data.get("hold")
-                        deadline = time.time() + 20
-                        while hold and not os.path.exists(hold):
-                            if time.time() > deadline:
-                                raise TimeoutError("never released")
-                            time.sleep(0.002)
-                        return {"runs": context["runs"]}
-                """);
-            Task<PolicyResult> Call(JsonObject input) => sharing.Executor.ExecuteAsync(new ExecutionRequest(uri, input), Alice, Ct);
-            // Seen changing its context: from now on its calls take the context's lock for the whole eval.
-            (await Call([])).Output["runs"]!.GetValue<int>().ShouldBe(1);
-
-            var go = Path.Combine(meet, "go");
-            var first = Call(new JsonObject { ["hold"] = go });
-            await Until(() => sharing.Locks.Users(uri) == 1);
-            var queued = Call([]);
-            await Until(() => sharing.Locks.Users(uri) == 2); // checked, and waiting for the lock
-            await sharing.SetStatusAsync(uri, "retired");
-            await File.WriteAllTextAsync(go, "", Ct);
-
-            (await first).Output["runs"]!.GetValue<int>().ShouldBe(2); // already running: it ends as it began
-            var refused = await Should.ThrowAsync<PolicyGridException>(() => queued);
-            refused.Status.ShouldBe(410);
-            refused.Code.ShouldBe("retired");
-            refused.Message.ShouldContain("was retired while this call waited for its turn");
-            (await sharing.Contexts.GetAsync(uri, Ct))!["runs"]!.GetValue<int>().ShouldBe(2);
+            queued = Run(uri, []);
+            await Until(() => queued.IsCompleted || harness.Locks.Users(uri) == 2);
+            queued.IsCompleted.ShouldBeFalse($"the call did not wait for the context: {queued.Exception?.InnerException?.Message}");
+            await harness.SetStatusAsync(uri, "retired");
         }
-        finally
-        {
-            Directory.Delete(meet, recursive: true);
-        }
+
+        var refused = await Should.ThrowAsync<PolicyGridException>(() => queued);
+        refused.Status.ShouldBe(410);
+        refused.Code.ShouldBe("retired");
+        refused.Message.ShouldContain("was retired while this call waited for its turn");
+        (await harness.Contexts.GetAsync(uri, Ct))!["runs"]!.GetValue<int>().ShouldBe(1, "the queued call ran");
     }
 
     private static async Task Until(Func<bool> condition)
