@@ -160,7 +160,8 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
     /// <summary>
     /// Checked in the actor's turn, so it covers every path to it: the registry checks before it calls, but the graph
     /// workflow calls actors directly (a later node of a run that started before its policy was retired ran), and a call
-    /// can wait long for its turn. A policy deleted since (force) leaves the snapshot running, as in serve.
+    /// can wait long for its turn. A policy deleted since (force) leaves the snapshot running, as in serve; a status that
+    /// cannot be read (the store unreachable) fails the call rather than run a policy that may be retired.
     /// </summary>
     private async Task EnsureNotRetiredAsync(string what)
     {
@@ -174,8 +175,10 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             throw Problems.Retired($"function '{_deployment!.Name}' runs policy '{uri}', which is retired ({what} of function {_deployment.Name} not run); " +
                 "deploy another version under a new function, or set the policy's status back to active");
         }
-        catch (PolicyGridException)
+        catch (PolicyGridException e) when (e.Status == 404)
         {
+            // Deleted (force) since it was deployed: the deployment's snapshot runs on, as in serve. Any other failure (the
+            // store unreachable) is the call's: a policy whose status cannot be read is not run.
         }
     }
 

@@ -137,6 +137,43 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_call_of_an_actor_whose_policy_status_cannot_be_read_fails_and_does_not_run()
+    {
+        // The status check failed open: with the policy store unreachable, a retired policy's function ran on.
+        var documents = new UnreachableDocuments();
+        var state = new TestStateManager();
+        var actor = new PolicyFunctionActor(ActorHost.CreateForTest<PolicyFunctionActor>(new ActorTestOptions { ActorId = new ActorId("counter") }),
+            NewPool(), _bundles, Options.Create(new FunctionActorOptions()), state, new PolicyCatalog(documents));
+        await actor.DeployAsync(Deployment());
+
+        var call = await actor.CallAsync(new FunctionActorCall("{}"));
+
+        call.Ok.ShouldBeFalse("the function ran although its policy's status could not be read");
+        call.Status.ShouldBe(503);
+        call.Message.ShouldContain("the policy store is unreachable");
+        documents.Reachable = true;
+        (await Call(actor))["count"]!.GetValue<int>().ShouldBe(1, "the refused call changed nothing");
+    }
+
+    // Policies whose store answers 503 until Reachable is set; then the one counting policy, active.
+    private sealed class UnreachableDocuments : IDocumentStore
+    {
+        public bool Reachable { get; set; }
+
+        public Task<StoredDocument?> GetAsync(string collection, string id, CancellationToken ct = default) => Reachable
+            ? Task.FromResult<StoredDocument?>(new StoredDocument(id, new JsonObject
+                {
+                    ["name"] = "counting", ["version"] = "1.0", ["release_tag"] = "test", ["code"] = "bundle://sha256/0", ["type"] = "python_class_v1",
+                }, "1"))
+            : throw new PolicyGrid.Core.Errors.PolicyGridException(503, PolicyGrid.Core.Errors.ErrorCodes.BackendUnavailable, "the policy store is unreachable");
+        public Task<StoredDocument> CreateAsync(string collection, string id, JsonObject body, CancellationToken ct = default) => throw new NotSupportedException();
+        public Task<StoredDocument> ReplaceAsync(string collection, string id, JsonObject body, string? expectedRevision, CancellationToken ct = default) => throw new NotSupportedException();
+        public Task<StoredDocument> UpsertAsync(string collection, string id, JsonObject body, CancellationToken ct = default) => throw new NotSupportedException();
+        public Task<StoredDocument?> DeleteAsync(string collection, string id, string? expectedRevision, CancellationToken ct = default) => throw new NotSupportedException();
+        public Task<IReadOnlyList<StoredDocument>> QueryAsync(string collection, DocumentQuery query, CancellationToken ct = default) => throw new NotSupportedException();
+    }
+
+    [Fact]
     public async Task A_deployed_actor_counts_one_two_three_and_saves_after_every_call()
     {
         var state = new TestStateManager();
