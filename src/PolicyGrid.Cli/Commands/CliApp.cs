@@ -23,6 +23,7 @@ public static class CliApp
         root.Add(JobCommands.Create(env));
         root.Add(FunctionCommands.Create(env));
         root.Add(GraphCommands.Create(env));
+        root.Add(BackupCommand.Create(env));
         return root;
     }
 

@@ -64,7 +64,7 @@ public sealed partial class FileBundleStore : IBundleStore
     }
 
     /// <summary>Makes the rename itself durable (POSIX needs an fsync of the directory; .NET has no API for it).</summary>
-    private static void SyncDirectory(string directory)
+    internal static void SyncDirectory(string directory)
     {
         if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return;
         var fd = Open(directory, 0 /* O_RDONLY */);
