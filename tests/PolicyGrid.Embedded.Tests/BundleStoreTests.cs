@@ -46,3 +46,29 @@ public sealed class BundleStoreTests : IDisposable
         (await Should.ThrowAsync<PolicyGridException>(() => store.GetAsync(new string('A', 64), Ct))).Status.ShouldBe(400);
     }
 }
+
+public sealed class BundleStoreCrashLeftoverTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public void Temp_files_of_uploads_cut_short_by_a_crash_are_removed_at_start_and_fresh_ones_kept()
+    {
+        // A server killed mid-upload left its temp file (up to a whole archive) in the bundle directory for good.
+        var shard = Directory.CreateDirectory(Path.Combine(_dir.Path, "bundles", "sha256", "ab")).FullName;
+        var abandoned = Path.Combine(shard, $".ab{new string('0', 62)}.{Guid.NewGuid():N}.tmp");
+        var inProgress = Path.Combine(shard, $".ab{new string('1', 62)}.{Guid.NewGuid():N}.tmp");
+        var stored = Path.Combine(shard, "ab" + new string('2', 62));
+        foreach (var file in new[] { abandoned, inProgress, stored }) File.WriteAllBytes(file, new byte[1000]);
+        File.SetLastWriteTimeUtc(abandoned, DateTime.UtcNow.AddHours(-2));
+        File.SetLastWriteTimeUtc(stored, DateTime.UtcNow.AddHours(-2));
+
+        _ = new FileBundleStore(_dir.File("bundles"));
+
+        File.Exists(abandoned).ShouldBeFalse();
+        File.Exists(inProgress).ShouldBeTrue(); // another process may still be writing it
+        File.Exists(stored).ShouldBeTrue();
+    }
+}

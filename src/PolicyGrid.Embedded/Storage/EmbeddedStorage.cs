@@ -25,7 +25,7 @@ public static class EmbeddedStorage
         services.AddSingleton<IDocumentStore>(sp => sp.GetRequiredService<SqliteDocumentStore>());
         services.AddSingleton(sp => new SqliteContextStore(sp.GetRequiredService<SqliteDatabase>(), sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<IContextStore>(sp => sp.GetRequiredService<SqliteContextStore>());
-        services.AddSingleton(_ => new FileBundleStore(Path.Combine(root, BundlesDirectory)));
+        services.AddSingleton(sp => new FileBundleStore(Path.Combine(root, BundlesDirectory), sp.GetService<Microsoft.Extensions.Logging.ILogger<FileBundleStore>>()));
         services.AddSingleton<IBundleStore>(sp => sp.GetRequiredService<FileBundleStore>());
         services.AddSingleton<IFailureTranslator, StorageFailures>();
         return services;

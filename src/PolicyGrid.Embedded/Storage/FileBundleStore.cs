@@ -1,5 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 
@@ -12,10 +14,39 @@ namespace PolicyGrid.Embedded.Storage;
 /// </summary>
 public sealed partial class FileBundleStore : IBundleStore
 {
-    public FileBundleStore(string root)
+    public FileBundleStore(string root, ILogger<FileBundleStore>? log = null)
     {
         Root = Path.GetFullPath(root);
         Directory.CreateDirectory(Path.Combine(Root, "sha256"));
+        SweepAbandonedTemps(log ?? (ILogger)NullLogger.Instance);
+    }
+
+    /// <summary>
+    /// The temp files of uploads cut short by a crash (kill -9, power cut): never renamed into place, so no bundle, but
+    /// up to a whole archive each (64 MiB by default) that stayed on disk for good. An hour is far beyond any write, so
+    /// an upload still in progress in another process is left alone.
+    /// </summary>
+    private void SweepAbandonedTemps(ILogger log)
+    {
+        var removed = 0;
+        long bytes = 0;
+        foreach (var temp in Directory.EnumerateFiles(Path.Combine(Root, "sha256"), ".*.tmp", SearchOption.AllDirectories))
+        {
+            try
+            {
+                var file = new FileInfo(temp);
+                if (file.LastWriteTimeUtc >= DateTime.UtcNow.AddHours(-1)) continue;
+                var length = file.Length;
+                file.Delete();
+                removed++;
+                bytes += length;
+            }
+            catch (IOException) { /* another process may be removing it too */ }
+            catch (UnauthorizedAccessException) { }
+        }
+        if (removed > 0)
+            log.LogInformation("Removed {Count} partial bundle uploads ({Bytes} bytes) left in {Root} by a server that stopped mid-upload; no stored bundle was affected",
+                removed, bytes, Root);
     }
 
     public string Root { get; }
