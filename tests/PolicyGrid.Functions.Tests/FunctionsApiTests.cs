@@ -146,6 +146,36 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_deploy_or_remove_cut_short_by_a_crash_is_completed_at_restart_and_the_name_can_be_deployed_again()
+    {
+        // A server killed mid-remove left a function that GET answered as running while every call was a 404 "not
+        // deployed"; killed mid-deploy, one pending for good. Either way a deploy of the name sent again was a 409.
+        var ct = TestContext.Current.CancellationToken;
+        (await Deploy(Body("half-removed"))).Status.ShouldBe(200);
+        (await Deploy(Body("half-deployed"))).Status.ShouldBe(200);
+        // What the crash leaves: a remove that had stopped the function on its host but not yet deleted its document,
+        // and a deploy that had started it on its host but not yet marked its document running.
+        await _server.Store.DeleteAsync(LocalFunctionHost.Collection, "half-removed", null, ct);
+        var deploying = (await _server.Store.GetAsync(Collections.Functions, "half-deployed", ct))!.Body;
+        deploying["status"] = "pending";
+        await _server.Store.ReplaceAsync(Collections.Functions, "half-deployed", deploying, null, ct);
+
+        await _server.ExitAsync();
+        _server = _server.Restart();
+        _client = _server.CreateClient();
+
+        foreach (var name in new[] { "half-removed", "half-deployed" })
+        {
+            (await _client.Send(HttpMethod.Get, $"/function/{name}")).Status.ShouldBe(404, name);
+            (await _server.Service<LocalFunctionHost>().StatusAsync(name, ct)).ShouldBeNull(name);
+            (await Deploy(Body(name))).Status.ShouldBe(200, name);
+            (await Count(name)).ShouldBe(1, name);
+        }
+        _log.ToString().ShouldContain("function half-removed: its removal was cut short when the server stopped; finished");
+        _log.ToString().ShouldContain("function half-deployed: its deployment was cut short when the server stopped; undone, deploy it again");
+    }
+
+    [Fact]
     public async Task The_count_continues_after_the_server_restarts_on_the_same_data()
     {
         (await Deploy(Body("durable"))).Status.ShouldBe(200);

@@ -129,6 +129,66 @@ public sealed class FunctionRegistry(
         return stored;
     }
 
+    /// <summary>
+    /// At start, before requests: finishes what a server that stopped mid-deploy or mid-remove (kill -9, power cut) left
+    /// half done between the Function document and this server's own function host. A deploy writes the document
+    /// (pending), then starts the function on the host, then marks the document running; a remove stops it on the
+    /// host, then deletes the document. Cut short, a deploy left a document pending for good (a deploy sent again was a
+    /// 409), and a remove a document that GET answered as running while every call answered 404 "not deployed". Neither
+    /// was answered with success, so both are completed the way that leaves no half: the cut-short deploy is undone
+    /// (deploy it again), the cut-short remove is finished. Only functions on this server's in-process host are
+    /// checked: asking remote hosts would make the start wait for the network.
+    /// </summary>
+    public async Task ReconcileAsync(CancellationToken ct)
+    {
+        var functions = await store.QueryEveryAsync(Collections.Functions, ct).ToListAsync(ct);
+        foreach (var stored in functions)
+        {
+            FunctionDeployment function;
+            try
+            {
+                function = FunctionDeployment.FromJson(stored.Body);
+            }
+            catch (PolicyGridException)
+            {
+                continue;
+            }
+            if (!Uri.TryCreate(function.FunctionExecutorUri, UriKind.Absolute, out var uri) || uri.Scheme != Runtime.Transports.InProcExecutorTransport.Scheme) continue;
+            IFunctionHost host;
+            try
+            {
+                host = HostFor(function);
+            }
+            catch (PolicyGridException)
+            {
+                continue;
+            }
+            string what;
+            if (function.Status == FunctionStatus.Pending)
+            {
+                await host.RemoveAsync(function.FunctionId, ct);
+                what = "its deployment was cut short when the server stopped; undone, deploy it again";
+            }
+            else if (await host.StatusAsync(function.FunctionId, ct) is null)
+            {
+                what = "its removal was cut short when the server stopped; finished";
+            }
+            else
+            {
+                continue;
+            }
+            try
+            {
+                await store.DeleteAsync(Collections.Functions, function.FunctionId, stored.Revision, ct);
+            }
+            catch (PolicyGridException e) when (e.Status == 409)
+            {
+                continue; // changed meanwhile by another registry sharing the store: its own doing
+            }
+            logger.LogWarning("function {Function}: {What}", function.FunctionId, what);
+        }
+    }
+
     public async Task<JsonObject> CallAsync(string functionId, JsonNode? input, CancellationToken ct = default) =>
         (await CallForAnswerAsync(functionId, input, ct)).Output;
 
@@ -335,4 +395,15 @@ public sealed class FunctionRegistry(
     }
 
     private static PolicyGridException Unknown(string name) => Problems.NotFound($"function '{name}' is not deployed");
+}
+
+/// <summary>
+/// Completes, at start, the function deployments and removals that a server stopped mid-way left half done
+/// (<see cref="FunctionRegistry.ReconcileAsync"/>). Runs in StartAsync, which the host finishes before it takes requests.
+/// </summary>
+public sealed class FunctionReconciler(FunctionRegistry functions) : Microsoft.Extensions.Hosting.IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken) => functions.ReconcileAsync(cancellationToken);
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

@@ -88,6 +88,7 @@ public static class PolicyGridApp
         builder.Services.AddSingleton(new PolicyGrid.Core.Ports.BuiltInExecutorId(PolicyGrid.Api.Executors.ExecutorsApi.BuiltInId));
         builder.Services.AddEmbeddedEvents();
         builder.Services.AddEmbeddedFunctionHost(builder.Configuration);
+        builder.Services.AddHostedService<PolicyGrid.Api.Functions.FunctionReconciler>();
         builder.Services.AddEmbeddedGraphRunner();
         builder.Services.AddJobLaunchers(serve.DataDirectory, builder.Configuration);
 
