@@ -169,7 +169,7 @@ public sealed class FunctionRegistry(
                 await host.RemoveAsync(function.FunctionId, ct);
                 what = "its deployment was cut short when the server stopped; undone, deploy it again";
             }
-            else if (await host.StatusAsync(function.FunctionId, ct) is null)
+            else if (function.Status == FunctionStatus.Running && await host.StatusAsync(function.FunctionId, ct) is null)
             {
                 what = "its removal was cut short when the server stopped; finished";
             }
