@@ -136,6 +136,7 @@ public sealed class ServeDataDirectoryLossTests
     [Theory]
     [InlineData("removed")]
     [InlineData("moved")]
+    [InlineData("lock removed")]
     public async Task A_data_directory_removed_or_moved_under_a_running_server_stops_it_with_exit_1_saying_so(string how)
     {
         // It went on answering every write with success while SQLite wrote into the removed files it held open: all of it
@@ -165,13 +166,20 @@ public sealed class ServeDataDirectoryLossTests
             }
 
             if (how == "removed") Directory.Delete(data, recursive: true);
-            else Directory.Move(data, data + ".moved");
+            else if (how == "moved") Directory.Move(data, data + ".moved");
+            // An operator clearing what looked like a stale lock: the data is all there, but a second server could start beside
+            // this one. The server stopped as it should, but said the whole directory was removed and what it stored lost.
+            else File.Delete(Path.Combine(data, "policygrid.lock"));
             var code = await serving.WaitAsync(TimeSpan.FromSeconds(30), ct);
 
             code.ShouldBe(1, error.ToString());
-            error.ToString().ShouldStartWith(how == "removed"
-                ? $"policygrid serve: the data directory {data} was removed while the server ran: what it stored since is lost"
-                : $"policygrid serve: the data directory {data} was moved to {data}.moved while the server ran: its data is there now");
+            error.ToString().ShouldStartWith(how switch
+            {
+                "removed" => $"policygrid serve: the data directory {data} was removed while the server ran: what it stored since is lost",
+                "moved" => $"policygrid serve: the data directory {data} was moved to {data}.moved while the server ran: its data is there now",
+                _ => $"policygrid serve: the lock file {data}/policygrid.lock was removed while the server ran, so a second server could start on {data} "
+                    + "beside this one. Stopped, so that one server at a time uses it; nothing stored is lost: start it again",
+            });
             error.ToString().ShouldContain("start it again");
         }
         finally

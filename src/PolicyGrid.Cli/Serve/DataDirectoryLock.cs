@@ -11,6 +11,7 @@ namespace PolicyGrid.Cli.Serve;
 public sealed class DataDirectoryLock : IDisposable
 {
     public const string FileName = "policygrid.lock";
+    private const string DatabaseFile = PolicyGrid.Embedded.Storage.EmbeddedStorage.DatabaseFile;
     private readonly FileStream held;
     private readonly string directory;
     private readonly string? heldAt;
@@ -37,7 +38,8 @@ public sealed class DataDirectoryLock : IDisposable
     }
 
     /// <summary>
-    /// Null while the lock file is where it was taken; else what became of the data directory. Removed (rm -rf) or moved
+    /// Null while the lock file is where it was taken; else what became of the data directory (or of the lock file alone)
+    /// and what to do, in whole sentences. Removed (rm -rf) or moved
     /// away under a running server, the server went on answering every write with success while SQLite wrote into the
     /// removed files through the handles it held: all of it gone at the next start, and a second server could start
     /// on the directory made again in its place.
@@ -47,10 +49,18 @@ public sealed class DataDirectoryLock : IDisposable
         if (heldAt is null) return null;
         var now = OpenAt(held);
         if (now is null || now == heldAt) return null;
-        return now.EndsWith(" (deleted)", StringComparison.Ordinal)
+        // The lock file alone removed (an operator clearing what looked like a stale lock): the directory and its database
+        // are still there and nothing is lost, but a second serve could now start on it beside this one. This was told as
+        // the whole directory removed, "what it stored since is lost", which was not so.
+        if (now == heldAt + " (deleted)" && Directory.Exists(directory) && File.Exists(Path.Combine(directory, DatabaseFile)))
+            return $"the lock file {Path.Combine(directory, FileName)} was removed while the server ran, so a second server could start on {directory} "
+                + "beside this one. Stopped, so that one server at a time uses it; nothing stored is lost: start it again, and leave policygrid.lock "
+                + "in place (the kernel releases it when the server stops, even after kill -9)";
+        return (now.EndsWith(" (deleted)", StringComparison.Ordinal)
             ? $"the data directory {directory} was removed while the server ran: what it stored since is lost, as would be every later write"
             : $"the data directory {directory} was moved to {Path.GetDirectoryName(now)} while the server ran: its data is there now, "
-                + $"and a server started on {directory} would not see it";
+                + $"and a server started on {directory} would not see it")
+            + ". Stopped: put the data directory back (or let the server start on an empty one) and start it again";
     }
 
     public static DataDirectoryLock Acquire(string dataDirectory)
@@ -94,7 +104,7 @@ internal sealed class DataDirectoryLockHolder(DataDirectoryLock held, ServeStopp
             while (await timer.WaitForNextTickAsync(stoppingToken))
             {
                 if (Held.Lost() is not { } why) continue;
-                stopped.Reason = $"{why}. Stopped: put the data directory back (or let the server start on an empty one) and start it again";
+                stopped.Reason = why;
                 Microsoft.Extensions.Logging.LoggerExtensions.LogCritical(logger, "{Reason}", stopped.Reason);
                 lifetime.StopApplication();
                 return;
