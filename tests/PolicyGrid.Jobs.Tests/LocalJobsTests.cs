@@ -137,6 +137,24 @@ public sealed class LocalJobsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_job_that_ends_while_no_server_watches_it_leaves_no_pid_file()
+    {
+        // The server removed a job's pid file when it saw the process end; a job that ended while the server was down
+        // (killed, or stopped) left its file in jobs/ for good: one more per job each crash or restart cut short.
+        var id = Id(await SubmitAsync(client, """{"mode":"sleep","seconds":1}""", timeout: 60));
+        var process = await JobProcessAsync(id);
+        var pidFile = Path.Combine(server.DataDirectory, "jobs", $"{id}.pid");
+        File.Exists(pidFile).ShouldBeTrue();
+        await server.ExitAsync();
+
+        await process.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+
+        File.Exists(pidFile).ShouldBeFalse();
+        await using var restarted = server.Restart();
+        (await WaitAsync(restarted.CreateClient(), id))["status"]!.GetValue<string>().ShouldBe("succeeded");
+    }
+
+    [Fact]
     public async Task A_restarted_server_process_reattaches_although_it_reads_the_job_start_time_a_little_apart()
     {
         var id = Id(await SubmitAsync(client, """{"mode":"sleep","seconds":3}""", timeout: 60));

@@ -75,6 +75,11 @@ public static class JobRunCommand
         if (job.IsFinished) return 0; // cancelled before this process got going
         var outcome = await EvaluateAsync(services, job);
         await RecordAsync(store, jobId, outcome);
+        // Stored: no server needs to find this process again. A server that was not watching it (killed or stopped while
+        // the job ran) would never remove the file, since after a restart it follows only the jobs still open.
+        try { File.Delete(Embedded.Jobs.LocalJobLauncher.PidFileOf(dataDirectory, jobId)); }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
         return 0;
     }
 

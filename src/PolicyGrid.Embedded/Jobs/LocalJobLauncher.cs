@@ -31,7 +31,14 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
 
     private string PidDirectory => Path.Combine(options.DataDirectory, "jobs");
 
-    private string PidFile(string jobId) => Path.Combine(PidDirectory, $"{jobId}.pid");
+    private string PidFile(string jobId) => PidFileOf(options.DataDirectory, jobId);
+
+    /// <summary>
+    /// Where the server keeps a running job's pid (to re-attach after a restart). The job process removes it once its
+    /// outcome is stored: a job that ended while no server watched it (the server killed, or stopped, meanwhile) left it
+    /// in <c>jobs/</c> for good, since a restarted server follows only the jobs still open.
+    /// </summary>
+    public static string PidFileOf(string dataDirectory, string jobId) => Path.Combine(dataDirectory, "jobs", $"{jobId}.pid");
 
     /// <summary>What the job process printed (kept for the operator; its tail goes into a failure's reason).</summary>
     public string LogFile(string jobId) => Path.Combine(PidDirectory, $"{jobId}.log");
@@ -231,8 +238,16 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
     private async Task<(Process Process, DateTimeOffset DeadlineAt)?> FindLiveAsync(string jobId)
     {
         var path = PidFile(jobId);
-        if (!File.Exists(path)) return null;
-        var parts = (await File.ReadAllTextAsync(path)).Split(' ');
+        string text;
+        try
+        {
+            text = await File.ReadAllTextAsync(path);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return null; // never written, or removed by the job process once its outcome was stored
+        }
+        var parts = text.Split(' ');
         if (parts.Length != 3 || !int.TryParse(parts[0], CultureInfo.InvariantCulture, out var pid)
             || !long.TryParse(parts[1], CultureInfo.InvariantCulture, out var started)
             || !long.TryParse(parts[2], CultureInfo.InvariantCulture, out var deadline))
