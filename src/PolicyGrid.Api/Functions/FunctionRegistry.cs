@@ -163,29 +163,35 @@ public sealed class FunctionRegistry(
             {
                 continue;
             }
-            string what;
-            if (function.Status == FunctionStatus.Pending)
-            {
-                await host.RemoveAsync(function.FunctionId, ct);
-                what = "its deployment was cut short when the server stopped; undone, deploy it again";
-            }
-            else if (function.Status == FunctionStatus.Running && await host.StatusAsync(function.FunctionId, ct) is null)
-            {
-                what = "its removal was cut short when the server stopped; finished";
-            }
-            else
-            {
-                continue;
-            }
             try
             {
+                string what;
+                if (function.Status == FunctionStatus.Pending)
+                {
+                    await host.RemoveAsync(function.FunctionId, ct);
+                    what = "its deployment was cut short when the server stopped; undone, deploy it again";
+                }
+                else if (function.Status == FunctionStatus.Running && await host.StatusAsync(function.FunctionId, ct) is null)
+                {
+                    what = "its removal was cut short when the server stopped; finished";
+                }
+                else
+                {
+                    continue;
+                }
                 await store.DeleteAsync(Collections.Functions, function.FunctionId, stored.Revision, ct);
+                logger.LogWarning("function {Function}: {What}", function.FunctionId, what);
             }
             catch (PolicyGridException e) when (e.Status == 409)
             {
-                continue; // changed meanwhile by another registry sharing the store: its own doing
+                // Changed meanwhile by another registry sharing the store: its own doing.
             }
-            logger.LogWarning("function {Function}: {What}", function.FunctionId, what);
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // One function that cannot be put right must not keep the server from starting: it stays as it was.
+                logger.LogWarning(e, "function {Function}: a deploy or remove cut short when the server stopped could not be completed ({Reason}); remove it and deploy it again",
+                    function.FunctionId, e.Message);
+            }
         }
     }
 
