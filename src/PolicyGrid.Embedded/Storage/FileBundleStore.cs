@@ -55,8 +55,14 @@ public sealed partial class FileBundleStore : IBundleStore
     {
         var hex = Convert.ToHexStringLower(SHA256.HashData(archive.Span));
         var target = PathFor(hex);
-        if (File.Exists(target)) return new BundleRef(hex, archive.Length);
         var directory = Path.GetDirectoryName(target)!;
+        if (File.Exists(target))
+        {
+            // Stored already, maybe by an upload of the same bytes still between its rename and its directory sync: synced
+            // here too before this one answers, or a power cut could lose the file a policy created after this answer names.
+            SyncDirectory(directory);
+            return new BundleRef(hex, archive.Length);
+        }
         Directory.CreateDirectory(directory);
         var temp = Path.Combine(directory, $".{hex}.{Guid.NewGuid():N}.tmp");
         try
