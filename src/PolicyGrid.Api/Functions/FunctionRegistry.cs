@@ -25,13 +25,18 @@ public sealed class FunctionRegistry(
     PolicyCatalog policies,
     ExecutorOutages outages,
     TimeProvider clock,
-    ILogger<FunctionRegistry> logger) : IFunctionInvoker
+    ILogger<FunctionRegistry> logger,
+    DecisionLog? decisions = null) : IFunctionInvoker
 {
     // Which host runs each function and the policy it was deployed from, so a call costs no document read. Filled on
     // deploy and first use, emptied on remove.
     private readonly ConcurrentDictionary<string, Hosted> _hosts = new(StringComparer.Ordinal);
 
-    private sealed record Hosted(IFunctionHost Host, string PolicyRuleUri, string ExecutorId);
+    // BundleSha256: the code_sha256 of the function's policy snapshot, what its host runs (the decision log records it).
+    private sealed record Hosted(IFunctionHost Host, string PolicyRuleUri, string ExecutorId, string BundleSha256);
+
+    private static Hosted HostedOf(IFunctionHost host, FunctionDeployment function) =>
+        new(host, function.FunctionPolicyRuleUri, function.FunctionExecutorId, PolicyRule.RecordedCodeSha256(function.FunctionPolicyData) ?? "");
 
     // What a function's callers get while its executor is down, as the log says it once.
     private const string WhileDown = "; calls and management of its functions answer 503 until it answers again";
@@ -101,7 +106,7 @@ public sealed class FunctionRegistry(
             await host.RemoveAsync(function.FunctionId, CancellationToken.None);
             throw Problems.Conflict($"function '{function.FunctionId}' was removed or redeployed while it was being deployed; deploy it again");
         }
-        _hosts[function.FunctionId] = new Hosted(host, function.FunctionPolicyRuleUri, function.FunctionExecutorId);
+        _hosts[function.FunctionId] = HostedOf(host, function);
         logger.LogInformation("function {Function} deployed on executor {Executor} ({Replicas} replicas) from {Policy}",
             function.FunctionId, executor.ExecutorId, function.Replicas, uri);
         return running;
@@ -196,19 +201,44 @@ public sealed class FunctionRegistry(
     }
 
     public async Task<JsonObject> CallAsync(string functionId, JsonNode? input, CancellationToken ct = default) =>
-        (await CallForAnswerAsync(functionId, input, ct)).Output;
+        (await CallForAnswerAsync(functionId, input, FunctionCallOrigin.Anonymous, ct)).Output;
 
-    /// <summary>A call, with whether the function's policy is deprecated (the API answers a <c>Deprecation</c> header then).</summary>
-    public async Task<PolicyResult> CallForAnswerAsync(string functionId, JsonNode? input, CancellationToken ct = default)
+    /// <summary>A graph node's call (or any call made for <paramref name="origin"/>), recorded in the decision log with it.</summary>
+    public async Task<JsonObject> CallAsync(string functionId, JsonNode? input, FunctionCallOrigin origin, CancellationToken ct) =>
+        (await CallForAnswerAsync(functionId, input, origin, ct)).Output;
+
+    /// <summary>
+    /// A call, with whether the function's policy is deprecated (the API answers a <c>Deprecation</c> header then). Recorded
+    /// in the decision log (kind <c>function_call</c>) whatever the outcome, refusals (404, 410, 400, ...) included.
+    /// </summary>
+    public Task<PolicyResult> CallForAnswerAsync(string functionId, JsonNode? input, FunctionCallOrigin origin, CancellationToken ct = default)
     {
-        var (hosted, deprecated) = await RunnableHostAsync(functionId, ct);
-        return new PolicyResult(await outages.WatchAsync(hosted.ExecutorId, WhileDown, () => hosted.Host.CallAsync(functionId, input ?? new JsonObject(), ct)), deprecated);
+        ArgumentNullException.ThrowIfNull(origin);
+        var body = input ?? new JsonObject();
+        return AuditedAsync(Decision.KindFunctionCall, functionId, origin, () => CanonicalJson.Sha256(body), async audit =>
+        {
+            var (hosted, deprecated) = await RunnableHostAsync(functionId, audit, ct);
+            return new PolicyResult(await outages.WatchAsync(hosted.ExecutorId, WhileDown, () => hosted.Host.CallAsync(functionId, body, ct)), deprecated);
+        });
     }
 
-    public async Task<JsonObject> ManageAsync(string name, JsonObject body, CancellationToken ct) => (await ManageForAnswerAsync(name, body, ct)).Output;
+    public async Task<JsonObject> ManageAsync(string name, JsonObject body, CancellationToken ct) =>
+        (await ManageForAnswerAsync(name, body, FunctionCallOrigin.Anonymous, ct)).Output;
 
-    /// <summary>Management, with whether the function's policy is deprecated (the API answers a <c>Deprecation</c> header then).</summary>
-    public async Task<PolicyResult> ManageForAnswerAsync(string name, JsonObject body, CancellationToken ct)
+    /// <summary>
+    /// Management, with whether the function's policy is deprecated (the API answers a <c>Deprecation</c> header then).
+    /// Recorded in the decision log (kind <c>function_management</c>) whatever the outcome.
+    /// </summary>
+    public Task<PolicyResult> ManageForAnswerAsync(string name, JsonObject body, FunctionCallOrigin origin, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(body);
+        ArgumentNullException.ThrowIfNull(origin);
+        // The input hash as Type 2 management's: the action and the data.
+        return AuditedAsync(Decision.KindFunctionManagement, name, origin, () => CanonicalJson.Sha256(body["action"]?.DeepClone(), body["data"]?.DeepClone() ?? new JsonObject()),
+            audit => ManageCheckedAsync(name, body, audit, ct));
+    }
+
+    private async Task<PolicyResult> ManageCheckedAsync(string name, JsonObject body, AuditTrail? audit, CancellationToken ct)
     {
         var errors = new List<FieldError>();
         var action = body["action"] is JsonValue a && a.TryGetValue<string>(out var text) && text.Length > 0 ? text : null;
@@ -221,8 +251,27 @@ public sealed class FunctionRegistry(
         };
         if (data is null) errors.Add(new("data", $"must be an object, not a JSON {Envelope.JsonBody.Describe(body["data"])}"));
         if (errors.Count > 0) throw Problems.Validation(errors);
-        var (hosted, deprecated) = await RunnableHostAsync(name, ct);
+        var (hosted, deprecated) = await RunnableHostAsync(name, audit, ct);
         return new PolicyResult(await outages.WatchAsync(hosted.ExecutorId, WhileDown, () => hosted.Host.ManageAsync(name, action!, data!, ct)), deprecated);
+    }
+
+    /// <summary>
+    /// Runs a function call or management action and records it in the decision log (when this composition keeps one):
+    /// the function, the policy it was deployed from and the bundle its snapshot runs (known once the function is found),
+    /// the caller and, for a graph node, the graph and run. A host that records its calls itself (the Dapr function
+    /// actors, in the same log) is left to record what reached it, so no call is recorded twice.
+    /// </summary>
+    private Task<PolicyResult> AuditedAsync(string kind, string functionId, FunctionCallOrigin origin, Func<string> inputSha,
+        Func<AuditTrail?, Task<PolicyResult>> run)
+    {
+        if (decisions is null) return run(null);
+        var audit = new AuditTrail(kind, "", new CallerIdentity(origin.Caller.Length > 0 ? origin.Caller : CallerIdentity.Anonymous.Name), "", inputSha())
+        {
+            FunctionId = functionId ?? "",
+            GraphId = origin.GraphId,
+            ExecutionId = origin.ExecutionId,
+        };
+        return audit.RunAsync(decisions, () => run(audit));
     }
 
     public async Task<StoredDocument> GetAsync(string name, CancellationToken ct) =>
@@ -290,7 +339,7 @@ public sealed class FunctionRegistry(
     }
 
     /// <summary>410 when the function's policy is retired (graph runs check every node before any runs: the Dapr workflow calls the actors directly).</summary>
-    public async Task EnsureRunnableAsync(string name, CancellationToken ct) => await RunnableHostAsync(name, ct);
+    public async Task EnsureRunnableAsync(string name, CancellationToken ct) => await RunnableHostAsync(name, null, ct);
 
     /// <summary>
     /// The host of a function whose policy may still run, and whether that policy is deprecated (it still runs; the
@@ -302,14 +351,15 @@ public sealed class FunctionRegistry(
     /// later updates of its policy, but retiring the policy stops every execution of it (the contract's 410), a deployed
     /// function's too: it had kept answering. A policy deleted since (force) leaves the snapshot running.
     /// </summary>
-    private async Task<(Hosted Host, bool Deprecated)> RunnableHostAsync(string name, CancellationToken ct)
+    private async Task<(Hosted Host, bool Deprecated)> RunnableHostAsync(string name, AuditTrail? audit, CancellationToken ct)
     {
         if (!_hosts.TryGetValue(name, out var hosted))
         {
             var stored = await store.GetAsync(Collections.Functions, name, ct) ?? throw Unknown(name);
             var function = FunctionDeployment.FromJson(stored.Body);
-            hosted = _hosts[name] = new Hosted(HostFor(function), function.FunctionPolicyRuleUri, function.FunctionExecutorId);
+            hosted = _hosts[name] = HostedOf(HostFor(function), function);
         }
+        if (audit is not null) audit.PolicyRuleUri = hosted.PolicyRuleUri;
         var deprecated = false;
         try
         {
@@ -322,6 +372,12 @@ public sealed class FunctionRegistry(
         catch (PolicyGridException)
         {
             // Deleted, or of a kind this server does not run itself: the function runs its own snapshot on its host.
+        }
+        if (audit is not null)
+        {
+            // Past the retired check the snapshot's bundle is what runs (a refused call ran nothing: empty, as Type 2's 410).
+            audit.BundleSha256 = hosted.BundleSha256;
+            audit.RecordedElsewhere = hosted.Host.RecordsDecisions;
         }
         return (hosted, deprecated);
     }

@@ -83,10 +83,10 @@ public static class FunctionsApi
         Read(await functions.RemoveAsync(name, ETags.IfMatch(http.Request), ct));
 
     public static async Task<EnvelopeOk<JsonObject>> Call(string name, JsonBody body, FunctionRegistry functions, HttpContext http, CancellationToken ct) =>
-        Deprecating(http, await functions.CallForAnswerAsync(name, body.Node, ct));
+        Deprecating(http, await functions.CallForAnswerAsync(name, body.Node, new FunctionCallOrigin(http.Caller().Name), ct));
 
     public static async Task<EnvelopeOk<JsonObject>> Manage(string name, JsonBody body, FunctionRegistry functions, HttpContext http, CancellationToken ct) =>
-        Deprecating(http, await functions.ManageForAnswerAsync(name, body.RequireObject(), ct));
+        Deprecating(http, await functions.ManageForAnswerAsync(name, body.RequireObject(), new FunctionCallOrigin(http.Caller().Name), ct));
 
     // A deprecated policy still runs; its functions' answers say so as Type 2's do (docs/api.md: reads and executions).
     private static EnvelopeOk<JsonObject> Deprecating(HttpContext http, PolicyResult result)

@@ -92,6 +92,12 @@ public interface IFunctionHost
 
     /// <summary>The function's live status, or null when the host does not run it.</summary>
     Task<FunctionHostStatus?> StatusAsync(string name, CancellationToken ct = default);
+
+    /// <summary>
+    /// Whether the host records each call it runs in the caller's decision log itself (the Dapr function actors write to
+    /// the store the registry's log writes to); the registry then records only the calls it refuses before the host.
+    /// </summary>
+    bool RecordsDecisions => false;
 }
 
 /// <summary>
@@ -111,4 +117,19 @@ public interface IFunctionHostTransport
 public interface IFunctionInvoker
 {
     Task<JsonObject> CallAsync(string functionId, JsonNode? input, CancellationToken ct = default);
+
+    /// <summary>
+    /// A call made for <paramref name="origin"/> (who started it; for a graph node, which graph run), as the decision
+    /// log records it. Invokers that keep no decision log take the plain call.
+    /// </summary>
+    Task<JsonObject> CallAsync(string functionId, JsonNode? input, FunctionCallOrigin origin, CancellationToken ct) => CallAsync(functionId, input, ct);
+}
+
+/// <summary>
+/// Who a function call is made for, as the decision log records it: the caller (a token name or "anonymous"), and for
+/// a graph node's run the graph and the run (<see cref="GraphId"/> the graph URI, <see cref="ExecutionId"/> the run).
+/// </summary>
+public sealed record FunctionCallOrigin(string Caller, string GraphId = "", string ExecutionId = "")
+{
+    public static readonly FunctionCallOrigin Anonymous = new(CallerIdentity.Anonymous.Name);
 }

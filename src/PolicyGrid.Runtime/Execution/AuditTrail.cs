@@ -8,7 +8,7 @@ namespace PolicyGrid.Runtime.Execution;
 /// One execution's entry in the decision log, filled in as the call learns what it ran (policy, bundle,
 /// context key) and recorded whatever the outcome: the audit trail a governance system owes.
 /// </summary>
-internal sealed class AuditTrail(string kind, string uri, CallerIdentity caller, string contextKey, string inputSha)
+public sealed class AuditTrail(string kind, string uri, CallerIdentity caller, string contextKey, string inputSha)
 {
     private readonly long started = Stopwatch.GetTimestamp();
     private readonly DateTimeOffset at = DateTimeOffset.UtcNow;
@@ -20,9 +20,22 @@ internal sealed class AuditTrail(string kind, string uri, CallerIdentity caller,
     public string BundleSha256 { get; set; } = "";
     public string ContextKey { get; set; } = contextKey;
 
+    /// <summary>Added fields of a function call's record (<see cref="Decision.FunctionId"/> and the graph run's ids).</summary>
+    public string FunctionId { get; init; } = "";
+    public string GraphId { get; init; } = "";
+    public string ExecutionId { get; init; } = "";
+
+    /// <summary>Set when the call is recorded elsewhere after all (a host that keeps the decision log itself ran it): nothing is recorded here.</summary>
+    public bool RecordedElsewhere { get; set; }
+
     /// <summary>Runs the call and records its decision in <paramref name="decisions"/>, whatever the outcome.</summary>
-    public async Task<PolicyResult> RunAsync(DecisionLog decisions, Func<Task<PolicyResult>> run)
+    public Task<PolicyResult> RunAsync(DecisionLog decisions, Func<Task<PolicyResult>> run) => RunAsync<PolicyResult>(decisions, run);
+
+    /// <summary>Runs the call and records its decision in <paramref name="decisions"/>, whatever the outcome.</summary>
+    public async Task<T> RunAsync<T>(DecisionLog decisions, Func<Task<T>> run)
     {
+        ArgumentNullException.ThrowIfNull(decisions);
+        ArgumentNullException.ThrowIfNull(run);
         try
         {
             var result = await run();
@@ -41,11 +54,16 @@ internal sealed class AuditTrail(string kind, string uri, CallerIdentity caller,
         }
         finally
         {
-            await decisions.RecordAsync(ToDecision());
+            if (!RecordedElsewhere) await decisions.RecordAsync(ToDecision());
         }
     }
 
     private Decision ToDecision() => new(kind, PolicyRuleUri, BundleSha256, caller?.Name ?? CallerIdentity.Anonymous.Name, ContextKey, inputSha,
         outcome, outcome == Decision.OutcomeError && errorCode.Length == 0 ? "internal" : errorCode, status,
-        Stopwatch.GetElapsedTime(started).TotalMilliseconds, at);
+        Stopwatch.GetElapsedTime(started).TotalMilliseconds, at)
+    {
+        FunctionId = FunctionId,
+        GraphId = GraphId,
+        ExecutionId = ExecutionId,
+    };
 }

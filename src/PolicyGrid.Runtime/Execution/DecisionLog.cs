@@ -30,6 +30,21 @@ public sealed record Decision(
     public const string OutcomeResult = "result";
     public const string OutcomeError = "error";
 
+    /// <summary>A Type 4 function call (eval on a deployed function), a graph node's run included.</summary>
+    public const string KindFunctionCall = "function_call";
+
+    /// <summary>A management action on a deployed function's live instance.</summary>
+    public const string KindFunctionManagement = "function_management";
+
+    /// <summary>The function called (function records only: Type 2 records carry no such field).</summary>
+    public string FunctionId { get; init; } = "";
+
+    /// <summary>The graph URI whose run made this call (a graph node's record only).</summary>
+    public string GraphId { get; init; } = "";
+
+    /// <summary>The graph run that made this call (a graph node's record only).</summary>
+    public string ExecutionId { get; init; } = "";
+
     public JsonObject ToJson(string id)
     {
         var buffer = new System.Buffers.ArrayBufferWriter<byte>(512);
@@ -56,6 +71,10 @@ public sealed record Decision(
         Span<byte> at = stackalloc byte[Timestamps.Length];
         Timestamps.FormatUtf8(At, at);
         writer.WriteString(Names.At, at);
+        // Added fields, written only where they mean something: a Type 2 record is stored exactly as before.
+        if (FunctionId.Length > 0) writer.WriteString(Names.FunctionId, FunctionId);
+        if (GraphId.Length > 0) writer.WriteString(Names.GraphId, GraphId);
+        if (ExecutionId.Length > 0) writer.WriteString(Names.ExecutionId, ExecutionId);
         writer.WriteEndObject();
     }
 
@@ -74,6 +93,9 @@ public sealed record Decision(
         public static readonly JsonEncodedText Status = JsonEncodedText.Encode("status");
         public static readonly JsonEncodedText DurationMs = JsonEncodedText.Encode("duration_ms");
         public static readonly JsonEncodedText At = JsonEncodedText.Encode("at");
+        public static readonly JsonEncodedText FunctionId = JsonEncodedText.Encode("function_id");
+        public static readonly JsonEncodedText GraphId = JsonEncodedText.Encode("graph_id");
+        public static readonly JsonEncodedText ExecutionId = JsonEncodedText.Encode("execution_id");
     }
 }
 

@@ -1,0 +1,121 @@
+using System.Text.Json.Nodes;
+using Shouldly;
+
+namespace PolicyGrid.Functions.Tests;
+
+/// <summary>
+/// Every Type 4 call and management action is in the decision log with the token's name as its caller, the function, the
+/// policy it runs and the bundle of its snapshot: answered ones and refused ones (404, 400, 410, a raising policy's 422).
+/// </summary>
+public sealed class FunctionDecisionTests : IAsyncLifetime
+{
+    private const string Writer = "function-writer-token-0123456789";
+
+    private readonly GridServer _server = new()
+    {
+        Settings =
+        {
+            ["PolicyGrid:Auth:Tokens:0:Name"] = "billing-service",
+            ["PolicyGrid:Auth:Tokens:0:Token"] = Writer,
+            ["PolicyGrid:Auth:Tokens:0:Scopes:0"] = "read",
+            ["PolicyGrid:Auth:Tokens:0:Scopes:1"] = "write",
+        },
+    };
+
+    private HttpClient _client = null!;
+    private string _policy = "";
+    private string _codeSha = "";
+
+    public async ValueTask InitializeAsync()
+    {
+        _client = _server.ClientWith(Writer);
+        var created = await _client.Send(HttpMethod.Post, "/policy", new JsonObject
+        {
+            ["name"] = "audited_counter",
+            ["version"] = "1.0",
+            ["release_tag"] = "test",
+            ["code"] = await _server.StoreBundleAsync(CountingPolicy.Source),
+            ["type"] = "python_class_v1",
+            ["policy_input_schema"] = new JsonObject { ["fail"] = new JsonObject { ["type"] = "boolean", ["required"] = false } },
+        });
+        created.Status.ShouldBe(200, created.Body?.ToJsonString());
+        _policy = "audited_counter:1.0-test";
+        _codeSha = created.Data!["code_sha256"]!.GetValue<string>();
+        var deployed = await _client.Send(HttpMethod.Post, "/function/deployments/create/local", new JsonObject
+        {
+            ["name"] = "audited",
+            ["policy_rule_uri"] = _policy,
+            ["replicas"] = 1,
+        });
+        deployed.Status.ShouldBe(200, deployed.Body?.ToJsonString());
+    }
+
+    public async ValueTask DisposeAsync() => await _server.DisposeAsync();
+
+    private async Task<JsonArray> Decisions(JsonObject filter)
+    {
+        var log = await _client.Send(HttpMethod.Post, "/decisions/query", filter);
+        log.Status.ShouldBe(200, log.Body?.ToJsonString());
+        return log.Data!.AsArray();
+    }
+
+    [Fact]
+    public async Task A_function_call_and_a_management_action_are_recorded_with_the_token_name_function_policy_and_bundle()
+    {
+        (await _client.Send(HttpMethod.Post, "/function/call_function/audited", new JsonObject())).Status.ShouldBe(200);
+        (await _client.Send(HttpMethod.Post, "/function/audited/management", new JsonObject { ["action"] = "peek", ["data"] = new JsonObject() })).Status.ShouldBe(200);
+
+        var decisions = await Decisions(new JsonObject { ["function_id"] = "audited" });
+
+        decisions.Count.ShouldBe(2);
+        var management = decisions[0]!; // newest first
+        var call = decisions[1]!;
+        call["kind"]!.GetValue<string>().ShouldBe("function_call");
+        management["kind"]!.GetValue<string>().ShouldBe("function_management");
+        foreach (var d in decisions)
+        {
+            d!["caller"]!.GetValue<string>().ShouldBe("billing-service");
+            d["policy_rule_uri"]!.GetValue<string>().ShouldBe(_policy);
+            d["bundle_sha256"]!.GetValue<string>().ShouldBe(_codeSha);
+            d["outcome"]!.GetValue<string>().ShouldBe("result");
+            d["status"]!.GetValue<int>().ShouldBe(200);
+            d["input_sha256"]!.GetValue<string>().Length.ShouldBe(64);
+            d.AsObject().ContainsKey("graph_id").ShouldBeFalse("a direct call is no graph run's");
+        }
+        // Type 2 and functions share one log: a filter on the policy finds both kinds, one on the kind only these.
+        (await Decisions(new JsonObject { ["kind"] = "function_call", ["policy_rule_uri"] = _policy })).Count.ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task Refused_and_failed_calls_are_recorded_with_their_status_and_code()
+    {
+        (await _client.Send(HttpMethod.Post, "/function/call_function/nowhere", new JsonObject())).Status.ShouldBe(404);
+        (await _client.Send(HttpMethod.Post, "/function/call_function/audited", new JsonObject { ["fail"] = "yes" })).Status.ShouldBe(400);
+        (await _client.Send(HttpMethod.Post, "/function/call_function/audited", new JsonObject { ["fail"] = true })).Status.ShouldBe(422);
+        (await _client.Send(HttpMethod.Post, "/function/audited/management", new JsonObject { ["data"] = new JsonObject() })).Status.ShouldBe(400);
+
+        var missing = (await Decisions(new JsonObject { ["function_id"] = "nowhere" })).ShouldHaveSingleItem()!;
+        missing["status"]!.GetValue<int>().ShouldBe(404);
+        missing["error_code"]!.GetValue<string>().ShouldBe("not_found");
+        missing["outcome"]!.GetValue<string>().ShouldBe("error");
+        missing["policy_rule_uri"]!.GetValue<string>().ShouldBe("", "no function, so no policy");
+        missing["caller"]!.GetValue<string>().ShouldBe("billing-service");
+
+        var failed = await Decisions(new JsonObject { ["function_id"] = "audited", ["outcome"] = "error" });
+        failed.Select(d => (d!["kind"]!.GetValue<string>(), d["status"]!.GetValue<int>())).ShouldBe(
+            [("function_management", 400), ("function_call", 422), ("function_call", 400)]);
+    }
+
+    [Fact]
+    public async Task A_call_refused_because_the_policy_is_retired_is_a_410_record_with_no_bundle()
+    {
+        (await _client.Send(HttpMethod.Put, $"/policy/{_policy}", new JsonObject { ["$set"] = new JsonObject { ["status"] = "retired" } })).Status.ShouldBe(200);
+        (await _client.Send(HttpMethod.Post, "/function/call_function/audited", new JsonObject())).Status.ShouldBe(410);
+
+        var retired = (await Decisions(new JsonObject { ["function_id"] = "audited" })).ShouldHaveSingleItem()!;
+        retired["status"]!.GetValue<int>().ShouldBe(410);
+        retired["error_code"]!.GetValue<string>().ShouldBe("retired");
+        retired["policy_rule_uri"]!.GetValue<string>().ShouldBe(_policy);
+        retired["bundle_sha256"]!.GetValue<string>().ShouldBe("", "nothing ran");
+    }
+}
