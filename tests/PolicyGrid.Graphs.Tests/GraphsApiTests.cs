@@ -320,6 +320,49 @@ public sealed class GraphsApiTests(GraphServerFixture fixture) : IClassFixture<G
         (await _client.Send(HttpMethod.Get, "/graph/executions/nope")).Status.ShouldBe(404);
     }
 
+    private async Task<JsonArray> Decisions(JsonObject filter)
+    {
+        var log = await _client.Send(HttpMethod.Post, "/decisions/query", filter);
+        log.Status.ShouldBe(200, log.Body?.ToJsonString());
+        return log.Data!.AsArray();
+    }
+
+    [Fact]
+    public async Task Each_node_run_is_recorded_once_with_the_graph_and_the_execution_id_the_answer_names()
+    {
+        var uri = await Diamond("audited");
+
+        var answer = await Execute(uri, new JsonObject { ["ip"] = "10.0.0.1" });
+
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        var execution = answer.Header("X-PolicyGrid-Execution-Id");
+        execution.ShouldNotBeNullOrEmpty();
+        var decisions = await Decisions(new JsonObject { ["execution_id"] = execution });
+        decisions.Select(d => d!["function_id"]!.GetValue<string>()).Order().ToArray().ShouldBe(new[] { N("A"), N("B"), N("C"), N("D") }, "one record per node run, no more");
+        decisions.ShouldAllBe(d => d!["graph_id"]!.GetValue<string>() == uri && d["kind"]!.GetValue<string>() == "function_call"
+            && d["caller"]!.GetValue<string>() == "anonymous" && d["policy_rule_uri"]!.GetValue<string>() == fixture.Policy
+            && d["bundle_sha256"]!.GetValue<string>().Length == 64 && d["status"]!.GetValue<int>() == 200);
+        (await Decisions(new JsonObject { ["graph_id"] = uri })).Count.ShouldBe(4);
+    }
+
+    [Fact]
+    public async Task A_failing_node_is_recorded_as_an_error_and_the_nodes_that_did_not_run_are_not()
+    {
+        await DeployNode("A");
+        await DeployNode("B", new JsonObject { ["fail"] = true });
+        var uri = await Create(Graph("audited_failing", ["A", "B"], [("A", ["B"])]));
+
+        (await Execute(uri, new JsonObject())).Status.ShouldBe(422);
+
+        var decisions = await Decisions(new JsonObject { ["graph_id"] = uri });
+        decisions.Count.ShouldBe(2);
+        decisions.Select(d => d!["execution_id"]!.GetValue<string>()).Distinct().ShouldHaveSingleItem().Length.ShouldBe(32);
+        var failed = decisions.Single(d => d!["function_id"]!.GetValue<string>() == N("B"))!;
+        failed["outcome"]!.GetValue<string>().ShouldBe("error");
+        failed["status"]!.GetValue<int>().ShouldBe(422);
+        failed["graph_id"]!.GetValue<string>().ShouldBe(uri);
+    }
+
     [Fact]
     public async Task The_diagram_is_a_mermaid_flowchart()
     {

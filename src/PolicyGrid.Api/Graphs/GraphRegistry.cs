@@ -75,10 +75,21 @@ public sealed class GraphRegistry(
     }
 
     /// <summary>Checks the request, the input and every node, then runs the graph and answers the sink's output (and the trace when asked).</summary>
-    public async Task<JsonNode?> ExecuteAsync(JsonObject body, CancellationToken ct)
+    public Task<JsonNode?> ExecuteAsync(JsonObject body, CancellationToken ct) => ExecuteAsync(body, CallerIdentity.Anonymous, null, ct);
+
+    /// <summary>
+    /// <see cref="ExecuteAsync(JsonObject, CancellationToken)"/> for <paramref name="caller"/>: each node's function call is
+    /// recorded in the decision log with that caller, the graph URI and the run's execution id (an asynchronous run's
+    /// own; a synchronous run gets one too, told to <paramref name="started"/> before it runs).
+    /// </summary>
+    public async Task<JsonNode?> ExecuteAsync(JsonObject body, CallerIdentity caller, Action<string>? started, CancellationToken ct)
     {
+        ArgumentNullException.ThrowIfNull(caller);
         var run = await PrepareAsync(body, ct);
-        if (run.Async) return new JsonObject { ["execution_id"] = await StartAsync(run, ct) };
+        var id = Guid.NewGuid().ToString("N");
+        run = run with { Options = run.Options with { Origin = new FunctionCallOrigin(caller.Name, run.GraphUri, id) } };
+        if (run.Async) return new JsonObject { ["execution_id"] = await StartAsync(id, run, ct) };
+        started?.Invoke(id);
         var result = await RunAsync(run, ct);
         return Answer(result, run.Options.Trace);
     }
@@ -204,9 +215,8 @@ public sealed class GraphRegistry(
         return new GraphRunOptions(TimeSpan.FromSeconds(deadline), Math.Max(1, limits.MaxParallelism), retry, trace);
     }
 
-    private async Task<string> StartAsync(GraphRun run, CancellationToken ct)
+    private async Task<string> StartAsync(string id, GraphRun run, CancellationToken ct)
     {
-        var id = Guid.NewGuid().ToString("N");
         var record = new JsonObject
         {
             ["execution_id"] = id,

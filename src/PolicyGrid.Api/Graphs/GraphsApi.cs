@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using PolicyGrid.Api.Auth;
 using PolicyGrid.Api.Documents;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Core.Ports;
@@ -75,8 +76,11 @@ public static class GraphsApi
     public static async Task<ContentHttpResult> Diagram(string uri, GraphRegistry graphs, CancellationToken ct) =>
         TypedResults.Text(await graphs.DiagramAsync(uri, ct), MermaidMediaType);
 
-    public static async Task<EnvelopeOk<JsonNode?>> Execute(JsonBody body, GraphRegistry graphs, CancellationToken ct) =>
-        Answer.Ok(await graphs.ExecuteAsync(body.RequireObject(), ct),
+    /// <summary>The header a synchronous run's answer names its execution id in (its nodes' decision log records carry it).</summary>
+    public const string ExecutionIdHeader = "X-PolicyGrid-Execution-Id";
+
+    public static async Task<EnvelopeOk<JsonNode?>> Execute(JsonBody body, GraphRegistry graphs, HttpContext http, CancellationToken ct) =>
+        Answer.Ok(await graphs.ExecuteAsync(body.RequireObject(), http.Caller(), id => http.Response.Headers[ExecutionIdHeader] = id, ct),
             IgnoredFields.Warnings(body.RequireObject(), ExecuteFields, "an execute_graph request", fate: "was ignored"));
 
     /// <summary>The fields of an execute_graph body.</summary>

@@ -16,6 +16,9 @@ public sealed record GraphRunOptions(TimeSpan Deadline, int MaxParallelism = Gra
     public static readonly TimeSpan DefaultDeadline = TimeSpan.FromSeconds(60);
 
     public NodeRetryPolicy NodeRetry => Retry ?? NodeRetryPolicy.None;
+
+    /// <summary>Who started the run and which run it is: each node's function call is recorded in the decision log with it.</summary>
+    public FunctionCallOrigin? Origin { get; init; }
 }
 
 /// <summary>One node's run, for <c>"trace": true</c>.</summary>

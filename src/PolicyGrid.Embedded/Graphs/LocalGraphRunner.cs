@@ -67,7 +67,9 @@ public sealed class LocalGraphRunner(IFunctionInvoker functions, TimeProvider cl
                 try
                 {
                     // WaitAsync: the graph answers at its deadline even if a policy ignores cancellation.
-                    JsonNode output = await functions.CallAsync(node, input?.DeepClone(), run.Token).WaitAsync(run.Token);
+                    JsonNode output = await (run.Options.Origin is { } origin
+                        ? functions.CallAsync(node, input?.DeepClone(), origin, run.Token)
+                        : functions.CallAsync(node, input?.DeepClone(), run.Token)).WaitAsync(run.Token);
                     if (run.Options.Trace)
                         run.Trace.Enqueue(new GraphNodeTrace(node, input?.DeepClone(), output.DeepClone(), started, watch.Elapsed.TotalMilliseconds));
                     return output;
