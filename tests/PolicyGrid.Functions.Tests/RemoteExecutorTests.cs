@@ -51,6 +51,36 @@ public sealed class RemoteExecutorTests
     }
 
     [Fact]
+    public async Task A_call_of_a_function_on_a_remote_node_is_recorded_on_the_registry_with_its_caller_and_on_the_node_with_the_registrys_identity()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await TokenNode.StartAsync("registry", NodeToken, ct);
+        await using var registry = new GridServer { Settings = { ["PolicyGrid:Runtime:RemoteExecutors:Token"] = NodeToken } };
+        var client = registry.CreateClient();
+        var policy = await registry.RegisterPolicyAsync("counting", CountingPolicy.Source);
+        (await client.Send(HttpMethod.Post, "/executor", new JsonObject { ["executor_id"] = "edge", ["executor_host_uri"] = node.Url })).Status.ShouldBe(200);
+        (await client.Send(HttpMethod.Post, "/function/deployments/create/edge", new JsonObject { ["name"] = "far_audited", ["policy_rule_uri"] = policy })).Status.ShouldBe(200);
+
+        (await client.Send(HttpMethod.Post, "/function/call_function/far_audited", new JsonObject())).Status.ShouldBe(200);
+        (await client.Send(HttpMethod.Post, "/function/call_function/far_audited", new JsonObject { ["fail"] = true })).Status.ShouldBe(422);
+        (await client.Send(HttpMethod.Post, "/function/far_audited/management", new JsonObject { ["action"] = "peek" })).Status.ShouldBe(200);
+
+        var here = (await client.Send(HttpMethod.Post, "/decisions/query", new JsonObject { ["function_id"] = "far_audited" })).Data!.AsArray();
+        using var direct = new HttpClient { BaseAddress = new Uri(node.Url) };
+        direct.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", NodeToken);
+        var there = (await direct.Send(HttpMethod.Post, "/decisions/query", new JsonObject { ["function_id"] = "far_audited" })).Data!.AsArray();
+
+        foreach (var (log, caller) in new[] { (here, "anonymous"), (there, "registry") })
+        {
+            log.Select(d => (d!["kind"]!.GetValue<string>(), d["status"]!.GetValue<int>())).ShouldBe(
+                [("function_management", 200), ("function_call", 422), ("function_call", 200)]);
+            log.ShouldAllBe(d => d!["caller"]!.GetValue<string>() == caller && d["policy_rule_uri"]!.GetValue<string>() == policy
+                && d["bundle_sha256"]!.GetValue<string>().Length == 64);
+        }
+        there[0]!["input_sha256"]!.GetValue<string>().ShouldBe(here[0]!["input_sha256"]!.GetValue<string>(), "the same management action");
+    }
+
+    [Fact]
     public async Task The_node_token_goes_only_to_nodes_listed_in_TokenNodes()
     {
         var ct = TestContext.Current.CancellationToken;

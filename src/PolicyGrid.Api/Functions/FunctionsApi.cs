@@ -148,8 +148,9 @@ public static class FunctionsApi
         var input = body.Node ?? new JsonObject();
         var host = LocalHost(http);
         var budget = NodeApi.Budget(http);
-        return Answer.Ok(await OnceAsync(http, $"call_function/{name}", CanonicalJson.Sha256(input),
-            run => host.CallAsync(name, input, budget, run), ct));
+        var inputSha = CanonicalJson.Sha256(input);
+        return Answer.Ok(await OnceAsync(http, $"call_function/{name}", inputSha,
+            run => NodeAuditedAsync(http, host, Decision.KindFunctionCall, name, inputSha, () => host.CallAsync(name, input, budget, run)), ct));
     }
 
     public static async Task<EnvelopeOk<JsonObject>> NodeManage(string name, JsonBody body, HttpContext http, CancellationToken ct)
@@ -161,7 +162,39 @@ public static class FunctionsApi
         var host = LocalHost(http);
         var budget = NodeApi.Budget(http);
         return Answer.Ok(await OnceAsync(http, $"management/{name}", CanonicalJson.Sha256(request),
-            run => host.ManageAsync(name, action, (JsonObject)data.DeepClone(), budget, run), ct));
+            run => NodeAuditedAsync(http, host, Decision.KindFunctionManagement, name, CanonicalJson.Sha256(JsonValue.Create(action), data),
+                () => host.ManageAsync(name, action, (JsonObject)data.DeepClone(), budget, run)), ct));
+    }
+
+    /// <summary>
+    /// A node's function call or management action in its own decision log, as its Type 2 calls are: the caller is the
+    /// identity the registry presented (its node token's name), the policy and bundle those this node's host runs. The
+    /// registry records the same call with the caller who asked it. A call the ledger answers again runs, and is recorded, once.
+    /// </summary>
+    private static Task<JsonObject> NodeAuditedAsync(HttpContext http, IFunctionHost host, string kind, string name, string inputSha, Func<Task<JsonObject>> run)
+    {
+        if (http.RequestServices.GetService<DecisionLog>() is not { } decisions) return run();
+        var audit = new AuditTrail(kind, "", http.Caller(), "", inputSha) { FunctionId = name };
+        return audit.RunAsync(decisions, async () =>
+        {
+            try
+            {
+                return await run();
+            }
+            finally
+            {
+                // After the run: a function restored on first use after a restart is known to the host only now.
+                try
+                {
+                    if (await host.StatusAsync(name, CancellationToken.None) is { } status)
+                        (audit.PolicyRuleUri, audit.BundleSha256) = (status.PolicyRuleUri, status.BundleSha256);
+                }
+                catch (PolicyGridException)
+                {
+                    // The record keeps the function's name; the call's own outcome matters more than this lookup.
+                }
+            }
+        });
     }
 
     /// <summary>

@@ -58,8 +58,11 @@ public sealed record FunctionSpec(string Name, JsonObject Policy, FunctionScale 
     }
 }
 
-/// <summary>What a host reports about one deployed function right now.</summary>
-public sealed record FunctionHostStatus(string Name, int Instances, int Busy, int Queued, long Calls);
+/// <summary>
+/// What a host reports about one deployed function right now; where it knows them, the policy the function runs and the
+/// bundle it loaded (what an executor node's decision log records of the calls it runs).
+/// </summary>
+public sealed record FunctionHostStatus(string Name, int Instances, int Busy, int Queued, long Calls, string PolicyRuleUri = "", string BundleSha256 = "");
 
 /// <summary>
 /// Runs Type 4 functions: long-lived, stateful, turn-based policy instances called by name.

@@ -71,7 +71,7 @@ internal sealed class HostedFunction(FunctionSpec spec, PolicyLoadSpec load)
     {
         var replicas = Replicas;
         var busy = replicas.Count(r => r.Pending > 0);
-        return new FunctionHostStatus(Spec.Name, replicas.Count, busy, replicas.Sum(r => r.Pending) - busy, Calls);
+        return new FunctionHostStatus(Spec.Name, replicas.Count, busy, replicas.Sum(r => r.Pending) - busy, Calls, Spec.PolicyRuleUri, Load.Bundle.Sha256);
     }
 
     public JsonObject Parameters => Load.Parameters;
