@@ -58,12 +58,16 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
     // The documents' policies: a call or management action whose policy is retired does not run (null in tests without a store).
     private readonly PolicyCatalog? _policies;
 
+    // Where every call is recorded (the app's decision log, on the shared store the registry's writes to); null: not recorded.
+    private readonly DecisionLog? _decisions;
+
     public PolicyFunctionActor(ActorHost host, PythonWorkerPool pool, IPolicyBundleSource bundles, IOptions<FunctionActorOptions> options,
-        IActorStateManager? stateManager = null, PolicyCatalog? policies = null) : base(host)
+        IActorStateManager? stateManager = null, PolicyCatalog? policies = null, DecisionLog? decisions = null) : base(host)
     {
         _pool = pool;
         _bundles = bundles;
         _policies = policies;
+        _decisions = decisions;
         _options = options.Value;
         // Tests hand in their own state manager; the runtime's is used otherwise.
         if (stateManager is not null) StateManager = stateManager;
@@ -118,6 +122,51 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
     public Task<FunctionReply> CallAsync(FunctionActorCall call)
     {
         ArgumentNullException.ThrowIfNull(call);
+        return RecordedAsync(call, () => EvalAsync(call));
+    }
+
+    /// <summary>
+    /// A call and its record in the decision log (kind <c>function_call</c>), whoever sent it: the registry (a user's call,
+    /// or a graph run on the registry) or the graph workflow, which calls actors directly. The caller and graph run are
+    /// what the call carries; a call that carries no caller (an older sender) is recorded as "unknown".
+    /// </summary>
+    private async Task<FunctionReply> RecordedAsync(FunctionActorCall call, Func<Task<FunctionReply>> turn)
+    {
+        if (_decisions is null) return await turn();
+        JsonNode? input;
+        try { input = JsonNode.Parse(call.InputJson); }
+        catch (JsonException) { input = JsonValue.Create(call.InputJson); } // the turn answers it; the record hashes it as text
+        var audit = new AuditTrail(Decision.KindFunctionCall, "", new CallerIdentity(call.Caller.Length > 0 ? call.Caller : UnknownCaller), "",
+            CanonicalJson.Sha256(input ?? new JsonObject()))
+        {
+            FunctionId = FunctionActors.FunctionName(Id),
+            GraphId = call.GraphId,
+            ExecutionId = call.ExecutionId,
+        };
+        FunctionReply? reply = null;
+        try
+        {
+            await audit.RunAsync(_decisions, async () =>
+            {
+                reply = await turn();
+                if (_policy?["policy_rule_uri"] is JsonValue uri && uri.TryGetValue<string>(out var text)) audit.PolicyRuleUri = text;
+                // A refused call (retired, not deployed) ran nothing: no bundle, as the registry's own refusals.
+                if (reply.Status is not (404 or 410) && _load is not null) audit.BundleSha256 = _load.Bundle.Sha256;
+                return reply.Unwrap();
+            });
+        }
+        catch (PolicyGridException) when (reply is not null)
+        {
+            // Recorded with its status and code; the reply carries the failure back to the caller.
+        }
+        return reply!;
+    }
+
+    /// <summary>The caller a call records when its sender did not say who asked.</summary>
+    public const string UnknownCaller = "unknown";
+
+    private Task<FunctionReply> EvalAsync(FunctionActorCall call)
+    {
         return TurnAsync(async load =>
         {
             var input = JsonNode.Parse(call.InputJson);

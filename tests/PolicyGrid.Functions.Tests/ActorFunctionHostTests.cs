@@ -8,6 +8,7 @@ using Microsoft.Extensions.Options;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Dapr.Functions;
+using PolicyGrid.Runtime.Execution;
 using PolicyGrid.Runtime.Hosting;
 using Shouldly;
 
@@ -191,6 +192,43 @@ public sealed class ActorFunctionHostTests : IAsyncLifetime
             options.RequestTimeout.ShouldNotBeNull();
             options.RequestTimeout.Value.ShouldBeGreaterThan(TimeSpan.FromMinutes(5));
             options.UseJsonSerialization.ShouldBeTrue("the functions app registers its actors for JSON remoting");
+        }
+    }
+
+    [Fact]
+    public async Task Every_call_that_reaches_an_actor_is_in_the_decision_log_with_the_caller_and_graph_run_it_carried()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var directory = Directory.CreateTempSubdirectory("pg-actor-decisions-").FullName;
+        try
+        {
+            var store = new PolicyGrid.Embedded.Storage.SqliteDocumentStore(new PolicyGrid.Embedded.Storage.SqliteDatabase(Path.Combine(directory, "documents.db")));
+            await using var log = new DecisionLog(store, new PolicyGrid.Runtime.DecisionLogOptions(), TimeProvider.System, NullLogger<DecisionLog>.Instance);
+            var actors = new InProcessActors(id => new PolicyFunctionActor(ActorHost.CreateForTest<PolicyFunctionActor>(new ActorTestOptions { ActorId = id }),
+                _pool, _bundles, Options.Create(new FunctionActorOptions()), new TestStateManager(), decisions: log));
+            var host = new ActorFunctionHost(actors, new UnusedDocuments());
+            await host.DeployAsync(Spec("audited", 2), ct);
+            host.RecordsCalls.ShouldBeTrue("the registry leaves the calls that reach the actors to them, so none is recorded twice");
+
+            await host.CallAsync("audited", new JsonObject(), new FunctionCallOrigin("ci", "g:1.0-a", "run-1"), ct);
+            await Should.ThrowAsync<PolicyGridException>(() => host.CallAsync("audited", new JsonObject { ["fail"] = true }, new FunctionCallOrigin("ci"), ct));
+            await host.CallAsync("audited", new JsonObject(), ct);
+            await log.FlushAsync(ct);
+
+            var decisions = (await store.QueryAsync(Collections.Decisions, new DocumentQuery(PolicyGrid.Core.Querying.FilterParser.Parse(new JsonObject()), [SortKey.ById(PolicyGrid.Core.Ports.SortDirection.Asc)]), ct))
+                .Select(d => d.Body).ToList();
+            decisions.Count.ShouldBe(3, "one record per call, whichever replica ran it");
+            decisions.ShouldAllBe(d => d["kind"]!.GetValue<string>() == "function_call" && d["function_id"]!.GetValue<string>() == "audited"
+                && d["policy_rule_uri"]!.GetValue<string>() == "counting:1.0-test" && d["bundle_sha256"]!.GetValue<string>().Length == 64);
+            (decisions[0]["caller"]!.GetValue<string>(), decisions[0]["graph_id"]!.GetValue<string>(), decisions[0]["execution_id"]!.GetValue<string>(), decisions[0]["status"]!.GetValue<int>())
+                .ShouldBe(("ci", "g:1.0-a", "run-1", 200));
+            (decisions[1]["caller"]!.GetValue<string>(), decisions[1]["status"]!.GetValue<int>(), decisions[1]["error_code"]!.GetValue<string>()).ShouldBe(("ci", 422, "policy_error"));
+            decisions[1].ContainsKey("graph_id").ShouldBeFalse();
+            decisions[2]["caller"]!.GetValue<string>().ShouldBe("unknown", "a call that did not say who asked is not recorded as an anonymous user's");
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
         }
     }
 

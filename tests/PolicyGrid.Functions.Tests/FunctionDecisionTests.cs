@@ -1,4 +1,7 @@
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.DependencyInjection;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
 using Shouldly;
 
 namespace PolicyGrid.Functions.Tests;
@@ -117,5 +120,70 @@ public sealed class FunctionDecisionTests : IAsyncLifetime
         retired["error_code"]!.GetValue<string>().ShouldBe("retired");
         retired["policy_rule_uri"]!.GetValue<string>().ShouldBe(_policy);
         retired["bundle_sha256"]!.GetValue<string>().ShouldBe("", "nothing ran");
+    }
+}
+
+/// <summary>
+/// On a host that records the calls reaching it itself (the Dapr function actors, writing to the registry's store), the
+/// registry records only what did not reach it: each call is in the log once, never twice and never not at all.
+/// </summary>
+public sealed class SelfRecordingHostDecisionTests : IAsyncLifetime
+{
+    private readonly SelfRecordingHost _host = new();
+    private GridServer _server = null!;
+    private HttpClient _client = null!;
+
+    public async ValueTask InitializeAsync()
+    {
+        _server = new GridServer { TestServices = services => services.AddSingleton<IFunctionHostTransport>(new SelfRecordingTransport(_host)) };
+        _client = _server.CreateClient();
+        var policy = await _server.RegisterPolicyAsync("self_recorded", CountingPolicy.Source);
+        await _server.StoreExecutorAsync("actors", "dapr://policy-functions");
+        (await _client.Send(HttpMethod.Post, "/function/deployments/create/actors", new JsonObject { ["name"] = "acted", ["policy_rule_uri"] = policy })).Status.ShouldBe(200);
+    }
+
+    public async ValueTask DisposeAsync() => await _server.DisposeAsync();
+
+    [Fact]
+    public async Task A_call_the_host_ran_is_left_to_it_and_one_it_never_got_is_recorded_here()
+    {
+        (await _client.Send(HttpMethod.Post, "/function/call_function/acted", new JsonObject())).Status.ShouldBe(200);
+        _host.Down = true;
+        (await _client.Send(HttpMethod.Post, "/function/call_function/acted", new JsonObject())).Status.ShouldBe(503);
+        (await _client.Send(HttpMethod.Post, "/function/call_function/nothing_here", new JsonObject())).Status.ShouldBe(404);
+        _host.Down = false;
+        (await _client.Send(HttpMethod.Post, "/function/acted/management", new JsonObject { ["action"] = "peek" })).Status.ShouldBe(200);
+
+        var log = (await _client.Send(HttpMethod.Post, "/decisions/query", new JsonObject { ["kind"] = new JsonObject { ["$in"] = new JsonArray("function_call", "function_management") } })).Data!.AsArray();
+
+        log.Select(d => (d!["function_id"]!.GetValue<string>(), d["kind"]!.GetValue<string>(), d["status"]!.GetValue<int>())).ShouldBe(
+            [("acted", "function_management", 200), ("nothing_here", "function_call", 404), ("acted", "function_call", 503)],
+            "the answered call is the host's to record; management is the registry's (only it knows how every replica took it)");
+        _host.Origins.Single().Caller.ShouldBe("anonymous", "the caller travels to the host with the call");
+    }
+
+    private sealed class SelfRecordingTransport(SelfRecordingHost host) : IFunctionHostTransport
+    {
+        public bool CanHandle(Uri executorHostUri) => executorHostUri.Scheme == "dapr";
+        public IFunctionHost For(Uri executorHostUri) => host;
+    }
+
+    private sealed class SelfRecordingHost : IFunctionHost
+    {
+        public volatile bool Down;
+        public System.Collections.Concurrent.ConcurrentQueue<FunctionCallOrigin> Origins { get; } = new();
+
+        public bool RecordsCalls => true;
+        public Task DeployAsync(FunctionSpec spec, CancellationToken ct = default) => Task.CompletedTask;
+        public Task<JsonObject> CallAsync(string name, JsonNode? input, CancellationToken ct = default) => throw new InvalidOperationException("the registry passes who asked");
+        public Task<JsonObject> CallAsync(string name, JsonNode? input, FunctionCallOrigin origin, CancellationToken ct)
+        {
+            if (Down) throw Problems.BackendUnavailable("the functions app could not be reached");
+            Origins.Enqueue(origin);
+            return Task.FromResult(new JsonObject { ["count"] = 1 });
+        }
+        public Task<JsonObject> ManageAsync(string name, string action, JsonObject data, CancellationToken ct = default) => Task.FromResult(new JsonObject { ["count"] = 1 });
+        public Task<bool> RemoveAsync(string name, CancellationToken ct = default) => Task.FromResult(true);
+        public Task<FunctionHostStatus?> StatusAsync(string name, CancellationToken ct = default) => Task.FromResult<FunctionHostStatus?>(new FunctionHostStatus(name, 1, 0, 0, 0));
     }
 }

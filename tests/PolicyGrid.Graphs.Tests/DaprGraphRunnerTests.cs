@@ -15,6 +15,18 @@ public sealed class DaprGraphRunnerTests
         new Dictionary<string, IReadOnlyList<string>> { ["A"] = ["B", "C"], ["B"] = ["D"], ["C"] = ["D"] });
 
     [Fact]
+    public void Who_started_the_run_and_which_run_it_is_travel_to_the_workflow_and_survive_the_trip_as_json()
+    {
+        var options = new GraphRunOptions(TimeSpan.FromSeconds(30)) { Origin = new FunctionCallOrigin("ci", "g:1.0-a", "run-7") };
+        var input = DaprGraphRunner.ToWorkflowInput(Diamond, new JsonObject(), options, new Dictionary<string, int>());
+
+        var sent = System.Text.Json.JsonSerializer.SerializeToNode(new GraphRunRequest(input, 30), PolicyGrid.Core.Documents.Json.Options);
+        var received = GraphRunRequest.FromJson(sent).Graph;
+
+        (received.Caller, received.GraphId, received.ExecutionId).ShouldBe(("ci", "g:1.0-a", "run-7"));
+    }
+
+    [Fact]
     public async Task The_plan_handed_to_the_workflow_runs_there_to_the_same_answer_as_the_embedded_runner()
     {
         var options = new GraphRunOptions(TimeSpan.FromSeconds(30), 4, new NodeRetryPolicy(2, TimeSpan.FromSeconds(1)), Trace: true);

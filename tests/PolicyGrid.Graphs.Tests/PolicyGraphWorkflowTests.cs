@@ -145,4 +145,27 @@ public sealed class PolicyGraphWorkflowTests
 
         context.Calls.Select(c => ((NodeCallRequest)c.Input!).Replicas).ShouldBe([3, 1]);
     }
+
+    [Fact]
+    public async Task Each_node_call_carries_who_started_the_run_and_which_run_for_the_actors_decision_record()
+    {
+        var context = new WorkflowContextDouble(Activities(call => Task.FromResult(Echo(call))));
+        var graph = Graph(["A", "B"], [("A", ["B"])]) with { Caller = "ci", GraphId = "g:1.0-a", ExecutionId = "run-1" };
+
+        await new PolicyGraphWorkflow().RunAsync(context, graph);
+
+        context.Calls.Select(c => (NodeCallRequest)c.Input!).ShouldAllBe(c => c.Caller == "ci" && c.GraphId == "g:1.0-a" && c.ExecutionId == "run-1");
+    }
+
+    [Fact]
+    public async Task A_run_whose_sender_did_not_say_who_started_it_names_the_run_as_the_caller()
+    {
+        var context = new WorkflowContextDouble(Activities(call => Task.FromResult(Echo(call))));
+
+        await new PolicyGraphWorkflow().RunAsync(context, Graph(["A"], []));
+
+        var call = (NodeCallRequest)context.Calls.Single().Input!;
+        call.ExecutionId.ShouldBe(context.InstanceId);
+        call.Caller.ShouldBe($"graph:{context.InstanceId}");
+    }
 }

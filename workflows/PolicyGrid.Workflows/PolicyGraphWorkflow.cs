@@ -20,12 +20,16 @@ public sealed class PolicyGraphWorkflow : Workflow<GraphWorkflowInput, GraphWork
         var input = JsonNode.Parse(graph.InputJson);
         var outputs = new Dictionary<string, JsonNode?>();
         var trace = new List<GraphTraceEntry>();
+        // Who each node's call is recorded for: as the registry said, else (a run scheduled by a sender that does not say)
+        // the run itself, so the record still names what started it.
+        var execution = graph.ExecutionId is { Length: > 0 } id ? id : context.InstanceId;
+        var caller = graph.Caller is { Length: > 0 } who ? who : $"graph:{execution}";
 
         foreach (var level in plan.Levels)
         {
             var calls = level.Select(node => new NodeCallRequest(
                 node, graph.Replicas.GetValueOrDefault(node, 1), InputOf(plan.Parents(node), input, outputs)?.ToJsonString() ?? "null",
-                graph.Executors?.GetValueOrDefault(node))).ToList();
+                graph.Executors?.GetValueOrDefault(node), caller, graph.GraphId ?? "", execution)).ToList();
             var results = await context.ProcessInParallelAsync(calls, call => CallWithRetryAsync(context, graph, call), Math.Max(1, graph.MaxParallelism));
 
             foreach (var (call, result) in calls.Zip(results))

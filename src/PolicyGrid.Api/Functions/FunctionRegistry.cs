@@ -218,7 +218,7 @@ public sealed class FunctionRegistry(
         return AuditedAsync(Decision.KindFunctionCall, functionId, origin, () => CanonicalJson.Sha256(body), async audit =>
         {
             var (hosted, deprecated) = await RunnableHostAsync(functionId, audit, ct);
-            return new PolicyResult(await outages.WatchAsync(hosted.ExecutorId, WhileDown, () => hosted.Host.CallAsync(functionId, body, ct)), deprecated);
+            return new PolicyResult(await ReachAsync(hosted, audit, () => hosted.Host.CallAsync(functionId, body, origin, ct)), deprecated);
         });
     }
 
@@ -252,14 +252,31 @@ public sealed class FunctionRegistry(
         if (data is null) errors.Add(new("data", $"must be an object, not a JSON {Envelope.JsonBody.Describe(body["data"])}"));
         if (errors.Count > 0) throw Problems.Validation(errors);
         var (hosted, deprecated) = await RunnableHostAsync(name, audit, ct);
-        return new PolicyResult(await outages.WatchAsync(hosted.ExecutorId, WhileDown, () => hosted.Host.ManageAsync(name, action!, data!, ct)), deprecated);
+        return new PolicyResult(await ReachAsync(hosted, audit, () => hosted.Host.ManageAsync(name, action!, data!, ct)), deprecated);
+    }
+
+    /// <summary>
+    /// The host's answer, its executor's outage told as usual. A host that records its own calls (Dapr actors) did not
+    /// when it could not be reached (503): the registry records that one.
+    /// </summary>
+    private async Task<JsonObject> ReachAsync(Hosted hosted, AuditTrail? audit, Func<Task<JsonObject>> call)
+    {
+        try
+        {
+            return await outages.WatchAsync(hosted.ExecutorId, WhileDown, call);
+        }
+        catch (PolicyGridException e) when (audit is not null && e.Status == 503)
+        {
+            audit.RecordedElsewhere = false;
+            throw;
+        }
     }
 
     /// <summary>
     /// Runs a function call or management action and records it in the decision log (when this composition keeps one):
     /// the function, the policy it was deployed from and the bundle its snapshot runs (known once the function is found),
     /// the caller and, for a graph node, the graph and run. A host that records its calls itself (the Dapr function
-    /// actors, in the same log) is left to record what reached it, so no call is recorded twice.
+    /// actors, in the same log) is left to record the calls that reached it, so no call is recorded twice.
     /// </summary>
     private Task<PolicyResult> AuditedAsync(string kind, string functionId, FunctionCallOrigin origin, Func<string> inputSha,
         Func<AuditTrail?, Task<PolicyResult>> run)
@@ -377,7 +394,7 @@ public sealed class FunctionRegistry(
         {
             // Past the retired check the snapshot's bundle is what runs (a refused call ran nothing: empty, as Type 2's 410).
             audit.BundleSha256 = hosted.BundleSha256;
-            audit.RecordedElsewhere = hosted.Host.RecordsDecisions;
+            audit.RecordedElsewhere = audit.Kind == Decision.KindFunctionCall && hosted.Host.RecordsCalls;
         }
         return (hosted, deprecated);
     }

@@ -97,10 +97,16 @@ public interface IFunctionHost
     Task<FunctionHostStatus?> StatusAsync(string name, CancellationToken ct = default);
 
     /// <summary>
-    /// Whether the host records each call it runs in the caller's decision log itself (the Dapr function actors write to
-    /// the store the registry's log writes to); the registry then records only the calls it refuses before the host.
+    /// Whether the host records each call (eval) it runs in the caller's decision log itself (the Dapr function actors
+    /// write to the store the registry's log writes to, and so record graph nodes the workflow calls directly); the
+    /// registry then records only the calls it refuses before the host. Management is recorded by the registry, which
+    /// alone knows how an action sent to every replica ended.
     /// </summary>
-    bool RecordsDecisions => false;
+    bool RecordsCalls => false;
+
+    /// <summary>A call made for <paramref name="origin"/>: a host that <see cref="RecordsCalls"/> records it with it; others take the plain call.</summary>
+    Task<JsonObject> CallAsync(string name, JsonNode? input, FunctionCallOrigin origin, CancellationToken ct) => CallAsync(name, input, ct);
+
 }
 
 /// <summary>

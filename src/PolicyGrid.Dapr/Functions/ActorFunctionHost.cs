@@ -56,12 +56,23 @@ public sealed class ActorFunctionHost(IActorProxyFactory actors, IDocumentStore 
         _replicas[spec.Name] = replicas;
     }
 
-    public async Task<JsonObject> CallAsync(string name, JsonNode? input, CancellationToken ct = default)
+    /// <summary>The actors record every call that reaches them in the decision log (policy-functions keeps one).</summary>
+    public bool RecordsCalls => true;
+
+    // A call whose sender did not say who asked: the actor records the caller as "unknown", not as an anonymous user.
+    private static readonly FunctionCallOrigin Untold = new("");
+
+    public Task<JsonObject> CallAsync(string name, JsonNode? input, CancellationToken ct = default) => CallAsync(name, input, Untold, ct);
+
+    public async Task<JsonObject> CallAsync(string name, JsonNode? input, FunctionCallOrigin origin, CancellationToken ct)
     {
+        ArgumentNullException.ThrowIfNull(origin);
         var replicas = await ReplicasAsync(name, ct);
-        var reply = await Reach(() => Actor(name, Random.Shared.Next(replicas), replicas).CallAsync(new FunctionActorCall(input?.ToJsonString() ?? "{}")));
+        var call = new FunctionActorCall(input?.ToJsonString() ?? "{}", origin.Caller, origin.GraphId, origin.ExecutionId);
+        var reply = await Reach(() => Actor(name, Random.Shared.Next(replicas), replicas).CallAsync(call));
         return reply.Unwrap();
     }
+
 
     /// <summary>
     /// Runs on replica 0 first: its failure is the answer and no other replica runs the action. Then on every other

@@ -43,7 +43,12 @@ public interface IPolicyFunctionActor : IActor
 
 public sealed record FunctionActorDeployment(string Name, string PolicyJson);
 
-public sealed record FunctionActorCall(string InputJson);
+/// <summary>
+/// A call of the function; <paramref name="Caller"/> (who asked: a token name, "anonymous") and, for a graph node's run,
+/// the graph and its run travel with it for the actor's decision log record. Empty when the sender did not say (an older
+/// registry or workflow): the record's caller is then "unknown".
+/// </summary>
+public sealed record FunctionActorCall(string InputJson, string Caller = "", string GraphId = "", string ExecutionId = "");
 
 public sealed record FunctionActorManagement(string Action, string DataJson);
 

@@ -94,7 +94,10 @@ public sealed class DaprGraphRunner(IHttpClientFactory clients, IDocumentStore s
             options.NodeRetry.MaxAttempts,
             options.NodeRetry.Backoff.TotalSeconds,
             options.Trace,
-            executors is { Count: > 0 } ? executors : null);
+            executors is { Count: > 0 } ? executors : null,
+            options.Origin?.Caller ?? "",
+            options.Origin?.GraphId ?? "",
+            options.Origin?.ExecutionId ?? "");
 
     /// <summary>Whether an executor address is an executor node reached over HTTP (its functions are not actors).</summary>
     public static bool IsExecutorNode(string? executorHostUri) =>

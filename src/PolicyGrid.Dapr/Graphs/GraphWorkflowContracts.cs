@@ -5,7 +5,10 @@ namespace PolicyGrid.Dapr.Graphs;
 /// runner does), the replica count of each node's function, the input as JSON text and the run's limits.
 /// <see cref="Executors"/> holds the executor node address of each node whose function runs on an <c>http(s)://</c>
 /// executor; a node not in it is a function actor in <c>policy-functions</c> (as every node was before it existed, so
-/// an instance scheduled by an older registry replays as it ran).
+/// an instance scheduled by an older registry replays as it ran). <see cref="Caller"/>, <see cref="GraphId"/> and
+/// <see cref="ExecutionId"/> say who started the run and which run it is, for the decision log record of each node's
+/// call (empty from a sender that does not say: the workflow then names the run by its instance id, and the caller
+/// <c>graph:&lt;execution id&gt;</c>).
 /// </summary>
 public sealed record GraphWorkflowInput(
     IReadOnlyList<string> FunctionIds,
@@ -16,13 +19,17 @@ public sealed record GraphWorkflowInput(
     int RetryMaxAttempts = 1,
     double RetryBackoffSeconds = 0,
     bool Trace = false,
-    IReadOnlyDictionary<string, string>? Executors = null);
+    IReadOnlyDictionary<string, string>? Executors = null,
+    string Caller = "",
+    string GraphId = "",
+    string ExecutionId = "");
 
 /// <summary>
 /// One node's call, handed to the activity that reaches the function: its actor, or with <see cref="ExecutorUri"/> the
 /// <c>http(s)://</c> executor node it was deployed on.
 /// </summary>
-public sealed record NodeCallRequest(string Node, int Replicas, string InputJson, string? ExecutorUri = null);
+public sealed record NodeCallRequest(string Node, int Replicas, string InputJson, string? ExecutorUri = null,
+    string Caller = "", string GraphId = "", string ExecutionId = "");
 
 /// <summary>What the activity answers: the actor's reply and when and how long it ran.</summary>
 public sealed record NodeCallResult(bool Ok, string OutputJson, int Status, string Code, string Message, DateTimeOffset StartedAt, double DurationMs);

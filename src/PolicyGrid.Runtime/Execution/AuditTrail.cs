@@ -10,6 +10,8 @@ namespace PolicyGrid.Runtime.Execution;
 /// </summary>
 public sealed class AuditTrail(string kind, string uri, CallerIdentity caller, string contextKey, string inputSha)
 {
+    public string Kind => kind;
+
     private readonly long started = Stopwatch.GetTimestamp();
     private readonly DateTimeOffset at = DateTimeOffset.UtcNow;
     private string outcome = Decision.OutcomeError;

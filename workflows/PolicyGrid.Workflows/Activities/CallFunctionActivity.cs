@@ -33,7 +33,7 @@ public sealed class CallFunctionActivity(IActorProxyFactory actors, TimeProvider
         var actor = actors.CreateActorProxy<IPolicyFunctionActor>(FunctionActors.Replica(call.Node, replica, call.Replicas), FunctionActors.ActorType);
         try
         {
-            return await actor.CallAsync(new FunctionActorCall(call.InputJson));
+            return await actor.CallAsync(new FunctionActorCall(call.InputJson, call.Caller ?? "", call.GraphId ?? "", call.ExecutionId ?? ""));
         }
         catch (OperationCanceledException e)
         {
