@@ -11,14 +11,14 @@ using PolicyGrid.Runtime.Execution;
 
 namespace PolicyGrid.Api.Decisions;
 
-/// <summary>The decision log (audit trail of every execution), queried like any collection; newest first unless ?sort says otherwise.</summary>
+/// <summary>The decision log (audit trail of every execution: Type 2, local Type 3 jobs, Type 4 calls and Type 5 node runs), queried like any collection; newest first unless ?sort says otherwise.</summary>
 public static class DecisionsApi
 {
     public static IEndpointRouteBuilder MapDecisionsApi(this IEndpointRouteBuilder app)
     {
         app.MapPost("/decisions/query", Query).WithTags("Decisions").AnswersErrors(400, 401, 403, 413).WithName("QueryDecisions")
             .WithSummary("Find recorded executions with a Mongo-style filter")
-            .WithDescription("Each decision: decision_id, kind, policy_rule_uri, bundle_sha256, caller, context_key, input_sha256, outcome, error_code, status, duration_ms, at. Newest first by default.");
+            .WithDescription("Each decision: decision_id, kind, policy_rule_uri, bundle_sha256, caller, context_key, input_sha256, outcome, error_code, status, duration_ms, at; function calls (kind function_call, function_management) add function_id, and a graph node's call graph_id and execution_id. Newest first by default.");
         return app;
     }
 
