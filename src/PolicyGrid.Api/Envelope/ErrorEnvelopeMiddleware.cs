@@ -47,10 +47,16 @@ public sealed class ErrorEnvelopeMiddleware(RequestDelegate next, ILogger<ErrorE
         {
             context.RequestAborted = callerGone;
             var failure = Translate(e, context);
+            // A run's id, given before it failed, still names its records in the decision log: it stays on the answer.
+            var executionId = context.Response.Headers[ExecutionIdHeader];
             context.Response.Clear();
+            if (executionId.Count > 0) context.Response.Headers[ExecutionIdHeader] = executionId;
             await failure.ExecuteAsync(context);
         }
     }
+
+    /// <summary>The header a run's answer names its execution id in (a graph run's; its records in the decision log carry it).</summary>
+    public const string ExecutionIdHeader = "X-PolicyGrid-Execution-Id";
 
     private Failure Translate(Exception e, HttpContext context)
     {

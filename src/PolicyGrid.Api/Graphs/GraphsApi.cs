@@ -76,8 +76,8 @@ public static class GraphsApi
     public static async Task<ContentHttpResult> Diagram(string uri, GraphRegistry graphs, CancellationToken ct) =>
         TypedResults.Text(await graphs.DiagramAsync(uri, ct), MermaidMediaType);
 
-    /// <summary>The header a synchronous run's answer names its execution id in (its nodes' decision log records carry it).</summary>
-    public const string ExecutionIdHeader = "X-PolicyGrid-Execution-Id";
+    /// <summary>The header a synchronous run's answer names its execution id in (its nodes' decision log records carry it), a failed run's too.</summary>
+    public const string ExecutionIdHeader = Envelope.ErrorEnvelopeMiddleware.ExecutionIdHeader;
 
     public static async Task<EnvelopeOk<JsonNode?>> Execute(JsonBody body, GraphRegistry graphs, HttpContext http, CancellationToken ct) =>
         Answer.Ok(await graphs.ExecuteAsync(body.RequireObject(), http.Caller(), id => http.Response.Headers[ExecutionIdHeader] = id, ct),
