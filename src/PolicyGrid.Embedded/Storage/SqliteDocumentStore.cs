@@ -30,7 +30,11 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
         _bulk = new SqliteBulkInserter(db.OpenAsync, EnsureTable, SequenceTable);
     }
 
-    public long ChangesTo(string collection) => _db.ChangesTo(SqliteDatabase.TableFor(collection));
+    // Read on hot paths (every Type 2 call, and again by each call that waited for a policy worker): the table name of a
+    // collection is worked out once, not checked and built anew on every read.
+    public long ChangesTo(string collection) => _db.ChangesTo(CountedTables.GetOrAdd(collection, static c => SqliteDatabase.TableFor(c)));
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> CountedTables = new(StringComparer.Ordinal);
 
     public async Task<StoredDocument?> GetAsync(string collection, string id, CancellationToken ct = default)
     {

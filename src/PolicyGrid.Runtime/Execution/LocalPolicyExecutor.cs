@@ -49,7 +49,8 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
         var audit = new AuditTrail("execute", request.PolicyRuleUri, caller, request.ContextKey ?? "", CanonicalJson.Sha256(request.InputData));
         return AuditedAsync(audit, async () =>
         {
-            var rule = await catalog.GetRunnableAsync(request.PolicyRuleUri, ct);
+            var check = await catalog.GetCheckedAsync(request.PolicyRuleUri, ct);
+            var rule = check.Rule;
             audit.PolicyRuleUri = rule.PolicyRuleUri;
             var overrides = request.Settings is { Count: > 0 } || request.Parameters is { Count: > 0 };
             var (settings, parameters) = overrides ? MergeAndCheck(rule, request.Settings, request.Parameters) : (rule.PolicySettings, rule.PolicyParameters);
@@ -61,7 +62,7 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
             var contextKey = string.IsNullOrEmpty(request.ContextKey) ? rule.PolicyRuleUri : request.ContextKey;
             audit.ContextKey = contextKey;
             var load = overrides ? Shaped(new PolicyLoadSpec(rule.PolicyRuleUri, bundle, settings, parameters)) : StoredShapeOf(rule, bundle);
-            var call = new EvalCall(rule, load, request.InputData, contextKey, deadline) { Budget = request.Budget };
+            var call = new EvalCall(rule, load, request.InputData, contextKey, deadline) { Budget = request.Budget, Check = check };
             var result = writesContext.ContainsKey(rule.PolicyRuleUri)
                 ? await EvalSerializedAsync(call, ct)
                 : await EvalOptimisticallyAsync(call, ct);
@@ -77,7 +78,8 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
         var audit = new AuditTrail("management", request.PolicyRuleUri, caller, "", CanonicalJson.Sha256(JsonValue.Create(request.Action), request.Data));
         return AuditedAsync(audit, async () =>
         {
-            var rule = await catalog.GetRunnableAsync(request.PolicyRuleUri, ct);
+            var check = await catalog.GetCheckedAsync(request.PolicyRuleUri, ct);
+            var rule = check.Rule;
             audit.PolicyRuleUri = rule.PolicyRuleUri;
             if (string.IsNullOrWhiteSpace(request.Action)) throw Problems.Validation("action", "must not be empty");
             ManagementCommands.Ensure(rule.ManagementCommandsSchema, rule.PolicyRuleUri, request.Action, request.Data);
@@ -88,7 +90,7 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
             var args = new JsonObject { ["action"] = request.Action, ["data"] = request.Data.DeepClone() };
             // Type 2 is stateless: management runs on a fresh instance that is dropped afterwards.
             var reply = await pool.InvokeOnceAsync(new PolicyLoadSpec(rule.PolicyRuleUri, bundle, settings, parameters), PolicyMethods.Management, args, deadline,
-                request.Budget, $"management '{request.Action}' of policy {rule.PolicyRuleUri}", ct);
+                request.Budget, $"management '{request.Action}' of policy {rule.PolicyRuleUri}", check, ct);
             var result = reply switch
             {
                 null => [],
@@ -116,6 +118,12 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
         /// (PolicyInvocation.Budget), past it is not started.
         /// </summary>
         public CallBudget? Budget { get; init; }
+
+        /// <summary>
+        /// The revision the call was checked against, as the pool's <see cref="StartCheck"/>: a call that waited there for a
+        /// worker does not start once its policy was retired or deleted meanwhile (410 / 404, "it did not run").
+        /// </summary>
+        public StartCheck? Check { get; init; }
 
         /// <summary>How a 504 of this call not started names it.</summary>
         public string Describe => $"call of policy {Rule.PolicyRuleUri}";
@@ -211,7 +219,8 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
         // travels with the call (short calls share a busy worker's batches, others go to the least busy one).
         // The caller's budget goes along: a call still queued for a worker, or behind others in a worker's batch, when it
         // runs out is not started there either (504, nothing saved).
-        var invocation = new PolicyInvocation(call.Shaped.InstanceKey, call.Load, PolicyMethods.Eval, args, call.Deadline);
+        // So does the policy's check: a call that waited for a busy worker is not sent once its policy is retired or deleted.
+        var invocation = new PolicyInvocation(call.Shaped.InstanceKey, call.Load, PolicyMethods.Eval, args, call.Deadline) { StartCheck = call.Check };
         if (call.Budget is { } budget) invocation = invocation with { Budget = budget, Call = call.Describe };
         var reply = await pool.InvokeOnAnyWorkerAsync(invocation, ct);
         var result = reply?["result"] as JsonObject

@@ -3,6 +3,7 @@ using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Identity;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime.Hosting;
 
 namespace PolicyGrid.Runtime.Execution;
 
@@ -16,41 +17,88 @@ namespace PolicyGrid.Runtime.Execution;
 /// </summary>
 public sealed class PolicyCatalog(IDocumentStore store)
 {
-    private readonly ConcurrentDictionary<string, (string Revision, PolicyRule Rule, long Changes)> parsed = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Checked> parsed = new(StringComparer.Ordinal);
     private readonly IDocumentChangeCounter? counter = store as IDocumentChangeCounter;
 
+    /// <summary>
+    /// A stored revision as parsed, and the count of policy writes (<see cref="IDocumentChangeCounter"/>) at which it
+    /// was last found current. It is also the <see cref="StartCheck"/> of the calls checked against it: one that waited
+    /// in the worker pool starts only if no policy was written since (else it is checked again, <see cref="RecheckAsync"/>).
+    /// </summary>
+    internal sealed class Checked(string revision, PolicyRule rule, long changes, PolicyCatalog catalog) : StartCheck
+    {
+        private long changes = changes;
+
+        public string Revision { get; } = revision;
+        public PolicyRule Rule { get; } = rule;
+        public PolicyCatalog Catalog { get; } = catalog;
+
+        public long Changes
+        {
+            get => Volatile.Read(ref changes);
+            set => Volatile.Write(ref changes, value);
+        }
+
+        // Without a counter (a store other processes write too) nothing can be known without asking it.
+        public override bool StillHolds => Catalog.counter is { } c && c.ChangesTo(Collections.Policies) == Changes;
+
+        /// <summary>404 / 410 when the policy was deleted or retired since the call was checked (it did not run); null otherwise.</summary>
+        public override async Task<Exception?> RecheckAsync()
+        {
+            try
+            {
+                await Catalog.GetRunnableAsync(Rule.PolicyRuleUri, CancellationToken.None);
+                return null;
+            }
+            catch (PolicyGridException e) when (e.Status is 404 or 410)
+            {
+                var what = e.Status == 410 ? "retired" : "deleted";
+                var problem = $"policy '{Rule.PolicyRuleUri}' was {what} while this call waited for a policy worker (all of the policy's workers were busy); it did not run";
+                return e.Status == 410 ? Problems.Retired(problem) : Problems.NotFound(problem);
+            }
+        }
+    }
+
     /// <summary>The policy to run: 400 for a malformed URI, 404 when unknown, 410 when retired.</summary>
-    public async Task<PolicyRule> GetRunnableAsync(string policyRuleUri, CancellationToken ct)
+    public async Task<PolicyRule> GetRunnableAsync(string policyRuleUri, CancellationToken ct) => (await GetCheckedAsync(policyRuleUri, ct)).Rule;
+
+    /// <summary>As <see cref="GetRunnableAsync"/>, with the <see cref="StartCheck"/> for the pool of a call checked against it.</summary>
+    internal async Task<Checked> GetCheckedAsync(string policyRuleUri, CancellationToken ct)
     {
         // Taken before the store is read: a write racing the read leaves the entry stale, never falsely current.
         var changes = counter?.ChangesTo(Collections.Policies) ?? -1;
         // Keys are URIs as parsing writes them, so a caller that sent one as written skips parsing it again.
         if (counter is not null && policyRuleUri is not null && parsed.TryGetValue(policyRuleUri, out var asWritten) && asWritten.Changes == changes)
-            return Runnable(policyRuleUri, asWritten.Rule);
+            return Runnable(policyRuleUri, asWritten);
         var uri = PolicyUri.Parse(Uri.UnescapeDataString(policyRuleUri ?? ""), "policy_rule_uri").ToString();
-        if (counter is not null && parsed.TryGetValue(uri, out var unchanged) && unchanged.Changes == changes) return Runnable(uri, unchanged.Rule);
+        if (counter is not null && parsed.TryGetValue(uri, out var unchanged) && unchanged.Changes == changes) return Runnable(uri, unchanged);
         if (store is IDocumentRevisions revisions && parsed.TryGetValue(uri, out var known))
         {
             var revision = await revisions.GetRevisionAsync(Collections.Policies, uri, ct)
                 ?? throw Problems.NotFound($"policy '{uri}' does not exist");
             if (revision == known.Revision)
             {
-                parsed[uri] = known with { Changes = changes };
-                return Runnable(uri, known.Rule);
+                known.Changes = changes;
+                return Runnable(uri, known);
             }
         }
         var stored = await store.GetAsync(Collections.Policies, uri, ct)
             ?? throw Problems.NotFound($"policy '{uri}' does not exist");
-        var rule = parsed.TryGetValue(uri, out var cached) && cached.Revision == stored.Revision ? cached.Rule : PolicyRule.FromJson(stored.Body);
-        parsed[uri] = (stored.Revision, rule, changes);
-        return Runnable(uri, rule);
+        if (parsed.TryGetValue(uri, out var cached) && cached.Revision == stored.Revision)
+        {
+            cached.Changes = changes;
+            return Runnable(uri, cached);
+        }
+        var entry = new Checked(stored.Revision, PolicyRule.FromJson(stored.Body), changes, this);
+        parsed[uri] = entry;
+        return Runnable(uri, entry);
     }
 
-    private static PolicyRule Runnable(string uri, PolicyRule rule)
+    private static Checked Runnable(string uri, Checked entry)
     {
-        if (rule.IsRetired) throw Problems.Retired($"policy '{uri}' is retired");
+        if (entry.Rule.IsRetired) throw Problems.Retired($"policy '{uri}' is retired");
         // Stored before types were checked at create, or by a registry that does not run policies itself.
-        rule.EnsureRunnableKind();
-        return rule;
+        entry.Rule.EnsureRunnableKind();
+        return entry;
     }
 }

@@ -29,6 +29,13 @@ public sealed record PolicyInvocation(
     /// </summary>
     public CallBudget? Budget { get; init; }
 
+    /// <summary>
+    /// Asked before the call is sent when it waited in the pool for its worker (<see cref="Hosting.StartCheck"/>): the
+    /// caller's way to stop a queued call whose policy was retired or deleted meanwhile. Null: it starts whenever its
+    /// worker gets to it.
+    /// </summary>
+    public StartCheck? StartCheck { get; init; }
+
     /// <summary>How the 504 of a call not started names it ("call of policy ..."); by default from <see cref="PolicyLoadSpec.RuleId"/>.</summary>
     public string? Call { get; init; }
 

@@ -150,10 +150,15 @@ public sealed class PythonWorkerPool : IAsyncDisposable
 
     /// <inheritdoc cref="WorkerGroup.InvokeOnceAsync"/>
     public Task<JsonNode?> InvokeOnceAsync(PolicyLoadSpec load, string method, JsonObject arguments, TimeSpan deadline,
-        Core.Ports.CallBudget? budget, string? call, CancellationToken ct = default)
+        Core.Ports.CallBudget? budget, string? call, CancellationToken ct = default) =>
+        InvokeOnceAsync(load, method, arguments, deadline, budget, call, null, ct);
+
+    /// <inheritdoc cref="WorkerGroup.InvokeOnceAsync"/>
+    public Task<JsonNode?> InvokeOnceAsync(PolicyLoadSpec load, string method, JsonObject arguments, TimeSpan deadline,
+        Core.Ports.CallBudget? budget, string? call, StartCheck? check, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(load);
-        return WithGroup(DomainOf(load.RuleId), g => g.InvokeOnceAsync(load, method, arguments, deadline, budget, call, ct));
+        return WithGroup(DomainOf(load.RuleId), g => g.InvokeOnceAsync(load, method, arguments, deadline, budget, call, check, ct));
     }
 
     private string DomainOf(PolicyInvocation call)

@@ -258,10 +258,11 @@ internal sealed class WorkerGroup : IAsyncDisposable
     /// <paramref name="budget"/>, not started past it (<see cref="PolicyInvocation.Budget"/>, <paramref name="call"/> its name).
     /// </summary>
     public Task<JsonNode?> InvokeOnceAsync(PolicyLoadSpec load, string method, JsonObject arguments, TimeSpan deadline,
-        CallBudget? budget, string? call, CancellationToken ct = default)
+        CallBudget? budget, string? call, StartCheck? check = null, CancellationToken ct = default)
     {
         var key = "once:" + Guid.NewGuid().ToString("N");
-        return ValueOfAsync(RunAsync(new PolicyInvocation(key, load, method, arguments, deadline) { Budget = budget, Call = call }, once: true, withState: false, ct));
+        return ValueOfAsync(RunAsync(new PolicyInvocation(key, load, method, arguments, deadline) { Budget = budget, Call = call, StartCheck = check },
+            once: true, withState: false, ct));
     }
 
     private static async Task<JsonNode?> ValueOfAsync(Task<JsonObject> reply) => Detach(await reply, "value");
@@ -332,10 +333,11 @@ internal sealed class WorkerGroup : IAsyncDisposable
             // process that has not had it yet (PythonWorker.WriteFrame), since specs can be large (parameters).
             request = once
                 ? Send(slot, w => WriteInvoke(w, call, withLoad: true, once, withState, keySlot, startBy), call.Load.RuleId, call.Deadline, ct,
-                    startBy: startBy, budgeted: call)
+                    startBy: startBy, budgeted: call, check: call.StartCheck)
                 : Send(slot, w => WriteInvoke(w, call, withLoad: false, once, withState, keySlot, startBy), call.Load.RuleId, call.Deadline, ct,
                     call.InstanceKey, LoadJsonOf(call.Load), call.RestoreState,
-                    mayRunHere: shortCall == true && Volatile.Read(ref admitted) <= RunHereBelowCalls, startBy: startBy, budgeted: call);
+                    mayRunHere: shortCall == true && Volatile.Read(ref admitted) <= RunHereBelowCalls, startBy: startBy, budgeted: call,
+                    check: call.StartCheck);
             var reply = await ReplyWithinQueueWaitAsync(request, call, ct);
             if (request.CarriedLoad) Interlocked.Increment(ref loadSpecsSent);
             return Interpret(reply, slot, call);
@@ -368,11 +370,14 @@ internal sealed class WorkerGroup : IAsyncDisposable
     // Every request frame a worker gets goes through here (counted in RoundTrips).
     private WorkerRequest Send(WorkerSlot slot, Action<Utf8JsonWriter> frame, string policy, TimeSpan deadline, CancellationToken ct,
         string? loadKey = null, ReadOnlyMemory<byte> loadJson = default, JsonObject? restoreState = null, bool mayRunHere = false,
-        string? unloads = null, long startBy = 0, PolicyInvocation? budgeted = null)
+        string? unloads = null, long startBy = 0, PolicyInvocation? budgeted = null, StartCheck? check = null)
     {
         Interlocked.Increment(ref roundTrips);
         var request = new WorkerRequest(HostFrames.Encode(frame), policy, deadline, ct)
-            { LoadKey = loadKey, LoadJson = loadJson, RestoreState = restoreState, Unloads = unloads, StartBy = startBy, Budgeted = startBy != 0 ? budgeted : null };
+        {
+            LoadKey = loadKey, LoadJson = loadJson, RestoreState = restoreState, Unloads = unloads, StartBy = startBy,
+            Budgeted = startBy != 0 ? budgeted : null, Check = check,
+        };
         slot.Submit(request, mayRunHere);
         return request;
     }

@@ -56,6 +56,21 @@ internal sealed class WorkerRequest(ReadOnlyMemory<byte> frame, string policy, T
         Budgeted?.Budget?.RanOut(Budgeted.Describe())
         ?? Problems.PolicyTimeout($"call of policy {Policy} was not started: its caller's wait ran out before its worker got to it, so it has no effect");
 
+    /// <summary>
+    /// Whether the call may still start once it waited here (its policy not retired meanwhile, <see cref="StartCheck"/>);
+    /// null when nothing above the pool asks.
+    /// </summary>
+    public StartCheck? Check { get; init; }
+
+    /// <summary>
+    /// Set (under the slot's queue lock) when the request queued behind a busy drainer, or went back to the queue after
+    /// its worker died: only such a request asks its <see cref="Check"/> before it is sent.
+    /// </summary>
+    public bool Waited;
+
+    /// <summary>Whether this request must ask its <see cref="Check"/> again before it is sent (it waited, and something may have changed).</summary>
+    public bool NeedsRecheck => Waited && Check is { StillHolds: false };
+
     /// <summary>How long the worker spent on this request (Stopwatch ticks from when it could start it to its answer or failure); -1 until then.</summary>
     public long ServiceTicks { get; set; } = -1;
 
@@ -73,7 +88,11 @@ internal sealed class WorkerRequest(ReadOnlyMemory<byte> frame, string policy, T
     public bool TryTake() => Interlocked.CompareExchange(ref state, Sent, Queued) == Queued;
 
     /// <summary>The worker died before this request started: it goes back to the queue as if never sent.</summary>
-    public void Requeue() => Volatile.Write(ref state, Queued);
+    public void Requeue()
+    {
+        Waited = true;
+        Volatile.Write(ref state, Queued);
+    }
 
     /// <summary>The caller gives up; true only while the request is still queued (so it will never run).</summary>
     public bool TryAbandon() => Interlocked.CompareExchange(ref state, Abandoned, Queued) == Queued;

@@ -123,7 +123,12 @@ internal sealed class WorkerSlot
                 return;
             }
             queued.Enqueue(request);
-            if (draining) return;
+            if (draining)
+            {
+                // Behind a busy drainer: by the time it is taken, its call's StartCheck may no longer hold.
+                request.Waited = true;
+                return;
+            }
             draining = true;
         }
         if (mayRunHere && Current is { } worker && worker.Holds(request) && worker.IsAlive)
@@ -219,6 +224,7 @@ internal sealed class WorkerSlot
     // Sends one batch of what is queued; false when nothing was (the drainer then sleeps until the next Submit).
     private async Task<bool> DrainOnceAsync(List<WorkerRequest> batch, List<WorkerRequest> notStarted)
     {
+        var recheck = false;
         lock (queueGate)
         {
             if (stopped)
@@ -243,6 +249,7 @@ internal sealed class WorkerSlot
                 }
                 batch.Add(next);
                 bytes += next.Frame.Length;
+                recheck |= next.NeedsRecheck;
             }
             if (batch.Count == 0)
             {
@@ -250,6 +257,9 @@ internal sealed class WorkerSlot
                 return false;
             }
         }
+        // Something changed while a request waited here (a policy was written): its caller checks again that it may
+        // start (its policy not retired or deleted meanwhile); one that may not is failed now and never sent.
+        if (recheck && !await RecheckAsync(batch)) return true;
         try
         {
             var worker = await GetWorkerAsync(CancellationToken.None);
@@ -294,6 +304,37 @@ internal sealed class WorkerSlot
             }
         }
         return true;
+    }
+
+    // Asks each distinct StartCheck of the batch's waited requests once; fails and drops the requests it refuses. False
+    // when none is left to send.
+    private async Task<bool> RecheckAsync(List<WorkerRequest> batch)
+    {
+        Dictionary<StartCheck, Exception?> answers = new(ReferenceEqualityComparer.Instance);
+        for (var i = 0; i < batch.Count; i++)
+        {
+            var request = batch[i];
+            if (!request.NeedsRecheck) continue;
+            var check = request.Check!;
+            if (!answers.TryGetValue(check, out var refusal))
+            {
+                try
+                {
+                    refusal = await check.RecheckAsync();
+                }
+                catch (Exception e)
+                {
+                    // Whether it may start is unknown: it is not sent, and its caller hears why.
+                    if (e is not Core.Errors.PolicyGridException) logger.LogError(e, "policy worker {Slot} could not check a queued call again", Index);
+                    refusal = e;
+                }
+                answers[check] = refusal;
+            }
+            if (refusal is null) continue;
+            request.Fail(refusal);
+            batch.RemoveAt(i--);
+        }
+        return batch.Count > 0;
     }
 
     private static void FailAll(IEnumerable<WorkerRequest> requests)
