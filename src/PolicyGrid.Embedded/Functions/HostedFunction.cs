@@ -15,6 +15,9 @@ internal sealed class HostedFunction(FunctionSpec spec, PolicyLoadSpec load)
     public PolicyLoadSpec Load { get; } = load;
     public bool Removed { get; set; }
 
+    /// <summary>Whether a call that waited in the worker pool may still start (its policy not retired meanwhile); made on first use.</summary>
+    public Runtime.Hosting.StartCheck? PolicyCheck { get; set; }
+
     public long Calls => Interlocked.Read(ref _calls);
 
     public IReadOnlyList<FunctionReplica> Replicas

@@ -89,7 +89,7 @@ public sealed class LocalFunctionHost(
                     ["input_data"] = input?.DeepClone(),
                     ["context"] = replica.Context.DeepClone(),
                 };
-                var reply = await InvokeAsync(function, replica, PolicyMethods.Eval, arguments, ct, budget: budget, call: $"call of function {name}") as JsonObject;
+                var reply = await InvokeAsync(function, replica, PolicyMethods.Eval, arguments, ct, budget: budget, call: $"call of function {name}", checkPolicy: true) as JsonObject;
                 if (reply?["context"] is JsonObject context) replica.Context = (JsonObject)context.DeepClone();
                 return reply?["result"] as JsonObject
                     ?? throw Problems.PolicyError($"function {name}: eval must return a dict, not {reply?["result"]?.GetValueKind().ToString() ?? "None"}");
@@ -135,7 +135,8 @@ public sealed class LocalFunctionHost(
                     if (!readOnly && leader.KeepsState == false && kept > 0 && kept >= _options.MaxJournalEntries)
                         throw FunctionSpec.JournalFull(name, kept);
                     var reply = await InvokeAsync(function, leader, PolicyMethods.Management,
-                        new JsonObject { ["action"] = action, ["data"] = data.DeepClone() }, ct, budget: budget, call: $"management '{action}' of function {name}");
+                        new JsonObject { ["action"] = action, ["data"] = data.DeepClone() }, ct, budget: budget, call: $"management '{action}' of function {name}",
+                        checkPolicy: true);
                     // A command the policy declares read_only changes nothing that an instance starting later would lack.
                     if (readOnly) return reply as JsonObject ?? new JsonObject { ["result"] = reply?.DeepClone() };
                     // Journalled before the answer (and before this instance's state is saved with its sequence number),
@@ -392,6 +393,11 @@ public sealed class LocalFunctionHost(
         }
     }
 
+    private StartCheck PolicyCheckOf(HostedFunction function) =>
+        function.PolicyCheck ??= policies.RetiredCheck(function.Spec.PolicyRuleUri, () =>
+            $"function '{function.Spec.Name}' runs policy '{function.Spec.PolicyRuleUri}', which was retired while this call waited for a policy worker " +
+            "(the policy's workers were busy), so it did not run; deploy another version under a new function, or set the policy's status back to active");
+
     private async Task PersistAsync(FunctionReplica replica)
     {
         var text = replica.SnapshotText();
@@ -407,11 +413,14 @@ public sealed class LocalFunctionHost(
     // A call with its caller's budget (a node's X-PolicyGrid-Timeout-Ms) takes it into the pool: the instance's worker may
     // be busy with another instance's call (replicas and functions of one policy share its workers), and one still
     // waiting there when the budget runs out is not started (504, nothing of it kept).
+    // A caller's call or management action (checkPolicy) also takes the function's check of its policy: one that waited
+    // there for the worker is not started once the policy is retired meanwhile (410, as at its turn, EnsureNotRetiredAsync).
     private async Task<JsonNode?> InvokeAsync(HostedFunction function, FunctionReplica replica, string method, JsonObject arguments, CancellationToken ct,
-        bool replaying = false, CallBudget? budget = null, string? call = null)
+        bool replaying = false, CallBudget? budget = null, string? call = null, bool checkPolicy = false)
     {
+        var check = checkPolicy ? PolicyCheckOf(function) : null;
         PolicyInvocation Invocation() => new(replica.InstanceKey, function.Load, method, arguments, _options.CallTimeout, replica.State)
-            { Budget = budget, Call = call };
+            { Budget = budget, Call = call, StartCheck = check };
         PolicyAnswer answer;
         try
         {

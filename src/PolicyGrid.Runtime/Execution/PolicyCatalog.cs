@@ -59,6 +59,39 @@ public sealed class PolicyCatalog(IDocumentStore store)
         }
     }
 
+    /// <summary>
+    /// A <see cref="StartCheck"/> for the calls of something that runs <paramref name="policyRuleUri"/> (one per
+    /// function, made once): a call that waited in the worker pool is refused with 410 <paramref name="problem"/> when the
+    /// policy was retired meanwhile. A policy this store does not hold (deleted, or a snapshot another registry sent) lets it start.
+    /// </summary>
+    public StartCheck RetiredCheck(string policyRuleUri, Func<string> problem) => new UnlessRetired(this, policyRuleUri, problem);
+
+    private sealed class UnlessRetired(PolicyCatalog catalog, string uri, Func<string> problem) : StartCheck
+    {
+        // The count of policy writes at which the policy was last found not retired (none yet: never equal to a count).
+        private long confirmed = long.MinValue;
+
+        public override bool StillHolds => catalog.counter is { } c && c.ChangesTo(Collections.Policies) == Volatile.Read(ref confirmed);
+
+        public override async Task<Exception?> RecheckAsync()
+        {
+            var changes = catalog.counter?.ChangesTo(Collections.Policies) ?? long.MinValue;
+            try
+            {
+                await catalog.GetRunnableAsync(uri, CancellationToken.None);
+            }
+            catch (PolicyGridException e) when (e.Status == 410)
+            {
+                return Problems.Retired(problem());
+            }
+            catch (PolicyGridException)
+            {
+            }
+            Volatile.Write(ref confirmed, changes);
+            return null;
+        }
+    }
+
     /// <summary>The policy to run: 400 for a malformed URI, 404 when unknown, 410 when retired.</summary>
     public async Task<PolicyRule> GetRunnableAsync(string policyRuleUri, CancellationToken ct) => (await GetCheckedAsync(policyRuleUri, ct)).Rule;
 
