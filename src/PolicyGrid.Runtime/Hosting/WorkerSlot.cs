@@ -259,7 +259,17 @@ internal sealed class WorkerSlot
         }
         // Something changed while a request waited here (a policy was written): its caller checks again that it may
         // start (its policy not retired or deleted meanwhile); one that may not is failed now and never sent.
-        if (recheck && !await RecheckAsync(batch)) return true;
+        if (recheck)
+        {
+            var left = await RecheckAsync(batch);
+            if (Volatile.Read(ref stopped))
+            {
+                // Stopped while it checked: no worker is started for the batch (the next round sees `stopped` and ends).
+                FailAll(batch);
+                return true;
+            }
+            if (!left) return true;
+        }
         try
         {
             var worker = await GetWorkerAsync(CancellationToken.None);
