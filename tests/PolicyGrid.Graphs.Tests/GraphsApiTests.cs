@@ -366,6 +366,30 @@ public sealed class GraphsApiTests(GraphServerFixture fixture) : IClassFixture<G
     }
 
     [Fact]
+    public async Task A_run_refused_before_any_node_runs_is_one_graph_run_record_and_a_run_that_ran_is_none()
+    {
+        await DeployNode("A");
+        var uri = await Create(Graph("refused", ["A"], [], inputSchema: new JsonObject { ["ip"] = new JsonObject { ["type"] = "string", ["required"] = true } }));
+        var unknown = $"ghost_{_run}:1.0-test";
+
+        (await Execute(uri, new JsonObject { ["ip"] = 7 })).Status.ShouldBe(400);
+        (await Execute(unknown, new JsonObject())).Status.ShouldBe(404);
+        (await Execute(uri, new JsonObject { ["ip"] = "10.0.0.1" })).Status.ShouldBe(200);
+
+        var refused = (await Decisions(new JsonObject { ["graph_id"] = uri, ["kind"] = "graph_run" })).ShouldHaveSingleItem()!;
+        refused["status"]!.GetValue<int>().ShouldBe(400);
+        refused["error_code"]!.GetValue<string>().ShouldBe("validation_failed");
+        refused["outcome"]!.GetValue<string>().ShouldBe("error");
+        refused["caller"]!.GetValue<string>().ShouldBe("anonymous");
+        refused["input_sha256"]!.GetValue<string>().Length.ShouldBe(64);
+        var missing = (await Decisions(new JsonObject { ["graph_id"] = unknown })).ShouldHaveSingleItem()!;
+        missing["kind"]!.GetValue<string>().ShouldBe("graph_run");
+        missing["status"]!.GetValue<int>().ShouldBe(404);
+        // The run that ran is its node's record only.
+        (await Decisions(new JsonObject { ["graph_id"] = uri })).Count.ShouldBe(2);
+    }
+
+    [Fact]
     public async Task The_diagram_is_a_mermaid_flowchart()
     {
         var uri = await Diamond("drawn");
@@ -565,6 +589,10 @@ public sealed class GraphsApiTests(GraphServerFixture fixture) : IClassFixture<G
         answer.Status.ShouldBe(410, answer.Body?.ToJsonString());
         answer.Code.ShouldBe("retired");
         answer.Message.ShouldContain($"'{N("B")}'");
+        var refused = (await Decisions(new JsonObject { ["graph_id"] = uri })).ShouldHaveSingleItem()!;
+        refused["kind"]!.GetValue<string>().ShouldBe("graph_run");
+        refused["status"]!.GetValue<int>().ShouldBe(410);
+        refused["error_code"]!.GetValue<string>().ShouldBe("retired");
         // A never ran: its own count starts at 1 when called directly.
         (await _client.Send(HttpMethod.Post, $"/function/call_function/{N("A")}", new JsonObject())).Data!["calls"]!.GetValue<int>().ShouldBe(1);
     }

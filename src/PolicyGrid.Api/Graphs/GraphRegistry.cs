@@ -12,6 +12,7 @@ using PolicyGrid.Core.Identity;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Core.Querying;
 using PolicyGrid.Core.Templates;
+using PolicyGrid.Runtime.Execution;
 
 namespace PolicyGrid.Api.Graphs;
 
@@ -27,7 +28,8 @@ public sealed class GraphRegistry(
     IOptions<GraphExecutionOptions> options,
     IHostApplicationLifetime lifetime,
     TimeProvider clock,
-    ILogger<GraphRegistry> logger)
+    ILogger<GraphRegistry> logger,
+    DecisionLog? decisions = null)
 {
     // Executions this process is running; a stored "running" one not in here was cut off by a restart.
     private readonly ConcurrentDictionary<string, Task> _running = new(StringComparer.Ordinal);
@@ -85,13 +87,31 @@ public sealed class GraphRegistry(
     public async Task<JsonNode?> ExecuteAsync(JsonObject body, CallerIdentity caller, Action<string>? started, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(caller);
-        var run = await PrepareAsync(body, ct);
+        var run = await PrepareAuditedAsync(body, caller, ct);
         var id = Guid.NewGuid().ToString("N");
         run = run with { Options = run.Options with { Origin = new FunctionCallOrigin(caller.Name, run.GraphUri, id) } };
         if (run.Async) return new JsonObject { ["execution_id"] = await StartAsync(id, run, ct) };
         started?.Invoke(id);
         var result = await RunAsync(run, ct);
         return Answer(result, run.Options.Trace);
+    }
+
+    /// <summary>
+    /// <see cref="PrepareAsync"/>, and when it refuses the run (400, 404, 410: no node ran, so no node's record tells of
+    /// it) one <see cref="Decision.KindGraphRun"/> record with the graph, the caller and why. A run that starts is not
+    /// recorded here: each node's run is its record.
+    /// </summary>
+    private Task<GraphRun> PrepareAuditedAsync(JsonObject body, CallerIdentity caller, CancellationToken ct)
+    {
+        if (decisions is null) return PrepareAsync(body, ct);
+        var asked = body["graph_uri"] is JsonValue u && u.TryGetValue<string>(out var text) ? Canonical(text) : "";
+        var audit = new AuditTrail(Decision.KindGraphRun, "", caller, "", CanonicalJson.Sha256(body["input_data"]?.DeepClone())) { GraphId = asked };
+        return audit.RunAsync(decisions, async () =>
+        {
+            var run = await PrepareAsync(body, ct);
+            audit.RecordedElsewhere = true; // it runs: its nodes' records are its trail
+            return run;
+        });
     }
 
     /// <summary>Runs the graph and tells what its outcome says of the nodes' executors (see <see cref="FunctionRegistry.NoteGraphRunAsync"/>).</summary>

@@ -36,6 +36,9 @@ public sealed record Decision(
     /// <summary>A management action on a deployed function's live instance.</summary>
     public const string KindFunctionManagement = "function_management";
 
+    /// <summary>A graph run refused before any of its nodes ran (400, 404, 410): a run that starts is recorded by its nodes' calls.</summary>
+    public const string KindGraphRun = "graph_run";
+
     /// <summary>The function called (function records only: Type 2 records carry no such field).</summary>
     public string FunctionId { get; init; } = "";
 
