@@ -18,7 +18,7 @@ public static class DecisionsApi
     {
         app.MapPost("/decisions/query", Query).WithTags("Decisions").AnswersErrors(400, 401, 403, 413).WithName("QueryDecisions")
             .WithSummary("Find recorded executions with a Mongo-style filter")
-            .WithDescription("Each decision: decision_id, kind, policy_rule_uri, bundle_sha256, caller, context_key, input_sha256, outcome, error_code, status, duration_ms, at; function calls (kind function_call, function_management) add function_id, and a graph node's call graph_id and execution_id. Newest first by default.");
+            .WithDescription("Each decision: decision_id, kind, policy_rule_uri, bundle_sha256, caller, context_key, input_sha256, outcome, error_code, status, duration_ms, at; function calls (kind function_call, function_management) add function_id, and a graph node's call graph_id and execution_id; a graph run refused before any node ran is kind graph_run with graph_id. Newest first by default.");
         return app;
     }
 
