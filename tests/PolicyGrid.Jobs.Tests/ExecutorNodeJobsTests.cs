@@ -158,6 +158,27 @@ public sealed class ExecutorNodeJobsTests : IAsyncLifetime
         var done = Job.FromJson((await NodeStore.GetAsync(Collections.Jobs, id))!.Body);
         done.Status.ShouldBe("succeeded", done.Error);
         done.Result["echo"]!["from"]!.GetValue<string>().ShouldBe("pod");
+        // The pod has no access to the node's store: the node records the run's decision when it stores the result.
+        var decision = (await NodeDecisionsAsync(id)).ShouldHaveSingleItem();
+        decision["kind"]!.GetValue<string>().ShouldBe("execute");
+        decision["policy_rule_uri"]!.GetValue<string>().ShouldBe("batch:1.0-test");
+        decision["context_key"]!.GetValue<string>().ShouldBe($"job:{id}");
+        decision["bundle_sha256"]!.GetValue<string>().ShouldBe(policyCode["bundle://sha256/".Length..], "the bundle the pod ran");
+        decision["input_sha256"]!.GetValue<string>().Length.ShouldBe(64);
+        decision["outcome"]!.GetValue<string>().ShouldBe("result");
+        decision["status"]!.GetValue<int>().ShouldBe(200);
+
+        // The runner posting again (a retry after a lost answer) is not a second run.
+        using var http = new HttpClient();
+        (await http.Post($"{nodeUrl.TrimEnd('/')}/jobs/{id}/result", """{"status":"succeeded","result":{}}""", bearer: token)).Status.ShouldBe(200);
+        (await NodeDecisionsAsync(id)).Count.ShouldBe(1);
+    }
+
+    private async Task<IReadOnlyList<JsonObject>> NodeDecisionsAsync(string jobId)
+    {
+        await node.Services.GetRequiredService<PolicyGrid.Runtime.Execution.DecisionLog>().FlushAsync(TestContext.Current.CancellationToken);
+        var filter = PolicyGrid.Core.Querying.FilterParser.Parse(new JsonObject { ["caller"] = $"job:{jobId}" });
+        return [.. (await NodeStore.QueryAsync(Collections.Decisions, new DocumentQuery(filter, []))).Select(d => d.Body)];
     }
 
     [Fact]

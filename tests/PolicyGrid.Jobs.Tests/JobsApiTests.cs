@@ -179,6 +179,30 @@ public sealed class JobsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_runners_result_records_the_jobs_decision_once_and_a_decision_that_is_no_object_is_a_400()
+    {
+        await InsertPendingAsync("j-audit");
+        var token = await server.Services.GetRequiredService<JobResultTokens>().IssueAsync("j-audit", CancellationToken.None);
+
+        var bad = await client.Post("/jobs/j-audit/result", """{"status":"succeeded","decision":"yes"}""", bearer: token);
+        bad.Status.ShouldBe(400);
+        bad.Message!.ShouldContain("decision");
+        (await client.Get("/jobs/j-audit")).DataStatus.ShouldBe("pending");
+
+        // A runner that sends no decision of its own (an older runner image) still leaves one, made from the job.
+        (await client.Post("/jobs/j-audit/result", """{"status":"failed","error":"boom"}""", bearer: token)).Status.ShouldBe(200);
+        (await client.Post("/jobs/j-audit/result", """{"status":"failed","error":"boom"}""", bearer: token)).Status.ShouldBe(200);
+
+        var log = await client.Post("/decisions/query", """{"caller":"job:j-audit"}""");
+        log.Status.ShouldBe(200);
+        var decision = log.Data!.AsArray().ShouldHaveSingleItem()!;
+        decision["policy_rule_uri"]!.GetValue<string>().ShouldBe(policy);
+        decision["context_key"]!.GetValue<string>().ShouldBe("job:j-audit");
+        decision["outcome"]!.GetValue<string>().ShouldBe("error");
+        decision["status"]!.GetValue<int>().ShouldBe(500);
+    }
+
+    [Fact]
     public async Task Cancelling_a_pending_job_records_it_cancelled_and_cancelling_again_changes_nothing()
     {
         await InsertPendingAsync("j-cancel");

@@ -10,6 +10,7 @@ using PolicyGrid.Core.Identity;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Core.Querying;
 using PolicyGrid.Core.Templates;
+using PolicyGrid.Runtime.Execution;
 
 namespace PolicyGrid.Api.Jobs;
 
@@ -29,7 +30,8 @@ public sealed class JobBoard(
     IOptions<JobsOptions> options,
     IHostApplicationLifetime lifetime,
     TimeProvider clock,
-    ILogger<JobBoard> logger)
+    ILogger<JobBoard> logger,
+    DecisionLog? decisions = null)
 {
     private static readonly HashSet<string> SubmitFields = ["name", "policy_rule_uri", "policy_rule_parameters", "node_selector", "inputs", "timeout_seconds"];
     private readonly ConcurrentDictionary<string, Task> runs = new(StringComparer.Ordinal);
@@ -169,14 +171,50 @@ public sealed class JobBoard(
             throw Problems.Validation("status", "must be \"succeeded\", \"failed\" or \"timed_out\"");
         var error = body["error"] is JsonValue e && e.TryGetValue<string>(out var message) ? message : "";
         var result = body["result"]?.DeepClone() ?? new JsonObject();
-        var job = await TransitionAsync(jobId, j => j.IsFinished ? null : j with
+        if (body["decision"] is { } reported && reported is not JsonObject)
+            throw Problems.Validation("decision", $"must be an object (the decision the run recorded), not a JSON {Envelope.JsonBody.Describe(reported)}");
+        var ended = false; // whether this report is the job's end (the first one stands; a repeat records nothing)
+        var job = await TransitionAsync(jobId, j =>
         {
-            Status = status, Result = result, Error = error, FinishedAt = Now(),
-            StartedAt = j.StartedAt.Length > 0 ? j.StartedAt : Now(),
+            ended = !j.IsFinished;
+            return !ended ? null : j with
+            {
+                Status = status, Result = result, Error = error, FinishedAt = Now(),
+                StartedAt = j.StartedAt.Length > 0 ? j.StartedAt : Now(),
+            };
         }, ct);
         logger.LogInformation("job {JobId}: runner reported {Status}", jobId, status);
+        if (ended && decisions is not null) await decisions.RecordAsync(RunnerDecision(job, body["decision"] as JsonObject));
         signals.Signal(jobId);
         return await PresentAsync(job.ToJson(), ct);
+    }
+
+    /// <summary>
+    /// The decision of a job whose runner had no access to this store (a Kubernetes pod): what it recorded of its run
+    /// (bundle, input hash, outcome, status, duration, time), sent with its result, under the job's policy and the caller
+    /// and context key every job's run has (<c>job:&lt;id&gt;</c>). A runner that sent none (an older image) gets one
+    /// made from the job's record: its input's hash, its end's outcome, no bundle.
+    /// </summary>
+    private Decision RunnerDecision(Job job, JsonObject? reported)
+    {
+        var succeeded = job.Status == JobStatus.Succeeded;
+        var (status, code) = job.Status switch
+        {
+            JobStatus.Succeeded => (200, ""),
+            JobStatus.TimedOut => (504, ErrorCodes.PolicyTimeout),
+            _ => (500, "internal"),
+        };
+        var started = DateTimeOffset.TryParse(job.StartedAt, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var s) ? s : clock.GetUtcNow();
+        var caller = $"job:{job.JobId}";
+        return new Decision("execute", job.PolicyRuleUri, Text(reported, "bundle_sha256") ?? "", caller, caller,
+            Text(reported, "input_sha256") ?? CanonicalJson.Sha256(job.Inputs.DeepClone()),
+            Text(reported, "outcome") ?? (succeeded ? Decision.OutcomeResult : Decision.OutcomeError),
+            Text(reported, "error_code") ?? code,
+            reported?["status"] is JsonValue v && v.TryGetValue<int>(out var given) ? given : status,
+            reported?["duration_ms"] is JsonValue d && JsonValues.TryDouble(d, out var ms) && ms >= 0 ? ms : Math.Max(0, (clock.GetUtcNow() - started).TotalMilliseconds),
+            Text(reported, "at") is { } at && DateTimeOffset.TryParse(at, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var when) ? when : started);
+
+        static string? Text(JsonObject? o, string name) => o?[name] is JsonValue value && value.TryGetValue<string>(out var text) ? text : null;
     }
 
     /// <summary>At start: follows every job a previous run of this server left pending or running, or records why it ended.</summary>

@@ -4,9 +4,11 @@ using System.Text.Json.Nodes;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Core.Querying;
 using PolicyGrid.Embedded.Storage;
 using PolicyGrid.Runtime;
 using PolicyGrid.Runtime.Bundles;
+using PolicyGrid.Runtime.Execution;
 
 namespace PolicyGrid.Cli.Jobs;
 
@@ -102,6 +104,9 @@ public static class JobRunCommand
         await using var services = Compose(scratch);
         await services.GetRequiredService<IDocumentStore>().UpsertAsync(Collections.Policies, job.PolicyRuleUri, PolicyRule.FromJson(policy).ToJson());
         var outcome = await EvaluateAsync(services, job);
+        // The decision this run recorded went to the private store, which goes with the pod: it travels with the outcome,
+        // and the server that stores the outcome records it in the decision log.
+        if (await RecordedDecisionAsync(services, job.JobId) is { } decision) outcome["decision"] = decision;
 
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
         for (var attempt = 1; ; attempt++)
@@ -123,6 +128,16 @@ public static class JobRunCommand
             }
             await Task.Delay(TimeSpan.FromSeconds(Math.Pow(2, attempt)));
         }
+    }
+
+    /// <summary>The newest decision the run of job <paramref name="jobId"/> recorded in this process's store (none when nothing ran).</summary>
+    private static async Task<JsonObject?> RecordedDecisionAsync(IServiceProvider services, string jobId)
+    {
+        await services.GetRequiredService<DecisionLog>().FlushAsync();
+        var filter = FilterParser.Parse(new JsonObject { ["caller"] = $"job:{jobId}" });
+        var found = await services.GetRequiredService<IDocumentStore>().QueryAsync(Collections.Decisions,
+            new DocumentQuery(filter, [new SortKey("at", SortDirection.Desc)], 0, 1));
+        return found.Count == 0 ? null : (JsonObject)found[0].Body.DeepClone();
     }
 
     /// <summary>The embedded stores on <paramref name="dataDirectory"/> and the runtime, sized for one job.</summary>
