@@ -390,6 +390,33 @@ public sealed class GraphsApiTests(GraphServerFixture fixture) : IClassFixture<G
     }
 
     [Fact]
+    public async Task A_run_with_a_node_whose_policy_is_deprecated_runs_and_answers_a_Deprecation_header()
+    {
+        var policy = await fixture.Server.RegisterPolicyAsync("dated_" + _run, GraphPolicies.Node);
+        await DeployNode("A");
+        var dated = await _client.Send(HttpMethod.Post, "/function/deployments/create/local", new JsonObject
+        {
+            ["name"] = N("B"), ["policy_rule_uri"] = policy, ["policy_rule_parameters"] = new JsonObject { ["tag"] = "B" },
+        });
+        dated.Status.ShouldBe(200, dated.Body?.ToJsonString());
+        var uri = await Create(Graph("dated", ["A", "B"], [("A", ["B"])]));
+        var only = await Create(Graph("undated", ["A"], []));
+        (await _client.Send(HttpMethod.Put, $"/policy/{policy}", new JsonObject { ["$set"] = new JsonObject { ["status"] = "deprecated" } })).Status.ShouldBe(200);
+
+        var answer = await Execute(uri, new JsonObject());
+        var started = await Execute(uri, new JsonObject(), async: true);
+        var active = await Execute(only, new JsonObject());
+
+        answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+        By(answer.Data).ShouldBe("B");
+        answer.Header("Deprecation").ShouldBe("true", "a graph running a deprecated policy answered as if all were active");
+        started.Status.ShouldBe(200);
+        started.Header("Deprecation").ShouldBe("true");
+        active.Status.ShouldBe(200);
+        active.Header("Deprecation").ShouldBeNull();
+    }
+
+    [Fact]
     public async Task The_diagram_is_a_mermaid_flowchart()
     {
         var uri = await Diamond("drawn");

@@ -107,6 +107,22 @@ public sealed class JobsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_job_of_a_deprecated_policy_runs_and_its_submit_answers_a_Deprecation_header()
+    {
+        var deprecated = await server.StorePolicyAsync("dated", Echo, new JsonObject { ["status"] = "deprecated" });
+
+        var submitted = await client.Post("/jobs/submit/local", $$$"""{"policy_rule_uri":"{{{deprecated}}}","inputs":{"n":1}}""");
+        var active = await client.Post("/jobs/submit", $$$"""{"policy_rule_uri":"{{{policy}}}","inputs":{"ip":"1.2.3.4"}}""");
+
+        submitted.Status.ShouldBe(200, submitted.Message);
+        submitted.Header("Deprecation").ShouldBe("true", "a deprecated policy's job was answered as if its policy were active");
+        active.Status.ShouldBe(200, active.Message);
+        active.Header("Deprecation").ShouldBeNull();
+        foreach (var job in new[] { submitted, active })
+            (await client.Get($"/jobs/{job.Data!["job_id"]!.GetValue<string>()}?wait=60")).DataStatus.ShouldBe("succeeded");
+    }
+
+    [Fact]
     public async Task A_policy_timeout_estimate_under_one_clock_tick_counts_as_none_and_the_job_runs()
     {
         var hasty = await server.StorePolicyAsync("hasty", Echo, new JsonObject

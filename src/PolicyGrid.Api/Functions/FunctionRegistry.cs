@@ -355,8 +355,11 @@ public sealed class FunctionRegistry(
         }
     }
 
-    /// <summary>410 when the function's policy is retired (graph runs check every node before any runs: the Dapr workflow calls the actors directly).</summary>
-    public async Task EnsureRunnableAsync(string name, CancellationToken ct) => await RunnableHostAsync(name, null, ct);
+    /// <summary>
+    /// 410 when the function's policy is retired (graph runs check every node before any runs: the Dapr workflow calls
+    /// the actors directly); true when it is deprecated (it runs, and the run's answer says so).
+    /// </summary>
+    public async Task<bool> EnsureRunnableAsync(string name, CancellationToken ct) => (await RunnableHostAsync(name, null, ct)).Deprecated;
 
     /// <summary>
     /// The host of a function whose policy may still run, and whether that policy is deprecated (it still runs; the

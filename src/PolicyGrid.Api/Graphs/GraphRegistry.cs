@@ -77,19 +77,21 @@ public sealed class GraphRegistry(
     }
 
     /// <summary>Checks the request, the input and every node, then runs the graph and answers the sink's output (and the trace when asked).</summary>
-    public Task<JsonNode?> ExecuteAsync(JsonObject body, CancellationToken ct) => ExecuteAsync(body, CallerIdentity.Anonymous, null, ct);
+    public Task<JsonNode?> ExecuteAsync(JsonObject body, CancellationToken ct) => ExecuteAsync(body, CallerIdentity.Anonymous, null, null, ct);
 
     /// <summary>
     /// <see cref="ExecuteAsync(JsonObject, CancellationToken)"/> for <paramref name="caller"/>: each node's function call is
     /// recorded in the decision log with that caller, the graph URI and the run's execution id (an asynchronous run's
-    /// own; a synchronous run gets one too, told to <paramref name="started"/> before it runs).
+    /// own; a synchronous run gets one too, told to <paramref name="started"/> before it runs). <paramref name="deprecated"/>
+    /// is called before the run when any node's policy is deprecated (it runs; the API answers a <c>Deprecation</c> header).
     /// </summary>
-    public async Task<JsonNode?> ExecuteAsync(JsonObject body, CallerIdentity caller, Action<string>? started, CancellationToken ct)
+    public async Task<JsonNode?> ExecuteAsync(JsonObject body, CallerIdentity caller, Action<string>? started, Action? deprecated, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(caller);
         var run = await PrepareAuditedAsync(body, caller, ct);
         var id = Guid.NewGuid().ToString("N");
         run = run with { Options = run.Options with { Origin = new FunctionCallOrigin(caller.Name, run.GraphUri, id) } };
+        if (run.Deprecated) deprecated?.Invoke();
         if (run.Async) return new JsonObject { ["execution_id"] = await StartAsync(id, run, ct) };
         started?.Invoke(id);
         var result = await RunAsync(run, ct);
@@ -186,13 +188,14 @@ public sealed class GraphRegistry(
         var missing = await UndeployedAsync(graph, ct);
         if (missing.Count > 0)
             throw Problems.NotFound($"graph '{graph.GraphUri}' cannot run: {NoFunctionFor(missing)}");
+        var deprecated = false;
         foreach (var node in graph.GraphFunctionIds)
         {
-            try { await functions.EnsureRunnableAsync(node, ct); }
+            try { deprecated |= await functions.EnsureRunnableAsync(node, ct); }
             catch (PolicyGridException e) when (e.Status == 410) { throw Problems.Retired($"graph '{graph.GraphUri}' cannot run: {e.Message}"); }
         }
 
-        return new GraphRun(graph.GraphUri, graph.Plan(), input, Options(graph, timeout, trace), async);
+        return new GraphRun(graph.GraphUri, graph.Plan(), input, Options(graph, timeout, trace), async, deprecated);
     }
 
     /// <summary>
@@ -325,7 +328,7 @@ public sealed class GraphRegistry(
             ? Problems.NotFound($"no graph '{Canonical(uri)}' is registered")
             : Problems.NotFound($"no graph '{Canonical(uri)}' is registered (graph URIs look like name:version-release_tag; {error})");
 
-    private sealed record GraphRun(string GraphUri, GraphPlan Plan, JsonNode? Input, GraphRunOptions Options, bool Async);
+    private sealed record GraphRun(string GraphUri, GraphPlan Plan, JsonNode? Input, GraphRunOptions Options, bool Async, bool Deprecated);
 }
 
 public static class ExecutionStatus

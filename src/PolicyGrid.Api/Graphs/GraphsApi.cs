@@ -80,7 +80,8 @@ public static class GraphsApi
     public const string ExecutionIdHeader = Envelope.ErrorEnvelopeMiddleware.ExecutionIdHeader;
 
     public static async Task<EnvelopeOk<JsonNode?>> Execute(JsonBody body, GraphRegistry graphs, HttpContext http, CancellationToken ct) =>
-        Answer.Ok(await graphs.ExecuteAsync(body.RequireObject(), http.Caller(), id => http.Response.Headers[ExecutionIdHeader] = id, ct),
+        Answer.Ok(await graphs.ExecuteAsync(body.RequireObject(), http.Caller(), id => http.Response.Headers[ExecutionIdHeader] = id,
+                () => http.Response.Headers["Deprecation"] = "true", ct),
             IgnoredFields.Warnings(body.RequireObject(), ExecuteFields, "an execute_graph request", fate: "was ignored"));
 
     /// <summary>The fields of an execute_graph body.</summary>

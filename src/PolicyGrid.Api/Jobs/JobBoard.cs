@@ -43,7 +43,13 @@ public sealed class JobBoard(
     public IReadOnlyCollection<Task> Runs => runs.Values.ToArray();
 
     /// <summary>POST /jobs/submit[/{executor_id}]: validates, chooses or checks the executor, records the job as pending and starts it.</summary>
-    public async Task<JsonObject> SubmitAsync(string? executorId, JsonObject body, CancellationToken ct)
+    public Task<JsonObject> SubmitAsync(string? executorId, JsonObject body, CancellationToken ct) => SubmitAsync(executorId, body, null, ct);
+
+    /// <summary>
+    /// <see cref="SubmitAsync(string?, JsonObject, CancellationToken)"/>, calling <paramref name="deprecated"/> when the
+    /// job's policy is deprecated (it still runs; the API answers a <c>Deprecation</c> header, as for Type 2).
+    /// </summary>
+    public async Task<JsonObject> SubmitAsync(string? executorId, JsonObject body, Action? deprecated, CancellationToken ct)
     {
         var candidate = new JsonObject();
         foreach (var (key, value) in body)
@@ -65,6 +71,7 @@ public sealed class JobBoard(
         await store.CreateAsync(Collections.Jobs, job.JobId, job.ToJson(), ct);
         logger.LogInformation("job {JobId}: {Policy} submitted to executor {ExecutorId} (timeout {Timeout}s)", job.JobId, job.PolicyRuleUri, executor.ExecutorId, job.TimeoutSeconds);
         Start(job, launcher, policy);
+        if (policy.IsDeprecated) deprecated?.Invoke();
         return Present(job.ToJson(), policy);
     }
 

@@ -69,11 +69,14 @@ public static class JobsApi
         return app;
     }
 
-    public static async Task<EnvelopeOk<JsonObject>> SubmitTo([FromRoute(Name = "executor_id"), Description("The executor to run on")] string executorId, JsonBody body, JobBoard board, CancellationToken ct) =>
-        Submitted(await board.SubmitAsync(executorId, body.RequireObject(), ct), body.RequireObject());
+    public static async Task<EnvelopeOk<JsonObject>> SubmitTo([FromRoute(Name = "executor_id"), Description("The executor to run on")] string executorId, JsonBody body, JobBoard board, HttpContext http, CancellationToken ct) =>
+        Submitted(await board.SubmitAsync(executorId, body.RequireObject(), Deprecating(http), ct), body.RequireObject());
 
-    public static async Task<EnvelopeOk<JsonObject>> SubmitAnywhere(JsonBody body, JobBoard board, CancellationToken ct) =>
-        Submitted(await board.SubmitAsync(null, body.RequireObject(), ct), body.RequireObject());
+    public static async Task<EnvelopeOk<JsonObject>> SubmitAnywhere(JsonBody body, JobBoard board, HttpContext http, CancellationToken ct) =>
+        Submitted(await board.SubmitAsync(null, body.RequireObject(), Deprecating(http), ct), body.RequireObject());
+
+    // A job of a deprecated policy still runs; its submit's answer says so, as every execution of one does.
+    private static Action Deprecating(HttpContext http) => () => http.Response.Headers["Deprecation"] = "true";
 
     // The job record holds every field a submission may carry, so a field it lacks was dropped: the answer says so.
     private static EnvelopeOk<JsonObject> Submitted(JsonObject job, JsonObject body) =>
