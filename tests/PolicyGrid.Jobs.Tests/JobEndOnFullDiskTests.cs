@@ -43,6 +43,45 @@ public sealed class JobEndOnFullDiskTests
         log.Entries.ShouldContain(e => e.Message == $"job {jobId}: its end is recorded now");
     }
 
+    [Fact]
+    public async Task A_job_whose_pid_file_cannot_be_written_runs_and_ends_as_it_would_have()
+    {
+        // The pid file (for finding the process again after a restart) is written once the process has started. On a full
+        // disk that write failed the job with "the job's launcher failed: No space left on device : '<the file's path>'"
+        // while its process ran on, unwatched. Here only the jobs directory is full, so the job can store its outcome.
+        var data = GridServer.NewDataDirectory();
+        using var disk = SmallDisk.Mount(1 << 20);
+        Directory.CreateDirectory(data);
+        Directory.CreateSymbolicLink(Path.Combine(data, "jobs"), disk.Path);
+        var log = new LogCapture();
+        await using var server = new GridServer
+        {
+            DataDirectory = data,
+            PythonWorkers = 1,
+            TestServices = services => services.AddSingleton<ILoggerProvider>(log),
+        };
+        try
+        {
+            var client = server.CreateClient();
+            var policy = await server.StorePolicyAsync("batch", LocalJobsTests.Policies);
+            disk.Fill();
+            var submitted = await client.Post("/jobs/submit/local",
+                $$$"""{"name":"t","policy_rule_uri":"{{{policy}}}","policy_rule_parameters":{},"inputs":{"mode":"echo"},"timeout_seconds":60}""");
+            submitted.Status.ShouldBe(200, submitted.Message);
+            var jobId = submitted.Data!["job_id"]!.GetValue<string>();
+
+            var ended = await client.Get($"/jobs/{jobId}?wait=60");
+
+            ended.DataStatus.ShouldBe("succeeded", ended.Body?.ToJsonString());
+            log.Entries.ShouldContain(e => e.Message.StartsWith($"job {jobId}: started process ", StringComparison.Ordinal)
+                && e.Message.Contains("but its pid file could not be written (the server's storage is full", StringComparison.Ordinal));
+        }
+        finally
+        {
+            try { Directory.Delete(data, recursive: true); } catch (IOException) { }
+        }
+    }
+
     // A bounded wait for something the test cannot be told of (a job's process starting, a line in the log).
     private static async Task Until(Func<Task<bool>> condition, string what)
     {

@@ -93,7 +93,19 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
         policyProcesses?.Add(pid);
         process.StandardInput.Close();
         var deadline = launch.Timeout + options.Grace;
-        await WritePidFileAsync(launch.JobId, process, DateTimeOffset.UtcNow + deadline);
+        try
+        {
+            await WritePidFileAsync(launch.JobId, process, DateTimeOffset.UtcNow + deadline);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The job runs (its process stores its own outcome): only a restart of this server meanwhile would lose track of
+            // it. It used to fail the job, with the disk's raw error and a server path as its error, while its process ran
+            // on unwatched.
+            logger.LogWarning("job {JobId}: started process {Pid}, but its pid file could not be written ({Reason}); a restart of "
+                + "the server before the job ends will record it as gone", launch.JobId, pid, (e is IOException io ? Core.Errors.DiskFailures.Of(io)?.Message : null) ?? e.Message);
+            try { File.Delete(PidFile(launch.JobId) + ".tmp"); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
         logger.LogInformation("job {JobId}: started process {Pid}", launch.JobId, process.Id);
 
         using (process)
