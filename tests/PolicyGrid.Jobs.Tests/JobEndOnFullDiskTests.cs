@@ -82,6 +82,37 @@ public sealed class JobEndOnFullDiskTests
         }
     }
 
+    [Fact]
+    public async Task A_launcher_the_disk_refused_fails_the_job_saying_so_without_the_servers_paths()
+    {
+        // It failed the job with the exception's own message: "the job's launcher failed: No space left on device : '<path>'".
+        await using var server = new GridServer
+        {
+            PythonWorkers = 1,
+            TestServices = services => services.AddSingleton<PolicyGrid.Core.Ports.IJobLauncher>(new RefusedByTheDisk()),
+        };
+        var client = server.CreateClient();
+        var policy = await server.StorePolicyAsync("batch", LocalJobsTests.Policies);
+        var submitted = await client.Post("/jobs/submit/local",
+            $$$"""{"name":"t","policy_rule_uri":"{{{policy}}}","policy_rule_parameters":{},"inputs":{"mode":"echo"},"timeout_seconds":60}""");
+        submitted.Status.ShouldBe(200, submitted.Message);
+
+        var ended = await client.Get($"/jobs/{submitted.Data!["job_id"]!.GetValue<string>()}?wait=60");
+
+        ended.DataStatus.ShouldBe("failed", ended.Body?.ToJsonString());
+        var error = ended.Data!["error"]!.GetValue<string>();
+        error.ShouldStartWith("the job's launcher failed: the server's storage is full (no space left on device)");
+        error.ShouldNotContain("/srv/secret");
+    }
+
+    private sealed class RefusedByTheDisk : PolicyGrid.Core.Ports.IJobLauncher
+    {
+        public Task<PolicyGrid.Core.Ports.JobOutcome> RunAsync(PolicyGrid.Core.Ports.JobLaunch launch, CancellationToken ct) =>
+            throw new IOException("No space left on device : '/srv/secret/jobs/x.pid.tmp'", 28);
+        public Task<PolicyGrid.Core.Ports.JobOutcome> ReattachAsync(string jobId, CancellationToken ct) => throw new NotSupportedException();
+        public Task CancelAsync(string jobId, CancellationToken ct) => Task.CompletedTask;
+    }
+
     // A bounded wait for something the test cannot be told of (a job's process starting, a line in the log).
     private static async Task Until(Func<Task<bool>> condition, string what)
     {

@@ -306,7 +306,9 @@ public sealed class JobBoard(
             catch (Exception e)
             {
                 logger.LogWarning(e, "job {JobId}: its launcher failed", jobId);
-                outcome = JobOutcome.Failed(e is PolicyGridException p ? p.Message : $"the job's launcher failed: {e.Message}");
+                // A disk's refusal says what it is, without the server's paths (the log has the whole exception).
+                outcome = JobOutcome.Failed(e is PolicyGridException p ? p.Message
+                    : DiskFailures.In(e) is { } disk ? $"the job's launcher failed: {disk.Message}" : $"the job's launcher failed: {e.Message}");
             }
             if (outcome is not null) await FinishAsync(jobId, outcome);
             else signals.Signal(jobId);
