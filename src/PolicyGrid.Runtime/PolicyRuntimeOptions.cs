@@ -129,6 +129,13 @@ public sealed class RemoteExecutorOptions
     /// </summary>
     public TimeSpan FunctionCallTimeout { get; set; } = TimeSpan.FromSeconds(100);
 
+    /// <summary>
+    /// How long the registry waits for a node to take a function's deployment (its bundle sent, the policy loaded there,
+    /// its requirements installed on a first deploy): longer than a call may take. A deployment used to wait only
+    /// <see cref="FunctionCallTimeout"/>, so an operator who shortened that for calls had deployments fail with 503.
+    /// </summary>
+    public TimeSpan FunctionDeployTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
     /// <summary>Retries of a call that never reached the node (connection refused, name not resolved).</summary>
     public int ConnectRetries { get; set; } = 2;
 

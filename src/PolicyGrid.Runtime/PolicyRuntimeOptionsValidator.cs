@@ -28,6 +28,7 @@ public sealed class PolicyRuntimeOptionsValidator : IValidateOptions<PolicyRunti
         checks.Check(r.MaxAnswerBytes >= 1024, "RemoteExecutors:MaxAnswerBytes", "1024 or more", r.MaxAnswerBytes);
         checks.Check(r.Overhead >= TimeSpan.Zero, "RemoteExecutors:Overhead", "zero or more", r.Overhead);
         checks.Check(r.FunctionCallTimeout > TimeSpan.Zero, "RemoteExecutors:FunctionCallTimeout", "greater than zero", r.FunctionCallTimeout);
+        checks.Check(r.FunctionDeployTimeout > TimeSpan.Zero, "RemoteExecutors:FunctionDeployTimeout", "greater than zero", r.FunctionDeployTimeout);
         for (var i = 0; i < r.TokenNodes.Length; i++)
             checks.Check(RemoteExecutorOptions.TryParseNode(r.TokenNodes[i], out _), $"RemoteExecutors:TokenNodes:{i}",
                 "an executor address without a path: http(s)://host:port or dapr://app-id", $"'{r.TokenNodes[i]}'");

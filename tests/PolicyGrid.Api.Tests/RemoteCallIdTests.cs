@@ -109,6 +109,31 @@ public sealed class RemoteCallIdTests
     }
 
     [Fact]
+    public async Task A_deployment_waits_for_the_node_longer_than_a_call_would()
+    {
+        // A deployment waited only FunctionCallTimeout: an operator who shortened that for calls had every deployment whose
+        // load on the node took longer (an __init__ that reads a model, requirements installed) fail with a 503.
+        await using var node = await TokenNode.StartAsync("registry", NodeToken, Ct);
+        await using var registry = Registry(functionCallTimeout: "00:00:01");
+        var client = registry.CreateClient();
+        var uri = await registry.RegisterPolicyAsync(Unique("slowload"), """
+            import time
+
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    time.sleep(1.5)
+
+                def eval(self, parameters, input_data, context):
+                    return {"ok": True}
+            """);
+        var executor = await RegisterExecutorAsync(client, node.Url);
+
+        var deployed = await client.Post($"/function/deployments/create/{executor}", $$"""{"name": "{{Unique("slowload")}}", "policy_rule_uri": "{{uri}}"}""");
+
+        deployed.Status.ShouldBe(200, deployed.Body?.ToJsonString());
+    }
+
+    [Fact]
     public async Task A_function_call_the_registry_gave_up_on_while_it_waited_behind_a_slow_one_does_not_run_on_the_node()
     {
         await using var node = await TokenNode.StartAsync("registry", NodeToken, Ct);

@@ -20,15 +20,22 @@ namespace PolicyGrid.Api.Functions;
 /// (<c>POST /bundles</c>, content-addressed, so idempotent) before the deployment, so the node can resolve it.
 /// Without a bundle store (the graphs app, which only calls functions) it calls, manages and removes, but does not deploy.
 /// </summary>
-public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore? bundles, string? token = null) : IFunctionHost
+public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore? bundles, string? token = null,
+    TimeSpan? callTimeout = null, TimeSpan? deployTimeout = null) : IFunctionHost
 {
+    // RemoteExecutors:FunctionCallTimeout for calls, management and removal; FunctionDeployTimeout for a deployment (its
+    // bundle and the node's load together). Without them, the client's own timeout bounds every request.
+    private readonly TimeSpan callTimeout = callTimeout ?? http.Timeout;
+    private readonly TimeSpan deployTimeout = deployTimeout ?? http.Timeout;
+
     public const string HttpClientName = "policygrid-remote-functions";
 
     public async Task DeployAsync(FunctionSpec spec, CancellationToken ct = default)
     {
         if (bundles is null)
             throw new InvalidOperationException($"this host of executor node {node} has no bundle store: it calls functions but cannot deploy them");
-        await SendBundleAsync(bundles, spec.Policy["code"]?.GetValue<string>(), ct);
+        var started = TimeProvider.System.GetTimestamp();
+        await SendBundleAsync(bundles, spec.Policy["code"]?.GetValue<string>(), deployTimeout, ct);
         var document = new JsonObject
         {
             ["function_id"] = spec.Name,
@@ -42,7 +49,16 @@ public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore? 
                 ["max_replicas"] = spec.Scale.MaxReplicas,
             },
         };
-        await SendAsync(HttpMethod.Post, "deployments", document, ct);
+        await SendAsync(HttpMethod.Post, "deployments", JsonContent.Create(document, options: Json.Options), ct,
+            left: Left(deployTimeout, started), timeout: deployTimeout);
+    }
+
+    // What is left of a wait of `timeout` begun at `started` (null when unbounded); past it, no answer in time.
+    private TimeSpan? Left(TimeSpan timeout, long started)
+    {
+        if (timeout == Timeout.InfiniteTimeSpan) return null;
+        var left = timeout - TimeProvider.System.GetElapsedTime(started);
+        return left > TimeSpan.Zero ? left : throw NoAnswerInTime(new TimeoutException(), timeout);
     }
 
     public async Task<JsonObject> CallAsync(string name, JsonNode? input, CancellationToken ct = default) =>
@@ -70,9 +86,7 @@ public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore? 
         {
             try
             {
-                var left = http.Timeout == Timeout.InfiniteTimeSpan ? (TimeSpan?)null : http.Timeout - TimeProvider.System.GetElapsedTime(started);
-                if (left <= TimeSpan.Zero) throw NoAnswerInTime(new TimeoutException());
-                return await SendAsync(HttpMethod.Post, path, JsonContent.Create(body, options: Json.Options), ct, callId, left, sentBefore);
+                return await SendAsync(HttpMethod.Post, path, JsonContent.Create(body, options: Json.Options), ct, callId, Left(callTimeout, started), sentBefore);
             }
             catch (ConnectionFailed e) when (resent < Resends)
             {
@@ -96,7 +110,7 @@ public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore? 
     {
         try
         {
-            await SendAsync(HttpMethod.Delete, $"deployments/{Uri.EscapeDataString(name)}", (HttpContent?)null, ct);
+            await SendAsync(HttpMethod.Delete, $"deployments/{Uri.EscapeDataString(name)}", null, ct, left: Left(callTimeout, TimeProvider.System.GetTimestamp()));
             return true;
         }
         catch (PolicyGridException e) when (e.Status == 404)
@@ -111,29 +125,27 @@ public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore? 
     // The archive a bundle:// code names, from this registry's store to the node's. Other codes (http(s)://, and
     // file:// where the node's operator allows it) the node fetches itself; a bundle this registry does not hold
     // is left for the node to resolve, which answers 422 naming it if it cannot.
-    private async Task SendBundleAsync(IBundleStore bundles, string? code, CancellationToken ct)
+    private async Task SendBundleAsync(IBundleStore bundles, string? code, TimeSpan timeout, CancellationToken ct)
     {
         if (code is null || !code.StartsWith(BundleRef.Scheme, StringComparison.Ordinal)) return;
         var sha256 = code[BundleRef.Scheme.Length..];
         if (await bundles.GetAsync(sha256, ct) is not { } archive) return;
         var content = new ByteArrayContent(archive);
         content.Headers.ContentType = new MediaTypeHeaderValue(BundleMediaTypes.MediaType(archive));
-        var stored = await SendAsync(HttpMethod.Post, "bundles", content, ct);
+        var stored = await SendAsync(HttpMethod.Post, "bundles", content, ct, left: Left(timeout, TimeProvider.System.GetTimestamp()), timeout: timeout);
         if (stored?["sha256"]?.GetValue<string>() is { } theirs && theirs != sha256)
             throw Problems.BackendError($"executor node {node} stored bundle {sha256} as {theirs}");
     }
 
-    private Task<JsonNode?> SendAsync(HttpMethod method, string path, JsonNode? body, CancellationToken ct) =>
-        SendAsync(method, path, body is null ? null : JsonContent.Create(body, options: Json.Options), ct);
-
     // The client's own timeout ran out (the caller did not give up): a call queued behind others on the node's instance,
     // or one whose node stopped answering. It was a 500 internal_error from the timeout's TaskCanceledException.
-    private PolicyGridException NoAnswerInTime(Exception e) =>
-        Problems.BackendUnavailable($"executor node {node} did not answer within {http.Timeout.TotalSeconds:0.###} s; the call may still have run there", e);
+    private PolicyGridException NoAnswerInTime(Exception e, TimeSpan within) =>
+        Problems.BackendUnavailable($"executor node {node} did not answer within {within.TotalSeconds:0.###} s; the call may still have run there", e);
 
     private async Task<JsonNode?> SendAsync(HttpMethod method, string path, HttpContent? content, CancellationToken ct,
-        string? callId = null, TimeSpan? left = null, bool sentBefore = false)
+        string? callId = null, TimeSpan? left = null, bool sentBefore = false, TimeSpan? timeout = null)
     {
+        var within = timeout ?? callTimeout;
         using var request = new HttpRequestMessage(method, new Uri(node, path)) { Content = content };
         if (!string.IsNullOrEmpty(token)) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
         if (callId is not null) NodeHeaders.Name(request, callId, left);
@@ -156,7 +168,7 @@ public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore? 
         }
         catch (OperationCanceledException e) when (!ct.IsCancellationRequested)
         {
-            throw NoAnswerInTime(e);
+            throw NoAnswerInTime(e, within);
         }
         using (response)
         {
@@ -171,7 +183,7 @@ public sealed class RemoteFunctionHost(HttpClient http, Uri node, IBundleStore? 
             }
             catch (OperationCanceledException e) when (!ct.IsCancellationRequested)
             {
-                throw NoAnswerInTime(e);
+                throw NoAnswerInTime(e, within);
             }
             if (envelope?["success"]?.GetValue<bool>() == true) return envelope["data"];
             var message = envelope?["message"]?.GetValue<string>() ?? $"answered {(int)response.StatusCode} without an envelope";
@@ -211,7 +223,9 @@ public sealed class RemoteFunctionHostTransport(IHttpClientFactory clients, IOpt
     public IFunctionHost For(Uri executorHostUri)
     {
         var root = executorHostUri.AbsoluteUri.EndsWith('/') ? executorHostUri : new Uri(executorHostUri.AbsoluteUri + "/");
-        return new RemoteFunctionHost(clients.CreateClient(RemoteFunctionHost.HttpClientName), root, bundles, runtime.Value.RemoteExecutors.TokenFor(executorHostUri));
+        var remote = runtime.Value.RemoteExecutors;
+        return new RemoteFunctionHost(clients.CreateClient(RemoteFunctionHost.HttpClientName), root, bundles, remote.TokenFor(executorHostUri),
+            remote.FunctionCallTimeout, remote.FunctionDeployTimeout);
     }
 }
 
@@ -227,7 +241,8 @@ public static class RemoteFunctionHosts
         // Without the HTTP client's own log: four lines per call at Information, and a node that is down logged the full
         // stack trace of every call (the caller hears the failure in its answer).
         services.AddHttpClient(RemoteFunctionHost.HttpClientName)
-            .ConfigureHttpClient((sp, client) => client.Timeout = sp.GetRequiredService<IOptions<PolicyGrid.Runtime.PolicyRuntimeOptions>>().Value.RemoteExecutors.FunctionCallTimeout)
+            // Each request is bounded by the host's own wait (FunctionCallTimeout, FunctionDeployTimeout), not the client's.
+            .ConfigureHttpClient(client => client.Timeout = Timeout.InfiniteTimeSpan)
             .RemoveAllLoggers();
         services.TryAddSingleton<RemoteFunctionHostTransport>();
         return services;
