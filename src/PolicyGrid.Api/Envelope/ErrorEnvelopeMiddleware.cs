@@ -36,7 +36,7 @@ public sealed class ErrorEnvelopeMiddleware(RequestDelegate next, ILogger<ErrorE
         {
             // Written under the caller's own token: the one the call ran under has fired.
             context.RequestAborted = callerGone;
-            context.Response.Clear();
+            ClearKeepingExecutionId(context.Response);
             await Failure.Of(503, ErrorCodes.BackendUnavailable, grace.Message(context)).ExecuteAsync(context);
         }
         catch (OperationCanceledException) when (grace.RanOut)
@@ -47,12 +47,18 @@ public sealed class ErrorEnvelopeMiddleware(RequestDelegate next, ILogger<ErrorE
         {
             context.RequestAborted = callerGone;
             var failure = Translate(e, context);
-            // A run's id, given before it failed, still names its records in the decision log: it stays on the answer.
-            var executionId = context.Response.Headers[ExecutionIdHeader];
-            context.Response.Clear();
-            if (executionId.Count > 0) context.Response.Headers[ExecutionIdHeader] = executionId;
+            ClearKeepingExecutionId(context.Response);
             await failure.ExecuteAsync(context);
         }
+    }
+
+    // A run's id, given before it failed (or was stopped by the server's stop), still names its records in the decision
+    // log: it stays on the error answer.
+    private static void ClearKeepingExecutionId(HttpResponse response)
+    {
+        var executionId = response.Headers[ExecutionIdHeader];
+        response.Clear();
+        if (executionId.Count > 0) response.Headers[ExecutionIdHeader] = executionId;
     }
 
     /// <summary>The header a run's answer names its execution id in (a graph run's; its records in the decision log carry it).</summary>
