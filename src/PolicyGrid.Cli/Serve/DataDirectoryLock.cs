@@ -52,7 +52,11 @@ public sealed class DataDirectoryLock : IDisposable
         // The lock file alone removed (an operator clearing what looked like a stale lock): the directory and its database
         // are still there and nothing is lost, but a second serve could now start on it beside this one. This was told as
         // the whole directory removed, "what it stored since is lost", which was not so.
-        if (now == heldAt + " (deleted)" && Directory.Exists(directory) && File.Exists(Path.Combine(directory, DatabaseFile)))
+        // Not so when the directory and database seen there now were made anew after a rm -rf (this server's next bundle
+        // upload or job makes the directory again, a new SQLite connection the database): the database this process opened
+        // is then among its open files as deleted.
+        if (now == heldAt + " (deleted)" && Directory.Exists(directory) && File.Exists(Path.Combine(directory, DatabaseFile))
+            && !HoldsDeleted(Path.Combine(Path.GetFullPath(directory), DatabaseFile)))
             return $"the lock file {Path.Combine(directory, FileName)} was removed while the server ran, so a second server could start on {directory} "
                 + "beside this one. Stopped, so that one server at a time uses it; nothing stored is lost: start it again, and leave policygrid.lock "
                 + "in place (the kernel releases it when the server stops, even after kill -9)";
@@ -61,6 +65,31 @@ public sealed class DataDirectoryLock : IDisposable
             : $"the data directory {directory} was moved to {Path.GetDirectoryName(now)} while the server ran: its data is there now, "
                 + $"and a server started on {directory} would not see it")
             + ". Stopped: put the data directory back (or let the server start on an empty one) and start it again";
+    }
+
+    // Whether this process has a file open that was at path and is deleted now (Linux: /proc/self/fd). Only asked once the
+    // lock file is gone, never while all is well.
+    private static bool HoldsDeleted(string path)
+    {
+        var deleted = path + " (deleted)";
+        try
+        {
+            foreach (var fd in Directory.EnumerateFileSystemEntries("/proc/self/fd"))
+            {
+                try
+                {
+                    if (new FileInfo(fd).LinkTarget == deleted) return true;
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    // Closed meanwhile.
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+        return false;
     }
 
     public static DataDirectoryLock Acquire(string dataDirectory)
