@@ -187,3 +187,70 @@ public sealed class SelfRecordingHostDecisionTests : IAsyncLifetime
         public Task<FunctionHostStatus?> StatusAsync(string name, CancellationToken ct = default) => Task.FromResult<FunctionHostStatus?>(new FunctionHostStatus(name, 1, 0, 0, 0));
     }
 }
+
+/// <summary>
+/// A 503 the function actor answered itself (its policy's status or its state store unreadable) reached the actor, which
+/// recorded it: the registry read it as the functions app unreachable and recorded the call a second time.
+/// </summary>
+public sealed class ActorAnswered503DecisionTests : IAsyncLifetime
+{
+    private readonly Unavailable503Actors _actors = new();
+    private GridServer _server = null!;
+    private HttpClient _client = null!;
+
+    public async ValueTask InitializeAsync()
+    {
+        _server = new GridServer
+        {
+            TestServices = services => services.AddSingleton<IFunctionHostTransport>(sp =>
+                new PolicyGrid.Dapr.Functions.ActorFunctionHostTransport(new PolicyGrid.Dapr.Functions.ActorFunctionHost(_actors, sp.GetRequiredService<IDocumentStore>()))),
+        };
+        _client = _server.CreateClient();
+        var policy = await _server.RegisterPolicyAsync("actor_503", CountingPolicy.Source);
+        await _server.StoreExecutorAsync("actors", "dapr://policy-functions");
+        var deployed = await _client.Send(HttpMethod.Post, "/function/deployments/create/actors", new JsonObject { ["name"] = "acted", ["policy_rule_uri"] = policy });
+        deployed.Status.ShouldBe(200, deployed.Body?.ToJsonString());
+    }
+
+    public async ValueTask DisposeAsync() => await _server.DisposeAsync();
+
+    [Fact]
+    public async Task A_503_the_actor_answered_is_the_actor_s_record_not_one_more_in_the_registry()
+    {
+        var answer = await _client.Send(HttpMethod.Post, "/function/call_function/acted", new JsonObject());
+        answer.Status.ShouldBe(503, answer.Body?.ToJsonString());
+        answer.Body!["message"]!.GetValue<string>().ShouldContain("the actor state store did not take what the call changed");
+        _actors.Calls.ShouldBe(1, "the call reached the actor, which records every call reaching it");
+
+        var log = (await _client.Send(HttpMethod.Post, "/decisions/query", new JsonObject { ["kind"] = "function_call" })).Data!.AsArray();
+        log.ShouldBeEmpty("the actor recorded this call; the registry recorded it again");
+    }
+
+    /// <summary>Actors that deploy, then answer every call with their own 503 (as PolicyFunctionActor does when its state store refuses).</summary>
+    private sealed class Unavailable503Actors : global::Dapr.Actors.Client.IActorProxyFactory, PolicyGrid.Dapr.Functions.IPolicyFunctionActor
+    {
+        private int _calls;
+        public int Calls => Volatile.Read(ref _calls);
+
+        public TActorInterface CreateActorProxy<TActorInterface>(global::Dapr.Actors.ActorId actorId, string actorType, global::Dapr.Actors.Client.ActorProxyOptions? options = null)
+            where TActorInterface : global::Dapr.Actors.IActor => (TActorInterface)(PolicyGrid.Dapr.Functions.IPolicyFunctionActor)this;
+        public object CreateActorProxy(global::Dapr.Actors.ActorId actorId, Type actorInterfaceType, string actorType, global::Dapr.Actors.Client.ActorProxyOptions? options = null) => throw new NotSupportedException();
+        public global::Dapr.Actors.Client.ActorProxy Create(global::Dapr.Actors.ActorId actorId, string actorType, global::Dapr.Actors.Client.ActorProxyOptions? options = null) => throw new NotSupportedException();
+
+        public Task<PolicyGrid.Dapr.Functions.FunctionReply> DeployAsync(PolicyGrid.Dapr.Functions.FunctionActorDeployment deployment) =>
+            Task.FromResult(PolicyGrid.Dapr.Functions.FunctionReply.Success([]));
+        public Task<PolicyGrid.Dapr.Functions.FunctionReply> CallAsync(PolicyGrid.Dapr.Functions.FunctionActorCall call)
+        {
+            Interlocked.Increment(ref _calls);
+            return Task.FromResult(PolicyGrid.Dapr.Functions.FunctionReply.Failure(Problems.BackendUnavailable(
+                "function acted: the actor state store did not take what the call changed (timeout); it may or may not have been saved")));
+        }
+        public Task<PolicyGrid.Dapr.Functions.FunctionReply> ManageAsync(PolicyGrid.Dapr.Functions.FunctionActorManagement request) =>
+            Task.FromResult(PolicyGrid.Dapr.Functions.FunctionReply.Success([]));
+        public Task<PolicyGrid.Dapr.Functions.FunctionReply> SnapshotAsync() => Task.FromResult(PolicyGrid.Dapr.Functions.FunctionReply.Success([]));
+        public Task<PolicyGrid.Dapr.Functions.FunctionReply> RestartFromAsync(PolicyGrid.Dapr.Functions.FunctionActorSnapshot snapshot) =>
+            Task.FromResult(PolicyGrid.Dapr.Functions.FunctionReply.Success([]));
+        public Task RemoveAsync() => Task.CompletedTask;
+        public Task<PolicyGrid.Dapr.Functions.FunctionActorStatus> StatusAsync() => Task.FromResult(new PolicyGrid.Dapr.Functions.FunctionActorStatus(true, "acted", 0));
+    }
+}

@@ -11,6 +11,7 @@ using PolicyGrid.Core.Ports;
 using PolicyGrid.Core.Querying;
 using PolicyGrid.Core.Templates;
 using PolicyGrid.Runtime.Execution;
+using PolicyGrid.Runtime.Transports;
 
 namespace PolicyGrid.Api.Functions;
 
@@ -257,7 +258,8 @@ public sealed class FunctionRegistry(
 
     /// <summary>
     /// The host's answer, its executor's outage told as usual. A host that records its own calls (Dapr actors) did not
-    /// when it could not be reached (503): the registry records that one.
+    /// when it could not be reached (503): the registry records that one. A 503 the host answered itself
+    /// (<see cref="NodeUnavailable"/>: the call reached it) is the host's record, not one more here.
     /// </summary>
     private async Task<JsonObject> ReachAsync(Hosted hosted, AuditTrail? audit, Func<Task<JsonObject>> call)
     {
@@ -265,7 +267,7 @@ public sealed class FunctionRegistry(
         {
             return await outages.WatchAsync(hosted.ExecutorId, WhileDown, call);
         }
-        catch (PolicyGridException e) when (audit is not null && e.Status == 503)
+        catch (PolicyGridException e) when (audit is not null && e.Status == 503 && e is not NodeUnavailable)
         {
             audit.RecordedElsewhere = false;
             throw;

@@ -7,6 +7,7 @@ using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Dapr.Invocation;
 using PolicyGrid.Runtime;
+using PolicyGrid.Runtime.Transports;
 
 namespace PolicyGrid.Dapr.Functions;
 
@@ -70,8 +71,17 @@ public sealed class ActorFunctionHost(IActorProxyFactory actors, IDocumentStore 
         var replicas = await ReplicasAsync(name, ct);
         var call = new FunctionActorCall(input?.ToJsonString() ?? "{}", origin.Caller, origin.GraphId, origin.ExecutionId);
         var reply = await Reach(() => Actor(name, Random.Shared.Next(replicas), replicas).CallAsync(call));
-        return reply.Unwrap();
+        return Answer(reply);
     }
+
+    /// <summary>
+    /// The actor's reply, its failure thrown as the contract's exception. An actor's own 503 (its policy's status or its
+    /// state unreadable, its workers unavailable) is a <see cref="NodeUnavailable"/>: the call reached the actor, which
+    /// recorded it, and the functions app answered, so it is up. As a plain 503 it read as the app unreachable: the
+    /// registry recorded the call a second time and marked the executor down.
+    /// </summary>
+    private static JsonObject Answer(FunctionReply reply) =>
+        reply is { Ok: false, Status: 503, Code: ErrorCodes.BackendUnavailable } ? throw NodeUnavailable.Answered(reply.Message) : reply.Unwrap();
 
 
     /// <summary>
@@ -82,7 +92,7 @@ public sealed class ActorFunctionHost(IActorProxyFactory actors, IDocumentStore 
     {
         var replicas = await ReplicasAsync(name, ct);
         var request = new FunctionActorManagement(action, data.ToJsonString());
-        var first = (await Reach(() => Actor(name, 0, replicas).ManageAsync(request))).Unwrap();
+        var first = Answer(await Reach(() => Actor(name, 0, replicas).ManageAsync(request)));
         var failures = new List<(int Index, PolicyGridException Error)>();
         for (var i = 1; i < replicas; i++)
         {

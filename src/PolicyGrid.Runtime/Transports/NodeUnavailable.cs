@@ -12,6 +12,12 @@ public sealed class NodeUnavailable : PolicyGridException
 {
     private NodeUnavailable(string message) : base(503, ErrorCodes.BackendUnavailable, message) { }
 
+    /// <summary>
+    /// A node's own 503 whose <paramref name="message"/> already names what is unavailable (a function actor's answer), passed
+    /// on as it is.
+    /// </summary>
+    public static NodeUnavailable Answered(string message) => new(message);
+
     /// <summary>The caller-facing failure for a node's 503 envelope carrying <paramref name="said"/>.</summary>
     public static NodeUnavailable From(string nodeName, string said, int? retryAfterSeconds) =>
         new($"{nodeName} is unavailable{(said.Length > 0 ? ": " + said : "")}") { RetryAfterSeconds = retryAfterSeconds };
