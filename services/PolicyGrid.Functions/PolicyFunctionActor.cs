@@ -470,13 +470,17 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
     // instance's get_state() comes back in the same worker round trip.
     // An instance the pool created for a method outside a replay lacks the journal: it is dropped (InstanceRecreated),
     // whether the method answered there or raised.
+    // A call or management action (not a replay) takes the policy's check into the pool: one that waited there for the
+    // policy's worker (busy with another function or replica of the same policy) is not sent once the policy was retired
+    // meanwhile (410), as on serve; the check at the start of the turn (EnsureNotRetiredAsync) saw it active.
     private async Task<JsonNode?> InvokeAsync(PolicyLoadSpec load, string method, JsonObject arguments, bool replaying = false)
     {
         _created = false;
         PolicyAnswer answer;
         try
         {
-            answer = await _pool.InvokeWithStateAsync(new PolicyInvocation(InstanceKey, load, method, arguments, _options.CallTimeout, _state));
+            answer = await _pool.InvokeWithStateAsync(new PolicyInvocation(InstanceKey, load, method, arguments, _options.CallTimeout, _state)
+                { StartCheck = replaying ? null : PolicyCheck(method) });
         }
         catch (PolicyRaisedOnNewInstanceException e) when (!replaying && !e.KeepsState && _journal.Count > 0)
         {
@@ -498,6 +502,22 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             throw new InstanceRecreated();
         }
         return answer.Value;
+    }
+
+    // The pool's check of the deployed policy (made once per policy URI this actor runs); null without a policy store.
+    private (string Uri, StartCheck Check)? _policyCheck;
+
+    private StartCheck? PolicyCheck(string method)
+    {
+        if (_policies is null || _policy?["policy_rule_uri"] is not JsonValue value || !value.TryGetValue<string>(out var uri) || uri.Length == 0) return null;
+        if (_policyCheck is not { } made || made.Uri != uri)
+        {
+            var name = _deployment?.Name ?? FunctionActors.FunctionName(Id);
+            _policyCheck = made = (uri, _policies.RetiredCheck(uri, () =>
+                $"function '{name}' runs policy '{uri}', which was retired while this call waited for a policy worker (the policy's workers " +
+                "were busy), so it did not run; deploy another version under a new function, or set the policy's status back to active"));
+        }
+        return method == PolicyMethods.Eval || method == PolicyMethods.Management ? made.Check : null;
     }
 
     // Whether the pool created the instance the last method ran on (ReplayAsync reads it).

@@ -31,11 +31,12 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
         foreach (var pool in _pools) await pool.DisposeAsync();
     }
 
-    private PythonWorkerPool NewPool()
+    private PythonWorkerPool NewPool(bool privateTemp = true)
     {
         var pool = new PythonWorkerPool(new WorkerPoolOptions
         {
             Workers = 1,
+            PrivateTemp = privateTemp,
             MemoryLimitBytes = 512L << 20,
             WorkDirectory = Path.Combine(Path.GetTempPath(), "policygrid-functions-tests", "workers-" + Guid.NewGuid().ToString("N")[..8]),
         }, NullLogger<PythonWorkerPool>.Instance);
@@ -129,6 +130,81 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
             // A policy deleted since (force) leaves the deployed snapshot running.
             await documents.DeleteAsync(Collections.Policies, "counting:1.0-test", null, TestContext.Current.CancellationToken);
             (await Call(actor))["count"]!.GetValue<int>().ShouldBe(3);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_call_or_action_that_waited_for_a_worker_busy_with_another_actor_does_not_run_once_the_policy_is_retired()
+    {
+        // The turn's check saw the policy active, then the call waited in the app's pool for the policy's only worker (busy
+        // with another function of the same policy); the policy was retired meanwhile. It ran anyway, once the worker was free.
+        var ct = TestContext.Current.CancellationToken;
+        var directory = Directory.CreateTempSubdirectory("pg-actor-queued-retired-").FullName;
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(directory, (UnixFileMode)0b111_101_101);
+        try
+        {
+            var documents = new SqliteDocumentStore(new SqliteDatabase(Path.Combine(directory, "documents.db")));
+            var policy = new JsonObject
+            {
+                ["name"] = "counting", ["version"] = "1.0", ["release_tag"] = "test", ["code"] = _code, ["type"] = "python_class_v1",
+            };
+            async Task SetStatus(string status)
+            {
+                policy["status"] = status;
+                await documents.UpsertAsync(Collections.Policies, "counting:1.0-test", (JsonObject)policy.DeepClone(), ct);
+            }
+            await SetStatus("active");
+            var pool = NewPool(privateTemp: false);
+            var catalog = new PolicyCatalog(documents);
+            PolicyFunctionActor ActorOf(string id) => new(ActorHost.CreateForTest<PolicyFunctionActor>(new ActorTestOptions { ActorId = new ActorId(id) }),
+                pool, _bundles, Options.Create(new FunctionActorOptions()), new TestStateManager(), catalog);
+            var slow = ActorOf("slow");
+            var queued = ActorOf("queued");
+            await slow.DeployAsync(Deployment("slow"));
+            await queued.DeployAsync(Deployment("queued"));
+            async Task Until(Func<bool> condition, string what)
+            {
+                var until = DateTime.UtcNow.AddSeconds(20);
+                while (!condition() && DateTime.UtcNow < until) await Task.Delay(5, ct);
+                condition().ShouldBeTrue(what);
+            }
+
+            var release = Path.Combine(directory, "release");
+            var held = slow.CallAsync(new FunctionActorCall(new JsonObject { ["hold"] = release }.ToJsonString()));
+            await Until(() => pool.Status.Admitted == 1, "the slow actor's call should hold the only worker");
+            var call = Task.Run(() => queued.CallAsync(new FunctionActorCall("{}")), ct);
+            await Until(() => pool.Status.Admitted == 2, "the call should be waiting for the worker");
+            await SetStatus("retired");
+            File.WriteAllText(release, "go");
+
+            (await held).Ok.ShouldBeTrue("the call already running ends as it began");
+            var refused = await call;
+            refused.Ok.ShouldBeFalse("a call that waited for a worker ran after its policy was retired");
+            (refused.Status, refused.Code).ShouldBe((410, "retired"));
+            refused.Message.ShouldContain("function 'queued' runs policy 'counting:1.0-test', which was retired while this call waited for a policy worker");
+
+            // The same for a management action.
+            await SetStatus("active");
+            File.Delete(release);
+            held = slow.CallAsync(new FunctionActorCall(new JsonObject { ["hold"] = release }.ToJsonString()));
+            await Until(() => pool.Status.Admitted == 1, "the slow actor's call should hold the only worker again");
+            var managed = Task.Run(() => queued.ManageAsync(new FunctionActorManagement("set", new JsonObject { ["count"] = 100 }.ToJsonString())), ct);
+            await Until(() => pool.Status.Admitted == 2, "the action should be waiting for the worker");
+            await SetStatus("retired");
+            File.WriteAllText(release, "go");
+            (await held).Ok.ShouldBeTrue();
+            (await managed).Status.ShouldBe(410);
+
+            // Neither ran: the actor's next call is its first.
+            await SetStatus("active");
+            var next = await Call(queued);
+            next["count"]!.GetValue<int>().ShouldBe(1);
+            next["evals"]!.GetValue<int>().ShouldBe(1);
+            (await queued.StatusAsync()).Calls.ShouldBe(1);
         }
         finally
         {
