@@ -170,7 +170,6 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         return TurnAsync(async load =>
         {
             var input = JsonNode.Parse(call.InputJson);
-            await EnsureNotRetiredAsync("call");
             // Checked in the actor, where the snapshot is, so every path to it (registry, graph workflow) is covered.
             FunctionSpec.EnsureValidInput(_policy!, input);
             var arguments = new JsonObject
@@ -183,7 +182,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             _calls++;
             return reply?["result"] as JsonObject
                 ?? throw Problems.PolicyError($"function {_deployment!.Name}: eval must return a dict");
-        });
+        }, "call");
     }
 
     public Task<FunctionReply> ManageAsync(FunctionActorManagement request)
@@ -192,7 +191,6 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         return TurnAsync(async load =>
         {
             var data = JsonNode.Parse(request.DataJson) ?? new JsonObject();
-            await EnsureNotRetiredAsync($"management '{request.Action}'");
             FunctionSpec.EnsureKnownCommand(_policy!, request.Action, data);
             // Only a class without get_state journals, so a journal this long is one of those (an empty one says nothing,
             // so a limit below 1 acts as 1): refused before it runs, or the action would live on an instance that a
@@ -203,7 +201,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             var reply = await InvokeAsync(load, PolicyMethods.Management, new JsonObject { ["action"] = request.Action, ["data"] = data.DeepClone() });
             if (_keepsState == false && !readOnly) _journal.Add(new JournalEntry(request.Action, data.ToJsonString()));
             return reply as JsonObject ?? new JsonObject { ["result"] = reply?.DeepClone() };
-        });
+        }, $"management '{request.Action}'");
     }
 
     /// <summary>
@@ -303,13 +301,19 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         return new FunctionActorStatus(_deployment is not null, _deployment?.Name ?? FunctionActors.FunctionName(Id), _calls);
     }
 
-    /// <summary>Runs one turn on the instance, then saves what it changed; failures come back as a reply with the contract's status and code.</summary>
-    private async Task<FunctionReply> TurnAsync(Func<PolicyLoadSpec, Task<JsonObject>> work)
+    /// <summary>
+    /// Runs one turn on the instance, then saves what it changed; failures come back as a reply with the contract's status
+    /// and code. A call or management action (<paramref name="checkRetired"/> names it) is refused first when its policy is
+    /// retired, before the instance's journal is replayed: a retired policy's code runs for nothing, and a replay that fails
+    /// answered its own error (422 "could not apply management ...", on every call) instead of the 410.
+    /// </summary>
+    private async Task<FunctionReply> TurnAsync(Func<PolicyLoadSpec, Task<JsonObject>> work, string? checkRetired = null)
     {
         try
         {
             await LoadAsync();
             var load = _load ?? throw Problems.NotFound($"function '{FunctionActors.FunctionName(Id)}' is not deployed");
+            if (checkRetired is not null) await EnsureNotRetiredAsync(checkRetired);
             if (_replay) await ReplayAsync(load);
             var calls = _calls;
             var (context0, state0) = (_context, _state);

@@ -213,6 +213,62 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_reactivated_actor_whose_policy_is_retired_answers_410_without_replaying_its_journal()
+    {
+        // The retired check came after the journal's replay: the retired policy's management ran again on a fresh instance,
+        // and a replay that failed answered its own 422 ("could not apply management ...") on every call instead of the 410.
+        var ct = TestContext.Current.CancellationToken;
+        var directory = Directory.CreateTempSubdirectory("pg-actor-retired-replay-").FullName;
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(directory, (UnixFileMode)0b111_101_101);
+        try
+        {
+            var documents = new SqliteDocumentStore(new SqliteDatabase(Path.Combine(directory, "documents.db")));
+            var code = _bundles.Add("replayed", """
+                import os
+
+                class AIOSv1PolicyRule:
+                    def __init__(self, rule_id, settings, parameters):
+                        self.total = 0
+
+                    def eval(self, parameters, input_data, context):
+                        return {"total": self.total}
+
+                    def management(self, action, data):
+                        if os.path.exists(data["unless"]):
+                            raise ValueError("ran on a retired policy")
+                        self.total += 1
+                        return {"total": self.total}
+                """);
+            var policy = new JsonObject { ["name"] = "replayed", ["version"] = "1.0", ["release_tag"] = "test", ["code"] = code, ["type"] = "python_class_v1" };
+            await documents.UpsertAsync(Collections.Policies, "replayed:1.0-test", (JsonObject)policy.DeepClone(), ct);
+            var catalog = new PolicyCatalog(documents);
+            PolicyFunctionActor ActorOn(TestStateManager state) => new(ActorHost.CreateForTest<PolicyFunctionActor>(new ActorTestOptions { ActorId = new ActorId("journaled") }),
+                NewPool(privateTemp: false), _bundles, Options.Create(new FunctionActorOptions()), state, catalog);
+            var state = new TestStateManager();
+            var actor = ActorOn(state);
+            (await actor.DeployAsync(new FunctionActorDeployment("journaled", new JsonObject { ["policy_rule_uri"] = "replayed:1.0-test", ["code"] = code }.ToJsonString()))).Ok.ShouldBeTrue();
+            var marker = Path.Combine(directory, "retired");
+            (await actor.ManageAsync(new FunctionActorManagement("add", new JsonObject { ["unless"] = marker }.ToJsonString()))).Unwrap()["total"]!.GetValue<int>().ShouldBe(1);
+
+            // Retired; the actor is reactivated (another pod, or idle deactivation) and must replay its journal before it runs anything.
+            File.WriteAllText(marker, "");
+            policy["status"] = "retired";
+            await documents.UpsertAsync(Collections.Policies, "replayed:1.0-test", (JsonObject)policy.DeepClone(), ct);
+            var reactivated = ActorOn(new TestStateManager(state.Saved));
+
+            var call = await reactivated.CallAsync(new FunctionActorCall("{}"));
+            (call.Status, call.Code).ShouldBe((410, "retired"), call.Message);
+            call.Message.ShouldContain("call of function journaled not run");
+            var managed = await reactivated.ManageAsync(new FunctionActorManagement("add", new JsonObject { ["unless"] = marker }.ToJsonString()));
+            (managed.Status, managed.Code).ShouldBe((410, "retired"), managed.Message);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task A_call_of_an_actor_whose_policy_status_cannot_be_read_fails_and_does_not_run()
     {
         // The status check failed open: with the policy store unreachable, a retired policy's function ran on.
