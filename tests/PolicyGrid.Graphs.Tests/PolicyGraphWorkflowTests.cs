@@ -168,4 +168,25 @@ public sealed class PolicyGraphWorkflowTests
         call.ExecutionId.ShouldBe(context.InstanceId);
         call.Caller.ShouldBe($"graph:{context.InstanceId}");
     }
+
+    [Fact]
+    public async Task Inputs_and_calls_written_by_the_previous_version_without_caller_graph_or_run_still_read_and_replay()
+    {
+        // What the Dapr runtime holds for a run (and an activity call, and an actor call) scheduled before these fields
+        // existed, as System.Text.Json wrote it: it must read back, or in-flight runs fail on replay after an upgrade.
+        var web = new System.Text.Json.JsonSerializerOptions(System.Text.Json.JsonSerializerDefaults.Web);
+        var input = System.Text.Json.JsonSerializer.Deserialize<GraphWorkflowInput>("""
+            {"functionIds":["A"],"connections":{},"replicas":{"A":1},"inputJson":"{}","maxParallelism":8,
+             "retryMaxAttempts":1,"retryBackoffSeconds":0,"trace":false,"executors":null}
+            """, web)!;
+        (input.Caller, input.GraphId, input.ExecutionId).ShouldBe(("", "", ""));
+        var context = new WorkflowContextDouble(Activities(call => Task.FromResult(Echo(call))));
+        (await new PolicyGraphWorkflow().RunAsync(context, input)).Ok.ShouldBeTrue();
+        ((NodeCallRequest)context.Calls.Single().Input!).Caller.ShouldBe($"graph:{context.InstanceId}");
+
+        var activityCall = System.Text.Json.JsonSerializer.Deserialize<NodeCallRequest>("""{"node":"A","replicas":1,"inputJson":"{}","executorUri":null}""", web)!;
+        (activityCall.Caller, activityCall.GraphId, activityCall.ExecutionId).ShouldBe(("", "", ""));
+        var actorCall = System.Text.Json.JsonSerializer.Deserialize<PolicyGrid.Dapr.Functions.FunctionActorCall>("""{"inputJson":"{}"}""", web)!;
+        actorCall.Caller.ShouldBe("", "the actor records an older sender's call as caller 'unknown'");
+    }
 }
