@@ -6,6 +6,7 @@ using Microsoft.Extensions.Options;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Dapr;
 using PolicyGrid.Dapr.Functions;
 using PolicyGrid.Runtime.Execution;
 using PolicyGrid.Runtime.Hosting;
@@ -311,7 +312,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
     {
         try
         {
-            await LoadAsync();
+            await LoadOrFailAsync();
             var load = _load ?? throw Problems.NotFound($"function '{FunctionActors.FunctionName(Id)}' is not deployed");
             if (checkRetired is not null) await EnsureNotRetiredAsync(checkRetired);
             if (_replay) await ReplayAsync(load);
@@ -532,6 +533,25 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
 
     /// <summary>The pool created the instance a method ran on without the journal (see <see cref="InvokeAsync"/>).</summary>
     private sealed class InstanceRecreated : Exception;
+
+    /// <summary>
+    /// <see cref="LoadAsync"/> in a turn (the first after a save the store refused reads everything again): a state store
+    /// that cannot be read is the turn's 503, answered and recorded as the actor's. Thrown out of the actor method, it
+    /// reached the caller as the functions app unreachable, and the registry recorded the call a second time.
+    /// </summary>
+    private async Task LoadOrFailAsync()
+    {
+        try
+        {
+            await LoadAsync();
+        }
+        catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
+        {
+            // Read again from the store on the next turn (LoadAsync did not finish: _loaded stays false).
+            await StateManager.ClearCacheAsync();
+            throw Problems.BackendUnavailable($"function {FunctionActors.FunctionName(Id)}: the actor state store could not be read ({e.Message}); retry", e);
+        }
+    }
 
     private async Task LoadAsync()
     {

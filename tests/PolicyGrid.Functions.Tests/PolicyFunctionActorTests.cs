@@ -95,6 +95,31 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_turn_whose_actor_state_cannot_be_read_is_the_actor_s_503_not_an_unreachable_app()
+    {
+        // After a refused save the actor reads its state again on its next turn; with the store still down that read threw
+        // out of the actor method: the caller heard "the functions app could not be reached" and the decision log had the
+        // call twice (the actor's 500 "internal", the registry's 503).
+        var state = new TestStateManager();
+        var actor = Actor(NewPool(), state);
+        await actor.DeployAsync(Deployment());
+        (await Call(actor))["count"]!.GetValue<int>().ShouldBe(1);
+        state.Refuse = true;
+        (await actor.CallAsync(new FunctionActorCall("{}"))).Status.ShouldBe(503);
+
+        state.RefuseReads = true;
+        var refused = await actor.CallAsync(new FunctionActorCall("{}"));
+        (refused.Ok, refused.Status, refused.Code).ShouldBe((false, 503, "backend_unavailable"));
+        refused.Message.ShouldContain("the actor state store could not be read");
+        var managed = await actor.ManageAsync(new FunctionActorManagement("set", new JsonObject { ["count"] = 100 }.ToJsonString()));
+        managed.Status.ShouldBe(503);
+
+        (state.Refuse, state.RefuseReads) = (false, false);
+        var next = await Call(actor);
+        next["count"]!.GetValue<int>().ShouldBe(2, "the actor goes on from what the store holds");
+    }
+
+    [Fact]
     public async Task A_call_or_management_action_of_an_actor_whose_policy_is_retired_does_not_run()
     {
         // The graph workflow calls actors directly, and a call may wait for its turn: the actor itself asks the documents.

@@ -60,7 +60,11 @@ internal sealed class TestStateManager(ConcurrentDictionary<string, string>? sav
 
     public Task<bool> TryAddStateAsync<T>(string stateName, T value, TimeSpan ttl, CancellationToken cancellationToken = default) => TryAddStateAsync(stateName, value, cancellationToken);
 
+    /// <summary>While set, a read of anything not pending fails as the runtime's does when the store or the sidecar is down.</summary>
+    public bool RefuseReads { get; set; }
+
     public Task<ConditionalValue<T>> TryGetStateAsync<T>(string stateName, CancellationToken cancellationToken = default) =>
+        RefuseReads && !_pending.ContainsKey(stateName) ? throw new global::Dapr.DaprApiException("error getting state: the state store is unavailable") :
         Task.FromResult(TryRead<T>(stateName, out var value) ? new ConditionalValue<T>(true, value) : new ConditionalValue<T>(false, default!));
 
     public Task<bool> TryRemoveStateAsync(string stateName, CancellationToken cancellationToken = default)
