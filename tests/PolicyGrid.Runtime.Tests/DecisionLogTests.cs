@@ -322,8 +322,8 @@ public sealed class DecisionLogTests : IDisposable
         }
     }
 
-    /// <summary>The SQLite store seen only as an <see cref="IDocumentStore"/> (no bulk trimming), for stores that add one part of the bulk API.</summary>
-    private abstract class DelegatingStore(SqliteDocumentStore inner) : IDocumentStore
+    /// <summary>The SQLite store seen only as an <see cref="IDocumentStore"/> (no bulk trimming, no write counter), for stores that add one part of it.</summary>
+    internal abstract class DelegatingStore(SqliteDocumentStore inner) : IDocumentStore
     {
         protected SqliteDocumentStore Inner => inner;
 

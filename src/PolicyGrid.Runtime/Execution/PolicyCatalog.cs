@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Identity;
@@ -39,8 +40,22 @@ public sealed class PolicyCatalog(IDocumentStore store)
             set => Volatile.Write(ref changes, value);
         }
 
-        // Without a counter (a store other processes write too) nothing can be known without asking it.
-        public override bool StillHolds => Catalog.counter is { } c && c.ChangesTo(Collections.Policies) == Changes;
+        private long confirmedAt;
+
+        /// <summary>When the store last said this revision is current (Stopwatch ticks): what a store without a counter goes by.</summary>
+        public long ConfirmedAt
+        {
+            get => Volatile.Read(ref confirmedAt);
+            set => Volatile.Write(ref confirmedAt, value);
+        }
+
+        // Without a counter (a store other processes write too, such as Dapr's) nothing can be known without asking it:
+        // a call that waited re-reads it unless the store was asked within RecheckAfter (every call asks it there, so
+        // under load that is a few milliseconds ago). Re-reading for every waited batch put a sidecar round trip before
+        // each batch of a busy worker.
+        public override bool StillHolds => Catalog.counter is { } c
+            ? c.ChangesTo(Collections.Policies) == Changes
+            : Stopwatch.GetTimestamp() - ConfirmedAt < Catalog.recheckAfterTicks;
 
         /// <summary>404 / 410 when the policy was deleted or retired since the call was checked (it did not run); null otherwise.</summary>
         public override async Task<Exception?> RecheckAsync()
@@ -71,7 +86,12 @@ public sealed class PolicyCatalog(IDocumentStore store)
         // The count of policy writes at which the policy was last found not retired (none yet: never equal to a count).
         private long confirmed = long.MinValue;
 
-        public override bool StillHolds => catalog.counter is { } c && c.ChangesTo(Collections.Policies) == Volatile.Read(ref confirmed);
+        // When it was last confirmed (Stopwatch ticks), for a store without a counter (see Checked.StillHolds).
+        private long confirmedAt = long.MinValue / 2;
+
+        public override bool StillHolds => catalog.counter is { } c
+            ? c.ChangesTo(Collections.Policies) == Volatile.Read(ref confirmed)
+            : Stopwatch.GetTimestamp() - Volatile.Read(ref confirmedAt) < catalog.recheckAfterTicks;
 
         public override async Task<Exception?> RecheckAsync()
         {
@@ -88,6 +108,7 @@ public sealed class PolicyCatalog(IDocumentStore store)
             {
             }
             Volatile.Write(ref confirmed, changes);
+            Volatile.Write(ref confirmedAt, Stopwatch.GetTimestamp());
             return null;
         }
     }
@@ -112,6 +133,7 @@ public sealed class PolicyCatalog(IDocumentStore store)
             if (revision == known.Revision)
             {
                 known.Changes = changes;
+                known.ConfirmedAt = Stopwatch.GetTimestamp();
                 return Runnable(uri, known);
             }
         }
@@ -120,12 +142,25 @@ public sealed class PolicyCatalog(IDocumentStore store)
         if (parsed.TryGetValue(uri, out var cached) && cached.Revision == stored.Revision)
         {
             cached.Changes = changes;
+            cached.ConfirmedAt = Stopwatch.GetTimestamp();
             return Runnable(uri, cached);
         }
-        var entry = new Checked(stored.Revision, PolicyRule.FromJson(stored.Body), changes, this);
+        var entry = new Checked(stored.Revision, PolicyRule.FromJson(stored.Body), changes, this) { ConfirmedAt = Stopwatch.GetTimestamp() };
         parsed[uri] = entry;
         return Runnable(uri, entry);
     }
+
+    /// <summary>
+    /// How recently a store without a write counter must have confirmed a policy for a call that waited in the worker pool
+    /// to start without asking it again: a retirement within this long before the call starts may not stop it.
+    /// </summary>
+    public TimeSpan RecheckAfter
+    {
+        get => TimeSpan.FromSeconds((double)recheckAfterTicks / Stopwatch.Frequency);
+        init => recheckAfterTicks = (long)(value.TotalSeconds * Stopwatch.Frequency);
+    }
+
+    private readonly long recheckAfterTicks = Stopwatch.Frequency;
 
     private static Checked Runnable(string uri, Checked entry)
     {

@@ -1,0 +1,50 @@
+using System.Text.Json.Nodes;
+using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Embedded.Storage;
+using PolicyGrid.Runtime.Execution;
+using Shouldly;
+
+namespace PolicyGrid.Runtime.Tests;
+
+/// <summary>
+/// A call that waited in the worker pool asks its policy's check before it starts. Over a store without a write counter
+/// (Dapr's state store) the check could never hold, so every batch with a waited call read the policy again, a sidecar
+/// round trip before each batch of a busy worker; it now holds while the store confirmed the policy within RecheckAfter.
+/// </summary>
+public sealed class PolicyCatalogCheckTests : IDisposable
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+    private readonly string dir = Directory.CreateTempSubdirectory("pg-catalog-check-").FullName;
+    private readonly SqliteDocumentStore store;
+
+    public PolicyCatalogCheckTests() => store = new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "policygrid.db")));
+
+    public void Dispose() => Directory.Delete(dir, recursive: true);
+
+    private sealed class WithoutCounter(SqliteDocumentStore inner) : DecisionLogTests.DelegatingStore(inner);
+
+    private static JsonObject Policy(string status = "active") => new()
+    {
+        ["name"] = "checked", ["version"] = "1.0", ["release_tag"] = "test", ["code"] = "bundle://sha256/" + new string('0', 64),
+        ["type"] = "python_class_v1", ["status"] = status,
+    };
+
+    [Fact]
+    public async Task Without_a_write_counter_a_check_holds_while_the_store_confirmed_the_policy_lately_and_asks_it_again_after()
+    {
+        await store.UpsertAsync(Collections.Policies, "checked:1.0-test", Policy(), Ct);
+
+        var lately = await new PolicyCatalog(new WithoutCounter(store)).GetCheckedAsync("checked:1.0-test", Ct);
+        lately.StillHolds.ShouldBeTrue("the store confirmed the policy a moment ago: asking it again for each waited batch costs a round trip");
+
+        var stale = await new PolicyCatalog(new WithoutCounter(store)) { RecheckAfter = TimeSpan.Zero }.GetCheckedAsync("checked:1.0-test", Ct);
+        stale.StillHolds.ShouldBeFalse();
+        (await stale.RecheckAsync()).ShouldBeNull();
+        await store.UpsertAsync(Collections.Policies, "checked:1.0-test", Policy("retired"), Ct);
+        var refused = (await stale.RecheckAsync()).ShouldBeOfType<PolicyGridException>();
+        refused.Status.ShouldBe(410);
+        refused.Message.ShouldContain("was retired while this call waited for a policy worker");
+    }
+}
