@@ -61,7 +61,7 @@ public sealed class FunctionQueuedRetiredTests : IAsyncLifetime
         await Until(() => pool.Status.Admitted == 1, "the slow function's call should hold the only worker");
 
         var queued = Task.Run(() => host.CallAsync("queued", new JsonObject(), Ct), Ct);
-        await Until(() => pool.Status.Admitted == 2, "the call should be waiting for the worker");
+        await Until(() => pool.Status.Queued == 1, "the call should be waiting for the worker");
         await SetStatusAsync("retired");
         File.WriteAllText(release, "go");
 
@@ -77,7 +77,7 @@ public sealed class FunctionQueuedRetiredTests : IAsyncLifetime
         held = client.Send(HttpMethod.Post, "/function/call_function/slow", new JsonObject { ["hold"] = release });
         await Until(() => pool.Status.Admitted == 1, "the slow function's call should hold the only worker again");
         var managed = Task.Run(() => host.ManageAsync("queued", "set", new JsonObject { ["count"] = 100 }, Ct), Ct);
-        await Until(() => pool.Status.Admitted == 2, "the action should be waiting for the worker");
+        await Until(() => pool.Status.Queued == 1, "the action should be waiting for the worker");
         await SetStatusAsync("retired");
         File.WriteAllText(release, "go");
         (await held).Status.ShouldBe(200);

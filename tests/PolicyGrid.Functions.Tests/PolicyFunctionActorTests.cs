@@ -202,7 +202,7 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
             var held = slow.CallAsync(new FunctionActorCall(new JsonObject { ["hold"] = release }.ToJsonString()));
             await Until(() => pool.Status.Admitted == 1, "the slow actor's call should hold the only worker");
             var call = Task.Run(() => queued.CallAsync(new FunctionActorCall("{}")), ct);
-            await Until(() => pool.Status.Admitted == 2, "the call should be waiting for the worker");
+            await Until(() => pool.Status.Queued == 1, "the call should be waiting for the worker");
             await SetStatus("retired");
             File.WriteAllText(release, "go");
 
@@ -218,7 +218,7 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
             held = slow.CallAsync(new FunctionActorCall(new JsonObject { ["hold"] = release }.ToJsonString()));
             await Until(() => pool.Status.Admitted == 1, "the slow actor's call should hold the only worker again");
             var managed = Task.Run(() => queued.ManageAsync(new FunctionActorManagement("set", new JsonObject { ["count"] = 100 }.ToJsonString())), ct);
-            await Until(() => pool.Status.Admitted == 2, "the action should be waiting for the worker");
+            await Until(() => pool.Status.Queued == 1, "the action should be waiting for the worker");
             await SetStatus("retired");
             File.WriteAllText(release, "go");
             (await held).Ok.ShouldBeTrue();

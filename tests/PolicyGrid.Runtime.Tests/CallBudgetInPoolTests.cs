@@ -134,7 +134,7 @@ public sealed class CallBudgetInPoolTests : IAsyncLifetime
         var budget = new CallBudget(TimeSpan.FromMilliseconds(500), "X-PolicyGrid-Timeout-Ms: 500", clock);
         var budgeted = CountAsync(budget);
         // Seen queued, or already refused: on a loaded machine this thread may look only after the budget ran out.
-        await Until(() => harness.Pool.Status.Admitted == 2 || budgeted.IsCompleted, () => "the budgeted call should be queued in the pool behind the slow one " + Diag(budgeted));
+        await Until(() => harness.Pool.Status.Queued == 1 || budgeted.IsCompleted, () => "the budgeted call should be queued in the pool behind the slow one " + Diag(budgeted));
         clock.Start();
 
         // Its caller is answered when the budget runs out, while the slow call still holds the worker.
@@ -157,13 +157,13 @@ public sealed class CallBudgetInPoolTests : IAsyncLifetime
         // The second slow call and the budgeted one queue behind the first, in that order; when it ends, both go to the
         // worker in one batch, so the budgeted call waits inside the worker while the second slow call runs.
         var holdingSecond = Hold(second);
-        await Until(() => harness.Pool.Status.Admitted == 2, () => "the second slow call should be queued " + Diag(holdingSecond));
+        await Until(() => harness.Pool.Status.Queued == 1, () => "the second slow call should be queued " + Diag(holdingSecond));
         // Long enough for the batch to reach the worker on a loaded machine (counted from when the call reached the
         // pool, see BudgetClock); the test then waits for it to run out.
         var clock = new BudgetClock();
         var budget = new CallBudget(TimeSpan.FromSeconds(3), "X-PolicyGrid-Timeout-Ms: 3000", clock);
         var budgeted = CountAsync(budget);
-        await Until(() => harness.Pool.Status.Admitted == 3 || budgeted.IsCompleted, () => "the budgeted call should be queued behind it " + Diag(budgeted));
+        await Until(() => harness.Pool.Status.Queued == 2 || budgeted.IsCompleted, () => "the budgeted call should be queued behind it " + Diag(budgeted));
         // Its budget runs out 3 s after it reached the pool; Elapsed counts from a little later, so once it reaches 3 s, it has.
         clock.Start();
         var batches = harness.Pool.Batches;
@@ -191,7 +191,7 @@ public sealed class CallBudgetInPoolTests : IAsyncLifetime
         var clock = new BudgetClock();
         var budget = new CallBudget(TimeSpan.FromMilliseconds(500), "X-PolicyGrid-Timeout-Ms: 500", clock);
         var managed = harness.Executor.ManageAsync(new ManagementRequest(uri, "mark", marks) { Budget = budget }, Caller, Ct);
-        await Until(() => harness.Pool.Status.Admitted == 2 || managed.IsCompleted, () => "the budgeted action should be queued in the pool behind the slow call " + Diag(managed));
+        await Until(() => harness.Pool.Status.Queued == 1 || managed.IsCompleted, () => "the budgeted action should be queued in the pool behind the slow call " + Diag(managed));
         clock.Start();
 
         var first = await Task.WhenAny(managed, Task.Delay(TimeSpan.FromSeconds(30), Ct));

@@ -92,7 +92,7 @@ public sealed class QueuedCallRetiredTests : IAsyncLifetime
         var holding = Hold();
         await Until(() => File.Exists(Path.Combine(dir, "running")), "the slow call should be running on the only worker");
         var queued = queue();
-        await Until(() => harness.Pool.Status.Admitted == 2 || queued.IsCompleted, "the call should be queued in the pool behind the slow one");
+        await Until(() => harness.Pool.Status.Queued == 1 || queued.IsCompleted, "the call should be queued in the pool behind the slow one");
         queued.IsCompleted.ShouldBeFalse("the call should wait for the busy worker");
         return (holding, queued);
     }

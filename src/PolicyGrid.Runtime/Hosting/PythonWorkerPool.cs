@@ -26,6 +26,12 @@ public sealed record WorkerPoolStatus(string Interpreter, string PythonVersion, 
     /// where the kernel lacks or refuses the new mount calls); null when the directories are the host's.
     /// </summary>
     public string? HostViews { get; init; }
+
+    /// <summary>
+    /// Calls waiting in a worker's queue for it to get free (admitted, not yet sent): those are checked again before they
+    /// start (their budget, their policy's retirement).
+    /// </summary>
+    public int Queued { get; init; }
 }
 
 /// <summary>
@@ -94,7 +100,11 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             {
                 var latest = groups.Values.MaxBy(g => g.LastUsed);
                 var status = latest?.Workers.Status ?? new WorkerPoolStatus("", "", false, 0, -1, 0);
-                return status with { Admitted = groups.Values.Sum(g => g.Workers.Status.Admitted) };
+                return status with
+                {
+                    Admitted = groups.Values.Sum(g => g.Workers.Status.Admitted),
+                    Queued = groups.Values.Sum(g => g.Workers.Status.Queued),
+                };
             }
         }
     }

@@ -61,7 +61,7 @@ internal sealed class WorkerGroup : IAsyncDisposable
         {
             var first = slots.Length > 0 ? slots[0].Current : null;
             return new(launch?.Executable ?? "", first?.PythonVersion ?? "", launch?.DropPrivileges ?? false,
-                slots.Length, first?.Uid ?? -1, Volatile.Read(ref admitted)) { PrivateTemp = first is { SharedTemp: null }, PrivateIpc = first is { SharedIpc: null }, HostViews = first?.HostViews };
+                slots.Length, first?.Uid ?? -1, Volatile.Read(ref admitted)) { PrivateTemp = first is { SharedTemp: null }, PrivateIpc = first is { SharedIpc: null }, HostViews = first?.HostViews, Queued = slots.Sum(s => s.Queued) };
         }
     }
 

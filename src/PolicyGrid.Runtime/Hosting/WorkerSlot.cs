@@ -44,6 +44,15 @@ internal sealed class WorkerSlot
     public int Index { get; }
     public int InFlight;
 
+    /// <summary>Requests waiting in this slot's queue (not yet sent to its worker).</summary>
+    public int Queued
+    {
+        get
+        {
+            lock (queueGate) return queued.Count + unstarted.Count;
+        }
+    }
+
     /// <summary>Batches written to this slot's workers so far (requests sent / batches = how much batching saves).</summary>
     public long Batches;
     public int Routes { get; set; }
