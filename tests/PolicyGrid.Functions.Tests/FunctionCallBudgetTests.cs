@@ -56,7 +56,9 @@ public sealed class FunctionCallBudgetTests : IAsyncLifetime
         var host = server.Service<LocalFunctionHost>();
         var release = Path.Combine(shared, "release");
         var held = client.Send(HttpMethod.Post, "/function/call_function/slow", new JsonObject { ["hold"] = release });
-        await Until(() => pool.Status.Admitted == 1, "the slow function's call should hold the only worker");
+        // Taken from the queue (sent, or waiting for its worker to start), not merely admitted: a call queued while it is
+        // still there goes in the same batch and would run behind it whatever the test then does.
+        await Until(() => pool.Status is { Admitted: 1, Queued: 0 }, "the slow function's call should hold the only worker");
 
         var clock = new BudgetClock();
         var budget = new CallBudget(TimeSpan.FromMilliseconds(500), "X-PolicyGrid-Timeout-Ms: 500", clock);

@@ -58,7 +58,9 @@ public sealed class FunctionQueuedRetiredTests : IAsyncLifetime
         var host = server.Service<LocalFunctionHost>();
         var release = Path.Combine(shared, "release");
         var held = client.Send(HttpMethod.Post, "/function/call_function/slow", new JsonObject { ["hold"] = release });
-        await Until(() => pool.Status.Admitted == 1, "the slow function's call should hold the only worker");
+        // Taken from the queue (sent, or waiting for its worker to start), not merely admitted: a call queued while it is
+        // still there goes in the same batch and would run behind it whatever the test then does.
+        await Until(() => pool.Status is { Admitted: 1, Queued: 0 }, "the slow function's call should hold the only worker");
 
         var queued = Task.Run(() => host.CallAsync("queued", new JsonObject(), Ct), Ct);
         await Until(() => pool.Status.Queued == 1, "the call should be waiting for the worker");
@@ -75,7 +77,7 @@ public sealed class FunctionQueuedRetiredTests : IAsyncLifetime
         await SetStatusAsync("active");
         File.Delete(release);
         held = client.Send(HttpMethod.Post, "/function/call_function/slow", new JsonObject { ["hold"] = release });
-        await Until(() => pool.Status.Admitted == 1, "the slow function's call should hold the only worker again");
+        await Until(() => pool.Status is { Admitted: 1, Queued: 0 }, "the slow function's call should hold the only worker again");
         var managed = Task.Run(() => host.ManageAsync("queued", "set", new JsonObject { ["count"] = 100 }, Ct), Ct);
         await Until(() => pool.Status.Queued == 1, "the action should be waiting for the worker");
         await SetStatusAsync("retired");

@@ -200,7 +200,9 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
 
             var release = Path.Combine(directory, "release");
             var held = slow.CallAsync(new FunctionActorCall(new JsonObject { ["hold"] = release }.ToJsonString()));
-            await Until(() => pool.Status.Admitted == 1, "the slow actor's call should hold the only worker");
+            // Taken from the queue (sent, or waiting for its worker to start), not merely admitted: a call queued while it is
+            // still there goes in the same batch and would run behind it whatever the test then does.
+            await Until(() => pool.Status is { Admitted: 1, Queued: 0 }, "the slow actor's call should hold the only worker");
             var call = Task.Run(() => queued.CallAsync(new FunctionActorCall("{}")), ct);
             await Until(() => pool.Status.Queued == 1, "the call should be waiting for the worker");
             await SetStatus("retired");
@@ -216,7 +218,7 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
             await SetStatus("active");
             File.Delete(release);
             held = slow.CallAsync(new FunctionActorCall(new JsonObject { ["hold"] = release }.ToJsonString()));
-            await Until(() => pool.Status.Admitted == 1, "the slow actor's call should hold the only worker again");
+            await Until(() => pool.Status is { Admitted: 1, Queued: 0 }, "the slow actor's call should hold the only worker again");
             var managed = Task.Run(() => queued.ManageAsync(new FunctionActorManagement("set", new JsonObject { ["count"] = 100 }.ToJsonString())), ct);
             await Until(() => pool.Status.Queued == 1, "the action should be waiting for the worker");
             await SetStatus("retired");
