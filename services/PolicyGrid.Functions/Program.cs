@@ -1,3 +1,4 @@
+using PolicyGrid.Api.Health;
 using PolicyGrid.Api.Hosting;
 using PolicyGrid.Dapr;
 using PolicyGrid.Functions;
@@ -9,11 +10,11 @@ builder.WebHost.UseDaprAppPort(builder.Configuration, DaprNames.Apps.Functions);
 builder.Services.AddDaprAdapters(builder.Configuration);
 builder.Services.AddPolicyRuntime(builder.Configuration);
 builder.Services.AddPolicyFunctionActors(builder.Configuration);
-builder.Services.AddHealthChecks();
 
 var app = builder.Build();
 app.UseDaprAppToken(DaprNames.Apps.Functions); // with APP_API_TOKEN, only the sidecar (and the probes) may call this app
 app.MapActorsHandlers();
-app.MapHealthChecks("/healthz");
-app.MapHealthChecks("/readyz");
+// Readiness says so while the app's store does not answer or its decision log loses decisions (its actors record
+// every function call), as the registry's does; a plain health check answered ready through both.
+app.MapHealthApi();
 app.Run();
