@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
 using PolicyGrid.Embedded.Functions;
 using PolicyGrid.Runtime.Hosting;
 using Shouldly;
@@ -7,11 +8,12 @@ using Shouldly;
 namespace PolicyGrid.Functions.Tests;
 
 /// <summary>
-/// A function call (or management action) gets its instance's turn at once and is checked there, but then waits for the
-/// policy's only worker, busy with another function of the same policy: retired meanwhile, it is not started (410).
-/// Before, it ran once the worker was free, on a retired policy, and counted.
+/// A function call (or management action) gets its instance's turn at once, but then waits for the policy's only worker,
+/// busy with another function of the same policy (they share its workers). Still waiting when its caller's budget (a
+/// node's <c>X-PolicyGrid-Timeout-Ms</c>) runs out, or when the policy is retired meanwhile, it is not started. Before,
+/// it ran once the worker was free (after its caller had been told it failed, or on a retired policy), and counted.
 /// </summary>
-public sealed class FunctionQueuedRetiredTests : IAsyncLifetime
+public sealed class FunctionWaitingForAWorkerTests : IAsyncLifetime
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -25,13 +27,13 @@ public sealed class FunctionQueuedRetiredTests : IAsyncLifetime
     {
         client = server.CreateClient();
         policy = await server.RegisterPolicyAsync("counting", CountingPolicy.Source);
-        foreach (var name in new[] { "slow", "queued" })
+        foreach (var name in new[] { "slow", "budgeted", "queued" })
         {
             var deployed = await client.Send(HttpMethod.Post, "/function/deployments/create/local",
                 new JsonObject { ["name"] = name, ["policy_rule_uri"] = policy });
             deployed.Status.ShouldBe(200, deployed.Body?.ToJsonString());
         }
-        shared = Directory.CreateTempSubdirectory("pg-fn-retire-").FullName;
+        shared = Directory.CreateTempSubdirectory("pg-fn-waiting-").FullName;
         if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(shared, (UnixFileMode)0b111_101_101);
     }
 
@@ -46,6 +48,39 @@ public sealed class FunctionQueuedRetiredTests : IAsyncLifetime
         var until = DateTime.UtcNow.AddSeconds(20);
         while (!condition() && DateTime.UtcNow < until) await Task.Delay(5, Ct);
         condition().ShouldBeTrue(what);
+    }
+
+    [Fact]
+    public async Task A_call_waiting_for_a_worker_busy_with_another_function_past_its_budget_is_not_started()
+    {
+        var pool = server.Service<PythonWorkerPool>();
+        var host = server.Service<LocalFunctionHost>();
+        var release = Path.Combine(shared, "release");
+        var held = client.Send(HttpMethod.Post, "/function/call_function/slow", new JsonObject { ["hold"] = release });
+        // Taken from the queue (sent, or waiting for its worker to start), not merely admitted: a call queued while it is
+        // still there goes in the same batch and would run behind it whatever the test then does.
+        await Until(() => pool.Status is { Admitted: 1, Queued: 0 }, "the slow function's call should hold the only worker");
+
+        var clock = new BudgetClock();
+        var budget = new CallBudget(TimeSpan.FromMilliseconds(500), "X-PolicyGrid-Timeout-Ms: 500", clock);
+        var budgeted = host.CallAsync("budgeted", new JsonObject(), budget, Ct);
+        await Until(() => pool.Status.Admitted == 2, "the budgeted call should be waiting for the worker");
+        clock.Start();
+
+        var first = await Task.WhenAny(budgeted, Task.Delay(TimeSpan.FromSeconds(30), Ct));
+        File.WriteAllText(release, "go");
+        first.ShouldBeSameAs(budgeted, "the budgeted call waited for the worker past its budget");
+        var error = await Should.ThrowAsync<PolicyGridException>(() => budgeted);
+        (error.Status, error.Code).ShouldBe((504, ErrorCodes.PolicyTimeout));
+        error.Message.ShouldContain("call of function budgeted was not started");
+        error.Message.ShouldEndWith("so it has no effect");
+        (await held).Status.ShouldBe(200);
+
+        // It never ran: the function's next call is its first, on the instance and in its context.
+        var next = await client.Send(HttpMethod.Post, "/function/call_function/budgeted", new JsonObject());
+        next.Status.ShouldBe(200, next.Body?.ToJsonString());
+        next.Data!["count"]!.GetValue<int>().ShouldBe(1);
+        next.Data!["evals"]!.GetValue<int>().ShouldBe(1);
     }
 
     private async Task SetStatusAsync(string status) =>
