@@ -126,17 +126,74 @@ class Channel:
     def send(self, message):
         try:
             payload = _ENCODER.encode(message).encode("utf-8")
-        except UnicodeEncodeError as exc:
-            bad = exc.object[exc.start:exc.end].encode("unicode_escape").decode("ascii")
-            payload = json.dumps(_error("error", "ValueError",
-                                        f"policy returned text that is not Unicode: '{bad}' is a lone surrogate, "
-                                        "which no JSON text can hold")).encode()
-        except (TypeError, ValueError) as exc:
-            payload = json.dumps(_error("error", "TypeError", f"policy returned a value that is not JSON: {exc}")).encode()
+        except (UnicodeEncodeError, TypeError, ValueError, RecursionError) as exc:
+            payload = json.dumps(_unwritable(exc)).encode()
         if len(payload) > self.max_frame:
             payload = json.dumps(_error("error", "ValueError",
                                         f"policy returned {len(payload)} bytes of JSON, over the {self.max_frame}-byte limit")).encode()
         _write_all(self.fd_out, _HEADER.pack(len(payload)) + payload)
+
+
+def _unwritable(exc):
+    """The error reply for a reply that has no JSON form."""
+    if isinstance(exc, UnicodeEncodeError):
+        bad = exc.object[exc.start:exc.end].encode("unicode_escape").decode("ascii")
+        return _error("error", "ValueError", f"policy returned text that is not Unicode: '{bad}' is a lone surrogate, "
+                                             "which no JSON text can hold")
+    if isinstance(exc, RecursionError):
+        # Python's encoder recurses once per level: a 10,000-level answer (or context) used to escape as a RecursionError
+        # out of the host loop and kill the worker (422 policy_crashed, the worker replaced), where one of 300 levels is
+        # a policy error (HostFrames).
+        return _error("error", "ValueError", "the policy answered JSON nested too deep: Python's encoder stopped at its "
+                                             f"recursion limit ({sys.getrecursionlimit()} levels)")
+    return _error("error", "TypeError", f"policy returned a value that is not JSON: {exc}")
+
+
+# A policy's exception reaches the caller (its message) and the server's log (its traceback). Its text may be megabytes
+# long, hold lone surrogates (no UTF-8 carries them) or come from a __str__ that raises: each used to cost the answer
+# (a huge message was reported as an over-long reply, a surrogate as text the policy "returned", a raising __str__
+# killed the worker: 422 policy_crashed and a new worker).
+_MAX_ERROR_MESSAGE = 16 * 1024
+_MAX_TRACEBACK_PART = 4 * 1024
+_MAX_TRACEBACK = 64 * 1024
+
+
+def _clip(text, limit):
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def _utf8_safe(text):
+    """text with each lone surrogate written as its escape ('\\ud800'), so it survives UTF-8."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _describe(exc):
+    """str(exc), made safe to answer: at most _MAX_ERROR_MESSAGE characters, lone surrogates escaped, and a __str__
+    that raises named instead of raising again."""
+    try:
+        text = str(exc)
+    except BaseException as failure:  # noqa: BLE001 - policy code (__str__) raised
+        text = f"<str() of the {type(exc).__name__} raised {type(failure).__name__}>"
+    return _utf8_safe(_clip(text, _MAX_ERROR_MESSAGE))
+
+
+def _exc_name(exc):
+    return _utf8_safe(type(exc).__name__)
+
+
+def _format_traceback(exc):
+    """traceback.format_exception, each part clipped (the last holds the whole message) and the total too."""
+    try:
+        parts = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    except BaseException:  # noqa: BLE001
+        return ""
+    return _utf8_safe(_clip("".join(_clip(part, _MAX_TRACEBACK_PART) for part in parts), _MAX_TRACEBACK))
 
 
 def _error(kind, exc_type, message, tb=""):
@@ -658,7 +715,7 @@ class Host:
             raise
         except BaseException as exc:  # noqa: BLE001 - the policy's import failing is a load failure
             sys.modules.pop(name, None)
-            raise LoadFailure(f"importing code/function.py raised {type(exc).__name__}: {exc}") from exc
+            raise LoadFailure(f"importing code/function.py raised {_exc_name(exc)}: {_describe(exc)}") from exc
         self.modules[sha] = module
         return module
 
@@ -694,7 +751,7 @@ class Host:
         except MemoryError:
             raise
         except BaseException as exc:  # noqa: BLE001
-            raise LoadFailure(f"AIOSv1PolicyRule.__init__ raised {type(exc).__name__}: {exc}") from exc
+            raise LoadFailure(f"AIOSv1PolicyRule.__init__ raised {_exc_name(exc)}: {_describe(exc)}") from exc
 
     def _instance(self, request):
         """The warm (instance, eval parameters) for request["key"], created from request["load"] when missing.
@@ -762,8 +819,8 @@ class Host:
         except MemoryError:
             raise
         except BaseException as exc:  # noqa: BLE001
-            return _error("state", type(exc).__name__,
-                          f"get_state() after {method} raised {type(exc).__name__}: {exc}", traceback.format_exc())
+            return _error("state", _exc_name(exc),
+                          f"get_state() after {method} raised {_exc_name(exc)}: {_describe(exc)}", _format_traceback(exc))
         reply["keeps_state"] = True
         reply["state"] = state
         return None
@@ -856,9 +913,9 @@ class Host:
         except NeedLoad as exc:
             return _error("need_load", "NeedLoad", str(exc))
         except LoadFailure as exc:
-            return _error("load", "PolicyLoadError", str(exc), traceback.format_exc())
+            return _error("load", "PolicyLoadError", str(exc), _format_traceback(exc))
         except BaseException as exc:  # noqa: BLE001 - SystemExit from a policy is still the policy's error
-            reply = _error("error", type(exc).__name__, str(exc), traceback.format_exc())
+            reply = _error("error", _exc_name(exc), _describe(exc), _format_traceback(exc))
             if created:
                 # The method raised on an instance this request created (first use, or again after eviction or a
                 # replaced worker): said as on success, so a caller that replays what the lost instance had can tell.
