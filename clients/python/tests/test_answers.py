@@ -1,5 +1,6 @@
 """Answers a policy can give that have no JSON form: local mode answers them as the server does (422 policy_error in its
 words), keeps nothing of the context such a call left, and serves on."""
+import sys
 import tempfile
 import unittest
 
@@ -13,6 +14,18 @@ DOC = {
 }
 
 POLICY = r'''
+import sys
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no text for you")
+
+
+class Stop(BaseException):
+    pass
+
+
 class AIOSv1PolicyRule:
     def __init__(self, rule_id, settings, parameters):
         pass
@@ -52,6 +65,25 @@ class AIOSv1PolicyRule:
         if mode == "raises":
             context["x"] = 1
             raise ValueError("boom")
+        if mode == "sys_exit":
+            context["x"] = 1
+            sys.exit(0)
+        if mode == "generator_exit":
+            raise GeneratorExit()
+        if mode == "base_exception":
+            raise Stop("halt")
+        if mode == "interrupt":
+            raise KeyboardInterrupt()
+        if mode == "signal_self":
+            import os, signal
+            os.kill(os.getpid(), signal.SIGUSR1)  # the caller's handler runs here and raises SystemExit
+            return {"handler": "did not run"}
+        if mode == "unprintable":
+            raise Unprintable()
+        if mode == "surrogate_message":
+            raise ValueError("caf\udce9")
+        if mode == "huge_message":
+            raise ValueError("x" * (10 << 20))
         if mode == "nested":
             answer = {}
             for _ in range(input_data["levels"] - 1):
@@ -73,6 +105,10 @@ class AIOSv1PolicyRule:
             return {10 ** 5000: 1}
         if action == "none":
             return None
+        if action == "sys_exit":
+            sys.exit(3)
+        if action == "unprintable":
+            raise Unprintable()
         return {"ok": True}
 '''
 
@@ -93,6 +129,15 @@ EVAL_CASES = {
     "list": f"eval of {URI} returned a list, not a dict",
     "none": f"eval of {URI} returned None, not a dict",
     "raises": "ValueError: boom",
+    # What the policy raises, any BaseException but KeyboardInterrupt, is its error, in the worker host's words: sys.exit()
+    # in eval used to end the caller's process (with status 0), a __str__ that raised escaped as its own exception, a
+    # lone surrogate reached the caller's logging raw, and a 10 MB message was handed on whole.
+    "sys_exit": "SystemExit: 0",
+    "generator_exit": "GeneratorExit: ",
+    "base_exception": "Stop: halt",
+    "unprintable": "Unprintable: <str() of the Unprintable raised RuntimeError>",
+    "surrogate_message": "ValueError: caf\\udce9",
+    "huge_message": "more characters)",
 }
 
 MANAGEMENT_CASES = {
@@ -101,6 +146,8 @@ MANAGEMENT_CASES = {
     "nan": "TypeError: policy returned a value that is not JSON: Out of range float values are not JSON compliant",
     "list": f"management of {URI} returned a list, not a dict",
     "huge_int": "TypeError: policy returned a value that is not JSON: Exceeds the limit (4300 digits)",
+    "sys_exit": "SystemExit: 3",
+    "unprintable": "Unprintable: <str() of the Unprintable raised RuntimeError>",
 }
 
 
@@ -131,6 +178,37 @@ class AnswerTests(unittest.TestCase):
                 # As on the server, nothing the failed call left in the context is kept: the count goes on, no other key.
                 after = ev.execute_policy_rule({"mode": "plain", "text": "é ✓ 日本 😀"})
                 self.assertEqual((after["calls"], after["keys"], after["text"]), (2, [], "é ✓ 日本 😀"))
+
+    def test_a_policy_error_message_is_cut_to_16_kib(self):
+        with self.assertRaises(PolicyGridApiError) as caught:
+            self.ev.execute_policy_rule({"mode": "huge_message"})
+        self.assertLess(len(caught.exception.message), 20_000)
+
+    def test_a_keyboard_interrupt_in_eval_is_the_callers_and_goes_on_up(self):
+        with self.assertRaises(KeyboardInterrupt):
+            self.ev.execute_policy_rule({"mode": "interrupt"})
+        self.assertEqual(self.ev.execute_policy_rule({"mode": "plain"})["calls"], 1)
+
+    def test_a_system_exit_the_callers_signal_handler_raises_during_eval_goes_on_up(self):
+        import signal
+        previous = signal.signal(signal.SIGUSR1, lambda *_: sys.exit(5))
+        try:
+            with self.assertRaises(SystemExit) as caught:
+                self.ev.execute_policy_rule({"mode": "signal_self"})
+            self.assertEqual(caught.exception.code, 5)
+        finally:
+            signal.signal(signal.SIGUSR1, previous)
+
+    def test_init_calling_sys_exit_is_a_policy_error_not_the_end_of_the_caller(self):
+        registry = support.LoopbackRegistry(dict(DOC, policy_rule_uri="quits:1.0-beta", name="quits"), support.zip_bytes(
+            {"code/function.py": b"import sys\nclass AIOSv1PolicyRule:\n    def __init__(self, *args):\n        sys.exit(1)\n"}))
+        try:
+            with self.assertRaises(PolicyGridApiError) as caught:
+                LocalPolicyEvaluator("quits:1.0-beta", server=registry.url, cache_dir=self.cache.name, timeout=2)
+            self.assertEqual((caught.exception.status, caught.exception.code), (422, "policy_error"))
+            self.assertIn("AIOSv1PolicyRule.__init__ of quits:1.0-beta raised SystemExit: 1", caught.exception.message)
+        finally:
+            registry.stop()
 
     def test_an_answer_nested_as_deep_as_the_server_takes_is_answered_and_a_deeper_one_is_a_policy_error(self):
         self.assertIsInstance(self.ev.execute_policy_rule({"mode": "nested", "levels": 200}), dict)

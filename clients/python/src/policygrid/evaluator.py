@@ -145,10 +145,10 @@ class LocalPolicyEvaluator:
                 result = held.instance.eval(params, input_data, context)
             except BaseException as e:
                 self._restore_context(context)
-                if not isinstance(e, Exception):
+                if not _raised_by_policy(e, _code_dir_of(type(held.instance))):
                     raise
                 # the policy's own failure, in the contract's words
-                raise PolicyGridApiError(422, "policy_error", f"{type(e).__name__}: {e}") from e
+                raise PolicyGridApiError(422, "policy_error", _described_exception(e)) from e
             # What the server would answer: it writes the result and the context as JSON, so one that has none (a key
             # twice, a lone surrogate, NaN, a set) is its 422, and a result that is no dict too.
             problem = answer_problem(result) or (
@@ -186,8 +186,10 @@ class LocalPolicyEvaluator:
         with self._lock:
             try:
                 result = management(action, data)
-            except Exception as e:
-                raise PolicyGridApiError(422, "policy_error", f"{type(e).__name__}: {e}") from e
+            except BaseException as e:
+                if not _raised_by_policy(e, _code_dir_of(type(held.instance))):
+                    raise
+                raise PolicyGridApiError(422, "policy_error", _described_exception(e)) from e
         if result is None:
             return {}  # as the server answers it
         problem = answer_problem(result) or (
@@ -408,16 +410,62 @@ def _instantiate(bundle: BundleDirectory, uri: str, settings: dict, parameters: 
     if module is None:
         try:
             module = _import_bundle(module_name, bundle)
-        except Exception as e:
-            raise PolicyGridApiError(422, "policy_error", f"importing code/function.py of {uri} failed: {type(e).__name__}: {e}") from e
+        except BaseException as e:
+            if not _raised_by_policy(e, bundle.code_dir):
+                raise
+            raise PolicyGridApiError(422, "policy_error", f"importing code/function.py of {uri} failed: {_described_exception(e)}") from e
         sys.modules[module_name] = module
     cls = getattr(module, "AIOSv1PolicyRule", None)
     if not isinstance(cls, type):
         raise PolicyGridApiError(422, "policy_error", f"code/function.py of {uri} defines no class AIOSv1PolicyRule")
     try:
         return cls(uri, copy.deepcopy(settings), copy.deepcopy(parameters))
-    except Exception as e:
-        raise PolicyGridApiError(422, "policy_error", f"AIOSv1PolicyRule.__init__ of {uri} raised {type(e).__name__}: {e}") from e
+    except BaseException as e:
+        if not _raised_by_policy(e, _code_dir_of(cls)):
+            raise
+        raise PolicyGridApiError(422, "policy_error", f"AIOSv1PolicyRule.__init__ of {uri} raised {_described_exception(e)}") from e
+
+
+def _code_dir_of(cls: type) -> str | None:
+    """The code/ directory the policy class was imported from (that of the first evaluator of its bundle: evaluators
+    with another cache directory share the import)."""
+    where = getattr(sys.modules.get(getattr(cls, "__module__", "")), "__file__", None)
+    return os.path.dirname(where) if isinstance(where, str) else None
+
+
+def _raised_by_policy(e: BaseException, code_dir: str | None) -> bool:
+    """Whether an exception that ended the policy's code is its failure, answered 422 policy_error as the servers answer
+    it: any Exception, and a BaseException other than KeyboardInterrupt raised in the bundle's own code (sys.exit() or
+    `raise SystemExit` there, GeneratorExit, a BaseException subclass of its own). Those used to go on up: a policy's
+    sys.exit(0) ended the caller's process, with status 0, where the servers answer "422 SystemExit: 0". A
+    KeyboardInterrupt (Ctrl-C), or a SystemExit that the caller's own signal handler raised while the policy ran, is
+    the caller's and still goes on up."""
+    if isinstance(e, Exception):
+        return True
+    if isinstance(e, KeyboardInterrupt) or code_dir is None:
+        return False
+    tb = e.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    raised_in = os.path.abspath(tb.tb_frame.f_code.co_filename)
+    return raised_in.startswith(os.path.join(os.path.abspath(code_dir), ""))
+
+
+# As the servers' worker host words a policy's exception: its message cut at 16 KiB, a lone surrogate written as its
+# escape (a message holding one could not be printed or logged by the caller), and a __str__ that raises named.
+_MAX_ERROR_MESSAGE = 16 * 1024
+
+
+def _described_exception(e: BaseException) -> str:
+    try:
+        text = str(e)
+    except BaseException as failure:  # noqa: BLE001 - policy code (__str__) raised
+        text = f"<str() of the {type(e).__name__} raised {type(failure).__name__}>"
+    if len(text) > _MAX_ERROR_MESSAGE:
+        text = f"{text[:_MAX_ERROR_MESSAGE]}... ({len(text) - _MAX_ERROR_MESSAGE} more characters)"
+    return f"{type(e).__name__}: {text}".encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _check_requirements(bundle: BundleDirectory, uri: str) -> None:
