@@ -13,6 +13,12 @@ namespace PolicyGrid.Sdk.Tests;
 public sealed class UnwritableAnswerTests : IAsyncDisposable
 {
     private const string Policy = """
+        import sys
+
+        class Unprintable(Exception):
+            def __str__(self):
+                raise RuntimeError("no text for you")
+
         class AIOSv1PolicyRule:
             def __init__(self, rule_id, settings, parameters):
                 pass
@@ -49,6 +55,20 @@ public sealed class UnwritableAnswerTests : IAsyncDisposable
                     raise ValueError("boom")
                 if mode == "none":
                     return None
+                if mode == "sys_exit":
+                    context["x"] = 1
+                    sys.exit(0)
+                if mode == "unprintable":
+                    raise Unprintable()
+                if mode == "surrogate_message":
+                    raise ValueError("caf\udce9")
+                if mode == "huge_message":
+                    raise ValueError("x" * (10 << 20))
+                if mode == "deep_result":
+                    answer = {}
+                    for _ in range(10000):
+                        answer = {"a": answer}
+                    return answer
                 if mode == "nested":
                     answer = {}
                     for _ in range(input_data["levels"] - 1):
@@ -103,6 +123,13 @@ public sealed class UnwritableAnswerTests : IAsyncDisposable
             // Python writes no int of more than 4300 digits; the Python SDK handed such a result back locally.
             cases.Add(isolation, "huge_int_result", "policy returned a value that is not JSON: Exceeds the limit (4300 digits)");
             cases.Add(isolation, "huge_int_context", "policy returned a value that is not JSON: Exceeds the limit (4300 digits)");
+            // What the policy raises, in the servers' words (the worker host's): SystemExit is the policy's error, a message
+            // is cut at 16 KiB, a lone surrogate written as its escape, a __str__ that raises named.
+            cases.Add(isolation, "sys_exit", "SystemExit: 0");
+            cases.Add(isolation, "unprintable", "Unprintable: <str() of the Unprintable raised RuntimeError>");
+            cases.Add(isolation, "surrogate_message", @"ValueError: caf\udce9");
+            cases.Add(isolation, "huge_message", "more characters)");
+            cases.Add(isolation, "deep_result", "nested too deep");
         }
         return cases;
     }

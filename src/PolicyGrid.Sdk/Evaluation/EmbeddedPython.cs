@@ -62,9 +62,13 @@ internal static class EmbeddedPython
                 $"no libpython found (looked at {string.Join(", ", ProbedLibraries)}); set LocalPolicyEvaluatorOptions.PythonLibrary or PYTHONNET_PYDLL");
     }
 
-    /// <summary>Turns a Python exception into the contract's policy_error, naming the exception type.</summary>
+    /// <summary>Turns a Python exception into the contract's policy_error, naming the exception type. What the policy
+    /// raised arrives as the host's PolicyRaised, already worded as the worker host words it (message cut at 16 KiB, lone
+    /// surrogates escaped, a raising __str__ named): pythonnet reads str() of the exception it catches, so a __str__ that
+    /// raised became the answer (its RuntimeError), a lone surrogate a UnicodeEncodeError of the 'utf-16' codec, and a
+    /// 10 MB message went on whole.</summary>
     public static PolicyGridApiException PolicyError(PythonException e, string what) =>
-        new(422, "policy_error", $"{what}{e.Type.Name}: {e.Message}", null, e);
+        new(422, "policy_error", e.Type.Name == "PolicyRaised" ? $"{what}{e.Message}" : $"{what}{e.Type.Name}: {e.Message}", null, e);
 
     private const string HostSource = """
         import importlib
@@ -120,6 +124,10 @@ internal static class EmbeddedPython
                 text = _encode(value)
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"policy returned a value that is not JSON: {exc}") from None
+            except RecursionError:
+                # Python's encoder recurses once per level: as the worker host says it (the RecursionError used to be the answer).
+                raise ValueError("the policy answered JSON nested too deep: Python's encoder stopped at its recursion limit "
+                                 f"({sys.getrecursionlimit()} levels)") from None
             if not text.isascii():  # O(1): only text with non-ASCII characters can hold a surrogate
                 try:
                     text.encode("utf-8")
@@ -187,9 +195,9 @@ internal static class EmbeddedPython
                             saved[1], saved[0] = saved[0], kept
                         elif saved[0] != "{}":
                             saved[1], saved[0] = saved[0], "{}"
-                    except BaseException:
+                    except BaseException as exc:
                         cell[0] = loads(saved[0])
-                        raise
+                        raise PolicyRaised(describe(exc)) from None
                     cell[0] = loads(saved[0]) if context else {}
                     return text
 
@@ -206,13 +214,38 @@ internal static class EmbeddedPython
                 method = getattr(self.obj, "management", None)
                 if method is None:
                     raise AttributeError("the policy class has no management method")
-                return _written(method(action, json.loads(data_json)))
+                try:
+                    return _written(method(action, json.loads(data_json)))
+                except BaseException as exc:
+                    raise PolicyRaised(describe(exc)) from None
+
+
+        _MAX_ERROR_MESSAGE = 16 * 1024
+
+
+        class PolicyRaised(Exception):
+            # What a policy raised, as describe() words it: pythonnet can always read its str().
+            pass
+
+
+        def describe(exc):
+            # "<Type>: <message>" as the servers' worker host words a policy's exception.
+            try:
+                text = str(exc)
+            except BaseException as failure:
+                text = f"<str() of the {type(exc).__name__} raised {type(failure).__name__}>"
+            if len(text) > _MAX_ERROR_MESSAGE:
+                text = f"{text[:_MAX_ERROR_MESSAGE]}... ({len(text) - _MAX_ERROR_MESSAGE} more characters)"
+            return f"{type(exc).__name__}: {text}".encode("utf-8", "backslashreplace").decode("utf-8")
 
 
         def load(name, function_py, code_dir, rule_id, settings_json, parameters_json, context=None):
-            cls = getattr(_module(name, function_py, code_dir), "AIOSv1PolicyRule", None)
-            if not isinstance(cls, type):
-                raise LookupError("code/function.py defines no class AIOSv1PolicyRule")
-            return Instance(cls(rule_id, json.loads(settings_json), json.loads(parameters_json)), json.loads(parameters_json), context)
+            try:
+                cls = getattr(_module(name, function_py, code_dir), "AIOSv1PolicyRule", None)
+                if not isinstance(cls, type):
+                    raise LookupError("code/function.py defines no class AIOSv1PolicyRule")
+                return Instance(cls(rule_id, json.loads(settings_json), json.loads(parameters_json)), json.loads(parameters_json), context)
+            except BaseException as exc:
+                raise PolicyRaised(describe(exc)) from None
         """;
 }
