@@ -72,6 +72,31 @@ public sealed class PolicyTestCommandTests : IDisposable
         run.Error.ShouldContain("missing thing");
     }
 
+    [Theory]
+    [InlineData("--input", "{}", "eval of tests:0.0-local returned None, not a dict")]
+    [InlineData("--input", """{"list": true}""", "eval of tests:0.0-local returned a list, not a dict")]
+    [InlineData("--action", "list", "management of tests:0.0-local returned a list, not a dict")]
+    public async Task An_answer_that_is_not_a_dict_is_the_servers_422_not_printed_as_a_result(string option, string value, string message)
+    {
+        Directory.CreateDirectory(Path.Combine(workDir, "tests"));
+        File.WriteAllText(Path.Combine(workDir, "tests", "function.py"), """
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    pass
+                def eval(self, parameters, input_data, context):
+                    return [1, 2] if input_data.get("list") else None
+                def management(self, action, data):
+                    return None if action == "none" else [1]
+            """);
+        var run = await Run("policy", "test", Path.Combine(workDir, "tests"), option, value);
+        run.Code.ShouldBe(1);
+        run.Out.ShouldBeEmpty();
+        run.Error.ShouldContain($"error: {message} (422 policy_error)");
+
+        var none = await Run("policy", "test", Path.Combine(workDir, "tests"), "--action", "none", "--json");
+        (none.Code, none.Out.Trim()).ShouldBe((0, "{}")); // as executors answer management's None
+    }
+
     [Fact]
     public async Task What_the_policy_prints_or_logs_is_shown_on_stderr_in_order_and_the_answer_alone_on_stdout()
     {

@@ -59,7 +59,13 @@ public static class PolicyTestCommand
                 if (managementAction is not null)
                 {
                     var args = new JsonObject { ["action"] = managementAction, ["data"] = CliCommon.ParseJsonObject(parse.GetValue(data), "--data") ?? [] };
-                    result = await pool.InvokeOnceAsync(load, PolicyMethods.Management, args, deadline, ct);
+                    // As executors answer it: None is {}, anything else that is no dict a 422 (it used to print and exit 0).
+                    result = await pool.InvokeOnceAsync(load, PolicyMethods.Management, args, deadline, ct) switch
+                    {
+                        null => new JsonObject(),
+                        JsonObject answer => answer,
+                        var other => throw Problems.PolicyError($"management of {rule.PolicyRuleUri} returned {Described(other)}, not a dict"),
+                    };
                 }
                 else
                 {
@@ -71,7 +77,9 @@ public static class PolicyTestCommand
                         ["context"] = CliCommon.ParseJsonObject(parse.GetValue(context), "--context") ?? [],
                     };
                     var reply = await pool.InvokeOnceAsync(load, PolicyMethods.Eval, args, deadline, ct);
-                    result = reply?["result"];
+                    // As executors answer it: a result that is no dict (None, a list) is a 422; it used to print and exit 0.
+                    result = reply?["result"] as JsonObject
+                        ?? throw Problems.PolicyError($"eval of {rule.PolicyRuleUri} returned {Described(reply?["result"])}, not a dict");
                     if (rule.PolicyOutputSchema.Count > 0)
                         foreach (var problem in TemplateValidator.Validate(rule.PolicyOutputSchema, result, "output"))
                             env.Error.WriteLine($"warning: the result does not match policy_output_schema: {problem}");
@@ -96,6 +104,15 @@ public static class PolicyTestCommand
         });
         return command;
     }
+
+    /// <summary>An answer that is no dict, in the servers' words ("None", "a list").</summary>
+    private static string Described(JsonNode? node) => node switch
+    {
+        null => "None",
+        JsonArray => "a list",
+        JsonValue v => $"a {v.GetValueKind().ToString().ToLowerInvariant()}",
+        _ => "a dict",
+    };
 
     private static PolicyRule LoadRule(string? manifestPath, string directory)
     {
