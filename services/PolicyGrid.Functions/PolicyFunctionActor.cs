@@ -179,10 +179,10 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
                 ["context"] = _context.DeepClone(),
             };
             var reply = await InvokeAsync(load, PolicyMethods.Eval, arguments) as JsonObject;
+            var result = FunctionSpec.EvalAnswer(reply?["result"], _deployment!.Name);
             if (reply?["context"] is JsonObject context) _context = (JsonObject)context.DeepClone();
             _calls++;
-            return reply?["result"] as JsonObject
-                ?? throw Problems.PolicyError($"function {_deployment!.Name}: eval must return a dict");
+            return result;
         }, "call");
     }
 
@@ -200,8 +200,10 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             if (!readOnly && _journal.Count > 0 && _journal.Count >= _options.MaxJournalEntries)
                 throw FunctionSpec.JournalFull(_deployment!.Name, _journal.Count);
             var reply = await InvokeAsync(load, PolicyMethods.Management, new JsonObject { ["action"] = request.Action, ["data"] = data.DeepClone() });
+            // An answer that is no dict fails before anything is journalled, as if management had raised.
+            var answer = FunctionSpec.ManagementAnswer(reply, _deployment!.Name, request.Action);
             if (_keepsState == false && !readOnly) _journal.Add(new JournalEntry(request.Action, data.ToJsonString()));
-            return reply as JsonObject ?? new JsonObject { ["result"] = reply?.DeepClone() };
+            return answer;
         }, $"management '{request.Action}'");
     }
 

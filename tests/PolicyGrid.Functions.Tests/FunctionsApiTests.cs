@@ -266,6 +266,39 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Answers_that_are_no_dict_are_answered_as_type_2_answers_them_and_a_failed_one_leaves_no_trace()
+    {
+        var body = Body("loose");
+        body["policy_rule_uri"] = await _server.RegisterPolicyAsync("loose", """
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    self.total = 0
+                def eval(self, parameters, input_data, context):
+                    context["evals"] = context.get("evals", 0) + 1
+                    return None if input_data.get("none") else {"total": self.total, "evals": context["evals"]}
+                def management(self, action, data):
+                    self.total += 1
+                    return None if action == "none" else [self.total]
+                def get_state(self):
+                    return {"total": self.total}
+                def set_state(self, state):
+                    self.total = state["total"]
+            """);
+        (await Deploy(body)).Status.ShouldBe(200);
+
+        var none = await _client.Send(HttpMethod.Post, "/function/loose/management", new JsonObject { ["action"] = "none", ["data"] = new JsonObject() });
+        (none.Status, none.Data!.ToJsonString()).ShouldBe((200, "{}")); // was {"result":null}
+        var list = await _client.Send(HttpMethod.Post, "/function/loose/management", new JsonObject { ["action"] = "list", ["data"] = new JsonObject() });
+        (list.Status, list.Code, list.Message).ShouldBe((422, "policy_error", "function loose: management 'list' returned a list, not a dict")); // was 200 {"result":[2]}
+        var eval = await _client.Send(HttpMethod.Post, "/function/call_function/loose", new JsonObject { ["none"] = true });
+        (eval.Status, eval.Message).ShouldBe((422, "function loose: eval returned None, not a dict")); // said "not Null"
+
+        // As when they raise: the failed action and call left nothing, neither in the instance nor in the context.
+        var next = await _client.Send(HttpMethod.Post, "/function/call_function/loose", new JsonObject());
+        (next.Data!["total"]!.GetValue<int>(), next.Data!["evals"]!.GetValue<int>()).ShouldBe((1, 1));
+    }
+
+    [Fact]
     public async Task A_call_or_management_that_raises_after_changing_the_instance_leaves_no_trace_in_its_state()
     {
         var body = Body("halfway");

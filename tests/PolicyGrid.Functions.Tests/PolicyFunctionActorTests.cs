@@ -333,6 +333,32 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Answers_that_are_no_dict_are_answered_as_type_2_answers_them_and_nothing_is_journalled()
+    {
+        var actor = Actor(NewPool(), new TestStateManager(), "loose");
+        (await actor.DeployAsync(AllowList("""
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    self.total = 0
+                def eval(self, parameters, input_data, context):
+                    return None if input_data.get("none") else {"total": self.total}
+                def management(self, action, data):
+                    self.total += 1
+                    return None if action == "none" else [self.total]
+            """, "loose"))).Ok.ShouldBeTrue();
+
+        var none = await actor.ManageAsync(new FunctionActorManagement("none", "{}"));
+        (none.Ok, none.OutputJson).ShouldBe((true, "{}")); // was {"result":null}
+        var list = await actor.ManageAsync(new FunctionActorManagement("list", "{}"));
+        (list.Ok, list.Status, list.Code, list.Message).ShouldBe((false, 422, "policy_error", "function loose: management 'list' returned a list, not a dict"));
+        var eval = await actor.CallAsync(new FunctionActorCall("""{"none": true}"""));
+        (eval.Status, eval.Message).ShouldBe((422, "function loose: eval returned None, not a dict"));
+
+        // The class keeps no state: its instance keeps what both actions did, and nothing replays the failed one.
+        (await Call(actor))["total"]!.GetValue<int>().ShouldBe(2);
+    }
+
+    [Fact]
     public async Task A_deployed_actor_counts_one_two_three_and_saves_after_every_call()
     {
         var state = new TestStateManager();

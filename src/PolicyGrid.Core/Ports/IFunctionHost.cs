@@ -50,6 +50,35 @@ public sealed record FunctionSpec(string Name, JsonObject Policy, FunctionScale 
             "(the limit, PolicyGrid:Functions:MaxJournalEntries) because the policy class has no get_state; " +
             "give it get_state/set_state, declare the commands that change nothing read_only in its management_commands_schema, or redeploy to start afresh");
 
+    /// <summary>
+    /// What eval answered, as Type 2 and the SDKs take it: the dict, or a 422 naming what it was instead ("None", "a list").
+    /// Hosts check it before they keep the context the call left: like a Type 2 call, one that answers no dict saves none
+    /// of it (the message used to say "not Array").
+    /// </summary>
+    public static JsonObject EvalAnswer(JsonNode? result, string function) =>
+        result as JsonObject ?? throw Errors.Problems.PolicyError($"function {function}: eval returned {Described(result)}, not a dict");
+
+    /// <summary>
+    /// What management answered, as Type 2 and the SDKs answer it: the dict, <c>{}</c> for None, and a 422 naming anything
+    /// else (it used to be answered 200 as <c>{"result": ...}</c>, and None as <c>{"result": null}</c>). Hosts check it
+    /// before they journal the action, so such an answer fails as a management that raised does (nothing journalled).
+    /// </summary>
+    public static JsonObject ManagementAnswer(JsonNode? reply, string function, string action) => reply switch
+    {
+        null => [],
+        JsonObject answer => answer,
+        _ => throw Errors.Problems.PolicyError($"function {function}: management '{action}' returned {Described(reply)}, not a dict"),
+    };
+
+    /// <summary>An answer that is no dict, in the servers' words ("None", "a list", "a string").</summary>
+    public static string Described(JsonNode? node) => node switch
+    {
+        null => "None",
+        JsonArray => "a list",
+        JsonValue v => $"a {v.GetValueKind().ToString().ToLowerInvariant()}",
+        _ => "a dict",
+    };
+
     /// <summary>Whether the snapshot's <c>management_commands_schema</c> declares the action <c>read_only</c> (never journalled).</summary>
     public static bool IsReadOnlyCommand(JsonObject policy, string action)
     {

@@ -90,9 +90,9 @@ public sealed class LocalFunctionHost(
                     ["context"] = replica.Context.DeepClone(),
                 };
                 var reply = await InvokeAsync(function, replica, PolicyMethods.Eval, arguments, ct, budget: budget, call: $"call of function {name}", checkPolicy: true) as JsonObject;
+                var result = FunctionSpec.EvalAnswer(reply?["result"], name);
                 if (reply?["context"] is JsonObject context) replica.Context = (JsonObject)context.DeepClone();
-                return reply?["result"] as JsonObject
-                    ?? throw Problems.PolicyError($"function {name}: eval must return a dict, not {reply?["result"]?.GetValueKind().ToString() ?? "None"}");
+                return result;
             }, ct, budget, $"call of function {name}", checkPolicy: true);
         }
         finally
@@ -137,15 +137,17 @@ public sealed class LocalFunctionHost(
                     var reply = await InvokeAsync(function, leader, PolicyMethods.Management,
                         new JsonObject { ["action"] = action, ["data"] = data.DeepClone() }, ct, budget: budget, call: $"management '{action}' of function {name}",
                         checkPolicy: true);
+                    // An answer that is no dict fails here, before anything is journalled, as if management had raised.
+                    var answer = FunctionSpec.ManagementAnswer(reply, name, action);
                     // A command the policy declares read_only changes nothing that an instance starting later would lack.
-                    if (readOnly) return reply as JsonObject ?? new JsonObject { ["result"] = reply?.DeepClone() };
+                    if (readOnly) return answer;
                     // Journalled before the answer (and before this instance's state is saved with its sequence number),
                     // so an acknowledged action is never lost for the instances that have not applied it yet.
                     var entry = function.Append(action, data);
                     await SaveJournalAsync(function, CancellationToken.None);
                     leader.AppliedSeq = entry.Seq;
                     function.Seed = leader.State is null ? null : (entry.Seq, leader.Snapshot());
-                    return reply as JsonObject ?? new JsonObject { ["result"] = reply?.DeepClone() };
+                    return answer;
                 }, ct, budget, $"management '{action}' of function {name}", checkPolicy: true);
             }
             finally
