@@ -65,6 +65,13 @@ class AIOSv1PolicyRule:
         if mode == "raises":
             context["x"] = 1
             raise ValueError("boom")
+        if mode == "cycle_result":
+            answer = {}
+            answer["self"] = answer
+            return answer
+        if mode == "cycle_context":
+            context["self"] = [context]
+            return {"ok": True}
         if mode == "sys_exit":
             context["x"] = 1
             sys.exit(0)
@@ -132,6 +139,9 @@ EVAL_CASES = {
     # What the policy raises, any BaseException but KeyboardInterrupt, is its error, in the worker host's words: sys.exit()
     # in eval used to end the caller's process (with status 0), a __str__ that raised escaped as its own exception, a
     # lone surrogate reached the caller's logging raw, and a 10 MB message was handed on whole.
+    # A value that holds itself: the walk stopped at its depth limit and called it nested too deep.
+    "cycle_result": "TypeError: policy returned a value that is not JSON: Circular reference detected",
+    "cycle_context": "TypeError: policy returned a value that is not JSON: Circular reference detected",
     "sys_exit": "SystemExit: 0",
     "generator_exit": "GeneratorExit: ",
     "base_exception": "Stop: halt",

@@ -180,9 +180,25 @@ def answer_problem(value: Any, where: str = "") -> str | None:
                 "Python writes the keys 1, True and None as \"1\", \"true\" and \"null\", so a dict holding both 1 and \"1\" has no "
                 "JSON form; use string keys")
     if kind == "depth":
+        cycle = _cycle(value)
+        if cycle is not None:
+            return f"TypeError: policy returned a value that is not JSON: {cycle}"
         return (f"ValueError: the policy answered JSON nested too deep: an answer carries at most {ANSWER_MAX_DEPTH} levels of "
                 "objects and arrays")
     return f"TypeError: policy returned a value that is not JSON: {detail}"
+
+
+def _cycle(value: Any) -> str | None:
+    """The encoder's "Circular reference detected" for a value that holds itself, as the server's worker reports it (the
+    walk, which stops at a depth, used to call it nested too deep), or None. Only on that failure path: an encode."""
+    try:
+        json.dumps(value)
+    except ValueError as e:
+        if "Circular reference" in str(e):
+            return str(e)
+    except Exception:  # noqa: BLE001 - another reason (depth: RecursionError, a set deeper down) is not a cycle
+        pass
+    return None
 
 
 def described(value: Any) -> str:
