@@ -106,6 +106,18 @@ public sealed class PolicyMistakeAnswersTests(PoolFixture fixture) : IClassFixtu
         error.Message.ShouldStartWith("ValueError: the policy answered JSON nested too deep");
     }
 
+    [Theory]
+    [InlineData("    def evaluate(self, parameters, input_data, context):\n        return {}\n", "AIOSv1PolicyRule has no eval(parameters, input_data, context) method")]
+    [InlineData("    def eval(self, input_data):\n        return {}\n", "AIOSv1PolicyRule.eval(input_data) cannot be called as eval(parameters, input_data, context)")]
+    public async Task A_class_whose_eval_cannot_be_called_fails_to_load_naming_it(string methods, string message)
+    {
+        // Loading is what a push's dry load does: such a policy used to be accepted and then fail every call.
+        var bundle = TestBundles.FromSource("class AIOSv1PolicyRule:\n    def __init__(self, rule_id, settings, parameters):\n        pass\n" + methods);
+        var error = await Should.ThrowAsync<PolicyLoadException>(() => fixture.Pool.InvokeOnceAsync(
+            new PolicyLoadSpec("noeval:1.0-test", bundle, [], []), PolicyMethods.Load, [], TimeSpan.FromSeconds(10), Ct));
+        error.Message.ShouldContain(message);
+    }
+
     [Fact]
     public async Task Management_raising_an_exception_whose_str_raises_is_a_policy_error()
     {

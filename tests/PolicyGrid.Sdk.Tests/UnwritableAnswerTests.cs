@@ -205,6 +205,28 @@ public sealed class UnwritableAnswerTests : IAsyncDisposable
         ev.ExecuteManagementCommand("none")!.AsObject().Count.ShouldBe(0);
     }
 
+    [Theory]
+    [InlineData(LocalIsolation.InProcess)]
+    [InlineData(LocalIsolation.WorkerProcess)]
+    public async Task A_class_without_eval_fails_to_load_naming_it_as_a_push_does(LocalIsolation isolation)
+    {
+        // It used to load in process and fail each call with an AttributeError.
+        using var registry = new LoopbackRegistry(
+            new JsonObject(EvaluatorTests.Document().Where(p => p.Key != "policy_input_schema").Select(p => KeyValuePair.Create(p.Key, p.Value?.DeepClone()))),
+            TestBundles.Zip(("code/function.py", "class AIOSv1PolicyRule:\n    def __init__(self, rule_id, settings, parameters):\n        pass\n    def evaluate(self, p, i, c):\n        return {}\n")));
+        var e = await Should.ThrowAsync<PolicyGridApiException>(async () =>
+        {
+            await using var ev = await LocalPolicyEvaluator.CreateAsync(new PolicyGridClient(registry.Url), new LocalPolicyEvaluatorOptions
+            {
+                PolicyRuleUri = EvaluatorTests.Uri, Isolation = isolation, RevalidateInterval = TimeSpan.FromHours(1),
+                WorkerPool = new WorkerPoolOptions { Workers = 1, IsolatePolicies = false, WorkDirectory = Path.Combine(Path.GetTempPath(), "pg-sdk-workers") },
+            }, TestContext.Current.CancellationToken);
+            ev.ExecutePolicyRule(Mode("plain"));
+        });
+        e.Status.ShouldBe(422);
+        e.Reason.ShouldContain("AIOSv1PolicyRule has no eval(parameters, input_data, context) method");
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (_evaluator is not null) await _evaluator.DisposeAsync();

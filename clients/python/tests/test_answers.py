@@ -220,6 +220,25 @@ class AnswerTests(unittest.TestCase):
         finally:
             registry.stop()
 
+    def test_a_class_whose_eval_cannot_be_called_fails_to_load_naming_it(self):
+        for name, methods, message in (
+                ("noeval", "    def evaluate(self, parameters, input_data, context):\n        return {}\n",
+                 "AIOSv1PolicyRule has no eval(parameters, input_data, context) method (policy noeval:1.0-beta)"),
+                ("oneargeval", "    def eval(self, input_data):\n        return {}\n",
+                 "AIOSv1PolicyRule.eval(input_data) cannot be called as eval(parameters, input_data, context)")):
+            with self.subTest(name):
+                uri = f"{name}:1.0-beta"
+                source = "class AIOSv1PolicyRule:\n    def __init__(self, rule_id, settings, parameters):\n        pass\n" + methods
+                registry = support.LoopbackRegistry(dict(DOC, policy_rule_uri=uri, name=name),
+                                                    support.zip_bytes({"code/function.py": source.encode()}))
+                try:
+                    with self.assertRaises(PolicyGridApiError) as caught:
+                        LocalPolicyEvaluator(uri, server=registry.url, cache_dir=self.cache.name, timeout=2)
+                    self.assertEqual((caught.exception.status, caught.exception.code), (422, "policy_error"))
+                    self.assertIn(message, caught.exception.message)
+                finally:
+                    registry.stop()
+
     def test_an_answer_nested_as_deep_as_the_server_takes_is_answered_and_a_deeper_one_is_a_policy_error(self):
         self.assertIsInstance(self.ev.execute_policy_rule({"mode": "nested", "levels": 200}), dict)
         with self.assertRaises(PolicyGridApiError) as caught:

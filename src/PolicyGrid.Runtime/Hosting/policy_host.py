@@ -196,6 +196,29 @@ def _format_traceback(exc):
     return _utf8_safe(_clip("".join(_clip(part, _MAX_TRACEBACK_PART) for part in parts), _MAX_TRACEBACK))
 
 
+def _eval_problem(instance):
+    """Why instance.eval cannot be called as eval(parameters, input_data, context), or None. Checked when an instance is
+    made, so a class without eval (a method named evaluate) or with another signature fails its dry load at push (400)
+    rather than passing it and then failing every call."""
+    try:
+        method = getattr(instance, "eval", None)
+    except Exception:  # noqa: BLE001 - a __getattr__ of the policy's: the call will tell
+        return None
+    if not callable(method):
+        return "AIOSv1PolicyRule has no eval(parameters, input_data, context) method"
+    import inspect  # only here: the host starts without it
+
+    try:
+        signature = inspect.signature(method)
+    except (TypeError, ValueError):  # a callable inspect cannot read: the call will tell
+        return None
+    try:
+        signature.bind(None, None, None)
+    except TypeError:
+        return f"AIOSv1PolicyRule.eval{signature} cannot be called as eval(parameters, input_data, context)"
+    return None
+
+
 def _error(kind, exc_type, message, tb=""):
     return {"ok": False, "kind": kind, "type": exc_type, "message": message, "traceback": tb}
 
@@ -747,11 +770,15 @@ class Host:
         if not isinstance(cls, type):
             raise LoadFailure("code/function.py defines no AIOSv1PolicyRule class")
         try:
-            return cls(load["rule_id"], load.get("settings") or {}, load.get("parameters") or {})
+            instance = cls(load["rule_id"], load.get("settings") or {}, load.get("parameters") or {})
         except MemoryError:
             raise
         except BaseException as exc:  # noqa: BLE001
             raise LoadFailure(f"AIOSv1PolicyRule.__init__ raised {_exc_name(exc)}: {_describe(exc)}") from exc
+        problem = _eval_problem(instance)
+        if problem:
+            raise LoadFailure(problem)
+        return instance
 
     def _instance(self, request):
         """The warm (instance, eval parameters) for request["key"], created from request["load"] when missing.

@@ -244,8 +244,32 @@ internal static class EmbeddedPython
                 cls = getattr(_module(name, function_py, code_dir), "AIOSv1PolicyRule", None)
                 if not isinstance(cls, type):
                     raise LookupError("code/function.py defines no class AIOSv1PolicyRule")
-                return Instance(cls(rule_id, json.loads(settings_json), json.loads(parameters_json)), json.loads(parameters_json), context)
+                obj = cls(rule_id, json.loads(settings_json), json.loads(parameters_json))
             except BaseException as exc:
                 raise PolicyRaised(describe(exc)) from None
+            problem = _eval_problem(obj)
+            if problem:
+                raise PolicyRaised(problem)
+            return Instance(obj, json.loads(parameters_json), context)
+
+
+        def _eval_problem(obj):
+            # As the servers' worker host checks it when it makes an instance (a push's dry load refuses such a policy).
+            try:
+                method = getattr(obj, "eval", None)
+            except Exception:
+                return None
+            if not callable(method):
+                return "AIOSv1PolicyRule has no eval(parameters, input_data, context) method"
+            import inspect
+            try:
+                signature = inspect.signature(method)
+            except (TypeError, ValueError):
+                return None
+            try:
+                signature.bind(None, None, None)
+            except TypeError:
+                return f"AIOSv1PolicyRule.eval{signature} cannot be called as eval(parameters, input_data, context)"
+            return None
         """;
 }

@@ -419,11 +419,38 @@ def _instantiate(bundle: BundleDirectory, uri: str, settings: dict, parameters: 
     if not isinstance(cls, type):
         raise PolicyGridApiError(422, "policy_error", f"code/function.py of {uri} defines no class AIOSv1PolicyRule")
     try:
-        return cls(uri, copy.deepcopy(settings), copy.deepcopy(parameters))
+        instance = cls(uri, copy.deepcopy(settings), copy.deepcopy(parameters))
     except BaseException as e:
         if not _raised_by_policy(e, _code_dir_of(cls)):
             raise
         raise PolicyGridApiError(422, "policy_error", f"AIOSv1PolicyRule.__init__ of {uri} raised {_described_exception(e)}") from e
+    problem = _eval_problem(instance)
+    if problem:
+        raise PolicyGridApiError(422, "policy_error", f"{problem} (policy {uri})")
+    return instance
+
+
+def _eval_problem(instance: Any) -> str | None:
+    """Why instance.eval cannot be called as eval(parameters, input_data, context), or None: as the servers' worker host
+    checks it when it makes an instance (a push refuses such a policy). A class without eval used to load here and fail
+    each call with an AttributeError."""
+    try:
+        method = getattr(instance, "eval", None)
+    except Exception:  # noqa: BLE001 - a __getattr__ of the policy's: the call will tell
+        return None
+    if not callable(method):
+        return "AIOSv1PolicyRule has no eval(parameters, input_data, context) method"
+    import inspect
+
+    try:
+        signature = inspect.signature(method)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(None, None, None)
+    except TypeError:
+        return f"AIOSv1PolicyRule.eval{signature} cannot be called as eval(parameters, input_data, context)"
+    return None
 
 
 def _code_dir_of(cls: type) -> str | None:
