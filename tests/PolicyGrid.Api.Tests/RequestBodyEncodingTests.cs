@@ -58,6 +58,20 @@ public sealed class RequestBodyEncodingTests(GridServer server) : IClassFixture<
         created.Status.ShouldBe(200, created.Body?.ToJsonString());
     }
 
+    [Theory]
+    [InlineData("/policy")]
+    [InlineData("/executor/local/execute_policy")]
+    [InlineData("/policy/query")]
+    public async Task A_json_body_sent_as_a_form_curls_default_without_H_is_a_400_naming_the_content_type_to_send(string path)
+    {
+        // `curl -d '{...}'` without `-H 'Content-Type: application/json'`: the answer named what was wrong, not the fix.
+        var (name, json) = await PolicyBody("sent_as_form");
+        var answer = await PostBytes(path, json, "application/x-www-form-urlencoded");
+        ShouldBeBadRequest(answer, "'application/x-www-form-urlencoded'", "Content-Type: application/json");
+        await ShouldNotBeStored(name);
+        await ShouldStillServe();
+    }
+
     private static byte[] Gzip(byte[] bytes)
     {
         using var buffer = new MemoryStream();

@@ -90,6 +90,9 @@ public sealed class JsonBody : IEndpointParameterMetadataProvider
     /// <summary>How deeply a request body may nest (stored documents: DocumentDepth.MaxStored).</summary>
     public const int MaxDepth = PolicyGrid.Core.Documents.DocumentDepth.Max;
 
+    /// <summary>What a refused Content-Type's answer tells the caller to do (curl: <c>-H 'Content-Type: application/json'</c>).</summary>
+    internal const string SendAsJson = "send the body as JSON with the header Content-Type: application/json";
+
     private static void CheckContentType(string? contentType, ReadOnlySpan<byte> body)
     {
         // A missing Content-Type is tolerated (raw HTTP clients); anything that says it is not JSON is refused.
@@ -97,7 +100,7 @@ public sealed class JsonBody : IEndpointParameterMetadataProvider
         var parts = contentType.Split(';');
         var mediaType = parts[0].Trim();
         if (!mediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase) && !mediaType.EndsWith("+json", StringComparison.OrdinalIgnoreCase))
-            throw Problems.BadRequest($"Content-Type '{mediaType}' is not supported here; send the body as application/json");
+            throw Problems.BadRequest($"Content-Type '{mediaType}' is not supported here; {SendAsJson}");
         foreach (var parameter in parts.AsSpan(1))
         {
             var equals = parameter.IndexOf('=');

@@ -25,7 +25,8 @@ public static class StatusCodeEnvelopes
             404 => Failure.Of(404, ErrorCodes.NotFound, $"{Problems.NoSuchRoute}{request.Method} {request.Path}"),
             405 => Failure.Of(405, ErrorCodes.BadRequest, $"{request.Method} is not allowed on {request.Path}{Allowed(http)}"),
             413 => Failure.Of(413, ErrorCodes.TooLarge, "request body is larger than the server's limit"),
-            415 => Failure.Of(400, ErrorCodes.BadRequest, $"Content-Type '{request.ContentType}' is not supported here"),
+            // The usual cause is `curl -d` without `-H 'Content-Type: application/json'` (curl then says it is a form): say the fix.
+            415 => Failure.Of(400, ErrorCodes.BadRequest, $"Content-Type '{request.ContentType}' is not supported here; {JsonBody.SendAsJson}"),
             401 => Failure.Of(401, ErrorCodes.Unauthorized, "an API token is required"),
             403 => Failure.Of(403, ErrorCodes.Forbidden, "the API token does not allow this"),
             _ => Failure.Of(status, status >= 500 ? "internal_error" : ErrorCodes.BadRequest, $"request failed with status {status}"),
