@@ -63,6 +63,7 @@ public static class CliCommon
             catch (ServerFailureException e)
             {
                 env.Error.WriteLine(e.Status == 0 ? $"error: {e.Message}" : $"error: {e.Message} ({e.Status} {e.Code})");
+                if (TokenHint(e.Status, parse) is { } hint) env.Error.WriteLine(hint);
                 return e.Status == 0 ? Unreachable : ServerSaidNo;
             }
             catch (UsageException e)
@@ -71,6 +72,23 @@ public static class CliCommon
                 return UsageError;
             }
         });
+
+    /// <summary>
+    /// What a CLI user does about a 401 or 403. The server's message speaks HTTP ("send 'Authorization: Bearer
+    /// &lt;token&gt;'"), which a CLI user does not write: the CLI sends the token it is given with --token or
+    /// POLICYGRID_TOKEN, and said neither.
+    /// </summary>
+    public static string? TokenHint(int status, ParseResult parse)
+    {
+        var given = parse.GetValue(Token) is { Length: > 0 };
+        return (status, given) switch
+        {
+            (401, false) => "hint: this server requires an API token; give it with --token <token> or the environment variable POLICYGRID_TOKEN",
+            (401, true) => "hint: the server does not accept the token given with --token or POLICYGRID_TOKEN; check it against the server's PolicyGrid:Auth:Tokens",
+            (403, _) => "hint: give a token with the scope named above, with --token <token> or POLICYGRID_TOKEN",
+            _ => null,
+        };
+    }
 
     /// <summary>The longest wait or deadline a timer takes (int.MaxValue ms, about 24.8 days).</summary>
     public const double MaxSeconds = int.MaxValue / 1000.0;
@@ -137,6 +155,8 @@ public sealed class CliSession(CliEnvironment env, ParseResult parse)
 {
     public CliEnvironment Env => env;
     public bool Json => parse.GetValue(CliCommon.Json);
+
+    public string? TokenHint(int status) => CliCommon.TokenHint(status, parse);
 
     public RegistryClient Client()
     {

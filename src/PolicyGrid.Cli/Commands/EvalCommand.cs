@@ -85,6 +85,7 @@ public static class EvalCommand
         catch (PolicyGridApiException e)
         {
             session.Env.Error.WriteLine($"error: {e.Reason} ({e.Status} {e.Code})");
+            if (session.TokenHint(e.Status) is { } hint) session.Env.Error.WriteLine(hint);
             return CliCommon.ServerSaidNo;
         }
     }
