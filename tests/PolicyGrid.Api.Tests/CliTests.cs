@@ -136,6 +136,26 @@ public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDi
     }
 
     [Fact]
+    public async Task Deleting_a_policy_a_function_uses_names_the_clis_force_option_not_the_query_parameter()
+    {
+        var name = Unique("cli_in_use");
+        var uri = PolicyDocuments.Uri(name);
+        (await Run("policy", "push", PolicyDir(name), "--manifest", Path.Combine(workDir, $"{name}.json"))).ExitCode.ShouldBe(0);
+        var deployed = await Run("function", "deploy", name, "--policy", uri);
+        deployed.ExitCode.ShouldBe(0, deployed.Error);
+
+        var refused = await Run("policy", "delete", uri);
+        refused.ExitCode.ShouldBe(1);
+        refused.Error.ShouldContain("409 conflict");
+        refused.Error.ShouldContain($"policygrid policy delete {uri} --force");
+        (await Run("policy", "get", uri)).ExitCode.ShouldBe(0);
+
+        var forced = await Run("policy", "delete", uri, "--force");
+        forced.ExitCode.ShouldBe(0, forced.Error);
+        (await Run("function", "remove", name)).ExitCode.ShouldBe(0);
+    }
+
+    [Fact]
     public async Task Push_of_a_directory_without_function_py_is_a_usage_error()
     {
         var empty = Directory.CreateDirectory(Path.Combine(workDir, "empty")).FullName;

@@ -112,7 +112,15 @@ public static class PolicyCommands
         command.SetRun(env, async (parse, session, ct) =>
         {
             var path = $"policy/{Uri.EscapeDataString(parse.GetValue(uri)!)}" + (parse.GetValue(force) ? "?force=true" : "");
-            var answer = await session.Client().DeleteAsync(path, ct);
+            ServerAnswer answer;
+            try { answer = await session.Client().DeleteAsync(path, ct); }
+            catch (ServerFailureException e) when (e.Status == 409 && !parse.GetValue(force) && e.Message.Contains("force", StringComparison.Ordinal))
+            {
+                // The server's way out is "?force=true", a query parameter: what this verb takes for it is --force.
+                session.Env.Error.WriteLine($"error: {e.Message} ({e.Status} {e.Code})");
+                session.Env.Error.WriteLine($"hint: policygrid policy delete {parse.GetValue(uri)} --force deletes it anyway (its functions keep running their snapshot)");
+                return CliCommon.ServerSaidNo;
+            }
             session.Show(answer.Data, console => console.MarkupLine($"deleted [bold]{Markup.Escape(answer.Data?["policy_rule_uri"]?.ToString() ?? "")}[/]"));
             return CliCommon.Ok;
         });
