@@ -222,6 +222,18 @@ public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDi
         (await Run("executor", "get", id)).ExitCode.ShouldBe(1);
     }
 
+    [Theory]
+    [InlineData("{'ip': '10.0.0.1'}")] // Python's quotes
+    [InlineData("{ip: 10.0.0.1}")]     // the shell ate the double quotes: --input "{"ip": "10.0.0.1"}"
+    public async Task Input_quoted_wrongly_is_a_usage_error_that_shows_how_to_quote_json_on_a_command_line(string input)
+    {
+        var run = await Run("eval", "ip_allowlist:1.0-beta", "--input", input);
+        run.ExitCode.ShouldBe(2);
+        run.Error.ShouldContain("--input is not valid JSON");
+        run.Error.ShouldContain("double quotes");
+        run.Error.ShouldContain("""--input '{"key": "value"}'""");
+    }
+
     [Fact]
     public async Task Eval_runs_the_worked_example_on_an_executor_and_reports_policy_errors()
     {

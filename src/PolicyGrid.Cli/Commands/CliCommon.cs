@@ -110,7 +110,13 @@ public static class CliCommon
     {
         if (string.IsNullOrWhiteSpace(text)) return null;
         try { return Written(JsonNode.Parse(text), option); }
-        catch (JsonException e) { throw new UsageException($"{option} is not valid JSON: {e.Message}"); }
+        // The usual cause is quoting: single-quoted or bare keys (Python or JavaScript habits), or a shell that split or
+        // ate the quotes. Say how JSON is written on a command line, not only where the parser stopped.
+        catch (JsonException e)
+        {
+            throw new UsageException($"{option} is not valid JSON: {e.Message} JSON puts keys and strings in double quotes; "
+                + $"in a shell, quote the whole value with single quotes: {option} '{{\"key\": \"value\"}}'");
+        }
     }
 
     // The parser takes an escaped lone surrogate ("\ud800", as a value or a key) as valid syntax; writing the text for the
