@@ -1,10 +1,12 @@
 """Envelope decoding and fail-closed transport of PolicyGridClient."""
 import http.server
 import json
+import os
 import threading
 import time
 import unittest
 import warnings
+from unittest import mock
 
 import support  # noqa: F401  (puts the SDK on the path when it is not installed)
 from policygrid import PolicyGridApiError, PolicyGridClient, PolicyGridWarning, ServerUnreachableError
@@ -161,6 +163,34 @@ class EnvelopeTests(unittest.TestCase):
             PolicyGridClient(self.canned.url).query_policies({}, limt=5)
 
 
+class UnauthorizedTests(unittest.TestCase):
+    """A 401 says how to give this SDK a token, not only the server's HTTP wording."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.canned = CannedServer()
+        cls.canned.answer = (401, json.dumps({"success": False, "code": "unauthorized", "message":
+                             "this server requires an API token: send 'Authorization: Bearer <token>'"}).encode(), "application/json")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.canned.close()
+
+    def test_without_a_token_the_error_says_to_pass_token_or_set_POLICYGRID_TOKEN(self):
+        with mock.patch.dict(os.environ, {"POLICYGRID_TOKEN": ""}):
+            with self.assertRaises(PolicyGridApiError) as caught:
+                PolicyGridClient(self.canned.url).get_policy("a:1-b")
+        self.assertEqual((caught.exception.status, caught.exception.code), (401, "unauthorized"))
+        self.assertIn("requires an API token", caught.exception.message)
+        self.assertIn("token=", caught.exception.message)
+        self.assertIn("POLICYGRID_TOKEN", caught.exception.message)
+
+    def test_with_a_token_the_error_says_that_token_is_not_accepted(self):
+        with self.assertRaises(PolicyGridApiError) as caught:
+            PolicyGridClient(self.canned.url, token="not-the-servers-token").get_policy("a:1-b")
+        self.assertIn("not one the server accepts", caught.exception.message)
+
+
 class TokenScopeTests(unittest.TestCase):
     """The bearer token is for the PolicyGrid server only: a policy's `code` may be any writer's URL."""
 
@@ -212,6 +242,9 @@ class UnreachableTests(unittest.TestCase):
             PolicyGridClient(url, timeout=2).get_policy("a:1-b")
         self.assertEqual((caught.exception.status, caught.exception.code), (503, "backend_unavailable"))
         self.assertIn(url, caught.exception.message)
+        # What to do about it, as the CLI says: start the server, or point the SDK elsewhere.
+        self.assertIn("policygrid serve", caught.exception.message)
+        self.assertIn("POLICYGRID_SERVER", caught.exception.message)
 
     def test_a_broken_answer_raises_server_unreachable_not_an_http_client_error(self):
         import socket

@@ -278,6 +278,9 @@ class PolicyGridClient:
             return self._decode(e.code, headers_, payload, url)
         except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, OSError) as e:
             reason = getattr(e, "reason", None) or e
+            if isinstance(reason, ConnectionRefusedError):
+                # Nothing listens there: the usual cause is a server not started yet, or the wrong address. Say the fix.
+                reason = f"{reason} (is `policygrid serve` running there? pass server= or set POLICYGRID_SERVER to point elsewhere)"
             raise ServerUnreachableError(self.server, str(reason)) from e
         except http.client.HTTPException as e:
             # Not an HTTP answer, or one cut short: no PolicyGrid answered, so the call fails closed the same way.
@@ -297,8 +300,12 @@ class PolicyGridClient:
                 for warning in said:
                     _warnings.warn(warning, PolicyGridWarning, stacklevel=_caller_level())
                 return Response(envelope.get("data"), headers, status, enveloped=True, warnings=said)
-            raise PolicyGridApiError(status, str(envelope.get("code") or _code_for(status)),
-                                     str(envelope.get("message") or f"HTTP {status}"),
+            message = str(envelope.get("message") or f"HTTP {status}")
+            if status == 401:
+                # The server speaks HTTP ("send 'Authorization: Bearer <token>'"); an SDK caller gives the token here.
+                message += ("; the token given with token= or POLICYGRID_TOKEN is not one the server accepts" if self.token
+                            else "; give the SDK an API token with token= or the environment variable POLICYGRID_TOKEN")
+            raise PolicyGridApiError(status, str(envelope.get("code") or _code_for(status)), message,
                                      envelope.get("errors") or [])
         if status == 200:
             # Outside the envelope (/healthz etc.): hand back what came.
