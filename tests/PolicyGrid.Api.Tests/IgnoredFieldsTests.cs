@@ -100,6 +100,35 @@ public sealed class IgnoredFieldsTests(GridServer server) : IClassFixture<GridSe
     }
 
     [Fact]
+    public async Task A_call_refused_as_invalid_names_the_fields_it_ignored_as_the_likely_cause()
+    {
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+
+        // "input" (the CLI's --input) for input_data: the refusal said only that input_data was missing.
+        var execute = await client.Post("/executor/local/execute_policy",
+            $$$"""{"policy_rule_uri": "{{{uri}}}", "input": {"ip": "10.0.0.1"}}""");
+        execute.Status.ShouldBe(400);
+        execute.Code.ShouldBe("validation_failed");
+        execute.Message.ShouldStartWith("input_data: is required (a JSON object); 'input' is not a field of an execute_policy request and was ignored");
+        execute.Body!["errors"]!.AsArray().Single()!["path"]!.GetValue<string>().ShouldBe("input_data");
+
+        // Type 2's input_data sent to a job, whose input is "inputs": the refusal said only that inputs.ip was missing.
+        var job = await client.Post("/jobs/submit/local",
+            $$$"""{"policy_rule_uri": "{{{uri}}}", "input_data": {"ip": "10.0.0.1"}}""");
+        job.Status.ShouldBe(400);
+        job.Message.ShouldStartWith("inputs.ip: is required; 'input_data' is not a field of a job and was ignored");
+
+        var manage = await client.Post("/executor/local/management",
+            $$"""{"policy_rule_uri": "{{uri}}", "acton": "get_state"}""");
+        manage.Status.ShouldBe(400);
+        manage.Message.ShouldContain("'acton' is not a field of a management request and was ignored; did you mean 'action'?");
+
+        // A refusal of a body with only known fields is as it was.
+        var clean = await client.Post("/executor/local/execute_policy", $$"""{"policy_rule_uri": "{{uri}}"}""");
+        clean.Message.ShouldBe("input_data: is required (a JSON object)");
+    }
+
+    [Fact]
     public async Task A_template_key_that_checks_nothing_is_stored_as_written_and_warned_of_where_it_is_written()
     {
         var name = Unique("template");

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Errors;
 
 namespace PolicyGrid.Api.Documents;
 
@@ -40,6 +41,22 @@ public static class IgnoredFields
                 + (meant is null ? $" (fields: {string.Join(", ", known.Select(k => prefix + k))})" : $"; did you mean '{prefix}{meant}'?"));
         }
         return warnings ?? (IReadOnlyList<string>)[];
+    }
+
+    /// <summary>
+    /// A call refused as invalid (400) whose body also named fields the call does not have: the refusal, with those
+    /// fields named as a success's warnings would name them. A misnamed field is the usual cause, and the refusal alone
+    /// hid it: <c>input</c> for execute_policy's <c>input_data</c> was "input_data: is required", a job's
+    /// <c>input_data</c> for its <c>inputs</c> "inputs.ip: is required". Null when there is nothing to add.
+    /// </summary>
+    public static PolicyGridException? Explained(PolicyGridException refusal, JsonObject body, IReadOnlySet<string> known, string kind)
+    {
+        ArgumentNullException.ThrowIfNull(refusal);
+        if (refusal.Status != 400) return null;
+        var ignored = Warnings(body, known, kind, fate: "was ignored");
+        return ignored.Count == 0 ? null
+            : new PolicyGridException(refusal.Status, refusal.Code, $"{refusal.Message}; {string.Join("; ", ignored)}", refusal.Errors, refusal)
+                { RetryAfterSeconds = refusal.RetryAfterSeconds };
     }
 
     /// <summary>The known field a typo most likely meant (<see cref="FieldNames.Closest"/>); null when none is.</summary>

@@ -121,15 +121,31 @@ public static class ExecutorsApi
 
     public static async Task<EnvelopeOk<JsonObject>> Execute(string id, JsonBody body, [AsParameters] ExecutorServices services, CancellationToken ct)
     {
-        var request = ExecutionBodies.Execution(body.RequireObject(), TimeoutLimit.Of(services.Runtime.Value));
-        var result = await services.Dispatch.ExecuteAsync(id, request, services.Http.Caller(), ct);
+        PolicyResult result;
+        try
+        {
+            var request = ExecutionBodies.Execution(body.RequireObject(), TimeoutLimit.Of(services.Runtime.Value));
+            result = await services.Dispatch.ExecuteAsync(id, request, services.Http.Caller(), ct);
+        }
+        catch (PolicyGridException e) when (IgnoredFields.Explained(e, body.RequireObject(), ExecutionBodies.ExecutionFields, "an execute_policy request") is { } explained)
+        {
+            throw explained;
+        }
         return PolicyAnswer(services.Http, result, IgnoredFields.Warnings(body.RequireObject(), ExecutionBodies.ExecutionFields, "an execute_policy request", fate: "was ignored"));
     }
 
     public static async Task<EnvelopeOk<JsonObject>> Manage(string id, JsonBody body, [AsParameters] ExecutorServices services, CancellationToken ct)
     {
-        var request = ExecutionBodies.Management(body.RequireObject(), TimeoutLimit.Of(services.Runtime.Value));
-        var result = await services.Dispatch.ManageAsync(id, request, services.Http.Caller(), ct);
+        PolicyResult result;
+        try
+        {
+            var request = ExecutionBodies.Management(body.RequireObject(), TimeoutLimit.Of(services.Runtime.Value));
+            result = await services.Dispatch.ManageAsync(id, request, services.Http.Caller(), ct);
+        }
+        catch (PolicyGridException e) when (IgnoredFields.Explained(e, body.RequireObject(), ExecutionBodies.ManagementFields, "a management request") is { } explained)
+        {
+            throw explained;
+        }
         return PolicyAnswer(services.Http, result, IgnoredFields.Warnings(body.RequireObject(), ExecutionBodies.ManagementFields, "a management request", fate: "was ignored"));
     }
 

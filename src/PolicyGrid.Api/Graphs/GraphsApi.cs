@@ -9,6 +9,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using PolicyGrid.Api.Auth;
 using PolicyGrid.Api.Documents;
+using PolicyGrid.Core.Errors;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Core.Querying;
@@ -79,10 +80,20 @@ public static class GraphsApi
     /// <summary>The header a synchronous run's answer names its execution id in (its nodes' decision log records carry it), a failed run's too.</summary>
     public const string ExecutionIdHeader = Envelope.ErrorEnvelopeMiddleware.ExecutionIdHeader;
 
-    public static async Task<EnvelopeOk<JsonNode?>> Execute(JsonBody body, GraphRegistry graphs, HttpContext http, CancellationToken ct) =>
-        Answer.Ok(await graphs.ExecuteAsync(body.RequireObject(), http.Caller(), id => http.Response.Headers[ExecutionIdHeader] = id,
-                () => http.Response.Headers["Deprecation"] = "true", ct),
-            IgnoredFields.Warnings(body.RequireObject(), ExecuteFields, "an execute_graph request", fate: "was ignored"));
+    public static async Task<EnvelopeOk<JsonNode?>> Execute(JsonBody body, GraphRegistry graphs, HttpContext http, CancellationToken ct)
+    {
+        JsonNode? result;
+        try
+        {
+            result = await graphs.ExecuteAsync(body.RequireObject(), http.Caller(), id => http.Response.Headers[ExecutionIdHeader] = id,
+                () => http.Response.Headers["Deprecation"] = "true", ct);
+        }
+        catch (PolicyGridException e) when (IgnoredFields.Explained(e, body.RequireObject(), ExecuteFields, "an execute_graph request") is { } explained)
+        {
+            throw explained;
+        }
+        return Answer.Ok(result, IgnoredFields.Warnings(body.RequireObject(), ExecuteFields, "an execute_graph request", fate: "was ignored"));
+    }
 
     /// <summary>The fields of an execute_graph body.</summary>
     public static readonly IReadOnlySet<string> ExecuteFields = new HashSet<string>(StringComparer.Ordinal)

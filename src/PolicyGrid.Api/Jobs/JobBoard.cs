@@ -33,7 +33,9 @@ public sealed class JobBoard(
     ILogger<JobBoard> logger,
     DecisionLog? decisions = null)
 {
-    private static readonly HashSet<string> SubmitFields = ["name", "policy_rule_uri", "policy_rule_parameters", "node_selector", "inputs", "timeout_seconds"];
+    /// <summary>The fields of a job submission (<c>POST /jobs/submit</c>).</summary>
+    public static readonly IReadOnlySet<string> SubmitFields = new HashSet<string>(StringComparer.Ordinal)
+        { "name", "policy_rule_uri", "policy_rule_parameters", "node_selector", "inputs", "timeout_seconds" };
     private readonly ConcurrentDictionary<string, Task> runs = new(StringComparer.Ordinal);
     // Jobs this server follows on another server (an http(s):// or dapr:// executor): one of them arriving back at this
     // server's own /create_job means that executor is this server itself.

@@ -69,14 +69,32 @@ public static class JobsApi
         return app;
     }
 
-    public static async Task<EnvelopeOk<JsonObject>> SubmitTo([FromRoute(Name = "executor_id"), Description("The executor to run on")] string executorId, JsonBody body, JobBoard board, HttpContext http, CancellationToken ct) =>
-        Submitted(await board.SubmitAsync(executorId, body.RequireObject(), Deprecating(http), ct), body.RequireObject());
+    public static Task<EnvelopeOk<JsonObject>> SubmitTo([FromRoute(Name = "executor_id"), Description("The executor to run on")] string executorId, JsonBody body, JobBoard board, HttpContext http, CancellationToken ct) =>
+        SubmitAsync(executorId, body, board, http, ct);
 
-    public static async Task<EnvelopeOk<JsonObject>> SubmitAnywhere(JsonBody body, JobBoard board, HttpContext http, CancellationToken ct) =>
-        Submitted(await board.SubmitAsync(null, body.RequireObject(), Deprecating(http), ct), body.RequireObject());
+    public static Task<EnvelopeOk<JsonObject>> SubmitAnywhere(JsonBody body, JobBoard board, HttpContext http, CancellationToken ct) =>
+        SubmitAsync(null, body, board, http, ct);
+
+    private static async Task<EnvelopeOk<JsonObject>> SubmitAsync(string? executorId, JsonBody body, JobBoard board, HttpContext http, CancellationToken ct)
+    {
+        JsonObject job;
+        try { job = await board.SubmitAsync(executorId, body.RequireObject(), Deprecating(http), ct); }
+        catch (PolicyGridException e) when (IgnoredFields.Explained(e, body.RequireObject(), RecordFields, "a job") is { } explained)
+        {
+            throw explained;
+        }
+        return Submitted(job, body.RequireObject());
+    }
 
     // A job of a deprecated policy still runs; its submit's answer says so, as every execution of one does.
     private static Action Deprecating(HttpContext http) => () => http.Response.Headers["Deprecation"] = "true";
+
+    /// <summary>
+    /// The fields of a job record, which holds every field a submission may carry: what a refused submission names as
+    /// ignored is what an accepted one's warnings would (a record's own fields, such as job_id, are not warned of).
+    /// </summary>
+    private static readonly IReadOnlySet<string> RecordFields = new HashSet<string>(JobBoard.SubmitFields.Concat(
+        ["job_id", "executor_id", "status", "result", "error", "created_at", "started_at", "finished_at"]), StringComparer.Ordinal);
 
     // The job record holds every field a submission may carry, so a field it lacks was dropped: the answer says so.
     private static EnvelopeOk<JsonObject> Submitted(JsonObject job, JsonObject body) =>
