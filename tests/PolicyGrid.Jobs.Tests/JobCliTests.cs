@@ -88,6 +88,18 @@ public sealed class JobCliTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Cancel_of_a_job_that_already_ended_says_nothing_was_cancelled()
+    {
+        await InsertPendingAsync("cli-5");
+        var token = await server.Services.GetRequiredService<JobResultTokens>().IssueAsync("cli-5", CancellationToken.None);
+        await server.CreateClient().Post("/jobs/cli-5/result", """{"status":"succeeded","result":{}}""", bearer: token);
+
+        var (code, output, _) = await RunAsync("job", "cancel", "cli-5");
+        code.ShouldBe(0);
+        output.ShouldContain("job cli-5 had already ended (succeeded): nothing to cancel");
+    }
+
+    [Fact]
     public async Task Mistakes_are_named_with_the_usage_or_server_exit_code()
     {
         (await RunAsync("job", "submit", policy, "--inputs", "{not json")).ShouldSatisfyAllConditions(

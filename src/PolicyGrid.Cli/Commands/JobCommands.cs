@@ -92,8 +92,12 @@ public static class JobCommands
         command.SetRun(env, async (parse, session, ct) =>
         {
             var answer = await session.Client().DeleteAsync($"jobs/{Uri.EscapeDataString(parse.GetValue(id)!)}", ct);
-            session.Show(answer.Data, console => console.MarkupLine(
-                $"job [bold]{Markup.Escape(answer.Data?["job_id"]?.ToString() ?? "")}[/] is {Markup.Escape(answer.Data?["status"]?.ToString() ?? "")}"));
+            var jobId = Markup.Escape(answer.Data?["job_id"]?.ToString() ?? "");
+            var status = answer.Data?["status"]?.ToString() ?? "";
+            // A job that had already ended is answered unchanged: "job j is succeeded" read as if cancel did something.
+            session.Show(answer.Data, console => console.MarkupLine(status == "cancelled"
+                ? $"job [bold]{jobId}[/] is cancelled"
+                : $"job [bold]{jobId}[/] had already ended ({Markup.Escape(status)}): nothing to cancel"));
             return CliCommon.Ok;
         });
         return command;
