@@ -328,6 +328,19 @@ public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDi
         var code = await CliApp.RunAsync(["executor", "get", "local", "--server", "http://127.0.0.1:9"], env);
         code.ShouldBe(3);
         error.ToString().ShouldContain("cannot reach the server");
+        error.ToString().ShouldContain("is `policygrid serve` running?");
+    }
+
+    [Fact]
+    public async Task Eval_local_against_an_unreachable_server_is_exit_code_3_with_the_same_hint()
+    {
+        var error = new StringWriter();
+        var env = new CliEnvironment(CliEnvironment.PlainConsole(new StringWriter()), new StringWriter(), error,
+            uri => new HttpClient { BaseAddress = uri, Timeout = TimeSpan.FromSeconds(5) });
+        var code = await CliApp.RunAsync(["eval", "ip_allowlist:1.0-beta", "--input", "{}", "--local", "--server", "http://127.0.0.1:9"], env);
+        code.ShouldBe(3);
+        error.ToString().ShouldContain("cannot reach PolicyGrid at http://127.0.0.1:9/");
+        error.ToString().ShouldContain("is `policygrid serve` running? use --server to point elsewhere");
     }
 
     [Theory]

@@ -79,7 +79,10 @@ public static class EvalCommand
         }
         catch (PolicyGridUnreachableException e)
         {
-            session.Env.Error.WriteLine($"error: {e.Reason}");
+            // As every other verb says it (RegistryClient): nothing answered there, so say what to check.
+            session.Env.Error.WriteLine(e.InnerException is HttpRequestException
+                ? $"error: {e.Reason} (is `policygrid serve` running? use --server to point elsewhere)"
+                : $"error: {e.Reason}");
             return CliCommon.Unreachable;
         }
         catch (PolicyGridApiException e)
