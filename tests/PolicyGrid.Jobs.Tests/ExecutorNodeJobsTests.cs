@@ -75,6 +75,21 @@ public sealed class ExecutorNodeJobsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_job_whose_policy_the_node_does_not_hold_fails_saying_to_register_it_on_the_node()
+    {
+        // What a newcomer meets registering a second serve as an executor: the policy is on the registry only.
+        await NodeStore.DeleteAsync(Collections.Policies, "batch:1.0-test", null, TestContext.Current.CancellationToken);
+        var submitted = await client.Post("/jobs/submit/edge", """{"policy_rule_uri":"batch:1.0-test","inputs":{"mode":"echo"}}""");
+        submitted.Status.ShouldBe(200, submitted.Message);
+
+        var done = (await client.Get($"/jobs/{submitted.Data!["job_id"]!.GetValue<string>()}?wait=60")).Data!;
+        done["status"]!.GetValue<string>().ShouldBe("failed");
+        var error = done["error"]!.GetValue<string>();
+        error.ShouldContain("policy 'batch:1.0-test' is registered on this server but not in the registry of executor node");
+        error.ShouldContain("register it on the node too");
+    }
+
+    [Fact]
     public async Task A_node_sharing_the_registrys_store_runs_the_job_the_registry_recorded()
     {
         // The Dapr registry and executor apps share one document store. The registry records the job, marks it running

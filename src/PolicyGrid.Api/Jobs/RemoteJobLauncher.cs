@@ -80,7 +80,13 @@ public sealed class RemoteJobLauncher(HttpClient http, Uri node, string? token, 
                     var (status, message) = ((int)response.StatusCode, await MessageAsync(response, ct));
                     return JobOutcome.Failed(NodeAnswers.IsWrongAddress(status, message)
                         ? NodeAnswers.WrongAddress(node, $"{status} {message}")
-                        : $"executor node {node.Authority} refused the job: {status} {message}");
+                        : status == 404 && message.Contains($"'{launch.PolicyRuleUri}'", StringComparison.Ordinal)
+                            // The registry holds the policy (the submission was checked against it); the node looks policies up in
+                            // its own registry. Said as Type 2 says it (RemoteExecutorClient), not as a bare "no policy" the
+                            // caller took for this server's registry lacking one it plainly holds.
+                            ? $"policy '{launch.PolicyRuleUri}' is registered on this server but not in the registry of executor node {node.Authority}, "
+                                + $"which runs jobs with policies from its own registry: register it on the node too (the node answered: {status} {message})"
+                            : $"executor node {node.Authority} refused the job: {status} {message}");
                 }
             }
             catch (HttpRequestException e)
