@@ -156,6 +156,32 @@ public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDi
     }
 
     [Fact]
+    public async Task A_policy_uri_with_a_typo_is_answered_with_the_versions_of_that_name_or_that_no_policy_has_it()
+    {
+        var name = Unique("cli_typo");
+        var uri = PolicyDocuments.Uri(name);
+        (await Run("policy", "push", PolicyDir(name), "--manifest", Path.Combine(workDir, $"{name}.json"))).ExitCode.ShouldBe(0);
+
+        var wrongVersion = await Run("policy", "get", $"{name}:9.9-nope");
+        wrongVersion.ExitCode.ShouldBe(1);
+        wrongVersion.Error.ShouldContain("404 not_found");
+        wrongVersion.Error.ShouldContain($"hint: registered versions of '{name}': {uri}");
+
+        var evalWrongVersion = await Run("eval", $"{name}:9.9-nope", "--input", "{}");
+        evalWrongVersion.Error.ShouldContain($"hint: registered versions of '{name}': {uri}");
+        var localWrongVersion = await Run("eval", $"{name}:9.9-nope", "--input", "{}", "--local");
+        localWrongVersion.Error.ShouldContain($"hint: registered versions of '{name}': {uri}");
+
+        var wrongName = await Run("policy", "get", $"{name}x:1.0-test");
+        wrongName.Error.ShouldContain($"hint: no policy is named '{name}x'");
+
+        // A 404 about something else (an executor) says nothing of the policy, which is there.
+        var wrongExecutor = await Run("eval", uri, "--input", "{}", "--executor", "no_such_executor");
+        wrongExecutor.ExitCode.ShouldBe(1);
+        wrongExecutor.Error.ShouldNotContain("hint:");
+    }
+
+    [Fact]
     public async Task Push_of_a_directory_without_function_py_is_a_usage_error()
     {
         var empty = Directory.CreateDirectory(Path.Combine(workDir, "empty")).FullName;

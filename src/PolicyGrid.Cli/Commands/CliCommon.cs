@@ -64,6 +64,7 @@ public static class CliCommon
             {
                 env.Error.WriteLine(e.Status == 0 ? $"error: {e.Message}" : $"error: {e.Message} ({e.Status} {e.Code})");
                 if (TokenHint(e.Status, parse) is { } hint) env.Error.WriteLine(hint);
+                if (e.Status == 404 && await session.MissingPolicyHintAsync(ct) is { } missing) env.Error.WriteLine(missing);
                 return e.Status == 0 ? Unreachable : ServerSaidNo;
             }
             catch (UsageException e)
@@ -163,6 +164,31 @@ public sealed class CliSession(CliEnvironment env, ParseResult parse)
     public bool Json => parse.GetValue(CliCommon.Json);
 
     public string? TokenHint(int status) => CliCommon.TokenHint(status, parse);
+
+    /// <summary>
+    /// The policy URI this verb names, set before it calls the server: a 404 then says which versions of that name are
+    /// registered (a typo'd version or release tag), or that none is (a typo'd name), where the server's answer only
+    /// said the URI was unknown.
+    /// </summary>
+    public string? PolicyNamed { get; set; }
+
+    /// <summary>The hint for a 404 about <see cref="PolicyNamed"/>; null when it is registered (the 404 was about something else) or cannot be read.</summary>
+    public async Task<string?> MissingPolicyHintAsync(CancellationToken ct)
+    {
+        if (PolicyNamed is not { Length: > 0 } uri) return null;
+        var name = uri.Split(':', 2)[0];
+        try
+        {
+            var found = await Client().PostAsync("policy/query?limit=20&sort=version:desc", new JsonObject { ["name"] = name }, ct);
+            var uris = (found.Data as JsonArray ?? []).Select(p => p?["policy_rule_uri"]?.GetValue<string>()).OfType<string>().ToList();
+            if (uris.Contains(uri)) return null;
+            return uris.Count > 0
+                ? $"hint: registered versions of '{name}': {string.Join(", ", uris)}"
+                : $"hint: no policy is named '{name}'; `policygrid policy query '{{}}'` lists the registered ones";
+        }
+        catch (ServerFailureException) { return null; }
+        catch (UsageException) { return null; }
+    }
 
     public RegistryClient Client()
     {

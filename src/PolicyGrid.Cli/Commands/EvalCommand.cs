@@ -35,6 +35,7 @@ public static class EvalCommand
             if (CliCommon.ParseJsonObject(parse.GetValue(settings), "--settings") is { } s) body["settings"] = s;
             if (parse.GetValue(contextKey) is { Length: > 0 } key) body["context_key"] = key;
             if (CliCommon.Seconds(parse.GetValue(timeout), "--timeout") is { } t) body["timeout_seconds"] = t;
+            session.PolicyNamed = parse.GetValue(uri);
             if (parse.GetValue(local))
             {
                 if (parse.GetValue(executor) is not null) throw new UsageException("--executor and --local exclude each other");
@@ -89,6 +90,7 @@ public static class EvalCommand
         {
             session.Env.Error.WriteLine($"error: {e.Reason} ({e.Status} {e.Code})");
             if (session.TokenHint(e.Status) is { } hint) session.Env.Error.WriteLine(hint);
+            if (e.Status == 404 && await session.MissingPolicyHintAsync(ct) is { } missing) session.Env.Error.WriteLine(missing);
             return CliCommon.ServerSaidNo;
         }
     }

@@ -62,6 +62,7 @@ public static class JobCommands
             };
             if (CliCommon.Seconds(parse.GetValue(timeout), "--timeout") is { } seconds) body["timeout_seconds"] = seconds;
             var path = parse.GetValue(executor) is { Length: > 0 } id ? $"jobs/submit/{Uri.EscapeDataString(id)}" : "jobs/submit";
+            session.PolicyNamed = parse.GetValue(policy);
             var answer = await session.Client().PostAsync(path, body, ct);
             var jobId = answer.Data?["job_id"]?.GetValue<string>() ?? "";
             if (!parse.GetValue(wait))

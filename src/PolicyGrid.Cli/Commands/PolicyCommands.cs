@@ -93,6 +93,7 @@ public static class PolicyCommands
         var command = new Command("get", "Show a policy") { uri };
         command.SetRun(env, async (parse, session, ct) =>
         {
+            session.PolicyNamed = parse.GetValue(uri);
             var answer = await session.Client().GetAsync($"policy/{Uri.EscapeDataString(parse.GetValue(uri)!)}", ct);
             session.Show(answer.Data, console =>
             {
