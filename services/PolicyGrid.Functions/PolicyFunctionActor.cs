@@ -343,10 +343,12 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
                     }
                 }
             }
-            catch (PolicyGridException e) when (e.Code == ErrorCodes.PolicyError && _keepsState != false)
+            catch (PolicyGridException e) when (e.Code == ErrorCodes.PolicyError)
             {
-                // The policy raised part way: its live instance may hold what the call changed before it did, though
-                // nothing of the call is saved. Dropped, it is recreated with set_state(saved) on the next call.
+                // The policy raised (or answered no dict) part way: its live instance may hold what the call changed before
+                // that, though nothing of the call is saved or journalled. Dropped, it is recreated on the next call as a
+                // reactivation recreates it: with set_state(saved), or, for a class without get_state, from the deployment
+                // with the journal replayed first. That instance used to be kept, holding a change no journal had.
                 (_context, _state) = (context0, state0);
                 await _pool.ReleaseAsync(InstanceKey);
                 _replay = true;

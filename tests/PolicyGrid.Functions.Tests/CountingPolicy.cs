@@ -69,6 +69,32 @@ internal static class CountingPolicy
         """;
 
     /// <summary>
+    /// An allowlist without get_state whose add_ip (and eval with "mark") change the instance first and then, when asked,
+    /// raise ("fail") or answer something that is no dict ("refuse"): a failed call must not leave its change behind.
+    /// </summary>
+    public const string HalfwayAllowList = """
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                self.ips = []
+                self.marks = 0
+            def eval(self, parameters, input_data, context):
+                if input_data.get("mark"):
+                    self.marks += 1
+                    if input_data.get("fail"):
+                        raise ValueError("marked, then failed")
+                    if input_data.get("refuse"):
+                        return None
+                return {"ips": self.ips, "marks": self.marks}
+            def management(self, action, data):
+                self.ips.append(data["ip"])
+                if data.get("fail"):
+                    raise ValueError("added %s, then failed" % data["ip"])
+                if data.get("refuse"):
+                    return [data["ip"]]
+                return {"ips": self.ips}
+        """;
+
+    /// <summary>
     /// An allowlist managed by add_ip that also counts the calls it served; add_ip with refuse_after_evals raises on an
     /// instance that has served that many calls (a management action that fails on one instance and not another).
     /// </summary>

@@ -354,8 +354,9 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
         var eval = await actor.CallAsync(new FunctionActorCall("""{"none": true}"""));
         (eval.Status, eval.Message).ShouldBe((422, "function loose: eval returned None, not a dict"));
 
-        // The class keeps no state: its instance keeps what both actions did, and nothing replays the failed one.
-        (await Call(actor))["total"]!.GetValue<int>().ShouldBe(2);
+        // The class keeps no state: the failed action's instance is dropped and rebuilt from the journal, which holds
+        // only the action that succeeded (the instance kept what both did: 2, and 1 after a reactivation).
+        (await Call(actor))["total"]!.GetValue<int>().ShouldBe(1);
     }
 
     [Fact]
@@ -510,7 +511,8 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
         failed.Message.ShouldContain("asked to fail");
         var after = await Check(actor, "10.1.1.1");
         after["allowed"]!.GetValue<bool>().ShouldBeTrue("the instance the failed call left kept no management actions");
-        after["evals"]!.GetValue<int>().ShouldBe(2, "the failed call ran once on the instance that answers now");
+        // What the failed call changed on the instance (its count) goes with it: a fresh one replays the journal.
+        after["evals"]!.GetValue<int>().ShouldBe(1, "the failed call left its change on the instance");
     }
 
     [Theory]
@@ -747,6 +749,49 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
         next["count"]!.GetValue<int>().ShouldBe(2, "the failed call and management changed the live instance");
         next["evals"]!.GetValue<int>().ShouldBe(2);
         JsonNode.Parse(JsonSerializer.Deserialize<string>(state.Saved["state"])!)!["count"]!.GetValue<int>().ShouldBe(2);
+    }
+
+    [Fact]
+    public async Task A_failed_call_or_management_of_a_class_without_get_state_leaves_the_instance_as_a_reactivation_rebuilds_it()
+    {
+        // The actor kept the instance of a class without get_state after a failure: what add_ip appended before it raised
+        // (or answered a list) stayed live, though the journal never had it, until Dapr reactivated the actor.
+        var state = new TestStateManager();
+        var actor = Actor(NewPool(), state, "halfway-allow");
+        (await actor.DeployAsync(AllowList(CountingPolicy.HalfwayAllowList, "halfway-allow"))).Ok.ShouldBeTrue();
+        static Task<FunctionReply> Add(PolicyFunctionActor on, string ip, string? how = null)
+        {
+            var data = new JsonObject { ["ip"] = ip };
+            if (how is not null) data[how] = true;
+            return on.ManageAsync(new FunctionActorManagement("add_ip", data.ToJsonString()));
+        }
+        static async Task<(string Ips, int Marks)> Seen(PolicyFunctionActor on)
+        {
+            var answer = await Call(on);
+            return (answer["ips"]!.ToJsonString(), answer["marks"]!.GetValue<int>());
+        }
+        (await Add(actor, "10.0.0.1")).Ok.ShouldBeTrue();
+
+        var raised = await Add(actor, "10.0.0.2", "fail");
+        (raised.Status, raised.Code).ShouldBe((422, "policy_error"));
+        raised.Message.ShouldContain("added 10.0.0.2, then failed");
+        (await Seen(actor)).ShouldBe(("[\"10.0.0.1\"]", 0), "a management action that raised after it changed the instance left its change");
+
+        var refused = await Add(actor, "10.0.0.3", "refuse");
+        (refused.Status, refused.Message).ShouldBe((422, "function halfway-allow: management 'add_ip' returned a list, not a dict"));
+        (await Seen(actor)).ShouldBe(("[\"10.0.0.1\"]", 0), "a management action whose answer was refused left its change");
+
+        var failedCall = await actor.CallAsync(new FunctionActorCall("""{"mark": true, "fail": true}"""));
+        (failedCall.Status, failedCall.Code).ShouldBe((422, "policy_error"));
+        var refusedCall = await actor.CallAsync(new FunctionActorCall("""{"mark": true, "refuse": true}"""));
+        (refusedCall.Status, refusedCall.Message).ShouldBe((422, "function halfway-allow: eval returned None, not a dict"));
+        (await Seen(actor)).ShouldBe(("[\"10.0.0.1\"]", 0), "an eval that raised (or answered None) after it changed self left its change");
+
+        // Reactivated (a restarted pod, IdleTimeout): the journal rebuilds exactly what the live instance held.
+        var reactivated = Actor(NewPool(), new TestStateManager(state.Saved), "halfway-allow");
+        (await Seen(reactivated)).ShouldBe(("[\"10.0.0.1\"]", 0));
+        (await Add(reactivated, "10.0.0.4", "fail")).Status.ShouldBe(422);
+        (await Seen(reactivated)).ShouldBe(("[\"10.0.0.1\"]", 0), "after the reactivation too");
     }
 
     [Fact]

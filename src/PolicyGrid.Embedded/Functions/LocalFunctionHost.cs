@@ -339,14 +339,17 @@ public sealed class LocalFunctionHost(
             {
                 result = await work();
             }
-            catch (PolicyGridException e) when (e.Code == ErrorCodes.PolicyError && replica.KeepsState != false)
+            catch (PolicyGridException e) when (e.Code == ErrorCodes.PolicyError)
             {
-                // The policy raised (or its get_state did) part way through: the live instance may hold what the call
-                // changed before it raised, though nothing of the call is saved. Dropped, it is recreated from the saved
-                // state (set_state) on the next call, as after a crash, so a failed call leaves no trace there either.
-                // An instance known to keep no state (no get_state) is left alone: nothing could restore what it holds.
+                // The policy raised (or its get_state did, or it answered no dict) part way through: the live instance may
+                // hold what the call changed before that, though nothing of the call is saved or journalled. Dropped, it is
+                // recreated on the next call as a restart recreates it, so a failed call leaves no trace there either: from
+                // the saved state (set_state), or, with no get_state state to restore, from the deployment with the whole
+                // journal replayed (CatchUpAsync) before anything else runs there. The instance of a class without
+                // get_state used to be kept: what add_ip appended before it raised stayed live, held by no journal.
                 (replica.Context, replica.State) = (context, state);
                 await pool.ReleaseAsync(replica.InstanceKey, CancellationToken.None);
+                if (state is null) replica.AppliedSeq = 0;
                 throw;
             }
             // A call that changed neither context nor state (a stateless policy, a read-only management action) nor applied
