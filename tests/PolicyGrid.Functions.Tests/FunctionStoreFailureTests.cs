@@ -44,6 +44,50 @@ public sealed class FunctionStoreFailureTests
         next.Data!["evals"]!.GetValue<int>().ShouldBe(2);
     }
 
+    [Fact]
+    public async Task A_management_action_whose_journal_the_store_refuses_fails_and_leaves_no_change_anywhere()
+    {
+        // The action ran and was added to the in-memory journal before the store refused it: answered 503, it stayed in
+        // the instance, and the instance's next turn applied that journal entry once more (add 10 after 1: 21, not 1),
+        // while a restart, from the stored journal, went back to 1.
+        var refusing = new RefusingContextStore();
+        var server = new GridServer
+        {
+            PythonWorkers = 1,
+            TestServices = services => services.AddSingleton<IContextStore>(sp => refusing.Over(sp.GetRequiredService<SqliteContextStore>())),
+        };
+        try
+        {
+            var client = server.CreateClient();
+            var policy = await server.RegisterPolicyAsync("adder", CountingPolicy.Adder);
+            (await client.Send(HttpMethod.Post, "/function/deployments/create/local",
+                new JsonObject { ["name"] = "adder", ["policy_rule_uri"] = policy, ["replicas"] = 2 })).Status.ShouldBe(200);
+            Task<Answer> Add(HttpClient on, int n) => on.Send(HttpMethod.Post, "/function/adder/management",
+                new JsonObject { ["action"] = "add", ["data"] = new JsonObject { ["n"] = n } });
+            async Task<int[]> Totals(HttpClient on) => await Task.WhenAll(Enumerable.Range(0, 4).Select(async _ =>
+            {
+                var answer = await on.Send(HttpMethod.Post, "/function/call_function/adder", new JsonObject());
+                answer.Status.ShouldBe(200, answer.Body?.ToJsonString());
+                return answer.Data!["total"]!.GetValue<int>();
+            }));
+            (await Add(client, 1)).Status.ShouldBe(200);
+
+            refusing.Refuse = true;
+            var refused = await Add(client, 10);
+            (refused.Status, refused.Message).ShouldBe((503, "the store is down"));
+            refusing.Refuse = false;
+
+            (await Totals(client)).ShouldAllBe(t => t == 1, "the action answered 503 changed an instance");
+            await server.ExitAsync();
+            server = server.Restart();
+            (await Totals(server.CreateClient())).ShouldAllBe(t => t == 1);
+        }
+        finally
+        {
+            await server.DisposeAsync();
+        }
+    }
+
     /// <summary>The server's context store, refusing every write while <see cref="Refuse"/> is set.</summary>
     private sealed class RefusingContextStore
     {

@@ -116,6 +116,20 @@ internal sealed class HostedFunction(FunctionSpec spec, PolicyLoadSpec load)
         }
     }
 
+    /// <summary>
+    /// Takes back <paramref name="entry"/>, the newest, when the store refused the journal holding it: the action is answered
+    /// as failed, so no instance may apply it (taken only under <see cref="ManagementGate"/>, before any instance caught up).
+    /// </summary>
+    public void Retract(JournalEntry entry)
+    {
+        lock (_gate)
+        {
+            if (entry.Seq != JournalHead) return;
+            _journal.Remove(entry);
+            JournalHead = entry.Seq - 1;
+        }
+    }
+
     /// <summary>Drops the entries through <paramref name="through"/>: no instance needs them any more (see LocalFunctionHost.SaveJournalAsync).</summary>
     public void Compact(long through)
     {

@@ -144,7 +144,21 @@ public sealed class LocalFunctionHost(
                     // Journalled before the answer (and before this instance's state is saved with its sequence number),
                     // so an acknowledged action is never lost for the instances that have not applied it yet.
                     var entry = function.Append(action, data);
-                    await SaveJournalAsync(function, CancellationToken.None);
+                    try
+                    {
+                        await SaveJournalAsync(function, CancellationToken.None);
+                    }
+                    catch
+                    {
+                        // The store refused the journal (a full disk): the action is answered as failed, so it must not
+                        // stay anywhere. It used to stay in the in-memory journal, which the other instances applied and
+                        // this one applied a second time, while a restart knew nothing of it. This instance holds it: it
+                        // is read again from the store, and its live instance recreated, before its next call.
+                        function.Retract(entry);
+                        leader.Loaded = false;
+                        await pool.ReleaseAsync(leader.InstanceKey, CancellationToken.None);
+                        throw;
+                    }
                     leader.AppliedSeq = entry.Seq;
                     function.Seed = leader.State is null ? null : (entry.Seq, leader.Snapshot());
                     return answer;
