@@ -88,10 +88,41 @@ public sealed class FunctionStoreFailureTests
         }
     }
 
+    [Fact]
+    public async Task A_management_action_journalled_before_the_store_refused_the_instance_snapshot_is_answered_as_done()
+    {
+        // The journal took the action and then the instance's snapshot write failed: answered 503 ("retry"), the action
+        // had happened all the same (the instance, read again from the store, replayed it from the journal), so a retry
+        // set it twice. The journal is the action's durable record: the answer is now the action's.
+        var refusing = new RefusingContextStore { Refuses = key => !key.EndsWith("!journal", StringComparison.Ordinal) };
+        await using var server = new GridServer
+        {
+            PythonWorkers = 1,
+            TestServices = services => services.AddSingleton<IContextStore>(sp => refusing.Over(sp.GetRequiredService<SqliteContextStore>())),
+        };
+        var client = server.CreateClient();
+        var policy = await server.RegisterPolicyAsync("counting", CountingPolicy.Source);
+        (await client.Send(HttpMethod.Post, "/function/deployments/create/local",
+            new JsonObject { ["name"] = "tally", ["policy_rule_uri"] = policy, ["replicas"] = 1 })).Status.ShouldBe(200);
+
+        refusing.Refuse = true;
+        var set = await client.Send(HttpMethod.Post, "/function/tally/management",
+            new JsonObject { ["action"] = "set", ["data"] = new JsonObject { ["count"] = 5 } });
+        refusing.Refuse = false;
+
+        set.Status.ShouldBe(200, set.Body?.ToJsonString());
+        set.Data!["count"]!.GetValue<int>().ShouldBe(5);
+        var next = await client.Send(HttpMethod.Post, "/function/call_function/tally", new JsonObject());
+        next.Data!["count"]!.GetValue<int>().ShouldBe(6);
+    }
+
     /// <summary>The server's context store, refusing every write while <see cref="Refuse"/> is set.</summary>
     private sealed class RefusingContextStore
     {
         public volatile bool Refuse;
+
+        /// <summary>Which keys a refusing store refuses (all by default).</summary>
+        public Func<string, bool> Refuses { get; init; } = _ => true;
 
         public IContextStore Over(IContextStore inner) => new Store(this, inner);
 
@@ -100,7 +131,7 @@ public sealed class FunctionStoreFailureTests
             public Task<JsonObject?> GetAsync(string key, CancellationToken ct = default) => inner.GetAsync(key, ct);
 
             public Task SetAsync(string key, JsonObject context, TimeSpan? ttl, CancellationToken ct = default) =>
-                owner.Refuse ? throw Problems.BackendUnavailable("the store is down") : inner.SetAsync(key, context, ttl, ct);
+                owner.Refuse && owner.Refuses(key) ? throw Problems.BackendUnavailable("the store is down") : inner.SetAsync(key, context, ttl, ct);
 
             public Task DeleteAsync(string key, CancellationToken ct = default) => inner.DeleteAsync(key, ct);
         }

@@ -347,7 +347,7 @@ public sealed class LocalFunctionHost(
             if (checkPolicy) await EnsureNotRetiredAsync(function, call, ct);
             if (!replica.Loaded) await RestoreAsync(replica, ct);
             await CatchUpAsync(function, replica);
-            var (context, state) = (replica.Context, replica.State);
+            var (context, state, applied) = (replica.Context, replica.State, replica.AppliedSeq);
             JsonObject result;
             try
             {
@@ -380,6 +380,15 @@ public sealed class LocalFunctionHost(
                 // change in memory: a counter went on from the unsaved count, and back to the saved one after a restart.
                 (replica.Context, replica.State, replica.Loaded) = (context, state, false);
                 await pool.ReleaseAsync(replica.InstanceKey, CancellationToken.None);
+                // Unless the turn journalled a management action (ManageAsync) before the store refused the snapshot: the
+                // journal is its durable record, and the instance, read again from its older snapshot, replays it before
+                // its next call. Answered 503 ("retry"), it had happened all the same.
+                if (replica.AppliedSeq > applied && function.JournalHead >= replica.AppliedSeq)
+                {
+                    logger.LogWarning("function {Function} instance #{Index}: the store did not take its state after a journalled management action; " +
+                        "it replays the action from the journal before its next call", function.Spec.Name, replica.Index);
+                    return result;
+                }
                 throw;
             }
             return result;
