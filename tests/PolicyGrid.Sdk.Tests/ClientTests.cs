@@ -359,6 +359,45 @@ public sealed class ClientTests : IDisposable
             new PolicyGridClient(url, null, TimeSpan.FromSeconds(2)).GetPolicyAsync("a:1-b", TestContext.Current.CancellationToken));
         (e.Status, e.Code).ShouldBe((503, "backend_unavailable"));
         e.Reason.ShouldContain(url.ToString());
+        // What to do about it, as the CLI and the Python SDK say: start the server, or point the client elsewhere.
+        e.Message.ShouldContain("policygrid serve");
+        e.Message.ShouldContain("PolicyGridClientOptions.Server");
+        e.Message.ShouldContain("POLICYGRID_SERVER");
+    }
+
+    private const string Unauthorized = """{"success":false,"code":"unauthorized","message":"this server requires an API token: send 'Authorization: Bearer <token>'"}""";
+
+    [Fact]
+    public async Task A_401_without_a_token_says_how_to_give_this_client_one()
+    {
+        // It said only the server's HTTP wording, which an SDK caller does not write.
+        _server.Answer = (401, Unauthorized, "application/json");
+        using var client = new PolicyGridClient(new PolicyGridClientOptions { Server = _server.Url, Token = null });
+        var e = await Should.ThrowAsync<PolicyGridApiException>(() => client.GetPolicyAsync("a:1-b", TestContext.Current.CancellationToken));
+        (e.Status, e.Code).ShouldBe((401, "unauthorized"));
+        e.Reason.ShouldBe("this server requires an API token: send 'Authorization: Bearer <token>'");
+        e.Message.ShouldContain("requires an API token");
+        e.Message.ShouldContain("PolicyGridClientOptions.Token");
+        e.Message.ShouldContain("POLICYGRID_TOKEN");
+    }
+
+    [Fact]
+    public async Task A_401_with_a_token_says_that_token_is_not_accepted()
+    {
+        _server.Answer = (401, Unauthorized, "application/json");
+        var e = await Should.ThrowAsync<PolicyGridApiException>(() => Client("not-the-servers-token").GetPolicyAsync("a:1-b", TestContext.Current.CancellationToken));
+        e.Message.ShouldContain("is not one the server accepts");
+    }
+
+    [Fact]
+    public async Task A_401_from_another_origin_gets_no_token_hint()
+    {
+        // The token is never sent to a bundle URL elsewhere, so giving one is no fix there.
+        using var elsewhere = new CannedServer { Answer = (401, Unauthorized, "application/json") };
+        _server.Answer = (401, Unauthorized, "application/json");
+        var e = await Should.ThrowAsync<PolicyGridApiException>(() => Client().SendAsync(HttpMethod.Get, elsewhere.Url + "bundle.zip", ct: TestContext.Current.CancellationToken));
+        e.Status.ShouldBe(401);
+        e.Hint.ShouldBeNull();
     }
 
     [Theory]
@@ -434,5 +473,39 @@ public sealed class ClientTests : IDisposable
         var upload = await Client().UploadBundleAsync([1, 2, 3], "application/zip", TestContext.Current.CancellationToken);
         upload.ShouldBe(new BundleUpload("bundle://sha256/ab", "ab", 3, "http://h/bundles/sha256/ab"));
         _server.Seen[^1].Path.ShouldBe("/bundles");
+    }
+}
+
+/// <summary>Changes POLICYGRID_TOKEN, so it runs alone: other tests' clients read it.</summary>
+[CollectionDefinition(nameof(EnvironmentCollection), DisableParallelization = true)]
+public sealed class EnvironmentCollection;
+
+[Collection(nameof(EnvironmentCollection))]
+public sealed class ClientEnvironmentTests : IDisposable
+{
+    private readonly CannedServer _server = new();
+
+    public void Dispose() => _server.Dispose();
+
+    [Fact]
+    public async Task The_server_and_token_constructor_reads_POLICYGRID_TOKEN_when_no_token_is_given()
+    {
+        // As PolicyGridClientOptions.Token and the Python SDK's token=None do: it used to send none, so a program that
+        // worked with the options (or in Python) got a 401 with POLICYGRID_TOKEN set.
+        var before = Environment.GetEnvironmentVariable("POLICYGRID_TOKEN");
+        Environment.SetEnvironmentVariable("POLICYGRID_TOKEN", "from-env");
+        try
+        {
+            using (var client = new PolicyGridClient(_server.Url, timeout: TimeSpan.FromSeconds(5)))
+                await client.GetPolicyAsync("a:1-b", TestContext.Current.CancellationToken);
+            _server.Seen[^1].Authorization.ShouldBe("Bearer from-env");
+            using (var client = new PolicyGridClient(_server.Url, "", TimeSpan.FromSeconds(5)))
+                await client.GetPolicyAsync("a:1-b", TestContext.Current.CancellationToken);
+            _server.Seen[^1].Authorization.ShouldBeNull(); // "" sends none
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("POLICYGRID_TOKEN", before);
+        }
     }
 }

@@ -190,6 +190,13 @@ class UnauthorizedTests(unittest.TestCase):
             PolicyGridClient(self.canned.url, token="not-the-servers-token").get_policy("a:1-b")
         self.assertIn("not one the server accepts", caught.exception.message)
 
+    def test_a_401_from_another_origin_gets_no_token_hint(self):
+        # The token is never sent to a bundle URL elsewhere, so giving one is no fix there.
+        with self.assertRaises(PolicyGridApiError) as caught:
+            PolicyGridClient("http://127.0.0.1:9").request("GET", self.canned.url + "/bundle.zip")
+        self.assertEqual(caught.exception.status, 401)
+        self.assertNotIn("POLICYGRID_TOKEN", caught.exception.message)
+
 
 class TokenScopeTests(unittest.TestCase):
     """The bearer token is for the PolicyGrid server only: a policy's `code` may be any writer's URL."""

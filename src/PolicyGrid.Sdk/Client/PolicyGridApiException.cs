@@ -29,6 +29,15 @@ public class PolicyGridApiException : Exception
 
     /// <summary>Seconds to wait before retrying, from <c>Retry-After</c> (429 / 503).</summary>
     public int? RetryAfterSeconds { get; init; }
+
+    /// <summary>
+    /// What an SDK caller does about it, when the client knows (a 401: how to give this client a token; a refused
+    /// connection: where the server is set). Part of <see cref="Exception.Message"/>, not of <see cref="Reason"/>, which
+    /// stays the server's words (the CLI prints those with its own hint, naming its own options).
+    /// </summary>
+    public string? Hint { get; init; }
+
+    public override string Message => Hint is null ? base.Message : $"{base.Message} ({Hint})";
 }
 
 /// <summary>The server could not be reached (refused, timed out, name not resolved): calls fail closed.</summary>

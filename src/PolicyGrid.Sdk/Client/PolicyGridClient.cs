@@ -40,8 +40,10 @@ public sealed partial class PolicyGridClient : IDisposable
     internal static TimeSpan ServerTime(double? timeoutSeconds) =>
         timeoutSeconds is { } t && t > 0 && t < TimeSpan.MaxValue.TotalSeconds / 2 ? TimeSpan.FromSeconds(t) + ServerMargin : TimeSpan.Zero;
 
+    /// <param name="token">Sent as <c>Authorization: Bearer</c>; null (the default) reads POLICYGRID_TOKEN, as
+    /// <see cref="PolicyGridClientOptions.Token"/> and the Python SDK's <c>token=None</c> do; "" sends none.</param>
     public PolicyGridClient(Uri server, string? token = null, TimeSpan? timeout = null)
-        : this(new PolicyGridClientOptions { Server = server, Token = token, Timeout = timeout ?? TimeSpan.FromSeconds(10) })
+        : this(new PolicyGridClientOptions { Server = server, Token = token ?? PolicyGridClientOptions.TokenFromEnvironment(), Timeout = timeout ?? TimeSpan.FromSeconds(10) })
     {
     }
 
@@ -139,12 +141,19 @@ public sealed partial class PolicyGridClient : IDisposable
         }
         catch (HttpRequestException e)
         {
-            throw new PolicyGridUnreachableException(Server, e.Message, e);
+            throw new PolicyGridUnreachableException(Server, e.Message, e)
+            {
+                // Nothing listens there: the usual cause is a server not started yet, or the wrong address. Say the fix.
+                Hint = e.InnerException is System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.ConnectionRefused }
+                    ? "is `policygrid serve` running there? point the client elsewhere with PolicyGridClientOptions.Server or the server "
+                      + "argument of new PolicyGridClient(server, ...); the options default to the environment variable POLICYGRID_SERVER"
+                    : null,
+            };
         }
         PolicyGridResponse decoded;
         using (response)
         {
-            decoded = Decode(response, payload, url);
+            decoded = Decode(response, payload, url, TokenHint(url));
         }
         if (_onWarning is { } warn)
             foreach (var warning in decoded.Warnings) warn(new PolicyGridWarning(method.Method, url.AbsolutePath, warning));
@@ -173,7 +182,15 @@ public sealed partial class PolicyGridClient : IDisposable
         string.Equals(a.Scheme, b.Scheme, StringComparison.OrdinalIgnoreCase)
         && string.Equals(a.Host, b.Host, StringComparison.OrdinalIgnoreCase) && a.Port == b.Port;
 
-    private static PolicyGridResponse Decode(HttpResponseMessage response, byte[] payload, Uri url)
+    // The server's 401 speaks HTTP ("send 'Authorization: Bearer <token>'"); an SDK caller gives the token to the client.
+    // Only for our own server: the token is never sent elsewhere (a bundle URL), so it is no fix there.
+    private string? TokenHint(Uri url) => !SameOrigin(url, Server) ? null
+        : string.IsNullOrEmpty(_token)
+            ? "give the client an API token with PolicyGridClientOptions.Token or the token argument of new PolicyGridClient(server, token); "
+              + "both default to the environment variable POLICYGRID_TOKEN"
+            : "the token given with PolicyGridClientOptions.Token, the token argument or POLICYGRID_TOKEN is not one the server accepts";
+
+    private static PolicyGridResponse Decode(HttpResponseMessage response, byte[] payload, Uri url, string? tokenHint = null)
     {
         var status = (int)response.StatusCode;
         var mediaType = response.Content.Headers.ContentType?.MediaType ?? "";
@@ -199,6 +216,7 @@ public sealed partial class PolicyGridClient : IDisposable
             throw new PolicyGridApiException(status, code, message, envelope["errors"] as JsonArray is { } errs ? (JsonArray)errs.DeepClone() : null)
             {
                 RetryAfterSeconds = RetryAfter(response),
+                Hint = status == 401 ? tokenHint : null,
             };
         }
         if (status == 200) return new PolicyGridResponse(status, parsed, payload, response.Headers, response.Content.Headers);

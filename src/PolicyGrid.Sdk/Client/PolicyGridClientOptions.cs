@@ -11,7 +11,9 @@ public sealed record PolicyGridClientOptions
     public Uri Server { get; init; } = FromEnvironment();
 
     /// <summary>Sent as <c>Authorization: Bearer</c>; defaults to POLICYGRID_TOKEN.</summary>
-    public string? Token { get; init; } = Environment.GetEnvironmentVariable("POLICYGRID_TOKEN");
+    public string? Token { get; init; } = TokenFromEnvironment();
+
+    internal static string? TokenFromEnvironment() => Environment.GetEnvironmentVariable("POLICYGRID_TOKEN");
 
     /// <summary>Per request. Past it the call fails closed with <see cref="PolicyGridUnreachableException"/>.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(10);

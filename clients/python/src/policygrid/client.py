@@ -301,8 +301,9 @@ class PolicyGridClient:
                     _warnings.warn(warning, PolicyGridWarning, stacklevel=_caller_level())
                 return Response(envelope.get("data"), headers, status, enveloped=True, warnings=said)
             message = str(envelope.get("message") or f"HTTP {status}")
-            if status == 401:
+            if status == 401 and _origin(url) == _origin(self.server):
                 # The server speaks HTTP ("send 'Authorization: Bearer <token>'"); an SDK caller gives the token here.
+                # Not for another origin (a bundle URL): the token is never sent there, so it is no fix.
                 message += ("; the token given with token= or POLICYGRID_TOKEN is not one the server accepts" if self.token
                             else "; give the SDK an API token with token= or the environment variable POLICYGRID_TOKEN")
             raise PolicyGridApiError(status, str(envelope.get("code") or _code_for(status)), message,
