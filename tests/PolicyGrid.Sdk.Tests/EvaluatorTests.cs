@@ -72,6 +72,22 @@ public sealed class EvaluatorTests : LoopbackRegistryTests
     }
 
     [Fact]
+    public async Task A_CacheDirectory_that_is_a_file_or_under_one_is_an_argument_error_naming_it()
+    {
+        // It was a bare IOException ("The file ... already exists"), where the Python SDK names cache_dir.
+        var aFile = Path.Combine(_cache, "not-a-dir");
+        File.WriteAllText(aFile, "x");
+        foreach (var cache in new[] { aFile, Path.Combine(aFile, "bundles") })
+        {
+            var e = await Should.ThrowAsync<ArgumentException>(() => LocalPolicyEvaluator.CreateAsync(Client(), new LocalPolicyEvaluatorOptions
+            {
+                PolicyRuleUri = Uri, CacheDirectory = cache,
+            }, TestContext.Current.CancellationToken));
+            e.Message.ShouldContain($"CacheDirectory '{cache}' cannot hold bundles");
+        }
+    }
+
+    [Fact]
     public async Task Option_and_call_parameters_override_the_stored_ones()
     {
         var ev = await Evaluator(new JsonObject { ["local_allowlist"] = new JsonArray("10.0.0.2") });

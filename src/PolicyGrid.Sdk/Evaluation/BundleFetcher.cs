@@ -62,9 +62,18 @@ internal sealed class BundleFetcher(PolicyGridClient client, string cacheDirecto
 
     private BundleDirectory Unpack(string sha, byte[] data)
     {
-        Directory.CreateDirectory(cacheDirectory);
         var staging = Path.Combine(cacheDirectory, $".{sha[..12]}-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(staging);
+        try
+        {
+            Directory.CreateDirectory(cacheDirectory);
+            Directory.CreateDirectory(staging);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The caller's CacheDirectory is not a directory it may write (a file, a path under one, no permission): its
+            // mistake, named as such, as the Python SDK names cache_dir; it was a bare IOException ("The file ... already exists").
+            throw new ArgumentException($"CacheDirectory '{cacheDirectory}' cannot hold bundles: {e.Message}; give a directory this process may create and write", e);
+        }
         try
         {
             BundleUnpacker.Unpack(data, staging, limits);
