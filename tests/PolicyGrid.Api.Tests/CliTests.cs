@@ -304,6 +304,40 @@ public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDi
         (await client.Post("/decisions/query", $$"""{"policy_rule_uri": "{{uri}}"}""")).Data!.AsArray().Count.ShouldBe(before);
     }
 
+    [Fact]
+    public async Task Eval_local_without_timeout_gives_the_policy_its_own_deadline_as_eval_on_an_executor_does()
+    {
+        // --local ran every policy with a fixed 10 s deadline: one declaring resource_estimates.timeout_seconds 0.5 answered
+        // 504 from `eval` and ran on under `eval --local`.
+        const string Naps = """
+            import time
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    pass
+                def eval(self, parameters, input_data, context):
+                    time.sleep(input_data.get("sleep", 0))
+                    return {"slept": True}
+            """;
+        var name = PolicyDocuments.Unique("naps");
+        var created = await server.CreateClient().Send(HttpMethod.Post, "/policy", new JsonObject
+        {
+            ["name"] = name, ["version"] = "1.0", ["release_tag"] = "test", ["code"] = await server.StoreBundleAsync(Naps),
+            ["type"] = "python_class_v1", ["resource_estimates"] = new JsonObject { ["timeout_seconds"] = 0.5 },
+        });
+        created.Status.ShouldBe(200, created.Body?.ToJsonString());
+        var uri = $"{name}:1.0-test";
+
+        var remote = await Run("eval", uri, "--input", """{"sleep": 1.5}""");
+        var local = await Run("eval", uri, "--input", """{"sleep": 1.5}""", "--local");
+        remote.Error.ShouldContain("policy_timeout");
+        local.Error.ShouldContain("policy_timeout");
+        local.ExitCode.ShouldBe(remote.ExitCode);
+
+        // --timeout wins over the policy's, in both.
+        var given = await Run("eval", uri, "--input", """{"sleep": 1}""", "--local", "--timeout", "20", "--json");
+        given.ExitCode.ShouldBe(0, given.Error);
+    }
+
     [Theory]
     [InlineData("frobnicate")]
     [InlineData("policy", "frob")]

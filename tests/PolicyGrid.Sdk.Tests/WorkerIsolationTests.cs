@@ -19,6 +19,9 @@ public sealed class WorkerIsolationTests
                         pass
                 if input_data.get("ip") == "crash":
                     os._exit(3)
+                if input_data.get("ip") == "nap":
+                    import time
+                    time.sleep(0.6)
                 context["calls"] = context.get("calls", 0) + 1
                 return {"allowed": input_data.get("ip") in self.allow, "calls": context["calls"], "pid": os.getpid()}
         """;
@@ -55,6 +58,33 @@ public sealed class WorkerIsolationTests
         var crash = await Should.ThrowAsync<PolicyGridApiException>(() => ev.ExecutePolicyRuleAsync(Ip("crash"), ct: TestContext.Current.CancellationToken));
         (crash.Status, crash.Code).ShouldBe((422, "policy_crashed"));
         (await ev.ExecutePolicyRuleAsync(Ip("10.0.0.1"), ct: TestContext.Current.CancellationToken))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task Without_a_CallDeadline_the_policy_s_own_timeout_seconds_is_the_deadline_as_on_the_executors()
+    {
+        // It was CallDeadline's 5 s always: a policy declaring resource_estimates.timeout_seconds 0.3 answered 504 remotely
+        // and ran on locally.
+        var document = EvaluatorTests.Document();
+        document.Remove("policy_input_schema");
+        document["resource_estimates"] = new JsonObject { ["timeout_seconds"] = 0.3 };
+        using var registry = new LoopbackRegistry(document, TestBundles.Zip(("code/function.py", Misbehaving)));
+        var pool = new WorkerPoolOptions { Workers = 1, WorkDirectory = Path.Combine(Path.GetTempPath(), "pg-sdk-workers") };
+        await using (var ev = await LocalPolicyEvaluator.CreateAsync(new PolicyGridClient(registry.Url),
+            new LocalPolicyEvaluatorOptions { PolicyRuleUri = EvaluatorTests.Uri, Isolation = LocalIsolation.WorkerProcess, WorkerPool = pool },
+            TestContext.Current.CancellationToken))
+        {
+            var e = await Should.ThrowAsync<PolicyGridApiException>(() => ev.ExecutePolicyRuleAsync(Ip("nap"), ct: TestContext.Current.CancellationToken));
+            (e.Status, e.Code).ShouldBe((504, "policy_timeout"));
+        }
+
+        // A CallDeadline given wins over the policy's, as a call's timeout_seconds does on the executors.
+        await using (var ev = await LocalPolicyEvaluator.CreateAsync(new PolicyGridClient(registry.Url),
+            new LocalPolicyEvaluatorOptions { PolicyRuleUri = EvaluatorTests.Uri, Isolation = LocalIsolation.WorkerProcess, WorkerPool = pool, CallDeadline = TimeSpan.FromSeconds(30) },
+            TestContext.Current.CancellationToken))
+        {
+            (await ev.ExecutePolicyRuleAsync(Ip("nap"), ct: TestContext.Current.CancellationToken)).ContainsKey("allowed").ShouldBeTrue();
+        }
     }
 
     [Fact]

@@ -61,7 +61,7 @@ public static class EvalCommand
         using var log = AuthorConsoleLog.Factory(session.Env.Error);
         try
         {
-            await using var evaluator = await LocalPolicyEvaluator.CreateAsync(client, new LocalPolicyEvaluatorOptions
+            var options = new LocalPolicyEvaluatorOptions
             {
                 LoggerFactory = log,
                 PolicyRuleUri = body["policy_rule_uri"]!.GetValue<string>(),
@@ -70,8 +70,11 @@ public static class EvalCommand
                 Isolation = LocalIsolation.WorkerProcess,
                 Parameters = body["parameters"] as JsonObject,
                 Settings = body["settings"] as JsonObject,
-                CallDeadline = body["timeout_seconds"] is { } t ? TimeSpan.FromSeconds(t.GetValue<double>()) : TimeSpan.FromSeconds(10),
-            }, ct);
+            };
+            // Without --timeout the policy's own resource_estimates.timeout_seconds decides, as it does for eval on an
+            // executor: a fixed 10 s let a policy declaring 1 s run on locally where the server answered 504.
+            if (body["timeout_seconds"] is { } t) options = options with { CallDeadline = TimeSpan.FromSeconds(t.GetValue<double>()) };
+            await using var evaluator = await LocalPolicyEvaluator.CreateAsync(client, options, ct);
             var result = await evaluator.ExecutePolicyRuleAsync(body["input_data"], null, ct);
             // Stopping the worker drains its output: what the policy printed comes before the answer.
             await evaluator.DisposeAsync();

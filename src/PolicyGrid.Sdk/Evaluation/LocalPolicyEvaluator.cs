@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Templates;
 using PolicyGrid.Runtime.Hosting;
@@ -347,7 +348,14 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
         var parameters = Merge(document["policy_parameters"] as JsonObject ?? [], _parameterOverrides);
         var code = document["code"]?.ToString() ?? "";
         var codeSha256 = document["code_sha256"]?.ToString() ?? ""; // absent from documents stored before it existed
-        var fingerprint = new JsonArray(code, codeSha256, settings.DeepClone(), parameters.DeepClone()).ToJsonString();
+        // WorkerProcess: the deadline executors would give a call of this revision (the policy's estimate, unless the caller
+        // chose one). It used to be CallDeadline's 5 s always, so a policy declaring 1 s ran 3 s locally and answered 504 remotely.
+        var deadline = _options.CallDeadlineGiven ? _options.CallDeadline
+            : PolicyRule.TimeoutEstimate(document["resource_estimates"] as JsonObject ?? []) is { } estimate
+                ? (estimate.TotalMilliseconds > int.MaxValue ? TimeSpan.FromMilliseconds(int.MaxValue) : estimate)
+                : LocalPolicyEvaluatorOptions.DefaultCallDeadline;
+        var fingerprint = new JsonArray(code, codeSha256, settings.DeepClone(), parameters.DeepClone(),
+            _pool is null ? null : JsonValue.Create(deadline.Ticks)).ToJsonString();
         var parametersTemplate = document["policy_parameters_schema"] as JsonObject ?? [];
         var inputTemplate = document["policy_input_schema"] as JsonObject ?? [];
 
@@ -371,7 +379,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
             var bundle = await _bundles!.GetAsync(code, codeSha256, ct);
             if (_pool is not null)
             {
-                var worker = new WorkerProcessPolicy(_pool, new PolicyLoadSpec(_options.PolicyRuleUri, bundle, settings, parameters), _options.CallDeadline,
+                var worker = new WorkerProcessPolicy(_pool, new PolicyLoadSpec(_options.PolicyRuleUri, bundle, settings, parameters), deadline,
                     _held?.Instance as WorkerProcessPolicy);
                 await worker.WarmAsync(ct);
                 instance = worker;

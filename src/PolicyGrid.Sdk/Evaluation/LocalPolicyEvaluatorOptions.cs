@@ -63,8 +63,20 @@ public sealed record LocalPolicyEvaluatorOptions
     /// <summary>The worker pool for <see cref="LocalIsolation.WorkerProcess"/>; by default one worker with the runtime's safe limits.</summary>
     public WorkerPoolOptions? WorkerPool { get; init; }
 
-    /// <summary>Deadline of each call in <see cref="LocalIsolation.WorkerProcess"/> (in-process calls cannot be bounded).</summary>
-    public TimeSpan CallDeadline { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>
+    /// Deadline of each call in <see cref="LocalIsolation.WorkerProcess"/> (in-process calls cannot be bounded). Unset, it
+    /// is the policy's own <c>resource_estimates.timeout_seconds</c>, else <see cref="DefaultCallDeadline"/>, as executors
+    /// choose a call's deadline; set, it wins over the policy's, as a call's <c>timeout_seconds</c> does there.
+    /// </summary>
+    public TimeSpan CallDeadline { get => _callDeadline ?? DefaultCallDeadline; init => _callDeadline = value; }
+
+    private readonly TimeSpan? _callDeadline;
+
+    /// <summary>Whether <see cref="CallDeadline"/> was given (else the policy's estimate decides).</summary>
+    internal bool CallDeadlineGiven => _callDeadline is not null;
+
+    /// <summary>The deadline of a call when neither <see cref="CallDeadline"/> nor the policy gives one (the servers' default).</summary>
+    public static readonly TimeSpan DefaultCallDeadline = TimeSpan.FromSeconds(5);
 
     public ILoggerFactory? LoggerFactory { get; init; }
 
