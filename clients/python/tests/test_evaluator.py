@@ -51,6 +51,32 @@ class EvaluatorTests(unittest.TestCase):
         self.assertFalse(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
         self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.7"}, parameters={"local_allowlist": ["10.0.0.7"]})["allowed"])
 
+    def test_call_parameters_reach_init_as_on_an_executor_and_management_stays_with_the_held_instance(self):
+        # An executor makes an instance with a call's parameters; local mode ran the call on the instance made with the
+        # evaluator's, so a policy reading them in __init__ ignored the override locally and applied it remotely.
+        self.registry.stop()
+        self.registry = support.LoopbackRegistry(DOC, support.zip_bytes({"code/function.py": b"""
+class AIOSv1PolicyRule:
+    def __init__(self, rule_id, settings, parameters):
+        self.allow = list(parameters.get("local_allowlist", []))
+    def eval(self, parameters, input_data, context):
+        context["calls"] = context.get("calls", 0) + 1
+        return {"allowed": input_data["ip"] in self.allow, "calls": context["calls"]}
+    def management(self, action, data):
+        self.allow = list(data["ips"])
+        return {}
+"""}))
+        ev = self.evaluator()
+        override = {"local_allowlist": ["10.0.0.7"]}
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.7"}, override)["allowed"])
+        self.assertFalse(ev.execute_policy_rule({"ip": "10.0.0.1"}, override)["allowed"])
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"])
+        # The same parameters as the evaluator's run on the held instance, which management commands change.
+        ev.execute_mgmt_command("update_local_allowlist", {"ips": ["10.0.0.8"]})
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.8"}, {"local_allowlist": ["10.0.0.1"]})["allowed"])
+        # One context for all of them, as on a server (the policy URI is the context key).
+        self.assertEqual(ev.execute_policy_rule({"ip": "10.0.0.7"}, override)["calls"], 5)
+
     def test_bundle_is_downloaded_once_and_shared_through_the_cache(self):
         ev = self.evaluator()
         for _ in range(50):

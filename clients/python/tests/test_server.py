@@ -80,6 +80,15 @@ class ServerEvaluationTests(unittest.TestCase):
             ev = self.evaluator(mode, parameters={"local_allowlist": ["10.3.3.3"]})
             self.assertTrue(ev.execute_policy_rule({"ip": "10.3.3.3"})["allowed"], mode)
 
+    def test_local_and_remote_agree_with_call_parameter_overrides(self):
+        # The sample reads local_allowlist in __init__: an executor makes an instance with a call's parameters, local mode
+        # ran the call on the instance made with the evaluator's, so the override allowed remotely and denied locally.
+        for mode in ("local", "remote"):
+            ev = self.evaluator(mode)
+            self.assertTrue(ev.execute_policy_rule({"ip": "10.3.3.3"}, {"local_allowlist": ["10.3.3.3"]})["allowed"], mode)
+            self.assertFalse(ev.execute_policy_rule({"ip": "10.0.0.1"}, {"local_allowlist": ["10.3.3.3"]})["allowed"], mode)
+            self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.1"})["allowed"], mode)
+
     def test_local_management_changes_the_held_instance(self):
         ev = self.evaluator()
         ev.execute_mgmt_command("update_local_allowlist", {"ips": ["10.7.7.7"]})

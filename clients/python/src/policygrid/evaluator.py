@@ -55,11 +55,17 @@ class _Held:
     """What a local evaluator holds for one revision of the policy."""
 
     __slots__ = ("document", "revision", "status", "instance", "settings", "parameters", "input_schema",
-                 "fingerprint", "bundle")
+                 "fingerprint", "bundle", "by_parameters", "parameters_key")
 
     def __init__(self, **kw):
+        self.by_parameters = {}  # instances made with a call's own parameters (see _instance_for), newest last
+        self.parameters_key = None  # json.dumps(parameters, sort_keys=True), once a call gave parameters
         for k, v in kw.items():
             setattr(self, k, v)
+
+
+# Instances kept per revision for calls that give their own parameters; past it the least recently made one goes.
+_MAX_PARAMETER_INSTANCES = 16
 
 
 class LocalPolicyEvaluator:
@@ -140,12 +146,13 @@ class LocalPolicyEvaluator:
         if held.input_schema:
             _ensure(templates.validate(held.input_schema, input_data, "input_data"))
         with self._lock:
+            instance = held.instance if params is held.parameters else self._instance_for(held, params)
             context = self.context
             try:
-                result = held.instance.eval(params, input_data, context)
+                result = instance.eval(params, input_data, context)
             except BaseException as e:
                 self._restore_context(context)
-                if not _raised_by_policy(e, _code_dir_of(type(held.instance))):
+                if not _raised_by_policy(e, _code_dir_of(type(instance))):
                     raise
                 # the policy's own failure, in the contract's words
                 raise PolicyGridApiError(422, "policy_error", _described_exception(e)) from e
@@ -168,6 +175,24 @@ class LocalPolicyEvaluator:
             # would go on changing the context behind its back, none of which a server shows).
             self.context = json.loads(self._context_json) if context else {}
         return result
+
+    def _instance_for(self, held: _Held, params: dict):
+        """The instance a call giving its own parameters runs on: one made with them, as an executor makes one per set of
+        parameters. The held instance was made with the evaluator's, and a policy reading its parameters in __init__
+        (ip_allowlist's local_allowlist) ignored a call's override locally while remote mode applied it. Management
+        commands reach the held instance only, as before."""
+        key = json.dumps(params, sort_keys=True)
+        if held.parameters_key is None:
+            held.parameters_key = json.dumps(held.parameters, sort_keys=True)
+        if key == held.parameters_key:
+            return held.instance
+        instance = held.by_parameters.pop(key, None)
+        if instance is None:
+            instance = _instantiate(held.bundle, self.policy_rule_uri, held.settings, params)
+            while len(held.by_parameters) >= _MAX_PARAMETER_INSTANCES:
+                held.by_parameters.pop(next(iter(held.by_parameters)))
+        held.by_parameters[key] = instance  # newest last
+        return instance
 
     def execute_mgmt_command(self, action: str, data: Any = None) -> dict:
         """Runs the policy's management(action, data) on the instance this evaluator holds."""
