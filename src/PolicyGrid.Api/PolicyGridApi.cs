@@ -30,6 +30,7 @@ public static class PolicyGridApi
     public static IServiceCollection AddPolicyGridApi(this IServiceCollection services, IConfiguration configuration)
     {
         services.AddOptions<ApiLimits>().Bind(configuration.GetSection(ApiLimits.Section)).ValidateOnStart();
+        services.TryAddSingleton<PolicyGrid.Runtime.Execution.ServerStop>();
         services.TryAddSingleton<StopGrace>();
         services.AddSingleton<IValidateOptions<ApiLimits>, ApiLimitsValidator>();
         // Kestrel refuses an oversized request head itself, bodiless, before any middleware: its limits go above ours

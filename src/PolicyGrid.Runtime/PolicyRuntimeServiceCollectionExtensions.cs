@@ -41,8 +41,9 @@ public static class PolicyRuntimeServiceCollectionExtensions
         if (!services.Any(d => d.ServiceType == typeof(IPolicyBundleSource))) services.AddBundleCache(configuration);
         services.TryAddSingleton<PolicyCatalog>();
         services.TryAddSingleton<KeyedLocks>();
+        services.TryAddSingleton<ServerStop>();
         services.TryAddSingleton(sp => new DecisionLog(sp.GetRequiredService<IDocumentStore>(), sp.GetRequiredService<PolicyRuntimeOptions>().Decisions,
-            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<DecisionLog>>()));
+            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<DecisionLog>>(), sp.GetRequiredService<ServerStop>()));
         services.AddHostedService(sp => new DecisionRetention(sp.GetRequiredService<DecisionLog>(), sp.GetRequiredService<PolicyRuntimeOptions>().Decisions,
             sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<DecisionRetention>>()));
         services.TryAddSingleton<LocalPolicyExecutor>();

@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
+using PolicyGrid.Runtime.Execution;
 
 namespace PolicyGrid.Api.Envelope;
 
@@ -17,9 +18,11 @@ public sealed class StopGrace : IDisposable
     private readonly CancellationTokenRegistration stopping;
     private long stopBegan;
 
-    public StopGrace(IHostApplicationLifetime lifetime, IOptions<HostOptions> host)
+    public StopGrace(IHostApplicationLifetime lifetime, IOptions<HostOptions> host, ServerStop? serverStop = null)
     {
         ShutdownTimeout = host.Value.ShutdownTimeout;
+        // The decision log records a call this ends as the 503 its caller hears, not as a caller that went (499).
+        serverStop?.EndsCallsWhen(runningOut.Token);
         stopping = lifetime.ApplicationStopping.Register(() =>
         {
             Interlocked.Exchange(ref stopBegan, TimeProvider.System.GetTimestamp());

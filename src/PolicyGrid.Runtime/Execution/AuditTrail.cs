@@ -49,6 +49,12 @@ public sealed class AuditTrail(string kind, string uri, CallerIdentity caller, s
             (errorCode, status) = (e.Code, e.Status);
             throw;
         }
+        catch (OperationCanceledException) when (decisions.ServerStop.EndingCalls)
+        {
+            // Ended by the server's own stop, not by its caller: the caller is answered 503 (StopGrace), and so it says here.
+            (errorCode, status) = (ErrorCodes.BackendUnavailable, 503);
+            throw;
+        }
         catch (OperationCanceledException)
         {
             (errorCode, status) = ("cancelled", 499);

@@ -126,9 +126,10 @@ public sealed class DecisionLog : IAsyncDisposable
     private long enqueued;
     private long written;
 
-    public DecisionLog(IDocumentStore store, DecisionLogOptions options, TimeProvider time, ILogger<DecisionLog> logger)
+    public DecisionLog(IDocumentStore store, DecisionLogOptions options, TimeProvider time, ILogger<DecisionLog> logger, ServerStop? serverStop = null)
     {
         ArgumentNullException.ThrowIfNull(options);
+        ServerStop = serverStop ?? new ServerStop();
         this.store = store;
         this.options = options;
         this.time = time;
@@ -144,6 +145,12 @@ public sealed class DecisionLog : IAsyncDisposable
     }
 
     public static string FormatTime(DateTimeOffset at) => Timestamps.Format(at);
+
+    /// <summary>
+    /// The server's own stop: a call it ends is recorded as what its caller is answered (503 <c>backend_unavailable</c>),
+    /// not as a caller that went (499 <c>cancelled</c>).
+    /// </summary>
+    public ServerStop ServerStop { get; }
 
     /// <summary>Queues the decision for writing; waits only when the queue is full.</summary>
     public async ValueTask RecordAsync(Decision decision)
