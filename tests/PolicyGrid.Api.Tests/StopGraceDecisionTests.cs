@@ -56,7 +56,7 @@ public sealed class StopGraceDecisionTests : IAsyncLifetime
         if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(_markers.FullName, (UnixFileMode)0b111_111_111);
         _server = new GridServer
         {
-            PythonWorkers = 6,
+            PythonWorkers = 8, // one for each call held at once
             Settings = new() { ["PolicyGrid:Runtime:Pool:PrivateTemp"] = "false", ["PolicyGrid:Runtime:Execution:DefaultTimeout"] = "00:01:30" },
             // No shutdown time at all: the grace runs out the moment the (test's) stop begins.
             TestServices = services => services.Replace(ServiceDescriptor.Singleton(sp =>
@@ -119,6 +119,7 @@ public sealed class StopGraceDecisionTests : IAsyncLifetime
             await Deploy("called");
             await Deploy("managed");
             await Deploy("graphed");
+            await Deploy("node_called");
             var graph = await _client.Send(HttpMethod.Post, "/graphs", new JsonObject
             {
                 ["graph_name"] = "stopped", ["graph_version"] = "1.0", ["graph_release_tag"] = "test",
@@ -140,6 +141,11 @@ public sealed class StopGraceDecisionTests : IAsyncLifetime
                     new JsonObject { ["action"] = "hold", ["data"] = Input(Marker("managed")) }),
                 ["graphed"] = _client.Send(HttpMethod.Post, "/graph/execute_graph",
                     new JsonObject { ["graph_uri"] = graphUri, ["input_data"] = Input(Marker("graphed")) }),
+                // This server as a node: a registry's calls carry a call id, and run on when their request goes (for the
+                // retry to find their answer); the stop still ends them, and their caller hears why.
+                ["node_executed"] = _client.Exchange(NodeCall("/execute_policy",
+                    new JsonObject { ["policy_rule_uri"] = _policy, ["input_data"] = Input(Marker("node_executed")), ["timeout_seconds"] = 90 })),
+                ["node_called"] = _client.Exchange(NodeCall("/call_function/node_called", Input(Marker("node_called")))),
             };
             await UntilRunning(calls);
 
@@ -157,8 +163,10 @@ public sealed class StopGraceDecisionTests : IAsyncLifetime
             recorded.ShouldBe([
                 "execute slow:1.0-test: 503 backend_unavailable", // local
                 "execute slow:1.0-test: 503 backend_unavailable", // forwarded to the node
+                "execute slow:1.0-test: 503 backend_unavailable", // this server as a node
                 "function_call called: 503 backend_unavailable",
                 "function_call graphed: 503 backend_unavailable", // the graph run's node
+                "function_call node_called: 503 backend_unavailable", // this server as a node
                 "function_management managed: 503 backend_unavailable",
                 "management slow:1.0-test: 503 backend_unavailable",
             ]);
@@ -195,6 +203,12 @@ public sealed class StopGraceDecisionTests : IAsyncLifetime
         }
         (decision["status"]!.GetValue<int>(), decision["error_code"]!.GetValue<string>()).ShouldBe((499, "cancelled"));
     }
+
+    private static HttpRequestMessage NodeCall(string path, JsonObject body) => new(HttpMethod.Post, path)
+    {
+        Content = JsonContent(body),
+        Headers = { { PolicyGrid.Api.Node.NodeCallLedger.Header, Guid.NewGuid().ToString("N") } },
+    };
 
     private static StringContent JsonContent(JsonObject body) => new(body.ToJsonString(), System.Text.Encoding.UTF8, "application/json");
 }

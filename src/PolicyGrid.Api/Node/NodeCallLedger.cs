@@ -1,6 +1,7 @@
 using System.Text;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime.Execution;
 
 namespace PolicyGrid.Api.Node;
 
@@ -11,7 +12,8 @@ namespace PolicyGrid.Api.Node;
 /// node has seen from the same caller gets the first run's answer instead, waiting for it while it still runs;
 /// the run itself no longer stops when its first request goes away, so the answer is there for the retry.
 /// Evaluation events are run through it too, by event id: a pub/sub redelivery of an event this node ran gets the
-/// same decision.
+/// same decision. The server's stop still ends such a run (<see cref="ServerStop"/>), shortly before the host closes
+/// its connection, so its caller hears the 503 saying the server is stopping and the node's decision log records it.
 /// </summary>
 /// <remarks>
 /// Kept for <see cref="Keep"/> after the run ends, at most <see cref="MaxKept"/> ended calls holding
@@ -19,7 +21,7 @@ namespace PolicyGrid.Api.Node;
 /// policy did not run or its effects were not kept (429 overloaded, 503 unavailable) is not kept: the retry runs
 /// anew. The same id with a different body is a 409: the id names one call.
 /// </remarks>
-public sealed class NodeCallLedger(TimeProvider clock)
+public sealed class NodeCallLedger(TimeProvider clock, ServerStop? serverStop = null)
 {
     public const string Header = PolicyGrid.Runtime.Transports.NodeHeaders.CallId;
     public const int MaxIdLength = 128;
@@ -65,10 +67,12 @@ public sealed class NodeCallLedger(TimeProvider clock)
                 throw Problems.Conflict($"{Header} '{callId}' was already used for a different {kind} request; an id names one call, so a new call needs a new id");
             return Copy(await seen.Outcome.WaitAsync(ct));
         }
-        // Not stopped by this request's end: a retry after a dropped connection is to find the answer.
+        // Not stopped by this request's end: a retry after a dropped connection is to find the answer. The server's stop
+        // does end it: left running, it was cut when the process ended, its caller told only that the connection dropped
+        // and its decision lost ("arrived after the log closed").
         try
         {
-            var result = await run(CancellationToken.None);
+            var result = await run(serverStop?.CallsEnding ?? CancellationToken.None);
             mine!.SetResult(result);
             Ended(key, Encoding.UTF8.GetByteCount(result.Output.ToJsonString()));
             return Copy(result);

@@ -13,6 +13,12 @@ public sealed class ServerStop
     /// <summary>The host says when its stop ends the calls still running: when <paramref name="stopping"/> fires.</summary>
     public void EndsCallsWhen(CancellationToken stopping) => stoppingCalls = stopping;
 
+    /// <summary>
+    /// Fires when the server's stop ends the calls still running: for work that does not stop with its request (a node
+    /// call run once for its retries, NodeCallLedger), which the stop must still end while its caller can hear why.
+    /// </summary>
+    public CancellationToken CallsEnding => stoppingCalls;
+
     /// <summary>Whether calls still running are being ended by the server's stop (and answered 503).</summary>
     public bool EndingCalls => stoppingCalls.IsCancellationRequested;
 }
