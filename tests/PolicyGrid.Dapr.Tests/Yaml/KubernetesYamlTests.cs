@@ -146,6 +146,62 @@ public sealed partial class KubernetesYamlTests
         }
     }
 
+    // Dapr 1.18's defaults for what the manifests leave unset.
+    private const int DaprGracefulShutdownSeconds = 5, DaprAppHealthProbeInterval = 5, DaprAppHealthThreshold = 3;
+
+    /// <summary>
+    /// On a rollout or a scale-down the kubelet sends SIGTERM to the app and daprd at once. The app gives its calls in
+    /// flight its host's shutdown timeout and records each decision through daprd, so daprd must keep its APIs up that
+    /// long (block-shutdown-duration), the block must not end sooner because the app, which stops taking connections at
+    /// SIGTERM, is judged unhealthy, and SIGKILL must not land before daprd's own graceful shutdown. An actor host keeps
+    /// serving instead (its preStop holds its SIGTERM back) until daprd has moved its actors and drained their calls.
+    /// None of this was set: daprd stopped within 5 s, cutting longer calls' state and decision writes.
+    /// </summary>
+    [Fact]
+    public void Every_app_keeps_its_sidecar_and_its_pod_while_it_finishes_its_calls()
+    {
+        var margin = TimeSpan.FromSeconds(5);
+        foreach (var deployment in OfKind("Deployment"))
+        {
+            var appId = Text(deployment["metadata"]!["name"]);
+            var template = deployment["spec"]!["template"]!;
+            var annotations = template["metadata"]!["annotations"]!.AsObject();
+            var container = template["spec"]!["containers"]![0]!;
+            var env = container["env"]!.AsArray().ToDictionary(e => Text(e!["name"]), e => Text(e!["value"]));
+            env.ShouldContainKey("DOTNET_SHUTDOWNTIMEOUTSECONDS", $"{appId}: the time the app gives calls in flight, which the rest is sized from");
+            var appStop = TimeSpan.FromSeconds(int.Parse(env["DOTNET_SHUTDOWNTIMEOUTSECONDS"], CultureInfo.InvariantCulture));
+            annotations.ShouldContainKey("dapr.io/block-shutdown-duration", $"{appId}: daprd would stop within {DaprGracefulShutdownSeconds} s of SIGTERM");
+            var block = ResiliencyChecks.GoDuration(Text(annotations["dapr.io/block-shutdown-duration"]));
+            var graceful = TimeSpan.FromSeconds(Seconds(annotations, "dapr.io/graceful-shutdown-seconds", DaprGracefulShutdownSeconds));
+            var podGrace = TimeSpan.FromSeconds(int.Parse(Text(template["spec"]!["terminationGracePeriodSeconds"]) is { Length: > 0 } g ? g : "30", CultureInfo.InvariantCulture));
+            var preStop = container["lifecycle"]?["preStop"]?["exec"]?["command"]?.AsArray().Select(Text).ToArray();
+
+            block.ShouldBeGreaterThanOrEqualTo(appStop + margin, $"{appId}: daprd's APIs must outlast the app's own stop and its last writes");
+            if (appId == DaprNames.Apps.Functions)
+            {
+                // The actor host: while daprd blocks, the actors placed on this pod are still called here.
+                preStop.ShouldNotBeNull($"{appId}: the app stops taking calls at SIGTERM while daprd still sends it its actors' calls");
+                preStop![0].ShouldBe("sleep", appId);
+                var held = TimeSpan.FromSeconds(int.Parse(preStop[1], CultureInfo.InvariantCulture));
+                held.ShouldBeGreaterThanOrEqualTo(block + graceful, $"{appId}: the app must outlive daprd's block and the drain of its actors' calls");
+                podGrace.ShouldBeGreaterThanOrEqualTo(held + margin, $"{appId}: SIGKILL would land while the app stops");
+            }
+            else
+            {
+                preStop.ShouldBeNull(appId);
+                var interval = Seconds(annotations, "dapr.io/app-health-probe-interval", DaprAppHealthProbeInterval);
+                var threshold = Seconds(annotations, "dapr.io/app-health-threshold", DaprAppHealthThreshold);
+                // The first failed probe may come right at SIGTERM: unhealthy after threshold - 1 more intervals.
+                TimeSpan.FromSeconds((threshold - 1) * interval).ShouldBeGreaterThanOrEqualTo(block,
+                    $"{appId}: judged unhealthy once it stops taking connections, which ends daprd's block early");
+                podGrace.ShouldBeGreaterThanOrEqualTo(block + graceful + margin, $"{appId}: SIGKILL would land while daprd drains its calls");
+            }
+        }
+    }
+
+    private static int Seconds(JsonObject annotations, string name, int unset) =>
+        annotations[name] is { } value ? int.Parse(Text(value), CultureInfo.InvariantCulture) : unset;
+
     [Fact]
     public void Every_app_holds_the_api_token_its_sidecar_requires()
     {
