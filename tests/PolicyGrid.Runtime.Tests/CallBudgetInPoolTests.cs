@@ -42,73 +42,33 @@ public sealed class CallBudgetInPoolTests : IAsyncLifetime
                     return {"marks": len(marks.read())}
         """;
 
-    // One worker, so the slow call holds the only one; markers under the host's /tmp. The policy's calls count as short
-    // (as a fast policy's do): a call that finds the worker idle is then sent and answered on its caller's thread
-    // (WorkerSlot.Submit), so the slow call's Hold must be made from a thread of its own. The default limit (500 µs) made
-    // that depend on how fast the first count happened to be: about half the full-suite runs blocked the test in Hold
-    // until the slow call's 120 s deadline (see Hold).
-    private readonly ExecutorHarness harness = new(o =>
-    {
-        o.Pool.Workers = 1;
-        o.Pool.PrivateTemp = false;
-        o.Pool.PackCallsUnder = TimeSpan.FromSeconds(10);
-    });
-
-    private readonly List<string> dirs = [];
+    private readonly OneWorkerExecutor pool = new();
+    private ExecutorHarness harness => pool.Harness;
     private string uri = "";
 
     public async ValueTask InitializeAsync()
     {
-        await harness.Pool.StartAsync(Ct);
-        uri = await harness.AddSourceAsync("budget-counter", Source);
+        uri = await pool.StartAsync("budget-counter", Source);
         // The first count: the policy is now known to write its context (its calls hold the context key's lock).
         (await CountAsync()).Output["count"]!.GetValue<int>().ShouldBe(1);
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        await harness.DisposeAsync();
-        foreach (var dir in dirs) Directory.Delete(dir, recursive: true);
-    }
+    public ValueTask DisposeAsync() => pool.DisposeAsync();
 
     private Task<PolicyResult> CountAsync(CallBudget? budget = null) =>
         harness.Executor.ExecuteAsync(new ExecutionRequest(uri, [], ContextKey: "counter") { Budget = budget }, Caller, Ct);
 
-    private string NewHoldDir()
-    {
-        var dir = Directory.CreateTempSubdirectory("pg-startby-").FullName;
-        // The worker may run as an unprivileged user: it must be able to write its marker here.
-        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(dir, (UnixFileMode)0b111_111_111);
-        dirs.Add(dir);
-        return dir;
-    }
+    private string NewHoldDir() => pool.NewDirectory("pg-startby-");
 
-    // A slow call on its own context key, running (or queued) until Release(dir); its deadline is far off. Made from a
-    // thread of its own, as each of a server's requests is: when it finds the worker idle, the pool runs it on the
-    // calling thread, which it holds until the call answers; made from the test's thread, the test could not go on to
-    // release it, and the call ran to its deadline (the held call "ended before its release", and the worker was free
-    // for the calls the test meant to queue behind it).
-    private Task<PolicyResult> Hold(string dir) =>
-        Task.Run(() => harness.Executor.ExecuteAsync(new ExecutionRequest(uri, new JsonObject { ["hold"] = dir }, ContextKey: "hold-" + Path.GetFileName(dir),
-            TimeoutSeconds: 120), Caller, Ct), Ct);
+    private Task<PolicyResult> Hold(string dir) => pool.Hold(uri, dir, Caller);
 
-    private static void Release(string dir) => File.WriteAllText(Path.Combine(dir, "release"), "go");
+    private static void Release(string dir) => OneWorkerExecutor.Release(dir);
 
-    private string Diag(Task t) => $"[status {harness.Pool.Status} live {harness.Pool.LiveWorkers().Count} task {t.Status} {t.Exception?.InnerException?.Message} logs: {string.Join(" | ", harness.Logs.Entries.Select(e => e.Message))}]";
+    private string Diag(Task t) => pool.Diag(t);
 
-    private static async Task Until(Func<bool> condition, string what)
-    {
-        var until = DateTime.UtcNow.AddSeconds(30);
-        while (!condition() && DateTime.UtcNow < until) await Task.Delay(5, Ct);
-        condition().ShouldBeTrue(what);
-    }
+    private static Task Until(Func<bool> condition, string what) => OneWorkerExecutor.Until(condition, what);
 
-    private static async Task Until(Func<bool> condition, Func<string> what)
-    {
-        var until = DateTime.UtcNow.AddSeconds(30);
-        while (!condition() && DateTime.UtcNow < until) await Task.Delay(5, Ct);
-        condition().ShouldBeTrue(what());
-    }
+    private static Task Until(Func<bool> condition, Func<string> what) => OneWorkerExecutor.Until(condition, what);
 
     private async Task ShouldBeNotStartedAsync(Task<PolicyResult> budgeted)
     {

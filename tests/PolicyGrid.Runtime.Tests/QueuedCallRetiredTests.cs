@@ -41,50 +41,31 @@ public sealed class QueuedCallRetiredTests : IAsyncLifetime
                 return {"ran": data["name"]}
         """;
 
-    // One worker, so the slow call holds the only one, and the next call queues in the pool behind it.
-    private readonly ExecutorHarness harness = new(o =>
-    {
-        o.Pool.Workers = 1;
-        o.Pool.PrivateTemp = false;
-        o.Pool.PackCallsUnder = TimeSpan.FromSeconds(10);
-    });
-
+    // The slow call holds the only worker, and the next call queues in the pool behind it.
+    private readonly OneWorkerExecutor pool = new();
+    private ExecutorHarness harness => pool.Harness;
     private string dir = "";
     private string uri = "";
 
     public async ValueTask InitializeAsync()
     {
-        dir = Directory.CreateTempSubdirectory("pg-queued-").FullName;
-        // The worker may run as an unprivileged user: it must be able to write its markers here.
-        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(dir, (UnixFileMode)0b111_111_111);
-        await harness.Pool.StartAsync(Ct);
-        uri = await harness.AddSourceAsync("queued-retire", Source);
+        dir = pool.NewDirectory("pg-queued-");
+        uri = await pool.StartAsync("queued-retire", Source);
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        await harness.DisposeAsync();
-        Directory.Delete(dir, recursive: true);
-    }
+    public ValueTask DisposeAsync() => pool.DisposeAsync();
 
-    // Made from threads of their own, as a server's requests are: a call that finds the worker idle runs on its caller's
-    // thread (WorkerSlot.Submit), which the test could then not use to release it.
-    private Task<PolicyResult> Hold() =>
-        Task.Run(() => harness.Executor.ExecuteAsync(new ExecutionRequest(uri, new JsonObject { ["hold"] = dir }, ContextKey: "hold", TimeoutSeconds: 120),
-            Caller, Ct), Ct);
+    private Task<PolicyResult> Hold() => pool.Hold(uri, dir, Caller);
 
+    // Made from a thread of its own, as a server's request is: a call that finds the worker idle runs on its caller's
+    // thread (WorkerSlot.Submit).
     private Task<PolicyResult> Mark(string name) =>
         Task.Run(() => harness.Executor.ExecuteAsync(new ExecutionRequest(uri, new JsonObject { ["mark"] = dir, ["name"] = name }, ContextKey: name),
             Caller, Ct), Ct);
 
-    private void Release() => File.WriteAllText(Path.Combine(dir, "release"), "go");
+    private void Release() => OneWorkerExecutor.Release(dir);
 
-    private static async Task Until(Func<bool> condition, string what)
-    {
-        var until = DateTime.UtcNow.AddSeconds(30);
-        while (!condition() && DateTime.UtcNow < until) await Task.Delay(5, Ct);
-        condition().ShouldBeTrue(what);
-    }
+    private static Task Until(Func<bool> condition, string what) => OneWorkerExecutor.Until(condition, what);
 
     // The slow call runs on the only worker, and `queued` waits in the pool behind it.
     private async Task<(Task<PolicyResult> Holding, Task<T> Queued)> QueueBehindSlowCallAsync<T>(Func<Task<T>> queue)
