@@ -368,6 +368,24 @@ public sealed partial class KubernetesYamlTests
     }
 
     [Fact]
+    public void The_dev_overlay_lets_the_functions_autoscaler_keep_the_one_replica_it_gives_each_app()
+    {
+        // The overlay patches every Deployment to one replica; the base autoscaler's minimum (2) scaled policy-functions
+        // straight back to two pods.
+        static string Value(JsonArray patch, string path) =>
+            patch.Single(op => Text(op!["path"]) == path)!["value"]!.ToJsonString().Trim('"');
+        var replicas = Value(RepoYaml.LoadList("deploy/overlays/dev/replicas.yaml"), "/spec/replicas");
+        var hpa = OfKind("HorizontalPodAutoscaler").Single();
+        var dev = LoadOne("deploy/overlays/dev/kustomization.yaml");
+        var patch = dev["patches"]!.AsArray().Single(p => Text(p!["target"]?["kind"]) == "HorizontalPodAutoscaler")!;
+        Text(patch["target"]!["name"]).ShouldBe(Text(hpa["metadata"]!["name"]));
+
+        var scaling = RepoYaml.LoadList("deploy/overlays/dev/" + Text(patch["path"]));
+        Value(scaling, "/spec/minReplicas").ShouldBe(replicas);
+        int.Parse(Value(scaling, "/spec/maxReplicas"), CultureInfo.InvariantCulture).ShouldBeGreaterThanOrEqualTo(int.Parse(replicas, CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
     public void The_dev_overlay_points_type_3_jobs_at_the_runner_image_the_docs_build_with_the_same_tag()
     {
         var dev = LoadOne("deploy/overlays/dev/kustomization.yaml");

@@ -27,6 +27,13 @@ public static class RepoYaml
 
     public static JsonObject LoadOne(string relative) => Load(relative).Single();
 
+    /// <summary>A file holding one YAML sequence (a kustomize JSON 6902 patch: a list of operations).</summary>
+    public static JsonArray LoadList(string relative)
+    {
+        using var reader = new StringReader(File.ReadAllText(PathOf(relative)));
+        return ToJson(Deserializer.Deserialize<object>(reader))!.AsArray();
+    }
+
     /// <summary>Every document of every .yaml file directly in a folder, with the file it came from.</summary>
     public static IEnumerable<(string File, JsonObject Doc)> LoadFolder(string relative) =>
         Directory.GetFiles(PathOf(relative), "*.yaml").Order(StringComparer.Ordinal)
