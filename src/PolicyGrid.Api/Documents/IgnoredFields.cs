@@ -59,6 +59,17 @@ public static class IgnoredFields
                 { RetryAfterSeconds = refusal.RetryAfterSeconds };
     }
 
+    /// <summary>
+    /// Runs a call whose body is <paramref name="body"/>; a 400 it ends with is thrown again with the body's unknown fields
+    /// named (<see cref="Explained"/>). Every other outcome passes through unchanged.
+    /// </summary>
+    public static async Task<T> ExplainingRefusals<T>(JsonObject body, IReadOnlySet<string> known, string kind, Func<Task<T>> call)
+    {
+        ArgumentNullException.ThrowIfNull(call);
+        try { return await call(); }
+        catch (PolicyGridException e) when (Explained(e, body, known, kind) is { } explained) { throw explained; }
+    }
+
     /// <summary>The known field a typo most likely meant (<see cref="FieldNames.Closest"/>); null when none is.</summary>
     public static string? Closest(string field, IEnumerable<string> known) => FieldNames.Closest(field, known);
 }

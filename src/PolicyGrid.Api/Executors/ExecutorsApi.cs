@@ -121,32 +121,20 @@ public static class ExecutorsApi
 
     public static async Task<EnvelopeOk<JsonObject>> Execute(string id, JsonBody body, [AsParameters] ExecutorServices services, CancellationToken ct)
     {
-        PolicyResult result;
-        try
-        {
-            var request = ExecutionBodies.Execution(body.RequireObject(), TimeoutLimit.Of(services.Runtime.Value));
-            result = await services.Dispatch.ExecuteAsync(id, request, services.Http.Caller(), ct);
-        }
-        catch (PolicyGridException e) when (IgnoredFields.Explained(e, body.RequireObject(), ExecutionBodies.ExecutionFields, "an execute_policy request") is { } explained)
-        {
-            throw explained;
-        }
-        return PolicyAnswer(services.Http, result, IgnoredFields.Warnings(body.RequireObject(), ExecutionBodies.ExecutionFields, "an execute_policy request", fate: "was ignored"));
+        const string kind = "an execute_policy request";
+        var fields = body.RequireObject();
+        var result = await IgnoredFields.ExplainingRefusals(fields, ExecutionBodies.ExecutionFields, kind, () =>
+            services.Dispatch.ExecuteAsync(id, ExecutionBodies.Execution(fields, TimeoutLimit.Of(services.Runtime.Value)), services.Http.Caller(), ct));
+        return PolicyAnswer(services.Http, result, IgnoredFields.Warnings(fields, ExecutionBodies.ExecutionFields, kind, fate: "was ignored"));
     }
 
     public static async Task<EnvelopeOk<JsonObject>> Manage(string id, JsonBody body, [AsParameters] ExecutorServices services, CancellationToken ct)
     {
-        PolicyResult result;
-        try
-        {
-            var request = ExecutionBodies.Management(body.RequireObject(), TimeoutLimit.Of(services.Runtime.Value));
-            result = await services.Dispatch.ManageAsync(id, request, services.Http.Caller(), ct);
-        }
-        catch (PolicyGridException e) when (IgnoredFields.Explained(e, body.RequireObject(), ExecutionBodies.ManagementFields, "a management request") is { } explained)
-        {
-            throw explained;
-        }
-        return PolicyAnswer(services.Http, result, IgnoredFields.Warnings(body.RequireObject(), ExecutionBodies.ManagementFields, "a management request", fate: "was ignored"));
+        const string kind = "a management request";
+        var fields = body.RequireObject();
+        var result = await IgnoredFields.ExplainingRefusals(fields, ExecutionBodies.ManagementFields, kind, () =>
+            services.Dispatch.ManageAsync(id, ExecutionBodies.Management(fields, TimeoutLimit.Of(services.Runtime.Value)), services.Http.Caller(), ct));
+        return PolicyAnswer(services.Http, result, IgnoredFields.Warnings(fields, ExecutionBodies.ManagementFields, kind, fate: "was ignored"));
     }
 
     /// <summary>Exactly what the policy returned, plus a Deprecation header when its policy is deprecated.</summary>

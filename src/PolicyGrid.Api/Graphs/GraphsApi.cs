@@ -9,7 +9,6 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using PolicyGrid.Api.Auth;
 using PolicyGrid.Api.Documents;
-using PolicyGrid.Core.Errors;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Core.Querying;
@@ -82,17 +81,11 @@ public static class GraphsApi
 
     public static async Task<EnvelopeOk<JsonNode?>> Execute(JsonBody body, GraphRegistry graphs, HttpContext http, CancellationToken ct)
     {
-        JsonNode? result;
-        try
-        {
-            result = await graphs.ExecuteAsync(body.RequireObject(), http.Caller(), id => http.Response.Headers[ExecutionIdHeader] = id,
-                () => http.Response.Headers["Deprecation"] = "true", ct);
-        }
-        catch (PolicyGridException e) when (IgnoredFields.Explained(e, body.RequireObject(), ExecuteFields, "an execute_graph request") is { } explained)
-        {
-            throw explained;
-        }
-        return Answer.Ok(result, IgnoredFields.Warnings(body.RequireObject(), ExecuteFields, "an execute_graph request", fate: "was ignored"));
+        const string kind = "an execute_graph request";
+        var fields = body.RequireObject();
+        var result = await IgnoredFields.ExplainingRefusals(fields, ExecuteFields, kind, () => graphs.ExecuteAsync(fields, http.Caller(),
+            id => http.Response.Headers[ExecutionIdHeader] = id, () => http.Response.Headers["Deprecation"] = "true", ct));
+        return Answer.Ok(result, IgnoredFields.Warnings(fields, ExecuteFields, kind, fate: "was ignored"));
     }
 
     /// <summary>The fields of an execute_graph body.</summary>

@@ -77,13 +77,9 @@ public static class JobsApi
 
     private static async Task<EnvelopeOk<JsonObject>> SubmitAsync(string? executorId, JsonBody body, JobBoard board, HttpContext http, CancellationToken ct)
     {
-        JsonObject job;
-        try { job = await board.SubmitAsync(executorId, body.RequireObject(), Deprecating(http), ct); }
-        catch (PolicyGridException e) when (IgnoredFields.Explained(e, body.RequireObject(), RecordFields, "a job") is { } explained)
-        {
-            throw explained;
-        }
-        return Submitted(job, body.RequireObject());
+        var fields = body.RequireObject();
+        var job = await IgnoredFields.ExplainingRefusals(fields, RecordFields, "a job", () => board.SubmitAsync(executorId, fields, Deprecating(http), ct));
+        return Submitted(job, fields);
     }
 
     // A job of a deprecated policy still runs; its submit's answer says so, as every execution of one does.
