@@ -12,19 +12,10 @@ namespace PolicyGrid.Api.Tests;
 /// <summary>The 503 a call still running at the end of the server's stop is answered (<see cref="StopGrace"/>).</summary>
 public sealed class StopGraceAnswerTests
 {
-    private sealed class Lifetime : IHostApplicationLifetime
-    {
-        public readonly CancellationTokenSource Stopping = new();
-        public CancellationToken ApplicationStarted => CancellationToken.None;
-        public CancellationToken ApplicationStopping => Stopping.Token;
-        public CancellationToken ApplicationStopped => CancellationToken.None;
-        public void StopApplication() => Stopping.Cancel();
-    }
-
     [Fact]
     public async Task A_graph_run_stopped_by_the_servers_stop_keeps_its_execution_id_on_the_503()
     {
-        var lifetime = new Lifetime();
+        var lifetime = new StoppingLifetime();
         // No shutdown time at all: the grace runs out the moment the stop begins.
         using var grace = new StopGrace(lifetime, Options.Create(new HostOptions { ShutdownTimeout = TimeSpan.Zero }));
         var middleware = new ErrorEnvelopeMiddleware(async context =>

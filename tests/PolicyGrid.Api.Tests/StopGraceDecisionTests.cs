@@ -34,17 +34,7 @@ public sealed class StopGraceDecisionTests : IAsyncLifetime
                 return {}
         """;
 
-    /// <summary>A host's lifetime the test stops: the server's stop as its calls see it, without stopping the test's server.</summary>
-    private sealed class Lifetime : IHostApplicationLifetime
-    {
-        public readonly CancellationTokenSource Stopping = new();
-        public CancellationToken ApplicationStarted => CancellationToken.None;
-        public CancellationToken ApplicationStopping => Stopping.Token;
-        public CancellationToken ApplicationStopped => CancellationToken.None;
-        public void StopApplication() => Stopping.Cancel();
-    }
-
-    private readonly Lifetime _lifetime = new();
+    private readonly StoppingLifetime _lifetime = new();
     private readonly DirectoryInfo _markers = Directory.CreateTempSubdirectory("pg-stop-decision-");
     private GridServer _server = null!;
     private HttpClient _client = null!;
