@@ -153,6 +153,21 @@ public sealed class ServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Local_and_remote_agree_with_call_parameter_overrides()
+    {
+        // The sample reads local_allowlist in __init__: an executor makes an instance with a call's parameters, local modes ran
+        // the call on the instance made with the evaluator's, so the override allowed remotely and denied locally.
+        var uri = await CreatePolicy("overrides");
+        foreach (var ev in new[] { await Evaluator(uri), await Evaluator(uri, isolation: LocalIsolation.WorkerProcess), await Evaluator(uri, EvaluationMode.Remote) })
+        {
+            var label = $"{ev.Mode} {(ev.Mode == EvaluationMode.Local ? _made.IndexOf(ev) : "")}";
+            ev.ExecutePolicyRule(Ip("10.3.3.3"), new JsonObject { ["local_allowlist"] = new JsonArray("10.3.3.3") })["allowed"]!.GetValue<bool>().ShouldBeTrue(label);
+            ev.ExecutePolicyRule(Ip("10.0.0.1"), new JsonObject { ["local_allowlist"] = new JsonArray("10.3.3.3") })["allowed"]!.GetValue<bool>().ShouldBeFalse(label);
+            ev.ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue(label);
+        }
+    }
+
+    [Fact]
     public async Task Local_and_remote_refuse_the_same_bad_input()
     {
         var uri = await CreatePolicy("badinput");

@@ -173,13 +173,16 @@ internal static class EmbeddedPython
                 self.obj = obj
                 self.parameters = parameters
                 # A cell holding the context, shared with the instance an update loads next (it carries over, as on the
-                # servers). Each call gets the context read back from its JSON, as the servers load it for every call:
-                # never the objects the last call left (a tuple stayed a tuple, an int key an int, and a list the
+                # servers) and with the instances made for calls giving their own parameters (one context per policy, as
+                # on the servers). Each call gets the context read back from its JSON, as the servers load it for every
+                # call: never the objects the last call left (a tuple stayed a tuple, an int key an int, and a list the
                 # instance still held went on changing the context behind its back, none of which a server shows).
-                self.context = cell = [{}] if context is None else context
                 # The context as the servers would hold it after the last call that succeeded, and before it. A call
                 # that raises, or answers or leaves what has no JSON form, leaves no trace: the servers save none of it.
-                saved = [_written(cell[0]) if cell[0] else "{}", None]
+                # Shared with the cell: an instance keeping its own copy put back, when a call on it failed, the context
+                # as it was when that instance last ran, undoing what calls on the others had saved since.
+                cell, saved = ([{}], ["{}", None]) if context is None else context
+                self.context = (cell, saved)
                 # The hot path: a closure over locals, so a call does no attribute or global lookups.
                 loads, written, unique, policy_eval = json.loads, _written, _ensure_unique_keys, obj.eval
 

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Templates;
+using PolicyGrid.Runtime.Execution;
 using PolicyGrid.Runtime.Hosting;
 using PolicyGrid.Sdk.Client;
 
@@ -147,8 +148,16 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
         JsonText.EnsureJson(parameters, "parameters");
         if (_options.Mode == EvaluationMode.Remote || _held?.Instance is not { Synchronous: true })
             return ExecutePolicyRuleAsync(inputData, parameters).GetAwaiter().GetResult();
-        var (held, effective) = Prepare(inputData, parameters);
-        return held.Instance!.Eval(inputData, effective);
+        var (instance, effective, dropped) = Prepare(inputData, parameters);
+        if (dropped is null) return instance.Eval(inputData, effective);
+        try
+        {
+            return instance.Eval(inputData, effective);
+        }
+        finally
+        {
+            dropped.ReleaseAsync().AsTask().GetAwaiter().GetResult(); // in-process: nothing to wait for
+        }
     }
 
     public async Task<JsonObject> ExecutePolicyRuleAsync(JsonNode? inputData, JsonObject? parameters = null, CancellationToken ct = default)
@@ -167,8 +176,16 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
             var answer = Remote(await _client.ExecutePolicyResponseAsync(_options.ExecutorId, request, ct));
             return answer as JsonObject ?? throw new PolicyGridApiException(502, "backend_error", $"execute_policy answered {JsonText.Kind(answer)}, expected the policy's dict");
         }
-        var (held, effective) = Prepare(inputData, parameters, ct);
-        return await held.Instance!.EvalAsync(inputData, effective, ct);
+        var (instance, effective, dropped) = Prepare(inputData, parameters, ct);
+        if (dropped is null) return await instance.EvalAsync(inputData, effective, ct);
+        try
+        {
+            return await instance.EvalAsync(inputData, effective, ct);
+        }
+        finally
+        {
+            await dropped.ReleaseAsync();
+        }
     }
 
     /// <summary>Runs the policy's <c>management(action, data)</c>: on the instance this evaluator holds (local) or on a fresh one (remote).</summary>
@@ -204,7 +221,12 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
     public Task RefreshAsync(CancellationToken ct = default) =>
         _options.Mode == EvaluationMode.Local ? RevalidateAsync(ct) : Task.CompletedTask;
 
-    private (Held Held, JsonObject? Parameters) Prepare(JsonNode? input, JsonObject? parameters, CancellationToken ct = default)
+    /// <summary>
+    /// The instance a call runs on, the parameters to hand its eval (null: those it was made with) and an instance to release
+    /// after the call (see <see cref="ParameterInstances.For"/>).
+    /// </summary>
+    private (IPolicyInstance Instance, JsonObject? Parameters, IPolicyInstance? Dropped) Prepare(JsonNode? input, JsonObject? parameters,
+        CancellationToken ct = default)
     {
         var held = Current(ct);
         JsonObject? effective = null;
@@ -215,7 +237,14 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
             Ensure(TemplateValidator.Validate(held.ParametersTemplate, effective, "parameters"));
         }
         if (held.InputTemplate.Count > 0) Ensure(TemplateValidator.Validate(held.InputTemplate, input, "input_data"));
-        return (held, effective);
+        if (effective is null) return (held.Instance!, null, null);
+        // An executor makes the policy's instance with the call's merged parameters: the held one was made with the evaluator's,
+        // so a policy reading them in __init__ (ip_allowlist's local_allowlist) ignored a call's override locally and applied it
+        // remotely. The evaluator's own parameters, given again, stay on the held instance (the one management commands reach).
+        var key = CanonicalJson.Sha256(effective);
+        if (key == held.ParametersKey) return (held.Instance!, effective, null);
+        var (instance, dropped) = held.ByParameters.For(held.Instance!, key, effective);
+        return (instance, null, dropped);
     }
 
     /// <param name="ct">Ends the wait for a re-read after a quiet spell (the re-read itself goes on for later calls).</param>
@@ -338,6 +367,8 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
         var previous = _held;
         _held = next;
         if (previous?.Instance is { } old && !ReferenceEquals(old, next.Instance)) await old.ReleaseAsync();
+        if (previous is not null && !ReferenceEquals(previous.ByParameters, next.ByParameters))
+            foreach (var made in previous.ByParameters.Close()) await made.ReleaseAsync();
     }
 
     private async Task<Held> LoadAsync(PolicyRevision revision, string tag, CancellationToken ct)
@@ -390,7 +421,10 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
             }
         }
         if (status == "deprecated") _logger.LogWarning("policy {Policy} (revision {Revision}) is deprecated", _options.PolicyRuleUri, tag);
-        return new Held((JsonObject)document.DeepClone(), tag, status, instance, parameters, parametersTemplate, inputTemplate, fingerprint, null);
+        // The instances made for calls' own parameters go with the instance they were made from (its bundle, settings and context).
+        var byParameters = instance is not null && _held is { } before && ReferenceEquals(instance, before.Instance) ? before.ByParameters : new ParameterInstances();
+        return new Held((JsonObject)document.DeepClone(), tag, status, instance, parameters, CanonicalJson.Sha256(parameters), byParameters,
+            parametersTemplate, inputTemplate, fingerprint, null);
     }
 
     private static JsonObject Merge(JsonObject stored, JsonObject? overrides)
@@ -417,6 +451,8 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
         lock (_revalidationGate) pending = _revalidation;
         if (pending is not null) await pending;
         if (_held?.Instance is { } instance) await instance.ReleaseAsync();
+        if (_held is { } held)
+            foreach (var made in held.ByParameters.Close()) await made.ReleaseAsync();
         if (_pool is not null) await _pool.DisposeAsync();
         _reload.Dispose();
     }
@@ -427,6 +463,8 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
         string Status,
         IPolicyInstance? Instance,
         JsonObject Parameters,
+        string ParametersKey, // CanonicalJson.Sha256(Parameters)
+        ParameterInstances ByParameters,
         JsonObject ParametersTemplate,
         JsonObject InputTemplate,
         string Fingerprint,

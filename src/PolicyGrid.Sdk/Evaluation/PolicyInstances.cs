@@ -20,7 +20,80 @@ internal interface IPolicyInstance
 
     ValueTask<JsonNode?> ManagementAsync(string action, JsonNode? data, CancellationToken ct);
 
+    /// <summary>
+    /// An instance of the same policy made with other <paramref name="parameters"/> (its <c>__init__</c> sees them, and its
+    /// <c>eval</c> gets them), sharing this one's context and the lock around it: as an executor makes one per set of parameters,
+    /// all on the policy's one context. Made now in-process; in a worker on its first call, as executors make theirs.
+    /// </summary>
+    IPolicyInstance WithParameters(JsonObject parameters);
+
     ValueTask ReleaseAsync();
+}
+
+/// <summary>
+/// The instances one revision keeps for calls giving their own parameters, by their canonical hash, at most
+/// <see cref="Capacity"/>: past it the least recently used one goes (the Python SDK keeps as many, and drops the same one).
+/// </summary>
+internal sealed class ParameterInstances
+{
+    public const int Capacity = 16;
+
+    private readonly Lock _gate = new();
+    private readonly List<(string Key, IPolicyInstance Instance)> _newestLast = [];
+    private bool _closed;
+
+    /// <summary>
+    /// The instance for <paramref name="key"/>, made from <paramref name="held"/> on first use. <c>Dropped</c>: an instance to
+    /// release once this call is done (the one it pushed out, or its own when the revision was swapped out meanwhile).
+    /// </summary>
+    public (IPolicyInstance Instance, IPolicyInstance? Dropped) For(IPolicyInstance held, string key, JsonObject parameters)
+    {
+        lock (_gate)
+        {
+            if (Take(key) is { } known) return (known, null);
+        }
+        // Outside the lock: an in-process __init__ runs here, and calls with other parameters need not wait for it.
+        var made = held.WithParameters(parameters);
+        lock (_gate)
+        {
+            // Another call made one meanwhile: this one was never called (in a worker, never loaded) and goes.
+            if (Take(key) is { } known) return (known, null);
+            if (_closed) return (made, made);
+            IPolicyInstance? dropped = null;
+            if (_newestLast.Count >= Capacity)
+            {
+                dropped = _newestLast[0].Instance;
+                _newestLast.RemoveAt(0);
+            }
+            _newestLast.Add((key, made));
+            return (made, dropped);
+        }
+    }
+
+    private IPolicyInstance? Take(string key)
+    {
+        for (var i = _newestLast.Count - 1; i >= 0; i--)
+        {
+            if (_newestLast[i].Key != key) continue;
+            var found = _newestLast[i];
+            _newestLast.RemoveAt(i);
+            _newestLast.Add(found);
+            return found.Instance;
+        }
+        return null;
+    }
+
+    /// <summary>Keeps nothing more (the revision was swapped out, or the evaluator disposed): answers what it held, to release.</summary>
+    public IPolicyInstance[] Close()
+    {
+        lock (_gate)
+        {
+            _closed = true;
+            var held = _newestLast.Select(e => e.Instance).ToArray();
+            _newestLast.Clear();
+            return held;
+        }
+    }
 }
 
 /// <summary>
@@ -46,9 +119,17 @@ internal sealed class InProcessPolicy : IPolicyInstance
     private readonly PyObject _rollback;
     private readonly string _ruleId;
 
-    private InProcessPolicy(PyObject instance, SemaphoreSlim calls, string ruleId)
+    // What WithParameters loads another instance from.
+    private readonly string? _library;
+    private readonly BundleDirectory _bundle;
+    private readonly JsonObject _settings;
+
+    private InProcessPolicy(PyObject instance, SemaphoreSlim calls, string ruleId, string? library, BundleDirectory bundle, JsonObject settings)
     {
         _ruleId = ruleId;
+        _library = library;
+        _bundle = bundle;
+        _settings = settings;
         _rollback = instance.GetAttr("rollback");
         _eval = instance.GetAttr("eval");
         _management = instance.GetAttr("management");
@@ -58,7 +139,8 @@ internal sealed class InProcessPolicy : IPolicyInstance
 
     public bool Synchronous => true;
 
-    /// <summary>Loads the policy; with a <paramref name="predecessor"/> (an update), its context carries over, as on the servers.</summary>
+    /// <summary>Loads the policy; with a <paramref name="predecessor"/> (an update, or <see cref="WithParameters"/>), its context
+    /// carries over, as on the servers.</summary>
     public static InProcessPolicy Load(string? library, string ruleId, BundleDirectory bundle, JsonObject settings, JsonObject parameters,
         InProcessPolicy? predecessor = null)
     {
@@ -77,7 +159,7 @@ internal sealed class InProcessPolicy : IPolicyInstance
                 using var instance = predecessor is null
                     ? load.Invoke(name, functionPy, codeDir, rule, settingsJson, parametersJson)
                     : load.Invoke(name, functionPy, codeDir, rule, settingsJson, parametersJson, predecessor._context);
-                return new InProcessPolicy(instance, predecessor?._calls ?? new SemaphoreSlim(1, 1), ruleId);
+                return new InProcessPolicy(instance, predecessor?._calls ?? new SemaphoreSlim(1, 1), ruleId, library, bundle, settings);
             }
             catch (PythonException e)
             {
@@ -163,6 +245,8 @@ internal sealed class InProcessPolicy : IPolicyInstance
         var (answer, problem) = PolicyAnswer.Read(resultJson);
         return ValueTask.FromResult<JsonNode?>(problem is null ? PolicyAnswer.ManagementResult(answer, _ruleId) : throw new PolicyGridApiException(422, "policy_error", problem));
     }
+
+    public IPolicyInstance WithParameters(JsonObject parameters) => Load(_library, _ruleId, _bundle, _settings, parameters, this);
 
     // The Python objects are released by pythonnet's finalizer: a call that captured this instance
     // just before an update swapped it out may still be using them.
@@ -256,6 +340,9 @@ internal sealed class WorkerProcessPolicy(PythonWorkerPool pool, PolicyLoadSpec 
 
     /// <summary>Loads the instance now, so a policy that cannot load fails at creation, not first use.</summary>
     public async Task WarmAsync(CancellationToken ct) => await Invoke(PolicyMethods.Load, [], ct);
+
+    public IPolicyInstance WithParameters(JsonObject parameters) =>
+        new WorkerProcessPolicy(pool, load with { Parameters = parameters }, deadline, this);
 
     public async ValueTask ReleaseAsync() => await pool.ReleaseAsync(_key);
 }

@@ -1,0 +1,118 @@
+using System.Text.Json.Nodes;
+using PolicyGrid.Runtime.Hosting;
+using PolicyGrid.Sdk.Client;
+using PolicyGrid.Sdk.Evaluation;
+
+namespace PolicyGrid.Sdk.Tests;
+
+/// <summary>
+/// A call's own parameters in both local isolations, as an executor applies them: it makes the policy's instance with them, so
+/// __init__ sees them. Local modes ran such a call on the instance made with the evaluator's parameters, handing the call's to
+/// eval only: a policy reading them in __init__ denied locally what remote mode allowed.
+/// </summary>
+public sealed class CallParametersTests : IAsyncDisposable
+{
+    // Reads its allowlist in __init__ only, as samples/policies/ip_allowlist does.
+    private const string Policy = """
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                self.allow = list(parameters.get("local_allowlist", []))
+            def eval(self, parameters, input_data, context):
+                if input_data["ip"] == "raise":
+                    context["calls"] = -100
+                    raise ValueError("refused")
+                context["calls"] = context.get("calls", 0) + 1
+                return {"allowed": input_data["ip"] in self.allow, "calls": context["calls"]}
+            def management(self, action, data):
+                self.allow = list(data["ips"])
+                return {"local_allowlist": self.allow}
+        """;
+
+    // The stored parameters allow 10.0.0.1; no input schema, so that "raise" reaches the policy.
+    private readonly LoopbackRegistry _registry = new(
+        new JsonObject(EvaluatorTests.Document().Where(p => p.Key != "policy_input_schema").Select(p => KeyValuePair.Create(p.Key, p.Value?.DeepClone()))),
+        TestBundles.Zip(("code/function.py", Policy)));
+
+    private LocalPolicyEvaluator? _evaluator;
+
+    private async Task<LocalPolicyEvaluator> Evaluator(LocalIsolation isolation) =>
+        _evaluator = await LocalPolicyEvaluator.CreateAsync(new PolicyGridClient(_registry.Url), new LocalPolicyEvaluatorOptions
+        {
+            PolicyRuleUri = EvaluatorTests.Uri, Isolation = isolation, RevalidateInterval = TimeSpan.FromHours(1),
+            WorkerPool = new WorkerPoolOptions { Workers = 1, IsolatePolicies = false, WorkDirectory = Path.Combine(Path.GetTempPath(), "pg-sdk-workers") },
+        }, TestContext.Current.CancellationToken);
+
+    private static JsonObject Allow(params string[] ips) => new() { ["local_allowlist"] = new JsonArray([.. ips.Select(ip => (JsonNode)ip)]) };
+
+    private static JsonObject Call(LocalPolicyEvaluator ev, string ip, JsonObject? parameters = null) =>
+        ev.ExecutePolicyRule(new JsonObject { ["ip"] = ip }, parameters);
+
+    private static bool Allowed(LocalPolicyEvaluator ev, string ip, JsonObject? parameters = null) =>
+        Call(ev, ip, parameters)["allowed"]!.GetValue<bool>();
+
+    [Theory]
+    [InlineData(LocalIsolation.InProcess)]
+    [InlineData(LocalIsolation.WorkerProcess)]
+    public async Task A_call_s_parameters_reach_init_as_on_an_executor_and_management_stays_with_the_held_instance(LocalIsolation isolation)
+    {
+        var ev = await Evaluator(isolation);
+        Allowed(ev, "10.0.0.7", Allow("10.0.0.7")).ShouldBeTrue();
+        Allowed(ev, "10.0.0.1", Allow("10.0.0.7")).ShouldBeFalse();
+        Allowed(ev, "10.0.0.1").ShouldBeTrue(); // without an override, the evaluator's own instance
+        (await ev.ExecutePolicyRuleAsync(new JsonObject { ["ip"] = "10.0.0.7" }, Allow("10.0.0.7"), TestContext.Current.CancellationToken))
+            ["allowed"]!.GetValue<bool>().ShouldBeTrue();
+
+        // The evaluator's own parameters given again run on its instance, the one management commands change.
+        ev.ExecuteManagementCommand("update_local_allowlist", new JsonObject { ["ips"] = new JsonArray("10.0.0.8") });
+        Allowed(ev, "10.0.0.8").ShouldBeTrue();
+        Allowed(ev, "10.0.0.8", Allow("10.0.0.1")).ShouldBeTrue();
+        Allowed(ev, "10.0.0.8", Allow("10.0.0.7")).ShouldBeFalse(); // an instance made with the override is not the held one
+
+        // One context for all of them, as on a server (the policy URI is the context key).
+        Call(ev, "10.0.0.7", Allow("10.0.0.7"))["calls"]!.GetValue<int>().ShouldBe(8);
+    }
+
+    [Theory]
+    [InlineData(LocalIsolation.InProcess)]
+    [InlineData(LocalIsolation.WorkerProcess)]
+    public async Task A_call_failing_on_an_override_s_instance_keeps_what_the_other_instances_saved(LocalIsolation isolation)
+    {
+        var ev = await Evaluator(isolation);
+        Call(ev, "10.0.0.7", Allow("10.0.0.7"))["calls"]!.GetValue<int>().ShouldBe(1);
+        Call(ev, "10.0.0.1")["calls"]!.GetValue<int>().ShouldBe(2);
+        Call(ev, "10.0.0.1")["calls"]!.GetValue<int>().ShouldBe(3);
+        var e = Should.Throw<PolicyGridApiException>(() => Call(ev, "raise", Allow("10.0.0.7")));
+        (e.Status, e.Code).ShouldBe((422, "policy_error"));
+        e.Reason.ShouldContain("ValueError: refused");
+        // Nothing of the failed call is kept, and nothing the held instance's calls saved is undone.
+        Call(ev, "10.0.0.1")["calls"]!.GetValue<int>().ShouldBe(4);
+        Should.Throw<PolicyGridApiException>(() => Call(ev, "raise"));
+        Call(ev, "10.0.0.7", Allow("10.0.0.7"))["calls"]!.GetValue<int>().ShouldBe(5);
+    }
+
+    [Theory]
+    [InlineData(LocalIsolation.InProcess)]
+    [InlineData(LocalIsolation.WorkerProcess)]
+    public async Task More_distinct_sets_than_kept_all_keep_answering_as_their_parameters_say(LocalIsolation isolation)
+    {
+        var ev = await Evaluator(isolation);
+        var sets = Enumerable.Range(1, ParameterInstances.Capacity + 1).Select(i => $"10.0.1.{i}").ToArray();
+        foreach (var ip in sets)
+        {
+            Allowed(ev, ip, Allow(ip)).ShouldBeTrue();
+            Allowed(ev, "10.0.0.1", Allow(ip)).ShouldBeFalse();
+        }
+        foreach (var ip in sets.Reverse()) Allowed(ev, ip, Allow(ip)).ShouldBeTrue(); // the first ones were dropped and made again
+        Allowed(ev, "10.0.0.1").ShouldBeTrue();
+        ev.ExecuteManagementCommand("update_local_allowlist", new JsonObject { ["ips"] = new JsonArray("10.0.0.9") });
+        Allowed(ev, "10.0.0.9").ShouldBeTrue();
+        Allowed(ev, "10.0.0.9", Allow(sets[0])).ShouldBeFalse();
+        Call(ev, "10.0.0.9")["calls"]!.GetValue<int>().ShouldBe(sets.Length * 3 + 4);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_evaluator is not null) await _evaluator.DisposeAsync();
+        _registry.Dispose();
+    }
+}
