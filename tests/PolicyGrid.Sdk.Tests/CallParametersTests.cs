@@ -14,15 +14,18 @@ public sealed class CallParametersTests : IAsyncDisposable
 {
     // Reads its allowlist in __init__ only, as samples/policies/ip_allowlist does.
     private const string Policy = """
+        inits = [0]
+
         class AIOSv1PolicyRule:
             def __init__(self, rule_id, settings, parameters):
+                inits[0] += 1
                 self.allow = list(parameters.get("local_allowlist", []))
             def eval(self, parameters, input_data, context):
                 if input_data["ip"] == "raise":
                     context["calls"] = -100
                     raise ValueError("refused")
                 context["calls"] = context.get("calls", 0) + 1
-                return {"allowed": input_data["ip"] in self.allow, "calls": context["calls"]}
+                return {"allowed": input_data["ip"] in self.allow, "calls": context["calls"], "inits": inits[0]}
             def management(self, action, data):
                 self.allow = list(data["ips"])
                 return {"local_allowlist": self.allow}
@@ -108,6 +111,23 @@ public sealed class CallParametersTests : IAsyncDisposable
         Allowed(ev, "10.0.0.9").ShouldBeTrue();
         Allowed(ev, "10.0.0.9", Allow(sets[0])).ShouldBeFalse();
         Call(ev, "10.0.0.9")["calls"]!.GetValue<int>().ShouldBe(sets.Length * 3 + 4);
+    }
+
+    [Theory]
+    [InlineData(LocalIsolation.InProcess)]
+    [InlineData(LocalIsolation.WorkerProcess)]
+    public async Task A_cancelled_call_with_new_parameters_makes_no_instance_and_runs_nothing(LocalIsolation isolation)
+    {
+        var ev = await Evaluator(isolation);
+        // In-process, the module (and its count) is one per bundle and process: what counts is that it does not move.
+        var inits = Call(ev, "10.0.0.1")["inits"]!.GetValue<int>();
+        using var cancelled = new CancellationTokenSource();
+        await cancelled.CancelAsync();
+        await Should.ThrowAsync<OperationCanceledException>(() => ev.ExecutePolicyRuleAsync(new JsonObject { ["ip"] = "10.0.0.7" }, Allow("10.0.0.7"), cancelled.Token));
+        var next = Call(ev, "10.0.0.1");
+        next["inits"]!.GetValue<int>().ShouldBe(inits); // the cancelled call ran no __init__
+        next["calls"]!.GetValue<int>().ShouldBe(2);
+        Call(ev, "10.0.0.7", Allow("10.0.0.7"))["inits"]!.GetValue<int>().ShouldBe(inits + 1);
     }
 
     public async ValueTask DisposeAsync()

@@ -168,6 +168,20 @@ public sealed class ServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_override_init_refuses_fails_the_call_alike_in_every_mode_and_the_next_call_works()
+    {
+        // The sample's __init__ refuses an entry that is no IPv4 address; the template (an array of strings) lets it through.
+        var uri = await CreatePolicy("badinit");
+        foreach (var ev in new[] { await Evaluator(uri), await Evaluator(uri, isolation: LocalIsolation.WorkerProcess), await Evaluator(uri, EvaluationMode.Remote) })
+        {
+            var e = Should.Throw<PolicyGridApiException>(() => ev.ExecutePolicyRule(Ip("10.0.0.1"), new JsonObject { ["local_allowlist"] = new JsonArray("999.0.0.1") }));
+            (e.Status, e.Code).ShouldBe((422, "policy_error"));
+            e.Reason.ShouldContain("ValueError: local_allowlist[0]: '999.0.0.1' is not an IPv4 address");
+            ev.ExecutePolicyRule(Ip("10.0.0.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        }
+    }
+
+    [Fact]
     public async Task Local_and_remote_refuse_the_same_bad_input()
     {
         var uri = await CreatePolicy("badinput");

@@ -243,7 +243,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
         // remotely. The evaluator's own parameters, given again, stay on the held instance (the one management commands reach).
         var key = CanonicalJson.Sha256(effective);
         if (key == held.ParametersKey) return (held.Instance!, effective, null);
-        var (instance, dropped) = held.ByParameters.For(held.Instance!, key, effective);
+        var (instance, dropped) = held.ByParameters.For(held.Instance!, key, effective, ct);
         return (instance, null, dropped);
     }
 

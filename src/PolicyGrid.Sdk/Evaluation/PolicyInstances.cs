@@ -46,12 +46,14 @@ internal sealed class ParameterInstances
     /// The instance for <paramref name="key"/>, made from <paramref name="held"/> on first use. <c>Dropped</c>: an instance to
     /// release once this call is done (the one it pushed out, or its own when the revision was swapped out meanwhile).
     /// </summary>
-    public (IPolicyInstance Instance, IPolicyInstance? Dropped) For(IPolicyInstance held, string key, JsonObject parameters)
+    public (IPolicyInstance Instance, IPolicyInstance? Dropped) For(IPolicyInstance held, string key, JsonObject parameters, CancellationToken ct)
     {
         lock (_gate)
         {
             if (Take(key) is { } known) return (known, null);
         }
+        // A call whose token has fired runs no policy code, __init__ included (in-process it runs here, before eval's check).
+        ct.ThrowIfCancellationRequested();
         // Outside the lock: an in-process __init__ runs here, and calls with other parameters need not wait for it.
         var made = held.WithParameters(parameters);
         lock (_gate)
