@@ -130,6 +130,21 @@ public sealed class CallParametersTests : IAsyncDisposable
         Call(ev, "10.0.0.7", Allow("10.0.0.7"))["inits"]!.GetValue<int>().ShouldBe(inits + 1);
     }
 
+    [Theory]
+    [InlineData(LocalIsolation.InProcess)]
+    [InlineData(LocalIsolation.WorkerProcess)]
+    public async Task After_an_update_a_call_s_parameters_still_apply_on_the_new_revision_with_the_context_carried_over(LocalIsolation isolation)
+    {
+        var ev = await Evaluator(isolation);
+        Allowed(ev, "10.0.0.7", Allow("10.0.0.7")).ShouldBeTrue();
+        _registry.Update(d => d["policy_parameters"] = Allow("10.0.0.9"));
+        await ev.RefreshAsync(TestContext.Current.CancellationToken);
+        Allowed(ev, "10.0.0.9").ShouldBeTrue();
+        Allowed(ev, "10.0.0.1").ShouldBeFalse();
+        Allowed(ev, "10.0.0.7", Allow("10.0.0.7")).ShouldBeTrue();
+        Call(ev, "10.0.0.1", Allow("10.0.0.1"))["calls"]!.GetValue<int>().ShouldBe(5);
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (_evaluator is not null) await _evaluator.DisposeAsync();
