@@ -24,6 +24,9 @@ public sealed class CallParametersTests : IAsyncDisposable
                 if input_data["ip"] == "raise":
                     context["calls"] = -100
                     raise ValueError("refused")
+                if input_data["ip"] == "list":
+                    context["calls"] = -200
+                    return ["not", "a", "dict"]
                 context["calls"] = context.get("calls", 0) + 1
                 return {"allowed": input_data["ip"] in self.allow, "calls": context["calls"], "inits": inits[0]}
             def management(self, action, data):
@@ -91,6 +94,10 @@ public sealed class CallParametersTests : IAsyncDisposable
         Call(ev, "10.0.0.1")["calls"]!.GetValue<int>().ShouldBe(4);
         Should.Throw<PolicyGridApiException>(() => Call(ev, "raise"));
         Call(ev, "10.0.0.7", Allow("10.0.0.7"))["calls"]!.GetValue<int>().ShouldBe(5);
+        // The same for an answer that is no dict (in-process, the context it left is taken back after the call).
+        Call(ev, "10.0.0.1")["calls"]!.GetValue<int>().ShouldBe(6);
+        Should.Throw<PolicyGridApiException>(() => Call(ev, "list", Allow("10.0.0.7"))).Reason.ShouldContain("returned a list, not a dict");
+        Call(ev, "10.0.0.1")["calls"]!.GetValue<int>().ShouldBe(7);
     }
 
     [Theory]
