@@ -81,6 +81,32 @@ public sealed class ExecutionTests(GridServer server) : IClassFixture<GridServer
         (await contexts.GetAsync($"function:{function}#0", ct))!.ToJsonString().ShouldBe(saved);
     }
 
+    [Fact]
+    public async Task A_deleted_policy_takes_its_context_along_and_one_registered_again_under_its_uri_starts_afresh()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var name = Unique("limiter");
+        static void OnePerWindow(JsonObject manifest) => manifest["policy_parameters"] = new JsonObject { ["limit"] = 1, ["window_seconds"] = 3600 };
+        var uri = await Onboarding.SampleAsync(client, "rate_limiter", name, OnePerWindow);
+        var call = Onboarding.Execute(uri, """{"client_id": "alice"}""");
+        (await client.Post("/executor/local/execute_policy", call)).Data!["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        (await client.Post("/executor/local/execute_policy", call)).Data!["allowed"]!.GetValue<bool>().ShouldBeFalse();
+        // A caller's own context_key is the caller's, not the policy's: it outlives the policy.
+        (await client.Post("/executor/local/execute_policy", Onboarding.Execute(uri, """{"client_id": "bob"}""", $"\"context_key\": \"{name}-tenant\""))).Status.ShouldBe(200);
+
+        (await client.Delete($"/policy/{uri}")).Status.ShouldBe(200);
+
+        var contexts = server.Service<IContextStore>();
+        (await contexts.GetAsync(uri, ct)).ShouldBeNull();
+        (await contexts.GetAsync($"{name}-tenant", ct)).ShouldNotBeNull();
+        // Registered again (same URI): alice's window of the deleted policy used to carry over, so she stayed refused.
+        (await Onboarding.SampleAsync(client, "rate_limiter", name, OnePerWindow)).ShouldBe(uri);
+        var again = await client.Post("/executor/local/execute_policy", call);
+        again.Status.ShouldBe(200, again.Body?.ToJsonString());
+        again.Data!["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        again.Data!["count"]!.GetValue<int>().ShouldBe(1);
+    }
+
     private const string CollidingKeysPolicy = """
         class AIOSv1PolicyRule:
             def __init__(self, rule_id, settings, parameters):

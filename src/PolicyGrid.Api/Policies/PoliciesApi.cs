@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Logging;
 using PolicyGrid.Api.Documents;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Core.Documents;
@@ -108,7 +109,26 @@ public static class PoliciesApi
             if (!users.IsEmpty) return Failure.From(Problems.Conflict($"policy '{id}' is still used by {users}; remove those first or delete with ?force=true"));
         }
         var deleted = await services.Store.DeleteAsync(Collections.Policies, id, current.Revision, ct);
-        return deleted is null ? Failure.From(Missing(uri)) : Envelope.Answer.Ok(Redact(deleted.Body));
+        if (deleted is null) return Failure.From(Missing(uri));
+        await ForgetContextAsync(services, id);
+        return Envelope.Answer.Ok(Redact(deleted.Body));
+    }
+
+    // The context saved under the policy's URI (its calls without a context_key) belongs to the policy and goes with it:
+    // it stayed in the store for good, and a policy registered again under the same URI started from the deleted one's
+    // counters and state. Context saved under callers' context_keys is theirs (any policy may use a key) and is left alone.
+    // The policy is gone already, so a context store that fails here is logged rather than answered.
+    private static async Task ForgetContextAsync(PolicyServices services, string id)
+    {
+        try
+        {
+            await services.Contexts.DeleteAsync(id, CancellationToken.None);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            services.Logs.CreateLogger(typeof(PoliciesApi).FullName!).LogWarning(e,
+                "policy {PolicyRuleUri} was deleted, but its saved context could not be removed; a policy registered again under that URI starts from it", id);
+        }
     }
 
     public static async Task<EnvelopeOk<JsonArray>> Query(JsonBody body, QueryWindow window, [AsParameters] PolicyServices services, CancellationToken ct)
@@ -160,4 +180,4 @@ public static class PoliciesApi
 }
 
 /// <summary>What Policies endpoints need, bound by ASP.NET in one bundle.</summary>
-public sealed record PolicyServices(HttpContext Http, IDocumentStore Store, TimeProvider Clock, PolicyCodeCheck Code);
+public sealed record PolicyServices(HttpContext Http, IDocumentStore Store, TimeProvider Clock, PolicyCodeCheck Code, IContextStore Contexts, ILoggerFactory Logs);
