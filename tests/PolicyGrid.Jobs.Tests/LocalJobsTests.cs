@@ -112,6 +112,58 @@ public sealed class LocalJobsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_cancelled_job_leaves_nothing_of_its_process_in_the_temp_directory()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var id = Id(await SubmitAsync(client, """{"mode":"sleep","seconds":60}""", timeout: 120));
+        var process = await JobProcessAsync(id);
+        var temp = TempDirectoryOf(process);
+        // Running the policy: its worker pool's directory is there, and the .NET runtime's diagnostic pipes and socket.
+        using (var watcher = new FileSystemWatcher(temp) { EnableRaisingEvents = true })
+        {
+            var started = new TaskCompletionSource();
+            watcher.Created += (_, e) => { if (e.Name?.StartsWith("policygrid-workers-", StringComparison.Ordinal) == true) started.TrySetResult(); };
+            if (Directory.GetDirectories(temp, "policygrid-workers-*").Length == 0) await started.Task.WaitAsync(TimeSpan.FromSeconds(60), ct);
+        }
+        var made = Directory.GetFileSystemEntries(temp)
+            .Where(e => Path.GetFileName(e).Contains($"-{process.Id}-", StringComparison.Ordinal) || Path.GetFileName(e).StartsWith("policygrid-", StringComparison.Ordinal))
+            .ToList();
+        made.ShouldContain(e => Path.GetFileName(e).Contains($"-{process.Id}-", StringComparison.Ordinal));
+
+        (await client.Delete($"/jobs/{id}")).DataStatus.ShouldBe("cancelled");
+        await process.WaitForExitAsync(ct).WaitAsync(TimeSpan.FromSeconds(20), ct);
+        (await WaitAsync(client, id))["status"]!.GetValue<string>().ShouldBe("cancelled");
+
+        // The process is killed, so it cleans up nothing itself: its scratch directory, its pool's directory and the
+        // runtime's pipes stayed in the server's temp dir for good, five entries per cancelled or timed-out job. The
+        // record says cancelled at once; what the process left goes once the server has seen it end.
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        foreach (var entry in made) await GoneAsync(entry, deadline);
+        made.Where(e => Path.Exists(e)).ShouldBeEmpty();
+    }
+
+    private static async Task GoneAsync(string path, DateTime deadline)
+    {
+        var parent = Path.GetDirectoryName(path)!;
+        if (!Directory.Exists(parent)) return;
+        using var watcher = new FileSystemWatcher(parent) { EnableRaisingEvents = true };
+        var gone = new TaskCompletionSource();
+        watcher.Deleted += (_, e) => { if (e.FullPath == path) gone.TrySetResult(); };
+        if (!Path.Exists(path)) return;
+        var left = deadline - DateTime.UtcNow;
+        if (left <= TimeSpan.Zero) return;
+        try { await gone.Task.WaitAsync(left, TestContext.Current.CancellationToken); }
+        catch (TimeoutException) { }
+    }
+
+    private static string TempDirectoryOf(Process process)
+    {
+        var environment = File.ReadAllText($"/proc/{process.Id}/environ").Split('\0');
+        var tmp = environment.FirstOrDefault(v => v.StartsWith("TMPDIR=", StringComparison.Ordinal))?["TMPDIR=".Length..];
+        return string.IsNullOrEmpty(tmp) ? "/tmp" : tmp;
+    }
+
+    [Fact]
     public async Task A_job_process_killed_from_outside_fails_with_the_signal()
     {
         var id = Id(await SubmitAsync(client, """{"mode":"sleep","seconds":60}""", timeout: 120));

@@ -75,6 +75,12 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
         foreach (var arg in command) start.ArgumentList.Add(arg);
         foreach (var arg in new[] { "job-run", "--data", options.DataDirectory, "--job", launch.JobId }) start.ArgumentList.Add(arg);
         start.Environment["PG_JOB_LOG"] = LogFile(launch.JobId);
+        // A temp directory of the job's own, removed here once the process has ended however it ended. What the process
+        // makes in its temp dir (its scratch context file, its worker pool's directory, the .NET runtime's diagnostic
+        // pipes and socket) is removed by the process itself only when it exits on its own: every cancelled or timed-out
+        // job (killed) left five entries in the server's temp dir for good.
+        var temp = MakeTempDirectory(launch.JobId);
+        if (temp is not null) start.Environment["TMPDIR"] = temp;
         // The job process gets the runtime's settings (Python, limits) but never the API's tokens.
         foreach (var (key, value) in configuration.GetSection("PolicyGrid:Runtime").AsEnumerable())
             if (value is not null) start.Environment[key.Replace(":", "__", StringComparison.Ordinal)] = value;
@@ -87,6 +93,7 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
         catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException)
         {
             process.Dispose();
+            RemoveTempDirectory(temp);
             return JobOutcome.Failed($"the job process could not be started ({string.Join(' ', command)}): {e.Message}");
         }
         var pid = process.Id;
@@ -95,7 +102,7 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
         var deadline = launch.Timeout + options.Grace;
         try
         {
-            await WritePidFileAsync(launch.JobId, process, DateTimeOffset.UtcNow + deadline);
+            await WritePidFileAsync(launch.JobId, process, DateTimeOffset.UtcNow + deadline, temp);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -114,6 +121,7 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
             {
                 var outcome = await WatchAsync(launch.JobId, process, deadline, () => Tail(launch.JobId), ct);
                 File.Delete(PidFile(launch.JobId));
+                await RemoveTempDirectoryAsync(process, temp);
                 return outcome;
             }
             finally
@@ -125,9 +133,12 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
 
     public async Task<JobOutcome> ReattachAsync(string jobId, CancellationToken ct)
     {
+        // Read first: the job process removes the pid file once its outcome is stored.
+        var temp = await TempDirectoryOfAsync(jobId);
         var live = await FindLiveAsync(jobId);
         if (live is null)
         {
+            RemoveTempDirectory(temp);
             File.Delete(PidFile(jobId));
             return JobOutcome.Failed("server restarted and the job's process is gone");
         }
@@ -142,6 +153,7 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
                 var left = deadlineAt - DateTimeOffset.UtcNow;
                 var outcome = await WatchAsync(jobId, process, left > TimeSpan.Zero ? left : TimeSpan.Zero, () => Tail(jobId), ct);
                 File.Delete(PidFile(jobId));
+                await RemoveTempDirectoryAsync(process, temp);
                 return outcome;
             }
             finally
@@ -228,12 +240,72 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
         }
     }
 
-    private async Task WritePidFileAsync(string jobId, Process process, DateTimeOffset deadlineAt)
+    // Under the server's temp dir, with an unguessable name (made by this root-capable process in a world-writable
+    // directory). Traversable by all (0711), not listable: the job's workers, an unprivileged user, reach their pool's
+    // directory inside it, as they did in the server's temp dir itself. Null (the server's temp dir is used, as before)
+    // when it cannot be made.
+    private string? MakeTempDirectory(string jobId)
+    {
+        try
+        {
+            var dir = Directory.CreateTempSubdirectory($"policygrid-job-{jobId}-").FullName;
+            if (!OperatingSystem.IsWindows())
+                File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute);
+            return dir;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            logger.LogWarning("job {JobId}: no temp directory of its own could be made ({Reason}); it uses the server's, where a kill leaves what it made there", jobId, e.Message);
+            return null;
+        }
+    }
+
+    private async Task RemoveTempDirectoryAsync(Process process, string? temp)
+    {
+        if (temp is null) return;
+        // A killed process (and the workers killed with it) may still be on its way out: let it go before removing what it
+        // has open, so nothing is written into the directory after it was emptied.
+        try { await process.WaitForExitAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10)); }
+        catch (TimeoutException) { }
+        catch (InvalidOperationException) { }
+        RemoveTempDirectory(temp);
+    }
+
+    private void RemoveTempDirectory(string? temp)
+    {
+        if (temp is null) return;
+        try
+        {
+            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            logger.LogWarning("the temp directory of a job's process, {Directory}, could not be removed: {Reason}", temp, e.Message);
+        }
+    }
+
+    // The fourth field of the pid file; files written before it existed have three.
+    private async Task<string?> TempDirectoryOfAsync(string jobId)
+    {
+        try
+        {
+            var parts = (await File.ReadAllTextAsync(PidFile(jobId))).Split(' ', 4);
+            return parts.Length == 4 && Path.IsPathFullyQualified(parts[3])
+                && Path.GetFileName(parts[3]).StartsWith($"policygrid-job-{jobId}-", StringComparison.Ordinal) ? parts[3] : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    private async Task WritePidFileAsync(string jobId, Process process, DateTimeOffset deadlineAt, string? temp)
     {
         Directory.CreateDirectory(PidDirectory);
         var text = string.Join(' ', process.Id.ToString(CultureInfo.InvariantCulture),
             process.StartTime.ToUniversalTime().Ticks.ToString(CultureInfo.InvariantCulture),
             deadlineAt.UtcTicks.ToString(CultureInfo.InvariantCulture));
+        if (temp is not null) text += " " + temp;
         // Written aside and renamed into place, so a reader never sees a half-written file.
         var temporary = PidFile(jobId) + ".tmp";
         await File.WriteAllTextAsync(temporary, text);
@@ -259,8 +331,8 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
         {
             return null; // never written, or removed by the job process once its outcome was stored
         }
-        var parts = text.Split(' ');
-        if (parts.Length != 3 || !int.TryParse(parts[0], CultureInfo.InvariantCulture, out var pid)
+        var parts = text.Split(' ', 4);
+        if (parts.Length < 3 || !int.TryParse(parts[0], CultureInfo.InvariantCulture, out var pid)
             || !long.TryParse(parts[1], CultureInfo.InvariantCulture, out var started)
             || !long.TryParse(parts[2], CultureInfo.InvariantCulture, out var deadline))
             return null;
