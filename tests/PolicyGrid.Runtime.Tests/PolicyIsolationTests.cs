@@ -121,6 +121,41 @@ public sealed class ResidentPolicyLimitTests
     }
 }
 
+public sealed class InstanceReleaseTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task Releasing_an_instance_that_waits_behind_a_slow_call_leaves_the_other_policies_free_to_make_room()
+    {
+        await using var pool = PoolFixture.NewPool(workers: 1, o => o.MaxResidentPolicies = 2);
+        var bundle = TestBundles.FromSource("""
+            import time
+
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    pass
+                def eval(self, parameters, input_data, context):
+                    time.sleep(input_data.get("sleep", 0))
+                    return {"done": True}
+            """);
+        Task<JsonObject> Eval(string uri, double sleep, string? key = null) =>
+            PoolFixture.EvalAsync(pool, uri, bundle, new JsonObject { ["sleep"] = sleep }, key: key, deadlineSeconds: 10);
+        await Eval("idle:1.0-a", 0);                        // resident, and idle from now on: the one to make room
+        await Eval("busy:1.0-a", 0, key: "function:f#0");   // a function's instance, on busy's only worker
+
+        var slow = Eval("busy:1.0-a", 1.5);
+        await Task.Delay(300, Ct);
+        var release = pool.ReleaseAsync("function:f#0", Ct); // the function removed: its unload waits behind the slow call
+
+        // The release held every resident policy until its unload was answered, so none could make room: a new
+        // policy (its first call, or its dry load at registration) was refused 429 "all ... policies are busy".
+        (await Eval("fresh:1.0-a", 0))["done"]!.GetValue<bool>().ShouldBeTrue();
+        await release;
+        (await slow)["done"]!.GetValue<bool>().ShouldBeTrue();
+    }
+}
+
 public sealed class WorkerNetworkTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;

@@ -183,8 +183,10 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         List<Group> resident;
         lock (gate)
         {
-            // Only the group the key was routed to holds it; a group that is not resident holds no instance.
-            resident = [.. groups.Values];
+            // Only the group the key was routed to holds it; a group that is not resident holds no instance. Only that
+            // group is held while the unload waits for its worker (behind the calls in flight there): holding every
+            // resident group made each of them look busy meanwhile, and a new policy found none to make room (429).
+            resident = [.. groups.Values.Where(g => g.Workers.HasRoute(instanceKey))];
             foreach (var group in resident) group.Users++;
         }
         try
