@@ -271,13 +271,13 @@ internal sealed class WorkerGroup : IAsyncDisposable
     private static JsonNode? Detach(JsonObject reply, string property) =>
         reply.Remove(property, out var node) ? node : null;
 
-    /// <summary>Drops the instance for <paramref name="instanceKey"/> (e.g. a removed function); the next call creates it anew.</summary>
     /// <summary>Whether calls of <paramref name="instanceKey"/> were routed to a worker of this group (so it may hold the instance).</summary>
     public bool HasRoute(string instanceKey)
     {
         lock (routeGate) return routes.ContainsKey(instanceKey);
     }
 
+    /// <summary>Drops the instance for <paramref name="instanceKey"/> (e.g. a removed function); the next call creates it anew.</summary>
     public async Task ReleaseAsync(string instanceKey, CancellationToken ct = default)
     {
         WorkerSlot? slot;
