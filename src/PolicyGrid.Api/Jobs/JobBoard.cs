@@ -473,7 +473,9 @@ public sealed class JobBoard(
 
     private static bool IsFinal(JsonObject body) => JobStatus.IsFinal(body["status"]?.GetValue<string>() ?? "");
 
-    private static PolicyGridException Missing(string jobId) => Problems.NotFound($"no job '{jobId}'");
+    // Job ids are random, so a pruned job cannot be told from one never submitted without keeping a trace of each:
+    // the answer says both, and the limits, when retention is on.
+    private PolicyGridException Missing(string jobId) => Problems.NotFound($"no job '{jobId}'{JobRetention.Explain(options.Value)}");
 
     private string Now() => Timestamps.Format(clock.GetUtcNow());
 }

@@ -31,7 +31,8 @@ public static class JobsApi
 
     public static IServiceCollection AddJobsApi(this IServiceCollection services, IConfiguration configuration)
     {
-        services.AddOptions<JobsOptions>().Bind(configuration.GetSection(JobsOptions.Section));
+        services.AddOptions<JobsOptions>().Bind(configuration.GetSection(JobsOptions.Section)).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<Microsoft.Extensions.Options.IValidateOptions<JobsOptions>, JobsOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<JobSignals>();
         services.AddSingleton<JobResultTokens>();
@@ -45,6 +46,8 @@ public static class JobsApi
         // error says what failed.
         services.AddHttpClient(RemoteJobTransport.HttpClientName, c => c.Timeout = TimeSpan.FromSeconds(90)).RemoveAllLoggers();
         services.AddHostedService<JobReconciler>();
+        services.TryAddSingleton<JobRetention>();
+        services.AddHostedService(sp => sp.GetRequiredService<JobRetention>());
         return services;
     }
 

@@ -36,4 +36,30 @@ public sealed class JobsOptions
 
     /// <summary>Which launcher runs this node's own jobs: <c>local</c> (OS processes) or <c>kubernetes</c>.</summary>
     public string Launcher { get; set; } = "local";
+
+    /// <summary>
+    /// How long the record of an ended job (and a local job's log) is kept after it ended, for callers still to read its
+    /// result; zero keeps them for ever. Pending and running jobs are never removed.
+    /// </summary>
+    public TimeSpan KeepEndedJobsFor { get; set; } = TimeSpan.FromDays(7);
+
+    /// <summary>Most records of ended jobs kept; the ones that ended first go first. Zero sets no limit. Open jobs are never counted or removed.</summary>
+    public int MaxEndedJobs { get; set; } = 10_000;
+
+    /// <summary>How often ended jobs past those limits are removed.</summary>
+    public TimeSpan PruneInterval { get; set; } = TimeSpan.FromMinutes(10);
+}
+
+/// <summary>Refuses job settings out of range at start, naming each.</summary>
+public sealed class JobsOptionsValidator : Microsoft.Extensions.Options.IValidateOptions<JobsOptions>
+{
+    public Microsoft.Extensions.Options.ValidateOptionsResult Validate(string? name, JobsOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var checks = new PolicyGrid.Runtime.SettingChecks(JobsOptions.Section);
+        checks.Check(options.KeepEndedJobsFor >= TimeSpan.Zero, "KeepEndedJobsFor", "zero (keep for ever) or more", options.KeepEndedJobsFor);
+        checks.Check(options.MaxEndedJobs >= 0, "MaxEndedJobs", "0 (no limit) or more", options.MaxEndedJobs);
+        checks.Check(options.PruneInterval > TimeSpan.Zero, "PruneInterval", "greater than zero", options.PruneInterval);
+        return checks.Result;
+    }
 }

@@ -69,6 +69,12 @@ public interface IJobLauncher
 
     /// <summary>Stops the job if it is still running (idempotent); its run then ends as <see cref="JobEnd.Cancelled"/>.</summary>
     Task CancelAsync(string jobId, CancellationToken ct);
+
+    /// <summary>
+    /// Removes what this launcher keeps of an ended job besides its record (a local job's output log), when job retention
+    /// removes the record. Nothing to remove is no error; launchers that keep nothing need not implement it.
+    /// </summary>
+    Task ForgetAsync(string jobId, CancellationToken ct) => Task.CompletedTask;
 }
 
 /// <summary>

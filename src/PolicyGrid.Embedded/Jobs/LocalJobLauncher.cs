@@ -172,6 +172,20 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
                 Kill(live.Process);
     }
 
+    /// <summary>Removes the job's output log (<see cref="LogFile"/>) once retention removed its record.</summary>
+    public Task ForgetAsync(string jobId, CancellationToken ct)
+    {
+        try
+        {
+            File.Delete(LogFile(jobId)); // none (never started, or removed already) is no error
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            logger.LogWarning("job {JobId}: its log {Log} could not be removed: {Error}", jobId, LogFile(jobId), e.Message);
+        }
+        return Task.CompletedTask;
+    }
+
     private async Task<JobOutcome> WatchAsync(string jobId, Process process, TimeSpan deadline, Func<string> output, CancellationToken ct)
     {
         var cancel = cancels.GetOrAdd(jobId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));

@@ -1,0 +1,114 @@
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using PolicyGrid.Core.Documents;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Core.Querying;
+
+namespace PolicyGrid.Api.Jobs;
+
+/// <summary>
+/// Keeps the records of ended jobs (<see cref="Collections.Jobs"/>) bounded: at start and every
+/// <see cref="JobsOptions.PruneInterval"/> it removes those that ended more than <see cref="JobsOptions.KeepEndedJobsFor"/>
+/// ago and the ones that ended first beyond <see cref="JobsOptions.MaxEndedJobs"/>, each with what this server's launcher
+/// keeps of it (a local job's log). Pending and running jobs are never removed: only a record already ended matches.
+/// Before, every job's record and log stayed for good (a 22-minute soak left 326 records and 325 logs).
+/// </summary>
+public sealed class JobRetention(IDocumentStore store, JobResultTokens tokens, IServiceProvider services, IOptions<JobsOptions> options,
+    TimeProvider clock, ILogger<JobRetention> logger) : BackgroundService
+{
+    private static readonly FilterNode Ended = Filter(new JsonObject
+    {
+        ["status"] = new JsonObject { ["$in"] = new JsonArray(JobStatus.Succeeded, JobStatus.Failed, JobStatus.TimedOut, JobStatus.Cancelled) },
+    });
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(options.Value.PruneInterval, clock);
+        do
+        {
+            try
+            {
+                await PruneAsync(stoppingToken);
+            }
+            catch (Exception e) when (e is PolicyGridException or IOException or InvalidOperationException or System.Data.Common.DbException)
+            {
+                logger.LogWarning(e, "job retention failed; will retry");
+            }
+        }
+        while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    /// <summary>Removes the ended jobs past the limits now; answers how many records went.</summary>
+    public async Task<int> PruneAsync(CancellationToken ct)
+    {
+        var o = options.Value;
+        var removed = 0;
+        if (o.KeepEndedJobsFor > TimeSpan.Zero && Timestamps.Cutoff(clock.GetUtcNow(), o.KeepEndedJobsFor) is { } before)
+        {
+            // Oldest end first, as a range from the start: a store that sorts for us (SQLite; the Dapr query API, which
+            // has no range operator but does sort) answers only the too-old jobs and one page more, not every ended job.
+            // Each page is deleted before the next is read, so the next query starts again at the oldest left.
+            var cutoff = Timestamps.Format(before);
+            while (true)
+            {
+                var page = await PageAsync(Ended, [new SortKey("finished_at", SortDirection.Asc)], 0, ct);
+                var tooOld = page.TakeWhile(d => string.CompareOrdinal(FinishedAt(d), cutoff) < 0).ToList();
+                removed += await RemoveAsync(tooOld, ct);
+                if (tooOld.Count < DocumentQuery.MaxLimit) break;
+            }
+        }
+        if (o.MaxEndedJobs > 0)
+        {
+            // The newest MaxEndedJobs by their end are skipped; whatever comes after them goes.
+            while (await PageAsync(Ended, [new SortKey("finished_at", SortDirection.Desc)], o.MaxEndedJobs, ct) is { Count: > 0 } page)
+                removed += await RemoveAsync(page, ct);
+        }
+        if (removed > 0) logger.LogInformation("job retention removed {Count} ended jobs", removed);
+        return removed;
+    }
+
+    private Task<IReadOnlyList<StoredDocument>> PageAsync(FilterNode filter, IReadOnlyList<SortKey> sort, int skip, CancellationToken ct) =>
+        store.QueryAsync(Collections.Jobs, new DocumentQuery(filter, sort, skip, DocumentQuery.MaxLimit), ct);
+
+    private async Task<int> RemoveAsync(IReadOnlyList<StoredDocument> page, CancellationToken ct)
+    {
+        var launcher = services.GetService<IJobLauncher>(); // this server's own: the only one that keeps anything here
+        var removed = 0;
+        foreach (var doc in page)
+        {
+            // One deleted meanwhile (another replica's retention) is not counted; its log went with it there.
+            if (await store.DeleteAsync(Collections.Jobs, doc.Id, null, ct) is null) continue;
+            removed++;
+            await tokens.ForgetAsync(doc.Id, ct); // gone already once the job ended, unless that end's clean-up was cut short
+            if (launcher is not null) await launcher.ForgetAsync(doc.Id, ct);
+        }
+        return removed;
+    }
+
+    /// <summary>What a GET of a job that is not there may add: that ended jobs are removed, and when.</summary>
+    public static string Explain(JobsOptions o)
+    {
+        var limits = new List<string>();
+        if (o.KeepEndedJobsFor > TimeSpan.Zero) limits.Add($"ended more than {Describe(o.KeepEndedJobsFor)} ago");
+        if (o.MaxEndedJobs > 0) limits.Add($"is not among the {o.MaxEndedJobs} that ended last");
+        return limits.Count == 0 ? ""
+            : $": it was never submitted here, or it {string.Join(" or ", limits)} and was removed by job retention ({JobsOptions.Section}:KeepEndedJobsFor, MaxEndedJobs)";
+    }
+
+    private static string Describe(TimeSpan span) =>
+        span.TotalDays >= 1 && span.Ticks % TimeSpan.TicksPerDay == 0 ? Plural((long)span.TotalDays, "day")
+        : span.TotalHours >= 1 && span.Ticks % TimeSpan.TicksPerHour == 0 ? Plural((long)span.TotalHours, "hour")
+        : span.TotalMinutes >= 1 && span.Ticks % TimeSpan.TicksPerMinute == 0 ? Plural((long)span.TotalMinutes, "minute")
+        : span.ToString("c", System.Globalization.CultureInfo.InvariantCulture);
+
+    private static string Plural(long n, string unit) => n == 1 ? $"1 {unit}" : $"{n} {unit}s";
+
+    private static string FinishedAt(StoredDocument job) =>
+        job.Body["finished_at"] is JsonValue v && v.TryGetValue<string>(out var text) ? text : "";
+
+    private static FilterNode Filter(JsonObject filter) => FilterParser.Parse(filter);
+}
