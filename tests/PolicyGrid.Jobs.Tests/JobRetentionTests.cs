@@ -130,6 +130,19 @@ public sealed class JobRetentionTests : IDisposable
         error.Message.ShouldContain($"it must be {rule}");
     }
 
+    [Theory]
+    [InlineData("7.00:00:00", 10000, ": it was never submitted here, or it ended more than 7 days ago or is not among the 10000 that ended last and was removed by job retention")]
+    [InlineData("01:00:00", 0, ": it was never submitted here, or it ended more than 1 hour ago and was removed by job retention")]
+    [InlineData("00:00:30", 0, "ended more than 30 seconds ago")]
+    [InlineData("00:00:00", 0, "")]
+    public void A_missing_jobs_answer_names_the_retention_limits_in_force(string keep, int max, string expected)
+    {
+        var explained = JobRetention.Explain(new JobsOptions { KeepEndedJobsFor = TimeSpan.Parse(keep, System.Globalization.CultureInfo.InvariantCulture), MaxEndedJobs = max });
+
+        if (expected.Length == 0) explained.ShouldBeEmpty();
+        else explained.ShouldContain(expected);
+    }
+
     [Fact]
     public void The_local_launcher_removes_a_jobs_log_and_a_missing_one_is_no_error()
     {

@@ -103,6 +103,7 @@ public sealed class JobRetention(IDocumentStore store, JobResultTokens tokens, I
         span.TotalDays >= 1 && span.Ticks % TimeSpan.TicksPerDay == 0 ? Plural((long)span.TotalDays, "day")
         : span.TotalHours >= 1 && span.Ticks % TimeSpan.TicksPerHour == 0 ? Plural((long)span.TotalHours, "hour")
         : span.TotalMinutes >= 1 && span.Ticks % TimeSpan.TicksPerMinute == 0 ? Plural((long)span.TotalMinutes, "minute")
+        : span.TotalSeconds >= 1 && span.Ticks % TimeSpan.TicksPerSecond == 0 ? Plural((long)span.TotalSeconds, "second")
         : span.ToString("c", System.Globalization.CultureInfo.InvariantCulture);
 
     private static string Plural(long n, string unit) => n == 1 ? $"1 {unit}" : $"{n} {unit}s";
