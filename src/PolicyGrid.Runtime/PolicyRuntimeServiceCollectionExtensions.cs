@@ -40,6 +40,7 @@ public static class PolicyRuntimeServiceCollectionExtensions
         // The bundle cache (Runtime/Bundles) comes with the runtime unless the host brought its own source.
         if (!services.Any(d => d.ServiceType == typeof(IPolicyBundleSource))) services.AddBundleCache(configuration);
         services.TryAddSingleton<PolicyCatalog>();
+        services.TryAddSingleton<PolicyTeardown>();
         services.TryAddSingleton<KeyedLocks>();
         services.TryAddSingleton<ServerStop>();
         services.TryAddSingleton(sp => new DecisionLog(sp.GetRequiredService<IDocumentStore>(), sp.GetRequiredService<PolicyRuntimeOptions>().Decisions,

@@ -90,6 +90,7 @@ public static class PoliciesApi
                 return rule.ToJson();
             },
             () => Missing(uri), (asked, now) => RevisionMismatch(id, asked, now), ct);
+        if (PolicyRule.FromJson(stored.Body).IsRetired) await PolicyGone.TearDownAsync(services, id);
         return Answer(services.Http, stored, [.. IgnoredFields.Warnings(update, stored.Body, "a policy"), .. templateWarnings]);
     }
 
@@ -111,6 +112,7 @@ public static class PoliciesApi
         var deleted = await services.Store.DeleteAsync(Collections.Policies, id, current.Revision, ct);
         if (deleted is null) return Failure.From(Missing(uri));
         await ForgetContextAsync(services, id);
+        await PolicyGone.TearDownAsync(services, id);
         return Envelope.Answer.Ok(Redact(deleted.Body));
     }
 

@@ -128,8 +128,12 @@ public sealed class PolicyCatalog(IDocumentStore store)
         if (counter is not null && parsed.TryGetValue(uri, out var unchanged) && unchanged.Changes == changes) return Runnable(uri, unchanged);
         if (store is IDocumentRevisions revisions && parsed.TryGetValue(uri, out var known))
         {
-            var revision = await revisions.GetRevisionAsync(Collections.Policies, uri, ct)
-                ?? throw Problems.NotFound($"policy '{uri}' does not exist");
+            var revision = await revisions.GetRevisionAsync(Collections.Policies, uri, ct);
+            if (revision is null)
+            {
+                parsed.TryRemove(uri, out _);
+                throw Problems.NotFound($"policy '{uri}' does not exist");
+            }
             if (revision == known.Revision)
             {
                 known.Changes = changes;
@@ -137,8 +141,13 @@ public sealed class PolicyCatalog(IDocumentStore store)
                 return Runnable(uri, known);
             }
         }
-        var stored = await store.GetAsync(Collections.Policies, uri, ct)
-            ?? throw Problems.NotFound($"policy '{uri}' does not exist");
+        var stored = await store.GetAsync(Collections.Policies, uri, ct);
+        if (stored is null)
+        {
+            // Deleted (by this process or another sharing the store): what was parsed of it goes too.
+            parsed.TryRemove(uri, out _);
+            throw Problems.NotFound($"policy '{uri}' does not exist");
+        }
         if (parsed.TryGetValue(uri, out var cached) && cached.Revision == stored.Revision)
         {
             cached.Changes = changes;
@@ -149,6 +158,20 @@ public sealed class PolicyCatalog(IDocumentStore store)
         parsed[uri] = entry;
         return Runnable(uri, entry);
     }
+
+    /// <summary>
+    /// Drops what was parsed of <paramref name="policyRuleUri"/> (a deleted or retired policy): its next call reads the
+    /// store again. Kept otherwise, every policy URI ever run stayed parsed in memory, deleted ones too.
+    /// </summary>
+    public void Forget(string policyRuleUri)
+    {
+        ArgumentNullException.ThrowIfNull(policyRuleUri);
+        parsed.TryRemove(policyRuleUri, out _);
+        if (PolicyUri.TryParse(policyRuleUri, out var uri, out _)) parsed.TryRemove(uri.ToString(), out _);
+    }
+
+    /// <summary>Policies whose parsed document is kept now (for tests and diagnostics).</summary>
+    public int ParsedCount => parsed.Count;
 
     /// <summary>
     /// How recently a store without a write counter must have confirmed a policy for a call that waited in the worker pool

@@ -70,8 +70,44 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         if (options.Workers < 1) throw new ArgumentOutOfRangeException(nameof(options), "Workers must be at least 1");
         if (options.MaxResidentPolicies < 1) throw new ArgumentOutOfRangeException(nameof(options), "MaxResidentPolicies must be at least 1");
         if (options.PrivateTemp && options.PrivateTempBytes < 1) throw new ArgumentOutOfRangeException(nameof(options), "PrivateTempBytes must be at least 1");
+        if (options.IdleStopAfter < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(options), "IdleStopAfter must not be negative");
         this.options = options;
         this.logger = logger;
+        if (options.IdleStopAfter > TimeSpan.Zero)
+        {
+            // Looked at a few times per IdleStopAfter (at most once a minute): a group goes between 1 and 1.25 times it after its last call.
+            var every = TimeSpan.FromTicks(Math.Min(options.IdleStopAfter.Ticks / 4, TimeSpan.FromMinutes(1).Ticks));
+            if (every < TimeSpan.FromMilliseconds(100)) every = TimeSpan.FromMilliseconds(100);
+            idleTimer = new Timer(static state => ((PythonWorkerPool)state!).StopIdle(Environment.TickCount64), this, every, every);
+        }
+    }
+
+    private readonly Timer? idleTimer;
+
+    /// <summary>
+    /// Stops the groups no call has used for <see cref="WorkerPoolOptions.IdleStopAfter"/> as of <paramref name="now"/>
+    /// (<see cref="Environment.TickCount64"/>) and that none is using; answers how many. The pool's timer calls it.
+    /// </summary>
+    internal int StopIdle(long now)
+    {
+        var limit = (long)options.IdleStopAfter.TotalMilliseconds;
+        if (limit <= 0) return 0;
+        List<Group> idle;
+        lock (gate)
+        {
+            if (disposed) return 0;
+            var keys = groups.Where(kv => kv.Value.Users == 0 && now - kv.Value.LastUsedAt >= limit).Select(kv => kv.Key).ToList();
+            idle = [];
+            foreach (var key in keys)
+            {
+                groups.Remove(key, out var group);
+                Retire(group!);
+                idle.Add(group!);
+            }
+        }
+        if (idle.Count > 0) logger.LogDebug("stopping the workers of {Count} policies unused for {Idle}", idle.Count, options.IdleStopAfter);
+        foreach (var group in idle) _ = group.Workers.DisposeAsync().AsTask();
+        return idle.Count;
     }
 
     // A group and the calls now using it: a group is stopped only when none is.
@@ -81,7 +117,12 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         public int Users;
         public long LastUsed;
         public long LastUsedAt; // Environment.TickCount64
+        public bool Stopping; // its policy is gone (StopPolicyAsync): stopped once the calls now using it are done
     }
+
+    // Groups of policies that are gone, out of `groups` (a new call of that name makes a fresh group) but still running the
+    // calls that were using them; stopped by the Release that leaves them unused. Their workers are still live workers.
+    private readonly List<Group> draining = [];
 
     /// <summary>The isolation domain of a policy: its name (the part of its URI before the version), or one shared domain when isolation is off.</summary>
     internal string DomainOf(string ruleId)
@@ -102,8 +143,8 @@ public sealed class PythonWorkerPool : IAsyncDisposable
                 var status = latest?.Workers.Status ?? new WorkerPoolStatus("", "", false, 0, -1, 0);
                 return status with
                 {
-                    Admitted = groups.Values.Sum(g => g.Workers.Status.Admitted),
-                    Queued = groups.Values.Sum(g => g.Workers.Status.Queued),
+                    Admitted = groups.Values.Concat(draining).Sum(g => g.Workers.Status.Admitted),
+                    Queued = groups.Values.Concat(draining).Sum(g => g.Workers.Status.Queued),
                 };
             }
         }
@@ -116,7 +157,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     public IReadOnlyList<WorkerProcess> LiveWorkers()
     {
         List<Group> all;
-        lock (gate) all = [.. groups.Values];
+        lock (gate) all = [.. groups.Values, .. draining];
         var live = new List<WorkerProcess>();
         foreach (var group in all) group.Workers.AddLiveWorkers(live);
         return live;
@@ -199,6 +240,39 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Stops the workers of policy <paramref name="policyName"/> (every version of it: they share a group), for a policy
+    /// that was deleted or retired and whose name has no other runnable version. Calls using the group now (running or
+    /// waiting for one of its workers) are not cut short: they finish, or are answered by their start check (404 / 410,
+    /// the policy was deleted or retired while they waited), and the workers stop when the last of them is done. A new
+    /// call of that name meanwhile starts a fresh group. Answers whether there was a group to stop; nothing with
+    /// <see cref="WorkerPoolOptions.IsolatePolicies"/> off (one group runs every policy).
+    /// </summary>
+    public async Task<bool> StopPolicyAsync(string policyName)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(policyName);
+        if (!options.IsolatePolicies) return false;
+        Group? idle = null;
+        lock (gate)
+        {
+            if (disposed || !groups.Remove(DomainOf(policyName), out var group)) return false;
+            group.Stopping = true;
+            if (group.Users == 0) Retire(idle = group);
+            else draining.Add(group);
+        }
+        logger.LogDebug("stopping the workers of policy {Policy}: it was deleted or retired{Later}", policyName, idle is null ? " (once the calls using them are done)" : "");
+        if (idle is not null) await idle.Workers.DisposeAsync();
+        return true;
+    }
+
+    // Counts a group that is leaving into the pool's totals. Called holding gate.
+    private void Retire(Group group)
+    {
+        retiredRoundTrips += group.Workers.RoundTrips;
+        retiredBatches += group.Workers.Batches;
+        retiredLoadSpecs += group.Workers.LoadSpecsSent;
+    }
+
     /// <summary>Worker round trips made so far (every request frame sent to a worker), for tests and diagnostics.</summary>
     public long RoundTrips => Sum(g => g.RoundTrips, retiredRoundTrips);
 
@@ -210,7 +284,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
 
     private long Sum(Func<WorkerGroup, long> of, long retired)
     {
-        lock (gate) return retired + groups.Values.Sum(g => of(g.Workers));
+        lock (gate) return retired + groups.Values.Concat(draining).Sum(g => of(g.Workers));
     }
 
     // Runs on the domain's group, which cannot be stopped meanwhile.
@@ -243,9 +317,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
                     if (evicted is null)
                         throw Problems.Overloaded($"all {options.MaxResidentPolicies} policies the worker pool keeps resident are busy; retry later", options.RetryAfterSeconds);
                     groups.Remove(groups.First(kv => kv.Value == evicted).Key);
-                    retiredRoundTrips += evicted.Workers.RoundTrips;
-                    retiredBatches += evicted.Workers.Batches;
-                    retiredLoadSpecs += evicted.Workers.LoadSpecsSent;
+                    Retire(evicted);
                 }
                 // With isolation, a group starts its first worker and each other one when calls need it: a policy called
                 // now and then holds one process. The one shared group starts them all.
@@ -299,7 +371,12 @@ public sealed class PythonWorkerPool : IAsyncDisposable
 
     private void Release(Group group)
     {
-        lock (gate) group.Users--;
+        lock (gate)
+        {
+            if (--group.Users > 0 || !group.Stopping || !draining.Remove(group)) return;
+            Retire(group);
+        }
+        _ = group.Workers.DisposeAsync().AsTask();
     }
 
     public async ValueTask DisposeAsync()
@@ -308,9 +385,11 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         lock (gate)
         {
             disposed = true;
-            all = [.. groups.Values];
+            all = [.. groups.Values, .. draining];
             groups.Clear();
+            draining.Clear();
         }
+        if (idleTimer is not null) await idleTimer.DisposeAsync();
         await Task.WhenAll(all.Select(g => g.Workers.DisposeAsync().AsTask()));
     }
 }

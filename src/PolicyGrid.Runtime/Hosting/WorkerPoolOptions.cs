@@ -47,6 +47,13 @@ public sealed class WorkerPoolOptions
     public int MaxResidentPolicies { get; set; } = 32;
 
     /// <summary>
+    /// A policy's workers no call has used for this long are stopped (its next call starts them again, its Type 4
+    /// instances restored from their saved state), so a policy called once holds no process for good. Zero keeps them
+    /// until <see cref="MaxResidentPolicies"/> needs the room.
+    /// </summary>
+    public TimeSpan IdleStopAfter { get; set; } = TimeSpan.FromMinutes(15);
+
+    /// <summary>
     /// Each worker gets a network namespace of its own with nothing in it: a policy can then reach no host, not this
     /// server's API, not a Dapr sidecar, not a cloud metadata endpoint (169.254.169.254). Policies that fetch data
     /// (ip_allowlist's remote list) then get none. Needs root with CAP_SYS_ADMIN, or unprivileged user namespaces;
