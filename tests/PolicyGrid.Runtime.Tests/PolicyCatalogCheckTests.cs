@@ -47,4 +47,33 @@ public sealed class PolicyCatalogCheckTests : IDisposable
         refused.Status.ShouldBe(410);
         refused.Message.ShouldContain("was retired while this call waited for a policy worker");
     }
+
+    [Fact]
+    public async Task A_deleted_policy_found_gone_by_a_call_leaves_nothing_parsed_behind_with_or_without_a_write_counter()
+    {
+        foreach (var catalog in new[] { new PolicyCatalog(store), new PolicyCatalog(new WithoutCounter(store)) })
+        {
+            await store.UpsertAsync(Collections.Policies, "checked:1.0-test", Policy(), Ct);
+            await catalog.GetRunnableAsync("checked:1.0-test", Ct);
+            catalog.ParsedCount.ShouldBe(1);
+
+            await store.DeleteAsync(Collections.Policies, "checked:1.0-test", null, Ct);
+            (await Should.ThrowAsync<PolicyGridException>(() => catalog.GetRunnableAsync("checked:1.0-test", Ct))).Status.ShouldBe(404);
+
+            catalog.ParsedCount.ShouldBe(0);
+        }
+    }
+
+    [Fact]
+    public async Task Forgetting_a_policy_drops_what_was_parsed_of_it_and_its_next_call_reads_the_store()
+    {
+        var catalog = new PolicyCatalog(new WithoutCounter(store));
+        await store.UpsertAsync(Collections.Policies, "checked:1.0-test", Policy(), Ct);
+        await catalog.GetRunnableAsync("checked:1.0-test", Ct);
+
+        catalog.Forget("checked:1.0-test");
+
+        catalog.ParsedCount.ShouldBe(0);
+        (await catalog.GetRunnableAsync("checked:1.0-test", Ct)).PolicyRuleUri.ShouldBe("checked:1.0-test");
+    }
 }
