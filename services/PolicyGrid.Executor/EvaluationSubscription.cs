@@ -30,6 +30,8 @@ public static class EvaluationSubscription
             // Events still failing after the resiliency policy's retries end up here instead of being lost.
             ["deadLetterTopic"] = DaprNames.Topics.DeadLetter,
         },
+        // Deleted and retired policies: this app gives back their workers and parsed documents.
+        DaprNames.PolicyEventsSubscription(),
     ];
 
     public static IEndpointRouteBuilder MapEvaluationSubscription(this IEndpointRouteBuilder app)
@@ -44,6 +46,9 @@ public static class EvaluationSubscription
             .AllowAnonymous().AddEndpointFilter(sidecarOnly);
         app.MapPost(DaprNames.EvaluationsRoute, Deliver)
             .WithName("DeliverEvaluationEvent").WithTags("Dapr").ExcludeFromDescription()
+            .AllowAnonymous().AddEndpointFilter(sidecarOnly);
+        app.MapPost(DaprNames.PolicyEventsRoute, DeliverPolicyEvent)
+            .WithName("DeliverPolicyEvent").WithTags("Dapr").ExcludeFromDescription()
             .AllowAnonymous().AddEndpointFilter(sidecarOnly);
         return app;
     }
@@ -104,6 +109,9 @@ public static class EvaluationSubscription
             return Status(Retry);
         }
     }
+
+    public static async Task<IResult> DeliverPolicyEvent(HttpContext context, PolicyGrid.Runtime.Execution.PolicyTeardown teardown, ILoggerFactory logs, CancellationToken ct) =>
+        Status(await PolicyEventHandler.HandleAsync(context, teardown, logs.CreateLogger(typeof(EvaluationSubscription)), ct));
 
     private static IResult Status(string status) => Results.Json(new JsonObject { ["status"] = status });
 }

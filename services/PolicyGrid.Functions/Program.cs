@@ -17,4 +17,5 @@ app.MapActorsHandlers();
 // Readiness says so while the app's store does not answer or its decision log loses decisions (its actors record
 // every function call), as the registry's does; a plain health check answered ready through both.
 app.MapHealthApi();
+app.MapPolicyEventSubscription(); // deleted and retired policies give back their workers here too
 app.Run();

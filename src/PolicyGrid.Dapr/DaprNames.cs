@@ -80,10 +80,22 @@ public static class DaprNames
         public const string Evaluations = PolicyGrid.Core.Ports.Topics.Evaluations;
         public const string Decisions = PolicyGrid.Core.Ports.Topics.Decisions;
         public const string DeadLetter = PolicyGrid.Core.Ports.Topics.DeadLetter;
+        public const string PolicyEvents = PolicyGrid.Core.Ports.Topics.PolicyEvents;
     }
 
     /// <summary>The route the executor app subscribes <see cref="Topics.Evaluations"/> to.</summary>
     public const string EvaluationsRoute = "/dapr/events/policy-evaluations";
+
+    /// <summary>The route the executor and functions apps subscribe <see cref="Topics.PolicyEvents"/> to (deleted and retired policies).</summary>
+    public const string PolicyEventsRoute = "/dapr/events/policy-events";
+
+    /// <summary>The subscription of an app that runs policies to <see cref="Topics.PolicyEvents"/>, as <c>GET /dapr/subscribe</c> lists it.</summary>
+    public static System.Text.Json.Nodes.JsonObject PolicyEventsSubscription() => new()
+    {
+        ["pubsubname"] = Components.PubSub,
+        ["topic"] = Topics.PolicyEvents,
+        ["route"] = PolicyEventsRoute,
+    };
 
     /// <summary>The built-in executor document the registry keeps, reached over service invocation.</summary>
     public const string ExecutorId = "dapr";

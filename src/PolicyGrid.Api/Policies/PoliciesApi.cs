@@ -66,6 +66,7 @@ public static class PoliciesApi
         // The last rule whose code passed the dry load and the hash it recorded, so a retry does not load the same code again.
         (PolicyRule Asked, string Sha256)? loaded = null;
         IReadOnlyList<string> templateWarnings = [];
+        var retires = false;
         var stored = await OptimisticUpdate.ApplyAsync(services.Store, Collections.Policies, id, ETags.IfMatch(services.Http.Request),
             async (current, token) =>
             {
@@ -81,6 +82,7 @@ public static class PoliciesApi
                 UpdateEngine.EnsureFieldsKept(update, rule.ToJson());
                 if (rule.WriteErrors(before) is { Count: > 0 } errors) throw Problems.Validation(errors);
                 templateWarnings = TemplateWarnings.For(before, rule);
+                retires = rule.IsRetired && !before.IsRetired;
                 if (CodeChanged(before, rule))
                 {
                     if (loaded is null || CodeChanged(loaded.Value.Asked, rule))
@@ -90,7 +92,7 @@ public static class PoliciesApi
                 return rule.ToJson();
             },
             () => Missing(uri), (asked, now) => RevisionMismatch(id, asked, now), ct);
-        if (PolicyRule.FromJson(stored.Body).IsRetired) await PolicyGone.TearDownAsync(services, id);
+        if (retires) await PolicyGone.TearDownAsync(services, id, "retired");
         return Answer(services.Http, stored, [.. IgnoredFields.Warnings(update, stored.Body, "a policy"), .. templateWarnings]);
     }
 
@@ -112,7 +114,7 @@ public static class PoliciesApi
         var deleted = await services.Store.DeleteAsync(Collections.Policies, id, current.Revision, ct);
         if (deleted is null) return Failure.From(Missing(uri));
         await ForgetContextAsync(services, id);
-        await PolicyGone.TearDownAsync(services, id);
+        await PolicyGone.TearDownAsync(services, id, "deleted");
         return Envelope.Answer.Ok(Redact(deleted.Body));
     }
 

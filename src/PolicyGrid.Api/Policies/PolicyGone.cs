@@ -1,5 +1,7 @@
+using System.Text.Json.Nodes;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using PolicyGrid.Core.Ports;
 using PolicyGrid.Runtime.Execution;
 
 namespace PolicyGrid.Api.Policies;
@@ -11,17 +13,33 @@ namespace PolicyGrid.Api.Policies;
 /// </summary>
 internal static class PolicyGone
 {
-    public static async Task TearDownAsync(PolicyServices services, string id)
+    /// <param name="change">"deleted" or "retired", as the event on <see cref="Topics.PolicyEvents"/> says it.</param>
+    public static async Task TearDownAsync(PolicyServices services, string id, string change)
     {
-        if (services.Http.RequestServices.GetService<PolicyTeardown>() is not { } teardown) return;
-        try
+        var log = services.Logs.CreateLogger(typeof(PoliciesApi).FullName!);
+        if (services.Http.RequestServices.GetService<PolicyTeardown>() is { } teardown)
         {
-            await teardown.TearDownAsync(id, CancellationToken.None);
+            try
+            {
+                await teardown.TearDownAsync(id, CancellationToken.None);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                log.LogWarning(e, "policy {PolicyRuleUri} was {Change}, but its workers could not be stopped; they stay until idle", id, change);
+            }
         }
-        catch (Exception e) when (e is not OperationCanceledException)
+        // Where policies run in other apps (the Dapr shape), they hear it from the event.
+        if (services.Http.RequestServices.GetService<IEventBus>() is { } bus)
         {
-            services.Logs.CreateLogger(typeof(PoliciesApi).FullName!).LogWarning(e,
-                "policy {PolicyRuleUri} was deleted or retired, but its workers could not be stopped; they stay until idle", id);
+            try
+            {
+                await bus.PublishAsync(Topics.PolicyEvents, new JsonObject { ["policy_rule_uri"] = id, ["change"] = change }, CancellationToken.None);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                log.LogWarning(e, "policy {PolicyRuleUri} was {Change}, but the event saying so could not be published on {Topic}; "
+                    + "the apps that ran it stop its workers when idle", id, change, Topics.PolicyEvents);
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ public static class EventTypes
     public const string Decision = "io.policygrid.evaluation.decided";
     public const string DeadLetter = "io.policygrid.evaluation.rejected";
     public const string JobResult = "io.policygrid.job.finished";
+    public const string PolicyGone = "io.policygrid.policy.gone";
 
     public static string For(string topic) => topic switch
     {
@@ -16,6 +17,7 @@ public static class EventTypes
         Topics.Decisions => Decision,
         Topics.DeadLetter => DeadLetter,
         Topics.JobResults => JobResult,
+        Topics.PolicyEvents => PolicyGone,
         _ => "io.policygrid." + topic,
     };
 

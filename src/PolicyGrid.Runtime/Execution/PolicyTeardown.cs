@@ -38,6 +38,21 @@ public sealed class PolicyTeardown(PolicyCatalog catalog, PythonWorkerPool pool,
         return await pool.StopPolicyAsync(uri.Name);
     }
 
+    /// <summary>
+    /// As <see cref="TearDownAsync"/> for a policy an event says is gone, once the store confirms it (deleted, or
+    /// retired): an event that arrives late (the URI registered again since) or that was not the registry's changes
+    /// nothing. Answers whether it was gone.
+    /// </summary>
+    public async Task<bool> TearDownIfGoneAsync(string policyRuleUri, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(policyRuleUri);
+        if (!PolicyUri.TryParse(policyRuleUri, out var uri, out _)) return false;
+        var stored = await store.GetAsync(Collections.Policies, uri.ToString(), ct);
+        if (stored is not null && !IsRetired(stored.Body)) return false;
+        await TearDownAsync(uri.ToString(), ct);
+        return true;
+    }
+
     // Every version of a name runs in the same workers (a group per policy name): they stay while one can still run.
     private async Task<bool> OtherVersionRunsAsync(PolicyUri gone, CancellationToken ct)
     {

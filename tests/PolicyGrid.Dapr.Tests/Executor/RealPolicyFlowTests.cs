@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using System.IO.Compression;
 using System.Net;
 using System.Net.Http.Headers;
@@ -117,5 +118,60 @@ public sealed class RealPolicyFlowTests : IDisposable
         decision["correlation_id"]!.GetValue<string>().ShouldBe("order-1");
         decision["success"]!.GetValue<bool>().ShouldBeTrue(decision.ToJsonString());
         decision["data"]!["allowed"]!.GetValue<bool>().ShouldBeFalse();
+    }
+
+    private async Task<string> DeliverPolicyEvent(JsonObject data)
+    {
+        var delivery = new HttpRequestMessage(HttpMethod.Post, DaprNames.PolicyEventsRoute)
+        {
+            Content = new StringContent(new JsonObject
+            {
+                ["specversion"] = "1.0", ["id"] = Guid.NewGuid().ToString(), ["source"] = "policy-registry", ["type"] = "io.policygrid.policy.gone",
+                ["topic"] = DaprNames.Topics.PolicyEvents, ["pubsubname"] = DaprNames.Components.PubSub, ["datacontenttype"] = "application/json",
+                ["data"] = data.DeepClone(),
+            }.ToJsonString(), Encoding.UTF8),
+        };
+        delivery.Content.Headers.ContentType = MediaTypeHeaderValue.Parse("application/cloudevents+json");
+        var answer = await executor.CreateClient().SendAsync(delivery, Ct);
+        answer.StatusCode.ShouldBe(HttpStatusCode.OK);
+        return JsonNode.Parse(await answer.Content.ReadAsStringAsync(Ct))!["status"]!.GetValue<string>();
+    }
+
+    [Fact]
+    public async Task A_deleted_policy_is_announced_on_policy_events_and_the_executor_app_stops_its_workers_when_the_event_arrives()
+    {
+        var client = registry.CreateClient();
+        await RegisterPolicyAsync(client);
+        var pool = executor.Services.GetRequiredService<PolicyGrid.Runtime.Hosting.PythonWorkerPool>();
+        await pool.StartAsync(Ct);
+        var before = pool.LiveWorkers().Select(w => w.Pid).ToList(); // the one the app starts to prove its interpreter
+        var run = await client.PostAsync("/executor/dapr/execute_policy", new StringContent(
+            new JsonObject { ["policy_rule_uri"] = "ip_allowlist:1.0-beta", ["input_data"] = new JsonObject { ["ip"] = "10.0.0.1" } }.ToJsonString(), Encoding.UTF8, "application/json"), Ct);
+        run.StatusCode.ShouldBe(HttpStatusCode.OK, await run.Content.ReadAsStringAsync(Ct));
+        var catalog = executor.Services.GetRequiredService<PolicyGrid.Runtime.Execution.PolicyCatalog>();
+        var workers = pool.LiveWorkers();
+        workers.Count.ShouldBeGreaterThan(before.Count);
+        catalog.ParsedCount.ShouldBe(1);
+        var subscriptions = JsonNode.Parse(await executor.CreateClient().GetStringAsync("/dapr/subscribe", Ct))!.AsArray();
+        subscriptions.ShouldContain(s => s!["topic"]!.GetValue<string>() == DaprNames.Topics.PolicyEvents && s["route"]!.GetValue<string>() == DaprNames.PolicyEventsRoute);
+
+        // An event for a policy the store still holds as active (late, or not the registry's) changes nothing.
+        (await DeliverPolicyEvent(new JsonObject { ["policy_rule_uri"] = "ip_allowlist:1.0-beta", ["change"] = "deleted" })).ShouldBe("SUCCESS");
+        pool.LiveWorkers().Select(w => w.Pid).ShouldBe(workers.Select(w => w.Pid));
+
+        var deleted = await client.DeleteAsync("/policy/ip_allowlist:1.0-beta", Ct);
+        deleted.StatusCode.ShouldBe(HttpStatusCode.OK, await deleted.Content.ReadAsStringAsync(Ct));
+        List<(string Topic, JsonObject Data, Dictionary<string, string> Metadata)> published;
+        lock (executor.Published) published = [.. executor.Published];
+        var (_, gone, metadata) = published.Where(p => p.Topic == DaprNames.Topics.PolicyEvents).ShouldHaveSingleItem();
+        gone["policy_rule_uri"]!.GetValue<string>().ShouldBe("ip_allowlist:1.0-beta");
+        gone["change"]!.GetValue<string>().ShouldBe("deleted");
+        metadata["cloudevent.type"].ShouldBe("io.policygrid.policy.gone");
+
+        (await DeliverPolicyEvent(gone)).ShouldBe("SUCCESS");
+
+        pool.LiveWorkers().Select(w => w.Pid).ShouldBe(before);
+        catalog.ParsedCount.ShouldBe(0);
+        (await DeliverPolicyEvent(new JsonObject { ["change"] = "deleted" })).ShouldBe("DROP");
     }
 }
