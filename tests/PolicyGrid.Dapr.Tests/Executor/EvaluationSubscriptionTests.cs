@@ -70,13 +70,14 @@ public sealed class EvaluationSubscriptionTests : IDisposable
     }
 
     [Fact]
-    public async Task Subscribe_declares_the_evaluations_topic_its_route_and_dead_letter_topic()
+    public async Task Subscribe_declares_the_evaluations_topic_its_route_and_dead_letter_topic_and_the_policy_events_topic()
     {
         var body = JsonNode.Parse(await app.CreateClient().GetStringAsync("/dapr/subscribe", Ct));
 
         JsonNode.DeepEquals(body, JsonNode.Parse("""
             [{"pubsubname": "policygrid-pubsub", "topic": "policy-evaluations",
-              "route": "/dapr/events/policy-evaluations", "deadLetterTopic": "policy-evaluations-deadletter"}]
+              "route": "/dapr/events/policy-evaluations", "deadLetterTopic": "policy-evaluations-deadletter"},
+             {"pubsubname": "policygrid-pubsub", "topic": "policy-events", "route": "/dapr/events/policy-events"}]
             """)).ShouldBeTrue(body!.ToJsonString());
     }
 
