@@ -95,7 +95,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             try
             {
                 // Load now: a policy that cannot load fails the deployment, not its first caller.
-                await _pool.InvokeAsync(new PolicyInvocation(InstanceKey, load, PolicyMethods.Load, [], _options.CallTimeout));
+                await _pool.InvokeAsync(new PolicyInvocation(InstanceKey, load, PolicyMethods.Load, [], _options.CallTimeout) { KeepsWarm = true });
             }
             catch
             {
@@ -489,7 +489,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         try
         {
             answer = await _pool.InvokeWithStateAsync(new PolicyInvocation(InstanceKey, load, method, arguments, _options.CallTimeout, _state)
-                { StartCheck = replaying ? null : PolicyCheck(method) });
+                { StartCheck = replaying ? null : PolicyCheck(method), KeepsWarm = true });
         }
         catch (PolicyRaisedOnNewInstanceException e) when (!replaying && !e.KeepsState && _journal.Count > 0)
         {

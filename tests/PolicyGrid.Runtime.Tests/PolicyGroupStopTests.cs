@@ -83,6 +83,22 @@ public sealed class PolicyGroupStopTests
     }
 
     [Fact]
+    public async Task A_group_that_ran_a_long_lived_instance_is_not_stopped_for_being_idle()
+    {
+        // A Type 4 replica or an SDK evaluator's instance holds what its calls did: an idle stop would lose it.
+        await using var pool = PoolFixture.NewPool(workers: 1, o => o.IdleStopAfter = TimeSpan.FromHours(1));
+        var plain = await Pid(pool, "plain:1.0-a");
+        var warm = (await pool.InvokeAsync(new PolicyInvocation("fn:warm#0", new PolicyLoadSpec("warm:1.0-a", Sleeper, [], []), PolicyMethods.Eval,
+            new JsonObject { ["parameters"] = new JsonObject(), ["input_data"] = new JsonObject(), ["context"] = new JsonObject() },
+            TimeSpan.FromSeconds(10)) { KeepsWarm = true }, TestContext.Current.CancellationToken))!["result"]!["pid"]!.GetValue<int>();
+
+        pool.StopIdle(Environment.TickCount64 + (long)TimeSpan.FromHours(2).TotalMilliseconds).ShouldBe(1);
+
+        Live(pool, plain).ShouldBeFalse();
+        Live(pool, warm).ShouldBeTrue();
+    }
+
+    [Fact]
     public void IdleStopAfter_below_zero_is_refused_naming_the_setting()
     {
         var error = Should.Throw<ArgumentOutOfRangeException>(() => PoolFixture.NewPool(workers: 1, o => o.IdleStopAfter = TimeSpan.FromSeconds(-1)));

@@ -52,7 +52,7 @@ public sealed class LocalFunctionHost(
                 foreach (var replica in function.Replicas)
                 {
                     replica.Loaded = true;
-                    await pool.InvokeAsync(new PolicyInvocation(replica.InstanceKey, function.Load, PolicyMethods.Load, [], _options.CallTimeout), ct);
+                    await pool.InvokeAsync(new PolicyInvocation(replica.InstanceKey, function.Load, PolicyMethods.Load, [], _options.CallTimeout) { KeepsWarm = true }, ct);
                 }
             }
             catch
@@ -448,7 +448,7 @@ public sealed class LocalFunctionHost(
     {
         var check = checkPolicy ? PolicyCheckOf(function) : null;
         PolicyInvocation Invocation() => new(replica.InstanceKey, function.Load, method, arguments, _options.CallTimeout, replica.State)
-            { Budget = budget, Call = call, StartCheck = check };
+            { Budget = budget, Call = call, StartCheck = check, KeepsWarm = true };
         PolicyAnswer answer;
         try
         {

@@ -30,6 +30,13 @@ public sealed record PolicyInvocation(
     public CallBudget? Budget { get; init; }
 
     /// <summary>
+    /// The instance is long-lived and holds what its calls did (a Type 4 function's replica, an SDK evaluator's instance
+    /// whose management commands changed it): its group is then never stopped for being idle
+    /// (<see cref="WorkerPoolOptions.IdleStopAfter"/>), only when its policy is gone or another policy needs the room.
+    /// </summary>
+    public bool KeepsWarm { get; init; }
+
+    /// <summary>
     /// Asked before the call is sent when it waited in the pool for its worker (<see cref="Hosting.StartCheck"/>): the
     /// caller's way to stop a queued call whose policy was retired or deleted meanwhile. Null: it starts whenever its
     /// worker gets to it.

@@ -86,7 +86,9 @@ public sealed class PythonWorkerPool : IAsyncDisposable
 
     /// <summary>
     /// Stops the groups no call has used for <see cref="WorkerPoolOptions.IdleStopAfter"/> as of <paramref name="now"/>
-    /// (<see cref="Environment.TickCount64"/>) and that none is using; answers how many. The pool's timer calls it.
+    /// (<see cref="Environment.TickCount64"/>), that none is using and that never ran a long-lived instance
+    /// (<see cref="PolicyInvocation.KeepsWarm"/>: a function replica or an SDK evaluator whose state would go with it); answers
+    /// how many. The pool's timer calls it.
     /// </summary>
     internal int StopIdle(long now)
     {
@@ -96,7 +98,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         lock (gate)
         {
             if (disposed) return 0;
-            var keys = groups.Where(kv => kv.Value.Users == 0 && now - kv.Value.LastUsedAt >= limit).Select(kv => kv.Key).ToList();
+            var keys = groups.Where(kv => kv.Value.Users == 0 && !kv.Value.KeepsWarm && now - kv.Value.LastUsedAt >= limit).Select(kv => kv.Key).ToList();
             idle = [];
             foreach (var key in keys)
             {
@@ -118,6 +120,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         public long LastUsed;
         public long LastUsedAt; // Environment.TickCount64
         public bool Stopping; // its policy is gone (StopPolicyAsync): stopped once the calls now using it are done
+        public bool KeepsWarm; // ran a long-lived instance (PolicyInvocation.KeepsWarm): never stopped for being idle
     }
 
     // Groups of policies that are gone, out of `groups` (a new call of that name makes a fresh group) but still running the
@@ -185,15 +188,15 @@ public sealed class PythonWorkerPool : IAsyncDisposable
 
     /// <inheritdoc cref="WorkerGroup.InvokeAsync"/>
     public Task<JsonNode?> InvokeAsync(PolicyInvocation call, CancellationToken ct = default) =>
-        WithGroup(DomainOf(call), g => g.InvokeAsync(call, ct));
+        WithGroup(DomainOf(call), g => g.InvokeAsync(call, ct), call.KeepsWarm);
 
     /// <inheritdoc cref="WorkerGroup.InvokeOnAnyWorkerAsync"/>
     public Task<JsonNode?> InvokeOnAnyWorkerAsync(PolicyInvocation call, CancellationToken ct = default) =>
-        WithGroup(DomainOf(call), g => g.InvokeOnAnyWorkerAsync(call, ct));
+        WithGroup(DomainOf(call), g => g.InvokeOnAnyWorkerAsync(call, ct), call.KeepsWarm);
 
     /// <inheritdoc cref="WorkerGroup.InvokeWithStateAsync"/>
     public Task<PolicyAnswer> InvokeWithStateAsync(PolicyInvocation call, CancellationToken ct = default) =>
-        WithGroup(DomainOf(call), g => g.InvokeWithStateAsync(call, ct));
+        WithGroup(DomainOf(call), g => g.InvokeWithStateAsync(call, ct), call.KeepsWarm);
 
     /// <inheritdoc cref="WorkerGroup.InvokeOnceAsync"/>
     public Task<JsonNode?> InvokeOnceAsync(PolicyLoadSpec load, string method, JsonObject arguments, TimeSpan deadline, CancellationToken ct = default) =>
@@ -288,9 +291,9 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     }
 
     // Runs on the domain's group, which cannot be stopped meanwhile.
-    private async Task<T> WithGroup<T>(string domain, Func<WorkerGroup, Task<T>> run)
+    private async Task<T> WithGroup<T>(string domain, Func<WorkerGroup, Task<T>> run, bool keepsWarm = false)
     {
-        var group = Acquire(domain);
+        var group = Acquire(domain, keepsWarm);
         try
         {
             return await run(group.Workers);
@@ -302,7 +305,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     }
 
     // The domain's group, made when missing; it cannot be stopped until Release.
-    private Group Acquire(string domain)
+    private Group Acquire(string domain, bool keepsWarm = false)
     {
         Group? evicted = null;
         Group group;
@@ -326,6 +329,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
                 PrepareProcess(groups.Count);
             }
             group.Users++;
+            group.KeepsWarm |= keepsWarm;
             group.LastUsed = ++clock;
             group.LastUsedAt = Environment.TickCount64;
         }

@@ -332,7 +332,8 @@ internal sealed class WorkerProcessPolicy(PythonWorkerPool pool, PolicyLoadSpec 
     {
         try
         {
-            return await pool.InvokeAsync(new PolicyInvocation(_key, load, method, arguments, deadline), ct);
+            // Its management commands change the instance: an idle stop would lose them (IdleStopAfter).
+            return await pool.InvokeAsync(new PolicyInvocation(_key, load, method, arguments, deadline) { KeepsWarm = true }, ct);
         }
         catch (PolicyGridException e)
         {
