@@ -1,9 +1,8 @@
 using System.Text.Json.Nodes;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using PolicyGrid.Core.Documents;
-using PolicyGrid.Core.Errors;
+using PolicyGrid.Api.Documents;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Core.Querying;
 
@@ -16,33 +15,20 @@ namespace PolicyGrid.Api.Graphs;
 /// going), and the oldest finished ones beyond <see cref="GraphExecutionOptions.MaxFinishedExecutions"/>.
 /// </summary>
 public sealed class GraphExecutionRetention(IDocumentStore store, IOptions<GraphExecutionOptions> options, TimeProvider clock, ILogger<GraphExecutionRetention> logger)
-    : BackgroundService
+    : PeriodicPruning(clock, logger)
 {
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(options.Value.PruneInterval, clock);
-        do
-        {
-            try
-            {
-                await PruneAsync(stoppingToken);
-            }
-            catch (Exception e) when (e is PolicyGridException or IOException or InvalidOperationException or System.Data.Common.DbException)
-            {
-                logger.LogWarning(e, "graph execution retention failed; will retry");
-            }
-        }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
-    }
+    protected override TimeSpan Interval => options.Value.PruneInterval;
+
+    protected override string What => "graph execution";
 
     /// <summary>Removes what is past the limits now; answers how many records went.</summary>
-    public async Task<int> PruneAsync(CancellationToken ct)
+    public override async Task<int> PruneAsync(CancellationToken ct)
     {
         var o = options.Value;
         var longestRun = TimeSpan.FromSeconds(o.MaxDeadlineSeconds);
         var keepFor = o.KeepExecutionsFor > longestRun ? o.KeepExecutionsFor : longestRun;
         var removed = 0;
-        if (Timestamps.Cutoff(clock.GetUtcNow(), keepFor) is { } before)
+        if (Timestamps.Cutoff(Clock.GetUtcNow(), keepFor) is { } before)
             removed += await DocumentPruning.DeleteMatchingAsync(store, Collections.GraphExecutions, Filter("created_at", "$lt", Timestamps.Format(before)), ct);
         removed += await DocumentPruning.DeleteBeyondAsync(store, Collections.GraphExecutions, Filter("status", "$ne", ExecutionStatus.Running),
             new SortKey("created_at", SortDirection.Desc), o.MaxFinishedExecutions, ct);

@@ -1,10 +1,9 @@
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using PolicyGrid.Api.Documents;
 using PolicyGrid.Core.Documents;
-using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Core.Querying;
 
@@ -18,36 +17,23 @@ namespace PolicyGrid.Api.Jobs;
 /// Before, every job's record and log stayed for good (a 22-minute soak left 326 records and 325 logs).
 /// </summary>
 public sealed class JobRetention(IDocumentStore store, JobResultTokens tokens, IServiceProvider services, IOptions<JobsOptions> options,
-    TimeProvider clock, ILogger<JobRetention> logger) : BackgroundService
+    TimeProvider clock, ILogger<JobRetention> logger) : PeriodicPruning(clock, logger)
 {
     private static readonly FilterNode Ended = Filter(new JsonObject
     {
         ["status"] = new JsonObject { ["$in"] = new JsonArray(JobStatus.Succeeded, JobStatus.Failed, JobStatus.TimedOut, JobStatus.Cancelled) },
     });
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(options.Value.PruneInterval, clock);
-        do
-        {
-            try
-            {
-                await PruneAsync(stoppingToken);
-            }
-            catch (Exception e) when (e is PolicyGridException or IOException or InvalidOperationException or System.Data.Common.DbException)
-            {
-                logger.LogWarning(e, "job retention failed; will retry");
-            }
-        }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
-    }
+    protected override TimeSpan Interval => options.Value.PruneInterval;
+
+    protected override string What => "job";
 
     /// <summary>Removes the ended jobs past the limits now; answers how many records went.</summary>
-    public async Task<int> PruneAsync(CancellationToken ct)
+    public override async Task<int> PruneAsync(CancellationToken ct)
     {
         var o = options.Value;
         var removed = 0;
-        if (o.KeepEndedJobsFor > TimeSpan.Zero && Timestamps.Cutoff(clock.GetUtcNow(), o.KeepEndedJobsFor) is { } before)
+        if (o.KeepEndedJobsFor > TimeSpan.Zero && Timestamps.Cutoff(Clock.GetUtcNow(), o.KeepEndedJobsFor) is { } before)
         {
             // Oldest end first, as a range from the start: a store that sorts for us (SQLite; the Dapr query API, which
             // has no range operator but does sort) answers only the too-old jobs and one page more, not every ended job.
