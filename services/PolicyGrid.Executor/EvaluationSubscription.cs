@@ -38,9 +38,9 @@ public static class EvaluationSubscription
     {
         // The sidecar sends no API token (a bearer token is for users); with APP_API_TOKEN it sends that instead,
         // which UseDaprAppToken checks for every route of this app. Without one, only the pod's own loopback may call
-        // these routes (SidecarOnly): a node that create-infra exposed with API tokens would otherwise run an
+        // these routes (DaprAppToken.SidecarOnly): a node that create-infra exposed with API tokens would otherwise run an
         // evaluation event posted by anything that reaches its Service.
-        var sidecarOnly = SidecarOnly(!string.IsNullOrEmpty(app.ServiceProvider.GetRequiredService<IConfiguration>()[DaprAppToken.ConfigurationKey]));
+        var sidecarOnly = DaprAppToken.SidecarOnly(app.ServiceProvider);
         app.MapGet("/dapr/subscribe", () => Results.Json(Subscriptions()))
             .WithName("DaprSubscribe").WithTags("Dapr").ExcludeFromDescription()
             .AllowAnonymous().AddEndpointFilter(sidecarOnly);
@@ -52,21 +52,6 @@ public static class EvaluationSubscription
             .AllowAnonymous().AddEndpointFilter(sidecarOnly);
         return app;
     }
-
-    /// <summary>
-    /// The sidecar's routes: with APP_API_TOKEN the middleware has already checked the sidecar's header; without it, the
-    /// call must come over loopback, as a sidecar's does (same pod, or same host when self-hosted). The test server
-    /// has no remote address and counts as local.
-    /// </summary>
-    private static Func<EndpointFilterInvocationContext, EndpointFilterDelegate, ValueTask<object?>> SidecarOnly(bool appToken) => (context, next) =>
-    {
-        var http = context.HttpContext;
-        var remote = http.Connection.RemoteIpAddress;
-        if (appToken || remote is null || System.Net.IPAddress.IsLoopback(remote))
-            return next(context);
-        throw Problems.Forbidden($"{http.Request.Path} is for this app's Dapr sidecar, which calls it over loopback; {remote} is not " +
-            $"(give the app and its sidecar an app API token, {DaprAppToken.ConfigurationKey}, to take its calls from elsewhere)");
-    };
 
     public static async Task<IResult> Deliver(HttpContext context, EvaluationEventHandler handler, ILoggerFactory logs, CancellationToken ct)
     {

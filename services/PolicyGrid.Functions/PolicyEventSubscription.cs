@@ -1,6 +1,5 @@
 using System.Text.Json.Nodes;
 using PolicyGrid.Api.Events;
-using PolicyGrid.Core.Errors;
 using PolicyGrid.Dapr;
 using PolicyGrid.Runtime.Execution;
 
@@ -17,15 +16,7 @@ public static class PolicyEventSubscription
 
     public static IEndpointRouteBuilder MapPolicyEventSubscription(this IEndpointRouteBuilder app)
     {
-        var appToken = !string.IsNullOrEmpty(app.ServiceProvider.GetRequiredService<IConfiguration>()[DaprAppToken.ConfigurationKey]);
-        Func<EndpointFilterInvocationContext, EndpointFilterDelegate, ValueTask<object?>> sidecarOnly = (context, next) =>
-        {
-            var http = context.HttpContext;
-            var remote = http.Connection.RemoteIpAddress;
-            if (appToken || remote is null || System.Net.IPAddress.IsLoopback(remote)) return next(context);
-            throw Problems.Forbidden($"{http.Request.Path} is for this app's Dapr sidecar, which calls it over loopback; {remote} is not " +
-                $"(give the app and its sidecar an app API token, {DaprAppToken.ConfigurationKey}, to take its calls from elsewhere)");
-        };
+        var sidecarOnly = DaprAppToken.SidecarOnly(app.ServiceProvider);
         app.MapGet("/dapr/subscribe", () => Results.Json(Subscriptions()))
             .ExcludeFromDescription().AllowAnonymous().AddEndpointFilter(sidecarOnly);
         app.MapPost(DaprNames.PolicyEventsRoute, async (HttpContext context, PolicyTeardown teardown, ILoggerFactory logs, CancellationToken ct) =>

@@ -49,6 +49,26 @@ public static class DaprAppToken
         });
     }
 
+    /// <summary>
+    /// The endpoint filter of the routes only this app's sidecar calls (<c>/dapr/subscribe</c>, pub/sub deliveries): with
+    /// APP_API_TOKEN, <see cref="UseDaprAppToken"/> has already checked the sidecar's header; without it, the call must
+    /// come over loopback, as a sidecar's does (same pod, or same host when self-hosted). A test server has no remote
+    /// address and counts as local.
+    /// </summary>
+    public static Func<EndpointFilterInvocationContext, EndpointFilterDelegate, ValueTask<object?>> SidecarOnly(IServiceProvider services)
+    {
+        var appToken = !string.IsNullOrEmpty(services.GetRequiredService<IConfiguration>()[ConfigurationKey]);
+        return (context, next) =>
+        {
+            var http = context.HttpContext;
+            var remote = http.Connection.RemoteIpAddress;
+            if (appToken || remote is null || System.Net.IPAddress.IsLoopback(remote))
+                return next(context);
+            throw Problems.Forbidden($"{http.Request.Path} is for this app's Dapr sidecar, which calls it over loopback; {remote} is not " +
+                $"(give the app and its sidecar an app API token, {ConfigurationKey}, to take its calls from elsewhere)");
+        };
+    }
+
     private static bool IsProbe(HttpRequest request) =>
         (HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method)) && ProbePaths.Contains(request.Path);
 

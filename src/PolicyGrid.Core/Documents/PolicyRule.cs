@@ -13,6 +13,10 @@ public static class PolicyStatus
     public const string Deprecated = "deprecated";
     public const string Retired = "retired";
     public static readonly IReadOnlyList<string> All = [Active, Deprecated, Retired];
+
+    /// <summary>The status a stored policy document names, read without parsing the whole rule; null when it names none.</summary>
+    public static string? Of(System.Text.Json.Nodes.JsonObject body) =>
+        body?["status"] is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<string>(out var status) ? status : null;
 }
 
 /// <summary>

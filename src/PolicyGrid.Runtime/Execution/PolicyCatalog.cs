@@ -53,9 +53,14 @@ public sealed class PolicyCatalog(IDocumentStore store)
         // a call that waited re-reads it unless the store was asked within RecheckAfter (every call asks it there, so
         // under load that is a few milliseconds ago). Re-reading for every waited batch put a sidecar round trip before
         // each batch of a busy worker.
-        public override bool StillHolds => Catalog.counter is { } c
-            ? c.ChangesTo(Collections.Policies) == Changes
-            : Stopwatch.GetTimestamp() - ConfirmedAt < Catalog.recheckAfterTicks;
+        public override bool StillHolds => Catalog.StillCurrent(Changes, ConfirmedAt);
+
+        /// <summary>The store has just said this revision is current, at <paramref name="changesNow"/> policy writes.</summary>
+        public void Confirm(long changesNow)
+        {
+            Changes = changesNow;
+            ConfirmedAt = Stopwatch.GetTimestamp();
+        }
 
         /// <summary>404 / 410 when the policy was deleted or retired since the call was checked (it did not run); null otherwise.</summary>
         public override async Task<Exception?> RecheckAsync()
@@ -89,9 +94,7 @@ public sealed class PolicyCatalog(IDocumentStore store)
         // When it was last confirmed (Stopwatch ticks), for a store without a counter (see Checked.StillHolds).
         private long confirmedAt = long.MinValue / 2;
 
-        public override bool StillHolds => catalog.counter is { } c
-            ? c.ChangesTo(Collections.Policies) == Volatile.Read(ref confirmed)
-            : Stopwatch.GetTimestamp() - Volatile.Read(ref confirmedAt) < catalog.recheckAfterTicks;
+        public override bool StillHolds => catalog.StillCurrent(Volatile.Read(ref confirmed), Volatile.Read(ref confirmedAt));
 
         public override async Task<Exception?> RecheckAsync()
         {
@@ -113,6 +116,12 @@ public sealed class PolicyCatalog(IDocumentStore store)
         }
     }
 
+    // Whether what the store confirmed at `changes` policy writes (a store with a counter), or at `confirmedAt` (Stopwatch
+    // ticks, one without), still holds without asking it again.
+    private bool StillCurrent(long changes, long confirmedAt) => counter is { } c
+        ? c.ChangesTo(Collections.Policies) == changes
+        : Stopwatch.GetTimestamp() - confirmedAt < recheckAfterTicks;
+
     /// <summary>The policy to run: 400 for a malformed URI, 404 when unknown, 410 when retired.</summary>
     public async Task<PolicyRule> GetRunnableAsync(string policyRuleUri, CancellationToken ct) => (await GetCheckedAsync(policyRuleUri, ct)).Rule;
 
@@ -128,35 +137,29 @@ public sealed class PolicyCatalog(IDocumentStore store)
         if (counter is not null && parsed.TryGetValue(uri, out var unchanged) && unchanged.Changes == changes) return Runnable(uri, unchanged);
         if (store is IDocumentRevisions revisions && parsed.TryGetValue(uri, out var known))
         {
-            var revision = await revisions.GetRevisionAsync(Collections.Policies, uri, ct);
-            if (revision is null)
-            {
-                parsed.TryRemove(uri, out _);
-                throw Problems.NotFound($"policy '{uri}' does not exist");
-            }
+            var revision = await revisions.GetRevisionAsync(Collections.Policies, uri, ct) ?? throw Deleted(uri);
             if (revision == known.Revision)
             {
-                known.Changes = changes;
-                known.ConfirmedAt = Stopwatch.GetTimestamp();
+                known.Confirm(changes);
                 return Runnable(uri, known);
             }
         }
-        var stored = await store.GetAsync(Collections.Policies, uri, ct);
-        if (stored is null)
-        {
-            // Deleted (by this process or another sharing the store): what was parsed of it goes too.
-            parsed.TryRemove(uri, out _);
-            throw Problems.NotFound($"policy '{uri}' does not exist");
-        }
+        var stored = await store.GetAsync(Collections.Policies, uri, ct) ?? throw Deleted(uri);
         if (parsed.TryGetValue(uri, out var cached) && cached.Revision == stored.Revision)
         {
-            cached.Changes = changes;
-            cached.ConfirmedAt = Stopwatch.GetTimestamp();
+            cached.Confirm(changes);
             return Runnable(uri, cached);
         }
         var entry = new Checked(stored.Revision, PolicyRule.FromJson(stored.Body), changes, this) { ConfirmedAt = Stopwatch.GetTimestamp() };
         parsed[uri] = entry;
         return Runnable(uri, entry);
+    }
+
+    // Deleted (by this process or another sharing the store): what was parsed of it goes too.
+    private PolicyGridException Deleted(string uri)
+    {
+        parsed.TryRemove(uri, out _);
+        return Problems.NotFound($"policy '{uri}' does not exist");
     }
 
     /// <summary>

@@ -69,5 +69,5 @@ public sealed class PolicyTeardown(PolicyCatalog catalog, PythonWorkerPool pool,
     }
 
     private static bool IsRetired(JsonObject body) =>
-        body["status"] is JsonValue status && status.TryGetValue<string>(out var value) && value == PolicyStatus.Retired;
+        PolicyStatus.Of(body) == PolicyStatus.Retired;
 }

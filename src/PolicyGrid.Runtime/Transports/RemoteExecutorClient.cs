@@ -88,7 +88,7 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
     {
         if (policies is null) return null;
         var stored = await policies.GetAsync(Collections.Policies, Uri.UnescapeDataString(policyRuleUri), ct);
-        return stored?.Body["status"] is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>() : null;
+        return stored is null ? null : PolicyStatus.Of(stored.Body);
     }
 
     // The bundle that ran is the node's to know; this entry says who asked this server, and what came of it.
