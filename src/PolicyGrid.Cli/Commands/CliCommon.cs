@@ -65,6 +65,7 @@ public static class CliCommon
                 env.Error.WriteLine(e.Status == 0 ? $"error: {e.Message}" : $"error: {e.Message} ({e.Status} {e.Code})");
                 if (TokenHint(e.Status, parse) is { } hint) env.Error.WriteLine(hint);
                 if (e.Status == 404 && await session.MissingPolicyHintAsync(ct) is { } missing) env.Error.WriteLine(missing);
+                if (session.HintFor?.Invoke(e) is { } own) env.Error.WriteLine(own);
                 return e.Status == 0 ? Unreachable : ServerSaidNo;
             }
             catch (UsageException e)
@@ -171,6 +172,9 @@ public sealed class CliSession(CliEnvironment env, ParseResult parse)
     /// said the URI was unknown.
     /// </summary>
     public string? PolicyNamed { get; set; }
+
+    /// <summary>The verb's own hint for a refusal it knows the way out of (a line starting "hint: "); null for none.</summary>
+    public Func<ServerFailureException, string?>? HintFor { get; set; }
 
     /// <summary>The hint for a 404 about <see cref="PolicyNamed"/>; null when it is registered (the 404 was about something else) or cannot be read.</summary>
     public async Task<string?> MissingPolicyHintAsync(CancellationToken ct)

@@ -113,15 +113,11 @@ public static class PolicyCommands
         command.SetRun(env, async (parse, session, ct) =>
         {
             var path = $"policy/{Uri.EscapeDataString(parse.GetValue(uri)!)}" + (parse.GetValue(force) ? "?force=true" : "");
-            ServerAnswer answer;
-            try { answer = await session.Client().DeleteAsync(path, ct); }
-            catch (ServerFailureException e) when (e.Status == 409 && !parse.GetValue(force) && e.Message.Contains("force", StringComparison.Ordinal))
-            {
-                // The server's way out is "?force=true", a query parameter: what this verb takes for it is --force.
-                session.Env.Error.WriteLine($"error: {e.Message} ({e.Status} {e.Code})");
-                session.Env.Error.WriteLine($"hint: policygrid policy delete {parse.GetValue(uri)} --force deletes it anyway (its functions keep running their snapshot)");
-                return CliCommon.ServerSaidNo;
-            }
+            // The server's way out is "?force=true", a query parameter: what this verb takes for it is --force.
+            session.HintFor = e => e.Status == 409 && !parse.GetValue(force) && e.Message.Contains("force", StringComparison.Ordinal)
+                ? $"hint: policygrid policy delete {parse.GetValue(uri)} --force deletes it anyway (its functions keep running their snapshot)"
+                : null;
+            var answer = await session.Client().DeleteAsync(path, ct);
             session.Show(answer.Data, console => console.MarkupLine($"deleted [bold]{Markup.Escape(answer.Data?["policy_rule_uri"]?.ToString() ?? "")}[/]"));
             return CliCommon.Ok;
         });
