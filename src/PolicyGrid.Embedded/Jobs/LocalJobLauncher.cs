@@ -134,8 +134,9 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
     public async Task<JobOutcome> ReattachAsync(string jobId, CancellationToken ct)
     {
         // Read first: the job process removes the pid file once its outcome is stored.
-        var temp = await TempDirectoryOfAsync(jobId);
-        var live = await FindLiveAsync(jobId);
+        var pidFile = await ReadPidFileAsync(jobId);
+        var temp = TempDirectoryOf(jobId, pidFile);
+        var live = FindLive(pidFile);
         if (live is null)
         {
             RemoveTempDirectory(temp);
@@ -167,7 +168,7 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
     {
         cancels.GetOrAdd(jobId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
         // A job re-attached after a restart or run by an earlier server has no watcher here: stop it directly.
-        if (await FindLiveAsync(jobId) is { } live)
+        if (FindLive(await ReadPidFileAsync(jobId)) is { } live)
             using (live.Process)
                 Kill(live.Process);
     }
@@ -299,18 +300,11 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
     }
 
     // The fourth field of the pid file; files written before it existed have three.
-    private async Task<string?> TempDirectoryOfAsync(string jobId)
+    private static string? TempDirectoryOf(string jobId, string? pidFile)
     {
-        try
-        {
-            var parts = (await File.ReadAllTextAsync(PidFile(jobId))).Split(' ', 4);
-            return parts.Length == 4 && Path.IsPathFullyQualified(parts[3])
-                && Path.GetFileName(parts[3]).StartsWith($"policygrid-job-{jobId}-", StringComparison.Ordinal) ? parts[3] : null;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return null;
-        }
+        var parts = pidFile?.Split(' ', 4);
+        return parts is { Length: 4 } && Path.IsPathFullyQualified(parts[3])
+            && Path.GetFileName(parts[3]).StartsWith($"policygrid-job-{jobId}-", StringComparison.Ordinal) ? parts[3] : null;
     }
 
     private async Task WritePidFileAsync(string jobId, Process process, DateTimeOffset deadlineAt, string? temp)
@@ -332,20 +326,24 @@ public sealed class LocalJobLauncher(LocalJobOptions options, IConfiguration con
     // took every live job for gone. A reused pid belongs to a process started later than this, not within it.
     private static readonly TimeSpan StartTimeTolerance = TimeSpan.FromSeconds(1);
 
-    // The pid alone could have been reused by an unrelated process after a reboot; the start time pins it down.
-    private async Task<(Process Process, DateTimeOffset DeadlineAt)?> FindLiveAsync(string jobId)
+    // The pid file's text; null when there is none: never written, or removed by the job process once its outcome was stored.
+    private async Task<string?> ReadPidFileAsync(string jobId)
     {
-        var path = PidFile(jobId);
-        string text;
         try
         {
-            text = await File.ReadAllTextAsync(path);
+            return await File.ReadAllTextAsync(PidFile(jobId));
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
-            return null; // never written, or removed by the job process once its outcome was stored
+            return null;
         }
-        var parts = text.Split(' ', 4);
+    }
+
+    // The pid alone could have been reused by an unrelated process after a reboot; the start time pins it down.
+    private static (Process Process, DateTimeOffset DeadlineAt)? FindLive(string? pidFile)
+    {
+        if (pidFile is null) return null;
+        var parts = pidFile.Split(' ', 4);
         if (parts.Length < 3 || !int.TryParse(parts[0], CultureInfo.InvariantCulture, out var pid)
             || !long.TryParse(parts[1], CultureInfo.InvariantCulture, out var started)
             || !long.TryParse(parts[2], CultureInfo.InvariantCulture, out var deadline))
