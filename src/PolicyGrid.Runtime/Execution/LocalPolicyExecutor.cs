@@ -173,16 +173,10 @@ public sealed class LocalPolicyExecutor : IPolicyExecutor
     // retired or deleted: those stop every execution that has not started (a retired policy's queued calls used to run).
     private async Task EnsureStillRunnableAsync(EvalCall call, CancellationToken ct)
     {
-        try
-        {
-            await catalog.GetRunnableAsync(call.Rule.PolicyRuleUri, ct);
-        }
-        catch (PolicyGridException e) when (e.Status is 404 or 410)
-        {
-            var what = e.Status == 410 ? "retired" : "deleted";
-            var problem = $"policy '{call.Rule.PolicyRuleUri}' was {what} while this call waited for its turn at context '{call.ContextKey}' (calls of a policy that writes its context run one at a time); it did not run";
-            throw e.Status == 410 ? Problems.Retired(problem) : Problems.NotFound(problem);
-        }
+        if (await catalog.GoneSinceAsync(call.Rule.PolicyRuleUri, what =>
+                $"policy '{call.Rule.PolicyRuleUri}' was {what} while this call waited for its turn at context '{call.ContextKey}' (calls of a policy that writes its context run one at a time); it did not run",
+                ct) is { } gone)
+            throw gone;
     }
 
     private async Task<JsonObject> EvalOptimisticallyAsync(EvalCall call, CancellationToken ct)

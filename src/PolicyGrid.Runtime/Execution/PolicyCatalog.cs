@@ -63,20 +63,9 @@ public sealed class PolicyCatalog(IDocumentStore store)
         }
 
         /// <summary>404 / 410 when the policy was deleted or retired since the call was checked (it did not run); null otherwise.</summary>
-        public override async Task<Exception?> RecheckAsync()
-        {
-            try
-            {
-                await Catalog.GetRunnableAsync(Rule.PolicyRuleUri, CancellationToken.None);
-                return null;
-            }
-            catch (PolicyGridException e) when (e.Status is 404 or 410)
-            {
-                var what = e.Status == 410 ? "retired" : "deleted";
-                var problem = $"policy '{Rule.PolicyRuleUri}' was {what} while this call waited for a policy worker (all of the policy's workers were busy); it did not run";
-                return e.Status == 410 ? Problems.Retired(problem) : Problems.NotFound(problem);
-            }
-        }
+        public override Task<Exception?> RecheckAsync() => Catalog.GoneSinceAsync(Rule.PolicyRuleUri, what =>
+            $"policy '{Rule.PolicyRuleUri}' was {what} while this call waited for a policy worker (all of the policy's workers were busy); it did not run",
+            CancellationToken.None);
     }
 
     /// <summary>
@@ -121,6 +110,24 @@ public sealed class PolicyCatalog(IDocumentStore store)
     private bool StillCurrent(long changes, long confirmedAt) => counter is { } c
         ? c.ChangesTo(Collections.Policies) == changes
         : Stopwatch.GetTimestamp() - confirmedAt < recheckAfterTicks;
+
+    /// <summary>
+    /// For a call checked against <paramref name="policyRuleUri"/> that then waited: null while the policy can still run;
+    /// once it was deleted or retired, the 404 / 410 to answer, worded by <paramref name="problem"/> from "deleted" or "retired".
+    /// </summary>
+    internal async Task<Exception?> GoneSinceAsync(string policyRuleUri, Func<string, string> problem, CancellationToken ct)
+    {
+        try
+        {
+            await GetRunnableAsync(policyRuleUri, ct);
+            return null;
+        }
+        catch (PolicyGridException e) when (e.Status is 404 or 410)
+        {
+            var text = problem(e.Status == 410 ? "retired" : "deleted");
+            return e.Status == 410 ? Problems.Retired(text) : Problems.NotFound(text);
+        }
+    }
 
     /// <summary>The policy to run: 400 for a malformed URI, 404 when unknown, 410 when retired.</summary>
     public async Task<PolicyRule> GetRunnableAsync(string policyRuleUri, CancellationToken ct) => (await GetCheckedAsync(policyRuleUri, ct)).Rule;
