@@ -48,6 +48,37 @@ public sealed class PolicyCatalogCheckTests : IDisposable
         refused.Message.ShouldContain("was retired while this call waited for a policy worker");
     }
 
+    // Policy reads answer 503 while Unreachable is set.
+    private sealed class Unreachable(SqliteDocumentStore inner) : DecisionLogTests.DelegatingStore(inner)
+    {
+        public bool Now { get; set; }
+
+        public override Task<StoredDocument?> GetAsync(string collection, string id, CancellationToken ct = default) => Now && collection == Collections.Policies
+            ? throw new PolicyGridException(503, ErrorCodes.BackendUnavailable, "the policy store is unreachable")
+            : Inner.GetAsync(collection, id, ct);
+    }
+
+    [Fact]
+    public async Task A_functions_check_refuses_a_waited_call_whose_policy_status_cannot_be_read_and_lets_a_deleted_policys_snapshot_run()
+    {
+        // It failed open: with the store unreachable, a call that waited for a worker started although its policy might be
+        // retired, while the same function's turn check (and the Dapr actor's) refused it.
+        await store.UpsertAsync(Collections.Policies, "checked:1.0-test", Policy(), Ct);
+        var documents = new Unreachable(store);
+        var check = new PolicyCatalog(documents) { RecheckAfter = TimeSpan.Zero }.RetiredCheck("checked:1.0-test", () => "retired meanwhile");
+        (await check.RecheckAsync()).ShouldBeNull();
+
+        documents.Now = true;
+        var refused = (await check.RecheckAsync()).ShouldBeOfType<PolicyGridException>("a policy whose status cannot be read is not run");
+        (refused.Status, refused.Code).ShouldBe((503, ErrorCodes.BackendUnavailable));
+        refused.Message.ShouldContain("the policy store is unreachable");
+        check.StillHolds.ShouldBeFalse("a refusal confirms nothing");
+
+        documents.Now = false;
+        await store.DeleteAsync(Collections.Policies, "checked:1.0-test", null, Ct);
+        (await check.RecheckAsync()).ShouldBeNull("deleted since it was deployed: the deployment's snapshot runs on");
+    }
+
     [Fact]
     public async Task A_deleted_policy_found_gone_by_a_call_leaves_nothing_parsed_behind_with_or_without_a_write_counter()
     {

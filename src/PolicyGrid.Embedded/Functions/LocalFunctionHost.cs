@@ -403,7 +403,9 @@ public sealed class LocalFunctionHost(
     /// A call or management action does not start once the function's policy is retired in this server's registry: the
     /// registry checks before it hands a call over, but a call can then wait long for its turn (behind a slow one, or
     /// other management), and one queued when the policy was retired used to run all the same. A policy this registry
-    /// does not hold (deleted, or a node running the snapshot another registry sent) leaves the snapshot running.
+    /// does not hold (deleted, or a node running the snapshot another registry sent) leaves the snapshot running. A
+    /// policy whose status cannot be read (the store failing) is not run: the call fails with the store's error, as in
+    /// the Dapr functions app (it used to run on, so a retired policy's function ran while its store was failing).
     /// </summary>
     private async Task EnsureNotRetiredAsync(HostedFunction function, string call, CancellationToken ct)
     {
@@ -416,7 +418,7 @@ public sealed class LocalFunctionHost(
             throw Problems.Retired($"function '{function.Spec.Name}' runs policy '{function.Spec.PolicyRuleUri}', which is retired ({call} not run); " +
                 "deploy another version under a new function, or set the policy's status back to active");
         }
-        catch (PolicyGridException)
+        catch (PolicyGridException e) when (e.Status == 404)
         {
         }
     }

@@ -72,6 +72,8 @@ public sealed class PolicyCatalog(IDocumentStore store)
     /// A <see cref="StartCheck"/> for the calls of something that runs <paramref name="policyRuleUri"/> (one per
     /// function, made once): a call that waited in the worker pool is refused with 410 <paramref name="problem"/> when the
     /// policy was retired meanwhile. A policy this store does not hold (deleted, or a snapshot another registry sent) lets it start.
+    /// One whose status cannot be read (the store unreachable) does not: it is refused with the store's error, as the
+    /// call's own turn check refuses it (a policy whose status cannot be read is not run).
     /// </summary>
     public StartCheck RetiredCheck(string policyRuleUri, Func<string> problem) => new UnlessRetired(this, policyRuleUri, problem);
 
@@ -92,12 +94,11 @@ public sealed class PolicyCatalog(IDocumentStore store)
             {
                 await catalog.GetRunnableAsync(uri, CancellationToken.None);
             }
-            catch (PolicyGridException e) when (e.Status == 410)
+            catch (PolicyGridException e)
             {
-                return Problems.Retired(problem());
-            }
-            catch (PolicyGridException)
-            {
+                // Retired, or its status unreadable (the store failing): the call does not start. Deleted since it was
+                // deployed (404): the deployment's snapshot runs on.
+                if (e.Status != 404) return e.Status == 410 ? Problems.Retired(problem()) : e;
             }
             Volatile.Write(ref confirmed, changes);
             Volatile.Write(ref confirmedAt, Stopwatch.GetTimestamp());
