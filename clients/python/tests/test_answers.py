@@ -272,9 +272,13 @@ import datetime
 class AIOSv1PolicyRule:
     def __init__(self, rule_id, settings, parameters):
         self.seen = None
+        self.history = []
 
     def eval(self, parameters, input_data, context):
         mode = input_data["mode"]
+        if mode == "history":
+            self.history.append(input_data["entry"])
+            return {"history": self.history, "pair": (1, 2), "by_number": {7: "seven"}}
         if mode == "store":
             context["pair"] = (1, 2)
             context[7] = "seven"
@@ -291,6 +295,9 @@ class AIOSv1PolicyRule:
             context["at"] = datetime.datetime(2026, 1, 1)
             return {}
         return {"pair": type(context.get("pair")).__name__, "keys": sorted(map(repr, context)), "seen": context.get("seen")}
+
+    def management(self, action, data):
+        return {"history": self.history}
 '''
 
 
@@ -318,6 +325,19 @@ class ContextAsOnTheServerTests(unittest.TestCase):
         self.ev.execute_policy_rule({"mode": "store"})
         self.ev.execute_policy_rule({"mode": "mutate_held"})
         self.assertEqual(self.ev.execute_policy_rule({"mode": "read"})["seen"], ["first"])
+
+    def test_an_answer_is_what_json_gives_back_not_the_objects_the_policy_keeps(self):
+        # Locally the answer was eval's own dict: appending to its list appended to the instance's history, and the tuple
+        # and the int key came back as they were, where every server answers a list and "7".
+        answer = self.ev.execute_policy_rule({"mode": "history", "entry": "first"})
+        self.assertEqual(answer, {"history": ["first"], "pair": [1, 2], "by_number": {"7": "seven"}})
+        answer["history"].append("the caller's own")
+        self.assertEqual(self.ev.execute_policy_rule({"mode": "history", "entry": "second"})["history"], ["first", "second"])
+
+    def test_a_management_answer_is_what_json_gives_back_not_the_objects_the_policy_keeps(self):
+        self.ev.execute_policy_rule({"mode": "history", "entry": "first"})
+        self.ev.execute_mgmt_command("history")["history"].append("the caller's own")
+        self.assertEqual(self.ev.execute_mgmt_command("history"), {"history": ["first"]})
 
     def test_a_context_holding_what_json_cannot_is_the_server_s_policy_error_and_is_not_kept(self):
         self.ev.execute_policy_rule({"mode": "store"})

@@ -34,7 +34,7 @@ from . import templates
 from .bundles import BundleCache, BundleDirectory, UnpackLimits
 from .client import PolicyGridClient
 from .errors import PolicyGridApiError, PolicyGridError, ServerUnreachableError
-from .json_values import answer_problem, as_json, described, ensure_json
+from .json_values import answer_json, answer_problem, as_answered, as_json, described, ensure_json
 
 log = logging.getLogger("policygrid")
 
@@ -166,15 +166,17 @@ class LocalPolicyEvaluator:
                 self._restore_context(context)
                 raise PolicyGridApiError(422, "policy_error", problem)
             try:
-                self._context_json = json.dumps(context) if context else "{}"
+                # The caller gets the result read back from its JSON, as from a server: never eval's own objects.
+                answer = as_answered(result)
+                self._context_json = answer_json(context) if context else "{}"
             except (TypeError, ValueError) as e:  # what the walk above did not foresee: the server's 422 all the same
                 self._restore_context(context)
-                raise PolicyGridApiError(422, "policy_error", f"TypeError: policy returned a value that is not JSON: {e}") from e
+                raise _unanswerable(e) from e
             # The next call gets the context read back from that JSON, as the servers load it for every call: never the
             # objects this one left (a tuple stays a tuple, an int key stays an int, and a list the instance still holds
             # would go on changing the context behind its back, none of which a server shows).
             self.context = json.loads(self._context_json) if context else {}
-        return result
+        return answer
 
     def _instance_for(self, held: _Held, params: dict):
         """The instance a call giving its own parameters runs on: one made with them, as an executor makes one per set of
@@ -221,7 +223,10 @@ class LocalPolicyEvaluator:
             None if isinstance(result, dict) else f"management of {self.policy_rule_uri} returned {described(result)}, not a dict")
         if problem is not None:
             raise PolicyGridApiError(422, "policy_error", problem)
-        return result
+        try:
+            return as_answered(result)
+        except (TypeError, ValueError) as e:
+            raise _unanswerable(e) from e
 
     def _remote(self, response) -> Any:
         """An executor's answer: a DeprecationWarning when it says the policy is deprecated (its Deprecation header), once
@@ -542,6 +547,11 @@ def _check_requirements(bundle: BundleDirectory, uri: str) -> None:
         raise PolicyGridError(
             f"policy {uri} requires {', '.join(missing)} (code/requirements.txt), not installed in this interpreter; "
             "install them here or use mode='remote'")
+
+
+def _unanswerable(e: Exception) -> PolicyGridApiError:
+    """An answer the walk (answer_problem) passed but the encoder refused: the server's 422 in its worker's words."""
+    return PolicyGridApiError(422, "policy_error", f"TypeError: policy returned a value that is not JSON: {e}")
 
 
 def _ensure_management_command(commands: Any, uri: str, action: str, data: Any) -> None:
