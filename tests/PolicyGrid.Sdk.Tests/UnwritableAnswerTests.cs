@@ -227,6 +227,36 @@ public sealed class UnwritableAnswerTests : IAsyncDisposable
         e.Reason.ShouldContain("AIOSv1PolicyRule has no eval(parameters, input_data, context) method");
     }
 
+    [Theory]
+    [InlineData(LocalIsolation.InProcess, "__init__", "AIOSv1PolicyRule.__init__ raised ValueError: no allowlist")]
+    [InlineData(LocalIsolation.WorkerProcess, "__init__", "AIOSv1PolicyRule.__init__ raised ValueError: no allowlist")]
+    [InlineData(LocalIsolation.InProcess, "import", "importing code/function.py raised ValueError: no allowlist")]
+    [InlineData(LocalIsolation.WorkerProcess, "import", "importing code/function.py raised ValueError: no allowlist")]
+    [InlineData(LocalIsolation.InProcess, "class", "code/function.py defines no AIOSv1PolicyRule class")]
+    [InlineData(LocalIsolation.WorkerProcess, "class", "code/function.py defines no AIOSv1PolicyRule class")]
+    public async Task A_policy_that_cannot_be_made_is_worded_as_the_servers_word_it_in_both_modes(LocalIsolation isolation, string fails, string reason)
+    {
+        // In process it said "loading <uri> failed: ValueError: no allowlist" (and LookupError for a missing class), where the
+        // servers, WorkerProcess mode and the Python SDK name the step that failed.
+        var code = fails switch
+        {
+            "import" => "raise ValueError('no allowlist')\n",
+            "class" => "class Other:\n    pass\n",
+            _ => "class AIOSv1PolicyRule:\n    def __init__(self, rule_id, settings, parameters):\n        raise ValueError('no allowlist')\n",
+        };
+        using var registry = new LoopbackRegistry(EvaluatorTests.Document(), TestBundles.Zip(("code/function.py", code)));
+        var e = await Should.ThrowAsync<PolicyGridApiException>(async () =>
+        {
+            await using var ev = await LocalPolicyEvaluator.CreateAsync(new PolicyGridClient(registry.Url), new LocalPolicyEvaluatorOptions
+            {
+                PolicyRuleUri = EvaluatorTests.Uri, Isolation = isolation, RevalidateInterval = TimeSpan.FromHours(1),
+                WorkerPool = new WorkerPoolOptions { Workers = 1, IsolatePolicies = false, WorkDirectory = Path.Combine(Path.GetTempPath(), "pg-sdk-workers") },
+            }, TestContext.Current.CancellationToken);
+        });
+        (e.Status, e.Code).ShouldBe((422, "policy_error"));
+        e.Reason.ShouldBe($"policy {EvaluatorTests.Uri} cannot be loaded: {reason}");
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (_evaluator is not null) await _evaluator.DisposeAsync();

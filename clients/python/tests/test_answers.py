@@ -216,14 +216,15 @@ class AnswerTests(unittest.TestCase):
             with self.assertRaises(PolicyGridApiError) as caught:
                 LocalPolicyEvaluator("quits:1.0-beta", server=registry.url, cache_dir=self.cache.name, timeout=2)
             self.assertEqual((caught.exception.status, caught.exception.code), (422, "policy_error"))
-            self.assertIn("AIOSv1PolicyRule.__init__ of quits:1.0-beta raised SystemExit: 1", caught.exception.message)
+            # As the servers and both .NET modes word it (it said "AIOSv1PolicyRule.__init__ of quits:1.0-beta raised ...").
+            self.assertEqual(caught.exception.message, "policy quits:1.0-beta cannot be loaded: AIOSv1PolicyRule.__init__ raised SystemExit: 1")
         finally:
             registry.stop()
 
     def test_a_class_whose_eval_cannot_be_called_fails_to_load_naming_it(self):
         for name, methods, message in (
                 ("noeval", "    def evaluate(self, parameters, input_data, context):\n        return {}\n",
-                 "AIOSv1PolicyRule has no eval(parameters, input_data, context) method (policy noeval:1.0-beta)"),
+                 "policy noeval:1.0-beta cannot be loaded: AIOSv1PolicyRule has no eval(parameters, input_data, context) method"),
                 ("oneargeval", "    def eval(self, input_data):\n        return {}\n",
                  "AIOSv1PolicyRule.eval(input_data) cannot be called as eval(parameters, input_data, context)")):
             with self.subTest(name):
@@ -238,6 +239,18 @@ class AnswerTests(unittest.TestCase):
                     self.assertIn(message, caught.exception.message)
                 finally:
                     registry.stop()
+
+    def test_a_policy_whose_import_fails_is_worded_as_the_servers_word_it(self):
+        registry = support.LoopbackRegistry(dict(DOC, policy_rule_uri="broken:1.0-beta", name="broken"), support.zip_bytes(
+            {"code/function.py": b"raise ValueError('no allowlist')\n"}))
+        try:
+            with self.assertRaises(PolicyGridApiError) as caught:
+                LocalPolicyEvaluator("broken:1.0-beta", server=registry.url, cache_dir=self.cache.name, timeout=2)
+            self.assertEqual((caught.exception.status, caught.exception.code), (422, "policy_error"))
+            self.assertEqual(caught.exception.message,
+                             "policy broken:1.0-beta cannot be loaded: importing code/function.py raised ValueError: no allowlist")
+        finally:
+            registry.stop()
 
     def test_an_answer_nested_as_deep_as_the_server_takes_is_answered_and_a_deeper_one_is_a_policy_error(self):
         self.assertIsInstance(self.ev.execute_policy_rule({"mode": "nested", "levels": 200}), dict)

@@ -430,7 +430,7 @@ class AIOSv1PolicyRule:
         self.registry.update(code=f"bundle://sha256/{self.registry.sha}")
         with self.assertRaises(PolicyGridApiError) as caught:
             self.evaluator()
-        self.assertIn("defines no class AIOSv1PolicyRule", caught.exception.message)
+        self.assertEqual(caught.exception.message, "policy ip_allowlist:1.0-beta cannot be loaded: code/function.py defines no AIOSv1PolicyRule class")
 
     def test_missing_requirements_are_named(self):
         self.registry.bundle = support.zip_bytes({"code/function.py": support.IP_ALLOWLIST.encode(),

@@ -1,4 +1,5 @@
 using Python.Runtime;
+using PolicyGrid.Runtime.Hosting;
 using PolicyGrid.Sdk.Client;
 
 namespace PolicyGrid.Sdk.Evaluation;
@@ -67,8 +68,18 @@ internal static class EmbeddedPython
     /// surrogates escaped, a raising __str__ named): pythonnet reads str() of the exception it catches, so a __str__ that
     /// raised became the answer (its RuntimeError), a lone surrogate a UnicodeEncodeError of the 'utf-16' codec, and a
     /// 10 MB message went on whole.</summary>
-    public static PolicyGridApiException PolicyError(PythonException e, string what) =>
-        new(422, "policy_error", e.Type.Name == "PolicyRaised" ? $"{what}{e.Message}" : $"{what}{e.Type.Name}: {e.Message}", null, e);
+    public static PolicyGridApiException PolicyError(PythonException e) =>
+        new(422, "policy_error", Described(e), null, e);
+
+    /// <summary>A bundle that made no instance, worded by the servers' own <see cref="PolicyLoadException"/> (WorkerProcess mode
+    /// passes theirs on): in process it said "loading &lt;uri&gt; failed: ValueError: ..." without the step that failed.</summary>
+    public static PolicyGridApiException CannotLoad(PythonException e, string ruleId)
+    {
+        var cannotLoad = new PolicyLoadException(ruleId, Described(e));
+        return new PolicyGridApiException(cannotLoad.Status, cannotLoad.Code, cannotLoad.Message, null, cannotLoad);
+    }
+
+    private static string Described(PythonException e) => e.Type.Name == "PolicyRaised" ? e.Message : $"{e.Type.Name}: {e.Message}";
 
     private const string HostSource = """
         import importlib
@@ -243,13 +254,19 @@ internal static class EmbeddedPython
 
 
         def load(name, function_py, code_dir, rule_id, settings_json, parameters_json, context=None):
+            # Each failure says which step failed as the servers' worker host says it (Host._create): the caller words them
+            # all as the servers do, "policy <uri> cannot be loaded: <this>".
             try:
-                cls = getattr(_module(name, function_py, code_dir), "AIOSv1PolicyRule", None)
-                if not isinstance(cls, type):
-                    raise LookupError("code/function.py defines no class AIOSv1PolicyRule")
+                module = _module(name, function_py, code_dir)
+            except BaseException as exc:
+                raise PolicyRaised("importing code/function.py raised " + describe(exc)) from None
+            cls = getattr(module, "AIOSv1PolicyRule", None)
+            if not isinstance(cls, type):
+                raise PolicyRaised("code/function.py defines no AIOSv1PolicyRule class")
+            try:
                 obj = cls(rule_id, json.loads(settings_json), json.loads(parameters_json))
             except BaseException as exc:
-                raise PolicyRaised(describe(exc)) from None
+                raise PolicyRaised("AIOSv1PolicyRule.__init__ raised " + describe(exc)) from None
             problem = _eval_problem(obj)
             if problem:
                 raise PolicyRaised(problem)

@@ -165,7 +165,7 @@ internal sealed class InProcessPolicy : IPolicyInstance
             }
             catch (PythonException e)
             {
-                throw EmbeddedPython.PolicyError(e, $"loading {ruleId} failed: ");
+                throw EmbeddedPython.CannotLoad(e, ruleId);
             }
         }
     }
@@ -199,7 +199,7 @@ internal sealed class InProcessPolicy : IPolicyInstance
                 }
                 catch (PythonException e)
                 {
-                    throw EmbeddedPython.PolicyError(e, "");
+                    throw EmbeddedPython.PolicyError(e);
                 }
             }
             var (answer, problem) = PolicyAnswer.Read(resultJson);
@@ -236,7 +236,7 @@ internal sealed class InProcessPolicy : IPolicyInstance
                 }
                 catch (PythonException e)
                 {
-                    throw EmbeddedPython.PolicyError(e, "");
+                    throw EmbeddedPython.PolicyError(e);
                 }
             }
         }

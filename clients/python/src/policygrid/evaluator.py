@@ -443,21 +443,28 @@ def _instantiate(bundle: BundleDirectory, uri: str, settings: dict, parameters: 
         except BaseException as e:
             if not _raised_by_policy(e, bundle.code_dir):
                 raise
-            raise PolicyGridApiError(422, "policy_error", f"importing code/function.py of {uri} failed: {_described_exception(e)}") from e
+            raise _cannot_load(uri, f"importing code/function.py raised {_described_exception(e)}") from e
         sys.modules[module_name] = module
     cls = getattr(module, "AIOSv1PolicyRule", None)
     if not isinstance(cls, type):
-        raise PolicyGridApiError(422, "policy_error", f"code/function.py of {uri} defines no class AIOSv1PolicyRule")
+        raise _cannot_load(uri, "code/function.py defines no AIOSv1PolicyRule class")
     try:
         instance = cls(uri, copy.deepcopy(settings), copy.deepcopy(parameters))
     except BaseException as e:
         if not _raised_by_policy(e, _code_dir_of(cls)):
             raise
-        raise PolicyGridApiError(422, "policy_error", f"AIOSv1PolicyRule.__init__ of {uri} raised {_described_exception(e)}") from e
+        raise _cannot_load(uri, f"AIOSv1PolicyRule.__init__ raised {_described_exception(e)}") from e
     problem = _eval_problem(instance)
     if problem:
-        raise PolicyGridApiError(422, "policy_error", f"{problem} (policy {uri})")
+        raise _cannot_load(uri, problem)
     return instance
+
+
+def _cannot_load(uri: str, reason: str) -> PolicyGridApiError:
+    """A bundle that makes no instance, in the words of the servers (and both .NET local modes): "policy <uri> cannot be
+    loaded: <what the worker host says>". Each path used to word it its own way ("AIOSv1PolicyRule.__init__ of <uri>
+    raised ...", "importing code/function.py of <uri> failed: ...")."""
+    return PolicyGridApiError(422, "policy_error", f"policy {uri} cannot be loaded: {reason}")
 
 
 def _eval_problem(instance: Any) -> str | None:
