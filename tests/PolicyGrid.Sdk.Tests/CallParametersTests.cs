@@ -41,11 +41,15 @@ public sealed class CallParametersTests : IAsyncDisposable
 
     private LocalPolicyEvaluator? _evaluator;
 
-    private async Task<LocalPolicyEvaluator> Evaluator(LocalIsolation isolation) =>
+    private async Task<LocalPolicyEvaluator> Evaluator(LocalIsolation isolation, int maxInstancesPerWorker = 64, int workers = 1) =>
         _evaluator = await LocalPolicyEvaluator.CreateAsync(new PolicyGridClient(_registry.Url), new LocalPolicyEvaluatorOptions
         {
             PolicyRuleUri = EvaluatorTests.Uri, Isolation = isolation, RevalidateInterval = TimeSpan.FromHours(1),
-            WorkerPool = new WorkerPoolOptions { Workers = 1, IsolatePolicies = false, WorkDirectory = Path.Combine(Path.GetTempPath(), "pg-sdk-workers") },
+            WorkerPool = new WorkerPoolOptions
+            {
+                Workers = workers, IsolatePolicies = false, WorkDirectory = Path.Combine(Path.GetTempPath(), "pg-sdk-workers"),
+                MaxInstancesPerWorker = maxInstancesPerWorker,
+            },
         }, TestContext.Current.CancellationToken);
 
     private static JsonObject Allow(params string[] ips) => new() { ["local_allowlist"] = new JsonArray([.. ips.Select(ip => (JsonNode)ip)]) };
@@ -118,6 +122,24 @@ public sealed class CallParametersTests : IAsyncDisposable
         Allowed(ev, "10.0.0.9").ShouldBeTrue();
         Allowed(ev, "10.0.0.9", Allow(sets[0])).ShouldBeFalse();
         Call(ev, "10.0.0.9")["calls"]!.GetValue<int>().ShouldBe(sets.Length * 3 + 4);
+    }
+
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(2, 1)]
+    [InlineData(1, 2)] // two workers: the pool also forgot the instance's route, and could make it again on the other one
+    public async Task A_worker_with_room_for_fewer_instances_than_kept_never_drops_the_evaluator_s_own(int maxInstancesPerWorker, int workers)
+    {
+        // The worker dropped its least recently used instance past MaxInstancesPerWorker, the evaluator's own included: the
+        // next call made it again from its spec, and what the management command did was silently gone.
+        var ev = await Evaluator(LocalIsolation.WorkerProcess, maxInstancesPerWorker, workers);
+        ev.ExecuteManagementCommand("update_local_allowlist", new JsonObject { ["ips"] = new JsonArray("10.0.0.8") });
+        foreach (var ip in new[] { "10.0.1.1", "10.0.1.2", "10.0.1.3", "10.0.1.4", "10.0.1.5" }) Allowed(ev, ip, Allow(ip)).ShouldBeTrue();
+        Allowed(ev, "10.0.0.8").ShouldBeTrue();
+        Allowed(ev, "10.0.0.1").ShouldBeFalse();
+        // The instances made for the calls' parameters are still dropped past the cap, and made again when needed.
+        Allowed(ev, "10.0.1.1", Allow("10.0.1.1")).ShouldBeTrue();
+        Call(ev, "10.0.0.8")["calls"]!.GetValue<int>().ShouldBe(9);
     }
 
     [Theory]

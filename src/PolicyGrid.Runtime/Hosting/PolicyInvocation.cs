@@ -5,7 +5,16 @@ using PolicyGrid.Runtime.Bundles;
 namespace PolicyGrid.Runtime.Hosting;
 
 /// <summary>What a worker needs to create a policy instance: <c>AIOSv1PolicyRule(rule_id, settings, parameters)</c> from the bundle.</summary>
-public sealed record PolicyLoadSpec(string RuleId, BundleDirectory Bundle, JsonObject Settings, JsonObject Parameters);
+public sealed record PolicyLoadSpec(string RuleId, BundleDirectory Bundle, JsonObject Settings, JsonObject Parameters)
+{
+    /// <summary>
+    /// The instance made from this spec is never dropped to make room (past <see cref="WorkerPoolOptions.MaxInstancesPerWorker"/>)
+    /// nor routed afresh: only a release, or the end of its worker, ends it. For an instance whose state lives nowhere else and
+    /// cannot be rebuilt (an SDK evaluator's own, changed by management commands); instances that can be rebuilt (Type 4, with
+    /// their saved state) are dropped least recently used first.
+    /// </summary>
+    public bool Pinned { get; init; }
+}
 
 /// <summary>
 /// One call into a warm policy instance. <paramref name="InstanceKey"/> names the instance: the same

@@ -288,6 +288,7 @@ internal sealed class WorkerGroup : IAsyncDisposable
             // then waited behind that sibling's calls. Routes of keys never used again age out (TrimRoutes).
             if (!routes.TryGetValue(instanceKey, out var route)) return;
             slot = route.Slot;
+            route.Pinned = false; // released: its route may age out like any other
         }
         var unload = Send(slot, w =>
         {
@@ -329,7 +330,7 @@ internal sealed class WorkerGroup : IAsyncDisposable
         }
         // Any-worker calls are sorted into short (packed onto busy workers) and the rest (spread); see PackedSlot.
         bool? shortCall = anyWorker ? IsShortCall(call.InstanceKey) : null;
-        var slot = Reserve(once || anyWorker ? null : call.InstanceKey, shortCall);
+        var slot = Reserve(once || anyWorker ? null : call.InstanceKey, shortCall, call.Load.Pinned);
         // On any worker, each worker has its own instance: "key@slot".
         var keySlot = anyWorker ? slot.Index : -1;
         WorkerRequest? request = null;
@@ -530,6 +531,7 @@ internal sealed class WorkerGroup : IAsyncDisposable
         load.Settings.WriteTo(w);
         w.WritePropertyName("parameters");
         load.Parameters.WriteTo(w);
+        if (load.Pinned) w.WriteBoolean("pinned", true);
         w.WriteEndObject();
     }
 
@@ -558,11 +560,11 @@ internal sealed class WorkerGroup : IAsyncDisposable
 
     // Picks the slot (the key's own; with no key, see PackedSlot, or the least busy) and counts the call in it
     // in one step, so two calls arriving together never both see the same slot as idle.
-    private WorkerSlot Reserve(string? routedKey, bool? shortCall = null)
+    private WorkerSlot Reserve(string? routedKey, bool? shortCall = null, bool pinned = false)
     {
         lock (routeGate)
         {
-            var slot = routedKey is not null ? RouteFor(routedKey) : shortCall == true ? PackedSlot() : LeastBusySlot();
+            var slot = routedKey is not null ? RouteFor(routedKey, pinned) : shortCall == true ? PackedSlot() : LeastBusySlot();
             Interlocked.Increment(ref slot.InFlight);
             if (shortCall is false) Interlocked.Increment(ref slot.SlowInFlight);
             return slot;
@@ -627,7 +629,7 @@ internal sealed class WorkerGroup : IAsyncDisposable
     }
 
     // Called holding routeGate (Reserve).
-    private WorkerSlot RouteFor(string key)
+    private WorkerSlot RouteFor(string key, bool pinned)
     {
         routeClock++;
         if (routes.TryGetValue(key, out var route))
@@ -637,18 +639,19 @@ internal sealed class WorkerGroup : IAsyncDisposable
         }
         var slot = SlotForNewKey();
         slot.Routes++;
-        routes[key] = new Route(slot) { LastUsed = routeClock };
+        routes[key] = new Route(slot) { LastUsed = routeClock, Pinned = pinned };
         TrimRoutes();
         return slot;
     }
 
     // Workers drop their least recently used instances past MaxInstancesPerWorker; routes that old
-    // point at instances that are gone anyway, so forgetting them keeps the table bounded.
+    // point at instances that are gone anyway, so forgetting them keeps the table bounded. A pinned instance is never
+    // dropped, so its route stays: routed afresh, it could be made again on another worker, without what it held.
     private void TrimRoutes()
     {
         var cap = slots.Length * options.MaxInstancesPerWorker * 2;
         if (routes.Count <= cap) return;
-        foreach (var (key, route) in routes.OrderBy(r => r.Value.LastUsed).Take(routes.Count - cap * 3 / 4).ToList())
+        foreach (var (key, route) in routes.Where(r => !r.Value.Pinned).OrderBy(r => r.Value.LastUsed).Take(routes.Count - cap * 3 / 4).ToList())
         {
             routes.Remove(key);
             route.Slot.Routes--;
@@ -671,6 +674,7 @@ internal sealed class WorkerGroup : IAsyncDisposable
     {
         public WorkerSlot Slot { get; } = slot;
         public long LastUsed { get; set; }
+        public bool Pinned { get; set; }
     }
 }
 

@@ -707,6 +707,8 @@ class Host:
         self.tag = tag or _OutputTag(None)
         self.max_instances = int(config.get("max_instances", 64))
         self.instances = OrderedDict()
+        # Keys of instances never dropped to make room (their load spec says "pinned"): their state lives nowhere else.
+        self.pinned = set()
         self.modules = {}
         self.bundle_paths = []  # the code/ and site-packages directories of the bundles imported here (see _use_paths_of)
         self.cpu_cap = config.get("limits", {}).get("cpu_seconds") or None
@@ -802,9 +804,22 @@ class Host:
         # __init__ got its own copy: what the policy keeps from it is not shared with what eval is handed.
         entry = (instance, copy.deepcopy(load.get("parameters") or {}), load.get("rule_id"))
         self.instances[key] = entry
-        while len(self.instances) > self.max_instances:
-            self.instances.popitem(last=False)
+        if load.get("pinned"):
+            self.pinned.add(key)
+        if len(self.instances) > self.max_instances:
+            self._make_room(key)
         return entry, True
+
+    def _make_room(self, made):
+        """Drops the least recently used instances past max_instances, but never a pinned one nor the one just made: pinned
+        ones may take the worker past its cap."""
+        excess = len(self.instances) - self.max_instances
+        for key in [key for key in self.instances if key not in self.pinned and key != made][:excess]:
+            del self.instances[key]
+
+    def _drop(self, key):
+        self.instances.pop(key, None)
+        self.pinned.discard(key)
 
     # -- calls -------------------------------------------------------------------------
     @staticmethod
@@ -905,7 +920,7 @@ class Host:
     def _handle(self, request):
         op = request.get("op")
         if op == "unload":
-            self.instances.pop(request["key"], None)
+            self._drop(request["key"])
             return {"ok": True, "value": None}
         if op != "invoke":
             return _error("error", "ValueError", f"unknown op {op!r}")
@@ -921,7 +936,7 @@ class Host:
             instance = entry[0]
             value = self._call(entry, request["method"], request.get("args") or {})
             if request.get("once"):
-                self.instances.pop(request["key"], None)
+                self._drop(request["key"])
             reply = {"ok": True, "value": value, "created": created}
             if request.get("with_state"):
                 # The caller persists instance state after every call: answering it here saves a second round trip.
@@ -930,7 +945,7 @@ class Host:
                     return failure
             return reply
         except MemoryError:
-            self.instances.pop(request["key"], None)
+            self._drop(request["key"])
             gc.collect()
             # The heap of a process that hit its address-space limit is not to be trusted: this
             # reply is the last, and requests already sent after it run on the replacement.

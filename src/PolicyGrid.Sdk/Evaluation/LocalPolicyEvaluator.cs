@@ -410,8 +410,10 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
             var bundle = await _bundles!.GetAsync(code, codeSha256, ct);
             if (_pool is not null)
             {
-                var worker = new WorkerProcessPolicy(_pool, new PolicyLoadSpec(_options.PolicyRuleUri, bundle, settings, parameters), deadline,
-                    _held?.Instance as WorkerProcessPolicy);
+                // Pinned: what management commands did lives only in this instance, so the worker must never drop it to make
+                // room for the instances of calls giving their own parameters (MaxInstancesPerWorker below 17 did, silently).
+                var worker = new WorkerProcessPolicy(_pool, new PolicyLoadSpec(_options.PolicyRuleUri, bundle, settings, parameters) { Pinned = true },
+                    deadline, _held?.Instance as WorkerProcessPolicy);
                 await worker.WarmAsync(ct);
                 instance = worker;
             }

@@ -345,7 +345,7 @@ internal sealed class WorkerProcessPolicy(PythonWorkerPool pool, PolicyLoadSpec 
     public async Task WarmAsync(CancellationToken ct) => await Invoke(PolicyMethods.Load, [], ct);
 
     public IPolicyInstance WithParameters(JsonObject parameters) =>
-        new WorkerProcessPolicy(pool, load with { Parameters = parameters }, deadline, this);
+        new WorkerProcessPolicy(pool, load with { Parameters = parameters, Pinned = false }, deadline, this); // made again from its spec when dropped
 
     public async ValueTask ReleaseAsync() => await pool.ReleaseAsync(_key);
 }
