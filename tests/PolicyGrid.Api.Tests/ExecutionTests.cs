@@ -400,11 +400,24 @@ public sealed class ExecutionTests(GridServer server) : IClassFixture<GridServer
     }
 
     [Fact]
-    public async Task An_unknown_policy_is_a_404()
+    public async Task An_unknown_policy_is_one_404_in_one_wording_on_every_path()
     {
-        var answer = await client.Post("/executor/local/execute_policy", Onboarding.Execute("never_registered:1.0-beta", "{}"));
-        answer.Status.ShouldBe(404);
-        answer.Message!.ShouldContain("never_registered:1.0-beta");
+        // It was "policy '…' does not exist" (Type 2 execute and management), "no policy '…' is registered" (GET /policy, jobs)
+        // or "policy '…' is not registered; …" (function deploys), so the SDKs and the CLI passed on three sentences.
+        const string uri = "never_registered:1.0-beta";
+        var answers = new (string Path, Answer Answer)[]
+        {
+            ("GET /policy", await client.Get($"/policy/{uri}")),
+            ("execute_policy", await client.Post("/executor/local/execute_policy", Onboarding.Execute(uri, "{}"))),
+            ("management", await client.Post("/executor/local/management", $$$"""{"policy_rule_uri": "{{{uri}}}", "action": "get_state", "data": {}}""")),
+            ("jobs/submit", await client.Post("/jobs/submit/local", $$$"""{"name": "j", "policy_rule_uri": "{{{uri}}}", "inputs": {}}""")),
+            ("function deploy", await client.Post("/function/deployments/create/local", $$"""{"name": "{{Unique("f")}}", "policy_rule_uri": "{{uri}}", "replicas": 1}""")),
+        };
+        foreach (var (path, answer) in answers)
+        {
+            (answer.Status, answer.Code).ShouldBe((404, "not_found"), $"{path}: {answer.Body?.ToJsonString()}");
+            answer.Message!.ShouldStartWith($"no policy '{uri}' is registered", customMessage: path);
+        }
     }
 
     [Theory]

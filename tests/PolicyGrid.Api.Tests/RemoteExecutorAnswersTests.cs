@@ -308,13 +308,13 @@ public sealed class RemoteExecutorAnswersTests(NodeFacingServer registry) : ICla
     [Fact]
     public async Task An_unhealthy_executor_that_answers_its_probe_with_a_refusal_is_marked_healthy_again()
     {
-        using var node = new ScriptedNode(new NodeAnswer(404, """{"success": false, "message": "policy 'remote_only:1.0-t' does not exist", "code": "not_found"}"""));
+        using var node = new ScriptedNode(new NodeAnswer(404, """{"success": false, "message": "no policy 'remote_only:1.0-t' is registered", "code": "not_found"}"""));
         var id = await RegisterAsync(node, status: "unhealthy");
 
         var probe = await client.Post($"/executor/{id}/execute_policy", Execute());
 
         probe.Status.ShouldBe(404, probe.Body?.ToJsonString());
-        probe.Message!.ShouldContain("policy 'remote_only:1.0-t' does not exist");
+        probe.Message!.ShouldContain("no policy 'remote_only:1.0-t' is registered");
         (await StatusOf(id)).ShouldBe("healthy"); // the node answered: the next call is forwarded, not refused fast
         node.Answer = new NodeAnswer(200, """{"success": true, "data": {"allowed": true}}""");
         (await client.Post($"/executor/{id}/execute_policy", Execute())).Status.ShouldBe(200);
@@ -323,9 +323,9 @@ public sealed class RemoteExecutorAnswersTests(NodeFacingServer registry) : ICla
     [Fact]
     public async Task A_node_lacking_a_policy_this_server_holds_answers_404_naming_the_node_s_registry_not_this_one()
     {
-        // The node's "policy '…' does not exist" was passed on word for word, as if this registry lacked the policy it holds.
+        // The node's "no policy '…' is registered" was passed on word for word, as if this registry lacked the policy it holds.
         var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
-        using var node = new ScriptedNode(new NodeAnswer(404, $$"""{"success": false, "message": "policy '{{uri}}' does not exist", "code": "not_found"}"""));
+        using var node = new ScriptedNode(new NodeAnswer(404, $$"""{"success": false, "message": "no policy '{{uri}}' is registered", "code": "not_found"}"""));
         var id = await RegisterAsync(node);
 
         foreach (var (route, body) in new[] { ("execute_policy", Onboarding.Execute(uri, """{"ip": "10.0.0.1"}""")),
@@ -338,7 +338,7 @@ public sealed class RemoteExecutorAnswersTests(NodeFacingServer registry) : ICla
             answer.Message!.ShouldContain("register it on the node too");
         }
 
-        node.Answer = new NodeAnswer(404, $$"""{"success": false, "message": "policy '{{Policy}}' does not exist", "code": "not_found"}""");
+        node.Answer = new NodeAnswer(404, $$"""{"success": false, "message": "no policy '{{Policy}}' is registered", "code": "not_found"}""");
         var absent = await client.Post($"/executor/{id}/execute_policy", Execute());
         (absent.Status, absent.Code).ShouldBe((404, "not_found"));
         absent.Message!.ShouldStartWith($"policy '{Policy}' is registered neither on this server nor on executor node {node.BaseUri}/");

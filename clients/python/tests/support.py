@@ -131,7 +131,7 @@ class LoopbackRegistry:
                     return self._send(200, {"success": True, "data": registry.document},
                                       headers={"ETag": f'"{registry.revision}"'})
                 if self.path.startswith("/policy/"):
-                    return self._send(404, {"success": False, "code": "not_found", "message": f"no policy {self.path[8:]}"})
+                    return self._send(404, {"success": False, "code": "not_found", "message": f"no policy '{self.path[8:]}' is registered"})
                 if self.path == f"/bundles/sha256/{registry.sha}":
                     registry.bundle_reads += 1
                     return self._send(200, registry.bundle, "application/zip")

@@ -441,7 +441,7 @@ public sealed class JobBoard(
     }
 
     private async Task<PolicyRule> PolicyAsync(string uri, CancellationToken ct) =>
-        await TryPolicyAsync(uri, ct) ?? throw Problems.NotFound($"no policy '{uri}' is registered");
+        await TryPolicyAsync(uri, ct) ?? throw Problems.UnknownPolicy(uri);
 
     private async Task<PolicyRule?> TryPolicyAsync(string uri, CancellationToken ct)
     {

@@ -177,8 +177,8 @@ public static class PoliciesApi
 
     private static PolicyGridException Missing(string uri) =>
         PolicyUri.TryParse(Canonical(uri), out _, out var error)
-            ? Problems.NotFound($"no policy '{Canonical(uri)}' is registered")
-            : Problems.NotFound($"no policy '{Canonical(uri)}' is registered (policy URIs look like name:version-release_tag; {error})");
+            ? Problems.UnknownPolicy(Canonical(uri))
+            : Problems.UnknownPolicy(Canonical(uri), $"policy URIs look like name:version-release_tag; {error}");
 
     public static PolicyGridException RevisionMismatch(string id, IfMatchCondition asked, string current) => asked.Mismatch($"'{id}'", current);
 }

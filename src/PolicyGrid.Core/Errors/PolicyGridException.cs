@@ -41,6 +41,15 @@ public static class Problems
     public static PolicyGridException Unauthorized(string message) => new(401, ErrorCodes.Unauthorized, message);
     public static PolicyGridException Forbidden(string message) => new(403, ErrorCodes.Forbidden, message);
     public static PolicyGridException NotFound(string message) => new(404, ErrorCodes.NotFound, message);
+
+    /// <summary>
+    /// The 404 for a policy URI the registry has no entry for, worded alike on every path that looks one up (GET/PUT/DELETE
+    /// /policy, Type 2 calls and management, graph nodes, function deploys, job launches), so the SDKs and the CLI pass on
+    /// one sentence: it was "policy 'x' does not exist", "no policy 'x' is registered" or "policy 'x' is not registered"
+    /// depending on the path. <paramref name="hint"/>: what this path adds in parentheses (how to fix it).
+    /// </summary>
+    public static PolicyGridException UnknownPolicy(string uri, string? hint = null) =>
+        NotFound(hint is null ? $"no policy '{uri}' is registered" : $"no policy '{uri}' is registered ({hint})");
     public static PolicyGridException Conflict(string message) => new(409, ErrorCodes.Conflict, message);
     public static PolicyGridException Retired(string message) => new(410, ErrorCodes.Retired, message);
     public static PolicyGridException TooLarge(string message) => new(413, ErrorCodes.TooLarge, message);

@@ -167,7 +167,7 @@ public sealed class PolicyCatalog(IDocumentStore store)
     private PolicyGridException Deleted(string uri)
     {
         parsed.TryRemove(uri, out _);
-        return Problems.NotFound($"policy '{uri}' does not exist");
+        return Problems.UnknownPolicy(uri);
     }
 
     /// <summary>

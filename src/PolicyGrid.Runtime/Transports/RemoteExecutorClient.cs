@@ -63,7 +63,7 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
     }
 
     /// <summary>
-    /// The node's 404, said as the node's: passed on word for word ("policy 'p' does not exist"), a caller took it for
+    /// The node's 404, said as the node's: passed on word for word ("no policy 'p' is registered"), a caller took it for
     /// this server's registry lacking a policy it plainly holds. Status and code stay the contract's 404 not_found.
     /// </summary>
     private PolicyGridException NotOnNode(string policyRuleUri, string? statusHere, PolicyGridException e)
