@@ -559,6 +559,6 @@ public sealed class EvaluatorTests : LoopbackRegistryTests
         _registry.ReplaceBundle(TestBundles.Zip(("code/function.py", "class Other: pass\n")));
         var e = await Should.ThrowAsync<PolicyGridApiException>(() => Evaluator());
         e.Code.ShouldBe("policy_error");
-        e.Reason.ShouldContain("defines no class AIOSv1PolicyRule");
+        e.Reason.ShouldBe($"policy {Uri} cannot be loaded: code/function.py defines no AIOSv1PolicyRule class"); // as the servers word it
     }
 }
