@@ -209,17 +209,22 @@ class AnswerTests(unittest.TestCase):
         finally:
             signal.signal(signal.SIGUSR1, previous)
 
-    def test_init_calling_sys_exit_is_a_policy_error_not_the_end_of_the_caller(self):
-        registry = support.LoopbackRegistry(dict(DOC, policy_rule_uri="quits:1.0-beta", name="quits"), support.zip_bytes(
-            {"code/function.py": b"import sys\nclass AIOSv1PolicyRule:\n    def __init__(self, *args):\n        sys.exit(1)\n"}))
+    def load_failure(self, name: str, source: str) -> PolicyGridApiError:
+        """What making an evaluator of a policy named ``name`` with ``source`` as its code/function.py raises (a 422)."""
+        uri = f"{name}:1.0-beta"
+        registry = support.LoopbackRegistry(dict(DOC, policy_rule_uri=uri, name=name), support.zip_bytes({"code/function.py": source.encode()}))
         try:
             with self.assertRaises(PolicyGridApiError) as caught:
-                LocalPolicyEvaluator("quits:1.0-beta", server=registry.url, cache_dir=self.cache.name, timeout=2)
-            self.assertEqual((caught.exception.status, caught.exception.code), (422, "policy_error"))
-            # As the servers and both .NET modes word it (it said "AIOSv1PolicyRule.__init__ of quits:1.0-beta raised ...").
-            self.assertEqual(caught.exception.message, "policy quits:1.0-beta cannot be loaded: AIOSv1PolicyRule.__init__ raised SystemExit: 1")
+                LocalPolicyEvaluator(uri, server=registry.url, cache_dir=self.cache.name, timeout=2)
         finally:
             registry.stop()
+        self.assertEqual((caught.exception.status, caught.exception.code), (422, "policy_error"))
+        return caught.exception
+
+    def test_init_calling_sys_exit_is_a_policy_error_not_the_end_of_the_caller(self):
+        failure = self.load_failure("quits", "import sys\nclass AIOSv1PolicyRule:\n    def __init__(self, *args):\n        sys.exit(1)\n")
+        # As the servers and both .NET modes word it (it said "AIOSv1PolicyRule.__init__ of quits:1.0-beta raised ...").
+        self.assertEqual(failure.message, "policy quits:1.0-beta cannot be loaded: AIOSv1PolicyRule.__init__ raised SystemExit: 1")
 
     def test_a_class_whose_eval_cannot_be_called_fails_to_load_naming_it(self):
         for name, methods, message in (
@@ -228,29 +233,12 @@ class AnswerTests(unittest.TestCase):
                 ("oneargeval", "    def eval(self, input_data):\n        return {}\n",
                  "AIOSv1PolicyRule.eval(input_data) cannot be called as eval(parameters, input_data, context)")):
             with self.subTest(name):
-                uri = f"{name}:1.0-beta"
                 source = "class AIOSv1PolicyRule:\n    def __init__(self, rule_id, settings, parameters):\n        pass\n" + methods
-                registry = support.LoopbackRegistry(dict(DOC, policy_rule_uri=uri, name=name),
-                                                    support.zip_bytes({"code/function.py": source.encode()}))
-                try:
-                    with self.assertRaises(PolicyGridApiError) as caught:
-                        LocalPolicyEvaluator(uri, server=registry.url, cache_dir=self.cache.name, timeout=2)
-                    self.assertEqual((caught.exception.status, caught.exception.code), (422, "policy_error"))
-                    self.assertIn(message, caught.exception.message)
-                finally:
-                    registry.stop()
+                self.assertIn(message, self.load_failure(name, source).message)
 
     def test_a_policy_whose_import_fails_is_worded_as_the_servers_word_it(self):
-        registry = support.LoopbackRegistry(dict(DOC, policy_rule_uri="broken:1.0-beta", name="broken"), support.zip_bytes(
-            {"code/function.py": b"raise ValueError('no allowlist')\n"}))
-        try:
-            with self.assertRaises(PolicyGridApiError) as caught:
-                LocalPolicyEvaluator("broken:1.0-beta", server=registry.url, cache_dir=self.cache.name, timeout=2)
-            self.assertEqual((caught.exception.status, caught.exception.code), (422, "policy_error"))
-            self.assertEqual(caught.exception.message,
-                             "policy broken:1.0-beta cannot be loaded: importing code/function.py raised ValueError: no allowlist")
-        finally:
-            registry.stop()
+        self.assertEqual(self.load_failure("broken", "raise ValueError('no allowlist')\n").message,
+                         "policy broken:1.0-beta cannot be loaded: importing code/function.py raised ValueError: no allowlist")
 
     def test_an_answer_nested_as_deep_as_the_server_takes_is_answered_and_a_deeper_one_is_a_policy_error(self):
         self.assertIsInstance(self.ev.execute_policy_rule({"mode": "nested", "levels": 200}), dict)
