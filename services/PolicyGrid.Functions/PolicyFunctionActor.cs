@@ -156,11 +156,13 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
                 return reply.Unwrap();
             });
         }
-        catch (PolicyGridException) when (reply is not null)
+        catch (PolicyGridException e)
         {
-            // Recorded with its status and code; the reply carries the failure back to the caller.
+            // Recorded with its status and code; the reply carries the failure back to the caller. A turn answers its own
+            // failures, so a call with no reply is one the decision log refused before the turn (Decisions:WhenUnrecorded=refuse).
+            reply ??= FunctionReply.Failure(e);
         }
-        return reply!;
+        return reply!; // set by the turn, or by the refusal above
     }
 
     /// <summary>The caller a call records when its sender did not say who asked.</summary>

@@ -14,7 +14,7 @@ public sealed class PolicyRuntimeOptions
     /// <summary>Type 2 execution (<c>PolicyGrid:Runtime:Execution</c>).</summary>
     public ExecutionOptions Execution { get; set; } = new();
 
-    /// <summary>Decision log retention (<c>PolicyGrid:Runtime:Decisions</c>).</summary>
+    /// <summary>The decision log: its writer, retention, and calls it cannot record (<c>PolicyGrid:Runtime:Decisions</c>).</summary>
     public DecisionLogOptions Decisions { get; set; } = new();
 
     /// <summary>Calls to remote executor nodes (<c>PolicyGrid:Runtime:RemoteExecutors</c>).</summary>
@@ -67,6 +67,23 @@ public sealed class DecisionLogOptions
 
     /// <summary>How often retention runs.</summary>
     public TimeSpan PruneInterval { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// What an executor does with calls while its decision log cannot record them (from a decision the store refused
+    /// to the next one it takes): <see cref="Serve"/> runs them unrecorded, <see cref="Refuse"/> answers them 503
+    /// before any policy code runs. A string, not an enum, so that a wrong value is refused at start naming the two
+    /// allowed (the configuration binder's own message names only the enum's type).
+    /// </summary>
+    public string WhenUnrecorded { get; set; } = Serve;
+
+    public const string Serve = "serve";
+    public const string Refuse = "refuse";
+
+    /// <summary>
+    /// Whether <see cref="WhenUnrecorded"/> asks for calls to be refused (case aside, as other settings' values). A method, not
+    /// a property: the binder, and serve's check for settings nothing reads, would take a property for a setting of its own.
+    /// </summary>
+    public bool RefusesUnrecorded() => string.Equals(WhenUnrecorded, Refuse, StringComparison.OrdinalIgnoreCase);
 }
 
 public sealed class RemoteExecutorOptions

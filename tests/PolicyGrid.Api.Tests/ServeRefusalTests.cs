@@ -51,6 +51,8 @@ public sealed class ServeRefusalTests : IDisposable
     [InlineData("--PolicyGrid:Runtime:Pool:MemoryLimitBytes=-1", "PolicyGrid:Runtime:Pool:MemoryLimitBytes is -1; it must be 1 or more")]
     [InlineData("--PolicyGrid:Api:MaxBodyBytes=-5", "PolicyGrid:Api:MaxBodyBytes is -5; it must be greater than zero")]
     [InlineData("--PolicyGrid:Api:MaxBundleBytes=0", "PolicyGrid:Api:MaxBundleBytes is 0; it must be greater than zero")]
+    [InlineData("--PolicyGrid:Runtime:Decisions:WhenUnrecorded=closed",
+        "PolicyGrid:Runtime:Decisions:WhenUnrecorded is 'closed'; it must be serve (run calls the decision log cannot record) or refuse (answer them 503)")]
     public async Task A_size_or_time_no_call_could_work_with_is_refused_at_start_naming_it(string setting, string named)
     {
         // Each started before: MaxQueue 0 refused every call (429), a negative QueueWait answered 500, StartTimeout 0 and a tiny
@@ -114,7 +116,7 @@ public sealed class ServeRefusalTests : IDisposable
             "--PolicyGrid:Auth:Tokens:0:Name=ops", "--PolicyGrid:Auth:Tokens:0:Token=ops-token-0123456789", "--PolicyGrid:Auth:Tokens:0:Scopes:0=write",
             "--PolicyGrid:Jobs:Launcher=local", "--PolicyGrid:Jobs:Local:Grace=00:00:05", "--PolicyGrid:Graphs:MaxParallelism=2",
             "--PolicyGrid:Functions:CallTimeout=00:00:10", "--PolicyGrid:Functions:IdleTimeout=00:10:00", "--PolicyGrid:Dapr:BindAddress=127.0.0.1",
-            "--PolicyGrid:Jobs:Kubernetes:RunnerImage=x", "--PolicyGrid:Infra:Namespace=pg"]);
+            "--PolicyGrid:Jobs:Kubernetes:RunnerImage=x", "--PolicyGrid:Infra:Namespace=pg", "--PolicyGrid:Runtime:Decisions:WhenUnrecorded=refuse"]);
         app.ShouldNotBeNull();
     }
 

@@ -232,6 +232,56 @@ public sealed class ActorFunctionHostTests : IAsyncLifetime
         }
     }
 
+    [Fact]
+    public async Task With_refuse_an_actor_whose_decision_log_is_failing_refuses_calls_before_its_policy_runs_and_serves_once_the_store_takes_one()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var directory = Directory.CreateTempSubdirectory("pg-actor-unrecorded-").FullName;
+        try
+        {
+            var outage = new PolicyGrid.TestSupport.DecisionStoreOutage(
+                new PolicyGrid.Embedded.Storage.SqliteDocumentStore(new PolicyGrid.Embedded.Storage.SqliteDatabase(Path.Combine(directory, "documents.db"))));
+            await using var log = new DecisionLog(outage, new PolicyGrid.Runtime.DecisionLogOptions { WhenUnrecorded = "refuse" }, TimeProvider.System, NullLogger<DecisionLog>.Instance);
+            var actors = new InProcessActors(id => new PolicyFunctionActor(ActorHost.CreateForTest<PolicyFunctionActor>(new ActorTestOptions { ActorId = id }),
+                _pool, _bundles, Options.Create(new FunctionActorOptions()), new TestStateManager(), decisions: log));
+            var host = new ActorFunctionHost(actors, new UnusedDocuments());
+            await host.DeployAsync(Spec("guarded", 1), ct);
+            (await host.CallAsync("guarded", new JsonObject(), ct))["count"]!.GetValue<int>().ShouldBe(1);
+            await log.FlushAsync(ct);
+            outage.Down = true;
+            (await host.CallAsync("guarded", new JsonObject(), ct))["count"]!.GetValue<int>().ShouldBe(2, "its record is the first one lost");
+            await log.FlushAsync(ct);
+
+            var refused = await Should.ThrowAsync<PolicyGridException>(() => host.CallAsync("guarded", new JsonObject(), ct));
+            refused.Status.ShouldBe(503);
+            refused.Code.ShouldBe(ErrorCodes.BackendUnavailable);
+            refused.Message.ShouldStartWith("the decision log cannot record decisions since ");
+            refused.Message.ShouldEndWith($": {PolicyGrid.TestSupport.DecisionStoreOutage.Refusal}; this executor refuses calls it cannot record (Decisions:WhenUnrecorded=refuse)");
+            refused.RetryAfterSeconds.ShouldBe(1);
+
+            outage.Down = false;
+            (await Should.ThrowAsync<PolicyGridException>(() => host.CallAsync("guarded", new JsonObject(), ct))).Status.ShouldBe(503, "the log has recorded nothing since");
+            await log.FlushAsync(ct);
+            log.Failure.ShouldBeNull("the refused call's own record ended the failure");
+            (await host.CallAsync("guarded", new JsonObject(), ct))["count"]!.GetValue<int>().ShouldBe(3, "the refused calls did not run the policy");
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void A_replys_retry_after_travels_with_it_between_the_apps()
+    {
+        // Actor replies cross apps as JSON (UseJsonSerialization): a refusal's Retry-After must survive the trip.
+        var reply = FunctionReply.Failure(new PolicyGridException(503, ErrorCodes.BackendUnavailable, "not now") { RetryAfterSeconds = 7 });
+        var web = new System.Text.Json.JsonSerializerOptions(System.Text.Json.JsonSerializerDefaults.Web);
+        var travelled = System.Text.Json.JsonSerializer.Deserialize<FunctionReply>(System.Text.Json.JsonSerializer.Serialize(reply, web), web)!;
+
+        Should.Throw<PolicyGridException>(() => travelled.Unwrap()).RetryAfterSeconds.ShouldBe(7);
+    }
+
     /// <summary>Hands out the actors themselves, one method at a time per actor id (Dapr's turn-based guarantee).</summary>
     private sealed class InProcessActors(Func<ActorId, PolicyFunctionActor> create) : IActorProxyFactory
     {

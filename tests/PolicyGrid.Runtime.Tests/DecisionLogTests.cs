@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Embedded.Storage;
 using PolicyGrid.Runtime.Execution;
+using PolicyGrid.TestSupport;
 using Shouldly;
 
 namespace PolicyGrid.Runtime.Tests;
@@ -244,7 +245,7 @@ public sealed class DecisionLogTests : IDisposable
         // on a busy executor, and nothing else told anyone the audit trail was not being kept.
         var clock = new ManualClock();
         var logs = new CapturingLoggerProvider();
-        var store = new OutageStore(new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "policygrid.db")))) { Down = true };
+        var store = new DecisionStoreOutage(new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "policygrid.db")))) { Down = true };
         await using var log = new DecisionLog(store, new DecisionLogOptions { CommitInterval = TimeSpan.Zero }, clock, logs.CreateLogger<DecisionLog>());
 
         // Beside the batch writes' own warning (once a minute, BatchPause): what is said of decisions lost.
@@ -274,16 +275,49 @@ public sealed class DecisionLogTests : IDisposable
         (await store.QueryAsync(Collections.Decisions, DocumentQuery.All(), Ct)).Count.ShouldBe(1);
     }
 
-    /// <summary>A store whose writes all fail while <see cref="Down"/>, as a full disk or a sidecar that is gone.</summary>
-    private sealed class OutageStore(SqliteDocumentStore inner) : DelegatingStore(inner), IDocumentBatchStore
+    [Fact]
+    public async Task With_refuse_calls_are_refused_before_they_run_while_decisions_are_lost_and_run_again_once_a_refusal_is_recorded()
     {
-        public volatile bool Down;
+        var store = new DecisionStoreOutage(new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "policygrid.db"))));
+        await using var log = new DecisionLog(store, new DecisionLogOptions { CommitInterval = TimeSpan.Zero, WhenUnrecorded = "refuse" }, TimeProvider.System,
+            NullLogger<DecisionLog>.Instance);
+        var runs = 0;
+        Task<int> Call() => new AuditTrail("execute", "p:1.0-a", CallerIdentity.Anonymous, "p:1.0-a", "sha").RunAsync(log, () => Task.FromResult(++runs));
+        store.Down = true;
+        (await Call()).ShouldBe(1, "nothing is lost yet when it starts");
+        await log.FlushAsync(Ct);
 
-        public override Task<StoredDocument> CreateAsync(string collection, string id, JsonObject body, CancellationToken ct = default) =>
-            Down ? throw Core.Errors.Problems.BackendUnavailable("the store is down") : base.CreateAsync(collection, id, body, ct);
+        var refused = await Should.ThrowAsync<Core.Errors.PolicyGridException>(Call);
 
-        public Task CreateManyAsync<T>(string collection, IReadOnlyList<T> items, Func<T, string> id, Action<System.Text.Json.Utf8JsonWriter, T> write, CancellationToken ct = default) =>
-            Down ? throw Core.Errors.Problems.BackendUnavailable("the store is down") : Inner.CreateManyAsync(collection, items, id, write, ct);
+        runs.ShouldBe(1);
+        (refused.Status, refused.Code, refused.RetryAfterSeconds).ShouldBe((503, Core.Errors.ErrorCodes.BackendUnavailable, 1));
+        refused.Message.ShouldBe($"the decision log cannot record decisions since {DecisionLog.FormatTime(log.Failure!.Since)}: {DecisionStoreOutage.Refusal}; "
+            + "this executor refuses calls it cannot record (Decisions:WhenUnrecorded=refuse)");
+
+        store.Down = false;
+        await Should.ThrowAsync<Core.Errors.PolicyGridException>(Call);
+        runs.ShouldBe(1);
+        await log.FlushAsync(Ct);
+        log.Failure.ShouldBeNull("the refusal's own record ended the failure");
+        (await Call()).ShouldBe(2);
+        await log.FlushAsync(Ct);
+        var recorded = (await store.QueryAsync(Collections.Decisions, new DocumentQuery(new Core.Querying.AndFilter([]), [SortKey.ById(Core.Ports.SortDirection.Asc)], 0, 10), Ct))
+            .Select(d => (d.Body["status"]!.GetValue<int>(), d.Body["error_code"]!.GetValue<string>())).ToList();
+        recorded.ShouldBe([(503, Core.Errors.ErrorCodes.BackendUnavailable), (200, "")]);
+    }
+
+    [Fact]
+    public async Task By_default_calls_run_while_decisions_are_lost()
+    {
+        var store = new DecisionStoreOutage(new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "policygrid.db")))) { Down = true };
+        await using var log = new DecisionLog(store, new DecisionLogOptions { CommitInterval = TimeSpan.Zero }, TimeProvider.System, NullLogger<DecisionLog>.Instance);
+        var runs = 0;
+        Task<int> Call() => new AuditTrail("execute", "p:1.0-a", CallerIdentity.Anonymous, "p:1.0-a", "sha").RunAsync(log, () => Task.FromResult(++runs));
+        await Call();
+        await log.FlushAsync(Ct);
+        log.Failure.ShouldNotBeNull();
+
+        (await Call()).ShouldBe(2);
     }
 
     private sealed class ManualClock : TimeProvider

@@ -23,6 +23,8 @@ public sealed class RuntimeSettingsTests : IDisposable
     [InlineData("Decisions:PruneInterval", "00:00:00", "greater than zero")]
     [InlineData("Decisions:QueueCapacity", "0", "1 or more")]
     [InlineData("Decisions:CommitInterval", "-00:00:01", "zero or more")]
+    [InlineData("Decisions:WhenUnrecorded", "closed", "serve (run calls the decision log cannot record) or refuse (answer them 503)")]
+    [InlineData("Decisions:WhenUnrecorded", "", "serve (run calls the decision log cannot record) or refuse (answer them 503)")]
     [InlineData("Execution:DefaultTimeout", "00:00:00", "greater than zero")]
     [InlineData("Execution:MaxTimeout", "-00:00:05", "greater than zero")]
     [InlineData("RemoteExecutors:FunctionCallTimeout", "00:00:00", "greater than zero")]
@@ -83,6 +85,15 @@ public sealed class RuntimeSettingsTests : IDisposable
     {
         new RemoteExecutorOptions { Token = "secret" }.TokenFor(new Uri("http://anywhere:1")).ShouldBe("secret");
         new RemoteExecutorOptions { TokenNodes = ["http://anywhere:1"] }.TokenFor(new Uri("http://anywhere:1")).ShouldBeNull();
+    }
+
+    [Theory]
+    [InlineData("serve")]
+    [InlineData("refuse")]
+    [InlineData("Refuse")]
+    public void Either_choice_for_calls_the_decision_log_cannot_record_passes(string choice)
+    {
+        new PolicyRuntimeOptionsValidator().Validate(null, new PolicyRuntimeOptions { Decisions = { WhenUnrecorded = choice } }).Succeeded.ShouldBeTrue();
     }
 
     [Fact]

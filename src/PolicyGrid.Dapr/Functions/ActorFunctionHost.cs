@@ -81,7 +81,7 @@ public sealed class ActorFunctionHost(IActorProxyFactory actors, IDocumentStore 
     /// registry recorded the call a second time and marked the executor down.
     /// </summary>
     private static JsonObject Answer(FunctionReply reply) =>
-        reply is { Ok: false, Status: 503, Code: ErrorCodes.BackendUnavailable } ? throw NodeUnavailable.Answered(reply.Message) : reply.Unwrap();
+        reply is { Ok: false, Status: 503, Code: ErrorCodes.BackendUnavailable } ? throw NodeUnavailable.Answered(reply.Message, reply.RetryAfterSeconds) : reply.Unwrap();
 
 
     /// <summary>

@@ -65,12 +65,15 @@ public sealed record FunctionReply(bool Ok, string OutputJson, int Status, strin
 {
     public static FunctionReply Success(JsonObject output) => new(true, output.ToJsonString(), 200, "", "");
 
-    public static FunctionReply Failure(PolicyGridException e) => new(false, "", e.Status, e.Code, e.Message);
+    /// <summary>Seconds the caller should wait before trying again, when the failure said (a 429 or 503 <c>Retry-After</c>).</summary>
+    public int? RetryAfterSeconds { get; init; }
+
+    public static FunctionReply Failure(PolicyGridException e) => new(false, "", e.Status, e.Code, e.Message) { RetryAfterSeconds = e.RetryAfterSeconds };
 
     /// <summary>The output, or the failure thrown again as the exception the API maps to the envelope.</summary>
     public JsonObject Unwrap() => Ok
         ? JsonNode.Parse(OutputJson) as JsonObject ?? []
-        : throw new PolicyGridException(Status, Code, Message);
+        : throw new PolicyGridException(Status, Code, Message) { RetryAfterSeconds = RetryAfterSeconds };
 }
 
 /// <summary>Names shared by the functions app, the registry's proxy and the graph workflow.</summary>

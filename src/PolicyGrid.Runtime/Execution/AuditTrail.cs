@@ -33,13 +33,18 @@ public sealed class AuditTrail(string kind, string uri, CallerIdentity caller, s
     /// <summary>Runs the call and records its decision in <paramref name="decisions"/>, whatever the outcome.</summary>
     public Task<PolicyResult> RunAsync(DecisionLog decisions, Func<Task<PolicyResult>> run) => RunAsync<PolicyResult>(decisions, run);
 
-    /// <summary>Runs the call and records its decision in <paramref name="decisions"/>, whatever the outcome.</summary>
+    /// <summary>
+    /// Runs the call and records its decision in <paramref name="decisions"/>, whatever the outcome. Every path that records
+    /// decisions comes through here, so this is where a call the log cannot record is refused before it runs
+    /// (<see cref="DecisionLog.EnsureRecording"/>), and where that refusal is recorded.
+    /// </summary>
     public async Task<T> RunAsync<T>(DecisionLog decisions, Func<Task<T>> run)
     {
         ArgumentNullException.ThrowIfNull(decisions);
         ArgumentNullException.ThrowIfNull(run);
         try
         {
+            decisions.EnsureRecording();
             var result = await run();
             (outcome, status, errorCode) = (Decision.OutcomeResult, 200, "");
             return result;

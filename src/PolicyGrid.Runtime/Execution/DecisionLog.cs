@@ -112,7 +112,8 @@ public sealed record Decision(
 /// within that interval plus one write's time of the call; the queue is bounded, and when it is full callers
 /// wait rather than lose audit entries. A failed write does not fail the call: the first one lost is logged with its
 /// error, then a count every <see cref="LossReportInterval"/> and a line when recording works again, and
-/// <see cref="Failure"/> (readiness) says so meanwhile.
+/// <see cref="Failure"/> (readiness) says so meanwhile. An operator who wants no call served unrecorded sets
+/// <see cref="DecisionLogOptions.WhenUnrecorded"/> to refuse: calls are then refused meanwhile (<see cref="EnsureRecording"/>).
 /// </summary>
 public sealed class DecisionLog : IAsyncDisposable
 {
@@ -132,6 +133,7 @@ public sealed class DecisionLog : IAsyncDisposable
         ServerStop = serverStop ?? new ServerStop();
         this.store = store;
         this.options = options;
+        refusesUnrecorded = options.RefusesUnrecorded();
         this.time = time;
         this.logger = logger;
         queue = Channel.CreateBounded<(string, Decision)>(new BoundedChannelOptions(Math.Max(1, options.QueueCapacity))
@@ -310,7 +312,11 @@ public sealed class DecisionLog : IAsyncDisposable
     // a store that is down fails every one of them, thousands a second on a busy executor).
     internal static readonly TimeSpan LossReportInterval = TimeSpan.FromSeconds(30);
 
-    private DecisionLogFailure? failure;  // set while decisions cannot be recorded; read by Failure
+    private DecisionLogFailure? failure;  // set while decisions cannot be recorded; read by Failure and EnsureRecording
+    private readonly bool refusesUnrecorded;
+
+    /// <summary>Seconds a refused caller is told to wait: the refused call's own record ends the failure within a commit interval of the store taking it.</summary>
+    internal const int RefusedRetryAfterSeconds = 1;
     private long lostSinceReport;
     private DateTimeOffset nextLossReport;
 
@@ -319,6 +325,22 @@ public sealed class DecisionLog : IAsyncDisposable
     /// many were lost. Readiness answers 503 while it is set (the audit trail is not being kept).
     /// </summary>
     public DecisionLogFailure? Failure => Volatile.Read(ref failure);
+
+    /// <summary>
+    /// With <c>Decisions:WhenUnrecorded=refuse</c>, throws 503 <c>backend_unavailable</c> while <see cref="Failure"/> is set,
+    /// for a call to refuse before any policy code runs; otherwise does nothing. The refused call's decision is still
+    /// recorded (<see cref="AuditTrail"/>): the first one the store takes ends the failure, so calls run again without an
+    /// operator. Called on every audited call: on a healthy log it is one field test and one volatile read.
+    /// </summary>
+    public void EnsureRecording()
+    {
+        if (refusesUnrecorded && Volatile.Read(ref failure) is { } failing) throw Unrecordable(failing);
+    }
+
+    private static PolicyGridException Unrecordable(DecisionLogFailure failing) =>
+        new(503, ErrorCodes.BackendUnavailable, $"the decision log cannot record decisions since {FormatTime(failing.Since)}: {failing.LastError}; "
+            + $"this executor refuses calls it cannot record (Decisions:WhenUnrecorded={DecisionLogOptions.Refuse})")
+        { RetryAfterSeconds = RefusedRetryAfterSeconds };
 
     private void Lost(Decision decision, Exception e)
     {

@@ -14,9 +14,9 @@ public sealed class NodeUnavailable : PolicyGridException
 
     /// <summary>
     /// A node's own 503 whose <paramref name="message"/> already names what is unavailable (a function actor's answer), passed
-    /// on as it is.
+    /// on as it is, with the node's <c>Retry-After</c> when it gave one.
     /// </summary>
-    public static NodeUnavailable Answered(string message) => new(message);
+    public static NodeUnavailable Answered(string message, int? retryAfterSeconds) => new(message) { RetryAfterSeconds = retryAfterSeconds };
 
     /// <summary>The caller-facing failure for a node's 503 envelope carrying <paramref name="said"/>.</summary>
     public static NodeUnavailable From(string nodeName, string said, int? retryAfterSeconds) =>

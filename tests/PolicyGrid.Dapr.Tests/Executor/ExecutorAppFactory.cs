@@ -41,6 +41,9 @@ public sealed class ExecutorAppFactory : WebApplicationFactory<Program>
     public IPolicyExecutor Policies { get; } = Substitute.For<IPolicyExecutor>();
     public Dictionary<string, string?> Settings { get; } = new();
 
+    /// <summary>Changes to the app's composition, applied after its own registrations (replace a service with a double).</summary>
+    public Action<IServiceCollection>? TestServices { get; init; }
+
     /// <summary>Everything the app published, in order: (topic, data, metadata).</summary>
     public List<(string Topic, JsonObject Data, Dictionary<string, string> Metadata)> Published { get; } = [];
 
@@ -52,6 +55,7 @@ public sealed class ExecutorAppFactory : WebApplicationFactory<Program>
         {
             services.RemoveAll<DaprClient>();
             services.AddSingleton(Dapr);
+            TestServices?.Invoke(services);
             if (realPolicies) return;
             var local = Substitute.For<IExecutorTransport>();
             local.CanHandle(Arg.Is<Uri>(u => u.Scheme == "inproc")).Returns(true);

@@ -1,0 +1,70 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Embedded.Storage;
+using PolicyGrid.Runtime.Execution;
+using PolicyGrid.TestSupport;
+using Shouldly;
+
+namespace PolicyGrid.Dapr.Tests.Executor;
+
+/// <summary>
+/// The policy-executor app's decision log (the one its Type 2 calls are recorded in) reads <c>Decisions:WhenUnrecorded</c>
+/// from the app's configuration, and a wrong value stops the app at start naming it.
+/// </summary>
+public sealed class ExecutorUnrecordedCallsTests : IDisposable
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+    private readonly string dir = Directory.CreateTempSubdirectory("pg-executor-unrecorded-").FullName;
+
+    public void Dispose() => Directory.Delete(dir, recursive: true);
+
+    private ExecutorAppFactory App(DecisionStoreOutage outage, string? whenUnrecorded)
+    {
+        var app = new ExecutorAppFactory(realPolicies: true)
+        {
+            TestServices = services =>
+            {
+                services.RemoveAll<IDocumentStore>();
+                services.AddSingleton<IDocumentStore>(outage);
+            },
+        };
+        if (whenUnrecorded is not null) app.Settings["PolicyGrid:Runtime:Decisions:WhenUnrecorded"] = whenUnrecorded;
+        return app;
+    }
+
+    private DecisionStoreOutage Outage() => new(new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "policygrid.db"))));
+
+    [Theory]
+    [InlineData("refuse", true)]
+    [InlineData("serve", false)]
+    public async Task The_apps_decision_log_refuses_calls_while_it_loses_decisions_only_when_set_to(string whenUnrecorded, bool refuses)
+    {
+        var outage = Outage();
+        using var app = App(outage, whenUnrecorded);
+        var decisions = app.Services.GetRequiredService<DecisionLog>();
+
+        await outage.LoseADecisionAsync(decisions, Ct);
+
+        if (!refuses)
+        {
+            decisions.EnsureRecording();
+            return;
+        }
+        var refused = Should.Throw<PolicyGridException>(decisions.EnsureRecording);
+        (refused.Status, refused.Code, refused.RetryAfterSeconds).ShouldBe((503, ErrorCodes.BackendUnavailable, 1));
+        refused.Message.ShouldEndWith("this executor refuses calls it cannot record (Decisions:WhenUnrecorded=refuse)");
+    }
+
+    [Fact]
+    public void A_choice_other_than_serve_or_refuse_stops_the_app_at_start_naming_the_setting()
+    {
+        using var app = App(Outage(), "fail-closed");
+
+        var refused = Should.Throw<OptionsValidationException>(() => app.Services);
+
+        refused.Message.ShouldContain("PolicyGrid:Runtime:Decisions:WhenUnrecorded is 'fail-closed'; it must be serve");
+    }
+}
