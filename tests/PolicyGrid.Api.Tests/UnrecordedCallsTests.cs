@@ -93,7 +93,9 @@ public sealed class UnrecordedCallsTests
 
         ShouldBeRefusedUnrecorded(await client.Post("/executor/local/execute_policy", execute));
         ShouldBeRefusedUnrecorded(await client.Post("/executor/local/management", $$$"""{"policy_rule_uri": "{{{uri}}}", "action": "peek", "data": {}}"""));
-        outage.Outage.Refused.ShouldBeGreaterThanOrEqualTo(3, "the refused calls' records went to the store too");
+        await outage.Decisions.FlushAsync(Ct);
+        outage.Decisions.Failure!.Lost.ShouldBe(3, "the refused calls' records went to the store too");
+        (await client.Get("/executor/local")).Data!["executor_status"]!.GetValue<string>().ShouldBe("healthy", "the executor is up: it is the log that cannot record");
 
         // The store is back; nothing but refused calls arrives. The first one's own record ends the failure.
         outage.Outage.Down = false;

@@ -16,7 +16,6 @@ public sealed class DecisionStoreOutage(IDocumentStore inner) : IDocumentStore, 
     public const string Refusal = "the store refused the write (test outage)";
 
     private int down;
-    private int refused;
 
     public bool Down
     {
@@ -24,14 +23,9 @@ public sealed class DecisionStoreOutage(IDocumentStore inner) : IDocumentStore, 
         set => Volatile.Write(ref down, value ? 1 : 0);
     }
 
-    /// <summary>Decision writes refused so far (a batch counts once).</summary>
-    public int Refused => Volatile.Read(ref refused);
-
     private void RefuseDecisionsWhileDown(string collection)
     {
-        if (!Down || collection != Collections.Decisions) return;
-        Interlocked.Increment(ref refused);
-        throw new IOException(Refusal);
+        if (Down && collection == Collections.Decisions) throw new IOException(Refusal);
     }
 
     /// <summary>Takes the store down and has <paramref name="log"/> lose one decision, so that it is failing.</summary>

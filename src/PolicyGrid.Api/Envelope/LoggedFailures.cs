@@ -1,3 +1,5 @@
+using PolicyGrid.Runtime.Execution;
+
 namespace PolicyGrid.Api.Envelope;
 
 /// <summary>
@@ -19,7 +21,8 @@ public static class LoggedFailures
     public static bool IsMarked(Exception failure)
     {
         for (Exception? e = failure; e is not null; e = e.InnerException)
-            if (e.Data.Contains(Key)) return true;
+            // A call the decision log cannot record: the log says so once, then counts, where a line per refused call would bury it.
+            if (e.Data.Contains(Key) || e is UnrecordedCallRefusal) return true;
         return false;
     }
 }

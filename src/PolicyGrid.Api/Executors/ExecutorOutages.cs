@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Core.Errors;
+using PolicyGrid.Runtime.Execution;
 using PolicyGrid.Runtime.Transports;
 
 namespace PolicyGrid.Api.Executors;
@@ -16,8 +17,12 @@ public sealed class ExecutorOutages(ILogger<ExecutorOutages> logger)
 {
     private readonly ConcurrentDictionary<string, byte> down = new(StringComparer.Ordinal);
 
-    /// <summary>A failure that means the executor could not be reached (or dropped the call), not its verdict on the call.</summary>
-    public static bool IsOutage(PolicyGridException e) => e.Status == 503 && e.Code == ErrorCodes.BackendUnavailable && e is not NodeUnavailable;
+    /// <summary>
+    /// A failure that means the executor could not be reached (or dropped the call), not its verdict on the call. A call
+    /// refused because this server's decision log cannot record it is neither: it says nothing about the executor.
+    /// </summary>
+    public static bool IsOutage(PolicyGridException e) =>
+        e.Status == 503 && e.Code == ErrorCodes.BackendUnavailable && e is not NodeUnavailable and not UnrecordedCallRefusal;
 
     /// <summary>
     /// The executor's own verdict on a call (any 4xx, the policy's deadline, or its own 503 saying what it lacks now):

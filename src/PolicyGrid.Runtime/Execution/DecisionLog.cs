@@ -314,9 +314,6 @@ public sealed class DecisionLog : IAsyncDisposable
 
     private DecisionLogFailure? failure;  // set while decisions cannot be recorded; read by Failure and EnsureRecording
     private readonly bool refusesUnrecorded;
-
-    /// <summary>Seconds a refused caller is told to wait: the refused call's own record ends the failure within a commit interval of the store taking it.</summary>
-    internal const int RefusedRetryAfterSeconds = 1;
     private long lostSinceReport;
     private DateTimeOffset nextLossReport;
 
@@ -327,20 +324,15 @@ public sealed class DecisionLog : IAsyncDisposable
     public DecisionLogFailure? Failure => Volatile.Read(ref failure);
 
     /// <summary>
-    /// With <c>Decisions:WhenUnrecorded=refuse</c>, throws 503 <c>backend_unavailable</c> while <see cref="Failure"/> is set,
+    /// With <c>Decisions:WhenUnrecorded=refuse</c>, throws <see cref="UnrecordedCallRefusal"/> (503) while <see cref="Failure"/> is set,
     /// for a call to refuse before any policy code runs; otherwise does nothing. The refused call's decision is still
     /// recorded (<see cref="AuditTrail"/>): the first one the store takes ends the failure, so calls run again without an
     /// operator. Called on every audited call: on a healthy log it is one field test and one volatile read.
     /// </summary>
     public void EnsureRecording()
     {
-        if (refusesUnrecorded && Volatile.Read(ref failure) is { } failing) throw Unrecordable(failing);
+        if (refusesUnrecorded && Volatile.Read(ref failure) is { } failing) throw new UnrecordedCallRefusal(failing);
     }
-
-    private static PolicyGridException Unrecordable(DecisionLogFailure failing) =>
-        new(503, ErrorCodes.BackendUnavailable, $"the decision log cannot record decisions since {FormatTime(failing.Since)}: {failing.LastError}; "
-            + $"this executor refuses calls it cannot record (Decisions:WhenUnrecorded={DecisionLogOptions.Refuse})")
-        { RetryAfterSeconds = RefusedRetryAfterSeconds };
 
     private void Lost(Decision decision, Exception e)
     {
@@ -348,8 +340,9 @@ public sealed class DecisionLog : IAsyncDisposable
         var current = failure;
         if (current is null)
         {
-            logger.LogError(e, "could not record the decision for {Policy} by {Caller} ({Outcome}); decisions that cannot be recorded are counted, and said every {Interval}, until one is recorded again",
-                decision.PolicyRuleUri, decision.Caller, decision.Outcome, LossReportInterval);
+            logger.LogError(e, "could not record the decision for {Policy} by {Caller} ({Outcome}); decisions that cannot be recorded are counted, and said every {Interval}, until one is recorded again{Meanwhile}",
+                decision.PolicyRuleUri, decision.Caller, decision.Outcome, LossReportInterval,
+                refusesUnrecorded ? $"; calls are refused (503) until then (Decisions:WhenUnrecorded={DecisionLogOptions.Refuse})" : "");
             Volatile.Write(ref failure, new DecisionLogFailure(now, 1, e.Message));
             lostSinceReport = 0;
             nextLossReport = now + LossReportInterval;
