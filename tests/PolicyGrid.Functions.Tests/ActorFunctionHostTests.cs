@@ -252,12 +252,7 @@ public sealed class ActorFunctionHostTests : IAsyncLifetime
             (await host.CallAsync("guarded", new JsonObject(), ct))["count"]!.GetValue<int>().ShouldBe(2, "its record is the first one lost");
             await log.FlushAsync(ct);
 
-            var refused = await Should.ThrowAsync<PolicyGridException>(() => host.CallAsync("guarded", new JsonObject(), ct));
-            refused.Status.ShouldBe(503);
-            refused.Code.ShouldBe(ErrorCodes.BackendUnavailable);
-            refused.Message.ShouldStartWith("the decision log cannot record decisions since ");
-            refused.Message.ShouldEndWith($": {PolicyGrid.TestSupport.DecisionStoreOutage.Refusal}; this executor refuses calls it cannot record (Decisions:WhenUnrecorded=refuse)");
-            refused.RetryAfterSeconds.ShouldBe(1);
+            PolicyGrid.TestSupport.DecisionStoreOutage.ShouldBeItsRefusal(await Should.ThrowAsync<PolicyGridException>(() => host.CallAsync("guarded", new JsonObject(), ct)));
 
             outage.Down = false;
             (await Should.ThrowAsync<PolicyGridException>(() => host.CallAsync("guarded", new JsonObject(), ct))).Status.ShouldBe(503, "the log has recorded nothing since");

@@ -8,7 +8,6 @@ using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Embedded.Storage;
 using PolicyGrid.Functions;
-using PolicyGrid.Runtime;
 using PolicyGrid.Runtime.Execution;
 using PolicyGrid.TestSupport;
 using Shouldly;
@@ -51,14 +50,8 @@ public sealed class FunctionsAppUnrecordedCallsTests : IDisposable
 
         await outage.LoseADecisionAsync(decisions, Ct);
 
-        if (!refuses)
-        {
-            decisions.EnsureRecording();
-            return;
-        }
-        var refused = Should.Throw<PolicyGridException>(decisions.EnsureRecording);
-        (refused.Status, refused.Code, refused.RetryAfterSeconds).ShouldBe((503, ErrorCodes.BackendUnavailable, 1));
-        refused.Message.ShouldEndWith("this executor refuses calls it cannot record (Decisions:WhenUnrecorded=refuse)");
+        if (refuses) DecisionStoreOutage.ShouldBeItsRefusal(Should.Throw<PolicyGridException>(decisions.EnsureRecording));
+        else decisions.EnsureRecording();
     }
 
     [Fact]

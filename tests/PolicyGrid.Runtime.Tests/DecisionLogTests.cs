@@ -290,7 +290,7 @@ public sealed class DecisionLogTests : IDisposable
         var refused = await Should.ThrowAsync<Core.Errors.PolicyGridException>(Call);
 
         runs.ShouldBe(1);
-        (refused.Status, refused.Code, refused.RetryAfterSeconds).ShouldBe((503, Core.Errors.ErrorCodes.BackendUnavailable, 1));
+        DecisionStoreOutage.ShouldBeItsRefusal(refused);
         refused.Message.ShouldBe($"the decision log cannot record decisions since {DecisionLog.FormatTime(log.Failure!.Since)}: {DecisionStoreOutage.Refusal}; "
             + "this executor refuses calls it cannot record (Decisions:WhenUnrecorded=refuse)");
 

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Ports;
+using Shouldly;
 
 namespace PolicyGrid.TestSupport;
 
@@ -36,6 +37,19 @@ public sealed class DecisionStoreOutage(IDocumentStore inner) : IDocumentStore, 
         await log.RecordAsync(new PolicyGrid.Runtime.Execution.Decision("execute", "lost:1.0-test", "", "anonymous", "", "", PolicyGrid.Runtime.Execution.Decision.OutcomeResult,
             "", 200, 1, DateTimeOffset.UtcNow));
         await log.FlushAsync(ct);
+    }
+
+    /// <summary>
+    /// Checks that <paramref name="refused"/> is how a server refuses a call while this outage keeps its decision log from
+    /// recording (<c>Decisions:WhenUnrecorded=refuse</c>): 503 <c>backend_unavailable</c>, <c>Retry-After</c> 1, naming the
+    /// cause and the setting.
+    /// </summary>
+    public static void ShouldBeItsRefusal(PolicyGrid.Core.Errors.PolicyGridException refused)
+    {
+        ArgumentNullException.ThrowIfNull(refused);
+        (refused.Status, refused.Code, refused.RetryAfterSeconds).ShouldBe((503, PolicyGrid.Core.Errors.ErrorCodes.BackendUnavailable, 1));
+        refused.Message.ShouldStartWith("the decision log cannot record decisions since ");
+        refused.Message.ShouldEndWith($": {Refusal}; this executor refuses calls it cannot record (Decisions:WhenUnrecorded=refuse)");
     }
 
     public Task<StoredDocument> CreateAsync(string collection, string id, JsonObject body, CancellationToken ct = default)

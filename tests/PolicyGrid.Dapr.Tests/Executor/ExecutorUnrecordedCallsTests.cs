@@ -48,14 +48,8 @@ public sealed class ExecutorUnrecordedCallsTests : IDisposable
 
         await outage.LoseADecisionAsync(decisions, Ct);
 
-        if (!refuses)
-        {
-            decisions.EnsureRecording();
-            return;
-        }
-        var refused = Should.Throw<PolicyGridException>(decisions.EnsureRecording);
-        (refused.Status, refused.Code, refused.RetryAfterSeconds).ShouldBe((503, ErrorCodes.BackendUnavailable, 1));
-        refused.Message.ShouldEndWith("this executor refuses calls it cannot record (Decisions:WhenUnrecorded=refuse)");
+        if (refuses) DecisionStoreOutage.ShouldBeItsRefusal(Should.Throw<PolicyGridException>(decisions.EnsureRecording));
+        else decisions.EnsureRecording();
     }
 
     [Fact]
