@@ -21,7 +21,8 @@ public static class PolicyRuntimeServiceCollectionExtensions
     /// Registers the policy runtime: the pre-started Python worker pool, Type 2 execution on it
     /// (<see cref="LocalPolicyExecutor"/>, also as <see cref="IPolicyExecutor"/> unless one is
     /// registered), dry loads for onboarding, the decision log with its retention, and the
-    /// <c>inproc://</c> and <c>http(s)://</c> executor transports. Options come from
+    /// <c>inproc://</c> and <c>http(s)://</c> executor transports, and with the bundle cache its sweep
+    /// (<see cref="BundleCachePruning"/>). Options come from
     /// <c>PolicyGrid:Runtime</c>. Needs an <see cref="IDocumentStore"/>, an <see cref="IContextStore"/>
     /// and an <see cref="IBundleStore"/>; policy code is resolved by the <see cref="BundleCache"/>
     /// (<c>AddBundleCache</c>) unless another <see cref="IPolicyBundleSource"/> is registered first.
@@ -34,11 +35,18 @@ public static class PolicyRuntimeServiceCollectionExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton(sp => sp.GetRequiredService<IOptions<PolicyRuntimeOptions>>().Value);
 
-        services.TryAddSingleton(sp => new PythonWorkerPool(sp.GetRequiredService<PolicyRuntimeOptions>().Pool, sp.GetRequiredService<ILogger<PythonWorkerPool>>()));
+        services.TryAddSingleton(sp => new PythonWorkerPool(sp.GetRequiredService<PolicyRuntimeOptions>().Pool, sp.GetRequiredService<ILogger<PythonWorkerPool>>(),
+            sp.GetService<IPolicyBundleSource>()));
         services.AddHostedService<WorkerPoolStartup>();
 
         // The bundle cache (Runtime/Bundles) comes with the runtime unless the host brought its own source.
         if (!services.Any(d => d.ServiceType == typeof(IPolicyBundleSource))) services.AddBundleCache(configuration);
+        if (services.Any(d => d.ServiceType == typeof(BundleCache)))
+        {
+            services.TryAddSingleton(sp => new BundleCachePruning(sp.GetRequiredService<BundleCache>(), sp.GetRequiredService<PythonWorkerPool>(),
+                sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<BundleCachePruning>>()));
+            services.AddHostedService(sp => sp.GetRequiredService<BundleCachePruning>());
+        }
         services.TryAddSingleton<PolicyCatalog>();
         services.TryAddSingleton<PolicyTeardown>();
         services.TryAddSingleton<KeyedLocks>();

@@ -53,6 +53,7 @@ public sealed class ServeRefusalTests : IDisposable
     [InlineData("--PolicyGrid:Api:MaxBundleBytes=0", "PolicyGrid:Api:MaxBundleBytes is 0; it must be greater than zero")]
     [InlineData("--PolicyGrid:Runtime:Decisions:WhenUnrecorded=closed",
         "PolicyGrid:Runtime:Decisions:WhenUnrecorded is 'closed'; it must be serve (run calls the decision log cannot record) or refuse (answer them 503)")]
+    [InlineData("--PolicyGrid:Runtime:Bundles:KeepUnusedFor=-1.00:00:00", "PolicyGrid:Runtime:Bundles:KeepUnusedFor is -1.00:00:00; it must be zero (never remove unused bundles) or at least 00:01:00")]
     public async Task A_size_or_time_no_call_could_work_with_is_refused_at_start_naming_it(string setting, string named)
     {
         // Each started before: MaxQueue 0 refused every call (429), a negative QueueWait answered 500, StartTimeout 0 and a tiny

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Api.Documents;
+using PolicyGrid.Runtime;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Core.Querying;
 

@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using PolicyGrid.Api.Documents;
+using PolicyGrid.Runtime;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Core.Querying;

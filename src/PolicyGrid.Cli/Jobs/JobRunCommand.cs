@@ -9,6 +9,7 @@ using PolicyGrid.Embedded.Storage;
 using PolicyGrid.Runtime;
 using PolicyGrid.Runtime.Bundles;
 using PolicyGrid.Runtime.Execution;
+using PolicyGrid.Runtime.Hosting;
 
 namespace PolicyGrid.Cli.Jobs;
 
@@ -75,7 +76,20 @@ public static class JobRunCommand
         var stored = await store.GetAsync(Collections.Jobs, jobId) ?? throw new InvalidOperationException($"no job '{jobId}' in {dataDirectory}");
         var job = Job.FromJson(stored.Body);
         if (job.IsFinished) return 0; // cancelled before this process got going
-        var outcome = await EvaluateAsync(services, job);
+        // The bundle the job's worker loads from is marked used while it runs (the server's sweep sees only its own workers):
+        // a job longer than the cache's KeepUnusedFor would otherwise lose its bundle's directory mid-run to a sweep.
+        using var marks = new BundleCachePruning(services.GetRequiredService<BundleCache>(), services.GetRequiredService<PythonWorkerPool>(),
+            TimeProvider.System, services.GetRequiredService<ILogger<BundleCachePruning>>(), removes: false);
+        await marks.StartAsync(CancellationToken.None);
+        JsonObject outcome;
+        try
+        {
+            outcome = await EvaluateAsync(services, job);
+        }
+        finally
+        {
+            await marks.StopAsync(CancellationToken.None);
+        }
         await RecordAsync(store, jobId, outcome);
         // Stored: no server needs to find this process again. A server that was not watching it (killed or stopped while
         // the job ran) would never remove the file, since after a restart it follows only the jobs still open.

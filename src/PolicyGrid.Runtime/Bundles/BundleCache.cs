@@ -4,6 +4,7 @@ using System.Net;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
 using Polly.CircuitBreaker;
 using Polly.Timeout;
 using PolicyGrid.Core.Documents;
@@ -22,7 +23,10 @@ namespace PolicyGrid.Runtime.Bundles;
 /// the <c>code_sha256</c> the registry recorded when it loaded the policy), unpacked safely into
 /// <c>&lt;cache&gt;/&lt;sha256&gt;/bundle</c> (built in a temp directory and renamed into place, so readers never
 /// see half a bundle), with requirements in <c>&lt;cache&gt;/&lt;sha256&gt;/site-packages</c>, all readable by
-/// the unprivileged worker user.
+/// the unprivileged worker user. Each use is marked on the entry (<see cref="UsedMarker"/>, at most every
+/// <see cref="MarkEvery"/> per process) so that <see cref="Prune"/>, in any process sharing the directory, removes only
+/// entries nobody used for <see cref="BundleCacheOptions.KeepUnusedFor"/>; a consumer that finds its copy removed
+/// unpacks it again (<see cref="RestoreAsync"/>).
 /// </summary>
 public sealed class BundleCache : IPolicyBundleSource
 {
@@ -35,6 +39,11 @@ public sealed class BundleCache : IPolicyBundleSource
     private readonly ILogger _log;
     private readonly ConcurrentDictionary<string, SemaphoreSlim> _unpacking = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<(string Code, string? Sha256), (BundleDirectory Directory, long CheckedAt)> _resolved = new();
+    // Where each bundle this process resolved came from, to fetch it again when its copy was removed (RestoreAsync).
+    private readonly ConcurrentDictionary<string, string> _sources = new(StringComparer.Ordinal);
+    // When this process last marked each entry used (Stopwatch ticks): the marker is written at most every MarkEvery.
+    private readonly ConcurrentDictionary<string, long> _marked = new(StringComparer.Ordinal);
+    private long _marksWritten;
 
     // A resolved bundle is looked for on disk again at most this often: every call asking the file
     // system cost as much as the rest of the lookup, and a directory removed under a running server
@@ -48,6 +57,12 @@ public sealed class BundleCache : IPolicyBundleSource
         _options = options;
         _requirements = new BundleRequirements(options);
         _log = (ILogger?)log ?? NullLogger.Instance;
+        // Checked here, where the options are first used (they are bound without IOptions): serve refuses to start with it.
+        var checks = new SettingChecks(BundleCacheOptions.Section);
+        checks.Check(options.KeepUnusedFor == TimeSpan.Zero || options.KeepUnusedFor >= BundleCacheOptions.MinKeepUnusedFor, "KeepUnusedFor",
+            $"zero (never remove unused bundles) or at least {BundleCacheOptions.MinKeepUnusedFor} (e.g. 7.00:00:00 for a week)", options.KeepUnusedFor);
+        if (checks.Result.Failed) throw new OptionsValidationException(BundleCacheOptions.Section, typeof(BundleCacheOptions), checks.Result.Failures);
+        MarkEvery = options.KeepUnusedFor > TimeSpan.Zero && options.KeepUnusedFor / 4 < MaxMarkEvery ? options.KeepUnusedFor / 4 : MaxMarkEvery;
         CacheDirectory = TrustedDirectory.Ensure(options.CacheDirectory, CacheDirectoryMode, CacheDirectorySetting);
         SweepAbandonedTemps();
     }
@@ -57,6 +72,23 @@ public sealed class BundleCache : IPolicyBundleSource
         UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute;
 
     private const string CacheDirectorySetting = BundleCacheOptions.Section + ":CacheDirectory";
+
+    /// <summary>The file in an entry whose modification time says when a process last used it.</summary>
+    public const string UsedMarker = ".last-used";
+
+    private static readonly TimeSpan MaxMarkEvery = TimeSpan.FromHours(1);
+
+    /// <summary>
+    /// How often this process marks an entry it uses (and so how often the sweep runs): hourly, or a quarter of
+    /// <see cref="BundleCacheOptions.KeepUnusedFor"/> when that is shorter, so an entry in use always looks used.
+    /// </summary>
+    public TimeSpan MarkEvery { get; }
+
+    /// <summary>How many times this process wrote an entry's <see cref="UsedMarker"/> (for tests: uses are not marked per call).</summary>
+    public long MarksWritten => Interlocked.Read(ref _marksWritten);
+
+    /// <summary>How long an entry may go unused before <see cref="Prune"/> removes it; zero: never.</summary>
+    public TimeSpan KeepUnusedFor => _options.KeepUnusedFor;
 
     /// <summary>
     /// Checks the cache directory again before each unpack, as at start: removed under a running server (an operator
@@ -78,19 +110,27 @@ public sealed class BundleCache : IPolicyBundleSource
         }
     }
 
-    /// <summary>Temp directories left by a process killed mid-unpack; an hour is far beyond any unpack.</summary>
-    private void SweepAbandonedTemps()
+    /// <summary>
+    /// Temp directories left by a process killed mid-unpack, and entries set aside for removal by one killed mid-delete;
+    /// an hour is far beyond any unpack. Answers how many went.
+    /// </summary>
+    private int SweepAbandonedTemps()
     {
-        if (!Directory.Exists(CacheDirectory)) return;
-        foreach (var temp in Directory.EnumerateDirectories(CacheDirectory, ".tmp-*"))
+        if (!Directory.Exists(CacheDirectory)) return 0;
+        var removed = 0;
+        foreach (var temp in Directory.EnumerateDirectories(CacheDirectory, ".*-*"))
         {
+            if (!Path.GetFileName(temp).StartsWith(".tmp-", StringComparison.Ordinal) && !Path.GetFileName(temp).StartsWith(AsidePrefix, StringComparison.Ordinal)) continue;
             try
             {
-                if (Directory.GetLastWriteTimeUtc(temp) < DateTime.UtcNow.AddHours(-1)) Directory.Delete(temp, recursive: true);
+                if (Directory.GetLastWriteTimeUtc(temp) >= DateTime.UtcNow.AddHours(-1)) continue;
+                Directory.Delete(temp, recursive: true);
+                removed++;
             }
             catch (IOException) { /* another process may be cleaning it too */ }
             catch (UnauthorizedAccessException) { }
         }
+        return removed;
     }
 
     public string CacheDirectory { get; }
@@ -108,7 +148,8 @@ public sealed class BundleCache : IPolicyBundleSource
         {
             var now = Stopwatch.GetTimestamp();
             if (now - known.CheckedAt < RecheckTicks) return known.Directory;
-            if (Directory.Exists(known.Directory.Root))
+            // Marking it used is what tells it is still there; a second a call's memory of it is not checked again.
+            if (MarkUsed(known.Directory.Sha256))
             {
                 _resolved[key] = (known.Directory, now);
                 return known.Directory;
@@ -117,18 +158,139 @@ public sealed class BundleCache : IPolicyBundleSource
 
         // The recorded hash pins the content like a #sha256= fragment does: bytes already verified and unpacked
         // under it are the right ones, whatever the URL serves now.
-        var directory = expected is not null && Cached(expected) is { } held
+        var directory = expected is not null && Cached(expected) is { } held && MarkUsed(expected)
             ? Describe(held, expected)
-            : await ResolveAsync(code, expected, ct);
+            : await ResolveMarkedAsync(code, expected, ct);
         _resolved[key] = (directory, Stopwatch.GetTimestamp());
         return directory;
+    }
+
+    // Resolves and marks the entry used; one set aside by a sweep between the two is resolved (unpacked) again.
+    private async Task<BundleDirectory> ResolveMarkedAsync(string code, string? expected, CancellationToken ct)
+    {
+        var directory = await ResolveAsync(code, expected, ct);
+        if (!MarkUsed(directory.Sha256)) directory = await ResolveAsync(code, expected, ct);
+        _sources[directory.Sha256] = code;
+        return directory;
+    }
+
+    /// <summary>
+    /// Makes sure <paramref name="bundle"/>, which this cache answered earlier, is still on disk: a consumer that keeps its
+    /// path (a function's load spec) asks when a worker could not load it. When the entry was removed (a sweep here or in
+    /// another process sharing the directory, an operator), it is fetched from where it came from and unpacked again at
+    /// the same place, verified against its sha256; answers true then, and false when it was there all along.
+    /// </summary>
+    public async Task<bool> RestoreAsync(BundleDirectory bundle, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(bundle);
+        if (!CodePin.IsSha256(bundle.Sha256) || Path.GetDirectoryName(bundle.Root) != Path.Combine(CacheDirectory, bundle.Sha256)) return false;
+        if (Cached(bundle.Sha256) is not null && MarkUsed(bundle.Sha256)) return false;
+        Forget(bundle.Sha256);
+        var code = _sources.TryGetValue(bundle.Sha256, out var source) ? source : BundleRef.Scheme + bundle.Sha256;
+        await GetAsync(code, bundle.Sha256, ct);
+        _log.LogInformation("Bundle {Sha256} had been removed from the cache while in use; unpacked it again", bundle.Sha256);
+        return true;
+    }
+
+    /// <summary>
+    /// Marks the entry of <paramref name="sha"/> used now, unless this process did within <see cref="MarkEvery"/>; false when
+    /// the entry is not there (removed, or set aside by a sweep that is removing it: it must be unpacked again).
+    /// </summary>
+    public bool MarkUsed(string sha)
+    {
+        var now = Stopwatch.GetTimestamp();
+        if (_marked.TryGetValue(sha, out var last) && Stopwatch.GetElapsedTime(last, now) < MarkEvery) return true;
+        var marker = Path.Combine(CacheDirectory, sha, UsedMarker);
+        try
+        {
+            // Written, not only stat'ed: a sweep that set the entry aside meanwhile finds a fresh mark and puts it back.
+            File.SetLastWriteTimeUtc(marker, DateTime.UtcNow);
+        }
+        catch (FileNotFoundException)
+        {
+            // An entry unpacked before uses were marked.
+            if (Cached(sha) is null) return false;
+            try { File.Create(marker).Dispose(); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return Cached(sha) is not null; }
+        }
+        catch (DirectoryNotFoundException)
+        {
+            return false;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A full or read-only disk: the entry is usable all the same, only another process's sweep may take it sooner.
+            _log.LogDebug(e, "could not mark bundle {Sha256} used", sha);
+            return Cached(sha) is not null;
+        }
+        Interlocked.Increment(ref _marksWritten);
+        _marked[sha] = now;
+        return true;
+    }
+
+    // This process's memory of an entry that is gone: its next use looks on disk (and unpacks again).
+    private void Forget(string sha)
+    {
+        _marked.TryRemove(sha, out _);
+        foreach (var key in _resolved.Keys)
+            if (key.Sha256 == sha || (_resolved.TryGetValue(key, out var known) && known.Directory.Sha256 == sha)) _resolved.TryRemove(key, out _);
+    }
+
+    /// <summary>
+    /// Removes the entries no process marked used for <see cref="BundleCacheOptions.KeepUnusedFor"/> before
+    /// <paramref name="now"/>, except those in <paramref name="inUse"/> (this process's live workers load from them), and
+    /// leftovers of interrupted unpacks and removals; answers how many entries went. Safe against a resolve in another
+    /// process: an entry is first renamed aside (atomic), then checked again (a use marked meanwhile puts it back), then
+    /// deleted; a resolve that finds it gone unpacks it again. Nothing when KeepUnusedFor is zero.
+    /// </summary>
+    public int Prune(IReadOnlySet<string> inUse, DateTimeOffset now)
+    {
+        ArgumentNullException.ThrowIfNull(inUse);
+        if (_options.KeepUnusedFor <= TimeSpan.Zero || !Directory.Exists(CacheDirectory)) return 0;
+        var cutoff = now.UtcDateTime - _options.KeepUnusedFor;
+        var removed = 0;
+        foreach (var entry in Directory.EnumerateDirectories(CacheDirectory))
+        {
+            var sha = Path.GetFileName(entry);
+            if (!CodePin.IsSha256(sha) || inUse.Contains(sha)) continue;
+            try
+            {
+                if (LastUsed(entry) >= cutoff) continue;
+                var aside = Path.Combine(CacheDirectory, $"{AsidePrefix}{sha[..16]}-{Guid.NewGuid():N}");
+                Directory.Move(entry, aside);
+                if (LastUsed(aside) >= cutoff)
+                {
+                    // Marked used between the look and the rename: back it goes, unless a resolve already unpacked it anew.
+                    try { Directory.Move(aside, entry); continue; }
+                    catch (IOException) { }
+                }
+                Forget(sha);
+                Directory.Delete(aside, recursive: true);
+                removed++;
+                _log.LogInformation("Removed bundle {Sha256} from the cache: unused for {KeepUnusedFor}", sha, _options.KeepUnusedFor);
+            }
+            catch (IOException) { /* another process is removing or replacing it */ }
+            catch (UnauthorizedAccessException) { }
+        }
+        SweepAbandonedTemps();
+        return removed;
+    }
+
+    // Entries set aside for removal (Prune, DiscardIncomplete); one left by a process killed mid-delete goes with the temps.
+    private const string AsidePrefix = ".stale-";
+
+    // When the entry was last marked used; an entry unpacked before uses were marked counts from its unpacking.
+    private static DateTime LastUsed(string entry)
+    {
+        var marker = new FileInfo(Path.Combine(entry, UsedMarker));
+        return marker.Exists ? marker.LastWriteTimeUtc : Directory.GetLastWriteTimeUtc(entry);
     }
 
     public Task<BundleDirectory> FetchCurrentAsync(string code, CancellationToken ct)
     {
         if (string.IsNullOrWhiteSpace(code)) return GetAsync(code, null, ct);
         // Pinned and content-addressed codes cannot change; only an unpinned URL must skip the per-process memory.
-        return CodePin.Of(code) is null ? ResolveAsync(code.Trim(), null, ct) : GetAsync(code, null, ct);
+        return CodePin.Of(code) is null ? ResolveMarkedAsync(code.Trim(), null, ct) : GetAsync(code, null, ct);
     }
 
     /// <summary>Fetches, verifies and unpacks: the code's own pin is a 400 (the address is wrong); the document's recorded hash a 502 (the source changed).</summary>
@@ -268,6 +430,8 @@ public sealed class BundleCache : IPolicyBundleSource
                     await _requirements.InstallAsync(requirements, site, ct);
                     MakeReadable(site);
                 }
+                // Made before the rename, so no process sees the entry without a mark of its use.
+                File.Create(Path.Combine(temp, UsedMarker)).Dispose();
                 var final = Path.Combine(CacheDirectory, sha);
                 DiscardIncomplete(final, sha);
                 try { Directory.Move(temp, final); }
@@ -293,7 +457,7 @@ public sealed class BundleCache : IPolicyBundleSource
     private void DiscardIncomplete(string final, string sha)
     {
         if (!Directory.Exists(final) || Cached(sha) is not null) return;
-        var aside = Path.Combine(CacheDirectory, $".stale-{sha[..16]}-{Guid.NewGuid():N}");
+        var aside = Path.Combine(CacheDirectory, $"{AsidePrefix}{sha[..16]}-{Guid.NewGuid():N}");
         try
         {
             Directory.Move(final, aside);

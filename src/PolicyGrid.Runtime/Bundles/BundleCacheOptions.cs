@@ -11,6 +11,15 @@ public sealed class BundleCacheOptions
     /// </summary>
     public string CacheDirectory { get; set; } = "/var/tmp/policygrid-bundles";
 
+    /// <summary>
+    /// How long an unpacked bundle may go unused (by any server or job sharing <see cref="CacheDirectory"/>) before the
+    /// periodic sweep removes it; zero keeps every bundle for good. Its next use unpacks it again from the bundle store.
+    /// </summary>
+    public TimeSpan KeepUnusedFor { get; set; } = TimeSpan.FromDays(7);
+
+    /// <summary>The shortest <see cref="KeepUnusedFor"/> other than zero: a use is marked at most every quarter of it, and at most hourly.</summary>
+    public static readonly TimeSpan MinKeepUnusedFor = TimeSpan.FromMinutes(1);
+
     /// <summary>Let bundle URLs reach loopback addresses (127.0.0.0/8, ::1). Off: any writer could probe this host.</summary>
     public bool AllowLoopback { get; set; }
 

@@ -22,4 +22,11 @@ public interface IPolicyBundleSource
     /// records must be what the URL serves today.
     /// </summary>
     Task<BundleDirectory> FetchCurrentAsync(string code, CancellationToken ct) => GetAsync(code, null, ct);
+
+    /// <summary>
+    /// Puts back <paramref name="bundle"/>, answered earlier, when its directory was removed since (the bundle cache's
+    /// sweep, here or in another process sharing it): unpacked again at the same place, verified. True when it was
+    /// gone and is back (a load that failed on it may be tried again); false when it was there or is not this source's.
+    /// </summary>
+    Task<bool> RestoreAsync(BundleDirectory bundle, CancellationToken ct) => Task.FromResult(false);
 }

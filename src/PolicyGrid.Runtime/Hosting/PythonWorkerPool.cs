@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
 using PolicyGrid.Core.Errors;
+using PolicyGrid.Runtime.Execution;
 
 namespace PolicyGrid.Runtime.Hosting;
 
@@ -64,8 +65,14 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     /// </summary>
     public static readonly EventId PolicyOutput = new(1001, "PolicyOutput");
 
-    public PythonWorkerPool(WorkerPoolOptions options, ILogger<PythonWorkerPool> logger)
+    /// <param name="bundles">
+    /// Where load specs' bundles came from: a load that fails because its bundle's directory was removed meanwhile (the
+    /// bundle cache's sweep, here or in another process) has it put back (<see cref="IPolicyBundleSource.RestoreAsync"/>)
+    /// and is tried once more. Null: such a load fails (422).
+    /// </param>
+    public PythonWorkerPool(WorkerPoolOptions options, ILogger<PythonWorkerPool> logger, IPolicyBundleSource? bundles = null)
     {
+        this.bundles = bundles;
         ArgumentNullException.ThrowIfNull(options);
         if (options.Workers < 1) throw new ArgumentOutOfRangeException(nameof(options), "Workers must be at least 1");
         if (options.MaxResidentPolicies < 1) throw new ArgumentOutOfRangeException(nameof(options), "MaxResidentPolicies must be at least 1");
@@ -83,6 +90,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     }
 
     private readonly Timer? idleTimer;
+    private readonly IPolicyBundleSource? bundles;
 
     /// <summary>
     /// Stops the groups no call has used for <see cref="WorkerPoolOptions.IdleStopAfter"/> as of <paramref name="now"/>
@@ -187,16 +195,25 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         });
 
     /// <inheritdoc cref="WorkerGroup.InvokeAsync"/>
-    public Task<JsonNode?> InvokeAsync(PolicyInvocation call, CancellationToken ct = default) =>
-        WithGroup(DomainOf(call), g => g.InvokeAsync(call, ct), call.KeepsWarm);
+    public Task<JsonNode?> InvokeAsync(PolicyInvocation call, CancellationToken ct = default)
+    {
+        var domain = DomainOf(call);
+        return WithBundle(call.Load, () => WithGroup(domain, g => g.InvokeAsync(call, ct), call.KeepsWarm), ct);
+    }
 
     /// <inheritdoc cref="WorkerGroup.InvokeOnAnyWorkerAsync"/>
-    public Task<JsonNode?> InvokeOnAnyWorkerAsync(PolicyInvocation call, CancellationToken ct = default) =>
-        WithGroup(DomainOf(call), g => g.InvokeOnAnyWorkerAsync(call, ct), call.KeepsWarm);
+    public Task<JsonNode?> InvokeOnAnyWorkerAsync(PolicyInvocation call, CancellationToken ct = default)
+    {
+        var domain = DomainOf(call);
+        return WithBundle(call.Load, () => WithGroup(domain, g => g.InvokeOnAnyWorkerAsync(call, ct), call.KeepsWarm), ct);
+    }
 
     /// <inheritdoc cref="WorkerGroup.InvokeWithStateAsync"/>
-    public Task<PolicyAnswer> InvokeWithStateAsync(PolicyInvocation call, CancellationToken ct = default) =>
-        WithGroup(DomainOf(call), g => g.InvokeWithStateAsync(call, ct), call.KeepsWarm);
+    public Task<PolicyAnswer> InvokeWithStateAsync(PolicyInvocation call, CancellationToken ct = default)
+    {
+        var domain = DomainOf(call);
+        return WithBundle(call.Load, () => WithGroup(domain, g => g.InvokeWithStateAsync(call, ct), call.KeepsWarm), ct);
+    }
 
     /// <inheritdoc cref="WorkerGroup.InvokeOnceAsync"/>
     public Task<JsonNode?> InvokeOnceAsync(PolicyLoadSpec load, string method, JsonObject arguments, TimeSpan deadline, CancellationToken ct = default) =>
@@ -212,7 +229,40 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         Core.Ports.CallBudget? budget, string? call, StartCheck? check, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(load);
-        return WithGroup(DomainOf(load.RuleId), g => g.InvokeOnceAsync(load, method, arguments, deadline, budget, call, check, ct));
+        return WithBundle(load, () => WithGroup(DomainOf(load.RuleId), g => g.InvokeOnceAsync(load, method, arguments, deadline, budget, call, check, ct)), ct);
+    }
+
+    // A kept load spec outlives its bundle's directory when the bundle cache removes it (unused for long here, or swept by
+    // another process sharing the cache): the instance it creates after a worker crash, recycle or eviction then fails to
+    // load. Such a load is tried once more after the bundle is put back; the method never ran, so nothing happens twice.
+    // Nothing is added to a call that loads (or finds its instance): only a failed load asks the bundle source.
+    private async Task<T> WithBundle<T>(PolicyLoadSpec load, Func<Task<T>> run, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(load);
+        PolicyLoadException failed;
+        try
+        {
+            return await run();
+        }
+        catch (PolicyLoadException e) when (bundles is not null)
+        {
+            failed = e;
+        }
+        if (!await bundles.RestoreAsync(load.Bundle, ct)) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed);
+        return await run();
+    }
+
+    /// <summary>
+    /// The sha256 of every bundle this pool's live workers created an instance from (they may still import from its
+    /// directory): the bundle cache's sweep keeps them.
+    /// </summary>
+    public IReadOnlySet<string> BundlesInUse()
+    {
+        List<Group> all;
+        lock (gate) all = [.. groups.Values, .. draining];
+        var inUse = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var group in all) group.Workers.AddBundlesLoaded(inUse);
+        return inUse;
     }
 
     private string DomainOf(PolicyInvocation call)

@@ -35,6 +35,9 @@ internal sealed class WorkerGroup : IAsyncDisposable
     private int newKeys;
     private long roundTrips;
     private long loadSpecsSent;
+    // The sha256 of every bundle an instance was created from on this group's workers: a worker keeps a bundle's module
+    // (and may import from its directory) for as long as it lives, so these stay in use until the group stops.
+    private readonly HashSet<string> bundlesLoaded = new(StringComparer.Ordinal);
     private bool disposed;
     private readonly bool warmAll;
     // Each slot's own uid when the pool found them free (WorkerPoolOptions.SeparateWorkerUsers); held until disposed.
@@ -271,6 +274,17 @@ internal sealed class WorkerGroup : IAsyncDisposable
     private static JsonNode? Detach(JsonObject reply, string property) =>
         reply.Remove(property, out var node) ? node : null;
 
+    private void NoteBundle(string sha)
+    {
+        lock (bundlesLoaded) bundlesLoaded.Add(sha);
+    }
+
+    /// <summary>Adds the sha256 of every bundle this group's workers created an instance from to <paramref name="into"/>.</summary>
+    public void AddBundlesLoaded(HashSet<string> into)
+    {
+        lock (bundlesLoaded) into.UnionWith(bundlesLoaded);
+    }
+
     /// <summary>Whether calls of <paramref name="instanceKey"/> were routed to a worker of this group (so it may hold the instance).</summary>
     public bool HasRoute(string instanceKey)
     {
@@ -356,6 +370,8 @@ internal sealed class WorkerGroup : IAsyncDisposable
             Interlocked.Decrement(ref admitted);
             // Failures count too: a call that ran into its deadline is the slowest kind.
             if (anyWorker && request is not null) NoteCallTicks(call.InstanceKey, request.ServiceTicks);
+            // Only a call that created its instance: a warm call adds nothing here.
+            if (request is not null && (once || request.CarriedLoad)) NoteBundle(call.Load.Bundle.Sha256);
         }
     }
 

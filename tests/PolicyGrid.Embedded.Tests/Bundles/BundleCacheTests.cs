@@ -434,6 +434,141 @@ public sealed class BundleCacheTests : IDisposable
     }
 }
 
+/// <summary>
+/// The cache is bounded by last use (<see cref="BundleCache.Prune"/>): before, nothing removed an unpacked bundle, so the
+/// cache grew with every hash ever called.
+/// </summary>
+public sealed class BundleCachePruneTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+    private readonly FileBundleStore _store;
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+    private static readonly IReadOnlySet<string> NoneInUse = new HashSet<string>();
+
+    public BundleCachePruneTests()
+    {
+        _store = new FileBundleStore(_dir.File("bundles"));
+        File.SetUnixFileMode(_dir.Path, BundleModes.Directory);
+    }
+
+    public void Dispose() => _dir.Dispose();
+
+    private BundleCache Cache(TimeSpan? keepUnusedFor = null) =>
+        new(_store, new NoHttpClients(), new BundleCacheOptions { CacheDirectory = _dir.File("cache"), KeepUnusedFor = keepUnusedFor ?? TimeSpan.FromDays(1) });
+
+    private async Task<BundleRef> StoreAsync(string marker) =>
+        await _store.PutAsync(Zip(("code/function.py", FunctionPy + "# " + marker + "\n")), Ct);
+
+    // As if no process had used the entry for this long.
+    private static void Age(BundleDirectory bundle, TimeSpan unused)
+    {
+        var entry = Path.GetDirectoryName(bundle.Root)!;
+        File.SetLastWriteTimeUtc(Path.Combine(entry, BundleCache.UsedMarker), DateTime.UtcNow - unused);
+    }
+
+    [Fact]
+    public async Task An_entry_unused_past_the_window_is_removed_and_its_next_use_unpacks_it_again()
+    {
+        var old = await StoreAsync("old");
+        var recent = await StoreAsync("recent");
+        var cache = Cache();
+        var stale = await cache.GetAsync(old.Code, null, Ct);
+        var fresh = await cache.GetAsync(recent.Code, null, Ct);
+        Age(stale, TimeSpan.FromDays(2));
+        Age(fresh, TimeSpan.FromHours(20));
+        Directory.CreateDirectory(Path.Combine(cache.CacheDirectory, ".tmp-0123456789abcdef-interrupted", "bundle"));
+        Directory.SetLastWriteTimeUtc(Path.Combine(cache.CacheDirectory, ".tmp-0123456789abcdef-interrupted"), DateTime.UtcNow.AddDays(-2));
+
+        cache.Prune(NoneInUse, DateTimeOffset.UtcNow).ShouldBe(1);
+
+        Directory.Exists(Path.GetDirectoryName(stale.Root)).ShouldBeFalse();
+        Directory.Exists(fresh.Root).ShouldBeTrue();
+        // Nothing else is left behind: no entry set aside, no interrupted unpack.
+        Directory.GetDirectories(cache.CacheDirectory).ShouldBe([Path.GetDirectoryName(fresh.Root)!]);
+
+        // Its next use, even one this process remembered a moment ago, unpacks it again from the store.
+        var again = await cache.GetAsync(old.Code, null, Ct);
+        again.ShouldBe(stale);
+        File.ReadAllText(Path.Combine(again.Root, "code", "function.py")).ShouldContain("# old");
+    }
+
+    [Fact]
+    public async Task An_entry_in_use_here_or_marked_by_another_process_is_kept_and_a_window_of_zero_keeps_everything()
+    {
+        var held = await StoreAsync("held");
+        var shared = await StoreAsync("shared");
+        var cache = Cache();
+        var inUse = await cache.GetAsync(held.Code, null, Ct);
+        var usedElsewhere = await cache.GetAsync(shared.Code, null, Ct);
+        Age(inUse, TimeSpan.FromDays(30));
+        Age(usedElsewhere, TimeSpan.FromDays(30));
+        // Another server sharing the directory (a cache object of its own) uses it now.
+        Cache().MarkUsed(shared.Sha256).ShouldBeTrue();
+
+        cache.Prune(new HashSet<string> { held.Sha256 }, DateTimeOffset.UtcNow).ShouldBe(0);
+
+        Directory.Exists(inUse.Root).ShouldBeTrue();
+        Directory.Exists(usedElsewhere.Root).ShouldBeTrue();
+        Age(usedElsewhere, TimeSpan.FromDays(30));
+        Cache(TimeSpan.Zero).Prune(NoneInUse, DateTimeOffset.UtcNow).ShouldBe(0);
+        Directory.Exists(usedElsewhere.Root).ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task A_removed_entry_is_restored_for_a_consumer_that_kept_its_path_and_a_present_one_is_left_alone()
+    {
+        var stored = await StoreAsync("kept");
+        var cache = Cache();
+        var kept = await cache.GetAsync(stored.Code, null, Ct);
+
+        (await cache.RestoreAsync(kept, Ct)).ShouldBeFalse();
+        Directory.Delete(Path.GetDirectoryName(kept.Root)!, recursive: true); // another server's sweep
+
+        (await cache.RestoreAsync(kept, Ct)).ShouldBeTrue();
+        File.ReadAllText(Path.Combine(kept.Root, "code", "function.py")).ShouldContain("# kept");
+        (await cache.RestoreAsync(new BundleDirectory(stored.Sha256, _dir.File("elsewhere"), null), Ct)).ShouldBeFalse();
+    }
+
+    [Fact]
+    public async Task Uses_are_marked_once_per_interval_per_process_not_per_call()
+    {
+        var stored = await StoreAsync("busy");
+        var cache = Cache();
+        await cache.GetAsync(stored.Code, null, Ct);
+        var written = cache.MarksWritten;
+        written.ShouldBe(1);
+
+        for (var i = 0; i < 1000; i++)
+        {
+            await cache.GetAsync(stored.Code, null, Ct);
+            cache.MarkUsed(stored.Sha256).ShouldBeTrue();
+        }
+
+        cache.MarksWritten.ShouldBe(written);
+        cache.MarkEvery.ShouldBe(TimeSpan.FromHours(1));
+        Cache(TimeSpan.FromMinutes(20)).MarkEvery.ShouldBe(TimeSpan.FromMinutes(5));
+        // Another process marks it on its own first use.
+        var other = Cache();
+        other.MarkUsed(stored.Sha256).ShouldBeTrue();
+        other.MarksWritten.ShouldBe(1);
+    }
+
+    [Theory]
+    [InlineData("-1.00:00:00")]
+    [InlineData("00:00:30")]
+    public void A_window_that_is_negative_or_shorter_than_a_minute_is_refused_at_start_naming_the_setting(string window)
+    {
+        var error = Should.Throw<Microsoft.Extensions.Options.OptionsValidationException>(() => Cache(TimeSpan.Parse(window, System.Globalization.CultureInfo.InvariantCulture)));
+
+        error.Failures.ShouldHaveSingleItem().ShouldBe($"PolicyGrid:Runtime:Bundles:KeepUnusedFor is {window}; it must be zero (never remove unused bundles) or at least 00:01:00 (e.g. 7.00:00:00 for a week)");
+    }
+
+    private sealed class NoHttpClients : IHttpClientFactory
+    {
+        public HttpClient CreateClient(string name) => throw new InvalidOperationException("no HTTP in this test");
+    }
+}
+
 internal static class BundleModes
 {
     public const UnixFileMode Directory = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute

@@ -2,11 +2,11 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using PolicyGrid.Core.Errors;
 
-namespace PolicyGrid.Api.Documents;
+namespace PolicyGrid.Runtime;
 
 /// <summary>
 /// A retention sweep run at start and then every <see cref="Interval"/>: a store or disk that fails one sweep is logged
-/// and tried again at the next (graph executions, jobs).
+/// and tried again at the next (graph executions, jobs, the bundle cache).
 /// </summary>
 public abstract class PeriodicPruning(TimeProvider clock, ILogger logger) : BackgroundService
 {
@@ -16,7 +16,7 @@ public abstract class PeriodicPruning(TimeProvider clock, ILogger logger) : Back
     /// <summary>How often the sweep runs.</summary>
     protected abstract TimeSpan Interval { get; }
 
-    /// <summary>What is pruned, for the log ("graph execution", "job").</summary>
+    /// <summary>What is pruned, for the log ("graph execution", "job", "bundle cache").</summary>
     protected abstract string What { get; }
 
     /// <summary>Removes what is past the limits now; answers how many records went.</summary>
