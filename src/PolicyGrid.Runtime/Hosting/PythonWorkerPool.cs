@@ -192,28 +192,19 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         {
             await g.StartAsync(ct);
             return true;
-        });
+        }, ct: ct);
 
     /// <inheritdoc cref="WorkerGroup.InvokeAsync"/>
-    public Task<JsonNode?> InvokeAsync(PolicyInvocation call, CancellationToken ct = default)
-    {
-        var domain = DomainOf(call);
-        return WithBundle(call.Load, () => WithGroup(domain, g => g.InvokeAsync(call, ct), call.KeepsWarm), ct);
-    }
+    public Task<JsonNode?> InvokeAsync(PolicyInvocation call, CancellationToken ct = default) =>
+        WithGroup(DomainOf(call), g => g.InvokeAsync(call, ct), call.KeepsWarm, call.Load, ct);
 
     /// <inheritdoc cref="WorkerGroup.InvokeOnAnyWorkerAsync"/>
-    public Task<JsonNode?> InvokeOnAnyWorkerAsync(PolicyInvocation call, CancellationToken ct = default)
-    {
-        var domain = DomainOf(call);
-        return WithBundle(call.Load, () => WithGroup(domain, g => g.InvokeOnAnyWorkerAsync(call, ct), call.KeepsWarm), ct);
-    }
+    public Task<JsonNode?> InvokeOnAnyWorkerAsync(PolicyInvocation call, CancellationToken ct = default) =>
+        WithGroup(DomainOf(call), g => g.InvokeOnAnyWorkerAsync(call, ct), call.KeepsWarm, call.Load, ct);
 
     /// <inheritdoc cref="WorkerGroup.InvokeWithStateAsync"/>
-    public Task<PolicyAnswer> InvokeWithStateAsync(PolicyInvocation call, CancellationToken ct = default)
-    {
-        var domain = DomainOf(call);
-        return WithBundle(call.Load, () => WithGroup(domain, g => g.InvokeWithStateAsync(call, ct), call.KeepsWarm), ct);
-    }
+    public Task<PolicyAnswer> InvokeWithStateAsync(PolicyInvocation call, CancellationToken ct = default) =>
+        WithGroup(DomainOf(call), g => g.InvokeWithStateAsync(call, ct), call.KeepsWarm, call.Load, ct);
 
     /// <inheritdoc cref="WorkerGroup.InvokeOnceAsync"/>
     public Task<JsonNode?> InvokeOnceAsync(PolicyLoadSpec load, string method, JsonObject arguments, TimeSpan deadline, CancellationToken ct = default) =>
@@ -229,27 +220,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         Core.Ports.CallBudget? budget, string? call, StartCheck? check, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(load);
-        return WithBundle(load, () => WithGroup(DomainOf(load.RuleId), g => g.InvokeOnceAsync(load, method, arguments, deadline, budget, call, check, ct)), ct);
-    }
-
-    // A kept load spec outlives its bundle's directory when the bundle cache removes it (unused for long here, or swept by
-    // another process sharing the cache): the instance it creates after a worker crash, recycle or eviction then fails to
-    // load. Such a load is tried once more after the bundle is put back; the method never ran, so nothing happens twice.
-    // Nothing is added to a call that loads (or finds its instance): only a failed load asks the bundle source.
-    private async Task<T> WithBundle<T>(PolicyLoadSpec load, Func<Task<T>> run, CancellationToken ct)
-    {
-        ArgumentNullException.ThrowIfNull(load);
-        PolicyLoadException failed;
-        try
-        {
-            return await run();
-        }
-        catch (PolicyLoadException e) when (bundles is not null)
-        {
-            failed = e;
-        }
-        if (!await bundles.RestoreAsync(load.Bundle, ct)) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed);
-        return await run();
+        return WithGroup(DomainOf(load.RuleId), g => g.InvokeOnceAsync(load, method, arguments, deadline, budget, call, check, ct), load: load, ct: ct);
     }
 
     /// <summary>
@@ -341,17 +312,30 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     }
 
     // Runs on the domain's group, which cannot be stopped meanwhile.
-    private async Task<T> WithGroup<T>(string domain, Func<WorkerGroup, Task<T>> run, bool keepsWarm = false)
+    // A kept load spec (a function's, made at deployment) outlives its bundle's directory when the bundle cache removes it
+    // (unused for long here, or swept by another process sharing the cache): the instance it creates after a worker crash,
+    // recycle or eviction then fails to load. Such a load is tried once more after the bundle is put back; the method never
+    // ran, so nothing happens twice. A call that loads, or finds its instance, pays nothing for it: only a failed load
+    // asks the bundle source.
+    private async Task<T> WithGroup<T>(string domain, Func<WorkerGroup, Task<T>> run, bool keepsWarm = false, PolicyLoadSpec? load = null,
+        CancellationToken ct = default)
     {
+        PolicyLoadException failed;
         var group = Acquire(domain, keepsWarm);
         try
         {
             return await run(group.Workers);
         }
+        catch (PolicyLoadException e) when (load is not null && bundles is not null)
+        {
+            failed = e;
+        }
         finally
         {
             Release(group);
         }
+        if (!await bundles!.RestoreAsync(load!.Bundle, ct)) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed);
+        return await WithGroup(domain, run, keepsWarm, load: null, ct);
     }
 
     // The domain's group, made when missing; it cannot be stopped until Release.
