@@ -454,7 +454,7 @@ public sealed class BundleCachePruneTests : IDisposable
     public void Dispose() => _dir.Dispose();
 
     private BundleCache Cache(TimeSpan? keepUnusedFor = null) =>
-        new(_store, new NoHttpClients(), new BundleCacheOptions { CacheDirectory = _dir.File("cache"), KeepUnusedFor = keepUnusedFor ?? TimeSpan.FromDays(1) });
+        new(_store, new BundleCacheSweepTests.NoHttp(), new BundleCacheOptions { CacheDirectory = _dir.File("cache"), KeepUnusedFor = keepUnusedFor ?? TimeSpan.FromDays(1) });
 
     private async Task<BundleRef> StoreAsync(string marker) =>
         await _store.PutAsync(Zip(("code/function.py", FunctionPy + "# " + marker + "\n")), Ct);
@@ -562,11 +562,6 @@ public sealed class BundleCachePruneTests : IDisposable
 
         error.Failures.ShouldHaveSingleItem().ShouldBe($"PolicyGrid:Runtime:Bundles:KeepUnusedFor is {window}; it must be zero (never remove unused bundles) or at least 00:01:00 (e.g. 7.00:00:00 for a week)");
     }
-
-    private sealed class NoHttpClients : IHttpClientFactory
-    {
-        public HttpClient CreateClient(string name) => throw new InvalidOperationException("no HTTP in this test");
-    }
 }
 
 internal static class BundleModes
@@ -610,7 +605,7 @@ public sealed class BundleCacheSweepTests : IDisposable
         error.Message.ShouldContain("belongs to uid 65534");
     }
 
-    private sealed class NoHttp : IHttpClientFactory
+    internal sealed class NoHttp : IHttpClientFactory
     {
         public HttpClient CreateClient(string name) => throw new InvalidOperationException("no HTTP in this test");
     }
