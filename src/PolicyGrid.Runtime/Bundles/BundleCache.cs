@@ -87,9 +87,6 @@ public sealed class BundleCache : IPolicyBundleSource
     /// <summary>How many times this process wrote an entry's <see cref="UsedMarker"/> (for tests: uses are not marked per call).</summary>
     public long MarksWritten => Interlocked.Read(ref _marksWritten);
 
-    /// <summary>How long an entry may go unused before <see cref="Prune"/> removes it; zero: never.</summary>
-    public TimeSpan KeepUnusedFor => _options.KeepUnusedFor;
-
     /// <summary>
     /// Checks the cache directory again before each unpack, as at start: removed under a running server (an operator
     /// clearing the cache), it was made again 0755, so every policy could list the bundles of all others, and without
@@ -120,10 +117,13 @@ public sealed class BundleCache : IPolicyBundleSource
         var removed = 0;
         foreach (var temp in Directory.EnumerateDirectories(CacheDirectory, ".*-*"))
         {
-            if (!Path.GetFileName(temp).StartsWith(".tmp-", StringComparison.Ordinal) && !Path.GetFileName(temp).StartsWith(AsidePrefix, StringComparison.Ordinal)) continue;
+            var name = Path.GetFileName(temp);
+            var aside = name.StartsWith(AsidePrefix, StringComparison.Ordinal);
+            if (!aside && !name.StartsWith(".tmp-", StringComparison.Ordinal)) continue;
             try
             {
-                if (Directory.GetLastWriteTimeUtc(temp) >= DateTime.UtcNow.AddHours(-1)) continue;
+                // An entry set aside counts from its last use: one another process is about to put back was just marked.
+                if ((aside ? LastUsed(temp) : Directory.GetLastWriteTimeUtc(temp)) >= DateTime.UtcNow.AddHours(-1)) continue;
                 Directory.Delete(temp, recursive: true);
                 removed++;
             }
@@ -148,8 +148,8 @@ public sealed class BundleCache : IPolicyBundleSource
         {
             var now = Stopwatch.GetTimestamp();
             if (now - known.CheckedAt < RecheckTicks) return known.Directory;
-            // Marking it used is what tells it is still there; a second a call's memory of it is not checked again.
-            if (MarkUsed(known.Directory.Sha256))
+            // Looked for every second as before (a copy removed meanwhile is unpacked again); its use is marked far more rarely.
+            if (Directory.Exists(known.Directory.Root) && MarkUsed(known.Directory.Sha256))
             {
                 _resolved[key] = (known.Directory, now);
                 return known.Directory;
