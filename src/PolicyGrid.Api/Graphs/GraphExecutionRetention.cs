@@ -2,10 +2,9 @@ using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using PolicyGrid.Core.Documents;
-using PolicyGrid.Api.Documents;
-using PolicyGrid.Runtime;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Core.Querying;
+using PolicyGrid.Runtime;
 
 namespace PolicyGrid.Api.Graphs;
 

@@ -2,11 +2,10 @@ using System.Text.Json.Nodes;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using PolicyGrid.Api.Documents;
-using PolicyGrid.Runtime;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Core.Querying;
+using PolicyGrid.Runtime;
 
 namespace PolicyGrid.Api.Jobs;
 
