@@ -351,6 +351,10 @@ public sealed partial class KubernetesYamlTests
         PubSubChecks.Check(Component(DaprNames.Components.PubSub), LoadOne("deploy/base/resiliency.yaml"));
 
     [Fact]
+    public void Only_the_apps_that_use_each_topic_may_publish_or_subscribe_to_it() =>
+        PubSubScopeChecks.Check(Component(DaprNames.Components.PubSub));
+
+    [Fact]
     public void Kustomize_base_lists_every_manifest_and_the_dev_overlay_builds_on_it()
     {
         var kustomization = LoadOne("deploy/base/kustomization.yaml");

@@ -112,6 +112,10 @@ public sealed class LocalRunYamlTests
     [Fact]
     public void Evaluation_events_may_take_as_long_as_a_policy_may_run() =>
         PubSubChecks.Check(Component(DaprNames.Components.PubSub), Resources.Single(r => Text(r.Doc["kind"]) == "Resiliency").Doc);
+
+    [Fact]
+    public void Only_the_apps_that_use_each_topic_may_publish_or_subscribe_to_it() =>
+        PubSubScopeChecks.Check(Component(DaprNames.Components.PubSub));
 }
 
 public static class ResiliencyChecks
