@@ -6,7 +6,7 @@ namespace PolicyGrid.Runtime;
 
 /// <summary>
 /// A retention sweep run at start and then every <see cref="Interval"/>: a store or disk that fails one sweep is logged
-/// and tried again at the next (graph executions, jobs, the bundle cache).
+/// and tried again at the next (graph executions, jobs, the bundle cache, the workers of deleted and retired policies).
 /// </summary>
 public abstract class PeriodicPruning(TimeProvider clock, ILogger logger) : BackgroundService
 {

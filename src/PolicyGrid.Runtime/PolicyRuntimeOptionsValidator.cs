@@ -38,6 +38,7 @@ public sealed class PolicyRuntimeOptionsValidator : IValidateOptions<PolicyRunti
         checks.Check(p.Workers >= 1, "Pool:Workers", "1 or more", p.Workers);
         checks.Check(p.MaxResidentPolicies >= 1, "Pool:MaxResidentPolicies", "1 or more", p.MaxResidentPolicies);
         checks.Check(p.IdleStopAfter >= TimeSpan.Zero, "Pool:IdleStopAfter", "zero (never) or more", p.IdleStopAfter);
+        checks.Check(p.GoneSweepInterval >= TimeSpan.Zero, "Pool:GoneSweepInterval", "zero (never) or more", p.GoneSweepInterval);
         checks.Check(p.WorkerUidStart >= 1, "Pool:WorkerUidStart", "1 or more (0 is root)", p.WorkerUidStart);
         checks.Check(p.WorkerUidBase is null or >= 1, "Pool:WorkerUidBase", "unset or 1 or more (0 is root)", p.WorkerUidBase ?? 0);
         // Accepted at start before, each of these failed every call later in a way that did not name it: MaxQueue 0 refused

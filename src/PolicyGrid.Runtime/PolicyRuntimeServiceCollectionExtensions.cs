@@ -49,6 +49,7 @@ public static class PolicyRuntimeServiceCollectionExtensions
         }
         services.TryAddSingleton<PolicyCatalog>();
         services.TryAddSingleton<PolicyTeardown>();
+        services.AddHostedService<GonePolicySweep>();
         services.TryAddSingleton<KeyedLocks>();
         services.TryAddSingleton<ServerStop>();
         services.TryAddSingleton(sp => new DecisionLog(sp.GetRequiredService<IDocumentStore>(), sp.GetRequiredService<PolicyRuntimeOptions>().Decisions,

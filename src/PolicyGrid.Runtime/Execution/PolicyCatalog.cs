@@ -181,6 +181,17 @@ public sealed class PolicyCatalog(IDocumentStore store)
         if (PolicyUri.TryParse(policyRuleUri, out var uri, out _)) parsed.TryRemove(uri.ToString(), out _);
     }
 
+    /// <summary>
+    /// Drops what was parsed of every version of <paramref name="policyName"/> but those in <paramref name="runnable"/>
+    /// (URIs as parsing writes them): <see cref="Forget"/> for each version that was deleted or retired.
+    /// </summary>
+    public void ForgetVersionsOf(string policyName, IReadOnlySet<string> runnable)
+    {
+        ArgumentNullException.ThrowIfNull(runnable);
+        foreach (var (key, entry) in parsed)
+            if (entry.Rule.Name == policyName && !runnable.Contains(entry.Rule.Uri.ToString())) parsed.TryRemove(key, out _);
+    }
+
     /// <summary>Policies whose parsed document is kept now (for tests and diagnostics).</summary>
     public int ParsedCount => parsed.Count;
 

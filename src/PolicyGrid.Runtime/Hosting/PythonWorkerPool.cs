@@ -129,6 +129,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         public long LastUsedAt; // Environment.TickCount64
         public bool Stopping; // its policy is gone (StopPolicyAsync): stopped once the calls now using it are done
         public bool KeepsWarm; // ran a long-lived instance (PolicyInvocation.KeepsWarm): never stopped for being idle
+        public readonly HashSet<string> LongLived = new(StringComparer.Ordinal); // those instances' keys, until released; under gate
     }
 
     // Groups of policies that are gone, out of `groups` (a new call of that name makes a fresh group) but still running the
@@ -174,6 +175,21 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         return live;
     }
 
+    /// <summary>A policy (its name) whose workers run, and whether they hold a long-lived instance not released since.</summary>
+    public sealed record RunningPolicy(string Name, bool HoldsLongLivedInstances);
+
+    /// <summary>
+    /// The policies whose workers run now (not those already stopping), each with whether its workers hold a long-lived
+    /// instance (<see cref="PolicyInvocation.KeepsWarm"/>: a deployed function's replica, an SDK evaluator's instance) that
+    /// was not released. None with <see cref="WorkerPoolOptions.IsolatePolicies"/> off: one group runs every policy.
+    /// </summary>
+    public IReadOnlyList<RunningPolicy> RunningPolicies()
+    {
+        if (!options.IsolatePolicies) return [];
+        // The group of the empty name is the one StartAsync started to prove the interpreter: no policy's.
+        lock (gate) return [.. groups.Where(kv => kv.Key.Length > 0).Select(kv => new RunningPolicy(kv.Key, kv.Value.LongLived.Count > 0))];
+    }
+
     /// <summary>Policy groups resident now (for tests and diagnostics).</summary>
     public int ResidentGroups
     {
@@ -196,15 +212,15 @@ public sealed class PythonWorkerPool : IAsyncDisposable
 
     /// <inheritdoc cref="WorkerGroup.InvokeAsync"/>
     public Task<JsonNode?> InvokeAsync(PolicyInvocation call, CancellationToken ct = default) =>
-        WithGroup(DomainOf(call), g => g.InvokeAsync(call, ct), call.KeepsWarm, call.Load, ct);
+        WithGroup(DomainOf(call), g => g.InvokeAsync(call, ct), LongLivedKey(call), call.Load, ct);
 
     /// <inheritdoc cref="WorkerGroup.InvokeOnAnyWorkerAsync"/>
     public Task<JsonNode?> InvokeOnAnyWorkerAsync(PolicyInvocation call, CancellationToken ct = default) =>
-        WithGroup(DomainOf(call), g => g.InvokeOnAnyWorkerAsync(call, ct), call.KeepsWarm, call.Load, ct);
+        WithGroup(DomainOf(call), g => g.InvokeOnAnyWorkerAsync(call, ct), LongLivedKey(call), call.Load, ct);
 
     /// <inheritdoc cref="WorkerGroup.InvokeWithStateAsync"/>
     public Task<PolicyAnswer> InvokeWithStateAsync(PolicyInvocation call, CancellationToken ct = default) =>
-        WithGroup(DomainOf(call), g => g.InvokeWithStateAsync(call, ct), call.KeepsWarm, call.Load, ct);
+        WithGroup(DomainOf(call), g => g.InvokeWithStateAsync(call, ct), LongLivedKey(call), call.Load, ct);
 
     /// <inheritdoc cref="WorkerGroup.InvokeOnceAsync"/>
     public Task<JsonNode?> InvokeOnceAsync(PolicyLoadSpec load, string method, JsonObject arguments, TimeSpan deadline, CancellationToken ct = default) =>
@@ -236,6 +252,8 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         return inUse;
     }
 
+    private static string? LongLivedKey(PolicyInvocation call) => call.KeepsWarm ? call.InstanceKey : null;
+
     private string DomainOf(PolicyInvocation call)
     {
         ArgumentNullException.ThrowIfNull(call);
@@ -248,6 +266,7 @@ public sealed class PythonWorkerPool : IAsyncDisposable
         List<Group> resident;
         lock (gate)
         {
+            foreach (var group in groups.Values) group.LongLived.Remove(instanceKey);
             // Only the group the key was routed to holds it; a group that is not resident holds no instance. Only that
             // group is held while the unload waits for its worker (behind the calls in flight there): holding every
             // resident group made each of them look busy meanwhile, and a new policy found none to make room (429).
@@ -317,11 +336,11 @@ public sealed class PythonWorkerPool : IAsyncDisposable
     // recycle or eviction then fails to load. Such a load is tried once more after the bundle is put back; the method never
     // ran, so nothing happens twice. A call that loads, or finds its instance, pays nothing for it: only a failed load
     // asks the bundle source.
-    private async Task<T> WithGroup<T>(string domain, Func<WorkerGroup, Task<T>> run, bool keepsWarm = false, PolicyLoadSpec? load = null,
+    private async Task<T> WithGroup<T>(string domain, Func<WorkerGroup, Task<T>> run, string? longLivedKey = null, PolicyLoadSpec? load = null,
         CancellationToken ct = default)
     {
         PolicyLoadException failed;
-        var group = Acquire(domain, keepsWarm);
+        var group = Acquire(domain, longLivedKey);
         try
         {
             return await run(group.Workers);
@@ -335,11 +354,11 @@ public sealed class PythonWorkerPool : IAsyncDisposable
             Release(group);
         }
         if (!await bundles!.RestoreAsync(load!.Bundle, ct)) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed);
-        return await WithGroup(domain, run, keepsWarm, load: null, ct);
+        return await WithGroup(domain, run, longLivedKey, load: null, ct);
     }
 
     // The domain's group, made when missing; it cannot be stopped until Release.
-    private Group Acquire(string domain, bool keepsWarm = false)
+    private Group Acquire(string domain, string? longLivedKey = null)
     {
         Group? evicted = null;
         Group group;
@@ -363,7 +382,11 @@ public sealed class PythonWorkerPool : IAsyncDisposable
                 PrepareProcess(groups.Count);
             }
             group.Users++;
-            group.KeepsWarm |= keepsWarm;
+            if (longLivedKey is not null)
+            {
+                group.KeepsWarm = true;
+                group.LongLived.Add(longLivedKey);
+            }
             group.LastUsed = ++clock;
             group.LastUsedAt = Environment.TickCount64;
         }

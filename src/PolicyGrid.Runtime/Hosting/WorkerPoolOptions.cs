@@ -54,6 +54,14 @@ public sealed class WorkerPoolOptions
     public TimeSpan IdleStopAfter { get; set; } = TimeSpan.FromMinutes(15);
 
     /// <summary>
+    /// How often the policies whose workers run are checked against the document store, and those that were deleted or
+    /// retired meanwhile torn down as their policy event would have (<see cref="Execution.PolicyTeardown.TearDownGoneAsync"/>):
+    /// in the Dapr shape that event can be lost, and the workers then stayed until <see cref="IdleStopAfter"/>, those
+    /// holding a Type 4 replica for good. One store read per policy whose workers run; none when no policy's do. Zero never checks.
+    /// </summary>
+    public TimeSpan GoneSweepInterval { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
     /// Each worker gets a network namespace of its own with nothing in it: a policy can then reach no host, not this
     /// server's API, not a Dapr sidecar, not a cloud metadata endpoint (169.254.169.254). Policies that fetch data
     /// (ip_allowlist's remote list) then get none. Needs root with CAP_SYS_ADMIN, or unprivileged user namespaces;

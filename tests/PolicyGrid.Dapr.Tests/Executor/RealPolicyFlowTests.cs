@@ -174,4 +174,35 @@ public sealed class RealPolicyFlowTests : IDisposable
         catalog.ParsedCount.ShouldBe(0);
         (await DeliverPolicyEvent(new JsonObject { ["change"] = "deleted" })).ShouldBe("DROP");
     }
+
+    [Fact]
+    public async Task A_policy_retired_while_its_event_was_lost_loses_its_workers_in_the_executor_app_at_the_next_sweep()
+    {
+        var client = registry.CreateClient();
+        await RegisterPolicyAsync(client);
+        var pool = executor.Services.GetRequiredService<PolicyGrid.Runtime.Hosting.PythonWorkerPool>();
+        await pool.StartAsync(Ct);
+        var before = pool.LiveWorkers().Select(w => w.Pid).ToList(); // the one the app starts to prove its interpreter
+        var run = await client.PostAsync("/executor/dapr/execute_policy", new StringContent(
+            new JsonObject { ["policy_rule_uri"] = "ip_allowlist:1.0-beta", ["input_data"] = new JsonObject { ["ip"] = "10.0.0.1" } }.ToJsonString(), Encoding.UTF8, "application/json"), Ct);
+        run.StatusCode.ShouldBe(HttpStatusCode.OK, await run.Content.ReadAsStringAsync(Ct));
+        var workers = pool.LiveWorkers().Select(w => w.Pid).ToList();
+        workers.Count.ShouldBeGreaterThan(before.Count);
+        var teardown = executor.Services.GetRequiredService<PolicyGrid.Runtime.Execution.PolicyTeardown>();
+
+        // Runnable: the sweep reads the store and leaves its workers.
+        (await teardown.TearDownGoneAsync(Ct)).ShouldBe(0);
+        pool.LiveWorkers().Select(w => w.Pid).ShouldBe(workers);
+
+        // Retired on the registry; its policy-events event is published but never delivered to the executor app.
+        var retired = await client.PutAsync("/policy/ip_allowlist:1.0-beta", new StringContent("""{"$set": {"status": "retired"}}""", Encoding.UTF8, "application/json"), Ct);
+        retired.StatusCode.ShouldBe(HttpStatusCode.OK, await retired.Content.ReadAsStringAsync(Ct));
+        lock (executor.Published) executor.Published.ShouldContain(p => p.Topic == DaprNames.Topics.PolicyEvents);
+        pool.LiveWorkers().Select(w => w.Pid).ShouldBe(workers);
+
+        (await teardown.TearDownGoneAsync(Ct)).ShouldBe(1);
+
+        pool.LiveWorkers().Select(w => w.Pid).ShouldBe(before);
+        executor.Services.GetRequiredService<PolicyGrid.Runtime.Execution.PolicyCatalog>().ParsedCount.ShouldBe(0);
+    }
 }
