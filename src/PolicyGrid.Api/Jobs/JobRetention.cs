@@ -43,15 +43,25 @@ public sealed class JobRetention(IDocumentStore store, JobResultTokens tokens, I
             {
                 var page = await PageAsync(Ended, [new SortKey("finished_at", SortDirection.Asc)], 0, ct);
                 var tooOld = page.TakeWhile(d => string.CompareOrdinal(FinishedAt(d), cutoff) < 0).ToList();
-                removed += await RemoveAsync(tooOld, ct);
+                removed += await RemoveAsync([.. tooOld.Select(d => d.Id)], ct);
                 if (tooOld.Count < DocumentQuery.MaxLimit) break;
             }
         }
         if (o.MaxEndedJobs > 0)
         {
             // The newest MaxEndedJobs by their end are skipped; whatever comes after them goes.
-            while (await PageAsync(Ended, [new SortKey("finished_at", SortDirection.Desc)], o.MaxEndedJobs, ct) is { Count: > 0 } page)
-                removed += await RemoveAsync(page, ct);
+            var newestFirst = new SortKey("finished_at", SortDirection.Desc);
+            if (store is IDocumentRankStore ranks)
+            {
+                // In one pass: the Dapr store pays for every job before a page found by position, so page after page it
+                // read the newest MaxEndedJobs again (with a key index, every job), and once more to find nothing left.
+                removed += await RemoveAsync(await ranks.IdsBeyondAsync(Collections.Jobs, Ended, newestFirst, o.MaxEndedJobs, ct), ct);
+            }
+            else
+            {
+                while (await PageAsync(Ended, [newestFirst], o.MaxEndedJobs, ct) is { Count: > 0 } page)
+                    removed += await RemoveAsync([.. page.Select(d => d.Id)], ct);
+            }
         }
         if (removed > 0) logger.LogInformation("job retention removed {Count} ended jobs", removed);
         return removed;
@@ -60,17 +70,17 @@ public sealed class JobRetention(IDocumentStore store, JobResultTokens tokens, I
     private Task<IReadOnlyList<StoredDocument>> PageAsync(FilterNode filter, IReadOnlyList<SortKey> sort, int skip, CancellationToken ct) =>
         store.QueryAsync(Collections.Jobs, new DocumentQuery(filter, sort, skip, DocumentQuery.MaxLimit), ct);
 
-    private async Task<int> RemoveAsync(IReadOnlyList<StoredDocument> page, CancellationToken ct)
+    private async Task<int> RemoveAsync(IReadOnlyList<string> ids, CancellationToken ct)
     {
         var launcher = services.GetService<IJobLauncher>(); // this server's own: the only one that keeps anything here
         var removed = 0;
-        foreach (var doc in page)
+        foreach (var id in ids)
         {
             // One deleted meanwhile (another replica's retention) is not counted; its log went with it there.
-            if (await store.DeleteAsync(Collections.Jobs, doc.Id, null, ct) is null) continue;
+            if (await store.DeleteAsync(Collections.Jobs, id, null, ct) is null) continue;
             removed++;
-            await tokens.ForgetAsync(doc.Id, ct); // gone already once the job ended, unless that end's clean-up was cut short
-            if (launcher is not null) await launcher.ForgetAsync(doc.Id, ct);
+            await tokens.ForgetAsync(id, ct); // gone already once the job ended, unless that end's clean-up was cut short
+            if (launcher is not null) await launcher.ForgetAsync(id, ct);
         }
         return removed;
     }

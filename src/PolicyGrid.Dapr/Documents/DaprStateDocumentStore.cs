@@ -26,9 +26,11 @@ namespace PolicyGrid.Dapr.Documents;
 /// <item>Bulk (the decision log): <see cref="CreateManyAsync{T}"/> writes a batch in one state transaction with
 /// one index update, and <see cref="TrimByIdAsync"/> deletes in bulk with one index update, instead of a
 /// read-modify-write of the whole index for every document.</item>
+/// <item>Retention by rank (<see cref="IdsBeyondAsync"/>): every match after the first N in one pass, where paging at skip N
+/// read the N again for every page.</item>
 /// </list>
 /// </summary>
-public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions> options) : IDocumentStore, IDocumentBatchStore, IDocumentTrimStore, IDocumentSeekStore
+public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions> options) : IDocumentStore, IDocumentBatchStore, IDocumentTrimStore, IDocumentSeekStore, IDocumentRankStore
 {
     private const string Store = DaprNames.Components.DocumentStore;
     private const int IndexAttempts = 8;
@@ -173,6 +175,37 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         return Options.DocumentQueries == DocumentQueryMode.QueryApi
             ? await QueryWithApiAsync(collection, query, 0, query.Limit, afterId, ct)
             : await QueryWithIndexAsync(collection, query, 0, query.Limit, afterId, ct);
+    }
+
+    /// <summary>
+    /// One pass over the matches: with a key index none is read when the collection holds no more than
+    /// <paramref name="keep"/> documents, else each once; through the query API, in the store's order, the first
+    /// <paramref name="keep"/> matches are counted past (the API has no offset) and only the ids after them kept.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> IdsBeyondAsync(string collection, FilterNode filter, SortKey order, int keep, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(filter);
+        ArgumentNullException.ThrowIfNull(order);
+        ArgumentOutOfRangeException.ThrowIfNegative(keep);
+        var query = new DocumentQuery(filter, [order], keep, int.MaxValue);
+        if (Options.DocumentQueries == DocumentQueryMode.KeyIndex)
+            return (await QueryWithIndexAsync(collection, query, keep, int.MaxValue, null, ct)).Select(d => d.Id).ToList();
+        if (StateQueryTranslator.Sort(query.Sort) is not { } storeSort)
+            return (await QueryWithApiAsync(collection, query, keep, int.MaxValue, null, ct)).Select(d => d.Id).ToList();
+        var ids = new List<string>();
+        var counted = 0;
+        var budget = query.BudgetFor(ct);
+        string? token = null;
+        do
+        {
+            var page = await QueryPageAsync(StateQueryTranslator.Query(collection, filter, storeSort, Options.QueryPageSize, token), ct);
+            foreach (var item in page.Results)
+                if (item.Data is { } entry && entry.Collection == collection && budget.Matches(filter, entry.Doc) && ++counted > keep)
+                    ids.Add(entry.Id);
+            token = page.Results.Count == 0 ? null : page.Token;
+        }
+        while (!string.IsNullOrEmpty(token));
+        return ids;
     }
 
     /// <summary>
@@ -324,16 +357,7 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         string? token = null;
         do
         {
-            var json = StateQueryTranslator.Query(collection, query.Filter, storeSort, Options.QueryPageSize, token);
-            StateQueryResponse<StateDocument> page;
-            try
-            {
-                page = await dapr.QueryStateAsync<StateDocument>(Store, json, cancellationToken: ct);
-            }
-            catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
-            {
-                throw SidecarFailures.Translate(e, $"state query on '{Store}' (PolicyGrid:Dapr:DocumentQueries=QueryApi needs a store with the query API; use KeyIndex otherwise)");
-            }
+            var page = await QueryPageAsync(StateQueryTranslator.Query(collection, query.Filter, storeSort, Options.QueryPageSize, token), ct);
             foreach (var item in page.Results)
                 if (item.Data is { } entry && entry.Collection == collection && (afterId is null || DocumentOrder.CompareIds(entry.Id, afterId) > 0)
                     && budget.Matches(query.Filter, entry.Doc))
@@ -343,6 +367,18 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         while (!string.IsNullOrEmpty(token) && (!storeOrders || matches.Count < wanted));
         IEnumerable<StateDocument> ordered = storeOrders ? matches : Order(matches, query.Sort);
         return ordered.Skip(skip).Take(limit).Select(ToStored).Select(d => d with { Body = IntegralAsRead(d.Body) }).ToList();
+    }
+
+    private async Task<StateQueryResponse<StateDocument>> QueryPageAsync(string json, CancellationToken ct)
+    {
+        try
+        {
+            return await dapr.QueryStateAsync<StateDocument>(Store, json, cancellationToken: ct);
+        }
+        catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
+        {
+            throw SidecarFailures.Translate(e, $"state query on '{Store}' (PolicyGrid:Dapr:DocumentQueries=QueryApi needs a store with the query API; use KeyIndex otherwise)");
+        }
     }
 
     /// <summary>
@@ -395,7 +431,8 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
     private async Task<IReadOnlyList<StoredDocument>> QueryWithIndexAsync(string collection, DocumentQuery query, int skip, int limit, string? afterId, CancellationToken ct)
     {
         var (index, _) = await ReadIndexAsync(collection, ct);
-        if (index is null || index.Ids.Count == 0) return [];
+        // No more ids than are skipped: nothing can come after them, whatever the documents say.
+        if (index is null || index.Ids.Count <= skip) return [];
         var matches = new List<StateDocument>();
         var budget = query.BudgetFor(ct);
         var pageSize = Math.Max(1, Options.QueryPageSize);

@@ -1,9 +1,11 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
+using NSubstitute;
 using PolicyGrid.Api.Jobs;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Core.Querying;
 using PolicyGrid.Dapr.Documents;
 using Shouldly;
 
@@ -39,5 +41,94 @@ public sealed class DaprJobRetentionTests
         (await retention.PruneAsync(Ct)).ShouldBe(2);
 
         (await store.QueryAsync(Collections.Jobs, DocumentQuery.All(), Ct)).Select(d => d.Id).Order(StringComparer.Ordinal).ShouldBe(["ended-1", "old-running", "pending"]);
+    }
+    /// <summary>The store as a plain <see cref="IDocumentStore"/>: job retention then pages through it as it did before.</summary>
+    private sealed class PagedOnly(IDocumentStore inner) : IDocumentStore
+    {
+        public Task<StoredDocument?> GetAsync(string collection, string id, CancellationToken ct = default) => inner.GetAsync(collection, id, ct);
+        public Task<StoredDocument> CreateAsync(string collection, string id, System.Text.Json.Nodes.JsonObject body, CancellationToken ct = default) => inner.CreateAsync(collection, id, body, ct);
+        public Task<StoredDocument> ReplaceAsync(string collection, string id, System.Text.Json.Nodes.JsonObject body, string? expectedRevision, CancellationToken ct = default) =>
+            inner.ReplaceAsync(collection, id, body, expectedRevision, ct);
+        public Task<StoredDocument> UpsertAsync(string collection, string id, System.Text.Json.Nodes.JsonObject body, CancellationToken ct = default) => inner.UpsertAsync(collection, id, body, ct);
+        public Task<StoredDocument?> DeleteAsync(string collection, string id, string? expectedRevision, CancellationToken ct = default) => inner.DeleteAsync(collection, id, expectedRevision, ct);
+        public Task<IReadOnlyList<StoredDocument>> QueryAsync(string collection, DocumentQuery query, CancellationToken ct = default) => inner.QueryAsync(collection, query, ct);
+    }
+
+    // Ended jobs, many ending in the same second (ties go by id), and 20 still running, straight into the state store.
+    private static FakeStateStore Jobs(DocumentQueryMode mode, int ended)
+    {
+        var state = new FakeStateStore().WithIdQueries();
+        var start = DateTimeOffset.UtcNow.AddDays(-1);
+        var all = ended + 20;
+        var ids = new List<string>();
+        for (var i = 0; i < all; i++)
+        {
+            var id = $"job-{(i * 7919) % all:D4}"; // ids in another order than their ends
+            var running = i >= ended;
+            var at = start.AddSeconds(i / 3);
+            state.Put(StateKeys.Document(Collections.Jobs, id), new StateDocument(Collections.Jobs, id, "r" + i, new Job
+            {
+                JobId = id, ExecutorId = "dapr", PolicyRuleUri = "batch:1.0", Status = running ? JobStatus.Running : JobStatus.Succeeded,
+                CreatedAt = Timestamps.Format(at), FinishedAt = running ? "" : Timestamps.Format(at),
+            }.ToJson()));
+            ids.Add(id);
+        }
+        if (mode == DocumentQueryMode.KeyIndex) state.Put(StateKeys.Index(Collections.Jobs), new KeyIndex(ids));
+        return state;
+    }
+
+    // Pages of 500, the default (the fixture's store pages by 2 to exercise paging).
+    private static DaprStateDocumentStore StoreOf(FakeStateStore state, DocumentQueryMode mode) =>
+        new(state.Client, Options.Create(new DaprOptions { DocumentQueries = mode, QueryPageSize = 500 }));
+
+    private static async Task<(List<string> Left, List<string> LogsForgotten, int Reads)> SweepAsync(DocumentQueryMode mode, int ended, int keep, bool pagedOnly)
+    {
+        var state = Jobs(mode, ended);
+        IDocumentStore store = StoreOf(state, mode);
+        if (pagedOnly) store = new PagedOnly(store);
+        var launcher = Substitute.For<IJobLauncher>();
+        var forgotten = new List<string>();
+        launcher.ForgetAsync(Arg.Do<string>(forgotten.Add), Arg.Any<CancellationToken>()).Returns(Task.CompletedTask);
+        var retention = new JobRetention(store, new JobResultTokens(store), new ServiceCollection().AddSingleton(launcher).BuildServiceProvider(),
+            Options.Create(new JobsOptions { KeepEndedJobsFor = TimeSpan.Zero, MaxEndedJobs = keep }), TimeProvider.System, NullLogger<JobRetention>.Instance);
+
+        (await retention.PruneAsync(Ct)).ShouldBe(ended - keep);
+
+        var reads = state.BulkReadKeys + state.QueriedItems;
+        var left = state.Entries.Keys.Where(k => k.StartsWith(Collections.Jobs + StateKeys.Separator, StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList();
+        return (left, [.. forgotten.Order(StringComparer.Ordinal)], reads);
+    }
+
+    [Theory]
+    // 2,500 ended, 500 kept: paging read the newest 500 again for each page of 1,000 it removed, then once more to find
+    // none left (1,500 + 1,500 + 520); one pass reads each job once (this fake's query API answers the running ones
+    // too, as a store given only part of a filter would).
+    [InlineData(DocumentQueryMode.QueryApi, 2500, 500, 3520)]
+    // A key index sorts by reading every job: paging read them all for each page and once more (620 + 120).
+    [InlineData(DocumentQueryMode.KeyIndex, 600, 100, 740)]
+    public async Task The_count_sweep_removes_what_paging_removed_and_reads_each_job_once(DocumentQueryMode mode, int ended, int keep, int pagedReads)
+    {
+        var paged = await SweepAsync(mode, ended, keep, pagedOnly: true);
+        var ranked = await SweepAsync(mode, ended, keep, pagedOnly: false);
+
+        ranked.Left.Count.ShouldBe(keep + 20);
+        ranked.Left.ShouldBe(paged.Left);
+        ranked.LogsForgotten.Count.ShouldBe(ended - keep);
+        ranked.LogsForgotten.ShouldBe(paged.LogsForgotten);
+        paged.Reads.ShouldBe(pagedReads);
+        ranked.Reads.ShouldBe(ended + 20);
+    }
+
+    [Fact]
+    public async Task With_no_more_jobs_than_it_keeps_the_count_sweep_reads_no_job_from_the_key_index()
+    {
+        var state = Jobs(DocumentQueryMode.KeyIndex, 2500);
+        var store = StoreOf(state, DocumentQueryMode.KeyIndex);
+        var retention = new JobRetention(store, new JobResultTokens(store), new ServiceCollection().BuildServiceProvider(),
+            Options.Create(new JobsOptions { KeepEndedJobsFor = TimeSpan.Zero, MaxEndedJobs = 2520 }), TimeProvider.System, NullLogger<JobRetention>.Instance);
+
+        (await retention.PruneAsync(Ct)).ShouldBe(0);
+
+        state.BulkReadKeys.ShouldBe(0); // it read all 2,520 to find nothing beyond the newest 2,520
     }
 }

@@ -104,8 +104,10 @@ public sealed class FakeStateStore
     }
 
     /// <summary>
-    /// Also answers state queries that select by collection and sort by the entry's id or not at all (what trimming sends), paging
-    /// by the query's limit with the offset as the token.
+    /// Also answers state queries, as a store with the query API would: it selects by collection alone (the adapter
+    /// applies Core's filter to every result anyway, so a superset is what a partial push-down gives), sorts by each key
+    /// in turn (the entry's id, or a document field compared as text), and pages by the query's limit with the offset as
+    /// the token. <see cref="QueriedItems"/> counts the entries its pages answered.
     /// </summary>
     public FakeStateStore WithIdQueries()
     {
@@ -113,20 +115,49 @@ public sealed class FakeStateStore
             .Returns(c =>
             {
                 var query = JsonNode.Parse(c.ArgAt<string>(1))!;
-                var collection = query["filter"]!["EQ"]!["collection"]!.GetValue<string>();
-                var sort = query["sort"]?[0] ?? new JsonObject { ["key"] = "id", ["order"] = "ASC" }; // unsorted: any order will do
-                if (sort["key"]!.GetValue<string>() != "id") throw new InvalidOperationException("this fake only sorts by id");
+                var filter = query["filter"]!;
+                var collection = (filter["EQ"] ?? filter["AND"]![0]!["EQ"])!["collection"]!.GetValue<string>();
+                var sort = query["sort"]?.AsArray().Select(k => (Key: k!["key"]!.GetValue<string>(), Desc: k["order"]!.GetValue<string>() == "DESC")).ToList()
+                    ?? [("id", false)]; // unsorted: any order will do
                 var limit = query["page"]!["limit"]!.GetValue<int>();
                 var offset = int.TryParse(query["page"]!["token"]?.GetValue<string>(), out var o) ? o : 0;
-                var docs = Entries.Values.Select(e => JsonSerializer.Deserialize<StateDocument>(RelaxedExtendedJson(JsonNode.Parse(e.Json))!.ToJsonString())).OfType<StateDocument>()
-                    .Where(d => d.Collection == collection).OrderBy(d => d.Id, StringComparer.Ordinal).ToList();
-                if (sort["order"]!.GetValue<string>() == "DESC") docs.Reverse();
-                var page = docs.Skip(offset).Take(limit).Select(d => new StateQueryItem<StateDocument>(StateKeys.Document(collection, d.Id), d, "", "")).ToList();
+                var docs = Entries.Values.Select(Answered).OfType<StateDocument>().Where(d => d.Collection == collection)
+                    .Select(d => (Doc: d, Keys: sort.Select(k => SortValue(d, k.Key)).ToArray())).ToList();
+                docs.Sort((a, b) =>
+                {
+                    for (var i = 0; i < sort.Count; i++)
+                    {
+                        var order = string.CompareOrdinal(a.Keys[i], b.Keys[i]);
+                        if (order != 0) return sort[i].Desc ? -order : order;
+                    }
+                    return 0;
+                });
+                var page = docs.Skip(offset).Take(limit).Select(d => new StateQueryItem<StateDocument>(StateKeys.Document(collection, d.Doc.Id), d.Doc, "", "")).ToList();
+                QueriedItems += page.Count;
                 var token = offset + limit < docs.Count ? (offset + limit).ToString(System.Globalization.CultureInfo.InvariantCulture) : "";
                 return Task.FromResult(new StateQueryResponse<StateDocument>(page, token, new Dictionary<string, string>()));
             });
         return this;
     }
+
+    /// <summary>How many entries state queries answered, all pages together: the documents a query read through the query API.</summary>
+    public int QueriedItems { get; private set; }
+
+    // An entry as a query answers it, converted once per write (ETags are never reused): queries page a few entries at a time.
+    private readonly Dictionary<string, StateDocument?> answered = new();
+
+    private StateDocument? Answered((string Json, string ETag) entry)
+    {
+        if (!answered.TryGetValue(entry.ETag, out var doc))
+            answered[entry.ETag] = doc = JsonSerializer.Deserialize<StateDocument>(RelaxedExtendedJson(JsonNode.Parse(entry.Json))!.ToJsonString());
+        return doc;
+    }
+
+    private static string SortValue(StateDocument entry, string key) => key == "id"
+        ? entry.Id
+        : key.StartsWith(StateDocument.DocPath + ".", StringComparison.Ordinal) && entry.Doc[key[(StateDocument.DocPath.Length + 1)..]] is JsonValue v
+            ? v.ToString()
+            : throw new InvalidOperationException($"this fake sorts by the id or a top-level document field, not '{key}'");
 
     /// <summary>
     /// How state.mongodb answers a state query: relaxed extended JSON (bson.MarshalExtJSON), where a number, kept as a
