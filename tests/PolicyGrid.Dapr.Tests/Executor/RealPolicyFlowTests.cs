@@ -137,8 +137,8 @@ public sealed class RealPolicyFlowTests : IDisposable
         return JsonNode.Parse(await answer.Content.ReadAsStringAsync(Ct))!["status"]!.GetValue<string>();
     }
 
-    [Fact]
-    public async Task A_deleted_policy_is_announced_on_policy_events_and_the_executor_app_stops_its_workers_when_the_event_arrives()
+    /// <summary>The policy registered, and run once in the executor app's pool: that pool, and the pids of its workers before the run.</summary>
+    private async Task<(HttpClient Registry, PolicyGrid.Runtime.Hosting.PythonWorkerPool Pool, List<int> Before)> RunInExecutorAsync()
     {
         var client = registry.CreateClient();
         await RegisterPolicyAsync(client);
@@ -148,6 +148,13 @@ public sealed class RealPolicyFlowTests : IDisposable
         var run = await client.PostAsync("/executor/dapr/execute_policy", new StringContent(
             new JsonObject { ["policy_rule_uri"] = "ip_allowlist:1.0-beta", ["input_data"] = new JsonObject { ["ip"] = "10.0.0.1" } }.ToJsonString(), Encoding.UTF8, "application/json"), Ct);
         run.StatusCode.ShouldBe(HttpStatusCode.OK, await run.Content.ReadAsStringAsync(Ct));
+        return (client, pool, before);
+    }
+
+    [Fact]
+    public async Task A_deleted_policy_is_announced_on_policy_events_and_the_executor_app_stops_its_workers_when_the_event_arrives()
+    {
+        var (client, pool, before) = await RunInExecutorAsync();
         var catalog = executor.Services.GetRequiredService<PolicyGrid.Runtime.Execution.PolicyCatalog>();
         var workers = pool.LiveWorkers();
         workers.Count.ShouldBeGreaterThan(before.Count);
@@ -178,14 +185,7 @@ public sealed class RealPolicyFlowTests : IDisposable
     [Fact]
     public async Task A_policy_retired_while_its_event_was_lost_loses_its_workers_in_the_executor_app_at_the_next_sweep()
     {
-        var client = registry.CreateClient();
-        await RegisterPolicyAsync(client);
-        var pool = executor.Services.GetRequiredService<PolicyGrid.Runtime.Hosting.PythonWorkerPool>();
-        await pool.StartAsync(Ct);
-        var before = pool.LiveWorkers().Select(w => w.Pid).ToList(); // the one the app starts to prove its interpreter
-        var run = await client.PostAsync("/executor/dapr/execute_policy", new StringContent(
-            new JsonObject { ["policy_rule_uri"] = "ip_allowlist:1.0-beta", ["input_data"] = new JsonObject { ["ip"] = "10.0.0.1" } }.ToJsonString(), Encoding.UTF8, "application/json"), Ct);
-        run.StatusCode.ShouldBe(HttpStatusCode.OK, await run.Content.ReadAsStringAsync(Ct));
+        var (client, pool, before) = await RunInExecutorAsync();
         var workers = pool.LiveWorkers().Select(w => w.Pid).ToList();
         workers.Count.ShouldBeGreaterThan(before.Count);
         var teardown = executor.Services.GetRequiredService<PolicyGrid.Runtime.Execution.PolicyTeardown>();
