@@ -69,6 +69,12 @@ public sealed class DecisionLogOptions
     public TimeSpan PruneInterval { get; set; } = TimeSpan.FromMinutes(5);
 
     /// <summary>
+    /// How often decisions the store refused (held, up to <see cref="QueueCapacity"/>) are written again while it refuses
+    /// them; a newer decision the store takes has them written at once.
+    /// </summary>
+    public TimeSpan RetryInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
     /// What an executor does with calls while its decision log cannot record them (from a decision the store refused
     /// to the next one it takes): <see cref="Serve"/> runs them unrecorded, <see cref="Refuse"/> answers them 503
     /// before any policy code runs. A string, not an enum, so that a wrong value is refused at start naming the two

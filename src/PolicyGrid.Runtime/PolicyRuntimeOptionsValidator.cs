@@ -21,6 +21,7 @@ public sealed class PolicyRuntimeOptionsValidator : IValidateOptions<PolicyRunti
         checks.Check(d.PruneInterval > TimeSpan.Zero, "Decisions:PruneInterval", "greater than zero", d.PruneInterval);
         checks.Check(d.QueueCapacity >= 1, "Decisions:QueueCapacity", "1 or more", d.QueueCapacity);
         checks.Check(d.CommitInterval >= TimeSpan.Zero, "Decisions:CommitInterval", "zero or more", d.CommitInterval);
+        checks.Check(d.RetryInterval > TimeSpan.Zero, "Decisions:RetryInterval", "greater than zero", d.RetryInterval);
         checks.Check(d.RefusesUnrecorded() || string.Equals(d.WhenUnrecorded, DecisionLogOptions.Serve, StringComparison.OrdinalIgnoreCase),
             "Decisions:WhenUnrecorded", $"{DecisionLogOptions.Serve} (run calls the decision log cannot record) or {DecisionLogOptions.Refuse} (answer them 503)", $"'{d.WhenUnrecorded}'");
         var e = options.Execution;

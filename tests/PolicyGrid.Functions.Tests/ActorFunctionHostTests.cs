@@ -241,7 +241,7 @@ public sealed class ActorFunctionHostTests : IAsyncLifetime
         {
             var outage = new PolicyGrid.TestSupport.DecisionStoreOutage(
                 new PolicyGrid.Embedded.Storage.SqliteDocumentStore(new PolicyGrid.Embedded.Storage.SqliteDatabase(Path.Combine(directory, "documents.db"))));
-            await using var log = new DecisionLog(outage, new PolicyGrid.Runtime.DecisionLogOptions { WhenUnrecorded = "refuse" }, TimeProvider.System, NullLogger<DecisionLog>.Instance);
+            await using var log = new DecisionLog(outage, new PolicyGrid.Runtime.DecisionLogOptions { WhenUnrecorded = "refuse", RetryInterval = TimeSpan.FromHours(1) }, TimeProvider.System, NullLogger<DecisionLog>.Instance);
             var actors = new InProcessActors(id => new PolicyFunctionActor(ActorHost.CreateForTest<PolicyFunctionActor>(new ActorTestOptions { ActorId = id }),
                 _pool, _bundles, Options.Create(new FunctionActorOptions()), new TestStateManager(), decisions: log));
             var host = new ActorFunctionHost(actors, new UnusedDocuments());

@@ -258,28 +258,72 @@ public sealed class DecisionLogTests : IDisposable
         failing.Lost.ShouldBe(200);
         failing.Since.ShouldBe(clock.Now);
         Said().Count.ShouldBe(1);
-        Said().Single().ShouldStartWith("could not record the decision for p:1.0-a by anonymous (result); decisions that cannot be recorded are counted");
+        Said().Single().ShouldStartWith("could not record the decision for p:1.0-a by anonymous (result); decisions that cannot be recorded are held");
 
         clock.Now += DecisionLog.LossReportInterval;
         await log.RecordAsync(Sample(200));
         await log.FlushAsync(Ct);
         Said().Count.ShouldBe(2);
         Said().Last().ShouldStartWith("could not record 200 decisions in the last 00:00:30 (201 since ");
+        Said().Last().ShouldContain(", 201 held to be written again): ");
 
         store.Down = false;
         await log.RecordAsync(Sample(201));
         await log.FlushAsync(Ct);
         log.Failure.ShouldBeNull();
         Said().Count.ShouldBe(3);
-        Said().Last().ShouldStartWith("decisions are recorded again; 201 could not be recorded from ");
-        (await store.QueryAsync(Collections.Decisions, DocumentQuery.All(), Ct)).Count.ShouldBe(1);
+        Said().Last().ShouldStartWith("decisions are recorded again; 201 could not be recorded when made, from ");
+        Said().Last().ShouldEndWith(": 201 were written late, 0 lost (more were waiting than the log holds)");
+        (await store.QueryAsync(Collections.Decisions, DocumentQuery.All(), Ct)).Count.ShouldBe(202, "the decisions refused meanwhile were held, not dropped");
+    }
+
+    [Fact]
+    public async Task Decisions_the_store_refused_are_written_once_it_takes_them_again_with_no_other_decision_to_write()
+    {
+        // They were dropped at the first refusal: a store down for a second lost every decision of that second for good,
+        // and a log with nothing more to write stayed failing (readiness 503, and with refuse every call refused) until
+        // some call came and was recorded.
+        var store = new DecisionStoreOutage(new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "policygrid.db")))) { Down = true };
+        await using var log = new DecisionLog(store, new DecisionLogOptions { CommitInterval = TimeSpan.Zero, RetryInterval = TimeSpan.FromMilliseconds(20) },
+            TimeProvider.System, NullLogger<DecisionLog>.Instance);
+        for (var i = 0; i < 5; i++) await log.RecordAsync(Sample(i));
+        await log.FlushAsync(Ct);
+        log.Failure.ShouldNotBeNull().Lost.ShouldBe(5);
+
+        store.Down = false;
+        var until = DateTime.UtcNow.AddSeconds(20);
+        while (log.Failure is not null && DateTime.UtcNow < until) await Task.Delay(10, Ct);
+
+        log.Failure.ShouldBeNull("the held decisions were written again without any other to write");
+        var recorded = await store.QueryAsync(Collections.Decisions, DocumentQuery.All(), Ct);
+        recorded.Select(d => d.Body["input_sha256"]!.GetValue<string>()).Order().ToList().ShouldBe(new List<string> { "input-0", "input-1", "input-2", "input-3", "input-4" }, "every one of them");
+    }
+
+    [Fact]
+    public async Task Past_the_queue_capacity_refused_decisions_are_dropped_and_counted()
+    {
+        var store = new DecisionStoreOutage(new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "policygrid.db")))) { Down = true };
+        var logs = new CapturingLoggerProvider();
+        await using var log = new DecisionLog(store, new DecisionLogOptions { CommitInterval = TimeSpan.Zero, QueueCapacity = 3, RetryInterval = TimeSpan.FromHours(1) },
+            TimeProvider.System, logs.CreateLogger<DecisionLog>());
+        for (var i = 0; i < 5; i++) await log.RecordAsync(Sample(i));
+        await log.FlushAsync(Ct);
+        (log.Failure!.Lost, log.Failure.Dropped).ShouldBe((5, 2));
+
+        store.Down = false;
+        await log.RecordAsync(Sample(5));
+        await log.FlushAsync(Ct);
+
+        log.Failure.ShouldBeNull();
+        logs.Entries.Last().Message.ShouldEndWith(": 3 were written late, 2 lost (more were waiting than the log holds)");
+        (await store.QueryAsync(Collections.Decisions, DocumentQuery.All(), Ct)).Count.ShouldBe(4, "the three held and the new one");
     }
 
     [Fact]
     public async Task With_refuse_calls_are_refused_before_they_run_while_decisions_are_lost_and_run_again_once_a_refusal_is_recorded()
     {
         var store = new DecisionStoreOutage(new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "policygrid.db"))));
-        await using var log = new DecisionLog(store, new DecisionLogOptions { CommitInterval = TimeSpan.Zero, WhenUnrecorded = "refuse" }, TimeProvider.System,
+        await using var log = new DecisionLog(store, new DecisionLogOptions { CommitInterval = TimeSpan.Zero, WhenUnrecorded = "refuse", RetryInterval = TimeSpan.FromHours(1) }, TimeProvider.System,
             NullLogger<DecisionLog>.Instance);
         var runs = 0;
         Task<int> Call() => new AuditTrail("execute", "p:1.0-a", CallerIdentity.Anonymous, "p:1.0-a", "sha").RunAsync(log, () => Task.FromResult(++runs));
@@ -303,7 +347,8 @@ public sealed class DecisionLogTests : IDisposable
         await log.FlushAsync(Ct);
         var recorded = (await store.QueryAsync(Collections.Decisions, new DocumentQuery(new Core.Querying.AndFilter([]), [SortKey.ById(Core.Ports.SortDirection.Asc)], 0, 10), Ct))
             .Select(d => (d.Body["status"]!.GetValue<int>(), d.Body["error_code"]!.GetValue<string>())).ToList();
-        recorded.ShouldBe([(503, Core.Errors.ErrorCodes.BackendUnavailable), (200, "")]);
+        recorded.ShouldBe([(200, ""), (503, Core.Errors.ErrorCodes.BackendUnavailable), (503, Core.Errors.ErrorCodes.BackendUnavailable), (200, "")],
+            "the call that ran and the refusal the store refused were held and written once it took one again");
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Data.Common;
@@ -10,8 +11,15 @@ using PolicyGrid.Core.Querying;
 
 namespace PolicyGrid.Runtime.Execution;
 
-/// <summary>Decisions could not be recorded from <paramref name="Since"/> on: <paramref name="Lost"/> of them, the last for <paramref name="LastError"/>.</summary>
-public sealed record DecisionLogFailure(DateTimeOffset Since, long Lost, string LastError);
+/// <summary>
+/// Decisions could not be recorded from <paramref name="Since"/> on: <paramref name="Lost"/> of them when they were made,
+/// the last for <paramref name="LastError"/>. Those are held and written again (<see cref="DecisionLog"/>) unless more
+/// were waiting than the log holds: <see cref="Dropped"/> of them are gone for good.
+/// </summary>
+public sealed record DecisionLogFailure(DateTimeOffset Since, long Lost, string LastError)
+{
+    public long Dropped { get; init; }
+}
 
 /// <summary>One execution as the audit trail keeps it.</summary>
 public sealed record Decision(
@@ -110,9 +118,12 @@ public sealed record Decision(
 /// <see cref="DecisionLogOptions.CommitInterval"/> of the first, into one write
 /// (<see cref="IDocumentBatchStore"/>, one transaction with a full sync), so entries are durable
 /// within that interval plus one write's time of the call; the queue is bounded, and when it is full callers
-/// wait rather than lose audit entries. A failed write does not fail the call: the first one lost is logged with its
-/// error, then a count every <see cref="LossReportInterval"/> and a line when recording works again, and
-/// <see cref="Failure"/> (readiness) says so meanwhile. An operator who wants no call served unrecorded sets
+/// wait rather than lose audit entries. A failed write does not fail the call: the decisions the store refused are held
+/// (up to <see cref="DecisionLogOptions.QueueCapacity"/>) and written again every <see cref="DecisionLogOptions.RetryInterval"/>, and
+/// at once when a newer one is written, so a store that is down for a while loses none of them (they used to be dropped
+/// at the first refusal). The first one refused is logged with its error, then a count every
+/// <see cref="LossReportInterval"/> and a line when the held ones are written, and <see cref="Failure"/> (readiness)
+/// says so meanwhile. An operator who wants no call served unrecorded sets
 /// <see cref="DecisionLogOptions.WhenUnrecorded"/> to refuse: calls are then refused meanwhile (<see cref="EnsureRecording"/>).
 /// </summary>
 public sealed class DecisionLog : IAsyncDisposable
@@ -235,7 +246,8 @@ public sealed class DecisionLog : IAsyncDisposable
                 while (!queue.Reader.TryPeek(out _))
                 {
                     if (queue.Reader.Completion.IsCompleted) return false;
-                    Monitor.Wait(arrivals);
+                    if (held.Count == 0) Monitor.Wait(arrivals);
+                    else if (!Monitor.Wait(arrivals, options.RetryInterval)) return true; // time to write the held ones again
                 }
                 return true;
             }
@@ -248,16 +260,37 @@ public sealed class DecisionLog : IAsyncDisposable
 
     private void WriteLoopCore()
     {
+        try
+        {
+            WriteQueued();
+        }
+        finally
+        {
+            // Closing: one last try for what is held; whatever the store still refuses is gone, and said so.
+            if (held.Count > 0) WriteHeld();
+            if (held.Count > 0)
+                logger.LogError("the decision log closed with {Count} decisions it could not record since {Since}; they are lost", held.Count,
+                    failure is { } failing ? FormatTime(failing.Since) : "?");
+        }
+    }
+
+    private void WriteQueued()
+    {
         var batch = new List<(string Id, Decision Decision)>(MaxBatch);
         // Everything queued while the previous batch was being written, or within the commit interval
         // of the first, goes in the next one, so one durable transaction (one sync to disk) carries
         // many decisions.
         while (WaitForEntries())
         {
+            if (held.Count > 0 && Stopwatch.GetElapsedTime(heldTriedAt) >= options.RetryInterval) WriteHeld();
+            if (!queue.Reader.TryPeek(out _)) continue;
             if (options.CommitInterval > TimeSpan.Zero && queue.Reader.Count < MaxBatch) Thread.Sleep(options.CommitInterval); // real time: it paces disk syncs, not logical time
             while (batch.Count < MaxBatch && queue.Reader.TryRead(out var item)) batch.Add(item);
             if (batch.Count == 0) continue;
-            WriteAsync(batch).GetAwaiter().GetResult(); // synchronous on SQLite; other stores finish on the pool while this thread waits
+            var heldBefore = held.Count;
+            WriteAsync(batch, retry: false).GetAwaiter().GetResult(); // synchronous on SQLite; other stores finish on the pool while this thread waits
+            // A newer decision written while older ones wait: the store is back, so they go now, not at the next retry.
+            if (heldBefore > 0 && held.Count == heldBefore) WriteHeld();
             var now = Interlocked.Add(ref written, batch.Count);
             batch.Clear();
             lock (flushes)
@@ -277,14 +310,46 @@ public sealed class DecisionLog : IAsyncDisposable
     internal static readonly TimeSpan BatchPause = TimeSpan.FromMinutes(1);
     private DateTimeOffset batchesPausedUntil = DateTimeOffset.MinValue; // only the writer loop touches it
 
-    private async Task WriteAsync(List<(string Id, Decision Decision)> batch)
+    // Decisions the store refused, oldest first, to be written again (only the writer thread touches them).
+    private readonly Queue<(string Id, Decision Decision)> held = new();
+    private long heldTriedAt;
+
+    // Held decisions the store refused again during one WriteHeld: they go back in front of the rest, in order.
+    private readonly List<(string Id, Decision Decision)> refusedAgain = [];
+
+    // Writes the held decisions again: the oldest alone first (a store still down refuses it, and the rest wait for the
+    // next try), then the others in batches. Once none is held, the failure is over.
+    private void WriteHeld()
+    {
+        heldTriedAt = Stopwatch.GetTimestamp();
+        List<(string Id, Decision Decision)> again = [held.Dequeue()];
+        while (true)
+        {
+            WriteAsync(again, retry: true).GetAwaiter().GetResult();
+            if (refusedAgain.Count > 0)
+            {
+                var rest = held.ToArray();
+                held.Clear();
+                foreach (var entry in refusedAgain) held.Enqueue(entry);
+                foreach (var entry in rest) held.Enqueue(entry);
+                refusedAgain.Clear();
+                return;
+            }
+            if (held.Count == 0) break;
+            again.Clear();
+            while (again.Count < MaxBatch && held.Count > 0) again.Add(held.Dequeue());
+        }
+        EndFailure();
+    }
+
+    private async Task WriteAsync(List<(string Id, Decision Decision)> batch, bool retry)
     {
         if (store is IDocumentBatchStore batches && batch.Count > 1 && time.GetUtcNow() >= batchesPausedUntil)
         {
             try
             {
                 await batches.CreateManyAsync(Collections.Decisions, batch, static d => d.Id, static (w, d) => d.Decision.WriteTo(w, d.Id), CancellationToken.None);
-                Recorded();
+                Recorded(batch.Count, retry);
                 return;
             }
             catch (Exception e) when (e is PolicyGridException or IOException or InvalidOperationException or DbException)
@@ -299,11 +364,16 @@ public sealed class DecisionLog : IAsyncDisposable
             try
             {
                 await store.CreateAsync(Collections.Decisions, id, decision.ToJson(id), CancellationToken.None);
-                Recorded();
+                Recorded(1, retry);
+            }
+            catch (PolicyGridException e) when (retry && e.Status == 409)
+            {
+                // Written after all by the attempt the store reported as failed (a timeout that committed): it is there.
+                Recorded(1, retry);
             }
             catch (Exception e) when (e is PolicyGridException or IOException or InvalidOperationException or DbException)
             {
-                Lost(decision, e);
+                Unrecorded(id, decision, e, retry);
             }
         }
     }
@@ -334,35 +404,60 @@ public sealed class DecisionLog : IAsyncDisposable
         if (refusesUnrecorded && Volatile.Read(ref failure) is { } failing) throw new UnrecordedCallRefusal(failing);
     }
 
-    private void Lost(Decision decision, Exception e)
+    // A decision the store refused: held to be written again (a held one refused again is counted once and goes back to
+    // the head of the line, WriteHeld), or, past what the log holds, dropped.
+    private void Unrecorded(string id, Decision decision, Exception e, bool retry)
     {
+        if (retry)
+        {
+            refusedAgain.Add((id, decision));
+            if (failure is { } still) Volatile.Write(ref failure, still with { LastError = e.Message });
+            return;
+        }
+        var dropped = held.Count >= Math.Max(1, options.QueueCapacity);
+        if (!dropped)
+        {
+            if (held.Count == 0) heldTriedAt = Stopwatch.GetTimestamp();
+            held.Enqueue((id, decision));
+        }
         var now = time.GetUtcNow();
         var current = failure;
         if (current is null)
         {
-            logger.LogError(e, "could not record the decision for {Policy} by {Caller} ({Outcome}); decisions that cannot be recorded are counted, and said every {Interval}, until one is recorded again{Meanwhile}",
-                decision.PolicyRuleUri, decision.Caller, decision.Outcome, LossReportInterval,
+            logger.LogError(e, "could not record the decision for {Policy} by {Caller} ({Outcome}); decisions that cannot be recorded are held (up to {Capacity}) and written again every {Retry}, counted and said every {Interval} until they are{Meanwhile}",
+                decision.PolicyRuleUri, decision.Caller, decision.Outcome, Math.Max(1, options.QueueCapacity), options.RetryInterval, LossReportInterval,
                 refusesUnrecorded ? $"; calls are refused (503) until then (Decisions:WhenUnrecorded={DecisionLogOptions.Refuse})" : "");
-            Volatile.Write(ref failure, new DecisionLogFailure(now, 1, e.Message));
+            Volatile.Write(ref failure, new DecisionLogFailure(now, 1, e.Message) { Dropped = dropped ? 1 : 0 });
             lostSinceReport = 0;
             nextLossReport = now + LossReportInterval;
             return;
         }
-        Volatile.Write(ref failure, current with { Lost = current.Lost + 1, LastError = e.Message });
+        Volatile.Write(ref failure, current with { Lost = current.Lost + 1, LastError = e.Message, Dropped = current.Dropped + (dropped ? 1 : 0) });
         lostSinceReport++;
         if (now < nextLossReport) return;
-        logger.LogError("could not record {Count} decisions in the last {Interval} ({Total} since {Since}): {Error}",
-            lostSinceReport, LossReportInterval, current.Lost + 1, FormatTime(current.Since), e.Message);
+        logger.LogError("could not record {Count} decisions in the last {Interval} ({Total} since {Since}, {Held} held to be written again): {Error}",
+            lostSinceReport, LossReportInterval, current.Lost + 1, FormatTime(current.Since), held.Count, e.Message);
         lostSinceReport = 0;
         nextLossReport = now + LossReportInterval;
     }
 
-    private void Recorded()
+    private long writtenLate; // held decisions written since the failure began (only the writer touches it)
+
+    // The store took decisions: held ones written again are counted (WriteHeld ends the failure when none is left); a
+    // new one ends it when none is held.
+    private void Recorded(int count, bool retry)
+    {
+        if (retry) writtenLate += count;
+        else if (held.Count == 0) EndFailure();
+    }
+
+    private void EndFailure()
     {
         if (failure is not { } ended) return;
         Volatile.Write(ref failure, null);
-        logger.LogWarning("decisions are recorded again; {Count} could not be recorded from {Since} to {Until}",
-            ended.Lost, FormatTime(ended.Since), FormatTime(time.GetUtcNow()));
+        logger.LogWarning("decisions are recorded again; {Count} could not be recorded when made, from {Since} to {Until}: {Late} were written late, {Dropped} lost (more were waiting than the log holds)",
+            ended.Lost, FormatTime(ended.Since), FormatTime(time.GetUtcNow()), writtenLate, ended.Dropped);
+        writtenLate = 0;
     }
 
     /// <summary>Writes what is queued, then stops the writer.</summary>
