@@ -23,6 +23,7 @@ public sealed class RuntimeSettingsTests : IDisposable
     [InlineData("Decisions:PruneInterval", "00:00:00", "greater than zero")]
     [InlineData("Decisions:QueueCapacity", "0", "1 or more")]
     [InlineData("Decisions:CommitInterval", "-00:00:01", "zero or more")]
+    [InlineData("Decisions:RetryInterval", "00:00:00", "greater than zero")]
     [InlineData("Decisions:WhenUnrecorded", "closed", "serve (run calls the decision log cannot record) or refuse (answer them 503)")]
     [InlineData("Decisions:WhenUnrecorded", "", "serve (run calls the decision log cannot record) or refuse (answer them 503)")]
     [InlineData("Execution:DefaultTimeout", "00:00:00", "greater than zero")]
