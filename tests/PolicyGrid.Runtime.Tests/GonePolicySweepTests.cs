@@ -152,7 +152,7 @@ public sealed class GonePolicySweepTests : IAsyncDisposable
             }).Build()).BuildServiceProvider();
 
         await using (var services = Compose("00:05:00", dir))
-            services.GetServices<IHostedService>().OfType<PeriodicPruning>().ShouldHaveSingleItem().ShouldBeOfType<GonePolicySweep>();
+            services.GetServices<IHostedService>().OfType<GonePolicySweep>().ShouldHaveSingleItem();
 
         await using (var services = Compose("-00:00:01", dir))
         {
