@@ -17,33 +17,36 @@ public static class DocumentPruning
         {
             var page = await store.QueryAsync(collection, new DocumentQuery(filter, [], 0, DocumentQuery.MaxLimit), ct);
             if (page.Count == 0) return removed;
-            removed += await DeleteAsync(store, collection, page, ct);
+            removed += await DeleteAsync(store, collection, [.. page.Select(d => d.Id)], ct);
         }
     }
 
     /// <summary>
     /// Deletes the documents matching <paramref name="filter"/> that come after the first <paramref name="keep"/> in
-    /// <paramref name="order"/> (newest first, to keep the newest); answers how many went.
+    /// <paramref name="order"/> (newest first, to keep the newest); answers how many went. A store that offers
+    /// <see cref="IDocumentRankStore"/> (Dapr's) is asked for them in one pass: page after page at skip
+    /// <paramref name="keep"/>, it read the kept documents again for every page, and once more to find none left.
     /// </summary>
     public static async Task<int> DeleteBeyondAsync(IDocumentStore store, string collection, FilterNode filter, SortKey order, int keep, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(store);
         ArgumentOutOfRangeException.ThrowIfNegative(keep);
+        if (store is IDocumentRankStore ranks) return await DeleteAsync(store, collection, await ranks.IdsBeyondAsync(collection, filter, order, keep, ct), ct);
         var removed = 0;
         while (true)
         {
             var page = await store.QueryAsync(collection, new DocumentQuery(filter, [order], keep, DocumentQuery.MaxLimit), ct);
             if (page.Count == 0) return removed;
-            removed += await DeleteAsync(store, collection, page, ct);
+            removed += await DeleteAsync(store, collection, [.. page.Select(d => d.Id)], ct);
         }
     }
 
-    private static async Task<int> DeleteAsync(IDocumentStore store, string collection, IReadOnlyList<StoredDocument> page, CancellationToken ct)
+    private static async Task<int> DeleteAsync(IDocumentStore store, string collection, IReadOnlyList<string> ids, CancellationToken ct)
     {
         var removed = 0;
         // One that is gone already (deleted meanwhile) is not counted, and no query returns it again.
-        foreach (var doc in page)
-            if (await store.DeleteAsync(collection, doc.Id, null, ct) is not null) removed++;
+        foreach (var id in ids)
+            if (await store.DeleteAsync(collection, id, null, ct) is not null) removed++;
         return removed;
     }
 }

@@ -131,4 +131,55 @@ public sealed class DaprJobRetentionTests
 
         state.BulkReadKeys.ShouldBe(0); // it read all 2,520 to find nothing beyond the newest 2,520
     }
+
+    // Graph runs, many started in the same second (ties go by id), and 20 still running, straight into the state store.
+    private static FakeStateStore GraphRuns(DocumentQueryMode mode, int finished)
+    {
+        var state = new FakeStateStore().WithIdQueries();
+        var start = DateTimeOffset.UtcNow.AddHours(-1);
+        var all = finished + 20;
+        var ids = new List<string>();
+        for (var i = 0; i < all; i++)
+        {
+            var id = $"run-{(i * 7919) % all:D4}"; // ids in another order than their starts
+            state.Put(StateKeys.Document(Collections.GraphExecutions, id), new StateDocument(Collections.GraphExecutions, id, "r" + i, new System.Text.Json.Nodes.JsonObject
+            {
+                ["execution_id"] = id,
+                ["status"] = i >= finished ? PolicyGrid.Api.Graphs.ExecutionStatus.Running : "succeeded",
+                ["created_at"] = Timestamps.Format(start.AddSeconds(i / 3)),
+            }));
+            ids.Add(id);
+        }
+        if (mode == DocumentQueryMode.KeyIndex) state.Put(StateKeys.Index(Collections.GraphExecutions), new KeyIndex(ids));
+        return state;
+    }
+
+    private static async Task<(List<string> Left, int Reads)> GraphSweepAsync(DocumentQueryMode mode, int finished, int keep, bool pagedOnly)
+    {
+        var state = GraphRuns(mode, finished);
+        IDocumentStore store = StoreOf(state, mode);
+        if (pagedOnly) store = new PagedOnly(store);
+        var retention = new PolicyGrid.Api.Graphs.GraphExecutionRetention(store, Options.Create(new PolicyGrid.Api.Graphs.GraphExecutionOptions { MaxFinishedExecutions = keep }),
+            TimeProvider.System, NullLogger<PolicyGrid.Api.Graphs.GraphExecutionRetention>.Instance);
+
+        (await retention.PruneAsync(Ct)).ShouldBe(finished - keep);
+
+        var left = state.Entries.Keys.Where(k => k.StartsWith(Collections.GraphExecutions + StateKeys.Separator, StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList();
+        return (left, state.BulkReadKeys + state.QueriedItems);
+    }
+
+    [Theory]
+    // As for jobs: paging read the newest kept runs again for each page it removed, and once more to find none left.
+    [InlineData(DocumentQueryMode.QueryApi, 2500, 500)]
+    [InlineData(DocumentQueryMode.KeyIndex, 600, 100)]
+    public async Task The_graph_run_count_sweep_removes_what_paging_removed_and_reads_each_run_once(DocumentQueryMode mode, int finished, int keep)
+    {
+        var paged = await GraphSweepAsync(mode, finished, keep, pagedOnly: true);
+        var ranked = await GraphSweepAsync(mode, finished, keep, pagedOnly: false);
+
+        ranked.Left.Count.ShouldBe(keep + 20);
+        ranked.Left.ShouldBe(paged.Left);
+        ranked.Reads.ShouldBe(2 * (finished + 20), "each run read once by the age sweep (none is old enough) and once by the count sweep");
+        paged.Reads.ShouldBeGreaterThan(ranked.Reads);
+    }
 }
