@@ -97,16 +97,7 @@ public sealed class ResidentPolicyLimitTests
     public async Task A_new_policy_is_refused_with_429_while_every_resident_policy_is_busy_and_runs_once_one_is_idle()
     {
         await using var pool = PoolFixture.NewPool(workers: 1, o => o.MaxResidentPolicies = 1);
-        var bundle = TestBundles.FromSource("""
-            import time
-
-            class AIOSv1PolicyRule:
-                def __init__(self, rule_id, settings, parameters):
-                    pass
-                def eval(self, parameters, input_data, context):
-                    time.sleep(input_data.get("sleep", 0))
-                    return {"done": True}
-            """);
+        var bundle = SleepingPolicy.Bundle();
         Task<JsonObject> Eval(string uri, double sleep) => PoolFixture.EvalAsync(pool, uri, bundle, new JsonObject { ["sleep"] = sleep }, deadlineSeconds: 10);
 
         var busy = Eval("busy:1.0-a", 1.5);
@@ -129,16 +120,7 @@ public sealed class InstanceReleaseTests
     public async Task Releasing_an_instance_that_waits_behind_a_slow_call_leaves_the_other_policies_free_to_make_room()
     {
         await using var pool = PoolFixture.NewPool(workers: 1, o => o.MaxResidentPolicies = 2);
-        var bundle = TestBundles.FromSource("""
-            import time
-
-            class AIOSv1PolicyRule:
-                def __init__(self, rule_id, settings, parameters):
-                    pass
-                def eval(self, parameters, input_data, context):
-                    time.sleep(input_data.get("sleep", 0))
-                    return {"done": True}
-            """);
+        var bundle = SleepingPolicy.Bundle();
         Task<JsonObject> Eval(string uri, double sleep, string? key = null) =>
             PoolFixture.EvalAsync(pool, uri, bundle, new JsonObject { ["sleep"] = sleep }, key: key, deadlineSeconds: 10);
         await Eval("idle:1.0-a", 0);                        // resident, and idle from now on: the one to make room
@@ -229,4 +211,19 @@ public sealed class ResidentPolicyThrashTests
 
         logs.Entries.Count(e => e.Level == Microsoft.Extensions.Logging.LogLevel.Warning && e.Message.Contains("PolicyGrid:Runtime:Pool:MaxResidentPolicies")).ShouldBe(1);
     }
+}
+
+/// <summary>A policy whose eval sleeps <c>input_data.sleep</c> seconds, then answers <c>{"done": true}</c>.</summary>
+internal static class SleepingPolicy
+{
+    public static BundleDirectory Bundle() => TestBundles.FromSource("""
+        import time
+
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                pass
+            def eval(self, parameters, input_data, context):
+                time.sleep(input_data.get("sleep", 0))
+                return {"done": True}
+        """);
 }
