@@ -67,6 +67,21 @@ public sealed class DocumentStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task A_write_that_finds_the_document_other_than_expected_says_so_in_the_words_every_store_uses()
+    {
+        // An update racing a delete reaches the user with the store's own words: they were "'nope' not found in policies"
+        // here and "policy 'nope' does not exist" on Dapr.
+        (await Should.ThrowAsync<PolicyGridException>(() => _store.ReplaceAsync("policies", "nope", Doc("{}"), null, Ct)))
+            .Message.ShouldBe("policy 'nope' does not exist (deleted meanwhile, or never stored)");
+        var v1 = await _store.CreateAsync("graph_executions", "g1", Doc("{}"), Ct);
+        (await Should.ThrowAsync<PolicyGridException>(() => _store.CreateAsync("graph_executions", "g1", Doc("{}"), Ct)))
+            .Message.ShouldBe("graph execution 'g1' already exists");
+        var v2 = await _store.ReplaceAsync("graph_executions", "g1", Doc("{}"), null, Ct);
+        (await Should.ThrowAsync<PolicyGridException>(() => _store.DeleteAsync("graph_executions", "g1", $"\"{v1.Revision}\"", Ct)))
+            .Message.ShouldBe($"graph execution 'g1' has changed since revision '\"{v1.Revision}\"' (If-Match; it is at '{v2.Revision}' now); read it again and retry");
+    }
+
+    [Fact]
     public async Task Delete_returns_the_deleted_document_and_honours_the_revision()
     {
         var v1 = await _store.CreateAsync("jobs", "j1", Doc("""{"state":"done"}"""), Ct);

@@ -87,10 +87,10 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
             // Some stores report a lost first-write race as a plain error rather than an ETag mismatch:
             // if the key exists now, it was a duplicate; otherwise the store really failed.
             if (!SidecarFailures.IsUnavailable(e) && (await ReadAsync(collection, id, ct)).Entry is { } there)
-                return there.Revision == entry.Revision ? ToStored(entry) : throw Duplicate(collection, id);
+                return there.Revision == entry.Revision ? ToStored(entry) : throw DocumentStoreProblems.Duplicate(collection, id);
             throw SidecarFailures.Translate(e, $"document store '{Store}'");
         }
-        if (!saved && !await LandedAsync(collection, id, entry, ct)) throw Duplicate(collection, id);
+        if (!saved && !await LandedAsync(collection, id, entry, ct)) throw DocumentStoreProblems.Duplicate(collection, id);
         return ToStored(entry);
     }
 
@@ -106,8 +106,8 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
     public async Task<StoredDocument> ReplaceAsync(string collection, string id, JsonObject body, string? expectedRevision, CancellationToken ct = default)
     {
         var (current, etag) = await ReadAsync(collection, id, ct);
-        if (current is null) throw Problems.NotFound($"{Singular(collection)} '{id}' does not exist");
-        if (expectedRevision is not null && expectedRevision != current.Revision) throw RevisionMismatch(collection, id, expectedRevision);
+        if (current is null) throw DocumentStoreProblems.Missing(collection, id);
+        if (expectedRevision is not null && expectedRevision != current.Revision) throw DocumentStoreProblems.ChangedSince(collection, id, expectedRevision, current.Revision);
         var entry = NewEntry(collection, id, body);
         if (!await TryWriteAsync(StateKeys.Document(collection, id), entry, etag, ct) && !await LandedAsync(collection, id, entry, ct))
             throw Problems.Conflict($"{Singular(collection)} '{id}' was changed by another writer at the same time; read it again and retry");
@@ -135,7 +135,7 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
     {
         var (current, etag) = await ReadAsync(collection, id, ct);
         if (current is null) return null;
-        if (expectedRevision is not null && expectedRevision != current.Revision) throw RevisionMismatch(collection, id, expectedRevision);
+        if (expectedRevision is not null && expectedRevision != current.Revision) throw DocumentStoreProblems.ChangedSince(collection, id, expectedRevision, current.Revision);
         bool deleted;
         try
         {
@@ -222,7 +222,7 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
             entries.Add(Entry(collection, key, JsonNode.Parse(json)!.AsObject())));
         if (entries.Count == 0) return;
         var keys = entries.Select(e => StateKeys.Document(collection, e.Id)).ToList();
-        if (entries.GroupBy(e => e.Id, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { } twice) throw Duplicate(collection, twice.Key);
+        if (entries.GroupBy(e => e.Id, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { } twice) throw DocumentStoreProblems.Duplicate(collection, twice.Key);
         IReadOnlyList<BulkStateItem> existing;
         try
         {
@@ -234,7 +234,7 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         }
         // BulkStateItem is a struct: pick the key, so that "none" is null.
         if (existing.Where(i => !string.IsNullOrEmpty(i.Value)).Select(i => i.Key).FirstOrDefault() is { } taken)
-            throw Duplicate(collection, entries[keys.IndexOf(taken)].Id);
+            throw DocumentStoreProblems.Duplicate(collection, entries[keys.IndexOf(taken)].Id);
         if (Options.DocumentQueries == DocumentQueryMode.KeyIndex)
         {
             await UpdateIndexAsync(collection, ids =>
@@ -594,13 +594,5 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
 
     private static StoredDocument ToStored(StateDocument entry) => new(entry.Id, (JsonObject)entry.Doc.DeepClone(), entry.Revision);
 
-    private static PolicyGridException Duplicate(string collection, string id) =>
-        Problems.Conflict($"{Singular(collection)} '{id}' already exists");
-
-    private static PolicyGridException RevisionMismatch(string collection, string id, string expected) =>
-        Problems.Conflict($"{Singular(collection)} '{id}' has changed since revision '{expected}' (If-Match); read it again and retry");
-
-    // policies → policy, graph_executions → graph execution (errors once said "policie 'x' already exists").
-    internal static string Singular(string collection) => (collection.EndsWith("ies", StringComparison.Ordinal) ? collection[..^3] + "y"
-        : collection.EndsWith('s') ? collection[..^1] : collection).Replace('_', ' ');
+    private static string Singular(string collection) => DocumentStoreProblems.Singular(collection);
 }

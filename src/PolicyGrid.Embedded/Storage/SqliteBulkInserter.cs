@@ -51,7 +51,7 @@ internal sealed class SqliteBulkInserter(Func<CancellationToken, Task<SqliteConn
                 Check(db, raw.sqlite3_bind_int64(insert, 3, ++revision));
                 var rc = raw.sqlite3_step(insert);
                 if (rc != raw.SQLITE_DONE && raw.sqlite3_extended_errcode(db) == PrimaryKeyTaken)
-                    throw Problems.Conflict($"'{key}' already exists in {collection}");
+                    throw DocumentStoreProblems.Duplicate(collection, key);
                 Check(db, rc, raw.SQLITE_DONE);
                 raw.sqlite3_reset(insert);
             });

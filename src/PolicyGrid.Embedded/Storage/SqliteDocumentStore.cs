@@ -50,7 +50,7 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
         await using var connection = await OpenAsync(table, ct);
         using var tx = connection.BeginTransaction();
         if (Exists(connection, tx, table, id))
-            throw Problems.Conflict($"'{id}' already exists in {collection}");
+            throw DocumentStoreProblems.Duplicate(collection, id);
         var revision = NextRevision(connection, tx);
         Write(connection, tx, $"INSERT INTO \"{table}\"(id, body, revision) VALUES ($id, $body, $rev)", id, json, revision);
         tx.Commit();
@@ -83,7 +83,7 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
         var json = Serialize(body);
         await using var connection = await OpenAsync(table, ct);
         using var tx = connection.BeginTransaction();
-        var current = Read(connection, tx, table, id) ?? throw Problems.NotFound($"'{id}' not found in {collection}");
+        var current = Read(connection, tx, table, id) ?? throw DocumentStoreProblems.Missing(collection, id);
         CheckRevision(collection, id, current, expectedRevision);
         var revision = NextRevision(connection, tx);
         Write(connection, tx, $"UPDATE \"{table}\" SET body = $body, revision = $rev WHERE id = $id", id, json, revision);
@@ -239,7 +239,7 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
     private static void CheckRevision(string collection, string id, StoredDocument current, string? expected)
     {
         if (expected is not null && !string.Equals(Unquote(expected), current.Revision, StringComparison.Ordinal))
-            throw Problems.Conflict($"'{id}' in {collection} was changed by someone else (revision {current.Revision}, you sent {expected}); read it again and retry");
+            throw DocumentStoreProblems.ChangedSince(collection, id, expected, current.Revision);
     }
 
     /// <summary>Accepts an ETag with or without its HTTP quotes.</summary>

@@ -244,7 +244,7 @@ public sealed class DaprStateDocumentStoreTests
         var e = await Should.ThrowAsync<PolicyGridException>(() => store.ReplaceAsync(Collections.Policies, "ip:1.0-beta", Policy("ip", status: "retired"), created.Revision, Ct));
 
         e.Status.ShouldBe(409);
-        e.Message.ShouldContain(created.Revision);
+        e.Message.ShouldBe($"policy 'ip:1.0-beta' has changed since revision '{created.Revision}' (If-Match; it is at '{(await store.GetAsync(Collections.Policies, "ip:1.0-beta", Ct))!.Revision}' now); read it again and retry");
         await state.Client.DidNotReceiveWithAnyArgs().TrySaveStateAsync<StateDocument>(default!, default!, default!, default!, default, default, default);
     }
 
@@ -266,7 +266,7 @@ public sealed class DaprStateDocumentStoreTests
     {
         var e = await Should.ThrowAsync<PolicyGridException>(() => state.Store().ReplaceAsync(Collections.Executors, "gpu", new JsonObject(), null, Ct));
         e.Status.ShouldBe(404);
-        e.Message.ShouldContain("executor 'gpu'");
+        e.Message.ShouldBe("executor 'gpu' does not exist (deleted meanwhile, or never stored)"); // as SQLite says it
     }
 
     [Fact]
