@@ -3,8 +3,9 @@ using PolicyGrid.Core.Querying;
 namespace PolicyGrid.Core.Ports;
 
 /// <summary>
-/// Retention through any <see cref="IDocumentStore"/>: a page of matching documents at a time, each deleted by
-/// id. For low-volume collections, and the fallback of stores without <see cref="IDocumentTrimStore"/>.
+/// Retention through any <see cref="IDocumentStore"/>: a page of matching documents at a time, deleted by id (all
+/// together when the store offers <see cref="IDocumentBulkDeleteStore"/>, else one by one). For low-volume collections,
+/// and the fallback of stores without <see cref="IDocumentTrimStore"/>.
 /// </summary>
 public static class DocumentPruning
 {
@@ -43,6 +44,7 @@ public static class DocumentPruning
 
     private static async Task<int> DeleteAsync(IDocumentStore store, string collection, IReadOnlyList<string> ids, CancellationToken ct)
     {
+        if (store is IDocumentBulkDeleteStore bulk) return (await bulk.DeleteManyAsync(collection, ids, ct)).Count;
         var removed = 0;
         // One that is gone already (deleted meanwhile) is not counted, and no query returns it again.
         foreach (var id in ids)

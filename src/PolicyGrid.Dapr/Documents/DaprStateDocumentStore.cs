@@ -28,9 +28,11 @@ namespace PolicyGrid.Dapr.Documents;
 /// read-modify-write of the whole index for every document.</item>
 /// <item>Retention by rank (<see cref="IdsBeyondAsync"/>): every match after the first N in one pass, where paging at skip N
 /// read the N again for every page.</item>
+/// <item>Retention's deletes (<see cref="DeleteManyAsync"/>): bulk reads and bulk deletes a page at a time, then one index
+/// update, where deleting one at a time rewrote the whole index for every document.</item>
 /// </list>
 /// </summary>
-public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions> options) : IDocumentStore, IDocumentBatchStore, IDocumentTrimStore, IDocumentSeekStore, IDocumentRankStore
+public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions> options) : IDocumentStore, IDocumentBatchStore, IDocumentTrimStore, IDocumentSeekStore, IDocumentRankStore, IDocumentBulkDeleteStore
 {
     private const string Store = DaprNames.Components.DocumentStore;
     private const int IndexAttempts = 8;
@@ -269,25 +271,77 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
             ? await DoomedFromIndexAsync(collection, idsBelow, keepNewest, ct)
             : await DoomedFromQueriesAsync(collection, idsBelow, keepNewest, ct);
         if (doomed.Count == 0) return 0;
-        foreach (var page in doomed.Chunk(Math.Max(1, Options.QueryPageSize)))
+        foreach (var page in doomed.Chunk(Math.Max(1, Options.QueryPageSize))) await DeleteBulkAsync(collection, page, ct);
+        // As in DeleteAsync, the index entries go after the documents: an id whose document is gone reads as missing.
+        if (Options.DocumentQueries == DocumentQueryMode.KeyIndex) await RemoveFromIndexAsync(collection, doomed, ct);
+        return doomed.Count;
+    }
+
+    /// <summary>
+    /// A page at a time (<see cref="DaprOptions.QueryPageSize"/>): one bulk read finds which documents exist, one bulk
+    /// delete removes those; then, with a key index, one update removes every deleted id from it. Only the ids found
+    /// existing are deleted, answered and taken out of the index: an id another writer deleted meanwhile is its to count,
+    /// and one whose document is missing because its create is still under way (the index entry is written first) stays.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> DeleteManyAsync(string collection, IReadOnlyList<string> ids, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        var deleted = new List<string>();
+        try
         {
-            // No ETag (the SDK sends none for null): an unconditional delete, like the index's own removal below.
-            try
+            foreach (var page in ids.Distinct(StringComparer.Ordinal).Chunk(Math.Max(1, Options.QueryPageSize)))
             {
-                await dapr.DeleteBulkStateAsync(Store, page.Select(id => new BulkDeleteStateItem(StateKeys.Document(collection, id), null!)).ToList(), ct);
+                var existing = await ExistingAsync(collection, page, ct);
+                if (existing.Count == 0) continue;
+                await DeleteBulkAsync(collection, existing, ct);
+                deleted.AddRange(existing);
             }
-            catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
-            {
-                throw SidecarFailures.Translate(e, $"document store '{Store}'");
-            }
+        }
+        catch (PolicyGridException) when (Options.DocumentQueries == DocumentQueryMode.KeyIndex && deleted.Count > 0)
+        {
+            // The pages deleted before the failure leave the index; the failed page's ids stay in it (any of its documents
+            // that did go read as missing, which queries skip), so no document still there is lost to queries.
+            await RemoveFromIndexAsync(collection, deleted, ct);
+            throw;
         }
         // As in DeleteAsync, the index entries go after the documents: an id whose document is gone reads as missing.
-        if (Options.DocumentQueries == DocumentQueryMode.KeyIndex)
+        if (Options.DocumentQueries == DocumentQueryMode.KeyIndex && deleted.Count > 0) await RemoveFromIndexAsync(collection, deleted, ct);
+        return deleted;
+    }
+
+    // The ids of the page whose documents exist, in the page's order.
+    private async Task<List<string>> ExistingAsync(string collection, IReadOnlyList<string> ids, CancellationToken ct)
+    {
+        IReadOnlyList<BulkStateItem> items;
+        try
         {
-            var gone = new HashSet<string>(doomed, StringComparer.Ordinal);
-            await UpdateIndexAsync(collection, ids => ids.RemoveAll(gone.Contains) > 0, ct);
+            items = await dapr.GetBulkStateAsync(Store, ids.Select(id => StateKeys.Document(collection, id)).ToList(), parallelism: 8, cancellationToken: ct);
         }
-        return doomed.Count;
+        catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
+        {
+            throw SidecarFailures.Translate(e, $"document store '{Store}'");
+        }
+        var found = items.Where(i => !string.IsNullOrEmpty(i.Value)).Select(i => i.Key).ToHashSet(StringComparer.Ordinal);
+        return ids.Where(id => found.Contains(StateKeys.Document(collection, id))).ToList();
+    }
+
+    /// <summary>
+    /// Deletes the documents of <paramref name="ids"/> in one <c>DeleteBulkState</c> call, with no ETag (the SDK sends none
+    /// for null): unconditional, and a key already gone is no error (state.redis deletes with ETag "0", which matches any;
+    /// state.mongodb's DeleteOne without an ETag filter finds nothing and succeeds). Not a state transaction: state.mongodb
+    /// runs transactions only on a replica set (its Multi refuses a standalone server), where daprd's bulk delete works on
+    /// both, one delete per key; it is not atomic, so a failure may leave part of the page deleted.
+    /// </summary>
+    private async Task DeleteBulkAsync(string collection, IReadOnlyList<string> ids, CancellationToken ct)
+    {
+        try
+        {
+            await dapr.DeleteBulkStateAsync(Store, ids.Select(id => new BulkDeleteStateItem(StateKeys.Document(collection, id), null!)).ToList(), ct);
+        }
+        catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
+        {
+            throw SidecarFailures.Translate(e, $"document store '{Store}'");
+        }
     }
 
     private async Task<List<string>> DoomedFromIndexAsync(string collection, string? idsBelow, int? keepNewest, CancellationToken ct)
@@ -569,6 +623,12 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
 
     private Task RemoveFromIndexAsync(string collection, string id, CancellationToken ct) =>
         UpdateIndexAsync(collection, ids => ids.Remove(id), ct);
+
+    private Task RemoveFromIndexAsync(string collection, IReadOnlyCollection<string> gone, CancellationToken ct)
+    {
+        var removed = gone.ToHashSet(StringComparer.Ordinal);
+        return UpdateIndexAsync(collection, ids => ids.RemoveAll(removed.Contains) > 0, ct);
+    }
 
     private async Task UpdateIndexAsync(string collection, Func<List<string>, bool> change, CancellationToken ct)
     {
