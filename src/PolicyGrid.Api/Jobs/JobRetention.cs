@@ -74,15 +74,33 @@ public sealed class JobRetention(IDocumentStore store, JobResultTokens tokens, I
     {
         var launcher = services.GetService<IJobLauncher>(); // this server's own: the only one that keeps anything here
         var removed = 0;
+        // One deleted meanwhile (another replica's retention) is not counted; its log went with it there.
+        if (store is IDocumentBulkDeleteStore bulk)
+        {
+            // The Dapr store with a key index rewrote the whole id list for every job deleted one at a time. A page at a
+            // time, each page's jobs forgotten before the next is deleted: a store failure part way leaves at most the
+            // logs of one page's deleted jobs behind.
+            foreach (var page in ids.Chunk(DocumentQuery.MaxLimit))
+            {
+                var deleted = await bulk.DeleteManyAsync(Collections.Jobs, page, ct);
+                foreach (var id in deleted) await ForgetAsync(id, launcher, ct);
+                removed += deleted.Count;
+            }
+            return removed;
+        }
         foreach (var id in ids)
         {
-            // One deleted meanwhile (another replica's retention) is not counted; its log went with it there.
             if (await store.DeleteAsync(Collections.Jobs, id, null, ct) is null) continue;
             removed++;
-            await tokens.ForgetAsync(id, ct); // gone already once the job ended, unless that end's clean-up was cut short
-            if (launcher is not null) await launcher.ForgetAsync(id, ct);
+            await ForgetAsync(id, launcher, ct);
         }
         return removed;
+    }
+
+    private async Task ForgetAsync(string id, IJobLauncher? launcher, CancellationToken ct)
+    {
+        await tokens.ForgetAsync(id, ct); // gone already once the job ended, unless that end's clean-up was cut short
+        if (launcher is not null) await launcher.ForgetAsync(id, ct);
     }
 
     /// <summary>What a GET of a job that is not there may add: that ended jobs are removed, and when.</summary>
