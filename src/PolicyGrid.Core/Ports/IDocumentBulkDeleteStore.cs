@@ -4,8 +4,8 @@ namespace PolicyGrid.Core.Ports;
 /// Optional companion of <see cref="IDocumentStore"/> for stores where deleting one document costs far more than its
 /// share of deleting many: the Dapr store in key-index mode rewrites the collection's whole id list for every
 /// <see cref="IDocumentStore.DeleteAsync"/>, so a retention sweep deleting N documents one at a time wrote the N-long
-/// list N times. Retention (<see cref="DocumentPruning"/>) hands it each batch of ids it chose; stores without it are
-/// asked one id at a time.
+/// list N times. Retention (<see cref="DocumentPruning"/>, job retention) hands it each batch of ids it chose; stores
+/// without it are asked one id at a time.
 /// </summary>
 public interface IDocumentBulkDeleteStore
 {

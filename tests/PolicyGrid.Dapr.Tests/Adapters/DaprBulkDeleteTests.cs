@@ -210,27 +210,20 @@ public sealed class DaprBulkDeleteTests
     }
 
     /// <summary>The store as a plain <see cref="IDocumentStore"/> (retention deletes one at a time) that races another deleter.</summary>
-    private class Racing(DaprStateDocumentStore inner) : IDocumentStore
+    private class Racing(DaprStateDocumentStore inner) : PlainDocumentStore(inner)
     {
-        protected DaprStateDocumentStore Inner => inner;
+        protected DaprStateDocumentStore Inner { get; } = inner;
 
         /// <summary>Runs the other writer deleted between the sweep's listing and its deletes.</summary>
         public List<string> TakenByOther { get; } = [];
 
-        public async Task<IReadOnlyList<StoredDocument>> QueryAsync(string collection, DocumentQuery query, CancellationToken ct = default)
+        public override async Task<IReadOnlyList<StoredDocument>> QueryAsync(string collection, DocumentQuery query, CancellationToken ct = default)
         {
-            var page = await inner.QueryAsync(collection, query, ct);
+            var page = await base.QueryAsync(collection, query, ct);
             foreach (var doc in page.Where((_, i) => i % 4 == 0))
-                if (await inner.DeleteAsync(collection, doc.Id, null, ct) is not null) TakenByOther.Add(doc.Id);
+                if (await DeleteAsync(collection, doc.Id, null, ct) is not null) TakenByOther.Add(doc.Id);
             return page;
         }
-
-        public Task<StoredDocument?> GetAsync(string collection, string id, CancellationToken ct = default) => inner.GetAsync(collection, id, ct);
-        public Task<StoredDocument> CreateAsync(string collection, string id, JsonObject body, CancellationToken ct = default) => inner.CreateAsync(collection, id, body, ct);
-        public Task<StoredDocument> ReplaceAsync(string collection, string id, JsonObject body, string? expectedRevision, CancellationToken ct = default) =>
-            inner.ReplaceAsync(collection, id, body, expectedRevision, ct);
-        public Task<StoredDocument> UpsertAsync(string collection, string id, JsonObject body, CancellationToken ct = default) => inner.UpsertAsync(collection, id, body, ct);
-        public Task<StoredDocument?> DeleteAsync(string collection, string id, string? expectedRevision, CancellationToken ct = default) => inner.DeleteAsync(collection, id, expectedRevision, ct);
     }
 
     private sealed class RacingBulk(DaprStateDocumentStore inner) : Racing(inner), IDocumentBulkDeleteStore

@@ -42,18 +42,6 @@ public sealed class DaprJobRetentionTests
 
         (await store.QueryAsync(Collections.Jobs, DocumentQuery.All(), Ct)).Select(d => d.Id).Order(StringComparer.Ordinal).ShouldBe(["ended-1", "old-running", "pending"]);
     }
-    /// <summary>The store as a plain <see cref="IDocumentStore"/>: job retention then pages through it as it did before.</summary>
-    private sealed class PagedOnly(IDocumentStore inner) : IDocumentStore
-    {
-        public Task<StoredDocument?> GetAsync(string collection, string id, CancellationToken ct = default) => inner.GetAsync(collection, id, ct);
-        public Task<StoredDocument> CreateAsync(string collection, string id, System.Text.Json.Nodes.JsonObject body, CancellationToken ct = default) => inner.CreateAsync(collection, id, body, ct);
-        public Task<StoredDocument> ReplaceAsync(string collection, string id, System.Text.Json.Nodes.JsonObject body, string? expectedRevision, CancellationToken ct = default) =>
-            inner.ReplaceAsync(collection, id, body, expectedRevision, ct);
-        public Task<StoredDocument> UpsertAsync(string collection, string id, System.Text.Json.Nodes.JsonObject body, CancellationToken ct = default) => inner.UpsertAsync(collection, id, body, ct);
-        public Task<StoredDocument?> DeleteAsync(string collection, string id, string? expectedRevision, CancellationToken ct = default) => inner.DeleteAsync(collection, id, expectedRevision, ct);
-        public Task<IReadOnlyList<StoredDocument>> QueryAsync(string collection, DocumentQuery query, CancellationToken ct = default) => inner.QueryAsync(collection, query, ct);
-    }
-
     // Ended jobs, many ending in the same second (ties go by id), and 20 still running, straight into the state store.
     private static FakeStateStore Jobs(DocumentQueryMode mode, int ended)
     {
@@ -85,7 +73,7 @@ public sealed class DaprJobRetentionTests
     {
         var state = Jobs(mode, ended);
         IDocumentStore store = StoreOf(state, mode);
-        if (pagedOnly) store = new PagedOnly(store);
+        if (pagedOnly) store = new PlainDocumentStore(store);
         var launcher = Substitute.For<IJobLauncher>();
         var forgotten = new List<string>();
         launcher.ForgetAsync(Arg.Do<string>(forgotten.Add), Arg.Any<CancellationToken>()).Returns(Task.CompletedTask);
@@ -166,7 +154,7 @@ public sealed class DaprJobRetentionTests
     {
         var state = GraphRuns(mode, finished);
         IDocumentStore store = StoreOf(state, mode);
-        if (pagedOnly) store = new PagedOnly(store);
+        if (pagedOnly) store = new PlainDocumentStore(store);
         var retention = new PolicyGrid.Api.Graphs.GraphExecutionRetention(store, Options.Create(new PolicyGrid.Api.Graphs.GraphExecutionOptions { MaxFinishedExecutions = keep }),
             TimeProvider.System, NullLogger<PolicyGrid.Api.Graphs.GraphExecutionRetention>.Instance);
 
