@@ -49,12 +49,10 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
     private string? _savedContext;
     private string? _savedState;
     // Management actions that succeeded on an instance of a class without get_state, oldest first: what an instance
-    // created from the deployment lacks. Empty for a class with get_state (its saved state includes them).
-    private List<JournalEntry> _journal = [];
+    // created from the deployment lacks, replayed on it first. Empty for a class with get_state (its saved state includes them).
+    private readonly ManagementJournal _journal;
     // How many entries actor state holds: entries are only appended or all dropped, so a count says what changed.
     private int _savedJournal;
-    // Whether the live instance may lack the journal (it is, or will be, created from the deployment): replayed first.
-    private bool _replay;
 
     // The documents' policies: a call or management action whose policy is retired does not run (null in tests without a store).
     private readonly PolicyCatalog? _policies;
@@ -70,6 +68,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         _policies = policies;
         _decisions = decisions;
         _options = options.Value;
+        _journal = new ManagementJournal(pool, InstanceKey, () => $"function {_deployment?.Name ?? FunctionActors.FunctionName(Id)} (actor {Id.GetId()})", Logger);
         // Tests hand in their own state manager; the runtime's is used otherwise.
         if (stateManager is not null) StateManager = stateManager;
     }
@@ -90,8 +89,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             // Read and loaded before anything of this actor changes: a deployment that cannot load leaves the one before
             // it (its policy, context and state) as it was, in memory as in actor state, and answers why.
             var (load, policy) = await ReadSpecAsync(deployment);
-            await _pool.ReleaseAsync(InstanceKey);
-            _replay = true;
+            await _journal.DropInstanceAsync();
             try
             {
                 // Load now: a policy that cannot load fails the deployment, not its first caller.
@@ -204,7 +202,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             var reply = await InvokeAsync(load, PolicyMethods.Management, new JsonObject { ["action"] = request.Action, ["data"] = data.DeepClone() });
             // An answer that is no dict fails before anything is journalled, as if management had raised.
             var answer = FunctionSpec.ManagementAnswer(reply, _deployment!.Name, request.Action);
-            if (_keepsState == false && !readOnly) _journal.Add(new JournalEntry(request.Action, data.ToJsonString()));
+            if (_keepsState == false && !readOnly) _journal.Add(request.Action, data);
             return answer;
         }, $"management '{request.Action}'");
     }
@@ -238,7 +236,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
     {
         ["context"] = _context.DeepClone(),
         ["state"] = _state?.DeepClone(),
-        ["journal"] = JsonSerializer.Serialize(_journal),
+        ["journal"] = _journal.ToJson(),
     }));
 
     public async Task<FunctionReply> RestartFromAsync(FunctionActorSnapshot snapshot)
@@ -257,21 +255,20 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             if (from["state"] is JsonObject state)
             {
                 // A class with get_state: the other replica's context and state include the action; set_state restores them.
-                (_context, _state, _journal) = (from["context"] as JsonObject is { } c ? (JsonObject)c.DeepClone() : [], (JsonObject)state.DeepClone(), []);
-                _replay = false;
+                (_context, _state) = (from["context"] as JsonObject is { } c ? (JsonObject)c.DeepClone() : [], (JsonObject)state.DeepClone());
+                _journal.Reset([], replayDue: false);
             }
             else
             {
                 // Without: its instance cannot be copied, its journal can; a fresh instance replays it before the next call.
-                _journal = from["journal"]?.GetValue<string>() is { } journal ? JsonSerializer.Deserialize<List<JournalEntry>>(journal) ?? [] : [];
-                _replay = true;
+                _journal.Reset(ManagementJournal.FromJson(from["journal"]?.GetValue<string>()), replayDue: true);
             }
             var context = _context.ToJsonString();
             if (context != _savedContext) await StateManager.SetStateAsync(ContextKey, _savedContext = context);
             var saved = _state?.ToJsonString();
             if (saved is not null && saved != _savedState) await StateManager.SetStateAsync(StateKey, _savedState = saved);
             if (_journal.Count == 0) await StateManager.TryRemoveStateAsync(JournalKey);
-            else await StateManager.SetStateAsync(JournalKey, JsonSerializer.Serialize(_journal));
+            else await StateManager.SetStateAsync(JournalKey, _journal.ToJson());
             _savedJournal = _journal.Count;
             await StateManager.SaveStateAsync();
             return FunctionReply.Success([]);
@@ -296,7 +293,8 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
     {
         (_deployment, _load, _policy) = (deployment, load, policy);
         (_context, _state, _savedContext, _savedState) = ([], null, null, null);
-        (_journal, _savedJournal, _replay) = ([], 0, false);
+        _journal.Reset([], replayDue: false);
+        _savedJournal = 0;
         _loaded = true;
     }
 
@@ -319,31 +317,19 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             await LoadOrFailAsync();
             var load = _load ?? throw Problems.NotFound($"function '{FunctionActors.FunctionName(Id)}' is not deployed");
             if (checkRetired is not null) await EnsureNotRetiredAsync(checkRetired);
-            if (_replay) await ReplayAsync(load);
             var calls = _calls;
             var (context0, state0) = (_context, _state);
             JsonObject result;
             try
             {
-                try
+                // The journal is replayed first when the instance may lack it; when the pool recreated the instance without
+                // it (evicted, or its worker replaced) under the method, that answer is dropped with the instance, and the
+                // turn runs again once the journal is back.
+                result = await _journal.RunAsync(() => work(load), entry => InvokeAsync(load, PolicyMethods.Management, new JsonObject
                 {
-                    result = await work(load);
-                }
-                catch (InstanceRecreated)
-                {
-                    // The pool recreated the instance without the journal (evicted, or its worker replaced) and the method
-                    // ran there: that answer is dropped with the instance, and the turn runs again once the journal is back.
-                    (_context, _state) = (context0, state0);
-                    await ReplayAsync(load);
-                    try
-                    {
-                        result = await work(load);
-                    }
-                    catch (InstanceRecreated)
-                    {
-                        throw Problems.BackendUnavailable($"function {_deployment!.Name}: the worker pool recreated its instance twice in one turn; retry");
-                    }
-                }
+                    ["action"] = entry.Action,
+                    ["data"] = JsonNode.Parse(entry.DataJson),
+                }, replaying: true), () => (_context, _state) = (context0, state0));
             }
             catch (PolicyGridException e) when (e.Code == ErrorCodes.PolicyError)
             {
@@ -352,16 +338,14 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
                 // reactivation recreates it: with set_state(saved), or, for a class without get_state, from the deployment
                 // with the journal replayed first. That instance used to be kept, holding a change no journal had.
                 (_context, _state) = (context0, state0);
-                await _pool.ReleaseAsync(InstanceKey);
-                _replay = true;
+                await _journal.DropInstanceAsync();
                 throw;
             }
             catch (PolicyGridException e) when (e.Code is ErrorCodes.PolicyCrashed or ErrorCodes.PolicyMemoryLimit or ErrorCodes.PolicyTimeout)
             {
                 // The worker that held the instance is (or may be) replaced: the next turn's instance is created from the
                 // deployment, and dropped here so the journal is never applied twice to one that survived.
-                await _pool.ReleaseAsync(InstanceKey);
-                _replay = true;
+                await _journal.DropInstanceAsync();
                 throw;
             }
             await SaveTurnAsync(calls);
@@ -425,93 +409,27 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         if (_journal.Count != _savedJournal)
         {
             if (_journal.Count == 0) await StateManager.TryRemoveStateAsync(JournalKey);
-            else await StateManager.SetStateAsync(JournalKey, JsonSerializer.Serialize(_journal));
+            else await StateManager.SetStateAsync(JournalKey, _journal.ToJson());
             _savedJournal = _journal.Count;
             changed = true;
         }
         if (changed) await StateManager.SaveStateAsync();
     }
 
-    /// <summary>
-    /// Applies the journal, in order, to an instance created from the deployment, before the turn runs anything else.
-    /// An entry that fails fails the turn with its status (422, or 504 past the deadline) naming the entry, and the
-    /// instance is dropped: the next turn starts again from the deployment, so no call is answered without the actions.
-    /// </summary>
-    private async Task ReplayAsync(PolicyLoadSpec load)
-    {
-        var restarts = 0;
-        for (var i = 0; i < _journal.Count; i++)
-        {
-            var entry = _journal[i];
-            try
-            {
-                await InvokeAsync(load, PolicyMethods.Management, new JsonObject
-                {
-                    ["action"] = entry.Action,
-                    ["data"] = JsonNode.Parse(entry.DataJson),
-                }, replaying: true);
-                if (_created && i > 0) throw new InstanceRecreated();
-            }
-            catch (Exception e) when (i > 0 && (e is InstanceRecreated || e is PolicyRaisedOnNewInstanceException { KeepsState: false }))
-            {
-                // The pool dropped the instance part way (evicted, its worker replaced): the new one ran this entry without
-                // those before it. Replayed from the first entry on a fresh instance, or the actor would answer without them.
-                await _pool.ReleaseAsync(InstanceKey);
-                Logger.LogWarning("function actor {Actor}: its instance was recreated while it replayed management '{Action}' (journal entry {Entry} of {Entries}); replaying from the first entry",
-                    Id.GetId(), entry.Action, i + 1, _journal.Count);
-                if (++restarts > MaxReplayRestarts)
-                    throw Problems.BackendUnavailable($"function {_deployment!.Name} (actor {Id.GetId()}): the worker pool dropped its instance " +
-                        $"{restarts} times while it replayed its management journal; retry");
-                i = -1;
-            }
-            catch (PolicyGridException e)
-            {
-                await _pool.ReleaseAsync(InstanceKey);
-                Logger.LogWarning("function actor {Actor} could not replay management '{Action}' (journal entry {Entry} of {Entries}): {Reason}",
-                    Id.GetId(), entry.Action, i + 1, _journal.Count, e.Message);
-                throw new PolicyGridException(e.Status, e.Code,
-                    $"function {_deployment!.Name} (actor {Id.GetId()}) could not apply management '{entry.Action}' (journal entry {i + 1} of {_journal.Count}) " +
-                    $"again after its instance was recreated: {e.Message}; it tries again before its next call");
-            }
-        }
-        _replay = false;
-    }
-
     // The saved state rides along: when the pool (re)creates the instance it calls set_state with it first. The
     // instance's get_state() comes back in the same worker round trip.
-    // An instance the pool created for a method outside a replay lacks the journal: it is dropped (InstanceRecreated),
-    // whether the method answered there or raised.
+    // An instance the pool created for a method outside a replay lacks the journal: the journal drops it and the turn runs
+    // again after the replay (ManagementJournal.InvokeAsync), whether the method answered there or raised.
     // A call or management action (not a replay) takes the policy's check into the pool: one that waited there for the
     // policy's worker (busy with another function or replica of the same policy) is not sent once the policy was retired
     // meanwhile (410), as on serve; the check at the start of the turn (EnsureNotRetiredAsync) saw it active.
     private async Task<JsonNode?> InvokeAsync(PolicyLoadSpec load, string method, JsonObject arguments, bool replaying = false)
     {
-        _created = false;
-        PolicyAnswer answer;
-        try
-        {
-            answer = await _pool.InvokeWithStateAsync(new PolicyInvocation(InstanceKey, load, method, arguments, _options.CallTimeout, _state)
-                { StartCheck = replaying ? null : PolicyCheck(method), KeepsWarm = true });
-        }
-        catch (PolicyRaisedOnNewInstanceException e) when (!replaying && !e.KeepsState && _journal.Count > 0)
-        {
-            // The method raised on such an instance: perhaps only for lack of the journal, and the instance, kept, would
-            // answer without it until it was lost again. Dropped the same way; the rerun's answer or error is the turn's.
-            _keepsState = false;
-            await _pool.ReleaseAsync(InstanceKey);
-            _replay = true;
-            throw new InstanceRecreated();
-        }
+        var answer = await _journal.InvokeAsync(new PolicyInvocation(InstanceKey, load, method, arguments, _options.CallTimeout, _state)
+            { StartCheck = replaying ? null : PolicyCheck(method), KeepsWarm = true }, replaying);
         _keepsState = answer.KeepsState;
-        _created = answer.Created;
         _state = !answer.KeepsState || answer.State is null ? null
             : answer.State as JsonObject ?? new JsonObject { ["value"] = answer.State.DeepClone() };
-        if (answer.Created && !replaying && !answer.KeepsState && _journal.Count > 0)
-        {
-            await _pool.ReleaseAsync(InstanceKey);
-            _replay = true;
-            throw new InstanceRecreated();
-        }
         return answer.Value;
     }
 
@@ -530,15 +448,6 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         }
         return method == PolicyMethods.Eval || method == PolicyMethods.Management ? made.Check : null;
     }
-
-    // Whether the pool created the instance the last method ran on (ReplayAsync reads it).
-    private bool _created;
-
-    /// <summary>How often one replay starts over because the pool dropped the instance part way, before the turn fails with a 503.</summary>
-    private const int MaxReplayRestarts = 3;
-
-    /// <summary>The pool created the instance a method ran on without the journal (see <see cref="InvokeAsync"/>).</summary>
-    private sealed class InstanceRecreated : Exception;
 
     /// <summary>
     /// <see cref="LoadAsync"/> in a turn (the first after a save the store refused reads everything again): a state store
@@ -576,20 +485,13 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
             var calls = await StateManager.TryGetStateAsync<long>(CallsKey);
             _calls = calls.HasValue ? calls.Value : 0;
             var journal = await StateManager.TryGetStateAsync<string>(JournalKey);
-            _journal = journal.HasValue ? JsonSerializer.Deserialize<List<JournalEntry>>(journal.Value) ?? [] : [];
+            _journal.Reset(ManagementJournal.FromJson(journal.HasValue ? journal.Value : null), replayDue: false);
             _savedJournal = _journal.Count;
             // Whatever instance the pool holds under this key is not known to have the journal: start it afresh.
-            if (_journal.Count > 0)
-            {
-                await _pool.ReleaseAsync(InstanceKey);
-                _replay = true;
-            }
+            if (_journal.Count > 0) await _journal.DropInstanceAsync();
         }
         _loaded = true;
     }
-
-    /// <summary>One management action the actor replays on an instance it recreates (the journal's JSON is a list of them).</summary>
-    private sealed record JournalEntry(string Action, string DataJson);
 
     /// <summary>The deployment's policy snapshot and what loads it; changes nothing of this actor.</summary>
     private async Task<(PolicyLoadSpec Load, JsonObject Policy)> ReadSpecAsync(FunctionActorDeployment deployment)
