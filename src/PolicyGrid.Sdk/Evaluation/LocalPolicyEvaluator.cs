@@ -96,6 +96,8 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
             throw new ArgumentException("Remote mode needs ExecutorId, the executor to call (e.g. local)", nameof(options));
         if (options.RevalidateInterval < TimeSpan.Zero)
             throw new ArgumentException($"RevalidateInterval must be zero or more, not {options.RevalidateInterval}", nameof(options));
+        if (options.MaxJournalEntries < 1)
+            throw new ArgumentException($"MaxJournalEntries must be 1 or more (management commands kept to rebuild a WorkerProcess instance), not {options.MaxJournalEntries}", nameof(options));
         if (options.MaxStaleness < TimeSpan.Zero && options.MaxStaleness != Timeout.InfiniteTimeSpan)
             throw new ArgumentException($"MaxStaleness must be zero or more (or Timeout.InfiniteTimeSpan), not {options.MaxStaleness}", nameof(options));
         // pythonnet needs code generated at run time: without it (a native AOT app) the first load threw pythonnet's own
@@ -204,18 +206,22 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
             return Remote(await _client.ManagementResponseAsync(_options.ExecutorId, request, ct));
         }
         var held = Current(ct);
+        var commands = held.Document["management_commands_schema"] as JsonArray;
         try
         {
             // As executors check it, so local and remote agree: an unlisted action or data breaking its schema is a 400.
-            ManagementCommands.Ensure(held.Document["management_commands_schema"] as JsonArray, _options.PolicyRuleUri, action, data ?? new JsonObject());
+            ManagementCommands.Ensure(commands, _options.PolicyRuleUri, action, data ?? new JsonObject());
         }
         catch (PolicyGridException e)
         {
             var errors = new JsonArray([.. e.Errors.Select(f => (JsonNode)new JsonObject { ["path"] = f.Path, ["message"] = f.Message })]);
             throw new PolicyGridApiException(e.Status, e.Code, e.Message, errors, e);
         }
-        return await held.Instance!.ManagementAsync(action, data, ct);
+        return await held.Instance!.ManagementAsync(action, data, ManagementCommands.IsReadOnly(commands, action), ct);
     }
+
+    /// <summary>The worker processes of a <see cref="LocalIsolation.WorkerProcess"/> evaluator alive now (none otherwise).</summary>
+    internal IReadOnlyList<WorkerProcess> LiveWorkers() => _pool?.LiveWorkers() ?? [];
 
     /// <summary>Re-reads the policy's revision now (and reloads it if it changed) instead of waiting for the interval.</summary>
     public Task RefreshAsync(CancellationToken ct = default) =>
@@ -410,10 +416,11 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
             var bundle = await _bundles!.GetAsync(code, codeSha256, ct);
             if (_pool is not null)
             {
-                // Pinned: what management commands did lives only in this instance, so the worker must never drop it to make
-                // room for the instances of calls giving their own parameters (MaxInstancesPerWorker below 17 did, silently).
-                var worker = new WorkerProcessPolicy(_pool, new PolicyLoadSpec(_options.PolicyRuleUri, bundle, settings, parameters) { Pinned = true },
-                    deadline, _held?.Instance as WorkerProcessPolicy);
+                // Pinned: the worker never drops it to make room for the instances of calls giving their own parameters
+                // (MaxInstancesPerWorker below 17 did, silently losing what management commands had done), and one its worker's
+                // end recreates is rebuilt from its state or its journal before it runs anything.
+                var worker = WorkerProcessPolicy.Journalled(_pool, new PolicyLoadSpec(_options.PolicyRuleUri, bundle, settings, parameters),
+                    deadline, _options.MaxJournalEntries, _logger, _held?.Instance as WorkerProcessPolicy);
                 await worker.WarmAsync(ct);
                 instance = worker;
             }

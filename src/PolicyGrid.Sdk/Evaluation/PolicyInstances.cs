@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
 using Python.Runtime;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Runtime.Bundles;
@@ -18,7 +19,8 @@ internal interface IPolicyInstance
 
     ValueTask<JsonObject> EvalAsync(JsonNode? input, JsonObject? parameters, CancellationToken ct);
 
-    ValueTask<JsonNode?> ManagementAsync(string action, JsonNode? data, CancellationToken ct);
+    /// <param name="readOnly">The policy declares the command <c>read_only</c>: it changes nothing a recreated instance would lack.</param>
+    ValueTask<JsonNode?> ManagementAsync(string action, JsonNode? data, bool readOnly, CancellationToken ct);
 
     /// <summary>
     /// An instance of the same policy made with other <paramref name="parameters"/> (its <c>__init__</c> sees them, and its
@@ -219,7 +221,8 @@ internal sealed class InProcessPolicy : IPolicyInstance
     public ValueTask<JsonObject> EvalAsync(JsonNode? input, JsonObject? parameters, CancellationToken ct) =>
         ValueTask.FromResult(Eval(input, parameters, ct));
 
-    public ValueTask<JsonNode?> ManagementAsync(string action, JsonNode? data, CancellationToken ct)
+    // Nothing is kept to rebuild the instance: it lives as long as this process, and an update starts afresh (as a redeployed function).
+    public ValueTask<JsonNode?> ManagementAsync(string action, JsonNode? data, bool readOnly, CancellationToken ct)
     {
         string resultJson;
         _calls.Wait(ct);
@@ -259,17 +262,49 @@ internal sealed class InProcessPolicy : IPolicyInstance
 /// <summary>
 /// The policy in a separate worker process from the runtime's pool: a crash boundary, with the
 /// pool's deadline, memory and process limits. Context is kept here and travels with each call.
+/// <para>The evaluator's own instance (<see cref="Journalled"/>) is the one management commands change, and the pool may
+/// replace it (its worker crashed, overran its deadline or memory, was recycled): as a Type 4 function's instance, it is
+/// rebuilt before the next call runs anything, with <c>set_state</c> of the <c>get_state()</c> its last call left when
+/// the class has one, else by replaying, in order, the management commands that succeeded on it
+/// (<see cref="ManagementJournal"/>). It used to come back as <c>__init__</c> made it, silently.</para>
 /// </summary>
 #pragma warning disable CA1001 // the semaphore holds no wait handle; a call racing an update's swap may still use it
-internal sealed class WorkerProcessPolicy(PythonWorkerPool pool, PolicyLoadSpec load, TimeSpan deadline, WorkerProcessPolicy? predecessor = null)
-    : IPolicyInstance
+internal sealed class WorkerProcessPolicy : IPolicyInstance
 {
-    private readonly string _key = $"sdk:{load.RuleId}:{Guid.NewGuid():N}";
+    private readonly PythonWorkerPool _pool;
+    private readonly PolicyLoadSpec _load;
+    private readonly TimeSpan _deadline;
+    private readonly string _key;
 
     // Shared with the instance this one replaces on an update: the context carries over (as on the servers), and
     // a call still running on the old instance finishes before the first one here reads the context.
-    private readonly SharedContext _shared = predecessor?._shared ?? new SharedContext();
+    private readonly SharedContext _shared;
     private SemaphoreSlim _serial => _shared.Serial;
+
+    // The evaluator's own instance only (null for those made for a call's parameters, which management never reaches and
+    // the pool makes again from their spec): what rebuilds it when the pool recreates it.
+    private readonly ManagementJournal? _journal;
+    private readonly int _maxJournalEntries;
+    private JsonObject? _state; // its class's get_state() after the last call (null: it has none)
+    private bool? _keepsState; // whether its class has get_state, as the last answer said
+
+    /// <summary>The evaluator's own instance: pinned in its worker, and rebuilt as it was when the pool recreates it.</summary>
+    public static WorkerProcessPolicy Journalled(PythonWorkerPool pool, PolicyLoadSpec load, TimeSpan deadline, int maxJournalEntries, ILogger logger,
+        WorkerProcessPolicy? predecessor) =>
+        new(pool, load with { Pinned = true }, deadline, predecessor, maxJournalEntries, logger);
+
+    private WorkerProcessPolicy(PythonWorkerPool pool, PolicyLoadSpec load, TimeSpan deadline, WorkerProcessPolicy? predecessor,
+        int maxJournalEntries = 0, ILogger? logger = null)
+    {
+        _pool = pool;
+        _load = load;
+        _deadline = deadline;
+        _key = $"sdk:{load.RuleId}:{Guid.NewGuid():N}";
+        _shared = predecessor?._shared ?? new SharedContext();
+        _maxJournalEntries = maxJournalEntries;
+        // An update's instance starts without its predecessor's journal: as a redeployed function, from the new revision.
+        if (logger is not null) _journal = new ManagementJournal(pool, _key, () => $"policy {load.RuleId} (LocalPolicyEvaluator, WorkerProcess)", logger);
+    }
 
     private JsonObject _context
     {
@@ -306,7 +341,7 @@ internal sealed class WorkerProcessPolicy(PythonWorkerPool pool, PolicyLoadSpec 
             if (answer?["context"] is JsonObject context && answer["result"] is JsonObject) _context = (JsonObject)context.DeepClone();
             return answer?["result"] is JsonObject result
                 ? (JsonObject)result.DeepClone()
-                : throw new PolicyGridApiException(422, "policy_error", $"eval of {load.RuleId} returned {JsonText.Described(answer?["result"])}, not a dict");
+                : throw new PolicyGridApiException(422, "policy_error", $"eval of {_load.RuleId} returned {JsonText.Described(answer?["result"])}, not a dict");
         }
         finally
         {
@@ -314,13 +349,26 @@ internal sealed class WorkerProcessPolicy(PythonWorkerPool pool, PolicyLoadSpec 
         }
     }
 
-    public async ValueTask<JsonNode?> ManagementAsync(string action, JsonNode? data, CancellationToken ct)
+    public async ValueTask<JsonNode?> ManagementAsync(string action, JsonNode? data, bool readOnly, CancellationToken ct)
     {
         await _serial.WaitAsync(ct);
         try
         {
-            var answer = await Invoke(PolicyMethods.Management, new JsonObject { ["action"] = action, ["data"] = data?.DeepClone() ?? new JsonObject() }, ct);
-            return PolicyAnswer.ManagementResult(answer?.DeepClone(), load.RuleId);
+            var journal = _journal;
+            // Refused before it runs, as a Type 4 function refuses it: past the limit the action would live only on an instance
+            // that a replaced worker loses (an empty journal says nothing, so a limit below 1 would act as 1).
+            if (journal is not null && !readOnly && _keepsState == false && journal.Count > 0 && journal.Count >= _maxJournalEntries)
+                throw new PolicyGridApiException(409, ErrorCodes.Conflict,
+                    $"policy {_load.RuleId}: {journal.Count} management commands are kept to replay on a recreated worker instance (the limit, " +
+                    "LocalPolicyEvaluatorOptions.MaxJournalEntries) because the policy class has no get_state; give it get_state/set_state, declare " +
+                    "the commands that change nothing read_only in its management_commands_schema, or create a new evaluator to start afresh");
+            var payload = (JsonObject?)data?.DeepClone() ?? [];
+            var answer = PolicyAnswer.ManagementResult(
+                (await Invoke(PolicyMethods.Management, new JsonObject { ["action"] = action, ["data"] = payload.DeepClone() }, ct))?.DeepClone(), _load.RuleId);
+            // A class with get_state has every command in the state taken after it: nothing to replay.
+            if (_keepsState == true) journal?.Clear();
+            else if (!readOnly) journal?.Add(action, payload);
+            return answer;
         }
         finally
         {
@@ -333,7 +381,23 @@ internal sealed class WorkerProcessPolicy(PythonWorkerPool pool, PolicyLoadSpec 
         try
         {
             // Its management commands change the instance: an idle stop would lose them (IdleStopAfter).
-            return await pool.InvokeAsync(new PolicyInvocation(_key, load, method, arguments, deadline) { KeepsWarm = true }, ct);
+            if (_journal is not { } journal)
+                return await _pool.InvokeAsync(new PolicyInvocation(_key, _load, method, arguments, _deadline) { KeepsWarm = true }, ct);
+            try
+            {
+                // Each journal entry runs to its end whatever the caller's token does: one applied but not seen so would be
+                // applied twice when the replay starts over.
+                return await journal.RunAsync(() => InvokeKept(journal, method, arguments, replaying: false, ct),
+                    entry => InvokeKept(journal, PolicyMethods.Management,
+                        new JsonObject { ["action"] = entry.Action, ["data"] = JsonNode.Parse(entry.DataJson) }, replaying: true, CancellationToken.None),
+                    () => { });
+            }
+            catch (PolicyGridException e) when (e.Code is ErrorCodes.PolicyCrashed or ErrorCodes.PolicyMemoryLimit or ErrorCodes.PolicyTimeout)
+            {
+                // Its worker is (or may be) replaced: the next call rebuilds the instance before it runs.
+                await journal.DropInstanceAsync();
+                throw;
+            }
         }
         catch (PolicyGridException e)
         {
@@ -341,13 +405,24 @@ internal sealed class WorkerProcessPolicy(PythonWorkerPool pool, PolicyLoadSpec 
         }
     }
 
+    // The state the last call left rides along: when the pool recreates the instance it calls set_state with it first. The
+    // instance's get_state() comes back in the same worker round trip (the Type 4 protocol's with_state).
+    private async Task<JsonNode?> InvokeKept(ManagementJournal journal, string method, JsonObject arguments, bool replaying, CancellationToken ct)
+    {
+        var answer = await journal.InvokeAsync(new PolicyInvocation(_key, _load, method, arguments, _deadline, _state) { KeepsWarm = true }, replaying, ct);
+        _keepsState = answer.KeepsState;
+        _state = !answer.KeepsState || answer.State is null ? null
+            : answer.State as JsonObject ?? new JsonObject { ["value"] = answer.State.DeepClone() };
+        return answer.Value;
+    }
+
     /// <summary>Loads the instance now, so a policy that cannot load fails at creation, not first use.</summary>
     public async Task WarmAsync(CancellationToken ct) => await Invoke(PolicyMethods.Load, [], ct);
 
     public IPolicyInstance WithParameters(JsonObject parameters) =>
-        new WorkerProcessPolicy(pool, load with { Parameters = parameters, Pinned = false }, deadline, this); // made again from its spec when dropped
+        new WorkerProcessPolicy(_pool, _load with { Parameters = parameters, Pinned = false }, _deadline, this); // made again from its spec when dropped
 
-    public async ValueTask ReleaseAsync() => await pool.ReleaseAsync(_key);
+    public async ValueTask ReleaseAsync() => await _pool.ReleaseAsync(_key);
 }
 
 #pragma warning restore CA1001
