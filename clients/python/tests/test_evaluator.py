@@ -150,6 +150,22 @@ class AIOSv1PolicyRule:
         ev.refresh()
         self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.9"})["allowed"])
 
+    def test_an_update_that_reloads_starts_from_the_new_revision_as_a_redeployed_function_and_metadata_alone_keeps_it(self):
+        # A Type 4 function takes a new revision only by a redeployment, which starts afresh: its management actions were
+        # made for the old code and parameters. Local mode does the same when a re-read loads a new revision; the context
+        # carries over, as on the servers.
+        ev = self.evaluator()
+        ev.execute_mgmt_command("update_local_allowlist", {"ips": ["10.5.5.5"]})
+        self.registry.update(description="metadata only")
+        ev.refresh()
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.5.5.5"})["allowed"])
+        self.registry.update(policy_parameters={"local_allowlist": ["10.0.0.9"]})
+        ev.refresh()
+        self.assertFalse(ev.execute_policy_rule({"ip": "10.5.5.5"})["allowed"])
+        self.assertEqual(ev.execute_mgmt_command("get_state", {}), {"local_allowlist": ["10.0.0.9"]})
+        self.assertTrue(ev.execute_policy_rule({"ip": "10.0.0.9"})["allowed"])
+        self.assertEqual(ev.context["calls"], 3)
+
     def test_interval_zero_revalidates_on_every_call(self):
         ev = self.evaluator(revalidate_seconds=0)
         self.registry.update(policy_parameters={"local_allowlist": ["10.0.0.9"]})
