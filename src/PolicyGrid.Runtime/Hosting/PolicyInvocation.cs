@@ -9,9 +9,9 @@ public sealed record PolicyLoadSpec(string RuleId, BundleDirectory Bundle, JsonO
 {
     /// <summary>
     /// The instance made from this spec is never dropped to make room (past <see cref="WorkerPoolOptions.MaxInstancesPerWorker"/>)
-    /// nor routed afresh: only a release, or the end of its worker, ends it. For an instance whose state lives nowhere else and
-    /// cannot be rebuilt (an SDK evaluator's own, changed by management commands); instances that can be rebuilt (Type 4, with
-    /// their saved state) are dropped least recently used first.
+    /// nor routed afresh: only a release, or the end of its worker, ends it. For the one instance of its owner, changed by
+    /// management commands, which only a replay of all of them rebuilds (an SDK evaluator's own: <see cref="ManagementJournal"/>);
+    /// instances that are cheap to rebuild (Type 4, from their saved state) are dropped least recently used first.
     /// </summary>
     public bool Pinned { get; init; }
 }
