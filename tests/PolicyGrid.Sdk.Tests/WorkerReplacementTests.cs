@@ -115,6 +115,38 @@ public sealed class WorkerReplacementTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Get_state_runs_after_management_commands_only_so_calls_cost_what_they_did()
+    {
+        const string counting = """
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    self.allow, self.states = list(parameters.get("local_allowlist", [])), 0
+                def eval(self, parameters, input_data, context):
+                    return {"allowed": input_data["ip"] in self.allow, "states": self.states}
+                def management(self, action, data):
+                    self.allow.append(data["ip"])
+                def get_state(self):
+                    self.states += 1
+                    return {"allow": self.allow}
+                def set_state(self, state):
+                    self.allow = list(state["allow"])
+            """;
+        var document = EvaluatorTests.Document();
+        document.Remove("policy_input_schema");
+        var ev = await Evaluator(Registry(document, TestBundles.Zip(("code/function.py", counting))));
+        for (var i = 0; i < 3; i++)
+            (await ev.ExecutePolicyRuleAsync(Ip("10.0.0.1"), ct: Ct))["states"]!.GetValue<int>().ShouldBe(1); // the load's
+        await ev.ExecuteManagementCommandAsync("add_ip", new JsonObject { ["ip"] = "10.1.1.1" }, Ct);
+        (await ev.ExecutePolicyRuleAsync(Ip("10.1.1.1"), ct: Ct))["states"]!.GetValue<int>().ShouldBe(2);
+
+        await KillWorkerAsync(ev);
+
+        var after = await ev.ExecutePolicyRuleAsync(Ip("10.1.1.1"), ct: Ct);
+        after["allowed"]!.GetValue<bool>().ShouldBeTrue(); // set_state of the state the command left
+        after["states"]!.GetValue<int>().ShouldBe(0);
+    }
+
+    [Fact]
     public async Task A_class_without_get_state_replays_its_management_commands_in_order_on_a_replaced_worker()
     {
         var ev = await Evaluator(JournalledRegistry());

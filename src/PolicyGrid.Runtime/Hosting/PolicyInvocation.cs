@@ -52,6 +52,13 @@ public sealed record PolicyInvocation(
     /// </summary>
     public StartCheck? StartCheck { get; init; }
 
+    /// <summary>
+    /// For <see cref="PythonWorkerPool.InvokeWithStateAsync"/>: false runs no <c>get_state()</c> after the method (the answer's
+    /// <see cref="PolicyAnswer.State"/> is null and <see cref="PolicyAnswer.KeepsState"/> false), for a caller that needs
+    /// only <see cref="PolicyAnswer.Created"/> on this call and not the cost of writing the instance's state.
+    /// </summary>
+    public bool TakesState { get; init; } = true;
+
     /// <summary>How the 504 of a call not started names it ("call of policy ..."); by default from <see cref="PolicyLoadSpec.RuleId"/>.</summary>
     public string? Call { get; init; }
 

@@ -242,7 +242,7 @@ internal sealed class WorkerGroup : IAsyncDisposable
     public async Task<PolicyAnswer> InvokeWithStateAsync(PolicyInvocation call, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(call);
-        var reply = await RunAsync(call, once: false, withState: true, ct);
+        var reply = await RunAsync(call, once: false, withState: call.TakesState, ct);
         return new PolicyAnswer(Detach(reply, "value"), reply["keeps_state"]?.GetValue<bool>() == true, Detach(reply, "state"),
             reply["created"]?.GetValue<bool>() == true);
     }

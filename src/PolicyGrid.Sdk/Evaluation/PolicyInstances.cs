@@ -264,8 +264,8 @@ internal sealed class InProcessPolicy : IPolicyInstance
 /// pool's deadline, memory and process limits. Context is kept here and travels with each call.
 /// <para>The evaluator's own instance (<see cref="Journalled"/>) is the one management commands change, and the pool may
 /// replace it (its worker crashed, overran its deadline or memory, was recycled): as a Type 4 function's instance, it is
-/// rebuilt before the next call runs anything, with <c>set_state</c> of the <c>get_state()</c> its last call left when
-/// the class has one, else by replaying, in order, the management commands that succeeded on it
+/// rebuilt before the next call runs anything, with <c>set_state</c> of the <c>get_state()</c> its last management command
+/// (or its load) left when the class has one, else by replaying, in order, the management commands that succeeded on it
 /// (<see cref="ManagementJournal"/>). It used to come back as <c>__init__</c> made it, silently.</para>
 /// </summary>
 #pragma warning disable CA1001 // the semaphore holds no wait handle; a call racing an update's swap may still use it
@@ -387,7 +387,7 @@ internal sealed class WorkerProcessPolicy : IPolicyInstance
             {
                 // Each journal entry runs to its end whatever the caller's token does: one applied but not seen so would be
                 // applied twice when the replay starts over.
-                return await journal.RunAsync(() => InvokeKept(journal, method, arguments, replaying: false, ct),
+                return await journal.RunAsync(() => InvokeKept(journal, method, arguments, replaying: false, ct, takesState: method != PolicyMethods.Eval),
                     entry => InvokeKept(journal, PolicyMethods.Management,
                         new JsonObject { ["action"] = entry.Action, ["data"] = JsonNode.Parse(entry.DataJson) }, replaying: true, CancellationToken.None),
                     () => { });
@@ -405,11 +405,17 @@ internal sealed class WorkerProcessPolicy : IPolicyInstance
         }
     }
 
-    // The state the last call left rides along: when the pool recreates the instance it calls set_state with it first. The
-    // instance's get_state() comes back in the same worker round trip (the Type 4 protocol's with_state).
-    private async Task<JsonNode?> InvokeKept(ManagementJournal journal, string method, JsonObject arguments, bool replaying, CancellationToken ct)
+    // The state the last management command (or the load) left rides along: when the pool recreates the instance it calls
+    // set_state with it first. The instance's get_state() comes back in the same worker round trip (the Type 4 protocol's
+    // with_state). Not after eval, unlike Type 4, which persists it: writing the state on every call would cost each call
+    // what get_state() answers (about 1 ms for the sample's allowlist of 10,000 addresses), for the rare replaced worker;
+    // the commands, which the state holds, are what must survive.
+    private async Task<JsonNode?> InvokeKept(ManagementJournal journal, string method, JsonObject arguments, bool replaying, CancellationToken ct,
+        bool takesState = true)
     {
-        var answer = await journal.InvokeAsync(new PolicyInvocation(_key, _load, method, arguments, _deadline, _state) { KeepsWarm = true }, replaying, ct);
+        var answer = await journal.InvokeAsync(new PolicyInvocation(_key, _load, method, arguments, _deadline, _state) { KeepsWarm = true, TakesState = takesState },
+            replaying, ct);
+        if (!takesState) return answer.Value;
         _keepsState = answer.KeepsState;
         _state = !answer.KeepsState || answer.State is null ? null
             : answer.State as JsonObject ?? new JsonObject { ["value"] = answer.State.DeepClone() };
