@@ -265,7 +265,7 @@ internal sealed class InProcessPolicy : IPolicyInstance
 /// <para>The evaluator's own instance (<see cref="Journalled"/>) is the one management commands change, and the pool may
 /// replace it (its worker crashed, overran its deadline or memory, was recycled): as a Type 4 function's instance, it is
 /// rebuilt before the next call runs anything, with <c>set_state</c> of the <c>get_state()</c> its last management command
-/// (or its load) left when the class has one, else by replaying, in order, the management commands that succeeded on it
+/// left when the class has one, else by replaying, in order, the management commands that succeeded on it
 /// (<see cref="ManagementJournal"/>). It used to come back as <c>__init__</c> made it, silently.</para>
 /// </summary>
 #pragma warning disable CA1001 // the semaphore holds no wait handle; a call racing an update's swap may still use it
@@ -285,8 +285,8 @@ internal sealed class WorkerProcessPolicy : IPolicyInstance
     // the pool makes again from their spec): what rebuilds it when the pool recreates it.
     private readonly ManagementJournal? _journal;
     private readonly int _maxJournalEntries;
-    private JsonObject? _state; // its class's get_state() after the last call (null: it has none)
-    private bool? _keepsState; // whether its class has get_state, as the last answer said
+    private JsonObject? _state; // its class's get_state() after the last management command (null: none yet, or it has none)
+    private bool? _keepsState; // whether its class has get_state, as the last command's answer said (null before one)
 
     /// <summary>The evaluator's own instance: pinned in its worker, and rebuilt as it was when the pool recreates it.</summary>
     public static WorkerProcessPolicy Journalled(PythonWorkerPool pool, PolicyLoadSpec load, TimeSpan deadline, int maxJournalEntries, ILogger logger,
@@ -387,7 +387,7 @@ internal sealed class WorkerProcessPolicy : IPolicyInstance
             {
                 // Each journal entry runs to its end whatever the caller's token does: one applied but not seen so would be
                 // applied twice when the replay starts over.
-                return await journal.RunAsync(() => InvokeKept(journal, method, arguments, replaying: false, ct, takesState: method != PolicyMethods.Eval),
+                return await journal.RunAsync(() => InvokeKept(journal, method, arguments, replaying: false, ct, takesState: method == PolicyMethods.Management),
                     entry => InvokeKept(journal, PolicyMethods.Management,
                         new JsonObject { ["action"] = entry.Action, ["data"] = JsonNode.Parse(entry.DataJson) }, replaying: true, CancellationToken.None),
                     () => { });
@@ -405,11 +405,11 @@ internal sealed class WorkerProcessPolicy : IPolicyInstance
         }
     }
 
-    // The state the last management command (or the load) left rides along: when the pool recreates the instance it calls
-    // set_state with it first. The instance's get_state() comes back in the same worker round trip (the Type 4 protocol's
-    // with_state). Not after eval, unlike Type 4, which persists it: writing the state on every call would cost each call
-    // what get_state() answers (about 1 ms for the sample's allowlist of 10,000 addresses), for the rare replaced worker;
-    // the commands, which the state holds, are what must survive.
+    // The state the last management command left rides along: when the pool recreates the instance it calls set_state with
+    // it first. The instance's get_state() comes back in the same worker round trip (the Type 4 protocol's with_state). Not
+    // after eval, unlike Type 4, which persists it: writing the state on every call would cost each call what get_state()
+    // answers (about 1 ms for the sample's allowlist of 10,000 addresses), for the rare replaced worker; the commands, which
+    // the state holds, are what must survive. Nor after the load: before a command, __init__ makes the same instance.
     private async Task<JsonNode?> InvokeKept(ManagementJournal journal, string method, JsonObject arguments, bool replaying, CancellationToken ct,
         bool takesState = true)
     {
