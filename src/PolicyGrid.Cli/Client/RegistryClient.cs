@@ -44,30 +44,49 @@ public sealed class RegistryClient(HttpClient http, string? token, TimeSpan? ans
         return await ExchangeAsync(request, ct);
     }
 
+    /// <summary>GETs an answer that is text, not the envelope (a graph's diagram); a failure is still told by the envelope.</summary>
+    public async Task<string> GetTextAsync(string path, CancellationToken ct)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, path.TrimStart('/'));
+        using var response = await SendRawAsync(request, ct);
+        var text = await response.Content.ReadAsStringAsync(ct);
+        if (response.IsSuccessStatusCode) return text;
+        throw Failure(response, Envelope(text), text);
+    }
+
     private async Task<ServerAnswer> ExchangeAsync(HttpRequestMessage request, CancellationToken ct)
     {
         using var response = await SendRawAsync(request, ct);
         var text = await response.Content.ReadAsStringAsync(ct);
-        JsonNode? envelope = null;
-        try { envelope = text.Length > 0 ? JsonNode.Parse(text) : null; }
-        catch (JsonException) { }
+        var envelope = Envelope(text);
         if (envelope is JsonObject o && o["success"]?.GetValueKind() == JsonValueKind.True && response.StatusCode == HttpStatusCode.OK)
         {
             if (o["warnings"] is JsonArray warnings && warn is not null)
                 foreach (var warning in warnings) warn(warning?.ToString() ?? "");
             return new ServerAnswer(o["data"], response.Headers.ETag?.ToString(), response.Headers.Contains("Deprecation"));
         }
+        throw Failure(response, envelope, text);
+    }
+
+    private static JsonNode? Envelope(string text)
+    {
+        try { return text.Length > 0 ? JsonNode.Parse(text) : null; }
+        catch (JsonException) { return null; }
+    }
+
+    private static ServerFailureException Failure(HttpResponseMessage response, JsonNode? envelope, string text)
+    {
         if (envelope is JsonObject failure && failure["success"]?.GetValueKind() == JsonValueKind.False)
-            throw new ServerFailureException((int)response.StatusCode, failure["code"]?.ToString() ?? "", failure["message"]?.ToString() ?? text);
-        throw new ServerFailureException((int)response.StatusCode, "unexpected", $"the server answered {(int)response.StatusCode} without a PolicyGrid envelope: {Truncate(text)}");
+            return new ServerFailureException((int)response.StatusCode, failure["code"]?.ToString() ?? "", failure["message"]?.ToString() ?? text);
+        return new ServerFailureException((int)response.StatusCode, "unexpected", $"the server answered {(int)response.StatusCode} without a PolicyGrid envelope: {Truncate(text)}");
     }
 
     /// <summary>
     /// Sends with the token, waiting for the whole answer no longer than --http-timeout; a server that cannot be reached
     /// or does not answer is a <see cref="ServerFailureException"/> with status 0 (exit 3). For answers that are not the
-    /// envelope (a graph's diagram); the rest go through <see cref="ExchangeAsync"/>.
+    /// envelope (a graph's diagram, <see cref="GetTextAsync"/>) and those that are (<see cref="ExchangeAsync"/>).
     /// </summary>
-    public async Task<HttpResponseMessage> SendRawAsync(HttpRequestMessage request, CancellationToken ct)
+    private async Task<HttpResponseMessage> SendRawAsync(HttpRequestMessage request, CancellationToken ct)
     {
         if (token is not null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
         using var patience = CancellationTokenSource.CreateLinkedTokenSource(ct);

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Net.Http.Headers;
 using System.Text.Json.Nodes;
 using PolicyGrid.Cli.Client;
 using Spectre.Console;
@@ -41,7 +40,7 @@ public static class GraphCommands
         var command = new Command("delete", "Delete a graph") { uri };
         command.SetRun(env, async (parse, session, ct) =>
         {
-            var answer = await session.Client().DeleteAsync($"graphs/{parse.GetValue(uri)}", ct);
+            var answer = await session.Client().DeleteAsync($"graphs/{Uri.EscapeDataString(parse.GetValue(uri)!)}", ct);
             session.Show(answer.Data, console => console.MarkupLine($"deleted graph [bold]{Markup.Escape(answer.Data?["graph_uri"]?.ToString() ?? "")}[/]"));
             return CliCommon.Ok;
         });
@@ -77,15 +76,9 @@ public static class GraphCommands
         var command = new Command("diagram", "Print the graph as a Mermaid flowchart") { uri };
         command.SetRun(env, async (parse, session, ct) =>
         {
-            // Not an envelope: the diagram is text/vnd.mermaid, so it is read here rather than through the JSON client.
-            using var request = new HttpRequestMessage(HttpMethod.Get, $"graphs/{parse.GetValue(uri)}/diagram");
-            using var response = await session.Client().SendRawAsync(request, ct);
-            if (!response.IsSuccessStatusCode)
-            {
-                var failure = await session.Client().GetAsync($"graphs/{parse.GetValue(uri)}", ct); // answers the envelope's error
-                throw new ServerFailureException((int)response.StatusCode, "", $"no diagram for {parse.GetValue(uri)} ({failure.Data?["graph_uri"]})");
-            }
-            await session.Env.Out.WriteAsync(await response.Content.ReadAsStringAsync(ct));
+            // Not an envelope: the diagram is text/vnd.mermaid, so it is read apart from the JSON verbs.
+            var diagram = await session.Client().GetTextAsync($"graphs/{Uri.EscapeDataString(parse.GetValue(uri)!)}/diagram", ct);
+            await session.Env.Out.WriteAsync(diagram);
             return CliCommon.Ok;
         });
         return command;
