@@ -492,4 +492,70 @@ public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDi
         run.ExitCode.ShouldBe(2, run.Error);
         run.Error.ShouldContain("--http-timeout must be a number of seconds greater than 0");
     }
+
+    [Fact]
+    public async Task A_graph_uri_holding_a_path_reaches_no_other_resource()
+    {
+        // graph delete and diagram put the URI in the path unescaped: "../policy/<uri>" deleted that policy.
+        var name = Unique("cli_graph_path");
+        var dir = PolicyDir(name);
+        var uri = PolicyDocuments.Uri(name);
+        (await Run("policy", "push", dir, "--manifest", Path.Combine(workDir, $"{name}.json"))).ExitCode.ShouldBe(0);
+
+        var deleted = await Run("graph", "delete", $"../policy/{uri}");
+        var drawn = await Run("graph", "diagram", $"../policy/{uri}");
+
+        deleted.ExitCode.ShouldBe(1, deleted.Out);
+        deleted.Error.ShouldContain("no graph '../policy/");
+        drawn.ExitCode.ShouldBe(1, drawn.Out);
+        drawn.Error.ShouldStartWith($"error: no graph '../policy/{uri}' is registered");
+        drawn.Error.ShouldContain("(404 not_found)");
+        (await server.CreateClient().GetAsync($"/policy/{uri}", TestContext.Current.CancellationToken)).StatusCode.ShouldBe(System.Net.HttpStatusCode.OK);
+    }
+
+    [Fact]
+    public async Task A_json_value_given_as_at_file_is_read_from_that_file()
+    {
+        // The parser's response files took "@in.json" for command-line words and split the JSON at its spaces.
+        var client = server.CreateClient();
+        var uri = await Onboarding.SampleAsync(client, "ip_allowlist");
+        var input = Path.Combine(workDir, "input.json");
+        File.WriteAllText(input, "{\n  \"ip\": \"10.0.0.1\"\n}\n");
+        var filter = Path.Combine(workDir, "filter.json");
+        File.WriteAllText(filter, $$"""{ "policy_rule_uri": "{{uri}}" }""");
+
+        var evaluated = await Run("eval", uri, "--input", $"@{input}", "--json");
+        var found = await Run("policy", "query", $"@{filter}", "--json");
+
+        evaluated.ExitCode.ShouldBe(0, evaluated.Error);
+        evaluated.Json["allowed"]!.GetValue<bool>().ShouldBeTrue();
+        found.ExitCode.ShouldBe(0, found.Error);
+        found.Json.AsArray().Single()!["policy_rule_uri"]!.GetValue<string>().ShouldBe(uri);
+    }
+
+    [Theory]
+    [InlineData("missing.json", "--input file '{0}' does not exist")]
+    [InlineData("", "--input file '{0}' is a directory; give the JSON file in it")]
+    [InlineData("broken.json", "--input file '{0}' is not valid JSON")]
+    public async Task An_at_file_that_cannot_be_read_as_json_is_a_usage_error_naming_it(string file, string message)
+    {
+        var path = Path.Combine(workDir, file);
+        File.WriteAllText(Path.Combine(workDir, "broken.json"), "{'ip': 1}");
+        var run = await Run("eval", "ip_allowlist:1.0-beta", "--input", $"@{path}");
+        run.ExitCode.ShouldBe(2, run.Error);
+        run.Error.ShouldStartWith("error: " + string.Format(System.Globalization.CultureInfo.InvariantCulture, message, path));
+    }
+
+    [Theory]
+    [InlineData("graph", "create", "{0}")]
+    [InlineData("job", "submit", "ip_allowlist:1.0-beta", "--inputs-file", "{0}")]
+    [InlineData("policy", "push", "{1}", "--manifest", "{0}")]
+    public async Task A_directory_given_for_a_json_file_is_named_as_a_directory(params string[] args)
+    {
+        // It was "'<dir>' does not exist", which sends the user looking for a typo.
+        var policy = PolicyDir(Unique("cli_dir_for_file"));
+        var run = await Run([.. args.Select(a => string.Format(System.Globalization.CultureInfo.InvariantCulture, a, workDir, policy))]);
+        run.ExitCode.ShouldBe(2, run.Error);
+        run.Error.ShouldContain($"'{workDir}' is a directory; give the JSON file in it");
+    }
 }

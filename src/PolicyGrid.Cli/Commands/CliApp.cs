@@ -30,7 +30,8 @@ public static class CliApp
     public static async Task<int> RunAsync(string[] args, CliEnvironment env)
     {
         var root = BuildRoot(env);
-        var parsed = root.Parse(args);
+        // No response files: "@path" is a JSON option's file (CliCommon.ParseJson), not words to splice into the command line.
+        var parsed = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
         if (parsed.Action is ParseErrorAction)
         {
             // An unknown verb or option, a missing argument: a usage mistake (exit 2, as docs/api.md says), told on

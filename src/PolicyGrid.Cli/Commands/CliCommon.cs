@@ -107,9 +107,19 @@ public static class CliCommon
             + $"{MaxSeconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture)}, not {seconds.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
     }
 
-    /// <summary>Parses a JSON option value, naming the option when it is not JSON.</summary>
+    /// <summary>
+    /// Parses a JSON option value, naming the option when it is not JSON. <c>@path</c> reads the JSON from that file, as
+    /// curl's <c>-d @file</c> does (no JSON text starts with @): the parser's response files took <c>--input @in.json</c>
+    /// for a list of command-line words and split the JSON at its spaces ("Unrecognized command or argument '}'").
+    /// </summary>
     public static JsonNode? ParseJson(string? text, string option)
     {
+        if (text is ['@', .. var path])
+        {
+            var what = $"{option} file '{path}'";
+            try { return Written(JsonNode.Parse(ReadFile(path, what)), what); }
+            catch (JsonException e) { throw new UsageException($"{what} is not valid JSON: {e.Message}"); }
+        }
         if (string.IsNullOrWhiteSpace(text)) return null;
         try { return Written(JsonNode.Parse(text), option); }
         // The usual cause is quoting: single-quoted or bare keys (Python or JavaScript habits), or a shell that split or
@@ -146,12 +156,20 @@ public static class CliCommon
     /// <summary>Reads a JSON file, naming the file when it cannot.</summary>
     public static JsonObject ReadJsonFile(string path, string what)
     {
-        if (!File.Exists(path)) throw new UsageException($"{what} '{path}' does not exist");
         try
         {
-            return Written(JsonNode.Parse(File.ReadAllText(path)), $"{what} '{path}'") as JsonObject ?? throw new UsageException($"{what} '{path}' must hold a JSON object");
+            return Written(JsonNode.Parse(ReadFile(path, $"{what} '{path}'")), $"{what} '{path}'") as JsonObject ?? throw new UsageException($"{what} '{path}' must hold a JSON object");
         }
         catch (JsonException e) { throw new UsageException($"{what} '{path}' is not valid JSON: {e.Message}"); }
+    }
+
+    /// <summary>A file's text; <paramref name="what"/> names it in the usage error when there is none to read (a directory was "does not exist").</summary>
+    private static string ReadFile(string path, string what)
+    {
+        if (Directory.Exists(path)) throw new UsageException($"{what} is a directory; give the JSON file in it");
+        if (!File.Exists(path)) throw new UsageException($"{what} does not exist");
+        try { return File.ReadAllText(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new UsageException($"{what} cannot be read: {e.Message}"); }
     }
 }
 

@@ -16,7 +16,7 @@ public static class EvalCommand
     public static Command Create(CliEnvironment env)
     {
         var uri = new Argument<string>("uri") { Description = "name:version-release_tag" };
-        var input = new Option<string>("--input") { Description = "input_data as JSON, e.g. '{\"ip\": \"10.0.0.1\"}'", Required = true };
+        var input = new Option<string>("--input") { Description = "input_data as JSON, e.g. '{\"ip\": \"10.0.0.1\"}', or @file to read it from a file", Required = true };
         var executor = new Option<string?>("--executor") { Description = "executor_id to run on (default: the server's built-in 'local')" };
         var local = new Option<bool>("--local") { Description = "Fetch the policy and bundle and run it on this machine (Type 1) instead of on an executor" };
         var parameters = new Option<string?>("--parameters") { Description = "parameters merged over the stored ones (JSON object)" };

@@ -20,7 +20,7 @@ public static class PolicyTestCommand
     public static Command Create(CliEnvironment env)
     {
         var dir = new Argument<string>("dir") { Description = "Policy directory: function.py or code/function.py" };
-        var input = new Option<string?>("--input") { Description = "input_data as JSON (for eval)" };
+        var input = new Option<string?>("--input") { Description = "input_data as JSON (for eval), or @file to read it from a file" };
         var manifest = new Option<string?>("--manifest") { Description = "PolicyRule JSON: its templates, settings and parameters apply (default: <dir>/manifest.json when present)" };
         var parameters = new Option<string?>("--parameters") { Description = "parameters (merged over the manifest's)" };
         var settings = new Option<string?>("--settings") { Description = "settings (merged over the manifest's)" };
