@@ -558,4 +558,33 @@ public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDi
         run.ExitCode.ShouldBe(2, run.Error);
         run.Error.ShouldContain($"'{workDir}' is a directory; give the JSON file in it");
     }
+
+    [Theory]
+    [InlineData("error: unknown option '--lmit'; did you mean '--limit'?", "policy", "query", "--lmit", "3")]
+    [InlineData("error: unknown option '--lmit'; did you mean '--limit'?", "policy", "query", "--lmit=3")]
+    [InlineData("error: unknown option '--jsn'; did you mean '--json'?", "policy", "get", "--jsn")]
+    [InlineData("error: unknown option '--sever'; did you mean '--server'?", "executor", "get", "local", "--sever", "http://127.0.0.1:9")]
+    [InlineData("error: --limit takes a whole number, not 'ten'", "policy", "query", "--limit", "ten")]
+    [InlineData("error: --timeout takes a number, not '2s'", "eval", "a:1.0-b", "--input", "{}", "--timeout", "2s")]
+    [InlineData("error: missing <action>: The management action", "function", "manage", "f")]
+    [InlineData("error: unknown command 'frob'; 'policygrid policy' has: push, get, query, delete, test", "policy", "frob")]
+    [InlineData("error: 'policygrid job' needs a command: submit, get, wait, query, cancel", "job")]
+    public async Task A_usage_mistake_is_told_in_the_words_of_the_verbs_options(string message, params string[] args)
+    {
+        // The parser took a misspelt option for the argument ("--jsn" became the policy URI asked for), named .NET types
+        // ("System.Nullable`1[System.Int32]") and the command where an argument was missing.
+        var run = await Run(args);
+        run.ExitCode.ShouldBe(2, run.Error);
+        run.Out.ShouldBeEmpty();
+        run.Error.Split('\n')[0].TrimEnd().ShouldBe(message);
+        run.Error.ShouldNotContain("System.");
+    }
+
+    [Fact]
+    public async Task After_a_double_dash_a_word_starting_with_a_dash_is_an_argument()
+    {
+        var run = await Run("executor", "get", "--", "-edge");
+        run.ExitCode.ShouldBe(1, run.Error);
+        run.Error.ShouldContain("'-edge'");
+    }
 }

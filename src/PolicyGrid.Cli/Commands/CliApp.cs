@@ -32,23 +32,15 @@ public static class CliApp
         var root = BuildRoot(env);
         // No response files: "@path" is a JSON option's file (CliCommon.ParseJson), not words to splice into the command line.
         var parsed = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
-        if (parsed.Action is ParseErrorAction)
+        var mistakes = UsageMistakes.Of(parsed, args);
+        if (parsed.Action is ParseErrorAction || mistakes.Count > 0)
         {
             // An unknown verb or option, a missing argument: a usage mistake (exit 2, as docs/api.md says), told on
             // stderr alone, so stdout stays empty (or valid JSON with --json) whatever went wrong.
-            foreach (var error in parsed.Errors) env.Error.WriteLine($"error: {error.Message}");
-            env.Error.WriteLine($"see '{CommandPath(parsed.CommandResult)} --help'");
+            foreach (var mistake in mistakes) env.Error.WriteLine($"error: {mistake}");
+            env.Error.WriteLine($"see '{UsageMistakes.CommandPath(parsed.CommandResult)} --help'");
             return CliCommon.UsageError;
         }
         return await parsed.InvokeAsync(new InvocationConfiguration { Output = env.Out, Error = env.Error });
-    }
-
-    private static string CommandPath(CommandResult result)
-    {
-        var names = new List<string>();
-        for (SymbolResult? r = result; r is not null; r = r.Parent)
-            if (r is CommandResult c) names.Add(c.Command is RootCommand ? "policygrid" : c.Command.Name);
-        names.Reverse();
-        return string.Join(' ', names);
     }
 }
