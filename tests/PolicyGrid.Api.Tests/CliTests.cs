@@ -399,7 +399,7 @@ public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDi
             uri => new HttpClient { BaseAddress = uri, Timeout = TimeSpan.FromSeconds(5) });
         var code = await CliApp.RunAsync(["eval", "ip_allowlist:1.0-beta", "--input", "{}", "--local", "--server", "http://127.0.0.1:9"], env);
         code.ShouldBe(3);
-        error.ToString().ShouldContain("cannot reach PolicyGrid at http://127.0.0.1:9/");
+        error.ToString().ShouldContain("cannot reach the server at http://127.0.0.1:9/");
         error.ToString().ShouldContain("is `policygrid serve` running? use --server to point elsewhere");
     }
 
@@ -586,5 +586,83 @@ public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDi
         var run = await Run("executor", "get", "--", "-edge");
         run.ExitCode.ShouldBe(1, run.Error);
         run.Error.ShouldContain("'-edge'");
+    }
+
+    /// <summary>Answers every request with what <paramref name="answer"/> makes (or throws), as a proxy or a broken server would.</summary>
+    private sealed class CannedAnswers(Func<HttpResponseMessage> answer) : HttpMessageHandler
+    {
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) => Task.FromResult(answer());
+    }
+
+    private static async Task<CliRun> RunAgainst(Func<HttpResponseMessage> answer, params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var env = new CliEnvironment(CliEnvironment.PlainConsole(output), output, error, uri => new HttpClient(new CannedAnswers(answer)) { BaseAddress = uri });
+        var code = await CliApp.RunAsync(args, env);
+        return new CliRun(code, output.ToString(), error.ToString());
+    }
+
+    [Theory]
+    [InlineData("policy", "get", "a:1.0-b")]
+    [InlineData("eval", "a:1.0-b", "--input", "{}", "--local")]
+    public async Task A_429_or_503_that_says_when_to_retry_is_told_with_that_wait(params string[] args)
+    {
+        var run = await RunAgainst(() => new HttpResponseMessage(System.Net.HttpStatusCode.TooManyRequests)
+        {
+            Content = new StringContent("""{"success": false, "message": "the queue is full", "code": "overloaded"}""", System.Text.Encoding.UTF8, "application/json"),
+            Headers = { RetryAfter = new System.Net.Http.Headers.RetryConditionHeaderValue(TimeSpan.FromSeconds(7)) },
+        }, args);
+
+        run.ExitCode.ShouldBe(1, run.Error);
+        run.Error.ShouldContain("error: the queue is full (429 overloaded)");
+        run.Error.ShouldContain("hint: the server asks to try again in 7 s");
+    }
+
+    [Theory]
+    [InlineData("policy", "get", "a:1.0-b")]
+    [InlineData("eval", "a:1.0-b", "--input", "{}", "--local")]
+    public async Task A_proxys_error_page_is_told_on_one_line(params string[] args)
+    {
+        var run = await RunAgainst(() => new HttpResponseMessage(System.Net.HttpStatusCode.ServiceUnavailable)
+        {
+            Content = new StringContent("<html>\n<body>\n<h1>503 Service Unavailable</h1>\n</body>\n</html>\n", System.Text.Encoding.UTF8, "text/html"),
+        }, args);
+
+        run.ExitCode.ShouldBe(1, run.Error);
+        var lines = run.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.StartsWith("error: ", StringComparison.Ordinal) || !l.StartsWith("warning: ", StringComparison.Ordinal)).ToList();
+        lines.Count.ShouldBe(1, run.Error);
+        lines[0].ShouldContain("<html> <body> <h1>503 Service Unavailable</h1> </body> </html>");
+    }
+
+    [Fact]
+    public async Task An_empty_error_answer_says_it_was_empty()
+    {
+        var run = await RunAgainst(() => new HttpResponseMessage(System.Net.HttpStatusCode.BadGateway), "policy", "get", "a:1.0-b");
+        run.ExitCode.ShouldBe(1, run.Error);
+        run.Error.ShouldStartWith("error: the server answered 502 without a PolicyGrid envelope: (an empty body)");
+    }
+
+    [Theory]
+    [InlineData("policy", "get", "a:1.0-b")]
+    [InlineData("eval", "a:1.0-b", "--input", "{}", "--local")]
+    public async Task Https_to_a_server_that_speaks_plain_http_says_so_instead_of_see_inner_exception(params string[] args)
+    {
+        var run = await RunAgainst(() => throw new HttpRequestException("The SSL connection could not be established, see inner exception.",
+            new System.Security.Authentication.AuthenticationException("Cannot determine the frame size or a corrupted frame was received.")),
+            [.. args, "--server", "https://127.0.0.1:18473"]);
+
+        run.ExitCode.ShouldBe(3, run.Error);
+        run.Error.ShouldContain("error: cannot reach the server at https://127.0.0.1:18473/: the TLS handshake failed (Cannot determine the frame size or a corrupted frame was received.)");
+        run.Error.ShouldContain("if the server speaks plain HTTP, use --server http://127.0.0.1:18473");
+        run.Error.ShouldNotContain("see inner exception");
+    }
+
+    [Fact]
+    public async Task A_server_address_without_its_scheme_is_answered_with_the_url_it_means()
+    {
+        var run = await Run("executor", "get", "local", "--server", "127.0.0.1:18473");
+        run.ExitCode.ShouldBe(2, run.Error);
+        run.Error.ShouldStartWith("error: --server '127.0.0.1:18473' is not an http(s) URL; give the scheme too: http://127.0.0.1:18473");
     }
 }

@@ -7,10 +7,13 @@ using System.Text.Json.Nodes;
 namespace PolicyGrid.Cli.Client;
 
 /// <summary>A server's failure as the envelope told it (or as the transport failed).</summary>
-public sealed class ServerFailureException(int status, string code, string message) : Exception(message)
+public sealed class ServerFailureException(int status, string code, string message, int? retryAfterSeconds = null) : Exception(message)
 {
     public int Status { get; } = status;
     public string Code { get; } = code;
+
+    /// <summary>The answer's Retry-After (a 429 or 503 that knows when to try again), in seconds.</summary>
+    public int? RetryAfterSeconds { get; } = retryAfterSeconds;
 }
 
 /// <summary>One HTTP answer: the envelope's <c>data</c>, the ETag and the headers worth showing.</summary>
@@ -76,9 +79,27 @@ public sealed class RegistryClient(HttpClient http, string? token, TimeSpan? ans
 
     private static ServerFailureException Failure(HttpResponseMessage response, JsonNode? envelope, string text)
     {
+        var retryAfter = response.Headers.RetryAfter?.Delta is { } delay ? (int)Math.Ceiling(delay.TotalSeconds) : (int?)null;
         if (envelope is JsonObject failure && failure["success"]?.GetValueKind() == JsonValueKind.False)
-            return new ServerFailureException((int)response.StatusCode, failure["code"]?.ToString() ?? "", failure["message"]?.ToString() ?? text);
-        return new ServerFailureException((int)response.StatusCode, "unexpected", $"the server answered {(int)response.StatusCode} without a PolicyGrid envelope: {Truncate(text)}");
+            return new ServerFailureException((int)response.StatusCode, failure["code"]?.ToString() ?? "", failure["message"]?.ToString() ?? text, retryAfter);
+        var body = OneLine(text);
+        return new ServerFailureException((int)response.StatusCode, "unexpected",
+            $"the server answered {(int)response.StatusCode} without a PolicyGrid envelope: {(body.Length == 0 ? "(an empty body)" : Truncate(body))}", retryAfter);
+    }
+
+    /// <summary>A proxy's error page is many lines of HTML: its words on one line, so the error stays one line.</summary>
+    public static string OneLine(string text) => string.Join(' ', text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries));
+
+    /// <summary>
+    /// Why a request reached no server, in one line. HttpClient's own message for a failed TLS handshake is "The SSL
+    /// connection could not be established, see inner exception", which a CLI user cannot see.
+    /// </summary>
+    public static string Unreachable(HttpRequestException e, Uri server)
+    {
+        if (e.InnerException is System.Security.Authentication.AuthenticationException tls)
+            return $"cannot reach the server at {server}: the TLS handshake failed ({(tls.InnerException ?? tls).Message})"
+                + (server.Scheme == "https" ? $"; if the server speaks plain HTTP, use --server http://{server.Authority}" : "");
+        return $"cannot reach the server at {server}: {e.Message} (is `policygrid serve` running? use --server to point elsewhere)";
     }
 
     /// <summary>
@@ -97,7 +118,7 @@ public sealed class RegistryClient(HttpClient http, string? token, TimeSpan? ans
         }
         catch (HttpRequestException e)
         {
-            throw new ServerFailureException(0, "unreachable", $"cannot reach the server at {Server}: {e.Message} (is `policygrid serve` running? use --server to point elsewhere)");
+            throw new ServerFailureException(0, "unreachable", Unreachable(e, Server));
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {

@@ -64,6 +64,7 @@ public static class CliCommon
             {
                 env.Error.WriteLine(e.Status == 0 ? $"error: {e.Message}" : $"error: {e.Message} ({e.Status} {e.Code})");
                 if (TokenHint(e.Status, parse) is { } hint) env.Error.WriteLine(hint);
+                if (RetryHint(e.RetryAfterSeconds) is { } retry) env.Error.WriteLine(retry);
                 if (e.Status == 404 && await session.MissingPolicyHintAsync(ct) is { } missing) env.Error.WriteLine(missing);
                 if (session.HintFor?.Invoke(e) is { } own) env.Error.WriteLine(own);
                 return e.Status == 0 ? Unreachable : ServerSaidNo;
@@ -91,6 +92,10 @@ public static class CliCommon
             _ => null,
         };
     }
+
+    /// <summary>When to try a 429 or 503 again, as its Retry-After said; null when it did not say.</summary>
+    public static string? RetryHint(int? seconds) =>
+        seconds is { } s ? $"hint: the server asks to try again in {s} s" : null;
 
     /// <summary>The longest wait or deadline a timer takes (int.MaxValue ms, about 24.8 days).</summary>
     public const double MaxSeconds = int.MaxValue / 1000.0;
@@ -230,7 +235,13 @@ public sealed class CliSession(CliEnvironment env, ParseResult parse)
     {
         var server = parse.GetValue(CliCommon.Server)!;
         if (!Uri.TryCreate(server.EndsWith('/') ? server : server + "/", UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
-            throw new UsageException($"--server '{server}' is not an http(s) URL");
+        {
+            // The address alone (127.0.0.1:10000, localhost:10000) is the usual slip: say the URL it means.
+            var given = parse.GetResult(CliCommon.Server) is { Implicit: false } ? "--server" : "POLICYGRID_SERVER";
+            throw new UsageException(server.Contains("://", StringComparison.Ordinal)
+                ? $"{given} '{server}' is not an http(s) URL"
+                : $"{given} '{server}' is not an http(s) URL; give the scheme too: http://{server}");
+        }
         return (env.HttpClientFor(uri), uri, parse.GetValue(CliCommon.Token));
     }
 

@@ -84,15 +84,16 @@ public static class EvalCommand
         catch (PolicyGridUnreachableException e)
         {
             // As every other verb says it (RegistryClient): nothing answered there, so say what to check.
-            session.Env.Error.WriteLine(e.InnerException is HttpRequestException
-                ? $"error: {e.Reason} (is `policygrid serve` running? use --server to point elsewhere)"
+            session.Env.Error.WriteLine(e.InnerException is HttpRequestException transport
+                ? $"error: {Client.RegistryClient.Unreachable(transport, e.Server)}"
                 : $"error: {e.Reason}");
             return CliCommon.Unreachable;
         }
         catch (PolicyGridApiException e)
         {
-            session.Env.Error.WriteLine($"error: {e.Reason} ({e.Status} {e.Code})");
+            session.Env.Error.WriteLine($"error: {Client.RegistryClient.OneLine(e.Reason)} ({e.Status} {e.Code})");
             if (session.TokenHint(e.Status) is { } hint) session.Env.Error.WriteLine(hint);
+            if (CliCommon.RetryHint(e.RetryAfterSeconds) is { } retry) session.Env.Error.WriteLine(retry);
             if (e.Status == 404 && await session.MissingPolicyHintAsync(ct) is { } missing) session.Env.Error.WriteLine(missing);
             return CliCommon.ServerSaidNo;
         }
