@@ -21,7 +21,9 @@ public sealed class JobCliTests : IAsyncLifetime
 
     public async ValueTask DisposeAsync() => await server.DisposeAsync();
 
-    private async Task<(int Code, string Out, string Error)> RunAsync(params string[] args)
+    private Task<(int Code, string Out, string Error)> RunAsync(params string[] args) => RunAsync(CancellationToken.None, args);
+
+    private async Task<(int Code, string Out, string Error)> RunAsync(CancellationToken interrupt, params string[] args)
     {
         var output = new StringWriter();
         var error = new StringWriter();
@@ -31,7 +33,7 @@ public sealed class JobCliTests : IAsyncLifetime
             client.BaseAddress = uri;
             return client;
         });
-        var code = await CliApp.RunAsync([.. args, "--server", "http://localhost/"], env);
+        var code = await CliApp.RunAsync([.. args, "--server", "http://localhost/"], env, interrupt);
         return (code, output.ToString(), error.ToString());
     }
 
@@ -111,5 +113,21 @@ public sealed class JobCliTests : IAsyncLifetime
         var unknownExecutor = await RunAsync("job", "submit", policy, "--executor", "ghost");
         unknownExecutor.Code.ShouldBe(1);
         unknownExecutor.Error.ShouldContain("ghost");
+    }
+
+    [Fact]
+    public async Task Ctrl_c_while_waiting_exits_130_and_says_the_job_keeps_running()
+    {
+        // SIGINT killed the CLI where it stood (a spinner's hidden cursor left hidden); cancelled in-process, it ended
+        // with exit 1 and nothing said.
+        await InsertPendingAsync("cli-6");
+        using var ctrlC = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+
+        var (code, output, error) = await RunAsync(ctrlC.Token, "job", "wait", "cli-6").WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+
+        code.ShouldBe(CliCommon.Interrupted, error);
+        error.ShouldBe("interrupted: job cli-6 keeps running; `policygrid job wait cli-6` follows it again, `policygrid job cancel cli-6` stops it\n", StringCompareShould.IgnoreLineEndings);
+        output.ShouldNotContain("Exception");
+        JsonNode.Parse((await RunAsync("job", "get", "cli-6", "--json")).Out)!["status"]!.GetValue<string>().ShouldBe("pending");
     }
 }

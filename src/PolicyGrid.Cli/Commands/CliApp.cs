@@ -14,7 +14,8 @@ public static class CliApp
     {
         var root = new RootCommand("PolicyGrid: register, discover and run versioned policies.\n`policygrid serve` runs the server; the other verbs talk to a running one.\n"
             + "Exit codes: 0 done; 1 the server refused, or the policy or job failed (the message is printed); 2 a usage mistake; "
-            + "3 the server cannot be reached or did not answer within --http-timeout; 4 `job wait --timeout` gave up while the job still runs.");
+            + "3 the server cannot be reached or did not answer within --http-timeout; 4 `job wait --timeout` gave up while the job still runs; "
+            + "130 interrupted (Ctrl-C).");
         root.Add(new Command("serve", "Run the embedded server (options: --urls, --data <dir>, --insecure; see docs/api.md)."));
         CliCommon.AddGlobalOptions(root);
         root.Add(PolicyCommands.Create(env));
@@ -27,7 +28,8 @@ public static class CliApp
         return root;
     }
 
-    public static async Task<int> RunAsync(string[] args, CliEnvironment env)
+    /// <summary>Runs one command line. <paramref name="cancellation"/> is Ctrl-C's, for tests: the console's SIGINT and SIGTERM cancel it too.</summary>
+    public static async Task<int> RunAsync(string[] args, CliEnvironment env, CancellationToken cancellation = default)
     {
         var root = BuildRoot(env);
         // No response files: "@path" is a JSON option's file (CliCommon.ParseJson), not words to splice into the command line.
@@ -41,6 +43,8 @@ public static class CliApp
             env.Error.WriteLine($"see '{UsageMistakes.CommandPath(parsed.CommandResult)} --help'");
             return CliCommon.UsageError;
         }
-        return await parsed.InvokeAsync(new InvocationConfiguration { Output = env.Out, Error = env.Error });
+        // Ctrl-C cancels the verb's token, so it ends as CliCommon.SetRun says (exit 130, the job it leaves running named)
+        // and a spinner puts the terminal's cursor back; without a timeout set, SIGINT killed the CLI where it stood.
+        return await parsed.InvokeAsync(new InvocationConfiguration { Output = env.Out, Error = env.Error, ProcessTerminationTimeout = TimeSpan.FromSeconds(2) }, cancellation);
     }
 }

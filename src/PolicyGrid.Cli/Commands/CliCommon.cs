@@ -16,6 +16,9 @@ public static class CliCommon
 {
     public const int Ok = 0, ServerSaidNo = 1, UsageError = 2, Unreachable = 3;
 
+    /// <summary>Ctrl-C (SIGINT) stopped the verb: 128 + 2, as a shell reports a command SIGINT ended.</summary>
+    public const int Interrupted = 130;
+
     public static readonly Option<string> Server = new("--server")
     {
         Description = "Server URL (env POLICYGRID_SERVER; default " + ServeArguments.DefaultUrl + ")",
@@ -73,6 +76,11 @@ public static class CliCommon
             {
                 env.Error.WriteLine($"error: {e.Message}");
                 return UsageError;
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                env.Error.WriteLine(session.Interrupted ?? "interrupted");
+                return Interrupted;
             }
         });
 
@@ -195,6 +203,9 @@ public sealed class CliSession(CliEnvironment env, ParseResult parse)
     /// said the URI was unknown.
     /// </summary>
     public string? PolicyNamed { get; set; }
+
+    /// <summary>What Ctrl-C leaves behind, when it leaves something (a job still running); null for a plain "interrupted".</summary>
+    public string? Interrupted { get; set; }
 
     /// <summary>The verb's own hint for a refusal it knows the way out of (a line starting "hint: "); null for none.</summary>
     public Func<ServerFailureException, string?>? HintFor { get; set; }

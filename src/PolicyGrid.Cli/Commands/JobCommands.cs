@@ -108,6 +108,8 @@ public static class JobCommands
     private static async Task<int> FollowAsync(CliSession session, string jobId, double? timeoutSeconds, CancellationToken ct)
     {
         var client = session.Client();
+        // Ctrl-C stops the waiting, not the job.
+        session.Interrupted = $"interrupted: job {jobId} keeps running; `policygrid job wait {jobId}` follows it again, `policygrid job cancel {jobId}` stops it";
         var path = $"jobs/{Uri.EscapeDataString(jobId)}";
         var clock = Stopwatch.StartNew();
         var limit = timeoutSeconds is { } t ? TimeSpan.FromSeconds(t) : TimeSpan.MaxValue;
