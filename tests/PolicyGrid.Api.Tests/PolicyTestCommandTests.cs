@@ -255,4 +255,17 @@ public sealed class PolicyTestCommandTests : IDisposable
         await process.WaitForExitAsync(TestContext.Current.CancellationToken);
         process.ExitCode.ShouldBe(0, $"{file} {string.Join(' ', args)}");
     }
+
+    [Theory]
+    [InlineData("--input and --context are eval's", "--action", "get_state", "--input", "{\"ip\": \"10.0.0.1\"}")]
+    [InlineData("--input and --context are eval's", "--action", "get_state", "--context", "{}")]
+    [InlineData("--data is management's data", "--input", "{\"ip\": \"10.0.0.1\"}", "--data", "{\"ips\": []}")]
+    public async Task An_option_the_chosen_method_does_not_read_is_a_usage_error(string message, params string[] args)
+    {
+        // Each was dropped without a word: the management action ran and --input was never looked at, or eval ran without --data.
+        var run = await Run(["policy", "test", Samples.Policy("ip_allowlist"), .. args]);
+        run.Code.ShouldBe(2, run.Error);
+        run.Error.ShouldStartWith("error: " + message);
+        run.Out.ShouldBeEmpty();
+    }
 }

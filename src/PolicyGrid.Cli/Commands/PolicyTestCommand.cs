@@ -42,6 +42,12 @@ public static class PolicyTestCommand
                 .WithOverrides(CliCommon.ParseJsonObject(parse.GetValue(settings), "--settings"), CliCommon.ParseJsonObject(parse.GetValue(parameters), "--parameters"));
 
             var managementAction = parse.GetValue(action);
+            // An option the chosen method does not read was dropped without a word: the author then believed what it
+            // held had been tested (--input beside --action, --data without it).
+            if (managementAction is not null && (parse.GetValue(input) is not null || parse.GetValue(context) is not null))
+                throw new UsageException("--input and --context are eval's; --action runs management(action, data) with --data: give one or the other");
+            if (managementAction is null && parse.GetValue(data) is not null)
+                throw new UsageException("--data is management's data: give --action <name> with it, or --input '<json>' for eval");
             var inputData = CliCommon.ParseJsonObject(parse.GetValue(input), "--input");
             if (managementAction is null && inputData is null) throw new UsageException("give --input '<json>' (or --action for a management command)");
 
