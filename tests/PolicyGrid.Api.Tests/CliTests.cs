@@ -175,6 +175,12 @@ public sealed class CliTests(GridServer server) : IClassFixture<GridServer>, IDi
         var wrongName = await Run("policy", "get", $"{name}x:1.0-test");
         wrongName.Error.ShouldContain($"hint: no policy is named '{name}x'");
 
+        // policy delete and function deploy name a policy too; they said only that the URI was unknown.
+        (await Run("policy", "delete", $"{name}:9.9-nope")).Error.ShouldContain($"hint: registered versions of '{name}': {uri}");
+        var deployWrongVersion = await Run("function", "deploy", Unique("cli_typo_fn"), "--policy", $"{name}:9.9-nope", "--executor", "local");
+        deployWrongVersion.ExitCode.ShouldBe(1);
+        deployWrongVersion.Error.ShouldContain($"hint: registered versions of '{name}': {uri}");
+
         // A 404 about something else (an executor) says nothing of the policy, which is there.
         var wrongExecutor = await Run("eval", uri, "--input", "{}", "--executor", "no_such_executor");
         wrongExecutor.ExitCode.ShouldBe(1);

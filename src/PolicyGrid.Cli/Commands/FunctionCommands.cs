@@ -46,6 +46,7 @@ public static class FunctionCommands
                     throw new UsageException($"--autoscale '{range}' is not min:max, e.g. 1:4");
                 body["autoscaling"] = new JsonObject { ["enabled"] = true, ["min_replicas"] = min, ["max_replicas"] = max };
             }
+            session.PolicyNamed = parse.GetValue(policy);
             var answer = await session.Client().PostAsync($"function/deployments/create/{Uri.EscapeDataString(parse.GetValue(executor) ?? "")}", body, ct);
             session.Show(answer.Data, console => console.MarkupLine(
                 $"deployed function [bold]{Markup.Escape(answer.Data?["function_id"]?.ToString() ?? "")}[/] on executor {Markup.Escape(answer.Data?["function_executor_id"]?.ToString() ?? "")}"));

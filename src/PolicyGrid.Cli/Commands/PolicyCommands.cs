@@ -113,6 +113,7 @@ public static class PolicyCommands
         command.SetRun(env, async (parse, session, ct) =>
         {
             var path = $"policy/{Uri.EscapeDataString(parse.GetValue(uri)!)}" + (parse.GetValue(force) ? "?force=true" : "");
+            session.PolicyNamed = parse.GetValue(uri);
             // The server's way out is "?force=true", a query parameter: what this verb takes for it is --force.
             session.HintFor = e => e.Status == 409 && !parse.GetValue(force) && e.Message.Contains("force", StringComparison.Ordinal)
                 ? $"hint: policygrid policy delete {parse.GetValue(uri)} --force deletes it anyway (its functions keep running their snapshot)"
