@@ -268,4 +268,28 @@ public sealed class PolicyTestCommandTests : IDisposable
         run.Error.ShouldStartWith("error: " + message);
         run.Out.ShouldBeEmpty();
     }
+
+    [Fact]
+    public async Task Without_timeout_the_policy_gets_the_deadline_its_manifest_declares_as_on_an_executor()
+    {
+        // A fixed 10 s deadline let a policy declaring 0.5 s answer here where every executor answers 504.
+        File.WriteAllText(Path.Combine(workDir, "function.py"), """
+            import time
+
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    pass
+                def eval(self, parameters, input_data, context):
+                    time.sleep(3)
+                    return {}
+            """);
+        var manifest = Path.Combine(workDir, "manifest.json");
+        File.WriteAllText(manifest, """{"name": "slow", "version": "1.0", "release_tag": "test", "type": "python_class_v1", "resource_estimates": {"timeout_seconds": 0.5}}""");
+
+        var run = await Run("policy", "test", workDir, "--input", "{}");
+
+        run.Code.ShouldBe(1, run.Error);
+        run.Error.ShouldContain("ran past its deadline of 0.5s");
+        run.Error.ShouldContain("(504 policy_timeout)");
+    }
 }
