@@ -131,6 +131,22 @@ public sealed class ServeRefusalTests : IDisposable
         code.ShouldBe(2, error.ToString());
         error.ToString().ShouldStartWith("policygrid serve: 'http://127.0.0.1:99999' is not an address to listen on: its port 99999 is not 0 to 65535");
     }
+
+    [Theory]
+    [InlineData("ftp://127.0.0.1:{0}")]
+    [InlineData("ftp://pg.example:{0}")]
+    public async Task A_scheme_other_than_http_or_https_is_refused_naming_the_address(string url)
+    {
+        // ftp://127.0.0.1 crashed serve at bind time with Kestrel's InvalidOperationException and its stack trace (exit 134);
+        // ftp://pg.example was refused for want of API tokens.
+        var address = string.Format(System.Globalization.CultureInfo.InvariantCulture, url, LoopbackPorts.Free());
+        var error = new StringWriter();
+        var code = await PolicyGridApp.ServeAsync(["--urls", address, "--data", Path.Combine(root, "data")],
+            TextWriter.Null, error, TestContext.Current.CancellationToken);
+
+        code.ShouldBe(2, error.ToString());
+        error.ToString().ShouldStartWith($"policygrid serve: '{address}' is not an address to listen on: serve speaks http:// and https:// only");
+    }
 }
 
 /// <summary>What a running <c>serve</c> does when its data directory goes away under it.</summary>

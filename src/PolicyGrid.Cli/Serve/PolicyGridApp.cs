@@ -43,6 +43,10 @@ public static class PolicyGridApp
             try { address = Microsoft.AspNetCore.Http.BindingAddress.Parse(url); }
             catch (FormatException) { throw new ServeRefusedException($"'{url}' is not an address to listen on: give scheme, host and port, e.g. --urls http://127.0.0.1:10001"); }
             // A port past 65535 crashed serve at bind time with an unhandled ArgumentOutOfRangeException and its stack trace.
+            // Another scheme (ftp://, tcp://) crashed serve at bind time with Kestrel's unhandled InvalidOperationException
+            // and its stack trace, or, off loopback, was refused for want of API tokens.
+            if (!address.Scheme.Equals("http", StringComparison.OrdinalIgnoreCase) && !address.Scheme.Equals("https", StringComparison.OrdinalIgnoreCase))
+                throw new ServeRefusedException($"'{url}' is not an address to listen on: serve speaks http:// and https:// only, e.g. --urls http://127.0.0.1:10001");
             if (!address.IsUnixPipe && address.Port is < 0 or > 65535)
                 throw new ServeRefusedException($"'{url}' is not an address to listen on: its port {address.Port} is not 0 to 65535, e.g. --urls http://127.0.0.1:10001");
         }
