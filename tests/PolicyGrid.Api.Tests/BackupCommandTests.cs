@@ -23,12 +23,14 @@ public sealed class BackupCommandTests : IDisposable
         try { Directory.Delete(_work, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 
-    private static async Task<(int Code, string Out, string Error)> BackupAsync(params string[] args)
+    private static Task<(int Code, string Out, string Error)> BackupAsync(params string[] args) => BackupAsync(CancellationToken.None, args);
+
+    private static async Task<(int Code, string Out, string Error)> BackupAsync(CancellationToken interrupt, params string[] args)
     {
         var output = new StringWriter();
         var error = new StringWriter();
         var env = new CliEnvironment(CliEnvironment.PlainConsole(output), output, error, _ => throw new InvalidOperationException("backup must not need a server"));
-        var code = await CliApp.RunAsync(["backup", .. args], env);
+        var code = await CliApp.RunAsync(["backup", .. args], env, interrupt);
         return (code, output.ToString(), error.ToString());
     }
 
@@ -109,5 +111,21 @@ public sealed class BackupCommandTests : IDisposable
         exit.ShouldBe(1);
         error.ShouldContain($"the destination {backup} is not empty");
         File.ReadAllText(Path.Combine(backup, "policygrid.db")).ShouldBe("an older backup");
+    }
+
+    [Fact]
+    public async Task Ctrl_c_during_a_backup_says_the_copy_is_partial_and_exits_130()
+    {
+        // The interruption ended with exit 1 and no word, leaving a directory serve starts on with bundles missing.
+        var data = Path.Combine(_work, "data");
+        await using (var server = new GridServer { DataDirectory = data })
+            await server.RegisterPolicyAsync("tally", Counter);
+        var backup = Path.Combine(_work, "backup");
+
+        var (exit, output, error) = await BackupAsync(new CancellationToken(canceled: true), backup, "--data", data);
+
+        exit.ShouldBe(CliCommon.Interrupted, error);
+        error.ShouldBe($"interrupted: backup not made; {backup} holds a partial copy: remove it before using that directory\n", StringCompareShould.IgnoreLineEndings);
+        output.ShouldBeEmpty();
     }
 }

@@ -35,6 +35,12 @@ public static class BackupCommand
                 env.Out.WriteLine($"to restore: stop the server, then start it with --data {done.Destination} (or put that directory in place of the old one)");
                 return Task.FromResult(CliCommon.Ok);
             }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                // Ctrl-C between the database and the last bundle left a copy serve starts on, with bundles missing.
+                env.Error.WriteLine($"interrupted: backup not made; {Path.GetFullPath(parse.GetValue(destination)!)} holds a partial copy: remove it before using that directory");
+                return Task.FromResult(CliCommon.Interrupted);
+            }
             catch (Exception e) when (e is DataDirectoryBackupException or IOException or UnauthorizedAccessException or Microsoft.Data.Sqlite.SqliteException)
             {
                 env.Error.WriteLine($"error: backup not made: {e.Message}");
