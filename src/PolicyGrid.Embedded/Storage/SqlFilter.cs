@@ -123,6 +123,13 @@ internal sealed class SqlFilterTranslator
 
     public bool UsesRegex { get; private set; }
 
+    /// <summary>
+    /// Top-level fields with an index on <see cref="DecisionTable.ValueOf"/> (the decision table, while none of its
+    /// rows holds an array or a fraction there): equality and $in on them add that expression's test, which the index
+    /// answers, in front of the exact condition. With none of those about, every match passes it, so the answer stays exact.
+    /// </summary>
+    public IReadOnlyCollection<string> IndexedFields { get; init; } = [];
+
     public static (SqlCondition Condition, IReadOnlyList<KeyValuePair<string, object>> Parameters) Translate(FilterNode filter, string bodyColumn = "body")
     {
         var translator = new SqlFilterTranslator();
@@ -159,7 +166,7 @@ internal sealed class SqlFilterTranslator
         switch (f.Operator)
         {
             case FieldOperator.Eq:
-                return EqualsAny(segments, body, [f.Operand]);
+                return ThroughIndex(segments, body, new List<JsonNode?> { f.Operand }, EqualsAny(segments, body, [f.Operand]));
             case FieldOperator.Ne:
                 return SqlCondition.Not(EqualsAny(segments, body, [f.Operand]));
             case FieldOperator.In:
@@ -167,7 +174,7 @@ internal sealed class SqlFilterTranslator
                 var regexes = inOperands.OfType<JsonObject>().Where(o => o.ContainsKey("$regex")).ToList();
                 var parts = new List<SqlCondition> { EqualsAny(segments, body, [.. inOperands]) };
                 parts.AddRange(regexes.Select(r => RegexAny(segments, body, r["$regex"]!.GetValue<string>(), r["$options"]?.GetValue<string>() ?? "")));
-                return SqlCondition.Or(parts);
+                return ThroughIndex(segments, body, inOperands, SqlCondition.Or(parts));
             case FieldOperator.Nin:
                 var ninOperands = (JsonArray)f.Operand!;
                 var ninRegexes = ninOperands.OfType<JsonObject>().Where(o => o.ContainsKey("$regex")).ToList();
@@ -198,6 +205,28 @@ internal sealed class SqlFilterTranslator
             default:
                 return SqlCondition.Unknown; // $elemMatch: evaluated by Core
         }
+    }
+
+    /// <summary>
+    /// <paramref name="exact"/>, behind a test of the field's indexed value where there is one. Only strings and integers
+    /// up to 2^53 go there: with no array or fraction in the field, SQLite finds each equal to every value Core does
+    /// (and maybe more, which the exact condition then refuses); null (which also matches a missing field), booleans,
+    /// objects and regexes keep the exact condition alone.
+    /// </summary>
+    private SqlCondition ThroughIndex(string[] segments, string body, ICollection<JsonNode?> operands, SqlCondition exact)
+    {
+        if (segments.Length != 1 || body != "body" || !IndexedFields.Contains(segments[0]) || exact == SqlCondition.False) return exact;
+        if (operands.Count is 0 or > InlineListValues) return exact;
+        var values = new List<string>();
+        foreach (var operand in operands)
+        {
+            if (JsonValues.TryString(operand, out var s)) values.Add(Parameter(s));
+            else if (JsonValues.TryPreciseDecimal(operand, out var n) && n == decimal.Truncate(n) && Math.Abs(n) <= 9_007_199_254_740_992m) values.Add(Parameter((long)n));
+            else return exact;
+        }
+        var value = DecisionTable.ValueOf(segments[0]);
+        var lookup = values.Count == 1 ? $"{value} = {values[0]}" : $"{value} IN ({string.Join(", ", values)})";
+        return SqlCondition.And(SqlCondition.Exact(lookup), exact);
     }
 
     private SqlCondition EqualsAny(string[] segments, string body, IReadOnlyList<JsonNode?> operands)

@@ -184,6 +184,14 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
         return _queries.Run(connection, table, query, ct);
     }
 
+    /// <summary>SQLite's plan for <paramref name="query"/> (<see cref="SqliteQueryRunner.Explain"/>): which indexes it reads.</summary>
+    internal async Task<string> ExplainAsync(string collection, DocumentQuery query, CancellationToken ct = default)
+    {
+        var table = SqliteDatabase.TableFor(collection);
+        await using var connection = await OpenAsync(table, ct);
+        return _queries.Explain(connection, table, query);
+    }
+
     private async Task<SqliteConnection> OpenAsync(string table, CancellationToken ct)
     {
         var connection = await _db.OpenAsync(ct);
@@ -195,7 +203,9 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
         _db.EnsureTable(connection, table,
             $"CREATE TABLE IF NOT EXISTS \"{table}\" (id TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL, revision INTEGER NOT NULL);" +
             $"CREATE TABLE IF NOT EXISTS {SequenceTable} (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);" +
-            $"INSERT OR IGNORE INTO {SequenceTable}(name, value) VALUES ('revision', 0);");
+            $"INSERT OR IGNORE INTO {SequenceTable}(name, value) VALUES ('revision', 0);" +
+            // An existing data directory gets the decision indexes at its first use here, retention's prune at start.
+            (table == DecisionTable.Name ? DecisionTable.CreateIndexes(table) : ""));
 
     private static StoredDocument? Read(SqliteConnection connection, SqliteTransaction? tx, string table, string id)
     {

@@ -485,7 +485,9 @@ public sealed class DecisionLog : IAsyncDisposable
     internal static DateTimeOffset? Cutoff(DateTimeOffset now, TimeSpan maxAge) => Timestamps.Cutoff(now, maxAge);
 
     /// <summary>The part of a decision id that encodes its time (<see cref="RecordAsync"/>): ids of earlier decisions sort below it.</summary>
-    internal static string IdPrefixAt(DateTimeOffset at) => Math.Max(0, at.ToUnixTimeMilliseconds()).ToString("x12", System.Globalization.CultureInfo.InvariantCulture);
+    internal static string IdPrefixAt(DateTimeOffset at) => IdPrefixAt(at.ToUnixTimeMilliseconds());
+
+    internal static string IdPrefixAt(long unixMilliseconds) => Math.Max(0, unixMilliseconds).ToString("x12", System.Globalization.CultureInfo.InvariantCulture);
 
     private static readonly Lock IdGate = new();
     private static long lastIdMilliseconds = -1;
