@@ -13,6 +13,7 @@ var benchmarks = new Dictionary<string, Func<string[], Task<int>>>(StringCompare
     ["type2"] = Type2Benchmark.RunAsync,
     ["query"] = QueryBenchmark.RunAsync,
     ["retention"] = RetentionBenchmark.RunAsync,
+    ["decisions"] = DecisionQueryBenchmark.RunAsync,
     ["functions"] = FunctionsBenchmark.RunAsync,
     ["graphs"] = GraphsBenchmark.RunAsync,
 };

@@ -21,10 +21,12 @@ internal static class DecisionTable
     /// column needs ALTER TABLE guarded by a look at the schema. SQLite uses such an index only for the very same
     /// expression, path written literally (the translator's are parameters), so the translator writes
     /// <see cref="ValueOf"/> for these fields. The last three are absent from Type 2 records: their indexes leave
-    /// those out (partial), which costs the writer nothing for them.
+    /// those out (partial), which costs the Type 2 writer nothing. Every index costs the writer on every decision
+    /// (bench decisions: each one several µs, a field of many values more, its inserts spread over many pages), so
+    /// only the fields an audit asks for most: not error_code, status or kind (outcome finds the errors).
     /// </summary>
     public static readonly IReadOnlyList<string> IndexedFields =
-        ["policy_rule_uri", "caller", "outcome", "error_code", "status", "kind", "function_id", "graph_id", "execution_id"];
+        ["policy_rule_uri", "caller", "outcome", "function_id", "graph_id", "execution_id"];
 
     private static readonly HashSet<string> Optional = new(["function_id", "graph_id", "execution_id"], StringComparer.Ordinal);
 
