@@ -111,17 +111,9 @@ public sealed record DecisionIdRange(string? From, string? Below)
     /// <summary>The last millisecond whose stored <c>at</c> is at or before (or before) <paramref name="s"/>; long.MinValue when none is.</summary>
     private static long LastAtOrBefore(string s, bool inclusive)
     {
-        bool Satisfies(long ms) => string.CompareOrdinal(AtOf(ms), s) is var c && (inclusive ? c <= 0 : c < 0);
-        if (!Satisfies(EarliestMs)) return long.MinValue;
-        var (low, high) = (EarliestMs, LatestMs); // the answer lies in [low, high + 1)
-        if (Satisfies(high)) return high;
-        while (high - low > 1)
-        {
-            var middle = low + (high - low) / 2;
-            if (Satisfies(middle)) low = middle;
-            else high = middle;
-        }
-        return low;
+        // The millisecond before the first one past the bound.
+        var firstPast = FirstAtOrAfter(s, inclusive: !inclusive);
+        return firstPast == long.MaxValue ? LatestMs : firstPast == EarliestMs ? long.MinValue : firstPast - 1;
     }
 
     private static DecisionIdRange Intersect(DecisionIdRange a, DecisionIdRange b) =>
