@@ -5,6 +5,7 @@ using Microsoft.Data.Sqlite;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Core.Querying;
 using PolicyGrid.Embedded.Storage;
+using PolicyGrid.Runtime;
 using PolicyGrid.Runtime.Execution;
 
 namespace PolicyGrid.Bench;
@@ -28,7 +29,7 @@ public static class DecisionQueryBenchmark
         try
         {
             var database = new SqliteDatabase(Path.Combine(dir, "policygrid.db"));
-            var store = new SqliteDocumentStore(database);
+            var store = new SqliteDocumentStore(database, DecisionLogOptions.IndexableFields);
             var start = new DateTimeOffset(2026, 3, 1, 0, 0, 0, TimeSpan.Zero);
             var decisions = Sample(count, start);
             Console.WriteLine($"decision queries on SQLite: {count:N0} decisions over one day, newest 100 per query");
@@ -74,7 +75,7 @@ public static class DecisionQueryBenchmark
             var clock = Stopwatch.StartNew();
             using (var command = connection.CreateCommand())
             {
-                command.CommandText = DecisionTable.CreateIndexes(SqliteDatabase.TableFor(Unindexed));
+                command.CommandText = DecisionTable.CreateIndexes(SqliteDatabase.TableFor(Unindexed), DecisionLogOptions.IndexableFields);
                 command.ExecuteNonQuery();
             }
             Console.WriteLine($"  indexing an existing table of {count:N0} decisions (CREATE INDEX IF NOT EXISTS at start): {clock.Elapsed.TotalSeconds:F1} s");

@@ -24,6 +24,9 @@ public sealed class PolicyRuntimeOptionsValidator : IValidateOptions<PolicyRunti
         checks.Check(d.RetryInterval > TimeSpan.Zero, "Decisions:RetryInterval", "greater than zero", d.RetryInterval);
         checks.Check(d.RefusesUnrecorded() || string.Equals(d.WhenUnrecorded, DecisionLogOptions.Serve, StringComparison.OrdinalIgnoreCase),
             "Decisions:WhenUnrecorded", $"{DecisionLogOptions.Serve} (run calls the decision log cannot record) or {DecisionLogOptions.Refuse} (answer them 503)", $"'{d.WhenUnrecorded}'");
+        foreach (var field in d.IndexedFieldList())
+            checks.Check(DecisionLogOptions.IndexableFields.Contains(field), "Decisions:IndexedFields",
+                $"a comma-separated list of {string.Join(", ", DecisionLogOptions.IndexableFields)}", $"'{d.IndexedFields}' (it names '{field}')");
         var e = options.Execution;
         checks.Check(e.DefaultTimeout > TimeSpan.Zero, "Execution:DefaultTimeout", "greater than zero", e.DefaultTimeout);
         checks.Check(e.MaxTimeout > TimeSpan.Zero, "Execution:MaxTimeout", "greater than zero", e.MaxTimeout);

@@ -18,7 +18,7 @@ public sealed class DecisionData : IAsyncLifetime
     public List<StoredDocument> Docs { get; } = [];
     public static readonly DateTimeOffset Start = new(2026, 3, 1, 10, 0, 0, TimeSpan.Zero);
 
-    public DecisionData() => Store = new SqliteDocumentStore(new SqliteDatabase(_dir.File("policygrid.db")));
+    public DecisionData() => Store = new SqliteDocumentStore(new SqliteDatabase(_dir.File("policygrid.db")), DecisionLogOptions.IndexableFields);
 
     public async ValueTask InitializeAsync()
     {
@@ -192,6 +192,56 @@ public sealed class DecisionQueryTests(DecisionData data) : IClassFixture<Decisi
 }
 
 /// <summary>Decisions the log never writes (arrays, fractions, times before 1970) turn the shortcuts off, and answers stay Core's.</summary>
+/// <summary>
+/// The field indexes cost every decision written (several times the decision itself with many callers), so they are kept
+/// only on the fields <c>Decisions:IndexedFields</c> names: none by default, and one taken out is dropped.
+/// </summary>
+public sealed class DecisionIndexChoiceTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public void Dispose() => _dir.Dispose();
+
+    private async Task<List<string>> IndexesAfterAWrite(IReadOnlyList<string>? indexed)
+    {
+        var database = new SqliteDatabase(_dir.File("policygrid.db"));
+        var store = new SqliteDocumentStore(database, indexed);
+        await DecisionSamples.RecordAsync(store, new Random(3), 50, DecisionData.Start);
+        await using var connection = await database.OpenAsync(Ct);
+        using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = '{SqliteDatabase.TableFor(Collections.Decisions)}' AND sql IS NOT NULL ORDER BY name";
+        using var reader = command.ExecuteReader();
+        var names = new List<string>();
+        while (reader.Read()) names.Add(reader.GetString(0));
+        return names;
+    }
+
+    [Fact]
+    public async Task No_field_is_indexed_unless_asked_and_a_field_taken_out_loses_its_index()
+    {
+        (await IndexesAfterAWrite(null)).ShouldBeEmpty();
+        (await IndexesAfterAWrite(["caller", "outcome"])).ShouldBe(["doc_decisions_caller", "doc_decisions_irregular", "doc_decisions_outcome"]);
+        (await IndexesAfterAWrite(["outcome"])).ShouldBe(["doc_decisions_irregular", "doc_decisions_outcome"]);
+        (await IndexesAfterAWrite([])).ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task Without_indexes_a_caller_query_answers_the_same_and_a_window_still_reads_only_its_ids()
+    {
+        var store = new SqliteDocumentStore(new SqliteDatabase(_dir.File("policygrid.db")));
+        await DecisionSamples.RecordAsync(store, new Random(9), 400, DecisionData.Start);
+        var docs = await DecisionSamples.ReadAllAsync(store);
+        const string window = """{"at": {"$gte": "2026-03-01T10:00:00.020", "$lt": "2026-03-01T10:00:00.060"}}""";
+        await DecisionQueryTests.AssertSameAsCore(store, docs, ["""{"caller": "caller1"}""", window],
+            [[SortKey.ById(SortDirection.Desc)], [new SortKey("at", SortDirection.Desc)]], [(0, 10), (0, 1000)]);
+        (await store.ExplainAsync(Collections.Decisions, new DocumentQuery(FilterParser.Parse(JsonNode.Parse("""{"caller": "caller1"}""")), [SortKey.ById(SortDirection.Desc)]), Ct))
+            .ShouldNotContain("doc_decisions_caller");
+        (await store.ExplainAsync(Collections.Decisions, new DocumentQuery(FilterParser.Parse(JsonNode.Parse(window)), [SortKey.ById(SortDirection.Desc)]), Ct))
+            .ShouldContain("(id>? AND id<?)");
+    }
+}
+
 public sealed class IrregularDecisionTests : IDisposable
 {
     private readonly TempDirectory _dir = new();
@@ -201,7 +251,7 @@ public sealed class IrregularDecisionTests : IDisposable
 
     private async Task<SqliteDocumentStore> StoreWithSamples()
     {
-        var store = new SqliteDocumentStore(new SqliteDatabase(_dir.File("policygrid.db")));
+        var store = new SqliteDocumentStore(new SqliteDatabase(_dir.File("policygrid.db")), DecisionLogOptions.IndexableFields);
         await DecisionSamples.RecordAsync(store, new Random(5), 300, DecisionData.Start);
         return store;
     }

@@ -1,5 +1,6 @@
 using Microsoft.Data.Sqlite;
 using PolicyGrid.Core.Ports;
+using PolicyGrid.Runtime;
 using PolicyGrid.Runtime.Execution;
 
 namespace PolicyGrid.Embedded.Storage;
@@ -15,18 +16,17 @@ internal static class DecisionTable
     public static readonly string Name = SqliteDatabase.TableFor(Collections.Decisions);
 
     /// <summary>
-    /// Top-level fields with an index on (the field's value, id): equality finds its decisions directly and in id
-    /// order, so a newest-first page stops once full and a time window narrows within one value. Expression indexes
-    /// rather than generated columns: an existing table takes them with CREATE INDEX IF NOT EXISTS alone, where a
-    /// column needs ALTER TABLE guarded by a look at the schema. SQLite uses such an index only for the very same
-    /// expression, path written literally (the translator's are parameters), so the translator writes
-    /// <see cref="ValueOf"/> for these fields. The last three are absent from Type 2 records: their indexes leave
-    /// those out (partial), which costs the Type 2 writer nothing. Every index costs the writer on every decision
-    /// (bench decisions: each one several µs, a field of many values more, its inserts spread over many pages), so
-    /// only the fields an audit asks for most: not error_code, status or kind (outcome finds the errors).
+    /// Top-level fields an index on (the field's value, id) may be kept on (<see cref="DecisionLogOptions.IndexedFields"/>
+    /// chooses; none by default): equality finds its decisions directly and in id order, so a newest-first page stops once
+    /// full and a time window narrows within one value. Expression indexes rather than generated columns: an existing
+    /// table takes them with CREATE INDEX IF NOT EXISTS alone, where a column needs ALTER TABLE guarded by a look at the
+    /// schema. SQLite uses such an index only for the very same expression, path written literally (the translator's are
+    /// parameters), so the translator writes <see cref="ValueOf"/> for these fields. The last three are absent from Type 2
+    /// records: their indexes leave those out (partial), which costs the Type 2 writer nothing. Every index costs the
+    /// writer on every decision (bench decisions: each one several µs, a field of many values more, its inserts spread
+    /// over many pages), hence opt-in, and not error_code, status or kind (outcome finds the errors).
     /// </summary>
-    public static readonly IReadOnlyList<string> IndexedFields =
-        ["policy_rule_uri", "caller", "outcome", "function_id", "graph_id", "execution_id"];
+    public static IReadOnlyList<string> IndexableFields => DecisionLogOptions.IndexableFields;
 
     private static readonly HashSet<string> Optional = new(["function_id", "graph_id", "execution_id"], StringComparer.Ordinal);
 
@@ -39,22 +39,31 @@ internal static class DecisionTable
     /// any such decision exists, queries do without the indexes. This partial index holds only those rows: normally
     /// none, and the look is one probe of an empty index.
     /// </summary>
-    private static readonly string Irregular = string.Join(" OR ", IndexedFields.Select(f => $"json_type(body, '$.{f}') IN ('array', 'real')"));
+    private static readonly string Irregular = string.Join(" OR ", IndexableFields.Select(f => $"json_type(body, '$.{f}') IN ('array', 'real')"));
 
-    public static string CreateIndexes(string table) =>
-        string.Concat(IndexedFields.Select(f =>
-            $"CREATE INDEX IF NOT EXISTS \"{table}_{f}\" ON \"{table}\"({ValueOf(f)}, id){(Optional.Contains(f) ? $" WHERE {ValueOf(f)} IS NOT NULL" : "")};"))
-        + $"CREATE INDEX IF NOT EXISTS \"{table}_irregular\" ON \"{table}\"(id) WHERE {Irregular};";
+    /// <summary>
+    /// The statements that leave exactly <paramref name="indexed"/> indexed (and the look-out for irregular values while any
+    /// is): a field taken out of the setting has its index dropped, so the writer stops paying for it.
+    /// </summary>
+    public static string CreateIndexes(string table, IReadOnlyList<string> indexed) =>
+        string.Concat(IndexableFields.Select(f => indexed.Contains(f)
+            ? $"CREATE INDEX IF NOT EXISTS \"{table}_{f}\" ON \"{table}\"({ValueOf(f)}, id){(Optional.Contains(f) ? $" WHERE {ValueOf(f)} IS NOT NULL" : "")};"
+            : $"DROP INDEX IF EXISTS \"{table}_{f}\";"))
+        + (indexed.Count > 0
+            ? $"CREATE INDEX IF NOT EXISTS \"{table}_irregular\" ON \"{table}\"(id) WHERE {Irregular};"
+            : $"DROP INDEX IF EXISTS \"{table}_irregular\";");
 
     /// <summary>
     /// How to read the table for one query, looked at in the query's own read transaction (<paramref name="snapshot"/>)
     /// so that no write between the look and the read can make the answer differ from reading every decision.
     /// </summary>
-    public static DecisionReadPlan Plan(SqliteConnection connection, SqliteTransaction snapshot, DocumentQuery query)
+    public static DecisionReadPlan Plan(SqliteConnection connection, SqliteTransaction snapshot, DocumentQuery query, IReadOnlyList<string> indexed)
     {
         using var command = connection.CreateCommand();
         command.Transaction = snapshot;
-        command.CommandText = $"SELECT EXISTS (SELECT 1 FROM \"{Name}\" WHERE {Irregular}), EXISTS (SELECT 1 FROM \"{Name}\" WHERE id < '{DecisionIdRange.TimeOrderedFrom}')";
+        // Without field indexes there is no index of irregular values either, and looking for them would read every decision.
+        var irregularLook = indexed.Count > 0 ? $"EXISTS (SELECT 1 FROM \"{Name}\" WHERE {Irregular})" : "0";
+        command.CommandText = $"SELECT {irregularLook}, EXISTS (SELECT 1 FROM \"{Name}\" WHERE id < '{DecisionIdRange.TimeOrderedFrom}')";
         using var reader = command.ExecuteReader();
         reader.Read();
         var irregular = reader.GetInt64(0) != 0;
@@ -62,7 +71,7 @@ internal static class DecisionTable
         // Core orders by "at", ties by id; ids of one millisecond rise in recording order, so "at" ascending is id
         // ascending, and "at" descending is id descending with each millisecond's ids turned round.
         var byAt = timeOrdered && query.Sort is [{ Path: "at" } key] ? key.Direction : (SortDirection?)null;
-        return new DecisionReadPlan(irregular ? [] : IndexedFields, DecisionIdRange.For(query.Filter), byAt);
+        return new DecisionReadPlan(irregular ? [] : indexed, DecisionIdRange.For(query.Filter), byAt);
     }
 }
 

@@ -21,7 +21,9 @@ public static class EmbeddedStorage
         Directory.CreateDirectory(root);
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton(_ => new SqliteDatabase(Path.Combine(root, DatabaseFile)));
-        services.AddSingleton<SqliteDocumentStore>();
+        // The runtime's options are there on serve; a host without them (a tool reading a data directory) indexes nothing.
+        services.AddSingleton(sp => new SqliteDocumentStore(sp.GetRequiredService<SqliteDatabase>(),
+            sp.GetService<PolicyGrid.Runtime.PolicyRuntimeOptions>()?.Decisions.IndexedFieldList()));
         services.AddSingleton<IDocumentStore>(sp => sp.GetRequiredService<SqliteDocumentStore>());
         services.AddSingleton(sp => new SqliteContextStore(sp.GetRequiredService<SqliteDatabase>(), sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<IContextStore>(sp => sp.GetRequiredService<SqliteContextStore>());

@@ -23,10 +23,15 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
     private readonly SqliteQueryRunner _queries;
     private readonly SqliteBulkInserter _bulk;
 
-    public SqliteDocumentStore(SqliteDatabase db)
+    private readonly IReadOnlyList<string> _decisionIndexes;
+
+    /// <param name="db">The database file.</param>
+    /// <param name="decisionIndexes">The decision fields to keep an index on (<see cref="PolicyGrid.Runtime.DecisionLogOptions.IndexedFields"/>); none when null.</param>
+    public SqliteDocumentStore(SqliteDatabase db, IReadOnlyList<string>? decisionIndexes = null)
     {
         _db = db;
-        _queries = new SqliteQueryRunner();
+        _decisionIndexes = decisionIndexes ?? [];
+        _queries = new SqliteQueryRunner(_decisionIndexes);
         _bulk = new SqliteBulkInserter(db.OpenAsync, EnsureTable, SequenceTable);
     }
 
@@ -204,8 +209,8 @@ public sealed class SqliteDocumentStore : IDocumentStore, IDocumentBatchStore, I
             $"CREATE TABLE IF NOT EXISTS \"{table}\" (id TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL, revision INTEGER NOT NULL);" +
             $"CREATE TABLE IF NOT EXISTS {SequenceTable} (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);" +
             $"INSERT OR IGNORE INTO {SequenceTable}(name, value) VALUES ('revision', 0);" +
-            // An existing data directory gets the decision indexes at its first use here, retention's prune at start.
-            (table == DecisionTable.Name ? DecisionTable.CreateIndexes(table) : ""));
+            // An existing data directory gets (or loses) the decision indexes at its first use here, retention's prune at start.
+            (table == DecisionTable.Name ? DecisionTable.CreateIndexes(table, _decisionIndexes) : ""));
 
     private static StoredDocument? Read(SqliteConnection connection, SqliteTransaction? tx, string table, string id)
     {

@@ -12,7 +12,7 @@ namespace PolicyGrid.Embedded.Storage;
 /// stream by. Sorting happens in SQL when every key is a top-level field (compared with Core's order through
 /// a collation), and skip/limit go into SQL when the whole filter was exact.
 /// </summary>
-internal sealed class SqliteQueryRunner
+internal sealed class SqliteQueryRunner(IReadOnlyList<string> decisionIndexes)
 {
     public IReadOnlyList<StoredDocument> Run(SqliteConnection connection, string table, DocumentQuery query, CancellationToken ct)
     {
@@ -58,9 +58,9 @@ internal sealed class SqliteQueryRunner
 
     private sealed record Statement(SqliteCommand Command, bool Exact, bool Ordered, bool AtDescending);
 
-    private static Statement Prepare(SqliteConnection connection, SqliteTransaction? snapshot, string table, DocumentQuery query)
+    private Statement Prepare(SqliteConnection connection, SqliteTransaction? snapshot, string table, DocumentQuery query)
     {
-        var decisions = snapshot is null ? null : DecisionTable.Plan(connection, snapshot, query);
+        var decisions = snapshot is null ? null : DecisionTable.Plan(connection, snapshot, query, decisionIndexes);
         var translator = new SqlFilterTranslator { IndexedFields = decisions?.IndexedFields ?? [] };
         var condition = translator.Node(query.Filter, "body");
         if (translator.Parameters.Count > SqlFilterTranslator.MaxParameters)
