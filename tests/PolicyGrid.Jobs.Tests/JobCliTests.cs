@@ -55,6 +55,8 @@ public sealed class JobCliTests : IAsyncLifetime
         code.ShouldBe(0);
         output.ShouldContain("succeeded");
         output.ShouldContain("\"rows\": 42");
+        // Not a terminal (a pipe, a file, this writer): no spinner frame ("job cli-1: pending · 0s") above the result.
+        output.ShouldNotContain("pending");
     }
 
     [Fact]

@@ -126,7 +126,8 @@ public static class JobCommands
             }
         }
 
-        if (session.Json) await PollAsync(_ => { });
+        // A spinner is for a terminal: on a pipe or file Spectre printed its first frame as a line above the result.
+        if (session.Json || !session.Env.Console.Profile.Capabilities.Interactive) await PollAsync(_ => { });
         else await session.Env.Console.Status().Spinner(Spinner.Known.Dots).StartAsync($"job {jobId}: {Status(job)}", ctx => PollAsync(text => ctx.Status(Markup.Escape(text))));
 
         session.Show(job, console =>
