@@ -292,6 +292,18 @@ public sealed class ClientTests : IDisposable
     }
 
     [Theory]
+    [InlineData("<html>\n  <body>\r\n    bad gateway\n  </body>\n</html>\n", "without an envelope: <html> <body> bad gateway </body> </html>")]
+    [InlineData("", "without an envelope: (an empty body)")]
+    public async Task An_error_page_without_the_envelope_is_told_on_one_line(string body, string ending)
+    {
+        // A proxy's page came through as it was, many lines of HTML in one exception message (and one log entry).
+        _server.Answer = (502, body, "text/html");
+        var e = await Should.ThrowAsync<PolicyGridApiException>(() => Client().GetPolicyAsync("a:1-b", TestContext.Current.CancellationToken));
+        (e.Status, e.Code).ShouldBe((502, "backend_error"));
+        e.Reason.ShouldEndWith(ending);
+    }
+
+    [Theory]
     [InlineData("<html>sign in</html>", "text/html")]
     [InlineData("{\"allowed\": true}", "application/json")]
     public async Task A_200_without_the_envelope_is_never_taken_for_a_result(string body, string type)

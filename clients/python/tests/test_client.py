@@ -115,6 +115,16 @@ class EnvelopeTests(unittest.TestCase):
         self.assertEqual((caught.exception.status, caught.exception.code), (502, "backend_error"))
         self.assertIn("bad gateway", caught.exception.message)
 
+    def test_an_error_page_without_envelope_is_told_on_one_line(self):
+        self.answer(502, b"<html>\n  <body>\r\n    bad gateway\n  </body>\n</html>\n", "text/html")
+        with self.assertRaises(PolicyGridApiError) as caught:
+            PolicyGridClient(self.canned.url).get_policy("a:1-b")
+        self.assertTrue(caught.exception.message.endswith("without an envelope: <html> <body> bad gateway </body> </html>"), caught.exception.message)
+        self.answer(503, b"", "text/plain")
+        with self.assertRaises(PolicyGridApiError) as caught:
+            PolicyGridClient(self.canned.url).get_policy("a:1-b")
+        self.assertTrue(caught.exception.message.endswith("without an envelope: (an empty body)"), caught.exception.message)
+
     def test_if_match_is_sent_and_a_gateway_s_412_is_a_conflict(self):
         # A proxy that checks If-Match itself answers 412 without an envelope; it was reported as a backend_error.
         self.answer(412, b"precondition failed", "text/plain")

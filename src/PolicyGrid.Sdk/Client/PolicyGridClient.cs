@@ -220,8 +220,9 @@ public sealed partial class PolicyGridClient : IDisposable
             };
         }
         if (status == 200) return new PolicyGridResponse(status, parsed, payload, response.Headers, response.Content.Headers);
-        var text = Encoding.UTF8.GetString(payload.AsSpan(0, Math.Min(payload.Length, 300)));
-        throw new PolicyGridApiException(status, CodeFor(status), $"{url} answered HTTP {status} without an envelope: {text}")
+        // A proxy's error page is many lines of HTML: one line of it, so a log line or a CLI's stderr stays one line.
+        var text = string.Join(' ', Encoding.UTF8.GetString(payload.AsSpan(0, Math.Min(payload.Length, 300))).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries));
+        throw new PolicyGridApiException(status, CodeFor(status), $"{url} answered HTTP {status} without an envelope: {(text.Length == 0 ? "(an empty body)" : text)}")
         {
             RetryAfterSeconds = RetryAfter(response),
         };

@@ -315,7 +315,8 @@ class PolicyGridClient:
             raise PolicyGridApiError(status, _code_for(status),
                                      f"{url} answered HTTP {status} pointing at {headers.get('location', '(no Location)')}; "
                                      "redirects of POST, PUT and DELETE are not followed: give the PolicyGrid server's own URL")
-        text = payload[:300].decode("utf-8", "replace")
+        # A proxy's error page is many lines of HTML: one line of it, so a log line stays one line.
+        text = " ".join(payload[:300].decode("utf-8", "replace").split()) or "(an empty body)"
         raise PolicyGridApiError(status, _code_for(status), f"{url} answered HTTP {status} without an envelope: {text}")
 
     # ------------------------------------------------------------ policies
