@@ -28,12 +28,16 @@ public sealed class WorkerReplacementTests : IAsyncDisposable
                     self.allow.append(data["ip"])
                 elif action == "pin" and data["pid"] != os.getpid():
                     raise ValueError(f"pinned to process {data['pid']}")
+                elif action == "add_then_fail":
+                    self.allow.append(data["ip"])
+                    raise ValueError("no room for " + data["ip"])
                 return {"allow": self.allow}
         """;
 
     private static readonly JsonArray Commands = new(
         new JsonObject { ["name"] = "add_ip", ["schema"] = new JsonObject() },
         new JsonObject { ["name"] = "pin", ["schema"] = new JsonObject() },
+        new JsonObject { ["name"] = "add_then_fail", ["schema"] = new JsonObject() },
         new JsonObject { ["name"] = "status", ["schema"] = new JsonObject(), ["read_only"] = true });
 
     private readonly List<IDisposable> _registries = [];
@@ -251,5 +255,20 @@ public sealed class WorkerReplacementTests : IAsyncDisposable
             await KillWorkerAsync(ev);
             (await AllowedAsync(ev, "10.1.1.1")).ShouldBeFalse();
         }
+    }
+
+    [Fact]
+    public async Task A_management_command_that_raises_part_way_leaves_nothing_of_itself_behind()
+    {
+        // As on Type 4: the instance that may hold half of the failed command is dropped, and the next call rebuilds it from
+        // the commands that succeeded. It used to be kept, allowing an address whose command had failed.
+        var ev = await Evaluator(JournalledRegistry());
+        await ev.ExecuteManagementCommandAsync("add_ip", new JsonObject { ["ip"] = "10.1.1.1" }, Ct);
+
+        var e = await Should.ThrowAsync<PolicyGridApiException>(() => ev.ExecuteManagementCommandAsync("add_then_fail", new JsonObject { ["ip"] = "10.2.2.2" }, Ct));
+
+        (e.Status, e.Code).ShouldBe((422, "policy_error"));
+        ev.ExecutePolicyRule(Ip("10.2.2.2"))["allowed"]!.GetValue<bool>().ShouldBeFalse();
+        ev.ExecutePolicyRule(Ip("10.1.1.1"))["allowed"]!.GetValue<bool>().ShouldBeTrue();
     }
 }

@@ -398,6 +398,15 @@ internal sealed class WorkerProcessPolicy : IPolicyInstance
                 await journal.DropInstanceAsync();
                 throw;
             }
+            catch (PolicyGridException e) when (e.Code == ErrorCodes.PolicyError && method == PolicyMethods.Management)
+            {
+                // A command that raised part way may have left half of itself in the instance, which no journal entry holds:
+                // dropped, as Type 4 drops it, the next call rebuilds it from the commands that succeeded. Not after eval,
+                // whose changes to the instance are not rebuilt anyway (InvokeKept): a policy that raises for bad input
+                // would pay for a rebuild with every such call.
+                await journal.DropInstanceAsync();
+                throw;
+            }
         }
         catch (PolicyGridException e)
         {
