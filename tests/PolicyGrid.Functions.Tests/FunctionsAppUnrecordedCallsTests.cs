@@ -57,10 +57,16 @@ public sealed class FunctionsAppUnrecordedCallsTests : IDisposable
     [Fact]
     public async Task A_choice_other_than_serve_or_refuse_stops_the_app_at_start_naming_the_setting()
     {
-        await using var app = new FunctionsApp(new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "policygrid.db"))), "closed");
+        // The app's own entry point, as `dotnet PolicyGrid.Functions.dll --PolicyGrid:...=closed` runs it. Through
+        // WebApplicationFactory the app's failed start raced the factory's own look at the host it had already disposed:
+        // one full run in four answered ObjectDisposedException instead of the app's error.
+        var entry = typeof(PolicyFunctionActor).Assembly.EntryPoint!;
+        string[] args = ["--urls", "http://127.0.0.1:0", "--PolicyGrid:Runtime:Decisions:WhenUnrecorded", "closed"];
 
-        var refused = Should.Throw<OptionsValidationException>(() => app.Services);
+        var run = Task.Run(() => entry.Invoke(null, [args]), Ct);
 
+        var stopped = await Should.ThrowAsync<System.Reflection.TargetInvocationException>(() => run.WaitAsync(TimeSpan.FromSeconds(60), Ct));
+        var refused = stopped.InnerException.ShouldBeOfType<OptionsValidationException>();
         refused.Message.ShouldContain("PolicyGrid:Runtime:Decisions:WhenUnrecorded is 'closed'; it must be serve");
     }
 }
