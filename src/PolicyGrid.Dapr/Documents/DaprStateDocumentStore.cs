@@ -112,7 +112,7 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
         if (expectedRevision is not null && expectedRevision != current.Revision) throw DocumentStoreProblems.ChangedSince(collection, id, expectedRevision, current.Revision);
         var entry = NewEntry(collection, id, body);
         if (!await TryWriteAsync(StateKeys.Document(collection, id), entry, etag, ct) && !await LandedAsync(collection, id, entry, ct))
-            throw Problems.Conflict($"{Singular(collection)} '{id}' was changed by another writer at the same time; read it again and retry");
+            throw Problems.Conflict($"{DocumentStoreProblems.Singular(collection)} '{id}' was changed by another writer at the same time; read it again and retry");
         return ToStored(entry);
     }
 
@@ -130,7 +130,7 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
             var (_, etag) = await ReadAsync(collection, id, ct);
             if (await TryWriteAsync(key, entry, etag, ct) || await LandedAsync(collection, id, entry, ct)) return ToStored(entry);
         }
-        throw Problems.BackendUnavailable($"{Singular(collection)} '{id}' in '{Store}' kept changing under concurrent writers; retry");
+        throw Problems.BackendUnavailable($"{DocumentStoreProblems.Singular(collection)} '{id}' in '{Store}' kept changing under concurrent writers; retry");
     }
 
     public async Task<StoredDocument?> DeleteAsync(string collection, string id, string? expectedRevision, CancellationToken ct = default)
@@ -148,7 +148,7 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
             throw SidecarFailures.Translate(e, $"document store '{Store}'");
         }
         // A refusal with the document gone: daprd retried a delete that had landed (or another writer deleted it too).
-        if (!deleted && (await ReadAsync(collection, id, ct)).Entry is not null) throw Problems.Conflict($"{Singular(collection)} '{id}' was changed by another writer while it was being deleted; read it again and retry");
+        if (!deleted && (await ReadAsync(collection, id, ct)).Entry is not null) throw Problems.Conflict($"{DocumentStoreProblems.Singular(collection)} '{id}' was changed by another writer while it was being deleted; read it again and retry");
         // The index entry goes after the document: a crash in between leaves an id that reads as missing, which queries skip.
         if (Options.DocumentQueries == DocumentQueryMode.KeyIndex) await RemoveFromIndexAsync(collection, id, ct);
         return ToStored(current);
@@ -654,5 +654,4 @@ public sealed class DaprStateDocumentStore(DaprClient dapr, IOptions<DaprOptions
 
     private static StoredDocument ToStored(StateDocument entry) => new(entry.Id, (JsonObject)entry.Doc.DeepClone(), entry.Revision);
 
-    private static string Singular(string collection) => DocumentStoreProblems.Singular(collection);
 }

@@ -15,19 +15,15 @@ internal static class DecisionTable
 {
     public static readonly string Name = SqliteDatabase.TableFor(Collections.Decisions);
 
-    /// <summary>
-    /// Top-level fields an index on (the field's value, id) may be kept on (<see cref="DecisionLogOptions.IndexedFields"/>
-    /// chooses; none by default): equality finds its decisions directly and in id order, so a newest-first page stops once
-    /// full and a time window narrows within one value. Expression indexes rather than generated columns: an existing
-    /// table takes them with CREATE INDEX IF NOT EXISTS alone, where a column needs ALTER TABLE guarded by a look at the
-    /// schema. SQLite uses such an index only for the very same expression, path written literally (the translator's are
-    /// parameters), so the translator writes <see cref="ValueOf"/> for these fields. The last three are absent from Type 2
-    /// records: their indexes leave those out (partial), which costs the Type 2 writer nothing. Every index costs the
-    /// writer on every decision (bench decisions: each one several µs, a field of many values more, its inserts spread
-    /// over many pages), hence opt-in, and not error_code, status or kind (outcome finds the errors).
-    /// </summary>
-    public static IReadOnlyList<string> IndexableFields => DecisionLogOptions.IndexableFields;
-
+    // DecisionLogOptions.IndexableFields: top-level fields an index on (the field's value, id) may be kept on (DecisionLogOptions.IndexedFields
+    // chooses; none by default): equality finds its decisions directly and in id order, so a newest-first page stops once
+    // full and a time window narrows within one value. Expression indexes rather than generated columns: an existing
+    // table takes them with CREATE INDEX IF NOT EXISTS alone, where a column needs ALTER TABLE guarded by a look at the
+    // schema. SQLite uses such an index only for the very same expression, path written literally (the translator's are
+    // parameters), so the translator writes ValueOf for these fields. The last three are absent from Type 2
+    // records: their indexes leave those out (partial), which costs the Type 2 writer nothing. Every index costs the
+    // writer on every decision (bench decisions: each one several µs, a field of many values more, its inserts spread
+    // over many pages), hence opt-in, and not error_code, status or kind (outcome finds the errors).
     private static readonly HashSet<string> Optional = new(["function_id", "graph_id", "execution_id"], StringComparer.Ordinal);
 
     public static string ValueOf(string field) => $"json_extract(body, '$.{field}')";
@@ -39,14 +35,14 @@ internal static class DecisionTable
     /// any such decision exists, queries do without the indexes. This partial index holds only those rows: normally
     /// none, and the look is one probe of an empty index.
     /// </summary>
-    private static readonly string Irregular = string.Join(" OR ", IndexableFields.Select(f => $"json_type(body, '$.{f}') IN ('array', 'real')"));
+    private static readonly string Irregular = string.Join(" OR ", DecisionLogOptions.IndexableFields.Select(f => $"json_type(body, '$.{f}') IN ('array', 'real')"));
 
     /// <summary>
     /// The statements that leave exactly <paramref name="indexed"/> indexed (and the look-out for irregular values while any
     /// is): a field taken out of the setting has its index dropped, so the writer stops paying for it.
     /// </summary>
     public static string CreateIndexes(string table, IReadOnlyList<string> indexed) =>
-        string.Concat(IndexableFields.Select(f => indexed.Contains(f)
+        string.Concat(DecisionLogOptions.IndexableFields.Select(f => indexed.Contains(f)
             ? $"CREATE INDEX IF NOT EXISTS \"{table}_{f}\" ON \"{table}\"({ValueOf(f)}, id){(Optional.Contains(f) ? $" WHERE {ValueOf(f)} IS NOT NULL" : "")};"
             : $"DROP INDEX IF EXISTS \"{table}_{f}\";"))
         + (indexed.Count > 0
