@@ -549,6 +549,7 @@ public sealed class FunctionsApiTests : IAsyncLifetime
         var policy = await Deploy(body);
         policy.Status.ShouldBe(404);
         policy.Message.ShouldContain("missing:9.9-none");
+        policy.Message.ShouldContain("policygrid policy push"); // the CLI's way to create it, not only the HTTP one
 
         (await _client.Send(HttpMethod.Post, "/function/query", new JsonObject())).Data!.AsArray().ShouldBeEmpty();
     }

@@ -52,7 +52,7 @@ public sealed class FunctionRegistry(
         if (!PolicyUri.TryParse(request.PolicyRuleUri, out var uri, out var uriError))
             throw Problems.Validation("policy_rule_uri", uriError);
         var stored = await store.GetAsync(Collections.Policies, uri.ToString(), ct)
-            ?? throw Problems.UnknownPolicy(uri.ToString(), "create it with POST /policy before deploying it as a function");
+            ?? throw Problems.UnknownPolicy(uri.ToString(), "create it before deploying it as a function (POST /policy, or `policygrid policy push <dir>`)");
         var policy = PolicyRule.FromJson(stored.Body);
         if (policy.IsRetired) throw Problems.Retired($"policy '{uri}' is retired and cannot be deployed");
         policy.EnsureRunnableKind();
