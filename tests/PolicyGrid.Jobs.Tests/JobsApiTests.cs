@@ -73,6 +73,18 @@ public sealed class JobsApiTests : IAsyncLifetime
     }
 
     [Theory]
+    [InlineData("\"10.0.0.1\"", "a string")]
+    [InlineData("[1]", "an array")]
+    public async Task Inputs_that_are_not_an_object_are_said_so_once(string inputs, string kind)
+    {
+        var answer = await client.Post("/jobs/submit/local", $$"""{"policy_rule_uri":"echo:1.0-test","inputs":{{inputs}}}""");
+        answer.Status.ShouldBe(400);
+        answer.Code.ShouldBe("validation_failed");
+        answer.Message.ShouldBe($"inputs: must be an object (it is the policy's input_data), not {kind}");
+        (await JobCount()).ShouldBe(0);
+    }
+
+    [Theory]
     [InlineData("1e-9", "at least 0.0000001 seconds")]
     [InlineData("1e300", "at most 86400 seconds on this server, not 1E+300")]
     [InlineData("1e20", "at most 86400 seconds")]

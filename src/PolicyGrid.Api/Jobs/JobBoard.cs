@@ -402,9 +402,10 @@ public sealed class JobBoard(
         var merged = (JsonObject)policy.PolicyParameters.DeepClone();
         foreach (var (k, v) in job.PolicyRuleParameters) merged[k] = v?.DeepClone();
         var errors = new List<FieldError>();
-        if (job.Inputs is not JsonObject) errors.Add(new FieldError("inputs", "must be an object (it is the policy's input_data)"));
         if (policy.PolicyParametersSchema.Count > 0) errors.AddRange(TemplateValidator.Validate(policy.PolicyParametersSchema, merged, "policy_rule_parameters"));
-        if (policy.PolicyInputSchema.Count > 0) errors.AddRange(TemplateValidator.Validate(policy.PolicyInputSchema, job.Inputs, "inputs"));
+        // Not an object: said once, in the job's words (the schema check would say it again in its own).
+        if (job.Inputs is not JsonObject) errors.Add(new FieldError("inputs", $"must be an object (it is the policy's input_data), not {JsonValues.Describe(job.Inputs)}"));
+        else if (policy.PolicyInputSchema.Count > 0) errors.AddRange(TemplateValidator.Validate(policy.PolicyInputSchema, job.Inputs, "inputs"));
         if (errors.Count > 0) throw Problems.Validation(errors);
     }
 

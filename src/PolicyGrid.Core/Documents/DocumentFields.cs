@@ -33,7 +33,7 @@ internal sealed class DocumentFields(JsonObject body, string prefix = "")
     {
         var node = Given(name);
         if (node is null) { Add(name, "is required"); return ""; }
-        if (!JsonValues.TryString(node, out var s)) { Add(name, $"must be a string, not {Describe(node)}"); return ""; }
+        if (!JsonValues.TryString(node, out var s)) { Add(name, $"must be a string, not {JsonValues.Describe(node)}"); return ""; }
         if (s.Length == 0) Add(name, "must not be empty");
         return s;
     }
@@ -43,7 +43,7 @@ internal sealed class DocumentFields(JsonObject body, string prefix = "")
         var node = Given(name);
         if (node is null) return fallback;
         if (JsonValues.TryString(node, out var s)) return s;
-        Add(name, $"must be a string, not {Describe(node)}");
+        Add(name, $"must be a string, not {JsonValues.Describe(node)}");
         return fallback;
     }
 
@@ -74,7 +74,7 @@ internal sealed class DocumentFields(JsonObject body, string prefix = "")
         var node = Given(name);
         if (node is null) return [];
         if (node is JsonObject o) return (JsonObject)o.DeepClone();
-        Add(name, $"must be an object, not {Describe(node)}");
+        Add(name, $"must be an object, not {JsonValues.Describe(node)}");
         return [];
     }
 
@@ -83,7 +83,7 @@ internal sealed class DocumentFields(JsonObject body, string prefix = "")
         var node = Given(name);
         if (node is null) return [];
         if (node is JsonArray a) return (JsonArray)a.DeepClone();
-        Add(name, $"must be an array, not {Describe(node)}");
+        Add(name, $"must be an array, not {JsonValues.Describe(node)}");
         return [];
     }
 
@@ -91,12 +91,12 @@ internal sealed class DocumentFields(JsonObject body, string prefix = "")
     {
         var node = Given(name);
         if (node is null) return [];
-        if (node is not JsonArray a) { Add(name, $"must be an array of strings, not {Describe(node)}"); return []; }
+        if (node is not JsonArray a) { Add(name, $"must be an array of strings, not {JsonValues.Describe(node)}"); return []; }
         var result = new List<string>(a.Count);
         for (var i = 0; i < a.Count; i++)
         {
             if (JsonValues.TryString(a[i], out var s)) result.Add(s);
-            else Errors.Add(new FieldError($"{PathOf(name)}[{i}]", $"must be a string, not {Describe(a[i])}"));
+            else Errors.Add(new FieldError($"{PathOf(name)}[{i}]", $"must be a string, not {JsonValues.Describe(a[i])}"));
         }
         return result;
     }
@@ -116,7 +116,7 @@ internal sealed class DocumentFields(JsonObject body, string prefix = "")
         }
         if (!JsonValues.TryPreciseDecimal(node, out var n) || n != decimal.Truncate(n) || n < long.MinValue || n > long.MaxValue)
         {
-            Add(name, $"must be an integer, not {Describe(node)}");
+            Add(name, $"must be an integer, not {JsonValues.Describe(node)}");
             return fallback;
         }
         var value = (long)n;
@@ -130,7 +130,7 @@ internal sealed class DocumentFields(JsonObject body, string prefix = "")
         var node = Given(name);
         if (node is null) return fallback;
         // As a double: 1e-30 is not 0 here, nor 1e30 "not a number" (decimal reads the one as 0 and refuses the other).
-        if (!JsonValues.TryDouble(node, out var value)) { Add(name, $"must be a number, not {Describe(node)}"); return fallback; }
+        if (!JsonValues.TryDouble(node, out var value)) { Add(name, $"must be a number, not {JsonValues.Describe(node)}"); return fallback; }
         if (value <= exclusiveMin) Add(name, $"must be greater than {exclusiveMin.ToString(CultureInfo.InvariantCulture)}, not {value.ToString(CultureInfo.InvariantCulture)}");
         return value;
     }
@@ -140,7 +140,7 @@ internal sealed class DocumentFields(JsonObject body, string prefix = "")
         var node = Given(name);
         if (node is null) return fallback;
         if (node is JsonValue v && v.GetValueKind() is JsonValueKind.True or JsonValueKind.False) return v.GetValue<bool>();
-        Add(name, $"must be true or false, not {Describe(node)}");
+        Add(name, $"must be true or false, not {JsonValues.Describe(node)}");
         return fallback;
     }
 
@@ -159,22 +159,6 @@ internal sealed class DocumentFields(JsonObject body, string prefix = "")
     {
         if (Errors.Count > 0) throw Problems.Validation(Errors);
     }
-
-    public static string Describe(JsonNode? node) => node switch
-    {
-        null => "null",
-        JsonObject => "an object",
-        JsonArray => "an array",
-        JsonValue v => v.GetValueKind() switch
-        {
-            JsonValueKind.String => "a string",
-            JsonValueKind.Number => "a number",
-            JsonValueKind.True or JsonValueKind.False => "a boolean",
-            JsonValueKind.Null => "null",
-            _ => "a value",
-        },
-        _ => "a value",
-    };
 
     internal static JsonArray ToArray(IEnumerable<string> items) => new(items.Select(s => (JsonNode?)JsonValue.Create(s)).ToArray());
 }

@@ -93,14 +93,14 @@ public sealed record Graph : IDocument<Graph>
             if (DocumentFields.IsNull(childrenNode)) { result[node] = []; continue; }
             if (childrenNode is not JsonArray children)
             {
-                f.Errors.Add(new FieldError(path, $"must be a list of child function ids, not {DocumentFields.Describe(childrenNode)}"));
+                f.Errors.Add(new FieldError(path, $"must be a list of child function ids, not {JsonValues.Describe(childrenNode)}"));
                 continue;
             }
             var list = new List<string>();
             for (var i = 0; i < children.Count; i++)
             {
                 if (JsonValues.TryString(children[i], out var child)) list.Add(child);
-                else f.Errors.Add(new FieldError($"{path}[{i}]", $"must be a function id string, not {DocumentFields.Describe(children[i])}"));
+                else f.Errors.Add(new FieldError($"{path}[{i}]", $"must be a function id string, not {JsonValues.Describe(children[i])}"));
             }
             result[node] = list;
         }

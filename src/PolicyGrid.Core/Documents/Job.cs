@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using PolicyGrid.Core.Querying;
 using PolicyGrid.Core.Identity;
 
 namespace PolicyGrid.Core.Documents;
@@ -76,7 +77,7 @@ public sealed record Job : IDocument<Job>
             f.Add("policy_rule_uri", error);
         foreach (var (label, value) in job.NodeSelector)
             if (value is not JsonValue v || v.GetValueKind() != System.Text.Json.JsonValueKind.String)
-                f.Add($"node_selector.{label}", $"must be a string label value, not {DocumentFields.Describe(value)}");
+                f.Add($"node_selector.{label}", $"must be a string label value, not {JsonValues.Describe(value)}");
         f.ThrowIfInvalid();
         return job;
     }

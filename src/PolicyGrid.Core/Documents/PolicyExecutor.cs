@@ -91,7 +91,7 @@ public sealed record PolicyExecutor : IDocument<PolicyExecutor>
             f.Add("executor_id", $"'{ReservedId}' is taken by POST /executor/query, so an executor of that id could not be read, updated or deleted; choose another id");
         if (executor.ExecutorHostUri.Length > 0) CheckHostUri(f, executor.ExecutorHostUri, strict);
         if (executor.ExecutorMetadata["labels"] is { } labels && labels is not JsonObject)
-            f.Add("executor_metadata.labels", $"must be an object of label: value, not {DocumentFields.Describe(labels)}");
+            f.Add("executor_metadata.labels", $"must be an object of label: value, not {JsonValues.Describe(labels)}");
         if (strict) f.AddRange(executor.HardwareErrors());
         f.ThrowIfInvalid();
         return executor;
@@ -129,13 +129,13 @@ public sealed record PolicyExecutor : IDocument<PolicyExecutor>
                     var value = vcpus[key];
                     if (DocumentFields.IsNull(value)) continue;
                     if (Number(value) is not { } n)
-                        errors.Add(new FieldError($"{field}.vcpus.{key}", $"must be a number, not {DocumentFields.Describe(value)}"));
+                        errors.Add(new FieldError($"{field}.vcpus.{key}", $"must be a number, not {JsonValues.Describe(value)}"));
                     else if (n < 0)
                         errors.Add(new FieldError($"{field}.vcpus.{key}", $"must be at least 0, not {n.ToString(System.Globalization.CultureInfo.InvariantCulture)}"));
                 }
                 break;
             case var other:
-                errors.Add(new FieldError($"{field}.vcpus", $"must be an object such as {{\"count\": 4}}, not {DocumentFields.Describe(other)}"));
+                errors.Add(new FieldError($"{field}.vcpus", $"must be an object such as {{\"count\": 4}}, not {JsonValues.Describe(other)}"));
                 break;
         }
         var memory = ExecutorHardwareInfo["memory"];
@@ -148,7 +148,7 @@ public sealed record PolicyExecutor : IDocument<PolicyExecutor>
             else if (!JsonValues.TryString(memory, out var text) || !MemoryQuantity.IsMatch(text))
             {
                 errors.Add(new FieldError($"{field}.memory",
-                    $"must be a number of bytes or a quantity such as \"32Gi\", not {(JsonValues.TryString(memory, out var t) ? $"'{t}'" : DocumentFields.Describe(memory))}"));
+                    $"must be a number of bytes or a quantity such as \"32Gi\", not {(JsonValues.TryString(memory, out var t) ? $"'{t}'" : JsonValues.Describe(memory))}"));
             }
         }
         return errors;

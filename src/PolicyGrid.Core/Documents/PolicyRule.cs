@@ -223,7 +223,7 @@ public sealed record PolicyRule : IDocument<PolicyRule>
         if ((before is null || !JsonValues.DeepEquals(before.ResourceEstimates["timeout_seconds"], timeout))
             && !DocumentFields.IsNull(timeout) && TimeoutEstimate(ResourceEstimates) is null)
         {
-            var shown = timeout is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.Number ? v.ToJsonString() : DocumentFields.Describe(timeout);
+            var shown = timeout is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.Number ? v.ToJsonString() : JsonValues.Describe(timeout);
             errors.Add(new FieldError("resource_estimates.timeout_seconds",
                 $"must be a number of seconds, at least 0.0000001 (one tick of the clock), not {shown}: it is the deadline of a call or job that names none"));
         }
@@ -313,7 +313,7 @@ public sealed record PolicyRule : IDocument<PolicyRule>
             var path = $"management_commands_schema[{i}]";
             if (given[i] is not JsonObject command)
             {
-                f.Errors.Add(new FieldError(path, $"must be an object {{name, description, schema}}, not {DocumentFields.Describe(given[i])}"));
+                f.Errors.Add(new FieldError(path, $"must be an object {{name, description, schema}}, not {JsonValues.Describe(given[i])}"));
                 continue;
             }
             var c = new DocumentFields(command, path);

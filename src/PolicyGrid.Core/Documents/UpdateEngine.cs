@@ -188,7 +188,7 @@ public static class UpdateEngine
             return;
         }
         if (existing is not JsonArray array)
-            throw Problems.BadRequest($"$push: '{path}' is {DocumentFields.Describe(existing)}, not an array");
+            throw Problems.BadRequest($"$push: '{path}' is {JsonValues.Describe(existing)}, not an array");
         foreach (var item in items) array.Add(item?.DeepClone());
     }
 
@@ -197,7 +197,7 @@ public static class UpdateEngine
         if (!JsonValues.TryPreciseDecimal(value, out var by))
             throw Problems.BadRequest(IsNumber(value)
                 ? $"$inc: '{path}': {value!.ToJsonString()} is out of range; $inc adds numbers of {IncRange}"
-                : $"$inc: '{path}' takes a number, not {DocumentFields.Describe(value)}");
+                : $"$inc: '{path}' takes a number, not {JsonValues.Describe(value)}");
         var parent = Parent(document, segments, path, "$inc", create: true)!;
         var existing = Read(parent, segments[^1]);
         if (DocumentFields.IsNull(existing))
@@ -208,7 +208,7 @@ public static class UpdateEngine
         if (!JsonValues.TryPreciseDecimal(existing, out var old))
             throw Problems.BadRequest(IsNumber(existing)
                 ? $"$inc: '{path}' holds {existing!.ToJsonString()}, out of the range $inc can add to ({IncRange}); $set it instead"
-                : $"$inc: '{path}' is {DocumentFields.Describe(existing)}, not a number");
+                : $"$inc: '{path}' is {JsonValues.Describe(existing)}, not a number");
         decimal sum;
         try { sum = old + by; }
         catch (OverflowException) { throw Problems.BadRequest($"$inc: '{path}': {Invariant(old)} + {Invariant(by)} would overflow (beyond {IncRange})"); }
@@ -244,7 +244,7 @@ public static class UpdateEngine
                 Assign(container, segment, path, op, next);
             }
             if (next is not (JsonObject or JsonArray))
-                throw Problems.BadRequest($"{op}: cannot reach '{path}': '{string.Join('.', segments[..(i + 1)])}' is {DocumentFields.Describe(next)}, not an object");
+                throw Problems.BadRequest($"{op}: cannot reach '{path}': '{string.Join('.', segments[..(i + 1)])}' is {JsonValues.Describe(next)}, not an object");
             container = next!;
         }
         return container;

@@ -139,4 +139,21 @@ public static class JsonValues
         JsonArray => 4,
         _ => 5,
     };
+
+    /// <summary>A JSON value's kind as error messages name it ("a string", "an array", "null").</summary>
+    public static string Describe(JsonNode? node) => node switch
+    {
+        null => "null",
+        JsonObject => "an object",
+        JsonArray => "an array",
+        JsonValue v => v.GetValueKind() switch
+        {
+            JsonValueKind.String => "a string",
+            JsonValueKind.Number => "a number",
+            JsonValueKind.True or JsonValueKind.False => "a boolean",
+            JsonValueKind.Null => "null",
+            _ => "a value",
+        },
+        _ => "a value",
+    };
 }

@@ -502,5 +502,5 @@ public static class TemplateValidator
 
     private static string Number(JsonNode n) => JsonValues.TryNumber(n, out var d) ? Number(d) : n.ToJsonString();
 
-    private static string Describe(JsonNode? node) => Documents.DocumentFields.Describe(node);
+    private static string Describe(JsonNode? node) => Querying.JsonValues.Describe(node);
 }
