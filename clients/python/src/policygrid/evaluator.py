@@ -54,7 +54,7 @@ def _after_fork_in_child() -> None:
 class _Held:
     """What a local evaluator holds for one revision of the policy."""
 
-    __slots__ = ("document", "revision", "status", "instance", "settings", "parameters", "input_schema",
+    __slots__ = ("document", "revision", "status", "own", "settings", "parameters", "input_schema",
                  "fingerprint", "bundle", "by_parameters", "parameters_key")
 
     def __init__(self, **kw):
@@ -68,13 +68,30 @@ class _Held:
 _MAX_PARAMETER_INSTANCES = 16
 
 
+class _OwnInstance:
+    """The evaluator's own instance of a revision (the one management commands change) and what rebuilds it. A command
+    that raised part way may have left half of itself in the instance (an address appended before the check that raised),
+    which no command that succeeded holds: the instance is dropped, and the next call rebuilds it from __init__, then
+    set_state() of the get_state() the last command that succeeded left (a class with get_state), else those commands
+    replayed in order (the journal). As .NET WorkerProcess mode and Type 4 rebuild theirs. Shared by the revisions that
+    differ only in metadata, which keep the instance. Read and changed under the evaluator's call lock."""
+
+    __slots__ = ("instance", "journal", "state_json", "rebuild_due")
+
+    def __init__(self, instance):
+        self.instance = instance
+        self.journal: list[tuple[str, str]] = []  # (action, data as JSON text) of each command that succeeded, in order
+        self.state_json: str | None = None  # get_state() after the last command, as JSON text (None: none yet, or None)
+        self.rebuild_due = False
+
+
 class LocalPolicyEvaluator:
     def __init__(self, policy_rule_uri: str, parameters: dict | None = None, settings: dict | None = None,
                  mode: str = "local", executor_id: str = "local", server: str | None = None,
                  token: str | None = None, timeout: float | None = None, *,
                  revalidate_seconds: float = 5.0, cache_dir: str | None = None,
                  unpack_limits: UnpackLimits | None = None, client: PolicyGridClient | None = None,
-                 max_stale_seconds: float | None = 60.0):
+                 max_stale_seconds: float | None = 60.0, max_journal_entries: int = 1000):
         if mode not in MODES:
             raise ValueError(f"mode must be 'local' or 'remote', not {mode!r}")
         if not isinstance(policy_rule_uri, str) or not policy_rule_uri:
@@ -91,6 +108,12 @@ class LocalPolicyEvaluator:
             raise ValueError(f"revalidate_seconds must be 0 or more, not {revalidate_seconds!r}")
         if max_stale_seconds is not None and not max_stale_seconds >= 0:
             raise ValueError(f"max_stale_seconds must be 0 or more (or None), not {max_stale_seconds!r}")
+        if isinstance(max_journal_entries, bool) or not isinstance(max_journal_entries, int):
+            raise TypeError(f"max_journal_entries must be an int (management commands kept to rebuild the instance), "
+                            f"not {type(max_journal_entries).__name__} ({max_journal_entries!r:.60})")
+        if max_journal_entries < 1:
+            raise ValueError(f"max_journal_entries must be 1 or more (management commands kept to rebuild the instance), "
+                             f"not {max_journal_entries}")
         self.policy_rule_uri = policy_rule_uri
         self.mode = mode
         self.executor_id = executor_id
@@ -98,6 +121,7 @@ class LocalPolicyEvaluator:
         self.settings = as_json(dict(settings or {}), "settings")
         self.revalidate_seconds = float(revalidate_seconds)
         self.max_stale_seconds = None if max_stale_seconds is None else float(max_stale_seconds)
+        self.max_journal_entries = max_journal_entries
         self.client = client or PolicyGridClient(server, token, timeout)
         self.context: dict = {}
         self._context_json = "{}"  # self.context after the last call that succeeded (see _restore_context)
@@ -146,7 +170,7 @@ class LocalPolicyEvaluator:
         if held.input_schema:
             _ensure(templates.validate(held.input_schema, input_data, "input_data"))
         with self._lock:
-            instance = held.instance if params is held.parameters else self._instance_for(held, params)
+            instance = self._own_instance(held) if params is held.parameters else self._instance_for(held, params)
             context = self.context
             try:
                 result = instance.eval(params, input_data, context)
@@ -187,7 +211,7 @@ class LocalPolicyEvaluator:
         if held.parameters_key is None:
             held.parameters_key = json.dumps(held.parameters, sort_keys=True)
         if key == held.parameters_key:
-            return held.instance
+            return self._own_instance(held)
         instance = held.by_parameters.pop(key, None)
         if instance is None:
             instance = _instantiate(held.bundle, self.policy_rule_uri, held.settings, params)
@@ -206,27 +230,95 @@ class LocalPolicyEvaluator:
             return self._remote(self.client._management_response(self.executor_id, self.policy_rule_uri, action, data,
                                                                  parameters=self.parameters or None, settings=self.settings or None))
         held = self._current()
-        _ensure_management_command(held.document.get("management_commands_schema"), self.policy_rule_uri, action, data)
-        management = getattr(held.instance, "management", None)
-        if not callable(management):
+        commands = held.document.get("management_commands_schema")
+        _ensure_management_command(commands, self.policy_rule_uri, action, data)
+        if not callable(getattr(held.own.instance, "management", None)):
             raise PolicyGridApiError(400, "bad_request", f"policy {self.policy_rule_uri} has no management method")
+        read_only = _is_read_only(commands, action)
         with self._lock:
+            own = held.own
+            instance = self._own_instance(held)
+            keeps_state = getattr(instance, "get_state", None) is not None
+            journalled = not read_only and not keeps_state
+            if journalled and len(own.journal) >= self.max_journal_entries:
+                # Refused before it runs, as WorkerProcess mode and a Type 4 function refuse it: the journal is what rebuilds
+                # the instance after a command that raises, and it would lack this one.
+                raise PolicyGridApiError(
+                    409, "conflict",
+                    f"policy {self.policy_rule_uri}: {len(own.journal)} management commands are kept to replay on a recreated instance "
+                    "(the limit, max_journal_entries) because the policy class has no get_state; give it get_state/set_state, declare "
+                    "the commands that change nothing read_only in its management_commands_schema, or create a new evaluator to start "
+                    "afresh")
+            data_json = json.dumps(data) if journalled else ""  # before the policy can change data
             try:
-                result = management(action, data)
-            except BaseException as e:
-                if not _raised_by_policy(e, _code_dir_of(type(held.instance))):
-                    raise
-                raise PolicyGridApiError(422, "policy_error", _described_exception(e)) from e
-        if result is None:
-            return {}  # as the server answers it
-        problem = answer_problem(result) or (
+                answer, state_json = self._managed(instance, action, data, keeps_state)
+            except BaseException:
+                own.rebuild_due = True  # whatever stopped it part way, the instance may hold half of the command
+                raise
+            if keeps_state:
+                own.state_json = state_json  # holds every command so far: nothing to replay
+                own.journal.clear()
+            elif journalled:
+                own.journal.append((action, data_json))
+            return answer
+
+    def _managed(self, instance, action: str, data: Any, keeps_state: bool) -> tuple[dict, str | None]:
+        """management(action, data)'s answer as the server gives it and, for a class with get_state, get_state() right after
+        it as JSON text (None when it answers None). Raises the server's 422 when either raises or answers what has no
+        JSON form, or the answer is not a dict."""
+        try:
+            result = instance.management(action, data)
+        except BaseException as e:
+            if not _raised_by_policy(e, _code_dir_of(type(instance))):
+                raise
+            raise PolicyGridApiError(422, "policy_error", _described_exception(e)) from e
+        problem = None if result is None else answer_problem(result) or (
             None if isinstance(result, dict) else f"management of {self.policy_rule_uri} returned {described(result)}, not a dict")
         if problem is not None:
             raise PolicyGridApiError(422, "policy_error", problem)
         try:
-            return as_answered(result)
+            answer = {} if result is None else as_answered(result)  # None: {}, as the server answers it
         except (TypeError, ValueError) as e:
             raise _unanswerable(e) from e
+        if not keeps_state:
+            return answer, None
+        try:
+            state = instance.get_state()
+            problem = answer_problem(state)
+            state_json = None if problem is not None or state is None else answer_json(state)
+        except BaseException as e:
+            if not _raised_by_policy(e, _code_dir_of(type(instance))):
+                raise
+            problem = _described_exception(e)
+        if problem is not None:
+            # As the servers' worker words it: the command is not kept, and the instance that ran it is rebuilt.
+            raise PolicyGridApiError(422, "policy_error", f"get_state() after management raised {problem}")
+        return answer, state_json
+
+    def _own_instance(self, held: _Held):
+        """The evaluator's own instance, rebuilt first when a management command raised on it (see _OwnInstance). A rebuild
+        that fails raises, and the next call tries again: none runs on an instance without the commands that succeeded."""
+        own = held.own
+        if not own.rebuild_due:
+            return own.instance
+        uri = self.policy_rule_uri
+        whose = f"policy {uri} (LocalPolicyEvaluator, local)"
+        instance = _instantiate(held.bundle, uri, held.settings, held.parameters)
+        step = "restore its state with set_state()"
+        try:
+            if own.state_json is not None and hasattr(instance, "set_state"):
+                instance.set_state(json.loads(own.state_json))
+            for i, (action, data_json) in enumerate(own.journal, 1):
+                step = f"apply management '{action}' (journal entry {i} of {len(own.journal)}) again"
+                instance.management(action, json.loads(data_json))
+        except BaseException as e:
+            if not _raised_by_policy(e, _code_dir_of(type(instance))):
+                raise
+            log.warning("policygrid: %s could not %s: %s", whose, step, _described_exception(e))
+            raise PolicyGridApiError(422, "policy_error", f"{whose} could not {step} after its instance was recreated: "
+                                                          f"{_described_exception(e)}; it tries again before its next call") from e
+        own.instance, own.rebuild_due = instance, False
+        return instance
 
     def _remote(self, response) -> Any:
         """An executor's answer: a DeprecationWarning when it says the policy is deprecated (its Deprecation header), once
@@ -370,20 +462,20 @@ class LocalPolicyEvaluator:
                                  sort_keys=True, default=str)
         previous = self._held
         if previous is not None and self._failure is None and previous.fingerprint == fingerprint \
-                and (previous.instance is not None or status == "retired"):
+                and (previous.own is not None or status == "retired"):
             # Only metadata/status changed: keep the warm instance (and its management state). A retired revision holds
             # none (nothing was loaded for it), so a policy un-retired after that is loaded now.
-            instance, bundle = previous.instance, previous.bundle
+            own, bundle = previous.own, previous.bundle
         elif status == "retired":
-            instance, bundle = None, None
+            own, bundle = None, None
         else:
             # The stored values passed these templates when registered: what fails here is the evaluator's overrides, named
             # as an executor names them when remote mode sends them ("parameters.limit").
             _ensure(templates.validate(document.get("policy_settings_schema") or {}, settings, "settings")
                     + templates.validate(document.get("policy_parameters_schema") or {}, parameters, "parameters"))
             bundle = self._bundles.get(str(document.get("code") or ""), str(document.get("code_sha256") or ""))
-            instance = _instantiate(bundle, self.policy_rule_uri, settings, parameters)
-        return _Held(document=document, revision=revision, status=status, instance=instance, settings=settings,
+            own = _OwnInstance(_instantiate(bundle, self.policy_rule_uri, settings, parameters))
+        return _Held(document=document, revision=revision, status=status, own=own, settings=settings,
                      parameters=parameters, input_schema=document.get("policy_input_schema") or {},
                      fingerprint=fingerprint, bundle=bundle)
 
@@ -575,6 +667,15 @@ def _ensure_management_command(commands: Any, uri: str, action: str, data: Any) 
     schema = command.get("schema")
     if isinstance(schema, dict) and schema:
         _ensure(templates.validate(schema, data, "data"))
+
+
+def _is_read_only(commands: Any, action: str) -> bool:
+    """Whether the policy declares the command "read_only": true (it changes nothing, so no journal keeps it), as
+    executors, functions and the .NET SDK read it."""
+    if not isinstance(commands, list):
+        return False
+    command = next((c for c in commands if isinstance(c, dict) and c.get("name") == action), None)
+    return command is not None and command.get("read_only") is True
 
 
 def _ensure_dict(value: Any, name: str) -> None:
