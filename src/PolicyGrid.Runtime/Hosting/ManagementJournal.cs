@@ -149,13 +149,17 @@ public sealed class ManagementJournal(PythonWorkerPool pool, string instanceKey,
                 await pool.ReleaseAsync(instanceKey, CancellationToken.None);
                 logger.LogWarning("{Owner} could not replay management '{Action}' (journal entry {Entry} of {Entries}): {Reason}",
                     owner(), entry.Action, i + 1, _entries.Count, e.Message);
-                throw new PolicyGridException(e.Status, e.Code,
-                    $"{owner()} could not apply management '{entry.Action}' (journal entry {i + 1} of {_entries.Count}) " +
-                    $"again after its instance was recreated: {e.Message}; it tries again before its next call");
+                throw new PolicyGridException(e.Status, e.Code, CouldNotReplay(owner(), entry.Action, i + 1, _entries.Count, e.Message));
             }
         }
         ReplayDue = false;
     }
+
+    /// <summary>How an owner says that entry <paramref name="entry"/> of <paramref name="entries"/> failed again on a recreated
+    /// instance (here, and an SDK's in-process evaluator, which keeps its journal itself), so every mode words it alike.</summary>
+    public static string CouldNotReplay(string owner, string action, int entry, int entries, string reason) =>
+        $"{owner} could not apply management '{action}' (journal entry {entry} of {entries}) again after its instance was recreated: " +
+        $"{reason}; it tries again before its next call";
 
     /// <summary>The pool created the instance a method ran on without the journal (see <see cref="InvokeAsync"/>).</summary>
     private sealed class InstanceRecreated : Exception;

@@ -178,7 +178,7 @@ internal static class EmbeddedPython
 
 
         class Instance:
-            __slots__ = ("obj", "parameters", "context", "eval", "rollback")
+            __slots__ = ("obj", "parameters", "context", "eval", "rollback", "keeps_state", "state")
 
             def __init__(self, obj, parameters, context=None):
                 self.obj = obj
@@ -223,15 +223,34 @@ internal static class EmbeddedPython
 
                 self.eval = call
                 self.rollback = rollback
+                self.keeps_state = getattr(obj, "get_state", None) is not None
+                self.state = None
 
             def management(self, action, data_json):
+                # For a class with get_state, its get_state() right after the command goes to self.state (JSON text, None
+                # for None), as the servers' worker takes it in the command's round trip: what rebuilds the instance.
                 method = getattr(self.obj, "management", None)
                 if method is None:
                     raise AttributeError("the policy class has no management method")
                 try:
-                    return _written(method(action, json.loads(data_json)))
+                    answer = _written(method(action, json.loads(data_json)))
                 except BaseException as exc:
                     raise PolicyRaised(describe(exc)) from None
+                if self.keeps_state:
+                    try:
+                        state = self.obj.get_state()
+                        self.state = None if state is None else _written(state)
+                    except BaseException as exc:
+                        raise PolicyRaised("get_state() after management raised " + describe(exc)) from None
+                return answer
+
+            def restore(self, state_json):
+                # A recreated instance takes the state the last command left, as the servers' worker restores one.
+                if hasattr(self.obj, "set_state"):
+                    try:
+                        self.obj.set_state(json.loads(state_json))
+                    except BaseException as exc:
+                        raise PolicyRaised(describe(exc)) from None
 
 
         _MAX_ERROR_MESSAGE = 16 * 1024

@@ -97,7 +97,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
         if (options.RevalidateInterval < TimeSpan.Zero)
             throw new ArgumentException($"RevalidateInterval must be zero or more, not {options.RevalidateInterval}", nameof(options));
         if (options.MaxJournalEntries < 1)
-            throw new ArgumentException($"MaxJournalEntries must be 1 or more (management commands kept to rebuild a WorkerProcess instance), not {options.MaxJournalEntries}", nameof(options));
+            throw new ArgumentException($"MaxJournalEntries must be 1 or more (management commands kept to rebuild the instance), not {options.MaxJournalEntries}", nameof(options));
         if (options.MaxStaleness < TimeSpan.Zero && options.MaxStaleness != Timeout.InfiniteTimeSpan)
             throw new ArgumentException($"MaxStaleness must be zero or more (or Timeout.InfiniteTimeSpan), not {options.MaxStaleness}", nameof(options));
         // pythonnet needs code generated at run time: without it (a native AOT app) the first load threw pythonnet's own
@@ -426,7 +426,8 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
             }
             else
             {
-                instance = InProcessPolicy.Load(_options.PythonLibrary, _options.PolicyRuleUri, bundle, settings, parameters, _held?.Instance as InProcessPolicy);
+                instance = InProcessPolicy.Load(_options.PythonLibrary, _options.PolicyRuleUri, bundle, settings, parameters, _options.MaxJournalEntries,
+                    _held?.Instance as InProcessPolicy);
             }
         }
         if (status == "deprecated") _logger.LogWarning("policy {Policy} (revision {Revision}) is deprecated", _options.PolicyRuleUri, tag);

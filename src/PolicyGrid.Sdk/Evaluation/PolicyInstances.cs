@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
@@ -103,12 +104,21 @@ internal sealed class ParameterInstances
 /// <summary>
 /// The policy inside this process (embedded CPython). Fastest; no deadline or memory cap can be
 /// enforced here, and a policy that crashes the interpreter takes the caller's process with it.
+/// <para>The evaluator's own instance is the one management commands change. One that raised part way may have left half of
+/// itself in the instance (an address appended before the check that raised), which no command that succeeded holds: the
+/// instance is dropped, and the next call rebuilds it from <c>__init__</c>, then <c>set_state</c> of the <c>get_state()</c>
+/// the last command that succeeded left (a class with <c>get_state</c>), else those commands replayed in order (the journal),
+/// as WorkerProcess mode and Type 4 rebuild theirs. It used to be kept, so a command that failed could still take effect.</para>
 /// </summary>
 #pragma warning disable CA1001 // the semaphore holds no wait handle (nothing waits on AvailableWaitHandle) and is shared with the next revision's instance
 internal sealed class InProcessPolicy : IPolicyInstance
 {
-    private readonly PyObject _eval;
-    private readonly PyObject _management;
+    // The Python instance and its methods: replaced together when the instance is rebuilt (under _calls).
+    private PyObject _instance;
+    private PyObject _eval;
+    private PyObject _management;
+    private PyObject _rollback;
+    private bool _keepsState; // its class has get_state
 
     // Calls on one instance run one at a time, as the servers run calls sharing a context key: the GIL
     // alone does not do that, since a policy that sleeps or does I/O releases it in the middle of eval
@@ -120,56 +130,139 @@ internal sealed class InProcessPolicy : IPolicyInstance
     private readonly SemaphoreSlim _calls;
     private readonly PyObject _context;
 
-    private readonly PyObject _rollback;
     private readonly string _ruleId;
 
-    // What WithParameters loads another instance from.
+    // What WithParameters loads another instance from, and what a rebuild loads this one from again.
     private readonly string? _library;
     private readonly BundleDirectory _bundle;
     private readonly JsonObject _settings;
+    private readonly JsonObject _parameters;
 
-    private InProcessPolicy(PyObject instance, SemaphoreSlim calls, string ruleId, string? library, BundleDirectory bundle, JsonObject settings)
+    // What rebuilds the instance (management reaches the evaluator's own instance only; a new revision's starts afresh, as a
+    // redeployed function). Read and changed under _calls.
+    private readonly int _maxJournalEntries;
+    private readonly List<ManagementJournalEntry> _journal = []; // a class without get_state: the commands that succeeded
+    private string? _stateJson; // a class with get_state: its answer after the last command (null: none yet, or None)
+    private bool _rebuildDue;
+
+    private InProcessPolicy(PyObject instance, SemaphoreSlim calls, string ruleId, string? library, BundleDirectory bundle, JsonObject settings,
+        JsonObject parameters, int maxJournalEntries)
     {
         _ruleId = ruleId;
         _library = library;
         _bundle = bundle;
         _settings = settings;
-        _rollback = instance.GetAttr("rollback");
-        _eval = instance.GetAttr("eval");
-        _management = instance.GetAttr("management");
+        _parameters = parameters;
+        _maxJournalEntries = maxJournalEntries;
         _context = instance.GetAttr("context");
         _calls = calls;
+        Take(instance);
     }
 
     public bool Synchronous => true;
 
+    private string Owner => $"policy {_ruleId} (LocalPolicyEvaluator, InProcess)";
+
     /// <summary>Loads the policy; with a <paramref name="predecessor"/> (an update, or <see cref="WithParameters"/>), its context
     /// carries over, as on the servers.</summary>
     public static InProcessPolicy Load(string? library, string ruleId, BundleDirectory bundle, JsonObject settings, JsonObject parameters,
-        InProcessPolicy? predecessor = null)
+        int maxJournalEntries, InProcessPolicy? predecessor = null)
     {
         var host = EmbeddedPython.Host(library);
         using (Py.GIL())
         {
+            var instance = Made(host, ruleId, bundle, settings, parameters, predecessor?._context);
+            return new InProcessPolicy(instance, predecessor?._calls ?? new SemaphoreSlim(1, 1), ruleId, library, bundle, settings, parameters,
+                maxJournalEntries);
+        }
+    }
+
+    // A new Python instance from the load spec, sharing the context cell of those before it (under the GIL).
+    private static PyObject Made(PyObject host, string ruleId, BundleDirectory bundle, JsonObject settings, JsonObject parameters, PyObject? context)
+    {
+        try
+        {
+            using var load = host.GetAttr("load");
+            using var name = new PyString($"_policygrid_bundle_{bundle.Sha256[..20]}");
+            using var functionPy = new PyString(Path.Combine(bundle.Root, "code", "function.py"));
+            using var codeDir = new PyString(Path.Combine(bundle.Root, "code"));
+            using var rule = new PyString(ruleId);
+            using var settingsJson = new PyString(settings.ToJsonString());
+            using var parametersJson = new PyString(parameters.ToJsonString());
+            return context is null
+                ? load.Invoke(name, functionPy, codeDir, rule, settingsJson, parametersJson)
+                : load.Invoke(name, functionPy, codeDir, rule, settingsJson, parametersJson, context);
+        }
+        catch (PythonException e)
+        {
+            throw EmbeddedPython.CannotLoad(e, ruleId);
+        }
+    }
+
+    // Under the GIL.
+    [MemberNotNull(nameof(_instance), nameof(_eval), nameof(_management), nameof(_rollback))]
+    private void Take(PyObject instance)
+    {
+        _instance = instance;
+        _eval = instance.GetAttr("eval");
+        _management = instance.GetAttr("management");
+        _rollback = instance.GetAttr("rollback");
+        using var keepsState = instance.GetAttr("keeps_state");
+        _keepsState = keepsState.IsTrue();
+    }
+
+    /// <summary>
+    /// Makes the instance again after a management command raised on it (under _calls): <c>__init__</c>, then the state or
+    /// the journal. One that fails throws naming what failed and stays due: no call runs on an instance without the commands
+    /// that succeeded.
+    /// </summary>
+    private void Rebuild()
+    {
+        var host = EmbeddedPython.Host(_library);
+        using (Py.GIL())
+        {
+            var fresh = Made(host, _ruleId, _bundle, _settings, _parameters, _context);
             try
             {
-                using var load = host.GetAttr("load");
-                using var name = new PyString($"_policygrid_bundle_{bundle.Sha256[..20]}");
-                using var functionPy = new PyString(Path.Combine(bundle.Root, "code", "function.py"));
-                using var codeDir = new PyString(Path.Combine(bundle.Root, "code"));
-                using var rule = new PyString(ruleId);
-                using var settingsJson = new PyString(settings.ToJsonString());
-                using var parametersJson = new PyString(parameters.ToJsonString());
-                using var instance = predecessor is null
-                    ? load.Invoke(name, functionPy, codeDir, rule, settingsJson, parametersJson)
-                    : load.Invoke(name, functionPy, codeDir, rule, settingsJson, parametersJson, predecessor._context);
-                return new InProcessPolicy(instance, predecessor?._calls ?? new SemaphoreSlim(1, 1), ruleId, library, bundle, settings);
+                if (_stateJson is not null)
+                {
+                    using var restore = fresh.GetAttr("restore");
+                    using var state = new PyString(_stateJson);
+                    try
+                    {
+                        restore.Invoke(state).Dispose();
+                    }
+                    catch (PythonException e)
+                    {
+                        throw new PolicyGridApiException(422, "policy_error", $"{Owner} could not restore its state with set_state() after its instance " +
+                            $"was recreated: {EmbeddedPython.PolicyError(e).Reason}; it tries again before its next call", null, e);
+                    }
+                }
+                using var management = fresh.GetAttr("management");
+                for (var i = 0; i < _journal.Count; i++)
+                {
+                    try
+                    {
+                        using var action = new PyString(_journal[i].Action);
+                        using var data = new PyString(_journal[i].DataJson);
+                        management.Invoke(action, data).Dispose();
+                    }
+                    catch (PythonException e)
+                    {
+                        throw new PolicyGridApiException(422, "policy_error",
+                            ManagementJournal.CouldNotReplay(Owner, _journal[i].Action, i + 1, _journal.Count, EmbeddedPython.PolicyError(e).Reason), null, e);
+                    }
+                }
             }
-            catch (PythonException e)
+            catch
             {
-                throw EmbeddedPython.CannotLoad(e, ruleId);
+                fresh.Dispose();
+                throw;
             }
+            foreach (var old in (PyObject[])[_instance, _eval, _management, _rollback]) old.Dispose();
+            Take(fresh);
         }
+        _rebuildDue = false;
     }
 
     public JsonObject Eval(JsonNode? input, JsonObject? parameters) => Eval(input, parameters, CancellationToken.None);
@@ -181,6 +274,7 @@ internal sealed class InProcessPolicy : IPolicyInstance
         _calls.Wait(ct);
         try
         {
+            if (_rebuildDue) Rebuild();
             string resultJson;
             using (Py.GIL())
             {
@@ -221,37 +315,74 @@ internal sealed class InProcessPolicy : IPolicyInstance
     public ValueTask<JsonObject> EvalAsync(JsonNode? input, JsonObject? parameters, CancellationToken ct) =>
         ValueTask.FromResult(Eval(input, parameters, ct));
 
-    // Nothing is kept to rebuild the instance: it lives as long as this process, and an update starts afresh (as a redeployed function).
     public ValueTask<JsonNode?> ManagementAsync(string action, JsonNode? data, bool readOnly, CancellationToken ct)
     {
-        string resultJson;
+        var dataJson = data?.ToJsonString() ?? "{}";
         _calls.Wait(ct);
         try
         {
-            using (Py.GIL())
+            if (_rebuildDue) Rebuild();
+            var journalled = !readOnly && !_keepsState;
+            // Refused before it runs, as WorkerProcess mode and a Type 4 function refuse it: the journal rebuilds the instance
+            // after a command that raises, and it would lack this one.
+            if (journalled && _journal.Count >= _maxJournalEntries) throw ManagementJournalLimit.Reached(_ruleId, _journal.Count);
+            try
             {
-                try
+                var (answer, state) = Managed(action, dataJson);
+                if (_keepsState)
                 {
-                    using var a = new PyString(action);
-                    using var d = new PyString(data?.ToJsonString() ?? "{}");
-                    using var result = _management.Invoke(a, d);
-                    resultJson = result.ToString()!; // str() of a str is itself: cheaper than the converter
+                    _stateJson = state; // holds every command so far: nothing to replay
+                    _journal.Clear();
                 }
-                catch (PythonException e)
+                else if (journalled)
                 {
-                    throw EmbeddedPython.PolicyError(e);
+                    _journal.Add(new ManagementJournalEntry(action, dataJson));
                 }
+                return ValueTask.FromResult<JsonNode?>(answer);
+            }
+            catch
+            {
+                // Whatever failed it (it raised, its get_state() raised, its answer has no JSON form), the instance may hold
+                // part of it: the next call rebuilds it from the commands that succeeded.
+                _rebuildDue = true;
+                throw;
             }
         }
         finally
         {
             _calls.Release();
         }
-        var (answer, problem) = PolicyAnswer.Read(resultJson);
-        return ValueTask.FromResult<JsonNode?>(problem is null ? PolicyAnswer.ManagementResult(answer, _ruleId) : throw new PolicyGridApiException(422, "policy_error", problem));
     }
 
-    public IPolicyInstance WithParameters(JsonObject parameters) => Load(_library, _ruleId, _bundle, _settings, parameters, this);
+    // The command's answer and, for a class with get_state, its get_state() right after it, taken in the same call.
+    private (JsonObject Answer, string? State) Managed(string action, string dataJson)
+    {
+        string resultJson;
+        string? state = null;
+        using (Py.GIL())
+        {
+            try
+            {
+                using var a = new PyString(action);
+                using var d = new PyString(dataJson);
+                using var result = _management.Invoke(a, d);
+                resultJson = result.ToString()!; // str() of a str is itself: cheaper than the converter
+                if (_keepsState)
+                {
+                    using var taken = _instance.GetAttr("state");
+                    state = taken.IsNone() ? null : taken.ToString();
+                }
+            }
+            catch (PythonException e)
+            {
+                throw EmbeddedPython.PolicyError(e);
+            }
+        }
+        var (answer, problem) = PolicyAnswer.Read(resultJson);
+        return (problem is null ? PolicyAnswer.ManagementResult(answer, _ruleId) : throw new PolicyGridApiException(422, "policy_error", problem), state);
+    }
+
+    public IPolicyInstance WithParameters(JsonObject parameters) => Load(_library, _ruleId, _bundle, _settings, parameters, _maxJournalEntries, this);
 
     // The Python objects are released by pythonnet's finalizer: a call that captured this instance
     // just before an update swapped it out may still be using them.
@@ -358,10 +489,7 @@ internal sealed class WorkerProcessPolicy : IPolicyInstance
             // Refused before it runs, as a Type 4 function refuses it: past the limit the action would live only on an instance
             // that a replaced worker loses (an empty journal says nothing, so a limit below 1 would act as 1).
             if (journal is not null && !readOnly && _keepsState == false && journal.Count > 0 && journal.Count >= _maxJournalEntries)
-                throw new PolicyGridApiException(409, ErrorCodes.Conflict,
-                    $"policy {_load.RuleId}: {journal.Count} management commands are kept to replay on a recreated worker instance (the limit, " +
-                    "LocalPolicyEvaluatorOptions.MaxJournalEntries) because the policy class has no get_state; give it get_state/set_state, declare " +
-                    "the commands that change nothing read_only in its management_commands_schema, or create a new evaluator to start afresh");
+                throw ManagementJournalLimit.Reached(_load.RuleId, journal.Count);
             var payload = (JsonObject?)data?.DeepClone() ?? [];
             var answer = PolicyAnswer.ManagementResult(
                 (await Invoke(PolicyMethods.Management, new JsonObject { ["action"] = action, ["data"] = payload.DeepClone() }, ct))?.DeepClone(), _load.RuleId);
@@ -441,6 +569,15 @@ internal sealed class WorkerProcessPolicy : IPolicyInstance
 }
 
 #pragma warning restore CA1001
+
+/// <summary>The 409 of a management command past <see cref="LocalPolicyEvaluatorOptions.MaxJournalEntries"/>, as a Type 4 function answers it.</summary>
+internal static class ManagementJournalLimit
+{
+    public static PolicyGridApiException Reached(string ruleId, int kept) => new(409, ErrorCodes.Conflict,
+        $"policy {ruleId}: {kept} management commands are kept to replay on a recreated instance (the limit, " +
+        "LocalPolicyEvaluatorOptions.MaxJournalEntries) because the policy class has no get_state; give it get_state/set_state, declare " +
+        "the commands that change nothing read_only in its management_commands_schema, or create a new evaluator to start afresh");
+}
 
 /// <summary>What an in-process policy answered, read as the servers read a worker's reply.</summary>
 internal static class PolicyAnswer
