@@ -32,10 +32,12 @@ public sealed class ManagementRollbackTests : IAsyncDisposable
                 return {"allowed": input_data["ip"] in self.allow, "serial": self.serial}
 
             def management(self, action, data):
-                if action in ("add_ip", "add_then_fail"):
+                if action in ("add_ip", "add_then_fail", "add_then_list"):
                     self.allow.append(data["ip"])
                 if action == "add_then_fail":
                     raise ValueError("no room for " + data["ip"])
+                if action == "add_then_list":
+                    return list(self.allow)
                 if action in ("pin", "pin_read_only") and data["serial"] != self.serial:
                     raise ValueError(f"pinned to instance {data['serial']}, not {self.serial}")
                 return {"allow": self.allow, "serial": self.serial}
@@ -56,6 +58,7 @@ public sealed class ManagementRollbackTests : IAsyncDisposable
     private static readonly JsonArray Commands = new(
         new JsonObject { ["name"] = "add_ip", ["schema"] = new JsonObject() },
         new JsonObject { ["name"] = "add_then_fail", ["schema"] = new JsonObject() },
+        new JsonObject { ["name"] = "add_then_list", ["schema"] = new JsonObject() },
         new JsonObject { ["name"] = "pin", ["schema"] = new JsonObject() },
         new JsonObject { ["name"] = "pin_read_only", ["schema"] = new JsonObject(), ["read_only"] = true },
         new JsonObject { ["name"] = "status", ["schema"] = new JsonObject(), ["read_only"] = true });
@@ -121,6 +124,29 @@ public sealed class ManagementRollbackTests : IAsyncDisposable
         // The next command runs on the rebuilt instance and is kept as well.
         (await Management(ev, "add_ip", new JsonObject { ["ip"] = "10.3.3.3" }))["allow"]!.AsArray().Select(n => n!.GetValue<string>())
             .ShouldBe(["10.0.0.1", "10.1.1.1", "10.3.3.3"]);
+    }
+
+    [Theory]
+    [InlineData(LocalIsolation.InProcess, false)]
+    [InlineData(LocalIsolation.InProcess, true)]
+    [InlineData(LocalIsolation.WorkerProcess, false)]
+    [InlineData(LocalIsolation.WorkerProcess, true)]
+    public async Task A_command_answering_no_dict_fails_and_leaves_nothing_of_itself_behind(LocalIsolation isolation, bool keepsState)
+    {
+        // WorkerProcess mode used to keep the instance (and, for a class with get_state, the state taken after the command),
+        // so the address was allowed, and came back when the instance was rebuilt.
+        var ev = await Evaluator(isolation, keepsState);
+        await Management(ev, "add_ip", new JsonObject { ["ip"] = "10.1.1.1" });
+
+        var e = await Refused(ev, "add_then_list", new JsonObject { ["ip"] = "10.2.2.2" });
+
+        (e.Status, e.Code).ShouldBe((422, "policy_error"));
+        e.Reason.ShouldBe($"management of {EvaluatorTests.Uri} returned a list, not a dict");
+        (await AllowedAsync(ev, "10.2.2.2")).ShouldBeFalse();
+        (await AllowedAsync(ev, "10.1.1.1")).ShouldBeTrue();
+        await Refused(ev, "add_then_fail", new JsonObject { ["ip"] = "10.3.3.3" }); // rebuilt again, from what succeeded
+        (await AllowedAsync(ev, "10.2.2.2")).ShouldBeFalse();
+        (await AllowedAsync(ev, "10.1.1.1")).ShouldBeTrue();
     }
 
     [Theory]

@@ -28,10 +28,12 @@ class AIOSv1PolicyRule:
         return {"allowed": input_data["ip"] in self.allow, "serial": self.serial}
 
     def management(self, action, data):
-        if action in ("add_ip", "add_then_fail"):
+        if action in ("add_ip", "add_then_fail", "add_then_list"):
             self.allow.append(data["ip"])
         if action == "add_then_fail":
             raise ValueError("no room for " + data["ip"])
+        if action == "add_then_list":
+            return list(self.allow)
         if action in ("pin", "pin_read_only") and data["serial"] != self.serial:
             raise ValueError(f"pinned to instance {data['serial']}, not {self.serial}")
         return {"allow": self.allow, "serial": self.serial}
@@ -50,6 +52,7 @@ STATE = '''
 COMMANDS = [
     {"name": "add_ip", "schema": {}},
     {"name": "add_then_fail", "schema": {}},
+    {"name": "add_then_list", "schema": {}},
     {"name": "pin", "schema": {}},
     {"name": "pin_read_only", "schema": {}, "read_only": True},
     {"name": "status", "schema": {}, "read_only": True},
@@ -95,6 +98,18 @@ class ManagementRollbackTests(unittest.TestCase):
                 self.assertTrue(self.allowed(ev, "10.0.0.1"))  # __init__ ran with the same parameters
                 # The next command runs on the rebuilt instance and is kept as well.
                 self.assertEqual(ev.execute_mgmt_command("add_ip", {"ip": "10.3.3.3"})["allow"], ["10.0.0.1", "10.1.1.1", "10.3.3.3"])
+
+    def test_a_command_answering_no_dict_fails_and_leaves_nothing_of_itself_behind(self):
+        for keeps_state in (False, True):
+            with self.subTest(get_state=keeps_state):
+                ev = self.evaluator(keeps_state)
+                ev.execute_mgmt_command("add_ip", {"ip": "10.1.1.1"})
+                with self.assertRaises(PolicyGridApiError) as caught:
+                    ev.execute_mgmt_command("add_then_list", {"ip": "10.2.2.2"})
+                self.assertEqual((caught.exception.status, caught.exception.code), (422, "policy_error"))
+                self.assertEqual(caught.exception.message, f"management of {URI} returned a list, not a dict")
+                self.assertFalse(self.allowed(ev, "10.2.2.2"))
+                self.assertTrue(self.allowed(ev, "10.1.1.1"))
 
     def test_a_class_with_get_state_is_rebuilt_from_the_state_not_by_replaying_commands(self):
         ev = self.evaluator(keeps_state=True)

@@ -491,8 +491,20 @@ internal sealed class WorkerProcessPolicy : IPolicyInstance
             if (journal is not null && !readOnly && _keepsState == false && journal.Count > 0 && journal.Count >= _maxJournalEntries)
                 throw ManagementJournalLimit.Reached(_load.RuleId, journal.Count);
             var payload = (JsonObject?)data?.DeepClone() ?? [];
-            var answer = PolicyAnswer.ManagementResult(
-                (await Invoke(PolicyMethods.Management, new JsonObject { ["action"] = action, ["data"] = payload.DeepClone() }, ct))?.DeepClone(), _load.RuleId);
+            var stateBefore = _state;
+            var value = await Invoke(PolicyMethods.Management, new JsonObject { ["action"] = action, ["data"] = payload.DeepClone() }, ct);
+            JsonObject answer;
+            try
+            {
+                answer = PolicyAnswer.ManagementResult(value?.DeepClone(), _load.RuleId);
+            }
+            catch (PolicyGridApiException) when (journal is not null)
+            {
+                // A command answering no dict failed, as one that raised: nothing of it is kept, in the instance or its state.
+                _state = stateBefore;
+                await journal.DropInstanceAsync();
+                throw;
+            }
             // A class with get_state has every command in the state taken after it: nothing to replay.
             if (_keepsState == true) journal?.Clear();
             else if (!readOnly) journal?.Add(action, payload);
