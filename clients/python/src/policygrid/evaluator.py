@@ -296,7 +296,7 @@ class LocalPolicyEvaluator:
         return answer, state_json
 
     def _own_instance(self, held: _Held):
-        """The evaluator's own instance, rebuilt first when a management command raised on it (see _OwnInstance). A rebuild
+        """The evaluator's own instance, rebuilt first when a management command failed on it (see _OwnInstance). A rebuild
         that fails raises, and the next call tries again: none runs on an instance without the commands that succeeded."""
         own = held.own
         if not own.rebuild_due:
@@ -314,7 +314,6 @@ class LocalPolicyEvaluator:
         except BaseException as e:
             if not _raised_by_policy(e, _code_dir_of(type(instance))):
                 raise
-            log.warning("policygrid: %s could not %s: %s", whose, step, _described_exception(e))
             raise PolicyGridApiError(422, "policy_error", f"{whose} could not {step} after its instance was recreated: "
                                                           f"{_described_exception(e)}; it tries again before its next call") from e
         own.instance, own.rebuild_due = instance, False
