@@ -1,5 +1,4 @@
 using System.Text.Json.Nodes;
-using PolicyGrid.Runtime.Hosting;
 using PolicyGrid.Sdk.Client;
 using PolicyGrid.Sdk.Evaluation;
 
@@ -85,12 +84,7 @@ public sealed class ManagementRollbackTests : IAsyncDisposable
         var code = Policy.Replace("{state}", keepsState ? State : "", StringComparison.Ordinal);
         _registry = new LoopbackRegistry(document, TestBundles.Zip(("code/function.py", code)));
         _registries.Add(_registry);
-        var ev = await LocalPolicyEvaluator.CreateAsync(new PolicyGridClient(_registry.Url), new LocalPolicyEvaluatorOptions
-        {
-            PolicyRuleUri = EvaluatorTests.Uri, Isolation = isolation, RevalidateInterval = TimeSpan.FromHours(1),
-            MaxJournalEntries = maxJournalEntries,
-            WorkerPool = new WorkerPoolOptions { Workers = 1, IsolatePolicies = false, WorkDirectory = Path.Combine(Path.GetTempPath(), "pg-sdk-workers") },
-        }, Ct);
+        var ev = await WorkerReplacementTests.OneWorkerEvaluator(_registry, isolation, maxJournalEntries);
         _made.Add(ev);
         return ev;
     }

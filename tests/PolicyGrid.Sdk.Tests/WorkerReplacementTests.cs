@@ -80,15 +80,19 @@ public sealed class WorkerReplacementTests : IAsyncDisposable
     private async Task<LocalPolicyEvaluator> Evaluator(LoopbackRegistry registry, LocalIsolation isolation = LocalIsolation.WorkerProcess,
         int maxJournalEntries = 1000)
     {
-        var ev = await LocalPolicyEvaluator.CreateAsync(new PolicyGridClient(registry.Url), new LocalPolicyEvaluatorOptions
+        var ev = await OneWorkerEvaluator(registry, isolation, maxJournalEntries);
+        _made.Add(ev);
+        return ev;
+    }
+
+    /// <summary>An evaluator of <see cref="EvaluatorTests.Uri"/> from <paramref name="registry"/>; in WorkerProcess mode on a pool of one worker.</summary>
+    internal static Task<LocalPolicyEvaluator> OneWorkerEvaluator(LoopbackRegistry registry, LocalIsolation isolation, int maxJournalEntries) =>
+        LocalPolicyEvaluator.CreateAsync(new PolicyGridClient(registry.Url), new LocalPolicyEvaluatorOptions
         {
             PolicyRuleUri = EvaluatorTests.Uri, Isolation = isolation, RevalidateInterval = TimeSpan.FromHours(1),
             MaxJournalEntries = maxJournalEntries,
             WorkerPool = new WorkerPoolOptions { Workers = 1, IsolatePolicies = false, WorkDirectory = Path.Combine(Path.GetTempPath(), "pg-sdk-workers") },
         }, Ct);
-        _made.Add(ev);
-        return ev;
-    }
 
     /// <summary>Kills the evaluator's worker (SIGKILL, as the kernel's OOM killer or an operator would) and waits for it to go.</summary>
     private static async Task KillWorkerAsync(LocalPolicyEvaluator ev)

@@ -80,9 +80,9 @@ public sealed record LocalPolicyEvaluatorOptions
 
     /// <summary>
     /// How many management commands an evaluator keeps to replay on its instance when it is recreated (a management command
-    /// raised part way; in <see cref="LocalIsolation.WorkerProcess"/> mode also a crashed, overrun or recycled worker), for a
-    /// policy class without <c>get_state</c>; as a Type 4 function's <c>PolicyGrid:Functions:MaxJournalEntries</c>. Past it management commands raise 409 <c>conflict</c>
-    /// and run nothing, except those the policy declares <c>read_only</c>. At least 1.
+    /// failed part way; in <see cref="LocalIsolation.WorkerProcess"/> mode also a crashed, overrun or recycled worker), for a
+    /// policy class without <c>get_state</c>; as a Type 4 function's <c>PolicyGrid:Functions:MaxJournalEntries</c>. Past it
+    /// management commands raise 409 <c>conflict</c> and run nothing, except those the policy declares <c>read_only</c>. At least 1.
     /// </summary>
     public int MaxJournalEntries { get; init; } = 1000;
 

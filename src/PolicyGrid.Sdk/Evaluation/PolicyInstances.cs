@@ -104,7 +104,7 @@ internal sealed class ParameterInstances
 /// <summary>
 /// The policy inside this process (embedded CPython). Fastest; no deadline or memory cap can be
 /// enforced here, and a policy that crashes the interpreter takes the caller's process with it.
-/// <para>The evaluator's own instance is the one management commands change. One that raised part way may have left half of
+/// <para>The evaluator's own instance is the one management commands change. One that failed part way may have left half of
 /// itself in the instance (an address appended before the check that raised), which no command that succeeded holds: the
 /// instance is dropped, and the next call rebuilds it from <c>__init__</c>, then <c>set_state</c> of the <c>get_state()</c>
 /// the last command that succeeded left (a class with <c>get_state</c>), else those commands replayed in order (the journal),
@@ -212,7 +212,7 @@ internal sealed class InProcessPolicy : IPolicyInstance
     }
 
     /// <summary>
-    /// Makes the instance again after a management command raised on it (under _calls): <c>__init__</c>, then the state or
+    /// Makes the instance again after a management command failed on it (under _calls): <c>__init__</c>, then the state or
     /// the journal. One that fails throws naming what failed and stays due: no call runs on an instance without the commands
     /// that succeeded.
     /// </summary>
