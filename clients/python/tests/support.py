@@ -8,8 +8,10 @@ import io
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tarfile
 import tempfile
 import threading
@@ -23,7 +25,6 @@ REPO = os.environ.get("POLICYGRID_REPO") or os.path.abspath(os.path.join(HERE, "
 try:  # the installed SDK (test.sh installs it into .venv); else the source tree
     import policygrid  # noqa: F401
 except ImportError:
-    import sys
     sys.path.insert(0, os.path.join(HERE, "..", "src"))
 
 # The contract's worked example, used when samples/policies/ip_allowlist is not in this checkout.
@@ -64,6 +65,23 @@ def ip_allowlist_files() -> dict:
                         files[rel] = f.read()
         return files
     return {"code/function.py": IP_ALLOWLIST.encode()}
+
+
+def in_a_forked_child(call) -> int:
+    """Forks; the child runs call() (an exit code) and exits with it. A child that hangs is ended by SIGALRM after 10 s, so
+    a deadlock fails the test instead of hanging the run. Answers the child's exit code (-14: it hung)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 99
+        try:
+            signal.alarm(10)
+            code = call()
+        except BaseException as e:  # noqa: BLE001 - reported through the exit code
+            print(f"child raised {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
 
 
 def zip_bytes(files: dict) -> bytes:

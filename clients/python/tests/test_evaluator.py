@@ -4,7 +4,6 @@ import datetime
 import hashlib
 import math
 import os
-import signal
 import socket
 import sys
 import tempfile
@@ -352,22 +351,6 @@ class AIOSv1PolicyRule:
             self.assertLess(time.monotonic() - started, 1.0)
 
     # ------------------------------------------------------------------ fork (gunicorn/uwsgi prefork, multiprocessing)
-    def in_a_forked_child(self, call) -> int:
-        """Forks; the child runs call() (an exit code) and exits with it. A child that hangs is ended by SIGALRM after
-        10 s, so a deadlock fails the test instead of hanging the run. Answers the child's exit code (-14: it hung)."""
-        pid = os.fork()
-        if pid == 0:
-            code = 99
-            try:
-                signal.alarm(10)
-                code = call()
-            except BaseException as e:  # noqa: BLE001 - reported through the exit code
-                print(f"child raised {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        return os.waitstatus_to_exitcode(status)
-
     @unittest.skipUnless(hasattr(os, "fork"), "needs os.fork")
     def test_a_child_forked_while_another_thread_is_in_a_call_can_call_the_evaluator(self):
         # The child inherited the call lock held by a thread it does not have: every call in it hung for ever.
@@ -395,7 +378,7 @@ class AIOSv1PolicyRule:
                 # The parent's call had not finished: what it did to the context is not the child's.
                 return 0 if result["allowed"] and ev.context == {"calls": 1} else 2
 
-            self.assertEqual(0, self.in_a_forked_child(child))
+            self.assertEqual(0, support.in_a_forked_child(child))
         finally:
             module.GATE.set()
             caller.join()
@@ -417,7 +400,7 @@ class AIOSv1PolicyRule:
                     return 0 if e.code == "retired" else 3
                 return 2
 
-            self.assertEqual(0, self.in_a_forked_child(child))
+            self.assertEqual(0, support.in_a_forked_child(child))
 
     def test_pickling_an_evaluator_says_to_make_one_in_each_process(self):
         # multiprocessing's spawn and forkserver pickle what they hand a child: that failed naming '_thread.lock'.

@@ -1,6 +1,9 @@
 """Local mode: a management command that raises part way leaves nothing of itself behind, as in .NET WorkerProcess mode
 and on Type 4 (the instance is rebuilt from the commands that succeeded, or from the state the last one left)."""
+import os
+import sys
 import tempfile
+import threading
 import unittest
 
 import support
@@ -191,6 +194,40 @@ class ManagementRollbackTests(unittest.TestCase):
         self.assertEqual((caught.exception.status, caught.exception.code), (422, "policy_error"))
         answer = ev.execute_policy_rule({"ip": "10.6.6.6"})
         self.assertEqual((answer["allowed"], answer["serial"]), (True, serial))
+
+    @unittest.skipUnless(hasattr(os, "fork"), "needs os.fork")
+    def test_a_child_forked_while_another_thread_is_in_a_command_has_nothing_of_it(self):
+        # The command had appended its address when the fork came: the child's instance held it, allowed, though the command
+        # never finished there.
+        ev = self.evaluator(keeps_state=False)
+        ev.execute_mgmt_command("add_ip", {"ip": "10.1.1.1"})
+        module = sys.modules[f"_policygrid_bundle_{self.registry.sha[:20]}"]
+        module.ENTERED, module.GATE = threading.Event(), threading.Event()
+        management = module.AIOSv1PolicyRule.management
+
+        def gated(instance, action, data):
+            if action == "add_ip" and data["ip"] == "10.2.2.2":
+                instance.allow.append(data["ip"])
+                module.ENTERED.set()
+                module.GATE.wait()
+                instance.allow.remove(data["ip"])
+            return management(instance, action, data)
+
+        module.AIOSv1PolicyRule.management = gated
+        caller = threading.Thread(target=ev.execute_mgmt_command, args=("add_ip", {"ip": "10.2.2.2"}))
+        caller.start()
+        try:
+            self.assertTrue(module.ENTERED.wait(5))
+
+            def child():
+                return 0 if not self.allowed(ev, "10.2.2.2") and self.allowed(ev, "10.1.1.1") else 2
+
+            self.assertEqual(0, support.in_a_forked_child(child))
+        finally:
+            module.GATE.set()
+            caller.join()
+            module.AIOSv1PolicyRule.management = management
+        self.assertTrue(self.allowed(ev, "10.2.2.2"))  # the parent's command finished there as before
 
     def test_max_journal_entries_is_checked_at_construction(self):
         for bad, error in ((0, ValueError), (-3, ValueError), ("5", TypeError), (2.0, TypeError), (True, TypeError), (None, TypeError)):

@@ -344,8 +344,8 @@ class LocalPolicyEvaluator:
         locks other threads held at the fork are still held, by nobody. A call under way then left every call of the child
         hanging on the call lock; a re-read under way left it never re-reading (serving the revision it was forked with
         for ever, retired or not); a bundle download under way hung its next load. The child gets fresh locks, the
-        context the last call that succeeded left (a call under way did not finish here), and a re-read on its first
-        call when one was under way."""
+        context the last call that succeeded left (a call under way did not finish here), its instance rebuilt from the
+        commands that succeeded when a call was under way, and a re-read on its first call when one was under way."""
         call_under_way = not self._lock.acquire(blocking=False)
         if not call_under_way:
             self._lock.release()
@@ -355,6 +355,11 @@ class LocalPolicyEvaluator:
         self._bundles.after_fork()
         if call_under_way:
             self._restore_context(self.context)
+            held = self._held
+            if held is not None and held.own is not None:
+                # A management command under way may have left half of itself in the child's instance: rebuilt, as after
+                # one that raised, before the child's first call.
+                held.own.rebuild_due = True
         if reread_under_way:
             self._next_check = 0.0
 
