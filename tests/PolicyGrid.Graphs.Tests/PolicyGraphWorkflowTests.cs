@@ -124,6 +124,42 @@ public sealed class PolicyGraphWorkflowTests
     }
 
     [Fact]
+    public async Task A_node_that_fails_for_good_stops_its_siblings_retries_and_answers_at_once_naming_it()
+    {
+        // B is unavailable (retried), C refuses its input (a caller's 400, never retried). The test answers C first, then
+        // B, on its own thread, as the orchestrator replays completions one at a time: C's failure is the run's, as on the
+        // embedded runner, and B is not tried again after it. B used to be retried to its last attempt, backoff after
+        // backoff, past the run's deadline (a 504 naming no node) while C's answer waited, and was named instead of C.
+        var answers = new Dictionary<string, TaskCompletionSource<object?>> { ["B"] = new(), ["C"] = new() };
+        var context = new WorkflowContextDouble(Activities(async call =>
+            answers.TryGetValue(call.Node, out var answer) ? (NodeCallResult)(await answer.Task)! : Echo(call)));
+
+        var run = new PolicyGraphWorkflow().RunAsync(context, Diamond() with { RetryMaxAttempts = 10, RetryBackoffSeconds = 30 });
+        answers["C"].SetResult(new NodeCallResult(false, "", 400, "validation_failed", "input_data.ip: is required", DateTimeOffset.UnixEpoch, 1));
+        answers["B"].SetResult(new NodeCallResult(false, "", 503, "backend_unavailable", "down", DateTimeOffset.UnixEpoch, 1));
+        var output = await run.WaitAsync(TimeSpan.FromSeconds(10));
+
+        output.Error.ShouldBe(new GraphNodeError("C", 400, "validation_failed", "input_data.ip: is required"));
+        context.Calls.Count(c => ((NodeCallRequest)c.Input!).Node == "B").ShouldBe(1);
+        context.Calls.Select(c => ((NodeCallRequest)c.Input!).Node).ShouldNotContain("D");
+    }
+
+    [Fact]
+    public async Task No_node_of_a_level_starts_after_a_node_of_it_failed()
+    {
+        // Parallelism 1 runs the root's three children one after another: the first fails, the other two never start.
+        var graph = Graph(["R", "X", "Y", "Z", "S"], [("R", ["X", "Y", "Z"]), ("X", ["S"]), ("Y", ["S"]), ("Z", ["S"])], parallelism: 1);
+        var context = new WorkflowContextDouble(Activities(call => Task.FromResult(call.Node == "X"
+            ? new NodeCallResult(false, "", 422, "policy_error", "RuntimeError: no", DateTimeOffset.UnixEpoch, 1)
+            : Echo(call))));
+
+        var output = await new PolicyGraphWorkflow().RunAsync(context, graph);
+
+        output.Error!.Node.ShouldBe("X");
+        context.Calls.Select(c => ((NodeCallRequest)c.Input!).Node).ShouldBe(["R", "X"]);
+    }
+
+    [Fact]
     public async Task Trace_lists_every_node_with_its_input_and_output()
     {
         var context = new WorkflowContextDouble(Activities(call => Task.FromResult(Echo(call))));

@@ -9,7 +9,7 @@ namespace PolicyGrid.Workflows;
 /// <summary>
 /// Runs a Type 5 graph durably: builds Core's <see cref="GraphPlan"/> (the same plan the embedded runner walks),
 /// fans each level out as <see cref="CallFunctionActivity"/> calls with bounded parallelism, and fans in at joins
-/// by handing a node its parents' outputs in graph_function_ids order. The first failing level stops the graph.
+/// by handing a node its parents' outputs in graph_function_ids order. The first node to fail for good stops the graph.
 /// Workflow code must replay deterministically, so time comes from the context and retries wait on its timers.
 /// </summary>
 public sealed class PolicyGraphWorkflow : Workflow<GraphWorkflowInput, GraphWorkflowOutput>
@@ -24,22 +24,24 @@ public sealed class PolicyGraphWorkflow : Workflow<GraphWorkflowInput, GraphWork
         // the run itself, so the record still names what started it.
         var execution = graph.ExecutionId is { Length: > 0 } id ? id : context.InstanceId;
         var caller = graph.Caller is { Length: > 0 } who ? who : $"graph:{execution}";
+        var failure = new FirstFailure();
 
         foreach (var level in plan.Levels)
         {
             var calls = level.Select(node => new NodeCallRequest(
                 node, graph.Replicas.GetValueOrDefault(node, 1), InputOf(plan.Parents(node), input, outputs)?.ToJsonString() ?? "null",
                 graph.Executors?.GetValueOrDefault(node), caller, graph.GraphId ?? "", execution)).ToList();
-            var results = await context.ProcessInParallelAsync(calls, call => CallWithRetryAsync(context, graph, call), Math.Max(1, graph.MaxParallelism));
+            var results = await context.ProcessInParallelAsync(calls, call => CallWithRetryAsync(context, graph, call, failure), Math.Max(1, graph.MaxParallelism));
 
             foreach (var (call, result) in calls.Zip(results))
             {
+                if (result is null) continue; // not started: another node of the level had failed
                 if (graph.Trace)
                     trace.Add(new GraphTraceEntry(call.Node, call.InputJson, result.OutputJson, result.StartedAt, result.DurationMs));
-                if (!result.Ok)
-                    return GraphWorkflowOutput.Failed(new GraphNodeError(call.Node, result.Status, result.Code, result.Message), trace);
-                outputs[call.Node] = JsonNode.Parse(result.OutputJson);
+                if (result.Ok) outputs[call.Node] = JsonNode.Parse(result.OutputJson);
             }
+            if (failure.Error is { } error)
+                return GraphWorkflowOutput.Failed(error, trace);
         }
 
         return GraphWorkflowOutput.Succeeded(outputs[plan.Sink]?.ToJsonString() ?? "null", trace);
@@ -53,16 +55,40 @@ public sealed class PolicyGraphWorkflow : Workflow<GraphWorkflowInput, GraphWork
         _ => new JsonArray([.. parents.Select(p => outputs[p]?.DeepClone())]),
     };
 
-    private static async Task<NodeCallResult> CallWithRetryAsync(WorkflowContext context, GraphWorkflowInput graph, NodeCallRequest call)
+    /// <summary>
+    /// One node's call, tried again as the graph's retry policy says. A node that fails for good stops the others, as the
+    /// embedded runner cancels them: none starts (null) or is tried again (its last attempt) after it. A sibling used to
+    /// be retried backoff after backoff, past the run's deadline, while the failure that ends the run waited.
+    /// </summary>
+    private static async Task<NodeCallResult?> CallWithRetryAsync(WorkflowContext context, GraphWorkflowInput graph, NodeCallRequest call, FirstFailure failure)
     {
+        if (failure.Error is not null) return null;
         for (var attempt = 1; ; attempt++)
         {
             var result = await context.CallActivityAsync<NodeCallResult>(GraphWorkflows.CallNodeActivity, call);
-            if (result.Ok || attempt >= graph.RetryMaxAttempts || !NodeRetries.Retried(result.Status))
+            if (result.Ok) return result;
+            if (attempt >= graph.RetryMaxAttempts || !NodeRetries.Retried(result.Status))
+            {
+                failure.Keep(new GraphNodeError(call.Node, result.Status, result.Code, result.Message));
                 return result;
+            }
             if (graph.RetryBackoffSeconds > 0)
                 await context.CreateTimer(TimeSpan.FromSeconds(graph.RetryBackoffSeconds));
+            if (failure.Error is not null) return result;
         }
+    }
+
+    /// <summary>
+    /// The run's first node to fail for good. The orchestrator runs its continuations one at a time, in the order its
+    /// history replays them, so the same node is first on every replay.
+    /// </summary>
+    private sealed class FirstFailure
+    {
+        private GraphNodeError? _error;
+
+        public GraphNodeError? Error => Volatile.Read(ref _error);
+
+        public void Keep(GraphNodeError error) => Interlocked.CompareExchange(ref _error, error, null);
     }
 }
 
