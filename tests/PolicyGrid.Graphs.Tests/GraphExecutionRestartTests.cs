@@ -53,6 +53,7 @@ public sealed class GraphExecutionRestartTests
         interrupted["status"]!.GetValue<string>().ShouldBe("failed");
         // A graceful stop records the cut-off run itself; after a hard kill the next read says the server restarted.
         interrupted["error"]!.GetValue<string>().ShouldMatch("stopped|restarted");
+        interrupted["error_code"]!.GetValue<string>().ShouldBe("backend_unavailable");
     }
 
     // The read of an execution's status raced its end: the read saw "running", the run then stored its result and left

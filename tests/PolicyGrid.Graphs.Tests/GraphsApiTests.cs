@@ -317,6 +317,7 @@ public sealed class GraphsApiTests(GraphServerFixture fixture) : IClassFixture<G
         state.Data!["status"]!.GetValue<string>().ShouldBe("succeeded", state.Body?.ToJsonString());
         By(state.Data!["result"]).ShouldBe("D");
         state.Data!["error"]!.GetValue<string>().ShouldBe("");
+        state.Data!["error_code"]!.GetValue<string>().ShouldBe("", "every field of the record is there, empty when unused");
         (await _client.Send(HttpMethod.Get, "/graph/executions/nope")).Status.ShouldBe(404);
     }
 

@@ -247,6 +247,9 @@ public sealed class GraphRegistry(
             ["status"] = ExecutionStatus.Running,
             ["result"] = new JsonObject(),
             ["error"] = "",
+            // Every field from the start, "" until the run fails: a client reading error_code of a run that succeeded (or of
+            // one still going) found no such key.
+            ["error_code"] = "",
             ["created_at"] = Timestamps.Format(clock.GetUtcNow()),
             ["finished_at"] = "",
         };
@@ -278,6 +281,7 @@ public sealed class GraphRegistry(
             logger.LogError(e, "graph execution {Execution} of {Graph} failed", id, run.GraphUri);
             record["status"] = ExecutionStatus.Failed;
             record["error"] = e is OperationCanceledException ? "the server stopped during this execution" : e.Message;
+            record["error_code"] = e is OperationCanceledException ? ErrorCodes.BackendUnavailable : ErrorCodes.BackendError;
         }
         record["finished_at"] = Timestamps.Format(clock.GetUtcNow());
         try
