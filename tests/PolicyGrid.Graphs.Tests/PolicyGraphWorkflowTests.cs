@@ -147,8 +147,9 @@ public sealed class PolicyGraphWorkflowTests
     [Fact]
     public async Task No_node_of_a_level_starts_after_a_node_of_it_failed()
     {
-        // Parallelism 1 runs the root's three children one after another: the first fails, the other two never start.
-        var graph = Graph(["R", "X", "Y", "Z", "S"], [("R", ["X", "Y", "Z"]), ("X", ["S"]), ("Y", ["S"]), ("Z", ["S"])], parallelism: 1);
+        // Parallelism 2 runs the root's five children two at a time: X fails at once, and none of the others starts after.
+        var graph = Graph(["R", "X", "V", "W", "Y", "Z", "S"],
+            [("R", ["X", "V", "W", "Y", "Z"]), ("X", ["S"]), ("V", ["S"]), ("W", ["S"]), ("Y", ["S"]), ("Z", ["S"])], parallelism: 2);
         var context = new WorkflowContextDouble(Activities(call => Task.FromResult(call.Node == "X"
             ? new NodeCallResult(false, "", 422, "policy_error", "RuntimeError: no", DateTimeOffset.UnixEpoch, 1)
             : Echo(call))));
@@ -157,6 +158,38 @@ public sealed class PolicyGraphWorkflowTests
 
         output.Error!.Node.ShouldBe("X");
         context.Calls.Select(c => ((NodeCallRequest)c.Input!).Node).ShouldBe(["R", "X"]);
+    }
+
+    [Fact]
+    public async Task Past_its_deadline_a_run_starts_no_further_node()
+    {
+        // A run whose graphs app restarted while it waited is terminated by nobody: it used to go on calling every node
+        // for a caller long gone. A outlasts the 5 s deadline; B and C (and D) never start, and the run names B.
+        WorkflowContextDouble context = null!;
+        context = new WorkflowContextDouble(Activities(call =>
+        {
+            if (call.Node == "A") context.Now += TimeSpan.FromSeconds(6);
+            return Task.FromResult(Echo(call));
+        }));
+
+        var output = await new PolicyGraphWorkflow().RunAsync(context, Diamond() with { DeadlineSeconds = 5 });
+
+        output.Error.ShouldBe(new GraphNodeError("B", 504, "policy_timeout", "the run's deadline of 5s passed before this node started"));
+        context.Calls.Select(c => ((NodeCallRequest)c.Input!).Node).ShouldBe(["A"]);
+    }
+
+    [Fact]
+    public async Task Past_its_deadline_a_failing_node_is_not_tried_again()
+    {
+        // Each 2 s backoff moves the workflow's clock on: tries at 0, 2 and 4 s, none at 6 s, past the 5 s deadline.
+        var context = new WorkflowContextDouble(Activities(call => Task.FromResult(
+            new NodeCallResult(false, "", 503, "backend_unavailable", "down", DateTimeOffset.UnixEpoch, 1))));
+
+        var output = await new PolicyGraphWorkflow().RunAsync(context,
+            Graph(["A"], []) with { RetryMaxAttempts = 10, RetryBackoffSeconds = 2, DeadlineSeconds = 5 });
+
+        context.Calls.Count.ShouldBe(3);
+        output.Error.ShouldBe(new GraphNodeError("A", 504, "policy_timeout", "the run's deadline of 5s passed before this node could be tried again"));
     }
 
     [Fact]

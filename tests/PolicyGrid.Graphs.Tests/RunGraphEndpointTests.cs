@@ -72,6 +72,7 @@ public sealed class RunGraphEndpointTests : IAsyncLifetime
         scheduled.Replicas["B"].ShouldBe(1);
         scheduled.InputJson.ShouldBe("""{"x":1}""");
         (scheduled.MaxParallelism, scheduled.RetryMaxAttempts, scheduled.RetryBackoffSeconds, scheduled.Trace).ShouldBe((4, 2, 1.0, true));
+        scheduled.DeadlineSeconds.ShouldBe(30, "the workflow keeps the run's deadline, to stop by itself when nobody waits for it");
         workflows.Terminated.ShouldBeEmpty();
     }
 

@@ -20,7 +20,10 @@ internal sealed class WorkflowContextDouble(Func<string, object?, Task<object?>>
 
     public override string Name => "PolicyGraphWorkflow";
     public override string InstanceId => "test-instance";
-    public override DateTime CurrentUtcDateTime => new(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+    /// <summary>The orchestration's clock: moved on by each timer, and by a test to stand for a slow activity.</summary>
+    public DateTime Now { get; set; } = new(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+
+    public override DateTime CurrentUtcDateTime => Now;
     public override bool IsReplaying => false;
 
     public override async Task<T> CallActivityAsync<T>(string name, object? input = null, WorkflowTaskOptions? options = null)
@@ -49,6 +52,7 @@ internal sealed class WorkflowContextDouble(Func<string, object?, Task<object?>>
     public override Task CreateTimer(TimeSpan delay, CancellationToken cancellationToken = default)
     {
         Timers.Enqueue(delay);
+        Now += delay;
         return Task.CompletedTask;
     }
 

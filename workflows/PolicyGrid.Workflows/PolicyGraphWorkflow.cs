@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Dapr.Workflow;
+using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Graphs;
 using PolicyGrid.Dapr.Graphs;
 using PolicyGrid.Workflows.Activities;
@@ -25,17 +26,19 @@ public sealed class PolicyGraphWorkflow : Workflow<GraphWorkflowInput, GraphWork
         var execution = graph.ExecutionId is { Length: > 0 } id ? id : context.InstanceId;
         var caller = graph.Caller is { Length: > 0 } who ? who : $"graph:{execution}";
         var failure = new FirstFailure();
+        // From the instance's start as its history has it, so the same on every replay; none for a run scheduled without one.
+        var deadline = graph.DeadlineSeconds > 0 ? context.CurrentUtcDateTime.AddSeconds(graph.DeadlineSeconds) : DateTime.MaxValue;
 
         foreach (var level in plan.Levels)
         {
             var calls = level.Select(node => new NodeCallRequest(
                 node, graph.Replicas.GetValueOrDefault(node, 1), InputOf(plan.Parents(node), input, outputs)?.ToJsonString() ?? "null",
                 graph.Executors?.GetValueOrDefault(node), caller, graph.GraphId ?? "", execution)).ToList();
-            var results = await context.ProcessInParallelAsync(calls, call => CallWithRetryAsync(context, graph, call, failure), Math.Max(1, graph.MaxParallelism));
+            var results = await context.ProcessInParallelAsync(calls, call => CallWithRetryAsync(context, graph, call, failure, deadline), Math.Max(1, graph.MaxParallelism));
 
-            foreach (var (call, result) in calls.Zip(results))
+            foreach (var (call, run) in calls.Zip(results))
             {
-                if (result is null) continue; // not started: another node of the level had failed
+                if (run.Last is not { } result) continue; // never started: the run had failed or passed its deadline
                 if (graph.Trace)
                     trace.Add(new GraphTraceEntry(call.Node, call.InputJson, result.OutputJson, result.StartedAt, result.DurationMs));
                 if (result.Ok) outputs[call.Node] = JsonNode.Parse(result.OutputJson);
@@ -58,25 +61,41 @@ public sealed class PolicyGraphWorkflow : Workflow<GraphWorkflowInput, GraphWork
     /// <summary>
     /// One node's call, tried again as the graph's retry policy says. A node that fails for good stops the others, as the
     /// embedded runner cancels them: none starts (null) or is tried again (its last attempt) after it. A sibling used to
-    /// be retried backoff after backoff, past the run's deadline, while the failure that ends the run waited.
+    /// be retried backoff after backoff, past the run's deadline, while the failure that ends the run waited. Past the
+    /// deadline no node starts or is tried again either: the graphs app has answered 504 and terminates the instance, but
+    /// one whose wait was cut short (the app restarted) is terminated by nobody.
     /// </summary>
-    private static async Task<NodeCallResult?> CallWithRetryAsync(WorkflowContext context, GraphWorkflowInput graph, NodeCallRequest call, FirstFailure failure)
+    private static async Task<NodeRun> CallWithRetryAsync(WorkflowContext context, GraphWorkflowInput graph, NodeCallRequest call,
+        FirstFailure failure, DateTime deadline)
     {
-        if (failure.Error is not null) return null;
+        NodeCallResult? last = null;
         for (var attempt = 1; ; attempt++)
         {
-            var result = await context.CallActivityAsync<NodeCallResult>(GraphWorkflows.CallNodeActivity, call);
-            if (result.Ok) return result;
-            if (attempt >= graph.RetryMaxAttempts || !NodeRetries.Retried(result.Status))
+            if (failure.Error is not null) return new(last);
+            if (context.CurrentUtcDateTime >= deadline)
             {
-                failure.Keep(new GraphNodeError(call.Node, result.Status, result.Code, result.Message));
-                return result;
+                failure.Keep(new GraphNodeError(call.Node, 504, ErrorCodes.PolicyTimeout,
+                    $"the run's deadline of {graph.DeadlineSeconds:0.#######}s passed before this node {(last is null ? "started" : "could be tried again")}"));
+                return new(last);
+            }
+            last = await context.CallActivityAsync<NodeCallResult>(GraphWorkflows.CallNodeActivity, call);
+            if (last.Ok) return new(last);
+            if (attempt >= graph.RetryMaxAttempts || !NodeRetries.Retried(last.Status))
+            {
+                failure.Keep(new GraphNodeError(call.Node, last.Status, last.Code, last.Message));
+                return new(last);
             }
             if (graph.RetryBackoffSeconds > 0)
                 await context.CreateTimer(TimeSpan.FromSeconds(graph.RetryBackoffSeconds));
-            if (failure.Error is not null) return result;
         }
     }
+
+    /// <summary>
+    /// A node's last attempt, null when it never started. Always a new object: ProcessInParallelAsync tells its tasks
+    /// apart by the task, and every async method that returns null at once hands back one and the same cached task: two
+    /// nodes that did not start would fail the whole level on a duplicate key.
+    /// </summary>
+    private sealed record NodeRun(NodeCallResult? Last);
 
     /// <summary>
     /// The run's first node to fail for good. The orchestrator runs its continuations one at a time, in the order its

@@ -8,7 +8,9 @@ namespace PolicyGrid.Dapr.Graphs;
 /// an instance scheduled by an older registry replays as it ran). <see cref="Caller"/>, <see cref="GraphId"/> and
 /// <see cref="ExecutionId"/> say who started the run and which run it is, for the decision log record of each node's
 /// call (empty from a sender that does not say: the workflow then names the run by its instance id, and the caller
-/// <c>graph:&lt;execution id&gt;</c>).
+/// <c>graph:&lt;execution id&gt;</c>). <see cref="DeadlineSeconds"/> is the run's deadline, counted from the workflow's
+/// start (0 from an older graphs app: none), past which it starts no node (<see cref="GraphWorkflowRuns"/> sets it from
+/// the request).
 /// </summary>
 public sealed record GraphWorkflowInput(
     IReadOnlyList<string> FunctionIds,
@@ -22,7 +24,8 @@ public sealed record GraphWorkflowInput(
     IReadOnlyDictionary<string, string>? Executors = null,
     string Caller = "",
     string GraphId = "",
-    string ExecutionId = "");
+    string ExecutionId = "",
+    double DeadlineSeconds = 0);
 
 /// <summary>
 /// One node's call, handed to the activity that reaches the function: its actor, or with <see cref="ExecutorUri"/> the

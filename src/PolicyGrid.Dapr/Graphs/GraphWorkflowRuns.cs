@@ -22,7 +22,9 @@ public sealed class GraphWorkflowRuns(IGraphWorkflowInstances workflows, ILogger
         var id = "graph-" + Guid.NewGuid().ToString("N");
         try
         {
-            await workflows.StartAsync(id, request.Graph, ct);
+            // The workflow keeps the deadline too: when this wait is cut short (the graphs app restarted mid-run), nobody
+            // terminates the instance, and it used to go on calling functions for a caller long gone.
+            await workflows.StartAsync(id, request.Graph with { DeadlineSeconds = request.DeadlineSeconds }, ct);
         }
         catch (Exception e) when (SidecarFailures.IsSidecarFailure(e))
         {
