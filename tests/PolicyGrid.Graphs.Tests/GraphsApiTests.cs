@@ -222,6 +222,23 @@ public sealed class GraphsApiTests(GraphServerFixture fixture) : IClassFixture<G
     }
 
     [Fact]
+    public async Task Removing_a_function_that_graphs_run_warns_naming_them_and_one_no_graph_runs_does_not()
+    {
+        foreach (var node in new[] { "A", "B", "loose" }) await DeployNode(node);
+        var uri = await Create(Graph("wired", ["A", "B"], [("A", ["B"])]));
+
+        var removed = await _client.Send(HttpMethod.Delete, $"/function/deployments/remove/{N("A")}");
+
+        removed.Status.ShouldBe(200);
+        removed.Body!["warnings"]!.AsArray().ShouldHaveSingleItem()!.GetValue<string>()
+            .ShouldBe($"function '{N("A")}' is a node of graph(s) {uri}: running it answers 404 until a function named '{N("A")}' is deployed again");
+        (await Execute(uri, new JsonObject())).Status.ShouldBe(404);
+        var loose = await _client.Send(HttpMethod.Delete, $"/function/deployments/remove/{N("loose")}");
+        loose.Status.ShouldBe(200);
+        loose.Body!.AsObject().ContainsKey("warnings").ShouldBeFalse();
+    }
+
+    [Fact]
     public async Task Executing_an_unknown_graph_is_404_and_a_bad_request_is_400()
     {
         (await Execute("nothing:1.0-here", new JsonObject())).Status.ShouldBe(404);

@@ -79,8 +79,19 @@ public static class FunctionsApi
     private static EnvelopeOk<JsonObject> Deployed(StoredDocument stored, JsonObject body) =>
         Answer.Ok(FunctionDeployment.FromJson(stored.Body).ToRedactedJson(), FunctionDeploymentRequest.IgnoredFieldWarnings(body));
 
-    public static async Task<EnvelopeOk<JsonObject>> Remove(string name, FunctionRegistry functions, HttpContext http, CancellationToken ct) =>
-        Read(await functions.RemoveAsync(name, ETags.IfMatch(http.Request), ct));
+    /// <summary>
+    /// Removes the function, and warns of the graphs that have it as a node: they stay stored (a function may be deployed
+    /// again under that name), but every run of them answers 404 until it is, and the removal used to say nothing of it.
+    /// </summary>
+    public static async Task<EnvelopeOk<JsonObject>> Remove(string name, FunctionRegistry functions, IDocumentStore store, HttpContext http, CancellationToken ct)
+    {
+        var removed = await functions.RemoveAsync(name, ETags.IfMatch(http.Request), ct);
+        var graphs = await Policies.PolicyUsage.GraphsWithNodesAsync(store, [removed.Id], CancellationToken.None);
+        IReadOnlyList<string> warnings = graphs.Count == 0
+            ? []
+            : [$"function '{removed.Id}' is a node of graph(s) {string.Join(", ", graphs)}: running {(graphs.Count > 1 ? "them" : "it")} answers 404 until a function named '{removed.Id}' is deployed again"];
+        return Answer.Ok(FunctionDeployment.FromJson(removed.Body).ToRedactedJson(), warnings);
+    }
 
     public static async Task<EnvelopeOk<JsonObject>> Call(string name, JsonBody body, FunctionRegistry functions, HttpContext http, CancellationToken ct) =>
         Deprecating(http, await functions.CallForAnswerAsync(name, body.Node, new FunctionCallOrigin(http.Caller().Name), ct));

@@ -23,8 +23,14 @@ public sealed record PolicyUsage(IReadOnlyList<string> Functions, IReadOnlyList<
         var functions = await store.QueryAsync(Collections.Functions, new DocumentQuery(byPolicy, [], 0, DocumentQuery.MaxLimit), ct);
         var functionIds = functions.Select(f => f.Id).ToList();
         if (functionIds.Count == 0) return new PolicyUsage([], []);
+        return new PolicyUsage(functionIds, await GraphsWithNodesAsync(store, functionIds, ct));
+    }
+
+    /// <summary>The URIs of the graphs (at most a query's page) that have any of these functions as a node.</summary>
+    public static async Task<IReadOnlyList<string>> GraphsWithNodesAsync(IDocumentStore store, IReadOnlyList<string> functionIds, CancellationToken ct)
+    {
         var byFunction = new FieldFilter("graph_function_ids", FieldOperator.In, new JsonArray([.. functionIds.Select(id => (JsonNode)JsonValue.Create(id))]));
         var graphs = await store.QueryAsync(Collections.Graphs, new DocumentQuery(byFunction, [], 0, DocumentQuery.MaxLimit), ct);
-        return new PolicyUsage(functionIds, [.. graphs.Select(g => g.Id)]);
+        return [.. graphs.Select(g => g.Id)];
     }
 }
