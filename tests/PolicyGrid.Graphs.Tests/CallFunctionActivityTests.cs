@@ -1,11 +1,15 @@
+using System.Text.Json.Nodes;
 using Dapr.Actors;
 using Dapr.Actors.Client;
 using Dapr.Workflow;
 using Dapr.Workflow.Abstractions;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using PolicyGrid.Core.Errors;
+using PolicyGrid.Core.Ports;
 using PolicyGrid.Dapr.Functions;
 using PolicyGrid.Dapr.Graphs;
+using PolicyGrid.Embedded.Storage;
 using PolicyGrid.Workflows.Activities;
 using Shouldly;
 
@@ -44,6 +48,30 @@ public sealed class CallFunctionActivityTests
 
         (result.Ok, result.Status, result.Code).ShouldBe((false, 503, "backend_unavailable"));
         result.Message.ShouldContain("HttpClient.Timeout");
+    }
+
+    [Fact]
+    public async Task A_direct_call_the_registrys_proxy_gives_up_on_is_a_503_as_a_nodes_is()
+    {
+        // The registry's ActorFunctionHost let the proxy's TaskCanceledException escape: call_function answered 500.
+        var data = Directory.CreateTempSubdirectory("pg-actor-host-");
+        try
+        {
+            await using var storage = new ServiceCollection().AddEmbeddedStorage(data.FullName).BuildServiceProvider();
+            var store = storage.GetRequiredService<IDocumentStore>();
+            await store.UpsertAsync(Collections.Functions, "B",
+                new JsonObject { ["function_id"] = "B", ["function_policy_rule_uri"] = "node:1.0-test", ["replicas"] = 1 }, TestContext.Current.CancellationToken);
+            var host = new ActorFunctionHost(new ThrowingActors(new TaskCanceledException("The request was canceled due to the configured HttpClient.Timeout of 100 seconds elapsing.")), store);
+
+            var failure = await Should.ThrowAsync<PolicyGridException>(() => host.CallAsync("B", new JsonObject(), TestContext.Current.CancellationToken));
+
+            (failure.Status, failure.Code).ShouldBe((503, "backend_unavailable"));
+            failure.Message.ShouldContain("HttpClient.Timeout");
+        }
+        finally
+        {
+            data.Delete(recursive: true);
+        }
     }
 
     [Fact]

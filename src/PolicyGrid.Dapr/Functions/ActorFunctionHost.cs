@@ -159,14 +159,20 @@ public sealed class ActorFunctionHost(IActorProxyFactory actors, IDocumentStore 
         return _replicas[name] = Math.Max(1, FunctionDeployment.FromJson(stored.Body).Replicas);
     }
 
-    /// <summary>An unreachable sidecar or functions app is a 503, not a 500.</summary>
+    /// <summary>An unreachable sidecar or functions app is a 503, not a 500; so is an actor that did not answer in time.</summary>
     private static async Task<T> Reach<T>(Func<Task<T>> call)
     {
         try
         {
             return await call();
         }
-        catch (Exception e) when (e is not PolicyGridException and not OperationCanceledException)
+        catch (OperationCanceledException e)
+        {
+            // The proxy is given no token: this is its own HttpClient timeout, which escaped as a 500. A 503, as the graph
+            // workflow's call of the same actor answers it (CallFunctionActivity).
+            throw Problems.BackendUnavailable($"function actor did not answer in time: {e.Message}", e);
+        }
+        catch (Exception e) when (e is not PolicyGridException)
         {
             throw Problems.BackendUnavailable($"the functions app ({FunctionActors.AppId}) could not be reached: {e.Message}", e);
         }
