@@ -85,8 +85,10 @@ public static class FunctionsApi
     /// </summary>
     public static async Task<EnvelopeOk<JsonObject>> Remove(string name, FunctionRegistry functions, IDocumentStore store, HttpContext http, CancellationToken ct)
     {
+        // Looked up first: a store that fails the lookup fails the removal before anything changed, rather than after it
+        // (a 503 for a removal that happened, which a retry would then answer 404).
+        var graphs = await Policies.PolicyUsage.GraphsWithNodesAsync(store, [name], ct);
         var removed = await functions.RemoveAsync(name, ETags.IfMatch(http.Request), ct);
-        var graphs = await Policies.PolicyUsage.GraphsWithNodesAsync(store, [removed.Id], CancellationToken.None);
         IReadOnlyList<string> warnings = graphs.Count == 0
             ? []
             : [$"function '{removed.Id}' is a node of graph(s) {string.Join(", ", graphs)}: running {(graphs.Count > 1 ? "them" : "it")} answers 404 until a function named '{removed.Id}' is deployed again"];
