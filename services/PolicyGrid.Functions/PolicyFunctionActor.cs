@@ -428,8 +428,7 @@ public sealed class PolicyFunctionActor : Actor, IPolicyFunctionActor
         var answer = await _journal.InvokeAsync(new PolicyInvocation(InstanceKey, load, method, arguments, _options.CallTimeout, _state)
             { StartCheck = replaying ? null : PolicyCheck(method), KeepsWarm = true }, replaying);
         _keepsState = answer.KeepsState;
-        _state = !answer.KeepsState || answer.State is null ? null
-            : answer.State as JsonObject ?? new JsonObject { ["value"] = answer.State.DeepClone() };
+        _state = answer.State;
         return answer.Value;
     }
 

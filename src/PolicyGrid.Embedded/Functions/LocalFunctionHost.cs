@@ -491,8 +491,7 @@ public sealed class LocalFunctionHost(
     private static JsonNode? Take(FunctionReplica replica, PolicyAnswer answer)
     {
         replica.KeepsState = answer.KeepsState;
-        replica.State = !answer.KeepsState || answer.State is null ? null
-            : answer.State as JsonObject ?? new JsonObject { ["value"] = answer.State.DeepClone() };
+        replica.State = answer.State;
         return answer.Value;
     }
 

@@ -68,11 +68,12 @@ public sealed record PolicyInvocation(
 /// <summary>
 /// What <see cref="PythonWorkerPool.InvokeWithStateAsync"/> answers: the method's <paramref name="Value"/> and, from the
 /// same round trip, the instance's <c>get_state()</c> right after it. <paramref name="KeepsState"/> is false when the
-/// class has no <c>get_state</c> (then <paramref name="State"/> is null). <paramref name="Created"/> is true when this
+/// class has no <c>get_state</c> (then <paramref name="State"/> is null); <paramref name="State"/> is a dict or null (None, no
+/// state yet): the worker refuses any other answer of <c>get_state()</c>. <paramref name="Created"/> is true when this
 /// call created the instance (first use, or again after its worker was replaced or it was evicted), so a caller that
 /// must replay something on a new instance knows the method ran without it.
 /// </summary>
-public sealed record PolicyAnswer(JsonNode? Value, bool KeepsState, JsonNode? State, bool Created = false);
+public sealed record PolicyAnswer(JsonNode? Value, bool KeepsState, JsonObject? State, bool Created = false);
 
 /// <summary>The methods a worker can call on an instance, and the argument names each takes.</summary>
 public static class PolicyMethods

@@ -237,13 +237,14 @@ internal sealed class WorkerGroup : IAsyncDisposable
     /// <summary>
     /// Like <see cref="InvokeAsync"/>, and in the same worker round trip answers the instance's <c>get_state()</c>
     /// taken right after the method, for callers that persist instance state after every call (Type 4).
-    /// A <c>get_state</c> that raises or answers something that is not JSON is a 422 policy_error naming <c>get_state()</c>.
+    /// A <c>get_state</c> that raises, or answers what is not JSON or no dict (None aside), is a 422 policy_error naming
+    /// <c>get_state()</c>: <c>set_state</c> is handed back what it answered, so it must be what the store keeps as is.
     /// </summary>
     public async Task<PolicyAnswer> InvokeWithStateAsync(PolicyInvocation call, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(call);
         var reply = await RunAsync(call, once: false, withState: call.TakesState, ct);
-        return new PolicyAnswer(Detach(reply, "value"), reply["keeps_state"]?.GetValue<bool>() == true, Detach(reply, "state"),
+        return new PolicyAnswer(Detach(reply, "value"), reply["keeps_state"]?.GetValue<bool>() == true, Detach(reply, "state")?.AsObject(),
             reply["created"]?.GetValue<bool>() == true);
     }
 

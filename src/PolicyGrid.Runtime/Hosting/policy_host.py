@@ -219,6 +219,17 @@ def _eval_problem(instance):
     return None
 
 
+def _described(value):
+    """A JSON value that is no dict, in the server's words ("a list", "a string"), as IFunctionHost.Described says it."""
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return f"a {str(value).lower()}"
+    return "a number"
+
+
 def _error(kind, exc_type, message, tb=""):
     return {"ok": False, "kind": kind, "type": exc_type, "message": message, "traceback": tb}
 
@@ -849,7 +860,8 @@ class Host:
 
     @staticmethod
     def _attach_state(instance, method, reply):
-        """Adds get_state()'s answer to reply (keeps_state false when the class has none); an error reply when it raised."""
+        """Adds get_state()'s answer to reply (keeps_state false when the class has none); an error reply when it raised,
+        or answered what is not JSON, or not a dict (None, "no state", is answered as is)."""
         getter = getattr(instance, "get_state", None)
         if getter is None:
             reply["keeps_state"] = False
@@ -863,6 +875,10 @@ class Host:
         except BaseException as exc:  # noqa: BLE001
             return _error("state", _exc_name(exc),
                           f"get_state() after {method} raised {_exc_name(exc)}: {_describe(exc)}", _format_traceback(exc))
+        if state is not None and not isinstance(state, dict):
+            # set_state() is handed back what get_state() answered. Saved as it was, a list came back wrapped as
+            # {"value": [...]}: a shape the policy never gave, which broke its restore after a restart or a lost worker.
+            return _error("state", "TypeError", f"get_state() after {method} answered {_described(state)}, not a dict")
         reply["keeps_state"] = True
         reply["state"] = state
         return None

@@ -378,6 +378,10 @@ internal sealed class InProcessPolicy : IPolicyInstance
                 throw EmbeddedPython.PolicyError(e);
             }
         }
+        // The rebuild hands set_state() what get_state() answered, and the servers keep only a dict to hand back. The JSON
+        // text of a dict starts with its brace: only another answer is read, to be named.
+        if (state is not null && !state.StartsWith('{'))
+            throw new PolicyGridApiException(422, "policy_error", $"get_state() after management answered {JsonText.Described(JsonNode.Parse(state))}, not a dict");
         var (answer, problem) = PolicyAnswer.Read(resultJson);
         return (problem is null ? PolicyAnswer.ManagementResult(answer, _ruleId) : throw new PolicyGridApiException(422, "policy_error", problem), state);
     }
@@ -566,8 +570,7 @@ internal sealed class WorkerProcessPolicy : IPolicyInstance
             replaying, ct);
         if (!takesState) return answer.Value;
         _keepsState = answer.KeepsState;
-        _state = !answer.KeepsState || answer.State is null ? null
-            : answer.State as JsonObject ?? new JsonObject { ["value"] = answer.State.DeepClone() };
+        _state = answer.State;
         return answer.Value;
     }
 

@@ -293,6 +293,9 @@ class LocalPolicyEvaluator:
         if problem is not None:
             # As the servers' worker words it: the command is not kept, and the instance that ran it is rebuilt.
             raise PolicyGridApiError(422, "policy_error", f"get_state() after management raised {problem}")
+        if state is not None and not isinstance(state, dict):
+            # The rebuild hands set_state() what get_state() answered, and the servers keep only a dict to hand back.
+            raise PolicyGridApiError(422, "policy_error", f"get_state() after management answered {described(state)}, not a dict")
         return answer, state_json
 
     def _own_instance(self, held: _Held):
