@@ -39,6 +39,26 @@ internal static class CountingPolicy
                 self.count = state.get("count", 0)
         """;
 
+    /// <summary>
+    /// Counts on the instance and in context; its get_state() answers the count in a list after a call given
+    /// <c>{"shape": "list"}</c>. That list used to be saved as <c>{"value": [n]}</c>, and set_state() got it back so.
+    /// </summary>
+    public const string ListState = """
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                self.count = 0
+                self.shape = "dict"
+            def eval(self, parameters, input_data, context):
+                self.count += 1
+                self.shape = input_data.get("shape", "dict")
+                context["evals"] = context.get("evals", 0) + 1
+                return {"count": self.count, "evals": context["evals"]}
+            def get_state(self):
+                return [self.count] if self.shape == "list" else {"count": self.count}
+            def set_state(self, state):
+                self.count = state["count"]
+        """;
+
     /// <summary>Raises while it is created: every deployment of it fails to load.</summary>
     public const string FailsToLoad = """
         class AIOSv1PolicyRule:

@@ -266,6 +266,24 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_get_state_answering_no_dict_is_a_422_naming_it_and_leaves_no_trace()
+    {
+        var body = Body("list-state");
+        body["policy_rule_uri"] = await _server.RegisterPolicyAsync("list-state", CountingPolicy.ListState);
+        (await Deploy(body)).Status.ShouldBe(200);
+        (await Count("list-state")).ShouldBe(1);
+
+        var failed = await _client.Send(HttpMethod.Post, "/function/call_function/list-state", new JsonObject { ["shape"] = "list" });
+
+        (failed.Status, failed.Code, failed.Message).ShouldBe((422, "policy_error", "get_state() after eval answered a list, not a dict"));
+        var saved = (await _server.Service<IContextStore>().GetAsync("function:list-state#0", TestContext.Current.CancellationToken))!;
+        saved["state"]!.ToJsonString().ShouldBe("""{"count":1}""");
+        // The instance that counted the failed call is gone: its successor starts from the saved state and context.
+        var next = await _client.Send(HttpMethod.Post, "/function/call_function/list-state", new JsonObject());
+        (next.Data!["count"]!.GetValue<int>(), next.Data!["evals"]!.GetValue<int>()).ShouldBe((2, 2));
+    }
+
+    [Fact]
     public async Task Answers_that_are_no_dict_are_answered_as_type_2_answers_them_and_a_failed_one_leaves_no_trace()
     {
         var body = Body("loose");

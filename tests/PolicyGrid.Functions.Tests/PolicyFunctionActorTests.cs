@@ -734,6 +734,23 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_get_state_answering_no_dict_is_a_422_reply_and_leaves_no_trace()
+    {
+        var state = new TestStateManager();
+        var actor = Actor(NewPool(), state, "list-state");
+        (await actor.DeployAsync(AllowList(CountingPolicy.ListState, "list-state"))).Ok.ShouldBeTrue();
+        (await Call(actor))["count"]!.GetValue<int>().ShouldBe(1);
+
+        var failed = await actor.CallAsync(new FunctionActorCall("""{"shape": "list"}"""));
+
+        (failed.Status, failed.Code, failed.Message).ShouldBe((422, "policy_error", "get_state() after eval answered a list, not a dict"));
+        JsonSerializer.Deserialize<string>(state.Saved["state"]).ShouldBe("""{"count":1}""");
+        var next = await Call(actor);
+        (next["count"]!.GetValue<int>(), next["evals"]!.GetValue<int>()).ShouldBe((2, 2));
+        JsonSerializer.Deserialize<string>(state.Saved["state"]).ShouldBe("""{"count":2}""");
+    }
+
+    [Fact]
     public async Task A_call_or_management_that_raises_after_changing_the_instance_leaves_no_trace_in_its_state()
     {
         var state = new TestStateManager();

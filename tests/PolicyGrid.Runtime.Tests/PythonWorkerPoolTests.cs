@@ -744,6 +744,8 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
                     raise ValueError("negative totals cannot be saved")
                 if self.total > 1000:
                     return {"too_big": {1, 2}}
+                if self.total == 777:
+                    return [self.total]
                 return {"total": self.total}
             def set_state(self, state):
                 self.total = state["total"]
@@ -818,6 +820,7 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
     [Theory]
     [InlineData(-100, "get_state() after eval raised ValueError: negative totals cannot be saved")]
     [InlineData(5000, "get_state() after eval raised TypeError")]
+    [InlineData(777, "get_state() after eval answered a list, not a dict")] // was kept as {"value": [777]}
     public async Task A_get_state_that_raises_or_is_not_json_is_a_policy_error_naming_get_state(int add, string message)
     {
         var load = new PolicyLoadSpec("tally:1-a", Tally, [], []);

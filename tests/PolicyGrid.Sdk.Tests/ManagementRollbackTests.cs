@@ -48,6 +48,8 @@ public sealed class ManagementRollbackTests : IAsyncDisposable
             def get_state(self):
                 if "10.9.9.9" in self.allow:
                     raise ValueError("10.9.9.9 cannot be saved")
+                if "10.8.8.8" in self.allow:
+                    return list(self.allow)
                 return {"allow": self.allow}
 
             def set_state(self, state):
@@ -174,6 +176,23 @@ public sealed class ManagementRollbackTests : IAsyncDisposable
         e.Reason.ShouldContain("get_state() after management raised ValueError: 10.9.9.9 cannot be saved");
         (await AllowedAsync(ev, "10.9.9.9")).ShouldBeFalse();
         (await AllowedAsync(ev, "10.1.1.1")).ShouldBeTrue();
+    }
+
+    [Theory]
+    [InlineData(LocalIsolation.InProcess)]
+    [InlineData(LocalIsolation.WorkerProcess)]
+    public async Task A_get_state_answering_no_dict_fails_the_command_as_one_that_raises(LocalIsolation isolation)
+    {
+        // WorkerProcess mode kept its list as {"value": [...]} and InProcess as it was: set_state() got back either shape.
+        var ev = await Evaluator(isolation, keepsState: true);
+        await Management(ev, "add_ip", new JsonObject { ["ip"] = "10.1.1.1" });
+
+        var e = await Refused(ev, "add_ip", new JsonObject { ["ip"] = "10.8.8.8" });
+
+        (e.Status, e.Code, e.Reason).ShouldBe((422, "policy_error", "get_state() after management answered a list, not a dict"));
+        (await AllowedAsync(ev, "10.8.8.8")).ShouldBeFalse();
+        (await AllowedAsync(ev, "10.1.1.1")).ShouldBeTrue();
+        (await Management(ev, "add_ip", new JsonObject { ["ip"] = "10.3.3.3" }))["allow"]!.ToJsonString().ShouldBe("""["10.0.0.1","10.1.1.1","10.3.3.3"]""");
     }
 
     [Theory]

@@ -46,6 +46,8 @@ STATE = '''
     def get_state(self):
         if "10.9.9.9" in self.allow:
             raise ValueError("10.9.9.9 cannot be saved")
+        if "10.8.8.8" in self.allow:
+            return list(self.allow)
         return {"allow": self.allow}
 
     def set_state(self, state):
@@ -133,6 +135,18 @@ class ManagementRollbackTests(unittest.TestCase):
         self.assertIn("get_state() after management raised ValueError: 10.9.9.9 cannot be saved", caught.exception.message)
         self.assertFalse(self.allowed(ev, "10.9.9.9"))
         self.assertTrue(self.allowed(ev, "10.1.1.1"))
+
+    def test_a_get_state_answering_no_dict_fails_the_command_as_one_that_raises(self):
+        # Its list was kept as it was, while the servers kept it as {"value": [...]}: set_state() got back another shape.
+        ev = self.evaluator(keeps_state=True)
+        ev.execute_mgmt_command("add_ip", {"ip": "10.1.1.1"})
+        with self.assertRaises(PolicyGridApiError) as caught:
+            ev.execute_mgmt_command("add_ip", {"ip": "10.8.8.8"})
+        self.assertEqual((caught.exception.status, caught.exception.code, caught.exception.message),
+                         (422, "policy_error", "get_state() after management answered a list, not a dict"))
+        self.assertFalse(self.allowed(ev, "10.8.8.8"))
+        self.assertTrue(self.allowed(ev, "10.1.1.1"))
+        self.assertEqual(ev.execute_mgmt_command("add_ip", {"ip": "10.3.3.3"})["allow"], ["10.0.0.1", "10.1.1.1", "10.3.3.3"])
 
     def test_a_command_that_fails_on_replay_fails_every_call_until_a_new_revision(self):
         ev = self.evaluator(keeps_state=False)
