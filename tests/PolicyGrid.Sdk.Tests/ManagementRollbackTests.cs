@@ -162,35 +162,23 @@ public sealed class ManagementRollbackTests : IAsyncDisposable
         answer["serial"]!.GetValue<int>().ShouldNotBe(serial);
     }
 
+    // A get_state() answering a list: WorkerProcess mode kept it as {"value": [...]}, InProcess as it was, and the command
+    // succeeded; set_state() got back either shape.
     [Theory]
-    [InlineData(LocalIsolation.InProcess)]
-    [InlineData(LocalIsolation.WorkerProcess)]
-    public async Task A_get_state_that_raises_fails_the_command_and_leaves_nothing_of_it(LocalIsolation isolation)
+    [InlineData(LocalIsolation.InProcess, "10.9.9.9", "get_state() after management raised ValueError: 10.9.9.9 cannot be saved")]
+    [InlineData(LocalIsolation.WorkerProcess, "10.9.9.9", "get_state() after management raised ValueError: 10.9.9.9 cannot be saved")]
+    [InlineData(LocalIsolation.InProcess, "10.8.8.8", "get_state() after management answered a list, not a dict")]
+    [InlineData(LocalIsolation.WorkerProcess, "10.8.8.8", "get_state() after management answered a list, not a dict")]
+    public async Task A_get_state_that_raises_or_answers_no_dict_fails_the_command_and_leaves_nothing_of_it(LocalIsolation isolation, string ip, string reason)
     {
         var ev = await Evaluator(isolation, keepsState: true);
         await Management(ev, "add_ip", new JsonObject { ["ip"] = "10.1.1.1" });
 
-        var e = await Refused(ev, "add_ip", new JsonObject { ["ip"] = "10.9.9.9" });
+        var e = await Refused(ev, "add_ip", new JsonObject { ["ip"] = ip });
 
         (e.Status, e.Code).ShouldBe((422, "policy_error"));
-        e.Reason.ShouldContain("get_state() after management raised ValueError: 10.9.9.9 cannot be saved");
-        (await AllowedAsync(ev, "10.9.9.9")).ShouldBeFalse();
-        (await AllowedAsync(ev, "10.1.1.1")).ShouldBeTrue();
-    }
-
-    [Theory]
-    [InlineData(LocalIsolation.InProcess)]
-    [InlineData(LocalIsolation.WorkerProcess)]
-    public async Task A_get_state_answering_no_dict_fails_the_command_as_one_that_raises(LocalIsolation isolation)
-    {
-        // WorkerProcess mode kept its list as {"value": [...]} and InProcess as it was: set_state() got back either shape.
-        var ev = await Evaluator(isolation, keepsState: true);
-        await Management(ev, "add_ip", new JsonObject { ["ip"] = "10.1.1.1" });
-
-        var e = await Refused(ev, "add_ip", new JsonObject { ["ip"] = "10.8.8.8" });
-
-        (e.Status, e.Code, e.Reason).ShouldBe((422, "policy_error", "get_state() after management answered a list, not a dict"));
-        (await AllowedAsync(ev, "10.8.8.8")).ShouldBeFalse();
+        e.Reason.ShouldContain(reason);
+        (await AllowedAsync(ev, ip)).ShouldBeFalse();
         (await AllowedAsync(ev, "10.1.1.1")).ShouldBeTrue();
         (await Management(ev, "add_ip", new JsonObject { ["ip"] = "10.3.3.3" }))["allow"]!.ToJsonString().ShouldBe("""["10.0.0.1","10.1.1.1","10.3.3.3"]""");
     }
