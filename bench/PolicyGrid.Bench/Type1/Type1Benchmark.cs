@@ -51,7 +51,8 @@ public static class Type1Benchmark
             if (args.Contains("--parts"))
             {
                 var raw = InProcessPolicy.Load(library, Uri, new PolicyGrid.Runtime.Bundles.BundleDirectory(Path.GetFileName(bundleRoot), bundleRoot, null),
-                    [], new JsonObject { ["local_allowlist"] = new JsonArray("10.0.0.1", "10.0.0.2", "192.168.1.10") });
+                    [], new JsonObject { ["local_allowlist"] = new JsonArray("10.0.0.1", "10.0.0.2", "192.168.1.10") },
+                    LocalPolicyEvaluatorOptions.DefaultMaxJournalEntries);
                 Report("InProcessPolicy.Eval (no checks)", Measure(calls, i => raw.Eval(nodes[i & 1], null)));
                 using (Python.Runtime.Py.GIL())
                 {

@@ -84,7 +84,9 @@ public sealed record LocalPolicyEvaluatorOptions
     /// policy class without <c>get_state</c>; as a Type 4 function's <c>PolicyGrid:Functions:MaxJournalEntries</c>. Past it
     /// management commands raise 409 <c>conflict</c> and run nothing, except those the policy declares <c>read_only</c>. At least 1.
     /// </summary>
-    public int MaxJournalEntries { get; init; } = 1000;
+    public int MaxJournalEntries { get; init; } = DefaultMaxJournalEntries;
+
+    public const int DefaultMaxJournalEntries = 1000;
 
     public ILoggerFactory? LoggerFactory { get; init; }
 
