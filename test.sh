@@ -65,11 +65,12 @@ export POLICYGRID_REPO="$ROOT"
 if [ "$BUILD_OK" = 1 ]; then
   section "dotnet test: the solution's test assemblies"
   DOTNET_LOG="$RESULTS/dotnet-test.log"
-  # The solution's test projects (those referencing the test SDK), as built dlls, run by one vstest with one test
-  # host per CPU (--parallel). vstest starts them in the order given and a host takes the next when it ends, so the
-  # longest go first: `dotnet test PolicyGrid.sln` started them in solution order, and Functions and Jobs (minutes
-  # each) started last, running alone on one CPU while the other idled, past the timeout. LONGEST_FIRST is that
-  # order as measured; a project not named there runs after them, in solution order.
+  # The solution's test projects (those referencing the test SDK), as built dlls, one `dotnet test` each, as many at
+  # once as there are CPUs, taken in the order given: the longest go first. `dotnet test PolicyGrid.sln` started them
+  # in solution order, and Functions and Jobs (minutes each) started last, running alone on one CPU while the other
+  # idled, into the timeout. LONGEST_FIRST is that order as measured; a project not named there runs after them, in
+  # solution order. (One vstest over all the dlls with --parallel prints no assembly's summary until every one has
+  # ended, so a timeout would lose every count; each run prints its own as it ends.)
   LONGEST_FIRST="Api Functions Jobs Runtime Dapr Sdk Graphs Embedded"
   TEST_PROJECTS=$(grep -oE '"[^"]+\.csproj"' "$ROOT/PolicyGrid.sln" | tr -d '"' | tr '\\' '/' |
     while read -r proj; do grep -q 'Microsoft.NET.Test.Sdk' "$ROOT/$proj" && echo "$proj"; done)
@@ -82,10 +83,15 @@ if [ "$BUILD_OK" = 1 ]; then
     if [ -n "$dll" ]; then TEST_DLLS+=("$dll"); else record "$name" 0 1 0 "no built $name.dll"; fi
   done
   # --blame-hang-timeout turns a hung test host into a reported failure instead of a stuck CI.
-  timeout 540 dotnet test "${TEST_DLLS[@]}" --parallel \
-    --logger "trx;LogFilePrefix=pg" --results-directory "$RESULTS/trx" \
-    --blame-hang-timeout 240s --blame-hang-dump-type none >"$DOTNET_LOG" 2>&1
+  run_assembly() {
+    dotnet test "$1" --logger "trx;LogFilePrefix=pg" --results-directory "$RESULTS/trx" \
+      --blame-hang-timeout 240s --blame-hang-dump-type none >"$RESULTS/dotnet-test.$(basename "$1" .dll).log" 2>&1
+  }
+  export -f run_assembly
+  export RESULTS
+  printf '%s\n' "${TEST_DLLS[@]}" | timeout 540 xargs -d '\n' -P "$(nproc)" -I{} bash -c 'run_assembly "$1"' _ {}
   DOTNET_RC=$?
+  cat "$RESULTS"/dotnet-test.*.log >"$DOTNET_LOG" 2>/dev/null
   grep -E -A4 '^\s+Failed [A-Za-z]' "$DOTNET_LOG" | grep -v '^\s+at ' | head -200
   grep -E '^\s+Skipped |Test Run Aborted|aborted|^(Passed|Failed)!' "$DOTNET_LOG" | head -100
   # One summary line per test assembly, e.g.
