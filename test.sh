@@ -111,12 +111,23 @@ with open(log, errors="replace") as f, open(suites, "a") as out:
 print(n)
 EOF
 )
+  # An assembly whose run printed no summary (the 540 s timeout stopped it, or its host died) is named and counted as
+  # one failure: its tests did not all run.
+  MISSING=0
+  for dll in "${TEST_DLLS[@]}"; do
+    name=$(basename "$dll" .dll)
+    if ! grep -q "^$name	" "$SUITES"; then
+      MISSING=$((MISSING + 1))
+      echo "$name: no summary (its run did not end: the 540 s timeout, or its test host died); see $RESULTS/dotnet-test.$name.log"
+      record "$name" 0 1 0 "no summary: timed out or its host died"
+    fi
+  done
   # A test host that dies mid-run prints no summary line for its assembly: count each as a failure.
   ABORTED=$(grep -ciE 'Test Run Aborted|The active test run was aborted|Catastrophic failure' "$DOTNET_LOG")
   if [ "$ABORTED" -gt 0 ]; then
     grep -iE -B2 -A8 'Test Run Aborted|The active test run was aborted|Catastrophic failure' "$DOTNET_LOG" | head -60
     record "dotnet-test-aborted" 0 "$ABORTED" 0 "test host(s) aborted (crash, hang or timeout)"
-  elif [ "$DOTNET_RC" -ne 0 ] && [ "${COUNTED:-0}" -eq 0 ]; then
+  elif [ "$DOTNET_RC" -ne 0 ] && [ "${COUNTED:-0}" -eq 0 ] && [ "$MISSING" -eq 0 ]; then
     # A crashed or timed-out test host, or a runner error: no test says "failed", but the run did.
     tail -30 "$DOTNET_LOG"
     record "dotnet-test-runner" 0 1 0 "dotnet test exited $DOTNET_RC without a failed test (host crash/timeout?)"
