@@ -70,11 +70,11 @@ public sealed class DaprGraphOutageLogTests
     }
 
     /// <summary>The graphs app's workflow engine running the real workflow, whose node activity calls the actors through <paramref name="actors"/>.</summary>
-    private static WorkflowInstancesDouble RunningTheWorkflowOn(IActorProxyFactory actors) =>
+    internal static WorkflowInstancesDouble RunningTheWorkflowOn(IActorProxyFactory actors) =>
         WorkflowInstancesDouble.RunningTheWorkflowOn(new CallFunctionActivity(actors, TimeProvider.System, ExecutorNodes.Unused));
 
     /// <summary>The function actors as the sidecar reaches them: deployed and answering, or, while down, not reached at all.</summary>
-    private sealed class FunctionsApp : IActorProxyFactory
+    internal sealed class FunctionsApp : IActorProxyFactory
     {
         public volatile bool Down;
 

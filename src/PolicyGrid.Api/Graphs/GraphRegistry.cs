@@ -12,6 +12,7 @@ using PolicyGrid.Core.Identity;
 using PolicyGrid.Core.Ports;
 using PolicyGrid.Core.Querying;
 using PolicyGrid.Core.Templates;
+using PolicyGrid.Runtime;
 using PolicyGrid.Runtime.Execution;
 
 namespace PolicyGrid.Api.Graphs;
@@ -26,6 +27,7 @@ public sealed class GraphRegistry(
     IGraphRunner runner,
     FunctionRegistry functions,
     IOptions<GraphExecutionOptions> options,
+    IOptions<PolicyRuntimeOptions> runtime,
     IHostApplicationLifetime lifetime,
     TimeProvider clock,
     ILogger<GraphRegistry> logger,
@@ -130,7 +132,24 @@ public sealed class GraphRegistry(
             throw;
         }
         await functions.NoteGraphRunAsync(run.Plan.Nodes, null);
+        CheckOutput(run, result.Result);
         return result;
+    }
+
+    /// <summary>
+    /// The sink's output against the graph's graph_output_schema, as a Type 2 answer is checked against its
+    /// policy_output_schema and by the same setting (<see cref="ExecutionOptions.OutputSchemaMode"/>): Warn logs it, Enforce
+    /// fails the run 422. Here, after the runner, so both runners' results and sync and async runs alike are checked.
+    /// </summary>
+    private void CheckOutput(GraphRun run, JsonNode? result)
+    {
+        var mode = runtime.Value.Execution.OutputSchemaMode;
+        if (mode == OutputSchemaMode.Off || run.OutputSchema.Count == 0) return;
+        var errors = TemplateValidator.Validate(run.OutputSchema, result, "result");
+        if (errors.Count == 0) return;
+        var message = $"the result of graph {run.GraphUri} does not match its graph_output_schema: {string.Join("; ", errors)}";
+        if (mode == OutputSchemaMode.Enforce) throw Problems.PolicyError(message);
+        logger.LogWarning("graph execution {Execution}: {Message}", run.Options.Origin?.ExecutionId, message);
     }
 
     public async Task<JsonObject> ExecutionAsync(string id, CancellationToken ct)
@@ -195,7 +214,7 @@ public sealed class GraphRegistry(
             catch (PolicyGridException e) when (e.Status == 410) { throw Problems.Retired($"graph '{graph.GraphUri}' cannot run: {e.Message}"); }
         }
 
-        return new GraphRun(graph.GraphUri, graph.Plan(), input, Options(graph, timeout, trace), async, deprecated);
+        return new GraphRun(graph.GraphUri, graph.Plan(), input, Options(graph, timeout, trace), async, deprecated, graph.GraphOutputSchema);
     }
 
     /// <summary>
@@ -332,7 +351,7 @@ public sealed class GraphRegistry(
             ? Problems.NotFound($"no graph '{Canonical(uri)}' is registered")
             : Problems.NotFound($"no graph '{Canonical(uri)}' is registered (graph URIs look like name:version-release_tag; {error})");
 
-    private sealed record GraphRun(string GraphUri, GraphPlan Plan, JsonNode? Input, GraphRunOptions Options, bool Async, bool Deprecated);
+    private sealed record GraphRun(string GraphUri, GraphPlan Plan, JsonNode? Input, GraphRunOptions Options, bool Async, bool Deprecated, JsonObject OutputSchema);
 }
 
 public static class ExecutionStatus
