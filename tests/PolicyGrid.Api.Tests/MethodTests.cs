@@ -92,6 +92,7 @@ public sealed class MethodTests(GridServer server) : IClassFixture<GridServer>
     [InlineData("DELETE", "/function/deployments/remove/", "{name}", "DELETE /function/deployments/remove/{name}")]
     [InlineData("GET", "/jobs/", "{job_id}", "GET /jobs/{job_id}")]
     [InlineData("GET", "/graph/executions/", "{id}", "GET /graph/executions/{id}")]
+    [InlineData("DELETE", "/graph/executions/", "{id}", "DELETE /graph/executions/{id}")]
     [InlineData("POST", "/executor//execute_policy", "{id}", "POST /executor/{id}/execute_policy")]
     [InlineData("POST", "/call_function/", "{name}", "POST /call_function/{name}")]
     public async Task A_route_with_its_id_segment_left_empty_is_a_400_naming_the_missing_segment(string method, string path, string missing, string route)

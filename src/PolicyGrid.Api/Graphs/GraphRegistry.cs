@@ -34,7 +34,7 @@ public sealed class GraphRegistry(
     DecisionLog? decisions = null)
 {
     // Executions this process is running; a stored "running" one not in here was cut off by a restart.
-    private readonly ConcurrentDictionary<string, Task> _running = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, RunningExecution> _running = new(StringComparer.Ordinal);
 
     public async Task<StoredDocument> CreateAsync(JsonObject body, CancellationToken ct)
     {
@@ -174,6 +174,25 @@ public sealed class GraphRegistry(
         return (JsonObject)stored.Body.DeepClone();
     }
 
+    /// <summary>
+    /// DELETE /graph/executions/{id}: stops a running asynchronous execution as its deadline would (no further node starts,
+    /// node calls under way are cancelled; on Dapr the runner hangs up and the graphs app terminates the workflow
+    /// instance) and records it <see cref="ExecutionStatus.Cancelled"/>, naming <paramref name="caller"/>. Answers the
+    /// record once that is stored; an execution that already ended is answered unchanged, as a job's cancel is.
+    /// </summary>
+    public async Task<JsonObject> CancelAsync(string id, CallerIdentity caller, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(caller);
+        var stored = await ReadExecutionAsync(id, ct);
+        if (!IsRunning(stored)) return (JsonObject)stored.Body.DeepClone();
+        // Not running here: ended meanwhile, or cut off by a restart; the read says which, and records the latter.
+        if (!_running.TryGetValue(id, out var running)) return await ExecutionAsync(id, ct);
+        running.Cancel(caller.Name);
+        // The run stops at once (its token); what is awaited is its record being stored, which the answer shows.
+        await running.Finished.WaitAsync(ct);
+        return await ExecutionAsync(id, ct);
+    }
+
     private async Task<StoredDocument> ReadExecutionAsync(string id, CancellationToken ct) =>
         await store.GetAsync(Collections.GraphExecutions, id, ct) ?? throw Problems.NotFound($"no graph execution '{id}'");
 
@@ -273,21 +292,32 @@ public sealed class GraphRegistry(
             ["finished_at"] = "",
         };
         await store.CreateAsync(Collections.GraphExecutions, id, record, ct);
-        // Runs past the request: the server's lifetime, not the caller's connection, bounds it. In _running before it
-        // starts, so that its own removal when it ends cannot come first and leave it there for good.
-        var finish = new Task<Task>(() => FinishAsync(id, record, run));
-        _running[id] = finish.Unwrap();
+        // Runs past the request: the server's lifetime (or a DELETE), not the caller's connection, bounds it. In _running
+        // before it starts, so that its own removal when it ends cannot come first and leave it there for good.
+        var running = new RunningExecution(lifetime.ApplicationStopping);
+        var finish = new Task<Task>(() => FinishAsync(id, record, run, running));
+        running.Finished = finish.Unwrap();
+        _running[id] = running;
         finish.Start(TaskScheduler.Default);
         return id;
     }
 
-    private async Task FinishAsync(string id, JsonObject record, GraphRun run)
+    private async Task FinishAsync(string id, JsonObject record, GraphRun run, RunningExecution running)
     {
         try
         {
-            var result = await RunAsync(run, lifetime.ApplicationStopping);
+            var result = await RunAsync(run, running.Token);
             record["status"] = ExecutionStatus.Succeeded;
             record["result"] = Answer(result, run.Options.Trace);
+        }
+        catch (Exception) when (running.CancelledBy is { } caller)
+        {
+            // Whatever the cancelled run threw on its way out (a node's call cut short, the runner's own cancellation),
+            // it ended because it was asked to.
+            record["status"] = ExecutionStatus.Cancelled;
+            record["error"] = $"cancelled by {caller} (DELETE /graph/executions/{id})";
+            record["error_code"] = ExecutionStatus.Cancelled;
+            logger.LogInformation("graph execution {Execution} of {Graph}: cancelled by {Caller}", id, run.GraphUri, caller);
         }
         catch (PolicyGridException e)
         {
@@ -317,7 +347,32 @@ public sealed class GraphRegistry(
         finally
         {
             _running.TryRemove(id, out _);
+            running.Dispose();
         }
+    }
+
+    /// <summary>An asynchronous execution under way in this process: what stops it, who asked to, and its end.</summary>
+    private sealed class RunningExecution(CancellationToken stopping) : IDisposable
+    {
+        private readonly CancellationTokenSource _stop = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        private string? _cancelledBy;
+
+        public CancellationToken Token => _stop.Token;
+
+        /// <summary>FinishAsync: the run, then its record stored.</summary>
+        public Task Finished { get; set; } = Task.CompletedTask;
+
+        public string? CancelledBy => Volatile.Read(ref _cancelledBy);
+
+        /// <summary>Stops the run for <paramref name="caller"/> (the first to ask is the one recorded).</summary>
+        public void Cancel(string caller)
+        {
+            if (Interlocked.CompareExchange(ref _cancelledBy, caller, null) is not null) return;
+            try { _stop.Cancel(); }
+            catch (ObjectDisposedException) { } // it ended meanwhile: its record says how
+        }
+
+        public void Dispose() => _stop.Dispose();
     }
 
     private static JsonNode? Answer(GraphRunResult result, bool trace) => !trace
@@ -359,4 +414,6 @@ public static class ExecutionStatus
     public const string Running = "running";
     public const string Succeeded = "succeeded";
     public const string Failed = "failed";
+    /// <summary>Stopped by DELETE /graph/executions/{id}; also its error_code, as jobs' status word for the same end.</summary>
+    public const string Cancelled = "cancelled";
 }

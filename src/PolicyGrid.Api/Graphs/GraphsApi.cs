@@ -52,6 +52,8 @@ public static class GraphsApi
         run.MapPost("/execute_graph", Execute).WithName("ExecuteGraph").WithSummary("Run a graph and answer its sink's output")
             .WithDescription("Body: {graph_uri, input_data, trace?, async?, timeout_seconds?}. trace adds each node's input, output and duration; async answers {execution_id} at once.");
         run.MapGet("/executions/{id}", Execution).WithName("GetGraphExecution").WithSummary("Status and result of an asynchronous graph run");
+        run.MapDelete("/executions/{id}", Cancel).WithName("CancelGraphExecution")
+            .WithSummary("Cancel a running asynchronous graph run (one that already ended is answered unchanged)");
         return app;
     }
 
@@ -94,6 +96,9 @@ public static class GraphsApi
 
     public static async Task<EnvelopeOk<JsonObject>> Execution(string id, GraphRegistry graphs, CancellationToken ct) =>
         Answer.Ok(await graphs.ExecutionAsync(id, ct));
+
+    public static async Task<EnvelopeOk<JsonObject>> Cancel(string id, GraphRegistry graphs, HttpContext http, CancellationToken ct) =>
+        Answer.Ok(await graphs.CancelAsync(id, http.Caller(), ct));
 
     // A graph may be stored before its functions are deployed (it runs once they are), but a node named by mistake
     // should not first show up at execution: the answer warns of every node that has no deployed function now, and of
