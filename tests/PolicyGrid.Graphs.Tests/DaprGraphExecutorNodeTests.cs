@@ -5,11 +5,9 @@ using Dapr.Workflow;
 using Dapr.Workflow.Abstractions;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using PolicyGrid.Api.Functions;
 using PolicyGrid.Core.Errors;
-using PolicyGrid.Core.Ports;
 using PolicyGrid.Dapr.Functions;
 using PolicyGrid.Dapr.Graphs;
 using PolicyGrid.Runtime;
@@ -50,7 +48,7 @@ public sealed class DaprGraphExecutorNodeTests
         await using var _ = node;
         var actors = new FunctionsApp("near");
         await using var graphsApp = await GraphsAppHost.StartAsync(WorkflowInstancesDouble.RunningTheWorkflowOn(GraphsAppActivity(actors)));
-        await using var registry = RegistryInDaprShape(graphsApp, actors);
+        await using var registry = graphsApp.Registry(actors, new() { ["PolicyGrid:Runtime:RemoteExecutors:Token"] = NodeToken });
         var client = registry.CreateClient();
 
         var near = await registry.RegisterPolicyAsync("near", GridServer.EchoPolicy);
@@ -112,19 +110,6 @@ public sealed class DaprGraphExecutorNodeTests
         var provider = services.BuildServiceProvider();
         return ActivatorUtilities.CreateInstance<CallFunctionActivity>(provider, actors);
     }
-
-    /// <summary>The registry's Dapr composition (AddDaprFunctionsAndGraphs) with the sidecar's two ways out replaced; the node token set.</summary>
-    private static GridServer RegistryInDaprShape(GraphsAppHost graphsApp, IActorProxyFactory actors) => new()
-    {
-        Settings = { ["PolicyGrid:Runtime:RemoteExecutors:Token"] = NodeToken },
-        TestServices = services =>
-        {
-            services.AddSingleton(actors);
-            services.AddSingleton<ActorFunctionHost>();
-            services.TryAddEnumerable(ServiceDescriptor.Singleton<IFunctionHostTransport, ActorFunctionHostTransport>());
-            services.Replace(ServiceDescriptor.Singleton<IGraphRunner>(sp => new DaprGraphRunner(graphsApp.Sidecar(), sp.GetRequiredService<PolicyGrid.Core.Ports.IDocumentStore>())));
-        },
-    };
 
     /// <summary>
     /// The functions app as the sidecar reaches it: its actors for the functions deployed there answer their input with

@@ -4,12 +4,8 @@ using Dapr.Actors.Client;
 using Dapr.Workflow;
 using Dapr.Workflow.Abstractions;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
-using PolicyGrid.Core.Documents;
-using PolicyGrid.Core.Ports;
 using PolicyGrid.Dapr.Functions;
-using PolicyGrid.Dapr.Graphs;
 using PolicyGrid.Workflows;
 using PolicyGrid.Workflows.Activities;
 using Shouldly;
@@ -31,24 +27,8 @@ public sealed class DaprGraphOutageLogTests
         var actors = new FunctionsApp();
         await using var graphsApp = await GraphsAppHost.StartAsync(RunningTheWorkflowOn(actors));
         var capture = new LogCapture();
-        await using var server = new GridServer
-        {
-            TestServices = services =>
-            {
-                services.AddSingleton<ILoggerProvider>(capture);
-                // The registry's Dapr composition (AddDaprFunctionsAndGraphs) with the sidecar's two ways out replaced.
-                services.AddSingleton<IActorProxyFactory>(actors);
-                services.AddSingleton<ActorFunctionHost>();
-                services.TryAddEnumerable(ServiceDescriptor.Singleton<IFunctionHostTransport, ActorFunctionHostTransport>());
-                services.Replace(ServiceDescriptor.Singleton<IGraphRunner>(sp => new DaprGraphRunner(graphsApp.Sidecar(), sp.GetRequiredService<IDocumentStore>())));
-            },
-        };
-        var client = server.CreateClient();
-        var uri = await server.RegisterPolicyAsync("far", GridServer.EchoPolicy);
-        (await client.Post("/executor", """{"executor_id": "fns", "executor_host_uri": "dapr://policy-functions"}""")).Status.ShouldBe(200);
-        var deployed = await client.Post("/function/deployments/create/fns", $$"""{"name": "far", "policy_rule_uri": "{{uri}}"}""");
-        deployed.Status.ShouldBe(200, deployed.Body?.ToJsonString());
-        (await client.Post("/graphs", """{"graph_name": "remote", "graph_version": "1.0", "graph_release_tag": "t", "graph_function_ids": ["far"], "graph_connection_data": {}}""")).Status.ShouldBe(200);
+        await using var server = graphsApp.Registry(actors, services: s => s.AddSingleton<ILoggerProvider>(capture));
+        var client = await FarOnActorsAsync(server, """{"graph_name": "remote", "graph_version": "1.0", "graph_release_tag": "t", "graph_function_ids": ["far"], "graph_connection_data": {}}""");
         const string run = """{"graph_uri": "remote:1.0-t", "input_data": {"ip": "10.0.0.1"}}""";
 
         actors.Down = true;
@@ -67,6 +47,22 @@ public sealed class DaprGraphOutageLogTests
         (await client.Post("/graph/execute_graph", run)).Status.ShouldBe(200);
         capture.Entries.Count(e => e.Message == "executor fns answers again").ShouldBe(1, capture.ToString());
         capture.WarningsButThePools().Count.ShouldBe(1, capture.ToString());
+    }
+
+    /// <summary>
+    /// Function "far" deployed on executor "fns" (dapr://policy-functions, the actors) and <paramref name="graph"/> created
+    /// over it; answers the registry's client.
+    /// </summary>
+    internal static async Task<HttpClient> FarOnActorsAsync(GridServer registry, string graph)
+    {
+        var client = registry.CreateClient();
+        var uri = await registry.RegisterPolicyAsync("far", GridServer.EchoPolicy);
+        (await client.Post("/executor", """{"executor_id": "fns", "executor_host_uri": "dapr://policy-functions"}""")).Status.ShouldBe(200);
+        var deployed = await client.Post("/function/deployments/create/fns", $$"""{"name": "far", "policy_rule_uri": "{{uri}}"}""");
+        deployed.Status.ShouldBe(200, deployed.Body?.ToJsonString());
+        var created = await client.Post("/graphs", graph);
+        created.Status.ShouldBe(200, created.Body?.ToJsonString());
+        return client;
     }
 
     /// <summary>The graphs app's workflow engine running the real workflow, whose node activity calls the actors through <paramref name="actors"/>.</summary>

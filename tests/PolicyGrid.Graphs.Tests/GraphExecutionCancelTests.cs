@@ -1,12 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
-using Dapr.Actors.Client;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.DependencyInjection.Extensions;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
-using PolicyGrid.Dapr.Functions;
-using PolicyGrid.Dapr.Graphs;
 using Shouldly;
 
 namespace PolicyGrid.Graphs.Tests;
@@ -33,25 +28,10 @@ public sealed class GraphExecutionCancelTests
         ["PolicyGrid:Runtime:Pool:PrivateTemp"] = "false",
     };
 
-    private static async Task<string> StartAsync(HttpClient client, string graph)
-    {
-        var started = await client.Send(HttpMethod.Post, "/graph/execute_graph",
-            new JsonObject { ["graph_uri"] = graph, ["input_data"] = new JsonObject(), ["async"] = true, ["timeout_seconds"] = 600 });
-        started.Status.ShouldBe(200, started.Body?.ToJsonString());
-        return started.Data!["execution_id"]!.GetValue<string>();
-    }
+    // A deadline far past the test: only the DELETE ends these runs early.
+    private static Task<string> StartAsync(HttpClient client, string graph) => AsyncGraphRuns.StartAsync(client, graph, timeoutSeconds: 600);
 
-    private static async Task<JsonNode> EndedAsync(HttpClient client, string id)
-    {
-        var giveUp = DateTime.UtcNow.AddSeconds(30);
-        while (true)
-        {
-            var record = (await client.Send(HttpMethod.Get, $"/graph/executions/{id}")).Data!;
-            if (record["status"]!.GetValue<string>() != "running") return record;
-            DateTime.UtcNow.ShouldBeLessThan(giveUp, $"execution {id} still running");
-            await Task.Delay(20, TestContext.Current.CancellationToken);
-        }
-    }
+    private static Task<JsonNode> EndedAsync(HttpClient client, string id) => AsyncGraphRuns.EndedAsync(client, id);
 
     private static async Task Deploy(HttpClient client, string policy, string name, JsonObject parameters)
     {
@@ -164,22 +144,8 @@ public sealed class GraphExecutionCancelTests
     {
         var workflows = WorkflowInstancesDouble.NeverEnding();
         await using var graphsApp = await GraphsAppHost.StartAsync(workflows);
-        var actors = new DaprGraphOutageLogTests.FunctionsApp();
-        await using var server = new GridServer
-        {
-            TestServices = services =>
-            {
-                services.AddSingleton<IActorProxyFactory>(actors);
-                services.AddSingleton<ActorFunctionHost>();
-                services.TryAddEnumerable(ServiceDescriptor.Singleton<IFunctionHostTransport, ActorFunctionHostTransport>());
-                services.Replace(ServiceDescriptor.Singleton<IGraphRunner>(sp => new DaprGraphRunner(graphsApp.Sidecar(), sp.GetRequiredService<IDocumentStore>())));
-            },
-        };
-        var client = server.CreateClient();
-        var uri = await server.RegisterPolicyAsync("far", GridServer.EchoPolicy);
-        (await client.Post("/executor", """{"executor_id": "fns", "executor_host_uri": "dapr://policy-functions"}""")).Status.ShouldBe(200);
-        (await client.Post("/function/deployments/create/fns", $$"""{"name": "far", "policy_rule_uri": "{{uri}}"}""")).Status.ShouldBe(200);
-        (await client.Post("/graphs", """{"graph_name": "remote", "graph_version": "1.0", "graph_release_tag": "t", "graph_function_ids": ["far"]}""")).Status.ShouldBe(200);
+        await using var server = graphsApp.Registry(new DaprGraphOutageLogTests.FunctionsApp());
+        var client = await DaprGraphOutageLogTests.FarOnActorsAsync(server, """{"graph_name": "remote", "graph_version": "1.0", "graph_release_tag": "t", "graph_function_ids": ["far"]}""");
         var id = await StartAsync(client, "remote:1.0-t");
         var giveUp = DateTime.UtcNow.AddSeconds(20);
         while (workflows.Started.Count == 0)

@@ -1,12 +1,7 @@
 using System.Text.Json.Nodes;
-using Dapr.Actors.Client;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using PolicyGrid.Core.Errors;
-using PolicyGrid.Core.Ports;
-using PolicyGrid.Dapr.Functions;
-using PolicyGrid.Dapr.Graphs;
 using Shouldly;
 
 namespace PolicyGrid.Graphs.Tests;
@@ -66,7 +61,7 @@ public sealed class GraphOutputSchemaTests
 
         public Task<Answer> RunAsync(string uri, bool trace = false) => Run(Client, uri, trace);
 
-        public Task<JsonNode> RunAsyncAndWait(string uri) => RunAndWait(Client, uri);
+        public Task<JsonNode> RunAsyncAndWait(string uri) => AsyncGraphRuns.RunAsync(Client, uri);
 
         /// <summary>Warnings that name graph_output_schema.</summary>
         public List<string> SchemaWarnings() =>
@@ -77,22 +72,6 @@ public sealed class GraphOutputSchemaTests
 
     private static Task<Answer> Run(HttpClient client, string uri, bool trace = false) =>
         client.Send(HttpMethod.Post, "/graph/execute_graph", new JsonObject { ["graph_uri"] = uri, ["input_data"] = new JsonObject(), ["trace"] = trace });
-
-    /// <summary>Starts an async run and answers its record once it is no longer running.</summary>
-    private static async Task<JsonNode> RunAndWait(HttpClient client, string uri)
-    {
-        var started = await client.Send(HttpMethod.Post, "/graph/execute_graph", new JsonObject { ["graph_uri"] = uri, ["input_data"] = new JsonObject(), ["async"] = true });
-        started.Status.ShouldBe(200, started.Body?.ToJsonString());
-        var id = started.Data!["execution_id"]!.GetValue<string>();
-        var giveUp = DateTime.UtcNow.AddSeconds(30);
-        while (true)
-        {
-            var record = (await client.Send(HttpMethod.Get, $"/graph/executions/{id}")).Data!;
-            if (record["status"]!.GetValue<string>() != "running") return record;
-            DateTime.UtcNow.ShouldBeLessThan(giveUp, $"execution {id} still running");
-            await Task.Delay(20, TestContext.Current.CancellationToken);
-        }
-    }
 
     [Fact]
     public async Task Enforce_answers_422_naming_the_schema_and_path_and_an_async_run_fails_so()
@@ -178,30 +157,16 @@ public sealed class GraphOutputSchemaTests
         // The registry's Dapr composition, its graphs app running the real workflow over function actors that answer {"allowed": true}.
         var actors = new DaprGraphOutageLogTests.FunctionsApp();
         await using var graphsApp = await GraphsAppHost.StartAsync(DaprGraphOutageLogTests.RunningTheWorkflowOn(actors));
-        await using var server = new GridServer
-        {
-            Settings = new() { ["PolicyGrid:Runtime:Execution:OutputSchemaMode"] = "Enforce" },
-            TestServices = services =>
-            {
-                services.AddSingleton<IActorProxyFactory>(actors);
-                services.AddSingleton<ActorFunctionHost>();
-                services.TryAddEnumerable(ServiceDescriptor.Singleton<IFunctionHostTransport, ActorFunctionHostTransport>());
-                services.Replace(ServiceDescriptor.Singleton<IGraphRunner>(sp => new DaprGraphRunner(graphsApp.Sidecar(), sp.GetRequiredService<IDocumentStore>())));
-            },
-        };
-        var client = server.CreateClient();
-        var uri = await server.RegisterPolicyAsync("far", GridServer.EchoPolicy);
-        (await client.Post("/executor", """{"executor_id": "fns", "executor_host_uri": "dapr://policy-functions"}""")).Status.ShouldBe(200);
-        (await client.Post("/function/deployments/create/fns", $$"""{"name": "far", "policy_rule_uri": "{{uri}}"}""")).Status.ShouldBe(200);
-        (await client.Post("/graphs", """
+        await using var server = graphsApp.Registry(actors, new() { ["PolicyGrid:Runtime:Execution:OutputSchemaMode"] = "Enforce" });
+        var client = await DaprGraphOutageLogTests.FarOnActorsAsync(server, """
             {"graph_name": "remote", "graph_version": "1.0", "graph_release_tag": "t", "graph_function_ids": ["far"],
              "graph_output_schema": {"allowed": {"type": "string"}}}
-            """)).Status.ShouldBe(200);
+            """);
 
         var refused = await Run(client, "remote:1.0-t");
         (refused.Status, refused.Code).ShouldBe((422, ErrorCodes.PolicyError), refused.Body?.ToJsonString());
         refused.Message.ShouldBe("the result of graph remote:1.0-t does not match its graph_output_schema: result.allowed: must be a string, not a boolean");
-        var failed = await RunAndWait(client, "remote:1.0-t");
+        var failed = await AsyncGraphRuns.RunAsync(client, "remote:1.0-t");
         failed["status"]!.GetValue<string>().ShouldBe("failed", failed.ToJsonString());
         (failed["error"]!.GetValue<string>(), failed["error_code"]!.GetValue<string>()).ShouldBe((refused.Message, ErrorCodes.PolicyError));
     }

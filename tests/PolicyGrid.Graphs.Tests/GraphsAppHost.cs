@@ -1,7 +1,11 @@
+using Dapr.Actors.Client;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
+using PolicyGrid.Core.Ports;
+using PolicyGrid.Dapr.Functions;
 using PolicyGrid.Dapr.Graphs;
 using PolicyGrid.Dapr.Invocation;
 using PolicyGrid.Workflows;
@@ -37,6 +41,23 @@ internal sealed class GraphsAppHost : IAsyncDisposable
     /// <summary>The registry's HTTP clients, whose "sidecar" delivers service invocation of the graphs app to this host.</summary>
     public IHttpClientFactory Sidecar() => new SidecarClients(() =>
         new HttpClient(new ServiceInvocation(_app.GetTestServer().CreateHandler())) { BaseAddress = new Uri("http://127.0.0.1:3500/") });
+
+    /// <summary>
+    /// A registry in the Dapr shape (AddDaprFunctionsAndGraphs) with the sidecar's two ways out replaced: function actors
+    /// are <paramref name="actors"/>, and graph runs go to this graphs app. <paramref name="services"/> adds to it.
+    /// </summary>
+    public GridServer Registry(IActorProxyFactory actors, Dictionary<string, string?>? settings = null, Action<IServiceCollection>? services = null) => new()
+    {
+        Settings = settings ?? [],
+        TestServices = s =>
+        {
+            services?.Invoke(s);
+            s.AddSingleton(actors);
+            s.AddSingleton<ActorFunctionHost>();
+            s.TryAddEnumerable(ServiceDescriptor.Singleton<IFunctionHostTransport, ActorFunctionHostTransport>());
+            s.Replace(ServiceDescriptor.Singleton<IGraphRunner>(sp => new DaprGraphRunner(Sidecar(), sp.GetRequiredService<IDocumentStore>())));
+        },
+    };
 
     public ValueTask DisposeAsync() => _app.DisposeAsync();
 
