@@ -17,7 +17,7 @@ namespace PolicyGrid.Api.Graphs;
 
 /// <summary>
 /// Type 5 graphs: create, read, update, delete and query Graph documents, execute a graph by URI (synchronously,
-/// with a trace, or asynchronously with an execution id to poll), and draw it as a Mermaid flowchart.
+/// with a trace, or asynchronously with an execution id to poll and cancel), and draw it as a Mermaid flowchart.
 /// </summary>
 public static class GraphsApi
 {
