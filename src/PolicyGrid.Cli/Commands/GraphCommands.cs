@@ -5,7 +5,7 @@ using Spectre.Console;
 
 namespace PolicyGrid.Cli.Commands;
 
-/// <summary><c>policygrid graph create|get|query|delete|run|diagram</c> (Type 5 policy graphs).</summary>
+/// <summary><c>policygrid graph create|get|query|delete|run|cancel|diagram</c> (Type 5 policy graphs).</summary>
 public static class GraphCommands
 {
     public static Command Create(CliEnvironment env)
@@ -16,6 +16,7 @@ public static class GraphCommands
         graph.Add(DocumentVerbs.Query(env, "graphs/query", "Find graphs", "{\"graph_search_tags\": \"admission\"}", "graph_uri", "graph_description"));
         graph.Add(Delete(env));
         graph.Add(Run(env));
+        graph.Add(Cancel(env));
         graph.Add(Diagram(env));
         return graph;
     }
@@ -65,6 +66,24 @@ public static class GraphCommands
             };
             var answer = await session.Client().PostAsync("graph/execute_graph", body, ct);
             session.Show(answer.Data, console => DocumentView.One(console, answer.Data));
+            return CliCommon.Ok;
+        });
+        return command;
+    }
+
+    private static Command Cancel(CliEnvironment env)
+    {
+        var id = new Argument<string>("execution_id") { Description = "The id an --async run answered" };
+        var command = new Command("cancel", "Cancel a running --async graph run") { id };
+        command.SetRun(env, async (parse, session, ct) =>
+        {
+            var answer = await session.Client().DeleteAsync($"graph/executions/{Uri.EscapeDataString(parse.GetValue(id)!)}", ct);
+            var executionId = Markup.Escape(answer.Data?["execution_id"]?.ToString() ?? "");
+            var status = answer.Data?["status"]?.ToString() ?? "";
+            // A run that had already ended is answered unchanged, as `job cancel` says of a job.
+            session.Show(answer.Data, console => console.MarkupLine(status == "cancelled"
+                ? $"graph execution [bold]{executionId}[/] is cancelled"
+                : $"graph execution [bold]{executionId}[/] had already ended ({Markup.Escape(status)}): nothing to cancel"));
             return CliCommon.Ok;
         });
         return command;
