@@ -66,6 +66,15 @@ public sealed class ClientTests : IDisposable
         _server.Seen[^1].Path.ShouldBe("/policy/a:1-b");
     }
 
+    [Fact]
+    public async Task An_async_graph_run_is_cancelled_with_a_delete_of_its_execution()
+    {
+        _server.Answer = (200, """{"success":true,"data":{"execution_id":"e1","status":"cancelled"}}""", "application/json");
+        var record = await Client().CancelGraphExecutionAsync("e1", TestContext.Current.CancellationToken);
+        record["status"]!.GetValue<string>().ShouldBe("cancelled");
+        (_server.Seen[^1].Method, _server.Seen[^1].Path).ShouldBe(("DELETE", "/graph/executions/e1"));
+    }
+
     [Theory]
     [InlineData("127.0.0.1:10001")]
     [InlineData("policygrid.internal")]

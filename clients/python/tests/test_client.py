@@ -165,6 +165,12 @@ class EnvelopeTests(unittest.TestCase):
             client.graph_diagram("x:1-b")
         self.assertEqual(caught.exception.status, 404)
 
+    def test_an_async_graph_run_is_cancelled_with_a_delete_of_its_execution(self):
+        client = PolicyGridClient(self.canned.url)
+        self.answer(200, {"success": True, "data": {"execution_id": "e1", "status": "cancelled"}})
+        self.assertEqual(client.cancel_graph_execution("e1")["status"], "cancelled")
+        self.assertEqual(self.canned.seen[-1][:2], ("DELETE", "/graph/executions/e1"))
+
     def test_query_paging_goes_into_the_query_string(self):
         self.answer(200, {"success": True, "data": []})
         PolicyGridClient(self.canned.url).query_policies({"name": "x"}, limit=5, sort="name:asc")

@@ -211,6 +211,10 @@ public sealed partial class PolicyGridClient
     public Task<JsonObject> GetGraphExecutionAsync(string executionId, CancellationToken ct = default) =>
         ObjectAsync(HttpMethod.Get, $"/graph/executions/{Segment(executionId)}", null, ct);
 
+    /// <summary>Cancels a running async graph run and answers its record (one that already ended, unchanged).</summary>
+    public Task<JsonObject> CancelGraphExecutionAsync(string executionId, CancellationToken ct = default) =>
+        ObjectAsync(HttpMethod.Delete, $"/graph/executions/{Segment(executionId)}", null, ct);
+
     /// <summary>The graph as a Mermaid diagram (<c>text/vnd.mermaid</c>).</summary>
     public async Task<string> GetGraphDiagramAsync(string graphUri, CancellationToken ct = default)
     {

@@ -512,6 +512,10 @@ class PolicyGridClient:
     def get_graph_execution(self, execution_id: str) -> dict:
         return self.request("GET", f"/graph/executions/{execution_id}").data
 
+    def cancel_graph_execution(self, execution_id: str) -> dict:
+        """Cancels a running async graph run; answers its record (one that already ended, unchanged)."""
+        return self.request("DELETE", f"/graph/executions/{execution_id}").data
+
     def health(self) -> Any:
         return self.request("GET", "/healthz").data
 
