@@ -146,10 +146,20 @@ public sealed class StopGraceDecisionTests : IAsyncLifetime
                 var answer = await call;
                 (answer.Status, answer.Code).ShouldBe((503, "backend_unavailable"), $"{name}: {answer.Body?.ToJsonString()}");
             }
-            await _server.Service<DecisionLog>().FlushAsync(TestContext.Current.CancellationToken);
-            var recorded = (await Decisions()).Select(d => d!.AsObject())
-                .Select(d => $"{d["kind"]} {d["function_id"]?.GetValue<string>() ?? d["policy_rule_uri"]!.GetValue<string>()}: {d["status"]} {d["error_code"]}")
-                .Order().ToArray();
+            // The graph answers as soon as its run is cancelled (its node call is awaited with WaitAsync, so a policy that
+            // ignores cancellation cannot hold the answer), and its node's call records itself when it has unwound: under
+            // load that can be after every answer. So the records are awaited, up to a deadline, not read once.
+            string[] recorded = [];
+            var until = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+            do
+            {
+                await _server.Service<DecisionLog>().FlushAsync(TestContext.Current.CancellationToken);
+                recorded = [.. (await Decisions()).Select(d => d!.AsObject())
+                    .Select(d => $"{d["kind"]} {d["function_id"]?.GetValue<string>() ?? d["policy_rule_uri"]!.GetValue<string>()}: {d["status"]} {d["error_code"]}")
+                    .Order()];
+                if (recorded.Length >= 8) break;
+                await Task.Delay(100, TestContext.Current.CancellationToken);
+            } while (DateTime.UtcNow < until);
             recorded.ShouldBe([
                 "execute slow:1.0-test: 503 backend_unavailable", // local
                 "execute slow:1.0-test: 503 backend_unavailable", // forwarded to the node
