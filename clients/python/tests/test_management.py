@@ -1,6 +1,7 @@
 """Local mode: a management command that raises part way leaves nothing of itself behind, as in .NET WorkerProcess mode
 and on Type 4 (the instance is rebuilt from the commands that succeeded, or from the state the last one left)."""
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -51,6 +52,8 @@ STATE = '''
         return {"allow": self.allow}
 
     def set_state(self, state):
+        if "10.5.5.5" in state["allow"]:
+            raise ValueError("10.5.5.5 cannot be restored")
         self.allow = list(state["allow"])
 '''
 
@@ -169,6 +172,50 @@ class ManagementRollbackTests(unittest.TestCase):
         ev.refresh()
         self.assertTrue(self.allowed(ev, "10.0.0.9"))
         self.assertFalse(self.allowed(ev, "10.1.1.1"))
+
+    def test_a_rebuild_that_fails_is_logged_as_a_warning_naming_the_policy_and_what_failed(self):
+        # As .NET logs it in either isolation; local mode used to log nothing, so a service's log never said why its calls
+        # failed until the rebuild succeeded.
+        whose = f"policy {URI} (LocalPolicyEvaluator, local)"
+        ev = self.evaluator(keeps_state=False)
+        ev.execute_mgmt_command("pin", {"serial": ev.execute_mgmt_command("status")["serial"]})
+        with self.assertRaises(PolicyGridApiError):
+            ev.execute_mgmt_command("add_then_fail", {"ip": "10.2.2.2"})
+        with self.assertLogs("policygrid", "WARNING") as logged, self.assertRaises(PolicyGridApiError):
+            self.allowed(ev, "10.1.1.1")
+        self.assertEqual(len(logged.records), 1)
+        self.assertRegex(logged.records[0].getMessage(), rf"^{re.escape(whose)} could not replay management 'pin' \(journal entry 1 of 1\): "
+                                                         r"ValueError: pinned to instance \d+, not \d+$")
+
+        ev = self.evaluator(keeps_state=True)
+        ev.execute_mgmt_command("add_ip", {"ip": "10.5.5.5"})
+        with self.assertRaises(PolicyGridApiError):
+            ev.execute_mgmt_command("add_then_fail", {"ip": "10.2.2.2"})
+        for _ in range(2):  # every call tries the rebuild again, and says so
+            with self.assertLogs("policygrid", "WARNING") as logged, self.assertRaises(PolicyGridApiError) as caught:
+                self.allowed(ev, "10.5.5.5")
+            self.assertEqual((caught.exception.status, caught.exception.code, caught.exception.message),
+                             (422, "policy_error", f"{whose} could not restore its state with set_state() after its instance was "
+                                                   "recreated: ValueError: 10.5.5.5 cannot be restored; it tries again before its next call"))
+            self.assertEqual([r.getMessage() for r in logged.records],
+                             [f"{whose} could not restore its state with set_state() after its instance was recreated: "
+                              "ValueError: 10.5.5.5 cannot be restored"])
+
+    def test_the_bound_refuses_a_command_before_a_rebuild_that_would_fail(self):
+        # As .NET WorkerProcess mode and a Type 4 function answer it: the 409 runs nothing, a rebuild included. Local mode
+        # rebuilt first, and answered the rebuild's 422 instead.
+        ev = self.evaluator(keeps_state=False, max_journal_entries=1)
+        serial = ev.execute_mgmt_command("status")["serial"]
+        ev.execute_mgmt_command("pin", {"serial": serial})  # the journal is full; replayed, it fails
+        with self.assertRaises(PolicyGridApiError):
+            ev.execute_mgmt_command("pin_read_only", {"serial": -1})  # read-only commands pass the bound: this one fails
+        with self.assertRaises(PolicyGridApiError) as caught:
+            ev.execute_mgmt_command("add_ip", {"ip": "10.3.3.3"})
+        self.assertEqual((caught.exception.status, caught.exception.code), (409, "conflict"))
+        with self.assertRaises(PolicyGridApiError) as caught:
+            self.allowed(ev, "10.0.0.1")
+        self.assertEqual(caught.exception.status, 422)
+        self.assertIn("could not apply management 'pin' (journal entry 1 of 1) again", caught.exception.message)
 
     def test_read_only_commands_are_not_kept_and_pass_the_bound(self):
         ev = self.evaluator(keeps_state=False, max_journal_entries=2)

@@ -237,18 +237,19 @@ class LocalPolicyEvaluator:
         read_only = _is_read_only(commands, action)
         with self._lock:
             own = held.own
-            instance = self._own_instance(held)
-            keeps_state = getattr(instance, "get_state", None) is not None
+            keeps_state = getattr(own.instance, "get_state", None) is not None  # a rebuild makes one of the same class
             journalled = not read_only and not keeps_state
             if journalled and len(own.journal) >= self.max_journal_entries:
                 # Refused before it runs, as WorkerProcess mode and a Type 4 function refuse it: the journal is what rebuilds
-                # the instance after a command that raises, and it would lack this one.
+                # the instance after a command that raises, and it would lack this one. Before a rebuild too, as they refuse
+                # it before their replay: a rebuild that fails used to answer its 422 here instead.
                 raise PolicyGridApiError(
                     409, "conflict",
                     f"policy {self.policy_rule_uri}: {len(own.journal)} management commands are kept to replay on a recreated instance "
                     "(the limit, max_journal_entries) because the policy class has no get_state; give it get_state/set_state, declare "
                     "the commands that change nothing read_only in its management_commands_schema, or create a new evaluator to start "
                     "afresh")
+            instance = self._own_instance(held)
             data_json = json.dumps(data) if journalled else ""  # before the policy can change data
             try:
                 answer, state_json = self._managed(instance, action, data, keeps_state)
@@ -307,18 +308,28 @@ class LocalPolicyEvaluator:
         uri = self.policy_rule_uri
         whose = f"policy {uri} (LocalPolicyEvaluator, local)"
         instance = _instantiate(held.bundle, uri, held.settings, held.parameters)
-        step = "restore its state with set_state()"
+        entry = None
         try:
             if own.state_json is not None and hasattr(instance, "set_state"):
                 instance.set_state(json.loads(own.state_json))
-            for i, (action, data_json) in enumerate(own.journal, 1):
-                step = f"apply management '{action}' (journal entry {i} of {len(own.journal)}) again"
+            for entry, (action, data_json) in enumerate(own.journal, 1):
                 instance.management(action, json.loads(data_json))
         except BaseException as e:
             if not _raised_by_policy(e, _code_dir_of(type(instance))):
                 raise
+            reason = _described_exception(e)
+            # Logged as .NET logs it (a warning, in either isolation), as well as raised: a service's log shows why its
+            # calls fail until the rebuild succeeds.
+            if entry is None:
+                log.warning("%s could not restore its state with set_state() after its instance was recreated: %s", whose, reason)
+                step = "restore its state with set_state()"
+            else:
+                action = own.journal[entry - 1][0]
+                log.warning("%s could not replay management '%s' (journal entry %d of %d): %s", whose, action, entry, len(own.journal),
+                            reason)
+                step = f"apply management '{action}' (journal entry {entry} of {len(own.journal)}) again"
             raise PolicyGridApiError(422, "policy_error", f"{whose} could not {step} after its instance was recreated: "
-                                                          f"{_described_exception(e)}; it tries again before its next call") from e
+                                                          f"{reason}; it tries again before its next call") from e
         own.instance, own.rebuild_due = instance, False
         return instance
 
