@@ -1,6 +1,8 @@
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
 using PolicyGrid.Sdk.Client;
 using PolicyGrid.Sdk.Evaluation;
+using PolicyGrid.TestSupport;
 
 namespace PolicyGrid.Sdk.Tests;
 
@@ -53,6 +55,8 @@ public sealed class ManagementRollbackTests : IAsyncDisposable
                 return {"allow": self.allow}
 
             def set_state(self, state):
+                if "10.5.5.5" in state["allow"]:
+                    raise ValueError("10.5.5.5 cannot be restored")
                 self.allow = list(state["allow"])
         """;
 
@@ -78,7 +82,8 @@ public sealed class ManagementRollbackTests : IAsyncDisposable
 
     private static JsonObject Ip(string ip) => new() { ["ip"] = ip };
 
-    private async Task<LocalPolicyEvaluator> Evaluator(LocalIsolation isolation, bool keepsState, int maxJournalEntries = 1000)
+    private async Task<LocalPolicyEvaluator> Evaluator(LocalIsolation isolation, bool keepsState, int maxJournalEntries = 1000,
+        LogCapture? logs = null)
     {
         var document = EvaluatorTests.Document();
         document.Remove("policy_input_schema");
@@ -86,7 +91,7 @@ public sealed class ManagementRollbackTests : IAsyncDisposable
         var code = Policy.Replace("{state}", keepsState ? State : "", StringComparison.Ordinal);
         _registry = new LoopbackRegistry(document, TestBundles.Zip(("code/function.py", code)));
         _registries.Add(_registry);
-        var ev = await WorkerReplacementTests.OneWorkerEvaluator(_registry, isolation, maxJournalEntries);
+        var ev = await WorkerReplacementTests.OneWorkerEvaluator(_registry, isolation, maxJournalEntries, logs is null ? null : new LoggerFactory([logs]));
         _made.Add(ev);
         return ev;
     }
@@ -208,6 +213,72 @@ public sealed class ManagementRollbackTests : IAsyncDisposable
         await ev.RefreshAsync(Ct);
         (await AllowedAsync(ev, "10.0.0.9")).ShouldBeTrue();
         (await AllowedAsync(ev, "10.1.1.1")).ShouldBeFalse();
+    }
+
+    // The evaluator's own warnings (the pool logs a policy's errors too, under its own category).
+    private static List<string> EvaluatorWarnings(LogCapture logs) =>
+        [.. logs.Entries.Where(e => e.Category == typeof(LocalPolicyEvaluator).FullName && e.Level == LogLevel.Warning).Select(e => e.Message)];
+
+    [Theory]
+    [InlineData(LocalIsolation.InProcess)]
+    [InlineData(LocalIsolation.WorkerProcess)]
+    public async Task A_set_state_that_raises_on_a_rebuild_fails_every_call_naming_it_and_is_logged(LocalIsolation isolation)
+    {
+        // WorkerProcess answered the bare "ValueError: …", as if the call itself had raised; InProcess logged nothing.
+        var logs = new LogCapture();
+        var ev = await Evaluator(isolation, keepsState: true, logs: logs);
+        await Management(ev, "add_ip", new JsonObject { ["ip"] = "10.5.5.5" });
+        await Refused(ev, "add_then_fail", new JsonObject { ["ip"] = "10.2.2.2" });
+        var owner = $"policy {EvaluatorTests.Uri} (LocalPolicyEvaluator, {isolation})";
+
+        foreach (var call in (Func<Task>[])[() => AllowedAsync(ev, "10.5.5.5"), () => Management(ev, "status")])
+        {
+            var e = await Should.ThrowAsync<PolicyGridApiException>(call);
+            (e.Status, e.Code, e.Reason).ShouldBe((422, "policy_error", $"{owner} could not restore its state with set_state() after its instance " +
+                "was recreated: ValueError: 10.5.5.5 cannot be restored; it tries again before its next call"));
+        }
+        EvaluatorWarnings(logs).ShouldBe(Enumerable.Repeat(
+            $"{owner} could not restore its state with set_state() after its instance was recreated: ValueError: 10.5.5.5 cannot be restored", 2),
+            logs.ToString());
+    }
+
+    [Theory]
+    [InlineData(LocalIsolation.InProcess)]
+    [InlineData(LocalIsolation.WorkerProcess)]
+    public async Task A_command_that_fails_on_replay_is_logged_naming_it(LocalIsolation isolation)
+    {
+        // WorkerProcess logged it; InProcess did not.
+        var logs = new LogCapture();
+        var ev = await Evaluator(isolation, keepsState: false, logs: logs);
+        var serial = (await Management(ev, "status"))["serial"]!.GetValue<int>();
+        await Management(ev, "pin", new JsonObject { ["serial"] = serial });
+        await Refused(ev, "add_then_fail", new JsonObject { ["ip"] = "10.2.2.2" });
+
+        await Should.ThrowAsync<PolicyGridApiException>(() => AllowedAsync(ev, "10.0.0.1"));
+
+        var warning = EvaluatorWarnings(logs).ShouldHaveSingleItem(logs.ToString());
+        warning.ShouldStartWith($"policy {EvaluatorTests.Uri} (LocalPolicyEvaluator, {isolation}) could not replay management 'pin' (journal entry 1 of 1): " +
+            $"ValueError: pinned to instance {serial}, not ");
+    }
+
+    [Theory]
+    [InlineData(LocalIsolation.InProcess)]
+    [InlineData(LocalIsolation.WorkerProcess)]
+    public async Task MaxJournalEntries_refuses_a_command_before_a_rebuild_that_would_fail(LocalIsolation isolation)
+    {
+        // As WorkerProcess mode and a Type 4 function answer it: the 409 runs nothing, a rebuild included. InProcess rebuilt
+        // first, and answered the rebuild's 422 instead.
+        var ev = await Evaluator(isolation, keepsState: false, maxJournalEntries: 1);
+        var serial = (await Management(ev, "status"))["serial"]!.GetValue<int>();
+        await Management(ev, "pin", new JsonObject { ["serial"] = serial }); // the journal is full; replayed, it fails
+        await Refused(ev, "pin_read_only", new JsonObject { ["serial"] = -1 }); // read-only commands pass the bound: this one fails
+
+        var e = await Refused(ev, "add_ip", new JsonObject { ["ip"] = "10.3.3.3" });
+
+        (e.Status, e.Code).ShouldBe((409, "conflict"));
+        var next = await Should.ThrowAsync<PolicyGridApiException>(() => AllowedAsync(ev, "10.0.0.1"));
+        next.Status.ShouldBe(422);
+        next.Reason.ShouldContain("could not apply management 'pin' (journal entry 1 of 1) again");
     }
 
     [Theory]

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
 using PolicyGrid.Runtime.Hosting;
 using PolicyGrid.Sdk.Client;
 using PolicyGrid.Sdk.Evaluation;
@@ -86,11 +87,12 @@ public sealed class WorkerReplacementTests : IAsyncDisposable
     }
 
     /// <summary>An evaluator of <see cref="EvaluatorTests.Uri"/> from <paramref name="registry"/>; in WorkerProcess mode on a pool of one worker.</summary>
-    internal static Task<LocalPolicyEvaluator> OneWorkerEvaluator(LoopbackRegistry registry, LocalIsolation isolation, int maxJournalEntries) =>
+    internal static Task<LocalPolicyEvaluator> OneWorkerEvaluator(LoopbackRegistry registry, LocalIsolation isolation, int maxJournalEntries,
+        ILoggerFactory? loggers = null) =>
         LocalPolicyEvaluator.CreateAsync(new PolicyGridClient(registry.Url), new LocalPolicyEvaluatorOptions
         {
             PolicyRuleUri = EvaluatorTests.Uri, Isolation = isolation, RevalidateInterval = TimeSpan.FromHours(1),
-            MaxJournalEntries = maxJournalEntries,
+            MaxJournalEntries = maxJournalEntries, LoggerFactory = loggers,
             WorkerPool = new WorkerPoolOptions { Workers = 1, IsolatePolicies = false, WorkDirectory = Path.Combine(Path.GetTempPath(), "pg-sdk-workers") },
         }, Ct);
 

@@ -52,7 +52,7 @@ public static class Type1Benchmark
             {
                 var raw = InProcessPolicy.Load(library, Uri, new PolicyGrid.Runtime.Bundles.BundleDirectory(Path.GetFileName(bundleRoot), bundleRoot, null),
                     [], new JsonObject { ["local_allowlist"] = new JsonArray("10.0.0.1", "10.0.0.2", "192.168.1.10") },
-                    LocalPolicyEvaluatorOptions.DefaultMaxJournalEntries);
+                    LocalPolicyEvaluatorOptions.DefaultMaxJournalEntries, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
                 Report("InProcessPolicy.Eval (no checks)", Measure(calls, i => raw.Eval(nodes[i & 1], null)));
                 using (Python.Runtime.Py.GIL())
                 {

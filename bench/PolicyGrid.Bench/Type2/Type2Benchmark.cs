@@ -231,7 +231,7 @@ public static class Type2Benchmark
         var manifest = JsonNode.Parse(await File.ReadAllTextAsync(Path.Combine(sample, "manifest.json")))!.AsObject();
         var policy = PolicyGrid.Sdk.Evaluation.InProcessPolicy.Load(library, "ip_allowlist:bench", new PolicyGrid.Runtime.Bundles.BundleDirectory(new string('0', 64), sample, null),
             manifest["policy_settings"] as JsonObject ?? [], manifest["policy_parameters"] as JsonObject ?? [],
-            PolicyGrid.Sdk.Evaluation.LocalPolicyEvaluatorOptions.DefaultMaxJournalEntries);
+            PolicyGrid.Sdk.Evaluation.LocalPolicyEvaluatorOptions.DefaultMaxJournalEntries, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
         byte[] fixedAnswer = [];
         // The same app as the other figures (its request pipeline is part of what bare costs); nothing here uses its pool.
         var data = Directory.CreateTempSubdirectory("pg-bench-type2-inproc-").FullName;

@@ -147,8 +147,7 @@ public sealed class ManagementJournal(PythonWorkerPool pool, string instanceKey,
             catch (PolicyGridException e)
             {
                 await pool.ReleaseAsync(instanceKey, CancellationToken.None);
-                logger.LogWarning("{Owner} could not replay management '{Action}' (journal entry {Entry} of {Entries}): {Reason}",
-                    owner(), entry.Action, i + 1, _entries.Count, e.Message);
+                LogCouldNotReplay(logger, owner(), entry.Action, i + 1, _entries.Count, e.Message);
                 throw new PolicyGridException(e.Status, e.Code, CouldNotReplay(owner(), entry.Action, i + 1, _entries.Count, e.Message));
             }
         }
@@ -160,6 +159,21 @@ public sealed class ManagementJournal(PythonWorkerPool pool, string instanceKey,
     public static string CouldNotReplay(string owner, string action, int entry, int entries, string reason) =>
         $"{owner} could not apply management '{action}' (journal entry {entry} of {entries}) again after its instance was recreated: " +
         $"{reason}; it tries again before its next call";
+
+    /// <summary>Logs, as a warning, that entry <paramref name="entry"/> of <paramref name="entries"/> failed again on a recreated
+    /// instance (here, and an SDK's in-process evaluator), so every mode logs it alike.</summary>
+    public static void LogCouldNotReplay(ILogger logger, string owner, string action, int entry, int entries, string reason) =>
+        logger.LogWarning("{Owner} could not replay management '{Action}' (journal entry {Entry} of {Entries}): {Reason}",
+            owner, action, entry, entries, reason);
+
+    /// <summary>How an owner that keeps its instance's <c>get_state()</c> says that <c>set_state</c> of it raised on a recreated
+    /// instance (an SDK evaluator, in every local mode), so every mode words it alike.</summary>
+    public static string CouldNotRestore(string owner, string reason) =>
+        $"{owner} could not restore its state with set_state() after its instance was recreated: {reason}; it tries again before its next call";
+
+    /// <summary>Logs, as a warning, what <see cref="CouldNotRestore"/> says.</summary>
+    public static void LogCouldNotRestore(ILogger logger, string owner, string reason) =>
+        logger.LogWarning("{Owner} could not restore its state with set_state() after its instance was recreated: {Reason}", owner, reason);
 
     /// <summary>The pool created the instance a method ran on without the journal (see <see cref="InvokeAsync"/>).</summary>
     private sealed class InstanceRecreated : Exception;

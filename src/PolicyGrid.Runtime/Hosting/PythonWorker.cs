@@ -412,9 +412,9 @@ internal sealed class PythonWorker : IAsyncDisposable
                 if (request.LoadKey is { } key && reply["ok"]?.GetValue<bool>() != true)
                 {
                     var kind = reply["kind"]?.GetValue<string>();
-                    // A spec that failed to load, or an instance the host dropped: send the spec with the next call. So too
-                    // a spec that came with a request the host did not start: it was not read.
-                    if (kind is "load" or "need_load" || (kind == "not_started" && request.CarriedLoad)) sentLoads.Remove(key);
+                    // A spec that failed to load or to restore its state, or an instance the host dropped: send the spec with
+                    // the next call. So too a spec that came with a request the host did not start: it was not read.
+                    if (kind is "load" or "restore" or "need_load" || (kind == "not_started" && request.CarriedLoad)) sentLoads.Remove(key);
                     if (kind == "need_load")
                     {
                         if (Volatile.Read(ref signalled) == 1 || retiring) await KillAsync();

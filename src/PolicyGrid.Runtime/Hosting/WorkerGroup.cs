@@ -466,6 +466,11 @@ internal sealed class WorkerGroup : IAsyncDisposable
             case "load":
                 logger.LogWarning("policy {Policy} could not be loaded: {Message}\n{Traceback}", call.Load.RuleId, message, traceback);
                 throw new PolicyLoadException(call.Load.RuleId, RelativeToBundle(message, call.Load.Bundle));
+            case "restore":
+                // set_state(saved) raised on the instance made to replace a lost one: the method never ran.
+                logger.LogWarning("policy {Policy}: set_state() raised {Type} restoring a recreated instance: {Message}\n{Traceback}",
+                    call.Load.RuleId, type, message, traceback);
+                throw new PolicyStateNotRestoredException($"{type}: {RelativeToBundle(message, call.Load.Bundle)}");
             case "state":
                 // The method itself ran; it is the state snapshot after it that failed (message names get_state()).
                 logger.LogWarning("policy {Policy}: {Message}\n{Traceback}", call.Load.RuleId, message, traceback);
@@ -706,6 +711,14 @@ public sealed class PolicyRaisedOnNewInstanceException(string message, bool keep
 {
     public bool KeepsState { get; } = keepsState;
 }
+
+/// <summary>
+/// The policy's <c>set_state</c> raised (422 policy_error, <c>Type: message</c>) on an instance the pool created to replace a
+/// lost one, with the state its caller handed it (<see cref="PolicyInvocation.RestoreState"/>): the method did not run, and
+/// the worker keeps no instance, so the next call creates one and calls <c>set_state</c> again. It used to read as the
+/// method's own error.
+/// </summary>
+public sealed class PolicyStateNotRestoredException(string message) : PolicyGridException(422, ErrorCodes.PolicyError, message);
 
 public sealed class PolicyLoadException(string policy, string reason)
     : PolicyGridException(422, ErrorCodes.PolicyError, $"policy {policy} cannot be loaded: {reason}")

@@ -61,6 +61,11 @@ class NeedLoad(Exception):
     """The request names an instance this worker does not hold and carries no load spec to create it."""
 
 
+class RestoreFailure(Exception):
+    """set_state(restore_state) raised on an instance just created to replace a lost one (its __cause__): no method ran,
+    and the instance is not kept."""
+
+
 def _parse_frame(frame):
     """json.loads(frame), in half its time for what the server sends: compact UTF-8 JSON. Before parsing, json.loads
     looks for a BOM or UTF-16/32 and skips whitespace around the value with a regular expression, which for a warm
@@ -811,7 +816,13 @@ class Host:
         instance = self._create(load)
         restore = request.get("restore_state")
         if restore is not None and hasattr(instance, "set_state"):
-            instance.set_state(restore)
+            try:
+                instance.set_state(restore)
+            except MemoryError:
+                raise
+            except BaseException as exc:  # noqa: BLE001
+                # Said apart from the method's own error (it used to read as one), so the caller can name it.
+                raise RestoreFailure() from exc
         # __init__ got its own copy: what the policy keeps from it is not shared with what eval is handed.
         entry = (instance, copy.deepcopy(load.get("parameters") or {}), load.get("rule_id"))
         self.instances[key] = entry
@@ -972,6 +983,9 @@ class Host:
             return _error("need_load", "NeedLoad", str(exc))
         except LoadFailure as exc:
             return _error("load", "PolicyLoadError", str(exc), _format_traceback(exc))
+        except RestoreFailure as exc:
+            cause = exc.__cause__
+            return _error("restore", _exc_name(cause), _describe(cause), _format_traceback(cause))
         except BaseException as exc:  # noqa: BLE001 - SystemExit from a policy is still the policy's error
             reply = _error("error", _exc_name(exc), _describe(exc), _format_traceback(exc))
             if created:

@@ -427,7 +427,7 @@ public sealed class LocalPolicyEvaluator : IAsyncDisposable
             else
             {
                 instance = InProcessPolicy.Load(_options.PythonLibrary, _options.PolicyRuleUri, bundle, settings, parameters, _options.MaxJournalEntries,
-                    _held?.Instance as InProcessPolicy);
+                    _logger, _held?.Instance as InProcessPolicy);
             }
         }
         if (status == "deprecated") _logger.LogWarning("policy {Policy} (revision {Revision}) is deprecated", _options.PolicyRuleUri, tag);

@@ -137,6 +137,7 @@ internal sealed class InProcessPolicy : IPolicyInstance
     private readonly BundleDirectory _bundle;
     private readonly JsonObject _settings;
     private readonly JsonObject _parameters;
+    private readonly ILogger _logger; // the evaluator's: a rebuild that fails is logged there, as WorkerProcess mode logs it
 
     // What rebuilds the instance (management reaches the evaluator's own instance only; a new revision's starts afresh, as a
     // redeployed function). Read and changed under _calls.
@@ -146,9 +147,10 @@ internal sealed class InProcessPolicy : IPolicyInstance
     private bool _rebuildDue;
 
     private InProcessPolicy(PyObject instance, SemaphoreSlim calls, string ruleId, string? library, BundleDirectory bundle, JsonObject settings,
-        JsonObject parameters, int maxJournalEntries)
+        JsonObject parameters, int maxJournalEntries, ILogger logger)
     {
         _ruleId = ruleId;
+        _logger = logger;
         _library = library;
         _bundle = bundle;
         _settings = settings;
@@ -166,14 +168,14 @@ internal sealed class InProcessPolicy : IPolicyInstance
     /// <summary>Loads the policy; with a <paramref name="predecessor"/> (an update, or <see cref="WithParameters"/>), its context
     /// carries over, as on the servers.</summary>
     public static InProcessPolicy Load(string? library, string ruleId, BundleDirectory bundle, JsonObject settings, JsonObject parameters,
-        int maxJournalEntries, InProcessPolicy? predecessor = null)
+        int maxJournalEntries, ILogger logger, InProcessPolicy? predecessor = null)
     {
         var host = EmbeddedPython.Host(library);
         using (Py.GIL())
         {
             var instance = Made(host, ruleId, bundle, settings, parameters, predecessor?._context);
             return new InProcessPolicy(instance, predecessor?._calls ?? new SemaphoreSlim(1, 1), ruleId, library, bundle, settings, parameters,
-                maxJournalEntries);
+                maxJournalEntries, logger);
         }
     }
 
@@ -234,8 +236,9 @@ internal sealed class InProcessPolicy : IPolicyInstance
                     }
                     catch (PythonException e)
                     {
-                        throw new PolicyGridApiException(422, "policy_error", $"{Owner} could not restore its state with set_state() after its instance " +
-                            $"was recreated: {EmbeddedPython.PolicyError(e).Reason}; it tries again before its next call", null, e);
+                        var reason = EmbeddedPython.PolicyError(e).Reason;
+                        ManagementJournal.LogCouldNotRestore(_logger, Owner, reason);
+                        throw new PolicyGridApiException(422, "policy_error", ManagementJournal.CouldNotRestore(Owner, reason), null, e);
                     }
                 }
                 using var management = fresh.GetAttr("management");
@@ -249,8 +252,10 @@ internal sealed class InProcessPolicy : IPolicyInstance
                     }
                     catch (PythonException e)
                     {
+                        var reason = EmbeddedPython.PolicyError(e).Reason;
+                        ManagementJournal.LogCouldNotReplay(_logger, Owner, _journal[i].Action, i + 1, _journal.Count, reason);
                         throw new PolicyGridApiException(422, "policy_error",
-                            ManagementJournal.CouldNotReplay(Owner, _journal[i].Action, i + 1, _journal.Count, EmbeddedPython.PolicyError(e).Reason), null, e);
+                            ManagementJournal.CouldNotReplay(Owner, _journal[i].Action, i + 1, _journal.Count, reason), null, e);
                     }
                 }
             }
@@ -321,11 +326,12 @@ internal sealed class InProcessPolicy : IPolicyInstance
         _calls.Wait(ct);
         try
         {
-            if (_rebuildDue) Rebuild();
             var journalled = !readOnly && !_keepsState;
             // Refused before it runs, as WorkerProcess mode and a Type 4 function refuse it: the journal rebuilds the instance
-            // after a command that raises, and it would lack this one.
+            // after a command that raises, and it would lack this one. Before a rebuild too, as they refuse it before their
+            // replay: a rebuild that fails used to answer its 422 here instead.
             if (journalled && _journal.Count >= _maxJournalEntries) throw ManagementJournalLimit.Reached(_ruleId, _journal.Count);
+            if (_rebuildDue) Rebuild();
             try
             {
                 var (answer, state) = Managed(action, dataJson);
@@ -386,7 +392,8 @@ internal sealed class InProcessPolicy : IPolicyInstance
         return (problem is null ? PolicyAnswer.ManagementResult(answer, _ruleId) : throw new PolicyGridApiException(422, "policy_error", problem), state);
     }
 
-    public IPolicyInstance WithParameters(JsonObject parameters) => Load(_library, _ruleId, _bundle, _settings, parameters, _maxJournalEntries, this);
+    public IPolicyInstance WithParameters(JsonObject parameters) =>
+        Load(_library, _ruleId, _bundle, _settings, parameters, _maxJournalEntries, _logger, this);
 
     // The Python objects are released by pythonnet's finalizer: a call that captured this instance
     // just before an update swapped it out may still be using them.
@@ -419,6 +426,7 @@ internal sealed class WorkerProcessPolicy : IPolicyInstance
     // The evaluator's own instance only (null for those made for a call's parameters, which management never reaches and
     // the pool makes again from their spec): what rebuilds it when the pool recreates it.
     private readonly ManagementJournal? _journal;
+    private readonly ILogger? _logger;
     private readonly int _maxJournalEntries;
     private JsonObject? _state; // its class's get_state() after the last management command (null: none yet, or it has none)
     private bool? _keepsState; // whether its class has get_state, as the last command's answer said (null before one)
@@ -437,9 +445,12 @@ internal sealed class WorkerProcessPolicy : IPolicyInstance
         _key = $"sdk:{load.RuleId}:{Guid.NewGuid():N}";
         _shared = predecessor?._shared ?? new SharedContext();
         _maxJournalEntries = maxJournalEntries;
+        _logger = logger;
         // An update's instance starts without its predecessor's journal: as a redeployed function, from the new revision.
-        if (logger is not null) _journal = new ManagementJournal(pool, _key, () => $"policy {load.RuleId} (LocalPolicyEvaluator, WorkerProcess)", logger);
+        if (logger is not null) _journal = new ManagementJournal(pool, _key, () => Owner, logger);
     }
+
+    private string Owner => $"policy {_load.RuleId} (LocalPolicyEvaluator, WorkerProcess)";
 
     private JsonObject _context
     {
@@ -551,6 +562,12 @@ internal sealed class WorkerProcessPolicy : IPolicyInstance
                 await journal.DropInstanceAsync();
                 throw;
             }
+        }
+        catch (PolicyStateNotRestoredException e) when (_logger is not null)
+        {
+            // Named as the in-process modes name it; the worker kept no instance, so the next call restores it again.
+            ManagementJournal.LogCouldNotRestore(_logger, Owner, e.Message);
+            throw new PolicyGridApiException(e.Status, e.Code, ManagementJournal.CouldNotRestore(Owner, e.Message), null, e);
         }
         catch (PolicyGridException e)
         {
