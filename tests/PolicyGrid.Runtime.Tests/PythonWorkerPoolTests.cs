@@ -780,6 +780,21 @@ public sealed class PythonWorkerPoolTests(PoolFixture fixture) : IClassFixture<P
     }
 
     [Fact]
+    public async Task A_set_state_that_raises_on_restore_is_told_apart_from_the_method_and_the_next_call_restores_again()
+    {
+        // It read as the method's own error, so an SDK evaluator could not name it as its in-process modes do.
+        var load = new PolicyLoadSpec("tally:1-a", Tally, [], []);
+        var e = await Should.ThrowAsync<PolicyStateNotRestoredException>(() => Pool.InvokeWithStateAsync(
+            new PolicyInvocation("tally-restore", load, PolicyMethods.Eval, Add(1), TimeSpan.FromSeconds(5), new JsonObject { ["wrong"] = 1 }), Ct));
+        (e.Status, e.Code, e.Message).ShouldBe((422, "policy_error", "KeyError: 'total'"));
+
+        // The worker kept no instance: the next call creates one and restores it again.
+        var next = await Pool.InvokeWithStateAsync(
+            new PolicyInvocation("tally-restore", load, PolicyMethods.Eval, Add(1), TimeSpan.FromSeconds(5), new JsonObject { ["total"] = 10 }), Ct);
+        (next.Created, next.Value!["result"]!["total"]!.GetValue<int>()).ShouldBe((true, 11));
+    }
+
+    [Fact]
     public async Task A_method_that_raises_on_an_instance_the_call_created_says_so_as_a_success_would()
     {
         // Created was only on answers that succeeded: a host replaying management actions on a recreated instance missed
