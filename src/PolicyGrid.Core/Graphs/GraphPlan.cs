@@ -157,8 +157,10 @@ public sealed class GraphPlan
             current = parents[current].First(unplaced.Contains);
         }
         var cycle = walk.Skip(index[current]).Reverse().ToList(); // parent walk reversed = child direction
-        // Start the cycle at its earliest node in graph_function_ids for a stable message.
-        var start = cycle.IndexOf(nodes.First(cycle.Contains));
+        // Start the cycle at its earliest node in graph_function_ids for a stable message. A set to find it: testing each
+        // node against the cycle's list took nodes x cycle length, seconds for a graph a 1 MiB body holds.
+        var onCycle = new HashSet<string>(cycle, StringComparer.Ordinal);
+        var start = cycle.IndexOf(nodes.First(onCycle.Contains));
         cycle = cycle.Skip(start).Concat(cycle.Take(start)).ToList();
         cycle.Add(cycle[0]);
         return cycle;
