@@ -160,6 +160,7 @@ public sealed class GraphExecutionCancelTests
         (cancelled.DataStatus, cancelled.Data!["error"]!.GetValue<string>()).ShouldBe(("cancelled", $"cancelled by anonymous (DELETE /graph/executions/{id})"));
         // The registry hangs up; the graphs app, whose wait that ends, terminates the instance it started.
         var instance = workflows.Started.Keys.Single();
+        instance.ShouldBe($"graph-{id}", "the workflow instance is named after the execution the registry answered");
         while (!workflows.Terminated.Contains(instance))
         {
             DateTime.UtcNow.ShouldBeLessThan(giveUp, "the workflow instance was never terminated");

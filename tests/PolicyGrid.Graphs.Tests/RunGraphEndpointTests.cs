@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Dapr.Workflow;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Graphs;
@@ -245,6 +246,30 @@ public sealed class RunGraphEndpointTests : IAsyncLifetime
         workflows.Terminated.ShouldBe([workflows.Started.Keys.Single()]);
     }
 
+    [Fact]
+    public async Task The_workflow_instance_is_named_after_the_runs_execution_id_and_its_scheduling_is_logged()
+    {
+        // It was "graph-<a GUID of its own>", which nothing tied to the run: an operator looking at a stuck workflow could
+        // not find the execution, nor its decision records.
+        var workflows = WorkflowInstancesDouble.RunningTheWorkflow(Echo);
+        var capture = new LogCapture();
+        using var logs = LoggerFactory.Create(l => l.AddProvider(capture));
+        var runs = new GraphWorkflowRuns(workflows, logs.CreateLogger<GraphWorkflowRuns>());
+        var options = Options() with { Origin = new FunctionCallOrigin("ops", "diamond:1-t", "5f0c4e3b9a2d4c1e8f7a6b5c4d3e2f1a") };
+        var request = new GraphRunRequest(DaprGraphRunner.ToWorkflowInput(Diamond, new JsonObject(), options, Diamond.Nodes.ToDictionary(n => n, _ => 1)), 30);
+
+        var output = await runs.RunAsync(request, TestContext.Current.CancellationToken);
+
+        output.Ok.ShouldBeTrue();
+        workflows.Started.Keys.ShouldBe(["graph-5f0c4e3b9a2d4c1e8f7a6b5c4d3e2f1a"]);
+        capture.Entries.Where(e => e.Level == LogLevel.Information).Select(e => e.Message).ShouldContain(
+            "graph execution 5f0c4e3b9a2d4c1e8f7a6b5c4d3e2f1a of diamond:1-t for ops: workflow instance graph-5f0c4e3b9a2d4c1e8f7a6b5c4d3e2f1a scheduled");
+
+        // A sender that names no execution (another app posting to run_graph) gets an instance id of its own.
+        await runs.RunAsync(request with { Graph = request.Graph with { ExecutionId = "" } }, TestContext.Current.CancellationToken);
+        workflows.Started.Keys.Where(k => k != "graph-5f0c4e3b9a2d4c1e8f7a6b5c4d3e2f1a").ShouldHaveSingleItem().ShouldMatch("^graph-[0-9a-f]{32}$");
+    }
+
     [Theory]
     [InlineData("deadline_seconds", null, "deadline_seconds")]
     [InlineData("deadline_seconds", "0", "deadline_seconds")]
@@ -267,6 +292,8 @@ public sealed class RunGraphEndpointTests : IAsyncLifetime
     [InlineData("graph.retry_max_attempts", "0", "graph.retry_max_attempts")]
     [InlineData("graph.retry_backoff_seconds", "-1", "graph.retry_backoff_seconds")]
     [InlineData("graph.trace", "\"yes\"", "graph.trace")]
+    [InlineData("graph.execution_id", "\"a/b\"", "graph.execution_id")]
+    [InlineData("graph.execution_id", "\"0123456789012345678901234567890123456789012345678901234567890123456789\"", "graph.execution_id")]
     public async Task A_bad_field_is_a_400_naming_it_and_schedules_nothing(string field, string? value, string named)
     {
         var workflows = WorkflowInstancesDouble.RunningTheWorkflow(Echo);

@@ -76,6 +76,10 @@ public sealed record GraphRunRequest(GraphWorkflowInput Graph, double DeadlineSe
         if (graph.InputJson is null) yield return new("graph.input_json", "is required (the graph's input as JSON text)");
         else if (!IsJson(graph.InputJson)) yield return new("graph.input_json", "is not valid JSON text");
 
+        // It names the workflow instance (GraphWorkflowRuns.InstanceId), whose ids the engine limits to these characters.
+        if (graph.ExecutionId is { Length: > 0 } execution && !IsInstanceIdPart(execution))
+            yield return new("graph.execution_id", $"must be at most {MaxExecutionIdLength} letters, digits, '-' or '_', not '{Shown(execution)}'");
+
         if (graph.MaxParallelism < 1) yield return new("graph.max_parallelism", $"must be at least 1, not {graph.MaxParallelism}");
         if (graph.RetryMaxAttempts < 1) yield return new("graph.retry_max_attempts", $"must be at least 1, not {graph.RetryMaxAttempts}");
         if (!(graph.RetryBackoffSeconds >= 0 && graph.RetryBackoffSeconds <= MaxDeadline.TotalSeconds))
@@ -99,6 +103,14 @@ public sealed record GraphRunRequest(GraphWorkflowInput Graph, double DeadlineSe
     private static string InThisBody(string text) =>
         text.Replace("graph_function_ids", "graph.function_ids", StringComparison.Ordinal)
             .Replace("graph_connection_data", "graph.connections", StringComparison.Ordinal);
+
+    /// <summary>Longest execution id taken; the registry's are 32 hex digits.</summary>
+    public const int MaxExecutionIdLength = 64;
+
+    private static bool IsInstanceIdPart(string text) =>
+        text.Length <= MaxExecutionIdLength && text.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_');
+
+    private static string Shown(string text) => text.Length <= MaxExecutionIdLength ? text : text[..MaxExecutionIdLength] + "...";
 
     private static bool IsJson(string text)
     {

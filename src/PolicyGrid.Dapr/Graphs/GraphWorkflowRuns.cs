@@ -19,7 +19,7 @@ public sealed class GraphWorkflowRuns(IGraphWorkflowInstances workflows, ILogger
     public async Task<GraphWorkflowOutput> RunAsync(GraphRunRequest request, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var id = "graph-" + Guid.NewGuid().ToString("N");
+        var id = InstanceId(request.Graph);
         try
         {
             // The workflow keeps the deadline too: when this wait is cut short (the graphs app restarted mid-run), nobody
@@ -30,6 +30,8 @@ public sealed class GraphWorkflowRuns(IGraphWorkflowInstances workflows, ILogger
         {
             throw SidecarFailures.Translate(e, $"starting graph workflow {id}");
         }
+        _logger.LogInformation("graph execution {Execution} of {Graph} for {Caller}: workflow instance {Instance} scheduled",
+            request.Graph.ExecutionId is { Length: > 0 } execution ? execution : "(none named)", request.Graph.GraphId, request.Graph.Caller, id);
         using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
         wait.CancelAfter(request.Deadline);
         GraphWorkflowEnd end;
@@ -55,6 +57,19 @@ public sealed class GraphWorkflowRuns(IGraphWorkflowInstances workflows, ILogger
         return end.Status == WorkflowRuntimeStatus.Completed
             ? end.Output ?? throw Problems.BackendError($"graph workflow {id} completed without an output")
             : throw Problems.BackendError($"graph workflow {id} ended {end.Status}: {end.FailureMessage}");
+    }
+
+    /// <summary>
+    /// <c>graph-&lt;execution id&gt;</c>, so that an operator looking at a workflow instance (<c>dapr workflow</c>, the
+    /// actor store) finds the run's record, its decision log entries and the registry's log lines; it used to be a GUID of
+    /// its own that nothing tied to the run. The registry makes a new execution id for every run, sync or async, and sends
+    /// it once, so the id is never scheduled twice; were the same request delivered again, the engine refuses an id it has
+    /// (a 502) rather than running every node a second time. A sender that names no execution id gets a fresh GUID.
+    /// </summary>
+    public static string InstanceId(GraphWorkflowInput graph)
+    {
+        ArgumentNullException.ThrowIfNull(graph);
+        return "graph-" + (graph.ExecutionId is { Length: > 0 } execution ? execution : Guid.NewGuid().ToString("N"));
     }
 
     // Best effort: the caller's answer (504, 503, or its own cancellation) is what matters, so a failure to stop the
