@@ -85,6 +85,10 @@ public sealed class GraphExecutionRetentionTests : IDisposable
     [InlineData("MaxDeadlineSeconds", "0", "a number greater than 0")]
     [InlineData("DefaultDeadlineSeconds", "-5", "a number greater than 0")]
     [InlineData("MaxParallelism", "0", "1 or more")]
+    [InlineData("MaxNodes", "0", "1 or more")]
+    [InlineData("MaxAsyncRuns", "0", "1 or more")]
+    [InlineData("MaxAsyncRunsPerCaller", "0", "1 or more")]
+    [InlineData("RetryAfterSeconds", "-1", "0 or more")]
     public void A_graph_setting_out_of_range_is_refused_naming_it(string setting, string value, string rule)
     {
         var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { [$"PolicyGrid:Graphs:{setting}"] = value }).Build();

@@ -196,6 +196,54 @@ public sealed class GraphsApiTests(GraphServerFixture fixture) : IClassFixture<G
     }
 
     [Fact]
+    public async Task A_graph_of_many_undeployed_nodes_names_the_first_twenty_and_counts_the_rest()
+    {
+        // The 404 and the create warning named every missing node: a 190 KB answer for a large graph of undeployed nodes.
+        var ids = Enumerable.Range(0, 45).Select(i => $"m{i:00}").ToArray();
+        var created = await _client.Send(HttpMethod.Post, "/graphs", Graph("many", ids, [.. ids.SkipLast(1).Select(id => (id, new[] { ids[^1] }))]));
+        created.Status.ShouldBe(200, created.Body?.ToJsonString());
+        var uri = created.Data!["graph_uri"]!.GetValue<string>();
+        var named = string.Join(", ", ids.Take(20).Select(id => $"'{N(id)}'"));
+
+        var answer = await Execute(uri, new JsonObject());
+
+        answer.Status.ShouldBe(404);
+        answer.Message.ShouldBe($"graph '{uri}' cannot run: no function is deployed for nodes {named} and 25 more");
+        created.Body!["warnings"]!.AsArray().ShouldHaveSingleItem()!.GetValue<string>().ShouldStartWith(
+            $"graph '{uri}' is stored, but no function is deployed for nodes {named} and 25 more yet: executing it answers 404");
+    }
+
+    [Fact]
+    public async Task A_graph_of_more_nodes_than_MaxNodes_is_refused_naming_the_count_the_limit_and_the_setting_and_nothing_is_stored()
+    {
+        // Only the 1 MiB body bounded a graph before: some 100,000 nodes, each named by every answer about them.
+        var ids = Enumerable.Range(0, 1001).Select(i => $"n{i}").ToArray();
+        var graph = Graph("huge", ids, []);
+
+        var refused = await _client.Send(HttpMethod.Post, "/graphs", graph);
+
+        (refused.Status, refused.Code).ShouldBe((400, "validation_failed"), refused.Body?.ToJsonString());
+        refused.Message.ShouldContain("graph_function_ids: has 1001 nodes, more than the 1000 a graph may have (PolicyGrid:Graphs:MaxNodes)");
+        var uri = $"huge_{_run}:1.0-test";
+        (await _client.Send(HttpMethod.Get, $"/graphs/{uri}")).Status.ShouldBe(404);
+
+        // Connections naming more nodes than a graph may have are refused the same way, not answered one error each.
+        var crowded = Graph("crowded", ["A"], [.. ids.Select(id => (id, Array.Empty<string>()))]);
+        var many = await _client.Send(HttpMethod.Post, "/graphs", crowded);
+        (many.Status, many.Code).ShouldBe((400, "validation_failed"));
+        many.Message.ShouldContain("graph_connection_data: has 1001 entries, more than the 1000 nodes a graph may have (PolicyGrid:Graphs:MaxNodes)");
+
+        // At the limit it is stored; an update past it is refused and leaves it as it was.
+        graph["graph_function_ids"] = new JsonArray([.. ids.Take(1000).Select(id => (JsonNode)N(id))]);
+        graph["graph_connection_data"] = new JsonObject([.. ids.Take(999).Select(id => KeyValuePair.Create(N(id), (JsonNode?)new JsonArray(N("n999"))))]);
+        (await _client.Send(HttpMethod.Post, "/graphs", graph)).Status.ShouldBe(200);
+        var pushed = await _client.Send(HttpMethod.Put, $"/graphs/{uri}", new JsonObject { ["$push"] = new JsonObject { ["graph_function_ids"] = N("n1000") } });
+        (pushed.Status, pushed.Code).ShouldBe((400, "validation_failed"), pushed.Body?.ToJsonString());
+        pushed.Message.ShouldContain("has 1001 nodes, more than the 1000 a graph may have (PolicyGrid:Graphs:MaxNodes)");
+        (await _client.Send(HttpMethod.Get, $"/graphs/{uri}")).Data!["graph_function_ids"]!.AsArray().Count.ShouldBe(1000);
+    }
+
+    [Fact]
     public async Task A_graph_stored_before_its_functions_warns_of_each_undeployed_node_until_they_are_deployed()
     {
         await DeployNode("A");

@@ -25,6 +25,25 @@ public sealed class GraphExecutionOptions
 
     /// <summary>How often old execution records are removed.</summary>
     public TimeSpan PruneInterval { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// Most nodes a graph may have, checked when it is created or updated. Without it only the request body's size bounded
+    /// a graph (some 100,000 nodes in 1 MiB), and every answer naming its nodes grew with it.
+    /// </summary>
+    public int MaxNodes { get; set; } = 1000;
+
+    /// <summary>Asynchronous runs this server runs at once, whoever started them; one more answers 429 overloaded.</summary>
+    public int MaxAsyncRuns { get; set; } = 256;
+
+    /// <summary>
+    /// Asynchronous runs one caller (a token's name; <c>anonymous</c> on an open server) may have running at once, so one
+    /// caller cannot take every slot of <see cref="MaxAsyncRuns"/>; one more answers 429 overloaded. Above
+    /// <see cref="MaxAsyncRuns"/>, that is the one that binds.
+    /// </summary>
+    public int MaxAsyncRunsPerCaller { get; set; } = 64;
+
+    /// <summary>Retry-After (seconds) sent with the 429 of an asynchronous run refused by those limits.</summary>
+    public int RetryAfterSeconds { get; set; } = 1;
 }
 
 /// <summary>Refuses graph settings no run could work with, at start, naming each.</summary>
@@ -40,6 +59,11 @@ public sealed class GraphExecutionOptionsValidator : Microsoft.Extensions.Option
         checks.Check(options.KeepExecutionsFor > TimeSpan.Zero, "KeepExecutionsFor", "greater than zero", options.KeepExecutionsFor);
         checks.Check(options.MaxFinishedExecutions >= 0, "MaxFinishedExecutions", "0 or more", options.MaxFinishedExecutions);
         checks.Check(options.PruneInterval > TimeSpan.Zero, "PruneInterval", "greater than zero", options.PruneInterval);
+        checks.Check(options.MaxNodes >= 1, "MaxNodes", "1 or more", options.MaxNodes);
+        checks.Check(options.MaxAsyncRuns >= 1, "MaxAsyncRuns", "1 or more", options.MaxAsyncRuns);
+        // Not held to MaxAsyncRuns: lowering that alone must not stop the server; the lower of the two binds.
+        checks.Check(options.MaxAsyncRunsPerCaller >= 1, "MaxAsyncRunsPerCaller", "1 or more", options.MaxAsyncRunsPerCaller);
+        checks.Check(options.RetryAfterSeconds >= 0, "RetryAfterSeconds", "0 or more", options.RetryAfterSeconds);
         return checks.Result;
     }
 }

@@ -35,9 +35,14 @@ public sealed class GraphRegistry(
 {
     // Executions this process is running; a stored "running" one not in here was cut off by a restart.
     private readonly ConcurrentDictionary<string, RunningExecution> _running = new(StringComparer.Ordinal);
+    private readonly AsyncRunQuota _asyncRuns = new(options);
+
+    /// <summary>Nodes a 404 or a warning names before it says how many more there are: the rest would only make it longer.</summary>
+    public const int NamedNodes = 20;
 
     public async Task<StoredDocument> CreateAsync(JsonObject body, CancellationToken ct)
     {
+        EnsureNodeLimit(body);
         var graph = Graph.FromJson(body);
         GraphRunSettings.Ensure(graph.GraphMetadata);
         if (await store.GetAsync(Collections.Graphs, graph.GraphUri, ct) is not null)
@@ -52,7 +57,9 @@ public sealed class GraphRegistry(
         OptimisticUpdate.ApplyAsync(store, Collections.Graphs, Canonical(uri), ifMatch,
             current =>
             {
-                var graph = Graph.FromJson(UpdateEngine.Apply(current.Body, update, Graph.IdentityFields));
+                var updated = UpdateEngine.Apply(current.Body, update, Graph.IdentityFields);
+                EnsureNodeLimit(updated);
+                var graph = Graph.FromJson(updated);
                 GraphRunSettings.Ensure(graph.GraphMetadata);
                 var kept = graph.ToJson();
                 UpdateEngine.EnsureFieldsKept(update, kept);
@@ -61,6 +68,22 @@ public sealed class GraphRegistry(
             () => Missing(uri),
             (asked, now) => asked.Mismatch($"'{Canonical(uri)}'", now),
             ct);
+
+    /// <summary>
+    /// Refuses a graph of more than <see cref="GraphExecutionOptions.MaxNodes"/> nodes before its shape is checked: that check,
+    /// and every answer that names nodes, grows with the graph. A graph stored before the limit was lowered still runs.
+    /// </summary>
+    private void EnsureNodeLimit(JsonObject graph)
+    {
+        var max = options.Value.MaxNodes;
+        if (graph["graph_function_ids"] is JsonArray ids && ids.Count > max)
+            throw Problems.Validation("graph_function_ids",
+                $"has {ids.Count} nodes, more than the {max} a graph may have ({GraphExecutionOptions.Section}:MaxNodes); split it into smaller graphs, or raise the setting");
+        // Each key names a node, so more keys than that can only be unknown nodes, one error each in the answer.
+        if (graph["graph_connection_data"] is JsonObject connections && connections.Count > max)
+            throw Problems.Validation("graph_connection_data",
+                $"has {connections.Count} entries, more than the {max} nodes a graph may have ({GraphExecutionOptions.Section}:MaxNodes)");
+    }
 
     public async Task<StoredDocument> DeleteAsync(string uri, IfMatchCondition? ifMatch, CancellationToken ct)
     {
@@ -107,12 +130,12 @@ public sealed class GraphRegistry(
     /// </summary>
     private Task<GraphRun> PrepareAuditedAsync(JsonObject body, CallerIdentity caller, CancellationToken ct)
     {
-        if (decisions is null) return PrepareAsync(body, ct);
+        if (decisions is null) return PrepareAsync(body, caller, ct);
         var asked = body["graph_uri"] is JsonValue u && u.TryGetValue<string>(out var text) ? Canonical(text) : "";
         var audit = new AuditTrail(Decision.KindGraphRun, "", caller, "", CanonicalJson.Sha256(body["input_data"]?.DeepClone())) { GraphId = asked };
         return audit.RunAsync(decisions, async () =>
         {
-            var run = await PrepareAsync(body, ct);
+            var run = await PrepareAsync(body, caller, ct);
             audit.RecordedElsewhere = true; // it runs: its nodes' records are its trail
             return run;
         });
@@ -198,7 +221,11 @@ public sealed class GraphRegistry(
 
     private static bool IsRunning(StoredDocument execution) => execution.Body["status"]?.GetValue<string>() == ExecutionStatus.Running;
 
-    private async Task<GraphRun> PrepareAsync(JsonObject body, CancellationToken ct)
+    /// <summary>
+    /// Checks the request, the graph's input and every node; an asynchronous run also takes one of the caller's and the
+    /// server's slots (<see cref="AsyncRunQuota"/>), last, so that a request that could never run is not told to retry.
+    /// </summary>
+    private async Task<GraphRun> PrepareAsync(JsonObject body, CallerIdentity caller, CancellationToken ct)
     {
         var errors = new List<FieldError>();
         var uri = body["graph_uri"] is JsonValue u && u.TryGetValue<string>(out var text) && text.Length > 0 ? text : null;
@@ -233,7 +260,10 @@ public sealed class GraphRegistry(
             catch (PolicyGridException e) when (e.Status == 410) { throw Problems.Retired($"graph '{graph.GraphUri}' cannot run: {e.Message}"); }
         }
 
-        return new GraphRun(graph.GraphUri, graph.Plan(), input, Options(graph, timeout, trace), async, deprecated, graph.GraphOutputSchema);
+        return new GraphRun(graph.GraphUri, graph.Plan(), input, Options(graph, timeout, trace), async, deprecated, graph.GraphOutputSchema)
+        {
+            AsyncSlot = async ? _asyncRuns.Admit(caller.Name) : null,
+        };
     }
 
     /// <summary>
@@ -258,7 +288,8 @@ public sealed class GraphRegistry(
     }
 
     private static string NoFunctionFor(List<string> nodes) =>
-        $"no function is deployed for node{(nodes.Count > 1 ? "s" : "")} {string.Join(", ", nodes.Select(m => $"'{m}'"))}";
+        $"no function is deployed for node{(nodes.Count > 1 ? "s" : "")} {string.Join(", ", nodes.Take(NamedNodes).Select(m => $"'{m}'"))}" +
+        (nodes.Count > NamedNodes ? $" and {nodes.Count - NamedNodes} more" : "");
 
     private GraphRunOptions Options(Graph graph, double? timeout, bool trace)
     {
@@ -291,7 +322,15 @@ public sealed class GraphRegistry(
             ["created_at"] = Timestamps.Format(clock.GetUtcNow()),
             ["finished_at"] = "",
         };
-        await store.CreateAsync(Collections.GraphExecutions, id, record, ct);
+        try
+        {
+            await store.CreateAsync(Collections.GraphExecutions, id, record, ct);
+        }
+        catch
+        {
+            run.AsyncSlot?.Dispose(); // it never started
+            throw;
+        }
         // Runs past the request: the server's lifetime (or a DELETE), not the caller's connection, bounds it. In _running
         // before it starts, so that its own removal when it ends cannot come first and leave it there for good.
         var running = new RunningExecution(lifetime.ApplicationStopping);
@@ -332,6 +371,9 @@ public sealed class GraphRegistry(
             record["error"] = e is OperationCanceledException ? "the server stopped during this execution" : e.Message;
             record["error_code"] = e is OperationCanceledException ? ErrorCodes.BackendUnavailable : ErrorCodes.BackendError;
         }
+        // Its work is done: the slot is given back before its end is stored, so that a caller who reads that end and starts
+        // another run at once is not refused for the one that just ended.
+        run.AsyncSlot?.Dispose();
         record["finished_at"] = Timestamps.Format(clock.GetUtcNow());
         try
         {
@@ -406,7 +448,11 @@ public sealed class GraphRegistry(
             ? Problems.NotFound($"no graph '{Canonical(uri)}' is registered")
             : Problems.NotFound($"no graph '{Canonical(uri)}' is registered (graph URIs look like name:version-release_tag; {error})");
 
-    private sealed record GraphRun(string GraphUri, GraphPlan Plan, JsonNode? Input, GraphRunOptions Options, bool Async, bool Deprecated, JsonObject OutputSchema);
+    private sealed record GraphRun(string GraphUri, GraphPlan Plan, JsonNode? Input, GraphRunOptions Options, bool Async, bool Deprecated, JsonObject OutputSchema)
+    {
+        /// <summary>An asynchronous run's place in <see cref="AsyncRunQuota"/>, given back when it ends.</summary>
+        public IDisposable? AsyncSlot { get; init; }
+    }
 }
 
 public static class ExecutionStatus
