@@ -25,6 +25,19 @@ public class GraphDiagramTests
             """.Replace("\r\n", "\n", StringComparison.Ordinal));
     }
 
+    [Fact(Timeout = 15_000)]
+    public async Task A_graph_of_many_roots_is_drawn_in_time_linear_in_its_size()
+    {
+        // Each node was looked up in the list of roots to pick its shape: nodes x roots, some 5e9 comparisons for a graph
+        // of 100,000 roots stored before PolicyGrid:Graphs:MaxNodes bounded new ones.
+        var roots = Enumerable.Range(0, 100_000).Select(i => $"r{i}").ToArray();
+        var plan = GraphPlan.Build([.. roots, "sink"], roots.ToDictionary(r => r, _ => (IReadOnlyList<string>)["sink"]));
+
+        var diagram = await Task.Run(() => GraphDiagram.ToMermaid(plan), TestContext.Current.CancellationToken);
+
+        diagram.ShouldContain("    n99999([\"r99999\"])\n    n100000((\"sink\"))\n");
+    }
+
     [Fact]
     public void Names_with_quotes_and_a_title_are_escaped()
     {

@@ -13,13 +13,14 @@ public static class GraphDiagram
     {
         ArgumentNullException.ThrowIfNull(plan);
         var ids = plan.Nodes.Select((n, i) => (n, i)).ToDictionary(p => p.n, p => $"n{p.i}", StringComparer.Ordinal);
+        var roots = plan.Roots.ToHashSet(StringComparer.Ordinal); // a list searched per node was nodes x roots
         var text = new StringBuilder();
         if (!string.IsNullOrEmpty(title)) text.Append("---\ntitle: ").Append(YamlString(title)).Append("\n---\n");
         text.Append("flowchart TD\n");
         foreach (var node in plan.Nodes)
         {
             var label = Label(node);
-            var shape = node == plan.Sink ? $"((\"{label}\"))" : plan.Roots.Contains(node) ? $"([\"{label}\"])" : $"[\"{label}\"]";
+            var shape = node == plan.Sink ? $"((\"{label}\"))" : roots.Contains(node) ? $"([\"{label}\"])" : $"[\"{label}\"]";
             text.Append("    ").Append(ids[node]).Append(shape).Append('\n');
         }
         foreach (var node in plan.Order)
