@@ -75,7 +75,9 @@ public sealed class KubernetesJobLauncher(IKubernetes client, IOptions<Kubernete
                 V1Job job;
                 try
                 {
-                    job = await client.BatchV1.ReadNamespacedJobStatusAsync(name, Namespace, cancellationToken: ct);
+                    // The Job itself, status included: its /status subresource is a resource of its own to RBAC ("jobs/status"),
+                    // which the node's Role does not grant, so reading it was a 403 for every job in a real cluster.
+                    job = await client.BatchV1.ReadNamespacedJobAsync(name, Namespace, cancellationToken: ct);
                 }
                 catch (Exception e) when (KubernetesFailure.IsNotFound(e))
                 {
@@ -87,6 +89,13 @@ public sealed class KubernetesJobLauncher(IKubernetes client, IOptions<Kubernete
                 {
                     logger.LogWarning("job {JobId}: reading Kubernetes Job status failed ({Error}); retrying", jobId, e.Message);
                     job = new V1Job();
+                }
+                catch (Exception e) when (e is not OperationCanceledException && !ct.IsCancellationRequested)
+                {
+                    // A refusal (a 403, a 401) stays one: the job is recorded failed, with what the API server said, and its
+                    // Job deleted, so nothing runs on unwatched while its record says it ended (the raw client error was all
+                    // the record said, and the pod ran on).
+                    return JobOutcome.Failed(await GiveUpAsync(jobId, KubernetesFailure.Describe(e, $"read Job {Namespace}/{name}").Message));
                 }
 
                 if (Condition(job, "Complete")) return JobOutcome.Exited();
@@ -110,20 +119,41 @@ public sealed class KubernetesJobLauncher(IKubernetes client, IOptions<Kubernete
         }
     }
 
+    private async Task<string> GiveUpAsync(string jobId, string why)
+    {
+        try
+        {
+            await CancelAsync(jobId, CancellationToken.None);
+            return $"{why}; the Kubernetes Job was deleted";
+        }
+        catch (PolicyGrid.Core.Errors.PolicyGridException e)
+        {
+            logger.LogWarning("job {JobId}: following it failed ({Why}) and deleting its Kubernetes Job failed too ({Error})", jobId, why, e.Message);
+            return $"{why}; deleting the Kubernetes Job failed too ({e.Message}), so it may still run";
+        }
+    }
+
     private static bool Condition(V1Job job, string type) =>
         job.Status?.Conditions?.Any(c => c.Type == type && string.Equals(c.Status, "True", StringComparison.OrdinalIgnoreCase)) == true;
 
     // Why the pod ended and the last lines it printed: what an operator needs to see in the job's error.
     private async Task<string> PodDetailAsync(string jobId, CancellationToken ct)
     {
+        V1Pod? pod;
         try
         {
             var pods = await client.CoreV1.ListNamespacedPodAsync(Namespace, labelSelector: $"{JobManifest.JobIdLabel}={jobId}", cancellationToken: ct);
-            var pod = pods.Items.FirstOrDefault();
-            if (pod is null) return "";
-            var terminated = pod.Status?.ContainerStatuses?.FirstOrDefault(s => s.Name == JobManifest.RunnerContainer)?.State?.Terminated;
-            var text = terminated is null ? "" : $"; container {terminated.Reason ?? "terminated"} with exit code {terminated.ExitCode}";
-            if (!string.IsNullOrWhiteSpace(terminated?.Message)) text += $": {terminated.Message.Trim()}";
+            pod = pods.Items.FirstOrDefault();
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            logger.LogWarning("job {JobId}: could not read the pod's status ({Error})", jobId, e.Message);
+            return "";
+        }
+        if (pod is null) return "";
+        var text = PodState(pod);
+        try
+        {
             await using var log = await client.CoreV1.ReadNamespacedPodLogAsync(pod.Metadata.Name, Namespace, container: JobManifest.RunnerContainer, tailLines: 20, cancellationToken: ct);
             using var reader = new StreamReader(log);
             var tail = (await reader.ReadToEndAsync(ct)).Trim();
@@ -132,9 +162,31 @@ public sealed class KubernetesJobLauncher(IKubernetes client, IOptions<Kubernete
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            logger.LogWarning("job {JobId}: could not read the pod's status or log ({Error})", jobId, e.Message);
-            return "";
+            // A pod evicted, or one whose container never started, has no log: what its status says still stands (it was
+            // dropped along with the log, and an eviction's job said only "BackoffLimitExceeded").
+            logger.LogWarning("job {JobId}: could not read the pod's log ({Error})", jobId, e.Message);
+            return text;
         }
+    }
+
+    // The pod's own reason (Evicted, with the kubelet's message), then its runner's: how it terminated, or what it still waits
+    // on (an image that cannot be pulled, a config error).
+    private static string PodState(V1Pod pod)
+    {
+        var text = "";
+        if (!string.IsNullOrWhiteSpace(pod.Status?.Reason))
+            text += $"; pod {pod.Status.Reason}{(string.IsNullOrWhiteSpace(pod.Status.Message) ? "" : $": {pod.Status.Message.Trim()}")}";
+        var state = pod.Status?.ContainerStatuses?.FirstOrDefault(s => s.Name == JobManifest.RunnerContainer)?.State;
+        if (state?.Terminated is { } terminated)
+        {
+            text += $"; container {terminated.Reason ?? "terminated"} with exit code {terminated.ExitCode}";
+            if (!string.IsNullOrWhiteSpace(terminated.Message)) text += $": {terminated.Message.Trim()}";
+        }
+        else if (state?.Waiting is { Reason: { Length: > 0 } waiting } w)
+        {
+            text += $"; container never started ({waiting}{(string.IsNullOrWhiteSpace(w.Message) ? "" : $": {w.Message.Trim()}")})";
+        }
+        return text;
     }
 
     private static string ResolveNamespace(string configured)

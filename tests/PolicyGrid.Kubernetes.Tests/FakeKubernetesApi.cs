@@ -79,24 +79,33 @@ public sealed class FakeKubernetesApi : IAsyncDisposable
     }
 
     /// <summary>What the Job controller and kubelet would do: a pod for a job, its runner's exit and its log.</summary>
-    public void AddPod(string ns, string name, Dictionary<string, string> labels, string terminatedReason, int exitCode, string log)
+    public void AddPod(string ns, string name, Dictionary<string, string> labels, string terminatedReason, int exitCode, string log) =>
+        AddPod(ns, name, labels, new JsonObject { ["terminated"] = new JsonObject { ["reason"] = terminatedReason, ["exitCode"] = exitCode } }, log);
+
+    /// <summary>
+    /// A pod in the runner container's <paramref name="state"/> (<c>{"waiting": {...}}</c> or <c>{"terminated": {...}}</c>),
+    /// with the pod's own <paramref name="reason"/> and <paramref name="message"/> (an eviction's) and, unless null, a log.
+    /// </summary>
+    public void AddPod(string ns, string name, Dictionary<string, string> labels, JsonObject state, string? log, string reason = "", string message = "")
     {
         var labelObject = new JsonObject();
         foreach (var (k, v) in labels) labelObject[k] = v;
+        var status = new JsonObject
+        {
+            ["containerStatuses"] = new JsonArray(new JsonObject
+            {
+                ["name"] = "runner", ["image"] = "x", ["imageID"] = "", ["ready"] = false, ["restartCount"] = 0, ["state"] = state,
+            }),
+        };
+        if (reason.Length > 0) status["reason"] = reason;
+        if (message.Length > 0) status["message"] = message;
         objects[$"/api/v1/namespaces/{ns}/pods/{name}"] = new JsonObject
         {
             ["apiVersion"] = "v1", ["kind"] = "Pod",
             ["metadata"] = new JsonObject { ["name"] = name, ["namespace"] = ns, ["labels"] = labelObject },
-            ["status"] = new JsonObject
-            {
-                ["containerStatuses"] = new JsonArray(new JsonObject
-                {
-                    ["name"] = "runner", ["image"] = "x", ["imageID"] = "", ["ready"] = false, ["restartCount"] = 0,
-                    ["state"] = new JsonObject { ["terminated"] = new JsonObject { ["reason"] = terminatedReason, ["exitCode"] = exitCode } },
-                }),
-            },
+            ["status"] = status,
         };
-        logs[$"/api/v1/namespaces/{ns}/pods/{name}/log"] = log;
+        if (log is not null) logs[$"/api/v1/namespaces/{ns}/pods/{name}/log"] = log;
     }
 
     private async Task HandleAsync(HttpContext context)

@@ -1,4 +1,5 @@
 using Xunit;
+using System.Text.Json.Nodes;
 using k8s;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
@@ -82,6 +83,37 @@ public class KubernetesJobLauncherTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_evicted_pod_whose_log_is_gone_fails_the_job_saying_it_was_evicted_and_why()
+    {
+        var launch = ManifestGoldenTests.SampleLaunch("evicted-1");
+        var run = launcher.RunAsync(launch, CancellationToken.None);
+        await api.WhenCreated(JobPath(launch.JobId));
+        api.AddPod(Ns, "pg-job-evicted-1-abcde", new() { [JobManifest.JobIdLabel] = "evicted-1" },
+            new JsonObject { ["terminated"] = new JsonObject { ["reason"] = "ContainerStatusUnknown", ["exitCode"] = 137 } }, log: null,
+            reason: "Evicted", message: "The node was low on resource: memory. ");
+        api.SetJobCondition(Ns, KubernetesNames.JobName(launch.JobId), "Failed", "BackoffLimitExceeded");
+
+        var outcome = await run.WaitAsync(TimeSpan.FromSeconds(20));
+        outcome.End.ShouldBe(JobEnd.Failed);
+        outcome.Error.ShouldBe("the Kubernetes Job failed (BackoffLimitExceeded); pod Evicted: The node was low on resource: memory.; container ContainerStatusUnknown with exit code 137");
+    }
+
+    [Fact]
+    public async Task A_pod_whose_runner_never_started_says_what_it_waited_on()
+    {
+        var launch = ManifestGoldenTests.SampleLaunch("pull-1");
+        var run = launcher.RunAsync(launch, CancellationToken.None);
+        await api.WhenCreated(JobPath(launch.JobId));
+        api.AddPod(Ns, "pg-job-pull-1-abcde", new() { [JobManifest.JobIdLabel] = "pull-1" },
+            new JsonObject { ["waiting"] = new JsonObject { ["reason"] = "CreateContainerConfigError", ["message"] = "secret \"x\" not found" } }, log: null);
+        api.SetJobCondition(Ns, KubernetesNames.JobName(launch.JobId), "Failed", "DeadlineExceeded");
+
+        var outcome = await run.WaitAsync(TimeSpan.FromSeconds(20));
+        outcome.End.ShouldBe(JobEnd.TimedOut);
+        outcome.Error.ShouldEndWith("; container never started (CreateContainerConfigError: secret \"x\" not found)");
+    }
+
+    [Fact]
     public async Task Cancelling_deletes_the_job_with_its_pods_and_ends_the_run()
     {
         var launch = ManifestGoldenTests.SampleLaunch("cancel-1");
@@ -95,6 +127,64 @@ public class KubernetesJobLauncherTests : IAsyncLifetime
         api.Requests.ShouldContain(r => r.Method == "DELETE" && r.Path == JobPath(launch.JobId));
         // Cancelling again (or a job already gone) is not an error.
         await launcher.CancelAsync(launch.JobId, CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task Every_call_the_launcher_makes_is_one_the_nodes_role_allows()
+    {
+        // A real API server checks each call against the node's Role; this fake does not, so the test does: the status
+        // subresource (jobs/status) is not covered by a rule for "jobs", and a launcher that read it got a 403 for every job.
+        var failing = ManifestGoldenTests.SampleLaunch("rbac-1");
+        var run = launcher.RunAsync(failing, CancellationToken.None);
+        await api.WhenCreated(JobPath(failing.JobId));
+        api.AddPod(Ns, "pg-job-rbac-1-abcde", new() { [JobManifest.JobIdLabel] = "rbac-1" }, "Error", 1, "boom");
+        api.SetJobCondition(Ns, KubernetesNames.JobName(failing.JobId), "Failed", "BackoffLimitExceeded");
+        (await run.WaitAsync(TimeSpan.FromSeconds(20))).End.ShouldBe(JobEnd.Failed);
+        var cancelled = ManifestGoldenTests.SampleLaunch("rbac-2");
+        var second = launcher.RunAsync(cancelled, CancellationToken.None);
+        await api.WhenCreated(JobPath(cancelled.JobId));
+        await launcher.CancelAsync(cancelled.JobId, CancellationToken.None);
+        (await second.WaitAsync(TimeSpan.FromSeconds(20))).End.ShouldBe(JobEnd.Cancelled);
+
+        var role = ExecutorNodeManifests.Build("node", Ns, new ExecutorNodeOptions()).Role;
+        foreach (var request in api.Requests)
+        {
+            var (group, resource, verb) = RbacAttributes(request);
+            role.Rules.ShouldContain(r => r.ApiGroups.Contains(group) && r.Resources.Contains(resource) && r.Verbs.Contains(verb),
+                $"{request.Method} {request.Path} needs '{verb}' on '{resource}' in API group '{group}', which the node's Role does not grant");
+        }
+    }
+
+    // What RBAC checks a namespaced call against: /api/v1/namespaces/{ns}/{resource}[/{name}[/{subresource}]] (core group)
+    // or /apis/{group}/{version}/namespaces/...
+    private static (string Group, string Resource, string Verb) RbacAttributes(RecordedRequest request)
+    {
+        var parts = request.Path.Split('/', StringSplitOptions.RemoveEmptyEntries);
+        var group = parts[0] == "api" ? "" : parts[1];
+        var at = Array.IndexOf(parts, "namespaces") + 2;
+        var resource = parts[at] + (parts.Length > at + 2 ? "/" + parts[at + 2] : "");
+        var named = parts.Length > at + 1;
+        var verb = request.Method switch
+        {
+            "POST" => "create",
+            "DELETE" => "delete",
+            "PUT" => "update",
+            _ => named ? "get" : "list",
+        };
+        return (group, resource, verb);
+    }
+
+    [Fact]
+    public async Task A_job_whose_status_the_api_server_refuses_to_show_fails_saying_so_and_its_job_is_deleted()
+    {
+        var launch = ManifestGoldenTests.SampleLaunch("forbidden-1");
+        api.FailNext("GET", KubernetesNames.JobName("forbidden-1"), 403);
+        var outcome = await launcher.RunAsync(launch, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(20));
+
+        outcome.End.ShouldBe(JobEnd.Failed);
+        outcome.Error.ShouldContain($"the Kubernetes API answered 403 to read Job {Ns}/{KubernetesNames.JobName("forbidden-1")}");
+        outcome.Error.ShouldContain("the Kubernetes Job was deleted");
+        api.Get(JobPath(launch.JobId)).ShouldBeNull();
     }
 
     [Fact]
