@@ -112,19 +112,26 @@ public sealed class LocalJobsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Cancelling_a_running_job_on_a_draining_executor_stops_its_process()
+    {
+        // Draining refuses new work; the executor's running jobs are still its own to stop. The cancel looked the executor
+        // up as for a new job, was refused, and left the process running with its record saying cancelled.
+        var id = Id(await SubmitAsync(client, """{"mode":"sleep","seconds":60}""", timeout: 120));
+        var process = await JobProcessAsync(id);
+        await RunningPolicyAsync(process);
+        (await client.Put("/executor/local", """{"$set":{"executor_status":"draining"}}""")).Status.ShouldBe(200);
+
+        (await client.Delete($"/jobs/{id}")).DataStatus.ShouldBe("cancelled");
+        await process.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken);
+    }
+
+    [Fact]
     public async Task A_cancelled_job_leaves_nothing_of_its_process_in_the_temp_directory()
     {
         var ct = TestContext.Current.CancellationToken;
         var id = Id(await SubmitAsync(client, """{"mode":"sleep","seconds":60}""", timeout: 120));
         var process = await JobProcessAsync(id);
-        var temp = TempDirectoryOf(process);
-        // Running the policy: its worker pool's directory is there, and the .NET runtime's diagnostic pipes and socket.
-        using (var watcher = new FileSystemWatcher(temp) { EnableRaisingEvents = true })
-        {
-            var started = new TaskCompletionSource();
-            watcher.Created += (_, e) => { if (e.Name?.StartsWith("policygrid-workers-", StringComparison.Ordinal) == true) started.TrySetResult(); };
-            if (Directory.GetDirectories(temp, "policygrid-workers-*").Length == 0) await started.Task.WaitAsync(TimeSpan.FromSeconds(60), ct);
-        }
+        var temp = await RunningPolicyAsync(process);
         var made = Directory.GetFileSystemEntries(temp)
             .Where(e => Path.GetFileName(e).Contains($"-{process.Id}-", StringComparison.Ordinal) || Path.GetFileName(e).StartsWith("policygrid-", StringComparison.Ordinal))
             .ToList();
@@ -186,6 +193,21 @@ public sealed class LocalJobsTests : IAsyncLifetime
         var done = await WaitAsync(restarted.CreateClient(), id);
         done["status"]!.GetValue<string>().ShouldBe("succeeded", done["error"]?.GetValue<string>());
         done["result"]!["echo"]!["seconds"]!.GetValue<int>().ShouldBe(3);
+    }
+
+    [Fact]
+    public async Task A_job_running_on_a_draining_executor_when_the_server_restarts_is_reattached()
+    {
+        // An operator drains an executor before maintenance: the restart recorded its running jobs failed ("the job's
+        // executor cannot be reached: executor 'local' is draining") while their processes ran on.
+        var id = Id(await SubmitAsync(client, """{"mode":"sleep","seconds":3}""", timeout: 60));
+        await JobProcessAsync(id);
+        (await client.Put("/executor/local", """{"$set":{"executor_status":"draining"}}""")).Status.ShouldBe(200);
+        await server.ExitAsync();
+
+        await using var restarted = server.Restart();
+        var done = await WaitAsync(restarted.CreateClient(), id);
+        done["status"]!.GetValue<string>().ShouldBe("succeeded", done["error"]?.GetValue<string>());
     }
 
     [Fact]
@@ -272,6 +294,20 @@ public sealed class LocalJobsTests : IAsyncLifetime
     }
 
     // The job's process, found through the pid file its launcher moves into place once it has started it.
+    /// <summary>
+    /// Waits until the job process runs the policy (its worker pool's directory is in its temp dir, with the .NET runtime's
+    /// diagnostic pipes and socket), past the point where it would find a cancelled record and exit by itself; answers that temp dir.
+    /// </summary>
+    private static async Task<string> RunningPolicyAsync(Process process)
+    {
+        var temp = TempDirectoryOf(process);
+        using var watcher = new FileSystemWatcher(temp) { EnableRaisingEvents = true };
+        var started = new TaskCompletionSource();
+        watcher.Created += (_, e) => { if (e.Name?.StartsWith("policygrid-workers-", StringComparison.Ordinal) == true) started.TrySetResult(); };
+        if (Directory.GetDirectories(temp, "policygrid-workers-*").Length == 0) await started.Task.WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+        return temp;
+    }
+
     private async Task<Process> JobProcessAsync(string jobId)
     {
         var pidFile = Path.Combine(server.DataDirectory, "jobs", $"{jobId}.pid");

@@ -67,7 +67,7 @@ public sealed class JobBoard(
 
         var executor = string.IsNullOrEmpty(executorId)
             ? await allocation.ChooseAsync(job, ct)
-            : await ExecutorAsync(executorId, ct);
+            : await ExecutorForNewWorkAsync(executorId, ct);
         var launcher = LauncherFor(executor);
         job = job with { ExecutorId = executor.ExecutorId, Status = JobStatus.Pending, CreatedAt = Now() };
         await store.CreateAsync(Collections.Jobs, job.JobId, job.ToJson(), ct);
@@ -450,11 +450,20 @@ public sealed class JobBoard(
         return stored is null ? null : PolicyRule.FromJson(stored.Body);
     }
 
+    /// <summary>
+    /// The executor a job runs on, whatever its status: draining refuses new work, not the jobs it already runs (a cancel
+    /// of one left its process running, and a restart recorded each of them failed while its process ran on).
+    /// </summary>
     private async Task<PolicyExecutor> ExecutorAsync(string executorId, CancellationToken ct)
     {
         var stored = await store.GetAsync(Collections.Executors, executorId, ct)
             ?? throw Problems.NotFound($"no executor '{executorId}' is registered");
-        var executor = PolicyExecutor.FromStored(stored.Body);
+        return PolicyExecutor.FromStored(stored.Body);
+    }
+
+    private async Task<PolicyExecutor> ExecutorForNewWorkAsync(string executorId, CancellationToken ct)
+    {
+        var executor = await ExecutorAsync(executorId, ct);
         if (executor.ExecutorStatus == ExecutorStatus.Draining)
             throw new PolicyGridException(503, ErrorCodes.BackendUnavailable, $"executor '{executorId}' is draining and takes no new work") { RetryAfterSeconds = 30 };
         return executor;
