@@ -105,6 +105,29 @@ public static class JobManifest
         };
     }
 
+    /// <summary>
+    /// The most bytes Linux takes for one environment string, <c>NAME=value</c> and its closing NUL (MAX_ARG_STRLEN, 32
+    /// pages of 4 KiB): past it the container's process cannot be started at all ("argument list too long").
+    /// </summary>
+    public const int MaxEnvironmentStringBytes = 32 * 4096;
+
+    /// <summary>
+    /// Why the runner of <paramref name="job"/> could not be started, or null: an environment variable longer than Linux
+    /// allows. <c>POLICYGRID_JOB_SPEC</c> carries the policy snapshot, parameters and inputs, which the API lets reach 1 MiB.
+    /// </summary>
+    public static string? Unstartable(V1Job job)
+    {
+        foreach (var env in job.Spec.Template.Spec.Containers.SelectMany(c => c.Env ?? []))
+        {
+            var bytes = System.Text.Encoding.UTF8.GetByteCount(env.Name) + System.Text.Encoding.UTF8.GetByteCount(env.Value ?? "") + 2;
+            if (bytes > MaxEnvironmentStringBytes)
+                return $"the job is too large to run as a Kubernetes Job: its pod gets the policy snapshot, parameters and inputs in the "
+                    + $"environment variable {env.Name}, which here is {bytes} bytes, and Linux starts no process with an environment "
+                    + $"string over {MaxEnvironmentStringBytes} bytes (128 KiB); send smaller inputs (or parameters)";
+        }
+        return null;
+    }
+
     private static V1EnvVar Env(string name, string value) => new() { Name = name, Value = value };
 
     // Requests and limits alike: a job is a batch workload that should get what it asked for and no more.

@@ -24,6 +24,9 @@ public sealed class KubernetesJobLauncher(IKubernetes client, IOptions<Kubernete
     public async Task<JobOutcome> RunAsync(JobLaunch launch, CancellationToken ct)
     {
         var manifest = JobManifest.Build(launch, Namespace, launch.ResultToken, options.Value);
+        // Refused here, at once: created, its pod could never start, and the job would end only at its deadline (timeout
+        // plus the start-up allowance) as timed out.
+        if (JobManifest.Unstartable(manifest) is { } why) return JobOutcome.Failed(why);
         try
         {
             await client.BatchV1.CreateNamespacedJobAsync(manifest, Namespace, cancellationToken: ct);

@@ -52,6 +52,28 @@ public class KubernetesJobLauncherTests : IAsyncLifetime
         (await run.WaitAsync(TimeSpan.FromSeconds(20))).End.ShouldBe(JobEnd.Exited);
     }
 
+    [Theory]
+    [InlineData(120_000, false)]
+    [InlineData(140_000, true)]
+    public async Task A_job_whose_spec_is_past_what_linux_takes_in_one_environment_variable_fails_at_once_and_no_job_is_created(int inputBytes, bool refused)
+    {
+        var id = $"big-{inputBytes}";
+        var launch = ManifestGoldenTests.SampleLaunch(id) with { Inputs = new JsonObject { ["blob"] = new string('a', inputBytes) } };
+        var run = launcher.RunAsync(launch, CancellationToken.None);
+        if (!refused)
+        {
+            await api.WhenCreated(JobPath(id));
+            await launcher.CancelAsync(id, CancellationToken.None);
+            (await run.WaitAsync(TimeSpan.FromSeconds(20))).End.ShouldBe(JobEnd.Cancelled);
+            return;
+        }
+        var outcome = await run.WaitAsync(TimeSpan.FromSeconds(20));
+        outcome.End.ShouldBe(JobEnd.Failed);
+        outcome.Error.ShouldContain("too large to run as a Kubernetes Job");
+        outcome.Error.ShouldContain("POLICYGRID_JOB_SPEC");
+        api.Requests.ShouldNotContain(r => r.Method == "POST");
+    }
+
     [Fact]
     public async Task A_job_past_its_deadline_ends_timed_out()
     {
