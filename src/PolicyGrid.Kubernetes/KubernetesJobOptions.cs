@@ -31,6 +31,30 @@ public sealed class KubernetesJobOptions
     public int StartupAllowanceSeconds { get; set; } = 120;
 }
 
+/// <summary>
+/// Refuses at start what would make every job fail only once it ran: no runner image; no (or no absolute http(s))
+/// result URL, so runners post their results nowhere; uid 0, which <c>runAsNonRoot</c> keeps from starting at all; a
+/// negative TTL or start-up allowance, which the API server refuses for each Job; polls that never wait.
+/// </summary>
+public sealed class KubernetesJobOptionsValidator : Microsoft.Extensions.Options.IValidateOptions<KubernetesJobOptions>
+{
+    public Microsoft.Extensions.Options.ValidateOptionsResult Validate(string? name, KubernetesJobOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var checks = new PolicyGrid.Runtime.SettingChecks(KubernetesJobOptions.Section);
+        checks.Check(!string.IsNullOrWhiteSpace(options.RunnerImage), "RunnerImage", "the job runner's image (deploy/docker/job-runner.Dockerfile)", "empty");
+        checks.Check(Uri.TryCreate(options.ResultCallbackUrl, UriKind.Absolute, out var url) && url.Scheme is "http" or "https",
+            "ResultCallbackUrl", "this node's http(s) URL as job pods reach it (its Service), where runners post their results",
+            options.ResultCallbackUrl.Length == 0 ? "empty" : $"'{options.ResultCallbackUrl}'");
+        checks.Check(options.RunAsUser > 0, "RunAsUser", "a uid greater than 0 (job pods run as non-root)", options.RunAsUser);
+        checks.Check(options.TtlSecondsAfterFinished >= 0, "TtlSecondsAfterFinished", "0 or more", options.TtlSecondsAfterFinished);
+        checks.Check(options.StartupAllowanceSeconds >= 0, "StartupAllowanceSeconds", "0 or more", options.StartupAllowanceSeconds);
+        checks.Check(options.PollInitial > TimeSpan.Zero, "PollInitial", "greater than zero", options.PollInitial);
+        checks.Check(options.PollMax >= options.PollInitial, "PollMax", $"at least PollInitial ({options.PollInitial})", options.PollMax);
+        return checks.Result;
+    }
+}
+
 /// <summary>What create-infra installs (configuration section <c>PolicyGrid:Infra</c>).</summary>
 public sealed class ExecutorNodeOptions
 {

@@ -14,7 +14,8 @@ public static class KubernetesJobsExtensions
     /// </summary>
     public static IServiceCollection AddKubernetesJobLauncher(this IServiceCollection services, IConfiguration configuration)
     {
-        services.Configure<KubernetesJobOptions>(configuration.GetSection(KubernetesJobOptions.Section));
+        services.AddOptions<KubernetesJobOptions>().Bind(configuration.GetSection(KubernetesJobOptions.Section)).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<Microsoft.Extensions.Options.IValidateOptions<KubernetesJobOptions>, KubernetesJobOptionsValidator>());
         services.TryAddSingleton<IKubernetes>(_ => new k8s.Kubernetes(
             KubernetesClientConfiguration.IsInCluster()
                 ? KubernetesClientConfiguration.InClusterConfig()
