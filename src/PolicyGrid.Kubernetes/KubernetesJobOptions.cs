@@ -8,7 +8,7 @@ public sealed class KubernetesJobOptions
     /// <summary>Namespace the node's Jobs go to; empty means the namespace the node itself runs in.</summary>
     public string Namespace { get; set; } = "";
 
-    /// <summary>Image whose entrypoint is <c>policygrid job-run</c> (deploy/jobs/runner.Dockerfile).</summary>
+    /// <summary>Image whose entrypoint is <c>policygrid job-run</c> (deploy/docker/job-runner.Dockerfile).</summary>
     public string RunnerImage { get; set; } = "policygrid/job-runner:latest";
 
     /// <summary>Base URL the runner posts its result to (<c>POST {url}/jobs/{id}/result</c>): the node's in-cluster service URL.</summary>

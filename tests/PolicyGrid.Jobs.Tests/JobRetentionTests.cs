@@ -117,7 +117,9 @@ public sealed class JobRetentionTests : IDisposable
     [InlineData("KeepEndedJobsFor", "-1.00:00:00", "zero (keep for ever) or more")]
     [InlineData("MaxEndedJobs", "-1", "0 (no limit) or more")]
     [InlineData("PruneInterval", "00:00:00", "greater than zero")]
-    public void A_retention_setting_out_of_range_is_refused_naming_it(string setting, string value, string rule)
+    // A launcher name mistyped ran every job locally on serve, and on an executor app left it with no launcher at all.
+    [InlineData("Launcher", "kubernets", "\"local\" (OS processes) or \"kubernetes\" (Kubernetes Jobs)")]
+    public void A_job_setting_out_of_range_is_refused_naming_it(string setting, string value, string rule)
     {
         var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { [$"PolicyGrid:Jobs:{setting}"] = value }).Build();
         var services = new ServiceCollection();

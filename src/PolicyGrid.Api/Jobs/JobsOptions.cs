@@ -60,6 +60,8 @@ public sealed class JobsOptionsValidator : Microsoft.Extensions.Options.IValidat
         checks.Check(options.KeepEndedJobsFor >= TimeSpan.Zero, "KeepEndedJobsFor", "zero (keep for ever) or more", options.KeepEndedJobsFor);
         checks.Check(options.MaxEndedJobs >= 0, "MaxEndedJobs", "0 (no limit) or more", options.MaxEndedJobs);
         checks.Check(options.PruneInterval > TimeSpan.Zero, "PruneInterval", "greater than zero", options.PruneInterval);
+        checks.Check(options.Launcher.Equals("local", StringComparison.OrdinalIgnoreCase) || options.Launcher.Equals("kubernetes", StringComparison.OrdinalIgnoreCase),
+            "Launcher", "\"local\" (OS processes) or \"kubernetes\" (Kubernetes Jobs)", $"'{options.Launcher}'");
         return checks.Result;
     }
 }
