@@ -107,15 +107,10 @@ public class KubernetesJobLauncherTests : IAsyncLifetime
     [Fact]
     public async Task An_evicted_pod_whose_log_is_gone_fails_the_job_saying_it_was_evicted_and_why()
     {
-        var launch = ManifestGoldenTests.SampleLaunch("evicted-1");
-        var run = launcher.RunAsync(launch, CancellationToken.None);
-        await api.WhenCreated(JobPath(launch.JobId));
-        api.AddPod(Ns, "pg-job-evicted-1-abcde", new() { [JobManifest.JobIdLabel] = "evicted-1" },
-            new JsonObject { ["terminated"] = new JsonObject { ["reason"] = "ContainerStatusUnknown", ["exitCode"] = 137 } }, log: null,
-            reason: "Evicted", message: "The node was low on resource: memory. ");
-        api.SetJobCondition(Ns, KubernetesNames.JobName(launch.JobId), "Failed", "BackoffLimitExceeded");
+        var outcome = await EndedWithPodAsync("evicted-1", "BackoffLimitExceeded",
+            new JsonObject { ["terminated"] = new JsonObject { ["reason"] = "ContainerStatusUnknown", ["exitCode"] = 137 } },
+            podReason: "Evicted", podMessage: "The node was low on resource: memory. ");
 
-        var outcome = await run.WaitAsync(TimeSpan.FromSeconds(20));
         outcome.End.ShouldBe(JobEnd.Failed);
         outcome.Error.ShouldBe("the Kubernetes Job failed (BackoffLimitExceeded); pod Evicted: The node was low on resource: memory.; container ContainerStatusUnknown with exit code 137");
     }
@@ -123,16 +118,22 @@ public class KubernetesJobLauncherTests : IAsyncLifetime
     [Fact]
     public async Task A_pod_whose_runner_never_started_says_what_it_waited_on()
     {
-        var launch = ManifestGoldenTests.SampleLaunch("pull-1");
-        var run = launcher.RunAsync(launch, CancellationToken.None);
-        await api.WhenCreated(JobPath(launch.JobId));
-        api.AddPod(Ns, "pg-job-pull-1-abcde", new() { [JobManifest.JobIdLabel] = "pull-1" },
-            new JsonObject { ["waiting"] = new JsonObject { ["reason"] = "CreateContainerConfigError", ["message"] = "secret \"x\" not found" } }, log: null);
-        api.SetJobCondition(Ns, KubernetesNames.JobName(launch.JobId), "Failed", "DeadlineExceeded");
+        var outcome = await EndedWithPodAsync("pull-1", "DeadlineExceeded",
+            new JsonObject { ["waiting"] = new JsonObject { ["reason"] = "CreateContainerConfigError", ["message"] = "secret \"x\" not found" } });
 
-        var outcome = await run.WaitAsync(TimeSpan.FromSeconds(20));
         outcome.End.ShouldBe(JobEnd.TimedOut);
         outcome.Error.ShouldEndWith("; container never started (CreateContainerConfigError: secret \"x\" not found)");
+    }
+
+    // A job whose pod has its runner in `state` (and no log unless given), and whose Job then fails for `jobReason`: how it ended.
+    private async Task<JobOutcome> EndedWithPodAsync(string id, string jobReason, JsonObject state, string? log = null, string podReason = "", string podMessage = "")
+    {
+        var launch = ManifestGoldenTests.SampleLaunch(id);
+        var run = launcher.RunAsync(launch, CancellationToken.None);
+        await api.WhenCreated(JobPath(id));
+        api.AddPod(Ns, $"pg-job-{id}-abcde", new() { [JobManifest.JobIdLabel] = id }, state, log, podReason, podMessage);
+        api.SetJobCondition(Ns, KubernetesNames.JobName(id), "Failed", jobReason);
+        return await run.WaitAsync(TimeSpan.FromSeconds(20));
     }
 
     [Fact]
@@ -156,12 +157,9 @@ public class KubernetesJobLauncherTests : IAsyncLifetime
     {
         // A real API server checks each call against the node's Role; this fake does not, so the test does: the status
         // subresource (jobs/status) is not covered by a rule for "jobs", and a launcher that read it got a 403 for every job.
-        var failing = ManifestGoldenTests.SampleLaunch("rbac-1");
-        var run = launcher.RunAsync(failing, CancellationToken.None);
-        await api.WhenCreated(JobPath(failing.JobId));
-        api.AddPod(Ns, "pg-job-rbac-1-abcde", new() { [JobManifest.JobIdLabel] = "rbac-1" }, "Error", 1, "boom");
-        api.SetJobCondition(Ns, KubernetesNames.JobName(failing.JobId), "Failed", "BackoffLimitExceeded");
-        (await run.WaitAsync(TimeSpan.FromSeconds(20))).End.ShouldBe(JobEnd.Failed);
+        var failed = await EndedWithPodAsync("rbac-1", "BackoffLimitExceeded",
+            new JsonObject { ["terminated"] = new JsonObject { ["reason"] = "Error", ["exitCode"] = 1 } }, log: "boom");
+        failed.Error.ShouldContain("boom"); // its pod's log was read too
         var cancelled = ManifestGoldenTests.SampleLaunch("rbac-2");
         var second = launcher.RunAsync(cancelled, CancellationToken.None);
         await api.WhenCreated(JobPath(cancelled.JobId));
