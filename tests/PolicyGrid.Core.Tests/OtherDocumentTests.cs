@@ -1,3 +1,4 @@
+using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Documents;
 
 namespace PolicyGrid.Core.Tests;
@@ -306,6 +307,20 @@ public class GraphDocumentTests
         var error = J.Rejects(() => Graph.FromJson(Body(extra))).Errors.ShouldHaveSingleItem();
         error.Path.ShouldBe(path);
         error.Message.ShouldContain(message);
+    }
+
+    [Fact]
+    public void A_document_with_thousands_of_bad_fields_names_the_first_fifty_and_counts_the_rest()
+    {
+        // 130,000 such items fit in a 1 MiB body, and the answer named each one twice (message and errors): 22 MB.
+        var children = string.Join(", ", Enumerable.Range(0, 2000));
+        var e = J.Rejects(() => Graph.FromJson(Body($$$"""{"graph_connection_data": {"a": [{{{children}}}]}}""")));
+
+        e.Errors.Count.ShouldBe(Problems.MaxListedErrors);
+        e.Errors[0].ToString().ShouldBe("graph_connection_data.a[0]: must be a function id string, not a number");
+        e.Errors[^1].Path.ShouldBe("graph_connection_data.a[49]");
+        e.Message.ShouldEndWith("graph_connection_data.a[49]: must be a function id string, not a number; and 1950 more errors not listed here");
+        e.Message.Length.ShouldBeLessThan(5000);
     }
 
     [Fact]
