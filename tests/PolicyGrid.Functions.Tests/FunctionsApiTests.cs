@@ -266,6 +266,41 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_set_state_that_raises_after_a_restart_is_a_422_naming_set_state_and_the_saved_state_stays()
+    {
+        var policy = await _server.RegisterPolicyAsync("touchy", """
+            class AIOSv1PolicyRule:
+                def __init__(self, rule_id, settings, parameters):
+                    self.count = 0
+                def eval(self, parameters, input_data, context):
+                    self.count += 1
+                    return {"count": self.count}
+                def get_state(self):
+                    return {"count": self.count}
+                def set_state(self, state):
+                    raise RuntimeError("cannot restore")
+            """);
+        var body = Body("touchy");
+        body["policy_rule_uri"] = policy;
+        (await Deploy(body)).Status.ShouldBe(200);
+        (await Count("touchy")).ShouldBe(1);
+        await _server.ExitAsync();
+        _server = _server.Restart();
+        _client = _server.CreateClient();
+
+        // It used to answer the bare "RuntimeError: cannot restore", as if eval had raised it.
+        for (var i = 0; i < 2; i++)
+        {
+            var failed = await _client.Send(HttpMethod.Post, "/function/call_function/touchy", new JsonObject());
+            (failed.Status, failed.Code, failed.Message).ShouldBe((422, "policy_error",
+                "function touchy (instance #0) could not restore its state with set_state() after its instance was recreated: " +
+                "RuntimeError: cannot restore; it tries again before its next call"));
+        }
+        (await _server.Service<IContextStore>().GetAsync("function:touchy#0", TestContext.Current.CancellationToken))!["state"]!["count"]!
+            .GetValue<int>().ShouldBe(1);
+    }
+
+    [Fact]
     public async Task A_get_state_answering_no_dict_is_a_422_naming_it_and_leaves_no_trace()
     {
         var body = Body("list-state");

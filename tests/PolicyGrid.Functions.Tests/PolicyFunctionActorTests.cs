@@ -717,6 +717,40 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_set_state_that_raises_after_deactivation_is_a_422_reply_naming_set_state_and_the_saved_state_stays()
+    {
+        var saved = new ConcurrentDictionary<string, string>();
+        var first = Actor(NewPool(), new TestStateManager(saved), "touchy");
+        await first.DeployAsync(new FunctionActorDeployment("touchy", new JsonObject
+        {
+            ["policy_rule_uri"] = "touchy:1.0-test",
+            ["code"] = _bundles.Add("touchy", """
+                class AIOSv1PolicyRule:
+                    def __init__(self, rule_id, settings, parameters):
+                        self.count = 0
+                    def eval(self, parameters, input_data, context):
+                        self.count += 1
+                        return {"count": self.count}
+                    def get_state(self):
+                        return {"count": self.count}
+                    def set_state(self, state):
+                        raise RuntimeError("cannot restore")
+                """),
+        }.ToJsonString()));
+        (await Call(first))["count"]!.GetValue<int>().ShouldBe(1);
+        var before = saved.ToDictionary();
+
+        var again = Actor(NewPool(), new TestStateManager(saved), "touchy");
+        var reply = await again.CallAsync(new FunctionActorCall("{}"));
+
+        // It used to answer the bare "RuntimeError: cannot restore", as if eval had raised it.
+        (reply.Ok, reply.Status, reply.Code).ShouldBe((false, 422, "policy_error"));
+        reply.Message.ShouldBe("function touchy (actor touchy) could not restore its state with set_state() after its instance was recreated: " +
+            "RuntimeError: cannot restore; it tries again before its next call");
+        saved.ToDictionary().ShouldBe(before);
+    }
+
+    [Fact]
     public async Task A_policy_error_comes_back_as_a_422_reply_and_changes_nothing()
     {
         var state = new TestStateManager();

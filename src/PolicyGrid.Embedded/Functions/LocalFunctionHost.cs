@@ -462,6 +462,13 @@ public sealed class LocalFunctionHost(
             // The same, where the method raised there: it may have raised only for lack of those actions, and the
             // instance, kept, would answer without them until it was lost again.
         }
+        catch (PolicyStateNotRestoredException e)
+        {
+            // Named as what failed (it read as the method's own error); the saved state stays, and the next call tries again.
+            var owner = $"function {function.Spec.Name} (instance #{replica.Index})";
+            ManagementJournal.LogCouldNotRestore(logger, owner, e.Message);
+            throw new PolicyGridException(e.Status, e.Code, ManagementJournal.CouldNotRestore(owner, e.Message), inner: e);
+        }
         if (replaying)
         {
             // Dropped between two entries of a replay: the new instance lacks the entries before this one. Replaying the

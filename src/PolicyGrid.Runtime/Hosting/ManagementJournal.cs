@@ -108,6 +108,12 @@ public sealed class ManagementJournal(PythonWorkerPool pool, string instanceKey,
             await DropInstanceAsync();
             throw new InstanceRecreated();
         }
+        catch (PolicyStateNotRestoredException e)
+        {
+            // Named as what failed (it read as the method's own error): the saved state is kept, and the next call tries again.
+            LogCouldNotRestore(logger, owner(), e.Message);
+            throw new PolicyGridException(e.Status, e.Code, CouldNotRestore(owner(), e.Message), inner: e);
+        }
         _created = answer.Created;
         if (answer.Created && !replaying && !answer.KeepsState && _entries.Count > 0)
         {
@@ -167,7 +173,7 @@ public sealed class ManagementJournal(PythonWorkerPool pool, string instanceKey,
             owner, action, entry, entries, reason);
 
     /// <summary>How an owner that keeps its instance's <c>get_state()</c> says that <c>set_state</c> of it raised on a recreated
-    /// instance (an SDK evaluator, in every local mode), so every mode words it alike.</summary>
+    /// instance (a Type 4 function, an SDK evaluator in every local mode), so every one words it alike.</summary>
     public static string CouldNotRestore(string owner, string reason) =>
         $"{owner} could not restore its state with set_state() after its instance was recreated: {reason}; it tries again before its next call";
 

@@ -426,7 +426,6 @@ internal sealed class WorkerProcessPolicy : IPolicyInstance
     // The evaluator's own instance only (null for those made for a call's parameters, which management never reaches and
     // the pool makes again from their spec): what rebuilds it when the pool recreates it.
     private readonly ManagementJournal? _journal;
-    private readonly ILogger? _logger;
     private readonly int _maxJournalEntries;
     private JsonObject? _state; // its class's get_state() after the last management command (null: none yet, or it has none)
     private bool? _keepsState; // whether its class has get_state, as the last command's answer said (null before one)
@@ -445,7 +444,6 @@ internal sealed class WorkerProcessPolicy : IPolicyInstance
         _key = $"sdk:{load.RuleId}:{Guid.NewGuid():N}";
         _shared = predecessor?._shared ?? new SharedContext();
         _maxJournalEntries = maxJournalEntries;
-        _logger = logger;
         // An update's instance starts without its predecessor's journal: as a redeployed function, from the new revision.
         if (logger is not null) _journal = new ManagementJournal(pool, _key, () => Owner, logger);
     }
@@ -562,12 +560,6 @@ internal sealed class WorkerProcessPolicy : IPolicyInstance
                 await journal.DropInstanceAsync();
                 throw;
             }
-        }
-        catch (PolicyStateNotRestoredException e) when (_logger is not null)
-        {
-            // Named as the in-process modes name it; the worker kept no instance, so the next call restores it again.
-            ManagementJournal.LogCouldNotRestore(_logger, Owner, e.Message);
-            throw new PolicyGridApiException(e.Status, e.Code, ManagementJournal.CouldNotRestore(Owner, e.Message), null, e);
         }
         catch (PolicyGridException e)
         {
