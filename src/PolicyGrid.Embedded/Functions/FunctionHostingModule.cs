@@ -22,10 +22,17 @@ public static class FunctionHostingModule
         return services;
     }
 
-    /// <summary>The embedded Type 5 runner: graphs run in-process along Core's plan, calling nodes through the registry's <see cref="IFunctionInvoker"/>.</summary>
+    /// <summary>
+    /// The embedded Type 5 runner: graphs run in-process along Core's plan, calling nodes through the registry's
+    /// <see cref="IFunctionInvoker"/>; the server's stop waits for node calls still running (<see cref="RunningNodeCalls"/>).
+    /// </summary>
     public static IServiceCollection AddEmbeddedGraphRunner(this IServiceCollection services)
     {
         services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<RunningNodeCalls>();
+        // Registered after the runtime's services, so it stops before them: the stop waits for node calls a cancelled run left
+        // running while the worker pool can still end them and the decision log (closed when the container is disposed) record them.
+        services.AddHostedService(sp => sp.GetRequiredService<RunningNodeCalls>());
         services.Replace(ServiceDescriptor.Singleton<IGraphRunner, LocalGraphRunner>());
         return services;
     }

@@ -12,9 +12,10 @@ namespace PolicyGrid.Embedded.Graphs;
 /// (the plan's edges), so independent nodes run at the same time without waiting for a whole level, bounded
 /// by <see cref="GraphRunOptions.MaxParallelism"/>. The first failing node cancels the rest.
 /// </summary>
-public sealed class LocalGraphRunner(IFunctionInvoker functions, TimeProvider clock) : IGraphRunner
+public sealed class LocalGraphRunner(IFunctionInvoker functions, TimeProvider clock, RunningNodeCalls? running = null) : IGraphRunner
 {
     private static readonly HashSet<int> RetriedStatuses = [422, 429, 502, 503, 504];
+    private readonly RunningNodeCalls running = running ?? new RunningNodeCalls(Microsoft.Extensions.Logging.Abstractions.NullLogger<RunningNodeCalls>.Instance);
 
     public async Task<GraphRunResult> RunAsync(GraphPlan plan, JsonNode? input, GraphRunOptions options, CancellationToken ct = default)
     {
@@ -66,10 +67,13 @@ public sealed class LocalGraphRunner(IFunctionInvoker functions, TimeProvider cl
                 var watch = Stopwatch.StartNew();
                 try
                 {
-                    // WaitAsync: the graph answers at its deadline even if a policy ignores cancellation.
-                    JsonNode output = await (run.Options.Origin is { } origin
+                    var call = run.Options.Origin is { } origin
                         ? functions.CallAsync(node, input?.DeepClone(), origin, run.Token)
-                        : functions.CallAsync(node, input?.DeepClone(), run.Token)).WaitAsync(run.Token);
+                        : functions.CallAsync(node, input?.DeepClone(), run.Token);
+                    // WaitAsync: the graph answers at its deadline even if a policy ignores cancellation. The call then runs
+                    // on until it has recorded its decision, and the server's stop waits for it (RunningNodeCalls).
+                    running.Add(call, node, run.Options.Origin);
+                    JsonNode output = await call.WaitAsync(run.Token);
                     if (run.Options.Trace)
                         run.Trace.Enqueue(new GraphNodeTrace(node, input?.DeepClone(), output.DeepClone(), started, watch.Elapsed.TotalMilliseconds));
                     return output;
