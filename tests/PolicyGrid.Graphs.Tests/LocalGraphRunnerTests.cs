@@ -96,15 +96,24 @@ public sealed class LocalGraphRunnerTests
     [Fact]
     public async Task A_failure_cancels_nodes_still_running()
     {
+        // C fails only once B runs. A C failing first cancels the run before B is called, B never runs, and the test waited
+        // its 10 s for a cancellation that could not come: it relied on the runner calling B before C, true only while
+        // every step up to a scripted call completes synchronously.
+        var running = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var cancelled = new TaskCompletionSource();
         var functions = new ScriptedFunctions().Echo("A", "D")
             .On("B", async (_, ct) =>
             {
                 using var registration = ct.Register(() => cancelled.TrySetResult());
+                running.TrySetResult();
                 await Task.Delay(Timeout.Infinite, ct);
                 return [];
             })
-            .On("C", (_, _) => throw Problems.PolicyError("boom"));
+            .On("C", async (_, ct) =>
+            {
+                await running.Task.WaitAsync(ct);
+                throw Problems.PolicyError("boom");
+            });
 
         var error = await Should.ThrowAsync<PolicyGridException>(
             () => new LocalGraphRunner(functions, TimeProvider.System).RunAsync(Diamond, new JsonObject(), Options, Ct));
