@@ -8,25 +8,26 @@ namespace PolicyGrid.Graphs.Tests;
 
 public sealed class RunningNodeCallsTests
 {
+    private static readonly FunctionCallOrigin Run = new("alice", "checks:1-t", "e1");
+
     [Fact]
-    public async Task The_stop_waits_for_node_calls_under_way_and_names_each_one_still_running_when_its_time_runs_out()
+    public async Task The_stop_waits_for_the_calls_of_cancelled_runs_and_names_each_one_still_running_when_its_time_runs_out()
     {
         var log = new LogCapture();
         using var loggers = new LoggerFactory([log]);
         var calls = new RunningNodeCalls(loggers.CreateLogger<RunningNodeCalls>());
         var ending = new TaskCompletionSource<JsonObject>();
         var stuck = new TaskCompletionSource<JsonObject>();
-        var run = new FunctionCallOrigin("alice", "checks:1-t", "e1");
-        calls.Add(ending.Task, "A", run);
-        calls.Add(stuck.Task, "B", run);
-        calls.Add(Task.FromResult(new JsonObject()), "C", run); // ended already: nothing to wait for
+        calls.Add(ending.Task, "A", Run, new CancellationToken(canceled: true));
+        calls.Add(stuck.Task, "B", Run, new CancellationToken(canceled: true));
+        calls.Add(Task.FromResult(new JsonObject()), "C", Run, new CancellationToken(canceled: true)); // ended already: nothing to wait for
         calls.Count.ShouldBe(2);
 
         using var shutdownTimeout = new CancellationTokenSource();
         var stop = calls.StopAsync(shutdownTimeout.Token);
         ending.SetResult([]);
         calls.Count.ShouldBe(1);
-        stop.IsCompleted.ShouldBeFalse("the stop went on while a node call was still running");
+        stop.IsCompleted.ShouldBeFalse("the stop went on while a node call of a cancelled run was still running");
 
         await shutdownTimeout.CancelAsync();
         await stop;
@@ -36,20 +37,22 @@ public sealed class RunningNodeCallsTests
     }
 
     [Fact]
-    public async Task The_stop_ends_once_the_last_node_call_has_ended_and_logs_nothing()
+    public async Task The_stop_ends_once_the_last_call_of_a_cancelled_run_has_ended_and_leaves_calls_of_runs_still_waiting_to_them()
     {
         var log = new LogCapture();
         using var loggers = new LoggerFactory([log]);
         var calls = new RunningNodeCalls(loggers.CreateLogger<RunningNodeCalls>());
-        var call = new TaskCompletionSource<JsonObject>();
-        calls.Add(call.Task, "A", null);
+        var abandoned = new TaskCompletionSource<JsonObject>();
+        var awaited = new TaskCompletionSource<JsonObject>();
+        calls.Add(abandoned.Task, "A", null, new CancellationToken(canceled: true));
+        calls.Add(awaited.Task, "B", null, CancellationToken.None); // its run (its request) still waits for it
 
         var stop = calls.StopAsync(TestContext.Current.CancellationToken);
         stop.IsCompleted.ShouldBeFalse();
-        call.SetException(new InvalidOperationException("its own failure, recorded by its call"));
+        abandoned.SetException(new InvalidOperationException("its own failure, recorded by its call"));
         await stop.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
 
-        calls.Count.ShouldBe(0);
+        calls.Count.ShouldBe(1);
         log.Entries.ShouldBeEmpty();
     }
 }

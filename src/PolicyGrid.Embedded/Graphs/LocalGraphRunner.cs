@@ -72,7 +72,7 @@ public sealed class LocalGraphRunner(IFunctionInvoker functions, TimeProvider cl
                         : functions.CallAsync(node, input?.DeepClone(), run.Token);
                     // WaitAsync: the graph answers at its deadline even if a policy ignores cancellation. The call then runs
                     // on until it has recorded its decision, and the server's stop waits for it (RunningNodeCalls).
-                    running.Add(call, node, run.Options.Origin);
+                    running.Add(call, node, run.Options.Origin, run.Token);
                     JsonNode output = await call.WaitAsync(run.Token);
                     if (run.Options.Trace)
                         run.Trace.Enqueue(new GraphNodeTrace(node, input?.DeepClone(), output.DeepClone(), started, watch.Elapsed.TotalMilliseconds));

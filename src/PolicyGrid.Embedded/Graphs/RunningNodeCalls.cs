@@ -10,23 +10,26 @@ namespace PolicyGrid.Embedded.Graphs;
 /// call when it is cancelled (its deadline, a DELETE, a failing node, the server's stop: <see cref="LocalGraphRunner"/>),
 /// so that a policy ignoring cancellation cannot hold the graph's answer; the call runs on until its worker is stopped
 /// and records its decision then. The server's stop used to go on without it: the decision log closed (and
-/// <c>serve</c>'s process ended) before the call had recorded itself, and its decision was lost without a word. The
-/// stop now waits for these calls, within the host's shutdown timeout, before anything it stops later (the decision log
-/// last of all), and names every call it gave up on.
+/// <c>serve</c>'s process ended) before the call had recorded itself, and its decision was lost. The stop now waits for
+/// the calls of cancelled runs, within the host's shutdown timeout, before anything it stops later (the worker pool, and
+/// the decision log last of all), and names every call it gave up on.
 /// </summary>
 public sealed class RunningNodeCalls(ILogger<RunningNodeCalls> logger) : IHostedService
 {
-    private readonly ConcurrentDictionary<Task, string> calls = new();
+    private readonly ConcurrentDictionary<Task, (string Name, CancellationToken Run)> calls = new();
 
-    /// <summary>Keeps <paramref name="call"/> until it ends, named by <paramref name="node"/> and the run that made it.</summary>
-    public void Add(Task call, string node, FunctionCallOrigin? origin)
+    /// <summary>
+    /// Keeps <paramref name="call"/> until it ends, named by <paramref name="node"/> and the run that made it;
+    /// <paramref name="run"/> is the run's cancellation, past which the run no longer waits for the call.
+    /// </summary>
+    public void Add(Task call, string node, FunctionCallOrigin? origin, CancellationToken run)
     {
         if (call.IsCompleted) return;
-        calls[call] = origin is { ExecutionId.Length: > 0 } run
-            ? $"node '{node}' of graph {run.GraphId} (execution {run.ExecutionId}, started by {run.Caller})"
-            : $"node '{node}'";
+        calls[call] = (origin is { ExecutionId.Length: > 0 } made
+            ? $"node '{node}' of graph {made.GraphId} (execution {made.ExecutionId}, started by {made.Caller})"
+            : $"node '{node}'", run);
         // Registered after the entry is added, so a call that ends meanwhile still removes it.
-        call.ContinueWith(static (ended, state) => ((ConcurrentDictionary<Task, string>)state!).TryRemove(ended, out _), calls,
+        call.ContinueWith(static (ended, state) => ((ConcurrentDictionary<Task, (string, CancellationToken)>)state!).TryRemove(ended, out _), calls,
             CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
@@ -36,15 +39,19 @@ public sealed class RunningNodeCalls(ILogger<RunningNodeCalls> logger) : IHosted
     public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     /// <summary>
-    /// Waits for the node calls under way (a run the stop cancelled may still make one as it unwinds) until none is
-    /// left or <paramref name="cancellationToken"/> (the end of the host's shutdown timeout) fires; logs each one left.
+    /// Waits for the node calls of cancelled runs (the stop cancels every async run; a synchronous one is cancelled with its
+    /// request, before this) until none is left or <paramref name="cancellationToken"/> (the end of the host's shutdown
+    /// timeout) fires; logs each one left. A call whose run still waits for it is that run's to end (its request's).
     /// </summary>
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        while (!calls.IsEmpty && !cancellationToken.IsCancellationRequested)
-            await Task.WhenAll(calls.Keys).WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        foreach (var left in calls.Values)
+        while (!cancellationToken.IsCancellationRequested && Abandoned().Select(c => c.Key).ToArray() is { Length: > 0 } abandoned)
+            await Task.WhenAll(abandoned).WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        foreach (var (_, (name, _)) in Abandoned())
             logger.LogError("the server is stopping while the function call of {Call} still runs (its run stopped waiting for it, and the shutdown timeout, "
-                + "--shutdownTimeoutSeconds, ran out before it ended): its decision is lost unless it ends before the decision log closes", left);
+                + "--shutdownTimeoutSeconds, ran out before it ended): its decision is lost unless it ends before the decision log closes", name);
     }
+
+    private IEnumerable<KeyValuePair<Task, (string Name, CancellationToken Run)>> Abandoned() =>
+        calls.Where(c => c.Value.Run.IsCancellationRequested && !c.Key.IsCompleted);
 }
