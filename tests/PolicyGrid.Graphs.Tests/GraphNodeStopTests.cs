@@ -11,19 +11,6 @@ namespace PolicyGrid.Graphs.Tests;
 /// </summary>
 public sealed class GraphNodeStopTests
 {
-    // Writes the marker it is given (so the test knows it runs), then sleeps far past the test: cancellation reaches it
-    // only as its worker being killed.
-    private const string SleepingPolicy = """
-        import time
-        class AIOSv1PolicyRule:
-            def __init__(self, rule_id, settings, parameters):
-                pass
-            def eval(self, parameters, input_data, context):
-                open(input_data["marker"], "w").close()
-                time.sleep(60)
-                return {"slept": True}
-        """;
-
     [Fact]
     public async Task A_node_call_still_running_when_the_server_stops_is_recorded_before_the_server_has_stopped()
     {
@@ -31,7 +18,9 @@ public sealed class GraphNodeStopTests
         var markers = Directory.CreateTempSubdirectory("pg-graph-stop-");
         // A policy's worker may run as another user (the server as root): it must be able to write the marker here.
         if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(markers.FullName, (UnixFileMode)0b111_111_111);
-        var marker = Path.Combine(markers.FullName, "running");
+        // The node announces itself in the directory, then waits (20 s) for a node that never comes: cancellation reaches
+        // it only as its worker being killed.
+        var marker = Path.Combine(markers.FullName, "sleeper");
         await using var server = new GridServer
         {
             TestServices = services => services.AddSingleton<ILoggerProvider>(log),
@@ -40,16 +29,19 @@ public sealed class GraphNodeStopTests
         try
         {
             var client = server.CreateClient();
-            var policy = await server.RegisterPolicyAsync("sleeper", SleepingPolicy);
-            (await client.Send(HttpMethod.Post, "/function/deployments/create/local",
-                new JsonObject { ["name"] = "sleeper", ["policy_rule_uri"] = policy })).Status.ShouldBe(200);
+            var policy = await server.RegisterPolicyAsync("node", GraphPolicies.Node);
+            (await client.Send(HttpMethod.Post, "/function/deployments/create/local", new JsonObject
+            {
+                ["name"] = "sleeper", ["policy_rule_uri"] = policy,
+                ["policy_rule_parameters"] = new JsonObject { ["tag"] = "sleeper", ["meet_dir"] = markers.FullName, ["meet_other"] = "nobody" },
+            })).Status.ShouldBe(200);
             (await client.Send(HttpMethod.Post, "/graphs", new JsonObject
             {
                 ["graph_name"] = "sleeper", ["graph_version"] = "1", ["graph_release_tag"] = "t",
                 ["graph_function_ids"] = new JsonArray("sleeper"), ["graph_connection_data"] = new JsonObject(),
             })).Status.ShouldBe(200);
             var started = await client.Send(HttpMethod.Post, "/graph/execute_graph",
-                new JsonObject { ["graph_uri"] = "sleeper:1-t", ["input_data"] = new JsonObject { ["marker"] = marker }, ["async"] = true });
+                new JsonObject { ["graph_uri"] = "sleeper:1-t", ["input_data"] = new JsonObject(), ["async"] = true });
             started.Status.ShouldBe(200, started.Body?.ToJsonString());
             var execution = started.Data!["execution_id"]!.GetValue<string>();
             var giveUp = DateTime.UtcNow.AddSeconds(30);

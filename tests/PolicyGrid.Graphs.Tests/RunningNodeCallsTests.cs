@@ -9,13 +9,14 @@ namespace PolicyGrid.Graphs.Tests;
 public sealed class RunningNodeCallsTests
 {
     private static readonly FunctionCallOrigin Run = new("alice", "checks:1-t", "e1");
+    private readonly LogCapture log = new();
+
+    private RunningNodeCalls Calls() => new(new Logger<RunningNodeCalls>(new LoggerFactory([log])));
 
     [Fact]
     public async Task The_stop_waits_for_the_calls_of_cancelled_runs_and_names_each_one_still_running_when_its_time_runs_out()
     {
-        var log = new LogCapture();
-        using var loggers = new LoggerFactory([log]);
-        var calls = new RunningNodeCalls(loggers.CreateLogger<RunningNodeCalls>());
+        var calls = Calls();
         var ending = new TaskCompletionSource<JsonObject>();
         var stuck = new TaskCompletionSource<JsonObject>();
         calls.Add(ending.Task, "A", Run, new CancellationToken(canceled: true));
@@ -39,9 +40,7 @@ public sealed class RunningNodeCallsTests
     [Fact]
     public async Task The_stop_ends_once_the_last_call_of_a_cancelled_run_has_ended_and_leaves_calls_of_runs_still_waiting_to_them()
     {
-        var log = new LogCapture();
-        using var loggers = new LoggerFactory([log]);
-        var calls = new RunningNodeCalls(loggers.CreateLogger<RunningNodeCalls>());
+        var calls = Calls();
         var abandoned = new TaskCompletionSource<JsonObject>();
         var awaited = new TaskCompletionSource<JsonObject>();
         calls.Add(abandoned.Task, "A", null, new CancellationToken(canceled: true));
