@@ -24,7 +24,7 @@ public static class FunctionHostingModule
 
     /// <summary>
     /// The embedded Type 5 runner: graphs run in-process along Core's plan, calling nodes through the registry's
-    /// <see cref="IFunctionInvoker"/>; the server's stop waits for node calls still running (<see cref="RunningNodeCalls"/>).
+    /// <see cref="IFunctionInvoker"/>; the server's stop waits for node calls its cancelled runs left running (<see cref="RunningNodeCalls"/>).
     /// </summary>
     public static IServiceCollection AddEmbeddedGraphRunner(this IServiceCollection services)
     {
