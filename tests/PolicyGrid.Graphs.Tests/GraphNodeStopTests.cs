@@ -61,6 +61,12 @@ public sealed class GraphNodeStopTests
                 .Select(d => $"{d["kind"]} {d["function_id"]} {d["graph_id"]} {d["execution_id"]}: {d["status"]} {d["error_code"]}").ToArray();
             recorded.ShouldBe([$"function_call sleeper sleeper:1-t {execution}: 499 cancelled"], log.ToString());
             log.Entries.ShouldNotContain(e => e.Message.Contains("after the log closed", StringComparison.Ordinal), log.ToString());
+            // And the run's own record says the server stopped it: the stop waits for it to be stored. Nothing waited, and the
+            // store could close first: the next read then recorded it cut off by a restart.
+            var record = (await restarted.CreateClient().Send(HttpMethod.Get, $"/graph/executions/{execution}")).Data!;
+            (record["status"]!.GetValue<string>(), record["error"]!.GetValue<string>(), record["error_code"]!.GetValue<string>())
+                .ShouldBe(("failed", "the server stopped during this execution", "backend_unavailable"));
+            log.Entries.ShouldNotContain(e => e.Level >= LogLevel.Error, log.ToString());
         }
         finally
         {

@@ -31,11 +31,21 @@ public sealed class GraphRegistry(
     IHostApplicationLifetime lifetime,
     TimeProvider clock,
     ILogger<GraphRegistry> logger,
-    DecisionLog? decisions = null)
+    DecisionLog? decisions = null) : IHostedService
 {
     // Executions this process is running; a stored "running" one not in here was cut off by a restart.
     private readonly ConcurrentDictionary<string, RunningExecution> _running = new(StringComparer.Ordinal);
     private readonly AsyncRunQuota _asyncRuns = new(options);
+
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>
+    /// Waits, within the host's shutdown timeout, for the asynchronous runs the stop cancelled to store how they ended. Nothing
+    /// waited before: the store could close first, and the next read recorded the run "the server restarted before this
+    /// execution finished" instead of what it was.
+    /// </summary>
+    public async Task StopAsync(CancellationToken cancellationToken) =>
+        await Task.WhenAll(_running.Values.Select(r => r.Finished)).WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
 
     /// <summary>Nodes a 404 or a warning names before it says how many more there are: the rest would only make it longer.</summary>
     public const int NamedNodes = 20;
@@ -363,6 +373,14 @@ public sealed class GraphRegistry(
             record["status"] = ExecutionStatus.Failed;
             record["error"] = e.Message;
             record["error_code"] = e.Code;
+        }
+        catch (OperationCanceledException) when (lifetime.ApplicationStopping.IsCancellationRequested)
+        {
+            // Every stop ends the runs under way so: said once per run, without the stack trace an Error carried each time.
+            logger.LogWarning("graph execution {Execution} of {Graph}: the server stopped during it; recorded failed", id, run.GraphUri);
+            record["status"] = ExecutionStatus.Failed;
+            record["error"] = "the server stopped during this execution";
+            record["error_code"] = ErrorCodes.BackendUnavailable;
         }
         catch (Exception e)
         {

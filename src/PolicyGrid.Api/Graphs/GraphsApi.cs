@@ -28,6 +28,8 @@ public static class GraphsApi
         services.AddOptions<GraphExecutionOptions>().Bind(configuration.GetSection(GraphExecutionOptions.Section)).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<Microsoft.Extensions.Options.IValidateOptions<GraphExecutionOptions>, GraphExecutionOptionsValidator>());
         services.AddSingleton<GraphRegistry>();
+        // Its stop waits for the asynchronous runs the stop cancelled to store how they ended.
+        services.AddHostedService(sp => sp.GetRequiredService<GraphRegistry>());
         services.TryAddSingleton<GraphExecutionRetention>();
         services.AddHostedService(sp => sp.GetRequiredService<GraphExecutionRetention>());
         services.TryAddSingleton<IGraphRunner, UnavailableGraphRunner>();
