@@ -89,7 +89,11 @@ if [ "$BUILD_OK" = 1 ]; then
   }
   export -f run_assembly
   export RESULTS
-  printf '%s\n' "${TEST_DLLS[@]}" | timeout 540 xargs -d '\n' -P "$(nproc)" -I{} bash -c 'run_assembly "$1"' _ {}
+  # A guard against a run that never ends (a hung test host is the blame-hang timeout's, above), not a time budget: on a
+  # quiet 2-CPU machine the assemblies take about 5 minutes, but on one loaded by other work (load ~30) Api and Functions
+  # alone took 5-6 minutes each, and a 540 s limit then killed every assembly not yet started, failing a healthy run.
+  TEST_TIMEOUT=1500
+  printf '%s\n' "${TEST_DLLS[@]}" | timeout "$TEST_TIMEOUT" xargs -d '\n' -P "$(nproc)" -I{} bash -c 'run_assembly "$1"' _ {}
   DOTNET_RC=$?
   cat "$RESULTS"/dotnet-test.*.log >"$DOTNET_LOG" 2>/dev/null
   grep -E -A4 '^\s+Failed [A-Za-z]' "$DOTNET_LOG" | grep -v '^\s+at ' | head -200
@@ -111,14 +115,14 @@ with open(log, errors="replace") as f, open(suites, "a") as out:
 print(n)
 EOF
 )
-  # An assembly whose run printed no summary (the 540 s timeout stopped it, or its host died) is named and counted as
+  # An assembly whose run printed no summary (the $TEST_TIMEOUT s timeout stopped it, or its host died) is named and counted as
   # one failure: its tests did not all run.
   MISSING=0
   for dll in "${TEST_DLLS[@]}"; do
     name=$(basename "$dll" .dll)
     if ! grep -q "^$name	" "$SUITES"; then
       MISSING=$((MISSING + 1))
-      echo "$name: no summary (its run did not end: the 540 s timeout, or its test host died); see $RESULTS/dotnet-test.$name.log"
+      echo "$name: no summary (its run did not end: the $TEST_TIMEOUT s timeout, or its test host died); see $RESULTS/dotnet-test.$name.log"
       record "$name" 0 1 0 "no summary: timed out or its host died"
     fi
   done
