@@ -100,9 +100,13 @@ public static class PolicyRuntimeServiceCollectionExtensions
                     && (RemoteExecutorClient.NeverReached(e) || (RemoteExecutorClient.LostAfterSending(e) && CarriesCallId(args.Context))));
                 o.Retry.OnRetry = args =>
                 {
-                    // Remembered for the caller's answer: a later "could not be reached" or open circuit does not mean it never ran.
-                    if (args.Outcome.Exception is HttpRequestException e && !RemoteExecutorClient.NeverReached(e))
-                        args.Context.Properties.Set(RemoteExecutorClient.LostAfterSendingOnce, true);
+                    if (args.Outcome.Exception is HttpRequestException e)
+                    {
+                        // The caller's answer names it when this call's own failures open the circuit before its last attempt.
+                        args.Context.Properties.Set(RemoteExecutorClient.LastAttemptFailure, e);
+                        // Remembered for the caller's answer: a later "could not be reached" or open circuit does not mean it never ran.
+                        if (!RemoteExecutorClient.NeverReached(e)) args.Context.Properties.Set(RemoteExecutorClient.LostAfterSendingOnce, true);
+                    }
                     return default;
                 };
                 // A node whose policies time out is healthy; one that cannot be reached is not.

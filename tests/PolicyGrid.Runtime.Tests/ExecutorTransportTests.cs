@@ -140,6 +140,23 @@ public sealed class ExecutorTransportTests : IAsyncDisposable
         (await ExecutorFor(node.BaseUri).ExecuteAsync(Request(), CallerIdentity.Anonymous, Ct)).Output["allowed"]!.GetValue<bool>().ShouldBeFalse();
     }
 
+    [Fact]
+    public async Task A_node_that_answered_and_then_went_away_is_said_to_be_unreachable_with_the_reason()
+    {
+        // One success in the circuit's window: this call's own failed attempts then open the circuit before its last
+        // attempt, which meets the open circuit. The caller (and the one log line an outage gets) used to hear only
+        // "is not answering (failing fast until it recovers)", never what the node did.
+        node.Answer(200, """{"success": true, "data": {"allowed": true}}""");
+        var executor = ExecutorFor(node.BaseUri);
+        await executor.ExecuteAsync(Request(), CallerIdentity.Anonymous, Ct);
+        node.Dispose();
+
+        var error = await Should.ThrowAsync<PolicyGridException>(() => executor.ExecuteAsync(Request(), CallerIdentity.Anonymous, Ct));
+        error.Status.ShouldBe(503);
+        error.Message.ShouldStartWith($"executor node {node.BaseUri}/ could not be reached: Connection refused");
+        error.Message.ShouldEndWith("(its circuit is now open: calls fail fast until it recovers)");
+    }
+
     public async ValueTask DisposeAsync()
     {
         node.Dispose();

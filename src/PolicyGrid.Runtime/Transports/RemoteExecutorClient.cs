@@ -156,8 +156,14 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
         }
         catch (BrokenCircuitException e) when (SentBefore(attempts))
         {
-            throw Problems.BackendUnavailable($"executor node {node} dropped the call before answering and its circuit opened before the call " +
-                $"could be sent again (failing fast until it recovers); it may have run there, at most once", e);
+            throw Problems.BackendUnavailable($"executor node {node} dropped the call before answering{LastFailure(attempts)} and its circuit opened " +
+                $"before the call could be sent again (failing fast until it recovers); it may have run there, at most once", e);
+        }
+        catch (BrokenCircuitException e) when (attempts.Properties.TryGetValue(LastAttemptFailure, out var failed))
+        {
+            // This call's own attempts opened the circuit: what they met is the news, not the open circuit.
+            throw Problems.BackendUnavailable($"executor node {node} could not be reached: {Innermost(failed)} (its circuit is now open: " +
+                "calls fail fast until it recovers)", e);
         }
         catch (BrokenCircuitException e)
         {
@@ -200,6 +206,12 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
             throw Failure(response, envelope);
         }
     }
+
+    /// <summary>Set on a call's resilience context to what its last failed attempt met, before it was sent again.</summary>
+    public static readonly ResiliencePropertyKey<HttpRequestException> LastAttemptFailure = new("PolicyGrid.LastAttemptFailure");
+
+    private static string LastFailure(ResilienceContext attempts) =>
+        attempts.Properties.TryGetValue(LastAttemptFailure, out var failed) ? $" ({Innermost(failed)})" : "";
 
     private static bool SentBefore(ResilienceContext attempts) => attempts.Properties.TryGetValue(LostAfterSendingOnce, out var lost) && lost;
 
