@@ -44,7 +44,9 @@ public sealed record EvaluationOutcome(EventDisposition Disposition, string? Cor
 public sealed class EvaluationEventHandler(ExecutorDispatch executors, IEventBus bus, IOptions<PolicyRuntimeOptions> runtime, ILogger<EvaluationEventHandler> logger,
     NodeCallLedger ledger)
 {
-    public async Task<EvaluationOutcome> HandleAsync(CloudEvent cloudEvent, CancellationToken ct)
+    /// <param name="poster">Who sent the event, when the route knows (a token on <c>POST /events</c>): the decision log records
+    /// them. Without one (an open server, a pub/sub delivery, which carries no user) it records <c>event:&lt;source&gt;</c>.</param>
+    public async Task<EvaluationOutcome> HandleAsync(CloudEvent cloudEvent, CancellationToken ct, CallerIdentity? poster = null)
     {
         EvaluationEvent evaluation;
         try
@@ -61,11 +63,14 @@ public sealed class EvaluationEventHandler(ExecutorDispatch executors, IEventBus
         {
             // Events run on this server's own built-in executor, as the node API does.
             var executor = executors.ExecutorFor(ExecutorsApi.BuiltInId, ExecutorsApi.BuiltInHostUri);
-            var caller = new CallerIdentity("event:" + evaluation.Source);
+            var source = "event:" + evaluation.Source;
+            var caller = poster ?? new CallerIdentity(source);
             // A redelivered event (its answer to the deliverer was lost, or the decision could not be published) gets
-            // the first run's outcome: the policy runs once per event id.
-            var result = await ledger.RunOnceAsync(OnceKey(evaluation.EventId), "event", caller, CanonicalJson.Sha256(evaluation.Request.ToNodeBody()),
-                run => executor.ExecuteAsync(evaluation.Request, caller, run), ct);
+            // the first run's outcome: the policy runs once per event, which its source and id name (CloudEvents), and per poster.
+            var result = await ledger.RunOnceAsync(OnceKey(evaluation.EventId), "event", new CallerIdentity(poster is null ? source : $"{poster.Name}\n{source}"),
+                CanonicalJson.Sha256(evaluation.Request.ToNodeBody()), run => executor.ExecuteAsync(evaluation.Request, caller, run), ct,
+                reused: $"CloudEvent id {Quoted(evaluation.EventId)} from source '{evaluation.Source}' was already used for an event with other data; " +
+                    "an id names one event (a redelivery carries the same data), so a new event needs a new id");
             decision = Decision(evaluation, success: true);
             decision["data"] = result.Output.DeepClone();
             if (result.Deprecated) decision["deprecated"] = true;
@@ -115,6 +120,9 @@ public sealed class EvaluationEventHandler(ExecutorDispatch executors, IEventBus
         ["policy_rule_uri"] = evaluation.Request.PolicyRuleUri,
         ["success"] = success,
     };
+
+    // An id for a message: a long one (CloudEvents sets no limit) by its start.
+    private static string Quoted(string id) => id.Length <= NodeCallLedger.MaxIdLength ? $"'{id}'" : $"'{id[..NodeCallLedger.MaxIdLength]}...' ({id.Length} characters)";
 
     // An event id as the ledger keys it: ids past a call id's length are kept as their hash.
     private static string OnceKey(string eventId) =>

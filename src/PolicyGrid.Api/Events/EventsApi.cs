@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
+using PolicyGrid.Api.Auth;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Core.Errors;
 using PolicyGrid.Core.Ports;
@@ -47,7 +48,8 @@ public static class EventsApi
     {
         var body = await RequestBytes.ReadAsync(context, limits.Value.MaxBodyBytes, "event");
         var cloudEvent = CloudEventReader.Read(body, context.Request.ContentType, context.Request.Headers);
-        var outcome = await handler.HandleAsync(cloudEvent, ct);
+        // The token's name, as every other call records; an open server knows no more than the event's source.
+        var outcome = await handler.HandleAsync(cloudEvent, ct, context.User.Identity is { IsAuthenticated: true } ? context.Caller() : null);
         return outcome.Disposition switch
         {
             EventDisposition.Success => Answer.Ok(new JsonObject

@@ -44,9 +44,11 @@ public sealed class NodeCallLedger(TimeProvider clock, ServerStop? serverStop = 
     /// <summary>
     /// Runs <paramref name="run"/> unless a call with this id (from this caller, of this kind) ran or runs here; then
     /// answers that call's outcome. Without an id the call simply runs, tied to <paramref name="ct"/>.
+    /// <paramref name="reused"/> is the 409's message when the id already named another request (by default it names
+    /// the <see cref="Header"/> the id came in).
     /// </summary>
     public async Task<PolicyResult> RunOnceAsync(string? callId, string kind, CallerIdentity caller, string bodyHash,
-        Func<CancellationToken, Task<PolicyResult>> run, CancellationToken ct)
+        Func<CancellationToken, Task<PolicyResult>> run, CancellationToken ct, string? reused = null)
     {
         if (callId is null) return await run(ct);
         var key = $"{kind}\n{caller.Name}\n{callId}";
@@ -64,7 +66,7 @@ public sealed class NodeCallLedger(TimeProvider clock, ServerStop? serverStop = 
         if (seen is not null)
         {
             if (seen.BodyHash != bodyHash)
-                throw Problems.Conflict($"{Header} '{callId}' was already used for a different {kind} request; an id names one call, so a new call needs a new id");
+                throw Problems.Conflict(reused ?? $"{Header} '{callId}' was already used for a different {kind} request; an id names one call, so a new call needs a new id");
             return Copy(await seen.Outcome.WaitAsync(ct));
         }
         // Not stopped by this request's end: a retry after a dropped connection is to find the answer. The server's stop

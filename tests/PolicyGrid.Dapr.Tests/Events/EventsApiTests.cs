@@ -23,7 +23,7 @@ namespace PolicyGrid.Dapr.Tests.Events;
 /// </summary>
 public sealed class EventsApiTests : IAsyncDisposable
 {
-    public sealed class EmbeddedServer(bool realPolicies = false) : WebApplicationFactory<PolicyGrid.Cli.Program>
+    public sealed class EmbeddedServer(bool realPolicies = false, string? token = null) : WebApplicationFactory<PolicyGrid.Cli.Program>
     {
         public string DataDirectory { get; } = Path.Combine(Path.GetTempPath(), "pg-dapr-events-tests", Guid.NewGuid().ToString("N"));
         public IPolicyExecutor Policies { get; } = Substitute.For<IPolicyExecutor>();
@@ -35,14 +35,23 @@ public sealed class EventsApiTests : IAsyncDisposable
             return base.CreateHost(builder);
         }
 
-        protected override void ConfigureWebHost(IWebHostBuilder builder) => builder.UseSetting("PolicyGrid:Runtime:Pool:Workers", "1").ConfigureTestServices(services =>
+        /// <summary>The name of the one token <c>token</c> configures (read and write).</summary>
+        public const string TokenName = "checkout-service";
+
+        protected override void ConfigureWebHost(IWebHostBuilder builder)
         {
-            if (realPolicies) return;
-            var local = Substitute.For<IExecutorTransport>();
-            local.CanHandle(Arg.Is<Uri>(u => u.Scheme == "inproc")).Returns(true);
-            local.For(Arg.Any<Uri>()).Returns(Policies);
-            services.Insert(0, ServiceDescriptor.Singleton(local));
-        });
+            if (token is not null)
+                builder.UseSetting("PolicyGrid:Auth:Tokens:0:Name", TokenName).UseSetting("PolicyGrid:Auth:Tokens:0:Token", token)
+                    .UseSetting("PolicyGrid:Auth:Tokens:0:Scopes:0", "write");
+            builder.UseSetting("PolicyGrid:Runtime:Pool:Workers", "1").ConfigureTestServices(services =>
+            {
+                if (realPolicies) return;
+                var local = Substitute.For<IExecutorTransport>();
+                local.CanHandle(Arg.Is<Uri>(u => u.Scheme == "inproc")).Returns(true);
+                local.For(Arg.Any<Uri>()).Returns(Policies);
+                services.Insert(0, ServiceDescriptor.Singleton(local));
+            });
+        }
     }
 
     private readonly EmbeddedServer server = new();
@@ -98,6 +107,26 @@ public sealed class EventsApiTests : IAsyncDisposable
         JsonNode.DeepEquals(cloudEvent["data"], answer["decision"]).ShouldBeTrue();
         await server.Policies.Received(1).ExecuteAsync(Arg.Is<ExecutionRequest>(r => r.InputData["ip"]!.GetValue<string>() == "10.9.9.9"),
             Arg.Is<CallerIdentity>(c => c.Name == "event:urn:checkout"), Arg.Any<CancellationToken>());
+    }
+
+    [Fact]
+    public async Task An_event_posted_with_a_token_runs_as_the_token_not_as_the_source_it_names()
+    {
+        const string token = "events-test-token-0123456789";
+        await using var guarded = new EmbeddedServer(token: token);
+        guarded.Policies.ExecuteAsync(Arg.Any<ExecutionRequest>(), Arg.Any<CallerIdentity>(), Arg.Any<CancellationToken>())
+            .Returns(new PolicyResult(new JsonObject { ["allowed"] = true }));
+        var client = guarded.CreateClient();
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+
+        var posted = await client.PostAsync("/events", Structured(Evaluation("order-8")), Ct);
+
+        posted.StatusCode.ShouldBe(HttpStatusCode.OK);
+        // The decision log records who asked this server, as for every other call; the source is any string the sender
+        // writes (it used to be recorded as the caller, event:urn:checkout, whoever's token posted it).
+        await guarded.Policies.Received(1).ExecuteAsync(Arg.Any<ExecutionRequest>(),
+            Arg.Is<CallerIdentity>(c => c.Name == EmbeddedServer.TokenName), Arg.Any<CancellationToken>());
+        try { Directory.Delete(guarded.DataDirectory, recursive: true); } catch (IOException) { }
     }
 
     [Fact]

@@ -91,6 +91,9 @@ public sealed class RealPolicyEventsTests : IAsyncDisposable
         var reused = await Send(client, "once", "10.9.9.9");
         reused["success"]!.GetValue<bool>().ShouldBeFalse();
         reused["status"]!.GetValue<int>().ShouldBe(409);
+        // Said in the event's terms: its sender set no X-PolicyGrid-Call-Id (the message used to name that header).
+        reused["message"]!.GetValue<string>().ShouldBe("CloudEvent id 'once' from source 'urn:test' was already used for an event with other data; " +
+            "an id names one event (a redelivery carries the same data), so a new event needs a new id");
         (await Send(client, "last", "10.0.0.1"))["data"]!["seen"]!.GetValue<int>().ShouldBe(3);
     }
 }
