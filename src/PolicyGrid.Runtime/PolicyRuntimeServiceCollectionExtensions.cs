@@ -109,8 +109,10 @@ public static class PolicyRuntimeServiceCollectionExtensions
                     }
                     return default;
                 };
-                // A node whose policies time out is healthy; one that cannot be reached is not.
-                o.CircuitBreaker.ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is HttpRequestException or TimeoutRejectedException);
+                // A node whose policies time out is healthy; one that cannot be reached is not. One that answers what is not
+                // HTTP answers at once, each call a 502 naming what it said, rather than an open circuit's "not answering".
+                o.CircuitBreaker.ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is TimeoutRejectedException
+                    || (args.Outcome.Exception is HttpRequestException e && !RemoteExecutorClient.AnsweredUnreadably(e)));
                 o.CircuitBreaker.SamplingDuration = attempt * 2 + TimeSpan.FromSeconds(1);
                 o.CircuitBreaker.MinimumThroughput = 3;
                 o.CircuitBreaker.FailureRatio = 0.5;

@@ -157,6 +157,50 @@ public sealed class ExecutorTransportTests : IAsyncDisposable
         error.Message.ShouldEndWith("(its circuit is now open: calls fail fast until it recovers)");
     }
 
+    [Fact]
+    public async Task A_node_address_answering_what_is_not_http_is_a_502_each_time_and_sent_once()
+    {
+        // Another service on the node's port: it reads the request and answers its own protocol.
+        using var other = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        other.Start();
+        var connections = 0;
+        _ = Task.Run(async () =>
+        {
+            while (true)
+            {
+                using var connection = await other.AcceptTcpClientAsync();
+                Interlocked.Increment(ref connections);
+                var stream = connection.GetStream();
+                await stream.ReadAtLeastAsync(new byte[65536], 1, throwOnEndOfStream: false);
+                await stream.WriteAsync("SSH-2.0-OpenSSH_9.6\r\n\r\n"u8.ToArray());
+            }
+        }, Ct);
+        var executor = ExecutorFor($"http://127.0.0.1:{((IPEndPoint)other.LocalEndpoint).Port}");
+
+        for (var call = 1; call <= 4; call++)
+        {
+            var error = await Should.ThrowAsync<PolicyGridException>(() => executor.ExecuteAsync(Request(), CallerIdentity.Anonymous, Ct));
+            // It used to be a 503 saying the call was dropped "also when it was sent again" (it was sent once), and after
+            // three such calls the circuit opened: "is not answering".
+            error.Status.ShouldBe(502, error.Message);
+            error.Code.ShouldBe("backend_error");
+            error.Message.ShouldContain("answered with something that is not a readable HTTP answer (Received an invalid status line: 'SSH-2.0-OpenSSH_9.6'.)");
+            connections.ShouldBe(call);
+        }
+    }
+
+    [Fact]
+    public async Task An_https_address_on_a_plain_http_port_could_not_be_reached_and_never_ran()
+    {
+        var error = await Should.ThrowAsync<PolicyGridException>(() =>
+            ExecutorFor(node.BaseUri.Replace("http://", "https://", StringComparison.Ordinal)).ExecuteAsync(Request(), CallerIdentity.Anonymous, Ct));
+
+        error.Status.ShouldBe(503);
+        // The handshake failed before anything was sent: not "dropped the call ... it may have run there".
+        error.Message.ShouldStartWith($"executor node {node.BaseUri.Replace("http://", "https://", StringComparison.Ordinal)}/ could not be reached: ");
+        node.LastPath.ShouldBe("");
+    }
+
     public async ValueTask DisposeAsync()
     {
         node.Dispose();

@@ -169,6 +169,14 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
         {
             throw Problems.BackendUnavailable($"executor node {node} is not answering (failing fast until it recovers)", e);
         }
+        catch (HttpRequestException e) when (AnsweredUnreadably(e))
+        {
+            // Something answered at that address, but not HTTP this server can read (another service on that port, an answer
+            // head past the client's limits): the node's fault, as a garbled envelope is. It used to be told as a call dropped
+            // and sent again, though it was sent once, and marked the executor unhealthy.
+            throw Problems.BackendError($"executor node {node} answered with something that is not a readable HTTP answer ({Innermost(e)}); " +
+                "is executor_host_uri the address of a PolicyGrid executor node?", e);
+        }
         catch (HttpRequestException e) when (NeverReached(e) && !SentBefore(attempts))
         {
             throw Problems.BackendUnavailable($"executor node {node} could not be reached: {Innermost(e)}", e);
@@ -215,9 +223,16 @@ public sealed class RemoteExecutorClient(HttpClient http, Uri node, RemoteExecut
 
     private static bool SentBefore(ResilienceContext attempts) => attempts.Properties.TryGetValue(LostAfterSendingOnce, out var lost) && lost;
 
-    /// <summary>Only a call that never reached the node is safe to send again (or to report as "could not be reached").</summary>
+    /// <summary>
+    /// Only a call that never reached the node is safe to send again (or to report as "could not be reached"). A TLS
+    /// handshake that failed (an https:// address on a plain HTTP port, a certificate not trusted) sent nothing either.
+    /// </summary>
     public static bool NeverReached(HttpRequestException e) =>
-        e.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError;
+        e.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError;
+
+    /// <summary>The node answered, but its answer's head is not HTTP this client reads: no outage, and no reason to send again.</summary>
+    public static bool AnsweredUnreadably(HttpRequestException e) =>
+        e.HttpRequestError is HttpRequestError.InvalidResponse or HttpRequestError.ConfigurationLimitExceeded;
 
     /// <summary>
     /// The connection went (closed, reset, or the answer ended early) after the request went out: the node may have run
