@@ -16,6 +16,9 @@ namespace PolicyGrid.Api.Events;
 /// </summary>
 public sealed record EvaluationEvent(ExecutionRequest Request, string CorrelationId, string EventId, string Source)
 {
+    /// <summary>Longest <c>correlation_id</c> taken.</summary>
+    public const int MaxCorrelationIdLength = 1024;
+
     public static EvaluationEvent From(CloudEvent cloudEvent, TimeoutLimit limit)
     {
         var data = DataObject(cloudEvent);
@@ -25,6 +28,11 @@ public sealed record EvaluationEvent(ExecutionRequest Request, string Correlatio
             if (c is not JsonValue cv || !cv.TryGetValue<string>(out correlation))
                 throw Problems.Validation(EventTypes.CorrelationId, $"must be a non-empty string, not {Article(JsonBody.Describe(c))}");
             if (correlation.Length == 0) throw Problems.Validation(EventTypes.CorrelationId, "must not be empty");
+            // Read back as a query parameter (GET /events/decisions?correlation_id=): one of some 8 KiB was published and then
+            // could never be read, its request line refused (414).
+            if (correlation.Length > MaxCorrelationIdLength)
+                throw Problems.Validation(EventTypes.CorrelationId,
+                    $"is {correlation.Length} characters, more than the {MaxCorrelationIdLength} a correlation id may have (it is read back in a URL)");
         }
         // The same reader as POST /executor/{id}/execute_policy and the node API: one set of rules for the body.
         var request = ExecutionBodies.Execution(data, limit);

@@ -237,6 +237,21 @@ public sealed class EventsApiTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task A_correlation_id_too_long_to_read_back_is_a_400_naming_the_limit_and_nothing_runs()
+    {
+        var response = await server.CreateClient().PostAsync("/events", Structured(Evaluation(new string('c', 1025)), id: "long-1"), Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Body(response))["message"]!.GetValue<string>().ShouldBe(
+            "correlation_id: is 1025 characters, more than the 1024 a correlation id may have (it is read back in a URL)");
+        await server.Policies.DidNotReceiveWithAnyArgs().ExecuteAsync(default!, default!, default);
+        PolicyAnswers(new JsonObject { ["allowed"] = true });
+        var longest = new string('c', 1024);
+        (await server.CreateClient().PostAsync("/events", Structured(Evaluation(longest), id: "long-2"), Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+        (await Body(await server.CreateClient().GetAsync($"/events/decisions?correlation_id={longest}", Ct)))["data"]!.AsArray().ShouldHaveSingleItem();
+    }
+
+    [Fact]
     public async Task Data_base64_that_is_not_base64_is_a_400_saying_so()
     {
         var content = new StringContent("""{"specversion": "1.0", "id": "b64", "source": "urn:checkout", "type": "t", "data_base64": "%%%"}""", Encoding.UTF8);
