@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
 using k8s.Models;
+using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Ports;
 
 namespace PolicyGrid.Kubernetes;
@@ -16,7 +17,15 @@ public static class JobManifest
     public const string JobIdLabel = "policygrid.io/job-id";
     public const string RunnerContainer = "runner";
 
-    public static V1Job Build(JobLaunch launch, string @namespace, string resultToken, KubernetesJobOptions options)
+    /// <summary>
+    /// The runner's environment variable saying when Kubernetes stops its pod (UTC, ISO 8601): the Job's creation plus its
+    /// activeDeadlineSeconds. The Job's clock starts when its controller sees it, a moment after, so this is never later
+    /// than the real deadline; the runner tries to deliver its result until shortly before it.
+    /// </summary>
+    public const string DeadlineVariable = "POLICYGRID_JOB_DEADLINE";
+
+    /// <summary>The Job for <paramref name="launch"/>, created at <paramref name="createdAt"/> (its pod's deadline counts from then).</summary>
+    public static V1Job Build(JobLaunch launch, string @namespace, string resultToken, KubernetesJobOptions options, DateTimeOffset createdAt)
     {
         var name = KubernetesNames.JobName(launch.JobId);
         var labels = new Dictionary<string, string>
@@ -40,11 +49,13 @@ public static class JobManifest
             ["inputs"] = launch.Inputs.DeepClone(),
             ["timeout_seconds"] = timeoutSeconds,
         };
+        var activeDeadlineSeconds = timeoutSeconds + options.StartupAllowanceSeconds;
         var env = new List<V1EnvVar>
         {
             Env("POLICYGRID_JOB_ID", launch.JobId),
             Env("POLICYGRID_JOB_SPEC", spec.ToJsonString()),
             Env("POLICYGRID_JOB_TOKEN", resultToken),
+            Env(DeadlineVariable, Timestamps.Format(createdAt + TimeSpan.FromSeconds(activeDeadlineSeconds))),
             Env("HOME", "/tmp"),
         };
         if (fromNode) env.Add(Env("PolicyGrid__Runtime__Bundles__AllowPrivateNetworks", "true"));
@@ -61,7 +72,7 @@ public static class JobManifest
                 BackoffLimit = 0,
                 // The policy's own deadline is enforced inside the pod; this one also covers image pulls
                 // and a runner that hangs before it can report.
-                ActiveDeadlineSeconds = timeoutSeconds + options.StartupAllowanceSeconds,
+                ActiveDeadlineSeconds = activeDeadlineSeconds,
                 TtlSecondsAfterFinished = options.TtlSecondsAfterFinished,
                 Template = new V1PodTemplateSpec
                 {

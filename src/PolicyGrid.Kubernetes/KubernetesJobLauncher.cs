@@ -14,8 +14,9 @@ namespace PolicyGrid.Kubernetes;
 /// complete → <see cref="JobEnd.Exited"/>; failed past activeDeadlineSeconds → timed out; any other
 /// failure → failed, with the pod's termination reason and the tail of its log.
 /// </summary>
-public sealed class KubernetesJobLauncher(IKubernetes client, IOptions<KubernetesJobOptions> options, ILogger<KubernetesJobLauncher> logger) : IJobLauncher
+public sealed class KubernetesJobLauncher(IKubernetes client, IOptions<KubernetesJobOptions> options, ILogger<KubernetesJobLauncher> logger, TimeProvider? clock = null) : IJobLauncher
 {
+    private readonly TimeProvider clock = clock ?? TimeProvider.System;
     private const string ServiceAccountNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
     private readonly ConcurrentDictionary<string, TaskCompletionSource> cancelled = new();
 
@@ -23,7 +24,7 @@ public sealed class KubernetesJobLauncher(IKubernetes client, IOptions<Kubernete
 
     public async Task<JobOutcome> RunAsync(JobLaunch launch, CancellationToken ct)
     {
-        var manifest = JobManifest.Build(launch, Namespace, launch.ResultToken, options.Value);
+        var manifest = JobManifest.Build(launch, Namespace, launch.ResultToken, options.Value, clock.GetUtcNow());
         // Refused here, at once: created, its pod could never start, and the job would end only at its deadline (timeout
         // plus the start-up allowance) as timed out.
         if (JobManifest.Unstartable(manifest) is { } why) return JobOutcome.Failed(why);

@@ -219,7 +219,7 @@ public class KubernetesJobLauncherTests : IAsyncLifetime
     public async Task Reattaching_follows_a_job_created_before_a_restart()
     {
         var launch = ManifestGoldenTests.SampleLaunch("restart-1");
-        await client.BatchV1.CreateNamespacedJobAsync(JobManifest.Build(launch, Ns, "t", ManifestGoldenTests.Options), Ns);
+        await client.BatchV1.CreateNamespacedJobAsync(JobManifest.Build(launch, Ns, "t", ManifestGoldenTests.Options, ManifestGoldenTests.CreatedAt), Ns);
         var run = launcher.ReattachAsync(launch.JobId, CancellationToken.None);
         api.SetJobCondition(Ns, KubernetesNames.JobName(launch.JobId), "Complete");
         (await run.WaitAsync(TimeSpan.FromSeconds(20))).End.ShouldBe(JobEnd.Exited);

@@ -23,6 +23,9 @@ public class ManifestGoldenTests
         new JobResources("500m", "256Mi"),
         "token-abc");
 
+    /// <summary>When the sample Job is created (its pod's deadline counts from then).</summary>
+    public static readonly DateTimeOffset CreatedAt = new(2026, 3, 1, 12, 0, 0, TimeSpan.Zero);
+
     public static KubernetesJobOptions Options => new()
     {
         RunnerImage = "registry.example/policygrid/job-runner:1.0",
@@ -33,7 +36,7 @@ public class ManifestGoldenTests
     [Fact]
     public void The_job_manifest_matches_its_golden_file()
     {
-        var job = JobManifest.Build(SampleLaunch(), "policygrid", "token-abc", Options);
+        var job = JobManifest.Build(SampleLaunch(), "policygrid", "token-abc", Options, CreatedAt);
         Golden("job.yaml", KubernetesYaml.Serialize(job));
     }
 
@@ -86,7 +89,7 @@ public class ManifestGoldenTests
     [Fact]
     public void A_job_pod_runs_once_unprivileged_without_an_api_token()
     {
-        var job = JobManifest.Build(SampleLaunch(), "policygrid", "token-abc", Options);
+        var job = JobManifest.Build(SampleLaunch(), "policygrid", "token-abc", Options, CreatedAt);
         job.Spec.BackoffLimit.ShouldBe(0);
         job.Spec.ActiveDeadlineSeconds.ShouldBe(90 + Options.StartupAllowanceSeconds);
         job.Spec.TtlSecondsAfterFinished.ShouldBe(600);
@@ -105,13 +108,15 @@ public class ManifestGoldenTests
         var spec = JsonNode.Parse(runner.Env.Single(e => e.Name == "POLICYGRID_JOB_SPEC").Value)!;
         spec["inputs"]!["ip"]!.GetValue<string>().ShouldBe("10.0.0.1");
         spec["policy"]!["policy_rule_uri"]!.GetValue<string>().ShouldBe("ip_allowlist:1.0-beta");
+        // The runner tries to deliver its result until shortly before Kubernetes stops its pod, so it is told when that is.
+        runner.Env.Single(e => e.Name == JobManifest.DeadlineVariable).Value.ShouldBe("2026-03-01T12:03:30.000Z");
     }
 
     [Fact]
     public void Code_held_by_the_node_is_fetched_from_the_nodes_bundle_url()
     {
         var launch = SampleLaunch() with { Policy = new JsonObject { ["policy_rule_uri"] = "p:1-a", ["code"] = "bundle://sha256/" + new string('a', 64) } };
-        var env = JobManifest.Build(launch, "ns", "t", Options).Spec.Template.Spec.Containers.Single().Env;
+        var env = JobManifest.Build(launch, "ns", "t", Options, CreatedAt).Spec.Template.Spec.Containers.Single().Env;
         var spec = JsonNode.Parse(env.Single(e => e.Name == "POLICYGRID_JOB_SPEC").Value)!;
         spec["policy"]!["code"]!.GetValue<string>().ShouldBe($"{Options.ResultCallbackUrl}/bundles/sha256/{new string('a', 64)}");
         env.ShouldContain(e => e.Name == "PolicyGrid__Runtime__Bundles__AllowPrivateNetworks" && e.Value == "true");

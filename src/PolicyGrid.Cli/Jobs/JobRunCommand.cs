@@ -1,5 +1,5 @@
-using System.Net.Http.Headers;
-using System.Net.Http.Json;
+using System.Globalization;
+using SortKey = PolicyGrid.Core.Ports.SortKey;
 using System.Text.Json.Nodes;
 using PolicyGrid.Core.Documents;
 using PolicyGrid.Core.Errors;
@@ -101,6 +101,7 @@ public static class JobRunCommand
 
     private static async Task<int> RunRemoteAsync(string specText)
     {
+        var startedAt = DateTimeOffset.UtcNow;
         var spec = JsonNode.Parse(specText) as JsonObject ?? throw new InvalidOperationException("POLICYGRID_JOB_SPEC is not a JSON object");
         var url = Environment.GetEnvironmentVariable("POLICYGRID_RESULT_URL") ?? throw new InvalidOperationException("POLICYGRID_RESULT_URL is not set");
         var token = Environment.GetEnvironmentVariable("POLICYGRID_JOB_TOKEN") ?? "";
@@ -122,27 +123,19 @@ public static class JobRunCommand
         // and the server that stores the outcome records it in the decision log.
         if (await RecordedDecisionAsync(services, job.JobId) is { } decision) outcome["decision"] = decision;
 
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
-        for (var attempt = 1; ; attempt++)
-        {
-            try
-            {
-                using var request = new HttpRequestMessage(HttpMethod.Post, url) { Content = JsonContent.Create(outcome) };
-                request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
-                using var response = await http.SendAsync(request);
-                if (response.IsSuccessStatusCode) return 0;
-                if ((int)response.StatusCode < 500 || attempt >= 6)
-                {
-                    Tell($"policygrid job-run: the result was refused ({(int)response.StatusCode})");
-                    return 1;
-                }
-            }
-            catch (HttpRequestException) when (attempt < 6)
-            {
-            }
-            await Task.Delay(TimeSpan.FromSeconds(Math.Pow(2, attempt)));
-        }
+        using var handler = new SocketsHttpHandler();
+        var delivery = new JobResultDelivery(handler, TimeProvider.System, Tell);
+        return await delivery.DeliverAsync(new Uri(url), token, outcome, PodDeadline(startedAt, job.TimeoutSeconds), CancellationToken.None) ? 0 : 1;
     }
+
+    /// <summary>
+    /// When Kubernetes stops this pod: what the node set in <c>POLICYGRID_JOB_DEADLINE</c>, or, from a node that sets none
+    /// (older than this runner), the job's timeout plus the default start-up allowance (120 s) from this process's start.
+    /// </summary>
+    private static DateTimeOffset PodDeadline(DateTimeOffset startedAt, double timeoutSeconds) =>
+        DateTimeOffset.TryParse(Environment.GetEnvironmentVariable(Kubernetes.JobManifest.DeadlineVariable), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var at)
+            ? at
+            : startedAt + TimeSpan.FromSeconds(timeoutSeconds + 120);
 
     /// <summary>The newest decision the run of job <paramref name="jobId"/> recorded in this process's store (none when nothing ran).</summary>
     private static async Task<JsonObject?> RecordedDecisionAsync(IServiceProvider services, string jobId)
