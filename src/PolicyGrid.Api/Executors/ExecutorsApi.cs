@@ -32,7 +32,8 @@ public static class ExecutorsApi
         api.MapQueryIsPostOnly("GET /executor/{executor_id}");
         api.MapGet("/{id}", Get).WithName("GetExecutor").WithSummary("Read an executor");
         api.MapPut("/{id}", Update).WithName("UpdateExecutor").WithSummary("Update an executor (Mongo-style update or replacement)");
-        api.MapDelete("/{id}", Delete).WithName("DeleteExecutor").WithSummary("Remove an executor");
+        api.MapDelete("/{id}", Delete).WithName("DeleteExecutor").WithSummary("Remove an executor")
+            .WithDescription("409 while jobs are pending or running on it, unless ?force=true, which cancels them first. Honours If-Match.");
         api.MapPost("/{id}/execute_policy", Execute).WithName("ExecutePolicy").WithSummary("Run a policy once on this executor (Type 2)")
             .WithDescription("Body: {policy_rule_uri, input_data, parameters?, settings?, context_key?, timeout_seconds?}. Answers exactly what the policy's eval returned. 410 for a retired policy; a Deprecation header for a deprecated one.");
         api.MapPost("/{id}/management", Manage).WithName("ManagePolicy").WithSummary("Run a management action on a fresh instance")
@@ -98,19 +99,34 @@ public static class ExecutorsApi
         }
     }
 
-    public static async Task<Results<EnvelopeOk<JsonObject>, Failure>> Delete(string id, [AsParameters] ExecutorServices services, CancellationToken ct)
+    public static async Task<Results<EnvelopeOk<JsonObject>, Failure>> Delete(string id, [Description("true: cancel the executor's open jobs and delete it")] string? force, [AsParameters] ExecutorServices services, CancellationToken ct)
     {
         if (IsBuiltIn(services.Http, id))
             return Failure.From(Problems.Conflict($"'{id}' is the built-in executor of this server and comes back at every start; set its executor_status to \"draining\" to stop using it"));
+        var forced = QueryFlag.Parse(services.Http.Request.Query, nameof(force));
         var ifMatch = ETags.IfMatch(services.Http.Request);
         var current = await services.Store.GetAsync(Collections.Executors, id, ct);
         if (current is null) return Failure.From(Missing(id));
         if (ifMatch is not null && !ifMatch.Matches(current.Revision))
             return Failure.From(RevisionMismatch(id, ifMatch, current.Revision));
+        // A job's launcher is found through its executor: once the executor is gone a cancel cannot stop the job's process
+        // or Kubernetes Job, which ran on, and a restart recorded the job failed while it ran.
+        if (!forced && await services.Jobs.OpenJobsOnAsync(id, ct) is { Count: > 0 } open)
+            return Failure.From(Problems.Conflict($"executor '{id}' still runs {open.Count} open job(s) ({Listed(open)}); cancel them "
+                + $"(DELETE /jobs/{{job_id}}) or wait for them to end, or delete with ?force=true to cancel them with it"));
         var deleted = await services.Store.DeleteAsync(Collections.Executors, id, current.Revision, ct);
         services.Dispatch.Forget(id);
-        return deleted is null ? Failure.From(Missing(id)) : Envelope.Answer.Ok(deleted.Body);
+        if (deleted is null) return Failure.From(Missing(id));
+        // Forced, its open jobs are stopped with it; unforced, any found here were submitted while it was being deleted.
+        var cancelled = await services.Jobs.CancelOpenJobsAsync(PolicyExecutor.FromStored(deleted.Body),
+            $"cancelled: its executor '{id}' was deleted", ct);
+        return Envelope.Answer.Ok(deleted.Body, cancelled.Count == 0 ? []
+            : [$"{cancelled.Count} open job(s) on executor '{id}' were cancelled with it ({Listed(cancelled)})"]);
     }
+
+    // The first few ids of a list that may be long, and how many more.
+    private static string Listed(IReadOnlyList<string> ids) =>
+        string.Join(", ", ids.Take(5)) + (ids.Count > 5 ? $" and {ids.Count - 5} more" : "");
 
     public static async Task<EnvelopeOk<JsonArray>> Query(JsonBody body, QueryWindow window, [AsParameters] ExecutorServices services, CancellationToken ct)
     {
@@ -157,4 +173,4 @@ public static class ExecutorsApi
 }
 
 /// <summary>What Executors endpoints need, bound by ASP.NET in one bundle.</summary>
-public sealed record ExecutorServices(HttpContext Http, IDocumentStore Store, ExecutorDispatch Dispatch, IOptions<PolicyRuntimeOptions> Runtime);
+public sealed record ExecutorServices(HttpContext Http, IDocumentStore Store, ExecutorDispatch Dispatch, IOptions<PolicyRuntimeOptions> Runtime, Jobs.JobBoard Jobs);

@@ -144,30 +144,62 @@ public sealed class JobBoard(
     }
 
     /// <summary>DELETE /jobs/{id}: records the job as cancelled (unless it already ended) and stops it.</summary>
-    public async Task<JsonObject> CancelAsync(string jobId, CancellationToken ct)
+    public Task<JsonObject> CancelAsync(string jobId, CancellationToken ct) => CancelAsync(jobId, "cancelled by request", null, ct);
+
+    /// <summary>
+    /// Records <paramref name="jobId"/> cancelled with <paramref name="reason"/> as its error (unless it already ended) and
+    /// stops it with the launcher of <paramref name="executor"/> (null: the job's executor as stored, which a deleted one no
+    /// longer is).
+    /// </summary>
+    private async Task<JsonObject> CancelAsync(string jobId, string reason, PolicyExecutor? executor, CancellationToken ct)
     {
         var before = await store.GetAsync(Collections.Jobs, jobId, ct) ?? throw Missing(jobId);
         if (IsFinal(before.Body)) return await PresentAsync(before.Body, ct);
         var job = await TransitionAsync(jobId, j => j.IsFinished ? null : j with
         {
-            Status = JobStatus.Cancelled, Error = "cancelled by request", FinishedAt = Now(),
+            Status = JobStatus.Cancelled, Error = reason, FinishedAt = Now(),
         }, ct);
         if (job.Status == JobStatus.Cancelled)
         {
             try
             {
-                var executor = await ExecutorAsync(job.ExecutorId, ct);
-                await LauncherFor(executor).CancelAsync(jobId, ct);
+                await LauncherFor(executor ?? await ExecutorAsync(job.ExecutorId, ct)).CancelAsync(jobId, ct);
             }
             catch (PolicyGridException e)
             {
                 // The record says cancelled either way; a launcher that could not be reached is logged for the operator.
                 logger.LogWarning("job {JobId}: cancelled, but stopping it failed: {Error}", jobId, e.Message);
             }
-            logger.LogInformation("job {JobId}: cancelled", jobId);
+            logger.LogInformation("job {JobId}: cancelled ({Reason})", jobId, reason);
             signals.Signal(jobId);
         }
         return await PresentAsync(job.ToJson(), ct);
+    }
+
+    /// <summary>The ids of the jobs still pending or running on executor <paramref name="executorId"/>, the oldest first.</summary>
+    public async Task<IReadOnlyList<string>> OpenJobsOnAsync(string executorId, CancellationToken ct)
+    {
+        var filter = FilterParser.Parse(new JsonObject
+        {
+            ["executor_id"] = executorId,
+            ["status"] = new JsonObject { ["$in"] = new JsonArray(JobStatus.Pending, JobStatus.Running) },
+        });
+        var open = new List<(string CreatedAt, string Id)>();
+        await foreach (var doc in store.QueryEveryAsync(Collections.Jobs, filter, ct))
+            open.Add((doc.Body["created_at"]?.GetValue<string>() ?? "", doc.Id));
+        return [.. open.OrderBy(j => j.CreatedAt, StringComparer.Ordinal).ThenBy(j => j.Id, StringComparer.Ordinal).Select(j => j.Id)];
+    }
+
+    /// <summary>
+    /// Cancels every job still open on <paramref name="executor"/>, each recorded <c>cancelled</c> with
+    /// <paramref name="reason"/>, and stops it with that executor's launcher (which works once the executor's record is gone).
+    /// Answers the ids it cancelled.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> CancelOpenJobsAsync(PolicyExecutor executor, string reason, CancellationToken ct)
+    {
+        var open = await OpenJobsOnAsync(executor.ExecutorId, ct);
+        foreach (var jobId in open) await CancelAsync(jobId, reason, executor, ct);
+        return open;
     }
 
     /// <summary>POST /jobs/{id}/result: a remote runner reports how its job ended, with the job's token.</summary>
