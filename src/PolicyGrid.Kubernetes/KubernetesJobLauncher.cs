@@ -71,6 +71,7 @@ public sealed class KubernetesJobLauncher(IKubernetes client, IOptions<Kubernete
         var name = KubernetesNames.JobName(jobId);
         var delay = options.Value.PollInitial;
         var signal = cancelled.GetOrAdd(jobId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        var start = new RunnerStart();
         try
         {
             while (true)
@@ -112,6 +113,9 @@ public sealed class KubernetesJobLauncher(IKubernetes client, IOptions<Kubernete
                         : JobOutcome.Failed($"the Kubernetes Job failed ({(reason.Length > 0 ? reason : "no reason given")}){detail}");
                 }
 
+                if (!start.Started && await CannotStartAsync(jobId, start, ct) is { } why)
+                    return JobOutcome.Failed(await GiveUpAsync(jobId, why));
+
                 await Task.WhenAny(Task.Delay(delay, ct), signal.Task);
                 ct.ThrowIfCancellationRequested();
                 delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, options.Value.PollMax.Ticks));
@@ -121,6 +125,56 @@ public sealed class KubernetesJobLauncher(IKubernetes client, IOptions<Kubernete
         {
             cancelled.TryRemove(new KeyValuePair<string, TaskCompletionSource>(jobId, signal));
         }
+    }
+
+    // Waiting reasons of a runner container that never starts. A pod stuck on one used to wait until the Job's deadline
+    // (timeout + start-up allowance), by when Kubernetes had removed the pod and its reason with it.
+    private static readonly HashSet<string> FailAtOnce = new(StringComparer.Ordinal) { "InvalidImageName", "CreateContainerConfigError", "ErrImageNeverPull" };
+    private static readonly HashSet<string> FailOncePersisting = new(StringComparer.Ordinal) { "ErrImagePull", "ImagePullBackOff", "CreateContainerError" };
+
+    /// <summary>Whether the runner container has started, and since when it has waited on a reason that may pass.</summary>
+    private sealed class RunnerStart
+    {
+        public bool Started;
+        public DateTimeOffset? FailingSince;
+    }
+
+    /// <summary>
+    /// Why the job's runner container will not start, or null while it may: read from its pod until it runs (then never
+    /// again, so a running job costs no pod reads). A pod that cannot be read now is asked about at the next poll.
+    /// </summary>
+    private async Task<string?> CannotStartAsync(string jobId, RunnerStart start, CancellationToken ct)
+    {
+        V1ContainerState? state;
+        try
+        {
+            var pods = await client.CoreV1.ListNamespacedPodAsync(Namespace, labelSelector: $"{JobManifest.JobIdLabel}={jobId}", cancellationToken: ct);
+            state = pods.Items.Select(p => p.Status?.ContainerStatuses?.FirstOrDefault(s => s.Name == JobManifest.RunnerContainer)?.State)
+                .FirstOrDefault(s => s is not null);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            logger.LogWarning("job {JobId}: could not read its pod's status ({Error}); asking again at the next poll", jobId, e.Message);
+            return null;
+        }
+        if (state?.Running is not null || state?.Terminated is not null)
+        {
+            start.Started = true;
+            return null;
+        }
+        if (state?.Waiting is not { Reason: { Length: > 0 } reason } waiting || !(FailAtOnce.Contains(reason) || FailOncePersisting.Contains(reason)))
+        {
+            start.FailingSince = null;
+            return null;
+        }
+        var now = clock.GetUtcNow();
+        start.FailingSince ??= now;
+        var waited = now - start.FailingSince.Value;
+        if (!FailAtOnce.Contains(reason) && waited < options.Value.StartFailureGrace) return null;
+        var detail = string.IsNullOrWhiteSpace(waiting.Message) ? "" : $": {waiting.Message.Trim()}";
+        var persisted = FailAtOnce.Contains(reason) ? "" : $" (for {waited.TotalSeconds:0} s; {KubernetesJobOptions.Section}:StartFailureGrace is {options.Value.StartFailureGrace.TotalSeconds:0} s)";
+        logger.LogWarning("job {JobId}: its container cannot start ({Reason}{Detail}); failing it", jobId, reason, detail);
+        return $"the job's container could not start: {reason}{detail}{persisted}";
     }
 
     private async Task<string> GiveUpAsync(string jobId, string why)

@@ -29,6 +29,14 @@ public sealed class KubernetesJobOptions
 
     /// <summary>Extra seconds a Job may live past the job's own timeout (image pull, start-up) before Kubernetes stops it.</summary>
     public int StartupAllowanceSeconds { get; set; } = 120;
+
+    /// <summary>
+    /// How long the runner container may keep waiting on an image it cannot pull (<c>ErrImagePull</c>,
+    /// <c>ImagePullBackOff</c>) or a container the runtime could not create (<c>CreateContainerError</c>) before the job
+    /// fails and its Job is deleted: these can pass (a registry's hiccup). <c>InvalidImageName</c> and
+    /// <c>CreateContainerConfigError</c> cannot, and fail the job at once.
+    /// </summary>
+    public TimeSpan StartFailureGrace { get; set; } = TimeSpan.FromSeconds(60);
 }
 
 /// <summary>
@@ -49,6 +57,7 @@ public sealed class KubernetesJobOptionsValidator : Microsoft.Extensions.Options
         checks.Check(options.RunAsUser > 0, "RunAsUser", "a uid greater than 0 (job pods run as non-root)", options.RunAsUser);
         checks.Check(options.TtlSecondsAfterFinished >= 0, "TtlSecondsAfterFinished", "0 or more", options.TtlSecondsAfterFinished);
         checks.Check(options.StartupAllowanceSeconds >= 0, "StartupAllowanceSeconds", "0 or more", options.StartupAllowanceSeconds);
+        checks.Check(options.StartFailureGrace >= TimeSpan.Zero, "StartFailureGrace", "0 or more", options.StartFailureGrace);
         checks.Check(options.PollInitial > TimeSpan.Zero, "PollInitial", "greater than zero", options.PollInitial);
         checks.Check(options.PollMax >= options.PollInitial, "PollMax", $"at least PollInitial ({options.PollInitial})", options.PollMax);
         return checks.Result;

@@ -118,11 +118,52 @@ public class KubernetesJobLauncherTests : IAsyncLifetime
     [Fact]
     public async Task A_pod_whose_runner_never_started_says_what_it_waited_on()
     {
+        // A pull failing for less than StartFailureGrace (60 s here) may pass: the job is left to its deadline.
         var outcome = await EndedWithPodAsync("pull-1", "DeadlineExceeded",
-            new JsonObject { ["waiting"] = new JsonObject { ["reason"] = "CreateContainerConfigError", ["message"] = "secret \"x\" not found" } });
+            new JsonObject { ["waiting"] = new JsonObject { ["reason"] = "ImagePullBackOff", ["message"] = "Back-off pulling image \"x\"" } });
 
         outcome.End.ShouldBe(JobEnd.TimedOut);
-        outcome.Error.ShouldEndWith("; container never started (CreateContainerConfigError: secret \"x\" not found)");
+        outcome.Error.ShouldEndWith("; container never started (ImagePullBackOff: Back-off pulling image \"x\")");
+    }
+
+    [Theory]
+    [InlineData("InvalidImageName", "couldn't parse image name \"Registry/X:\": invalid reference format")]
+    [InlineData("CreateContainerConfigError", "secret \"x\" not found")]
+    public async Task A_runner_that_can_never_start_fails_the_job_at_once_with_the_reason_and_its_job_is_deleted(string reason, string message)
+    {
+        var outcome = await StuckAsync("never-1", reason, message, grace: TimeSpan.FromHours(1));
+
+        outcome.End.ShouldBe(JobEnd.Failed);
+        outcome.Error.ShouldBe($"the job's container could not start: {reason}: {message}; the Kubernetes Job was deleted");
+        api.Get(JobPath("never-1")).ShouldBeNull();
+    }
+
+    [Fact]
+    public async Task An_image_pull_failing_past_the_grace_fails_the_job_with_the_reason_and_its_job_is_deleted()
+    {
+        var outcome = await StuckAsync("pull-2", "ImagePullBackOff", "Back-off pulling image \"registry.example/none:1\"", grace: TimeSpan.FromMilliseconds(300));
+
+        outcome.End.ShouldBe(JobEnd.Failed);
+        outcome.Error.ShouldStartWith("the job's container could not start: ImagePullBackOff: Back-off pulling image \"registry.example/none:1\" (for ");
+        outcome.Error.ShouldContain("StartFailureGrace");
+        outcome.Error.ShouldEndWith("; the Kubernetes Job was deleted");
+        api.Get(JobPath("pull-2")).ShouldBeNull();
+    }
+
+    // A job whose runner waits on `reason` for good (the Job itself never ends): how the launcher ends it.
+    private async Task<JobOutcome> StuckAsync(string id, string reason, string message, TimeSpan grace)
+    {
+        var options = ManifestGoldenTests.Options;
+        options.Namespace = Ns;
+        options.PollInitial = TimeSpan.FromMilliseconds(20);
+        options.PollMax = TimeSpan.FromMilliseconds(100);
+        options.StartFailureGrace = grace;
+        var stuck = new KubernetesJobLauncher(client, Options.Create(options), NullLogger<KubernetesJobLauncher>.Instance);
+        var run = stuck.RunAsync(ManifestGoldenTests.SampleLaunch(id), CancellationToken.None);
+        await api.WhenCreated(JobPath(id));
+        api.AddPod(Ns, $"pg-job-{id}-abcde", new() { [JobManifest.JobIdLabel] = id },
+            new JsonObject { ["waiting"] = new JsonObject { ["reason"] = reason, ["message"] = message } }, log: null);
+        return await run.WaitAsync(TimeSpan.FromSeconds(20));
     }
 
     // A job whose pod has its runner in `state` (and no log unless given), and whose Job then fails for `jobReason`: how it ended.

@@ -33,6 +33,7 @@ public class KubernetesJobOptionsTests
             ["PolicyGrid:Jobs:Kubernetes:RunAsUser"] = "0",
             ["PolicyGrid:Jobs:Kubernetes:TtlSecondsAfterFinished"] = "-1",
             ["PolicyGrid:Jobs:Kubernetes:StartupAllowanceSeconds"] = "-5",
+            ["PolicyGrid:Jobs:Kubernetes:StartFailureGrace"] = "-00:00:01",
             ["PolicyGrid:Jobs:Kubernetes:PollInitial"] = "00:00:00",
         }));
         error.Failures.ShouldContain(f => f.StartsWith("PolicyGrid:Jobs:Kubernetes:RunnerImage is empty", StringComparison.Ordinal));
@@ -40,6 +41,7 @@ public class KubernetesJobOptionsTests
         error.Failures.ShouldContain("PolicyGrid:Jobs:Kubernetes:RunAsUser is 0; it must be a uid greater than 0 (job pods run as non-root)");
         error.Failures.ShouldContain("PolicyGrid:Jobs:Kubernetes:TtlSecondsAfterFinished is -1; it must be 0 or more");
         error.Failures.ShouldContain("PolicyGrid:Jobs:Kubernetes:StartupAllowanceSeconds is -5; it must be 0 or more");
+        error.Failures.ShouldContain("PolicyGrid:Jobs:Kubernetes:StartFailureGrace is -00:00:01; it must be 0 or more");
         error.Failures.ShouldContain("PolicyGrid:Jobs:Kubernetes:PollInitial is 00:00:00; it must be greater than zero");
     }
 
