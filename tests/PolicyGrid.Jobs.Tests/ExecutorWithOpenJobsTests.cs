@@ -72,6 +72,8 @@ public sealed class ExecutorWithOpenJobsTests : IAsyncLifetime
         var job = await client.Get($"/jobs/{id}");
         job.DataStatus.ShouldBe("cancelled");
         job.Data!["error"]!.GetValue<string>().ShouldContain("executor 'batch' was deleted");
+        var log = await client.Post("/decisions/query", $$"""{"context_key":"job:{{id}}","error_code":"cancelled"}""");
+        log.Data!.AsArray().ShouldHaveSingleItem();
     }
 
     [Fact]

@@ -247,6 +247,25 @@ public sealed class JobsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_cancel_is_the_jobs_decision_record_once_saying_who_cancelled_it()
+    {
+        await InsertPendingAsync("j-cancel-audit");
+        (await client.Delete("/jobs/j-cancel-audit")).DataStatus.ShouldBe("cancelled");
+        (await client.Delete("/jobs/j-cancel-audit")).DataStatus.ShouldBe("cancelled");
+
+        var log = await client.Post("/decisions/query", """{"context_key":"job:j-cancel-audit"}""");
+        log.Status.ShouldBe(200);
+        var decision = log.Data!.AsArray().ShouldHaveSingleItem()!;
+        decision["kind"]!.GetValue<string>().ShouldBe("execute");
+        decision["policy_rule_uri"]!.GetValue<string>().ShouldBe(policy);
+        decision["caller"]!.GetValue<string>().ShouldBe("anonymous");
+        decision["outcome"]!.GetValue<string>().ShouldBe("error");
+        decision["error_code"]!.GetValue<string>().ShouldBe("cancelled");
+        decision["status"]!.GetValue<int>().ShouldBe(499);
+        decision["input_sha256"]!.GetValue<string>().Length.ShouldBe(64);
+    }
+
+    [Fact]
     public async Task Jobs_are_queried_with_a_filter_and_a_window()
     {
         await InsertPendingAsync("q1", "alpha");

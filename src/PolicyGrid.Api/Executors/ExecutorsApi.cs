@@ -119,7 +119,7 @@ public static class ExecutorsApi
         if (deleted is null) return Failure.From(Missing(id));
         // Forced, its open jobs are stopped with it; unforced, any found here were submitted while it was being deleted.
         var cancelled = await services.Jobs.CancelOpenJobsAsync(PolicyExecutor.FromStored(deleted.Body),
-            $"cancelled: its executor '{id}' was deleted", ct);
+            $"cancelled: its executor '{id}' was deleted", services.Http.Caller(), ct);
         return Envelope.Answer.Ok(deleted.Body, cancelled.Count == 0 ? []
             : [$"{cancelled.Count} open job(s) on executor '{id}' were cancelled with it ({Listed(cancelled)})"]);
     }

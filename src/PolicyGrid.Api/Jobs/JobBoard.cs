@@ -143,23 +143,25 @@ public sealed class JobBoard(
         }, ct);
     }
 
-    /// <summary>DELETE /jobs/{id}: records the job as cancelled (unless it already ended) and stops it.</summary>
-    public Task<JsonObject> CancelAsync(string jobId, CancellationToken ct) => CancelAsync(jobId, "cancelled by request", null, ct);
+    /// <summary>DELETE /jobs/{id}: records the job as cancelled by <paramref name="by"/> (unless it already ended) and stops it.</summary>
+    public Task<JsonObject> CancelAsync(string jobId, CallerIdentity by, CancellationToken ct) => CancelAsync(jobId, "cancelled by request", by, null, ct);
 
     /// <summary>
     /// Records <paramref name="jobId"/> cancelled with <paramref name="reason"/> as its error (unless it already ended) and
     /// stops it with the launcher of <paramref name="executor"/> (null: the job's executor as stored, which a deleted one no
-    /// longer is).
+    /// longer is). The cancel is the job's decision record, as a run's end is.
     /// </summary>
-    private async Task<JsonObject> CancelAsync(string jobId, string reason, PolicyExecutor? executor, CancellationToken ct)
+    private async Task<JsonObject> CancelAsync(string jobId, string reason, CallerIdentity by, PolicyExecutor? executor, CancellationToken ct)
     {
         var before = await store.GetAsync(Collections.Jobs, jobId, ct) ?? throw Missing(jobId);
         if (IsFinal(before.Body)) return await PresentAsync(before.Body, ct);
-        var job = await TransitionAsync(jobId, j => j.IsFinished ? null : j with
+        var cancelled = false; // whether this call ended the job (a cancel racing another end records nothing)
+        var job = await TransitionAsync(jobId, j =>
         {
-            Status = JobStatus.Cancelled, Error = reason, FinishedAt = Now(),
+            cancelled = !j.IsFinished;
+            return !cancelled ? null : j with { Status = JobStatus.Cancelled, Error = reason, FinishedAt = Now() };
         }, ct);
-        if (job.Status == JobStatus.Cancelled)
+        if (cancelled)
         {
             try
             {
@@ -170,10 +172,25 @@ public sealed class JobBoard(
                 // The record says cancelled either way; a launcher that could not be reached is logged for the operator.
                 logger.LogWarning("job {JobId}: cancelled, but stopping it failed: {Error}", jobId, e.Message);
             }
-            logger.LogInformation("job {JobId}: cancelled ({Reason})", jobId, reason);
+            logger.LogInformation("job {JobId}: cancelled by {Caller} ({Reason})", jobId, by.Name, reason);
+            if (decisions is not null) await decisions.RecordAsync(CancelDecision(job, by));
             signals.Signal(jobId);
         }
         return await PresentAsync(job.ToJson(), ct);
+    }
+
+    /// <summary>
+    /// A cancelled job's decision: its run ended without a result, stopped by <paramref name="by"/> (the caller; the job it
+    /// concerns is its <c>context_key</c>, <c>job:&lt;id&gt;</c>), <c>error_code</c> <c>cancelled</c> with status 499 (a
+    /// request its client cancelled, as gRPC's CANCELLED maps to HTTP), from when it started (or was cancelled, never
+    /// started) for as long as it ran. Which bundle its process loaded, if any, the server cannot tell.
+    /// </summary>
+    private Decision CancelDecision(Job job, CallerIdentity by)
+    {
+        var now = clock.GetUtcNow();
+        var started = DateTimeOffset.TryParse(job.StartedAt, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var s) ? s : now;
+        return new Decision("execute", job.PolicyRuleUri, "", by.Name, $"job:{job.JobId}", CanonicalJson.Sha256(job.Inputs.DeepClone()),
+            Decision.OutcomeError, JobStatus.Cancelled, 499, Math.Max(0, (now - started).TotalMilliseconds), started);
     }
 
     /// <summary>The ids of the jobs still pending or running on executor <paramref name="executorId"/>, the oldest first.</summary>
@@ -191,14 +208,14 @@ public sealed class JobBoard(
     }
 
     /// <summary>
-    /// Cancels every job still open on <paramref name="executor"/>, each recorded <c>cancelled</c> with
+    /// Cancels every job still open on <paramref name="executor"/> for <paramref name="by"/>, each recorded <c>cancelled</c> with
     /// <paramref name="reason"/>, and stops it with that executor's launcher (which works once the executor's record is gone).
     /// Answers the ids it cancelled.
     /// </summary>
-    public async Task<IReadOnlyList<string>> CancelOpenJobsAsync(PolicyExecutor executor, string reason, CancellationToken ct)
+    public async Task<IReadOnlyList<string>> CancelOpenJobsAsync(PolicyExecutor executor, string reason, CallerIdentity by, CancellationToken ct)
     {
         var open = await OpenJobsOnAsync(executor.ExecutorId, ct);
-        foreach (var jobId in open) await CancelAsync(jobId, reason, executor, ct);
+        foreach (var jobId in open) await CancelAsync(jobId, reason, by, executor, ct);
         return open;
     }
 

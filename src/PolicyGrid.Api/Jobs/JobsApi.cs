@@ -10,6 +10,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using PolicyGrid.Api.Auth;
 using PolicyGrid.Api.Documents;
 using PolicyGrid.Api.Envelope;
 using PolicyGrid.Core.Errors;
@@ -102,8 +103,8 @@ public static class JobsApi
     public static async Task<EnvelopeOk<JsonObject>> Get([FromRoute(Name = "job_id")] string jobId, [Description("Seconds to wait for the job to end")] string? wait, JobBoard board, CancellationToken ct) =>
         Answer.Ok(await board.GetAsync(jobId, Wait(wait), ct));
 
-    public static async Task<EnvelopeOk<JsonObject>> Cancel([FromRoute(Name = "job_id")] string jobId, JobBoard board, CancellationToken ct) =>
-        Answer.Ok(await board.CancelAsync(jobId, ct));
+    public static async Task<EnvelopeOk<JsonObject>> Cancel([FromRoute(Name = "job_id")] string jobId, JobBoard board, HttpContext http, CancellationToken ct) =>
+        Answer.Ok(await board.CancelAsync(jobId, http.Caller(), ct));
 
     public static async Task<EnvelopeOk<IReadOnlyList<JsonObject>>> Query(JsonBody body, QueryWindow window, JobBoard board, CancellationToken ct)
     {
