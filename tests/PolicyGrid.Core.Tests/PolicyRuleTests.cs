@@ -126,6 +126,40 @@ public class PolicyRuleTests
         PolicyRule.TimeoutEstimate(rule.ResourceEstimates).ShouldBe(seconds is { } s ? TimeSpan.FromSeconds(s) : null);
     }
 
+    [Theory]
+    [InlineData("memory", "512", "\"512Mi\"")] // a bare number is bytes: 512 of them was a pod that never started
+    [InlineData("memory", "6291455", "at least 6291456")]
+    [InlineData("memory", "1000000000.5", "a whole number")]
+    [InlineData("memory", "\"512\"", "\"512Mi\" or \"1Gi\"")]
+    [InlineData("memory", "\"512MB\"", "not a string")]
+    [InlineData("memory", "\"lots\"", "not a string")]
+    [InlineData("memory", "{}", "not an object")]
+    [InlineData("memory_mb", "0", "at least 6")]
+    [InlineData("memory_mb", "\"512\"", "not a string")]
+    [InlineData("cpu", "0", "at least 0.001")]
+    [InlineData("cpu", "\"fast\"", "\"500m\"")]
+    [InlineData("vcpus", "-2", "not -2")]
+    public void A_resource_estimate_kubernetes_cannot_use_is_named_where_written(string key, string value, string said)
+    {
+        var rule = PolicyRule.FromJson(With($$$"""{"resource_estimates": {"{{{key}}}": {{{value}}}}}"""));
+
+        var error = rule.WriteErrors(null).ShouldHaveSingleItem();
+        error.Path.ShouldBe($"resource_estimates.{key}");
+        error.Message.ShouldContain(said);
+        // Stored so by an older server, it reads, and an update that leaves it alone is not refused for it.
+        (rule with { Description = "changed" }).WriteErrors(rule).ShouldBeEmpty();
+    }
+
+    [Theory]
+    [InlineData("""{"memory": "512Mi", "cpu": "500m"}""")]
+    [InlineData("""{"memory": "1Gi", "cpu": 2}""")]
+    [InlineData("""{"memory": "1.5G", "vcpus": "0.25"}""")]
+    [InlineData("""{"memory": 536870912, "cpu": "1e-3"}""")]
+    [InlineData("""{"memory": "6Mi", "memory_mb": 256}""")]
+    [InlineData("""{"memory": null, "cpu": null}""")]
+    public void Resource_estimates_kubernetes_reads_are_taken(string estimates) =>
+        PolicyRule.FromJson(With($$$"""{"resource_estimates": {{{estimates}}}}""")).WriteErrors(null).ShouldBeEmpty();
+
     [Fact]
     public void Two_management_commands_of_one_name_are_refused_where_written_but_a_stored_pair_reads_and_updates()
     {

@@ -266,6 +266,32 @@ public sealed class JobsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_memory_estimate_no_job_pod_could_start_with_is_refused_where_written_and_nothing_is_stored()
+    {
+        // 512 was handed to Kubernetes as 512 bytes: every job of the policy had a pod that could never start.
+        var body = new JsonObject
+        {
+            ["name"] = "sized", ["version"] = "1.0", ["release_tag"] = "test", ["code"] = await server.StoreBundleAsync(),
+            ["type"] = "python_class_v1", ["resource_estimates"] = new JsonObject { ["memory"] = 512 },
+        };
+
+        var refused = await client.Post("/policy", body.ToJsonString());
+
+        refused.Status.ShouldBe(400, refused.Body?.ToJsonString());
+        refused.Code.ShouldBe("validation_failed");
+        refused.Message.ShouldContain("resource_estimates.memory");
+        refused.Message.ShouldContain("\"512Mi\"");
+        (await client.Get("/policy/sized:1.0-test")).Status.ShouldBe(404);
+
+        body["resource_estimates"] = new JsonObject { ["memory"] = "512Mi", ["cpu"] = "500m" };
+        (await client.Post("/policy", body.ToJsonString())).Status.ShouldBe(200);
+        var update = await client.Put("/policy/sized:1.0-test", """{"$set": {"resource_estimates.cpu": "fast"}}""");
+        update.Status.ShouldBe(400);
+        update.Message.ShouldContain("resource_estimates.cpu");
+        (await client.Get("/policy/sized:1.0-test")).Data!["resource_estimates"]!["cpu"]!.GetValue<string>().ShouldBe("500m");
+    }
+
+    [Fact]
     public async Task Jobs_are_queried_with_a_filter_and_a_window()
     {
         await InsertPendingAsync("q1", "alpha");

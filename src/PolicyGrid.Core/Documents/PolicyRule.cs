@@ -227,6 +227,7 @@ public sealed record PolicyRule : IDocument<PolicyRule>
             errors.Add(new FieldError("resource_estimates.timeout_seconds",
                 $"must be a number of seconds, at least 0.0000001 (one tick of the clock), not {shown}: it is the deadline of a call or job that names none"));
         }
+        errors.AddRange(ResourceErrors(before));
         if (before is null || !JsonValues.DeepEquals(before.ManagementCommandsSchema, ManagementCommandsSchema))
         {
             var first = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -240,6 +241,39 @@ public sealed record PolicyRule : IDocument<PolicyRule>
             }
         }
         return errors;
+    }
+
+    /// <summary>The least memory a container runtime starts a container with (6 MiB): a job's pod asking for less never starts.</summary>
+    public const long MinMemoryBytes = 6L << 20;
+
+    /// <summary>
+    /// <c>resource_estimates</c> <c>memory</c>, <c>memory_mb</c>, <c>cpu</c> and <c>vcpus</c> as jobs hand them to Kubernetes
+    /// (requests and limits of the job's pod), where they are written: an amount Kubernetes cannot read, or memory under
+    /// what any container starts with, left every job of the policy unable to start (a bare <c>512</c> was 512 bytes).
+    /// </summary>
+    private IEnumerable<FieldError> ResourceErrors(PolicyRule? before)
+    {
+        foreach (var key in (string[])["memory", "memory_mb", "cpu", "vcpus"])
+        {
+            var value = ResourceEstimates[key];
+            if (DocumentFields.IsNull(value) || (before is not null && JsonValues.DeepEquals(before.ResourceEstimates[key], value))) continue;
+            var number = value is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.Number ? v.GetValue<double>() : (double?)null;
+            var text = value is JsonValue t && t.TryGetValue<string>(out var s) ? s.Trim() : null;
+            var shown = number is not null ? value!.ToJsonString() : JsonValues.Describe(value);
+            var problem = key switch
+            {
+                "memory" when number is { } bytes => bytes >= MinMemoryBytes && bytes == Math.Floor(bytes) ? null
+                    : $"as a number counts bytes and must be a whole number of at least {MinMemoryBytes} (6Mi, the least a container starts "
+                      + $"with), not {shown}: write megabytes as \"{shown}Mi\" (or give memory_mb), gigabytes as \"1Gi\"",
+                "memory" => text is not null && QuantityNotation.TryParse(text, out var amount) && amount >= MinMemoryBytes ? null
+                    : $"must be an amount of memory as Kubernetes writes it, such as \"512Mi\" or \"1Gi\" (at least \"6Mi\"), or a whole number of bytes, not {shown}",
+                "memory_mb" => number >= MinMemoryBytes >> 20 ? null
+                    : $"must be a number of MiB, at least {MinMemoryBytes >> 20}, not {shown}",
+                _ => number >= 0.001 || (number is null && text is not null && QuantityNotation.TryParse(text, out var cores) && cores >= 0.001) ? null
+                    : $"must be a number of cores (0.5) or an amount of CPU as Kubernetes writes it (\"500m\"), at least 0.001 (\"1m\"), not {shown}",
+            };
+            if (problem is not null) yield return new FieldError($"resource_estimates.{key}", problem + ": jobs of this policy ask Kubernetes for it");
+        }
     }
 
     /// <summary>
