@@ -20,11 +20,17 @@ public class KubernetesJobLauncherTests : IAsyncLifetime
     {
         api = await FakeKubernetesApi.StartAsync();
         client = new k8s.Kubernetes(new KubernetesClientConfiguration { Host = api.Url, AccessToken = "node-sa-token" });
+        launcher = new KubernetesJobLauncher(client, Options.Create(LauncherOptions()), NullLogger<KubernetesJobLauncher>.Instance);
+    }
+
+    // The sample options in this test's namespace, polling fast.
+    private static KubernetesJobOptions LauncherOptions()
+    {
         var options = ManifestGoldenTests.Options;
         options.Namespace = Ns;
         options.PollInitial = TimeSpan.FromMilliseconds(20);
         options.PollMax = TimeSpan.FromMilliseconds(100);
-        launcher = new KubernetesJobLauncher(client, Options.Create(options), NullLogger<KubernetesJobLauncher>.Instance);
+        return options;
     }
 
     public async ValueTask DisposeAsync()
@@ -153,10 +159,7 @@ public class KubernetesJobLauncherTests : IAsyncLifetime
     // A job whose runner waits on `reason` for good (the Job itself never ends): how the launcher ends it.
     private async Task<JobOutcome> StuckAsync(string id, string reason, string message, TimeSpan grace)
     {
-        var options = ManifestGoldenTests.Options;
-        options.Namespace = Ns;
-        options.PollInitial = TimeSpan.FromMilliseconds(20);
-        options.PollMax = TimeSpan.FromMilliseconds(100);
+        var options = LauncherOptions();
         options.StartFailureGrace = grace;
         var stuck = new KubernetesJobLauncher(client, Options.Create(options), NullLogger<KubernetesJobLauncher>.Instance);
         var run = stuck.RunAsync(ManifestGoldenTests.SampleLaunch(id), CancellationToken.None);
