@@ -59,6 +59,20 @@ internal static class CountingPolicy
                 self.count = state["count"]
         """;
 
+    /// <summary>Counts its calls and saves the count, but its set_state() always raises: it cannot come back after a restart.</summary>
+    public const string CannotRestore = """
+        class AIOSv1PolicyRule:
+            def __init__(self, rule_id, settings, parameters):
+                self.count = 0
+            def eval(self, parameters, input_data, context):
+                self.count += 1
+                return {"count": self.count}
+            def get_state(self):
+                return {"count": self.count}
+            def set_state(self, state):
+                raise RuntimeError("cannot restore")
+        """;
+
     /// <summary>Raises while it is created: every deployment of it fails to load.</summary>
     public const string FailsToLoad = """
         class AIOSv1PolicyRule:

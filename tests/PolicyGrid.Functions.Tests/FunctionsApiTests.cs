@@ -268,18 +268,7 @@ public sealed class FunctionsApiTests : IAsyncLifetime
     [Fact]
     public async Task A_set_state_that_raises_after_a_restart_is_a_422_naming_set_state_and_the_saved_state_stays()
     {
-        var policy = await _server.RegisterPolicyAsync("touchy", """
-            class AIOSv1PolicyRule:
-                def __init__(self, rule_id, settings, parameters):
-                    self.count = 0
-                def eval(self, parameters, input_data, context):
-                    self.count += 1
-                    return {"count": self.count}
-                def get_state(self):
-                    return {"count": self.count}
-                def set_state(self, state):
-                    raise RuntimeError("cannot restore")
-            """);
+        var policy = await _server.RegisterPolicyAsync("touchy", CountingPolicy.CannotRestore);
         var body = Body("touchy");
         body["policy_rule_uri"] = policy;
         (await Deploy(body)).Status.ShouldBe(200);

@@ -724,18 +724,7 @@ public sealed class PolicyFunctionActorTests : IAsyncLifetime
         await first.DeployAsync(new FunctionActorDeployment("touchy", new JsonObject
         {
             ["policy_rule_uri"] = "touchy:1.0-test",
-            ["code"] = _bundles.Add("touchy", """
-                class AIOSv1PolicyRule:
-                    def __init__(self, rule_id, settings, parameters):
-                        self.count = 0
-                    def eval(self, parameters, input_data, context):
-                        self.count += 1
-                        return {"count": self.count}
-                    def get_state(self):
-                        return {"count": self.count}
-                    def set_state(self, state):
-                        raise RuntimeError("cannot restore")
-                """),
+            ["code"] = _bundles.Add("touchy", CountingPolicy.CannotRestore),
         }.ToJsonString()));
         (await Call(first))["count"]!.GetValue<int>().ShouldBe(1);
         var before = saved.ToDictionary();
