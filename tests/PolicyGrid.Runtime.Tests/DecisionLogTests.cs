@@ -48,6 +48,25 @@ public sealed class DecisionLogTests : IDisposable
     }
 
     [Fact]
+    public async Task A_decision_after_the_log_closed_is_logged_with_what_tells_the_call_apart()
+    {
+        // A graph node's call abandoned by its run records itself when it unwinds; at a stop past the shutdown timeout that
+        // can be after the log closed, and this line is all that is left of it. It named only the policy and the caller.
+        var logs = new CapturingLoggerProvider();
+        var store = new SqliteDocumentStore(new SqliteDatabase(Path.Combine(dir, "policygrid.db")));
+        var log = new DecisionLog(store, new DecisionLogOptions(), TimeProvider.System, logs.CreateLogger<DecisionLog>());
+        await log.DisposeAsync();
+        var at = new DateTimeOffset(2026, 11, 20, 1, 2, 3, TimeSpan.Zero); // past: ids rise with the newest time any log has seen
+
+        await log.RecordAsync(new Decision(Decision.KindFunctionCall, "node:1.0-a", "sha", "ops", "function:gate#0", "in", Decision.OutcomeError,
+            "cancelled", 499, 20_000, at) { FunctionId = "gate", GraphId = "admission:1.0-beta", ExecutionId = "e1" });
+
+        logs.Entries.ShouldContain((Microsoft.Extensions.Logging.LogLevel.Error,
+            "decision lost: function_call of node:1.0-a for function gate in graph admission:1.0-beta (execution e1) by ops " +
+            "(error, status 499 cancelled, at 2026-11-20T01:02:03.000Z) arrived after the log closed"));
+    }
+
+    [Fact]
     public async Task A_batch_stores_each_decision_byte_for_byte_in_the_logs_json()
     {
         // The stored text itself, not its parsed value: field order, escaping, the time cut (not rounded) to the

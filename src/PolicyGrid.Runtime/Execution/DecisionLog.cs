@@ -181,7 +181,11 @@ public sealed class DecisionLog : IAsyncDisposable
             catch (ChannelClosedException)
             {
                 Interlocked.Decrement(ref enqueued);
-                logger.LogError("decision for {Policy} by {Caller} arrived after the log closed", decision.PolicyRuleUri, decision.Caller);
+                // Everything that tells the call apart, since this line is all that is left of it: a graph node's late record
+                // named neither its function nor its run.
+                logger.LogError("decision lost: {Kind} of {Policy}{Made} by {Caller} ({Outcome}, status {Status}{ErrorCode}, at {At}) arrived after the log closed",
+                    decision.Kind, decision.PolicyRuleUri, MadeBy(decision), decision.Caller, decision.Outcome, decision.Status,
+                    decision.ErrorCode.Length > 0 ? " " + decision.ErrorCode : "", Timestamps.Format(decision.At));
                 return;
             }
         }
@@ -190,6 +194,12 @@ public sealed class DecisionLog : IAsyncDisposable
         Interlocked.MemoryBarrier();
         if (Volatile.Read(ref writerIdle) != 0) WakeWriter();
     }
+
+    // The function, graph and run a call was made for, as far as its record says.
+    private static string MadeBy(Decision decision) =>
+        (decision.FunctionId.Length > 0 ? $" for function {decision.FunctionId}" : "")
+        + (decision.GraphId.Length > 0 ? $" in graph {decision.GraphId}" : "")
+        + (decision.ExecutionId.Length > 0 ? $" (execution {decision.ExecutionId})" : "");
 
     /// <summary>Decisions written to the store so far by this log.</summary>
     public long Written => Interlocked.Read(ref written);
