@@ -125,8 +125,7 @@ public static class ExecutorsApi
     }
 
     // The first few ids of a list that may be long, and how many more.
-    private static string Listed(IReadOnlyList<string> ids) =>
-        string.Join(", ", ids.Take(5)) + (ids.Count > 5 ? $" and {ids.Count - 5} more" : "");
+    private static string Listed(IReadOnlyList<string> ids) => ShortList.Of(ids, 5);
 
     public static async Task<EnvelopeOk<JsonArray>> Query(JsonBody body, QueryWindow window, [AsParameters] ExecutorServices services, CancellationToken ct)
     {

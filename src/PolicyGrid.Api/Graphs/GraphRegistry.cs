@@ -298,8 +298,7 @@ public sealed class GraphRegistry(
     }
 
     private static string NoFunctionFor(List<string> nodes) =>
-        $"no function is deployed for node{(nodes.Count > 1 ? "s" : "")} {string.Join(", ", nodes.Take(NamedNodes).Select(m => $"'{m}'"))}" +
-        (nodes.Count > NamedNodes ? $" and {nodes.Count - NamedNodes} more" : "");
+        $"no function is deployed for node{(nodes.Count > 1 ? "s" : "")} {ShortList.Of([.. nodes.Select(m => $"'{m}'")], NamedNodes)}";
 
     private GraphRunOptions Options(Graph graph, double? timeout, bool trace)
     {
